@@ -1,0 +1,2 @@
+#![no_std]
+//! Vigil's portable synchronization core: unload gate, client-port slot, event ring (skeleton; filled in by its own issue).

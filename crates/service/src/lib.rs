@@ -1,0 +1,1 @@
+//! Vigil's user-mode service and CLI (skeleton; filled in by its own issue).

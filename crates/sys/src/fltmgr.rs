@@ -1,0 +1,107 @@
+//! Routines exported by `FLTMGR.SYS`, imported through `raw-dylib`, with their IRQL limits.
+
+use crate::basic::{
+    ACCESS_MASK, EX_PUSH_LOCK, LARGE_INTEGER, NTSTATUS, OBJECT_ATTRIBUTES, POOL_TYPE,
+    PSECURITY_DESCRIPTOR, PVOID,
+};
+use crate::flt::{
+    FLT_CALLBACK_DATA, FLT_CONTEXT_TYPE, FLT_FILE_NAME_OPTIONS, FLT_REGISTRATION,
+    FLT_SET_CONTEXT_OPERATION, PFLT_CONNECT_NOTIFY, PFLT_CONTEXT, PFLT_DISCONNECT_NOTIFY,
+    PFLT_FILE_NAME_INFORMATION, PFLT_FILTER, PFLT_INSTANCE, PFLT_MESSAGE_NOTIFY, PFLT_PORT,
+};
+use crate::io::{DRIVER_OBJECT, FILE_OBJECT};
+
+#[link(name = "FLTMGR.SYS", kind = "raw-dylib", modifiers = "+verbatim")]
+unsafe extern "win64" {
+    /// `FltRegisterFilter`: PASSIVE_LEVEL.
+    pub fn FltRegisterFilter(
+        Driver: *mut DRIVER_OBJECT,
+        Registration: *const FLT_REGISTRATION,
+        RetFilter: *mut PFLT_FILTER,
+    ) -> NTSTATUS;
+    /// `FltStartFiltering`: PASSIVE_LEVEL.
+    pub fn FltStartFiltering(Filter: PFLT_FILTER) -> NTSTATUS;
+    /// `FltUnregisterFilter`: PASSIVE_LEVEL. Waits for callbacks in flight and tears instances down.
+    pub fn FltUnregisterFilter(Filter: PFLT_FILTER);
+
+    /// `FltBuildDefaultSecurityDescriptor`: PASSIVE_LEVEL. System and Administrators only.
+    pub fn FltBuildDefaultSecurityDescriptor(
+        SecurityDescriptor: *mut PSECURITY_DESCRIPTOR,
+        DesiredAccess: ACCESS_MASK,
+    ) -> NTSTATUS;
+    /// `FltFreeSecurityDescriptor`: PASSIVE_LEVEL.
+    pub fn FltFreeSecurityDescriptor(SecurityDescriptor: PSECURITY_DESCRIPTOR);
+    /// `FltCreateCommunicationPort`: PASSIVE_LEVEL.
+    pub fn FltCreateCommunicationPort(
+        Filter: PFLT_FILTER,
+        ServerPort: *mut PFLT_PORT,
+        ObjectAttributes: *mut OBJECT_ATTRIBUTES,
+        ServerPortCookie: PVOID,
+        ConnectNotifyCallback: PFLT_CONNECT_NOTIFY,
+        DisconnectNotifyCallback: PFLT_DISCONNECT_NOTIFY,
+        MessageNotifyCallback: PFLT_MESSAGE_NOTIFY,
+        MaxConnections: i32,
+    ) -> NTSTATUS;
+    /// `FltCloseCommunicationPort`: PASSIVE_LEVEL.
+    pub fn FltCloseCommunicationPort(ServerPort: PFLT_PORT);
+    /// `FltCloseClientPort`: PASSIVE_LEVEL. Sets `*ClientPort` to null under FltMgr's port lock.
+    pub fn FltCloseClientPort(Filter: PFLT_FILTER, ClientPort: *mut PFLT_PORT);
+    /// `FltSendMessage`: IRQL <= APC_LEVEL. Returns `STATUS_TIMEOUT` (a success code) when the
+    /// timeout expires, `STATUS_PORT_DISCONNECTED` when the client port is closed.
+    pub fn FltSendMessage(
+        Filter: PFLT_FILTER,
+        ClientPort: *mut PFLT_PORT,
+        SenderBuffer: PVOID,
+        SenderBufferLength: u32,
+        ReplyBuffer: PVOID,
+        ReplyLength: *mut u32,
+        Timeout: *mut LARGE_INTEGER,
+    ) -> NTSTATUS;
+
+    /// `FltGetFileNameInformation`: IRQL <= APC_LEVEL.
+    pub fn FltGetFileNameInformation(
+        CallbackData: *mut FLT_CALLBACK_DATA,
+        NameOptions: FLT_FILE_NAME_OPTIONS,
+        FileNameInformation: *mut PFLT_FILE_NAME_INFORMATION,
+    ) -> NTSTATUS;
+    /// `FltReleaseFileNameInformation`: IRQL <= APC_LEVEL.
+    pub fn FltReleaseFileNameInformation(FileNameInformation: PFLT_FILE_NAME_INFORMATION);
+    /// `FltGetRequestorProcessId`: IRQL <= DISPATCH_LEVEL.
+    pub fn FltGetRequestorProcessId(CallbackData: *mut FLT_CALLBACK_DATA) -> u32;
+
+    /// `FltAllocateContext`: IRQL <= APC_LEVEL.
+    pub fn FltAllocateContext(
+        Filter: PFLT_FILTER,
+        ContextType: FLT_CONTEXT_TYPE,
+        ContextSize: usize,
+        PoolType: POOL_TYPE,
+        ReturnedContext: *mut PFLT_CONTEXT,
+    ) -> NTSTATUS;
+    /// `FltSetStreamHandleContext`: IRQL <= APC_LEVEL.
+    pub fn FltSetStreamHandleContext(
+        Instance: PFLT_INSTANCE,
+        FileObject: *mut FILE_OBJECT,
+        Operation: FLT_SET_CONTEXT_OPERATION,
+        NewContext: PFLT_CONTEXT,
+        OldContext: *mut PFLT_CONTEXT,
+    ) -> NTSTATUS;
+    /// `FltGetStreamHandleContext`: IRQL <= APC_LEVEL.
+    pub fn FltGetStreamHandleContext(
+        Instance: PFLT_INSTANCE,
+        FileObject: *mut FILE_OBJECT,
+        Context: *mut PFLT_CONTEXT,
+    ) -> NTSTATUS;
+    /// `FltReleaseContext`: IRQL <= DISPATCH_LEVEL.
+    pub fn FltReleaseContext(Context: PFLT_CONTEXT);
+
+    /// `FltInitializePushLock`: IRQL <= APC_LEVEL.
+    pub fn FltInitializePushLock(PushLock: *mut EX_PUSH_LOCK);
+    /// `FltDeletePushLock`: IRQL <= APC_LEVEL.
+    pub fn FltDeletePushLock(PushLock: *mut EX_PUSH_LOCK);
+    /// `FltAcquirePushLockExclusive`: IRQL <= APC_LEVEL; enters a critical region itself.
+    pub fn FltAcquirePushLockExclusive(PushLock: *mut EX_PUSH_LOCK);
+    /// `FltAcquirePushLockShared`: IRQL <= APC_LEVEL; enters a critical region itself.
+    pub fn FltAcquirePushLockShared(PushLock: *mut EX_PUSH_LOCK);
+    /// `FltReleasePushLock`: IRQL <= APC_LEVEL; leaves the critical region.
+    pub fn FltReleasePushLock(PushLock: *mut EX_PUSH_LOCK);
+}
