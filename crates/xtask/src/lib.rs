@@ -1,1 +1,121 @@
-//! Vigil's developer tasks: build vigil.sys, run the demo, run every test (skeleton; filled in by its own issue).
+//! Vigil's developer tasks as a library, so that tests build the driver the same way the
+//! `cargo xtask` command does. Runs on the Linux development host.
+//!
+//! * [`build_driver`]: cross-builds the driver package for `x86_64-pc-windows-msvc` and
+//!   produces `vigil.sys` (the linker's `vigil.dll`, renamed, with its PE checksum stamped:
+//!   lld-link does not implement `/RELEASE`, and the kernel loader verifies driver checksums).
+//! * [`pe_checksum`]: the PE image checksum algorithm (what `/RELEASE` and `editbin` compute).
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub mod pe;
+
+pub use pe::{pe_checksum, stamp_pe_checksum};
+
+/// The Windows kernel target the driver is built for.
+pub const DRIVER_TARGET: &str = "x86_64-pc-windows-msvc";
+
+/// The repository root (this crate lives in `crates/xtask`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/xtask has a grandparent")
+        .to_path_buf()
+}
+
+/// One build of the driver: the production image or a test-only broken twin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// A short name, used for the output directory (`target/driver/<name>/vigil.sys`).
+    pub name: String,
+    /// Cargo features of the `vigil` package to enable (twins are features).
+    pub features: Vec<String>,
+}
+
+impl Variant {
+    /// The image users install.
+    pub fn production() -> Self {
+        Self { name: "vigil".into(), features: Vec::new() }
+    }
+
+    /// A broken twin: the driver with the test-only feature `twin-<bug>` enabled.
+    pub fn twin(bug: &str) -> Self {
+        Self { name: format!("twin-{bug}"), features: vec![format!("twin-{bug}")] }
+    }
+}
+
+/// Why a driver build failed.
+#[derive(Debug)]
+pub enum BuildError {
+    /// Cargo could not be started.
+    Spawn(io::Error),
+    /// Cargo ran and failed (its output went to the terminal).
+    Cargo(std::process::ExitStatus),
+    /// The linker output is missing or could not be copied or stamped.
+    Output(PathBuf, io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Spawn(e) => write!(f, "could not run cargo: {e}"),
+            Self::Cargo(status) => write!(f, "cargo build of the driver failed ({status})"),
+            Self::Output(path, e) => write!(f, "driver image {}: {e}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Builds `variant` in release mode and returns the path of its `vigil.sys`.
+///
+/// Each variant has its own target directory, so that concurrent tests building different
+/// twins never overwrite each other's linker output, and a `RUSTFLAGS` meant for the host (such
+/// as `--cfg loom`) never leaks into the kernel image.
+pub fn build_driver(variant: &Variant) -> Result<PathBuf, BuildError> {
+    let root = workspace_root();
+    let out_dir = root.join("target").join("driver").join(&variant.name);
+    let target_dir = out_dir.join("cargo");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&root)
+        .args(["build", "--quiet", "--package", "vigil", "--lib", "--release", "--target", DRIVER_TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR");
+    if !variant.features.is_empty() {
+        command.arg("--features").arg(variant.features.join(","));
+    }
+    let status = command.status().map_err(BuildError::Spawn)?;
+    if !status.success() {
+        return Err(BuildError::Cargo(status));
+    }
+    let built = target_dir.join(DRIVER_TARGET).join("release");
+    let image = out_dir.join("vigil.sys");
+    install_image(&built.join("vigil.dll"), &image).map_err(|e| BuildError::Output(image.clone(), e))?;
+    // The PDB beside the image lets kernel-sim name the function a fault happened in.
+    let pdb = built.join("vigil.pdb");
+    if pdb.exists() {
+        fs::copy(&pdb, out_dir.join("vigil.pdb")).map_err(|e| BuildError::Output(pdb.clone(), e))?;
+    }
+    Ok(image)
+}
+
+/// Copies the linker output to `image` with its checksum stamped, atomically (write a temporary
+/// file, then rename) so that a concurrent reader never sees a half-written image.
+fn install_image(linked: &Path, image: &Path) -> io::Result<()> {
+    let mut bytes = fs::read(linked)?;
+    stamp_pe_checksum(&mut bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let temporary = image.with_extension(format!("sys.{}.tmp", std::process::id()));
+    fs::write(&temporary, &bytes)?;
+    fs::rename(&temporary, image)
+}

@@ -1,0 +1,64 @@
+//! `cargo xtask`: Vigil's developer commands.
+//!
+//! * `cargo xtask build [--twin BUG]`: cross-builds `vigil.sys` and prints its path.
+//! * `cargo xtask imports`: builds `vigil.sys` and prints its size and import table.
+//! * `cargo xtask test`: every test and check, in the order CI runs them (see README).
+
+use std::process::{Command, ExitCode};
+
+use xtask::{Variant, build_driver, workspace_root};
+
+mod stages;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build(&args[1..]),
+        Some("imports") => imports(),
+        Some("test") => stages::run_all(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <build [--twin BUG] | imports | test [--quick]>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build(args: &[String]) -> Result<(), String> {
+    let variant = match args {
+        [] => Variant::production(),
+        [flag, bug] if flag == "--twin" => Variant::twin(bug),
+        _ => return Err("build takes no argument, or --twin BUG".into()),
+    };
+    let image = build_driver(&variant).map_err(|e| e.to_string())?;
+    println!("{}", image.display());
+    Ok(())
+}
+
+fn imports() -> Result<(), String> {
+    let image = build_driver(&Variant::production()).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&image).map_err(|e| format!("{}: {e}", image.display()))?;
+    println!("{} ({} bytes)", image.display(), bytes.len());
+    let output = Command::new("llvm-readobj")
+        .args(["--coff-imports"])
+        .arg(&image)
+        .current_dir(workspace_root())
+        .output()
+        .map_err(|e| format!("llvm-readobj (package llvm): {e}"))?;
+    let listing = String::from_utf8_lossy(&output.stdout);
+    for line in listing.lines() {
+        let line = line.trim();
+        if let Some(module) = line.strip_prefix("Name: ") {
+            println!("{module}");
+        } else if let Some(symbol) = line.strip_prefix("Symbol: ") {
+            println!("    {}", symbol.trim_end_matches(" (0)"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! `cargo xtask test`: the README's test command. Runs every check in sequence, stops at the
+//! first failure, and prints a line per stage with its duration.
+
+use std::process::Command;
+use std::time::Instant;
+
+use xtask::{DRIVER_TARGET, Variant, build_driver, workspace_root};
+
+/// One step of the test run.
+struct Stage {
+    name: &'static str,
+    program: &'static str,
+    args: &'static [&'static str],
+    /// Extra environment, e.g. `RUSTFLAGS` for loom.
+    env: &'static [(&'static str, &'static str)],
+}
+
+/// Crates that compile for the Windows kernel target (the driver and its no_std dependencies).
+const KERNEL_CRATES: &[&str] = &["-p", "vigil", "-p", "vigil-sys"];
+
+fn stages() -> Vec<Stage> {
+    vec![
+        Stage { name: "format", program: "cargo", args: &["fmt", "--all", "--check"], env: &[] },
+        Stage {
+            name: "clippy (host)",
+            program: "cargo",
+            args: &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+            env: &[],
+        },
+        Stage {
+            name: "tests (host, including kernel-sim and PE lint)",
+            program: "cargo",
+            args: &["test", "--workspace", "--locked"],
+            env: &[],
+        },
+    ]
+}
+
+/// Runs every stage; `--quick` skips nothing today but is accepted for local use.
+pub fn run_all(_args: &[String]) -> Result<(), String> {
+    let started = Instant::now();
+    let root = workspace_root();
+    let stage_started = Instant::now();
+    let image = build_driver(&Variant::production()).map_err(|e| e.to_string())?;
+    println!("==> vigil.sys: {} ({:.1}s)", image.display(), stage_started.elapsed().as_secs_f64());
+
+    let kernel_clippy = {
+        let mut args = vec!["clippy", "--lib", "--locked", "--target", DRIVER_TARGET];
+        args.extend_from_slice(KERNEL_CRATES);
+        args.extend_from_slice(&["--", "-D", "warnings"]);
+        args
+    };
+    run("clippy (windows kernel target)", "cargo", &kernel_clippy, &[], &root)?;
+    for stage in stages() {
+        run(stage.name, stage.program, stage.args, stage.env, &root)?;
+    }
+    println!("==> all stages passed in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn run(name: &str, program: &str, args: &[&str], env: &[(&str, &str)], root: &std::path::Path) -> Result<(), String> {
+    println!("==> {name}: {program} {}", args.join(" "));
+    let started = Instant::now();
+    let status = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("{name}: could not run {program}: {e}"))?;
+    if !status.success() {
+        return Err(format!("stage '{name}' failed ({status})"));
+    }
+    println!("==> {name}: ok ({:.1}s)", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! `KEVENT` wrapper: a notification event that can live in a `static` (image memory is
+//! non-paged) and is waited on only with a finite timeout.
+
+use core::cell::UnsafeCell;
+
+use vigil_sys::{
+    Executive, FALSE, KEVENT, KeClearEvent, KeInitializeEvent, KeReadStateEvent, KeSetEvent,
+    KeWaitForSingleObject, KernelMode, NotificationEvent, STATUS_SUCCESS, STATUS_TIMEOUT,
+};
+
+use crate::error::{NtStatus, check};
+use crate::kernel::time::Timeout;
+
+/// How a bounded wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum WaitOutcome {
+    /// The object was signalled.
+    Signalled,
+    /// The timeout expired first (`STATUS_TIMEOUT`, a success code, made a value of its own).
+    TimedOut,
+}
+
+/// A notification event.
+///
+/// # Invariants
+///
+/// Every method but [`KernelEvent::init`] requires that `init` ran first; the driver calls
+/// it before the event is reachable from any other thread.
+pub struct KernelEvent(UnsafeCell<KEVENT>);
+
+// SAFETY: a KEVENT is designed for concurrent use through the Ke routines; the cell is never
+// read or written directly after initialization.
+unsafe impl Sync for KernelEvent {}
+
+impl KernelEvent {
+    /// An all-zero event, to be initialized with [`Self::init`] before use.
+    pub const fn zeroed() -> Self {
+        // SAFETY: KEVENT is plain data; all-zero is a valid bit pattern for the bytes.
+        Self(UnsafeCell::new(unsafe { core::mem::zeroed() }))
+    }
+
+    /// Initializes the event, not signalled. Any IRQL; before any other use.
+    pub fn init(&self) {
+        // SAFETY: the KEVENT is in non-paged memory (image or pool) and not yet shared.
+        unsafe { KeInitializeEvent(self.0.get(), NotificationEvent, FALSE) };
+    }
+
+    /// Signals the event. IRQL <= DISPATCH_LEVEL.
+    pub fn set(&self) {
+        // SAFETY: initialized (invariant); Wait = FALSE is valid at <= DISPATCH_LEVEL.
+        unsafe { KeSetEvent(self.0.get(), 0, FALSE) };
+    }
+
+    /// Clears the event. IRQL <= DISPATCH_LEVEL.
+    pub fn clear(&self) {
+        // SAFETY: initialized (invariant).
+        unsafe { KeClearEvent(self.0.get()) };
+    }
+
+    /// Whether the event is signalled. IRQL <= DISPATCH_LEVEL.
+    pub fn is_set(&self) -> bool {
+        // SAFETY: initialized (invariant).
+        unsafe { KeReadStateEvent(self.0.get()) != 0 }
+    }
+
+    /// Waits until the event is signalled or `timeout` expires. IRQL <= APC_LEVEL.
+    pub fn wait(&self, timeout: Timeout) -> Result<WaitOutcome, NtStatus> {
+        let mut interval = timeout.as_large_integer();
+        // SAFETY: initialized (invariant); `interval` is a valid relative timeout that outlives
+        // the call; kernel mode, not alertable.
+        let status = unsafe {
+            KeWaitForSingleObject(self.0.get().cast(), Executive, KernelMode, FALSE, &raw mut interval)
+        };
+        match check(status)? {
+            STATUS_SUCCESS => Ok(WaitOutcome::Signalled),
+            STATUS_TIMEOUT => Ok(WaitOutcome::TimedOut),
+            _ => Err(NtStatus::UNSUCCESSFUL),
+        }
+    }
+}
