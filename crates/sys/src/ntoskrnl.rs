@@ -130,6 +130,16 @@ unsafe extern "win64" {
     /// `memcmp`.
     pub fn memcmp(a: *const core::ffi::c_void, b: *const core::ffi::c_void, count: usize) -> i32;
 
+    /// `__C_specific_handler`: the language handler named by the unwind data of C functions with
+    /// `__try/__except` (the SEH user-copy helper). Never called directly; the exception
+    /// dispatcher calls it.
+    pub fn __C_specific_handler(
+        ExceptionRecord: PVOID,
+        EstablisherFrame: PVOID,
+        ContextRecord: PVOID,
+        DispatcherContext: PVOID,
+    ) -> i32;
+
     /// `PsThreadType`: the thread object type, for `ObReferenceObjectByHandle`.
     pub static PsThreadType: *mut POBJECT_TYPE;
     /// `MmUserProbeAddress`: the first address above the user-mode range.
