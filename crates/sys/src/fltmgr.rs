@@ -1,7 +1,7 @@
 //! Routines exported by `FLTMGR.SYS`, imported through `raw-dylib`, with their IRQL limits.
 
 use crate::basic::{
-    ACCESS_MASK, EX_PUSH_LOCK, LARGE_INTEGER, NTSTATUS, OBJECT_ATTRIBUTES, POOL_TYPE,
+    ACCESS_MASK, EX_PUSH_LOCK, HANDLE, LARGE_INTEGER, NTSTATUS, OBJECT_ATTRIBUTES, POOL_TYPE,
     PSECURITY_DESCRIPTOR, PVOID,
 };
 use crate::flt::{
@@ -63,6 +63,17 @@ unsafe extern "win64" {
         CallbackData: *mut FLT_CALLBACK_DATA,
         NameOptions: FLT_FILE_NAME_OPTIONS,
         FileNameInformation: *mut PFLT_FILE_NAME_INFORMATION,
+    ) -> NTSTATUS;
+    /// `FltGetDestinationFileNameInformation`: IRQL PASSIVE_LEVEL. The name a rename or hard
+    /// link *targets*, built from the `FILE_RENAME_INFORMATION`/`FILE_LINK_INFORMATION` buffer.
+    pub fn FltGetDestinationFileNameInformation(
+        Instance: PFLT_INSTANCE,
+        FileObject: *mut FILE_OBJECT,
+        RootDirectory: HANDLE,
+        FileName: *mut u16,
+        FileNameLength: u32,
+        NameOptions: FLT_FILE_NAME_OPTIONS,
+        RetFileNameInformation: *mut PFLT_FILE_NAME_INFORMATION,
     ) -> NTSTATUS;
     /// `FltReleaseFileNameInformation`: IRQL <= APC_LEVEL.
     pub fn FltReleaseFileNameInformation(FileNameInformation: PFLT_FILE_NAME_INFORMATION);
