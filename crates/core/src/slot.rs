@@ -1,0 +1,414 @@
+//! The client-port slot: the one copy of the client `PFLT_PORT` (RULES.md rule 5).
+//!
+//! `FltSendMessage` and `FltCloseClientPort` synchronize with each other only when both are given
+//! the address of the same variable. The slot owns that variable and hands its address to the
+//! routines the driver passes, under its own lock discipline on top of `FltMgr`'s:
+//! - sends hold the lock shared while their routine runs; close holds it exclusively, so no send
+//!   ever uses a port being closed, and close returns only after the sends in flight have finished;
+//! - every send is given a finite [`Timeout`] (rule 7), so close never waits without bound;
+//! - a close in progress (a counter raised before close waits for the lock) makes new sends refuse
+//!   at once instead of queueing behind it;
+//! - each send ends in exactly one [`SendOutcome`], counted in [`PortStats`]; `TimedOut` (NT's
+//!   `STATUS_TIMEOUT`, a success code) is never `Sent`.
+//!
+//! IRQL: `PASSIVE_LEVEL` or `APC_LEVEL` (the push lock; `FltSendMessage` that waits), all methods.
+
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, UnsafeCell};
+use crate::twin::{Guard, keeps};
+use crate::{Platform, RawPassiveLock, Timeout};
+use core::ffi::c_void;
+use core::marker::PhantomPinned;
+
+/// An opaque client port handle (`PFLT_PORT`). The core never dereferences it.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortHandle(*mut c_void);
+
+impl PortHandle {
+    /// No port.
+    pub const NULL: PortHandle = PortHandle(core::ptr::null_mut());
+
+    /// Wraps a raw `PFLT_PORT`.
+    pub const fn from_raw(raw: *mut c_void) -> PortHandle {
+        PortHandle(raw)
+    }
+
+    /// The raw `PFLT_PORT`.
+    pub const fn as_raw(self) -> *mut c_void {
+        self.0
+    }
+
+    /// Whether this is [`PortHandle::NULL`].
+    pub fn is_null(self) -> bool {
+        self.0.is_null()
+    }
+}
+
+// SAFETY: a port handle is an opaque kernel object pointer, valid in any thread; this crate never
+// dereferences it.
+unsafe impl Send for PortHandle {}
+// SAFETY: as above; sharing the value shares nothing else.
+unsafe impl Sync for PortHandle {}
+
+/// How one send ended. Exactly one per call of [`ClientPortSlot::send`], and each is counted.
+///
+/// The driver's send routine maps `FltSendMessage`'s status: `STATUS_SUCCESS` to `Sent`,
+/// `STATUS_TIMEOUT` (a success code: test it explicitly) to `TimedOut`,
+/// `STATUS_PORT_DISCONNECTED` to `Disconnected`, anything else to `Failed`.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Delivered (and, for a request, replied to).
+    Sent,
+    /// The timeout expired: not delivered, or no reply in time.
+    TimedOut,
+    /// The client went away during the send.
+    Disconnected,
+    /// No client was connected, or a close had begun: the routine was not called.
+    NoClient,
+    /// The routine failed for another reason (for example, no memory).
+    Failed,
+}
+
+/// Why [`ClientPortSlot::connect`] refused a port. The connect-notify callback then fails the
+/// connection (`FltMgr` closes the refused port itself).
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectError {
+    /// A client is connected already: one connection at a time (rule 18).
+    Occupied,
+    /// The slot was retired for unload.
+    Retired,
+    /// The handle is null.
+    NullPort,
+}
+
+/// What [`ClientPortSlot::close`] did.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// The port was closed through the close routine.
+    Closed,
+    /// No port was connected; the routine was not called.
+    NotConnected,
+}
+
+/// Send counters. `attempts() == sent + timed_out + disconnected + no_client + failed`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Sends that ended [`SendOutcome::Sent`].
+    pub sent: u64,
+    /// Sends that ended [`SendOutcome::TimedOut`].
+    pub timed_out: u64,
+    /// Sends that ended [`SendOutcome::Disconnected`].
+    pub disconnected: u64,
+    /// Sends that ended [`SendOutcome::NoClient`].
+    pub no_client: u64,
+    /// Sends that ended [`SendOutcome::Failed`].
+    pub failed: u64,
+}
+
+impl PortStats {
+    /// Every send counted.
+    pub fn attempts(&self) -> u64 {
+        self.sent + self.timed_out + self.disconnected + self.no_client + self.failed
+    }
+}
+
+/// The port and whether the slot is retired; read under the lock shared, written under it
+/// exclusively.
+#[derive(Debug)]
+struct SlotState {
+    port: PortHandle,
+    retired: bool,
+}
+
+/// The client-port slot. Build it in place with [`ClientPortSlot::init_in_place`] (driver) or
+/// `ClientPortSlot::new_boxed` (user mode); it never moves afterwards, so the address given to the
+/// routines is the same for the slot's whole life.
+///
+/// # Invariants
+/// - `state` is read only while `lock` is held (shared or exclusive) and written only while it is
+///   held exclusively. The routines see `state.port` only through the pointer the slot hands them,
+///   under the same rule (send routines read, close routines may write).
+/// - `closers` counts `close`/`retire` calls in progress; sends refuse while it is non-zero.
+pub struct ClientPortSlot<P: Platform> {
+    lock: P::PassiveLock,
+    state: UnsafeCell<SlotState>,
+    closers: AtomicUsize,
+    sent: AtomicU64,
+    timed_out: AtomicU64,
+    disconnected: AtomicU64,
+    no_client: AtomicU64,
+    failed: AtomicU64,
+    _pinned: PhantomPinned,
+}
+
+impl<P: Platform> core::fmt::Debug for ClientPortSlot<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClientPortSlot")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: `state` is accessed only under `lock` (invariant), whose contract gives exclusion and
+// ordering between threads; the other fields are atomics or `Sync` platform objects.
+unsafe impl<P: Platform> Sync for ClientPortSlot<P> {}
+// SAFETY: nothing in the slot is bound to a thread; the port handle is `Send`.
+unsafe impl<P: Platform> Send for ClientPortSlot<P> {}
+
+impl<P: Platform> ClientPortSlot<P> {
+    /// Initializes an empty slot at `slot`.
+    ///
+    /// # Safety
+    /// `slot` is valid for writes and aligned for `Self`. The slot is never moved afterwards and is
+    /// dropped in place (or its memory freed) only when no reference to it remains.
+    pub unsafe fn init_in_place(slot: *mut Self) {
+        // SAFETY: the caller gives a writable slot that will not move; the field is inside it.
+        unsafe { P::PassiveLock::init(field_of!(slot.lock)) };
+        let state = UnsafeCell::new(SlotState {
+            port: PortHandle::NULL,
+            retired: false,
+        });
+        // SAFETY: as above.
+        unsafe { core::ptr::write(field_of!(slot.state), state) };
+        // SAFETY: as above.
+        unsafe { core::ptr::write(field_of!(slot.closers), AtomicUsize::new(0)) };
+        // SAFETY: as above (each counter is a field of the slot).
+        unsafe { core::ptr::write(field_of!(slot.sent), AtomicU64::new(0)) };
+        // SAFETY: as above.
+        unsafe { core::ptr::write(field_of!(slot.timed_out), AtomicU64::new(0)) };
+        // SAFETY: as above.
+        unsafe { core::ptr::write(field_of!(slot.disconnected), AtomicU64::new(0)) };
+        // SAFETY: as above.
+        unsafe { core::ptr::write(field_of!(slot.no_client), AtomicU64::new(0)) };
+        // SAFETY: as above.
+        unsafe { core::ptr::write(field_of!(slot.failed), AtomicU64::new(0)) };
+    }
+
+    /// An empty slot in a pinned box (user mode).
+    #[cfg(any(feature = "std", loom))]
+    pub fn new_boxed() -> core::pin::Pin<std::boxed::Box<Self>> {
+        let init = |slot| {
+            // SAFETY: `boxed_in_place` passes a fresh, aligned, writable heap slot that it pins.
+            unsafe { Self::init_in_place(slot) }
+        };
+        // SAFETY: `init` initializes the whole slot.
+        unsafe { crate::boxed_in_place(init) }
+    }
+
+    /// Stores the client port of a new connection (connect-notify callback).
+    ///
+    /// # Errors
+    /// [`ConnectError`]: a client is connected already, the slot is retired, or `port` is null.
+    pub fn connect(&self, port: PortHandle) -> Result<(), ConnectError> {
+        if port.is_null() {
+            return Err(ConnectError::NullPort);
+        }
+        let _exclusive = self.lock.lock_exclusive();
+        self.state.with_mut(|state| {
+            // SAFETY: the lock is held exclusively (invariant), so no other access to `state` exists.
+            let state = unsafe { &mut *state };
+            if state.retired {
+                Err(ConnectError::Retired)
+            } else if !state.port.is_null() {
+                Err(ConnectError::Occupied)
+            } else {
+                state.port = port;
+                Ok(())
+            }
+        })
+    }
+
+    /// Sends through the client port: calls `routine` with the address of the slot's one port
+    /// variable and `timeout`, unless no client is connected or a close has begun. The routine is
+    /// the driver's `FltSendMessage` call; it must only read through the pointer, and must wait at
+    /// most `timeout` (that bound is what bounds `close`).
+    pub fn send<F>(&self, timeout: Timeout, routine: F) -> SendOutcome
+    where
+        F: FnOnce(*mut PortHandle, Timeout) -> SendOutcome,
+    {
+        let outcome = self.send_inner(timeout, routine);
+        let counter = match outcome {
+            SendOutcome::Sent => &self.sent,
+            SendOutcome::TimedOut => &self.timed_out,
+            SendOutcome::Disconnected => &self.disconnected,
+            SendOutcome::NoClient => &self.no_client,
+            SendOutcome::Failed => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    fn send_inner<F>(&self, timeout: Timeout, routine: F) -> SendOutcome
+    where
+        F: FnOnce(*mut PortHandle, Timeout) -> SendOutcome,
+    {
+        if self.closers.load(Ordering::Acquire) != 0 {
+            return SendOutcome::NoClient;
+        }
+        let _shared = keeps::<P>(Guard::SlotSendShared).then(|| self.lock.lock_shared());
+        // Re-checked under the lock: a close that began while this send waited for it.
+        if self.closers.load(Ordering::Acquire) != 0 {
+            return SendOutcome::NoClient;
+        }
+        self.state.with(|state| {
+            // SAFETY: the lock is held shared (invariant): only reads of `state` can happen now. The
+            // routine, too, only reads through the pointer (its contract).
+            let port = unsafe { &raw const (*state).port };
+            // SAFETY: as above; `port` points into the live slot.
+            if unsafe { *port }.is_null() {
+                return SendOutcome::NoClient;
+            }
+            routine(port.cast_mut(), timeout)
+        })
+    }
+
+    /// Closes the client port (disconnect-notify callback): new sends refuse from now on, sends in
+    /// flight finish (each within its timeout), then `routine` is called with the address of the
+    /// slot's port variable (the driver's `FltCloseClientPort`, which sets it to null). The slot
+    /// sets it to null afterwards in any case; a new client may then connect.
+    pub fn close<F: FnOnce(*mut PortHandle)>(&self, routine: F) -> CloseOutcome {
+        self.close_inner(routine, false)
+    }
+
+    /// [`ClientPortSlot::close`], and refuse every later connection (unload, after the server port
+    /// is closed).
+    pub fn retire<F: FnOnce(*mut PortHandle)>(&self, routine: F) -> CloseOutcome {
+        self.close_inner(routine, true)
+    }
+
+    fn close_inner<F: FnOnce(*mut PortHandle)>(&self, routine: F, retire: bool) -> CloseOutcome {
+        self.closers.fetch_add(1, Ordering::AcqRel);
+        let exclusive = keeps::<P>(Guard::SlotCloseExclusive).then(|| self.lock.lock_exclusive());
+        let outcome = self.state.with_mut(|state| {
+            // SAFETY: the lock is held exclusively (invariant): no other access to `state` exists.
+            let state = unsafe { &mut *state };
+            state.retired |= retire;
+            if state.port.is_null() {
+                return CloseOutcome::NotConnected;
+            }
+            routine(&raw mut state.port);
+            state.port = PortHandle::NULL;
+            CloseOutcome::Closed
+        });
+        drop(exclusive);
+        self.closers.fetch_sub(1, Ordering::AcqRel);
+        outcome
+    }
+
+    /// Whether a client is connected now (it may change at once).
+    pub fn is_connected(&self) -> bool {
+        let _shared = self.lock.lock_shared();
+        self.state.with(|state| {
+            // SAFETY: the lock is held shared: only reads of `state` can happen now.
+            !unsafe { &*state }.port.is_null()
+        })
+    }
+
+    /// The send counters (each exact; read one after another, so a snapshot during sends may be off
+    /// by the sends that end meanwhile).
+    pub fn stats(&self) -> PortStats {
+        PortStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            timed_out: self.timed_out.load(Ordering::Relaxed),
+            disconnected: self.disconnected.load(Ordering::Relaxed),
+            no_client: self.no_client.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{ClientPortSlot, CloseOutcome, ConnectError, PortHandle, PortStats, SendOutcome};
+    use crate::{StdPlatform, Timeout};
+    use core::ffi::c_void;
+
+    const T: Timeout = Timeout::from_millis(100).unwrap();
+
+    fn handle(n: usize) -> PortHandle {
+        PortHandle::from_raw(core::ptr::without_provenance_mut::<c_void>(n))
+    }
+
+    #[test]
+    fn one_connection_at_a_time_and_reconnect_after_close() {
+        let slot = ClientPortSlot::<StdPlatform>::new_boxed();
+        assert!(!slot.is_connected());
+        assert_eq!(slot.connect(PortHandle::NULL), Err(ConnectError::NullPort));
+        assert_eq!(slot.connect(handle(8)), Ok(()));
+        assert!(slot.is_connected());
+        assert_eq!(slot.connect(handle(16)), Err(ConnectError::Occupied));
+        let mut closed = None;
+        assert_eq!(
+            slot.close(|p| {
+                // SAFETY: the slot hands its live port variable to the close routine.
+                closed = Some(unsafe { *p });
+            }),
+            CloseOutcome::Closed
+        );
+        assert_eq!(
+            closed,
+            Some(handle(8)),
+            "close routine sees the stored port"
+        );
+        assert_eq!(
+            slot.close(|_| panic!("nothing to close")),
+            CloseOutcome::NotConnected
+        );
+        assert_eq!(slot.connect(handle(16)), Ok(()));
+        assert_eq!(slot.retire(|_| {}), CloseOutcome::Closed);
+        assert_eq!(slot.connect(handle(24)), Err(ConnectError::Retired));
+        assert_eq!(
+            slot.retire(|_| panic!("nothing to close")),
+            CloseOutcome::NotConnected
+        );
+    }
+
+    #[test]
+    fn sends_get_the_slot_address_and_the_timeout_and_are_counted() {
+        let slot = ClientPortSlot::<StdPlatform>::new_boxed();
+        assert_eq!(
+            slot.send(T, |_, _| panic!("no client")),
+            SendOutcome::NoClient
+        );
+        slot.connect(handle(8)).unwrap();
+        let mut seen = None;
+        let outcome = slot.send(T, |p, t| {
+            // SAFETY: the slot hands its live port variable to the send routine.
+            seen = Some((p, unsafe { *p }, t));
+            SendOutcome::Sent
+        });
+        assert_eq!(outcome, SendOutcome::Sent);
+        let (first_address, port, timeout) = seen.unwrap();
+        assert_eq!((port, timeout), (handle(8), T));
+        for outcome in [
+            SendOutcome::TimedOut,
+            SendOutcome::Disconnected,
+            SendOutcome::Failed,
+            SendOutcome::TimedOut,
+        ] {
+            let returned = slot.send(T, |p, _| {
+                assert_eq!(p, first_address, "always the one variable");
+                outcome
+            });
+            assert_eq!(returned, outcome);
+        }
+        let mut close_address = None;
+        let _ = slot.close(|p| close_address = Some(p));
+        assert_eq!(close_address, Some(first_address));
+        let stats = slot.stats();
+        assert_eq!(
+            stats,
+            PortStats {
+                sent: 1,
+                timed_out: 2,
+                disconnected: 1,
+                no_client: 1,
+                failed: 1
+            }
+        );
+        assert_eq!(stats.attempts(), 6);
+    }
+}
