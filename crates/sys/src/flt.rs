@@ -327,11 +327,15 @@ pub struct FLT_PARAMETERS_CREATE {
     pub SecurityContext: *mut IO_SECURITY_CONTEXT,
     /// Create options in the low 24 bits, create disposition in the high 8.
     pub Options: u32,
-    /// File attributes (`POINTER_ALIGNMENT` in C).
+    /// Padding: `FileAttributes` is `POINTER_ALIGNMENT` (`DECLSPEC_ALIGN(8)` on x64) in C.
+    pub PointerAlignment1: u32,
+    /// File attributes (offset 0x10).
     pub FileAttributes: u16,
     /// Share access.
     pub ShareAccess: u16,
-    /// EA length (`POINTER_ALIGNMENT` in C).
+    /// Padding: `EaLength` is `POINTER_ALIGNMENT` in C.
+    pub PointerAlignment2: u32,
+    /// EA length (offset 0x18).
     pub EaLength: u32,
     /// EA buffer.
     pub EaBuffer: PVOID,
@@ -345,7 +349,9 @@ pub struct FLT_PARAMETERS_CREATE {
 pub struct FLT_PARAMETERS_WRITE {
     /// Bytes to write.
     pub Length: u32,
-    /// Key (`POINTER_ALIGNMENT` in C).
+    /// Padding: `Key` is `POINTER_ALIGNMENT` (`DECLSPEC_ALIGN(8)` on x64) in C.
+    pub PointerAlignment1: u32,
+    /// Key (offset 8).
     pub Key: u32,
     /// Offset in the file.
     pub ByteOffset: LARGE_INTEGER,
@@ -361,7 +367,9 @@ pub struct FLT_PARAMETERS_WRITE {
 pub struct FLT_PARAMETERS_SET_FILE_INFORMATION {
     /// Length of `InfoBuffer`.
     pub Length: u32,
-    /// `FILE_INFORMATION_CLASS` (`POINTER_ALIGNMENT` in C).
+    /// Padding: `FileInformationClass` is `POINTER_ALIGNMENT` (`DECLSPEC_ALIGN(8)` on x64) in C.
+    pub PointerAlignment1: u32,
+    /// `FILE_INFORMATION_CLASS` (offset 8).
     pub FileInformationClass: FILE_INFORMATION_CLASS,
     /// Parent of the target for rename and link.
     pub ParentOfTarget: *mut FILE_OBJECT,
