@@ -84,10 +84,15 @@ impl<'a> Message<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::BufferTooSmall`](crate::Error::BufferTooSmall).
+    /// [`Error::BufferTooSmall`](crate::Error::BufferTooSmall); nothing is written then.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         match self {
             Self::EventBatch(batch) => {
+                // Re-encoding a checked batch gives exactly its length: refuse a short buffer
+                // before writing any record, as every other encoder does.
+                if out.len() < batch.as_bytes().len() {
+                    return Err(crate::Error::BufferTooSmall);
+                }
                 let mut writer = BatchWriter::new(out)?;
                 for record in batch.records() {
                     writer.push(&record.repr())?;

@@ -141,7 +141,7 @@ pub fn sample_messages() -> Vec<(&'static str, MessageKind, Vec<u8>)> {
 pub fn sample_records() -> Vec<(&'static str, Vec<u8>)> {
     let path = wide(r"\Device\HarddiskVolume3\Temp\a.txt");
     let target = wide(r"\Device\HarddiskVolume3\Temp\b.txt");
-    let odd = wide(r"\Device\HarddiskVolume3\Temp\abc"); // 8-byte padding needed
+    let odd = wide(r"\Device\HarddiskVolume3\Temp\ab"); // 62 bytes: needs padding
     let surrogate = vec![0xD800u16, u16::from(b'a')];
     let long = vec![u16::from(b'y'); MAX_PATH_UNITS + 1];
     let mut flagged = event(EventKind::Delete, 3, &path, &[]);
