@@ -6,9 +6,8 @@
 //! which every encoder sets to `VERSION_MINOR`), with every byte written by the encoder.
 
 use vigil_protocol::{
-    EventBatch, EventRecord, GetStats, Header, Hello, HelloReply, MAX_MESSAGE_SIZE, Message,
-    Ping, Pong, SetConfig, SetConfigReply, StatsReply, VERSION_MINOR, VerdictReply,
-    VerdictRequest,
+    EventBatch, EventRecord, GetStats, Header, Hello, HelloReply, MAX_MESSAGE_SIZE, Message, Ping,
+    Pong, SetConfig, SetConfigReply, StatsReply, VERSION_MINOR, VerdictReply, VerdictRequest,
 };
 
 /// Byte that an encoder must overwrite: an output buffer is filled with it first.
@@ -28,16 +27,23 @@ fn assert_reencoded(input: &[u8], encoded: &[u8], n: usize, is_message: bool) {
     if is_message {
         assert_eq!(&b[MINOR_AT..MINOR_AT + 2], &VERSION_MINOR.to_le_bytes());
         assert_eq!(a[..MINOR_AT], b[..MINOR_AT], "re-encoded header differs");
-        assert_eq!(a[MINOR_AT + 2..], b[MINOR_AT + 2..], "re-encoded bytes differ");
+        assert_eq!(
+            a[MINOR_AT + 2..],
+            b[MINOR_AT + 2..],
+            "re-encoded bytes differ"
+        );
     } else {
         assert_eq!(a, b, "re-encoded bytes differ");
     }
-    assert!(encoded[n..].iter().all(|&x| x == POISON), "encoder wrote past its length");
+    assert!(
+        encoded[n..].iter().all(|&x| x == POISON),
+        "encoder wrote past its length"
+    );
 }
 
 fn touch_record(record: &EventRecord<'_>) {
     let r = record.repr();
-    assert_eq!(r.path.len_bytes() + r.target.len_bytes() + 96 <= record.record_len(), true);
+    assert!(r.path.len_bytes() + r.target.len_bytes() + 96 <= record.record_len());
     assert_eq!(record.record_len() % 8, 0);
     assert_eq!(r.encoded_len(), record.record_len());
     let _ = r.path.chars().count() + r.target.chars().count();
@@ -52,7 +58,9 @@ pub fn check_message(data: &[u8]) {
     let header = Header::parse(data).expect("parse accepted the message, so its header");
     assert_eq!(header.kind, message.kind());
     let mut out = poisoned();
-    let n = message.emit(&mut out).expect("a decoded message re-encodes");
+    let n = message
+        .emit(&mut out)
+        .expect("a decoded message re-encodes");
     assert_eq!(n, header.total_length);
     assert_reencoded(data, &out, n, true);
 }
@@ -67,7 +75,9 @@ pub fn check_event_batch(data: &[u8]) {
     let mut seen = 0;
     for record in batch.records() {
         touch_record(&record);
-        writer.push(&record.repr()).expect("a decoded record fits again");
+        writer
+            .push(&record.repr())
+            .expect("a decoded record fits again");
         seen += 1;
     }
     assert_eq!(seen, batch.record_count());
@@ -78,7 +88,9 @@ pub fn check_event_batch(data: &[u8]) {
     let mut copy = poisoned();
     let mut writer = vigil_protocol::BatchWriter::new(&mut copy).expect("room for a batch");
     for record in batch.records() {
-        writer.push_record(record).expect("a decoded record fits again");
+        writer
+            .push_record(record)
+            .expect("a decoded record fits again");
     }
     let m = writer.finish().expect("a decoded batch re-encodes");
     assert_eq!(&out[..n], &copy[..m]);
@@ -125,7 +137,9 @@ pub fn check_set_config(data: &[u8]) {
         let _ = prefix.chars().count();
     }
     let mut out = poisoned();
-    let n = config.emit(&mut out).expect("a decoded configuration re-encodes");
+    let n = config
+        .emit(&mut out)
+        .expect("a decoded configuration re-encodes");
     assert_eq!(n, config.encoded_len());
     assert_reencoded(data, &out, n, true);
 }

@@ -122,7 +122,9 @@ impl<'a> EventBatch<'a> {
         if record_count > records_len / EVENT_FIXED_LEN {
             return Err(Error::CountTooLarge);
         }
-        let head = out.get_mut(..BATCH_HEADER_LEN).ok_or(Error::BufferTooSmall)?;
+        let head = out
+            .get_mut(..BATCH_HEADER_LEN)
+            .ok_or(Error::BufferTooSmall)?;
         write_header(
             head,
             MessageKind::EventBatch,
@@ -130,7 +132,11 @@ impl<'a> EventBatch<'a> {
             first_sequence,
         );
         // Bounded by MAX_BATCH_RECORDS above, so it fits a u32.
-        put_u32(head, field::RECORD_COUNT, u32::try_from(record_count).unwrap_or(u32::MAX));
+        put_u32(
+            head,
+            field::RECORD_COUNT,
+            u32::try_from(record_count).unwrap_or(u32::MAX),
+        );
         put_u32(head, field::RESERVED, 0);
         Ok(BATCH_HEADER_LEN)
     }
@@ -251,7 +257,10 @@ impl<'a> BatchWriter<'a> {
             .len
             .checked_add(bytes.len())
             .ok_or(Error::BufferTooSmall)?;
-        let dst = self.out.get_mut(self.len..end).ok_or(Error::BufferTooSmall)?;
+        let dst = self
+            .out
+            .get_mut(self.len..end)
+            .ok_or(Error::BufferTooSmall)?;
         dst.copy_from_slice(bytes);
         self.record_pushed(record.sequence(), bytes.len());
         Ok(())

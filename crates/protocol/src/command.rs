@@ -107,8 +107,16 @@ impl HelloReply {
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let msg = start_message(out, MessageKind::HelloReply, Self::LEN, 0)?;
         put_i32(msg, hello_reply_field::STATUS, self.status);
-        put_u32(msg, hello_reply_field::MAX_MESSAGE_SIZE, self.max_message_size);
-        put_u32(msg, hello_reply_field::RING_CAPACITY_BYTES, self.ring_capacity_bytes);
+        put_u32(
+            msg,
+            hello_reply_field::MAX_MESSAGE_SIZE,
+            self.max_message_size,
+        );
+        put_u32(
+            msg,
+            hello_reply_field::RING_CAPACITY_BYTES,
+            self.ring_capacity_bytes,
+        );
         Ok(Self::LEN)
     }
 }

@@ -271,8 +271,8 @@ impl<'a> SetConfig<'a> {
         if buf.len() < SET_CONFIG_FIXED_LEN {
             return Err(Error::BadLength);
         }
-        let default_verdict = Verdict::from_u32(u32_at(buf, field::DEFAULT_VERDICT))
-            .ok_or(Error::UnknownVerdict)?;
+        let default_verdict =
+            Verdict::from_u32(u32_at(buf, field::DEFAULT_VERDICT)).ok_or(Error::UnknownVerdict)?;
         if u32_at(buf, field::FLAGS) & !CONFIG_FLAGS_DEFINED != 0 {
             return Err(Error::UnknownFlags);
         }
@@ -359,8 +359,7 @@ impl<'a> SetConfig<'a> {
             verdict_timeout_ms: u32_at(self.buf, field::VERDICT_TIMEOUT_MS),
             send_timeout_ms: u32_at(self.buf, field::SEND_TIMEOUT_MS),
             default_verdict: self.default_verdict,
-            attach_network_volumes: u32_at(self.buf, field::FLAGS)
-                & CONFIG_ATTACH_NETWORK_VOLUMES
+            attach_network_volumes: u32_at(self.buf, field::FLAGS) & CONFIG_ATTACH_NETWORK_VOLUMES
                 != 0,
             protected_prefixes,
         }

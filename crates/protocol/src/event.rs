@@ -9,8 +9,8 @@
 use core::ops::{BitOr, BitOrAssign};
 
 use crate::bytes::{
-    bytes16_at, i32_at, put_bytes16, put_i32, put_len, put_u16, put_u32, put_u64, u16_at,
-    u32_at, u64_at, usize_at,
+    bytes16_at, i32_at, put_bytes16, put_i32, put_len, put_u16, put_u32, put_u64, u16_at, u32_at,
+    u64_at, usize_at,
 };
 use crate::error::{Error, Result};
 use crate::paths::{PathLayout, PathLens, clamp_path, clamped_bytes};

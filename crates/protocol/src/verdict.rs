@@ -300,4 +300,3 @@ impl VerdictReply {
         Ok(Self::LEN)
     }
 }
-

@@ -46,7 +46,12 @@ fn seeds_are_committed_and_decode() {
         let path = corpus_dir().join(target).join(&name);
         let committed = fs::read(&path)
             .unwrap_or_else(|e| panic!("{}: {e} (run write_seed_corpus)", path.display()));
-        assert_eq!(committed, bytes, "{} is stale (run write_seed_corpus)", path.display());
+        assert_eq!(
+            committed,
+            bytes,
+            "{} is stale (run write_seed_corpus)",
+            path.display()
+        );
         let decoded = if target == "event_record" {
             vigil_protocol::EventRecord::new_checked(&bytes).map(|_| ())
         } else {

@@ -5,6 +5,11 @@
 //! lengths, wrong version, magic and kind, non-zero reserved fields and padding, bad counts. Also
 //! the encoders' refusals and the configuration ranges.
 
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "test lengths are far below u32::MAX; casting them to wire fields is the point"
+)]
+
 mod common;
 
 use vigil_protocol::{
@@ -63,8 +68,16 @@ fn decode_as(kind: MessageKind, b: &[u8]) -> Result<(), Error> {
 /// Both the dispatching and the typed decoder give `expected`.
 #[track_caller]
 fn assert_refused(kind: MessageKind, b: &[u8], expected: Error) {
-    assert_eq!(Message::parse(b).map(drop), Err(expected), "Message::parse of {kind:?}");
-    assert_eq!(decode_as(kind, b), Err(expected), "typed decoder of {kind:?}");
+    assert_eq!(
+        Message::parse(b).map(drop),
+        Err(expected),
+        "Message::parse of {kind:?}"
+    );
+    assert_eq!(
+        decode_as(kind, b),
+        Err(expected),
+        "typed decoder of {kind:?}"
+    );
 }
 
 // ---- the header, for every kind -------------------------------------------------------------
@@ -74,8 +87,16 @@ fn every_message_truncated_at_every_byte_is_truncated() {
     for (name, kind, bytes) in common::sample_messages() {
         for cut in 0..bytes.len() {
             let b = &bytes[..cut];
-            assert_eq!(Message::parse(b).map(drop), Err(Error::Truncated), "{name} cut at {cut}");
-            assert_eq!(decode_as(kind, b), Err(Error::Truncated), "{name} cut at {cut}");
+            assert_eq!(
+                Message::parse(b).map(drop),
+                Err(Error::Truncated),
+                "{name} cut at {cut}"
+            );
+            assert_eq!(
+                decode_as(kind, b),
+                Err(Error::Truncated),
+                "{name} cut at {cut}"
+            );
         }
         assert_eq!(decode_as(kind, &bytes), Ok(()), "{name} whole");
     }
@@ -85,8 +106,16 @@ fn every_message_truncated_at_every_byte_is_truncated() {
 fn every_record_truncated_at_every_byte_is_refused() {
     for (name, bytes) in common::sample_records() {
         for cut in 0..bytes.len() {
-            let expected = if cut < EVENT_FIXED_LEN { Error::Truncated } else { Error::LengthPastEnd };
-            assert_eq!(EventRecord::new_checked(&bytes[..cut]).map(drop), Err(expected), "{name} cut at {cut}");
+            let expected = if cut < EVENT_FIXED_LEN {
+                Error::Truncated
+            } else {
+                Error::LengthPastEnd
+            };
+            assert_eq!(
+                EventRecord::new_checked(&bytes[..cut]).map(drop),
+                Err(expected),
+                "{name} cut at {cut}"
+            );
         }
         assert!(EventRecord::new_checked(&bytes).is_ok());
     }
@@ -121,7 +150,13 @@ fn other_minor_versions_are_accepted() {
     for (_, kind, mut b) in common::sample_messages() {
         set_u16(&mut b, 6, 0xBEEF);
         assert_eq!(decode_as(kind, &b), Ok(()));
-        assert_eq!(Header::parse(&b).unwrap().version, Version { major: VERSION_MAJOR, minor: 0xBEEF });
+        assert_eq!(
+            Header::parse(&b).unwrap().version,
+            Version {
+                major: VERSION_MAJOR,
+                minor: 0xBEEF
+            }
+        );
     }
 }
 
@@ -135,7 +170,11 @@ fn unknown_kinds() {
         }
         let mut b = b.clone();
         set_u16(&mut b, 8, value);
-        assert_eq!(Header::parse(&b), Err(Error::UnknownKind), "kind {value:#x}");
+        assert_eq!(
+            Header::parse(&b),
+            Err(Error::UnknownKind),
+            "kind {value:#x}"
+        );
         assert_refused(MessageKind::Ping, &b, Error::UnknownKind);
     }
 }
@@ -145,7 +184,11 @@ fn every_typed_decoder_refuses_every_other_kind() {
     for (name, kind, b) in common::sample_messages() {
         for other in MessageKind::ALL {
             if other != kind {
-                assert_eq!(decode_as(other, &b), Err(Error::WrongKind), "{name} as {other:?}");
+                assert_eq!(
+                    decode_as(other, &b),
+                    Err(Error::WrongKind),
+                    "{name} as {other:?}"
+                );
             }
         }
     }
@@ -187,7 +230,11 @@ fn total_length_past_the_end_at_its_maximum_and_below_the_header() {
         for (total, expected) in cases {
             let mut b = b.clone();
             set_u32(&mut b, 12, total as u32);
-            assert_eq!(Message::parse(&b).map(drop), Err(expected), "{name} total {total}");
+            assert_eq!(
+                Message::parse(&b).map(drop),
+                Err(expected),
+                "{name} total {total}"
+            );
             assert_eq!(decode_as(kind, &b), Err(expected), "{name} total {total}");
         }
     }
@@ -196,11 +243,23 @@ fn total_length_past_the_end_at_its_maximum_and_below_the_header() {
 #[test]
 fn fixed_size_messages_of_any_other_length_are_bad_length() {
     for (name, kind, b) in common::sample_messages() {
-        if matches!(kind, MessageKind::EventBatch | MessageKind::VerdictRequest | MessageKind::SetConfig) {
+        if matches!(
+            kind,
+            MessageKind::EventBatch | MessageKind::VerdictRequest | MessageKind::SetConfig
+        ) {
             continue;
         }
-        for total in [HEADER_LEN, b.len() - 8, b.len() - 1, b.len() + 1, b.len() + 8] {
-            if total == b.len() || (kind == MessageKind::GetStats && total == HEADER_LEN) || total < HEADER_LEN {
+        for total in [
+            HEADER_LEN,
+            b.len() - 8,
+            b.len() - 1,
+            b.len() + 1,
+            b.len() + 8,
+        ] {
+            if total == b.len()
+                || (kind == MessageKind::GetStats && total == HEADER_LEN)
+                || total < HEADER_LEN
+            {
                 continue;
             }
             let mut longer = b.clone();
@@ -216,8 +275,16 @@ fn fixed_size_messages_of_any_other_length_are_bad_length() {
 fn variable_messages_shorter_than_their_fixed_part_are_bad_length() {
     for (name, kind, fixed) in [
         ("batch-1", MessageKind::EventBatch, BATCH_HEADER_LEN),
-        ("verdict-request-rename", MessageKind::VerdictRequest, vigil_protocol::VERDICT_REQUEST_FIXED_LEN),
-        ("set-config-2", MessageKind::SetConfig, vigil_protocol::SET_CONFIG_FIXED_LEN),
+        (
+            "verdict-request-rename",
+            MessageKind::VerdictRequest,
+            vigil_protocol::VERDICT_REQUEST_FIXED_LEN,
+        ),
+        (
+            "set-config-2",
+            MessageKind::SetConfig,
+            vigil_protocol::SET_CONFIG_FIXED_LEN,
+        ),
     ] {
         for total in HEADER_LEN..fixed {
             let mut b = sample(name);
@@ -288,7 +355,12 @@ fn record_kind_and_reserved() {
 
 /// Breaks the string (offset, length) pair at `off_at`/`len_at` of a container `b` in every way,
 /// with `check` the container's decoder.
-fn break_string_fields(b: &[u8], off_at: usize, len_at: usize, check: impl Fn(&[u8]) -> Result<(), Error>) {
+fn break_string_fields(
+    b: &[u8],
+    off_at: usize,
+    len_at: usize,
+    check: impl Fn(&[u8]) -> Result<(), Error>,
+) {
     let container = b.len();
     let off = get_u32(b, off_at) as usize;
     let len = get_u32(b, len_at) as usize;
@@ -312,7 +384,10 @@ fn break_string_fields(b: &[u8], off_at: usize, len_at: usize, check: impl Fn(&[
     if container > off {
         cases.push((len_at, 1, Error::OddUtf16Length));
     }
-    assert!(cases.len() > 8, "the sample string must allow an odd-length case");
+    assert!(
+        cases.len() > 8,
+        "the sample string must allow an odd-length case"
+    );
     for (at, value, expected) in cases {
         let mut b = b.to_vec();
         set_u32(&mut b, at, value);
@@ -335,7 +410,8 @@ fn record_path_and_target_fields() {
 #[test]
 fn record_padding_must_be_zero() {
     let b = record_sample("record-padding");
-    let used = EVENT_FIXED_LEN + get_u32(&b, R_PATH_LEN) as usize + get_u32(&b, R_TARGET_LEN) as usize;
+    let used =
+        EVENT_FIXED_LEN + get_u32(&b, R_PATH_LEN) as usize + get_u32(&b, R_TARGET_LEN) as usize;
     assert!(used < b.len(), "the sample has padding");
     for at in used..b.len() {
         let mut b = b.clone();
@@ -370,7 +446,11 @@ fn paths_over_the_maximum_are_refused() {
     set_u32(&mut b, R_PATH_LEN, path_len as u32);
     set_u32(&mut b, R_TARGET_OFF, (EVENT_FIXED_LEN + path_len) as u32);
     b[EVENT_FIXED_LEN + path_len..].fill(0);
-    set_u32(&mut b, R_LEN, ((EVENT_FIXED_LEN + path_len + 7) & !7) as u32);
+    set_u32(
+        &mut b,
+        R_LEN,
+        ((EVENT_FIXED_LEN + path_len + 7) & !7) as u32,
+    );
     b.truncate((EVENT_FIXED_LEN + path_len + 7) & !7);
     assert!(EventRecord::new_checked(&b).is_ok());
 }
@@ -390,7 +470,10 @@ fn batch_count_field() {
         (2, Error::CountMismatch),
         (4, Error::CountMismatch),
         ((records_len / EVENT_FIXED_LEN) as u32, Error::CountMismatch),
-        ((records_len / EVENT_FIXED_LEN + 1) as u32, Error::CountTooLarge),
+        (
+            (records_len / EVENT_FIXED_LEN + 1) as u32,
+            Error::CountTooLarge,
+        ),
         (MAX_BATCH_RECORDS as u32 + 1, Error::CountTooLarge),
         (u32::MAX, Error::CountTooLarge),
     ] {
@@ -453,11 +536,19 @@ fn batch_record_errors_are_reported_as_the_records() {
             (R_LEN, u32::MAX, Error::Misaligned),
             (R_LEN, (rec_len + 4) as u32, Error::Misaligned),
             (R_LEN, 0, Error::BadLength),
-            (R_KIND, u32::from(u16::MAX) | (get_u32(&b, at + R_KIND) & 0xFFFF_0000), Error::UnknownEventKind),
+            (
+                R_KIND,
+                u32::from(u16::MAX) | (get_u32(&b, at + R_KIND) & 0xFFFF_0000),
+                Error::UnknownEventKind,
+            ),
             (R_PATH_LEN, u32::MAX, Error::LengthPastEnd),
             (R_PATH_OFF, u32::MAX, Error::LengthPastEnd),
             (R_TARGET_LEN, (b.len() - at) as u32, Error::LengthPastEnd),
-            (R_PATH_LEN, get_u32(&b, at + R_PATH_LEN) + 1, Error::OddUtf16Length),
+            (
+                R_PATH_LEN,
+                get_u32(&b, at + R_PATH_LEN) + 1,
+                Error::OddUtf16Length,
+            ),
         ];
         for (field, value, expected) in cases {
             let mut m = b.clone();
@@ -475,16 +566,40 @@ fn batch_record_errors_are_reported_as_the_records() {
 #[test]
 fn batch_encoder_refusals() {
     let mut out = [0xAAu8; BATCH_HEADER_LEN];
-    assert_eq!(EventBatch::emit_header(&mut out, 1, 0, 96), Err(Error::EmptyBatch));
-    assert_eq!(EventBatch::emit_header(&mut out, 1, 1, 100), Err(Error::Misaligned));
-    assert_eq!(EventBatch::emit_header(&mut out, 1, 1, MAX_MESSAGE_SIZE), Err(Error::MessageTooLarge));
-    assert_eq!(EventBatch::emit_header(&mut out, 1, 2, 96), Err(Error::CountTooLarge));
-    assert_eq!(EventBatch::emit_header(&mut out[..31], 1, 1, 96), Err(Error::BufferTooSmall));
-    assert!(out.iter().all(|&b| b == 0xAA), "a refused encoder writes nothing");
-    assert_eq!(EventBatch::emit_header(&mut out, 1, 1, 96), Ok(BATCH_HEADER_LEN));
+    assert_eq!(
+        EventBatch::emit_header(&mut out, 1, 0, 96),
+        Err(Error::EmptyBatch)
+    );
+    assert_eq!(
+        EventBatch::emit_header(&mut out, 1, 1, 100),
+        Err(Error::Misaligned)
+    );
+    assert_eq!(
+        EventBatch::emit_header(&mut out, 1, 1, MAX_MESSAGE_SIZE),
+        Err(Error::MessageTooLarge)
+    );
+    assert_eq!(
+        EventBatch::emit_header(&mut out, 1, 2, 96),
+        Err(Error::CountTooLarge)
+    );
+    assert_eq!(
+        EventBatch::emit_header(&mut out[..31], 1, 1, 96),
+        Err(Error::BufferTooSmall)
+    );
+    assert!(
+        out.iter().all(|&b| b == 0xAA),
+        "a refused encoder writes nothing"
+    );
+    assert_eq!(
+        EventBatch::emit_header(&mut out, 1, 1, 96),
+        Ok(BATCH_HEADER_LEN)
+    );
 
     let mut small = [0u8; BATCH_HEADER_LEN + EVENT_FIXED_LEN - 1];
-    assert_eq!(BatchWriter::new(&mut small).map(drop), Err(Error::BufferTooSmall));
+    assert_eq!(
+        BatchWriter::new(&mut small).map(drop),
+        Err(Error::BufferTooSmall)
+    );
     let mut buf = vec![0u8; 4096];
     let writer = BatchWriter::new(&mut buf).unwrap();
     assert!(writer.is_empty());
@@ -504,7 +619,10 @@ fn batch_encoder_refusals() {
     assert_eq!(writer.push_record(record), Err(Error::BufferTooSmall));
     assert_eq!((writer.len(), writer.record_count()), (len, 2));
     let n = writer.finish().unwrap();
-    assert_eq!(EventBatch::new_checked(&buf[..n]).unwrap().record_count(), 2);
+    assert_eq!(
+        EventBatch::new_checked(&buf[..n]).unwrap().record_count(),
+        2
+    );
 }
 
 // ---- verdicts -------------------------------------------------------------------------------------
@@ -560,11 +678,23 @@ fn reply_reserved_fields() {
 
 #[test]
 fn reply_kinds() {
-    assert_eq!(MessageKind::Hello.reply_kind(), Some(MessageKind::HelloReply));
-    assert_eq!(MessageKind::GetStats.reply_kind(), Some(MessageKind::StatsReply));
-    assert_eq!(MessageKind::SetConfig.reply_kind(), Some(MessageKind::SetConfigReply));
+    assert_eq!(
+        MessageKind::Hello.reply_kind(),
+        Some(MessageKind::HelloReply)
+    );
+    assert_eq!(
+        MessageKind::GetStats.reply_kind(),
+        Some(MessageKind::StatsReply)
+    );
+    assert_eq!(
+        MessageKind::SetConfig.reply_kind(),
+        Some(MessageKind::SetConfigReply)
+    );
     assert_eq!(MessageKind::Ping.reply_kind(), Some(MessageKind::Pong));
-    assert_eq!(MessageKind::VerdictRequest.reply_kind(), Some(MessageKind::VerdictReply));
+    assert_eq!(
+        MessageKind::VerdictRequest.reply_kind(),
+        Some(MessageKind::VerdictReply)
+    );
     assert_eq!(MessageKind::EventBatch.reply_kind(), None);
     for k in MessageKind::ALL {
         assert_eq!(MessageKind::from_u16(k.to_u16()), Some(k));
@@ -626,7 +756,10 @@ fn set_config_fields() {
 fn set_config_prefix_over_the_maximum() {
     let long = vec![0x41u16; MAX_PREFIX_UNITS + 1];
     let prefixes = [Utf16Str::from_units(&long)];
-    let config = Config { protected_prefixes: PrefixList::from_slice(&prefixes).unwrap(), ..Config::DEFAULT };
+    let config = Config {
+        protected_prefixes: PrefixList::from_slice(&prefixes).unwrap(),
+        ..Config::DEFAULT
+    };
     let mut out = vec![0xAAu8; MAX_MESSAGE_SIZE];
     assert_eq!(config.emit(&mut out), Err(Error::PathTooLong));
     assert!(out.iter().all(|&b| b == 0xAA));
@@ -634,7 +767,10 @@ fn set_config_prefix_over_the_maximum() {
     // Hand-made: a message with the maximum prefix, then lengthened by one unit.
     let max = vec![0x41u16; MAX_PREFIX_UNITS];
     let prefixes = [Utf16Str::from_units(&max)];
-    let config = Config { protected_prefixes: PrefixList::from_slice(&prefixes).unwrap(), ..Config::DEFAULT };
+    let config = Config {
+        protected_prefixes: PrefixList::from_slice(&prefixes).unwrap(),
+        ..Config::DEFAULT
+    };
     let mut b = common::encode(|o| config.emit(o));
     assert!(SetConfig::new_checked(&b).is_ok());
     b.extend_from_slice(&[0x41, 0, 0, 0, 0, 0, 0, 0]);
@@ -648,7 +784,10 @@ fn set_config_prefix_over_the_maximum() {
 fn prefix_list_is_bounded() {
     let p = common::wide("x");
     let many = vec![Utf16Str::from_units(&p); MAX_PROTECTED_PREFIXES + 1];
-    assert_eq!(PrefixList::from_slice(&many).map(drop), Err(Error::CountTooLarge));
+    assert_eq!(
+        PrefixList::from_slice(&many).map(drop),
+        Err(Error::CountTooLarge)
+    );
     let mut list = PrefixList::from_slice(&many[..MAX_PROTECTED_PREFIXES]).unwrap();
     assert_eq!(list.push(many[0]), Err(Error::CountTooLarge));
     assert_eq!(list.len(), MAX_PROTECTED_PREFIXES);
@@ -661,27 +800,106 @@ fn config_ranges() {
     let d = Config::DEFAULT;
     let max_batch = MAX_BATCH_RECORDS as u32;
     for (config, expected) in [
-        (Config { batch_size: 0, ..d }, Err(Error::ConfigOutOfRange(ConfigField::BatchSize))),
+        (
+            Config { batch_size: 0, ..d },
+            Err(Error::ConfigOutOfRange(ConfigField::BatchSize)),
+        ),
         (Config { batch_size: 1, ..d }, Ok(())),
-        (Config { batch_size: max_batch, ..d }, Ok(())),
-        (Config { batch_size: max_batch + 1, ..d }, Err(Error::ConfigOutOfRange(ConfigField::BatchSize))),
-        (Config { verdict_timeout_ms: 9, ..d }, Err(Error::ConfigOutOfRange(ConfigField::VerdictTimeout))),
-        (Config { verdict_timeout_ms: 10, ..d }, Ok(())),
-        (Config { verdict_timeout_ms: 10_000, ..d }, Ok(())),
-        (Config { verdict_timeout_ms: 10_001, ..d }, Err(Error::ConfigOutOfRange(ConfigField::VerdictTimeout))),
-        (Config { send_timeout_ms: 9, ..d }, Err(Error::ConfigOutOfRange(ConfigField::SendTimeout))),
-        (Config { send_timeout_ms: 10, ..d }, Ok(())),
-        (Config { send_timeout_ms: 60_000, ..d }, Ok(())),
-        (Config { send_timeout_ms: 60_001, ..d }, Err(Error::ConfigOutOfRange(ConfigField::SendTimeout))),
-        (Config { send_timeout_ms: u32::MAX, ..d }, Err(Error::ConfigOutOfRange(ConfigField::SendTimeout))),
+        (
+            Config {
+                batch_size: max_batch,
+                ..d
+            },
+            Ok(()),
+        ),
+        (
+            Config {
+                batch_size: max_batch + 1,
+                ..d
+            },
+            Err(Error::ConfigOutOfRange(ConfigField::BatchSize)),
+        ),
+        (
+            Config {
+                verdict_timeout_ms: 9,
+                ..d
+            },
+            Err(Error::ConfigOutOfRange(ConfigField::VerdictTimeout)),
+        ),
+        (
+            Config {
+                verdict_timeout_ms: 10,
+                ..d
+            },
+            Ok(()),
+        ),
+        (
+            Config {
+                verdict_timeout_ms: 10_000,
+                ..d
+            },
+            Ok(()),
+        ),
+        (
+            Config {
+                verdict_timeout_ms: 10_001,
+                ..d
+            },
+            Err(Error::ConfigOutOfRange(ConfigField::VerdictTimeout)),
+        ),
+        (
+            Config {
+                send_timeout_ms: 9,
+                ..d
+            },
+            Err(Error::ConfigOutOfRange(ConfigField::SendTimeout)),
+        ),
+        (
+            Config {
+                send_timeout_ms: 10,
+                ..d
+            },
+            Ok(()),
+        ),
+        (
+            Config {
+                send_timeout_ms: 60_000,
+                ..d
+            },
+            Ok(()),
+        ),
+        (
+            Config {
+                send_timeout_ms: 60_001,
+                ..d
+            },
+            Err(Error::ConfigOutOfRange(ConfigField::SendTimeout)),
+        ),
+        (
+            Config {
+                send_timeout_ms: u32::MAX,
+                ..d
+            },
+            Err(Error::ConfigOutOfRange(ConfigField::SendTimeout)),
+        ),
     ] {
         assert_eq!(ok(config), expected, "{config:?}");
     }
     let empty = [Utf16Str::EMPTY];
-    let c = Config { protected_prefixes: PrefixList::from_slice(&empty).unwrap(), ..d };
-    assert_eq!(c.validate(), Err(Error::ConfigOutOfRange(ConfigField::ProtectedPrefix)));
+    let c = Config {
+        protected_prefixes: PrefixList::from_slice(&empty).unwrap(),
+        ..d
+    };
+    assert_eq!(
+        c.validate(),
+        Err(Error::ConfigOutOfRange(ConfigField::ProtectedPrefix))
+    );
     // Out-of-range values still encode and decode (so the driver's refusal can be tested).
-    let bad = Config { batch_size: 0, verdict_timeout_ms: u32::MAX, ..d };
+    let bad = Config {
+        batch_size: 0,
+        verdict_timeout_ms: u32::MAX,
+        ..d
+    };
     let b = common::encode(|o| bad.emit(o));
     assert_eq!(SetConfig::new_checked(&b).unwrap().config(), bad);
 }
@@ -694,27 +912,53 @@ fn every_encoder_refuses_a_short_buffer_and_writes_nothing() {
         let message = Message::parse(&bytes).unwrap();
         for len in 0..bytes.len() {
             let mut out = vec![0xAAu8; len];
-            assert_eq!(message.emit(&mut out), Err(Error::BufferTooSmall), "{name} into {len}");
-            assert!(out.iter().all(|&b| b == 0xAA), "{name}: refused encoder wrote");
+            assert_eq!(
+                message.emit(&mut out),
+                Err(Error::BufferTooSmall),
+                "{name} into {len}"
+            );
+            assert!(
+                out.iter().all(|&b| b == 0xAA),
+                "{name}: refused encoder wrote"
+            );
         }
     }
     for (name, bytes) in common::sample_records() {
         let repr = EventRecord::new_checked(&bytes).unwrap().repr();
         for len in 0..bytes.len() {
             let mut out = vec![0xAAu8; len];
-            assert_eq!(EventRecord::emit(&repr, &mut out), Err(Error::BufferTooSmall), "{name}");
-            assert!(out.iter().all(|&b| b == 0xAA), "{name}: refused encoder wrote");
+            assert_eq!(
+                EventRecord::emit(&repr, &mut out),
+                Err(Error::BufferTooSmall),
+                "{name}"
+            );
+            assert!(
+                out.iter().all(|&b| b == 0xAA),
+                "{name}: refused encoder wrote"
+            );
         }
     }
     let mut short = [0u8; EVENT_FIXED_LEN - 1];
-    assert_eq!(EventRecord::set_sequence(&mut short, 1), Err(Error::BufferTooSmall));
+    assert_eq!(
+        EventRecord::set_sequence(&mut short, 1),
+        Err(Error::BufferTooSmall)
+    );
 }
 
 #[test]
 fn odd_utf16_byte_strings_are_refused() {
-    assert_eq!(Utf16Str::from_le_bytes(&[0x41]).map(|_| ()), Err(Error::OddUtf16Length));
-    assert_eq!(Utf16Str::from_le_bytes(&[0x41, 0, 0x42]).map(|_| ()), Err(Error::OddUtf16Length));
-    assert_eq!(Utf16Str::from_le_bytes(&[0x41, 0]).unwrap().to_string(), "A");
+    assert_eq!(
+        Utf16Str::from_le_bytes(&[0x41]).map(|_| ()),
+        Err(Error::OddUtf16Length)
+    );
+    assert_eq!(
+        Utf16Str::from_le_bytes(&[0x41, 0, 0x42]).map(|_| ()),
+        Err(Error::OddUtf16Length)
+    );
+    assert_eq!(
+        Utf16Str::from_le_bytes(&[0x41, 0]).unwrap().to_string(),
+        "A"
+    );
 }
 
 #[test]
@@ -755,7 +999,10 @@ fn every_error_has_its_own_message() {
 #[test]
 fn constants() {
     let expected: Vec<u16> = vigil_protocol::PORT_NAME.encode_utf16().collect();
-    assert_eq!(vigil_protocol::PORT_NAME_UTF16.as_slice(), expected.as_slice());
+    assert_eq!(
+        vigil_protocol::PORT_NAME_UTF16.as_slice(),
+        expected.as_slice()
+    );
     assert_eq!(vigil_protocol::PORT_NAME, "\\VigilPort");
     assert_eq!(&vigil_protocol::MAGIC.to_le_bytes(), b"VGIL");
     assert_eq!(&sample("ping")[..4], b"VGIL");
@@ -765,5 +1012,8 @@ fn constants() {
     assert!(vigil_protocol::SEND_TIMEOUT_MS_RANGE.contains(&d.send_timeout_ms));
     assert_eq!(d.default_verdict, Verdict::Allow, "fail-open by default");
     assert!(!d.attach_network_volumes);
-    assert_eq!(vigil_protocol::MAX_EVENT_LEN, EVENT_FIXED_LEN + 2 * MAX_PATH_BYTES);
+    assert_eq!(
+        vigil_protocol::MAX_EVENT_LEN,
+        EVENT_FIXED_LEN + 2 * MAX_PATH_BYTES
+    );
 }

@@ -33,7 +33,10 @@ fn check_message(bytes: &[u8], kind: MessageKind) {
     // Trailing bytes after the declared length are ignored.
     let mut longer = bytes.to_vec();
     longer.extend_from_slice(&[0xEE; 16]);
-    assert_eq!(encode_all_bytes(|o| Message::parse(&longer).unwrap().emit(o)), bytes);
+    assert_eq!(
+        encode_all_bytes(|o| Message::parse(&longer).unwrap().emit(o)),
+        bytes
+    );
 }
 
 fn units(max: usize) -> impl Strategy<Value = Vec<u16>> {
@@ -293,7 +296,10 @@ fn get_stats_round_trips() {
 fn every_sample_message_round_trips() {
     let samples = common::sample_messages();
     for kind in MessageKind::ALL {
-        assert!(samples.iter().any(|(_, k, _)| *k == kind), "no sample of {kind:?}");
+        assert!(
+            samples.iter().any(|(_, k, _)| *k == kind),
+            "no sample of {kind:?}"
+        );
     }
     for (name, kind, bytes) in samples {
         let message = Message::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -304,15 +310,25 @@ fn every_sample_message_round_trips() {
 
 #[test]
 fn long_paths_are_cut_and_flagged() {
-    let long: Vec<u16> = (0..MAX_PATH_UNITS as u32 + 100).map(|i| (i % 26) as u16 + 0x61).collect();
+    let long: Vec<u16> = (0..MAX_PATH_UNITS + 100)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz"[i % 26].into())
+        .collect();
     let short = common::wide("short");
     let repr = common::event(EventKind::Rename, 1, &long, &short);
     let bytes = common::encode_event(&repr);
-    assert_eq!(bytes.len(), EventRecord::encoded_len(long.len(), short.len()));
+    assert_eq!(
+        bytes.len(),
+        EventRecord::encoded_len(long.len(), short.len())
+    );
     let record = EventRecord::new_checked(&bytes).unwrap();
     assert!(record.flags().contains(EventFlags::PATH_TRUNCATED));
     assert!(!record.flags().contains(EventFlags::TARGET_TRUNCATED));
-    assert!(record.path().units().eq(long[..MAX_PATH_UNITS].iter().copied()));
+    assert!(
+        record
+            .path()
+            .units()
+            .eq(long[..MAX_PATH_UNITS].iter().copied())
+    );
     assert_eq!(record.target(), Utf16Str::from_units(&short));
 
     let repr = common::event(EventKind::Rename, 1, &short, &long);
@@ -331,9 +347,15 @@ fn long_paths_are_cut_and_flagged() {
     };
     let bytes = encode_all_bytes(|o| request.emit(o));
     let view = VerdictRequest::new_checked(&bytes).unwrap();
-    assert_eq!(view.flags(), EventFlags::PATH_TRUNCATED | EventFlags::TARGET_TRUNCATED);
+    assert_eq!(
+        view.flags(),
+        EventFlags::PATH_TRUNCATED | EventFlags::TARGET_TRUNCATED
+    );
     assert_eq!(view.path().len_units(), MAX_PATH_UNITS);
-    assert_eq!(bytes.len(), VerdictRequestRepr::encoded_len_for(long.len(), long.len()));
+    assert_eq!(
+        bytes.len(),
+        VerdictRequestRepr::encoded_len_for(long.len(), long.len())
+    );
 }
 
 #[test]
@@ -344,7 +366,10 @@ fn a_batch_fills_to_the_maximum_message_size_and_no_further() {
     let mut writer = BatchWriter::new(&mut out).unwrap();
     let mut pushed = 0u64;
     loop {
-        let r = EventRepr { sequence: pushed, ..repr };
+        let r = EventRepr {
+            sequence: pushed,
+            ..repr
+        };
         match writer.push(&r) {
             Ok(()) => pushed += 1,
             Err(e) => {
@@ -368,5 +393,8 @@ fn minimal_records_fill_a_batch_exactly_to_max_batch_records() {
     while writer.push(&repr).is_ok() {}
     assert_eq!(writer.record_count(), vigil_protocol::MAX_BATCH_RECORDS);
     let n = writer.finish().unwrap();
-    assert_eq!(EventBatch::new_checked(&out[..n]).unwrap().record_count(), vigil_protocol::MAX_BATCH_RECORDS);
+    assert_eq!(
+        EventBatch::new_checked(&out[..n]).unwrap().record_count(),
+        vigil_protocol::MAX_BATCH_RECORDS
+    );
 }

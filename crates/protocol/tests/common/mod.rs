@@ -16,7 +16,12 @@ pub fn wide(s: &str) -> Vec<u16> {
 }
 
 /// A typical event with the given paths.
-pub fn event<'a>(kind: EventKind, sequence: u64, path: &'a [u16], target: &'a [u16]) -> EventRepr<'a> {
+pub fn event<'a>(
+    kind: EventKind,
+    sequence: u64,
+    path: &'a [u16],
+    target: &'a [u16],
+) -> EventRepr<'a> {
     EventRepr {
         kind,
         flags: EventFlags::NONE,
@@ -70,9 +75,17 @@ pub fn sample_messages() -> Vec<(&'static str, MessageKind, Vec<u8>)> {
     let long = vec![u16::from(b'x'); MAX_PATH_UNITS + 10];
     let prefix_a = wide(r"\Device\HarddiskVolume3\Protected");
     let prefix_b = wide(r"\Device\HarddiskVolume3\Windows\System32\drivers");
-    let prefixes = [Utf16Str::from_units(&prefix_a), Utf16Str::from_units(&prefix_b)];
-    let full_prefixes: Vec<Vec<u16>> = (0..16).map(|i| wide(&format!(r"\Device\HarddiskVolume{i}\P"))).collect();
-    let full: Vec<Utf16Str<'_>> = full_prefixes.iter().map(|p| Utf16Str::from_units(p)).collect();
+    let prefixes = [
+        Utf16Str::from_units(&prefix_a),
+        Utf16Str::from_units(&prefix_b),
+    ];
+    let full_prefixes: Vec<Vec<u16>> = (0..16)
+        .map(|i| wide(&format!(r"\Device\HarddiskVolume{i}\P")))
+        .collect();
+    let full: Vec<Utf16Str<'_>> = full_prefixes
+        .iter()
+        .map(|p| Utf16Str::from_units(p))
+        .collect();
     let config = Config {
         protected_prefixes: PrefixList::from_slice(&prefixes).unwrap(),
         ..Config::DEFAULT
@@ -100,7 +113,11 @@ pub fn sample_messages() -> Vec<(&'static str, MessageKind, Vec<u8>)> {
     };
     let stats = Stats::from_array(core::array::from_fn(|i| (i as u64 + 1) * 1000));
     vec![
-        ("batch-1", MessageKind::EventBatch, encode_batch(&[event(EventKind::Open, 1, &path, &[])])),
+        (
+            "batch-1",
+            MessageKind::EventBatch,
+            encode_batch(&[event(EventKind::Open, 1, &path, &[])]),
+        ),
         (
             "batch-3",
             MessageKind::EventBatch,
@@ -110,30 +127,100 @@ pub fn sample_messages() -> Vec<(&'static str, MessageKind, Vec<u8>)> {
                 event(EventKind::CloseModified, 12, &path, &[]),
             ]),
         ),
-        ("batch-long-path", MessageKind::EventBatch, encode_batch(&[event(EventKind::HardLink, 5, &long, &long)])),
-        ("verdict-request-rename", MessageKind::VerdictRequest, encode(|o| request.emit(o))),
-        ("verdict-request-create", MessageKind::VerdictRequest, encode(|o| request_create.emit(o))),
+        (
+            "batch-long-path",
+            MessageKind::EventBatch,
+            encode_batch(&[event(EventKind::HardLink, 5, &long, &long)]),
+        ),
+        (
+            "verdict-request-rename",
+            MessageKind::VerdictRequest,
+            encode(|o| request.emit(o)),
+        ),
+        (
+            "verdict-request-create",
+            MessageKind::VerdictRequest,
+            encode(|o| request_create.emit(o)),
+        ),
         (
             "verdict-reply",
             MessageKind::VerdictReply,
-            encode(|o| VerdictReply { request_id: 99, verdict: Verdict::Deny, reason: 7 }.emit(o)),
+            encode(|o| {
+                VerdictReply {
+                    request_id: 99,
+                    verdict: Verdict::Deny,
+                    reason: 7,
+                }
+                .emit(o)
+            }),
         ),
-        ("hello", MessageKind::Hello, encode(|o| Hello { client_process_id: 1234 }.emit(o))),
+        (
+            "hello",
+            MessageKind::Hello,
+            encode(|o| {
+                Hello {
+                    client_process_id: 1234,
+                }
+                .emit(o)
+            }),
+        ),
         (
             "hello-reply",
             MessageKind::HelloReply,
             encode(|o| {
-                HelloReply { status: 0, max_message_size: 65536, ring_capacity_bytes: 1 << 20 }.emit(o)
+                HelloReply {
+                    status: 0,
+                    max_message_size: 65536,
+                    ring_capacity_bytes: 1 << 20,
+                }
+                .emit(o)
             }),
         ),
-        ("get-stats", MessageKind::GetStats, encode(|o| GetStats.emit(o))),
-        ("stats-reply", MessageKind::StatsReply, encode(|o| StatsReply { stats }.emit(o))),
-        ("set-config-default", MessageKind::SetConfig, encode(|o| Config::DEFAULT.emit(o))),
-        ("set-config-2", MessageKind::SetConfig, encode(|o| config.emit(o))),
-        ("set-config-16", MessageKind::SetConfig, encode(|o| config_full.emit(o))),
-        ("set-config-reply", MessageKind::SetConfigReply, encode(|o| SetConfigReply { status: -1_073_741_811 }.emit(o))),
-        ("ping", MessageKind::Ping, encode(|o| Ping { nonce: 0xDEAD_BEEF }.emit(o))),
-        ("pong", MessageKind::Pong, encode(|o| Pong { nonce: 0xDEAD_BEEF }.emit(o))),
+        (
+            "get-stats",
+            MessageKind::GetStats,
+            encode(|o| GetStats.emit(o)),
+        ),
+        (
+            "stats-reply",
+            MessageKind::StatsReply,
+            encode(|o| StatsReply { stats }.emit(o)),
+        ),
+        (
+            "set-config-default",
+            MessageKind::SetConfig,
+            encode(|o| Config::DEFAULT.emit(o)),
+        ),
+        (
+            "set-config-2",
+            MessageKind::SetConfig,
+            encode(|o| config.emit(o)),
+        ),
+        (
+            "set-config-16",
+            MessageKind::SetConfig,
+            encode(|o| config_full.emit(o)),
+        ),
+        (
+            "set-config-reply",
+            MessageKind::SetConfigReply,
+            encode(|o| {
+                SetConfigReply {
+                    status: -1_073_741_811,
+                }
+                .emit(o)
+            }),
+        ),
+        (
+            "ping",
+            MessageKind::Ping,
+            encode(|o| Ping { nonce: 0xDEAD_BEEF }.emit(o)),
+        ),
+        (
+            "pong",
+            MessageKind::Pong,
+            encode(|o| Pong { nonce: 0xDEAD_BEEF }.emit(o)),
+        ),
     ]
 }
 
@@ -148,13 +235,31 @@ pub fn sample_records() -> Vec<(&'static str, Vec<u8>)> {
     flagged.flags = EventFlags::DELETE_ON_CLOSE | EventFlags::NAME_NOT_NORMALIZED;
     flagged.status = -1_073_741_790;
     vec![
-        ("record-open", encode_event(&event(EventKind::Open, 1, &path, &[]))),
-        ("record-rename", encode_event(&event(EventKind::Rename, 2, &path, &target))),
+        (
+            "record-open",
+            encode_event(&event(EventKind::Open, 1, &path, &[])),
+        ),
+        (
+            "record-rename",
+            encode_event(&event(EventKind::Rename, 2, &path, &target)),
+        ),
         ("record-delete-flags", encode_event(&flagged)),
-        ("record-padding", encode_event(&event(EventKind::FirstWrite, 4, &odd, &[]))),
-        ("record-empty", encode_event(&event(EventKind::CloseModified, 5, &[], &[]))),
-        ("record-surrogate", encode_event(&event(EventKind::Open, 6, &surrogate, &[]))),
-        ("record-truncated", encode_event(&event(EventKind::HardLink, 7, &long, &path))),
+        (
+            "record-padding",
+            encode_event(&event(EventKind::FirstWrite, 4, &odd, &[])),
+        ),
+        (
+            "record-empty",
+            encode_event(&event(EventKind::CloseModified, 5, &[], &[])),
+        ),
+        (
+            "record-surrogate",
+            encode_event(&event(EventKind::Open, 6, &surrogate, &[])),
+        ),
+        (
+            "record-truncated",
+            encode_event(&event(EventKind::HardLink, 7, &long, &path)),
+        ),
     ]
 }
 
