@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod lint;
 pub mod pe;
 
 pub use pe::{pe_checksum, stamp_pe_checksum};

@@ -1,0 +1,3 @@
+//! Helpers shared by the integration tests of the `vigil` package. Host-only.
+
+pub mod pe_patch;
