@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod inf;
 pub mod lint;
 pub mod pe;
 
