@@ -1,36 +1,49 @@
-//! DriverEntry and FilterUnload: the load/unload contract of DESIGN.md ("Lifecycle").
+//! DriverEntry and FilterUnload: the load/unload contract of DESIGN.md ("Lifecycle"), on top of
+//! `vigil_core::UnloadGate`. Runs in the kernel at PASSIVE_LEVEL.
 //!
-//! Runs in the kernel at PASSIVE_LEVEL. DriverEntry does every internal setup first and
-//! registers with the Filter Manager last; FilterUnload waits for DriverEntry to have completed
-//! (a global KEVENT) and really returned (the device object's `DO_DEVICE_INITIALIZING` bit)
-//! before it touches any state (RULES.md, rule 1).
+//! DriverEntry does every internal setup first and registers with the Filter Manager last.
+//! FilterUnload waits for DriverEntry to have completed (the gate's entry-complete KEVENT) and
+//! really returned (the device object's `DO_DEVICE_INITIALIZING` bit), then for callbacks in
+//! flight, before it touches any state (RULES.md, rules 1 and 2).
+//!
+//! Policy on refusing an unload: a *non-mandatory* unload is refused (`STATUS_FLT_DO_NOT_DETACH`)
+//! only when one of those bounded waits expires, i.e. the driver cannot be torn down safely yet;
+//! nothing has been closed at that point. A *mandatory* unload is never refused: it keeps waiting,
+//! in bounded slices, for conditions that DriverEntry and the callbacks reach in bounded time
+//! (every wait they make has a finite timeout).
 
-use core::cell::UnsafeCell;
+use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
+use vigil_core::{EntryWait, GateGuard, Timeout, UnloadGate, WaitOutcome};
+use vigil_protocol::PORT_NAME_UTF16;
 use vigil_sys::{
-    DRIVER_OBJECT, FLT_OPERATION_REGISTRATION, FLT_REGISTRATION, FLT_REGISTRATION_VERSION,
-    FLTFL_FILTER_UNLOAD_MANDATORY, IRP_MJ_OPERATION_END, NTSTATUS, PFLT_PORT, PVOID,
-    STATUS_FLT_DO_NOT_DETACH, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, UNICODE_STRING,
+    DRIVER_OBJECT, FLT_REGISTRATION, FLT_REGISTRATION_VERSION, FLTFL_FILTER_UNLOAD_MANDATORY,
+    NTSTATUS, STATUS_FLT_DO_NOT_DETACH, STATUS_SUCCESS, UNICODE_STRING,
 };
 
-use crate::error::{NtStatus, Result, status_of};
-use crate::filter::port::{PortCallbacks, ServerPort};
+use crate::callbacks::{OPERATIONS, instance};
+use crate::config::{DriverConfig, Setting, names};
+use crate::error::{Result, status_of};
+use crate::filter::context;
+use crate::filter::port::{PortCallbacks, ServerPort, close_client_port};
 use crate::filter::registration::{RegisteredFilter, StaticRegistration, StaticTable};
-use crate::kernel::device::DeviceObject;
-use crate::kernel::event::{KernelEvent, WaitOutcome};
-use crate::kernel::pool::{PoolBox, tags};
-use crate::kernel::time::{Timeout, sleep};
+use crate::globals::{Globals, GlobalsBox};
+use crate::kernel::once::StaticInPlace;
+use crate::kernel::registry::ParametersKey;
+use crate::kernel::thread::SystemThread;
+use crate::platform::KernelPlatform;
 
-/// Signalled at the very end of DriverEntry, success or failure. A static (image memory is
-/// non-paged), initialized first thing in DriverEntry: it exists before FltMgr can call unload.
-static ENTRY_COMPLETE: KernelEvent = KernelEvent::zeroed();
+/// The unload gate: entry-complete event and callback rundown. A static (image memory is
+/// non-paged) built at the top of DriverEntry, so it exists before FltMgr can call unload and
+/// outlives a DriverEntry that fails while an unload waits on it.
+static GATE: StaticInPlace<UnloadGate<KernelPlatform>> = StaticInPlace::new();
 
-/// How DriverEntry ended; read by FilterUnload after `ENTRY_COMPLETE` is signalled.
+/// How DriverEntry ended; read after the gate's entry-complete event.
 static ENTRY_OUTCOME: AtomicU8 = AtomicU8::new(EntryOutcome::Running as u8);
 
-/// The driver's state, published before registration so that callbacks find it.
+/// The driver's state, published before registration.
 static GLOBALS: AtomicPtr<Globals> = AtomicPtr::new(ptr::null_mut());
 
 #[repr(u8)]
@@ -40,61 +53,48 @@ enum EntryOutcome {
     Failed = 2,
 }
 
-/// Policy: how long a non-mandatory unload waits for DriverEntry before it is refused
-/// (`STATUS_FLT_DO_NOT_DETACH`). DriverEntry runs bounded steps only, so it is far shorter; a
-/// mandatory unload cannot be refused and keeps waiting in slices of the same length.
-const ENTRY_WAIT_SLICE_MS: u32 = 5_000;
-/// Policy: the poll interval for `DO_DEVICE_INITIALIZING`, and how many polls a non-mandatory
-/// unload makes before refusing. The bit clears as soon as the I/O manager regains control.
-const DEVICE_POLL_MS: u32 = 10;
-const DEVICE_POLL_LIMIT: u32 = 500;
+/// Policy: the bounds of unload's waits for DriverEntry: the core's defaults (30 s for the
+/// event, 5 s of polls for `DO_DEVICE_INITIALIZING`).
+const ENTRY_WAIT: EntryWait = EntryWait::DEFAULT;
+/// Policy: how long unload waits for callbacks in flight per slice: a verdict wait is at most
+/// 10 s (`VERDICT_TIMEOUT_MS_RANGE`), so one slice covers any of them.
+const CALLBACK_WAIT: Timeout = const_timeout(15_000);
+/// Policy: a slice of the wait for the delivery thread's exit; the thread checks its stop flag
+/// at least every send timeout plus flush interval.
+const THREAD_WAIT: Timeout = const_timeout(70_000);
 
-/// The port name. (Moves to vigil-protocol with the protocol issue.)
-static PORT_NAME: [u16; 11] = {
-    let ascii = *b"\\VigilPort\0";
-    let mut units = [0u16; 11];
-    let mut i = 0;
-    while i < ascii.len() {
-        units[i] = ascii[i] as u16;
-        i += 1;
+const fn const_timeout(ms: u32) -> Timeout {
+    match Timeout::from_millis(ms) {
+        Some(timeout) => timeout,
+        None => panic!("policy timeouts are in range"),
     }
-    units
-};
-
-/// Everything the driver owns.
-///
-/// # Invariants
-///
-/// `filter` and `server_port` are written only by DriverEntry, before `ENTRY_COMPLETE` is
-/// signalled, and read or taken only by the teardown, after it: the event orders the accesses.
-struct Globals {
-    device: DeviceObject,
-    filter: UnsafeCell<Option<RegisteredFilter>>,
-    server_port: UnsafeCell<Option<ServerPort>>,
 }
 
-// SAFETY: see the invariant: the cells are never accessed concurrently.
-unsafe impl Sync for Globals {}
+static CONTEXTS: StaticTable<[vigil_sys::FLT_CONTEXT_REGISTRATION; 2]> =
+    StaticTable(context::REGISTRATION);
 
-static OPERATIONS: StaticTable<[FLT_OPERATION_REGISTRATION; 1]> = StaticTable([FLT_OPERATION_REGISTRATION {
-    MajorFunction: IRP_MJ_OPERATION_END,
-    Flags: 0,
-    PreOperation: None,
-    PostOperation: None,
-    Reserved1: ptr::null_mut(),
-}]);
+/// `sizeof(FLT_REGISTRATION)` as the structure's `USHORT Size` field wants it.
+const REGISTRATION_SIZE: u16 = {
+    assert!(size_of::<FLT_REGISTRATION>() <= u16::MAX as usize);
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "checked by the assertion above"
+    )]
+    let size = size_of::<FLT_REGISTRATION>() as u16;
+    size
+};
 
 static REGISTRATION: StaticRegistration = StaticTable(FLT_REGISTRATION {
-    Size: size_of::<FLT_REGISTRATION>() as u16,
+    Size: REGISTRATION_SIZE,
     Version: FLT_REGISTRATION_VERSION,
     Flags: 0,
-    ContextRegistration: ptr::null(),
+    ContextRegistration: CONTEXTS.0.as_ptr(),
     OperationRegistration: OPERATIONS.0.as_ptr(),
     FilterUnloadCallback: Some(filter_unload),
-    InstanceSetupCallback: None,
-    InstanceQueryTeardownCallback: None,
+    InstanceSetupCallback: Some(instance::instance_setup),
+    InstanceQueryTeardownCallback: Some(instance::instance_query_teardown),
     InstanceTeardownStartCallback: None,
-    InstanceTeardownCompleteCallback: None,
+    InstanceTeardownCompleteCallback: Some(instance::instance_teardown_complete),
     GenerateFileNameCallback: ptr::null_mut(),
     NormalizeNameComponentCallback: ptr::null_mut(),
     NormalizeContextCleanupCallback: ptr::null_mut(),
@@ -103,148 +103,216 @@ static REGISTRATION: StaticRegistration = StaticTable(FLT_REGISTRATION {
     SectionNotificationCallback: ptr::null_mut(),
 });
 
+/// The globals for a callback, with its admission through the gate; `None` once unload has
+/// begun (or before DriverEntry published them). IRQL <= DISPATCH_LEVEL.
+pub fn admitted_globals() -> Option<(&'static Globals, GateGuard<'static, KernelPlatform>)> {
+    let guard = GATE.get()?.try_enter()?;
+    let raw = GLOBALS.load(Ordering::Acquire);
+    // SAFETY: published globals stay alive until the teardown, which first waits for every gate
+    // guard (this one included) to be dropped.
+    let globals = unsafe { raw.as_ref() }?;
+    Some((globals, guard))
+}
+
+/// The globals for callbacks that must run even during unload (disconnect, instance teardown):
+/// FltMgr calls them before `FltUnregisterFilter` returns, and the globals are freed only after.
+pub fn globals_for_teardown() -> Option<&'static Globals> {
+    // SAFETY: as above: freed only after FltUnregisterFilter, which drains these callbacks.
+    unsafe { GLOBALS.load(Ordering::Acquire).as_ref() }
+}
+
 /// The driver's entry point, called by the I/O manager at PASSIVE_LEVEL.
 ///
 /// # Safety
 ///
-/// Called only by the I/O manager, once, with a valid driver object and registry path.
+/// Called only by the I/O manager, once per load, with a valid driver object and registry path.
 #[unsafe(no_mangle)]
-pub unsafe extern "win64" fn DriverEntry(driver: *mut DRIVER_OBJECT, _registry_path: *mut UNICODE_STRING) -> NTSTATUS {
-    ENTRY_COMPLETE.init();
-    // SAFETY: `driver` is the I/O manager's driver object (contract).
-    let result = unsafe { load(driver) };
-    let outcome = if result.is_ok() { EntryOutcome::Succeeded } else { EntryOutcome::Failed };
+pub unsafe extern "win64" fn DriverEntry(
+    driver: *mut DRIVER_OBJECT,
+    registry_path: *mut UNICODE_STRING,
+) -> NTSTATUS {
+    let build_gate = |slot| {
+        // SAFETY: `slot` is the static's storage, valid and never moved.
+        unsafe { UnloadGate::init_in_place(slot) }
+    };
+    // SAFETY: first thing in DriverEntry: no other thread can reach the gate yet.
+    let gate = unsafe { GATE.init(build_gate) };
+    // SAFETY: the I/O manager's arguments (contract).
+    let result = unsafe { load(driver, registry_path) };
+    let outcome = if result.is_ok() {
+        EntryOutcome::Succeeded
+    } else {
+        EntryOutcome::Failed
+    };
     ENTRY_OUTCOME.store(outcome as u8, Ordering::Release);
-    ENTRY_COMPLETE.set();
+    gate.signal_entry_complete();
     status_of(|| result)
 }
 
-/// Steps 2-5 of the contract; on failure everything done so far is undone in reverse.
+/// Steps 1-5 of the contract. On failure everything done is undone in reverse.
 ///
 /// # Safety
 ///
-/// `driver` is the driver object DriverEntry received.
-unsafe fn load(driver: *mut DRIVER_OBJECT) -> Result {
-    // SAFETY: `driver` is valid (contract).
-    let device = unsafe { DeviceObject::create(driver) }?;
-    let globals = PoolBox::try_new(
-        Globals { device, filter: UnsafeCell::new(None), server_port: UnsafeCell::new(None) },
-        tags::GLOBALS,
-    )?;
+/// DriverEntry's arguments.
+unsafe fn load(driver: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result {
+    // 1. Configuration (the key stays open until the prefixes are read into the globals).
+    // SAFETY: DriverEntry's registry path.
+    let mut key = unsafe { ParametersKey::open(registry_path) }?;
+    let config = read_config(key.as_mut());
+    // 2-3. Globals (ring, buffers, counters) and the device object.
+    // SAFETY: DriverEntry's driver object.
+    let globals = unsafe { Globals::create(driver, &config) }?;
+    if let Some(key) = key.as_mut() {
+        read_prefixes(key, &globals);
+    }
+    drop(key);
+    // 4. The delivery thread.
+    // SAFETY: the globals outlive the thread: every path that frees them first stops the thread
+    // and waits on its object.
+    let thread =
+        unsafe { SystemThread::spawn(crate::delivery::run, globals.as_ptr().cast::<c_void>()) }?;
+    // SAFETY: DriverEntry owns the globals exclusively until publication.
+    unsafe { *globals.delivery.thread.get() = Some(thread) };
     GLOBALS.store(globals.as_ptr(), Ordering::Release);
-
-    let registered = register(driver, &globals);
-    if let Err(error) = registered {
-        // Undo the registration half (ports first, then the filter), then the rest.
+    // 5. Registration, last.
+    // SAFETY: DriverEntry's driver object.
+    if let Err(error) = unsafe { register(driver, &globals) } {
         // SAFETY: DriverEntry has not signalled completion: no teardown runs concurrently.
-        unsafe { release_filter(&globals) };
-        GLOBALS.store(ptr::null_mut(), Ordering::Release);
-        drop(globals);
+        unsafe { teardown(globals) };
         return Err(error);
     }
-    // Ownership passes to GLOBALS; FilterUnload frees it.
-    let _ = PoolBox::into_raw(globals);
+    // Ownership passes to GLOBALS; FilterUnload takes it back.
+    let _ = globals.into_raw();
     Ok(())
 }
 
-/// Step 5: FltRegisterFilter, then the port (it needs the filter handle), then start filtering.
-fn register(driver: *mut DRIVER_OBJECT, globals: &Globals) -> Result {
-    // SAFETY: `driver` is DriverEntry's driver object.
-    let filter = unsafe { RegisteredFilter::register(driver, &REGISTRATION) }?;
-    let callbacks = PortCallbacks {
-        connect: Some(port_connect),
-        disconnect: Some(port_disconnect),
-        message: Some(port_message),
-    };
-    let port = ServerPort::create(&filter, &PORT_NAME[..10], &callbacks, ptr::null_mut());
-    // SAFETY: DriverEntry is the only writer before completion (Globals invariant).
-    unsafe { *globals.filter.get() = Some(filter) };
-    // SAFETY: as above.
-    unsafe { *globals.server_port.get() = Some(port?) };
-    // SAFETY: as above; read access only.
-    let filter = unsafe { (*globals.filter.get()).as_ref() };
-    filter.ok_or(NtStatus::UNSUCCESSFUL)?.start()
+/// The DWORD settings of the Parameters key (if any); absent values keep their defaults,
+/// out-of-range ones are ignored (documented in `crate::config`).
+fn read_config(key: Option<&mut ParametersKey>) -> DriverConfig {
+    let mut config = DriverConfig::DEFAULT;
+    if let Some(key) = key {
+        for (setting, name) in Setting::ALL {
+            if let Some(value) = key.dword(name) {
+                let _ = config.apply(setting, value);
+            }
+        }
+    }
+    config
 }
 
-/// Closes the server port, then unregisters the filter (ports must be closed first).
+/// The protected prefixes of the Parameters key, straight into the globals' list. A prefix
+/// beyond the limit, or malformed, is ignored like any out-of-range value.
+fn read_prefixes(key: &mut ParametersKey, globals: &Globals) {
+    let _ = globals.prefixes.replace(|list| {
+        key.multi_string(&names::PROTECTED_PREFIXES, |prefix| {
+            let _ = list.push_units(prefix);
+        });
+        Ok::<(), ()>(())
+    });
+}
+
+/// FltRegisterFilter, then the port (it needs the filter handle), then start filtering.
 ///
 /// # Safety
 ///
-/// No other thread accesses `globals.filter` or `globals.server_port` (Globals invariant).
-unsafe fn release_filter(globals: &Globals) {
+/// DriverEntry's driver object; `globals` not yet handed to the teardown.
+unsafe fn register(driver: *mut DRIVER_OBJECT, globals: &Globals) -> Result {
+    // SAFETY: DriverEntry's driver object (contract).
+    let filter = unsafe { RegisteredFilter::register(driver, &REGISTRATION) }?;
+    globals.filter.store(filter.handle(), Ordering::Release);
+    // SAFETY: DriverEntry is the only writer before completion (Globals invariant).
+    let registration = unsafe { &mut *globals.registration.get() };
+    let filter = registration.filter.insert(filter);
+    let callbacks = PortCallbacks {
+        connect: Some(crate::port::connect),
+        disconnect: Some(crate::port::disconnect),
+        message: Some(crate::port::message),
+    };
+    registration.server_port = Some(ServerPort::create(
+        filter,
+        &PORT_NAME_UTF16,
+        &callbacks,
+        ptr::null_mut(),
+    )?);
+    filter.start()
+}
+
+/// Undoes registration and frees everything: server port, client port (through the slot, which
+/// also refuses later connections), the filter (FltUnregisterFilter drains the callbacks), the
+/// delivery thread (waited on through its object), then the globals and the device.
+///
+/// # Safety
+///
+/// No other thread uses `globals.registration` or `globals.delivery.thread`; the globals are
+/// unpublished here, so the caller must ensure no callback is admitted any more (the gate is
+/// closed, or DriverEntry has not completed and FltUnregisterFilter drains the rest).
+unsafe fn teardown(globals: GlobalsBox) {
     // SAFETY: exclusive access (contract).
-    drop(unsafe { (*globals.server_port.get()).take() });
-    // SAFETY: exclusive access (contract).
-    drop(unsafe { (*globals.filter.get()).take() });
+    let registration = unsafe { &mut *globals.registration.get() };
+    drop(registration.server_port.take());
+    let filter = globals.filter_handle();
+    let _ = globals.slot.retire(|port| close_client_port(filter, port));
+    drop(registration.filter.take());
+    globals.filter.store(ptr::null_mut(), Ordering::Release);
+    stop_delivery(&globals);
+    GLOBALS.store(ptr::null_mut(), Ordering::Release);
+    drop(globals);
+}
+
+/// Stops the delivery thread and waits on its thread object (RULES.md, rule 2).
+fn stop_delivery(globals: &Globals) {
+    globals.delivery.stop.store(true, Ordering::Release);
+    globals.delivery.wake.set();
+    // SAFETY: only DriverEntry (before publication) and the teardown touch the thread slot.
+    let Some(thread) = (unsafe { (*globals.delivery.thread.get()).take() }) else {
+        return;
+    };
+    // Each slice is bounded; the thread exits within one send timeout plus one flush interval.
+    while matches!(thread.wait(THREAD_WAIT), Ok(WaitOutcome::TimedOut)) {}
+    drop(thread);
 }
 
 /// FilterUnloadCallback: PASSIVE_LEVEL.
 unsafe extern "win64" fn filter_unload(flags: u32) -> NTSTATUS {
     let mandatory = flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0;
-    // 1. DriverEntry has completed.
-    loop {
-        match ENTRY_COMPLETE.wait(Timeout::from_millis(ENTRY_WAIT_SLICE_MS)) {
-            Ok(WaitOutcome::Signalled) => break,
-            Ok(WaitOutcome::TimedOut) | Err(_) if !mandatory => return STATUS_FLT_DO_NOT_DETACH,
-            Ok(WaitOutcome::TimedOut) | Err(_) => {}
-        }
-    }
-    if ENTRY_OUTCOME.load(Ordering::Acquire) != EntryOutcome::Succeeded as u8 {
-        // DriverEntry failed and unwinds (and unregisters) on its own: touch nothing.
+    let Some(gate) = GATE.get() else {
         return STATUS_SUCCESS;
-    }
-    let raw = GLOBALS.load(Ordering::Acquire);
-    if raw.is_null() {
-        return STATUS_SUCCESS;
-    }
-    // SAFETY: published by a successful DriverEntry, freed only below.
-    let globals = unsafe { &*raw };
-    // 2. DriverEntry has really returned.
-    let mut polls = 0;
-    while globals.device.is_initializing() {
-        if !mandatory && polls >= DEVICE_POLL_LIMIT {
+    };
+    // 1-2. DriverEntry completed and returned.
+    let returned = || {
+        // SAFETY: a published GLOBALS stays alive until this unload frees it.
+        unsafe { GLOBALS.load(Ordering::Acquire).as_ref() }
+            .is_none_or(|globals| !globals.device.is_initializing())
+    };
+    #[cfg(not(feature = "twin-unload-no-wait"))]
+    while gate
+        .wait_until_entry_complete(returned, ENTRY_WAIT)
+        .is_err()
+    {
+        if !mandatory {
             return STATUS_FLT_DO_NOT_DETACH;
         }
-        sleep(DEVICE_POLL_MS);
-        polls += 1;
     }
-    // 3-4. Ports, then the filter.
-    // SAFETY: entry is complete, so DriverEntry no longer touches these; FltMgr calls unload once.
-    unsafe { release_filter(globals) };
-    // 6. Free the globals and delete the device.
-    GLOBALS.store(ptr::null_mut(), Ordering::Release);
-    // SAFETY: `raw` came from PoolBox::into_raw with this tag; nothing references it any more.
-    drop(unsafe { PoolBox::from_raw(raw, tags::GLOBALS) });
+    #[cfg(feature = "twin-unload-no-wait")]
+    let _ = (returned, ENTRY_WAIT);
+    if ENTRY_OUTCOME.load(Ordering::Acquire) != EntryOutcome::Succeeded as u8 {
+        // DriverEntry failed and unwinds (and unregisters) itself: touch nothing.
+        return STATUS_SUCCESS;
+    }
+    // Callbacks in flight finish; none is admitted from here on.
+    while gate.wait_for_callbacks(CALLBACK_WAIT).is_err() {
+        if !mandatory {
+            gate.reopen();
+            return STATUS_FLT_DO_NOT_DETACH;
+        }
+    }
+    // SAFETY: published by the successful DriverEntry and owned by the driver; FltMgr calls
+    // unload once, and no callback is admitted any more.
+    let Some(globals) = (unsafe { GlobalsBox::from_raw(GLOBALS.load(Ordering::Acquire)) }) else {
+        return STATUS_SUCCESS;
+    };
+    // 3-6.
+    // SAFETY: entry is complete, the gate is closed: this thread alone owns the globals now.
+    unsafe { teardown(globals) };
     STATUS_SUCCESS
-}
-
-/// Port connect: refused until the service protocol exists (rule 21: never claim success for a
-/// request that is not handled).
-unsafe extern "win64" fn port_connect(
-    _client: PFLT_PORT,
-    _server_cookie: PVOID,
-    _context: PVOID,
-    _context_size: u32,
-    _connection_cookie: *mut PVOID,
-) -> NTSTATUS {
-    STATUS_NOT_SUPPORTED
-}
-
-/// Port disconnect: nothing is connected yet.
-unsafe extern "win64" fn port_disconnect(_connection_cookie: PVOID) {}
-
-/// Port message: no command is handled yet.
-unsafe extern "win64" fn port_message(
-    _cookie: PVOID,
-    _input: PVOID,
-    _input_len: u32,
-    _output: PVOID,
-    _output_len: u32,
-    returned: *mut u32,
-) -> NTSTATUS {
-    if !returned.is_null() {
-        // SAFETY: FltMgr passes a valid kernel pointer for the returned length.
-        unsafe { *returned = 0 };
-    }
-    STATUS_NOT_SUPPORTED
 }

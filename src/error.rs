@@ -36,7 +36,11 @@ impl NtStatus {
 
     /// Wraps `status` if it is a failure code; `None` for success and informational codes.
     pub const fn from_failure(status: NTSTATUS) -> Option<Self> {
-        if NT_SUCCESS(status) { None } else { Some(Self(status)) }
+        if NT_SUCCESS(status) {
+            None
+        } else {
+            Some(Self(status))
+        }
     }
 
     /// The raw code.
@@ -57,7 +61,11 @@ pub type Result<T = (), E = NtStatus> = core::result::Result<T, E>;
 /// Turns a kernel routine's returned status into a `Result`.
 ///
 /// Success *and* informational codes map to `Ok(status)` so a caller that must tell
-/// `STATUS_TIMEOUT` apart (rule 7) still can; failures map to `Err`.
+/// `STATUS_TIMEOUT` apart (rule 7) still can.
+///
+/// # Errors
+///
+/// The status itself, when it is a failure code.
 pub fn check(status: NTSTATUS) -> Result<NTSTATUS> {
     NtStatus::from_failure(status).map_or(Ok(status), Err)
 }

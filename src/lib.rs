@@ -11,13 +11,33 @@
 
 #![cfg_attr(target_os = "windows", no_std)]
 
+pub mod attach;
+pub mod config;
 pub mod error;
+pub mod prefix;
+pub mod stats;
 
+#[cfg(target_os = "windows")]
+mod callbacks;
+#[cfg(target_os = "windows")]
+mod commands;
+#[cfg(target_os = "windows")]
+mod delivery;
 #[cfg(target_os = "windows")]
 mod entry;
 #[cfg(target_os = "windows")]
+mod events;
+#[cfg(target_os = "windows")]
 mod filter;
 #[cfg(target_os = "windows")]
+mod globals;
+#[cfg(target_os = "windows")]
 mod kernel;
+#[cfg(target_os = "windows")]
+mod platform;
+#[cfg(target_os = "windows")]
+mod port;
 #[cfg(all(target_os = "windows", not(feature = "wdk")))]
 mod runtime;
+#[cfg(target_os = "windows")]
+mod verdict;

@@ -6,7 +6,7 @@ use core::ptr::{self, NonNull};
 use vigil_sys::{
     FLT_PORT_ALL_ACCESS, FltBuildDefaultSecurityDescriptor, FltCloseCommunicationPort,
     FltCreateCommunicationPort, FltFreeSecurityDescriptor, OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE,
-    OBJECT_ATTRIBUTES, PFLT_CONNECT_NOTIFY, PFLT_DISCONNECT_NOTIFY, PFLT_MESSAGE_NOTIFY, PFLT_PORT,
+    PFLT_CONNECT_NOTIFY, PFLT_DISCONNECT_NOTIFY, PFLT_MESSAGE_NOTIFY, PFLT_PORT,
     PSECURITY_DESCRIPTOR, UNICODE_STRING,
 };
 
@@ -82,15 +82,12 @@ impl ServerPort {
             MaximumLength: byte_len,
             Buffer: name.as_ptr().cast_mut(),
         };
-        let mut attributes = OBJECT_ATTRIBUTES {
-            Length: size_of::<OBJECT_ATTRIBUTES>() as u32,
-            RootDirectory: ptr::null_mut(),
-            ObjectName: &raw mut unicode_name,
-            // Kernel handle: never usable from whichever process context we run in (rule 16).
-            Attributes: OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE,
-            SecurityDescriptor: sd.0,
-            SecurityQualityOfService: ptr::null_mut(),
-        };
+        // A kernel handle: never usable from whichever process context we run in (rule 16).
+        let mut attributes = crate::kernel::object_attributes(
+            &raw mut unicode_name,
+            OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE,
+            sd.0,
+        );
         let mut port: PFLT_PORT = ptr::null_mut();
         // SAFETY: every pointer is valid for the call; FltMgr copies the name and descriptor.
         let status = unsafe {
@@ -117,4 +114,58 @@ impl Drop for ServerPort {
         // this; the lifecycle closes the client port separately, through its slot.
         unsafe { FltCloseCommunicationPort(self.port.as_ptr()) };
     }
+}
+
+/// `FltSendMessage` through the slot's port variable, with a finite timeout, mapping the status
+/// the way `SendOutcome` documents: `STATUS_TIMEOUT` (a success code) is tested explicitly
+/// (RULES.md, rule 7). IRQL <= APC_LEVEL; PASSIVE_LEVEL when a reply is awaited.
+///
+/// `reply`, when given, receives the reply and its length is updated to what arrived.
+pub fn send_message(
+    filter: vigil_sys::PFLT_FILTER,
+    port: *mut vigil_core::PortHandle,
+    message: &mut [u8],
+    reply: Option<(&mut [u8], &mut u32)>,
+    timeout: vigil_core::Timeout,
+) -> vigil_core::SendOutcome {
+    use vigil_core::SendOutcome;
+    use vigil_sys::{FltSendMessage, STATUS_PORT_DISCONNECTED, STATUS_SUCCESS, STATUS_TIMEOUT};
+
+    let Ok(message_len) = u32::try_from(message.len()) else {
+        return SendOutcome::Failed;
+    };
+    let mut interval = timeout.as_nt_relative();
+    let (reply_ptr, reply_len) = match reply {
+        Some((buffer, len)) => {
+            *len = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
+            (buffer.as_mut_ptr().cast(), ptr::from_mut(len))
+        }
+        None => (ptr::null_mut(), ptr::null_mut()),
+    };
+    // SAFETY: `port` is the address of the slot's one port variable (PortHandle is a transparent
+    // PFLT_PORT), handed out under the slot's lock; the message and reply buffers are valid for
+    // their lengths; the timeout is finite and outlives the call.
+    let status = unsafe {
+        FltSendMessage(
+            filter,
+            port.cast(),
+            message.as_mut_ptr().cast(),
+            message_len,
+            reply_ptr,
+            reply_len,
+            &raw mut interval,
+        )
+    };
+    match status {
+        STATUS_SUCCESS => SendOutcome::Sent,
+        STATUS_TIMEOUT => SendOutcome::TimedOut,
+        STATUS_PORT_DISCONNECTED => SendOutcome::Disconnected,
+        _ => SendOutcome::Failed,
+    }
+}
+
+/// `FltCloseClientPort` on the slot's port variable (which it sets to null). PASSIVE_LEVEL.
+pub fn close_client_port(filter: vigil_sys::PFLT_FILTER, port: *mut vigil_core::PortHandle) {
+    // SAFETY: `port` is the slot's one port variable, handed out under its exclusive lock.
+    unsafe { vigil_sys::FltCloseClientPort(filter, port.cast()) };
 }

@@ -42,7 +42,10 @@ impl RegisteredFilter {
     /// # Safety
     ///
     /// `driver` is the driver object DriverEntry received.
-    pub unsafe fn register(driver: *mut DRIVER_OBJECT, registration: &'static StaticRegistration) -> Result<Self> {
+    pub unsafe fn register(
+        driver: *mut DRIVER_OBJECT,
+        registration: &'static StaticRegistration,
+    ) -> Result<Self> {
         let mut filter: PFLT_FILTER = ptr::null_mut();
         // SAFETY: `driver` is valid (contract); the registration is static; out-pointer valid.
         check(unsafe { FltRegisterFilter(driver, &raw const registration.0, &raw mut filter) })?;

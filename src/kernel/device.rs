@@ -54,9 +54,12 @@ impl DeviceObject {
     /// Whether `DO_DEVICE_INITIALIZING` is still set, i.e. DriverEntry has not returned yet.
     /// Any IRQL.
     pub fn is_initializing(&self) -> bool {
-        // SAFETY: the device is live (invariant); the I/O manager writes Flags concurrently, so
-        // read it with a volatile load and never write it.
-        let flags = unsafe { ptr::read_volatile(&raw const (*self.device.as_ptr()).Flags) };
+        let device = self.device.as_ptr();
+        // SAFETY: the device is live (invariant): the field address is in bounds.
+        let flags_field = unsafe { &raw const (*device).Flags };
+        // SAFETY: the I/O manager writes Flags concurrently, so it is read with a volatile load
+        // (and never written).
+        let flags = unsafe { ptr::read_volatile(flags_field) };
         flags & DO_DEVICE_INITIALIZING != 0
     }
 }

@@ -4,22 +4,13 @@
 use core::cell::UnsafeCell;
 
 use vigil_sys::{
-    Executive, FALSE, KEVENT, KeClearEvent, KeInitializeEvent, KeReadStateEvent, KeSetEvent,
-    KeWaitForSingleObject, KernelMode, NotificationEvent, STATUS_SUCCESS, STATUS_TIMEOUT,
+    Executive, FALSE, KEVENT, KeClearEvent, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject,
+    KernelMode, NotificationEvent, STATUS_SUCCESS, STATUS_TIMEOUT,
 };
 
-use crate::error::{NtStatus, check};
-use crate::kernel::time::Timeout;
+use vigil_core::{Timeout, WaitOutcome};
 
-/// How a bounded wait ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use]
-pub enum WaitOutcome {
-    /// The object was signalled.
-    Signalled,
-    /// The timeout expired first (`STATUS_TIMEOUT`, a success code, made a value of its own).
-    TimedOut,
-}
+use crate::error::{NtStatus, check};
 
 /// A notification event.
 ///
@@ -27,7 +18,11 @@ pub enum WaitOutcome {
 ///
 /// Every method but [`KernelEvent::init`] requires that `init` ran first; the driver calls
 /// it before the event is reachable from any other thread.
+#[repr(transparent)]
 pub struct KernelEvent(UnsafeCell<KEVENT>);
+
+// SAFETY: as for Sync: the KEVENT is used only through the Ke routines.
+unsafe impl Send for KernelEvent {}
 
 // SAFETY: a KEVENT is designed for concurrent use through the Ke routines; the cell is never
 // read or written directly after initialization.
@@ -58,19 +53,19 @@ impl KernelEvent {
         unsafe { KeClearEvent(self.0.get()) };
     }
 
-    /// Whether the event is signalled. IRQL <= DISPATCH_LEVEL.
-    pub fn is_set(&self) -> bool {
-        // SAFETY: initialized (invariant).
-        unsafe { KeReadStateEvent(self.0.get()) != 0 }
-    }
-
     /// Waits until the event is signalled or `timeout` expires. IRQL <= APC_LEVEL.
     pub fn wait(&self, timeout: Timeout) -> Result<WaitOutcome, NtStatus> {
-        let mut interval = timeout.as_large_integer();
+        let mut interval = timeout.as_nt_relative();
         // SAFETY: initialized (invariant); `interval` is a valid relative timeout that outlives
         // the call; kernel mode, not alertable.
         let status = unsafe {
-            KeWaitForSingleObject(self.0.get().cast(), Executive, KernelMode, FALSE, &raw mut interval)
+            KeWaitForSingleObject(
+                self.0.get().cast(),
+                Executive,
+                KernelMode,
+                FALSE,
+                &raw mut interval,
+            )
         };
         match check(status)? {
             STATUS_SUCCESS => Ok(WaitOutcome::Signalled),

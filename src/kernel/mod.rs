@@ -7,6 +7,38 @@
 pub mod device;
 pub mod event;
 pub mod irql;
+pub mod once;
 pub mod pool;
+pub mod registry;
+pub mod thread;
 pub mod time;
 pub mod user_buffer;
+
+use vigil_sys::{OBJECT_ATTRIBUTES, PSECURITY_DESCRIPTOR, UNICODE_STRING};
+
+/// `sizeof(OBJECT_ATTRIBUTES)` for its `ULONG Length` field.
+const OBJECT_ATTRIBUTES_LENGTH: u32 = {
+    assert!(size_of::<OBJECT_ATTRIBUTES>() <= u32::MAX as usize);
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "checked by the assertion above"
+    )]
+    let length = size_of::<OBJECT_ATTRIBUTES>() as u32;
+    length
+};
+
+/// What `InitializeObjectAttributes` builds: no root directory, no quality of service.
+pub fn object_attributes(
+    name: *mut UNICODE_STRING,
+    attributes: u32,
+    security: PSECURITY_DESCRIPTOR,
+) -> OBJECT_ATTRIBUTES {
+    OBJECT_ATTRIBUTES {
+        Length: OBJECT_ATTRIBUTES_LENGTH,
+        RootDirectory: core::ptr::null_mut(),
+        ObjectName: name,
+        Attributes: attributes,
+        SecurityDescriptor: security,
+        SecurityQualityOfService: core::ptr::null_mut(),
+    }
+}

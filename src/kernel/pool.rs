@@ -1,9 +1,8 @@
-//! Non-paged pool: tags, and an owning box for one value.
+//! Non-paged pool: tags, and an owning byte buffer.
 //!
 //! Every allocation is `ExAllocatePool2(POOL_FLAG_NON_PAGED)`: zeroed, tagged, non-executable,
 //! and it can fail, which the caller sees as `STATUS_INSUFFICIENT_RESOURCES` (RULES.md, rule 20).
 
-use core::ops::Deref;
 use core::ptr::NonNull;
 
 use vigil_sys::{ExAllocatePool2, ExFreePoolWithTag, POOL_FLAG_NON_PAGED};
@@ -13,86 +12,74 @@ use crate::error::{NtStatus, Result};
 /// Pool tags, one per kind of allocation, so that a leak report names its owner.
 pub mod tags {
     /// Builds a tag from four ASCII bytes, as the WDK's `'xxxx'` literals read in a debugger.
-    const fn tag(bytes: &[u8; 4]) -> u32 {
-        u32::from_le_bytes(*bytes)
+    const fn tag(bytes: [u8; 4]) -> u32 {
+        u32::from_le_bytes(bytes)
     }
     /// The driver's globals.
-    pub const GLOBALS: u32 = tag(b"VgGl");
+    pub const GLOBALS: u32 = tag(*b"VgGl");
     /// The event ring's storage.
-    pub const RING: u32 = tag(b"VgRn");
+    pub const RING: u32 = tag(*b"VgRn");
     /// Batch and message buffers of the delivery thread and the port.
-    pub const MESSAGE: u32 = tag(b"VgMs");
+    pub const MESSAGE: u32 = tag(*b"VgMs");
     /// Stream-handle contexts.
-    pub const CONTEXT: u32 = tag(b"VgCx");
+    pub const CONTEXT: u32 = tag(*b"VgCx");
     /// Registry reads.
-    pub const REGISTRY: u32 = tag(b"VgRg");
+    pub const REGISTRY: u32 = tag(*b"VgRg");
     /// The global allocator (unused by design; a block with this tag is a finding).
-    pub const ALLOC: u32 = tag(b"VgAl");
+    pub const ALLOC: u32 = tag(*b"VgAl");
 }
 
-/// One `T` in non-paged pool, freed on drop.
+/// A zeroed byte buffer in non-paged pool, freed on drop.
 ///
 /// # Invariants
 ///
-/// `ptr` points to a live, initialized `T` allocated with `tag`; the allocation is owned.
-pub struct PoolBox<T> {
-    ptr: NonNull<T>,
+/// `ptr` points to `len` bytes allocated with `tag`, owned by this value, 16-byte aligned.
+pub struct PoolBuffer {
+    ptr: NonNull<u8>,
+    len: usize,
     tag: u32,
 }
 
-impl<T> PoolBox<T> {
-    /// Moves `value` into a new non-paged allocation. IRQL <= DISPATCH_LEVEL.
-    pub fn try_new(value: T, tag: u32) -> Result<Self> {
-        const { assert!(core::mem::align_of::<T>() <= 16, "pool blocks are 16-byte aligned") };
-        // SAFETY: non-paged pool may be requested at IRQL <= DISPATCH_LEVEL.
-        let raw = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, size_of::<T>(), tag) };
-        let ptr = NonNull::new(raw.cast::<T>()).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
-        // SAFETY: `ptr` is a fresh, suitably aligned block of size_of::<T>() bytes.
-        unsafe { ptr.as_ptr().write(value) };
-        Ok(Self { ptr, tag })
+// SAFETY: the buffer is plain owned memory.
+unsafe impl Send for PoolBuffer {}
+// SAFETY: shared access hands out `&[u8]` only.
+unsafe impl Sync for PoolBuffer {}
+
+impl PoolBuffer {
+    /// Allocates `len` zeroed bytes. IRQL <= DISPATCH_LEVEL.
+    pub fn try_zeroed(len: usize, tag: u32) -> Result<Self> {
+        // SAFETY: non-paged pool may be requested at IRQL <= DISPATCH_LEVEL; zeroed by default.
+        let raw = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, len, tag) };
+        let ptr = NonNull::new(raw.cast::<u8>()).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        Ok(Self { ptr, len, tag })
     }
 
-    /// The stable address of the value (pool blocks never move).
-    pub fn as_ptr(&self) -> *mut T {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` initialized (zeroed) bytes, owned (invariant).
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The bytes, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes the access exclusive.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The start of the block, for routines that fill it.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
-    /// Gives up ownership; the block must come back through [`PoolBox::from_raw`].
-    pub fn into_raw(this: Self) -> *mut T {
-        let ptr = this.ptr.as_ptr();
-        core::mem::forget(this);
-        ptr
-    }
-
-    /// Takes back ownership of a block from [`PoolBox::into_raw`].
-    ///
-    /// # Safety
-    ///
-    /// `ptr` came from `into_raw` of a `PoolBox<T>` with this `tag` and is not owned elsewhere.
-    pub unsafe fn from_raw(ptr: *mut T, tag: u32) -> Self {
-        // SAFETY: non-null by the contract (into_raw never returns null).
-        Self { ptr: unsafe { NonNull::new_unchecked(ptr) }, tag }
+    /// The size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
     }
 }
 
-impl<T> Deref for PoolBox<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: by the invariant the value is live and initialized; shared access only.
-        unsafe { self.ptr.as_ref() }
-    }
-}
-
-impl<T> Drop for PoolBox<T> {
+impl Drop for PoolBuffer {
     fn drop(&mut self) {
-        // SAFETY: the value is live (invariant) and dropped exactly once, here.
-        unsafe { self.ptr.as_ptr().drop_in_place() };
-        // SAFETY: the block was allocated with `self.tag` and is freed exactly once.
+        // SAFETY: allocated with `self.tag` (invariant), freed exactly once.
         unsafe { ExFreePoolWithTag(self.ptr.as_ptr().cast(), self.tag) };
     }
 }
-
-// SAFETY: a PoolBox owns its T like a Box does; sending it sends the T.
-unsafe impl<T: Send> Send for PoolBox<T> {}
-// SAFETY: shared access hands out &T only.
-unsafe impl<T: Sync> Sync for PoolBox<T> {}

@@ -20,7 +20,9 @@ unsafe extern "C" {
 fn check_user_range(address: usize, len: usize) -> Result {
     // SAFETY: MmUserProbeAddress is an exported constant of the kernel, readable at any IRQL.
     let limit = unsafe { MmUserProbeAddress };
-    let end = address.checked_add(len).ok_or(NtStatus::INVALID_USER_BUFFER)?;
+    let end = address
+        .checked_add(len)
+        .ok_or(NtStatus::INVALID_USER_BUFFER)?;
     if address == 0 || end > limit {
         return Err(NtStatus::INVALID_USER_BUFFER);
     }

@@ -48,7 +48,7 @@ pub type PEPROCESS = *mut c_void;
 /// `PETHREAD`, opaque.
 pub type PETHREAD = *mut c_void;
 
-/// `NT_SUCCESS`: true for success, informational and warning-free codes (0 ..= 0x7FFF_FFFF).
+/// `NT_SUCCESS`: true for success and informational codes (`0 ..= 0x7FFF_FFFF`).
 ///
 /// Note that `STATUS_TIMEOUT` (0x102) *is* a success code: callers that wait must test for it.
 #[inline]
@@ -162,6 +162,10 @@ pub struct IO_STATUS_BLOCK {
     /// Final status (shares storage with a pointer in C, hence the 8-byte slot).
     pub Status: NTSTATUS,
     /// Padding that the C union's `Pointer` member occupies.
+    #[expect(
+        clippy::pub_underscore_fields,
+        reason = "padding named as the layout tests name it"
+    )]
     pub _Pad: u32,
     /// Operation-specific information (bytes transferred, create disposition taken, ...).
     pub Information: usize,

@@ -7,8 +7,8 @@
 use core::ffi::c_void;
 
 use crate::basic::{
-    ACCESS_MASK, DEVICE_TYPE, IO_STATUS_BLOCK, KPROCESSOR_MODE, LARGE_INTEGER,
-    NTSTATUS, PETHREAD, PVOID, UNICODE_STRING,
+    ACCESS_MASK, DEVICE_TYPE, IO_STATUS_BLOCK, KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, PETHREAD,
+    PVOID, UNICODE_STRING,
 };
 use crate::io::{FILE_INFORMATION_CLASS, FILE_OBJECT};
 
@@ -197,8 +197,9 @@ pub type PFLT_INSTANCE_SETUP_CALLBACK = Option<
     ) -> NTSTATUS,
 >;
 /// `InstanceQueryTeardownCallback`.
-pub type PFLT_INSTANCE_QUERY_TEARDOWN_CALLBACK =
-    Option<unsafe extern "win64" fn(FltObjects: *const FLT_RELATED_OBJECTS, Flags: u32) -> NTSTATUS>;
+pub type PFLT_INSTANCE_QUERY_TEARDOWN_CALLBACK = Option<
+    unsafe extern "win64" fn(FltObjects: *const FLT_RELATED_OBJECTS, Flags: u32) -> NTSTATUS,
+>;
 /// `InstanceTeardownStartCallback` / `InstanceTeardownCompleteCallback`.
 pub type PFLT_INSTANCE_TEARDOWN_CALLBACK =
     Option<unsafe extern "win64" fn(FltObjects: *const FLT_RELATED_OBJECTS, Reason: u32)>;
@@ -437,7 +438,7 @@ pub struct FLT_CALLBACK_DATA {
 }
 
 /// `FLT_RELATED_OBJECTS` (48 bytes; opaque in Wine, layout per Microsoft's
-/// "FLT_RELATED_OBJECTS structure (fltkernel.h)" page).
+/// "`FLT_RELATED_OBJECTS` structure (fltkernel.h)" page).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct FLT_RELATED_OBJECTS {
@@ -458,7 +459,7 @@ pub struct FLT_RELATED_OBJECTS {
 }
 
 /// `FLT_FILE_NAME_INFORMATION` (120 bytes; absent from Wine, layout per Microsoft's
-/// "FLT_FILE_NAME_INFORMATION structure (fltkernel.h)" page). Returned by
+/// "`FLT_FILE_NAME_INFORMATION` structure (fltkernel.h)" page). Returned by
 /// `FltGetFileNameInformation`, released by `FltReleaseFileNameInformation`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -54,7 +54,10 @@ pub const FILE_DEVICE_SECURE_OPEN: u32 = 0x0000_0100;
 
 /// `DRIVER_INITIALIZE`: the signature of `DriverEntry`.
 pub type PDRIVER_INITIALIZE = Option<
-    unsafe extern "win64" fn(DriverObject: *mut DRIVER_OBJECT, RegistryPath: *mut UNICODE_STRING) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        DriverObject: *mut DRIVER_OBJECT,
+        RegistryPath: *mut UNICODE_STRING,
+    ) -> NTSTATUS,
 >;
 /// `DRIVER_UNLOAD`.
 pub type PDRIVER_UNLOAD = Option<unsafe extern "win64" fn(DriverObject: *mut DRIVER_OBJECT)>;

@@ -20,9 +20,18 @@
 //! Only x86-64 is supported: every layout below is the x64 layout.
 
 #![no_std]
-#![expect(non_camel_case_types, reason = "kernel types keep their C names in this crate")]
-#![expect(non_snake_case, reason = "kernel fields and routines keep their C names in this crate")]
-#![expect(non_upper_case_globals, reason = "kernel enumerators keep their C names in this crate")]
+#![expect(
+    non_camel_case_types,
+    reason = "kernel types keep their C names in this crate"
+)]
+#![expect(
+    non_snake_case,
+    reason = "kernel fields and routines keep their C names in this crate"
+)]
+#![expect(
+    non_upper_case_globals,
+    reason = "kernel enumerators keep their C names in this crate"
+)]
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!("vigil-sys declares the x86-64 layouts only");

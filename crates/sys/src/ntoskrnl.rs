@@ -3,12 +3,12 @@
 //! Each routine's IRQL limit, from its reference page, is in its doc line: kernel-sim enforces
 //! the same limits.
 
-use crate::basic::{
-    ACCESS_MASK, BOOLEAN, CLIENT_ID, EVENT_TYPE, HANDLE, KEVENT, KIRQL, KPRIORITY,
-    KPROCESSOR_MODE, KSPIN_LOCK, KWAIT_REASON, LARGE_INTEGER, NTSTATUS, OBJECT_ATTRIBUTES,
-    PKSTART_ROUTINE, POBJECT_TYPE, POOL_FLAGS, PVOID, UNICODE_STRING,
-};
 use crate::basic::DEVICE_TYPE;
+use crate::basic::{
+    ACCESS_MASK, BOOLEAN, CLIENT_ID, EVENT_TYPE, HANDLE, KEVENT, KIRQL, KPRIORITY, KPROCESSOR_MODE,
+    KSPIN_LOCK, KWAIT_REASON, LARGE_INTEGER, NTSTATUS, OBJECT_ATTRIBUTES, PKSTART_ROUTINE,
+    POBJECT_TYPE, POOL_FLAGS, PVOID, UNICODE_STRING,
+};
 use crate::io::{DEVICE_OBJECT, DRIVER_OBJECT};
 
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]

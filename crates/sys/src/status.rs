@@ -1,7 +1,10 @@
 //! The `NTSTATUS` values Vigil returns, tests for, or that kernel-sim produces, with the values
 //! `ntstatus.h` gives them.
 
-#![expect(clippy::cast_possible_wrap, reason = "NTSTATUS values are written as their u32 bit patterns")]
+#![expect(
+    clippy::cast_possible_wrap,
+    reason = "NTSTATUS values are written as their u32 bit patterns"
+)]
 
 use crate::NTSTATUS;
 
@@ -13,6 +16,8 @@ pub const STATUS_ALERTED: NTSTATUS = 0x0000_0101_u32 as i32;
 pub const STATUS_TIMEOUT: NTSTATUS = 0x0000_0102_u32 as i32;
 /// `STATUS_PENDING`: The operation is pending.
 pub const STATUS_PENDING: NTSTATUS = 0x0000_0103_u32 as i32;
+/// `STATUS_REPARSE`: The create must be reissued at a reparse point (success code).
+pub const STATUS_REPARSE: NTSTATUS = 0x0000_0104_u32 as i32;
 /// `STATUS_DATATYPE_MISALIGNMENT`: A misaligned access (warning code).
 pub const STATUS_DATATYPE_MISALIGNMENT: NTSTATUS = 0x8000_0002_u32 as i32;
 /// `STATUS_BUFFER_OVERFLOW`: The data did not fit; partial data returned (warning code).

@@ -22,6 +22,10 @@ pub use pe::{pe_checksum, stamp_pe_checksum};
 pub const DRIVER_TARGET: &str = "x86_64-pc-windows-msvc";
 
 /// The repository root (this crate lives in `crates/xtask`).
+///
+/// # Panics
+///
+/// Never in practice: the manifest directory of `crates/xtask` always has two ancestors.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
@@ -42,12 +46,18 @@ pub struct Variant {
 impl Variant {
     /// The image users install.
     pub fn production() -> Self {
-        Self { name: "vigil".into(), features: Vec::new() }
+        Self {
+            name: "vigil".into(),
+            features: Vec::new(),
+        }
     }
 
     /// A broken twin: the driver with the test-only feature `twin-<bug>` enabled.
     pub fn twin(bug: &str) -> Self {
-        Self { name: format!("twin-{bug}"), features: vec![format!("twin-{bug}")] }
+        Self {
+            name: format!("twin-{bug}"),
+            features: vec![format!("twin-{bug}")],
+        }
     }
 }
 
@@ -76,6 +86,10 @@ impl std::error::Error for BuildError {}
 
 /// Builds `variant` in release mode and returns the path of its `vigil.sys`.
 ///
+/// # Errors
+///
+/// [`BuildError`]: cargo could not run or failed, or the image could not be installed.
+///
 /// Each variant has its own target directory, so that concurrent tests building different
 /// twins never overwrite each other's linker output, and a `RUSTFLAGS` meant for the host (such
 /// as `--cfg loom`) never leaks into the kernel image.
@@ -87,7 +101,16 @@ pub fn build_driver(variant: &Variant) -> Result<PathBuf, BuildError> {
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
-        .args(["build", "--quiet", "--package", "vigil", "--lib", "--release", "--target", DRIVER_TARGET])
+        .args([
+            "build",
+            "--quiet",
+            "--package",
+            "vigil",
+            "--lib",
+            "--release",
+            "--target",
+            DRIVER_TARGET,
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         .env_remove("RUSTFLAGS")
@@ -103,11 +126,13 @@ pub fn build_driver(variant: &Variant) -> Result<PathBuf, BuildError> {
     }
     let built = target_dir.join(DRIVER_TARGET).join("release");
     let image = out_dir.join("vigil.sys");
-    install_image(&built.join("vigil.dll"), &image).map_err(|e| BuildError::Output(image.clone(), e))?;
+    install_image(&built.join("vigil.dll"), &image)
+        .map_err(|e| BuildError::Output(image.clone(), e))?;
     // The PDB beside the image lets kernel-sim name the function a fault happened in.
     let pdb = built.join("vigil.pdb");
     if pdb.exists() {
-        fs::copy(&pdb, out_dir.join("vigil.pdb")).map_err(|e| BuildError::Output(pdb.clone(), e))?;
+        fs::copy(&pdb, out_dir.join("vigil.pdb"))
+            .map_err(|e| BuildError::Output(pdb.clone(), e))?;
     }
     Ok(image)
 }

@@ -9,7 +9,11 @@ const CHECKSUM_IN_OPTIONAL_HEADER: usize = 64;
 /// `PE\0\0` signature plus the 20-byte COFF file header.
 const OPTIONAL_HEADER_FROM_PE: usize = 4 + 20;
 
-/// The file offset of the `CheckSum` field, or why the bytes are not a PE image.
+/// The file offset of the `CheckSum` field.
+///
+/// # Errors
+///
+/// Why the bytes are not a PE image (no MZ or PE signature, truncated headers).
 pub fn checksum_offset(image: &[u8]) -> Result<usize, &'static str> {
     if image.get(..2) != Some(b"MZ") {
         return Err("no MZ signature");
@@ -29,6 +33,10 @@ pub fn checksum_offset(image: &[u8]) -> Result<usize, &'static str> {
 }
 
 /// Computes the checksum of `image`, counting the checksum field as zero.
+///
+/// # Errors
+///
+/// As [`checksum_offset`], or an image too large for a 32-bit checksum.
 pub fn pe_checksum(image: &[u8]) -> Result<u32, &'static str> {
     let field = checksum_offset(image)?;
     let mut sum: u64 = 0;
@@ -47,6 +55,10 @@ pub fn pe_checksum(image: &[u8]) -> Result<u32, &'static str> {
 }
 
 /// Writes the correct checksum into `image`.
+///
+/// # Errors
+///
+/// As [`pe_checksum`]; the image is unchanged then.
 pub fn stamp_pe_checksum(image: &mut [u8]) -> Result<(), &'static str> {
     let field = checksum_offset(image)?;
     let checksum = pe_checksum(image)?;
@@ -74,9 +86,16 @@ mod tests {
         // 'M' 'Z' = 0x5a4d, "PE" = 0x4550, e_lfanew word 0x40, plus the length.
         assert_eq!(before, 0x5a4d + 0x4550 + 0x40 + image.len() as u32);
         stamp_pe_checksum(&mut image).unwrap();
-        assert_eq!(pe_checksum(&image).unwrap(), before, "the stamped field must not count");
+        assert_eq!(
+            pe_checksum(&image).unwrap(),
+            before,
+            "the stamped field must not count"
+        );
         let field = checksum_offset(&image).unwrap();
-        assert_eq!(u32::from_le_bytes(image[field..field + 4].try_into().unwrap()), before);
+        assert_eq!(
+            u32::from_le_bytes(image[field..field + 4].try_into().unwrap()),
+            before
+        );
     }
 
     #[test]

@@ -15,16 +15,38 @@ struct Stage {
     env: &'static [(&'static str, &'static str)],
 }
 
-/// Crates that compile for the Windows kernel target (the driver and its no_std dependencies).
-const KERNEL_CRATES: &[&str] = &["-p", "vigil", "-p", "vigil-sys"];
+/// Crates that compile for the Windows kernel target (the driver and its `no_std` dependencies).
+const KERNEL_CRATES: &[&str] = &[
+    "-p",
+    "vigil",
+    "-p",
+    "vigil-sys",
+    "-p",
+    "vigil-protocol",
+    "-p",
+    "vigil-core",
+];
 
 fn stages() -> Vec<Stage> {
     vec![
-        Stage { name: "format", program: "cargo", args: &["fmt", "--all", "--check"], env: &[] },
+        Stage {
+            name: "format",
+            program: "cargo",
+            args: &["fmt", "--all", "--check"],
+            env: &[],
+        },
         Stage {
             name: "clippy (host)",
             program: "cargo",
-            args: &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+            args: &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
             env: &[],
         },
         Stage {
@@ -42,7 +64,11 @@ pub fn run_all(_args: &[String]) -> Result<(), String> {
     let root = workspace_root();
     let stage_started = Instant::now();
     let image = build_driver(&Variant::production()).map_err(|e| e.to_string())?;
-    println!("==> vigil.sys: {} ({:.1}s)", image.display(), stage_started.elapsed().as_secs_f64());
+    println!(
+        "==> vigil.sys: {} ({:.1}s)",
+        image.display(),
+        stage_started.elapsed().as_secs_f64()
+    );
 
     let kernel_clippy = {
         let mut args = vec!["clippy", "--lib", "--locked", "--target", DRIVER_TARGET];
@@ -50,15 +76,30 @@ pub fn run_all(_args: &[String]) -> Result<(), String> {
         args.extend_from_slice(&["--", "-D", "warnings"]);
         args
     };
-    run("clippy (windows kernel target)", "cargo", &kernel_clippy, &[], &root)?;
+    run(
+        "clippy (windows kernel target)",
+        "cargo",
+        &kernel_clippy,
+        &[],
+        &root,
+    )?;
     for stage in stages() {
         run(stage.name, stage.program, stage.args, stage.env, &root)?;
     }
-    println!("==> all stages passed in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "==> all stages passed in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
-fn run(name: &str, program: &str, args: &[&str], env: &[(&str, &str)], root: &std::path::Path) -> Result<(), String> {
+fn run(
+    name: &str,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    root: &std::path::Path,
+) -> Result<(), String> {
     println!("==> {name}: {program} {}", args.join(" "));
     let started = Instant::now();
     let status = Command::new(program)

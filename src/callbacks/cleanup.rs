@@ -1,0 +1,55 @@
+//! `IRP_MJ_CLEANUP`: "closed after modification" for a handle that wrote. PASSIVE_LEVEL.
+
+use vigil_protocol::EventKind;
+use vigil_sys::{
+    FLT_CALLBACK_DATA, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
+    FLT_RELATED_OBJECTS, PVOID, STATUS_SUCCESS,
+};
+
+use crate::callbacks::{EventName, requestor};
+use crate::entry::admitted_globals;
+use crate::events::{EventFacts, publish};
+use crate::filter::context::HandleContext;
+use crate::filter::operation::Operation;
+
+/// Pre-cleanup: the handle is closing; if it wrote, report `CloseModified`.
+pub unsafe extern "win64" fn pre_cleanup(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    _completion: *mut PVOID,
+) -> FLT_PREOP_CALLBACK_STATUS {
+    let Some((globals, _admitted)) = admitted_globals() else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    // SAFETY: the callback's own arguments, used only during it.
+    let Some(mut operation) = (unsafe { Operation::from_callback(data, objects) }) else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    if operation.file_object().is_null() {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    let Some(context) = HandleContext::get(operation.instance(), operation.file_object()) else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    let Some(who) = requestor(globals, &mut operation) else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    let name = EventName::of(globals, &mut operation);
+    publish(
+        globals,
+        &EventFacts {
+            kind: EventKind::CloseModified,
+            flags: name.flags,
+            status: STATUS_SUCCESS,
+            process_id: who.process_id,
+            thread_id: who.thread_id,
+            volume_id: context.state().volume_id,
+            desired_access: 0,
+            create_disposition: 0,
+            information: 0,
+            path: name.units(),
+            target: &[],
+        },
+    );
+    FLT_PREOP_SUCCESS_NO_CALLBACK
+}

@@ -1,0 +1,134 @@
+//! `IRP_MJ_CREATE`: verdicts for protected paths (pre), the open event (post). PASSIVE_LEVEL.
+
+use vigil_protocol::{EventFlags, EventKind, Verdict, VerdictOperation};
+use vigil_sys::{
+    FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FLT_CALLBACK_DATA, FLT_POSTOP_CALLBACK_STATUS,
+    FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_COMPLETE,
+    FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_RELATED_OBJECTS,
+    FLTFL_POST_OPERATION_DRAINING, NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED, STATUS_REPARSE,
+};
+
+use crate::callbacks::{EventName, requestor};
+use crate::entry::admitted_globals;
+use crate::events::{EventFacts, publish};
+use crate::filter::name::FileName;
+use crate::filter::operation::Operation;
+use crate::globals::Globals;
+use crate::stats::bump;
+use crate::verdict::{Question, decide};
+
+/// Pre-create: asks for a verdict when the path is protected; denies with
+/// `STATUS_ACCESS_DENIED`. Always asks for the post-create callback otherwise.
+pub unsafe extern "win64" fn pre_create(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    _completion: *mut PVOID,
+) -> FLT_PREOP_CALLBACK_STATUS {
+    let Some((globals, _admitted)) = admitted_globals() else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    // SAFETY: the callback's own arguments, used only during it.
+    let Some(mut operation) = (unsafe { Operation::from_callback(data, objects) }) else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    let Some(who) = requestor(globals, &mut operation) else {
+        // The service's own I/O: no event, no verdict.
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    if globals.prefixes.any()
+        && verdict_for_create(globals, &mut operation, who.process_id) == Verdict::Deny
+    {
+        operation.complete_with(STATUS_ACCESS_DENIED);
+        return FLT_PREOP_COMPLETE;
+    }
+    FLT_PREOP_SUCCESS_WITH_CALLBACK
+}
+
+fn verdict_for_create(
+    globals: &Globals,
+    operation: &mut Operation<'_>,
+    process_id: u64,
+) -> Verdict {
+    let Ok(name) = FileName::query(operation) else {
+        bump(&globals.counters.name_query_failures);
+        // No name, no match possible: the operation is not known to be protected.
+        return Verdict::Allow;
+    };
+    if !globals.prefixes.read(|list| list.matches(name.units())) {
+        return Verdict::Allow;
+    }
+    let flags = if name.is_normalized() {
+        EventFlags::NONE
+    } else {
+        EventFlags::NAME_NOT_NORMALIZED
+    };
+    decide(
+        globals,
+        &globals.verdicts,
+        &Question {
+            operation: VerdictOperation::Create,
+            process_id,
+            path: name.units(),
+            target: &[],
+            flags,
+        },
+    )
+}
+
+/// Post-create: one `Open` event per successful open.
+pub unsafe extern "win64" fn post_create(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    _completion: PVOID,
+    flags: u32,
+) -> FLT_POSTOP_CALLBACK_STATUS {
+    if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    let Some((globals, _admitted)) = admitted_globals() else {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    };
+    // SAFETY: the callback's own arguments, used only during it.
+    let Some(mut operation) = (unsafe { Operation::from_callback(data, objects) }) else {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    };
+    let status = operation.status();
+    if !NT_SUCCESS(status) || status == STATUS_REPARSE {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    let Some(who) = requestor(globals, &mut operation) else {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    };
+    // SAFETY: for IRP_MJ_CREATE the Create member of the parameter union is the valid one.
+    let create = unsafe { operation.iopb().Parameters.Create };
+    // SAFETY: FltMgr sets a valid security context for every create.
+    let desired_access =
+        unsafe { create.SecurityContext.as_ref() }.map_or(0, |context| context.DesiredAccess);
+    let mut event_flags = EventFlags::NONE;
+    if create.Options & FILE_DELETE_ON_CLOSE != 0 {
+        event_flags |= EventFlags::DELETE_ON_CLOSE;
+    }
+    if create.Options & FILE_DIRECTORY_FILE != 0 {
+        event_flags |= EventFlags::DIRECTORY;
+    }
+    let name = EventName::of(globals, &mut operation);
+    event_flags |= name.flags;
+    publish(
+        globals,
+        &EventFacts {
+            kind: EventKind::Open,
+            flags: event_flags,
+            status,
+            process_id: who.process_id,
+            thread_id: who.thread_id,
+            volume_id: globals.volumes.id_of(operation.volume()),
+            desired_access,
+            create_disposition: create.Options >> 24,
+            // The create's outcome (FILE_OPENED, FILE_CREATED, ...), a small number.
+            information: u32::try_from(operation.information()).unwrap_or(u32::MAX),
+            path: name.units(),
+            target: &[],
+        },
+    );
+    FLT_POSTOP_FINISHED_PROCESSING
+}

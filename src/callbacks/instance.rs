@@ -1,0 +1,58 @@
+//! Instance setup and teardown: attach by policy (`crate::attach`), and give each attached
+//! volume an id. PASSIVE_LEVEL.
+
+use core::sync::atomic::Ordering;
+
+use vigil_sys::{
+    DEVICE_TYPE, FLT_FILESYSTEM_TYPE, FLT_RELATED_OBJECTS, NTSTATUS, STATUS_FLT_DO_NOT_ATTACH,
+    STATUS_SUCCESS,
+};
+
+use crate::attach::{AttachDecision, decide};
+use crate::entry::{admitted_globals, globals_for_teardown};
+
+/// `InstanceSetupCallback`.
+pub unsafe extern "win64" fn instance_setup(
+    objects: *const FLT_RELATED_OBJECTS,
+    _flags: u32,
+    _device_type: DEVICE_TYPE,
+    fs_type: FLT_FILESYSTEM_TYPE,
+) -> NTSTATUS {
+    let Some((globals, _admitted)) = admitted_globals() else {
+        return STATUS_FLT_DO_NOT_ATTACH;
+    };
+    let attach_network = globals.settings.attach_network.load(Ordering::Relaxed);
+    match decide(fs_type, attach_network) {
+        AttachDecision::Attach => {
+            // SAFETY: FltMgr passes valid related objects for the callback's duration.
+            if let Some(objects) = unsafe { objects.as_ref() } {
+                globals.volumes.insert(objects.Volume);
+            }
+            STATUS_SUCCESS
+        }
+        AttachDecision::Decline => STATUS_FLT_DO_NOT_ATTACH,
+    }
+}
+
+/// `InstanceQueryTeardownCallback`: a manual detach (`fltmc detach`) is allowed; nothing is lost
+/// but the volume's future events.
+pub unsafe extern "win64" fn instance_query_teardown(
+    _objects: *const FLT_RELATED_OBJECTS,
+    _flags: u32,
+) -> NTSTATUS {
+    STATUS_SUCCESS
+}
+
+/// `InstanceTeardownCompleteCallback`: forget the volume id. Always runs, even during unload.
+pub unsafe extern "win64" fn instance_teardown_complete(
+    objects: *const FLT_RELATED_OBJECTS,
+    _reason: u32,
+) {
+    let Some(globals) = globals_for_teardown() else {
+        return;
+    };
+    // SAFETY: as in instance_setup.
+    if let Some(objects) = unsafe { objects.as_ref() } {
+        globals.volumes.remove(objects.Volume);
+    }
+}

@@ -1,0 +1,148 @@
+//! The filter's callbacks: instance setup and teardown, and the operations Vigil reports.
+//! Each callback enters the unload gate first (a guard for as long as it touches the globals)
+//! and lets the operation through untouched when the gate refuses (unload has begun).
+//!
+//! Operations and their IRQL (FltMgr's guarantees):
+//! * create: pre at PASSIVE (verdicts), post at PASSIVE (the open event);
+//! * write: pre at <= APC for non-paging I/O (first write per handle); paging I/O is skipped by
+//!   registration;
+//! * set information: pre at PASSIVE (verdicts, source name), synchronized post (rename, link,
+//!   delete events);
+//! * cleanup: pre at PASSIVE (close after modification).
+
+pub mod cleanup;
+pub mod create;
+pub mod instance;
+pub mod set_info;
+pub mod write;
+
+use core::ptr;
+
+use vigil_sys::{
+    FLT_OPERATION_REGISTRATION, FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO, IRP_MJ_CLEANUP,
+    IRP_MJ_CREATE, IRP_MJ_OPERATION_END, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE,
+    PsGetCurrentThreadId,
+};
+
+use crate::filter::operation::Operation;
+use crate::filter::registration::StaticTable;
+use crate::globals::Globals;
+
+/// The operations Vigil registers for, terminated by `IRP_MJ_OPERATION_END`.
+pub static OPERATIONS: StaticTable<[FLT_OPERATION_REGISTRATION; 5]> = StaticTable([
+    FLT_OPERATION_REGISTRATION {
+        MajorFunction: IRP_MJ_CREATE,
+        Flags: 0,
+        PreOperation: Some(create::pre_create),
+        PostOperation: Some(create::post_create),
+        Reserved1: ptr::null_mut(),
+    },
+    FLT_OPERATION_REGISTRATION {
+        MajorFunction: IRP_MJ_WRITE,
+        Flags: FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO,
+        PreOperation: Some(write::pre_write),
+        PostOperation: None,
+        Reserved1: ptr::null_mut(),
+    },
+    FLT_OPERATION_REGISTRATION {
+        MajorFunction: IRP_MJ_SET_INFORMATION,
+        Flags: FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO,
+        PreOperation: Some(set_info::pre_set_information),
+        PostOperation: Some(set_info::post_set_information),
+        Reserved1: ptr::null_mut(),
+    },
+    FLT_OPERATION_REGISTRATION {
+        MajorFunction: IRP_MJ_CLEANUP,
+        Flags: 0,
+        PreOperation: Some(cleanup::pre_cleanup),
+        PostOperation: None,
+        Reserved1: ptr::null_mut(),
+    },
+    FLT_OPERATION_REGISTRATION {
+        MajorFunction: IRP_MJ_OPERATION_END,
+        Flags: 0,
+        PreOperation: None,
+        PostOperation: None,
+        Reserved1: ptr::null_mut(),
+    },
+]);
+
+/// Who issued an operation.
+pub struct Requestor {
+    /// Process id.
+    pub process_id: u64,
+    /// Thread id (the current thread: pre-operation callbacks and the post-create run in the
+    /// requesting thread).
+    pub thread_id: u64,
+}
+
+/// The requestor of `operation`, or `None` when it is the connected service itself: its own I/O
+/// (writing the event log, reading its policy) is neither reported nor sent for a verdict, which
+/// would loop or deadlock.
+pub fn requestor(globals: &Globals, operation: &mut Operation<'_>) -> Option<Requestor> {
+    let process_id = u64::from(operation.requestor_process_id());
+    if globals.is_service(process_id) {
+        return None;
+    }
+    // SAFETY: any IRQL; returns the current thread's id.
+    let thread_id = unsafe { PsGetCurrentThreadId() } as u64;
+    Some(Requestor {
+        process_id,
+        thread_id,
+    })
+}
+
+/// A file's name for an event, with the flags that describe how it was obtained.
+pub struct EventName {
+    /// The name, when a query succeeded.
+    pub name: Option<crate::filter::name::FileName>,
+    /// `NAME_NOT_NORMALIZED` or `NAME_UNAVAILABLE` as the case may be.
+    pub flags: vigil_protocol::EventFlags,
+}
+
+impl EventName {
+    /// Wraps a query's outcome, counting a failure.
+    pub fn from_query(
+        globals: &Globals,
+        result: crate::error::Result<crate::filter::name::FileName>,
+    ) -> Self {
+        use vigil_protocol::EventFlags;
+        if let Ok(name) = result {
+            let flags = if name.is_normalized() {
+                EventFlags::NONE
+            } else {
+                EventFlags::NAME_NOT_NORMALIZED
+            };
+            Self {
+                name: Some(name),
+                flags,
+            }
+        } else {
+            crate::stats::bump(&globals.counters.name_query_failures);
+            Self {
+                name: None,
+                flags: EventFlags::NAME_UNAVAILABLE,
+            }
+        }
+    }
+
+    /// No name (the query failed earlier and was counted then).
+    pub fn unavailable() -> Self {
+        Self {
+            name: None,
+            flags: vigil_protocol::EventFlags::NAME_UNAVAILABLE,
+        }
+    }
+
+    /// The operation's own name (normalized, else opened). IRQL <= APC_LEVEL.
+    pub fn of(globals: &Globals, operation: &mut Operation<'_>) -> Self {
+        Self::from_query(globals, crate::filter::name::FileName::query(operation))
+    }
+
+    /// The name's code units (empty when unavailable).
+    pub fn units(&self) -> &[u16] {
+        self.name
+            .as_ref()
+            .map_or(&[], crate::filter::name::FileName::units)
+    }
+}

@@ -1,0 +1,75 @@
+//! `IRP_MJ_WRITE`: the first write through each handle (a stream-handle context marks it).
+//! IRQL <= APC_LEVEL (non-paging writes; paging I/O is skipped at registration).
+
+use vigil_protocol::EventKind;
+use vigil_sys::{
+    FLT_CALLBACK_DATA, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
+    FLT_RELATED_OBJECTS, PVOID, STATUS_PENDING,
+};
+
+use crate::callbacks::{EventName, requestor};
+use crate::entry::admitted_globals;
+use crate::events::{EventFacts, publish};
+use crate::filter::context::{HandleContext, MarkOutcome};
+use crate::filter::operation::Operation;
+use crate::stats::bump;
+
+/// Pre-write: reports `FirstWrite` once per handle, as the write is issued (its status field is
+/// `STATUS_PENDING`: the write has not completed). Never needs a post-operation callback.
+pub unsafe extern "win64" fn pre_write(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    _completion: *mut PVOID,
+) -> FLT_PREOP_CALLBACK_STATUS {
+    let Some((globals, _admitted)) = admitted_globals() else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    // SAFETY: the callback's own arguments, used only during it.
+    let Some(mut operation) = (unsafe { Operation::from_callback(data, objects) }) else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    if operation.is_paging_io() || operation.file_object().is_null() {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    let Some(who) = requestor(globals, &mut operation) else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    // The common case: this handle has written before.
+    if HandleContext::get(operation.instance(), operation.file_object()).is_some() {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    let volume_id = globals.volumes.id_of(operation.volume());
+    match HandleContext::mark_written(
+        operation.filter(),
+        operation.instance(),
+        operation.file_object(),
+        volume_id,
+    ) {
+        Ok(MarkOutcome::FirstWrite) => {}
+        Ok(MarkOutcome::AlreadyWritten) => return FLT_PREOP_SUCCESS_NO_CALLBACK,
+        Err(_) => {
+            // No context, no way to report this handle's writes once: count the loss.
+            bump(&globals.counters.allocation_failures);
+            bump(&globals.counters.dropped_no_memory);
+            return FLT_PREOP_SUCCESS_NO_CALLBACK;
+        }
+    }
+    let name = EventName::of(globals, &mut operation);
+    publish(
+        globals,
+        &EventFacts {
+            kind: EventKind::FirstWrite,
+            flags: name.flags,
+            status: STATUS_PENDING,
+            process_id: who.process_id,
+            thread_id: who.thread_id,
+            volume_id,
+            desired_access: 0,
+            create_disposition: 0,
+            information: 0,
+            path: name.units(),
+            target: &[],
+        },
+    );
+    FLT_PREOP_SUCCESS_NO_CALLBACK
+}

@@ -1,0 +1,92 @@
+//! The delivery thread: drains the event ring into batches and sends each through the client
+//! port slot with a finite timeout. A system thread at PASSIVE_LEVEL; the driver waits on its
+//! thread object at unload (RULES.md, rule 2).
+//!
+//! Policy: while no service is connected, records stay in the ring (a service that connects
+//! gets the backlog); when the ring is full, new records are dropped and counted. A batch whose
+//! send times out or finds the client gone is dropped and counted by that reason: the service
+//! sees the gap in sequence numbers and the counters explain it.
+
+use core::ffi::c_void;
+use core::sync::atomic::Ordering;
+
+use vigil_core::{RingConsumer, SendOutcome};
+use vigil_protocol::{BATCH_HEADER_LEN, EventBatch};
+use vigil_sys::{PsTerminateSystemThread, STATUS_SUCCESS};
+
+use crate::filter::port::send_message;
+use crate::globals::{Globals, timeout_ms};
+use crate::platform::KernelPlatform;
+use crate::stats::{add, bump};
+
+/// The thread's entry point. `context` is the published `Globals`.
+///
+/// # Safety
+///
+/// Started by `SystemThread::spawn` with a `Globals` that outlives the thread (the teardown
+/// waits on the thread object before freeing it).
+pub unsafe extern "win64" fn run(context: *mut c_void) {
+    // SAFETY: the globals outlive this thread (contract).
+    let globals = unsafe { &*context.cast::<Globals>() };
+    if let Some(mut consumer) = globals.ring.consumer() {
+        deliver_until_stopped(globals, &mut consumer);
+    }
+    // SAFETY: a system thread ends itself this way, at PASSIVE_LEVEL, holding nothing.
+    unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
+}
+
+fn deliver_until_stopped(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatform>) {
+    let delivery = &globals.delivery;
+    while !delivery.stop.load(Ordering::Acquire) {
+        let _ = delivery
+            .wake
+            .wait(timeout_ms(&globals.settings.flush_interval_ms));
+        delivery.wake.clear();
+        if delivery.stop.load(Ordering::Acquire) {
+            break;
+        }
+        delivery.pending.store(0, Ordering::Relaxed);
+        // Keep sending while whole batches come out and a client takes them.
+        while globals.slot.is_connected() && send_one_batch(globals, consumer) {}
+    }
+}
+
+/// Drains one batch and sends it; `false` when there was nothing to send or the send failed.
+fn send_one_batch(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatform>) -> bool {
+    // SAFETY: only this thread touches the batch buffer (Delivery invariant).
+    let batch = unsafe { &mut *globals.delivery.batch.get() };
+    let buffer = batch.as_mut_slice();
+    let Some(records_area) = buffer.get_mut(BATCH_HEADER_LEN..) else {
+        return false;
+    };
+    let drained = consumer.drain(records_area);
+    if drained.records == 0 {
+        return false;
+    }
+    let records = drained.records as u64;
+    if EventBatch::emit_header(buffer, drained.first_seq, drained.records, drained.bytes).is_err() {
+        // Cannot happen for records the ring accepted (each fits a message); counted, not hidden.
+        add(&globals.counters.dropped_too_large, records);
+        return false;
+    }
+    let message = &mut buffer[..BATCH_HEADER_LEN + drained.bytes];
+    let outcome = globals.slot.send(
+        timeout_ms(&globals.settings.send_timeout_ms),
+        |port, timeout| send_message(globals.filter_handle(), port, message, None, timeout),
+    );
+    match outcome {
+        SendOutcome::Sent => {
+            add(&globals.counters.events_delivered, records);
+            bump(&globals.counters.batches_sent);
+            true
+        }
+        SendOutcome::TimedOut => {
+            add(&globals.counters.dropped_send_timeout, records);
+            false
+        }
+        SendOutcome::Disconnected | SendOutcome::NoClient | SendOutcome::Failed => {
+            add(&globals.counters.dropped_disconnected, records);
+            false
+        }
+    }
+}

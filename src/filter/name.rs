@@ -1,0 +1,130 @@
+//! File name information from FltMgr, released exactly once (RULES.md, rule 19). IRQL <=
+//! APC_LEVEL (the name routines' limit); never called from a post-operation callback that may
+//! run at DISPATCH_LEVEL.
+
+use core::ptr::{self, NonNull};
+
+use vigil_sys::{
+    FILE_OBJECT, FLT_FILE_NAME_INFORMATION, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
+    FLT_FILE_NAME_QUERY_DEFAULT, FltGetDestinationFileNameInformation, FltGetFileNameInformation,
+    FltReleaseFileNameInformation, HANDLE, PFLT_FILE_NAME_INFORMATION, PFLT_INSTANCE,
+};
+
+use crate::error::{NtStatus, Result, check};
+use crate::filter::operation::Operation;
+
+/// A referenced `FLT_FILE_NAME_INFORMATION`, released on drop.
+///
+/// # Invariants
+///
+/// `info` holds one reference from a FltMgr name routine.
+pub struct FileName {
+    info: NonNull<FLT_FILE_NAME_INFORMATION>,
+    normalized: bool,
+}
+
+impl FileName {
+    /// The operation's file name: normalized if possible, else the opened name (the fallback is
+    /// reported in the event's flags).
+    pub fn query(operation: &mut Operation<'_>) -> Result<Self> {
+        match Self::query_format(operation, FLT_FILE_NAME_NORMALIZED) {
+            Ok(name) => Ok(name),
+            Err(_) => Self::query_format(operation, FLT_FILE_NAME_OPENED),
+        }
+    }
+
+    fn query_format(operation: &mut Operation<'_>, format: u32) -> Result<Self> {
+        let mut info: PFLT_FILE_NAME_INFORMATION = ptr::null_mut();
+        // SAFETY: valid callback data; out-pointer valid; IRQL <= APC is the caller's contract.
+        check(unsafe {
+            FltGetFileNameInformation(
+                operation.raw(),
+                format | FLT_FILE_NAME_QUERY_DEFAULT,
+                &raw mut info,
+            )
+        })?;
+        let info = NonNull::new(info).ok_or(NtStatus::UNSUCCESSFUL)?;
+        Ok(Self {
+            info,
+            normalized: format == FLT_FILE_NAME_NORMALIZED,
+        })
+    }
+
+    /// The name a rename or link *targets*, from the operation's information buffer.
+    /// PASSIVE_LEVEL.
+    ///
+    /// # Safety
+    ///
+    /// `root`, `name` and `name_bytes` come from the operation's `FILE_RENAME_INFORMATION` /
+    /// `FILE_LINK_INFORMATION` buffer, valid for the callback.
+    pub unsafe fn destination(
+        instance: PFLT_INSTANCE,
+        file: *mut FILE_OBJECT,
+        root: HANDLE,
+        name: *mut u16,
+        name_bytes: u32,
+    ) -> Result<Self> {
+        let mut info: PFLT_FILE_NAME_INFORMATION = ptr::null_mut();
+        // SAFETY: arguments valid per contract; out-pointer valid.
+        check(unsafe {
+            FltGetDestinationFileNameInformation(
+                instance,
+                file,
+                root,
+                name,
+                name_bytes,
+                FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT,
+                &raw mut info,
+            )
+        })?;
+        let info = NonNull::new(info).ok_or(NtStatus::UNSUCCESSFUL)?;
+        Ok(Self {
+            info,
+            normalized: true,
+        })
+    }
+
+    /// Whether this is the normalized name (false: the opened-name fallback).
+    pub fn is_normalized(&self) -> bool {
+        self.normalized
+    }
+
+    /// The full name in UTF-16.
+    pub fn units(&self) -> &[u16] {
+        // SAFETY: referenced (invariant): FltMgr keeps the structure and buffer alive.
+        let name = unsafe { &(*self.info.as_ptr()).Name };
+        if name.Buffer.is_null() {
+            return &[];
+        }
+        // SAFETY: `Length` bytes of UTF-16 at `Buffer`, alive while referenced.
+        unsafe { core::slice::from_raw_parts(name.Buffer, usize::from(name.Length) / 2) }
+    }
+
+    /// Gives the reference up as a raw pointer (a completion context); take it back with
+    /// [`FileName::from_raw`] exactly once. The structure is pointer-aligned, so bit 0 carries
+    /// "opened-name fallback".
+    pub fn into_raw(self) -> *mut core::ffi::c_void {
+        let raw = self.info.as_ptr().cast::<core::ffi::c_void>();
+        let tagged = raw.map_addr(|addr| addr | usize::from(!self.normalized));
+        core::mem::forget(self);
+        tagged
+    }
+
+    /// Takes back a reference given up by [`FileName::into_raw`].
+    ///
+    /// # Safety
+    ///
+    /// `raw` came from `into_raw` and is taken back exactly once.
+    pub unsafe fn from_raw(raw: *mut core::ffi::c_void) -> Option<Self> {
+        let normalized = raw.addr() & 1 == 0;
+        let info = raw.map_addr(|addr| addr & !1).cast();
+        NonNull::new(info).map(|info| Self { info, normalized })
+    }
+}
+
+impl Drop for FileName {
+    fn drop(&mut self) {
+        // SAFETY: releases the one reference held (invariant), exactly once.
+        unsafe { FltReleaseFileNameInformation(self.info.as_ptr()) };
+    }
+}

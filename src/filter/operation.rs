@@ -1,0 +1,103 @@
+//! A safe view over one operation's `FLT_CALLBACK_DATA` and `FLT_RELATED_OBJECTS`, as the
+//! callbacks receive them. Any IRQL the callback runs at; the accessors only read fields.
+
+use core::ptr;
+
+use vigil_sys::{
+    FILE_OBJECT, FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_RELATED_OBJECTS,
+    FltGetRequestorProcessId, IRP_PAGING_IO, NTSTATUS, PFLT_FILTER, PFLT_INSTANCE, PFLT_VOLUME,
+};
+
+/// One operation, as a callback sees it.
+///
+/// # Invariants
+///
+/// `data`, its `Iopb` and `objects` are the valid pointers FltMgr passed to the callback, valid
+/// for the callback's duration (which bounds this value's lifetime `'a`).
+pub struct Operation<'a> {
+    data: &'a mut FLT_CALLBACK_DATA,
+    iopb: &'a FLT_IO_PARAMETER_BLOCK,
+    objects: &'a FLT_RELATED_OBJECTS,
+}
+
+impl Operation<'_> {
+    /// Wraps the callback's arguments; `None` if FltMgr passed a null pointer (never expected).
+    ///
+    /// # Safety
+    ///
+    /// The pointers are a callback's `Data` and `FltObjects` arguments, used only during it.
+    pub unsafe fn from_callback(
+        data: *mut FLT_CALLBACK_DATA,
+        objects: *const FLT_RELATED_OBJECTS,
+    ) -> Option<Self> {
+        // SAFETY: valid or null (contract); checked for null here.
+        let data = unsafe { data.as_mut() }?;
+        // SAFETY: as above.
+        let objects = unsafe { objects.as_ref() }?;
+        // SAFETY: Iopb is valid for the callback whenever Data is.
+        let iopb = unsafe { data.Iopb.as_ref() }?;
+        Some(Self {
+            data,
+            iopb,
+            objects,
+        })
+    }
+
+    /// The parameter block.
+    pub fn iopb(&self) -> &FLT_IO_PARAMETER_BLOCK {
+        self.iopb
+    }
+
+    /// The file object, or null.
+    pub fn file_object(&self) -> *mut FILE_OBJECT {
+        self.objects.FileObject
+    }
+
+    /// The instance.
+    pub fn instance(&self) -> PFLT_INSTANCE {
+        self.objects.Instance
+    }
+
+    /// The volume.
+    pub fn volume(&self) -> PFLT_VOLUME {
+        self.objects.Volume
+    }
+
+    /// The filter.
+    pub fn filter(&self) -> PFLT_FILTER {
+        self.objects.Filter
+    }
+
+    /// Whether this is paging I/O (never reported).
+    pub fn is_paging_io(&self) -> bool {
+        self.iopb.IrpFlags & IRP_PAGING_IO != 0
+    }
+
+    /// The operation's final status (meaningful in post-operation callbacks).
+    pub fn status(&self) -> NTSTATUS {
+        self.data.IoStatus.Status
+    }
+
+    /// `IoStatus.Information` (for create: what the file system did).
+    pub fn information(&self) -> usize {
+        self.data.IoStatus.Information
+    }
+
+    /// The process that issued the operation. IRQL <= DISPATCH_LEVEL.
+    pub fn requestor_process_id(&mut self) -> u32 {
+        // SAFETY: the callback data is valid (invariant).
+        unsafe { FltGetRequestorProcessId(ptr::from_mut(self.data)) }
+    }
+
+    /// Completes the operation in a pre-operation callback with `status` (and no information);
+    /// the caller then returns `FLT_PREOP_COMPLETE`.
+    pub fn complete_with(&mut self, status: NTSTATUS) {
+        self.data.IoStatus.Status = status;
+        self.data.IoStatus.Information = 0;
+    }
+
+    /// The raw callback data, for FltMgr routines that take it.
+    pub fn raw(&mut self) -> *mut FLT_CALLBACK_DATA {
+        ptr::from_mut(self.data)
+    }
+}

@@ -1,0 +1,325 @@
+//! The driver's state: one non-paged block, built in place by DriverEntry (its KEVENTs, spin
+//! lock and push locks cannot move), published before registration so that callbacks find it,
+//! and freed by FilterUnload (or DriverEntry's failure path) after everything that uses it has
+//! stopped. Runs in the kernel.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::ptr::{self, NonNull, addr_of_mut};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use vigil_core::{ClientPortSlot, EventRing, RawEvent, RawPassiveLock, Timeout};
+use vigil_protocol::{MAX_MESSAGE_SIZE, Verdict};
+use vigil_sys::{ExAllocatePool2, ExFreePoolWithTag, PFLT_FILTER, POOL_FLAG_NON_PAGED};
+
+use crate::config::DriverConfig;
+use crate::error::{NtStatus, Result};
+use crate::filter::port::ServerPort;
+use crate::filter::registration::RegisteredFilter;
+use crate::filter::volumes::VolumeTable;
+use crate::kernel::device::DeviceObject;
+use crate::kernel::event::KernelEvent;
+use crate::kernel::pool::{PoolBuffer, tags};
+use crate::kernel::thread::SystemThread;
+use crate::platform::{KernelPlatform, PushLock};
+use crate::prefix::PrefixList;
+use crate::stats::Counters;
+use crate::verdict::VerdictBuffers;
+
+/// Settings the service may change at run time (set-configuration), read lock-free.
+pub struct Settings {
+    /// Records that trigger an immediate delivery.
+    pub batch_size: AtomicU32,
+    /// Delivery interval, in ms.
+    pub flush_interval_ms: AtomicU32,
+    /// Batch send timeout, in ms.
+    pub send_timeout_ms: AtomicU32,
+    /// Verdict timeout, in ms.
+    pub verdict_timeout_ms: AtomicU32,
+    /// Whether the default verdict is deny (fail-closed).
+    pub fail_closed: AtomicBool,
+    /// Whether network volumes attach (for volumes that mount from now on).
+    pub attach_network: AtomicBool,
+}
+
+/// The shortest timeout, for a stored setting that is somehow out of range.
+const ONE_MILLISECOND: Timeout = match Timeout::from_millis(1) {
+    Some(timeout) => timeout,
+    None => panic!("1 ms is a valid timeout"),
+};
+
+/// A finite timeout from a stored setting. Settings are validated before they are stored, so
+/// this never sees zero; if it did, the result is the shortest wait, never an infinite one.
+pub fn timeout_ms(value: &AtomicU32) -> Timeout {
+    Timeout::from_millis(value.load(Ordering::Relaxed)).unwrap_or(ONE_MILLISECOND)
+}
+
+impl Settings {
+    fn new(config: &DriverConfig) -> Self {
+        Self {
+            batch_size: AtomicU32::new(config.batch_size),
+            flush_interval_ms: AtomicU32::new(config.flush_interval_ms),
+            send_timeout_ms: AtomicU32::new(config.send_timeout_ms),
+            verdict_timeout_ms: AtomicU32::new(config.verdict_timeout_ms),
+            fail_closed: AtomicBool::new(config.default_verdict == Verdict::Deny),
+            attach_network: AtomicBool::new(config.attach_network),
+        }
+    }
+
+    /// The verdict applied when none arrives.
+    pub fn default_verdict(&self) -> Verdict {
+        if self.fail_closed.load(Ordering::Relaxed) {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
+        }
+    }
+}
+
+/// The protected prefixes: replaced (exclusive) by set-configuration, read (shared) by the
+/// pre-operation callbacks at PASSIVE_LEVEL. Two lists, so that a replacement is built in the
+/// inactive one and a refused configuration leaves the active one untouched (no 32 KiB copy on a
+/// kernel stack).
+///
+/// # Invariants
+///
+/// `lists` are read only under `lock` shared and written only under `lock` exclusive;
+/// `current` (0 or 1) names the active list and changes only under `lock` exclusive; `active`
+/// mirrors "the active list is not empty" so that the common case (no prefix) takes no lock.
+pub struct Prefixes {
+    lock: PushLock,
+    lists: [UnsafeCell<PrefixList>; 2],
+    current: AtomicUsize,
+    active: AtomicBool,
+}
+
+impl Prefixes {
+    /// Whether any prefix is configured (a hint: the answer may change at once).
+    pub fn any(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` with the active list, shared. IRQL <= APC_LEVEL.
+    pub fn read<R>(&self, f: impl FnOnce(&PrefixList) -> R) -> R {
+        let _shared = self.lock.lock_shared();
+        let current = self.current.load(Ordering::Relaxed) & 1;
+        // SAFETY: shared lock held (invariant): no writer exists.
+        f(unsafe { &*self.lists[current].get() })
+    }
+
+    /// Replaces the list with what `fill` builds; on error the active list stays as it was.
+    /// IRQL <= APC_LEVEL.
+    pub fn replace<E>(
+        &self,
+        fill: impl FnOnce(&mut PrefixList) -> core::result::Result<(), E>,
+    ) -> core::result::Result<(), E> {
+        let _exclusive = self.lock.lock_exclusive();
+        let staging = (self.current.load(Ordering::Relaxed) & 1) ^ 1;
+        // SAFETY: exclusive lock held (invariant): no other access exists.
+        let list = unsafe { &mut *self.lists[staging].get() };
+        list.clear();
+        fill(list)?;
+        self.current.store(staging, Ordering::Relaxed);
+        self.active.store(!list.is_empty(), Ordering::Release);
+        Ok(())
+    }
+}
+
+/// The delivery thread's control block.
+///
+/// # Invariants
+///
+/// `batch` is touched only by the delivery thread; `thread` only by DriverEntry (before
+/// publication) and the teardown (after the gate closed).
+pub struct Delivery {
+    /// Signalled to wake the thread early (a batch is ready, or stop).
+    pub wake: KernelEvent,
+    /// Set to ask the thread to exit.
+    pub stop: AtomicBool,
+    /// Records pushed since the last wake-up (compared with the batch size).
+    pub pending: AtomicU32,
+    /// The one batch buffer, `MAX_MESSAGE_SIZE` bytes.
+    pub batch: UnsafeCell<PoolBuffer>,
+    /// The thread object.
+    pub thread: UnsafeCell<Option<SystemThread>>,
+}
+
+/// What registration created, owned here so that the teardown can undo it in order.
+pub struct Registration {
+    /// The registered filter.
+    pub filter: Option<RegisteredFilter>,
+    /// The server port.
+    pub server_port: Option<ServerPort>,
+}
+
+/// Everything the driver owns. Field order is drop order: the device goes last.
+///
+/// # Invariants
+///
+/// Built in place by [`Globals::create`] and never moved. `registration` is written only by
+/// DriverEntry before it signals completion and only taken by the teardown after it.
+pub struct Globals {
+    /// Registration objects (emptied by the teardown before the rest drops).
+    pub registration: UnsafeCell<Registration>,
+    /// The filter handle, readable by any callback once registered.
+    pub filter: AtomicPtr<c_void>,
+    /// The delivery thread.
+    pub delivery: Delivery,
+    /// The one client port.
+    pub slot: ClientPortSlot<KernelPlatform>,
+    /// The event ring (over `ring_storage`, so it drops first).
+    pub ring: EventRing<KernelPlatform>,
+    /// The ring's memory.
+    pub ring_storage: PoolBuffer,
+    /// Run-time settings.
+    pub settings: Settings,
+    /// Protected prefixes.
+    pub prefixes: Prefixes,
+    /// Counters.
+    pub counters: Counters,
+    /// Volume ids.
+    pub volumes: VolumeTable,
+    /// Process id of the connected service (0 when none): exempt from verdicts and not reported.
+    pub service_pid: AtomicU64,
+    /// Next verdict request id.
+    pub next_request_id: AtomicU64,
+    /// Preallocated verdict request buffers.
+    pub verdicts: VerdictBuffers,
+    /// The device object whose `DO_DEVICE_INITIALIZING` bit tells that DriverEntry returned.
+    pub device: DeviceObject,
+}
+
+// SAFETY: every field is either Sync or an UnsafeCell whose accesses are ordered by the documented
+// invariants (Registration, Delivery, Prefixes).
+unsafe impl Sync for Globals {}
+// SAFETY: as above; the block is not bound to a thread.
+unsafe impl Send for Globals {}
+
+/// An owned, published-or-not `Globals` block.
+///
+/// # Invariants
+///
+/// `ptr` is a live `Globals` built by [`Globals::create`], owned by this value.
+pub struct GlobalsBox {
+    ptr: NonNull<Globals>,
+}
+
+impl Globals {
+    /// Allocates and builds the globals: every allocation and object except the thread and the
+    /// registration. The device is created last, so that a failure before it leaves nothing.
+    ///
+    /// # Safety
+    ///
+    /// `driver` is DriverEntry's driver object. PASSIVE_LEVEL.
+    pub unsafe fn create(
+        driver: *mut vigil_sys::DRIVER_OBJECT,
+        config: &DriverConfig,
+    ) -> Result<GlobalsBox> {
+        let ring_storage = PoolBuffer::try_zeroed(config.ring_bytes as usize, tags::RING)?;
+        let batch = PoolBuffer::try_zeroed(MAX_MESSAGE_SIZE, tags::MESSAGE)?;
+        let verdicts = VerdictBuffers::allocate()?;
+        // SAFETY: `driver` is DriverEntry's driver object (contract).
+        let device = unsafe { DeviceObject::create(driver) }?;
+        // SAFETY: non-paged pool at PASSIVE_LEVEL; zeroed.
+        let raw =
+            unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, size_of::<Globals>(), tags::GLOBALS) };
+        let Some(ptr) = NonNull::new(raw.cast::<Globals>()) else {
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        };
+        let p = ptr.as_ptr();
+        // SAFETY: `p` is a fresh, suitably aligned block for one Globals (pool blocks are 16-byte
+        // aligned; Globals needs at most that); each field is written exactly once, in place,
+        // before the value is used; the pinned ones (events, locks, ring, slot) through their
+        // in-place initializers.
+        #[expect(
+            clippy::multiple_unsafe_ops_per_block,
+            reason = "one in-place construction: every operation writes a distinct field of the same fresh block, under the one proof above"
+        )]
+        unsafe {
+            addr_of_mut!((*p).registration).write(UnsafeCell::new(Registration {
+                filter: None,
+                server_port: None,
+            }));
+            addr_of_mut!((*p).filter).write(AtomicPtr::new(ptr::null_mut()));
+            let delivery = addr_of_mut!((*p).delivery);
+            RawEvent::init(addr_of_mut!((*delivery).wake));
+            addr_of_mut!((*delivery).stop).write(AtomicBool::new(false));
+            addr_of_mut!((*delivery).pending).write(AtomicU32::new(0));
+            addr_of_mut!((*delivery).batch).write(UnsafeCell::new(batch));
+            addr_of_mut!((*delivery).thread).write(UnsafeCell::new(None));
+            ClientPortSlot::init_in_place(addr_of_mut!((*p).slot));
+            addr_of_mut!((*p).ring_storage).write(ring_storage);
+            let storage = &mut *addr_of_mut!((*p).ring_storage);
+            let storage_ptr = NonNull::new_unchecked(storage.as_mut_ptr());
+            EventRing::init_in_place(addr_of_mut!((*p).ring), storage_ptr, storage.len());
+            addr_of_mut!((*p).settings).write(Settings::new(config));
+            let prefixes_slot = addr_of_mut!((*p).prefixes);
+            RawPassiveLock::init(addr_of_mut!((*prefixes_slot).lock));
+            // The block is zeroed, and an all-zero PrefixList is the empty list (count 0); they are
+            // still written explicitly, in place, so no 32 KiB value passes through the stack.
+            for list in &mut *addr_of_mut!((*prefixes_slot).lists) {
+                list.get_mut().clear();
+            }
+            addr_of_mut!((*prefixes_slot).current).write(AtomicUsize::new(0));
+            addr_of_mut!((*prefixes_slot).active).write(AtomicBool::new(false));
+            addr_of_mut!((*p).counters).write(Counters::default());
+            addr_of_mut!((*p).volumes).write(VolumeTable::new());
+            addr_of_mut!((*p).service_pid).write(AtomicU64::new(0));
+            addr_of_mut!((*p).next_request_id).write(AtomicU64::new(1));
+            addr_of_mut!((*p).verdicts).write(verdicts);
+            addr_of_mut!((*p).device).write(device);
+        }
+        Ok(GlobalsBox { ptr })
+    }
+
+    /// The filter handle (null before registration).
+    pub fn filter_handle(&self) -> PFLT_FILTER {
+        self.filter.load(Ordering::Acquire)
+    }
+
+    /// Whether `pid` is the connected service's process.
+    pub fn is_service(&self, pid: u64) -> bool {
+        pid != 0 && self.service_pid.load(Ordering::Relaxed) == pid
+    }
+}
+
+impl GlobalsBox {
+    /// The stable address (for publication and the thread's context).
+    pub fn as_ptr(&self) -> *mut Globals {
+        self.ptr.as_ptr()
+    }
+
+    /// Gives up ownership (the pointer is published in the driver's static).
+    pub fn into_raw(self) -> *mut Globals {
+        let ptr = self.ptr.as_ptr();
+        core::mem::forget(self);
+        ptr
+    }
+
+    /// Takes back ownership from [`GlobalsBox::into_raw`].
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from `into_raw` and is owned by nothing else.
+    pub unsafe fn from_raw(ptr: *mut Globals) -> Option<Self> {
+        NonNull::new(ptr).map(|ptr| Self { ptr })
+    }
+}
+
+impl core::ops::Deref for GlobalsBox {
+    type Target = Globals;
+    fn deref(&self) -> &Globals {
+        // SAFETY: live and owned (invariant); shared access.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Drop for GlobalsBox {
+    fn drop(&mut self) {
+        // SAFETY: live and owned (invariant): dropped in place once (field order: the ring before
+        // its storage, the device last), then the block freed with its tag.
+        unsafe { ptr::drop_in_place(self.ptr.as_ptr()) };
+        // SAFETY: allocated with the GLOBALS tag, freed once.
+        unsafe { ExFreePoolWithTag(self.ptr.as_ptr().cast(), tags::GLOBALS) };
+    }
+}

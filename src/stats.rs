@@ -1,0 +1,99 @@
+//! The driver's counters, as relaxed atomics (statistics, not synchronization), and their
+//! snapshot in the protocol's `Stats` layout. Portable. Any IRQL.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use vigil_protocol::Stats;
+
+/// Counters the callbacks, the delivery thread and the port update.
+#[derive(Default)]
+pub struct Counters {
+    /// Events built by a callback (pushed or dropped).
+    pub events_generated: AtomicU64,
+    /// Events in batches the service received.
+    pub events_delivered: AtomicU64,
+    /// Dropped: the ring was full.
+    pub dropped_ring_full: AtomicU64,
+    /// Dropped: larger than the ring takes.
+    pub dropped_too_large: AtomicU64,
+    /// Dropped: no memory (name or context allocation failed before the event was built).
+    pub dropped_no_memory: AtomicU64,
+    /// Dropped: their batch's send timed out.
+    pub dropped_send_timeout: AtomicU64,
+    /// Dropped: their batch's send found the client gone (or failed).
+    pub dropped_disconnected: AtomicU64,
+    /// Batches the service received.
+    pub batches_sent: AtomicU64,
+    /// Verdicts: allowed by the service.
+    pub verdicts_allowed: AtomicU64,
+    /// Verdicts: denied by the service.
+    pub verdicts_denied: AtomicU64,
+    /// Verdicts: no answer, default allow applied.
+    pub verdicts_defaulted_open: AtomicU64,
+    /// Verdicts: no answer, default deny applied.
+    pub verdicts_defaulted_closed: AtomicU64,
+    /// Verdict requests that timed out.
+    pub verdict_timeouts: AtomicU64,
+    /// Client connections accepted.
+    pub connections: AtomicU64,
+    /// Client disconnections.
+    pub disconnects: AtomicU64,
+    /// Allocations that failed.
+    pub allocation_failures: AtomicU64,
+    /// Name queries that failed (even the opened-name fallback).
+    pub name_query_failures: AtomicU64,
+}
+
+/// Adds one to a counter.
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// A snapshot in the protocol layout.
+    pub fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            events_generated: get(&self.events_generated),
+            events_delivered: get(&self.events_delivered),
+            dropped_ring_full: get(&self.dropped_ring_full),
+            dropped_too_large: get(&self.dropped_too_large),
+            dropped_no_memory: get(&self.dropped_no_memory),
+            dropped_send_timeout: get(&self.dropped_send_timeout),
+            dropped_disconnected: get(&self.dropped_disconnected),
+            batches_sent: get(&self.batches_sent),
+            verdicts_allowed: get(&self.verdicts_allowed),
+            verdicts_denied: get(&self.verdicts_denied),
+            verdicts_defaulted_open: get(&self.verdicts_defaulted_open),
+            verdicts_defaulted_closed: get(&self.verdicts_defaulted_closed),
+            verdict_timeouts: get(&self.verdict_timeouts),
+            connections: get(&self.connections),
+            disconnects: get(&self.disconnects),
+            allocation_failures: get(&self.allocation_failures),
+            name_query_failures: get(&self.name_query_failures),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_reads_every_counter() {
+        let counters = Counters::default();
+        bump(&counters.events_generated);
+        add(&counters.events_delivered, 3);
+        bump(&counters.name_query_failures);
+        let stats = counters.snapshot();
+        assert_eq!(stats.events_generated, 1);
+        assert_eq!(stats.events_delivered, 3);
+        assert_eq!(stats.name_query_failures, 1);
+        assert_eq!(stats.dropped_ring_full, 0);
+    }
+}
