@@ -227,14 +227,14 @@ impl Globals {
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         };
         let p = ptr.as_ptr();
+        #[expect(
+            clippy::multiple_unsafe_ops_per_block,
+            reason = "one in-place construction: each operation writes a distinct field of one fresh block"
+        )]
         // SAFETY: `p` is a fresh, suitably aligned block for one Globals (pool blocks are 16-byte
         // aligned; Globals needs at most that); each field is written exactly once, in place,
         // before the value is used; the pinned ones (events, locks, ring, slot) through their
         // in-place initializers.
-        #[expect(
-            clippy::multiple_unsafe_ops_per_block,
-            reason = "one in-place construction: every operation writes a distinct field of the same fresh block, under the one proof above"
-        )]
         unsafe {
             addr_of_mut!((*p).registration).write(UnsafeCell::new(Registration {
                 filter: None,

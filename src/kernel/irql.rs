@@ -12,8 +12,8 @@ pub fn current() -> KIRQL {
     // SAFETY: reading CR8 is the documented x64 implementation of KeGetCurrentIrql; it has no
     // side effect, touches no memory and is valid in kernel mode at any IRQL.
     unsafe {
-        core::arch::asm!("mov {}, cr8", out(reg) cr8, options(nomem, nostack, preserves_flags))
-    };
+        core::arch::asm!("mov {}, cr8", out(reg) cr8, options(nomem, nostack, preserves_flags));
+    }
     // CR8 holds the task priority in its low four bits; IRQL values are 0..=15.
     (cr8 & 0xf) as KIRQL
 }

@@ -64,8 +64,8 @@ impl ParametersKey {
                 PARAMETERS_SUFFIX.as_ptr(),
                 suffix_at,
                 PARAMETERS_SUFFIX.len(),
-            )
-        };
+            );
+        }
         let mut name = UNICODE_STRING {
             Length: byte_len,
             MaximumLength: byte_len,

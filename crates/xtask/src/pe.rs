@@ -70,7 +70,7 @@ pub fn stamp_pe_checksum(image: &mut [u8]) -> Result<(), &'static str> {
 mod tests {
     use super::*;
 
-    /// A minimal header: MZ, e_lfanew = 0x40, PE signature, zeroed COFF and optional headers.
+    /// A minimal header: MZ, `e_lfanew` = 0x40, PE signature, zeroed COFF and optional headers.
     fn tiny_image() -> Vec<u8> {
         let mut image = vec![0u8; 0x40 + 24 + 96];
         image[..2].copy_from_slice(b"MZ");
@@ -84,7 +84,10 @@ mod tests {
         let mut image = tiny_image();
         let before = pe_checksum(&image).unwrap();
         // 'M' 'Z' = 0x5a4d, "PE" = 0x4550, e_lfanew word 0x40, plus the length.
-        assert_eq!(before, 0x5a4d + 0x4550 + 0x40 + image.len() as u32);
+        assert_eq!(
+            before,
+            0x5a4d + 0x4550 + 0x40 + u32::try_from(image.len()).unwrap()
+        );
         stamp_pe_checksum(&mut image).unwrap();
         assert_eq!(
             pe_checksum(&image).unwrap(),
@@ -105,7 +108,10 @@ mod tests {
         let sum = 0x5a4d + 0x4550 + 0x40 + 4 * 0xffff;
         let folded = (sum & 0xffff) + (sum >> 16);
         let folded = (folded & 0xffff) + (folded >> 16);
-        assert_eq!(pe_checksum(&image).unwrap(), folded + image.len() as u32);
+        assert_eq!(
+            pe_checksum(&image).unwrap(),
+            folded + u32::try_from(image.len()).unwrap()
+        );
     }
 
     #[test]
