@@ -69,7 +69,15 @@ fn send_one_batch(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatf
         add(&globals.counters.dropped_too_large, records);
         return false;
     }
-    let message = &mut buffer[..BATCH_HEADER_LEN + drained.bytes];
+    // `twin-uninit-send` sends 64 bytes past the batch: stale pool bytes reach user mode.
+    let extra = if cfg!(feature = "twin-uninit-send") {
+        64
+    } else {
+        0
+    };
+    let Some(message) = buffer.get_mut(..BATCH_HEADER_LEN + drained.bytes + extra) else {
+        return false;
+    };
     let outcome = globals.slot.send(
         timeout_ms(&globals.settings.send_timeout_ms),
         |port, timeout| send_message(globals.filter_handle(), port, message, None, timeout),

@@ -181,6 +181,7 @@ unsafe fn load(driver: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -
         unsafe { teardown(globals) };
         return Err(error);
     }
+    crate::twins::after_load();
     // Ownership passes to GLOBALS; FilterUnload takes it back.
     let _ = globals.into_raw();
     Ok(())
@@ -252,7 +253,12 @@ unsafe fn teardown(globals: GlobalsBox) {
     drop(registration.server_port.take());
     let filter = globals.filter_handle();
     let _ = globals.slot.retire(|port| close_client_port(filter, port));
-    drop(registration.filter.take());
+    let filter_object = registration.filter.take();
+    if cfg!(feature = "twin-leave-registered") {
+        core::mem::forget(filter_object);
+    } else {
+        drop(filter_object);
+    }
     globals.filter.store(ptr::null_mut(), Ordering::Release);
     stop_delivery(&globals);
     GLOBALS.store(ptr::null_mut(), Ordering::Release);
@@ -268,7 +274,9 @@ fn stop_delivery(globals: &Globals) {
         return;
     };
     // Each slice is bounded; the thread exits within one send timeout plus one flush interval.
-    while matches!(thread.wait(THREAD_WAIT), Ok(WaitOutcome::TimedOut)) {}
+    while !cfg!(feature = "twin-thread-running")
+        && matches!(thread.wait(THREAD_WAIT), Ok(WaitOutcome::TimedOut))
+    {}
     drop(thread);
 }
 

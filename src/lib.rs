@@ -40,4 +40,6 @@ mod port;
 #[cfg(all(target_os = "windows", not(feature = "wdk")))]
 mod runtime;
 #[cfg(target_os = "windows")]
+mod twins;
+#[cfg(target_os = "windows")]
 mod verdict;

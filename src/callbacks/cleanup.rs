@@ -34,6 +34,13 @@ pub unsafe extern "win64" fn pre_cleanup(
     let Some(who) = requestor(globals, &mut operation) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
+    // `twin-wrong-irql`: the name query made at DISPATCH_LEVEL, under a spin lock (the IRQL check
+    // of FltGetFileNameInformation, limit APC_LEVEL).
+    #[cfg(feature = "twin-wrong-irql")]
+    let _raised = {
+        use vigil_core::RawDispatchLock;
+        globals.twin_lock.lock()
+    };
     let name = EventName::of(globals, &mut operation);
     publish(
         globals,
@@ -51,5 +58,5 @@ pub unsafe extern "win64" fn pre_cleanup(
             target: &[],
         },
     );
-    FLT_PREOP_SUCCESS_NO_CALLBACK
+    crate::twins::corrupt_pre_cleanup_return(FLT_PREOP_SUCCESS_NO_CALLBACK)
 }

@@ -35,7 +35,11 @@ pub unsafe extern "win64" fn pre_write(
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     // The common case: this handle has written before.
-    if HandleContext::get(operation.instance(), operation.file_object()).is_some() {
+    if let Some(context) = HandleContext::get(operation.instance(), operation.file_object()) {
+        if cfg!(feature = "twin-context-leak") {
+            // The broken twin keeps the reference forever (the context-leak check).
+            core::mem::forget(context);
+        }
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
     let volume_id = globals.volumes.id_of(operation.volume());

@@ -126,5 +126,10 @@ impl Drop for FileName {
     fn drop(&mut self) {
         // SAFETY: releases the one reference held (invariant), exactly once.
         unsafe { FltReleaseFileNameInformation(self.info.as_ptr()) };
+        #[cfg(feature = "twin-double-release")]
+        // SAFETY: none: the `twin-double-release` broken twin releases twice on purpose.
+        unsafe {
+            FltReleaseFileNameInformation(self.info.as_ptr());
+        }
     }
 }

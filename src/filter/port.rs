@@ -153,7 +153,11 @@ pub fn send_message(
             message_len,
             reply_ptr,
             reply_len,
-            &raw mut interval,
+            if cfg!(feature = "twin-send-infinite") {
+                ptr::null_mut()
+            } else {
+                &raw mut interval
+            },
         )
     };
     match status {

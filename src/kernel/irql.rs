@@ -17,3 +17,14 @@ pub fn current() -> KIRQL {
     // CR8 holds the task priority in its low four bits; IRQL values are 0..=15.
     (cr8 & 0xf) as KIRQL
 }
+
+/// Raises the IRQL to APC_LEVEL and leaves it there: only for the `twin-irql-not-restored`
+/// broken twin, which must return from a callback at the wrong IRQL.
+#[cfg(feature = "twin-irql-not-restored")]
+pub fn twin_raise_to_apc() {
+    let apc: u64 = u64::from(vigil_sys::APC_LEVEL);
+    // SAFETY: writing CR8 is how the WDK raises IRQL on x64; deliberately not restored (twin).
+    unsafe {
+        core::arch::asm!("mov cr8, {}", in(reg) apc, options(nomem, nostack, preserves_flags))
+    };
+}

@@ -54,6 +54,22 @@ impl PoolBuffer {
         Ok(Self { ptr, len, tag })
     }
 
+    /// Allocates `len` bytes left uninitialized (`POOL_FLAG_UNINITIALIZED`): only for the
+    /// `twin-uninit-send` broken twin, which must leak stale pool bytes into a message.
+    #[cfg(feature = "twin-uninit-send")]
+    pub fn try_uninit(len: usize, tag: u32) -> Result<Self> {
+        // SAFETY: non-paged pool at IRQL <= DISPATCH_LEVEL; the bytes are never read by the driver.
+        let raw = unsafe {
+            ExAllocatePool2(
+                POOL_FLAG_NON_PAGED | vigil_sys::POOL_FLAG_UNINITIALIZED,
+                len,
+                tag,
+            )
+        };
+        let ptr = NonNull::new(raw.cast::<u8>()).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        Ok(Self { ptr, len, tag })
+    }
+
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: `len` initialized (zeroed) bytes, owned (invariant).
