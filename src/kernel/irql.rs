@@ -25,6 +25,6 @@ pub fn twin_raise_to_apc() {
     let apc: u64 = u64::from(vigil_sys::APC_LEVEL);
     // SAFETY: writing CR8 is how the WDK raises IRQL on x64; deliberately not restored (twin).
     unsafe {
-        core::arch::asm!("mov cr8, {}", in(reg) apc, options(nomem, nostack, preserves_flags))
-    };
+        core::arch::asm!("mov cr8, {}", in(reg) apc, options(nomem, nostack, preserves_flags));
+    }
 }
