@@ -92,3 +92,51 @@ pub(crate) fn all_zero(bytes: &[u8]) -> bool {
 pub(crate) const fn align8(len: usize) -> usize {
     len.saturating_add(7) & !7
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_little_endian() {
+        let b = [1, 2, 3, 4, 5, 6, 7, 8];
+        assert_eq!(u16_at(&b, 0), 0x0201);
+        assert_eq!(u32_at(&b, 4), 0x0807_0605);
+        assert_eq!(i32_at(&[0xFF; 4], 0), -1);
+        assert_eq!(u64_at(&b, 0), 0x0807_0605_0403_0201);
+    }
+
+    #[test]
+    fn out_of_range_reads_are_zero_not_panics() {
+        let b = [0xFFu8; 6];
+        assert_eq!(u32_at(&b, 3), 0);
+        assert_eq!(u64_at(&b, 0), 0);
+        assert_eq!(u16_at(&b, usize::MAX), 0);
+        assert_eq!(bytes16_at(&b, 0), [0; 16]);
+        assert_eq!(range(&b, 4, 2), &[] as &[u8]);
+        assert_eq!(range(&b, 2, 7), &[] as &[u8]);
+    }
+
+    #[test]
+    fn out_of_range_writes_do_nothing() {
+        let mut b = [0xAAu8; 6];
+        put_u32(&mut b, 3, 0);
+        put_u64(&mut b, 0, 0);
+        put_u16(&mut b, usize::MAX, 0);
+        range_mut(&mut b, 5, 9).fill(0);
+        assert_eq!(b, [0xAA; 6]);
+        put_u16(&mut b, 4, 0x0102);
+        assert_eq!(b, [0xAA, 0xAA, 0xAA, 0xAA, 0x02, 0x01]);
+    }
+
+    #[test]
+    fn lengths_saturate_instead_of_wrapping() {
+        assert_eq!(align8(0), 0);
+        assert_eq!(align8(1), 8);
+        assert_eq!(align8(8), 8);
+        assert_eq!(align8(usize::MAX) % 8, 0);
+        let mut b = [0u8; 4];
+        put_len(&mut b, 0, usize::MAX);
+        assert_eq!(u32_at(&b, 0), u32::MAX);
+    }
+}

@@ -4,7 +4,7 @@
 //! Regenerate the seed files (named `seed-*`) with
 //! `cargo test -p vigil-protocol --test corpus -- --ignored write_seed_corpus`.
 
-mod common;
+pub mod common;
 
 #[path = "../../../fuzz/src/checks.rs"]
 mod checks;

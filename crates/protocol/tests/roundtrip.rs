@@ -2,7 +2,7 @@
 //! back unchanged, and re-encoding gives the same bytes. Every encoder writes every byte of its
 //! message (encoding into a buffer of 0x00 and into one of 0xFF gives the same bytes).
 
-mod common;
+pub mod common;
 
 use proptest::prelude::*;
 use vigil_protocol::{

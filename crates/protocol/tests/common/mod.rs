@@ -1,7 +1,11 @@
 //! Sample messages shared by the integration tests, the seed corpus and the benchmark: one
-//! valid encoding of every kind, built through the public encoders only.
+//! valid encoding of every kind, built through the public encoders only. `pub` so that each
+//! test binary may use any subset without dead-code warnings.
 
-#![allow(dead_code, reason = "each test binary uses a different subset")]
+#![expect(
+    clippy::missing_panics_doc,
+    reason = "test helpers panic on a broken sample, which fails the test that called them"
+)]
 
 use vigil_protocol::{
     BatchWriter, Config, EventFlags, EventKind, EventRecord, EventRepr, GetStats, Hello,
@@ -69,6 +73,7 @@ pub fn encode(emit: impl FnOnce(&mut [u8]) -> vigil_protocol::Result<usize>) -> 
 }
 
 /// A named, valid, encoded sample of each message kind (several for the variable ones).
+#[expect(clippy::too_many_lines, reason = "one flat list of samples reads best")]
 pub fn sample_messages() -> Vec<(&'static str, MessageKind, Vec<u8>)> {
     let path = wide(r"\Device\HarddiskVolume3\Users\alice\Documents\report.docx");
     let target = wide(r"\Device\HarddiskVolume3\Users\alice\Documents\report-final.docx");
