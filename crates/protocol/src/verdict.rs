@@ -255,6 +255,11 @@ mod reply_field {
 }
 
 /// The service's answer to a verdict request.
+///
+/// The service sends it with `FilterReplyMessage`, behind Filter Manager's
+/// `FILTER_REPLY_HEADER` (whose size the service adds to the length it passes); the driver gives
+/// `FltSendMessage` a reply buffer of [`VerdictReply::LEN`] bytes and decodes what it receives.
+/// A reply whose request id is not the one the driver is waiting for is the driver's to refuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerdictReply {
     /// The request id being answered.
