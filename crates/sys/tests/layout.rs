@@ -551,6 +551,7 @@ fn constants() -> Vec<(&'static str, i128)> {
         FLT_PORT_ALL_ACCESS,
         // status.rs
         STATUS_SUCCESS,
+        STATUS_REPARSE,
         STATUS_ALERTED,
         STATUS_TIMEOUT,
         STATUS_PENDING,
