@@ -163,6 +163,31 @@ impl DriverConfig {
     }
 }
 
+/// Calls `each` with the code units of every non-empty string of `REG_MULTI_SZ` data
+/// (little-endian UTF-16, strings separated and ended by NUL units). An odd trailing byte, or a
+/// missing final terminator, is tolerated: only whole code units are read.
+pub fn split_multi_sz(data: &[u8], each: &mut dyn FnMut(&mut dyn Iterator<Item = u16>)) {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let string_units = rest
+            .chunks_exact(2)
+            .take_while(|pair| pair != &[0, 0])
+            .count();
+        let (string, tail) = rest
+            .split_at_checked(string_units * 2)
+            .unwrap_or((rest, &[]));
+        if !string.is_empty() {
+            each(
+                &mut string
+                    .chunks_exact(2)
+                    .map(|pair| u16::from_le_bytes([pair[0], pair[1]])),
+            );
+        }
+        // Skip the terminator (or the odd byte, or nothing at the end).
+        rest = tail.get(2..).unwrap_or(&[]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +248,50 @@ mod tests {
         assert!(config.attach_network);
         assert_eq!(config.verdict_timeout_ms, 250);
         assert_eq!(config.ring_bytes, 64 * 1024);
+    }
+
+    fn multi_sz(strings: &[&str], terminated: bool) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for s in strings {
+            bytes.extend(s.encode_utf16().chain([0]).flat_map(u16::to_le_bytes));
+        }
+        if terminated {
+            bytes.extend([0, 0]);
+        }
+        bytes
+    }
+
+    fn split(data: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        split_multi_sz(data, &mut |units| {
+            out.push(String::from_utf16_lossy(&units.collect::<Vec<_>>()));
+        });
+        out
+    }
+
+    #[test]
+    fn multi_sz_splits_on_nul_units() {
+        assert_eq!(
+            split(&multi_sz(&[r"\Device\A", "B"], true)),
+            [r"\Device\A", "B"]
+        );
+        assert_eq!(split(&multi_sz(&["only"], false)), ["only"]);
+        assert_eq!(split(&[]), Vec::<String>::new());
+        assert_eq!(
+            split(&[0, 0, 0, 0]),
+            Vec::<String>::new(),
+            "empty strings are skipped"
+        );
+    }
+
+    #[test]
+    fn multi_sz_tolerates_malformed_tails() {
+        let mut data = multi_sz(&["ab"], false);
+        data.push(b'x'); // an odd byte: not a whole code unit
+        assert_eq!(split(&data), ["ab"]);
+        let mut data = multi_sz(&["ab"], false);
+        data.truncate(data.len() - 2); // no terminator at all
+        assert_eq!(split(&data), ["ab"]);
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn handle_message(
     // Zero the whole output, then write the reply (rule 11).
     user_buffer::zero_user(output, output_len)
         .map_err(|e| CommandError::BadUserBuffer(e.code()))?;
-    user_buffer::copy_to_user(output, &reply[..written])
-        .map_err(|e| CommandError::BadUserBuffer(e.code()))?;
+    let reply = reply.get(..written).ok_or(CommandError::OutputTooSmall)?;
+    user_buffer::copy_to_user(output, reply).map_err(|e| CommandError::BadUserBuffer(e.code()))?;
     Ok(written)
 }

@@ -101,10 +101,12 @@ impl PrefixList {
 
     /// Whether `path` is protected by any prefix.
     pub fn matches(&self, path: &[u16]) -> bool {
-        (0..self.count).any(|i| {
-            let prefix = &self.units[i][..usize::from(self.lens[i])];
-            is_prefix_at_boundary(prefix, path)
-        })
+        self.units
+            .iter()
+            .zip(&self.lens)
+            .take(self.count)
+            .filter_map(|(units, &len)| units.get(..usize::from(len)))
+            .any(|prefix| is_prefix_at_boundary(prefix, path))
     }
 }
 

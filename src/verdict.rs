@@ -92,12 +92,15 @@ struct SlotGuard<'a> {
 }
 
 impl SlotGuard<'_> {
+    /// The slot's bytes (empty only if the storage were shorter than built, which it is not).
     fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: this guard holds bit `index` (invariant), so the slot's bytes are ours alone;
-        // the range lies inside the storage by construction of `REQUEST_BYTES` and the count.
+        // SAFETY: this guard holds bit `index` (invariant), so the slot's bytes are ours alone.
         let storage = unsafe { &mut *self.buffers.storage.get() };
         let start = self.index * REQUEST_BYTES;
-        &mut storage.as_mut_slice()[start..start + REQUEST_BYTES]
+        storage
+            .as_mut_slice()
+            .get_mut(start..start + REQUEST_BYTES)
+            .unwrap_or(&mut [])
     }
 }
 
@@ -150,8 +153,8 @@ pub fn decide(globals: &Globals, buffers: &VerdictBuffers, question: &Question<'
         path: Utf16Str::from_units(question.path),
         target: Utf16Str::from_units(question.target),
     };
-    let request = slot.bytes();
-    let Ok(len) = repr.emit(request) else {
+    let buffer = slot.bytes();
+    let Some(request) = repr.emit(buffer).ok().and_then(|len| buffer.get_mut(..len)) else {
         return fallback();
     };
     let mut reply = [0u8; VerdictReply::LEN];
@@ -162,7 +165,7 @@ pub fn decide(globals: &Globals, buffers: &VerdictBuffers, question: &Question<'
             send_message(
                 globals.filter_handle(),
                 port,
-                &mut request[..len],
+                request,
                 Some((&mut reply, &mut reply_len)),
                 timeout,
             )

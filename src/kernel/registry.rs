@@ -98,10 +98,10 @@ impl ParametersKey {
     /// Reads a `REG_DWORD` value; `None` when absent or of another type.
     pub fn dword(&mut self, name: &[u16]) -> Option<u32> {
         let (value_type, data) = self.query(name)?;
-        if value_type != REG_DWORD || data.len() != 4 {
+        if value_type != REG_DWORD {
             return None;
         }
-        Some(u32::from_le_bytes([data[0], data[1], data[2], data[3]]))
+        data.try_into().ok().map(u32::from_le_bytes)
     }
 
     /// Reads a `REG_MULTI_SZ` value and calls `each` with the code units of every non-empty
@@ -117,18 +117,7 @@ impl ParametersKey {
         if value_type != REG_MULTI_SZ {
             return false;
         }
-        // Odd trailing byte (malformed data) is ignored: only whole code units are read.
-        let mut start = 0;
-        let units = data.len() / 2;
-        let unit_at = |i: usize| u16::from_le_bytes([data[2 * i], data[2 * i + 1]]);
-        for i in 0..=units {
-            if i == units || unit_at(i) == 0 {
-                if i > start {
-                    each(&mut (start..i).map(unit_at));
-                }
-                start = i + 1;
-            }
-        }
+        crate::config::split_multi_sz(data, &mut each);
         true
     }
 
@@ -155,25 +144,17 @@ impl ParametersKey {
         // On success the block starts with a KEY_VALUE_PARTIAL_INFORMATION: read its fields from
         // the bytes (little-endian u32s), then bound the data by subtraction, never addition.
         let bytes = self.scratch.as_slice();
-        let field = |offset: usize| {
-            u32::from_le_bytes([
-                bytes[offset],
-                bytes[offset + 1],
-                bytes[offset + 2],
-                bytes[offset + 3],
-            ])
+        let field = |offset: usize| -> Option<u32> {
+            let word = bytes.get(offset..)?.first_chunk::<4>()?;
+            Some(u32::from_le_bytes(*word))
         };
-        let value_type = field(core::mem::offset_of!(KEY_VALUE_PARTIAL_INFORMATION, Type));
-        let data_len = usize::try_from(field(core::mem::offset_of!(
+        let value_type = field(core::mem::offset_of!(KEY_VALUE_PARTIAL_INFORMATION, Type))?;
+        let data_len = field(core::mem::offset_of!(
             KEY_VALUE_PARTIAL_INFORMATION,
             DataLength
-        )))
-        .ok()?;
-        let header = core::mem::offset_of!(KEY_VALUE_PARTIAL_INFORMATION, Data);
-        if data_len > bytes.len() - header {
-            return None;
-        }
-        Some((value_type, &bytes[header..header + data_len]))
+        ))?;
+        let data = bytes.get(core::mem::offset_of!(KEY_VALUE_PARTIAL_INFORMATION, Data)..)?;
+        Some((value_type, data.get(..usize::try_from(data_len).ok()?)?))
     }
 }
 

@@ -1,6 +1,6 @@
 //! `cargo xtask`: Vigil's developer commands.
 //!
-//! * `cargo xtask build [--twin BUG]`: cross-builds `vigil.sys` and prints its path.
+//! * `cargo xtask build [--twin BUG]`: cross-builds `vigil.sys`, lints it, and prints its path.
 //! * `cargo xtask imports`: builds `vigil.sys` and prints its size and import table.
 //! * `cargo xtask test`: every test and check, in the order CI runs them (see README).
 
@@ -37,6 +37,18 @@ fn build(args: &[String]) -> Result<(), String> {
         _ => return Err("build takes no argument, or --twin BUG".into()),
     };
     let image = build_driver(&variant).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let findings = xtask::lint::lint_driver_image(&bytes);
+    for finding in &findings {
+        eprintln!("lint: {finding}");
+    }
+    if !findings.is_empty() {
+        return Err(format!(
+            "{} lint finding(s) in {}",
+            findings.len(),
+            image.display()
+        ));
+    }
     println!("{}", image.display());
     Ok(())
 }
