@@ -1,1 +1,93 @@
-//! kernel-sim: runs a real minifilter .sys on Linux with Driver-Verifier-style checks (skeleton; filled in by its own issue).
+//! kernel-sim: runs a real Windows minifilter image (`.sys`) inside a Linux process, with
+//! Driver-Verifier-style checks and fault injection. Vigil's `vigil.sys` is its first user;
+//! nothing in it is specific to Vigil beyond a few switchable policies.
+//!
+//! Linux on x86-64 only: the driver's machine code runs natively.
+//!
+//! # Use
+//!
+//! ```no_run
+//! use vigil_kernel_sim::{Sim, SimConfig, UnloadKind};
+//!
+//! let sim = Sim::new(SimConfig::default());
+//! let mut driver = sim.load("target/driver/vigil/vigil.sys")?;   // maps it, runs DriverEntry
+//! assert_eq!(driver.entry_status(), Some(0));
+//! driver.unload(UnloadKind::Mandatory)?;                          // FilterUnload, checks, unmap
+//! let report = driver.finish();
+//! assert!(report.is_clean(), "{}", report.summary());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`sweep`] runs the fault-injection sweep; the `kernel-sim` binary wraps both for the
+//! command line (`kernel-sim load-unload`, `kernel-sim sweep`, `--json`).
+//!
+//! # Architecture
+//!
+//! * **Loader** ([`loader`](crate::loader), `object` crate): one anonymous mapping of
+//!   `SizeOfImage`, sections copied, `DIR64` relocations applied, the import table bound to
+//!   emulations from the table in `exports`, sections `mprotect`ed to their characteristics.
+//!   Refused: imports not emulated (all listed), modules other than `ntoskrnl.exe`,
+//!   `FLTMGR.SYS`, `HAL.dll` (`ntoskrnl.exe.dll` included), W+X sections. Unload leaves the
+//!   range `PROT_NONE` in a quarantine, so a stale call faults at a known address. Symbols come
+//!   from the PDB beside the image (`pdb` crate), else from its exports.
+//! * **Calls into the driver** (`exec::switch`, `Kernel::call_driver`): every call runs on a
+//!   driver stack (a mapping with a guard page, poisoned with `0xC5` before each call) entered
+//!   through a small assembly stack switch (`swapcontext` would make two system calls per
+//!   call). The driver's function pointers are `extern "win64"`, so Rust handles the Windows
+//!   calling convention. A call that faults, bug-checks or ends its thread is *abandoned*: the
+//!   thread resumes on the host stack at the switch's return path, and the run records a
+//!   violation; the test process survives.
+//! * **Signals** (`exec::signals`): SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGTRAP handlers with
+//!   `SA_ONSTACK` and a per-thread alternate stack. They emulate `mov reg, cr8` / `mov cr8,
+//!   reg` (the WDK's inline `KeGetCurrentIrql`/`KeLowerIrql`), dispatch access violations at
+//!   user-range addresses to the driver's `__except` blocks (the SEH helper's frame shape:
+//!   leaf fault, scope table of `__C_specific_handler`, constant filter), and abandon the call
+//!   on any other fault, with the driver-relative address and nearest symbol.
+//! * **IRQL** (`exec::state`): a per-thread IRQL in a `const` thread-local, readable from the
+//!   signal handler. Routines that raise or lower IRQL do (spin locks); every routine checks
+//!   its documented limit; a callback must return at the IRQL it was called at.
+//! * **Pool** (`mem::pool`): special pool. Each block on its own pages against a `PROT_NONE`
+//!   guard, 16-byte aligned, slack checked at free, zeroed or poisoned (`0xA5`) per
+//!   `POOL_FLAG_UNINITIALIZED`; freed pages `PROT_NONE` and quarantined; double frees, wrong
+//!   tags, bad frees and leaks (by tag, at the end of the run) reported.
+//! * **Objects** (`kernel::objects`, `ntos`): DRIVER_OBJECT and registry path, device objects
+//!   (`DO_DEVICE_INITIALIZING` cleared after DriverEntry returns), KEVENTs in the driver's own
+//!   memory, waits with the kernel's timeout semantics, spin locks, critical regions, system
+//!   threads (real threads on driver stacks; thread objects signalled when the thread stops
+//!   running driver code), kernel handles and object references, an emulated registry.
+//! * **FltMgr** (`flt`): registration (validated), start, unregister (ports must be closed),
+//!   security descriptors, server ports, push locks; the remaining imports are stubs that
+//!   report `NotEmulated` until phase 2 (instances, I/O, names, contexts, clients).
+//! * **Verifier** ([`report`]): each broken rule is a [`Violation`] with a
+//!   [`ViolationKind`], the rule's text and a message; the [`Report`] adds pool statistics,
+//!   per-routine call counts and the failable-call count, and serializes to JSON.
+//! * **Fault injection** ([`faults`]): failable routines count their calls; the N-th (or a
+//!   seeded random subset) fails with the routine's documented failure. [`sweep()`] runs every N.
+//! * **Scenarios**: [`SimConfig::race_unload_on_register`] calls FilterUnload on another
+//!   thread the moment `FltRegisterFilter` returns; teardown calls it makes before DriverEntry
+//!   has returned are violations.
+
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+mod exec;
+mod exports;
+pub mod faults;
+mod flt;
+mod kernel;
+mod loader;
+mod mem;
+mod ntos;
+pub mod report;
+mod sim;
+pub mod sweep;
+
+pub use exec::signals::{MM_USER_PROBE_ADDRESS, install as install_fault_handlers};
+pub use exec::state::{current_irql, set_irql};
+pub use exec::switch::STACK_POISON;
+pub use exports::emulated;
+pub use faults::{FaultPlan, RandomFailures};
+pub use loader::LoadError;
+pub use mem::pool::{POOL_POISON, SLACK_FILL};
+pub use report::{Report, Violation, ViolationKind};
+pub use sim::{Driver, RegistryValue, Sim, SimConfig, UnloadError, UnloadKind, UnloadOutcome};
+pub use sweep::{SweepReport, SweepRun, sweep};

@@ -1,0 +1,114 @@
+//! The Filter Manager (`FLTMGR.SYS`) emulation.
+//!
+//! Phase 1 covers what a minifilter needs to load and unload: registration (validated),
+//! start/unregister, security descriptors, server communication ports, push locks. The rest of
+//! the imports are bound to stubs ([`stubs`]) that record a `NotEmulated` violation; phase 2
+//! replaces them with instances on synthetic volumes, callback data for synthetic I/O, name
+//! information, contexts and the client side of ports, each in its own module here.
+//!
+//! All filter state of a run is in [`FltState`], behind the kernel's `flt` mutex. Handles the
+//! driver receives (`PFLT_FILTER`, `PFLT_PORT`, security descriptors) are addresses of small
+//! zeroed blocks kernel-sim owns; records are kept (marked closed) until the end of the run so
+//! that a stale handle is recognized, not confused with a new object at a reused address.
+
+pub(crate) mod ports;
+pub(crate) mod pushlock;
+pub(crate) mod registration;
+pub(crate) mod security;
+pub(crate) mod stubs;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use vigil_sys::{NTSTATUS, PVOID};
+
+use crate::mem::guest::GuestAlloc;
+
+/// `FilterUnloadCallback`'s function type.
+pub(crate) type UnloadCallback = unsafe extern "win64" fn(u32) -> NTSTATUS;
+
+/// One operation registration, copied from the driver's array.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Operation {
+    pub major: u8,
+    pub flags: u32,
+    pub pre: usize,
+    pub post: usize,
+}
+
+/// One context registration, copied.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ContextRegistration {
+    pub context_type: u16,
+    pub size: usize,
+    pub pool_tag: u32,
+    pub cleanup: usize,
+}
+
+/// A registered filter.
+pub(crate) struct FilterRecord {
+    pub handle: GuestAlloc,
+    pub version: u16,
+    pub flags: u32,
+    pub unload: Option<UnloadCallback>,
+    pub instance_setup: usize,
+    pub instance_query_teardown: usize,
+    pub instance_teardown_start: usize,
+    pub instance_teardown_complete: usize,
+    pub operations: Vec<Operation>,
+    pub contexts: Vec<ContextRegistration>,
+    pub started: bool,
+    pub unregistered: bool,
+}
+
+/// A server communication port.
+pub(crate) struct ServerPortRecord {
+    pub handle: GuestAlloc,
+    pub filter: usize,
+    pub name: String,
+    pub cookie: PVOID,
+    pub connect: usize,
+    pub disconnect: usize,
+    pub message: usize,
+    pub max_connections: i32,
+    pub closed: bool,
+}
+
+// SAFETY: `cookie` is the driver's opaque pointer, only passed back to the driver.
+unsafe impl Send for ServerPortRecord {}
+
+/// A security descriptor from `FltBuildDefaultSecurityDescriptor`.
+pub(crate) struct SecurityDescriptorRecord {
+    pub memory: GuestAlloc,
+    pub freed: bool,
+}
+
+/// The Filter Manager state of a run.
+#[derive(Default)]
+pub(crate) struct FltState {
+    /// Filters by handle.
+    pub filters: BTreeMap<usize, FilterRecord>,
+    /// Server ports by handle.
+    pub ports: BTreeMap<usize, ServerPortRecord>,
+    /// Security descriptors by address.
+    pub security_descriptors: BTreeMap<usize, SecurityDescriptorRecord>,
+    /// Push locks by the address of their `EX_PUSH_LOCK`.
+    pub push_locks: BTreeMap<usize, Arc<pushlock::PushLock>>,
+}
+
+impl FltState {
+    /// The unload callback of the registered filter, if any.
+    pub(crate) fn unload_callback(&self) -> Option<UnloadCallback> {
+        self.filters.values().find(|f| !f.unregistered).and_then(|f| f.unload)
+    }
+
+    /// Whether a filter is still registered.
+    pub(crate) fn any_registered(&self) -> bool {
+        self.filters.values().any(|f| !f.unregistered)
+    }
+
+    /// The live filter for a handle.
+    pub(crate) fn live_filter(&mut self, handle: usize) -> Option<&mut FilterRecord> {
+        self.filters.get_mut(&handle).filter(|f| !f.unregistered)
+    }
+}

@@ -1,0 +1,153 @@
+//! Push locks: `FltInitializePushLock`, `FltDeletePushLock`, `FltAcquirePushLockExclusive`,
+//! `FltAcquirePushLockShared`, `FltReleasePushLock`. IRQL <= APC_LEVEL; acquiring enters a
+//! critical region and releasing leaves it, as the real routines do.
+//!
+//! A push lock is a reader/writer lock keyed by the address of the driver's `EX_PUSH_LOCK`,
+//! with owners recorded by emulated thread id so that a recursive acquisition (a deadlock on
+//! Windows: push locks are not recursive) is reported instead of hanging.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use vigil_sys::{APC_LEVEL, EX_PUSH_LOCK};
+
+use crate::exec::state::{self, Abandon};
+use crate::exec::switch::abandon_current_call;
+use crate::kernel::{IrqlRule, Kernel, emulate, ensure_thread_id, lock};
+use crate::mem::guest;
+use crate::ntos::sync::leave_critical_region;
+use crate::report::ViolationKind;
+
+/// Owners of one push lock.
+#[derive(Debug, Default)]
+struct Owners {
+    writer: Option<usize>,
+    readers: Vec<usize>,
+}
+
+/// One push lock.
+#[derive(Debug, Default)]
+pub(crate) struct PushLock {
+    owners: Mutex<Owners>,
+    released: Condvar,
+}
+
+fn get_or_create(k: &Kernel, address: usize, routine: &str) -> Arc<PushLock> {
+    let mut flt = lock(&k.flt);
+    if let Some(found) = flt.push_locks.get(&address) {
+        return Arc::clone(found);
+    }
+    let created = Arc::new(PushLock::default());
+    flt.push_locks.insert(address, Arc::clone(&created));
+    drop(flt);
+    k.violation(
+        ViolationKind::Parameter,
+        format!("{routine}: a push lock initialized by FltInitializePushLock"),
+        format!("push lock {address:#x} was never initialized"),
+    );
+    created
+}
+
+/// `FltInitializePushLock`: IRQL <= APC_LEVEL.
+pub(crate) extern "win64" fn flt_initialize_push_lock(push_lock: *mut EX_PUSH_LOCK) {
+    emulate("FltInitializePushLock", IrqlRule::AtMost(APC_LEVEL), |k| {
+        guest::write(push_lock, 0);
+        let previous = lock(&k.flt).push_locks.insert(push_lock as usize, Arc::new(PushLock::default()));
+        if let Some(previous) = previous {
+            let owners = lock(&previous.owners);
+            if owners.writer.is_some() || !owners.readers.is_empty() {
+                drop(owners);
+                k.violation(ViolationKind::Parameter, "FltInitializePushLock: not on a lock in use", format!("push lock {push_lock:p} re-initialized while held"));
+            }
+        }
+    });
+}
+
+/// `FltDeletePushLock`: IRQL <= APC_LEVEL.
+pub(crate) extern "win64" fn flt_delete_push_lock(push_lock: *mut EX_PUSH_LOCK) {
+    emulate("FltDeletePushLock", IrqlRule::AtMost(APC_LEVEL), |k| {
+        let removed = lock(&k.flt).push_locks.remove(&(push_lock as usize));
+        match removed {
+            None => k.violation(ViolationKind::Parameter, "FltDeletePushLock: an initialized push lock", format!("push lock {push_lock:p} is not initialized")),
+            Some(found) => {
+                let owners = lock(&found.owners);
+                if owners.writer.is_some() || !owners.readers.is_empty() {
+                    drop(owners);
+                    k.violation(ViolationKind::Parameter, "FltDeletePushLock: not while held", format!("push lock {push_lock:p} deleted while held"));
+                }
+            }
+        }
+    });
+}
+
+fn acquire(k: &Kernel, routine: &'static str, push_lock: *mut EX_PUSH_LOCK, exclusive: bool) {
+    let me = ensure_thread_id();
+    let found = get_or_create(k, push_lock as usize, routine);
+    state::with(|s| s.critical_regions.set(s.critical_regions.get() + 1));
+    let give_up = Instant::now() + k.config.hang_timeout;
+    let mut owners = lock(&found.owners);
+    loop {
+        if owners.writer == Some(me) || (exclusive && owners.readers.contains(&me)) {
+            drop(owners);
+            k.fatal(ViolationKind::Deadlock, format!("{routine}: push locks are not recursive"), format!("push lock {push_lock:p} acquired again by a thread that holds it"));
+            abandon_current_call(Abandon::Stopped);
+        }
+        let free = owners.writer.is_none() && (!exclusive || owners.readers.is_empty());
+        if free {
+            if exclusive {
+                owners.writer = Some(me);
+            } else {
+                owners.readers.push(me);
+            }
+            return;
+        }
+        let now = Instant::now();
+        if now >= give_up {
+            drop(owners);
+            k.fatal(ViolationKind::Deadlock, "a push lock is released", format!("push lock {push_lock:p} not acquired within the hang limit"));
+            abandon_current_call(Abandon::Stopped);
+        }
+        owners = found
+            .released
+            .wait_timeout(owners, (give_up - now).min(Duration::from_millis(100)))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+    }
+}
+
+/// `FltAcquirePushLockExclusive`: IRQL <= APC_LEVEL.
+pub(crate) extern "win64" fn flt_acquire_push_lock_exclusive(push_lock: *mut EX_PUSH_LOCK) {
+    emulate("FltAcquirePushLockExclusive", IrqlRule::AtMost(APC_LEVEL), |k| acquire(k, "FltAcquirePushLockExclusive", push_lock, true));
+}
+
+/// `FltAcquirePushLockShared`: IRQL <= APC_LEVEL.
+pub(crate) extern "win64" fn flt_acquire_push_lock_shared(push_lock: *mut EX_PUSH_LOCK) {
+    emulate("FltAcquirePushLockShared", IrqlRule::AtMost(APC_LEVEL), |k| acquire(k, "FltAcquirePushLockShared", push_lock, false));
+}
+
+/// `FltReleasePushLock`: IRQL <= APC_LEVEL.
+pub(crate) extern "win64" fn flt_release_push_lock(push_lock: *mut EX_PUSH_LOCK) {
+    emulate("FltReleasePushLock", IrqlRule::AtMost(APC_LEVEL), |k| {
+        let me = ensure_thread_id();
+        let found = lock(&k.flt).push_locks.get(&(push_lock as usize)).cloned();
+        let released = found.is_some_and(|found| {
+            let mut owners = lock(&found.owners);
+            let released = if owners.writer == Some(me) {
+                owners.writer = None;
+                true
+            } else if let Some(index) = owners.readers.iter().position(|&r| r == me) {
+                owners.readers.swap_remove(index);
+                true
+            } else {
+                false
+            };
+            found.released.notify_all();
+            released
+        });
+        if released {
+            leave_critical_region(k, "FltReleasePushLock");
+        } else {
+            k.violation(ViolationKind::Parameter, "FltReleasePushLock: a push lock the caller holds", format!("push lock {push_lock:p} is not held by this thread"));
+        }
+    });
+}

@@ -1,0 +1,226 @@
+//! `FltRegisterFilter` (with validation of the `FLT_REGISTRATION`), `FltStartFiltering`,
+//! `FltUnregisterFilter`.
+
+use std::collections::BTreeSet;
+
+use vigil_sys::{
+    APC_LEVEL, DRIVER_OBJECT, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_OPERATION_REGISTRATION, FLT_REGISTRATION,
+    IRP_MJ_MAXIMUM_FUNCTION, IRP_MJ_OPERATION_END, NTSTATUS, PASSIVE_LEVEL, PFLT_FILTER, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+};
+
+use crate::flt::{ContextRegistration, FilterRecord, Operation};
+use crate::kernel::{IrqlRule, Kernel, emulate, lock};
+use crate::mem::guest::{self, GuestAlloc};
+use crate::report::ViolationKind;
+
+/// Registration versions FltMgr accepts (Windows 8+, Vista SP1/7, Vista).
+const ACCEPTED_VERSIONS: [u16; 3] = [0x0203, 0x0202, 0x0201];
+/// Bound on the operation and context arrays (FltMgr has fewer than 64 distinct majors).
+const ARRAY_BOUND: usize = 64;
+/// FltMgr's own negative majors: `IRP_MJ_VOLUME_DISMOUNT` ((UCHAR)-20) ..=
+/// `IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION` ((UCHAR)-1).
+const FIRST_FLTMGR_MAJOR: u8 = 0xEC;
+/// Documented `FLTFL_REGISTRATION_*` bits.
+const KNOWN_REGISTRATION_FLAGS: u32 = 0x1 | 0x2 | 0x4 | 0x8;
+/// Documented `FLTFL_OPERATION_REGISTRATION_*` bits.
+const KNOWN_OPERATION_FLAGS: u32 = 0x1 | 0x2 | 0x4;
+/// Context types (single bits up to `FLT_SECTION_CONTEXT` 0x40).
+const KNOWN_CONTEXT_TYPES: [u16; 7] = [0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40];
+
+fn invalid(k: &Kernel, rule: &str, message: String) -> NTSTATUS {
+    k.violation(ViolationKind::Registration, format!("FltRegisterFilter: {rule}"), message);
+    STATUS_INVALID_PARAMETER
+}
+
+/// Reads and checks the operation array.
+fn read_operations(k: &Kernel, array: *const FLT_OPERATION_REGISTRATION) -> Result<Vec<Operation>, NTSTATUS> {
+    let mut operations = Vec::new();
+    if array.is_null() {
+        return Ok(operations);
+    }
+    let mut seen = BTreeSet::new();
+    for index in 0..ARRAY_BOUND {
+        let entry = guest::read(array.wrapping_add(index));
+        if entry.MajorFunction == IRP_MJ_OPERATION_END {
+            return Ok(operations);
+        }
+        let major = entry.MajorFunction;
+        if major > IRP_MJ_MAXIMUM_FUNCTION && major < FIRST_FLTMGR_MAJOR {
+            return Err(invalid(k, "valid IRP_MJ codes", format!("operation {index} has MajorFunction {major:#x}")));
+        }
+        if !seen.insert(major) {
+            k.violation(
+                ViolationKind::Registration,
+                "FltRegisterFilter: one registration per major function",
+                format!("MajorFunction {major:#x} registered twice (entry {index}); FltMgr uses one of them"),
+            );
+        }
+        if entry.PreOperation.is_none() && entry.PostOperation.is_none() {
+            k.violation(ViolationKind::Registration, "FltRegisterFilter: each operation has a callback", format!("operation {index} ({major:#x}) has neither"));
+        }
+        if entry.Flags & !KNOWN_OPERATION_FLAGS != 0 {
+            k.violation(ViolationKind::Registration, "FltRegisterFilter: documented FLTFL_OPERATION_REGISTRATION_* flags", format!("operation {index} flags {:#x}", entry.Flags));
+        }
+        operations.push(Operation {
+            major,
+            flags: entry.Flags,
+            pre: entry.PreOperation.map_or(0, |f| f as usize),
+            post: entry.PostOperation.map_or(0, |f| f as usize),
+        });
+    }
+    Err(invalid(k, "the operation array ends with IRP_MJ_OPERATION_END", format!("no terminator within {ARRAY_BOUND} entries")))
+}
+
+/// Reads and checks the context array.
+fn read_contexts(k: &Kernel, array: *const FLT_CONTEXT_REGISTRATION) -> Result<Vec<ContextRegistration>, NTSTATUS> {
+    let mut contexts = Vec::new();
+    if array.is_null() {
+        return Ok(contexts);
+    }
+    for index in 0..ARRAY_BOUND {
+        let entry = guest::read(array.wrapping_add(index));
+        if entry.ContextType == FLT_CONTEXT_END {
+            return Ok(contexts);
+        }
+        if !KNOWN_CONTEXT_TYPES.contains(&entry.ContextType) {
+            return Err(invalid(k, "valid context types", format!("context {index} has type {:#x}", entry.ContextType)));
+        }
+        if entry.Size == 0 {
+            return Err(invalid(k, "a context size (or FLT_VARIABLE_SIZED_CONTEXTS)", format!("context {index} has size 0")));
+        }
+        if !entry.ContextAllocateCallback.is_null() || !entry.ContextFreeCallback.is_null() {
+            k.violation(ViolationKind::NotEmulated, "FltRegisterFilter", format!("context {index}: custom allocate/free callbacks are not emulated"));
+        }
+        contexts.push(ContextRegistration {
+            context_type: entry.ContextType,
+            size: entry.Size,
+            pool_tag: entry.PoolTag,
+            cleanup: entry.ContextCleanupCallback.map_or(0, |f| f as usize),
+        });
+    }
+    Err(invalid(k, "the context array ends with FLT_CONTEXT_END", format!("no terminator within {ARRAY_BOUND} entries")))
+}
+
+/// `FltRegisterFilter`: IRQL <= APC_LEVEL. Failable: `STATUS_INSUFFICIENT_RESOURCES`.
+pub(crate) extern "win64" fn flt_register_filter(driver: *mut DRIVER_OBJECT, registration: *const FLT_REGISTRATION, out: *mut PFLT_FILTER) -> NTSTATUS {
+    let status = emulate("FltRegisterFilter", IrqlRule::AtMost(APC_LEVEL), |k| {
+        if driver as usize != k.driver_object.address() {
+            return invalid(k, "the driver object DriverEntry received", format!("Driver {driver:p}"));
+        }
+        if registration.is_null() || out.is_null() {
+            return invalid(k, "Registration and RetFilter", "a NULL pointer".to_owned());
+        }
+        let reg = guest::read(registration);
+        if usize::from(reg.Size) != size_of::<FLT_REGISTRATION>() {
+            return invalid(k, "Size == sizeof(FLT_REGISTRATION)", format!("Size {} (expected {})", reg.Size, size_of::<FLT_REGISTRATION>()));
+        }
+        if !ACCEPTED_VERSIONS.contains(&reg.Version) {
+            return invalid(k, "Version FLT_REGISTRATION_VERSION", format!("Version {:#06x}", reg.Version));
+        }
+        if reg.Flags & !KNOWN_REGISTRATION_FLAGS != 0 {
+            k.violation(ViolationKind::Registration, "FltRegisterFilter: documented FLTFL_REGISTRATION_* flags", format!("Flags {:#x}", reg.Flags));
+        }
+        if !reg.GenerateFileNameCallback.is_null() || !reg.NormalizeNameComponentCallback.is_null() || !reg.NormalizeNameComponentExCallback.is_null() {
+            k.violation(ViolationKind::NotEmulated, "FltRegisterFilter", "name provider callbacks are not emulated".to_owned());
+        }
+        let operations = match read_operations(k, reg.OperationRegistration) {
+            Ok(ops) => ops,
+            Err(status) => return status,
+        };
+        let contexts = match read_contexts(k, reg.ContextRegistration) {
+            Ok(c) => c,
+            Err(status) => return status,
+        };
+        if lock(&k.flt).any_registered() {
+            k.violation(ViolationKind::Registration, "FltRegisterFilter: a driver registers one filter", "a filter of this driver is already registered".to_owned());
+        }
+        if k.inject_failure("FltRegisterFilter", "STATUS_INSUFFICIENT_RESOURCES") {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+        let handle = GuestAlloc::zeroed(64);
+        let address = handle.address();
+        lock(&k.flt).filters.insert(
+            address,
+            FilterRecord {
+                handle,
+                version: reg.Version,
+                flags: reg.Flags,
+                unload: reg.FilterUnloadCallback,
+                instance_setup: reg.InstanceSetupCallback.map_or(0, |f| f as usize),
+                instance_query_teardown: reg.InstanceQueryTeardownCallback.map_or(0, |f| f as usize),
+                instance_teardown_start: reg.InstanceTeardownStartCallback.map_or(0, |f| f as usize),
+                instance_teardown_complete: reg.InstanceTeardownCompleteCallback.map_or(0, |f| f as usize),
+                operations,
+                contexts,
+                started: false,
+                unregistered: false,
+            },
+        );
+        guest::write(out, address as PFLT_FILTER);
+        STATUS_SUCCESS
+    });
+    if status == STATUS_SUCCESS {
+        // The scenario hook: FltMgr may call FilterUnload from now on (RULES.md, rule 1).
+        emulate("FltRegisterFilter", IrqlRule::Any, Kernel::start_race_unload);
+    }
+    status
+}
+
+/// `FltStartFiltering`: IRQL <= APC_LEVEL. `STATUS_INVALID_PARAMETER` if already started.
+pub(crate) extern "win64" fn flt_start_filtering(filter: PFLT_FILTER) -> NTSTATUS {
+    emulate("FltStartFiltering", IrqlRule::AtMost(APC_LEVEL), |k| {
+        let mut flt = lock(&k.flt);
+        let Some(record) = flt.live_filter(filter as usize) else {
+            drop(flt);
+            k.violation(ViolationKind::InvalidHandle, "FltStartFiltering: a registered filter", format!("{filter:p} is not a registered filter"));
+            return STATUS_INVALID_PARAMETER;
+        };
+        if record.started {
+            drop(flt);
+            k.violation(ViolationKind::Parameter, "FltStartFiltering: called once", "filtering already started".to_owned());
+            return STATUS_INVALID_PARAMETER;
+        }
+        record.started = true;
+        STATUS_SUCCESS
+    })
+}
+
+/// `FltUnregisterFilter`: PASSIVE_LEVEL. Every communication port of the filter must be closed
+/// first (an open port keeps a reference that makes the real routine wait forever); kernel-sim
+/// reports and closes them.
+pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
+    emulate("FltUnregisterFilter", IrqlRule::AtMost(PASSIVE_LEVEL), |k| {
+        k.check_teardown_race("FltUnregisterFilter");
+        let open_ports: Vec<String> = {
+            let mut flt = lock(&k.flt);
+            if flt.live_filter(filter as usize).is_none() {
+                let known = flt.filters.contains_key(&(filter as usize));
+                drop(flt);
+                k.violation(
+                    ViolationKind::InvalidHandle,
+                    "FltUnregisterFilter: a registered filter, unregistered once",
+                    if known { format!("filter {filter:p} was already unregistered") } else { format!("{filter:p} is not a filter handle") },
+                );
+                return;
+            }
+            let mut names = Vec::new();
+            for port in flt.ports.values_mut().filter(|p| p.filter == filter as usize && !p.closed) {
+                port.closed = true;
+                names.push(port.name.clone());
+            }
+            if let Some(record) = flt.filters.get_mut(&(filter as usize)) {
+                record.unregistered = true;
+            }
+            names
+        };
+        if !open_ports.is_empty() {
+            k.violation(
+                ViolationKind::ResourceLeak,
+                "FltUnregisterFilter: close every communication port first",
+                format!("server port(s) still open: {}", open_ports.join(", ")),
+            );
+        }
+        // Phase 2: drain callbacks in flight and tear instances down here.
+    });
+}

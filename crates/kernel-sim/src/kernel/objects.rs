@@ -1,0 +1,150 @@
+//! Kernel objects and the handle table: system threads, registry keys, device objects.
+//!
+//! Handles are kernel handles (high bit set, multiples of 4), valid in the System process
+//! only, as `OBJ_KERNEL_HANDLE` makes them. Objects referenced by pointer
+//! (`ObReferenceObjectByHandle`) carry a reference count; at the end of a run every handle must
+//! be closed and every reference dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use vigil_sys::DISPATCHER_HEADER;
+
+use crate::mem::guest::GuestAlloc;
+
+/// `ThreadObject` in the dispatcher header's type byte.
+pub(crate) const THREAD_OBJECT_TYPE: u8 = 6;
+
+/// The object body a driver sees as a `PETHREAD`: a dispatcher header (so that
+/// `KeWaitForSingleObject` can tell it apart) followed by opaque bytes.
+#[repr(C)]
+pub(crate) struct ThreadBody {
+    pub header: DISPATCHER_HEADER,
+    pub opaque: [u64; 16],
+}
+
+/// A system thread created by `PsCreateSystemThread`.
+pub(crate) struct ThreadObject {
+    body: GuestAlloc,
+    /// The emulated thread id.
+    pub id: usize,
+    /// The start routine, for messages.
+    pub start: usize,
+    /// Pointer references taken by `ObReferenceObjectByHandle`.
+    pub references: AtomicI64,
+    /// True once the thread has stopped running driver code.
+    pub finished: AtomicBool,
+    /// The OS thread.
+    pub join: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl ThreadObject {
+    pub(crate) fn new(id: usize, start: usize) -> Self {
+        let body = GuestAlloc::for_type::<ThreadBody>(0);
+        let mut header_word = [0u8; 4];
+        header_word[0] = THREAD_OBJECT_TYPE;
+        header_word[2] = (size_of::<ThreadBody>() / 4).min(255) as u8;
+        crate::mem::guest::write(body.as_ptr::<i32>(), i32::from_le_bytes(header_word));
+        Self {
+            body,
+            id,
+            start,
+            references: AtomicI64::new(0),
+            finished: AtomicBool::new(false),
+            join: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The address the driver sees.
+    pub(crate) fn address(&self) -> usize {
+        self.body.address()
+    }
+
+    /// Whether the thread finished running driver code.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+}
+
+/// An open registry key.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyObject {
+    /// Full path, as opened.
+    pub path: String,
+}
+
+/// What a handle refers to.
+#[derive(Clone)]
+pub(crate) enum HandleTarget {
+    /// A system thread.
+    Thread(Arc<ThreadObject>),
+    /// A registry key.
+    Key(KeyObject),
+}
+
+impl HandleTarget {
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Self::Thread(_) => "thread",
+            Self::Key(_) => "registry key",
+        }
+    }
+}
+
+/// A device object created by `IoCreateDevice`.
+pub(crate) struct DeviceRecord {
+    /// The device object's own pages (quarantined when deleted, so a use after delete faults).
+    pub region: crate::mem::pages::Region,
+    /// Created while DriverEntry was running (its `DO_DEVICE_INITIALIZING` is cleared when
+    /// DriverEntry returns).
+    pub created_during_entry: bool,
+    /// Its name, if named.
+    pub name: Option<String>,
+}
+
+/// The objects of one run.
+#[derive(Default)]
+pub(crate) struct Objects {
+    handles: BTreeMap<usize, (HandleTarget, &'static str)>,
+    next_handle: usize,
+    /// Every system thread, by object address.
+    pub threads: BTreeMap<usize, Arc<ThreadObject>>,
+    /// Live device objects, by address.
+    pub devices: BTreeMap<usize, DeviceRecord>,
+    /// Device objects deleted (address -> deleted by), to name double deletes.
+    pub deleted_devices: BTreeMap<usize, &'static str>,
+}
+
+/// First kernel handle value: kernel handles have the top bit set.
+const KERNEL_HANDLE_BASE: usize = 0xFFFF_FFFF_8000_0000;
+
+impl Objects {
+    /// Opens a handle to `target`, created by `routine`.
+    pub(crate) fn open(&mut self, target: HandleTarget, routine: &'static str) -> usize {
+        self.next_handle += 4;
+        let handle = KERNEL_HANDLE_BASE + self.next_handle;
+        self.handles.insert(handle, (target, routine));
+        handle
+    }
+
+    /// The object behind a handle.
+    pub(crate) fn get(&self, handle: usize) -> Option<HandleTarget> {
+        self.handles.get(&handle).map(|(t, _)| t.clone())
+    }
+
+    /// Closes a handle; `None` if it was not open.
+    pub(crate) fn close(&mut self, handle: usize) -> Option<HandleTarget> {
+        self.handles.remove(&handle).map(|(t, _)| t)
+    }
+
+    /// Handles still open: (handle, type, creating routine).
+    pub(crate) fn open_handles(&self) -> Vec<(usize, &'static str, &'static str)> {
+        self.handles.iter().map(|(h, (t, r))| (*h, t.type_name(), *r)).collect()
+    }
+
+    /// Closes every handle (after the leak report).
+    pub(crate) fn close_all(&mut self) {
+        self.handles.clear();
+    }
+}

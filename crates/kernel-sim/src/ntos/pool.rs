@@ -1,0 +1,139 @@
+//! `ExAllocatePool2` and `ExFreePoolWithTag` over the special pool.
+
+use std::sync::atomic::Ordering;
+
+use vigil_sys::{
+    DISPATCH_LEVEL, POOL_FLAG_NON_PAGED, POOL_FLAG_PAGED, POOL_FLAG_RAISE_ON_FAILURE, POOL_FLAG_UNINITIALIZED,
+    POOL_FLAG_USE_QUOTA, POOL_FLAGS, PVOID,
+};
+
+use crate::exec::state;
+use crate::kernel::{IrqlRule, emulate, lock};
+use crate::mem::pool::{AllocRequest, FreeError, Pool, tag_text};
+use crate::report::ViolationKind;
+
+/// `POOL_FLAG_SESSION`.
+const POOL_FLAG_SESSION: POOL_FLAGS = 0x4;
+/// `POOL_FLAG_CACHE_ALIGNED`.
+const POOL_FLAG_CACHE_ALIGNED: POOL_FLAGS = 0x8;
+/// `POOL_FLAG_NON_PAGED_EXECUTE`.
+const POOL_FLAG_NON_PAGED_EXECUTE: POOL_FLAGS = 0x80;
+const KNOWN_FLAGS: POOL_FLAGS = POOL_FLAG_USE_QUOTA
+    | POOL_FLAG_UNINITIALIZED
+    | POOL_FLAG_SESSION
+    | POOL_FLAG_CACHE_ALIGNED
+    | POOL_FLAG_RAISE_ON_FAILURE
+    | POOL_FLAG_NON_PAGED
+    | POOL_FLAG_NON_PAGED_EXECUTE
+    | POOL_FLAG_PAGED;
+
+/// `ExAllocatePool2`: IRQL <= DISPATCH_LEVEL (paged pool <= APC_LEVEL). Failable: null.
+pub(crate) extern "win64" fn ex_allocate_pool2(flags: POOL_FLAGS, size: usize, tag: u32) -> PVOID {
+    emulate("ExAllocatePool2", IrqlRule::AtMost(DISPATCH_LEVEL), |k| {
+        let irql = state::current_irql();
+        if flags & POOL_FLAG_RAISE_ON_FAILURE != 0 {
+            k.violation(
+                ViolationKind::PoolFlags,
+                "RULES.md 20: every allocation can fail; never a must-succeed allocation",
+                format!("POOL_FLAG_RAISE_ON_FAILURE in flags {flags:#x} (tag '{}')", tag_text(tag)),
+            );
+        }
+        if flags & !KNOWN_FLAGS != 0 {
+            k.violation(ViolationKind::PoolFlags, "ExAllocatePool2: documented POOL_FLAG_* bits only", format!("flags {flags:#x}"));
+        }
+        let types = [POOL_FLAG_NON_PAGED, POOL_FLAG_NON_PAGED_EXECUTE, POOL_FLAG_PAGED];
+        if types.iter().filter(|&&t| flags & t != 0).count() != 1 {
+            k.violation(
+                ViolationKind::PoolFlags,
+                "ExAllocatePool2: exactly one of POOL_FLAG_NON_PAGED, POOL_FLAG_NON_PAGED_EXECUTE, POOL_FLAG_PAGED",
+                format!("flags {flags:#x}"),
+            );
+            return std::ptr::null_mut();
+        }
+        if flags & POOL_FLAG_NON_PAGED_EXECUTE != 0 {
+            k.violation(
+                ViolationKind::Policy,
+                "RULES.md 20: pool is non-executable",
+                format!("POOL_FLAG_NON_PAGED_EXECUTE (tag '{}')", tag_text(tag)),
+            );
+        }
+        let paged = flags & POOL_FLAG_PAGED != 0;
+        if paged && irql > vigil_sys::APC_LEVEL {
+            k.violation(ViolationKind::Irql, "ExAllocatePool2: paged pool at IRQL <= APC_LEVEL", format!("paged allocation at IRQL {irql}"));
+        }
+        if tag == 0 {
+            k.violation(ViolationKind::Parameter, "ExAllocatePool2: a non-zero pool tag", "tag 0".to_owned());
+        }
+        if k.inject_failure("ExAllocatePool2", "NULL") {
+            lock(&k.pool).stats.injected_failures += 1;
+            return std::ptr::null_mut();
+        }
+        let callback = state::with(|s| s.callback.get());
+        let request = AllocRequest {
+            size,
+            tag,
+            zeroed: flags & POOL_FLAG_UNINITIALIZED == 0,
+            paged,
+            irql,
+            callback,
+            during_entry: k.lifecycle.in_entry.load(Ordering::Acquire) && callback == "DriverEntry",
+        };
+        lock(&k.pool).allocate(&request).map_or(std::ptr::null_mut(), |a| a as PVOID)
+    })
+}
+
+/// `ExFreePoolWithTag`: IRQL <= DISPATCH_LEVEL (paged blocks <= APC_LEVEL).
+pub(crate) extern "win64" fn ex_free_pool_with_tag(block: PVOID, tag: u32) {
+    emulate("ExFreePoolWithTag", IrqlRule::AtMost(DISPATCH_LEVEL), |k| {
+        if block.is_null() {
+            k.violation(ViolationKind::PoolBadFree, "ExFreePoolWithTag: a block from ExAllocatePool2", "free of NULL".to_owned());
+            return;
+        }
+        let callback = state::with(|s| s.callback.get());
+        let freed = lock(&k.pool).free(block as usize, callback);
+        match freed {
+            Err(FreeError::DoubleFree(previous)) => k.violation(
+                ViolationKind::PoolDoubleFree,
+                "ExFreePoolWithTag: each block freed once",
+                format!(
+                    "{block:p} ({} bytes, tag '{}') was already freed in {}",
+                    previous.size,
+                    tag_text(previous.tag),
+                    previous.freed_by
+                ),
+            ),
+            Err(FreeError::Unknown) => k.violation(
+                ViolationKind::PoolBadFree,
+                "ExFreePoolWithTag: a block from ExAllocatePool2",
+                format!("{block:p} is not the start of a pool block"),
+            ),
+            Ok((freed_block, before, after)) => {
+                if freed_block.tag != tag {
+                    k.violation(
+                        ViolationKind::PoolWrongTag,
+                        "ExFreePoolWithTag: the tag the block was allocated with",
+                        format!("block {block:p} allocated with '{}', freed with '{}'", tag_text(freed_block.tag), tag_text(tag)),
+                    );
+                }
+                if before + after > 0 {
+                    k.violation(
+                        ViolationKind::PoolCorruption,
+                        "no writes outside an allocation",
+                        format!(
+                            "{before} byte(s) before and {after} byte(s) after the {}-byte block {block:p} (tag '{}') were overwritten",
+                            freed_block.size,
+                            tag_text(freed_block.tag)
+                        ),
+                    );
+                }
+                if freed_block.paged && state::current_irql() > vigil_sys::APC_LEVEL {
+                    k.violation(ViolationKind::Irql, "ExFreePoolWithTag: paged pool at IRQL <= APC_LEVEL", "paged block freed above APC_LEVEL".to_owned());
+                }
+                if freed_block.during_entry {
+                    k.check_teardown_race("ExFreePoolWithTag of a block DriverEntry allocated");
+                }
+                Pool::retire(freed_block);
+            }
+        }
+    });
+}

@@ -1,0 +1,70 @@
+//! `memcpy`, `memmove`, `memset`, `memcmp`: the C runtime routines ntoskrnl exports and the
+//! compiler calls. Any IRQL. Kept outside [`emulate`](crate::kernel::emulate)'s bookkeeping
+//! except for the overlap check: they are called for every structure copy.
+
+use std::ffi::c_void;
+
+use crate::exec::state;
+use crate::kernel::Kernel;
+use crate::report::ViolationKind;
+
+fn kernel() -> Option<&'static Kernel> {
+    let k = state::with(|s| s.kernel.get());
+    // SAFETY: set by call_driver for the driver call this thread is in (see kernel::emulate);
+    // the kernel outlives the call. The 'static lifetime does not escape this module's use
+    // within the call.
+    (!k.is_null()).then(|| unsafe { &*k })
+}
+
+/// `memcpy`.
+pub(crate) extern "win64" fn memcpy(dest: *mut c_void, src: *const c_void, count: usize) -> *mut c_void {
+    if count == 0 {
+        return dest;
+    }
+    let (d, s) = (dest as usize, src as usize);
+    if d < s.wrapping_add(count) && s < d.wrapping_add(count) && d != s {
+        if let Some(k) = kernel() {
+            k.violation(ViolationKind::Parameter, "memcpy: non-overlapping buffers (memmove otherwise)", format!("{dest:p} and {src:p} overlap over {count} bytes"));
+        }
+        // SAFETY: the driver's buffers (a bad pointer faults and ends the call); copy handles
+        // the overlap the driver should not have asked for.
+        unsafe { std::ptr::copy(src.cast::<u8>(), dest.cast::<u8>(), count) };
+        return dest;
+    }
+    // SAFETY: the driver's buffers, non-overlapping (checked); a bad pointer faults and ends
+    // the driver call.
+    unsafe { std::ptr::copy_nonoverlapping(src.cast::<u8>(), dest.cast::<u8>(), count) };
+    dest
+}
+
+/// `memmove`.
+pub(crate) extern "win64" fn memmove(dest: *mut c_void, src: *const c_void, count: usize) -> *mut c_void {
+    if count == 0 {
+        return dest;
+    }
+    // SAFETY: the driver's buffers; a bad pointer faults and ends the driver call.
+    unsafe { std::ptr::copy(src.cast::<u8>(), dest.cast::<u8>(), count) };
+    dest
+}
+
+/// `memset`.
+pub(crate) extern "win64" fn memset(dest: *mut c_void, value: i32, count: usize) -> *mut c_void {
+    if count == 0 {
+        return dest;
+    }
+    // SAFETY: the driver's buffer; a bad pointer faults and ends the driver call.
+    unsafe { std::ptr::write_bytes(dest.cast::<u8>(), value.to_le_bytes()[0], count) };
+    dest
+}
+
+/// `memcmp`.
+pub(crate) extern "win64" fn memcmp(a: *const c_void, b: *const c_void, count: usize) -> i32 {
+    for i in 0..count {
+        // SAFETY: the driver's buffers of `count` bytes; a bad pointer faults and ends the call.
+        let (x, y) = unsafe { (*a.cast::<u8>().add(i), *b.cast::<u8>().add(i)) };
+        if x != y {
+            return i32::from(x) - i32::from(y);
+        }
+    }
+    0
+}

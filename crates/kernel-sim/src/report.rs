@@ -1,0 +1,177 @@
+//! What a run found: violations (each naming its rule) and counters, serializable as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+/// The class of a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationKind {
+    /// A routine called at an IRQL its reference page does not allow.
+    Irql,
+    /// A fault (access violation, illegal instruction, stack overflow...) in a driver call.
+    Fault,
+    /// `KeBugCheckEx` was called.
+    BugCheck,
+    /// Pool still allocated when the driver was gone.
+    PoolLeak,
+    /// A block freed twice.
+    PoolDoubleFree,
+    /// A free of an address that is not a live block.
+    PoolBadFree,
+    /// A block freed with a tag other than its allocation tag.
+    PoolWrongTag,
+    /// Bytes written outside a block (the slack between the block and its guard page).
+    PoolCorruption,
+    /// `ExAllocatePool2` flags the rules forbid or the routine rejects.
+    PoolFlags,
+    /// A parameter the routine's contract forbids.
+    Parameter,
+    /// A handle or object reference not released by the time the driver was gone.
+    HandleLeak,
+    /// A handle that is not open (double close, never opened, wrong type).
+    InvalidHandle,
+    /// An invalid `FLT_REGISTRATION`.
+    Registration,
+    /// A resource (device, filter, port, security descriptor) not released.
+    ResourceLeak,
+    /// A callback broke its contract (IRQL not restored, critical region unbalanced, refused
+    /// mandatory unload, success without unregistering...).
+    CallbackContract,
+    /// Unload touched driver state before DriverEntry had returned.
+    UnloadRace,
+    /// A driver thread still running when the driver was gone.
+    ThreadStillRunning,
+    /// A Vigil policy (switchable for other drivers), such as waits without a timeout.
+    Policy,
+    /// A routine kernel-sim does not emulate yet was called.
+    NotEmulated,
+    /// A wait or lock that could not complete (deadlock), ended by kernel-sim.
+    Deadlock,
+    /// kernel-sim itself failed while serving the driver.
+    Internal,
+}
+
+/// One broken rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Its class.
+    pub kind: ViolationKind,
+    /// The rule, e.g. `"ExAllocatePool2: IRQL <= DISPATCH_LEVEL"` or `"RULES.md 20"`.
+    pub rule: String,
+    /// What happened, with addresses and symbols where known.
+    pub message: String,
+    /// The emulated routine in progress (empty if none).
+    pub routine: String,
+    /// The driver entry point in progress (DriverEntry, FilterUnload, a system thread...).
+    pub callback: String,
+    /// True if it ended the driver call (a bug check on Windows).
+    pub fatal: bool,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{:?}] {}: {}", self.kind, self.rule, self.message)?;
+        if !self.routine.is_empty() {
+            write!(f, " (in {}", self.routine)?;
+            if !self.callback.is_empty() {
+                write!(f, ", called from {}", self.callback)?;
+            }
+            write!(f, ")")?;
+        } else if !self.callback.is_empty() {
+            write!(f, " (during {})", self.callback)?;
+        }
+        if self.fatal {
+            write!(f, " [fatal]")?;
+        }
+        Ok(())
+    }
+}
+
+/// Pool counters of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PoolStats {
+    /// Successful allocations.
+    pub allocations: u64,
+    /// Frees of live blocks.
+    pub frees: u64,
+    /// Allocations failed by fault injection.
+    pub injected_failures: u64,
+    /// Bytes requested over the run.
+    pub bytes_allocated: u64,
+    /// Most blocks live at once.
+    pub peak_blocks: u64,
+    /// Most bytes live at once.
+    pub peak_bytes: u64,
+    /// Blocks still live when the driver was gone.
+    pub leaked_blocks: u64,
+    /// Their bytes.
+    pub leaked_bytes: u64,
+}
+
+/// A failure kernel-sim injected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InjectedFault {
+    /// The ordinal of the failable call that was failed (1-based).
+    pub ordinal: u64,
+    /// The routine that was failed.
+    pub routine: String,
+    /// The status (or null pointer, as 0) it returned.
+    pub status: String,
+    /// The driver entry point in progress.
+    pub callback: String,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// The image path.
+    pub image: String,
+    /// DriverEntry's status (hex), if it ran to completion.
+    pub entry_status: Option<String>,
+    /// How unload went, if it was attempted.
+    pub unload: Option<String>,
+    /// Every violation, in the order found.
+    pub violations: Vec<Violation>,
+    /// Pool counters.
+    pub pool: PoolStats,
+    /// Failable calls made (allocations, registrations, ...), the range of a fault sweep.
+    pub failable_calls: u64,
+    /// Failures injected.
+    pub injected: Vec<InjectedFault>,
+    /// Calls into the driver (entry points, callbacks, threads).
+    pub driver_calls: u64,
+    /// Calls per emulated routine.
+    pub routine_calls: BTreeMap<String, u64>,
+    /// Access violations dispatched to a driver `__except` block.
+    pub seh_dispatches: u64,
+}
+
+impl Report {
+    /// True when no rule was broken.
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// A human-readable summary naming every violation.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{}: entry {}, unload {}, {} violation(s), pool {} alloc / {} free (peak {} B), {} failable call(s)",
+            self.image,
+            self.entry_status.as_deref().unwrap_or("not completed"),
+            self.unload.as_deref().unwrap_or("not attempted"),
+            self.violations.len(),
+            self.pool.allocations,
+            self.pool.frees,
+            self.pool.peak_bytes,
+            self.failable_calls,
+        );
+        for v in &self.violations {
+            out.push_str("\n  ");
+            out.push_str(&v.to_string());
+        }
+        out
+    }
+}

@@ -1,0 +1,434 @@
+//! The public API: configure a [`Sim`], load a driver image into it, drive its lifecycle, and
+//! collect the [`Report`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use vigil_sys::{DRIVER_OBJECT, NT_SUCCESS, PASSIVE_LEVEL, UNICODE_STRING};
+
+use crate::faults::FaultPlan;
+use crate::kernel::{Kernel, RawUnload, lock};
+use crate::loader::symbols::Symbols;
+use crate::loader::{self, LoadError, LoadedImage};
+use crate::mem::guest::{self, GuestAlloc};
+use crate::mem::pool::tag_text;
+use crate::ntos::{self, status_text};
+use crate::report::{Report, ViolationKind};
+
+/// A registry value of the driver's `Parameters` key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryValue {
+    /// `REG_DWORD`.
+    Dword(u32),
+    /// `REG_SZ`.
+    Sz(String),
+    /// `REG_MULTI_SZ`.
+    MultiSz(Vec<String>),
+    /// `REG_BINARY`.
+    Binary(Vec<u8>),
+}
+
+/// Which unload FltMgr performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnloadKind {
+    /// `FLTFL_FILTER_UNLOAD_MANDATORY`: the filter cannot refuse (service stop, `fltmc unload`
+    /// of a filter that does not support refusal).
+    Mandatory,
+    /// Without the flag: the filter may refuse with an error status.
+    Optional,
+}
+
+/// How an unload ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnloadOutcome {
+    /// The filter unloaded; the image is unmapped.
+    Unloaded,
+    /// An optional unload refused with this status; the driver stays loaded.
+    Refused(i32),
+}
+
+/// Why an unload could not be attempted or completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnloadError {
+    /// The driver is not loaded (DriverEntry failed, or it was already unloaded).
+    NotLoaded,
+    /// No filter with a `FilterUnloadCallback` is registered: FltMgr cannot unload it.
+    NotUnloadable,
+    /// The unload callback faulted or bug-checked (see the report).
+    Crashed,
+}
+
+impl std::fmt::Display for UnloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotLoaded => "the driver is not loaded",
+            Self::NotUnloadable => "no registered filter with an unload callback",
+            Self::Crashed => "the unload callback crashed",
+        })
+    }
+}
+
+impl std::error::Error for UnloadError {}
+
+/// How a run is set up.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The driver's service name (registry key, driver object name).
+    pub service_name: String,
+    /// Values of the service's `Parameters` key.
+    pub registry: Vec<(String, RegistryValue)>,
+    /// Whether the `Parameters` key exists.
+    pub parameters_key: bool,
+    /// Flag `KeWaitForSingleObject` with a NULL timeout (a Vigil policy, RULES.md rule 7; the
+    /// kernel allows it: switch off for other drivers).
+    pub flag_infinite_waits: bool,
+    /// A wait, lock or sleep longer than this is a deadlock: reported, and the call abandoned.
+    pub hang_timeout: Duration,
+    /// Fault injection.
+    pub faults: FaultPlan,
+    /// Call FilterUnload on another thread the moment `FltRegisterFilter` returns, while
+    /// DriverEntry continues (the field crash of RULES.md rule 1).
+    pub race_unload_on_register: Option<UnloadKind>,
+    /// Size of each driver stack (kernel-sim's own emulation frames run on it too).
+    pub stack_size: usize,
+    /// How many bytes at the top of the driver stack are poisoned before each call.
+    pub stack_poison_len: usize,
+    /// How long to wait for driver threads to finish once the driver is gone.
+    pub thread_exit_timeout: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            service_name: "vigil".into(),
+            registry: Vec::new(),
+            parameters_key: true,
+            flag_infinite_waits: true,
+            hang_timeout: Duration::from_secs(30),
+            faults: FaultPlan::default(),
+            race_unload_on_register: None,
+            stack_size: 128 * 1024,
+            stack_poison_len: 64 * 1024,
+            thread_exit_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SimConfig {
+    /// `\REGISTRY\MACHINE\SYSTEM\CurrentControlSet\Services\<service>`.
+    pub fn service_key_path(&self) -> String {
+        format!("\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\{}", self.service_name)
+    }
+}
+
+/// A simulated machine configuration that loads driver images.
+#[derive(Clone, Debug, Default)]
+pub struct Sim {
+    config: SimConfig,
+}
+
+impl Sim {
+    /// A simulator with `config`.
+    pub fn new(config: SimConfig) -> Self {
+        Self { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Loads the image at `path` (with `path.pdb` beside it for symbols, if present) and runs
+    /// DriverEntry on the calling thread at PASSIVE_LEVEL.
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<Driver, LoadError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(LoadError::Io)?;
+        let pdb = path.with_extension("pdb");
+        self.load_bytes(path, &bytes, pdb.exists().then_some(pdb.as_path()))
+    }
+
+    /// Loads an image from memory; `name` is used in messages, `pdb` for symbols.
+    pub fn load_bytes(&self, name: &Path, bytes: &[u8], pdb: Option<&Path>) -> Result<Driver, LoadError> {
+        let image = loader::load(bytes)?;
+        let symbols = pdb.and_then(Symbols::from_pdb).filter(|s| !s.is_empty()).unwrap_or_else(|| Symbols::from_exports(&image.exports));
+        let image_name = name.file_name().map_or_else(|| "driver".to_owned(), |n| n.to_string_lossy().into_owned());
+        let kernel = Kernel::new(self.config.clone(), image_name, image.bounds, image.sections.clone(), symbols);
+        let mut driver = Driver { kernel, image: Some(image), path: name.to_path_buf(), entry_status: None, unload: None, loaded: false, finished: false, _driver_extension: GuestAlloc::zeroed(64), driver_name: None };
+        driver.run_driver_entry();
+        Ok(driver)
+    }
+}
+
+/// A loaded driver image and the world it runs in.
+pub struct Driver {
+    kernel: Arc<Kernel>,
+    image: Option<LoadedImage>,
+    path: PathBuf,
+    entry_status: Option<i32>,
+    unload: Option<String>,
+    loaded: bool,
+    finished: bool,
+    _driver_extension: GuestAlloc,
+    driver_name: Option<guest::GuestUnicode>,
+}
+
+impl Driver {
+    fn run_driver_entry(&mut self) {
+        let k = Arc::clone(&self.kernel);
+        let image = self.image.as_ref().expect("mapped");
+        let driver_object = k.driver_object.as_ptr::<DRIVER_OBJECT>();
+        let name = guest::GuestUnicode::new(&format!("\\Driver\\{}", k.config.service_name));
+        let entry_address = image.entry_point();
+        // SAFETY: `driver_object` is kernel-sim's own zeroed DRIVER_OBJECT allocation, not yet
+        // shared with the driver; these are plain field writes.
+        unsafe {
+            (&raw mut (*driver_object).Type).write(4);
+            (&raw mut (*driver_object).Size).write(i16::try_from(size_of::<DRIVER_OBJECT>()).unwrap_or(i16::MAX));
+            (&raw mut (*driver_object).DriverStart).write(image.bounds.base as *mut _);
+            (&raw mut (*driver_object).DriverSize).write(u32::try_from(image.bounds.size).unwrap_or(u32::MAX));
+            (&raw mut (*driver_object).DriverExtension).write(self._driver_extension.as_ptr());
+            (&raw mut (*driver_object).DriverName).write(guest::read(name.as_ptr()));
+        }
+        // The name's buffer lives as long as the driver object.
+        self.driver_name = Some(name);
+        // SAFETY: the entry point of a mapped PE image whose DriverEntry has the
+        // DRIVER_INITIALIZE signature (the image is a driver: /DRIVER, /ENTRY:DriverEntry).
+        let entry: unsafe extern "win64" fn(*mut DRIVER_OBJECT, *mut UNICODE_STRING) -> i32 = unsafe { std::mem::transmute(entry_address) };
+        let registry_path = k.registry_path.as_ptr();
+        k.lifecycle.in_entry.store(true, Ordering::Release);
+        // SAFETY: as above; the arguments are a valid driver object and registry path.
+        let status = k.call_driver("DriverEntry", Some(PASSIVE_LEVEL), || unsafe { entry(driver_object, registry_path) });
+        k.lifecycle.in_entry.store(false, Ordering::Release);
+        k.lifecycle.entry_returned.store(true, Ordering::Release);
+        ntos::io::finish_initializing(&k);
+        self.entry_status = status;
+        match status {
+            Some(s) if NT_SUCCESS(s) => self.loaded = true,
+            Some(_) => {
+                // The I/O manager unloads a driver whose DriverEntry failed, without calling
+                // any unload routine: everything must already be released.
+                self.driver_gone("DriverEntry failed");
+            }
+            None => self.driver_gone("DriverEntry crashed"),
+        }
+    }
+
+    /// DriverEntry's status; `None` if DriverEntry crashed (see the report).
+    pub fn entry_status(&self) -> Option<i32> {
+        self.entry_status
+    }
+
+    /// Whether the driver is loaded (DriverEntry succeeded and it has not been unloaded).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// Unloads the filter as FltMgr does: calls its `FilterUnloadCallback` (or, when the
+    /// unload-race scenario already did, collects that call's outcome), then, if it agreed,
+    /// checks that everything was released and unmaps the image.
+    pub fn unload(&mut self, kind: UnloadKind) -> Result<UnloadOutcome, UnloadError> {
+        if !self.loaded {
+            return Err(UnloadError::NotLoaded);
+        }
+        let k = Arc::clone(&self.kernel);
+        let raced = lock(&k.lifecycle.race).take();
+        let raw = match raced {
+            Some(handle) => handle.join().unwrap_or(RawUnload::Abandoned),
+            None => k.run_unload_callback(kind),
+        };
+        match raw {
+            RawUnload::NoCallback => Err(UnloadError::NotUnloadable),
+            RawUnload::Abandoned => {
+                self.unload = Some("crashed".into());
+                self.driver_gone("the unload callback crashed");
+                Err(UnloadError::Crashed)
+            }
+            RawUnload::Status(status) if !NT_SUCCESS(status) && kind == UnloadKind::Optional => {
+                self.unload = Some(format!("refused ({})", status_text(status)));
+                Ok(UnloadOutcome::Refused(status))
+            }
+            RawUnload::Status(status) => {
+                if !NT_SUCCESS(status) {
+                    k.violation(
+                        ViolationKind::CallbackContract,
+                        "FilterUnloadCallback: a mandatory unload cannot be refused",
+                        format!("FilterUnload returned {} for a mandatory unload", status_text(status)),
+                    );
+                }
+                if lock(&k.flt).any_registered() {
+                    k.violation(
+                        ViolationKind::CallbackContract,
+                        "FilterUnloadCallback: unregisters the filter (FltUnregisterFilter) before returning",
+                        "the unload callback returned with the filter still registered".to_owned(),
+                    );
+                }
+                self.unload = Some(format!("unloaded ({})", status_text(status)));
+                self.driver_gone("unload");
+                Ok(UnloadOutcome::Unloaded)
+            }
+        }
+    }
+
+    /// The driver is gone (DriverEntry failed, or unload completed): wait for its threads,
+    /// report everything it left behind, and unmap the image.
+    fn driver_gone(&mut self, why: &str) {
+        self.loaded = false;
+        let k = Arc::clone(&self.kernel);
+        if let Some(handle) = lock(&k.lifecycle.race).take() {
+            let _ = handle.join();
+        }
+        let still_running = ntos::thread::wait_for_threads(&k, k.config.thread_exit_timeout);
+        for thread in &still_running {
+            k.violation(
+                ViolationKind::ThreadStillRunning,
+                "RULES.md 2: every driver thread has terminated before unload returns",
+                format!("system thread {:#x} (start {}) still running after {why}", thread.id, k.describe_code(thread.start)),
+            );
+        }
+        let crashed = k.crashed.load(Ordering::Acquire);
+        if !crashed {
+            report_leaks(&k, why);
+        }
+        if let Some(mut image) = self.image.take() {
+            image.unmap();
+        }
+    }
+
+    /// Every violation so far.
+    pub fn violations(&self) -> Vec<crate::report::Violation> {
+        self.kernel.violations()
+    }
+
+    /// Ends the run and returns its report. A driver still loaded is unloaded first
+    /// (mandatory), as at system shutdown with the service stopping.
+    pub fn finish(mut self) -> Report {
+        self.finish_inner()
+    }
+
+    fn finish_inner(&mut self) -> Report {
+        if self.loaded {
+            match self.unload(UnloadKind::Mandatory) {
+                Ok(_) | Err(UnloadError::Crashed | UnloadError::NotLoaded) => {}
+                Err(UnloadError::NotUnloadable) => {
+                    self.unload = Some("not unloadable".into());
+                    self.driver_gone("the end of the run (not unloadable)");
+                }
+            }
+        }
+        self.finished = true;
+        let k = &self.kernel;
+        Report {
+            image: self.path.display().to_string(),
+            entry_status: self.entry_status.map(status_text),
+            unload: self.unload.clone(),
+            violations: k.violations(),
+            pool: lock(&k.pool).stats.clone(),
+            failable_calls: k.faults.calls(),
+            injected: k.faults.injected(),
+            driver_calls: k.driver_calls(),
+            routine_calls: k.routine_calls(),
+            seh_dispatches: k.seh_dispatches(),
+        }
+    }
+
+    /// Test hook: the message-notify callback of the open server port named `name`, to call
+    /// with arbitrary arguments (see [`Driver::call_message_notify`]).
+    pub fn has_port(&self, name: &str) -> bool {
+        lock(&self.kernel.flt).ports.values().any(|p| !p.closed && p.name == name)
+    }
+
+    /// Test hook: calls the message-notify callback of server port `name` directly, with raw
+    /// arguments, at PASSIVE_LEVEL, as if a client had sent a message. Returns the status, or
+    /// `None` if the call crashed (see the report). Phase 2 adds the real client side.
+    pub fn call_message_notify(
+        &self,
+        name: &str,
+        input: usize,
+        input_len: u32,
+        output: usize,
+        output_len: u32,
+        returned_len: usize,
+    ) -> Option<i32> {
+        let (message, cookie) = {
+            let flt = lock(&self.kernel.flt);
+            let port = flt.ports.values().find(|p| !p.closed && p.name == name)?;
+            (port.message, port.cookie as usize)
+        };
+        if message == 0 {
+            return None;
+        }
+        // SAFETY: the driver registered this address as its PFLT_MESSAGE_NOTIFY callback and
+        // the image is mapped while the port is open.
+        let callback: unsafe extern "win64" fn(usize, usize, u32, usize, u32, usize) -> i32 = unsafe { std::mem::transmute(message) };
+        // SAFETY: as above; the arguments are the caller's (a test exercising bad pointers).
+        self.kernel.call_driver("MessageNotify", Some(PASSIVE_LEVEL), || unsafe { callback(cookie, input, input_len, output, output_len, returned_len) })
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.finish_inner();
+        }
+    }
+}
+
+/// Reports what a gone driver left behind, then releases it.
+fn report_leaks(k: &Kernel, why: &str) {
+    let leaks = lock(&k.pool).drain_leaks();
+    for (tag, blocks) in &leaks {
+        let total: usize = blocks.iter().map(|b| b.0).sum();
+        let sizes: Vec<String> = blocks.iter().map(|(size, by)| format!("{size} B from {by}")).collect();
+        k.violation(
+            ViolationKind::PoolLeak,
+            "every pool block is freed before the driver is gone",
+            format!("after {why}: {} block(s), {total} bytes, tag '{}': {}", blocks.len(), tag_text(*tag), sizes.join(", ")),
+        );
+    }
+    let (handles, referenced, devices) = {
+        let mut objects = lock(&k.objects);
+        let handles = objects.open_handles();
+        objects.close_all();
+        let referenced: Vec<(usize, i64)> = objects
+            .threads
+            .values()
+            .map(|t| (t.address(), t.references.load(Ordering::Acquire)))
+            .filter(|&(_, r)| r > 0)
+            .collect();
+        let devices: Vec<usize> = objects.devices.keys().copied().collect();
+        (handles, referenced, devices)
+    };
+    for (handle, kind, by) in handles {
+        k.violation(ViolationKind::HandleLeak, "every handle is closed (ZwClose) before the driver is gone", format!("after {why}: {kind} handle {handle:#x} from {by} still open"));
+    }
+    for (object, references) in referenced {
+        k.violation(
+            ViolationKind::HandleLeak,
+            "every object reference is released (ObDereferenceObject) before the driver is gone",
+            format!("after {why}: thread object {object:#x} still has {references} reference(s)"),
+        );
+    }
+    for device in devices {
+        k.violation(ViolationKind::ResourceLeak, "every device object is deleted (IoDeleteDevice)", format!("after {why}: device object {device:#x} not deleted"));
+    }
+    let flt = lock(&k.flt);
+    let filters = flt.filters.values().filter(|f| !f.unregistered).count();
+    let ports: Vec<String> = flt.ports.values().filter(|p| !p.closed).map(|p| p.name.clone()).collect();
+    let descriptors = flt.security_descriptors.values().filter(|d| !d.freed).count();
+    drop(flt);
+    if filters > 0 {
+        k.violation(ViolationKind::ResourceLeak, "the filter is unregistered (FltUnregisterFilter) before the driver is gone", format!("after {why}: {filters} filter(s) still registered"));
+    }
+    if !ports.is_empty() {
+        k.violation(ViolationKind::ResourceLeak, "every communication port is closed before the driver is gone", format!("after {why}: port(s) {} still open", ports.join(", ")));
+    }
+    if descriptors > 0 {
+        k.violation(
+            ViolationKind::ResourceLeak,
+            "every security descriptor is freed (FltFreeSecurityDescriptor)",
+            format!("after {why}: {descriptors} security descriptor(s) not freed"),
+        );
+    }
+}
