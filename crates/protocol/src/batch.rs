@@ -270,8 +270,8 @@ impl<'a> BatchWriter<'a> {
         if self.count == 0 {
             self.first_sequence = sequence;
         }
-        self.count += 1;
-        self.len += len;
+        self.count = self.count.saturating_add(1);
+        self.len = self.len.saturating_add(len);
     }
 
     /// Number of records written so far.
@@ -299,7 +299,7 @@ impl<'a> BatchWriter<'a> {
             self.out,
             self.first_sequence,
             self.count,
-            self.len - BATCH_HEADER_LEN,
+            self.len.saturating_sub(BATCH_HEADER_LEN),
         )?;
         Ok(self.len)
     }

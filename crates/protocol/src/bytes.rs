@@ -4,6 +4,10 @@
 //! these helpers still read zero (or write nothing) at an out-of-range offset instead of
 //! indexing, so even a mistake in a check can give a wrong value but never a panic, which in the
 //! kernel would be a bug check (rule 22).
+//!
+//! Offsets and lengths are combined with saturating arithmetic throughout the crate: every sum
+//! is bounded by an earlier check, and saturation keeps even a build with overflow checks (the
+//! driver's debug build) free of panic paths; a saturated value fails the next bounds check.
 
 /// Reads `N` bytes at `at`, or zeros when they are not all inside `buf`.
 fn array_at<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {

@@ -271,7 +271,7 @@ impl StatsReply {
         let msg = parse_fixed(buf, MessageKind::StatsReply, Self::LEN)?;
         let mut counters = [0u64; Stats::COUNT];
         for (i, c) in counters.iter_mut().enumerate() {
-            *c = u64_at(msg, HEADER_LEN + 8 * i);
+            *c = u64_at(msg, HEADER_LEN.saturating_add(8_usize.saturating_mul(i)));
         }
         Ok(Self {
             stats: Stats::from_array(counters),
@@ -286,7 +286,7 @@ impl StatsReply {
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let msg = start_message(out, MessageKind::StatsReply, Self::LEN, 0)?;
         for (i, c) in self.stats.to_array().into_iter().enumerate() {
-            put_u64(msg, HEADER_LEN + 8 * i, c);
+            put_u64(msg, HEADER_LEN.saturating_add(8_usize.saturating_mul(i)), c);
         }
         Ok(Self::LEN)
     }

@@ -44,6 +44,11 @@ pub const CONFIG_ATTACH_NETWORK_VOLUMES: u32 = 1 << 0;
 /// ignored.
 pub const CONFIG_FLAGS_DEFINED: u32 = CONFIG_ATTACH_NETWORK_VOLUMES;
 
+/// Offset of prefix table entry `index`, which is also where a table of `index` entries ends.
+const fn table_end(index: usize) -> usize {
+    field::PREFIX_TABLE.saturating_add(PREFIX_ENTRY_LEN.saturating_mul(index))
+}
+
 /// A bounded list of protected path prefixes, without allocation.
 ///
 /// # Invariants
@@ -83,7 +88,7 @@ impl<'a> PrefixList<'a> {
     pub fn push(&mut self, prefix: Utf16Str<'a>) -> Result<()> {
         let slot = self.items.get_mut(self.len).ok_or(Error::CountTooLarge)?;
         *slot = prefix;
-        self.len += 1;
+        self.len = self.len.saturating_add(1);
         Ok(())
     }
 
@@ -194,8 +199,10 @@ impl Config<'_> {
     /// Bytes [`emit`](Self::emit) writes.
     pub fn encoded_len(&self) -> usize {
         let prefixes = self.protected_prefixes.as_slice();
-        let strings: usize = prefixes.iter().map(Utf16Str::len_bytes).sum();
-        align8(SET_CONFIG_FIXED_LEN + PREFIX_ENTRY_LEN * prefixes.len() + strings)
+        let strings = prefixes
+            .iter()
+            .fold(0_usize, |sum, p| sum.saturating_add(p.len_bytes()));
+        align8(table_end(prefixes.len()).saturating_add(strings))
     }
 
     /// Encodes a set-configuration message at the start of `out`; returns the bytes written.
@@ -224,12 +231,12 @@ impl Config<'_> {
         };
         put_u32(msg, field::FLAGS, flags);
         put_len(msg, field::PREFIX_COUNT, prefixes.len());
-        let mut at = field::PREFIX_TABLE + PREFIX_ENTRY_LEN * prefixes.len();
+        let mut at = table_end(prefixes.len());
         for (i, prefix) in prefixes.iter().enumerate() {
-            let entry = field::PREFIX_TABLE + PREFIX_ENTRY_LEN * i;
-            let end = at + prefix.len_bytes();
+            let entry = table_end(i);
+            let end = at.saturating_add(prefix.len_bytes());
             put_len(msg, entry, at);
-            put_len(msg, entry + 4, prefix.len_bytes());
+            put_len(msg, entry.saturating_add(4), prefix.len_bytes());
             prefix.write_le(range_mut(msg, at, end));
             at = end;
         }
@@ -280,15 +287,15 @@ impl<'a> SetConfig<'a> {
         if count > MAX_PROTECTED_PREFIXES {
             return Err(Error::CountTooLarge);
         }
-        // count <= 16, so the product is small; the subtraction is exact (checked above).
-        if PREFIX_ENTRY_LEN * count > buf.len() - SET_CONFIG_FIXED_LEN {
+        // The table must fit; the subtraction is exact (checked above).
+        if PREFIX_ENTRY_LEN.saturating_mul(count) > buf.len() - SET_CONFIG_FIXED_LEN {
             return Err(Error::CountTooLarge);
         }
-        let mut expected = SET_CONFIG_FIXED_LEN + PREFIX_ENTRY_LEN * count;
+        let mut expected = table_end(count);
         for i in 0..count {
-            let entry = field::PREFIX_TABLE + PREFIX_ENTRY_LEN * i;
+            let entry = table_end(i);
             let offset = usize_at(buf, entry);
-            let len = usize_at(buf, entry + 4);
+            let len = usize_at(buf, entry.saturating_add(4));
             if offset > buf.len() || len > buf.len() - offset {
                 return Err(Error::LengthPastEnd);
             }
@@ -302,7 +309,7 @@ impl<'a> SetConfig<'a> {
                 return Err(Error::BadOffset);
             }
             // offset + len <= buf.len(), checked above.
-            expected = offset + len;
+            expected = offset.saturating_add(len);
         }
         if buf.len() != align8(expected) {
             return Err(Error::BadLength);
@@ -338,9 +345,9 @@ impl<'a> SetConfig<'a> {
         if index >= self.prefix_count {
             return None;
         }
-        let entry = field::PREFIX_TABLE + PREFIX_ENTRY_LEN * index;
+        let entry = table_end(index);
         let offset = usize_at(self.buf, entry);
-        let len = usize_at(self.buf, entry + 4);
+        let len = usize_at(self.buf, entry.saturating_add(4));
         let end = offset.saturating_add(len);
         Some(Utf16Str::from_checked_le(range(self.buf, offset, end)))
     }

@@ -29,14 +29,18 @@ pub(crate) struct PathLens {
 impl PathLayout {
     /// Total container length for strings of these byte lengths.
     pub const fn container_len(self, path_bytes: usize, target_bytes: usize) -> usize {
-        align8(self.fixed_len + path_bytes + target_bytes)
+        align8(
+            self.fixed_len
+                .saturating_add(path_bytes)
+                .saturating_add(target_bytes),
+        )
     }
 
     /// Checks one string's (offset, length) pair at `at` against the container `buf`, expecting
     /// it to start at `expected`. Order: bounds, parity, limit, position.
     fn check_one(buf: &[u8], at: usize, expected: usize) -> Result<usize> {
         let offset = usize_at(buf, at);
-        let len = usize_at(buf, at + 4);
+        let len = usize_at(buf, at.saturating_add(4));
         // Subtraction only: `offset <= buf.len()` makes `buf.len() - offset` exact.
         if offset > buf.len() || len > buf.len() - offset {
             return Err(Error::LengthPastEnd);
@@ -57,9 +61,10 @@ impl PathLayout {
     /// and its padding. The caller has checked `buf.len() >= fixed_len`.
     pub fn check(self, buf: &[u8]) -> Result<PathLens> {
         let path = Self::check_one(buf, self.fields_at, self.fixed_len)?;
-        // Both bounded by buf.len() (checked above), so these sums cannot overflow.
-        let target = Self::check_one(buf, self.fields_at + 8, self.fixed_len + path)?;
-        let used = self.fixed_len + path + target;
+        // Both bounded by buf.len() (checked above), so these sums never saturate.
+        let target_at = self.fixed_len.saturating_add(path);
+        let target = Self::check_one(buf, self.fields_at.saturating_add(8), target_at)?;
+        let used = target_at.saturating_add(target);
         if buf.len() != align8(used) {
             return Err(Error::BadLength);
         }
@@ -71,13 +76,14 @@ impl PathLayout {
 
     /// The path of a checked container.
     pub fn path(self, buf: &[u8], lens: PathLens) -> Utf16Str<'_> {
-        Utf16Str::from_checked_le(range(buf, self.fixed_len, self.fixed_len + lens.path))
+        let end = self.fixed_len.saturating_add(lens.path);
+        Utf16Str::from_checked_le(range(buf, self.fixed_len, end))
     }
 
     /// The target path of a checked container.
     pub fn target(self, buf: &[u8], lens: PathLens) -> Utf16Str<'_> {
-        let start = self.fixed_len + lens.path;
-        Utf16Str::from_checked_le(range(buf, start, start + lens.target))
+        let start = self.fixed_len.saturating_add(lens.path);
+        Utf16Str::from_checked_le(range(buf, start, start.saturating_add(lens.target)))
     }
 
     /// Writes the four fields, both strings and the padding into `out`, which is exactly
@@ -85,12 +91,13 @@ impl PathLayout {
     /// zeroes and fills.
     pub fn emit(self, out: &mut [u8], path: Utf16Str<'_>, target: Utf16Str<'_>) {
         let (p, t) = (path.len_bytes(), target.len_bytes());
-        let target_at = self.fixed_len + p;
-        let end = target_at + t;
-        put_len(out, self.fields_at, self.fixed_len);
-        put_len(out, self.fields_at + 4, p);
-        put_len(out, self.fields_at + 8, target_at);
-        put_len(out, self.fields_at + 12, t);
+        let target_at = self.fixed_len.saturating_add(p);
+        let end = target_at.saturating_add(t);
+        let at = self.fields_at;
+        put_len(out, at, self.fixed_len);
+        put_len(out, at.saturating_add(4), p);
+        put_len(out, at.saturating_add(8), target_at);
+        put_len(out, at.saturating_add(12), t);
         path.write_le(range_mut(out, self.fixed_len, target_at));
         target.write_le(range_mut(out, target_at, end));
         let len = out.len();
