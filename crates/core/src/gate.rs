@@ -17,7 +17,7 @@
 //! IRQL: `try_enter`, guard drop and `signal_entry_complete` at <= `DISPATCH_LEVEL`; the waits at
 //! `PASSIVE_LEVEL`.
 
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicUsize, Ordering, model_unwinding};
 use crate::twin::{Guard, keeps};
 use crate::{Platform, RawEvent, Timeout, WaitOutcome};
 use core::marker::PhantomPinned;
@@ -256,6 +256,9 @@ impl<P: Platform> core::fmt::Debug for GateGuard<'_, P> {
 
 impl<P: Platform> Drop for GateGuard<'_, P> {
     fn drop(&mut self) {
+        if model_unwinding() {
+            return;
+        }
         let before = self.gate.rundown.fetch_sub(ONE_GUARD, Ordering::AcqRel);
         if before == CLOSED | ONE_GUARD {
             self.gate.callbacks_drained.set();

@@ -18,7 +18,7 @@
 //! the service sees in-band, beside the drop counters. Nothing is ever blocked or allocated: a push
 //! that does not fit is dropped and counted by reason.
 
-use crate::sync::{AtomicBool, AtomicU64, Ordering, RingMemory};
+use crate::sync::{AtomicBool, AtomicU64, Ordering, RingMemory, model_unwinding};
 use crate::twin::{Guard, keeps};
 use crate::{Platform, RawDispatchLock};
 use core::marker::PhantomPinned;
@@ -327,6 +327,9 @@ struct Commit<'a, P: Platform> {
 
 impl<P: Platform> Drop for Commit<'_, P> {
     fn drop(&mut self) {
+        if model_unwinding() {
+            return;
+        }
         if self.state == DISCARDED {
             self.ring.dropped_aborted.fetch_add(1, Ordering::Relaxed);
         }

@@ -18,6 +18,21 @@ pub(crate) mod model {
     pub(crate) use loom::thread::yield_now;
 }
 
+/// Whether a loom model is unwinding from a failure it found: loom's objects are gone then, so the
+/// core's drop glue must not touch them (it would abort the test process instead of reporting).
+/// Always `false` outside loom.
+#[inline]
+pub(crate) fn model_unwinding() -> bool {
+    #[cfg(loom)]
+    {
+        std::thread::panicking()
+    }
+    #[cfg(not(loom))]
+    {
+        false
+    }
+}
+
 #[cfg(not(loom))]
 mod cell {
     /// `core::cell::UnsafeCell` with loom's closure API.
