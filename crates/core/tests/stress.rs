@@ -196,7 +196,7 @@ fn gate_unload_against_entry_and_callbacks() {
                         gate.reopen();
                     }
                     Err(UnloadError::EntryNotComplete | UnloadError::DriverEntryStillRunning) => {
-                        refusals += 1
+                        refusals += 1;
                     }
                 }
             }
