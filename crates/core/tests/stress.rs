@@ -12,12 +12,21 @@ use vigil_core::{
     Timeout, UnloadError, UnloadGate,
 };
 
-fn scale() -> u64 {
-    std::env::var("VIGIL_STRESS_SCALE")
+/// `base` scaled by `VIGIL_STRESS_SCALE` (a positive number, default 1; below 1 for quick runs such
+/// as `cargo mutants`), at least 1.
+fn volume(base: u64) -> u64 {
+    let scale: f64 = std::env::var("VIGIL_STRESS_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1)
+        .unwrap_or(1.0);
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a test volume"
+    )]
+    let scaled = (base as f64 * scale) as u64;
+    scaled.max(1)
 }
 
 const HEADER: usize = 14;
@@ -39,12 +48,12 @@ fn pattern(producer: u8, index: u32, i: usize) -> u8 {
 
 #[test]
 fn ring_many_producers_one_consumer_roomy() {
-    ring_many_producers_one_consumer(16 * 1024, 150_000 * scale());
+    ring_many_producers_one_consumer(16 * 1024, volume(150_000));
 }
 
 #[test]
 fn ring_many_producers_one_consumer_overloaded() {
-    ring_many_producers_one_consumer(1024, 100_000 * scale());
+    ring_many_producers_one_consumer(1024, volume(100_000));
 }
 
 fn ring_many_producers_one_consumer(capacity: usize, per_producer: u64) {
@@ -138,7 +147,7 @@ fn ring_many_producers_one_consumer(capacity: usize, per_producer: u64) {
 
 #[test]
 fn gate_unload_against_entry_and_callbacks() {
-    let cycles = 2_000 * scale();
+    let cycles = volume(2_000);
     let quick = EntryWait {
         event: Timeout::from_millis(1).unwrap(),
         probe_interval: Timeout::from_millis(1).unwrap(),
@@ -212,12 +221,12 @@ fn gate_unload_against_entry_and_callbacks() {
 #[test]
 fn slot_sends_against_connect_and_close_churn() {
     const SENDERS: usize = 3;
-    let sends_per_sender = 300_000 * scale();
+    let sends_per_sender = volume(300_000);
     let slot = ClientPortSlot::<StdPlatform>::new_boxed();
     let open_port = AtomicUsize::new(0);
     let in_flight = AtomicUsize::new(0);
     let churn_done = AtomicBool::new(false);
-    let cycles = 500 * scale();
+    let cycles = volume(500);
     let timeout = Timeout::from_millis(5).unwrap();
 
     let tallies = thread::scope(|scope| {
