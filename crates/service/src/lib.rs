@@ -1,1 +1,45 @@
-//! Vigil's user-mode service and CLI (skeleton; filled in by its own issue).
+//! Vigil's user-mode service: the companion of the `vigil.sys` minifilter. It connects to the
+//! driver's communication port, checks the protocol version, pushes the policy, writes every
+//! event the driver reports to its sinks (JSON Lines, terminal) with sequence numbers checked,
+//! answers verdict requests for protected paths, and rides through driver unloads and reloads.
+//! User mode; the core is portable (tested on Linux), the port client and the Windows service
+//! plumbing are Windows-only (`cfg(windows)`).
+//!
+//! # Using the core with any port client
+//!
+//! 1. Implement [`PortClient`] for one connection and [`Connector`] to make them (a closure
+//!    `FnMut() -> Result<C, ClientError>` is a connector).
+//! 2. Build a [`Service`] from a [`Policy`] ([`Policy::parse`], [`Policy::load`] or
+//!    `Policy::default()`), a [`Sink`] (or a `Vec` of boxed sinks: [`JsonlSink`], [`HumanSink`],
+//!    [`MemorySink`], [`NullSink`]) and [`ServiceOptions`].
+//! 3. Keep [`Service::control`] to stop it from another thread, then call [`Service::run`]
+//!    with the connector and a [`Clock`] ([`SystemClock`]); it returns a [`Summary`].
+//!
+//! [`fake`] has an in-memory driver implementing the traits, for tests.
+//!
+//! The JSON Lines field table is in [`record`]; the policy format in [`policy`]; the flush and
+//! rotation policies in [`sink`]; the connection, reconnection and stop rules in [`service`].
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod control;
+pub mod fake;
+pub mod policy;
+pub mod record;
+pub mod sequence;
+pub mod service;
+pub mod sink;
+#[cfg(windows)]
+pub mod windows;
+
+pub use client::{ClientError, Connector, Incoming, PortClient};
+pub use control::{Backoff, Clock, ManualClock, ServiceControl, SystemClock};
+pub use fake::{FakeConnector, FakeDriver, FakePort};
+pub use policy::{Decision, Policy, PolicyError, ProcessNames};
+pub use sequence::{Check, Gap, SequenceTracker};
+pub use service::{
+    ConnectionEnd, Counters, Level, Log, MemoryLog, ReloadError, Service, ServiceError,
+    ServiceOptions, StderrLog, Summary,
+};
+pub use sink::{HumanSink, JsonlOptions, JsonlSink, MemorySink, NullSink, Sink};

@@ -1,0 +1,355 @@
+//! The JSON Lines record format: one object per event, one per gap. User mode, portable.
+//!
+//! Field names and meanings are stable (a reader may rely on them); new fields may be added at
+//! the end of an object in later versions, never renamed or removed. Objects are written by
+//! hand, in a fixed field order, without an intermediate value tree: this is the service's
+//! hot path (see `benches/throughput.rs`).
+//!
+//! # Event records
+//!
+//! | field | JSON type | meaning |
+//! |---|---|---|
+//! | `epoch` | number | driver instance, counted by this service process from 1; it grows when the driver was unloaded and loaded again (its sequence numbers restart at 0). `(epoch, seq)` is unique in the output |
+//! | `seq` | number | the driver's sequence number for the event, in ring push order; a missing number is a lost event (see gap records) |
+//! | `time` | string | when the driver saw the event: RFC 3339, UTC, 100 ns precision, e.g. `"2024-05-01T12:34:56.1234567Z"` (from the 100 ns ticks since 1601-01-01) |
+//! | `kind` | string | `open`, `first_write`, `rename`, `hard_link`, `delete`, `close_modified` |
+//! | `path` | string | the file's path as the driver saw it (normalized NT path, e.g. `\Device\HarddiskVolume3\Users\a.txt`, unless `flags` has `name_not_normalized`); invalid UTF-16 is replaced by U+FFFD |
+//! | `target` | string or null | the new name for `rename` and `hard_link`; `null` otherwise |
+//! | `pid` | number | requesting process id |
+//! | `tid` | number | requesting thread id |
+//! | `volume` | string | volume serial number as Windows prints it, `"1A2B-3C4D"` |
+//! | `status` | string | the operation's NTSTATUS, hex: `"0x00000000"` |
+//! | `flags` | array of strings | `name_not_normalized`, `path_truncated`, `target_truncated`, `directory`, `delete_on_close`, `name_unavailable`; a bit this version does not know appears as its hex value, e.g. `"0x00000040"` |
+//! | `access` | string | `DesiredAccess` of the create, hex (`"0x00000000"` for other kinds) |
+//! | `disposition` | number | create disposition requested (`FILE_SUPERSEDE` 0 … `FILE_OVERWRITE_IF` 5); 0 for other kinds |
+//! | `information` | number | `IoStatus.Information` of the create (`FILE_OPENED` 1, `FILE_CREATED` 2, …); 0 for other kinds |
+//! | `file_id` | string or null | the 128-bit file id, 32 hex digits (the bytes in order); `null` when the driver did not know it |
+//!
+//! # Gap records
+//!
+//! Written in band, just before the first event after the loss, so a reader sees it where it
+//! happened:
+//!
+//! | field | JSON type | meaning |
+//! |---|---|---|
+//! | `gap` | object | `{"from": F, "to": T, "missing": N}`: sequence numbers `F..=T` (N of them) never arrived |
+//! | `epoch` | number | as for events |
+//! | `time` | string | the `time` of the event that revealed the gap (the loss happened before it) |
+//!
+//! A reader tells the two apart by the presence of the `gap` key. The driver's counters (`vigil
+//! stats`) say why records were lost (ring full, send timeout, no service connected...).
+
+use std::io::Write as _;
+
+use vigil_protocol::{EventFlags, EventKind, EventRecord, Utf16Str};
+
+use crate::sequence::Gap;
+
+/// 100 ns ticks between 1601-01-01 and 1970-01-01.
+const TICKS_1601_TO_1970: i128 = 116_444_736_000_000_000;
+/// 100 ns ticks per second.
+const TICKS_PER_SECOND: i128 = 10_000_000;
+
+/// The name of an event kind, as the `kind` field writes it.
+pub const fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Open => "open",
+        EventKind::FirstWrite => "first_write",
+        EventKind::Rename => "rename",
+        EventKind::HardLink => "hard_link",
+        EventKind::Delete => "delete",
+        EventKind::CloseModified => "close_modified",
+    }
+}
+
+/// Flag bits and their names, in bit order.
+const FLAG_NAMES: [(EventFlags, &str); 6] = [
+    (EventFlags::NAME_NOT_NORMALIZED, "name_not_normalized"),
+    (EventFlags::PATH_TRUNCATED, "path_truncated"),
+    (EventFlags::TARGET_TRUNCATED, "target_truncated"),
+    (EventFlags::DIRECTORY, "directory"),
+    (EventFlags::DELETE_ON_CLOSE, "delete_on_close"),
+    (EventFlags::NAME_UNAVAILABLE, "name_unavailable"),
+];
+
+/// Calls `f` with the name of each flag set in `flags` (known names, then unknown bits as hex).
+pub fn for_each_flag(flags: EventFlags, mut f: impl FnMut(FlagName)) {
+    let bits = flags.bits();
+    for (flag, name) in FLAG_NAMES {
+        if bits & flag.bits() != 0 {
+            f(FlagName::Known(name));
+        }
+    }
+    let unknown = bits & !EventFlags::ALL_DEFINED.bits();
+    for bit in 0..32 {
+        if unknown & (1 << bit) != 0 {
+            f(FlagName::Unknown(1 << bit));
+        }
+    }
+}
+
+/// A flag as [`for_each_flag`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagName {
+    /// A bit this version defines.
+    Known(&'static str),
+    /// A bit this version does not define.
+    Unknown(u32),
+}
+
+impl std::fmt::Display for FlagName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Known(name) => f.write_str(name),
+            Self::Unknown(bit) => write!(f, "{bit:#010x}"),
+        }
+    }
+}
+
+/// Civil date and time of a 1601-epoch tick count (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CivilTime {
+    /// Year (1601 ..).
+    pub year: i64,
+    /// Month, 1 ..= 12.
+    pub month: u32,
+    /// Day, 1 ..= 31.
+    pub day: u32,
+    /// Hour, minute, second.
+    pub hms: (u32, u32, u32),
+    /// Sub-second 100 ns ticks, 0 ..= 9 999 999.
+    pub ticks: u32,
+}
+
+impl CivilTime {
+    /// Converts 100 ns ticks since 1601-01-01 UTC (a Windows `FILETIME`/`LARGE_INTEGER` system
+    /// time). Every `u64` converts; there are no leap seconds in this time scale.
+    pub fn from_filetime(ticks: u64) -> Self {
+        let unix_ticks = i128::from(ticks) - TICKS_1601_TO_1970;
+        let seconds = unix_ticks.div_euclid(TICKS_PER_SECOND);
+        let sub = unix_ticks.rem_euclid(TICKS_PER_SECOND);
+        let days = seconds.div_euclid(86_400);
+        let secs_of_day = seconds.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        // Bounded by the rem_euclid above: each fits a u32.
+        let secs_of_day = u32::try_from(secs_of_day).unwrap_or(0);
+        Self {
+            year,
+            month,
+            day,
+            hms: (secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60),
+            ticks: u32::try_from(sub).unwrap_or(0),
+        }
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i128) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11]
+    let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
+    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
+    let year = yoe + era * 400 + i128::from(month <= 2);
+    (
+        i64::try_from(year).unwrap_or(i64::MAX),
+        u32::try_from(month).unwrap_or(1),
+        u32::try_from(day).unwrap_or(1),
+    )
+}
+
+/// Appends the RFC 3339 UTC form of a 1601-epoch tick count: `2024-05-01T12:34:56.1234567Z`.
+pub fn push_rfc3339(out: &mut Vec<u8>, filetime: u64) {
+    let t = CivilTime::from_filetime(filetime);
+    let (h, m, s) = t.hms;
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}.{:07}Z",
+        t.year, t.month, t.day, t.ticks
+    );
+}
+
+/// Appends `s` as a JSON string (quotes included); unpaired surrogates become U+FFFD.
+pub fn push_json_utf16(out: &mut Vec<u8>, s: Utf16Str<'_>) {
+    out.push(b'"');
+    let mut utf8 = [0u8; 4];
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            // ASCII: one byte, the common case for paths.
+            c if c.is_ascii() => out.push(u8::try_from(c).unwrap_or(b'?')),
+            c => out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes()),
+        }
+    }
+    out.push(b'"');
+}
+
+fn push_u64(out: &mut Vec<u8>, value: u64) {
+    let _ = write!(out, "{value}");
+}
+
+fn push_hex32(out: &mut Vec<u8>, value: u32) {
+    let _ = write!(out, "\"{value:#010x}\"");
+}
+
+/// Appends one event record as a JSON object and a newline.
+pub fn push_event_json(out: &mut Vec<u8>, epoch: u32, record: &EventRecord<'_>) {
+    out.extend_from_slice(b"{\"epoch\":");
+    push_u64(out, u64::from(epoch));
+    out.extend_from_slice(b",\"seq\":");
+    push_u64(out, record.sequence());
+    out.extend_from_slice(b",\"time\":\"");
+    push_rfc3339(out, record.timestamp());
+    out.extend_from_slice(b"\",\"kind\":\"");
+    out.extend_from_slice(kind_name(record.kind()).as_bytes());
+    out.extend_from_slice(b"\",\"path\":");
+    push_json_utf16(out, record.path());
+    out.extend_from_slice(b",\"target\":");
+    let target = record.target();
+    if target.is_empty() {
+        out.extend_from_slice(b"null");
+    } else {
+        push_json_utf16(out, target);
+    }
+    out.extend_from_slice(b",\"pid\":");
+    push_u64(out, record.process_id());
+    out.extend_from_slice(b",\"tid\":");
+    push_u64(out, record.thread_id());
+    let volume = record.volume_id();
+    let _ = write!(
+        out,
+        ",\"volume\":\"{:04X}-{:04X}\"",
+        volume >> 16,
+        volume & 0xFFFF
+    );
+    out.extend_from_slice(b",\"status\":");
+    push_hex32(out, record.status().cast_unsigned());
+    out.extend_from_slice(b",\"flags\":[");
+    let mut first = true;
+    for_each_flag(record.flags(), |name| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let _ = write!(out, "\"{name}\"");
+    });
+    out.extend_from_slice(b"],\"access\":");
+    push_hex32(out, record.desired_access());
+    out.extend_from_slice(b",\"disposition\":");
+    push_u64(out, u64::from(record.create_disposition()));
+    out.extend_from_slice(b",\"information\":");
+    push_u64(out, u64::from(record.information()));
+    out.extend_from_slice(b",\"file_id\":");
+    let id = record.file_id();
+    if id == [0; 16] {
+        out.extend_from_slice(b"null");
+    } else {
+        out.push(b'"');
+        for byte in id {
+            let _ = write!(out, "{byte:02x}");
+        }
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends one gap record as a JSON object and a newline; `time` is the 1601-epoch timestamp of
+/// the event that revealed the gap.
+pub fn push_gap_json(out: &mut Vec<u8>, gap: &Gap, time: u64) {
+    let _ = write!(
+        out,
+        "{{\"gap\":{{\"from\":{},\"to\":{},\"missing\":{}}},\"epoch\":{},\"time\":\"",
+        gap.from,
+        gap.to,
+        gap.missing(),
+        gap.epoch
+    );
+    push_rfc3339(out, time);
+    out.extend_from_slice(b"\"}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_protocol::{EventRepr, MAX_EVENT_LEN};
+
+    fn rfc(ticks: u64) -> String {
+        let mut out = Vec::new();
+        push_rfc3339(&mut out, ticks);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn times_convert_from_the_1601_epoch() {
+        assert_eq!(rfc(0), "1601-01-01T00:00:00.0000000Z");
+        assert_eq!(rfc(116_444_736_000_000_000), "1970-01-01T00:00:00.0000000Z");
+        // 2024-02-29T23:59:59.1234567Z: a leap day, 100 ns digits kept.
+        let unix = 1_709_251_199u64;
+        assert_eq!(
+            rfc(116_444_736_000_000_000 + unix * 10_000_000 + 1_234_567),
+            "2024-02-29T23:59:59.1234567Z"
+        );
+        assert_eq!(rfc(u64::MAX), "60056-05-28T05:36:10.9551615Z");
+    }
+
+    #[test]
+    fn an_event_is_one_line_with_every_documented_field() {
+        let path: Vec<u16> = "\\Device\\V1\\a \"q\".txt".encode_utf16().collect();
+        let target: Vec<u16> = [0x44, 0xD800, 0x0001].to_vec();
+        let repr = EventRepr {
+            kind: EventKind::Rename,
+            flags: EventFlags::from_bits_retain(EventFlags::DIRECTORY.bits() | 1 << 9),
+            status: -1_073_741_790, // 0xC0000022
+            sequence: 7,
+            timestamp: 116_444_736_000_000_000,
+            process_id: 4,
+            thread_id: 8,
+            volume_id: 0x1A2B_3C4D,
+            desired_access: 0x0012_0089,
+            create_disposition: 1,
+            information: 2,
+            file_id: [0; 16],
+            path: Utf16Str::from_units(&path),
+            target: Utf16Str::from_units(&target),
+        };
+        let mut buf = vec![0u8; MAX_EVENT_LEN];
+        let n = EventRecord::emit(&repr, &mut buf).unwrap();
+        let record = EventRecord::new_checked(&buf[..n]).unwrap();
+        let mut out = Vec::new();
+        push_event_json(&mut out, 3, &record);
+        let line = String::from_utf8(out).unwrap();
+        assert_eq!(
+            line,
+            "{\"epoch\":3,\"seq\":7,\"time\":\"1970-01-01T00:00:00.0000000Z\",\"kind\":\"rename\",\
+             \"path\":\"\\\\Device\\\\V1\\\\a \\\"q\\\".txt\",\"target\":\"D\u{FFFD}\\u0001\",\
+             \"pid\":4,\"tid\":8,\"volume\":\"1A2B-3C4D\",\"status\":\"0xc0000022\",\
+             \"flags\":[\"directory\",\"0x00000200\"],\"access\":\"0x00120089\",\
+             \"disposition\":1,\"information\":2,\"file_id\":null}\n"
+        );
+    }
+
+    #[test]
+    fn a_gap_record_names_its_range() {
+        let mut out = Vec::new();
+        let gap = Gap {
+            epoch: 2,
+            from: 10,
+            to: 19,
+        };
+        push_gap_json(&mut out, &gap, 116_444_736_000_000_000);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"gap\":{\"from\":10,\"to\":19,\"missing\":10},\"epoch\":2,\
+             \"time\":\"1970-01-01T00:00:00.0000000Z\"}\n"
+        );
+    }
+}
