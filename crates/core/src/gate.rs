@@ -384,4 +384,105 @@ mod tests {
         drop(guard);
         assert_eq!(gate.wait_for_unload(|| true, QUICK, SHORT), Ok(()));
     }
+
+    /// A std platform whose event records every wait's outcome, per thread, so tests can check that
+    /// the gate waits exactly when it must (a missing wake-up would otherwise only cost time).
+    mod counted {
+        use crate::platform::std::{StdEvent, StdLock, StdSharedLock};
+        use crate::{Platform, RawEvent, StdPlatform, Timeout, WaitOutcome};
+        use std::cell::RefCell;
+        use std::vec::Vec;
+
+        std::thread_local! {
+            static WAITS: RefCell<Vec<WaitOutcome>> = const { RefCell::new(Vec::new()) };
+        }
+
+        /// The waits this thread made since the last call.
+        pub fn take_waits() -> Vec<WaitOutcome> {
+            WAITS.with(|waits| core::mem::take(&mut *waits.borrow_mut()))
+        }
+
+        pub enum Counted {}
+
+        // SAFETY: delegates to `StdPlatform`'s primitives, which meet the contract.
+        unsafe impl Platform for Counted {
+            type Event = CountedEvent;
+            type DispatchLock = StdLock;
+            type PassiveLock = StdSharedLock;
+
+            fn sleep(interval: Timeout) {
+                StdPlatform::sleep(interval);
+            }
+        }
+
+        #[repr(transparent)]
+        pub struct CountedEvent(StdEvent);
+
+        // SAFETY: delegates to `StdEvent`, which meets the contract; recording changes nothing.
+        unsafe impl RawEvent for CountedEvent {
+            unsafe fn init(slot: *mut Self) {
+                // SAFETY: `CountedEvent` is a transparent wrapper: same layout, same slot contract.
+                unsafe { StdEvent::init(slot.cast()) };
+            }
+
+            fn set(&self) {
+                self.0.set();
+            }
+
+            fn clear(&self) {
+                self.0.clear();
+            }
+
+            fn wait(&self, timeout: Timeout) -> WaitOutcome {
+                let outcome = self.0.wait(timeout);
+                WAITS.with(|waits| waits.borrow_mut().push(outcome));
+                outcome
+            }
+        }
+    }
+
+    #[test]
+    fn rundown_waits_only_when_it_must() {
+        use crate::WaitOutcome::{Signalled, TimedOut};
+        use counted::{Counted, take_waits};
+        let gate = UnloadGate::<Counted>::new_boxed();
+        assert_eq!(gate.wait_for_callbacks(SHORT), Ok(()));
+        assert_eq!(take_waits(), [], "no guard: no wait");
+
+        gate.reopen();
+        let guard = gate.try_enter().unwrap();
+        assert_eq!(
+            gate.wait_for_callbacks(SHORT),
+            Err(UnloadError::CallbacksInFlight { remaining: 1 })
+        );
+        assert_eq!(take_waits(), [TimedOut], "one bounded wait, then the error");
+
+        // The last guard leaving wakes the waiter: no timeout needed.
+        let long = Timeout::from_millis(60_000).unwrap();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                std::thread::sleep(core::time::Duration::from_millis(20));
+                drop(guard);
+            });
+            assert_eq!(gate.wait_for_callbacks(long), Ok(()));
+        });
+        assert_eq!(take_waits(), [Signalled]);
+
+        // A stale signal (the last guard left, while closed, after the wait gave up) ends one wait
+        // early; the gate re-checks and waits again.
+        gate.reopen();
+        let first = gate.try_enter().unwrap();
+        assert!(gate.wait_for_callbacks(SHORT).is_err());
+        drop(first);
+        gate.reopen();
+        let late = gate.try_enter().unwrap();
+        let _ = take_waits();
+        assert_eq!(
+            gate.wait_for_callbacks(SHORT),
+            Err(UnloadError::CallbacksInFlight { remaining: 1 })
+        );
+        assert_eq!(take_waits(), [Signalled, TimedOut]);
+        drop(late);
+        assert_eq!(gate.wait_for_callbacks(SHORT), Ok(()));
+    }
 }
