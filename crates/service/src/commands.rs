@@ -131,7 +131,9 @@ pub fn set_config<P: PortClient + ?Sized>(
 /// The client's errors, or [`ClientError::Malformed`] (also for a wrong nonce).
 pub fn ping<P: PortClient + ?Sized>(client: &mut P, nonce: u64) -> Result<(), ClientError> {
     let mut request = [0u8; Ping::LEN];
-    Ping { nonce }.emit(&mut request).map_err(malformed("ping"))?;
+    Ping { nonce }
+        .emit(&mut request)
+        .map_err(malformed("ping"))?;
     let mut reply = [0u8; Pong::LEN];
     let len = client.send_command(&request, &mut reply)?;
     let pong = Pong::parse(reply.get(..len).unwrap_or(&reply)).map_err(malformed("pong"))?;

@@ -32,7 +32,11 @@ impl ServiceControl {
     /// service control handler).
     pub fn request_stop(&self) {
         self.inner.stop.store(true, Ordering::Release);
-        let _guard = self.inner.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self
+            .inner
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.inner.wake.notify_all();
     }
 
@@ -54,7 +58,11 @@ impl ServiceControl {
     /// Sleeps for `duration` or until a stop is requested; `true` when stopped.
     pub fn sleep_unless_stopped(&self, duration: Duration) -> bool {
         let deadline = Instant::now() + duration;
-        let mut guard = self.inner.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self
+            .inner
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while !self.stop_requested() {
             let now = Instant::now();
             if now >= deadline {
@@ -210,9 +218,13 @@ mod tests {
     fn a_stop_wakes_a_sleeper() {
         let control = ServiceControl::new();
         let other = control.clone();
-        let sleeper = std::thread::spawn(move || other.sleep_unless_stopped(Duration::from_secs(600)));
+        let sleeper =
+            std::thread::spawn(move || other.sleep_unless_stopped(Duration::from_secs(600)));
         control.request_stop();
-        assert!(sleeper.join().unwrap(), "the sleep ends because of the stop");
+        assert!(
+            sleeper.join().unwrap(),
+            "the sleep ends because of the stop"
+        );
     }
 
     #[test]

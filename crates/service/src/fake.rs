@@ -28,7 +28,11 @@ pub const HRESULT_NO_WAITER_FOR_REPLY: i32 = 0x801F_0020_u32.cast_signed();
 /// One scripted step, taken by `receive` in order.
 #[derive(Debug, Clone)]
 enum Step {
-    Message { id: u64, bytes: Vec<u8>, reply_len: u32 },
+    Message {
+        id: u64,
+        bytes: Vec<u8>,
+        reply_len: u32,
+    },
     Disconnect,
     Reload,
 }
@@ -266,7 +270,10 @@ pub struct FakePort {
 }
 
 impl FakePort {
-    fn connected<'a>(&self, s: &'a mut MutexGuard<'_, State>) -> Result<&'a mut State, ClientError> {
+    fn connected<'a>(
+        &self,
+        s: &'a mut MutexGuard<'_, State>,
+    ) -> Result<&'a mut State, ClientError> {
         if s.connected == Some(self.id) && !self.closed {
             Ok(&mut **s)
         } else {

@@ -30,6 +30,7 @@ pub mod record;
 pub mod sequence;
 pub mod service;
 pub mod sink;
+pub mod tail;
 #[cfg(windows)]
 pub mod windows;
 

@@ -183,7 +183,11 @@ mod tests {
         }
         t.new_driver_instance();
         assert_eq!(t.epoch(), 2);
-        assert_eq!(t.check(0), Check::InOrder, "not a duplicate: a new numbering");
+        assert_eq!(
+            t.check(0),
+            Check::InOrder,
+            "not a duplicate: a new numbering"
+        );
         t.new_driver_instance();
         // The third instance dropped records 0..=2 before the service connected.
         assert_eq!(

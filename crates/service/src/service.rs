@@ -413,15 +413,15 @@ impl<S: Sink> Service<S> {
         let mut last_failure: Option<ClientError> = None;
         let mut final_stats = None;
         while !self.control.stop_requested() {
-            let attempt = connector
-                .connect()
-                .and_then(|mut client| match self.start_connection(&mut client) {
+            let attempt = connector.connect().and_then(|mut client| {
+                match self.start_connection(&mut client) {
                     Ok(()) => Ok(client),
                     Err(e) => {
                         client.close();
                         Err(e)
                     }
-                });
+                }
+            });
             match attempt {
                 Ok(mut client) => {
                     ever_connected = true;
@@ -775,7 +775,9 @@ impl<S: Sink> Service<S> {
     /// Counts a reload refused before it reached the driver (a bad file).
     pub fn note_policy_refused(&mut self, error: &PolicyError) {
         self.counters.policy_reload_failures += 1;
-        self.log
-            .log(Level::Error, &format!("policy refused, running policy kept: {error}"));
+        self.log.log(
+            Level::Error,
+            &format!("policy refused, running policy kept: {error}"),
+        );
     }
 }

@@ -108,7 +108,12 @@ fn events_reach_the_sink_in_order_after_the_handshake() {
     // Every line the sink wrote is one JSON object with the event's sequence number.
     let text = String::from_utf8(r.service.sinks().json.clone()).unwrap();
     assert_eq!(text.lines().count(), 100);
-    assert!(text.lines().nth(42).unwrap().starts_with("{\"epoch\":1,\"seq\":42,"));
+    assert!(
+        text.lines()
+            .nth(42)
+            .unwrap()
+            .starts_with("{\"epoch\":1,\"seq\":42,")
+    );
 }
 
 #[test]
@@ -133,14 +138,20 @@ fn a_gap_is_written_in_band_logged_and_counted() {
             }
         ]
     );
-    assert_eq!((summary.counters.gaps, summary.counters.events_missing), (2, 10));
+    assert_eq!(
+        (summary.counters.gaps, summary.counters.events_missing),
+        (2, 10)
+    );
     assert_eq!(summary.counters.events_written, 16);
     // In band: the gap line comes right before the first event after the loss.
     let text = String::from_utf8(sink.json.clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[10].starts_with("{\"gap\":{\"from\":10,\"to\":14,\"missing\":5}"));
     assert!(lines[11].contains("\"seq\":15,"));
-    assert!(r.log.contains(Level::Warn, "5 event(s) lost: sequence 10..=14"));
+    assert!(
+        r.log
+            .contains(Level::Warn, "5 event(s) lost: sequence 10..=14")
+    );
 }
 
 #[test]
@@ -328,7 +339,10 @@ fn access_denied_is_not_retried_even_when_waiting() {
         .service
         .run(&mut driver.connector(), &r.clock)
         .unwrap_err();
-    assert!(error.to_string().contains("run as Administrator"), "{error}");
+    assert!(
+        error.to_string().contains("run as Administrator"),
+        "{error}"
+    );
     assert!(r.clock.sleeps().is_empty());
 }
 
@@ -382,7 +396,10 @@ fn another_minor_version_is_accepted() {
     driver.push_events(0..3, 64);
     let (_, summary) = run(&driver);
     assert_eq!(summary.counters.events_written, 3);
-    assert_eq!(summary.driver.unwrap().version, Version { major: 1, minor: 7 });
+    assert_eq!(
+        summary.driver.unwrap().version,
+        Version { major: 1, minor: 7 }
+    );
 }
 
 fn units(s: &str) -> Vec<u16> {
@@ -451,7 +468,10 @@ fn verdict_requests_are_answered_from_the_policy_with_their_request_id() {
         }
     );
     assert_eq!(
-        (summary.counters.verdicts_allowed, summary.counters.verdicts_denied),
+        (
+            summary.counters.verdicts_allowed,
+            summary.counters.verdicts_denied
+        ),
         (2, 1)
     );
     assert_eq!(summary.counters.events_written, 2);
@@ -478,7 +498,10 @@ fn a_reply_the_driver_no_longer_waits_for_is_counted_and_the_service_goes_on() {
     let summary = r.service.run(&mut driver.connector(), &r.clock).unwrap();
     assert_eq!(summary.counters.verdict_reply_failures, 1);
     assert_eq!(summary.counters.events_written, 4);
-    assert!(r.log.contains(Level::Warn, "verdict reply for request 5 not delivered"));
+    assert!(
+        r.log
+            .contains(Level::Warn, "verdict reply for request 5 not delivered")
+    );
 }
 
 #[test]
@@ -510,7 +533,10 @@ fn malformed_and_unexpected_messages_are_counted_and_skipped() {
     let (r, summary) = run(&driver);
     assert_eq!(summary.counters.malformed_messages, 3);
     assert_eq!(r.service.sinks().events, seqs(1, 0..3));
-    assert!(r.log.contains(Level::Warn, "malformed message from the driver"));
+    assert!(
+        r.log
+            .contains(Level::Warn, "malformed message from the driver")
+    );
     assert!(r.log.contains(Level::Warn, "unexpected Hello message"));
     assert!(r.log.contains(Level::Warn, "malformed event batch"));
 }
@@ -554,7 +580,10 @@ fn a_stop_drains_what_the_port_already_holds() {
     let clock = ManualClock::new();
     let summary = service.run(&mut driver.connector(), &clock).unwrap();
     assert_eq!(summary.counters.events_written, 50, "all five batches");
-    assert_eq!(summary.counters.verdicts_denied, 1, "the queued verdict too");
+    assert_eq!(
+        summary.counters.verdicts_denied, 1,
+        "the queued verdict too"
+    );
     assert_eq!(driver.pending_steps(), 0);
     assert!(service.sinks().inner.closed);
     assert!(!driver.is_connected());
@@ -680,7 +709,9 @@ fn a_configuration_the_driver_refuses_leaves_the_old_policy_in_place() {
     };
     let error = service.apply_policy(&mut port, bad).unwrap_err();
     assert!(
-        error.to_string().contains("driver refused set-configuration"),
+        error
+            .to_string()
+            .contains("driver refused set-configuration"),
         "{error}"
     );
     assert_eq!(service.policy(), &before);

@@ -43,9 +43,15 @@ fn units(s: &str) -> Vec<u16> {
 fn a_good_file_gives_every_setting() {
     let p = Policy::parse(GOOD).unwrap();
     assert_eq!(p.default_verdict, Verdict::Deny);
-    assert_eq!((p.verdict_timeout_ms, p.send_timeout_ms, p.batch_size), (250, 2000, 128));
+    assert_eq!(
+        (p.verdict_timeout_ms, p.send_timeout_ms, p.batch_size),
+        (250, 2000, 128)
+    );
     assert!(p.attach_network_volumes);
-    assert_eq!(p.output.jsonl.as_deref(), Some(std::path::Path::new("/var/log/vigil.jsonl")));
+    assert_eq!(
+        p.output.jsonl.as_deref(),
+        Some(std::path::Path::new("/var/log/vigil.jsonl"))
+    );
     assert_eq!((p.output.max_bytes, p.output.keep), (2 * 1024 * 1024, 3));
     assert_eq!(p.output.sync_interval, Duration::from_millis(500));
     assert_eq!(p.rules.len(), 3);
@@ -56,7 +62,10 @@ fn a_good_file_gives_every_setting() {
     // Rules 1 and 3 name the same prefix (case and trailing separator aside): sent once.
     let prefixes = p.protected_prefixes();
     assert_eq!(prefixes.len(), 2);
-    assert_eq!(prefixes[0], units("\\Device\\HarddiskVolume3\\Secret").as_slice());
+    assert_eq!(
+        prefixes[0],
+        units("\\Device\\HarddiskVolume3\\Secret").as_slice()
+    );
     let config = p.driver_config(&prefixes);
     config.validate().unwrap();
     assert_eq!(config.protected_prefixes.len(), 2);
@@ -74,7 +83,10 @@ fn an_empty_file_is_the_protocol_defaults() {
 #[test]
 fn out_of_range_numbers_name_line_field_and_range() {
     let e = refused("[driver]\nverdict_timeout_ms = 250\nbatch_size = 0\n");
-    assert_eq!((e.line, e.column, e.field.as_str()), (3, 14, "driver.batch_size"));
+    assert_eq!(
+        (e.line, e.column, e.field.as_str()),
+        (3, 14, "driver.batch_size")
+    );
     assert_eq!(e.reason, "0 is out of range 1..=682 (records per batch)");
     assert_eq!(
         e.to_string(),
@@ -92,7 +104,10 @@ fn out_of_range_numbers_name_line_field_and_range() {
 #[test]
 fn a_bad_verdict_word_is_refused() {
     let e = refused("[driver]\ndefault_verdict = \"maybe\"\n");
-    assert_eq!((e.line, e.column, e.field.as_str()), (2, 19, "driver.default_verdict"));
+    assert_eq!(
+        (e.line, e.column, e.field.as_str()),
+        (2, 19, "driver.default_verdict")
+    );
     assert!(e.reason.contains("expected \"allow\" or \"deny\""), "{e}");
     let e = refused("[[rule]]\nprefix = '\\X'\nverdict = \"block\"\n");
     assert_eq!((e.line, e.field.as_str()), (3, "rule[1].verdict"));
@@ -101,7 +116,10 @@ fn a_bad_verdict_word_is_refused() {
 #[test]
 fn a_wrong_type_names_the_field() {
     let e = refused("[driver]\n\nattach_network_volumes = \"yes\"\n");
-    assert_eq!((e.line, e.field.as_str()), (3, "driver.attach_network_volumes"));
+    assert_eq!(
+        (e.line, e.field.as_str()),
+        (3, "driver.attach_network_volumes")
+    );
     assert!(e.reason.contains("invalid type"), "{e}");
     let e = refused("[driver]\nbatch_size = \"64\"\n");
     assert_eq!((e.line, e.field.as_str()), (2, "driver.batch_size"));
@@ -111,7 +129,10 @@ fn a_wrong_type_names_the_field() {
 fn an_unknown_or_misspelt_key_is_refused() {
     let e = refused("[driver]\nbatch_size = 64\nverdict_timeout = 100\n");
     assert_eq!((e.line, e.field.as_str()), (3, "driver.verdict_timeout"));
-    assert!(e.reason.starts_with("unknown field `verdict_timeout`"), "{e}");
+    assert!(
+        e.reason.starts_with("unknown field `verdict_timeout`"),
+        "{e}"
+    );
     let e = refused("[drivers]\n");
     assert_eq!((e.line, e.field.as_str()), (1, "drivers"));
 }
@@ -137,11 +158,16 @@ fn bad_prefixes_are_refused() {
     assert_eq!((e.line, e.field.as_str()), (2, "rule[1].prefix"));
     assert!(e.reason.contains("empty prefix"));
     let e = refused("[[rule]]\nprefix = '\\\\'\nverdict = \"deny\"\n");
-    assert!(e.reason.contains("empty prefix"), "a lone separator is empty too: {e}");
+    assert!(
+        e.reason.contains("empty prefix"),
+        "a lone separator is empty too: {e}"
+    );
     let e = refused("[[rule]]\nprefix = 'C:\\Secret'\nverdict = \"deny\"\n");
     assert!(e.reason.contains("not an NT path"), "{e}");
     let long = format!("\\{}", "a".repeat(MAX_PREFIX_UNITS));
-    let e = refused(&format!("[[rule]]\nverdict = \"deny\"\nprefix = '{long}'\n"));
+    let e = refused(&format!(
+        "[[rule]]\nverdict = \"deny\"\nprefix = '{long}'\n"
+    ));
     assert_eq!((e.line, e.field.as_str()), (3, "rule[1].prefix"));
     assert!(e.reason.contains("at most 1024"), "{e}");
 }
@@ -150,7 +176,9 @@ fn bad_prefixes_are_refused() {
 fn too_many_distinct_prefixes_are_refused_at_the_first_extra_one() {
     let mut text = String::new();
     for i in 0..=MAX_PROTECTED_PREFIXES {
-        text.push_str(&format!("[[rule]]\nprefix = '\\P{i}'\nverdict = \"deny\"\n"));
+        text.push_str(&format!(
+            "[[rule]]\nprefix = '\\P{i}'\nverdict = \"deny\"\n"
+        ));
     }
     let e = refused(&text);
     assert_eq!(e.field, "rule[17].prefix");
@@ -165,16 +193,27 @@ fn too_many_distinct_prefixes_are_refused_at_the_first_extra_one() {
 
 #[test]
 fn bad_operations_and_process_names_are_refused() {
-    let e = refused("[[rule]]\nprefix = '\\X'\nverdict = \"deny\"\noperations = [\"create\", \"write\"]\n");
-    assert_eq!((e.line, e.column, e.field.as_str()), (4, 25, "rule[1].operations"));
+    let e = refused(
+        "[[rule]]\nprefix = '\\X'\nverdict = \"deny\"\noperations = [\"create\", \"write\"]\n",
+    );
+    assert_eq!(
+        (e.line, e.column, e.field.as_str()),
+        (4, 25, "rule[1].operations")
+    );
     assert!(e.reason.contains("\"write\" is not an operation"));
     let e = refused("[[rule]]\nprefix = '\\X'\nverdict = \"deny\"\noperations = []\n");
     assert!(e.reason.contains("never apply"));
-    let e = refused("[[rule]]\nprefix = '\\X'\nverdict = \"deny\"\nexcept_processes = ['C:\\a.exe']\n");
+    let e =
+        refused("[[rule]]\nprefix = '\\X'\nverdict = \"deny\"\nexcept_processes = ['C:\\a.exe']\n");
     assert_eq!((e.line, e.field.as_str()), (4, "rule[1].except_processes"));
 }
 
-fn request<'a>(op: VerdictOperation, pid: u64, path: &'a [u16], target: &'a [u16]) -> VerdictRequestRepr<'a> {
+fn request<'a>(
+    op: VerdictOperation,
+    pid: u64,
+    path: &'a [u16],
+    target: &'a [u16],
+) -> VerdictRequestRepr<'a> {
     VerdictRequestRepr {
         request_id: 1,
         operation: op,
@@ -188,26 +227,67 @@ fn request<'a>(op: VerdictOperation, pid: u64, path: &'a [u16], target: &'a [u16
 #[test]
 fn verdicts_follow_the_rules_in_order() {
     let p = Policy::parse(GOOD).unwrap();
-    let names: std::collections::HashMap<u64, String> =
-        [(77, "BACKUP.EXE".to_owned()), (78, "notepad.exe".to_owned())].into();
+    let names: std::collections::HashMap<u64, String> = [
+        (77, "BACKUP.EXE".to_owned()),
+        (78, "notepad.exe".to_owned()),
+    ]
+    .into();
     let inside = units("\\DEVICE\\HarddiskVolume3\\secret\\a.txt");
     let sibling = units("\\Device\\HarddiskVolume3\\SecretNot\\a.txt");
     let audit = units("\\Device\\HarddiskVolume3\\Audit\\x");
-    let decide = |op, pid, path: &[u16], target: &[u16]| p.decide(&request(op, pid, path, target), 1, &names);
+    let decide = |op, pid, path: &[u16], target: &[u16]| {
+        p.decide(&request(op, pid, path, target), 1, &names)
+    };
     // Rule 1 denies creates under Secret, case-insensitively.
-    assert_eq!(decide(VerdictOperation::Create, 78, &inside, &[]), Decision { verdict: Verdict::Deny, reason: 1 });
+    assert_eq!(
+        decide(VerdictOperation::Create, 78, &inside, &[]),
+        Decision {
+            verdict: Verdict::Deny,
+            reason: 1
+        }
+    );
     // Not at a component boundary: no rule.
-    assert_eq!(decide(VerdictOperation::Create, 78, &sibling, &[]).reason, REASON_NO_RULE);
+    assert_eq!(
+        decide(VerdictOperation::Create, 78, &sibling, &[]).reason,
+        REASON_NO_RULE
+    );
     // The excepted process skips rule 1, and rule 3 (same prefix, every operation) denies.
-    assert_eq!(decide(VerdictOperation::Create, 77, &inside, &[]), Decision { verdict: Verdict::Deny, reason: 3 });
+    assert_eq!(
+        decide(VerdictOperation::Create, 77, &inside, &[]),
+        Decision {
+            verdict: Verdict::Deny,
+            reason: 3
+        }
+    );
     // Rename is not in rule 1's operations: rule 3 applies.
     assert_eq!(decide(VerdictOperation::Rename, 78, &inside, &[]).reason, 3);
     // A rename *into* the protected directory is caught by the target.
-    assert_eq!(decide(VerdictOperation::Rename, 78, &audit, &inside), Decision { verdict: Verdict::Deny, reason: 3 });
+    assert_eq!(
+        decide(VerdictOperation::Rename, 78, &audit, &inside),
+        Decision {
+            verdict: Verdict::Deny,
+            reason: 3
+        }
+    );
     // An allow rule answers allow, with its number.
-    assert_eq!(decide(VerdictOperation::Delete, 78, &audit, &[]), Decision { verdict: Verdict::Allow, reason: 2 });
+    assert_eq!(
+        decide(VerdictOperation::Delete, 78, &audit, &[]),
+        Decision {
+            verdict: Verdict::Allow,
+            reason: 2
+        }
+    );
     // The prefix itself is covered.
-    assert_eq!(decide(VerdictOperation::Delete, 78, &units("\\Device\\HarddiskVolume3\\Secret"), &[]).verdict, Verdict::Deny);
+    assert_eq!(
+        decide(
+            VerdictOperation::Delete,
+            78,
+            &units("\\Device\\HarddiskVolume3\\Secret"),
+            &[]
+        )
+        .verdict,
+        Verdict::Deny
+    );
 }
 
 #[test]
@@ -215,16 +295,42 @@ fn the_services_own_process_is_always_allowed() {
     let p = Policy::parse(GOOD).unwrap();
     let inside = units("\\Device\\HarddiskVolume3\\Secret\\a.txt");
     let own = 4242;
-    let d = p.decide(&request(VerdictOperation::Delete, own, &inside, &[]), own, &NoProcessNames);
-    assert_eq!(d, Decision { verdict: Verdict::Allow, reason: REASON_OWN_PROCESS });
-    let d = p.decide(&request(VerdictOperation::Delete, own + 1, &inside, &[]), own, &NoProcessNames);
+    let d = p.decide(
+        &request(VerdictOperation::Delete, own, &inside, &[]),
+        own,
+        &NoProcessNames,
+    );
+    assert_eq!(
+        d,
+        Decision {
+            verdict: Verdict::Allow,
+            reason: REASON_OWN_PROCESS
+        }
+    );
+    let d = p.decide(
+        &request(VerdictOperation::Delete, own + 1, &inside, &[]),
+        own,
+        &NoProcessNames,
+    );
     assert_eq!(d.verdict, Verdict::Deny);
 }
 
 #[test]
 fn without_process_names_an_exception_never_applies() {
-    let p = Policy::parse("[[rule]]\nprefix='\\S'\nverdict='deny'\nexcept_processes=['backup.exe']\n").unwrap();
+    let p =
+        Policy::parse("[[rule]]\nprefix='\\S'\nverdict='deny'\nexcept_processes=['backup.exe']\n")
+            .unwrap();
     let path = units("\\S\\x");
-    let d = p.decide(&request(VerdictOperation::Create, 9, &path, &[]), 1, &NoProcessNames);
-    assert_eq!(d, Decision { verdict: Verdict::Deny, reason: 1 });
+    let d = p.decide(
+        &request(VerdictOperation::Create, 9, &path, &[]),
+        1,
+        &NoProcessNames,
+    );
+    assert_eq!(
+        d,
+        Decision {
+            verdict: Verdict::Deny,
+            reason: 1
+        }
+    );
 }
