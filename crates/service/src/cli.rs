@@ -109,7 +109,7 @@ struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 enum ServiceCommand {
-    /// Register `vigil` with the service control manager (automatic start, LocalSystem).
+    /// Register `vigil` with the service control manager (automatic start, as Local System).
     Install(ServiceArgs),
     /// Stop and remove the service.
     Uninstall,
@@ -347,6 +347,13 @@ fn print_summary(err: &mut dyn Write, summary: &Summary) {
     }
 }
 
+#[cfg_attr(
+    not(windows),
+    expect(
+        clippy::needless_pass_by_value,
+        reason = "consumed by the Windows branch only"
+    )
+)]
 fn service(command: ServiceCommand, err: &mut dyn Write) -> u8 {
     #[cfg(windows)]
     {
@@ -407,7 +414,7 @@ fn status(context: &mut Context, out: &mut dyn Write, err: &mut dyn Write) -> u8
         let _ = writeln!(
             out,
             "service: {}",
-            crate::windows::scm::state().unwrap_or_else(|e| e.to_string())
+            crate::windows::scm::state().unwrap_or_else(|e| e)
         );
     }
     let mut client = match connect_for_command(context, err) {

@@ -107,7 +107,7 @@ pub fn set_config<P: PortClient + ?Sized>(
     client: &mut P,
     config: &Config<'_>,
 ) -> Result<(), ClientError> {
-    let mut request = vec![0u8; config.encoded_len().min(MAX_MESSAGE_SIZE).max(HEADER_LEN)];
+    let mut request = vec![0u8; config.encoded_len().clamp(HEADER_LEN, MAX_MESSAGE_SIZE)];
     let len = config
         .emit(&mut request)
         .map_err(malformed("set-configuration"))?;

@@ -219,7 +219,7 @@ mod tests {
         let control = ServiceControl::new();
         let other = control.clone();
         let sleeper =
-            std::thread::spawn(move || other.sleep_unless_stopped(Duration::from_secs(600)));
+            std::thread::spawn(move || other.sleep_unless_stopped(Duration::from_mins(10)));
         control.request_stop();
         assert!(
             sleeper.join().unwrap(),

@@ -222,7 +222,7 @@ impl ProcessNames for NoProcessNames {
     }
 }
 
-impl ProcessNames for std::collections::HashMap<u64, String> {
+impl<H: std::hash::BuildHasher> ProcessNames for std::collections::HashMap<u64, String, H> {
     fn image_name(&self, pid: u64) -> Option<String> {
         self.get(&pid).cloned()
     }

@@ -7,6 +7,7 @@
 //! start of the new file. A partial last line (the service writes whole batches, but a reader
 //! can still catch a write in progress) waits for its newline.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -193,7 +194,7 @@ pub fn format_line(line: &str, color: bool) -> String {
         .filter(|f| !f.is_empty())
     {
         let names: Vec<&str> = flags.iter().filter_map(Value::as_str).collect();
-        out.push_str(&format!(" [{}]", names.join(",")));
+        let _ = write!(out, " [{}]", names.join(","));
     }
     let status = text("status");
     if !status.is_empty() && status != "0x00000000" {

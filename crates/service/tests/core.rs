@@ -415,7 +415,7 @@ prefix = '\Device\HarddiskVolume1\Secret'
 verdict = "deny"
 "#;
 
-fn verdict_request<'a>(id: u64, pid: u64, path: &'a [u16]) -> VerdictRequestRepr<'a> {
+fn verdict_request(id: u64, pid: u64, path: &[u16]) -> VerdictRequestRepr<'_> {
     VerdictRequestRepr {
         request_id: id,
         operation: VerdictOperation::Create,
@@ -492,7 +492,7 @@ fn a_reply_the_driver_no_longer_waits_for_is_counted_and_the_service_goes_on() {
     let n = verdict_request(5, 1, &path).emit(&mut bytes).unwrap();
     bytes.truncate(n);
     // Queued raw: the fake does not wait for its reply (the driver's wait timed out).
-    driver.push_raw(bytes, VerdictReply::LEN as u32);
+    driver.push_raw(bytes, u32::try_from(VerdictReply::LEN).unwrap());
     driver.push_events(0..4, 64);
     let mut r = service_for(&driver, Policy::parse(POLICY).unwrap(), options());
     let summary = r.service.run(&mut driver.connector(), &r.clock).unwrap();
@@ -589,6 +589,20 @@ fn a_stop_drains_what_the_port_already_holds() {
     assert!(!driver.is_connected());
 }
 
+// A clock whose third sleep is interrupted by a stop.
+struct StopOnThirdSleep(ManualClock, ServiceControl);
+impl vigil_service::Clock for StopOnThirdSleep {
+    fn now(&self) -> std::time::Instant {
+        self.0.now()
+    }
+    fn sleep(&self, d: Duration, c: &ServiceControl) -> bool {
+        if self.0.sleeps().len() == 2 {
+            self.1.request_stop();
+        }
+        self.0.sleep(d, c)
+    }
+}
+
 #[test]
 fn a_stop_during_backoff_ends_the_run_cleanly() {
     let driver = FakeDriver::new();
@@ -604,19 +618,6 @@ fn a_stop_during_backoff_ends_the_run_cleanly() {
     )
     .with_control(control.clone())
     .with_log(SharedLog::default());
-    // A clock whose third sleep is interrupted by a stop.
-    struct StopOnThirdSleep(ManualClock, ServiceControl);
-    impl vigil_service::Clock for StopOnThirdSleep {
-        fn now(&self) -> std::time::Instant {
-            self.0.now()
-        }
-        fn sleep(&self, d: Duration, c: &ServiceControl) -> bool {
-            if self.0.sleeps().len() == 2 {
-                self.1.request_stop();
-            }
-            self.0.sleep(d, c)
-        }
-    }
     let clock = StopOnThirdSleep(ManualClock::new(), control);
     let summary = service.run(&mut driver.connector(), &clock).unwrap();
     assert_eq!(clock.0.sleeps().len(), 3);

@@ -33,7 +33,7 @@ fn write_event(sink: &mut impl Sink, seq: u64) {
 fn line_len() -> u64 {
     let mut out = Vec::new();
     with_record(0, |r| {
-        vigil_service::record::push_event_json(&mut out, 1, r)
+        vigil_service::record::push_event_json(&mut out, 1, r);
     });
     out.len() as u64
 }
@@ -152,7 +152,7 @@ fn the_file_is_synced_on_the_timer_only_when_something_was_written() {
     sink.end_batch().unwrap();
     sink.tick(t0 + Duration::from_millis(999)).unwrap();
     assert_eq!(sink.stats().syncs, 0, "not before the interval");
-    sink.tick(t0 + Duration::from_millis(1000)).unwrap();
+    sink.tick(t0 + Duration::from_secs(1)).unwrap();
     assert_eq!(sink.stats().syncs, 1);
     // Nothing new: the next interval syncs nothing.
     sink.tick(t0 + Duration::from_millis(2500)).unwrap();

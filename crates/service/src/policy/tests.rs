@@ -1,5 +1,7 @@
 //! Policy parsing: a good file, and each kind of bad file refused with line, field and reason.
 
+use std::fmt::Write as _;
+
 use super::*;
 
 const GOOD: &str = r#"# A complete policy.
@@ -176,9 +178,7 @@ fn bad_prefixes_are_refused() {
 fn too_many_distinct_prefixes_are_refused_at_the_first_extra_one() {
     let mut text = String::new();
     for i in 0..=MAX_PROTECTED_PREFIXES {
-        text.push_str(&format!(
-            "[[rule]]\nprefix = '\\P{i}'\nverdict = \"deny\"\n"
-        ));
+        let _ = write!(text, "[[rule]]\nprefix = '\\P{i}'\nverdict = \"deny\"\n");
     }
     let e = refused(&text);
     assert_eq!(e.field, "rule[17].prefix");

@@ -125,10 +125,28 @@ struct ReplyBuffer {
 }
 
 /// Size `FilterGetMessage` may fill: the header and the body, contiguous in `Slot`.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "64 KiB + 16; the assert below makes a truncation a build error"
+)]
 const SLOT_MESSAGE_LEN: u32 = (FLT_HEADER_LEN + MAX_MESSAGE_SIZE) as u32;
+const _: () = assert!(FLT_HEADER_LEN + MAX_MESSAGE_SIZE <= u32::MAX as usize);
+/// `FLT_HEADER_LEN` as the `u32` the reply length is counted in.
+const FLT_HEADER_LEN_U32: u32 = 16;
+const _: () = assert!(FLT_HEADER_LEN_U32 as usize == FLT_HEADER_LEN);
 const _: () = assert!(
     std::mem::offset_of!(Slot, body) == std::mem::offset_of!(Slot, header) + FLT_HEADER_LEN
 );
+
+/// One dequeued completion of a receive request.
+struct Completion {
+    /// The slot it belongs to.
+    index: usize,
+    /// Bytes the completion reported.
+    transferred: u32,
+    /// The request's outcome (an HRESULT on failure).
+    result: Result<(), i32>,
+}
 
 /// A connection to the driver's port.
 ///
@@ -236,10 +254,7 @@ impl WindowsPort {
     }
 
     /// Dequeues one completion; `None` on timeout. Returns the slot index and the result.
-    fn dequeue(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<Option<(usize, u32, Result<(), i32>)>, ClientError> {
+    fn dequeue(&mut self, timeout: Duration) -> Result<Option<Completion>, ClientError> {
         let mut bytes = 0u32;
         let mut key = 0usize;
         let mut overlapped: *mut OVERLAPPED = ptr::null_mut();
@@ -275,7 +290,11 @@ impl WindowsPort {
         if let Some(p) = self.pending.get_mut(index) {
             *p = false;
         }
-        Ok(Some((index, bytes, result.map_err(|e| e.code().0))))
+        Ok(Some(Completion {
+            index,
+            transferred: bytes,
+            result: result.map_err(|e| e.code().0),
+        }))
     }
 }
 
@@ -288,7 +307,12 @@ impl PortClient for WindowsPort {
         if self.closed || self.disconnected {
             return Err(ClientError::Disconnected);
         }
-        let Some((index, transferred, result)) = self.dequeue(timeout)? else {
+        let Some(Completion {
+            index,
+            transferred,
+            result,
+        }) = self.dequeue(timeout)?
+        else {
             return Ok(None);
         };
         if let Err(hresult) = result {
@@ -312,8 +336,7 @@ impl PortClient for WindowsPort {
                 .get(12..16)
                 .and_then(|b| <[u8; 4]>::try_from(b).ok())
                 .map_or(0, |b| u32::from_le_bytes(b) as usize);
-            let len = if declared >= vigil_protocol::HEADER_LEN
-                && declared <= MAX_MESSAGE_SIZE
+            let len = if (vigil_protocol::HEADER_LEN..=MAX_MESSAGE_SIZE).contains(&declared)
                 && declared <= got
             {
                 declared
@@ -327,10 +350,7 @@ impl PortClient for WindowsPort {
             dst.copy_from_slice(&slot.body[..len]);
             Incoming {
                 message_id: slot.header.MessageId,
-                reply_len: slot
-                    .header
-                    .ReplyLength
-                    .saturating_sub(FLT_HEADER_LEN as u32),
+                reply_len: slot.header.ReplyLength.saturating_sub(FLT_HEADER_LEN_U32),
                 len,
             }
         };

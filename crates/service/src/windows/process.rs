@@ -10,7 +10,7 @@ use windows::core::PWSTR;
 use crate::policy::ProcessNames;
 
 /// Looks image names up with the least access that allows it
-/// (`PROCESS_QUERY_LIMITED_INFORMATION`, granted to the service's LocalSystem account for
+/// (`PROCESS_QUERY_LIMITED_INFORMATION`, granted to the service's `LocalSystem` account for
 /// ordinary and most protected processes).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WindowsProcessNames;

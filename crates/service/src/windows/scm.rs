@@ -3,7 +3,7 @@
 //!
 //! Policy:
 //! * Name `VigilService` (the driver's service is `vigil`, INF-installed); automatic start,
-//!   LocalSystem (the port admits Administrators and SYSTEM only), dependent on `FltMgr` and
+//!   `LocalSystem` (the port admits Administrators and SYSTEM only), dependent on `FltMgr` and
 //!   `vigil`, so the SCM loads the driver first.
 //! * Restart on failure after 5 s, three times a day: a service that died (the field crash)
 //!   comes back, and the driver counts what it missed meanwhile.
@@ -45,7 +45,7 @@ pub const DISPLAY_NAME: &str = "Vigil file activity service";
 pub const DRIVER_SERVICE: &str = "vigil";
 /// How long `stop` and `uninstall` wait for the service to reach STOPPED.
 const STOP_WAIT: Duration = Duration::from_secs(10);
-/// The wait hint reported with STOP_PENDING: poll interval + drain limit + closing, with margin.
+/// The wait hint reported with `STOP_PENDING`: poll interval + drain limit + closing, with margin.
 const STOP_WAIT_HINT: Duration = Duration::from_secs(5);
 
 fn scm_error(what: &str) -> impl Fn(windows_service::Error) -> String + '_ {
@@ -117,7 +117,7 @@ pub fn install(policy: Option<&Path>, output: Option<&Path>) -> Result<String, S
     };
     service
         .update_failure_actions(ServiceFailureActions {
-            reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(24 * 3600)),
+            reset_period: ServiceFailureResetPeriod::After(Duration::from_hours(24)),
             reboot_msg: None,
             command: None,
             actions: Some(vec![restart.clone(), restart.clone(), restart]),
