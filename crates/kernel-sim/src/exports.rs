@@ -34,64 +34,158 @@ impl KnownModule {
 type Entry = (&'static str, fn() -> usize);
 
 const NTOSKRNL: &[Entry] = &[
-    ("ExAllocatePool2", || ntos::pool::ex_allocate_pool2 as usize),
-    ("ExFreePoolWithTag", || ntos::pool::ex_free_pool_with_tag as usize),
-    ("KeInitializeEvent", || ntos::event::ke_initialize_event as usize),
-    ("KeSetEvent", || ntos::event::ke_set_event as usize),
-    ("KeClearEvent", || ntos::event::ke_clear_event as usize),
-    ("KeReadStateEvent", || ntos::event::ke_read_state_event as usize),
-    ("KeWaitForSingleObject", || ntos::event::ke_wait_for_single_object as usize),
-    ("KeDelayExecutionThread", || ntos::event::ke_delay_execution_thread as usize),
-    ("KeQuerySystemTimePrecise", || ntos::event::ke_query_system_time_precise as usize),
-    ("KeAcquireSpinLockRaiseToDpc", || ntos::sync::ke_acquire_spin_lock_raise_to_dpc as usize),
-    ("KeReleaseSpinLock", || ntos::sync::ke_release_spin_lock as usize),
-    ("KeEnterCriticalRegion", || ntos::sync::ke_enter_critical_region as usize),
-    ("KeLeaveCriticalRegion", || ntos::sync::ke_leave_critical_region as usize),
-    ("KeBugCheckEx", || ntos::misc::ke_bug_check_ex as usize),
-    ("PsCreateSystemThread", || ntos::thread::ps_create_system_thread as usize),
-    ("PsTerminateSystemThread", || ntos::thread::ps_terminate_system_thread as usize),
-    ("PsGetCurrentProcessId", || ntos::thread::ps_get_current_process_id as usize),
-    ("PsGetCurrentThreadId", || ntos::thread::ps_get_current_thread_id as usize),
-    ("ObReferenceObjectByHandle", || ntos::thread::ob_reference_object_by_handle as usize),
-    ("ObfDereferenceObject", || ntos::thread::obf_dereference_object as usize),
-    ("ZwClose", || ntos::thread::zw_close as usize),
-    ("ZwOpenKey", || ntos::registry::zw_open_key as usize),
-    ("ZwQueryValueKey", || ntos::registry::zw_query_value_key as usize),
-    ("IoCreateDevice", || ntos::io::io_create_device as usize),
-    ("IoDeleteDevice", || ntos::io::io_delete_device as usize),
-    ("memcpy", || ntos::rtl::memcpy as usize),
-    ("memmove", || ntos::rtl::memmove as usize),
-    ("memset", || ntos::rtl::memset as usize),
-    ("memcmp", || ntos::rtl::memcmp as usize),
-    ("__C_specific_handler", || ntos::misc::c_specific_handler as usize),
+    ("ExAllocatePool2", || {
+        ntos::pool::ex_allocate_pool2 as *const () as usize
+    }),
+    ("ExFreePoolWithTag", || {
+        ntos::pool::ex_free_pool_with_tag as *const () as usize
+    }),
+    ("KeInitializeEvent", || {
+        ntos::event::ke_initialize_event as *const () as usize
+    }),
+    ("KeSetEvent", || {
+        ntos::event::ke_set_event as *const () as usize
+    }),
+    ("KeClearEvent", || {
+        ntos::event::ke_clear_event as *const () as usize
+    }),
+    ("KeReadStateEvent", || {
+        ntos::event::ke_read_state_event as *const () as usize
+    }),
+    ("KeWaitForSingleObject", || {
+        ntos::event::ke_wait_for_single_object as *const () as usize
+    }),
+    ("KeDelayExecutionThread", || {
+        ntos::event::ke_delay_execution_thread as *const () as usize
+    }),
+    ("KeQuerySystemTimePrecise", || {
+        ntos::event::ke_query_system_time_precise as *const () as usize
+    }),
+    ("KeAcquireSpinLockRaiseToDpc", || {
+        ntos::sync::ke_acquire_spin_lock_raise_to_dpc as *const () as usize
+    }),
+    ("KeReleaseSpinLock", || {
+        ntos::sync::ke_release_spin_lock as *const () as usize
+    }),
+    ("KeEnterCriticalRegion", || {
+        ntos::sync::ke_enter_critical_region as *const () as usize
+    }),
+    ("KeLeaveCriticalRegion", || {
+        ntos::sync::ke_leave_critical_region as *const () as usize
+    }),
+    ("KeBugCheckEx", || {
+        ntos::misc::ke_bug_check_ex as *const () as usize
+    }),
+    ("PsCreateSystemThread", || {
+        ntos::thread::ps_create_system_thread as *const () as usize
+    }),
+    ("PsTerminateSystemThread", || {
+        ntos::thread::ps_terminate_system_thread as *const () as usize
+    }),
+    ("PsGetCurrentProcessId", || {
+        ntos::thread::ps_get_current_process_id as *const () as usize
+    }),
+    ("PsGetCurrentThreadId", || {
+        ntos::thread::ps_get_current_thread_id as *const () as usize
+    }),
+    ("ObReferenceObjectByHandle", || {
+        ntos::thread::ob_reference_object_by_handle as *const () as usize
+    }),
+    ("ObfDereferenceObject", || {
+        ntos::thread::obf_dereference_object as *const () as usize
+    }),
+    ("ZwClose", || ntos::thread::zw_close as *const () as usize),
+    ("ZwOpenKey", || {
+        ntos::registry::zw_open_key as *const () as usize
+    }),
+    ("ZwQueryValueKey", || {
+        ntos::registry::zw_query_value_key as *const () as usize
+    }),
+    ("IoCreateDevice", || {
+        ntos::io::io_create_device as *const () as usize
+    }),
+    ("IoDeleteDevice", || {
+        ntos::io::io_delete_device as *const () as usize
+    }),
+    ("memcpy", || ntos::rtl::memcpy as *const () as usize),
+    ("memmove", || ntos::rtl::memmove as *const () as usize),
+    ("memset", || ntos::rtl::memset as *const () as usize),
+    ("memcmp", || ntos::rtl::memcmp as *const () as usize),
+    ("__C_specific_handler", || {
+        ntos::misc::c_specific_handler as *const () as usize
+    }),
     // Data imports: the IAT slot holds the variable's address.
     ("PsThreadType", || (&raw const PS_THREAD_TYPE) as usize),
     ("MmUserProbeAddress", || (&raw const MM_USER_PROBE) as usize),
 ];
 
 const FLTMGR: &[Entry] = &[
-    ("FltRegisterFilter", || flt::registration::flt_register_filter as usize),
-    ("FltStartFiltering", || flt::registration::flt_start_filtering as usize),
-    ("FltUnregisterFilter", || flt::registration::flt_unregister_filter as usize),
-    ("FltBuildDefaultSecurityDescriptor", || flt::security::flt_build_default_security_descriptor as usize),
-    ("FltFreeSecurityDescriptor", || flt::security::flt_free_security_descriptor as usize),
-    ("FltCreateCommunicationPort", || flt::ports::flt_create_communication_port as usize),
-    ("FltCloseCommunicationPort", || flt::ports::flt_close_communication_port as usize),
-    ("FltCloseClientPort", || flt::stubs::flt_close_client_port as usize),
-    ("FltSendMessage", || flt::stubs::flt_send_message as usize),
-    ("FltGetFileNameInformation", || flt::stubs::flt_get_file_name_information as usize),
-    ("FltGetDestinationFileNameInformation", || flt::stubs::flt_get_destination_file_name_information as usize),
-    ("FltReleaseFileNameInformation", || flt::stubs::flt_release_file_name_information as usize),
-    ("FltGetRequestorProcessId", || flt::stubs::flt_get_requestor_process_id as usize),
-    ("FltAllocateContext", || flt::stubs::flt_allocate_context as usize),
-    ("FltSetStreamHandleContext", || flt::stubs::flt_set_stream_handle_context as usize),
-    ("FltGetStreamHandleContext", || flt::stubs::flt_get_stream_handle_context as usize),
-    ("FltReleaseContext", || flt::stubs::flt_release_context as usize),
-    ("FltInitializePushLock", || flt::pushlock::flt_initialize_push_lock as usize),
-    ("FltDeletePushLock", || flt::pushlock::flt_delete_push_lock as usize),
-    ("FltAcquirePushLockExclusive", || flt::pushlock::flt_acquire_push_lock_exclusive as usize),
-    ("FltAcquirePushLockShared", || flt::pushlock::flt_acquire_push_lock_shared as usize),
-    ("FltReleasePushLock", || flt::pushlock::flt_release_push_lock as usize),
+    ("FltRegisterFilter", || {
+        flt::registration::flt_register_filter as *const () as usize
+    }),
+    ("FltStartFiltering", || {
+        flt::registration::flt_start_filtering as *const () as usize
+    }),
+    ("FltUnregisterFilter", || {
+        flt::registration::flt_unregister_filter as *const () as usize
+    }),
+    ("FltBuildDefaultSecurityDescriptor", || {
+        flt::security::flt_build_default_security_descriptor as *const () as usize
+    }),
+    ("FltFreeSecurityDescriptor", || {
+        flt::security::flt_free_security_descriptor as *const () as usize
+    }),
+    ("FltCreateCommunicationPort", || {
+        flt::ports::flt_create_communication_port as *const () as usize
+    }),
+    ("FltCloseCommunicationPort", || {
+        flt::ports::flt_close_communication_port as *const () as usize
+    }),
+    ("FltCloseClientPort", || {
+        flt::stubs::flt_close_client_port as *const () as usize
+    }),
+    ("FltSendMessage", || {
+        flt::stubs::flt_send_message as *const () as usize
+    }),
+    ("FltGetFileNameInformation", || {
+        flt::stubs::flt_get_file_name_information as *const () as usize
+    }),
+    ("FltGetDestinationFileNameInformation", || {
+        flt::stubs::flt_get_destination_file_name_information as *const () as usize
+    }),
+    ("FltReleaseFileNameInformation", || {
+        flt::stubs::flt_release_file_name_information as *const () as usize
+    }),
+    ("FltGetRequestorProcessId", || {
+        flt::stubs::flt_get_requestor_process_id as *const () as usize
+    }),
+    ("FltAllocateContext", || {
+        flt::stubs::flt_allocate_context as *const () as usize
+    }),
+    ("FltSetStreamHandleContext", || {
+        flt::stubs::flt_set_stream_handle_context as *const () as usize
+    }),
+    ("FltGetStreamHandleContext", || {
+        flt::stubs::flt_get_stream_handle_context as *const () as usize
+    }),
+    ("FltReleaseContext", || {
+        flt::stubs::flt_release_context as *const () as usize
+    }),
+    ("FltInitializePushLock", || {
+        flt::pushlock::flt_initialize_push_lock as *const () as usize
+    }),
+    ("FltDeletePushLock", || {
+        flt::pushlock::flt_delete_push_lock as *const () as usize
+    }),
+    ("FltAcquirePushLockExclusive", || {
+        flt::pushlock::flt_acquire_push_lock_exclusive as *const () as usize
+    }),
+    ("FltAcquirePushLockShared", || {
+        flt::pushlock::flt_acquire_push_lock_shared as *const () as usize
+    }),
+    ("FltReleasePushLock", || {
+        flt::pushlock::flt_release_push_lock as *const () as usize
+    }),
 ];
 
 const HAL: &[Entry] = &[];
@@ -106,13 +200,20 @@ fn table(module: KnownModule) -> &'static [Entry] {
 
 /// The address to bind for `module!name`, if emulated.
 pub(crate) fn resolve(module: KnownModule, name: &str) -> Option<usize> {
-    table(module).iter().find(|(n, _)| *n == name).map(|(_, address)| address())
+    table(module)
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, address)| address())
 }
 
 /// Every emulated routine and variable, as `(module, name)`.
 pub fn emulated() -> Vec<(&'static str, &'static str)> {
     let mut all = Vec::new();
-    for (module, name) in [(KnownModule::Ntoskrnl, "ntoskrnl.exe"), (KnownModule::FltMgr, "FLTMGR.SYS"), (KnownModule::Hal, "HAL.dll")] {
+    for (module, name) in [
+        (KnownModule::Ntoskrnl, "ntoskrnl.exe"),
+        (KnownModule::FltMgr, "FLTMGR.SYS"),
+        (KnownModule::Hal, "HAL.dll"),
+    ] {
         all.extend(table(module).iter().map(|(n, _)| (name, *n)));
     }
     all

@@ -42,7 +42,12 @@ pub(crate) struct FaultInjector {
 impl FaultInjector {
     pub(crate) fn new(plan: FaultPlan) -> Self {
         let seed = plan.random.map_or(0, |r| r.seed);
-        Self { plan, calls: AtomicU64::new(0), rng: Mutex::new(seed ^ 0x9E37_79B9_7F4A_7C15), injected: Mutex::new(Vec::new()) }
+        Self {
+            plan,
+            calls: AtomicU64::new(0),
+            rng: Mutex::new(seed ^ 0x9E37_79B9_7F4A_7C15),
+            injected: Mutex::new(Vec::new()),
+        }
     }
 
     /// Counts one failable call of `routine` and decides whether it fails; `status` describes
@@ -51,7 +56,10 @@ impl FaultInjector {
         let ordinal = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let fail = self.plan.fail_nth == Some(ordinal)
             || self.plan.random.is_some_and(|r| {
-                let mut state = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut state = self
+                    .rng
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 // xorshift64*: deterministic for a seed and a call order.
                 *state ^= *state >> 12;
                 *state ^= *state << 25;
@@ -60,12 +68,15 @@ impl FaultInjector {
                 value % 1_000_000 < u64::from(r.per_million)
             });
         if fail {
-            self.injected.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(InjectedFault {
-                ordinal,
-                routine: routine.to_owned(),
-                status: status.to_owned(),
-                callback: callback.to_owned(),
-            });
+            self.injected
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(InjectedFault {
+                    ordinal,
+                    routine: routine.to_owned(),
+                    status: status.to_owned(),
+                    callback: callback.to_owned(),
+                });
         }
         fail
     }
@@ -77,6 +88,9 @@ impl FaultInjector {
 
     /// Failures injected so far.
     pub(crate) fn injected(&self) -> Vec<InjectedFault> {
-        self.injected.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.injected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }

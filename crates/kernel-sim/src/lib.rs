@@ -50,7 +50,7 @@
 //!   guard, 16-byte aligned, slack checked at free, zeroed or poisoned (`0xA5`) per
 //!   `POOL_FLAG_UNINITIALIZED`; freed pages `PROT_NONE` and quarantined; double frees, wrong
 //!   tags, bad frees and leaks (by tag, at the end of the run) reported.
-//! * **Objects** (`kernel::objects`, `ntos`): DRIVER_OBJECT and registry path, device objects
+//! * **Objects** (`kernel::objects`, `ntos`): `DRIVER_OBJECT` and registry path, device objects
 //!   (`DO_DEVICE_INITIALIZING` cleared after DriverEntry returns), KEVENTs in the driver's own
 //!   memory, waits with the kernel's timeout semantics, spin locks, critical regions, system
 //!   threads (real threads on driver stacks; thread objects signalled when the thread stops

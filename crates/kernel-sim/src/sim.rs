@@ -119,7 +119,10 @@ impl Default for SimConfig {
 impl SimConfig {
     /// `\REGISTRY\MACHINE\SYSTEM\CurrentControlSet\Services\<service>`.
     pub fn service_key_path(&self) -> String {
-        format!("\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\{}", self.service_name)
+        format!(
+            "\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\{}",
+            self.service_name
+        )
     }
 }
 
@@ -142,6 +145,11 @@ impl Sim {
 
     /// Loads the image at `path` (with `path.pdb` beside it for symbols, if present) and runs
     /// DriverEntry on the calling thread at PASSIVE_LEVEL.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, or the loader refuses the image (see [`LoadError`]). A
+    /// DriverEntry that fails or crashes is not an error here: see [`Driver::entry_status`].
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Driver, LoadError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(LoadError::Io)?;
@@ -150,12 +158,42 @@ impl Sim {
     }
 
     /// Loads an image from memory; `name` is used in messages, `pdb` for symbols.
-    pub fn load_bytes(&self, name: &Path, bytes: &[u8], pdb: Option<&Path>) -> Result<Driver, LoadError> {
+    ///
+    /// # Errors
+    ///
+    /// The loader refuses the image (see [`LoadError`]).
+    pub fn load_bytes(
+        &self,
+        name: &Path,
+        bytes: &[u8],
+        pdb: Option<&Path>,
+    ) -> Result<Driver, LoadError> {
         let image = loader::load(bytes)?;
-        let symbols = pdb.and_then(Symbols::from_pdb).filter(|s| !s.is_empty()).unwrap_or_else(|| Symbols::from_exports(&image.exports));
-        let image_name = name.file_name().map_or_else(|| "driver".to_owned(), |n| n.to_string_lossy().into_owned());
-        let kernel = Kernel::new(self.config.clone(), image_name, image.bounds, image.sections.clone(), symbols);
-        let mut driver = Driver { kernel, image: Some(image), path: name.to_path_buf(), entry_status: None, unload: None, loaded: false, finished: false, _driver_extension: GuestAlloc::zeroed(64), driver_name: None };
+        let symbols = pdb
+            .and_then(Symbols::from_pdb)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| Symbols::from_exports(&image.exports));
+        let image_name = name
+            .file_name()
+            .map_or_else(|| "driver".to_owned(), |n| n.to_string_lossy().into_owned());
+        let kernel = Kernel::new(
+            self.config.clone(),
+            image_name,
+            image.bounds,
+            image.sections.clone(),
+            symbols,
+        );
+        let mut driver = Driver {
+            kernel,
+            image: Some(image),
+            path: name.to_path_buf(),
+            entry_status: None,
+            unload: None,
+            loaded: false,
+            finished: false,
+            extension: GuestAlloc::zeroed(64),
+            object_name: None,
+        };
         driver.run_driver_entry();
         Ok(driver)
     }
@@ -170,8 +208,10 @@ pub struct Driver {
     unload: Option<String>,
     loaded: bool,
     finished: bool,
-    _driver_extension: GuestAlloc,
-    driver_name: Option<guest::GuestUnicode>,
+    /// The `DRIVER_EXTENSION` the driver object points to.
+    extension: GuestAlloc,
+    /// `\\Driver\\<service>`, the driver object's name (its buffer outlives the object).
+    object_name: Option<guest::GuestUnicode>,
 }
 
 impl Driver {
@@ -181,25 +221,30 @@ impl Driver {
         let driver_object = k.driver_object.as_ptr::<DRIVER_OBJECT>();
         let name = guest::GuestUnicode::new(&format!("\\Driver\\{}", k.config.service_name));
         let entry_address = image.entry_point();
-        // SAFETY: `driver_object` is kernel-sim's own zeroed DRIVER_OBJECT allocation, not yet
-        // shared with the driver; these are plain field writes.
-        unsafe {
-            (&raw mut (*driver_object).Type).write(4);
-            (&raw mut (*driver_object).Size).write(i16::try_from(size_of::<DRIVER_OBJECT>()).unwrap_or(i16::MAX));
-            (&raw mut (*driver_object).DriverStart).write(image.bounds.base as *mut _);
-            (&raw mut (*driver_object).DriverSize).write(u32::try_from(image.bounds.size).unwrap_or(u32::MAX));
-            (&raw mut (*driver_object).DriverExtension).write(self._driver_extension.as_ptr());
-            (&raw mut (*driver_object).DriverName).write(guest::read(name.as_ptr()));
-        }
+        // SAFETY: DRIVER_OBJECT is plain data (integers, raw pointers, optional function
+        // pointers): all zeroes is a valid value.
+        let mut value: DRIVER_OBJECT = unsafe { std::mem::zeroed() };
+        value.Type = 4;
+        value.Size = i16::try_from(size_of::<DRIVER_OBJECT>()).unwrap_or(i16::MAX);
+        value.DriverStart = image.bounds.base as *mut _;
+        value.DriverSize = u32::try_from(image.bounds.size).unwrap_or(u32::MAX);
+        value.DriverExtension = self.extension.as_ptr();
+        value.DriverName = guest::read(name.as_ptr());
+        // SAFETY: `driver_object` is kernel-sim's own allocation of a DRIVER_OBJECT, not yet
+        // shared with the driver.
+        unsafe { driver_object.write(value) };
         // The name's buffer lives as long as the driver object.
-        self.driver_name = Some(name);
+        self.object_name = Some(name);
         // SAFETY: the entry point of a mapped PE image whose DriverEntry has the
         // DRIVER_INITIALIZE signature (the image is a driver: /DRIVER, /ENTRY:DriverEntry).
-        let entry: unsafe extern "win64" fn(*mut DRIVER_OBJECT, *mut UNICODE_STRING) -> i32 = unsafe { std::mem::transmute(entry_address) };
+        let entry: unsafe extern "win64" fn(*mut DRIVER_OBJECT, *mut UNICODE_STRING) -> i32 =
+            unsafe { std::mem::transmute(entry_address) };
         let registry_path = k.registry_path.as_ptr();
         k.lifecycle.in_entry.store(true, Ordering::Release);
         // SAFETY: as above; the arguments are a valid driver object and registry path.
-        let status = k.call_driver("DriverEntry", Some(PASSIVE_LEVEL), || unsafe { entry(driver_object, registry_path) });
+        let status = k.call_driver("DriverEntry", Some(PASSIVE_LEVEL), || unsafe {
+            entry(driver_object, registry_path)
+        });
         k.lifecycle.in_entry.store(false, Ordering::Release);
         k.lifecycle.entry_returned.store(true, Ordering::Release);
         ntos::io::finish_initializing(&k);
@@ -228,9 +273,16 @@ impl Driver {
     /// Unloads the filter as FltMgr does: calls its `FilterUnloadCallback` (or, when the
     /// unload-race scenario already did, collects that call's outcome), then, if it agreed,
     /// checks that everything was released and unmaps the image.
+    ///
+    /// # Errors
+    ///
+    /// See [`UnloadError`]: not loaded, not unloadable, or a crash (now or earlier).
     pub fn unload(&mut self, kind: UnloadKind) -> Result<UnloadOutcome, UnloadError> {
         if !self.loaded {
             return Err(UnloadError::NotLoaded);
+        }
+        if self.kernel.crashed.load(Ordering::Acquire) {
+            return Err(UnloadError::Crashed);
         }
         let k = Arc::clone(&self.kernel);
         let raced = lock(&k.lifecycle.race).take();
@@ -254,7 +306,10 @@ impl Driver {
                     k.violation(
                         ViolationKind::CallbackContract,
                         "FilterUnloadCallback: a mandatory unload cannot be refused",
-                        format!("FilterUnload returned {} for a mandatory unload", status_text(status)),
+                        format!(
+                            "FilterUnload returned {} for a mandatory unload",
+                            status_text(status)
+                        ),
                     );
                 }
                 if lock(&k.flt).any_registered() {
@@ -279,15 +334,26 @@ impl Driver {
         if let Some(handle) = lock(&k.lifecycle.race).take() {
             let _ = handle.join();
         }
-        let still_running = ntos::thread::wait_for_threads(&k, k.config.thread_exit_timeout);
-        for thread in &still_running {
+        let crashed = k.crashed.load(Ordering::Acquire);
+        // After a crash the driver's threads may never stop (Windows would have halted): do
+        // not wait for them, and do not report what the crash left behind.
+        let limit = if crashed {
+            Duration::ZERO
+        } else {
+            k.config.thread_exit_timeout
+        };
+        let still_running = ntos::thread::wait_for_threads(&k, limit);
+        for thread in still_running.iter().filter(|_| !crashed) {
             k.violation(
                 ViolationKind::ThreadStillRunning,
                 "RULES.md 2: every driver thread has terminated before unload returns",
-                format!("system thread {:#x} (start {}) still running after {why}", thread.id, k.describe_code(thread.start)),
+                format!(
+                    "system thread {:#x} (start {}) still running after {why}",
+                    thread.id,
+                    k.describe_code(thread.start)
+                ),
             );
         }
-        let crashed = k.crashed.load(Ordering::Acquire);
         if !crashed {
             report_leaks(&k, why);
         }
@@ -308,6 +374,12 @@ impl Driver {
     }
 
     fn finish_inner(&mut self) -> Report {
+        if self.loaded && self.kernel.crashed.load(Ordering::Acquire) {
+            // A driver call crashed: Windows would have stopped with a bug check, and nothing
+            // of the driver may run again. Unmap it without calling its unload.
+            self.unload = Some("not attempted: a driver call crashed".into());
+            self.driver_gone("a crash");
+        }
         if self.loaded {
             match self.unload(UnloadKind::Mandatory) {
                 Ok(_) | Err(UnloadError::Crashed | UnloadError::NotLoaded) => {}
@@ -336,7 +408,10 @@ impl Driver {
     /// Test hook: the message-notify callback of the open server port named `name`, to call
     /// with arbitrary arguments (see [`Driver::call_message_notify`]).
     pub fn has_port(&self, name: &str) -> bool {
-        lock(&self.kernel.flt).ports.values().any(|p| !p.closed && p.name == name)
+        lock(&self.kernel.flt)
+            .ports
+            .values()
+            .any(|p| !p.closed && p.name == name)
     }
 
     /// Test hook: calls the message-notify callback of server port `name` directly, with raw
@@ -361,9 +436,13 @@ impl Driver {
         }
         // SAFETY: the driver registered this address as its PFLT_MESSAGE_NOTIFY callback and
         // the image is mapped while the port is open.
-        let callback: unsafe extern "win64" fn(usize, usize, u32, usize, u32, usize) -> i32 = unsafe { std::mem::transmute(message) };
+        let callback: unsafe extern "win64" fn(usize, usize, u32, usize, u32, usize) -> i32 =
+            unsafe { std::mem::transmute(message) };
         // SAFETY: as above; the arguments are the caller's (a test exercising bad pointers).
-        self.kernel.call_driver("MessageNotify", Some(PASSIVE_LEVEL), || unsafe { callback(cookie, input, input_len, output, output_len, returned_len) })
+        self.kernel
+            .call_driver("MessageNotify", Some(PASSIVE_LEVEL), || unsafe {
+                callback(cookie, input, input_len, output, output_len, returned_len)
+            })
     }
 }
 
@@ -380,11 +459,21 @@ fn report_leaks(k: &Kernel, why: &str) {
     let leaks = lock(&k.pool).drain_leaks();
     for (tag, blocks) in &leaks {
         let total: usize = blocks.iter().map(|b| b.0).sum();
-        let sizes: Vec<String> = blocks.iter().map(|(size, by)| format!("{size} B from {by}")).collect();
+        let sizes: Vec<String> = blocks
+            .iter()
+            .map(|(size, by, irql)| {
+                format!("{size} B from {by} at {}", crate::kernel::irql_name(*irql))
+            })
+            .collect();
         k.violation(
             ViolationKind::PoolLeak,
             "every pool block is freed before the driver is gone",
-            format!("after {why}: {} block(s), {total} bytes, tag '{}': {}", blocks.len(), tag_text(*tag), sizes.join(", ")),
+            format!(
+                "after {why}: {} block(s), {total} bytes, tag '{}': {}",
+                blocks.len(),
+                tag_text(*tag),
+                sizes.join(", ")
+            ),
         );
     }
     let (handles, referenced, devices) = {
@@ -401,7 +490,11 @@ fn report_leaks(k: &Kernel, why: &str) {
         (handles, referenced, devices)
     };
     for (handle, kind, by) in handles {
-        k.violation(ViolationKind::HandleLeak, "every handle is closed (ZwClose) before the driver is gone", format!("after {why}: {kind} handle {handle:#x} from {by} still open"));
+        k.violation(
+            ViolationKind::HandleLeak,
+            "every handle is closed (ZwClose) before the driver is gone",
+            format!("after {why}: {kind} handle {handle:#x} from {by} still open"),
+        );
     }
     for (object, references) in referenced {
         k.violation(
@@ -411,18 +504,39 @@ fn report_leaks(k: &Kernel, why: &str) {
         );
     }
     for device in devices {
-        k.violation(ViolationKind::ResourceLeak, "every device object is deleted (IoDeleteDevice)", format!("after {why}: device object {device:#x} not deleted"));
+        k.violation(
+            ViolationKind::ResourceLeak,
+            "every device object is deleted (IoDeleteDevice)",
+            format!("after {why}: device object {device:#x} not deleted"),
+        );
     }
     let flt = lock(&k.flt);
     let filters = flt.filters.values().filter(|f| !f.unregistered).count();
-    let ports: Vec<String> = flt.ports.values().filter(|p| !p.closed).map(|p| p.name.clone()).collect();
-    let descriptors = flt.security_descriptors.values().filter(|d| !d.freed).count();
+    let ports: Vec<String> = flt
+        .ports
+        .values()
+        .filter(|p| !p.closed)
+        .map(|p| p.name.clone())
+        .collect();
+    let descriptors = flt
+        .security_descriptors
+        .values()
+        .filter(|d| !d.freed)
+        .count();
     drop(flt);
     if filters > 0 {
-        k.violation(ViolationKind::ResourceLeak, "the filter is unregistered (FltUnregisterFilter) before the driver is gone", format!("after {why}: {filters} filter(s) still registered"));
+        k.violation(
+            ViolationKind::ResourceLeak,
+            "the filter is unregistered (FltUnregisterFilter) before the driver is gone",
+            format!("after {why}: {filters} filter(s) still registered"),
+        );
     }
     if !ports.is_empty() {
-        k.violation(ViolationKind::ResourceLeak, "every communication port is closed before the driver is gone", format!("after {why}: port(s) {} still open", ports.join(", ")));
+        k.violation(
+            ViolationKind::ResourceLeak,
+            "every communication port is closed before the driver is gone",
+            format!("after {why}: port(s) {} still open", ports.join(", ")),
+        );
     }
     if descriptors > 0 {
         k.violation(

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::LoadError;
 use crate::report::{InjectedFault, Violation};
 use crate::sim::{Sim, SimConfig, UnloadKind};
-use crate::{LoadError, ntos};
 
 /// One run of the sweep.
 #[derive(Clone, Debug, Serialize)]
@@ -42,12 +42,19 @@ impl SweepReport {
 
     /// Violations of all runs, with the run's N.
     pub fn violations(&self) -> Vec<(u64, &Violation)> {
-        self.runs.iter().flat_map(|r| r.violations.iter().map(move |v| (r.n, v))).collect()
+        self.runs
+            .iter()
+            .flat_map(|r| r.violations.iter().map(move |v| (r.n, v)))
+            .collect()
     }
 }
 
 /// Runs the sweep over load + mandatory unload of `image`, with `base` for everything but the
 /// fault plan. `progress` is called after each run. Stops at `max_runs` at the latest.
+///
+/// # Errors
+///
+/// The loader refuses the image (see [`LoadError`]).
 pub fn sweep(
     image: &Path,
     base: &SimConfig,
@@ -76,10 +83,12 @@ pub fn sweep(
         let done = run.injected.is_none();
         runs.push(run);
         if done {
-            return Ok(SweepReport { runs, depth: report.failable_calls });
+            return Ok(SweepReport {
+                runs,
+                depth: report.failable_calls,
+            });
         }
     }
     let depth = runs.len() as u64;
-    let _ = ntos::status_text(0);
     Ok(SweepReport { runs, depth })
 }

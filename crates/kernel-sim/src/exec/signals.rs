@@ -21,8 +21,13 @@
 //!    leaf's frame popped, as `RtlDispatchException` and `__C_specific_handler` would.
 //! 4. Anything else: record the fault and resume on the host stack (abandon the driver call).
 
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "x86-64 only: registers are 64-bit, image RVAs fit 32 bits"
+)]
+
 use std::ffi::c_void;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use libc::{c_int, siginfo_t, ucontext_t};
 
@@ -40,13 +45,19 @@ pub const MM_USER_PROBE_ADDRESS: usize = 0x0000_1000_0000_0000;
 /// `STATUS_ACCESS_VIOLATION` as the 64-bit RAX value the `__except` block reads.
 const STATUS_ACCESS_VIOLATION: u64 = 0xC000_0005;
 
-const SIGNALS: [c_int; 5] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP];
+const SIGNALS: [c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+];
 /// `SI_KERNEL`: the code of a SIGSEGV raised for a general-protection fault.
 const SI_KERNEL: c_int = 0x80;
 const ALT_STACK_SIZE: usize = 64 * 1024;
 
 /// The actions in place before ours, indexed like `SIGNALS`, for chaining.
-static mut PREVIOUS: [std::mem::MaybeUninit<libc::sigaction>; 5] = [std::mem::MaybeUninit::uninit(); 5];
+static PREVIOUS: OnceLock<[libc::sigaction; 5]> = OnceLock::new();
 static INSTALL: Once = Once::new();
 
 /// Installs the process-wide handlers (once) and this thread's alternate signal stack (once per
@@ -67,6 +78,8 @@ pub fn install() {
 }
 
 fn install_handlers() {
+    // SAFETY: a zeroed sigaction is a valid value (SIG_DFL, empty mask).
+    let mut previous: [libc::sigaction; 5] = unsafe { std::mem::zeroed() };
     for (index, &signal) in SIGNALS.iter().enumerate() {
         // SAFETY: a zeroed sigaction is a valid starting value (no handler, empty mask).
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -74,13 +87,11 @@ fn install_handlers() {
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
         // SAFETY: `action.sa_mask` is a valid sigset_t to initialize.
         unsafe { libc::sigemptyset(&raw mut action.sa_mask) };
-        // SAFETY: runs once (Once), before any handler can read PREVIOUS; the slot is a valid
-        // out-pointer for the previous action.
-        let previous = unsafe { (&raw mut PREVIOUS[index]).cast::<libc::sigaction>() };
-        // SAFETY: installing a handler with valid action and out-pointer.
-        let rc = unsafe { libc::sigaction(signal, &raw const action, previous) };
+        // SAFETY: installing a handler with a valid action and out-pointer.
+        let rc = unsafe { libc::sigaction(signal, &raw const action, &raw mut previous[index]) };
         assert_eq!(rc, 0, "sigaction({signal}) failed");
     }
+    let _ = PREVIOUS.set(previous);
 }
 
 /// A thread's alternate signal stack, removed and unmapped when the thread exits.
@@ -90,8 +101,13 @@ struct AltStack {
 
 impl AltStack {
     fn install() -> Self {
-        let region = crate::mem::pages::Region::map(ALT_STACK_SIZE).expect("mapping a signal stack");
-        let stack = libc::stack_t { ss_sp: region.base() as *mut c_void, ss_flags: 0, ss_size: region.len() };
+        let region =
+            crate::mem::pages::Region::map(ALT_STACK_SIZE).expect("mapping a signal stack");
+        let stack = libc::stack_t {
+            ss_sp: region.base() as *mut c_void,
+            ss_flags: 0,
+            ss_size: region.len(),
+        };
         // SAFETY: `stack` describes a mapped, writable region that lives until this value is
         // dropped, when it is disabled first.
         let rc = unsafe { libc::sigaltstack(&raw const stack, std::ptr::null_mut()) };
@@ -102,7 +118,11 @@ impl AltStack {
 
 impl Drop for AltStack {
     fn drop(&mut self) {
-        let disable = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+        let disable = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
         // SAFETY: disabling the alternate stack of this thread before its memory is unmapped.
         unsafe { libc::sigaltstack(&raw const disable, std::ptr::null_mut()) };
         let _ = &self.region;
@@ -147,7 +167,7 @@ pub(crate) struct Cr8Access {
 
 /// Decodes `[REX] 0F 20 /r` or `[REX] 0F 22 /r` with control register 8 (REX.R set, ModRM.reg
 /// = 0, ModRM.mod = 3).
-pub(crate) fn decode_cr8(bytes: &[u8; 4]) -> Option<Cr8Access> {
+pub(crate) fn decode_cr8(bytes: [u8; 4]) -> Option<Cr8Access> {
     let rex = bytes[0];
     if rex & 0xF0 != 0x40 || rex & 0x04 == 0 || bytes[1] != 0x0F {
         return None;
@@ -162,7 +182,11 @@ pub(crate) fn decode_cr8(bytes: &[u8; 4]) -> Option<Cr8Access> {
         return None;
     }
     let register = usize::from(modrm & 7) | (usize::from(rex & 1) << 3);
-    Some(Cr8Access { write, register, len: 4 })
+    Some(Cr8Access {
+        write,
+        register,
+        len: 4,
+    })
 }
 
 extern "C" fn on_fault(signal: c_int, info: *mut siginfo_t, context: *mut c_void) {
@@ -215,7 +239,9 @@ fn emulate_cr8(gregs: &mut [libc::greg_t; 23], rip: usize) -> bool {
     // SAFETY: a #GP was raised by the instruction at RIP, so its bytes were fetched and are
     // readable; the longest form read here is 4 bytes, the length of the instruction itself.
     let bytes = unsafe { std::ptr::read_unaligned(rip as *const [u8; 4]) };
-    let Some(access) = decode_cr8(&bytes) else { return false };
+    let Some(access) = decode_cr8(bytes) else {
+        return false;
+    };
     let register = GREG_OF[access.register];
     state::with(|s| {
         if access.write {
@@ -228,17 +254,17 @@ fn emulate_cr8(gregs: &mut [libc::greg_t; 23], rip: usize) -> bool {
     true
 }
 
-/// Reads a little-endian u32 at `address`.
+/// Reads `N` little-endian u32 at `address`.
 ///
 /// # Safety
 ///
-/// `address..address + 4` is mapped readable memory.
-unsafe fn read_u32(address: usize) -> u32 {
+/// `address..address + 4 * N` is mapped readable memory.
+unsafe fn read_u32s<const N: usize>(address: usize) -> [u32; N] {
     // SAFETY: the caller's contract.
-    unsafe { std::ptr::read_unaligned(address as *const u32) }
+    unsafe { std::ptr::read_unaligned(address as *const [u32; N]) }
 }
 
-/// Finds the RUNTIME_FUNCTION covering `rva`: (begin, end, unwind info RVA).
+/// Finds the `RUNTIME_FUNCTION` covering `rva`: (begin, end, unwind info RVA).
 fn runtime_function(image: &ImageBounds, rva: u32) -> Option<(u32, u32, u32)> {
     if image.pdata_size == 0 {
         return None;
@@ -251,14 +277,13 @@ fn runtime_function(image: &ImageBounds, rva: u32) -> Option<(u32, u32, u32)> {
         let entry = table + mid * 12;
         // SAFETY: the exception directory lies inside the mapped image (checked at load) and
         // is read-only for the image's lifetime; entry is one of its 12-byte records.
-        let (begin, end) = unsafe { (read_u32(entry), read_u32(entry + 4)) };
+        let [begin, end, unwind] = unsafe { read_u32s::<3>(entry) };
         if rva < begin {
             hi = mid;
         } else if rva >= end {
             lo = mid + 1;
         } else {
-            // SAFETY: as above.
-            return Some((begin, end, unsafe { read_u32(entry + 8) }));
+            return Some((begin, end, unwind));
         }
     }
     None
@@ -285,8 +310,12 @@ fn dispatch_seh(s: &ThreadState, gregs: &mut [libc::greg_t; 23], rip: usize, add
         return false;
     }
     let return_rva = (return_address - image.base) as u32;
-    let Some((_, _, unwind_rva)) = runtime_function(&image, return_rva) else { return false };
-    let Some(target) = except_target(&image, unwind_rva, return_rva) else { return false };
+    let Some((_, _, unwind_rva)) = runtime_function(&image, return_rva) else {
+        return false;
+    };
+    let Some(target) = except_target(&image, unwind_rva, return_rva) else {
+        return false;
+    };
     set_greg(gregs, libc::REG_RIP, image.base + target as usize);
     set_greg(gregs, libc::REG_RSP, rsp + 8);
     set_greg(gregs, libc::REG_RAX, STATUS_ACCESS_VIOLATION as usize);
@@ -294,18 +323,21 @@ fn dispatch_seh(s: &ThreadState, gregs: &mut [libc::greg_t; 23], rip: usize, add
     true
 }
 
-/// Reads the UNWIND_INFO at `unwind_rva`; if its handler is `__C_specific_handler` and a scope
-/// with the constant filter EXCEPTION_EXECUTE_HANDLER covers `control_rva`, returns the scope's
+/// Reads the `UNWIND_INFO` at `unwind_rva`; if its handler is `__C_specific_handler` and a scope
+/// with the constant filter `EXCEPTION_EXECUTE_HANDLER` covers `control_rva`, returns the scope's
 /// jump target.
 fn except_target(image: &ImageBounds, unwind_rva: u32, control_rva: u32) -> Option<u32> {
     const UNW_FLAG_EHANDLER: u8 = 1;
-    let in_image = |rva: u32, len: u32| rva.checked_add(len).is_some_and(|end| end as usize <= image.size);
+    let in_image = |rva: u32, len: u32| {
+        rva.checked_add(len)
+            .is_some_and(|end| end as usize <= image.size)
+    };
     if !in_image(unwind_rva, 4) {
         return None;
     }
     let info = image.base + unwind_rva as usize;
     // SAFETY: in_image checked the 4-byte header lies inside the mapped image.
-    let header = unsafe { read_u32(info) };
+    let [header] = unsafe { read_u32s::<1>(info) };
     let flags = ((header & 0xFF) >> 3) as u8;
     let code_count = (header >> 16) & 0xFF;
     if flags & UNW_FLAG_EHANDLER == 0 {
@@ -317,12 +349,11 @@ fn except_target(image: &ImageBounds, unwind_rva: u32, control_rva: u32) -> Opti
         return None;
     }
     // SAFETY: checked inside the image just above.
-    let handler_rva = unsafe { read_u32(image.base + handler_rva_at as usize) };
+    let [handler_rva, scope_count] =
+        unsafe { read_u32s::<2>(image.base + handler_rva_at as usize) };
     if !is_c_specific_handler(image, handler_rva) {
         return None;
     }
-    // SAFETY: checked inside the image above (8 bytes: handler RVA and scope count).
-    let scope_count = unsafe { read_u32(image.base + handler_rva_at as usize + 4) };
     let scopes = handler_rva_at + 8;
     if scope_count > 1024 || !in_image(scopes, scope_count * 16) {
         return None;
@@ -330,8 +361,7 @@ fn except_target(image: &ImageBounds, unwind_rva: u32, control_rva: u32) -> Opti
     (0..scope_count).find_map(|i| {
         let entry = image.base + (scopes + i * 16) as usize;
         // SAFETY: the scope table was checked to lie inside the image.
-        let (begin, end, handler, jump) =
-            unsafe { (read_u32(entry), read_u32(entry + 4), read_u32(entry + 8), read_u32(entry + 12)) };
+        let [begin, end, handler, jump] = unsafe { read_u32s::<4>(entry) };
         // HandlerAddress 1 is the constant filter EXCEPTION_EXECUTE_HANDLER; a zero jump target
         // is a __finally, which an exception passes through.
         (begin <= control_rva && control_rva < end && handler == 1 && jump != 0).then_some(jump)
@@ -357,9 +387,15 @@ fn is_c_specific_handler(image: &ImageBounds, handler_rva: u32) -> bool {
 /// Passes a fault that is not kernel-sim's to the handler installed before it, or restores the
 /// default action so that the fault, re-raised on return, ends the process as it would have.
 fn chain(signal: c_int, info: *mut siginfo_t, context: *mut c_void) {
-    let Some(index) = SIGNALS.iter().position(|&s| s == signal) else { return };
-    // SAFETY: PREVIOUS was written before the handler was installed and is never written again.
-    let previous = unsafe { (*(&raw const PREVIOUS[index])).assume_init_ref() };
+    let Some(index) = SIGNALS.iter().position(|&s| s == signal) else {
+        return;
+    };
+    let Some(previous) = PREVIOUS.get().map(|all| all[index]) else {
+        // Not yet recorded (a fault while the handlers are being installed): the default.
+        // SAFETY: resetting the action to its default.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+        return;
+    };
     let handler = previous.sa_sigaction;
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
         // SAFETY: resetting the action to its default; the faulting instruction re-executes and
@@ -369,7 +405,8 @@ fn chain(signal: c_int, info: *mut siginfo_t, context: *mut c_void) {
     }
     if previous.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: the previous action is an SA_SIGINFO handler with this signature.
-        let f: extern "C" fn(c_int, *mut siginfo_t, *mut c_void) = unsafe { std::mem::transmute(handler) };
+        let f: extern "C" fn(c_int, *mut siginfo_t, *mut c_void) =
+            unsafe { std::mem::transmute(handler) };
         f(signal, info, context);
     } else {
         // SAFETY: the previous action is a plain handler with this signature.
@@ -385,12 +422,26 @@ mod tests {
     #[test]
     fn decodes_cr8_moves() {
         // mov rax, cr8 = 44 0F 20 C0
-        assert_eq!(decode_cr8(&[0x44, 0x0F, 0x20, 0xC0]), Some(Cr8Access { write: false, register: 0, len: 4 }));
+        assert_eq!(
+            decode_cr8([0x44, 0x0F, 0x20, 0xC0]),
+            Some(Cr8Access {
+                write: false,
+                register: 0,
+                len: 4
+            })
+        );
         // mov cr8, r9 = 45 0F 22 C1 (REX.R | REX.B)
-        assert_eq!(decode_cr8(&[0x45, 0x0F, 0x22, 0xC1]), Some(Cr8Access { write: true, register: 9, len: 4 }));
+        assert_eq!(
+            decode_cr8([0x45, 0x0F, 0x22, 0xC1]),
+            Some(Cr8Access {
+                write: true,
+                register: 9,
+                len: 4
+            })
+        );
         // mov rax, cr0 (no REX.R) is not CR8.
-        assert_eq!(decode_cr8(&[0x48, 0x0F, 0x20, 0xC0]), None);
+        assert_eq!(decode_cr8([0x48, 0x0F, 0x20, 0xC0]), None);
         // mov rax, cr3 (ModRM.reg = 3).
-        assert_eq!(decode_cr8(&[0x44, 0x0F, 0x20, 0xD8]), None);
+        assert_eq!(decode_cr8([0x44, 0x0F, 0x20, 0xD8]), None);
     }
 }

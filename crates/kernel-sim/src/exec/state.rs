@@ -70,8 +70,13 @@ pub(crate) struct ImageBounds {
 }
 
 impl ImageBounds {
-    pub(crate) const EMPTY: Self =
-        Self { base: 0, size: 0, pdata_rva: 0, pdata_size: 0, c_specific_handler_slot: 0 };
+    pub(crate) const EMPTY: Self = Self {
+        base: 0,
+        size: 0,
+        pdata_rva: 0,
+        pdata_size: 0,
+        c_specific_handler_slot: 0,
+    };
 
     pub(crate) fn contains(&self, address: usize) -> bool {
         address >= self.base && address - self.base < self.size
@@ -134,7 +139,13 @@ impl ThreadState {
                 rip: Cell::new(0),
                 addr: Cell::new(0),
                 rsp: Cell::new(0),
-                params: [Cell::new(0), Cell::new(0), Cell::new(0), Cell::new(0), Cell::new(0)],
+                params: [
+                    Cell::new(0),
+                    Cell::new(0),
+                    Cell::new(0),
+                    Cell::new(0),
+                    Cell::new(0),
+                ],
             },
             routine: Cell::new(""),
             callback: Cell::new(""),

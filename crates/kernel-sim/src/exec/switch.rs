@@ -149,7 +149,11 @@ unsafe extern "C" fn trampoline(arg: *mut c_void) {
 /// runs `f` in place, as a kernel callback runs on the caller's kernel stack.
 ///
 /// `f` must not unwind (the caller wraps driver calls in `catch_unwind` before they get here).
-pub(crate) fn run_on_driver_stack(stack_size: usize, poison_len: usize, f: &mut dyn FnMut()) -> Ended {
+pub(crate) fn run_on_driver_stack(
+    stack_size: usize,
+    poison_len: usize,
+    f: &mut dyn FnMut(),
+) -> Ended {
     if state::with(|s| s.depth.get()) > 0 {
         state::with(|s| s.depth.set(s.depth.get() + 1));
         f();
@@ -159,7 +163,9 @@ pub(crate) fn run_on_driver_stack(stack_size: usize, poison_len: usize, f: &mut 
     crate::exec::signals::prepare_thread();
     let (low, high) = DRIVER_STACK.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|s| s.usable_len() != stack_size.next_multiple_of(crate::mem::pages::page_size())) {
+        if slot.as_ref().is_none_or(|s| {
+            s.usable_len() != stack_size.next_multiple_of(crate::mem::pages::page_size())
+        }) {
             *slot = Some(DriverStack::new(stack_size).expect("mapping a driver stack"));
         }
         let stack = slot.as_ref().expect("just set");

@@ -29,6 +29,7 @@ pub(crate) type UnloadCallback = unsafe extern "win64" fn(u32) -> NTSTATUS;
 
 /// One operation registration, copied from the driver's array.
 #[derive(Clone, Copy, Debug)]
+#[expect(dead_code, reason = "read by phase 2's synthetic I/O")]
 pub(crate) struct Operation {
     pub major: u8,
     pub flags: u32,
@@ -38,6 +39,7 @@ pub(crate) struct Operation {
 
 /// One context registration, copied.
 #[derive(Clone, Copy, Debug)]
+#[expect(dead_code, reason = "read by phase 2's contexts")]
 pub(crate) struct ContextRegistration {
     pub context_type: u16,
     pub size: usize,
@@ -46,6 +48,10 @@ pub(crate) struct ContextRegistration {
 }
 
 /// A registered filter.
+#[expect(
+    dead_code,
+    reason = "the instance callbacks and operations are read by phase 2"
+)]
 pub(crate) struct FilterRecord {
     pub handle: GuestAlloc,
     pub version: u16,
@@ -62,6 +68,10 @@ pub(crate) struct FilterRecord {
 }
 
 /// A server communication port.
+#[expect(
+    dead_code,
+    reason = "the connect/disconnect callbacks are called by phase 2's client side"
+)]
 pub(crate) struct ServerPortRecord {
     pub handle: GuestAlloc,
     pub filter: usize,
@@ -99,7 +109,10 @@ pub(crate) struct FltState {
 impl FltState {
     /// The unload callback of the registered filter, if any.
     pub(crate) fn unload_callback(&self) -> Option<UnloadCallback> {
-        self.filters.values().find(|f| !f.unregistered).and_then(|f| f.unload)
+        self.filters
+            .values()
+            .find(|f| !f.unregistered)
+            .and_then(|f| f.unload)
     }
 
     /// Whether a filter is still registered.

@@ -52,12 +52,18 @@ fn get_or_create(k: &Kernel, address: usize, routine: &str) -> Arc<PushLock> {
 pub(crate) extern "win64" fn flt_initialize_push_lock(push_lock: *mut EX_PUSH_LOCK) {
     emulate("FltInitializePushLock", IrqlRule::AtMost(APC_LEVEL), |k| {
         guest::write(push_lock, 0);
-        let previous = lock(&k.flt).push_locks.insert(push_lock as usize, Arc::new(PushLock::default()));
+        let previous = lock(&k.flt)
+            .push_locks
+            .insert(push_lock as usize, Arc::new(PushLock::default()));
         if let Some(previous) = previous {
             let owners = lock(&previous.owners);
             if owners.writer.is_some() || !owners.readers.is_empty() {
                 drop(owners);
-                k.violation(ViolationKind::Parameter, "FltInitializePushLock: not on a lock in use", format!("push lock {push_lock:p} re-initialized while held"));
+                k.violation(
+                    ViolationKind::Parameter,
+                    "FltInitializePushLock: not on a lock in use",
+                    format!("push lock {push_lock:p} re-initialized while held"),
+                );
             }
         }
     });
@@ -68,12 +74,20 @@ pub(crate) extern "win64" fn flt_delete_push_lock(push_lock: *mut EX_PUSH_LOCK) 
     emulate("FltDeletePushLock", IrqlRule::AtMost(APC_LEVEL), |k| {
         let removed = lock(&k.flt).push_locks.remove(&(push_lock as usize));
         match removed {
-            None => k.violation(ViolationKind::Parameter, "FltDeletePushLock: an initialized push lock", format!("push lock {push_lock:p} is not initialized")),
+            None => k.violation(
+                ViolationKind::Parameter,
+                "FltDeletePushLock: an initialized push lock",
+                format!("push lock {push_lock:p} is not initialized"),
+            ),
             Some(found) => {
                 let owners = lock(&found.owners);
                 if owners.writer.is_some() || !owners.readers.is_empty() {
                     drop(owners);
-                    k.violation(ViolationKind::Parameter, "FltDeletePushLock: not while held", format!("push lock {push_lock:p} deleted while held"));
+                    k.violation(
+                        ViolationKind::Parameter,
+                        "FltDeletePushLock: not while held",
+                        format!("push lock {push_lock:p} deleted while held"),
+                    );
                 }
             }
         }
@@ -89,7 +103,11 @@ fn acquire(k: &Kernel, routine: &'static str, push_lock: *mut EX_PUSH_LOCK, excl
     loop {
         if owners.writer == Some(me) || (exclusive && owners.readers.contains(&me)) {
             drop(owners);
-            k.fatal(ViolationKind::Deadlock, format!("{routine}: push locks are not recursive"), format!("push lock {push_lock:p} acquired again by a thread that holds it"));
+            k.fatal(
+                ViolationKind::Deadlock,
+                format!("{routine}: push locks are not recursive"),
+                format!("push lock {push_lock:p} acquired again by a thread that holds it"),
+            );
             abandon_current_call(Abandon::Stopped);
         }
         let free = owners.writer.is_none() && (!exclusive || owners.readers.is_empty());
@@ -104,7 +122,11 @@ fn acquire(k: &Kernel, routine: &'static str, push_lock: *mut EX_PUSH_LOCK, excl
         let now = Instant::now();
         if now >= give_up {
             drop(owners);
-            k.fatal(ViolationKind::Deadlock, "a push lock is released", format!("push lock {push_lock:p} not acquired within the hang limit"));
+            k.fatal(
+                ViolationKind::Deadlock,
+                "a push lock is released",
+                format!("push lock {push_lock:p} not acquired within the hang limit"),
+            );
             abandon_current_call(Abandon::Stopped);
         }
         owners = found
@@ -117,12 +139,20 @@ fn acquire(k: &Kernel, routine: &'static str, push_lock: *mut EX_PUSH_LOCK, excl
 
 /// `FltAcquirePushLockExclusive`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn flt_acquire_push_lock_exclusive(push_lock: *mut EX_PUSH_LOCK) {
-    emulate("FltAcquirePushLockExclusive", IrqlRule::AtMost(APC_LEVEL), |k| acquire(k, "FltAcquirePushLockExclusive", push_lock, true));
+    emulate(
+        "FltAcquirePushLockExclusive",
+        IrqlRule::AtMost(APC_LEVEL),
+        |k| acquire(k, "FltAcquirePushLockExclusive", push_lock, true),
+    );
 }
 
 /// `FltAcquirePushLockShared`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn flt_acquire_push_lock_shared(push_lock: *mut EX_PUSH_LOCK) {
-    emulate("FltAcquirePushLockShared", IrqlRule::AtMost(APC_LEVEL), |k| acquire(k, "FltAcquirePushLockShared", push_lock, false));
+    emulate(
+        "FltAcquirePushLockShared",
+        IrqlRule::AtMost(APC_LEVEL),
+        |k| acquire(k, "FltAcquirePushLockShared", push_lock, false),
+    );
 }
 
 /// `FltReleasePushLock`: IRQL <= APC_LEVEL.
@@ -147,7 +177,11 @@ pub(crate) extern "win64" fn flt_release_push_lock(push_lock: *mut EX_PUSH_LOCK)
         if released {
             leave_critical_region(k, "FltReleasePushLock");
         } else {
-            k.violation(ViolationKind::Parameter, "FltReleasePushLock: a push lock the caller holds", format!("push lock {push_lock:p} is not held by this thread"));
+            k.violation(
+                ViolationKind::Parameter,
+                "FltReleasePushLock: a push lock the caller holds",
+                format!("push lock {push_lock:p} is not held by this thread"),
+            );
         }
     });
 }

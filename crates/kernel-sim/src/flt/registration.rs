@@ -4,9 +4,10 @@
 use std::collections::BTreeSet;
 
 use vigil_sys::{
-    APC_LEVEL, DRIVER_OBJECT, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_OPERATION_REGISTRATION, FLT_REGISTRATION,
-    IRP_MJ_MAXIMUM_FUNCTION, IRP_MJ_OPERATION_END, NTSTATUS, PASSIVE_LEVEL, PFLT_FILTER, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    APC_LEVEL, DRIVER_OBJECT, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION,
+    FLT_OPERATION_REGISTRATION, FLT_REGISTRATION, IRP_MJ_MAXIMUM_FUNCTION, IRP_MJ_OPERATION_END,
+    NTSTATUS, PASSIVE_LEVEL, PFLT_FILTER, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
+    STATUS_SUCCESS,
 };
 
 use crate::flt::{ContextRegistration, FilterRecord, Operation};
@@ -29,12 +30,19 @@ const KNOWN_OPERATION_FLAGS: u32 = 0x1 | 0x2 | 0x4;
 const KNOWN_CONTEXT_TYPES: [u16; 7] = [0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40];
 
 fn invalid(k: &Kernel, rule: &str, message: String) -> NTSTATUS {
-    k.violation(ViolationKind::Registration, format!("FltRegisterFilter: {rule}"), message);
+    k.violation(
+        ViolationKind::Registration,
+        format!("FltRegisterFilter: {rule}"),
+        message,
+    );
     STATUS_INVALID_PARAMETER
 }
 
 /// Reads and checks the operation array.
-fn read_operations(k: &Kernel, array: *const FLT_OPERATION_REGISTRATION) -> Result<Vec<Operation>, NTSTATUS> {
+fn read_operations(
+    k: &Kernel,
+    array: *const FLT_OPERATION_REGISTRATION,
+) -> Result<Vec<Operation>, NTSTATUS> {
     let mut operations = Vec::new();
     if array.is_null() {
         return Ok(operations);
@@ -47,7 +55,11 @@ fn read_operations(k: &Kernel, array: *const FLT_OPERATION_REGISTRATION) -> Resu
         }
         let major = entry.MajorFunction;
         if major > IRP_MJ_MAXIMUM_FUNCTION && major < FIRST_FLTMGR_MAJOR {
-            return Err(invalid(k, "valid IRP_MJ codes", format!("operation {index} has MajorFunction {major:#x}")));
+            return Err(invalid(
+                k,
+                "valid IRP_MJ codes",
+                format!("operation {index} has MajorFunction {major:#x}"),
+            ));
         }
         if !seen.insert(major) {
             k.violation(
@@ -57,10 +69,18 @@ fn read_operations(k: &Kernel, array: *const FLT_OPERATION_REGISTRATION) -> Resu
             );
         }
         if entry.PreOperation.is_none() && entry.PostOperation.is_none() {
-            k.violation(ViolationKind::Registration, "FltRegisterFilter: each operation has a callback", format!("operation {index} ({major:#x}) has neither"));
+            k.violation(
+                ViolationKind::Registration,
+                "FltRegisterFilter: each operation has a callback",
+                format!("operation {index} ({major:#x}) has neither"),
+            );
         }
         if entry.Flags & !KNOWN_OPERATION_FLAGS != 0 {
-            k.violation(ViolationKind::Registration, "FltRegisterFilter: documented FLTFL_OPERATION_REGISTRATION_* flags", format!("operation {index} flags {:#x}", entry.Flags));
+            k.violation(
+                ViolationKind::Registration,
+                "FltRegisterFilter: documented FLTFL_OPERATION_REGISTRATION_* flags",
+                format!("operation {index} flags {:#x}", entry.Flags),
+            );
         }
         operations.push(Operation {
             major,
@@ -69,11 +89,18 @@ fn read_operations(k: &Kernel, array: *const FLT_OPERATION_REGISTRATION) -> Resu
             post: entry.PostOperation.map_or(0, |f| f as usize),
         });
     }
-    Err(invalid(k, "the operation array ends with IRP_MJ_OPERATION_END", format!("no terminator within {ARRAY_BOUND} entries")))
+    Err(invalid(
+        k,
+        "the operation array ends with IRP_MJ_OPERATION_END",
+        format!("no terminator within {ARRAY_BOUND} entries"),
+    ))
 }
 
 /// Reads and checks the context array.
-fn read_contexts(k: &Kernel, array: *const FLT_CONTEXT_REGISTRATION) -> Result<Vec<ContextRegistration>, NTSTATUS> {
+fn read_contexts(
+    k: &Kernel,
+    array: *const FLT_CONTEXT_REGISTRATION,
+) -> Result<Vec<ContextRegistration>, NTSTATUS> {
     let mut contexts = Vec::new();
     if array.is_null() {
         return Ok(contexts);
@@ -84,13 +111,25 @@ fn read_contexts(k: &Kernel, array: *const FLT_CONTEXT_REGISTRATION) -> Result<V
             return Ok(contexts);
         }
         if !KNOWN_CONTEXT_TYPES.contains(&entry.ContextType) {
-            return Err(invalid(k, "valid context types", format!("context {index} has type {:#x}", entry.ContextType)));
+            return Err(invalid(
+                k,
+                "valid context types",
+                format!("context {index} has type {:#x}", entry.ContextType),
+            ));
         }
         if entry.Size == 0 {
-            return Err(invalid(k, "a context size (or FLT_VARIABLE_SIZED_CONTEXTS)", format!("context {index} has size 0")));
+            return Err(invalid(
+                k,
+                "a context size (or FLT_VARIABLE_SIZED_CONTEXTS)",
+                format!("context {index} has size 0"),
+            ));
         }
         if !entry.ContextAllocateCallback.is_null() || !entry.ContextFreeCallback.is_null() {
-            k.violation(ViolationKind::NotEmulated, "FltRegisterFilter", format!("context {index}: custom allocate/free callbacks are not emulated"));
+            k.violation(
+                ViolationKind::NotEmulated,
+                "FltRegisterFilter",
+                format!("context {index}: custom allocate/free callbacks are not emulated"),
+            );
         }
         contexts.push(ContextRegistration {
             context_type: entry.ContextType,
@@ -99,30 +138,65 @@ fn read_contexts(k: &Kernel, array: *const FLT_CONTEXT_REGISTRATION) -> Result<V
             cleanup: entry.ContextCleanupCallback.map_or(0, |f| f as usize),
         });
     }
-    Err(invalid(k, "the context array ends with FLT_CONTEXT_END", format!("no terminator within {ARRAY_BOUND} entries")))
+    Err(invalid(
+        k,
+        "the context array ends with FLT_CONTEXT_END",
+        format!("no terminator within {ARRAY_BOUND} entries"),
+    ))
 }
 
 /// `FltRegisterFilter`: IRQL <= APC_LEVEL. Failable: `STATUS_INSUFFICIENT_RESOURCES`.
-pub(crate) extern "win64" fn flt_register_filter(driver: *mut DRIVER_OBJECT, registration: *const FLT_REGISTRATION, out: *mut PFLT_FILTER) -> NTSTATUS {
-    let status = emulate("FltRegisterFilter", IrqlRule::AtMost(APC_LEVEL), |k| {
+pub(crate) extern "win64" fn flt_register_filter(
+    driver: *mut DRIVER_OBJECT,
+    registration: *const FLT_REGISTRATION,
+    out: *mut PFLT_FILTER,
+) -> NTSTATUS {
+    emulate("FltRegisterFilter", IrqlRule::AtMost(APC_LEVEL), |k| {
         if driver as usize != k.driver_object.address() {
-            return invalid(k, "the driver object DriverEntry received", format!("Driver {driver:p}"));
+            return invalid(
+                k,
+                "the driver object DriverEntry received",
+                format!("Driver {driver:p}"),
+            );
         }
         if registration.is_null() || out.is_null() {
             return invalid(k, "Registration and RetFilter", "a NULL pointer".to_owned());
         }
         let reg = guest::read(registration);
         if usize::from(reg.Size) != size_of::<FLT_REGISTRATION>() {
-            return invalid(k, "Size == sizeof(FLT_REGISTRATION)", format!("Size {} (expected {})", reg.Size, size_of::<FLT_REGISTRATION>()));
+            return invalid(
+                k,
+                "Size == sizeof(FLT_REGISTRATION)",
+                format!(
+                    "Size {} (expected {})",
+                    reg.Size,
+                    size_of::<FLT_REGISTRATION>()
+                ),
+            );
         }
         if !ACCEPTED_VERSIONS.contains(&reg.Version) {
-            return invalid(k, "Version FLT_REGISTRATION_VERSION", format!("Version {:#06x}", reg.Version));
+            return invalid(
+                k,
+                "Version FLT_REGISTRATION_VERSION",
+                format!("Version {:#06x}", reg.Version),
+            );
         }
         if reg.Flags & !KNOWN_REGISTRATION_FLAGS != 0 {
-            k.violation(ViolationKind::Registration, "FltRegisterFilter: documented FLTFL_REGISTRATION_* flags", format!("Flags {:#x}", reg.Flags));
+            k.violation(
+                ViolationKind::Registration,
+                "FltRegisterFilter: documented FLTFL_REGISTRATION_* flags",
+                format!("Flags {:#x}", reg.Flags),
+            );
         }
-        if !reg.GenerateFileNameCallback.is_null() || !reg.NormalizeNameComponentCallback.is_null() || !reg.NormalizeNameComponentExCallback.is_null() {
-            k.violation(ViolationKind::NotEmulated, "FltRegisterFilter", "name provider callbacks are not emulated".to_owned());
+        if !reg.GenerateFileNameCallback.is_null()
+            || !reg.NormalizeNameComponentCallback.is_null()
+            || !reg.NormalizeNameComponentExCallback.is_null()
+        {
+            k.violation(
+                ViolationKind::NotEmulated,
+                "FltRegisterFilter",
+                "name provider callbacks are not emulated".to_owned(),
+            );
         }
         let operations = match read_operations(k, reg.OperationRegistration) {
             Ok(ops) => ops,
@@ -133,7 +207,11 @@ pub(crate) extern "win64" fn flt_register_filter(driver: *mut DRIVER_OBJECT, reg
             Err(status) => return status,
         };
         if lock(&k.flt).any_registered() {
-            k.violation(ViolationKind::Registration, "FltRegisterFilter: a driver registers one filter", "a filter of this driver is already registered".to_owned());
+            k.violation(
+                ViolationKind::Registration,
+                "FltRegisterFilter: a driver registers one filter",
+                "a filter of this driver is already registered".to_owned(),
+            );
         }
         if k.inject_failure("FltRegisterFilter", "STATUS_INSUFFICIENT_RESOURCES") {
             return STATUS_INSUFFICIENT_RESOURCES;
@@ -148,9 +226,15 @@ pub(crate) extern "win64" fn flt_register_filter(driver: *mut DRIVER_OBJECT, reg
                 flags: reg.Flags,
                 unload: reg.FilterUnloadCallback,
                 instance_setup: reg.InstanceSetupCallback.map_or(0, |f| f as usize),
-                instance_query_teardown: reg.InstanceQueryTeardownCallback.map_or(0, |f| f as usize),
-                instance_teardown_start: reg.InstanceTeardownStartCallback.map_or(0, |f| f as usize),
-                instance_teardown_complete: reg.InstanceTeardownCompleteCallback.map_or(0, |f| f as usize),
+                instance_query_teardown: reg
+                    .InstanceQueryTeardownCallback
+                    .map_or(0, |f| f as usize),
+                instance_teardown_start: reg
+                    .InstanceTeardownStartCallback
+                    .map_or(0, |f| f as usize),
+                instance_teardown_complete: reg
+                    .InstanceTeardownCompleteCallback
+                    .map_or(0, |f| f as usize),
                 operations,
                 contexts,
                 started: false,
@@ -158,13 +242,10 @@ pub(crate) extern "win64" fn flt_register_filter(driver: *mut DRIVER_OBJECT, reg
             },
         );
         guest::write(out, address as PFLT_FILTER);
-        STATUS_SUCCESS
-    });
-    if status == STATUS_SUCCESS {
         // The scenario hook: FltMgr may call FilterUnload from now on (RULES.md, rule 1).
-        emulate("FltRegisterFilter", IrqlRule::Any, Kernel::start_race_unload);
-    }
-    status
+        k.start_race_unload();
+        STATUS_SUCCESS
+    })
 }
 
 /// `FltStartFiltering`: IRQL <= APC_LEVEL. `STATUS_INVALID_PARAMETER` if already started.
@@ -173,12 +254,20 @@ pub(crate) extern "win64" fn flt_start_filtering(filter: PFLT_FILTER) -> NTSTATU
         let mut flt = lock(&k.flt);
         let Some(record) = flt.live_filter(filter as usize) else {
             drop(flt);
-            k.violation(ViolationKind::InvalidHandle, "FltStartFiltering: a registered filter", format!("{filter:p} is not a registered filter"));
+            k.violation(
+                ViolationKind::InvalidHandle,
+                "FltStartFiltering: a registered filter",
+                format!("{filter:p} is not a registered filter"),
+            );
             return STATUS_INVALID_PARAMETER;
         };
         if record.started {
             drop(flt);
-            k.violation(ViolationKind::Parameter, "FltStartFiltering: called once", "filtering already started".to_owned());
+            k.violation(
+                ViolationKind::Parameter,
+                "FltStartFiltering: called once",
+                "filtering already started".to_owned(),
+            );
             return STATUS_INVALID_PARAMETER;
         }
         record.started = true;
@@ -190,37 +279,49 @@ pub(crate) extern "win64" fn flt_start_filtering(filter: PFLT_FILTER) -> NTSTATU
 /// first (an open port keeps a reference that makes the real routine wait forever); kernel-sim
 /// reports and closes them.
 pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
-    emulate("FltUnregisterFilter", IrqlRule::AtMost(PASSIVE_LEVEL), |k| {
-        k.check_teardown_race("FltUnregisterFilter");
-        let open_ports: Vec<String> = {
-            let mut flt = lock(&k.flt);
-            if flt.live_filter(filter as usize).is_none() {
-                let known = flt.filters.contains_key(&(filter as usize));
-                drop(flt);
+    emulate(
+        "FltUnregisterFilter",
+        IrqlRule::AtMost(PASSIVE_LEVEL),
+        |k| {
+            k.check_teardown_race("FltUnregisterFilter");
+            let open_ports: Vec<String> = {
+                let mut flt = lock(&k.flt);
+                if flt.live_filter(filter as usize).is_none() {
+                    let known = flt.filters.contains_key(&(filter as usize));
+                    drop(flt);
+                    k.violation(
+                        ViolationKind::InvalidHandle,
+                        "FltUnregisterFilter: a registered filter, unregistered once",
+                        if known {
+                            format!("filter {filter:p} was already unregistered")
+                        } else {
+                            format!("{filter:p} is not a filter handle")
+                        },
+                    );
+                    return;
+                }
+                let mut names = Vec::new();
+                for port in flt
+                    .ports
+                    .values_mut()
+                    .filter(|p| p.filter == filter as usize && !p.closed)
+                {
+                    port.closed = true;
+                    names.push(port.name.clone());
+                }
+                if let Some(record) = flt.filters.get_mut(&(filter as usize)) {
+                    record.unregistered = true;
+                }
+                names
+            };
+            if !open_ports.is_empty() {
                 k.violation(
-                    ViolationKind::InvalidHandle,
-                    "FltUnregisterFilter: a registered filter, unregistered once",
-                    if known { format!("filter {filter:p} was already unregistered") } else { format!("{filter:p} is not a filter handle") },
+                    ViolationKind::ResourceLeak,
+                    "FltUnregisterFilter: close every communication port first",
+                    format!("server port(s) still open: {}", open_ports.join(", ")),
                 );
-                return;
             }
-            let mut names = Vec::new();
-            for port in flt.ports.values_mut().filter(|p| p.filter == filter as usize && !p.closed) {
-                port.closed = true;
-                names.push(port.name.clone());
-            }
-            if let Some(record) = flt.filters.get_mut(&(filter as usize)) {
-                record.unregistered = true;
-            }
-            names
-        };
-        if !open_ports.is_empty() {
-            k.violation(
-                ViolationKind::ResourceLeak,
-                "FltUnregisterFilter: close every communication port first",
-                format!("server port(s) still open: {}", open_ports.join(", ")),
-            );
-        }
-        // Phase 2: drain callbacks in flight and tear instances down here.
-    });
+            // Phase 2: drain callbacks in flight and tear instances down here.
+        },
+    );
 }

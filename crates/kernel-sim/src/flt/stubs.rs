@@ -5,8 +5,9 @@
 use std::ffi::c_void;
 
 use vigil_sys::{
-    FLT_CALLBACK_DATA, FLT_CONTEXT_TYPE, FLT_FILE_NAME_OPTIONS, FLT_SET_CONTEXT_OPERATION, FILE_OBJECT, HANDLE, LARGE_INTEGER,
-    NTSTATUS, PFLT_CONTEXT, PFLT_FILE_NAME_INFORMATION, PFLT_FILTER, PFLT_INSTANCE, PFLT_PORT, POOL_TYPE, PVOID,
+    FILE_OBJECT, FLT_CALLBACK_DATA, FLT_CONTEXT_TYPE, FLT_FILE_NAME_OPTIONS,
+    FLT_SET_CONTEXT_OPERATION, HANDLE, LARGE_INTEGER, NTSTATUS, PFLT_CONTEXT,
+    PFLT_FILE_NAME_INFORMATION, PFLT_FILTER, PFLT_INSTANCE, PFLT_PORT, POOL_TYPE, PVOID,
     STATUS_NOT_IMPLEMENTED,
 };
 
@@ -15,7 +16,11 @@ use crate::report::ViolationKind;
 
 fn not_yet(routine: &'static str) {
     emulate(routine, IrqlRule::Any, |k| {
-        k.violation(ViolationKind::NotEmulated, routine, format!("{routine} is not emulated yet (kernel-sim phase 2)"));
+        k.violation(
+            ViolationKind::NotEmulated,
+            routine,
+            format!("{routine} is not emulated yet (kernel-sim phase 2)"),
+        );
     });
 }
 
@@ -49,7 +54,6 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
 }
 
 /// `FltGetDestinationFileNameInformation` (not emulated yet).
-#[expect(clippy::too_many_arguments, reason = "the routine's signature")]
 pub(crate) extern "win64" fn flt_get_destination_file_name_information(
     _instance: PFLT_INSTANCE,
     _file: *mut FILE_OBJECT,
@@ -99,7 +103,11 @@ pub(crate) extern "win64" fn flt_set_stream_handle_context(
 }
 
 /// `FltGetStreamHandleContext` (not emulated yet).
-pub(crate) extern "win64" fn flt_get_stream_handle_context(_instance: PFLT_INSTANCE, _file: *mut FILE_OBJECT, _out: *mut PFLT_CONTEXT) -> NTSTATUS {
+pub(crate) extern "win64" fn flt_get_stream_handle_context(
+    _instance: PFLT_INSTANCE,
+    _file: *mut FILE_OBJECT,
+    _out: *mut PFLT_CONTEXT,
+) -> NTSTATUS {
     not_yet("FltGetStreamHandleContext");
     STATUS_NOT_IMPLEMENTED
 }

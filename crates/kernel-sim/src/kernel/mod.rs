@@ -131,7 +131,7 @@ pub(crate) struct Kernel {
     pub lifecycle: Lifecycle,
     driver_calls: AtomicU64,
     routine_calls: Mutex<BTreeMap<&'static str, u64>>,
-    /// The DRIVER_OBJECT handed to DriverEntry.
+    /// The `DRIVER_OBJECT` handed to DriverEntry.
     pub driver_object: GuestAlloc,
     /// The registry path handed to DriverEntry.
     pub registry_path: GuestUnicode,
@@ -174,18 +174,30 @@ impl Kernel {
 
     /// A strong reference to this kernel (for threads it starts).
     pub(crate) fn arc(&self) -> Arc<Self> {
-        self.me.upgrade().expect("the kernel is alive while its routines run")
+        self.me
+            .upgrade()
+            .expect("the kernel is alive while its routines run")
     }
 
     // ----- violations -------------------------------------------------------------------
 
     /// Records a violation, attributed to the routine and callback in progress on this thread.
-    pub(crate) fn violation(&self, kind: ViolationKind, rule: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn violation(
+        &self,
+        kind: ViolationKind,
+        rule: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.record(kind, rule.into(), message.into(), false);
     }
 
     /// Records a violation that ends the driver call.
-    pub(crate) fn fatal(&self, kind: ViolationKind, rule: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn fatal(
+        &self,
+        kind: ViolationKind,
+        rule: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.record(kind, rule.into(), message.into(), true);
     }
 
@@ -213,7 +225,10 @@ impl Kernel {
 
     /// Calls per routine.
     pub(crate) fn routine_calls(&self) -> BTreeMap<String, u64> {
-        lock(&self.routine_calls).iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+        lock(&self.routine_calls)
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect()
     }
 
     /// Driver calls made.
@@ -235,7 +250,11 @@ impl Kernel {
             IrqlRule::Exactly(level) => (irql == level, format!("IRQL == {}", irql_name(level))),
         };
         if !ok {
-            self.violation(ViolationKind::Irql, format!("{routine}: {text}"), format!("called at {}", irql_name(irql)));
+            self.violation(
+                ViolationKind::Irql,
+                format!("{routine}: {text}"),
+                format!("called at {}", irql_name(irql)),
+            );
         }
     }
 
@@ -264,10 +283,21 @@ impl Kernel {
     /// stack, at `irql` (or the current IRQL for `None`), as entry point `callback`. Returns
     /// `None` if the call was abandoned (fault, bug check, thread termination, deadlock); the
     /// violation is already recorded.
-    pub(crate) fn call_driver<R>(&self, callback: &'static str, irql: Option<u8>, f: impl FnOnce() -> R) -> Option<R> {
+    pub(crate) fn call_driver<R>(
+        &self,
+        callback: &'static str,
+        irql: Option<u8>,
+        f: impl FnOnce() -> R,
+    ) -> Option<R> {
         ensure_thread_id();
         let saved = state::with(|s| {
-            let saved = (s.kernel.get(), s.image.get(), s.callback.get(), s.routine.get(), s.irql.get());
+            let saved = (
+                s.kernel.get(),
+                s.image.get(),
+                s.callback.get(),
+                s.routine.get(),
+                s.irql.get(),
+            );
             s.kernel.set(std::ptr::from_ref(self));
             s.image.set(self.bounds);
             s.callback.set(callback);
@@ -289,11 +319,19 @@ impl Kernel {
             if let Some(f) = f.take() {
                 match std::panic::catch_unwind(AssertUnwindSafe(f)) {
                     Ok(value) => result = Some(value),
-                    Err(_) => self.violation(ViolationKind::Internal, "kernel-sim", format!("panic while calling {callback}")),
+                    Err(_) => self.violation(
+                        ViolationKind::Internal,
+                        "kernel-sim",
+                        format!("panic while calling {callback}"),
+                    ),
                 }
             }
         };
-        let ended = switch::run_on_driver_stack(self.config.stack_size, self.config.stack_poison_len, &mut body);
+        let ended = switch::run_on_driver_stack(
+            self.config.stack_size,
+            self.config.stack_poison_len,
+            &mut body,
+        );
 
         let seh = state::with(|s| s.seh_dispatches.get()) - seh_before;
         self.seh_dispatches.fetch_add(seh, Ordering::Relaxed);
@@ -304,7 +342,11 @@ impl Kernel {
                     self.violation(
                         ViolationKind::CallbackContract,
                         "a callback returns at the IRQL it was called at",
-                        format!("{callback} was called at {} and returned at {}", irql_name(irql_before), irql_name(irql_after)),
+                        format!(
+                            "{callback} was called at {} and returned at {}",
+                            irql_name(irql_before),
+                            irql_name(irql_after)
+                        ),
                     );
                 }
                 let critical_after = state::with(|s| s.critical_regions.get());
@@ -339,8 +381,15 @@ impl Kernel {
     fn report_abandon(&self, reason: Abandon, callback: &'static str) {
         match reason {
             Abandon::Fault => {
-                let (signal, code, rip, addr, routine) =
-                    state::with(|s| (s.fault.signal.get(), s.fault.code.get(), s.fault.rip.get(), s.fault.addr.get(), s.routine.get()));
+                let (signal, code, rip, addr, routine) = state::with(|s| {
+                    (
+                        s.fault.signal.get(),
+                        s.fault.code.get(),
+                        s.fault.rip.get(),
+                        s.fault.addr.get(),
+                        s.routine.get(),
+                    )
+                });
                 let what = match signal {
                     libc::SIGSEGV if code == 0x80 => "general-protection fault".to_owned(),
                     libc::SIGSEGV => "access violation".to_owned(),
@@ -353,19 +402,39 @@ impl Kernel {
                 let at = if self.bounds.contains(rip) {
                     format!("at {}", self.describe_code(rip))
                 } else if !routine.is_empty() {
-                    format!("in kernel-sim's {routine} (rip {rip:#x}): the driver passed it a bad pointer")
+                    format!(
+                        "in kernel-sim's {routine} (rip {rip:#x}): the driver passed it a bad pointer"
+                    )
                 } else {
-                    format!("at {rip:#x}, outside the image{}", if quarantine::contains(rip) { " (unloaded or freed memory)" } else { "" })
+                    format!(
+                        "at {rip:#x}, outside the image{}",
+                        if quarantine::contains(rip) {
+                            " (unloaded or freed memory)"
+                        } else {
+                            ""
+                        }
+                    )
                 };
-                let target = if signal == libc::SIGSEGV || signal == libc::SIGBUS { format!(", address {addr:#x} ({})", self.describe_data(addr)) } else { String::new() };
-                self.fatal(ViolationKind::Fault, "no faults in driver code", format!("{what} in {callback} {at}{target}"));
+                let target = if signal == libc::SIGSEGV || signal == libc::SIGBUS {
+                    format!(", address {addr:#x} ({})", self.describe_data(addr))
+                } else {
+                    String::new()
+                };
+                self.fatal(
+                    ViolationKind::Fault,
+                    "no faults in driver code",
+                    format!("{what} in {callback} {at}{target}"),
+                );
             }
             Abandon::BugCheck => {
                 let p = state::with(|s| s.fault.params.each_ref().map(std::cell::Cell::get));
                 self.fatal(
                     ViolationKind::BugCheck,
                     "KeBugCheckEx: the driver bug-checked the system",
-                    format!("bug check {:#010x} ({:#x}, {:#x}, {:#x}, {:#x}) during {callback}", p[0], p[1], p[2], p[3], p[4]),
+                    format!(
+                        "bug check {:#010x} ({:#x}, {:#x}, {:#x}, {:#x}) during {callback}",
+                        p[0], p[1], p[2], p[3], p[4]
+                    ),
                 );
             }
             Abandon::Terminated | Abandon::Stopped => {}
@@ -374,16 +443,22 @@ impl Kernel {
 
     /// `vigil.sys+0x1234 (symbol + 0x1c)`.
     pub(crate) fn describe_code(&self, address: usize) -> String {
-        let rva = (address - self.bounds.base) as u32;
+        let rva = u32::try_from(address - self.bounds.base).unwrap_or(u32::MAX);
         let symbol = self.symbols.describe(rva).map_or_else(
-            || self.section_of(rva).map_or_else(String::new, |s| format!(" ({s})")),
+            || {
+                self.section_of(rva)
+                    .map_or_else(String::new, |s| format!(" ({s})"))
+            },
             |s| format!(" ({s})"),
         );
         format!("{}+{rva:#x}{symbol}", self.image_name)
     }
 
     fn section_of(&self, rva: u32) -> Option<String> {
-        self.sections.iter().find(|s| rva >= s.rva && rva - s.rva < s.size.max(1)).map(|s| s.name.clone())
+        self.sections
+            .iter()
+            .find(|s| rva >= s.rva && rva - s.rva < s.size.max(1))
+            .map(|s| s.name.clone())
     }
 
     /// What lies at a data address: the image, a pool block, the driver stack guard, freed or
@@ -393,8 +468,12 @@ impl Kernel {
             return "null pointer dereference".into();
         }
         if self.bounds.contains(address) {
-            let rva = (address - self.bounds.base) as u32;
-            return format!("{} section {}", self.image_name, self.section_of(rva).unwrap_or_else(|| "headers".into()));
+            let rva = u32::try_from(address - self.bounds.base).unwrap_or(u32::MAX);
+            return format!(
+                "{} section {}",
+                self.image_name,
+                self.section_of(rva).unwrap_or_else(|| "headers".into())
+            );
         }
         let guard = state::with(|s| s.guard_low.get());
         if guard != 0 && address >= guard && address < guard + crate::mem::pages::page_size() {
@@ -405,13 +484,27 @@ impl Kernel {
             match pool.place(address) {
                 Some(PoolPlace::Live { tag, size, offset }) => {
                     return if offset >= 0 && offset.unsigned_abs() >= size {
-                        format!("{} byte(s) past the end of a {size}-byte pool block tagged '{}'", offset.unsigned_abs() - size, tag_text(tag))
+                        format!(
+                            "{} byte(s) past the end of a {size}-byte pool block tagged '{}'",
+                            offset.unsigned_abs() - size,
+                            tag_text(tag)
+                        )
                     } else {
-                        format!("offset {offset} of a {size}-byte pool block tagged '{}'", tag_text(tag))
+                        format!(
+                            "offset {offset} of a {size}-byte pool block tagged '{}'",
+                            tag_text(tag)
+                        )
                     };
                 }
-                Some(PoolPlace::Freed { tag, size, freed_by }) => {
-                    return format!("use after free of a {size}-byte pool block tagged '{}' freed in {freed_by}", tag_text(tag));
+                Some(PoolPlace::Freed {
+                    tag,
+                    size,
+                    freed_by,
+                }) => {
+                    return format!(
+                        "use after free of a {size}-byte pool block tagged '{}' freed in {freed_by}",
+                        tag_text(tag)
+                    );
                 }
                 None => {}
             }
@@ -430,7 +523,12 @@ impl Kernel {
     /// Waits on the dispatcher until `ready` (called under the dispatcher lock) returns true or
     /// `deadline` passes; `None` deadline = forever, bounded by the hang limit, past which the
     /// driver call is reported as a deadlock and abandoned. Returns false on timeout.
-    pub(crate) fn wait_until(&self, deadline: Option<Instant>, what: &str, mut ready: impl FnMut() -> bool) -> bool {
+    pub(crate) fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        what: &str,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
         let hang_limit = Instant::now() + self.config.hang_timeout;
         let mut guard = lock(&self.dispatcher.lock);
         loop {
@@ -446,7 +544,10 @@ impl Kernel {
                 self.fatal(
                     ViolationKind::Deadlock,
                     "a wait completes",
-                    format!("{what} still waiting after {:?} (the hang limit)", self.config.hang_timeout),
+                    format!(
+                        "{what} still waiting after {:?} (the hang limit)",
+                        self.config.hang_timeout
+                    ),
                 );
                 switch::abandon_current_call(Abandon::Stopped);
             }
@@ -454,7 +555,12 @@ impl Kernel {
             let (g, _) = self
                 .dispatcher
                 .changed
-                .wait_timeout(guard, until.saturating_duration_since(now).max(Duration::from_micros(50)))
+                .wait_timeout(
+                    guard,
+                    until
+                        .saturating_duration_since(now)
+                        .max(Duration::from_micros(50)),
+                )
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             guard = g;
         }
@@ -477,7 +583,9 @@ impl Kernel {
     /// Runs the filter's unload callback on this thread (marked as the unload thread).
     pub(crate) fn run_unload_callback(&self, kind: UnloadKind) -> RawUnload {
         let callback = lock(&self.flt).unload_callback();
-        let Some(callback) = callback else { return RawUnload::NoCallback };
+        let Some(callback) = callback else {
+            return RawUnload::NoCallback;
+        };
         let flags = Self::unload_flags(kind);
         let was = state::with(|s| s.unload_thread.replace(true));
         // SAFETY: `callback` is the FilterUnloadCallback the driver registered; the image is
@@ -487,9 +595,11 @@ impl Kernel {
         status.map_or(RawUnload::Abandoned, RawUnload::Status)
     }
 
-    /// Starts the racing unload (SimConfig::race_unload_on_register) once.
+    /// Starts the racing unload (`SimConfig::race_unload_on_register`) once.
     pub(crate) fn start_race_unload(&self) {
-        let Some(kind) = self.config.race_unload_on_register else { return };
+        let Some(kind) = self.config.race_unload_on_register else {
+            return;
+        };
         if self.lifecycle.race_started.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -504,7 +614,11 @@ impl Kernel {
 
 /// Runs an emulated routine's `body` for the kernel of the calling driver thread, after
 /// counting the call and checking `irql` (see the module docs).
-pub(crate) fn emulate<R>(routine: &'static str, irql: IrqlRule, body: impl FnOnce(&Kernel) -> R) -> R {
+pub(crate) fn emulate<R>(
+    routine: &'static str,
+    irql: IrqlRule,
+    body: impl FnOnce(&Kernel) -> R,
+) -> R {
     let kernel = state::with(|s| s.kernel.get());
     if kernel.is_null() {
         eprintln!("kernel-sim: {routine} called outside any driver call; aborting");
@@ -527,7 +641,11 @@ pub(crate) fn emulate<R>(routine: &'static str, irql: IrqlRule, body: impl FnOnc
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            kernel.fatal(ViolationKind::Internal, "kernel-sim", format!("kernel-sim panicked in {routine}: {text}"));
+            kernel.fatal(
+                ViolationKind::Internal,
+                "kernel-sim",
+                format!("kernel-sim panicked in {routine}: {text}"),
+            );
             drop(payload);
             switch::abandon_current_call(Abandon::Stopped)
         }

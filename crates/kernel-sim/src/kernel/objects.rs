@@ -44,7 +44,7 @@ impl ThreadObject {
         let body = GuestAlloc::for_type::<ThreadBody>(0);
         let mut header_word = [0u8; 4];
         header_word[0] = THREAD_OBJECT_TYPE;
-        header_word[2] = (size_of::<ThreadBody>() / 4).min(255) as u8;
+        header_word[2] = u8::try_from(size_of::<ThreadBody>() / 4).unwrap_or(u8::MAX);
         crate::mem::guest::write(body.as_ptr::<i32>(), i32::from_le_bytes(header_word));
         Self {
             body,
@@ -140,7 +140,10 @@ impl Objects {
 
     /// Handles still open: (handle, type, creating routine).
     pub(crate) fn open_handles(&self) -> Vec<(usize, &'static str, &'static str)> {
-        self.handles.iter().map(|(h, (t, r))| (*h, t.type_name(), *r)).collect()
+        self.handles
+            .iter()
+            .map(|(h, (t, r))| (*h, t.type_name(), *r))
+            .collect()
     }
 
     /// Closes every handle (after the leak report).

@@ -48,10 +48,20 @@ impl fmt::Display for LoadError {
             Self::Io(e) => write!(f, "cannot read the image: {e}"),
             Self::Malformed(why) => write!(f, "malformed image: {why}"),
             Self::UnsupportedModules(names) => {
-                write!(f, "imports from modules kernel-sim does not provide: {}", names.join(", "))
+                write!(
+                    f,
+                    "imports from modules kernel-sim does not provide: {}",
+                    names.join(", ")
+                )
             }
-            Self::MissingImports(names) => write!(f, "imports kernel-sim does not emulate: {}", names.join(", ")),
-            Self::WritableExecutable(names) => write!(f, "writable and executable sections: {}", names.join(", ")),
+            Self::MissingImports(names) => write!(
+                f,
+                "imports kernel-sim does not emulate: {}",
+                names.join(", ")
+            ),
+            Self::WritableExecutable(names) => {
+                write!(f, "writable and executable sections: {}", names.join(", "))
+            }
             Self::Map(e) => write!(f, "cannot map the image: {e}"),
         }
     }
@@ -100,11 +110,6 @@ impl LoadedImage {
             region.leak_into_quarantine();
         }
     }
-
-    /// The section containing `rva`.
-    pub(crate) fn section_of(&self, rva: u32) -> Option<&SectionInfo> {
-        self.sections.iter().find(|s| rva >= s.rva && rva - s.rva < s.size.max(1))
-    }
 }
 
 impl Drop for LoadedImage {
@@ -133,15 +138,21 @@ pub(crate) fn load(bytes: &[u8]) -> Result<LoadedImage, LoadError> {
     let size_of_image = optional.size_of_image() as usize;
     let size_of_headers = optional.size_of_headers() as usize;
     let section_alignment = optional.section_alignment() as usize;
-    if section_alignment % page_size() != 0 {
-        return Err(LoadError::Malformed(format!("section alignment {section_alignment:#x} is not page-aligned")));
+    if !section_alignment.is_multiple_of(page_size()) {
+        return Err(LoadError::Malformed(format!(
+            "section alignment {section_alignment:#x} is not page-aligned"
+        )));
     }
     if size_of_headers > bytes.len() || size_of_headers > size_of_image {
         return Err(LoadError::Malformed("SizeOfHeaders out of range".into()));
     }
 
     let sections = section_plan(&file, bytes.len(), size_of_image)?;
-    let wx: Vec<String> = sections.iter().filter(|s| s.write && s.execute).map(|s| s.name.clone()).collect();
+    let wx: Vec<String> = sections
+        .iter()
+        .filter(|s| s.write && s.execute)
+        .map(|s| s.name.clone())
+        .collect();
     if !wx.is_empty() {
         return Err(LoadError::WritableExecutable(wx));
     }
@@ -175,11 +186,12 @@ pub(crate) fn load(bytes: &[u8]) -> Result<LoadedImage, LoadError> {
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base as *mut u8, size_of_headers) };
     for s in &sections {
         if s.raw_len > 0 {
-            // SAFETY: section_plan checked raw_offset + raw_len <= bytes.len() and
-            // rva + raw_len <= size_of_image.
+            let source = &bytes[s.raw_offset..s.raw_offset + s.raw_len];
+            // SAFETY: rva + raw_len <= size_of_image (section_plan), so the destination lies in
+            // the fresh read-write mapping; the source is a slice of that length.
             unsafe {
                 std::ptr::copy_nonoverlapping(
-                    bytes.as_ptr().add(s.raw_offset),
+                    source.as_ptr(),
                     (base + s.rva as usize) as *mut u8,
                     s.raw_len,
                 );
@@ -189,33 +201,44 @@ pub(crate) fn load(bytes: &[u8]) -> Result<LoadedImage, LoadError> {
 
     apply_relocations(&file, bytes, base, size_of_image, image_base)?;
 
-    let mut c_specific_handler_slot = 0;
-    for &(slot_rva, address, name) in &bindings {
-        let slot = slot_rva as usize;
-        if slot + 8 > size_of_image {
-            return Err(LoadError::Malformed(format!("IAT slot of {name} outside the image")));
-        }
-        // SAFETY: the slot lies inside the read-write mapping (checked just above).
-        unsafe { std::ptr::write_unaligned((base + slot) as *mut u64, address as u64) };
-        if name == "__C_specific_handler" {
-            c_specific_handler_slot = base + slot;
-        }
-    }
-
-    // Protections: headers read-only, then each section.
-    region.protect(0, size_of_headers.next_multiple_of(page_size()).min(size_of_image), libc::PROT_READ).map_err(LoadError::Map)?;
-    for s in &sections {
-        let len = (s.virtual_len as usize).next_multiple_of(page_size()).min(size_of_image - s.rva as usize);
-        region.protect(s.rva as usize, len, s.prot()).map_err(LoadError::Map)?;
-    }
+    let c_specific_handler_slot = bind_imports(base, size_of_image, &bindings)?;
+    protect_sections(&region, size_of_headers, size_of_image, &sections)?;
 
     let exception = file.data_directory(pe::IMAGE_DIRECTORY_ENTRY_EXCEPTION);
     let (pdata_rva, pdata_size) =
         exception.map_or((0, 0), |d| (d.virtual_address.get(LE), d.size.get(LE)));
     if pdata_rva as usize + pdata_size as usize > size_of_image {
-        return Err(LoadError::Malformed("exception directory outside the image".into()));
+        return Err(LoadError::Malformed(
+            "exception directory outside the image".into(),
+        ));
     }
 
+    let exports = read_exports(&file)?;
+
+    Ok(LoadedImage {
+        region: Some(region),
+        bounds: ImageBounds {
+            base,
+            size: size_of_image,
+            pdata_rva,
+            pdata_size,
+            c_specific_handler_slot,
+        },
+        entry_rva: optional.address_of_entry_point(),
+        sections: sections
+            .iter()
+            .map(|s| SectionInfo {
+                name: s.name.clone(),
+                rva: s.rva,
+                size: s.virtual_len,
+            })
+            .collect(),
+        exports,
+    })
+}
+
+/// The image's exported names and RVAs (forwarders skipped).
+fn read_exports(file: &PeFile64<'_>) -> Result<Vec<(String, u32)>, LoadError> {
     let exports = match file.export_table().map_err(malformed)? {
         Some(table) => table
             .exports()
@@ -231,13 +254,56 @@ pub(crate) fn load(bytes: &[u8]) -> Result<LoadedImage, LoadError> {
         None => Vec::new(),
     };
 
-    Ok(LoadedImage {
-        region: Some(region),
-        bounds: ImageBounds { base, size: size_of_image, pdata_rva, pdata_size, c_specific_handler_slot },
-        entry_rva: optional.address_of_entry_point(),
-        sections: sections.iter().map(|s| SectionInfo { name: s.name.clone(), rva: s.rva, size: s.virtual_len }).collect(),
-        exports,
-    })
+    Ok(exports)
+}
+
+/// Writes each binding into its IAT slot; returns the address of `__C_specific_handler`'s slot
+/// (0 if not imported).
+fn bind_imports(
+    base: usize,
+    size_of_image: usize,
+    bindings: &[(u32, usize, &str)],
+) -> Result<usize, LoadError> {
+    let mut c_specific_handler_slot = 0;
+    for &(slot_rva, address, name) in bindings {
+        let slot = slot_rva as usize;
+        if slot + 8 > size_of_image {
+            return Err(LoadError::Malformed(format!(
+                "IAT slot of {name} outside the image"
+            )));
+        }
+        // SAFETY: the slot lies inside the image's read-write mapping (checked just above),
+        // before any protection is applied.
+        unsafe { std::ptr::write_unaligned((base + slot) as *mut u64, address as u64) };
+        if name == "__C_specific_handler" {
+            c_specific_handler_slot = base + slot;
+        }
+    }
+    Ok(c_specific_handler_slot)
+}
+
+/// Headers read-only, then each section to its characteristics.
+fn protect_sections(
+    region: &Region,
+    size_of_headers: usize,
+    size_of_image: usize,
+    sections: &[SectionPlan],
+) -> Result<(), LoadError> {
+    let headers = size_of_headers
+        .next_multiple_of(page_size())
+        .min(size_of_image);
+    region
+        .protect(0, headers, libc::PROT_READ)
+        .map_err(LoadError::Map)?;
+    for s in sections {
+        let len = (s.virtual_len as usize)
+            .next_multiple_of(page_size())
+            .min(size_of_image - s.rva as usize);
+        region
+            .protect(s.rva as usize, len, s.prot())
+            .map_err(LoadError::Map)?;
+    }
+    Ok(())
 }
 
 struct SectionPlan {
@@ -267,23 +333,45 @@ impl SectionPlan {
     }
 }
 
-fn section_plan(file: &PeFile64<'_>, file_len: usize, size_of_image: usize) -> Result<Vec<SectionPlan>, LoadError> {
+fn section_plan(
+    file: &PeFile64<'_>,
+    file_len: usize,
+    size_of_image: usize,
+) -> Result<Vec<SectionPlan>, LoadError> {
     let mut plans = Vec::new();
     for header in file.section_table().iter() {
-        let name = String::from_utf8_lossy(header.name.split(|&b| b == 0).next().unwrap_or(&[])).into_owned();
+        let name = String::from_utf8_lossy(header.name.split(|&b| b == 0).next().unwrap_or(&[]))
+            .into_owned();
         let rva = header.virtual_address.get(LE);
-        let virtual_len = header.virtual_size.get(LE).max(header.size_of_raw_data.get(LE).min(1));
+        let virtual_len = header
+            .virtual_size
+            .get(LE)
+            .max(header.size_of_raw_data.get(LE).min(1));
         let raw_offset = header.pointer_to_raw_data.get(LE) as usize;
-        let raw_len = (header.size_of_raw_data.get(LE) as usize).min(header.virtual_size.get(LE) as usize);
+        let raw_len =
+            (header.size_of_raw_data.get(LE) as usize).min(header.virtual_size.get(LE) as usize);
         let flags = header.characteristics.get(LE).0;
-        if raw_len > 0 && raw_offset.checked_add(raw_len).is_none_or(|end| end > file_len) {
-            return Err(LoadError::Malformed(format!("section {name} raw data outside the file")));
+        if raw_len > 0
+            && raw_offset
+                .checked_add(raw_len)
+                .is_none_or(|end| end > file_len)
+        {
+            return Err(LoadError::Malformed(format!(
+                "section {name} raw data outside the file"
+            )));
         }
-        if (rva as usize).checked_add(virtual_len as usize).is_none_or(|end| end > size_of_image) {
-            return Err(LoadError::Malformed(format!("section {name} outside SizeOfImage")));
+        if (rva as usize)
+            .checked_add(virtual_len as usize)
+            .is_none_or(|end| end > size_of_image)
+        {
+            return Err(LoadError::Malformed(format!(
+                "section {name} outside SizeOfImage"
+            )));
         }
-        if rva as usize % page_size() != 0 {
-            return Err(LoadError::Malformed(format!("section {name} is not page-aligned")));
+        if !(rva as usize).is_multiple_of(page_size()) {
+            return Err(LoadError::Malformed(format!(
+                "section {name} is not page-aligned"
+            )));
         }
         plans.push(SectionPlan {
             name,
@@ -301,10 +389,14 @@ fn section_plan(file: &PeFile64<'_>, file_len: usize, size_of_image: usize) -> R
 
 fn import_entries(file: &PeFile64<'_>) -> Result<Vec<ImportEntry>, LoadError> {
     let mut entries = Vec::new();
-    let Some(table) = file.import_table().map_err(malformed)? else { return Ok(entries) };
+    let Some(table) = file.import_table().map_err(malformed)? else {
+        return Ok(entries);
+    };
     let mut descriptors = table.descriptors().map_err(malformed)?;
     while let Some(descriptor) = descriptors.next().map_err(malformed)? {
-        let module = String::from_utf8_lossy(table.name(descriptor.name.get(LE)).map_err(malformed)?).into_owned();
+        let module =
+            String::from_utf8_lossy(table.name(descriptor.name.get(LE)).map_err(malformed)?)
+                .into_owned();
         let first_thunk = descriptor.first_thunk.get(LE);
         let lookup = match descriptor.original_first_thunk.get(LE) {
             0 => first_thunk,
@@ -319,7 +411,11 @@ fn import_entries(file: &PeFile64<'_>) -> Result<Vec<ImportEntry>, LoadError> {
                 let (_, name) = table.hint_name(thunk.address()).map_err(malformed)?;
                 String::from_utf8_lossy(name).into_owned()
             };
-            entries.push(ImportEntry { module: module.clone(), name, slot_rva: first_thunk + index * 8 });
+            entries.push(ImportEntry {
+                module: module.clone(),
+                name,
+                slot_rva: first_thunk + index * 8,
+            });
             index += 1;
         }
     }
@@ -334,8 +430,10 @@ fn apply_relocations(
     image_base: u64,
 ) -> Result<(), LoadError> {
     let delta = (base as u64).wrapping_sub(image_base);
-    let Some(mut blocks) =
-        file.data_directories().relocation_blocks(bytes, &file.section_table()).map_err(malformed)?
+    let Some(mut blocks) = file
+        .data_directories()
+        .relocation_blocks(bytes, &file.section_table())
+        .map_err(malformed)?
     else {
         return Ok(());
     };
@@ -346,15 +444,21 @@ fn apply_relocations(
                 pe::IMAGE_REL_BASED_DIR64 => {
                     let at = reloc.virtual_address as usize;
                     if at + 8 > size_of_image {
-                        return Err(LoadError::Malformed(format!("relocation at {at:#x} outside the image")));
+                        return Err(LoadError::Malformed(format!(
+                            "relocation at {at:#x} outside the image"
+                        )));
                     }
                     let slot = (base + at) as *mut u64;
                     // SAFETY: the 8 bytes lie inside the read-write mapping (checked above),
                     // before any protection is applied.
-                    unsafe { std::ptr::write_unaligned(slot, std::ptr::read_unaligned(slot).wrapping_add(delta)) };
+                    let value = unsafe { std::ptr::read_unaligned(slot) };
+                    // SAFETY: as above.
+                    unsafe { std::ptr::write_unaligned(slot, value.wrapping_add(delta)) };
                 }
                 other => {
-                    return Err(LoadError::Malformed(format!("unsupported relocation type {other:?}")));
+                    return Err(LoadError::Malformed(format!(
+                        "unsupported relocation type {other:?}"
+                    )));
                 }
             }
         }

@@ -33,13 +33,21 @@ impl Symbols {
         let debug = pdb.debug_information().ok()?;
         let mut modules = debug.modules().ok()?;
         while let Ok(Some(module)) = modules.next() {
-            let Ok(Some(info)) = pdb.module_info(&module) else { continue };
-            let Ok(mut symbols) = info.symbols() else { continue };
+            let Ok(Some(info)) = pdb.module_info(&module) else {
+                continue;
+            };
+            let Ok(mut symbols) = info.symbols() else {
+                continue;
+            };
             while let Ok(Some(symbol)) = symbols.next() {
                 if let Ok(pdb::SymbolData::Procedure(procedure)) = symbol.parse()
                     && let Some(rva) = procedure.offset.to_rva(&address_map)
                 {
-                    entries.push((rva.0, procedure.len, procedure.name.to_string().into_owned()));
+                    entries.push((
+                        rva.0,
+                        procedure.len,
+                        procedure.name.to_string().into_owned(),
+                    ));
                 }
             }
         }
@@ -50,14 +58,20 @@ impl Symbols {
 
     /// Symbols from the export table only.
     pub(crate) fn from_exports(exports: &[(String, u32)]) -> Self {
-        let mut symbols = Self { entries: exports.iter().map(|(name, rva)| (*rva, 0, name.clone())).collect() };
+        let mut symbols = Self {
+            entries: exports
+                .iter()
+                .map(|(name, rva)| (*rva, 0, name.clone()))
+                .collect(),
+        };
         symbols.sort();
         symbols
     }
 
     fn sort(&mut self) {
         // Procedures (with a length) first at equal addresses, so they win over publics.
-        self.entries.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        self.entries
+            .sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         self.entries.dedup_by(|later, earlier| later.0 == earlier.0);
     }
 
@@ -69,17 +83,19 @@ impl Symbols {
     /// `name + 0xoffset` of the nearest symbol at or below `rva`, if any (and within its
     /// length when the length is known).
     pub(crate) fn describe(&self, rva: u32) -> Option<String> {
-        let index = self.entries.partition_point(|e| e.0 <= rva).checked_sub(1)?;
+        let index = self
+            .entries
+            .partition_point(|e| e.0 <= rva)
+            .checked_sub(1)?;
         let (start, len, name) = &self.entries[index];
         let offset = rva - start;
         if *len != 0 && offset >= *len {
             return None;
         }
-        Some(if offset == 0 { name.clone() } else { format!("{name} + {offset:#x}") })
-    }
-
-    /// The RVA of the symbol named exactly `name`.
-    pub(crate) fn rva_of(&self, name: &str) -> Option<u32> {
-        self.entries.iter().find(|e| e.2 == name).map(|e| e.0)
+        Some(if offset == 0 {
+            name.clone()
+        } else {
+            format!("{name} + {offset:#x}")
+        })
     }
 }

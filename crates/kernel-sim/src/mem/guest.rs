@@ -52,17 +52,25 @@ pub(crate) fn unicode_string(address: *const UNICODE_STRING) -> Option<Result<St
         return None;
     }
     let s = read(address);
-    if s.Length % 2 != 0 {
+    if !s.Length.is_multiple_of(2) {
         return Some(Err(format!("UNICODE_STRING Length {} is odd", s.Length)));
     }
     if s.Length > s.MaximumLength {
-        return Some(Err(format!("UNICODE_STRING Length {} exceeds MaximumLength {}", s.Length, s.MaximumLength)));
+        return Some(Err(format!(
+            "UNICODE_STRING Length {} exceeds MaximumLength {}",
+            s.Length, s.MaximumLength
+        )));
     }
     if s.Length > 0 && s.Buffer.is_null() {
-        return Some(Err("UNICODE_STRING has a null Buffer and a non-zero Length".into()));
+        return Some(Err(
+            "UNICODE_STRING has a null Buffer and a non-zero Length".into(),
+        ));
     }
     let bytes = read_bytes(s.Buffer.cast::<u8>(), usize::from(s.Length));
-    let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     Some(Ok(String::from_utf16_lossy(&units)))
 }
 
@@ -95,7 +103,7 @@ pub(crate) fn atomic_usize<'a>(address: *mut usize) -> Option<&'a AtomicUsize> {
     Some(unsafe { AtomicUsize::from_ptr(address) })
 }
 
-/// Zeroed memory kernel-sim hands to the driver as a kernel object (a DRIVER_OBJECT, a device
+/// Zeroed memory kernel-sim hands to the driver as a kernel object (a `DRIVER_OBJECT`, a device
 /// object, a thread object body, a filter or port handle), 16-byte aligned, freed on drop.
 ///
 /// # Invariants
@@ -159,14 +167,27 @@ impl GuestUnicode {
     pub(crate) fn new(text: &str) -> Self {
         let units: Vec<u16> = text.encode_utf16().collect();
         let buffer = GuestAlloc::zeroed((units.len() + 1) * 2);
-        write_bytes(buffer.as_ptr(), &units.iter().flat_map(|u| u.to_le_bytes()).collect::<Vec<u8>>());
+        write_bytes(
+            buffer.as_ptr(),
+            &units
+                .iter()
+                .flat_map(|u| u.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
         let header = GuestAlloc::for_type::<UNICODE_STRING>(0);
         let length = u16::try_from(units.len() * 2).expect("short string");
         write(
             header.as_ptr::<UNICODE_STRING>(),
-            UNICODE_STRING { Length: length, MaximumLength: length + 2, Buffer: buffer.as_ptr() },
+            UNICODE_STRING {
+                Length: length,
+                MaximumLength: length + 2,
+                Buffer: buffer.as_ptr(),
+            },
         );
-        Self { header, _buffer: buffer }
+        Self {
+            header,
+            _buffer: buffer,
+        }
     }
 
     pub(crate) fn as_ptr(&self) -> *mut UNICODE_STRING {

@@ -44,7 +44,10 @@ impl Region {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self { base: base as usize, len })
+        Ok(Self {
+            base: base as usize,
+            len,
+        })
     }
 
     /// Base address.
@@ -59,8 +62,13 @@ impl Region {
 
     /// Changes the protection of `[base + offset, base + offset + len)` (page-aligned).
     pub(crate) fn protect(&self, offset: usize, len: usize, prot: i32) -> io::Result<()> {
-        if offset.checked_add(len).is_none_or(|end| end > self.len) || offset % page_size() != 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "protect outside the region"));
+        if offset.checked_add(len).is_none_or(|end| end > self.len)
+            || !offset.is_multiple_of(page_size())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "protect outside the region",
+            ));
         }
         if len == 0 {
             return Ok(());
@@ -104,9 +112,15 @@ pub(crate) mod quarantine {
 
     pub(super) fn push(base: usize, len: usize) {
         let evicted = {
-            let mut queue = QUARANTINE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut queue = QUARANTINE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             queue.push_back((base, len));
-            if queue.len() > LIMIT { queue.pop_front() } else { None }
+            if queue.len() > LIMIT {
+                queue.pop_front()
+            } else {
+                None
+            }
         };
         if let Some((base, len)) = evicted {
             // SAFETY: the region was handed over by Region::leak_into_quarantine, which gave up
@@ -117,7 +131,11 @@ pub(crate) mod quarantine {
 
     /// Whether `address` lies in a quarantined region (a freed block or an unloaded image).
     pub(crate) fn contains(address: usize) -> bool {
-        let queue = QUARANTINE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        queue.iter().any(|&(base, len)| address >= base && address - base < len)
+        let queue = QUARANTINE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        queue
+            .iter()
+            .any(|&(base, len)| address >= base && address - base < len)
     }
 }

@@ -56,9 +56,17 @@ pub(crate) struct FreedBlock {
 #[derive(Debug)]
 pub(crate) enum PoolPlace {
     /// Inside (or just around) a live block.
-    Live { tag: u32, size: usize, offset: isize },
+    Live {
+        tag: u32,
+        size: usize,
+        offset: isize,
+    },
     /// Inside a freed block's pages.
-    Freed { tag: u32, size: usize, freed_by: &'static str },
+    Freed {
+        tag: u32,
+        size: usize,
+        freed_by: &'static str,
+    },
 }
 
 /// Problems found when freeing.
@@ -99,14 +107,26 @@ impl Pool {
         let region = Region::map(data_pages + page).ok()?;
         region.protect(data_pages, page, libc::PROT_NONE).ok()?;
         let address = region.base() + data_pages - data_len;
-        // SAFETY: [base, base + data_pages) is this block's fresh read-write mapping; the
-        // fills below stay inside it.
+        // SAFETY: [base, base + data_pages) is this block's fresh read-write mapping; each
+        // fill below stays inside it.
         unsafe {
-            std::ptr::write_bytes(region.base() as *mut u8, SLACK_FILL, address - region.base());
-            if !request.zeroed {
-                std::ptr::write_bytes(address as *mut u8, POOL_POISON, request.size);
-            }
-            std::ptr::write_bytes((address + request.size) as *mut u8, SLACK_FILL, data_len - request.size);
+            std::ptr::write_bytes(
+                region.base() as *mut u8,
+                SLACK_FILL,
+                address - region.base(),
+            );
+        }
+        if !request.zeroed {
+            // SAFETY: as above.
+            unsafe { std::ptr::write_bytes(address as *mut u8, POOL_POISON, request.size) };
+        }
+        // SAFETY: as above.
+        unsafe {
+            std::ptr::write_bytes(
+                (address + request.size) as *mut u8,
+                SLACK_FILL,
+                data_len - request.size,
+            );
         }
         self.live.insert(
             address,
@@ -130,28 +150,32 @@ impl Pool {
         Some(address)
     }
 
-    /// The live block starting at `address`.
-    pub(crate) fn block(&self, address: usize) -> Option<&Block> {
-        self.live.get(&address)
-    }
-
     /// Frees the block at `address`; returns it (for tag checks) and the number of slack bytes
     /// found overwritten (before, after).
-    pub(crate) fn free(&mut self, address: usize, freed_by: &'static str) -> Result<(Block, usize, usize), FreeError> {
+    pub(crate) fn free(
+        &mut self,
+        address: usize,
+        freed_by: &'static str,
+    ) -> Result<(Block, usize, usize), FreeError> {
         let Some(block) = self.live.remove(&address) else {
-            return Err(self.freed.get(&address).cloned().map_or(FreeError::Unknown, FreeError::DoubleFree));
+            return Err(self
+                .freed
+                .get(&address)
+                .cloned()
+                .map_or(FreeError::Unknown, FreeError::DoubleFree));
         };
         let data_len = block.size.max(1).next_multiple_of(16);
         let base = block.region.base();
-        // SAFETY: both ranges lie inside the block's still read-write data pages.
-        let (before, after) = unsafe {
-            let before = std::slice::from_raw_parts(base as *const u8, address - base);
-            let after = std::slice::from_raw_parts((address + block.size) as *const u8, data_len - block.size);
-            (
-                before.iter().filter(|&&b| b != SLACK_FILL).count(),
-                after.iter().filter(|&&b| b != SLACK_FILL).count(),
-            )
+        // SAFETY: the range lies inside the block's still read-write data pages.
+        let before = unsafe { std::slice::from_raw_parts(base as *const u8, address - base) };
+        // SAFETY: as above.
+        let after = unsafe {
+            std::slice::from_raw_parts((address + block.size) as *const u8, data_len - block.size)
         };
+        let (before, after) = (
+            before.iter().filter(|&&b| b != SLACK_FILL).count(),
+            after.iter().filter(|&&b| b != SLACK_FILL).count(),
+        );
         self.freed.insert(
             address,
             FreedBlock {
@@ -184,16 +208,24 @@ impl Pool {
                 });
             }
         }
-        self.freed.values().find(|f| address >= f.region_base && address < f.region_base + f.region_len).map(|f| {
-            PoolPlace::Freed { tag: f.tag, size: f.size, freed_by: f.freed_by }
-        })
+        self.freed
+            .values()
+            .find(|f| address >= f.region_base && address < f.region_base + f.region_len)
+            .map(|f| PoolPlace::Freed {
+                tag: f.tag,
+                size: f.size,
+                freed_by: f.freed_by,
+            })
     }
 
     /// Removes every live block (the leak report: tag -> sizes) and returns them.
-    pub(crate) fn drain_leaks(&mut self) -> BTreeMap<u32, Vec<(usize, &'static str)>> {
-        let mut by_tag: BTreeMap<u32, Vec<(usize, &'static str)>> = BTreeMap::new();
+    pub(crate) fn drain_leaks(&mut self) -> BTreeMap<u32, Vec<(usize, &'static str, u8)>> {
+        let mut by_tag: BTreeMap<u32, Vec<(usize, &'static str, u8)>> = BTreeMap::new();
         for (_, block) in self.live.drain() {
-            by_tag.entry(block.tag).or_default().push((block.size, block.callback));
+            by_tag
+                .entry(block.tag)
+                .or_default()
+                .push((block.size, block.callback, block.irql));
             self.stats.leaked_blocks += 1;
             self.stats.leaked_bytes += block.size as u64;
             self.live_bytes -= block.size as u64;
@@ -201,14 +233,18 @@ impl Pool {
         }
         by_tag
     }
-
-    /// Blocks currently live.
-    pub(crate) fn live_count(&self) -> usize {
-        self.live.len()
-    }
 }
 
 /// A pool tag as its four characters (little-endian, as `'tgiV'` literals are written).
 pub(crate) fn tag_text(tag: u32) -> String {
-    tag.to_le_bytes().iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { char::from(b) } else { '.' }).collect()
+    tag.to_le_bytes()
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                char::from(b)
+            } else {
+                '.'
+            }
+        })
+        .collect()
 }

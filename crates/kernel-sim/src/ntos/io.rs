@@ -8,8 +8,9 @@
 use std::sync::atomic::Ordering;
 
 use vigil_sys::{
-    BOOLEAN, DEVICE_OBJECT, DEVICE_TYPE, DO_DEVICE_INITIALIZING, DRIVER_OBJECT, NTSTATUS, PASSIVE_LEVEL,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, UNICODE_STRING,
+    BOOLEAN, DEVICE_OBJECT, DEVICE_TYPE, DO_DEVICE_INITIALIZING, DRIVER_OBJECT, NTSTATUS,
+    PASSIVE_LEVEL, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    UNICODE_STRING,
 };
 
 use crate::kernel::objects::DeviceRecord;
@@ -40,23 +41,38 @@ pub(crate) extern "win64" fn io_create_device(
 ) -> NTSTATUS {
     emulate("IoCreateDevice", IrqlRule::AtMost(PASSIVE_LEVEL), |k| {
         if driver as usize != k.driver_object.address() {
-            k.violation(ViolationKind::Parameter, "IoCreateDevice: the caller's driver object", format!("DriverObject {driver:p}"));
+            k.violation(
+                ViolationKind::Parameter,
+                "IoCreateDevice: the caller's driver object",
+                format!("DriverObject {driver:p}"),
+            );
             return STATUS_INVALID_PARAMETER;
         }
         if device_out.is_null() {
-            k.violation(ViolationKind::Parameter, "IoCreateDevice: a DeviceObject out-pointer", "DeviceObject is NULL".to_owned());
+            k.violation(
+                ViolationKind::Parameter,
+                "IoCreateDevice: a DeviceObject out-pointer",
+                "DeviceObject is NULL".to_owned(),
+            );
             return STATUS_INVALID_PARAMETER;
         }
         let name = match guest::unicode_string(name) {
             None => None,
             Some(Ok(n)) => Some(n),
             Some(Err(why)) => {
-                k.violation(ViolationKind::Parameter, "IoCreateDevice: a well-formed DeviceName", why);
+                k.violation(
+                    ViolationKind::Parameter,
+                    "IoCreateDevice: a well-formed DeviceName",
+                    why,
+                );
                 return STATUS_INVALID_PARAMETER;
             }
         };
         if let Some(n) = &name
-            && lock(&k.objects).devices.values().any(|d| d.name.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(n)))
+            && lock(&k.objects)
+                .devices
+                .values()
+                .any(|d| d.name.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(n)))
         {
             return status::OBJECT_NAME_COLLISION;
         }
@@ -64,32 +80,46 @@ pub(crate) extern "win64" fn io_create_device(
             return STATUS_INSUFFICIENT_RESOURCES;
         }
         let object_size = size_of::<DEVICE_OBJECT>();
-        let Ok(region) = Region::map(object_size + extension_size as usize) else { return STATUS_INSUFFICIENT_RESOURCES };
+        let Ok(region) = Region::map(object_size + extension_size as usize) else {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        };
         let device = region.base() as *mut DEVICE_OBJECT;
-        let head_of_list = (k.driver_object.address() + std::mem::offset_of!(DRIVER_OBJECT, DeviceObject)) as *mut *mut DEVICE_OBJECT;
+        let head_of_list = (k.driver_object.address()
+            + std::mem::offset_of!(DRIVER_OBJECT, DeviceObject))
+            as *mut *mut DEVICE_OBJECT;
         let previous_head = guest::read(head_of_list);
         let mut flags = DO_DEVICE_INITIALIZING;
         if exclusive != 0 {
             flags |= DO_EXCLUSIVE;
         }
-        // SAFETY: `device` is the start of a fresh, zeroed, page-aligned read-write mapping at
-        // least size_of::<DEVICE_OBJECT>() bytes long, owned by the record created below; no
-        // other thread knows its address yet.
-        unsafe {
-            (&raw mut (*device).Type).write(IO_TYPE_DEVICE);
-            (&raw mut (*device).Size).write(u16::try_from(object_size + extension_size as usize).unwrap_or(u16::MAX));
-            (&raw mut (*device).DriverObject).write(driver);
-            (&raw mut (*device).NextDevice).write(previous_head);
-            (&raw mut (*device).Flags).write(flags);
-            (&raw mut (*device).Characteristics).write(characteristics);
-            (&raw mut (*device).DeviceType).write(device_type);
-            (&raw mut (*device).StackSize).write(1);
-            if extension_size > 0 {
-                (&raw mut (*device).DeviceExtension).write(device.add(1).cast());
-            }
+        // SAFETY: DEVICE_OBJECT is plain data (integers, raw pointers, opaque words): all
+        // zeroes is a valid value.
+        let mut value: DEVICE_OBJECT = unsafe { std::mem::zeroed() };
+        value.Type = IO_TYPE_DEVICE;
+        value.Size = u16::try_from(object_size + extension_size as usize).unwrap_or(u16::MAX);
+        value.DriverObject = driver;
+        value.NextDevice = previous_head;
+        value.Flags = flags;
+        value.Characteristics = characteristics;
+        value.DeviceType = device_type;
+        value.StackSize = 1;
+        if extension_size > 0 {
+            value.DeviceExtension = (region.base() + object_size) as *mut _;
         }
-        let during_entry = k.lifecycle.in_entry.load(Ordering::Acquire) && crate::exec::state::with(|s| s.callback.get()) == "DriverEntry";
-        lock(&k.objects).devices.insert(device as usize, DeviceRecord { region, created_during_entry: during_entry, name });
+        // SAFETY: `device` is the start of a fresh page-aligned read-write mapping at least
+        // size_of::<DEVICE_OBJECT>() bytes long, owned by the record created below; no other
+        // thread knows its address yet.
+        unsafe { device.write(value) };
+        let during_entry = k.lifecycle.in_entry.load(Ordering::Acquire)
+            && crate::exec::state::with(|s| s.callback.get()) == "DriverEntry";
+        lock(&k.objects).devices.insert(
+            device as usize,
+            DeviceRecord {
+                region,
+                created_during_entry: during_entry,
+                name,
+            },
+        );
         guest::write(head_of_list, device);
         guest::write(device_out, device);
         STATUS_SUCCESS
@@ -102,7 +132,10 @@ pub(crate) extern "win64" fn io_delete_device(device: *mut DEVICE_OBJECT) {
         k.check_teardown_race("IoDeleteDevice");
         let record = lock(&k.objects).devices.remove(&(device as usize));
         let Some(record) = record else {
-            let deleted = lock(&k.objects).deleted_devices.get(&(device as usize)).copied();
+            let deleted = lock(&k.objects)
+                .deleted_devices
+                .get(&(device as usize))
+                .copied();
             k.violation(
                 ViolationKind::InvalidHandle,
                 "IoDeleteDevice: a device object the driver created, deleted once",
@@ -122,8 +155,12 @@ pub(crate) extern "win64" fn io_delete_device(device: *mut DEVICE_OBJECT) {
 
 /// Removes `device` from the driver object's device list.
 fn unlink(k: &Kernel, device: *mut DEVICE_OBJECT) {
-    let next = guest::read((device as usize + std::mem::offset_of!(DEVICE_OBJECT, NextDevice)) as *const *mut DEVICE_OBJECT);
-    let mut link = (k.driver_object.address() + std::mem::offset_of!(DRIVER_OBJECT, DeviceObject)) as *mut *mut DEVICE_OBJECT;
+    let next = guest::read(
+        (device as usize + std::mem::offset_of!(DEVICE_OBJECT, NextDevice))
+            as *const *mut DEVICE_OBJECT,
+    );
+    let mut link = (k.driver_object.address() + std::mem::offset_of!(DRIVER_OBJECT, DeviceObject))
+        as *mut *mut DEVICE_OBJECT;
     for _ in 0..1024 {
         let current = guest::read(link);
         if current.is_null() {
@@ -133,7 +170,8 @@ fn unlink(k: &Kernel, device: *mut DEVICE_OBJECT) {
             guest::write(link, next);
             return;
         }
-        link = (current as usize + std::mem::offset_of!(DEVICE_OBJECT, NextDevice)) as *mut *mut DEVICE_OBJECT;
+        link = (current as usize + std::mem::offset_of!(DEVICE_OBJECT, NextDevice))
+            as *mut *mut DEVICE_OBJECT;
     }
 }
 

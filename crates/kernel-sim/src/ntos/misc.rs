@@ -9,7 +9,13 @@ use crate::report::ViolationKind;
 
 /// `KeBugCheckEx`: any IRQL; never returns. The driver call is abandoned and reported as a
 /// fatal violation with the code and parameters.
-pub(crate) extern "win64" fn ke_bug_check_ex(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> ! {
+pub(crate) extern "win64" fn ke_bug_check_ex(
+    code: u32,
+    p1: usize,
+    p2: usize,
+    p3: usize,
+    p4: usize,
+) -> ! {
     emulate("KeBugCheckEx", IrqlRule::Any, |_| {
         state::with(|s| {
             let params = [u64::from(code), p1 as u64, p2 as u64, p3 as u64, p4 as u64];
@@ -24,7 +30,12 @@ pub(crate) extern "win64" fn ke_bug_check_ex(code: u32, p1: usize, p2: usize, p3
 /// `__C_specific_handler`: the exception dispatcher calls it, never the driver. kernel-sim
 /// dispatches the SEH helper's exceptions itself (see `exec::signals`); a direct call is a
 /// violation. Returns `ExceptionContinueSearch`.
-pub(crate) extern "win64" fn c_specific_handler(_record: *mut c_void, _frame: *mut c_void, _context: *mut c_void, _dispatcher: *mut c_void) -> i32 {
+pub(crate) extern "win64" fn c_specific_handler(
+    _record: *mut c_void,
+    _frame: *mut c_void,
+    _context: *mut c_void,
+    _dispatcher: *mut c_void,
+) -> i32 {
     emulate("__C_specific_handler", IrqlRule::Any, |k| {
         k.violation(
             ViolationKind::Parameter,

@@ -16,7 +16,10 @@ pub(crate) mod thread;
 
 /// NTSTATUS values kernel-sim returns that `vigil-sys` does not declare.
 pub(crate) mod status {
-    #![expect(clippy::cast_possible_wrap, reason = "NTSTATUS values are written as their u32 bit patterns")]
+    #![expect(
+        clippy::cast_possible_wrap,
+        reason = "NTSTATUS values are written as their u32 bit patterns"
+    )]
     /// `STATUS_INVALID_HANDLE`.
     pub(crate) const INVALID_HANDLE: i32 = 0xC000_0008_u32 as i32;
     /// `STATUS_OBJECT_TYPE_MISMATCH`.

@@ -3,8 +3,8 @@
 use std::sync::atomic::Ordering;
 
 use vigil_sys::{
-    DISPATCH_LEVEL, POOL_FLAG_NON_PAGED, POOL_FLAG_PAGED, POOL_FLAG_RAISE_ON_FAILURE, POOL_FLAG_UNINITIALIZED,
-    POOL_FLAG_USE_QUOTA, POOL_FLAGS, PVOID,
+    DISPATCH_LEVEL, POOL_FLAG_NON_PAGED, POOL_FLAG_PAGED, POOL_FLAG_RAISE_ON_FAILURE,
+    POOL_FLAG_UNINITIALIZED, POOL_FLAG_USE_QUOTA, POOL_FLAGS, PVOID,
 };
 
 use crate::exec::state;
@@ -35,13 +35,24 @@ pub(crate) extern "win64" fn ex_allocate_pool2(flags: POOL_FLAGS, size: usize, t
             k.violation(
                 ViolationKind::PoolFlags,
                 "RULES.md 20: every allocation can fail; never a must-succeed allocation",
-                format!("POOL_FLAG_RAISE_ON_FAILURE in flags {flags:#x} (tag '{}')", tag_text(tag)),
+                format!(
+                    "POOL_FLAG_RAISE_ON_FAILURE in flags {flags:#x} (tag '{}')",
+                    tag_text(tag)
+                ),
             );
         }
         if flags & !KNOWN_FLAGS != 0 {
-            k.violation(ViolationKind::PoolFlags, "ExAllocatePool2: documented POOL_FLAG_* bits only", format!("flags {flags:#x}"));
+            k.violation(
+                ViolationKind::PoolFlags,
+                "ExAllocatePool2: documented POOL_FLAG_* bits only",
+                format!("flags {flags:#x}"),
+            );
         }
-        let types = [POOL_FLAG_NON_PAGED, POOL_FLAG_NON_PAGED_EXECUTE, POOL_FLAG_PAGED];
+        let types = [
+            POOL_FLAG_NON_PAGED,
+            POOL_FLAG_NON_PAGED_EXECUTE,
+            POOL_FLAG_PAGED,
+        ];
         if types.iter().filter(|&&t| flags & t != 0).count() != 1 {
             k.violation(
                 ViolationKind::PoolFlags,
@@ -59,10 +70,18 @@ pub(crate) extern "win64" fn ex_allocate_pool2(flags: POOL_FLAGS, size: usize, t
         }
         let paged = flags & POOL_FLAG_PAGED != 0;
         if paged && irql > vigil_sys::APC_LEVEL {
-            k.violation(ViolationKind::Irql, "ExAllocatePool2: paged pool at IRQL <= APC_LEVEL", format!("paged allocation at IRQL {irql}"));
+            k.violation(
+                ViolationKind::Irql,
+                "ExAllocatePool2: paged pool at IRQL <= APC_LEVEL",
+                format!("paged allocation at IRQL {irql}"),
+            );
         }
         if tag == 0 {
-            k.violation(ViolationKind::Parameter, "ExAllocatePool2: a non-zero pool tag", "tag 0".to_owned());
+            k.violation(
+                ViolationKind::Parameter,
+                "ExAllocatePool2: a non-zero pool tag",
+                "tag 0".to_owned(),
+            );
         }
         if k.inject_failure("ExAllocatePool2", "NULL") {
             lock(&k.pool).stats.injected_failures += 1;
@@ -78,7 +97,9 @@ pub(crate) extern "win64" fn ex_allocate_pool2(flags: POOL_FLAGS, size: usize, t
             callback,
             during_entry: k.lifecycle.in_entry.load(Ordering::Acquire) && callback == "DriverEntry",
         };
-        lock(&k.pool).allocate(&request).map_or(std::ptr::null_mut(), |a| a as PVOID)
+        lock(&k.pool)
+            .allocate(&request)
+            .map_or(std::ptr::null_mut(), |a| a as PVOID)
     })
 }
 
@@ -86,7 +107,11 @@ pub(crate) extern "win64" fn ex_allocate_pool2(flags: POOL_FLAGS, size: usize, t
 pub(crate) extern "win64" fn ex_free_pool_with_tag(block: PVOID, tag: u32) {
     emulate("ExFreePoolWithTag", IrqlRule::AtMost(DISPATCH_LEVEL), |k| {
         if block.is_null() {
-            k.violation(ViolationKind::PoolBadFree, "ExFreePoolWithTag: a block from ExAllocatePool2", "free of NULL".to_owned());
+            k.violation(
+                ViolationKind::PoolBadFree,
+                "ExFreePoolWithTag: a block from ExAllocatePool2",
+                "free of NULL".to_owned(),
+            );
             return;
         }
         let callback = state::with(|s| s.callback.get());
@@ -112,7 +137,11 @@ pub(crate) extern "win64" fn ex_free_pool_with_tag(block: PVOID, tag: u32) {
                     k.violation(
                         ViolationKind::PoolWrongTag,
                         "ExFreePoolWithTag: the tag the block was allocated with",
-                        format!("block {block:p} allocated with '{}', freed with '{}'", tag_text(freed_block.tag), tag_text(tag)),
+                        format!(
+                            "block {block:p} allocated with '{}', freed with '{}'",
+                            tag_text(freed_block.tag),
+                            tag_text(tag)
+                        ),
                     );
                 }
                 if before + after > 0 {
@@ -127,7 +156,11 @@ pub(crate) extern "win64" fn ex_free_pool_with_tag(block: PVOID, tag: u32) {
                     );
                 }
                 if freed_block.paged && state::current_irql() > vigil_sys::APC_LEVEL {
-                    k.violation(ViolationKind::Irql, "ExFreePoolWithTag: paged pool at IRQL <= APC_LEVEL", "paged block freed above APC_LEVEL".to_owned());
+                    k.violation(
+                        ViolationKind::Irql,
+                        "ExFreePoolWithTag: paged pool at IRQL <= APC_LEVEL",
+                        "paged block freed above APC_LEVEL".to_owned(),
+                    );
                 }
                 if freed_block.during_entry {
                     k.check_teardown_race("ExFreePoolWithTag of a block DriverEntry allocated");

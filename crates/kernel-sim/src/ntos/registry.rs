@@ -2,10 +2,10 @@
 //! test sets in [`SimConfig`](crate::SimConfig). `ZwOpenKey`, `ZwQueryValueKey`.
 
 use vigil_sys::{
-    ACCESS_MASK, HANDLE, KEY_VALUE_PARTIAL_INFORMATION, KeyValuePartialInformation, NTSTATUS, OBJECT_ATTRIBUTES,
-    PASSIVE_LEVEL, PVOID, REG_DWORD, REG_MULTI_SZ, REG_SZ, STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS,
-    UNICODE_STRING,
+    ACCESS_MASK, HANDLE, KEY_VALUE_PARTIAL_INFORMATION, KeyValuePartialInformation, NTSTATUS,
+    OBJECT_ATTRIBUTES, PASSIVE_LEVEL, PVOID, REG_DWORD, REG_MULTI_SZ, REG_SZ,
+    STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_PARAMETER, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS, UNICODE_STRING,
 };
 
 use crate::kernel::objects::{HandleTarget, KeyObject};
@@ -23,35 +23,53 @@ const KEY_VALUE_BASIC_INFORMATION: i32 = 0;
 const KEY_VALUE_FULL_INFORMATION: i32 = 1;
 
 /// `ZwOpenKey`: PASSIVE_LEVEL. Failable: `STATUS_INSUFFICIENT_RESOURCES`.
-pub(crate) extern "win64" fn zw_open_key(key_out: *mut HANDLE, _access: ACCESS_MASK, attributes: *mut OBJECT_ATTRIBUTES) -> NTSTATUS {
+pub(crate) extern "win64" fn zw_open_key(
+    key_out: *mut HANDLE,
+    _access: ACCESS_MASK,
+    attributes: *mut OBJECT_ATTRIBUTES,
+) -> NTSTATUS {
     emulate("ZwOpenKey", IrqlRule::AtMost(PASSIVE_LEVEL), |k| {
         if key_out.is_null() {
-            k.violation(ViolationKind::Parameter, "ZwOpenKey: a KeyHandle out-pointer", "KeyHandle is NULL".to_owned());
+            k.violation(
+                ViolationKind::Parameter,
+                "ZwOpenKey: a KeyHandle out-pointer",
+                "KeyHandle is NULL".to_owned(),
+            );
             return STATUS_INVALID_PARAMETER;
         }
-        let Some(value) = check_kernel_handle(k, "ZwOpenKey", attributes) else { return STATUS_INVALID_PARAMETER };
+        let Some(value) = check_kernel_handle(k, "ZwOpenKey", attributes) else {
+            return STATUS_INVALID_PARAMETER;
+        };
         let name = match guest::unicode_string(value.ObjectName) {
             None => String::new(),
             Some(Ok(name)) => name,
             Some(Err(why)) => {
-                k.violation(ViolationKind::Parameter, "ZwOpenKey: a well-formed ObjectName", why);
+                k.violation(
+                    ViolationKind::Parameter,
+                    "ZwOpenKey: a well-formed ObjectName",
+                    why,
+                );
                 return STATUS_INVALID_PARAMETER;
             }
         };
         let path = if value.RootDirectory.is_null() {
             name
         } else {
-            match lock(&k.objects).get(value.RootDirectory as usize) {
-                Some(HandleTarget::Key(root)) => format!("{}\\{name}", root.path),
-                _ => {
-                    k.violation(ViolationKind::InvalidHandle, "ZwOpenKey: RootDirectory is an open key handle", format!("{:p}", value.RootDirectory));
-                    return status::INVALID_HANDLE;
-                }
-            }
+            let root = lock(&k.objects).get(value.RootDirectory as usize);
+            let Some(HandleTarget::Key(root)) = root else {
+                k.violation(
+                    ViolationKind::InvalidHandle,
+                    "ZwOpenKey: RootDirectory is an open key handle",
+                    format!("{:p}", value.RootDirectory),
+                );
+                return status::INVALID_HANDLE;
+            };
+            format!("{}\\{name}", root.path)
         };
         let service = k.config.service_key_path();
         let known = path.eq_ignore_ascii_case(&service)
-            || (k.config.parameters_key && path.eq_ignore_ascii_case(&format!("{service}\\Parameters")));
+            || (k.config.parameters_key
+                && path.eq_ignore_ascii_case(&format!("{service}\\Parameters")));
         if !known {
             return STATUS_OBJECT_NAME_NOT_FOUND;
         }
@@ -65,7 +83,12 @@ pub(crate) extern "win64" fn zw_open_key(key_out: *mut HANDLE, _access: ACCESS_M
 }
 
 fn encode(value: &RegistryValue) -> (u32, Vec<u8>) {
-    let utf16z = |s: &str| s.encode_utf16().chain([0]).flat_map(u16::to_le_bytes).collect::<Vec<u8>>();
+    let utf16z = |s: &str| {
+        s.encode_utf16()
+            .chain([0])
+            .flat_map(u16::to_le_bytes)
+            .collect::<Vec<u8>>()
+    };
     match value {
         RegistryValue::Dword(v) => (REG_DWORD, v.to_le_bytes().to_vec()),
         RegistryValue::Sz(s) => (REG_SZ, utf16z(s)),
@@ -95,18 +118,30 @@ pub(crate) extern "win64" fn zw_query_value_key(
             Some(HandleTarget::Key(key)) => key.path,
             Some(_) => return status::OBJECT_TYPE_MISMATCH,
             None => {
-                k.violation(ViolationKind::InvalidHandle, "ZwQueryValueKey: an open key handle", format!("handle {key:p} is not open"));
+                k.violation(
+                    ViolationKind::InvalidHandle,
+                    "ZwQueryValueKey: an open key handle",
+                    format!("handle {key:p} is not open"),
+                );
                 return status::INVALID_HANDLE;
             }
         };
         if result_length.is_null() {
-            k.violation(ViolationKind::Parameter, "ZwQueryValueKey: a ResultLength out-pointer", "ResultLength is NULL".to_owned());
+            k.violation(
+                ViolationKind::Parameter,
+                "ZwQueryValueKey: a ResultLength out-pointer",
+                "ResultLength is NULL".to_owned(),
+            );
             return STATUS_INVALID_PARAMETER;
         }
         match class {
-            KeyValuePartialInformation => {}
+            c if c == KeyValuePartialInformation => {}
             KEY_VALUE_BASIC_INFORMATION | KEY_VALUE_FULL_INFORMATION => {
-                k.violation(ViolationKind::NotEmulated, "ZwQueryValueKey", format!("information class {class} is not emulated yet"));
+                k.violation(
+                    ViolationKind::NotEmulated,
+                    "ZwQueryValueKey",
+                    format!("information class {class} is not emulated yet"),
+                );
                 return vigil_sys::STATUS_NOT_IMPLEMENTED;
             }
             _ => return STATUS_INVALID_PARAMETER,
@@ -115,17 +150,27 @@ pub(crate) extern "win64" fn zw_query_value_key(
             Some(Ok(name)) => name,
             None => String::new(),
             Some(Err(why)) => {
-                k.violation(ViolationKind::Parameter, "ZwQueryValueKey: a well-formed ValueName", why);
+                k.violation(
+                    ViolationKind::Parameter,
+                    "ZwQueryValueKey: a well-formed ValueName",
+                    why,
+                );
                 return STATUS_INVALID_PARAMETER;
             }
         };
         let parameters = format!("{}\\Parameters", k.config.service_key_path());
         let value = if path.eq_ignore_ascii_case(&parameters) {
-            k.config.registry.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)).map(|(_, v)| v.clone())
+            k.config
+                .registry
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+                .map(|(_, v)| v.clone())
         } else {
             None
         };
-        let Some(value) = value else { return STATUS_OBJECT_NAME_NOT_FOUND };
+        let Some(value) = value else {
+            return STATUS_OBJECT_NAME_NOT_FOUND;
+        };
         let (kind, data) = encode(&value);
         let fixed = std::mem::offset_of!(KEY_VALUE_PARTIAL_INFORMATION, Data);
         let needed = fixed + data.len();

@@ -17,14 +17,22 @@ fn kernel() -> Option<&'static Kernel> {
 }
 
 /// `memcpy`.
-pub(crate) extern "win64" fn memcpy(dest: *mut c_void, src: *const c_void, count: usize) -> *mut c_void {
+pub(crate) extern "win64" fn memcpy(
+    dest: *mut c_void,
+    src: *const c_void,
+    count: usize,
+) -> *mut c_void {
     if count == 0 {
         return dest;
     }
     let (d, s) = (dest as usize, src as usize);
     if d < s.wrapping_add(count) && s < d.wrapping_add(count) && d != s {
         if let Some(k) = kernel() {
-            k.violation(ViolationKind::Parameter, "memcpy: non-overlapping buffers (memmove otherwise)", format!("{dest:p} and {src:p} overlap over {count} bytes"));
+            k.violation(
+                ViolationKind::Parameter,
+                "memcpy: non-overlapping buffers (memmove otherwise)",
+                format!("{dest:p} and {src:p} overlap over {count} bytes"),
+            );
         }
         // SAFETY: the driver's buffers (a bad pointer faults and ends the call); copy handles
         // the overlap the driver should not have asked for.
@@ -38,7 +46,11 @@ pub(crate) extern "win64" fn memcpy(dest: *mut c_void, src: *const c_void, count
 }
 
 /// `memmove`.
-pub(crate) extern "win64" fn memmove(dest: *mut c_void, src: *const c_void, count: usize) -> *mut c_void {
+pub(crate) extern "win64" fn memmove(
+    dest: *mut c_void,
+    src: *const c_void,
+    count: usize,
+) -> *mut c_void {
     if count == 0 {
         return dest;
     }
@@ -59,12 +71,15 @@ pub(crate) extern "win64" fn memset(dest: *mut c_void, value: i32, count: usize)
 
 /// `memcmp`.
 pub(crate) extern "win64" fn memcmp(a: *const c_void, b: *const c_void, count: usize) -> i32 {
-    for i in 0..count {
-        // SAFETY: the driver's buffers of `count` bytes; a bad pointer faults and ends the call.
-        let (x, y) = unsafe { (*a.cast::<u8>().add(i), *b.cast::<u8>().add(i)) };
-        if x != y {
-            return i32::from(x) - i32::from(y);
-        }
+    if count == 0 {
+        return 0;
     }
-    0
+    // SAFETY: the driver's buffer of `count` bytes; a bad pointer faults and ends the call.
+    let a = unsafe { std::slice::from_raw_parts(a.cast::<u8>(), count) };
+    // SAFETY: as above.
+    let b = unsafe { std::slice::from_raw_parts(b.cast::<u8>(), count) };
+    a.iter()
+        .zip(b)
+        .find(|(x, y)| x != y)
+        .map_or(0, |(x, y)| i32::from(*x) - i32::from(*y))
 }

@@ -18,61 +18,93 @@ use crate::report::ViolationKind;
 /// `KeAcquireSpinLockRaiseToDpc`: IRQL <= DISPATCH_LEVEL; raises to DISPATCH_LEVEL and returns
 /// the previous IRQL.
 pub(crate) extern "win64" fn ke_acquire_spin_lock_raise_to_dpc(lock: *mut KSPIN_LOCK) -> KIRQL {
-    emulate("KeAcquireSpinLockRaiseToDpc", IrqlRule::AtMost(DISPATCH_LEVEL), |k| {
-        let previous = state::current_irql();
-        let Some(word) = guest::atomic_usize(lock) else {
-            k.violation(ViolationKind::Parameter, "KeAcquireSpinLockRaiseToDpc: an aligned KSPIN_LOCK", format!("SpinLock {lock:p}"));
-            return previous;
-        };
-        let me = ensure_thread_id();
-        state::set_irql(DISPATCH_LEVEL);
-        let give_up = Instant::now() + k.config.hang_timeout;
-        loop {
-            match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return previous,
-                Err(owner) if owner == me => {
-                    k.fatal(
-                        ViolationKind::Deadlock,
-                        "KeAcquireSpinLockRaiseToDpc: a spin lock is not recursive",
-                        format!("spin lock {lock:p} acquired again by the thread that holds it"),
-                    );
-                    abandon_current_call(Abandon::Stopped);
+    emulate(
+        "KeAcquireSpinLockRaiseToDpc",
+        IrqlRule::AtMost(DISPATCH_LEVEL),
+        |k| {
+            let previous = state::current_irql();
+            let Some(word) = guest::atomic_usize(lock) else {
+                k.violation(
+                    ViolationKind::Parameter,
+                    "KeAcquireSpinLockRaiseToDpc: an aligned KSPIN_LOCK",
+                    format!("SpinLock {lock:p}"),
+                );
+                return previous;
+            };
+            let me = ensure_thread_id();
+            state::set_irql(DISPATCH_LEVEL);
+            let give_up = Instant::now() + k.config.hang_timeout;
+            loop {
+                match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                    Ok(_) => return previous,
+                    Err(owner) if owner == me => {
+                        k.fatal(
+                            ViolationKind::Deadlock,
+                            "KeAcquireSpinLockRaiseToDpc: a spin lock is not recursive",
+                            format!(
+                                "spin lock {lock:p} acquired again by the thread that holds it"
+                            ),
+                        );
+                        abandon_current_call(Abandon::Stopped);
+                    }
+                    Err(_) if Instant::now() > give_up => {
+                        k.fatal(
+                            ViolationKind::Deadlock,
+                            "a spin lock is held briefly",
+                            format!("spin lock {lock:p} not released within the hang limit"),
+                        );
+                        abandon_current_call(Abandon::Stopped);
+                    }
+                    Err(_) => std::thread::yield_now(),
                 }
-                Err(_) if Instant::now() > give_up => {
-                    k.fatal(ViolationKind::Deadlock, "a spin lock is held briefly", format!("spin lock {lock:p} not released within the hang limit"));
-                    abandon_current_call(Abandon::Stopped);
-                }
-                Err(_) => std::thread::yield_now(),
             }
-        }
-    })
+        },
+    )
 }
 
 /// `KeReleaseSpinLock`: IRQL == DISPATCH_LEVEL; lowers to `NewIrql`.
 pub(crate) extern "win64" fn ke_release_spin_lock(lock: *mut KSPIN_LOCK, new_irql: KIRQL) {
-    emulate("KeReleaseSpinLock", IrqlRule::Exactly(DISPATCH_LEVEL), |k| {
-        let me = ensure_thread_id();
-        match guest::atomic_usize(lock) {
-            None => k.violation(ViolationKind::Parameter, "KeReleaseSpinLock: an aligned KSPIN_LOCK", format!("SpinLock {lock:p}")),
-            Some(word) => {
-                if let Err(owner) = word.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed) {
-                    k.violation(
-                        ViolationKind::Parameter,
-                        "KeReleaseSpinLock: a lock the caller holds",
-                        if owner == 0 { format!("spin lock {lock:p} is not held") } else { format!("spin lock {lock:p} is held by another thread") },
-                    );
+    emulate(
+        "KeReleaseSpinLock",
+        IrqlRule::Exactly(DISPATCH_LEVEL),
+        |k| {
+            let me = ensure_thread_id();
+            match guest::atomic_usize(lock) {
+                None => k.violation(
+                    ViolationKind::Parameter,
+                    "KeReleaseSpinLock: an aligned KSPIN_LOCK",
+                    format!("SpinLock {lock:p}"),
+                ),
+                Some(word) => {
+                    if let Err(owner) =
+                        word.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+                    {
+                        k.violation(
+                            ViolationKind::Parameter,
+                            "KeReleaseSpinLock: a lock the caller holds",
+                            if owner == 0 {
+                                format!("spin lock {lock:p} is not held")
+                            } else {
+                                format!("spin lock {lock:p} is held by another thread")
+                            },
+                        );
+                    }
                 }
             }
-        }
-        if new_irql > state::current_irql() {
-            k.violation(
-                ViolationKind::Irql,
-                "KeReleaseSpinLock: NewIrql is the IRQL KeAcquireSpinLock returned",
-                format!("NewIrql {} above the current {}", irql_name(new_irql), irql_name(state::current_irql())),
-            );
-        }
-        state::set_irql(new_irql);
-    });
+            if new_irql > state::current_irql() {
+                k.violation(
+                    ViolationKind::Irql,
+                    "KeReleaseSpinLock: NewIrql is the IRQL KeAcquireSpinLock returned",
+                    format!(
+                        "NewIrql {} above the current {}",
+                        irql_name(new_irql),
+                        irql_name(state::current_irql())
+                    ),
+                );
+            }
+            state::set_irql(new_irql);
+        },
+    );
 }
 
 /// `KeEnterCriticalRegion`: IRQL <= APC_LEVEL. Disables normal kernel APCs; does not raise
@@ -94,7 +126,11 @@ pub(crate) extern "win64" fn ke_leave_critical_region() {
 pub(crate) fn leave_critical_region(k: &crate::kernel::Kernel, routine: &str) {
     let count = state::with(|s| s.critical_regions.get());
     if count == 0 {
-        k.violation(ViolationKind::Parameter, format!("{routine}: balanced with a preceding enter"), "no critical region entered".to_owned());
+        k.violation(
+            ViolationKind::Parameter,
+            format!("{routine}: balanced with a preceding enter"),
+            "no critical region entered".to_owned(),
+        );
     } else {
         state::with(|s| s.critical_regions.set(count - 1));
     }
