@@ -529,21 +529,27 @@ mod tests {
             Err(DropReason::Full)
         ); // would be 136
         assert_eq!(ring.push(40, record), Err(DropReason::Full));
+        assert_eq!(
+            ring.push(0, record),
+            Ok(6),
+            "exactly full (128 bytes) still fits"
+        );
+        assert_eq!(ring.push(0, record), Err(DropReason::Full));
         let mut out = [0u8; 128];
         let drained = ring.consumer().unwrap().drain(&mut out);
         assert_eq!(
             (drained.records, drained.first_seq, drained.last_seq),
-            (2, 2, 3)
+            (3, 2, 6)
         );
         let stats = ring.stats();
         assert_eq!(
             stats,
             RingStats {
-                pushed: 6,
-                dropped_full: 2,
+                pushed: 8,
+                dropped_full: 3,
                 dropped_too_large: 2,
                 dropped_aborted: 0,
-                drained: 2
+                drained: 3
             }
         );
         assert_eq!(stats.pushed, stats.drained + stats.dropped());

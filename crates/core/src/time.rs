@@ -74,6 +74,7 @@ mod tests {
     fn conversions() {
         let t = Timeout::from_millis(1500).unwrap();
         assert_eq!(t.as_nt_relative(), -15_000_000);
+        assert_eq!(t.as_millis(), 1500);
         assert_eq!(t.as_duration().as_millis(), 1500);
         assert_eq!(Timeout::MAX.as_nt_relative(), -6_000_000_000);
     }

@@ -140,6 +140,17 @@ mod tests {
         );
         event.clear();
         assert_eq!(event.wait(short), WaitOutcome::TimedOut);
+        // A waiter is released by a `set` from another thread well before its timeout.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(core::time::Duration::from_millis(10));
+                event.set();
+            });
+            assert_eq!(
+                event.wait(Timeout::from_millis(60_000).unwrap()),
+                WaitOutcome::Signalled
+            );
+        });
         // SAFETY: initialized, no reference remains.
         unsafe { slot.assume_init_drop() };
     }
