@@ -678,13 +678,12 @@ impl<S: Sink> Service<S> {
         let decision = self
             .policy
             .decide(&request, self.options.own_pid, &*self.names);
-        if (incoming.reply_len as usize) < VerdictReply::LEN {
+        if incoming.reply_len == 0 {
+            // The driver waits for no reply: nothing can deliver the verdict.
             self.counters.verdict_reply_failures += 1;
             let message = format!(
-                "verdict request {} allows a {}-byte reply, {} needed: not answered",
-                request.request_id,
-                incoming.reply_len,
-                VerdictReply::LEN
+                "verdict request {} came without a reply buffer: not answered",
+                request.request_id
             );
             self.log.log(Level::Warn, &message);
             return None;

@@ -732,3 +732,18 @@ fn gap_records_stay_in_sequence_with_events_across_a_reload() {
     assert!(lines[3].starts_with("{\"gap\":{\"from\":0,\"to\":0,\"missing\":1},\"epoch\":2"));
     assert!(lines[4].starts_with("{\"epoch\":2,\"seq\":1,"));
 }
+
+#[test]
+fn a_verdict_request_without_a_reply_buffer_is_counted_not_answered() {
+    let driver = FakeDriver::new();
+    let path = units("\\Device\\HarddiskVolume1\\Secret\\x");
+    let mut bytes = vec![0u8; 256];
+    let n = verdict_request(9, 1, &path).emit(&mut bytes).unwrap();
+    bytes.truncate(n);
+    driver.push_raw(bytes, 0);
+    let mut r = service_for(&driver, Policy::parse(POLICY).unwrap(), options());
+    let summary = r.service.run(&mut driver.connector(), &r.clock).unwrap();
+    assert_eq!(summary.counters.verdict_reply_failures, 1);
+    assert!(driver.replies().is_empty());
+    assert!(r.log.contains(Level::Warn, "without a reply buffer"));
+}
