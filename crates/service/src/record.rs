@@ -17,7 +17,7 @@
 //! | `target` | string or null | the new name for `rename` and `hard_link`; `null` otherwise |
 //! | `pid` | number | requesting process id |
 //! | `tid` | number | requesting thread id |
-//! | `volume` | string | volume serial number as Windows prints it, `"1A2B-3C4D"` |
+//! | `volume` | number | the driver's number for the volume, given when it attached (1, 2, …; 0 when unknown); stable while the driver stays loaded. The path names the volume device too |
 //! | `status` | string | the operation's NTSTATUS, hex: `"0x00000000"` |
 //! | `flags` | array of strings | `name_not_normalized`, `path_truncated`, `target_truncated`, `directory`, `delete_on_close`, `name_unavailable`; a bit this version does not know appears as its hex value, e.g. `"0x00000040"` |
 //! | `access` | string | `DesiredAccess` of the create, hex (`"0x00000000"` for other kinds) |
@@ -224,13 +224,8 @@ pub fn push_event_json(out: &mut Vec<u8>, epoch: u32, record: &EventRecord<'_>) 
     push_u64(out, record.process_id());
     out.extend_from_slice(b",\"tid\":");
     push_u64(out, record.thread_id());
-    let volume = record.volume_id();
-    let _ = write!(
-        out,
-        ",\"volume\":\"{:04X}-{:04X}\"",
-        volume >> 16,
-        volume & 0xFFFF
-    );
+    out.extend_from_slice(b",\"volume\":");
+    push_u64(out, u64::from(record.volume_id()));
     out.extend_from_slice(b",\"status\":");
     push_hex32(out, record.status().cast_unsigned());
     out.extend_from_slice(b",\"flags\":[");
@@ -313,7 +308,7 @@ mod tests {
             timestamp: 116_444_736_000_000_000,
             process_id: 4,
             thread_id: 8,
-            volume_id: 0x1A2B_3C4D,
+            volume_id: 3,
             desired_access: 0x0012_0089,
             create_disposition: 1,
             information: 2,
@@ -331,7 +326,7 @@ mod tests {
             line,
             "{\"epoch\":3,\"seq\":7,\"time\":\"1970-01-01T00:00:00.0000000Z\",\"kind\":\"rename\",\
              \"path\":\"\\\\Device\\\\V1\\\\a \\\"q\\\".txt\",\"target\":\"D\u{FFFD}\\u0001\",\
-             \"pid\":4,\"tid\":8,\"volume\":\"1A2B-3C4D\",\"status\":\"0xc0000022\",\
+             \"pid\":4,\"tid\":8,\"volume\":3,\"status\":\"0xc0000022\",\
              \"flags\":[\"directory\",\"0x00000200\"],\"access\":\"0x00120089\",\
              \"disposition\":1,\"information\":2,\"file_id\":null}\n"
         );
