@@ -80,6 +80,8 @@ mod ntos;
 pub mod report;
 mod sim;
 pub mod sweep;
+#[cfg(test)]
+mod verifier_tests;
 
 pub use exec::signals::{MM_USER_PROBE_ADDRESS, install as install_fault_handlers};
 pub use exec::state::{current_irql, set_irql};

@@ -455,7 +455,7 @@ impl Drop for Driver {
 }
 
 /// Reports what a gone driver left behind, then releases it.
-fn report_leaks(k: &Kernel, why: &str) {
+pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     let leaks = lock(&k.pool).drain_leaks();
     for (tag, blocks) in &leaks {
         let total: usize = blocks.iter().map(|b| b.0).sum();
