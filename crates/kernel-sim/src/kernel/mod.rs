@@ -56,11 +56,16 @@ pub(crate) enum IrqlRule {
     Exactly(u8),
 }
 
-/// The dispatcher: one lock and condition variable for every waitable object of the run, as
-/// the kernel's dispatcher lock serializes signal state changes.
+/// The dispatcher: one condition variable for every waitable object of the run, and a
+/// generation counter bumped (under its lock) by every signal state change.
+///
+/// Signal states live in driver memory, which the driver may free while a thread waits (a bug
+/// kernel-sim must survive): waiters therefore test their condition *without* holding the lock,
+/// so that a fault there abandons the call holding nothing, and the generation closes the
+/// window between that test and the sleep.
 #[derive(Debug, Default)]
 pub(crate) struct Dispatcher {
-    pub lock: Mutex<()>,
+    pub lock: Mutex<u64>,
     pub changed: Condvar,
 }
 
@@ -530,8 +535,9 @@ impl Kernel {
         mut ready: impl FnMut() -> bool,
     ) -> bool {
         let hang_limit = Instant::now() + self.config.hang_timeout;
-        let mut guard = lock(&self.dispatcher.lock);
         loop {
+            // Test without the lock (see `Dispatcher`), then sleep only if nothing changed.
+            let generation = *lock(&self.dispatcher.lock);
             if ready() {
                 return true;
             }
@@ -540,7 +546,6 @@ impl Kernel {
                 return false;
             }
             if now >= hang_limit {
-                drop(guard);
                 self.fatal(
                     ViolationKind::Deadlock,
                     "a wait completes",
@@ -552,7 +557,11 @@ impl Kernel {
                 switch::abandon_current_call(Abandon::Stopped);
             }
             let until = deadline.map_or(hang_limit, |d| d.min(hang_limit));
-            let (g, _) = self
+            let guard = lock(&self.dispatcher.lock);
+            if *guard != generation {
+                continue;
+            }
+            let _ = self
                 .dispatcher
                 .changed
                 .wait_timeout(
@@ -562,13 +571,13 @@ impl Kernel {
                         .max(Duration::from_micros(50)),
                 )
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            guard = g;
         }
     }
 
     /// Wakes every waiter after a signal state change (call with the change made).
     pub(crate) fn notify_waiters(&self) {
-        let _guard = lock(&self.dispatcher.lock);
+        let mut generation = lock(&self.dispatcher.lock);
+        *generation = generation.wrapping_add(1);
         self.dispatcher.changed.notify_all();
     }
 

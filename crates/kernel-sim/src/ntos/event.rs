@@ -2,8 +2,8 @@
 //! `KeReadStateEvent`, `KeWaitForSingleObject`, `KeDelayExecutionThread`,
 //! `KeQuerySystemTimePrecise`.
 //!
-//! Event state lives in the driver's own `KEVENT` (its `SignalState`), changed atomically under
-//! the run's dispatcher lock; waiters sleep on the dispatcher's condition variable.
+//! Event state lives in the driver's own `KEVENT` (its `SignalState`), changed atomically;
+//! then the run's dispatcher is notified; waiters sleep on its condition variable.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -153,9 +153,8 @@ pub(crate) extern "win64" fn ke_set_event(
         let Some(word) = guest::atomic_i32(signal_state(event)) else {
             return 0;
         };
-        let _guard = lock(&k.dispatcher.lock);
         let previous = word.swap(1, Ordering::AcqRel);
-        k.dispatcher.changed.notify_all();
+        k.notify_waiters();
         previous
     })
 }
@@ -166,7 +165,6 @@ pub(crate) extern "win64" fn ke_clear_event(event: *mut KEVENT) {
         if validate_event(k, event, "KeClearEvent").is_some()
             && let Some(word) = guest::atomic_i32(signal_state(event))
         {
-            let _guard = lock(&k.dispatcher.lock);
             word.store(0, Ordering::Release);
         }
     });
