@@ -60,8 +60,12 @@ fn main() {
 /// builtins (the copy loop must stay a loop inside the image), freestanding (no CRT headers).
 fn compile_seh_helper() {
     let mut build = cc::Build::new();
+    // No frame pointers: `cc` forces them when debug information is on, and a `push rbp` in the
+    // copy leaf would give it a prologue without unwind data, so an access violation there could
+    // not be unwound to the `__except` (on Windows: a bug check instead of a status).
     build
         .file("src/seh/user_copy.c")
+        .force_frame_pointer(false)
         .opt_level(2)
         .warnings(true)
         .extra_warnings(true);

@@ -95,6 +95,9 @@ const NTOSKRNL: &[Entry] = &[
         ntos::thread::obf_dereference_object as *const () as usize
     }),
     ("ZwClose", || ntos::thread::zw_close as *const () as usize),
+    ("ZwWaitForSingleObject", || {
+        ntos::thread::zw_wait_for_single_object as *const () as usize
+    }),
     ("ZwOpenKey", || {
         ntos::registry::zw_open_key as *const () as usize
     }),

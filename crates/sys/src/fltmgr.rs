@@ -13,7 +13,8 @@ use crate::io::{DRIVER_OBJECT, FILE_OBJECT};
 
 #[link(name = "FLTMGR.SYS", kind = "raw-dylib", modifiers = "+verbatim")]
 unsafe extern "win64" {
-    /// `FltRegisterFilter`: PASSIVE_LEVEL.
+    /// `FltRegisterFilter`: IRQL <= APC_LEVEL (its reference page); Vigil calls it from
+    /// DriverEntry at PASSIVE_LEVEL.
     pub fn FltRegisterFilter(
         Driver: *mut DRIVER_OBJECT,
         Registration: *const FLT_REGISTRATION,

@@ -90,6 +90,13 @@ unsafe extern "win64" {
     ) -> NTSTATUS;
     /// `ObfDereferenceObject` (what the `ObDereferenceObject` macro calls): IRQL <= DISPATCH_LEVEL.
     pub fn ObfDereferenceObject(Object: PVOID) -> isize;
+    /// `ZwWaitForSingleObject`: PASSIVE_LEVEL. Waits on the object a (kernel) handle refers to;
+    /// `STATUS_TIMEOUT` (a success code) when the timeout expires.
+    pub fn ZwWaitForSingleObject(
+        Handle: HANDLE,
+        Alertable: BOOLEAN,
+        Timeout: *mut LARGE_INTEGER,
+    ) -> NTSTATUS;
     /// `ZwClose`: PASSIVE_LEVEL.
     pub fn ZwClose(Handle: HANDLE) -> NTSTATUS;
     /// `ZwOpenKey`: PASSIVE_LEVEL.
@@ -141,7 +148,11 @@ unsafe extern "win64" {
     ) -> i32;
 
     /// `PsThreadType`: the thread object type, for `ObReferenceObjectByHandle`.
-    pub static PsThreadType: *mut POBJECT_TYPE;
+    ///
+    /// The C header declares `POBJECT_TYPE *PsThreadType` because, linked through ntoskrnl.lib,
+    /// that name is the import-table slot; a `raw-dylib` static *is* the kernel variable (the
+    /// compiler goes through the slot itself), so its type is the variable's: `POBJECT_TYPE`.
+    pub static PsThreadType: POBJECT_TYPE;
     /// `MmUserProbeAddress`: the first address above the user-mode range.
     pub static MmUserProbeAddress: usize;
 }

@@ -311,6 +311,47 @@ pub(crate) extern "win64" fn zw_close(handle: HANDLE) -> NTSTATUS {
     })
 }
 
+/// `ZwWaitForSingleObject`: PASSIVE_LEVEL. Waits on the object an open handle refers to (here:
+/// a system thread, signalled when it stops running driver code); `STATUS_TIMEOUT` when the
+/// timeout expires. A NULL timeout waits forever, which Vigil's policy flags (rule 7).
+pub(crate) extern "win64" fn zw_wait_for_single_object(
+    handle: HANDLE,
+    _alertable: vigil_sys::BOOLEAN,
+    timeout: *mut vigil_sys::LARGE_INTEGER,
+) -> NTSTATUS {
+    emulate(
+        "ZwWaitForSingleObject",
+        IrqlRule::AtMost(PASSIVE_LEVEL),
+        |k| {
+            let timeout_value = (!timeout.is_null()).then(|| guest::read(timeout));
+            if timeout.is_null() && k.config.flag_infinite_waits {
+                k.violation(
+                    ViolationKind::Policy,
+                    "RULES.md 7: every wait has a finite timeout",
+                    "ZwWaitForSingleObject with a NULL Timeout (waits forever)".to_owned(),
+                );
+            }
+            let target = lock(&k.objects).get(handle as usize);
+            let Some(HandleTarget::Thread(thread)) = target else {
+                k.violation(
+                    ViolationKind::InvalidHandle,
+                    "ZwWaitForSingleObject: an open handle to a waitable object",
+                    format!("handle {handle:p} is not an open thread handle"),
+                );
+                return status::INVALID_HANDLE;
+            };
+            let deadline = timeout_value.map(crate::ntos::event::deadline_of);
+            if k.wait_until(deadline, "ZwWaitForSingleObject on a thread", || {
+                thread.is_finished()
+            }) {
+                STATUS_SUCCESS
+            } else {
+                vigil_sys::STATUS_TIMEOUT
+            }
+        },
+    )
+}
+
 /// Waits (bounded) for every system thread of the run to finish; returns those still running.
 pub(crate) fn wait_for_threads(k: &Kernel, limit: std::time::Duration) -> Vec<Arc<ThreadObject>> {
     let threads: Vec<Arc<ThreadObject>> = lock(&k.objects).threads.values().cloned().collect();
