@@ -212,6 +212,15 @@ fn rejects_each_deprecated_routine() {
 }
 
 #[test]
+fn rejects_a_reachable_panic() {
+    // A driver with a reachable panic imports KeBugCheckEx through its panic handler.
+    let mut image = real_image();
+    let ntoskrnl = import_of(&image, "ntoskrnl.exe");
+    rename_first_import(&mut image, &ntoskrnl, "KeBugCheckEx");
+    assert_eq!(lint_restamped(image), [Finding::PanicReachable]);
+}
+
+#[test]
 fn rejects_a_writable_executable_section() {
     let mut image = real_image();
     let layout = Layout::of(&image);

@@ -191,7 +191,9 @@ impl<P: Platform> EventRing<P> {
     }
 
     fn offset(&self, position: u64) -> usize {
-        let offset = position % self.capacity as u64;
+        // `checked_rem`: a zero-capacity ring (storage shorter than 8 bytes) has no offsets, and
+        // the kernel image must hold no panic path, not even an unreachable division by zero.
+        let offset = position.checked_rem(self.capacity as u64).unwrap_or(0);
         // Below `capacity`, a `usize`: never truncated.
         usize::try_from(offset).unwrap_or(0)
     }
@@ -391,7 +393,12 @@ impl<P: Platform> RingConsumer<'_, P> {
             let seq = u64::from_le_bytes(sequence.try_into().unwrap_or_default());
             // SAFETY: as above.
             let payload = unsafe { ring.memory.bytes(offset + HEADER, len) };
-            out[drained.bytes..drained.bytes + len].copy_from_slice(payload);
+            // `len <= out.len() - drained.bytes` was checked above; `get_mut` keeps that proof
+            // local, so the kernel image carries no panic path for it.
+            let Some(destination) = out.get_mut(drained.bytes..drained.bytes + len) else {
+                break;
+            };
+            destination.copy_from_slice(payload);
             if drained.records == 0 {
                 drained.first_seq = seq;
             }

@@ -14,6 +14,9 @@
 //!   without `modifiers = "+verbatim"` produces, and the loader finds no such module;
 //! * none of the deprecated allocation routines (`ExAllocatePoolWithTag` and kin, which return
 //!   uninitialized memory; RULES.md rule 20) nor `MmGetSystemAddressForMdl`;
+//! * no import of `KeBugCheckEx`: Vigil's only caller of it is the panic handler, which the
+//!   linker keeps only if some panic is reachable; without the import the image provably has no
+//!   panic path, so no input or exhaustion can bug-check the machine through Rust (rule 22);
 //! * no section both writable and executable (HVCI refuses to load such an image);
 //! * the PE checksum is valid: the kernel loader verifies it for drivers.
 
@@ -38,6 +41,9 @@ pub const DEPRECATED_ROUTINES: &[&str] = &[
     "ExAllocatePoolWithQuota",
     "MmGetSystemAddressForMdl",
 ];
+
+/// What the panic handler calls: imported only when a panic is reachable.
+pub const PANIC_ROUTINE: &str = "KeBugCheckEx";
 
 /// The entry point's export name.
 pub const DRIVER_ENTRY: &str = "DriverEntry";
@@ -83,6 +89,8 @@ pub enum Finding {
         /// The routine.
         routine: String,
     },
+    /// `KeBugCheckEx` is imported: some panic is reachable from the driver's code.
+    PanicReachable,
     /// A section that is both writable and executable.
     WritableExecutableSection {
         /// The section name.
@@ -126,6 +134,11 @@ impl fmt::Display for Finding {
             Self::DeprecatedImport { module, routine } => {
                 write!(f, "imports the deprecated routine {routine} from {module}")
             }
+            Self::PanicReachable => write!(
+                f,
+                "imports {PANIC_ROUTINE}: a panic is reachable (find it with llvm-symbolizer on \
+                 the callers of core::panicking in vigil.pdb)"
+            ),
             Self::WritableExecutableSection {
                 name,
                 characteristics,
@@ -226,6 +239,9 @@ fn check_imports(file: &PeFile64<'_>, image: &[u8]) -> Vec<Finding> {
                     findings.push(finding);
                 }
                 for routine in routines {
+                    if routine == PANIC_ROUTINE {
+                        findings.push(Finding::PanicReachable);
+                    }
                     if DEPRECATED_ROUTINES.contains(&routine.as_str()) {
                         findings.push(Finding::DeprecatedImport {
                             module: module.clone(),

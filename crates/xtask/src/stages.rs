@@ -55,6 +55,24 @@ fn stages() -> Vec<Stage> {
             args: &["test", "--workspace", "--locked"],
             env: &[],
         },
+        Stage {
+            name: "loom models of vigil-core (each with broken twins loom must reject)",
+            program: "cargo",
+            args: &[
+                "test",
+                "-p",
+                "vigil-core",
+                "--release",
+                "--locked",
+                "--test",
+                "loom_*",
+            ],
+            // Its own target directory: `--cfg loom` rebuilds everything differently.
+            env: &[
+                ("RUSTFLAGS", "--cfg loom"),
+                ("CARGO_TARGET_DIR", "target/loom"),
+            ],
+        },
     ]
 }
 
