@@ -145,10 +145,10 @@ const FLTMGR: &[Entry] = &[
         flt::ports::flt_close_communication_port as *const () as usize
     }),
     ("FltCloseClientPort", || {
-        flt::stubs::flt_close_client_port as *const () as usize
+        flt::ports::flt_close_client_port as *const () as usize
     }),
     ("FltSendMessage", || {
-        flt::stubs::flt_send_message as *const () as usize
+        flt::ports::flt_send_message as *const () as usize
     }),
     ("FltGetFileNameInformation", || {
         flt::stubs::flt_get_file_name_information as *const () as usize

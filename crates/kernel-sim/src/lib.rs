@@ -57,7 +57,15 @@
 //!   running driver code), kernel handles and object references, an emulated registry.
 //! * **FltMgr** (`flt`): registration (validated), start, unregister (ports must be closed),
 //!   security descriptors, server ports, push locks; the remaining imports are stubs that
-//!   report `NotEmulated` until phase 2 (instances, I/O, names, contexts, clients).
+//!   report `NotEmulated` until phase 2 (instances, I/O, names, contexts).
+//! * **Communication ports** (`flt::ports`, `flt::client`): a client side
+//!   ([`Sim::connect`], [`PortConnection`]: get message, reply, commands with user-range
+//!   buffers and bad-pointer hooks, close) and a blocking `FltSendMessage` with timeouts and
+//!   `STATUS_PORT_DISCONNECTED`, `FltCloseClientPort` synchronized with it through the port
+//!   variable. Checked: the disconnect callback closes the client port, no client port is
+//!   left at `FltUnregisterFilter`, every message and command reply is scanned for runs of
+//!   pool or stack poison (uninitialized bytes sent to user mode), a command's returned length
+//!   fits its output buffer, sends have a finite timeout.
 //! * **Verifier** ([`report`]): each broken rule is a [`Violation`] with a
 //!   [`ViolationKind`], the rule's text and a message; the [`Report`] adds pool statistics,
 //!   per-routine call counts and the failable-call count, and serializes to JSON.
@@ -88,6 +96,11 @@ pub use exec::state::{current_irql, set_irql};
 pub use exec::switch::STACK_POISON;
 pub use exports::emulated;
 pub use faults::{FaultPlan, RandomFailures};
+pub use flt::client::{
+    CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,
+    ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
+};
+pub use flt::ports::POISON_RUN;
 pub use loader::LoadError;
 pub use mem::pool::{POOL_POISON, SLACK_FILL};
 pub use report::{Report, Violation, ViolationKind};

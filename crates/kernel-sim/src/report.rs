@@ -52,6 +52,11 @@ pub enum ViolationKind {
     Deadlock,
     /// kernel-sim itself failed while serving the driver.
     Internal,
+    /// Uninitialized bytes (pool or stack poison) in a message or reply sent to user mode.
+    UninitializedBytes,
+    /// A client port the disconnect callback did not close, or still open at
+    /// `FltUnregisterFilter`.
+    PortNotClosed,
 }
 
 /// One broken rule.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use vigil_sys::{DRIVER_OBJECT, NT_SUCCESS, PASSIVE_LEVEL, UNICODE_STRING};
 
 use crate::faults::FaultPlan;
+use crate::flt::client::{ConnectError, ConnectOptions, Namespace, PortConnection};
 use crate::kernel::{Kernel, RawUnload, lock};
 use crate::loader::symbols::Symbols;
 use crate::loader::{self, LoadError, LoadedImage};
@@ -126,16 +127,35 @@ impl SimConfig {
     }
 }
 
-/// A simulated machine configuration that loads driver images.
+/// A simulated machine configuration that loads driver images. Clones share one object
+/// namespace: a client connects by port name to whichever driver loaded through them owns it.
 #[derive(Clone, Debug, Default)]
 pub struct Sim {
     config: SimConfig,
+    namespace: Namespace,
 }
 
 impl Sim {
     /// A simulator with `config`.
     pub fn new(config: SimConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            namespace: Namespace::default(),
+        }
+    }
+
+    /// Connects a client to the open server port `port_name` (for example `\VigilPort`) of
+    /// any driver loaded through this `Sim` (see [`PortConnection`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`]: no such port, the connection limit, or the driver's refusal.
+    pub fn connect(
+        &self,
+        port_name: &str,
+        options: &ConnectOptions,
+    ) -> Result<PortConnection, ConnectError> {
+        self.namespace.connect(port_name, options)
     }
 
     /// The configuration.
@@ -183,6 +203,7 @@ impl Sim {
             image.sections.clone(),
             symbols,
         );
+        self.namespace.register(&kernel);
         let mut driver = Driver {
             kernel,
             image: Some(image),
@@ -414,9 +435,23 @@ impl Driver {
             .any(|p| !p.closed && p.name == name)
     }
 
+    /// Connects a client to this driver's open server port `port_name` (see
+    /// [`PortConnection`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`]: no such port, the connection limit, or the driver's refusal.
+    pub fn connect(
+        &self,
+        port_name: &str,
+        options: &ConnectOptions,
+    ) -> Result<PortConnection, ConnectError> {
+        crate::flt::client::connect(&self.kernel, port_name, options)
+    }
+
     /// Test hook: calls the message-notify callback of server port `name` directly, with raw
-    /// arguments, at PASSIVE_LEVEL, as if a client had sent a message. Returns the status, or
-    /// `None` if the call crashed (see the report). Phase 2 adds the real client side.
+    /// arguments, at PASSIVE_LEVEL, with no client connected. Returns the status, or `None` if
+    /// the call crashed (see the report). [`Driver::connect`] is the real client side.
     pub fn call_message_notify(
         &self,
         name: &str,
@@ -512,7 +547,7 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     }
     let flt = lock(&k.flt);
     let filters = flt.filters.values().filter(|f| !f.unregistered).count();
-    let ports: Vec<String> = flt
+    let mut ports: Vec<String> = flt
         .ports
         .values()
         .filter(|p| !p.closed)
@@ -524,6 +559,7 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
         .filter(|d| !d.freed)
         .count();
     drop(flt);
+    ports.extend(crate::flt::ports::close_client_ports_of_gone_driver(k));
     if filters > 0 {
         k.violation(
             ViolationKind::ResourceLeak,

@@ -11,6 +11,7 @@
 //! zeroed blocks kernel-sim owns; records are kept (marked closed) until the end of the run so
 //! that a stale handle is recognized, not confused with a new object at a reused address.
 
+pub(crate) mod client;
 pub(crate) mod ports;
 pub(crate) mod pushlock;
 pub(crate) mod registration;
@@ -68,10 +69,7 @@ pub(crate) struct FilterRecord {
 }
 
 /// A server communication port.
-#[expect(
-    dead_code,
-    reason = "the connect/disconnect callbacks are called by phase 2's client side"
-)]
+#[expect(dead_code, reason = "the handle is kept alive, never read")]
 pub(crate) struct ServerPortRecord {
     pub handle: GuestAlloc,
     pub filter: usize,
@@ -100,6 +98,10 @@ pub(crate) struct FltState {
     pub filters: BTreeMap<usize, FilterRecord>,
     /// Server ports by handle.
     pub ports: BTreeMap<usize, ServerPortRecord>,
+    /// Client ports (one per connection) by handle.
+    pub client_ports: BTreeMap<usize, ports::ClientPortRecord>,
+    /// The last `FltSendMessage` message id given out.
+    pub next_message_id: u64,
     /// Security descriptors by address.
     pub security_descriptors: BTreeMap<usize, SecurityDescriptorRecord>,
     /// Push locks by the address of their `EX_PUSH_LOCK`.

@@ -321,6 +321,9 @@ pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
                     format!("server port(s) still open: {}", open_ports.join(", ")),
                 );
             }
+            // FltMgr calls DisconnectNotify for client ports still open, then drains the port
+            // callbacks in flight.
+            crate::flt::ports::unregister_client_ports(k, filter as usize);
             // Phase 2: drain callbacks in flight and tear instances down here.
         },
     );

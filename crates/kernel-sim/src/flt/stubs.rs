@@ -1,14 +1,13 @@
-//! FltMgr imports not emulated yet (phase 2: ports' client side, name information, contexts,
-//! requestor ids). Each records a `NotEmulated` violation naming itself and fails in the way
-//! its caller must already handle.
+//! FltMgr imports not emulated yet (phase 2: name information, contexts, requestor ids). Each
+//! records a `NotEmulated` violation naming itself and fails in the way its caller must already
+//! handle.
 
 use std::ffi::c_void;
 
 use vigil_sys::{
     FILE_OBJECT, FLT_CALLBACK_DATA, FLT_CONTEXT_TYPE, FLT_FILE_NAME_OPTIONS,
-    FLT_SET_CONTEXT_OPERATION, HANDLE, LARGE_INTEGER, NTSTATUS, PFLT_CONTEXT,
-    PFLT_FILE_NAME_INFORMATION, PFLT_FILTER, PFLT_INSTANCE, PFLT_PORT, POOL_TYPE, PVOID,
-    STATUS_NOT_IMPLEMENTED,
+    FLT_SET_CONTEXT_OPERATION, HANDLE, NTSTATUS, PFLT_CONTEXT, PFLT_FILE_NAME_INFORMATION,
+    PFLT_FILTER, PFLT_INSTANCE, POOL_TYPE, STATUS_NOT_IMPLEMENTED,
 };
 
 use crate::kernel::{IrqlRule, emulate};
@@ -22,25 +21,6 @@ fn not_yet(routine: &'static str) {
             format!("{routine} is not emulated yet (kernel-sim phase 2)"),
         );
     });
-}
-
-/// `FltCloseClientPort` (not emulated yet).
-pub(crate) extern "win64" fn flt_close_client_port(_filter: PFLT_FILTER, _port: *mut PFLT_PORT) {
-    not_yet("FltCloseClientPort");
-}
-
-/// `FltSendMessage` (not emulated yet).
-pub(crate) extern "win64" fn flt_send_message(
-    _filter: PFLT_FILTER,
-    _port: *mut PFLT_PORT,
-    _buffer: PVOID,
-    _length: u32,
-    _reply: PVOID,
-    _reply_length: *mut u32,
-    _timeout: *mut LARGE_INTEGER,
-) -> NTSTATUS {
-    not_yet("FltSendMessage");
-    STATUS_NOT_IMPLEMENTED
 }
 
 /// `FltGetFileNameInformation` (not emulated yet).
