@@ -716,3 +716,7 @@ pub(crate) fn close_client_ports_of_gone_driver(k: &Kernel) -> Vec<String> {
     k.notify_waiters();
     names
 }
+
+#[cfg(test)]
+#[path = "port_tests.rs"]
+mod tests;

@@ -1,0 +1,559 @@
+//! Driver-independent tests of the communication port: a "driver" written in Rust (its
+//! port callbacks are `extern "win64"` functions here) calls the emulated `FltSendMessage` and
+//! `FltCloseClientPort` inside real driver calls, and a client connects through the public
+//! client API. Each check has a test that fails without it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use vigil_sys::{
+    LARGE_INTEGER, NTSTATUS, PFLT_FILTER, PFLT_PORT, PVOID, STATUS_BUFFER_OVERFLOW,
+    STATUS_PORT_DISCONNECTED, STATUS_SUCCESS, STATUS_TIMEOUT,
+};
+
+use super::{find_poison, flt_close_client_port, flt_send_message};
+use crate::exec::state::ImageBounds;
+use crate::flt::client::{self, ConnectError, ConnectOptions, PortConnection, PortError};
+use crate::flt::{FilterRecord, ServerPortRecord};
+use crate::kernel::{Kernel, lock};
+use crate::loader::symbols::Symbols;
+use crate::mem::guest::GuestAlloc;
+use crate::report::ViolationKind;
+use crate::sim::SimConfig;
+
+const PORT: &str = "\\TestPort";
+
+/// What the test driver's callbacks share: its one port variable and its choices.
+#[derive(Default)]
+struct Harness {
+    filter: AtomicUsize,
+    port_variable: AtomicUsize,
+    close_in_disconnect: AtomicBool,
+    refuse_connect: AtomicBool,
+    overstate_returned: AtomicBool,
+    connected_pid: AtomicUsize,
+    disconnects: AtomicU32,
+}
+
+unsafe extern "win64" fn connect_notify(
+    port: PFLT_PORT,
+    server_cookie: PVOID,
+    _context: PVOID,
+    _context_len: u32,
+    connection_cookie: *mut PVOID,
+) -> NTSTATUS {
+    // SAFETY: the server cookie is the test's live Harness.
+    let harness = unsafe { &*server_cookie.cast::<Harness>() };
+    if harness.refuse_connect.load(Ordering::Relaxed) {
+        return vigil_sys::STATUS_ACCESS_DENIED;
+    }
+    harness
+        .port_variable
+        .store(port as usize, Ordering::Release);
+    let pid = crate::exec::state::with(|s| s.process_id.get());
+    harness.connected_pid.store(pid, Ordering::Relaxed);
+    // SAFETY: FltMgr's out-pointer.
+    unsafe { *connection_cookie = server_cookie };
+    STATUS_SUCCESS
+}
+
+unsafe extern "win64" fn disconnect_notify(cookie: PVOID) {
+    // SAFETY: the connection cookie is the test's live Harness.
+    let harness = unsafe { &*cookie.cast::<Harness>() };
+    harness.disconnects.fetch_add(1, Ordering::Relaxed);
+    if harness.close_in_disconnect.load(Ordering::Relaxed) {
+        flt_close_client_port(
+            harness.filter.load(Ordering::Relaxed) as PFLT_FILTER,
+            harness.port_variable.as_ptr().cast(),
+        );
+    }
+}
+
+unsafe extern "win64" fn message_notify(
+    cookie: PVOID,
+    _input: PVOID,
+    _input_len: u32,
+    _output: PVOID,
+    output_len: u32,
+    returned: *mut u32,
+) -> NTSTATUS {
+    // SAFETY: the connection cookie is the test's live Harness.
+    let harness = unsafe { &*cookie.cast::<Harness>() };
+    let len = if harness.overstate_returned.load(Ordering::Relaxed) {
+        output_len + 10
+    } else {
+        0
+    };
+    // SAFETY: FltMgr's kernel out-pointer.
+    unsafe { *returned = len };
+    STATUS_SUCCESS
+}
+
+struct World {
+    kernel: Arc<Kernel>,
+    harness: Box<Harness>,
+}
+
+impl World {
+    fn new(config: SimConfig) -> Self {
+        let kernel = Kernel::new(
+            config,
+            "test.sys".into(),
+            ImageBounds::EMPTY,
+            Vec::new(),
+            Symbols::default(),
+        );
+        let harness = Box::<Harness>::default();
+        harness.close_in_disconnect.store(true, Ordering::Relaxed);
+        let filter = GuestAlloc::zeroed(64);
+        let filter_address = filter.address();
+        harness.filter.store(filter_address, Ordering::Relaxed);
+        let server = GuestAlloc::zeroed(64);
+        let mut flt = lock(&kernel.flt);
+        flt.filters.insert(
+            filter_address,
+            FilterRecord {
+                handle: filter,
+                version: 0x0203,
+                flags: 0,
+                unload: None,
+                instance_setup: 0,
+                instance_query_teardown: 0,
+                instance_teardown_start: 0,
+                instance_teardown_complete: 0,
+                operations: Vec::new(),
+                contexts: Vec::new(),
+                started: true,
+                unregistered: false,
+            },
+        );
+        flt.ports.insert(
+            server.address(),
+            ServerPortRecord {
+                handle: server,
+                filter: filter_address,
+                name: PORT.into(),
+                cookie: std::ptr::from_ref::<Harness>(&harness).cast_mut().cast(),
+                connect: connect_notify as *const () as usize,
+                disconnect: disconnect_notify as *const () as usize,
+                message: message_notify as *const () as usize,
+                max_connections: 1,
+                closed: false,
+            },
+        );
+        drop(flt);
+        Self { kernel, harness }
+    }
+
+    fn default_config() -> SimConfig {
+        SimConfig {
+            hang_timeout: Duration::from_secs(5),
+            ..SimConfig::default()
+        }
+    }
+
+    fn connect(&self) -> PortConnection {
+        client::connect(&self.kernel, PORT, &ConnectOptions::default()).expect("connects")
+    }
+
+    fn filter(&self) -> PFLT_FILTER {
+        self.harness.filter.load(Ordering::Relaxed) as PFLT_FILTER
+    }
+
+    fn variable(&self) -> *mut PFLT_PORT {
+        self.harness.port_variable.as_ptr().cast()
+    }
+
+    fn kinds(&self) -> Vec<ViolationKind> {
+        self.kernel.violations().iter().map(|v| v.kind).collect()
+    }
+
+    /// Sends `message` as the driver would, on a new driver thread: (status, reply bytes).
+    fn send_on_thread(
+        &self,
+        message: Vec<u8>,
+        reply_capacity: Option<u32>,
+        timeout_ms: Option<i64>,
+    ) -> thread::JoinHandle<(NTSTATUS, Vec<u8>)> {
+        let kernel = Arc::clone(&self.kernel);
+        let filter = self.filter() as usize;
+        let variable = self.variable() as usize;
+        thread::spawn(move || {
+            send(
+                &kernel,
+                filter,
+                variable,
+                message,
+                reply_capacity,
+                timeout_ms,
+            )
+        })
+    }
+}
+
+/// One `FltSendMessage` inside a driver call on this thread.
+fn send(
+    kernel: &Kernel,
+    filter: usize,
+    variable: usize,
+    mut message: Vec<u8>,
+    reply_capacity: Option<u32>,
+    timeout_ms: Option<i64>,
+) -> (NTSTATUS, Vec<u8>) {
+    kernel
+        .call_driver("test sender", Some(0), || {
+            let mut reply = vec![0u8; reply_capacity.unwrap_or(0) as usize];
+            let mut reply_len = reply_capacity.unwrap_or(0);
+            let mut timeout: LARGE_INTEGER = timeout_ms.unwrap_or(0) * -10_000;
+            let status = flt_send_message(
+                filter as PFLT_FILTER,
+                variable as *mut PFLT_PORT,
+                message.as_mut_ptr().cast(),
+                u32::try_from(message.len()).unwrap(),
+                if reply_capacity.is_some() {
+                    reply.as_mut_ptr().cast()
+                } else {
+                    std::ptr::null_mut()
+                },
+                if reply_capacity.is_some() {
+                    &raw mut reply_len
+                } else {
+                    std::ptr::null_mut()
+                },
+                if timeout_ms.is_some() {
+                    &raw mut timeout
+                } else {
+                    std::ptr::null_mut()
+                },
+            );
+            reply.truncate(reply_len as usize);
+            (status, reply)
+        })
+        .expect("the send returned")
+}
+
+fn receive(connection: &PortConnection) -> (client::ReceivedMessage, Vec<u8>) {
+    let mut buf = vec![0u8; 256];
+    let message = connection
+        .get_message(&mut buf, Duration::from_secs(5))
+        .expect("a message arrives");
+    buf.truncate(message.len);
+    (message, buf)
+}
+
+#[test]
+fn a_send_waits_for_the_client_and_for_its_reply() {
+    let world = World::new(World::default_config());
+    let connection = world.connect();
+    assert_eq!(world.harness.connected_pid.load(Ordering::Relaxed), 0x1234);
+    let sender = world.send_on_thread(b"question".to_vec(), Some(16), Some(5_000));
+    let (message, bytes) = receive(&connection);
+    assert_eq!(bytes, b"question");
+    assert_eq!(message.reply_len, 16);
+    connection.reply(message.message_id, b"answer").unwrap();
+    let (status, reply) = sender.join().unwrap();
+    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(reply, b"answer");
+    assert_eq!(
+        connection.reply(message.message_id, b"again"),
+        Err(PortError::NoWaiter),
+        "one reply per message"
+    );
+    // Without a reply buffer, delivery ends the send.
+    let sender = world.send_on_thread(b"event".to_vec(), None, Some(5_000));
+    let (message, _) = receive(&connection);
+    assert_eq!(message.reply_len, 0);
+    assert_eq!(sender.join().unwrap().0, STATUS_SUCCESS);
+    assert_eq!(
+        connection.reply(message.message_id, b"x"),
+        Err(PortError::NoWaiter)
+    );
+    drop(connection);
+    assert!(world.kinds().is_empty(), "{:?}", world.kernel.violations());
+}
+
+#[test]
+fn a_send_times_out_with_status_timeout_and_a_late_reply_finds_no_waiter() {
+    let world = World::new(World::default_config());
+    let connection = world.connect();
+    // Nobody receives: STATUS_TIMEOUT (a success code), and the message is withdrawn.
+    let (status, _) = send(
+        &world.kernel,
+        world.filter() as usize,
+        world.variable() as usize,
+        b"lonely".to_vec(),
+        None,
+        Some(30),
+    );
+    assert_eq!(status, STATUS_TIMEOUT);
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        connection.get_message(&mut buf, Duration::from_millis(20)),
+        Err(PortError::Timeout)
+    );
+    // Received, but the reply comes after the sender gave up.
+    let sender = world.send_on_thread(b"late".to_vec(), Some(8), Some(50));
+    let (message, _) = receive(&connection);
+    let (status, _) = sender.join().unwrap();
+    assert_eq!(status, STATUS_TIMEOUT);
+    assert_eq!(
+        connection.reply(message.message_id, b"too late"),
+        Err(PortError::NoWaiter)
+    );
+    assert_eq!(
+        PortError::NoWaiter.status(),
+        vigil_sys::STATUS_FLT_NO_WAITER_FOR_REPLY
+    );
+    drop(connection);
+    assert!(world.kinds().is_empty(), "{:?}", world.kernel.violations());
+}
+
+#[test]
+fn a_reply_longer_than_the_senders_buffer_is_truncated_with_buffer_overflow() {
+    let world = World::new(World::default_config());
+    let connection = world.connect();
+    let sender = world.send_on_thread(b"q".to_vec(), Some(4), Some(5_000));
+    let (message, _) = receive(&connection);
+    connection.reply(message.message_id, b"0123456789").unwrap();
+    let (status, reply) = sender.join().unwrap();
+    assert_eq!(status, STATUS_BUFFER_OVERFLOW);
+    assert_eq!(reply, b"0123");
+}
+
+#[test]
+fn the_client_closing_wakes_waiting_senders_and_the_disconnect_callback_closes_the_port() {
+    let world = World::new(World::default_config());
+    let connection = world.connect();
+    let waiting = world.send_on_thread(b"pending".to_vec(), Some(8), Some(10_000));
+    // Let it be received, then vanish without replying.
+    let _ = receive(&connection);
+    let queued = world.send_on_thread(b"queued".to_vec(), None, Some(10_000));
+    thread::sleep(Duration::from_millis(20));
+    connection.close();
+    assert_eq!(waiting.join().unwrap().0, STATUS_PORT_DISCONNECTED);
+    assert_eq!(queued.join().unwrap().0, STATUS_PORT_DISCONNECTED);
+    assert_eq!(world.harness.disconnects.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        world.harness.port_variable.load(Ordering::Relaxed),
+        0,
+        "FltCloseClientPort set the variable to NULL"
+    );
+    // A send after the close, through the same variable: NULL, flagged.
+    let (status, _) = send(
+        &world.kernel,
+        world.filter() as usize,
+        world.variable() as usize,
+        b"after".to_vec(),
+        None,
+        Some(10),
+    );
+    assert_eq!(status, STATUS_PORT_DISCONNECTED);
+    let violations = world.kernel.violations();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(
+        violations[0]
+            .rule
+            .contains("send through a NULL client port variable"),
+        "{violations:?}"
+    );
+    // The port is free again: a second connection is admitted.
+    drop(world.connect());
+}
+
+#[test]
+fn flt_close_client_port_wakes_senders_and_the_client_sees_the_port_closed() {
+    let world = World::new(World::default_config());
+    let connection = world.connect();
+    let sender = world.send_on_thread(b"waiting".to_vec(), None, Some(10_000));
+    thread::sleep(Duration::from_millis(20));
+    let filter = world.filter() as usize;
+    let variable = world.variable() as usize;
+    world
+        .kernel
+        .call_driver("test closer", Some(0), || {
+            flt_close_client_port(filter as PFLT_FILTER, variable as *mut PFLT_PORT);
+        })
+        .unwrap();
+    assert_eq!(sender.join().unwrap().0, STATUS_PORT_DISCONNECTED);
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        connection.get_message(&mut buf, Duration::from_secs(1)),
+        Err(PortError::Disconnected)
+    );
+    assert!(!connection.is_connected());
+    assert!(connection.send_command(b"x", 4).is_err());
+    // The client's close no longer calls DisconnectNotify: the driver closed the port itself.
+    connection.close();
+    assert_eq!(world.harness.disconnects.load(Ordering::Relaxed), 0);
+    // Closing again through the (now NULL) variable is a double close.
+    world
+        .kernel
+        .call_driver("test closer", Some(0), || {
+            flt_close_client_port(filter as PFLT_FILTER, variable as *mut PFLT_PORT);
+        })
+        .unwrap();
+    assert_eq!(world.kinds(), [ViolationKind::InvalidHandle]);
+}
+
+#[test]
+fn a_send_through_a_stale_copy_of_the_port_is_reported() {
+    // The seed's crash: the port stored in two places, one closed while the other sends.
+    let world = World::new(World::default_config());
+    let _connection = world.connect();
+    let copy = AtomicUsize::new(world.harness.port_variable.load(Ordering::Relaxed));
+    let filter = world.filter() as usize;
+    let variable = world.variable() as usize;
+    world
+        .kernel
+        .call_driver("test closer", Some(0), || {
+            flt_close_client_port(filter as PFLT_FILTER, variable as *mut PFLT_PORT);
+        })
+        .unwrap();
+    let (status, _) = send(
+        &world.kernel,
+        filter,
+        copy.as_ptr() as usize,
+        b"stale".to_vec(),
+        None,
+        Some(10),
+    );
+    assert_eq!(status, STATUS_PORT_DISCONNECTED);
+    let violations = world.kernel.violations();
+    assert_eq!(violations.len(), 1);
+    assert!(violations[0].rule.contains("RULES.md 5"), "{violations:?}");
+}
+
+#[test]
+fn a_send_without_a_timeout_is_a_policy_violation_unless_switched_off() {
+    for flag in [true, false] {
+        let world = World::new(SimConfig {
+            flag_infinite_waits: flag,
+            ..World::default_config()
+        });
+        let connection = world.connect();
+        let sender = world.send_on_thread(b"forever".to_vec(), None, None);
+        let _ = receive(&connection);
+        assert_eq!(sender.join().unwrap().0, STATUS_SUCCESS);
+        let expected: &[ViolationKind] = if flag { &[ViolationKind::Policy] } else { &[] };
+        assert_eq!(world.kinds(), expected);
+    }
+}
+
+#[test]
+fn poison_runs_in_a_message_are_uninitialized_bytes() {
+    assert_eq!(find_poison(&[0xA5; 15]), None, "below the run length");
+    assert_eq!(find_poison(&[0xA5; 16]), Some((0, 16, 0xA5)));
+    let mut mixed = vec![1u8; 40];
+    mixed[10..30].fill(0xC5);
+    assert_eq!(find_poison(&mixed), Some((10, 20, 0xC5)));
+    assert_eq!(find_poison(&[0xEE; 64]), None, "other fills are data");
+    let mut alternating = vec![0xA5u8; 64];
+    for byte in alternating.iter_mut().step_by(8) {
+        *byte = 0;
+    }
+    assert_eq!(find_poison(&alternating), None, "7-byte runs only");
+
+    let world = World::new(World::default_config());
+    let connection = world.connect();
+    let mut message = b"header..".to_vec();
+    message.extend([crate::POOL_POISON; 32]);
+    let sender = world.send_on_thread(message, None, Some(5_000));
+    let _ = receive(&connection);
+    assert_eq!(sender.join().unwrap().0, STATUS_SUCCESS);
+    let violations = world.kernel.violations();
+    assert_eq!(world.kinds(), [ViolationKind::UninitializedBytes]);
+    assert!(
+        violations[0]
+            .message
+            .contains("32 bytes of 0xa5 at offset 8"),
+        "{violations:?}"
+    );
+}
+
+#[test]
+fn a_disconnect_callback_that_does_not_close_the_port_is_reported() {
+    let world = World::new(World::default_config());
+    world
+        .harness
+        .close_in_disconnect
+        .store(false, Ordering::Relaxed);
+    let connection = world.connect();
+    connection.close();
+    assert_eq!(world.kinds(), [ViolationKind::PortNotClosed]);
+    assert!(
+        world.kernel.violations()[0]
+            .message
+            .contains("client port not closed by the disconnect callback")
+    );
+    // The connection slot stays taken while the driver holds the port.
+    assert_eq!(
+        client::connect(&world.kernel, PORT, &ConnectOptions::default()).unwrap_err(),
+        ConnectError::ConnectionLimit
+    );
+}
+
+#[test]
+fn unregister_calls_disconnect_for_open_client_ports_and_reports_those_left_open() {
+    for closes in [true, false] {
+        let world = World::new(World::default_config());
+        world
+            .harness
+            .close_in_disconnect
+            .store(closes, Ordering::Relaxed);
+        let connection = world.connect();
+        let filter = world.filter() as usize;
+        world
+            .kernel
+            .call_driver("FilterUnload", Some(0), || {
+                crate::flt::registration::flt_unregister_filter(filter as PFLT_FILTER);
+            })
+            .unwrap();
+        assert_eq!(world.harness.disconnects.load(Ordering::Relaxed), 1);
+        assert!(!connection.is_connected());
+        let kinds = world.kinds();
+        // The server port left open is reported by FltUnregisterFilter's own check.
+        let port_not_closed = kinds
+            .iter()
+            .filter(|k| **k == ViolationKind::PortNotClosed)
+            .count();
+        assert_eq!(port_not_closed, usize::from(!closes), "{kinds:?}");
+        connection.close();
+        assert_eq!(
+            world.harness.disconnects.load(Ordering::Relaxed),
+            1,
+            "DisconnectNotify is called once per port"
+        );
+    }
+}
+
+#[test]
+fn connections_are_limited_refusals_come_back_and_returned_lengths_are_checked() {
+    let world = World::new(World::default_config());
+    let first = world.connect();
+    assert_eq!(
+        client::connect(&world.kernel, PORT, &ConnectOptions::default()).unwrap_err(),
+        ConnectError::ConnectionLimit
+    );
+    assert_eq!(
+        client::connect(&world.kernel, "\\Other", &ConnectOptions::default()).unwrap_err(),
+        ConnectError::NotFound
+    );
+    let result = first.send_command(b"cmd", 8).unwrap();
+    assert_eq!((result.status, result.returned_len), (STATUS_SUCCESS, 0));
+    world
+        .harness
+        .overstate_returned
+        .store(true, Ordering::Relaxed);
+    let result = first.send_command(b"cmd", 8).unwrap();
+    assert_eq!(result.returned_len, 18);
+    assert_eq!(result.output.len(), 8, "never more than the buffer");
+    assert_eq!(world.kinds(), [ViolationKind::CallbackContract]);
+    drop(first);
+    world.harness.refuse_connect.store(true, Ordering::Relaxed);
+    assert_eq!(
+        client::connect(&world.kernel, PORT, &ConnectOptions::default()).unwrap_err(),
+        ConnectError::Refused(vigil_sys::STATUS_ACCESS_DENIED)
+    );
+}
