@@ -8,8 +8,7 @@ use vigil_sys::{
     FLTFL_POST_OPERATION_DRAINING, NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED, STATUS_REPARSE,
 };
 
-use crate::callbacks::{EventName, requestor};
-use crate::entry::admitted_globals;
+use crate::callbacks::{Admitted, EventName, admit, requestor};
 use crate::events::{EventFacts, publish};
 use crate::filter::name::FileName;
 use crate::filter::operation::Operation;
@@ -24,11 +23,13 @@ pub unsafe extern "win64" fn pre_create(
     objects: *const FLT_RELATED_OBJECTS,
     _completion: *mut PVOID,
 ) -> FLT_PREOP_CALLBACK_STATUS {
-    let Some((globals, _admitted)) = admitted_globals() else {
-        return FLT_PREOP_SUCCESS_NO_CALLBACK;
-    };
     // SAFETY: the callback's own arguments, used only during it.
-    let Some(mut operation) = (unsafe { Operation::from_callback(data, objects) }) else {
+    let Some(Admitted {
+        globals,
+        mut operation,
+        ..
+    }) = (unsafe { admit(data, objects) })
+    else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     let Some(who) = requestor(globals, &mut operation) else {
@@ -85,11 +86,13 @@ pub unsafe extern "win64" fn post_create(
     if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
-    let Some((globals, _admitted)) = admitted_globals() else {
-        return FLT_POSTOP_FINISHED_PROCESSING;
-    };
     // SAFETY: the callback's own arguments, used only during it.
-    let Some(mut operation) = (unsafe { Operation::from_callback(data, objects) }) else {
+    let Some(Admitted {
+        globals,
+        mut operation,
+        ..
+    }) = (unsafe { admit(data, objects) })
+    else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
     let status = operation.status();

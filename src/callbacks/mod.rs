@@ -67,6 +67,37 @@ pub static OPERATIONS: StaticTable<[FLT_OPERATION_REGISTRATION; 5]> = StaticTabl
     },
 ]);
 
+/// A callback admitted through the unload gate, with its operation.
+pub struct Admitted<'a> {
+    /// The driver's state.
+    pub globals: &'static Globals,
+    /// The gate guard: held for as long as the callback touches the globals.
+    _guard: vigil_core::GateGuard<'static, crate::platform::KernelPlatform>,
+    /// The operation.
+    pub operation: Operation<'a>,
+}
+
+/// Admits a callback: `None` (let the operation through untouched) once unload has begun or if
+/// FltMgr passed a null pointer.
+///
+/// # Safety
+///
+/// `data` and `objects` are the callback's own `Data` and `FltObjects` arguments, and the result
+/// is used only during the callback.
+pub unsafe fn admit<'a>(
+    data: *mut vigil_sys::FLT_CALLBACK_DATA,
+    objects: *const vigil_sys::FLT_RELATED_OBJECTS,
+) -> Option<Admitted<'a>> {
+    let (globals, guard) = crate::entry::admitted_globals()?;
+    // SAFETY: the callback's own arguments, used only during it (contract).
+    let operation = unsafe { Operation::from_callback(data, objects) }?;
+    Some(Admitted {
+        globals,
+        _guard: guard,
+        operation,
+    })
+}
+
 /// Who issued an operation.
 pub struct Requestor {
     /// Process id.

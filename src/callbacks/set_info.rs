@@ -15,8 +15,7 @@ use vigil_sys::{
     NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED,
 };
 
-use crate::callbacks::{EventName, requestor};
-use crate::entry::admitted_globals;
+use crate::callbacks::{Admitted, EventName, admit, requestor};
 use crate::error::Result;
 use crate::events::{EventFacts, publish};
 use crate::filter::name::FileName;
@@ -129,11 +128,13 @@ pub unsafe extern "win64" fn pre_set_information(
     objects: *const FLT_RELATED_OBJECTS,
     completion: *mut PVOID,
 ) -> FLT_PREOP_CALLBACK_STATUS {
-    let Some((globals, _admitted)) = admitted_globals() else {
-        return FLT_PREOP_SUCCESS_NO_CALLBACK;
-    };
     // SAFETY: the callback's own arguments, used only during it.
-    let Some(mut operation) = (unsafe { Operation::from_callback(data, objects) }) else {
+    let Some(Admitted {
+        globals,
+        mut operation,
+        ..
+    }) = (unsafe { admit(data, objects) })
+    else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     let Some(change) = classify(&operation) else {
@@ -206,11 +207,13 @@ pub unsafe extern "win64" fn post_set_information(
     if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
-    let Some((globals, _admitted)) = admitted_globals() else {
-        return FLT_POSTOP_FINISHED_PROCESSING;
-    };
     // SAFETY: the callback's own arguments, used only during it.
-    let Some(mut operation) = (unsafe { Operation::from_callback(data, objects) }) else {
+    let Some(Admitted {
+        globals,
+        mut operation,
+        ..
+    }) = (unsafe { admit(data, objects) })
+    else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
     let status = operation.status();

@@ -7,11 +7,9 @@ use vigil_sys::{
     FLT_RELATED_OBJECTS, PVOID, STATUS_PENDING,
 };
 
-use crate::callbacks::{EventName, requestor};
-use crate::entry::admitted_globals;
+use crate::callbacks::{Admitted, EventName, admit, requestor};
 use crate::events::{EventFacts, publish};
 use crate::filter::context::{HandleContext, MarkOutcome};
-use crate::filter::operation::Operation;
 use crate::stats::bump;
 
 /// Pre-write: reports `FirstWrite` once per handle, as the write is issued (its status field is
@@ -21,11 +19,13 @@ pub unsafe extern "win64" fn pre_write(
     objects: *const FLT_RELATED_OBJECTS,
     _completion: *mut PVOID,
 ) -> FLT_PREOP_CALLBACK_STATUS {
-    let Some((globals, _admitted)) = admitted_globals() else {
-        return FLT_PREOP_SUCCESS_NO_CALLBACK;
-    };
     // SAFETY: the callback's own arguments, used only during it.
-    let Some(mut operation) = (unsafe { Operation::from_callback(data, objects) }) else {
+    let Some(Admitted {
+        globals,
+        mut operation,
+        ..
+    }) = (unsafe { admit(data, objects) })
+    else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     if operation.is_paging_io() || operation.file_object().is_null() {
