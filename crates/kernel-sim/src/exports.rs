@@ -151,28 +151,28 @@ const FLTMGR: &[Entry] = &[
         flt::ports::flt_send_message as *const () as usize
     }),
     ("FltGetFileNameInformation", || {
-        flt::stubs::flt_get_file_name_information as *const () as usize
+        flt::names::flt_get_file_name_information as *const () as usize
     }),
     ("FltGetDestinationFileNameInformation", || {
-        flt::stubs::flt_get_destination_file_name_information as *const () as usize
+        flt::names::flt_get_destination_file_name_information as *const () as usize
     }),
     ("FltReleaseFileNameInformation", || {
-        flt::stubs::flt_release_file_name_information as *const () as usize
+        flt::names::flt_release_file_name_information as *const () as usize
     }),
     ("FltGetRequestorProcessId", || {
-        flt::stubs::flt_get_requestor_process_id as *const () as usize
+        flt::io::flt_get_requestor_process_id as *const () as usize
     }),
     ("FltAllocateContext", || {
-        flt::stubs::flt_allocate_context as *const () as usize
+        flt::contexts::flt_allocate_context as *const () as usize
     }),
     ("FltSetStreamHandleContext", || {
-        flt::stubs::flt_set_stream_handle_context as *const () as usize
+        flt::contexts::flt_set_stream_handle_context as *const () as usize
     }),
     ("FltGetStreamHandleContext", || {
-        flt::stubs::flt_get_stream_handle_context as *const () as usize
+        flt::contexts::flt_get_stream_handle_context as *const () as usize
     }),
     ("FltReleaseContext", || {
-        flt::stubs::flt_release_context as *const () as usize
+        flt::contexts::flt_release_context as *const () as usize
     }),
     ("FltInitializePushLock", || {
         flt::pushlock::flt_initialize_push_lock as *const () as usize

@@ -55,9 +55,29 @@
 //!   memory, waits with the kernel's timeout semantics, spin locks, critical regions, system
 //!   threads (real threads on driver stacks; thread objects signalled when the thread stops
 //!   running driver code), kernel handles and object references, an emulated registry.
-//! * **FltMgr** (`flt`): registration (validated), start, unregister (ports must be closed),
-//!   security descriptors, server ports, push locks; the remaining imports are stubs that
-//!   report `NotEmulated` until phase 2 (instances, I/O, names, contexts).
+//! * **FltMgr** (`flt`): registration (validated), start, unregister (ports must be closed;
+//!   operations in flight drained; instances torn down; contexts and names still referenced
+//!   reported), security descriptors, server ports, push locks.
+//! * **Volumes and instances** (`flt::volumes`): [`Driver::mount`] a synthetic volume of a
+//!   [`VolumeKind`] (NTFS, ReFS, FAT, exFAT, network, named pipe, mailslot); volumes in
+//!   [`IoConfig::volumes`] exist before DriverEntry and are offered at `FltStartFiltering`,
+//!   later ones when mounted; InstanceSetup at PASSIVE_LEVEL with the device and file-system
+//!   types, `STATUS_FLT_DO_NOT_ATTACH` honoured, pipes and mailslots only offered with
+//!   `FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS`; [`Driver::detach`] (InstanceQueryTeardown) and
+//!   [`Driver::dismount`] tear down (teardown start, drain, teardown complete).
+//! * **Synthetic I/O** (`flt::io`, `flt::fs`): [`Driver::io`] gives an [`Io`] for a
+//!   [`Requestor`] (process and thread id) with create (every disposition, directories,
+//!   delete-on-close), write (paging, APC_LEVEL), rename, hard link, both disposition classes,
+//!   cleanup and close, on an in-memory file system per volume. Each operation builds real
+//!   `FLT_CALLBACK_DATA`/`FLT_IO_PARAMETER_BLOCK`/`FLT_RELATED_OBJECTS`/`FILE_OBJECT`s and runs
+//!   the pre- and post-operation callbacks at Windows' IRQLs (posts optionally at
+//!   DISPATCH_LEVEL, [`IoConfig::post_ops_at_dispatch`]). Checked: pre/post statuses,
+//!   completion-context misuse, IRQL restored.
+//! * **Names and contexts** (`flt::names`, `flt::contexts`): reference-counted
+//!   `FLT_FILE_NAME_INFORMATION` (normalized = canonical, opened = as spelled; failable,
+//!   [`IoConfig::fail_normalized_names`]) and stream-handle contexts from the special pool with
+//!   the registration's tag. Checked: IRQL, double release, over-release, leaks at
+//!   `FltUnregisterFilter`; [`IoStats`] in the report balances them.
 //! * **Communication ports** (`flt::ports`, `flt::client`): a client side
 //!   ([`Sim::connect`], [`PortConnection`]: get message, reply, commands with user-range
 //!   buffers and bad-pointer hooks, close) and a blocking `FltSendMessage` with timeouts and
@@ -100,9 +120,11 @@ pub use flt::client::{
     CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,
     ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
 };
+pub use flt::io::{FileHandle, Io, IoConfig, Requestor, WriteOptions};
 pub use flt::ports::POISON_RUN;
+pub use flt::volumes::{VolumeId, VolumeKind};
 pub use loader::LoadError;
 pub use mem::pool::{POOL_POISON, SLACK_FILL};
-pub use report::{Report, Violation, ViolationKind};
+pub use report::{IoStats, Report, Violation, ViolationKind};
 pub use sim::{Driver, RegistryValue, Sim, SimConfig, UnloadError, UnloadKind, UnloadOutcome};
 pub use sweep::{SweepReport, SweepRun, sweep};

@@ -57,6 +57,15 @@ pub enum ViolationKind {
     /// A client port the disconnect callback did not close, or still open at
     /// `FltUnregisterFilter`.
     PortNotClosed,
+    /// A filter callback returned a status its contract does not allow (an invalid
+    /// pre-/post-operation status, `WITH_CALLBACK`/`SYNCHRONIZE` without a post callback, a
+    /// completion context no post callback will receive).
+    CallbackStatus,
+    /// Name information or a context released more often than it was referenced.
+    OverRelease,
+    /// Name information or a context still referenced by the driver when the filter
+    /// unregistered.
+    ReferenceLeak,
 }
 
 /// One broken rule.
@@ -152,6 +161,32 @@ pub struct Report {
     pub routine_calls: BTreeMap<String, u64>,
     /// Access violations dispatched to a driver `__except` block.
     pub seh_dispatches: u64,
+    /// Synthetic I/O counters.
+    pub io: IoStats,
+}
+
+/// Synthetic I/O counters of a run: operations, callbacks, and the references the checks
+/// balance (every name acquired is released, every context allocated is freed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IoStats {
+    /// Operations issued (create, write, set information, cleanup, close).
+    pub operations: u64,
+    /// Pre-operation callbacks called.
+    pub pre_callbacks: u64,
+    /// Post-operation callbacks called.
+    pub post_callbacks: u64,
+    /// Instances attached (InstanceSetup agreed).
+    pub instances_attached: u64,
+    /// Instances torn down.
+    pub instances_torn_down: u64,
+    /// Name information references handed out (`FltGet*FileNameInformation`).
+    pub names_acquired: u64,
+    /// Name information references released (`FltReleaseFileNameInformation`).
+    pub names_released: u64,
+    /// Contexts allocated (`FltAllocateContext`).
+    pub contexts_allocated: u64,
+    /// Contexts freed (last reference released, or reported leaked and freed at unregister).
+    pub contexts_freed: u64,
 }
 
 impl Report {

@@ -98,6 +98,8 @@ pub struct SimConfig {
     pub stack_poison_len: usize,
     /// How long to wait for driver threads to finish once the driver is gone.
     pub thread_exit_timeout: Duration,
+    /// Synthetic volumes and I/O options.
+    pub io: crate::flt::io::IoConfig,
 }
 
 impl Default for SimConfig {
@@ -113,6 +115,7 @@ impl Default for SimConfig {
             stack_size: 128 * 1024,
             stack_poison_len: 64 * 1024,
             thread_exit_timeout: Duration::from_secs(5),
+            io: crate::flt::io::IoConfig::default(),
         }
     }
 }
@@ -204,6 +207,7 @@ impl Sim {
             symbols,
         );
         self.namespace.register(&kernel);
+        crate::flt::volumes::mount_configured(&kernel);
         let mut driver = Driver {
             kernel,
             image: Some(image),
@@ -236,6 +240,11 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// The driver's world (for the API implemented beside the emulation).
+    pub(crate) fn kernel(&self) -> &Arc<Kernel> {
+        &self.kernel
+    }
+
     fn run_driver_entry(&mut self) {
         let k = Arc::clone(&self.kernel);
         let image = self.image.as_ref().expect("mapped");
@@ -378,6 +387,7 @@ impl Driver {
         if !crashed {
             report_leaks(&k, why);
         }
+        crate::flt::volumes::driver_gone(&k);
         if let Some(mut image) = self.image.take() {
             image.unmap();
         }
@@ -423,6 +433,7 @@ impl Driver {
             driver_calls: k.driver_calls(),
             routine_calls: k.routine_calls(),
             seh_dispatches: k.seh_dispatches(),
+            io: lock(&k.flt).io.stats.clone(),
         }
     }
 

@@ -1,10 +1,9 @@
 //! The Filter Manager (`FLTMGR.SYS`) emulation.
 //!
-//! Phase 1 covers what a minifilter needs to load and unload: registration (validated),
-//! start/unregister, security descriptors, server communication ports, push locks. The rest of
-//! the imports are bound to stubs ([`stubs`]) that record a `NotEmulated` violation; phase 2
-//! replaces them with instances on synthetic volumes, callback data for synthetic I/O, name
-//! information, contexts and the client side of ports, each in its own module here.
+//! Registration (validated), start/unregister, security descriptors, communication ports and
+//! their client side, push locks; and the I/O side: synthetic volumes and instances
+//! ([`volumes`]), each with an in-memory file system ([`fs`]), synthetic I/O through the
+//! filter's callbacks ([`io`]), name information ([`names`]) and contexts ([`contexts`]).
 //!
 //! All filter state of a run is in [`FltState`], behind the kernel's `flt` mutex. Handles the
 //! driver receives (`PFLT_FILTER`, `PFLT_PORT`, security descriptors) are addresses of small
@@ -12,11 +11,15 @@
 //! that a stale handle is recognized, not confused with a new object at a reused address.
 
 pub(crate) mod client;
+pub(crate) mod contexts;
+pub(crate) mod fs;
+pub(crate) mod io;
+pub(crate) mod names;
 pub(crate) mod ports;
 pub(crate) mod pushlock;
 pub(crate) mod registration;
 pub(crate) mod security;
-pub(crate) mod stubs;
+pub(crate) mod volumes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,7 +33,6 @@ pub(crate) type UnloadCallback = unsafe extern "win64" fn(u32) -> NTSTATUS;
 
 /// One operation registration, copied from the driver's array.
 #[derive(Clone, Copy, Debug)]
-#[expect(dead_code, reason = "read by phase 2's synthetic I/O")]
 pub(crate) struct Operation {
     pub major: u8,
     pub flags: u32,
@@ -40,7 +42,6 @@ pub(crate) struct Operation {
 
 /// One context registration, copied.
 #[derive(Clone, Copy, Debug)]
-#[expect(dead_code, reason = "read by phase 2's contexts")]
 pub(crate) struct ContextRegistration {
     pub context_type: u16,
     pub size: usize,
@@ -106,6 +107,8 @@ pub(crate) struct FltState {
     pub security_descriptors: BTreeMap<usize, SecurityDescriptorRecord>,
     /// Push locks by the address of their `EX_PUSH_LOCK`.
     pub push_locks: BTreeMap<usize, Arc<pushlock::PushLock>>,
+    /// Volumes, instances, open files, name information and contexts.
+    pub io: io::IoState,
 }
 
 impl FltState {

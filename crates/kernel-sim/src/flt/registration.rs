@@ -271,6 +271,9 @@ pub(crate) extern "win64" fn flt_start_filtering(filter: PFLT_FILTER) -> NTSTATU
             return STATUS_INVALID_PARAMETER;
         }
         record.started = true;
+        drop(flt);
+        // FltMgr offers every mounted volume to the filter now (InstanceSetup).
+        crate::flt::volumes::attach_at_start(k, filter as usize);
         STATUS_SUCCESS
     })
 }
@@ -324,7 +327,9 @@ pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
             // FltMgr calls DisconnectNotify for client ports still open, then drains the port
             // callbacks in flight.
             crate::flt::ports::unregister_client_ports(k, filter as usize);
-            // Phase 2: drain callbacks in flight and tear instances down here.
+            // Drain the operations in flight and tear every instance down (teardown
+            // callbacks), drop FltMgr's context references, report what the driver still holds.
+            crate::flt::volumes::teardown_filter(k, filter as usize);
         },
     );
 }

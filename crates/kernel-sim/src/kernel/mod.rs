@@ -596,6 +596,8 @@ impl Kernel {
             return RawUnload::NoCallback;
         };
         let flags = Self::unload_flags(kind);
+        // Instance teardown during this unload reports whether it is mandatory.
+        lock(&self.flt).io.unload_flags = flags;
         let was = state::with(|s| s.unload_thread.replace(true));
         // SAFETY: `callback` is the FilterUnloadCallback the driver registered; the image is
         // mapped while the kernel runs; FltMgr calls it at PASSIVE_LEVEL with these flags.

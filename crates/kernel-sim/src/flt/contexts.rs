@@ -1,0 +1,601 @@
+//! Contexts: `FltAllocateContext`, `FltSetStreamHandleContext`, `FltGetStreamHandleContext`,
+//! `FltReleaseContext`.
+//!
+//! A context is a block of the special pool ([`crate::mem::pool`]) with the pool tag of its
+//! registration, not zeroed (`FltAllocateContext` leaves it uninitialized, so it is poisoned),
+//! with FltMgr's bookkeeping kept by kernel-sim beside it. Reference counts follow the
+//! reference pages: allocation gives the caller one reference; a successful set gives the file
+//! object one (dropped when the file object is closed, or when its instance is torn down);
+//! a get gives the caller one; `FLT_SET_CONTEXT_KEEP_IF_EXISTS` with an existing context
+//! returns `STATUS_FLT_CONTEXT_ALREADY_DEFINED` and the existing context referenced in
+//! `*OldContext`; `FLT_SET_CONTEXT_REPLACE_IF_EXISTS` hands the replaced context's object
+//! reference to the caller through `*OldContext` (or drops it when `OldContext` is NULL). At
+//! zero the registered `ContextCleanupCallback` runs, then the memory is freed.
+//!
+//! Checks: IRQL (<= APC_LEVEL; release <= DISPATCH_LEVEL), registered type and size, a release
+//! below zero (reported with type, tag and size), and contexts the driver still references when
+//! the filter unregisters (a leak; FltMgr would wait for them forever).
+
+use std::collections::HashMap;
+
+use vigil_sys::{
+    APC_LEVEL, DISPATCH_LEVEL, FILE_OBJECT, FLT_CONTEXT_TYPE, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+    FLT_SET_CONTEXT_OPERATION, FLT_SET_CONTEXT_REPLACE_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT,
+    NTSTATUS, NonPagedPoolNx, PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE, POOL_TYPE, PagedPool,
+    STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DELETING_OBJECT, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_SUCCESS,
+};
+
+use crate::exec::state;
+use crate::flt::io::Retired;
+use crate::flt::volumes::InstanceState;
+use crate::kernel::{IrqlRule, Kernel, emulate, lock};
+use crate::mem::guest;
+use crate::mem::pool::{AllocRequest, Pool, tag_text};
+use crate::report::ViolationKind;
+
+/// `NonPagedPool`.
+const NON_PAGED_POOL: POOL_TYPE = 0;
+/// `FLT_VARIABLE_SIZED_CONTEXTS`: a registration that accepts any size.
+const VARIABLE_SIZED: usize = usize::MAX;
+/// `STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND`.
+#[expect(clippy::cast_possible_wrap, reason = "an NTSTATUS bit pattern")]
+const STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND: NTSTATUS = 0xC01C_0016_u32 as i32;
+/// `STATUS_FLT_CONTEXT_ALREADY_LINKED`.
+#[expect(clippy::cast_possible_wrap, reason = "an NTSTATUS bit pattern")]
+const STATUS_FLT_CONTEXT_ALREADY_LINKED: NTSTATUS = 0xC01C_001C_u32 as i32;
+/// How many freed contexts stay recognizable.
+const RETIRED_CONTEXTS: usize = 65_536;
+
+/// A live context.
+pub(crate) struct ContextRecord {
+    context_type: FLT_CONTEXT_TYPE,
+    size: usize,
+    tag: u32,
+    references: i64,
+    cleanup: usize,
+    /// The file object and instance it is set on.
+    attached: Option<(usize, usize)>,
+    allocated_by: &'static str,
+}
+
+/// What is remembered of a freed context.
+#[derive(Clone)]
+struct FreedContext {
+    context_type: FLT_CONTEXT_TYPE,
+    size: usize,
+    tag: u32,
+}
+
+/// Every context of a run.
+pub(crate) struct ContextTable {
+    live: HashMap<usize, ContextRecord>,
+    freed: Retired<FreedContext>,
+}
+
+impl Default for ContextTable {
+    fn default() -> Self {
+        Self {
+            live: HashMap::new(),
+            freed: Retired::new(RETIRED_CONTEXTS),
+        }
+    }
+}
+
+fn type_name(context_type: FLT_CONTEXT_TYPE) -> &'static str {
+    match context_type {
+        0x1 => "volume",
+        0x2 => "instance",
+        0x4 => "file",
+        0x8 => "stream",
+        0x10 => "stream-handle",
+        0x20 => "transaction",
+        0x40 => "section",
+        _ => "unknown",
+    }
+}
+
+fn describe(context_type: FLT_CONTEXT_TYPE, tag: u32, size: usize) -> String {
+    format!(
+        "{} context ({size} bytes, tag '{}')",
+        type_name(context_type),
+        tag_text(tag)
+    )
+}
+
+/// Drops one reference; at zero calls the cleanup callback and frees the memory. Returns false
+/// (after reporting) when `context` has no reference left or is unknown.
+fn release(k: &Kernel, context: usize, who: &str) -> bool {
+    let gone = {
+        let mut flt = lock(&k.flt);
+        let table = &mut flt.io.contexts;
+        match table.live.get_mut(&context) {
+            Some(record) => {
+                record.references -= 1;
+                if record.references > 0 {
+                    return true;
+                }
+                let record = table.live.remove(&context).expect("present");
+                table.freed.insert(
+                    context,
+                    FreedContext {
+                        context_type: record.context_type,
+                        size: record.size,
+                        tag: record.tag,
+                    },
+                );
+                flt.io.stats.contexts_freed += 1;
+                Ok(record)
+            }
+            None => Err(table.freed.get(context).cloned()),
+        }
+    };
+    match gone {
+        Ok(record) => {
+            free(k, context, &record);
+            true
+        }
+        Err(Some(freed)) => {
+            k.violation(
+                ViolationKind::OverRelease,
+                "RULES.md 19: a context is released exactly once per reference",
+                format!(
+                    "{who} of {} at {context:#x}, which has no reference left (already freed)",
+                    describe(freed.context_type, freed.tag, freed.size)
+                ),
+            );
+            false
+        }
+        Err(None) => {
+            k.violation(
+                ViolationKind::Parameter,
+                "FltReleaseContext: a context from FltAllocateContext",
+                format!("{context:#x} is not a context"),
+            );
+            false
+        }
+    }
+}
+
+/// Calls the cleanup callback (at <= APC_LEVEL, as FltMgr does) and frees the pool block.
+fn free(k: &Kernel, context: usize, record: &ContextRecord) {
+    if record.cleanup != 0 && !k.crashed.load(std::sync::atomic::Ordering::Acquire) {
+        // SAFETY: the ContextCleanupCallback the driver registered for this type (its image is
+        // mapped while any of its contexts lives); FltMgr calls it with the context and type.
+        let cleanup: unsafe extern "win64" fn(PFLT_CONTEXT, FLT_CONTEXT_TYPE) =
+            unsafe { std::mem::transmute(record.cleanup) };
+        let irql = state::current_irql().min(APC_LEVEL);
+        // SAFETY: see above.
+        k.call_driver("ContextCleanup", Some(irql), || unsafe {
+            cleanup(context as PFLT_CONTEXT, record.context_type);
+        });
+    }
+    let callback = state::with(|s| s.callback.get());
+    let freed = lock(&k.pool).free(context, callback);
+    match freed {
+        Ok((block, before, after)) => {
+            if before + after > 0 {
+                k.violation(
+                    ViolationKind::PoolCorruption,
+                    "no writes outside an allocation",
+                    format!(
+                        "{before} byte(s) before and {after} byte(s) after the {} at {context:#x} were overwritten",
+                        describe(record.context_type, record.tag, record.size)
+                    ),
+                );
+            }
+            Pool::retire(block);
+        }
+        Err(_) => k.violation(
+            ViolationKind::Internal,
+            "kernel-sim",
+            format!("context {context:#x} was not a pool block"),
+        ),
+    }
+}
+
+/// `FltAllocateContext`: IRQL <= APC_LEVEL. Failable: `STATUS_INSUFFICIENT_RESOURCES`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the documented parameter checks, in the order of the reference page"
+)]
+pub(crate) extern "win64" fn flt_allocate_context(
+    filter: PFLT_FILTER,
+    context_type: FLT_CONTEXT_TYPE,
+    size: usize,
+    pool_type: POOL_TYPE,
+    out: *mut PFLT_CONTEXT,
+) -> NTSTATUS {
+    emulate("FltAllocateContext", IrqlRule::AtMost(APC_LEVEL), |k| {
+        let bad = |rule: &str, message: String, status: NTSTATUS| {
+            k.violation(
+                ViolationKind::Parameter,
+                format!("FltAllocateContext: {rule}"),
+                message,
+            );
+            status
+        };
+        if out.is_null() {
+            return bad(
+                "a ReturnedContext out-pointer",
+                "NULL".to_owned(),
+                STATUS_INVALID_PARAMETER,
+            );
+        }
+        guest::write(out, std::ptr::null_mut());
+        let registration = match lock(&k.flt).filters.get(&(filter as usize)) {
+            None => None,
+            Some(f) if f.unregistered => Some(Err(())),
+            Some(f) => Some(Ok(f
+                .contexts
+                .iter()
+                .filter(|c| c.context_type == context_type)
+                .copied()
+                .collect::<Vec<_>>())),
+        };
+        let registrations = match registration {
+            None => {
+                return bad(
+                    "a registered filter",
+                    format!("Filter {filter:p}"),
+                    STATUS_INVALID_PARAMETER,
+                );
+            }
+            Some(Err(())) => return STATUS_FLT_DELETING_OBJECT,
+            Some(Ok(r)) => r,
+        };
+        if size == 0 || size > usize::from(u16::MAX) {
+            return bad(
+                "0 < ContextSize <= MAXUSHORT",
+                format!("ContextSize {size}"),
+                STATUS_INVALID_PARAMETER,
+            );
+        }
+        if registrations.is_empty() {
+            return bad(
+                "a context type registered in FLT_REGISTRATION",
+                format!("{} contexts are not registered", type_name(context_type)),
+                STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
+            );
+        }
+        let Some(registration) = registrations
+            .iter()
+            .find(|r| r.size == size || r.size == VARIABLE_SIZED)
+        else {
+            return bad(
+                "the size registered for the context type (or FLT_VARIABLE_SIZED_CONTEXTS)",
+                format!(
+                    "{size} bytes requested for a {} context registered with {} bytes",
+                    type_name(context_type),
+                    registrations[0].size
+                ),
+                STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
+            );
+        };
+        let paged = if pool_type == NON_PAGED_POOL || pool_type == NonPagedPoolNx {
+            false
+        } else if pool_type == PagedPool {
+            true
+        } else {
+            return bad(
+                "PoolType NonPagedPool(Nx) or PagedPool",
+                format!("PoolType {pool_type}"),
+                STATUS_INVALID_PARAMETER,
+            );
+        };
+        if paged && context_type == vigil_sys::FLT_VOLUME_CONTEXT {
+            return bad(
+                "volume contexts from non-paged pool",
+                "PagedPool for a volume context".to_owned(),
+                STATUS_INVALID_PARAMETER,
+            );
+        }
+        if k.inject_failure("FltAllocateContext", "STATUS_INSUFFICIENT_RESOURCES") {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+        let irql = state::current_irql();
+        let callback = state::with(|s| s.callback.get());
+        let address = lock(&k.pool).allocate(&AllocRequest {
+            size,
+            tag: registration.pool_tag,
+            zeroed: false,
+            paged,
+            irql,
+            callback,
+            during_entry: false,
+        });
+        let Some(address) = address else {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        };
+        let mut flt = lock(&k.flt);
+        flt.io.stats.contexts_allocated += 1;
+        flt.io.contexts.live.insert(
+            address,
+            ContextRecord {
+                context_type,
+                size,
+                tag: registration.pool_tag,
+                references: 1,
+                cleanup: registration.cleanup,
+                attached: None,
+                allocated_by: callback,
+            },
+        );
+        drop(flt);
+        guest::write(out, address as PFLT_CONTEXT);
+        STATUS_SUCCESS
+    })
+}
+
+/// Checks the instance and file object of a stream-handle context call: `Err` with the status
+/// to return (a violation is recorded for a bad argument).
+fn check_target(
+    k: &Kernel,
+    routine: &str,
+    instance: PFLT_INSTANCE,
+    file: *mut FILE_OBJECT,
+) -> Result<(), NTSTATUS> {
+    let flt = lock(&k.flt);
+    let state = flt.io.instance(instance as usize);
+    let record = flt.io.files.get(&(file as usize));
+    let problem = match (state, record) {
+        (None, _) => format!("{instance:p} is not a live instance"),
+        (Some((_, InstanceState::TearingDown)), _) => return Err(STATUS_FLT_DELETING_OBJECT),
+        (_, None) => format!("{file:p} is not an open file object"),
+        (Some((volume, _)), Some(r)) if r.volume != volume => {
+            format!("file object {file:p} is not on the instance's volume")
+        }
+        (_, Some(r)) if !r.open => format!(
+            "file object {file:p} is not opened yet (a pre-create callback cannot set a stream-handle context)"
+        ),
+        _ => return Ok(()),
+    };
+    drop(flt);
+    k.violation(
+        ViolationKind::Parameter,
+        format!("{routine}: a live instance and an open file object of its volume"),
+        problem,
+    );
+    Err(STATUS_INVALID_PARAMETER)
+}
+
+/// `FltSetStreamHandleContext`: IRQL <= APC_LEVEL.
+pub(crate) extern "win64" fn flt_set_stream_handle_context(
+    instance: PFLT_INSTANCE,
+    file: *mut FILE_OBJECT,
+    operation: FLT_SET_CONTEXT_OPERATION,
+    new: PFLT_CONTEXT,
+    old: *mut PFLT_CONTEXT,
+) -> NTSTATUS {
+    emulate(
+        "FltSetStreamHandleContext",
+        IrqlRule::AtMost(APC_LEVEL),
+        |k| {
+            if !old.is_null() {
+                guest::write(old, std::ptr::null_mut());
+            }
+            if let Err(status) = check_target(k, "FltSetStreamHandleContext", instance, file) {
+                return status;
+            }
+            if operation != FLT_SET_CONTEXT_KEEP_IF_EXISTS
+                && operation != FLT_SET_CONTEXT_REPLACE_IF_EXISTS
+            {
+                k.violation(
+                    ViolationKind::Parameter,
+                    "FltSetStreamHandleContext: Operation KEEP_IF_EXISTS or REPLACE_IF_EXISTS",
+                    format!("Operation {operation}"),
+                );
+                return STATUS_INVALID_PARAMETER;
+            }
+            let (instance, file, new) = (instance as usize, file as usize, new as usize);
+            let mut flt = lock(&k.flt);
+            let io = &mut flt.io;
+            let problem = match io.contexts.live.get(&new) {
+                None => Some("NewContext is not a live context".to_owned()),
+                Some(c) if c.context_type != FLT_STREAMHANDLE_CONTEXT => Some(format!(
+                    "NewContext is a {} context",
+                    type_name(c.context_type)
+                )),
+                Some(c) if c.attached.is_some() => {
+                    return STATUS_FLT_CONTEXT_ALREADY_LINKED;
+                }
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                drop(flt);
+                k.violation(
+                ViolationKind::Parameter,
+                "FltSetStreamHandleContext: NewContext is a stream-handle context from FltAllocateContext",
+                problem,
+            );
+                return STATUS_INVALID_PARAMETER;
+            }
+            let Some(record) = io.files.get_mut(&file) else {
+                return STATUS_INVALID_PARAMETER;
+            };
+            let existing = record
+                .contexts
+                .iter()
+                .position(|&(i, _)| i == instance)
+                .map(|at| (at, record.contexts[at].1));
+            let mut drop_reference = None;
+            if let Some((at, existing)) = existing {
+                if operation == FLT_SET_CONTEXT_KEEP_IF_EXISTS {
+                    if !old.is_null() {
+                        if let Some(c) = io.contexts.live.get_mut(&existing) {
+                            c.references += 1;
+                        }
+                        drop(flt);
+                        guest::write(old, existing as PFLT_CONTEXT);
+                    }
+                    return STATUS_FLT_CONTEXT_ALREADY_DEFINED;
+                }
+                record.contexts[at].1 = new;
+                if let Some(c) = io.contexts.live.get_mut(&existing) {
+                    c.attached = None;
+                }
+                if old.is_null() {
+                    drop_reference = Some(existing);
+                }
+                if let Some(c) = io.contexts.live.get_mut(&new) {
+                    c.attached = Some((file, instance));
+                    c.references += 1;
+                }
+                drop(flt);
+                if let Some(existing) = drop_reference {
+                    release(k, existing, "FltSetStreamHandleContext (replaced)");
+                } else {
+                    // The replaced context's object reference goes to the caller.
+                    guest::write(old, existing as PFLT_CONTEXT);
+                }
+                return STATUS_SUCCESS;
+            }
+            record.contexts.push((instance, new));
+            if let Some(c) = io.contexts.live.get_mut(&new) {
+                c.attached = Some((file, instance));
+                c.references += 1;
+            }
+            STATUS_SUCCESS
+        },
+    )
+}
+
+/// `FltGetStreamHandleContext`: IRQL <= APC_LEVEL. `STATUS_NOT_FOUND` when none is set.
+pub(crate) extern "win64" fn flt_get_stream_handle_context(
+    instance: PFLT_INSTANCE,
+    file: *mut FILE_OBJECT,
+    out: *mut PFLT_CONTEXT,
+) -> NTSTATUS {
+    emulate(
+        "FltGetStreamHandleContext",
+        IrqlRule::AtMost(APC_LEVEL),
+        |k| {
+            if out.is_null() {
+                k.violation(
+                    ViolationKind::Parameter,
+                    "FltGetStreamHandleContext: a Context out-pointer",
+                    "NULL".to_owned(),
+                );
+                return STATUS_INVALID_PARAMETER;
+            }
+            guest::write(out, std::ptr::null_mut());
+            if let Err(status) = check_target(k, "FltGetStreamHandleContext", instance, file) {
+                return if status == STATUS_INVALID_PARAMETER {
+                    status
+                } else {
+                    STATUS_NOT_FOUND
+                };
+            }
+            let found = {
+                let mut flt = lock(&k.flt);
+                let io = &mut flt.io;
+                let context = io
+                    .files
+                    .get(&(file as usize))
+                    .and_then(|r| r.contexts.iter().find(|&&(i, _)| i == instance as usize))
+                    .map(|&(_, c)| c);
+                if let Some(c) = context.and_then(|c| io.contexts.live.get_mut(&c)) {
+                    c.references += 1;
+                }
+                context
+            };
+            match found {
+                Some(context) => {
+                    guest::write(out, context as PFLT_CONTEXT);
+                    STATUS_SUCCESS
+                }
+                None => STATUS_NOT_FOUND,
+            }
+        },
+    )
+}
+
+/// `FltReleaseContext`: IRQL <= DISPATCH_LEVEL.
+pub(crate) extern "win64" fn flt_release_context(context: PFLT_CONTEXT) {
+    emulate("FltReleaseContext", IrqlRule::AtMost(DISPATCH_LEVEL), |k| {
+        if context.is_null() {
+            k.violation(
+                ViolationKind::Parameter,
+                "FltReleaseContext: a context",
+                "NULL".to_owned(),
+            );
+            return;
+        }
+        release(k, context as usize, "FltReleaseContext");
+    });
+}
+
+/// The file object `file` is closed (or its create failed): FltMgr drops the references it
+/// holds on the file object's contexts.
+pub(crate) fn release_file_contexts(k: &Kernel, file: usize) {
+    let contexts: Vec<usize> = {
+        let mut flt = lock(&k.flt);
+        let io = &mut flt.io;
+        let Some(record) = io.files.get_mut(&file) else {
+            return;
+        };
+        let contexts: Vec<usize> = record.contexts.drain(..).map(|(_, c)| c).collect();
+        for c in &contexts {
+            if let Some(c) = io.contexts.live.get_mut(c) {
+                c.attached = None;
+            }
+        }
+        contexts
+    };
+    for context in contexts {
+        release(k, context, "close of the file object");
+    }
+}
+
+/// The instance `instance` is torn down: FltMgr drops the references file objects hold on its
+/// contexts.
+pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
+    let contexts: Vec<usize> = {
+        let mut flt = lock(&k.flt);
+        let io = &mut flt.io;
+        let mut contexts = Vec::new();
+        for record in io.files.values_mut() {
+            record.contexts.retain(|&(i, c)| {
+                if i == instance {
+                    contexts.push(c);
+                }
+                i != instance
+            });
+        }
+        for c in &contexts {
+            if let Some(c) = io.contexts.live.get_mut(c) {
+                c.attached = None;
+            }
+        }
+        contexts
+    };
+    for context in contexts {
+        release(k, context, "instance teardown");
+    }
+}
+
+/// Reports contexts the driver still references (at `FltUnregisterFilter`) and frees them.
+pub(crate) fn report_leaks(k: &Kernel, when: &str) {
+    let leaked: Vec<(usize, ContextRecord)> = {
+        let mut flt = lock(&k.flt);
+        let leaked: Vec<(usize, ContextRecord)> = flt.io.contexts.live.drain().collect();
+        flt.io.stats.contexts_freed += leaked.len() as u64;
+        leaked
+    };
+    for (address, record) in leaked {
+        k.violation(
+            ViolationKind::ReferenceLeak,
+            "RULES.md 19: every context reference is released (FltReleaseContext); FltUnregisterFilter waits for them",
+            format!(
+                "at {when}: {} at {address:#x} still has {} reference(s) (allocated in {})",
+                describe(record.context_type, record.tag, record.size),
+                record.references,
+                record.allocated_by,
+            ),
+        );
+        let freed = lock(&k.pool).free(address, "FltUnregisterFilter");
+        if let Ok((block, _, _)) = freed {
+            Pool::retire(block);
+        }
+    }
+}

@@ -1,0 +1,735 @@
+//! A small in-memory file system, one per synthetic volume: directories, files, hard links,
+//! open handles, delete-pending and delete-on-close, with the create dispositions and the
+//! rename/link/disposition semantics of NTFS as far as a filter can observe them (statuses and
+//! `IoStatus.Information`). Pure Rust: no guest memory, no driver calls; the synthetic I/O in
+//! [`crate::flt::io`] drives it between the pre- and post-operation callbacks.
+//!
+//! Names are case-insensitive and case-preserving: each link keeps the spelling it was created
+//! with (the *canonical* name, what a normalized name query returns) and is found by its
+//! lower-cased *key*. Paths are volume-relative and start with `\`; `\` alone is the root.
+//!
+//! Left out: file contents (only the size is kept), share access, attributes, security,
+//! streams, short names, reparse points, oplocks.
+
+use std::collections::{BTreeSet, HashMap};
+
+use vigil_sys::{
+    FILE_CREATE, FILE_CREATED, FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FILE_DISPOSITION_DELETE,
+    FILE_DISPOSITION_ON_CLOSE, FILE_DISPOSITION_POSIX_SEMANTICS, FILE_OPEN, FILE_OPEN_IF,
+    FILE_OPENED, FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_OVERWRITTEN, FILE_SUPERSEDE,
+    FILE_SUPERSEDED, NTSTATUS, STATUS_ACCESS_DENIED, STATUS_INVALID_PARAMETER,
+    STATUS_OBJECT_NAME_NOT_FOUND,
+};
+
+/// File-system statuses `vigil-sys` does not declare.
+pub(crate) mod status {
+    #![expect(
+        clippy::cast_possible_wrap,
+        reason = "NTSTATUS values are written as their u32 bit patterns"
+    )]
+    /// `STATUS_INVALID_DEVICE_REQUEST`.
+    pub(crate) const INVALID_DEVICE_REQUEST: i32 = 0xC000_0010_u32 as i32;
+    /// `STATUS_OBJECT_NAME_INVALID`.
+    pub(crate) const OBJECT_NAME_INVALID: i32 = 0xC000_0033_u32 as i32;
+    /// `STATUS_OBJECT_NAME_COLLISION`.
+    pub(crate) const OBJECT_NAME_COLLISION: i32 = 0xC000_0035_u32 as i32;
+    /// `STATUS_OBJECT_PATH_NOT_FOUND`.
+    pub(crate) const OBJECT_PATH_NOT_FOUND: i32 = 0xC000_003A_u32 as i32;
+    /// `STATUS_DELETE_PENDING`.
+    pub(crate) const DELETE_PENDING: i32 = 0xC000_0056_u32 as i32;
+    /// `STATUS_FILE_IS_A_DIRECTORY`.
+    pub(crate) const FILE_IS_A_DIRECTORY: i32 = 0xC000_00BA_u32 as i32;
+    /// `STATUS_DIRECTORY_NOT_EMPTY`.
+    pub(crate) const DIRECTORY_NOT_EMPTY: i32 = 0xC000_0101_u32 as i32;
+    /// `STATUS_NOT_A_DIRECTORY`.
+    pub(crate) const NOT_A_DIRECTORY: i32 = 0xC000_0103_u32 as i32;
+    /// `STATUS_CANNOT_DELETE`.
+    pub(crate) const CANNOT_DELETE: i32 = 0xC000_0121_u32 as i32;
+    /// `STATUS_FILE_CLOSED`.
+    pub(crate) const FILE_CLOSED: i32 = 0xC000_0128_u32 as i32;
+    /// `STATUS_VOLUME_DISMOUNTED`.
+    pub(crate) const VOLUME_DISMOUNTED: i32 = 0xC000_026E_u32 as i32;
+}
+
+/// `FILE_NON_DIRECTORY_FILE` create option.
+pub(crate) const FILE_NON_DIRECTORY_FILE: u32 = 0x0000_0040;
+/// `FILE_RENAME_REPLACE_IF_EXISTS` / `FILE_LINK_REPLACE_IF_EXISTS` (the `Ex` classes' flag).
+pub(crate) const REPLACE_IF_EXISTS: u32 = 0x0000_0001;
+
+/// An open handle of the file system (one per synthetic `FILE_OBJECT`).
+pub(crate) type FsHandle = u64;
+
+/// A directory entry: one link of a node.
+#[derive(Debug)]
+struct Entry {
+    /// The name as created (case preserved).
+    canonical: String,
+    node: u64,
+}
+
+/// A file or directory.
+#[derive(Debug, Default)]
+struct Node {
+    directory: bool,
+    size: u64,
+    /// Keys of its links (a directory has exactly one).
+    links: BTreeSet<String>,
+    /// Handles not yet cleaned up.
+    open: u32,
+    /// Keys of links to remove when the last handle is cleaned up.
+    delete_pending: BTreeSet<String>,
+}
+
+/// An open handle's state.
+#[derive(Debug)]
+struct Open {
+    node: u64,
+    /// The key of the link it was opened through (follows renames).
+    link: String,
+    delete_on_close: bool,
+    cleaned_up: bool,
+}
+
+/// One volume's namespace and open handles.
+#[derive(Debug)]
+pub(crate) struct FileSystem {
+    entries: HashMap<String, Entry>,
+    nodes: HashMap<u64, Node>,
+    opens: HashMap<FsHandle, Open>,
+    next_node: u64,
+    next_handle: FsHandle,
+    hard_links: bool,
+}
+
+/// The lookup key of a canonical path.
+fn key_of(path: &str) -> String {
+    path.to_lowercase()
+}
+
+/// `(parent, final component)` of a canonical or key path; the root has no parent.
+fn split(path: &str) -> Option<(&str, &str)> {
+    if path == "\\" {
+        return None;
+    }
+    let at = path.rfind('\\')?;
+    let parent = if at == 0 { "\\" } else { &path[..at] };
+    Some((parent, &path[at + 1..]))
+}
+
+/// Joins a directory and a component.
+fn join(directory: &str, name: &str) -> String {
+    if directory == "\\" {
+        format!("\\{name}")
+    } else {
+        format!("{directory}\\{name}")
+    }
+}
+
+/// Checks a volume-relative path: starts with `\`, no empty components, no `\` at the end
+/// (except the root), no characters NTFS refuses.
+fn check_path(path: &str) -> Result<(), NTSTATUS> {
+    if path == "\\" {
+        return Ok(());
+    }
+    let Some(rest) = path.strip_prefix('\\') else {
+        return Err(status::OBJECT_NAME_INVALID);
+    };
+    for component in rest.split('\\') {
+        if component.is_empty()
+            || component == "."
+            || component == ".."
+            || component
+                .chars()
+                .any(|c| c < ' ' || matches!(c, '"' | '*' | '/' | ':' | '<' | '>' | '?' | '|'))
+        {
+            return Err(status::OBJECT_NAME_INVALID);
+        }
+    }
+    Ok(())
+}
+
+impl FileSystem {
+    /// An empty volume (just the root directory); `hard_links` as the file system supports
+    /// them (NTFS and ReFS... ReFS only from Windows 11, kept simple: NTFS-like volumes).
+    pub(crate) fn new(hard_links: bool) -> Self {
+        let mut fs = Self {
+            entries: HashMap::new(),
+            nodes: HashMap::new(),
+            opens: HashMap::new(),
+            next_node: 1,
+            next_handle: 1,
+            hard_links,
+        };
+        let root = fs.new_node(true);
+        fs.entries.insert(
+            "\\".to_owned(),
+            Entry {
+                canonical: "\\".to_owned(),
+                node: root,
+            },
+        );
+        fs.node_mut(root).links.insert("\\".to_owned());
+        fs
+    }
+
+    fn new_node(&mut self, directory: bool) -> u64 {
+        let id = self.next_node;
+        self.next_node += 1;
+        self.nodes.insert(
+            id,
+            Node {
+                directory,
+                ..Node::default()
+            },
+        );
+        id
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes
+            .get_mut(&id)
+            .expect("every entry names a live node")
+    }
+
+    fn node(&self, id: u64) -> &Node {
+        self.nodes.get(&id).expect("every entry names a live node")
+    }
+
+    /// The canonical directory for `path`'s parent, which must exist and be a directory.
+    fn parent_of(&self, path: &str) -> Result<(String, String), NTSTATUS> {
+        let (parent, name) = split(path).ok_or(STATUS_ACCESS_DENIED)?;
+        let entry = self
+            .entries
+            .get(&key_of(parent))
+            .ok_or(status::OBJECT_PATH_NOT_FOUND)?;
+        if !self.node(entry.node).directory {
+            return Err(status::OBJECT_PATH_NOT_FOUND);
+        }
+        Ok((entry.canonical.clone(), name.to_owned()))
+    }
+
+    fn has_children(&self, key: &str) -> bool {
+        let prefix = if key == "\\" {
+            "\\".to_owned()
+        } else {
+            format!("{key}\\")
+        };
+        self.entries
+            .keys()
+            .any(|k| k.len() > prefix.len() && k.starts_with(&prefix))
+    }
+
+    fn open_handle(&mut self, node: u64, link: String, delete_on_close: bool) -> FsHandle {
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        self.node_mut(node).open += 1;
+        self.opens.insert(
+            handle,
+            Open {
+                node,
+                link,
+                delete_on_close,
+                cleaned_up: false,
+            },
+        );
+        handle
+    }
+
+    fn live_open(&self, handle: FsHandle) -> Result<&Open, NTSTATUS> {
+        match self.opens.get(&handle) {
+            Some(open) if !open.cleaned_up => Ok(open),
+            _ => Err(status::FILE_CLOSED),
+        }
+    }
+
+    /// Removes a link from the namespace; frees the node when it has no link and no handle.
+    fn unlink(&mut self, key: &str) {
+        let Some(entry) = self.entries.remove(key) else {
+            return;
+        };
+        let node = self.node_mut(entry.node);
+        node.links.remove(key);
+        node.delete_pending.remove(key);
+        if node.links.is_empty() && node.open == 0 {
+            self.nodes.remove(&entry.node);
+        }
+    }
+
+    /// Adds a link `canonical` to `node` (the parent exists; the name is free).
+    fn add_link(&mut self, canonical: String, node: u64) {
+        let key = key_of(&canonical);
+        self.node_mut(node).links.insert(key.clone());
+        self.entries.insert(key, Entry { canonical, node });
+    }
+
+    /// `IRP_MJ_CREATE`: `disposition` is `FILE_SUPERSEDE`..`FILE_OVERWRITE_IF`; returns the
+    /// handle and `IoStatus.Information` (`FILE_CREATED`, `FILE_OPENED`, ...).
+    pub(crate) fn create(
+        &mut self,
+        path: &str,
+        disposition: u32,
+        options: u32,
+    ) -> Result<(FsHandle, usize), NTSTATUS> {
+        check_path(path)?;
+        if disposition > FILE_OVERWRITE_IF {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        let want_directory = options & FILE_DIRECTORY_FILE != 0;
+        if want_directory && options & FILE_NON_DIRECTORY_FILE != 0 {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        let delete_on_close = options & FILE_DELETE_ON_CLOSE != 0;
+        let key = key_of(path);
+        if let Some(entry) = self.entries.get(&key) {
+            let node_id = entry.node;
+            let node = self.node(node_id);
+            if node.delete_pending.contains(&key) {
+                return Err(status::DELETE_PENDING);
+            }
+            if want_directory && !node.directory {
+                return Err(status::NOT_A_DIRECTORY);
+            }
+            if options & FILE_NON_DIRECTORY_FILE != 0 && node.directory {
+                return Err(status::FILE_IS_A_DIRECTORY);
+            }
+            let information = match disposition {
+                FILE_CREATE => return Err(status::OBJECT_NAME_COLLISION),
+                FILE_OPEN | FILE_OPEN_IF => FILE_OPENED,
+                _ if node.directory => return Err(STATUS_INVALID_PARAMETER),
+                FILE_SUPERSEDE => FILE_SUPERSEDED,
+                _ => FILE_OVERWRITTEN,
+            };
+            if delete_on_close && key == "\\" {
+                return Err(status::CANNOT_DELETE);
+            }
+            if information != FILE_OPENED {
+                self.node_mut(node_id).size = 0;
+            }
+            return Ok((self.open_handle(node_id, key, delete_on_close), information));
+        }
+        let (parent, name) = self.parent_of(path)?;
+        if matches!(disposition, FILE_OPEN | FILE_OVERWRITE) {
+            return Err(STATUS_OBJECT_NAME_NOT_FOUND);
+        }
+        if want_directory && !matches!(disposition, FILE_CREATE | FILE_OPEN_IF) {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        let node = self.new_node(want_directory);
+        let canonical = join(&parent, &name);
+        self.add_link(canonical, node);
+        Ok((self.open_handle(node, key, delete_on_close), FILE_CREATED))
+    }
+
+    /// `IRP_MJ_WRITE` of `length` bytes at `offset`.
+    pub(crate) fn write(
+        &mut self,
+        handle: FsHandle,
+        offset: u64,
+        length: u64,
+    ) -> Result<(), NTSTATUS> {
+        let node = self.live_open(handle)?.node;
+        let node = self.node_mut(node);
+        if node.directory {
+            return Err(status::INVALID_DEVICE_REQUEST);
+        }
+        node.size = node.size.max(offset.saturating_add(length));
+        Ok(())
+    }
+
+    /// The canonical name of the link `handle` was opened through (after renames), or `None`
+    /// when that link is gone (POSIX delete, replaced by a rename).
+    pub(crate) fn name_of(&self, handle: FsHandle) -> Option<String> {
+        let open = self.opens.get(&handle)?;
+        self.entries.get(&open.link).map(|e| e.canonical.clone())
+    }
+
+    /// The canonical form of `path` if it exists; else the canonical parent joined with the
+    /// final component as spelled (what a normalized name in pre-create looks like).
+    pub(crate) fn normalize(&self, path: &str) -> Result<String, NTSTATUS> {
+        check_path(path)?;
+        if let Some(entry) = self.entries.get(&key_of(path)) {
+            return Ok(entry.canonical.clone());
+        }
+        let (parent, name) = self.parent_of(path)?;
+        Ok(join(&parent, &name))
+    }
+
+    /// Resolves a rename or link target: a name starting with `\` is volume-relative, any
+    /// other is relative to the directory of `handle`'s link. Returns the canonical target
+    /// (existing entry's spelling, else canonical parent + the name as given).
+    pub(crate) fn resolve_target(
+        &self,
+        handle: FsHandle,
+        target: &str,
+    ) -> Result<String, NTSTATUS> {
+        let path = if target.starts_with('\\') {
+            target.to_owned()
+        } else {
+            let current = self.name_of(handle).ok_or(status::FILE_CLOSED)?;
+            let (directory, _) = split(&current).ok_or(STATUS_ACCESS_DENIED)?;
+            join(directory, target)
+        };
+        self.normalize(&path)
+    }
+
+    /// Makes room for a rename or link target: fails on collision unless `replace`, and then
+    /// only for a file that is not open.
+    fn clear_target(
+        &mut self,
+        target_key: &str,
+        source_node: u64,
+        replace: bool,
+    ) -> Result<(), NTSTATUS> {
+        let Some(existing) = self.entries.get(target_key) else {
+            return Ok(());
+        };
+        if existing.node == source_node {
+            return Ok(());
+        }
+        if !replace {
+            return Err(status::OBJECT_NAME_COLLISION);
+        }
+        let node = self.node(existing.node);
+        if node.directory || node.open > 0 {
+            return Err(STATUS_ACCESS_DENIED);
+        }
+        self.unlink(target_key);
+        Ok(())
+    }
+
+    /// `FileRenameInformation(Ex)`: moves the handle's link to `target` (see
+    /// [`FileSystem::resolve_target`]); a directory moves with its contents.
+    pub(crate) fn rename(
+        &mut self,
+        handle: FsHandle,
+        target: &str,
+        replace: bool,
+    ) -> Result<(), NTSTATUS> {
+        let (node, old_key) = {
+            let open = self.live_open(handle)?;
+            (open.node, open.link.clone())
+        };
+        if old_key == "\\" {
+            return Err(STATUS_ACCESS_DENIED);
+        }
+        if !self.entries.contains_key(&old_key) {
+            return Err(status::FILE_CLOSED);
+        }
+        let canonical = self.resolve_target(handle, target)?;
+        let new_key = key_of(&canonical);
+        if new_key == old_key {
+            // A change of case only.
+            if let Some(entry) = self.entries.get_mut(&old_key) {
+                entry.canonical = canonical;
+            }
+            return Ok(());
+        }
+        if new_key.starts_with(&format!("{old_key}\\")) {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        self.clear_target(&new_key, node, replace)?;
+        // Move the entry and everything under it.
+        let old_prefix = format!("{old_key}\\");
+        let moved: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|k| **k == old_key || k.starts_with(&old_prefix))
+            .cloned()
+            .collect();
+        for key in moved {
+            let entry = self.entries.remove(&key).expect("listed above");
+            let suffix = &key[old_key.len()..];
+            let canonical_suffix =
+                entry.canonical[entry.canonical.len() - suffix.len()..].to_owned();
+            let moved_key = format!("{new_key}{suffix}");
+            let moved_canonical = format!("{canonical}{canonical_suffix}");
+            let node = self.node_mut(entry.node);
+            node.links.remove(&key);
+            node.links.insert(moved_key.clone());
+            if node.delete_pending.remove(&key) {
+                node.delete_pending.insert(moved_key.clone());
+            }
+            for open in self.opens.values_mut().filter(|o| o.link == key) {
+                open.link.clone_from(&moved_key);
+            }
+            self.entries.insert(
+                moved_key,
+                Entry {
+                    canonical: moved_canonical,
+                    node: entry.node,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// `FileLinkInformation(Ex)`: adds a hard link `target` to the handle's file.
+    pub(crate) fn link(
+        &mut self,
+        handle: FsHandle,
+        target: &str,
+        replace: bool,
+    ) -> Result<(), NTSTATUS> {
+        if !self.hard_links {
+            return Err(status::INVALID_DEVICE_REQUEST);
+        }
+        let node = self.live_open(handle)?.node;
+        if self.node(node).directory {
+            return Err(status::FILE_IS_A_DIRECTORY);
+        }
+        let canonical = self.resolve_target(handle, target)?;
+        let key = key_of(&canonical);
+        if self.entries.get(&key).is_some_and(|e| e.node == node) {
+            return Err(status::OBJECT_NAME_COLLISION);
+        }
+        self.clear_target(&key, node, replace)?;
+        self.add_link(canonical, node);
+        Ok(())
+    }
+
+    fn check_deletable(&self, key: &str) -> Result<(), NTSTATUS> {
+        if key == "\\" {
+            return Err(status::CANNOT_DELETE);
+        }
+        let entry = self.entries.get(key).ok_or(status::FILE_CLOSED)?;
+        if self.node(entry.node).directory && self.has_children(key) {
+            return Err(status::DIRECTORY_NOT_EMPTY);
+        }
+        Ok(())
+    }
+
+    /// `FileDispositionInformation`: sets or clears delete-pending on the handle's link; the
+    /// link goes when the file's last handle is cleaned up.
+    pub(crate) fn set_delete(&mut self, handle: FsHandle, delete: bool) -> Result<(), NTSTATUS> {
+        let (node, key) = {
+            let open = self.live_open(handle)?;
+            (open.node, open.link.clone())
+        };
+        if delete {
+            self.check_deletable(&key)?;
+            self.node_mut(node).delete_pending.insert(key);
+        } else {
+            self.node_mut(node).delete_pending.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// `FileDispositionInformationEx` with `FILE_DISPOSITION_*` flags: `ON_CLOSE` sets or
+    /// clears the handle's delete-on-close; `DELETE | POSIX_SEMANTICS` removes the link from
+    /// the namespace at once (open handles keep the file); otherwise like
+    /// [`FileSystem::set_delete`].
+    pub(crate) fn set_disposition_ex(
+        &mut self,
+        handle: FsHandle,
+        flags: u32,
+    ) -> Result<(), NTSTATUS> {
+        let key = self.live_open(handle)?.link.clone();
+        let delete = flags & FILE_DISPOSITION_DELETE != 0;
+        if flags & FILE_DISPOSITION_ON_CLOSE != 0 {
+            if delete {
+                self.check_deletable(&key)?;
+            }
+            if let Some(open) = self.opens.get_mut(&handle) {
+                open.delete_on_close = delete;
+            }
+            return Ok(());
+        }
+        if delete && flags & FILE_DISPOSITION_POSIX_SEMANTICS != 0 {
+            self.check_deletable(&key)?;
+            self.unlink(&key);
+            return Ok(());
+        }
+        self.set_delete(handle, delete)
+    }
+
+    /// `IRP_MJ_CLEANUP`: the handle is closed by its last user; delete-on-close marks its link,
+    /// and the file's last cleanup removes every delete-pending link.
+    pub(crate) fn cleanup(&mut self, handle: FsHandle) -> Result<(), NTSTATUS> {
+        let (node_id, key, delete_on_close) = {
+            let open = self.live_open(handle)?;
+            (open.node, open.link.clone(), open.delete_on_close)
+        };
+        if let Some(open) = self.opens.get_mut(&handle) {
+            open.cleaned_up = true;
+        }
+        let Some(node) = self.nodes.get_mut(&node_id) else {
+            return Ok(());
+        };
+        if delete_on_close && node.links.contains(&key) {
+            node.delete_pending.insert(key);
+        }
+        node.open -= 1;
+        if node.open == 0 {
+            let pending: Vec<String> = node.delete_pending.iter().cloned().collect();
+            for key in pending {
+                self.unlink(&key);
+            }
+            if self.nodes.get(&node_id).is_some_and(|n| n.links.is_empty()) {
+                self.nodes.remove(&node_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// `IRP_MJ_CLOSE`: forgets the handle (cleaned up first if it was not).
+    pub(crate) fn close(&mut self, handle: FsHandle) {
+        if self.opens.get(&handle).is_some_and(|o| !o.cleaned_up) {
+            let _ = self.cleanup(handle);
+        }
+        self.opens.remove(&handle);
+    }
+
+    /// Whether `path` names an existing link (delete-pending links still exist).
+    pub(crate) fn exists(&self, path: &str) -> bool {
+        self.entries.contains_key(&key_of(path))
+    }
+
+    /// The size of the file at `path`.
+    pub(crate) fn size_of(&self, path: &str) -> Option<u64> {
+        self.entries
+            .get(&key_of(path))
+            .map(|e| self.node(e.node).size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fs() -> FileSystem {
+        FileSystem::new(true)
+    }
+
+    #[test]
+    fn dispositions_report_what_they_did_and_fail_as_ntfs_does() {
+        let mut fs = fs();
+        assert_eq!(
+            fs.create("\\a.txt", FILE_OPEN, 0).err(),
+            Some(STATUS_OBJECT_NAME_NOT_FOUND)
+        );
+        assert_eq!(
+            fs.create("\\a.txt", FILE_OVERWRITE, 0).err(),
+            Some(STATUS_OBJECT_NAME_NOT_FOUND)
+        );
+        let (h, info) = fs.create("\\A.txt", FILE_CREATE, 0).unwrap();
+        assert_eq!(info, FILE_CREATED);
+        assert_eq!(
+            fs.create("\\a.TXT", FILE_CREATE, 0).err(),
+            Some(status::OBJECT_NAME_COLLISION)
+        );
+        assert_eq!(fs.create("\\a.txt", FILE_OPEN, 0).unwrap().1, FILE_OPENED);
+        assert_eq!(
+            fs.create("\\a.txt", FILE_OPEN_IF, 0).unwrap().1,
+            FILE_OPENED
+        );
+        assert_eq!(
+            fs.create("\\a.txt", FILE_OVERWRITE, 0).unwrap().1,
+            FILE_OVERWRITTEN
+        );
+        assert_eq!(
+            fs.create("\\a.txt", FILE_OVERWRITE_IF, 0).unwrap().1,
+            FILE_OVERWRITTEN
+        );
+        assert_eq!(
+            fs.create("\\a.txt", FILE_SUPERSEDE, 0).unwrap().1,
+            FILE_SUPERSEDED
+        );
+        assert_eq!(fs.create("\\b", FILE_SUPERSEDE, 0).unwrap().1, FILE_CREATED);
+        assert_eq!(fs.create("\\c", FILE_OPEN_IF, 0).unwrap().1, FILE_CREATED);
+        assert_eq!(
+            fs.create("\\d", FILE_OVERWRITE_IF, 0).unwrap().1,
+            FILE_CREATED
+        );
+        assert_eq!(
+            fs.create("\\missing\\x", FILE_CREATE, 0).err(),
+            Some(status::OBJECT_PATH_NOT_FOUND)
+        );
+        assert_eq!(fs.name_of(h).as_deref(), Some("\\A.txt"));
+        assert_eq!(fs.normalize("\\a.TXT").unwrap(), "\\A.txt");
+    }
+
+    #[test]
+    fn directories_rename_with_their_contents_and_refuse_non_empty_deletes() {
+        let mut fs = fs();
+        let (dir, _) = fs
+            .create("\\Dir", FILE_CREATE, FILE_DIRECTORY_FILE)
+            .unwrap();
+        let (file, _) = fs.create("\\dir\\f", FILE_CREATE, 0).unwrap();
+        assert_eq!(fs.name_of(file).as_deref(), Some("\\Dir\\f"));
+        assert_eq!(fs.set_delete(dir, true), Err(status::DIRECTORY_NOT_EMPTY));
+        fs.rename(dir, "\\Moved", false).unwrap();
+        assert_eq!(fs.name_of(file).as_deref(), Some("\\Moved\\f"));
+        assert!(fs.exists("\\moved\\F"));
+        assert!(!fs.exists("\\dir\\f"));
+    }
+
+    #[test]
+    fn rename_collides_unless_replacing_and_resolves_relative_targets() {
+        let mut fs = fs();
+        let (a, _) = fs.create("\\a", FILE_CREATE, 0).unwrap();
+        let (b, _) = fs.create("\\b", FILE_CREATE, 0).unwrap();
+        fs.cleanup(b).unwrap();
+        assert_eq!(fs.rename(a, "b", false), Err(status::OBJECT_NAME_COLLISION));
+        fs.rename(a, "b", true).unwrap();
+        assert_eq!(fs.name_of(a).as_deref(), Some("\\b"));
+        assert!(!fs.exists("\\a"));
+    }
+
+    #[test]
+    fn delete_happens_at_the_last_cleanup_unless_posix() {
+        let mut fs = fs();
+        let (a, _) = fs.create("\\a", FILE_CREATE, 0).unwrap();
+        let (a2, _) = fs.create("\\a", FILE_OPEN, 0).unwrap();
+        fs.set_delete(a, true).unwrap();
+        assert_eq!(
+            fs.create("\\a", FILE_OPEN, 0).err(),
+            Some(status::DELETE_PENDING)
+        );
+        fs.cleanup(a).unwrap();
+        assert!(fs.exists("\\a"), "another handle is open");
+        fs.cleanup(a2).unwrap();
+        assert!(!fs.exists("\\a"));
+
+        let (p, _) = fs.create("\\p", FILE_CREATE, 0).unwrap();
+        fs.set_disposition_ex(
+            p,
+            FILE_DISPOSITION_DELETE | FILE_DISPOSITION_POSIX_SEMANTICS,
+        )
+        .unwrap();
+        assert!(!fs.exists("\\p"), "POSIX delete unlinks at once");
+        fs.write(p, 0, 10).unwrap();
+        fs.cleanup(p).unwrap();
+
+        let (c, _) = fs.create("\\c", FILE_CREATE, FILE_DELETE_ON_CLOSE).unwrap();
+        assert!(fs.exists("\\c"));
+        fs.cleanup(c).unwrap();
+        assert!(!fs.exists("\\c"));
+
+        let (e, _) = fs.create("\\e", FILE_CREATE, 0).unwrap();
+        fs.set_disposition_ex(e, FILE_DISPOSITION_DELETE | FILE_DISPOSITION_ON_CLOSE)
+            .unwrap();
+        fs.cleanup(e).unwrap();
+        assert!(!fs.exists("\\e"));
+    }
+
+    #[test]
+    fn hard_links_share_the_file_and_need_support() {
+        let mut fs = fs();
+        let (a, _) = fs.create("\\a", FILE_CREATE, 0).unwrap();
+        fs.write(a, 0, 5).unwrap();
+        fs.link(a, "\\l", false).unwrap();
+        assert_eq!(fs.size_of("\\L"), Some(5));
+        assert_eq!(fs.link(a, "\\l", false), Err(status::OBJECT_NAME_COLLISION));
+        fs.set_delete(a, true).unwrap();
+        fs.cleanup(a).unwrap();
+        assert!(!fs.exists("\\a"));
+        assert!(fs.exists("\\l"), "the other link keeps the file");
+
+        let mut fat = FileSystem::new(false);
+        let (f, _) = fat.create("\\f", FILE_CREATE, 0).unwrap();
+        assert_eq!(
+            fat.link(f, "\\g", false),
+            Err(status::INVALID_DEVICE_REQUEST)
+        );
+    }
+}

@@ -1,0 +1,1099 @@
+//! Synthetic I/O: a test issues creates, writes, set-information requests, cleanups and closes
+//! as a chosen process and thread ([`Io`]); each operation is built from `vigil-sys`'s
+//! structures in memory the driver can read (`FLT_CALLBACK_DATA`, `FLT_IO_PARAMETER_BLOCK`,
+//! `FLT_RELATED_OBJECTS`, the `FILE_OBJECT` of the open, system buffers) and dispatched as
+//! FltMgr does:
+//!
+//! 1. the pre-operation callback of the filter's instance on the volume, on a driver stack, at
+//!    the IRQL Windows uses (PASSIVE_LEVEL; writes optionally at APC_LEVEL), with
+//!    `PsGetCurrentProcessId`/`PsGetCurrentThreadId` answering the requestor's ids; paging
+//!    I/O skips operations registered with `FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO`;
+//! 2. its status: `SUCCESS_WITH_CALLBACK` (post later), `SUCCESS_NO_CALLBACK`, `COMPLETE` (the
+//!    operation ends with the `IoStatus` the filter set; the file system is not touched),
+//!    `SYNCHRONIZE` (post on the same thread at the pre's IRQL); anything else is a violation,
+//!    as is `PENDING` (not emulated), a completion context set with a status that has no post
+//!    callback, or `WITH_CALLBACK`/`SYNCHRONIZE` for an operation without one;
+//! 3. the file system operation ([`crate::flt::fs`]), reading the parameters back from the
+//!    callback data (a filter may change them);
+//! 4. the post-operation callback, at PASSIVE_LEVEL (post-create always; other posts at
+//!    DISPATCH_LEVEL with [`IoConfig::post_ops_at_dispatch`], which Windows may do), which must
+//!    return `FLT_POSTOP_FINISHED_PROCESSING`.
+//!
+//! Operations are synchronous: the calling test thread runs the callbacks. Each instance counts
+//! its operations in flight, which teardown and `FltUnregisterFilter` drain. Left out: fast
+//! I/O, `IRP_MJ_*` codes other than create/write/set-information/cleanup/close, `ParentOfTarget`
+//! (NULL), MDLs, transactions.
+
+use std::collections::{HashMap, VecDeque};
+use std::mem::offset_of;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use vigil_sys::{
+    APC_LEVEL, DEVICE_OBJECT, DISPATCH_LEVEL, FILE_DISPOSITION_INFORMATION,
+    FILE_DISPOSITION_INFORMATION_EX, FILE_INFORMATION_CLASS, FILE_OBJECT, FILE_RENAME_INFORMATION,
+    FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_PARAMETERS, FLT_PARAMETERS_CREATE,
+    FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE, FLT_POSTOP_FINISHED_PROCESSING,
+    FLT_POSTOP_MORE_PROCESSING_REQUIRED, FLT_PREOP_COMPLETE, FLT_PREOP_PENDING,
+    FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE,
+    FLT_RELATED_OBJECTS, FLTFL_CALLBACK_DATA_IRP_OPERATION, FLTFL_CALLBACK_DATA_POST_OPERATION,
+    FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO, FileDispositionInformation,
+    FileDispositionInformationEx, FileLinkInformation, FileLinkInformationEx,
+    FileRenameInformation, FileRenameInformationEx, IO_SECURITY_CONTEXT, IO_STATUS_BLOCK,
+    IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE,
+    IRP_PAGING_IO, KernelMode, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL, PVOID,
+    STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
+};
+
+use crate::exec::state;
+use crate::flt::fs::{FsHandle, REPLACE_IF_EXISTS, status};
+use crate::flt::volumes::{InstanceState, VolumeId, VolumeKind, VolumeRecord};
+use crate::kernel::{Kernel, lock};
+use crate::mem::guest::{self, GuestAlloc};
+use crate::report::{IoStats, ViolationKind};
+use crate::sim::Driver;
+
+/// `IO_TYPE_FILE`.
+const IO_TYPE_FILE: i16 = 5;
+
+/// The synthetic I/O settings of a run (part of [`crate::SimConfig`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IoConfig {
+    /// Volumes mounted before the driver loads: offered to the filter when it calls
+    /// `FltStartFiltering` (kind, device name such as `\Device\HarddiskVolume1`).
+    pub volumes: Vec<(VolumeKind, String)>,
+    /// Call post-operation callbacks other than post-create and synchronized ones at
+    /// DISPATCH\_LEVEL (FltMgr may complete an operation there): catches posts that query
+    /// names, wait or touch paged memory at that IRQL (RULES.md 25).
+    pub post_ops_at_dispatch: bool,
+    /// Make every normalized name query fail (`STATUS_OBJECT_PATH_NOT_FOUND`, as when a parent
+    /// directory cannot be opened for normalization), to exercise opened-name fallbacks.
+    pub fail_normalized_names: bool,
+}
+
+/// Who issues a synthetic operation: the ids `PsGetCurrentProcessId`/`PsGetCurrentThreadId`
+/// and `FltGetRequestorProcessId` return inside its callbacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Requestor {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+}
+
+/// How a write is issued.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Paging I/O (`IRP_PAGING_IO | IRP_NOCACHE`, kernel-mode requestor): not seen by
+    /// operations registered with `FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO`.
+    pub paging_io: bool,
+    /// Call the pre-write callback at APC_LEVEL instead of PASSIVE_LEVEL.
+    pub at_apc_level: bool,
+}
+
+/// An open of a file: one `FILE_OBJECT`, kept until [`Io::close`].
+#[derive(Debug)]
+pub struct FileHandle {
+    file_object: usize,
+    volume: VolumeId,
+    information: usize,
+}
+
+impl FileHandle {
+    /// The create's `IoStatus.Information` (`FILE_CREATED`, `FILE_OPENED`, ...).
+    pub fn information(&self) -> usize {
+        self.information
+    }
+
+    /// The volume it was opened on.
+    pub fn volume(&self) -> VolumeId {
+        self.volume
+    }
+
+    /// The address of its `FILE_OBJECT`.
+    pub fn file_object(&self) -> usize {
+        self.file_object
+    }
+}
+
+/// A synthetic `FILE_OBJECT` and what FltMgr knows about it.
+pub(crate) struct FileRecord {
+    _object: GuestAlloc,
+    _name: GuestAlloc,
+    pub volume: VolumeId,
+    /// The path as the caller spelled it (the opened name).
+    pub opened_path: String,
+    pub fs_handle: Option<FsHandle>,
+    /// Opened (post-create success): stream-handle contexts may be set.
+    pub open: bool,
+    pub cleaned_up: bool,
+    /// Stream-handle contexts attached, by instance: `(instance, context)`.
+    pub contexts: Vec<(usize, usize)>,
+}
+
+/// All synthetic I/O state of a run (inside [`crate::flt::FltState`]).
+#[derive(Default)]
+pub(crate) struct IoState {
+    pub volumes: Vec<VolumeRecord>,
+    /// Open files by `FILE_OBJECT` address.
+    pub files: HashMap<usize, FileRecord>,
+    /// Callback data of operations in progress -> requestor process id.
+    pub in_flight: HashMap<usize, u32>,
+    pub names: crate::flt::names::NameTable,
+    pub contexts: crate::flt::contexts::ContextTable,
+    pub stats: IoStats,
+    /// The flags of the unload in progress (`FLTFL_FILTER_UNLOAD_MANDATORY`).
+    pub unload_flags: u32,
+    /// Handles of torn-down instances, kept so their addresses are not reused in the run.
+    pub graveyard: Vec<GuestAlloc>,
+}
+
+impl IoState {
+    /// The live instance (not tearing down) with handle `instance`, and its volume.
+    pub(crate) fn instance(&self, instance: usize) -> Option<(VolumeId, InstanceState)> {
+        self.volumes.iter().enumerate().find_map(|(index, v)| {
+            v.instance
+                .as_ref()
+                .filter(|i| i.handle.address() == instance)
+                .map(|i| (VolumeId(index), i.state))
+        })
+    }
+}
+
+/// Everything one operation hands the driver, in one block of guest memory.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct OperationBlock {
+    data: FLT_CALLBACK_DATA,
+    iopb: FLT_IO_PARAMETER_BLOCK,
+    objects: FLT_RELATED_OBJECTS,
+    security: IO_SECURITY_CONTEXT,
+    completion: PVOID,
+    /// The body `Data->Thread` points to (opaque to filters).
+    thread: [u64; 8],
+}
+
+/// Where the filter's callbacks for one operation are.
+struct Dispatch {
+    pre: usize,
+    post: usize,
+    instance: usize,
+}
+
+/// What the file-system step of an operation reads and changes.
+type FsStep<'a> = &'a mut dyn FnMut(&mut IoState, usize) -> (NTSTATUS, usize);
+
+type PreCallback =
+    unsafe extern "win64" fn(*mut FLT_CALLBACK_DATA, *const FLT_RELATED_OBJECTS, *mut PVOID) -> i32;
+type PostCallback =
+    unsafe extern "win64" fn(*mut FLT_CALLBACK_DATA, *const FLT_RELATED_OBJECTS, PVOID, u32) -> i32;
+
+fn callback_names(major: u8) -> (&'static str, &'static str) {
+    match major {
+        IRP_MJ_CREATE => ("PreCreate", "PostCreate"),
+        IRP_MJ_WRITE => ("PreWrite", "PostWrite"),
+        IRP_MJ_SET_INFORMATION => ("PreSetInformation", "PostSetInformation"),
+        IRP_MJ_CLEANUP => ("PreCleanup", "PostCleanup"),
+        IRP_MJ_CLOSE => ("PreClose", "PostClose"),
+        _ => ("PreOperation", "PostOperation"),
+    }
+}
+
+fn utf16_bytes(text: &str) -> Vec<u8> {
+    text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
+/// Issues synthetic I/O as one requestor. Cheap to create; usable from any thread (several
+/// threads may issue I/O at once, each with its own `Io`).
+pub struct Io {
+    kernel: Arc<Kernel>,
+    requestor: Requestor,
+}
+
+impl Driver {
+    /// Synthetic I/O issued by `requestor`.
+    pub fn io(&self, requestor: Requestor) -> Io {
+        Io::new(Arc::clone(self.kernel()), requestor)
+    }
+
+    /// The synthetic I/O counters so far (also in the final [`crate::Report`]).
+    pub fn io_stats(&self) -> IoStats {
+        lock(&self.kernel().flt).io.stats.clone()
+    }
+}
+
+impl Io {
+    pub(crate) fn new(kernel: Arc<Kernel>, requestor: Requestor) -> Self {
+        Self { kernel, requestor }
+    }
+
+    /// The requestor.
+    pub fn requestor(&self) -> Requestor {
+        self.requestor
+    }
+
+    /// Runs a driver callback as the requestor's thread.
+    fn call_as<R>(&self, name: &'static str, irql: u8, f: impl FnOnce() -> R) -> Option<R> {
+        let saved = state::with(|s| {
+            (
+                s.process_id.replace(self.requestor.pid as usize),
+                s.thread_id.replace(self.requestor.tid as usize),
+            )
+        });
+        let result = self.kernel.call_driver(name, Some(irql), f);
+        state::with(|s| {
+            s.process_id.set(saved.0);
+            s.thread_id.set(saved.1);
+        });
+        result
+    }
+
+    /// Finds the callbacks for `major` on `volume` and counts the operation in flight.
+    fn begin(
+        &self,
+        volume: VolumeId,
+        major: u8,
+        paging: bool,
+    ) -> Result<Option<Dispatch>, NTSTATUS> {
+        let k = &self.kernel;
+        let crashed = k.crashed.load(Ordering::Acquire);
+        let mut flt = lock(&k.flt);
+        let flt = &mut *flt;
+        let v = flt
+            .io
+            .volumes
+            .get_mut(volume.0)
+            .filter(|v| v.mounted)
+            .ok_or(status::VOLUME_DISMOUNTED)?;
+        let Some(instance) = v
+            .instance
+            .as_mut()
+            .filter(|i| i.state == InstanceState::Live)
+        else {
+            return Ok(None);
+        };
+        let Some(filter) = flt
+            .filters
+            .get(&instance.filter)
+            .filter(|f| !f.unregistered)
+        else {
+            return Ok(None);
+        };
+        if crashed {
+            return Ok(None);
+        }
+        let Some(operation) = filter.operations.iter().find(|o| o.major == major) else {
+            return Ok(None);
+        };
+        if (operation.pre == 0 && operation.post == 0)
+            || (paging && operation.flags & FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO != 0)
+        {
+            return Ok(None);
+        }
+        instance.in_flight += 1;
+        Ok(Some(Dispatch {
+            pre: operation.pre,
+            post: operation.post,
+            instance: instance.handle.address(),
+        }))
+    }
+
+    fn end(&self, volume: VolumeId, data: usize) {
+        {
+            let mut flt = lock(&self.kernel.flt);
+            flt.io.in_flight.remove(&data);
+            if let Some(instance) = flt
+                .io
+                .volumes
+                .get_mut(volume.0)
+                .and_then(|v| v.instance.as_mut())
+            {
+                instance.in_flight = instance.in_flight.saturating_sub(1);
+            }
+        }
+        self.kernel.notify_waiters();
+    }
+
+    /// Builds the operation, runs the callbacks around `fs_step`, returns the final `IoStatus`.
+    #[expect(
+        clippy::too_many_arguments,
+        clippy::too_many_lines,
+        reason = "one internal entry point for every major function, read top to bottom"
+    )]
+    fn perform(
+        &self,
+        volume: VolumeId,
+        file_object: usize,
+        major: u8,
+        irp_flags: u32,
+        irql: u8,
+        parameters: FLT_PARAMETERS,
+        desired_access: u32,
+        fs_step: FsStep<'_>,
+    ) -> (NTSTATUS, usize) {
+        let paging = irp_flags & IRP_PAGING_IO != 0;
+        let dispatch = match self.begin(volume, major, paging) {
+            Ok(d) => d,
+            Err(status) => return (status, 0),
+        };
+        let k = &self.kernel;
+        let block = GuestAlloc::for_type::<OperationBlock>(0);
+        let base = block.address();
+        let data = base + offset_of!(OperationBlock, data);
+        let iopb = base + offset_of!(OperationBlock, iopb);
+        let objects = base + offset_of!(OperationBlock, objects);
+        let security = base + offset_of!(OperationBlock, security);
+        let completion = base + offset_of!(OperationBlock, completion);
+        let status_at = (data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK;
+        let flags_at = (data + offset_of!(FLT_CALLBACK_DATA, Flags)) as *mut u32;
+        let (filter, volume_handle) = {
+            let flt = lock(&k.flt);
+            let v = &flt.io.volumes[volume.0];
+            let filter = v.instance.as_ref().map_or(0, |i| i.filter);
+            (filter, v.handle.address())
+        };
+        let mut parameters = parameters;
+        if major == IRP_MJ_CREATE {
+            parameters.Create.SecurityContext = security as *mut IO_SECURITY_CONTEXT;
+        }
+        guest::write(
+            block.as_ptr::<OperationBlock>(),
+            OperationBlock {
+                data: FLT_CALLBACK_DATA {
+                    Flags: FLTFL_CALLBACK_DATA_IRP_OPERATION,
+                    Thread: (base + offset_of!(OperationBlock, thread)) as PVOID,
+                    Iopb: iopb as *mut FLT_IO_PARAMETER_BLOCK,
+                    IoStatus: IO_STATUS_BLOCK {
+                        Status: STATUS_SUCCESS,
+                        _Pad: 0,
+                        Information: 0,
+                    },
+                    TagData: std::ptr::null_mut(),
+                    FilterContext: [std::ptr::null_mut(); 4],
+                    RequestorMode: if paging { KernelMode } else { UserMode },
+                },
+                iopb: FLT_IO_PARAMETER_BLOCK {
+                    IrpFlags: irp_flags,
+                    MajorFunction: major,
+                    MinorFunction: 0,
+                    OperationFlags: 0,
+                    Reserved: 0,
+                    TargetFileObject: file_object as *mut FILE_OBJECT,
+                    TargetInstance: dispatch.as_ref().map_or(0, |d| d.instance) as PVOID,
+                    Parameters: parameters,
+                },
+                objects: FLT_RELATED_OBJECTS {
+                    Size: u16::try_from(size_of::<FLT_RELATED_OBJECTS>()).unwrap_or(u16::MAX),
+                    TransactionContext: 0,
+                    Filter: filter as PVOID,
+                    Volume: volume_handle as PVOID,
+                    Instance: dispatch.as_ref().map_or(0, |d| d.instance) as PVOID,
+                    FileObject: file_object as *mut FILE_OBJECT,
+                    Transaction: std::ptr::null_mut(),
+                },
+                security: IO_SECURITY_CONTEXT {
+                    SecurityQos: std::ptr::null_mut(),
+                    AccessState: std::ptr::null_mut(),
+                    DesiredAccess: desired_access,
+                    FullCreateOptions: 0,
+                },
+                completion: std::ptr::null_mut(),
+                thread: [0; 8],
+            },
+        );
+        {
+            let mut flt = lock(&k.flt);
+            flt.io.stats.operations += 1;
+            if dispatch.is_some() {
+                flt.io.in_flight.insert(data, self.requestor.pid);
+            }
+        }
+        let (pre_name, post_name) = callback_names(major);
+        let mut post_at = None;
+        let mut completed = false;
+        if let Some(d) = &dispatch {
+            if d.pre == 0 {
+                post_at = Some(self.default_post_irql(major));
+            } else {
+                // SAFETY: `d.pre` is the PreOperation callback the driver registered for this
+                // major function; the image is mapped while its instance is live.
+                let pre: PreCallback = unsafe { std::mem::transmute(d.pre) };
+                lock(&k.flt).io.stats.pre_callbacks += 1;
+                // SAFETY: as above; the arguments point into this operation's block, alive
+                // for the call.
+                let returned = self.call_as(pre_name, irql, || unsafe {
+                    pre(
+                        data as *mut FLT_CALLBACK_DATA,
+                        objects as *const FLT_RELATED_OBJECTS,
+                        completion as *mut PVOID,
+                    )
+                });
+                let Some(returned) = returned else {
+                    self.end(volume, data);
+                    return (STATUS_UNSUCCESSFUL, 0);
+                };
+                let context = guest::read(completion as *const PVOID);
+                match self.check_pre_status(pre_name, returned, context, d.post != 0) {
+                    PreOutcome::Post => post_at = Some(self.default_post_irql(major)),
+                    PreOutcome::Synchronize => post_at = Some(irql),
+                    PreOutcome::NoPost => {}
+                    PreOutcome::Complete => completed = true,
+                }
+            }
+        }
+        if !completed {
+            let (status, information) = {
+                let mut flt = lock(&k.flt);
+                fs_step(&mut flt.io, base)
+            };
+            guest::write(
+                status_at,
+                IO_STATUS_BLOCK {
+                    Status: status,
+                    _Pad: 0,
+                    Information: information,
+                },
+            );
+        }
+        if let (Some(d), Some(post_irql)) = (&dispatch, post_at) {
+            guest::write(
+                flags_at,
+                guest::read(flags_at) | FLTFL_CALLBACK_DATA_POST_OPERATION,
+            );
+            // SAFETY: `d.post` is the PostOperation callback the driver registered for this
+            // major function (non-zero: checked by check_pre_status / default_post_irql's caller).
+            let post: PostCallback = unsafe { std::mem::transmute(d.post) };
+            let context = guest::read(completion as *const PVOID);
+            lock(&k.flt).io.stats.post_callbacks += 1;
+            // SAFETY: as above; the arguments point into this operation's block.
+            let returned = self.call_as(post_name, post_irql, || unsafe {
+                post(
+                    data as *mut FLT_CALLBACK_DATA,
+                    objects as *const FLT_RELATED_OBJECTS,
+                    context,
+                    0,
+                )
+            });
+            match returned {
+                Some(FLT_POSTOP_FINISHED_PROCESSING) | None => {}
+                Some(FLT_POSTOP_MORE_PROCESSING_REQUIRED) => k.violation(
+                    ViolationKind::NotEmulated,
+                    "FLT_POSTOP_MORE_PROCESSING_REQUIRED (FltCompletePendedPostOperation) is not emulated",
+                    format!("{post_name} returned FLT_POSTOP_MORE_PROCESSING_REQUIRED"),
+                ),
+                Some(other) => k.violation(
+                    ViolationKind::CallbackStatus,
+                    "a post-operation callback returns FLT_POSTOP_FINISHED_PROCESSING or FLT_POSTOP_MORE_PROCESSING_REQUIRED",
+                    format!("{post_name} returned {other:#x}"),
+                ),
+            }
+        }
+        let result = guest::read(status_at);
+        if dispatch.is_some() {
+            self.end(volume, data);
+        }
+        (result.Status, result.Information)
+    }
+
+    fn default_post_irql(&self, major: u8) -> u8 {
+        if major != IRP_MJ_CREATE && self.kernel.config.io.post_ops_at_dispatch {
+            DISPATCH_LEVEL
+        } else {
+            PASSIVE_LEVEL
+        }
+    }
+
+    /// Checks a pre-operation callback's status and completion context.
+    fn check_pre_status(
+        &self,
+        callback: &str,
+        returned: i32,
+        context: PVOID,
+        has_post: bool,
+    ) -> PreOutcome {
+        let k = &self.kernel;
+        let (outcome, name) = match returned {
+            FLT_PREOP_SUCCESS_WITH_CALLBACK => {
+                (PreOutcome::Post, "FLT_PREOP_SUCCESS_WITH_CALLBACK")
+            }
+            FLT_PREOP_SYNCHRONIZE => (PreOutcome::Synchronize, "FLT_PREOP_SYNCHRONIZE"),
+            FLT_PREOP_SUCCESS_NO_CALLBACK => (PreOutcome::NoPost, "FLT_PREOP_SUCCESS_NO_CALLBACK"),
+            FLT_PREOP_COMPLETE => (PreOutcome::Complete, "FLT_PREOP_COMPLETE"),
+            FLT_PREOP_PENDING => {
+                k.violation(
+                    ViolationKind::NotEmulated,
+                    "FLT_PREOP_PENDING (FltCompletePendedPreOperation) is not emulated",
+                    format!("{callback} returned FLT_PREOP_PENDING; the operation continues as SUCCESS_NO_CALLBACK"),
+                );
+                return PreOutcome::NoPost;
+            }
+            other => {
+                k.violation(
+                    ViolationKind::CallbackStatus,
+                    "RULES.md 24: a pre-operation callback returns a valid FLT_PREOP_CALLBACK_STATUS for an IRP operation",
+                    format!("invalid pre-operation status {other:#x} from {callback}; the operation continues as SUCCESS_NO_CALLBACK"),
+                );
+                return PreOutcome::NoPost;
+            }
+        };
+        match outcome {
+            PreOutcome::Post | PreOutcome::Synchronize if !has_post => {
+                k.violation(
+                    ViolationKind::CallbackStatus,
+                    "RULES.md 24: SUCCESS_WITH_CALLBACK or SYNCHRONIZE only for operations with a post-operation callback",
+                    format!("{callback} returned {name} but registered no post-operation callback"),
+                );
+                PreOutcome::NoPost
+            }
+            PreOutcome::NoPost | PreOutcome::Complete if !context.is_null() => {
+                k.violation(
+                    ViolationKind::CallbackStatus,
+                    "RULES.md 24: a completion context only when a post-operation callback will receive it",
+                    format!("{callback} set completion context {context:p} and returned {name}: it is never passed on (leaked)"),
+                );
+                outcome
+            }
+            _ => outcome,
+        }
+    }
+
+    fn volume_device(&self, volume: VolumeId) -> Option<(usize, String)> {
+        let flt = lock(&self.kernel.flt);
+        flt.io
+            .volumes
+            .get(volume.0)
+            .filter(|v| v.mounted)
+            .map(|v| (v.device.address(), v.device_name.clone()))
+    }
+
+    /// `IRP_MJ_CREATE` of `path` (volume-relative, `\dir\file`) with `disposition`
+    /// (`FILE_SUPERSEDE`..`FILE_OVERWRITE_IF`), create `options` (`FILE_DIRECTORY_FILE`,
+    /// `FILE_DELETE_ON_CLOSE`, ...) and `desired_access`.
+    ///
+    /// # Errors
+    ///
+    /// The create's failure status (`STATUS_OBJECT_NAME_NOT_FOUND`,
+    /// `STATUS_OBJECT_NAME_COLLISION`, a filter's `STATUS_ACCESS_DENIED`...).
+    pub fn create(
+        &self,
+        volume: VolumeId,
+        path: &str,
+        disposition: u32,
+        options: u32,
+        desired_access: u32,
+    ) -> Result<FileHandle, NTSTATUS> {
+        let Some((device, _)) = self.volume_device(volume) else {
+            return Err(status::VOLUME_DISMOUNTED);
+        };
+        let name_bytes = utf16_bytes(path);
+        let name = GuestAlloc::zeroed(name_bytes.len() + 2);
+        guest::write_bytes(name.as_ptr(), &name_bytes);
+        let object = GuestAlloc::for_type::<FILE_OBJECT>(0);
+        let file_object = object.address();
+        let length = u16::try_from(name_bytes.len()).map_err(|_| STATUS_INVALID_PARAMETER)?;
+        // SAFETY: FILE_OBJECT is plain data (integers, raw pointers, KEVENTs of integers):
+        // all zeroes is a valid value.
+        let mut value: FILE_OBJECT = unsafe { std::mem::zeroed() };
+        value.Type = IO_TYPE_FILE;
+        value.Size = i16::try_from(size_of::<FILE_OBJECT>()).unwrap_or(i16::MAX);
+        value.DeviceObject = device as *mut DEVICE_OBJECT;
+        value.FileName = UNICODE_STRING {
+            Length: length,
+            MaximumLength: length + 2,
+            Buffer: name.as_ptr(),
+        };
+        // SAFETY: kernel-sim's own fresh allocation of a FILE_OBJECT.
+        unsafe { object.as_ptr::<FILE_OBJECT>().write(value) };
+        lock(&self.kernel.flt).io.files.insert(
+            file_object,
+            FileRecord {
+                _object: object,
+                _name: name,
+                volume,
+                opened_path: path.to_owned(),
+                fs_handle: None,
+                open: false,
+                cleaned_up: false,
+                contexts: Vec::new(),
+            },
+        );
+        let parameters = FLT_PARAMETERS {
+            Create: FLT_PARAMETERS_CREATE {
+                SecurityContext: std::ptr::null_mut(),
+                Options: (disposition << 24) | (options & 0x00FF_FFFF),
+                PointerAlignment1: 0,
+                FileAttributes: 0,
+                ShareAccess: 0,
+                PointerAlignment2: 0,
+                EaLength: 0,
+                EaBuffer: std::ptr::null_mut(),
+                AllocationSize: 0,
+            },
+        };
+        let path_owned = path.to_owned();
+        let mut step = |io: &mut IoState, base: usize| {
+            let options_at = base
+                + offset_of!(OperationBlock, iopb)
+                + offset_of!(FLT_IO_PARAMETER_BLOCK, Parameters)
+                + offset_of!(FLT_PARAMETERS_CREATE, Options);
+            let options = guest::read(options_at as *const u32);
+            let Some(v) = io.volumes.get_mut(volume.0) else {
+                return (status::VOLUME_DISMOUNTED, 0);
+            };
+            match v
+                .fs
+                .create(&path_owned, options >> 24, options & 0x00FF_FFFF)
+            {
+                Ok((handle, information)) => {
+                    if let Some(record) = io.files.get_mut(&file_object) {
+                        record.fs_handle = Some(handle);
+                        record.open = true;
+                    }
+                    (STATUS_SUCCESS, information)
+                }
+                Err(status) => (status, 0),
+            }
+        };
+        let (status, information) = self.perform(
+            volume,
+            file_object,
+            IRP_MJ_CREATE,
+            0,
+            PASSIVE_LEVEL,
+            parameters,
+            desired_access,
+            &mut step,
+        );
+        if NT_SUCCESS(status) {
+            if let Some(record) = lock(&self.kernel.flt).io.files.get_mut(&file_object) {
+                // A filter that completed the create successfully owns the open.
+                record.open = true;
+            }
+            Ok(FileHandle {
+                file_object,
+                volume,
+                information,
+            })
+        } else {
+            self.discard(file_object);
+            Err(status)
+        }
+    }
+
+    /// Frees a file object whose create failed (or that was closed): FltMgr drops the
+    /// references it holds on its contexts first.
+    fn discard(&self, file_object: usize) {
+        crate::flt::contexts::release_file_contexts(&self.kernel, file_object);
+        let record = lock(&self.kernel.flt).io.files.remove(&file_object);
+        drop(record);
+    }
+
+    /// The file's record state for an operation: volume and file-system handle; `Err` when it
+    /// was cleaned up (and the operation is not paging I/O).
+    fn file_state(
+        &self,
+        file: &FileHandle,
+        after_cleanup_ok: bool,
+    ) -> Result<Option<FsHandle>, NTSTATUS> {
+        let flt = lock(&self.kernel.flt);
+        let record = flt
+            .io
+            .files
+            .get(&file.file_object)
+            .ok_or(status::FILE_CLOSED)?;
+        if record.cleaned_up && !after_cleanup_ok {
+            return Err(status::FILE_CLOSED);
+        }
+        Ok(record.fs_handle)
+    }
+
+    /// `IRP_MJ_WRITE` of `data` at `offset`, at PASSIVE_LEVEL. Returns the final status.
+    pub fn write(&self, file: &FileHandle, offset: u64, data: &[u8]) -> NTSTATUS {
+        self.write_with(file, offset, data, WriteOptions::default())
+    }
+
+    /// `IRP_MJ_WRITE` with [`WriteOptions`] (paging I/O, APC_LEVEL).
+    pub fn write_with(
+        &self,
+        file: &FileHandle,
+        offset: u64,
+        data: &[u8],
+        options: WriteOptions,
+    ) -> NTSTATUS {
+        let fs_handle = match self.file_state(file, options.paging_io) {
+            Ok(h) => h,
+            Err(status) => return status,
+        };
+        let Ok(length) = u32::try_from(data.len()) else {
+            return STATUS_INVALID_PARAMETER;
+        };
+        let buffer = GuestAlloc::zeroed(data.len());
+        guest::write_bytes(buffer.as_ptr(), data);
+        let parameters = FLT_PARAMETERS {
+            Write: FLT_PARAMETERS_WRITE {
+                Length: length,
+                PointerAlignment1: 0,
+                Key: 0,
+                ByteOffset: i64::try_from(offset).unwrap_or(i64::MAX),
+                WriteBuffer: buffer.as_ptr(),
+                MdlAddress: std::ptr::null_mut(),
+            },
+        };
+        let volume = file.volume;
+        let mut step = |io: &mut IoState, base: usize| {
+            let write_at = base
+                + offset_of!(OperationBlock, iopb)
+                + offset_of!(FLT_IO_PARAMETER_BLOCK, Parameters);
+            let write = guest::read(write_at as *const FLT_PARAMETERS_WRITE);
+            let (Some(v), Some(handle)) = (io.volumes.get_mut(volume.0), fs_handle) else {
+                return (status::INVALID_DEVICE_REQUEST, 0);
+            };
+            match v.fs.write(
+                handle,
+                u64::try_from(write.ByteOffset).unwrap_or(0),
+                u64::from(write.Length),
+            ) {
+                Ok(()) => (STATUS_SUCCESS, write.Length as usize),
+                Err(status) => (status, 0),
+            }
+        };
+        let irp_flags = if options.paging_io {
+            IRP_PAGING_IO | IRP_NOCACHE
+        } else {
+            0
+        };
+        let irql = if options.at_apc_level {
+            APC_LEVEL
+        } else {
+            PASSIVE_LEVEL
+        };
+        self.perform(
+            volume,
+            file.file_object,
+            IRP_MJ_WRITE,
+            irp_flags,
+            irql,
+            parameters,
+            0,
+            &mut step,
+        )
+        .0
+    }
+
+    /// `IRP_MJ_SET_INFORMATION` with `class` and the information structure `info` in a system
+    /// buffer; `union` is the parameter union's value (`ReplaceIfExists` for rename/link).
+    fn set_information(
+        &self,
+        file: &FileHandle,
+        class: FILE_INFORMATION_CLASS,
+        info: &[u8],
+        union: usize,
+    ) -> NTSTATUS {
+        let fs_handle = match self.file_state(file, false) {
+            Ok(h) => h,
+            Err(status) => return status,
+        };
+        let buffer = GuestAlloc::zeroed(info.len());
+        guest::write_bytes(buffer.as_ptr(), info);
+        let parameters = FLT_PARAMETERS {
+            SetFileInformation: FLT_PARAMETERS_SET_FILE_INFORMATION {
+                Length: u32::try_from(info.len()).unwrap_or(u32::MAX),
+                PointerAlignment1: 0,
+                FileInformationClass: class,
+                ParentOfTarget: std::ptr::null_mut(),
+                Union: union as PVOID,
+                InfoBuffer: buffer.as_ptr(),
+            },
+        };
+        let volume = file.volume;
+        let mut step = |io: &mut IoState, base: usize| {
+            let at = base
+                + offset_of!(OperationBlock, iopb)
+                + offset_of!(FLT_IO_PARAMETER_BLOCK, Parameters);
+            let p = guest::read(at as *const FLT_PARAMETERS_SET_FILE_INFORMATION);
+            let (Some(v), Some(handle)) = (io.volumes.get_mut(volume.0), fs_handle) else {
+                return (status::INVALID_DEVICE_REQUEST, 0);
+            };
+            let result = apply_set_information(&mut v.fs, handle, &p);
+            (result.err().unwrap_or(STATUS_SUCCESS), 0)
+        };
+        self.perform(
+            volume,
+            file.file_object,
+            IRP_MJ_SET_INFORMATION,
+            0,
+            PASSIVE_LEVEL,
+            parameters,
+            0,
+            &mut step,
+        )
+        .0
+    }
+
+    fn rename_or_link(
+        &self,
+        file: &FileHandle,
+        class: FILE_INFORMATION_CLASS,
+        target: &str,
+        flags: u32,
+    ) -> NTSTATUS {
+        let name = utf16_bytes(target);
+        let name_offset = offset_of!(FILE_RENAME_INFORMATION, FileName);
+        let mut info =
+            vec![0u8; (name_offset + name.len()).max(size_of::<FILE_RENAME_INFORMATION>())];
+        info[..4].copy_from_slice(&flags.to_le_bytes());
+        let length_offset = offset_of!(FILE_RENAME_INFORMATION, FileNameLength);
+        info[length_offset..length_offset + 4]
+            .copy_from_slice(&u32::try_from(name.len()).unwrap_or(u32::MAX).to_le_bytes());
+        info[name_offset..name_offset + name.len()].copy_from_slice(&name);
+        self.set_information(file, class, &info, (flags & 1) as usize)
+    }
+
+    /// `FileRenameInformation` to `target` (`\`-prefixed: volume-relative; otherwise relative
+    /// to the file's directory), replacing an existing target only with `replace_if_exists`.
+    pub fn rename(&self, file: &FileHandle, target: &str, replace_if_exists: bool) -> NTSTATUS {
+        self.rename_or_link(
+            file,
+            FileRenameInformation,
+            target,
+            u32::from(replace_if_exists),
+        )
+    }
+
+    /// `FileRenameInformationEx` with `FILE_RENAME_*` flags (`FILE_RENAME_REPLACE_IF_EXISTS`
+    /// = 1 is the one the file system honours here).
+    pub fn rename_ex(&self, file: &FileHandle, target: &str, flags: u32) -> NTSTATUS {
+        self.rename_or_link(file, FileRenameInformationEx, target, flags)
+    }
+
+    /// `FileLinkInformation`: a hard link `target` to the file (NTFS volumes).
+    pub fn link(&self, file: &FileHandle, target: &str, replace_if_exists: bool) -> NTSTATUS {
+        self.rename_or_link(
+            file,
+            FileLinkInformation,
+            target,
+            u32::from(replace_if_exists),
+        )
+    }
+
+    /// `FileLinkInformationEx` with `FILE_LINK_*` flags (`FILE_LINK_REPLACE_IF_EXISTS` = 1).
+    pub fn link_ex(&self, file: &FileHandle, target: &str, flags: u32) -> NTSTATUS {
+        self.rename_or_link(file, FileLinkInformationEx, target, flags)
+    }
+
+    /// `FileDispositionInformation { DeleteFile }`: delete (or undelete) at the last cleanup.
+    pub fn set_disposition(&self, file: &FileHandle, delete: bool) -> NTSTATUS {
+        let mut info = [0u8; 8];
+        info[0] = u8::from(delete);
+        self.set_information(
+            file,
+            FileDispositionInformation,
+            &info[..size_of::<FILE_DISPOSITION_INFORMATION>().max(1)],
+            0,
+        )
+    }
+
+    /// `FileDispositionInformationEx { Flags }` (`FILE_DISPOSITION_DELETE`, `_POSIX_SEMANTICS`,
+    /// `_ON_CLOSE`...).
+    pub fn set_disposition_ex(&self, file: &FileHandle, flags: u32) -> NTSTATUS {
+        self.set_information(
+            file,
+            FileDispositionInformationEx,
+            &flags.to_le_bytes()[..size_of::<FILE_DISPOSITION_INFORMATION_EX>()],
+            0,
+        )
+    }
+
+    /// `IRP_MJ_CLEANUP`: the last user handle of the file object is closed (delete-on-close
+    /// and pending deletes happen at the file's last cleanup).
+    pub fn cleanup(&self, file: &FileHandle) -> NTSTATUS {
+        let fs_handle = match self.file_state(file, false) {
+            Ok(h) => h,
+            Err(status) => return status,
+        };
+        let volume = file.volume;
+        let file_object = file.file_object;
+        let mut step = |io: &mut IoState, _base: usize| {
+            let result = match (io.volumes.get_mut(volume.0), fs_handle) {
+                (Some(v), Some(handle)) => v.fs.cleanup(handle),
+                _ => Ok(()),
+            };
+            (result.err().unwrap_or(STATUS_SUCCESS), 0)
+        };
+        let (status, _) = self.perform(
+            volume,
+            file_object,
+            IRP_MJ_CLEANUP,
+            0,
+            PASSIVE_LEVEL,
+            // SAFETY: FLT_PARAMETERS is plain data; cleanup has no parameters (all zero).
+            unsafe { std::mem::zeroed() },
+            0,
+            &mut step,
+        );
+        if let Some(record) = lock(&self.kernel.flt).io.files.get_mut(&file_object) {
+            record.cleaned_up = true;
+        }
+        status
+    }
+
+    /// `IRP_MJ_CLOSE` (after [`Io::cleanup`], which it sends first if needed): the last
+    /// reference to the file object is gone; FltMgr releases the references it holds on the
+    /// file object's stream-handle contexts, and the `FILE_OBJECT` is freed.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "close spends the handle, so that it cannot be used again"
+    )]
+    pub fn close(&self, file: FileHandle) {
+        let Ok(fs_handle) = self.file_state(&file, true) else {
+            return;
+        };
+        let cleaned_up = lock(&self.kernel.flt)
+            .io
+            .files
+            .get(&file.file_object)
+            .is_some_and(|r| r.cleaned_up);
+        if !cleaned_up {
+            let _ = self.cleanup(&file);
+        }
+        let (file_object, volume) = (file.file_object, file.volume);
+        let mut step = |io: &mut IoState, _base: usize| {
+            if let (Some(v), Some(handle)) = (io.volumes.get_mut(volume.0), fs_handle) {
+                v.fs.close(handle);
+            }
+            (STATUS_SUCCESS, 0)
+        };
+        let _ = self.perform(
+            volume,
+            file_object,
+            IRP_MJ_CLOSE,
+            0,
+            PASSIVE_LEVEL,
+            // SAFETY: FLT_PARAMETERS is plain data; close has no parameters (all zero).
+            unsafe { std::mem::zeroed() },
+            0,
+            &mut step,
+        );
+        self.discard(file_object);
+    }
+}
+
+/// What a pre-operation status asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PreOutcome {
+    Post,
+    Synchronize,
+    NoPost,
+    Complete,
+}
+
+/// The file-system side of `IRP_MJ_SET_INFORMATION`, from the (possibly filter-changed)
+/// parameters and system buffer.
+fn apply_set_information(
+    fs: &mut crate::flt::fs::FileSystem,
+    handle: FsHandle,
+    p: &FLT_PARAMETERS_SET_FILE_INFORMATION,
+) -> Result<(), NTSTATUS> {
+    let length = p.Length as usize;
+    let buffer = p.InfoBuffer;
+    if buffer.is_null() {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let class = p.FileInformationClass;
+    let is_rename = class == FileRenameInformation || class == FileRenameInformationEx;
+    let is_link = class == FileLinkInformation || class == FileLinkInformationEx;
+    if is_rename || is_link {
+        {
+            let name_offset = offset_of!(FILE_RENAME_INFORMATION, FileName);
+            if length < name_offset {
+                return Err(STATUS_INVALID_PARAMETER);
+            }
+            let header = guest::read(buffer.cast::<FILE_RENAME_INFORMATION>());
+            let name_length = header.FileNameLength as usize;
+            if name_length > length - name_offset || !name_length.is_multiple_of(2) {
+                return Err(STATUS_INVALID_PARAMETER);
+            }
+            let bytes =
+                guest::read_bytes(buffer.cast::<u8>().wrapping_add(name_offset), name_length);
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            let target = String::from_utf16_lossy(&units);
+            let replace = if class == FileRenameInformation || class == FileLinkInformation {
+                header.Flags & 0xFF != 0
+            } else {
+                header.Flags & REPLACE_IF_EXISTS != 0
+            };
+            if is_rename {
+                fs.rename(handle, &target, replace)
+            } else {
+                fs.link(handle, &target, replace)
+            }
+        }
+    } else if class == FileDispositionInformation
+        && length >= size_of::<FILE_DISPOSITION_INFORMATION>()
+    {
+        let info = guest::read(buffer.cast::<FILE_DISPOSITION_INFORMATION>());
+        fs.set_delete(handle, info.DeleteFile != 0)
+    } else if class == FileDispositionInformationEx
+        && length >= size_of::<FILE_DISPOSITION_INFORMATION_EX>()
+    {
+        let info = guest::read(buffer.cast::<FILE_DISPOSITION_INFORMATION_EX>());
+        fs.set_disposition_ex(handle, info.Flags)
+    } else {
+        Err(STATUS_INVALID_PARAMETER)
+    }
+}
+
+/// `FltGetRequestorProcessId`: IRQL <= DISPATCH_LEVEL. The process id of the operation's
+/// requestor (0 for callback data that is not an operation in progress, a violation).
+pub(crate) extern "win64" fn flt_get_requestor_process_id(data: *mut FLT_CALLBACK_DATA) -> u32 {
+    crate::kernel::emulate(
+        "FltGetRequestorProcessId",
+        crate::kernel::IrqlRule::AtMost(DISPATCH_LEVEL),
+        |k| {
+            let pid = lock(&k.flt).io.in_flight.get(&(data as usize)).copied();
+            pid.unwrap_or_else(|| {
+                k.violation(
+                    ViolationKind::Parameter,
+                    "FltGetRequestorProcessId: the callback data of an operation in progress",
+                    format!("{data:p} is not the callback data of an operation in progress"),
+                );
+                0
+            })
+        },
+    )
+}
+
+/// Bounded FIFO of retired records, so that a stale pointer is recognized for a while and its
+/// memory is not reused meanwhile.
+pub(crate) struct Retired<T> {
+    entries: HashMap<usize, T>,
+    order: VecDeque<usize>,
+    capacity: usize,
+}
+
+impl<T> Retired<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, address: usize, value: T) {
+        if self.order.len() >= self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.entries.remove(&old);
+        }
+        self.order.push_back(address);
+        self.entries.insert(address, value);
+    }
+
+    pub(crate) fn get(&self, address: usize) -> Option<&T> {
+        self.entries.get(&address)
+    }
+}

@@ -1,0 +1,419 @@
+//! File name information: `FltGetFileNameInformation`, `FltGetDestinationFileNameInformation`,
+//! `FltReleaseFileNameInformation`.
+//!
+//! Each successful query returns a new `FLT_FILE_NAME_INFORMATION` with one reference, in
+//! memory kernel-sim owns: `Size`, `Format` and `Name` (the volume's device name followed by the
+//! volume-relative path) are filled in, `Volume` is the device-name prefix of `Name`, the other
+//! components are left empty (`NamesParsed` 0; `FltParseFileNameInformation` is not emulated).
+//! The normalized name is the file's canonical name (case as created, following renames); the
+//! opened name is the path as the caller spelled it at create.
+//!
+//! Checks: the routines' IRQL (<= APC_LEVEL; the destination query PASSIVE_LEVEL), their
+//! parameters, a release of a structure with no reference left (a double release, reported
+//! with the name), and references still held when the filter unregisters (a leak, reported
+//! with the name). Released structures are poisoned and their memory kept for a while, so a
+//! use after release reads garbage and a stale release is recognized.
+//!
+//! Simplifications: there is no name cache (`FLT_FILE_NAME_QUERY_CACHE_ONLY` misses); a
+//! destination name starting with `\` is volume-relative and any other is relative to the
+//! file's directory (the real FltMgr also resolves `\??\` paths and `RootDirectory` handles:
+//! a non-NULL `RootDirectory` is reported as not emulated).
+
+use std::collections::HashMap;
+
+use vigil_sys::{
+    APC_LEVEL, FILE_OBJECT, FLT_CALLBACK_DATA, FLT_FILE_NAME_INFORMATION, FLT_FILE_NAME_NORMALIZED,
+    FLT_FILE_NAME_OPENED, FLT_FILE_NAME_OPTIONS, FLT_FILE_NAME_SHORT, FLT_IO_PARAMETER_BLOCK,
+    HANDLE, IRP_MJ_CREATE, IRP_PAGING_IO, NTSTATUS, PASSIVE_LEVEL, PFLT_FILE_NAME_INFORMATION,
+    PFLT_INSTANCE, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED,
+    STATUS_SUCCESS, UNICODE_STRING,
+};
+
+use crate::exec::state;
+use crate::flt::fs::status;
+use crate::flt::io::Retired;
+use crate::kernel::{IrqlRule, Kernel, emulate, lock};
+use crate::mem::guest::{self, GuestAlloc};
+use crate::report::ViolationKind;
+
+/// `STATUS_FLT_INVALID_NAME_REQUEST`: a name cannot be queried now (paging I/O, a raised IRQL).
+#[expect(clippy::cast_possible_wrap, reason = "an NTSTATUS bit pattern")]
+pub(crate) const STATUS_FLT_INVALID_NAME_REQUEST: NTSTATUS = 0xC01C_0005_u32 as i32;
+/// `STATUS_FLT_NAME_CACHE_MISS`.
+#[expect(clippy::cast_possible_wrap, reason = "an NTSTATUS bit pattern")]
+pub(crate) const STATUS_FLT_NAME_CACHE_MISS: NTSTATUS = 0xC01C_0018_u32 as i32;
+/// `FLT_FILE_NAME_QUERY_CACHE_ONLY`.
+const QUERY_CACHE_ONLY: u32 = 0x0200;
+/// The query-method bits of `FLT_FILE_NAME_OPTIONS` (`DEFAULT`, `CACHE_ONLY`,
+/// `FILESYSTEM_ONLY`, `ALWAYS_ALLOW_CACHE_LOOKUP`: exactly one).
+const QUERY_METHODS: [u32; 4] = [0x0100, 0x0200, 0x0300, 0x0400];
+/// Byte written over a released structure.
+const RELEASED_FILL: u8 = 0xDB;
+/// How many released structures stay recognizable.
+const RETIRED_NAMES: usize = 4096;
+
+/// A referenced name structure.
+pub(crate) struct NameRecord {
+    memory: GuestAlloc,
+    len: usize,
+    name: String,
+    references: i64,
+    acquired_by: &'static str,
+}
+
+/// Every name structure of a run.
+pub(crate) struct NameTable {
+    live: HashMap<usize, NameRecord>,
+    /// Released structures: their name, and their memory (kept, poisoned).
+    retired: Retired<(String, GuestAlloc)>,
+}
+
+impl Default for NameTable {
+    fn default() -> Self {
+        Self {
+            live: HashMap::new(),
+            retired: Retired::new(RETIRED_NAMES),
+        }
+    }
+}
+
+/// Builds a referenced structure for `name` in `format` and records it.
+fn hand_out(k: &Kernel, name: &str, device_len: usize, format: u32) -> PFLT_FILE_NAME_INFORMATION {
+    let units: Vec<u16> = name.encode_utf16().collect();
+    let header = size_of::<FLT_FILE_NAME_INFORMATION>();
+    let len = header + (units.len() + 1) * 2;
+    let memory = GuestAlloc::zeroed(len);
+    let buffer = (memory.address() + header) as *mut u16;
+    let bytes: Vec<u8> = units.iter().flat_map(|u| u.to_le_bytes()).collect();
+    guest::write_bytes(buffer.cast(), &bytes);
+    let length = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+    let device_units = name[..device_len].encode_utf16().count();
+    let device_length = u16::try_from(device_units * 2).unwrap_or(u16::MAX);
+    let empty = UNICODE_STRING {
+        Length: 0,
+        MaximumLength: 0,
+        Buffer: std::ptr::null_mut(),
+    };
+    guest::write(
+        memory.as_ptr::<FLT_FILE_NAME_INFORMATION>(),
+        FLT_FILE_NAME_INFORMATION {
+            Size: u16::try_from(header).unwrap_or(u16::MAX),
+            NamesParsed: 0,
+            Format: format,
+            Name: UNICODE_STRING {
+                Length: length,
+                MaximumLength: length.saturating_add(2),
+                Buffer: buffer,
+            },
+            Volume: UNICODE_STRING {
+                Length: device_length,
+                MaximumLength: device_length,
+                Buffer: buffer,
+            },
+            Share: empty,
+            Extension: empty,
+            Stream: empty,
+            FinalComponent: empty,
+            ParentDir: empty,
+        },
+    );
+    let address = memory.address();
+    let mut flt = lock(&k.flt);
+    flt.io.stats.names_acquired += 1;
+    flt.io.names.live.insert(
+        address,
+        NameRecord {
+            memory,
+            len,
+            name: name.to_owned(),
+            references: 1,
+            acquired_by: state::with(|s| s.callback.get()),
+        },
+    );
+    address as PFLT_FILE_NAME_INFORMATION
+}
+
+/// The name format in `options`, or a violation.
+fn check_options(
+    k: &Kernel,
+    routine: &str,
+    options: u32,
+    short_allowed: bool,
+) -> Result<u32, NTSTATUS> {
+    let format = options & 0xFF;
+    let valid_format = format == FLT_FILE_NAME_NORMALIZED
+        || format == FLT_FILE_NAME_OPENED
+        || (short_allowed && format == FLT_FILE_NAME_SHORT);
+    if !valid_format {
+        k.violation(
+            ViolationKind::Parameter,
+            format!("{routine}: one name format flag"),
+            format!("NameOptions {options:#x}"),
+        );
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    if !QUERY_METHODS.contains(&(options & 0xF00)) {
+        k.violation(
+            ViolationKind::Parameter,
+            format!("{routine}: one query method flag"),
+            format!("NameOptions {options:#x}"),
+        );
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    Ok(format)
+}
+
+/// The common failures of a query: cache-only, the normalized-name knob, fault injection.
+fn query_failure(k: &Kernel, routine: &str, options: u32, format: u32) -> Option<NTSTATUS> {
+    if options & 0xF00 == QUERY_CACHE_ONLY {
+        return Some(STATUS_FLT_NAME_CACHE_MISS);
+    }
+    if format == FLT_FILE_NAME_NORMALIZED && k.config.io.fail_normalized_names {
+        return Some(status::OBJECT_PATH_NOT_FOUND);
+    }
+    if k.inject_failure(routine, "STATUS_INSUFFICIENT_RESOURCES") {
+        return Some(STATUS_INSUFFICIENT_RESOURCES);
+    }
+    None
+}
+
+/// `FltGetFileNameInformation`: IRQL <= APC_LEVEL. Failable: `STATUS_INSUFFICIENT_RESOURCES`.
+pub(crate) extern "win64" fn flt_get_file_name_information(
+    data: *mut FLT_CALLBACK_DATA,
+    options: FLT_FILE_NAME_OPTIONS,
+    out: *mut PFLT_FILE_NAME_INFORMATION,
+) -> NTSTATUS {
+    emulate(
+        "FltGetFileNameInformation",
+        IrqlRule::AtMost(APC_LEVEL),
+        |k| {
+            if data.is_null() || out.is_null() {
+                k.violation(
+                    ViolationKind::Parameter,
+                    "FltGetFileNameInformation: CallbackData and FileNameInformation are required",
+                    "a NULL pointer".to_owned(),
+                );
+                return STATUS_INVALID_PARAMETER;
+            }
+            guest::write(out, std::ptr::null_mut());
+            if state::current_irql() > APC_LEVEL {
+                // Reported by the IRQL check; the real routine may bug-check touching paged pool.
+                return STATUS_FLT_INVALID_NAME_REQUEST;
+            }
+            let format = match check_options(k, "FltGetFileNameInformation", options, true) {
+                Ok(format) => format,
+                Err(status) => return status,
+            };
+            if !lock(&k.flt).io.in_flight.contains_key(&(data as usize)) {
+                k.violation(
+                    ViolationKind::Parameter,
+                    "FltGetFileNameInformation: the callback data of an operation in progress",
+                    format!("{data:p} is not the callback data of an operation in progress"),
+                );
+                return STATUS_INVALID_PARAMETER;
+            }
+            let iopb = guest::read(guest::read(data).Iopb);
+            let major = iopb.MajorFunction;
+            if format == FLT_FILE_NAME_SHORT {
+                return if major == IRP_MJ_CREATE {
+                    STATUS_FLT_INVALID_NAME_REQUEST
+                } else {
+                    STATUS_NOT_SUPPORTED
+                };
+            }
+            if iopb.IrpFlags & IRP_PAGING_IO != 0 {
+                return STATUS_FLT_INVALID_NAME_REQUEST;
+            }
+            if let Some(status) = query_failure(k, "FltGetFileNameInformation", options, format) {
+                return status;
+            }
+            let resolved = name_of(k, iopb_file(&iopb), format);
+            match resolved {
+                Ok((name, device_len)) => {
+                    guest::write(out, hand_out(k, &name, device_len, format));
+                    STATUS_SUCCESS
+                }
+                Err(status) => status,
+            }
+        },
+    )
+}
+
+fn iopb_file(iopb: &FLT_IO_PARAMETER_BLOCK) -> usize {
+    iopb.TargetFileObject as usize
+}
+
+/// The full name of `file` in `format` and the length of its device-name prefix.
+fn name_of(k: &Kernel, file: usize, format: u32) -> Result<(String, usize), NTSTATUS> {
+    let flt = lock(&k.flt);
+    let record = flt.io.files.get(&file).ok_or(STATUS_INVALID_PARAMETER)?;
+    let volume = flt
+        .io
+        .volumes
+        .get(record.volume.0)
+        .ok_or(status::VOLUME_DISMOUNTED)?;
+    let path = if format == FLT_FILE_NAME_NORMALIZED {
+        match record.fs_handle.and_then(|h| volume.fs.name_of(h)) {
+            Some(name) => name,
+            None => volume.fs.normalize(&record.opened_path)?,
+        }
+    } else {
+        record.opened_path.clone()
+    };
+    Ok((
+        format!("{}{path}", volume.device_name),
+        volume.device_name.len(),
+    ))
+}
+
+/// `FltGetDestinationFileNameInformation`: PASSIVE_LEVEL. Failable:
+/// `STATUS_INSUFFICIENT_RESOURCES`.
+pub(crate) extern "win64" fn flt_get_destination_file_name_information(
+    instance: PFLT_INSTANCE,
+    file: *mut FILE_OBJECT,
+    root: HANDLE,
+    name: *mut u16,
+    name_length: u32,
+    options: FLT_FILE_NAME_OPTIONS,
+    out: *mut PFLT_FILE_NAME_INFORMATION,
+) -> NTSTATUS {
+    emulate(
+        "FltGetDestinationFileNameInformation",
+        IrqlRule::AtMost(PASSIVE_LEVEL),
+        |k| {
+            let bad = |message: String| {
+                k.violation(
+                    ViolationKind::Parameter,
+                    "FltGetDestinationFileNameInformation: valid Instance, FileObject, FileName and RetFileNameInformation",
+                    message,
+                );
+                STATUS_INVALID_PARAMETER
+            };
+            if out.is_null() || file.is_null() || (name.is_null() && name_length > 0) {
+                return bad("a NULL pointer".to_owned());
+            }
+            guest::write(out, std::ptr::null_mut());
+            if !name_length.is_multiple_of(2) {
+                return bad(format!("FileNameLength {name_length} is odd"));
+            }
+            let format =
+                match check_options(k, "FltGetDestinationFileNameInformation", options, false) {
+                    Ok(format) => format,
+                    Err(status) => return status,
+                };
+            if !root.is_null() {
+                k.violation(
+                    ViolationKind::NotEmulated,
+                    "FltGetDestinationFileNameInformation",
+                    format!("RootDirectory {root:p}: only NULL (names relative to the file's directory or the volume) is emulated"),
+                );
+                return STATUS_NOT_SUPPORTED;
+            }
+            let (fs_handle, volume) = {
+                let flt = lock(&k.flt);
+                let Some(record) = flt.io.files.get(&(file as usize)) else {
+                    drop(flt);
+                    return bad(format!("{file:p} is not an open file object"));
+                };
+                match flt.io.instance(instance as usize) {
+                    Some((volume, _)) if volume == record.volume => (record.fs_handle, volume),
+                    _ => {
+                        drop(flt);
+                        return bad(format!(
+                            "{instance:p} is not the instance of the file's volume"
+                        ));
+                    }
+                }
+            };
+            let bytes = guest::read_bytes(name.cast::<u8>(), name_length as usize);
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            let target = String::from_utf16_lossy(&units);
+            if let Some(status) =
+                query_failure(k, "FltGetDestinationFileNameInformation", options, format)
+            {
+                return status;
+            }
+            let resolved = {
+                let flt = lock(&k.flt);
+                let v = &flt.io.volumes[volume.0];
+                fs_handle
+                    .ok_or(status::INVALID_DEVICE_REQUEST)
+                    .and_then(|h| v.fs.resolve_target(h, &target))
+                    .map(|path| (format!("{}{path}", v.device_name), v.device_name.len()))
+            };
+            match resolved {
+                Ok((full, device_len)) => {
+                    guest::write(out, hand_out(k, &full, device_len, format));
+                    STATUS_SUCCESS
+                }
+                Err(status) => status,
+            }
+        },
+    )
+}
+
+/// `FltReleaseFileNameInformation`: IRQL <= APC_LEVEL.
+pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_NAME_INFORMATION) {
+    emulate(
+        "FltReleaseFileNameInformation",
+        IrqlRule::AtMost(APC_LEVEL),
+        |k| {
+            let address = info as usize;
+            let mut flt = lock(&k.flt);
+            let names = &mut flt.io.names;
+            if let Some(record) = names.live.get_mut(&address) {
+                record.references -= 1;
+                if record.references == 0
+                    && let Some(record) = names.live.remove(&address)
+                {
+                    // SAFETY: the structure's own memory, `len` bytes, owned by the record.
+                    unsafe {
+                        std::ptr::write_bytes(
+                            record.memory.as_ptr::<u8>(),
+                            RELEASED_FILL,
+                            record.len,
+                        );
+                    };
+                    names.retired.insert(address, (record.name, record.memory));
+                }
+                flt.io.stats.names_released += 1;
+                return;
+            }
+            let retired = names.retired.get(address).map(|(name, _)| name.clone());
+            drop(flt);
+            match retired {
+                Some(name) => k.violation(
+                    ViolationKind::OverRelease,
+                    "RULES.md 19: name information is released exactly once per reference",
+                    format!("FltReleaseFileNameInformation of '{name}' ({info:p}), which has no reference left (released twice?)"),
+                ),
+                None => k.violation(
+                    ViolationKind::Parameter,
+                    "FltReleaseFileNameInformation: a structure from a FltMgr name routine",
+                    format!("{info:p} is not name information FltMgr returned"),
+                ),
+            }
+        },
+    );
+}
+
+/// Reports name structures still referenced (at `FltUnregisterFilter`) and frees them.
+pub(crate) fn report_leaks(k: &Kernel, when: &str) {
+    let leaked: Vec<NameRecord> = {
+        let mut flt = lock(&k.flt);
+        flt.io.names.live.drain().map(|(_, r)| r).collect()
+    };
+    for record in leaked {
+        k.violation(
+            ViolationKind::ReferenceLeak,
+            "RULES.md 19: every name information reference is released (FltReleaseFileNameInformation)",
+            format!(
+                "at {when}: name information '{}' still has {} reference(s) (acquired in {})",
+                record.name, record.references, record.acquired_by
+            ),
+        );
+    }
+}

@@ -1,0 +1,500 @@
+//! Synthetic volumes and the filter's instances on them.
+//!
+//! A volume is mounted with a [`VolumeKind`] and a device name (`\Device\HarddiskVolume1`,
+//! `\Device\Mup`, `\Device\NamedPipe`); each has its own in-memory file system
+//! ([`crate::flt::fs`]). As FltMgr does:
+//!
+//! * volumes mounted before `FltStartFiltering` are offered to the filter when it starts
+//!   (`FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT`), later ones when they mount
+//!   (`... | FLTFL_INSTANCE_SETUP_NEWLY_MOUNTED_VOLUME`); InstanceSetup runs at PASSIVE_LEVEL
+//!   with the volume's device type and `FLT_FILESYSTEM_TYPE`; an error status
+//!   (`STATUS_FLT_DO_NOT_ATTACH`) means no instance, and no I/O on that volume reaches the
+//!   filter;
+//! * named-pipe and mailslot volumes are offered only to a filter registered with
+//!   `FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS`; without it they never see an instance (either way
+//!   a test can observe that the filter gets no callbacks there);
+//! * a manual detach ([`Driver::detach`]) asks InstanceQueryTeardown (no callback registered:
+//!   the detach is refused), then tears down; a dismount tears down without asking; teardown is
+//!   `InstanceTeardownStart`, a drain of the operations in flight on the instance, then
+//!   `InstanceTeardownComplete`, after which FltMgr drops the references file objects hold on the
+//!   instance's stream-handle contexts;
+//! * `FltUnregisterFilter` drains and tears every instance of the filter down
+//!   ([`teardown_filter`]), then reports the contexts and name information the driver still
+//!   references.
+
+use std::sync::atomic::Ordering;
+
+use vigil_sys::{
+    DEVICE_OBJECT, DEVICE_TYPE, FILE_DEVICE_DISK_FILE_SYSTEM, FILE_DEVICE_MAILSLOT,
+    FILE_DEVICE_NAMED_PIPE, FILE_DEVICE_NETWORK_FILE_SYSTEM, FLT_FILESYSTEM_TYPE, FLT_FSTYPE_EXFAT,
+    FLT_FSTYPE_FAT, FLT_FSTYPE_LANMAN, FLT_FSTYPE_MSFS, FLT_FSTYPE_MUP, FLT_FSTYPE_NPFS,
+    FLT_FSTYPE_NTFS, FLT_FSTYPE_REFS, FLT_RELATED_OBJECTS, FLTFL_FILTER_UNLOAD_MANDATORY,
+    FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS, NT_SUCCESS, PASSIVE_LEVEL, STATUS_FLT_DO_NOT_DETACH,
+};
+
+use crate::flt::fs::FileSystem;
+use crate::kernel::{Kernel, lock};
+use crate::mem::guest::{self, GuestAlloc};
+use crate::sim::Driver;
+
+/// `FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT`.
+pub(crate) const SETUP_AUTOMATIC_ATTACHMENT: u32 = 0x1;
+/// `FLTFL_INSTANCE_SETUP_NEWLY_MOUNTED_VOLUME`.
+pub(crate) const SETUP_NEWLY_MOUNTED_VOLUME: u32 = 0x4;
+/// `FLTFL_INSTANCE_TEARDOWN_MANUAL`.
+pub(crate) const TEARDOWN_MANUAL: u32 = 0x1;
+/// `FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD`.
+pub(crate) const TEARDOWN_FILTER_UNLOAD: u32 = 0x2;
+/// `FLTFL_INSTANCE_TEARDOWN_MANDATORY_FILTER_UNLOAD`.
+pub(crate) const TEARDOWN_MANDATORY_FILTER_UNLOAD: u32 = 0x4;
+/// `FLTFL_INSTANCE_TEARDOWN_VOLUME_DISMOUNT`.
+pub(crate) const TEARDOWN_VOLUME_DISMOUNT: u32 = 0x8;
+
+/// The kind of file system a synthetic volume has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VolumeKind {
+    /// NTFS (local disk; hard links).
+    Ntfs,
+    /// ReFS (local disk; no hard links in this emulation).
+    Refs,
+    /// FAT (local disk; no hard links).
+    Fat,
+    /// exFAT (local disk; no hard links).
+    ExFat,
+    /// A network volume as minifilters see it since Vista: the MUP volume (`\Device\Mup`,
+    /// `FLT_FSTYPE_MUP`), behind which the SMB redirector (LANMAN) serves UNC paths.
+    Network,
+    /// The SMB redirector as its own volume (`FLT_FSTYPE_LANMAN`), as older systems showed it.
+    Lanman,
+    /// The named-pipe file system (`\Device\NamedPipe`, `FLT_FSTYPE_NPFS`).
+    NamedPipe,
+    /// The mailslot file system (`\Device\Mailslot`, `FLT_FSTYPE_MSFS`).
+    Mailslot,
+}
+
+impl VolumeKind {
+    /// The `VolumeDeviceType` InstanceSetup receives.
+    pub fn device_type(self) -> DEVICE_TYPE {
+        match self {
+            Self::Ntfs | Self::Refs | Self::Fat | Self::ExFat => FILE_DEVICE_DISK_FILE_SYSTEM,
+            Self::Network | Self::Lanman => FILE_DEVICE_NETWORK_FILE_SYSTEM,
+            Self::NamedPipe => FILE_DEVICE_NAMED_PIPE,
+            Self::Mailslot => FILE_DEVICE_MAILSLOT,
+        }
+    }
+
+    /// The `VolumeFilesystemType` InstanceSetup receives.
+    pub fn filesystem_type(self) -> FLT_FILESYSTEM_TYPE {
+        match self {
+            Self::Ntfs => FLT_FSTYPE_NTFS,
+            Self::Refs => FLT_FSTYPE_REFS,
+            Self::Fat => FLT_FSTYPE_FAT,
+            Self::ExFat => FLT_FSTYPE_EXFAT,
+            Self::Network => FLT_FSTYPE_MUP,
+            Self::Lanman => FLT_FSTYPE_LANMAN,
+            Self::NamedPipe => FLT_FSTYPE_NPFS,
+            Self::Mailslot => FLT_FSTYPE_MSFS,
+        }
+    }
+
+    /// Whether the file system supports hard links (`FileLinkInformation`).
+    fn hard_links(self) -> bool {
+        matches!(self, Self::Ntfs | Self::Network | Self::Lanman)
+    }
+
+    /// Pipes and mailslots: offered only with `FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS`.
+    fn is_pipe_or_mailslot(self) -> bool {
+        matches!(self, Self::NamedPipe | Self::Mailslot)
+    }
+}
+
+/// A mounted (or once mounted) synthetic volume of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VolumeId(pub(crate) usize);
+
+/// Where an instance is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InstanceState {
+    /// InstanceSetup is running: no I/O is dispatched to it yet.
+    Setup,
+    /// Attached: I/O reaches the filter.
+    Live,
+    /// Teardown has begun: no new I/O is dispatched; operations in flight finish.
+    TearingDown,
+}
+
+/// The filter's instance on a volume.
+pub(crate) struct InstanceRecord {
+    /// The `PFLT_INSTANCE` the driver sees.
+    pub handle: GuestAlloc,
+    /// The filter's handle.
+    pub filter: usize,
+    pub state: InstanceState,
+    /// Operations between their pre- and post-operation callbacks (or their end).
+    pub in_flight: u32,
+}
+
+/// One synthetic volume.
+pub(crate) struct VolumeRecord {
+    pub kind: VolumeKind,
+    pub device_name: String,
+    /// The `PFLT_VOLUME` the driver sees.
+    pub handle: GuestAlloc,
+    /// The volume's device object (each `FILE_OBJECT`'s `DeviceObject`).
+    pub device: GuestAlloc,
+    pub fs: FileSystem,
+    pub mounted: bool,
+    pub instance: Option<InstanceRecord>,
+}
+
+/// The related objects of an instance callback (no file object).
+fn instance_objects(filter: usize, volume: usize, instance: usize) -> GuestAlloc {
+    let objects = GuestAlloc::for_type::<FLT_RELATED_OBJECTS>(0);
+    guest::write(
+        objects.as_ptr::<FLT_RELATED_OBJECTS>(),
+        FLT_RELATED_OBJECTS {
+            Size: u16::try_from(size_of::<FLT_RELATED_OBJECTS>()).unwrap_or(u16::MAX),
+            TransactionContext: 0,
+            Filter: filter as _,
+            Volume: volume as _,
+            Instance: instance as _,
+            FileObject: std::ptr::null_mut(),
+            Transaction: std::ptr::null_mut(),
+        },
+    );
+    objects
+}
+
+/// Mounts a volume; offers it to the filter if filtering has started.
+pub(crate) fn mount(k: &Kernel, kind: VolumeKind, device_name: &str) -> VolumeId {
+    let device = GuestAlloc::for_type::<DEVICE_OBJECT>(0);
+    guest::write(
+        (device.address() + std::mem::offset_of!(DEVICE_OBJECT, DeviceType)) as *mut DEVICE_TYPE,
+        kind.device_type(),
+    );
+    let id = {
+        let mut flt = lock(&k.flt);
+        flt.io.volumes.push(VolumeRecord {
+            kind,
+            device_name: device_name.to_owned(),
+            handle: GuestAlloc::zeroed(64),
+            device,
+            fs: FileSystem::new(kind.hard_links()),
+            mounted: true,
+            instance: None,
+        });
+        VolumeId(flt.io.volumes.len() - 1)
+    };
+    let started = lock(&k.flt)
+        .filters
+        .iter()
+        .find(|(_, f)| f.started && !f.unregistered)
+        .map(|(h, _)| *h);
+    if let Some(filter) = started {
+        setup_instance(
+            k,
+            filter,
+            id,
+            SETUP_AUTOMATIC_ATTACHMENT | SETUP_NEWLY_MOUNTED_VOLUME,
+        );
+    }
+    id
+}
+
+/// Mounts the volumes of `SimConfig::io` (before DriverEntry: offered at `FltStartFiltering`).
+pub(crate) fn mount_configured(k: &Kernel) {
+    for (kind, name) in k.config.io.volumes.clone() {
+        mount(k, kind, &name);
+    }
+}
+
+/// `FltStartFiltering`: offers every mounted volume.
+pub(crate) fn attach_at_start(k: &Kernel, filter: usize) {
+    let count = lock(&k.flt).io.volumes.len();
+    for index in 0..count {
+        setup_instance(k, filter, VolumeId(index), SETUP_AUTOMATIC_ATTACHMENT);
+    }
+}
+
+/// Offers `volume` to `filter`: creates the instance and calls InstanceSetup.
+fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) {
+    if k.crashed.load(Ordering::Acquire) {
+        return;
+    }
+    let (setup, volume_handle, instance_handle, kind) = {
+        let mut flt = lock(&k.flt);
+        let Some(record) = flt.filters.get(&filter).filter(|f| !f.unregistered) else {
+            return;
+        };
+        let (setup, filter_flags) = (record.instance_setup, record.flags);
+        let Some(v) = flt.io.volumes.get_mut(volume.0) else {
+            return;
+        };
+        if !v.mounted
+            || v.instance.is_some()
+            || (v.kind.is_pipe_or_mailslot()
+                && filter_flags & FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS == 0)
+        {
+            return;
+        }
+        let instance = GuestAlloc::zeroed(64);
+        let instance_handle = instance.address();
+        v.instance = Some(InstanceRecord {
+            handle: instance,
+            filter,
+            state: InstanceState::Setup,
+            in_flight: 0,
+        });
+        (setup, v.handle.address(), instance_handle, v.kind)
+    };
+    let attach = if setup == 0 {
+        true
+    } else {
+        let objects = instance_objects(filter, volume_handle, instance_handle);
+        // SAFETY: `setup` is the InstanceSetupCallback the driver registered (its image is
+        // mapped while the filter is registered); FltMgr calls it at PASSIVE_LEVEL with the
+        // instance's related objects, the attach flags and the volume's types.
+        let callback: unsafe extern "win64" fn(
+            *const FLT_RELATED_OBJECTS,
+            u32,
+            DEVICE_TYPE,
+            FLT_FILESYSTEM_TYPE,
+        ) -> i32 = unsafe { std::mem::transmute(setup) };
+        let status = k.call_driver("InstanceSetup", Some(PASSIVE_LEVEL), || {
+            // SAFETY: see above.
+            unsafe {
+                callback(
+                    objects.as_ptr(),
+                    flags,
+                    kind.device_type(),
+                    kind.filesystem_type(),
+                )
+            }
+        });
+        status.is_some_and(NT_SUCCESS)
+    };
+    let mut flt = lock(&k.flt);
+    let io = &mut flt.io;
+    if let Some(v) = io.volumes.get_mut(volume.0) {
+        if attach {
+            if let Some(instance) = v.instance.as_mut() {
+                instance.state = InstanceState::Live;
+            }
+            io.stats.instances_attached += 1;
+        } else if let Some(instance) = v.instance.take() {
+            io.graveyard.push(instance.handle);
+        }
+    }
+}
+
+/// Tears the instance on `volume` down with `reason`: teardown start, drain, teardown complete,
+/// then releases the references file objects hold on the instance's contexts.
+fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
+    let (start, complete, filter, volume_handle, instance_handle) = {
+        let mut flt = lock(&k.flt);
+        let Some(instance) = flt
+            .io
+            .volumes
+            .get_mut(volume.0)
+            .and_then(|v| v.instance.as_mut())
+            .filter(|i| i.state == InstanceState::Live)
+        else {
+            return;
+        };
+        instance.state = InstanceState::TearingDown;
+        let (filter, instance_handle) = (instance.filter, instance.handle.address());
+        let volume_handle = flt.io.volumes[volume.0].handle.address();
+        let Some(record) = flt.filters.get(&filter) else {
+            return;
+        };
+        (
+            record.instance_teardown_start,
+            record.instance_teardown_complete,
+            filter,
+            volume_handle,
+            instance_handle,
+        )
+    };
+    let crashed = || k.crashed.load(Ordering::Acquire);
+    let objects = instance_objects(filter, volume_handle, instance_handle);
+    let call = |address: usize, name: &'static str| {
+        if address == 0 || crashed() {
+            return;
+        }
+        // SAFETY: a teardown callback the driver registered (image mapped while registered);
+        // FltMgr calls it at PASSIVE_LEVEL with the instance's related objects and the reason.
+        let callback: unsafe extern "win64" fn(*const FLT_RELATED_OBJECTS, u32) =
+            unsafe { std::mem::transmute(address) };
+        // SAFETY: see above.
+        k.call_driver(name, Some(PASSIVE_LEVEL), || unsafe {
+            callback(objects.as_ptr(), reason);
+        });
+    };
+    call(start, "InstanceTeardownStart");
+    k.wait_until(None, "instance teardown (operations in flight)", || {
+        lock(&k.flt)
+            .io
+            .volumes
+            .get(volume.0)
+            .and_then(|v| v.instance.as_ref())
+            .is_none_or(|i| i.in_flight == 0)
+    });
+    call(complete, "InstanceTeardownComplete");
+    crate::flt::contexts::release_instance_contexts(k, instance_handle);
+    let mut flt = lock(&k.flt);
+    let io = &mut flt.io;
+    if let Some(instance) = io.volumes.get_mut(volume.0).and_then(|v| v.instance.take()) {
+        io.graveyard.push(instance.handle);
+        io.stats.instances_torn_down += 1;
+    }
+}
+
+/// `FltUnregisterFilter`, after its port checks: tears down every instance of `filter` (the
+/// filter is already marked unregistered, so no new operation reaches it), then reports what
+/// the driver still references.
+pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
+    let reason = if lock(&k.flt).io.unload_flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0 {
+        TEARDOWN_MANDATORY_FILTER_UNLOAD
+    } else {
+        TEARDOWN_FILTER_UNLOAD
+    };
+    let volumes: Vec<VolumeId> = lock(&k.flt)
+        .io
+        .volumes
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.instance.as_ref().is_some_and(|i| i.filter == filter))
+        .map(|(index, _)| VolumeId(index))
+        .collect();
+    for volume in volumes {
+        teardown_instance(k, volume, reason);
+    }
+    crate::flt::contexts::report_leaks(k, "FltUnregisterFilter");
+    crate::flt::names::report_leaks(k, "FltUnregisterFilter");
+}
+
+/// The driver is gone (unloaded or crashed): no instance may call it any more.
+pub(crate) fn driver_gone(k: &Kernel) {
+    let mut flt = lock(&k.flt);
+    let io = &mut flt.io;
+    for v in &mut io.volumes {
+        if let Some(instance) = v.instance.take() {
+            io.graveyard.push(instance.handle);
+        }
+    }
+}
+
+/// A manual detach: see [`Driver::detach`].
+pub(crate) fn detach(k: &Kernel, volume: VolumeId) -> Result<(), i32> {
+    let (query, filter, volume_handle, instance_handle) = {
+        let flt = lock(&k.flt);
+        let Some((v, instance)) = flt.io.volumes.get(volume.0).and_then(|v| {
+            v.instance
+                .as_ref()
+                .filter(|i| i.state == InstanceState::Live)
+                .map(|i| (v, i))
+        }) else {
+            return Err(STATUS_FLT_DO_NOT_DETACH);
+        };
+        let Some(record) = flt.filters.get(&instance.filter) else {
+            return Err(STATUS_FLT_DO_NOT_DETACH);
+        };
+        (
+            record.instance_query_teardown,
+            instance.filter,
+            v.handle.address(),
+            instance.handle.address(),
+        )
+    };
+    if query == 0 || k.crashed.load(Ordering::Acquire) {
+        return Err(STATUS_FLT_DO_NOT_DETACH);
+    }
+    let objects = instance_objects(filter, volume_handle, instance_handle);
+    // SAFETY: the InstanceQueryTeardownCallback the driver registered; FltMgr calls it at
+    // PASSIVE_LEVEL with the instance's related objects and no flags (none are defined).
+    let callback: unsafe extern "win64" fn(*const FLT_RELATED_OBJECTS, u32) -> i32 =
+        unsafe { std::mem::transmute(query) };
+    // SAFETY: see above.
+    let status = k.call_driver("InstanceQueryTeardown", Some(PASSIVE_LEVEL), || unsafe {
+        callback(objects.as_ptr(), 0)
+    });
+    match status {
+        Some(s) if NT_SUCCESS(s) => {
+            teardown_instance(k, volume, TEARDOWN_MANUAL);
+            Ok(())
+        }
+        Some(s) => Err(s),
+        None => Err(STATUS_FLT_DO_NOT_DETACH),
+    }
+}
+
+impl Driver {
+    /// Mounts a synthetic volume of `kind` named `device_name` (`\Device\HarddiskVolume1`,
+    /// `\Device\Mup`, `\Device\NamedPipe`...). If the filter has started, it is offered the
+    /// volume at once (InstanceSetup with `AUTOMATIC_ATTACHMENT | NEWLY_MOUNTED_VOLUME`);
+    /// volumes that must exist before `FltStartFiltering` go in [`crate::IoConfig::volumes`].
+    pub fn mount(&self, kind: VolumeKind, device_name: &str) -> VolumeId {
+        mount(self.kernel(), kind, device_name)
+    }
+
+    /// The volume mounted with `device_name` (case-insensitive), if any.
+    pub fn volume(&self, device_name: &str) -> Option<VolumeId> {
+        lock(&self.kernel().flt)
+            .io
+            .volumes
+            .iter()
+            .position(|v| v.mounted && v.device_name.eq_ignore_ascii_case(device_name))
+            .map(VolumeId)
+    }
+
+    /// Whether the filter has a live instance on `volume`.
+    pub fn is_attached(&self, volume: VolumeId) -> bool {
+        lock(&self.kernel().flt)
+            .io
+            .volumes
+            .get(volume.0)
+            .and_then(|v| v.instance.as_ref())
+            .is_some_and(|i| i.state == InstanceState::Live)
+    }
+
+    /// A manual detach (`fltmc detach`): InstanceQueryTeardown at PASSIVE_LEVEL, then, if it
+    /// agreed, teardown with `FLTFL_INSTANCE_TEARDOWN_MANUAL`. A filter without an
+    /// InstanceQueryTeardown callback cannot be detached manually.
+    ///
+    /// # Errors
+    ///
+    /// The status that refused the detach (`STATUS_FLT_DO_NOT_DETACH`, or the callback's), or
+    /// `STATUS_FLT_DO_NOT_DETACH` when there is no callback or no instance.
+    pub fn detach(&self, volume: VolumeId) -> Result<(), i32> {
+        detach(self.kernel(), volume)
+    }
+
+    /// Dismounts `volume`: its instance is torn down (`FLTFL_INSTANCE_TEARDOWN_VOLUME_DISMOUNT`,
+    /// no query) and further I/O on it fails with `STATUS_VOLUME_DISMOUNTED`.
+    pub fn dismount(&self, volume: VolumeId) {
+        let k = self.kernel();
+        teardown_instance(k, volume, TEARDOWN_VOLUME_DISMOUNT);
+        if let Some(v) = lock(&k.flt).io.volumes.get_mut(volume.0) {
+            v.mounted = false;
+        }
+    }
+
+    /// Whether `path` (volume-relative, `\dir\file`) exists on `volume` (a delete-pending
+    /// file still exists until its last handle is cleaned up).
+    pub fn file_exists(&self, volume: VolumeId, path: &str) -> bool {
+        lock(&self.kernel().flt)
+            .io
+            .volumes
+            .get(volume.0)
+            .is_some_and(|v| v.fs.exists(path))
+    }
+
+    /// The size of the file at `path` on `volume`.
+    pub fn file_size(&self, volume: VolumeId, path: &str) -> Option<u64> {
+        lock(&self.kernel().flt)
+            .io
+            .volumes
+            .get(volume.0)
+            .and_then(|v| v.fs.size_of(path))
+    }
+}
