@@ -11,7 +11,7 @@ use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 
 use vigil_core::{RingConsumer, SendOutcome};
-use vigil_protocol::{BATCH_HEADER_LEN, EventBatch};
+use vigil_protocol::{BATCH_HEADER_LEN, EventBatch, EventRecord};
 use vigil_sys::{PsTerminateSystemThread, STATUS_SUCCESS};
 
 use crate::filter::port::send_message;
@@ -69,6 +69,9 @@ fn send_one_batch(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatf
         add(&globals.counters.dropped_too_large, records);
         return false;
     }
+    if cfg!(feature = "bench-message-per-event") {
+        return send_one_message_per_event(globals, buffer, drained.bytes);
+    }
     // `twin-uninit-send` sends 64 bytes past the batch: stale pool bytes reach user mode.
     let extra = if cfg!(feature = "twin-uninit-send") {
         64
@@ -82,6 +85,11 @@ fn send_one_batch(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatf
         timeout_ms(&globals.settings.send_timeout_ms),
         |port, timeout| send_message(globals.filter_handle(), port, message, None, timeout),
     );
+    account(globals, outcome, records)
+}
+
+/// Counts a batch's outcome; `true` when it was delivered.
+fn account(globals: &Globals, outcome: SendOutcome, records: u64) -> bool {
     match outcome {
         SendOutcome::Sent => {
             add(&globals.counters.events_delivered, records);
@@ -97,4 +105,37 @@ fn send_one_batch(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatf
             false
         }
     }
+}
+
+/// The `bench-message-per-event` baseline: every drained record goes out in its own message,
+/// one `FltSendMessage` per event, as Microsoft's scanner sample sends. The records lie back to
+/// back after the batch header; each one's header is written over the (already sent) bytes just
+/// before it.
+/// Every record is accounted for (a failed send counts that record only, and the next is tried).
+fn send_one_message_per_event(globals: &Globals, buffer: &mut [u8], records_len: usize) -> bool {
+    let mut all_sent = true;
+    let mut offset = 0;
+    while offset < records_len {
+        let Some(record) = buffer.get(BATCH_HEADER_LEN + offset..BATCH_HEADER_LEN + records_len)
+        else {
+            return false;
+        };
+        let Ok(view) = EventRecord::new_checked(record) else {
+            return false;
+        };
+        let (len, sequence) = (view.record_len(), view.sequence());
+        let Some(message) = buffer.get_mut(offset..BATCH_HEADER_LEN + offset + len) else {
+            return false;
+        };
+        if EventBatch::emit_header(message, sequence, 1, len).is_err() {
+            return false;
+        }
+        let outcome = globals.slot.send(
+            timeout_ms(&globals.settings.send_timeout_ms),
+            |port, timeout| send_message(globals.filter_handle(), port, message, None, timeout),
+        );
+        all_sent &= account(globals, outcome, 1);
+        offset += len;
+    }
+    all_sent
 }

@@ -52,6 +52,15 @@ impl Variant {
         }
     }
 
+    /// A benchmark baseline: the driver with the test-only feature `bench-<baseline>` enabled
+    /// (`noop-filter`, `message-per-event`).
+    pub fn bench(baseline: &str) -> Self {
+        Self {
+            name: format!("bench-{baseline}"),
+            features: vec![format!("bench-{baseline}")],
+        }
+    }
+
     /// A broken twin: the driver with the test-only feature `twin-<bug>` enabled.
     pub fn twin(bug: &str) -> Self {
         Self {
