@@ -14,6 +14,8 @@ pub(crate) mod client;
 pub(crate) mod contexts;
 pub(crate) mod fs;
 pub(crate) mod io;
+#[cfg(test)]
+mod io_tests;
 pub(crate) mod names;
 pub(crate) mod ports;
 pub(crate) mod pushlock;

@@ -1,0 +1,818 @@
+//! Driver-independent tests of the I/O side of the Filter Manager emulation: a filter written
+//! in Rust (its callbacks are `extern "win64"` functions scripted per test through a
+//! thread-local) is registered, started and driven with synthetic I/O; each test asserts what
+//! the verifier records or what the callbacks observed.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigil_sys::{
+    APC_LEVEL, DISPATCH_LEVEL, FILE_DEVICE_DISK_FILE_SYSTEM, FILE_DEVICE_NAMED_PIPE,
+    FLT_CALLBACK_DATA, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_FILE_NAME_INFORMATION,
+    FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED, FLT_FILE_NAME_QUERY_DEFAULT,
+    FLT_FILESYSTEM_TYPE, FLT_FSTYPE_NPFS, FLT_FSTYPE_NTFS, FLT_OPERATION_REGISTRATION,
+    FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_COMPLETE, FLT_PREOP_SUCCESS_NO_CALLBACK,
+    FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE, FLT_REGISTRATION,
+    FLT_REGISTRATION_VERSION, FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+    FLT_STREAMHANDLE_CONTEXT, FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO,
+    FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_OPERATION_END,
+    IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, NTSTATUS, NonPagedPoolNx, PFLT_CONTEXT,
+    PFLT_FILE_NAME_INFORMATION, PFLT_FILTER, PVOID, STATUS_ACCESS_DENIED,
+    STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DO_NOT_ATTACH, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_SUCCESS,
+};
+
+use crate::exec::state::{self, ImageBounds};
+use crate::flt::io::{Io, IoConfig, Requestor, WriteOptions};
+use crate::flt::volumes::{self, VolumeId, VolumeKind};
+use crate::flt::{contexts, names, registration};
+use crate::kernel::{Kernel, lock};
+use crate::loader::symbols::Symbols;
+use crate::mem::guest;
+use crate::ntos::thread;
+use crate::report::ViolationKind;
+use crate::sim::SimConfig;
+
+const NTFS: &str = r"\Device\HarddiskVolume1";
+const PIPE: &str = r"\Device\NamedPipe";
+const CONTEXT_TAG: u32 = u32::from_le_bytes(*b"Tctx");
+const CONTEXT_SIZE: usize = 24;
+const ME: Requestor = Requestor {
+    pid: 0x321,
+    tid: 0x654,
+};
+
+type Pre = Box<dyn FnMut(*mut FLT_CALLBACK_DATA, *const FLT_RELATED_OBJECTS, *mut PVOID) -> i32>;
+type Post = Box<dyn FnMut(*mut FLT_CALLBACK_DATA, *const FLT_RELATED_OBJECTS, PVOID) -> i32>;
+
+/// What the test filter does, per thread (callbacks run on the thread issuing the I/O).
+#[derive(Default)]
+struct Script {
+    pre: Option<Pre>,
+    post: Option<Post>,
+    setup_status: NTSTATUS,
+    /// Run `pre` for this major function only.
+    only: Option<u8>,
+    log: Vec<String>,
+}
+
+thread_local! {
+    static SCRIPT: RefCell<Script> = RefCell::new(Script::default());
+}
+
+fn log(entry: String) {
+    SCRIPT.with(|s| s.borrow_mut().log.push(entry));
+}
+
+fn logged() -> Vec<String> {
+    SCRIPT.with(|s| s.borrow().log.clone())
+}
+
+fn on_pre(
+    f: impl FnMut(*mut FLT_CALLBACK_DATA, *const FLT_RELATED_OBJECTS, *mut PVOID) -> i32 + 'static,
+) {
+    SCRIPT.with(|s| s.borrow_mut().pre = Some(Box::new(f)));
+}
+
+fn on_post(
+    f: impl FnMut(*mut FLT_CALLBACK_DATA, *const FLT_RELATED_OBJECTS, PVOID) -> i32 + 'static,
+) {
+    SCRIPT.with(|s| s.borrow_mut().post = Some(Box::new(f)));
+}
+
+unsafe extern "win64" fn pre(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    completion: *mut PVOID,
+) -> i32 {
+    let major = guest::read(guest::read(data).Iopb).MajorFunction;
+    log(format!("pre {major:#x} at {}", state::current_irql()));
+    let taken = SCRIPT.with(|s| {
+        let mut script = s.borrow_mut();
+        if script.only.is_some_and(|only| only != major) {
+            None
+        } else {
+            script.pre.take()
+        }
+    });
+    let Some(mut f) = taken else {
+        return FLT_PREOP_SUCCESS_WITH_CALLBACK;
+    };
+    let status = f(data, objects, completion);
+    SCRIPT.with(|s| s.borrow_mut().pre = Some(f));
+    status
+}
+
+unsafe extern "win64" fn post(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    completion: PVOID,
+    _flags: u32,
+) -> i32 {
+    let major = guest::read(guest::read(data).Iopb).MajorFunction;
+    log(format!("post {major:#x} at {}", state::current_irql()));
+    let taken = SCRIPT.with(|s| s.borrow_mut().post.take());
+    let Some(mut f) = taken else {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    };
+    let status = f(data, objects, completion);
+    SCRIPT.with(|s| s.borrow_mut().post = Some(f));
+    status
+}
+
+unsafe extern "win64" fn instance_setup(
+    _objects: *const FLT_RELATED_OBJECTS,
+    flags: u32,
+    device_type: u32,
+    fs_type: FLT_FILESYSTEM_TYPE,
+) -> NTSTATUS {
+    log(format!(
+        "setup flags {flags:#x} device {device_type:#x} fs {fs_type} at {}",
+        state::current_irql()
+    ));
+    SCRIPT.with(|s| s.borrow().setup_status)
+}
+
+unsafe extern "win64" fn query_teardown(
+    _objects: *const FLT_RELATED_OBJECTS,
+    _flags: u32,
+) -> NTSTATUS {
+    log("query teardown".to_owned());
+    STATUS_SUCCESS
+}
+
+unsafe extern "win64" fn teardown_start(_objects: *const FLT_RELATED_OBJECTS, reason: u32) {
+    log(format!("teardown start {reason:#x}"));
+}
+
+unsafe extern "win64" fn teardown_complete(_objects: *const FLT_RELATED_OBJECTS, reason: u32) {
+    log(format!("teardown complete {reason:#x}"));
+}
+
+unsafe extern "win64" fn context_cleanup(_context: PFLT_CONTEXT, context_type: u16) {
+    log(format!("context cleanup {context_type:#x}"));
+}
+
+unsafe extern "win64" fn unload(_flags: u32) -> NTSTATUS {
+    STATUS_SUCCESS
+}
+
+fn operation(major: u8, flags: u32) -> FLT_OPERATION_REGISTRATION {
+    FLT_OPERATION_REGISTRATION {
+        MajorFunction: major,
+        Flags: flags,
+        PreOperation: Some(pre),
+        PostOperation: Some(post),
+        Reserved1: std::ptr::null_mut(),
+    }
+}
+
+/// A run with an NTFS and a named-pipe volume mounted before "DriverEntry".
+fn kernel(config: &IoConfig) -> Arc<Kernel> {
+    let k = Kernel::new(
+        SimConfig {
+            hang_timeout: Duration::from_secs(5),
+            io: IoConfig {
+                volumes: vec![
+                    (VolumeKind::Ntfs, NTFS.to_owned()),
+                    (VolumeKind::NamedPipe, PIPE.to_owned()),
+                ],
+                ..config.clone()
+            },
+            ..SimConfig::default()
+        },
+        "test.sys".into(),
+        ImageBounds::EMPTY,
+        Vec::new(),
+        Symbols::default(),
+    );
+    volumes::mount_configured(&k);
+    k
+}
+
+/// Registers and starts the test filter (`registration_flags`); returns its handle.
+fn start(k: &Kernel, registration_flags: u32) -> PFLT_FILTER {
+    let operations: &'static [FLT_OPERATION_REGISTRATION] = Box::leak(Box::new([
+        operation(IRP_MJ_CREATE, 0),
+        operation(IRP_MJ_WRITE, FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO),
+        operation(IRP_MJ_SET_INFORMATION, 0),
+        operation(IRP_MJ_CLEANUP, 0),
+        FLT_OPERATION_REGISTRATION {
+            MajorFunction: IRP_MJ_OPERATION_END,
+            Flags: 0,
+            PreOperation: None,
+            PostOperation: None,
+            Reserved1: std::ptr::null_mut(),
+        },
+    ]));
+    let context = |context_type, size, cleanup| FLT_CONTEXT_REGISTRATION {
+        ContextType: context_type,
+        Flags: 0,
+        ContextCleanupCallback: cleanup,
+        Size: size,
+        PoolTag: CONTEXT_TAG,
+        ContextAllocateCallback: std::ptr::null_mut(),
+        ContextFreeCallback: std::ptr::null_mut(),
+        Reserved1: std::ptr::null_mut(),
+    };
+    let contexts: &'static [FLT_CONTEXT_REGISTRATION] = Box::leak(Box::new([
+        context(
+            FLT_STREAMHANDLE_CONTEXT,
+            CONTEXT_SIZE,
+            Some(context_cleanup),
+        ),
+        context(FLT_CONTEXT_END, 0, None),
+    ]));
+    let registration: &'static FLT_REGISTRATION = Box::leak(Box::new(FLT_REGISTRATION {
+        Size: u16::try_from(size_of::<FLT_REGISTRATION>()).expect("small"),
+        Version: FLT_REGISTRATION_VERSION,
+        Flags: registration_flags,
+        ContextRegistration: contexts.as_ptr(),
+        OperationRegistration: operations.as_ptr(),
+        FilterUnloadCallback: Some(unload),
+        InstanceSetupCallback: Some(instance_setup),
+        InstanceQueryTeardownCallback: Some(query_teardown),
+        InstanceTeardownStartCallback: Some(teardown_start),
+        InstanceTeardownCompleteCallback: Some(teardown_complete),
+        GenerateFileNameCallback: std::ptr::null_mut(),
+        NormalizeNameComponentCallback: std::ptr::null_mut(),
+        NormalizeContextCleanupCallback: std::ptr::null_mut(),
+        TransactionNotificationCallback: std::ptr::null_mut(),
+        NormalizeNameComponentExCallback: std::ptr::null_mut(),
+        SectionNotificationCallback: std::ptr::null_mut(),
+    }));
+    let driver_object = k.driver_object.as_ptr();
+    k.call_driver("DriverEntry", Some(0), || {
+        let mut filter: PFLT_FILTER = std::ptr::null_mut();
+        assert_eq!(
+            registration::flt_register_filter(driver_object, registration, &raw mut filter),
+            STATUS_SUCCESS
+        );
+        assert_eq!(registration::flt_start_filtering(filter), STATUS_SUCCESS);
+        filter
+    })
+    .expect("returned")
+}
+
+fn unregister(k: &Kernel, filter: PFLT_FILTER) {
+    k.call_driver("FilterUnload", Some(0), || {
+        registration::flt_unregister_filter(filter);
+    })
+    .expect("returned");
+}
+
+fn ntfs(k: &Kernel) -> VolumeId {
+    let flt = lock(&k.flt);
+    VolumeId(
+        flt.io
+            .volumes
+            .iter()
+            .position(|v| v.device_name == NTFS)
+            .expect("mounted"),
+    )
+}
+
+fn io(k: &Arc<Kernel>) -> Io {
+    Io::new(Arc::clone(k), ME)
+}
+
+fn kinds(k: &Kernel) -> Vec<ViolationKind> {
+    k.violations().iter().map(|v| v.kind).collect()
+}
+
+fn query_name(
+    data: *mut FLT_CALLBACK_DATA,
+    format: u32,
+) -> Result<PFLT_FILE_NAME_INFORMATION, NTSTATUS> {
+    let mut info: PFLT_FILE_NAME_INFORMATION = std::ptr::null_mut();
+    let status = names::flt_get_file_name_information(
+        data,
+        format | FLT_FILE_NAME_QUERY_DEFAULT,
+        &raw mut info,
+    );
+    if status == STATUS_SUCCESS {
+        Ok(info)
+    } else {
+        Err(status)
+    }
+}
+
+fn only_for(major: u8) {
+    SCRIPT.with(|s| s.borrow_mut().only = Some(major));
+}
+
+fn name_text(info: PFLT_FILE_NAME_INFORMATION) -> String {
+    let header: FLT_FILE_NAME_INFORMATION = guest::read(info);
+    let bytes = guest::read_bytes(header.Name.Buffer.cast(), usize::from(header.Name.Length));
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    String::from_utf16_lossy(&units)
+}
+
+#[test]
+fn instances_attach_with_the_volume_types_and_pipes_only_with_npfs_support() {
+    let k = kernel(&IoConfig::default());
+    let filter = start(&k, 0);
+    let setups: Vec<String> = logged()
+        .into_iter()
+        .filter(|l| l.starts_with("setup"))
+        .collect();
+    assert_eq!(
+        setups,
+        [format!(
+            "setup flags 0x1 device {FILE_DEVICE_DISK_FILE_SYSTEM:#x} fs {FLT_FSTYPE_NTFS} at 0"
+        )],
+        "NTFS offered at start, the pipe volume not offered without NPFS support"
+    );
+    let fat = volumes::mount(&k, VolumeKind::Fat, r"\Device\HarddiskVolume2");
+    assert!(
+        logged().last().unwrap().starts_with("setup flags 0x5 "),
+        "{:?}",
+        logged()
+    );
+    SCRIPT.with(|s| s.borrow_mut().setup_status = STATUS_FLT_DO_NOT_ATTACH);
+    let refused = volumes::mount(&k, VolumeKind::ExFat, r"\Device\HarddiskVolume3");
+    let attached = |v: VolumeId| lock(&k.flt).io.volumes[v.0].instance.is_some();
+    assert!(attached(fat));
+    assert!(!attached(refused), "STATUS_FLT_DO_NOT_ATTACH: no instance");
+    // No callback for I/O on the refused volume.
+    let before = lock(&k.flt).io.stats.pre_callbacks;
+    let f = io(&k).create(refused, r"\x", 2, 0, 0).expect("created");
+    io(&k).close(f);
+    assert_eq!(lock(&k.flt).io.stats.pre_callbacks, before);
+    unregister(&k, filter);
+    let log = logged();
+    assert!(log.contains(&"teardown start 0x2".to_owned()), "{log:?}");
+    assert!(log.contains(&"teardown complete 0x2".to_owned()), "{log:?}");
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+
+    SCRIPT.with(|s| *s.borrow_mut() = Script::default());
+    let k = kernel(&IoConfig::default());
+    let _filter = start(&k, FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS);
+    assert!(
+        logged().contains(&format!(
+            "setup flags 0x1 device {FILE_DEVICE_NAMED_PIPE:#x} fs {FLT_FSTYPE_NPFS} at 0"
+        )),
+        "{:?}",
+        logged()
+    );
+}
+
+#[test]
+fn requestor_ids_irqls_complete_synchronize_and_paging_skips() {
+    let k = kernel(&IoConfig::default());
+    let _filter = start(&k, 0);
+    let volume = ntfs(&k);
+    on_pre(|data, _, _| {
+        let iopb = guest::read(guest::read(data).Iopb);
+        log(format!(
+            "ids {:#x} {:#x} {:#x}",
+            thread::ps_get_current_process_id() as usize,
+            thread::ps_get_current_thread_id() as usize,
+            crate::flt::io::flt_get_requestor_process_id(data)
+        ));
+        match iopb.MajorFunction {
+            IRP_MJ_WRITE => FLT_PREOP_SYNCHRONIZE,
+            IRP_MJ_SET_INFORMATION => {
+                let mut d = guest::read(data);
+                d.IoStatus.Status = STATUS_ACCESS_DENIED;
+                guest::write(data, d);
+                FLT_PREOP_COMPLETE
+            }
+            _ => FLT_PREOP_SUCCESS_WITH_CALLBACK,
+        }
+    });
+    let io = io(&k);
+    let f = io.create(volume, r"\a.txt", 2, 0, 0).expect("created");
+    assert!(
+        logged().contains(&"ids 0x321 0x654 0x321".to_owned()),
+        "{:?}",
+        logged()
+    );
+    assert_eq!(
+        io.write_with(
+            &f,
+            0,
+            b"abc",
+            WriteOptions {
+                paging_io: false,
+                at_apc_level: true
+            }
+        ),
+        STATUS_SUCCESS
+    );
+    let log = logged();
+    assert_eq!(
+        log[log.len() - 3..],
+        ["pre 0x4 at 1", "ids 0x321 0x654 0x321", "post 0x4 at 1"],
+        "SYNCHRONIZE: the post on the same thread at the pre's IRQL"
+    );
+    let count = logged().len();
+    assert_eq!(
+        io.write_with(
+            &f,
+            0,
+            b"abc",
+            WriteOptions {
+                paging_io: true,
+                at_apc_level: false
+            }
+        ),
+        STATUS_SUCCESS
+    );
+    assert_eq!(logged().len(), count, "paging I/O skipped (SKIP_PAGING_IO)");
+    assert_eq!(
+        io.rename(&f, "b.txt", false),
+        STATUS_ACCESS_DENIED,
+        "completed by the filter"
+    );
+    assert!(
+        !logged().last().unwrap().starts_with("post"),
+        "COMPLETE: no post"
+    );
+    assert!(
+        lock(&k.flt).io.volumes[volume.0].fs.exists(r"\a.txt"),
+        "the file system was not touched"
+    );
+    io.close(f);
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
+#[test]
+fn normalized_names_are_canonical_opened_names_as_spelled_and_the_knob_fails_them() {
+    for fail_normalized in [false, true] {
+        let k = kernel(&IoConfig {
+            fail_normalized_names: fail_normalized,
+            ..IoConfig::default()
+        });
+        let filter = start(&k, 0);
+        let volume = ntfs(&k);
+        let f = io(&k).create(volume, r"\Dir", 2, 1, 0).expect("directory");
+        io(&k).close(f);
+        let f = io(&k)
+            .create(volume, r"\dir\Report.TXT", 2, 0, 0)
+            .expect("file");
+        io(&k).close(f);
+        on_pre(|data, _, _| {
+            for format in [FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED] {
+                match query_name(data, format) {
+                    Ok(info) => {
+                        log(format!("name {}", name_text(info)));
+                        names::flt_release_file_name_information(info);
+                    }
+                    Err(status) => log(format!("name failed {status:#x}")),
+                }
+            }
+            FLT_PREOP_SUCCESS_NO_CALLBACK
+        });
+        let f = io(&k)
+            .create(volume, r"\DIR\report.txt", 1, 0, 0)
+            .expect("opened");
+        let names: Vec<String> = logged()
+            .into_iter()
+            .filter(|l| l.starts_with("name"))
+            .collect();
+        let normalized = if fail_normalized {
+            "name failed 0xc000003a".to_owned()
+        } else {
+            format!(r"name {NTFS}\Dir\Report.TXT")
+        };
+        assert_eq!(names, [normalized, format!(r"name {NTFS}\DIR\report.txt")]);
+        io(&k).close(f);
+        SCRIPT.with(|s| *s.borrow_mut() = Script::default());
+        unregister(&k, filter);
+        assert!(k.violations().is_empty(), "{:?}", k.violations());
+        let stats = lock(&k.flt).io.stats.clone();
+        assert_eq!(stats.names_acquired, stats.names_released);
+    }
+}
+
+#[test]
+fn a_name_released_twice_is_an_over_release_naming_it() {
+    let k = kernel(&IoConfig::default());
+    let _filter = start(&k, 0);
+    only_for(IRP_MJ_CREATE);
+    on_pre(|data, _, _| {
+        if let Ok(info) = query_name(data, FLT_FILE_NAME_NORMALIZED) {
+            names::flt_release_file_name_information(info);
+            names::flt_release_file_name_information(info);
+        }
+        FLT_PREOP_SUCCESS_NO_CALLBACK
+    });
+    let f = io(&k)
+        .create(ntfs(&k), r"\twice.txt", 2, 0, 0)
+        .expect("created");
+    io(&k).close(f);
+    assert_eq!(kinds(&k), [ViolationKind::OverRelease]);
+    assert!(
+        k.violations()[0].message.contains(r"\twice.txt"),
+        "{:?}",
+        k.violations()
+    );
+}
+
+#[test]
+fn a_name_still_referenced_at_unregister_is_a_leak_naming_it() {
+    let k = kernel(&IoConfig::default());
+    let filter = start(&k, 0);
+    only_for(IRP_MJ_CREATE);
+    on_pre(|data, _, _| {
+        let _ = query_name(data, FLT_FILE_NAME_OPENED);
+        FLT_PREOP_SUCCESS_NO_CALLBACK
+    });
+    let f = io(&k)
+        .create(ntfs(&k), r"\kept.txt", 2, 0, 0)
+        .expect("created");
+    io(&k).close(f);
+    assert!(k.violations().is_empty());
+    SCRIPT.with(|s| s.borrow_mut().pre = None);
+    unregister(&k, filter);
+    assert_eq!(kinds(&k), [ViolationKind::ReferenceLeak]);
+    assert!(
+        k.violations()[0].message.contains(r"\kept.txt"),
+        "{:?}",
+        k.violations()
+    );
+}
+
+#[test]
+fn a_name_query_at_dispatch_level_breaks_the_irql_rule() {
+    let k = kernel(&IoConfig {
+        post_ops_at_dispatch: true,
+        ..IoConfig::default()
+    });
+    let _filter = start(&k, 0);
+    on_post(|data, _, _| {
+        log(format!(
+            "query {:?}",
+            query_name(data, FLT_FILE_NAME_NORMALIZED).err()
+        ));
+        FLT_POSTOP_FINISHED_PROCESSING
+    });
+    let io = io(&k);
+    let f = io.create(ntfs(&k), r"\w.txt", 2, 0, 0).expect("created");
+    assert!(
+        k.violations().is_empty(),
+        "post-create stays at PASSIVE_LEVEL"
+    );
+    assert_eq!(io.write(&f, 0, b"x"), STATUS_SUCCESS);
+    assert!(
+        logged().contains(&format!("post 0x4 at {DISPATCH_LEVEL}")),
+        "{:?}",
+        logged()
+    );
+    assert_eq!(kinds(&k), [ViolationKind::Irql]);
+    assert!(
+        k.violations()[0].rule.contains("FltGetFileNameInformation"),
+        "{:?}",
+        k.violations()
+    );
+    io.close(f);
+}
+
+#[test]
+fn invalid_pre_statuses_and_stray_completion_contexts_are_reported() {
+    let k = kernel(&IoConfig::default());
+    let _filter = start(&k, 0);
+    on_pre(|_, _, _| 42);
+    let f = io(&k)
+        .create(ntfs(&k), r"\s.txt", 2, 0, 0)
+        .expect("the create goes on");
+    assert_eq!(kinds(&k), [ViolationKind::CallbackStatus]);
+    assert!(
+        k.violations()[0].message.contains("0x2a"),
+        "{:?}",
+        k.violations()
+    );
+    on_pre(|_, _, completion| {
+        guest::write(completion, 0x1234 as PVOID);
+        FLT_PREOP_SUCCESS_NO_CALLBACK
+    });
+    assert_eq!(io(&k).write(&f, 0, b"x"), STATUS_SUCCESS);
+    assert_eq!(
+        kinds(&k),
+        [ViolationKind::CallbackStatus, ViolationKind::CallbackStatus]
+    );
+    assert!(
+        k.violations()[1].rule.contains("completion context"),
+        "{:?}",
+        k.violations()
+    );
+    io(&k).close(f);
+}
+
+#[test]
+fn a_callback_returning_at_a_raised_irql_breaks_its_contract() {
+    let k = kernel(&IoConfig::default());
+    let _filter = start(&k, 0);
+    on_pre(|_, _, _| {
+        state::with(|s| s.irql.set(APC_LEVEL));
+        FLT_PREOP_SUCCESS_NO_CALLBACK
+    });
+    let f = io(&k)
+        .create(ntfs(&k), r"\r.txt", 2, 0, 0)
+        .expect("created");
+    assert_eq!(kinds(&k), [ViolationKind::CallbackContract]);
+    assert!(
+        k.violations()[0].message.contains("PreCreate"),
+        "{:?}",
+        k.violations()
+    );
+    assert_eq!(
+        state::current_irql(),
+        0,
+        "the test thread is back at PASSIVE_LEVEL"
+    );
+    SCRIPT.with(|s| s.borrow_mut().pre = None);
+    io(&k).close(f);
+}
+
+/// Allocates a stream-handle context (the status is logged).
+fn allocate(filter: PFLT_FILTER) -> PFLT_CONTEXT {
+    let mut context: PFLT_CONTEXT = std::ptr::null_mut();
+    let status = contexts::flt_allocate_context(
+        filter,
+        FLT_STREAMHANDLE_CONTEXT,
+        CONTEXT_SIZE,
+        NonPagedPoolNx,
+        &raw mut context,
+    );
+    log(format!("allocate {status:#x}"));
+    context
+}
+
+#[test]
+fn stream_handle_contexts_follow_the_reference_rules_and_die_with_the_handle() {
+    let k = kernel(&IoConfig::default());
+    let filter = start(&k, 0);
+    let filter_address = filter as usize;
+    only_for(IRP_MJ_WRITE);
+    on_pre(move |_, objects, _| {
+        // No assertion in a callback (a panic cannot unwind through it): log, check outside.
+        let objects = guest::read(objects);
+        let filter = filter_address as PFLT_FILTER;
+        let first = allocate(filter);
+        // SAFETY: a fresh 24-byte context: not zeroed (poisoned).
+        let byte = unsafe { first.cast::<u8>().read() };
+        log(format!("poison {byte:#x}"));
+        let set = |new, old: &mut PFLT_CONTEXT| {
+            contexts::flt_set_stream_handle_context(
+                objects.Instance,
+                objects.FileObject,
+                FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+                new,
+                old,
+            )
+        };
+        let mut old: PFLT_CONTEXT = std::ptr::null_mut();
+        log(format!("set first {:#x}", set(first, &mut old)));
+        let second = allocate(filter);
+        log(format!("set second {:#x}", set(second, &mut old)));
+        log(format!("old is first {}", old == first));
+        contexts::flt_release_context(old);
+        contexts::flt_release_context(second);
+        let mut got: PFLT_CONTEXT = std::ptr::null_mut();
+        let status = contexts::flt_get_stream_handle_context(
+            objects.Instance,
+            objects.FileObject,
+            &raw mut got,
+        );
+        log(format!("get {status:#x} first {}", got == first));
+        contexts::flt_release_context(got);
+        contexts::flt_release_context(first);
+        FLT_PREOP_SUCCESS_NO_CALLBACK
+    });
+    let io = io(&k);
+    let f = io.create(ntfs(&k), r"\c.txt", 2, 0, 0).expect("created");
+    assert_eq!(io.write(&f, 0, b"x"), STATUS_SUCCESS);
+    SCRIPT.with(|s| s.borrow_mut().pre = None);
+    let log = logged();
+    for entry in [
+        format!("poison {:#x}", crate::POOL_POISON),
+        "set first 0x0".to_owned(),
+        format!("set second {STATUS_FLT_CONTEXT_ALREADY_DEFINED:#x}"),
+        "old is first true".to_owned(),
+        "get 0x0 first true".to_owned(),
+    ] {
+        assert!(
+            log.contains(&entry),
+            "{entry}: {log:?} {:?}",
+            k.violations()
+        );
+    }
+    let cleanups = || {
+        logged()
+            .iter()
+            .filter(|l| l.starts_with("context cleanup"))
+            .count()
+    };
+    assert_eq!(cleanups(), 1, "the second context died at its last release");
+    io.close(f);
+    assert_eq!(cleanups(), 2, "the file object's reference went at close");
+    unregister(&k, filter);
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+    let stats = lock(&k.flt).io.stats.clone();
+    assert_eq!((stats.contexts_allocated, stats.contexts_freed), (2, 2));
+}
+
+#[test]
+fn a_context_leaked_or_released_too_often_is_reported_with_type_tag_and_size() {
+    let k = kernel(&IoConfig::default());
+    let filter = start(&k, 0);
+    let filter_address = filter as usize;
+    only_for(IRP_MJ_CREATE);
+    on_pre(move |_, _, _| {
+        let filter = filter_address as PFLT_FILTER;
+        let kept = allocate(filter);
+        log(format!("kept {:#x}", kept as usize));
+        let twice = allocate(filter);
+        contexts::flt_release_context(twice);
+        contexts::flt_release_context(twice);
+        FLT_PREOP_SUCCESS_NO_CALLBACK
+    });
+    let f = io(&k)
+        .create(ntfs(&k), r"\l.txt", 2, 0, 0)
+        .expect("created");
+    SCRIPT.with(|s| s.borrow_mut().pre = None);
+    io(&k).close(f);
+    assert_eq!(kinds(&k), [ViolationKind::OverRelease]);
+    unregister(&k, filter);
+    assert_eq!(
+        kinds(&k),
+        [ViolationKind::OverRelease, ViolationKind::ReferenceLeak]
+    );
+    for v in k.violations() {
+        assert!(
+            v.message
+                .contains("stream-handle context (24 bytes, tag 'Tctx')"),
+            "{}",
+            v.message
+        );
+    }
+    assert!(
+        lock(&k.pool).drain_leaks().is_empty(),
+        "the leaked context was freed after the report"
+    );
+}
+
+#[test]
+fn manual_detach_asks_and_tears_down_and_names_fail_by_injection() {
+    let k = Kernel::new(
+        SimConfig {
+            faults: crate::faults::FaultPlan {
+                // 1: FltRegisterFilter; 2: the name query.
+                fail_nth: Some(2),
+                random: None,
+            },
+            io: IoConfig {
+                volumes: vec![(VolumeKind::Ntfs, NTFS.to_owned())],
+                ..IoConfig::default()
+            },
+            ..SimConfig::default()
+        },
+        "test.sys".into(),
+        ImageBounds::EMPTY,
+        Vec::new(),
+        Symbols::default(),
+    );
+    volumes::mount_configured(&k);
+    let _filter = start(&k, 0);
+    only_for(IRP_MJ_CREATE);
+    on_pre(|data, _, _| {
+        log(format!(
+            "query {:?}",
+            query_name(data, FLT_FILE_NAME_OPENED).err()
+        ));
+        FLT_PREOP_SUCCESS_NO_CALLBACK
+    });
+    let f = io(&k)
+        .create(ntfs(&k), r"\i.txt", 2, 0, 0)
+        .expect("created");
+    assert!(
+        logged().contains(&format!("query {:?}", Some(STATUS_INSUFFICIENT_RESOURCES))),
+        "{:?}",
+        logged()
+    );
+    assert_eq!(k.faults.injected()[0].routine, "FltGetFileNameInformation");
+    io(&k).close(f);
+    assert_eq!(volumes::detach(&k, ntfs(&k)), Ok(()));
+    let log = logged();
+    assert_eq!(
+        log[log.len() - 3..],
+        [
+            "query teardown",
+            "teardown start 0x1",
+            "teardown complete 0x1"
+        ]
+    );
+    let count = log.len();
+    let f = io(&k)
+        .create(ntfs(&k), r"\j.txt", 2, 0, 0)
+        .expect("created");
+    io(&k).close(f);
+    assert_eq!(logged().len(), count, "no instance, no callbacks");
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
