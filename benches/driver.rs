@@ -1,0 +1,2 @@
+//! Driver measurements (placeholder until the bench lands).
+fn main() {}
