@@ -474,6 +474,7 @@ impl Io {
                     0,
                 )
             });
+            let previous = state::with(|s| s.callback.replace(post_name));
             match returned {
                 Some(FLT_POSTOP_FINISHED_PROCESSING) | None => {}
                 Some(FLT_POSTOP_MORE_PROCESSING_REQUIRED) => k.violation(
@@ -487,6 +488,7 @@ impl Io {
                     format!("{post_name} returned {other:#x}"),
                 ),
             }
+            state::with(|s| s.callback.set(previous));
         }
         let result = guest::read(status_at);
         if dispatch.is_some() {
@@ -505,6 +507,20 @@ impl Io {
 
     /// Checks a pre-operation callback's status and completion context.
     fn check_pre_status(
+        &self,
+        callback: &'static str,
+        returned: i32,
+        context: PVOID,
+        has_post: bool,
+    ) -> PreOutcome {
+        // Violations found here are the callback's: attribute them to it.
+        let previous = state::with(|s| s.callback.replace(callback));
+        let outcome = self.check_pre_status_of(callback, returned, context, has_post);
+        state::with(|s| s.callback.set(previous));
+        outcome
+    }
+
+    fn check_pre_status_of(
         &self,
         callback: &str,
         returned: i32,

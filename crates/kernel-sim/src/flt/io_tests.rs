@@ -62,6 +62,9 @@ thread_local! {
 }
 
 fn log(entry: String) {
+    if SCRIPT.with(|s| s.borrow().log.len()) > 100_000 {
+        return;
+    }
     SCRIPT.with(|s| s.borrow_mut().log.push(entry));
 }
 
@@ -815,4 +818,45 @@ fn manual_detach_asks_and_tears_down_and_names_fail_by_injection() {
     io(&k).close(f);
     assert_eq!(logged().len(), count, "no instance, no callbacks");
     assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
+/// Throughput of the dispatch path with a no-op filter (pre returns `SUCCESS_NO_CALLBACK`):
+/// writes through one handle. Prints callbacks per second; run with
+/// `cargo test --release -p vigil-kernel-sim --lib -- --ignored --nocapture no_op_throughput`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn no_op_throughput() {
+    for poison in [64 * 1024, 0] {
+        let k = Kernel::new(
+            SimConfig {
+                stack_poison_len: poison,
+                io: IoConfig {
+                    volumes: vec![(VolumeKind::Ntfs, NTFS.to_owned())],
+                    ..IoConfig::default()
+                },
+                ..SimConfig::default()
+            },
+            "test.sys".into(),
+            ImageBounds::EMPTY,
+            Vec::new(),
+            Symbols::default(),
+        );
+        volumes::mount_configured(&k);
+        let _filter = start(&k, 0);
+        on_pre(|_, _, _| FLT_PREOP_SUCCESS_NO_CALLBACK);
+        let io = io(&k);
+        let f = io.create(ntfs(&k), r"\bench", 2, 0, 0).expect("created");
+        let n = 200_000u32;
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            io.write(&f, u64::from(i), b"x");
+        }
+        let elapsed = started.elapsed();
+        SCRIPT.with(|s| s.borrow_mut().log.clear());
+        println!(
+            "stack poison {poison} B: {n} writes in {elapsed:?}: {:.0} pre-callbacks/s",
+            f64::from(n) / elapsed.as_secs_f64()
+        );
+        io.close(f);
+    }
 }
