@@ -1,0 +1,151 @@
+//! Statistics and overload on the real vigil.sys in kernel-sim: after quiescence every event
+//! generated is delivered or counted as dropped (by reason); a burst larger than the ring drops
+//! and counts, never blocks the I/O, and recovers once a service drains, with a sequence gap
+//! the counters explain.
+
+#![cfg(target_os = "linux")]
+
+#[path = "common/driver.rs"]
+mod driver;
+
+use driver::{
+    Event, FILE_CREATE, GENERIC_WRITE, NTFS, STATUS_SUCCESS, Service, assert_clean, config, image,
+    load, requestor, volume,
+};
+use vigil_kernel_sim::{Driver, RegistryValue};
+use vigil_protocol::{Hello, HelloReply, Stats};
+
+/// Creates, writes and closes `n` files under `\<dir>`: two events each (open, first write)
+/// and a third (close after modify).
+fn churn(driver: &Driver, dir: &str, n: usize) {
+    let io = driver.io(requestor(500, 5));
+    let ntfs = volume(driver, NTFS);
+    for i in 0..n {
+        let f = io
+            .create(ntfs, &format!(r"\{dir}-{i:05}.dat"), FILE_CREATE, 0, GENERIC_WRITE)
+            .expect("the I/O is never blocked or failed by the driver");
+        assert_eq!(io.write(&f, 0, b"x"), STATUS_SUCCESS);
+        io.cleanup(&f);
+        io.close(f);
+    }
+}
+
+/// Sequence numbers missing between consecutive received events.
+fn gaps(events: &[Event]) -> u64 {
+    events
+        .windows(2)
+        .map(|w| {
+            assert!(
+                w[1].sequence > w[0].sequence,
+                "sequence numbers strictly increase: {w:#?}"
+            );
+            w[1].sequence - w[0].sequence - 1
+        })
+        .sum()
+}
+
+fn assert_adds_up(stats: &Stats) {
+    assert_eq!(
+        stats.events_generated,
+        stats.events_delivered
+            + stats.dropped_ring_full
+            + stats.dropped_too_large
+            + stats.dropped_no_memory
+            + stats.dropped_send_timeout
+            + stats.dropped_disconnected,
+        "generated = delivered + dropped: {stats:?}"
+    );
+}
+
+#[test]
+fn statistics_add_up_across_services_coming_and_going() {
+    let (_sim, driver) = load(config(&[]), &image());
+    // Events while no service is connected wait in the ring.
+    churn(&driver, "before", 50);
+    let first = Service::allowing(&driver);
+    churn(&driver, "during", 100);
+    let stats = first.quiesce();
+    assert_adds_up(&stats);
+    assert_eq!(stats.events_generated, 450, "{stats:?}");
+    assert_eq!(stats.events_delivered, 450, "{stats:?}");
+    assert_eq!(first.events().len(), 450);
+    assert_eq!(gaps(&first.events()), 0);
+    assert_eq!((stats.connections, stats.disconnects), (1, 0));
+    let batches = first.batches();
+    assert!(
+        batches.len() < 450,
+        "events are batched: {} batches",
+        batches.len()
+    );
+    assert_eq!(stats.batches_sent, batches.len() as u64, "{stats:?}");
+    let last = first.events().last().expect("events").sequence;
+    drop(first);
+
+    // A second service sees the counters continue, and the events since.
+    churn(&driver, "between", 20);
+    let mut second = Service::allowing(&driver);
+    second.already_delivered = 450;
+    let stats = second.quiesce();
+    assert_adds_up(&stats);
+    assert_eq!(stats.events_generated, 510, "{stats:?}");
+    assert_eq!((stats.connections, stats.disconnects), (2, 1));
+    let events = second.events();
+    assert_eq!(events.len(), 60, "the backlog since the first service left");
+    assert_eq!(events[0].sequence, last + 1, "no gap between the two services");
+    assert_eq!(gaps(&events), 0);
+    drop(second);
+    assert_clean(driver);
+}
+
+#[test]
+fn a_burst_larger_than_the_ring_drops_counts_and_recovers() {
+    const RING: u32 = 64 * 1024;
+    let (_sim, driver) = load(
+        config(&[("RingBytes", RegistryValue::Dword(RING))]),
+        &image(),
+    );
+    // No service: the ring fills, then every further event is dropped; every create succeeds.
+    let burst = 2_000;
+    churn(&driver, "burst", burst);
+    let service = Service::allowing(&driver);
+    let mut hello = [0u8; Hello::LEN];
+    Hello {
+        client_process_id: u64::from(driver::SERVICE_PID),
+    }
+    .emit(&mut hello)
+    .unwrap();
+    let reply = service.port.send_command(&hello, HelloReply::LEN).unwrap();
+    assert_eq!(reply.status, STATUS_SUCCESS);
+    assert_eq!(
+        HelloReply::parse(&reply.output).unwrap().ring_capacity_bytes,
+        RING,
+        "the registry's ring size is in force"
+    );
+    let stats = service.quiesce();
+    assert_adds_up(&stats);
+    assert_eq!(stats.events_generated, 3 * burst as u64, "{stats:?}");
+    assert!(
+        stats.dropped_ring_full > 0 && stats.events_delivered > 0,
+        "{stats:?}"
+    );
+    assert!(
+        stats.events_delivered * 100 < u64::from(RING),
+        "the ring holds what fits, no more: {stats:?}"
+    );
+    let backlog = service.events();
+    assert_eq!(backlog.len() as u64, stats.events_delivered);
+
+    // Recovery: new events flow again.
+    churn(&driver, "after", 10);
+    let after = service.quiesce();
+    assert_adds_up(&after);
+    assert_eq!(after.dropped_ring_full, stats.dropped_ring_full, "{after:?}");
+    assert_eq!(after.events_delivered, stats.events_delivered + 30);
+    // The service-visible sequence has exactly the gap the counters explain.
+    let events = service.events();
+    assert_eq!(events.len() as u64, after.events_delivered);
+    assert_eq!(gaps(&events), after.dropped_ring_full, "{after:?}");
+    assert!(events.iter().rev().take(30).all(|e| e.path.contains("after")));
+    drop(service);
+    assert_clean(driver);
+}
