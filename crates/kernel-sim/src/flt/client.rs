@@ -495,6 +495,7 @@ fn create_client_port(
         client_closed: false,
         disconnect_notified: false,
         callbacks_in_flight: 1,
+        connecting: true,
         messages: std::collections::BTreeMap::new(),
     };
     let connect_routine = record.connect;
@@ -552,6 +553,7 @@ pub(crate) fn connect(
             .get_mut(&port)
             .expect("client ports are never removed");
         record.callbacks_in_flight -= 1;
+        record.connecting = false;
         record.cookie = cookie;
         match status {
             Some(s) if NT_SUCCESS(s) && !record.closed_by_driver => None,
@@ -617,6 +619,21 @@ impl PortConnection {
             .client_ports
             .get(&self.port)
             .is_some_and(ClientPortRecord::is_connected)
+    }
+
+    /// Messages sent to this client and not yet taken by [`get_message`](Self::get_message):
+    /// each is a driver thread blocked in `FltSendMessage` (scenarios use it to close the
+    /// client while sends are pending).
+    pub fn queued_messages(&self) -> usize {
+        lock(&self.kernel.flt)
+            .client_ports
+            .get(&self.port)
+            .map_or(0, |r| {
+                r.messages
+                    .values()
+                    .filter(|m| m.state == MessageState::Queued)
+                    .count()
+            })
     }
 
     /// Takes the next message a driver sent with `FltSendMessage`, waiting at most `timeout`,

@@ -182,6 +182,10 @@ pub(crate) enum MessageState {
 ///
 /// Kept (marked closed) until the end of the run, like server ports, so that a stale handle
 /// is recognized.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts of a port's life: connecting, closed by either end, notified"
+)]
 pub(crate) struct ClientPortRecord {
     /// The `PFLT_PORT` the driver's ConnectNotify received (its address is the handle).
     #[expect(dead_code, reason = "kept alive for its address, never read")]
@@ -208,6 +212,9 @@ pub(crate) struct ClientPortRecord {
     pub disconnect_notified: bool,
     /// Port callbacks (connect, message, disconnect) running on it now.
     pub callbacks_in_flight: u32,
+    /// Its ConnectNotify has not returned yet: not a connection FltUnregisterFilter
+    /// disconnects (it waits for the answer first).
+    pub connecting: bool,
     /// Messages sent through it, by message id (ids grow: the map's order is the send order).
     pub messages: BTreeMap<u64, PendingMessage>,
 }
@@ -624,6 +631,18 @@ pub(crate) fn in_process<R>(pid: usize, f: impl FnOnce() -> R) -> R {
 /// open is reported and closed. Then waits for port callbacks still running on this filter's
 /// ports (the unregister drains them).
 pub(crate) fn unregister_client_ports(k: &Kernel, filter: usize) {
+    // A connect racing the unload: its ConnectNotify answers first (the driver refuses it, or
+    // accepts it and must then close it in DisconnectNotify below).
+    k.wait_until(
+        None,
+        "FltUnregisterFilter waiting for ConnectNotify calls in flight",
+        || {
+            lock(&k.flt)
+                .client_ports
+                .values()
+                .all(|r| r.filter != filter || !r.connecting)
+        },
+    );
     let open: Vec<usize> = lock(&k.flt)
         .client_ports
         .iter()
