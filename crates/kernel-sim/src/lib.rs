@@ -19,7 +19,7 @@
 //! ```
 //!
 //! [`sweep`] runs the fault-injection sweep; the `kernel-sim` binary wraps both for the
-//! command line (`kernel-sim load-unload`, `kernel-sim sweep`, `--json`).
+//! command line (`kernel-sim stress`, `soak`, `sweep`, `bench`, `load-unload`, `--json FILE`).
 //!
 //! # Architecture
 //!
@@ -93,7 +93,13 @@
 //!   seeded random subset) fails with the routine's documented failure. [`sweep()`] runs every N.
 //! * **Scenarios**: [`SimConfig::race_unload_on_register`] calls FilterUnload on another
 //!   thread the moment `FltRegisterFilter` returns; teardown calls it makes before DriverEntry
-//!   has returned are violations.
+//!   has returned are violations. [`scenario`] runs many load/unload cycles, each with
+//!   volumes, I/O from several threads and requestors, a port client that drains messages,
+//!   sends commands, churns (disconnect/reconnect during I/O) and vanishes with sends pending,
+//!   mandatory and optional unloads, unload races and seeded random failures, and sums them up
+//!   ([`ScenarioSummary`]); [`scenario::sweep_scenario`] sweeps faults over a whole cycle
+//!   (callbacks and the message handler included) and [`scenario::bench`] measures callbacks
+//!   per second (`kernel-sim stress`, `soak`, `sweep`, `bench`).
 
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
@@ -106,6 +112,7 @@ mod loader;
 mod mem;
 mod ntos;
 pub mod report;
+pub mod scenario;
 mod sim;
 pub mod sweep;
 #[cfg(test)]
@@ -126,5 +133,6 @@ pub use flt::volumes::{VolumeId, VolumeKind};
 pub use loader::LoadError;
 pub use mem::pool::{POOL_POISON, SLACK_FILL};
 pub use report::{IoStats, Report, Violation, ViolationKind};
+pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
 pub use sim::{Driver, RegistryValue, Sim, SimConfig, UnloadError, UnloadKind, UnloadOutcome};
 pub use sweep::{SweepReport, SweepRun, sweep};

@@ -1,18 +1,30 @@
 //! `kernel-sim`: run a minifilter image on Linux from the command line.
 //!
-//! * `kernel-sim load-unload --image PATH --cycles N [--json]`: N load/unload cycles in one
-//!   process, each with its own report.
-//! * `kernel-sim sweep --image PATH [--json]`: the fault-injection sweep over load + unload.
+//! * `kernel-sim stress --image PATH --cycles N --threads T [--duration SECS]
+//!   [--random-failures RATE --seed S] [--json FILE]`: load/unload cycles with volumes, I/O
+//!   from T threads, a port client (messages, commands, churn, vanishing with sends pending),
+//!   mandatory and optional unloads and unload races (see `vigil_kernel_sim::scenario`).
+//! * `kernel-sim soak --image PATH [--cycles 10000]`: `stress` with defaults for a long run.
+//! * `kernel-sim sweep --image PATH [--json FILE]`: the fault sweep over load + unload, then
+//!   over a whole cycle (callbacks and the message handler included).
+//! * `kernel-sim bench --image PATH`: callbacks per second for an open/write/cleanup/close loop.
+//! * `kernel-sim load-unload --image PATH --cycles N`: bare load/unload cycles.
 //!
-//! Progress goes to stderr on long runs; the summary names every violation; the exit status is
-//! 1 when any rule was broken, 2 when the image could not be loaded.
+//! Progress goes to stderr every few seconds on long runs; the summary names every violation;
+//! `--json FILE` writes the report. Exit status: 0 clean, 1 a violation or a leak, 2 the image
+//! could not be loaded (or the report not written).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
-use vigil_kernel_sim::{Report, Sim, SimConfig, UnloadKind, sweep};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use vigil_kernel_sim::scenario::{self, CycleProgress, ScenarioConfig, UnloadPlan};
+use vigil_kernel_sim::{RandomFailures, Report, Sim, SimConfig, UnloadKind, sweep};
+
+/// How often progress lines are printed on long runs.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 
 #[derive(Parser)]
 #[command(
@@ -26,71 +38,341 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load and unload the image repeatedly.
-    LoadUnload {
-        /// The driver image (.sys); a .pdb beside it gives symbols.
+    /// Load/unload cycles with I/O, a churning port client and unload races.
+    Stress(StressArgs),
+    /// `stress` tuned for a long run (10,000 cycles, 2 threads, progress every few seconds).
+    Soak(StressArgs),
+    /// Fault sweep: fail the N-th failable call for N = 1, 2, ... until a run reaches none;
+    /// over load + unload, then over a whole cycle with I/O and commands.
+    Sweep {
+        #[command(flatten)]
+        common: Common,
+        /// Upper bound on the runs of each sweep.
+        #[arg(long, default_value_t = 10_000)]
+        max_runs: u64,
+        /// Only the load + unload sweep.
         #[arg(long)]
-        image: PathBuf,
+        entry_only: bool,
+    },
+    /// Callbacks per second for an open/write/cleanup/close loop on one NTFS volume.
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// I/O threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// Bare load/unload cycles, each with its own report.
+    LoadUnload {
+        #[command(flatten)]
+        common: Common,
         /// Number of load/unload cycles.
         #[arg(long, default_value_t = 1)]
         cycles: u64,
-        /// Print the reports as JSON (one array) instead of a summary.
-        #[arg(long)]
-        json: bool,
-        /// Do not flag waits without a timeout (a Vigil policy).
-        #[arg(long)]
-        allow_infinite_waits: bool,
-    },
-    /// Fail the N-th failable call for N = 1, 2, ... until a run reaches no failure.
-    Sweep {
-        /// The driver image (.sys).
-        #[arg(long)]
-        image: PathBuf,
-        /// Upper bound on the number of runs.
-        #[arg(long, default_value_t = 10_000)]
-        max_runs: u64,
-        /// Print the sweep report as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Do not flag waits without a timeout (a Vigil policy).
-        #[arg(long)]
-        allow_infinite_waits: bool,
     },
 }
 
-fn config(allow_infinite_waits: bool) -> SimConfig {
+#[derive(Args)]
+struct Common {
+    /// The driver image (.sys); a .pdb beside it gives symbols.
+    #[arg(long)]
+    image: PathBuf,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Do not flag waits without a timeout (a Vigil policy).
+    #[arg(long)]
+    allow_infinite_waits: bool,
+}
+
+#[derive(Args)]
+struct StressArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Load/unload cycles (default: 100 for stress, 10,000 for soak; unbounded with
+    /// --duration alone).
+    #[arg(long)]
+    cycles: Option<u64>,
+    /// I/O threads per cycle.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Files per thread and volume per cycle.
+    #[arg(long, default_value_t = 2)]
+    files: usize,
+    /// Stop starting cycles after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Fail each failable call with this probability (0..1), seeded by --seed.
+    #[arg(long)]
+    random_failures: Option<f64>,
+    /// Seed of the random failures (the cycle index is added).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Client disconnect/reconnect rounds per cycle.
+    #[arg(long, default_value_t = 1)]
+    reconnects: u32,
+    /// The client vanishes with sends pending every k-th cycle (0: never).
+    #[arg(long, default_value_t = 4)]
+    vanish_every: u64,
+    /// The unload races DriverEntry every k-th cycle (0: never).
+    #[arg(long, default_value_t = 8)]
+    race_every: u64,
+    /// Which unload ends each cycle.
+    #[arg(long, value_enum, default_value_t = Unload::Alternate)]
+    unload: Unload,
+    /// The driver's server port (default: Vigil's); "none" for no client.
+    #[arg(long)]
+    port: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Unload {
+    Mandatory,
+    Optional,
+    Alternate,
+}
+
+fn base_config(common: &Common) -> SimConfig {
     SimConfig {
-        flag_infinite_waits: !allow_infinite_waits,
+        flag_infinite_waits: !common.allow_infinite_waits,
         ..SimConfig::default()
     }
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::LoadUnload {
-            image,
-            cycles,
-            json,
-            allow_infinite_waits,
-        } => load_unload(&image, cycles, json, allow_infinite_waits),
+        Command::Stress(args) => stress(&args, 100),
+        Command::Soak(args) => stress(&args, 10_000),
         Command::Sweep {
-            image,
+            common,
             max_runs,
-            json,
-            allow_infinite_waits,
-        } => run_sweep(&image, max_runs, json, allow_infinite_waits),
+            entry_only,
+        } => run_sweep(&common, max_runs, entry_only),
+        Command::Bench {
+            common,
+            threads,
+            seconds,
+        } => run_bench(&common, threads, seconds),
+        Command::LoadUnload { common, cycles } => load_unload(&common, cycles),
     }
 }
 
-fn load_unload(image: &Path, cycles: u64, json: bool, allow_infinite_waits: bool) -> ExitCode {
-    let sim = Sim::new(config(allow_infinite_waits));
+/// Writes `value` as JSON to `path` if given; false (with a message) if it cannot.
+fn write_json(path: Option<&Path>, value: &impl Serialize) -> bool {
+    let Some(path) = path else { return true };
+    let text = match serde_json::to_string_pretty(value) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("kernel-sim: JSON: {error}");
+            return false;
+        }
+    };
+    if let Err(error) = std::fs::write(path, text + "\n") {
+        eprintln!("kernel-sim: {}: {error}", path.display());
+        return false;
+    }
+    eprintln!("kernel-sim: report written to {}", path.display());
+    true
+}
+
+fn exit(clean: bool, written: bool) -> ExitCode {
+    if !written {
+        ExitCode::from(2)
+    } else if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn stress(args: &StressArgs, default_cycles: u64) -> ExitCode {
+    let mut config = ScenarioConfig::vigil();
+    config.base.flag_infinite_waits = !args.common.allow_infinite_waits;
+    config.duration = args.duration.map(Duration::from_secs_f64);
+    config.cycles = match (args.cycles, config.duration) {
+        (Some(cycles), _) => cycles,
+        (None, Some(_)) => u64::MAX,
+        (None, None) => default_cycles,
+    };
+    config.threads = args.threads;
+    config.files_per_thread = args.files;
+    config.reconnects = args.reconnects;
+    config.vanish_every = args.vanish_every;
+    config.race_every = args.race_every;
+    config.unload = match args.unload {
+        Unload::Mandatory => UnloadPlan::Mandatory,
+        Unload::Optional => UnloadPlan::Optional,
+        Unload::Alternate => UnloadPlan::Alternate,
+    };
+    match args.port.as_deref() {
+        Some("none") => {
+            config.port_name = None;
+            config.commands.clear();
+        }
+        Some(port) => config.port_name = Some(port.to_owned()),
+        None => {}
+    }
+    config.random_failures = args.random_failures.map(|rate| RandomFailures {
+        seed: args.seed,
+        per_million: per_million(rate),
+    });
+    let mut last_progress = Instant::now();
+    let result = scenario::run_scenario(&args.common.image, &config, |p: &CycleProgress<'_>| {
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            let total = if config.cycles == u64::MAX {
+                String::new()
+            } else {
+                format!("/{}", config.cycles)
+            };
+            eprintln!(
+                "kernel-sim: cycle {}{total}, {:.1} cycles/s, {} callbacks, {} messages, {} violation(s) so far ({:.0?})",
+                p.cycle,
+                p.summary.cycle_rate(),
+                p.summary.callbacks,
+                p.summary.messages,
+                p.summary.violations.len(),
+                p.started.elapsed(),
+            );
+        }
+    });
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(error) => {
+            eprintln!("kernel-sim: {}: {error}", args.common.image.display());
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}", summary.text());
+    println!(
+        "{}",
+        if summary.is_clean() {
+            "stress: clean"
+        } else {
+            "stress: VIOLATIONS"
+        }
+    );
+    let written = write_json(args.common.json.as_deref(), &summary);
+    exit(summary.is_clean(), written)
+}
+
+/// A probability in 0..1 as failures per million calls.
+fn per_million(rate: f64) -> u32 {
+    let scaled = (rate.clamp(0.0, 1.0) * 1_000_000.0).round();
+    // In 0..=1e6 after the clamp: the conversion is exact.
+    format!("{scaled:.0}").parse().unwrap_or(0)
+}
+
+#[derive(Serialize)]
+struct SweepOutput {
+    entry: vigil_kernel_sim::SweepReport,
+    cycle: Option<vigil_kernel_sim::SweepReport>,
+}
+
+fn run_sweep(common: &Common, max_runs: u64, entry_only: bool) -> ExitCode {
     let started = Instant::now();
+    let progress = |label: &'static str| {
+        move |run: &vigil_kernel_sim::SweepRun| {
+            let what = run.injected.as_ref().map_or_else(
+                || "no failure reached: done".to_owned(),
+                |f| format!("{} failed in {}", f.routine, f.callback),
+            );
+            eprintln!(
+                "kernel-sim: {label} run {} ({what}): entry {}, {} violation(s)",
+                run.n,
+                run.entry_status.as_deref().unwrap_or("crashed"),
+                run.violations.len()
+            );
+        }
+    };
+    let entry = match sweep(
+        &common.image,
+        &base_config(common),
+        max_runs,
+        progress("entry"),
+    ) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("kernel-sim: {}: {error}", common.image.display());
+            return ExitCode::from(2);
+        }
+    };
+    let cycle = if entry_only {
+        None
+    } else {
+        let mut config = ScenarioConfig::vigil();
+        config.base.flag_infinite_waits = !common.allow_infinite_waits;
+        match scenario::sweep_scenario(&common.image, &config, max_runs, progress("cycle")) {
+            Ok(report) => Some(report),
+            Err(error) => {
+                eprintln!("kernel-sim: {}: {error}", common.image.display());
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let mut clean = true;
+    for (label, report) in [("entry", Some(&entry)), ("cycle", cycle.as_ref())] {
+        let Some(report) = report else { continue };
+        for (n, violation) in report.violations() {
+            println!("{label} sweep, run {n}: {violation}");
+        }
+        println!(
+            "{label} sweep: {} run(s), depth {} failable call(s), {}",
+            report.runs.len(),
+            report.depth,
+            if report.is_clean() {
+                "every run clean"
+            } else {
+                "VIOLATIONS"
+            },
+        );
+        clean &= report.is_clean();
+    }
+    println!("sweep: {:.1?}", started.elapsed());
+    let written = write_json(common.json.as_deref(), &SweepOutput { entry, cycle });
+    exit(clean, written)
+}
+
+fn run_bench(common: &Common, threads: usize, seconds: f64) -> ExitCode {
+    let duration = Duration::from_secs_f64(seconds.max(0.1));
+    match scenario::bench(&common.image, threads, duration) {
+        Ok(result) => {
+            println!(
+                "bench: {} thread(s), {:.2}s: {} callbacks ({:.0}/s), {} operations ({:.0}/s), {} violation(s)",
+                result.threads,
+                result.seconds,
+                result.callbacks,
+                result.callbacks_per_sec,
+                result.operations,
+                result.operations_per_sec,
+                result.violations.len()
+            );
+            for violation in &result.violations {
+                println!("  {violation}");
+            }
+            let written = write_json(common.json.as_deref(), &result);
+            exit(result.violations.is_empty(), written)
+        }
+        Err(error) => {
+            eprintln!("kernel-sim: {}: {error}", common.image.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_unload(common: &Common, cycles: u64) -> ExitCode {
+    let sim = Sim::new(base_config(common));
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
     let mut reports: Vec<Report> = Vec::new();
     for cycle in 1..=cycles {
-        let mut driver = match sim.load(image) {
+        let mut driver = match sim.load(&common.image) {
             Ok(driver) => driver,
             Err(error) => {
-                eprintln!("kernel-sim: {}: {error}", image.display());
+                eprintln!("kernel-sim: {}: {error}", common.image.display());
                 return ExitCode::from(2);
             }
         };
@@ -98,7 +380,8 @@ fn load_unload(image: &Path, cycles: u64, json: bool, allow_infinite_waits: bool
             let _ = driver.unload(UnloadKind::Mandatory);
         }
         let report = driver.finish();
-        if cycles >= 10 && (cycle % (cycles / 10).max(1) == 0 || cycle == cycles) {
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
             eprintln!(
                 "kernel-sim: cycle {cycle}/{cycles} ({:.1?})",
                 started.elapsed()
@@ -107,78 +390,17 @@ fn load_unload(image: &Path, cycles: u64, json: bool, allow_infinite_waits: bool
         reports.push(report);
     }
     let broken = reports.iter().filter(|r| !r.is_clean()).count();
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reports).unwrap_or_default()
-        );
-    } else {
-        for (index, report) in reports.iter().enumerate().filter(|(_, r)| !r.is_clean()) {
-            println!("cycle {}: {}", index + 1, report.summary());
-        }
-        if let Some(last) = reports.last() {
-            println!("last cycle: {}", last.summary());
-        }
-        println!(
-            "{cycles} cycle(s) in {:.1?}: {} clean, {broken} with violations",
-            started.elapsed(),
-            reports.len() - broken
-        );
+    for (index, report) in reports.iter().enumerate().filter(|(_, r)| !r.is_clean()) {
+        println!("cycle {}: {}", index + 1, report.summary());
     }
-    if broken == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    if let Some(last) = reports.last() {
+        println!("last cycle: {}", last.summary());
     }
-}
-
-fn run_sweep(image: &Path, max_runs: u64, json: bool, allow_infinite_waits: bool) -> ExitCode {
-    let started = Instant::now();
-    let result = sweep(image, &config(allow_infinite_waits), max_runs, |run| {
-        if !json {
-            let what = run.injected.as_ref().map_or_else(
-                || "no failure reached: done".to_owned(),
-                |f| format!("{} failed in {}", f.routine, f.callback),
-            );
-            eprintln!(
-                "kernel-sim: run {} ({what}): entry {}, {} violation(s)",
-                run.n,
-                run.entry_status.as_deref().unwrap_or("crashed"),
-                run.violations.len()
-            );
-        }
-    });
-    let report = match result {
-        Ok(report) => report,
-        Err(error) => {
-            eprintln!("kernel-sim: {}: {error}", image.display());
-            return ExitCode::from(2);
-        }
-    };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        for (n, violation) in report.violations() {
-            println!("run {n}: {violation}");
-        }
-        println!(
-            "sweep: {} run(s), depth {} failable call(s), {} in {:.1?}",
-            report.runs.len(),
-            report.depth,
-            if report.is_clean() {
-                "every run clean"
-            } else {
-                "VIOLATIONS"
-            },
-            started.elapsed()
-        );
-    }
-    if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    println!(
+        "{cycles} cycle(s) in {:.1?}: {} clean, {broken} with violations",
+        started.elapsed(),
+        reports.len() - broken
+    );
+    let written = write_json(common.json.as_deref(), &reports);
+    exit(broken == 0, written)
 }
