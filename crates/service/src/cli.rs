@@ -289,7 +289,15 @@ fn run(args: &RunArgs, context: &mut Context, err: &mut dyn Write) -> u8 {
         wait_for_driver: args.wait,
         ..ServiceOptions::default()
     };
-    let mut service = Service::new(policy, sinks, options).with_control(context.control.clone());
+    // Continue the numbering of the file a previous run (perhaps a crashed one) wrote.
+    let resume = args
+        .output
+        .clone()
+        .or_else(|| policy.output.jsonl.clone())
+        .and_then(|path| crate::record::last_event_position(&path).ok().flatten());
+    let mut service = Service::new(policy, sinks, options)
+        .with_control(context.control.clone())
+        .with_resume(resume);
     if let Some(path) = &args.policy {
         service = service.with_policy_path(path);
     }

@@ -32,6 +32,8 @@ pub mod record;
 pub mod sequence;
 pub mod service;
 #[cfg(all(feature = "sim", target_os = "linux"))]
+pub mod sim_bench;
+#[cfg(all(feature = "sim", target_os = "linux"))]
 pub mod sim_client;
 pub mod sink;
 pub mod tail;
@@ -42,7 +44,7 @@ pub use client::{ClientError, Connector, Incoming, PortClient};
 pub use control::{Backoff, Clock, ManualClock, ServiceControl, SystemClock};
 pub use fake::{FakeConnector, FakeDriver, FakePort};
 pub use policy::{Decision, Policy, PolicyError, ProcessNames};
-pub use sequence::{Check, Gap, SequenceTracker};
+pub use sequence::{Check, Gap, ResumePoint, SequenceTracker};
 pub use service::{
     ConnectionEnd, Counters, Level, Log, MemoryLog, ReloadError, Service, ServiceError,
     ServiceOptions, StderrLog, Summary,

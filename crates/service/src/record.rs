@@ -9,7 +9,7 @@
 //!
 //! | field | JSON type | meaning |
 //! |---|---|---|
-//! | `epoch` | number | driver instance, counted by this service process from 1; it grows when the driver was unloaded and loaded again (its sequence numbers restart at 0). `(epoch, seq)` is unique in the output |
+//! | `epoch` | number | driver instance, counted from 1; it grows when the driver was unloaded and loaded again (its sequence numbers restart at 0). A restarted service continues the count from the last record in the file. `(epoch, seq)` is unique in the output |
 //! | `seq` | number | the driver's sequence number for the event, in ring push order; a missing number is a lost event (see gap records) |
 //! | `time` | string | when the driver saw the event: RFC 3339, UTC, 100 ns precision, e.g. `"2024-05-01T12:34:56.1234567Z"` (from the 100 ns ticks since 1601-01-01) |
 //! | `kind` | string | `open`, `first_write`, `rename`, `hard_link`, `delete`, `close_modified` |
@@ -43,7 +43,7 @@ use std::io::Write as _;
 
 use vigil_protocol::{EventFlags, EventKind, EventRecord, Utf16Str};
 
-use crate::sequence::Gap;
+use crate::sequence::{Gap, ResumePoint};
 
 /// 100 ns ticks between 1601-01-01 and 1970-01-01.
 const TICKS_1601_TO_1970: i128 = 116_444_736_000_000_000;
@@ -199,6 +199,53 @@ fn push_u64(out: &mut Vec<u8>, value: u64) {
 
 fn push_hex32(out: &mut Vec<u8>, value: u32) {
     let _ = write!(out, "\"{value:#010x}\"");
+}
+
+/// How much of a file's end [`last_event_position`] reads: many records (each at most about
+/// 20 KiB, typically 300 bytes).
+const RESUME_TAIL: u64 = 256 * 1024;
+
+/// The `(epoch, seq)` of the last complete event record in the JSON Lines file at `path`, or
+/// in its newest rotated file (`path.1`) when the live one has none; `None` when neither has
+/// one (a missing file is not an error). A torn last line (the writer died mid-record) is
+/// skipped. A restarted service continues from it ([`crate::Service::with_resume`]).
+///
+/// # Errors
+///
+/// Reading the file.
+pub fn last_event_position(path: &std::path::Path) -> std::io::Result<Option<ResumePoint>> {
+    let mut rotated = path.as_os_str().to_owned();
+    rotated.push(".1");
+    for candidate in [path, std::path::Path::new(&rotated)] {
+        if let Some(point) = last_event_in(candidate)? {
+            return Ok(Some(point));
+        }
+    }
+    Ok(None)
+}
+
+fn last_event_in(path: &std::path::Path) -> std::io::Result<Option<ResumePoint>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(RESUME_TAIL)))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    for line in tail.split(|&b| b == b'\n').rev() {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        let epoch = value.get("epoch").and_then(serde_json::Value::as_u64);
+        let seq = value.get("seq").and_then(serde_json::Value::as_u64);
+        if let (Some(epoch), Some(seq)) = (epoch.and_then(|e| u32::try_from(e).ok()), seq) {
+            return Ok(Some(ResumePoint { epoch, seq }));
+        }
+    }
+    Ok(None)
 }
 
 /// Appends one event record as a JSON object and a newline.

@@ -27,6 +27,18 @@ impl Gap {
     }
 }
 
+/// Where a previous service process stopped writing: the `(epoch, seq)` of the last event in
+/// its JSON Lines file ([`crate::record::last_event_position`]). A restarted service continues
+/// from there, so that events lost while no service ran (a crash mid-batch) show as a gap in
+/// band, and `(epoch, seq)` stays unique in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The epoch of the last event written.
+    pub epoch: u32,
+    /// Its sequence number.
+    pub seq: u64,
+}
+
 /// What to do with one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -77,6 +89,14 @@ impl SequenceTracker {
     /// to number from `next` (0 for the first client of a fresh driver instance).
     pub const fn expect_next(&mut self, next: u64) {
         self.next = Some(next);
+    }
+
+    /// Continues the numbering of a previous service process (read back from its output, see
+    /// [`ResumePoint`]): epoch `epoch`, and the next record expected to carry `next` (`None`:
+    /// unknown, the first record sets the baseline).
+    pub const fn resume(&mut self, epoch: u32, next: Option<u64>) {
+        self.epoch = epoch;
+        self.next = next;
     }
 
     /// Checks `seq` and, unless it is a duplicate, accepts it as written.
@@ -173,6 +193,32 @@ mod tests {
         assert_eq!(t.check(3), Check::Duplicate);
         assert_eq!(t.duplicates(), 3);
         assert_eq!(t.expected(), Some(11));
+    }
+
+    #[test]
+    fn a_resumed_tracker_reports_what_was_lost_before_it_started() {
+        let mut t = SequenceTracker::new();
+        t.resume(3, Some(41));
+        assert_eq!(
+            t.check(45),
+            Check::AfterGap(Gap {
+                epoch: 3,
+                from: 41,
+                to: 44
+            })
+        );
+        assert_eq!(
+            t.check(40),
+            Check::Duplicate,
+            "written by the previous process"
+        );
+        t.resume(4, None);
+        assert_eq!(
+            t.check(9),
+            Check::InOrder,
+            "unknown baseline: the first record sets it"
+        );
+        assert_eq!(t.epoch(), 4);
     }
 
     #[test]

@@ -18,6 +18,19 @@
 //!    order on one thread: writing a batch to the sinks takes tens of microseconds, far below
 //!    the smallest verdict timeout (10 ms), so a verdict request never waits long behind one.
 //!
+//! # Restarting
+//!
+//! A new service process knows nothing of what the last one wrote unless told:
+//! [`Service::with_resume`] gives it the last `(epoch, seq)` of its output
+//! ([`crate::record::last_event_position`]). At the first connection, if the driver is still
+//! the instance that numbered that record (it had clients before, and has generated more
+//! events than that number), the core continues that epoch from the next number, so records
+//! lost while no service ran (the batch a crashed service never wrote, sends that failed) show
+//! as a gap in band; otherwise the driver was reloaded meanwhile, and the core starts the next
+//! epoch. Left out: a reload followed by another client (`vigil status`) and more events than
+//! the old instance ever numbered looks like the same instance; its first records would then
+//! be counted as duplicates or a false gap.
+//!
 //! # Reconnecting
 //!
 //! A transient failure (port closed, driver not loaded yet, port busy) leads to a new attempt:
@@ -48,7 +61,7 @@ use crate::client::{ClientError, Connector, Incoming, PortClient};
 use crate::commands::{self, DriverHello};
 use crate::control::{Backoff, Clock, ServiceControl};
 use crate::policy::{NoProcessNames, Policy, PolicyError, ProcessNames};
-use crate::sequence::{Check, SequenceTracker};
+use crate::sequence::{Check, ResumePoint, SequenceTracker};
 use crate::sink::Sink;
 
 /// Severity of a log line.
@@ -264,6 +277,7 @@ pub struct Service<S: Sink> {
     names: Box<dyn ProcessNames + Send>,
     log: Box<dyn Log + Send>,
     last_driver_connections: Option<u64>,
+    resume: Option<ResumePoint>,
     driver: Option<DriverHello>,
     buf: Vec<u8>,
 }
@@ -282,6 +296,7 @@ impl<S: Sink> Service<S> {
             names: Box::new(NoProcessNames),
             log: Box::new(StderrLog),
             last_driver_connections: None,
+            resume: None,
             driver: None,
             buf: vec![0; MAX_MESSAGE_SIZE],
         }
@@ -291,6 +306,14 @@ impl<S: Sink> Service<S> {
     #[must_use]
     pub fn with_policy_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.policy_path = Some(path.into());
+        self
+    }
+
+    /// Continues the output of a previous service process that stopped at `point` (see the
+    /// module documentation, "Restarting"); `None` starts afresh.
+    #[must_use]
+    pub const fn with_resume(mut self, point: Option<ResumePoint>) -> Self {
+        self.resume = point;
         self
     }
 
@@ -489,10 +512,30 @@ impl<S: Sink> Service<S> {
             .is_some_and(|last| stats.connections <= last);
         if self.last_driver_connections.is_none() {
             self.counters.driver_instances = 1;
-            if stats.connections == 1 {
+            match self.resume.take() {
+                // Still the driver instance that numbered the last record written: continue.
+                Some(at) if stats.connections > 1 && stats.events_generated > at.seq => {
+                    self.tracker.resume(at.epoch, Some(at.seq + 1));
+                    self.info(&format!(
+                        "resuming the output after epoch {} sequence {}",
+                        at.epoch, at.seq
+                    ));
+                }
+                // Reloaded since: the next epoch, from 0 when we are its first client.
+                Some(at) => {
+                    let next = (stats.connections == 1).then_some(0);
+                    self.tracker.resume(at.epoch.saturating_add(1), next);
+                    self.info(&format!(
+                        "the driver was reloaded since the output's last record (epoch {}): \
+                         new epoch {}",
+                        at.epoch,
+                        self.tracker.epoch()
+                    ));
+                }
                 // The first client of this driver instance: nothing was consumed before us,
                 // so numbering starts at 0 and earlier drops show as a gap.
-                self.tracker.expect_next(0);
+                None if stats.connections == 1 => self.tracker.expect_next(0),
+                None => {}
             }
         } else if new_instance {
             self.counters.driver_instances += 1;
@@ -702,7 +745,12 @@ impl<S: Sink> Service<S> {
             Ok(()) => {
                 match decision.verdict {
                     vigil_protocol::Verdict::Allow => self.counters.verdicts_allowed += 1,
-                    vigil_protocol::Verdict::Deny => self.counters.verdicts_denied += 1,
+                    vigil_protocol::Verdict::Deny => {
+                        self.counters.verdicts_denied += 1;
+                        // Every deny is worth a line: it is what an administrator audits.
+                        let message = denied_line(&request, decision.reason);
+                        self.log.log(Level::Info, &message);
+                    }
                 }
                 None
             }
@@ -779,4 +827,21 @@ impl<S: Sink> Service<S> {
             &format!("policy refused, running policy kept: {error}"),
         );
     }
+}
+
+/// The log line for a denied request: `denied: rename \a -> \b by pid 7 (rule 1)`.
+fn denied_line(request: &vigil_protocol::VerdictRequestRepr<'_>, reason: u32) -> String {
+    use std::fmt::Write as _;
+    let operation = match request.operation {
+        vigil_protocol::VerdictOperation::Create => "create",
+        vigil_protocol::VerdictOperation::Rename => "rename",
+        vigil_protocol::VerdictOperation::Link => "link",
+        vigil_protocol::VerdictOperation::Delete => "delete",
+    };
+    let mut line = format!("denied: {operation} {}", request.path);
+    if request.target.len_units() > 0 {
+        let _ = write!(line, " -> {}", request.target);
+    }
+    let _ = write!(line, " by pid {} (rule {reason})", request.process_id);
+    line
 }

@@ -27,6 +27,7 @@
 //! here); a reply nobody waits for = [`ClientError::Os`] with `0x801F0020`
 //! (`ERROR_FLT_NO_WAITER_FOR_REPLY`), as fltlib reports it.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use vigil_kernel_sim::{ConnectError, ConnectOptions, PortConnection, PortError, Sim};
@@ -62,6 +63,38 @@ pub struct SimConnector {
     sim: Sim,
     options: ConnectOptions,
     port_name: String,
+    latest: SharedConnection,
+}
+
+/// The connection a [`SimConnector`] made last, shared with other threads of the same
+/// (simulated) process: they can send commands on it while the service's thread receives, as
+/// any thread of a process may call `FilterSendMessage` on its port handle; and closing it is
+/// what the OS does to the handle when the process dies.
+#[derive(Debug, Clone, Default)]
+pub struct SharedConnection(Arc<Mutex<Option<Arc<PortConnection>>>>);
+
+impl SharedConnection {
+    /// A client over the current connection, for commands (`None` before the first
+    /// connection). Its [`PortClient::close`] closes the shared connection.
+    pub fn client(&self) -> Option<SimPort> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .map(|connection| SimPort { connection })
+    }
+
+    /// Closes the current connection at once, whatever the service's thread is doing (the
+    /// process was killed: its handles are closed under it).
+    pub fn close(&self) {
+        if let Some(connection) = self.client() {
+            connection.connection.close();
+        }
+    }
+
+    fn set(&self, connection: &Arc<PortConnection>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(connection));
+    }
 }
 
 impl SimConnector {
@@ -75,7 +108,13 @@ impl SimConnector {
                 context: Vec::new(),
             },
             port_name: PORT_NAME.to_owned(),
+            latest: SharedConnection::default(),
         }
+    }
+
+    /// The connection this connector (or a clone) made last, for other threads.
+    pub fn shared(&self) -> SharedConnection {
+        self.latest.clone()
     }
 
     /// Connects to another port name (another minifilter).
@@ -90,10 +129,13 @@ impl Connector for SimConnector {
     type Client = SimPort;
 
     fn connect(&mut self) -> Result<SimPort, ClientError> {
-        self.sim
-            .connect(&self.port_name, &self.options)
-            .map(|connection| SimPort { connection })
-            .map_err(map_connect_error)
+        let connection = Arc::new(
+            self.sim
+                .connect(&self.port_name, &self.options)
+                .map_err(map_connect_error)?,
+        );
+        self.latest.set(&connection);
+        Ok(SimPort { connection })
     }
 }
 
@@ -139,7 +181,7 @@ fn command_name(command: &[u8]) -> &'static str {
 /// One connection to the driver in kernel-sim.
 #[derive(Debug)]
 pub struct SimPort {
-    connection: PortConnection,
+    connection: Arc<PortConnection>,
 }
 
 impl SimPort {
