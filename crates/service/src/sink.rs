@@ -452,6 +452,9 @@ impl<W: Write> HumanSink<W> {
     }
 }
 
+/// `STATUS_PENDING`.
+const STATUS_PENDING: i32 = 0x103;
+
 const fn kind_style(kind: EventKind) -> Style {
     let color = match kind {
         EventKind::Open => AnsiColor::BrightBlack,
@@ -486,7 +489,9 @@ impl<W: Write> Sink for HumanSink<W> {
             for_each_flag(flags, |name| names.push(name.to_string()));
             let _ = write!(text, " [{}]", names.join(","));
         }
-        if record.status() != 0 {
+        // STATUS_PENDING: a pre-operation event (first write), seen before the operation
+        // completed; not an outcome worth a highlight.
+        if record.status() != 0 && record.status() != STATUS_PENDING {
             let (on, off) = self.style(Style::new().effects(Effects::BOLD));
             let _ = write!(
                 text,

@@ -2,6 +2,8 @@
 //!
 //! * `cargo xtask build [--twin BUG]`: cross-builds `vigil.sys`, lints it, and prints its path.
 //! * `cargo xtask imports`: builds `vigil.sys` and prints its size and import table.
+//! * `cargo xtask demo`: builds `vigil.sys`, then runs it in kernel-sim with the service
+//!   (`vigil-demo`, see the README).
 //! * `cargo xtask test`: every test and check, in the order CI runs them (see README).
 
 use std::process::{Command, ExitCode};
@@ -15,9 +17,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("build") => build(&args[1..]),
         Some("imports") => imports(),
+        Some("demo") => demo(&args[1..]),
         Some("test") => stages::run_all(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <build [--twin BUG] | imports | test [--quick]>");
+            eprintln!("usage: cargo xtask <build [--twin BUG] | imports | demo | test [--quick]>");
             return ExitCode::from(2);
         }
     };
@@ -51,6 +54,36 @@ fn build(args: &[String]) -> Result<(), String> {
     }
     println!("{}", image.display());
     Ok(())
+}
+
+/// Builds vigil.sys, then runs `vigil-demo` on it (extra arguments are passed on).
+fn demo(args: &[String]) -> Result<(), String> {
+    let image = build_driver(&Variant::production()).map_err(|e| e.to_string())?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "vigil-service",
+            "--features",
+            "sim",
+            "--bin",
+            "vigil-demo",
+            "--",
+            "--image",
+        ])
+        .arg(&image)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("cargo run vigil-demo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the demo failed ({status})"))
+    }
 }
 
 fn imports() -> Result<(), String> {
