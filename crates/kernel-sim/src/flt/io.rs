@@ -299,19 +299,23 @@ impl Io {
     }
 
     fn end(&self, volume: VolumeId, data: usize) {
-        {
+        // Only a teardown waits for operations in flight: waking every waiter (a driver's
+        // threads in their timed waits) after each operation would cost more than the I/O.
+        let draining = {
             let mut flt = lock(&self.kernel.flt);
             flt.io.in_flight.remove(&data);
-            if let Some(instance) = flt
-                .io
+            flt.io
                 .volumes
                 .get_mut(volume.0)
                 .and_then(|v| v.instance.as_mut())
-            {
-                instance.in_flight = instance.in_flight.saturating_sub(1);
-            }
+                .is_none_or(|instance| {
+                    instance.in_flight = instance.in_flight.saturating_sub(1);
+                    instance.state == InstanceState::TearingDown
+                })
+        };
+        if draining {
+            self.kernel.notify_waiters();
         }
-        self.kernel.notify_waiters();
     }
 
     /// Builds the operation, runs the callbacks around `fs_step`, returns the final `IoStatus`.
