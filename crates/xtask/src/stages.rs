@@ -50,9 +50,58 @@ fn stages() -> Vec<Stage> {
             env: &[],
         },
         Stage {
+            name: "clippy (service with kernel-sim: --features sim)",
+            program: "cargo",
+            args: &[
+                "clippy",
+                "-p",
+                "vigil-service",
+                "--features",
+                "sim",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            env: &[],
+        },
+        Stage {
+            // The service's Windows half (fltlib client, SCM service) only compiles there.
+            name: "clippy (service for Windows: x86_64-pc-windows-gnu)",
+            program: "cargo",
+            args: &[
+                "clippy",
+                "-p",
+                "vigil-service",
+                "--target",
+                "x86_64-pc-windows-gnu",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            env: &[],
+        },
+        Stage {
             name: "tests (host, including kernel-sim and PE lint)",
             program: "cargo",
             args: &["test", "--workspace", "--locked"],
+            env: &[],
+        },
+        Stage {
+            // `cargo test --workspace` enables no feature: the end-to-end tests of the service
+            // against the real vigil.sys in kernel-sim (tests/sim_*.rs) run here.
+            name: "tests (service end to end in kernel-sim: --features sim)",
+            program: "cargo",
+            args: &[
+                "test",
+                "-p",
+                "vigil-service",
+                "--features",
+                "sim",
+                "--locked",
+            ],
             env: &[],
         },
         Stage {
