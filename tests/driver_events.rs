@@ -111,7 +111,13 @@ fn repertoire(
     io.cleanup(&d);
     io.close(d);
     want.push(with_flags(
-        open(volume_id, &p(r"\Dir"), FILE_CREATE, GENERIC_READ, FILE_CREATED),
+        open(
+            volume_id,
+            &p(r"\Dir"),
+            FILE_CREATE,
+            GENERIC_READ,
+            FILE_CREATED,
+        ),
         EventFlags::DIRECTORY,
     ));
     let d = io
@@ -120,7 +126,13 @@ fn repertoire(
     io.cleanup(&d);
     io.close(d);
     want.push(with_flags(
-        open(volume_id, &p(r"\Dir"), FILE_OPEN_IF, GENERIC_READ, FILE_OPENED),
+        open(
+            volume_id,
+            &p(r"\Dir"),
+            FILE_OPEN_IF,
+            GENERIC_READ,
+            FILE_OPENED,
+        ),
         EventFlags::DIRECTORY,
     ));
 
@@ -344,7 +356,13 @@ fn named_pipes_never_and_network_volumes_only_when_configured() {
     }
     // A marker on NTFS proves delivery works; it is the only event.
     let f = io
-        .create(volume(&driver, NTFS), r"\marker", FILE_CREATE, 0, GENERIC_READ)
+        .create(
+            volume(&driver, NTFS),
+            r"\marker",
+            FILE_CREATE,
+            0,
+            GENERIC_READ,
+        )
         .expect("marker");
     io.close(f);
     let events = service.wait_events(1);
@@ -375,7 +393,9 @@ fn named_pipes_never_and_network_volumes_only_when_configured() {
 
     // Configured in the registry (AttachNetworkVolumes = 1): attached at mount.
     let mut cfg = config(&[("AttachNetworkVolumes", RegistryValue::Dword(1))]);
-    cfg.io.volumes.push((VolumeKind::Network, NETWORK.to_owned()));
+    cfg.io
+        .volumes
+        .push((VolumeKind::Network, NETWORK.to_owned()));
     let (_sim, driver) = load(cfg, &image());
     let net = volume(&driver, NETWORK);
     assert!(driver.is_attached(net));
@@ -427,7 +447,13 @@ fn a_failed_normalized_query_falls_back_to_the_opened_name() {
     let io = driver.io(requestor(PID, TID));
     // Spelled in another case than it will be canonically: the opened name is as spelled.
     let f = io
-        .create(volume(&driver, NTFS), r"\Mixed.TXT", FILE_CREATE, 0, GENERIC_WRITE)
+        .create(
+            volume(&driver, NTFS),
+            r"\Mixed.TXT",
+            FILE_CREATE,
+            0,
+            GENERIC_WRITE,
+        )
         .expect("create");
     assert_eq!(io.write(&f, 0, b"x"), STATUS_SUCCESS);
     io.cleanup(&f);

@@ -184,7 +184,10 @@ fn every_failure_in_the_callbacks_and_the_message_handler_is_absorbed() {
         "FltAllocateContext in PreWrite",
         "ExAllocatePool2 in MessageNotify",
     ] {
-        assert!(failed.contains_key(must), "{must} never failed: {failed:#?}");
+        assert!(
+            failed.contains_key(must),
+            "{must} never failed: {failed:#?}"
+        );
     }
     assert!(
         failed.keys().any(|k| k.starts_with("FltSendMessage")),
@@ -206,7 +209,13 @@ fn a_first_write_lost_for_no_memory_is_generated_and_dropped() {
         if driver.entry_status() == Some(0) {
             let io = driver.io(requestor(700, 7));
             let f = io
-                .create(volume(&driver, NTFS), r"\m.txt", FILE_CREATE, 0, GENERIC_WRITE)
+                .create(
+                    volume(&driver, NTFS),
+                    r"\m.txt",
+                    FILE_CREATE,
+                    0,
+                    GENERIC_WRITE,
+                )
                 .expect("create");
             assert_eq!(io.write(&f, 0, b"x"), STATUS_SUCCESS);
             io.cleanup(&f);
@@ -230,7 +239,10 @@ fn a_first_write_lost_for_no_memory_is_generated_and_dropped() {
     std::thread::sleep(Duration::from_millis(50));
     let stats = service.stats();
     assert_eq!(stats.dropped_no_memory, 1, "{stats:?}");
-    assert!(adds_up(&stats), "generated = delivered + dropped: {stats:?}");
+    assert!(
+        adds_up(&stats),
+        "generated = delivered + dropped: {stats:?}"
+    );
     drop(service);
     driver::assert_clean(driver);
 }
@@ -345,7 +357,10 @@ fn unload_with_a_service_connected_io_in_flight_and_a_verdict_pending() {
             // The pending verdict ended with the default (fail-open: allowed).
             assert_eq!(verdict.join().unwrap(), Ok(()), "{kind:?}");
         });
-        assert!(!service.port.is_connected(), "unload closed the client port");
+        assert!(
+            !service.port.is_connected(),
+            "unload closed the client port"
+        );
         drop(service);
         let report = driver.finish();
         assert!(report.is_clean(), "{kind:?}: {}", report.summary());

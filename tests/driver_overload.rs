@@ -22,7 +22,13 @@ fn churn(driver: &Driver, dir: &str, n: usize) {
     let ntfs = volume(driver, NTFS);
     for i in 0..n {
         let f = io
-            .create(ntfs, &format!(r"\{dir}-{i:05}.dat"), FILE_CREATE, 0, GENERIC_WRITE)
+            .create(
+                ntfs,
+                &format!(r"\{dir}-{i:05}.dat"),
+                FILE_CREATE,
+                0,
+                GENERIC_WRITE,
+            )
             .expect("the I/O is never blocked or failed by the driver");
         assert_eq!(io.write(&f, 0, b"x"), STATUS_SUCCESS);
         io.cleanup(&f);
@@ -91,7 +97,11 @@ fn statistics_add_up_across_services_coming_and_going() {
     assert_eq!((stats.connections, stats.disconnects), (2, 1));
     let events = second.events();
     assert_eq!(events.len(), 60, "the backlog since the first service left");
-    assert_eq!(events[0].sequence, last + 1, "no gap between the two services");
+    assert_eq!(
+        events[0].sequence,
+        last + 1,
+        "no gap between the two services"
+    );
     assert_eq!(gaps(&events), 0);
     drop(second);
     assert_clean(driver);
@@ -117,7 +127,9 @@ fn a_burst_larger_than_the_ring_drops_counts_and_recovers() {
     let reply = service.port.send_command(&hello, HelloReply::LEN).unwrap();
     assert_eq!(reply.status, STATUS_SUCCESS);
     assert_eq!(
-        HelloReply::parse(&reply.output).unwrap().ring_capacity_bytes,
+        HelloReply::parse(&reply.output)
+            .unwrap()
+            .ring_capacity_bytes,
         RING,
         "the registry's ring size is in force"
     );
@@ -139,13 +151,22 @@ fn a_burst_larger_than_the_ring_drops_counts_and_recovers() {
     churn(&driver, "after", 10);
     let after = service.quiesce();
     assert_adds_up(&after);
-    assert_eq!(after.dropped_ring_full, stats.dropped_ring_full, "{after:?}");
+    assert_eq!(
+        after.dropped_ring_full, stats.dropped_ring_full,
+        "{after:?}"
+    );
     assert_eq!(after.events_delivered, stats.events_delivered + 30);
     // The service-visible sequence has exactly the gap the counters explain.
     let events = service.events();
     assert_eq!(events.len() as u64, after.events_delivered);
     assert_eq!(gaps(&events), after.dropped_ring_full, "{after:?}");
-    assert!(events.iter().rev().take(30).all(|e| e.path.contains("after")));
+    assert!(
+        events
+            .iter()
+            .rev()
+            .take(30)
+            .all(|e| e.path.contains("after"))
+    );
     drop(service);
     assert_clean(driver);
 }

@@ -15,9 +15,7 @@ use driver::{
     volume,
 };
 use vigil_kernel_sim::{Driver, RegistryValue};
-use vigil_protocol::{
-    Config, EventKind, PrefixList, Stats, Utf16Str, Verdict, VerdictOperation,
-};
+use vigil_protocol::{Config, EventKind, PrefixList, Stats, Utf16Str, Verdict, VerdictOperation};
 
 const PID: u32 = 3131;
 const TID: u32 = 9;
@@ -94,7 +92,9 @@ fn allowed_operations_proceed_and_unprotected_paths_never_ask() {
     assert_eq!(requests[0].operation, VerdictOperation::Create);
     assert_eq!(requests[0].process_id, u64::from(PID));
     assert!(
-        requests[0].path.eq_ignore_ascii_case(&nt(NTFS, r"\Protected\a.txt")),
+        requests[0]
+            .path
+            .eq_ignore_ascii_case(&nt(NTFS, r"\Protected\a.txt")),
         "{requests:?}"
     );
     assert!(driver.file_exists(ntfs, r"\Protected\a.txt"));
@@ -122,7 +122,13 @@ fn denied_operations_fail_with_access_denied_and_change_nothing() {
 
     // Delete inside the protected directory: denied, the file survives cleanup.
     let f = io
-        .create(ntfs, r"\Protected\keep.txt", FILE_CREATE, 0, GENERIC_WRITE | DELETE)
+        .create(
+            ntfs,
+            r"\Protected\keep.txt",
+            FILE_CREATE,
+            0,
+            GENERIC_WRITE | DELETE,
+        )
         .expect("allowed create");
     assert_eq!(io.set_disposition(&f, true), STATUS_ACCESS_DENIED);
     io.cleanup(&f);
@@ -168,9 +174,10 @@ fn denied_operations_fail_with_access_denied_and_change_nothing() {
     assert_eq!(verdict_counters(&stats), [1, 3, 0, 0, 0], "{stats:?}");
     let events = service.events();
     assert!(
-        events
-            .iter()
-            .all(|e| !matches!(e.kind, EventKind::Delete | EventKind::Rename | EventKind::HardLink)),
+        events.iter().all(|e| !matches!(
+            e.kind,
+            EventKind::Delete | EventKind::Rename | EventKind::HardLink
+        )),
         "{events:#?}"
     );
     drop(service);
@@ -194,10 +201,7 @@ fn a_denied_create_fails_and_creates_nothing() {
     let stats = service.quiesce();
     assert_eq!(verdict_counters(&stats), [0, 1, 0, 0, 0], "{stats:?}");
     assert!(
-        service
-            .events()
-            .iter()
-            .all(|e| !e.path.ends_with("no.txt")),
+        service.events().iter().all(|e| !e.path.ends_with("no.txt")),
         "a denied open is not an open"
     );
     drop(service);
@@ -279,7 +283,11 @@ fn without_a_service_the_default_applies_at_once() {
         let ntfs = volume(&driver, NTFS);
         // The prefix itself is protected (here a file).
         let result = io.create(ntfs, r"\Protected", FILE_CREATE, 0, GENERIC_WRITE);
-        assert_eq!(result.is_ok(), allowed, "FailClosed={fail_closed}: {result:?}");
+        assert_eq!(
+            result.is_ok(),
+            allowed,
+            "FailClosed={fail_closed}: {result:?}"
+        );
         if let Ok(f) = result {
             io.close(f);
         }
@@ -305,7 +313,13 @@ fn the_services_own_process_is_never_asked() {
     let own = driver.io(requestor(SERVICE_PID, 2));
     let ntfs = volume(&driver, NTFS);
     let f = own
-        .create(ntfs, r"\Protected\policy.txt", FILE_CREATE, 0, GENERIC_WRITE | DELETE)
+        .create(
+            ntfs,
+            r"\Protected\policy.txt",
+            FILE_CREATE,
+            0,
+            GENERIC_WRITE | DELETE,
+        )
         .expect("the service's own create is not asked about");
     assert_eq!(own.write(&f, 0, b"rules"), STATUS_SUCCESS);
     assert_eq!(own.rename(&f, "policy2.txt", false), STATUS_SUCCESS);

@@ -17,8 +17,8 @@ use vigil_kernel_sim::{
     Sim, SimConfig, VolumeId, VolumeKind,
 };
 use vigil_protocol::{
-    Config, EventFlags, EventKind, GetStats, MAX_MESSAGE_SIZE, Message, Stats, StatsReply,
-    Verdict, VerdictOperation, VerdictReply,
+    Config, EventFlags, EventKind, GetStats, MAX_MESSAGE_SIZE, Message, Stats, StatsReply, Verdict,
+    VerdictOperation, VerdictReply,
 };
 
 pub const PORT: &str = vigil_protocol::PORT_NAME;
@@ -415,7 +415,9 @@ pub fn stats(port: &PortConnection) -> Stats {
         .send_command(&request, StatsReply::LEN)
         .expect("the command is delivered");
     assert_eq!(result.status, STATUS_SUCCESS, "get-statistics");
-    StatsReply::parse(&result.output).expect("a stats reply").stats
+    StatsReply::parse(&result.output)
+        .expect("a stats reply")
+        .stats
 }
 
 /// Set-configuration on `port`; the command's status.

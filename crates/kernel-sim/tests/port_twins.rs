@@ -1,10 +1,14 @@
 //! Broken twins of vigil.sys for the port checks: each build carries one deliberate bug
 //! (`src/twins.rs`, `twin-*` features) and its run must report the violation the check is for.
 
+mod common;
+
 use std::path::PathBuf;
+use std::time::Duration;
 
 use vigil_kernel_sim::{
-    ConnectOptions, PortError, RawCommand, Report, Sim, SimConfig, UserPointer, ViolationKind,
+    ConnectOptions, IoConfig, PortError, RawCommand, RegistryValue, Report, Requestor, Sim,
+    SimConfig, UserPointer, ViolationKind, VolumeKind,
 };
 use vigil_protocol::{Ping, Pong};
 
@@ -70,22 +74,60 @@ fn no_seh_is_caught_as_a_fault_on_a_bad_user_buffer() {
     assert_reports(&report, ViolationKind::Fault, "MessageNotify");
 }
 
+/// Loads `image` with an NTFS volume, connects, runs one create, write, cleanup and close
+/// (three events), takes the batch the delivery thread sends, and finishes the run.
+fn one_batch(image: PathBuf) -> Report {
+    let sim = Sim::new(SimConfig {
+        registry: vec![("FlushIntervalMs".into(), RegistryValue::Dword(10))],
+        io: IoConfig {
+            volumes: vec![(VolumeKind::Ntfs, r"\Device\HarddiskVolume1".to_owned())],
+            ..IoConfig::default()
+        },
+        ..SimConfig::default()
+    });
+    let driver = sim.load(image).unwrap();
+    assert_eq!(driver.entry_status(), Some(0), "{:#?}", driver.violations());
+    let client = sim
+        .connect(vigil_protocol::PORT_NAME, &ConnectOptions::default())
+        .unwrap();
+    let io = driver.io(Requestor { pid: 10, tid: 11 });
+    let volume = driver.volume(r"\Device\HarddiskVolume1").unwrap();
+    let file = io
+        .create(volume, r"\batch.txt", 2, 0, 0x4000_0000)
+        .expect("FILE_CREATE");
+    assert_eq!(io.write(&file, 0, b"data"), 0);
+    io.cleanup(&file);
+    io.close(file);
+    let mut buf = vec![0u8; vigil_protocol::MAX_MESSAGE_SIZE];
+    let message = client
+        .get_message(&mut buf, Duration::from_secs(10))
+        .expect("a batch arrives");
+    assert!(message.len > 0);
+    drop(client);
+    driver.finish()
+}
+
 /// `twin-uninit-send`: each batch carries 64 bytes of never-written pool past its records.
 #[test]
-#[ignore = "needs phase 2a I/O: the driver sends a batch only when file operations produce events"]
 fn uninit_send_is_caught_by_the_message_scan() {
-    // With synthetic I/O: load the twin, connect, run one operation on an NTFS volume, take the
-    // batch with get_message, finish: the report must name UninitializedBytes.
-    let _ = twin("uninit-send");
-    unimplemented!("drive one file operation once kernel-sim has synthetic I/O");
+    let report = one_batch(twin("uninit-send"));
+    assert_reports(&report, ViolationKind::UninitializedBytes, "RULES.md 11");
 }
 
 /// `twin-send-infinite`: the delivery thread sends with a NULL timeout.
 #[test]
-#[ignore = "needs phase 2a I/O: the driver sends a batch only when file operations produce events"]
 fn send_infinite_is_caught_by_the_timeout_policy() {
-    // With synthetic I/O: load the twin, connect, run one operation, take the batch; the
-    // report must name Policy "RULES.md 7: a send waits only with a finite timeout".
-    let _ = twin("send-infinite");
-    unimplemented!("drive one file operation once kernel-sim has synthetic I/O");
+    let report = one_batch(twin("send-infinite"));
+    assert_reports(
+        &report,
+        ViolationKind::Policy,
+        "RULES.md 7: a send waits only with a finite timeout",
+    );
+}
+
+/// The production image through the same scenario: neither check fires.
+#[test]
+fn production_batches_trip_neither_check() {
+    let report = one_batch(common::vigil_image());
+    assert!(report.is_clean(), "{}", report.summary());
 }

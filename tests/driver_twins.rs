@@ -1,0 +1,278 @@
+//! Every broken twin of vigil.sys (the `twin-*` features of Cargo.toml, `src/twins.rs`) is
+//! caught by the kernel-sim check meant for it, and the production image under the same
+//! scenario trips none of them. One table, one build per twin.
+//!
+//! Two scenarios: `Workload` (connect a service, I/O that queries names, writes twice through a
+//! handle and cleans up, take the batch, commands including a bad user pointer, disconnect,
+//! unload) and `UnloadRace` (FilterUnload called the moment `FltRegisterFilter` returns, while
+//! DriverEntry continues, with the same workload after load).
+
+#![cfg(target_os = "linux")]
+
+#[path = "common/driver.rs"]
+mod driver;
+
+use std::path::Path;
+use std::time::Duration;
+
+use driver::{FILE_CREATE, GENERIC_WRITE, NTFS, STATUS_SUCCESS, Service, config, requestor};
+use vigil_kernel_sim::{
+    PortError, RawCommand, RegistryValue, Report, Sim, SimConfig, UnloadKind, UserPointer,
+    ViolationKind, VolumeKind,
+};
+use vigil_protocol::{Ping, Pong};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    Workload,
+    UnloadRace,
+}
+
+/// One row: the twin, the scenario that exercises its bug, the violation kind the check
+/// reports and a text its rule or message contains, and whether the bug is a race (its run is
+/// repeated, up to [`RACE_ATTEMPTS`], until the check sees it).
+struct Twin {
+    bug: &'static str,
+    scenario: Scenario,
+    kind: ViolationKind,
+    text: &'static str,
+    racy: bool,
+}
+
+/// Runs of a racy twin before it counts as missed.
+const RACE_ATTEMPTS: usize = 100;
+
+const TWINS: [Twin; 13] = [
+    Twin {
+        bug: "leak",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::PoolLeak,
+        text: "every pool block is freed",
+        racy: false,
+    },
+    Twin {
+        bug: "double-release",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::OverRelease,
+        text: "FltReleaseFileNameInformation",
+        racy: false,
+    },
+    Twin {
+        bug: "port-not-closed",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::PortNotClosed,
+        text: "client port not closed by the disconnect callback",
+        racy: false,
+    },
+    Twin {
+        bug: "unload-no-wait",
+        scenario: Scenario::UnloadRace,
+        // The twin's unload does not wait: run while DriverEntry is still in FltStartFiltering,
+        // it finds no completed entry and returns success with the filter registered (the
+        // unload contract check); run in the instant between entry completion and return, it
+        // tears down early (the UnloadRace check, see `has`).
+        kind: ViolationKind::CallbackContract,
+        text: "filter still registered",
+        racy: true,
+    },
+    Twin {
+        bug: "uninit-send",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::UninitializedBytes,
+        text: "RULES.md 11",
+        racy: false,
+    },
+    Twin {
+        bug: "wrong-irql",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::Irql,
+        text: "FltGetFileNameInformation",
+        racy: false,
+    },
+    Twin {
+        bug: "leave-registered",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::ResourceLeak,
+        text: "still registered",
+        racy: false,
+    },
+    Twin {
+        bug: "thread-running",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::ThreadStillRunning,
+        text: "still running",
+        racy: true,
+    },
+    Twin {
+        bug: "irql-not-restored",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::CallbackContract,
+        text: "PreCleanup",
+        racy: false,
+    },
+    Twin {
+        bug: "bad-preop-status",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::CallbackStatus,
+        text: "0x2a",
+        racy: false,
+    },
+    Twin {
+        bug: "send-infinite",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::Policy,
+        text: "RULES.md 7: a send waits only with a finite timeout",
+        racy: false,
+    },
+    Twin {
+        bug: "context-leak",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::ReferenceLeak,
+        text: "stream-handle context",
+        racy: false,
+    },
+    Twin {
+        bug: "no-seh",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::Fault,
+        text: "MessageNotify",
+        racy: false,
+    },
+];
+
+fn ping() -> Vec<u8> {
+    let mut buf = vec![0u8; Ping::LEN];
+    Ping { nonce: 1 }.emit(&mut buf).unwrap();
+    buf
+}
+
+/// Runs `scenario` on `image` and returns the report (whatever broke).
+fn run(image: &Path, scenario: Scenario) -> Report {
+    let mut cfg = SimConfig {
+        race_unload_on_register: (scenario == Scenario::UnloadRace)
+            .then_some(UnloadKind::Mandatory),
+        // A thread still running when unload returns is reported at once, not forgiven for
+        // finishing soon after.
+        thread_exit_timeout: Duration::ZERO,
+        // A small ring keeps hundreds of runs' special pool small.
+        ..config(&[("RingBytes", RegistryValue::Dword(64 * 1024))])
+    };
+    if scenario == Scenario::UnloadRace {
+        // Many volumes: FltStartFiltering's InstanceSetup calls keep DriverEntry busy after
+        // FltRegisterFilter, widening the window the racing unload lands in.
+        for i in 0..48 {
+            cfg.io.volumes.push((
+                VolumeKind::Fat,
+                format!(r"\Device\HarddiskVolume{}", 10 + i),
+            ));
+        }
+    }
+    let sim = Sim::new(cfg);
+    let mut driver = sim.load(image).expect("the image loads");
+    if driver.entry_status() != Some(0) {
+        return driver.finish();
+    }
+    if scenario == Scenario::Workload {
+        let service = Service::allowing(&driver);
+        let io = driver.io(requestor(1, 1));
+        let ntfs = driver.volume(NTFS).expect("mounted");
+        let f = io
+            .create(ntfs, r"\twin.txt", FILE_CREATE, 0, GENERIC_WRITE)
+            .expect("create");
+        assert_eq!(io.write(&f, 0, b"first"), STATUS_SUCCESS);
+        assert_eq!(io.write(&f, 5, b"second"), STATUS_SUCCESS);
+        let _ = io.rename(&f, "renamed.txt", false);
+        let _ = io.cleanup(&f);
+        io.close(f);
+        // The batch reaches the service (the message scan and the send checks see it).
+        let _ = service.wait_for(|log| log.events.len() >= 4);
+        // Commands: good input, then a bad user pointer (a status, never a fault).
+        if let Ok(good) = service.port.send_command(&ping(), Pong::LEN) {
+            assert_eq!(good.status, STATUS_SUCCESS);
+        }
+        let bad = service.port.send_command_raw(&RawCommand {
+            input_pointer: UserPointer::Unmapped,
+            ..RawCommand::new(&ping(), Pong::LEN)
+        });
+        assert!(
+            !matches!(bad, Ok(ref r) if r.status == STATUS_SUCCESS),
+            "a bad pointer never succeeds: {bad:?}"
+        );
+        if !matches!(bad, Err(PortError::DriverCrashed)) {
+            drop(service);
+        }
+    }
+    if driver.is_loaded() {
+        let _ = driver.unload(UnloadKind::Mandatory);
+    }
+    driver.finish()
+}
+
+fn has(report: &Report, kind: ViolationKind, text: &str) -> bool {
+    let found = |kind: ViolationKind, text: &str| {
+        report
+            .violations
+            .iter()
+            .any(|v| v.kind == kind && (v.message.contains(text) || v.rule.contains(text)))
+    };
+    found(kind, text)
+        || (kind == ViolationKind::CallbackContract
+            && found(
+                ViolationKind::UnloadRace,
+                "while DriverEntry was still running",
+            ))
+}
+
+#[test]
+fn every_twin_is_caught_by_its_check_and_production_by_none() {
+    let production = driver::image();
+    for scenario in [Scenario::Workload, Scenario::UnloadRace] {
+        // As many runs as a racy twin gets: production must be clean in every one.
+        for _ in 0..RACE_ATTEMPTS {
+            let report = run(&production, scenario);
+            assert!(
+                report.is_clean(),
+                "production, {scenario:?}: {}",
+                report.summary()
+            );
+        }
+    }
+    let mut table = Vec::new();
+    let mut missed = Vec::new();
+    for twin in &TWINS {
+        let image = driver::build(&xtask::Variant::twin(twin.bug));
+        let attempts = if twin.racy { RACE_ATTEMPTS } else { 1 };
+        let mut report = run(&image, twin.scenario);
+        let mut runs = 1;
+        while !has(&report, twin.kind, twin.text) && runs < attempts {
+            report = run(&image, twin.scenario);
+            runs += 1;
+        }
+        let caught = has(&report, twin.kind, twin.text);
+        let kinds: Vec<ViolationKind> = report.violations.iter().map(|v| v.kind).collect();
+        table.push(format!(
+            "twin-{:<18} {:<11?} {:<17?} {} (run {runs}; reported {kinds:?})",
+            twin.bug,
+            twin.scenario,
+            twin.kind,
+            if caught { "caught" } else { "MISSED" }
+        ));
+        if !caught {
+            missed.push(format!("twin-{}: {}", twin.bug, report.summary()));
+        }
+    }
+    println!("{}", table.join("\n"));
+    assert!(missed.is_empty(), "{}", missed.join("\n\n"));
+    // Every twin feature of Cargo.toml is in the table.
+    let manifest = std::fs::read_to_string(xtask::workspace_root().join("Cargo.toml")).unwrap();
+    let features: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("twin-"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut listed: Vec<&str> = TWINS.iter().map(|t| t.bug).collect();
+    let mut features = features;
+    features.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(features, listed, "the table covers every twin feature");
+}
