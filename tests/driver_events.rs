@@ -92,7 +92,11 @@ fn assert_events(events: &[Event], expected: &[Event]) {
 }
 
 /// The whole repertoire on one volume: returns the events it must produce, in order.
-#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
+#[expect(
+    clippy::too_many_lines,
+    clippy::many_single_char_names,
+    reason = "one scenario, read top to bottom; one letter per open handle"
+)]
 fn repertoire(
     driver: &vigil_kernel_sim::Driver,
     device: &str,
@@ -473,7 +477,7 @@ fn a_failed_normalized_query_falls_back_to_the_opened_name() {
 }
 
 /// Both name queries of the post-create fail (normalized by the knob, opened by an injected
-/// failure): the event still goes out, without a path, flagged NAME_UNAVAILABLE, and counted.
+/// failure): the event still goes out, without a path, flagged `NAME_UNAVAILABLE`, and counted.
 #[test]
 fn a_failed_name_query_reports_name_unavailable_and_counts() {
     let run = |n: Option<u64>| {

@@ -134,7 +134,7 @@ pub struct Event {
 
 /// One verdict request as the service decodes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
+pub struct VerdictAsked {
     pub request_id: u64,
     pub operation: VerdictOperation,
     pub flags: EventFlags,
@@ -160,12 +160,12 @@ pub struct Log {
     pub events: Vec<Event>,
     /// Each batch's header sequence and record count.
     pub batches: Vec<(u64, usize)>,
-    pub requests: Vec<Request>,
+    pub requests: Vec<VerdictAsked>,
     /// Messages that did not decode (must stay empty).
     pub malformed: Vec<String>,
 }
 
-type Policy = dyn Fn(&Request) -> Answer + Send + Sync;
+type Policy = dyn Fn(&VerdictAsked) -> Answer + Send + Sync;
 
 /// A client on `\VigilPort` with a reader thread, as the real service has.
 pub struct Service {
@@ -182,7 +182,7 @@ impl Service {
     /// Connects as [`SERVICE_PID`] and starts reading; verdict requests get `policy`'s answer.
     pub fn connect(
         driver: &Driver,
-        policy: impl Fn(&Request) -> Answer + Send + Sync + 'static,
+        policy: impl Fn(&VerdictAsked) -> Answer + Send + Sync + 'static,
     ) -> Self {
         Self::connect_as(driver, u64::from(SERVICE_PID), policy)
     }
@@ -191,7 +191,7 @@ impl Service {
     pub fn connect_as(
         driver: &Driver,
         pid: u64,
-        policy: impl Fn(&Request) -> Answer + Send + Sync + 'static,
+        policy: impl Fn(&VerdictAsked) -> Answer + Send + Sync + 'static,
     ) -> Self {
         let port = Arc::new(
             driver
@@ -252,7 +252,7 @@ impl Service {
         self.log.lock().unwrap().events.clone()
     }
 
-    pub fn requests(&self) -> Vec<Request> {
+    pub fn requests(&self) -> Vec<VerdictAsked> {
         self.log.lock().unwrap().requests.clone()
     }
 
@@ -363,7 +363,7 @@ fn read_until_stopped(port: &PortConnection, log: &Mutex<Log>, stop: &AtomicBool
                 log.events.extend(events);
             }
             Ok(Message::VerdictRequest(request)) => {
-                let request = Request {
+                let request = VerdictAsked {
                     request_id: request.request_id(),
                     operation: request.operation(),
                     flags: request.flags(),
