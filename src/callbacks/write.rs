@@ -52,8 +52,10 @@ pub unsafe extern "win64" fn pre_write(
         Ok(MarkOutcome::FirstWrite) => {}
         Ok(MarkOutcome::AlreadyWritten) => return FLT_PREOP_SUCCESS_NO_CALLBACK,
         Err(_) => {
-            // No context, no way to report this handle's writes once: count the loss.
+            // No context, no way to report this handle's writes once: the first-write event is
+            // generated and dropped for want of memory, so generated = delivered + dropped holds.
             bump(&globals.counters.allocation_failures);
+            bump(&globals.counters.events_generated);
             bump(&globals.counters.dropped_no_memory);
             return FLT_PREOP_SUCCESS_NO_CALLBACK;
         }
