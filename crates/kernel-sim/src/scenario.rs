@@ -779,7 +779,7 @@ pub fn sweep_scenario(
     image: &Path,
     config: &ScenarioConfig,
     max_runs: u64,
-    mut progress: impl FnMut(&SweepRun),
+    progress: impl FnMut(&SweepRun),
 ) -> Result<SweepReport, LoadError> {
     let image = Image::read(image)?;
     let mut single = config.clone();
@@ -790,32 +790,13 @@ pub fn sweep_scenario(
     single.race_every = 0;
     single.random_failures = None;
     single.unload = UnloadPlan::Mandatory;
-    let mut runs = Vec::new();
-    for n in 1..=max_runs {
+    crate::sweep::sweep_runs(max_runs, progress, |n| {
         single.base.faults.fail_nth = Some(n);
         single.base.faults.random = None;
         let mut summary = ScenarioSummary::default();
         // Cycle 2: even, so the client disconnects before the unload (fully sequential).
-        let report = run_cycle(&image, &single, 2, &mut summary)?;
-        let run = SweepRun {
-            n,
-            injected: report.injected.first().cloned(),
-            entry_status: report.entry_status.clone(),
-            unload: report.unload.clone(),
-            violations: report.violations.clone(),
-        };
-        progress(&run);
-        let done = run.injected.is_none();
-        runs.push(run);
-        if done {
-            return Ok(SweepReport {
-                runs,
-                depth: report.failable_calls,
-            });
-        }
-    }
-    let depth = runs.len() as u64;
-    Ok(SweepReport { runs, depth })
+        run_cycle(&image, &single, 2, &mut summary)
+    })
 }
 
 // ----- benchmark ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::LoadError;
-use crate::report::{InjectedFault, Violation};
+use crate::report::{InjectedFault, Report, Violation};
 use crate::sim::{Sim, SimConfig, UnloadKind};
 
 /// One run of the sweep.
@@ -59,10 +59,9 @@ pub fn sweep(
     image: &Path,
     base: &SimConfig,
     max_runs: u64,
-    mut progress: impl FnMut(&SweepRun),
+    progress: impl FnMut(&SweepRun),
 ) -> Result<SweepReport, LoadError> {
-    let mut runs = Vec::new();
-    for n in 1..=max_runs {
+    sweep_runs(max_runs, progress, |n| {
         let mut config = base.clone();
         config.faults.fail_nth = Some(n);
         config.faults.random = None;
@@ -71,7 +70,22 @@ pub fn sweep(
         if driver.is_loaded() {
             let _ = driver.unload(UnloadKind::Mandatory);
         }
-        let report = driver.finish();
+        Ok(driver.finish())
+    })
+}
+
+/// The sweep's loop, shared by every kind of sweep: `run_nth(n)` runs once with the N-th
+/// failable call failed and returns its report; the sweep stops at the first run whose
+/// injection was never reached (its depth is that run's failable-call count), or after
+/// `max_runs` (depth = runs made).
+pub(crate) fn sweep_runs<E>(
+    max_runs: u64,
+    mut progress: impl FnMut(&SweepRun),
+    mut run_nth: impl FnMut(u64) -> Result<Report, E>,
+) -> Result<SweepReport, E> {
+    let mut runs = Vec::new();
+    for n in 1..=max_runs {
+        let report = run_nth(n)?;
         let run = SweepRun {
             n,
             injected: report.injected.first().cloned(),
