@@ -70,6 +70,21 @@ pub fn check(status: NTSTATUS) -> Result<NTSTATUS> {
     NtStatus::from_failure(status).map_or(Ok(status), Err)
 }
 
+/// Turns a kernel wait's status into how the wait ended: `STATUS_SUCCESS` is signalled,
+/// `STATUS_TIMEOUT` (a success code, rule 7) timed out.
+///
+/// # Errors
+///
+/// A failure status as itself; any other success code (a kernel-mode, non-alertable wait on one
+/// object returns neither) as `STATUS_UNSUCCESSFUL`, never as a signal.
+pub fn wait_outcome(status: NTSTATUS) -> Result<vigil_core::WaitOutcome> {
+    match check(status)? {
+        STATUS_SUCCESS => Ok(vigil_core::WaitOutcome::Signalled),
+        vigil_sys::STATUS_TIMEOUT => Ok(vigil_core::WaitOutcome::TimedOut),
+        _ => Err(NtStatus::UNSUCCESSFUL),
+    }
+}
+
 /// Runs `body` and turns its result into the `NTSTATUS` an `extern "win64"` callback returns.
 pub fn status_of(body: impl FnOnce() -> Result) -> NTSTATUS {
     match body() {
@@ -87,6 +102,21 @@ mod tests {
     fn timeout_is_not_a_failure() {
         assert_eq!(NtStatus::from_failure(STATUS_TIMEOUT), None);
         assert_eq!(check(STATUS_TIMEOUT), Ok(STATUS_TIMEOUT));
+    }
+
+    #[test]
+    fn waits_tell_timeout_from_signal() {
+        use vigil_core::WaitOutcome;
+        assert_eq!(wait_outcome(STATUS_SUCCESS), Ok(WaitOutcome::Signalled));
+        assert_eq!(wait_outcome(STATUS_TIMEOUT), Ok(WaitOutcome::TimedOut));
+        assert_eq!(
+            wait_outcome(vigil_sys::STATUS_ALERTED),
+            Err(NtStatus::UNSUCCESSFUL)
+        );
+        assert_eq!(
+            wait_outcome(STATUS_ACCESS_DENIED).map_err(NtStatus::code),
+            Err(STATUS_ACCESS_DENIED)
+        );
     }
 
     #[test]

@@ -5,12 +5,12 @@ use core::cell::UnsafeCell;
 
 use vigil_sys::{
     Executive, FALSE, KEVENT, KeClearEvent, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject,
-    KernelMode, NotificationEvent, STATUS_SUCCESS, STATUS_TIMEOUT,
+    KernelMode, NotificationEvent,
 };
 
 use vigil_core::{Timeout, WaitOutcome};
 
-use crate::error::{NtStatus, check};
+use crate::error::{NtStatus, wait_outcome};
 
 /// A notification event.
 ///
@@ -67,10 +67,6 @@ impl KernelEvent {
                 &raw mut interval,
             )
         };
-        match check(status)? {
-            STATUS_SUCCESS => Ok(WaitOutcome::Signalled),
-            STATUS_TIMEOUT => Ok(WaitOutcome::TimedOut),
-            _ => Err(NtStatus::UNSUCCESSFUL),
-        }
+        wait_outcome(status)
     }
 }

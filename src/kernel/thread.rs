@@ -14,10 +14,10 @@ use vigil_core::{Timeout, WaitOutcome};
 use vigil_sys::{
     Executive, FALSE, HANDLE, KeWaitForSingleObject, KernelMode, NTSTATUS, OBJ_KERNEL_HANDLE,
     ObReferenceObjectByHandle, ObfDereferenceObject, PsCreateSystemThread, PsThreadType,
-    STATUS_SUCCESS, STATUS_TIMEOUT, SYNCHRONIZE, THREAD_ALL_ACCESS, ZwClose, ZwWaitForSingleObject,
+    SYNCHRONIZE, THREAD_ALL_ACCESS, ZwClose, ZwWaitForSingleObject,
 };
 
-use crate::error::{NtStatus, Result, check};
+use crate::error::{NtStatus, Result, check, wait_outcome};
 
 /// How the thread is held.
 enum Waitable {
@@ -104,11 +104,7 @@ impl SystemThread {
                 ZwWaitForSingleObject(handle, FALSE, &raw mut interval)
             },
         };
-        match check(status)? {
-            STATUS_SUCCESS => Ok(WaitOutcome::Signalled),
-            STATUS_TIMEOUT => Ok(WaitOutcome::TimedOut),
-            _ => Err(NtStatus::UNSUCCESSFUL),
-        }
+        wait_outcome(status)
     }
 }
 
