@@ -198,6 +198,16 @@ pub fn lint_driver_image(image: &[u8]) -> Vec<Finding> {
     findings
 }
 
+/// The import table of an image's bytes: each module with the routines imported from it.
+///
+/// # Errors
+///
+/// The bytes are not a PE32+ image, or its import table cannot be read.
+pub fn imports_of(image: &[u8]) -> Result<Vec<(String, Vec<String>)>, String> {
+    let file = PeFile64::parse(image).map_err(|e| e.to_string())?;
+    read_imports(&file, image)
+}
+
 /// The RVA of the `DriverEntry` export, if the image has one.
 pub fn driver_entry_rva(image: &[u8]) -> Option<u32> {
     let file = PeFile64::parse(image).ok()?;

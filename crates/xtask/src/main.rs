@@ -90,19 +90,10 @@ fn imports() -> Result<(), String> {
     let image = build_driver(&Variant::production()).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&image).map_err(|e| format!("{}: {e}", image.display()))?;
     println!("{} ({} bytes)", image.display(), bytes.len());
-    let output = Command::new("llvm-readobj")
-        .args(["--coff-imports"])
-        .arg(&image)
-        .current_dir(workspace_root())
-        .output()
-        .map_err(|e| format!("llvm-readobj (package llvm): {e}"))?;
-    let listing = String::from_utf8_lossy(&output.stdout);
-    for line in listing.lines() {
-        let line = line.trim();
-        if let Some(module) = line.strip_prefix("Name: ") {
-            println!("{module}");
-        } else if let Some(symbol) = line.strip_prefix("Symbol: ") {
-            println!("    {}", symbol.trim_end_matches(" (0)"));
+    for (module, routines) in xtask::lint::imports_of(&bytes)? {
+        println!("{module}");
+        for routine in routines {
+            println!("    {routine}");
         }
     }
     Ok(())
