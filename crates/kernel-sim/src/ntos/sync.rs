@@ -1,8 +1,10 @@
 //! Spin locks and critical regions: `KeAcquireSpinLockRaiseToDpc`, `KeReleaseSpinLock`,
 //! `KeEnterCriticalRegion`, `KeLeaveCriticalRegion`.
 //!
-//! A spin lock is the driver's `KSPIN_LOCK` word: zero when free, the owner's emulated thread id
-//! while held, so a recursive acquisition (a deadlock on Windows) is named instead of hanging.
+//! A spin lock is the driver's `KSPIN_LOCK` word: zero when free, the owning OS thread's lock
+//! identity while held, so a recursive acquisition (a deadlock on Windows) is named instead of
+//! hanging. The identity is per real thread, not the emulated thread id: synthetic I/O lends its
+//! requestor's thread id to the callbacks it runs, and two real threads may carry the same one.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -11,9 +13,18 @@ use vigil_sys::{APC_LEVEL, DISPATCH_LEVEL, KIRQL, KSPIN_LOCK};
 
 use crate::exec::state::{self, Abandon};
 use crate::exec::switch::abandon_current_call;
-use crate::kernel::{IrqlRule, emulate, ensure_thread_id, irql_name};
+use crate::kernel::{IrqlRule, allocate_thread_id, emulate, irql_name};
 use crate::mem::guest;
 use crate::report::ViolationKind;
+
+/// This OS thread's spin-lock owner identity: unique among all threads of the process, fixed for
+/// the thread's life, never zero (the free value).
+fn lock_owner() -> usize {
+    thread_local! {
+        static OWNER: usize = allocate_thread_id();
+    }
+    OWNER.with(|owner| *owner)
+}
 
 /// `KeAcquireSpinLockRaiseToDpc`: IRQL <= DISPATCH_LEVEL; raises to DISPATCH_LEVEL and returns
 /// the previous IRQL.
@@ -31,7 +42,7 @@ pub(crate) extern "win64" fn ke_acquire_spin_lock_raise_to_dpc(lock: *mut KSPIN_
                 );
                 return previous;
             };
-            let me = ensure_thread_id();
+            let me = lock_owner();
             state::set_irql(DISPATCH_LEVEL);
             let give_up = Instant::now() + k.config.hang_timeout;
             loop {
@@ -68,7 +79,7 @@ pub(crate) extern "win64" fn ke_release_spin_lock(lock: *mut KSPIN_LOCK, new_irq
         "KeReleaseSpinLock",
         IrqlRule::Exactly(DISPATCH_LEVEL),
         |k| {
-            let me = ensure_thread_id();
+            let me = lock_owner();
             match guest::atomic_usize(lock) {
                 None => k.violation(
                     ViolationKind::Parameter,
