@@ -92,8 +92,9 @@
 //! * **Fault injection** ([`faults`]): failable routines count their calls; the N-th (or a
 //!   seeded random subset) fails with the routine's documented failure. [`sweep()`] runs every N.
 //! * **Scenarios**: [`SimConfig::race_unload_on_register`] calls FilterUnload on another
-//!   thread the moment `FltRegisterFilter` returns; teardown calls it makes before DriverEntry
-//!   has returned are violations. [`scenario`] runs many load/unload cycles, each with
+//!   thread the moment `FltRegisterFilter` returns, and holds DriverEntry until that unload has
+//!   returned or blocks in a wait (the worst interleaving, deterministically); teardown calls it
+//!   makes before DriverEntry has returned are violations. [`scenario`] runs many load/unload cycles, each with
 //!   volumes, I/O from several threads and requestors, a port client that drains messages,
 //!   sends commands, churns (disconnect/reconnect during I/O) and vanishes with sends pending,
 //!   mandatory and optional unloads, unload races and seeded random failures, and sums them up

@@ -90,7 +90,9 @@ pub struct SimConfig {
     /// Fault injection.
     pub faults: FaultPlan,
     /// Call FilterUnload on another thread the moment `FltRegisterFilter` returns, while
-    /// DriverEntry continues (the field crash of RULES.md rule 1).
+    /// DriverEntry continues (the field crash of RULES.md rule 1). DriverEntry resumes only once
+    /// that unload has returned or is blocked in a wait, so the worst interleaving happens every
+    /// run, not when the scheduler allows.
     pub race_unload_on_register: Option<UnloadKind>,
     /// Size of each driver stack (kernel-sim's own emulation frames run on it too).
     pub stack_size: usize,
@@ -98,6 +100,11 @@ pub struct SimConfig {
     pub stack_poison_len: usize,
     /// How long to wait for driver threads to finish once the driver is gone.
     pub thread_exit_timeout: Duration,
+    /// How long after its start routine ends a system thread's object becomes signalled.
+    /// Windows bounds this by nothing, so a driver that does not wait on the thread object may
+    /// unload while its thread is still finishing; a latency makes that window certain in a
+    /// test instead of a matter of scheduling. Zero by default.
+    pub thread_exit_latency: Duration,
     /// Synthetic volumes and I/O options.
     pub io: crate::flt::io::IoConfig,
 }
@@ -115,6 +122,7 @@ impl Default for SimConfig {
             stack_size: 128 * 1024,
             stack_poison_len: 64 * 1024,
             thread_exit_timeout: Duration::from_secs(5),
+            thread_exit_latency: Duration::ZERO,
             io: crate::flt::io::IoConfig::default(),
         }
     }

@@ -80,6 +80,9 @@ pub(crate) struct Lifecycle {
     pub race_started: AtomicBool,
     /// The racing unload thread, if started.
     pub race: Mutex<Option<std::thread::JoinHandle<RawUnload>>>,
+    /// The racing unload thread has entered a wait (it is blocked, as a correct unload is until
+    /// DriverEntry completes).
+    pub race_waiting: AtomicBool,
 }
 
 /// What running the filter's unload callback produced.
@@ -534,6 +537,9 @@ impl Kernel {
         what: &str,
         mut ready: impl FnMut() -> bool,
     ) -> bool {
+        if state::with(|s| s.unload_thread.get()) {
+            self.lifecycle.race_waiting.store(true, Ordering::Release);
+        }
         let hang_limit = Instant::now() + self.config.hang_timeout;
         loop {
             // Test without the lock (see `Dispatcher`), then sleep only if nothing changed.
@@ -619,6 +625,17 @@ impl Kernel {
             .name("kernel-sim unload race".into())
             .spawn(move || kernel.run_unload_callback(kind))
             .expect("spawning the unload thread");
+        // The worst interleaving, every time: DriverEntry (this thread) goes on only once the
+        // unload has returned or is blocked waiting. An unload that does not wait for DriverEntry
+        // therefore always runs before DriverEntry completes, instead of only when the scheduler
+        // happens to allow it. Bounded by the hang limit, so nothing can deadlock here.
+        let limit = Instant::now() + self.config.hang_timeout;
+        while !handle.is_finished()
+            && !self.lifecycle.race_waiting.load(Ordering::Acquire)
+            && Instant::now() < limit
+        {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
         *lock(&self.lifecycle.race) = Some(handle);
     }
 }

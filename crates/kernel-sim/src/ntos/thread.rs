@@ -122,6 +122,10 @@ pub(crate) extern "win64" fn ps_create_system_thread(
                         // SAFETY: see above.
                         unsafe { start(context_address as PVOID) };
                     });
+                    let latency = kernel.config.thread_exit_latency;
+                    if !latency.is_zero() {
+                        std::thread::sleep(latency);
+                    }
                     runner.finished.store(true, Ordering::Release);
                     kernel.notify_waiters();
                 });
