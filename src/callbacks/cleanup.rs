@@ -20,7 +20,7 @@ pub unsafe extern "win64" fn pre_cleanup(
     let Some(Admitted {
         globals,
         mut operation,
-        ..
+        guard: _guard,
     }) = (unsafe { admit(data, objects) })
     else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;

@@ -27,7 +27,7 @@ pub unsafe extern "win64" fn pre_create(
     let Some(Admitted {
         globals,
         mut operation,
-        ..
+        guard: _guard,
     }) = (unsafe { admit(data, objects) })
     else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
@@ -90,7 +90,7 @@ pub unsafe extern "win64" fn post_create(
     let Some(Admitted {
         globals,
         mut operation,
-        ..
+        guard: _guard,
     }) = (unsafe { admit(data, objects) })
     else {
         return FLT_POSTOP_FINISHED_PROCESSING;

@@ -71,8 +71,10 @@ pub static OPERATIONS: StaticTable<[FLT_OPERATION_REGISTRATION; 5]> = StaticTabl
 pub struct Admitted<'a> {
     /// The driver's state.
     pub globals: &'static Globals,
-    /// The gate guard: held for as long as the callback touches the globals.
-    _guard: vigil_core::GateGuard<'static, crate::platform::KernelPlatform>,
+    /// The gate guard: held for as long as the callback touches the globals. Callers must bind
+    /// it for their whole body (`guard: _guard`): a field left to `..` in a `let` pattern is
+    /// dropped at the end of that statement, which would end the callback's admission at once.
+    pub guard: vigil_core::GateGuard<'static, crate::platform::KernelPlatform>,
     /// The operation.
     pub operation: Operation<'a>,
 }
@@ -97,7 +99,7 @@ pub unsafe fn admit<'a>(
     let operation = unsafe { Operation::from_callback(data, objects) }?;
     Some(Admitted {
         globals,
-        _guard: guard,
+        guard,
         operation,
     })
 }

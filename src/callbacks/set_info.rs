@@ -132,7 +132,7 @@ pub unsafe extern "win64" fn pre_set_information(
     let Some(Admitted {
         globals,
         mut operation,
-        ..
+        guard: _guard,
     }) = (unsafe { admit(data, objects) })
     else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
@@ -211,7 +211,7 @@ pub unsafe extern "win64" fn post_set_information(
     let Some(Admitted {
         globals,
         mut operation,
-        ..
+        guard: _guard,
     }) = (unsafe { admit(data, objects) })
     else {
         return FLT_POSTOP_FINISHED_PROCESSING;

@@ -23,7 +23,7 @@ pub unsafe extern "win64" fn pre_write(
     let Some(Admitted {
         globals,
         mut operation,
-        ..
+        guard: _guard,
     }) = (unsafe { admit(data, objects) })
     else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
