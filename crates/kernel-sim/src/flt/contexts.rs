@@ -105,55 +105,71 @@ fn describe(context_type: FLT_CONTEXT_TYPE, tag: u32, size: usize) -> String {
 
 /// Drops one reference; at zero calls the cleanup callback and frees the memory. Returns false
 /// (after reporting) when `context` has no reference left or is unknown.
-fn release(k: &Kernel, context: usize, who: &str) -> bool {
-    let gone = {
-        let mut flt = lock(&k.flt);
-        let table = &mut flt.io.contexts;
-        match table.live.get_mut(&context) {
-            Some(record) => {
-                record.references -= 1;
-                if record.references > 0 {
-                    return true;
-                }
-                let record = table.live.remove(&context).expect("present");
-                table.freed.insert(
-                    context,
-                    FreedContext {
-                        context_type: record.context_type,
-                        size: record.size,
-                        tag: record.tag,
-                    },
-                );
-                flt.io.stats.contexts_freed += 1;
-                Ok(record)
-            }
-            None => Err(table.freed.get(context).cloned()),
-        }
+/// Drops one reference of `context`, with the `flt` lock held by the caller: `Ok(Some(record))`
+/// when that was the last one (the context moves to `freed`; the caller frees it, cleanup callback
+/// included, after releasing the lock), `Ok(None)` while references remain, `Err` with what is
+/// known of an address that is no live context.
+///
+/// Callers that also change the context's attachment do both in one critical section: a context
+/// detached from its file but not yet released must never be visible (to the leak report at
+/// `FltUnregisterFilter`, for one) as a live context with a reference nobody holds.
+fn drop_reference_locked(
+    io: &mut super::io::IoState,
+    context: usize,
+) -> Result<Option<ContextRecord>, Option<FreedContext>> {
+    let table = &mut io.contexts;
+    let Some(record) = table.live.get_mut(&context) else {
+        return Err(table.freed.get(context).cloned());
     };
+    record.references -= 1;
+    if record.references > 0 {
+        return Ok(None);
+    }
+    let record = table.live.remove(&context).expect("present");
+    table.freed.insert(
+        context,
+        FreedContext {
+            context_type: record.context_type,
+            size: record.size,
+            tag: record.tag,
+        },
+    );
+    io.stats.contexts_freed += 1;
+    Ok(Some(record))
+}
+
+fn release(k: &Kernel, context: usize, who: &str) -> bool {
+    let gone = drop_reference_locked(&mut lock(&k.flt).io, context);
     match gone {
-        Ok(record) => {
+        Ok(None) => true,
+        Ok(Some(record)) => {
             free(k, context, &record);
             true
         }
-        Err(Some(freed)) => {
-            k.violation(
-                ViolationKind::OverRelease,
-                "RULES.md 19: a context is released exactly once per reference",
-                format!(
-                    "{who} of {} at {context:#x}, which has no reference left (already freed)",
-                    describe(freed.context_type, freed.tag, freed.size)
-                ),
-            );
+        Err(known) => {
+            report_bad_release(k, context, who, known);
             false
         }
-        Err(None) => {
-            k.violation(
-                ViolationKind::Parameter,
-                "FltReleaseContext: a context from FltAllocateContext",
-                format!("{context:#x} is not a context"),
-            );
-            false
-        }
+    }
+}
+
+/// The violation for releasing `context`, which is not live: already freed (`known`), or never a
+/// context.
+fn report_bad_release(k: &Kernel, context: usize, who: &str, known: Option<FreedContext>) {
+    match known {
+        Some(freed) => k.violation(
+            ViolationKind::OverRelease,
+            "RULES.md 19: a context is released exactly once per reference",
+            format!(
+                "{who} of {} at {context:#x}, which has no reference left (already freed)",
+                describe(freed.context_type, freed.tag, freed.size)
+            ),
+        ),
+        None => k.violation(
+            ViolationKind::Parameter,
+            "FltReleaseContext: a context from FltAllocateContext",
+            format!("{context:#x} is not a context"),
+        ),
     }
 }
 
@@ -530,20 +546,37 @@ pub(crate) extern "win64" fn flt_release_context(context: PFLT_CONTEXT) {
 pub(crate) fn release_file_contexts(k: &Kernel, file: usize) {
     let contexts: Vec<usize> = {
         let mut flt = lock(&k.flt);
-        let io = &mut flt.io;
-        let Some(record) = io.files.get_mut(&file) else {
+        let Some(record) = flt.io.files.get_mut(&file) else {
             return;
         };
-        let contexts: Vec<usize> = record.contexts.drain(..).map(|(_, c)| c).collect();
-        for c in &contexts {
-            if let Some(c) = io.contexts.live.get_mut(c) {
+        record.contexts.drain(..).map(|(_, c)| c).collect()
+    };
+    detach_and_release(k, &contexts, "close of the file object");
+}
+
+/// Detaches `contexts` from their file objects and drops the references those held, in one
+/// critical section (see [`drop_reference_locked`]); frees the ones that reached zero after it.
+fn detach_and_release(k: &Kernel, contexts: &[usize], who: &str) {
+    let mut to_free = Vec::new();
+    let mut unknown = Vec::new();
+    {
+        let mut flt = lock(&k.flt);
+        for &context in contexts {
+            if let Some(c) = flt.io.contexts.live.get_mut(&context) {
                 c.attached = None;
             }
+            match drop_reference_locked(&mut flt.io, context) {
+                Ok(Some(record)) => to_free.push((context, record)),
+                Ok(None) => {}
+                Err(known) => unknown.push((context, known)),
+            }
         }
-        contexts
-    };
-    for context in contexts {
-        release(k, context, "close of the file object");
+    }
+    for (context, record) in to_free {
+        free(k, context, &record);
+    }
+    for (context, known) in unknown {
+        report_bad_release(k, context, who, known);
     }
 }
 
@@ -562,16 +595,9 @@ pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
                 i != instance
             });
         }
-        for c in &contexts {
-            if let Some(c) = io.contexts.live.get_mut(c) {
-                c.attached = None;
-            }
-        }
         contexts
     };
-    for context in contexts {
-        release(k, context, "instance teardown");
-    }
+    detach_and_release(k, &contexts, "instance teardown");
 }
 
 /// Reports contexts the driver still references (at `FltUnregisterFilter`) and frees them.
