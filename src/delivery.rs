@@ -46,31 +46,43 @@ fn deliver_until_stopped(globals: &Globals, consumer: &mut RingConsumer<'_, Kern
             break;
         }
         delivery.pending.store(0, Ordering::Relaxed);
-        // Keep sending while whole batches come out and a client takes them.
-        while globals.slot.is_connected() && send_one_batch(globals, consumer) {}
+        // Each wake-up sends what is there; it keeps going only while a backlog remains (the last
+        // batch held at least `batch_size` records) and a client takes them. A short batch ends
+        // the round: the records that arrive meanwhile wait for the next batch-size wake-up or
+        // the flush interval, rather than going out a few at a time, one round trip each.
+        // At least 1, or an empty drain (0 records) would never end the round.
+        let batch_size = usize::try_from(globals.settings.batch_size.load(Ordering::Relaxed))
+            .unwrap_or(1)
+            .max(1);
+        while globals.slot.is_connected() && send_one_batch(globals, consumer) >= batch_size {}
     }
 }
 
-/// Drains one batch and sends it; `false` when there was nothing to send or the send failed.
-fn send_one_batch(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatform>) -> bool {
+/// Drains one batch and sends it; returns how many records it delivered (0 when there was
+/// nothing to send or the send failed).
+fn send_one_batch(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatform>) -> usize {
     // SAFETY: only this thread touches the batch buffer (Delivery invariant).
     let batch = unsafe { &mut *globals.delivery.batch.get() };
     let buffer = batch.as_mut_slice();
     let Some(records_area) = buffer.get_mut(BATCH_HEADER_LEN..) else {
-        return false;
+        return 0;
     };
     let drained = consumer.drain(records_area);
     if drained.records == 0 {
-        return false;
+        return 0;
     }
     let records = drained.records as u64;
     if EventBatch::emit_header(buffer, drained.first_seq, drained.records, drained.bytes).is_err() {
         // Cannot happen for records the ring accepted (each fits a message); counted, not hidden.
         add(&globals.counters.dropped_too_large, records);
-        return false;
+        return 0;
     }
     if cfg!(feature = "bench-message-per-event") {
-        return send_one_message_per_event(globals, buffer, drained.bytes);
+        return if send_one_message_per_event(globals, buffer, drained.bytes) {
+            drained.records
+        } else {
+            0
+        };
     }
     // `twin-uninit-send` sends 64 bytes past the batch: stale pool bytes reach user mode.
     let extra = if cfg!(feature = "twin-uninit-send") {
@@ -79,13 +91,17 @@ fn send_one_batch(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatf
         0
     };
     let Some(message) = buffer.get_mut(..BATCH_HEADER_LEN + drained.bytes + extra) else {
-        return false;
+        return 0;
     };
     let outcome = globals.slot.send(
         timeout_ms(&globals.settings.send_timeout_ms),
         |port, timeout| send_message(globals.filter_handle(), port, message, None, timeout),
     );
-    account(globals, outcome, records)
+    if account(globals, outcome, records) {
+        drained.records
+    } else {
+        0
+    }
 }
 
 /// Counts a batch's outcome; `true` when it was delivered.
