@@ -49,7 +49,10 @@
 //! * **Pool** (`mem::pool`): special pool. Each block on its own pages against a `PROT_NONE`
 //!   guard, 16-byte aligned, slack checked at free, zeroed or poisoned (`0xA5`) per
 //!   `POOL_FLAG_UNINITIALIZED`; freed pages `PROT_NONE` and quarantined; double frees, wrong
-//!   tags, bad frees and leaks (by tag, at the end of the run) reported.
+//!   tags, bad frees and leaks (by tag, at the end of the run) reported. `PoolKind::Standard`
+//!   (in [`SimConfig::for_measurement`], with stack poisoning off) takes blocks from the host
+//!   heap between checked slack instead: no guard page or quarantine, everything else kept, so
+//!   a benchmark measures the driver rather than `mmap`.
 //! * **Objects** (`kernel::objects`, `ntos`): `DRIVER_OBJECT` and registry path, device objects
 //!   (`DO_DEVICE_INITIALIZING` cleared after DriverEntry returns), KEVENTs in the driver's own
 //!   memory, waits with the kernel's timeout semantics, spin locks, critical regions, system
@@ -132,7 +135,7 @@ pub use flt::io::{FileHandle, Io, IoConfig, Requestor, WriteOptions};
 pub use flt::ports::POISON_RUN;
 pub use flt::volumes::{VolumeId, VolumeKind};
 pub use loader::LoadError;
-pub use mem::pool::{POOL_POISON, SLACK_FILL};
+pub use mem::pool::{POOL_POISON, PoolKind, SLACK_FILL};
 pub use report::{IoStats, Report, Violation, ViolationKind};
 pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
 pub use sim::{Driver, RegistryValue, Sim, SimConfig, UnloadError, UnloadKind, UnloadOutcome};

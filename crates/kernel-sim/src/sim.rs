@@ -98,6 +98,8 @@ pub struct SimConfig {
     pub stack_size: usize,
     /// How many bytes at the top of the driver stack are poisoned before each call.
     pub stack_poison_len: usize,
+    /// Where pool blocks come from (special pool by default).
+    pub pool: crate::mem::pool::PoolKind,
     /// How long to wait for driver threads to finish once the driver is gone.
     pub thread_exit_timeout: Duration,
     /// How long after its start routine ends a system thread's object becomes signalled.
@@ -121,6 +123,7 @@ impl Default for SimConfig {
             race_unload_on_register: None,
             stack_size: 128 * 1024,
             stack_poison_len: 64 * 1024,
+            pool: crate::mem::pool::PoolKind::Special,
             thread_exit_timeout: Duration::from_secs(5),
             thread_exit_latency: Duration::ZERO,
             io: crate::flt::io::IoConfig::default(),
@@ -129,6 +132,18 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
+    /// The configuration for measuring a driver's own cost: the standard pool instead of the
+    /// special pool and no stack poisoning, as on a machine without those Verifier options.
+    /// Every other check (IRQL, leaks, references, contexts, ports, lifecycle) stays on.
+    #[must_use]
+    pub fn for_measurement() -> Self {
+        Self {
+            pool: crate::mem::pool::PoolKind::Standard,
+            stack_poison_len: 0,
+            ..Self::default()
+        }
+    }
+
     /// `\REGISTRY\MACHINE\SYSTEM\CurrentControlSet\Services\<service>`.
     pub fn service_key_path(&self) -> String {
         format!(

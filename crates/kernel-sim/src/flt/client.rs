@@ -670,26 +670,30 @@ impl PortConnection {
                 return false;
             };
             let len = message.bytes.len();
-            let Some(dst) = buf.get_mut(..len) else {
+            if len > buf.len() {
                 result = Some(Err(PortError::MessageTooLarge { len }));
                 return true;
-            };
-            dst.copy_from_slice(&message.bytes);
+            }
             message.state = if message.reply_capacity.is_some() {
                 MessageState::AwaitingReply
             } else {
                 MessageState::Delivered
             };
-            result = Some(Ok(ReceivedMessage {
-                message_id: id,
-                reply_len: message.reply_capacity.unwrap_or(0),
-                len,
-            }));
+            // The bytes are copied out once the lock is dropped: the I/O path needs it.
+            result = Some(Ok((
+                ReceivedMessage {
+                    message_id: id,
+                    reply_len: message.reply_capacity.unwrap_or(0),
+                    len,
+                },
+                std::mem::take(&mut message.bytes),
+            )));
             true
         });
         match result {
-            Some(Ok(message)) => {
+            Some(Ok((message, bytes))) => {
                 k.notify_waiters();
+                buf[..bytes.len()].copy_from_slice(&bytes);
                 Ok(message)
             }
             Some(Err(e)) => Err(e),

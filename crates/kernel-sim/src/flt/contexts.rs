@@ -16,7 +16,8 @@
 //! below zero (reported with type, tag and size), and contexts the driver still references when
 //! the filter unregisters (a leak; FltMgr would wait for them forever).
 
-use std::collections::HashMap;
+// Fx hashing: looked up on every context call; keys are addresses.
+use rustc_hash::FxHashMap as HashMap;
 
 use vigil_sys::{
     APC_LEVEL, DISPATCH_LEVEL, FILE_OBJECT, FLT_CONTEXT_TYPE, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
@@ -76,7 +77,7 @@ pub(crate) struct ContextTable {
 impl Default for ContextTable {
     fn default() -> Self {
         Self {
-            live: HashMap::new(),
+            live: HashMap::default(),
             freed: Retired::new(RETIRED_CONTEXTS),
         }
     }

@@ -11,7 +11,10 @@
 //! Left out: file contents (only the size is kept), share access, attributes, security,
 //! streams, short names, reparse points, oplocks.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+// Fx hashing: these tables are looked up on every emulated I/O, and their keys are not attacker-chosen.
+use rustc_hash::FxHashMap as HashMap;
 
 use vigil_sys::{
     FILE_CREATE, FILE_CREATED, FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FILE_DISPOSITION_DELETE,
@@ -153,9 +156,9 @@ impl FileSystem {
     /// them (NTFS and ReFS... ReFS only from Windows 11, kept simple: NTFS-like volumes).
     pub(crate) fn new(hard_links: bool) -> Self {
         let mut fs = Self {
-            entries: HashMap::new(),
-            nodes: HashMap::new(),
-            opens: HashMap::new(),
+            entries: HashMap::default(),
+            nodes: HashMap::default(),
+            opens: HashMap::default(),
             next_node: 1,
             next_handle: 1,
             hard_links,

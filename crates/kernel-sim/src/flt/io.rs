@@ -24,7 +24,10 @@
 //! I/O, `IRP_MJ_*` codes other than create/write/set-information/cleanup/close, `ParentOfTarget`
 //! (NULL), MDLs, transactions.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Fx hashing: these tables are looked up on every emulated I/O, and their keys are not attacker-chosen.
+use rustc_hash::FxHashMap as HashMap;
 use std::mem::offset_of;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -1088,32 +1091,34 @@ pub(crate) extern "win64" fn flt_get_requestor_process_id(data: *mut FLT_CALLBAC
 
 /// Bounded FIFO of retired records, so that a stale pointer is recognized for a while and its
 /// memory is not reused meanwhile.
+///
+/// A plain queue: retiring (every release) is O(1) with no hashing, and only a misuse (a stale
+/// release, a double free) searches it.
 pub(crate) struct Retired<T> {
-    entries: HashMap<usize, T>,
-    order: VecDeque<usize>,
+    entries: VecDeque<(usize, T)>,
     capacity: usize,
 }
 
 impl<T> Retired<T> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            entries: HashMap::new(),
-            order: VecDeque::new(),
+            entries: VecDeque::new(),
             capacity,
         }
     }
 
     pub(crate) fn insert(&mut self, address: usize, value: T) {
-        if self.order.len() >= self.capacity
-            && let Some(old) = self.order.pop_front()
-        {
-            self.entries.remove(&old);
+        if self.entries.len() >= self.capacity {
+            self.entries.pop_front();
         }
-        self.order.push_back(address);
-        self.entries.insert(address, value);
+        self.entries.push_back((address, value));
     }
 
+    /// The latest record retired at `address` (an address may be reused and retired again).
     pub(crate) fn get(&self, address: usize) -> Option<&T> {
-        self.entries.get(&address)
+        self.entries
+            .iter()
+            .rev()
+            .find_map(|(at, value)| (*at == address).then_some(value))
     }
 }

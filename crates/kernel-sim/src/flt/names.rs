@@ -19,7 +19,8 @@
 //! file's directory (the real FltMgr also resolves `\??\` paths and `RootDirectory` handles:
 //! a non-NULL `RootDirectory` is reported as not emulated).
 
-use std::collections::HashMap;
+// Fx hashing: looked up on every name query and release; keys are addresses.
+use rustc_hash::FxHashMap as HashMap;
 
 use vigil_sys::{
     APC_LEVEL, FILE_OBJECT, FLT_CALLBACK_DATA, FLT_FILE_NAME_INFORMATION, FLT_FILE_NAME_NORMALIZED,
@@ -71,22 +72,43 @@ pub(crate) struct NameTable {
 impl Default for NameTable {
     fn default() -> Self {
         Self {
-            live: HashMap::new(),
+            live: HashMap::default(),
             retired: Retired::new(RETIRED_NAMES),
         }
     }
 }
 
 /// Builds a referenced structure for `name` in `format` and records it.
-fn hand_out(k: &Kernel, name: &str, device_len: usize, format: u32) -> PFLT_FILE_NAME_INFORMATION {
-    let units: Vec<u16> = name.encode_utf16().collect();
+fn hand_out(
+    k: &Kernel,
+    name: String,
+    device_len: usize,
+    format: u32,
+) -> PFLT_FILE_NAME_INFORMATION {
     let header = size_of::<FLT_FILE_NAME_INFORMATION>();
-    let len = header + (units.len() + 1) * 2;
+    // Most names are ASCII: one unit per byte, no decoding (this runs on every name query).
+    let units = if name.is_ascii() {
+        name.len()
+    } else {
+        name.encode_utf16().count()
+    };
+    let len = header + (units + 1) * 2;
     let memory = GuestAlloc::zeroed(len);
     let buffer = (memory.address() + header) as *mut u16;
-    let bytes: Vec<u8> = units.iter().flat_map(|u| u.to_le_bytes()).collect();
-    guest::write_bytes(buffer.cast(), &bytes);
-    let length = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+    let write_unit = |index: usize, unit: u16| {
+        // SAFETY: `index < units`, and the buffer holds `units + 1` units after the header.
+        guest::write(unsafe { buffer.add(index) }, unit);
+    };
+    if name.is_ascii() {
+        name.bytes()
+            .enumerate()
+            .for_each(|(i, b)| write_unit(i, u16::from(b)));
+    } else {
+        name.encode_utf16()
+            .enumerate()
+            .for_each(|(i, u)| write_unit(i, u));
+    }
+    let length = u16::try_from(units * 2).unwrap_or(u16::MAX);
     let device_units = name[..device_len].encode_utf16().count();
     let device_length = u16::try_from(device_units * 2).unwrap_or(u16::MAX);
     let empty = UNICODE_STRING {
@@ -118,6 +140,7 @@ fn hand_out(k: &Kernel, name: &str, device_len: usize, format: u32) -> PFLT_FILE
         },
     );
     let address = memory.address();
+    let acquired_by = state::with(|s| s.callback.get());
     let mut flt = lock(&k.flt);
     flt.io.stats.names_acquired += 1;
     flt.io.names.live.insert(
@@ -125,9 +148,9 @@ fn hand_out(k: &Kernel, name: &str, device_len: usize, format: u32) -> PFLT_FILE
         NameRecord {
             memory,
             len,
-            name: name.to_owned(),
+            name,
             references: 1,
-            acquired_by: state::with(|s| s.callback.get()),
+            acquired_by,
         },
     );
     address as PFLT_FILE_NAME_INFORMATION
@@ -230,7 +253,7 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
             let resolved = name_of(k, iopb_file(&iopb), format);
             match resolved {
                 Ok((name, device_len)) => {
-                    guest::write(out, hand_out(k, &name, device_len, format));
+                    guest::write(out, hand_out(k, name, device_len, format));
                     STATUS_SUCCESS
                 }
                 Err(status) => status,
@@ -346,7 +369,7 @@ pub(crate) extern "win64" fn flt_get_destination_file_name_information(
             };
             match resolved {
                 Ok((full, device_len)) => {
-                    guest::write(out, hand_out(k, &full, device_len, format));
+                    guest::write(out, hand_out(k, full, device_len, format));
                     STATUS_SUCCESS
                 }
                 Err(status) => status,

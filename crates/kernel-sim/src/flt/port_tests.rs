@@ -441,6 +441,52 @@ fn a_send_without_a_timeout_is_a_policy_violation_unless_switched_off() {
     }
 }
 
+/// The bytewise definition `find_poison` must agree with (it scans whole words for speed).
+fn find_poison_bytewise(bytes: &[u8]) -> Option<(usize, usize, u8)> {
+    let mut start = 0;
+    while start < bytes.len() {
+        let byte = bytes[start];
+        let run = bytes[start..].iter().take_while(|&&b| b == byte).count();
+        if (byte == crate::POOL_POISON || byte == crate::STACK_POISON) && run >= super::POISON_RUN {
+            return Some((start, run, byte));
+        }
+        start += run;
+    }
+    None
+}
+
+#[test]
+fn the_word_scan_finds_what_a_bytewise_scan_finds() {
+    // Buffers made of runs of poison and data bytes at every length and offset around the
+    // threshold, from a fixed-seed generator.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |bound: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % bound
+    };
+    let fills = [crate::POOL_POISON, crate::STACK_POISON, 0x00, 0x41];
+    let mut found = 0;
+    for _ in 0..20_000 {
+        let mut bytes = Vec::new();
+        while bytes.len() < 96 {
+            let fill = fills[usize::try_from(next(4)).unwrap()];
+            let run = usize::try_from(next(20)).unwrap() + 1;
+            bytes.extend(std::iter::repeat_n(fill, run));
+        }
+        let cut = usize::try_from(next(96)).unwrap();
+        let bytes = &bytes[usize::try_from(next(8)).unwrap()..cut.max(8)];
+        let expected = find_poison_bytewise(bytes);
+        found += usize::from(expected.is_some());
+        assert_eq!(find_poison(bytes), expected, "{bytes:02x?}");
+    }
+    assert!(
+        found > 1_000,
+        "the generator makes qualifying runs ({found})"
+    );
+}
+
 #[test]
 fn poison_runs_in_a_message_are_uninitialized_bytes() {
     assert_eq!(find_poison(&[0xA5; 15]), None, "below the run length");

@@ -246,15 +246,33 @@ pub const POISON_RUN: usize = 16;
 
 /// The first run of [`POISON_RUN`] or more pool or stack poison bytes in `bytes`:
 /// (offset, length, poison byte).
+///
+/// Every message is scanned, so this looks at whole 8-byte words: a run of [`POISON_RUN`] (16)
+/// equal bytes always covers at least one 8-aligned word of that byte, so only such words need a
+/// closer look (the run around them is measured bytewise).
 pub(crate) fn find_poison(bytes: &[u8]) -> Option<(usize, usize, u8)> {
-    let mut start = 0;
-    while start < bytes.len() {
-        let byte = bytes[start];
-        let run = bytes[start..].iter().take_while(|&&b| b == byte).count();
-        if (byte == crate::POOL_POISON || byte == crate::STACK_POISON) && run >= POISON_RUN {
-            return Some((start, run, byte));
+    const _: () = assert!(POISON_RUN >= 15, "a shorter run may cover no aligned word");
+    let poisons = [crate::POOL_POISON, crate::STACK_POISON];
+    let mut word_start = 0;
+    while word_start + 8 <= bytes.len() {
+        let word = &bytes[word_start..word_start + 8];
+        let byte = word[0];
+        if poisons.contains(&byte) && word.iter().all(|&b| b == byte) {
+            let start = bytes[..word_start]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == byte)
+                .count();
+            let start = word_start - start;
+            let run = bytes[start..].iter().take_while(|&&b| b == byte).count();
+            if run >= POISON_RUN {
+                return Some((start, run, byte));
+            }
+            // A shorter run: nothing before its end can start a qualifying one.
+            word_start = (start + run).next_multiple_of(8);
+        } else {
+            word_start += 8;
         }
-        start += run;
     }
     None
 }

@@ -10,6 +10,7 @@
 //!   documented IRQL, and runs its body; a panic in kernel-sim's own code becomes an `Internal`
 //!   violation instead of unwinding through driver frames.
 
+pub(crate) mod counters;
 pub(crate) mod objects;
 
 use std::collections::BTreeMap;
@@ -138,7 +139,8 @@ pub(crate) struct Kernel {
     /// Load/unload state.
     pub lifecycle: Lifecycle,
     driver_calls: AtomicU64,
-    routine_calls: Mutex<BTreeMap<&'static str, u64>>,
+    /// Calls per routine (lock-free: every emulated call counts itself).
+    routine_calls: counters::RoutineCounters,
     /// The `DRIVER_OBJECT` handed to DriverEntry.
     pub driver_object: GuestAlloc,
     /// The registry path handed to DriverEntry.
@@ -157,6 +159,7 @@ impl Kernel {
         symbols: Symbols,
     ) -> Arc<Self> {
         let registry_path = GuestUnicode::new(&config.service_key_path());
+        let pool_kind = config.pool;
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             faults: FaultInjector::new(config.faults.clone()),
@@ -166,13 +169,13 @@ impl Kernel {
             sections,
             symbols,
             violations: Mutex::new(Vec::new()),
-            pool: Mutex::new(Pool::default()),
+            pool: Mutex::new(Pool::new(pool_kind)),
             dispatcher: Dispatcher::default(),
             objects: Mutex::new(objects::Objects::default()),
             flt: Mutex::new(FltState::default()),
             lifecycle: Lifecycle::default(),
             driver_calls: AtomicU64::new(0),
-            routine_calls: Mutex::new(BTreeMap::new()),
+            routine_calls: counters::RoutineCounters::default(),
             driver_object: GuestAlloc::for_type::<vigil_sys::DRIVER_OBJECT>(0),
             registry_path,
             crashed: AtomicBool::new(false),
@@ -228,15 +231,12 @@ impl Kernel {
 
     /// Counts one emulated routine call.
     fn count_routine(&self, routine: &'static str) {
-        *lock(&self.routine_calls).entry(routine).or_insert(0) += 1;
+        self.routine_calls.count(routine);
     }
 
     /// Calls per routine.
     pub(crate) fn routine_calls(&self) -> BTreeMap<String, u64> {
-        lock(&self.routine_calls)
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
-            .collect()
+        self.routine_calls.snapshot()
     }
 
     /// Driver calls made.
@@ -252,12 +252,18 @@ impl Kernel {
     /// Checks `rule` against the current IRQL and records a violation naming `routine`.
     pub(crate) fn check_irql(&self, routine: &str, rule: IrqlRule) {
         let irql = state::current_irql();
-        let (ok, text) = match rule {
-            IrqlRule::Any => (true, String::new()),
-            IrqlRule::AtMost(max) => (irql <= max, format!("IRQL <= {}", irql_name(max))),
-            IrqlRule::Exactly(level) => (irql == level, format!("IRQL == {}", irql_name(level))),
+        let ok = match rule {
+            IrqlRule::Any => true,
+            IrqlRule::AtMost(max) => irql <= max,
+            IrqlRule::Exactly(level) => irql == level,
         };
         if !ok {
+            // Formatted only on a violation: this check runs on every emulated routine.
+            let text = match rule {
+                IrqlRule::Any => String::new(),
+                IrqlRule::AtMost(max) => format!("IRQL <= {}", irql_name(max)),
+                IrqlRule::Exactly(level) => format!("IRQL == {}", irql_name(level)),
+            };
             self.violation(
                 ViolationKind::Irql,
                 format!("{routine}: {text}"),

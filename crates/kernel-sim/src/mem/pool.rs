@@ -11,8 +11,18 @@
 //!   faults, and the address is not reused within the quarantine window.
 //! * Every block records its tag, size, IRQL and the driver entry point that allocated it; at
 //!   the end of a run every block still live is a leak, reported by tag.
+//!
+//! [`PoolKind::Standard`] gives up the page-level checks (guard page, quarantine) for speed, as
+//! a machine without Verifier's special pool does: blocks come from the host heap between two
+//! 16-byte slack areas (still checked at free), and freed memory is reused at once. Tags, leaks,
+//! double frees, fills and every other check stay. It exists for measurements, where a
+//! `mmap`/`mprotect`/`munmap` per block would be most of what is measured.
 
-use std::collections::{BTreeMap, HashMap};
+use std::alloc::Layout;
+use std::collections::BTreeMap;
+
+// Fx hashing: looked up on every allocation and free; keys are addresses.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::mem::pages::{Region, page_size};
 use crate::report::PoolStats;
@@ -22,10 +32,50 @@ pub const POOL_POISON: u8 = 0xA5;
 /// Fill of the bytes around a block, checked at free.
 pub const SLACK_FILL: u8 = 0x5A;
 
+/// Where pool blocks come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PoolKind {
+    /// Driver Verifier's special pool: a block per mapping against a guard page, freed pages
+    /// quarantined. The default.
+    #[default]
+    Special,
+    /// The host heap with checked slack on both sides, freed memory reused at once (for
+    /// measurements).
+    Standard,
+}
+
+/// Slack on each side of a [`PoolKind::Standard`] block.
+const HEAP_SLACK: usize = 16;
+
+/// The memory behind a block.
+#[derive(Debug)]
+enum Storage {
+    /// Special pool: the block's own mapping.
+    Pages(Region),
+    /// Standard pool: a host heap allocation of `layout` at `base`.
+    Heap { base: usize, layout: Layout },
+}
+
+impl Storage {
+    fn base(&self) -> usize {
+        match self {
+            Self::Pages(region) => region.base(),
+            Self::Heap { base, .. } => *base,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Pages(region) => region.len(),
+            Self::Heap { layout, .. } => layout.size(),
+        }
+    }
+}
+
 /// One live block.
 #[derive(Debug)]
 pub(crate) struct Block {
-    region: Region,
+    storage: Storage,
     /// Address handed to the driver.
     pub address: usize,
     /// Bytes requested.
@@ -81,6 +131,7 @@ pub(crate) enum FreeError {
 /// The pool of one run.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
+    kind: PoolKind,
     live: HashMap<usize, Block>,
     freed: HashMap<usize, FreedBlock>,
     live_bytes: u64,
@@ -99,39 +150,59 @@ pub(crate) struct AllocRequest {
 }
 
 impl Pool {
-    /// Allocates a block; `None` if the process is out of mappings.
+    /// An empty pool of `kind`.
+    pub(crate) fn new(kind: PoolKind) -> Self {
+        Self {
+            kind,
+            ..Self::default()
+        }
+    }
+
+    /// Allocates a block; `None` if the process is out of mappings or memory.
     pub(crate) fn allocate(&mut self, request: &AllocRequest) -> Option<usize> {
-        let page = page_size();
         let data_len = request.size.max(1).next_multiple_of(16);
-        let data_pages = data_len.next_multiple_of(page);
-        let region = Region::map(data_pages + page).ok()?;
-        region.protect(data_pages, page, libc::PROT_NONE).ok()?;
-        let address = region.base() + data_pages - data_len;
-        // SAFETY: [base, base + data_pages) is this block's fresh read-write mapping; each
-        // fill below stays inside it.
-        unsafe {
-            std::ptr::write_bytes(
-                region.base() as *mut u8,
-                SLACK_FILL,
-                address - region.base(),
-            );
-        }
-        if !request.zeroed {
-            // SAFETY: as above.
-            unsafe { std::ptr::write_bytes(address as *mut u8, POOL_POISON, request.size) };
-        }
-        // SAFETY: as above.
-        unsafe {
-            std::ptr::write_bytes(
-                (address + request.size) as *mut u8,
-                SLACK_FILL,
-                data_len - request.size,
-            );
+        let (storage, address) = match self.kind {
+            PoolKind::Special => {
+                let page = page_size();
+                let data_pages = data_len.next_multiple_of(page);
+                let region = Region::map(data_pages + page).ok()?;
+                region.protect(data_pages, page, libc::PROT_NONE).ok()?;
+                let address = region.base() + data_pages - data_len;
+                (Storage::Pages(region), address)
+            }
+            PoolKind::Standard => {
+                let layout = Layout::from_size_align(data_len + 2 * HEAP_SLACK, 16).ok()?;
+                // SAFETY: the layout has a non-zero size.
+                let base = unsafe { std::alloc::alloc(layout) } as usize;
+                if base == 0 {
+                    return None;
+                }
+                (Storage::Heap { base, layout }, base + HEAP_SLACK)
+            }
+        };
+        let (base, len) = (storage.base(), storage.len());
+        // The slack runs from the storage's start to the block, and from the block's end to the
+        // end of its 16-byte rounding (special) or to the end of the trailing slack (standard).
+        let tail = match self.kind {
+            PoolKind::Special => data_len - request.size,
+            PoolKind::Standard => base + len - (address + request.size),
+        };
+        // Slack before, the block (zeroed or poisoned), slack after: together exactly the
+        // bytes from `base` to the end of the tail, all inside the block's fresh read-write
+        // memory (the special pool's guard page lies past `data_len`).
+        let fill = if request.zeroed { 0 } else { POOL_POISON };
+        for (start, byte, count) in [
+            (base, SLACK_FILL, address - base),
+            (address, fill, request.size),
+            (address + request.size, SLACK_FILL, tail),
+        ] {
+            // SAFETY: [start, start + count) is one of the three ranges above.
+            unsafe { std::ptr::write_bytes(start as *mut u8, byte, count) };
         }
         self.live.insert(
             address,
             Block {
-                region,
+                storage,
                 address,
                 size: request.size,
                 tag: request.tag,
@@ -165,13 +236,16 @@ impl Pool {
                 .map_or(FreeError::Unknown, FreeError::DoubleFree));
         };
         let data_len = block.size.max(1).next_multiple_of(16);
-        let base = block.region.base();
-        // SAFETY: the range lies inside the block's still read-write data pages.
+        let (base, len) = (block.storage.base(), block.storage.len());
+        let tail = match block.storage {
+            Storage::Pages(_) => data_len - block.size,
+            Storage::Heap { .. } => base + len - (address + block.size),
+        };
+        // SAFETY: the range lies inside the block's still read-write memory.
         let before = unsafe { std::slice::from_raw_parts(base as *const u8, address - base) };
         // SAFETY: as above.
-        let after = unsafe {
-            std::slice::from_raw_parts((address + block.size) as *const u8, data_len - block.size)
-        };
+        let after =
+            unsafe { std::slice::from_raw_parts((address + block.size) as *const u8, tail) };
         let (before, after) = (
             before.iter().filter(|&&b| b != SLACK_FILL).count(),
             after.iter().filter(|&&b| b != SLACK_FILL).count(),
@@ -183,7 +257,7 @@ impl Pool {
                 tag: block.tag,
                 freed_by,
                 region_base: base,
-                region_len: block.region.len(),
+                region_len: len,
             },
         );
         self.stats.frees += 1;
@@ -191,16 +265,24 @@ impl Pool {
         Ok((block, before, after))
     }
 
-    /// Releases a freed block's pages into the quarantine (after `free` returned it).
+    /// Releases a freed block's memory (after `free` returned it): special-pool pages go to
+    /// the quarantine, standard-pool memory back to the heap.
     pub(crate) fn retire(block: Block) {
-        block.region.leak_into_quarantine();
+        match block.storage {
+            Storage::Pages(region) => region.leak_into_quarantine(),
+            Storage::Heap { base, layout } => {
+                // SAFETY: allocated with this layout by `allocate`, removed from the live table
+                // by `free` (so retired once), and no longer handed out.
+                unsafe { std::alloc::dealloc(base as *mut u8, layout) };
+            }
+        }
     }
 
     /// Where `address` lies, if in this pool.
     pub(crate) fn place(&self, address: usize) -> Option<PoolPlace> {
         for block in self.live.values() {
-            let base = block.region.base();
-            if address >= base && address < base + block.region.len() {
+            let base = block.storage.base();
+            if address >= base && address < base + block.storage.len() {
                 return Some(PoolPlace::Live {
                     tag: block.tag,
                     size: block.size,
