@@ -134,9 +134,32 @@ fn ping() -> Vec<u8> {
     buf
 }
 
+/// The kernel-sim configuration of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Checks {
+    /// The test configuration: special pool, poisoned driver stacks.
+    Full,
+    /// `SimConfig::for_measurement()`'s pool and stack (what the benchmarks run under).
+    Measurement,
+}
+
 /// Runs `scenario` on `image` and returns the report (whatever broke).
 fn run(image: &Path, scenario: Scenario) -> Report {
+    run_with(image, scenario, Checks::Full)
+}
+
+fn run_with(image: &Path, scenario: Scenario, checks: Checks) -> Report {
+    let measurement = SimConfig::for_measurement();
+    let (pool, stack_poison_len) = match checks {
+        Checks::Full => (
+            SimConfig::default().pool,
+            SimConfig::default().stack_poison_len,
+        ),
+        Checks::Measurement => (measurement.pool, measurement.stack_poison_len),
+    };
     let cfg = SimConfig {
+        pool,
+        stack_poison_len,
         race_unload_on_register: (scenario == Scenario::UnloadRace)
             .then_some(UnloadKind::Mandatory),
         // A thread still running when unload returns is reported at once, not forgiven for
@@ -249,4 +272,31 @@ fn every_twin_is_caught_by_its_check_and_production_by_none() {
     features.sort_unstable();
     listed.sort_unstable();
     assert_eq!(features, listed, "the table covers every twin feature");
+}
+
+/// The benchmarks measure in `SimConfig::for_measurement()` (standard pool, no stack poisoning):
+/// every twin is still caught there, so the figures come from a configuration whose checks bite.
+#[test]
+fn the_measurement_configuration_catches_every_twin_too() {
+    let production = driver::image();
+    for scenario in [Scenario::Workload, Scenario::UnloadRace] {
+        for _ in 0..10 {
+            let report = run_with(&production, scenario, Checks::Measurement);
+            assert!(
+                report.is_clean(),
+                "production, {scenario:?}: {}",
+                report.summary()
+            );
+        }
+    }
+    let missed: Vec<String> = TWINS
+        .iter()
+        .filter_map(|twin| {
+            let image = driver::build(&xtask::Variant::twin(twin.bug));
+            let report = run_with(&image, twin.scenario, Checks::Measurement);
+            (!has(&report, twin.kind, twin.text))
+                .then(|| format!("twin-{}: {}", twin.bug, report.summary()))
+        })
+        .collect();
+    assert!(missed.is_empty(), "{}", missed.join("\n\n"));
 }

@@ -40,6 +40,18 @@ fn kernel() -> Arc<Kernel> {
     })
 }
 
+/// A kernel whose pool is `kind`.
+fn kernel_with_pool(kind: crate::PoolKind) -> Arc<Kernel> {
+    kernel_with(SimConfig {
+        hang_timeout: Duration::from_secs(2),
+        pool: kind,
+        ..SimConfig::default()
+    })
+}
+
+/// Both pools: the checks that do not depend on page protections hold in each.
+const POOLS: [crate::PoolKind; 2] = [crate::PoolKind::Special, crate::PoolKind::Standard];
+
 fn kinds(k: &Kernel) -> Vec<ViolationKind> {
     k.violations().iter().map(|v| v.kind).collect()
 }
@@ -50,7 +62,13 @@ fn alloc(size: usize) -> *mut u8 {
 
 #[test]
 fn pool_blocks_are_zeroed_or_poisoned_and_sixteen_byte_aligned() {
-    let k = kernel();
+    for pool_kind in POOLS {
+        pool_blocks_are_zeroed_or_poisoned_in(pool_kind);
+    }
+}
+
+fn pool_blocks_are_zeroed_or_poisoned_in(pool_kind: crate::PoolKind) {
+    let k = kernel_with_pool(pool_kind);
     k.call_driver("test", Some(0), || {
         let zeroed = alloc(40);
         let poisoned: *mut u8 =
@@ -72,7 +90,13 @@ fn pool_blocks_are_zeroed_or_poisoned_and_sixteen_byte_aligned() {
 
 #[test]
 fn double_free_wrong_tag_and_slack_writes_are_reported() {
-    let k = kernel();
+    for pool_kind in POOLS {
+        double_free_wrong_tag_and_slack_writes_in(pool_kind);
+    }
+}
+
+fn double_free_wrong_tag_and_slack_writes_in(pool_kind: crate::PoolKind) {
+    let k = kernel_with_pool(pool_kind);
     k.call_driver("test", Some(0), || {
         let a = alloc(10);
         pool::ex_free_pool_with_tag(a.cast(), TAG);
@@ -131,20 +155,62 @@ fn an_overrun_into_the_guard_page_and_a_use_after_free_fault() {
 
 #[test]
 fn leaks_are_reported_by_tag() {
-    let k = kernel();
-    k.call_driver("DriverEntry", Some(0), || {
-        alloc(100);
-        alloc(28);
+    for pool_kind in POOLS {
+        let k = kernel_with_pool(pool_kind);
+        k.call_driver("DriverEntry", Some(0), || {
+            alloc(100);
+            alloc(28);
+        })
+        .expect("returned");
+        crate::sim::report_leaks(&k, "unload");
+        let v = k.violations();
+        assert_eq!(v.len(), 1, "{pool_kind:?}");
+        assert_eq!(v[0].kind, ViolationKind::PoolLeak);
+        assert!(
+            v[0].message.contains("2 block(s), 128 bytes, tag 'Test'"),
+            "{pool_kind:?}: {}",
+            v[0].message
+        );
+    }
+}
+
+#[test]
+fn the_standard_pool_reports_writes_just_outside_a_block_at_free() {
+    // No guard page to fault on: the slack on either side stands in for it, checked at free.
+    let k = kernel_with_pool(crate::PoolKind::Standard);
+    k.call_driver("test", Some(0), || {
+        let after = alloc(16);
+        // SAFETY: one byte past the 16-byte block lies in its trailing slack (the check under
+        // test), inside the allocation kernel-sim made.
+        unsafe { std::ptr::write_volatile(after.wrapping_add(16), 1) };
+        pool::ex_free_pool_with_tag(after.cast(), TAG);
+        let before = alloc(16);
+        // SAFETY: one byte before the block lies in its leading slack, likewise.
+        unsafe { std::ptr::write_volatile(before.wrapping_sub(1), 1) };
+        pool::ex_free_pool_with_tag(before.cast(), TAG);
+        let clean = alloc(16);
+        // SAFETY: the block's own last byte.
+        unsafe { std::ptr::write_volatile(clean.wrapping_add(15), 1) };
+        pool::ex_free_pool_with_tag(clean.cast(), TAG);
     })
     .expect("returned");
-    crate::sim::report_leaks(&k, "unload");
     let v = k.violations();
-    assert_eq!(v.len(), 1);
-    assert_eq!(v[0].kind, ViolationKind::PoolLeak);
+    assert_eq!(
+        kinds(&k),
+        [ViolationKind::PoolCorruption, ViolationKind::PoolCorruption],
+        "{v:?}"
+    );
     assert!(
-        v[0].message.contains("2 block(s), 128 bytes, tag 'Test'"),
+        v[0].message
+            .contains("0 byte(s) before and 1 byte(s) after"),
         "{}",
         v[0].message
+    );
+    assert!(
+        v[1].message
+            .contains("1 byte(s) before and 0 byte(s) after"),
+        "{}",
+        v[1].message
     );
 }
 
