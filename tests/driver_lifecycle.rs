@@ -356,3 +356,102 @@ fn unload_with_a_service_connected_io_in_flight_and_a_verdict_pending() {
         assert!(report.is_clean(), "{kind:?}: {}", report.summary());
     }
 }
+
+/// What the unload had done when it first blocked with a PreWrite held mid-flight.
+#[derive(Debug)]
+struct HeldCallbackUnload {
+    /// The unload thread blocked in a wait while the callback was held.
+    blocked: bool,
+    /// Teardown routines already called at that moment (name, calls).
+    teardown_begun: Vec<(String, u64)>,
+}
+
+/// Holds a PreWrite inside its first routine call (kernel-sim's pause point), unloads on this
+/// thread, and records what the unload had done by the time it blocked; then releases the
+/// callback and lets everything finish. The report must be clean either way.
+fn unload_with_a_callback_held(image: &std::path::Path) -> HeldCallbackUnload {
+    let cfg = SimConfig {
+        pause_at: Some(vigil_kernel_sim::PausePoint {
+            routine: "FltGetRequestorProcessId",
+            callback: "PreWrite",
+        }),
+        ..config(&[])
+    };
+    let (_sim, mut driver) = load(cfg, image);
+    let io = driver.io(requestor(1, 1));
+    let ntfs = volume(&driver, NTFS);
+    let file = io
+        .create(ntfs, r"\held.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("create");
+    let observer = driver.observer();
+    let writer = std::thread::spawn(move || {
+        let status = io.write(&file, 0, b"held");
+        io.cleanup(&file);
+        io.close(file);
+        status
+    });
+    assert!(
+        observer.wait_until_paused(Duration::from_secs(10)),
+        "the PreWrite reached the pause point"
+    );
+    let watcher = std::thread::spawn({
+        let observer = observer.clone();
+        move || {
+            // The unload runs until it blocks (a correct one in its wait for callbacks, before
+            // any teardown; one that does not wait, in FltUnregisterFilter's drain).
+            let blocked = observer.wait_until_unload_blocked(1, Duration::from_secs(10));
+            let calls = observer.routine_calls();
+            observer.release();
+            let teardown_begun = [
+                "FltCloseCommunicationPort",
+                "FltCloseClientPort",
+                "FltUnregisterFilter",
+            ]
+            .iter()
+            .filter_map(|r| calls.get(*r).map(|&n| ((*r).to_owned(), n)))
+            .collect();
+            HeldCallbackUnload {
+                blocked,
+                teardown_begun,
+            }
+        }
+    });
+    let outcome = driver.unload(UnloadKind::Mandatory);
+    let held = watcher.join().expect("watcher");
+    assert_eq!(writer.join().expect("writer"), STATUS_SUCCESS);
+    assert_eq!(outcome, Ok(UnloadOutcome::Unloaded), "{held:?}");
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    held
+}
+
+/// Callbacks hold their unload-gate admission for their whole body: with a PreWrite held
+/// mid-flight, FilterUnload blocks before tearing anything down, every run.
+#[test]
+fn unload_waits_for_a_callback_held_mid_flight_before_any_teardown() {
+    let held = unload_with_a_callback_held(&image());
+    assert!(
+        held.blocked,
+        "the unload blocked while the callback was held"
+    );
+    assert!(
+        held.teardown_begun.is_empty(),
+        "teardown began under an admitted callback: {:?}",
+        held.teardown_begun
+    );
+}
+
+/// The broken twin `twin-unadmitted-callback` (PreWrite ends its admission at once) is caught by
+/// the same test: its unload closes the port and unregisters while the callback still runs.
+#[test]
+fn a_callback_that_drops_its_admission_is_caught() {
+    let twin = driver::build(&xtask::Variant::twin("unadmitted-callback"));
+    let held = unload_with_a_callback_held(&twin);
+    assert!(held.blocked, "{held:?}");
+    assert!(
+        held.teardown_begun
+            .iter()
+            .any(|(routine, _)| routine == "FltCloseCommunicationPort"),
+        "the twin's unload tore down under the held callback: {held:?}"
+    );
+}

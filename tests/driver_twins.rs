@@ -39,6 +39,13 @@ struct Twin {
     text: &'static str,
 }
 
+/// Twins whose bug shows as an ordering rather than a kernel-sim violation, each rejected by its
+/// own test: (twin, where).
+const CHECKED_ELSEWHERE: [(&str, &str); 1] = [(
+    "unadmitted-callback",
+    "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
+)];
+
 /// Runs of the production image per scenario: it must be clean in every one (scheduling still
 /// varies from run to run).
 const PRODUCTION_RUNS: usize = 100;
@@ -267,7 +274,11 @@ fn every_twin_is_caught_by_its_check_and_production_by_none() {
         .filter_map(|l| l.strip_prefix("twin-"))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    let mut listed: Vec<&str> = TWINS.iter().map(|t| t.bug).collect();
+    let mut listed: Vec<&str> = TWINS
+        .iter()
+        .map(|t| t.bug)
+        .chain(CHECKED_ELSEWHERE.iter().map(|(bug, _)| *bug))
+        .collect();
     let mut features = features;
     features.sort_unstable();
     listed.sort_unstable();

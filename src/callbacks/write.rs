@@ -23,11 +23,14 @@ pub unsafe extern "win64" fn pre_write(
     let Some(Admitted {
         globals,
         mut operation,
-        guard: _guard,
+        guard,
     }) = (unsafe { admit(data, objects) })
     else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
+    // `twin-unadmitted-callback` ends its admission at once (the bug a `..` in the pattern
+    // above would make): unload may then tear down while this callback runs.
+    let _guard = (!cfg!(feature = "twin-unadmitted-callback")).then_some(guard);
     if operation.is_paging_io() || operation.file_object().is_null() {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }

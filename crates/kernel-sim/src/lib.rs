@@ -97,7 +97,10 @@
 //! * **Scenarios**: [`SimConfig::race_unload_on_register`] calls FilterUnload on another
 //!   thread the moment `FltRegisterFilter` returns, and holds DriverEntry until that unload has
 //!   returned or blocks in a wait (the worst interleaving, deterministically); teardown calls it
-//!   makes before DriverEntry has returned are violations. [`scenario`] runs many load/unload cycles, each with
+//!   makes before DriverEntry has returned are violations. [`SimConfig::pause_at`] holds the
+//!   first call of a routine from one callback until the test releases it through an
+//!   [`Observer`] (which also tells when the unload thread blocks and what the driver has
+//!   called so far): a callback caught mid-flight, every run. [`scenario`] runs many load/unload cycles, each with
 //!   volumes, I/O from several threads and requestors, a port client that drains messages,
 //!   sends commands, churns (disconnect/reconnect during I/O) and vanishes with sends pending,
 //!   mandatory and optional unloads, unload races and seeded random failures, and sums them up
@@ -134,6 +137,7 @@ pub use flt::client::{
 pub use flt::io::{FileHandle, Io, IoConfig, Requestor, WriteOptions};
 pub use flt::ports::POISON_RUN;
 pub use flt::volumes::{VolumeId, VolumeKind};
+pub use kernel::pause::{Observer, PausePoint};
 pub use loader::LoadError;
 pub use mem::pool::{POOL_POISON, PoolKind, SLACK_FILL};
 pub use report::{IoStats, Report, Violation, ViolationKind};

@@ -100,6 +100,9 @@ pub struct SimConfig {
     pub stack_poison_len: usize,
     /// Where pool blocks come from (special pool by default).
     pub pool: crate::mem::pool::PoolKind,
+    /// Hold the first call of a routine from one callback until the test releases it through
+    /// [`Driver::observer`]: a callback caught mid-flight every run. None by default.
+    pub pause_at: Option<crate::kernel::pause::PausePoint>,
     /// How long to wait for driver threads to finish once the driver is gone.
     pub thread_exit_timeout: Duration,
     /// How long after its start routine ends a system thread's object becomes signalled.
@@ -124,6 +127,7 @@ impl Default for SimConfig {
             stack_size: 128 * 1024,
             stack_poison_len: 64 * 1024,
             pool: crate::mem::pool::PoolKind::Special,
+            pause_at: None,
             thread_exit_timeout: Duration::from_secs(5),
             thread_exit_latency: Duration::ZERO,
             io: crate::flt::io::IoConfig::default(),
@@ -266,6 +270,13 @@ impl Driver {
     /// The driver's world (for the API implemented beside the emulation).
     pub(crate) fn kernel(&self) -> &Arc<Kernel> {
         &self.kernel
+    }
+
+    /// A handle for another thread of the test: releases a call held at
+    /// [`SimConfig::pause_at`], tells when the unload thread blocks, reads the routine calls
+    /// so far (while this `Driver` is busy unloading, say).
+    pub fn observer(&self) -> crate::Observer {
+        crate::Observer::new(Arc::clone(&self.kernel))
     }
 
     fn run_driver_entry(&mut self) {

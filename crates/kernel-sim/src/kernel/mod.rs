@@ -12,6 +12,7 @@
 
 pub(crate) mod counters;
 pub(crate) mod objects;
+pub(crate) mod pause;
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -84,6 +85,9 @@ pub(crate) struct Lifecycle {
     /// The racing unload thread has entered a wait (it is blocked, as a correct unload is until
     /// DriverEntry completes).
     pub race_waiting: AtomicBool,
+    /// Times the unload callback's thread went to sleep in a wait (one satisfied at once does
+    /// not count): a test holding a callback watches it to know the unload got as far as it can.
+    pub unload_blocks: AtomicU64,
 }
 
 /// What running the filter's unload callback produced.
@@ -141,6 +145,8 @@ pub(crate) struct Kernel {
     driver_calls: AtomicU64,
     /// Calls per routine (lock-free: every emulated call counts itself).
     routine_calls: counters::RoutineCounters,
+    /// The test's hold on one callback (`SimConfig::pause_at`).
+    pub(crate) pause: pause::Pause,
     /// The `DRIVER_OBJECT` handed to DriverEntry.
     pub driver_object: GuestAlloc,
     /// The registry path handed to DriverEntry.
@@ -176,6 +182,7 @@ impl Kernel {
             lifecycle: Lifecycle::default(),
             driver_calls: AtomicU64::new(0),
             routine_calls: counters::RoutineCounters::default(),
+            pause: pause::Pause::default(),
             driver_object: GuestAlloc::for_type::<vigil_sys::DRIVER_OBJECT>(0),
             registry_path,
             crashed: AtomicBool::new(false),
@@ -573,6 +580,9 @@ impl Kernel {
             if *guard != generation {
                 continue;
             }
+            if state::with(|s| s.unload_thread.get()) {
+                self.lifecycle.unload_blocks.fetch_add(1, Ordering::AcqRel);
+            }
             let _ = self
                 .dispatcher
                 .changed
@@ -662,9 +672,10 @@ pub(crate) fn emulate<R>(
     // driver call that is calling this routine (this thread is inside it), and the kernel is
     // kept alive by an Arc held by the caller of call_driver.
     let kernel = unsafe { &*kernel };
-    let previous = state::with(|s| s.routine.replace(routine));
+    let (previous, callback) = state::with(|s| (s.routine.replace(routine), s.callback.get()));
     kernel.count_routine(routine);
     kernel.check_irql(routine, irql);
+    pause::Pause::check(kernel, routine, callback);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| body(kernel)));
     state::with(|s| s.routine.set(previous));
     match result {

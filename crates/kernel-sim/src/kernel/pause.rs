@@ -1,0 +1,149 @@
+//! Holding a driver callback mid-flight, for tests that need a callback to be running while
+//! something else happens (an unload, a disconnect), every run rather than when the scheduler
+//! allows.
+//!
+//! [`SimConfig::pause_at`](crate::SimConfig::pause_at) names a routine and the driver entry
+//! point calling it; the first such call blocks inside the emulation, before the routine does
+//! anything, until the test releases it through an [`Observer`]. The observer also tells when
+//! the unload thread has blocked in a wait, and what the driver has called so far.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::kernel::{Kernel, lock};
+use crate::report::ViolationKind;
+
+/// Where to hold a callback: the first call of `routine` made from entry point `callback`
+/// (kernel-sim's names: `"PreWrite"`, `"PostCreate"`, `"MessageNotify"`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PausePoint {
+    /// The emulated routine, as imported (`"FltGetRequestorProcessId"`).
+    pub routine: &'static str,
+    /// The driver entry point in progress.
+    pub callback: &'static str,
+}
+
+/// Where the pause stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+enum Stage {
+    /// Waiting for the first matching call.
+    #[default]
+    Armed,
+    /// A call is held.
+    Holding,
+    /// Released (or never armed): calls go through.
+    Released,
+}
+
+/// The pause of one kernel.
+#[derive(Default)]
+pub(crate) struct Pause {
+    stage: Mutex<Stage>,
+    changed: Condvar,
+}
+
+impl Pause {
+    /// Holds this call if it is the first one at the configured point (called by `emulate`).
+    pub(crate) fn check(k: &Kernel, routine: &'static str, callback: &'static str) {
+        let Some(point) = k.config.pause_at else {
+            return;
+        };
+        if point.routine != routine || point.callback != callback {
+            return;
+        }
+        let pause = &k.pause;
+        let mut stage = lock(&pause.stage);
+        if *stage != Stage::Armed {
+            return;
+        }
+        *stage = Stage::Holding;
+        pause.changed.notify_all();
+        let limit = Instant::now() + k.config.hang_timeout;
+        while *stage == Stage::Holding {
+            let now = Instant::now();
+            if now >= limit {
+                *stage = Stage::Released;
+                drop(stage);
+                k.violation(
+                    ViolationKind::Internal,
+                    "kernel-sim",
+                    format!(
+                        "the test never released {routine} held in {callback} (after {:?})",
+                        k.config.hang_timeout
+                    ),
+                );
+                return;
+            }
+            stage = pause
+                .changed
+                .wait_timeout(stage, limit - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn wait_for(&self, wanted: Stage, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut stage = lock(&self.stage);
+        while *stage != wanted {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            stage = self
+                .changed
+                .wait_timeout(stage, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    fn release(&self) {
+        *lock(&self.stage) = Stage::Released;
+        self.changed.notify_all();
+    }
+}
+
+/// A handle on a loaded driver's kernel for another thread of a test: the pause, the unload
+/// thread's waits, the routine calls so far. See [`Driver::observer`](crate::Driver::observer).
+#[derive(Clone)]
+pub struct Observer {
+    kernel: Arc<Kernel>,
+}
+
+impl Observer {
+    pub(crate) fn new(kernel: Arc<Kernel>) -> Self {
+        Self { kernel }
+    }
+
+    /// Waits until a call is held at the configured pause point; false after `limit`.
+    pub fn wait_until_paused(&self, limit: Duration) -> bool {
+        self.kernel.pause.wait_for(Stage::Holding, limit)
+    }
+
+    /// Lets the held call (and every later one) go on.
+    pub fn release(&self) {
+        self.kernel.pause.release();
+    }
+
+    /// Waits until the unload callback's thread has blocked in a wait at least `count` times in
+    /// all (a wait that is satisfied at once does not count); false after `limit`.
+    pub fn wait_until_unload_blocked(&self, count: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.kernel.lifecycle.unload_blocks.load(Ordering::Acquire) < count {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// Calls per emulated routine so far.
+    pub fn routine_calls(&self) -> BTreeMap<String, u64> {
+        self.kernel.routine_calls()
+    }
+}
