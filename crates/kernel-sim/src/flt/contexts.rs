@@ -140,8 +140,19 @@ fn drop_reference_locked(
 }
 
 fn release(k: &Kernel, context: usize, who: &str) -> bool {
-    let gone = drop_reference_locked(&mut lock(&k.flt).io, context);
-    match gone {
+    let dropped = drop_reference_locked(&mut lock(&k.flt).io, context);
+    settle(k, context, who, dropped)
+}
+
+/// Acts on what [`drop_reference_locked`] returned, once the lock is dropped: frees a context
+/// whose last reference went, reports a release of one that is not live. `false` for the latter.
+fn settle(
+    k: &Kernel,
+    context: usize,
+    who: &str,
+    dropped: Result<Option<ContextRecord>, Option<FreedContext>>,
+) -> bool {
+    match dropped {
         Ok(None) => true,
         Ok(Some(record)) => {
             free(k, context, &record);
@@ -458,9 +469,13 @@ pub(crate) extern "win64" fn flt_set_stream_handle_context(
                     c.attached = Some((file, instance));
                     c.references += 1;
                 }
+                // The replaced context's reference is dropped in the same critical section that
+                // detached it (see `detach_and_release`).
+                let dropped =
+                    drop_reference.map(|existing| (existing, drop_reference_locked(io, existing)));
                 drop(flt);
-                if let Some(existing) = drop_reference {
-                    release(k, existing, "FltSetStreamHandleContext (replaced)");
+                if let Some((existing, dropped)) = dropped {
+                    settle(k, existing, "FltSetStreamHandleContext (replaced)", dropped);
                 } else {
                     // The replaced context's object reference goes to the caller.
                     guest::write(old, existing as PFLT_CONTEXT);
@@ -545,48 +560,49 @@ pub(crate) extern "win64" fn flt_release_context(context: PFLT_CONTEXT) {
 /// The file object `file` is closed (or its create failed): FltMgr drops the references it
 /// holds on the file object's contexts.
 pub(crate) fn release_file_contexts(k: &Kernel, file: usize) {
-    let contexts: Vec<usize> = {
-        let mut flt = lock(&k.flt);
-        let Some(record) = flt.io.files.get_mut(&file) else {
-            return;
-        };
-        record.contexts.drain(..).map(|(_, c)| c).collect()
-    };
-    detach_and_release(k, &contexts, "close of the file object");
+    detach_and_release(k, "close of the file object", |io| {
+        io.files
+            .get_mut(&file)
+            .map(|record| record.contexts.drain(..).map(|(_, c)| c).collect())
+            .unwrap_or_default()
+    });
 }
 
-/// Detaches `contexts` from their file objects and drops the references those held, in one
-/// critical section (see [`drop_reference_locked`]); frees the ones that reached zero after it.
-fn detach_and_release(k: &Kernel, contexts: &[usize], who: &str) {
-    let mut to_free = Vec::new();
-    let mut unknown = Vec::new();
-    {
+/// Detaches the contexts `select` takes off their file objects and drops the references those
+/// held, all in one critical section (see [`drop_reference_locked`]); frees the ones that
+/// reached zero after it.
+///
+/// One section, because between taking a context off its file and dropping the file's
+/// reference the context is attached to nothing yet still referenced: `FltUnregisterFilter` on
+/// another thread (tearing down the instance, which no longer finds it on the file) would see a
+/// leak and free it, and the close would then release a context that is gone.
+fn detach_and_release(
+    k: &Kernel,
+    who: &str,
+    select: impl FnOnce(&mut super::io::IoState) -> Vec<usize>,
+) {
+    let dropped: Vec<_> = {
         let mut flt = lock(&k.flt);
-        for &context in contexts {
-            if let Some(c) = flt.io.contexts.live.get_mut(&context) {
-                c.attached = None;
-            }
-            match drop_reference_locked(&mut flt.io, context) {
-                Ok(Some(record)) => to_free.push((context, record)),
-                Ok(None) => {}
-                Err(known) => unknown.push((context, known)),
-            }
-        }
-    }
-    for (context, record) in to_free {
-        free(k, context, &record);
-    }
-    for (context, known) in unknown {
-        report_bad_release(k, context, who, known);
+        let contexts = select(&mut flt.io);
+        contexts
+            .into_iter()
+            .map(|context| {
+                if let Some(c) = flt.io.contexts.live.get_mut(&context) {
+                    c.attached = None;
+                }
+                (context, drop_reference_locked(&mut flt.io, context))
+            })
+            .collect()
+    };
+    for (context, dropped) in dropped {
+        settle(k, context, who, dropped);
     }
 }
 
 /// The instance `instance` is torn down: FltMgr drops the references file objects hold on its
 /// contexts.
 pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
-    let contexts: Vec<usize> = {
-        let mut flt = lock(&k.flt);
-        let io = &mut flt.io;
+    detach_and_release(k, "instance teardown", |io| {
         let mut contexts = Vec::new();
         for record in io.files.values_mut() {
             record.contexts.retain(|&(i, c)| {
@@ -597,8 +613,7 @@ pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
             });
         }
         contexts
-    };
-    detach_and_release(k, &contexts, "instance teardown");
+    });
 }
 
 /// Reports contexts the driver still references (at `FltUnregisterFilter`) and frees them.
