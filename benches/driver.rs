@@ -88,6 +88,7 @@ mod linux {
                         &ConnectOptions {
                             process_id: 0x2468,
                             context: Vec::new(),
+                            account: vigil_kernel_sim::Account::Administrator,
                         },
                     )
                     .unwrap_or_else(|e| panic!("connects: {e}: {:#?}", driver.violations())),

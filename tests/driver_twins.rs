@@ -50,7 +50,7 @@ const CHECKED_ELSEWHERE: [(&str, &str); 1] = [(
 /// varies from run to run).
 const PRODUCTION_RUNS: usize = 100;
 
-const TWINS: [Twin; 13] = [
+const TWINS: [Twin; 14] = [
     Twin {
         bug: "leak",
         scenario: Scenario::Workload,
@@ -126,6 +126,12 @@ const TWINS: [Twin; 13] = [
         scenario: Scenario::Workload,
         kind: ViolationKind::ReferenceLeak,
         text: "stream-handle context",
+    },
+    Twin {
+        bug: "port-open-to-all",
+        scenario: Scenario::Workload,
+        kind: ViolationKind::Parameter,
+        text: "RULES.md 18",
     },
     Twin {
         bug: "no-seh",

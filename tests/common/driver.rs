@@ -200,6 +200,7 @@ impl Service {
                     &ConnectOptions {
                         process_id: pid,
                         context: Vec::new(),
+                        account: vigil_kernel_sim::Account::System,
                     },
                 )
                 .expect("the service connects"),

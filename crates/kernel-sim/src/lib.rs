@@ -82,7 +82,8 @@
 //!   the registration's tag. Checked: IRQL, double release, over-release, leaks at
 //!   `FltUnregisterFilter`; [`IoStats`] in the report balances them.
 //! * **Communication ports** (`flt::ports`, `flt::client`): a client side
-//!   ([`Sim::connect`], [`PortConnection`]: get message, reply, commands with user-range
+//!   ([`Sim::connect`] as an [`Account`], refused unless the port's security descriptor admits
+//!   it; [`PortConnection`]: get message, reply, commands with user-range
 //!   buffers and bad-pointer hooks, close) and a blocking `FltSendMessage` with timeouts and
 //!   `STATUS_PORT_DISCONNECTED`, `FltCloseClientPort` synchronized with it through the port
 //!   variable. Checked: the disconnect callback closes the client port, no client port is
@@ -131,7 +132,7 @@ pub use exec::switch::STACK_POISON;
 pub use exports::emulated;
 pub use faults::{FaultPlan, RandomFailures};
 pub use flt::client::{
-    CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,
+    Account, CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,
     ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
 };
 pub use flt::io::{FileHandle, Io, IoConfig, Requestor, WriteOptions};

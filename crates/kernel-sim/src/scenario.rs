@@ -644,6 +644,7 @@ impl ClientPlan<'_> {
         ConnectOptions {
             process_id: self.config.client_process_id,
             context: Vec::new(),
+            account: crate::flt::client::Account::Administrator,
         }
     }
 

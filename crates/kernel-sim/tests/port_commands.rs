@@ -1,5 +1,5 @@
 //! The real vigil.sys behind its communication port, through kernel-sim's client side:
-//! connections (one at a time), every command with good input, bad buffers of every kind
+//! connections (one at a time, SYSTEM and Administrators only), every command with good input, bad buffers of every kind
 //! (each with its own status, none changing the driver's state), unknown command kinds,
 //! disconnect and reconnect.
 
@@ -35,6 +35,7 @@ fn service() -> ConnectOptions {
     ConnectOptions {
         process_id: SERVICE_PID,
         context: Vec::new(),
+        account: vigil_kernel_sim::Account::Administrator,
     }
 }
 
@@ -100,6 +101,32 @@ fn one_client_at_a_time_and_the_connect_runs_in_the_clients_process() {
         sim.connect("\\NoSuchPort", &service()).unwrap_err(),
         ConnectError::NotFound
     );
+    assert_clean(driver);
+}
+
+/// RULES.md 18: the port's descriptor (`FltBuildDefaultSecurityDescriptor(FLT_PORT_ALL_ACCESS)`)
+/// admits SYSTEM and Administrators only; any other account is refused before the driver's
+/// ConnectNotify runs.
+#[test]
+fn the_port_admits_system_and_administrators_only() {
+    let (sim, driver) = load();
+    let as_account = |account| ConnectOptions {
+        account,
+        ..service()
+    };
+    let user = sim.connect(PORT, &as_account(vigil_kernel_sim::Account::User));
+    assert_eq!(user.unwrap_err(), ConnectError::AccessDenied);
+    let system = sim
+        .connect(PORT, &as_account(vigil_kernel_sim::Account::System))
+        .expect("SYSTEM connects");
+    // The refused user never reached ConnectNotify: this is the first connection.
+    assert_eq!(stats(&system).connections, 1);
+    drop(system);
+    let admin = sim
+        .connect(PORT, &as_account(vigil_kernel_sim::Account::Administrator))
+        .expect("an administrator connects");
+    assert_eq!(stats(&admin).connections, 2);
+    drop(admin);
     assert_clean(driver);
 }
 

@@ -106,6 +106,7 @@ impl SimConnector {
             options: ConnectOptions {
                 process_id,
                 context: Vec::new(),
+                account: vigil_kernel_sim::Account::System,
             },
             port_name: PORT_NAME.to_owned(),
             latest: SharedConnection::default(),

@@ -30,9 +30,13 @@
 //!   and must close the client port with `FltCloseClientPort` (rule 5; a violation otherwise).
 //!   DisconnectNotify is called once per port, and not for a port the driver has closed itself.
 //!
-//! Not emulated: the port's security descriptor is not evaluated against the client (every
-//! client is treated as an administrator), and `FilterGetMessage` has no overlapped form (a
-//! finite timeout stands in for cancelling a request).
+//! * The port's security descriptor is evaluated against the client's [`Account`]: a port
+//!   created with `FltBuildDefaultSecurityDescriptor(FLT_PORT_CONNECT or more)` admits SYSTEM
+//!   and Administrators; anyone else gets [`ConnectError::AccessDenied`] before ConnectNotify
+//!   runs, as the object manager's access check comes first.
+//!
+//! Not emulated: `FilterGetMessage` has no overlapped form (a finite timeout stands in for
+//! cancelling a request).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -105,6 +109,18 @@ impl Namespace {
 
 // ----- public types -------------------------------------------------------------------------
 
+/// The account a client process runs as, for the port's access check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Account {
+    /// A member of the Administrators group, elevated (the service run from an admin console).
+    #[default]
+    Administrator,
+    /// `LocalSystem` (the service run by the service control manager).
+    System,
+    /// Any other user.
+    User,
+}
+
 /// How a client connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectOptions {
@@ -113,14 +129,17 @@ pub struct ConnectOptions {
     /// The connection context (`lpContext` of `FilterConnectCommunicationPort`), handed to
     /// ConnectNotify as a kernel copy; empty = NULL.
     pub context: Vec<u8>,
+    /// Who the client runs as.
+    pub account: Account,
 }
 
 impl Default for ConnectOptions {
-    /// Process 0x1234, no context.
+    /// Process 0x1234, no context, an administrator.
     fn default() -> Self {
         Self {
             process_id: 0x1234,
             context: Vec::new(),
+            account: Account::Administrator,
         }
     }
 }
@@ -137,6 +156,9 @@ pub enum ConnectError {
     Refused(i32),
     /// ConnectNotify crashed (see the report).
     Crashed,
+    /// The port's security descriptor does not let this account connect
+    /// (`STATUS_ACCESS_DENIED`); ConnectNotify was not called.
+    AccessDenied,
 }
 
 impl ConnectError {
@@ -147,6 +169,7 @@ impl ConnectError {
             Self::ConnectionLimit => STATUS_CONNECTION_COUNT_LIMIT,
             Self::Refused(status) => status,
             Self::Crashed => STATUS_PORT_DISCONNECTED,
+            Self::AccessDenied => vigil_sys::STATUS_ACCESS_DENIED,
         }
     }
 }
@@ -164,6 +187,9 @@ impl std::fmt::Display for ConnectError {
                 )
             }
             Self::Crashed => f.write_str("ConnectNotify crashed"),
+            Self::AccessDenied => {
+                f.write_str("the port's security descriptor does not admit this account")
+            }
         }
     }
 }
@@ -455,6 +481,7 @@ fn create_client_port(
     k: &Kernel,
     name: &str,
     pid: usize,
+    account: Account,
 ) -> Result<(usize, usize, usize), ConnectError> {
     let mut guard = lock(&k.flt);
     let flt = &mut *guard;
@@ -471,6 +498,9 @@ fn create_client_port(
         .is_none_or(|f| f.unregistered)
     {
         return Err(ConnectError::NotFound);
+    }
+    if !record.access.admits(account) {
+        return Err(ConnectError::AccessDenied);
     }
     let live = flt
         .client_ports
@@ -514,7 +544,7 @@ pub(crate) fn connect(
         return Err(ConnectError::NotFound);
     }
     let pid = usize::try_from(options.process_id).unwrap_or(usize::MAX);
-    let (port, connect_routine, server_cookie) = create_client_port(k, name, pid)?;
+    let (port, connect_routine, server_cookie) = create_client_port(k, name, pid, options.account)?;
     let context = (!options.context.is_empty()).then(|| {
         let copy = GuestAlloc::zeroed(options.context.len());
         crate::mem::guest::write_bytes(copy.as_ptr::<u8>(), &options.context);

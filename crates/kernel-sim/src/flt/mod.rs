@@ -83,6 +83,8 @@ pub(crate) struct ServerPortRecord {
     pub message: usize,
     pub max_connections: i32,
     pub closed: bool,
+    /// Who may connect, from the security descriptor the port was created with.
+    pub access: security::PortAccess,
 }
 
 // SAFETY: `cookie` is the driver's opaque pointer, only passed back to the driver.
@@ -92,6 +94,8 @@ unsafe impl Send for ServerPortRecord {}
 pub(crate) struct SecurityDescriptorRecord {
     pub memory: GuestAlloc,
     pub freed: bool,
+    /// The `DesiredAccess` it grants (to SYSTEM and Administrators only).
+    pub access: vigil_sys::ACCESS_MASK,
 }
 
 /// The Filter Manager state of a run.

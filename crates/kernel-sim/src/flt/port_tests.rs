@@ -15,7 +15,8 @@ use vigil_sys::{
 
 use super::{find_poison, flt_close_client_port, flt_send_message};
 use crate::exec::state::ImageBounds;
-use crate::flt::client::{self, ConnectError, ConnectOptions, PortConnection, PortError};
+use crate::flt::client::{self, Account, ConnectError, ConnectOptions, PortConnection, PortError};
+use crate::flt::security::PortAccess;
 use crate::flt::{FilterRecord, ServerPortRecord};
 use crate::kernel::{Kernel, lock};
 use crate::loader::symbols::Symbols;
@@ -141,10 +142,18 @@ impl World {
                 message: message_notify as *const () as usize,
                 max_connections: 1,
                 closed: false,
+                access: PortAccess::SystemAndAdministrators(vigil_sys::FLT_PORT_ALL_ACCESS),
             },
         );
         drop(flt);
         Self { kernel, harness }
+    }
+
+    /// Replaces what the test port's security descriptor grants.
+    fn set_access(&self, access: PortAccess) {
+        for port in lock(&self.kernel.flt).ports.values_mut() {
+            port.access = access;
+        }
     }
 
     fn default_config() -> SimConfig {
@@ -602,4 +611,52 @@ fn connections_are_limited_refusals_come_back_and_returned_lengths_are_checked()
         client::connect(&world.kernel, PORT, &ConnectOptions::default()).unwrap_err(),
         ConnectError::Refused(vigil_sys::STATUS_ACCESS_DENIED)
     );
+}
+
+/// Connects as `account` with process id `pid`: `Ok` (closed again at once) or the error.
+fn try_connect_as(world: &World, account: Account, pid: u64) -> Result<(), ConnectError> {
+    client::connect(
+        &world.kernel,
+        PORT,
+        &ConnectOptions {
+            process_id: pid,
+            account,
+            ..ConnectOptions::default()
+        },
+    )
+    .map(drop)
+}
+
+#[test]
+fn the_default_descriptor_admits_system_and_administrators_only() {
+    let world = World::new(World::default_config());
+    let connected = || world.harness.connected_pid.load(Ordering::Relaxed);
+    assert_eq!(
+        try_connect_as(&world, Account::User, 0x10),
+        Err(ConnectError::AccessDenied)
+    );
+    assert_ne!(
+        connected(),
+        0x10,
+        "ConnectNotify is not called for a refused client"
+    );
+    assert_eq!(try_connect_as(&world, Account::Administrator, 0x20), Ok(()));
+    assert_eq!(connected(), 0x20);
+    assert_eq!(try_connect_as(&world, Account::System, 0x30), Ok(()));
+    assert_eq!(connected(), 0x30);
+    assert_eq!(
+        ConnectError::AccessDenied.status(),
+        vigil_sys::STATUS_ACCESS_DENIED
+    );
+
+    // A descriptor without FLT_PORT_CONNECT admits nobody; none at all admits everyone.
+    world.set_access(PortAccess::SystemAndAdministrators(0x001F_0000));
+    assert_eq!(
+        try_connect_as(&world, Account::Administrator, 0x40),
+        Err(ConnectError::AccessDenied)
+    );
+    world.set_access(PortAccess::Everyone);
+    assert_eq!(try_connect_as(&world, Account::User, 0x50), Ok(()));
+    assert_eq!(connected(), 0x50);
+    assert!(world.kinds().is_empty(), "{:?}", world.kinds());
 }

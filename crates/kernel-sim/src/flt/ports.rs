@@ -74,6 +74,16 @@ pub(crate) extern "win64" fn flt_create_communication_port(
                 format!("port {name} created without a security descriptor"),
             );
             }
+            let access =
+                match crate::flt::security::port_access(&lock(&k.flt), attrs.SecurityDescriptor) {
+                    Ok(access) => access,
+                    Err(problem) => {
+                        return bad(
+                            "ObjectAttributes.SecurityDescriptor is a live security descriptor",
+                            problem,
+                        );
+                    }
+                };
             let (Some(connect), Some(disconnect)) = (connect, disconnect) else {
                 return bad(
                     "ConnectNotifyCallback and DisconnectNotifyCallback",
@@ -113,6 +123,7 @@ pub(crate) extern "win64" fn flt_create_communication_port(
                     message: message.map_or(0, |f| f as usize),
                     max_connections,
                     closed: false,
+                    access,
                 },
             );
             guest::write(port_out, address as PFLT_PORT);

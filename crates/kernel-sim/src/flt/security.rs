@@ -1,11 +1,61 @@
 //! `FltBuildDefaultSecurityDescriptor` / `FltFreeSecurityDescriptor`: opaque descriptors
 //! (System and Administrators only, as the real default), tracked so that a leak or a double
-//! free is reported.
+//! free is reported, and evaluated when a client connects to a port created with one
+//! ([`PortAccess`]).
+//!
+//! Simplification: only descriptors from `FltBuildDefaultSecurityDescriptor` are understood (the
+//! Rtl routines that build others are not emulated); a port created with any other pointer is
+//! refused, and one created with none admits everyone (and is a RULES.md 18 violation).
 
 use vigil_sys::{
-    ACCESS_MASK, NTSTATUS, PASSIVE_LEVEL, PSECURITY_DESCRIPTOR, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    ACCESS_MASK, FLT_PORT_CONNECT, NTSTATUS, PASSIVE_LEVEL, PSECURITY_DESCRIPTOR,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
+
+use crate::flt::client::Account;
+
+/// Who may connect to a server port, fixed when it is created (the object keeps its own copy of
+/// the descriptor, so freeing the descriptor afterwards changes nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PortAccess {
+    /// `FltBuildDefaultSecurityDescriptor(access)`: SYSTEM and Administrators get `access`,
+    /// nobody else gets anything.
+    SystemAndAdministrators(ACCESS_MASK),
+    /// No security descriptor: any client may connect.
+    Everyone,
+}
+
+impl PortAccess {
+    /// Whether `account` may connect (needs `FLT_PORT_CONNECT`).
+    pub(crate) fn admits(self, account: Account) -> bool {
+        match self {
+            Self::Everyone => true,
+            Self::SystemAndAdministrators(access) => {
+                access & FLT_PORT_CONNECT != 0
+                    && matches!(account, Account::System | Account::Administrator)
+            }
+        }
+    }
+}
+
+/// What `FltCreateCommunicationPort` makes of the descriptor in its object attributes:
+/// `Err(problem)` for a pointer that is no live descriptor from
+/// `FltBuildDefaultSecurityDescriptor`.
+pub(crate) fn port_access(
+    flt: &crate::flt::FltState,
+    descriptor: PSECURITY_DESCRIPTOR,
+) -> Result<PortAccess, String> {
+    if descriptor.is_null() {
+        return Ok(PortAccess::Everyone);
+    }
+    match flt.security_descriptors.get(&(descriptor as usize)) {
+        None => Err(format!(
+            "{descriptor:p} was not built by FltBuildDefaultSecurityDescriptor (kernel-sim understands no other)"
+        )),
+        Some(record) if record.freed => Err(format!("{descriptor:p} was already freed")),
+        Some(record) => Ok(PortAccess::SystemAndAdministrators(record.access)),
+    }
+}
 
 use crate::flt::SecurityDescriptorRecord;
 use crate::kernel::{IrqlRule, emulate, lock};
@@ -16,7 +66,7 @@ use crate::report::ViolationKind;
 /// `STATUS_INSUFFICIENT_RESOURCES`.
 pub(crate) extern "win64" fn flt_build_default_security_descriptor(
     out: *mut PSECURITY_DESCRIPTOR,
-    _access: ACCESS_MASK,
+    access: ACCESS_MASK,
 ) -> NTSTATUS {
     emulate(
         "FltBuildDefaultSecurityDescriptor",
@@ -43,6 +93,7 @@ pub(crate) extern "win64" fn flt_build_default_security_descriptor(
                 SecurityDescriptorRecord {
                     memory,
                     freed: false,
+                    access,
                 },
             );
             guest::write(out, address as PSECURITY_DESCRIPTOR);
