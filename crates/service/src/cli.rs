@@ -227,6 +227,27 @@ fn load_policy(path: Option<&Path>, err: &mut dyn Write) -> Result<Policy, u8> {
     }
 }
 
+/// Where to continue the numbering of the JSON Lines file at `output`, which a previous run
+/// (perhaps one that crashed) wrote: the console and the Windows service both start from it. A
+/// file that cannot be read is reported through `warn` (naming it) and numbering starts afresh;
+/// a missing one is simply a first run.
+pub fn resume_point(
+    output: Option<&Path>,
+    warn: impl FnOnce(String),
+) -> Option<crate::ResumePoint> {
+    let path = output?;
+    match crate::record::last_event_position(path) {
+        Ok(point) => point,
+        Err(e) => {
+            warn(format!(
+                "{}: cannot read where the last run stopped ({e}); sequence checks start afresh",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
 /// The sinks `run` and the Windows service write to.
 ///
 /// # Errors
@@ -289,12 +310,10 @@ fn run(args: &RunArgs, context: &mut Context, err: &mut dyn Write) -> u8 {
         wait_for_driver: args.wait,
         ..ServiceOptions::default()
     };
-    // Continue the numbering of the file a previous run (perhaps a crashed one) wrote.
-    let resume = args
-        .output
-        .clone()
-        .or_else(|| policy.output.jsonl.clone())
-        .and_then(|path| crate::record::last_event_position(&path).ok().flatten());
+    let output = args.output.clone().or_else(|| policy.output.jsonl.clone());
+    let resume = resume_point(output.as_deref(), |warning| {
+        let _ = writeln!(err, "vigil: warning: {warning}");
+    });
     let mut service = Service::new(policy, sinks, options)
         .with_control(context.control.clone())
         .with_resume(resume);

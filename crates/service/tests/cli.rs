@@ -223,3 +223,38 @@ fn the_binary_exits_with_its_documented_codes() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("runs on Windows only"));
     }
 }
+
+/// Where `run` (and the Windows service) continue the numbering of an existing output file:
+/// nothing for a missing file, the last record's position for a written one, and a warning that
+/// names the file when it cannot be read.
+#[test]
+fn the_resume_point_comes_from_the_output_file_or_a_named_warning() {
+    use vigil_service::cli::resume_point;
+    let mut warnings = Vec::new();
+    let missing = tmp("resume-missing.jsonl");
+    let _ = std::fs::remove_file(&missing);
+    assert_eq!(resume_point(Some(&missing), |w| warnings.push(w)), None);
+    assert_eq!(resume_point(None, |w| warnings.push(w)), None);
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    let written = tmp("resume-written.jsonl");
+    std::fs::write(
+        &written,
+        "{\"epoch\":2,\"seq\":40,\"kind\":\"open\"}\n{\"epoch\":2,\"seq\":41,\"kind\":\"open\"}\n",
+    )
+    .unwrap();
+    let point = resume_point(Some(&written), |w| warnings.push(w)).expect("a position");
+    assert_eq!((point.epoch, point.seq), (2, 41));
+
+    // A directory where the file should be cannot be read as one.
+    let unreadable = tmp("resume-a-directory.jsonl");
+    std::fs::create_dir_all(&unreadable).unwrap();
+    assert_eq!(resume_point(Some(&unreadable), |w| warnings.push(w)), None);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("resume-a-directory.jsonl")
+            && warnings[0].contains("sequence checks start afresh"),
+        "{}",
+        warnings[0]
+    );
+}

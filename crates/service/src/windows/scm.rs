@@ -32,7 +32,9 @@ use windows_service::service_control_handler::{self, ServiceControlHandlerResult
 use windows_service::service_dispatcher;
 use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
-use crate::cli::{default_dir, open_sinks, platform_connector, with_platform_process_names};
+use crate::cli::{
+    default_dir, open_sinks, platform_connector, resume_point, with_platform_process_names,
+};
 use crate::control::{ServiceControl, SystemClock};
 use crate::policy::Policy;
 use crate::service::{Level, Log, Service, ServiceOptions};
@@ -353,6 +355,8 @@ fn run_core(control: &ServiceControl) -> u32 {
     let output = output
         .or_else(|| policy.output.jsonl.clone())
         .unwrap_or_else(|| dir.join("vigil.jsonl"));
+    // Continue the numbering of what the last run wrote (read before the sink opens it).
+    let resume = resume_point(Some(&output), |warning| log.log(Level::Warn, &warning));
     let sinks = match open_sinks(&policy, Some(&output), false) {
         Ok(s) => s,
         Err(e) => {
@@ -369,6 +373,7 @@ fn run_core(control: &ServiceControl) -> u32 {
     };
     let mut service = Service::new(policy, sinks, options)
         .with_control(control.clone())
+        .with_resume(resume)
         .with_log(log);
     if let Some(path) = policy_path {
         service = service.with_policy_path(path);
