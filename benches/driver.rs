@@ -255,17 +255,26 @@ mod linux {
                 )
             };
             println!("    {name:<20} {:>22} {:>22}", show(&row[0]), show(&row[1]));
-            cells.push(row.into_iter().map(median).collect::<Vec<_>>());
+            cells.push(row);
         }
         for (i, label) in ["no client", "draining"].iter().enumerate() {
-            let added = cells[1][i].saturating_sub(cells[0][i]);
+            let (noop, vigil) = (&cells[0][i], &cells[1][i]);
+            let added = median(vigil.clone()).saturating_sub(median(noop.clone()));
+            // The least favourable pairing of rounds: Vigil's slowest against the fastest no-op.
+            let worst = vigil
+                .iter()
+                .max()
+                .unwrap()
+                .saturating_sub(*noop.iter().min().unwrap());
             if judged {
                 println!(
-                    "    added by Vigil ({label}): {added} ns per pair (target < 2000 ns): {}",
+                    "    added by Vigil ({label}): {added} ns per pair, {worst} ns in the worst pairing of rounds (target < 2000 ns): {}",
                     if added < 2_000 { "met" } else { "NOT met" }
                 );
             } else {
-                println!("    added by Vigil ({label}): {added} ns per pair");
+                println!(
+                    "    added by Vigil ({label}): {added} ns per pair, {worst} ns in the worst pairing of rounds"
+                );
             }
         }
     }
