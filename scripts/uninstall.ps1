@@ -8,9 +8,11 @@
     1. Stops and unregisters the service (`vigil service stop`, `vigil service uninstall`);
        falls back to `sc.exe stop/delete VigilService` when vigil.exe is gone.
     2. Unloads the driver (`fltmc unload vigil`), which detaches every instance.
-    3. Removes the driver: SetupAPI's DefaultUninstall section of the installed INF (deletes
-       the service key and vigil.sys), then the driver package from the driver store
-       (`pnputil /delete-driver oemNN.inf /uninstall`).
+    3. Removes the driver package from the driver store (`pnputil /delete-driver oemNN.inf
+       /uninstall`), which on Windows 10 1903 and later also removes the service and
+       vigil.sys (the INF runs it from the driver store). The INF's DefaultUninstall section,
+       run first through SetupAPI, does that on older Windows and is ignored on current
+       Windows (LegacyUninstall).
     4. Keeps %ProgramData%\Vigil (events, log, policy) unless -RemoveData.
 
     Every step tolerates "already gone", so the script also cleans up after a failed install

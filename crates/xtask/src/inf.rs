@@ -385,7 +385,21 @@ mod tests {
         assert_eq!(version("DriverVer"), Some("11/22/2026,0.1.0.0"));
         assert_eq!(version("CatalogFile"), Some("vigil.cat"));
         assert!(version("Provider").is_some());
-        assert_eq!(inf.value("DestinationDirs", "DefaultDestDir"), Some("12"));
+        // Run from the driver store (DIRID 13), as primitive drivers should from Windows 10 1903.
+        assert_eq!(inf.value("DestinationDirs", "DefaultDestDir"), Some("13"));
+        assert_eq!(
+            inf.value("DestinationDirs", "Vigil.DriverFiles"),
+            Some("13")
+        );
+        assert_eq!(
+            inf.value("Vigil.Service", "ServiceBinary"),
+            Some("%13%\\vigil.sys")
+        );
+        assert_eq!(
+            inf.value("DefaultUninstall.NTamd64", "LegacyUninstall"),
+            Some("1"),
+            "current Windows must ignore the downlevel uninstall section"
+        );
         for section in [
             "DefaultInstall.NTamd64",
             "DefaultInstall.NTamd64.Services",
