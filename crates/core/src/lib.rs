@@ -1,7 +1,7 @@
 //! Vigil's portable synchronization core: the unload gate, the client-port slot and the event ring.
 //!
 //! Where it runs: in the kernel (inside `vigil.sys`, at the IRQL each type documents), in user mode
-//! (the service and the tests, through [`StdPlatform`] with the `std` feature) and under the loom
+//! (the service and the tests, through `StdPlatform` with the `std` feature) and under the loom
 //! model checker (`RUSTFLAGS="--cfg loom"`, through `LoomPlatform`).
 //!
 //! The logic of the three races of `RULES.md` (unload against `DriverEntry`, send against close of

@@ -3,7 +3,7 @@
 //! A *failable call* is a call of a routine that can fail for lack of resources on Windows:
 //! pool allocation, device creation, thread creation, registry opens, filter registration,
 //! security descriptors, port creation (and, in phase 2, context allocation and name queries).
-//! Each emulated routine of that kind asks [`FaultInjector::should_fail`] first; a failed call
+//! Each emulated routine of that kind asks `FaultInjector::should_fail` first; a failed call
 //! returns the routine's documented failure (null, `STATUS_INSUFFICIENT_RESOURCES`) without
 //! side effects.
 

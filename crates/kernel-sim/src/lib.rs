@@ -18,12 +18,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! [`sweep`] runs the fault-injection sweep; the `kernel-sim` binary wraps both for the
+//! [`sweep()`] runs the fault-injection sweep; the `kernel-sim` binary wraps both for the
 //! command line (`kernel-sim stress`, `soak`, `sweep`, `bench`, `load-unload`, `--json FILE`).
 //!
 //! # Architecture
 //!
-//! * **Loader** ([`loader`](crate::loader), `object` crate): one anonymous mapping of
+//! * **Loader** (`loader`, `object` crate): one anonymous mapping of
 //!   `SizeOfImage`, sections copied, `DIR64` relocations applied, the import table bound to
 //!   emulations from the table in `exports`, sections `mprotect`ed to their characteristics.
 //!   Refused: imports not emulated (all listed), modules other than `ntoskrnl.exe`,

@@ -4,7 +4,7 @@
 //! sends are pending, then a mandatory or optional unload; optionally the unload raced against
 //! DriverEntry and seeded random failures. Every cycle's [`Report`] is checked and folded into
 //! a [`ScenarioSummary`]. Also the fault sweep over a whole cycle ([`sweep_scenario`]) and the
-//! callback-rate benchmark ([`bench`]). Host side (user mode); the driver runs as for
+//! callback-rate benchmark ([`bench()`]). Host side (user mode); the driver runs as for
 //! [`Sim::load`].
 //!
 //! ```no_run
@@ -802,7 +802,7 @@ pub fn sweep_scenario(
 
 // ----- benchmark ----------------------------------------------------------------------------
 
-/// What [`bench`] measured.
+/// What [`bench()`] measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchResult {
     /// The image.

@@ -84,6 +84,13 @@ fn stages() -> Vec<Stage> {
             env: &[],
         },
         Stage {
+            // Broken intra-doc links and malformed doc comments fail the run.
+            name: "docs (rustdoc, warnings denied)",
+            program: "cargo",
+            args: &["doc", "--workspace", "--no-deps", "--locked"],
+            env: &[("RUSTDOCFLAGS", "-D warnings")],
+        },
+        Stage {
             name: "tests (host, including kernel-sim and PE lint)",
             program: "cargo",
             args: &["test", "--workspace", "--locked"],
