@@ -82,13 +82,13 @@ impl ServerPort {
             MaximumLength: byte_len,
             Buffer: name.as_ptr().cast_mut(),
         };
-        // A kernel handle: never usable from whichever process context we run in (rule 16).
         // `twin-port-open-to-all` leaves the descriptor out: any user could connect.
         let descriptor = if cfg!(feature = "twin-port-open-to-all") {
             ptr::null_mut()
         } else {
             sd.0
         };
+        // A kernel handle: never usable from whichever process context we run in (rule 16).
         let mut attributes = crate::kernel::object_attributes(
             &raw mut unicode_name,
             OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE,
