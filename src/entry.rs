@@ -252,6 +252,7 @@ unsafe fn teardown(globals: GlobalsBox) {
     let registration = unsafe { &mut *globals.registration.get() };
     drop(registration.server_port.take());
     let filter = globals.filter_handle();
+    crate::twins::close_second_port_copy(filter);
     let _ = globals.slot.retire(|port| close_client_port(filter, port));
     let filter_object = registration.filter.take();
     if cfg!(feature = "twin-leave-registered") {

@@ -41,6 +41,7 @@ pub unsafe extern "win64" fn connect(
         // One connection at a time (FltMgr's limit is the same; this keeps the slot honest).
         return STATUS_CONNECTION_COUNT_LIMIT;
     }
+    crate::twins::remember_client_port(client);
     // The connect callback runs in the connecting process: that is the service.
     // SAFETY: any IRQL; returns the current process id.
     let pid = unsafe { PsGetCurrentProcessId() } as u64;

@@ -30,3 +30,32 @@ pub fn corrupt_pre_cleanup_return(status: i32) -> i32 {
     };
     status
 }
+
+/// `twin-port-second-copy`: the field crash of RULES.md rule 5. The client port is also kept in
+/// a second variable outside the slot, and unload closes that copy, without the slot's lock,
+/// before retiring the slot: a send in progress through the slot's variable then uses a port
+/// that is already closed.
+#[cfg(feature = "twin-port-second-copy")]
+static PORT_COPY: core::sync::atomic::AtomicPtr<core::ffi::c_void> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// `twin-port-second-copy`: remembers the connected client port a second time.
+pub fn remember_client_port(port: vigil_sys::PFLT_PORT) {
+    #[cfg(feature = "twin-port-second-copy")]
+    PORT_COPY.store(port.cast(), core::sync::atomic::Ordering::Release);
+    let _ = port;
+}
+
+/// `twin-port-second-copy`: closes the second copy, outside the slot, at unload.
+pub fn close_second_port_copy(filter: vigil_sys::PFLT_FILTER) {
+    #[cfg(feature = "twin-port-second-copy")]
+    {
+        let mut copy = vigil_core::PortHandle::from_raw(
+            PORT_COPY.swap(core::ptr::null_mut(), core::sync::atomic::Ordering::AcqRel),
+        );
+        if !copy.is_null() {
+            crate::filter::port::close_client_port(filter, &raw mut copy);
+        }
+    }
+    let _ = filter;
+}

@@ -18,7 +18,8 @@ use driver::{
     registry_multi, requestor, volume,
 };
 use vigil_kernel_sim::{
-    Driver, FaultPlan, PortConnection, RegistryValue, Sim, SimConfig, UnloadKind, UnloadOutcome,
+    Driver, FaultPlan, PortConnection, RegistryValue, Report, Sim, SimConfig, UnloadKind,
+    UnloadOutcome,
 };
 use vigil_protocol::{
     Config, GetStats, Hello, HelloReply, Ping, Pong, SetConfigReply, Stats, StatsReply,
@@ -366,6 +367,31 @@ struct HeldCallbackUnload {
     teardown_begun: Vec<(String, u64)>,
 }
 
+/// On another thread: once the unload thread has blocked in a wait, records which teardown
+/// routines it had called by then, and releases the held call.
+fn release_when_unload_blocks(
+    observer: &vigil_kernel_sim::Observer,
+) -> std::thread::JoinHandle<HeldCallbackUnload> {
+    let observer = observer.clone();
+    std::thread::spawn(move || {
+        let blocked = observer.wait_until_unload_blocked(1, Duration::from_secs(10));
+        let calls = observer.routine_calls();
+        observer.release();
+        let teardown_begun = [
+            "FltCloseCommunicationPort",
+            "FltCloseClientPort",
+            "FltUnregisterFilter",
+        ]
+        .iter()
+        .filter_map(|r| calls.get(*r).map(|&n| ((*r).to_owned(), n)))
+        .collect();
+        HeldCallbackUnload {
+            blocked,
+            teardown_begun,
+        }
+    })
+}
+
 /// Holds a PreWrite inside its first routine call (kernel-sim's pause point), unloads on this
 /// thread, and records what the unload had done by the time it blocked; then releases the
 /// callback and lets everything finish. The report must be clean either way.
@@ -394,28 +420,9 @@ fn unload_with_a_callback_held(image: &std::path::Path) -> HeldCallbackUnload {
         observer.wait_until_paused(Duration::from_secs(10)),
         "the PreWrite reached the pause point"
     );
-    let watcher = std::thread::spawn({
-        let observer = observer.clone();
-        move || {
-            // The unload runs until it blocks (a correct one in its wait for callbacks, before
-            // any teardown; one that does not wait, in FltUnregisterFilter's drain).
-            let blocked = observer.wait_until_unload_blocked(1, Duration::from_secs(10));
-            let calls = observer.routine_calls();
-            observer.release();
-            let teardown_begun = [
-                "FltCloseCommunicationPort",
-                "FltCloseClientPort",
-                "FltUnregisterFilter",
-            ]
-            .iter()
-            .filter_map(|r| calls.get(*r).map(|&n| ((*r).to_owned(), n)))
-            .collect();
-            HeldCallbackUnload {
-                blocked,
-                teardown_begun,
-            }
-        }
-    });
+    // The unload runs until it blocks (a correct one in its wait for callbacks, before any
+    // teardown; one that does not wait, in FltUnregisterFilter's drain).
+    let watcher = release_when_unload_blocks(&observer);
     let outcome = driver.unload(UnloadKind::Mandatory);
     let held = watcher.join().expect("watcher");
     assert_eq!(writer.join().expect("writer"), STATUS_SUCCESS);
@@ -453,5 +460,76 @@ fn a_callback_that_drops_its_admission_is_caught() {
             .iter()
             .any(|(routine, _)| routine == "FltCloseCommunicationPort"),
         "the twin's unload tore down under the held callback: {held:?}"
+    );
+}
+
+/// Holds the delivery thread inside its first `FltSendMessage` (a batch of one event, a service
+/// connected), unloads on this thread, and records what the unload had done when it blocked;
+/// then releases the send and lets everything finish. Returns that record and the report.
+fn unload_with_a_send_held(image: &std::path::Path) -> (HeldCallbackUnload, Report) {
+    let cfg = SimConfig {
+        pause_at: Some(vigil_kernel_sim::PausePoint {
+            routine: "FltSendMessage",
+            callback: "system thread",
+        }),
+        ..config(&[("BatchSize", RegistryValue::Dword(1))])
+    };
+    let (_sim, mut driver) = load(cfg, image);
+    let service = Service::allowing(&driver);
+    let io = driver.io(requestor(1, 1));
+    let ntfs = volume(&driver, NTFS);
+    let file = io
+        .create(ntfs, r"\sent.txt", FILE_CREATE, 0, 0)
+        .expect("create");
+    io.close(file);
+    let observer = driver.observer();
+    assert!(
+        observer.wait_until_paused(Duration::from_secs(10)),
+        "the delivery thread reached FltSendMessage"
+    );
+    let watcher = release_when_unload_blocks(&observer);
+    let outcome = driver.unload(UnloadKind::Mandatory);
+    let held = watcher.join().expect("watcher");
+    assert_eq!(outcome, Ok(UnloadOutcome::Unloaded), "{held:?}");
+    drop(service);
+    (held, driver.finish())
+}
+
+/// RULES.md 5 on the real image, deterministically: with the delivery thread's send held,
+/// unload closes the server port and then waits for the send (the slot's exclusive lock) before
+/// it closes the client port, through the slot's one variable.
+#[test]
+fn unload_closes_the_client_port_only_after_a_send_in_progress() {
+    let (held, report) = unload_with_a_send_held(&image());
+    assert!(held.blocked, "{held:?}");
+    let closed = |routine: &str| held.teardown_begun.iter().any(|(r, _)| r == routine);
+    assert!(closed("FltCloseCommunicationPort"), "{held:?}");
+    assert!(
+        !closed("FltCloseClientPort"),
+        "the client port was closed under a send in progress: {held:?}"
+    );
+    assert!(report.is_clean(), "{}", report.summary());
+}
+
+/// The broken twin `twin-port-second-copy` keeps the client port in a second variable and closes
+/// that one at unload, outside the slot: the field crash of rule 5. kernel-sim catches the held
+/// send going out through a port that is already closed.
+#[test]
+fn a_second_copy_of_the_client_port_is_caught() {
+    let twin = driver::build(&xtask::Variant::twin("port-second-copy"));
+    let (held, report) = unload_with_a_send_held(&twin);
+    assert!(
+        held.teardown_begun
+            .iter()
+            .any(|(routine, _)| routine == "FltCloseClientPort"),
+        "{held:?}"
+    );
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.rule.contains("RULES.md 5")),
+        "{}",
+        report.summary()
     );
 }

@@ -41,10 +41,16 @@ struct Twin {
 
 /// Twins whose bug shows as an ordering rather than a kernel-sim violation, each rejected by its
 /// own test: (twin, where).
-const CHECKED_ELSEWHERE: [(&str, &str); 1] = [(
-    "unadmitted-callback",
-    "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
-)];
+const CHECKED_ELSEWHERE: [(&str, &str); 2] = [
+    (
+        "unadmitted-callback",
+        "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
+    ),
+    (
+        "port-second-copy",
+        "tests/driver_lifecycle.rs: a_second_copy_of_the_client_port_is_caught",
+    ),
+];
 
 /// Runs of the production image per scenario: it must be clean in every one (scheduling still
 /// varies from run to run).

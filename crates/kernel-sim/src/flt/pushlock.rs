@@ -129,6 +129,7 @@ fn acquire(k: &Kernel, routine: &'static str, push_lock: *mut EX_PUSH_LOCK, excl
             );
             abandon_current_call(Abandon::Stopped);
         }
+        k.note_blocking_wait();
         owners = found
             .released
             .wait_timeout(owners, (give_up - now).min(Duration::from_millis(100)))

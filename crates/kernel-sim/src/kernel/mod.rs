@@ -256,6 +256,14 @@ impl Kernel {
         self.seh_dispatches.load(Ordering::Relaxed)
     }
 
+    /// This thread is about to sleep in a wait: counted when it is the unload callback's
+    /// (see `Lifecycle::unload_blocks`).
+    pub(crate) fn note_blocking_wait(&self) {
+        if state::with(|s| s.unload_thread.get()) {
+            self.lifecycle.unload_blocks.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     /// Checks `rule` against the current IRQL and records a violation naming `routine`.
     pub(crate) fn check_irql(&self, routine: &str, rule: IrqlRule) {
         let irql = state::current_irql();
@@ -580,9 +588,7 @@ impl Kernel {
             if *guard != generation {
                 continue;
             }
-            if state::with(|s| s.unload_thread.get()) {
-                self.lifecycle.unload_blocks.fetch_add(1, Ordering::AcqRel);
-            }
+            self.note_blocking_wait();
             let _ = self
                 .dispatcher
                 .changed
