@@ -1,7 +1,7 @@
 //! Scenarios on the real vigil.sys (see `vigil_kernel_sim::scenario`): a thousand load/unload
-//! cycles with I/O and a port client, service churn during I/O, the client vanishing while
-//! sends are pending, seeded random failures, and unload requested the moment the filter
-//! registers, with I/O.
+//! cycles with I/O and a port client (in the test and in the measurement configuration),
+//! service churn during I/O, the client vanishing while sends are pending, seeded random
+//! failures, and unload requested the moment the filter registers, with I/O.
 
 mod common;
 
@@ -47,6 +47,22 @@ fn a_thousand_load_unload_cycles_with_io_and_a_client() {
         summary.text()
     );
     assert_eq!(summary.optional_unloads, 500, "{}", summary.text());
+}
+
+/// The same cycles in the benchmarks' measurement configuration (standard pool, no stack
+/// poisoning): everything runs faster, so the threads interleave differently.
+#[test]
+fn a_thousand_cycles_in_the_measurement_configuration() {
+    let mut config = ScenarioConfig::vigil();
+    let measurement = vigil_kernel_sim::SimConfig::for_measurement();
+    config.base.pool = measurement.pool;
+    config.base.stack_poison_len = measurement.stack_poison_len;
+    config.cycles = 1_000;
+    config.threads = 2;
+    config.files_per_thread = 1;
+    let summary = run(&config);
+    assert_busy(&summary);
+    assert_eq!(summary.unexpected_statuses, 0, "{}", summary.text());
 }
 
 #[test]
