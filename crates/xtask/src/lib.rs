@@ -140,7 +140,8 @@ pub fn build_driver(variant: &Variant) -> Result<PathBuf, BuildError> {
     // The PDB beside the image lets kernel-sim name the function a fault happened in.
     let pdb = built.join("vigil.pdb");
     if pdb.exists() {
-        fs::copy(&pdb, out_dir.join("vigil.pdb"))
+        fs::read(&pdb)
+            .and_then(|bytes| replace_atomically(&out_dir.join("vigil.pdb"), &bytes))
             .map_err(|e| BuildError::Output(pdb.clone(), e))?;
     }
     Ok(image)
@@ -148,10 +149,65 @@ pub fn build_driver(variant: &Variant) -> Result<PathBuf, BuildError> {
 
 /// Copies the linker output to `image` with its checksum stamped, atomically (write a temporary
 /// file, then rename) so that a concurrent reader never sees a half-written image.
+///
+/// The temporary name is unique per call, not only per process: two tests of one binary may
+/// build the same variant at once, and with a shared name one rename took the file the other
+/// was about to rename (seen on a fresh clone, where nothing was built yet).
 fn install_image(linked: &Path, image: &Path) -> io::Result<()> {
     let mut bytes = fs::read(linked)?;
     stamp_pe_checksum(&mut bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let temporary = image.with_extension(format!("sys.{}.tmp", std::process::id()));
-    fs::write(&temporary, &bytes)?;
-    fs::rename(&temporary, image)
+    replace_atomically(image, &bytes)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, named uniquely for this call, and renames
+/// it over `path`.
+fn replace_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}.{call}.tmp", std::process::id()));
+    let temporary = PathBuf::from(name);
+    fs::write(&temporary, bytes)?;
+    fs::rename(&temporary, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many threads installing the same image at once all succeed, and the result is one whole
+    /// image with its checksum stamped (the fresh-clone race of two tests building one twin).
+    #[test]
+    fn concurrent_installs_of_one_image_all_succeed() {
+        let dir = std::env::temp_dir().join(format!("xtask-install-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        // A minimal PE header (MZ, e_lfanew 0x40, "PE\0\0", zeroed headers) and some body.
+        let mut linked = vec![0u8; 4096];
+        linked[..2].copy_from_slice(b"MZ");
+        linked[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+        linked[0x40..0x44].copy_from_slice(b"PE\0\0");
+        linked[1024..].fill(0x5a);
+        let source = dir.join("vigil.dll");
+        fs::write(&source, &linked).unwrap();
+        let image = dir.join("vigil.sys");
+        std::thread::scope(|s| {
+            let installs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| (0..20).try_for_each(|_| install_image(&source, &image))))
+                .collect();
+            for install in installs {
+                install.join().unwrap().expect("every install succeeds");
+            }
+        });
+        let installed = fs::read(&image).unwrap();
+        let mut expected = linked.clone();
+        stamp_pe_checksum(&mut expected).unwrap();
+        assert_eq!(installed, expected);
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
