@@ -6,7 +6,7 @@ use vigil_sys::{
     FLT_RELATED_OBJECTS, PVOID, STATUS_SUCCESS,
 };
 
-use crate::callbacks::{Admitted, EventName, admit, requestor};
+use crate::callbacks::{EventName, admit, requestor};
 use crate::events::{EventFacts, publish};
 use crate::filter::context::HandleContext;
 
@@ -17,21 +17,17 @@ pub unsafe extern "win64" fn pre_cleanup(
     _completion: *mut PVOID,
 ) -> FLT_PREOP_CALLBACK_STATUS {
     // SAFETY: the callback's own arguments, used only during it.
-    let Some(Admitted {
-        globals,
-        mut operation,
-        guard: _guard,
-    }) = (unsafe { admit(data, objects) })
-    else {
+    let Some(mut admitted) = (unsafe { admit(data, objects) }) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
+    let (globals, operation) = admitted.parts();
     if operation.file_object().is_null() {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
     let Some(context) = HandleContext::get(operation.instance(), operation.file_object()) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    let Some(who) = requestor(globals, &mut operation) else {
+    let Some(who) = requestor(globals, operation) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     // `twin-wrong-irql`: the name query made at DISPATCH_LEVEL, under a spin lock (the IRQL check
@@ -41,7 +37,7 @@ pub unsafe extern "win64" fn pre_cleanup(
         use vigil_core::RawDispatchLock;
         globals.twin_lock.lock()
     };
-    let name = EventName::of(globals, &mut operation);
+    let name = EventName::of(globals, operation);
     publish(
         globals,
         &EventFacts {

@@ -8,7 +8,7 @@ use vigil_sys::{
     FLTFL_POST_OPERATION_DRAINING, NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED, STATUS_REPARSE,
 };
 
-use crate::callbacks::{Admitted, EventName, admit, requestor};
+use crate::callbacks::{EventName, admit, requestor};
 use crate::events::{EventFacts, publish};
 use crate::filter::name::FileName;
 use crate::filter::operation::Operation;
@@ -24,20 +24,16 @@ pub unsafe extern "win64" fn pre_create(
     _completion: *mut PVOID,
 ) -> FLT_PREOP_CALLBACK_STATUS {
     // SAFETY: the callback's own arguments, used only during it.
-    let Some(Admitted {
-        globals,
-        mut operation,
-        guard: _guard,
-    }) = (unsafe { admit(data, objects) })
-    else {
+    let Some(mut admitted) = (unsafe { admit(data, objects) }) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    let Some(who) = requestor(globals, &mut operation) else {
+    let (globals, operation) = admitted.parts();
+    let Some(who) = requestor(globals, operation) else {
         // The service's own I/O: no event, no verdict.
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     if globals.prefixes.any()
-        && verdict_for_create(globals, &mut operation, who.process_id) == Verdict::Deny
+        && verdict_for_create(globals, operation, who.process_id) == Verdict::Deny
     {
         operation.complete_with(STATUS_ACCESS_DENIED);
         return FLT_PREOP_COMPLETE;
@@ -87,19 +83,15 @@ pub unsafe extern "win64" fn post_create(
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
     // SAFETY: the callback's own arguments, used only during it.
-    let Some(Admitted {
-        globals,
-        mut operation,
-        guard: _guard,
-    }) = (unsafe { admit(data, objects) })
-    else {
+    let Some(mut admitted) = (unsafe { admit(data, objects) }) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
+    let (globals, operation) = admitted.parts();
     let status = operation.status();
     if !NT_SUCCESS(status) || status == STATUS_REPARSE {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
-    let Some(who) = requestor(globals, &mut operation) else {
+    let Some(who) = requestor(globals, operation) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
     // SAFETY: for IRP_MJ_CREATE the Create member of the parameter union is the valid one.
@@ -114,7 +106,7 @@ pub unsafe extern "win64" fn post_create(
     if create.Options & FILE_DIRECTORY_FILE != 0 {
         event_flags |= EventFlags::DIRECTORY;
     }
-    let name = EventName::of(globals, &mut operation);
+    let name = EventName::of(globals, operation);
     event_flags |= name.flags;
     publish(
         globals,

@@ -68,15 +68,31 @@ pub static OPERATIONS: StaticTable<[FLT_OPERATION_REGISTRATION; 5]> = StaticTabl
 ]);
 
 /// A callback admitted through the unload gate, with its operation.
+///
+/// The gate guard is private and the globals and the operation are reached only through
+/// [`Admitted::parts`], whose borrows keep this value (and so the admission) alive for as long
+/// as the callback uses them: the admission cannot end early by accident, as it did when a
+/// destructuring pattern left the guard to `..` (dropped at the end of that statement).
 pub struct Admitted<'a> {
-    /// The driver's state.
-    pub globals: &'static Globals,
-    /// The gate guard: held for as long as the callback touches the globals. Callers must bind
-    /// it for their whole body (`guard: _guard`): a field left to `..` in a `let` pattern is
-    /// dropped at the end of that statement, which would end the callback's admission at once.
-    pub guard: vigil_core::GateGuard<'static, crate::platform::KernelPlatform>,
-    /// The operation.
-    pub operation: Operation<'a>,
+    globals: &'static Globals,
+    /// Held for its drop, which ends the admission; `None` only in the
+    /// `twin-unadmitted-callback` build after [`Admitted::twin_end_admission`].
+    _guard: Option<vigil_core::GateGuard<'static, crate::platform::KernelPlatform>>,
+    operation: Operation<'a>,
+}
+
+impl<'a> Admitted<'a> {
+    /// The driver's state and the operation, for as long as this admission is borrowed.
+    pub fn parts(&mut self) -> (&Globals, &mut Operation<'a>) {
+        (self.globals, &mut self.operation)
+    }
+
+    /// `twin-unadmitted-callback`: ends the admission at once while the callback goes on
+    /// (unload may then tear down under it).
+    #[cfg(feature = "twin-unadmitted-callback")]
+    pub fn twin_end_admission(&mut self) {
+        drop(self._guard.take());
+    }
 }
 
 /// Admits a callback: `None` (let the operation through untouched) once unload has begun or if
@@ -99,7 +115,7 @@ pub unsafe fn admit<'a>(
     let operation = unsafe { Operation::from_callback(data, objects) }?;
     Some(Admitted {
         globals,
-        guard,
+        _guard: Some(guard),
         operation,
     })
 }

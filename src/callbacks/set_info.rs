@@ -15,7 +15,7 @@ use vigil_sys::{
     NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED,
 };
 
-use crate::callbacks::{Admitted, EventName, admit, requestor};
+use crate::callbacks::{EventName, admit, requestor};
 use crate::error::Result;
 use crate::events::{EventFacts, publish};
 use crate::filter::name::FileName;
@@ -129,23 +129,19 @@ pub unsafe extern "win64" fn pre_set_information(
     completion: *mut PVOID,
 ) -> FLT_PREOP_CALLBACK_STATUS {
     // SAFETY: the callback's own arguments, used only during it.
-    let Some(Admitted {
-        globals,
-        mut operation,
-        guard: _guard,
-    }) = (unsafe { admit(data, objects) })
-    else {
+    let Some(mut admitted) = (unsafe { admit(data, objects) }) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    let Some(change) = classify(&operation) else {
+    let (globals, operation) = admitted.parts();
+    let Some(change) = classify(operation) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    let Some(who) = requestor(globals, &mut operation) else {
+    let Some(who) = requestor(globals, operation) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    let source = EventName::of(globals, &mut operation);
+    let source = EventName::of(globals, operation);
     if globals.prefixes.any()
-        && verdict(globals, &operation, change, &source, who.process_id) == Verdict::Deny
+        && verdict(globals, operation, change, &source, who.process_id) == Verdict::Deny
     {
         operation.complete_with(STATUS_ACCESS_DENIED);
         return FLT_PREOP_COMPLETE;
@@ -208,19 +204,15 @@ pub unsafe extern "win64" fn post_set_information(
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
     // SAFETY: the callback's own arguments, used only during it.
-    let Some(Admitted {
-        globals,
-        mut operation,
-        guard: _guard,
-    }) = (unsafe { admit(data, objects) })
-    else {
+    let Some(mut admitted) = (unsafe { admit(data, objects) }) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
+    let (globals, operation) = admitted.parts();
     let status = operation.status();
-    let Some(change) = classify(&operation).filter(|_| NT_SUCCESS(status)) else {
+    let Some(change) = classify(operation).filter(|_| NT_SUCCESS(status)) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
-    let Some(who) = requestor(globals, &mut operation) else {
+    let Some(who) = requestor(globals, operation) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
     // A failed source query was already counted by the pre callback.
@@ -229,7 +221,7 @@ pub unsafe extern "win64" fn post_set_information(
     });
     let target = match change {
         Change::Rename | Change::Link => {
-            Some(EventName::from_query(globals, destination(&operation)))
+            Some(EventName::from_query(globals, destination(operation)))
         }
         Change::Delete => None,
     };

@@ -7,7 +7,7 @@ use vigil_sys::{
     FLT_RELATED_OBJECTS, PVOID, STATUS_PENDING,
 };
 
-use crate::callbacks::{Admitted, EventName, admit, requestor};
+use crate::callbacks::{EventName, admit, requestor};
 use crate::events::{EventFacts, publish};
 use crate::filter::context::{HandleContext, MarkOutcome};
 use crate::stats::bump;
@@ -20,21 +20,18 @@ pub unsafe extern "win64" fn pre_write(
     _completion: *mut PVOID,
 ) -> FLT_PREOP_CALLBACK_STATUS {
     // SAFETY: the callback's own arguments, used only during it.
-    let Some(Admitted {
-        globals,
-        mut operation,
-        guard,
-    }) = (unsafe { admit(data, objects) })
-    else {
+    let Some(mut admitted) = (unsafe { admit(data, objects) }) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    // `twin-unadmitted-callback` ends its admission at once (the bug a `..` in the pattern
-    // above would make): unload may then tear down while this callback runs.
-    let _guard = (!cfg!(feature = "twin-unadmitted-callback")).then_some(guard);
+    // `twin-unadmitted-callback` ends its admission at once: unload may then tear down while
+    // this callback runs.
+    #[cfg(feature = "twin-unadmitted-callback")]
+    admitted.twin_end_admission();
+    let (globals, operation) = admitted.parts();
     if operation.is_paging_io() || operation.file_object().is_null() {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
-    let Some(who) = requestor(globals, &mut operation) else {
+    let Some(who) = requestor(globals, operation) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     // The common case: this handle has written before.
@@ -63,7 +60,7 @@ pub unsafe extern "win64" fn pre_write(
             return FLT_PREOP_SUCCESS_NO_CALLBACK;
         }
     }
-    let name = EventName::of(globals, &mut operation);
+    let name = EventName::of(globals, operation);
     publish(
         globals,
         &EventFacts {
