@@ -168,17 +168,7 @@ fn run(image: &Path, scenario: Scenario) -> Report {
 }
 
 fn run_with(image: &Path, scenario: Scenario, checks: Checks) -> Report {
-    let measurement = SimConfig::for_measurement();
-    let (pool, stack_poison_len) = match checks {
-        Checks::Full => (
-            SimConfig::default().pool,
-            SimConfig::default().stack_poison_len,
-        ),
-        Checks::Measurement => (measurement.pool, measurement.stack_poison_len),
-    };
-    let cfg = SimConfig {
-        pool,
-        stack_poison_len,
+    let mut cfg = SimConfig {
         race_unload_on_register: (scenario == Scenario::UnloadRace)
             .then_some(UnloadKind::Mandatory),
         // A thread still running when unload returns is reported at once, not forgiven for
@@ -190,6 +180,9 @@ fn run_with(image: &Path, scenario: Scenario, checks: Checks) -> Report {
         // A small ring keeps hundreds of runs' special pool small.
         ..config(&[("RingBytes", RegistryValue::Dword(64 * 1024))])
     };
+    if checks == Checks::Measurement {
+        cfg.use_measurement_checks();
+    }
     let sim = Sim::new(cfg);
     let mut driver = sim.load(image).expect("the image loads");
     if driver.entry_status() != Some(0) {

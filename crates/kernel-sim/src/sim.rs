@@ -141,11 +141,16 @@ impl SimConfig {
     /// Every other check (IRQL, leaks, references, contexts, ports, lifecycle) stays on.
     #[must_use]
     pub fn for_measurement() -> Self {
-        Self {
-            pool: crate::mem::pool::PoolKind::Standard,
-            stack_poison_len: 0,
-            ..Self::default()
-        }
+        let mut config = Self::default();
+        config.use_measurement_checks();
+        config
+    }
+
+    /// Switches this configuration to [`SimConfig::for_measurement`]'s pool and stack, keeping
+    /// everything else it sets.
+    pub fn use_measurement_checks(&mut self) {
+        self.pool = crate::mem::pool::PoolKind::Standard;
+        self.stack_poison_len = 0;
     }
 
     /// `\REGISTRY\MACHINE\SYSTEM\CurrentControlSet\Services\<service>`.

@@ -54,9 +54,7 @@ fn a_thousand_load_unload_cycles_with_io_and_a_client() {
 #[test]
 fn a_thousand_cycles_in_the_measurement_configuration() {
     let mut config = ScenarioConfig::vigil();
-    let measurement = vigil_kernel_sim::SimConfig::for_measurement();
-    config.base.pool = measurement.pool;
-    config.base.stack_poison_len = measurement.stack_poison_len;
+    config.base.use_measurement_checks();
     config.cycles = 1_000;
     config.threads = 2;
     config.files_per_thread = 1;

@@ -149,9 +149,7 @@ fn base_config(common: &Common) -> SimConfig {
 fn apply_common(config: &mut SimConfig, common: &Common) {
     config.flag_infinite_waits = !common.allow_infinite_waits;
     if common.measurement {
-        let measurement = SimConfig::for_measurement();
-        config.pool = measurement.pool;
-        config.stack_poison_len = measurement.stack_poison_len;
+        config.use_measurement_checks();
     }
 }
 
