@@ -577,3 +577,51 @@ fn the_driver_stack_is_poisoned_before_each_call() {
         .expect("returned");
     assert!(below.iter().all(|&b| b == crate::STACK_POISON), "{below:?}");
 }
+
+#[test]
+fn a_held_call_goes_on_when_released_and_is_reported_if_never_released() {
+    let held = crate::PausePoint {
+        routine: "ExAllocatePool2",
+        callback: "test",
+    };
+    let k = kernel_with(SimConfig {
+        pause_at: Some(held),
+        hang_timeout: Duration::from_secs(10),
+        ..SimConfig::default()
+    });
+    let observer = crate::Observer::new(Arc::clone(&k));
+    let releaser = std::thread::spawn({
+        let observer = observer.clone();
+        move || {
+            assert!(observer.wait_until_paused(Duration::from_secs(10)));
+            observer.release();
+        }
+    });
+    k.call_driver("test", Some(0), || {
+        let block = alloc(8);
+        pool::ex_free_pool_with_tag(block.cast(), TAG);
+    })
+    .expect("returned");
+    releaser.join().unwrap();
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+
+    // Nobody releases it: the call goes on after the hang limit, reported.
+    let k = kernel_with(SimConfig {
+        pause_at: Some(held),
+        hang_timeout: Duration::from_millis(50),
+        ..SimConfig::default()
+    });
+    k.call_driver("test", Some(0), || {
+        let block = alloc(8);
+        pool::ex_free_pool_with_tag(block.cast(), TAG);
+    })
+    .expect("returned");
+    let v = k.violations();
+    assert_eq!(kinds(&k), [ViolationKind::Internal], "{v:?}");
+    assert!(
+        v[0].message
+            .contains("never released ExAllocatePool2 held in test"),
+        "{}",
+        v[0].message
+    );
+}

@@ -60,45 +60,31 @@ impl Pause {
         }
         *stage = Stage::Holding;
         pause.changed.notify_all();
-        let limit = Instant::now() + k.config.hang_timeout;
-        while *stage == Stage::Holding {
-            let now = Instant::now();
-            if now >= limit {
-                *stage = Stage::Released;
-                drop(stage);
-                k.violation(
-                    ViolationKind::Internal,
-                    "kernel-sim",
-                    format!(
-                        "the test never released {routine} held in {callback} (after {:?})",
-                        k.config.hang_timeout
-                    ),
-                );
-                return;
-            }
-            stage = pause
-                .changed
-                .wait_timeout(stage, limit - now)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
+        let (mut stage, outcome) = pause
+            .changed
+            .wait_timeout_while(stage, k.config.hang_timeout, |s| *s == Stage::Holding)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if outcome.timed_out() {
+            *stage = Stage::Released;
+            drop(stage);
+            k.violation(
+                ViolationKind::Internal,
+                "kernel-sim",
+                format!(
+                    "the test never released {routine} held in {callback} (after {:?})",
+                    k.config.hang_timeout
+                ),
+            );
         }
     }
 
     fn wait_for(&self, wanted: Stage, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        let mut stage = lock(&self.stage);
-        while *stage != wanted {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            stage = self
-                .changed
-                .wait_timeout(stage, deadline - now)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
-        true
+        let (guard, outcome) = self
+            .changed
+            .wait_timeout_while(lock(&self.stage), limit, |stage| *stage != wanted)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        drop(guard);
+        !outcome.timed_out()
     }
 
     fn release(&self) {
