@@ -30,13 +30,13 @@ fn assert_busy(summary: &ScenarioSummary) {
     assert!(summary.commands > 0, "{}", summary.text());
 }
 
-#[test]
-fn a_thousand_load_unload_cycles_with_io_and_a_client() {
-    let mut config = ScenarioConfig::vigil();
-    config.cycles = 1_000;
-    config.threads = 2;
-    config.files_per_thread = 1;
-    let summary = run(&config);
+/// A thousand load/unload cycles with I/O from two threads and a client, in the configuration
+/// `base` starts from: every cycle busy, every race, vanish and optional unload where planned.
+fn a_thousand_cycles(base: &mut ScenarioConfig) {
+    base.cycles = 1_000;
+    base.threads = 2;
+    base.files_per_thread = 1;
+    let summary = run(base);
     assert_busy(&summary);
     assert_eq!(summary.unexpected_statuses, 0, "{}", summary.text());
     assert_eq!(summary.entry_failures, 0, "{}", summary.text());
@@ -49,18 +49,18 @@ fn a_thousand_load_unload_cycles_with_io_and_a_client() {
     assert_eq!(summary.optional_unloads, 500, "{}", summary.text());
 }
 
+#[test]
+fn a_thousand_load_unload_cycles_with_io_and_a_client() {
+    a_thousand_cycles(&mut ScenarioConfig::vigil());
+}
+
 /// The same cycles in the benchmarks' measurement configuration (standard pool, no stack
 /// poisoning): everything runs faster, so the threads interleave differently.
 #[test]
 fn a_thousand_cycles_in_the_measurement_configuration() {
     let mut config = ScenarioConfig::vigil();
     config.base.use_measurement_checks();
-    config.cycles = 1_000;
-    config.threads = 2;
-    config.files_per_thread = 1;
-    let summary = run(&config);
-    assert_busy(&summary);
-    assert_eq!(summary.unexpected_statuses, 0, "{}", summary.text());
+    a_thousand_cycles(&mut config);
 }
 
 #[test]
