@@ -87,7 +87,8 @@ fn hand_out(
 ) -> PFLT_FILE_NAME_INFORMATION {
     let header = size_of::<FLT_FILE_NAME_INFORMATION>();
     // Most names are ASCII: one unit per byte, no decoding (this runs on every name query).
-    let units = if name.is_ascii() {
+    let ascii = name.is_ascii();
+    let units = if ascii {
         name.len()
     } else {
         name.encode_utf16().count()
@@ -99,7 +100,7 @@ fn hand_out(
         // SAFETY: `index < units`, and the buffer holds `units + 1` units after the header.
         guest::write(unsafe { buffer.add(index) }, unit);
     };
-    if name.is_ascii() {
+    if ascii {
         name.bytes()
             .enumerate()
             .for_each(|(i, b)| write_unit(i, u16::from(b)));

@@ -678,10 +678,10 @@ pub(crate) fn emulate<R>(
     // driver call that is calling this routine (this thread is inside it), and the kernel is
     // kept alive by an Arc held by the caller of call_driver.
     let kernel = unsafe { &*kernel };
-    let (previous, callback) = state::with(|s| (s.routine.replace(routine), s.callback.get()));
+    let previous = state::with(|s| s.routine.replace(routine));
     kernel.count_routine(routine);
     kernel.check_irql(routine, irql);
-    pause::Pause::check(kernel, routine, callback);
+    pause::Pause::check(kernel, routine);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| body(kernel)));
     state::with(|s| s.routine.set(previous));
     match result {

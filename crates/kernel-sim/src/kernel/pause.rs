@@ -46,10 +46,11 @@ pub(crate) struct Pause {
 
 impl Pause {
     /// Holds this call if it is the first one at the configured point (called by `emulate`).
-    pub(crate) fn check(k: &Kernel, routine: &'static str, callback: &'static str) {
+    pub(crate) fn check(k: &Kernel, routine: &'static str) {
         let Some(point) = k.config.pause_at else {
             return;
         };
+        let callback = crate::exec::state::with(|s| s.callback.get());
         if point.routine != routine || point.callback != callback {
             return;
         }
