@@ -170,3 +170,37 @@ fn a_burst_larger_than_the_ring_drops_counts_and_recovers() {
     drop(service);
     assert_clean(driver);
 }
+
+/// With no service connected, events only queue in the ring: the delivery thread is not woken
+/// per batch (it would find nobody to send to). Once a service connects, each batch wakes it,
+/// and the backlog and the new events reach the service.
+#[test]
+fn the_delivery_thread_is_woken_per_batch_only_while_a_service_is_connected() {
+    let (_sim, driver) = load(
+        config(&[
+            ("BatchSize", RegistryValue::Dword(16)),
+            // The flush interval alone would wake the thread only every 5 s.
+            ("FlushIntervalMs", RegistryValue::Dword(5_000)),
+        ]),
+        &image(),
+    );
+    let observer = driver.observer();
+    let wakes = || {
+        observer
+            .routine_calls()
+            .get("KeSetEvent")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = wakes();
+    churn(&driver, "alone", 40); // 120 events, 7 batches' worth
+    assert_eq!(wakes(), before, "no wake-up without a service");
+    let service = Service::allowing(&driver);
+    churn(&driver, "watched", 40);
+    assert!(wakes() > before, "a wake-up per batch with a service");
+    // 240 events: the 120 queued while alone and the 120 generated with the service there.
+    let events = service.wait_events(240);
+    assert_eq!(events.len(), 240);
+    drop(service);
+    assert_clean(driver);
+}
