@@ -111,6 +111,7 @@
 
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
+mod config;
 mod exec;
 mod exports;
 pub mod faults;
@@ -126,6 +127,9 @@ pub mod sweep;
 #[cfg(test)]
 mod verifier_tests;
 
+pub use config::{
+    IoConfig, PausePoint, PoolKind, RegistryValue, SimConfig, UnloadKind, VolumeKind,
+};
 pub use exec::signals::{MM_USER_PROBE_ADDRESS, install as install_fault_handlers};
 pub use exec::state::{current_irql, set_irql};
 pub use exec::switch::STACK_POISON;
@@ -135,13 +139,13 @@ pub use flt::client::{
     Account, CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,
     ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
 };
-pub use flt::io::{FileHandle, Io, IoConfig, Requestor, WriteOptions};
+pub use flt::io::{FileHandle, Io, Requestor, WriteOptions};
 pub use flt::ports::POISON_RUN;
-pub use flt::volumes::{VolumeId, VolumeKind};
-pub use kernel::pause::{Observer, PausePoint};
+pub use flt::volumes::VolumeId;
+pub use kernel::pause::Observer;
 pub use loader::LoadError;
-pub use mem::pool::{POOL_POISON, PoolKind, SLACK_FILL};
+pub use mem::pool::{POOL_POISON, SLACK_FILL};
 pub use report::{IoStats, Report, Violation, ViolationKind};
 pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
-pub use sim::{Driver, RegistryValue, Sim, SimConfig, UnloadError, UnloadKind, UnloadOutcome};
+pub use sim::{Driver, Sim, UnloadError, UnloadOutcome};
 pub use sweep::{SweepReport, SweepRun, sweep};

@@ -24,13 +24,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::config::VolumeKind;
+use crate::config::{RegistryValue, SimConfig, UnloadKind};
 use crate::faults::RandomFailures;
 use crate::flt::client::{ConnectError, ConnectOptions, PortConnection, PortError};
 use crate::flt::io::{Io, Requestor};
-use crate::flt::volumes::{VolumeId, VolumeKind};
+use crate::flt::volumes::VolumeId;
 use crate::loader::LoadError;
 use crate::report::{Report, Violation};
-use crate::sim::{Driver, RegistryValue, Sim, SimConfig, UnloadKind, UnloadOutcome};
+use crate::sim::{Driver, Sim, UnloadOutcome};
 use crate::sweep::{SweepReport, SweepRun};
 
 const FILE_OPEN_IF: u32 = 3;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use vigil_sys::{DRIVER_OBJECT, NT_SUCCESS, PASSIVE_LEVEL, UNICODE_STRING};
 
-use crate::faults::FaultPlan;
+use crate::config::{SimConfig, UnloadKind};
 use crate::flt::client::{ConnectError, ConnectOptions, Namespace, PortConnection};
 use crate::kernel::{Kernel, RawUnload, lock};
 use crate::loader::symbols::Symbols;
@@ -17,29 +17,6 @@ use crate::mem::guest::{self, GuestAlloc};
 use crate::mem::pool::tag_text;
 use crate::ntos::{self, status_text};
 use crate::report::{Report, ViolationKind};
-
-/// A registry value of the driver's `Parameters` key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RegistryValue {
-    /// `REG_DWORD`.
-    Dword(u32),
-    /// `REG_SZ`.
-    Sz(String),
-    /// `REG_MULTI_SZ`.
-    MultiSz(Vec<String>),
-    /// `REG_BINARY`.
-    Binary(Vec<u8>),
-}
-
-/// Which unload FltMgr performs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnloadKind {
-    /// `FLTFL_FILTER_UNLOAD_MANDATORY`: the filter cannot refuse (service stop, `fltmc unload`
-    /// of a filter that does not support refusal).
-    Mandatory,
-    /// Without the flag: the filter may refuse with an error status.
-    Optional,
-}
 
 /// How an unload ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,95 +49,6 @@ impl std::fmt::Display for UnloadError {
 }
 
 impl std::error::Error for UnloadError {}
-
-/// How a run is set up.
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    /// The driver's service name (registry key, driver object name).
-    pub service_name: String,
-    /// Values of the service's `Parameters` key.
-    pub registry: Vec<(String, RegistryValue)>,
-    /// Whether the `Parameters` key exists.
-    pub parameters_key: bool,
-    /// Flag `KeWaitForSingleObject` with a NULL timeout (a Vigil policy, RULES.md rule 7; the
-    /// kernel allows it: switch off for other drivers).
-    pub flag_infinite_waits: bool,
-    /// A wait, lock or sleep longer than this is a deadlock: reported, and the call abandoned.
-    pub hang_timeout: Duration,
-    /// Fault injection.
-    pub faults: FaultPlan,
-    /// Call FilterUnload on another thread the moment `FltRegisterFilter` returns, while
-    /// DriverEntry continues (the field crash of RULES.md rule 1). DriverEntry resumes only once
-    /// that unload has returned or is blocked in a wait, so the worst interleaving happens every
-    /// run, not when the scheduler allows.
-    pub race_unload_on_register: Option<UnloadKind>,
-    /// Size of each driver stack (kernel-sim's own emulation frames run on it too).
-    pub stack_size: usize,
-    /// How many bytes at the top of the driver stack are poisoned before each call.
-    pub stack_poison_len: usize,
-    /// Where pool blocks come from (special pool by default).
-    pub pool: crate::mem::pool::PoolKind,
-    /// Hold the first call of a routine from one callback until the test releases it through
-    /// [`Driver::observer`]: a callback caught mid-flight every run. None by default.
-    pub pause_at: Option<crate::kernel::pause::PausePoint>,
-    /// How long to wait for driver threads to finish once the driver is gone.
-    pub thread_exit_timeout: Duration,
-    /// How long after its start routine ends a system thread's object becomes signalled.
-    /// Windows bounds this by nothing, so a driver that does not wait on the thread object may
-    /// unload while its thread is still finishing; a latency makes that window certain in a
-    /// test instead of a matter of scheduling. Zero by default.
-    pub thread_exit_latency: Duration,
-    /// Synthetic volumes and I/O options.
-    pub io: crate::flt::io::IoConfig,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        Self {
-            service_name: "vigil".into(),
-            registry: Vec::new(),
-            parameters_key: true,
-            flag_infinite_waits: true,
-            hang_timeout: Duration::from_secs(30),
-            faults: FaultPlan::default(),
-            race_unload_on_register: None,
-            stack_size: 128 * 1024,
-            stack_poison_len: 64 * 1024,
-            pool: crate::mem::pool::PoolKind::Special,
-            pause_at: None,
-            thread_exit_timeout: Duration::from_secs(5),
-            thread_exit_latency: Duration::ZERO,
-            io: crate::flt::io::IoConfig::default(),
-        }
-    }
-}
-
-impl SimConfig {
-    /// The configuration for measuring a driver's own cost: the standard pool instead of the
-    /// special pool and no stack poisoning, as on a machine without those Verifier options.
-    /// Every other check (IRQL, leaks, references, contexts, ports, lifecycle) stays on.
-    #[must_use]
-    pub fn for_measurement() -> Self {
-        let mut config = Self::default();
-        config.use_measurement_checks();
-        config
-    }
-
-    /// Switches this configuration to [`SimConfig::for_measurement`]'s pool and stack, keeping
-    /// everything else it sets.
-    pub fn use_measurement_checks(&mut self) {
-        self.pool = crate::mem::pool::PoolKind::Standard;
-        self.stack_poison_len = 0;
-    }
-
-    /// `\REGISTRY\MACHINE\SYSTEM\CurrentControlSet\Services\<service>`.
-    pub fn service_key_path(&self) -> String {
-        format!(
-            "\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\{}",
-            self.service_name
-        )
-    }
-}
 
 /// A simulated machine configuration that loads driver images. Clones share one object
 /// namespace: a client connects by port name to whichever driver loaded through them owns it.

@@ -7,8 +7,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::LoadError;
+use crate::config::{SimConfig, UnloadKind};
 use crate::report::{InjectedFault, Report, Violation};
-use crate::sim::{Sim, SimConfig, UnloadKind};
+use crate::sim::Sim;
 
 /// One run of the sweep.
 #[derive(Clone, Debug, Serialize)]

@@ -13,13 +13,13 @@ use vigil_sys::{
     STATUS_TIMEOUT, SynchronizationEvent, UNICODE_STRING,
 };
 
+use crate::config::{RegistryValue, SimConfig};
 use crate::exec::state::{self, ImageBounds};
 use crate::faults::FaultPlan;
 use crate::kernel::Kernel;
 use crate::loader::symbols::Symbols;
 use crate::ntos::{event, misc, pool, registry, sync, thread};
 use crate::report::ViolationKind;
-use crate::sim::{RegistryValue, SimConfig};
 
 const TAG: u32 = u32::from_le_bytes(*b"Test");
 
@@ -41,7 +41,7 @@ fn kernel() -> Arc<Kernel> {
 }
 
 /// A kernel whose pool is `kind`.
-fn kernel_with_pool(kind: crate::PoolKind) -> Arc<Kernel> {
+fn kernel_with_pool(kind: crate::config::PoolKind) -> Arc<Kernel> {
     kernel_with(SimConfig {
         hang_timeout: Duration::from_secs(2),
         pool: kind,
@@ -50,7 +50,10 @@ fn kernel_with_pool(kind: crate::PoolKind) -> Arc<Kernel> {
 }
 
 /// Both pools: the checks that do not depend on page protections hold in each.
-const POOLS: [crate::PoolKind; 2] = [crate::PoolKind::Special, crate::PoolKind::Standard];
+const POOLS: [crate::config::PoolKind; 2] = [
+    crate::config::PoolKind::Special,
+    crate::config::PoolKind::Standard,
+];
 
 fn kinds(k: &Kernel) -> Vec<ViolationKind> {
     k.violations().iter().map(|v| v.kind).collect()
@@ -67,7 +70,7 @@ fn pool_blocks_are_zeroed_or_poisoned_and_sixteen_byte_aligned() {
     }
 }
 
-fn pool_blocks_are_zeroed_or_poisoned_in(pool_kind: crate::PoolKind) {
+fn pool_blocks_are_zeroed_or_poisoned_in(pool_kind: crate::config::PoolKind) {
     let k = kernel_with_pool(pool_kind);
     k.call_driver("test", Some(0), || {
         let zeroed = alloc(40);
@@ -95,7 +98,7 @@ fn double_free_wrong_tag_and_slack_writes_are_reported() {
     }
 }
 
-fn double_free_wrong_tag_and_slack_writes_in(pool_kind: crate::PoolKind) {
+fn double_free_wrong_tag_and_slack_writes_in(pool_kind: crate::config::PoolKind) {
     let k = kernel_with_pool(pool_kind);
     k.call_driver("test", Some(0), || {
         let a = alloc(10);
@@ -177,7 +180,7 @@ fn leaks_are_reported_by_tag() {
 #[test]
 fn the_standard_pool_reports_writes_just_outside_a_block_at_free() {
     // No guard page to fault on: the slack on either side stands in for it, checked at free.
-    let k = kernel_with_pool(crate::PoolKind::Standard);
+    let k = kernel_with_pool(crate::config::PoolKind::Standard);
     k.call_driver("test", Some(0), || {
         let after = alloc(16);
         // SAFETY: one byte past the 16-byte block lies in its trailing slack (the check under
@@ -580,7 +583,7 @@ fn the_driver_stack_is_poisoned_before_each_call() {
 
 #[test]
 fn a_held_call_goes_on_when_released_and_is_reported_if_never_released() {
-    let held = crate::PausePoint {
+    let held = crate::config::PausePoint {
         routine: "ExAllocatePool2",
         callback: "test",
     };

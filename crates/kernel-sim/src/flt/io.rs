@@ -50,7 +50,7 @@ use vigil_sys::{
 
 use crate::exec::state;
 use crate::flt::fs::{FsHandle, REPLACE_IF_EXISTS, status};
-use crate::flt::volumes::{InstanceState, VolumeId, VolumeKind, VolumeRecord};
+use crate::flt::volumes::{InstanceState, VolumeId, VolumeRecord};
 use crate::kernel::{Kernel, lock};
 use crate::mem::guest::{self, GuestAlloc};
 use crate::report::{IoStats, ViolationKind};
@@ -58,21 +58,6 @@ use crate::sim::Driver;
 
 /// `IO_TYPE_FILE`.
 const IO_TYPE_FILE: i16 = 5;
-
-/// The synthetic I/O settings of a run (part of [`crate::SimConfig`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IoConfig {
-    /// Volumes mounted before the driver loads: offered to the filter when it calls
-    /// `FltStartFiltering` (kind, device name such as `\Device\HarddiskVolume1`).
-    pub volumes: Vec<(VolumeKind, String)>,
-    /// Call post-operation callbacks other than post-create and synchronized ones at
-    /// DISPATCH\_LEVEL (FltMgr may complete an operation there): catches posts that query
-    /// names, wait or touch paged memory at that IRQL (RULES.md 25).
-    pub post_ops_at_dispatch: bool,
-    /// Make every normalized name query fail (`STATUS_OBJECT_PATH_NOT_FOUND`, as when a parent
-    /// directory cannot be opened for normalization), to exercise opened-name fallbacks.
-    pub fail_normalized_names: bool,
-}
 
 /// Who issues a synthetic operation: the ids `PsGetCurrentProcessId`/`PsGetCurrentThreadId`
 /// and `FltGetRequestorProcessId` return inside its callbacks.

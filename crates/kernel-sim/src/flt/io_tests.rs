@@ -23,16 +23,17 @@ use vigil_sys::{
     STATUS_SUCCESS,
 };
 
+use crate::config::SimConfig;
+use crate::config::{IoConfig, VolumeKind};
 use crate::exec::state::{self, ImageBounds};
-use crate::flt::io::{Io, IoConfig, Requestor, WriteOptions};
-use crate::flt::volumes::{self, VolumeId, VolumeKind};
+use crate::flt::io::{Io, Requestor, WriteOptions};
+use crate::flt::volumes::{self, VolumeId};
 use crate::flt::{contexts, names, registration};
 use crate::kernel::{Kernel, lock};
 use crate::loader::symbols::Symbols;
 use crate::mem::guest;
 use crate::ntos::thread;
 use crate::report::ViolationKind;
-use crate::sim::SimConfig;
 
 const NTFS: &str = r"\Device\HarddiskVolume1";
 const PIPE: &str = r"\Device\NamedPipe";

@@ -14,6 +14,7 @@ use vigil_sys::{
 };
 
 use super::{find_poison, flt_close_client_port, flt_send_message};
+use crate::config::SimConfig;
 use crate::exec::state::ImageBounds;
 use crate::flt::client::{self, Account, ConnectError, ConnectOptions, PortConnection, PortError};
 use crate::flt::security::PortAccess;
@@ -22,7 +23,6 @@ use crate::kernel::{Kernel, lock};
 use crate::loader::symbols::Symbols;
 use crate::mem::guest::GuestAlloc;
 use crate::report::ViolationKind;
-use crate::sim::SimConfig;
 
 const PORT: &str = "\\TestPort";
 

@@ -25,13 +25,12 @@
 use std::sync::atomic::Ordering;
 
 use vigil_sys::{
-    DEVICE_OBJECT, DEVICE_TYPE, FILE_DEVICE_DISK_FILE_SYSTEM, FILE_DEVICE_MAILSLOT,
-    FILE_DEVICE_NAMED_PIPE, FILE_DEVICE_NETWORK_FILE_SYSTEM, FLT_FILESYSTEM_TYPE, FLT_FSTYPE_EXFAT,
-    FLT_FSTYPE_FAT, FLT_FSTYPE_LANMAN, FLT_FSTYPE_MSFS, FLT_FSTYPE_MUP, FLT_FSTYPE_NPFS,
-    FLT_FSTYPE_NTFS, FLT_FSTYPE_REFS, FLT_RELATED_OBJECTS, FLTFL_FILTER_UNLOAD_MANDATORY,
-    FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS, NT_SUCCESS, PASSIVE_LEVEL, STATUS_FLT_DO_NOT_DETACH,
+    DEVICE_OBJECT, DEVICE_TYPE, FLT_FILESYSTEM_TYPE, FLT_RELATED_OBJECTS,
+    FLTFL_FILTER_UNLOAD_MANDATORY, FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS, NT_SUCCESS, PASSIVE_LEVEL,
+    STATUS_FLT_DO_NOT_DETACH,
 };
 
+use crate::config::VolumeKind;
 use crate::flt::fs::FileSystem;
 use crate::kernel::{Kernel, lock};
 use crate::mem::guest::{self, GuestAlloc};
@@ -49,64 +48,6 @@ pub(crate) const TEARDOWN_FILTER_UNLOAD: u32 = 0x2;
 pub(crate) const TEARDOWN_MANDATORY_FILTER_UNLOAD: u32 = 0x4;
 /// `FLTFL_INSTANCE_TEARDOWN_VOLUME_DISMOUNT`.
 pub(crate) const TEARDOWN_VOLUME_DISMOUNT: u32 = 0x8;
-
-/// The kind of file system a synthetic volume has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum VolumeKind {
-    /// NTFS (local disk; hard links).
-    Ntfs,
-    /// ReFS (local disk; no hard links in this emulation).
-    Refs,
-    /// FAT (local disk; no hard links).
-    Fat,
-    /// exFAT (local disk; no hard links).
-    ExFat,
-    /// A network volume as minifilters see it since Vista: the MUP volume (`\Device\Mup`,
-    /// `FLT_FSTYPE_MUP`), behind which the SMB redirector (LANMAN) serves UNC paths.
-    Network,
-    /// The SMB redirector as its own volume (`FLT_FSTYPE_LANMAN`), as older systems showed it.
-    Lanman,
-    /// The named-pipe file system (`\Device\NamedPipe`, `FLT_FSTYPE_NPFS`).
-    NamedPipe,
-    /// The mailslot file system (`\Device\Mailslot`, `FLT_FSTYPE_MSFS`).
-    Mailslot,
-}
-
-impl VolumeKind {
-    /// The `VolumeDeviceType` InstanceSetup receives.
-    pub fn device_type(self) -> DEVICE_TYPE {
-        match self {
-            Self::Ntfs | Self::Refs | Self::Fat | Self::ExFat => FILE_DEVICE_DISK_FILE_SYSTEM,
-            Self::Network | Self::Lanman => FILE_DEVICE_NETWORK_FILE_SYSTEM,
-            Self::NamedPipe => FILE_DEVICE_NAMED_PIPE,
-            Self::Mailslot => FILE_DEVICE_MAILSLOT,
-        }
-    }
-
-    /// The `VolumeFilesystemType` InstanceSetup receives.
-    pub fn filesystem_type(self) -> FLT_FILESYSTEM_TYPE {
-        match self {
-            Self::Ntfs => FLT_FSTYPE_NTFS,
-            Self::Refs => FLT_FSTYPE_REFS,
-            Self::Fat => FLT_FSTYPE_FAT,
-            Self::ExFat => FLT_FSTYPE_EXFAT,
-            Self::Network => FLT_FSTYPE_MUP,
-            Self::Lanman => FLT_FSTYPE_LANMAN,
-            Self::NamedPipe => FLT_FSTYPE_NPFS,
-            Self::Mailslot => FLT_FSTYPE_MSFS,
-        }
-    }
-
-    /// Whether the file system supports hard links (`FileLinkInformation`).
-    fn hard_links(self) -> bool {
-        matches!(self, Self::Ntfs | Self::Network | Self::Lanman)
-    }
-
-    /// Pipes and mailslots: offered only with `FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS`.
-    fn is_pipe_or_mailslot(self) -> bool {
-        matches!(self, Self::NamedPipe | Self::Mailslot)
-    }
-}
 
 /// A mounted (or once mounted) synthetic volume of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

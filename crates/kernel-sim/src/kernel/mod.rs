@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use crate::config::{SimConfig, UnloadKind};
 use crate::exec::state::{self, Abandon, ImageBounds};
 use crate::exec::switch::{self, Ended};
 use crate::faults::FaultInjector;
@@ -30,7 +31,6 @@ use crate::mem::guest::{GuestAlloc, GuestUnicode};
 use crate::mem::pages::quarantine;
 use crate::mem::pool::{Pool, PoolPlace, tag_text};
 use crate::report::{Violation, ViolationKind};
-use crate::sim::{SimConfig, UnloadKind};
 
 /// Locks a mutex, ignoring poisoning (a panic in one driver call must not wedge the run).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

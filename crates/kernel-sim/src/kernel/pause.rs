@@ -15,16 +15,6 @@ use std::time::{Duration, Instant};
 use crate::kernel::{Kernel, lock};
 use crate::report::ViolationKind;
 
-/// Where to hold a callback: the first call of `routine` made from entry point `callback`
-/// (kernel-sim's names: `"PreWrite"`, `"PostCreate"`, `"MessageNotify"`, ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PausePoint {
-    /// The emulated routine, as imported (`"FltGetRequestorProcessId"`).
-    pub routine: &'static str,
-    /// The driver entry point in progress.
-    pub callback: &'static str,
-}
-
 /// Where the pause stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 enum Stage {

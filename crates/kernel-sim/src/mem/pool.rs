@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 // Fx hashing: looked up on every allocation and free; keys are addresses.
 use rustc_hash::FxHashMap as HashMap;
 
+use crate::config::PoolKind;
 use crate::mem::pages::{Region, page_size};
 use crate::report::PoolStats;
 
@@ -31,18 +32,6 @@ use crate::report::PoolStats;
 pub const POOL_POISON: u8 = 0xA5;
 /// Fill of the bytes around a block, checked at free.
 pub const SLACK_FILL: u8 = 0x5A;
-
-/// Where pool blocks come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum PoolKind {
-    /// Driver Verifier's special pool: a block per mapping against a guard page, freed pages
-    /// quarantined. The default.
-    #[default]
-    Special,
-    /// The host heap with checked slack on both sides, freed memory reused at once (for
-    /// measurements).
-    Standard,
-}
 
 /// Slack on each side of a [`PoolKind::Standard`] block.
 const HEAP_SLACK: usize = 16;

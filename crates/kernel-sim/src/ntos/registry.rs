@@ -8,13 +8,13 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS, UNICODE_STRING,
 };
 
+use crate::config::RegistryValue;
 use crate::kernel::objects::{HandleTarget, KeyObject};
 use crate::kernel::{IrqlRule, emulate, lock};
 use crate::mem::guest;
 use crate::ntos::status;
 use crate::ntos::thread::check_kernel_handle;
 use crate::report::ViolationKind;
-use crate::sim::RegistryValue;
 
 /// `REG_BINARY`.
 const REG_BINARY: u32 = 3;

@@ -1,0 +1,221 @@
+//! How a run is set up: [`SimConfig`] and the plain types it is made of. This is kernel-sim's
+//! lowest layer (with `report` and `faults`): every layer above reads the configuration, none
+//! of it reads anything above. Host code only; nothing here touches driver memory.
+
+use std::time::Duration;
+
+use vigil_sys::{
+    DEVICE_TYPE, FILE_DEVICE_DISK_FILE_SYSTEM, FILE_DEVICE_MAILSLOT, FILE_DEVICE_NAMED_PIPE,
+    FILE_DEVICE_NETWORK_FILE_SYSTEM, FLT_FILESYSTEM_TYPE, FLT_FSTYPE_EXFAT, FLT_FSTYPE_FAT,
+    FLT_FSTYPE_LANMAN, FLT_FSTYPE_MSFS, FLT_FSTYPE_MUP, FLT_FSTYPE_NPFS, FLT_FSTYPE_NTFS,
+    FLT_FSTYPE_REFS,
+};
+
+use crate::faults::FaultPlan;
+
+/// A registry value of the driver's `Parameters` key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryValue {
+    /// `REG_DWORD`.
+    Dword(u32),
+    /// `REG_SZ`.
+    Sz(String),
+    /// `REG_MULTI_SZ`.
+    MultiSz(Vec<String>),
+    /// `REG_BINARY`.
+    Binary(Vec<u8>),
+}
+
+/// Which unload FltMgr performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnloadKind {
+    /// `FLTFL_FILTER_UNLOAD_MANDATORY`: the filter cannot refuse (service stop, `fltmc unload`
+    /// of a filter that does not support refusal).
+    Mandatory,
+    /// Without the flag: the filter may refuse with an error status.
+    Optional,
+}
+
+/// How a run is set up.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The driver's service name (registry key, driver object name).
+    pub service_name: String,
+    /// Values of the service's `Parameters` key.
+    pub registry: Vec<(String, RegistryValue)>,
+    /// Whether the `Parameters` key exists.
+    pub parameters_key: bool,
+    /// Flag `KeWaitForSingleObject` with a NULL timeout (a Vigil policy, RULES.md rule 7; the
+    /// kernel allows it: switch off for other drivers).
+    pub flag_infinite_waits: bool,
+    /// A wait, lock or sleep longer than this is a deadlock: reported, and the call abandoned.
+    pub hang_timeout: Duration,
+    /// Fault injection.
+    pub faults: FaultPlan,
+    /// Call FilterUnload on another thread the moment `FltRegisterFilter` returns, while
+    /// DriverEntry continues (the field crash of RULES.md rule 1). DriverEntry resumes only once
+    /// that unload has returned or is blocked in a wait, so the worst interleaving happens every
+    /// run, not when the scheduler allows.
+    pub race_unload_on_register: Option<UnloadKind>,
+    /// Size of each driver stack (kernel-sim's own emulation frames run on it too).
+    pub stack_size: usize,
+    /// How many bytes at the top of the driver stack are poisoned before each call.
+    pub stack_poison_len: usize,
+    /// Where pool blocks come from (special pool by default).
+    pub pool: PoolKind,
+    /// Hold the first call of a routine from one callback until the test releases it through
+    /// [`Driver::observer`](crate::Driver::observer): a callback caught mid-flight every run. None by default.
+    pub pause_at: Option<PausePoint>,
+    /// How long to wait for driver threads to finish once the driver is gone.
+    pub thread_exit_timeout: Duration,
+    /// How long after its start routine ends a system thread's object becomes signalled.
+    /// Windows bounds this by nothing, so a driver that does not wait on the thread object may
+    /// unload while its thread is still finishing; a latency makes that window certain in a
+    /// test instead of a matter of scheduling. Zero by default.
+    pub thread_exit_latency: Duration,
+    /// Synthetic volumes and I/O options.
+    pub io: IoConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            service_name: "vigil".into(),
+            registry: Vec::new(),
+            parameters_key: true,
+            flag_infinite_waits: true,
+            hang_timeout: Duration::from_secs(30),
+            faults: FaultPlan::default(),
+            race_unload_on_register: None,
+            stack_size: 128 * 1024,
+            stack_poison_len: 64 * 1024,
+            pool: PoolKind::Special,
+            pause_at: None,
+            thread_exit_timeout: Duration::from_secs(5),
+            thread_exit_latency: Duration::ZERO,
+            io: IoConfig::default(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// The configuration for measuring a driver's own cost: the standard pool instead of the
+    /// special pool and no stack poisoning, as on a machine without those Verifier options.
+    /// Every other check (IRQL, leaks, references, contexts, ports, lifecycle) stays on.
+    #[must_use]
+    pub fn for_measurement() -> Self {
+        let mut config = Self::default();
+        config.use_measurement_checks();
+        config
+    }
+
+    /// Switches this configuration to [`SimConfig::for_measurement`]'s pool and stack, keeping
+    /// everything else it sets.
+    pub fn use_measurement_checks(&mut self) {
+        self.pool = PoolKind::Standard;
+        self.stack_poison_len = 0;
+    }
+
+    /// `\REGISTRY\MACHINE\SYSTEM\CurrentControlSet\Services\<service>`.
+    pub fn service_key_path(&self) -> String {
+        format!(
+            "\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\{}",
+            self.service_name
+        )
+    }
+}
+
+/// Where pool blocks come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PoolKind {
+    /// Driver Verifier's special pool: a block per mapping against a guard page, freed pages
+    /// quarantined. The default.
+    #[default]
+    Special,
+    /// The host heap with checked slack on both sides, freed memory reused at once (for
+    /// measurements).
+    Standard,
+}
+
+/// Where to hold a callback: the first call of `routine` made from entry point `callback`
+/// (kernel-sim's names: `"PreWrite"`, `"PostCreate"`, `"MessageNotify"`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PausePoint {
+    /// The emulated routine, as imported (`"FltGetRequestorProcessId"`).
+    pub routine: &'static str,
+    /// The driver entry point in progress.
+    pub callback: &'static str,
+}
+
+/// The synthetic I/O settings of a run (part of [`SimConfig`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IoConfig {
+    /// Volumes mounted before the driver loads: offered to the filter when it calls
+    /// `FltStartFiltering` (kind, device name such as `\Device\HarddiskVolume1`).
+    pub volumes: Vec<(VolumeKind, String)>,
+    /// Call post-operation callbacks other than post-create and synchronized ones at
+    /// DISPATCH\_LEVEL (FltMgr may complete an operation there): catches posts that query
+    /// names, wait or touch paged memory at that IRQL (RULES.md 25).
+    pub post_ops_at_dispatch: bool,
+    /// Make every normalized name query fail (`STATUS_OBJECT_PATH_NOT_FOUND`, as when a parent
+    /// directory cannot be opened for normalization), to exercise opened-name fallbacks.
+    pub fail_normalized_names: bool,
+}
+
+/// The kind of file system a synthetic volume has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VolumeKind {
+    /// NTFS (local disk; hard links).
+    Ntfs,
+    /// ReFS (local disk; no hard links in this emulation).
+    Refs,
+    /// FAT (local disk; no hard links).
+    Fat,
+    /// exFAT (local disk; no hard links).
+    ExFat,
+    /// A network volume as minifilters see it since Vista: the MUP volume (`\Device\Mup`,
+    /// `FLT_FSTYPE_MUP`), behind which the SMB redirector (LANMAN) serves UNC paths.
+    Network,
+    /// The SMB redirector as its own volume (`FLT_FSTYPE_LANMAN`), as older systems showed it.
+    Lanman,
+    /// The named-pipe file system (`\Device\NamedPipe`, `FLT_FSTYPE_NPFS`).
+    NamedPipe,
+    /// The mailslot file system (`\Device\Mailslot`, `FLT_FSTYPE_MSFS`).
+    Mailslot,
+}
+
+impl VolumeKind {
+    /// The `VolumeDeviceType` InstanceSetup receives.
+    pub fn device_type(self) -> DEVICE_TYPE {
+        match self {
+            Self::Ntfs | Self::Refs | Self::Fat | Self::ExFat => FILE_DEVICE_DISK_FILE_SYSTEM,
+            Self::Network | Self::Lanman => FILE_DEVICE_NETWORK_FILE_SYSTEM,
+            Self::NamedPipe => FILE_DEVICE_NAMED_PIPE,
+            Self::Mailslot => FILE_DEVICE_MAILSLOT,
+        }
+    }
+
+    /// The `VolumeFilesystemType` InstanceSetup receives.
+    pub fn filesystem_type(self) -> FLT_FILESYSTEM_TYPE {
+        match self {
+            Self::Ntfs => FLT_FSTYPE_NTFS,
+            Self::Refs => FLT_FSTYPE_REFS,
+            Self::Fat => FLT_FSTYPE_FAT,
+            Self::ExFat => FLT_FSTYPE_EXFAT,
+            Self::Network => FLT_FSTYPE_MUP,
+            Self::Lanman => FLT_FSTYPE_LANMAN,
+            Self::NamedPipe => FLT_FSTYPE_NPFS,
+            Self::Mailslot => FLT_FSTYPE_MSFS,
+        }
+    }
+
+    /// Whether the file system supports hard links (`FileLinkInformation`).
+    pub(crate) fn hard_links(self) -> bool {
+        matches!(self, Self::Ntfs | Self::Network | Self::Lanman)
+    }
+
+    /// Pipes and mailslots: offered only with `FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS`.
+    pub(crate) fn is_pipe_or_mailslot(self) -> bool {
+        matches!(self, Self::NamedPipe | Self::Mailslot)
+    }
+}
