@@ -4,7 +4,7 @@
 //! To add a routine: write its `extern "win64"` emulation (in `ntos/` or `flt/`, through
 //! [`crate::kernel::emulate`]), then add one line to the module's table below.
 
-use crate::exec::signals::MM_USER_PROBE_ADDRESS;
+use crate::machine::signals::MM_USER_PROBE_ADDRESS;
 use crate::{flt, ntos};
 
 /// A module a driver may import from.

@@ -30,23 +30,23 @@
 //!   `FLTMGR.SYS`, `HAL.dll` (`ntoskrnl.exe.dll` included), W+X sections. Unload leaves the
 //!   range `PROT_NONE` in a quarantine, so a stale call faults at a known address. Symbols come
 //!   from the PDB beside the image (`pdb` crate), else from its exports.
-//! * **Calls into the driver** (`exec::switch`, `Kernel::call_driver`): every call runs on a
+//! * **Calls into the driver** (`machine::switch`, `Kernel::call_driver`): every call runs on a
 //!   driver stack (a mapping with a guard page, poisoned with `0xC5` before each call) entered
 //!   through a small assembly stack switch (`swapcontext` would make two system calls per
 //!   call). The driver's function pointers are `extern "win64"`, so Rust handles the Windows
 //!   calling convention. A call that faults, bug-checks or ends its thread is *abandoned*: the
 //!   thread resumes on the host stack at the switch's return path, and the run records a
 //!   violation; the test process survives.
-//! * **Signals** (`exec::signals`): SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGTRAP handlers with
+//! * **Signals** (`machine::signals`): SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGTRAP handlers with
 //!   `SA_ONSTACK` and a per-thread alternate stack. They emulate `mov reg, cr8` / `mov cr8,
 //!   reg` (the WDK's inline `KeGetCurrentIrql`/`KeLowerIrql`), dispatch access violations at
 //!   user-range addresses to the driver's `__except` blocks (the SEH helper's frame shape:
 //!   leaf fault, scope table of `__C_specific_handler`, constant filter), and abandon the call
 //!   on any other fault, with the driver-relative address and nearest symbol.
-//! * **IRQL** (`exec::state`): a per-thread IRQL in a `const` thread-local, readable from the
+//! * **IRQL** (`machine::state`): a per-thread IRQL in a `const` thread-local, readable from the
 //!   signal handler. Routines that raise or lower IRQL do (spin locks); every routine checks
 //!   its documented limit; a callback must return at the IRQL it was called at.
-//! * **Pool** (`mem::pool`): special pool. Each block on its own pages against a `PROT_NONE`
+//! * **Pool** (`machine::pool`): special pool. Each block on its own pages against a `PROT_NONE`
 //!   guard, 16-byte aligned, slack checked at free, zeroed or poisoned (`0xA5`) per
 //!   `POOL_FLAG_UNINITIALIZED`; freed pages `PROT_NONE` and quarantined; double frees, wrong
 //!   tags, bad frees and leaks (by tag, at the end of the run) reported. `PoolKind::Standard`
@@ -112,13 +112,12 @@
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 mod config;
-mod exec;
 mod exports;
 pub mod faults;
 mod flt;
 mod kernel;
 mod loader;
-mod mem;
+mod machine;
 mod ntos;
 pub mod report;
 pub mod scenario;
@@ -130,9 +129,6 @@ mod verifier_tests;
 pub use config::{
     IoConfig, PausePoint, PoolKind, RegistryValue, SimConfig, UnloadKind, VolumeKind,
 };
-pub use exec::signals::{MM_USER_PROBE_ADDRESS, install as install_fault_handlers};
-pub use exec::state::{current_irql, set_irql};
-pub use exec::switch::STACK_POISON;
 pub use exports::emulated;
 pub use faults::{FaultPlan, RandomFailures};
 pub use flt::client::{
@@ -144,7 +140,10 @@ pub use flt::ports::POISON_RUN;
 pub use flt::volumes::VolumeId;
 pub use kernel::pause::Observer;
 pub use loader::LoadError;
-pub use mem::pool::{POOL_POISON, SLACK_FILL};
+pub use machine::pool::{POOL_POISON, SLACK_FILL};
+pub use machine::signals::{MM_USER_PROBE_ADDRESS, install as install_fault_handlers};
+pub use machine::state::{current_irql, set_irql};
+pub use machine::switch::STACK_POISON;
 pub use report::{IoStats, Report, Violation, ViolationKind};
 pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
 pub use sim::{Driver, Sim, UnloadError, UnloadOutcome};

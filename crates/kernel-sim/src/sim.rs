@@ -13,8 +13,8 @@ use crate::flt::client::{ConnectError, ConnectOptions, Namespace, PortConnection
 use crate::kernel::{Kernel, RawUnload, lock};
 use crate::loader::symbols::Symbols;
 use crate::loader::{self, LoadError, LoadedImage};
-use crate::mem::guest::{self, GuestAlloc};
-use crate::mem::pool::tag_text;
+use crate::machine::guest::{self, GuestAlloc};
+use crate::machine::pool::tag_text;
 use crate::ntos::{self, status_text};
 use crate::report::{Report, ViolationKind};
 

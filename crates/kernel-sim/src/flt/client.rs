@@ -48,11 +48,11 @@ use vigil_sys::{
     STATUS_PORT_DISCONNECTED, STATUS_TIMEOUT,
 };
 
-use crate::exec::signals::MM_USER_PROBE_ADDRESS;
 use crate::flt::ports::{self, ClientPortRecord, MessageState, in_process, scan_for_poison};
 use crate::kernel::{Kernel, lock};
-use crate::mem::guest::GuestAlloc;
-use crate::mem::pages::page_size;
+use crate::machine::guest::GuestAlloc;
+use crate::machine::pages::page_size;
+use crate::machine::signals::MM_USER_PROBE_ADDRESS;
 use crate::report::ViolationKind;
 
 /// `STATUS_BUFFER_TOO_SMALL`'s user-mode cousin for `FilterGetMessage`: the caller's buffer
@@ -547,7 +547,7 @@ pub(crate) fn connect(
     let (port, connect_routine, server_cookie) = create_client_port(k, name, pid, options.account)?;
     let context = (!options.context.is_empty()).then(|| {
         let copy = GuestAlloc::zeroed(options.context.len());
-        crate::mem::guest::write_bytes(copy.as_ptr::<u8>(), &options.context);
+        crate::machine::guest::write_bytes(copy.as_ptr::<u8>(), &options.context);
         copy
     });
     let (context_ptr, context_len) = context.as_ref().map_or((0, 0), |c| {
@@ -575,7 +575,7 @@ pub(crate) fn connect(
             )
         })
     });
-    let cookie = crate::mem::guest::read(cookie_ptr) as usize;
+    let cookie = crate::machine::guest::read(cookie_ptr) as usize;
     let refused = {
         let mut flt = lock(&k.flt);
         let record = flt
@@ -860,7 +860,7 @@ impl PortConnection {
             })
         })
         .ok_or(PortError::DriverCrashed)?;
-        let returned_len = crate::mem::guest::read(returned_ptr);
+        let returned_len = crate::machine::guest::read(returned_ptr);
         if returned_len > output_len {
             k.violation(
                 ViolationKind::CallbackContract,

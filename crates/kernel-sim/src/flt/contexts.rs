@@ -1,7 +1,7 @@
 //! Contexts: `FltAllocateContext`, `FltSetStreamHandleContext`, `FltGetStreamHandleContext`,
 //! `FltReleaseContext`.
 //!
-//! A context is a block of the special pool ([`crate::mem::pool`]) with the pool tag of its
+//! A context is a block of the special pool ([`crate::machine::pool`]) with the pool tag of its
 //! registration, not zeroed (`FltAllocateContext` leaves it uninitialized, so it is poisoned),
 //! with FltMgr's bookkeeping kept by kernel-sim beside it. Reference counts follow the
 //! reference pages: allocation gives the caller one reference; a successful set gives the file
@@ -27,12 +27,12 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_SUCCESS,
 };
 
-use crate::exec::state;
 use crate::flt::io::Retired;
 use crate::flt::volumes::InstanceState;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
-use crate::mem::guest;
-use crate::mem::pool::{AllocRequest, Pool, tag_text};
+use crate::machine::guest;
+use crate::machine::pool::{AllocRequest, Pool, tag_text};
+use crate::machine::state;
 use crate::report::ViolationKind;
 
 /// `NonPagedPool`.

@@ -48,11 +48,11 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
 };
 
-use crate::exec::state;
 use crate::flt::fs::{FsHandle, REPLACE_IF_EXISTS, status};
 use crate::flt::volumes::{InstanceState, VolumeId, VolumeRecord};
 use crate::kernel::{Kernel, lock};
-use crate::mem::guest::{self, GuestAlloc};
+use crate::machine::guest::{self, GuestAlloc};
+use crate::machine::state;
 use crate::report::{IoStats, ViolationKind};
 use crate::sim::Driver;
 

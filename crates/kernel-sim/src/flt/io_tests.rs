@@ -25,13 +25,13 @@ use vigil_sys::{
 
 use crate::config::SimConfig;
 use crate::config::{IoConfig, VolumeKind};
-use crate::exec::state::{self, ImageBounds};
 use crate::flt::io::{Io, Requestor, WriteOptions};
 use crate::flt::volumes::{self, VolumeId};
 use crate::flt::{contexts, names, registration};
 use crate::kernel::{Kernel, lock};
 use crate::loader::symbols::Symbols;
-use crate::mem::guest;
+use crate::machine::guest;
+use crate::machine::state::{self, ImageBounds};
 use crate::ntos::thread;
 use crate::report::ViolationKind;
 

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use vigil_sys::{NTSTATUS, PVOID};
 
-use crate::mem::guest::GuestAlloc;
+use crate::machine::guest::GuestAlloc;
 
 /// `FilterUnloadCallback`'s function type.
 pub(crate) type UnloadCallback = unsafe extern "win64" fn(u32) -> NTSTATUS;

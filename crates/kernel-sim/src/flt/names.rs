@@ -30,11 +30,11 @@ use vigil_sys::{
     STATUS_SUCCESS, UNICODE_STRING,
 };
 
-use crate::exec::state;
 use crate::flt::fs::status;
 use crate::flt::io::Retired;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
-use crate::mem::guest::{self, GuestAlloc};
+use crate::machine::guest::{self, GuestAlloc};
+use crate::machine::state;
 use crate::report::ViolationKind;
 
 /// `STATUS_FLT_INVALID_NAME_REQUEST`: a name cannot be queried now (paging I/O, a raised IRQL).

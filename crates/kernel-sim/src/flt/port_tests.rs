@@ -15,13 +15,13 @@ use vigil_sys::{
 
 use super::{find_poison, flt_close_client_port, flt_send_message};
 use crate::config::SimConfig;
-use crate::exec::state::ImageBounds;
 use crate::flt::client::{self, Account, ConnectError, ConnectOptions, PortConnection, PortError};
 use crate::flt::security::PortAccess;
 use crate::flt::{FilterRecord, ServerPortRecord};
 use crate::kernel::{Kernel, lock};
 use crate::loader::symbols::Symbols;
-use crate::mem::guest::GuestAlloc;
+use crate::machine::guest::GuestAlloc;
+use crate::machine::state::ImageBounds;
 use crate::report::ViolationKind;
 
 const PORT: &str = "\\TestPort";
@@ -53,7 +53,7 @@ unsafe extern "win64" fn connect_notify(
     harness
         .port_variable
         .store(port as usize, Ordering::Release);
-    let pid = crate::exec::state::with(|s| s.process_id.get());
+    let pid = crate::machine::state::with(|s| s.process_id.get());
     harness.connected_pid.store(pid, Ordering::Relaxed);
     // SAFETY: FltMgr's out-pointer.
     unsafe { *connection_cookie = server_cookie };

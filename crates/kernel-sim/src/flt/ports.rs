@@ -21,7 +21,7 @@ use vigil_sys::{
 
 use crate::flt::ServerPortRecord;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
-use crate::mem::guest::{self, GuestAlloc};
+use crate::machine::guest::{self, GuestAlloc};
 use crate::ntos::status;
 use crate::ntos::thread::check_kernel_handle;
 use crate::report::ViolationKind;
@@ -310,7 +310,7 @@ pub(crate) fn scan_for_poison(k: &Kernel, what: &str, bytes: &[u8]) {
 /// RULES.md 7 (a Vigil policy, switched with `flag_infinite_waits`): a send waits only with a
 /// finite timeout, and not at all above PASSIVE_LEVEL.
 fn check_send_policy(k: &Kernel, timeout_value: Option<LARGE_INTEGER>) {
-    let irql = crate::exec::state::current_irql();
+    let irql = crate::machine::state::current_irql();
     if k.config.flag_infinite_waits {
         if timeout_value.is_none() {
             k.violation(
@@ -503,7 +503,7 @@ pub(crate) extern "win64" fn flt_send_message(
             );
         }
         // Every driver pointer is read before any lock is taken: a wild one faults here,
-        // holding nothing (see `mem::guest`).
+        // holding nothing (see `machine::guest`).
         let _ = guest::read(port_variable);
         let bytes = guest::read_bytes(buffer.cast::<u8>(), length as usize);
         let reply_capacity = (!reply.is_null()).then(|| guest::read(reply_length));
@@ -649,9 +649,9 @@ pub(crate) fn notify_disconnect(k: &Kernel, port: usize) {
 /// Runs `f` with the emulated current process set to `pid` (port callbacks run in the
 /// client's process context).
 pub(crate) fn in_process<R>(pid: usize, f: impl FnOnce() -> R) -> R {
-    let saved = crate::exec::state::with(|s| s.process_id.replace(pid));
+    let saved = crate::machine::state::with(|s| s.process_id.replace(pid));
     let result = f();
-    crate::exec::state::with(|s| s.process_id.set(saved));
+    crate::machine::state::with(|s| s.process_id.set(saved));
     result
 }
 

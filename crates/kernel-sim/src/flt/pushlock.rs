@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use vigil_sys::{APC_LEVEL, EX_PUSH_LOCK};
 
-use crate::exec::state::{self, Abandon};
-use crate::exec::switch::abandon_current_call;
 use crate::kernel::{IrqlRule, Kernel, emulate, ensure_thread_id, lock};
-use crate::mem::guest;
+use crate::machine::guest;
+use crate::machine::state::{self, Abandon};
+use crate::machine::switch::abandon_current_call;
 use crate::ntos::sync::leave_critical_region;
 use crate::report::ViolationKind;
 

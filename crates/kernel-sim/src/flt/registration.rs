@@ -12,7 +12,7 @@ use vigil_sys::{
 
 use crate::flt::{ContextRegistration, FilterRecord, Operation};
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
-use crate::mem::guest::{self, GuestAlloc};
+use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;
 
 /// Registration versions FltMgr accepts (Windows 8+, Vista SP1/7, Vista).

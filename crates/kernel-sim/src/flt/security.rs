@@ -59,7 +59,7 @@ pub(crate) fn port_access(
 
 use crate::flt::SecurityDescriptorRecord;
 use crate::kernel::{IrqlRule, emulate, lock};
-use crate::mem::guest::{self, GuestAlloc};
+use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;
 
 /// `FltBuildDefaultSecurityDescriptor`: PASSIVE_LEVEL. Failable:

@@ -33,7 +33,7 @@ use vigil_sys::{
 use crate::config::VolumeKind;
 use crate::flt::fs::FileSystem;
 use crate::kernel::{Kernel, lock};
-use crate::mem::guest::{self, GuestAlloc};
+use crate::machine::guest::{self, GuestAlloc};
 use crate::sim::Driver;
 
 /// `FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT`.

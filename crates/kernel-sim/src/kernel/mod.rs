@@ -21,15 +21,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::{SimConfig, UnloadKind};
-use crate::exec::state::{self, Abandon, ImageBounds};
-use crate::exec::switch::{self, Ended};
 use crate::faults::FaultInjector;
 use crate::flt::FltState;
 use crate::loader::SectionInfo;
 use crate::loader::symbols::Symbols;
-use crate::mem::guest::{GuestAlloc, GuestUnicode};
-use crate::mem::pages::quarantine;
-use crate::mem::pool::{Pool, PoolPlace, tag_text};
+use crate::machine::guest::{GuestAlloc, GuestUnicode};
+use crate::machine::pages::quarantine;
+use crate::machine::pool::{Pool, PoolPlace, tag_text};
+use crate::machine::state::{self, Abandon, ImageBounds};
+use crate::machine::switch::{self, Ended};
 use crate::report::{Violation, ViolationKind};
 
 /// Locks a mutex, ignoring poisoning (a panic in one driver call must not wedge the run).
@@ -321,13 +321,13 @@ impl Kernel {
         ensure_thread_id();
         let saved = state::with(|s| {
             let saved = (
-                s.kernel.get(),
+                s.owner.get(),
                 s.image.get(),
                 s.callback.get(),
                 s.routine.get(),
                 s.irql.get(),
             );
-            s.kernel.set(std::ptr::from_ref(self));
+            s.owner.set(std::ptr::from_ref(self).cast());
             s.image.set(self.bounds);
             s.callback.set(callback);
             s.routine.set("");
@@ -397,7 +397,7 @@ impl Kernel {
             }
         }
         state::with(|s| {
-            s.kernel.set(saved.0);
+            s.owner.set(saved.0);
             s.image.set(saved.1);
             s.callback.set(saved.2);
             s.routine.set(saved.3);
@@ -505,7 +505,7 @@ impl Kernel {
             );
         }
         let guard = state::with(|s| s.guard_low.get());
-        if guard != 0 && address >= guard && address < guard + crate::mem::pages::page_size() {
+        if guard != 0 && address >= guard && address < guard + crate::machine::pages::page_size() {
             return "the driver stack's guard page: stack overflow".into();
         }
         // try_lock: describing must never wait on a lock the abandoned call might hold.
@@ -541,7 +541,7 @@ impl Kernel {
         if quarantine::contains(address) {
             return "freed pool or an unloaded image".into();
         }
-        if address >= crate::exec::signals::MM_USER_PROBE_ADDRESS && address >> 47 != 0 {
+        if address >= crate::machine::signals::MM_USER_PROBE_ADDRESS && address >> 47 != 0 {
             return "non-canonical address".into();
         }
         "unmapped memory".into()
@@ -662,6 +662,12 @@ impl Kernel {
     }
 }
 
+/// The kernel of the driver call in progress on this thread, null outside one. `call_driver`
+/// is the only writer of the thread state's `owner`, and always stores a `*const Kernel`.
+pub(crate) fn current_kernel() -> *const Kernel {
+    state::with(|s| s.owner.get()).cast::<Kernel>()
+}
+
 /// Runs an emulated routine's `body` for the kernel of the calling driver thread, after
 /// counting the call and checking `irql` (see the module docs).
 pub(crate) fn emulate<R>(
@@ -669,7 +675,7 @@ pub(crate) fn emulate<R>(
     irql: IrqlRule,
     body: impl FnOnce(&Kernel) -> R,
 ) -> R {
-    let kernel = state::with(|s| s.kernel.get());
+    let kernel = current_kernel();
     if kernel.is_null() {
         eprintln!("kernel-sim: {routine} called outside any driver call; aborting");
         std::process::abort();

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use vigil_sys::DISPATCHER_HEADER;
 
-use crate::mem::guest::GuestAlloc;
+use crate::machine::guest::GuestAlloc;
 
 /// `ThreadObject` in the dispatcher header's type byte.
 pub(crate) const THREAD_OBJECT_TYPE: u8 = 6;
@@ -45,7 +45,7 @@ impl ThreadObject {
         let mut header_word = [0u8; 4];
         header_word[0] = THREAD_OBJECT_TYPE;
         header_word[2] = u8::try_from(size_of::<ThreadBody>() / 4).unwrap_or(u8::MAX);
-        crate::mem::guest::write(body.as_ptr::<i32>(), i32::from_le_bytes(header_word));
+        crate::machine::guest::write(body.as_ptr::<i32>(), i32::from_le_bytes(header_word));
         Self {
             body,
             id,
@@ -95,7 +95,7 @@ impl HandleTarget {
 /// A device object created by `IoCreateDevice`.
 pub(crate) struct DeviceRecord {
     /// The device object's own pages (quarantined when deleted, so a use after delete faults).
-    pub region: crate::mem::pages::Region,
+    pub region: crate::machine::pages::Region,
     /// Created while DriverEntry was running (its `DO_DEVICE_INITIALIZING` is cleared when
     /// DriverEntry returns).
     pub created_during_entry: bool,

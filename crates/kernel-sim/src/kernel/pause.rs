@@ -40,7 +40,7 @@ impl Pause {
         let Some(point) = k.config.pause_at else {
             return;
         };
-        let callback = crate::exec::state::with(|s| s.callback.get());
+        let callback = crate::machine::state::with(|s| s.callback.get());
         if point.routine != routine || point.callback != callback {
             return;
         }

@@ -10,7 +10,7 @@
 //! without `+verbatim` and is refused), and any section both writable and executable.
 //!
 //! Unloading does not free the addresses: the mapping becomes `PROT_NONE` in the quarantine
-//! (see [`crate::mem::pages::quarantine`]), so a stale call into the unloaded driver faults at
+//! (see [`crate::machine::pages::quarantine`]), so a stale call into the unloaded driver faults at
 //! an address kernel-sim can name.
 
 pub(crate) mod symbols;
@@ -21,9 +21,9 @@ use object::LittleEndian as LE;
 use object::pe;
 use object::read::pe::{ImageNtHeaders, ImageOptionalHeader, ImageThunkData, PeFile64};
 
-use crate::exec::state::ImageBounds;
 use crate::exports::{self, KnownModule};
-use crate::mem::pages::{Region, page_size};
+use crate::machine::pages::{Region, page_size};
+use crate::machine::state::ImageBounds;
 
 /// Why an image was not loaded.
 #[derive(Debug)]

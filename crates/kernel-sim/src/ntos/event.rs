@@ -14,9 +14,9 @@ use vigil_sys::{
     STATUS_TIMEOUT, SynchronizationEvent,
 };
 
-use crate::exec::state;
 use crate::kernel::{IrqlRule, Kernel, emulate, irql_name, lock};
-use crate::mem::guest;
+use crate::machine::guest;
+use crate::machine::state;
 use crate::report::ViolationKind;
 
 /// 100 ns intervals between 1601-01-01 and 1970-01-01.

@@ -15,8 +15,8 @@ use vigil_sys::{
 
 use crate::kernel::objects::DeviceRecord;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
-use crate::mem::guest;
-use crate::mem::pages::Region;
+use crate::machine::guest;
+use crate::machine::pages::Region;
 use crate::ntos::status;
 use crate::report::ViolationKind;
 
@@ -111,7 +111,7 @@ pub(crate) extern "win64" fn io_create_device(
         // thread knows its address yet.
         unsafe { device.write(value) };
         let during_entry = k.lifecycle.in_entry.load(Ordering::Acquire)
-            && crate::exec::state::with(|s| s.callback.get()) == "DriverEntry";
+            && crate::machine::state::with(|s| s.callback.get()) == "DriverEntry";
         lock(&k.objects).devices.insert(
             device as usize,
             DeviceRecord {
@@ -147,7 +147,7 @@ pub(crate) extern "win64" fn io_delete_device(device: *mut DEVICE_OBJECT) {
             return;
         };
         unlink(k, device);
-        let by = crate::exec::state::with(|s| s.callback.get());
+        let by = crate::machine::state::with(|s| s.callback.get());
         lock(&k.objects).deleted_devices.insert(device as usize, by);
         record.region.leak_into_quarantine();
     });

@@ -2,9 +2,9 @@
 
 use std::ffi::c_void;
 
-use crate::exec::state::{self, Abandon};
-use crate::exec::switch::abandon_current_call;
 use crate::kernel::{IrqlRule, emulate};
+use crate::machine::state::{self, Abandon};
+use crate::machine::switch::abandon_current_call;
 use crate::report::ViolationKind;
 
 /// `KeBugCheckEx`: any IRQL; never returns. The driver call is abandoned and reported as a
@@ -28,7 +28,7 @@ pub(crate) extern "win64" fn ke_bug_check_ex(
 }
 
 /// `__C_specific_handler`: the exception dispatcher calls it, never the driver. kernel-sim
-/// dispatches the SEH helper's exceptions itself (see `exec::signals`); a direct call is a
+/// dispatches the SEH helper's exceptions itself (see `machine::signals`); a direct call is a
 /// violation. Returns `ExceptionContinueSearch`.
 pub(crate) extern "win64" fn c_specific_handler(
     _record: *mut c_void,

@@ -7,9 +7,9 @@ use vigil_sys::{
     POOL_FLAG_UNINITIALIZED, POOL_FLAG_USE_QUOTA, POOL_FLAGS, PVOID,
 };
 
-use crate::exec::state;
 use crate::kernel::{IrqlRule, emulate, lock};
-use crate::mem::pool::{AllocRequest, FreeError, Pool, tag_text};
+use crate::machine::pool::{AllocRequest, FreeError, Pool, tag_text};
+use crate::machine::state;
 use crate::report::ViolationKind;
 
 /// `POOL_FLAG_SESSION`.

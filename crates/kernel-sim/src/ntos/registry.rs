@@ -11,7 +11,7 @@ use vigil_sys::{
 use crate::config::RegistryValue;
 use crate::kernel::objects::{HandleTarget, KeyObject};
 use crate::kernel::{IrqlRule, emulate, lock};
-use crate::mem::guest;
+use crate::machine::guest;
 use crate::ntos::status;
 use crate::ntos::thread::check_kernel_handle;
 use crate::report::ViolationKind;

@@ -4,12 +4,11 @@
 
 use std::ffi::c_void;
 
-use crate::exec::state;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, current_kernel};
 use crate::report::ViolationKind;
 
 fn kernel() -> Option<&'static Kernel> {
-    let k = state::with(|s| s.kernel.get());
+    let k = current_kernel();
     // SAFETY: set by call_driver for the driver call this thread is in (see kernel::emulate);
     // the kernel outlives the call. The 'static lifetime does not escape this module's use
     // within the call.

@@ -11,10 +11,10 @@ use std::time::Instant;
 
 use vigil_sys::{APC_LEVEL, DISPATCH_LEVEL, KIRQL, KSPIN_LOCK};
 
-use crate::exec::state::{self, Abandon};
-use crate::exec::switch::abandon_current_call;
 use crate::kernel::{IrqlRule, allocate_thread_id, emulate, irql_name};
-use crate::mem::guest;
+use crate::machine::guest;
+use crate::machine::state::{self, Abandon};
+use crate::machine::switch::abandon_current_call;
 use crate::report::ViolationKind;
 
 /// This OS thread's spin-lock owner identity: unique among all threads of the process, fixed for

@@ -17,11 +17,11 @@ use vigil_sys::{
     STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, UserMode,
 };
 
-use crate::exec::state::{self, Abandon};
-use crate::exec::switch::abandon_current_call;
 use crate::kernel::objects::{HandleTarget, ThreadObject};
 use crate::kernel::{IrqlRule, Kernel, emulate, ensure_thread_id, lock};
-use crate::mem::guest;
+use crate::machine::guest;
+use crate::machine::state::{self, Abandon};
+use crate::machine::switch::abandon_current_call;
 use crate::ntos::status;
 use crate::report::ViolationKind;
 

@@ -5,7 +5,7 @@
 //! with `SA_ONSTACK`; every thread that runs driver code gets its own alternate signal stack,
 //! so a driver stack overflow (a hit on the guard page) is handled and reported instead of
 //! killing the process. The handler is async-signal-safe: it reads and writes only the
-//! thread-local [`ThreadState`](crate::exec::state) cells and the interrupted context, and the
+//! thread-local [`ThreadState`](crate::machine::state) cells and the interrupted context, and the
 //! driver image's read-only exception data. Everything that allocates (symbol names, messages)
 //! happens on the host stack after the call has been abandoned.
 //!
@@ -31,8 +31,8 @@ use std::sync::{Once, OnceLock};
 
 use libc::{c_int, siginfo_t, ucontext_t};
 
-use crate::exec::state::{self, Abandon, ImageBounds, ThreadState};
-use crate::exec::switch::abandon_landing;
+use crate::machine::state::{self, Abandon, ImageBounds, ThreadState};
+use crate::machine::switch::abandon_landing;
 
 /// Upper bound of the emulated user-mode address range (`MmUserProbeAddress`).
 ///
@@ -96,13 +96,13 @@ fn install_handlers() {
 
 /// A thread's alternate signal stack, removed and unmapped when the thread exits.
 struct AltStack {
-    region: crate::mem::pages::Region,
+    region: crate::machine::pages::Region,
 }
 
 impl AltStack {
     fn install() -> Self {
         let region =
-            crate::mem::pages::Region::map(ALT_STACK_SIZE).expect("mapping a signal stack");
+            crate::machine::pages::Region::map(ALT_STACK_SIZE).expect("mapping a signal stack");
         let stack = libc::stack_t {
             ss_sp: region.base() as *mut c_void,
             ss_flags: 0,

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::config::PoolKind;
-use crate::mem::pages::{Region, page_size};
+use crate::machine::pages::{Region, page_size};
 use crate::report::PoolStats;
 
 /// Fill of blocks allocated with `POOL_FLAG_UNINITIALIZED`.

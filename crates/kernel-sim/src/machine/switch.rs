@@ -21,8 +21,8 @@
 use std::cell::RefCell;
 use std::ffi::c_void;
 
-use crate::exec::state::{self, Abandon};
-use crate::mem::pages::Region;
+use crate::machine::pages::Region;
+use crate::machine::state::{self, Abandon};
 
 std::arch::global_asm!(
     // kvsim_switch_call(arg: rdi, entry: rsi, stack_top: rdx, host_rsp_slot: rcx) -> rax
@@ -104,7 +104,7 @@ pub(crate) struct DriverStack {
 
 impl DriverStack {
     fn new(size: usize) -> std::io::Result<Self> {
-        let page = crate::mem::pages::page_size();
+        let page = crate::machine::pages::page_size();
         let size = size.next_multiple_of(page);
         let region = Region::map(size + page)?;
         region.protect(0, page, libc::PROT_NONE)?;
@@ -112,11 +112,11 @@ impl DriverStack {
     }
 
     fn usable_len(&self) -> usize {
-        self.region.len() - crate::mem::pages::page_size()
+        self.region.len() - crate::machine::pages::page_size()
     }
 
     fn low(&self) -> usize {
-        self.region.base() + crate::mem::pages::page_size()
+        self.region.base() + crate::machine::pages::page_size()
     }
 
     fn high(&self) -> usize {
@@ -160,11 +160,11 @@ pub(crate) fn run_on_driver_stack(
         state::with(|s| s.depth.set(s.depth.get() - 1));
         return Ended::Returned;
     }
-    crate::exec::signals::prepare_thread();
+    crate::machine::signals::prepare_thread();
     let (low, high) = DRIVER_STACK.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|s| {
-            s.usable_len() != stack_size.next_multiple_of(crate::mem::pages::page_size())
+            s.usable_len() != stack_size.next_multiple_of(crate::machine::pages::page_size())
         }) {
             *slot = Some(DriverStack::new(stack_size).expect("mapping a driver stack"));
         }
@@ -179,7 +179,7 @@ pub(crate) fn run_on_driver_stack(
     state::with(|s| {
         s.stack_low.set(low);
         s.stack_high.set(high);
-        s.guard_low.set(low - crate::mem::pages::page_size());
+        s.guard_low.set(low - crate::machine::pages::page_size());
         s.depth.set(1);
     });
     let mut f_ref: &mut dyn FnMut() = f;

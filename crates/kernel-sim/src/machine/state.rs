@@ -8,8 +8,6 @@
 
 use std::cell::Cell;
 
-use crate::kernel::Kernel;
-
 /// Why a driver call ended without returning, as the stack switch reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
@@ -99,8 +97,10 @@ pub(crate) struct ThreadState {
     pub stack_high: Cell<usize>,
     /// Start of the guard page below the driver stack.
     pub guard_low: Cell<usize>,
-    /// The kernel (one loaded driver's world) this thread is working for; null outside.
-    pub kernel: Cell<*const Kernel>,
+    /// The context of the driver call in progress, owned by the layer that made the call (the
+    /// kernel layer stores its `Kernel` here and alone reads it back); null outside a call.
+    /// Opaque at this layer, so the machine knows nothing of what runs on it.
+    pub owner: Cell<*const ()>,
     /// The image of that kernel, for the fault handler.
     pub image: Cell<ImageBounds>,
     /// Fault details for the host.
@@ -131,7 +131,7 @@ impl ThreadState {
             stack_low: Cell::new(0),
             stack_high: Cell::new(0),
             guard_low: Cell::new(0),
-            kernel: Cell::new(std::ptr::null()),
+            owner: Cell::new(std::ptr::null()),
             image: Cell::new(ImageBounds::EMPTY),
             fault: FaultRecord {
                 signal: Cell::new(0),
