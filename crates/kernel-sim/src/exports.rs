@@ -4,6 +4,7 @@
 //! To add a routine: write its `extern "win64"` emulation (in `ntos/` or `flt/`, through
 //! [`crate::kernel::emulate`]), then add one line to the module's table below.
 
+use crate::image::Binding;
 use crate::machine::signals::MM_USER_PROBE_ADDRESS;
 use crate::{flt, ntos};
 
@@ -198,6 +199,15 @@ fn table(module: KnownModule) -> &'static [Entry] {
         KnownModule::Ntoskrnl => NTOSKRNL,
         KnownModule::FltMgr => FLTMGR,
         KnownModule::Hal => HAL,
+    }
+}
+
+/// The loader's resolver: what to bind for an import of `name` from the module the import
+/// directory calls `module`.
+pub(crate) fn bind(module: &str, name: &str) -> Binding {
+    match KnownModule::from_import_name(module) {
+        None => Binding::UnknownModule,
+        Some(known) => resolve(known, name).map_or(Binding::NotEmulated, Binding::Address),
     }
 }
 

@@ -30,7 +30,7 @@ use crate::faults::RandomFailures;
 use crate::flt::client::{ConnectError, ConnectOptions, PortConnection, PortError};
 use crate::flt::io::{Io, Requestor};
 use crate::flt::volumes::VolumeId;
-use crate::loader::LoadError;
+use crate::image::LoadError;
 use crate::report::{Report, Violation};
 use crate::sim::{Driver, Sim, UnloadOutcome};
 use crate::sweep::{SweepReport, SweepRun};

@@ -9,10 +9,11 @@ use std::time::Duration;
 use vigil_sys::{DRIVER_OBJECT, NT_SUCCESS, PASSIVE_LEVEL, UNICODE_STRING};
 
 use crate::config::{SimConfig, UnloadKind};
+use crate::exports;
 use crate::flt::client::{ConnectError, ConnectOptions, Namespace, PortConnection};
+use crate::image::symbols::Symbols;
+use crate::image::{self, LoadError, LoadedImage};
 use crate::kernel::{Kernel, RawUnload, lock};
-use crate::loader::symbols::Symbols;
-use crate::loader::{self, LoadError, LoadedImage};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::pool::tag_text;
 use crate::ntos::{self, status_text};
@@ -111,7 +112,7 @@ impl Sim {
         bytes: &[u8],
         pdb: Option<&Path>,
     ) -> Result<Driver, LoadError> {
-        let image = loader::load(bytes)?;
+        let image = image::load(bytes, &exports::bind)?;
         let symbols = pdb
             .and_then(Symbols::from_pdb)
             .filter(|s| !s.is_empty())

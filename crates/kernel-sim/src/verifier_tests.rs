@@ -15,8 +15,8 @@ use vigil_sys::{
 
 use crate::config::{RegistryValue, SimConfig};
 use crate::faults::FaultPlan;
+use crate::image::symbols::Symbols;
 use crate::kernel::Kernel;
-use crate::loader::symbols::Symbols;
 use crate::machine::state::{self, ImageBounds};
 use crate::ntos::{event, misc, pool, registry, sync, thread};
 use crate::report::ViolationKind;

@@ -1,8 +1,11 @@
-//! The PE loader: maps a driver image into the process as the Windows loader would.
+//! The image layer: the PE loader, which maps a driver image into the process as the Windows
+//! loader would, and the image's symbols ([`symbols`]). Host code; above the machine layer
+//! (mappings, image bounds), below the kernel.
 //!
 //! One anonymous mapping of `SizeOfImage`; headers and raw section data copied in; `DIR64`
-//! base relocations applied with the delta from `ImageBase`; the import address table bound to
-//! kernel-sim's emulations (functions to `extern "win64"` routines, data imports such as
+//! base relocations applied with the delta from `ImageBase`; the import address table bound through
+//! the resolver the caller gives [`load`] (so this layer does not know which routines exist or
+//! where they are emulated): functions to `extern "win64"` routines, data imports such as
 //! `PsThreadType` to the addresses of emulated variables); then every section `mprotect`ed to
 //! its characteristics. The loader refuses: an image that imports a routine kernel-sim does not
 //! emulate (with the full list), a module other than `ntoskrnl.exe`, `FLTMGR.SYS` or `HAL.dll`
@@ -21,7 +24,6 @@ use object::LittleEndian as LE;
 use object::pe;
 use object::read::pe::{ImageNtHeaders, ImageOptionalHeader, ImageThunkData, PeFile64};
 
-use crate::exports::{self, KnownModule};
 use crate::machine::pages::{Region, page_size};
 use crate::machine::state::ImageBounds;
 
@@ -126,8 +128,23 @@ struct ImportEntry {
     slot_rva: u32,
 }
 
-/// Parses, checks, maps, relocates, binds and protects `bytes`.
-pub(crate) fn load(bytes: &[u8]) -> Result<LoadedImage, LoadError> {
+/// What the resolver given to [`load`] says about one import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// Bind the IAT slot to this address.
+    Address(usize),
+    /// The module is one the resolver knows, but not this name: a missing import.
+    NotEmulated,
+    /// The module is not one a driver may import from (refused, with every such import).
+    UnknownModule,
+}
+
+/// Parses, checks, maps, relocates, binds (asking `resolve(module, name)` for every import)
+/// and protects `bytes`.
+pub(crate) fn load(
+    bytes: &[u8],
+    resolve: &dyn Fn(&str, &str) -> Binding,
+) -> Result<LoadedImage, LoadError> {
     let file = PeFile64::parse(bytes).map_err(malformed)?;
     let nt = file.nt_headers();
     if nt.file_header().machine.get(LE) != pe::IMAGE_FILE_MACHINE_AMD64 {
@@ -163,12 +180,12 @@ pub(crate) fn load(bytes: &[u8]) -> Result<LoadedImage, LoadError> {
     let mut bindings = Vec::with_capacity(imports.len());
     for import in &imports {
         let qualified = format!("{}!{}", import.module, import.name);
-        match KnownModule::from_import_name(&import.module) {
-            None => unsupported.push(qualified),
-            Some(module) => match exports::resolve(module, &import.name) {
-                Some(address) => bindings.push((import.slot_rva, address, import.name.as_str())),
-                None => missing.push(qualified),
-            },
+        match resolve(&import.module, &import.name) {
+            Binding::UnknownModule => unsupported.push(qualified),
+            Binding::Address(address) => {
+                bindings.push((import.slot_rva, address, import.name.as_str()));
+            }
+            Binding::NotEmulated => missing.push(qualified),
         }
     }
     if !unsupported.is_empty() {
