@@ -11,6 +11,7 @@ use vigil_sys::{DRIVER_OBJECT, NT_SUCCESS, PASSIVE_LEVEL, UNICODE_STRING};
 use crate::config::{SimConfig, UnloadKind};
 use crate::exports;
 use crate::flt::client::{ConnectError, ConnectOptions, Namespace, PortConnection};
+use crate::flt::flt_state;
 use crate::image::symbols::Symbols;
 use crate::image::{self, LoadError, LoadedImage};
 use crate::kernel::{Kernel, RawUnload, lock};
@@ -246,7 +247,7 @@ impl Driver {
         let raced = lock(&k.lifecycle.race).take();
         let raw = match raced {
             Some(handle) => handle.join().unwrap_or(RawUnload::Abandoned),
-            None => k.run_unload_callback(kind),
+            None => crate::flt::unload::run_unload_callback(&k, kind),
         };
         match raw {
             RawUnload::NoCallback => Err(UnloadError::NotUnloadable),
@@ -270,7 +271,7 @@ impl Driver {
                         ),
                     );
                 }
-                if lock(&k.flt).any_registered() {
+                if lock(flt_state(&k)).any_registered() {
                     k.violation(
                         ViolationKind::CallbackContract,
                         "FilterUnloadCallback: unregisters the filter (FltUnregisterFilter) before returning",
@@ -361,14 +362,14 @@ impl Driver {
             driver_calls: k.driver_calls(),
             routine_calls: k.routine_calls(),
             seh_dispatches: k.seh_dispatches(),
-            io: lock(&k.flt).io.stats.clone(),
+            io: lock(flt_state(k)).io.stats.clone(),
         }
     }
 
     /// Test hook: the message-notify callback of the open server port named `name`, to call
     /// with arbitrary arguments (see [`Driver::call_message_notify`]).
     pub fn has_port(&self, name: &str) -> bool {
-        lock(&self.kernel.flt)
+        lock(flt_state(&self.kernel))
             .ports
             .values()
             .any(|p| !p.closed && p.name == name)
@@ -401,7 +402,7 @@ impl Driver {
         returned_len: usize,
     ) -> Option<i32> {
         let (message, cookie) = {
-            let flt = lock(&self.kernel.flt);
+            let flt = lock(flt_state(&self.kernel));
             let port = flt.ports.values().find(|p| !p.closed && p.name == name)?;
             (port.message, port.cookie as usize)
         };
@@ -484,7 +485,7 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
             format!("after {why}: device object {device:#x} not deleted"),
         );
     }
-    let flt = lock(&k.flt);
+    let flt = lock(flt_state(k));
     let filters = flt.filters.values().filter(|f| !f.unregistered).count();
     let mut ports: Vec<String> = flt
         .ports

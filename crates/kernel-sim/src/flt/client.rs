@@ -48,6 +48,7 @@ use vigil_sys::{
     STATUS_PORT_DISCONNECTED, STATUS_TIMEOUT,
 };
 
+use crate::flt::flt_state;
 use crate::flt::ports::{self, ClientPortRecord, MessageState, in_process, scan_for_poison};
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::GuestAlloc;
@@ -95,7 +96,7 @@ impl Namespace {
             .filter_map(Weak::upgrade)
             .collect();
         let owner = kernels.into_iter().rev().find(|k| {
-            lock(&k.flt)
+            lock(flt_state(k))
                 .ports
                 .values()
                 .any(|p| !p.closed && p.name.eq_ignore_ascii_case(name))
@@ -483,7 +484,7 @@ fn create_client_port(
     pid: usize,
     account: Account,
 ) -> Result<(usize, usize, usize), ConnectError> {
-    let mut guard = lock(&k.flt);
+    let mut guard = lock(flt_state(k));
     let flt = &mut *guard;
     let Some((&server, record)) = flt
         .ports
@@ -577,7 +578,7 @@ pub(crate) fn connect(
     });
     let cookie = crate::machine::guest::read(cookie_ptr) as usize;
     let refused = {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         let record = flt
             .client_ports
             .get_mut(&port)
@@ -645,7 +646,7 @@ impl PortConnection {
 
     /// Whether both ends are still open.
     pub fn is_connected(&self) -> bool {
-        lock(&self.kernel.flt)
+        lock(flt_state(&self.kernel))
             .client_ports
             .get(&self.port)
             .is_some_and(ClientPortRecord::is_connected)
@@ -655,7 +656,7 @@ impl PortConnection {
     /// each is a driver thread blocked in `FltSendMessage` (scenarios use it to close the
     /// client while sends are pending).
     pub fn queued_messages(&self) -> usize {
-        lock(&self.kernel.flt)
+        lock(flt_state(&self.kernel))
             .client_ports
             .get(&self.port)
             .map_or(0, |r| {
@@ -683,7 +684,7 @@ impl PortConnection {
         let deadline = Instant::now() + timeout;
         let mut result = None;
         host_wait(k, deadline, || {
-            let mut flt = lock(&k.flt);
+            let mut flt = lock(flt_state(k));
             let Some(record) = flt.client_ports.get_mut(&self.port) else {
                 result = Some(Err(PortError::Disconnected));
                 return true;
@@ -740,7 +741,7 @@ impl PortConnection {
     pub fn reply(&self, message_id: u64, reply: &[u8]) -> Result<(), PortError> {
         let k = &*self.kernel;
         {
-            let mut flt = lock(&k.flt);
+            let mut flt = lock(flt_state(k));
             let record = flt
                 .client_ports
                 .get_mut(&self.port)
@@ -784,7 +785,7 @@ impl PortConnection {
             return Err(PortError::DriverCrashed);
         }
         let (message, cookie) = {
-            let mut guard = lock(&k.flt);
+            let mut guard = lock(flt_state(k));
             let flt = &mut *guard;
             let record = flt
                 .client_ports
@@ -805,7 +806,7 @@ impl PortConnection {
             (record.message, record.cookie)
         };
         let result = self.call_message_notify(command, message, cookie);
-        if let Some(record) = lock(&k.flt).client_ports.get_mut(&self.port) {
+        if let Some(record) = lock(flt_state(k)).client_ports.get_mut(&self.port) {
             record.callbacks_in_flight -= 1;
         }
         k.notify_waiters();
@@ -887,7 +888,7 @@ impl PortConnection {
             return;
         }
         let k = &*self.kernel;
-        if let Some(record) = lock(&k.flt).client_ports.get_mut(&self.port) {
+        if let Some(record) = lock(flt_state(k)).client_ports.get_mut(&self.port) {
             record.client_closed = true;
             record.messages.clear();
         }

@@ -27,6 +27,7 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_SUCCESS,
 };
 
+use crate::flt::flt_state;
 use crate::flt::io::Retired;
 use crate::flt::volumes::InstanceState;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
@@ -140,7 +141,7 @@ fn drop_reference_locked(
 }
 
 fn release(k: &Kernel, context: usize, who: &str) -> bool {
-    let dropped = drop_reference_locked(&mut lock(&k.flt).io, context);
+    let dropped = drop_reference_locked(&mut lock(flt_state(k)).io, context);
     settle(k, context, who, dropped)
 }
 
@@ -251,7 +252,7 @@ pub(crate) extern "win64" fn flt_allocate_context(
             );
         }
         guest::write(out, std::ptr::null_mut());
-        let registration = match lock(&k.flt).filters.get(&(filter as usize)) {
+        let registration = match lock(flt_state(k)).filters.get(&(filter as usize)) {
             None => None,
             Some(f) if f.unregistered => Some(Err(())),
             Some(f) => Some(Ok(f
@@ -335,7 +336,7 @@ pub(crate) extern "win64" fn flt_allocate_context(
         let Some(address) = address else {
             return STATUS_INSUFFICIENT_RESOURCES;
         };
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         flt.io.stats.contexts_allocated += 1;
         flt.io.contexts.live.insert(
             address,
@@ -363,7 +364,7 @@ fn check_target(
     instance: PFLT_INSTANCE,
     file: *mut FILE_OBJECT,
 ) -> Result<(), NTSTATUS> {
-    let flt = lock(&k.flt);
+    let flt = lock(flt_state(k));
     let state = flt.io.instance(instance as usize);
     let record = flt.io.files.get(&(file as usize));
     let problem = match (state, record) {
@@ -416,7 +417,7 @@ pub(crate) extern "win64" fn flt_set_stream_handle_context(
                 return STATUS_INVALID_PARAMETER;
             }
             let (instance, file, new) = (instance as usize, file as usize, new as usize);
-            let mut flt = lock(&k.flt);
+            let mut flt = lock(flt_state(k));
             let io = &mut flt.io;
             let problem = match io.contexts.live.get(&new) {
                 None => Some("NewContext is not a live context".to_owned()),
@@ -519,7 +520,7 @@ pub(crate) extern "win64" fn flt_get_stream_handle_context(
                 };
             }
             let found = {
-                let mut flt = lock(&k.flt);
+                let mut flt = lock(flt_state(k));
                 let io = &mut flt.io;
                 let context = io
                     .files
@@ -582,7 +583,7 @@ fn detach_and_release(
     select: impl FnOnce(&mut super::io::IoState) -> Vec<usize>,
 ) {
     let dropped: Vec<_> = {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         let contexts = select(&mut flt.io);
         contexts
             .into_iter()
@@ -619,7 +620,7 @@ pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
 /// Reports contexts the driver still references (at `FltUnregisterFilter`) and frees them.
 pub(crate) fn report_leaks(k: &Kernel, when: &str) {
     let leaked: Vec<(usize, ContextRecord)> = {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         let leaked: Vec<(usize, ContextRecord)> = flt.io.contexts.live.drain().collect();
         flt.io.stats.contexts_freed += leaked.len() as u64;
         leaked

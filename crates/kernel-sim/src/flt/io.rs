@@ -48,6 +48,7 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
 };
 
+use crate::flt::flt_state;
 use crate::flt::fs::{FsHandle, REPLACE_IF_EXISTS, status};
 use crate::flt::volumes::{InstanceState, VolumeId, VolumeRecord};
 use crate::kernel::{Kernel, lock};
@@ -206,7 +207,7 @@ impl Driver {
 
     /// The synthetic I/O counters so far (also in the final [`crate::Report`]).
     pub fn io_stats(&self) -> IoStats {
-        lock(&self.kernel().flt).io.stats.clone()
+        lock(flt_state(self.kernel())).io.stats.clone()
     }
 }
 
@@ -245,7 +246,7 @@ impl Io {
     ) -> Result<Option<Dispatch>, NTSTATUS> {
         let k = &self.kernel;
         let crashed = k.crashed.load(Ordering::Acquire);
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         let flt = &mut *flt;
         let v = flt
             .io
@@ -290,7 +291,7 @@ impl Io {
         // Only a teardown waits for operations in flight: waking every waiter (a driver's
         // threads in their timed waits) after each operation would cost more than the I/O.
         let draining = {
-            let mut flt = lock(&self.kernel.flt);
+            let mut flt = lock(flt_state(&self.kernel));
             flt.io.in_flight.remove(&data);
             flt.io
                 .volumes
@@ -339,7 +340,7 @@ impl Io {
         let status_at = (data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK;
         let flags_at = (data + offset_of!(FLT_CALLBACK_DATA, Flags)) as *mut u32;
         let (filter, volume_handle) = {
-            let flt = lock(&k.flt);
+            let flt = lock(flt_state(k));
             let v = &flt.io.volumes[volume.0];
             let filter = v.instance.as_ref().map_or(0, |i| i.filter);
             (filter, v.handle.address())
@@ -394,7 +395,7 @@ impl Io {
             },
         );
         {
-            let mut flt = lock(&k.flt);
+            let mut flt = lock(flt_state(k));
             flt.io.stats.operations += 1;
             if dispatch.is_some() {
                 flt.io.in_flight.insert(data, self.requestor.pid);
@@ -410,7 +411,7 @@ impl Io {
                 // SAFETY: `d.pre` is the PreOperation callback the driver registered for this
                 // major function; the image is mapped while its instance is live.
                 let pre: PreCallback = unsafe { std::mem::transmute(d.pre) };
-                lock(&k.flt).io.stats.pre_callbacks += 1;
+                lock(flt_state(k)).io.stats.pre_callbacks += 1;
                 // SAFETY: as above; the arguments point into this operation's block, alive
                 // for the call.
                 let returned = self.call_as(pre_name, irql, || unsafe {
@@ -435,7 +436,7 @@ impl Io {
         }
         if !completed {
             let (status, information) = {
-                let mut flt = lock(&k.flt);
+                let mut flt = lock(flt_state(k));
                 fs_step(&mut flt.io, base)
             };
             guest::write(
@@ -456,7 +457,7 @@ impl Io {
             // major function (non-zero: checked by check_pre_status / default_post_irql's caller).
             let post: PostCallback = unsafe { std::mem::transmute(d.post) };
             let context = guest::read(completion as *const PVOID);
-            lock(&k.flt).io.stats.post_callbacks += 1;
+            lock(flt_state(k)).io.stats.post_callbacks += 1;
             // SAFETY: as above; the arguments point into this operation's block.
             let returned = self.call_as(post_name, post_irql, || unsafe {
                 post(
@@ -566,7 +567,7 @@ impl Io {
     }
 
     fn volume_device(&self, volume: VolumeId) -> Option<(usize, String)> {
-        let flt = lock(&self.kernel.flt);
+        let flt = lock(flt_state(&self.kernel));
         flt.io
             .volumes
             .get(volume.0)
@@ -612,7 +613,7 @@ impl Io {
         };
         // SAFETY: kernel-sim's own fresh allocation of a FILE_OBJECT.
         unsafe { object.as_ptr::<FILE_OBJECT>().write(value) };
-        lock(&self.kernel.flt).io.files.insert(
+        lock(flt_state(&self.kernel)).io.files.insert(
             file_object,
             FileRecord {
                 _object: object,
@@ -673,7 +674,7 @@ impl Io {
             &mut step,
         );
         if NT_SUCCESS(status) {
-            if let Some(record) = lock(&self.kernel.flt).io.files.get_mut(&file_object) {
+            if let Some(record) = lock(flt_state(&self.kernel)).io.files.get_mut(&file_object) {
                 // A filter that completed the create successfully owns the open.
                 record.open = true;
             }
@@ -692,7 +693,7 @@ impl Io {
     /// references it holds on its contexts first.
     fn discard(&self, file_object: usize) {
         crate::flt::contexts::release_file_contexts(&self.kernel, file_object);
-        let record = lock(&self.kernel.flt).io.files.remove(&file_object);
+        let record = lock(flt_state(&self.kernel)).io.files.remove(&file_object);
         drop(record);
     }
 
@@ -703,7 +704,7 @@ impl Io {
         file: &FileHandle,
         after_cleanup_ok: bool,
     ) -> Result<Option<FsHandle>, NTSTATUS> {
-        let flt = lock(&self.kernel.flt);
+        let flt = lock(flt_state(&self.kernel));
         let record = flt
             .io
             .files
@@ -939,7 +940,7 @@ impl Io {
             0,
             &mut step,
         );
-        if let Some(record) = lock(&self.kernel.flt).io.files.get_mut(&file_object) {
+        if let Some(record) = lock(flt_state(&self.kernel)).io.files.get_mut(&file_object) {
             record.cleaned_up = true;
         }
         status
@@ -956,7 +957,7 @@ impl Io {
         let Ok(fs_handle) = self.file_state(&file, true) else {
             return;
         };
-        let cleaned_up = lock(&self.kernel.flt)
+        let cleaned_up = lock(flt_state(&self.kernel))
             .io
             .files
             .get(&file.file_object)
@@ -1061,7 +1062,11 @@ pub(crate) extern "win64" fn flt_get_requestor_process_id(data: *mut FLT_CALLBAC
         "FltGetRequestorProcessId",
         crate::kernel::IrqlRule::AtMost(DISPATCH_LEVEL),
         |k| {
-            let pid = lock(&k.flt).io.in_flight.get(&(data as usize)).copied();
+            let pid = lock(flt_state(k))
+                .io
+                .in_flight
+                .get(&(data as usize))
+                .copied();
             pid.unwrap_or_else(|| {
                 k.violation(
                     ViolationKind::Parameter,

@@ -25,6 +25,7 @@ use vigil_sys::{
 
 use crate::config::SimConfig;
 use crate::config::{IoConfig, VolumeKind};
+use crate::flt::flt_state;
 use crate::flt::io::{Io, Requestor, WriteOptions};
 use crate::flt::volumes::{self, VolumeId};
 use crate::flt::{contexts, names, registration};
@@ -267,7 +268,7 @@ fn unregister(k: &Kernel, filter: PFLT_FILTER) {
 }
 
 fn ntfs(k: &Kernel) -> VolumeId {
-    let flt = lock(&k.flt);
+    let flt = lock(flt_state(&k));
     VolumeId(
         flt.io
             .volumes
@@ -339,14 +340,14 @@ fn instances_attach_with_the_volume_types_and_pipes_only_with_npfs_support() {
     );
     SCRIPT.with(|s| s.borrow_mut().setup_status = STATUS_FLT_DO_NOT_ATTACH);
     let refused = volumes::mount(&k, VolumeKind::ExFat, r"\Device\HarddiskVolume3");
-    let attached = |v: VolumeId| lock(&k.flt).io.volumes[v.0].instance.is_some();
+    let attached = |v: VolumeId| lock(flt_state(&k)).io.volumes[v.0].instance.is_some();
     assert!(attached(fat));
     assert!(!attached(refused), "STATUS_FLT_DO_NOT_ATTACH: no instance");
     // No callback for I/O on the refused volume.
-    let before = lock(&k.flt).io.stats.pre_callbacks;
+    let before = lock(flt_state(&k)).io.stats.pre_callbacks;
     let f = io(&k).create(refused, r"\x", 2, 0, 0).expect("created");
     io(&k).close(f);
-    assert_eq!(lock(&k.flt).io.stats.pre_callbacks, before);
+    assert_eq!(lock(flt_state(&k)).io.stats.pre_callbacks, before);
     unregister(&k, filter);
     let log = logged();
     assert!(log.contains(&"teardown start 0x2".to_owned()), "{log:?}");
@@ -438,7 +439,7 @@ fn requestor_ids_irqls_complete_synchronize_and_paging_skips() {
         "COMPLETE: no post"
     );
     assert!(
-        lock(&k.flt).io.volumes[volume.0].fs.exists(r"\a.txt"),
+        lock(flt_state(&k)).io.volumes[volume.0].fs.exists(r"\a.txt"),
         "the file system was not touched"
     );
     io.close(f);
@@ -489,7 +490,7 @@ fn normalized_names_are_canonical_opened_names_as_spelled_and_the_knob_fails_the
         SCRIPT.with(|s| *s.borrow_mut() = Script::default());
         unregister(&k, filter);
         assert!(k.violations().is_empty(), "{:?}", k.violations());
-        let stats = lock(&k.flt).io.stats.clone();
+        let stats = lock(flt_state(&k)).io.stats.clone();
         assert_eq!(stats.names_acquired, stats.names_released);
     }
 }
@@ -718,7 +719,7 @@ fn stream_handle_contexts_follow_the_reference_rules_and_die_with_the_handle() {
     assert_eq!(cleanups(), 2, "the file object's reference went at close");
     unregister(&k, filter);
     assert!(k.violations().is_empty(), "{:?}", k.violations());
-    let stats = lock(&k.flt).io.stats.clone();
+    let stats = lock(flt_state(&k)).io.stats.clone();
     assert_eq!((stats.contexts_allocated, stats.contexts_freed), (2, 2));
 }
 

@@ -5,7 +5,8 @@
 //! ([`volumes`]), each with an in-memory file system ([`fs`]), synthetic I/O through the
 //! filter's callbacks ([`io`]), name information ([`names`]) and contexts ([`contexts`]).
 //!
-//! All filter state of a run is in [`FltState`], behind the kernel's `flt` mutex. Handles the
+//! All filter state of a run is in [`FltState`], behind a mutex in the kernel's extension slot
+//! ([`flt_state`]). Handles the
 //! driver receives (`PFLT_FILTER`, `PFLT_PORT`, security descriptors) are addresses of small
 //! zeroed blocks kernel-sim owns; records are kept (marked closed) until the end of the run so
 //! that a stale handle is recognized, not confused with a new object at a reused address.
@@ -21,13 +22,15 @@ pub(crate) mod ports;
 pub(crate) mod pushlock;
 pub(crate) mod registration;
 pub(crate) mod security;
+pub(crate) mod unload;
 pub(crate) mod volumes;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use vigil_sys::{NTSTATUS, PVOID};
 
+use crate::kernel::Kernel;
 use crate::machine::guest::GuestAlloc;
 
 /// `FilterUnloadCallback`'s function type.
@@ -96,6 +99,12 @@ pub(crate) struct SecurityDescriptorRecord {
     pub freed: bool,
     /// The `DesiredAccess` it grants (to SYSTEM and Administrators only).
     pub access: vigil_sys::ACCESS_MASK,
+}
+
+/// The Filter Manager state of `k`'s run, kept in the kernel's extension slot (the kernel,
+/// a layer below, holds it without knowing its type).
+pub(crate) fn flt_state(k: &Kernel) -> &Mutex<FltState> {
+    k.extension(|| Mutex::new(FltState::default()))
 }
 
 /// The Filter Manager state of a run.

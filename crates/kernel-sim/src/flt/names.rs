@@ -30,6 +30,7 @@ use vigil_sys::{
     STATUS_SUCCESS, UNICODE_STRING,
 };
 
+use crate::flt::flt_state;
 use crate::flt::fs::status;
 use crate::flt::io::Retired;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
@@ -142,7 +143,7 @@ fn hand_out(
     );
     let address = memory.address();
     let acquired_by = state::with(|s| s.callback.get());
-    let mut flt = lock(&k.flt);
+    let mut flt = lock(flt_state(k));
     flt.io.stats.names_acquired += 1;
     flt.io.names.live.insert(
         address,
@@ -228,7 +229,11 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
                 Ok(format) => format,
                 Err(status) => return status,
             };
-            if !lock(&k.flt).io.in_flight.contains_key(&(data as usize)) {
+            if !lock(flt_state(k))
+                .io
+                .in_flight
+                .contains_key(&(data as usize))
+            {
                 k.violation(
                     ViolationKind::Parameter,
                     "FltGetFileNameInformation: the callback data of an operation in progress",
@@ -269,7 +274,7 @@ fn iopb_file(iopb: &FLT_IO_PARAMETER_BLOCK) -> usize {
 
 /// The full name of `file` in `format` and the length of its device-name prefix.
 fn name_of(k: &Kernel, file: usize, format: u32) -> Result<(String, usize), NTSTATUS> {
-    let flt = lock(&k.flt);
+    let flt = lock(flt_state(k));
     let record = flt.io.files.get(&file).ok_or(STATUS_INVALID_PARAMETER)?;
     let volume = flt
         .io
@@ -334,7 +339,7 @@ pub(crate) extern "win64" fn flt_get_destination_file_name_information(
                 return STATUS_NOT_SUPPORTED;
             }
             let (fs_handle, volume) = {
-                let flt = lock(&k.flt);
+                let flt = lock(flt_state(k));
                 let Some(record) = flt.io.files.get(&(file as usize)) else {
                     drop(flt);
                     return bad(format!("{file:p} is not an open file object"));
@@ -361,7 +366,7 @@ pub(crate) extern "win64" fn flt_get_destination_file_name_information(
                 return status;
             }
             let resolved = {
-                let flt = lock(&k.flt);
+                let flt = lock(flt_state(k));
                 let v = &flt.io.volumes[volume.0];
                 fs_handle
                     .ok_or(status::INVALID_DEVICE_REQUEST)
@@ -386,7 +391,7 @@ pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_N
         IrqlRule::AtMost(APC_LEVEL),
         |k| {
             let address = info as usize;
-            let mut flt = lock(&k.flt);
+            let mut flt = lock(flt_state(k));
             let names = &mut flt.io.names;
             if let Some(record) = names.live.get_mut(&address) {
                 record.references -= 1;
@@ -427,7 +432,7 @@ pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_N
 /// Reports name structures still referenced (at `FltUnregisterFilter`) and frees them.
 pub(crate) fn report_leaks(k: &Kernel, when: &str) {
     let leaked: Vec<NameRecord> = {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         flt.io.names.live.drain().map(|(_, r)| r).collect()
     };
     for record in leaked {

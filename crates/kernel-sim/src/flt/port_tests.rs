@@ -16,6 +16,7 @@ use vigil_sys::{
 use super::{find_poison, flt_close_client_port, flt_send_message};
 use crate::config::SimConfig;
 use crate::flt::client::{self, Account, ConnectError, ConnectOptions, PortConnection, PortError};
+use crate::flt::flt_state;
 use crate::flt::security::PortAccess;
 use crate::flt::{FilterRecord, ServerPortRecord};
 use crate::image::symbols::Symbols;
@@ -112,7 +113,7 @@ impl World {
         let filter_address = filter.address();
         harness.filter.store(filter_address, Ordering::Relaxed);
         let server = GuestAlloc::zeroed(64);
-        let mut flt = lock(&kernel.flt);
+        let mut flt = lock(flt_state(&kernel));
         flt.filters.insert(
             filter_address,
             FilterRecord {
@@ -151,7 +152,7 @@ impl World {
 
     /// Replaces what the test port's security descriptor grants.
     fn set_access(&self, access: PortAccess) {
-        for port in lock(&self.kernel.flt).ports.values_mut() {
+        for port in lock(flt_state(&self.kernel)).ports.values_mut() {
             port.access = access;
         }
     }

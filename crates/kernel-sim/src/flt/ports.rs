@@ -20,6 +20,7 @@ use vigil_sys::{
 };
 
 use crate::flt::ServerPortRecord;
+use crate::flt::flt_state;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::ntos::status;
@@ -49,7 +50,7 @@ pub(crate) extern "win64" fn flt_create_communication_port(
                 );
                 STATUS_INVALID_PARAMETER
             };
-            if lock(&k.flt).live_filter(filter as usize).is_none() {
+            if lock(flt_state(k)).live_filter(filter as usize).is_none() {
                 return bad("a registered filter", format!("Filter {filter:p}"));
             }
             if port_out.is_null() {
@@ -74,16 +75,18 @@ pub(crate) extern "win64" fn flt_create_communication_port(
                 format!("port {name} created without a security descriptor"),
             );
             }
-            let access =
-                match crate::flt::security::port_access(&lock(&k.flt), attrs.SecurityDescriptor) {
-                    Ok(access) => access,
-                    Err(problem) => {
-                        return bad(
-                            "ObjectAttributes.SecurityDescriptor is a live security descriptor",
-                            problem,
-                        );
-                    }
-                };
+            let access = match crate::flt::security::port_access(
+                &lock(flt_state(k)),
+                attrs.SecurityDescriptor,
+            ) {
+                Ok(access) => access,
+                Err(problem) => {
+                    return bad(
+                        "ObjectAttributes.SecurityDescriptor is a live security descriptor",
+                        problem,
+                    );
+                }
+            };
             let (Some(connect), Some(disconnect)) = (connect, disconnect) else {
                 return bad(
                     "ConnectNotifyCallback and DisconnectNotifyCallback",
@@ -96,7 +99,7 @@ pub(crate) extern "win64" fn flt_create_communication_port(
                     format!("MaxConnections {max_connections}"),
                 );
             }
-            if lock(&k.flt)
+            if lock(flt_state(k))
                 .ports
                 .values()
                 .any(|p| !p.closed && p.name.eq_ignore_ascii_case(&name))
@@ -111,7 +114,7 @@ pub(crate) extern "win64" fn flt_create_communication_port(
             }
             let handle = GuestAlloc::zeroed(64);
             let address = handle.address();
-            lock(&k.flt).ports.insert(
+            lock(flt_state(k)).ports.insert(
                 address,
                 ServerPortRecord {
                     handle,
@@ -140,7 +143,7 @@ pub(crate) extern "win64" fn flt_close_communication_port(port: PFLT_PORT) {
         |k| {
             k.check_teardown_race("FltCloseCommunicationPort");
             let problem = {
-                let mut flt = lock(&k.flt);
+                let mut flt = lock(flt_state(k));
                 match flt.ports.get_mut(&(port as usize)) {
                     None => Some(format!("{port:p} is not a server port")),
                     Some(record) if record.closed => {
@@ -339,7 +342,7 @@ fn queue_message(
     message: PendingMessage,
 ) -> Result<(usize, u64), NTSTATUS> {
     let target = {
-        let mut guard = lock(&k.flt);
+        let mut guard = lock(flt_state(k));
         let flt = &mut *guard;
         // Read again under the lock: FltCloseClientPort writes NULL under it.
         let port = guest::read(port_variable) as usize;
@@ -407,7 +410,7 @@ fn wait_for_delivery(
 ) -> Result<Option<Vec<u8>>, NTSTATUS> {
     let mut outcome = None;
     let completed = k.wait_until(deadline, "FltSendMessage", || {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         let Some(record) = flt.client_ports.get_mut(&port) else {
             outcome = Some(Err(STATUS_PORT_DISCONNECTED));
             return true;
@@ -426,7 +429,7 @@ fn wait_for_delivery(
     });
     if !completed {
         // Too late: the message is withdrawn, and a reply to it finds no waiter.
-        if let Some(record) = lock(&k.flt).client_ports.get_mut(&port) {
+        if let Some(record) = lock(flt_state(k)).client_ports.get_mut(&port) {
             record.messages.remove(&id);
         }
         k.notify_waiters();
@@ -476,7 +479,7 @@ pub(crate) extern "win64" fn flt_send_message(
             );
             STATUS_INVALID_PARAMETER
         };
-        if lock(&k.flt).live_filter(filter as usize).is_none() {
+        if lock(flt_state(k)).live_filter(filter as usize).is_none() {
             k.violation(
                 ViolationKind::InvalidHandle,
                 "FltSendMessage: a registered filter",
@@ -558,7 +561,7 @@ pub(crate) extern "win64" fn flt_close_client_port(
         }
         let _ = guest::read(port_variable);
         let problem = {
-            let mut flt = lock(&k.flt);
+            let mut flt = lock(flt_state(k));
             let filter_known = flt.filters.contains_key(&(filter as usize));
             let port = guest::read(port_variable) as usize;
             match flt.client_ports.get_mut(&port) {
@@ -592,7 +595,7 @@ pub(crate) extern "win64" fn flt_close_client_port(
 /// process), once, then checks that the callback closed the port (RULES.md, rule 5).
 pub(crate) fn notify_disconnect(k: &Kernel, port: usize) {
     let call = {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         let unregistered = flt
             .client_ports
             .get(&port)
@@ -625,7 +628,7 @@ pub(crate) fn notify_disconnect(k: &Kernel, port: usize) {
             })
         });
         let open = {
-            let mut flt = lock(&k.flt);
+            let mut flt = lock(flt_state(k));
             let record = flt.client_ports.get_mut(&port);
             let open = record.as_ref().is_some_and(|r| !r.closed_by_driver);
             if let Some(record) = record {
@@ -640,7 +643,7 @@ pub(crate) fn notify_disconnect(k: &Kernel, port: usize) {
                 format!("client port {port:#x}: client port not closed by the disconnect callback"),
             );
         }
-    } else if let Some(record) = lock(&k.flt).client_ports.get_mut(&port) {
+    } else if let Some(record) = lock(flt_state(k)).client_ports.get_mut(&port) {
         record.callbacks_in_flight -= 1;
     }
     k.notify_waiters();
@@ -666,13 +669,13 @@ pub(crate) fn unregister_client_ports(k: &Kernel, filter: usize) {
         None,
         "FltUnregisterFilter waiting for ConnectNotify calls in flight",
         || {
-            lock(&k.flt)
+            lock(flt_state(k))
                 .client_ports
                 .values()
                 .all(|r| r.filter != filter || !r.connecting)
         },
     );
-    let open: Vec<usize> = lock(&k.flt)
+    let open: Vec<usize> = lock(flt_state(k))
         .client_ports
         .iter()
         .filter(|(_, r)| r.filter == filter && !r.closed_by_driver)
@@ -682,7 +685,7 @@ pub(crate) fn unregister_client_ports(k: &Kernel, filter: usize) {
         notify_disconnect_at_unregister(k, port);
     }
     let still_open: Vec<String> = {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         let mut names = Vec::new();
         for (port, record) in flt
             .client_ports
@@ -704,7 +707,7 @@ pub(crate) fn unregister_client_ports(k: &Kernel, filter: usize) {
         );
     }
     k.wait_until(None, "FltUnregisterFilter draining port callbacks", || {
-        lock(&k.flt)
+        lock(flt_state(k))
             .client_ports
             .values()
             .filter(|r| r.filter == filter)
@@ -717,7 +720,7 @@ fn notify_disconnect_at_unregister(k: &Kernel, port: usize) {
     // At unregister the filter is already marked unregistered; the callback is still called
     // (FltMgr calls it "when the minifilter is about to be unloaded").
     let call = {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         match flt.client_ports.get_mut(&port) {
             Some(record)
                 if !record.closed_by_driver
@@ -748,7 +751,7 @@ fn notify_disconnect_at_unregister(k: &Kernel, port: usize) {
 /// closed); returns their descriptions for the leak report.
 pub(crate) fn close_client_ports_of_gone_driver(k: &Kernel) -> Vec<String> {
     let names = {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         let mut names = Vec::new();
         for (port, record) in flt
             .client_ports

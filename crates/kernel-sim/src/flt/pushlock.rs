@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use vigil_sys::{APC_LEVEL, EX_PUSH_LOCK};
 
+use crate::flt::flt_state;
 use crate::kernel::{IrqlRule, Kernel, emulate, ensure_thread_id, lock};
 use crate::machine::guest;
 use crate::machine::state::{self, Abandon};
@@ -33,7 +34,7 @@ pub(crate) struct PushLock {
 }
 
 fn get_or_create(k: &Kernel, address: usize, routine: &str) -> Arc<PushLock> {
-    let mut flt = lock(&k.flt);
+    let mut flt = lock(flt_state(k));
     if let Some(found) = flt.push_locks.get(&address) {
         return Arc::clone(found);
     }
@@ -52,7 +53,7 @@ fn get_or_create(k: &Kernel, address: usize, routine: &str) -> Arc<PushLock> {
 pub(crate) extern "win64" fn flt_initialize_push_lock(push_lock: *mut EX_PUSH_LOCK) {
     emulate("FltInitializePushLock", IrqlRule::AtMost(APC_LEVEL), |k| {
         guest::write(push_lock, 0);
-        let previous = lock(&k.flt)
+        let previous = lock(flt_state(k))
             .push_locks
             .insert(push_lock as usize, Arc::new(PushLock::default()));
         if let Some(previous) = previous {
@@ -72,7 +73,7 @@ pub(crate) extern "win64" fn flt_initialize_push_lock(push_lock: *mut EX_PUSH_LO
 /// `FltDeletePushLock`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn flt_delete_push_lock(push_lock: *mut EX_PUSH_LOCK) {
     emulate("FltDeletePushLock", IrqlRule::AtMost(APC_LEVEL), |k| {
-        let removed = lock(&k.flt).push_locks.remove(&(push_lock as usize));
+        let removed = lock(flt_state(k)).push_locks.remove(&(push_lock as usize));
         match removed {
             None => k.violation(
                 ViolationKind::Parameter,
@@ -160,7 +161,10 @@ pub(crate) extern "win64" fn flt_acquire_push_lock_shared(push_lock: *mut EX_PUS
 pub(crate) extern "win64" fn flt_release_push_lock(push_lock: *mut EX_PUSH_LOCK) {
     emulate("FltReleasePushLock", IrqlRule::AtMost(APC_LEVEL), |k| {
         let me = ensure_thread_id();
-        let found = lock(&k.flt).push_locks.get(&(push_lock as usize)).cloned();
+        let found = lock(flt_state(k))
+            .push_locks
+            .get(&(push_lock as usize))
+            .cloned();
         let released = found.is_some_and(|found| {
             let mut owners = lock(&found.owners);
             let released = if owners.writer == Some(me) {

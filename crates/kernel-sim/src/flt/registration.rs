@@ -10,6 +10,7 @@ use vigil_sys::{
     STATUS_SUCCESS,
 };
 
+use crate::flt::flt_state;
 use crate::flt::{ContextRegistration, FilterRecord, Operation};
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
@@ -206,7 +207,7 @@ pub(crate) extern "win64" fn flt_register_filter(
             Ok(c) => c,
             Err(status) => return status,
         };
-        if lock(&k.flt).any_registered() {
+        if lock(flt_state(k)).any_registered() {
             k.violation(
                 ViolationKind::Registration,
                 "FltRegisterFilter: a driver registers one filter",
@@ -218,7 +219,7 @@ pub(crate) extern "win64" fn flt_register_filter(
         }
         let handle = GuestAlloc::zeroed(64);
         let address = handle.address();
-        lock(&k.flt).filters.insert(
+        lock(flt_state(k)).filters.insert(
             address,
             FilterRecord {
                 handle,
@@ -243,7 +244,7 @@ pub(crate) extern "win64" fn flt_register_filter(
         );
         guest::write(out, address as PFLT_FILTER);
         // The scenario hook: FltMgr may call FilterUnload from now on (RULES.md, rule 1).
-        k.start_race_unload();
+        crate::flt::unload::start_race_unload(k);
         STATUS_SUCCESS
     })
 }
@@ -251,7 +252,7 @@ pub(crate) extern "win64" fn flt_register_filter(
 /// `FltStartFiltering`: IRQL <= APC_LEVEL. `STATUS_INVALID_PARAMETER` if already started.
 pub(crate) extern "win64" fn flt_start_filtering(filter: PFLT_FILTER) -> NTSTATUS {
     emulate("FltStartFiltering", IrqlRule::AtMost(APC_LEVEL), |k| {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         let Some(record) = flt.live_filter(filter as usize) else {
             drop(flt);
             k.violation(
@@ -288,7 +289,7 @@ pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
         |k| {
             k.check_teardown_race("FltUnregisterFilter");
             let open_ports: Vec<String> = {
-                let mut flt = lock(&k.flt);
+                let mut flt = lock(flt_state(k));
                 if flt.live_filter(filter as usize).is_none() {
                     let known = flt.filters.contains_key(&(filter as usize));
                     drop(flt);

@@ -13,6 +13,7 @@ use vigil_sys::{
 };
 
 use crate::flt::client::Account;
+use crate::flt::flt_state;
 
 /// Who may connect to a server port, fixed when it is created (the object keeps its own copy of
 /// the descriptor, so freeing the descriptor afterwards changes nothing).
@@ -88,7 +89,7 @@ pub(crate) extern "win64" fn flt_build_default_security_descriptor(
             }
             let memory = GuestAlloc::zeroed(64);
             let address = memory.address();
-            lock(&k.flt).security_descriptors.insert(
+            lock(flt_state(k)).security_descriptors.insert(
                 address,
                 SecurityDescriptorRecord {
                     memory,
@@ -109,7 +110,7 @@ pub(crate) extern "win64" fn flt_free_security_descriptor(descriptor: PSECURITY_
         IrqlRule::AtMost(PASSIVE_LEVEL),
         |k| {
             let problem = {
-                let mut flt = lock(&k.flt);
+                let mut flt = lock(flt_state(k));
                 match flt.security_descriptors.get_mut(&(descriptor as usize)) {
                     None => Some(format!(
                         "{descriptor:p} was not built by FltBuildDefaultSecurityDescriptor"

@@ -31,6 +31,7 @@ use vigil_sys::{
 };
 
 use crate::config::VolumeKind;
+use crate::flt::flt_state;
 use crate::flt::fs::FileSystem;
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::{self, GuestAlloc};
@@ -114,7 +115,7 @@ pub(crate) fn mount(k: &Kernel, kind: VolumeKind, device_name: &str) -> VolumeId
         kind.device_type(),
     );
     let id = {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         flt.io.volumes.push(VolumeRecord {
             kind,
             device_name: device_name.to_owned(),
@@ -126,7 +127,7 @@ pub(crate) fn mount(k: &Kernel, kind: VolumeKind, device_name: &str) -> VolumeId
         });
         VolumeId(flt.io.volumes.len() - 1)
     };
-    let started = lock(&k.flt)
+    let started = lock(flt_state(k))
         .filters
         .iter()
         .find(|(_, f)| f.started && !f.unregistered)
@@ -151,7 +152,7 @@ pub(crate) fn mount_configured(k: &Kernel) {
 
 /// `FltStartFiltering`: offers every mounted volume.
 pub(crate) fn attach_at_start(k: &Kernel, filter: usize) {
-    let count = lock(&k.flt).io.volumes.len();
+    let count = lock(flt_state(k)).io.volumes.len();
     for index in 0..count {
         setup_instance(k, filter, VolumeId(index), SETUP_AUTOMATIC_ATTACHMENT);
     }
@@ -163,7 +164,7 @@ fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) {
         return;
     }
     let (setup, volume_handle, instance_handle, kind) = {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         let Some(record) = flt.filters.get(&filter).filter(|f| !f.unregistered) else {
             return;
         };
@@ -214,7 +215,7 @@ fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) {
         });
         status.is_some_and(NT_SUCCESS)
     };
-    let mut flt = lock(&k.flt);
+    let mut flt = lock(flt_state(k));
     let io = &mut flt.io;
     if let Some(v) = io.volumes.get_mut(volume.0) {
         if attach {
@@ -232,7 +233,7 @@ fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) {
 /// then releases the references file objects hold on the instance's contexts.
 fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
     let (start, complete, filter, volume_handle, instance_handle) = {
-        let mut flt = lock(&k.flt);
+        let mut flt = lock(flt_state(k));
         let Some(instance) = flt
             .io
             .volumes
@@ -273,7 +274,7 @@ fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
     };
     call(start, "InstanceTeardownStart");
     k.wait_until(None, "instance teardown (operations in flight)", || {
-        lock(&k.flt)
+        lock(flt_state(k))
             .io
             .volumes
             .get(volume.0)
@@ -282,7 +283,7 @@ fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
     });
     call(complete, "InstanceTeardownComplete");
     crate::flt::contexts::release_instance_contexts(k, instance_handle);
-    let mut flt = lock(&k.flt);
+    let mut flt = lock(flt_state(k));
     let io = &mut flt.io;
     if let Some(instance) = io.volumes.get_mut(volume.0).and_then(|v| v.instance.take()) {
         io.graveyard.push(instance.handle);
@@ -294,12 +295,12 @@ fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
 /// filter is already marked unregistered, so no new operation reaches it), then reports what
 /// the driver still references.
 pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
-    let reason = if lock(&k.flt).io.unload_flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0 {
+    let reason = if lock(flt_state(k)).io.unload_flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0 {
         TEARDOWN_MANDATORY_FILTER_UNLOAD
     } else {
         TEARDOWN_FILTER_UNLOAD
     };
-    let volumes: Vec<VolumeId> = lock(&k.flt)
+    let volumes: Vec<VolumeId> = lock(flt_state(k))
         .io
         .volumes
         .iter()
@@ -316,7 +317,7 @@ pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
 
 /// The driver is gone (unloaded or crashed): no instance may call it any more.
 pub(crate) fn driver_gone(k: &Kernel) {
-    let mut flt = lock(&k.flt);
+    let mut flt = lock(flt_state(k));
     let io = &mut flt.io;
     for v in &mut io.volumes {
         if let Some(instance) = v.instance.take() {
@@ -328,7 +329,7 @@ pub(crate) fn driver_gone(k: &Kernel) {
 /// A manual detach: see [`Driver::detach`].
 pub(crate) fn detach(k: &Kernel, volume: VolumeId) -> Result<(), i32> {
     let (query, filter, volume_handle, instance_handle) = {
-        let flt = lock(&k.flt);
+        let flt = lock(flt_state(k));
         let Some((v, instance)) = flt.io.volumes.get(volume.0).and_then(|v| {
             v.instance
                 .as_ref()
@@ -380,7 +381,7 @@ impl Driver {
 
     /// The volume mounted with `device_name` (case-insensitive), if any.
     pub fn volume(&self, device_name: &str) -> Option<VolumeId> {
-        lock(&self.kernel().flt)
+        lock(flt_state(self.kernel()))
             .io
             .volumes
             .iter()
@@ -390,7 +391,7 @@ impl Driver {
 
     /// Whether the filter has a live instance on `volume`.
     pub fn is_attached(&self, volume: VolumeId) -> bool {
-        lock(&self.kernel().flt)
+        lock(flt_state(self.kernel()))
             .io
             .volumes
             .get(volume.0)
@@ -415,7 +416,7 @@ impl Driver {
     pub fn dismount(&self, volume: VolumeId) {
         let k = self.kernel();
         teardown_instance(k, volume, TEARDOWN_VOLUME_DISMOUNT);
-        if let Some(v) = lock(&k.flt).io.volumes.get_mut(volume.0) {
+        if let Some(v) = lock(flt_state(k)).io.volumes.get_mut(volume.0) {
             v.mounted = false;
         }
     }
@@ -423,7 +424,7 @@ impl Driver {
     /// Whether `path` (volume-relative, `\dir\file`) exists on `volume` (a delete-pending
     /// file still exists until its last handle is cleaned up).
     pub fn file_exists(&self, volume: VolumeId, path: &str) -> bool {
-        lock(&self.kernel().flt)
+        lock(flt_state(self.kernel()))
             .io
             .volumes
             .get(volume.0)
@@ -432,7 +433,7 @@ impl Driver {
 
     /// The size of the file at `path` on `volume`.
     pub fn file_size(&self, volume: VolumeId, path: &str) -> Option<u64> {
-        lock(&self.kernel().flt)
+        lock(flt_state(self.kernel()))
             .io
             .volumes
             .get(volume.0)

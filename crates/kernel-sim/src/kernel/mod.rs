@@ -14,15 +14,15 @@ pub(crate) mod counters;
 pub(crate) mod objects;
 pub(crate) mod pause;
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::config::{SimConfig, UnloadKind};
+use crate::config::SimConfig;
 use crate::faults::FaultInjector;
-use crate::flt::FltState;
 use crate::image::SectionInfo;
 use crate::image::symbols::Symbols;
 use crate::machine::guest::{GuestAlloc, GuestUnicode};
@@ -138,8 +138,9 @@ pub(crate) struct Kernel {
     pub dispatcher: Dispatcher,
     /// Handles, threads, devices.
     pub objects: Mutex<objects::Objects>,
-    /// Filter Manager state.
-    pub flt: Mutex<FltState>,
+    /// State the layers above keep per kernel (Filter Manager's), created by its first user;
+    /// the kernel never looks inside (see [`Kernel::extension`]).
+    extension: OnceLock<Box<dyn Any + Send + Sync>>,
     /// Load/unload state.
     pub lifecycle: Lifecycle,
     driver_calls: AtomicU64,
@@ -178,7 +179,7 @@ impl Kernel {
             pool: Mutex::new(Pool::new(pool_kind)),
             dispatcher: Dispatcher::default(),
             objects: Mutex::new(objects::Objects::default()),
-            flt: Mutex::new(FltState::default()),
+            extension: OnceLock::new(),
             lifecycle: Lifecycle::default(),
             driver_calls: AtomicU64::new(0),
             routine_calls: counters::RoutineCounters::default(),
@@ -195,6 +196,20 @@ impl Kernel {
         self.me
             .upgrade()
             .expect("the kernel is alive while its routines run")
+    }
+
+    /// The per-kernel state of a layer above, of type `T`, made by `init` on first use. One
+    /// layer owns the slot (Filter Manager); the kernel below it holds the state without
+    /// knowing its type, which keeps the layers acyclic.
+    ///
+    /// # Panics
+    ///
+    /// If the slot already holds a state of another type (a second owner: a kernel-sim bug).
+    pub(crate) fn extension<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> &T {
+        self.extension
+            .get_or_init(|| Box::new(init()))
+            .downcast_ref::<T>()
+            .expect("one layer owns the kernel's extension slot")
     }
 
     // ----- violations -------------------------------------------------------------------
@@ -607,58 +622,6 @@ impl Kernel {
         let mut generation = lock(&self.dispatcher.lock);
         *generation = generation.wrapping_add(1);
         self.dispatcher.changed.notify_all();
-    }
-
-    /// The unload flags for a kind.
-    pub(crate) fn unload_flags(kind: UnloadKind) -> u32 {
-        match kind {
-            UnloadKind::Mandatory => vigil_sys::FLTFL_FILTER_UNLOAD_MANDATORY,
-            UnloadKind::Optional => 0,
-        }
-    }
-
-    /// Runs the filter's unload callback on this thread (marked as the unload thread).
-    pub(crate) fn run_unload_callback(&self, kind: UnloadKind) -> RawUnload {
-        let callback = lock(&self.flt).unload_callback();
-        let Some(callback) = callback else {
-            return RawUnload::NoCallback;
-        };
-        let flags = Self::unload_flags(kind);
-        // Instance teardown during this unload reports whether it is mandatory.
-        lock(&self.flt).io.unload_flags = flags;
-        let was = state::with(|s| s.unload_thread.replace(true));
-        // SAFETY: `callback` is the FilterUnloadCallback the driver registered; the image is
-        // mapped while the kernel runs; FltMgr calls it at PASSIVE_LEVEL with these flags.
-        let status = self.call_driver("FilterUnload", Some(0), || unsafe { callback(flags) });
-        state::with(|s| s.unload_thread.set(was));
-        status.map_or(RawUnload::Abandoned, RawUnload::Status)
-    }
-
-    /// Starts the racing unload (`SimConfig::race_unload_on_register`) once.
-    pub(crate) fn start_race_unload(&self) {
-        let Some(kind) = self.config.race_unload_on_register else {
-            return;
-        };
-        if self.lifecycle.race_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let kernel = self.arc();
-        let handle = std::thread::Builder::new()
-            .name("kernel-sim unload race".into())
-            .spawn(move || kernel.run_unload_callback(kind))
-            .expect("spawning the unload thread");
-        // The worst interleaving, every time: DriverEntry (this thread) goes on only once the
-        // unload has returned or is blocked waiting. An unload that does not wait for DriverEntry
-        // therefore always runs before DriverEntry completes, instead of only when the scheduler
-        // happens to allow it. Bounded by the hang limit, so nothing can deadlock here.
-        let limit = Instant::now() + self.config.hang_timeout;
-        while !handle.is_finished()
-            && !self.lifecycle.race_waiting.load(Ordering::Acquire)
-            && Instant::now() < limit
-        {
-            std::thread::sleep(std::time::Duration::from_micros(100));
-        }
-        *lock(&self.lifecycle.race) = Some(handle);
     }
 }
 
