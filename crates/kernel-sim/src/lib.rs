@@ -114,11 +114,11 @@
 mod config;
 mod exports;
 pub mod faults;
-mod flt;
+mod fltmgr;
 mod image;
 mod kernel;
 mod machine;
-mod ntos;
+mod ntoskrnl;
 pub mod report;
 pub mod scenario;
 mod sim;
@@ -131,13 +131,13 @@ pub use config::{
 };
 pub use exports::emulated;
 pub use faults::{FaultPlan, RandomFailures};
-pub use flt::client::{
+pub use fltmgr::client::{
     Account, CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,
     ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
 };
-pub use flt::io::{FileHandle, Io, Requestor, WriteOptions};
-pub use flt::ports::POISON_RUN;
-pub use flt::volumes::VolumeId;
+pub use fltmgr::io::{FileHandle, Io, Requestor, WriteOptions};
+pub use fltmgr::ports::POISON_RUN;
+pub use fltmgr::volumes::VolumeId;
 pub use image::LoadError;
 pub use kernel::pause::Observer;
 pub use machine::pool::{POOL_POISON, SLACK_FILL};

@@ -27,9 +27,9 @@ use serde::Serialize;
 use crate::config::VolumeKind;
 use crate::config::{RegistryValue, SimConfig, UnloadKind};
 use crate::faults::RandomFailures;
-use crate::flt::client::{ConnectError, ConnectOptions, PortConnection, PortError};
-use crate::flt::io::{Io, Requestor};
-use crate::flt::volumes::VolumeId;
+use crate::fltmgr::client::{ConnectError, ConnectOptions, PortConnection, PortError};
+use crate::fltmgr::io::{Io, Requestor};
+use crate::fltmgr::volumes::VolumeId;
 use crate::image::LoadError;
 use crate::report::{Report, Violation};
 use crate::sim::{Driver, Sim, UnloadOutcome};
@@ -646,7 +646,7 @@ impl ClientPlan<'_> {
         ConnectOptions {
             process_id: self.config.client_process_id,
             context: Vec::new(),
-            account: crate::flt::client::Account::Administrator,
+            account: crate::fltmgr::client::Account::Administrator,
         }
     }
 

@@ -10,14 +10,14 @@ use vigil_sys::{DRIVER_OBJECT, NT_SUCCESS, PASSIVE_LEVEL, UNICODE_STRING};
 
 use crate::config::{SimConfig, UnloadKind};
 use crate::exports;
-use crate::flt::client::{ConnectError, ConnectOptions, Namespace, PortConnection};
-use crate::flt::flt_state;
+use crate::fltmgr::client::{ConnectError, ConnectOptions, Namespace, PortConnection};
+use crate::fltmgr::flt_state;
 use crate::image::symbols::Symbols;
 use crate::image::{self, LoadError, LoadedImage};
 use crate::kernel::{Kernel, RawUnload, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::pool::tag_text;
-use crate::ntos::{self, status_text};
+use crate::ntoskrnl::{self, status_text};
 use crate::report::{Report, ViolationKind};
 
 /// How an unload ended.
@@ -129,7 +129,7 @@ impl Sim {
             symbols,
         );
         self.namespace.register(&kernel);
-        crate::flt::volumes::mount_configured(&kernel);
+        crate::fltmgr::volumes::mount_configured(&kernel);
         let mut driver = Driver {
             kernel,
             image: Some(image),
@@ -206,7 +206,7 @@ impl Driver {
         });
         k.lifecycle.in_entry.store(false, Ordering::Release);
         k.lifecycle.entry_returned.store(true, Ordering::Release);
-        ntos::io::finish_initializing(&k);
+        ntoskrnl::io::finish_initializing(&k);
         self.entry_status = status;
         match status {
             Some(s) if NT_SUCCESS(s) => self.loaded = true,
@@ -247,7 +247,7 @@ impl Driver {
         let raced = lock(&k.lifecycle.race).take();
         let raw = match raced {
             Some(handle) => handle.join().unwrap_or(RawUnload::Abandoned),
-            None => crate::flt::unload::run_unload_callback(&k, kind),
+            None => crate::fltmgr::unload::run_unload_callback(&k, kind),
         };
         match raw {
             RawUnload::NoCallback => Err(UnloadError::NotUnloadable),
@@ -301,7 +301,7 @@ impl Driver {
         } else {
             k.config.thread_exit_timeout
         };
-        let still_running = ntos::thread::wait_for_threads(&k, limit);
+        let still_running = ntoskrnl::thread::wait_for_threads(&k, limit);
         for thread in still_running.iter().filter(|_| !crashed) {
             k.violation(
                 ViolationKind::ThreadStillRunning,
@@ -316,7 +316,7 @@ impl Driver {
         if !crashed {
             report_leaks(&k, why);
         }
-        crate::flt::volumes::driver_gone(&k);
+        crate::fltmgr::volumes::driver_gone(&k);
         if let Some(mut image) = self.image.take() {
             image.unmap();
         }
@@ -386,7 +386,7 @@ impl Driver {
         port_name: &str,
         options: &ConnectOptions,
     ) -> Result<PortConnection, ConnectError> {
-        crate::flt::client::connect(&self.kernel, port_name, options)
+        crate::fltmgr::client::connect(&self.kernel, port_name, options)
     }
 
     /// Test hook: calls the message-notify callback of server port `name` directly, with raw
@@ -499,7 +499,7 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
         .filter(|d| !d.freed)
         .count();
     drop(flt);
-    ports.extend(crate::flt::ports::close_client_ports_of_gone_driver(k));
+    ports.extend(crate::fltmgr::ports::close_client_ports_of_gone_driver(k));
     if filters > 0 {
         k.violation(
             ViolationKind::ResourceLeak,

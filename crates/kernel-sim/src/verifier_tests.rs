@@ -18,7 +18,7 @@ use crate::faults::FaultPlan;
 use crate::image::symbols::Symbols;
 use crate::kernel::Kernel;
 use crate::machine::state::{self, ImageBounds};
-use crate::ntos::{event, misc, pool, registry, sync, thread};
+use crate::ntoskrnl::{event, misc, pool, registry, sync, thread};
 use crate::report::ViolationKind;
 
 const TAG: u32 = u32::from_le_bytes(*b"Test");
@@ -429,7 +429,7 @@ fn system_threads_handles_and_references() {
             STATUS_SUCCESS
         );
         thread::obf_dereference_object(object);
-        let thread_type = crate::exports::thread_object_type() as *mut c_void;
+        let thread_type = crate::ntoskrnl::exports::thread_object_type() as *mut c_void;
         assert_eq!(
             thread::ob_reference_object_by_handle(
                 handle,

@@ -47,6 +47,10 @@ pub(crate) fn irql_name(irql: u8) -> String {
     }
 }
 
+/// One line of an exporting module's table (`ntoskrnl::exports`, `fltmgr::exports`): the
+/// name a driver imports and a function giving the address to bind.
+pub(crate) type Export = (&'static str, fn() -> usize);
+
 /// The IRQL a routine may be called at, from its reference page.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum IrqlRule {

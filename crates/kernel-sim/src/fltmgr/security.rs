@@ -12,8 +12,8 @@ use vigil_sys::{
     STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
 
-use crate::flt::client::Account;
-use crate::flt::flt_state;
+use crate::fltmgr::client::Account;
+use crate::fltmgr::flt_state;
 
 /// Who may connect to a server port, fixed when it is created (the object keeps its own copy of
 /// the descriptor, so freeing the descriptor afterwards changes nothing).
@@ -43,7 +43,7 @@ impl PortAccess {
 /// `Err(problem)` for a pointer that is no live descriptor from
 /// `FltBuildDefaultSecurityDescriptor`.
 pub(crate) fn port_access(
-    flt: &crate::flt::FltState,
+    flt: &crate::fltmgr::FltState,
     descriptor: PSECURITY_DESCRIPTOR,
 ) -> Result<PortAccess, String> {
     if descriptor.is_null() {
@@ -58,7 +58,7 @@ pub(crate) fn port_access(
     }
 }
 
-use crate::flt::SecurityDescriptorRecord;
+use crate::fltmgr::SecurityDescriptorRecord;
 use crate::kernel::{IrqlRule, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;

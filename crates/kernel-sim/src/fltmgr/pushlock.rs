@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use vigil_sys::{APC_LEVEL, EX_PUSH_LOCK};
 
-use crate::flt::flt_state;
+use crate::fltmgr::flt_state;
 use crate::kernel::{IrqlRule, Kernel, emulate, ensure_thread_id, lock};
 use crate::machine::guest;
 use crate::machine::state::{self, Abandon};
 use crate::machine::switch::abandon_current_call;
-use crate::ntos::sync::leave_critical_region;
+use crate::ntoskrnl::sync::leave_critical_region;
 use crate::report::ViolationKind;
 
 /// Owners of one push lock.

@@ -3,9 +3,9 @@
 //! DisconnectNotify contract (the callback closes the client port, RULES.md rule 5), the scan of
 //! every message for uninitialized bytes (rule 11), and what `FltUnregisterFilter` and the end
 //! of a run do with client ports left open. The client end (connect, get message, reply,
-//! commands, close) is in [`crate::flt::client`].
+//! commands, close) is in [`crate::fltmgr::client`].
 //!
-//! State is in [`crate::flt::FltState`]: `client_ports` holds one [`ClientPortRecord`] per
+//! State is in [`crate::fltmgr::FltState`]: `client_ports` holds one [`ClientPortRecord`] per
 //! connection, each with the messages sent through it. Senders and clients wait on the
 //! kernel's dispatcher (`Kernel::wait_until`) and every change is followed by
 //! `Kernel::notify_waiters`.
@@ -19,12 +19,12 @@ use vigil_sys::{
     STATUS_PORT_DISCONNECTED, STATUS_SUCCESS, STATUS_TIMEOUT,
 };
 
-use crate::flt::ServerPortRecord;
-use crate::flt::flt_state;
+use crate::fltmgr::ServerPortRecord;
+use crate::fltmgr::flt_state;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
-use crate::ntos::status;
-use crate::ntos::thread::check_kernel_handle;
+use crate::ntoskrnl::status;
+use crate::ntoskrnl::thread::check_kernel_handle;
 use crate::report::ViolationKind;
 
 /// `FltCreateCommunicationPort`: PASSIVE_LEVEL. Failable: `STATUS_INSUFFICIENT_RESOURCES`.
@@ -75,7 +75,7 @@ pub(crate) extern "win64" fn flt_create_communication_port(
                 format!("port {name} created without a security descriptor"),
             );
             }
-            let access = match crate::flt::security::port_access(
+            let access = match crate::fltmgr::security::port_access(
                 &lock(flt_state(k)),
                 attrs.SecurityDescriptor,
             ) {
@@ -525,7 +525,7 @@ pub(crate) extern "win64" fn flt_send_message(
             Ok(queued) => queued,
             Err(status) => return status,
         };
-        let deadline = timeout_value.map(crate::ntos::event::deadline_of);
+        let deadline = timeout_value.map(crate::ntoskrnl::event::deadline_of);
         match wait_for_delivery(k, port, id, deadline) {
             Ok(Some(answer)) => {
                 let capacity = reply_capacity.unwrap_or(0) as usize;

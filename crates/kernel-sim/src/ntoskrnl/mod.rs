@@ -6,6 +6,7 @@
 //! out-parameters). Failable routines ask the fault injector first.
 
 pub(crate) mod event;
+pub(crate) mod exports;
 pub(crate) mod io;
 pub(crate) mod misc;
 pub(crate) mod pool;

@@ -15,10 +15,12 @@ use vigil_sys::{
 
 use super::{find_poison, flt_close_client_port, flt_send_message};
 use crate::config::SimConfig;
-use crate::flt::client::{self, Account, ConnectError, ConnectOptions, PortConnection, PortError};
-use crate::flt::flt_state;
-use crate::flt::security::PortAccess;
-use crate::flt::{FilterRecord, ServerPortRecord};
+use crate::fltmgr::client::{
+    self, Account, ConnectError, ConnectOptions, PortConnection, PortError,
+};
+use crate::fltmgr::flt_state;
+use crate::fltmgr::security::PortAccess;
+use crate::fltmgr::{FilterRecord, ServerPortRecord};
 use crate::image::symbols::Symbols;
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::GuestAlloc;
@@ -563,7 +565,7 @@ fn unregister_calls_disconnect_for_open_client_ports_and_reports_those_left_open
         world
             .kernel
             .call_driver("FilterUnload", Some(0), || {
-                crate::flt::registration::flt_unregister_filter(filter as PFLT_FILTER);
+                crate::fltmgr::registration::flt_unregister_filter(filter as PFLT_FILTER);
             })
             .unwrap();
         assert_eq!(world.harness.disconnects.load(Ordering::Relaxed), 1);

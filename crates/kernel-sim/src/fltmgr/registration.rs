@@ -10,8 +10,8 @@ use vigil_sys::{
     STATUS_SUCCESS,
 };
 
-use crate::flt::flt_state;
-use crate::flt::{ContextRegistration, FilterRecord, Operation};
+use crate::fltmgr::flt_state;
+use crate::fltmgr::{ContextRegistration, FilterRecord, Operation};
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;
@@ -244,7 +244,7 @@ pub(crate) extern "win64" fn flt_register_filter(
         );
         guest::write(out, address as PFLT_FILTER);
         // The scenario hook: FltMgr may call FilterUnload from now on (RULES.md, rule 1).
-        crate::flt::unload::start_race_unload(k);
+        crate::fltmgr::unload::start_race_unload(k);
         STATUS_SUCCESS
     })
 }
@@ -274,7 +274,7 @@ pub(crate) extern "win64" fn flt_start_filtering(filter: PFLT_FILTER) -> NTSTATU
         record.started = true;
         drop(flt);
         // FltMgr offers every mounted volume to the filter now (InstanceSetup).
-        crate::flt::volumes::attach_at_start(k, filter as usize);
+        crate::fltmgr::volumes::attach_at_start(k, filter as usize);
         STATUS_SUCCESS
     })
 }
@@ -327,10 +327,10 @@ pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
             }
             // FltMgr calls DisconnectNotify for client ports still open, then drains the port
             // callbacks in flight.
-            crate::flt::ports::unregister_client_ports(k, filter as usize);
+            crate::fltmgr::ports::unregister_client_ports(k, filter as usize);
             // Drain the operations in flight and tear every instance down (teardown
             // callbacks), drop FltMgr's context references, report what the driver still holds.
-            crate::flt::volumes::teardown_filter(k, filter as usize);
+            crate::fltmgr::volumes::teardown_filter(k, filter as usize);
         },
     );
 }

@@ -48,8 +48,8 @@ use vigil_sys::{
     STATUS_PORT_DISCONNECTED, STATUS_TIMEOUT,
 };
 
-use crate::flt::flt_state;
-use crate::flt::ports::{self, ClientPortRecord, MessageState, in_process, scan_for_poison};
+use crate::fltmgr::flt_state;
+use crate::fltmgr::ports::{self, ClientPortRecord, MessageState, in_process, scan_for_poison};
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::GuestAlloc;
 use crate::machine::pages::page_size;

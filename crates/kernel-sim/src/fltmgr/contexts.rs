@@ -27,9 +27,9 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_SUCCESS,
 };
 
-use crate::flt::flt_state;
-use crate::flt::io::Retired;
-use crate::flt::volumes::InstanceState;
+use crate::fltmgr::flt_state;
+use crate::fltmgr::io::Retired;
+use crate::fltmgr::volumes::InstanceState;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
 use crate::machine::guest;
 use crate::machine::pool::{AllocRequest, Pool, tag_text};

@@ -2,7 +2,7 @@
 //! open handles, delete-pending and delete-on-close, with the create dispositions and the
 //! rename/link/disposition semantics of NTFS as far as a filter can observe them (statuses and
 //! `IoStatus.Information`). Pure Rust: no guest memory, no driver calls; the synthetic I/O in
-//! [`crate::flt::io`] drives it between the pre- and post-operation callbacks.
+//! [`crate::fltmgr::io`] drives it between the pre- and post-operation callbacks.
 //!
 //! Names are case-insensitive and case-preserving: each link keeps the spelling it was created
 //! with (the *canonical* name, what a normalized name query returns) and is found by its

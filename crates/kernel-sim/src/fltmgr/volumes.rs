@@ -2,7 +2,7 @@
 //!
 //! A volume is mounted with a [`VolumeKind`] and a device name (`\Device\HarddiskVolume1`,
 //! `\Device\Mup`, `\Device\NamedPipe`); each has its own in-memory file system
-//! ([`crate::flt::fs`]). As FltMgr does:
+//! ([`crate::fltmgr::fs`]). As FltMgr does:
 //!
 //! * volumes mounted before `FltStartFiltering` are offered to the filter when it starts
 //!   (`FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT`), later ones when they mount
@@ -31,8 +31,8 @@ use vigil_sys::{
 };
 
 use crate::config::VolumeKind;
-use crate::flt::flt_state;
-use crate::flt::fs::FileSystem;
+use crate::fltmgr::flt_state;
+use crate::fltmgr::fs::FileSystem;
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::sim::Driver;
@@ -282,7 +282,7 @@ fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
             .is_none_or(|i| i.in_flight == 0)
     });
     call(complete, "InstanceTeardownComplete");
-    crate::flt::contexts::release_instance_contexts(k, instance_handle);
+    crate::fltmgr::contexts::release_instance_contexts(k, instance_handle);
     let mut flt = lock(flt_state(k));
     let io = &mut flt.io;
     if let Some(instance) = io.volumes.get_mut(volume.0).and_then(|v| v.instance.take()) {
@@ -311,8 +311,8 @@ pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
     for volume in volumes {
         teardown_instance(k, volume, reason);
     }
-    crate::flt::contexts::report_leaks(k, "FltUnregisterFilter");
-    crate::flt::names::report_leaks(k, "FltUnregisterFilter");
+    crate::fltmgr::contexts::report_leaks(k, "FltUnregisterFilter");
+    crate::fltmgr::names::report_leaks(k, "FltUnregisterFilter");
 }
 
 /// The driver is gone (unloaded or crashed): no instance may call it any more.

@@ -13,7 +13,7 @@
 //!    `SYNCHRONIZE` (post on the same thread at the pre's IRQL); anything else is a violation,
 //!    as is `PENDING` (not emulated), a completion context set with a status that has no post
 //!    callback, or `WITH_CALLBACK`/`SYNCHRONIZE` for an operation without one;
-//! 3. the file system operation ([`crate::flt::fs`]), reading the parameters back from the
+//! 3. the file system operation ([`crate::fltmgr::fs`]), reading the parameters back from the
 //!    callback data (a filter may change them);
 //! 4. the post-operation callback, at PASSIVE_LEVEL (post-create always; other posts at
 //!    DISPATCH_LEVEL with [`IoConfig::post_ops_at_dispatch`], which Windows may do), which must
@@ -48,9 +48,9 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
 };
 
-use crate::flt::flt_state;
-use crate::flt::fs::{FsHandle, REPLACE_IF_EXISTS, status};
-use crate::flt::volumes::{InstanceState, VolumeId, VolumeRecord};
+use crate::fltmgr::flt_state;
+use crate::fltmgr::fs::{FsHandle, REPLACE_IF_EXISTS, status};
+use crate::fltmgr::volumes::{InstanceState, VolumeId, VolumeRecord};
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
@@ -120,7 +120,7 @@ pub(crate) struct FileRecord {
     pub contexts: Vec<(usize, usize)>,
 }
 
-/// All synthetic I/O state of a run (inside [`crate::flt::FltState`]).
+/// All synthetic I/O state of a run (inside [`crate::fltmgr::FltState`]).
 #[derive(Default)]
 pub(crate) struct IoState {
     pub volumes: Vec<VolumeRecord>,
@@ -128,8 +128,8 @@ pub(crate) struct IoState {
     pub files: HashMap<usize, FileRecord>,
     /// Callback data of operations in progress -> requestor process id.
     pub in_flight: HashMap<usize, u32>,
-    pub names: crate::flt::names::NameTable,
-    pub contexts: crate::flt::contexts::ContextTable,
+    pub names: crate::fltmgr::names::NameTable,
+    pub contexts: crate::fltmgr::contexts::ContextTable,
     pub stats: IoStats,
     /// The flags of the unload in progress (`FLTFL_FILTER_UNLOAD_MANDATORY`).
     pub unload_flags: u32,
@@ -692,7 +692,7 @@ impl Io {
     /// Frees a file object whose create failed (or that was closed): FltMgr drops the
     /// references it holds on its contexts first.
     fn discard(&self, file_object: usize) {
-        crate::flt::contexts::release_file_contexts(&self.kernel, file_object);
+        crate::fltmgr::contexts::release_file_contexts(&self.kernel, file_object);
         let record = lock(flt_state(&self.kernel)).io.files.remove(&file_object);
         drop(record);
     }
@@ -999,7 +999,7 @@ enum PreOutcome {
 /// The file-system side of `IRP_MJ_SET_INFORMATION`, from the (possibly filter-changed)
 /// parameters and system buffer.
 fn apply_set_information(
-    fs: &mut crate::flt::fs::FileSystem,
+    fs: &mut crate::fltmgr::fs::FileSystem,
     handle: FsHandle,
     p: &FLT_PARAMETERS_SET_FILE_INFORMATION,
 ) -> Result<(), NTSTATUS> {

@@ -22,7 +22,7 @@ use crate::kernel::{IrqlRule, Kernel, emulate, ensure_thread_id, lock};
 use crate::machine::guest;
 use crate::machine::state::{self, Abandon};
 use crate::machine::switch::abandon_current_call;
-use crate::ntos::status;
+use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
 
 /// The System process id.
@@ -239,7 +239,7 @@ pub(crate) extern "win64" fn ob_reference_object_by_handle(
             match target {
                 HandleTarget::Thread(thread) => {
                     if !object_type.is_null()
-                        && object_type as usize != crate::exports::thread_object_type()
+                        && object_type as usize != crate::ntoskrnl::exports::thread_object_type()
                     {
                         return status::OBJECT_TYPE_MISMATCH;
                     }
@@ -344,7 +344,7 @@ pub(crate) extern "win64" fn zw_wait_for_single_object(
                 );
                 return status::INVALID_HANDLE;
             };
-            let deadline = timeout_value.map(crate::ntos::event::deadline_of);
+            let deadline = timeout_value.map(crate::ntoskrnl::event::deadline_of);
             if k.wait_until(deadline, "ZwWaitForSingleObject on a thread", || {
                 thread.is_finished()
             }) {

@@ -17,7 +17,7 @@ use crate::kernel::objects::DeviceRecord;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
 use crate::machine::guest;
 use crate::machine::pages::Region;
-use crate::ntos::status;
+use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
 
 /// `DO_EXCLUSIVE`.

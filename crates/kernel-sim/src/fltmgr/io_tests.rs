@@ -25,15 +25,15 @@ use vigil_sys::{
 
 use crate::config::SimConfig;
 use crate::config::{IoConfig, VolumeKind};
-use crate::flt::flt_state;
-use crate::flt::io::{Io, Requestor, WriteOptions};
-use crate::flt::volumes::{self, VolumeId};
-use crate::flt::{contexts, names, registration};
+use crate::fltmgr::flt_state;
+use crate::fltmgr::io::{Io, Requestor, WriteOptions};
+use crate::fltmgr::volumes::{self, VolumeId};
+use crate::fltmgr::{contexts, names, registration};
 use crate::image::symbols::Symbols;
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest;
 use crate::machine::state::{self, ImageBounds};
-use crate::ntos::thread;
+use crate::ntoskrnl::thread;
 use crate::report::ViolationKind;
 
 const NTFS: &str = r"\Device\HarddiskVolume1";
@@ -377,7 +377,7 @@ fn requestor_ids_irqls_complete_synchronize_and_paging_skips() {
             "ids {:#x} {:#x} {:#x}",
             thread::ps_get_current_process_id() as usize,
             thread::ps_get_current_thread_id() as usize,
-            crate::flt::io::flt_get_requestor_process_id(data)
+            crate::fltmgr::io::flt_get_requestor_process_id(data)
         ));
         match iopb.MajorFunction {
             IRP_MJ_WRITE => FLT_PREOP_SYNCHRONIZE,
@@ -439,7 +439,9 @@ fn requestor_ids_irqls_complete_synchronize_and_paging_skips() {
         "COMPLETE: no post"
     );
     assert!(
-        lock(flt_state(&k)).io.volumes[volume.0].fs.exists(r"\a.txt"),
+        lock(flt_state(&k)).io.volumes[volume.0]
+            .fs
+            .exists(r"\a.txt"),
         "the file system was not touched"
     );
     io.close(f);

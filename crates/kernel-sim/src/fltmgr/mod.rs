@@ -13,6 +13,7 @@
 
 pub(crate) mod client;
 pub(crate) mod contexts;
+pub(crate) mod exports;
 pub(crate) mod fs;
 pub(crate) mod io;
 #[cfg(test)]

@@ -12,8 +12,8 @@ use crate::config::RegistryValue;
 use crate::kernel::objects::{HandleTarget, KeyObject};
 use crate::kernel::{IrqlRule, emulate, lock};
 use crate::machine::guest;
-use crate::ntos::status;
-use crate::ntos::thread::check_kernel_handle;
+use crate::ntoskrnl::status;
+use crate::ntoskrnl::thread::check_kernel_handle;
 use crate::report::ViolationKind;
 
 /// `REG_BINARY`.

@@ -30,9 +30,9 @@ use vigil_sys::{
     STATUS_SUCCESS, UNICODE_STRING,
 };
 
-use crate::flt::flt_state;
-use crate::flt::fs::status;
-use crate::flt::io::Retired;
+use crate::fltmgr::flt_state;
+use crate::fltmgr::fs::status;
+use crate::fltmgr::io::Retired;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
