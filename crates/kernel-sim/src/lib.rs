@@ -123,21 +123,16 @@ pub mod report;
 pub mod scenario;
 mod sim;
 pub mod sweep;
-#[cfg(test)]
-mod verifier_tests;
+mod world;
 
 pub use config::{
     IoConfig, PausePoint, PoolKind, RegistryValue, SimConfig, UnloadKind, VolumeKind,
 };
 pub use exports::emulated;
 pub use faults::{FaultPlan, RandomFailures};
-pub use fltmgr::client::{
-    Account, CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,
-    ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
-};
-pub use fltmgr::io::{FileHandle, Io, Requestor, WriteOptions};
+pub use fltmgr::instances::VolumeId;
 pub use fltmgr::ports::POISON_RUN;
-pub use fltmgr::volumes::VolumeId;
+pub use fltmgr::security::Account;
 pub use image::LoadError;
 pub use kernel::pause::Observer;
 pub use machine::pool::{POOL_POISON, SLACK_FILL};
@@ -148,3 +143,8 @@ pub use report::{IoStats, Report, Violation, ViolationKind};
 pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
 pub use sim::{Driver, Sim, UnloadError, UnloadOutcome};
 pub use sweep::{SweepReport, SweepRun, sweep};
+pub use world::client::{
+    CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,
+    ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
+};
+pub use world::io::{FileHandle, Io, Requestor, WriteOptions};

@@ -27,13 +27,13 @@ use serde::Serialize;
 use crate::config::VolumeKind;
 use crate::config::{RegistryValue, SimConfig, UnloadKind};
 use crate::faults::RandomFailures;
-use crate::fltmgr::client::{ConnectError, ConnectOptions, PortConnection, PortError};
-use crate::fltmgr::io::{Io, Requestor};
-use crate::fltmgr::volumes::VolumeId;
+use crate::fltmgr::instances::VolumeId;
 use crate::image::LoadError;
 use crate::report::{Report, Violation};
 use crate::sim::{Driver, Sim, UnloadOutcome};
 use crate::sweep::{SweepReport, SweepRun};
+use crate::world::client::{ConnectError, ConnectOptions, PortConnection, PortError};
+use crate::world::io::{Io, Requestor};
 
 const FILE_OPEN_IF: u32 = 3;
 const FILE_CREATE: u32 = 2;
@@ -646,7 +646,7 @@ impl ClientPlan<'_> {
         ConnectOptions {
             process_id: self.config.client_process_id,
             context: Vec::new(),
-            account: crate::fltmgr::client::Account::Administrator,
+            account: crate::fltmgr::security::Account::Administrator,
         }
     }
 

@@ -27,9 +27,9 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_SUCCESS,
 };
 
+use crate::fltmgr::files::Retired;
 use crate::fltmgr::flt_state;
-use crate::fltmgr::io::Retired;
-use crate::fltmgr::volumes::InstanceState;
+use crate::fltmgr::instances::InstanceState;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
 use crate::machine::guest;
 use crate::machine::pool::{AllocRequest, Pool, tag_text};
@@ -116,7 +116,7 @@ fn describe(context_type: FLT_CONTEXT_TYPE, tag: u32, size: usize) -> String {
 /// detached from its file but not yet released must never be visible (to the leak report at
 /// `FltUnregisterFilter`, for one) as a live context with a reference nobody holds.
 fn drop_reference_locked(
-    io: &mut super::io::IoState,
+    io: &mut crate::fltmgr::files::IoState,
     context: usize,
 ) -> Result<Option<ContextRecord>, Option<FreedContext>> {
     let table = &mut io.contexts;
@@ -580,7 +580,7 @@ pub(crate) fn release_file_contexts(k: &Kernel, file: usize) {
 fn detach_and_release(
     k: &Kernel,
     who: &str,
-    select: impl FnOnce(&mut super::io::IoState) -> Vec<usize>,
+    select: impl FnOnce(&mut crate::fltmgr::files::IoState) -> Vec<usize>,
 ) {
     let dropped: Vec<_> = {
         let mut flt = lock(flt_state(k));

@@ -45,7 +45,7 @@ pub(crate) const EXPORTS: &[Export] = &[
         fltmgr::names::flt_release_file_name_information as *const () as usize
     }),
     ("FltGetRequestorProcessId", || {
-        fltmgr::io::flt_get_requestor_process_id as *const () as usize
+        fltmgr::files::flt_get_requestor_process_id as *const () as usize
     }),
     ("FltAllocateContext", || {
         fltmgr::contexts::flt_allocate_context as *const () as usize

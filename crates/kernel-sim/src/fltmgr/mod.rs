@@ -11,20 +11,16 @@
 //! zeroed blocks kernel-sim owns; records are kept (marked closed) until the end of the run so
 //! that a stale handle is recognized, not confused with a new object at a reused address.
 
-pub(crate) mod client;
 pub(crate) mod contexts;
 pub(crate) mod exports;
-pub(crate) mod fs;
-pub(crate) mod io;
-#[cfg(test)]
-mod io_tests;
+pub(crate) mod files;
+pub(crate) mod instances;
 pub(crate) mod names;
 pub(crate) mod ports;
 pub(crate) mod pushlock;
 pub(crate) mod registration;
 pub(crate) mod security;
 pub(crate) mod unload;
-pub(crate) mod volumes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -124,7 +120,7 @@ pub(crate) struct FltState {
     /// Push locks by the address of their `EX_PUSH_LOCK`.
     pub push_locks: BTreeMap<usize, Arc<pushlock::PushLock>>,
     /// Volumes, instances, open files, name information and contexts.
-    pub io: io::IoState,
+    pub io: files::IoState,
 }
 
 impl FltState {

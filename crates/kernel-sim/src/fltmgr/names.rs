@@ -30,12 +30,12 @@ use vigil_sys::{
     STATUS_SUCCESS, UNICODE_STRING,
 };
 
+use crate::fltmgr::files::Retired;
 use crate::fltmgr::flt_state;
-use crate::fltmgr::fs::status;
-use crate::fltmgr::io::Retired;
 use crate::kernel::{IrqlRule, Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
+use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
 
 /// `STATUS_FLT_INVALID_NAME_REQUEST`: a name cannot be queried now (paging I/O, a raised IRQL).

@@ -3,7 +3,7 @@
 //! DisconnectNotify contract (the callback closes the client port, RULES.md rule 5), the scan of
 //! every message for uninitialized bytes (rule 11), and what `FltUnregisterFilter` and the end
 //! of a run do with client ports left open. The client end (connect, get message, reply,
-//! commands, close) is in [`crate::fltmgr::client`].
+//! commands, close) is in [`crate::world::client`].
 //!
 //! State is in [`crate::fltmgr::FltState`]: `client_ports` holds one [`ClientPortRecord`] per
 //! connection, each with the messages sent through it. Senders and clients wait on the
@@ -767,7 +767,3 @@ pub(crate) fn close_client_ports_of_gone_driver(k: &Kernel) -> Vec<String> {
     k.notify_waiters();
     names
 }
-
-#[cfg(test)]
-#[path = "port_tests.rs"]
-mod tests;

@@ -274,7 +274,7 @@ pub(crate) extern "win64" fn flt_start_filtering(filter: PFLT_FILTER) -> NTSTATU
         record.started = true;
         drop(flt);
         // FltMgr offers every mounted volume to the filter now (InstanceSetup).
-        crate::fltmgr::volumes::attach_at_start(k, filter as usize);
+        crate::fltmgr::instances::attach_at_start(k, filter as usize);
         STATUS_SUCCESS
     })
 }
@@ -330,7 +330,7 @@ pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
             crate::fltmgr::ports::unregister_client_ports(k, filter as usize);
             // Drain the operations in flight and tear every instance down (teardown
             // callbacks), drop FltMgr's context references, report what the driver still holds.
-            crate::fltmgr::volumes::teardown_filter(k, filter as usize);
+            crate::fltmgr::instances::teardown_filter(k, filter as usize);
         },
     );
 }

@@ -12,8 +12,19 @@ use vigil_sys::{
     STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
 
-use crate::fltmgr::client::Account;
 use crate::fltmgr::flt_state;
+
+/// The account a client process runs as, for the port's access check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Account {
+    /// A member of the Administrators group, elevated (the service run from an admin console).
+    #[default]
+    Administrator,
+    /// `LocalSystem` (the service run by the service control manager).
+    System,
+    /// Any other user.
+    User,
+}
 
 /// Who may connect to a server port, fixed when it is created (the object keeps its own copy of
 /// the descriptor, so freeing the descriptor afterwards changes nothing).

@@ -26,8 +26,7 @@ use vigil_sys::{
 use crate::config::SimConfig;
 use crate::config::{IoConfig, VolumeKind};
 use crate::fltmgr::flt_state;
-use crate::fltmgr::io::{Io, Requestor, WriteOptions};
-use crate::fltmgr::volumes::{self, VolumeId};
+use crate::fltmgr::instances::{self, VolumeId};
 use crate::fltmgr::{contexts, names, registration};
 use crate::image::symbols::Symbols;
 use crate::kernel::{Kernel, lock};
@@ -35,6 +34,7 @@ use crate::machine::guest;
 use crate::machine::state::{self, ImageBounds};
 use crate::ntoskrnl::thread;
 use crate::report::ViolationKind;
+use crate::world::io::{Io, Requestor, WriteOptions};
 
 const NTFS: &str = r"\Device\HarddiskVolume1";
 const PIPE: &str = r"\Device\NamedPipe";
@@ -192,7 +192,7 @@ fn kernel(config: &IoConfig) -> Arc<Kernel> {
         Vec::new(),
         Symbols::default(),
     );
-    volumes::mount_configured(&k);
+    crate::world::volumes::mount_configured(&k);
     k
 }
 
@@ -332,14 +332,14 @@ fn instances_attach_with_the_volume_types_and_pipes_only_with_npfs_support() {
         )],
         "NTFS offered at start, the pipe volume not offered without NPFS support"
     );
-    let fat = volumes::mount(&k, VolumeKind::Fat, r"\Device\HarddiskVolume2");
+    let fat = crate::world::volumes::mount(&k, VolumeKind::Fat, r"\Device\HarddiskVolume2");
     assert!(
         logged().last().unwrap().starts_with("setup flags 0x5 "),
         "{:?}",
         logged()
     );
     SCRIPT.with(|s| s.borrow_mut().setup_status = STATUS_FLT_DO_NOT_ATTACH);
-    let refused = volumes::mount(&k, VolumeKind::ExFat, r"\Device\HarddiskVolume3");
+    let refused = crate::world::volumes::mount(&k, VolumeKind::ExFat, r"\Device\HarddiskVolume3");
     let attached = |v: VolumeId| lock(flt_state(&k)).io.volumes[v.0].instance.is_some();
     assert!(attached(fat));
     assert!(!attached(refused), "STATUS_FLT_DO_NOT_ATTACH: no instance");
@@ -377,7 +377,7 @@ fn requestor_ids_irqls_complete_synchronize_and_paging_skips() {
             "ids {:#x} {:#x} {:#x}",
             thread::ps_get_current_process_id() as usize,
             thread::ps_get_current_thread_id() as usize,
-            crate::fltmgr::io::flt_get_requestor_process_id(data)
+            crate::fltmgr::files::flt_get_requestor_process_id(data)
         ));
         match iopb.MajorFunction {
             IRP_MJ_WRITE => FLT_PREOP_SYNCHRONIZE,
@@ -439,9 +439,7 @@ fn requestor_ids_irqls_complete_synchronize_and_paging_skips() {
         "COMPLETE: no post"
     );
     assert!(
-        lock(flt_state(&k)).io.volumes[volume.0]
-            .fs
-            .exists(r"\a.txt"),
+        crate::world::volumes::fs_of(&lock(flt_state(&k)).io.volumes[volume.0]).exists(r"\a.txt"),
         "the file system was not touched"
     );
     io.close(f);
@@ -785,7 +783,7 @@ fn manual_detach_asks_and_tears_down_and_names_fail_by_injection() {
         Vec::new(),
         Symbols::default(),
     );
-    volumes::mount_configured(&k);
+    crate::world::volumes::mount_configured(&k);
     let _filter = start(&k, 0);
     only_for(IRP_MJ_CREATE);
     on_pre(|data, _, _| {
@@ -805,7 +803,7 @@ fn manual_detach_asks_and_tears_down_and_names_fail_by_injection() {
     );
     assert_eq!(k.faults.injected()[0].routine, "FltGetFileNameInformation");
     io(&k).close(f);
-    assert_eq!(volumes::detach(&k, ntfs(&k)), Ok(()));
+    assert_eq!(instances::detach(&k, ntfs(&k)), Ok(()));
     let log = logged();
     assert_eq!(
         log[log.len() - 3..],
@@ -845,7 +843,7 @@ fn no_op_throughput() {
             Vec::new(),
             Symbols::default(),
         );
-        volumes::mount_configured(&k);
+        crate::world::volumes::mount_configured(&k);
         let _filter = start(&k, 0);
         on_pre(|_, _, _| FLT_PREOP_SUCCESS_NO_CALLBACK);
         let io = io(&k);

@@ -1,6 +1,11 @@
 //! The public API: configure a [`Sim`], load a driver image into it, drive its lifecycle, and
 //! collect the [`Report`].
 
+mod io;
+#[cfg(test)]
+mod verifier_tests;
+mod volumes;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,7 +15,6 @@ use vigil_sys::{DRIVER_OBJECT, NT_SUCCESS, PASSIVE_LEVEL, UNICODE_STRING};
 
 use crate::config::{SimConfig, UnloadKind};
 use crate::exports;
-use crate::fltmgr::client::{ConnectError, ConnectOptions, Namespace, PortConnection};
 use crate::fltmgr::flt_state;
 use crate::image::symbols::Symbols;
 use crate::image::{self, LoadError, LoadedImage};
@@ -19,6 +23,7 @@ use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::pool::tag_text;
 use crate::ntoskrnl::{self, status_text};
 use crate::report::{Report, ViolationKind};
+use crate::world::client::{ConnectError, ConnectOptions, Namespace, PortConnection};
 
 /// How an unload ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +134,7 @@ impl Sim {
             symbols,
         );
         self.namespace.register(&kernel);
-        crate::fltmgr::volumes::mount_configured(&kernel);
+        crate::world::volumes::mount_configured(&kernel);
         let mut driver = Driver {
             kernel,
             image: Some(image),
@@ -316,7 +321,7 @@ impl Driver {
         if !crashed {
             report_leaks(&k, why);
         }
-        crate::fltmgr::volumes::driver_gone(&k);
+        crate::fltmgr::instances::driver_gone(&k);
         if let Some(mut image) = self.image.take() {
             image.unmap();
         }
@@ -386,7 +391,7 @@ impl Driver {
         port_name: &str,
         options: &ConnectOptions,
     ) -> Result<PortConnection, ConnectError> {
-        crate::fltmgr::client::connect(&self.kernel, port_name, options)
+        crate::world::client::connect(&self.kernel, port_name, options)
     }
 
     /// Test hook: calls the message-notify callback of server port `name` directly, with raw

@@ -50,6 +50,7 @@ use vigil_sys::{
 
 use crate::fltmgr::flt_state;
 use crate::fltmgr::ports::{self, ClientPortRecord, MessageState, in_process, scan_for_poison};
+use crate::fltmgr::security::Account;
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::GuestAlloc;
 use crate::machine::pages::page_size;
@@ -109,18 +110,6 @@ impl Namespace {
 }
 
 // ----- public types -------------------------------------------------------------------------
-
-/// The account a client process runs as, for the port's access check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Account {
-    /// A member of the Administrators group, elevated (the service run from an admin console).
-    #[default]
-    Administrator,
-    /// `LocalSystem` (the service run by the service control manager).
-    System,
-    /// Any other user.
-    User,
-}
 
 /// How a client connects.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 //!    `SYNCHRONIZE` (post on the same thread at the pre's IRQL); anything else is a violation,
 //!    as is `PENDING` (not emulated), a completion context set with a status that has no post
 //!    callback, or `WITH_CALLBACK`/`SYNCHRONIZE` for an operation without one;
-//! 3. the file system operation ([`crate::fltmgr::fs`]), reading the parameters back from the
+//! 3. the file system operation ([`crate::world::fs`]), reading the parameters back from the
 //!    callback data (a filter may change them);
 //! 4. the post-operation callback, at PASSIVE_LEVEL (post-create always; other posts at
 //!    DISPATCH_LEVEL with [`IoConfig::post_ops_at_dispatch`], which Windows may do), which must
@@ -24,10 +24,6 @@
 //! I/O, `IRP_MJ_*` codes other than create/write/set-information/cleanup/close, `ParentOfTarget`
 //! (NULL), MDLs, transactions.
 
-use std::collections::VecDeque;
-
-// Fx hashing: these tables are looked up on every emulated I/O, and their keys are not attacker-chosen.
-use rustc_hash::FxHashMap as HashMap;
 use std::mem::offset_of;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -48,14 +44,16 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
 };
 
+use crate::fltmgr::files::{FileRecord, IoState};
 use crate::fltmgr::flt_state;
-use crate::fltmgr::fs::{FsHandle, REPLACE_IF_EXISTS, status};
-use crate::fltmgr::volumes::{InstanceState, VolumeId, VolumeRecord};
+use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId};
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
-use crate::report::{IoStats, ViolationKind};
-use crate::sim::Driver;
+use crate::ntoskrnl::status;
+use crate::report::ViolationKind;
+use crate::world::fs::{FileSystem, REPLACE_IF_EXISTS};
+use crate::world::volumes::fs_mut;
 
 /// `IO_TYPE_FILE`.
 const IO_TYPE_FILE: i16 = 5;
@@ -102,50 +100,6 @@ impl FileHandle {
     /// The address of its `FILE_OBJECT`.
     pub fn file_object(&self) -> usize {
         self.file_object
-    }
-}
-
-/// A synthetic `FILE_OBJECT` and what FltMgr knows about it.
-pub(crate) struct FileRecord {
-    _object: GuestAlloc,
-    _name: GuestAlloc,
-    pub volume: VolumeId,
-    /// The path as the caller spelled it (the opened name).
-    pub opened_path: String,
-    pub fs_handle: Option<FsHandle>,
-    /// Opened (post-create success): stream-handle contexts may be set.
-    pub open: bool,
-    pub cleaned_up: bool,
-    /// Stream-handle contexts attached, by instance: `(instance, context)`.
-    pub contexts: Vec<(usize, usize)>,
-}
-
-/// All synthetic I/O state of a run (inside [`crate::fltmgr::FltState`]).
-#[derive(Default)]
-pub(crate) struct IoState {
-    pub volumes: Vec<VolumeRecord>,
-    /// Open files by `FILE_OBJECT` address.
-    pub files: HashMap<usize, FileRecord>,
-    /// Callback data of operations in progress -> requestor process id.
-    pub in_flight: HashMap<usize, u32>,
-    pub names: crate::fltmgr::names::NameTable,
-    pub contexts: crate::fltmgr::contexts::ContextTable,
-    pub stats: IoStats,
-    /// The flags of the unload in progress (`FLTFL_FILTER_UNLOAD_MANDATORY`).
-    pub unload_flags: u32,
-    /// Handles of torn-down instances, kept so their addresses are not reused in the run.
-    pub graveyard: Vec<GuestAlloc>,
-}
-
-impl IoState {
-    /// The live instance (not tearing down) with handle `instance`, and its volume.
-    pub(crate) fn instance(&self, instance: usize) -> Option<(VolumeId, InstanceState)> {
-        self.volumes.iter().enumerate().find_map(|(index, v)| {
-            v.instance
-                .as_ref()
-                .filter(|i| i.handle.address() == instance)
-                .map(|i| (VolumeId(index), i.state))
-        })
     }
 }
 
@@ -197,18 +151,6 @@ fn utf16_bytes(text: &str) -> Vec<u8> {
 pub struct Io {
     kernel: Arc<Kernel>,
     requestor: Requestor,
-}
-
-impl Driver {
-    /// Synthetic I/O issued by `requestor`.
-    pub fn io(&self, requestor: Requestor) -> Io {
-        Io::new(Arc::clone(self.kernel()), requestor)
-    }
-
-    /// The synthetic I/O counters so far (also in the final [`crate::Report`]).
-    pub fn io_stats(&self) -> IoStats {
-        lock(flt_state(self.kernel())).io.stats.clone()
-    }
 }
 
 impl Io {
@@ -615,16 +557,7 @@ impl Io {
         unsafe { object.as_ptr::<FILE_OBJECT>().write(value) };
         lock(flt_state(&self.kernel)).io.files.insert(
             file_object,
-            FileRecord {
-                _object: object,
-                _name: name,
-                volume,
-                opened_path: path.to_owned(),
-                fs_handle: None,
-                open: false,
-                cleaned_up: false,
-                contexts: Vec::new(),
-            },
+            FileRecord::new(object, name, volume, path.to_owned()),
         );
         let parameters = FLT_PARAMETERS {
             Create: FLT_PARAMETERS_CREATE {
@@ -649,10 +582,7 @@ impl Io {
             let Some(v) = io.volumes.get_mut(volume.0) else {
                 return (status::VOLUME_DISMOUNTED, 0);
             };
-            match v
-                .fs
-                .create(&path_owned, options >> 24, options & 0x00FF_FFFF)
-            {
+            match fs_mut(v).create(&path_owned, options >> 24, options & 0x00FF_FFFF) {
                 Ok((handle, information)) => {
                     if let Some(record) = io.files.get_mut(&file_object) {
                         record.fs_handle = Some(handle);
@@ -757,7 +687,7 @@ impl Io {
             let (Some(v), Some(handle)) = (io.volumes.get_mut(volume.0), fs_handle) else {
                 return (status::INVALID_DEVICE_REQUEST, 0);
             };
-            match v.fs.write(
+            match fs_mut(v).write(
                 handle,
                 u64::try_from(write.ByteOffset).unwrap_or(0),
                 u64::from(write.Length),
@@ -823,7 +753,7 @@ impl Io {
             let (Some(v), Some(handle)) = (io.volumes.get_mut(volume.0), fs_handle) else {
                 return (status::INVALID_DEVICE_REQUEST, 0);
             };
-            let result = apply_set_information(&mut v.fs, handle, &p);
+            let result = apply_set_information(fs_mut(v), handle, &p);
             (result.err().unwrap_or(STATUS_SUCCESS), 0)
         };
         self.perform(
@@ -924,7 +854,7 @@ impl Io {
         let file_object = file.file_object;
         let mut step = |io: &mut IoState, _base: usize| {
             let result = match (io.volumes.get_mut(volume.0), fs_handle) {
-                (Some(v), Some(handle)) => v.fs.cleanup(handle),
+                (Some(v), Some(handle)) => fs_mut(v).cleanup(handle),
                 _ => Ok(()),
             };
             (result.err().unwrap_or(STATUS_SUCCESS), 0)
@@ -968,7 +898,7 @@ impl Io {
         let (file_object, volume) = (file.file_object, file.volume);
         let mut step = |io: &mut IoState, _base: usize| {
             if let (Some(v), Some(handle)) = (io.volumes.get_mut(volume.0), fs_handle) {
-                v.fs.close(handle);
+                fs_mut(v).close(handle);
             }
             (STATUS_SUCCESS, 0)
         };
@@ -999,7 +929,7 @@ enum PreOutcome {
 /// The file-system side of `IRP_MJ_SET_INFORMATION`, from the (possibly filter-changed)
 /// parameters and system buffer.
 fn apply_set_information(
-    fs: &mut crate::fltmgr::fs::FileSystem,
+    fs: &mut FileSystem,
     handle: FsHandle,
     p: &FLT_PARAMETERS_SET_FILE_INFORMATION,
 ) -> Result<(), NTSTATUS> {
@@ -1052,63 +982,5 @@ fn apply_set_information(
         fs.set_disposition_ex(handle, info.Flags)
     } else {
         Err(STATUS_INVALID_PARAMETER)
-    }
-}
-
-/// `FltGetRequestorProcessId`: IRQL <= DISPATCH_LEVEL. The process id of the operation's
-/// requestor (0 for callback data that is not an operation in progress, a violation).
-pub(crate) extern "win64" fn flt_get_requestor_process_id(data: *mut FLT_CALLBACK_DATA) -> u32 {
-    crate::kernel::emulate(
-        "FltGetRequestorProcessId",
-        crate::kernel::IrqlRule::AtMost(DISPATCH_LEVEL),
-        |k| {
-            let pid = lock(flt_state(k))
-                .io
-                .in_flight
-                .get(&(data as usize))
-                .copied();
-            pid.unwrap_or_else(|| {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "FltGetRequestorProcessId: the callback data of an operation in progress",
-                    format!("{data:p} is not the callback data of an operation in progress"),
-                );
-                0
-            })
-        },
-    )
-}
-
-/// Bounded FIFO of retired records, so that a stale pointer is recognized for a while and its
-/// memory is not reused meanwhile.
-///
-/// A plain queue: retiring (every release) is O(1) with no hashing, and only a misuse (a stale
-/// release, a double free) searches it.
-pub(crate) struct Retired<T> {
-    entries: VecDeque<(usize, T)>,
-    capacity: usize,
-}
-
-impl<T> Retired<T> {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            entries: VecDeque::new(),
-            capacity,
-        }
-    }
-
-    pub(crate) fn insert(&mut self, address: usize, value: T) {
-        if self.entries.len() >= self.capacity {
-            self.entries.pop_front();
-        }
-        self.entries.push_back((address, value));
-    }
-
-    /// The latest record retired at `address` (an address may be reused and retired again).
-    pub(crate) fn get(&self, address: usize) -> Option<&T> {
-        self.entries
-            .iter()
-            .rev()
-            .find_map(|(at, value)| (*at == address).then_some(value))
     }
 }

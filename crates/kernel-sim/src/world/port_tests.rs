@@ -13,12 +13,10 @@ use vigil_sys::{
     STATUS_PORT_DISCONNECTED, STATUS_SUCCESS, STATUS_TIMEOUT,
 };
 
-use super::{find_poison, flt_close_client_port, flt_send_message};
 use crate::config::SimConfig;
-use crate::fltmgr::client::{
-    self, Account, ConnectError, ConnectOptions, PortConnection, PortError,
-};
 use crate::fltmgr::flt_state;
+use crate::fltmgr::ports::{find_poison, flt_close_client_port, flt_send_message};
+use crate::fltmgr::security::Account;
 use crate::fltmgr::security::PortAccess;
 use crate::fltmgr::{FilterRecord, ServerPortRecord};
 use crate::image::symbols::Symbols;
@@ -26,6 +24,7 @@ use crate::kernel::{Kernel, lock};
 use crate::machine::guest::GuestAlloc;
 use crate::machine::state::ImageBounds;
 use crate::report::ViolationKind;
+use crate::world::client::{self, ConnectError, ConnectOptions, PortConnection, PortError};
 
 const PORT: &str = "\\TestPort";
 
@@ -459,7 +458,9 @@ fn find_poison_bytewise(bytes: &[u8]) -> Option<(usize, usize, u8)> {
     while start < bytes.len() {
         let byte = bytes[start];
         let run = bytes[start..].iter().take_while(|&&b| b == byte).count();
-        if (byte == crate::POOL_POISON || byte == crate::STACK_POISON) && run >= super::POISON_RUN {
+        if (byte == crate::POOL_POISON || byte == crate::STACK_POISON)
+            && run >= crate::fltmgr::ports::POISON_RUN
+        {
             return Some((start, run, byte));
         }
         start += run;

@@ -1,8 +1,8 @@
-//! Synthetic volumes and the filter's instances on them.
+//! Filter Manager's view of volumes and the filter's instances on them.
 //!
 //! A volume is mounted with a [`VolumeKind`] and a device name (`\Device\HarddiskVolume1`,
-//! `\Device\Mup`, `\Device\NamedPipe`); each has its own in-memory file system
-//! ([`crate::fltmgr::fs`]). As FltMgr does:
+//! `\Device\Mup`, `\Device\NamedPipe`) over a file system the world layer supplies
+//! ([`VolumeFiles`]). As FltMgr does:
 //!
 //! * volumes mounted before `FltStartFiltering` are offered to the filter when it starts
 //!   (`FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT`), later ones when they mount
@@ -13,7 +13,7 @@
 //! * named-pipe and mailslot volumes are offered only to a filter registered with
 //!   `FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS`; without it they never see an instance (either way
 //!   a test can observe that the filter gets no callbacks there);
-//! * a manual detach ([`Driver::detach`]) asks InstanceQueryTeardown (no callback registered:
+//! * a manual detach ([`Driver::detach`](crate::Driver::detach)) asks InstanceQueryTeardown (no callback registered:
 //!   the detach is refused), then tears down; a dismount tears down without asking; teardown is
 //!   `InstanceTeardownStart`, a drain of the operations in flight on the instance, then
 //!   `InstanceTeardownComplete`, after which FltMgr drops the references file objects hold on the
@@ -26,16 +26,14 @@ use std::sync::atomic::Ordering;
 
 use vigil_sys::{
     DEVICE_OBJECT, DEVICE_TYPE, FLT_FILESYSTEM_TYPE, FLT_RELATED_OBJECTS,
-    FLTFL_FILTER_UNLOAD_MANDATORY, FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS, NT_SUCCESS, PASSIVE_LEVEL,
-    STATUS_FLT_DO_NOT_DETACH,
+    FLTFL_FILTER_UNLOAD_MANDATORY, FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS, NT_SUCCESS, NTSTATUS,
+    PASSIVE_LEVEL, STATUS_FLT_DO_NOT_DETACH,
 };
 
 use crate::config::VolumeKind;
 use crate::fltmgr::flt_state;
-use crate::fltmgr::fs::FileSystem;
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::{self, GuestAlloc};
-use crate::sim::Driver;
 
 /// `FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT`.
 pub(crate) const SETUP_AUTOMATIC_ATTACHMENT: u32 = 0x1;
@@ -49,6 +47,33 @@ pub(crate) const TEARDOWN_FILTER_UNLOAD: u32 = 0x2;
 pub(crate) const TEARDOWN_MANDATORY_FILTER_UNLOAD: u32 = 0x4;
 /// `FLTFL_INSTANCE_TEARDOWN_VOLUME_DISMOUNT`.
 pub(crate) const TEARDOWN_VOLUME_DISMOUNT: u32 = 0x8;
+
+/// An open handle of a volume's file system (one per synthetic `FILE_OBJECT`).
+pub(crate) type FsHandle = u64;
+
+/// The file system under a volume, as Filter Manager reaches it: it sends name queries down
+/// to the file system. The world layer supplies the file system (and reaches its own type
+/// again through `as_any`); this layer only asks it for names.
+pub(crate) trait VolumeFiles: Send {
+    /// The canonical name of the file open as `handle`.
+    fn name_of(&self, handle: FsHandle) -> Option<String>;
+    /// The canonical spelling of `path`.
+    ///
+    /// # Errors
+    ///
+    /// The status a name query gets for a bad or missing path.
+    fn normalize(&self, path: &str) -> Result<String, NTSTATUS>;
+    /// The full name a rename or link of `handle` to `target` would give.
+    ///
+    /// # Errors
+    ///
+    /// The status the operation would fail with.
+    fn resolve_target(&self, handle: FsHandle, target: &str) -> Result<String, NTSTATUS>;
+    /// The file system itself, for its owner.
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// The file system itself, for its owner.
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}
 
 /// A mounted (or once mounted) synthetic volume of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,7 +109,8 @@ pub(crate) struct VolumeRecord {
     pub handle: GuestAlloc,
     /// The volume's device object (each `FILE_OBJECT`'s `DeviceObject`).
     pub device: GuestAlloc,
-    pub fs: FileSystem,
+    /// The file system under the volume (the world layer's in-memory one).
+    pub fs: Box<dyn VolumeFiles>,
     pub mounted: bool,
     pub instance: Option<InstanceRecord>,
 }
@@ -107,8 +133,14 @@ fn instance_objects(filter: usize, volume: usize, instance: usize) -> GuestAlloc
     objects
 }
 
-/// Mounts a volume; offers it to the filter if filtering has started.
-pub(crate) fn mount(k: &Kernel, kind: VolumeKind, device_name: &str) -> VolumeId {
+/// Mounts a volume over the file system `fs`; offers it to the filter if filtering has
+/// started.
+pub(crate) fn mount(
+    k: &Kernel,
+    kind: VolumeKind,
+    device_name: &str,
+    fs: Box<dyn VolumeFiles>,
+) -> VolumeId {
     let device = GuestAlloc::for_type::<DEVICE_OBJECT>(0);
     guest::write(
         (device.address() + std::mem::offset_of!(DEVICE_OBJECT, DeviceType)) as *mut DEVICE_TYPE,
@@ -121,7 +153,7 @@ pub(crate) fn mount(k: &Kernel, kind: VolumeKind, device_name: &str) -> VolumeId
             device_name: device_name.to_owned(),
             handle: GuestAlloc::zeroed(64),
             device,
-            fs: FileSystem::new(kind.hard_links()),
+            fs,
             mounted: true,
             instance: None,
         });
@@ -141,13 +173,6 @@ pub(crate) fn mount(k: &Kernel, kind: VolumeKind, device_name: &str) -> VolumeId
         );
     }
     id
-}
-
-/// Mounts the volumes of `SimConfig::io` (before DriverEntry: offered at `FltStartFiltering`).
-pub(crate) fn mount_configured(k: &Kernel) {
-    for (kind, name) in k.config.io.volumes.clone() {
-        mount(k, kind, &name);
-    }
 }
 
 /// `FltStartFiltering`: offers every mounted volume.
@@ -231,7 +256,7 @@ fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) {
 
 /// Tears the instance on `volume` down with `reason`: teardown start, drain, teardown complete,
 /// then releases the references file objects hold on the instance's contexts.
-fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
+pub(crate) fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
     let (start, complete, filter, volume_handle, instance_handle) = {
         let mut flt = lock(flt_state(k));
         let Some(instance) = flt
@@ -326,7 +351,7 @@ pub(crate) fn driver_gone(k: &Kernel) {
     }
 }
 
-/// A manual detach: see [`Driver::detach`].
+/// A manual detach: see [`Driver::detach`](crate::Driver::detach).
 pub(crate) fn detach(k: &Kernel, volume: VolumeId) -> Result<(), i32> {
     let (query, filter, volume_handle, instance_handle) = {
         let flt = lock(flt_state(k));
@@ -367,76 +392,5 @@ pub(crate) fn detach(k: &Kernel, volume: VolumeId) -> Result<(), i32> {
         }
         Some(s) => Err(s),
         None => Err(STATUS_FLT_DO_NOT_DETACH),
-    }
-}
-
-impl Driver {
-    /// Mounts a synthetic volume of `kind` named `device_name` (`\Device\HarddiskVolume1`,
-    /// `\Device\Mup`, `\Device\NamedPipe`...). If the filter has started, it is offered the
-    /// volume at once (InstanceSetup with `AUTOMATIC_ATTACHMENT | NEWLY_MOUNTED_VOLUME`);
-    /// volumes that must exist before `FltStartFiltering` go in [`crate::IoConfig::volumes`].
-    pub fn mount(&self, kind: VolumeKind, device_name: &str) -> VolumeId {
-        mount(self.kernel(), kind, device_name)
-    }
-
-    /// The volume mounted with `device_name` (case-insensitive), if any.
-    pub fn volume(&self, device_name: &str) -> Option<VolumeId> {
-        lock(flt_state(self.kernel()))
-            .io
-            .volumes
-            .iter()
-            .position(|v| v.mounted && v.device_name.eq_ignore_ascii_case(device_name))
-            .map(VolumeId)
-    }
-
-    /// Whether the filter has a live instance on `volume`.
-    pub fn is_attached(&self, volume: VolumeId) -> bool {
-        lock(flt_state(self.kernel()))
-            .io
-            .volumes
-            .get(volume.0)
-            .and_then(|v| v.instance.as_ref())
-            .is_some_and(|i| i.state == InstanceState::Live)
-    }
-
-    /// A manual detach (`fltmc detach`): InstanceQueryTeardown at PASSIVE_LEVEL, then, if it
-    /// agreed, teardown with `FLTFL_INSTANCE_TEARDOWN_MANUAL`. A filter without an
-    /// InstanceQueryTeardown callback cannot be detached manually.
-    ///
-    /// # Errors
-    ///
-    /// The status that refused the detach (`STATUS_FLT_DO_NOT_DETACH`, or the callback's), or
-    /// `STATUS_FLT_DO_NOT_DETACH` when there is no callback or no instance.
-    pub fn detach(&self, volume: VolumeId) -> Result<(), i32> {
-        detach(self.kernel(), volume)
-    }
-
-    /// Dismounts `volume`: its instance is torn down (`FLTFL_INSTANCE_TEARDOWN_VOLUME_DISMOUNT`,
-    /// no query) and further I/O on it fails with `STATUS_VOLUME_DISMOUNTED`.
-    pub fn dismount(&self, volume: VolumeId) {
-        let k = self.kernel();
-        teardown_instance(k, volume, TEARDOWN_VOLUME_DISMOUNT);
-        if let Some(v) = lock(flt_state(k)).io.volumes.get_mut(volume.0) {
-            v.mounted = false;
-        }
-    }
-
-    /// Whether `path` (volume-relative, `\dir\file`) exists on `volume` (a delete-pending
-    /// file still exists until its last handle is cleaned up).
-    pub fn file_exists(&self, volume: VolumeId, path: &str) -> bool {
-        lock(flt_state(self.kernel()))
-            .io
-            .volumes
-            .get(volume.0)
-            .is_some_and(|v| v.fs.exists(path))
-    }
-
-    /// The size of the file at `path` on `volume`.
-    pub fn file_size(&self, volume: VolumeId, path: &str) -> Option<u64> {
-        lock(flt_state(self.kernel()))
-            .io
-            .volumes
-            .get(volume.0)
-            .and_then(|v| v.fs.size_of(path))
     }
 }

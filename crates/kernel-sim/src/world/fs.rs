@@ -2,7 +2,8 @@
 //! open handles, delete-pending and delete-on-close, with the create dispositions and the
 //! rename/link/disposition semantics of NTFS as far as a filter can observe them (statuses and
 //! `IoStatus.Information`). Pure Rust: no guest memory, no driver calls; the synthetic I/O in
-//! [`crate::fltmgr::io`] drives it between the pre- and post-operation callbacks.
+//! [`crate::world::io`] drives it; Filter Manager's name
+//! queries reach it through [`VolumeFiles`] between the pre- and post-operation callbacks.
 //!
 //! Names are case-insensitive and case-preserving: each link keeps the spelling it was created
 //! with (the *canonical* name, what a normalized name query returns) and is found by its
@@ -24,43 +25,13 @@ use vigil_sys::{
     STATUS_OBJECT_NAME_NOT_FOUND,
 };
 
-/// File-system statuses `vigil-sys` does not declare.
-pub(crate) mod status {
-    #![expect(
-        clippy::cast_possible_wrap,
-        reason = "NTSTATUS values are written as their u32 bit patterns"
-    )]
-    /// `STATUS_INVALID_DEVICE_REQUEST`.
-    pub(crate) const INVALID_DEVICE_REQUEST: i32 = 0xC000_0010_u32 as i32;
-    /// `STATUS_OBJECT_NAME_INVALID`.
-    pub(crate) const OBJECT_NAME_INVALID: i32 = 0xC000_0033_u32 as i32;
-    /// `STATUS_OBJECT_NAME_COLLISION`.
-    pub(crate) const OBJECT_NAME_COLLISION: i32 = 0xC000_0035_u32 as i32;
-    /// `STATUS_OBJECT_PATH_NOT_FOUND`.
-    pub(crate) const OBJECT_PATH_NOT_FOUND: i32 = 0xC000_003A_u32 as i32;
-    /// `STATUS_DELETE_PENDING`.
-    pub(crate) const DELETE_PENDING: i32 = 0xC000_0056_u32 as i32;
-    /// `STATUS_FILE_IS_A_DIRECTORY`.
-    pub(crate) const FILE_IS_A_DIRECTORY: i32 = 0xC000_00BA_u32 as i32;
-    /// `STATUS_DIRECTORY_NOT_EMPTY`.
-    pub(crate) const DIRECTORY_NOT_EMPTY: i32 = 0xC000_0101_u32 as i32;
-    /// `STATUS_NOT_A_DIRECTORY`.
-    pub(crate) const NOT_A_DIRECTORY: i32 = 0xC000_0103_u32 as i32;
-    /// `STATUS_CANNOT_DELETE`.
-    pub(crate) const CANNOT_DELETE: i32 = 0xC000_0121_u32 as i32;
-    /// `STATUS_FILE_CLOSED`.
-    pub(crate) const FILE_CLOSED: i32 = 0xC000_0128_u32 as i32;
-    /// `STATUS_VOLUME_DISMOUNTED`.
-    pub(crate) const VOLUME_DISMOUNTED: i32 = 0xC000_026E_u32 as i32;
-}
+use crate::fltmgr::instances::{FsHandle, VolumeFiles};
+use crate::ntoskrnl::status;
 
 /// `FILE_NON_DIRECTORY_FILE` create option.
 pub(crate) const FILE_NON_DIRECTORY_FILE: u32 = 0x0000_0040;
 /// `FILE_RENAME_REPLACE_IF_EXISTS` / `FILE_LINK_REPLACE_IF_EXISTS` (the `Ex` classes' flag).
 pub(crate) const REPLACE_IF_EXISTS: u32 = 0x0000_0001;
-
-/// An open handle of the file system (one per synthetic `FILE_OBJECT`).
-pub(crate) type FsHandle = u64;
 
 /// A directory entry: one link of a node.
 #[derive(Debug)]
@@ -592,6 +563,28 @@ impl FileSystem {
         self.entries
             .get(&key_of(path))
             .map(|e| self.node(e.node).size)
+    }
+}
+
+impl VolumeFiles for FileSystem {
+    fn name_of(&self, handle: FsHandle) -> Option<String> {
+        Self::name_of(self, handle)
+    }
+
+    fn normalize(&self, path: &str) -> Result<String, NTSTATUS> {
+        Self::normalize(self, path)
+    }
+
+    fn resolve_target(&self, handle: FsHandle, target: &str) -> Result<String, NTSTATUS> {
+        Self::resolve_target(self, handle, target)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 

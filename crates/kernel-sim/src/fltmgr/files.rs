@@ -1,0 +1,145 @@
+//! What Filter Manager knows about the synthetic I/O of a run: the open file objects, the
+//! operations in flight, name information and contexts (their tables are in [`names`] and
+//! [`contexts`]), the I/O counters, and `FltGetRequestorProcessId`, which reads the operation
+//! in flight. The world layer above creates the records as it drives I/O; the routines here
+//! read them. Host code, any IRQL the routines allow.
+//!
+//! [`names`]: crate::fltmgr::names
+//! [`contexts`]: crate::fltmgr::contexts
+
+use std::collections::VecDeque;
+
+// Fx hashing: these tables are looked up on every emulated I/O, and their keys are not attacker-chosen.
+use rustc_hash::FxHashMap as HashMap;
+use vigil_sys::{DISPATCH_LEVEL, FLT_CALLBACK_DATA};
+
+use crate::fltmgr::contexts::ContextTable;
+use crate::fltmgr::flt_state;
+use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId, VolumeRecord};
+use crate::fltmgr::names::NameTable;
+use crate::kernel::{IrqlRule, emulate, lock};
+use crate::machine::guest::GuestAlloc;
+use crate::report::{IoStats, ViolationKind};
+
+/// A synthetic `FILE_OBJECT` and what FltMgr knows about it.
+pub(crate) struct FileRecord {
+    /// The `FILE_OBJECT` and its name buffer, kept alive while the record is (never read).
+    _memory: [GuestAlloc; 2],
+    pub volume: VolumeId,
+    /// The path as the caller spelled it (the opened name).
+    pub opened_path: String,
+    pub fs_handle: Option<FsHandle>,
+    /// Opened (post-create success): stream-handle contexts may be set.
+    pub open: bool,
+    pub cleaned_up: bool,
+    /// Stream-handle contexts attached, by instance: `(instance, context)`.
+    pub contexts: Vec<(usize, usize)>,
+}
+
+impl FileRecord {
+    /// The record of a file object being created: `object` and its name buffer `name` live as
+    /// long as it does.
+    pub(crate) fn new(
+        object: GuestAlloc,
+        name: GuestAlloc,
+        volume: VolumeId,
+        opened_path: String,
+    ) -> Self {
+        Self {
+            _memory: [object, name],
+            volume,
+            opened_path,
+            fs_handle: None,
+            open: false,
+            cleaned_up: false,
+            contexts: Vec::new(),
+        }
+    }
+}
+
+/// All synthetic I/O state of a run (inside [`FltState`](crate::fltmgr::FltState)).
+#[derive(Default)]
+pub(crate) struct IoState {
+    pub volumes: Vec<VolumeRecord>,
+    /// Open files by `FILE_OBJECT` address.
+    pub files: HashMap<usize, FileRecord>,
+    /// Callback data of operations in progress -> requestor process id.
+    pub in_flight: HashMap<usize, u32>,
+    pub names: NameTable,
+    pub contexts: ContextTable,
+    pub stats: IoStats,
+    /// The flags of the unload in progress (`FLTFL_FILTER_UNLOAD_MANDATORY`).
+    pub unload_flags: u32,
+    /// Handles of torn-down instances, kept so their addresses are not reused in the run.
+    pub graveyard: Vec<GuestAlloc>,
+}
+
+impl IoState {
+    /// The live instance (not tearing down) with handle `instance`, and its volume.
+    pub(crate) fn instance(&self, instance: usize) -> Option<(VolumeId, InstanceState)> {
+        self.volumes.iter().enumerate().find_map(|(index, v)| {
+            v.instance
+                .as_ref()
+                .filter(|i| i.handle.address() == instance)
+                .map(|i| (VolumeId(index), i.state))
+        })
+    }
+}
+
+/// `FltGetRequestorProcessId`: IRQL <= DISPATCH_LEVEL. The process id of the operation's
+/// requestor (0 for callback data that is not an operation in progress, a violation).
+pub(crate) extern "win64" fn flt_get_requestor_process_id(data: *mut FLT_CALLBACK_DATA) -> u32 {
+    emulate(
+        "FltGetRequestorProcessId",
+        IrqlRule::AtMost(DISPATCH_LEVEL),
+        |k| {
+            let pid = lock(flt_state(k))
+                .io
+                .in_flight
+                .get(&(data as usize))
+                .copied();
+            pid.unwrap_or_else(|| {
+                k.violation(
+                    ViolationKind::Parameter,
+                    "FltGetRequestorProcessId: the callback data of an operation in progress",
+                    format!("{data:p} is not the callback data of an operation in progress"),
+                );
+                0
+            })
+        },
+    )
+}
+
+/// Bounded FIFO of retired records, so that a stale pointer is recognized for a while and its
+/// memory is not reused meanwhile.
+///
+/// A plain queue: retiring (every release) is O(1) with no hashing, and only a misuse (a stale
+/// release, a double free) searches it.
+pub(crate) struct Retired<T> {
+    entries: VecDeque<(usize, T)>,
+    capacity: usize,
+}
+
+impl<T> Retired<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            entries: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, address: usize, value: T) {
+        if self.entries.len() >= self.capacity {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((address, value));
+    }
+
+    /// The latest record retired at `address` (an address may be reused and retired again).
+    pub(crate) fn get(&self, address: usize) -> Option<&T> {
+        self.entries
+            .iter()
+            .rev()
+            .find_map(|(at, value)| (*at == address).then_some(value))
+    }
+}

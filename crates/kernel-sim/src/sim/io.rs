@@ -1,0 +1,21 @@
+//! The public API of synthetic I/O on a loaded [`Driver`].
+
+use std::sync::Arc;
+
+use crate::fltmgr::flt_state;
+use crate::kernel::lock;
+use crate::report::IoStats;
+use crate::sim::Driver;
+use crate::world::io::{Io, Requestor};
+
+impl Driver {
+    /// Synthetic I/O issued by `requestor`.
+    pub fn io(&self, requestor: Requestor) -> Io {
+        Io::new(Arc::clone(self.kernel()), requestor)
+    }
+
+    /// The synthetic I/O counters so far (also in the final [`Report`](crate::report::Report)).
+    pub fn io_stats(&self) -> IoStats {
+        lock(flt_state(self.kernel())).io.stats.clone()
+    }
+}

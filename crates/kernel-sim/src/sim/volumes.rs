@@ -1,0 +1,81 @@
+//! The public API of synthetic volumes on a loaded [`Driver`]: mount, find, detach, dismount,
+//! and what their file systems hold.
+
+use crate::config::VolumeKind;
+use crate::fltmgr::flt_state;
+use crate::fltmgr::instances::{self, InstanceState, VolumeId};
+use crate::kernel::lock;
+use crate::sim::Driver;
+use crate::world;
+use crate::world::volumes::fs_of;
+
+impl Driver {
+    /// Mounts a synthetic volume of `kind` named `device_name` (`\Device\HarddiskVolume1`,
+    /// `\Device\Mup`, `\Device\NamedPipe`...). If the filter has started, it is offered the
+    /// volume at once (InstanceSetup with `AUTOMATIC_ATTACHMENT | NEWLY_MOUNTED_VOLUME`);
+    /// volumes that must exist before `FltStartFiltering` go in [`IoConfig::volumes`](crate::config::IoConfig::volumes).
+    pub fn mount(&self, kind: VolumeKind, device_name: &str) -> VolumeId {
+        world::volumes::mount(self.kernel(), kind, device_name)
+    }
+
+    /// The volume mounted with `device_name` (case-insensitive), if any.
+    pub fn volume(&self, device_name: &str) -> Option<VolumeId> {
+        lock(flt_state(self.kernel()))
+            .io
+            .volumes
+            .iter()
+            .position(|v| v.mounted && v.device_name.eq_ignore_ascii_case(device_name))
+            .map(VolumeId)
+    }
+
+    /// Whether the filter has a live instance on `volume`.
+    pub fn is_attached(&self, volume: VolumeId) -> bool {
+        lock(flt_state(self.kernel()))
+            .io
+            .volumes
+            .get(volume.0)
+            .and_then(|v| v.instance.as_ref())
+            .is_some_and(|i| i.state == InstanceState::Live)
+    }
+
+    /// A manual detach (`fltmc detach`): InstanceQueryTeardown at PASSIVE_LEVEL, then, if it
+    /// agreed, teardown with `FLTFL_INSTANCE_TEARDOWN_MANUAL`. A filter without an
+    /// InstanceQueryTeardown callback cannot be detached manually.
+    ///
+    /// # Errors
+    ///
+    /// The status that refused the detach (`STATUS_FLT_DO_NOT_DETACH`, or the callback's), or
+    /// `STATUS_FLT_DO_NOT_DETACH` when there is no callback or no instance.
+    pub fn detach(&self, volume: VolumeId) -> Result<(), i32> {
+        instances::detach(self.kernel(), volume)
+    }
+
+    /// Dismounts `volume`: its instance is torn down (`FLTFL_INSTANCE_TEARDOWN_VOLUME_DISMOUNT`,
+    /// no query) and further I/O on it fails with `STATUS_VOLUME_DISMOUNTED`.
+    pub fn dismount(&self, volume: VolumeId) {
+        let k = self.kernel();
+        instances::teardown_instance(k, volume, instances::TEARDOWN_VOLUME_DISMOUNT);
+        if let Some(v) = lock(flt_state(k)).io.volumes.get_mut(volume.0) {
+            v.mounted = false;
+        }
+    }
+
+    /// Whether `path` (volume-relative, `\dir\file`) exists on `volume` (a delete-pending
+    /// file still exists until its last handle is cleaned up).
+    pub fn file_exists(&self, volume: VolumeId, path: &str) -> bool {
+        lock(flt_state(self.kernel()))
+            .io
+            .volumes
+            .get(volume.0)
+            .is_some_and(|v| fs_of(v).exists(path))
+    }
+
+    /// The size of the file at `path` on `volume`.
+    pub fn file_size(&self, volume: VolumeId, path: &str) -> Option<u64> {
+        lock(flt_state(self.kernel()))
+            .io
+            .volumes
+            .get(volume.0)
+            .and_then(|v| fs_of(v).size_of(path))
+    }
+}

@@ -1,0 +1,43 @@
+//! Mounting synthetic volumes: each gets its own in-memory file system ([`FileSystem`]),
+//! handed to Filter Manager's instance logic ([`instances`]) below. Host code.
+
+use crate::config::VolumeKind;
+use crate::fltmgr::instances::{self, VolumeId, VolumeRecord};
+use crate::kernel::Kernel;
+use crate::world::fs::FileSystem;
+
+/// Mounts a volume of `kind` with a fresh file system; offers it to the filter if filtering
+/// has started.
+pub(crate) fn mount(k: &Kernel, kind: VolumeKind, device_name: &str) -> VolumeId {
+    instances::mount(
+        k,
+        kind,
+        device_name,
+        Box::new(FileSystem::new(kind.hard_links())),
+    )
+}
+
+/// Mounts the volumes of `SimConfig::io` (before DriverEntry: offered at `FltStartFiltering`).
+pub(crate) fn mount_configured(k: &Kernel) {
+    for (kind, name) in k.config.io.volumes.clone() {
+        mount(k, kind, &name);
+    }
+}
+
+/// The in-memory file system of a volume.
+pub(crate) fn fs_of(volume: &VolumeRecord) -> &FileSystem {
+    volume
+        .fs
+        .as_any()
+        .downcast_ref()
+        .expect("every volume is mounted over the world's FileSystem")
+}
+
+/// The in-memory file system of a volume, to change it.
+pub(crate) fn fs_mut(volume: &mut VolumeRecord) -> &mut FileSystem {
+    volume
+        .fs
+        .as_any_mut()
+        .downcast_mut()
+        .expect("every volume is mounted over the world's FileSystem")
+}
