@@ -112,27 +112,25 @@
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 mod config;
-mod exports;
 pub mod faults;
 mod fltmgr;
+mod harness;
 mod image;
 mod kernel;
 mod machine;
 mod ntoskrnl;
 pub mod report;
-pub mod scenario;
 mod sim;
-pub mod sweep;
 mod world;
 
 pub use config::{
     IoConfig, PausePoint, PoolKind, RegistryValue, SimConfig, UnloadKind, VolumeKind,
 };
-pub use exports::emulated;
 pub use faults::{FaultPlan, RandomFailures};
 pub use fltmgr::instances::VolumeId;
 pub use fltmgr::ports::POISON_RUN;
 pub use fltmgr::security::Account;
+pub use harness::{scenario, sweep};
 pub use image::LoadError;
 pub use kernel::pause::Observer;
 pub use machine::pool::{POOL_POISON, SLACK_FILL};
@@ -141,6 +139,7 @@ pub use machine::state::{current_irql, set_irql};
 pub use machine::switch::STACK_POISON;
 pub use report::{IoStats, Report, Violation, ViolationKind};
 pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
+pub use sim::exports::emulated;
 pub use sim::{Driver, Sim, UnloadError, UnloadOutcome};
 pub use sweep::{SweepReport, SweepRun, sweep};
 pub use world::client::{

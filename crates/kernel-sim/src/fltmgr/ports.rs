@@ -266,7 +266,10 @@ pub const POISON_RUN: usize = 16;
 /// closer look (the run around them is measured bytewise).
 pub(crate) fn find_poison(bytes: &[u8]) -> Option<(usize, usize, u8)> {
     const _: () = assert!(POISON_RUN >= 15, "a shorter run may cover no aligned word");
-    let poisons = [crate::POOL_POISON, crate::STACK_POISON];
+    let poisons = [
+        crate::machine::pool::POOL_POISON,
+        crate::machine::switch::STACK_POISON,
+    ];
     let mut word_start = 0;
     while word_start + 8 <= bytes.len() {
         let word = &bytes[word_start..word_start + 8];
@@ -294,7 +297,7 @@ pub(crate) fn find_poison(bytes: &[u8]) -> Option<(usize, usize, u8)> {
 /// Reports uninitialized bytes in what `what` carries to user mode (RULES.md, rule 11).
 pub(crate) fn scan_for_poison(k: &Kernel, what: &str, bytes: &[u8]) {
     if let Some((offset, run, byte)) = find_poison(bytes) {
-        let source = if byte == crate::POOL_POISON {
+        let source = if byte == crate::machine::pool::POOL_POISON {
             "pool poison: pool allocated uninitialized and never written"
         } else {
             "driver-stack poison: a stack buffer never written"

@@ -1,6 +1,7 @@
 //! The public API: configure a [`Sim`], load a driver image into it, drive its lifecycle, and
 //! collect the [`Report`].
 
+pub(crate) mod exports;
 mod io;
 #[cfg(test)]
 mod verifier_tests;
@@ -14,7 +15,6 @@ use std::time::Duration;
 use vigil_sys::{DRIVER_OBJECT, NT_SUCCESS, PASSIVE_LEVEL, UNICODE_STRING};
 
 use crate::config::{SimConfig, UnloadKind};
-use crate::exports;
 use crate::fltmgr::flt_state;
 use crate::image::symbols::Symbols;
 use crate::image::{self, LoadError, LoadedImage};
@@ -175,8 +175,8 @@ impl Driver {
     /// A handle for another thread of the test: releases a call held at
     /// [`SimConfig::pause_at`], tells when the unload thread blocks, reads the routine calls
     /// so far (while this `Driver` is busy unloading, say).
-    pub fn observer(&self) -> crate::Observer {
-        crate::Observer::new(Arc::clone(&self.kernel))
+    pub fn observer(&self) -> crate::kernel::pause::Observer {
+        crate::kernel::pause::Observer::new(Arc::clone(&self.kernel))
     }
 
     fn run_driver_entry(&mut self) {

@@ -83,7 +83,7 @@ fn pool_blocks_are_zeroed_or_poisoned_in(pool_kind: crate::config::PoolKind) {
         // SAFETY: a live 40-byte block.
         let p = unsafe { std::slice::from_raw_parts(poisoned, 40) };
         assert!(z.iter().all(|&b| b == 0));
-        assert!(p.iter().all(|&b| b == crate::POOL_POISON));
+        assert!(p.iter().all(|&b| b == crate::machine::pool::POOL_POISON));
         pool::ex_free_pool_with_tag(zeroed.cast(), TAG);
         pool::ex_free_pool_with_tag(poisoned.cast(), TAG);
     })
@@ -578,7 +578,12 @@ fn the_driver_stack_is_poisoned_before_each_call() {
             unsafe { std::ptr::read_volatile((address - 4096) as *const [u8; 64]) }
         })
         .expect("returned");
-    assert!(below.iter().all(|&b| b == crate::STACK_POISON), "{below:?}");
+    assert!(
+        below
+            .iter()
+            .all(|&b| b == crate::machine::switch::STACK_POISON),
+        "{below:?}"
+    );
 }
 
 #[test]
@@ -592,7 +597,7 @@ fn a_held_call_goes_on_when_released_and_is_reported_if_never_released() {
         hang_timeout: Duration::from_secs(10),
         ..SimConfig::default()
     });
-    let observer = crate::Observer::new(Arc::clone(&k));
+    let observer = crate::kernel::pause::Observer::new(Arc::clone(&k));
     let releaser = std::thread::spawn({
         let observer = observer.clone();
         move || {

@@ -696,7 +696,7 @@ fn stream_handle_contexts_follow_the_reference_rules_and_die_with_the_handle() {
     SCRIPT.with(|s| s.borrow_mut().pre = None);
     let log = logged();
     for entry in [
-        format!("poison {:#x}", crate::POOL_POISON),
+        format!("poison {:#x}", crate::machine::pool::POOL_POISON),
         "set first 0x0".to_owned(),
         format!("set second {STATUS_FLT_CONTEXT_ALREADY_DEFINED:#x}"),
         "old is first true".to_owned(),

@@ -458,7 +458,8 @@ fn find_poison_bytewise(bytes: &[u8]) -> Option<(usize, usize, u8)> {
     while start < bytes.len() {
         let byte = bytes[start];
         let run = bytes[start..].iter().take_while(|&&b| b == byte).count();
-        if (byte == crate::POOL_POISON || byte == crate::STACK_POISON)
+        if (byte == crate::machine::pool::POOL_POISON
+            || byte == crate::machine::switch::STACK_POISON)
             && run >= crate::fltmgr::ports::POISON_RUN
         {
             return Some((start, run, byte));
@@ -479,7 +480,12 @@ fn the_word_scan_finds_what_a_bytewise_scan_finds() {
         seed ^= seed << 17;
         seed % bound
     };
-    let fills = [crate::POOL_POISON, crate::STACK_POISON, 0x00, 0x41];
+    let fills = [
+        crate::machine::pool::POOL_POISON,
+        crate::machine::switch::STACK_POISON,
+        0x00,
+        0x41,
+    ];
     let mut found = 0;
     for _ in 0..20_000 {
         let mut bytes = Vec::new();
@@ -517,7 +523,7 @@ fn poison_runs_in_a_message_are_uninitialized_bytes() {
     let world = World::new(World::default_config());
     let connection = world.connect();
     let mut message = b"header..".to_vec();
-    message.extend([crate::POOL_POISON; 32]);
+    message.extend([crate::machine::pool::POOL_POISON; 32]);
     let sender = world.send_on_thread(message, None, Some(5_000));
     let _ = receive(&connection);
     assert_eq!(sender.join().unwrap().0, STATUS_SUCCESS);

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::LoadError;
 use crate::config::{SimConfig, UnloadKind};
+use crate::image::LoadError;
 use crate::report::{InjectedFault, Report, Violation};
 use crate::sim::Sim;
 

@@ -28,10 +28,10 @@ use crate::config::VolumeKind;
 use crate::config::{RegistryValue, SimConfig, UnloadKind};
 use crate::faults::RandomFailures;
 use crate::fltmgr::instances::VolumeId;
+use crate::harness::sweep::{SweepReport, SweepRun};
 use crate::image::LoadError;
 use crate::report::{Report, Violation};
 use crate::sim::{Driver, Sim, UnloadOutcome};
-use crate::sweep::{SweepReport, SweepRun};
 use crate::world::client::{ConnectError, ConnectOptions, PortConnection, PortError};
 use crate::world::io::{Io, Requestor};
 
@@ -793,7 +793,7 @@ pub fn sweep_scenario(
     single.race_every = 0;
     single.random_failures = None;
     single.unload = UnloadPlan::Mandatory;
-    crate::sweep::sweep_runs(max_runs, progress, |n| {
+    crate::harness::sweep::sweep_runs(max_runs, progress, |n| {
         single.base.faults.fail_nth = Some(n);
         single.base.faults.random = None;
         let mut summary = ScenarioSummary::default();
