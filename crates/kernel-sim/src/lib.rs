@@ -23,9 +23,27 @@
 //!
 //! # Architecture
 //!
-//! * **Loader** (`loader`, `object` crate): one anonymous mapping of
+//! The modules form layers, each importing only from itself and the layers below it (checked
+//! by `tests/layers.rs`, which reads every `crate::` path):
+//!
+//! 1. `config`, `report`, `faults`: the run's configuration, the verdict, fault injection;
+//! 2. `machine`: pages, pool, guest memory, per-thread CPU state and IRQL, driver stacks and
+//!    the stack switch, signal handlers;
+//! 3. `image`: the PE loader and symbols, binding imports through a resolver it is given;
+//! 4. `kernel`: the dispatcher, objects, counters, the pause, calls into the driver and
+//!    `emulate`; what a layer above keeps per kernel sits in an extension slot whose type the
+//!    kernel does not know;
+//! 5. `ntoskrnl`: one file per routine family, plus its export table;
+//! 6. `fltmgr`: its own export table and state (filters, ports, instances, files in flight,
+//!    names, contexts, push locks, unload);
+//! 7. `world`: what drives the driver from outside (file system, volumes, I/O, the port's
+//!    client side);
+//! 8. `sim`: [`Sim`], [`Driver`] and every public entry point, and the combined export table;
+//! 9. `harness`: [`scenario`] and [`sweep`](mod@sweep).
+//!
+//! * **Loader** (`image`, `object` crate): one anonymous mapping of
 //!   `SizeOfImage`, sections copied, `DIR64` relocations applied, the import table bound to
-//!   emulations from the table in `exports`, sections `mprotect`ed to their characteristics.
+//!   emulations from the tables in `ntoskrnl::exports` and `fltmgr::exports`, sections `mprotect`ed to their characteristics.
 //!   Refused: imports not emulated (all listed), modules other than `ntoskrnl.exe`,
 //!   `FLTMGR.SYS`, `HAL.dll` (`ntoskrnl.exe.dll` included), W+X sections. Unload leaves the
 //!   range `PROT_NONE` in a quarantine, so a stale call faults at a known address. Symbols come
@@ -53,22 +71,22 @@
 //!   (in [`SimConfig::for_measurement`], with stack poisoning off) takes blocks from the host
 //!   heap between checked slack instead: no guard page or quarantine, everything else kept, so
 //!   a benchmark measures the driver rather than `mmap`.
-//! * **Objects** (`kernel::objects`, `ntos`): `DRIVER_OBJECT` and registry path, device objects
+//! * **Objects** (`kernel::objects`, `ntoskrnl`): `DRIVER_OBJECT` and registry path, device objects
 //!   (`DO_DEVICE_INITIALIZING` cleared after DriverEntry returns), KEVENTs in the driver's own
 //!   memory, waits with the kernel's timeout semantics, spin locks, critical regions, system
 //!   threads (real threads on driver stacks; thread objects signalled when the thread stops
 //!   running driver code), kernel handles and object references, an emulated registry.
-//! * **FltMgr** (`flt`): registration (validated), start, unregister (ports must be closed;
+//! * **FltMgr** (`fltmgr`): registration (validated), start, unregister (ports must be closed;
 //!   operations in flight drained; instances torn down; contexts and names still referenced
 //!   reported), security descriptors, server ports, push locks.
-//! * **Volumes and instances** (`flt::volumes`): [`Driver::mount`] a synthetic volume of a
+//! * **Volumes and instances** (`fltmgr::instances`, `world::volumes`): [`Driver::mount`] a synthetic volume of a
 //!   [`VolumeKind`] (NTFS, ReFS, FAT, exFAT, network, named pipe, mailslot); volumes in
 //!   [`IoConfig::volumes`] exist before DriverEntry and are offered at `FltStartFiltering`,
 //!   later ones when mounted; InstanceSetup at PASSIVE_LEVEL with the device and file-system
 //!   types, `STATUS_FLT_DO_NOT_ATTACH` honoured, pipes and mailslots only offered with
 //!   `FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS`; [`Driver::detach`] (InstanceQueryTeardown) and
 //!   [`Driver::dismount`] tear down (teardown start, drain, teardown complete).
-//! * **Synthetic I/O** (`flt::io`, `flt::fs`): [`Driver::io`] gives an [`Io`] for a
+//! * **Synthetic I/O** (`world::io`, `world::fs`): [`Driver::io`] gives an [`Io`] for a
 //!   [`Requestor`] (process and thread id) with create (every disposition, directories,
 //!   delete-on-close), write (paging, APC_LEVEL), rename, hard link, both disposition classes,
 //!   cleanup and close, on an in-memory file system per volume. Each operation builds real
@@ -76,12 +94,12 @@
 //!   the pre- and post-operation callbacks at Windows' IRQLs (posts optionally at
 //!   DISPATCH_LEVEL, [`IoConfig::post_ops_at_dispatch`]). Checked: pre/post statuses,
 //!   completion-context misuse, IRQL restored.
-//! * **Names and contexts** (`flt::names`, `flt::contexts`): reference-counted
+//! * **Names and contexts** (`fltmgr::names`, `fltmgr::contexts`): reference-counted
 //!   `FLT_FILE_NAME_INFORMATION` (normalized = canonical, opened = as spelled; failable,
 //!   [`IoConfig::fail_normalized_names`]) and stream-handle contexts from the special pool with
 //!   the registration's tag. Checked: IRQL, double release, over-release, leaks at
 //!   `FltUnregisterFilter`; [`IoStats`] in the report balances them.
-//! * **Communication ports** (`flt::ports`, `flt::client`): a client side
+//! * **Communication ports** (`fltmgr::ports`, `world::client`): a client side
 //!   ([`Sim::connect`] as an [`Account`], refused unless the port's security descriptor admits
 //!   it; [`PortConnection`]: get message, reply, commands with user-range
 //!   buffers and bad-pointer hooks, close) and a blocking `FltSendMessage` with timeouts and

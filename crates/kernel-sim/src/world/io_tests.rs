@@ -268,7 +268,7 @@ fn unregister(k: &Kernel, filter: PFLT_FILTER) {
 }
 
 fn ntfs(k: &Kernel) -> VolumeId {
-    let flt = lock(flt_state(&k));
+    let flt = lock(flt_state(k));
     VolumeId(
         flt.io
             .volumes
