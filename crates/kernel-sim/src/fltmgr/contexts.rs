@@ -20,17 +20,18 @@
 use rustc_hash::FxHashMap as HashMap;
 
 use vigil_sys::{
-    APC_LEVEL, DISPATCH_LEVEL, FILE_OBJECT, FLT_CONTEXT_TYPE, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+    APC_LEVEL, FILE_OBJECT, FLT_CONTEXT_TYPE, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
     FLT_SET_CONTEXT_OPERATION, FLT_SET_CONTEXT_REPLACE_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT,
     NTSTATUS, NonPagedPoolNx, PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE, POOL_TYPE, PagedPool,
     STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DELETING_OBJECT, STATUS_INSUFFICIENT_RESOURCES,
     STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_SUCCESS,
 };
 
+use crate::fltmgr::exports::Routine;
 use crate::fltmgr::files::Retired;
 use crate::fltmgr::flt_state;
 use crate::fltmgr::instances::InstanceState;
-use crate::kernel::{IrqlRule, Kernel, emulate, lock};
+use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest;
 use crate::machine::pool::{AllocRequest, Pool, tag_text};
 use crate::machine::state;
@@ -235,7 +236,7 @@ pub(crate) extern "win64" fn flt_allocate_context(
     pool_type: POOL_TYPE,
     out: *mut PFLT_CONTEXT,
 ) -> NTSTATUS {
-    emulate("FltAllocateContext", IrqlRule::AtMost(APC_LEVEL), |k| {
+    emulate(Routine::FltAllocateContext, |k| {
         let bad = |rule: &str, message: String, status: NTSTATUS| {
             k.violation(
                 ViolationKind::Parameter,
@@ -396,101 +397,97 @@ pub(crate) extern "win64" fn flt_set_stream_handle_context(
     new: PFLT_CONTEXT,
     old: *mut PFLT_CONTEXT,
 ) -> NTSTATUS {
-    emulate(
-        "FltSetStreamHandleContext",
-        IrqlRule::AtMost(APC_LEVEL),
-        |k| {
-            if !old.is_null() {
-                guest::write(old, std::ptr::null_mut());
+    emulate(Routine::FltSetStreamHandleContext, |k| {
+        if !old.is_null() {
+            guest::write(old, std::ptr::null_mut());
+        }
+        if let Err(status) = check_target(k, "FltSetStreamHandleContext", instance, file) {
+            return status;
+        }
+        if operation != FLT_SET_CONTEXT_KEEP_IF_EXISTS
+            && operation != FLT_SET_CONTEXT_REPLACE_IF_EXISTS
+        {
+            k.violation(
+                ViolationKind::Parameter,
+                "FltSetStreamHandleContext: Operation KEEP_IF_EXISTS or REPLACE_IF_EXISTS",
+                format!("Operation {operation}"),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        let (instance, file, new) = (instance as usize, file as usize, new as usize);
+        let mut flt = lock(flt_state(k));
+        let io = &mut flt.io;
+        let problem = match io.contexts.live.get(&new) {
+            None => Some("NewContext is not a live context".to_owned()),
+            Some(c) if c.context_type != FLT_STREAMHANDLE_CONTEXT => Some(format!(
+                "NewContext is a {} context",
+                type_name(c.context_type)
+            )),
+            Some(c) if c.attached.is_some() => {
+                return STATUS_FLT_CONTEXT_ALREADY_LINKED;
             }
-            if let Err(status) = check_target(k, "FltSetStreamHandleContext", instance, file) {
-                return status;
-            }
-            if operation != FLT_SET_CONTEXT_KEEP_IF_EXISTS
-                && operation != FLT_SET_CONTEXT_REPLACE_IF_EXISTS
-            {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "FltSetStreamHandleContext: Operation KEEP_IF_EXISTS or REPLACE_IF_EXISTS",
-                    format!("Operation {operation}"),
-                );
-                return STATUS_INVALID_PARAMETER;
-            }
-            let (instance, file, new) = (instance as usize, file as usize, new as usize);
-            let mut flt = lock(flt_state(k));
-            let io = &mut flt.io;
-            let problem = match io.contexts.live.get(&new) {
-                None => Some("NewContext is not a live context".to_owned()),
-                Some(c) if c.context_type != FLT_STREAMHANDLE_CONTEXT => Some(format!(
-                    "NewContext is a {} context",
-                    type_name(c.context_type)
-                )),
-                Some(c) if c.attached.is_some() => {
-                    return STATUS_FLT_CONTEXT_ALREADY_LINKED;
-                }
-                Some(_) => None,
-            };
-            if let Some(problem) = problem {
-                drop(flt);
-                k.violation(
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            drop(flt);
+            k.violation(
                 ViolationKind::Parameter,
                 "FltSetStreamHandleContext: NewContext is a stream-handle context from FltAllocateContext",
                 problem,
             );
-                return STATUS_INVALID_PARAMETER;
-            }
-            let Some(record) = io.files.get_mut(&file) else {
-                return STATUS_INVALID_PARAMETER;
-            };
-            let existing = record
-                .contexts
-                .iter()
-                .position(|&(i, _)| i == instance)
-                .map(|at| (at, record.contexts[at].1));
-            let mut drop_reference = None;
-            if let Some((at, existing)) = existing {
-                if operation == FLT_SET_CONTEXT_KEEP_IF_EXISTS {
-                    if !old.is_null() {
-                        if let Some(c) = io.contexts.live.get_mut(&existing) {
-                            c.references += 1;
-                        }
-                        drop(flt);
-                        guest::write(old, existing as PFLT_CONTEXT);
+            return STATUS_INVALID_PARAMETER;
+        }
+        let Some(record) = io.files.get_mut(&file) else {
+            return STATUS_INVALID_PARAMETER;
+        };
+        let existing = record
+            .contexts
+            .iter()
+            .position(|&(i, _)| i == instance)
+            .map(|at| (at, record.contexts[at].1));
+        let mut drop_reference = None;
+        if let Some((at, existing)) = existing {
+            if operation == FLT_SET_CONTEXT_KEEP_IF_EXISTS {
+                if !old.is_null() {
+                    if let Some(c) = io.contexts.live.get_mut(&existing) {
+                        c.references += 1;
                     }
-                    return STATUS_FLT_CONTEXT_ALREADY_DEFINED;
-                }
-                record.contexts[at].1 = new;
-                if let Some(c) = io.contexts.live.get_mut(&existing) {
-                    c.attached = None;
-                }
-                if old.is_null() {
-                    drop_reference = Some(existing);
-                }
-                if let Some(c) = io.contexts.live.get_mut(&new) {
-                    c.attached = Some((file, instance));
-                    c.references += 1;
-                }
-                // The replaced context's reference is dropped in the same critical section that
-                // detached it (see `detach_and_release`).
-                let dropped =
-                    drop_reference.map(|existing| (existing, drop_reference_locked(io, existing)));
-                drop(flt);
-                if let Some((existing, dropped)) = dropped {
-                    settle(k, existing, "FltSetStreamHandleContext (replaced)", dropped);
-                } else {
-                    // The replaced context's object reference goes to the caller.
+                    drop(flt);
                     guest::write(old, existing as PFLT_CONTEXT);
                 }
-                return STATUS_SUCCESS;
+                return STATUS_FLT_CONTEXT_ALREADY_DEFINED;
             }
-            record.contexts.push((instance, new));
+            record.contexts[at].1 = new;
+            if let Some(c) = io.contexts.live.get_mut(&existing) {
+                c.attached = None;
+            }
+            if old.is_null() {
+                drop_reference = Some(existing);
+            }
             if let Some(c) = io.contexts.live.get_mut(&new) {
                 c.attached = Some((file, instance));
                 c.references += 1;
             }
-            STATUS_SUCCESS
-        },
-    )
+            // The replaced context's reference is dropped in the same critical section that
+            // detached it (see `detach_and_release`).
+            let dropped =
+                drop_reference.map(|existing| (existing, drop_reference_locked(io, existing)));
+            drop(flt);
+            if let Some((existing, dropped)) = dropped {
+                settle(k, existing, "FltSetStreamHandleContext (replaced)", dropped);
+            } else {
+                // The replaced context's object reference goes to the caller.
+                guest::write(old, existing as PFLT_CONTEXT);
+            }
+            return STATUS_SUCCESS;
+        }
+        record.contexts.push((instance, new));
+        if let Some(c) = io.contexts.live.get_mut(&new) {
+            c.attached = Some((file, instance));
+            c.references += 1;
+        }
+        STATUS_SUCCESS
+    })
 }
 
 /// `FltGetStreamHandleContext`: IRQL <= APC_LEVEL. `STATUS_NOT_FOUND` when none is set.
@@ -499,53 +496,49 @@ pub(crate) extern "win64" fn flt_get_stream_handle_context(
     file: *mut FILE_OBJECT,
     out: *mut PFLT_CONTEXT,
 ) -> NTSTATUS {
-    emulate(
-        "FltGetStreamHandleContext",
-        IrqlRule::AtMost(APC_LEVEL),
-        |k| {
-            if out.is_null() {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "FltGetStreamHandleContext: a Context out-pointer",
-                    "NULL".to_owned(),
-                );
-                return STATUS_INVALID_PARAMETER;
-            }
-            guest::write(out, std::ptr::null_mut());
-            if let Err(status) = check_target(k, "FltGetStreamHandleContext", instance, file) {
-                return if status == STATUS_INVALID_PARAMETER {
-                    status
-                } else {
-                    STATUS_NOT_FOUND
-                };
-            }
-            let found = {
-                let mut flt = lock(flt_state(k));
-                let io = &mut flt.io;
-                let context = io
-                    .files
-                    .get(&(file as usize))
-                    .and_then(|r| r.contexts.iter().find(|&&(i, _)| i == instance as usize))
-                    .map(|&(_, c)| c);
-                if let Some(c) = context.and_then(|c| io.contexts.live.get_mut(&c)) {
-                    c.references += 1;
-                }
-                context
+    emulate(Routine::FltGetStreamHandleContext, |k| {
+        if out.is_null() {
+            k.violation(
+                ViolationKind::Parameter,
+                "FltGetStreamHandleContext: a Context out-pointer",
+                "NULL".to_owned(),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        guest::write(out, std::ptr::null_mut());
+        if let Err(status) = check_target(k, "FltGetStreamHandleContext", instance, file) {
+            return if status == STATUS_INVALID_PARAMETER {
+                status
+            } else {
+                STATUS_NOT_FOUND
             };
-            match found {
-                Some(context) => {
-                    guest::write(out, context as PFLT_CONTEXT);
-                    STATUS_SUCCESS
-                }
-                None => STATUS_NOT_FOUND,
+        }
+        let found = {
+            let mut flt = lock(flt_state(k));
+            let io = &mut flt.io;
+            let context = io
+                .files
+                .get(&(file as usize))
+                .and_then(|r| r.contexts.iter().find(|&&(i, _)| i == instance as usize))
+                .map(|&(_, c)| c);
+            if let Some(c) = context.and_then(|c| io.contexts.live.get_mut(&c)) {
+                c.references += 1;
             }
-        },
-    )
+            context
+        };
+        match found {
+            Some(context) => {
+                guest::write(out, context as PFLT_CONTEXT);
+                STATUS_SUCCESS
+            }
+            None => STATUS_NOT_FOUND,
+        }
+    })
 }
 
 /// `FltReleaseContext`: IRQL <= DISPATCH_LEVEL.
 pub(crate) extern "win64" fn flt_release_context(context: PFLT_CONTEXT) {
-    emulate("FltReleaseContext", IrqlRule::AtMost(DISPATCH_LEVEL), |k| {
+    emulate(Routine::FltReleaseContext, |k| {
         if context.is_null() {
             k.violation(
                 ViolationKind::Parameter,

@@ -1,77 +1,42 @@
-//! `FLTMGR.SYS`'s export table: every routine kernel-sim emulates for it, by the name a driver
-//! imports, with the address the loader binds. To add a routine: write its `extern "win64"`
-//! emulation in the file of its family (through [`emulate`](crate::kernel::emulate)), then add
-//! one line here.
+//! `FLTMGR.SYS`'s routines, declared once each: name (as a driver imports it), handler, IRQL
+//! rule (the `IRQL` row of its reference page). From this table come the [`Routine`] enum the
+//! handlers pass to [`emulate`](crate::kernel::emulate) and the export table the loader binds
+//! ([`EXPORTS`]); its indices follow ntoskrnl's. To add a routine: write its `extern "win64"`
+//! emulation in the file of its family, then add one line here.
 
-use crate::fltmgr;
-use crate::kernel::Export;
+use vigil_sys::{APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
 
-/// The table.
-pub(crate) const EXPORTS: &[Export] = &[
-    ("FltRegisterFilter", || {
-        fltmgr::registration::flt_register_filter as *const () as usize
-    }),
-    ("FltStartFiltering", || {
-        fltmgr::registration::flt_start_filtering as *const () as usize
-    }),
-    ("FltUnregisterFilter", || {
-        fltmgr::registration::flt_unregister_filter as *const () as usize
-    }),
-    ("FltBuildDefaultSecurityDescriptor", || {
-        fltmgr::security::flt_build_default_security_descriptor as *const () as usize
-    }),
-    ("FltFreeSecurityDescriptor", || {
-        fltmgr::security::flt_free_security_descriptor as *const () as usize
-    }),
-    ("FltCreateCommunicationPort", || {
-        fltmgr::ports::flt_create_communication_port as *const () as usize
-    }),
-    ("FltCloseCommunicationPort", || {
-        fltmgr::ports::flt_close_communication_port as *const () as usize
-    }),
-    ("FltCloseClientPort", || {
-        fltmgr::ports::flt_close_client_port as *const () as usize
-    }),
-    ("FltSendMessage", || {
-        fltmgr::ports::flt_send_message as *const () as usize
-    }),
-    ("FltGetFileNameInformation", || {
-        fltmgr::names::flt_get_file_name_information as *const () as usize
-    }),
-    ("FltGetDestinationFileNameInformation", || {
-        fltmgr::names::flt_get_destination_file_name_information as *const () as usize
-    }),
-    ("FltReleaseFileNameInformation", || {
-        fltmgr::names::flt_release_file_name_information as *const () as usize
-    }),
-    ("FltGetRequestorProcessId", || {
-        fltmgr::files::flt_get_requestor_process_id as *const () as usize
-    }),
-    ("FltAllocateContext", || {
-        fltmgr::contexts::flt_allocate_context as *const () as usize
-    }),
-    ("FltSetStreamHandleContext", || {
-        fltmgr::contexts::flt_set_stream_handle_context as *const () as usize
-    }),
-    ("FltGetStreamHandleContext", || {
-        fltmgr::contexts::flt_get_stream_handle_context as *const () as usize
-    }),
-    ("FltReleaseContext", || {
-        fltmgr::contexts::flt_release_context as *const () as usize
-    }),
-    ("FltInitializePushLock", || {
-        fltmgr::pushlock::flt_initialize_push_lock as *const () as usize
-    }),
-    ("FltDeletePushLock", || {
-        fltmgr::pushlock::flt_delete_push_lock as *const () as usize
-    }),
-    ("FltAcquirePushLockExclusive", || {
-        fltmgr::pushlock::flt_acquire_push_lock_exclusive as *const () as usize
-    }),
-    ("FltAcquirePushLockShared", || {
-        fltmgr::pushlock::flt_acquire_push_lock_shared as *const () as usize
-    }),
-    ("FltReleasePushLock", || {
-        fltmgr::pushlock::flt_release_push_lock as *const () as usize
-    }),
-];
+use crate::fltmgr::{contexts, files, names, ports, pushlock, registration, security};
+use crate::kernel::IrqlRule::AtMost;
+use crate::kernel::routine::routines;
+use crate::ntoskrnl::exports::Routine as NtRoutine;
+
+routines! {
+    /// The `FLTMGR.SYS` routines kernel-sim emulates.
+    #[expect(clippy::enum_variant_names, reason = "variants keep the exported names (`Flt...`)")]
+    first NtRoutine::END;
+    routines {
+        FltRegisterFilter => registration::flt_register_filter, AtMost(APC_LEVEL);
+        FltStartFiltering => registration::flt_start_filtering, AtMost(APC_LEVEL);
+        FltUnregisterFilter => registration::flt_unregister_filter, AtMost(PASSIVE_LEVEL);
+        FltBuildDefaultSecurityDescriptor => security::flt_build_default_security_descriptor, AtMost(PASSIVE_LEVEL);
+        FltFreeSecurityDescriptor => security::flt_free_security_descriptor, AtMost(PASSIVE_LEVEL);
+        FltCreateCommunicationPort => ports::flt_create_communication_port, AtMost(PASSIVE_LEVEL);
+        FltCloseCommunicationPort => ports::flt_close_communication_port, AtMost(PASSIVE_LEVEL);
+        FltCloseClientPort => ports::flt_close_client_port, AtMost(PASSIVE_LEVEL);
+        FltSendMessage => ports::flt_send_message, AtMost(APC_LEVEL);
+        FltGetFileNameInformation => names::flt_get_file_name_information, AtMost(APC_LEVEL);
+        FltGetDestinationFileNameInformation => names::flt_get_destination_file_name_information, AtMost(PASSIVE_LEVEL);
+        FltReleaseFileNameInformation => names::flt_release_file_name_information, AtMost(APC_LEVEL);
+        FltGetRequestorProcessId => files::flt_get_requestor_process_id, AtMost(DISPATCH_LEVEL);
+        FltAllocateContext => contexts::flt_allocate_context, AtMost(APC_LEVEL);
+        FltSetStreamHandleContext => contexts::flt_set_stream_handle_context, AtMost(APC_LEVEL);
+        FltGetStreamHandleContext => contexts::flt_get_stream_handle_context, AtMost(APC_LEVEL);
+        FltReleaseContext => contexts::flt_release_context, AtMost(DISPATCH_LEVEL);
+        FltInitializePushLock => pushlock::flt_initialize_push_lock, AtMost(APC_LEVEL);
+        FltDeletePushLock => pushlock::flt_delete_push_lock, AtMost(APC_LEVEL);
+        FltAcquirePushLockExclusive => pushlock::flt_acquire_push_lock_exclusive, AtMost(APC_LEVEL);
+        FltAcquirePushLockShared => pushlock::flt_acquire_push_lock_shared, AtMost(APC_LEVEL);
+        FltReleasePushLock => pushlock::flt_release_push_lock, AtMost(APC_LEVEL);
+    }
+}

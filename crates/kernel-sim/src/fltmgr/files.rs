@@ -11,13 +11,14 @@ use std::collections::VecDeque;
 
 // Fx hashing: these tables are looked up on every emulated I/O, and their keys are not attacker-chosen.
 use rustc_hash::FxHashMap as HashMap;
-use vigil_sys::{DISPATCH_LEVEL, FLT_CALLBACK_DATA};
+use vigil_sys::FLT_CALLBACK_DATA;
 
 use crate::fltmgr::contexts::ContextTable;
+use crate::fltmgr::exports::Routine;
 use crate::fltmgr::flt_state;
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId, VolumeRecord};
 use crate::fltmgr::names::NameTable;
-use crate::kernel::{IrqlRule, emulate, lock};
+use crate::kernel::{emulate, lock};
 use crate::machine::guest::GuestAlloc;
 use crate::report::{IoStats, ViolationKind};
 
@@ -89,25 +90,21 @@ impl IoState {
 /// `FltGetRequestorProcessId`: IRQL <= DISPATCH_LEVEL. The process id of the operation's
 /// requestor (0 for callback data that is not an operation in progress, a violation).
 pub(crate) extern "win64" fn flt_get_requestor_process_id(data: *mut FLT_CALLBACK_DATA) -> u32 {
-    emulate(
-        "FltGetRequestorProcessId",
-        IrqlRule::AtMost(DISPATCH_LEVEL),
-        |k| {
-            let pid = lock(flt_state(k))
-                .io
-                .in_flight
-                .get(&(data as usize))
-                .copied();
-            pid.unwrap_or_else(|| {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "FltGetRequestorProcessId: the callback data of an operation in progress",
-                    format!("{data:p} is not the callback data of an operation in progress"),
-                );
-                0
-            })
-        },
-    )
+    emulate(Routine::FltGetRequestorProcessId, |k| {
+        let pid = lock(flt_state(k))
+            .io
+            .in_flight
+            .get(&(data as usize))
+            .copied();
+        pid.unwrap_or_else(|| {
+            k.violation(
+                ViolationKind::Parameter,
+                "FltGetRequestorProcessId: the callback data of an operation in progress",
+                format!("{data:p} is not the callback data of an operation in progress"),
+            );
+            0
+        })
+    })
 }
 
 /// Bounded FIFO of retired records, so that a stale pointer is recognized for a while and its

@@ -25,14 +25,15 @@ use rustc_hash::FxHashMap as HashMap;
 use vigil_sys::{
     APC_LEVEL, FILE_OBJECT, FLT_CALLBACK_DATA, FLT_FILE_NAME_INFORMATION, FLT_FILE_NAME_NORMALIZED,
     FLT_FILE_NAME_OPENED, FLT_FILE_NAME_OPTIONS, FLT_FILE_NAME_SHORT, FLT_IO_PARAMETER_BLOCK,
-    HANDLE, IRP_MJ_CREATE, IRP_PAGING_IO, NTSTATUS, PASSIVE_LEVEL, PFLT_FILE_NAME_INFORMATION,
-    PFLT_INSTANCE, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED,
-    STATUS_SUCCESS, UNICODE_STRING,
+    HANDLE, IRP_MJ_CREATE, IRP_PAGING_IO, NTSTATUS, PFLT_FILE_NAME_INFORMATION, PFLT_INSTANCE,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+    UNICODE_STRING,
 };
 
+use crate::fltmgr::exports::Routine;
 use crate::fltmgr::files::Retired;
 use crate::fltmgr::flt_state;
-use crate::kernel::{IrqlRule, Kernel, emulate, lock};
+use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
 use crate::ntoskrnl::status;
@@ -208,64 +209,60 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
     options: FLT_FILE_NAME_OPTIONS,
     out: *mut PFLT_FILE_NAME_INFORMATION,
 ) -> NTSTATUS {
-    emulate(
-        "FltGetFileNameInformation",
-        IrqlRule::AtMost(APC_LEVEL),
-        |k| {
-            if data.is_null() || out.is_null() {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "FltGetFileNameInformation: CallbackData and FileNameInformation are required",
-                    "a NULL pointer".to_owned(),
-                );
-                return STATUS_INVALID_PARAMETER;
-            }
-            guest::write(out, std::ptr::null_mut());
-            if state::current_irql() > APC_LEVEL {
-                // Reported by the IRQL check; the real routine may bug-check touching paged pool.
-                return STATUS_FLT_INVALID_NAME_REQUEST;
-            }
-            let format = match check_options(k, "FltGetFileNameInformation", options, true) {
-                Ok(format) => format,
-                Err(status) => return status,
+    emulate(Routine::FltGetFileNameInformation, |k| {
+        if data.is_null() || out.is_null() {
+            k.violation(
+                ViolationKind::Parameter,
+                "FltGetFileNameInformation: CallbackData and FileNameInformation are required",
+                "a NULL pointer".to_owned(),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        guest::write(out, std::ptr::null_mut());
+        if state::current_irql() > APC_LEVEL {
+            // Reported by the IRQL check; the real routine may bug-check touching paged pool.
+            return STATUS_FLT_INVALID_NAME_REQUEST;
+        }
+        let format = match check_options(k, "FltGetFileNameInformation", options, true) {
+            Ok(format) => format,
+            Err(status) => return status,
+        };
+        if !lock(flt_state(k))
+            .io
+            .in_flight
+            .contains_key(&(data as usize))
+        {
+            k.violation(
+                ViolationKind::Parameter,
+                "FltGetFileNameInformation: the callback data of an operation in progress",
+                format!("{data:p} is not the callback data of an operation in progress"),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        let iopb = guest::read(guest::read(data).Iopb);
+        let major = iopb.MajorFunction;
+        if format == FLT_FILE_NAME_SHORT {
+            return if major == IRP_MJ_CREATE {
+                STATUS_FLT_INVALID_NAME_REQUEST
+            } else {
+                STATUS_NOT_SUPPORTED
             };
-            if !lock(flt_state(k))
-                .io
-                .in_flight
-                .contains_key(&(data as usize))
-            {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "FltGetFileNameInformation: the callback data of an operation in progress",
-                    format!("{data:p} is not the callback data of an operation in progress"),
-                );
-                return STATUS_INVALID_PARAMETER;
+        }
+        if iopb.IrpFlags & IRP_PAGING_IO != 0 {
+            return STATUS_FLT_INVALID_NAME_REQUEST;
+        }
+        if let Some(status) = query_failure(k, "FltGetFileNameInformation", options, format) {
+            return status;
+        }
+        let resolved = name_of(k, iopb_file(&iopb), format);
+        match resolved {
+            Ok((name, device_len)) => {
+                guest::write(out, hand_out(k, name, device_len, format));
+                STATUS_SUCCESS
             }
-            let iopb = guest::read(guest::read(data).Iopb);
-            let major = iopb.MajorFunction;
-            if format == FLT_FILE_NAME_SHORT {
-                return if major == IRP_MJ_CREATE {
-                    STATUS_FLT_INVALID_NAME_REQUEST
-                } else {
-                    STATUS_NOT_SUPPORTED
-                };
-            }
-            if iopb.IrpFlags & IRP_PAGING_IO != 0 {
-                return STATUS_FLT_INVALID_NAME_REQUEST;
-            }
-            if let Some(status) = query_failure(k, "FltGetFileNameInformation", options, format) {
-                return status;
-            }
-            let resolved = name_of(k, iopb_file(&iopb), format);
-            match resolved {
-                Ok((name, device_len)) => {
-                    guest::write(out, hand_out(k, name, device_len, format));
-                    STATUS_SUCCESS
-                }
-                Err(status) => status,
-            }
-        },
-    )
+            Err(status) => status,
+        }
+    })
 }
 
 fn iopb_file(iopb: &FLT_IO_PARAMETER_BLOCK) -> usize {
@@ -306,114 +303,103 @@ pub(crate) extern "win64" fn flt_get_destination_file_name_information(
     options: FLT_FILE_NAME_OPTIONS,
     out: *mut PFLT_FILE_NAME_INFORMATION,
 ) -> NTSTATUS {
-    emulate(
-        "FltGetDestinationFileNameInformation",
-        IrqlRule::AtMost(PASSIVE_LEVEL),
-        |k| {
-            let bad = |message: String| {
-                k.violation(
+    emulate(Routine::FltGetDestinationFileNameInformation, |k| {
+        let bad = |message: String| {
+            k.violation(
                     ViolationKind::Parameter,
                     "FltGetDestinationFileNameInformation: valid Instance, FileObject, FileName and RetFileNameInformation",
                     message,
                 );
-                STATUS_INVALID_PARAMETER
-            };
-            if out.is_null() || file.is_null() || (name.is_null() && name_length > 0) {
-                return bad("a NULL pointer".to_owned());
-            }
-            guest::write(out, std::ptr::null_mut());
-            if !name_length.is_multiple_of(2) {
-                return bad(format!("FileNameLength {name_length} is odd"));
-            }
-            let format =
-                match check_options(k, "FltGetDestinationFileNameInformation", options, false) {
-                    Ok(format) => format,
-                    Err(status) => return status,
-                };
-            if !root.is_null() {
-                k.violation(
+            STATUS_INVALID_PARAMETER
+        };
+        if out.is_null() || file.is_null() || (name.is_null() && name_length > 0) {
+            return bad("a NULL pointer".to_owned());
+        }
+        guest::write(out, std::ptr::null_mut());
+        if !name_length.is_multiple_of(2) {
+            return bad(format!("FileNameLength {name_length} is odd"));
+        }
+        let format = match check_options(k, "FltGetDestinationFileNameInformation", options, false)
+        {
+            Ok(format) => format,
+            Err(status) => return status,
+        };
+        if !root.is_null() {
+            k.violation(
                     ViolationKind::NotEmulated,
                     "FltGetDestinationFileNameInformation",
                     format!("RootDirectory {root:p}: only NULL (names relative to the file's directory or the volume) is emulated"),
                 );
-                return STATUS_NOT_SUPPORTED;
-            }
-            let (fs_handle, volume) = {
-                let flt = lock(flt_state(k));
-                let Some(record) = flt.io.files.get(&(file as usize)) else {
+            return STATUS_NOT_SUPPORTED;
+        }
+        let (fs_handle, volume) = {
+            let flt = lock(flt_state(k));
+            let Some(record) = flt.io.files.get(&(file as usize)) else {
+                drop(flt);
+                return bad(format!("{file:p} is not an open file object"));
+            };
+            match flt.io.instance(instance as usize) {
+                Some((volume, _)) if volume == record.volume => (record.fs_handle, volume),
+                _ => {
                     drop(flt);
-                    return bad(format!("{file:p} is not an open file object"));
-                };
-                match flt.io.instance(instance as usize) {
-                    Some((volume, _)) if volume == record.volume => (record.fs_handle, volume),
-                    _ => {
-                        drop(flt);
-                        return bad(format!(
-                            "{instance:p} is not the instance of the file's volume"
-                        ));
-                    }
+                    return bad(format!(
+                        "{instance:p} is not the instance of the file's volume"
+                    ));
                 }
-            };
-            let bytes = guest::read_bytes(name.cast::<u8>(), name_length as usize);
-            let units: Vec<u16> = bytes
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            let target = String::from_utf16_lossy(&units);
-            if let Some(status) =
-                query_failure(k, "FltGetDestinationFileNameInformation", options, format)
-            {
-                return status;
             }
-            let resolved = {
-                let flt = lock(flt_state(k));
-                let v = &flt.io.volumes[volume.0];
-                fs_handle
-                    .ok_or(status::INVALID_DEVICE_REQUEST)
-                    .and_then(|h| v.fs.resolve_target(h, &target))
-                    .map(|path| (format!("{}{path}", v.device_name), v.device_name.len()))
-            };
-            match resolved {
-                Ok((full, device_len)) => {
-                    guest::write(out, hand_out(k, full, device_len, format));
-                    STATUS_SUCCESS
-                }
-                Err(status) => status,
+        };
+        let bytes = guest::read_bytes(name.cast::<u8>(), name_length as usize);
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let target = String::from_utf16_lossy(&units);
+        if let Some(status) =
+            query_failure(k, "FltGetDestinationFileNameInformation", options, format)
+        {
+            return status;
+        }
+        let resolved = {
+            let flt = lock(flt_state(k));
+            let v = &flt.io.volumes[volume.0];
+            fs_handle
+                .ok_or(status::INVALID_DEVICE_REQUEST)
+                .and_then(|h| v.fs.resolve_target(h, &target))
+                .map(|path| (format!("{}{path}", v.device_name), v.device_name.len()))
+        };
+        match resolved {
+            Ok((full, device_len)) => {
+                guest::write(out, hand_out(k, full, device_len, format));
+                STATUS_SUCCESS
             }
-        },
-    )
+            Err(status) => status,
+        }
+    })
 }
 
 /// `FltReleaseFileNameInformation`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_NAME_INFORMATION) {
-    emulate(
-        "FltReleaseFileNameInformation",
-        IrqlRule::AtMost(APC_LEVEL),
-        |k| {
-            let address = info as usize;
-            let mut flt = lock(flt_state(k));
-            let names = &mut flt.io.names;
-            if let Some(record) = names.live.get_mut(&address) {
-                record.references -= 1;
-                if record.references == 0
-                    && let Some(record) = names.live.remove(&address)
-                {
-                    // SAFETY: the structure's own memory, `len` bytes, owned by the record.
-                    unsafe {
-                        std::ptr::write_bytes(
-                            record.memory.as_ptr::<u8>(),
-                            RELEASED_FILL,
-                            record.len,
-                        );
-                    };
-                    names.retired.insert(address, (record.name, record.memory));
-                }
-                flt.io.stats.names_released += 1;
-                return;
+    emulate(Routine::FltReleaseFileNameInformation, |k| {
+        let address = info as usize;
+        let mut flt = lock(flt_state(k));
+        let names = &mut flt.io.names;
+        if let Some(record) = names.live.get_mut(&address) {
+            record.references -= 1;
+            if record.references == 0
+                && let Some(record) = names.live.remove(&address)
+            {
+                // SAFETY: the structure's own memory, `len` bytes, owned by the record.
+                unsafe {
+                    std::ptr::write_bytes(record.memory.as_ptr::<u8>(), RELEASED_FILL, record.len);
+                };
+                names.retired.insert(address, (record.name, record.memory));
             }
-            let retired = names.retired.get(address).map(|(name, _)| name.clone());
-            drop(flt);
-            match retired {
+            flt.io.stats.names_released += 1;
+            return;
+        }
+        let retired = names.retired.get(address).map(|(name, _)| name.clone());
+        drop(flt);
+        match retired {
                 Some(name) => k.violation(
                     ViolationKind::OverRelease,
                     "RULES.md 19: name information is released exactly once per reference",
@@ -425,8 +411,7 @@ pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_N
                     format!("{info:p} is not name information FltMgr returned"),
                 ),
             }
-        },
-    );
+    });
 }
 
 /// Reports name structures still referenced (at `FltUnregisterFilter`) and frees them.

@@ -9,10 +9,11 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use vigil_sys::{APC_LEVEL, EX_PUSH_LOCK};
+use vigil_sys::EX_PUSH_LOCK;
 
+use crate::fltmgr::exports::Routine;
 use crate::fltmgr::flt_state;
-use crate::kernel::{IrqlRule, Kernel, emulate, ensure_thread_id, lock};
+use crate::kernel::{Kernel, emulate, ensure_thread_id, lock};
 use crate::machine::guest;
 use crate::machine::state::{self, Abandon};
 use crate::machine::switch::abandon_current_call;
@@ -51,7 +52,7 @@ fn get_or_create(k: &Kernel, address: usize, routine: &str) -> Arc<PushLock> {
 
 /// `FltInitializePushLock`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn flt_initialize_push_lock(push_lock: *mut EX_PUSH_LOCK) {
-    emulate("FltInitializePushLock", IrqlRule::AtMost(APC_LEVEL), |k| {
+    emulate(Routine::FltInitializePushLock, |k| {
         guest::write(push_lock, 0);
         let previous = lock(flt_state(k))
             .push_locks
@@ -72,7 +73,7 @@ pub(crate) extern "win64" fn flt_initialize_push_lock(push_lock: *mut EX_PUSH_LO
 
 /// `FltDeletePushLock`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn flt_delete_push_lock(push_lock: *mut EX_PUSH_LOCK) {
-    emulate("FltDeletePushLock", IrqlRule::AtMost(APC_LEVEL), |k| {
+    emulate(Routine::FltDeletePushLock, |k| {
         let removed = lock(flt_state(k)).push_locks.remove(&(push_lock as usize));
         match removed {
             None => k.violation(
@@ -141,25 +142,23 @@ fn acquire(k: &Kernel, routine: &'static str, push_lock: *mut EX_PUSH_LOCK, excl
 
 /// `FltAcquirePushLockExclusive`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn flt_acquire_push_lock_exclusive(push_lock: *mut EX_PUSH_LOCK) {
-    emulate(
-        "FltAcquirePushLockExclusive",
-        IrqlRule::AtMost(APC_LEVEL),
-        |k| acquire(k, "FltAcquirePushLockExclusive", push_lock, true),
-    );
+    let routine = Routine::FltAcquirePushLockExclusive;
+    emulate(routine, |k| {
+        acquire(k, routine.routine().name(), push_lock, true);
+    });
 }
 
 /// `FltAcquirePushLockShared`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn flt_acquire_push_lock_shared(push_lock: *mut EX_PUSH_LOCK) {
-    emulate(
-        "FltAcquirePushLockShared",
-        IrqlRule::AtMost(APC_LEVEL),
-        |k| acquire(k, "FltAcquirePushLockShared", push_lock, false),
-    );
+    let routine = Routine::FltAcquirePushLockShared;
+    emulate(routine, |k| {
+        acquire(k, routine.routine().name(), push_lock, false);
+    });
 }
 
 /// `FltReleasePushLock`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn flt_release_push_lock(push_lock: *mut EX_PUSH_LOCK) {
-    emulate("FltReleasePushLock", IrqlRule::AtMost(APC_LEVEL), |k| {
+    emulate(Routine::FltReleasePushLock, |k| {
         let me = ensure_thread_id();
         let found = lock(flt_state(k))
             .push_locks

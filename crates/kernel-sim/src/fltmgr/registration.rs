@@ -4,15 +4,15 @@
 use std::collections::BTreeSet;
 
 use vigil_sys::{
-    APC_LEVEL, DRIVER_OBJECT, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION,
-    FLT_OPERATION_REGISTRATION, FLT_REGISTRATION, IRP_MJ_MAXIMUM_FUNCTION, IRP_MJ_OPERATION_END,
-    NTSTATUS, PASSIVE_LEVEL, PFLT_FILTER, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
-    STATUS_SUCCESS,
+    DRIVER_OBJECT, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_OPERATION_REGISTRATION,
+    FLT_REGISTRATION, IRP_MJ_MAXIMUM_FUNCTION, IRP_MJ_OPERATION_END, NTSTATUS, PFLT_FILTER,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
 
+use crate::fltmgr::exports::Routine;
 use crate::fltmgr::flt_state;
 use crate::fltmgr::{ContextRegistration, FilterRecord, Operation};
-use crate::kernel::{IrqlRule, Kernel, emulate, lock};
+use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;
 
@@ -152,7 +152,7 @@ pub(crate) extern "win64" fn flt_register_filter(
     registration: *const FLT_REGISTRATION,
     out: *mut PFLT_FILTER,
 ) -> NTSTATUS {
-    emulate("FltRegisterFilter", IrqlRule::AtMost(APC_LEVEL), |k| {
+    emulate(Routine::FltRegisterFilter, |k| {
         if driver as usize != k.driver_object.address() {
             return invalid(
                 k,
@@ -251,7 +251,7 @@ pub(crate) extern "win64" fn flt_register_filter(
 
 /// `FltStartFiltering`: IRQL <= APC_LEVEL. `STATUS_INVALID_PARAMETER` if already started.
 pub(crate) extern "win64" fn flt_start_filtering(filter: PFLT_FILTER) -> NTSTATUS {
-    emulate("FltStartFiltering", IrqlRule::AtMost(APC_LEVEL), |k| {
+    emulate(Routine::FltStartFiltering, |k| {
         let mut flt = lock(flt_state(k));
         let Some(record) = flt.live_filter(filter as usize) else {
             drop(flt);
@@ -283,54 +283,50 @@ pub(crate) extern "win64" fn flt_start_filtering(filter: PFLT_FILTER) -> NTSTATU
 /// first (an open port keeps a reference that makes the real routine wait forever); kernel-sim
 /// reports and closes them.
 pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
-    emulate(
-        "FltUnregisterFilter",
-        IrqlRule::AtMost(PASSIVE_LEVEL),
-        |k| {
-            k.check_teardown_race("FltUnregisterFilter");
-            let open_ports: Vec<String> = {
-                let mut flt = lock(flt_state(k));
-                if flt.live_filter(filter as usize).is_none() {
-                    let known = flt.filters.contains_key(&(filter as usize));
-                    drop(flt);
-                    k.violation(
-                        ViolationKind::InvalidHandle,
-                        "FltUnregisterFilter: a registered filter, unregistered once",
-                        if known {
-                            format!("filter {filter:p} was already unregistered")
-                        } else {
-                            format!("{filter:p} is not a filter handle")
-                        },
-                    );
-                    return;
-                }
-                let mut names = Vec::new();
-                for port in flt
-                    .ports
-                    .values_mut()
-                    .filter(|p| p.filter == filter as usize && !p.closed)
-                {
-                    port.closed = true;
-                    names.push(port.name.clone());
-                }
-                if let Some(record) = flt.filters.get_mut(&(filter as usize)) {
-                    record.unregistered = true;
-                }
-                names
-            };
-            if !open_ports.is_empty() {
+    emulate(Routine::FltUnregisterFilter, |k| {
+        k.check_teardown_race("FltUnregisterFilter");
+        let open_ports: Vec<String> = {
+            let mut flt = lock(flt_state(k));
+            if flt.live_filter(filter as usize).is_none() {
+                let known = flt.filters.contains_key(&(filter as usize));
+                drop(flt);
                 k.violation(
-                    ViolationKind::ResourceLeak,
-                    "FltUnregisterFilter: close every communication port first",
-                    format!("server port(s) still open: {}", open_ports.join(", ")),
+                    ViolationKind::InvalidHandle,
+                    "FltUnregisterFilter: a registered filter, unregistered once",
+                    if known {
+                        format!("filter {filter:p} was already unregistered")
+                    } else {
+                        format!("{filter:p} is not a filter handle")
+                    },
                 );
+                return;
             }
-            // FltMgr calls DisconnectNotify for client ports still open, then drains the port
-            // callbacks in flight.
-            crate::fltmgr::ports::unregister_client_ports(k, filter as usize);
-            // Drain the operations in flight and tear every instance down (teardown
-            // callbacks), drop FltMgr's context references, report what the driver still holds.
-            crate::fltmgr::instances::teardown_filter(k, filter as usize);
-        },
-    );
+            let mut names = Vec::new();
+            for port in flt
+                .ports
+                .values_mut()
+                .filter(|p| p.filter == filter as usize && !p.closed)
+            {
+                port.closed = true;
+                names.push(port.name.clone());
+            }
+            if let Some(record) = flt.filters.get_mut(&(filter as usize)) {
+                record.unregistered = true;
+            }
+            names
+        };
+        if !open_ports.is_empty() {
+            k.violation(
+                ViolationKind::ResourceLeak,
+                "FltUnregisterFilter: close every communication port first",
+                format!("server port(s) still open: {}", open_ports.join(", ")),
+            );
+        }
+        // FltMgr calls DisconnectNotify for client ports still open, then drains the port
+        // callbacks in flight.
+        crate::fltmgr::ports::unregister_client_ports(k, filter as usize);
+        // Drain the operations in flight and tear every instance down (teardown
+        // callbacks), drop FltMgr's context references, report what the driver still holds.
+        crate::fltmgr::instances::teardown_filter(k, filter as usize);
+    });
 }

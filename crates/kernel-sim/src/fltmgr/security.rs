@@ -8,10 +8,11 @@
 //! refused, and one created with none admits everyone (and is a RULES.md 18 violation).
 
 use vigil_sys::{
-    ACCESS_MASK, FLT_PORT_CONNECT, NTSTATUS, PASSIVE_LEVEL, PSECURITY_DESCRIPTOR,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    ACCESS_MASK, FLT_PORT_CONNECT, NTSTATUS, PSECURITY_DESCRIPTOR, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
 
+use crate::fltmgr::exports::Routine;
 use crate::fltmgr::flt_state;
 
 /// The account a client process runs as, for the port's access check.
@@ -70,7 +71,7 @@ pub(crate) fn port_access(
 }
 
 use crate::fltmgr::SecurityDescriptorRecord;
-use crate::kernel::{IrqlRule, emulate, lock};
+use crate::kernel::{emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;
 
@@ -80,65 +81,55 @@ pub(crate) extern "win64" fn flt_build_default_security_descriptor(
     out: *mut PSECURITY_DESCRIPTOR,
     access: ACCESS_MASK,
 ) -> NTSTATUS {
-    emulate(
-        "FltBuildDefaultSecurityDescriptor",
-        IrqlRule::AtMost(PASSIVE_LEVEL),
-        |k| {
-            if out.is_null() {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "FltBuildDefaultSecurityDescriptor: a SecurityDescriptor out-pointer",
-                    "NULL".to_owned(),
-                );
-                return STATUS_INVALID_PARAMETER;
-            }
-            if k.inject_failure(
-                "FltBuildDefaultSecurityDescriptor",
-                "STATUS_INSUFFICIENT_RESOURCES",
-            ) {
-                return STATUS_INSUFFICIENT_RESOURCES;
-            }
-            let memory = GuestAlloc::zeroed(64);
-            let address = memory.address();
-            lock(flt_state(k)).security_descriptors.insert(
-                address,
-                SecurityDescriptorRecord {
-                    memory,
-                    freed: false,
-                    access,
-                },
+    emulate(Routine::FltBuildDefaultSecurityDescriptor, |k| {
+        if out.is_null() {
+            k.violation(
+                ViolationKind::Parameter,
+                "FltBuildDefaultSecurityDescriptor: a SecurityDescriptor out-pointer",
+                "NULL".to_owned(),
             );
-            guest::write(out, address as PSECURITY_DESCRIPTOR);
-            STATUS_SUCCESS
-        },
-    )
+            return STATUS_INVALID_PARAMETER;
+        }
+        if k.inject_failure(
+            "FltBuildDefaultSecurityDescriptor",
+            "STATUS_INSUFFICIENT_RESOURCES",
+        ) {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+        let memory = GuestAlloc::zeroed(64);
+        let address = memory.address();
+        lock(flt_state(k)).security_descriptors.insert(
+            address,
+            SecurityDescriptorRecord {
+                memory,
+                freed: false,
+                access,
+            },
+        );
+        guest::write(out, address as PSECURITY_DESCRIPTOR);
+        STATUS_SUCCESS
+    })
 }
 
 /// `FltFreeSecurityDescriptor`: PASSIVE_LEVEL.
 pub(crate) extern "win64" fn flt_free_security_descriptor(descriptor: PSECURITY_DESCRIPTOR) {
-    emulate(
-        "FltFreeSecurityDescriptor",
-        IrqlRule::AtMost(PASSIVE_LEVEL),
-        |k| {
-            let problem = {
-                let mut flt = lock(flt_state(k));
-                match flt.security_descriptors.get_mut(&(descriptor as usize)) {
-                    None => Some(format!(
-                        "{descriptor:p} was not built by FltBuildDefaultSecurityDescriptor"
-                    )),
-                    Some(record) if record.freed => {
-                        Some(format!("{descriptor:p} was already freed"))
-                    }
-                    Some(record) => {
-                        record.freed = true;
-                        let _ = &record.memory;
-                        None
-                    }
+    emulate(Routine::FltFreeSecurityDescriptor, |k| {
+        let problem = {
+            let mut flt = lock(flt_state(k));
+            match flt.security_descriptors.get_mut(&(descriptor as usize)) {
+                None => Some(format!(
+                    "{descriptor:p} was not built by FltBuildDefaultSecurityDescriptor"
+                )),
+                Some(record) if record.freed => Some(format!("{descriptor:p} was already freed")),
+                Some(record) => {
+                    record.freed = true;
+                    let _ = &record.memory;
+                    None
                 }
-            };
-            if let Some(message) = problem {
-                k.violation(ViolationKind::InvalidHandle, "FltFreeSecurityDescriptor: a descriptor from FltBuildDefaultSecurityDescriptor, freed once", message);
             }
-        },
-    );
+        };
+        if let Some(message) = problem {
+            k.violation(ViolationKind::InvalidHandle, "FltFreeSecurityDescriptor: a descriptor from FltBuildDefaultSecurityDescriptor, freed once", message);
+        }
+    });
 }

@@ -1,121 +1,85 @@
 //! Calls per emulated routine, counted without a lock: every emulated call counts itself, from
 //! every thread, so a mutex here would be the busiest lock in kernel-sim.
 //!
-//! An open-addressing table keyed by the address of the routine's name (a `&'static str`, so
-//! the address is stable; one name at two addresses is merged when the counts are read). A slot
-//! is claimed once, by a compare-and-swap on its key, and never freed. Names beyond the table's
-//! capacity go to a locked overflow map, so no call is ever left uncounted.
+//! One atomic counter per routine, at the routine's dense index ([`Routine::index`]), so a
+//! call is one `fetch_add`. The first call of a routine records its name beside the counter,
+//! which is how a snapshot names the counts without this layer knowing the routine tables.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::kernel::lock;
+use crate::kernel::routine::{MAX_ROUTINES, Routine};
 
-/// Slots in the table: several times the number of routines kernel-sim emulates.
-const SLOTS: usize = 256;
-
-/// One routine's slot: the name (address, then length, published in that order) and its count.
+/// One routine's counter and, once called, its name.
+#[derive(Default)]
 struct Slot {
-    name: AtomicPtr<u8>,
-    len: AtomicUsize,
     calls: AtomicU64,
+    name: OnceLock<&'static str>,
 }
 
-/// Calls per routine name.
+/// Calls per routine.
 pub(crate) struct RoutineCounters {
     slots: Box<[Slot]>,
-    overflow: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Default for RoutineCounters {
     fn default() -> Self {
         Self {
-            slots: (0..SLOTS)
-                .map(|_| Slot {
-                    name: AtomicPtr::new(std::ptr::null_mut()),
-                    len: AtomicUsize::new(0),
-                    calls: AtomicU64::new(0),
-                })
-                .collect(),
-            overflow: Mutex::new(BTreeMap::new()),
+            slots: (0..MAX_ROUTINES).map(|_| Slot::default()).collect(),
         }
     }
 }
 
 impl RoutineCounters {
     /// Counts one call of `routine`.
-    pub(crate) fn count(&self, routine: &'static str) {
-        let key = routine.as_ptr().cast_mut();
-        // Fibonacci hashing of the address: its low bits are alignment, its high bits shared.
-        let start = (key as usize).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 8);
-        for probe in 0..SLOTS {
-            let slot = &self.slots[(start + probe) % SLOTS];
-            let mut current = slot.name.load(Ordering::Acquire);
-            if current.is_null() {
-                match slot.name.compare_exchange(
-                    std::ptr::null_mut(),
-                    key,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        slot.len.store(routine.len(), Ordering::Release);
-                        current = key;
-                    }
-                    Err(winner) => current = winner,
-                }
-            }
-            if current == key {
-                slot.calls.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+    pub(crate) fn count(&self, routine: Routine) {
+        // The index is below MAX_ROUTINES: each routine table checks that at compile time.
+        let slot = &self.slots[routine.index()];
+        if slot.calls.fetch_add(1, Ordering::Relaxed) == 0 {
+            let _ = slot.name.set(routine.name());
         }
-        *lock(&self.overflow).entry(routine).or_insert(0) += 1;
     }
 
-    /// Calls per routine name so far.
+    /// Calls per routine name so far. A routine whose first call is still between its count
+    /// and its name's store is left out (the report's snapshot is taken once the driver's
+    /// threads are done).
     pub(crate) fn snapshot(&self) -> BTreeMap<String, u64> {
-        let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
-        for slot in &*self.slots {
-            let name = slot.name.load(Ordering::Acquire);
-            // Zero for the instant between a slot's claim and the length's store: a snapshot
-            // taken while routines still run may miss that slot's first calls (the report's is
-            // taken once the driver's threads are done).
-            let len = slot.len.load(Ordering::Acquire);
-            if name.is_null() || len == 0 {
-                continue;
-            }
-            // SAFETY: `name` and `len` were taken from one `&'static str` by `count` (the length
-            // is stored only after the address, by the thread that claimed the slot).
-            let bytes = unsafe { std::slice::from_raw_parts(name, len) };
-            let name = String::from_utf8_lossy(bytes).into_owned();
-            *by_name.entry(name).or_insert(0) += slot.calls.load(Ordering::Relaxed);
-        }
-        for (&name, &calls) in lock(&self.overflow).iter() {
-            *by_name.entry(name.to_owned()).or_insert(0) += calls;
-        }
-        by_name
+        self.slots
+            .iter()
+            .filter_map(|slot| {
+                let name = slot.name.get()?;
+                Some(((*name).to_owned(), slot.calls.load(Ordering::Relaxed)))
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::IrqlRule;
+
+    fn routines(count: u16) -> Vec<Routine> {
+        (0..count)
+            .map(|i| {
+                let name: &'static str = Box::leak(format!("Routine{i}").into_boxed_str());
+                Routine::new(i, name, IrqlRule::Any)
+            })
+            .collect()
+    }
 
     #[test]
     fn counts_every_call_from_every_thread() {
         let counters = RoutineCounters::default();
-        let names: Vec<&'static str> = (0..40)
-            .map(|i| &*Box::leak(format!("Routine{i}").into_boxed_str()))
-            .collect();
+        let routines = routines(40);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
                     for round in 0..1_000 {
-                        for (i, name) in names.iter().enumerate() {
+                        for (i, routine) in routines.iter().enumerate() {
                             if round % (i + 1) == 0 {
-                                counters.count(name);
+                                counters.count(*routine);
                             }
                         }
                     }
@@ -123,36 +87,39 @@ mod tests {
             }
         });
         let snapshot = counters.snapshot();
-        assert_eq!(snapshot.len(), names.len());
-        for (i, name) in names.iter().enumerate() {
+        assert_eq!(snapshot.len(), routines.len());
+        for (i, routine) in routines.iter().enumerate() {
             let per_thread = (0..1_000u64).filter(|r| r % (i as u64 + 1) == 0).count() as u64;
-            assert_eq!(snapshot[*name], 4 * per_thread, "{name}");
+            assert_eq!(
+                snapshot[routine.name()],
+                4 * per_thread,
+                "{}",
+                routine.name()
+            );
         }
     }
 
     #[test]
-    fn names_beyond_the_table_overflow_and_are_still_counted() {
+    fn every_index_up_to_the_limit_is_counted_and_uncalled_routines_are_absent() {
         let counters = RoutineCounters::default();
-        let names: Vec<&'static str> = (0..SLOTS + 10)
-            .map(|i| &*Box::leak(format!("R{i}").into_boxed_str()))
-            .collect();
-        for name in &names {
-            counters.count(name);
-            counters.count(name);
+        let all = routines(u16::try_from(MAX_ROUTINES).unwrap());
+        for routine in all.iter().step_by(2) {
+            counters.count(*routine);
+            counters.count(*routine);
         }
         let snapshot = counters.snapshot();
-        assert_eq!(snapshot.len(), names.len());
+        assert_eq!(snapshot.len(), MAX_ROUTINES / 2);
         assert!(snapshot.values().all(|&calls| calls == 2));
-        assert_eq!(lock(&counters.overflow).len(), 10);
+        assert!(!snapshot.contains_key(all[1].name()));
     }
 
     #[test]
-    fn one_name_at_two_addresses_is_merged() {
+    fn one_routine_is_one_counter_whatever_its_name_string() {
         let counters = RoutineCounters::default();
         let a: &'static str = Box::leak("KeSetEvent".to_owned().into_boxed_str());
         let b: &'static str = Box::leak("KeSetEvent".to_owned().into_boxed_str());
-        counters.count(a);
-        counters.count(b);
+        counters.count(Routine::new(3, a, IrqlRule::Any));
+        counters.count(Routine::new(3, b, IrqlRule::Any));
         assert_eq!(counters.snapshot()["KeSetEvent"], 2);
     }
 }

@@ -13,6 +13,7 @@
 pub(crate) mod counters;
 pub(crate) mod objects;
 pub(crate) mod pause;
+pub(crate) mod routine;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -150,7 +151,8 @@ pub(crate) struct Kernel {
     driver_calls: AtomicU64,
     /// Calls per routine (lock-free: every emulated call counts itself).
     routine_calls: counters::RoutineCounters,
-    /// The test's hold on one callback (`SimConfig::pause_at`).
+    /// The test's hold on one callback (`SimConfig::pause_at`, armed by the layer that knows
+    /// the routines' names: see `Pause::arm`).
     pub(crate) pause: pause::Pause,
     /// The `DRIVER_OBJECT` handed to DriverEntry.
     pub driver_object: GuestAlloc,
@@ -256,7 +258,7 @@ impl Kernel {
     }
 
     /// Counts one emulated routine call.
-    fn count_routine(&self, routine: &'static str) {
+    fn count_routine(&self, routine: routine::Routine) {
         self.routine_calls.count(routine);
     }
 
@@ -636,12 +638,13 @@ pub(crate) fn current_kernel() -> *const Kernel {
 }
 
 /// Runs an emulated routine's `body` for the kernel of the calling driver thread, after
-/// counting the call and checking `irql` (see the module docs).
+/// counting the call and checking the IRQL rule its table gives it (see the module docs).
 pub(crate) fn emulate<R>(
-    routine: &'static str,
-    irql: IrqlRule,
+    routine: impl Into<routine::Routine>,
     body: impl FnOnce(&Kernel) -> R,
 ) -> R {
+    let declared = routine.into();
+    let routine = declared.name();
     let kernel = current_kernel();
     if kernel.is_null() {
         eprintln!("kernel-sim: {routine} called outside any driver call; aborting");
@@ -652,9 +655,9 @@ pub(crate) fn emulate<R>(
     // kept alive by an Arc held by the caller of call_driver.
     let kernel = unsafe { &*kernel };
     let previous = state::with(|s| s.routine.replace(routine));
-    kernel.count_routine(routine);
-    kernel.check_irql(routine, irql);
-    pause::Pause::check(kernel, routine);
+    kernel.count_routine(declared);
+    kernel.check_irql(routine, declared.irql());
+    pause::Pause::check(kernel, declared);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| body(kernel)));
     state::with(|s| s.routine.set(previous));
     match result {

@@ -9,9 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::kernel::routine::Routine;
 use crate::kernel::{Kernel, lock};
 use crate::report::ViolationKind;
 
@@ -30,20 +31,27 @@ enum Stage {
 /// The pause of one kernel.
 #[derive(Default)]
 pub(crate) struct Pause {
+    /// The routine `SimConfig::pause_at` names, once the layer that knows the routine tables
+    /// has looked it up ([`Pause::arm`]); unset, nothing is held.
+    routine: OnceLock<Routine>,
     stage: Mutex<Stage>,
     changed: Condvar,
 }
 
 impl Pause {
     /// Holds this call if it is the first one at the configured point (called by `emulate`).
-    pub(crate) fn check(k: &Kernel, routine: &'static str) {
+    pub(crate) fn check(k: &Kernel, routine: Routine) {
         let Some(point) = k.config.pause_at else {
             return;
         };
-        let callback = crate::machine::state::with(|s| s.callback.get());
-        if point.routine != routine || point.callback != callback {
+        if k.pause.routine.get() != Some(&routine) {
             return;
         }
+        let callback = crate::machine::state::with(|s| s.callback.get());
+        if point.callback != callback {
+            return;
+        }
+        let routine = routine.name();
         let pause = &k.pause;
         let mut stage = lock(&pause.stage);
         if *stage != Stage::Armed {
@@ -66,6 +74,14 @@ impl Pause {
                     k.config.hang_timeout
                 ),
             );
+        }
+    }
+
+    /// Arms the pause at `routine` (the routine `SimConfig::pause_at` names; `None` when no
+    /// emulated routine has that name, which never holds anything, as before).
+    pub(crate) fn arm(&self, routine: Option<Routine>) {
+        if let Some(routine) = routine {
+            let _ = self.routine.set(routine);
         }
     }
 

@@ -14,9 +14,10 @@ use vigil_sys::{
     STATUS_TIMEOUT, SynchronizationEvent,
 };
 
-use crate::kernel::{IrqlRule, Kernel, emulate, irql_name, lock};
+use crate::kernel::{Kernel, emulate, irql_name, lock};
 use crate::machine::guest;
 use crate::machine::state;
+use crate::ntoskrnl::exports::Routine;
 use crate::report::ViolationKind;
 
 /// 100 ns intervals between 1601-01-01 and 1970-01-01.
@@ -98,7 +99,7 @@ pub(crate) extern "win64" fn ke_initialize_event(
     kind: EVENT_TYPE,
     signalled: BOOLEAN,
 ) {
-    emulate("KeInitializeEvent", IrqlRule::Any, |k| {
+    emulate(Routine::KeInitializeEvent, |k| {
         if event.is_null() || !event.is_aligned() {
             k.violation(
                 ViolationKind::Parameter,
@@ -139,7 +140,7 @@ pub(crate) extern "win64" fn ke_set_event(
     _increment: KPRIORITY,
     wait: BOOLEAN,
 ) -> i32 {
-    emulate("KeSetEvent", IrqlRule::AtMost(DISPATCH_LEVEL), |k| {
+    emulate(Routine::KeSetEvent, |k| {
         if wait != 0 && state::current_irql() > APC_LEVEL {
             k.violation(
                 ViolationKind::Irql,
@@ -161,7 +162,7 @@ pub(crate) extern "win64" fn ke_set_event(
 
 /// `KeClearEvent`: IRQL <= DISPATCH_LEVEL.
 pub(crate) extern "win64" fn ke_clear_event(event: *mut KEVENT) {
-    emulate("KeClearEvent", IrqlRule::AtMost(DISPATCH_LEVEL), |k| {
+    emulate(Routine::KeClearEvent, |k| {
         if validate_event(k, event, "KeClearEvent").is_some()
             && let Some(word) = guest::atomic_i32(signal_state(event))
         {
@@ -172,7 +173,7 @@ pub(crate) extern "win64" fn ke_clear_event(event: *mut KEVENT) {
 
 /// `KeReadStateEvent`: IRQL <= DISPATCH_LEVEL.
 pub(crate) extern "win64" fn ke_read_state_event(event: *mut KEVENT) -> i32 {
-    emulate("KeReadStateEvent", IrqlRule::AtMost(DISPATCH_LEVEL), |k| {
+    emulate(Routine::KeReadStateEvent, |k| {
         if validate_event(k, event, "KeReadStateEvent").is_none() {
             return 0;
         }
@@ -189,7 +190,7 @@ pub(crate) extern "win64" fn ke_wait_for_single_object(
     _alertable: BOOLEAN,
     timeout: *mut LARGE_INTEGER,
 ) -> NTSTATUS {
-    emulate("KeWaitForSingleObject", IrqlRule::Any, |k| {
+    emulate(Routine::KeWaitForSingleObject, |k| {
         let timeout_value = (!timeout.is_null()).then(|| guest::read(timeout));
         let irql = state::current_irql();
         let limit = if timeout_value == Some(0) {
@@ -256,7 +257,7 @@ pub(crate) extern "win64" fn ke_delay_execution_thread(
     _alertable: BOOLEAN,
     interval: *mut LARGE_INTEGER,
 ) -> NTSTATUS {
-    emulate("KeDelayExecutionThread", IrqlRule::AtMost(APC_LEVEL), |k| {
+    emulate(Routine::KeDelayExecutionThread, |k| {
         if interval.is_null() {
             k.violation(
                 ViolationKind::Parameter,
@@ -274,7 +275,7 @@ pub(crate) extern "win64" fn ke_delay_execution_thread(
 
 /// `KeQuerySystemTimePrecise`: any IRQL.
 pub(crate) extern "win64" fn ke_query_system_time_precise(time: *mut LARGE_INTEGER) {
-    emulate("KeQuerySystemTimePrecise", IrqlRule::Any, |_| {
+    emulate(Routine::KeQuerySystemTimePrecise, |_| {
         guest::write(time, system_time_100ns());
     });
 }

@@ -1,103 +1,58 @@
-//! `ntoskrnl.exe`'s export table: every routine and variable kernel-sim emulates for it, by
-//! the name a driver imports, with the address the loader binds. To add a routine: write its
-//! `extern "win64"` emulation in the file of its family (through
-//! [`emulate`](crate::kernel::emulate)), then add one line here.
+//! `ntoskrnl.exe`'s routines, declared once each: name (as a driver imports it), handler,
+//! IRQL rule (the `IRQL` row of its reference page). From this table come the [`Routine`]
+//! enum the handlers pass to [`emulate`](crate::kernel::emulate) and the export table the
+//! loader binds ([`EXPORTS`], with the exported variables). To add a routine: write its
+//! `extern "win64"` emulation in the file of its family, then add one line here.
 
-use crate::kernel::Export;
+use vigil_sys::{APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
+
+use crate::kernel::IrqlRule::{Any, AtMost, Exactly};
+use crate::kernel::routine::routines;
 use crate::machine::signals::MM_USER_PROBE_ADDRESS;
-use crate::ntoskrnl;
+use crate::ntoskrnl::{event, io, misc, pool, registry, rtl, sync, thread};
 
-/// The table.
-pub(crate) const EXPORTS: &[Export] = &[
-    ("ExAllocatePool2", || {
-        ntoskrnl::pool::ex_allocate_pool2 as *const () as usize
-    }),
-    ("ExFreePoolWithTag", || {
-        ntoskrnl::pool::ex_free_pool_with_tag as *const () as usize
-    }),
-    ("KeInitializeEvent", || {
-        ntoskrnl::event::ke_initialize_event as *const () as usize
-    }),
-    ("KeSetEvent", || {
-        ntoskrnl::event::ke_set_event as *const () as usize
-    }),
-    ("KeClearEvent", || {
-        ntoskrnl::event::ke_clear_event as *const () as usize
-    }),
-    ("KeReadStateEvent", || {
-        ntoskrnl::event::ke_read_state_event as *const () as usize
-    }),
-    ("KeWaitForSingleObject", || {
-        ntoskrnl::event::ke_wait_for_single_object as *const () as usize
-    }),
-    ("KeDelayExecutionThread", || {
-        ntoskrnl::event::ke_delay_execution_thread as *const () as usize
-    }),
-    ("KeQuerySystemTimePrecise", || {
-        ntoskrnl::event::ke_query_system_time_precise as *const () as usize
-    }),
-    ("KeAcquireSpinLockRaiseToDpc", || {
-        ntoskrnl::sync::ke_acquire_spin_lock_raise_to_dpc as *const () as usize
-    }),
-    ("KeReleaseSpinLock", || {
-        ntoskrnl::sync::ke_release_spin_lock as *const () as usize
-    }),
-    ("KeEnterCriticalRegion", || {
-        ntoskrnl::sync::ke_enter_critical_region as *const () as usize
-    }),
-    ("KeLeaveCriticalRegion", || {
-        ntoskrnl::sync::ke_leave_critical_region as *const () as usize
-    }),
-    ("KeBugCheckEx", || {
-        ntoskrnl::misc::ke_bug_check_ex as *const () as usize
-    }),
-    ("PsCreateSystemThread", || {
-        ntoskrnl::thread::ps_create_system_thread as *const () as usize
-    }),
-    ("PsTerminateSystemThread", || {
-        ntoskrnl::thread::ps_terminate_system_thread as *const () as usize
-    }),
-    ("PsGetCurrentProcessId", || {
-        ntoskrnl::thread::ps_get_current_process_id as *const () as usize
-    }),
-    ("PsGetCurrentThreadId", || {
-        ntoskrnl::thread::ps_get_current_thread_id as *const () as usize
-    }),
-    ("ObReferenceObjectByHandle", || {
-        ntoskrnl::thread::ob_reference_object_by_handle as *const () as usize
-    }),
-    ("ObfDereferenceObject", || {
-        ntoskrnl::thread::obf_dereference_object as *const () as usize
-    }),
-    ("ZwClose", || {
-        ntoskrnl::thread::zw_close as *const () as usize
-    }),
-    ("ZwWaitForSingleObject", || {
-        ntoskrnl::thread::zw_wait_for_single_object as *const () as usize
-    }),
-    ("ZwOpenKey", || {
-        ntoskrnl::registry::zw_open_key as *const () as usize
-    }),
-    ("ZwQueryValueKey", || {
-        ntoskrnl::registry::zw_query_value_key as *const () as usize
-    }),
-    ("IoCreateDevice", || {
-        ntoskrnl::io::io_create_device as *const () as usize
-    }),
-    ("IoDeleteDevice", || {
-        ntoskrnl::io::io_delete_device as *const () as usize
-    }),
-    ("memcpy", || ntoskrnl::rtl::memcpy as *const () as usize),
-    ("memmove", || ntoskrnl::rtl::memmove as *const () as usize),
-    ("memset", || ntoskrnl::rtl::memset as *const () as usize),
-    ("memcmp", || ntoskrnl::rtl::memcmp as *const () as usize),
-    ("__C_specific_handler", || {
-        ntoskrnl::misc::c_specific_handler as *const () as usize
-    }),
-    // Data imports: the IAT slot holds the variable's address.
-    ("PsThreadType", || (&raw const PS_THREAD_TYPE) as usize),
-    ("MmUserProbeAddress", || (&raw const MM_USER_PROBE) as usize),
-];
+routines! {
+    /// The `ntoskrnl.exe` routines kernel-sim emulates.
+    #[expect(non_camel_case_types, reason = "variants keep the exported names (`memcpy`)")]
+    first 0;
+    routines {
+        ExAllocatePool2 => pool::ex_allocate_pool2, AtMost(DISPATCH_LEVEL);
+        ExFreePoolWithTag => pool::ex_free_pool_with_tag, AtMost(DISPATCH_LEVEL);
+        KeInitializeEvent => event::ke_initialize_event, Any;
+        KeSetEvent => event::ke_set_event, AtMost(DISPATCH_LEVEL);
+        KeClearEvent => event::ke_clear_event, AtMost(DISPATCH_LEVEL);
+        KeReadStateEvent => event::ke_read_state_event, AtMost(DISPATCH_LEVEL);
+        KeWaitForSingleObject => event::ke_wait_for_single_object, Any;
+        KeDelayExecutionThread => event::ke_delay_execution_thread, AtMost(APC_LEVEL);
+        KeQuerySystemTimePrecise => event::ke_query_system_time_precise, Any;
+        KeAcquireSpinLockRaiseToDpc => sync::ke_acquire_spin_lock_raise_to_dpc, AtMost(DISPATCH_LEVEL);
+        KeReleaseSpinLock => sync::ke_release_spin_lock, Exactly(DISPATCH_LEVEL);
+        KeEnterCriticalRegion => sync::ke_enter_critical_region, AtMost(APC_LEVEL);
+        KeLeaveCriticalRegion => sync::ke_leave_critical_region, AtMost(APC_LEVEL);
+        KeBugCheckEx => misc::ke_bug_check_ex, Any;
+        PsCreateSystemThread => thread::ps_create_system_thread, AtMost(PASSIVE_LEVEL);
+        PsTerminateSystemThread => thread::ps_terminate_system_thread, AtMost(PASSIVE_LEVEL);
+        PsGetCurrentProcessId => thread::ps_get_current_process_id, Any;
+        PsGetCurrentThreadId => thread::ps_get_current_thread_id, Any;
+        ObReferenceObjectByHandle => thread::ob_reference_object_by_handle, AtMost(PASSIVE_LEVEL);
+        ObfDereferenceObject => thread::obf_dereference_object, AtMost(DISPATCH_LEVEL);
+        ZwClose => thread::zw_close, AtMost(PASSIVE_LEVEL);
+        ZwWaitForSingleObject => thread::zw_wait_for_single_object, AtMost(PASSIVE_LEVEL);
+        ZwOpenKey => registry::zw_open_key, AtMost(PASSIVE_LEVEL);
+        ZwQueryValueKey => registry::zw_query_value_key, AtMost(PASSIVE_LEVEL);
+        IoCreateDevice => io::io_create_device, AtMost(PASSIVE_LEVEL);
+        IoDeleteDevice => io::io_delete_device, AtMost(PASSIVE_LEVEL);
+        memcpy => rtl::memcpy, Any;
+        memmove => rtl::memmove, Any;
+        memset => rtl::memset, Any;
+        memcmp => rtl::memcmp, Any;
+        __C_specific_handler => misc::c_specific_handler, Any;
+    }
+    variables {
+        PsThreadType => (&raw const PS_THREAD_TYPE) as usize;
+        MmUserProbeAddress => (&raw const MM_USER_PROBE) as usize;
+    }
+}
 
 /// The body of the emulated thread object type (`*PsThreadType` points here).
 #[repr(C, align(16))]

@@ -9,14 +9,14 @@ use std::sync::atomic::Ordering;
 
 use vigil_sys::{
     BOOLEAN, DEVICE_OBJECT, DEVICE_TYPE, DO_DEVICE_INITIALIZING, DRIVER_OBJECT, NTSTATUS,
-    PASSIVE_LEVEL, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
-    UNICODE_STRING,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, UNICODE_STRING,
 };
 
 use crate::kernel::objects::DeviceRecord;
-use crate::kernel::{IrqlRule, Kernel, emulate, lock};
+use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest;
 use crate::machine::pages::Region;
+use crate::ntoskrnl::exports::Routine;
 use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
 
@@ -39,7 +39,7 @@ pub(crate) extern "win64" fn io_create_device(
     exclusive: BOOLEAN,
     device_out: *mut *mut DEVICE_OBJECT,
 ) -> NTSTATUS {
-    emulate("IoCreateDevice", IrqlRule::AtMost(PASSIVE_LEVEL), |k| {
+    emulate(Routine::IoCreateDevice, |k| {
         if driver as usize != k.driver_object.address() {
             k.violation(
                 ViolationKind::Parameter,
@@ -128,7 +128,7 @@ pub(crate) extern "win64" fn io_create_device(
 
 /// `IoDeleteDevice`: PASSIVE_LEVEL.
 pub(crate) extern "win64" fn io_delete_device(device: *mut DEVICE_OBJECT) {
-    emulate("IoDeleteDevice", IrqlRule::AtMost(PASSIVE_LEVEL), |k| {
+    emulate(Routine::IoDeleteDevice, |k| {
         k.check_teardown_race("IoDeleteDevice");
         let record = lock(&k.objects).devices.remove(&(device as usize));
         let Some(record) = record else {

@@ -2,9 +2,10 @@
 
 use std::ffi::c_void;
 
-use crate::kernel::{IrqlRule, emulate};
+use crate::kernel::emulate;
 use crate::machine::state::{self, Abandon};
 use crate::machine::switch::abandon_current_call;
+use crate::ntoskrnl::exports::Routine;
 use crate::report::ViolationKind;
 
 /// `KeBugCheckEx`: any IRQL; never returns. The driver call is abandoned and reported as a
@@ -16,7 +17,7 @@ pub(crate) extern "win64" fn ke_bug_check_ex(
     p3: usize,
     p4: usize,
 ) -> ! {
-    emulate("KeBugCheckEx", IrqlRule::Any, |_| {
+    emulate(Routine::KeBugCheckEx, |_| {
         state::with(|s| {
             let params = [u64::from(code), p1 as u64, p2 as u64, p3 as u64, p4 as u64];
             for (cell, value) in s.fault.params.iter().zip(params) {
@@ -36,7 +37,7 @@ pub(crate) extern "win64" fn c_specific_handler(
     _context: *mut c_void,
     _dispatcher: *mut c_void,
 ) -> i32 {
-    emulate("__C_specific_handler", IrqlRule::Any, |k| {
+    emulate(Routine::__C_specific_handler, |k| {
         k.violation(
             ViolationKind::Parameter,
             "__C_specific_handler: called only by the exception dispatcher",

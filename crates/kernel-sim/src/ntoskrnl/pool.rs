@@ -3,13 +3,14 @@
 use std::sync::atomic::Ordering;
 
 use vigil_sys::{
-    DISPATCH_LEVEL, POOL_FLAG_NON_PAGED, POOL_FLAG_PAGED, POOL_FLAG_RAISE_ON_FAILURE,
-    POOL_FLAG_UNINITIALIZED, POOL_FLAG_USE_QUOTA, POOL_FLAGS, PVOID,
+    POOL_FLAG_NON_PAGED, POOL_FLAG_PAGED, POOL_FLAG_RAISE_ON_FAILURE, POOL_FLAG_UNINITIALIZED,
+    POOL_FLAG_USE_QUOTA, POOL_FLAGS, PVOID,
 };
 
-use crate::kernel::{IrqlRule, emulate, lock};
+use crate::kernel::{emulate, lock};
 use crate::machine::pool::{AllocRequest, FreeError, Pool, tag_text};
 use crate::machine::state;
+use crate::ntoskrnl::exports::Routine;
 use crate::report::ViolationKind;
 
 /// `POOL_FLAG_SESSION`.
@@ -29,7 +30,7 @@ const KNOWN_FLAGS: POOL_FLAGS = POOL_FLAG_USE_QUOTA
 
 /// `ExAllocatePool2`: IRQL <= DISPATCH_LEVEL (paged pool <= APC_LEVEL). Failable: null.
 pub(crate) extern "win64" fn ex_allocate_pool2(flags: POOL_FLAGS, size: usize, tag: u32) -> PVOID {
-    emulate("ExAllocatePool2", IrqlRule::AtMost(DISPATCH_LEVEL), |k| {
+    emulate(Routine::ExAllocatePool2, |k| {
         let irql = state::current_irql();
         if flags & POOL_FLAG_RAISE_ON_FAILURE != 0 {
             k.violation(
@@ -105,7 +106,7 @@ pub(crate) extern "win64" fn ex_allocate_pool2(flags: POOL_FLAGS, size: usize, t
 
 /// `ExFreePoolWithTag`: IRQL <= DISPATCH_LEVEL (paged blocks <= APC_LEVEL).
 pub(crate) extern "win64" fn ex_free_pool_with_tag(block: PVOID, tag: u32) {
-    emulate("ExFreePoolWithTag", IrqlRule::AtMost(DISPATCH_LEVEL), |k| {
+    emulate(Routine::ExFreePoolWithTag, |k| {
         if block.is_null() {
             k.violation(
                 ViolationKind::PoolBadFree,

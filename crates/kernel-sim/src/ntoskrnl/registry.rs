@@ -3,15 +3,16 @@
 
 use vigil_sys::{
     ACCESS_MASK, HANDLE, KEY_VALUE_PARTIAL_INFORMATION, KeyValuePartialInformation, NTSTATUS,
-    OBJECT_ATTRIBUTES, PASSIVE_LEVEL, PVOID, REG_DWORD, REG_MULTI_SZ, REG_SZ,
-    STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_PARAMETER, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS, UNICODE_STRING,
+    OBJECT_ATTRIBUTES, PVOID, REG_DWORD, REG_MULTI_SZ, REG_SZ, STATUS_BUFFER_OVERFLOW,
+    STATUS_BUFFER_TOO_SMALL, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
+    STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS, UNICODE_STRING,
 };
 
 use crate::config::RegistryValue;
 use crate::kernel::objects::{HandleTarget, KeyObject};
-use crate::kernel::{IrqlRule, emulate, lock};
+use crate::kernel::{emulate, lock};
 use crate::machine::guest;
+use crate::ntoskrnl::exports::Routine;
 use crate::ntoskrnl::status;
 use crate::ntoskrnl::thread::check_kernel_handle;
 use crate::report::ViolationKind;
@@ -28,7 +29,7 @@ pub(crate) extern "win64" fn zw_open_key(
     _access: ACCESS_MASK,
     attributes: *mut OBJECT_ATTRIBUTES,
 ) -> NTSTATUS {
-    emulate("ZwOpenKey", IrqlRule::AtMost(PASSIVE_LEVEL), |k| {
+    emulate(Routine::ZwOpenKey, |k| {
         if key_out.is_null() {
             k.violation(
                 ViolationKind::Parameter,
@@ -112,7 +113,7 @@ pub(crate) extern "win64" fn zw_query_value_key(
     length: u32,
     result_length: *mut u32,
 ) -> NTSTATUS {
-    emulate("ZwQueryValueKey", IrqlRule::AtMost(PASSIVE_LEVEL), |k| {
+    emulate(Routine::ZwQueryValueKey, |k| {
         let target = lock(&k.objects).get(key as usize);
         let path = match target {
             Some(HandleTarget::Key(key)) => key.path,

@@ -9,12 +9,13 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use vigil_sys::{APC_LEVEL, DISPATCH_LEVEL, KIRQL, KSPIN_LOCK};
+use vigil_sys::{DISPATCH_LEVEL, KIRQL, KSPIN_LOCK};
 
-use crate::kernel::{IrqlRule, allocate_thread_id, emulate, irql_name};
+use crate::kernel::{allocate_thread_id, emulate, irql_name};
 use crate::machine::guest;
 use crate::machine::state::{self, Abandon};
 use crate::machine::switch::abandon_current_call;
+use crate::ntoskrnl::exports::Routine;
 use crate::report::ViolationKind;
 
 /// This OS thread's spin-lock owner identity: unique among all threads of the process, fixed for
@@ -29,106 +30,96 @@ fn lock_owner() -> usize {
 /// `KeAcquireSpinLockRaiseToDpc`: IRQL <= DISPATCH_LEVEL; raises to DISPATCH_LEVEL and returns
 /// the previous IRQL.
 pub(crate) extern "win64" fn ke_acquire_spin_lock_raise_to_dpc(lock: *mut KSPIN_LOCK) -> KIRQL {
-    emulate(
-        "KeAcquireSpinLockRaiseToDpc",
-        IrqlRule::AtMost(DISPATCH_LEVEL),
-        |k| {
-            let previous = state::current_irql();
-            let Some(word) = guest::atomic_usize(lock) else {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "KeAcquireSpinLockRaiseToDpc: an aligned KSPIN_LOCK",
-                    format!("SpinLock {lock:p}"),
-                );
-                return previous;
-            };
-            let me = lock_owner();
-            state::set_irql(DISPATCH_LEVEL);
-            let give_up = Instant::now() + k.config.hang_timeout;
-            loop {
-                match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                    Ok(_) => return previous,
-                    Err(owner) if owner == me => {
-                        k.fatal(
-                            ViolationKind::Deadlock,
-                            "KeAcquireSpinLockRaiseToDpc: a spin lock is not recursive",
-                            format!(
-                                "spin lock {lock:p} acquired again by the thread that holds it"
-                            ),
-                        );
-                        abandon_current_call(Abandon::Stopped);
-                    }
-                    Err(_) if Instant::now() > give_up => {
-                        k.fatal(
-                            ViolationKind::Deadlock,
-                            "a spin lock is held briefly",
-                            format!("spin lock {lock:p} not released within the hang limit"),
-                        );
-                        abandon_current_call(Abandon::Stopped);
-                    }
-                    Err(_) => std::thread::yield_now(),
+    emulate(Routine::KeAcquireSpinLockRaiseToDpc, |k| {
+        let previous = state::current_irql();
+        let Some(word) = guest::atomic_usize(lock) else {
+            k.violation(
+                ViolationKind::Parameter,
+                "KeAcquireSpinLockRaiseToDpc: an aligned KSPIN_LOCK",
+                format!("SpinLock {lock:p}"),
+            );
+            return previous;
+        };
+        let me = lock_owner();
+        state::set_irql(DISPATCH_LEVEL);
+        let give_up = Instant::now() + k.config.hang_timeout;
+        loop {
+            match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return previous,
+                Err(owner) if owner == me => {
+                    k.fatal(
+                        ViolationKind::Deadlock,
+                        "KeAcquireSpinLockRaiseToDpc: a spin lock is not recursive",
+                        format!("spin lock {lock:p} acquired again by the thread that holds it"),
+                    );
+                    abandon_current_call(Abandon::Stopped);
                 }
+                Err(_) if Instant::now() > give_up => {
+                    k.fatal(
+                        ViolationKind::Deadlock,
+                        "a spin lock is held briefly",
+                        format!("spin lock {lock:p} not released within the hang limit"),
+                    );
+                    abandon_current_call(Abandon::Stopped);
+                }
+                Err(_) => std::thread::yield_now(),
             }
-        },
-    )
+        }
+    })
 }
 
 /// `KeReleaseSpinLock`: IRQL == DISPATCH_LEVEL; lowers to `NewIrql`.
 pub(crate) extern "win64" fn ke_release_spin_lock(lock: *mut KSPIN_LOCK, new_irql: KIRQL) {
-    emulate(
-        "KeReleaseSpinLock",
-        IrqlRule::Exactly(DISPATCH_LEVEL),
-        |k| {
-            let me = lock_owner();
-            match guest::atomic_usize(lock) {
-                None => k.violation(
-                    ViolationKind::Parameter,
-                    "KeReleaseSpinLock: an aligned KSPIN_LOCK",
-                    format!("SpinLock {lock:p}"),
-                ),
-                Some(word) => {
-                    if let Err(owner) =
-                        word.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
-                    {
-                        k.violation(
-                            ViolationKind::Parameter,
-                            "KeReleaseSpinLock: a lock the caller holds",
-                            if owner == 0 {
-                                format!("spin lock {lock:p} is not held")
-                            } else {
-                                format!("spin lock {lock:p} is held by another thread")
-                            },
-                        );
-                    }
+    emulate(Routine::KeReleaseSpinLock, |k| {
+        let me = lock_owner();
+        match guest::atomic_usize(lock) {
+            None => k.violation(
+                ViolationKind::Parameter,
+                "KeReleaseSpinLock: an aligned KSPIN_LOCK",
+                format!("SpinLock {lock:p}"),
+            ),
+            Some(word) => {
+                if let Err(owner) =
+                    word.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+                {
+                    k.violation(
+                        ViolationKind::Parameter,
+                        "KeReleaseSpinLock: a lock the caller holds",
+                        if owner == 0 {
+                            format!("spin lock {lock:p} is not held")
+                        } else {
+                            format!("spin lock {lock:p} is held by another thread")
+                        },
+                    );
                 }
             }
-            if new_irql > state::current_irql() {
-                k.violation(
-                    ViolationKind::Irql,
-                    "KeReleaseSpinLock: NewIrql is the IRQL KeAcquireSpinLock returned",
-                    format!(
-                        "NewIrql {} above the current {}",
-                        irql_name(new_irql),
-                        irql_name(state::current_irql())
-                    ),
-                );
-            }
-            state::set_irql(new_irql);
-        },
-    );
+        }
+        if new_irql > state::current_irql() {
+            k.violation(
+                ViolationKind::Irql,
+                "KeReleaseSpinLock: NewIrql is the IRQL KeAcquireSpinLock returned",
+                format!(
+                    "NewIrql {} above the current {}",
+                    irql_name(new_irql),
+                    irql_name(state::current_irql())
+                ),
+            );
+        }
+        state::set_irql(new_irql);
+    });
 }
 
 /// `KeEnterCriticalRegion`: IRQL <= APC_LEVEL. Disables normal kernel APCs; does not raise
 /// IRQL (RULES.md, rule 6).
 pub(crate) extern "win64" fn ke_enter_critical_region() {
-    emulate("KeEnterCriticalRegion", IrqlRule::AtMost(APC_LEVEL), |_| {
+    emulate(Routine::KeEnterCriticalRegion, |_| {
         state::with(|s| s.critical_regions.set(s.critical_regions.get() + 1));
     });
 }
 
 /// `KeLeaveCriticalRegion`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn ke_leave_critical_region() {
-    emulate("KeLeaveCriticalRegion", IrqlRule::AtMost(APC_LEVEL), |k| {
+    emulate(Routine::KeLeaveCriticalRegion, |k| {
         leave_critical_region(k, "KeLeaveCriticalRegion");
     });
 }

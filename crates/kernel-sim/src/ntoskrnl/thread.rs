@@ -12,16 +12,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use vigil_sys::{
-    ACCESS_MASK, CLIENT_ID, DISPATCH_LEVEL, HANDLE, KPROCESSOR_MODE, NTSTATUS, OBJ_KERNEL_HANDLE,
+    ACCESS_MASK, CLIENT_ID, HANDLE, KPROCESSOR_MODE, NTSTATUS, OBJ_KERNEL_HANDLE,
     OBJECT_ATTRIBUTES, PASSIVE_LEVEL, PKSTART_ROUTINE, POBJECT_TYPE, PVOID,
     STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, UserMode,
 };
 
 use crate::kernel::objects::{HandleTarget, ThreadObject};
-use crate::kernel::{IrqlRule, Kernel, emulate, ensure_thread_id, lock};
+use crate::kernel::{Kernel, emulate, ensure_thread_id, lock};
 use crate::machine::guest;
 use crate::machine::state::{self, Abandon};
 use crate::machine::switch::abandon_current_call;
+use crate::ntoskrnl::exports::Routine;
 use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
 
@@ -66,128 +67,118 @@ pub(crate) extern "win64" fn ps_create_system_thread(
     start: PKSTART_ROUTINE,
     context: PVOID,
 ) -> NTSTATUS {
-    emulate(
-        "PsCreateSystemThread",
-        IrqlRule::AtMost(PASSIVE_LEVEL),
-        |k| {
-            if handle_out.is_null() {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "PsCreateSystemThread: a ThreadHandle out-pointer",
-                    "ThreadHandle is NULL".to_owned(),
-                );
-                return STATUS_INVALID_PARAMETER;
-            }
-            let Some(start) = start else {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "PsCreateSystemThread: a StartRoutine",
-                    "StartRoutine is NULL".to_owned(),
-                );
-                return STATUS_INVALID_PARAMETER;
-            };
-            check_kernel_handle(k, "PsCreateSystemThread", attributes);
-            if !process.is_null() {
-                k.violation(
-                    ViolationKind::NotEmulated,
-                    "PsCreateSystemThread: ProcessHandle NULL (the System process)",
-                    format!(
-                        "ProcessHandle {process:p}: threads in other processes are not emulated"
-                    ),
-                );
-            }
-            if k.inject_failure("PsCreateSystemThread", "STATUS_INSUFFICIENT_RESOURCES") {
-                return STATUS_INSUFFICIENT_RESOURCES;
-            }
-            let id = crate::kernel::allocate_thread_id();
-            let thread = Arc::new(ThreadObject::new(id, start as usize));
-            let kernel = k.arc();
-            let runner = Arc::clone(&thread);
-            let start_address = start as usize;
-            let context_address = context as usize;
-            let spawned = std::thread::Builder::new()
-                .name(format!("kernel-sim system thread {id:#x}"))
-                .spawn(move || {
-                    state::with(|s| {
-                        s.thread_id.set(runner.id);
-                        s.process_id.set(SYSTEM_PROCESS_ID);
-                        s.system_thread.set(true);
-                    });
-                    // SAFETY: the driver gave this start routine (a KSTART_ROUTINE) to
-                    // PsCreateSystemThread; the image stays mapped while the kernel waits for its
-                    // threads; the context is the driver's own pointer, passed through.
-                    let start: unsafe extern "win64" fn(PVOID) =
-                        unsafe { std::mem::transmute(start_address) };
-                    kernel.call_driver("system thread", Some(PASSIVE_LEVEL), || {
-                        // SAFETY: see above.
-                        unsafe { start(context_address as PVOID) };
-                    });
-                    let latency = kernel.config.thread_exit_latency;
-                    if !latency.is_zero() {
-                        std::thread::sleep(latency);
-                    }
-                    runner.finished.store(true, Ordering::Release);
-                    kernel.notify_waiters();
+    emulate(Routine::PsCreateSystemThread, |k| {
+        if handle_out.is_null() {
+            k.violation(
+                ViolationKind::Parameter,
+                "PsCreateSystemThread: a ThreadHandle out-pointer",
+                "ThreadHandle is NULL".to_owned(),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        let Some(start) = start else {
+            k.violation(
+                ViolationKind::Parameter,
+                "PsCreateSystemThread: a StartRoutine",
+                "StartRoutine is NULL".to_owned(),
+            );
+            return STATUS_INVALID_PARAMETER;
+        };
+        check_kernel_handle(k, "PsCreateSystemThread", attributes);
+        if !process.is_null() {
+            k.violation(
+                ViolationKind::NotEmulated,
+                "PsCreateSystemThread: ProcessHandle NULL (the System process)",
+                format!("ProcessHandle {process:p}: threads in other processes are not emulated"),
+            );
+        }
+        if k.inject_failure("PsCreateSystemThread", "STATUS_INSUFFICIENT_RESOURCES") {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+        let id = crate::kernel::allocate_thread_id();
+        let thread = Arc::new(ThreadObject::new(id, start as usize));
+        let kernel = k.arc();
+        let runner = Arc::clone(&thread);
+        let start_address = start as usize;
+        let context_address = context as usize;
+        let spawned = std::thread::Builder::new()
+            .name(format!("kernel-sim system thread {id:#x}"))
+            .spawn(move || {
+                state::with(|s| {
+                    s.thread_id.set(runner.id);
+                    s.process_id.set(SYSTEM_PROCESS_ID);
+                    s.system_thread.set(true);
                 });
-            let Ok(join) = spawned else {
-                return STATUS_INSUFFICIENT_RESOURCES;
-            };
-            *lock(&thread.join) = Some(join);
-            let handle = {
-                let mut objects = lock(&k.objects);
-                objects
-                    .threads
-                    .insert(thread.address(), Arc::clone(&thread));
-                objects.open(
-                    HandleTarget::Thread(Arc::clone(&thread)),
-                    "PsCreateSystemThread",
-                )
-            };
-            guest::write(handle_out, handle as HANDLE);
-            if !client_id.is_null() {
-                guest::write(
-                    client_id,
-                    CLIENT_ID {
-                        UniqueProcess: SYSTEM_PROCESS_ID as HANDLE,
-                        UniqueThread: id as HANDLE,
-                    },
-                );
-            }
-            STATUS_SUCCESS
-        },
-    )
+                // SAFETY: the driver gave this start routine (a KSTART_ROUTINE) to
+                // PsCreateSystemThread; the image stays mapped while the kernel waits for its
+                // threads; the context is the driver's own pointer, passed through.
+                let start: unsafe extern "win64" fn(PVOID) =
+                    unsafe { std::mem::transmute(start_address) };
+                kernel.call_driver("system thread", Some(PASSIVE_LEVEL), || {
+                    // SAFETY: see above.
+                    unsafe { start(context_address as PVOID) };
+                });
+                let latency = kernel.config.thread_exit_latency;
+                if !latency.is_zero() {
+                    std::thread::sleep(latency);
+                }
+                runner.finished.store(true, Ordering::Release);
+                kernel.notify_waiters();
+            });
+        let Ok(join) = spawned else {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        };
+        *lock(&thread.join) = Some(join);
+        let handle = {
+            let mut objects = lock(&k.objects);
+            objects
+                .threads
+                .insert(thread.address(), Arc::clone(&thread));
+            objects.open(
+                HandleTarget::Thread(Arc::clone(&thread)),
+                "PsCreateSystemThread",
+            )
+        };
+        guest::write(handle_out, handle as HANDLE);
+        if !client_id.is_null() {
+            guest::write(
+                client_id,
+                CLIENT_ID {
+                    UniqueProcess: SYSTEM_PROCESS_ID as HANDLE,
+                    UniqueThread: id as HANDLE,
+                },
+            );
+        }
+        STATUS_SUCCESS
+    })
 }
 
 /// `PsTerminateSystemThread`: PASSIVE_LEVEL, from a system thread; does not return.
 pub(crate) extern "win64" fn ps_terminate_system_thread(exit_status: NTSTATUS) -> NTSTATUS {
-    emulate(
-        "PsTerminateSystemThread",
-        IrqlRule::AtMost(PASSIVE_LEVEL),
-        |k| {
-            if !state::with(|s| s.system_thread.get()) {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "PsTerminateSystemThread: called by a system thread",
-                    "called by a thread PsCreateSystemThread did not create".to_owned(),
-                );
-                return STATUS_INVALID_PARAMETER;
-            }
-            state::with(|s| s.fault.params[0].set(u64::from(exit_status.cast_unsigned())));
-            abandon_current_call(Abandon::Terminated)
-        },
-    )
+    emulate(Routine::PsTerminateSystemThread, |k| {
+        if !state::with(|s| s.system_thread.get()) {
+            k.violation(
+                ViolationKind::Parameter,
+                "PsTerminateSystemThread: called by a system thread",
+                "called by a thread PsCreateSystemThread did not create".to_owned(),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        state::with(|s| s.fault.params[0].set(u64::from(exit_status.cast_unsigned())));
+        abandon_current_call(Abandon::Terminated)
+    })
 }
 
 /// `PsGetCurrentProcessId`: any IRQL.
 pub(crate) extern "win64" fn ps_get_current_process_id() -> HANDLE {
-    emulate("PsGetCurrentProcessId", IrqlRule::Any, |_| {
+    emulate(Routine::PsGetCurrentProcessId, |_| {
         state::with(|s| s.process_id.get()) as HANDLE
     })
 }
 
 /// `PsGetCurrentThreadId`: any IRQL.
 pub(crate) extern "win64" fn ps_get_current_thread_id() -> HANDLE {
-    emulate("PsGetCurrentThreadId", IrqlRule::Any, |_| {
+    emulate(Routine::PsGetCurrentThreadId, |_| {
         ensure_thread_id() as HANDLE
     })
 }
@@ -201,107 +192,99 @@ pub(crate) extern "win64" fn ob_reference_object_by_handle(
     object_out: *mut PVOID,
     handle_information: PVOID,
 ) -> NTSTATUS {
-    emulate(
-        "ObReferenceObjectByHandle",
-        IrqlRule::AtMost(PASSIVE_LEVEL),
-        |k| {
-            if object_out.is_null() {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "ObReferenceObjectByHandle: an Object out-pointer",
-                    "Object is NULL".to_owned(),
-                );
-                return STATUS_INVALID_PARAMETER;
-            }
-            let target = lock(&k.objects).get(handle as usize);
-            let Some(target) = target else {
-                k.violation(
-                    ViolationKind::InvalidHandle,
-                    "ObReferenceObjectByHandle: an open handle",
-                    format!("handle {handle:p} is not open"),
-                );
-                return status::INVALID_HANDLE;
-            };
-            if mode == UserMode {
-                // Kernel handles are not accessible from user mode.
-                return status::INVALID_HANDLE;
-            }
-            if object_type.is_null() {
-                k.violation(
-                    ViolationKind::Parameter,
-                    "RULES.md 17: check the type of any object referenced from a handle",
-                    format!(
-                        "ObReferenceObjectByHandle of a {} handle with ObjectType NULL",
-                        target.type_name()
-                    ),
-                );
-            }
-            match target {
-                HandleTarget::Thread(thread) => {
-                    if !object_type.is_null()
-                        && object_type as usize != crate::ntoskrnl::exports::thread_object_type()
-                    {
-                        return status::OBJECT_TYPE_MISMATCH;
-                    }
-                    thread.references.fetch_add(1, Ordering::AcqRel);
-                    guest::write(object_out, thread.address() as PVOID);
-                    if !handle_information.is_null() {
-                        guest::write(
-                            handle_information.cast::<[u32; 2]>(),
-                            [OBJ_KERNEL_HANDLE, access],
-                        );
-                    }
-                    STATUS_SUCCESS
+    emulate(Routine::ObReferenceObjectByHandle, |k| {
+        if object_out.is_null() {
+            k.violation(
+                ViolationKind::Parameter,
+                "ObReferenceObjectByHandle: an Object out-pointer",
+                "Object is NULL".to_owned(),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        let target = lock(&k.objects).get(handle as usize);
+        let Some(target) = target else {
+            k.violation(
+                ViolationKind::InvalidHandle,
+                "ObReferenceObjectByHandle: an open handle",
+                format!("handle {handle:p} is not open"),
+            );
+            return status::INVALID_HANDLE;
+        };
+        if mode == UserMode {
+            // Kernel handles are not accessible from user mode.
+            return status::INVALID_HANDLE;
+        }
+        if object_type.is_null() {
+            k.violation(
+                ViolationKind::Parameter,
+                "RULES.md 17: check the type of any object referenced from a handle",
+                format!(
+                    "ObReferenceObjectByHandle of a {} handle with ObjectType NULL",
+                    target.type_name()
+                ),
+            );
+        }
+        match target {
+            HandleTarget::Thread(thread) => {
+                if !object_type.is_null()
+                    && object_type as usize != crate::ntoskrnl::exports::thread_object_type()
+                {
+                    return status::OBJECT_TYPE_MISMATCH;
                 }
-                HandleTarget::Key(_) => {
-                    if !object_type.is_null() {
-                        return status::OBJECT_TYPE_MISMATCH;
-                    }
-                    k.violation(
-                        ViolationKind::NotEmulated,
-                        "ObReferenceObjectByHandle",
-                        "key objects by pointer are not emulated".to_owned(),
+                thread.references.fetch_add(1, Ordering::AcqRel);
+                guest::write(object_out, thread.address() as PVOID);
+                if !handle_information.is_null() {
+                    guest::write(
+                        handle_information.cast::<[u32; 2]>(),
+                        [OBJ_KERNEL_HANDLE, access],
                     );
-                    vigil_sys::STATUS_NOT_IMPLEMENTED
                 }
+                STATUS_SUCCESS
             }
-        },
-    )
+            HandleTarget::Key(_) => {
+                if !object_type.is_null() {
+                    return status::OBJECT_TYPE_MISMATCH;
+                }
+                k.violation(
+                    ViolationKind::NotEmulated,
+                    "ObReferenceObjectByHandle",
+                    "key objects by pointer are not emulated".to_owned(),
+                );
+                vigil_sys::STATUS_NOT_IMPLEMENTED
+            }
+        }
+    })
 }
 
 /// `ObfDereferenceObject`: IRQL <= DISPATCH_LEVEL. Returns the new reference count.
 pub(crate) extern "win64" fn obf_dereference_object(object: PVOID) -> isize {
-    emulate(
-        "ObfDereferenceObject",
-        IrqlRule::AtMost(DISPATCH_LEVEL),
-        |k| {
-            let thread = lock(&k.objects).threads.get(&(object as usize)).cloned();
-            let Some(thread) = thread else {
-                k.violation(
-                    ViolationKind::InvalidHandle,
-                    "ObfDereferenceObject: a referenced object",
-                    format!("{object:p} is not an object kernel-sim handed out"),
-                );
-                return 0;
-            };
-            let count = thread.references.fetch_sub(1, Ordering::AcqRel) - 1;
-            if count < 0 {
-                thread.references.fetch_add(1, Ordering::AcqRel);
-                k.violation(
-                    ViolationKind::HandleLeak,
-                    "ObfDereferenceObject: one dereference per reference",
-                    format!("thread object {object:p} dereferenced more often than referenced"),
-                );
-                return 0;
-            }
-            isize::try_from(count).unwrap_or(0)
-        },
-    )
+    emulate(Routine::ObfDereferenceObject, |k| {
+        let thread = lock(&k.objects).threads.get(&(object as usize)).cloned();
+        let Some(thread) = thread else {
+            k.violation(
+                ViolationKind::InvalidHandle,
+                "ObfDereferenceObject: a referenced object",
+                format!("{object:p} is not an object kernel-sim handed out"),
+            );
+            return 0;
+        };
+        let count = thread.references.fetch_sub(1, Ordering::AcqRel) - 1;
+        if count < 0 {
+            thread.references.fetch_add(1, Ordering::AcqRel);
+            k.violation(
+                ViolationKind::HandleLeak,
+                "ObfDereferenceObject: one dereference per reference",
+                format!("thread object {object:p} dereferenced more often than referenced"),
+            );
+            return 0;
+        }
+        isize::try_from(count).unwrap_or(0)
+    })
 }
 
 /// `ZwClose`: PASSIVE_LEVEL.
 pub(crate) extern "win64" fn zw_close(handle: HANDLE) -> NTSTATUS {
-    emulate("ZwClose", IrqlRule::AtMost(PASSIVE_LEVEL), |k| {
+    emulate(Routine::ZwClose, |k| {
         let closed = lock(&k.objects).close(handle as usize);
         if closed.is_none() {
             k.violation(
@@ -323,37 +306,33 @@ pub(crate) extern "win64" fn zw_wait_for_single_object(
     _alertable: vigil_sys::BOOLEAN,
     timeout: *mut vigil_sys::LARGE_INTEGER,
 ) -> NTSTATUS {
-    emulate(
-        "ZwWaitForSingleObject",
-        IrqlRule::AtMost(PASSIVE_LEVEL),
-        |k| {
-            let timeout_value = (!timeout.is_null()).then(|| guest::read(timeout));
-            if timeout.is_null() && k.config.flag_infinite_waits {
-                k.violation(
-                    ViolationKind::Policy,
-                    "RULES.md 7: every wait has a finite timeout",
-                    "ZwWaitForSingleObject with a NULL Timeout (waits forever)".to_owned(),
-                );
-            }
-            let target = lock(&k.objects).get(handle as usize);
-            let Some(HandleTarget::Thread(thread)) = target else {
-                k.violation(
-                    ViolationKind::InvalidHandle,
-                    "ZwWaitForSingleObject: an open handle to a waitable object",
-                    format!("handle {handle:p} is not an open thread handle"),
-                );
-                return status::INVALID_HANDLE;
-            };
-            let deadline = timeout_value.map(crate::ntoskrnl::event::deadline_of);
-            if k.wait_until(deadline, "ZwWaitForSingleObject on a thread", || {
-                thread.is_finished()
-            }) {
-                STATUS_SUCCESS
-            } else {
-                vigil_sys::STATUS_TIMEOUT
-            }
-        },
-    )
+    emulate(Routine::ZwWaitForSingleObject, |k| {
+        let timeout_value = (!timeout.is_null()).then(|| guest::read(timeout));
+        if timeout.is_null() && k.config.flag_infinite_waits {
+            k.violation(
+                ViolationKind::Policy,
+                "RULES.md 7: every wait has a finite timeout",
+                "ZwWaitForSingleObject with a NULL Timeout (waits forever)".to_owned(),
+            );
+        }
+        let target = lock(&k.objects).get(handle as usize);
+        let Some(HandleTarget::Thread(thread)) = target else {
+            k.violation(
+                ViolationKind::InvalidHandle,
+                "ZwWaitForSingleObject: an open handle to a waitable object",
+                format!("handle {handle:p} is not an open thread handle"),
+            );
+            return status::INVALID_HANDLE;
+        };
+        let deadline = timeout_value.map(crate::ntoskrnl::event::deadline_of);
+        if k.wait_until(deadline, "ZwWaitForSingleObject on a thread", || {
+            thread.is_finished()
+        }) {
+            STATUS_SUCCESS
+        } else {
+            vigil_sys::STATUS_TIMEOUT
+        }
+    })
 }
 
 /// Waits (bounded) for every system thread of the run to finish; returns those still running.

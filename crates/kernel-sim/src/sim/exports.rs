@@ -6,6 +6,7 @@
 
 use crate::image::Binding;
 use crate::kernel::Export;
+use crate::kernel::routine::Routine;
 use crate::{fltmgr, ntoskrnl};
 
 /// A module a driver may import from.
@@ -43,6 +44,13 @@ fn table(module: KnownModule) -> &'static [Export] {
     }
 }
 
+/// The emulated routine called `name`, from whichever module's table declares it.
+pub(crate) fn routine_named(name: &str) -> Option<Routine> {
+    let ntoskrnl = ntoskrnl::exports::Routine::ALL.iter().map(|r| r.routine());
+    let fltmgr = fltmgr::exports::Routine::ALL.iter().map(|r| r.routine());
+    ntoskrnl.chain(fltmgr).find(|r| r.name() == name)
+}
+
 /// The loader's resolver: what to bind for an import of `name` from the module the import
 /// directory calls `module`.
 pub(crate) fn bind(module: &str, name: &str) -> Binding {
@@ -71,4 +79,31 @@ pub fn emulated() -> Vec<(&'static str, &'static str)> {
         all.extend(table(module).iter().map(|(n, _)| (name, *n)));
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_routine_has_its_own_index_and_name_and_an_export_line() {
+        let routines: Vec<Routine> = ntoskrnl::exports::Routine::ALL
+            .iter()
+            .map(|r| r.routine())
+            .chain(fltmgr::exports::Routine::ALL.iter().map(|r| r.routine()))
+            .collect();
+        for (position, routine) in routines.iter().enumerate() {
+            assert_eq!(routine.index(), position, "{}", routine.name());
+            assert_eq!(routine_named(routine.name()), Some(*routine));
+        }
+        let names: std::collections::BTreeSet<&str> = routines.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), routines.len(), "a name declared twice");
+        for (module, name) in emulated() {
+            let known = KnownModule::from_import_name(module).expect("a known module");
+            assert!(resolve(known, name).is_some(), "{module}!{name}");
+        }
+        let variables = ["PsThreadType", "MmUserProbeAddress"];
+        assert_eq!(emulated().len(), routines.len() + variables.len());
+        assert!(routine_named("NotARoutine").is_none());
+    }
 }

@@ -133,6 +133,9 @@ impl Sim {
             image.sections.clone(),
             symbols,
         );
+        if let Some(point) = self.config.pause_at {
+            kernel.pause.arm(exports::routine_named(point.routine));
+        }
         self.namespace.register(&kernel);
         crate::world::volumes::mount_configured(&kernel);
         let mut driver = Driver {

@@ -24,13 +24,19 @@ use crate::report::ViolationKind;
 const TAG: u32 = u32::from_le_bytes(*b"Test");
 
 fn kernel_with(config: SimConfig) -> Arc<Kernel> {
-    Kernel::new(
+    let pause_at = config.pause_at;
+    let k = Kernel::new(
         config,
         "test.sys".into(),
         ImageBounds::EMPTY,
         Vec::new(),
         Symbols::default(),
-    )
+    );
+    if let Some(point) = pause_at {
+        k.pause
+            .arm(crate::sim::exports::routine_named(point.routine));
+    }
+    k
 }
 
 fn kernel() -> Arc<Kernel> {
