@@ -31,6 +31,7 @@ use crate::fltmgr::exports::Routine;
 use crate::fltmgr::files::Retired;
 use crate::fltmgr::flt_state;
 use crate::fltmgr::instances::InstanceState;
+use crate::kernel::check::{check, reject};
 use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest;
 use crate::machine::pool::{AllocRequest, Pool, tag_text};
@@ -225,10 +226,7 @@ fn free(k: &Kernel, context: usize, record: &ContextRecord) {
 }
 
 /// `FltAllocateContext`: IRQL <= APC_LEVEL. Failable: `STATUS_INSUFFICIENT_RESOURCES`.
-#[expect(
-    clippy::too_many_lines,
-    reason = "the documented parameter checks, in the order of the reference page"
-)]
+/// The parameter checks follow the reference page's order.
 pub(crate) extern "win64" fn flt_allocate_context(
     filter: PFLT_FILTER,
     context_type: FLT_CONTEXT_TYPE,
@@ -237,89 +235,38 @@ pub(crate) extern "win64" fn flt_allocate_context(
     out: *mut PFLT_CONTEXT,
 ) -> NTSTATUS {
     emulate(Routine::FltAllocateContext, |k| {
-        let bad = |rule: &str, message: String, status: NTSTATUS| {
-            k.violation(
-                ViolationKind::Parameter,
-                format!("FltAllocateContext: {rule}"),
-                message,
-            );
-            status
-        };
-        if out.is_null() {
-            return bad(
-                "a ReturnedContext out-pointer",
-                "NULL".to_owned(),
-                STATUS_INVALID_PARAMETER,
-            );
-        }
+        let invalid = STATUS_INVALID_PARAMETER;
+        let not_found = STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND;
+        check!(k, !out.is_null(), "a ReturnedContext out-pointer" => invalid, "NULL");
         guest::write(out, std::ptr::null_mut());
-        let registration = match lock(flt_state(k)).filters.get(&(filter as usize)) {
+        let registrations = match lock(flt_state(k)).filters.get(&(filter as usize)) {
             None => None,
-            Some(f) if f.unregistered => Some(Err(())),
-            Some(f) => Some(Ok(f
-                .contexts
-                .iter()
-                .filter(|c| c.context_type == context_type)
-                .copied()
-                .collect::<Vec<_>>())),
+            Some(f) if f.unregistered => return STATUS_FLT_DELETING_OBJECT,
+            Some(f) => Some(f.contexts_of(context_type)),
         };
-        let registrations = match registration {
-            None => {
-                return bad(
-                    "a registered filter",
-                    format!("Filter {filter:p}"),
-                    STATUS_INVALID_PARAMETER,
-                );
-            }
-            Some(Err(())) => return STATUS_FLT_DELETING_OBJECT,
-            Some(Ok(r)) => r,
+        let Some(registrations) = registrations else {
+            reject!(k, "a registered filter" => invalid, "Filter {filter:p}")
         };
-        if size == 0 || size > usize::from(u16::MAX) {
-            return bad(
-                "0 < ContextSize <= MAXUSHORT",
-                format!("ContextSize {size}"),
-                STATUS_INVALID_PARAMETER,
-            );
-        }
-        if registrations.is_empty() {
-            return bad(
-                "a context type registered in FLT_REGISTRATION",
-                format!("{} contexts are not registered", type_name(context_type)),
-                STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
-            );
-        }
+        check!(k, size != 0 && u16::try_from(size).is_ok(),
+            "0 < ContextSize <= MAXUSHORT" => invalid, "ContextSize {size}");
+        let type_name = type_name(context_type);
+        check!(k, !registrations.is_empty(),
+            "a context type registered in FLT_REGISTRATION" => not_found,
+            "{type_name} contexts are not registered");
         let Some(registration) = registrations
             .iter()
             .find(|r| r.size == size || r.size == VARIABLE_SIZED)
         else {
-            return bad(
-                "the size registered for the context type (or FLT_VARIABLE_SIZED_CONTEXTS)",
-                format!(
-                    "{size} bytes requested for a {} context registered with {} bytes",
-                    type_name(context_type),
-                    registrations[0].size
-                ),
-                STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
-            );
+            reject!(k,
+                "the size registered for the context type (or FLT_VARIABLE_SIZED_CONTEXTS)" => not_found,
+                "{size} bytes requested for a {type_name} context registered with {} bytes",
+                registrations[0].size)
         };
-        let paged = if pool_type == NON_PAGED_POOL || pool_type == NonPagedPoolNx {
-            false
-        } else if pool_type == PagedPool {
-            true
-        } else {
-            return bad(
-                "PoolType NonPagedPool(Nx) or PagedPool",
-                format!("PoolType {pool_type}"),
-                STATUS_INVALID_PARAMETER,
-            );
-        };
-        if paged && context_type == vigil_sys::FLT_VOLUME_CONTEXT {
-            return bad(
-                "volume contexts from non-paged pool",
-                "PagedPool for a volume context".to_owned(),
-                STATUS_INVALID_PARAMETER,
-            );
-        }
+        let paged = pool_type == PagedPool;
+        check!(k, paged || pool_type == NON_PAGED_POOL || pool_type == NonPagedPoolNx,
+            "PoolType NonPagedPool(Nx) or PagedPool" => invalid, "PoolType {pool_type}");
+        check!(k, !(paged && context_type == vigil_sys::FLT_VOLUME_CONTEXT),
+            "volume contexts from non-paged pool" => invalid, "PagedPool for a volume context");
         if k.inject_failure("FltAllocateContext", "STATUS_INSUFFICIENT_RESOURCES") {
             return STATUS_INSUFFICIENT_RESOURCES;
         }

@@ -71,6 +71,17 @@ pub(crate) struct FilterRecord {
     pub unregistered: bool,
 }
 
+impl FilterRecord {
+    /// The filter's context registrations of `context_type`.
+    pub(crate) fn contexts_of(&self, context_type: u16) -> Vec<ContextRegistration> {
+        self.contexts
+            .iter()
+            .filter(|c| c.context_type == context_type)
+            .copied()
+            .collect()
+    }
+}
+
 /// A server communication port.
 #[expect(dead_code, reason = "the handle is kept alive, never read")]
 pub(crate) struct ServerPortRecord {

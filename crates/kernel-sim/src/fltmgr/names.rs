@@ -33,6 +33,7 @@ use vigil_sys::{
 use crate::fltmgr::exports::Routine;
 use crate::fltmgr::files::Retired;
 use crate::fltmgr::flt_state;
+use crate::kernel::check::reject;
 use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
@@ -304,20 +305,13 @@ pub(crate) extern "win64" fn flt_get_destination_file_name_information(
     out: *mut PFLT_FILE_NAME_INFORMATION,
 ) -> NTSTATUS {
     emulate(Routine::FltGetDestinationFileNameInformation, |k| {
-        let bad = |message: String| {
-            k.violation(
-                    ViolationKind::Parameter,
-                    "FltGetDestinationFileNameInformation: valid Instance, FileObject, FileName and RetFileNameInformation",
-                    message,
-                );
-            STATUS_INVALID_PARAMETER
-        };
+        let rule = "valid Instance, FileObject, FileName and RetFileNameInformation";
         if out.is_null() || file.is_null() || (name.is_null() && name_length > 0) {
-            return bad("a NULL pointer".to_owned());
+            reject!(k, rule => STATUS_INVALID_PARAMETER, "a NULL pointer");
         }
         guest::write(out, std::ptr::null_mut());
         if !name_length.is_multiple_of(2) {
-            return bad(format!("FileNameLength {name_length} is odd"));
+            reject!(k, rule => STATUS_INVALID_PARAMETER, "FileNameLength {name_length} is odd");
         }
         let format = match check_options(k, "FltGetDestinationFileNameInformation", options, false)
         {
@@ -336,15 +330,15 @@ pub(crate) extern "win64" fn flt_get_destination_file_name_information(
             let flt = lock(flt_state(k));
             let Some(record) = flt.io.files.get(&(file as usize)) else {
                 drop(flt);
-                return bad(format!("{file:p} is not an open file object"));
+                reject!(k, rule => STATUS_INVALID_PARAMETER, "{file:p} is not an open file object");
             };
             match flt.io.instance(instance as usize) {
                 Some((volume, _)) if volume == record.volume => (record.fs_handle, volume),
                 _ => {
                     drop(flt);
-                    return bad(format!(
+                    reject!(k, rule => STATUS_INVALID_PARAMETER,
                         "{instance:p} is not the instance of the file's volume"
-                    ));
+                    );
                 }
             }
         };

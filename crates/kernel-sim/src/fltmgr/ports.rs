@@ -22,6 +22,7 @@ use vigil_sys::{
 use crate::fltmgr::ServerPortRecord;
 use crate::fltmgr::exports::Routine;
 use crate::fltmgr::flt_state;
+use crate::kernel::check::reject;
 use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::ntoskrnl::status;
@@ -40,30 +41,23 @@ pub(crate) extern "win64" fn flt_create_communication_port(
     max_connections: i32,
 ) -> NTSTATUS {
     emulate(Routine::FltCreateCommunicationPort, |k| {
-        let bad = |rule: &str, message: String| {
-            k.violation(
-                ViolationKind::Parameter,
-                format!("FltCreateCommunicationPort: {rule}"),
-                message,
-            );
-            STATUS_INVALID_PARAMETER
-        };
         if lock(flt_state(k)).live_filter(filter as usize).is_none() {
-            return bad("a registered filter", format!("Filter {filter:p}"));
+            reject!(k, "a registered filter" => STATUS_INVALID_PARAMETER, "Filter {filter:p}");
         }
         if port_out.is_null() {
-            return bad("a ServerPort out-pointer", "ServerPort is NULL".to_owned());
+            reject!(k, "a ServerPort out-pointer" => STATUS_INVALID_PARAMETER,
+                "ServerPort is NULL");
         }
         let Some(attrs) = check_kernel_handle(k, "FltCreateCommunicationPort", attributes) else {
-            return bad(
-                "ObjectAttributes is required",
-                "ObjectAttributes is NULL".to_owned(),
-            );
+            reject!(k, "ObjectAttributes is required" => STATUS_INVALID_PARAMETER,
+                "ObjectAttributes is NULL");
         };
         let name = match guest::unicode_string(attrs.ObjectName) {
             Some(Ok(name)) if !name.is_empty() => name,
-            Some(Err(why)) => return bad("a well-formed ObjectName", why),
-            _ => return bad("a port name in ObjectName", "no name".to_owned()),
+            Some(Err(why)) => {
+                reject!(k, "a well-formed ObjectName" => STATUS_INVALID_PARAMETER, "{why}")
+            }
+            _ => reject!(k, "a port name in ObjectName" => STATUS_INVALID_PARAMETER, "no name"),
         };
         if attrs.SecurityDescriptor.is_null() {
             k.violation(
@@ -78,23 +72,17 @@ pub(crate) extern "win64" fn flt_create_communication_port(
         ) {
             Ok(access) => access,
             Err(problem) => {
-                return bad(
-                    "ObjectAttributes.SecurityDescriptor is a live security descriptor",
-                    problem,
-                );
+                reject!(k, "ObjectAttributes.SecurityDescriptor is a live security descriptor" => STATUS_INVALID_PARAMETER,
+                    "{problem}");
             }
         };
         let (Some(connect), Some(disconnect)) = (connect, disconnect) else {
-            return bad(
-                "ConnectNotifyCallback and DisconnectNotifyCallback",
-                "a NULL callback".to_owned(),
-            );
+            reject!(k, "ConnectNotifyCallback and DisconnectNotifyCallback" => STATUS_INVALID_PARAMETER,
+                "a NULL callback");
         };
         if max_connections <= 0 {
-            return bad(
-                "MaxConnections > 0",
-                format!("MaxConnections {max_connections}"),
-            );
+            reject!(k, "MaxConnections > 0" => STATUS_INVALID_PARAMETER,
+                "MaxConnections {max_connections}");
         }
         if lock(flt_state(k))
             .ports
@@ -466,14 +454,6 @@ pub(crate) extern "win64" fn flt_send_message(
     timeout: *mut LARGE_INTEGER,
 ) -> NTSTATUS {
     emulate(Routine::FltSendMessage, |k| {
-        let bad = |rule: &str, message: String| {
-            k.violation(
-                ViolationKind::Parameter,
-                format!("FltSendMessage: {rule}"),
-                message,
-            );
-            STATUS_INVALID_PARAMETER
-        };
         if lock(flt_state(k)).live_filter(filter as usize).is_none() {
             k.violation(
                 ViolationKind::InvalidHandle,
@@ -483,22 +463,16 @@ pub(crate) extern "win64" fn flt_send_message(
             return STATUS_INVALID_PARAMETER;
         }
         if port_variable.is_null() {
-            return bad(
-                "ClientPort is the address of the port variable",
-                "ClientPort is NULL".to_owned(),
-            );
+            reject!(k, "ClientPort is the address of the port variable" => STATUS_INVALID_PARAMETER,
+                "ClientPort is NULL");
         }
         if buffer.is_null() || length == 0 {
-            return bad(
-                "a SenderBuffer and a non-zero SenderBufferLength",
-                format!("SenderBuffer {buffer:p}, SenderBufferLength {length}"),
-            );
+            reject!(k, "a SenderBuffer and a non-zero SenderBufferLength" => STATUS_INVALID_PARAMETER,
+                "SenderBuffer {buffer:p}, SenderBufferLength {length}");
         }
         if !reply.is_null() && reply_length.is_null() {
-            return bad(
-                "ReplyLength is required with a ReplyBuffer",
-                "ReplyBuffer given, ReplyLength NULL".to_owned(),
-            );
+            reject!(k, "ReplyLength is required with a ReplyBuffer" => STATUS_INVALID_PARAMETER,
+                "ReplyBuffer given, ReplyLength NULL");
         }
         // Every driver pointer is read before any lock is taken: a wild one faults here,
         // holding nothing (see `machine::guest`).

@@ -10,6 +10,7 @@
 //!   documented IRQL, and runs its body; a panic in kernel-sim's own code becomes an `Internal`
 //!   violation instead of unwinding through driver frames.
 
+pub(crate) mod check;
 pub(crate) mod counters;
 pub(crate) mod objects;
 pub(crate) mod pause;
