@@ -123,6 +123,29 @@ struct Dispatch {
     instance: usize,
 }
 
+/// Where the parts of an operation's block are (guest addresses).
+struct BlockAddresses {
+    base: usize,
+    data: usize,
+    iopb: usize,
+    objects: usize,
+    security: usize,
+    completion: usize,
+}
+
+impl BlockAddresses {
+    fn of(base: usize) -> Self {
+        Self {
+            base,
+            data: base + offset_of!(OperationBlock, data),
+            iopb: base + offset_of!(OperationBlock, iopb),
+            objects: base + offset_of!(OperationBlock, objects),
+            security: base + offset_of!(OperationBlock, security),
+            completion: base + offset_of!(OperationBlock, completion),
+        }
+    }
+}
+
 /// What the file-system step of an operation reads and changes.
 type FsStep<'a> = &'a mut dyn FnMut(&mut IoState, usize) -> (NTSTATUS, usize);
 
@@ -252,7 +275,6 @@ impl Io {
     /// Builds the operation, runs the callbacks around `fs_step`, returns the final `IoStatus`.
     #[expect(
         clippy::too_many_arguments,
-        clippy::too_many_lines,
         reason = "one internal entry point for every major function, read top to bottom"
     )]
     fn perform(
@@ -273,113 +295,50 @@ impl Io {
         };
         let k = &self.kernel;
         let block = GuestAlloc::for_type::<OperationBlock>(0);
-        let base = block.address();
-        let data = base + offset_of!(OperationBlock, data);
-        let iopb = base + offset_of!(OperationBlock, iopb);
-        let objects = base + offset_of!(OperationBlock, objects);
-        let security = base + offset_of!(OperationBlock, security);
-        let completion = base + offset_of!(OperationBlock, completion);
-        let status_at = (data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK;
-        let flags_at = (data + offset_of!(FLT_CALLBACK_DATA, Flags)) as *mut u32;
-        let (filter, volume_handle) = {
-            let flt = lock(flt_state(k));
-            let v = &flt.io.volumes[volume.0];
-            let filter = v.instance.as_ref().map_or(0, |i| i.filter);
-            (filter, v.handle.address())
-        };
+        let at = BlockAddresses::of(block.address());
+        let instance = dispatch.as_ref().map_or(0, |d| d.instance);
         let mut parameters = parameters;
         if major == IRP_MJ_CREATE {
-            parameters.Create.SecurityContext = security as *mut IO_SECURITY_CONTEXT;
+            parameters.Create.SecurityContext = at.security as *mut IO_SECURITY_CONTEXT;
         }
-        guest::write(
-            block.as_ptr::<OperationBlock>(),
-            OperationBlock {
-                data: FLT_CALLBACK_DATA {
-                    Flags: FLTFL_CALLBACK_DATA_IRP_OPERATION,
-                    Thread: (base + offset_of!(OperationBlock, thread)) as PVOID,
-                    Iopb: iopb as *mut FLT_IO_PARAMETER_BLOCK,
-                    IoStatus: IO_STATUS_BLOCK {
-                        Status: STATUS_SUCCESS,
-                        _Pad: 0,
-                        Information: 0,
-                    },
-                    TagData: std::ptr::null_mut(),
-                    FilterContext: [std::ptr::null_mut(); 4],
-                    RequestorMode: if paging { KernelMode } else { UserMode },
-                },
-                iopb: FLT_IO_PARAMETER_BLOCK {
-                    IrpFlags: irp_flags,
-                    MajorFunction: major,
-                    MinorFunction: 0,
-                    OperationFlags: 0,
-                    Reserved: 0,
-                    TargetFileObject: file_object as *mut FILE_OBJECT,
-                    TargetInstance: dispatch.as_ref().map_or(0, |d| d.instance) as PVOID,
-                    Parameters: parameters,
-                },
-                objects: FLT_RELATED_OBJECTS {
-                    Size: u16::try_from(size_of::<FLT_RELATED_OBJECTS>()).unwrap_or(u16::MAX),
-                    TransactionContext: 0,
-                    Filter: filter as PVOID,
-                    Volume: volume_handle as PVOID,
-                    Instance: dispatch.as_ref().map_or(0, |d| d.instance) as PVOID,
-                    FileObject: file_object as *mut FILE_OBJECT,
-                    Transaction: std::ptr::null_mut(),
-                },
-                security: IO_SECURITY_CONTEXT {
-                    SecurityQos: std::ptr::null_mut(),
-                    AccessState: std::ptr::null_mut(),
-                    DesiredAccess: desired_access,
-                    FullCreateOptions: 0,
-                },
-                completion: std::ptr::null_mut(),
-                thread: [0; 8],
-            },
-        );
+        let iopb = FLT_IO_PARAMETER_BLOCK {
+            IrpFlags: irp_flags,
+            MajorFunction: major,
+            MinorFunction: 0,
+            OperationFlags: 0,
+            Reserved: 0,
+            TargetFileObject: file_object as *mut FILE_OBJECT,
+            TargetInstance: instance as PVOID,
+            Parameters: parameters,
+        };
+        self.write_block(&block, &at, volume, iopb, desired_access);
         {
             let mut flt = lock(flt_state(k));
             flt.io.stats.operations += 1;
             if dispatch.is_some() {
-                flt.io.in_flight.insert(data, self.requestor.pid);
+                flt.io.in_flight.insert(at.data, self.requestor.pid);
             }
         }
         let (pre_name, post_name) = callback_names(major);
         let mut post_at = None;
         let mut completed = false;
         if let Some(d) = &dispatch {
-            if d.pre == 0 {
-                post_at = Some(self.default_post_irql(major));
-            } else {
-                // SAFETY: `d.pre` is the PreOperation callback the driver registered for this
-                // major function; the image is mapped while its instance is live.
-                let pre: PreCallback = unsafe { std::mem::transmute(d.pre) };
-                lock(flt_state(k)).io.stats.pre_callbacks += 1;
-                // SAFETY: as above; the arguments point into this operation's block, alive
-                // for the call.
-                let returned = self.call_as(pre_name, irql, || unsafe {
-                    pre(
-                        data as *mut FLT_CALLBACK_DATA,
-                        objects as *const FLT_RELATED_OBJECTS,
-                        completion as *mut PVOID,
-                    )
-                });
-                let Some(returned) = returned else {
-                    self.end(volume, data);
+            match self.run_pre(d, pre_name, irql, &at) {
+                None => {
+                    self.end(volume, at.data);
                     return (STATUS_UNSUCCESSFUL, 0);
-                };
-                let context = guest::read(completion as *const PVOID);
-                match self.check_pre_status(pre_name, returned, context, d.post != 0) {
-                    PreOutcome::Post => post_at = Some(self.default_post_irql(major)),
-                    PreOutcome::Synchronize => post_at = Some(irql),
-                    PreOutcome::NoPost => {}
-                    PreOutcome::Complete => completed = true,
                 }
+                Some(PreOutcome::Post) => post_at = Some(self.default_post_irql(major)),
+                Some(PreOutcome::Synchronize) => post_at = Some(irql),
+                Some(PreOutcome::NoPost) => {}
+                Some(PreOutcome::Complete) => completed = true,
             }
         }
+        let status_at = (at.data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK;
         if !completed {
             let (status, information) = {
                 let mut flt = lock(flt_state(k));
-                fs_step(&mut flt.io, base)
+                fs_step(&mut flt.io, at.base)
             };
             guest::write(
                 status_at,
@@ -391,45 +350,137 @@ impl Io {
             );
         }
         if let (Some(d), Some(post_irql)) = (&dispatch, post_at) {
-            guest::write(
-                flags_at,
-                guest::read(flags_at) | FLTFL_CALLBACK_DATA_POST_OPERATION,
-            );
-            // SAFETY: `d.post` is the PostOperation callback the driver registered for this
-            // major function (non-zero: checked by check_pre_status / default_post_irql's caller).
-            let post: PostCallback = unsafe { std::mem::transmute(d.post) };
-            let context = guest::read(completion as *const PVOID);
-            lock(flt_state(k)).io.stats.post_callbacks += 1;
-            // SAFETY: as above; the arguments point into this operation's block.
-            let returned = self.call_as(post_name, post_irql, || unsafe {
-                post(
-                    data as *mut FLT_CALLBACK_DATA,
-                    objects as *const FLT_RELATED_OBJECTS,
-                    context,
-                    0,
-                )
-            });
-            let previous = state::with(|s| s.callback.replace(post_name));
-            match returned {
-                Some(FLT_POSTOP_FINISHED_PROCESSING) | None => {}
-                Some(FLT_POSTOP_MORE_PROCESSING_REQUIRED) => k.violation(
-                    ViolationKind::NotEmulated,
-                    "FLT_POSTOP_MORE_PROCESSING_REQUIRED (FltCompletePendedPostOperation) is not emulated",
-                    format!("{post_name} returned FLT_POSTOP_MORE_PROCESSING_REQUIRED"),
-                ),
-                Some(other) => k.violation(
-                    ViolationKind::CallbackStatus,
-                    "a post-operation callback returns FLT_POSTOP_FINISHED_PROCESSING or FLT_POSTOP_MORE_PROCESSING_REQUIRED",
-                    format!("{post_name} returned {other:#x}"),
-                ),
-            }
-            state::with(|s| s.callback.set(previous));
+            self.run_post(d, post_name, post_irql, &at);
         }
         let result = guest::read(status_at);
         if dispatch.is_some() {
-            self.end(volume, data);
+            self.end(volume, at.data);
         }
         (result.Status, result.Information)
+    }
+
+    /// Fills an operation's block: the callback data (status pending as success), the
+    /// parameter block `iopb`, the related objects and the create's security context.
+    fn write_block(
+        &self,
+        block: &GuestAlloc,
+        at: &BlockAddresses,
+        volume: VolumeId,
+        iopb: FLT_IO_PARAMETER_BLOCK,
+        desired_access: u32,
+    ) {
+        let (filter, volume_handle) = {
+            let flt = lock(flt_state(&self.kernel));
+            let v = &flt.io.volumes[volume.0];
+            let filter = v.instance.as_ref().map_or(0, |i| i.filter);
+            (filter, v.handle.address())
+        };
+        let paging = iopb.IrpFlags & IRP_PAGING_IO != 0;
+        guest::write(
+            block.as_ptr::<OperationBlock>(),
+            OperationBlock {
+                data: FLT_CALLBACK_DATA {
+                    Flags: FLTFL_CALLBACK_DATA_IRP_OPERATION,
+                    Thread: (at.base + offset_of!(OperationBlock, thread)) as PVOID,
+                    Iopb: at.iopb as *mut FLT_IO_PARAMETER_BLOCK,
+                    IoStatus: IO_STATUS_BLOCK {
+                        Status: STATUS_SUCCESS,
+                        _Pad: 0,
+                        Information: 0,
+                    },
+                    TagData: std::ptr::null_mut(),
+                    FilterContext: [std::ptr::null_mut(); 4],
+                    RequestorMode: if paging { KernelMode } else { UserMode },
+                },
+                objects: FLT_RELATED_OBJECTS {
+                    Size: u16::try_from(size_of::<FLT_RELATED_OBJECTS>()).unwrap_or(u16::MAX),
+                    TransactionContext: 0,
+                    Filter: filter as PVOID,
+                    Volume: volume_handle as PVOID,
+                    Instance: iopb.TargetInstance,
+                    FileObject: iopb.TargetFileObject,
+                    Transaction: std::ptr::null_mut(),
+                },
+                iopb,
+                security: IO_SECURITY_CONTEXT {
+                    SecurityQos: std::ptr::null_mut(),
+                    AccessState: std::ptr::null_mut(),
+                    DesiredAccess: desired_access,
+                    FullCreateOptions: 0,
+                },
+                completion: std::ptr::null_mut(),
+                thread: [0; 8],
+            },
+        );
+    }
+
+    /// Runs the pre-operation callback (if one is registered) and checks what it returned;
+    /// `None` if the call was abandoned.
+    fn run_pre(
+        &self,
+        d: &Dispatch,
+        pre_name: &'static str,
+        irql: u8,
+        at: &BlockAddresses,
+    ) -> Option<PreOutcome> {
+        if d.pre == 0 {
+            // No pre-operation callback: the post is called at its usual IRQL.
+            return Some(PreOutcome::Post);
+        }
+        // SAFETY: `d.pre` is the PreOperation callback the driver registered for this major
+        // function; the image is mapped while its instance is live.
+        let pre: PreCallback = unsafe { std::mem::transmute(d.pre) };
+        lock(flt_state(&self.kernel)).io.stats.pre_callbacks += 1;
+        // SAFETY: as above; the arguments point into this operation's block, alive for the call.
+        let returned = self.call_as(pre_name, irql, || unsafe {
+            pre(
+                at.data as *mut FLT_CALLBACK_DATA,
+                at.objects as *const FLT_RELATED_OBJECTS,
+                at.completion as *mut PVOID,
+            )
+        })?;
+        let context = guest::read(at.completion as *const PVOID);
+        Some(self.check_pre_status(pre_name, returned, context, d.post != 0))
+    }
+
+    /// Marks the operation as in its post phase and runs the post-operation callback at
+    /// `post_irql`, checking its status.
+    fn run_post(&self, d: &Dispatch, post_name: &'static str, post_irql: u8, at: &BlockAddresses) {
+        let k = &self.kernel;
+        let flags_at = (at.data + offset_of!(FLT_CALLBACK_DATA, Flags)) as *mut u32;
+        guest::write(
+            flags_at,
+            guest::read(flags_at) | FLTFL_CALLBACK_DATA_POST_OPERATION,
+        );
+        // SAFETY: `d.post` is the PostOperation callback the driver registered for this
+        // major function (non-zero: checked by check_pre_status / default_post_irql's caller).
+        let post: PostCallback = unsafe { std::mem::transmute(d.post) };
+        let context = guest::read(at.completion as *const PVOID);
+        lock(flt_state(k)).io.stats.post_callbacks += 1;
+        // SAFETY: as above; the arguments point into this operation's block.
+        let returned = self.call_as(post_name, post_irql, || unsafe {
+            post(
+                at.data as *mut FLT_CALLBACK_DATA,
+                at.objects as *const FLT_RELATED_OBJECTS,
+                context,
+                0,
+            )
+        });
+        let previous = state::with(|s| s.callback.replace(post_name));
+        match returned {
+            Some(FLT_POSTOP_FINISHED_PROCESSING) | None => {}
+            Some(FLT_POSTOP_MORE_PROCESSING_REQUIRED) => k.violation(
+                ViolationKind::NotEmulated,
+                "FLT_POSTOP_MORE_PROCESSING_REQUIRED (FltCompletePendedPostOperation) is not emulated",
+                format!("{post_name} returned FLT_POSTOP_MORE_PROCESSING_REQUIRED"),
+            ),
+            Some(other) => k.violation(
+                ViolationKind::CallbackStatus,
+                "a post-operation callback returns FLT_POSTOP_FINISHED_PROCESSING or FLT_POSTOP_MORE_PROCESSING_REQUIRED",
+                format!("{post_name} returned {other:#x}"),
+            ),
+        }
+        state::with(|s| s.callback.set(previous));
     }
 
     fn default_post_irql(&self, major: u8) -> u8 {
