@@ -18,6 +18,7 @@ use crate::filter::port::send_message;
 use crate::globals::{Globals, timeout_ms};
 use crate::platform::KernelPlatform;
 use crate::stats::{add, bump};
+use crate::twins::{self, Baseline, Twin};
 
 /// The thread's entry point. `context` is the published `Globals`.
 ///
@@ -77,19 +78,15 @@ fn send_one_batch(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatf
         add(&globals.counters.dropped_too_large, records);
         return 0;
     }
-    if cfg!(feature = "bench-message-per-event") {
+    if twins::is_baseline(Baseline::MessagePerEvent) {
         return if send_one_message_per_event(globals, buffer, drained.bytes) {
             drained.records
         } else {
             0
         };
     }
-    // `twin-uninit-send` sends 64 bytes past the batch: stale pool bytes reach user mode.
-    let extra = if cfg!(feature = "twin-uninit-send") {
-        64
-    } else {
-        0
-    };
+    // `uninit-send` sends 64 bytes past the batch: stale pool bytes reach user mode.
+    let extra = if twins::is(Twin::UninitSend) { 64 } else { 0 };
     let Some(message) = buffer.get_mut(..BATCH_HEADER_LEN + drained.bytes + extra) else {
         return 0;
     };
@@ -123,7 +120,7 @@ fn account(globals: &Globals, outcome: SendOutcome, records: u64) -> bool {
     }
 }
 
-/// The `bench-message-per-event` baseline: every drained record goes out in its own message,
+/// The `message-per-event` baseline: every drained record goes out in its own message,
 /// one `FltSendMessage` per event, as Microsoft's scanner sample sends. The records lie back to
 /// back after the batch header; each one's header is written over the (already sent) bytes just
 /// before it.

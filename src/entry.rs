@@ -34,6 +34,7 @@ use crate::kernel::once::StaticInPlace;
 use crate::kernel::registry::ParametersKey;
 use crate::kernel::thread::SystemThread;
 use crate::platform::KernelPlatform;
+use crate::twins::{self, Twin};
 
 /// The unload gate: entry-complete event and callback rundown. A static (image memory is
 /// non-paged) built at the top of DriverEntry, so it exists before FltMgr can call unload and
@@ -255,7 +256,7 @@ unsafe fn teardown(globals: GlobalsBox) {
     crate::twins::close_second_port_copy(filter);
     let _ = globals.slot.retire(|port| close_client_port(filter, port));
     let filter_object = registration.filter.take();
-    if cfg!(feature = "twin-leave-registered") {
+    if twins::is(Twin::LeaveRegistered) {
         core::mem::forget(filter_object);
     } else {
         drop(filter_object);
@@ -275,7 +276,7 @@ fn stop_delivery(globals: &Globals) {
         return;
     };
     // Each slice is bounded; the thread exits within one send timeout plus one flush interval.
-    while !cfg!(feature = "twin-thread-running")
+    while !twins::is(Twin::ThreadRunning)
         && matches!(thread.wait(THREAD_WAIT), Ok(WaitOutcome::TimedOut))
     {}
     drop(thread);
@@ -293,17 +294,15 @@ unsafe extern "win64" fn filter_unload(flags: u32) -> NTSTATUS {
         unsafe { GLOBALS.load(Ordering::Acquire).as_ref() }
             .is_none_or(|globals| !globals.device.is_initializing())
     };
-    #[cfg(not(feature = "twin-unload-no-wait"))]
-    while gate
-        .wait_until_entry_complete(returned, ENTRY_WAIT)
-        .is_err()
+    while !twins::is(Twin::UnloadNoWait)
+        && gate
+            .wait_until_entry_complete(returned, ENTRY_WAIT)
+            .is_err()
     {
         if !mandatory {
             return STATUS_FLT_DO_NOT_DETACH;
         }
     }
-    #[cfg(feature = "twin-unload-no-wait")]
-    let _ = (returned, ENTRY_WAIT);
     if ENTRY_OUTCOME.load(Ordering::Acquire) != EntryOutcome::Succeeded as u8 {
         // DriverEntry failed and unwinds (and unregisters) itself: touch nothing.
         return STATUS_SUCCESS;

@@ -24,6 +24,7 @@ use crate::kernel::thread::SystemThread;
 use crate::platform::{KernelPlatform, PushLock};
 use crate::prefix::PrefixList;
 use crate::stats::Counters;
+use crate::twins::{self, Twin};
 use crate::verdict::VerdictBuffers;
 
 /// Settings the service may change at run time (set-configuration), read lock-free.
@@ -185,8 +186,9 @@ pub struct Globals {
     pub next_request_id: AtomicU64,
     /// Preallocated verdict request buffers.
     pub verdicts: VerdictBuffers,
-    /// A spin lock the `twin-wrong-irql` broken twin holds at the wrong moment.
-    #[cfg(feature = "twin-wrong-irql")]
+    /// A spin lock the `wrong-irql` broken twin holds at the wrong moment. A cfg, not
+    /// `twins::is`: production's globals keep their layout, without an unused lock.
+    #[cfg(vigil_twin = "wrong-irql")]
     pub twin_lock: crate::platform::SpinLock,
     /// The device object whose `DO_DEVICE_INITIALIZING` bit tells that DriverEntry returned.
     pub device: DeviceObject,
@@ -219,10 +221,11 @@ impl Globals {
         config: &DriverConfig,
     ) -> Result<GlobalsBox> {
         let ring_storage = PoolBuffer::try_zeroed(config.ring_bytes as usize, tags::RING)?;
-        #[cfg(not(feature = "twin-uninit-send"))]
-        let batch = PoolBuffer::try_zeroed(MAX_MESSAGE_SIZE, tags::MESSAGE)?;
-        #[cfg(feature = "twin-uninit-send")]
-        let batch = PoolBuffer::try_uninit(MAX_MESSAGE_SIZE, tags::MESSAGE)?;
+        let batch = if twins::is(Twin::UninitSend) {
+            PoolBuffer::try_uninit(MAX_MESSAGE_SIZE, tags::MESSAGE)?
+        } else {
+            PoolBuffer::try_zeroed(MAX_MESSAGE_SIZE, tags::MESSAGE)?
+        };
         let verdicts = VerdictBuffers::allocate()?;
         // SAFETY: `driver` is DriverEntry's driver object (contract).
         let device = unsafe { DeviceObject::create(driver) }?;
@@ -273,7 +276,7 @@ impl Globals {
             addr_of_mut!((*p).service_pid).write(AtomicU64::new(0));
             addr_of_mut!((*p).next_request_id).write(AtomicU64::new(1));
             addr_of_mut!((*p).verdicts).write(verdicts);
-            #[cfg(feature = "twin-wrong-irql")]
+            #[cfg(vigil_twin = "wrong-irql")]
             vigil_core::RawDispatchLock::init(addr_of_mut!((*p).twin_lock));
             addr_of_mut!((*p).device).write(device);
         }

@@ -25,6 +25,7 @@ use crate::filter::port::close_client_port;
 use crate::kernel::pool::{PoolBuffer, tags};
 use crate::kernel::user_buffer;
 use crate::stats::bump;
+use crate::twins::{self, Twin};
 
 /// Connect: admits the service (the port's security descriptor already limited who may try).
 pub unsafe extern "win64" fn connect(
@@ -63,8 +64,8 @@ pub unsafe extern "win64" fn disconnect(_connection_cookie: PVOID) {
     globals.service_pid.store(0, Ordering::Relaxed);
     let filter = globals.filter_handle();
     let _ = globals.slot.close(|port| {
-        // `twin-port-not-closed` forgets the close (the disconnect check).
-        if !cfg!(feature = "twin-port-not-closed") {
+        // `port-not-closed` forgets the close (the disconnect check).
+        if !twins::is(Twin::PortNotClosed) {
             close_client_port(filter, port);
         }
     });

@@ -30,9 +30,9 @@ pub unsafe extern "win64" fn pre_cleanup(
     let Some(who) = requestor(globals, operation) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    // `twin-wrong-irql`: the name query made at DISPATCH_LEVEL, under a spin lock (the IRQL check
-    // of FltGetFileNameInformation, limit APC_LEVEL).
-    #[cfg(feature = "twin-wrong-irql")]
+    // `wrong-irql`: the name query made at DISPATCH_LEVEL, under a spin lock (the IRQL check of
+    // FltGetFileNameInformation, limit APC_LEVEL). A cfg: the lock exists only in that twin.
+    #[cfg(vigil_twin = "wrong-irql")]
     let _raised = {
         use vigil_core::RawDispatchLock;
         globals.twin_lock.lock()

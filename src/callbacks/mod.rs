@@ -27,6 +27,7 @@ use vigil_sys::{
 use crate::filter::operation::Operation;
 use crate::filter::registration::StaticTable;
 use crate::globals::Globals;
+use crate::twins::{self, Baseline};
 
 /// The operations Vigil registers for, terminated by `IRP_MJ_OPERATION_END`.
 pub static OPERATIONS: StaticTable<[FLT_OPERATION_REGISTRATION; 5]> = StaticTable([
@@ -76,8 +77,8 @@ pub static OPERATIONS: StaticTable<[FLT_OPERATION_REGISTRATION; 5]> = StaticTabl
 pub struct Admitted<'a> {
     globals: &'static Globals,
     /// Held for its drop, which ends the admission; `None` only in the
-    /// `twin-unadmitted-callback` build after [`Admitted::twin_end_admission`].
-    _guard: Option<vigil_core::GateGuard<'static, crate::platform::KernelPlatform>>,
+    /// `unadmitted-callback` broken twin after [`Admitted::twin_end_admission`].
+    guard: Option<vigil_core::GateGuard<'static, crate::platform::KernelPlatform>>,
     operation: Operation<'a>,
 }
 
@@ -87,11 +88,10 @@ impl<'a> Admitted<'a> {
         (self.globals, &mut self.operation)
     }
 
-    /// `twin-unadmitted-callback`: ends the admission at once while the callback goes on
-    /// (unload may then tear down under it).
-    #[cfg(feature = "twin-unadmitted-callback")]
+    /// `unadmitted-callback` broken twin: ends the admission at once while the callback goes
+    /// on (unload may then tear down under it).
     pub fn twin_end_admission(&mut self) {
-        drop(self._guard.take());
+        drop(self.guard.take());
     }
 }
 
@@ -106,7 +106,7 @@ pub unsafe fn admit<'a>(
     data: *mut vigil_sys::FLT_CALLBACK_DATA,
     objects: *const vigil_sys::FLT_RELATED_OBJECTS,
 ) -> Option<Admitted<'a>> {
-    if cfg!(feature = "bench-noop-filter") {
+    if twins::is_baseline(Baseline::NoopFilter) {
         // The baseline of the benchmarks: registered for the same operations, doing nothing.
         return None;
     }
@@ -115,7 +115,7 @@ pub unsafe fn admit<'a>(
     let operation = unsafe { Operation::from_callback(data, objects) }?;
     Some(Admitted {
         globals,
-        _guard: Some(guard),
+        guard: Some(guard),
         operation,
     })
 }

@@ -12,6 +12,7 @@ use vigil_sys::{
 
 use crate::error::{NtStatus, Result, check};
 use crate::filter::operation::Operation;
+use crate::twins::{self, Twin};
 
 /// A referenced `FLT_FILE_NAME_INFORMATION`, released on drop.
 ///
@@ -126,10 +127,9 @@ impl Drop for FileName {
     fn drop(&mut self) {
         // SAFETY: releases the one reference held (invariant), exactly once.
         unsafe { FltReleaseFileNameInformation(self.info.as_ptr()) };
-        #[cfg(feature = "twin-double-release")]
-        // SAFETY: none: the `twin-double-release` broken twin releases twice on purpose.
-        unsafe {
-            FltReleaseFileNameInformation(self.info.as_ptr());
+        if twins::is(Twin::DoubleRelease) {
+            // SAFETY: none: the `double-release` broken twin releases twice on purpose.
+            unsafe { FltReleaseFileNameInformation(self.info.as_ptr()) };
         }
     }
 }

@@ -12,6 +12,7 @@ use vigil_sys::{
 
 use crate::error::{NtStatus, Result, check};
 use crate::filter::registration::RegisteredFilter;
+use crate::twins::{self, Twin};
 
 /// The port's notification callbacks.
 pub struct PortCallbacks {
@@ -82,8 +83,8 @@ impl ServerPort {
             MaximumLength: byte_len,
             Buffer: name.as_ptr().cast_mut(),
         };
-        // `twin-port-open-to-all` leaves the descriptor out: any user could connect.
-        let descriptor = if cfg!(feature = "twin-port-open-to-all") {
+        // `port-open-to-all` leaves the descriptor out: any user could connect.
+        let descriptor = if twins::is(Twin::PortOpenToAll) {
             ptr::null_mut()
         } else {
             sd.0
@@ -159,7 +160,7 @@ pub fn send_message(
             message_len,
             reply_ptr,
             reply_len,
-            if cfg!(feature = "twin-send-infinite") {
+            if twins::is(Twin::SendInfinite) {
                 ptr::null_mut()
             } else {
                 &raw mut interval

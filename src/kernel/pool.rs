@@ -55,8 +55,7 @@ impl PoolBuffer {
     }
 
     /// Allocates `len` bytes left uninitialized (`POOL_FLAG_UNINITIALIZED`): only for the
-    /// `twin-uninit-send` broken twin, which must leak stale pool bytes into a message.
-    #[cfg(feature = "twin-uninit-send")]
+    /// `uninit-send` broken twin, which must leak stale pool bytes into a message.
     pub fn try_uninit(len: usize, tag: u32) -> Result<Self> {
         // SAFETY: non-paged pool at IRQL <= DISPATCH_LEVEL; the bytes are never read by the driver.
         let raw = unsafe {

@@ -63,9 +63,9 @@ pub fn image() -> PathBuf {
         .clone()
 }
 
-/// A test-only build (`xtask::Variant::twin`/`bench`).
+/// A test-only build (`xtask::Variant::twin`/`baseline`).
 pub fn build(variant: &xtask::Variant) -> PathBuf {
-    xtask::build_driver(variant).unwrap_or_else(|e| panic!("building {}: {e}", variant.name))
+    xtask::build_driver(variant).unwrap_or_else(|e| panic!("building {}: {e}", variant.name()))
 }
 
 /// NTFS, FAT and named-pipe volumes mounted before load; a 10 ms flush interval (events
