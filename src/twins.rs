@@ -1,7 +1,8 @@
 //! Broken twins and benchmark baselines: test-only builds of `vigil.sys`. A twin carries one
 //! deliberate bug, so that kernel-sim's tests can show that each of its checks catches the bug
 //! it is meant for; a baseline is a simplified driver the benchmarks measure beside the real
-//! one. Kernel, any IRQL (everything here is a constant).
+//! one. Kernel: [`is`] and [`is_baseline`] are constants (any IRQL); the other functions run at
+//! the IRQL of the one call site each has.
 //!
 //! One build is at most one of them, chosen by build.rs from the environment (`VIGIL_TWIN`,
 //! `VIGIL_BASELINE`; the names are in [`catalog`]) and visible here as the cfg `vigil_twin` or
