@@ -167,7 +167,45 @@ pub fn build_driver(variant: &Variant) -> Result<PathBuf, BuildError> {
             .and_then(|bytes| replace_atomically(&out_dir.join("vigil.pdb"), &bytes))
             .map_err(|e| BuildError::Output(pdb.clone(), e))?;
     }
+    // The stamped INF beside the image: what users install from, and what kernel-sim installs
+    // from, so the install step is tested with the very file that ships.
+    let inf = out_dir.join("vigil.inf");
+    let template = root.join("driver.inx");
+    let stamped = fs::read_to_string(&template)
+        .map_err(|e| BuildError::Output(template.clone(), e))
+        .and_then(|text| {
+            inf::stamp_inf(
+                &text,
+                &inf::InfStamp::for_crate_version(&driver_version(&root)),
+            )
+            .map_err(|e| {
+                BuildError::Output(
+                    template.clone(),
+                    io::Error::new(io::ErrorKind::InvalidData, e),
+                )
+            })
+        })?;
+    replace_atomically(&inf, stamped.as_bytes()).map_err(|e| BuildError::Output(inf.clone(), e))?;
     Ok(image)
+}
+
+/// The `vigil` package's version, from the root `Cargo.toml` (`0.0.0` if it cannot be read, so
+/// that a stamped INF never blocks a build; the INF test checks the version separately).
+fn driver_version(root: &Path) -> String {
+    let manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+    let mut in_package = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package
+            && let Some(value) = line.strip_prefix("version").map(str::trim_start)
+            && let Some(value) = value.strip_prefix('=')
+        {
+            return value.trim().trim_matches('"').to_owned();
+        }
+    }
+    "0.0.0".to_owned()
 }
 
 /// Copies the linker output to `image` with its checksum stamped, atomically (write a temporary
