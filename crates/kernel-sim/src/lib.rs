@@ -115,6 +115,7 @@ mod exec;
 mod exports;
 pub mod faults;
 mod flt;
+pub mod inf;
 mod kernel;
 mod loader;
 mod mem;
