@@ -140,6 +140,10 @@ pub unsafe extern "win64" fn DriverEntry(
     let gate = unsafe { GATE.init(build_gate) };
     // SAFETY: the I/O manager's arguments (contract).
     let result = unsafe { load(driver, registry_path) };
+    #[cfg(feature = "wdk")]
+    if let Err(error) = &result {
+        crate::wdk_runtime::report_entry_failure(error.code());
+    }
     let outcome = if result.is_ok() {
         EntryOutcome::Succeeded
     } else {
