@@ -177,3 +177,10 @@ same_layout!(FILE_RENAME_INFORMATION {
     FileNameLength,
     FileName
 });
+// wdm.h's, though Vigil meets it inside FltMgr's create parameters.
+same_layout!(IO_SECURITY_CONTEXT {
+    SecurityQos,
+    AccessState,
+    DesiredAccess,
+    FullCreateOptions
+});
