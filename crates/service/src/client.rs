@@ -3,7 +3,7 @@
 //!
 //! User mode, any platform. Implementations: the Windows one over `fltlib.dll`
 //! (`crate::windows::port`, Windows only), the in-memory fake of [`crate::fake`] for tests, and
-//! kernel-sim's client side (`crate::sim_client`, feature `sim`, Linux only).
+//! kernel-sim's client side (`vigil_demo::sim_client` in `crates/demo`, Linux only).
 //!
 //! The shapes follow Filter Manager's user-mode API exactly, so that every implementation has
 //! the same semantics: a received message carries the fields of `FILTER_MESSAGE_HEADER`

@@ -15,8 +15,8 @@
 //! 3. Keep [`Service::control`] to stop it from another thread, then call [`Service::run`]
 //!    with the connector and a [`Clock`] ([`SystemClock`]); it returns a [`Summary`].
 //!
-//! [`fake`] has an in-memory driver implementing the traits, for tests. With the `sim` feature
-//! (Linux), `sim_client` implements them over kernel-sim's client side, so the core runs
+//! [`fake`] has an in-memory driver implementing the traits, for tests. The `vigil-demo` crate
+//! (`crates/demo`, Linux) implements them over kernel-sim's client side, so the core runs
 //! against the real vigil.sys loaded in kernel-sim.
 //!
 //! The JSON Lines field table is in [`record`]; the policy format in [`policy`]; the flush and
@@ -31,10 +31,6 @@ pub mod policy;
 pub mod record;
 pub mod sequence;
 pub mod service;
-#[cfg(all(feature = "sim", target_os = "linux"))]
-pub mod sim_bench;
-#[cfg(all(feature = "sim", target_os = "linux"))]
-pub mod sim_client;
 pub mod sink;
 pub mod tail;
 #[cfg(windows)]
