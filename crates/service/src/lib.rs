@@ -15,7 +15,8 @@
 //! 3. Keep [`Service::control`] to stop it from another thread, then call [`Service::run`]
 //!    with the connector and a [`Clock`] ([`SystemClock`]); it returns a [`Summary`].
 //!
-//! [`fake`] has an in-memory driver implementing the traits, for tests. The `vigil-demo` crate
+//! The service's tests drive the core with an in-memory fake driver (`tests/common/fake.rs`,
+//! not part of the library). The `vigil-demo` crate
 //! (`crates/demo`, Linux) implements them over kernel-sim's client side, so the core runs
 //! against the real vigil.sys loaded in kernel-sim.
 //!
@@ -26,7 +27,6 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod control;
-pub mod fake;
 pub mod policy;
 pub mod record;
 pub mod sequence;
@@ -38,7 +38,6 @@ pub mod windows;
 
 pub use client::{ClientError, Connector, Incoming, PortClient};
 pub use control::{Backoff, Clock, ManualClock, ServiceControl, SystemClock};
-pub use fake::{FakeConnector, FakeDriver, FakePort};
 pub use policy::{Decision, Policy, PolicyError, ProcessNames};
 pub use sequence::{Check, Gap, ResumePoint, SequenceTracker};
 pub use service::{

@@ -256,15 +256,18 @@ impl std::error::Error for ReloadError {}
 /// connector and a clock.
 ///
 /// ```
-/// use vigil_service::{FakeDriver, MemorySink, Policy, Service, ServiceOptions, SystemClock};
+/// use vigil_service::{
+///     ClientError, MemorySink, Policy, PortClient, Service, ServiceError, ServiceOptions,
+///     SystemClock,
+/// };
 ///
-/// let driver = FakeDriver::new();
-/// driver.push_events(0..10, 4);
 /// let mut service = Service::new(Policy::default(), MemorySink::default(), ServiceOptions::default());
-/// driver.stop_when_idle(&service.control());
-/// let summary = service.run(&mut driver.connector(), &SystemClock).unwrap();
-/// assert_eq!(summary.counters.events_written, 10);
-/// assert!(service.sinks().closed);
+/// // Another thread may keep `service.control()` to stop the run. The connector here finds no
+/// // driver, as the Windows one does before `fltmc load vigil`.
+/// let mut connector = || Err::<Box<dyn PortClient>, _>(ClientError::DriverNotLoaded);
+/// let result = service.run(&mut connector, &SystemClock);
+/// // Without `wait_for_driver`, the first connection gives up at once.
+/// assert!(matches!(result, Err(ServiceError::Client(ClientError::DriverNotLoaded))));
 /// ```
 pub struct Service<S: Sink> {
     policy: Policy,

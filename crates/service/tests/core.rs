@@ -1,19 +1,22 @@
 //! The service core against the in-memory fake driver, through the public API only (as
-//! kernel-sim's adapter will use it): handshake, event flow, gaps, duplicates after a
+//! kernel-sim's adapter in `vigil-demo` uses it): handshake, event flow, gaps, duplicates after a
 //! reconnect, driver reloads, the reconnect backoff (with an injected clock: no wall-clock
 //! time is measured or asserted), verdicts, malformed input, stop and drain, policy reloads.
+
+mod common;
 
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::fake::FakeDriver;
 use vigil_protocol::{
     EventFlags, EventRecord, Message, MessageKind, Utf16Str, Verdict, VerdictOperation,
     VerdictReply, VerdictRequestRepr, Version,
 };
 use vigil_service::{
-    ClientError, FakeDriver, Gap, Level, Log, ManualClock, MemorySink, Policy, Service,
-    ServiceControl, ServiceError, ServiceOptions, Sink,
+    ClientError, Gap, Level, Log, ManualClock, MemorySink, Policy, Service, ServiceControl,
+    ServiceError, ServiceOptions, Sink,
 };
 
 /// Log lines shared with the test after the service took its logger.
