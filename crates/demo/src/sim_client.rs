@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use vigil_kernel_sim::{ConnectError, ConnectOptions, PortConnection, PortError, Sim};
-use vigil_protocol::{Header, MessageKind, PORT_NAME};
+use vigil_protocol::PORT_NAME;
 use vigil_service::{ClientError, Connector, Incoming, PortClient};
 use vigil_sys::{STATUS_ACCESS_DENIED, STATUS_CONNECTION_COUNT_LIMIT, STATUS_FLT_DELETING_OBJECT};
 
@@ -162,17 +162,6 @@ fn map_port_error(routine: &'static str, error: PortError) -> ClientError {
     }
 }
 
-/// The command's name for [`ClientError::CommandRefused`].
-fn command_name(command: &[u8]) -> &'static str {
-    match Header::parse(command).map(|h| h.kind) {
-        Ok(MessageKind::Hello) => "hello",
-        Ok(MessageKind::GetStats) => "get-statistics",
-        Ok(MessageKind::SetConfig) => "set-configuration",
-        Ok(MessageKind::Ping) => "ping",
-        _ => "command",
-    }
-}
-
 /// One connection to the driver in kernel-sim.
 #[derive(Debug)]
 pub struct SimPort {
@@ -216,7 +205,7 @@ impl PortClient for SimPort {
             .map_err(|e| map_port_error("FilterSendMessage", e))?;
         if result.status < 0 {
             return Err(ClientError::CommandRefused {
-                command: command_name(command),
+                command: vigil_service::commands::command_name(command),
                 status: result.status,
             });
         }

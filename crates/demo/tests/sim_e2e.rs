@@ -188,7 +188,10 @@ fn a_denied_path_stays_denied_across_a_reload_once_the_policy_is_pushed_again() 
     );
     // The driver counts a deny when the reply reaches it; the service logs it just after its
     // reply call returns, on its own thread: wait for the lines, then count them.
-    assert!(service.log().wait_for("denied: ", 3, WAIT), "three deny lines");
+    assert!(
+        service.log().wait_for("denied: ", 3, WAIT),
+        "three deny lines"
+    );
     assert_eq!(service.log().count("denied: "), 3);
     assert_eq!(service.log().count("denied: rename"), 1);
 
