@@ -14,14 +14,12 @@ use vigil_protocol::{
     MAX_MESSAGE_SIZE, Ping, Pong, PrefixList, SetConfigReply, Stats, StatsReply, Utf16Str, Verdict,
     VerdictReply, Version,
 };
+use vigil_sys::{
+    STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_PARAMETER, STATUS_INVALID_USER_BUFFER, STATUS_SUCCESS,
+};
 
 const PORT: &str = vigil_protocol::PORT_NAME;
-const STATUS_SUCCESS: i32 = 0;
-const STATUS_INVALID_PARAMETER: i32 = 0xC000_000D_u32.cast_signed();
-const STATUS_INVALID_DEVICE_REQUEST: i32 = 0xC000_0010_u32.cast_signed();
-const STATUS_BUFFER_TOO_SMALL: i32 = 0xC000_0023_u32.cast_signed();
-const STATUS_INVALID_USER_BUFFER: i32 = 0xC000_00E8_u32.cast_signed();
-const STATUS_INVALID_BUFFER_SIZE: i32 = 0xC000_0206_u32.cast_signed();
 const SERVICE_PID: u64 = 0x2468;
 
 fn load() -> (Sim, Driver) {
