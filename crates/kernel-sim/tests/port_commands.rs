@@ -15,8 +15,9 @@ use vigil_protocol::{
     VerdictReply, Version,
 };
 use vigil_sys::{
-    STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST,
-    STATUS_INVALID_PARAMETER, STATUS_INVALID_USER_BUFFER, STATUS_SUCCESS,
+    STATUS_BUFFER_TOO_SMALL, STATUS_CONNECTION_COUNT_LIMIT, STATUS_INVALID_BUFFER_SIZE,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_INVALID_USER_BUFFER,
+    STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
 };
 
 const PORT: &str = vigil_protocol::PORT_NAME;
@@ -84,7 +85,7 @@ fn one_client_at_a_time_and_the_connect_runs_in_the_clients_process() {
     assert_eq!(second.unwrap_err(), ConnectError::ConnectionLimit);
     assert_eq!(
         ConnectError::ConnectionLimit.status(),
-        0xC000_0246_u32.cast_signed()
+        STATUS_CONNECTION_COUNT_LIMIT
     );
     assert_eq!(stats(&first).connections, 1);
     assert_eq!(first.process_id(), SERVICE_PID);
@@ -324,8 +325,7 @@ fn messages_that_are_not_commands_are_refused() {
             .send_command(&future, HelloReply::LEN)
             .unwrap()
             .status,
-        0xC000_0059_u32.cast_signed(),
-        "STATUS_REVISION_MISMATCH"
+        STATUS_REVISION_MISMATCH
     );
     drop(client);
     assert_clean(driver);
