@@ -35,16 +35,13 @@ mod linux {
     use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
 
+    use vigil_kernel_sim::fixtures::NTFS;
     use vigil_kernel_sim::{
         ConnectOptions, Driver, IoConfig, PortConnection, PortError, RegistryValue, Requestor, Sim,
         SimConfig, VolumeKind,
     };
     use vigil_protocol::{GetStats, MAX_MESSAGE_SIZE, Message, PORT_NAME, Stats, StatsReply};
-
-    const NTFS: &str = r"\Device\HarddiskVolume1";
-    const FILE_OPEN: u32 = 1;
-    const FILE_OPEN_IF: u32 = 3;
-    const GENERIC_WRITE: u32 = 0x4000_0000;
+    use vigil_sys::{FILE_OPEN, FILE_OPEN_IF, GENERIC_WRITE};
 
     fn scale() -> usize {
         std::env::var("VIGIL_BENCH_SCALE")

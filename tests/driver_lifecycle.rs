@@ -24,8 +24,7 @@ use vigil_kernel_sim::{
 use vigil_protocol::{
     Config, GetStats, Hello, HelloReply, Ping, Pong, SetConfigReply, Stats, StatsReply,
 };
-
-const STATUS_INSUFFICIENT_RESOURCES: i32 = 0xC000_009A_u32.cast_signed();
+use vigil_sys::STATUS_INSUFFICIENT_RESOURCES;
 
 /// A protected directory, so the workload's create there asks for a verdict.
 /// A small ring: every run maps its pool in kernel-sim's special pool (pages per block, kept in

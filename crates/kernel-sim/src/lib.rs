@@ -114,6 +114,7 @@
 mod exec;
 mod exports;
 pub mod faults;
+pub mod fixtures;
 mod flt;
 pub mod inf;
 mod kernel;

@@ -7,11 +7,13 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use vigil_kernel_sim::fixtures::NTFS;
 use vigil_kernel_sim::{
     ConnectOptions, IoConfig, PortError, RawCommand, RegistryValue, Report, Requestor, Sim,
     SimConfig, UserPointer, ViolationKind, VolumeKind,
 };
 use vigil_protocol::{Ping, Pong};
+use vigil_sys::{FILE_CREATE, GENERIC_WRITE};
 use xtask::Twin;
 
 fn twin(twin: Twin) -> PathBuf {
@@ -82,7 +84,7 @@ fn one_batch(image: PathBuf) -> Report {
     let sim = Sim::new(SimConfig {
         registry: vec![("FlushIntervalMs".into(), RegistryValue::Dword(10))],
         io: IoConfig {
-            volumes: vec![(VolumeKind::Ntfs, r"\Device\HarddiskVolume1".to_owned())],
+            volumes: vec![(VolumeKind::Ntfs, NTFS.to_owned())],
             ..IoConfig::default()
         },
         ..SimConfig::default()
@@ -93,9 +95,9 @@ fn one_batch(image: PathBuf) -> Report {
         .connect(vigil_protocol::PORT_NAME, &ConnectOptions::default())
         .unwrap();
     let io = driver.io(Requestor { pid: 10, tid: 11 });
-    let volume = driver.volume(r"\Device\HarddiskVolume1").unwrap();
+    let volume = driver.volume(NTFS).unwrap();
     let file = io
-        .create(volume, r"\batch.txt", 2, 0, 0x4000_0000)
+        .create(volume, r"\batch.txt", FILE_CREATE, 0, GENERIC_WRITE)
         .expect("FILE_CREATE");
     assert_eq!(io.write(&file, 0, b"data"), 0);
     io.cleanup(&file);
