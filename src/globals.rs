@@ -10,16 +10,16 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsiz
 
 use vigil_core::{ClientPortSlot, EventRing, RawEvent, RawPassiveLock, Timeout};
 use vigil_protocol::{MAX_MESSAGE_SIZE, Verdict};
-use vigil_sys::{ExAllocatePool2, ExFreePoolWithTag, PFLT_FILTER, POOL_FLAG_NON_PAGED};
+use vigil_sys::PFLT_FILTER;
 
 use crate::config::DriverConfig;
-use crate::error::{NtStatus, Result};
+use crate::error::Result;
 use crate::filter::port::ServerPort;
 use crate::filter::registration::RegisteredFilter;
 use crate::filter::volumes::VolumeTable;
 use crate::kernel::device::DeviceObject;
 use crate::kernel::event::KernelEvent;
-use crate::kernel::pool::{PoolBuffer, tags};
+use crate::kernel::pool::{PoolBox, PoolBuffer, UninitPoolBox, tags};
 use crate::kernel::thread::SystemThread;
 use crate::platform::{KernelPlatform, PushLock};
 use crate::prefix::PrefixList;
@@ -198,14 +198,12 @@ unsafe impl Sync for Globals {}
 // SAFETY: as above; the block is not bound to a thread.
 unsafe impl Send for Globals {}
 
-/// An owned, published-or-not `Globals` block.
+/// An owned, published-or-not `Globals` block (tagged `GLOBALS`).
 ///
 /// # Invariants
 ///
-/// `ptr` is a live `Globals` built by [`Globals::create`], owned by this value.
-pub struct GlobalsBox {
-    ptr: NonNull<Globals>,
-}
+/// The box holds a `Globals` built by [`Globals::create`].
+pub struct GlobalsBox(PoolBox<Globals>);
 
 impl Globals {
     /// Allocates and builds the globals: every allocation and object except the thread and the
@@ -226,19 +224,14 @@ impl Globals {
         let verdicts = VerdictBuffers::allocate()?;
         // SAFETY: `driver` is DriverEntry's driver object (contract).
         let device = unsafe { DeviceObject::create(driver) }?;
-        // SAFETY: non-paged pool at PASSIVE_LEVEL; zeroed.
-        let raw =
-            unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, size_of::<Globals>(), tags::GLOBALS) };
-        let Some(ptr) = NonNull::new(raw.cast::<Globals>()) else {
-            return Err(NtStatus::INSUFFICIENT_RESOURCES);
-        };
-        let p = ptr.as_ptr();
+        let mut block = UninitPoolBox::<Globals>::try_new(tags::GLOBALS)?;
+        let p = block.as_mut_ptr();
         #[expect(
             clippy::multiple_unsafe_ops_per_block,
             reason = "one in-place construction: each operation writes a distinct field of one fresh block"
         )]
-        // SAFETY: `p` is a fresh, suitably aligned block for one Globals (pool blocks are 16-byte
-        // aligned; Globals needs at most that); each field is written exactly once, in place,
+        // SAFETY: `p` is a fresh block for one Globals, aligned for it (UninitPoolBox
+        // invariant); each field is written exactly once, in place,
         // before the value is used; the pinned ones (events, locks, ring, slot) through their
         // in-place initializers.
         unsafe {
@@ -277,7 +270,8 @@ impl Globals {
             vigil_core::RawDispatchLock::init(addr_of_mut!((*p).twin_lock));
             addr_of_mut!((*p).device).write(device);
         }
-        Ok(GlobalsBox { ptr })
+        // SAFETY: every field was written above.
+        Ok(GlobalsBox(unsafe { block.assume_init() }))
     }
 
     /// The filter handle (null before registration).
@@ -294,14 +288,12 @@ impl Globals {
 impl GlobalsBox {
     /// The stable address (for publication and the thread's context).
     pub fn as_ptr(&self) -> *mut Globals {
-        self.ptr.as_ptr()
+        self.0.as_ptr()
     }
 
     /// Gives up ownership (the pointer is published in the driver's static).
     pub fn into_raw(self) -> *mut Globals {
-        let ptr = self.ptr.as_ptr();
-        core::mem::forget(self);
-        ptr
+        self.0.into_raw()
     }
 
     /// Takes back ownership from [`GlobalsBox::into_raw`].
@@ -310,24 +302,14 @@ impl GlobalsBox {
     ///
     /// `ptr` came from `into_raw` and is owned by nothing else.
     pub unsafe fn from_raw(ptr: *mut Globals) -> Option<Self> {
-        NonNull::new(ptr).map(|ptr| Self { ptr })
+        // SAFETY: from `into_raw` of a box tagged GLOBALS, owned by nothing else (contract).
+        unsafe { PoolBox::from_raw(ptr, tags::GLOBALS) }.map(Self)
     }
 }
 
 impl core::ops::Deref for GlobalsBox {
     type Target = Globals;
     fn deref(&self) -> &Globals {
-        // SAFETY: live and owned (invariant); shared access.
-        unsafe { self.ptr.as_ref() }
-    }
-}
-
-impl Drop for GlobalsBox {
-    fn drop(&mut self) {
-        // SAFETY: live and owned (invariant): dropped in place once (field order: the ring before
-        // its storage, the device last), then the block freed with its tag.
-        unsafe { ptr::drop_in_place(self.ptr.as_ptr()) };
-        // SAFETY: allocated with the GLOBALS tag, freed once.
-        unsafe { ExFreePoolWithTag(self.ptr.as_ptr().cast(), tags::GLOBALS) };
+        &self.0
     }
 }
