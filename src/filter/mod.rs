@@ -1,9 +1,10 @@
-//! Safe wrappers over the Filter Manager: registration, the communication port. Runs in the
+//! Safe wrappers over the Filter Manager: registration, the communication port, push locks. Runs in the
 //! kernel at PASSIVE_LEVEL unless a function says otherwise.
 
 pub mod context;
 pub mod name;
 pub mod operation;
 pub mod port;
+pub mod push_lock;
 pub mod registration;
 pub mod volumes;
