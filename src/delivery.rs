@@ -12,10 +12,10 @@ use core::sync::atomic::Ordering;
 
 use vigil_core::{RingConsumer, SendOutcome};
 use vigil_protocol::{BATCH_HEADER_LEN, EventBatch, EventRecord};
-use vigil_sys::{PsTerminateSystemThread, STATUS_SUCCESS};
 
 use crate::filter::port::send_message;
 use crate::globals::{Globals, timeout_ms};
+use crate::kernel::thread::exit_current_system_thread;
 use crate::platform::KernelPlatform;
 use crate::stats::{add, bump};
 
@@ -31,8 +31,9 @@ pub unsafe extern "win64" fn run(context: *mut c_void) {
     if let Some(mut consumer) = globals.ring.consumer() {
         deliver_until_stopped(globals, &mut consumer);
     }
-    // SAFETY: a system thread ends itself this way, at PASSIVE_LEVEL, holding nothing.
-    unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
+    // SAFETY: started by SystemThread::spawn; the consumer and every other borrow of the
+    // globals ended above, so nothing needs a drop or is used after this.
+    unsafe { exit_current_system_thread() };
 }
 
 fn deliver_until_stopped(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatform>) {

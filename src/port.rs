@@ -13,10 +13,10 @@ use vigil_protocol::{
     HEADER_LEN, HelloReply, MAX_MESSAGE_SIZE, Message, Pong, SetConfigReply, StatsReply,
 };
 use vigil_sys::{
-    NTSTATUS, PFLT_PORT, PVOID, PsGetCurrentProcessId, STATUS_BUFFER_TOO_SMALL,
-    STATUS_CONNECTION_COUNT_LIMIT, STATUS_FLT_DELETING_OBJECT, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER,
-    STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
+    NTSTATUS, PFLT_PORT, PVOID, STATUS_BUFFER_TOO_SMALL, STATUS_CONNECTION_COUNT_LIMIT,
+    STATUS_FLT_DELETING_OBJECT, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_REVISION_MISMATCH,
+    STATUS_SUCCESS,
 };
 
 use crate::commands::{self, CommandError};
@@ -43,8 +43,7 @@ pub unsafe extern "win64" fn connect(
     }
     crate::twins::remember_client_port(client);
     // The connect callback runs in the connecting process: that is the service.
-    // SAFETY: any IRQL; returns the current process id.
-    let pid = unsafe { PsGetCurrentProcessId() } as u64;
+    let pid = crate::kernel::thread::current_process_id();
     globals.service_pid.store(pid, Ordering::Relaxed);
     bump(&globals.counters.connections);
     if !connection_cookie.is_null() {

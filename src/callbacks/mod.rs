@@ -21,7 +21,6 @@ use core::ptr;
 use vigil_sys::{
     FLT_OPERATION_REGISTRATION, FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO, IRP_MJ_CLEANUP,
     IRP_MJ_CREATE, IRP_MJ_OPERATION_END, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE,
-    PsGetCurrentThreadId,
 };
 
 use crate::filter::operation::Operation;
@@ -137,8 +136,7 @@ pub fn requestor(globals: &Globals, operation: &mut Operation<'_>) -> Option<Req
     if globals.is_service(process_id) {
         return None;
     }
-    // SAFETY: any IRQL; returns the current thread's id.
-    let thread_id = unsafe { PsGetCurrentThreadId() } as u64;
+    let thread_id = crate::kernel::thread::current_thread_id();
     Some(Requestor {
         process_id,
         thread_id,
