@@ -1,4 +1,5 @@
-//! Safe wrappers over the Filter Manager: registration, the communication port, push locks. Runs in the
+//! Safe wrappers over the Filter Manager: registration, the communication port, push locks,
+//! typed set-information requests. Runs in the
 //! kernel at PASSIVE_LEVEL unless a function says otherwise.
 
 pub mod context;
@@ -7,4 +8,5 @@ pub mod operation;
 pub mod port;
 pub mod push_lock;
 pub mod registration;
+pub mod set_information;
 pub mod volumes;
