@@ -282,6 +282,11 @@ fn stop_delivery(globals: &Globals) {
 }
 
 /// FilterUnloadCallback: PASSIVE_LEVEL.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the `FilterUnloadCallback` of `REGISTRATION`, at most once per
+/// successful `FltRegisterFilter`, at PASSIVE_LEVEL.
 unsafe extern "win64" fn filter_unload(flags: u32) -> NTSTATUS {
     let mandatory = flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0;
     let Some(gate) = GATE.get() else {

@@ -27,6 +27,12 @@ use crate::kernel::user_buffer;
 use crate::stats::bump;
 
 /// Connect: admits the service (the port's security descriptor already limited who may try).
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the connect callback of the server port `ServerPort::create`
+/// made, in the connecting process at PASSIVE_LEVEL, with `client` the new client port and
+/// `connection_cookie` a valid out-pointer (or null).
 pub unsafe extern "win64" fn connect(
     client: PFLT_PORT,
     _server_cookie: PVOID,
@@ -55,6 +61,11 @@ pub unsafe extern "win64" fn connect(
 
 /// Disconnect: closes the client port through the slot, always (even during unload: this is what
 /// lets FltMgr finish tearing the port down).
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the disconnect callback of that server port, once per successful
+/// connect, at PASSIVE_LEVEL, before `FltUnregisterFilter` returns (so the globals are alive).
 pub unsafe extern "win64" fn disconnect(_connection_cookie: PVOID) {
     let Some(globals) = globals_for_teardown() else {
         return;
@@ -71,6 +82,13 @@ pub unsafe extern "win64" fn disconnect(_connection_cookie: PVOID) {
 }
 
 /// Message: one command from the service.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the message callback of that server port, at PASSIVE_LEVEL in the
+/// service's process: `input` and `output` are user-mode addresses of the given lengths (only
+/// ever touched under SEH, through `crate::kernel::user_buffer`), `returned` a valid kernel
+/// pointer or null.
 pub unsafe extern "win64" fn message(
     _cookie: PVOID,
     input: PVOID,

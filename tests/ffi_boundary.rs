@@ -6,6 +6,9 @@
 //! looks for each name, as a whole identifier outside comments, in the driver's other files:
 //! importing or calling one is a finding. Its own tests run it on synthetic sources that break
 //! the rule in each way it must catch (the broken twins), and on ones it must let pass.
+//!
+//! A second check: every `unsafe extern` function the driver defines (the entry points FltMgr,
+//! the I/O manager and the kernel call) says in a `# Safety` section what its caller promises.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -184,6 +187,72 @@ fn raw_ffi_is_named_only_in_the_wrapper_modules() {
         findings.is_empty(),
         "raw vigil-sys routines named outside src/kernel, src/filter and src/runtime.rs (wrap them \
          there): {findings:#?}"
+    );
+}
+
+/// The `unsafe extern` functions defined in `source` whose doc comment has no `# Safety`
+/// section, as `(line, name)`.
+fn callbacks_without_safety(source: &str) -> Vec<(usize, String)> {
+    let lines: Vec<&str> = source.lines().collect();
+    let mut missing = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        let code = code_of(line).trim_start();
+        let code = code.strip_prefix("pub ").unwrap_or(code);
+        let Some(rest) = code.strip_prefix("unsafe extern ") else {
+            continue;
+        };
+        let Some(after_fn) = rest.split_once(" fn ").map(|(_, after)| after) else {
+            continue;
+        };
+        let name: String = after_fn
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let documented = lines[..index]
+            .iter()
+            .rev()
+            .map(|line| line.trim_start())
+            .take_while(|line| line.starts_with("///") || line.starts_with("#["))
+            .any(|line| line.trim_end() == "/// # Safety");
+        if !documented {
+            missing.push((index + 1, name));
+        }
+    }
+    missing
+}
+
+#[test]
+fn every_unsafe_extern_function_documents_its_safety_contract() {
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for (file, source) in driver_sources() {
+        seen += source.matches("unsafe extern \"win64\" fn ").count();
+        for (line, name) in callbacks_without_safety(&source) {
+            missing.push(format!("{file}:{line} {name}"));
+        }
+    }
+    assert!(
+        seen >= 10,
+        "found only {seen} unsafe extern functions: the scan is not looking"
+    );
+    assert!(missing.is_empty(), "no `# Safety` section: {missing:#?}");
+}
+
+/// Broken twin of the check above: a callback documented without its contract.
+#[test]
+fn twin_callback_without_safety_section_is_caught() {
+    let source = "/// Pre-write.\n\
+                  pub unsafe extern \"win64\" fn pre_write(data: *mut u8) -> i32 { 0 }\n\
+                  /// Unload.\n\
+                  ///\n\
+                  /// # Safety\n\
+                  ///\n\
+                  /// Called by FltMgr only.\n\
+                  #[unsafe(no_mangle)]\n\
+                  unsafe extern \"win64\" fn unload(flags: u32) -> i32 { 0 }\n";
+    assert_eq!(
+        callbacks_without_safety(source),
+        [(2, "pre_write".to_owned())]
     );
 }
 
