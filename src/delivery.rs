@@ -96,7 +96,7 @@ fn send_one_batch(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatf
     };
     let outcome = globals.slot.send(
         timeout_ms(&globals.settings.send_timeout_ms),
-        |port, timeout| send_message(globals.filter_handle(), port, message, None, timeout),
+        |port, timeout| send_message(globals.filter_handle(), &port, message, None, timeout),
     );
     if account(globals, outcome, records) {
         drained.records
@@ -149,7 +149,7 @@ fn send_one_message_per_event(globals: &Globals, buffer: &mut [u8], records_len:
         }
         let outcome = globals.slot.send(
             timeout_ms(&globals.settings.send_timeout_ms),
-            |port, timeout| send_message(globals.filter_handle(), port, message, None, timeout),
+            |port, timeout| send_message(globals.filter_handle(), &port, message, None, timeout),
         );
         all_sent &= account(globals, outcome, 1);
         offset += len;

@@ -164,7 +164,7 @@ pub fn decide(globals: &Globals, buffers: &VerdictBuffers, question: &Question<'
         .send(timeout_ms(&settings.verdict_timeout_ms), |port, timeout| {
             send_message(
                 globals.filter_handle(),
-                port,
+                &port,
                 request,
                 Some((&mut reply, &mut reply_len)),
                 timeout,

@@ -52,7 +52,10 @@ pub use platform::{Platform, RawDispatchLock, RawEvent, RawPassiveLock};
 #[cfg(any(feature = "std", loom))]
 pub use ring::BoxedRing;
 pub use ring::{Drained, DropReason, EventRing, RingConsumer, RingStats};
-pub use slot::{ClientPortSlot, CloseOutcome, ConnectError, PortHandle, PortStats, SendOutcome};
+pub use slot::{
+    ClientPortSlot, CloseOutcome, ClosePort, ConnectError, PortHandle, PortStats, SendOutcome,
+    SendPort,
+};
 pub use time::{Timeout, WaitOutcome};
 
 /// A value built in place in a fresh heap slot, then pinned (user mode).

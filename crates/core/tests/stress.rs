@@ -243,8 +243,7 @@ fn slot_sends_against_connect_and_close_churn() {
                         let outcome = slot.send(timeout, |port, given| {
                             assert_eq!(given, timeout);
                             in_flight.fetch_add(1, Ordering::AcqRel);
-                            // SAFETY: the slot hands its live port variable to the send routine.
-                            let handle = unsafe { *port };
+                            let handle = port.handle();
                             assert!(!handle.is_null(), "null port");
                             assert_eq!(
                                 open_port.load(Ordering::Acquire),
@@ -278,15 +277,14 @@ fn slot_sends_against_connect_and_close_churn() {
             for _ in 0..20 {
                 thread::yield_now();
             }
-            let closed = slot.close(|port| {
+            let closed = slot.close(|mut port| {
                 assert_eq!(
                     in_flight.load(Ordering::Acquire),
                     0,
                     "closed under a send in flight"
                 );
                 open_port.store(0, Ordering::Release);
-                // SAFETY: the slot hands its port variable to the close routine, exclusively.
-                unsafe { *port = PortHandle::NULL };
+                port.clear();
             });
             assert_eq!(closed, CloseOutcome::Closed);
         }
