@@ -13,7 +13,7 @@
 //! (every wait they make has a finite timeout).
 
 use core::ffi::c_void;
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use vigil_core::{EntryWait, GateGuard, Timeout, UnloadGate, WaitOutcome};
@@ -103,15 +103,49 @@ static REGISTRATION: StaticRegistration = StaticTable(FLT_REGISTRATION {
     SectionNotificationCallback: ptr::null_mut(),
 });
 
-/// The globals for a callback, with its admission through the gate; `None` once unload has
-/// begun (or before DriverEntry published them). IRQL <= DISPATCH_LEVEL.
-pub fn admitted_globals() -> Option<(&'static Globals, GateGuard<'static, KernelPlatform>)> {
+/// A callback's access to the driver's state, shaped like Rust-for-Linux's `Revocable`:
+/// [`try_access`] hands one out while the unload gate admits callbacks, and every reference to
+/// the state borrows from it (`Deref`), so the admission lasts at least as long as any use of the
+/// state. It cannot end early through a pattern that drops its guard, as `(globals, ..)` once
+/// did: the guard and the state are one value.
+///
+/// # Invariants
+///
+/// `globals` is the published `Globals`, kept alive by `_guard` (the teardown frees them only
+/// after the gate's rundown has waited for every guard). `_guard` is `None` only in the
+/// `twin-unadmitted-callback` build after [`Admission::twin_end_admission`].
+#[must_use = "the callback is admitted only while the admission lives"]
+pub struct Admission<'gate> {
+    globals: NonNull<Globals>,
+    _guard: Option<GateGuard<'gate, KernelPlatform>>,
+}
+
+impl core::ops::Deref for Admission<'_> {
+    type Target = Globals;
+    fn deref(&self) -> &Globals {
+        // SAFETY: alive while the guard is held (invariant), and the borrow ends with `self`.
+        unsafe { self.globals.as_ref() }
+    }
+}
+
+impl Admission<'_> {
+    /// `twin-unadmitted-callback`: ends the admission at once while the callback goes on using
+    /// the state (unload may then tear down under it).
+    #[cfg(feature = "twin-unadmitted-callback")]
+    pub fn twin_end_admission(&mut self) {
+        drop(self._guard.take());
+    }
+}
+
+/// Admits a callback: access to the globals, or `None` once unload has begun (or before
+/// DriverEntry published them). IRQL <= DISPATCH_LEVEL.
+pub fn try_access() -> Option<Admission<'static>> {
     let guard = GATE.get()?.try_enter()?;
-    let raw = GLOBALS.load(Ordering::Acquire);
-    // SAFETY: published globals stay alive until the teardown, which first waits for every gate
-    // guard (this one included) to be dropped.
-    let globals = unsafe { raw.as_ref() }?;
-    Some((globals, guard))
+    let globals = NonNull::new(GLOBALS.load(Ordering::Acquire))?;
+    Some(Admission {
+        globals,
+        _guard: Some(guard),
+    })
 }
 
 /// The globals for callbacks that must run even during unload (disconnect, instance teardown):

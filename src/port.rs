@@ -20,7 +20,7 @@ use vigil_sys::{
 };
 
 use crate::commands::{self, CommandError};
-use crate::entry::{admitted_globals, globals_for_teardown};
+use crate::entry::{globals_for_teardown, try_access};
 use crate::filter::port::close_client_port;
 use crate::kernel::pool::{PoolBuffer, tags};
 use crate::kernel::user_buffer;
@@ -40,7 +40,7 @@ pub unsafe extern "win64" fn connect(
     _context_size: u32,
     connection_cookie: *mut PVOID,
 ) -> NTSTATUS {
-    let Some((globals, _admitted)) = admitted_globals() else {
+    let Some(globals) = try_access() else {
         return STATUS_FLT_DELETING_OBJECT;
     };
     if globals.slot.connect(PortHandle::from_raw(client)).is_err() {
@@ -101,11 +101,11 @@ pub unsafe extern "win64" fn message(
         // SAFETY: FltMgr passes a valid kernel pointer for the returned length.
         unsafe { *returned = 0 };
     }
-    let Some((globals, _admitted)) = admitted_globals() else {
+    let Some(globals) = try_access() else {
         return STATUS_FLT_DELETING_OBJECT;
     };
     match handle_message(
-        globals,
+        &globals,
         input.cast(),
         input_len as usize,
         output.cast(),

@@ -9,7 +9,7 @@ use vigil_sys::{
 };
 
 use crate::attach::{AttachDecision, decide};
-use crate::entry::{admitted_globals, globals_for_teardown};
+use crate::entry::{globals_for_teardown, try_access};
 
 /// `InstanceSetupCallback`.
 ///
@@ -23,7 +23,7 @@ pub unsafe extern "win64" fn instance_setup(
     _device_type: DEVICE_TYPE,
     fs_type: FLT_FILESYSTEM_TYPE,
 ) -> NTSTATUS {
-    let Some((globals, _admitted)) = admitted_globals() else {
+    let Some(globals) = try_access() else {
         return STATUS_FLT_DO_NOT_ATTACH;
     };
     let attach_network = globals.settings.attach_network.load(Ordering::Relaxed);

@@ -68,29 +68,25 @@ pub static OPERATIONS: StaticTable<[FLT_OPERATION_REGISTRATION; 5]> = StaticTabl
 
 /// A callback admitted through the unload gate, with its operation.
 ///
-/// The gate guard is private and the globals and the operation are reached only through
+/// The admission is private and the globals and the operation are reached only through
 /// [`Admitted::parts`], whose borrows keep this value (and so the admission) alive for as long
-/// as the callback uses them: the admission cannot end early by accident, as it did when a
-/// destructuring pattern left the guard to `..` (dropped at the end of that statement).
+/// as the callback uses them.
 pub struct Admitted<'a> {
-    globals: &'static Globals,
-    /// Held for its drop, which ends the admission; `None` only in the
-    /// `twin-unadmitted-callback` build after [`Admitted::twin_end_admission`].
-    _guard: Option<vigil_core::GateGuard<'static, crate::platform::KernelPlatform>>,
+    admission: crate::entry::Admission<'static>,
     operation: Operation<'a>,
 }
 
 impl<'a> Admitted<'a> {
     /// The driver's state and the operation, for as long as this admission is borrowed.
     pub fn parts(&mut self) -> (&Globals, &mut Operation<'a>) {
-        (self.globals, &mut self.operation)
+        (&self.admission, &mut self.operation)
     }
 
     /// `twin-unadmitted-callback`: ends the admission at once while the callback goes on
     /// (unload may then tear down under it).
     #[cfg(feature = "twin-unadmitted-callback")]
     pub fn twin_end_admission(&mut self) {
-        drop(self._guard.take());
+        self.admission.twin_end_admission();
     }
 }
 
@@ -109,12 +105,11 @@ pub unsafe fn admit<'a>(
         // The baseline of the benchmarks: registered for the same operations, doing nothing.
         return None;
     }
-    let (globals, guard) = crate::entry::admitted_globals()?;
+    let admission = crate::entry::try_access()?;
     // SAFETY: the callback's own arguments, used only during it (contract).
     let operation = unsafe { Operation::from_callback(data, objects) }?;
     Some(Admitted {
-        globals,
-        _guard: Some(guard),
+        admission,
         operation,
     })
 }
