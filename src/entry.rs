@@ -6,17 +6,21 @@
 //! really returned (the device object's `DO_DEVICE_INITIALIZING` bit), then for callbacks in
 //! flight, before it touches any state (RULES.md, rules 1 and 2).
 //!
-//! Policy on refusing an unload: a *non-mandatory* unload is refused (`STATUS_FLT_DO_NOT_DETACH`)
-//! only when one of those bounded waits expires, i.e. the driver cannot be torn down safely yet;
-//! nothing has been closed at that point. A *mandatory* unload is never refused: it keeps waiting,
-//! in bounded slices, for conditions that DriverEntry and the callbacks reach in bounded time
-//! (every wait they make has a finite timeout).
+//! The waits and the policy on refusing an unload are `vigil_core::UnloadGate::unload`, the
+//! function the loom models check: a *non-mandatory* unload is refused
+//! (`STATUS_FLT_DO_NOT_DETACH`) only when one of those bounded waits expires, i.e. the driver
+//! cannot be torn down safely yet; nothing has been closed at that point. A *mandatory* unload is
+//! never refused: it keeps waiting, in bounded slices, for conditions that DriverEntry and the
+//! callbacks reach in bounded time (every wait they make has a finite timeout).
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use vigil_core::{EntryWait, GateGuard, Timeout, UnloadGate, WaitOutcome};
+use vigil_core::{
+    EntryWait, GateGuard, Timeout, UnloadBounds, UnloadDecision, UnloadGate, UnloadKind,
+    WaitOutcome,
+};
 use vigil_protocol::PORT_NAME_UTF16;
 use vigil_sys::{
     DRIVER_OBJECT, FLT_REGISTRATION, FLT_REGISTRATION_VERSION, FLTFL_FILTER_UNLOAD_MANDATORY,
@@ -53,12 +57,13 @@ enum EntryOutcome {
     Failed = 2,
 }
 
-/// Policy: the bounds of unload's waits for DriverEntry: the core's defaults (30 s for the
-/// event, 5 s of polls for `DO_DEVICE_INITIALIZING`).
-const ENTRY_WAIT: EntryWait = EntryWait::DEFAULT;
-/// Policy: how long unload waits for callbacks in flight per slice: a verdict wait is at most
-/// 10 s (`VERDICT_TIMEOUT_MS_RANGE`), so one slice covers any of them.
-const CALLBACK_WAIT: Timeout = const_timeout(15_000);
+/// Policy: the bounds of one slice of unload's waits. For DriverEntry, the core's defaults (30 s
+/// for the event, 5 s of polls for `DO_DEVICE_INITIALIZING`); for callbacks in flight, 15 s: a
+/// verdict wait is at most 10 s (`VERDICT_TIMEOUT_MS_RANGE`), so one slice covers any of them.
+const UNLOAD_BOUNDS: UnloadBounds = UnloadBounds {
+    entry: EntryWait::DEFAULT,
+    callbacks: const_timeout(15_000),
+};
 /// Policy: a slice of the wait for the delivery thread's exit; the thread checks its stop flag
 /// at least every send timeout plus flush interval.
 const THREAD_WAIT: Timeout = const_timeout(70_000);
@@ -322,37 +327,31 @@ fn stop_delivery(globals: &Globals) {
 /// Called only by FltMgr, as the `FilterUnloadCallback` of `REGISTRATION`, at most once per
 /// successful `FltRegisterFilter`, at PASSIVE_LEVEL.
 unsafe extern "win64" fn filter_unload(flags: u32) -> NTSTATUS {
-    let mandatory = flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0;
+    let kind = UnloadKind::from_mandatory(flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0);
     let Some(gate) = GATE.get() else {
         return STATUS_SUCCESS;
     };
-    // 1-2. DriverEntry completed and returned.
+    // DriverEntry really returned (the device object's DO_DEVICE_INITIALIZING is clear).
     let returned = || {
         // SAFETY: a published GLOBALS stays alive until this unload frees it.
         unsafe { GLOBALS.load(Ordering::Acquire).as_ref() }
             .is_none_or(|globals| !globals.device.is_initializing())
     };
+    let succeeded = || ENTRY_OUTCOME.load(Ordering::Acquire) == EntryOutcome::Succeeded as u8;
+    // 1-2, and the callbacks' rundown: the sequence and its refusal policy live in the core,
+    // where the loom models run the same function.
     #[cfg(not(feature = "twin-unload-no-wait"))]
-    while gate
-        .wait_until_entry_complete(returned, ENTRY_WAIT)
-        .is_err()
-    {
-        if !mandatory {
-            return STATUS_FLT_DO_NOT_DETACH;
-        }
-    }
+    let decision = gate.unload(kind, returned, succeeded, UNLOAD_BOUNDS);
     #[cfg(feature = "twin-unload-no-wait")]
-    let _ = (returned, ENTRY_WAIT);
-    if ENTRY_OUTCOME.load(Ordering::Acquire) != EntryOutcome::Succeeded as u8 {
+    let decision = {
+        let _ = returned;
+        gate.unload_after_entry(kind, succeeded, UNLOAD_BOUNDS.callbacks)
+    };
+    match decision {
+        UnloadDecision::TearDown => {}
         // DriverEntry failed and unwinds (and unregisters) itself: touch nothing.
-        return STATUS_SUCCESS;
-    }
-    // Callbacks in flight finish; none is admitted from here on.
-    while gate.wait_for_callbacks(CALLBACK_WAIT).is_err() {
-        if !mandatory {
-            gate.reopen();
-            return STATUS_FLT_DO_NOT_DETACH;
-        }
+        UnloadDecision::EntryFailed => return STATUS_SUCCESS,
+        UnloadDecision::Refused(_) => return STATUS_FLT_DO_NOT_DETACH,
     }
     // SAFETY: published by the successful DriverEntry and owned by the driver; FltMgr calls
     // unload once, and no callback is admitted any more.

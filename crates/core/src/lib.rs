@@ -43,7 +43,9 @@ pub mod twin;
 #[cfg(not(loom))]
 mod twin;
 
-pub use gate::{EntryWait, GateGuard, UnloadError, UnloadGate};
+pub use gate::{
+    EntryWait, GateGuard, UnloadBounds, UnloadDecision, UnloadError, UnloadGate, UnloadKind,
+};
 #[cfg(loom)]
 pub use platform::loom::LoomPlatform;
 #[cfg(feature = "std")]
