@@ -13,13 +13,11 @@
 //! never refused: it keeps waiting, in bounded slices, for conditions that DriverEntry and the
 //! callbacks reach in bounded time (every wait they make has a finite timeout).
 
-use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use vigil_core::{
     EntryWait, GateGuard, Timeout, UnloadBounds, UnloadDecision, UnloadGate, UnloadKind,
-    WaitOutcome,
 };
 use vigil_protocol::PORT_NAME_UTF16;
 use vigil_sys::{
@@ -36,7 +34,6 @@ use crate::filter::registration::{RegisteredFilter, StaticRegistration, StaticTa
 use crate::globals::{Globals, GlobalsBox};
 use crate::kernel::once::StaticInPlace;
 use crate::kernel::registry::ParametersKey;
-use crate::kernel::thread::SystemThread;
 use crate::platform::KernelPlatform;
 
 /// The unload gate: entry-complete event and callback rundown. A static (image memory is
@@ -64,9 +61,6 @@ const UNLOAD_BOUNDS: UnloadBounds = UnloadBounds {
     entry: EntryWait::DEFAULT,
     callbacks: const_timeout(15_000),
 };
-/// Policy: a slice of the wait for the delivery thread's exit; the thread checks its stop flag
-/// at least every send timeout plus flush interval.
-const THREAD_WAIT: Timeout = const_timeout(70_000);
 
 const fn const_timeout(ms: u32) -> Timeout {
     match Timeout::from_millis(ms) {
@@ -206,12 +200,9 @@ unsafe fn load(driver: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -
     }
     drop(key);
     // 4. The delivery thread.
-    // SAFETY: the globals outlive the thread: every path that frees them first stops the thread
-    // and waits on its object.
-    let thread =
-        unsafe { SystemThread::spawn(crate::delivery::run, globals.as_ptr().cast::<c_void>()) }?;
-    // SAFETY: DriverEntry owns the globals exclusively until publication.
-    unsafe { *globals.delivery.thread.get() = Some(thread) };
+    // SAFETY: the globals hold the delivery block and outlive the thread: every path that frees
+    // them (teardown) first stops the thread and waits on its object; once, before publication.
+    unsafe { globals.delivery.start(&globals) }?;
     GLOBALS.store(globals.as_ptr(), Ordering::Release);
     // 5. Registration, last.
     // SAFETY: DriverEntry's driver object.
@@ -283,7 +274,7 @@ unsafe fn register(driver: *mut DRIVER_OBJECT, globals: &Globals) -> Result {
 ///
 /// # Safety
 ///
-/// No other thread uses `globals.registration` or `globals.delivery.thread`; the globals are
+/// No other thread uses `globals.registration` or stops the delivery thread; the globals are
 /// unpublished here, so the caller must ensure no callback is admitted any more (the gate is
 /// closed, or DriverEntry has not completed and FltUnregisterFilter drains the rest).
 unsafe fn teardown(globals: GlobalsBox) {
@@ -300,24 +291,10 @@ unsafe fn teardown(globals: GlobalsBox) {
         drop(filter_object);
     }
     globals.filter.store(ptr::null_mut(), Ordering::Release);
-    stop_delivery(&globals);
+    // SAFETY: the teardown, once no callback is admitted (contract).
+    unsafe { globals.delivery.stop_and_join() };
     GLOBALS.store(ptr::null_mut(), Ordering::Release);
     drop(globals);
-}
-
-/// Stops the delivery thread and waits on its thread object (RULES.md, rule 2).
-fn stop_delivery(globals: &Globals) {
-    globals.delivery.stop.store(true, Ordering::Release);
-    globals.delivery.wake.set();
-    // SAFETY: only DriverEntry (before publication) and the teardown touch the thread slot.
-    let Some(thread) = (unsafe { (*globals.delivery.thread.get()).take() }) else {
-        return;
-    };
-    // Each slice is bounded; the thread exits within one send timeout plus one flush interval.
-    while !cfg!(feature = "twin-thread-running")
-        && matches!(thread.wait(THREAD_WAIT), Ok(WaitOutcome::TimedOut))
-    {}
-    drop(thread);
 }
 
 /// FilterUnloadCallback: PASSIVE_LEVEL.

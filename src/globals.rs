@@ -6,22 +6,22 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull, addr_of_mut};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-use vigil_core::{ClientPortSlot, EventRing, RawEvent, RawPassiveLock, Timeout};
+use vigil_core::{ClientPortSlot, EventRing, Timeout};
 use vigil_protocol::{MAX_MESSAGE_SIZE, Verdict};
 use vigil_sys::PFLT_FILTER;
 
 use crate::config::DriverConfig;
+use crate::delivery::Delivery;
 use crate::error::Result;
 use crate::filter::port::ServerPort;
+use crate::filter::push_lock::PushLocked;
 use crate::filter::registration::RegisteredFilter;
 use crate::filter::volumes::VolumeTable;
 use crate::kernel::device::DeviceObject;
-use crate::kernel::event::KernelEvent;
 use crate::kernel::pool::{PoolBox, PoolBuffer, UninitPoolBox, tags};
-use crate::kernel::thread::SystemThread;
-use crate::platform::{KernelPlatform, PushLock};
+use crate::platform::KernelPlatform;
 use crate::prefix::PrefixList;
 use crate::stats::Counters;
 use crate::verdict::VerdictBuffers;
@@ -83,17 +83,47 @@ impl Settings {
 ///
 /// # Invariants
 ///
-/// `lists` are read only under `lock` shared and written only under `lock` exclusive;
-/// `current` (0 or 1) names the active list and changes only under `lock` exclusive; `active`
-/// mirrors "the active list is not empty" so that the common case (no prefix) takes no lock.
+/// `active` mirrors "the active list is not empty" (written under the lock) so that the common
+/// case (no prefix) takes no lock.
 pub struct Prefixes {
-    lock: PushLock,
-    lists: [UnsafeCell<PrefixList>; 2],
-    current: AtomicUsize,
+    lists: PushLocked<PrefixLists>,
     active: AtomicBool,
 }
 
+/// The two lists and which one is active (0 or 1).
+struct PrefixLists {
+    lists: [PrefixList; 2],
+    current: usize,
+}
+
 impl Prefixes {
+    /// Builds empty prefixes in place.
+    ///
+    /// # Safety
+    ///
+    /// `slot` is valid for writes, aligned and zeroed (an all-zero `PrefixList` is the empty
+    /// list), and never moves afterwards.
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "in-place construction: each block computes one field's address and initializes it"
+    )]
+    unsafe fn init_in_place(slot: *mut Self) {
+        let init = |data: *mut PrefixLists| {
+            // SAFETY: `data` is the zeroed, writable storage of the lists (contract), and an
+            // all-zero PrefixList is a valid (empty) one; they are still cleared explicitly, in
+            // place, so no 32 KiB value passes through the stack.
+            for list in unsafe { &mut *addr_of_mut!((*data).lists) } {
+                list.clear();
+            }
+            // SAFETY: as above.
+            unsafe { addr_of_mut!((*data).current).write(0) };
+        };
+        // SAFETY: a field of the writable, pinned slot (contract); `init` fills every field.
+        unsafe { PushLocked::init_in_place(addr_of_mut!((*slot).lists), init) };
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*slot).active).write(AtomicBool::new(false)) };
+    }
+
     /// Whether any prefix is configured (a hint: the answer may change at once).
     pub fn any(&self) -> bool {
         self.active.load(Ordering::Acquire)
@@ -101,10 +131,8 @@ impl Prefixes {
 
     /// Runs `f` with the active list, shared. IRQL <= APC_LEVEL.
     pub fn read<R>(&self, f: impl FnOnce(&PrefixList) -> R) -> R {
-        let _shared = self.lock.lock_shared();
-        let current = self.current.load(Ordering::Relaxed) & 1;
-        // SAFETY: shared lock held (invariant): no writer exists.
-        f(unsafe { &*self.lists[current].get() })
+        let lists = self.lists.read();
+        f(&lists.lists[lists.current & 1])
     }
 
     /// Replaces the list with what `fill` builds; on error the active list stays as it was.
@@ -113,35 +141,16 @@ impl Prefixes {
         &self,
         fill: impl FnOnce(&mut PrefixList) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), E> {
-        let _exclusive = self.lock.lock_exclusive();
-        let staging = (self.current.load(Ordering::Relaxed) & 1) ^ 1;
-        // SAFETY: exclusive lock held (invariant): no other access exists.
-        let list = unsafe { &mut *self.lists[staging].get() };
+        let mut lists = self.lists.write();
+        let staging = (lists.current & 1) ^ 1;
+        let list = &mut lists.lists[staging];
         list.clear();
         fill(list)?;
-        self.current.store(staging, Ordering::Relaxed);
-        self.active.store(!list.is_empty(), Ordering::Release);
+        let empty = list.is_empty();
+        lists.current = staging;
+        self.active.store(!empty, Ordering::Release);
         Ok(())
     }
-}
-
-/// The delivery thread's control block.
-///
-/// # Invariants
-///
-/// `batch` is touched only by the delivery thread; `thread` only by DriverEntry (before
-/// publication) and the teardown (after the gate closed).
-pub struct Delivery {
-    /// Signalled to wake the thread early (a batch is ready, or stop).
-    pub wake: KernelEvent,
-    /// Set to ask the thread to exit.
-    pub stop: AtomicBool,
-    /// Records pushed since the last wake-up (compared with the batch size).
-    pub pending: AtomicU32,
-    /// The one batch buffer, `MAX_MESSAGE_SIZE` bytes.
-    pub batch: UnsafeCell<PoolBuffer>,
-    /// The thread object.
-    pub thread: UnsafeCell<Option<SystemThread>>,
 }
 
 /// What registration created, owned here so that the teardown can undo it in order.
@@ -193,7 +202,7 @@ pub struct Globals {
 }
 
 // SAFETY: every field is either Sync or an UnsafeCell whose accesses are ordered by the documented
-// invariants (Registration, Delivery, Prefixes).
+// invariants (Registration); Delivery is Sync by its own invariants.
 unsafe impl Sync for Globals {}
 // SAFETY: as above; the block is not bound to a thread.
 unsafe impl Send for Globals {}
@@ -240,27 +249,14 @@ impl Globals {
                 server_port: None,
             }));
             addr_of_mut!((*p).filter).write(AtomicPtr::new(ptr::null_mut()));
-            let delivery = addr_of_mut!((*p).delivery);
-            RawEvent::init(addr_of_mut!((*delivery).wake));
-            addr_of_mut!((*delivery).stop).write(AtomicBool::new(false));
-            addr_of_mut!((*delivery).pending).write(AtomicU32::new(0));
-            addr_of_mut!((*delivery).batch).write(UnsafeCell::new(batch));
-            addr_of_mut!((*delivery).thread).write(UnsafeCell::new(None));
+            Delivery::init_in_place(addr_of_mut!((*p).delivery), batch);
             ClientPortSlot::init_in_place(addr_of_mut!((*p).slot));
             addr_of_mut!((*p).ring_storage).write(ring_storage);
             let storage = &mut *addr_of_mut!((*p).ring_storage);
             let storage_ptr = NonNull::new_unchecked(storage.as_mut_ptr());
             EventRing::init_in_place(addr_of_mut!((*p).ring), storage_ptr, storage.len());
             addr_of_mut!((*p).settings).write(Settings::new(config));
-            let prefixes_slot = addr_of_mut!((*p).prefixes);
-            RawPassiveLock::init(addr_of_mut!((*prefixes_slot).lock));
-            // The block is zeroed, and an all-zero PrefixList is the empty list (count 0); they are
-            // still written explicitly, in place, so no 32 KiB value passes through the stack.
-            for list in &mut *addr_of_mut!((*prefixes_slot).lists) {
-                list.get_mut().clear();
-            }
-            addr_of_mut!((*prefixes_slot).current).write(AtomicUsize::new(0));
-            addr_of_mut!((*prefixes_slot).active).write(AtomicBool::new(false));
+            Prefixes::init_in_place(addr_of_mut!((*p).prefixes));
             addr_of_mut!((*p).counters).write(Counters::default());
             addr_of_mut!((*p).volumes).write(VolumeTable::new());
             addr_of_mut!((*p).service_pid).write(AtomicU64::new(0));
