@@ -250,9 +250,9 @@ fn read_prefixes(key: &mut ParametersKey, globals: &Globals) {
 unsafe fn register(driver: *mut DRIVER_OBJECT, globals: &Globals) -> Result {
     // SAFETY: DriverEntry's driver object (contract).
     let filter = unsafe { RegisteredFilter::register(driver, &REGISTRATION) }?;
-    globals.filter.store(filter.handle(), Ordering::Release);
+    globals.set_filter_handle(filter.handle());
     // SAFETY: DriverEntry is the only writer before completion (Globals invariant).
-    let registration = unsafe { &mut *globals.registration.get() };
+    let registration = unsafe { globals.registration_mut() };
     let filter = registration.filter.insert(filter);
     let callbacks = PortCallbacks {
         connect: Some(crate::port::connect),
@@ -279,7 +279,7 @@ unsafe fn register(driver: *mut DRIVER_OBJECT, globals: &Globals) -> Result {
 /// closed, or DriverEntry has not completed and FltUnregisterFilter drains the rest).
 unsafe fn teardown(globals: GlobalsBox) {
     // SAFETY: exclusive access (contract).
-    let registration = unsafe { &mut *globals.registration.get() };
+    let registration = unsafe { globals.registration_mut() };
     drop(registration.server_port.take());
     let filter = globals.filter_handle();
     crate::twins::close_second_port_copy(filter);
@@ -290,7 +290,7 @@ unsafe fn teardown(globals: GlobalsBox) {
     } else {
         drop(filter_object);
     }
-    globals.filter.store(ptr::null_mut(), Ordering::Release);
+    globals.set_filter_handle(ptr::null_mut());
     // SAFETY: the teardown, once no callback is admitted (contract).
     unsafe { globals.delivery.stop_and_join() };
     GLOBALS.store(ptr::null_mut(), Ordering::Release);

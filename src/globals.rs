@@ -169,9 +169,9 @@ pub struct Registration {
 /// DriverEntry before it signals completion and only taken by the teardown after it.
 pub struct Globals {
     /// Registration objects (emptied by the teardown before the rest drops).
-    pub registration: UnsafeCell<Registration>,
+    registration: UnsafeCell<Registration>,
     /// The filter handle, readable by any callback once registered.
-    pub filter: AtomicPtr<c_void>,
+    filter: AtomicPtr<c_void>,
     /// The delivery thread.
     pub delivery: Delivery,
     /// The one client port.
@@ -179,7 +179,7 @@ pub struct Globals {
     /// The event ring (over `ring_storage`, so it drops first).
     pub ring: EventRing<KernelPlatform>,
     /// The ring's memory.
-    pub ring_storage: PoolBuffer,
+    ring_storage: PoolBuffer,
     /// Run-time settings.
     pub settings: Settings,
     /// Protected prefixes.
@@ -189,9 +189,9 @@ pub struct Globals {
     /// Volume ids.
     pub volumes: VolumeTable,
     /// Process id of the connected service (0 when none): exempt from verdicts and not reported.
-    pub service_pid: AtomicU64,
+    service_pid: AtomicU64,
     /// Next verdict request id.
-    pub next_request_id: AtomicU64,
+    next_request_id: AtomicU64,
     /// Preallocated verdict request buffers.
     pub verdicts: VerdictBuffers,
     /// A spin lock the `twin-wrong-irql` broken twin holds at the wrong moment.
@@ -275,9 +275,39 @@ impl Globals {
         self.filter.load(Ordering::Acquire)
     }
 
+    /// Publishes the filter handle (DriverEntry, after `FltRegisterFilter`), or null (teardown).
+    pub fn set_filter_handle(&self, filter: PFLT_FILTER) {
+        self.filter.store(filter, Ordering::Release);
+    }
+
+    /// The registration objects, exclusively.
+    ///
+    /// # Safety
+    ///
+    /// Called only by DriverEntry before it signals completion, or by the teardown after it
+    /// (the `registration` invariant): no other reference to them exists meanwhile.
+    #[expect(
+        clippy::mut_from_ref,
+        reason = "exclusive by the caller's contract, as the unsafe fn says"
+    )]
+    pub unsafe fn registration_mut(&self) -> &mut Registration {
+        // SAFETY: no other access exists (contract).
+        unsafe { &mut *self.registration.get() }
+    }
+
     /// Whether `pid` is the connected service's process.
     pub fn is_service(&self, pid: u64) -> bool {
         pid != 0 && self.service_pid.load(Ordering::Relaxed) == pid
+    }
+
+    /// Records the connected service's process id (0: none).
+    pub fn set_service_pid(&self, pid: u64) {
+        self.service_pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// A fresh verdict request id.
+    pub fn next_request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
     }
 }
 

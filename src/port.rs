@@ -6,8 +6,6 @@
 //! then decoded and validated; the reply is built zeroed in kernel memory, size-checked against
 //! the output buffer, and copied out under SEH (rules 8 to 11).
 
-use core::sync::atomic::Ordering;
-
 use vigil_core::PortHandle;
 use vigil_protocol::{
     HEADER_LEN, HelloReply, MAX_MESSAGE_SIZE, Message, Pong, SetConfigReply, StatsReply,
@@ -50,7 +48,7 @@ pub unsafe extern "win64" fn connect(
     crate::twins::remember_client_port(client);
     // The connect callback runs in the connecting process: that is the service.
     let pid = crate::kernel::thread::current_process_id();
-    globals.service_pid.store(pid, Ordering::Relaxed);
+    globals.set_service_pid(pid);
     bump(&globals.counters.connections);
     if !connection_cookie.is_null() {
         // SAFETY: FltMgr passes a valid out-pointer.
@@ -70,7 +68,7 @@ pub unsafe extern "win64" fn disconnect(_connection_cookie: PVOID) {
     let Some(globals) = globals_for_teardown() else {
         return;
     };
-    globals.service_pid.store(0, Ordering::Relaxed);
+    globals.set_service_pid(0);
     let filter = globals.filter_handle();
     let _ = globals.slot.close(|port| {
         // `twin-port-not-closed` forgets the close (the disconnect check).
