@@ -94,7 +94,9 @@ pub fn close_second_port_copy(filter: vigil_sys::PFLT_FILTER) {
             PORT_COPY.swap(core::ptr::null_mut(), core::sync::atomic::Ordering::AcqRel),
         );
         if !copy.is_null() {
-            crate::filter::port::close_client_port(filter, &raw mut copy);
+            // SAFETY: the broken twin's deliberate bug (a second copy closed outside the slot);
+            // `copy` is a live local.
+            unsafe { crate::filter::port::twin_close_port_copy(filter, &raw mut copy) };
         }
     }
     let _ = filter;

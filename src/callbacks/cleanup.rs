@@ -11,6 +11,12 @@ use crate::events::{EventFacts, publish};
 use crate::filter::context::HandleContext;
 
 /// Pre-cleanup: the handle is closing; if it wrote, report `CloseModified`.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the pre-operation callback registered for `IRP_MJ_CLEANUP` in
+/// `OPERATIONS`, with `data` and `objects` valid for the call and `completion` a valid
+/// completion-context slot (or null), at the IRQL FltMgr calls it at for that operation.
 pub unsafe extern "win64" fn pre_cleanup(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,

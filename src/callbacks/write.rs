@@ -15,6 +15,12 @@ use crate::twins::{self, Twin};
 
 /// Pre-write: reports `FirstWrite` once per handle, as the write is issued (its status field is
 /// `STATUS_PENDING`: the write has not completed). Never needs a post-operation callback.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the pre-operation callback registered for `IRP_MJ_WRITE` in
+/// `OPERATIONS`, with `data` and `objects` valid for the call and `completion` a valid
+/// completion-context slot (or null), at the IRQL FltMgr calls it at for that operation.
 pub unsafe extern "win64" fn pre_write(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
