@@ -7,9 +7,19 @@
 //! * With `--features wdk` on a Windows host with the WDK: `wdk_build` configures the build
 //!   (libraries, link arguments, packaging metadata); the SEH helper is then compiled by the
 //!   WDK's own toolchain through the same `cc` call.
-//! * Host targets (unit tests of the portable modules): nothing to do.
+//! * Host targets (unit tests of the portable modules): nothing to link.
+//! * Every target: the test-only build selected by `VIGIL_TWIN` or `VIGIL_BASELINE` (a broken
+//!   twin or a benchmark baseline, `src/twins.rs`) becomes the cfg `vigil_twin` or
+//!   `vigil_baseline`, checked against the catalog (`src/twins/catalog.rs`).
 
 use std::env;
+use std::fmt::Write as _;
+
+#[macro_use]
+#[path = "src/twins/catalog.rs"]
+mod catalog;
+
+use catalog::{Baseline, Twin};
 
 /// Link arguments of a kernel-mode driver image.
 ///
@@ -37,6 +47,7 @@ const DRIVER_LINK_ARGS: &[&str] = &[
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/seh/user_copy.c");
+    select_test_build();
 
     let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let target_env = env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
@@ -52,6 +63,69 @@ fn main() {
         }
     }
     compile_seh_helper();
+}
+
+/// Sets the cfg of the test-only build the environment asks for, if any, and declares the valid
+/// names of both cfgs (an unknown name in source is then an `unexpected_cfgs` warning).
+///
+/// Two variables, not one: a twin and a baseline are different things (a bug a check must catch,
+/// a yardstick for the benchmarks), each with its own cfg, so the source says which it means and
+/// an unknown name is reported with the list of its own kind. One build is at most one of them:
+/// both set at once is refused. An empty value means unset (production).
+///
+/// A name not in the catalog, both variables set, or a value that is not Unicode fails the build
+/// with a message that says what is valid.
+fn select_test_build() {
+    declare_values(Twin::CFG, Twin::ALL.iter().map(|twin| twin.name()));
+    declare_values(Baseline::CFG, Baseline::ALL.iter().map(|b| b.name()));
+    let (Ok(twin), Ok(baseline)) = (selected(Twin::ENV), selected(Baseline::ENV)) else {
+        return;
+    };
+    let twin = twin.as_deref().map(Twin::from_name);
+    let baseline = baseline.as_deref().map(Baseline::from_name);
+    match (twin, baseline) {
+        (Some(Err(unknown)), _) | (_, Some(Err(unknown))) => fail(&unknown.to_string()),
+        (Some(Ok(twin)), Some(Ok(baseline))) => fail(&format!(
+            "{}={twin} and {}={baseline} are both set: a build is production, one broken twin \
+             or one benchmark baseline",
+            Twin::ENV,
+            Baseline::ENV
+        )),
+        (Some(Ok(twin)), None) => println!("cargo::rustc-cfg={}=\"{twin}\"", Twin::CFG),
+        (None, Some(Ok(baseline))) => {
+            println!("cargo::rustc-cfg={}=\"{baseline}\"", Baseline::CFG);
+        }
+        (None, None) => {}
+    }
+}
+
+/// Declares `cfg` with exactly `names` as its values (the cfg absent is valid too).
+fn declare_values<'a>(cfg: &str, names: impl Iterator<Item = &'a str>) {
+    let mut values = String::new();
+    for name in names {
+        let separator = if values.is_empty() { "" } else { ", " };
+        let _ = write!(values, "{separator}\"{name}\"");
+    }
+    println!("cargo::rustc-check-cfg=cfg({cfg}, values({values}))");
+}
+
+/// The value of the environment variable `var`, watched for changes: `Ok(None)` when unset or
+/// empty; `Err` (after failing the build) when not Unicode.
+fn selected(var: &str) -> Result<Option<String>, ()> {
+    println!("cargo::rerun-if-env-changed={var}");
+    match env::var(var) {
+        Ok(value) => Ok(Some(value).filter(|value| !value.is_empty())),
+        Err(env::VarError::NotPresent) => Ok(None),
+        Err(env::VarError::NotUnicode(value)) => {
+            fail(&format!("{var}={} is not Unicode", value.display()));
+            Err(())
+        }
+    }
+}
+
+/// Fails the build with `message` (one line; cargo prints it as an error of this package).
+fn fail(message: &str) {
+    println!("cargo::error={message}");
 }
 
 /// Compiles `src/seh/user_copy.c` for the kernel.

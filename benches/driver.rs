@@ -1,11 +1,11 @@
 //! Driver measurements on the real vigil.sys in kernel-sim (issue 6), printed, never asserted:
 //!
 //! * (a) added cost per operation in the callbacks: median ns per create + write pair through
-//!   kernel-sim, for vigil.sys and for the `bench-noop-filter` build (same registration,
+//!   kernel-sim, for vigil.sys and for the `noop-filter` baseline build (same registration,
 //!   callbacks that do nothing) in the same run, with no client connected and with a client
 //!   draining; the difference is what Vigil's callbacks add. Target: under 2 µs.
 //! * (b) end-to-end events per second into a draining client: batching (vigil.sys) beside
-//!   `bench-message-per-event` (one `FltSendMessage` per event, as Microsoft's scanner sample
+//!   the `message-per-event` baseline (one `FltSendMessage` per event, as Microsoft's scanner sample
 //!   sends) in the same run: the delivery of a backlog (ring to client, decoded), and a live
 //!   stream (I/O and delivery at once). Target: at least 1 M events/s with batching.
 //!
@@ -35,16 +35,13 @@ mod linux {
     use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
 
+    use vigil_kernel_sim::fixtures::NTFS;
     use vigil_kernel_sim::{
         ConnectOptions, Driver, IoConfig, PortConnection, PortError, RegistryValue, Requestor, Sim,
         SimConfig, VolumeKind,
     };
     use vigil_protocol::{GetStats, MAX_MESSAGE_SIZE, Message, PORT_NAME, Stats, StatsReply};
-
-    const NTFS: &str = r"\Device\HarddiskVolume1";
-    const FILE_OPEN: u32 = 1;
-    const FILE_OPEN_IF: u32 = 3;
-    const GENERIC_WRITE: u32 = 0x4000_0000;
+    use vigil_sys::{FILE_OPEN, FILE_OPEN_IF, GENERIC_WRITE};
 
     fn scale() -> usize {
         std::env::var("VIGIL_BENCH_SCALE")
@@ -54,7 +51,7 @@ mod linux {
     }
 
     fn image(variant: &xtask::Variant) -> PathBuf {
-        xtask::build_driver(variant).unwrap_or_else(|e| panic!("building {}: {e}", variant.name))
+        xtask::build_driver(variant).unwrap_or_else(|e| panic!("building {}: {e}", variant.name()))
     }
 
     fn load(image: &Path, ring_bytes: u32, base: SimConfig) -> Driver {
@@ -372,8 +369,8 @@ mod linux {
 
     pub fn main() {
         let vigil = image(&xtask::Variant::production());
-        let noop = image(&xtask::Variant::bench("noop-filter"));
-        let per_event = image(&xtask::Variant::bench("message-per-event"));
+        let noop = image(&xtask::Variant::baseline(xtask::Baseline::NoopFilter));
+        let per_event = image(&xtask::Variant::baseline(xtask::Baseline::MessagePerEvent));
         // `cargo bench --bench driver -- added` (or `-- throughput`) runs one part only.
         let wanted: Vec<String> = std::env::args()
             .skip(1)

@@ -79,9 +79,12 @@ if ($signature.SignerCertificate -and $signature.Status -ne 'Valid' -and -not $t
 
 $build = [System.Environment]::OSVersion.Version.Build
 if ($UseSetupApi -or $build -lt 18362) {
-    # Section names are decorated for amd64 by the stamped INF (see driver.inx).
-    Invoke-Checked 'install the INF (SetupAPI DefaultInstall)' {
-        RUNDLL32.EXE SETUPAPI.DLL,InstallHinfSection DefaultInstall.NTamd64 132 $inf
+    # Section names are decorated for amd64 by the stamped INF (see driver.inx), and for the
+    # build: from 10.0.25952 on, Filter Manager reads the instances under Parameters, which only
+    # the .10.0...25952 section writes; earlier builds need the downlevel section.
+    $section = if ($build -ge 25952) { 'DefaultInstall.NTamd64.10.0...25952' } else { 'DefaultInstall.NTamd64' }
+    Invoke-Checked "install the INF (SetupAPI $section)" {
+        RUNDLL32.EXE SETUPAPI.DLL,InstallHinfSection $section 132 $inf
     }
 } else {
     Invoke-Checked 'install the INF (pnputil /add-driver /install)' { pnputil.exe /add-driver $inf /install }

@@ -6,17 +6,19 @@
 //! really returned (the device object's `DO_DEVICE_INITIALIZING` bit), then for callbacks in
 //! flight, before it touches any state (RULES.md, rules 1 and 2).
 //!
-//! Policy on refusing an unload: a *non-mandatory* unload is refused (`STATUS_FLT_DO_NOT_DETACH`)
-//! only when one of those bounded waits expires, i.e. the driver cannot be torn down safely yet;
-//! nothing has been closed at that point. A *mandatory* unload is never refused: it keeps waiting,
-//! in bounded slices, for conditions that DriverEntry and the callbacks reach in bounded time
-//! (every wait they make has a finite timeout).
+//! The waits and the policy on refusing an unload are `vigil_core::UnloadGate::unload`, the
+//! function the loom models check: a *non-mandatory* unload is refused
+//! (`STATUS_FLT_DO_NOT_DETACH`) only when one of those bounded waits expires, i.e. the driver
+//! cannot be torn down safely yet; nothing has been closed at that point. A *mandatory* unload is
+//! never refused: it keeps waiting, in bounded slices, for conditions that DriverEntry and the
+//! callbacks reach in bounded time (every wait they make has a finite timeout).
 
-use core::ffi::c_void;
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use vigil_core::{EntryWait, GateGuard, Timeout, UnloadGate, WaitOutcome};
+use vigil_core::{
+    EntryWait, GateGuard, Timeout, UnloadBounds, UnloadDecision, UnloadGate, UnloadKind,
+};
 use vigil_protocol::PORT_NAME_UTF16;
 use vigil_sys::{
     DRIVER_OBJECT, FLT_REGISTRATION, FLT_REGISTRATION_VERSION, FLTFL_FILTER_UNLOAD_MANDATORY,
@@ -32,8 +34,8 @@ use crate::filter::registration::{RegisteredFilter, StaticRegistration, StaticTa
 use crate::globals::{Globals, GlobalsBox};
 use crate::kernel::once::StaticInPlace;
 use crate::kernel::registry::ParametersKey;
-use crate::kernel::thread::SystemThread;
 use crate::platform::KernelPlatform;
+use crate::twins::{self, Twin};
 
 /// The unload gate: entry-complete event and callback rundown. A static (image memory is
 /// non-paged) built at the top of DriverEntry, so it exists before FltMgr can call unload and
@@ -53,15 +55,13 @@ enum EntryOutcome {
     Failed = 2,
 }
 
-/// Policy: the bounds of unload's waits for DriverEntry: the core's defaults (30 s for the
-/// event, 5 s of polls for `DO_DEVICE_INITIALIZING`).
-const ENTRY_WAIT: EntryWait = EntryWait::DEFAULT;
-/// Policy: how long unload waits for callbacks in flight per slice: a verdict wait is at most
-/// 10 s (`VERDICT_TIMEOUT_MS_RANGE`), so one slice covers any of them.
-const CALLBACK_WAIT: Timeout = const_timeout(15_000);
-/// Policy: a slice of the wait for the delivery thread's exit; the thread checks its stop flag
-/// at least every send timeout plus flush interval.
-const THREAD_WAIT: Timeout = const_timeout(70_000);
+/// Policy: the bounds of one slice of unload's waits. For DriverEntry, the core's defaults (30 s
+/// for the event, 5 s of polls for `DO_DEVICE_INITIALIZING`); for callbacks in flight, 15 s: a
+/// verdict wait is at most 10 s (`VERDICT_TIMEOUT_MS_RANGE`), so one slice covers any of them.
+const UNLOAD_BOUNDS: UnloadBounds = UnloadBounds {
+    entry: EntryWait::DEFAULT,
+    callbacks: const_timeout(15_000),
+};
 
 const fn const_timeout(ms: u32) -> Timeout {
     match Timeout::from_millis(ms) {
@@ -103,15 +103,49 @@ static REGISTRATION: StaticRegistration = StaticTable(FLT_REGISTRATION {
     SectionNotificationCallback: ptr::null_mut(),
 });
 
-/// The globals for a callback, with its admission through the gate; `None` once unload has
-/// begun (or before DriverEntry published them). IRQL <= DISPATCH_LEVEL.
-pub fn admitted_globals() -> Option<(&'static Globals, GateGuard<'static, KernelPlatform>)> {
+/// A callback's access to the driver's state, shaped like Rust-for-Linux's `Revocable`:
+/// [`try_access`] hands one out while the unload gate admits callbacks, and every reference to
+/// the state borrows from it (`Deref`), so the admission lasts at least as long as any use of the
+/// state. It cannot end early through a pattern that drops its guard, as `(globals, ..)` once
+/// did: the guard and the state are one value.
+///
+/// # Invariants
+///
+/// `globals` is the published `Globals`, kept alive by `guard` (the teardown frees them only
+/// after the gate's rundown has waited for every guard). `guard` is `None` only in the
+/// `unadmitted-callback` broken twin after [`Admission::twin_end_admission`].
+#[must_use = "the callback is admitted only while the admission lives"]
+pub struct Admission<'gate> {
+    globals: NonNull<Globals>,
+    /// Held for its drop, which ends the admission.
+    guard: Option<GateGuard<'gate, KernelPlatform>>,
+}
+
+impl core::ops::Deref for Admission<'_> {
+    type Target = Globals;
+    fn deref(&self) -> &Globals {
+        // SAFETY: alive while the guard is held (invariant), and the borrow ends with `self`.
+        unsafe { self.globals.as_ref() }
+    }
+}
+
+impl Admission<'_> {
+    /// `twin-unadmitted-callback`: ends the admission at once while the callback goes on using
+    /// the state (unload may then tear down under it).
+    pub fn twin_end_admission(&mut self) {
+        drop(self.guard.take());
+    }
+}
+
+/// Admits a callback: access to the globals, or `None` once unload has begun (or before
+/// DriverEntry published them). IRQL <= DISPATCH_LEVEL.
+pub fn try_access() -> Option<Admission<'static>> {
     let guard = GATE.get()?.try_enter()?;
-    let raw = GLOBALS.load(Ordering::Acquire);
-    // SAFETY: published globals stay alive until the teardown, which first waits for every gate
-    // guard (this one included) to be dropped.
-    let globals = unsafe { raw.as_ref() }?;
-    Some((globals, guard))
+    let globals = NonNull::new(GLOBALS.load(Ordering::Acquire))?;
+    Some(Admission {
+        globals,
+        guard: Some(guard),
+    })
 }
 
 /// The globals for callbacks that must run even during unload (disconnect, instance teardown):
@@ -139,6 +173,10 @@ pub unsafe extern "win64" fn DriverEntry(
     let gate = unsafe { GATE.init(build_gate) };
     // SAFETY: the I/O manager's arguments (contract).
     let result = unsafe { load(driver, registry_path) };
+    #[cfg(feature = "wdk")]
+    if let Err(error) = &result {
+        crate::wdk_runtime::report_entry_failure(error.code());
+    }
     let outcome = if result.is_ok() {
         EntryOutcome::Succeeded
     } else {
@@ -167,12 +205,9 @@ unsafe fn load(driver: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -
     }
     drop(key);
     // 4. The delivery thread.
-    // SAFETY: the globals outlive the thread: every path that frees them first stops the thread
-    // and waits on its object.
-    let thread =
-        unsafe { SystemThread::spawn(crate::delivery::run, globals.as_ptr().cast::<c_void>()) }?;
-    // SAFETY: DriverEntry owns the globals exclusively until publication.
-    unsafe { *globals.delivery.thread.get() = Some(thread) };
+    // SAFETY: the globals hold the delivery block and outlive the thread: every path that frees
+    // them (teardown) first stops the thread and waits on its object; once, before publication.
+    unsafe { globals.delivery.start(&globals) }?;
     GLOBALS.store(globals.as_ptr(), Ordering::Release);
     // 5. Registration, last.
     // SAFETY: DriverEntry's driver object.
@@ -220,9 +255,9 @@ fn read_prefixes(key: &mut ParametersKey, globals: &Globals) {
 unsafe fn register(driver: *mut DRIVER_OBJECT, globals: &Globals) -> Result {
     // SAFETY: DriverEntry's driver object (contract).
     let filter = unsafe { RegisteredFilter::register(driver, &REGISTRATION) }?;
-    globals.filter.store(filter.handle(), Ordering::Release);
+    globals.set_filter_handle(filter.handle());
     // SAFETY: DriverEntry is the only writer before completion (Globals invariant).
-    let registration = unsafe { &mut *globals.registration.get() };
+    let registration = unsafe { globals.registration_mut() };
     let filter = registration.filter.insert(filter);
     let callbacks = PortCallbacks {
         connect: Some(crate::port::connect),
@@ -244,76 +279,59 @@ unsafe fn register(driver: *mut DRIVER_OBJECT, globals: &Globals) -> Result {
 ///
 /// # Safety
 ///
-/// No other thread uses `globals.registration` or `globals.delivery.thread`; the globals are
+/// No other thread uses `globals.registration` or stops the delivery thread; the globals are
 /// unpublished here, so the caller must ensure no callback is admitted any more (the gate is
 /// closed, or DriverEntry has not completed and FltUnregisterFilter drains the rest).
 unsafe fn teardown(globals: GlobalsBox) {
     // SAFETY: exclusive access (contract).
-    let registration = unsafe { &mut *globals.registration.get() };
+    let registration = unsafe { globals.registration_mut() };
     drop(registration.server_port.take());
     let filter = globals.filter_handle();
     crate::twins::close_second_port_copy(filter);
     let _ = globals.slot.retire(|port| close_client_port(filter, port));
     let filter_object = registration.filter.take();
-    if cfg!(feature = "twin-leave-registered") {
+    if twins::is(Twin::LeaveRegistered) {
         core::mem::forget(filter_object);
     } else {
         drop(filter_object);
     }
-    globals.filter.store(ptr::null_mut(), Ordering::Release);
-    stop_delivery(&globals);
+    globals.set_filter_handle(ptr::null_mut());
+    // SAFETY: the teardown, once no callback is admitted (contract).
+    unsafe { globals.delivery.stop_and_join() };
     GLOBALS.store(ptr::null_mut(), Ordering::Release);
     drop(globals);
 }
 
-/// Stops the delivery thread and waits on its thread object (RULES.md, rule 2).
-fn stop_delivery(globals: &Globals) {
-    globals.delivery.stop.store(true, Ordering::Release);
-    globals.delivery.wake.set();
-    // SAFETY: only DriverEntry (before publication) and the teardown touch the thread slot.
-    let Some(thread) = (unsafe { (*globals.delivery.thread.get()).take() }) else {
-        return;
-    };
-    // Each slice is bounded; the thread exits within one send timeout plus one flush interval.
-    while !cfg!(feature = "twin-thread-running")
-        && matches!(thread.wait(THREAD_WAIT), Ok(WaitOutcome::TimedOut))
-    {}
-    drop(thread);
-}
-
 /// FilterUnloadCallback: PASSIVE_LEVEL.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the `FilterUnloadCallback` of `REGISTRATION`, at most once per
+/// successful `FltRegisterFilter`, at PASSIVE_LEVEL.
 unsafe extern "win64" fn filter_unload(flags: u32) -> NTSTATUS {
-    let mandatory = flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0;
+    let kind = UnloadKind::from_mandatory(flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0);
     let Some(gate) = GATE.get() else {
         return STATUS_SUCCESS;
     };
-    // 1-2. DriverEntry completed and returned.
+    // DriverEntry really returned (the device object's DO_DEVICE_INITIALIZING is clear).
     let returned = || {
         // SAFETY: a published GLOBALS stays alive until this unload frees it.
         unsafe { GLOBALS.load(Ordering::Acquire).as_ref() }
             .is_none_or(|globals| !globals.device.is_initializing())
     };
-    #[cfg(not(feature = "twin-unload-no-wait"))]
-    while gate
-        .wait_until_entry_complete(returned, ENTRY_WAIT)
-        .is_err()
-    {
-        if !mandatory {
-            return STATUS_FLT_DO_NOT_DETACH;
-        }
-    }
-    #[cfg(feature = "twin-unload-no-wait")]
-    let _ = (returned, ENTRY_WAIT);
-    if ENTRY_OUTCOME.load(Ordering::Acquire) != EntryOutcome::Succeeded as u8 {
+    let succeeded = || ENTRY_OUTCOME.load(Ordering::Acquire) == EntryOutcome::Succeeded as u8;
+    // 1-2, and the callbacks' rundown: the sequence and its refusal policy live in the core,
+    // where the loom models run the same function.
+    let decision = if twins::is(Twin::UnloadNoWait) {
+        gate.unload_after_entry(kind, succeeded, UNLOAD_BOUNDS.callbacks)
+    } else {
+        gate.unload(kind, returned, succeeded, UNLOAD_BOUNDS)
+    };
+    match decision {
+        UnloadDecision::TearDown => {}
         // DriverEntry failed and unwinds (and unregisters) itself: touch nothing.
-        return STATUS_SUCCESS;
-    }
-    // Callbacks in flight finish; none is admitted from here on.
-    while gate.wait_for_callbacks(CALLBACK_WAIT).is_err() {
-        if !mandatory {
-            gate.reopen();
-            return STATUS_FLT_DO_NOT_DETACH;
-        }
+        UnloadDecision::EntryFailed => return STATUS_SUCCESS,
+        UnloadDecision::Refused(_) => return STATUS_FLT_DO_NOT_DETACH,
     }
     // SAFETY: published by the successful DriverEntry and owned by the driver; FltMgr calls
     // unload once, and no callback is admitted any more.

@@ -70,13 +70,12 @@ pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
     }
 }
 
-/// Wakes the delivery thread once per `batch_size` pushed records while a client is connected;
-/// otherwise the flush interval bounds the latency. Setting a KEVENT per event would cost more
-/// than the event itself, and with no client the thread would only find nobody to send to.
+/// The delivery thread's wake-up rule (`Delivery::record_pushed`), with the current batch size
+/// and connection state.
 fn wake_if_batch_ready(globals: &Globals) {
-    let batch = globals.settings.batch_size.load(Ordering::Relaxed).max(1);
-    let pending = globals.delivery.pending.fetch_add(1, Ordering::Relaxed) + 1;
-    if pending.is_multiple_of(batch) && globals.slot.is_connected() {
-        globals.delivery.wake.set();
-    }
+    globals
+        .delivery
+        .record_pushed(globals.settings.batch_size.load(Ordering::Relaxed), || {
+            globals.slot.is_connected()
+        });
 }

@@ -6,24 +6,25 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull, addr_of_mut};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-use vigil_core::{ClientPortSlot, EventRing, RawEvent, RawPassiveLock, Timeout};
+use vigil_core::{ClientPortSlot, EventRing, Timeout};
 use vigil_protocol::{MAX_MESSAGE_SIZE, Verdict};
-use vigil_sys::{ExAllocatePool2, ExFreePoolWithTag, PFLT_FILTER, POOL_FLAG_NON_PAGED};
+use vigil_sys::PFLT_FILTER;
 
 use crate::config::DriverConfig;
-use crate::error::{NtStatus, Result};
+use crate::delivery::Delivery;
+use crate::error::Result;
 use crate::filter::port::ServerPort;
+use crate::filter::push_lock::PushLocked;
 use crate::filter::registration::RegisteredFilter;
 use crate::filter::volumes::VolumeTable;
 use crate::kernel::device::DeviceObject;
-use crate::kernel::event::KernelEvent;
-use crate::kernel::pool::{PoolBuffer, tags};
-use crate::kernel::thread::SystemThread;
-use crate::platform::{KernelPlatform, PushLock};
+use crate::kernel::pool::{PoolBox, PoolBuffer, UninitPoolBox, tags};
+use crate::platform::KernelPlatform;
 use crate::prefix::PrefixList;
 use crate::stats::Counters;
+use crate::twins::{self, Twin};
 use crate::verdict::VerdictBuffers;
 
 /// Settings the service may change at run time (set-configuration), read lock-free.
@@ -83,17 +84,47 @@ impl Settings {
 ///
 /// # Invariants
 ///
-/// `lists` are read only under `lock` shared and written only under `lock` exclusive;
-/// `current` (0 or 1) names the active list and changes only under `lock` exclusive; `active`
-/// mirrors "the active list is not empty" so that the common case (no prefix) takes no lock.
+/// `active` mirrors "the active list is not empty" (written under the lock) so that the common
+/// case (no prefix) takes no lock.
 pub struct Prefixes {
-    lock: PushLock,
-    lists: [UnsafeCell<PrefixList>; 2],
-    current: AtomicUsize,
+    lists: PushLocked<PrefixLists>,
     active: AtomicBool,
 }
 
+/// The two lists and which one is active (0 or 1).
+struct PrefixLists {
+    lists: [PrefixList; 2],
+    current: usize,
+}
+
 impl Prefixes {
+    /// Builds empty prefixes in place.
+    ///
+    /// # Safety
+    ///
+    /// `slot` is valid for writes, aligned and zeroed (an all-zero `PrefixList` is the empty
+    /// list), and never moves afterwards.
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "in-place construction: each block computes one field's address and initializes it"
+    )]
+    unsafe fn init_in_place(slot: *mut Self) {
+        let init = |data: *mut PrefixLists| {
+            // SAFETY: `data` is the zeroed, writable storage of the lists (contract), and an
+            // all-zero PrefixList is a valid (empty) one; they are still cleared explicitly, in
+            // place, so no 32 KiB value passes through the stack.
+            for list in unsafe { &mut *addr_of_mut!((*data).lists) } {
+                list.clear();
+            }
+            // SAFETY: as above.
+            unsafe { addr_of_mut!((*data).current).write(0) };
+        };
+        // SAFETY: a field of the writable, pinned slot (contract); `init` fills every field.
+        unsafe { PushLocked::init_in_place(addr_of_mut!((*slot).lists), init) };
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*slot).active).write(AtomicBool::new(false)) };
+    }
+
     /// Whether any prefix is configured (a hint: the answer may change at once).
     pub fn any(&self) -> bool {
         self.active.load(Ordering::Acquire)
@@ -101,10 +132,8 @@ impl Prefixes {
 
     /// Runs `f` with the active list, shared. IRQL <= APC_LEVEL.
     pub fn read<R>(&self, f: impl FnOnce(&PrefixList) -> R) -> R {
-        let _shared = self.lock.lock_shared();
-        let current = self.current.load(Ordering::Relaxed) & 1;
-        // SAFETY: shared lock held (invariant): no writer exists.
-        f(unsafe { &*self.lists[current].get() })
+        let lists = self.lists.read();
+        f(&lists.lists[lists.current & 1])
     }
 
     /// Replaces the list with what `fill` builds; on error the active list stays as it was.
@@ -113,35 +142,16 @@ impl Prefixes {
         &self,
         fill: impl FnOnce(&mut PrefixList) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), E> {
-        let _exclusive = self.lock.lock_exclusive();
-        let staging = (self.current.load(Ordering::Relaxed) & 1) ^ 1;
-        // SAFETY: exclusive lock held (invariant): no other access exists.
-        let list = unsafe { &mut *self.lists[staging].get() };
+        let mut lists = self.lists.write();
+        let staging = (lists.current & 1) ^ 1;
+        let list = &mut lists.lists[staging];
         list.clear();
         fill(list)?;
-        self.current.store(staging, Ordering::Relaxed);
-        self.active.store(!list.is_empty(), Ordering::Release);
+        let empty = list.is_empty();
+        lists.current = staging;
+        self.active.store(!empty, Ordering::Release);
         Ok(())
     }
-}
-
-/// The delivery thread's control block.
-///
-/// # Invariants
-///
-/// `batch` is touched only by the delivery thread; `thread` only by DriverEntry (before
-/// publication) and the teardown (after the gate closed).
-pub struct Delivery {
-    /// Signalled to wake the thread early (a batch is ready, or stop).
-    pub wake: KernelEvent,
-    /// Set to ask the thread to exit.
-    pub stop: AtomicBool,
-    /// Records pushed since the last wake-up (compared with the batch size).
-    pub pending: AtomicU32,
-    /// The one batch buffer, `MAX_MESSAGE_SIZE` bytes.
-    pub batch: UnsafeCell<PoolBuffer>,
-    /// The thread object.
-    pub thread: UnsafeCell<Option<SystemThread>>,
 }
 
 /// What registration created, owned here so that the teardown can undo it in order.
@@ -160,9 +170,9 @@ pub struct Registration {
 /// DriverEntry before it signals completion and only taken by the teardown after it.
 pub struct Globals {
     /// Registration objects (emptied by the teardown before the rest drops).
-    pub registration: UnsafeCell<Registration>,
+    registration: UnsafeCell<Registration>,
     /// The filter handle, readable by any callback once registered.
-    pub filter: AtomicPtr<c_void>,
+    filter: AtomicPtr<c_void>,
     /// The delivery thread.
     pub delivery: Delivery,
     /// The one client port.
@@ -170,7 +180,7 @@ pub struct Globals {
     /// The event ring (over `ring_storage`, so it drops first).
     pub ring: EventRing<KernelPlatform>,
     /// The ring's memory.
-    pub ring_storage: PoolBuffer,
+    ring_storage: PoolBuffer,
     /// Run-time settings.
     pub settings: Settings,
     /// Protected prefixes.
@@ -180,32 +190,31 @@ pub struct Globals {
     /// Volume ids.
     pub volumes: VolumeTable,
     /// Process id of the connected service (0 when none): exempt from verdicts and not reported.
-    pub service_pid: AtomicU64,
+    service_pid: AtomicU64,
     /// Next verdict request id.
-    pub next_request_id: AtomicU64,
+    next_request_id: AtomicU64,
     /// Preallocated verdict request buffers.
     pub verdicts: VerdictBuffers,
-    /// A spin lock the `twin-wrong-irql` broken twin holds at the wrong moment.
-    #[cfg(feature = "twin-wrong-irql")]
+    /// A spin lock the `wrong-irql` broken twin holds at the wrong moment. A cfg, not
+    /// `twins::is`: production's globals keep their layout, without an unused lock.
+    #[cfg(vigil_twin = "wrong-irql")]
     pub twin_lock: crate::platform::SpinLock,
     /// The device object whose `DO_DEVICE_INITIALIZING` bit tells that DriverEntry returned.
     pub device: DeviceObject,
 }
 
 // SAFETY: every field is either Sync or an UnsafeCell whose accesses are ordered by the documented
-// invariants (Registration, Delivery, Prefixes).
+// invariants (Registration); Delivery is Sync by its own invariants.
 unsafe impl Sync for Globals {}
 // SAFETY: as above; the block is not bound to a thread.
 unsafe impl Send for Globals {}
 
-/// An owned, published-or-not `Globals` block.
+/// An owned, published-or-not `Globals` block (tagged `GLOBALS`).
 ///
 /// # Invariants
 ///
-/// `ptr` is a live `Globals` built by [`Globals::create`], owned by this value.
-pub struct GlobalsBox {
-    ptr: NonNull<Globals>,
-}
+/// The box holds a `Globals` built by [`Globals::create`].
+pub struct GlobalsBox(PoolBox<Globals>);
 
 impl Globals {
     /// Allocates and builds the globals: every allocation and object except the thread and the
@@ -219,26 +228,22 @@ impl Globals {
         config: &DriverConfig,
     ) -> Result<GlobalsBox> {
         let ring_storage = PoolBuffer::try_zeroed(config.ring_bytes as usize, tags::RING)?;
-        #[cfg(not(feature = "twin-uninit-send"))]
-        let batch = PoolBuffer::try_zeroed(MAX_MESSAGE_SIZE, tags::MESSAGE)?;
-        #[cfg(feature = "twin-uninit-send")]
-        let batch = PoolBuffer::try_uninit(MAX_MESSAGE_SIZE, tags::MESSAGE)?;
+        let batch = if twins::is(Twin::UninitSend) {
+            PoolBuffer::try_uninit(MAX_MESSAGE_SIZE, tags::MESSAGE)?
+        } else {
+            PoolBuffer::try_zeroed(MAX_MESSAGE_SIZE, tags::MESSAGE)?
+        };
         let verdicts = VerdictBuffers::allocate()?;
         // SAFETY: `driver` is DriverEntry's driver object (contract).
         let device = unsafe { DeviceObject::create(driver) }?;
-        // SAFETY: non-paged pool at PASSIVE_LEVEL; zeroed.
-        let raw =
-            unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, size_of::<Globals>(), tags::GLOBALS) };
-        let Some(ptr) = NonNull::new(raw.cast::<Globals>()) else {
-            return Err(NtStatus::INSUFFICIENT_RESOURCES);
-        };
-        let p = ptr.as_ptr();
+        let mut block = UninitPoolBox::<Globals>::try_new(tags::GLOBALS)?;
+        let p = block.as_mut_ptr();
         #[expect(
             clippy::multiple_unsafe_ops_per_block,
             reason = "one in-place construction: each operation writes a distinct field of one fresh block"
         )]
-        // SAFETY: `p` is a fresh, suitably aligned block for one Globals (pool blocks are 16-byte
-        // aligned; Globals needs at most that); each field is written exactly once, in place,
+        // SAFETY: `p` is a fresh block for one Globals, aligned for it (UninitPoolBox
+        // invariant); each field is written exactly once, in place,
         // before the value is used; the pinned ones (events, locks, ring, slot) through their
         // in-place initializers.
         unsafe {
@@ -247,37 +252,25 @@ impl Globals {
                 server_port: None,
             }));
             addr_of_mut!((*p).filter).write(AtomicPtr::new(ptr::null_mut()));
-            let delivery = addr_of_mut!((*p).delivery);
-            RawEvent::init(addr_of_mut!((*delivery).wake));
-            addr_of_mut!((*delivery).stop).write(AtomicBool::new(false));
-            addr_of_mut!((*delivery).pending).write(AtomicU32::new(0));
-            addr_of_mut!((*delivery).batch).write(UnsafeCell::new(batch));
-            addr_of_mut!((*delivery).thread).write(UnsafeCell::new(None));
+            Delivery::init_in_place(addr_of_mut!((*p).delivery), batch);
             ClientPortSlot::init_in_place(addr_of_mut!((*p).slot));
             addr_of_mut!((*p).ring_storage).write(ring_storage);
             let storage = &mut *addr_of_mut!((*p).ring_storage);
             let storage_ptr = NonNull::new_unchecked(storage.as_mut_ptr());
             EventRing::init_in_place(addr_of_mut!((*p).ring), storage_ptr, storage.len());
             addr_of_mut!((*p).settings).write(Settings::new(config));
-            let prefixes_slot = addr_of_mut!((*p).prefixes);
-            RawPassiveLock::init(addr_of_mut!((*prefixes_slot).lock));
-            // The block is zeroed, and an all-zero PrefixList is the empty list (count 0); they are
-            // still written explicitly, in place, so no 32 KiB value passes through the stack.
-            for list in &mut *addr_of_mut!((*prefixes_slot).lists) {
-                list.get_mut().clear();
-            }
-            addr_of_mut!((*prefixes_slot).current).write(AtomicUsize::new(0));
-            addr_of_mut!((*prefixes_slot).active).write(AtomicBool::new(false));
+            Prefixes::init_in_place(addr_of_mut!((*p).prefixes));
             addr_of_mut!((*p).counters).write(Counters::default());
             addr_of_mut!((*p).volumes).write(VolumeTable::new());
             addr_of_mut!((*p).service_pid).write(AtomicU64::new(0));
             addr_of_mut!((*p).next_request_id).write(AtomicU64::new(1));
             addr_of_mut!((*p).verdicts).write(verdicts);
-            #[cfg(feature = "twin-wrong-irql")]
+            #[cfg(vigil_twin = "wrong-irql")]
             vigil_core::RawDispatchLock::init(addr_of_mut!((*p).twin_lock));
             addr_of_mut!((*p).device).write(device);
         }
-        Ok(GlobalsBox { ptr })
+        // SAFETY: every field was written above.
+        Ok(GlobalsBox(unsafe { block.assume_init() }))
     }
 
     /// The filter handle (null before registration).
@@ -285,23 +278,51 @@ impl Globals {
         self.filter.load(Ordering::Acquire)
     }
 
+    /// Publishes the filter handle (DriverEntry, after `FltRegisterFilter`), or null (teardown).
+    pub fn set_filter_handle(&self, filter: PFLT_FILTER) {
+        self.filter.store(filter, Ordering::Release);
+    }
+
+    /// The registration objects, exclusively.
+    ///
+    /// # Safety
+    ///
+    /// Called only by DriverEntry before it signals completion, or by the teardown after it
+    /// (the `registration` invariant): no other reference to them exists meanwhile.
+    #[expect(
+        clippy::mut_from_ref,
+        reason = "exclusive by the caller's contract, as the unsafe fn says"
+    )]
+    pub unsafe fn registration_mut(&self) -> &mut Registration {
+        // SAFETY: no other access exists (contract).
+        unsafe { &mut *self.registration.get() }
+    }
+
     /// Whether `pid` is the connected service's process.
     pub fn is_service(&self, pid: u64) -> bool {
         pid != 0 && self.service_pid.load(Ordering::Relaxed) == pid
+    }
+
+    /// Records the connected service's process id (0: none).
+    pub fn set_service_pid(&self, pid: u64) {
+        self.service_pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// A fresh verdict request id.
+    pub fn next_request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
     }
 }
 
 impl GlobalsBox {
     /// The stable address (for publication and the thread's context).
     pub fn as_ptr(&self) -> *mut Globals {
-        self.ptr.as_ptr()
+        self.0.as_ptr()
     }
 
     /// Gives up ownership (the pointer is published in the driver's static).
     pub fn into_raw(self) -> *mut Globals {
-        let ptr = self.ptr.as_ptr();
-        core::mem::forget(self);
-        ptr
+        self.0.into_raw()
     }
 
     /// Takes back ownership from [`GlobalsBox::into_raw`].
@@ -310,24 +331,14 @@ impl GlobalsBox {
     ///
     /// `ptr` came from `into_raw` and is owned by nothing else.
     pub unsafe fn from_raw(ptr: *mut Globals) -> Option<Self> {
-        NonNull::new(ptr).map(|ptr| Self { ptr })
+        // SAFETY: from `into_raw` of a box tagged GLOBALS, owned by nothing else (contract).
+        unsafe { PoolBox::from_raw(ptr, tags::GLOBALS) }.map(Self)
     }
 }
 
 impl core::ops::Deref for GlobalsBox {
     type Target = Globals;
     fn deref(&self) -> &Globals {
-        // SAFETY: live and owned (invariant); shared access.
-        unsafe { self.ptr.as_ref() }
-    }
-}
-
-impl Drop for GlobalsBox {
-    fn drop(&mut self) {
-        // SAFETY: live and owned (invariant): dropped in place once (field order: the ring before
-        // its storage, the device last), then the block freed with its tag.
-        unsafe { ptr::drop_in_place(self.ptr.as_ptr()) };
-        // SAFETY: allocated with the GLOBALS tag, freed once.
-        unsafe { ExFreePoolWithTag(self.ptr.as_ptr().cast(), tags::GLOBALS) };
+        &self.0
     }
 }

@@ -43,3 +43,5 @@ mod runtime;
 mod twins;
 #[cfg(target_os = "windows")]
 mod verdict;
+#[cfg(all(target_os = "windows", feature = "wdk"))]
+mod wdk_runtime;

@@ -6,27 +6,32 @@
 //! then decoded and validated; the reply is built zeroed in kernel memory, size-checked against
 //! the output buffer, and copied out under SEH (rules 8 to 11).
 
-use core::sync::atomic::Ordering;
-
 use vigil_core::PortHandle;
 use vigil_protocol::{
     HEADER_LEN, HelloReply, MAX_MESSAGE_SIZE, Message, Pong, SetConfigReply, StatsReply,
 };
 use vigil_sys::{
-    NTSTATUS, PFLT_PORT, PVOID, PsGetCurrentProcessId, STATUS_BUFFER_TOO_SMALL,
-    STATUS_CONNECTION_COUNT_LIMIT, STATUS_FLT_DELETING_OBJECT, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER,
-    STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
+    NTSTATUS, PFLT_PORT, PVOID, STATUS_BUFFER_TOO_SMALL, STATUS_CONNECTION_COUNT_LIMIT,
+    STATUS_FLT_DELETING_OBJECT, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_REVISION_MISMATCH,
+    STATUS_SUCCESS,
 };
 
 use crate::commands::{self, CommandError};
-use crate::entry::{admitted_globals, globals_for_teardown};
+use crate::entry::{globals_for_teardown, try_access};
 use crate::filter::port::close_client_port;
 use crate::kernel::pool::{PoolBuffer, tags};
 use crate::kernel::user_buffer;
 use crate::stats::bump;
+use crate::twins::{self, Twin};
 
 /// Connect: admits the service (the port's security descriptor already limited who may try).
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the connect callback of the server port `ServerPort::create`
+/// made, in the connecting process at PASSIVE_LEVEL, with `client` the new client port and
+/// `connection_cookie` a valid out-pointer (or null).
 pub unsafe extern "win64" fn connect(
     client: PFLT_PORT,
     _server_cookie: PVOID,
@@ -34,7 +39,7 @@ pub unsafe extern "win64" fn connect(
     _context_size: u32,
     connection_cookie: *mut PVOID,
 ) -> NTSTATUS {
-    let Some((globals, _admitted)) = admitted_globals() else {
+    let Some(globals) = try_access() else {
         return STATUS_FLT_DELETING_OBJECT;
     };
     if globals.slot.connect(PortHandle::from_raw(client)).is_err() {
@@ -43,9 +48,8 @@ pub unsafe extern "win64" fn connect(
     }
     crate::twins::remember_client_port(client);
     // The connect callback runs in the connecting process: that is the service.
-    // SAFETY: any IRQL; returns the current process id.
-    let pid = unsafe { PsGetCurrentProcessId() } as u64;
-    globals.service_pid.store(pid, Ordering::Relaxed);
+    let pid = crate::kernel::thread::current_process_id();
+    globals.set_service_pid(pid);
     bump(&globals.counters.connections);
     if !connection_cookie.is_null() {
         // SAFETY: FltMgr passes a valid out-pointer.
@@ -56,15 +60,20 @@ pub unsafe extern "win64" fn connect(
 
 /// Disconnect: closes the client port through the slot, always (even during unload: this is what
 /// lets FltMgr finish tearing the port down).
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the disconnect callback of that server port, once per successful
+/// connect, at PASSIVE_LEVEL, before `FltUnregisterFilter` returns (so the globals are alive).
 pub unsafe extern "win64" fn disconnect(_connection_cookie: PVOID) {
     let Some(globals) = globals_for_teardown() else {
         return;
     };
-    globals.service_pid.store(0, Ordering::Relaxed);
+    globals.set_service_pid(0);
     let filter = globals.filter_handle();
     let _ = globals.slot.close(|port| {
-        // `twin-port-not-closed` forgets the close (the disconnect check).
-        if !cfg!(feature = "twin-port-not-closed") {
+        // `port-not-closed` forgets the close (the disconnect check).
+        if !twins::is(Twin::PortNotClosed) {
             close_client_port(filter, port);
         }
     });
@@ -72,6 +81,13 @@ pub unsafe extern "win64" fn disconnect(_connection_cookie: PVOID) {
 }
 
 /// Message: one command from the service.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the message callback of that server port, at PASSIVE_LEVEL in the
+/// service's process: `input` and `output` are user-mode addresses of the given lengths (only
+/// ever touched under SEH, through `crate::kernel::user_buffer`), `returned` a valid kernel
+/// pointer or null.
 pub unsafe extern "win64" fn message(
     _cookie: PVOID,
     input: PVOID,
@@ -84,11 +100,11 @@ pub unsafe extern "win64" fn message(
         // SAFETY: FltMgr passes a valid kernel pointer for the returned length.
         unsafe { *returned = 0 };
     }
-    let Some((globals, _admitted)) = admitted_globals() else {
+    let Some(globals) = try_access() else {
         return STATUS_FLT_DELETING_OBJECT;
     };
     match handle_message(
-        globals,
+        &globals,
         input.cast(),
         input_len as usize,
         output.cast(),

@@ -144,7 +144,7 @@ pub fn decide(globals: &Globals, buffers: &VerdictBuffers, question: &Question<'
     let Some(mut slot) = buffers.claim() else {
         return fallback();
     };
-    let request_id = globals.next_request_id.fetch_add(1, Ordering::Relaxed);
+    let request_id = globals.next_request_id();
     let repr = VerdictRequestRepr {
         request_id,
         operation: question.operation,
@@ -164,7 +164,7 @@ pub fn decide(globals: &Globals, buffers: &VerdictBuffers, question: &Question<'
         .send(timeout_ms(&settings.verdict_timeout_ms), |port, timeout| {
             send_message(
                 globals.filter_handle(),
-                port,
+                &port,
                 request,
                 Some((&mut reply, &mut reply_len)),
                 timeout,

@@ -24,8 +24,7 @@ use vigil_kernel_sim::{
 use vigil_protocol::{
     Config, GetStats, Hello, HelloReply, Ping, Pong, SetConfigReply, Stats, StatsReply,
 };
-
-const STATUS_INSUFFICIENT_RESOURCES: i32 = 0xC000_009A_u32.cast_signed();
+use vigil_sys::STATUS_INSUFFICIENT_RESOURCES;
 
 /// A protected directory, so the workload's create there asks for a verdict.
 /// A small ring: every run maps its pool in kernel-sim's special pool (pages per block, kept in
@@ -448,11 +447,11 @@ fn unload_waits_for_a_callback_held_mid_flight_before_any_teardown() {
     );
 }
 
-/// The broken twin `twin-unadmitted-callback` (PreWrite ends its admission at once) is caught by
+/// The broken twin `unadmitted-callback` (PreWrite ends its admission at once) is caught by
 /// the same test: its unload closes the port and unregisters while the callback still runs.
 #[test]
 fn a_callback_that_drops_its_admission_is_caught() {
-    let twin = driver::build(&xtask::Variant::twin("unadmitted-callback"));
+    let twin = driver::build(&xtask::Variant::twin(xtask::Twin::UnadmittedCallback));
     let held = unload_with_a_callback_held(&twin);
     assert!(held.blocked, "{held:?}");
     assert!(
@@ -511,12 +510,12 @@ fn unload_closes_the_client_port_only_after_a_send_in_progress() {
     assert!(report.is_clean(), "{}", report.summary());
 }
 
-/// The broken twin `twin-port-second-copy` keeps the client port in a second variable and closes
+/// The broken twin `port-second-copy` keeps the client port in a second variable and closes
 /// that one at unload, outside the slot: the field crash of rule 5. kernel-sim catches the held
 /// send going out through a port that is already closed.
 #[test]
 fn a_second_copy_of_the_client_port_is_caught() {
-    let twin = driver::build(&xtask::Variant::twin("port-second-copy"));
+    let twin = driver::build(&xtask::Variant::twin(xtask::Twin::PortSecondCopy));
     let (held, report) = unload_with_a_send_held(&twin);
     assert!(
         held.teardown_begun

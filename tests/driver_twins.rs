@@ -1,4 +1,4 @@
-//! Every broken twin of vigil.sys (the `twin-*` features of Cargo.toml, `src/twins.rs`) is
+//! Every broken twin of vigil.sys (`xtask::Twin`, from `src/twins/catalog.rs`) is
 //! caught by the kernel-sim check meant for it, and the production image under the same
 //! scenario trips none of them. One table, one build per twin.
 //!
@@ -21,6 +21,7 @@ use vigil_kernel_sim::{
     ViolationKind,
 };
 use vigil_protocol::{Ping, Pong};
+use xtask::Twin;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Scenario {
@@ -32,8 +33,8 @@ enum Scenario {
 /// reports with a text its rule or message contains. Every twin must be caught on its first
 /// run: the scenarios make the buggy interleaving certain (kernel-sim holds DriverEntry for the
 /// racing unload; system threads take 50 ms to be signalled), not a matter of scheduling.
-struct Twin {
-    bug: &'static str,
+struct Row {
+    twin: Twin,
     scenario: Scenario,
     kind: ViolationKind,
     text: &'static str,
@@ -41,13 +42,13 @@ struct Twin {
 
 /// Twins whose bug shows as an ordering rather than a kernel-sim violation, each rejected by its
 /// own test: (twin, where).
-const CHECKED_ELSEWHERE: [(&str, &str); 2] = [
+const CHECKED_ELSEWHERE: [(Twin, &str); 2] = [
     (
-        "unadmitted-callback",
+        Twin::UnadmittedCallback,
         "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
     ),
     (
-        "port-second-copy",
+        Twin::PortSecondCopy,
         "tests/driver_lifecycle.rs: a_second_copy_of_the_client_port_is_caught",
     ),
 ];
@@ -56,27 +57,27 @@ const CHECKED_ELSEWHERE: [(&str, &str); 2] = [
 /// varies from run to run).
 const PRODUCTION_RUNS: usize = 100;
 
-const TWINS: [Twin; 14] = [
-    Twin {
-        bug: "leak",
+const TWINS: [Row; 14] = [
+    Row {
+        twin: Twin::Leak,
         scenario: Scenario::Workload,
         kind: ViolationKind::PoolLeak,
         text: "every pool block is freed",
     },
-    Twin {
-        bug: "double-release",
+    Row {
+        twin: Twin::DoubleRelease,
         scenario: Scenario::Workload,
         kind: ViolationKind::OverRelease,
         text: "FltReleaseFileNameInformation",
     },
-    Twin {
-        bug: "port-not-closed",
+    Row {
+        twin: Twin::PortNotClosed,
         scenario: Scenario::Workload,
         kind: ViolationKind::PortNotClosed,
         text: "client port not closed by the disconnect callback",
     },
-    Twin {
-        bug: "unload-no-wait",
+    Row {
+        twin: Twin::UnloadNoWait,
         scenario: Scenario::UnloadRace,
         // The twin's unload does not wait: kernel-sim runs the racing unload before DriverEntry
         // goes on past FltRegisterFilter (it resumes DriverEntry only once the unload returns or
@@ -85,62 +86,62 @@ const TWINS: [Twin; 14] = [
         kind: ViolationKind::CallbackContract,
         text: "filter still registered",
     },
-    Twin {
-        bug: "uninit-send",
+    Row {
+        twin: Twin::UninitSend,
         scenario: Scenario::Workload,
         kind: ViolationKind::UninitializedBytes,
         text: "RULES.md 11",
     },
-    Twin {
-        bug: "wrong-irql",
+    Row {
+        twin: Twin::WrongIrql,
         scenario: Scenario::Workload,
         kind: ViolationKind::Irql,
         text: "FltGetFileNameInformation",
     },
-    Twin {
-        bug: "leave-registered",
+    Row {
+        twin: Twin::LeaveRegistered,
         scenario: Scenario::Workload,
         kind: ViolationKind::ResourceLeak,
         text: "still registered",
     },
-    Twin {
-        bug: "thread-running",
+    Row {
+        twin: Twin::ThreadRunning,
         scenario: Scenario::Workload,
         kind: ViolationKind::ThreadStillRunning,
         text: "still running",
     },
-    Twin {
-        bug: "irql-not-restored",
+    Row {
+        twin: Twin::IrqlNotRestored,
         scenario: Scenario::Workload,
         kind: ViolationKind::CallbackContract,
         text: "PreCleanup",
     },
-    Twin {
-        bug: "bad-preop-status",
+    Row {
+        twin: Twin::BadPreopStatus,
         scenario: Scenario::Workload,
         kind: ViolationKind::CallbackStatus,
         text: "0x2a",
     },
-    Twin {
-        bug: "send-infinite",
+    Row {
+        twin: Twin::SendInfinite,
         scenario: Scenario::Workload,
         kind: ViolationKind::Policy,
         text: "RULES.md 7: a send waits only with a finite timeout",
     },
-    Twin {
-        bug: "context-leak",
+    Row {
+        twin: Twin::ContextLeak,
         scenario: Scenario::Workload,
         kind: ViolationKind::ReferenceLeak,
         text: "stream-handle context",
     },
-    Twin {
-        bug: "port-open-to-all",
+    Row {
+        twin: Twin::PortOpenToAll,
         scenario: Scenario::Workload,
         kind: ViolationKind::Parameter,
         text: "RULES.md 18",
     },
-    Twin {
-        bug: "no-seh",
+    Row {
+        twin: Twin::NoSeh,
         scenario: Scenario::Workload,
         kind: ViolationKind::Fault,
         text: "MessageNotify",
@@ -254,40 +255,40 @@ fn every_twin_is_caught_by_its_check_and_production_by_none() {
     }
     let mut table = Vec::new();
     let mut missed = Vec::new();
-    for twin in &TWINS {
-        let image = driver::build(&xtask::Variant::twin(twin.bug));
-        let report = run(&image, twin.scenario);
-        let caught = has(&report, twin.kind, twin.text);
+    for row in &TWINS {
+        let image = driver::build(&xtask::Variant::twin(row.twin));
+        let report = run(&image, row.scenario);
+        let caught = has(&report, row.kind, row.text);
         let kinds: Vec<ViolationKind> = report.violations.iter().map(|v| v.kind).collect();
         table.push(format!(
             "twin-{:<18} {:<11?} {:<17?} {} (reported {kinds:?})",
-            twin.bug,
-            twin.scenario,
-            twin.kind,
+            row.twin,
+            row.scenario,
+            row.kind,
             if caught { "caught" } else { "MISSED" }
         ));
         if !caught {
-            missed.push(format!("twin-{}: {}", twin.bug, report.summary()));
+            missed.push(format!("twin-{}: {}", row.twin, report.summary()));
         }
     }
     println!("{}", table.join("\n"));
     assert!(missed.is_empty(), "{}", missed.join("\n\n"));
-    // Every twin feature of Cargo.toml is in the table.
-    let manifest = std::fs::read_to_string(xtask::workspace_root().join("Cargo.toml")).unwrap();
-    let features: Vec<&str> = manifest
-        .lines()
-        .filter_map(|l| l.strip_prefix("twin-"))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    let mut listed: Vec<&str> = TWINS
-        .iter()
-        .map(|t| t.bug)
-        .chain(CHECKED_ELSEWHERE.iter().map(|(bug, _)| *bug))
-        .collect();
-    let mut features = features;
-    features.sort_unstable();
-    listed.sort_unstable();
-    assert_eq!(features, listed, "the table covers every twin feature");
+}
+
+/// Every twin of the catalog is either in the table above or rejected by a test of its own,
+/// exactly once, so that a new twin cannot go untested.
+#[test]
+fn every_twin_is_in_the_table_or_checked_elsewhere() {
+    for &twin in Twin::ALL {
+        let rows = TWINS.iter().filter(|row| row.twin == twin).count();
+        let elsewhere = CHECKED_ELSEWHERE.iter().filter(|(t, _)| *t == twin).count();
+        assert_eq!(
+            rows + elsewhere,
+            1,
+            "twin `{twin}` is in the table {rows} time(s) and checked elsewhere {elsewhere} \
+             time(s): it must be listed exactly once"
+        );
+    }
 }
 
 /// The benchmarks measure in `SimConfig::for_measurement()` (standard pool, no stack poisoning):
@@ -307,11 +308,11 @@ fn the_measurement_configuration_catches_every_twin_too() {
     }
     let missed: Vec<String> = TWINS
         .iter()
-        .filter_map(|twin| {
-            let image = driver::build(&xtask::Variant::twin(twin.bug));
-            let report = run_with(&image, twin.scenario, Checks::Measurement);
-            (!has(&report, twin.kind, twin.text))
-                .then(|| format!("twin-{}: {}", twin.bug, report.summary()))
+        .filter_map(|row| {
+            let image = driver::build(&xtask::Variant::twin(row.twin));
+            let report = run_with(&image, row.scenario, Checks::Measurement);
+            (!has(&report, row.kind, row.text))
+                .then(|| format!("twin-{}: {}", row.twin, report.summary()))
         })
         .collect();
     assert!(missed.is_empty(), "{}", missed.join("\n\n"));

@@ -11,6 +11,12 @@ use crate::events::{EventFacts, publish};
 use crate::filter::context::HandleContext;
 
 /// Pre-cleanup: the handle is closing; if it wrote, report `CloseModified`.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the pre-operation callback registered for `IRP_MJ_CLEANUP` in
+/// `OPERATIONS`, with `data` and `objects` valid for the call and `completion` a valid
+/// completion-context slot (or null), at the IRQL FltMgr calls it at for that operation.
 pub unsafe extern "win64" fn pre_cleanup(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
@@ -30,9 +36,9 @@ pub unsafe extern "win64" fn pre_cleanup(
     let Some(who) = requestor(globals, operation) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    // `twin-wrong-irql`: the name query made at DISPATCH_LEVEL, under a spin lock (the IRQL check
-    // of FltGetFileNameInformation, limit APC_LEVEL).
-    #[cfg(feature = "twin-wrong-irql")]
+    // `wrong-irql`: the name query made at DISPATCH_LEVEL, under a spin lock (the IRQL check of
+    // FltGetFileNameInformation, limit APC_LEVEL). A cfg: the lock exists only in that twin.
+    #[cfg(vigil_twin = "wrong-irql")]
     let _raised = {
         use vigil_core::RawDispatchLock;
         globals.twin_lock.lock()

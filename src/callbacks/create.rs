@@ -18,6 +18,12 @@ use crate::verdict::{Question, decide};
 
 /// Pre-create: asks for a verdict when the path is protected; denies with
 /// `STATUS_ACCESS_DENIED`. Always asks for the post-create callback otherwise.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the pre-operation callback registered for `IRP_MJ_CREATE` in
+/// `OPERATIONS`, with `data` and `objects` valid for the call and `completion` a valid
+/// completion-context slot (or null), at the IRQL FltMgr calls it at for that operation.
 pub unsafe extern "win64" fn pre_create(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
@@ -73,6 +79,12 @@ fn verdict_for_create(
 }
 
 /// Post-create: one `Open` event per successful open.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the post-operation callback registered for `IRP_MJ_CREATE`, with
+/// `data` and `objects` valid for the call, at PASSIVE_LEVEL (post-create runs in the
+/// requesting thread).
 pub unsafe extern "win64" fn post_create(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,

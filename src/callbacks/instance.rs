@@ -9,16 +9,21 @@ use vigil_sys::{
 };
 
 use crate::attach::{AttachDecision, decide};
-use crate::entry::{admitted_globals, globals_for_teardown};
+use crate::entry::{globals_for_teardown, try_access};
 
 /// `InstanceSetupCallback`.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the instance setup callback registered in `REGISTRATION`, with `objects` valid
+/// for the call, at PASSIVE_LEVEL.
 pub unsafe extern "win64" fn instance_setup(
     objects: *const FLT_RELATED_OBJECTS,
     _flags: u32,
     _device_type: DEVICE_TYPE,
     fs_type: FLT_FILESYSTEM_TYPE,
 ) -> NTSTATUS {
-    let Some((globals, _admitted)) = admitted_globals() else {
+    let Some(globals) = try_access() else {
         return STATUS_FLT_DO_NOT_ATTACH;
     };
     let attach_network = globals.settings.attach_network.load(Ordering::Relaxed);
@@ -36,6 +41,11 @@ pub unsafe extern "win64" fn instance_setup(
 
 /// `InstanceQueryTeardownCallback`: a manual detach (`fltmc detach`) is allowed; nothing is lost
 /// but the volume's future events.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the instance query-teardown callback registered in `REGISTRATION`, with `objects` valid
+/// for the call, at PASSIVE_LEVEL.
 pub unsafe extern "win64" fn instance_query_teardown(
     _objects: *const FLT_RELATED_OBJECTS,
     _flags: u32,
@@ -44,6 +54,11 @@ pub unsafe extern "win64" fn instance_query_teardown(
 }
 
 /// `InstanceTeardownCompleteCallback`: forget the volume id. Always runs, even during unload.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the instance teardown-complete callback registered in `REGISTRATION`, with `objects` valid
+/// for the call, at PASSIVE_LEVEL.
 pub unsafe extern "win64" fn instance_teardown_complete(
     objects: *const FLT_RELATED_OBJECTS,
     _reason: u32,

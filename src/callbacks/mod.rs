@@ -21,12 +21,12 @@ use core::ptr;
 use vigil_sys::{
     FLT_OPERATION_REGISTRATION, FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO, IRP_MJ_CLEANUP,
     IRP_MJ_CREATE, IRP_MJ_OPERATION_END, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE,
-    PsGetCurrentThreadId,
 };
 
 use crate::filter::operation::Operation;
 use crate::filter::registration::StaticTable;
 use crate::globals::Globals;
+use crate::twins::{self, Baseline};
 
 /// The operations Vigil registers for, terminated by `IRP_MJ_OPERATION_END`.
 pub static OPERATIONS: StaticTable<[FLT_OPERATION_REGISTRATION; 5]> = StaticTable([
@@ -69,29 +69,24 @@ pub static OPERATIONS: StaticTable<[FLT_OPERATION_REGISTRATION; 5]> = StaticTabl
 
 /// A callback admitted through the unload gate, with its operation.
 ///
-/// The gate guard is private and the globals and the operation are reached only through
+/// The admission is private and the globals and the operation are reached only through
 /// [`Admitted::parts`], whose borrows keep this value (and so the admission) alive for as long
-/// as the callback uses them: the admission cannot end early by accident, as it did when a
-/// destructuring pattern left the guard to `..` (dropped at the end of that statement).
+/// as the callback uses them.
 pub struct Admitted<'a> {
-    globals: &'static Globals,
-    /// Held for its drop, which ends the admission; `None` only in the
-    /// `twin-unadmitted-callback` build after [`Admitted::twin_end_admission`].
-    _guard: Option<vigil_core::GateGuard<'static, crate::platform::KernelPlatform>>,
+    admission: crate::entry::Admission<'static>,
     operation: Operation<'a>,
 }
 
 impl<'a> Admitted<'a> {
     /// The driver's state and the operation, for as long as this admission is borrowed.
     pub fn parts(&mut self) -> (&Globals, &mut Operation<'a>) {
-        (self.globals, &mut self.operation)
+        (&self.admission, &mut self.operation)
     }
 
-    /// `twin-unadmitted-callback`: ends the admission at once while the callback goes on
-    /// (unload may then tear down under it).
-    #[cfg(feature = "twin-unadmitted-callback")]
+    /// `unadmitted-callback` broken twin: ends the admission at once while the callback goes
+    /// on (unload may then tear down under it).
     pub fn twin_end_admission(&mut self) {
-        drop(self._guard.take());
+        self.admission.twin_end_admission();
     }
 }
 
@@ -106,16 +101,15 @@ pub unsafe fn admit<'a>(
     data: *mut vigil_sys::FLT_CALLBACK_DATA,
     objects: *const vigil_sys::FLT_RELATED_OBJECTS,
 ) -> Option<Admitted<'a>> {
-    if cfg!(feature = "bench-noop-filter") {
+    if twins::is_baseline(Baseline::NoopFilter) {
         // The baseline of the benchmarks: registered for the same operations, doing nothing.
         return None;
     }
-    let (globals, guard) = crate::entry::admitted_globals()?;
+    let admission = crate::entry::try_access()?;
     // SAFETY: the callback's own arguments, used only during it (contract).
     let operation = unsafe { Operation::from_callback(data, objects) }?;
     Some(Admitted {
-        globals,
-        _guard: Some(guard),
+        admission,
         operation,
     })
 }
@@ -137,8 +131,7 @@ pub fn requestor(globals: &Globals, operation: &mut Operation<'_>) -> Option<Req
     if globals.is_service(process_id) {
         return None;
     }
-    // SAFETY: any IRQL; returns the current thread's id.
-    let thread_id = unsafe { PsGetCurrentThreadId() } as u64;
+    let thread_id = crate::kernel::thread::current_thread_id();
     Some(Requestor {
         process_id,
         thread_id,

@@ -1,18 +1,14 @@
 //! `IRP_MJ_SET_INFORMATION`: rename, hard link and delete (both disposition forms). The pre
 //! callback (PASSIVE_LEVEL) takes the source name and asks for verdicts; the post callback is
-//! synchronized (same thread, PASSIVE_LEVEL) and reports the operation if it succeeded.
-
-use core::mem::offset_of;
+//! synchronized (same thread, PASSIVE_LEVEL) and reports the operation if it succeeded. The
+//! request and its buffer are parsed in `crate::filter::set_information`.
 
 use vigil_protocol::{EventKind, Verdict, VerdictOperation};
 use vigil_sys::{
-    FILE_DISPOSITION_DELETE, FILE_DISPOSITION_INFORMATION, FILE_DISPOSITION_INFORMATION_EX,
-    FILE_RENAME_INFORMATION, FLT_CALLBACK_DATA, FLT_PARAMETERS_SET_FILE_INFORMATION,
-    FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS,
-    FLT_PREOP_COMPLETE, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS,
-    FLTFL_POST_OPERATION_DRAINING, FileDispositionInformation, FileDispositionInformationEx,
-    FileLinkInformation, FileLinkInformationEx, FileRenameInformation, FileRenameInformationEx,
-    NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED,
+    FLT_CALLBACK_DATA, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
+    FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_COMPLETE, FLT_PREOP_SUCCESS_NO_CALLBACK,
+    FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS, FLTFL_POST_OPERATION_DRAINING, NT_SUCCESS, PVOID,
+    STATUS_ACCESS_DENIED,
 };
 
 use crate::callbacks::{EventName, admit, requestor};
@@ -20,109 +16,42 @@ use crate::error::Result;
 use crate::events::{EventFacts, publish};
 use crate::filter::name::FileName;
 use crate::filter::operation::Operation;
+use crate::filter::set_information::{LinkTarget, SetInformationRequest as Change};
 use crate::globals::Globals;
 use crate::verdict::{Question, decide};
 
-/// What a set-information request does, as far as Vigil cares.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Change {
-    Rename,
-    Link,
-    Delete,
-}
-
-impl Change {
-    fn event_kind(self) -> EventKind {
-        match self {
-            Self::Rename => EventKind::Rename,
-            Self::Link => EventKind::HardLink,
-            Self::Delete => EventKind::Delete,
-        }
-    }
-
-    fn verdict_operation(self) -> VerdictOperation {
-        match self {
-            Self::Rename => VerdictOperation::Rename,
-            Self::Link => VerdictOperation::Link,
-            Self::Delete => VerdictOperation::Delete,
-        }
+/// What a request is reported as.
+fn event_kind(request: Change) -> EventKind {
+    match request {
+        Change::Rename => EventKind::Rename,
+        Change::Link => EventKind::HardLink,
+        Change::Delete => EventKind::Delete,
     }
 }
 
-/// The parameters of a set-information operation.
-fn parameters(operation: &Operation<'_>) -> FLT_PARAMETERS_SET_FILE_INFORMATION {
-    // SAFETY: for IRP_MJ_SET_INFORMATION the SetFileInformation member is the valid one.
-    unsafe { operation.iopb().Parameters.SetFileInformation }
-}
-
-/// Classifies the request; `None` for classes Vigil does not report, and for a disposition that
-/// clears (rather than sets) the delete.
-fn classify(operation: &Operation<'_>) -> Option<Change> {
-    let parameters = parameters(operation);
-    let buffer = parameters.InfoBuffer;
-    let length = parameters.Length as usize;
-    let class = parameters.FileInformationClass;
-    if class == FileRenameInformation || class == FileRenameInformationEx {
-        Some(Change::Rename)
-    } else if class == FileLinkInformation || class == FileLinkInformationEx {
-        Some(Change::Link)
-    } else if buffer.is_null() {
-        None
-    } else if class == FileDispositionInformation
-        && length >= size_of::<FILE_DISPOSITION_INFORMATION>()
-    {
-        // SAFETY: a system buffer of `length` bytes, checked above to hold the structure.
-        let info = unsafe { &*buffer.cast::<FILE_DISPOSITION_INFORMATION>() };
-        (info.DeleteFile != 0).then_some(Change::Delete)
-    } else if class == FileDispositionInformationEx
-        && length >= size_of::<FILE_DISPOSITION_INFORMATION_EX>()
-    {
-        // SAFETY: as above; the system buffer is pointer-aligned.
-        let info = unsafe { &*buffer.cast::<FILE_DISPOSITION_INFORMATION_EX>() };
-        (info.Flags & FILE_DISPOSITION_DELETE != 0).then_some(Change::Delete)
-    } else {
-        None
+/// What a request asks a verdict for.
+fn verdict_operation(request: Change) -> VerdictOperation {
+    match request {
+        Change::Rename => VerdictOperation::Rename,
+        Change::Link => VerdictOperation::Link,
+        Change::Delete => VerdictOperation::Delete,
     }
 }
 
-/// The rename or link target, from the request's `FILE_RENAME_INFORMATION` (the same layout as
-/// `FILE_LINK_INFORMATION`), with its name length checked against the buffer by subtraction.
+/// The rename or link target's name, queried from FltMgr.
 fn destination(operation: &Operation<'_>) -> Result<FileName> {
-    let parameters = parameters(operation);
-    let buffer = parameters.InfoBuffer;
-    let length = parameters.Length as usize;
-    let name_offset = offset_of!(FILE_RENAME_INFORMATION, FileName);
-    if buffer.is_null() || length < name_offset {
-        return Err(crate::error::NtStatus::INVALID_PARAMETER);
-    }
-    // SAFETY: the system buffer holds at least the fixed part (checked above).
-    let info = unsafe { &*buffer.cast::<FILE_RENAME_INFORMATION>() };
-    if info.FileNameLength as usize > length - name_offset || info.FileNameLength % 2 != 0 {
-        return Err(crate::error::NtStatus::INVALID_PARAMETER);
-    }
-    // SAFETY: `name_offset <= length`: still inside the buffer.
-    let name = unsafe { buffer.cast::<u8>().add(name_offset) };
-    // The name sits at offset 20 of a pointer-aligned system buffer: 2-byte aligned.
-    #[expect(
-        clippy::cast_ptr_alignment,
-        reason = "FileName is at an even offset of an aligned buffer"
-    )]
-    let name = name.cast::<u16>();
-    // SAFETY: the name lies inside the buffer (checked above); the instance and file object are
-    // the operation's; PASSIVE_LEVEL (set information).
-    unsafe {
-        FileName::destination(
-            operation.instance(),
-            operation.file_object(),
-            info.RootDirectory,
-            name,
-            info.FileNameLength,
-        )
-    }
+    let target = LinkTarget::parse(operation)?;
+    FileName::destination(operation, &target)
 }
 
 /// Pre-set-information: takes the source name (handed to the post callback as the completion
 /// context) and asks for a verdict when the source or the target is protected.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the pre-operation callback registered for `IRP_MJ_SET_INFORMATION` in
+/// `OPERATIONS`, with `data` and `objects` valid for the call and `completion` a valid
+/// completion-context slot (or null), at the IRQL FltMgr calls it at for that operation.
 pub unsafe extern "win64" fn pre_set_information(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
@@ -133,7 +62,7 @@ pub unsafe extern "win64" fn pre_set_information(
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     let (globals, operation) = admitted.parts();
-    let Some(change) = classify(operation) else {
+    let Some(change) = Change::parse(operation) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     let Some(who) = requestor(globals, operation) else {
@@ -181,7 +110,7 @@ fn verdict(
         globals,
         &globals.verdicts,
         &Question {
-            operation: change.verdict_operation(),
+            operation: verdict_operation(change),
             process_id,
             path: source.units(),
             target: target_units,
@@ -191,6 +120,13 @@ fn verdict(
 }
 
 /// Post-set-information (synchronized): reports a successful rename, link or delete.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the post-operation callback registered for
+/// `IRP_MJ_SET_INFORMATION`, once per operation `pre_set_information` synchronized, with `data`
+/// and `objects` valid for the call and `completion` exactly what the pre callback stored (or
+/// null), in the requesting thread at PASSIVE_LEVEL (a synchronized post).
 pub unsafe extern "win64" fn post_set_information(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
@@ -209,7 +145,7 @@ pub unsafe extern "win64" fn post_set_information(
     };
     let (globals, operation) = admitted.parts();
     let status = operation.status();
-    let Some(change) = classify(operation).filter(|_| NT_SUCCESS(status)) else {
+    let Some(change) = Change::parse(operation).filter(|_| NT_SUCCESS(status)) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
     let Some(who) = requestor(globals, operation) else {
@@ -232,7 +168,7 @@ pub unsafe extern "win64" fn post_set_information(
     publish(
         globals,
         &EventFacts {
-            kind: change.event_kind(),
+            kind: event_kind(change),
             flags: event_flags,
             status,
             process_id: who.process_id,

@@ -11,9 +11,16 @@ use crate::callbacks::{EventName, admit, requestor};
 use crate::events::{EventFacts, publish};
 use crate::filter::context::{HandleContext, MarkOutcome};
 use crate::stats::bump;
+use crate::twins::{self, Twin};
 
 /// Pre-write: reports `FirstWrite` once per handle, as the write is issued (its status field is
 /// `STATUS_PENDING`: the write has not completed). Never needs a post-operation callback.
+///
+/// # Safety
+///
+/// Called only by FltMgr, as the pre-operation callback registered for `IRP_MJ_WRITE` in
+/// `OPERATIONS`, with `data` and `objects` valid for the call and `completion` a valid
+/// completion-context slot (or null), at the IRQL FltMgr calls it at for that operation.
 pub unsafe extern "win64" fn pre_write(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
@@ -23,10 +30,11 @@ pub unsafe extern "win64" fn pre_write(
     let Some(mut admitted) = (unsafe { admit(data, objects) }) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    // `twin-unadmitted-callback` ends its admission at once: unload may then tear down while
-    // this callback runs.
-    #[cfg(feature = "twin-unadmitted-callback")]
-    admitted.twin_end_admission();
+    // `unadmitted-callback` ends its admission at once: unload may then tear down while this
+    // callback runs.
+    if twins::is(Twin::UnadmittedCallback) {
+        admitted.twin_end_admission();
+    }
     let (globals, operation) = admitted.parts();
     if operation.is_paging_io() || operation.file_object().is_null() {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
@@ -36,7 +44,7 @@ pub unsafe extern "win64" fn pre_write(
     };
     // The common case: this handle has written before.
     if let Some(context) = HandleContext::get(operation.instance(), operation.file_object()) {
-        if cfg!(feature = "twin-context-leak") {
+        if twins::is(Twin::ContextLeak) {
             // The broken twin keeps the reference forever (the context-leak check).
             core::mem::forget(context);
         }

@@ -1,9 +1,12 @@
-//! Safe wrappers over the Filter Manager: registration, the communication port. Runs in the
+//! Safe wrappers over the Filter Manager: registration, the communication port, push locks,
+//! typed set-information requests. Runs in the
 //! kernel at PASSIVE_LEVEL unless a function says otherwise.
 
 pub mod context;
 pub mod name;
 pub mod operation;
 pub mod port;
+pub mod push_lock;
 pub mod registration;
+pub mod set_information;
 pub mod volumes;

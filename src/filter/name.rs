@@ -5,13 +5,15 @@
 use core::ptr::{self, NonNull};
 
 use vigil_sys::{
-    FILE_OBJECT, FLT_FILE_NAME_INFORMATION, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
+    FLT_FILE_NAME_INFORMATION, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
     FLT_FILE_NAME_QUERY_DEFAULT, FltGetDestinationFileNameInformation, FltGetFileNameInformation,
-    FltReleaseFileNameInformation, HANDLE, PFLT_FILE_NAME_INFORMATION, PFLT_INSTANCE,
+    FltReleaseFileNameInformation, PFLT_FILE_NAME_INFORMATION,
 };
 
 use crate::error::{NtStatus, Result, check};
 use crate::filter::operation::Operation;
+use crate::filter::set_information::LinkTarget;
+use crate::twins::{self, Twin};
 
 /// A referenced `FLT_FILE_NAME_INFORMATION`, released on drop.
 ///
@@ -50,28 +52,21 @@ impl FileName {
         })
     }
 
-    /// The name a rename or link *targets*, from the operation's information buffer.
+    /// The name a rename or link *targets*, from the operation's parsed information buffer.
     /// PASSIVE_LEVEL.
-    ///
-    /// # Safety
-    ///
-    /// `root`, `name` and `name_bytes` come from the operation's `FILE_RENAME_INFORMATION` /
-    /// `FILE_LINK_INFORMATION` buffer, valid for the callback.
-    pub unsafe fn destination(
-        instance: PFLT_INSTANCE,
-        file: *mut FILE_OBJECT,
-        root: HANDLE,
-        name: *mut u16,
-        name_bytes: u32,
-    ) -> Result<Self> {
+    pub fn destination(operation: &Operation<'_>, target: &LinkTarget<'_>) -> Result<Self> {
+        let name_bytes =
+            u32::try_from(size_of_val(target.name)).map_err(|_| NtStatus::INVALID_PARAMETER)?;
         let mut info: PFLT_FILE_NAME_INFORMATION = ptr::null_mut();
-        // SAFETY: arguments valid per contract; out-pointer valid.
+        // SAFETY: the operation's own instance and file object; the root handle and the name
+        // come from its information buffer (LinkTarget), valid for the callback, and FltMgr only
+        // reads the name; out-pointer valid; PASSIVE_LEVEL (set information).
         check(unsafe {
             FltGetDestinationFileNameInformation(
-                instance,
-                file,
-                root,
-                name,
+                operation.instance(),
+                operation.file_object(),
+                target.root_directory,
+                target.name.as_ptr().cast_mut(),
                 name_bytes,
                 FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT,
                 &raw mut info,
@@ -126,10 +121,9 @@ impl Drop for FileName {
     fn drop(&mut self) {
         // SAFETY: releases the one reference held (invariant), exactly once.
         unsafe { FltReleaseFileNameInformation(self.info.as_ptr()) };
-        #[cfg(feature = "twin-double-release")]
-        // SAFETY: none: the `twin-double-release` broken twin releases twice on purpose.
-        unsafe {
-            FltReleaseFileNameInformation(self.info.as_ptr());
+        if twins::is(Twin::DoubleRelease) {
+            // SAFETY: none: the `double-release` broken twin releases twice on purpose.
+            unsafe { FltReleaseFileNameInformation(self.info.as_ptr()) };
         }
     }
 }

@@ -12,6 +12,7 @@ use vigil_sys::{
 
 use crate::error::{NtStatus, Result, check};
 use crate::filter::registration::RegisteredFilter;
+use crate::twins::{self, Twin};
 
 /// The port's notification callbacks.
 pub struct PortCallbacks {
@@ -82,8 +83,8 @@ impl ServerPort {
             MaximumLength: byte_len,
             Buffer: name.as_ptr().cast_mut(),
         };
-        // `twin-port-open-to-all` leaves the descriptor out: any user could connect.
-        let descriptor = if cfg!(feature = "twin-port-open-to-all") {
+        // `port-open-to-all` leaves the descriptor out: any user could connect.
+        let descriptor = if twins::is(Twin::PortOpenToAll) {
             ptr::null_mut()
         } else {
             sd.0
@@ -122,14 +123,15 @@ impl Drop for ServerPort {
     }
 }
 
-/// `FltSendMessage` through the slot's port variable, with a finite timeout, mapping the status
+/// `FltSendMessage` through the slot's port variable (lent under the slot's shared lock as a
+/// `SendPort`, the only way to reach this routine), with a finite timeout, mapping the status
 /// the way `SendOutcome` documents: `STATUS_TIMEOUT` (a success code) is tested explicitly
 /// (RULES.md, rule 7). IRQL <= APC_LEVEL; PASSIVE_LEVEL when a reply is awaited.
 ///
 /// `reply`, when given, receives the reply and its length is updated to what arrived.
 pub fn send_message(
     filter: vigil_sys::PFLT_FILTER,
-    port: *mut vigil_core::PortHandle,
+    port: &vigil_core::SendPort<'_>,
     message: &mut [u8],
     reply: Option<(&mut [u8], &mut u32)>,
     timeout: vigil_core::Timeout,
@@ -148,18 +150,18 @@ pub fn send_message(
         }
         None => (ptr::null_mut(), ptr::null_mut()),
     };
-    // SAFETY: `port` is the address of the slot's one port variable (PortHandle is a transparent
-    // PFLT_PORT), handed out under the slot's lock; the message and reply buffers are valid for
+    // SAFETY: `port` is the slot's one port variable (PortHandle is a transparent PFLT_PORT),
+    // lent under the slot's lock for this call (SendPort); the message and reply buffers are valid for
     // their lengths; the timeout is finite and outlives the call.
     let status = unsafe {
         FltSendMessage(
             filter,
-            port.cast(),
+            port.as_ptr().cast(),
             message.as_mut_ptr().cast(),
             message_len,
             reply_ptr,
             reply_len,
-            if cfg!(feature = "twin-send-infinite") {
+            if twins::is(Twin::SendInfinite) {
                 ptr::null_mut()
             } else {
                 &raw mut interval
@@ -174,8 +176,26 @@ pub fn send_message(
     }
 }
 
-/// `FltCloseClientPort` on the slot's port variable (which it sets to null). PASSIVE_LEVEL.
-pub fn close_client_port(filter: vigil_sys::PFLT_FILTER, port: *mut vigil_core::PortHandle) {
-    // SAFETY: `port` is the slot's one port variable, handed out under its exclusive lock.
-    unsafe { vigil_sys::FltCloseClientPort(filter, port.cast()) };
+/// `FltCloseClientPort` on the slot's port variable (which it sets to null), lent under the
+/// slot's exclusive lock as a `ClosePort`, the only way to reach this routine. PASSIVE_LEVEL.
+pub fn close_client_port(filter: vigil_sys::PFLT_FILTER, mut port: vigil_core::ClosePort<'_>) {
+    // SAFETY: `port` is the slot's one port variable, lent under its exclusive lock for this call.
+    unsafe { vigil_sys::FltCloseClientPort(filter, port.as_ptr().cast()) };
+}
+
+/// `twin-port-second-copy`: `FltCloseClientPort` on a copy of the client port kept outside the
+/// slot, without the slot's lock.
+///
+/// # Safety
+///
+/// None: this exists to be wrong, for the broken twin only. Closing a second copy races every
+/// send through the slot's variable (RULES.md rule 5), which kernel-sim must catch. `copy` is a
+/// valid pointer to a `PortHandle`.
+#[cfg(vigil_twin = "port-second-copy")]
+pub unsafe fn twin_close_port_copy(
+    filter: vigil_sys::PFLT_FILTER,
+    copy: *mut vigil_core::PortHandle,
+) {
+    // SAFETY: none by design (see above); `copy` is a valid pointer (contract).
+    unsafe { vigil_sys::FltCloseClientPort(filter, copy.cast()) };
 }

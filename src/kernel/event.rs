@@ -1,5 +1,5 @@
 //! `KEVENT` wrapper: a notification event that can live in a `static` (image memory is
-//! non-paged) and is waited on only with a finite timeout.
+//! non-paged) and is waited on only with a finite timeout; the kernel's `vigil_core::RawEvent`.
 
 use core::cell::UnsafeCell;
 
@@ -8,7 +8,7 @@ use vigil_sys::{
     KernelMode, NotificationEvent,
 };
 
-use vigil_core::{Timeout, WaitOutcome};
+use vigil_core::{RawEvent, Timeout, WaitOutcome};
 
 use crate::error::{NtStatus, wait_outcome};
 
@@ -68,5 +68,31 @@ impl KernelEvent {
             )
         };
         wait_outcome(status)
+    }
+}
+
+// SAFETY: KeInitializeEvent / KeSetEvent / KeClearEvent / KeWaitForSingleObject give exactly the
+// contract: set and clear are serialized by the dispatcher lock and synchronize with waiters;
+// `wait` uses a finite relative timeout and maps STATUS_TIMEOUT to TimedOut explicitly.
+unsafe impl RawEvent for KernelEvent {
+    unsafe fn init(slot: *mut Self) {
+        // SAFETY: `slot` is valid for writes (contract); KernelEvent is a transparent KEVENT cell.
+        unsafe { slot.write(KernelEvent::zeroed()) };
+        // SAFETY: just written, and not yet shared.
+        unsafe { &*slot }.init();
+    }
+
+    fn set(&self) {
+        KernelEvent::set(self);
+    }
+
+    fn clear(&self) {
+        KernelEvent::clear(self);
+    }
+
+    fn wait(&self, timeout: Timeout) -> WaitOutcome {
+        // A kernel-mode, non-alertable wait on an event returns STATUS_SUCCESS or STATUS_TIMEOUT;
+        // anything else is reported as "not signalled", which never claims an unmet condition.
+        KernelEvent::wait(self, timeout).unwrap_or(WaitOutcome::TimedOut)
     }
 }

@@ -18,9 +18,8 @@ pub fn current() -> KIRQL {
     (cr8 & 0xf) as KIRQL
 }
 
-/// Raises the IRQL to APC_LEVEL and leaves it there: only for the `twin-irql-not-restored`
-/// broken twin, which must return from a callback at the wrong IRQL.
-#[cfg(feature = "twin-irql-not-restored")]
+/// Raises the IRQL to APC_LEVEL and leaves it there: only for the `irql-not-restored` broken
+/// twin, which must return from a callback at the wrong IRQL.
 pub fn twin_raise_to_apc() {
     let apc: u64 = u64::from(vigil_sys::APC_LEVEL);
     // SAFETY: writing CR8 is how the WDK raises IRQL on x64; deliberately not restored (twin).

@@ -10,6 +10,7 @@ pub mod irql;
 pub mod once;
 pub mod pool;
 pub mod registry;
+pub mod spin_lock;
 pub mod thread;
 pub mod time;
 pub mod user_buffer;

@@ -1,6 +1,6 @@
 //! Driver-created system threads, waited on through the thread object itself (RULES.md, rule 2:
 //! an event set by the thread just before it exits does not prove it stopped running driver
-//! code). PASSIVE_LEVEL.
+//! code). PASSIVE_LEVEL. Also the current process and thread ids (any IRQL).
 //!
 //! Once `PsCreateSystemThread` has succeeded the thread runs, so nothing after it may fail: if
 //! the handle cannot be turned into a referenced thread object (with its type checked, rule 17),
@@ -13,8 +13,9 @@ use core::ptr::{self, NonNull};
 use vigil_core::{Timeout, WaitOutcome};
 use vigil_sys::{
     Executive, FALSE, HANDLE, KeWaitForSingleObject, KernelMode, NTSTATUS, OBJ_KERNEL_HANDLE,
-    ObReferenceObjectByHandle, ObfDereferenceObject, PsCreateSystemThread, PsThreadType,
-    SYNCHRONIZE, THREAD_ALL_ACCESS, ZwClose, ZwWaitForSingleObject,
+    ObReferenceObjectByHandle, ObfDereferenceObject, PsCreateSystemThread, PsGetCurrentProcessId,
+    PsGetCurrentThreadId, PsTerminateSystemThread, PsThreadType, STATUS_SUCCESS, SYNCHRONIZE,
+    THREAD_ALL_ACCESS, ZwClose, ZwWaitForSingleObject,
 };
 
 use crate::error::{NtStatus, Result, check, wait_outcome};
@@ -121,6 +122,31 @@ impl Drop for SystemThread {
             },
         }
     }
+}
+
+/// Ends the current system thread (`PsTerminateSystemThread` with `STATUS_SUCCESS`); never
+/// returns. PASSIVE_LEVEL.
+///
+/// # Safety
+///
+/// Called by a thread started with [`SystemThread::spawn`], as the last thing its start routine
+/// does: it holds no lock, guard or other value whose drop must run (none will), and nothing it
+/// borrowed is used after this call.
+pub unsafe fn exit_current_system_thread() {
+    // SAFETY: a system thread ending itself at PASSIVE_LEVEL, holding nothing (contract).
+    unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
+}
+
+/// The current process's id (`PsGetCurrentProcessId`, a handle-sized number). Any IRQL.
+pub fn current_process_id() -> u64 {
+    // SAFETY: no arguments; callable at any IRQL from any thread.
+    unsafe { PsGetCurrentProcessId() as u64 }
+}
+
+/// The current thread's id (`PsGetCurrentThreadId`, a handle-sized number). Any IRQL.
+pub fn current_thread_id() -> u64 {
+    // SAFETY: no arguments; callable at any IRQL from any thread.
+    unsafe { PsGetCurrentThreadId() as u64 }
 }
 
 /// Turns our thread handle into a referenced thread object, checking its type (rule 17).

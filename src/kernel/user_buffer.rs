@@ -8,6 +8,7 @@
 use vigil_sys::{MmUserProbeAddress, NTSTATUS};
 
 use crate::error::{NtStatus, Result};
+use crate::twins::{self, Twin};
 
 unsafe extern "C" {
     /// Copies `len` bytes under `__try/__except`; 0 or the exception code.
@@ -43,8 +44,8 @@ pub fn copy_from_user(dst: &mut [u8], src: *const u8) -> Result {
         return Ok(());
     }
     check_user_range(src as usize, dst.len())?;
-    if cfg!(feature = "twin-no-seh") {
-        // SAFETY: none: the `twin-no-seh` broken twin reads the user buffer without SEH, so a
+    if twins::is(Twin::NoSeh) {
+        // SAFETY: none: the `no-seh` broken twin reads the user buffer without SEH, so a
         // bad pointer faults instead of failing with a status.
         unsafe { core::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
         return Ok(());

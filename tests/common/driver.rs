@@ -4,7 +4,11 @@
 //!
 //! Included with `#[path = "common/driver.rs"] mod driver;` by each test file.
 
-#![allow(dead_code, reason = "each test binary uses a subset of these helpers")]
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "each test binary uses a subset of these helpers and re-exported constants"
+)]
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,30 +26,21 @@ use vigil_protocol::{
 };
 
 pub const PORT: &str = vigil_protocol::PORT_NAME;
-pub const NTFS: &str = r"\Device\HarddiskVolume1";
-pub const FAT: &str = r"\Device\HarddiskVolume2";
-pub const PIPE: &str = r"\Device\NamedPipe";
-pub const NETWORK: &str = r"\Device\Mup";
+pub use vigil_kernel_sim::fixtures::{FAT, NETWORK, NTFS, PIPE};
+pub use vigil_sys::{
+    DELETE, FILE_CREATE, FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FILE_DISPOSITION_DELETE,
+    FILE_DISPOSITION_POSIX_SEMANTICS, FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE_IF, GENERIC_READ,
+    GENERIC_WRITE, STATUS_ACCESS_DENIED, STATUS_OBJECT_NAME_COLLISION,
+    STATUS_OBJECT_NAME_NOT_FOUND, STATUS_PENDING, STATUS_SUCCESS,
+};
 
-pub const STATUS_SUCCESS: i32 = 0;
-pub const STATUS_PENDING: i32 = 0x0000_0103;
-pub const STATUS_ACCESS_DENIED: i32 = 0xC000_0022_u32.cast_signed();
-pub const STATUS_OBJECT_NAME_NOT_FOUND: i32 = 0xC000_0034_u32.cast_signed();
-pub const STATUS_OBJECT_NAME_COLLISION: i32 = 0xC000_0035_u32.cast_signed();
-
-pub const FILE_OPEN: u32 = 1;
-pub const FILE_CREATE: u32 = 2;
-pub const FILE_OPEN_IF: u32 = 3;
-pub const FILE_OVERWRITE_IF: u32 = 5;
-pub const FILE_OPENED: u32 = 1;
-pub const FILE_CREATED: u32 = 2;
-pub const FILE_DIRECTORY_FILE: u32 = 0x1;
-pub const FILE_DELETE_ON_CLOSE: u32 = 0x1000;
-pub const FILE_DISPOSITION_DELETE: u32 = 0x1;
-pub const FILE_DISPOSITION_POSIX_SEMANTICS: u32 = 0x2;
-pub const GENERIC_WRITE: u32 = 0x4000_0000;
-pub const GENERIC_READ: u32 = 0x8000_0000;
-pub const DELETE: u32 = 0x0001_0000;
+/// `FILE_OPENED` as an event record carries it (`u32`; vigil-sys has the `usize` of
+/// `IoStatus.Information`).
+#[expect(clippy::cast_possible_truncation, reason = "the value is 1")]
+pub const FILE_OPENED: u32 = vigil_sys::FILE_OPENED as u32;
+/// `FILE_CREATED`, as [`FILE_OPENED`].
+#[expect(clippy::cast_possible_truncation, reason = "the value is 2")]
+pub const FILE_CREATED: u32 = vigil_sys::FILE_CREATED as u32;
 
 /// The process id the service connects as.
 pub const SERVICE_PID: u32 = 0x2468;
@@ -63,9 +58,9 @@ pub fn image() -> PathBuf {
         .clone()
 }
 
-/// A test-only build (`xtask::Variant::twin`/`bench`).
+/// A test-only build (`xtask::Variant::twin`/`baseline`).
 pub fn build(variant: &xtask::Variant) -> PathBuf {
-    xtask::build_driver(variant).unwrap_or_else(|e| panic!("building {}: {e}", variant.name))
+    xtask::build_driver(variant).unwrap_or_else(|e| panic!("building {}: {e}", variant.name()))
 }
 
 /// NTFS, FAT and named-pipe volumes mounted before load; a 10 ms flush interval (events

@@ -53,6 +53,49 @@ impl EntryWait {
     };
 }
 
+/// Whether the Filter Manager lets the driver refuse an unload (`FLTFL_FILTER_UNLOAD_MANDATORY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnloadKind {
+    /// May be refused (`STATUS_FLT_DO_NOT_DETACH`).
+    Optional,
+    /// Must not be refused: the driver waits instead.
+    Mandatory,
+}
+
+impl UnloadKind {
+    /// From the unload callback's flags test.
+    pub const fn from_mandatory(mandatory: bool) -> Self {
+        if mandatory {
+            Self::Mandatory
+        } else {
+            Self::Optional
+        }
+    }
+}
+
+/// The bounds of one slice of each of the unload's waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnloadBounds {
+    /// The waits for `DriverEntry`.
+    pub entry: EntryWait,
+    /// One wait for the callbacks in flight (see [`UnloadGate::wait_for_callbacks`]).
+    pub callbacks: Timeout,
+}
+
+/// What [`UnloadGate::unload`] decided.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnloadDecision {
+    /// `DriverEntry` completed, returned and succeeded; the gate is closed and no callback is in
+    /// flight: tear down.
+    TearDown,
+    /// `DriverEntry` failed and unwinds itself: touch nothing, and report success.
+    EntryFailed,
+    /// An optional unload, refused because this wait expired; nothing has changed (the gate is
+    /// open again).
+    Refused(UnloadError),
+}
+
 /// Why unload may not proceed to teardown yet. Each is the result of a bounded wait that expired.
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,19 +255,59 @@ impl<P: Platform> UnloadGate<P> {
         self.rundown.fetch_and(!CLOSED, Ordering::AcqRel);
     }
 
-    /// The whole unload wait: [`UnloadGate::wait_until_entry_complete`], then
-    /// [`UnloadGate::wait_for_callbacks`].
+    /// The unload sequence of DESIGN.md ("FilterUnload", steps 1 and 2, and the callbacks'
+    /// rundown), as the driver runs it and the loom models check it:
     ///
-    /// # Errors
-    /// The first expired wait, as those two methods return it.
-    pub fn wait_for_unload(
+    /// 1. [`UnloadGate::wait_until_entry_complete`] with `driver_entry_returned`;
+    /// 2. if `entry_succeeded()` says `DriverEntry` failed, [`UnloadDecision::EntryFailed`]: it
+    ///    unwinds (and unregisters) itself, so unload touches nothing;
+    /// 3. [`UnloadGate::wait_for_callbacks`].
+    ///
+    /// Policy: an expired wait refuses an [`UnloadKind::Optional`] unload (the gate is reopened
+    /// when it had been closed, so nothing has changed); a [`UnloadKind::Mandatory`] one is never
+    /// refused: it waits again, in bounded slices, for conditions that `DriverEntry` and the
+    /// callbacks reach in bounded time. `PASSIVE_LEVEL`.
+    pub fn unload(
         &self,
+        kind: UnloadKind,
         driver_entry_returned: impl Fn() -> bool,
-        entry: EntryWait,
+        entry_succeeded: impl FnOnce() -> bool,
+        bounds: UnloadBounds,
+    ) -> UnloadDecision {
+        loop {
+            match self.wait_until_entry_complete(&driver_entry_returned, bounds.entry) {
+                Ok(()) => break,
+                Err(error) if kind == UnloadKind::Optional => {
+                    return UnloadDecision::Refused(error);
+                }
+                Err(_) => {}
+            }
+        }
+        self.unload_after_entry(kind, entry_succeeded, bounds.callbacks)
+    }
+
+    /// Steps 2 and 3 of [`UnloadGate::unload`] alone, for a caller that has already waited for
+    /// `DriverEntry` (and for the driver's `twin-unload-no-wait` broken twin, which skips that
+    /// wait). `PASSIVE_LEVEL`.
+    pub fn unload_after_entry(
+        &self,
+        kind: UnloadKind,
+        entry_succeeded: impl FnOnce() -> bool,
         callbacks: Timeout,
-    ) -> Result<(), UnloadError> {
-        self.wait_until_entry_complete(driver_entry_returned, entry)?;
-        self.wait_for_callbacks(callbacks)
+    ) -> UnloadDecision {
+        if !entry_succeeded() {
+            return UnloadDecision::EntryFailed;
+        }
+        loop {
+            match self.wait_for_callbacks(callbacks) {
+                Ok(()) => return UnloadDecision::TearDown,
+                Err(error) if kind == UnloadKind::Optional => {
+                    self.reopen();
+                    return UnloadDecision::Refused(error);
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     /// Number of guards alive now (statistics only: it may change at once).
@@ -268,7 +351,7 @@ impl<P: Platform> Drop for GateGuard<'_, P> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::{EntryWait, UnloadError, UnloadGate};
+    use super::{EntryWait, UnloadBounds, UnloadDecision, UnloadError, UnloadGate, UnloadKind};
     use crate::{StdPlatform, Timeout};
     use core::num::NonZeroU32;
     use core::sync::atomic::{AtomicU32, Ordering};
@@ -364,25 +447,79 @@ mod tests {
         assert_eq!(gate.wait_for_callbacks(SHORT), Ok(()));
     }
 
+    const BOUNDS: UnloadBounds = UnloadBounds {
+        entry: QUICK,
+        callbacks: SHORT,
+    };
+
     #[test]
-    fn wait_for_unload_combines_both() {
+    fn optional_unload_is_refused_by_each_expired_wait_and_changes_nothing() {
         let gate = UnloadGate::<StdPlatform>::new_boxed();
+        let optional = UnloadKind::Optional;
         assert_eq!(
-            gate.wait_for_unload(|| true, QUICK, SHORT),
-            Err(UnloadError::EntryNotComplete)
+            gate.unload(optional, || true, || true, BOUNDS),
+            UnloadDecision::Refused(UnloadError::EntryNotComplete)
         );
         gate.signal_entry_complete();
         assert_eq!(
-            gate.wait_for_unload(|| false, QUICK, SHORT),
-            Err(UnloadError::DriverEntryStillRunning)
+            gate.unload(optional, || false, || true, BOUNDS),
+            UnloadDecision::Refused(UnloadError::DriverEntryStillRunning)
         );
-        let guard = gate.try_enter();
+        let guard = gate.try_enter().expect("open");
         assert_eq!(
-            gate.wait_for_unload(|| true, QUICK, SHORT),
-            Err(UnloadError::CallbacksInFlight { remaining: 1 })
+            gate.unload(optional, || true, || true, BOUNDS),
+            UnloadDecision::Refused(UnloadError::CallbacksInFlight { remaining: 1 })
         );
-        drop(guard);
-        assert_eq!(gate.wait_for_unload(|| true, QUICK, SHORT), Ok(()));
+        let reopened = gate.try_enter();
+        assert!(reopened.is_some(), "a refused unload reopens the gate");
+        drop((guard, reopened));
+        assert_eq!(
+            gate.unload(optional, || true, || true, BOUNDS),
+            UnloadDecision::TearDown
+        );
+        assert!(gate.try_enter().is_none(), "closed for the teardown");
+    }
+
+    #[test]
+    fn failed_entry_is_left_to_unwind_itself() {
+        let gate = UnloadGate::<StdPlatform>::new_boxed();
+        gate.signal_entry_complete();
+        assert_eq!(
+            gate.unload(UnloadKind::Mandatory, || true, || false, BOUNDS),
+            UnloadDecision::EntryFailed
+        );
+        assert!(gate.try_enter().is_some(), "the gate was not closed");
+    }
+
+    #[test]
+    fn mandatory_unload_is_never_refused_it_waits() {
+        let gate = UnloadGate::<StdPlatform>::new_boxed();
+        let returned = std::sync::atomic::AtomicBool::new(false);
+        let guard = gate.try_enter().expect("open");
+        let (gate, returned) = (&*gate, &returned);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                // Several expired slices of each wait pass before DriverEntry ends and the
+                // callback leaves.
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                gate.signal_entry_complete();
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                returned.store(true, Ordering::Release);
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                drop(guard);
+            });
+            let decision = gate.unload(
+                UnloadKind::Mandatory,
+                || returned.load(Ordering::Acquire),
+                || true,
+                BOUNDS,
+            );
+            assert_eq!(decision, UnloadDecision::TearDown);
+            assert!(returned.load(Ordering::Acquire));
+            assert_eq!(gate.callbacks_in_flight(), 0);
+        });
+        assert_eq!(UnloadKind::from_mandatory(true), UnloadKind::Mandatory);
+        assert_eq!(UnloadKind::from_mandatory(false), UnloadKind::Optional);
     }
 
     /// A std platform whose event records every wait's outcome, per thread, so tests can check that

@@ -43,7 +43,9 @@ pub mod twin;
 #[cfg(not(loom))]
 mod twin;
 
-pub use gate::{EntryWait, GateGuard, UnloadError, UnloadGate};
+pub use gate::{
+    EntryWait, GateGuard, UnloadBounds, UnloadDecision, UnloadError, UnloadGate, UnloadKind,
+};
 #[cfg(loom)]
 pub use platform::loom::LoomPlatform;
 #[cfg(feature = "std")]
@@ -52,7 +54,10 @@ pub use platform::{Platform, RawDispatchLock, RawEvent, RawPassiveLock};
 #[cfg(any(feature = "std", loom))]
 pub use ring::BoxedRing;
 pub use ring::{Drained, DropReason, EventRing, RingConsumer, RingStats};
-pub use slot::{ClientPortSlot, CloseOutcome, ConnectError, PortHandle, PortStats, SendOutcome};
+pub use slot::{
+    ClientPortSlot, CloseOutcome, ClosePort, ConnectError, PortHandle, PortStats, SendOutcome,
+    SendPort,
+};
 pub use time::{Timeout, WaitOutcome};
 
 /// A value built in place in a fresh heap slot, then pinned (user mode).

@@ -17,7 +17,7 @@ use crate::sync::{AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 use crate::twin::{Guard, keeps};
 use crate::{Platform, RawPassiveLock, Timeout};
 use core::ffi::c_void;
-use core::marker::PhantomPinned;
+use core::marker::{PhantomData, PhantomPinned};
 
 /// An opaque client port handle (`PFLT_PORT`). The core never dereferences it.
 #[repr(transparent)]
@@ -49,6 +49,57 @@ impl PortHandle {
 unsafe impl Send for PortHandle {}
 // SAFETY: as above; sharing the value shares nothing else.
 unsafe impl Sync for PortHandle {}
+
+/// The slot's one port variable, lent to a send routine while the slot's lock is held shared.
+/// Only the slot makes one and it cannot outlive the routine's call, so a send can reach
+/// `FltSendMessage` only with the slot's variable, under the slot's lock (RULES.md rule 5).
+///
+/// # Invariants
+///
+/// `port` points to the slot's port variable, which no one writes while this value lives.
+#[derive(Debug)]
+pub struct SendPort<'a> {
+    port: *mut PortHandle,
+    _held: PhantomData<&'a PortHandle>,
+}
+
+impl SendPort<'_> {
+    /// The port stored in the variable (never null: the slot checks before lending it).
+    pub fn handle(&self) -> PortHandle {
+        // SAFETY: the slot's live variable, not written while the lock is held shared (invariant).
+        unsafe { *self.port }
+    }
+
+    /// The variable's address, for `FltSendMessage` (which only reads through it).
+    pub fn as_ptr(&self) -> *mut PortHandle {
+        self.port
+    }
+}
+
+/// The slot's one port variable, lent to a close routine while the slot's lock is held
+/// exclusively: the only way to reach `FltCloseClientPort` with it, and it cannot outlive the
+/// routine's call.
+#[derive(Debug)]
+pub struct ClosePort<'a> {
+    port: &'a mut PortHandle,
+}
+
+impl ClosePort<'_> {
+    /// The port stored in the variable (never null: the slot checks before lending it).
+    pub fn handle(&self) -> PortHandle {
+        *self.port
+    }
+
+    /// The variable's address, for `FltCloseClientPort` (which sets it to null).
+    pub fn as_ptr(&mut self) -> *mut PortHandle {
+        self.port
+    }
+
+    /// Sets the variable to null, as `FltCloseClientPort` does (for models of it).
+    pub fn clear(&mut self) {
+        *self.port = PortHandle::NULL;
+    }
+}
 
 /// How one send ended. Exactly one per call of [`ClientPortSlot::send`], and each is counted.
 ///
@@ -221,13 +272,13 @@ impl<P: Platform> ClientPortSlot<P> {
         })
     }
 
-    /// Sends through the client port: calls `routine` with the address of the slot's one port
-    /// variable and `timeout`, unless no client is connected or a close has begun. The routine is
-    /// the driver's `FltSendMessage` call; it must only read through the pointer, and must wait at
-    /// most `timeout` (that bound is what bounds `close`).
+    /// Sends through the client port: calls `routine` with the slot's one port variable (lent as
+    /// a [`SendPort`]) and `timeout`, unless no client is connected or a close has begun. The
+    /// routine is the driver's `FltSendMessage` call; it must only read through the variable, and
+    /// must wait at most `timeout` (that bound is what bounds `close`).
     pub fn send<F>(&self, timeout: Timeout, routine: F) -> SendOutcome
     where
-        F: FnOnce(*mut PortHandle, Timeout) -> SendOutcome,
+        F: FnOnce(SendPort<'_>, Timeout) -> SendOutcome,
     {
         let outcome = self.send_inner(timeout, routine);
         let counter = match outcome {
@@ -243,7 +294,7 @@ impl<P: Platform> ClientPortSlot<P> {
 
     fn send_inner<F>(&self, timeout: Timeout, routine: F) -> SendOutcome
     where
-        F: FnOnce(*mut PortHandle, Timeout) -> SendOutcome,
+        F: FnOnce(SendPort<'_>, Timeout) -> SendOutcome,
     {
         if self.closers.load(Ordering::Acquire) != 0 {
             return SendOutcome::NoClient;
@@ -261,25 +312,31 @@ impl<P: Platform> ClientPortSlot<P> {
             if unsafe { *port }.is_null() {
                 return SendOutcome::NoClient;
             }
-            routine(port.cast_mut(), timeout)
+            routine(
+                SendPort {
+                    port: port.cast_mut(),
+                    _held: PhantomData,
+                },
+                timeout,
+            )
         })
     }
 
     /// Closes the client port (disconnect-notify callback): new sends refuse from now on, sends in
-    /// flight finish (each within its timeout), then `routine` is called with the address of the
-    /// slot's port variable (the driver's `FltCloseClientPort`, which sets it to null). The slot
+    /// flight finish (each within its timeout), then `routine` is called with the slot's port
+    /// variable, lent as a [`ClosePort`] (the driver's `FltCloseClientPort`, which sets it to null). The slot
     /// sets it to null afterwards in any case; a new client may then connect.
-    pub fn close<F: FnOnce(*mut PortHandle)>(&self, routine: F) -> CloseOutcome {
+    pub fn close<F: FnOnce(ClosePort<'_>)>(&self, routine: F) -> CloseOutcome {
         self.close_inner(routine, false)
     }
 
     /// [`ClientPortSlot::close`], and refuse every later connection (unload, after the server port
     /// is closed).
-    pub fn retire<F: FnOnce(*mut PortHandle)>(&self, routine: F) -> CloseOutcome {
+    pub fn retire<F: FnOnce(ClosePort<'_>)>(&self, routine: F) -> CloseOutcome {
         self.close_inner(routine, true)
     }
 
-    fn close_inner<F: FnOnce(*mut PortHandle)>(&self, routine: F, retire: bool) -> CloseOutcome {
+    fn close_inner<F: FnOnce(ClosePort<'_>)>(&self, routine: F, retire: bool) -> CloseOutcome {
         self.closers.fetch_add(1, Ordering::AcqRel);
         let exclusive = keeps::<P>(Guard::SlotCloseExclusive).then(|| self.lock.lock_exclusive());
         let outcome = self.state.with_mut(|state| {
@@ -289,7 +346,9 @@ impl<P: Platform> ClientPortSlot<P> {
             if state.port.is_null() {
                 return CloseOutcome::NotConnected;
             }
-            routine(&raw mut state.port);
+            routine(ClosePort {
+                port: &mut state.port,
+            });
             state.port = PortHandle::NULL;
             CloseOutcome::Closed
         });
@@ -343,8 +402,7 @@ mod tests {
         let mut closed = None;
         assert_eq!(
             slot.close(|p| {
-                // SAFETY: the slot hands its live port variable to the close routine.
-                closed = Some(unsafe { *p });
+                closed = Some(p.handle());
             }),
             CloseOutcome::Closed
         );
@@ -376,8 +434,7 @@ mod tests {
         slot.connect(handle(8)).unwrap();
         let mut seen = None;
         let outcome = slot.send(T, |p, t| {
-            // SAFETY: the slot hands its live port variable to the send routine.
-            seen = Some((p, unsafe { *p }, t));
+            seen = Some((p.as_ptr(), p.handle(), t));
             SendOutcome::Sent
         });
         assert_eq!(outcome, SendOutcome::Sent);
@@ -390,13 +447,13 @@ mod tests {
             SendOutcome::TimedOut,
         ] {
             let returned = slot.send(T, |p, _| {
-                assert_eq!(p, first_address, "always the one variable");
+                assert_eq!(p.as_ptr(), first_address, "always the one variable");
                 outcome
             });
             assert_eq!(returned, outcome);
         }
         let mut close_address = None;
-        let _ = slot.close(|p| close_address = Some(p));
+        let _ = slot.close(|mut p| close_address = Some(p.as_ptr()));
         assert_eq!(close_address, Some(first_address));
         let stats = slot.stats();
         assert_eq!(

@@ -36,7 +36,7 @@ impl<R: Removal> World<R> {
             assert_eq!(timeout, TIMEOUT, "the slot passes the timeout on");
             self.in_flight.fetch_add(1, Ordering::AcqRel);
             // FltMgr reads the variable and references the port object.
-            let handle = unsafe { *port };
+            let handle = port.handle();
             assert!(!handle.is_null(), "send routine called with a null port");
             let open = self.open_port.load(Ordering::Acquire);
             let outcome = if open != handle.as_raw() as usize {
@@ -53,8 +53,8 @@ impl<R: Removal> World<R> {
 
     /// The disconnect callback: `FltCloseClientPort(filter, &slot_port)`.
     fn disconnect(&self) -> CloseOutcome {
-        let outcome = self.slot.close(|port| {
-            let handle = unsafe { *port };
+        let outcome = self.slot.close(|mut port| {
+            let handle = port.handle();
             assert_eq!(
                 self.in_flight.load(Ordering::Acquire),
                 0,
@@ -62,7 +62,7 @@ impl<R: Removal> World<R> {
             );
             self.open_port.store(0, Ordering::Release);
             let _ = handle;
-            unsafe { *port = PortHandle::NULL };
+            port.clear();
         });
         assert_eq!(
             self.in_flight.load(Ordering::Acquire),

@@ -1,7 +1,8 @@
 //! loom model: unload racing callbacks in flight (RULES.md rule 2). Teardown (freeing the globals)
 //! must come after every callback admitted by `try_enter` has dropped its guard, and no callback is
-//! admitted after rundown has begun. The unload thread refuses once (a non-mandatory unload whose
-//! bounded wait expired: `reopen`) and tries again, so the stale-signal path is explored too.
+//! admitted after rundown has begun. The unload thread runs `UnloadGate::unload`, the function the
+//! driver's FilterUnload calls, as an optional unload: it may be refused once (its bounded wait
+//! expired, and the gate reopened) and tries again, so the stale-signal path is explored too.
 //! Twins: `try_enter` that admits after rundown began; rundown that does not wait.
 #![cfg(loom)]
 
@@ -9,13 +10,25 @@ mod common;
 
 use loom::cell::UnsafeCell;
 use loom::thread;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use vigil_core::twin::{Removal, Sound, WithoutRundownRefuse, WithoutRundownWait};
-use vigil_core::{LoomPlatform, Timeout, UnloadError, UnloadGate};
+use vigil_core::{
+    EntryWait, LoomPlatform, Timeout, UnloadBounds, UnloadDecision, UnloadError, UnloadGate,
+    UnloadKind,
+};
 
 const LIVE: u32 = 1;
 const FREED: u32 = 0;
 const BOUND: Timeout = Timeout::from_millis(1).unwrap();
+const BOUNDS: UnloadBounds = UnloadBounds {
+    entry: EntryWait {
+        event: BOUND,
+        probe_interval: BOUND,
+        probe_attempts: NonZeroU32::new(1).unwrap(),
+    },
+    callbacks: BOUND,
+};
 
 struct Driver<R: Removal> {
     gate: Pin<Box<UnloadGate<LoomPlatform<R>>>>,
@@ -35,6 +48,8 @@ fn model<R: Removal>(callbacks: usize) {
         gate: UnloadGate::new_boxed(),
         globals: UnsafeCell::new(LIVE),
     });
+    // DriverEntry has completed and returned (its race with unload is the other model's).
+    driver.gate.signal_entry_complete();
     let threads: Vec<_> = (0..callbacks)
         .map(|_| {
             let driver = driver.clone();
@@ -45,22 +60,25 @@ fn model<R: Removal>(callbacks: usize) {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match driver.gate.wait_for_callbacks(BOUND) {
-            Ok(()) => {
+        match driver
+            .gate
+            .unload(UnloadKind::Optional, || true, || true, BOUNDS)
+        {
+            UnloadDecision::TearDown => {
                 driver
                     .globals
                     .with_mut(|globals| unsafe { *globals = FREED });
                 assert!(driver.gate.try_enter().is_none(), "admitted after rundown");
                 break;
             }
-            Err(UnloadError::CallbacksInFlight { remaining }) => {
+            UnloadDecision::Refused(UnloadError::CallbacksInFlight { remaining }) => {
                 assert!(remaining > 0);
                 if attempts == 2 {
                     break; // refused twice: the driver stays loaded
                 }
-                driver.gate.reopen();
+                // Refused: `unload` has reopened the gate; try again.
             }
-            Err(other) => panic!("unexpected {other:?}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     for thread in threads {

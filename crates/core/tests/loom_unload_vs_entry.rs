@@ -1,7 +1,9 @@
 //! loom model: unload racing `DriverEntry` (RULES.md rule 1). Unload must never tear down before
 //! `DriverEntry` has signalled entry-complete *and* the probe says it has returned (the I/O manager
 //! clears `DO_DEVICE_INITIALIZING` on the device object after `DriverEntry` returns, touching the
-//! device object as it does). Twin: unload that skips the probe.
+//! device object as it does). The unload thread runs `UnloadGate::unload`, the function the
+//! driver's FilterUnload calls, as an optional unload (a refusal is an expired wait). Twin: unload
+//! that skips the probe.
 #![cfg(loom)]
 
 mod common;
@@ -12,12 +14,18 @@ use loom::thread;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use vigil_core::twin::{Removal, Sound, WithoutEntryProbe};
-use vigil_core::{EntryWait, LoomPlatform, Timeout, UnloadError, UnloadGate};
+use vigil_core::{
+    EntryWait, LoomPlatform, Timeout, UnloadBounds, UnloadDecision, UnloadError, UnloadGate,
+    UnloadKind,
+};
 
-const BOUNDS: EntryWait = EntryWait {
-    event: Timeout::from_millis(1).unwrap(),
-    probe_interval: Timeout::from_millis(1).unwrap(),
-    probe_attempts: NonZeroU32::new(1).unwrap(),
+const BOUNDS: UnloadBounds = UnloadBounds {
+    entry: EntryWait {
+        event: Timeout::from_millis(1).unwrap(),
+        probe_interval: Timeout::from_millis(1).unwrap(),
+        probe_attempts: NonZeroU32::new(1).unwrap(),
+    },
+    callbacks: Timeout::from_millis(1).unwrap(),
 };
 
 struct Driver<R: Removal> {
@@ -50,8 +58,12 @@ fn model<R: Removal>() {
     };
 
     let probe = || !driver.initializing.load(Ordering::Acquire);
-    match driver.gate.wait_until_entry_complete(probe, BOUNDS) {
-        Ok(()) => {
+    // DriverEntry succeeds in this model; its failure path is the gate's unit tests'.
+    match driver
+        .gate
+        .unload(UnloadKind::Optional, probe, || true, BOUNDS)
+    {
+        UnloadDecision::TearDown => {
             // Teardown: free the globals, delete the device object.
             driver.globals.with_mut(|globals| unsafe {
                 assert_eq!(
@@ -62,8 +74,10 @@ fn model<R: Removal>() {
             });
             driver.device.with_mut(|flags| unsafe { *flags = u32::MAX });
         }
-        Err(UnloadError::EntryNotComplete | UnloadError::DriverEntryStillRunning) => {}
-        Err(other) => panic!("unexpected {other:?}"),
+        UnloadDecision::Refused(
+            UnloadError::EntryNotComplete | UnloadError::DriverEntryStillRunning,
+        ) => {}
+        other => panic!("unexpected {other:?}"),
     }
     entry.join().unwrap();
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use vigil_core::{
     ClientPortSlot, CloseOutcome, EntryWait, EventRing, PortHandle, SendOutcome, StdPlatform,
-    Timeout, UnloadError, UnloadGate,
+    Timeout, UnloadBounds, UnloadDecision, UnloadGate, UnloadKind,
 };
 
 /// `base` scaled by `VIGIL_STRESS_SCALE` (a positive number, default 1; below 1 for quick runs such
@@ -189,8 +189,12 @@ fn gate_unload_against_entry_and_callbacks() {
             // Unload: wait for entry, then rundown; an expired wait refuses and retries.
             loop {
                 let probe = || !initializing.load(Ordering::Acquire);
-                match gate.wait_for_unload(probe, quick, bound) {
-                    Ok(()) => {
+                let bounds = UnloadBounds {
+                    entry: quick,
+                    callbacks: bound,
+                };
+                match gate.unload(UnloadKind::Optional, probe, || true, bounds) {
+                    UnloadDecision::TearDown => {
                         assert_eq!(globals.load(Ordering::Relaxed), 1, "teardown before setup");
                         assert!(
                             !initializing.load(Ordering::Acquire),
@@ -200,13 +204,9 @@ fn gate_unload_against_entry_and_callbacks() {
                         unloaded.store(true, Ordering::Release);
                         break;
                     }
-                    Err(UnloadError::CallbacksInFlight { .. }) => {
-                        refusals += 1;
-                        gate.reopen();
-                    }
-                    Err(UnloadError::EntryNotComplete | UnloadError::DriverEntryStillRunning) => {
-                        refusals += 1;
-                    }
+                    // A refused unload has reopened the gate itself.
+                    UnloadDecision::Refused(_) => refusals += 1,
+                    UnloadDecision::EntryFailed => unreachable!("DriverEntry succeeds here"),
                 }
             }
         });
@@ -243,8 +243,7 @@ fn slot_sends_against_connect_and_close_churn() {
                         let outcome = slot.send(timeout, |port, given| {
                             assert_eq!(given, timeout);
                             in_flight.fetch_add(1, Ordering::AcqRel);
-                            // SAFETY: the slot hands its live port variable to the send routine.
-                            let handle = unsafe { *port };
+                            let handle = port.handle();
                             assert!(!handle.is_null(), "null port");
                             assert_eq!(
                                 open_port.load(Ordering::Acquire),
@@ -278,15 +277,14 @@ fn slot_sends_against_connect_and_close_churn() {
             for _ in 0..20 {
                 thread::yield_now();
             }
-            let closed = slot.close(|port| {
+            let closed = slot.close(|mut port| {
                 assert_eq!(
                     in_flight.load(Ordering::Acquire),
                     0,
                     "closed under a send in flight"
                 );
                 open_port.store(0, Ordering::Release);
-                // SAFETY: the slot hands its port variable to the close routine, exclusively.
-                unsafe { *port = PortHandle::NULL };
+                port.clear();
             });
             assert_eq!(closed, CloseOutcome::Closed);
         }

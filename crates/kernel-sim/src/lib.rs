@@ -131,6 +131,7 @@
 
 mod config;
 pub mod faults;
+pub mod fixtures;
 mod fltmgr;
 mod harness;
 mod image;
@@ -164,4 +165,5 @@ pub use world::client::{
     CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,
     ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
 };
+pub use world::inf;
 pub use world::io::{FileHandle, Io, Requestor, WriteOptions};

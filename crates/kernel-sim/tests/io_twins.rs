@@ -7,6 +7,7 @@ mod io_workload;
 
 use io_workload::{FILE_CREATE, GENERIC_WRITE, NTFS, STATUS_SUCCESS, config, requestor, volume};
 use vigil_kernel_sim::{Report, Sim, ViolationKind};
+use xtask::Twin;
 
 /// The kinds the I/O-side checks report.
 const IO_KINDS: [ViolationKind; 5] = [
@@ -41,8 +42,8 @@ fn kinds(report: &Report) -> Vec<ViolationKind> {
     report.violations.iter().map(|v| v.kind).collect()
 }
 
-fn twin(bug: &str) -> Report {
-    let image = xtask::build_driver(&xtask::Variant::twin(bug)).expect("building the twin");
+fn twin(twin: Twin) -> Report {
+    let image = xtask::build_driver(&xtask::Variant::twin(twin)).expect("building the twin");
     run(&image)
 }
 
@@ -57,7 +58,7 @@ fn production_vigil_trips_none_of_the_io_checks() {
 
 #[test]
 fn twin_double_release_is_an_over_release_of_a_name() {
-    let report = twin("double-release");
+    let report = twin(Twin::DoubleRelease);
     let v = report
         .violations
         .iter()
@@ -73,7 +74,7 @@ fn twin_double_release_is_an_over_release_of_a_name() {
 
 #[test]
 fn twin_context_leak_is_a_reference_leak_at_unregister() {
-    let report = twin("context-leak");
+    let report = twin(Twin::ContextLeak);
     let v = report
         .violations
         .iter()
@@ -89,7 +90,7 @@ fn twin_context_leak_is_a_reference_leak_at_unregister() {
 
 #[test]
 fn twin_wrong_irql_queries_a_name_at_dispatch_level() {
-    let report = twin("wrong-irql");
+    let report = twin(Twin::WrongIrql);
     let v = report
         .violations
         .iter()
@@ -101,7 +102,7 @@ fn twin_wrong_irql_queries_a_name_at_dispatch_level() {
 
 #[test]
 fn twin_irql_not_restored_breaks_the_callback_contract() {
-    let report = twin("irql-not-restored");
+    let report = twin(Twin::IrqlNotRestored);
     let v = report
         .violations
         .iter()
@@ -112,7 +113,7 @@ fn twin_irql_not_restored_breaks_the_callback_contract() {
 
 #[test]
 fn twin_bad_preop_status_is_an_invalid_callback_status() {
-    let report = twin("bad-preop-status");
+    let report = twin(Twin::BadPreopStatus);
     let v = report
         .violations
         .iter()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// `src/<name>/`) that form it. A module missing from this table fails the test, so a new
 /// module has to be given its place.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("config", &["config", "report", "faults"]),
+    ("config", &["config", "report", "faults", "fixtures"]),
     ("machine", &["machine"]),
     ("image", &["image"]),
     ("kernel", &["kernel"]),

@@ -14,14 +14,13 @@ use vigil_protocol::{
     MAX_MESSAGE_SIZE, Ping, Pong, PrefixList, SetConfigReply, Stats, StatsReply, Utf16Str, Verdict,
     VerdictReply, Version,
 };
+use vigil_sys::{
+    STATUS_BUFFER_TOO_SMALL, STATUS_CONNECTION_COUNT_LIMIT, STATUS_INVALID_BUFFER_SIZE,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_INVALID_USER_BUFFER,
+    STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
+};
 
 const PORT: &str = vigil_protocol::PORT_NAME;
-const STATUS_SUCCESS: i32 = 0;
-const STATUS_INVALID_PARAMETER: i32 = 0xC000_000D_u32.cast_signed();
-const STATUS_INVALID_DEVICE_REQUEST: i32 = 0xC000_0010_u32.cast_signed();
-const STATUS_BUFFER_TOO_SMALL: i32 = 0xC000_0023_u32.cast_signed();
-const STATUS_INVALID_USER_BUFFER: i32 = 0xC000_00E8_u32.cast_signed();
-const STATUS_INVALID_BUFFER_SIZE: i32 = 0xC000_0206_u32.cast_signed();
 const SERVICE_PID: u64 = 0x2468;
 
 fn load() -> (Sim, Driver) {
@@ -86,7 +85,7 @@ fn one_client_at_a_time_and_the_connect_runs_in_the_clients_process() {
     assert_eq!(second.unwrap_err(), ConnectError::ConnectionLimit);
     assert_eq!(
         ConnectError::ConnectionLimit.status(),
-        0xC000_0246_u32.cast_signed()
+        STATUS_CONNECTION_COUNT_LIMIT
     );
     assert_eq!(stats(&first).connections, 1);
     assert_eq!(first.process_id(), SERVICE_PID);
@@ -326,8 +325,7 @@ fn messages_that_are_not_commands_are_refused() {
             .send_command(&future, HelloReply::LEN)
             .unwrap()
             .status,
-        0xC000_0059_u32.cast_signed(),
-        "STATUS_REVISION_MISMATCH"
+        STATUS_REVISION_MISMATCH
     );
     drop(client);
     assert_clean(driver);

@@ -1,19 +1,23 @@
 //! Broken twins of vigil.sys for the port checks: each build carries one deliberate bug
-//! (`src/twins.rs`, `twin-*` features) and its run must report the violation the check is for.
+//! (`src/twins.rs`, selected by `xtask::Twin`) and its run must report the violation the check
+//! is for.
 
 mod common;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use vigil_kernel_sim::fixtures::NTFS;
 use vigil_kernel_sim::{
     ConnectOptions, IoConfig, PortError, RawCommand, RegistryValue, Report, Requestor, Sim,
     SimConfig, UserPointer, ViolationKind, VolumeKind,
 };
 use vigil_protocol::{Ping, Pong};
+use vigil_sys::{FILE_CREATE, GENERIC_WRITE};
+use xtask::Twin;
 
-fn twin(bug: &str) -> PathBuf {
-    xtask::build_driver(&xtask::Variant::twin(bug)).expect("building the twin")
+fn twin(twin: Twin) -> PathBuf {
+    xtask::build_driver(&xtask::Variant::twin(twin)).expect("building the twin")
 }
 
 fn ping() -> Vec<u8> {
@@ -33,11 +37,11 @@ fn assert_reports(report: &Report, kind: ViolationKind, text: &str) {
     );
 }
 
-/// `twin-port-not-closed`: the disconnect callback forgets `FltCloseClientPort`.
+/// `port-not-closed`: the disconnect callback forgets `FltCloseClientPort`.
 #[test]
 fn port_not_closed_is_caught_by_the_disconnect_check() {
     let sim = Sim::new(SimConfig::default());
-    let driver = sim.load(twin("port-not-closed")).unwrap();
+    let driver = sim.load(twin(Twin::PortNotClosed)).unwrap();
     assert_eq!(driver.entry_status(), Some(0), "{:#?}", driver.violations());
     let client = sim
         .connect(vigil_protocol::PORT_NAME, &ConnectOptions::default())
@@ -51,12 +55,12 @@ fn port_not_closed_is_caught_by_the_disconnect_check() {
     );
 }
 
-/// `twin-no-seh`: the command input is read without SEH, so a bad user pointer crashes the
+/// `no-seh`: the command input is read without SEH, so a bad user pointer crashes the
 /// message callback instead of failing it with a status.
 #[test]
 fn no_seh_is_caught_as_a_fault_on_a_bad_user_buffer() {
     let sim = Sim::new(SimConfig::default());
-    let driver = sim.load(twin("no-seh")).unwrap();
+    let driver = sim.load(twin(Twin::NoSeh)).unwrap();
     assert_eq!(driver.entry_status(), Some(0), "{:#?}", driver.violations());
     let client = sim
         .connect(vigil_protocol::PORT_NAME, &ConnectOptions::default())
@@ -80,7 +84,7 @@ fn one_batch(image: PathBuf) -> Report {
     let sim = Sim::new(SimConfig {
         registry: vec![("FlushIntervalMs".into(), RegistryValue::Dword(10))],
         io: IoConfig {
-            volumes: vec![(VolumeKind::Ntfs, r"\Device\HarddiskVolume1".to_owned())],
+            volumes: vec![(VolumeKind::Ntfs, NTFS.to_owned())],
             ..IoConfig::default()
         },
         ..SimConfig::default()
@@ -91,9 +95,9 @@ fn one_batch(image: PathBuf) -> Report {
         .connect(vigil_protocol::PORT_NAME, &ConnectOptions::default())
         .unwrap();
     let io = driver.io(Requestor { pid: 10, tid: 11 });
-    let volume = driver.volume(r"\Device\HarddiskVolume1").unwrap();
+    let volume = driver.volume(NTFS).unwrap();
     let file = io
-        .create(volume, r"\batch.txt", 2, 0, 0x4000_0000)
+        .create(volume, r"\batch.txt", FILE_CREATE, 0, GENERIC_WRITE)
         .expect("FILE_CREATE");
     assert_eq!(io.write(&file, 0, b"data"), 0);
     io.cleanup(&file);
@@ -107,17 +111,17 @@ fn one_batch(image: PathBuf) -> Report {
     driver.finish()
 }
 
-/// `twin-uninit-send`: each batch carries 64 bytes of never-written pool past its records.
+/// `uninit-send`: each batch carries 64 bytes of never-written pool past its records.
 #[test]
 fn uninit_send_is_caught_by_the_message_scan() {
-    let report = one_batch(twin("uninit-send"));
+    let report = one_batch(twin(Twin::UninitSend));
     assert_reports(&report, ViolationKind::UninitializedBytes, "RULES.md 11");
 }
 
-/// `twin-send-infinite`: the delivery thread sends with a NULL timeout.
+/// `send-infinite`: the delivery thread sends with a NULL timeout.
 #[test]
 fn send_infinite_is_caught_by_the_timeout_policy() {
-    let report = one_batch(twin("send-infinite"));
+    let report = one_batch(twin(Twin::SendInfinite));
     assert_reports(
         &report,
         ViolationKind::Policy,

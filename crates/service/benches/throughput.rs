@@ -11,16 +11,20 @@
 //! The sink's cost is the difference between the rows. Run: `cargo bench -p vigil-service
 //! --bench throughput`. The target is at least 500 000 events/s into the JSON Lines sink.
 
+#[path = "../tests/common/fake.rs"]
+mod fake;
+
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use fake::FakeDriver;
 use vigil_protocol::EventRecord;
 use vigil_service::record::push_event_json;
 use vigil_service::{
-    FakeDriver, Gap, JsonlOptions, JsonlSink, MemoryLog, NullSink, Policy, Service, ServiceOptions,
-    Sink, SystemClock,
+    Gap, JsonlOptions, JsonlSink, MemoryLog, NullSink, Policy, Service, ServiceOptions, Sink,
+    SystemClock,
 };
 
 const BATCHES: u64 = 1_000;

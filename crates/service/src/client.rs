@@ -2,8 +2,8 @@
 //! connection) and [`Connector`] (makes connections, again after the port closes).
 //!
 //! User mode, any platform. Implementations: the Windows one over `fltlib.dll`
-//! (`crate::windows::port`, Windows only), the in-memory fake of [`crate::fake`] for tests, and
-//! kernel-sim's client side (`crate::sim_client`, feature `sim`, Linux only).
+//! (`crate::windows::port`, Windows only), the in-memory fake of the crate's tests (`tests/common/fake.rs`), and
+//! kernel-sim's client side (`vigil_demo::sim_client` in `crates/demo`, Linux only).
 //!
 //! The shapes follow Filter Manager's user-mode API exactly, so that every implementation has
 //! the same semantics: a received message carries the fields of `FILTER_MESSAGE_HEADER`

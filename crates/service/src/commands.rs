@@ -23,6 +23,18 @@ pub struct DriverHello {
     pub ring_capacity_bytes: u32,
 }
 
+/// The protocol name of a command (`hello`, `get-statistics`, `set-configuration`, `ping`), for
+/// [`ClientError::CommandRefused`]: what every port client reports when the driver refuses one.
+pub fn command_name(command: &[u8]) -> &'static str {
+    match Header::parse(command).map(|h| h.kind) {
+        Ok(vigil_protocol::MessageKind::Hello) => "hello",
+        Ok(vigil_protocol::MessageKind::GetStats) => "get-statistics",
+        Ok(vigil_protocol::MessageKind::SetConfig) => "set-configuration",
+        Ok(vigil_protocol::MessageKind::Ping) => "ping",
+        _ => "command",
+    }
+}
+
 fn malformed(what: &'static str) -> impl Fn(vigil_protocol::Error) -> ClientError {
     move |error| ClientError::Malformed { what, error }
 }
@@ -143,4 +155,25 @@ pub fn ping<P: PortClient + ?Sized>(client: &mut P, nonce: u64) -> Result<(), Cl
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_name_names_each_command_by_its_header() {
+        let mut buf = [0u8; 64];
+        let len = Hello {
+            client_process_id: 1,
+        }
+        .emit(&mut buf)
+        .unwrap();
+        assert_eq!(command_name(&buf[..len]), "hello");
+        let len = GetStats.emit(&mut buf).unwrap();
+        assert_eq!(command_name(&buf[..len]), "get-statistics");
+        let len = Ping { nonce: 7 }.emit(&mut buf).unwrap();
+        assert_eq!(command_name(&buf[..len]), "ping");
+        assert_eq!(command_name(&[0xAB; 40]), "command");
+    }
 }

@@ -15,8 +15,9 @@
 //! 3. Keep [`Service::control`] to stop it from another thread, then call [`Service::run`]
 //!    with the connector and a [`Clock`] ([`SystemClock`]); it returns a [`Summary`].
 //!
-//! [`fake`] has an in-memory driver implementing the traits, for tests. With the `sim` feature
-//! (Linux), `sim_client` implements them over kernel-sim's client side, so the core runs
+//! The service's tests drive the core with an in-memory fake driver (`tests/common/fake.rs`,
+//! not part of the library). The `vigil-demo` crate
+//! (`crates/demo`, Linux) implements them over kernel-sim's client side, so the core runs
 //! against the real vigil.sys loaded in kernel-sim.
 //!
 //! The JSON Lines field table is in [`record`]; the policy format in [`policy`]; the flush and
@@ -26,15 +27,10 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod control;
-pub mod fake;
 pub mod policy;
 pub mod record;
 pub mod sequence;
 pub mod service;
-#[cfg(all(feature = "sim", target_os = "linux"))]
-pub mod sim_bench;
-#[cfg(all(feature = "sim", target_os = "linux"))]
-pub mod sim_client;
 pub mod sink;
 pub mod tail;
 #[cfg(windows)]
@@ -42,7 +38,6 @@ pub mod windows;
 
 pub use client::{ClientError, Connector, Incoming, PortClient};
 pub use control::{Backoff, Clock, ManualClock, ServiceControl, SystemClock};
-pub use fake::{FakeConnector, FakeDriver, FakePort};
 pub use policy::{Decision, Policy, PolicyError, ProcessNames};
 pub use sequence::{Check, Gap, ResumePoint, SequenceTracker};
 pub use service::{

@@ -350,7 +350,7 @@ mod tests {
         let repr = EventRepr {
             kind: EventKind::Rename,
             flags: EventFlags::from_bits_retain(EventFlags::DIRECTORY.bits() | 1 << 9),
-            status: -1_073_741_790, // 0xC0000022
+            status: vigil_sys::STATUS_ACCESS_DENIED,
             sequence: 7,
             timestamp: 116_444_736_000_000_000,
             process_id: 4,

@@ -54,7 +54,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use vigil_protocol::{
-    EventBatch, Header, MAX_MESSAGE_SIZE, MessageKind, Stats, VerdictReply, VerdictRequest,
+    EventBatch, Header, MAX_MESSAGE_SIZE, Message, MessageKind, Stats, VerdictReply,
+    VerdictRequestRepr,
 };
 
 use crate::client::{ClientError, Connector, Incoming, PortClient};
@@ -256,15 +257,18 @@ impl std::error::Error for ReloadError {}
 /// connector and a clock.
 ///
 /// ```
-/// use vigil_service::{FakeDriver, MemorySink, Policy, Service, ServiceOptions, SystemClock};
+/// use vigil_service::{
+///     ClientError, MemorySink, Policy, PortClient, Service, ServiceError, ServiceOptions,
+///     SystemClock,
+/// };
 ///
-/// let driver = FakeDriver::new();
-/// driver.push_events(0..10, 4);
 /// let mut service = Service::new(Policy::default(), MemorySink::default(), ServiceOptions::default());
-/// driver.stop_when_idle(&service.control());
-/// let summary = service.run(&mut driver.connector(), &SystemClock).unwrap();
-/// assert_eq!(summary.counters.events_written, 10);
-/// assert!(service.sinks().closed);
+/// // Another thread may keep `service.control()` to stop the run. The connector here finds no
+/// // driver, as the Windows one does before `fltmc load vigil`.
+/// let mut connector = || Err::<Box<dyn PortClient>, _>(ClientError::DriverNotLoaded);
+/// let result = service.run(&mut connector, &SystemClock);
+/// // Without `wait_for_driver`, the first connection gives up at once.
+/// assert!(matches!(result, Err(ServiceError::Client(ClientError::DriverNotLoaded))));
 /// ```
 pub struct Service<S: Sink> {
     policy: Policy,
@@ -631,41 +635,48 @@ impl<S: Sink> Service<S> {
         incoming: Incoming,
     ) -> Result<Option<ConnectionEnd>, ServiceError> {
         let len = incoming.len.min(self.buf.len());
-        let kind = Header::parse(self.buf.get(..len).unwrap_or(&[])).map(|h| h.kind);
-        match kind {
-            Ok(MessageKind::EventBatch) => {
-                self.write_batch(len)?;
+        // The parsed message borrows the buffer while the sinks and counters change: take the
+        // buffer out for that time (a move, not a copy) and put it back.
+        let buf = std::mem::take(&mut self.buf);
+        let handled = self.dispatch(client, incoming, buf.get(..len).unwrap_or(&[]));
+        self.buf = buf;
+        handled
+    }
+
+    /// Decodes one message with the protocol's own [`Message::parse`] (header, then the whole
+    /// message by its kind) and acts on the kinds the driver sends the service.
+    fn dispatch<P: PortClient + ?Sized>(
+        &mut self,
+        client: &mut P,
+        incoming: Incoming,
+        bytes: &[u8],
+    ) -> Result<Option<ConnectionEnd>, ServiceError> {
+        match Message::parse(bytes) {
+            Ok(Message::EventBatch(batch)) => {
+                self.write_batch(&batch)?;
                 Ok(None)
             }
-            Ok(MessageKind::VerdictRequest) => Ok(self.answer_verdict(client, incoming, len)),
+            Ok(Message::VerdictRequest(request)) => {
+                Ok(self.answer_verdict(client, incoming, &request.repr()))
+            }
             Ok(other) => {
                 self.counters.malformed_messages += 1;
                 self.warn(&format!(
-                    "unexpected {other:?} message from the driver ({len} bytes), ignored"
+                    "unexpected {:?} message from the driver ({} bytes), ignored",
+                    other.kind(),
+                    bytes.len()
                 ));
                 Ok(None)
             }
             Err(e) => {
                 self.counters.malformed_messages += 1;
-                self.warn(&format!(
-                    "malformed message from the driver ({len} bytes): {e}, ignored"
-                ));
+                self.warn(&malformed_line(bytes, e));
                 Ok(None)
             }
         }
     }
 
-    fn write_batch(&mut self, len: usize) -> Result<(), ServiceError> {
-        let bytes = self.buf.get(..len).unwrap_or(&[]);
-        let batch = match EventBatch::new_checked(bytes) {
-            Ok(batch) => batch,
-            Err(e) => {
-                self.counters.malformed_messages += 1;
-                let message = format!("malformed event batch ({len} bytes): {e}, ignored");
-                self.log.log(Level::Warn, &message);
-                return Ok(());
-            }
-        };
+    fn write_batch(&mut self, batch: &EventBatch<'_>) -> Result<(), ServiceError> {
         self.counters.batches += 1;
         let epoch_before = self.tracker.epoch();
         let mut gaps = Vec::new();
@@ -704,23 +715,11 @@ impl<S: Sink> Service<S> {
         &mut self,
         client: &mut P,
         incoming: Incoming,
-        len: usize,
+        request: &VerdictRequestRepr<'_>,
     ) -> Option<ConnectionEnd> {
-        let bytes = self.buf.get(..len).unwrap_or(&[]);
-        let request = match VerdictRequest::new_checked(bytes) {
-            Ok(request) => request.repr(),
-            Err(e) => {
-                // Without a valid request id no reply can match: the driver applies its
-                // default when its wait ends.
-                self.counters.malformed_messages += 1;
-                let message = format!("malformed verdict request: {e}, not answered");
-                self.log.log(Level::Warn, &message);
-                return None;
-            }
-        };
         let decision = self
             .policy
-            .decide(&request, self.options.own_pid, &*self.names);
+            .decide(request, self.options.own_pid, &*self.names);
         if incoming.reply_len == 0 {
             // The driver waits for no reply: nothing can deliver the verdict.
             self.counters.verdict_reply_failures += 1;
@@ -748,7 +747,7 @@ impl<S: Sink> Service<S> {
                     vigil_protocol::Verdict::Deny => {
                         self.counters.verdicts_denied += 1;
                         // Every deny is worth a line: it is what an administrator audits.
-                        let message = denied_line(&request, decision.reason);
+                        let message = denied_line(request, decision.reason);
                         self.log.log(Level::Info, &message);
                     }
                 }
@@ -826,6 +825,26 @@ impl<S: Sink> Service<S> {
             Level::Error,
             &format!("policy refused, running policy kept: {error}"),
         );
+    }
+}
+
+/// The log line for a message that did not decode, named by the kind its header claims when
+/// the header itself is sound (read only to word the line: [`Message::parse`] decided). A
+/// malformed verdict request goes unanswered: without a valid request id no reply can match,
+/// and the driver applies its default when its wait ends.
+fn malformed_line(bytes: &[u8], error: vigil_protocol::Error) -> String {
+    let len = bytes.len();
+    match Header::parse(bytes).map(|header| header.kind) {
+        Ok(MessageKind::EventBatch) => {
+            format!("malformed event batch ({len} bytes): {error}, ignored")
+        }
+        Ok(MessageKind::VerdictRequest) => {
+            format!("malformed verdict request ({len} bytes): {error}, not answered")
+        }
+        Ok(kind) => {
+            format!("malformed {kind:?} message from the driver ({len} bytes): {error}, ignored")
+        }
+        Err(_) => format!("malformed message from the driver ({len} bytes): {error}, ignored"),
     }
 }
 

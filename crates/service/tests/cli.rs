@@ -2,11 +2,14 @@
 //! Windows, and `run`, `status`, `stats` with a supplied port client (the fake driver), as an
 //! embedding program such as the kernel-sim demo supplies one. Plus the real binary's exit codes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::fake::FakeDriver;
 use vigil_service::cli::{BoxedClient, Cli, Context, execute};
-use vigil_service::{ClientError, Connector, FakeDriver, ServiceControl};
+use vigil_service::{ClientError, Connector, ServiceControl};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");

@@ -1,19 +1,22 @@
 //! The service core against the in-memory fake driver, through the public API only (as
-//! kernel-sim's adapter will use it): handshake, event flow, gaps, duplicates after a
+//! kernel-sim's adapter in `vigil-demo` uses it): handshake, event flow, gaps, duplicates after a
 //! reconnect, driver reloads, the reconnect backoff (with an injected clock: no wall-clock
 //! time is measured or asserted), verdicts, malformed input, stop and drain, policy reloads.
+
+mod common;
 
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::fake::FakeDriver;
 use vigil_protocol::{
     EventFlags, EventRecord, Message, MessageKind, Utf16Str, Verdict, VerdictOperation,
     VerdictReply, VerdictRequestRepr, Version,
 };
 use vigil_service::{
-    ClientError, FakeDriver, Gap, Level, Log, ManualClock, MemorySink, Policy, Service,
-    ServiceControl, ServiceError, ServiceOptions, Sink,
+    ClientError, Gap, Level, Log, ManualClock, MemorySink, Policy, Service, ServiceControl,
+    ServiceError, ServiceOptions, Sink,
 };
 
 /// Log lines shared with the test after the service took its logger.
@@ -746,4 +749,46 @@ fn a_verdict_request_without_a_reply_buffer_is_counted_not_answered() {
     assert_eq!(summary.counters.verdict_reply_failures, 1);
     assert!(driver.replies().is_empty());
     assert!(r.log.contains(Level::Warn, "without a reply buffer"));
+}
+
+#[test]
+fn a_malformed_verdict_request_or_command_reply_is_counted_and_not_answered() {
+    let driver = FakeDriver::new();
+    let path = units("\\Device\\HarddiskVolume1\\Secret\\x");
+    let mut request = vec![0u8; 256];
+    let n = verdict_request(7, 1, &path).emit(&mut request).unwrap();
+    request.truncate(n);
+    // The reserved field after the operation set: a sound header, a request that is not.
+    request[vigil_protocol::HEADER_LEN + 10] = 1;
+    driver.push_raw(request, u32::try_from(VerdictReply::LEN).unwrap());
+    // A kind the driver never sends, malformed as well (its reserved field set).
+    let mut reply = vec![0u8; vigil_protocol::HelloReply::LEN];
+    vigil_protocol::HelloReply {
+        status: 0,
+        max_message_size: 4096,
+        ring_capacity_bytes: 4096,
+    }
+    .emit(&mut reply)
+    .unwrap();
+    reply[vigil_protocol::HEADER_LEN + 12] = 1;
+    driver.push_raw(reply, 0);
+    driver.push_events(0..2, 64);
+    let (r, summary) = run(&driver);
+    assert_eq!(summary.counters.malformed_messages, 2);
+    assert_eq!(summary.counters.verdict_reply_failures, 0);
+    assert_eq!(
+        (
+            summary.counters.verdicts_allowed,
+            summary.counters.verdicts_denied
+        ),
+        (0, 0)
+    );
+    assert!(driver.replies().is_empty(), "nothing answers a bad request");
+    assert_eq!(r.service.sinks().events, seqs(1, 0..2));
+    assert!(r.log.contains(Level::Warn, "malformed verdict request ("));
+    assert!(r.log.contains(Level::Warn, "not answered"));
+    assert!(
+        r.log
+            .contains(Level::Warn, "malformed HelloReply message from the driver")
+    );
 }

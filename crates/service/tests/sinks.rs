@@ -1,12 +1,14 @@
 //! The sinks: JSON Lines rotation at the size bound, the flush policy (to the OS per batch,
 //! `fsync` on a timer driven by the core's clock, both at close), and the human format.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::fake::{FAKE_PATH, sample_event};
 use vigil_protocol::{EventRecord, MAX_EVENT_LEN};
-use vigil_service::fake::{FAKE_PATH, sample_event};
 use vigil_service::{Gap, HumanSink, JsonlOptions, JsonlSink, Sink};
 
 fn fresh_dir(name: &str) -> PathBuf {

@@ -262,6 +262,10 @@ pub const FILE_WRITE_DATA: ACCESS_MASK = 0x0002;
 pub const FILE_APPEND_DATA: ACCESS_MASK = 0x0004;
 /// `DELETE` access right.
 pub const DELETE: ACCESS_MASK = 0x0001_0000;
+/// `GENERIC_WRITE` access right (mapped to the file's write rights by the I/O manager).
+pub const GENERIC_WRITE: ACCESS_MASK = 0x4000_0000;
+/// `GENERIC_READ` access right (mapped to the file's read rights by the I/O manager).
+pub const GENERIC_READ: ACCESS_MASK = 0x8000_0000;
 
 /// `FILE_INFORMATION_CLASS`.
 pub type FILE_INFORMATION_CLASS = i32;

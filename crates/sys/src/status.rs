@@ -38,8 +38,13 @@ pub const STATUS_ACCESS_DENIED: NTSTATUS = 0xC000_0022_u32 as i32;
 pub const STATUS_BUFFER_TOO_SMALL: NTSTATUS = 0xC000_0023_u32 as i32;
 /// `STATUS_OBJECT_NAME_NOT_FOUND`: The named object (registry key or value) does not exist.
 pub const STATUS_OBJECT_NAME_NOT_FOUND: NTSTATUS = 0xC000_0034_u32 as i32;
+/// `STATUS_OBJECT_NAME_COLLISION`: A create with `FILE_CREATE` (or a rename or link without
+/// replace) found the name already taken.
+pub const STATUS_OBJECT_NAME_COLLISION: NTSTATUS = 0xC000_0035_u32 as i32;
 /// `STATUS_PORT_DISCONNECTED`: The communication port's client disconnected.
 pub const STATUS_PORT_DISCONNECTED: NTSTATUS = 0xC000_0037_u32 as i32;
+/// `STATUS_DELETE_PENDING`: The file is marked for deletion; no new open of it succeeds.
+pub const STATUS_DELETE_PENDING: NTSTATUS = 0xC000_0056_u32 as i32;
 /// `STATUS_REVISION_MISMATCH`: The peer speaks an incompatible protocol (major version mismatch).
 pub const STATUS_REVISION_MISMATCH: NTSTATUS = 0xC000_0059_u32 as i32;
 /// `STATUS_INSUFFICIENT_RESOURCES`: An allocation or other resource failed.

@@ -370,12 +370,17 @@ mod tests {
         assert_eq!(InfStamp::for_crate_version("1.2.3-rc.1").version, "1.2.3.0");
     }
 
-    /// The project's `driver.inx`, stamped: the sections and keys a minifilter INF must have.
-    #[test]
-    fn stamped_driver_inx_is_a_minifilter_inf() {
+    /// The project's `driver.inx`, stamped as the build stamps it.
+    fn stamped_driver_inx() -> ParsedInf {
         let path = crate::workspace_root().join("driver.inx");
         let template = std::fs::read_to_string(&path).expect("driver.inx");
-        let inf = ParsedInf::parse(&stamp_inf(&template, &stamp()).expect("stamps"));
+        ParsedInf::parse(&stamp_inf(&template, &stamp()).expect("stamps"))
+    }
+
+    /// The stamped `driver.inx` has the version and file sections a minifilter INF must have.
+    #[test]
+    fn stamped_driver_inx_is_a_minifilter_inf() {
+        let inf = stamped_driver_inx();
         let version = |key| inf.value("Version", key);
         assert_eq!(version("Class"), Some("\"ActivityMonitor\""));
         assert_eq!(
@@ -392,25 +397,70 @@ mod tests {
             Some("13")
         );
         assert_eq!(
-            inf.value("Vigil.Service", "ServiceBinary"),
-            Some("%13%\\vigil.sys")
-        );
-        assert_eq!(
             inf.value("DefaultUninstall.NTamd64", "LegacyUninstall"),
             Some("1"),
             "current Windows must ignore the downlevel uninstall section"
         );
         for section in [
-            "DefaultInstall.NTamd64",
-            "DefaultInstall.NTamd64.Services",
             "DefaultUninstall.NTamd64",
             "DefaultUninstall.NTamd64.Services",
         ] {
             assert!(inf.section(section).is_some(), "[{section}] missing");
         }
         assert!(
-            inf.value("DefaultInstall.NTamd64.Services", "AddService")
-                .is_some_and(|v| v.contains("Vigil.Service"))
+            !inf.sections.iter().any(|(name, _)| name.contains('$')),
+            "unstamped section name"
+        );
+    }
+
+    /// Two install paths (RULES.md rule 30) that install the same service and settings.
+    #[test]
+    fn stamped_driver_inx_installs_one_service_on_every_build() {
+        let inf = stamped_driver_inx();
+        // Two install paths (RULES.md rule 30): Windows picks the most specific decoration
+        // that matches its build, so 10.0.25952 and later take the first, every earlier build
+        // the second.
+        let paths = [
+            ("DefaultInstall.NTamd64.10.0...25952", "Vigil.Service"),
+            ("DefaultInstall.NTamd64", "Vigil.Service.Downlevel"),
+        ];
+        for (install, service) in paths {
+            assert_eq!(
+                inf.value(install, "CopyFiles"),
+                Some("Vigil.DriverFiles"),
+                "[{install}] copies the driver"
+            );
+            assert_eq!(
+                inf.value(&format!("{install}.Services"), "AddService"),
+                Some(format!("%ServiceName%,,{service}").as_str()),
+                "[{install}.Services] installs its service section"
+            );
+            assert_eq!(
+                inf.value(service, "ServiceBinary"),
+                Some("%13%\\vigil.sys"),
+                "[{service}] runs the driver from the driver store"
+            );
+            assert!(
+                inf.value(service, "AddReg")
+                    .is_some_and(|v| v.split(',').any(|s| s.trim() == "Vigil.Settings")),
+                "[{service}] writes Vigil's settings"
+            );
+        }
+        // Both paths install the same service: every directive but AddReg agrees.
+        let directives = |section: &str| -> Vec<(String, String)> {
+            let mut entries: Vec<(String, String)> = inf
+                .section(section)
+                .expect("service section")
+                .iter()
+                .filter(|(key, _)| !key.eq_ignore_ascii_case("AddReg"))
+                .cloned()
+                .collect();
+            entries.sort();
+            entries
+        };
+        assert_eq!(
+            directives("Vigil.Service"),
+            directives("Vigil.Service.Downlevel")
         );
         let service = |key| inf.value("Vigil.Service", key);
         assert_eq!(
@@ -433,21 +483,45 @@ mod tests {
             (360_000..=389_999).contains(&altitude),
             "activity-monitor altitude range"
         );
-        let registry: Vec<&str> = inf
-            .section("Vigil.AddRegistry")
-            .expect("AddReg")
-            .iter()
-            .map(|(_, v)| v.as_str())
-            .collect();
-        for needed in ["\"DefaultInstance\"", "\"Altitude\"", "\"Flags\""] {
-            assert!(
-                registry.iter().any(|line| line.contains(needed)),
-                "AddReg lacks {needed}"
-            );
+    }
+
+    /// Filter Manager's instance configuration goes where each Windows generation reads it.
+    #[test]
+    fn stamped_driver_inx_writes_instances_where_each_build_reads_them() {
+        let inf = stamped_driver_inx();
+        // Filter Manager's instance configuration: under Parameters from build 10.0.25952 on,
+        // under the service key itself before it.
+        let registry = |section: &str| -> Vec<String> {
+            inf.section(section)
+                .unwrap_or_else(|| panic!("[{section}] missing"))
+                .iter()
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        for (section, key_prefix) in [
+            ("Vigil.FilterManager", "\"Parameters\\Instances"),
+            ("Vigil.FilterManager.Downlevel", "\"Instances"),
+        ] {
+            let lines = registry(section);
+            for needed in ["\"DefaultInstance\"", "\"Altitude\"", "\"Flags\""] {
+                assert!(
+                    lines
+                        .iter()
+                        .any(|line| line.starts_with(&format!("HKR,{key_prefix}"))
+                            && line.contains(needed)),
+                    "[{section}] lacks {needed} under {key_prefix}"
+                );
+            }
         }
         assert!(
-            !inf.sections.iter().any(|(name, _)| name.contains('$')),
-            "unstamped section name"
+            inf.value("Vigil.Service", "AddReg")
+                .is_some_and(|v| v.contains("Vigil.FilterManager") && !v.contains("Downlevel")),
+            "the 10.0.25952+ service writes the Parameters instances"
+        );
+        assert!(
+            inf.value("Vigil.Service.Downlevel", "AddReg")
+                .is_some_and(|v| v.contains("Vigil.FilterManager.Downlevel")),
+            "the downlevel service writes the instances under the service key"
         );
     }
 }

@@ -34,38 +34,57 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// One build of the driver: the production image or a test-only broken twin.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Variant {
-    /// A short name, used for the output directory (`target/driver/<name>/vigil.sys`).
-    pub name: String,
-    /// Cargo features of the `vigil` package to enable (twins are features).
-    pub features: Vec<String>,
+/// The catalog of the driver's test-only builds (`src/twins/catalog.rs`), compiled here too:
+/// xtask cannot depend on the driver package, and this keeps one list for both.
+#[macro_use]
+#[path = "../../../src/twins/catalog.rs"]
+mod catalog;
+
+pub use catalog::{Baseline, Twin, UnknownName};
+
+/// One build of the driver: the production image, a broken twin or a benchmark baseline.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// The image users install.
+    Production,
+    /// A broken twin: one deliberate bug, test-only.
+    Twin(Twin),
+    /// A benchmark baseline, test-only.
+    Baseline(Baseline),
 }
 
 impl Variant {
     /// The image users install.
-    pub fn production() -> Self {
-        Self {
-            name: "vigil".into(),
-            features: Vec::new(),
+    pub const fn production() -> Self {
+        Self::Production
+    }
+
+    /// A broken twin: the driver built with `VIGIL_TWIN=<name>`.
+    pub const fn twin(twin: Twin) -> Self {
+        Self::Twin(twin)
+    }
+
+    /// A benchmark baseline: the driver built with `VIGIL_BASELINE=<name>`.
+    pub const fn baseline(baseline: Baseline) -> Self {
+        Self::Baseline(baseline)
+    }
+
+    /// Its output directory's name (`target/driver/<name>/vigil.sys`): `vigil`, `twin-<name>`
+    /// or `bench-<name>`.
+    pub fn name(&self) -> String {
+        match *self {
+            Self::Production => "vigil".into(),
+            Self::Twin(twin) => format!("twin-{twin}"),
+            Self::Baseline(baseline) => format!("bench-{baseline}"),
         }
     }
 
-    /// A benchmark baseline: the driver with the test-only feature `bench-<baseline>` enabled
-    /// (`noop-filter`, `message-per-event`).
-    pub fn bench(baseline: &str) -> Self {
-        Self {
-            name: format!("bench-{baseline}"),
-            features: vec![format!("bench-{baseline}")],
-        }
-    }
-
-    /// A broken twin: the driver with the test-only feature `twin-<bug>` enabled.
-    pub fn twin(bug: &str) -> Self {
-        Self {
-            name: format!("twin-{bug}"),
-            features: vec![format!("twin-{bug}")],
+    /// The environment variable and value that select it in build.rs (none for production).
+    pub const fn selection(&self) -> Option<(&'static str, &'static str)> {
+        match *self {
+            Self::Production => None,
+            Self::Twin(twin) => Some((Twin::ENV, twin.name())),
+            Self::Baseline(baseline) => Some((Baseline::ENV, baseline.name())),
         }
     }
 }
@@ -101,10 +120,12 @@ impl std::error::Error for BuildError {}
 ///
 /// Each variant has its own target directory, so that concurrent tests building different
 /// twins never overwrite each other's linker output, and a `RUSTFLAGS` meant for the host (such
-/// as `--cfg loom`) never leaks into the kernel image.
+/// as `--cfg loom`) never leaks into the kernel image. The variant's selection variable is set
+/// for the cargo invocation, and both are removed otherwise, so that a `VIGIL_TWIN` left in the
+/// shell never turns the production build into a twin.
 pub fn build_driver(variant: &Variant) -> Result<PathBuf, BuildError> {
     let root = workspace_root();
-    let out_dir = root.join("target").join("driver").join(&variant.name);
+    let out_dir = root.join("target").join("driver").join(variant.name());
     let target_dir = out_dir.join("cargo");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -125,9 +146,11 @@ pub fn build_driver(variant: &Variant) -> Result<PathBuf, BuildError> {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR");
-    if !variant.features.is_empty() {
-        command.arg("--features").arg(variant.features.join(","));
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove(Twin::ENV)
+        .env_remove(Baseline::ENV);
+    if let Some((var, name)) = variant.selection() {
+        command.env(var, name);
     }
     let status = command.status().map_err(BuildError::Spawn)?;
     if !status.success() {
@@ -144,7 +167,45 @@ pub fn build_driver(variant: &Variant) -> Result<PathBuf, BuildError> {
             .and_then(|bytes| replace_atomically(&out_dir.join("vigil.pdb"), &bytes))
             .map_err(|e| BuildError::Output(pdb.clone(), e))?;
     }
+    // The stamped INF beside the image: what users install from, and what kernel-sim installs
+    // from, so the install step is tested with the very file that ships.
+    let inf = out_dir.join("vigil.inf");
+    let template = root.join("driver.inx");
+    let stamped = fs::read_to_string(&template)
+        .map_err(|e| BuildError::Output(template.clone(), e))
+        .and_then(|text| {
+            inf::stamp_inf(
+                &text,
+                &inf::InfStamp::for_crate_version(&driver_version(&root)),
+            )
+            .map_err(|e| {
+                BuildError::Output(
+                    template.clone(),
+                    io::Error::new(io::ErrorKind::InvalidData, e),
+                )
+            })
+        })?;
+    replace_atomically(&inf, stamped.as_bytes()).map_err(|e| BuildError::Output(inf.clone(), e))?;
     Ok(image)
+}
+
+/// The `vigil` package's version, from the root `Cargo.toml` (`0.0.0` if it cannot be read, so
+/// that a stamped INF never blocks a build; the INF test checks the version separately).
+fn driver_version(root: &Path) -> String {
+    let manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+    let mut in_package = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package
+            && let Some(value) = line.strip_prefix("version").map(str::trim_start)
+            && let Some(value) = value.strip_prefix('=')
+        {
+            return value.trim().trim_matches('"').to_owned();
+        }
+    }
+    "0.0.0".to_owned()
 }
 
 /// Copies the linker output to `image` with its checksum stamped, atomically (write a temporary
@@ -174,6 +235,84 @@ fn replace_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every name parses back to its variant, names are unique, and a variant's output
+    /// directory and selection variable follow from its name.
+    #[test]
+    fn catalog_names_round_trip_and_are_unique() {
+        for &twin in Twin::ALL {
+            assert_eq!(Twin::from_name(twin.name()), Ok(twin));
+            assert_eq!(Variant::twin(twin).name(), format!("twin-{}", twin.name()));
+            assert_eq!(
+                Variant::twin(twin).selection(),
+                Some(("VIGIL_TWIN", twin.name()))
+            );
+        }
+        for &baseline in Baseline::ALL {
+            assert_eq!(Baseline::from_name(baseline.name()), Ok(baseline));
+            assert_eq!(
+                Variant::baseline(baseline).selection(),
+                Some(("VIGIL_BASELINE", baseline.name()))
+            );
+        }
+        let mut names: Vec<&str> = Twin::ALL.iter().map(|t| t.name()).collect();
+        names.extend(Baseline::ALL.iter().map(|b| b.name()));
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "a name is listed twice");
+        assert_eq!(Variant::production().name(), "vigil");
+        assert_eq!(Variant::production().selection(), None);
+    }
+
+    /// Runs `cargo check` of the driver package (host target: build.rs validates the name
+    /// before anything target-specific) with `env`, in its own target directory (the test's
+    /// cargo holds the workspace one), and returns its stderr if it failed.
+    fn check_driver_with(env: &[(&str, &str)]) -> Option<String> {
+        let root = workspace_root();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = Command::new(cargo)
+            .current_dir(&root)
+            .args(["check", "--quiet", "--package", "vigil", "--lib"])
+            .arg("--target-dir")
+            .arg(root.join("target").join("xtask-name-check"))
+            .env_remove(Twin::ENV)
+            .env_remove(Baseline::ENV)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .envs(env.iter().copied())
+            .output()
+            .expect("cargo runs");
+        (!output.status.success()).then(|| String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
+    /// A misspelt `VIGIL_TWIN` or `VIGIL_BASELINE` fails the driver's build, and the message
+    /// lists every valid name; both set at once fails too. (A misspelt `cfg(vigil_twin = "…")`
+    /// in source is rustc's `unexpected_cfgs`, from the values build.rs declares.)
+    #[test]
+    fn an_unknown_name_fails_the_build_listing_the_valid_names() {
+        let list = |names: Vec<&str>| names.join(", ");
+        let stderr = check_driver_with(&[("VIGIL_TWIN", "port-not-clsoed")])
+            .expect("an unknown twin fails the build");
+        let expected = format!(
+            "unknown broken twin `port-not-clsoed`; the valid names are: {}",
+            list(Twin::ALL.iter().map(|t| t.name()).collect())
+        );
+        assert!(stderr.contains(&expected), "{stderr}");
+
+        let stderr = check_driver_with(&[("VIGIL_BASELINE", "noop")])
+            .expect("an unknown baseline fails the build");
+        let expected = format!(
+            "unknown benchmark baseline `noop`; the valid names are: {}",
+            list(Baseline::ALL.iter().map(|b| b.name()).collect())
+        );
+        assert!(stderr.contains(&expected), "{stderr}");
+
+        let stderr =
+            check_driver_with(&[("VIGIL_TWIN", "leak"), ("VIGIL_BASELINE", "noop-filter")])
+                .expect("a twin and a baseline at once fail the build");
+        assert!(stderr.contains("are both set"), "{stderr}");
+    }
 
     /// Many threads installing the same image at once all succeed, and the result is one whole
     /// image with its checksum stamped (the fresh-clone race of two tests building one twin).

@@ -1,6 +1,7 @@
 //! `cargo xtask`: Vigil's developer commands.
 //!
-//! * `cargo xtask build [--twin BUG]`: cross-builds `vigil.sys`, lints it, and prints its path.
+//! * `cargo xtask build [--twin NAME | --baseline NAME]`: cross-builds `vigil.sys` (or a
+//!   test-only build: a broken twin, a benchmark baseline), lints it, and prints its path.
 //! * `cargo xtask imports`: builds `vigil.sys` and prints its size and import table.
 //! * `cargo xtask demo`: builds `vigil.sys`, then runs it in kernel-sim with the service
 //!   (`vigil-demo`, see the README).
@@ -8,7 +9,7 @@
 
 use std::process::{Command, ExitCode};
 
-use xtask::{Variant, build_driver, workspace_root};
+use xtask::{Baseline, Twin, Variant, build_driver, workspace_root};
 
 mod stages;
 
@@ -20,7 +21,10 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => stages::run_all(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <build [--twin BUG] | imports | demo | test [--quick]>");
+            eprintln!(
+                "usage: cargo xtask <build [--twin NAME | --baseline NAME] | imports | demo | test \
+                 [--quick]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -36,8 +40,13 @@ fn main() -> ExitCode {
 fn build(args: &[String]) -> Result<(), String> {
     let variant = match args {
         [] => Variant::production(),
-        [flag, bug] if flag == "--twin" => Variant::twin(bug),
-        _ => return Err("build takes no argument, or --twin BUG".into()),
+        [flag, name] if flag == "--twin" => {
+            Variant::twin(Twin::from_name(name).map_err(|e| e.to_string())?)
+        }
+        [flag, name] if flag == "--baseline" => {
+            Variant::baseline(Baseline::from_name(name).map_err(|e| e.to_string())?)
+        }
+        _ => return Err("build takes no argument, --twin NAME or --baseline NAME".into()),
     };
     let image = build_driver(&variant).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&image).map_err(|e| format!("{}: {e}", image.display()))?;
@@ -66,9 +75,7 @@ fn demo(args: &[String]) -> Result<(), String> {
             "--release",
             "--quiet",
             "-p",
-            "vigil-service",
-            "--features",
-            "sim",
+            "vigil-demo",
             "--bin",
             "vigil-demo",
             "--",

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use xtask::{DRIVER_TARGET, Variant, build_driver, workspace_root};
+use xtask::{Baseline, DRIVER_TARGET, Twin, Variant, build_driver, workspace_root};
 
 /// One step of the test run.
 struct Stage {
@@ -36,28 +36,13 @@ fn stages() -> Vec<Stage> {
             env: &[],
         },
         Stage {
+            // Every crate with every target, the demo crate (`vigil-demo`: the service with
+            // kernel-sim, its tests and bench) included.
             name: "clippy (host)",
             program: "cargo",
             args: &[
                 "clippy",
                 "--workspace",
-                "--all-targets",
-                "--locked",
-                "--",
-                "-D",
-                "warnings",
-            ],
-            env: &[],
-        },
-        Stage {
-            name: "clippy (service with kernel-sim: --features sim)",
-            program: "cargo",
-            args: &[
-                "clippy",
-                "-p",
-                "vigil-service",
-                "--features",
-                "sim",
                 "--all-targets",
                 "--locked",
                 "--",
@@ -93,22 +78,16 @@ fn stages() -> Vec<Stage> {
         Stage {
             name: "tests (host, including kernel-sim and PE lint)",
             program: "cargo",
-            args: &["test", "--workspace", "--locked"],
+            // The demo crate's tests have their own stage, next.
+            args: &["test", "--workspace", "--exclude", "vigil-demo", "--locked"],
             env: &[],
         },
         Stage {
-            // `cargo test --workspace` enables no feature: the end-to-end tests of the service
-            // against the real vigil.sys in kernel-sim (tests/sim_*.rs) run here.
-            name: "tests (service end to end in kernel-sim: --features sim)",
+            // The end-to-end tests of the service against the real vigil.sys in kernel-sim
+            // (crates/demo/tests/sim_*.rs), and the demo crate's own.
+            name: "tests (service end to end in kernel-sim: vigil-demo)",
             program: "cargo",
-            args: &[
-                "test",
-                "-p",
-                "vigil-service",
-                "--features",
-                "sim",
-                "--locked",
-            ],
+            args: &["test", "-p", "vigil-demo", "--locked"],
             env: &[],
         },
         Stage {
@@ -157,6 +136,34 @@ pub fn run_all(_args: &[String]) -> Result<(), String> {
         &[],
         &root,
     )?;
+    // Each test-only build once more: a twin's branches on `twins::is` are linted above, but its
+    // `#[cfg(vigil_twin = ...)]` items exist only in its own build. Only the driver package is
+    // checked again (its dependencies do not see the variable).
+    let test_builds = Twin::ALL
+        .iter()
+        .map(|twin| (Twin::ENV, twin.name()))
+        .chain(Baseline::ALL.iter().map(|b| (Baseline::ENV, b.name())));
+    for (var, name) in test_builds {
+        run(
+            &format!("clippy (windows kernel target, {var}={name})"),
+            "cargo",
+            &[
+                "clippy",
+                "--lib",
+                "--locked",
+                "--quiet",
+                "--target",
+                DRIVER_TARGET,
+                "-p",
+                "vigil",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[(var, name)],
+            &root,
+        )?;
+    }
     for stage in stages() {
         run(stage.name, stage.program, stage.args, stage.env, &root)?;
     }
@@ -176,8 +183,11 @@ fn run(
 ) -> Result<(), String> {
     println!("==> {name}: {program} {}", args.join(" "));
     let started = Instant::now();
+    // A twin or baseline selected in the shell never leaks into a stage: each selects its own.
     let status = Command::new(program)
         .args(args)
+        .env_remove(Twin::ENV)
+        .env_remove(Baseline::ENV)
         .envs(env.iter().copied())
         .current_dir(root)
         .status()

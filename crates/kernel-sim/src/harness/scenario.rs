@@ -23,6 +23,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use vigil_sys::{
+    FILE_CREATE, FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FILE_DISPOSITION_DELETE,
+    FILE_DISPOSITION_ON_CLOSE, FILE_DISPOSITION_POSIX_SEMANTICS, FILE_OPEN_IF, FILE_OVERWRITE_IF,
+    GENERIC_WRITE,
+};
 
 use crate::config::VolumeKind;
 use crate::config::{RegistryValue, SimConfig, UnloadKind};
@@ -35,15 +40,6 @@ use crate::sim::{Driver, Sim, UnloadOutcome};
 use crate::world::client::{ConnectError, ConnectOptions, PortConnection, PortError};
 use crate::world::io::{Io, Requestor};
 
-const FILE_OPEN_IF: u32 = 3;
-const FILE_CREATE: u32 = 2;
-const FILE_OVERWRITE_IF: u32 = 5;
-const FILE_DIRECTORY_FILE: u32 = 0x1;
-const FILE_DELETE_ON_CLOSE: u32 = 0x1000;
-const FILE_DISPOSITION_DELETE: u32 = 0x1;
-const FILE_DISPOSITION_POSIX_SEMANTICS: u32 = 0x2;
-const FILE_DISPOSITION_ON_CLOSE: u32 = 0x8;
-const GENERIC_WRITE: u32 = 0x4000_0000;
 /// Largest message a client buffer takes (FltMgr messages are far smaller in practice).
 const MESSAGE_BUFFER: usize = 64 * 1024;
 

@@ -1,6 +1,6 @@
 //! The user-mode end of a communication port: what `FilterConnectCommunicationPort`,
 //! `FilterGetMessage`, `FilterReplyMessage`, `FilterSendMessage` and closing the port handle do,
-//! as a Rust API for tests and for the service's port client (`vigil-service`, feature `sim`).
+//! as a Rust API for tests and for the service's port client (`vigil-demo`).
 //! Host threads; every method may be called from several threads at once.
 //!
 //! * [`Sim::connect`](crate::Sim::connect) / [`Driver::connect`](crate::Driver::connect) find

@@ -6,6 +6,7 @@
 
 pub(crate) mod client;
 pub(crate) mod fs;
+pub mod inf;
 pub(crate) mod io;
 #[cfg(test)]
 mod io_tests;

@@ -1,31 +1,21 @@
 //! Shared by the synthetic I/O tests: a run configuration with NTFS, FAT and named-pipe
 //! volumes, and a workload that exercises every operation Vigil watches.
 
-#![allow(dead_code, reason = "each test binary uses a subset of these helpers")]
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "each test binary uses a subset of these helpers and re-exported constants"
+)]
 
 use vigil_kernel_sim::{Driver, Io, IoConfig, Requestor, SimConfig, VolumeId, VolumeKind};
 
-pub const NTFS: &str = r"\Device\HarddiskVolume1";
-pub const FAT: &str = r"\Device\HarddiskVolume2";
-pub const PIPE: &str = r"\Device\NamedPipe";
-
-pub const STATUS_SUCCESS: i32 = 0;
-pub const STATUS_OBJECT_NAME_NOT_FOUND: i32 = 0xC000_0034_u32.cast_signed();
-pub const STATUS_OBJECT_NAME_COLLISION: i32 = 0xC000_0035_u32.cast_signed();
-pub const STATUS_DELETE_PENDING: i32 = 0xC000_0056_u32.cast_signed();
-
-pub const FILE_SUPERSEDE: u32 = 0;
-pub const FILE_OPEN: u32 = 1;
-pub const FILE_CREATE: u32 = 2;
-pub const FILE_OPEN_IF: u32 = 3;
-pub const FILE_OVERWRITE: u32 = 4;
-pub const FILE_OVERWRITE_IF: u32 = 5;
-pub const FILE_DIRECTORY_FILE: u32 = 0x1;
-pub const FILE_DELETE_ON_CLOSE: u32 = 0x1000;
-pub const FILE_DISPOSITION_DELETE: u32 = 0x1;
-pub const FILE_DISPOSITION_POSIX_SEMANTICS: u32 = 0x2;
-pub const FILE_DISPOSITION_ON_CLOSE: u32 = 0x8;
-pub const GENERIC_WRITE: u32 = 0x4000_0000;
+pub use vigil_kernel_sim::fixtures::{FAT, NTFS, PIPE};
+pub use vigil_sys::{
+    FILE_CREATE, FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FILE_DISPOSITION_DELETE,
+    FILE_DISPOSITION_ON_CLOSE, FILE_DISPOSITION_POSIX_SEMANTICS, FILE_OPEN, FILE_OPEN_IF,
+    FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_SUPERSEDE, GENERIC_WRITE, STATUS_DELETE_PENDING,
+    STATUS_OBJECT_NAME_COLLISION, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS,
+};
 
 /// NTFS, FAT and a named-pipe volume, mounted before the driver loads.
 pub fn config() -> SimConfig {

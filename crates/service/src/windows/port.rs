@@ -422,7 +422,7 @@ impl PortClient for WindowsPort {
                         Err(error)
                     }
                     ClientError::Os { .. } => Err(ClientError::CommandRefused {
-                        command: command_name(command),
+                        command: crate::commands::command_name(command),
                         status: if hresult == hresult_from_win32(ERROR_REVISION_MISMATCH) {
                             STATUS_REVISION_MISMATCH
                         } else {
@@ -471,16 +471,5 @@ impl PortClient for WindowsPort {
 impl Drop for WindowsPort {
     fn drop(&mut self) {
         self.close();
-    }
-}
-
-/// The protocol name of a command, for error messages.
-fn command_name(command: &[u8]) -> &'static str {
-    match vigil_protocol::Header::parse(command).map(|h| h.kind) {
-        Ok(vigil_protocol::MessageKind::Hello) => "hello",
-        Ok(vigil_protocol::MessageKind::GetStats) => "get-statistics",
-        Ok(vigil_protocol::MessageKind::SetConfig) => "set-configuration",
-        Ok(vigil_protocol::MessageKind::Ping) => "ping",
-        _ => "command",
     }
 }

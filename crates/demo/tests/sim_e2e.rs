@@ -1,9 +1,9 @@
-//! End to end in kernel-sim (feature `sim`): the real vigil.sys, the service core through
+//! End to end in kernel-sim: the real vigil.sys, the service core through
 //! kernel-sim's client, a scripted workload from several processes and threads, and the JSON
 //! Lines file read back. The field cases: the service killed while the driver sends, the driver
 //! unloaded and reloaded under a running service, a denied path, fail-open and fail-closed.
 
-#![cfg(all(feature = "sim", target_os = "linux"))]
+#![cfg(target_os = "linux")]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,13 +11,16 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use vigil_service::sim_bench::{
-    Actor, FILE_CREATE, GENERIC_WRITE, InstanceReport, JsonlContents, Machine, NTFS,
-    STATUS_ACCESS_DENIED, ServiceHandle, ServiceSetup, Volumes, WorkloadOutcome, demo_policy_toml,
-    events_of_thread, phase_one, phase_two, process_names, read_jsonl,
+use vigil_demo::jsonl::{JsonlContents, events_of_thread, read_jsonl};
+use vigil_demo::machine::{InstanceReport, Machine, Volumes};
+use vigil_demo::service_thread::{ServiceHandle, ServiceSetup};
+use vigil_demo::sim_client::SimConnector;
+use vigil_demo::workload::{
+    Actor, WorkloadOutcome, demo_policy_toml, phase_one, phase_two, process_names,
 };
-use vigil_service::sim_client::SimConnector;
+use vigil_kernel_sim::fixtures::NTFS;
 use vigil_service::{JsonlOptions, JsonlSink, Policy, PortClient, Sink, record};
+use vigil_sys::{FILE_CREATE, GENERIC_WRITE, STATUS_ACCESS_DENIED};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -182,6 +185,12 @@ fn a_denied_path_stays_denied_across_a_reload_once_the_policy_is_pushed_again() 
     assert_eq!(
         stats_1.verdicts_allowed, 2,
         "backup.exe's two creates, excepted"
+    );
+    // The driver counts a deny when the reply reaches it; the service logs it just after its
+    // reply call returns, on its own thread: wait for the lines, then count them.
+    assert!(
+        service.log().wait_for("denied: ", 3, WAIT),
+        "three deny lines"
     );
     assert_eq!(service.log().count("denied: "), 3);
     assert_eq!(service.log().count("denied: rename"), 1);

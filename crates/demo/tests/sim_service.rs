@@ -1,4 +1,4 @@
-//! The service core against the real vigil.sys running in kernel-sim (feature `sim`):
+//! The service core against the real vigil.sys running in kernel-sim:
 //! connect, handshake, `SetConfig` from a policy, `GetStats`; then the driver is unloaded and
 //! loaded again (the `fltmc unload`/`fltmc load` case) and the service rides through.
 //!
@@ -6,15 +6,15 @@
 //! core on its thread with a log to wait on; events end to end are one more step once
 //! kernel-sim drives I/O (phase 2a).
 
-#![cfg(all(feature = "sim", target_os = "linux"))]
+#![cfg(target_os = "linux")]
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use vigil_demo::sim_client::SimConnector;
 use vigil_kernel_sim::{ConnectError, ConnectOptions, Driver, Sim, SimConfig, UnloadKind};
-use vigil_service::sim_client::SimConnector;
 use vigil_service::{
     ClientError, Connector, Level, Log, MemorySink, Policy, PortClient, Service, ServiceError,
     ServiceOptions, Summary, SystemClock,
@@ -203,11 +203,7 @@ fn statuses_map_to_the_service_errors() {
     let mut reply = [0u8; 64];
     match client.send_command(&[0u8; 8], &mut reply) {
         Err(ClientError::CommandRefused { status, .. }) => {
-            assert_eq!(
-                status,
-                0xC000_0206_u32.cast_signed(),
-                "STATUS_INVALID_BUFFER_SIZE"
-            );
+            assert_eq!(status, vigil_sys::STATUS_INVALID_BUFFER_SIZE);
         }
         other => panic!("{other:?}"),
     }

@@ -1,11 +1,11 @@
 //! The service's port client over kernel-sim's client side: [`SimConnector`] and [`SimPort`]
 //! implement [`Connector`] and [`PortClient`] with `vigil_kernel_sim::PortConnection`, so that
-//! the service core runs against the real `vigil.sys` loaded in kernel-sim on Linux. Feature
-//! `sim`, Linux only; user mode (host threads).
+//! the service core runs against the real `vigil.sys` loaded in kernel-sim on Linux. Linux
+//! only; user mode (host threads).
 //!
 //! ```no_run
 //! use vigil_kernel_sim::{Sim, SimConfig};
-//! use vigil_service::sim_client::SimConnector;
+//! use vigil_demo::sim_client::SimConnector;
 //! use vigil_service::{MemorySink, Policy, Service, ServiceOptions, SystemClock};
 //!
 //! let sim = Sim::new(SimConfig::default());
@@ -31,16 +31,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use vigil_kernel_sim::{ConnectError, ConnectOptions, PortConnection, PortError, Sim};
-use vigil_protocol::{Header, MessageKind, PORT_NAME};
+use vigil_protocol::PORT_NAME;
+use vigil_service::{ClientError, Connector, Incoming, PortClient};
+use vigil_sys::{STATUS_ACCESS_DENIED, STATUS_CONNECTION_COUNT_LIMIT, STATUS_FLT_DELETING_OBJECT};
 
-use crate::client::{ClientError, Connector, Incoming, PortClient};
-
-/// `STATUS_ACCESS_DENIED`.
-const STATUS_ACCESS_DENIED: i32 = 0xC000_0022_u32.cast_signed();
-/// `STATUS_CONNECTION_COUNT_LIMIT`: the driver's own one-client refusal.
-const STATUS_CONNECTION_COUNT_LIMIT: i32 = 0xC000_0246_u32.cast_signed();
-/// `STATUS_FLT_DELETING_OBJECT`: the driver is unloading.
-const STATUS_FLT_DELETING_OBJECT: i32 = 0xC01C_000B_u32.cast_signed();
 /// `FACILITY_NT_BIT`: `HRESULT_FROM_NT(status) = status | 0x10000000`.
 const FACILITY_NT_BIT: u32 = 0x1000_0000;
 
@@ -168,17 +162,6 @@ fn map_port_error(routine: &'static str, error: PortError) -> ClientError {
     }
 }
 
-/// The command's name for [`ClientError::CommandRefused`].
-fn command_name(command: &[u8]) -> &'static str {
-    match Header::parse(command).map(|h| h.kind) {
-        Ok(MessageKind::Hello) => "hello",
-        Ok(MessageKind::GetStats) => "get-statistics",
-        Ok(MessageKind::SetConfig) => "set-configuration",
-        Ok(MessageKind::Ping) => "ping",
-        _ => "command",
-    }
-}
-
 /// One connection to the driver in kernel-sim.
 #[derive(Debug)]
 pub struct SimPort {
@@ -222,7 +205,7 @@ impl PortClient for SimPort {
             .map_err(|e| map_port_error("FilterSendMessage", e))?;
         if result.status < 0 {
             return Err(ClientError::CommandRefused {
-                command: command_name(command),
+                command: vigil_service::commands::command_name(command),
                 status: result.status,
             });
         }

@@ -8,7 +8,7 @@
 //! Driver-Verifier-style checks, produces events more slowly than Windows would, and a live
 //! measurement would measure that instead.
 //!
-//! `cargo bench -p vigil-service --features sim --bench end_to_end`. Prints figures; asserts
+//! `cargo bench -p vigil-demo --bench end_to_end`. Prints figures; asserts
 //! only that every run was clean (no violation, no leak, every event delivered).
 
 #[cfg(not(target_os = "linux"))]
@@ -24,13 +24,12 @@ mod imp {
     use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
 
+    use vigil_demo::machine::Machine;
+    use vigil_demo::service_thread::{ServiceHandle, ServiceSetup};
+    use vigil_kernel_sim::fixtures::NTFS;
     use vigil_kernel_sim::{RegistryValue, Requestor, SimConfig};
-    use vigil_service::sim_bench::{Machine, NTFS, ServiceHandle, ServiceSetup};
     use vigil_service::{JsonlOptions, JsonlSink, NullSink, Policy, Sink};
-
-    /// `FILE_OPEN_IF` and `FILE_OPEN` create dispositions.
-    const FILE_OPEN_IF: u32 = 3;
-    const FILE_OPEN: u32 = 1;
+    use vigil_sys::{FILE_OPEN, FILE_OPEN_IF};
 
     /// Events in the backlog: one `Open` per create (no write, so no other event).
     fn events() -> usize {

@@ -2,21 +2,20 @@
 //! volumes, a scripted workload from several processes, the service core connected through
 //! kernel-sim's client with a policy that denies a protected tree, a live event stream, a
 //! driver unload and reload in the middle that the service rides through, and a summary.
-//! Exits non-zero on any kernel-sim violation or leaked byte. Linux only, feature `sim`; user
-//! mode.
+//! Exits non-zero on any kernel-sim violation or leaked byte. Linux only; user mode.
 
-#[cfg(all(feature = "sim", target_os = "linux"))]
+#[cfg(target_os = "linux")]
 fn main() -> std::process::ExitCode {
     demo::main()
 }
 
-#[cfg(not(all(feature = "sim", target_os = "linux")))]
+#[cfg(not(target_os = "linux"))]
 fn main() -> std::process::ExitCode {
-    eprintln!("vigil-demo runs the driver in kernel-sim: Linux x86-64 with --features sim");
+    eprintln!("vigil-demo runs the driver in kernel-sim: Linux x86-64 only");
     std::process::ExitCode::FAILURE
 }
 
-#[cfg(all(feature = "sim", target_os = "linux"))]
+#[cfg(target_os = "linux")]
 mod demo {
     use std::path::PathBuf;
     use std::process::ExitCode;
@@ -25,10 +24,13 @@ mod demo {
     use anstream::println;
     use anstyle::{AnsiColor, Effects, Style};
     use clap::Parser;
-    use vigil_service::sim_bench::{
-        FAT, InstanceReport, Machine, NTFS, PROCESSES, SECRET, ServiceHandle, ServiceSetup,
-        WatchLog, combined, demo_policy_toml, phase_one, phase_two, process_names, read_jsonl,
+    use vigil_demo::jsonl::read_jsonl;
+    use vigil_demo::machine::{InstanceReport, Machine};
+    use vigil_demo::service_thread::{ServiceHandle, ServiceSetup, WatchLog};
+    use vigil_demo::workload::{
+        PROCESSES, SECRET, combined, demo_policy_toml, phase_one, phase_two, process_names,
     };
+    use vigil_kernel_sim::fixtures::{FAT, NTFS};
     use vigil_service::{HumanSink, JsonlSink, Level, Log, Policy, Sink, Summary};
 
     /// Runs the real vigil.sys in kernel-sim with the service, a workload and a reload.

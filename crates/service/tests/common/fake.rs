@@ -1,12 +1,15 @@
 //! An in-memory driver behind a [`PortClient`]: scripted messages (event batches, verdict
 //! requests), scripted port closes and driver reloads, refused connections, and a record of
-//! every reply and command. User mode, portable; for the core's tests, the benchmark, and anyone
-//! who wants to drive the core without a driver.
+//! every reply and command. User mode, portable; for the service's tests (`mod common;`) and its
+//! throughput benchmark (`#[path = "../tests/common/fake.rs"]`), through the crate's public API
+//! only.
 //!
 //! It answers commands as the real driver does (`src/commands.rs`): a `HelloReply` with status
 //! 0, the counters, set-configuration validated with `Config::validate` (refused with
 //! `STATUS_INVALID_PARAMETER`), ping. Its counters count connections and disconnects, and a
 //! reload resets them, as loading a new driver instance does.
+
+#![allow(dead_code, reason = "each test binary uses a subset of the fake")]
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,11 +20,8 @@ use vigil_protocol::{
     SetConfigReply, Stats, StatsReply, Utf16Str, VerdictReply, VerdictRequestRepr, Version,
 };
 
-use crate::client::{ClientError, Connector, Incoming, PortClient};
-use crate::control::ServiceControl;
-
-/// `STATUS_INVALID_PARAMETER`, the driver's answer to a configuration out of range.
-pub const STATUS_INVALID_PARAMETER: i32 = 0xC000_000D_u32.cast_signed();
+use vigil_service::{ClientError, Connector, Incoming, PortClient, ServiceControl};
+use vigil_sys::STATUS_INVALID_PARAMETER;
 /// `ERROR_FLT_NO_WAITER_FOR_REPLY` as an HRESULT: the driver stopped waiting for that reply.
 pub const HRESULT_NO_WAITER_FOR_REPLY: i32 = 0x801F_0020_u32.cast_signed();
 
