@@ -40,7 +40,7 @@ pub struct EventFacts<'a> {
 /// Encodes `facts` straight into a ring reservation and wakes the delivery thread when a batch
 /// is ready. Drops are counted by reason; the caller's I/O never waits for the service.
 pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
-    bump(&globals.counters.events_generated);
+    globals.counters.events_generated.bump(facts.thread_id);
     let mut repr = EventRepr {
         kind: facts.kind,
         flags: facts.flags,
