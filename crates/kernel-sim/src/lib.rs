@@ -143,7 +143,8 @@ mod sim;
 mod world;
 
 pub use config::{
-    IoConfig, PausePoint, PoolKind, RegistryValue, SimConfig, UnloadKind, VolumeKind,
+    IoConfig, PausePoint, PoolKind, Registry, RegistryKey, RegistryValue, SimConfig, UnloadKind,
+    VolumeKind, WindowsBuild,
 };
 pub use faults::{FaultPlan, RandomFailures};
 pub use fltmgr::instances::VolumeId;
@@ -156,7 +157,7 @@ pub use machine::pool::{POOL_POISON, SLACK_FILL};
 pub use machine::signals::{MM_USER_PROBE_ADDRESS, install as install_fault_handlers};
 pub use machine::state::{current_irql, set_irql};
 pub use machine::switch::STACK_POISON;
-pub use report::{IoStats, Report, Violation, ViolationKind};
+pub use report::{IoStats, Report, Violation, ViolationKind, status_name};
 pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
 pub use sim::exports::emulated;
 pub use sim::{Driver, Sim, UnloadError, UnloadOutcome};

@@ -8,7 +8,10 @@
 //! * `kernel-sim sweep --image PATH [--json FILE]`: the fault sweep over load + unload, then
 //!   over a whole cycle (callbacks and the message handler included).
 //! * `kernel-sim bench --image PATH`: callbacks per second for an open/write/cleanup/close loop.
-//! * `kernel-sim load-unload --image PATH --cycles N`: bare load/unload cycles.
+//! * `kernel-sim load-unload --image PATH [--inf INF --windows-build N] --cycles K`: bare
+//!   load/unload cycles; with `--inf`, the INF is installed first for build N (19041, 22621,
+//!   26100, or `10.0.N`), as `pnputil /add-driver INF /install` then `fltmc load` would. A load
+//!   that fails prints DriverEntry's NTSTATUS by name and exits non-zero.
 //!
 //! Progress goes to stderr every few seconds on long runs; the summary names every violation;
 //! `--json FILE` writes the report. Exit status: 0 clean, 1 a violation or a leak, 2 the image
@@ -21,7 +24,10 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use vigil_kernel_sim::scenario::{self, CycleProgress, ScenarioConfig, UnloadPlan};
-use vigil_kernel_sim::{RandomFailures, Report, Sim, SimConfig, UnloadKind, sweep};
+use vigil_kernel_sim::{
+    RandomFailures, Report, Sim, SimConfig, UnloadKind, WindowsBuild, inf, status_name, sweep,
+};
+use vigil_sys::NT_SUCCESS;
 
 /// How often progress lines are printed on long runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
@@ -72,7 +78,60 @@ enum Command {
         /// Number of load/unload cycles.
         #[arg(long, default_value_t = 1)]
         cycles: u64,
+        #[command(flatten)]
+        install: InstallArgs,
     },
+}
+
+/// Installing from an INF before loading.
+#[derive(Args)]
+struct InstallArgs {
+    /// Install this INF (its `DefaultInstall` for the build) into the registry first.
+    #[arg(long)]
+    inf: Option<PathBuf>,
+    /// The Windows build to emulate: 19041, 22621, 26100 (or 10.0.N). Default 26100.
+    #[arg(long, value_parser = parse_build)]
+    windows_build: Option<WindowsBuild>,
+}
+
+/// `19041` or `10.0.19041`.
+fn parse_build(text: &str) -> Result<WindowsBuild, String> {
+    let number = text.strip_prefix("10.0.").unwrap_or(text);
+    number
+        .parse()
+        .map(WindowsBuild)
+        .map_err(|_| format!("{text:?} is not a Windows build number (19041, 10.0.22621...)"))
+}
+
+/// Applies `--windows-build` and installs `--inf` into `config`; false (with a message) if
+/// the INF cannot be read or installed.
+fn apply_install(config: &mut SimConfig, install: &InstallArgs) -> bool {
+    if let Some(build) = install.windows_build {
+        config.windows_build = build;
+    }
+    let Some(path) = &install.inf else {
+        return true;
+    };
+    let build = config.windows_build;
+    let installed = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| inf::Inf::parse(&text).map_err(|e| e.to_string()))
+        .and_then(|parsed| inf::install(config, &parsed, build).map_err(|e| e.to_string()));
+    match installed {
+        Ok(plan) => {
+            eprintln!(
+                "kernel-sim: installed {} on {build}: [{}], service {}",
+                path.display(),
+                plan.install_section,
+                plan.service
+            );
+            true
+        }
+        Err(error) => {
+            eprintln!("kernel-sim: {}: {error}", path.display());
+            false
+        }
+    }
 }
 
 #[derive(Args)]
@@ -167,7 +226,11 @@ fn main() -> ExitCode {
             threads,
             seconds,
         } => run_bench(&common, threads, seconds),
-        Command::LoadUnload { common, cycles } => load_unload(&common, cycles),
+        Command::LoadUnload {
+            common,
+            cycles,
+            install,
+        } => load_unload(&common, cycles, &install),
     }
 }
 
@@ -374,8 +437,12 @@ fn run_bench(common: &Common, threads: usize, seconds: f64) -> ExitCode {
     }
 }
 
-fn load_unload(common: &Common, cycles: u64) -> ExitCode {
-    let sim = Sim::new(base_config(common));
+fn load_unload(common: &Common, cycles: u64, install: &InstallArgs) -> ExitCode {
+    let mut config = base_config(common);
+    if !apply_install(&mut config, install) {
+        return ExitCode::from(2);
+    }
+    let sim = Sim::new(config);
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let mut reports: Vec<Report> = Vec::new();
@@ -387,6 +454,18 @@ fn load_unload(common: &Common, cycles: u64) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        if let Some(status) = driver.entry_status().filter(|s| !NT_SUCCESS(*s)) {
+            // The load failed: what `fltmc load` reports, by name, for people and tools.
+            println!(
+                "cycle {cycle}: load failed: DriverEntry returned {} ({:#010x})",
+                status_name(status),
+                status.cast_unsigned()
+            );
+            let report = driver.finish();
+            println!("cycle {cycle}: {}", report.summary());
+            let _ = write_json(common.json.as_deref(), &[report]);
+            return ExitCode::from(1);
+        }
         if driver.is_loaded() {
             let _ = driver.unload(UnloadKind::Mandatory);
         }

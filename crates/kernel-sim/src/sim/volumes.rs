@@ -50,6 +50,21 @@ impl Driver {
         instances::detach(self.kernel(), volume)
     }
 
+    /// A manual attach (`fltmc attach <filter> <volume> [-i instance]`): InstanceSetup with
+    /// `FLTFL_INSTANCE_SETUP_MANUAL_ATTACHMENT`, also for an instance whose `Flags` suppress
+    /// automatic attachment. `instance` is one of the filter's instances as installed (None:
+    /// its default instance; without an INF any name is taken).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_FLT_FILTER_NOT_READY` before `FltStartFiltering`, `STATUS_FLT_INSTANCE_NOT_FOUND`
+    /// for an instance the filter does not define, `STATUS_FLT_VOLUME_NOT_FOUND`,
+    /// `STATUS_FLT_INSTANCE_NAME_COLLISION` when the volume has an instance already, and
+    /// `STATUS_FLT_DO_NOT_ATTACH` when InstanceSetup refused.
+    pub fn attach(&self, volume: VolumeId, instance: Option<&str>) -> Result<(), i32> {
+        instances::attach_manual(self.kernel(), volume, instance)
+    }
+
     /// Dismounts `volume`: its instance is torn down (`FLTFL_INSTANCE_TEARDOWN_VOLUME_DISMOUNT`,
     /// no query) and further I/O on it fails with `STATUS_VOLUME_DISMOUNTED`.
     pub fn dismount(&self, volume: VolumeId) {
