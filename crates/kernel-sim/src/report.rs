@@ -221,7 +221,7 @@ impl Report {
 /// not in this table. For messages meant for people and for tools that match on the name.
 #[must_use]
 pub fn status_name(status: i32) -> String {
-    const NAMES: [(u32, &str); 24] = [
+    const NAMES: [(u32, &str); 25] = [
         (0x0000_0000, "STATUS_SUCCESS"),
         (0x0000_0102, "STATUS_TIMEOUT"),
         (0x8000_0005, "STATUS_BUFFER_OVERFLOW"),
@@ -238,6 +238,7 @@ pub fn status_name(status: i32) -> String {
         (0xC000_003A, "STATUS_OBJECT_PATH_NOT_FOUND"),
         (0xC000_009A, "STATUS_INSUFFICIENT_RESOURCES"),
         (0xC000_00BB, "STATUS_NOT_SUPPORTED"),
+        (0xC000_010E, "STATUS_IMAGE_ALREADY_LOADED"),
         (0xC000_0225, "STATUS_NOT_FOUND"),
         (0xC01C_0008, "STATUS_FLT_FILTER_NOT_READY"),
         (0xC01C_000F, "STATUS_FLT_DO_NOT_ATTACH"),

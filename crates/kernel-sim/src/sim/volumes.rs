@@ -65,6 +65,50 @@ impl Driver {
         instances::attach_manual(self.kernel(), volume, instance)
     }
 
+    /// The device names of the mounted volumes the filter has a live instance on, in mount
+    /// order (what `fltmc instances` lists).
+    pub fn attached_volumes(&self) -> Vec<String> {
+        lock(flt_state(self.kernel()))
+            .io
+            .volumes
+            .iter()
+            .filter(|v| {
+                v.mounted
+                    && v.instance
+                        .as_ref()
+                        .is_some_and(|i| i.state == InstanceState::Live)
+            })
+            .map(|v| v.device_name.clone())
+            .collect()
+    }
+
+    /// The default instance `FltRegisterFilter` read from the installed registry: its name and
+    /// `Altitude` (None for an image loaded without an INF, or before registration).
+    pub fn default_instance(&self) -> Option<(String, String)> {
+        let flt = lock(flt_state(self.kernel()));
+        flt.filters
+            .values()
+            .filter(|f| !f.unregistered)
+            .find_map(|f| f.instance_config.as_ref()?.default_definition().cloned())
+            .map(|d| (d.name, d.altitude))
+    }
+
+    /// The name of the installed instance whose `Altitude` is `altitude`, if any.
+    pub fn instance_at_altitude(&self, altitude: &str) -> Option<String> {
+        let flt = lock(flt_state(self.kernel()));
+        flt.filters
+            .values()
+            .filter(|f| !f.unregistered)
+            .find_map(|f| {
+                f.instance_config
+                    .as_ref()?
+                    .instances
+                    .iter()
+                    .find(|i| i.altitude == altitude)
+                    .map(|i| i.name.clone())
+            })
+    }
+
     /// Dismounts `volume`: its instance is torn down (`FLTFL_INSTANCE_TEARDOWN_VOLUME_DISMOUNT`,
     /// no query) and further I/O on it fails with `STATUS_VOLUME_DISMOUNTED`.
     pub fn dismount(&self, volume: VolumeId) {
