@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use vigil_sys::{STATUS_FLT_DO_NOT_DETACH, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_UNSUCCESSFUL};
 
 use crate::config::{SimConfig, UnloadKind};
+use crate::fltmgr::instances::VolumeId;
 use crate::image::LoadError;
 use crate::report::{Report, status_name};
 use crate::sim::{Driver, Sim, UnloadError, UnloadOutcome};
@@ -237,7 +238,7 @@ impl Fltmc {
     }
 
     /// The loaded filter named `name` and the mounted volume `volume` (device name).
-    fn target(&self, name: &str, volume: &str) -> Result<(&Driver, crate::VolumeId), FltmcError> {
+    fn target(&self, name: &str, volume: &str) -> Result<(&Driver, VolumeId), FltmcError> {
         let driver = self
             .driver
             .as_ref()
