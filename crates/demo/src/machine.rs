@@ -6,10 +6,13 @@
 //! that load), so [`Machine::load`] mounts them again after each load: files made before an
 //! unload are gone after it, which the workload's second phase allows for.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use vigil_kernel_sim::fixtures::{FAT, NTFS};
-use vigil_kernel_sim::{Driver, Report, Sim, SimConfig, UnloadKind, VolumeId, VolumeKind};
+use vigil_kernel_sim::inf::{self, Inf};
+use vigil_kernel_sim::{
+    Driver, Report, Sim, SimConfig, UnloadKind, VolumeId, VolumeKind, WindowsBuild, status_name,
+};
 use vigil_protocol::Stats;
 
 /// One finished driver instance: its counters just before the unload and kernel-sim's report.
@@ -54,6 +57,26 @@ impl Machine {
         }
     }
 
+    /// A machine on which `inf` (the stamped `vigil.inf`) is installed for `build` first, as
+    /// `pnputil /add-driver vigil.inf /install` does: the service, Filter Manager's instances
+    /// where that build reads them, and the settings DriverEntry reads (RULES.md rule 30).
+    ///
+    /// # Errors
+    ///
+    /// The INF cannot be read, parsed or installed on `build`.
+    pub fn installed(
+        image: impl Into<PathBuf>,
+        inf: &Path,
+        build: WindowsBuild,
+    ) -> Result<Self, String> {
+        let text = std::fs::read_to_string(inf).map_err(|e| format!("{}: {e}", inf.display()))?;
+        let parsed = Inf::parse(&text).map_err(|e| format!("{}: {e}", inf.display()))?;
+        let mut config = SimConfig::default();
+        inf::install(&mut config, &parsed, build)
+            .map_err(|e| format!("{} on {build}: {e}", inf.display()))?;
+        Ok(Self::with_config(image, config))
+    }
+
     /// The simulator (for connecting clients).
     pub const fn sim(&self) -> &Sim {
         &self.sim
@@ -69,9 +92,13 @@ impl Machine {
             .sim
             .load(&self.image)
             .map_err(|e| format!("{}: {e}", self.image.display()))?;
-        if driver.entry_status() != Some(0) {
+        if let Some(status) = driver.entry_status().filter(|s| *s != 0) {
             let report = driver.finish();
-            return Err(format!("DriverEntry failed: {}", report.summary()));
+            return Err(format!(
+                "DriverEntry failed with {}: {}",
+                status_name(status),
+                report.summary()
+            ));
         }
         let volumes = Volumes {
             ntfs: driver.mount(VolumeKind::Ntfs, NTFS),

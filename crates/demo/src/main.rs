@@ -30,6 +30,7 @@ mod demo {
     use vigil_demo::workload::{
         PROCESSES, SECRET, combined, demo_policy_toml, phase_one, phase_two, process_names,
     };
+    use vigil_kernel_sim::WindowsBuild;
     use vigil_kernel_sim::fixtures::{FAT, NTFS};
     use vigil_service::{HumanSink, JsonlSink, Level, Log, Policy, Sink, Summary};
 
@@ -43,6 +44,13 @@ mod demo {
         /// Where the policy and the JSON Lines file go.
         #[arg(long, default_value = "target/demo")]
         out: PathBuf,
+        /// The INF installed before the first load (default: `vigil.inf` beside the image,
+        /// as `cargo xtask build` writes it).
+        #[arg(long)]
+        inf: Option<PathBuf>,
+        /// The Windows build the install and Filter Manager emulate (19041, 22621, 26100).
+        #[arg(long, default_value_t = 26100)]
+        windows_build: u32,
         /// Pause after each operation of the workload, in milliseconds (0: full speed).
         #[arg(long, default_value_t = 450)]
         pace_ms: u64,
@@ -120,7 +128,16 @@ mod demo {
             args.image.display(),
             policy_path.display()
         ));
-        let mut machine = Machine::new(&args.image);
+        let inf = args
+            .inf
+            .clone()
+            .unwrap_or_else(|| args.image.with_file_name("vigil.inf"));
+        let build = WindowsBuild(args.windows_build);
+        let mut machine = Machine::installed(&args.image, &inf, build)?;
+        println!(
+            "installed {} on Windows {build} (pnputil /add-driver vigil.inf /install)",
+            inf.display()
+        );
         let volumes = machine.load()?;
         println!(
             "DriverEntry returned STATUS_SUCCESS; vigil attached to {NTFS} (NTFS) and {FAT} (FAT)"

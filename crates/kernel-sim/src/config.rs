@@ -2,6 +2,8 @@
 //! lowest layer (with `report` and `faults`): every layer above reads the configuration, none
 //! of it reads anything above. Host code only; nothing here touches driver memory.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use vigil_sys::{
@@ -20,10 +22,143 @@ pub enum RegistryValue {
     Dword(u32),
     /// `REG_SZ`.
     Sz(String),
+    /// `REG_EXPAND_SZ` (an INF's `FLG_ADDREG_TYPE_EXPAND_SZ`, `AddService`'s `ImagePath`).
+    ExpandSz(String),
     /// `REG_MULTI_SZ`.
     MultiSz(Vec<String>),
     /// `REG_BINARY`.
     Binary(Vec<u8>),
+}
+
+/// A Windows build that kernel-sim emulates, as INF decorations compare it (major 10, minor 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WindowsBuild(pub u32);
+
+impl WindowsBuild {
+    /// Windows 10 2004 (20H1), the oldest build Vigil supports (the first with `ExAllocatePool2`).
+    pub const WIN10_2004: Self = Self(19041);
+    /// Windows 11 22H2.
+    pub const WIN11_22H2: Self = Self(22621);
+    /// Windows 11 24H2, of the generation whose Filter Manager reads `Parameters\Instances`.
+    pub const WIN11_24H2: Self = Self(26100);
+    /// The first build whose Filter Manager reads the instance configuration under the service's
+    /// `Parameters` key rather than under the service key itself.
+    pub const FLTMGR_READS_PARAMETERS: Self = Self(25952);
+
+    /// The key, relative to the service key, under which this build's Filter Manager reads the
+    /// `Instances` subkey: `Parameters` from 10.0.25952 on, the service key itself before.
+    pub fn instances_parent(self) -> &'static str {
+        if self >= Self::FLTMGR_READS_PARAMETERS {
+            "Parameters"
+        } else {
+            ""
+        }
+    }
+}
+
+impl fmt::Display for WindowsBuild {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "10.0.{}", self.0)
+    }
+}
+
+/// A registry: keys by full NT path (`\Registry\Machine\System\...`), each with typed
+/// values. Key and value names compare case-insensitively, as the configuration manager's
+/// do; a key's path keeps the spelling it was created with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registry {
+    /// Keys by lower-cased path.
+    keys: BTreeMap<String, RegistryKey>,
+}
+
+/// One key of a [`Registry`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistryKey {
+    /// The key's full path, as first created.
+    pub path: String,
+    /// Its values, in the order they were first written (the empty name is the default value).
+    pub values: Vec<(String, RegistryValue)>,
+}
+
+/// A path without trailing separators, lower-cased: the map key of a registry key.
+fn registry_key_id(path: &str) -> String {
+    path.trim_end_matches('\\').to_ascii_lowercase()
+}
+
+impl Registry {
+    /// Creates the key at `path` and every missing ancestor (as `RegCreateKeyEx` and an
+    /// INF's `AddReg` do).
+    pub fn create_key(&mut self, path: &str) -> &mut RegistryKey {
+        let path = path.trim_end_matches('\\');
+        for (index, _) in path.match_indices('\\') {
+            if index > 0 {
+                let ancestor = &path[..index];
+                self.keys
+                    .entry(registry_key_id(ancestor))
+                    .or_insert_with(|| RegistryKey {
+                        path: ancestor.to_owned(),
+                        values: Vec::new(),
+                    });
+            }
+        }
+        self.keys
+            .entry(registry_key_id(path))
+            .or_insert_with(|| RegistryKey {
+                path: path.to_owned(),
+                values: Vec::new(),
+            })
+    }
+
+    /// The key at `path`.
+    pub fn key(&self, path: &str) -> Option<&RegistryKey> {
+        self.keys.get(&registry_key_id(path))
+    }
+
+    /// The value `name` of the key at `path`.
+    pub fn value(&self, path: &str, name: &str) -> Option<&RegistryValue> {
+        self.key(path)?
+            .values
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Writes `value` as `name` under `path` (creating the key), replacing any value of that
+    /// name.
+    pub fn set_value(&mut self, path: &str, name: &str, value: RegistryValue) {
+        let key = self.create_key(path);
+        if let Some(slot) = key
+            .values
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            slot.1 = value;
+        } else {
+            key.values.push((name.to_owned(), value));
+        }
+    }
+
+    /// Deletes the value `name` under `path`; whether it existed.
+    pub fn delete_value(&mut self, path: &str, name: &str) -> bool {
+        let Some(key) = self.keys.get_mut(&registry_key_id(path)) else {
+            return false;
+        };
+        let before = key.values.len();
+        key.values.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        key.values.len() != before
+    }
+
+    /// The names of the immediate subkeys of `path`, in case-insensitive order.
+    pub fn subkeys(&self, path: &str) -> Vec<String> {
+        let prefix = format!("{}\\", registry_key_id(path));
+        self.keys
+            .iter()
+            .filter_map(|(id, key)| {
+                let rest = id.strip_prefix(&prefix)?;
+                (!rest.contains('\\')).then(|| key.path[key.path.len() - rest.len()..].to_owned())
+            })
+            .collect()
+    }
 }
 
 /// Which unload FltMgr performs.
@@ -45,6 +180,17 @@ pub struct SimConfig {
     pub registry: Vec<(String, RegistryValue)>,
     /// Whether the `Parameters` key exists.
     pub parameters_key: bool,
+    /// The machine's registry as an INF install left it
+    /// ([`inf::install`](crate::inf::install)). When present it replaces [`Self::registry`]
+    /// and [`Self::parameters_key`] (`ZwOpenKey` and `ZwQueryValueKey` read it) and
+    /// `FltRegisterFilter` reads the filter's instance configuration from it, where
+    /// [`Self::windows_build`] reads it. None (the default): an image loaded without an INF,
+    /// whose `Parameters` come from [`Self::registry`] and which attaches without instance
+    /// configuration, as before INF installs were emulated.
+    pub machine_registry: Option<Registry>,
+    /// The Windows build emulated where builds differ (where Filter Manager reads the
+    /// instance configuration). Windows 11 24H2 by default.
+    pub windows_build: WindowsBuild,
     /// Flag `KeWaitForSingleObject` with a NULL timeout (a Vigil policy, RULES.md rule 7; the
     /// kernel allows it: switch off for other drivers).
     pub flag_infinite_waits: bool,
@@ -83,6 +229,8 @@ impl Default for SimConfig {
             service_name: "vigil".into(),
             registry: Vec::new(),
             parameters_key: true,
+            machine_registry: None,
+            windows_build: WindowsBuild::WIN11_24H2,
             flag_infinite_waits: true,
             hang_timeout: Duration::from_secs(30),
             faults: FaultPlan::default(),

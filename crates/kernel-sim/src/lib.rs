@@ -18,15 +18,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! [`sweep()`] runs the fault-injection sweep; the `kernel-sim` binary wraps both for the
-//! command line (`kernel-sim stress`, `soak`, `sweep`, `bench`, `load-unload`, `--json FILE`).
+//! To load the driver as a user installs it, install its INF first ([`inf::install`]: the
+//! `DefaultInstall` section of the build [`SimConfig::windows_build`], applied to
+//! [`SimConfig::machine_registry`]); `FltRegisterFilter` then reads the instance configuration
+//! where that build's Filter Manager does (RULES.md rule 30).
+//!
+//! [`sweep()`] runs the fault-injection sweep and [`fltmc`] `fltmc`'s commands; the
+//! `kernel-sim` binary wraps them for the command line (`kernel-sim stress`, `soak`, `sweep`,
+//! `bench`, `load-unload [--inf INF --windows-build N]`, `fltmc`, `--json FILE`).
 //!
 //! # Architecture
 //!
 //! The modules form layers, each importing only from itself and the layers below it (checked
 //! by `tests/layers.rs`, which reads every `crate::` path):
 //!
-//! 1. `config`, `report`, `faults`: the run's configuration, the verdict, fault injection;
+//! 1. `config`, `report`, `faults`: the run's configuration (the registry tree and the Windows
+//!    build included), the verdict, fault injection;
 //! 2. `machine`: pages, pool, guest memory, per-thread CPU state and IRQL, driver stacks and
 //!    the stack switch, signal handlers;
 //! 3. `image`: the PE loader and symbols, binding imports through a resolver it is given;
@@ -37,9 +44,9 @@
 //! 6. `fltmgr`: its own export table and state (filters, ports, instances, files in flight,
 //!    names, contexts, push locks, unload);
 //! 7. `world`: what drives the driver from outside (file system, volumes, I/O, the port's
-//!    client side);
+//!    client side, the INF reader and install);
 //! 8. `sim`: [`Sim`], [`Driver`] and every public entry point, and the combined export table;
-//! 9. `harness`: [`scenario`] and [`sweep`](mod@sweep).
+//! 9. `harness`: [`scenario`], [`sweep`](mod@sweep) and [`fltmc`].
 //!
 //! * **Loader** (`image`, `object` crate): one anonymous mapping of
 //!   `SizeOfImage`, sections copied, `DIR64` relocations applied, the import table bound to
@@ -143,20 +150,21 @@ mod sim;
 mod world;
 
 pub use config::{
-    IoConfig, PausePoint, PoolKind, RegistryValue, SimConfig, UnloadKind, VolumeKind,
+    IoConfig, PausePoint, PoolKind, Registry, RegistryKey, RegistryValue, SimConfig, UnloadKind,
+    VolumeKind, WindowsBuild,
 };
 pub use faults::{FaultPlan, RandomFailures};
 pub use fltmgr::instances::VolumeId;
 pub use fltmgr::ports::POISON_RUN;
 pub use fltmgr::security::Account;
-pub use harness::{scenario, sweep};
+pub use harness::{fltmc, scenario, sweep};
 pub use image::LoadError;
 pub use kernel::pause::Observer;
 pub use machine::pool::{POOL_POISON, SLACK_FILL};
 pub use machine::signals::{MM_USER_PROBE_ADDRESS, install as install_fault_handlers};
 pub use machine::state::{current_irql, set_irql};
 pub use machine::switch::STACK_POISON;
-pub use report::{IoStats, Report, Violation, ViolationKind};
+pub use report::{IoStats, Report, Violation, ViolationKind, status_name};
 pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
 pub use sim::exports::emulated;
 pub use sim::{Driver, Sim, UnloadError, UnloadOutcome};

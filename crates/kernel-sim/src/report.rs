@@ -215,3 +215,42 @@ impl Report {
         out
     }
 }
+
+/// The symbolic name of an NTSTATUS kernel-sim can return or a driver commonly does
+/// (`STATUS_OBJECT_NAME_NOT_FOUND`), or its hexadecimal value (`0xc0000034`) when the name is
+/// not in this table. For messages meant for people and for tools that match on the name.
+#[must_use]
+pub fn status_name(status: i32) -> String {
+    const NAMES: [(u32, &str); 25] = [
+        (0x0000_0000, "STATUS_SUCCESS"),
+        (0x0000_0102, "STATUS_TIMEOUT"),
+        (0x8000_0005, "STATUS_BUFFER_OVERFLOW"),
+        (0xC000_0001, "STATUS_UNSUCCESSFUL"),
+        (0xC000_0002, "STATUS_NOT_IMPLEMENTED"),
+        (0xC000_0008, "STATUS_INVALID_HANDLE"),
+        (0xC000_000D, "STATUS_INVALID_PARAMETER"),
+        (0xC000_0010, "STATUS_INVALID_DEVICE_REQUEST"),
+        (0xC000_0022, "STATUS_ACCESS_DENIED"),
+        (0xC000_0023, "STATUS_BUFFER_TOO_SMALL"),
+        (0xC000_0024, "STATUS_OBJECT_TYPE_MISMATCH"),
+        (0xC000_0034, "STATUS_OBJECT_NAME_NOT_FOUND"),
+        (0xC000_0035, "STATUS_OBJECT_NAME_COLLISION"),
+        (0xC000_003A, "STATUS_OBJECT_PATH_NOT_FOUND"),
+        (0xC000_009A, "STATUS_INSUFFICIENT_RESOURCES"),
+        (0xC000_00BB, "STATUS_NOT_SUPPORTED"),
+        (0xC000_010E, "STATUS_IMAGE_ALREADY_LOADED"),
+        (0xC000_0225, "STATUS_NOT_FOUND"),
+        (0xC01C_0008, "STATUS_FLT_FILTER_NOT_READY"),
+        (0xC01C_000F, "STATUS_FLT_DO_NOT_ATTACH"),
+        (0xC01C_0010, "STATUS_FLT_DO_NOT_DETACH"),
+        (0xC01C_0012, "STATUS_FLT_INSTANCE_NAME_COLLISION"),
+        (0xC01C_0013, "STATUS_FLT_FILTER_NOT_FOUND"),
+        (0xC01C_0014, "STATUS_FLT_VOLUME_NOT_FOUND"),
+        (0xC01C_0015, "STATUS_FLT_INSTANCE_NOT_FOUND"),
+    ];
+    let code = status.cast_unsigned();
+    NAMES
+        .iter()
+        .find(|(value, _)| *value == code)
+        .map_or_else(|| format!("{code:#010x}"), |(_, name)| (*name).to_owned())
+}

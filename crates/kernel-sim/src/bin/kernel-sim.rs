@@ -5,10 +5,21 @@
 //!   from T threads, a port client (messages, commands, churn, vanishing with sends pending),
 //!   mandatory and optional unloads and unload races (see `vigil_kernel_sim::scenario`).
 //! * `kernel-sim soak --image PATH [--cycles 10000]`: `stress` with defaults for a long run.
+//!   Both take `--inf INF --windows-build N` too: each cycle then loads the driver installed
+//!   from the INF, through the same load and unload as `load-unload` and `fltmc`.
 //! * `kernel-sim sweep --image PATH [--json FILE]`: the fault sweep over load + unload, then
 //!   over a whole cycle (callbacks and the message handler included).
 //! * `kernel-sim bench --image PATH`: callbacks per second for an open/write/cleanup/close loop.
-//! * `kernel-sim load-unload --image PATH --cycles N`: bare load/unload cycles.
+//! * `kernel-sim load-unload --image PATH [--inf INF --windows-build N] --cycles K`: bare
+//!   load/unload cycles; with `--inf`, the INF is installed first for build N (19041, 22621,
+//!   26100, or `10.0.N`), as `pnputil /add-driver INF /install` then `fltmc load` would. A load
+//!   that fails prints DriverEntry's NTSTATUS by name and exits non-zero.
+//! * `kernel-sim fltmc --image PATH [--inf INF --windows-build N] [--volume KIND:DEVICE]...
+//!   COMMAND [; COMMAND]...`: `fltmc`'s `load NAME`, `unload NAME [--mandatory]`, `filters`,
+//!   `instances`, `attach NAME VOLUME [-i INSTANCE] [-a ALTITUDE]` and `detach NAME VOLUME`
+//!   in order on one emulated machine (see `vigil_kernel_sim::fltmc`); exit 0 when every
+//!   command succeeded and every driver instance was clean, 1 otherwise (each failure printed
+//!   with its NTSTATUS).
 //!
 //! Progress goes to stderr every few seconds on long runs; the summary names every violation;
 //! `--json FILE` writes the report. Exit status: 0 clean, 1 a violation or a leak, 2 the image
@@ -20,8 +31,13 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
+use vigil_kernel_sim::fltmc::Fltmc;
 use vigil_kernel_sim::scenario::{self, CycleProgress, ScenarioConfig, UnloadPlan};
-use vigil_kernel_sim::{PoolKind, RandomFailures, Report, Sim, SimConfig, UnloadKind, sweep};
+use vigil_kernel_sim::{
+    PoolKind, RandomFailures, Report, Sim, SimConfig, UnloadKind, VolumeKind, WindowsBuild, inf,
+    status_name, sweep,
+};
+use vigil_sys::NT_SUCCESS;
 
 /// How often progress lines are printed on long runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
@@ -65,6 +81,8 @@ enum Command {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// `fltmc` load, unload, filters, instances, attach and detach on one emulated machine.
+    Fltmc(FltmcArgs),
     /// Bare load/unload cycles, each with its own report.
     LoadUnload {
         #[command(flatten)]
@@ -72,7 +90,78 @@ enum Command {
         /// Number of load/unload cycles.
         #[arg(long, default_value_t = 1)]
         cycles: u64,
+        #[command(flatten)]
+        install: InstallArgs,
     },
+}
+
+/// `fltmc` on one emulated machine.
+#[derive(Args)]
+struct FltmcArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    install: InstallArgs,
+    /// A volume mounted before the first command, as KIND:DEVICE (kind ntfs, refs, fat,
+    /// exfat, network); default one NTFS volume, `\Device\HarddiskVolume1`.
+    #[arg(long = "volume")]
+    volumes: Vec<String>,
+    /// The commands, separated by `;` (a word of its own or ending a word): `load NAME`,
+    /// `unload NAME [--mandatory]`, `filters`, `instances`,
+    /// `attach NAME VOLUME [-i INSTANCE] [-a ALTITUDE]`, `detach NAME VOLUME`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    commands: Vec<String>,
+}
+
+/// Installing from an INF before loading.
+#[derive(Args)]
+struct InstallArgs {
+    /// Install this INF (its `DefaultInstall` for the build) into the registry first.
+    #[arg(long)]
+    inf: Option<PathBuf>,
+    /// The Windows build to emulate: 19041, 22621, 26100 (or 10.0.N). Default 26100.
+    #[arg(long, value_parser = parse_build)]
+    windows_build: Option<WindowsBuild>,
+}
+
+/// `19041` or `10.0.19041`.
+fn parse_build(text: &str) -> Result<WindowsBuild, String> {
+    let number = text.strip_prefix("10.0.").unwrap_or(text);
+    number
+        .parse()
+        .map(WindowsBuild)
+        .map_err(|_| format!("{text:?} is not a Windows build number (19041, 10.0.22621...)"))
+}
+
+/// Applies `--windows-build` and installs `--inf` into `config`; false (with a message) if
+/// the INF cannot be read or installed.
+fn apply_install(config: &mut SimConfig, install: &InstallArgs) -> bool {
+    if let Some(build) = install.windows_build {
+        config.windows_build = build;
+    }
+    let Some(path) = &install.inf else {
+        return true;
+    };
+    let build = config.windows_build;
+    let installed = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| inf::Inf::parse(&text).map_err(|e| e.to_string()))
+        .and_then(|parsed| inf::install(config, &parsed, build).map_err(|e| e.to_string()));
+    match installed {
+        Ok(plan) => {
+            eprintln!(
+                "kernel-sim: installed {} on {build}: [{}], service {}",
+                path.display(),
+                plan.install_section,
+                plan.service
+            );
+            true
+        }
+        Err(error) => {
+            eprintln!("kernel-sim: {}: {error}", path.display());
+            false
+        }
+    }
 }
 
 #[derive(Args)]
@@ -96,6 +185,8 @@ struct Common {
 struct StressArgs {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    install: InstallArgs,
     /// Load/unload cycles (default: 100 for stress, 10,000 for soak; unbounded with
     /// --duration alone).
     #[arg(long)]
@@ -167,7 +258,12 @@ fn main() -> ExitCode {
             threads,
             seconds,
         } => run_bench(&common, threads, seconds),
-        Command::LoadUnload { common, cycles } => load_unload(&common, cycles),
+        Command::Fltmc(args) => run_fltmc(&args),
+        Command::LoadUnload {
+            common,
+            cycles,
+            install,
+        } => load_unload(&common, cycles, &install),
     }
 }
 
@@ -202,6 +298,17 @@ fn exit(clean: bool, written: bool) -> ExitCode {
 fn stress(args: &StressArgs, default_cycles: u64) -> ExitCode {
     let mut config = ScenarioConfig::vigil();
     apply_common(&mut config.base, &args.common);
+    if !apply_install(&mut config.base, &args.install) {
+        return ExitCode::from(2);
+    }
+    let parameters = format!("{}\\Parameters", config.base.service_key_path());
+    if let Some(registry) = config.base.machine_registry.as_mut() {
+        // The scenario's short timeouts and small ring, set over the INF's values as an
+        // administrator would, so that installed runs cycle as fast as the others.
+        for (name, value) in &config.base.registry {
+            registry.set_value(&parameters, name, value.clone());
+        }
+    }
     config.duration = args.duration.map(Duration::from_secs_f64);
     config.cycles = match (args.cycles, config.duration) {
         (Some(cycles), _) => cycles,
@@ -382,8 +489,12 @@ fn run_bench(common: &Common, threads: usize, seconds: f64) -> ExitCode {
     }
 }
 
-fn load_unload(common: &Common, cycles: u64) -> ExitCode {
-    let sim = Sim::new(base_config(common));
+fn load_unload(common: &Common, cycles: u64, install: &InstallArgs) -> ExitCode {
+    let mut config = base_config(common);
+    if !apply_install(&mut config, install) {
+        return ExitCode::from(2);
+    }
+    let sim = Sim::new(config);
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let mut reports: Vec<Report> = Vec::new();
@@ -395,6 +506,18 @@ fn load_unload(common: &Common, cycles: u64) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        if let Some(status) = driver.entry_status().filter(|s| !NT_SUCCESS(*s)) {
+            // The load failed: what `fltmc load` reports, by name, for people and tools.
+            println!(
+                "cycle {cycle}: load failed: DriverEntry returned {} ({:#010x})",
+                status_name(status),
+                status.cast_unsigned()
+            );
+            let report = driver.finish();
+            println!("cycle {cycle}: {}", report.summary());
+            let _ = write_json(common.json.as_deref(), &[report]);
+            return ExitCode::from(1);
+        }
         if driver.is_loaded() {
             let _ = driver.unload(UnloadKind::Mandatory);
         }
@@ -422,4 +545,132 @@ fn load_unload(common: &Common, cycles: u64) -> ExitCode {
     );
     let written = write_json(common.json.as_deref(), &reports);
     exit(broken == 0, written)
+}
+
+/// `KIND:DEVICE` as a volume.
+fn parse_volume(text: &str) -> Option<(VolumeKind, String)> {
+    let (kind, device) = text.split_once(':')?;
+    let kind = match kind.to_ascii_lowercase().as_str() {
+        "ntfs" => VolumeKind::Ntfs,
+        "refs" => VolumeKind::Refs,
+        "fat" => VolumeKind::Fat,
+        "exfat" => VolumeKind::ExFat,
+        "network" => VolumeKind::Network,
+        _ => return None,
+    };
+    Some((kind, device.to_owned()))
+}
+
+/// The commands as word lists: split at `;` words and at words ending with `;`.
+fn split_commands(words: &[String]) -> Vec<Vec<String>> {
+    let mut commands = vec![Vec::new()];
+    for word in words {
+        let (word, ends) = match word.strip_suffix(';') {
+            Some(rest) => (rest, true),
+            None => (word.as_str(), false),
+        };
+        if !word.is_empty() {
+            commands
+                .last_mut()
+                .expect("never empty")
+                .push(word.to_owned());
+        }
+        if ends {
+            commands.push(Vec::new());
+        }
+    }
+    commands.retain(|c| !c.is_empty());
+    commands
+}
+
+/// Runs one `fltmc` command; its failure as text.
+fn fltmc_command(machine: &mut Fltmc, words: &[String]) -> Result<(), String> {
+    let word = |i: usize| words.get(i).map(String::as_str);
+    let usage = || format!("cannot read {:?}", words.join(" "));
+    match (word(0), word(1), word(2)) {
+        (Some("load"), Some(name), None) => machine.load(name).map_err(|e| e.to_string()),
+        (Some("unload"), Some(name), option) => {
+            let kind = match option {
+                None => UnloadKind::Optional,
+                Some("--mandatory" | "-m") => UnloadKind::Mandatory,
+                Some(_) => return Err(usage()),
+            };
+            machine.unload(name, kind).map_err(|e| e.to_string())
+        }
+        (Some("filters"), None, None) => {
+            println!("Filter Name                     Num Instances    Altitude    Frame");
+            for row in machine.filters() {
+                println!(
+                    "{:<32}{:>13}    {:>8}    {:>5}",
+                    row.name, row.instances, row.altitude, 0
+                );
+            }
+            Ok(())
+        }
+        (Some("instances"), None, None) => {
+            println!("Filter      Volume Name                       Altitude    Instance Name");
+            for row in machine.instances() {
+                println!(
+                    "{:<12}{:<34}{:>8}    {}",
+                    row.filter, row.volume, row.altitude, row.instance
+                );
+            }
+            Ok(())
+        }
+        (Some("attach"), Some(name), Some(volume)) => {
+            let (mut instance, mut altitude) = (None, None);
+            for pair in words[3..].chunks(2) {
+                match pair {
+                    [flag, value] if flag == "-i" => instance = Some(value.as_str()),
+                    [flag, value] if flag == "-a" => altitude = Some(value.as_str()),
+                    _ => return Err(usage()),
+                }
+            }
+            machine
+                .attach(name, volume, instance, altitude)
+                .map_err(|e| e.to_string())
+        }
+        (Some("detach"), Some(name), Some(volume)) if words.len() == 3 => {
+            machine.detach(name, volume).map_err(|e| e.to_string())
+        }
+        _ => Err(usage()),
+    }
+}
+
+fn run_fltmc(args: &FltmcArgs) -> ExitCode {
+    let mut config = base_config(&args.common);
+    if !apply_install(&mut config, &args.install) {
+        return ExitCode::from(2);
+    }
+    if args.volumes.is_empty() {
+        config.io.volumes.push((
+            VolumeKind::Ntfs,
+            vigil_kernel_sim::fixtures::NTFS.to_owned(),
+        ));
+    }
+    for text in &args.volumes {
+        let Some(volume) = parse_volume(text) else {
+            eprintln!(
+                "kernel-sim: --volume {text}: expected KIND:DEVICE (ntfs:\\Device\\HarddiskVolume1)"
+            );
+            return ExitCode::from(2);
+        };
+        config.io.volumes.push(volume);
+    }
+    let mut machine = Fltmc::new(config, &args.common.image);
+    let mut failures = 0_usize;
+    for words in split_commands(&args.commands) {
+        println!("> fltmc {}", words.join(" "));
+        if let Err(error) = fltmc_command(&mut machine, &words) {
+            failures += 1;
+            println!("{} failed: {error}", words[0]);
+        }
+    }
+    let reports = machine.finish();
+    let broken = reports.iter().filter(|r| !r.is_clean()).count();
+    for report in &reports {
+        println!("{}", report.summary());
+    }
+    let written = write_json(args.common.json.as_deref(), &reports);
+    exit(failures == 0 && broken == 0, written)
 }

@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use vigil_sys::{
     DEVICE_OBJECT, DEVICE_TYPE, FLT_FILESYSTEM_TYPE, FLT_RELATED_OBJECTS,
     FLTFL_FILTER_UNLOAD_MANDATORY, FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS, NT_SUCCESS, NTSTATUS,
-    PASSIVE_LEVEL, STATUS_FLT_DO_NOT_DETACH,
+    PASSIVE_LEVEL, STATUS_FLT_DO_NOT_ATTACH, STATUS_FLT_DO_NOT_DETACH,
 };
 
 use crate::config::VolumeKind;
@@ -37,6 +37,16 @@ use crate::machine::guest::{self, GuestAlloc};
 
 /// `FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT`.
 pub(crate) const SETUP_AUTOMATIC_ATTACHMENT: u32 = 0x1;
+/// `STATUS_FLT_VOLUME_NOT_FOUND`: no mounted volume of that name.
+pub(crate) const STATUS_FLT_VOLUME_NOT_FOUND: NTSTATUS = 0xC01C_0014_u32.cast_signed();
+/// `FLTFL_INSTANCE_SETUP_MANUAL_ATTACHMENT`.
+pub(crate) const SETUP_MANUAL_ATTACHMENT: u32 = 0x2;
+/// `STATUS_FLT_FILTER_NOT_READY`: the filter has not started filtering (`FltAttachVolume`).
+pub(crate) const STATUS_FLT_FILTER_NOT_READY: NTSTATUS = 0xC01C_0008_u32.cast_signed();
+/// `STATUS_FLT_INSTANCE_NAME_COLLISION`: an instance of that name is on the volume already.
+pub(crate) const STATUS_FLT_INSTANCE_NAME_COLLISION: NTSTATUS = 0xC01C_0012_u32.cast_signed();
+/// `STATUS_FLT_INSTANCE_NOT_FOUND`: the filter defines no instance of that name.
+pub(crate) const STATUS_FLT_INSTANCE_NOT_FOUND: NTSTATUS = 0xC01C_0015_u32.cast_signed();
 /// `FLTFL_INSTANCE_SETUP_NEWLY_MOUNTED_VOLUME`.
 pub(crate) const SETUP_NEWLY_MOUNTED_VOLUME: u32 = 0x4;
 /// `FLTFL_INSTANCE_TEARDOWN_MANUAL`.
@@ -183,26 +193,37 @@ pub(crate) fn attach_at_start(k: &Kernel, filter: usize) {
     }
 }
 
-/// Offers `volume` to `filter`: creates the instance and calls InstanceSetup.
-fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) {
+/// Offers `volume` to `filter`: creates the instance and calls InstanceSetup. An automatic
+/// offer is skipped when the filter's default instance suppresses automatic attachment
+/// ([`InstanceConfig::attaches_automatically`](crate::fltmgr::registration::InstanceConfig::attaches_automatically)).
+/// Whether an instance was attached.
+fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) -> bool {
     if k.crashed.load(Ordering::Acquire) {
-        return;
+        return false;
     }
     let (setup, volume_handle, instance_handle, kind) = {
         let mut flt = lock(flt_state(k));
         let Some(record) = flt.filters.get(&filter).filter(|f| !f.unregistered) else {
-            return;
+            return false;
         };
+        if flags & SETUP_AUTOMATIC_ATTACHMENT != 0
+            && record
+                .instance_config
+                .as_ref()
+                .is_some_and(|c| !c.attaches_automatically())
+        {
+            return false;
+        }
         let (setup, filter_flags) = (record.instance_setup, record.flags);
         let Some(v) = flt.io.volumes.get_mut(volume.0) else {
-            return;
+            return false;
         };
         if !v.mounted
             || v.instance.is_some()
             || (v.kind.is_pipe_or_mailslot()
                 && filter_flags & FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS == 0)
         {
-            return;
+            return false;
         }
         let instance = GuestAlloc::zeroed(64);
         let instance_handle = instance.address();
@@ -251,6 +272,61 @@ fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) {
         } else if let Some(instance) = v.instance.take() {
             io.graveyard.push(instance.handle);
         }
+    }
+    attach
+}
+
+/// A manual attach (`fltmc attach`, `FilterAttach`, `FltAttachVolume`): InstanceSetup with
+/// `FLTFL_INSTANCE_SETUP_MANUAL_ATTACHMENT`, whatever the instance's `Flags` say about
+/// automatic attachment. `instance` names one of the filter's instances (None: the default
+/// instance). Statuses from the `FltAttachVolume` page
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltattachvolume>):
+/// `STATUS_FLT_FILTER_NOT_READY` before `FltStartFiltering`, `STATUS_FLT_INSTANCE_NAME_COLLISION`
+/// when the volume has the instance already, and InstanceSetup's refusal as
+/// `STATUS_FLT_DO_NOT_ATTACH`. kernel-sim keeps one instance per volume, so a second instance
+/// of another name on an attached volume is refused the same way (reported as not emulated).
+pub(crate) fn attach_manual(
+    k: &Kernel,
+    volume: VolumeId,
+    instance: Option<&str>,
+) -> Result<(), NTSTATUS> {
+    let filter = {
+        let flt = lock(flt_state(k));
+        let Some((filter, record)) = flt.filters.iter().find(|(_, f)| !f.unregistered) else {
+            return Err(STATUS_FLT_FILTER_NOT_READY);
+        };
+        if !record.started {
+            return Err(STATUS_FLT_FILTER_NOT_READY);
+        }
+        let other = match (&record.instance_config, instance) {
+            (Some(config), Some(name)) => {
+                if config.instance(name).is_none() {
+                    return Err(STATUS_FLT_INSTANCE_NOT_FOUND);
+                }
+                !name.eq_ignore_ascii_case(&config.default_instance)
+            }
+            _ => false,
+        };
+        let Some(v) = flt.io.volumes.get(volume.0).filter(|v| v.mounted) else {
+            return Err(STATUS_FLT_VOLUME_NOT_FOUND);
+        };
+        if v.instance.is_some() {
+            drop(flt);
+            if other {
+                k.violation(
+                    crate::report::ViolationKind::NotEmulated,
+                    "FltAttachVolume",
+                    "a second instance on one volume is not emulated".to_owned(),
+                );
+            }
+            return Err(STATUS_FLT_INSTANCE_NAME_COLLISION);
+        }
+        *filter
+    };
+    if setup_instance(k, filter, volume, SETUP_MANUAL_ATTACHMENT) {
+        Ok(())
+    } else {
+        Err(STATUS_FLT_DO_NOT_ATTACH)
     }
 }
 

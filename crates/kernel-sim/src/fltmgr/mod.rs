@@ -69,6 +69,9 @@ pub(crate) struct FilterRecord {
     pub contexts: Vec<ContextRegistration>,
     pub started: bool,
     pub unregistered: bool,
+    /// The instance configuration `FltRegisterFilter` read from an installed registry; None
+    /// for an image loaded without an INF (every volume is offered automatically).
+    pub instance_config: Option<registration::InstanceConfig>,
 }
 
 impl FilterRecord {

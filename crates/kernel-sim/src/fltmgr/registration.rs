@@ -6,9 +6,11 @@ use std::collections::BTreeSet;
 use vigil_sys::{
     DRIVER_OBJECT, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_OPERATION_REGISTRATION,
     FLT_REGISTRATION, IRP_MJ_MAXIMUM_FUNCTION, IRP_MJ_OPERATION_END, NTSTATUS, PFLT_FILTER,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_OBJECT_NAME_NOT_FOUND,
+    STATUS_SUCCESS,
 };
 
+use crate::config::RegistryValue;
 use crate::fltmgr::exports::Routine;
 use crate::fltmgr::flt_state;
 use crate::fltmgr::{ContextRegistration, FilterRecord, Operation};
@@ -146,7 +148,111 @@ fn read_contexts(
     ))
 }
 
-/// `FltRegisterFilter`: IRQL <= APC_LEVEL. Failable: `STATUS_INSUFFICIENT_RESOURCES`.
+/// An instance's `Flags` bit that suppresses automatic attachment: FltMgr attaches the instance
+/// only when asked (`fltmc attach`, `FilterAttach`, `FltAttachVolume`). The minifilter INF page
+/// documents it beside `MiniSpy`'s instances, "`Instance1.Flags = 0x1 ; Suppress automatic
+/// attachments`" (Creating an INF File for a Minifilter Driver,
+/// <https://learn.microsoft.com/windows-hardware/drivers/ifs/creating-an-inf-file-for-a-minifilter-driver>).
+/// No other bit is documented, so no other bit changes what kernel-sim does.
+pub(crate) const INSTANCE_SUPPRESS_AUTOMATIC_ATTACHMENT: u32 = 0x1;
+
+/// One instance a filter's `Instances` key defines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InstanceDefinition {
+    /// The subkey's name (the instance name `fltmc attach -i` takes).
+    pub name: String,
+    /// The `Altitude` string.
+    pub altitude: String,
+    /// The `Flags` DWORD (0 when absent).
+    pub flags: u32,
+}
+
+/// What `FltRegisterFilter` read from the `Instances` key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InstanceConfig {
+    /// The `DefaultInstance` value: the instance automatic attachment creates.
+    pub default_instance: String,
+    /// Every instance with an `Altitude` (the default one included).
+    pub instances: Vec<InstanceDefinition>,
+}
+
+impl InstanceConfig {
+    /// The default instance's definition.
+    pub(crate) fn default_definition(&self) -> Option<&InstanceDefinition> {
+        self.instance(&self.default_instance)
+    }
+
+    /// The instance named `name` (case-insensitive).
+    pub(crate) fn instance(&self, name: &str) -> Option<&InstanceDefinition> {
+        self.instances
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether FltMgr attaches the default instance to volumes by itself.
+    pub(crate) fn attaches_automatically(&self) -> bool {
+        self.default_definition()
+            .is_some_and(|d| d.flags & INSTANCE_SUPPRESS_AUTOMATIC_ATTACHMENT == 0)
+    }
+}
+
+/// Reads the filter's instance configuration from the installed registry, where the emulated
+/// build's Filter Manager reads it: `Services\<name>\Instances` before 10.0.25952,
+/// `Services\<name>\Parameters\Instances` from it on (Creating an INF File for a Minifilter
+/// Driver: "The following values should be under the Parameters subkey starting with Windows 11
+/// version 24H2";
+/// <https://learn.microsoft.com/windows-hardware/drivers/ifs/creating-an-inf-file-for-a-minifilter-driver>).
+/// Without `DefaultInstance`, or without the default instance's `Altitude`, Filter Manager
+/// cannot create the filter's instances and `FltRegisterFilter` fails with
+/// `STATUS_OBJECT_NAME_NOT_FOUND`, the registry's own status for the missing name. None when
+/// the image was loaded without an INF (no registry to read: today's attach-everything
+/// behaviour).
+fn read_instance_config(k: &Kernel) -> Result<Option<InstanceConfig>, NTSTATUS> {
+    let Some(registry) = &k.config.machine_registry else {
+        return Ok(None);
+    };
+    let mut key = k.config.service_key_path();
+    let parent = k.config.windows_build.instances_parent();
+    if !parent.is_empty() {
+        key = format!("{key}\\{parent}");
+    }
+    let key = format!("{key}\\Instances");
+    let text = |value: Option<&RegistryValue>| match value {
+        Some(RegistryValue::Sz(s) | RegistryValue::ExpandSz(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let Some(default_instance) = text(registry.value(&key, "DefaultInstance")) else {
+        return Err(STATUS_OBJECT_NAME_NOT_FOUND);
+    };
+    let mut instances = Vec::new();
+    for name in registry.subkeys(&key) {
+        let path = format!("{key}\\{name}");
+        let Some(altitude) = text(registry.value(&path, "Altitude")) else {
+            continue;
+        };
+        let flags = match registry.value(&path, "Flags") {
+            Some(RegistryValue::Dword(flags)) => *flags,
+            _ => 0,
+        };
+        instances.push(InstanceDefinition {
+            name,
+            altitude,
+            flags,
+        });
+    }
+    let config = InstanceConfig {
+        default_instance,
+        instances,
+    };
+    if config.default_definition().is_none() {
+        return Err(STATUS_OBJECT_NAME_NOT_FOUND);
+    }
+    Ok(Some(config))
+}
+
+/// `FltRegisterFilter`: IRQL <= APC_LEVEL. Failable: `STATUS_INSUFFICIENT_RESOURCES`. With an
+/// installed registry, `STATUS_OBJECT_NAME_NOT_FOUND` when the instance configuration is
+/// missing where the emulated build reads it ([`read_instance_config`]).
 pub(crate) extern "win64" fn flt_register_filter(
     driver: *mut DRIVER_OBJECT,
     registration: *const FLT_REGISTRATION,
@@ -207,6 +313,10 @@ pub(crate) extern "win64" fn flt_register_filter(
             Ok(c) => c,
             Err(status) => return status,
         };
+        let instance_config = match read_instance_config(k) {
+            Ok(config) => config,
+            Err(status) => return status,
+        };
         if lock(flt_state(k)).any_registered() {
             k.violation(
                 ViolationKind::Registration,
@@ -240,6 +350,7 @@ pub(crate) extern "win64" fn flt_register_filter(
                 contexts,
                 started: false,
                 unregistered: false,
+                instance_config,
             },
         );
         guest::write(out, address as PFLT_FILTER);

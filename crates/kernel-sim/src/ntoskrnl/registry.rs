@@ -1,5 +1,7 @@
-//! The emulated registry: the driver's service key and its `Parameters` subkey, with values a
-//! test sets in [`SimConfig`](crate::SimConfig). `ZwOpenKey`, `ZwQueryValueKey`.
+//! The emulated registry. `ZwOpenKey`, `ZwQueryValueKey`. Two sources: the machine registry an
+//! INF install left ([`SimConfig::machine_registry`](crate::SimConfig::machine_registry)), any
+//! key of it; or, for an image loaded without an INF, the driver's service key and its
+//! `Parameters` subkey with the values a test sets in [`SimConfig::registry`](crate::SimConfig::registry).
 
 use vigil_sys::{
     ACCESS_MASK, HANDLE, KEY_VALUE_PARTIAL_INFORMATION, KeyValuePartialInformation, NTSTATUS,
@@ -17,6 +19,8 @@ use crate::ntoskrnl::status;
 use crate::ntoskrnl::thread::check_kernel_handle;
 use crate::report::ViolationKind;
 
+/// `REG_EXPAND_SZ`.
+const REG_EXPAND_SZ: u32 = 2;
 /// `REG_BINARY`.
 const REG_BINARY: u32 = 3;
 /// `KeyValueBasicInformation` and `KeyValueFullInformation` (not emulated yet).
@@ -68,9 +72,13 @@ pub(crate) extern "win64" fn zw_open_key(
             format!("{}\\{name}", root.path)
         };
         let service = k.config.service_key_path();
-        let known = path.eq_ignore_ascii_case(&service)
-            || (k.config.parameters_key
-                && path.eq_ignore_ascii_case(&format!("{service}\\Parameters")));
+        let known = if let Some(registry) = &k.config.machine_registry {
+            registry.key(&path).is_some()
+        } else {
+            path.eq_ignore_ascii_case(&service)
+                || (k.config.parameters_key
+                    && path.eq_ignore_ascii_case(&format!("{service}\\Parameters")))
+        };
         if !known {
             return STATUS_OBJECT_NAME_NOT_FOUND;
         }
@@ -93,6 +101,7 @@ fn encode(value: &RegistryValue) -> (u32, Vec<u8>) {
     match value {
         RegistryValue::Dword(v) => (REG_DWORD, v.to_le_bytes().to_vec()),
         RegistryValue::Sz(s) => (REG_SZ, utf16z(s)),
+        RegistryValue::ExpandSz(s) => (REG_EXPAND_SZ, utf16z(s)),
         RegistryValue::MultiSz(list) => {
             let mut bytes: Vec<u8> = list.iter().flat_map(|s| utf16z(s)).collect();
             bytes.extend_from_slice(&[0, 0]);
@@ -160,7 +169,9 @@ pub(crate) extern "win64" fn zw_query_value_key(
             }
         };
         let parameters = format!("{}\\Parameters", k.config.service_key_path());
-        let value = if path.eq_ignore_ascii_case(&parameters) {
+        let value = if let Some(registry) = &k.config.machine_registry {
+            registry.value(&path, &name).cloned()
+        } else if path.eq_ignore_ascii_case(&parameters) {
             k.config
                 .registry
                 .iter()

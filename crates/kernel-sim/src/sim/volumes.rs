@@ -50,6 +50,65 @@ impl Driver {
         instances::detach(self.kernel(), volume)
     }
 
+    /// A manual attach (`fltmc attach <filter> <volume> [-i instance]`): InstanceSetup with
+    /// `FLTFL_INSTANCE_SETUP_MANUAL_ATTACHMENT`, also for an instance whose `Flags` suppress
+    /// automatic attachment. `instance` is one of the filter's instances as installed (None:
+    /// its default instance; without an INF any name is taken).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_FLT_FILTER_NOT_READY` before `FltStartFiltering`, `STATUS_FLT_INSTANCE_NOT_FOUND`
+    /// for an instance the filter does not define, `STATUS_FLT_VOLUME_NOT_FOUND`,
+    /// `STATUS_FLT_INSTANCE_NAME_COLLISION` when the volume has an instance already, and
+    /// `STATUS_FLT_DO_NOT_ATTACH` when InstanceSetup refused.
+    pub fn attach(&self, volume: VolumeId, instance: Option<&str>) -> Result<(), i32> {
+        instances::attach_manual(self.kernel(), volume, instance)
+    }
+
+    /// The device names of the mounted volumes the filter has a live instance on, in mount
+    /// order (what `fltmc instances` lists).
+    pub fn attached_volumes(&self) -> Vec<String> {
+        lock(flt_state(self.kernel()))
+            .io
+            .volumes
+            .iter()
+            .filter(|v| {
+                v.mounted
+                    && v.instance
+                        .as_ref()
+                        .is_some_and(|i| i.state == InstanceState::Live)
+            })
+            .map(|v| v.device_name.clone())
+            .collect()
+    }
+
+    /// The default instance `FltRegisterFilter` read from the installed registry: its name and
+    /// `Altitude` (None for an image loaded without an INF, or before registration).
+    pub fn default_instance(&self) -> Option<(String, String)> {
+        let flt = lock(flt_state(self.kernel()));
+        flt.filters
+            .values()
+            .filter(|f| !f.unregistered)
+            .find_map(|f| f.instance_config.as_ref()?.default_definition().cloned())
+            .map(|d| (d.name, d.altitude))
+    }
+
+    /// The name of the installed instance whose `Altitude` is `altitude`, if any.
+    pub fn instance_at_altitude(&self, altitude: &str) -> Option<String> {
+        let flt = lock(flt_state(self.kernel()));
+        flt.filters
+            .values()
+            .filter(|f| !f.unregistered)
+            .find_map(|f| {
+                f.instance_config
+                    .as_ref()?
+                    .instances
+                    .iter()
+                    .find(|i| i.altitude == altitude)
+                    .map(|i| i.name.clone())
+            })
+    }
+
     /// Dismounts `volume`: its instance is torn down (`FLTFL_INSTANCE_TEARDOWN_VOLUME_DISMOUNT`,
     /// no query) and further I/O on it fails with `STATUS_VOLUME_DISMOUNTED`.
     pub fn dismount(&self, volume: VolumeId) {

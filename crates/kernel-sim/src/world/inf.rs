@@ -23,40 +23,12 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::config::{Registry, RegistryValue, SimConfig};
+
 /// Where every service key lives, as a driver sees it in its `RegistryPath`.
 pub const SERVICES_KEY: &str = r"\Registry\Machine\System\CurrentControlSet\Services";
 
-/// A Windows build that kernel-sim emulates, as INF decorations compare it (major 10, minor 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct WindowsBuild(pub u32);
-
-impl WindowsBuild {
-    /// Windows 10 2004 (20H1), the oldest build Vigil supports (the first with `ExAllocatePool2`).
-    pub const WIN10_2004: Self = Self(19041);
-    /// Windows 11 22H2.
-    pub const WIN11_22H2: Self = Self(22621);
-    /// Windows 11 24H2, of the generation whose Filter Manager reads `Parameters\Instances`.
-    pub const WIN11_24H2: Self = Self(26100);
-    /// The first build whose Filter Manager reads the instance configuration under the service's
-    /// `Parameters` key rather than under the service key itself.
-    pub const FLTMGR_READS_PARAMETERS: Self = Self(25952);
-
-    /// The key, relative to the service key, under which this build's Filter Manager reads the
-    /// `Instances` subkey: `Parameters` from 10.0.25952 on, the service key itself before.
-    pub fn instances_parent(self) -> &'static str {
-        if self >= Self::FLTMGR_READS_PARAMETERS {
-            "Parameters"
-        } else {
-            ""
-        }
-    }
-}
-
-impl fmt::Display for WindowsBuild {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "10.0.{}", self.0)
-    }
-}
+pub use crate::config::WindowsBuild;
 
 /// Registry data as an `AddReg` line or an `AddService` directive writes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +98,93 @@ pub struct InstallPlan {
     pub files: Vec<String>,
     /// Registry operations.
     pub writes: Vec<RegWrite>,
+}
+
+impl RegData {
+    /// The value as the registry stores it.
+    pub fn to_value(&self) -> RegistryValue {
+        match self {
+            Self::Dword(v) => RegistryValue::Dword(*v),
+            Self::Sz(s) => RegistryValue::Sz(s.clone()),
+            Self::ExpandSz(s) => RegistryValue::ExpandSz(s.clone()),
+            Self::MultiSz(list) => RegistryValue::MultiSz(list.clone()),
+            Self::Binary(bytes) => RegistryValue::Binary(bytes.clone()),
+        }
+    }
+}
+
+impl InstallPlan {
+    /// Performs the plan's registry operations on `registry`, in order, with `SetupAPI`'s
+    /// semantics for each `AddReg` flag (INF `AddReg` directive,
+    /// <https://learn.microsoft.com/windows-hardware/drivers/install/inf-addreg-directive>):
+    /// `FLG_ADDREG_NOCLOBBER` keeps a value that exists, `FLG_ADDREG_OVERWRITEONLY` writes only
+    /// over one that exists, `FLG_ADDREG_APPEND` adds to a `REG_MULTI_SZ` the strings it lacks
+    /// (creating it if absent), `FLG_ADDREG_DELVAL` deletes, `FLG_ADDREG_KEYONLY` only creates
+    /// the key. Every operation creates its key first, as `AddReg` does.
+    pub fn apply(&self, registry: &mut Registry) {
+        for write in &self.writes {
+            match &write.action {
+                RegAction::CreateKey => {
+                    registry.create_key(&write.key);
+                }
+                RegAction::Set {
+                    name,
+                    data,
+                    no_clobber,
+                    overwrite_only,
+                } => {
+                    registry.create_key(&write.key);
+                    let exists = registry.value(&write.key, name).is_some();
+                    if (*no_clobber && exists) || (*overwrite_only && !exists) {
+                        continue;
+                    }
+                    registry.set_value(&write.key, name, data.to_value());
+                }
+                RegAction::Append { name, strings } => {
+                    registry.create_key(&write.key);
+                    let mut list = match registry.value(&write.key, name) {
+                        Some(RegistryValue::MultiSz(list)) => list.clone(),
+                        _ => Vec::new(),
+                    };
+                    for string in strings {
+                        if !list.iter().any(|s| s.eq_ignore_ascii_case(string)) {
+                            list.push(string.clone());
+                        }
+                    }
+                    registry.set_value(&write.key, name, RegistryValue::MultiSz(list));
+                }
+                RegAction::Delete { name } => {
+                    registry.create_key(&write.key);
+                    registry.delete_value(&write.key, name);
+                }
+            }
+        }
+    }
+}
+
+/// Installs `inf` on the machine `config` describes, as `pnputil /add-driver ... /install` does
+/// for a primitive driver on `build`: the `DefaultInstall` section the build selects, its
+/// `AddService` and `AddReg` writes applied to [`SimConfig::machine_registry`] (created if
+/// absent, so a second install sees what the first one and an administrator left), the
+/// service name and the build recorded. Returns the plan performed.
+///
+/// # Errors
+///
+/// [`InfError`] when the INF cannot be installed on `build` (nothing is written then).
+pub fn install(
+    config: &mut SimConfig,
+    inf: &Inf,
+    build: WindowsBuild,
+) -> Result<InstallPlan, InfError> {
+    let plan = inf.install_plan(build)?;
+    plan.apply(
+        config
+            .machine_registry
+            .get_or_insert_with(Registry::default),
+    );
+    config.service_name.clone_from(&plan.service);
+    config.windows_build = build;
+    Ok(plan)
 }
 
 /// Why an INF cannot be read or installed.

@@ -292,3 +292,123 @@ fn bad_installs_are_refused_with_the_reason() {
     );
     assert!(refuse("[DefaultInstall.NTx86]\n").contains("no [DefaultInstall] section applies"));
 }
+
+/// A plan of the given writes on one key.
+fn plan_of(actions: Vec<RegAction>) -> InstallPlan {
+    InstallPlan {
+        install_section: "DefaultInstall".into(),
+        service: "svc".into(),
+        service_key: format!(r"{SERVICES_KEY}\svc"),
+        files: Vec::new(),
+        writes: actions
+            .into_iter()
+            .map(|action| RegWrite {
+                key: format!(r"{SERVICES_KEY}\svc\Parameters"),
+                action,
+            })
+            .collect(),
+    }
+}
+
+fn set(name: &str, value: u32, no_clobber: bool, overwrite_only: bool) -> RegAction {
+    RegAction::Set {
+        name: name.into(),
+        data: RegData::Dword(value),
+        no_clobber,
+        overwrite_only,
+    }
+}
+
+#[test]
+fn applying_a_plan_follows_addregs_flags() {
+    let key = format!(r"{SERVICES_KEY}\SVC\parameters");
+    let mut registry = Registry::default();
+    plan_of(vec![
+        RegAction::CreateKey,
+        set("Plain", 1, false, false),
+        set("Kept", 1, true, false),
+        set("OnlyOver", 1, false, true),
+        RegAction::Append {
+            name: "List".into(),
+            strings: vec!["a".into(), "b".into()],
+        },
+    ])
+    .apply(&mut registry);
+    assert_eq!(
+        registry.value(&key, "plain"),
+        Some(&RegistryValue::Dword(1))
+    );
+    assert_eq!(registry.value(&key, "Kept"), Some(&RegistryValue::Dword(1)));
+    assert_eq!(
+        registry.value(&key, "OnlyOver"),
+        None,
+        "OVERWRITEONLY writes nothing where no value exists"
+    );
+    assert!(
+        registry.key(&format!(r"{SERVICES_KEY}\svc")).is_some(),
+        "the ancestors are created"
+    );
+
+    plan_of(vec![
+        set("Plain", 2, false, false),
+        set("Kept", 2, true, false),
+        RegAction::Append {
+            name: "List".into(),
+            strings: vec!["B".into(), "c".into()],
+        },
+        RegAction::Delete {
+            name: "Plain".into(),
+        },
+    ])
+    .apply(&mut registry);
+    registry.set_value(&key, "OnlyOver", RegistryValue::Dword(7));
+    plan_of(vec![set("OnlyOver", 3, false, true)]).apply(&mut registry);
+    assert_eq!(registry.value(&key, "Plain"), None, "DELVAL deletes");
+    assert_eq!(
+        registry.value(&key, "Kept"),
+        Some(&RegistryValue::Dword(1)),
+        "NOCLOBBER keeps the existing value"
+    );
+    assert_eq!(
+        registry.value(&key, "OnlyOver"),
+        Some(&RegistryValue::Dword(3)),
+        "OVERWRITEONLY replaces an existing value"
+    );
+    assert_eq!(
+        registry.value(&key, "List"),
+        Some(&RegistryValue::MultiSz(vec![
+            "a".into(),
+            "b".into(),
+            "c".into()
+        ])),
+        "APPEND adds only the strings the list lacks"
+    );
+    assert_eq!(
+        registry.subkeys(&format!(r"{SERVICES_KEY}\svc")),
+        vec!["Parameters".to_owned()]
+    );
+}
+
+#[test]
+fn installing_records_the_service_and_the_build() {
+    let mut config = SimConfig {
+        service_name: "other".into(),
+        ..SimConfig::default()
+    };
+    let plan = install(&mut config, &vigil_inf(), WindowsBuild::WIN10_2004).expect("installs");
+    assert_eq!(config.service_name, "vigil");
+    assert_eq!(config.windows_build, WindowsBuild::WIN10_2004);
+    let registry = config.machine_registry.as_ref().expect("a registry");
+    assert_eq!(
+        registry.value(
+            &format!(r"{}\Instances\Vigil Instance", plan.service_key),
+            "Altitude"
+        ),
+        Some(&RegistryValue::Sz("385100".into()))
+    );
+    assert_eq!(
+        registry.value(&plan.service_key, "Start"),
+        Some(&RegistryValue::Dword(3)),
+        "AddService writes the service's values"
+    );
+}

@@ -862,3 +862,148 @@ fn no_op_throughput() {
         io.close(f);
     }
 }
+
+/// A kernel whose registry is `registry` (as an INF install leaves it) on `build`.
+fn kernel_installed(
+    registry: crate::config::Registry,
+    build: crate::config::WindowsBuild,
+) -> Arc<Kernel> {
+    let k = Kernel::new(
+        SimConfig {
+            hang_timeout: Duration::from_secs(5),
+            machine_registry: Some(registry),
+            windows_build: build,
+            io: IoConfig {
+                volumes: vec![(VolumeKind::Ntfs, NTFS.to_owned())],
+                ..IoConfig::default()
+            },
+            ..SimConfig::default()
+        },
+        "test.sys".into(),
+        ImageBounds::EMPTY,
+        Vec::new(),
+        Symbols::default(),
+    );
+    crate::world::volumes::mount_configured(&k);
+    k
+}
+
+/// `FltRegisterFilter` with no operations and no contexts, with or without a
+/// FilterUnloadCallback; its status and the filter.
+fn register_minimal(k: &Kernel, with_unload: bool) -> (NTSTATUS, PFLT_FILTER) {
+    let registration: &'static FLT_REGISTRATION = Box::leak(Box::new(FLT_REGISTRATION {
+        Size: u16::try_from(size_of::<FLT_REGISTRATION>()).expect("small"),
+        Version: FLT_REGISTRATION_VERSION,
+        Flags: 0,
+        ContextRegistration: std::ptr::null(),
+        OperationRegistration: std::ptr::null(),
+        FilterUnloadCallback: if with_unload { Some(unload) } else { None },
+        InstanceSetupCallback: None,
+        InstanceQueryTeardownCallback: None,
+        InstanceTeardownStartCallback: None,
+        InstanceTeardownCompleteCallback: None,
+        GenerateFileNameCallback: std::ptr::null_mut(),
+        NormalizeNameComponentCallback: std::ptr::null_mut(),
+        NormalizeContextCleanupCallback: std::ptr::null_mut(),
+        TransactionNotificationCallback: std::ptr::null_mut(),
+        NormalizeNameComponentExCallback: std::ptr::null_mut(),
+        SectionNotificationCallback: std::ptr::null_mut(),
+    }));
+    let driver_object = k.driver_object.as_ptr();
+    k.call_driver("DriverEntry", Some(0), || {
+        let mut filter: PFLT_FILTER = std::ptr::null_mut();
+        let status =
+            registration::flt_register_filter(driver_object, registration, &raw mut filter);
+        if status == STATUS_SUCCESS {
+            assert_eq!(registration::flt_start_filtering(filter), STATUS_SUCCESS);
+        }
+        (status, filter)
+    })
+    .expect("returned")
+}
+
+/// A registry with the service key and the instances under `parent` (relative to it).
+fn registry_with_instances(parent: &str, flags: u32) -> crate::config::Registry {
+    use crate::config::RegistryValue;
+    let service = SimConfig::default().service_key_path();
+    let instances = if parent.is_empty() {
+        format!(r"{service}\Instances")
+    } else {
+        format!(r"{service}\{parent}\Instances")
+    };
+    let mut registry = crate::config::Registry::default();
+    registry.create_key(&format!(r"{service}\Parameters"));
+    registry.set_value(
+        &instances,
+        "DefaultInstance",
+        RegistryValue::Sz("Test Instance".into()),
+    );
+    let instance = format!(r"{instances}\Test Instance");
+    registry.set_value(&instance, "Altitude", RegistryValue::Sz("370000".into()));
+    registry.set_value(&instance, "Flags", RegistryValue::Dword(flags));
+    registry
+}
+
+#[test]
+fn flt_register_filter_reads_the_instances_where_the_emulated_build_reads_them() {
+    use crate::config::WindowsBuild;
+    for build in [
+        WindowsBuild::WIN10_2004,
+        WindowsBuild::WIN11_22H2,
+        WindowsBuild::WIN11_24H2,
+    ] {
+        for parent in ["", "Parameters"] {
+            let k = kernel_installed(registry_with_instances(parent, 0), build);
+            let (status, filter) = register_minimal(&k, true);
+            let read_here = parent == build.instances_parent();
+            if read_here {
+                assert_eq!(
+                    status, STATUS_SUCCESS,
+                    "{build}, instances under {parent:?}"
+                );
+                assert!(
+                    lock(flt_state(&k)).io.volumes[0].instance.is_some(),
+                    "{build}: Flags 0 attaches automatically"
+                );
+                unregister(&k, filter);
+            } else {
+                assert_eq!(
+                    status,
+                    vigil_sys::STATUS_OBJECT_NAME_NOT_FOUND,
+                    "{build}: instances under {parent:?} are not where this FltMgr reads them"
+                );
+            }
+            assert!(k.violations().is_empty(), "{:#?}", k.violations());
+        }
+    }
+}
+
+#[test]
+fn an_instance_with_flags_1_is_not_attached_automatically() {
+    let build = crate::config::WindowsBuild::WIN11_24H2;
+    let k = kernel_installed(registry_with_instances("Parameters", 1), build);
+    let (status, filter) = register_minimal(&k, true);
+    assert_eq!(status, STATUS_SUCCESS);
+    assert!(lock(flt_state(&k)).io.volumes[0].instance.is_none());
+    instances::attach_manual(&k, VolumeId(0), Some("test instance")).expect("manual attach");
+    assert!(lock(flt_state(&k)).io.volumes[0].instance.is_some());
+    unregister(&k, filter);
+    assert!(k.violations().is_empty(), "{:#?}", k.violations());
+}
+
+#[test]
+fn a_filter_without_an_unload_callback_cannot_be_unloaded() {
+    let k = kernel(&IoConfig::default());
+    let (status, filter) = register_minimal(&k, false);
+    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(
+        crate::fltmgr::unload::run_unload_callback(&k, crate::config::UnloadKind::Optional),
+        crate::kernel::RawUnload::NoCallback,
+        "FltMgr cannot unload a filter that registered no FilterUnloadCallback"
+    );
+    assert!(
+        lock(flt_state(&k)).any_registered(),
+        "the filter stays registered"
+    );
+    unregister(&k, filter);
+}

@@ -130,6 +130,7 @@ impl World {
                 contexts: Vec::new(),
                 started: true,
                 unregistered: false,
+                instance_config: None,
             },
         );
         flt.ports.insert(
