@@ -3,8 +3,18 @@
 //! critical region and releasing leaves it, as the real routines do.
 //!
 //! A push lock is a reader/writer lock keyed by the address of the driver's `EX_PUSH_LOCK`,
-//! with owners recorded by emulated thread id so that a recursive acquisition (a deadlock on
-//! Windows: push locks are not recursive) is reported instead of hanging.
+//! with owners recorded by emulated thread id, following the acquire routines' Remarks
+//! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltacquirepushlockshared>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltacquirepushlockexclusive>):
+//! - fairness: a shared acquirer is granted at once only if no thread holds the lock
+//!   exclusively *and no thread is waiting for exclusive access*; with an exclusive waiter
+//!   queued, new shared acquirers wait behind it (so a shared holder that blocks stalls every
+//!   later reader once a writer queues);
+//! - no recursion: a thread that holds the lock and acquires it exclusively, or acquires it
+//!   shared while holding it exclusively, hangs ("the thread will hang"); a thread that holds it
+//!   shared may be granted shared access again, but not while an exclusive waiter is queued
+//!   (it would wait for the waiter, which waits for it). Each is reported as a deadlock
+//!   instead of hanging.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +35,8 @@ use crate::report::ViolationKind;
 struct Owners {
     writer: Option<usize>,
     readers: Vec<usize>,
+    /// Threads waiting for exclusive access (they hold back new shared acquirers).
+    exclusive_waiters: usize,
 }
 
 /// One push lock.
@@ -102,27 +114,58 @@ fn acquire(k: &Kernel, routine: &'static str, push_lock: *mut EX_PUSH_LOCK, excl
     state::with(|s| s.critical_regions.set(s.critical_regions.get() + 1));
     let give_up = Instant::now() + k.config.hang_timeout;
     let mut owners = lock(&found.owners);
+    let mut queued = false;
     loop {
-        if owners.writer == Some(me) || (exclusive && owners.readers.contains(&me)) {
+        let holds_shared = owners.readers.contains(&me);
+        let recursive_hang = owners.writer == Some(me) || (exclusive && holds_shared);
+        let behind_own_waiter = !exclusive && holds_shared && owners.exclusive_waiters > 0;
+        if recursive_hang || behind_own_waiter {
+            if queued {
+                owners.exclusive_waiters -= 1;
+            }
             drop(owners);
             k.fatal(
                 ViolationKind::Deadlock,
                 format!("{routine}: push locks are not recursive"),
-                format!("push lock {push_lock:p} acquired again by a thread that holds it"),
+                if behind_own_waiter {
+                    format!(
+                        "push lock {push_lock:p} acquired shared again by a thread that holds it \
+                         shared, with an exclusive waiter queued (it waits for the waiter, which \
+                         waits for it)"
+                    )
+                } else {
+                    format!("push lock {push_lock:p} acquired again by a thread that holds it")
+                },
             );
             abandon_current_call(Abandon::Stopped);
         }
-        let free = owners.writer.is_none() && (!exclusive || owners.readers.is_empty());
+        let free = if exclusive {
+            owners.writer.is_none() && owners.readers.is_empty()
+        } else {
+            // Fairness: a queued exclusive waiter holds back new shared acquirers.
+            owners.writer.is_none() && (owners.exclusive_waiters == 0 || holds_shared)
+        };
         if free {
             if exclusive {
+                if queued {
+                    owners.exclusive_waiters -= 1;
+                }
                 owners.writer = Some(me);
             } else {
                 owners.readers.push(me);
             }
             return;
         }
+        if exclusive && !queued {
+            owners.exclusive_waiters += 1;
+            queued = true;
+        }
         let now = Instant::now();
         if now >= give_up {
+            if queued {
+                owners.exclusive_waiters -= 1;
+                found.released.notify_all();
+            }
             drop(owners);
             k.fatal(
                 ViolationKind::Deadlock,
@@ -188,4 +231,23 @@ pub(crate) extern "win64" fn flt_release_push_lock(push_lock: *mut EX_PUSH_LOCK)
             );
         }
     });
+}
+
+/// Threads waiting for exclusive access to the push lock at `address` (tests wait for a writer
+/// to queue before they check what it holds back).
+#[cfg(test)]
+pub(crate) fn exclusive_waiters(k: &Kernel, address: usize) -> usize {
+    lock(flt_state(k))
+        .push_locks
+        .get(&address)
+        .map_or(0, |found| lock(&found.owners).exclusive_waiters)
+}
+
+/// Threads waiting for exclusive access, over every push lock of the run.
+pub(crate) fn all_exclusive_waiters(k: &Kernel) -> usize {
+    let locks: Vec<Arc<PushLock>> = lock(flt_state(k)).push_locks.values().cloned().collect();
+    locks
+        .iter()
+        .map(|found| lock(&found.owners).exclusive_waiters)
+        .sum()
 }

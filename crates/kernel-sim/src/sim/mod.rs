@@ -182,6 +182,13 @@ impl Driver {
         crate::kernel::pause::Observer::new(Arc::clone(&self.kernel))
     }
 
+    /// Threads now waiting for exclusive access to one of the driver's push locks (a test
+    /// waits for a writer to queue before it checks what the writer holds back; see
+    /// `fltmgr::pushlock` for the fairness rule).
+    pub fn push_lock_exclusive_waiters(&self) -> usize {
+        crate::fltmgr::pushlock::all_exclusive_waiters(&self.kernel)
+    }
+
     fn run_driver_entry(&mut self) {
         let k = Arc::clone(&self.kernel);
         let image = self.image.as_ref().expect("mapped");

@@ -639,3 +639,120 @@ fn a_held_call_goes_on_when_released_and_is_reported_if_never_released() {
         v[0].message
     );
 }
+
+/// Polls `condition` for up to ten seconds (a test's own deadline for another thread's step).
+fn eventually(condition: impl Fn() -> bool) -> bool {
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < give_up {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
+#[test]
+fn a_queued_exclusive_waiter_holds_back_new_shared_acquirers() {
+    use crate::fltmgr::pushlock;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let k = kernel();
+    let push_lock: &'static mut vigil_sys::EX_PUSH_LOCK = Box::leak(Box::new(0));
+    let address = std::ptr::from_mut(push_lock) as usize;
+    let at = move || address as *mut vigil_sys::EX_PUSH_LOCK;
+    k.call_driver("test", Some(0), || pushlock::flt_initialize_push_lock(at()))
+        .expect("returned");
+    // The first reader holds the lock until told to let go (a send in flight).
+    let let_go = Arc::new(AtomicBool::new(false));
+    let order = Arc::new(AtomicUsize::new(0));
+    let (writer_turn, reader_turn) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let first_reader = std::thread::spawn({
+        let (k, let_go) = (Arc::clone(&k), Arc::clone(&let_go));
+        move || {
+            k.call_driver("first reader", Some(0), || {
+                pushlock::flt_acquire_push_lock_shared(at());
+                while !let_go.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                pushlock::flt_release_push_lock(at());
+            })
+        }
+    });
+    assert!(eventually(|| !first_reader.is_finished()));
+    std::thread::sleep(Duration::from_millis(20));
+    let writer = std::thread::spawn({
+        let (k, order, turn) = (Arc::clone(&k), Arc::clone(&order), Arc::clone(&writer_turn));
+        move || {
+            k.call_driver("writer", Some(0), || {
+                pushlock::flt_acquire_push_lock_exclusive(at());
+                turn.store(order.fetch_add(1, Ordering::AcqRel) + 1, Ordering::Release);
+                pushlock::flt_release_push_lock(at());
+            })
+        }
+    });
+    assert!(eventually(|| pushlock::exclusive_waiters(&k, address) == 1));
+    let late_reader = std::thread::spawn({
+        let (k, order, turn) = (Arc::clone(&k), Arc::clone(&order), Arc::clone(&reader_turn));
+        move || {
+            k.call_driver("late reader", Some(0), || {
+                pushlock::flt_acquire_push_lock_shared(at());
+                turn.store(order.fetch_add(1, Ordering::AcqRel) + 1, Ordering::Release);
+                pushlock::flt_release_push_lock(at());
+            })
+        }
+    });
+    // The late reader is not let past the queued writer while the first reader holds on.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        reader_turn.load(Ordering::Acquire),
+        0,
+        "a shared acquirer went past a queued exclusive waiter"
+    );
+    let_go.store(true, Ordering::Release);
+    for thread in [first_reader, writer, late_reader] {
+        thread.join().unwrap().expect("returned");
+    }
+    assert_eq!(
+        (
+            writer_turn.load(Ordering::Acquire),
+            reader_turn.load(Ordering::Acquire)
+        ),
+        (1, 2),
+        "the writer first, then the late reader"
+    );
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
+#[test]
+fn recursive_push_lock_acquires_are_reported_as_documented() {
+    use crate::fltmgr::pushlock;
+    // Shared again while holding it shared, with no writer waiting: granted (documented).
+    let k = kernel();
+    let mut push_lock: vigil_sys::EX_PUSH_LOCK = 0;
+    let at = &raw mut push_lock;
+    k.call_driver("test", Some(0), || {
+        pushlock::flt_initialize_push_lock(at);
+        pushlock::flt_acquire_push_lock_shared(at);
+        pushlock::flt_acquire_push_lock_shared(at);
+        pushlock::flt_release_push_lock(at);
+        pushlock::flt_release_push_lock(at);
+        pushlock::flt_delete_push_lock(at);
+    })
+    .expect("returned");
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+    // Exclusive while holding it shared: the thread hangs on Windows, a deadlock here.
+    for second_exclusive in [true, false] {
+        let k = kernel();
+        let outcome = k.call_driver("test", Some(0), || {
+            pushlock::flt_initialize_push_lock(at);
+            pushlock::flt_acquire_push_lock_exclusive(at);
+            if second_exclusive {
+                pushlock::flt_acquire_push_lock_exclusive(at);
+            } else {
+                pushlock::flt_acquire_push_lock_shared(at);
+            }
+        });
+        assert!(outcome.is_none(), "the deadlock abandons the call");
+        assert_eq!(kinds(&k), [ViolationKind::Deadlock]);
+    }
+}
