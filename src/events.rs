@@ -9,6 +9,7 @@ use vigil_protocol::{EventFlags, EventKind, EventRecord, EventRepr, Utf16Str};
 use crate::globals::Globals;
 use crate::kernel::time::system_time;
 use crate::stats::bump;
+use crate::twins::{self, Twin};
 
 /// What a callback knows about an event, before the sequence number and timestamp.
 pub struct EventFacts<'a> {
@@ -71,11 +72,17 @@ pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
 }
 
 /// The delivery thread's wake-up rule (`Delivery::record_pushed`), with the current batch size
-/// and connection state.
+/// and connection state. The connection state is an atomic: this runs on the I/O path, which
+/// never takes a lock a send or a disconnect can hold (RULES.md 27); `io-path-push-lock` keeps
+/// the old read under the slot's push lock, which stalls behind a close queued behind a send.
 fn wake_if_batch_ready(globals: &Globals) {
     globals
         .delivery
         .record_pushed(globals.settings.batch_size.load(Ordering::Relaxed), || {
-            globals.slot.is_connected()
+            if twins::is(Twin::IoPathPushLock) {
+                globals.slot.is_connected_under_lock()
+            } else {
+                globals.slot.is_connected()
+            }
         });
 }
