@@ -42,7 +42,7 @@ struct Row {
 
 /// Twins whose bug shows as an ordering rather than a kernel-sim violation, each rejected by its
 /// own test: (twin, where).
-const CHECKED_ELSEWHERE: [(Twin, &str); 4] = [
+const CHECKED_ELSEWHERE: [(Twin, &str); 5] = [
     (
         Twin::UnadmittedCallback,
         "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
@@ -54,6 +54,10 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 4] = [
     (
         Twin::VerdictReplyOnStack,
         "tests/driver_verdicts.rs: the_verdict_reply_is_received_into_pool_not_onto_the_stack",
+    ),
+    (
+        Twin::UnwatchedVolume,
+        "tests/driver_lifecycle.rs: a_volume_mounted_during_a_refused_unload_is_watched",
     ),
     (
         Twin::IoPathPushLock,

@@ -67,6 +67,9 @@ macro_rules! with_catalog {
                 /// The I/O path reads the connection state under the client-port push lock
                 /// (RULES.md 27; the push lock's fairness makes it stall behind a close).
                 IoPathPushLock = "io-path-push-lock",
+                /// InstanceSetup declines a volume mounted while a refused unload keeps the gate
+                /// closed (the volume is never watched; a dedicated lifecycle test).
+                UnwatchedVolume = "unwatched-volume",
             }
             /// A benchmark baseline: a test-only build of `vigil.sys` measured beside the real
             /// one in the same run. Never shipped.

@@ -159,7 +159,7 @@ pub use machine::switch::STACK_POISON;
 pub use report::{IoStats, Report, Violation, ViolationKind};
 pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
 pub use sim::exports::emulated;
-pub use sim::{Driver, Sim, UnloadError, UnloadOutcome};
+pub use sim::{Driver, Mounter, Sim, UnloadError, UnloadOutcome};
 pub use sweep::{SweepReport, SweepRun, sweep};
 pub use world::client::{
     CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,

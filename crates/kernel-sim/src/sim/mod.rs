@@ -7,6 +7,8 @@ mod io;
 mod verifier_tests;
 mod volumes;
 
+pub use volumes::Mounter;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
