@@ -143,7 +143,7 @@ mod sim;
 mod world;
 
 pub use config::{
-    IoConfig, PausePoint, PoolKind, RegistryValue, SimConfig, UnloadKind, VolumeKind,
+    IoConfig, PausePoint, PoolKind, RegistryValue, SimConfig, SuspendPlan, UnloadKind, VolumeKind,
 };
 pub use faults::{FaultPlan, RandomFailures};
 pub use fltmgr::instances::VolumeId;

@@ -29,6 +29,8 @@ routines! {
         KeReleaseSpinLock => sync::ke_release_spin_lock, Exactly(DISPATCH_LEVEL);
         KeEnterCriticalRegion => sync::ke_enter_critical_region, AtMost(APC_LEVEL);
         KeLeaveCriticalRegion => sync::ke_leave_critical_region, AtMost(APC_LEVEL);
+        KeAreAllApcsDisabled => sync::ke_are_all_apcs_disabled, Any;
+        KeAreApcsDisabled => sync::ke_are_apcs_disabled, Any;
         KeBugCheckEx => misc::ke_bug_check_ex, Any;
         PsCreateSystemThread => thread::ps_create_system_thread, AtMost(PASSIVE_LEVEL);
         PsTerminateSystemThread => thread::ps_terminate_system_thread, AtMost(PASSIVE_LEVEL);

@@ -756,3 +756,94 @@ fn recursive_push_lock_acquires_are_reported_as_documented() {
         assert_eq!(kinds(&k), [ViolationKind::Deadlock]);
     }
 }
+
+#[test]
+fn suspension_reaches_an_application_thread_only_where_normal_kernel_apcs_are_enabled() {
+    use std::sync::atomic::Ordering;
+    let k = kernel_with(SimConfig {
+        hang_timeout: Duration::from_secs(2),
+        suspend: Some(crate::config::SuspendPlan {
+            rate: 1.0,
+            seed: 7,
+            max_delay: Duration::from_millis(1),
+            never_share: 0.0,
+        }),
+        ..SimConfig::default()
+    });
+    let count = || k.suspensions.count.load(Ordering::Relaxed);
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| {
+            state::mark_application_thread();
+            k.call_driver("PreCreate", Some(0), || {
+                // Inside a critical region (and at its entry and exit boundaries while in it):
+                // no normal kernel APC, no suspension, and all APCs are not disabled either.
+                sync::ke_enter_critical_region();
+                let inside = count();
+                assert_eq!(sync::ke_are_apcs_disabled(), 1);
+                assert_eq!(sync::ke_are_all_apcs_disabled(), 0);
+                assert_eq!(count(), inside, "suspended inside a critical region");
+                // Leaving it: its exit boundary is at PASSIVE_LEVEL with APCs enabled.
+                sync::ke_leave_critical_region();
+                assert!(count() > inside, "not suspended once APCs are enabled");
+                let mut irql = 0u8;
+                let mut lock = 0usize;
+                irql = sync::ke_acquire_spin_lock_raise_to_dpc(&raw mut lock).max(irql);
+                let raised = count();
+                assert_eq!(sync::ke_are_all_apcs_disabled(), 1);
+                assert_eq!(count(), raised, "suspended at DISPATCH_LEVEL");
+                sync::ke_release_spin_lock(&raw mut lock, irql);
+                assert!(
+                    count() > raised,
+                    "the release's exit boundary is at PASSIVE_LEVEL"
+                );
+            })
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(outcome.is_some());
+    // A thread that is not an application's is never suspended.
+    let before = count();
+    k.call_driver("PreCreate", Some(0), || {
+        let _ = sync::ke_are_apcs_disabled();
+    })
+    .expect("returned");
+    assert_eq!(count(), before);
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
+#[test]
+fn system_threads_start_inside_a_critical_region() {
+    unsafe extern "win64" fn start(context: *mut c_void) {
+        // SAFETY: the test passes a live AtomicU32 that outlives the thread (it waits on it).
+        let seen = unsafe { &*context.cast::<std::sync::atomic::AtomicU32>() };
+        seen.store(
+            u32::from(sync::ke_are_apcs_disabled()),
+            std::sync::atomic::Ordering::Release,
+        );
+    }
+    let k = kernel();
+    let seen = Arc::new(std::sync::atomic::AtomicU32::new(u32::MAX));
+    k.call_driver("test", Some(0), || {
+        let mut handle: vigil_sys::HANDLE = std::ptr::null_mut();
+        let status = thread::ps_create_system_thread(
+            &raw mut handle,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            Some(start),
+            Arc::as_ptr(&seen).cast_mut().cast(),
+        );
+        assert_eq!(status, STATUS_SUCCESS);
+        let mut timeout = -50_000_000i64;
+        let _ = thread::zw_wait_for_single_object(handle, 0, &raw mut timeout);
+        let _ = thread::zw_close(handle);
+    })
+    .expect("returned");
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::Acquire),
+        1,
+        "normal kernel APCs are disabled as the thread starts"
+    );
+}
