@@ -53,6 +53,12 @@ pub(crate) extern "win64" fn flt_create_communication_port(
             reject!(k, "ObjectAttributes is required" => STATUS_INVALID_PARAMETER,
                 "ObjectAttributes is NULL");
         };
+        // ObjectAttributes' Attributes flags "must include OBJ_KERNEL_HANDLE"; without it the port
+        // is refused with STATUS_INVALID_PARAMETER (reported by `check_kernel_handle` above)
+        // (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatecommunicationport>).
+        if attrs.Attributes & vigil_sys::OBJ_KERNEL_HANDLE == 0 {
+            return STATUS_INVALID_PARAMETER;
+        }
         let name = match guest::unicode_string(attrs.ObjectName) {
             Some(Ok(name)) if !name.is_empty() => name,
             Some(Err(why)) => {

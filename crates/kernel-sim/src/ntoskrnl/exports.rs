@@ -42,8 +42,9 @@ routines! {
         ZwWaitForSingleObject => thread::zw_wait_for_single_object, AtMost(PASSIVE_LEVEL);
         ZwOpenKey => registry::zw_open_key, AtMost(PASSIVE_LEVEL);
         ZwQueryValueKey => registry::zw_query_value_key, AtMost(PASSIVE_LEVEL);
-        IoCreateDevice => io::io_create_device, AtMost(PASSIVE_LEVEL);
-        IoDeleteDevice => io::io_delete_device, AtMost(PASSIVE_LEVEL);
+        // IoCreateDevice, IoDeleteDevice: IRQL <= APC_LEVEL (their reference pages' IRQL rows).
+        IoCreateDevice => io::io_create_device, AtMost(APC_LEVEL);
+        IoDeleteDevice => io::io_delete_device, AtMost(APC_LEVEL);
         memcpy => rtl::memcpy, Any;
         memmove => rtl::memmove, Any;
         memset => rtl::memset, Any;

@@ -847,3 +847,14 @@ fn system_threads_start_inside_a_critical_region() {
         "normal kernel APCs are disabled as the thread starts"
     );
 }
+
+#[test]
+fn a_zero_pool_tag_fails_the_allocation() {
+    let k = kernel();
+    k.call_driver("test", Some(0), || {
+        let block = pool::ex_allocate_pool2(POOL_FLAG_NON_PAGED, 16, 0);
+        assert!(block.is_null(), "ExAllocatePool2 returns NULL for Tag 0");
+    })
+    .expect("returned");
+    assert_eq!(kinds(&k), [ViolationKind::Parameter]);
+}
