@@ -41,5 +41,8 @@ routines! {
         FltAcquirePushLockExclusive => pushlock::flt_acquire_push_lock_exclusive, AtMost(APC_LEVEL);
         FltAcquirePushLockShared => pushlock::flt_acquire_push_lock_shared, AtMost(APC_LEVEL);
         FltReleasePushLock => pushlock::flt_release_push_lock, AtMost(APC_LEVEL);
+        FltAcquirePushLockExclusiveEx => pushlock::flt_acquire_push_lock_exclusive_ex, AtMost(APC_LEVEL);
+        FltAcquirePushLockSharedEx => pushlock::flt_acquire_push_lock_shared_ex, AtMost(APC_LEVEL);
+        FltReleasePushLockEx => pushlock::flt_release_push_lock_ex, AtMost(APC_LEVEL);
     }
 }

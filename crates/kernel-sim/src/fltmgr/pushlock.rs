@@ -1,5 +1,5 @@
-//! Push locks: `FltInitializePushLock`, `FltDeletePushLock`, `FltAcquirePushLockExclusive`,
-//! `FltAcquirePushLockShared`, `FltReleasePushLock`. IRQL <= APC_LEVEL; acquiring enters a
+//! Push locks: `FltInitializePushLock`, `FltDeletePushLock`, `FltAcquirePushLockExclusive(Ex)`,
+//! `FltAcquirePushLockShared(Ex)`, `FltReleasePushLock(Ex)`. IRQL <= APC_LEVEL; acquiring enters a
 //! critical region and releasing leaves it, as the real routines do.
 //!
 //! A push lock is a reader/writer lock keyed by the address of the driver's `EX_PUSH_LOCK`,
@@ -199,38 +199,91 @@ pub(crate) extern "win64" fn flt_acquire_push_lock_shared(push_lock: *mut EX_PUS
     });
 }
 
+/// `FltAcquirePushLockExclusiveEx`: IRQL <= APC_LEVEL. `Flags`: only
+/// `FLT_PUSH_LOCK_ENABLE_AUTO_BOOST` (1, deprecated, no effect) and
+/// `FLT_PUSH_LOCK_DISABLE_AUTO_BOOST` (2)
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltacquirepushlockexclusiveex>).
+pub(crate) extern "win64" fn flt_acquire_push_lock_exclusive_ex(
+    push_lock: *mut EX_PUSH_LOCK,
+    flags: u32,
+) {
+    let routine = Routine::FltAcquirePushLockExclusiveEx;
+    emulate(routine, |k| {
+        check_flags(k, routine.routine().name(), flags);
+        acquire(k, routine.routine().name(), push_lock, true);
+    });
+}
+
+/// `FltAcquirePushLockSharedEx`: IRQL <= APC_LEVEL; flags as for the exclusive one.
+pub(crate) extern "win64" fn flt_acquire_push_lock_shared_ex(
+    push_lock: *mut EX_PUSH_LOCK,
+    flags: u32,
+) {
+    let routine = Routine::FltAcquirePushLockSharedEx;
+    emulate(routine, |k| {
+        check_flags(k, routine.routine().name(), flags);
+        acquire(k, routine.routine().name(), push_lock, false);
+    });
+}
+
+/// `FltReleasePushLockEx`: IRQL <= APC_LEVEL.
+pub(crate) extern "win64" fn flt_release_push_lock_ex(push_lock: *mut EX_PUSH_LOCK, flags: u32) {
+    emulate(Routine::FltReleasePushLockEx, |k| {
+        check_flags(k, "FltReleasePushLockEx", flags);
+        release(k, push_lock, "FltReleasePushLockEx");
+    });
+}
+
+/// The push-lock flags the `...Ex` routines document.
+fn check_flags(k: &Kernel, routine: &str, flags: u32) {
+    const KNOWN: u32 = 0x1 | 0x2;
+    if flags & !KNOWN != 0 {
+        k.violation(
+            ViolationKind::Parameter,
+            format!("{routine}: Flags FLT_PUSH_LOCK_ENABLE_AUTO_BOOST / _DISABLE_AUTO_BOOST only"),
+            format!("Flags {flags:#x}"),
+        );
+    }
+}
+
 /// `FltReleasePushLock`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn flt_release_push_lock(push_lock: *mut EX_PUSH_LOCK) {
     emulate(Routine::FltReleasePushLock, |k| {
-        let me = ensure_thread_id();
-        let found = lock(flt_state(k))
-            .push_locks
-            .get(&(push_lock as usize))
-            .cloned();
-        let released = found.is_some_and(|found| {
-            let mut owners = lock(&found.owners);
-            let released = if owners.writer == Some(me) {
-                owners.writer = None;
-                true
-            } else if let Some(index) = owners.readers.iter().position(|&r| r == me) {
-                owners.readers.swap_remove(index);
-                true
-            } else {
-                false
-            };
-            found.released.notify_all();
-            released
-        });
-        if released {
-            leave_critical_region(k, "FltReleasePushLock");
-        } else {
-            k.violation(
-                ViolationKind::Parameter,
-                "FltReleasePushLock: a push lock the caller holds",
-                format!("push lock {push_lock:p} is not held by this thread"),
-            );
-        }
+        release(k, push_lock, "FltReleasePushLock");
     });
+}
+
+/// Releases `push_lock` for the calling thread, either mode, and leaves the critical region its
+/// acquire entered.
+fn release(k: &Kernel, push_lock: *mut EX_PUSH_LOCK, routine: &str) {
+    let me = ensure_thread_id();
+    let found = lock(flt_state(k))
+        .push_locks
+        .get(&(push_lock as usize))
+        .cloned();
+    let released = found.is_some_and(|found| {
+        let mut owners = lock(&found.owners);
+        let released = if owners.writer == Some(me) {
+            owners.writer = None;
+            true
+        } else if let Some(index) = owners.readers.iter().position(|&r| r == me) {
+            owners.readers.swap_remove(index);
+            true
+        } else {
+            false
+        };
+        found.released.notify_all();
+        released
+    });
+    if released {
+        leave_critical_region(k, routine);
+    } else {
+        k.violation(
+            ViolationKind::Parameter,
+            format!("{routine}: a push lock the caller holds"),
+            format!("push lock {push_lock:p} is not held by this thread"),
+        );
+    }
 }
 
 /// Threads waiting for exclusive access to the push lock at `address` (tests wait for a writer
