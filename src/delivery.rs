@@ -186,7 +186,11 @@ fn send_one_batch(globals: &Globals, consumer: &mut RingConsumer<'_, KernelPlatf
     let Some(records_area) = buffer.get_mut(BATCH_HEADER_LEN..) else {
         return 0;
     };
-    let drained = consumer.drain(records_area);
+    // The ring numbers the records as they leave it (total, gap-free but for counted drops).
+    let drained = consumer.drain_stamped(records_area, |sequence, record| {
+        // Each record was encoded whole by its producer: it always has a sequence field.
+        let _ = EventRecord::set_sequence(record, sequence);
+    });
     if drained.records == 0 {
         return 0;
     }

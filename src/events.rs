@@ -1,5 +1,5 @@
 //! Building one event record and pushing it into the ring. Called from the operation callbacks
-//! at IRQL <= DISPATCH_LEVEL; never allocates, never waits (beyond the ring's spin lock).
+//! at IRQL <= DISPATCH_LEVEL; never allocates, never waits (the ring is lock-free).
 
 use core::sync::atomic::Ordering;
 
@@ -7,6 +7,7 @@ use vigil_core::DropReason;
 use vigil_protocol::{EventFlags, EventKind, EventRecord, EventRepr, Utf16Str};
 
 use crate::globals::Globals;
+use crate::kernel::apc::NoSuspension;
 use crate::kernel::time::system_time;
 use crate::stats::bump;
 use crate::twins::{self, Twin};
@@ -40,13 +41,13 @@ pub struct EventFacts<'a> {
 /// Encodes `facts` straight into a ring reservation and wakes the delivery thread when a batch
 /// is ready. Drops are counted by reason; the caller's I/O never waits for the service.
 pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
-    bump(&globals.counters.events_generated);
+    globals.counters.events_generated.bump(facts.thread_id);
     let mut repr = EventRepr {
         kind: facts.kind,
         flags: facts.flags,
         status: facts.status,
         sequence: 0,
-        timestamp: system_time(),
+        timestamp: 0,
         process_id: facts.process_id,
         thread_id: facts.thread_id,
         volume_id: facts.volume_id,
@@ -58,14 +59,20 @@ pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
         target: Utf16Str::from_units(facts.target),
     };
     let len = repr.encoded_len();
-    let pushed = globals.ring.push(len, |sequence, record| {
-        repr.sequence = sequence;
+    // The consumer stops at this reservation until it is committed: no normal kernel APC may
+    // suspend the thread inside it (RULES.md rule 26).
+    let no_suspension = NoSuspension::begin();
+    let pushed = globals.ring.push(len, |record| {
+        // Stamped inside the reservation, so timestamps follow ring (and sequence) order.
+        repr.timestamp = system_time();
         // The reservation is exactly `encoded_len` bytes, so emit cannot fail; if it ever did,
-        // the zeroed record fails the service's checks rather than carrying stale bytes.
+        // the zeroed record fails the service's checks rather than carrying stale bytes. The
+        // sequence number is written by the delivery thread, which assigns it.
         let _ = EventRecord::emit(&repr, record);
     });
+    drop(no_suspension);
     match pushed {
-        Ok(_) => wake_if_batch_ready(globals),
+        Ok(()) => wake_if_batch_ready(globals),
         Err(DropReason::Full) => bump(&globals.counters.dropped_ring_full),
         Err(DropReason::TooLarge) => bump(&globals.counters.dropped_too_large),
     }

@@ -5,11 +5,50 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use vigil_protocol::Stats;
 
+/// Shards of a [`ShardedCounter`].
+const SHARDS: usize = 16;
+
+/// One shard, alone on its cache lines: shards are 128 bytes apart, so no two share a 64-byte
+/// line whatever the (16-byte) alignment of the pool block they live in.
+#[repr(C)]
+#[derive(Default)]
+struct Shard {
+    value: AtomicU64,
+    _pad: [u64; 15],
+}
+
+/// A counter that every I/O thread updates, split over cache lines so that threads on
+/// different processors do not fight over one line (as ETW keeps per-processor buffers); read
+/// as the sum of its shards. The shard is picked by the updating thread's id.
+#[derive(Default)]
+pub struct ShardedCounter {
+    shards: [Shard; SHARDS],
+}
+
+impl ShardedCounter {
+    /// Adds one on behalf of thread `thread_id`.
+    pub fn bump(&self, thread_id: u64) {
+        // Windows thread ids are multiples of 4: the low bits carry nothing.
+        let index = usize::try_from((thread_id >> 2) % SHARDS as u64).unwrap_or(0);
+        if let Some(shard) = self.shards.get(index) {
+            shard.value.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The sum of the shards (each read relaxed: a statistic, not a synchronization point).
+    pub fn get(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| shard.value.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
 /// Counters the callbacks, the delivery thread and the port update.
 #[derive(Default)]
 pub struct Counters {
-    /// Events built by a callback (pushed or dropped).
-    pub events_generated: AtomicU64,
+    /// Events built by a callback (pushed or dropped): counted on every event, so sharded.
+    pub events_generated: ShardedCounter,
     /// Events in batches the service received.
     pub events_delivered: AtomicU64,
     /// Dropped: the ring was full.
@@ -59,7 +98,7 @@ impl Counters {
     pub fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
-            events_generated: get(&self.events_generated),
+            events_generated: self.events_generated.get(),
             events_delivered: get(&self.events_delivered),
             dropped_ring_full: get(&self.dropped_ring_full),
             dropped_too_large: get(&self.dropped_too_large),
@@ -87,7 +126,7 @@ mod tests {
     #[test]
     fn snapshot_reads_every_counter() {
         let counters = Counters::default();
-        bump(&counters.events_generated);
+        counters.events_generated.bump(4);
         add(&counters.events_delivered, 3);
         bump(&counters.name_query_failures);
         let stats = counters.snapshot();
@@ -95,5 +134,25 @@ mod tests {
         assert_eq!(stats.events_delivered, 3);
         assert_eq!(stats.name_query_failures, 1);
         assert_eq!(stats.dropped_ring_full, 0);
+    }
+
+    #[test]
+    fn a_sharded_counter_sums_every_thread_and_keeps_shards_apart() {
+        let counter = ShardedCounter::default();
+        for thread_id in (0..200u64).map(|t| t * 4) {
+            counter.bump(thread_id);
+        }
+        counter.bump(u64::MAX);
+        assert_eq!(counter.get(), 201);
+        let used = counter
+            .shards
+            .iter()
+            .filter(|shard| shard.value.load(Ordering::Relaxed) > 0)
+            .count();
+        assert_eq!(
+            used, SHARDS,
+            "consecutive thread ids spread over every shard"
+        );
+        assert_eq!(size_of::<Shard>(), 128, "two cache lines per shard");
     }
 }

@@ -63,7 +63,10 @@ pub unsafe extern "win64" fn pre_write(
             // No context, no way to report this handle's writes once: the first-write event is
             // generated and dropped for want of memory, so generated = delivered + dropped holds.
             bump(&globals.counters.allocation_failures);
-            bump(&globals.counters.events_generated);
+            globals
+                .counters
+                .events_generated
+                .bump(crate::kernel::thread::current_thread_id());
             bump(&globals.counters.dropped_no_memory);
             return FLT_PREOP_SUCCESS_NO_CALLBACK;
         }

@@ -4,6 +4,7 @@
 //! Raw FFI is called only here (and in `crate::filter`, for the Filter Manager); the rest of the
 //! driver uses these types.
 
+pub mod apc;
 pub mod device;
 pub mod event;
 pub mod irql;

@@ -125,6 +125,18 @@ mod memory {
             unsafe { core::slice::from_raw_parts(start, len) }
         }
 
+        /// Zeroes bytes `offset..offset + len`, header words included.
+        ///
+        /// The caller (the ring's consumer) owns the range: in bounds, and no other access to it
+        /// until the consumer gives it back with a release store.
+        pub(crate) fn zero(&self, offset: usize, len: usize) {
+            debug_assert!(offset + len <= self.len);
+            let start = self.base.as_ptr().wrapping_add(offset);
+            // SAFETY: in bounds and owned by the caller (above); plain writes are ordered against
+            // the atomic header accesses by the ring's tail release/acquire.
+            unsafe { start.write_bytes(0, len) };
+        }
+
         /// Records that the caller writes `offset..offset + len` now (seen by loom only).
         #[expect(clippy::unused_self, reason = "same signature as the loom version")]
         pub(crate) fn track_write(&self, _offset: usize, _len: usize) {}
@@ -200,6 +212,19 @@ mod memory {
             let start = self.base.as_ptr().wrapping_add(offset);
             // SAFETY: in bounds and not written, by the caller's contract; bytes initialized.
             unsafe { core::slice::from_raw_parts(start, len) }
+        }
+
+        /// As the non-loom version; the header atomics in the range are cleared too (relaxed:
+        /// the consumer's release of `tail` orders them, as it orders the bytes).
+        pub(crate) fn zero(&self, offset: usize, len: usize) {
+            assert!(offset + len <= self.len);
+            self.track_write(offset, len);
+            for header in &self.headers[offset / 8..(offset + len).div_ceil(8)] {
+                header.store(0, super::Ordering::Relaxed);
+            }
+            let start = self.base.as_ptr().wrapping_add(offset);
+            // SAFETY: in bounds and owned by the caller.
+            unsafe { start.write_bytes(0, len) };
         }
 
         pub(crate) fn track_write(&self, offset: usize, len: usize) {

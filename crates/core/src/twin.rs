@@ -26,6 +26,10 @@ pub enum Guard {
     RingStopAtBusy,
     /// The ring consumer gives space back only after it has copied the records out.
     RingTailAfterCopy,
+    /// The ring consumer zeroes the space it read before giving it back.
+    RingZeroBeforeRelease,
+    /// A ring producer reads `tail` with acquire before writing into the space it frees.
+    RingTailAcquire,
 }
 
 /// Whether platform `P` keeps `guard`: always, except for a loom twin that removes it.
@@ -96,4 +100,8 @@ twins! {
     WithoutStopAtBusy => RingStopAtBusy;
     /// The consumer frees space before copying the records out.
     WithoutTailAfterCopy => RingTailAfterCopy;
+    /// The consumer gives space back without zeroing it (stale headers reach producers).
+    WithoutZeroBeforeRelease => RingZeroBeforeRelease;
+    /// A producer reads `tail` relaxed, so its writes can overtake the consumer's reads.
+    WithoutTailAcquire => RingTailAcquire;
 }

@@ -1,30 +1,27 @@
-//! loom model: ring producers racing the consumer. Two producers push records (tagged with their
-//! producer id and index) into a ring small enough to fill and wrap; the consumer drains while they
-//! push, then once more after they finish. Checked: every accepted record is drained exactly once,
-//! with the sequence number the producer was given, in strictly increasing sequence order and in
-//! each producer's order; `pushed == drained + dropped`. loom's cells shadow the ring's bytes, so a
-//! read of a record being written (or a write into space not yet given back) is a causality
-//! violation. Twins: relaxed commit store; consumer that does not stop at an uncommitted record;
-//! consumer that gives space back before copying.
+//! loom model: lock-free ring producers racing the consumer. Two producers push records (tagged
+//! with their producer id and index) into a ring small enough to fill and wrap; the consumer drains
+//! while they push, then once more after they finish, numbering the records. Checked: every
+//! accepted record is drained exactly once, in strictly increasing sequence order and in each
+//! producer's order; the numbers are exactly those not taken by drops (so every loss is a gap);
+//! `pushed == drained + dropped`. loom's cells shadow the ring's bytes, so a read of a record being
+//! written (or a write into space not yet given back) is a causality violation. Twins: relaxed
+//! commit store; consumer that does not stop at an uncommitted record; consumer that gives space
+//! back before copying; consumer that gives space back without zeroing it; producer that reads
+//! `tail` relaxed.
 #![cfg(loom)]
 
 mod common;
 
 use loom::thread;
 use vigil_core::twin::{
-    Removal, Sound, WithoutCommitRelease, WithoutStopAtBusy, WithoutTailAfterCopy,
+    Removal, Sound, WithoutCommitRelease, WithoutStopAtBusy, WithoutTailAcquire,
+    WithoutTailAfterCopy, WithoutZeroBeforeRelease,
 };
 use vigil_core::{BoxedRing, EventRing, LoomPlatform};
 
 /// Two 8-byte records fit (24 bytes each with the header), the third wraps.
 const CAPACITY: usize = 64;
 const PAYLOAD: usize = 8;
-
-fn encode(producer: u8, index: u8, seq: u64, buf: &mut [u8]) {
-    buf[0] = producer;
-    buf[1] = index;
-    buf[2..8].copy_from_slice(&seq.to_le_bytes()[..6]);
-}
 
 fn model<R: Removal>(per_producer: u8, consumer_rounds: usize) {
     let ring: common::Shared<BoxedRing<LoomPlatform<R>>> =
@@ -35,10 +32,13 @@ fn model<R: Removal>(per_producer: u8, consumer_rounds: usize) {
             thread::spawn(move || {
                 let mut accepted = Vec::new();
                 for index in 0..per_producer {
-                    if let Ok(seq) =
-                        ring.push(PAYLOAD, |seq, buf| encode(producer, index, seq, buf))
-                    {
-                        accepted.push(seq);
+                    let pushed = ring.push(PAYLOAD, |buf| {
+                        buf[0] = producer;
+                        buf[1] = index;
+                        buf[2..].fill(0x5A);
+                    });
+                    if pushed.is_ok() {
+                        accepted.push((producer, index));
                     }
                 }
                 accepted
@@ -50,29 +50,32 @@ fn model<R: Removal>(per_producer: u8, consumer_rounds: usize) {
     let mut records: Vec<(u8, u8, u64)> = Vec::new();
     let mut drain = |records: &mut Vec<(u8, u8, u64)>| {
         let mut out = [0u8; 2 * PAYLOAD];
-        let drained = consumer.drain(&mut out);
+        let before = records.len();
+        let drained = consumer.drain_stamped(&mut out, |seq, payload| {
+            assert_eq!(
+                &payload[2..],
+                &[0x5A; PAYLOAD - 2],
+                "a whole record: {payload:?}"
+            );
+            records.push((payload[0], payload[1], seq));
+        });
+        assert_eq!(drained.records, records.len() - before);
         assert_eq!(
             drained.bytes,
             drained.records * PAYLOAD,
             "payloads back to back"
         );
-        for chunk in out[..drained.bytes].chunks(PAYLOAD) {
-            let mut seq = [0u8; 8];
-            seq[..6].copy_from_slice(&chunk[2..8]);
-            records.push((chunk[0], chunk[1], u64::from_le_bytes(seq)));
-        }
         if drained.records > 0 {
-            let first = records[records.len() - drained.records].2;
             assert_eq!(
                 (drained.first_seq, drained.last_seq),
-                (first, records[records.len() - 1].2)
+                (records[before].2, records[records.len() - 1].2)
             );
         }
     };
     for _ in 0..consumer_rounds {
         drain(&mut records);
     }
-    let mut accepted: Vec<u64> = Vec::new();
+    let mut accepted: Vec<(u8, u8)> = Vec::new();
     for producer in producers {
         accepted.extend(producer.join().unwrap());
     }
@@ -89,15 +92,18 @@ fn model<R: Removal>(per_producer: u8, consumer_rounds: usize) {
         }
     }
     accepted.sort_unstable();
-    let drained: Vec<u64> = records.iter().map(|record| record.2).collect();
-    assert_eq!(
-        drained, accepted,
-        "every accepted record drained once, with its own sequence number"
-    );
+    let mut drained: Vec<(u8, u8)> = records.iter().map(|r| (r.0, r.1)).collect();
+    drained.sort_unstable();
+    assert_eq!(drained, accepted, "every accepted record drained once");
     let stats = ring.stats();
-    assert_eq!(stats.pushed, 2 * u64::from(per_producer));
+    let total = 2 * u64::from(per_producer);
+    assert_eq!(stats.pushed, total, "{stats:?}");
     assert_eq!(stats.drained, records.len() as u64);
     assert_eq!(stats.pushed, stats.drained + stats.dropped(), "{stats:?}");
+    assert!(
+        records.iter().all(|r| r.2 < total),
+        "numbers within what was pushed: {records:?}"
+    );
 }
 
 #[test]
@@ -106,7 +112,7 @@ fn ring_keeps_order_and_accounting() {
         model::<Sound>(1, 1)
     });
     assert!(iterations > 1);
-    let iterations = common::explore("ring/2x2_push_2_drains", common::DEEP, || {
+    let iterations = common::explore("ring/2x2_push_2_drains", common::PREEMPTIONS, || {
         model::<Sound>(2, 2)
     });
     assert!(iterations > 1);
@@ -139,5 +145,30 @@ fn twin_freeing_space_before_copying_is_rejected() {
         common::PREEMPTIONS,
         &["Causality violation"],
         || model::<WithoutTailAfterCopy>(2, 2),
+    );
+}
+
+#[test]
+fn twin_releasing_space_without_zeroing_is_rejected() {
+    common::expect_rejected(
+        "ring/without_zero_before_release",
+        common::PREEMPTIONS,
+        &[
+            "Causality violation",
+            "a whole record",
+            "strictly increase",
+            "drained once",
+        ],
+        || model::<WithoutZeroBeforeRelease>(2, 2),
+    );
+}
+
+#[test]
+fn twin_relaxed_tail_read_is_rejected() {
+    common::expect_rejected(
+        "ring/without_tail_acquire",
+        common::PREEMPTIONS,
+        &["Causality violation"],
+        || model::<WithoutTailAcquire>(2, 2),
     );
 }

@@ -29,14 +29,13 @@ fn volume(base: u64) -> u64 {
     scaled.max(1)
 }
 
-const HEADER: usize = 14;
+const HEADER: usize = 6;
 
 /// A self-describing record: total length, producer, index, sequence number, then a pattern.
-fn encode(producer: u8, index: u32, seq: u64, buf: &mut [u8]) {
+fn encode(producer: u8, index: u32, buf: &mut [u8]) {
     buf[0] = u8::try_from(buf.len()).unwrap();
     buf[1] = producer;
     buf[2..6].copy_from_slice(&index.to_le_bytes());
-    buf[6..14].copy_from_slice(&seq.to_le_bytes());
     for (i, byte) in buf[HEADER..].iter_mut().enumerate() {
         *byte = pattern(producer, index, i);
     }
@@ -68,10 +67,7 @@ fn ring_many_producers_one_consumer(capacity: usize, per_producer: u64) {
             scope.spawn(move || {
                 for index in 0..u32::try_from(per_producer).unwrap() {
                     let len = HEADER + (index as usize * 7 + usize::from(producer)) % 27;
-                    if ring
-                        .push(len, |seq, buf| encode(producer, index, seq, buf))
-                        .is_ok()
-                    {
+                    if ring.push(len, |buf| encode(producer, index, buf)).is_ok() {
                         accepted[usize::from(producer)].fetch_add(1, Ordering::Relaxed);
                     }
                     if index % 64 == 0 {
@@ -89,14 +85,17 @@ fn ring_many_producers_one_consumer(capacity: usize, per_producer: u64) {
         let mut drained = [0u64; PRODUCERS as usize];
         loop {
             let finished = done.load(Ordering::Acquire) == usize::from(PRODUCERS);
-            let batch = consumer.drain(&mut out);
+            let mut numbers = Vec::new();
+            let batch = consumer.drain_stamped(&mut out, |seq, _| numbers.push(seq));
+            assert_eq!(numbers.len(), batch.records);
+            let mut numbers = numbers.into_iter();
             let mut at = 0;
             let mut first = None;
             while at < batch.bytes {
                 let record = &out[at..at + usize::from(out[at])];
                 let producer = record[1];
                 let index = u32::from_le_bytes(record[2..6].try_into().unwrap());
-                let seq = u64::from_le_bytes(record[6..14].try_into().unwrap());
+                let seq = numbers.next().expect("one number per record");
                 for (i, &byte) in record[HEADER..].iter().enumerate() {
                     assert_eq!(byte, pattern(producer, index, i), "record {seq} corrupted");
                 }

@@ -151,7 +151,7 @@ impl SimConfig {
 }
 
 /// Where pool blocks come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub enum PoolKind {
     /// Driver Verifier's special pool: a block per mapping against a guard page, freed pages
     /// quarantined. The default.

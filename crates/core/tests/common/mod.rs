@@ -10,7 +10,7 @@ use std::time::Instant;
 
 /// Preemption bound of the larger models, unless `LOOM_MAX_PREEMPTIONS` says otherwise.
 pub const PREEMPTIONS: Option<usize> = Some(3);
-/// A deeper bound for the ring's larger model.
+/// A deeper bound, for the send-vs-close model.
 pub const DEEP: Option<usize> = Some(4);
 /// No preemption bound: the small models are explored exhaustively.
 pub const EXHAUSTIVE: Option<usize> = None;

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use vigil_kernel_sim::scenario::{self, CycleProgress, ScenarioConfig, UnloadPlan};
-use vigil_kernel_sim::{RandomFailures, Report, Sim, SimConfig, SuspendPlan, UnloadKind, sweep};
+use vigil_kernel_sim::{
+    PoolKind, RandomFailures, Report, Sim, SimConfig, SuspendPlan, UnloadKind, sweep,
+};
 
 /// How often progress lines are printed on long runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
@@ -369,8 +371,16 @@ fn run_sweep(common: &Common, max_runs: u64, entry_only: bool) -> ExitCode {
 
 fn run_bench(common: &Common, threads: usize, seconds: f64) -> ExitCode {
     let duration = Duration::from_secs_f64(seconds.max(0.1));
-    match scenario::bench(&common.image, threads, duration) {
+    // The command's options (`--measurement` above all) apply to the bench as to every command.
+    match scenario::bench_in(base_config(common), &common.image, threads, duration) {
         Ok(result) => {
+            println!(
+                "bench configuration: {}",
+                match result.pool {
+                    PoolKind::Standard => "measurement (standard pool, no stack poisoning)",
+                    PoolKind::Special => "test (special pool, poisoned stacks)",
+                }
+            );
             println!(
                 "bench: {} thread(s), {:.2}s: {} callbacks ({:.0}/s), {} operations ({:.0}/s), {} violation(s)",
                 result.threads,

@@ -31,7 +31,7 @@ use vigil_sys::{
 };
 
 use crate::config::VolumeKind;
-use crate::config::{RegistryValue, SimConfig, UnloadKind};
+use crate::config::{PoolKind, RegistryValue, SimConfig, UnloadKind};
 use crate::faults::RandomFailures;
 use crate::fltmgr::instances::VolumeId;
 use crate::harness::sweep::{SweepReport, SweepRun};
@@ -954,16 +954,33 @@ pub struct BenchResult {
     pub operations_per_sec: f64,
     /// Violations of the run (a benchmark of a broken run means nothing).
     pub violations: Vec<Violation>,
+    /// The pool the run used: [`PoolKind::Standard`] in the measurement configuration.
+    pub pool: PoolKind,
 }
 
-/// Loads `image` with an NTFS volume, no client, and issues open/write/cleanup/close of one
-/// file per thread in a loop for `duration`; counts the callbacks.
+/// [`bench_in`] in the test configuration (`SimConfig::default()`).
+///
+/// # Errors
+///
+/// The image does not load.
+pub fn bench(image: &Path, threads: usize, duration: Duration) -> Result<BenchResult, LoadError> {
+    bench_in(SimConfig::default(), image, threads, duration)
+}
+
+/// Loads `image` in `config` with an NTFS volume, no client, and issues
+/// open/write/cleanup/close of one file per thread in a loop for `duration`; counts the
+/// callbacks.
 ///
 /// # Errors
 ///
 /// The image cannot be read or the loader refuses it.
-pub fn bench(image: &Path, threads: usize, duration: Duration) -> Result<BenchResult, LoadError> {
-    let mut config = SimConfig::default();
+pub fn bench_in(
+    mut config: SimConfig,
+    image: &Path,
+    threads: usize,
+    duration: Duration,
+) -> Result<BenchResult, LoadError> {
+    let pool = config.pool;
     config.io.volumes = vec![(VolumeKind::Ntfs, r"\Device\HarddiskVolume1".into())];
     let sim = Sim::new(config);
     let mut driver = sim.load(image)?;
@@ -1008,6 +1025,7 @@ pub fn bench(image: &Path, threads: usize, duration: Duration) -> Result<BenchRe
         callbacks_per_sec: rate(callbacks, seconds),
         operations_per_sec: rate(operations, seconds),
         violations: report.violations,
+        pool,
     })
 }
 
