@@ -61,7 +61,8 @@ pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
     let len = repr.encoded_len();
     // The consumer stops at this reservation until it is committed: no normal kernel APC may
     // suspend the thread inside it (RULES.md rule 26).
-    let no_suspension = NoSuspension::begin();
+    // `suspendable-producer` keeps the old bug: the window open to a SuspendThread APC.
+    let no_suspension = (!twins::is(Twin::SuspendableProducer)).then(NoSuspension::begin);
     let pushed = globals.ring.push(len, |record| {
         // Stamped inside the reservation, so timestamps follow ring (and sequence) order.
         repr.timestamp = system_time();

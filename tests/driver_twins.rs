@@ -42,7 +42,7 @@ struct Row {
 
 /// Twins whose bug shows as an ordering rather than a kernel-sim violation, each rejected by its
 /// own test: (twin, where).
-const CHECKED_ELSEWHERE: [(Twin, &str); 5] = [
+const CHECKED_ELSEWHERE: [(Twin, &str); 6] = [
     (
         Twin::UnadmittedCallback,
         "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
@@ -54,6 +54,10 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 5] = [
     (
         Twin::VerdictReplyOnStack,
         "tests/driver_verdicts.rs: the_verdict_reply_is_received_into_pool_not_onto_the_stack",
+    ),
+    (
+        Twin::SuspendableProducer,
+        "tests/driver_suspension.rs: a_producer_suspended_inside_its_reservation_is_caught",
     ),
     (
         Twin::UnwatchedVolume,

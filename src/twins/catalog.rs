@@ -70,6 +70,9 @@ macro_rules! with_catalog {
                 /// InstanceSetup declines a volume mounted while a refused unload keeps the gate
                 /// closed (the volume is never watched; a dedicated lifecycle test).
                 UnwatchedVolume = "unwatched-volume",
+                /// Ring pushes outside a critical region: a suspended producer holds the
+                /// consumer back (`kernel-sim stress --suspend-rate`, a dedicated test).
+                SuspendableProducer = "suspendable-producer",
             }
             /// A benchmark baseline: a test-only build of `vigil.sys` measured beside the real
             /// one in the same run. Never shipped.
