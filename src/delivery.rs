@@ -16,7 +16,7 @@ use core::ffi::c_void;
 use core::ptr::{self, addr_of_mut};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use vigil_core::{RawEvent, RingConsumer, SendOutcome, Timeout, WaitOutcome};
+use vigil_core::{RawEvent, RingConsumer, SendOutcome, Timeout, wait_until_signalled};
 use vigil_protocol::{BATCH_HEADER_LEN, EventBatch, EventRecord};
 
 use crate::error::Result;
@@ -127,10 +127,12 @@ impl Delivery {
         let Some(thread) = (unsafe { (*self.thread.get()).take() }) else {
             return;
         };
-        // Each slice is bounded; the thread exits within one send timeout plus one flush interval.
-        while !twins::is(Twin::ThreadRunning)
-            && matches!(thread.wait(THREAD_WAIT), Ok(WaitOutcome::TimedOut))
-        {}
+        // Each slice is bounded; the thread exits within one send timeout plus one flush
+        // interval. Only the signalled thread object ends the join: a wait that failed proves
+        // nothing about the thread, which may still run driver code (RULES.md 2).
+        if !twins::is(Twin::ThreadRunning) {
+            let _waits = wait_until_signalled(|| thread.wait(THREAD_WAIT));
+        }
         drop(thread);
     }
 }

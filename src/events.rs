@@ -10,6 +10,7 @@ use crate::globals::Globals;
 use crate::kernel::apc::NoSuspension;
 use crate::kernel::time::system_time;
 use crate::stats::bump;
+use crate::twins::{self, Twin};
 
 /// What a callback knows about an event, before the sequence number and timestamp.
 pub struct EventFacts<'a> {
@@ -60,7 +61,8 @@ pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
     let len = repr.encoded_len();
     // The consumer stops at this reservation until it is committed: no normal kernel APC may
     // suspend the thread inside it (RULES.md rule 26).
-    let no_suspension = NoSuspension::begin();
+    // `suspendable-producer` keeps the old bug: the window open to a SuspendThread APC.
+    let no_suspension = (!twins::is(Twin::SuspendableProducer)).then(NoSuspension::begin);
     let pushed = globals.ring.push(len, |record| {
         // Stamped inside the reservation, so timestamps follow ring (and sequence) order.
         repr.timestamp = system_time();
@@ -78,11 +80,17 @@ pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
 }
 
 /// The delivery thread's wake-up rule (`Delivery::record_pushed`), with the current batch size
-/// and connection state.
+/// and connection state. The connection state is an atomic: this runs on the I/O path, which
+/// never takes a lock a send or a disconnect can hold (RULES.md 27); `io-path-push-lock` keeps
+/// the old read under the slot's push lock, which stalls behind a close queued behind a send.
 fn wake_if_batch_ready(globals: &Globals) {
     globals
         .delivery
         .record_pushed(globals.settings.batch_size.load(Ordering::Relaxed), || {
-            globals.slot.is_connected()
+            if twins::is(Twin::IoPathPushLock) {
+                globals.slot.is_connected_under_lock()
+            } else {
+                globals.slot.is_connected()
+            }
         });
 }

@@ -9,7 +9,10 @@
 //! Buffers: a request carries up to two maximal paths (about 16 KiB), too large for a kernel
 //! stack, and callbacks never allocate per operation; so a fixed set of request buffers is
 //! allocated at load and claimed with an atomic bitmap. When all are busy, the default verdict
-//! applies (counted as a defaulted verdict).
+//! applies (counted as a defaulted verdict). The reply is received into the same slot, never
+//! into a stack buffer: `FltSendMessage` waits in user mode (it can end with
+//! `STATUS_THREAD_IS_TERMINATING`), and during such a wait the kernel stack can be paged out
+//! while the reply is written; Microsoft's scanner sample receives its reply into pool too.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -26,17 +29,22 @@ use crate::globals::{Globals, timeout_ms};
 use crate::kernel::irql;
 use crate::kernel::pool::{PoolBuffer, tags};
 use crate::stats::bump;
+use crate::twins::{self, Twin};
 
 /// Policy: concurrent verdict requests in flight. More wait for nobody: they get the default.
 pub const VERDICT_SLOTS: usize = 8;
-/// Bytes per request buffer: the fixed part and two maximal paths, 8-byte aligned.
+/// Bytes of a slot's request: the fixed part and two maximal paths, 8-byte aligned.
 pub const REQUEST_BYTES: usize = (VERDICT_REQUEST_FIXED_LEN + 4 * MAX_PATH_UNITS + 7) & !7;
+/// Bytes of a slot's reply area, after its request, 8-byte aligned.
+pub const REPLY_BYTES: usize = (VerdictReply::LEN + 7) & !7;
+/// Bytes per slot: the request, then the reply area.
+pub const SLOT_BYTES: usize = REQUEST_BYTES + REPLY_BYTES;
 
 /// The preallocated request buffers.
 ///
 /// # Invariants
 ///
-/// Slot `i` (bytes `i * REQUEST_BYTES ..`) is used only by the holder of bit `i` of `busy`.
+/// Slot `i` (bytes `i * SLOT_BYTES ..`) is used only by the holder of bit `i` of `busy`.
 pub struct VerdictBuffers {
     storage: core::cell::UnsafeCell<PoolBuffer>,
     busy: AtomicU32,
@@ -52,7 +60,7 @@ const _: () = assert!(VERDICT_SLOTS <= 32, "the bitmap is one u32");
 impl VerdictBuffers {
     /// Allocates every slot. PASSIVE_LEVEL (DriverEntry).
     pub fn allocate() -> Result<Self> {
-        let storage = PoolBuffer::try_zeroed(VERDICT_SLOTS * REQUEST_BYTES, tags::MESSAGE)?;
+        let storage = PoolBuffer::try_zeroed(VERDICT_SLOTS * SLOT_BYTES, tags::MESSAGE)?;
         Ok(Self {
             storage: core::cell::UnsafeCell::new(storage),
             busy: AtomicU32::new(0),
@@ -92,15 +100,18 @@ struct SlotGuard<'a> {
 }
 
 impl SlotGuard<'_> {
-    /// The slot's bytes (empty only if the storage were shorter than built, which it is not).
-    fn bytes(&mut self) -> &mut [u8] {
+    /// The slot's request bytes and its reply area (both empty only if the storage were
+    /// shorter than built, which it is not).
+    fn bytes(&mut self) -> (&mut [u8], &mut [u8]) {
         // SAFETY: this guard holds bit `index` (invariant), so the slot's bytes are ours alone.
         let storage = unsafe { &mut *self.buffers.storage.get() };
-        let start = self.index * REQUEST_BYTES;
+        let start = self.index * SLOT_BYTES;
         storage
             .as_mut_slice()
-            .get_mut(start..start + REQUEST_BYTES)
-            .unwrap_or(&mut [])
+            .get_mut(start..start + SLOT_BYTES)
+            .map_or((&mut [][..], &mut [][..]), |slot| {
+                slot.split_at_mut(REQUEST_BYTES)
+            })
     }
 }
 
@@ -153,11 +164,21 @@ pub fn decide(globals: &Globals, buffers: &VerdictBuffers, question: &Question<'
         path: Utf16Str::from_units(question.path),
         target: Utf16Str::from_units(question.target),
     };
-    let buffer = slot.bytes();
+    let (buffer, pool_reply) = slot.bytes();
     let Some(request) = repr.emit(buffer).ok().and_then(|len| buffer.get_mut(..len)) else {
         return fallback();
     };
-    let mut reply = [0u8; VerdictReply::LEN];
+    // `verdict-reply-on-stack` keeps the old bug: the reply received into a stack buffer.
+    let mut stack_reply = [0u8; VerdictReply::LEN];
+    let reply: &mut [u8] = if twins::is(Twin::VerdictReplyOnStack) {
+        &mut stack_reply
+    } else {
+        match pool_reply.get_mut(..VerdictReply::LEN) {
+            Some(reply) => reply,
+            None => return fallback(),
+        }
+    };
+    reply.fill(0);
     let mut reply_len = 0u32;
     let outcome = globals
         .slot
@@ -166,7 +187,7 @@ pub fn decide(globals: &Globals, buffers: &VerdictBuffers, question: &Question<'
                 globals.filter_handle(),
                 &port,
                 request,
-                Some((&mut reply, &mut reply_len)),
+                Some((&mut *reply, &mut reply_len)),
                 timeout,
             )
         });

@@ -532,3 +532,91 @@ fn a_second_copy_of_the_client_port_is_caught() {
         report.summary()
     );
 }
+
+/// Holds a PreWrite mid-flight, asks for an optional unload (which closes the gate and waits
+/// for the held callback until its bound expires, then refuses), and mounts a new NTFS volume
+/// while the gate is closed. Returns whether the new volume was attached, whether a file
+/// created on it after the refusal was reported to the service, and the report.
+fn mount_during_a_refused_unload(image: &std::path::Path) -> (bool, bool, Report) {
+    const LATE: &str = r"\Device\HarddiskVolume7";
+    let cfg = SimConfig {
+        pause_at: Some(vigil_kernel_sim::PausePoint {
+            routine: "FltGetRequestorProcessId",
+            callback: "PreWrite",
+        }),
+        ..config(&[])
+    };
+    let (_sim, mut driver) = load(cfg, image);
+    let service = Service::allowing(&driver);
+    let io = driver.io(requestor(1, 1));
+    let file = io
+        .create(
+            volume(&driver, NTFS),
+            r"\held.txt",
+            FILE_CREATE,
+            0,
+            GENERIC_WRITE,
+        )
+        .expect("create");
+    let observer = driver.observer();
+    let writer = std::thread::spawn(move || {
+        let status = io.write(&file, 0, b"held");
+        io.cleanup(&file);
+        io.close(file);
+        status
+    });
+    assert!(
+        observer.wait_until_paused(Duration::from_secs(10)),
+        "the PreWrite reached the pause point"
+    );
+    let mounter = driver.mounter();
+    let mounting = std::thread::spawn({
+        let observer = observer.clone();
+        move || {
+            // The unload has closed the gate and waits for the held PreWrite.
+            assert!(observer.wait_until_unload_blocked(1, Duration::from_secs(10)));
+            mounter.mount(vigil_kernel_sim::VolumeKind::Ntfs, LATE)
+        }
+    });
+    let outcome = driver.unload(UnloadKind::Optional);
+    let late = mounting.join().expect("mounting");
+    assert!(
+        matches!(outcome, Ok(UnloadOutcome::Refused(_))),
+        "the held callback outlasts the unload's bound: {outcome:?}"
+    );
+    observer.release();
+    assert_eq!(writer.join().expect("writer"), STATUS_SUCCESS);
+    let attached = driver.is_attached(late);
+    let io = driver.io(requestor(2, 2));
+    if let Ok(file) = io.create(late, r"\late.txt", FILE_CREATE, 0, 0) {
+        io.close(file);
+    }
+    let reported = service.wait_for(|log| {
+        log.events
+            .iter()
+            .any(|e| e.path.starts_with(LATE) && e.path.ends_with("late.txt"))
+    });
+    drop(service);
+    let _ = driver.unload(UnloadKind::Mandatory);
+    (attached, reported, driver.finish())
+}
+
+/// Issue 13, defect 3: Filter Manager offers a volume once. A volume mounted while a refused
+/// optional unload keeps the gate closed is attached, and watched once the gate reopens.
+/// `unwatched-volume` (InstanceSetup answering `STATUS_FLT_DO_NOT_ATTACH` while the gate is
+/// closed) leaves it unwatched, every run.
+#[test]
+fn a_volume_mounted_during_a_refused_unload_is_watched() {
+    let (attached, reported, report) = mount_during_a_refused_unload(&image());
+    assert!(
+        attached && reported,
+        "attached {attached}, reported {reported}"
+    );
+    assert!(report.is_clean(), "{}", report.summary());
+    let twin = driver::build(&xtask::Variant::twin(xtask::Twin::UnwatchedVolume));
+    let (attached, reported, _) = mount_during_a_refused_unload(&twin);
+    assert!(
+        !attached && !reported,
+        "twin-unwatched-volume: the late volume was watched"
+    );
+}

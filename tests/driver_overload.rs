@@ -12,6 +12,8 @@ use driver::{
     Event, FILE_CREATE, GENERIC_WRITE, NTFS, STATUS_SUCCESS, Service, assert_clean, config, image,
     load, requestor, volume,
 };
+use std::time::Duration;
+
 use vigil_kernel_sim::{Driver, RegistryValue};
 use vigil_protocol::{Hello, HelloReply, Stats};
 
@@ -203,4 +205,96 @@ fn the_delivery_thread_is_woken_per_batch_only_while_a_service_is_connected() {
     assert_eq!(events.len(), 240);
     drop(service);
     assert_clean(driver);
+}
+
+/// Holds the delivery thread inside `FltSendMessage` (holding the client-port slot's lock
+/// shared), disconnects the service on another thread (the disconnect callback's close queues
+/// for the lock exclusively behind the send), then runs I/O on a third thread. Returns whether
+/// that I/O finished while the send was still held, and the run's report.
+fn io_behind_a_close_queued_behind_a_send(
+    image: &std::path::Path,
+) -> (bool, vigil_kernel_sim::Report) {
+    let cfg = vigil_kernel_sim::SimConfig {
+        pause_at: Some(vigil_kernel_sim::PausePoint {
+            routine: "FltSendMessage",
+            callback: "system thread",
+        }),
+        ..config(&[("BatchSize", RegistryValue::Dword(1))])
+    };
+    let (_sim, mut driver) = load(cfg, image);
+    let service = Service::allowing(&driver);
+    let io = driver.io(requestor(1, 1));
+    let file = io
+        .create(volume(&driver, NTFS), r"\held.txt", FILE_CREATE, 0, 0)
+        .expect("create");
+    io.close(file);
+    let observer = driver.observer();
+    assert!(
+        observer.wait_until_paused(Duration::from_secs(10)),
+        "the delivery thread reached FltSendMessage"
+    );
+    let closer = std::thread::spawn({
+        let port = std::sync::Arc::clone(&service.port);
+        move || port.close()
+    });
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while driver.push_lock_exclusive_waiters() == 0 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the disconnect callback's close never queued for the slot's lock"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let ntfs = volume(&driver, NTFS);
+    let writer = driver.io(requestor(2, 2));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let io_thread = std::thread::spawn({
+        let done = std::sync::Arc::clone(&done);
+        move || {
+            for n in 0..4 {
+                let file = writer
+                    .create(ntfs, &format!(r"\io{n}.txt"), FILE_CREATE, 0, 0)
+                    .expect("create");
+                writer.close(file);
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        }
+    });
+    // Production needs no lock, so it finishes; the twin's I/O thread cannot finish while the
+    // send is held (it waits behind the queued close, which waits for the send), so this bound
+    // only decides how long the twin's run takes.
+    let give_up = std::time::Instant::now() + Duration::from_secs(5);
+    while !done.load(std::sync::atomic::Ordering::Acquire) && std::time::Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let finished_while_held = done.load(std::sync::atomic::Ordering::Acquire);
+    observer.release();
+    io_thread.join().expect("the I/O thread");
+    closer.join().expect("the closer");
+    drop(service);
+    let _ = driver.unload(vigil_kernel_sim::UnloadKind::Mandatory);
+    (finished_while_held, driver.finish())
+}
+
+/// RULES.md 27 (issue 13, defect 2): the I/O path reads the connection state from an atomic,
+/// so it never waits behind a close that waits behind a send (a Windows push lock holds new
+/// shared acquirers behind a queued exclusive waiter; kernel-sim's push locks do the same).
+/// `io-path-push-lock` reads it under the slot's push lock, as the driver once did: its I/O
+/// stalls for as long as the send is held, every run.
+#[test]
+fn the_io_path_never_waits_behind_a_close_queued_behind_a_send() {
+    let (finished, report) = io_behind_a_close_queued_behind_a_send(&image());
+    assert!(
+        finished,
+        "production I/O waited behind the close: {}",
+        report.summary()
+    );
+    assert!(report.is_clean(), "{}", report.summary());
+    let twin = driver::build(&xtask::Variant::twin(xtask::Twin::IoPathPushLock));
+    let (finished, report) = io_behind_a_close_queued_behind_a_send(&twin);
+    assert!(
+        !finished,
+        "twin-io-path-push-lock: its I/O went past a queued close ({})",
+        report.summary()
+    );
 }

@@ -42,7 +42,7 @@ struct Row {
 
 /// Twins whose bug shows as an ordering rather than a kernel-sim violation, each rejected by its
 /// own test: (twin, where).
-const CHECKED_ELSEWHERE: [(Twin, &str); 2] = [
+const CHECKED_ELSEWHERE: [(Twin, &str); 6] = [
     (
         Twin::UnadmittedCallback,
         "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
@@ -50,6 +50,22 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 2] = [
     (
         Twin::PortSecondCopy,
         "tests/driver_lifecycle.rs: a_second_copy_of_the_client_port_is_caught",
+    ),
+    (
+        Twin::VerdictReplyOnStack,
+        "tests/driver_verdicts.rs: the_verdict_reply_is_received_into_pool_not_onto_the_stack",
+    ),
+    (
+        Twin::SuspendableProducer,
+        "tests/driver_suspension.rs: a_producer_suspended_inside_its_reservation_is_caught",
+    ),
+    (
+        Twin::UnwatchedVolume,
+        "tests/driver_lifecycle.rs: a_volume_mounted_during_a_refused_unload_is_watched",
+    ),
+    (
+        Twin::IoPathPushLock,
+        "tests/driver_overload.rs: the_io_path_never_waits_behind_a_close_queued_behind_a_send",
     ),
 ];
 

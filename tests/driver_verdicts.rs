@@ -331,3 +331,44 @@ fn the_services_own_process_is_never_asked() {
     drop(service);
     assert_clean(driver);
 }
+
+/// A denied create, run on `image`; returns the report.
+fn one_denied_create(image: &std::path::Path) -> vigil_kernel_sim::Report {
+    let (_sim, driver) = load(config(&[]), image);
+    let service = Service::connect(&driver, |_| Answer::Reply(Verdict::Deny));
+    directories(&driver);
+    protect(&service, Verdict::Allow, 5_000);
+    let io = driver.io(requestor(PID, TID));
+    let result = io.create(
+        volume(&driver, NTFS),
+        r"\Protected\stack.txt",
+        FILE_CREATE,
+        0,
+        GENERIC_WRITE,
+    );
+    assert_eq!(result.err(), Some(STATUS_ACCESS_DENIED));
+    drop(service);
+    driver.finish()
+}
+
+/// The reply is received into the request's pool slot (defect 5 of issue 13): `FltSendMessage`
+/// waits in user mode, when the kernel stack can be paged out. The production image passes
+/// kernel-sim's reply-buffer check; `verdict-reply-on-stack` (the old stack buffer) fails it on
+/// every verdict.
+#[test]
+fn the_verdict_reply_is_received_into_pool_not_onto_the_stack() {
+    let report = one_denied_create(&image());
+    assert!(report.is_clean(), "{}", report.summary());
+    let twin = driver::build(&xtask::Variant::twin(xtask::Twin::VerdictReplyOnStack));
+    let report = one_denied_create(&twin);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.kind == vigil_kernel_sim::ViolationKind::Parameter
+                && v.message.contains("ReplyBuffer")
+                && v.message.contains("kernel stack")),
+        "twin-verdict-reply-on-stack not caught: {}",
+        report.summary()
+    );
+}

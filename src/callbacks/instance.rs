@@ -10,6 +10,7 @@ use vigil_sys::{
 
 use crate::attach::{AttachDecision, decide};
 use crate::entry::{globals_for_teardown, try_access};
+use crate::twins::{self, Twin};
 
 /// `InstanceSetupCallback`.
 ///
@@ -23,8 +24,22 @@ pub unsafe extern "win64" fn instance_setup(
     _device_type: DEVICE_TYPE,
     fs_type: FLT_FILESYSTEM_TYPE,
 ) -> NTSTATUS {
-    let Some(globals) = try_access() else {
-        return STATUS_FLT_DO_NOT_ATTACH;
+    // Filter Manager offers a volume once. While an unload has closed the gate, this setup is
+    // not admitted, but the volume is still attached: if the unload is refused (an optional one
+    // whose wait expired) the instance is watched from the moment the gate reopens, when its
+    // callbacks are admitted again; if it goes on, FltUnregisterFilter waits for this setup and
+    // tears the instance down with the others. The globals are reached as the teardown
+    // callbacks reach them: freed only after FltUnregisterFilter, which waits for this call.
+    // `unwatched-volume` keeps the old answer, STATUS_FLT_DO_NOT_ATTACH, and the volume is
+    // never watched for the rest of the driver's life.
+    let admission = try_access();
+    let globals = match admission.as_deref() {
+        Some(globals) => globals,
+        None if twins::is(Twin::UnwatchedVolume) => return STATUS_FLT_DO_NOT_ATTACH,
+        None => match globals_for_teardown() {
+            Some(globals) => globals,
+            None => return STATUS_FLT_DO_NOT_ATTACH,
+        },
     };
     let attach_network = globals.settings.attach_network.load(Ordering::Relaxed);
     match decide(fs_type, attach_network) {

@@ -8,9 +8,13 @@ use core::ptr::addr_of_mut;
 
 use vigil_core::RawPassiveLock;
 use vigil_sys::{
-    EX_PUSH_LOCK, FltAcquirePushLockExclusive, FltAcquirePushLockShared, FltDeletePushLock,
-    FltInitializePushLock, FltReleasePushLock,
+    EX_PUSH_LOCK, FltAcquirePushLockExclusiveEx, FltAcquirePushLockSharedEx, FltDeletePushLock,
+    FltInitializePushLock, FltReleasePushLockEx,
 };
+
+/// The push-lock routines' `Flags`: none (auto-boost stays as the system sets it), which is what
+/// the WDK's plain-name macros pass.
+const NO_FLAGS: u32 = 0;
 
 /// A FltMgr push lock (shared/exclusive), for IRQL <= APC_LEVEL.
 pub struct PushLock(UnsafeCell<EX_PUSH_LOCK>);
@@ -42,13 +46,13 @@ unsafe impl RawPassiveLock for PushLock {
 
     fn lock_shared(&self) -> PushLockGuard<'_> {
         // SAFETY: an initialized push lock; IRQL <= APC_LEVEL (contract).
-        unsafe { FltAcquirePushLockShared(self.0.get()) };
+        unsafe { FltAcquirePushLockSharedEx(self.0.get(), NO_FLAGS) };
         PushLockGuard(self)
     }
 
     fn lock_exclusive(&self) -> PushLockGuard<'_> {
         // SAFETY: as above.
-        unsafe { FltAcquirePushLockExclusive(self.0.get()) };
+        unsafe { FltAcquirePushLockExclusiveEx(self.0.get(), NO_FLAGS) };
         PushLockGuard(self)
     }
 }
@@ -56,7 +60,7 @@ unsafe impl RawPassiveLock for PushLock {
 impl Drop for PushLockGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: held by this guard (either mode); released once.
-        unsafe { FltReleasePushLock(self.0.0.get()) };
+        unsafe { FltReleasePushLockEx(self.0.0.get(), NO_FLAGS) };
     }
 }
 

@@ -61,6 +61,18 @@ macro_rules! with_catalog {
                 PortOpenToAll = "port-open-to-all",
                 /// A second copy of the client port, closed outside the slot (RULES.md 5).
                 PortSecondCopy = "port-second-copy",
+                /// The verdict reply received into a kernel-stack buffer (the reply-buffer check
+                /// of `FltSendMessage`).
+                VerdictReplyOnStack = "verdict-reply-on-stack",
+                /// The I/O path reads the connection state under the client-port push lock
+                /// (RULES.md 27; the push lock's fairness makes it stall behind a close).
+                IoPathPushLock = "io-path-push-lock",
+                /// InstanceSetup declines a volume mounted while a refused unload keeps the gate
+                /// closed (the volume is never watched; a dedicated lifecycle test).
+                UnwatchedVolume = "unwatched-volume",
+                /// Ring pushes outside a critical region: a suspended producer holds the
+                /// consumer back (`kernel-sim stress --suspend-rate`, a dedicated test).
+                SuspendableProducer = "suspendable-producer",
             }
             /// A benchmark baseline: a test-only build of `vigil.sys` measured beside the real
             /// one in the same run. Never shipped.

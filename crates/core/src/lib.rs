@@ -58,7 +58,7 @@ pub use slot::{
     ClientPortSlot, CloseOutcome, ClosePort, ConnectError, PortHandle, PortStats, SendOutcome,
     SendPort,
 };
-pub use time::{Timeout, WaitOutcome};
+pub use time::{Timeout, WaitOutcome, wait_until_signalled};
 
 /// A value built in place in a fresh heap slot, then pinned (user mode).
 ///

@@ -6,18 +6,32 @@
 //! - sends hold the lock shared while their routine runs; close holds it exclusively, so no send
 //!   ever uses a port being closed, and close returns only after the sends in flight have finished;
 //! - every send is given a finite [`Timeout`] (rule 7), so close never waits without bound;
-//! - a close in progress (a counter raised before close waits for the lock) makes new sends refuse
-//!   at once instead of queueing behind it;
+//! - no send ever waits for the lock behind a writer (RULES.md rule 27; a Windows push lock makes
+//!   a new shared acquirer wait as soon as an exclusive waiter is queued, and a writer can be
+//!   queued behind a send for its whole timeout). A send announces itself (`entering`) and then
+//!   checks `writers`; a writer (connect, close) raises `writers` and then waits until no send
+//!   is between its check and its shared acquire. Both sides read the other's counter with a
+//!   read-modify-write (which always reads the latest value), so either the send sees the writer and refuses at once, or the writer sees the send
+//!   and lets it take the lock first: a verdict never waits longer than its own timeout;
+//! - whether a client is connected is an atomic (`connected`), so the I/O path that asks (the
+//!   batch wake-up rule) takes no lock at all (rule 27);
 //! - each send ends in exactly one [`SendOutcome`], counted in [`PortStats`]; `TimedOut` (NT's
 //!   `STATUS_TIMEOUT`, a success code) is never `Sent`.
 //!
 //! IRQL: `PASSIVE_LEVEL` or `APC_LEVEL` (the push lock; `FltSendMessage` that waits), all methods.
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 use crate::twin::{Guard, keeps};
 use crate::{Platform, RawPassiveLock, Timeout};
 use core::ffi::c_void;
 use core::marker::{PhantomData, PhantomPinned};
+
+/// How long a writer sleeps between looks at the sends about to take the lock (they need only
+/// the few instructions between their check and their acquire).
+const ENTERING_POLL: Timeout = match Timeout::from_millis(1) {
+    Some(timeout) => timeout,
+    None => panic!("1 ms is a valid timeout"),
+};
 
 /// An opaque client port handle (`PFLT_PORT`). The core never dereferences it.
 #[repr(transparent)]
@@ -182,11 +196,16 @@ struct SlotState {
 /// - `state` is read only while `lock` is held (shared or exclusive) and written only while it is
 ///   held exclusively. The routines see `state.port` only through the pointer the slot hands them,
 ///   under the same rule (send routines read, close routines may write).
-/// - `closers` counts `close`/`retire` calls in progress; sends refuse while it is non-zero.
+/// - `writers` counts `connect`/`close`/`retire` calls in progress; sends refuse while it is
+///   non-zero. `entering` counts sends between their check of `writers` and their shared
+///   acquire; a writer takes the lock only once it is zero, so no send queues behind a writer.
+/// - `connected` is `!state.port.is_null()`, written under the lock exclusively, read anywhere.
 pub struct ClientPortSlot<P: Platform> {
     lock: P::PassiveLock,
     state: UnsafeCell<SlotState>,
-    closers: AtomicUsize,
+    writers: AtomicUsize,
+    entering: AtomicUsize,
+    connected: AtomicBool,
     sent: AtomicU64,
     timed_out: AtomicU64,
     disconnected: AtomicU64,
@@ -225,7 +244,11 @@ impl<P: Platform> ClientPortSlot<P> {
         // SAFETY: as above.
         unsafe { core::ptr::write(field_of!(slot.state), state) };
         // SAFETY: as above.
-        unsafe { core::ptr::write(field_of!(slot.closers), AtomicUsize::new(0)) };
+        unsafe { core::ptr::write(field_of!(slot.writers), AtomicUsize::new(0)) };
+        // SAFETY: as above.
+        unsafe { core::ptr::write(field_of!(slot.entering), AtomicUsize::new(0)) };
+        // SAFETY: as above.
+        unsafe { core::ptr::write(field_of!(slot.connected), AtomicBool::new(false)) };
         // SAFETY: as above (each counter is a field of the slot).
         unsafe { core::ptr::write(field_of!(slot.sent), AtomicU64::new(0)) };
         // SAFETY: as above.
@@ -257,10 +280,7 @@ impl<P: Platform> ClientPortSlot<P> {
         if port.is_null() {
             return Err(ConnectError::NullPort);
         }
-        let _exclusive = self.lock.lock_exclusive();
-        self.state.with_mut(|state| {
-            // SAFETY: the lock is held exclusively (invariant), so no other access to `state` exists.
-            let state = unsafe { &mut *state };
+        self.write_locked(|state| {
             if state.retired {
                 Err(ConnectError::Retired)
             } else if !state.port.is_null() {
@@ -270,6 +290,36 @@ impl<P: Platform> ClientPortSlot<P> {
                 Ok(())
             }
         })
+    }
+
+    /// Runs `write` on the state with the lock held exclusively, by the writers' protocol (see
+    /// the module docs): `writers` raised first, then no send left between its check and its
+    /// shared acquire, then the lock. `connected` follows the port when the lock is released.
+    fn write_locked<R>(&self, write: impl FnOnce(&mut SlotState) -> R) -> R {
+        self.writers.fetch_add(1, Ordering::SeqCst);
+        if keeps::<P>(Guard::SlotSendAnnounce) {
+            // Sends that passed their check before `writers` rose: each is about to take the lock
+            // shared (a short step: no writer holds it, since writers wait here too) and is
+            // allowed to, so that none of them queues behind this writer's exclusive request.
+            // Read with a read-modify-write, as the send reads `writers`: RMWs on one location
+            // always read its latest value, which makes this store-then-read pattern (Dekker's)
+            // sound under release/acquire alone, and lets loom check it.
+            while self.entering.fetch_add(0, Ordering::SeqCst) != 0 {
+                P::sleep(ENTERING_POLL);
+            }
+        }
+        let exclusive = keeps::<P>(Guard::SlotCloseExclusive).then(|| self.lock.lock_exclusive());
+        let result = self.state.with_mut(|state| {
+            // SAFETY: the lock is held exclusively (invariant): no other access to `state` exists.
+            let state = unsafe { &mut *state };
+            let result = write(state);
+            self.connected
+                .store(!state.port.is_null(), Ordering::Release);
+            result
+        });
+        drop(exclusive);
+        self.writers.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
     /// Sends through the client port: calls `routine` with the slot's one port variable (lent as
@@ -296,13 +346,22 @@ impl<P: Platform> ClientPortSlot<P> {
     where
         F: FnOnce(SendPort<'_>, Timeout) -> SendOutcome,
     {
-        if self.closers.load(Ordering::Acquire) != 0 {
+        let announce = keeps::<P>(Guard::SlotSendAnnounce);
+        if announce {
+            self.entering.fetch_add(1, Ordering::SeqCst);
+        }
+        // A read-modify-write, not a load: see `write_locked`.
+        if self.writers.fetch_add(0, Ordering::SeqCst) != 0 {
+            if announce {
+                self.entering.fetch_sub(1, Ordering::SeqCst);
+            }
             return SendOutcome::NoClient;
         }
+        // No writer waits for the lock or holds it now (a writer that came after the check
+        // waits for `entering`), so this acquire does not wait behind one.
         let _shared = keeps::<P>(Guard::SlotSendShared).then(|| self.lock.lock_shared());
-        // Re-checked under the lock: a close that began while this send waited for it.
-        if self.closers.load(Ordering::Acquire) != 0 {
-            return SendOutcome::NoClient;
+        if announce {
+            self.entering.fetch_sub(1, Ordering::SeqCst);
         }
         self.state.with(|state| {
             // SAFETY: the lock is held shared (invariant): only reads of `state` can happen now. The
@@ -337,11 +396,7 @@ impl<P: Platform> ClientPortSlot<P> {
     }
 
     fn close_inner<F: FnOnce(ClosePort<'_>)>(&self, routine: F, retire: bool) -> CloseOutcome {
-        self.closers.fetch_add(1, Ordering::AcqRel);
-        let exclusive = keeps::<P>(Guard::SlotCloseExclusive).then(|| self.lock.lock_exclusive());
-        let outcome = self.state.with_mut(|state| {
-            // SAFETY: the lock is held exclusively (invariant): no other access to `state` exists.
-            let state = unsafe { &mut *state };
+        self.write_locked(|state| {
             state.retired |= retire;
             if state.port.is_null() {
                 return CloseOutcome::NotConnected;
@@ -351,14 +406,19 @@ impl<P: Platform> ClientPortSlot<P> {
             });
             state.port = PortHandle::NULL;
             CloseOutcome::Closed
-        });
-        drop(exclusive);
-        self.closers.fetch_sub(1, Ordering::AcqRel);
-        outcome
+        })
     }
 
-    /// Whether a client is connected now (it may change at once).
+    /// Whether a client is connected now (it may change at once). One atomic load, no lock: the
+    /// I/O path asks this (RULES.md rule 27). Any IRQL.
     pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// The same answer, read under the slot's lock held shared: the old, broken way, kept only for
+    /// the driver's `io-path-push-lock` twin. On Windows this acquire waits behind a close
+    /// queued behind a send, for up to the send's timeout (RULES.md rule 27).
+    pub fn is_connected_under_lock(&self) -> bool {
         let _shared = self.lock.lock_shared();
         self.state.with(|state| {
             // SAFETY: the lock is held shared: only reads of `state` can happen now.

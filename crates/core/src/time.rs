@@ -57,9 +57,41 @@ pub enum WaitOutcome {
     TimedOut,
 }
 
+/// Waits, one bounded wait after another, until `wait` reports the object signalled; returns how
+/// many waits it took. For joining a thread (RULES.md rule 2): a timeout, and equally a wait that
+/// failed, says nothing about the thread, which may still be running driver code, so neither
+/// ends the join. IRQL: what `wait` allows (`PASSIVE_LEVEL` for a thread object).
+pub fn wait_until_signalled<E>(mut wait: impl FnMut() -> Result<WaitOutcome, E>) -> u64 {
+    let mut waits = 1;
+    while !matches!(wait(), Ok(WaitOutcome::Signalled)) {
+        waits += 1;
+    }
+    waits
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::Timeout;
+    use super::{Timeout, WaitOutcome, wait_until_signalled};
+
+    #[test]
+    fn a_join_ends_only_when_signalled_not_on_a_timeout_or_an_error() {
+        let script = [
+            Err(()),
+            Ok(WaitOutcome::TimedOut),
+            Err(()),
+            Ok(WaitOutcome::Signalled),
+        ];
+        let mut next = script.iter().copied();
+        let waits = wait_until_signalled(|| next.next().expect("waited past the signal"));
+        assert_eq!(waits, 4);
+        // The old join (until anything but a timeout) stopped at the first error: its twin.
+        let mut next = script.iter().copied();
+        let mut old_waits = 1;
+        while matches!(next.next(), Some(Ok(WaitOutcome::TimedOut))) {
+            old_waits += 1;
+        }
+        assert_eq!(old_waits, 1, "the twin takes the error for an exit");
+    }
 
     #[test]
     fn zero_and_too_long_are_unrepresentable() {

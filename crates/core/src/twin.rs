@@ -17,6 +17,9 @@ pub enum Guard {
     SlotCloseExclusive,
     /// `ClientPortSlot::send` holds the lock shared while the send routine runs.
     SlotSendShared,
+    /// `ClientPortSlot::send` announces itself before it checks for writers, and writers wait
+    /// for announced sends before they take the lock (no send queues behind a writer).
+    SlotSendAnnounce,
     /// A ring producer commits its record with a release store.
     RingCommitRelease,
     /// The ring consumer stops at the first record not yet committed.
@@ -88,6 +91,9 @@ twins! {
     WithoutCloseExclusive => SlotCloseExclusive;
     /// `send` does not take the slot's lock.
     WithoutSendShared => SlotSendShared;
+    /// `send` checks for writers without announcing itself (the old code): a send can queue
+    /// behind a writer that waits for the sends in flight.
+    WithoutSendAnnounce => SlotSendAnnounce;
     /// Producers commit with a relaxed store.
     WithoutCommitRelease => RingCommitRelease;
     /// The consumer reads records that are still being filled.

@@ -3,7 +3,10 @@
 //! `FltCloseClientPort` closes it and nulls the variable. Checked: no send uses a closed or null
 //! port; close returns only after the sends in flight have finished; every send ends in exactly one
 //! outcome and the counters add up, with the client disconnecting while sends are pending.
-//! Twins: close without the exclusive lock; send without the shared lock.
+//! Also checked: no send ever waits for the lock behind a close (RULES.md rule 27; the loom
+//! lock fails a shared acquire that meets a writer, as a Windows push lock would make it wait).
+//! Twins: close without the exclusive lock; send without the shared lock; send without
+//! announcing itself to writers (the old check of `closers` before the lock).
 #![cfg(loom)]
 
 mod common;
@@ -12,7 +15,9 @@ use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::thread;
 use std::ffi::c_void;
 use std::pin::Pin;
-use vigil_core::twin::{Removal, Sound, WithoutCloseExclusive, WithoutSendShared};
+use vigil_core::twin::{
+    Removal, Sound, WithoutCloseExclusive, WithoutSendAnnounce, WithoutSendShared,
+};
 use vigil_core::{ClientPortSlot, CloseOutcome, LoomPlatform, PortHandle, SendOutcome, Timeout};
 
 const TIMEOUT: Timeout = Timeout::from_millis(1).unwrap();
@@ -159,5 +164,15 @@ fn twin_send_without_shared_lock_is_rejected() {
             "null port",
         ],
         || model::<WithoutSendShared>(1),
+    );
+}
+
+#[test]
+fn twin_send_without_announcing_itself_is_rejected() {
+    common::expect_rejected(
+        "send_vs_close/without_send_announce",
+        common::EXHAUSTIVE,
+        &["a shared acquire met a writer"],
+        || model::<WithoutSendAnnounce>(1),
     );
 }

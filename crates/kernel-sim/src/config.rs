@@ -221,6 +221,30 @@ pub struct SimConfig {
     pub thread_exit_latency: Duration,
     /// Synthetic volumes and I/O options.
     pub io: IoConfig,
+    /// Suspend I/O threads as `SuspendThread` does (see [`SuspendPlan`]). None by default.
+    pub suspend: Option<SuspendPlan>,
+}
+
+/// Thread suspension as `SuspendThread` does it: a normal kernel APC queued to the thread, which
+/// runs (and blocks the thread) as soon as normal kernel APCs are enabled for it, that is at
+/// `PASSIVE_LEVEL` outside a critical region
+/// (<https://learn.microsoft.com/windows-hardware/drivers/kernel/types-of-apcs>,
+/// <https://learn.microsoft.com/windows-hardware/drivers/kernel/critical-regions-and-guarded-regions>).
+/// kernel-sim delivers it at emulated routine boundaries (each call's entry and exit) of the
+/// threads a test marks as application threads (`mark_application_thread`), inside a filter
+/// callback (where a suspension can hold driver state).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SuspendPlan {
+    /// Probability (0..=1) that an eligible boundary suspends the thread.
+    pub rate: f64,
+    /// Seed of the draws.
+    pub seed: u64,
+    /// A suspension that is resumed lasts a random time below this.
+    pub max_delay: Duration,
+    /// Probability (0..=1) that a suspension is never resumed by its "application": the thread
+    /// stays suspended until the harness resumes every thread at the end of the cycle (as a
+    /// terminated process's threads finally are).
+    pub never_share: f64,
 }
 
 impl Default for SimConfig {
@@ -242,6 +266,7 @@ impl Default for SimConfig {
             thread_exit_timeout: Duration::from_secs(5),
             thread_exit_latency: Duration::ZERO,
             io: IoConfig::default(),
+            suspend: None,
         }
     }
 }

@@ -150,8 +150,8 @@ mod sim;
 mod world;
 
 pub use config::{
-    IoConfig, PausePoint, PoolKind, Registry, RegistryKey, RegistryValue, SimConfig, UnloadKind,
-    VolumeKind, WindowsBuild,
+    IoConfig, PausePoint, PoolKind, Registry, RegistryKey, RegistryValue, SimConfig, SuspendPlan,
+    UnloadKind, VolumeKind, WindowsBuild,
 };
 pub use faults::{FaultPlan, RandomFailures};
 pub use fltmgr::instances::VolumeId;
@@ -167,7 +167,7 @@ pub use machine::switch::STACK_POISON;
 pub use report::{IoStats, Report, Violation, ViolationKind, status_name};
 pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
 pub use sim::exports::emulated;
-pub use sim::{Driver, Sim, UnloadError, UnloadOutcome};
+pub use sim::{Driver, Mounter, Sim, UnloadError, UnloadOutcome};
 pub use sweep::{SweepReport, SweepRun, sweep};
 pub use world::client::{
     CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,

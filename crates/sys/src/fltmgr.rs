@@ -110,10 +110,15 @@ unsafe extern "win64" {
     pub fn FltInitializePushLock(PushLock: *mut EX_PUSH_LOCK);
     /// `FltDeletePushLock`: IRQL <= APC_LEVEL.
     pub fn FltDeletePushLock(PushLock: *mut EX_PUSH_LOCK);
-    /// `FltAcquirePushLockExclusive`: IRQL <= APC_LEVEL; enters a critical region itself.
-    pub fn FltAcquirePushLockExclusive(PushLock: *mut EX_PUSH_LOCK);
-    /// `FltAcquirePushLockShared`: IRQL <= APC_LEVEL; enters a critical region itself.
-    pub fn FltAcquirePushLockShared(PushLock: *mut EX_PUSH_LOCK);
-    /// `FltReleasePushLock`: IRQL <= APC_LEVEL; leaves the critical region.
-    pub fn FltReleasePushLock(PushLock: *mut EX_PUSH_LOCK);
+    // The `...Ex` routines, not the plain names: current WDK headers define
+    // FltAcquirePushLockExclusive/Shared and FltReleasePushLock as macros over these (their
+    // reference pages call them macros), so a driver built with the WDK imports these, as
+    // Windows' own minifilters do; the plain names stay exported for drivers built with old
+    // WDKs, but a driver that imports them depends on that compatibility export.
+    /// `FltAcquirePushLockExclusiveEx`: IRQL <= APC_LEVEL; enters a critical region itself.
+    pub fn FltAcquirePushLockExclusiveEx(PushLock: *mut EX_PUSH_LOCK, Flags: u32);
+    /// `FltAcquirePushLockSharedEx`: IRQL <= APC_LEVEL; enters a critical region itself.
+    pub fn FltAcquirePushLockSharedEx(PushLock: *mut EX_PUSH_LOCK, Flags: u32);
+    /// `FltReleasePushLockEx`: IRQL <= APC_LEVEL; leaves the critical region.
+    pub fn FltReleasePushLockEx(PushLock: *mut EX_PUSH_LOCK, Flags: u32);
 }

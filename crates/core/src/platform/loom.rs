@@ -3,7 +3,7 @@
 //! `LoomPlatform<R>` with `R` other than `Sound` is a broken twin (see `twin`).
 
 use crate::sync::model::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, yield_now};
-use crate::sync::{AtomicBool, Ordering};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 use crate::twin::{Guard, Removal, Sound};
 use crate::{Platform, RawDispatchLock, RawEvent, RawPassiveLock, Timeout, WaitOutcome};
 use core::marker::PhantomData;
@@ -77,25 +77,60 @@ unsafe impl RawDispatchLock for LoomLock {
     }
 }
 
-/// loom's rwlock.
+/// loom's rwlock, with the one property of a Windows push lock that loom's lacks made checkable:
+/// a new shared acquirer waits as soon as an exclusive acquirer is queued (fairness,
+/// <https://learn.microsoft.com/windows-hardware/drivers/kernel/push-locks>). The slot promises
+/// that no shared acquire ever meets a writer (waiting or holding: RULES.md rule 27, a send never
+/// waits behind a close), so a shared acquire that does is a failed model.
 #[derive(Debug)]
-pub struct LoomSharedLock(RwLock<()>);
+pub struct LoomSharedLock {
+    lock: RwLock<()>,
+    /// Exclusive acquirers waiting or holding.
+    writers: AtomicUsize,
+}
 
-// SAFETY: loom's rwlock models shared/exclusive exclusion with release/acquire between holders.
+/// An exclusive hold; counts its writer until dropped.
+#[derive(Debug)]
+pub struct LoomExclusiveGuard<'a> {
+    _guard: RwLockWriteGuard<'a, ()>,
+    writers: &'a AtomicUsize,
+}
+
+impl Drop for LoomExclusiveGuard<'_> {
+    fn drop(&mut self) {
+        self.writers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+// SAFETY: loom's rwlock models shared/exclusive exclusion with release/acquire between holders;
+// the writer count only adds a check.
 unsafe impl RawPassiveLock for LoomSharedLock {
     type SharedGuard<'a> = RwLockReadGuard<'a, ()>;
-    type ExclusiveGuard<'a> = RwLockWriteGuard<'a, ()>;
+    type ExclusiveGuard<'a> = LoomExclusiveGuard<'a>;
 
     unsafe fn init(slot: *mut Self) {
+        let lock = LoomSharedLock {
+            lock: RwLock::new(()),
+            writers: AtomicUsize::new(0),
+        };
         // SAFETY: the caller gives a writable, aligned slot.
-        unsafe { slot.write(LoomSharedLock(RwLock::new(()))) };
+        unsafe { slot.write(lock) };
     }
 
     fn lock_shared(&self) -> RwLockReadGuard<'_, ()> {
-        self.0.read().expect("loom rwlock never poisons")
+        assert_eq!(
+            self.writers.load(Ordering::SeqCst),
+            0,
+            "a shared acquire met a writer: on Windows it waits behind it (push-lock fairness)"
+        );
+        self.lock.read().expect("loom rwlock never poisons")
     }
 
-    fn lock_exclusive(&self) -> RwLockWriteGuard<'_, ()> {
-        self.0.write().expect("loom rwlock never poisons")
+    fn lock_exclusive(&self) -> LoomExclusiveGuard<'_> {
+        self.writers.fetch_add(1, Ordering::SeqCst);
+        LoomExclusiveGuard {
+            _guard: self.lock.write().expect("loom rwlock never poisons"),
+            writers: &self.writers,
+        }
     }
 }

@@ -124,9 +124,9 @@ pub unsafe trait RawPassiveLock: Send + Sync {
     /// # Safety
     /// As [`RawEvent::init`].
     unsafe fn init(slot: *mut Self);
-    /// Acquires the lock shared (kernel: `FltAcquirePushLockShared`, which also enters a critical
+    /// Acquires the lock shared (kernel: `FltAcquirePushLockSharedEx`, which also enters a critical
     /// region).
     fn lock_shared(&self) -> Self::SharedGuard<'_>;
-    /// Acquires the lock exclusively (kernel: `FltAcquirePushLockExclusive`).
+    /// Acquires the lock exclusively (kernel: `FltAcquirePushLockExclusiveEx`).
     fn lock_exclusive(&self) -> Self::ExclusiveGuard<'_>;
 }

@@ -4,6 +4,8 @@
 //!   [--random-failures RATE --seed S] [--json FILE]`: load/unload cycles with volumes, I/O
 //!   from T threads, a port client (messages, commands, churn, vanishing with sends pending),
 //!   mandatory and optional unloads and unload races (see `vigil_kernel_sim::scenario`).
+//!   `--suspend-rate R` suspends I/O threads at routine boundaries (probability R) as
+//!   `SuspendThread` does and checks delivery past them.
 //! * `kernel-sim soak --image PATH [--cycles 10000]`: `stress` with defaults for a long run.
 //!   Both take `--inf INF --windows-build N` too: each cycle then loads the driver installed
 //!   from the INF, through the same load and unload as `load-unload` and `fltmc`.
@@ -34,8 +36,8 @@ use serde::Serialize;
 use vigil_kernel_sim::fltmc::Fltmc;
 use vigil_kernel_sim::scenario::{self, CycleProgress, ScenarioConfig, UnloadPlan};
 use vigil_kernel_sim::{
-    PoolKind, RandomFailures, Report, Sim, SimConfig, UnloadKind, VolumeKind, WindowsBuild, inf,
-    status_name, sweep,
+    PoolKind, RandomFailures, Report, Sim, SimConfig, SuspendPlan, UnloadKind, VolumeKind,
+    WindowsBuild, inf, status_name, sweep,
 };
 use vigil_sys::NT_SUCCESS;
 
@@ -221,6 +223,14 @@ struct StressArgs {
     /// The driver's server port (default: Vigil's); "none" for no client.
     #[arg(long)]
     port: Option<String>,
+    /// Probability (0..1) that an I/O thread is suspended, as `SuspendThread` does, at an
+    /// emulated routine boundary where a normal kernel APC reaches it (PASSIVE_LEVEL, outside a
+    /// critical region); resumed after a random delay below 50 ms or, one time in four, only
+    /// at the end of its cycle. Each cycle then checks that an unsuspended thread's event is
+    /// delivered while the others stay suspended (client churn is off: --reconnects 0,
+    /// --vanish-every 0). Seeded by --seed.
+    #[arg(long)]
+    suspend_rate: Option<f64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -337,6 +347,16 @@ fn stress(args: &StressArgs, default_cycles: u64) -> ExitCode {
         seed: args.seed,
         per_million: per_million(rate),
     });
+    if let Some(rate) = args.suspend_rate.filter(|rate| *rate > 0.0) {
+        config.base.suspend = Some(SuspendPlan {
+            rate: rate.min(1.0),
+            seed: args.seed,
+            max_delay: Duration::from_millis(50),
+            never_share: 0.25,
+        });
+        config.reconnects = 0;
+        config.vanish_every = 0;
+    }
     let mut last_progress = Instant::now();
     let result = scenario::run_scenario(&args.common.image, &config, |p: &CycleProgress<'_>| {
         if last_progress.elapsed() >= PROGRESS_EVERY {

@@ -58,6 +58,8 @@ pub(crate) struct ContextRecord {
     tag: u32,
     references: i64,
     cleanup: usize,
+    /// Allocated from paged pool (its registration's `PoolType`).
+    paged: bool,
     /// The file object and instance it is set on.
     attached: Option<(usize, usize)>,
     allocated_by: &'static str,
@@ -294,6 +296,7 @@ pub(crate) extern "win64" fn flt_allocate_context(
                 tag: registration.pool_tag,
                 references: 1,
                 cleanup: registration.cleanup,
+                paged,
                 attached: None,
                 allocated_by: callback,
             },
@@ -483,7 +486,10 @@ pub(crate) extern "win64" fn flt_get_stream_handle_context(
     })
 }
 
-/// `FltReleaseContext`: IRQL <= DISPATCH_LEVEL.
+/// `FltReleaseContext`: IRQL <= DISPATCH_LEVEL, and <= APC_LEVEL for a context allocated from
+/// paged pool ("If the context was allocated from paged pool, callers must be running at
+/// IRQL <= APC_LEVEL",
+/// <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreleasecontext>).
 pub(crate) extern "win64" fn flt_release_context(context: PFLT_CONTEXT) {
     emulate(Routine::FltReleaseContext, |k| {
         if context.is_null() {
@@ -493,6 +499,20 @@ pub(crate) extern "win64" fn flt_release_context(context: PFLT_CONTEXT) {
                 "NULL".to_owned(),
             );
             return;
+        }
+        let paged = lock(flt_state(k))
+            .io
+            .contexts
+            .live
+            .get(&(context as usize))
+            .is_some_and(|record| record.paged);
+        let irql = state::current_irql();
+        if paged && irql > APC_LEVEL {
+            k.violation(
+                ViolationKind::Irql,
+                "FltReleaseContext: IRQL <= APC_LEVEL for a paged context",
+                format!("called at {}", crate::kernel::irql_name(irql)),
+            );
         }
         release(k, context as usize, "FltReleaseContext");
     });

@@ -18,25 +18,31 @@ routines! {
     routines {
         FltRegisterFilter => registration::flt_register_filter, AtMost(APC_LEVEL);
         FltStartFiltering => registration::flt_start_filtering, AtMost(APC_LEVEL);
-        FltUnregisterFilter => registration::flt_unregister_filter, AtMost(PASSIVE_LEVEL);
-        FltBuildDefaultSecurityDescriptor => security::flt_build_default_security_descriptor, AtMost(PASSIVE_LEVEL);
-        FltFreeSecurityDescriptor => security::flt_free_security_descriptor, AtMost(PASSIVE_LEVEL);
+        // FltUnregisterFilter, FltBuildDefaultSecurityDescriptor, FltFreeSecurityDescriptor,
+        // FltGetDestinationFileNameInformation: IRQL <= APC_LEVEL, as their pages' IRQL rows say.
+        FltUnregisterFilter => registration::flt_unregister_filter, AtMost(APC_LEVEL);
+        FltBuildDefaultSecurityDescriptor => security::flt_build_default_security_descriptor, AtMost(APC_LEVEL);
+        FltFreeSecurityDescriptor => security::flt_free_security_descriptor, AtMost(APC_LEVEL);
         FltCreateCommunicationPort => ports::flt_create_communication_port, AtMost(PASSIVE_LEVEL);
         FltCloseCommunicationPort => ports::flt_close_communication_port, AtMost(PASSIVE_LEVEL);
         FltCloseClientPort => ports::flt_close_client_port, AtMost(PASSIVE_LEVEL);
         FltSendMessage => ports::flt_send_message, AtMost(APC_LEVEL);
         FltGetFileNameInformation => names::flt_get_file_name_information, AtMost(APC_LEVEL);
-        FltGetDestinationFileNameInformation => names::flt_get_destination_file_name_information, AtMost(PASSIVE_LEVEL);
+        FltGetDestinationFileNameInformation => names::flt_get_destination_file_name_information, AtMost(APC_LEVEL);
         FltReleaseFileNameInformation => names::flt_release_file_name_information, AtMost(APC_LEVEL);
         FltGetRequestorProcessId => files::flt_get_requestor_process_id, AtMost(DISPATCH_LEVEL);
         FltAllocateContext => contexts::flt_allocate_context, AtMost(APC_LEVEL);
         FltSetStreamHandleContext => contexts::flt_set_stream_handle_context, AtMost(APC_LEVEL);
         FltGetStreamHandleContext => contexts::flt_get_stream_handle_context, AtMost(APC_LEVEL);
+        // <= DISPATCH_LEVEL; a paged context's release is checked for <= APC_LEVEL in the handler.
         FltReleaseContext => contexts::flt_release_context, AtMost(DISPATCH_LEVEL);
         FltInitializePushLock => pushlock::flt_initialize_push_lock, AtMost(APC_LEVEL);
         FltDeletePushLock => pushlock::flt_delete_push_lock, AtMost(APC_LEVEL);
         FltAcquirePushLockExclusive => pushlock::flt_acquire_push_lock_exclusive, AtMost(APC_LEVEL);
         FltAcquirePushLockShared => pushlock::flt_acquire_push_lock_shared, AtMost(APC_LEVEL);
         FltReleasePushLock => pushlock::flt_release_push_lock, AtMost(APC_LEVEL);
+        FltAcquirePushLockExclusiveEx => pushlock::flt_acquire_push_lock_exclusive_ex, AtMost(APC_LEVEL);
+        FltAcquirePushLockSharedEx => pushlock::flt_acquire_push_lock_shared_ex, AtMost(APC_LEVEL);
+        FltReleasePushLockEx => pushlock::flt_release_push_lock_ex, AtMost(APC_LEVEL);
     }
 }

@@ -67,6 +67,9 @@ pub(crate) struct IoState {
     /// Callback data of operations in progress -> requestor process id.
     pub in_flight: HashMap<usize, u32>,
     pub names: NameTable,
+    /// Filter Manager's name cache: (file object, name format) pairs whose name was queried
+    /// (see `names`).
+    pub name_cache: std::collections::HashSet<(usize, u32)>,
     pub contexts: ContextTable,
     pub stats: IoStats,
     /// The flags of the unload in progress (`FLTFL_FILTER_UNLOAD_MANDATORY`).

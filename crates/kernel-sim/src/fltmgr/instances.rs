@@ -394,8 +394,23 @@ pub(crate) fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
 
 /// `FltUnregisterFilter`, after its port checks: tears down every instance of `filter` (the
 /// filter is already marked unregistered, so no new operation reaches it), then reports what
-/// the driver still references.
+/// the driver still references. An InstanceSetup already running (a volume mounted while the
+/// filter unloads) is waited for first and its instance torn down with the others: the routine
+/// "tears down all instances" before it returns
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltunregisterfilter>),
+/// so no instance outlives the registration and no setup callback runs after it.
 pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
+    k.wait_until(
+        None,
+        "FltUnregisterFilter (InstanceSetup in progress)",
+        || {
+            !lock(flt_state(k)).io.volumes.iter().any(|v| {
+                v.instance
+                    .as_ref()
+                    .is_some_and(|i| i.filter == filter && i.state == InstanceState::Setup)
+            })
+        },
+    );
     let reason = if lock(flt_state(k)).io.unload_flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0 {
         TEARDOWN_MANDATORY_FILTER_UNLOAD
     } else {

@@ -14,7 +14,17 @@
 //! with the name). Released structures are poisoned and their memory kept for a while, so a
 //! use after release reads garbage and a stale release is recognized.
 //!
-//! Simplifications: there is no name cache (`FLT_FILE_NAME_QUERY_CACHE_ONLY` misses); a
+//! Filter Manager's name cache: a name queried successfully (in a given format) is cached for
+//! its file object until the file object closes or a rename or link changes names. A query
+//! with `FLT_FILE_NAME_QUERY_CACHE_ONLY`, and any query while all APCs are disabled (IRQL
+//! `APC_LEVEL`: `KeAreAllApcsDisabled` is TRUE), is answered from the cache only: a miss is
+//! `STATUS_FLT_NAME_CACHE_MISS` for the former and `STATUS_FLT_INVALID_NAME_REQUEST` for the
+//! latter (`FltGetFileNameInformation`, Remarks:
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilenameinformation>).
+//! A rename or link empties the whole cache (Filter Manager purges the names it affects; the
+//! emulation does not track which those are, so it purges more, never less).
+//!
+//! Simplifications: a
 //! destination name starting with `\` is volume-relative and any other is relative to the
 //! file's directory (the real FltMgr also resolves `\??\` paths and `RootDirectory` handles:
 //! a non-NULL `RootDirectory` is reported as not emulated).
@@ -204,6 +214,16 @@ fn query_failure(k: &Kernel, routine: &str, options: u32, format: u32) -> Option
     None
 }
 
+/// Empties Filter Manager's name cache for `file` (closed), or all of it (`None`: a rename or
+/// link changed names).
+pub(crate) fn purge_name_cache(k: &Kernel, file: Option<usize>) {
+    let cache = &mut lock(flt_state(k)).io.name_cache;
+    match file {
+        Some(file) => cache.retain(|&(cached, _)| cached != file),
+        None => cache.clear(),
+    }
+}
+
 /// `FltGetFileNameInformation`: IRQL <= APC_LEVEL. Failable: `STATUS_INSUFFICIENT_RESOURCES`.
 pub(crate) extern "win64" fn flt_get_file_name_information(
     data: *mut FLT_CALLBACK_DATA,
@@ -252,12 +272,21 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
         if iopb.IrpFlags & IRP_PAGING_IO != 0 {
             return STATUS_FLT_INVALID_NAME_REQUEST;
         }
-        if let Some(status) = query_failure(k, "FltGetFileNameInformation", options, format) {
+        let file = iopb_file(&iopb);
+        let cached = lock(flt_state(k)).io.name_cache.contains(&(file, format));
+        if crate::kernel::apc::all_apcs_disabled() && !cached {
+            // With all APCs disabled only the cache can answer (Remarks, cited above).
+            return STATUS_FLT_INVALID_NAME_REQUEST;
+        }
+        if !(cached && options & 0xF00 == QUERY_CACHE_ONLY)
+            && let Some(status) = query_failure(k, "FltGetFileNameInformation", options, format)
+        {
             return status;
         }
-        let resolved = name_of(k, iopb_file(&iopb), format);
+        let resolved = name_of(k, file, format);
         match resolved {
             Ok((name, device_len)) => {
+                lock(flt_state(k)).io.name_cache.insert((file, format));
                 guest::write(out, hand_out(k, name, device_len, format));
                 STATUS_SUCCESS
             }

@@ -25,6 +25,7 @@ use crate::fltmgr::flt_state;
 use crate::kernel::check::reject;
 use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
+use crate::machine::state;
 use crate::ntoskrnl::status;
 use crate::ntoskrnl::thread::check_kernel_handle;
 use crate::report::ViolationKind;
@@ -52,6 +53,12 @@ pub(crate) extern "win64" fn flt_create_communication_port(
             reject!(k, "ObjectAttributes is required" => STATUS_INVALID_PARAMETER,
                 "ObjectAttributes is NULL");
         };
+        // ObjectAttributes' Attributes flags "must include OBJ_KERNEL_HANDLE"; without it the port
+        // is refused with STATUS_INVALID_PARAMETER (reported by `check_kernel_handle` above)
+        // (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatecommunicationport>).
+        if attrs.Attributes & vigil_sys::OBJ_KERNEL_HANDLE == 0 {
+            return STATUS_INVALID_PARAMETER;
+        }
         let name = match guest::unicode_string(attrs.ObjectName) {
             Some(Ok(name)) if !name.is_empty() => name,
             Some(Err(why)) => {
@@ -435,6 +442,30 @@ enum SendTarget {
     ClosedPort(usize, String),
 }
 
+/// `FltSendMessage`'s wait can end with `STATUS_THREAD_IS_TERMINATING` ("the wait was
+/// interrupted because the thread was terminated by an application or the user",
+/// <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsendmessage>):
+/// it is a user-mode wait, and during a user-mode wait the kernel stack may be paged out
+/// (KeWaitForSingleObject, Remarks: "If the `WaitMode` parameter is `UserMode`, the kernel stack can
+/// be swapped out during the wait",
+/// <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-kewaitforsingleobject>).
+/// The reply is written into `ReplyBuffer` when it arrives, so a reply buffer on the caller's
+/// kernel stack can be written while that stack is not resident; Microsoft's scanner sample
+/// receives its reply into pool. Reported, so that a reply on the stack is never missed.
+fn check_reply_not_on_stack(k: &Kernel, reply: PVOID) {
+    let address = reply as usize;
+    let on_stack = state::with(|s| {
+        s.depth.get() > 0 && (s.stack_low.get()..s.stack_high.get()).contains(&address)
+    });
+    if on_stack {
+        k.violation(
+            ViolationKind::Parameter,
+            "FltSendMessage: a ReplyBuffer that stays resident during the (user-mode) wait",
+            format!("ReplyBuffer {reply:p} is on the calling thread's kernel stack"),
+        );
+    }
+}
+
 /// `FltSendMessage`: IRQL <= APC_LEVEL. Failable: `STATUS_INSUFFICIENT_RESOURCES`.
 ///
 /// Reads the port through `*port_variable` at the call (under the same lock
@@ -474,6 +505,7 @@ pub(crate) extern "win64" fn flt_send_message(
             reject!(k, "ReplyLength is required with a ReplyBuffer" => STATUS_INVALID_PARAMETER,
                 "ReplyBuffer given, ReplyLength NULL");
         }
+        check_reply_not_on_stack(k, reply);
         // Every driver pointer is read before any lock is taken: a wild one faults here,
         // holding nothing (see `machine::guest`).
         let _ = guest::read(port_variable);

@@ -19,6 +19,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,7 @@ use crate::faults::RandomFailures;
 use crate::fltmgr::instances::VolumeId;
 use crate::harness::sweep::{SweepReport, SweepRun};
 use crate::image::LoadError;
+use crate::kernel::lock;
 use crate::report::{Report, Violation};
 use crate::sim::{Driver, Sim, UnloadOutcome};
 use crate::world::client::{ConnectError, ConnectOptions, PortConnection, PortError};
@@ -172,6 +174,9 @@ impl ScenarioConfig {
 
     fn sim_config(&self, cycle: u64) -> SimConfig {
         let mut config = self.base.clone();
+        if let Some(plan) = config.suspend.as_mut() {
+            plan.seed = plan.seed.wrapping_add(cycle);
+        }
         if config.io.volumes.is_empty() {
             config.io.volumes = vec![
                 (VolumeKind::Ntfs, r"\Device\HarddiskVolume1".into()),
@@ -253,6 +258,25 @@ pub struct ScenarioSummary {
     pub leaked_blocks: u64,
     /// See `leaked_blocks`.
     pub leaked_bytes: u64,
+    /// Suspensions of I/O threads (`SimConfig::suspend`), and how many of those were never
+    /// resumed by their "application" (only at the end of their cycle).
+    pub suspensions: u64,
+    /// See `suspensions`.
+    pub suspensions_never_resumed: u64,
+    /// The longest suspension, in microseconds.
+    pub longest_suspension_us: u64,
+    /// Cycles with suspension that checked delivery: once the I/O threads that were not
+    /// suspended for good are done, a marker file is created by an unsuspended thread while the
+    /// others stay suspended; its event must reach the client. (Not in race cycles, whose
+    /// unload tears the driver down under the I/O.)
+    pub delivery_checks: u64,
+    /// Delivery checks whose marker never reached the client (a suspended producer held the
+    /// consumer back, or a loss): the run is not clean.
+    pub markers_missed: u64,
+    /// The longest time from a marker's creation to its delivery, in microseconds: how long
+    /// the suspended producers held the consumer back, at worst, as an unsuspended producer
+    /// sees it (the flush interval included).
+    pub longest_marker_delay_us: u64,
     /// Every violation, with its cycle.
     pub violations: Vec<CycleViolation>,
     /// Wall-clock time of the run.
@@ -262,7 +286,10 @@ pub struct ScenarioSummary {
 impl ScenarioSummary {
     /// No violation and no leak.
     pub fn is_clean(&self) -> bool {
-        self.violations.is_empty() && self.leaked_bytes == 0 && self.leaked_blocks == 0
+        self.violations.is_empty()
+            && self.leaked_bytes == 0
+            && self.leaked_blocks == 0
+            && self.markers_missed == 0
     }
 
     /// Cycles per second.
@@ -302,6 +329,19 @@ impl ScenarioSummary {
             self.leaked_bytes,
             self.violations.len(),
         );
+        if self.suspensions > 0 || self.delivery_checks > 0 {
+            let _ = write!(
+                out,
+                "\n  suspension: {} suspension(s) ({} never resumed), longest {:.1} ms; \
+                 {} delivery check(s), {} marker(s) missed, longest marker delay {:.1} ms",
+                self.suspensions,
+                self.suspensions_never_resumed,
+                millis(self.longest_suspension_us),
+                self.delivery_checks,
+                self.markers_missed,
+                millis(self.longest_marker_delay_us),
+            );
+        }
         for v in &self.violations {
             let _ = write!(out, "\n  cycle {}: {}", v.cycle, v.violation);
         }
@@ -346,6 +386,9 @@ struct Tally {
     commands: AtomicU64,
     command_failures: AtomicU64,
     vanished_with_pending: AtomicU64,
+    /// The marker's UTF-16LE bytes, searched for in every message the client receives; and
+    /// when it was first seen.
+    marker: Mutex<(Vec<u8>, Option<Instant>)>,
 }
 
 impl Tally {
@@ -460,6 +503,7 @@ fn run_cycle(
     let unloaded = AtomicBool::new(false);
     let settled = AtomicBool::new(config.port_name.is_none());
     let mut outcome = None;
+    let finished = AtomicU64::new(0);
     std::thread::scope(|s| {
         let client = config.port_name.as_deref().map(|port| {
             let flags = Flags {
@@ -483,14 +527,21 @@ fn run_cycle(
             .iter()
             .enumerate()
             .map(|(t, ios)| {
-                let (volumes, tally) = (&volumes, &tally);
+                let (volumes, tally, finished) = (&volumes, &tally, &finished);
                 s.spawn(move || {
+                    crate::machine::state::mark_application_thread();
                     for (volume, links) in volumes {
                         workload(ios, *volume, *links, t, config.files_per_thread, tally);
                     }
+                    finished.fetch_add(1, Ordering::AcqRel);
                 })
             })
             .collect();
+        if driver.kernel().config.suspend.is_some() {
+            check_delivery_past_suspended(
+                &driver, &volumes, &finished, config, cycle, &tally, summary,
+            );
+        }
         for handle in handles {
             let _ = handle.join();
         }
@@ -509,7 +560,83 @@ fn run_cycle(
     });
     debug_assert!(outcome.is_some());
     tally.fold(summary);
+    let suspensions = &driver.kernel().suspensions;
+    summary.suspensions += suspensions.count.load(Ordering::Relaxed);
+    summary.suspensions_never_resumed += suspensions.never.load(Ordering::Relaxed);
+    summary.longest_suspension_us = summary
+        .longest_suspension_us
+        .max(suspensions.longest_us.load(Ordering::Relaxed));
     Ok(driver.finish())
+}
+
+/// With suspension: waits until every I/O thread has finished or is suspended for good, then,
+/// with those still suspended, creates a marker file from this (never suspended) thread and
+/// waits for its event to reach the client: a suspended producer must not hold the consumer
+/// back (RULES.md rule 26). Then resumes every suspended thread.
+fn check_delivery_past_suspended(
+    driver: &Driver,
+    volumes: &[(VolumeId, bool)],
+    finished: &AtomicU64,
+    config: &ScenarioConfig,
+    cycle: u64,
+    tally: &Tally,
+    summary: &mut ScenarioSummary,
+) {
+    let suspensions = &driver.kernel().suspensions;
+    let threads = config.threads as u64;
+    while finished.load(Ordering::Acquire) + suspensions.parked() < threads {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // A race cycle's unload runs while DriverEntry does and tears the driver down under the
+    // I/O: no client stays connected to receive a marker, so there is no delivery to check.
+    let raced = driver.kernel().config.race_unload_on_register.is_some();
+    if !raced && let (Some(_), Some(&(volume, _))) = (&config.port_name, volumes.first()) {
+        let name = format!("\\vigil-marker-{cycle}-{}.txt", std::process::id());
+        let pattern: Vec<u8> = name[1..]
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        *lock(&tally.marker) = (pattern, None);
+        let io = driver.io(Requestor {
+            pid: 4242,
+            tid: 4243,
+        });
+        let created = Instant::now();
+        if let Ok(file) = io.create(volume, &name, FILE_CREATE, 0, 0) {
+            io.close(file);
+            summary.delivery_checks += 1;
+            let deadline = created + MARKER_PATIENCE;
+            let seen = loop {
+                if let Some(seen) = lock(&tally.marker).1 {
+                    break Some(seen);
+                }
+                if Instant::now() >= deadline {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            };
+            match seen {
+                Some(seen) => {
+                    let us = u64::try_from(seen.saturating_duration_since(created).as_micros())
+                        .unwrap_or(u64::MAX);
+                    summary.longest_marker_delay_us = summary.longest_marker_delay_us.max(us);
+                }
+                None => summary.markers_missed += 1,
+            }
+        }
+    }
+    suspensions.resume_all();
+}
+
+/// How long a marker may take to reach the client (flush interval and send timeout are
+/// milliseconds in the stress configuration; a producer held back by a suspended one never
+/// arrives).
+const MARKER_PATIENCE: Duration = Duration::from_secs(5);
+
+fn millis(us: u64) -> f64 {
+    #[expect(clippy::cast_precision_loss, reason = "a figure to print")]
+    let ms = us as f64 / 1000.0;
+    ms
 }
 
 /// Unloads as planned; a refused optional unload is followed by a mandatory one.
@@ -741,6 +868,18 @@ impl ClientPlan<'_> {
     ) -> Result<(), PortError> {
         let message = connection.get_message(buf, wait)?;
         Tally::bump(&tally.messages);
+        {
+            let mut marker = lock(&tally.marker);
+            let (pattern, seen) = &mut *marker;
+            if seen.is_none()
+                && !pattern.is_empty()
+                && buf
+                    .get(..message.len)
+                    .is_some_and(|bytes| bytes.windows(pattern.len()).any(|w| w == pattern))
+            {
+                *seen = Some(Instant::now());
+            }
+        }
         tally
             .message_bytes
             .fetch_add(message.len as u64, Ordering::Relaxed);

@@ -10,6 +10,7 @@
 //!   documented IRQL, and runs its body; a panic in kernel-sim's own code becomes an `Internal`
 //!   violation instead of unwinding through driver frames.
 
+pub(crate) mod apc;
 pub(crate) mod check;
 pub(crate) mod counters;
 pub(crate) mod objects;
@@ -162,6 +163,8 @@ pub(crate) struct Kernel {
     /// A call was abandoned: the driver is in the state a bug check would have frozen.
     pub crashed: AtomicBool,
     seh_dispatches: AtomicU64,
+    /// Threads suspended by `SimConfig::suspend` (see `apc`).
+    pub(crate) suspensions: apc::Suspensions,
 }
 
 impl Kernel {
@@ -195,6 +198,7 @@ impl Kernel {
             registry_path,
             crashed: AtomicBool::new(false),
             seh_dispatches: AtomicU64::new(0),
+            suspensions: apc::Suspensions::default(),
         })
     }
 
@@ -659,8 +663,13 @@ pub(crate) fn emulate<R>(
     kernel.count_routine(declared);
     kernel.check_irql(routine, declared.irql());
     pause::Pause::check(kernel, declared);
+    // Routine boundaries are where a queued suspension (a normal kernel APC) is delivered.
+    apc::boundary(kernel);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| body(kernel)));
     state::with(|s| s.routine.set(previous));
+    if result.is_ok() {
+        apc::boundary(kernel);
+    }
     match result {
         Ok(value) => value,
         Err(payload) => {

@@ -117,6 +117,9 @@ pub(crate) struct ThreadState {
     pub system_thread: Cell<bool>,
     /// True on the thread running the filter's unload callback.
     pub unload_thread: Cell<bool>,
+    /// True on a thread that stands for an application's thread (it can be suspended: see
+    /// `SimConfig::suspend`).
+    pub application_thread: Cell<bool>,
     /// Access violations dispatched to a driver `__except` block on this thread.
     pub seh_dispatches: Cell<u64>,
 }
@@ -153,6 +156,7 @@ impl ThreadState {
             thread_id: Cell::new(0),
             system_thread: Cell::new(false),
             unload_thread: Cell::new(false),
+            application_thread: Cell::new(false),
             seh_dispatches: Cell::new(0),
         }
     }
@@ -175,4 +179,10 @@ pub fn current_irql() -> u8 {
 /// Sets the current thread's emulated IRQL (for tests and for the sim's own callers).
 pub fn set_irql(irql: u8) {
     with(|s| s.irql.set(irql));
+}
+
+/// Marks the calling thread as an application's thread: one that `SimConfig::suspend` may
+/// suspend (a test's synthetic I/O workers; never system threads or the unload thread).
+pub fn mark_application_thread() {
+    with(|s| s.application_thread.set(true));
 }

@@ -29,6 +29,8 @@ routines! {
         KeReleaseSpinLock => sync::ke_release_spin_lock, Exactly(DISPATCH_LEVEL);
         KeEnterCriticalRegion => sync::ke_enter_critical_region, AtMost(APC_LEVEL);
         KeLeaveCriticalRegion => sync::ke_leave_critical_region, AtMost(APC_LEVEL);
+        KeAreAllApcsDisabled => sync::ke_are_all_apcs_disabled, Any;
+        KeAreApcsDisabled => sync::ke_are_apcs_disabled, Any;
         KeBugCheckEx => misc::ke_bug_check_ex, Any;
         PsCreateSystemThread => thread::ps_create_system_thread, AtMost(PASSIVE_LEVEL);
         PsTerminateSystemThread => thread::ps_terminate_system_thread, AtMost(PASSIVE_LEVEL);
@@ -40,8 +42,9 @@ routines! {
         ZwWaitForSingleObject => thread::zw_wait_for_single_object, AtMost(PASSIVE_LEVEL);
         ZwOpenKey => registry::zw_open_key, AtMost(PASSIVE_LEVEL);
         ZwQueryValueKey => registry::zw_query_value_key, AtMost(PASSIVE_LEVEL);
-        IoCreateDevice => io::io_create_device, AtMost(PASSIVE_LEVEL);
-        IoDeleteDevice => io::io_delete_device, AtMost(PASSIVE_LEVEL);
+        // IoCreateDevice, IoDeleteDevice: IRQL <= APC_LEVEL (their reference pages' IRQL rows).
+        IoCreateDevice => io::io_create_device, AtMost(APC_LEVEL);
+        IoDeleteDevice => io::io_delete_device, AtMost(APC_LEVEL);
         memcpy => rtl::memcpy, Any;
         memmove => rtl::memmove, Any;
         memset => rtl::memset, Any;

@@ -32,6 +32,16 @@ const KNOWN_FLAGS: POOL_FLAGS = POOL_FLAG_USE_QUOTA
 pub(crate) extern "win64" fn ex_allocate_pool2(flags: POOL_FLAGS, size: usize, tag: u32) -> PVOID {
     emulate(Routine::ExAllocatePool2, |k| {
         let irql = state::current_irql();
+        // Return value: NULL when "Tag is set to 0" (a zero tag is invalid)
+        // (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exallocatepool2>).
+        if tag == 0 {
+            k.violation(
+                ViolationKind::Parameter,
+                "ExAllocatePool2: a non-zero Tag",
+                format!("Tag 0 (flags {flags:#x}, {size} bytes): the allocation fails"),
+            );
+            return std::ptr::null_mut();
+        }
         if flags & POOL_FLAG_RAISE_ON_FAILURE != 0 {
             k.violation(
                 ViolationKind::PoolFlags,

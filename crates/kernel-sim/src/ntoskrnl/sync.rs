@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use vigil_sys::{DISPATCH_LEVEL, KIRQL, KSPIN_LOCK};
+use vigil_sys::{BOOLEAN, DISPATCH_LEVEL, KIRQL, KSPIN_LOCK};
 
 use crate::kernel::{allocate_thread_id, emulate, irql_name};
 use crate::machine::guest;
@@ -115,6 +115,25 @@ pub(crate) extern "win64" fn ke_enter_critical_region() {
     emulate(Routine::KeEnterCriticalRegion, |_| {
         state::with(|s| s.critical_regions.set(s.critical_regions.get() + 1));
     });
+}
+
+/// `KeAreAllApcsDisabled`: any IRQL. TRUE inside a guarded region or at IRQL >= APC_LEVEL,
+/// "which disables all APC delivery"
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-keareallapcsdisabled>).
+/// kernel-sim emulates no guarded region (the driver imports none), so it is the IRQL.
+pub(crate) extern "win64" fn ke_are_all_apcs_disabled() -> BOOLEAN {
+    emulate(Routine::KeAreAllApcsDisabled, |_| {
+        BOOLEAN::from(crate::kernel::apc::all_apcs_disabled())
+    })
+}
+
+/// `KeAreApcsDisabled`: any IRQL. TRUE inside a critical or guarded region (normal kernel APCs
+/// disabled) or at IRQL >= APC_LEVEL
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntddk/nf-ntddk-keareapcsdisabled>).
+pub(crate) extern "win64" fn ke_are_apcs_disabled() -> BOOLEAN {
+    emulate(Routine::KeAreApcsDisabled, |_| {
+        BOOLEAN::from(!crate::kernel::apc::normal_kernel_apcs_enabled())
+    })
 }
 
 /// `KeLeaveCriticalRegion`: IRQL <= APC_LEVEL.

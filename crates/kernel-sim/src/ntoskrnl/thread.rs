@@ -104,10 +104,14 @@ pub(crate) extern "win64" fn ps_create_system_thread(
         let spawned = std::thread::Builder::new()
             .name(format!("kernel-sim system thread {id:#x}"))
             .spawn(move || {
+                // "The newly created system thread runs at PASSIVE_LEVEL inside a critical
+                // region with normal kernel APCs disabled" (PsCreateSystemThread, Remarks:
+                // <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-pscreatesystemthread>).
                 state::with(|s| {
                     s.thread_id.set(runner.id);
                     s.process_id.set(SYSTEM_PROCESS_ID);
                     s.system_thread.set(true);
+                    s.critical_regions.set(1);
                 });
                 // SAFETY: the driver gave this start routine (a KSTART_ROUTINE) to
                 // PsCreateSystemThread; the image stays mapped while the kernel waits for its

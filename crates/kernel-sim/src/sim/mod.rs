@@ -7,6 +7,8 @@ mod io;
 mod verifier_tests;
 mod volumes;
 
+pub use volumes::Mounter;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -180,6 +182,13 @@ impl Driver {
     /// so far (while this `Driver` is busy unloading, say).
     pub fn observer(&self) -> crate::kernel::pause::Observer {
         crate::kernel::pause::Observer::new(Arc::clone(&self.kernel))
+    }
+
+    /// Threads now waiting for exclusive access to one of the driver's push locks (a test
+    /// waits for a writer to queue before it checks what the writer holds back; see
+    /// `fltmgr::pushlock` for the fairness rule).
+    pub fn push_lock_exclusive_waiters(&self) -> usize {
+        crate::fltmgr::pushlock::all_exclusive_waiters(&self.kernel)
     }
 
     fn run_driver_entry(&mut self) {

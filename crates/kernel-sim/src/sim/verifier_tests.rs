@@ -639,3 +639,222 @@ fn a_held_call_goes_on_when_released_and_is_reported_if_never_released() {
         v[0].message
     );
 }
+
+/// Polls `condition` for up to ten seconds (a test's own deadline for another thread's step).
+fn eventually(condition: impl Fn() -> bool) -> bool {
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < give_up {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
+#[test]
+fn a_queued_exclusive_waiter_holds_back_new_shared_acquirers() {
+    use crate::fltmgr::pushlock;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let k = kernel();
+    let push_lock: &'static mut vigil_sys::EX_PUSH_LOCK = Box::leak(Box::new(0));
+    let address = std::ptr::from_mut(push_lock) as usize;
+    let at = move || address as *mut vigil_sys::EX_PUSH_LOCK;
+    k.call_driver("test", Some(0), || pushlock::flt_initialize_push_lock(at()))
+        .expect("returned");
+    // The first reader holds the lock until told to let go (a send in flight).
+    let let_go = Arc::new(AtomicBool::new(false));
+    let order = Arc::new(AtomicUsize::new(0));
+    let (writer_turn, reader_turn) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let first_reader = std::thread::spawn({
+        let (k, let_go) = (Arc::clone(&k), Arc::clone(&let_go));
+        move || {
+            k.call_driver("first reader", Some(0), || {
+                pushlock::flt_acquire_push_lock_shared(at());
+                while !let_go.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                pushlock::flt_release_push_lock(at());
+            })
+        }
+    });
+    assert!(eventually(|| !first_reader.is_finished()));
+    std::thread::sleep(Duration::from_millis(20));
+    let writer = std::thread::spawn({
+        let (k, order, turn) = (Arc::clone(&k), Arc::clone(&order), Arc::clone(&writer_turn));
+        move || {
+            k.call_driver("writer", Some(0), || {
+                pushlock::flt_acquire_push_lock_exclusive(at());
+                turn.store(order.fetch_add(1, Ordering::AcqRel) + 1, Ordering::Release);
+                pushlock::flt_release_push_lock(at());
+            })
+        }
+    });
+    assert!(eventually(|| pushlock::exclusive_waiters(&k, address) == 1));
+    let late_reader = std::thread::spawn({
+        let (k, order, turn) = (Arc::clone(&k), Arc::clone(&order), Arc::clone(&reader_turn));
+        move || {
+            k.call_driver("late reader", Some(0), || {
+                pushlock::flt_acquire_push_lock_shared(at());
+                turn.store(order.fetch_add(1, Ordering::AcqRel) + 1, Ordering::Release);
+                pushlock::flt_release_push_lock(at());
+            })
+        }
+    });
+    // The late reader is not let past the queued writer while the first reader holds on.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        reader_turn.load(Ordering::Acquire),
+        0,
+        "a shared acquirer went past a queued exclusive waiter"
+    );
+    let_go.store(true, Ordering::Release);
+    for thread in [first_reader, writer, late_reader] {
+        thread.join().unwrap().expect("returned");
+    }
+    assert_eq!(
+        (
+            writer_turn.load(Ordering::Acquire),
+            reader_turn.load(Ordering::Acquire)
+        ),
+        (1, 2),
+        "the writer first, then the late reader"
+    );
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
+#[test]
+fn recursive_push_lock_acquires_are_reported_as_documented() {
+    use crate::fltmgr::pushlock;
+    // Shared again while holding it shared, with no writer waiting: granted (documented).
+    let k = kernel();
+    let mut push_lock: vigil_sys::EX_PUSH_LOCK = 0;
+    let at = &raw mut push_lock;
+    k.call_driver("test", Some(0), || {
+        pushlock::flt_initialize_push_lock(at);
+        pushlock::flt_acquire_push_lock_shared(at);
+        pushlock::flt_acquire_push_lock_shared(at);
+        pushlock::flt_release_push_lock(at);
+        pushlock::flt_release_push_lock(at);
+        pushlock::flt_delete_push_lock(at);
+    })
+    .expect("returned");
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+    // Exclusive while holding it shared: the thread hangs on Windows, a deadlock here.
+    for second_exclusive in [true, false] {
+        let k = kernel();
+        let outcome = k.call_driver("test", Some(0), || {
+            pushlock::flt_initialize_push_lock(at);
+            pushlock::flt_acquire_push_lock_exclusive(at);
+            if second_exclusive {
+                pushlock::flt_acquire_push_lock_exclusive(at);
+            } else {
+                pushlock::flt_acquire_push_lock_shared(at);
+            }
+        });
+        assert!(outcome.is_none(), "the deadlock abandons the call");
+        assert_eq!(kinds(&k), [ViolationKind::Deadlock]);
+    }
+}
+
+#[test]
+fn suspension_reaches_an_application_thread_only_where_normal_kernel_apcs_are_enabled() {
+    use std::sync::atomic::Ordering;
+    let k = kernel_with(SimConfig {
+        hang_timeout: Duration::from_secs(2),
+        suspend: Some(crate::config::SuspendPlan {
+            rate: 1.0,
+            seed: 7,
+            max_delay: Duration::from_millis(1),
+            never_share: 0.0,
+        }),
+        ..SimConfig::default()
+    });
+    let count = || k.suspensions.count.load(Ordering::Relaxed);
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| {
+            state::mark_application_thread();
+            k.call_driver("PreCreate", Some(0), || {
+                // Inside a critical region (and at its entry and exit boundaries while in it):
+                // no normal kernel APC, no suspension, and all APCs are not disabled either.
+                sync::ke_enter_critical_region();
+                let inside = count();
+                assert_eq!(sync::ke_are_apcs_disabled(), 1);
+                assert_eq!(sync::ke_are_all_apcs_disabled(), 0);
+                assert_eq!(count(), inside, "suspended inside a critical region");
+                // Leaving it: its exit boundary is at PASSIVE_LEVEL with APCs enabled.
+                sync::ke_leave_critical_region();
+                assert!(count() > inside, "not suspended once APCs are enabled");
+                let mut irql = 0u8;
+                let mut lock = 0usize;
+                irql = sync::ke_acquire_spin_lock_raise_to_dpc(&raw mut lock).max(irql);
+                let raised = count();
+                assert_eq!(sync::ke_are_all_apcs_disabled(), 1);
+                assert_eq!(count(), raised, "suspended at DISPATCH_LEVEL");
+                sync::ke_release_spin_lock(&raw mut lock, irql);
+                assert!(
+                    count() > raised,
+                    "the release's exit boundary is at PASSIVE_LEVEL"
+                );
+            })
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(outcome.is_some());
+    // A thread that is not an application's is never suspended.
+    let before = count();
+    k.call_driver("PreCreate", Some(0), || {
+        let _ = sync::ke_are_apcs_disabled();
+    })
+    .expect("returned");
+    assert_eq!(count(), before);
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
+#[test]
+fn system_threads_start_inside_a_critical_region() {
+    unsafe extern "win64" fn start(context: *mut c_void) {
+        // SAFETY: the test passes a live AtomicU32 that outlives the thread (it waits on it).
+        let seen = unsafe { &*context.cast::<std::sync::atomic::AtomicU32>() };
+        seen.store(
+            u32::from(sync::ke_are_apcs_disabled()),
+            std::sync::atomic::Ordering::Release,
+        );
+    }
+    let k = kernel();
+    let seen = Arc::new(std::sync::atomic::AtomicU32::new(u32::MAX));
+    k.call_driver("test", Some(0), || {
+        let mut handle: vigil_sys::HANDLE = std::ptr::null_mut();
+        let status = thread::ps_create_system_thread(
+            &raw mut handle,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            Some(start),
+            Arc::as_ptr(&seen).cast_mut().cast(),
+        );
+        assert_eq!(status, STATUS_SUCCESS);
+        let mut timeout = -50_000_000i64;
+        let _ = thread::zw_wait_for_single_object(handle, 0, &raw mut timeout);
+        let _ = thread::zw_close(handle);
+    })
+    .expect("returned");
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::Acquire),
+        1,
+        "normal kernel APCs are disabled as the thread starts"
+    );
+}
+
+#[test]
+fn a_zero_pool_tag_fails_the_allocation() {
+    let k = kernel();
+    k.call_driver("test", Some(0), || {
+        let block = pool::ex_allocate_pool2(POOL_FLAG_NON_PAGED, 16, 0);
+        assert!(block.is_null(), "ExAllocatePool2 returns NULL for Tag 0");
+    })
+    .expect("returned");
+    assert_eq!(kinds(&k), [ViolationKind::Parameter]);
+}

@@ -9,7 +9,28 @@ use crate::sim::Driver;
 use crate::world;
 use crate::world::volumes::fs_of;
 
+/// Mounts volumes from another thread of a test while the [`Driver`] is busy (unloading, say):
+/// see [`Driver::mounter`].
+#[derive(Clone)]
+pub struct Mounter {
+    kernel: std::sync::Arc<crate::kernel::Kernel>,
+}
+
+impl Mounter {
+    /// As [`Driver::mount`].
+    pub fn mount(&self, kind: VolumeKind, device_name: &str) -> VolumeId {
+        world::volumes::mount(&self.kernel, kind, device_name)
+    }
+}
+
 impl Driver {
+    /// A handle that mounts volumes from another thread (see [`Mounter`]).
+    pub fn mounter(&self) -> Mounter {
+        Mounter {
+            kernel: std::sync::Arc::clone(self.kernel()),
+        }
+    }
+
     /// Mounts a synthetic volume of `kind` named `device_name` (`\Device\HarddiskVolume1`,
     /// `\Device\Mup`, `\Device\NamedPipe`...). If the filter has started, it is offered the
     /// volume at once (InstanceSetup with `AUTOMATIC_ATTACHMENT | NEWLY_MOUNTED_VOLUME`);

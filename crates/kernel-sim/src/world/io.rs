@@ -674,6 +674,7 @@ impl Io {
     /// references it holds on its contexts first.
     fn discard(&self, file_object: usize) {
         crate::fltmgr::contexts::release_file_contexts(&self.kernel, file_object);
+        crate::fltmgr::names::purge_name_cache(&self.kernel, Some(file_object));
         let record = lock(flt_state(&self.kernel)).io.files.remove(&file_object);
         drop(record);
     }
@@ -783,6 +784,16 @@ impl Io {
             Ok(h) => h,
             Err(status) => return status,
         };
+        if [
+            FileRenameInformation,
+            FileRenameInformationEx,
+            FileLinkInformation,
+            FileLinkInformationEx,
+        ]
+        .contains(&class)
+        {
+            crate::fltmgr::names::purge_name_cache(&self.kernel, None);
+        }
         let buffer = GuestAlloc::zeroed(info.len());
         guest::write_bytes(buffer.as_ptr(), info);
         let parameters = FLT_PARAMETERS {

@@ -1007,3 +1007,58 @@ fn a_filter_without_an_unload_callback_cannot_be_unloaded() {
     );
     unregister(&k, filter);
 }
+
+/// With all APCs disabled (APC_LEVEL) a name comes from Filter Manager's cache or not at all:
+/// `STATUS_FLT_INVALID_NAME_REQUEST` before the file's name was ever queried, the name once a
+/// query at PASSIVE_LEVEL cached it; a rename empties the cache again.
+#[test]
+fn with_all_apcs_disabled_names_come_from_the_cache_only() {
+    let k = kernel(&IoConfig::default());
+    let _filter = start(&k, 0);
+    let query_at = |data, irql: u8| {
+        let previous = crate::machine::state::current_irql();
+        crate::machine::state::set_irql(irql);
+        let result = query_name(data, FLT_FILE_NAME_NORMALIZED);
+        crate::machine::state::set_irql(previous);
+        match result {
+            Ok(info) => {
+                names::flt_release_file_name_information(info);
+                "found".to_owned()
+            }
+            Err(status) => format!("{status:#x}"),
+        }
+    };
+    only_for(vigil_sys::IRP_MJ_WRITE);
+    on_pre(move |data, _, _| {
+        log(format!("apc {}", query_at(data, APC_LEVEL)));
+        log(format!("passive {}", query_at(data, 0)));
+        log(format!("apc again {}", query_at(data, APC_LEVEL)));
+        FLT_PREOP_SUCCESS_NO_CALLBACK
+    });
+    let io = io(&k);
+    let f = io
+        .create(ntfs(&k), r"\cache.txt", 2, 0, 0)
+        .expect("created");
+    assert_eq!(io.write(&f, 0, b"x"), STATUS_SUCCESS);
+    let invalid = format!("{:#x}", names::STATUS_FLT_INVALID_NAME_REQUEST);
+    let first = logged();
+    assert!(
+        first.contains(&format!("apc {invalid}"))
+            && first.contains(&"passive found".to_owned())
+            && first.contains(&"apc again found".to_owned()),
+        "{first:?}"
+    );
+    assert_eq!(io.rename(&f, r"\renamed.txt", false), STATUS_SUCCESS);
+    assert_eq!(io.write(&f, 1, b"y"), STATUS_SUCCESS);
+    let after = logged();
+    assert_eq!(
+        after
+            .iter()
+            .filter(|l| **l == format!("apc {invalid}"))
+            .count(),
+        2,
+        "the rename emptied the cache: {after:?}"
+    );
+    io.close(f);
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
