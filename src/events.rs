@@ -1,5 +1,6 @@
 //! Building one event record and pushing it into the ring. Called from the operation callbacks
-//! at IRQL <= DISPATCH_LEVEL; never allocates, never waits (the ring is lock-free).
+//! at IRQL <= APC_LEVEL (pre callbacks, post-create and synchronized posts; a post at
+//! DISPATCH_LEVEL publishes nothing); never allocates, never waits (the ring is lock-free).
 
 use core::sync::atomic::Ordering;
 

@@ -6,32 +6,27 @@
 //! (RULES.md rule 26). `KeEnterCriticalRegion` does not raise IRQL (rule 6): the thread can still
 //! be preempted, but it is never parked indefinitely by another thread's request.
 
-use vigil_sys::{APC_LEVEL, KeEnterCriticalRegion, KeLeaveCriticalRegion, PASSIVE_LEVEL};
+use vigil_sys::{KeEnterCriticalRegion, KeLeaveCriticalRegion};
 
-use crate::kernel::irql;
-
-/// Normal kernel APCs disabled for the current thread while this lives (a no-op above
-/// PASSIVE_LEVEL, where they are not delivered anyway). Not `Send`: it must end on the thread
-/// that began it.
+/// Normal kernel APCs disabled for the current thread while this lives. IRQL <= APC_LEVEL (the
+/// limit of `KeEnterCriticalRegion`'s reference page; kernel-sim checks it): every event is
+/// published from a pre-operation callback or a post-operation callback that runs at
+/// PASSIVE_LEVEL (post-create, a synchronized post), never at DISPATCH_LEVEL. The IRQL is not
+/// read here: `KeGetCurrentIrql` is a CR8 read, cheap on Windows but a trapped instruction in
+/// kernel-sim, and the callers' IRQL is already known. Not `Send`: it must end on the thread that
+/// began it.
 #[must_use = "APCs are disabled only while the guard lives"]
 pub struct NoSuspension {
-    entered: bool,
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
 impl NoSuspension {
-    /// Disables normal kernel APCs at PASSIVE_LEVEL (`KeEnterCriticalRegion`; IRQL <= APC_LEVEL
-    /// per its reference page). At APC_LEVEL and above normal kernel APCs are already held back,
-    /// and at DISPATCH_LEVEL the routine may not be called: nothing to do.
+    /// Disables normal kernel APCs (`KeEnterCriticalRegion`). IRQL <= APC_LEVEL.
     pub fn begin() -> Self {
-        let entered = irql::current() == PASSIVE_LEVEL;
-        if entered {
-            // SAFETY: IRQL is PASSIVE_LEVEL (<= APC_LEVEL, the routine's limit); paired with the
-            // `KeLeaveCriticalRegion` in `drop`, on the same thread (the guard is not `Send`).
-            unsafe { KeEnterCriticalRegion() };
-        }
+        // SAFETY: IRQL <= APC_LEVEL (the caller's contract above, the routine's limit); paired
+        // with the `KeLeaveCriticalRegion` in `drop`, on the same thread (the guard is not `Send`).
+        unsafe { KeEnterCriticalRegion() };
         Self {
-            entered,
             _not_send: core::marker::PhantomData,
         }
     }
@@ -39,11 +34,8 @@ impl NoSuspension {
 
 impl Drop for NoSuspension {
     fn drop(&mut self) {
-        if self.entered {
-            debug_assert!(irql::current() <= APC_LEVEL);
-            // SAFETY: leaves the region `begin` entered, on the same thread, at the IRQL it was
-            // entered at (the holder does not change IRQL across the guard's life).
-            unsafe { KeLeaveCriticalRegion() };
-        }
+        // SAFETY: leaves the region `begin` entered, on the same thread, at the IRQL it was
+        // entered at (the holder does not change IRQL across the guard's life).
+        unsafe { KeLeaveCriticalRegion() };
     }
 }
