@@ -73,3 +73,36 @@ pub const STATUS_FLT_DO_NOT_ATTACH: NTSTATUS = 0xC01C_000F_u32 as i32;
 pub const STATUS_FLT_DO_NOT_DETACH: NTSTATUS = 0xC01C_0010_u32 as i32;
 /// `STATUS_FLT_NO_WAITER_FOR_REPLY`: `FltReplyMessage` found no sender waiting for the reply.
 pub const STATUS_FLT_NO_WAITER_FOR_REPLY: NTSTATUS = 0xC01C_0020_u32 as i32;
+
+// File-system statuses kernel-sim's synthetic file system answers with (values from `ntstatus.h`).
+/// `STATUS_INVALID_HANDLE`: The handle is not valid.
+pub const STATUS_INVALID_HANDLE: NTSTATUS = 0xC000_0008_u32 as i32;
+/// `STATUS_OBJECT_TYPE_MISMATCH`: The object is not of the type the caller asked for.
+pub const STATUS_OBJECT_TYPE_MISMATCH: NTSTATUS = 0xC000_0024_u32 as i32;
+/// `STATUS_OBJECT_NAME_INVALID`: The name is not a valid name.
+pub const STATUS_OBJECT_NAME_INVALID: NTSTATUS = 0xC000_0033_u32 as i32;
+/// `STATUS_OBJECT_PATH_NOT_FOUND`: A directory on the path does not exist.
+pub const STATUS_OBJECT_PATH_NOT_FOUND: NTSTATUS = 0xC000_003A_u32 as i32;
+/// `STATUS_FILE_IS_A_DIRECTORY`: A file operation on a directory.
+pub const STATUS_FILE_IS_A_DIRECTORY: NTSTATUS = 0xC000_00BA_u32 as i32;
+/// `STATUS_DIRECTORY_NOT_EMPTY`: A directory with entries cannot be deleted.
+pub const STATUS_DIRECTORY_NOT_EMPTY: NTSTATUS = 0xC000_0101_u32 as i32;
+/// `STATUS_NOT_A_DIRECTORY`: A directory operation on a file.
+pub const STATUS_NOT_A_DIRECTORY: NTSTATUS = 0xC000_0103_u32 as i32;
+/// `STATUS_CANNOT_DELETE`: The file cannot be deleted (for example, open without delete sharing).
+pub const STATUS_CANNOT_DELETE: NTSTATUS = 0xC000_0121_u32 as i32;
+/// `STATUS_FILE_CLOSED`: The file object has been closed (cleanup already ran).
+pub const STATUS_FILE_CLOSED: NTSTATUS = 0xC000_0128_u32 as i32;
+/// `STATUS_VOLUME_DISMOUNTED`: The volume is no longer mounted.
+pub const STATUS_VOLUME_DISMOUNTED: NTSTATUS = 0xC000_026E_u32 as i32;
+
+// Filter Manager statuses kernel-sim answers with.
+/// `STATUS_FLT_INVALID_NAME_REQUEST`: A name cannot be queried now (paging I/O, all APCs
+/// disabled without the name in the cache).
+pub const STATUS_FLT_INVALID_NAME_REQUEST: NTSTATUS = 0xC01C_0005_u32 as i32;
+/// `STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND`: No context registration matches the allocation.
+pub const STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND: NTSTATUS = 0xC01C_0016_u32 as i32;
+/// `STATUS_FLT_NAME_CACHE_MISS`: A cache-only name query found nothing in the cache.
+pub const STATUS_FLT_NAME_CACHE_MISS: NTSTATUS = 0xC01C_0018_u32 as i32;
+/// `STATUS_FLT_CONTEXT_ALREADY_LINKED`: The context is already set on an object.
+pub const STATUS_FLT_CONTEXT_ALREADY_LINKED: NTSTATUS = 0xC01C_001C_u32 as i32;

@@ -42,12 +42,7 @@ use crate::report::ViolationKind;
 const NON_PAGED_POOL: POOL_TYPE = 0;
 /// `FLT_VARIABLE_SIZED_CONTEXTS`: a registration that accepts any size.
 const VARIABLE_SIZED: usize = usize::MAX;
-/// `STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND`.
-#[expect(clippy::cast_possible_wrap, reason = "an NTSTATUS bit pattern")]
-const STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND: NTSTATUS = 0xC01C_0016_u32 as i32;
-/// `STATUS_FLT_CONTEXT_ALREADY_LINKED`.
-#[expect(clippy::cast_possible_wrap, reason = "an NTSTATUS bit pattern")]
-const STATUS_FLT_CONTEXT_ALREADY_LINKED: NTSTATUS = 0xC01C_001C_u32 as i32;
+use vigil_sys::{STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND, STATUS_FLT_CONTEXT_ALREADY_LINKED};
 /// How many freed contexts stay recognizable.
 const RETIRED_CONTEXTS: usize = 65_536;
 

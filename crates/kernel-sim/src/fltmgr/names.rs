@@ -50,12 +50,7 @@ use crate::machine::state;
 use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
 
-/// `STATUS_FLT_INVALID_NAME_REQUEST`: a name cannot be queried now (paging I/O, a raised IRQL).
-#[expect(clippy::cast_possible_wrap, reason = "an NTSTATUS bit pattern")]
-pub(crate) const STATUS_FLT_INVALID_NAME_REQUEST: NTSTATUS = 0xC01C_0005_u32 as i32;
-/// `STATUS_FLT_NAME_CACHE_MISS`.
-#[expect(clippy::cast_possible_wrap, reason = "an NTSTATUS bit pattern")]
-pub(crate) const STATUS_FLT_NAME_CACHE_MISS: NTSTATUS = 0xC01C_0018_u32 as i32;
+pub(crate) use vigil_sys::{STATUS_FLT_INVALID_NAME_REQUEST, STATUS_FLT_NAME_CACHE_MISS};
 /// `FLT_FILE_NAME_QUERY_CACHE_ONLY`.
 const QUERY_CACHE_ONLY: u32 = 0x0200;
 /// The query-method bits of `FLT_FILE_NAME_OPTIONS` (`DEFAULT`, `CACHE_ONLY`,

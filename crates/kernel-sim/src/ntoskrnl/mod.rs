@@ -15,38 +15,20 @@ pub(crate) mod rtl;
 pub(crate) mod sync;
 pub(crate) mod thread;
 
-/// NTSTATUS values kernel-sim returns that `vigil-sys` does not declare.
+/// The file-system statuses kernel-sim answers with, by short names; the values are `vigil-sys`'s.
 pub(crate) mod status {
-    #![expect(
-        clippy::cast_possible_wrap,
-        reason = "NTSTATUS values are written as their u32 bit patterns"
-    )]
-    /// `STATUS_INVALID_HANDLE`.
-    pub(crate) const INVALID_HANDLE: i32 = 0xC000_0008_u32 as i32;
-    /// `STATUS_OBJECT_TYPE_MISMATCH`.
-    pub(crate) const OBJECT_TYPE_MISMATCH: i32 = 0xC000_0024_u32 as i32;
-    /// `STATUS_OBJECT_NAME_COLLISION`.
-    pub(crate) const OBJECT_NAME_COLLISION: i32 = 0xC000_0035_u32 as i32;
-    /// `STATUS_INVALID_DEVICE_REQUEST`.
-    pub(crate) const INVALID_DEVICE_REQUEST: i32 = 0xC000_0010_u32 as i32;
-    /// `STATUS_OBJECT_NAME_INVALID`.
-    pub(crate) const OBJECT_NAME_INVALID: i32 = 0xC000_0033_u32 as i32;
-    /// `STATUS_OBJECT_PATH_NOT_FOUND`.
-    pub(crate) const OBJECT_PATH_NOT_FOUND: i32 = 0xC000_003A_u32 as i32;
-    /// `STATUS_DELETE_PENDING`.
-    pub(crate) const DELETE_PENDING: i32 = 0xC000_0056_u32 as i32;
-    /// `STATUS_FILE_IS_A_DIRECTORY`.
-    pub(crate) const FILE_IS_A_DIRECTORY: i32 = 0xC000_00BA_u32 as i32;
-    /// `STATUS_DIRECTORY_NOT_EMPTY`.
-    pub(crate) const DIRECTORY_NOT_EMPTY: i32 = 0xC000_0101_u32 as i32;
-    /// `STATUS_NOT_A_DIRECTORY`.
-    pub(crate) const NOT_A_DIRECTORY: i32 = 0xC000_0103_u32 as i32;
-    /// `STATUS_CANNOT_DELETE`.
-    pub(crate) const CANNOT_DELETE: i32 = 0xC000_0121_u32 as i32;
-    /// `STATUS_FILE_CLOSED`.
-    pub(crate) const FILE_CLOSED: i32 = 0xC000_0128_u32 as i32;
-    /// `STATUS_VOLUME_DISMOUNTED`.
-    pub(crate) const VOLUME_DISMOUNTED: i32 = 0xC000_026E_u32 as i32;
+    pub(crate) use vigil_sys::{
+        STATUS_CANNOT_DELETE as CANNOT_DELETE, STATUS_DELETE_PENDING as DELETE_PENDING,
+        STATUS_DIRECTORY_NOT_EMPTY as DIRECTORY_NOT_EMPTY, STATUS_FILE_CLOSED as FILE_CLOSED,
+        STATUS_FILE_IS_A_DIRECTORY as FILE_IS_A_DIRECTORY,
+        STATUS_INVALID_DEVICE_REQUEST as INVALID_DEVICE_REQUEST,
+        STATUS_INVALID_HANDLE as INVALID_HANDLE, STATUS_NOT_A_DIRECTORY as NOT_A_DIRECTORY,
+        STATUS_OBJECT_NAME_COLLISION as OBJECT_NAME_COLLISION,
+        STATUS_OBJECT_NAME_INVALID as OBJECT_NAME_INVALID,
+        STATUS_OBJECT_PATH_NOT_FOUND as OBJECT_PATH_NOT_FOUND,
+        STATUS_OBJECT_TYPE_MISMATCH as OBJECT_TYPE_MISMATCH,
+        STATUS_VOLUME_DISMOUNTED as VOLUME_DISMOUNTED,
+    };
 }
 
 /// An NTSTATUS as `0x%08X`.
