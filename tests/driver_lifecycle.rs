@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use driver::{
     Answer, FILE_CREATE, GENERIC_WRITE, NTFS, STATUS_SUCCESS, Service, config, image, load, nt,
-    registry_multi, requestor, volume,
+    registry_multi, requestor, send_held_config, volume,
 };
 use vigil_kernel_sim::{
     Driver, FaultPlan, PortConnection, RegistryValue, Report, Sim, SimConfig, UnloadKind,
@@ -466,13 +466,7 @@ fn a_callback_that_drops_its_admission_is_caught() {
 /// connected), unloads on this thread, and records what the unload had done when it blocked;
 /// then releases the send and lets everything finish. Returns that record and the report.
 fn unload_with_a_send_held(image: &std::path::Path) -> (HeldCallbackUnload, Report) {
-    let cfg = SimConfig {
-        pause_at: Some(vigil_kernel_sim::PausePoint {
-            routine: "FltSendMessage",
-            callback: "system thread",
-        }),
-        ..config(&[("BatchSize", RegistryValue::Dword(1))])
-    };
+    let cfg = send_held_config();
     let (_sim, mut driver) = load(cfg, image);
     let service = Service::allowing(&driver);
     let io = driver.io(requestor(1, 1));

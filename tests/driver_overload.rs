@@ -10,7 +10,7 @@ mod driver;
 
 use driver::{
     Event, FILE_CREATE, GENERIC_WRITE, NTFS, STATUS_SUCCESS, Service, assert_clean, config, image,
-    load, requestor, volume,
+    load, requestor, send_held_config, volume,
 };
 use std::time::Duration;
 
@@ -214,13 +214,7 @@ fn the_delivery_thread_is_woken_per_batch_only_while_a_service_is_connected() {
 fn io_behind_a_close_queued_behind_a_send(
     image: &std::path::Path,
 ) -> (bool, vigil_kernel_sim::Report) {
-    let cfg = vigil_kernel_sim::SimConfig {
-        pause_at: Some(vigil_kernel_sim::PausePoint {
-            routine: "FltSendMessage",
-            callback: "system thread",
-        }),
-        ..config(&[("BatchSize", RegistryValue::Dword(1))])
-    };
+    let cfg = send_held_config();
     let (_sim, mut driver) = load(cfg, image);
     let service = Service::allowing(&driver);
     let io = driver.io(requestor(1, 1));

@@ -82,6 +82,18 @@ pub fn config(registry: &[(&str, RegistryValue)]) -> SimConfig {
     }
 }
 
+/// [`config`] with a batch of one event, and the delivery thread held inside its first
+/// `FltSendMessage` until the test releases it through the driver's observer.
+pub fn send_held_config() -> SimConfig {
+    SimConfig {
+        pause_at: Some(vigil_kernel_sim::PausePoint {
+            routine: "FltSendMessage",
+            callback: "system thread",
+        }),
+        ..config(&[("BatchSize", RegistryValue::Dword(1))])
+    }
+}
+
 /// Loads `image` with `config` and asserts DriverEntry succeeded.
 pub fn load(config: SimConfig, image: &std::path::Path) -> (Sim, Driver) {
     let sim = Sim::new(config);

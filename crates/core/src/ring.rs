@@ -313,14 +313,15 @@ impl<P: Platform> EventRing<P> {
             };
             let end = head + (padding + size) as u64;
             if tail > head || end - tail > self.capacity as u64 {
-                // `head` is stale (the consumer is already past it), or the ring looks full:
-                // full only if `head` is still current.
+                // `head` is stale (the consumer is already past it), or the ring looks full. Full
+                // only if `head` is still current: then `tail <= head` as well (`head` never
+                // moves back and the consumer never passes the current head), so a stale `head`
+                // always fails here and is refreshed.
                 match self
                     .head
                     .compare_exchange(head, head, Ordering::Relaxed, Ordering::Relaxed)
                 {
-                    Ok(_) if tail <= head => return None,
-                    Ok(_) => continue,
+                    Ok(_) => return None,
                     Err(current) => head = current,
                 }
                 continue;
