@@ -2,10 +2,13 @@
 //! caught by the kernel-sim check meant for it, and the production image under the same
 //! scenario trips none of them. One table, one build per twin.
 //!
-//! Two scenarios: `Workload` (connect a service, I/O that queries names, writes twice through a
+//! Three scenarios: `Workload` (connect a service, I/O that queries names, writes twice through a
 //! handle and cleans up, take the batch, commands including a bad user pointer, disconnect,
-//! unload) and `UnloadRace` (FilterUnload called the moment `FltRegisterFilter` returns, while
-//! DriverEntry continues, with the same workload after load).
+//! unload), `UnloadRace` (FilterUnload called the moment `FltRegisterFilter` returns, while
+//! DriverEntry continues, with the same workload after load) and `Draining` (a create and a
+//! rename held in the file system after their pre-operation callbacks while the volume is
+//! detached, as `fltmc detach` does, so that FltMgr drains both posts with
+//! `FLTFL_POST_OPERATION_DRAINING`; then unload).
 
 #![cfg(target_os = "linux")]
 
@@ -27,6 +30,7 @@ use xtask::Twin;
 enum Scenario {
     Workload,
     UnloadRace,
+    Draining,
 }
 
 /// One row: the twin, the scenario that exercises its bug, and the violation kind the check
@@ -73,7 +77,7 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 6] = [
 /// varies from run to run).
 const PRODUCTION_RUNS: usize = 100;
 
-const TWINS: [Row; 14] = [
+const TWINS: [Row; 16] = [
     Row {
         twin: Twin::Leak,
         scenario: Scenario::Workload,
@@ -157,6 +161,18 @@ const TWINS: [Row; 14] = [
         text: "RULES.md 18",
     },
     Row {
+        twin: Twin::DrainingIgnored,
+        scenario: Scenario::Draining,
+        kind: ViolationKind::CallbackContract,
+        text: "FLTFL_POST_OPERATION_DRAINING does no normal completion processing",
+    },
+    Row {
+        twin: Twin::DrainingLeaksName,
+        scenario: Scenario::Draining,
+        kind: ViolationKind::ReferenceLeak,
+        text: "every name information reference is released",
+    },
+    Row {
         twin: Twin::NoSeh,
         scenario: Scenario::Workload,
         kind: ViolationKind::Fault,
@@ -235,10 +251,51 @@ fn run_with(image: &Path, scenario: Scenario, checks: Checks) -> Report {
             drop(service);
         }
     }
+    if scenario == Scenario::Draining {
+        drain_on_detach(&driver);
+    }
     if driver.is_loaded() {
         let _ = driver.unload(UnloadKind::Mandatory);
     }
     driver.finish()
+}
+
+/// The `Draining` scenario: a create and a rename stop in the file system after their
+/// pre-operation callbacks (both asked for a post: the open event, the synchronized rename),
+/// the volume is detached meanwhile, and FltMgr drains both posts; then the I/O completes
+/// without the filter. A detach, not an unload: during an unload the driver's gate is already
+/// closed, so a post that ignored the flag would find the gate shut and do nothing; a detach
+/// leaves the driver running, which is where ignoring the flag does harm.
+fn drain_on_detach(driver: &vigil_kernel_sim::Driver) {
+    let ntfs = driver.volume(NTFS).expect("mounted");
+    let renamer = driver.io(requestor(1, 1));
+    let source = renamer
+        .create(ntfs, r"\drain-source.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("create");
+    let creator = driver.io(requestor(2, 2));
+    let hold = driver.hold_file_system();
+    let create = std::thread::spawn(move || {
+        creator
+            .create(ntfs, r"\drain-new.txt", FILE_CREATE, 0, GENERIC_WRITE)
+            .map(|file| creator.close(file))
+            .is_ok()
+    });
+    let rename = std::thread::spawn(move || {
+        let status = renamer.rename(&source, "drain-renamed.txt", false);
+        renamer.close(source);
+        status
+    });
+    assert!(
+        hold.wait_for_awaiting_posts(2, Duration::from_secs(30)),
+        "the create and the rename reach the file system"
+    );
+    assert_eq!(driver.detach(ntfs), Ok(()), "the volume detaches");
+    drop(hold);
+    assert!(
+        create.join().expect("create thread"),
+        "the held create completes"
+    );
+    assert_eq!(rename.join().expect("rename thread"), STATUS_SUCCESS);
 }
 
 fn has(report: &Report, kind: ViolationKind, text: &str) -> bool {
@@ -259,7 +316,7 @@ fn has(report: &Report, kind: ViolationKind, text: &str) -> bool {
 #[test]
 fn every_twin_is_caught_by_its_check_and_production_by_none() {
     let production = driver::image();
-    for scenario in [Scenario::Workload, Scenario::UnloadRace] {
+    for scenario in [Scenario::Workload, Scenario::UnloadRace, Scenario::Draining] {
         for _ in 0..PRODUCTION_RUNS {
             let report = run(&production, scenario);
             assert!(
@@ -267,6 +324,9 @@ fn every_twin_is_caught_by_its_check_and_production_by_none() {
                 "production, {scenario:?}: {}",
                 report.summary()
             );
+            if scenario == Scenario::Draining {
+                assert_eq!(report.io.draining_posts, 2, "both posts drained");
+            }
         }
     }
     let mut table = Vec::new();
@@ -312,7 +372,7 @@ fn every_twin_is_in_the_table_or_checked_elsewhere() {
 #[test]
 fn the_measurement_configuration_catches_every_twin_too() {
     let production = driver::image();
-    for scenario in [Scenario::Workload, Scenario::UnloadRace] {
+    for scenario in [Scenario::Workload, Scenario::UnloadRace, Scenario::Draining] {
         for _ in 0..10 {
             let report = run_with(&production, scenario, Checks::Measurement);
             assert!(

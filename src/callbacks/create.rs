@@ -14,6 +14,7 @@ use crate::filter::name::FileName;
 use crate::filter::operation::Operation;
 use crate::globals::Globals;
 use crate::stats::bump;
+use crate::twins::{self, Twin};
 use crate::verdict::{Question, decide};
 
 /// Pre-create: asks for a verdict when the path is protected; denies with
@@ -91,7 +92,9 @@ pub unsafe extern "win64" fn post_create(
     _completion: PVOID,
     flags: u32,
 ) -> FLT_POSTOP_CALLBACK_STATUS {
-    if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
+    // Draining: the instance is being torn down and the I/O has not completed; `data` is a
+    // copy, and there is nothing to release.
+    if flags & FLTFL_POST_OPERATION_DRAINING != 0 && !twins::is(Twin::DrainingIgnored) {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
     // SAFETY: the callback's own arguments, used only during it.

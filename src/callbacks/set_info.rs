@@ -18,6 +18,7 @@ use crate::filter::name::FileName;
 use crate::filter::operation::Operation;
 use crate::filter::set_information::{LinkTarget, SetInformationRequest as Change};
 use crate::globals::Globals;
+use crate::twins::{self, Twin};
 use crate::verdict::{Question, decide};
 
 /// What a request is reported as.
@@ -133,10 +134,15 @@ pub unsafe extern "win64" fn post_set_information(
     completion: PVOID,
     flags: u32,
 ) -> FLT_POSTOP_CALLBACK_STATUS {
-    // Take the source name back first: it is released on every path below.
+    let draining = flags & FLTFL_POST_OPERATION_DRAINING != 0;
+    if draining && twins::is(Twin::DrainingLeaksName) {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    // Take the source name back first: it is released on every path below, the draining one
+    // included (draining is exactly the call that must release the completion context).
     // SAFETY: `completion` is what pre_set_information stored (or null), taken back once.
     let source = unsafe { FileName::from_raw(completion) };
-    if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
+    if draining && !twins::is(Twin::DrainingIgnored) {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
     // SAFETY: the callback's own arguments, used only during it.

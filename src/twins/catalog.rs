@@ -73,6 +73,14 @@ macro_rules! with_catalog {
                 /// Ring pushes outside a critical region: a suspended producer holds the
                 /// consumer back (`kernel-sim stress --suspend-rate`, a dedicated test).
                 SuspendableProducer = "suspendable-producer",
+                /// The post callbacks ignore `FLTFL_POST_OPERATION_DRAINING` and do their normal
+                /// completion processing on the copy a draining FltMgr passes (the draining
+                /// check).
+                DrainingIgnored = "draining-ignored",
+                /// The set-information post returns on `FLTFL_POST_OPERATION_DRAINING` before it
+                /// takes its completion context back: the source name is never released (the
+                /// name-reference leak check at FltUnregisterFilter).
+                DrainingLeaksName = "draining-leaks-name",
             }
             /// A benchmark baseline: a test-only build of `vigil.sys` measured beside the real
             /// one in the same run. Never shipped.

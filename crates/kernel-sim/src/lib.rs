@@ -92,7 +92,12 @@
 //!   later ones when mounted; InstanceSetup at PASSIVE_LEVEL with the device and file-system
 //!   types, `STATUS_FLT_DO_NOT_ATTACH` honoured, pipes and mailslots only offered with
 //!   `FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS`; [`Driver::detach`] (InstanceQueryTeardown) and
-//!   [`Driver::dismount`] tear down (teardown start, drain, teardown complete).
+//!   [`Driver::dismount`] tear down (teardown start, drain, teardown complete). Draining
+//!   (`fltmgr::draining`) calls the post of every operation that awaits one with
+//!   `FLTFL_POST_OPERATION_DRAINING`, at APC_LEVEL, on a copy of its callback data, and never
+//!   again when the I/O completes; a Filter Manager routine given that copy is reported.
+//!   [`Driver::hold_file_system`] keeps operations in the file system so a test can tear down
+//!   with posts awaited.
 //! * **Synthetic I/O** (`world::io`, `world::fs`): [`Driver::io`] gives an [`Io`] for a
 //!   [`Requestor`] (process and thread id) with create (every disposition, directories,
 //!   delete-on-close), write (paging, APC_LEVEL), rename, hard link, both disposition classes,
@@ -174,4 +179,4 @@ pub use world::client::{
     ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
 };
 pub use world::inf;
-pub use world::io::{FileHandle, Io, Requestor, WriteOptions};
+pub use world::io::{FileHandle, FileSystemHold, Io, Requestor, WriteOptions};

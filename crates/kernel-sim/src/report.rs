@@ -175,6 +175,9 @@ pub struct IoStats {
     pub pre_callbacks: u64,
     /// Post-operation callbacks called.
     pub post_callbacks: u64,
+    /// Post-operation callbacks called with `FLTFL_POST_OPERATION_DRAINING` (an instance torn
+    /// down while the operation was in the file system); not counted in `post_callbacks`.
+    pub draining_posts: u64,
     /// Instances attached (InstanceSetup agreed).
     pub instances_attached: u64,
     /// Instances torn down.

@@ -14,6 +14,7 @@ use rustc_hash::FxHashMap as HashMap;
 use vigil_sys::FLT_CALLBACK_DATA;
 
 use crate::fltmgr::contexts::ContextTable;
+use crate::fltmgr::draining::PostTable;
 use crate::fltmgr::exports::Routine;
 use crate::fltmgr::flt_state;
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId, VolumeRecord};
@@ -66,6 +67,12 @@ pub(crate) struct IoState {
     pub files: HashMap<usize, FileRecord>,
     /// Callback data of operations in progress -> requestor process id.
     pub in_flight: HashMap<usize, u32>,
+    /// Operations awaiting their post-operation callback, and those drained at teardown.
+    pub posts: PostTable,
+    /// Set while a test holds operations in the file system ([`FileSystemHold`]).
+    ///
+    /// [`FileSystemHold`]: crate::world::io::FileSystemHold
+    pub fs_hold: Option<std::sync::Arc<crate::world::io::HoldGate>>,
     pub names: NameTable,
     /// Filter Manager's name cache: (file object, name format) pairs whose name was queried
     /// (see `names`).
@@ -100,6 +107,13 @@ pub(crate) extern "win64" fn flt_get_requestor_process_id(data: *mut FLT_CALLBAC
             .get(&(data as usize))
             .copied();
         pid.unwrap_or_else(|| {
+            if crate::fltmgr::draining::misuse_of_drained_copy(
+                k,
+                "FltGetRequestorProcessId",
+                data as usize,
+            ) {
+                return 0;
+            }
             k.violation(
                 ViolationKind::Parameter,
                 "FltGetRequestorProcessId: the callback data of an operation in progress",

@@ -330,8 +330,10 @@ pub(crate) fn attach_manual(
     }
 }
 
-/// Tears the instance on `volume` down with `reason`: teardown start, drain, teardown complete,
-/// then releases the references file objects hold on the instance's contexts.
+/// Tears the instance on `volume` down with `reason`: teardown start, drain (posts awaited are
+/// called with `FLTFL_POST_OPERATION_DRAINING`, see [`draining`](crate::fltmgr::draining)),
+/// teardown complete, then releases the references file objects hold on the instance's
+/// contexts.
 pub(crate) fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
     let (start, complete, filter, volume_handle, instance_handle) = {
         let mut flt = lock(flt_state(k));
@@ -374,14 +376,7 @@ pub(crate) fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
         });
     };
     call(start, "InstanceTeardownStart");
-    k.wait_until(None, "instance teardown (operations in flight)", || {
-        lock(flt_state(k))
-            .io
-            .volumes
-            .get(volume.0)
-            .and_then(|v| v.instance.as_ref())
-            .is_none_or(|i| i.in_flight == 0)
-    });
+    crate::fltmgr::draining::drain_instance(k, volume, instance_handle);
     call(complete, "InstanceTeardownComplete");
     crate::fltmgr::contexts::release_instance_contexts(k, instance_handle);
     let mut flt = lock(flt_state(k));

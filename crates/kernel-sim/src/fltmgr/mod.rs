@@ -12,6 +12,7 @@
 //! that a stale handle is recognized, not confused with a new object at a reused address.
 
 pub(crate) mod contexts;
+pub(crate) mod draining;
 pub(crate) mod exports;
 pub(crate) mod files;
 pub(crate) mod instances;

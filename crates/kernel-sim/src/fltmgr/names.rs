@@ -248,6 +248,13 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
             .in_flight
             .contains_key(&(data as usize))
         {
+            if crate::fltmgr::draining::misuse_of_drained_copy(
+                k,
+                "FltGetFileNameInformation",
+                data as usize,
+            ) {
+                return STATUS_INVALID_PARAMETER;
+            }
             k.violation(
                 ViolationKind::Parameter,
                 "FltGetFileNameInformation: the callback data of an operation in progress",

@@ -25,8 +25,9 @@
 //! (NULL), MDLs, transactions.
 
 use std::mem::offset_of;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use vigil_sys::{
     APC_LEVEL, DEVICE_OBJECT, DISPATCH_LEVEL, FILE_DISPOSITION_INFORMATION,
@@ -44,6 +45,7 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
 };
 
+use crate::fltmgr::draining::AwaitingPost;
 use crate::fltmgr::files::{FileRecord, IoState};
 use crate::fltmgr::flt_state;
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId};
@@ -258,6 +260,11 @@ impl Io {
         let draining = {
             let mut flt = lock(flt_state(&self.kernel));
             flt.io.in_flight.remove(&data);
+            // A drained operation no longer counts against its instance (the teardown took it
+            // off, and the volume may have a new instance by now).
+            if flt.io.posts.take_drained(data) {
+                return;
+            }
             flt.io
                 .volumes
                 .get_mut(volume.0)
@@ -334,8 +341,14 @@ impl Io {
                 Some(PreOutcome::Complete) => completed = true,
             }
         }
+        if let (Some(d), Some(_)) = (&dispatch, post_at) {
+            self.await_post(d, volume, post_name, &at);
+        }
         let status_at = (at.data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK;
         if !completed {
+            if dispatch.is_some() {
+                self.wait_while_held();
+            }
             let (status, information) = {
                 let mut flt = lock(flt_state(k));
                 fs_step(&mut flt.io, at.base)
@@ -350,13 +363,57 @@ impl Io {
             );
         }
         if let (Some(d), Some(post_irql)) = (&dispatch, post_at) {
-            self.run_post(d, post_name, post_irql, &at);
+            // Unless a teardown drained the operation meanwhile (its post already ran).
+            if lock(flt_state(k)).io.posts.begin_post(at.data) {
+                self.run_post(d, post_name, post_irql, &at);
+            }
         }
         let result = guest::read(status_at);
         if dispatch.is_some() {
             self.end(volume, at.data);
         }
         (result.Status, result.Information)
+    }
+
+    /// Records that the operation awaits its post, so that a teardown can drain it; wakes a
+    /// teardown already waiting for the instance's operations.
+    fn await_post(
+        &self,
+        d: &Dispatch,
+        volume: VolumeId,
+        post_name: &'static str,
+        at: &BlockAddresses,
+    ) {
+        let tearing_down = {
+            let mut flt = lock(flt_state(&self.kernel));
+            flt.io.posts.await_post(
+                at.data,
+                AwaitingPost {
+                    instance: d.instance,
+                    post: d.post,
+                    post_name,
+                    objects: at.objects,
+                    completion: at.completion,
+                },
+            );
+            flt.io.volumes[volume.0]
+                .instance
+                .as_ref()
+                .is_none_or(|i| i.state == InstanceState::TearingDown)
+        };
+        if tearing_down {
+            self.kernel.notify_waiters();
+        }
+    }
+
+    /// Blocks while a test holds operations in the file system ([`Driver::hold_file_system`]).
+    ///
+    /// [`Driver::hold_file_system`]: crate::Driver::hold_file_system
+    fn wait_while_held(&self) {
+        let gate = lock(flt_state(&self.kernel)).io.fs_hold.clone();
+        if let Some(gate) = gate {
+            gate.wait();
+        }
     }
 
     /// Fills an operation's block: the callback data (status pending as success), the
@@ -1044,5 +1101,78 @@ fn apply_set_information(
         fs.set_disposition_ex(handle, info.Flags)
     } else {
         Err(STATUS_INVALID_PARAMETER)
+    }
+}
+
+/// The gate a [`FileSystemHold`] closes: operations wait on it between their pre-operation
+/// callback and the file system.
+pub(crate) struct HoldGate {
+    held: Mutex<bool>,
+    released: Condvar,
+}
+
+impl HoldGate {
+    fn wait(&self) {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *held {
+            held = self
+                .released
+                .wait(held)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn open(&self) {
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+        self.released.notify_all();
+    }
+}
+
+/// Operations held in the file system, as a slow disk or an I/O pended by the file system
+/// keeps them: while this guard lives, every operation a filter sees stops after its
+/// pre-operation callback, before the file system runs it, so a test can tear the instance
+/// down with posts awaited (Filter Manager then drains them; see `fltmgr::draining`). Dropping
+/// the guard lets them go on.
+pub struct FileSystemHold {
+    kernel: Arc<Kernel>,
+    gate: Arc<HoldGate>,
+}
+
+impl FileSystemHold {
+    pub(crate) fn new(kernel: Arc<Kernel>) -> Self {
+        let gate = Arc::new(HoldGate {
+            held: Mutex::new(true),
+            released: Condvar::new(),
+        });
+        lock(flt_state(&kernel)).io.fs_hold = Some(Arc::clone(&gate));
+        Self { kernel, gate }
+    }
+
+    /// Waits until at least `count` operations await their post-operation callback (their
+    /// pre-operation callback returned and asked for one); false if `limit` passes first.
+    pub fn wait_for_awaiting_posts(&self, count: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if lock(flt_state(&self.kernel)).io.posts.awaiting.len() >= count {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for FileSystemHold {
+    fn drop(&mut self) {
+        lock(flt_state(&self.kernel)).io.fs_hold = None;
+        self.gate.open();
     }
 }

@@ -16,11 +16,11 @@ use vigil_sys::{
     FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE, FLT_REGISTRATION,
     FLT_REGISTRATION_VERSION, FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
     FLT_STREAMHANDLE_CONTEXT, FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO,
-    FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_OPERATION_END,
-    IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, NTSTATUS, NonPagedPoolNx, PFLT_CONTEXT,
-    PFLT_FILE_NAME_INFORMATION, PFLT_FILTER, PVOID, STATUS_ACCESS_DENIED,
-    STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DO_NOT_ATTACH, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_SUCCESS,
+    FLTFL_POST_OPERATION_DRAINING, FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS, IRP_MJ_CLEANUP,
+    IRP_MJ_CREATE, IRP_MJ_OPERATION_END, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, NTSTATUS,
+    NonPagedPoolNx, PFLT_CONTEXT, PFLT_FILE_NAME_INFORMATION, PFLT_FILTER, PVOID,
+    STATUS_ACCESS_DENIED, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DO_NOT_ATTACH,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS,
 };
 
 use crate::config::SimConfig;
@@ -34,7 +34,7 @@ use crate::machine::guest;
 use crate::machine::state::{self, ImageBounds};
 use crate::ntoskrnl::thread;
 use crate::report::ViolationKind;
-use crate::world::io::{Io, Requestor, WriteOptions};
+use crate::world::io::{FileSystemHold, Io, Requestor, WriteOptions};
 
 const NTFS: &str = r"\Device\HarddiskVolume1";
 const PIPE: &str = r"\Device\NamedPipe";
@@ -113,10 +113,16 @@ unsafe extern "win64" fn post(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
     completion: PVOID,
-    _flags: u32,
+    flags: u32,
 ) -> i32 {
     let major = guest::read(guest::read(data).Iopb).MajorFunction;
     log(format!("post {major:#x} at {}", state::current_irql()));
+    if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
+        log(format!(
+            "draining {major:#x} status {:#x}",
+            guest::read(data).IoStatus.Status
+        ));
+    }
     let taken = SCRIPT.with(|s| s.borrow_mut().post.take());
     let Some(mut f) = taken else {
         return FLT_POSTOP_FINISHED_PROCESSING;
@@ -820,6 +826,91 @@ fn manual_detach_asks_and_tears_down_and_names_fail_by_injection() {
     io(&k).close(f);
     assert_eq!(logged().len(), count, "no instance, no callbacks");
     assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
+/// Starts a create on another thread and waits until it is held in the file system with its
+/// post awaited; returns the thread (its status and its own callback log).
+fn held_create(
+    k: &Arc<Kernel>,
+    hold: &FileSystemHold,
+) -> std::thread::JoinHandle<(bool, Vec<String>)> {
+    let requestor = io(k);
+    let volume = ntfs(k);
+    let thread = std::thread::spawn(move || {
+        let created = requestor.create(volume, r"\held.txt", 2, 0, 0);
+        let ok = created.is_ok();
+        if let Ok(f) = created {
+            requestor.close(f);
+        }
+        (ok, logged())
+    });
+    assert!(
+        hold.wait_for_awaiting_posts(1, Duration::from_secs(10)),
+        "held"
+    );
+    thread
+}
+
+#[test]
+fn a_teardown_drains_awaited_posts_once_with_the_flag_at_apc_level_on_a_copy() {
+    let k = kernel(&IoConfig::default());
+    let _filter = start(&k, 0);
+    let hold = FileSystemHold::new(Arc::clone(&k));
+    let creator = held_create(&k, &hold);
+    // The detach drains the create's post on this thread, before the file system has run it.
+    assert_eq!(instances::detach(&k, ntfs(&k)), Ok(()));
+    let log = logged();
+    assert_eq!(
+        log[log.len() - 5..],
+        [
+            "query teardown",
+            "teardown start 0x1",
+            "post 0x0 at 1",
+            "draining 0x0 status 0x103",
+            "teardown complete 0x1",
+        ],
+        "the post is drained at APC_LEVEL with STATUS_PENDING in the copy, between teardown \
+         start and complete"
+    );
+    drop(hold);
+    let (created, creator_log) = creator.join().expect("creator");
+    assert!(created, "the I/O completes after the instance is gone");
+    assert_eq!(
+        creator_log,
+        ["pre 0x0 at 0"],
+        "the drained operation's post is not called again when its I/O completes"
+    );
+    assert_eq!(lock(flt_state(&k)).io.stats.draining_posts, 1);
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
+#[test]
+fn normal_completion_processing_in_a_draining_post_is_reported() {
+    let k = kernel(&IoConfig::default());
+    let _filter = start(&k, 0);
+    on_post(|data, _, _| {
+        log(format!(
+            "query {:?}",
+            query_name(data, FLT_FILE_NAME_NORMALIZED).err()
+        ));
+        FLT_POSTOP_FINISHED_PROCESSING
+    });
+    let hold = FileSystemHold::new(Arc::clone(&k));
+    let creator = held_create(&k, &hold);
+    assert_eq!(instances::detach(&k, ntfs(&k)), Ok(()));
+    drop(hold);
+    creator.join().expect("creator");
+    let violations = k.violations();
+    assert_eq!(
+        kinds(&k),
+        [ViolationKind::CallbackContract],
+        "{violations:?}"
+    );
+    assert!(
+        violations[0].message.contains("FltGetFileNameInformation")
+            && violations[0].rule.contains("FLTFL_POST_OPERATION_DRAINING"),
+        "{violations:?}"
+    );
 }
 
 /// Throughput of the dispatch path with a no-op filter (pre returns `SUCCESS_NO_CALLBACK`):
