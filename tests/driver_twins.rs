@@ -61,7 +61,7 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 6] = [
     ),
     (
         Twin::SuspendableProducer,
-        "tests/driver_suspension.rs: a_producer_suspended_inside_its_reservation_is_caught",
+        "tests/driver_suspension.rs: a_producer_suspended_inside_its_reservation_is_caught_every_cycle",
     ),
     (
         Twin::UnwatchedVolume,

@@ -245,6 +245,10 @@ pub struct SuspendPlan {
     /// stays suspended until the harness resumes every thread at the end of the cycle (as a
     /// terminated process's threads finally are).
     pub never_share: f64,
+    /// Deliver suspensions only at the boundaries of this routine (its export name), so that
+    /// a test can place a suspension at one exact point of a driver's code (every eligible
+    /// thread that reaches it is suspended there when `rate` is 1); `None`: at every routine.
+    pub only_at: Option<&'static str>,
 }
 
 impl Default for SimConfig {

@@ -353,6 +353,7 @@ fn stress(args: &StressArgs, default_cycles: u64) -> ExitCode {
             seed: args.seed,
             max_delay: Duration::from_millis(50),
             never_share: 0.25,
+            only_at: None,
         });
         config.reconnects = 0;
         config.vanish_every = 0;

@@ -124,10 +124,14 @@ pub(crate) fn all_apcs_disabled() -> bool {
     state::with(|s| s.irql.get() >= vigil_sys::APC_LEVEL)
 }
 
-/// A routine boundary of the calling thread: delivers a suspension drawn by the plan, if the
-/// thread is an application thread inside a filter callback with normal kernel APCs enabled.
-pub(crate) fn boundary(k: &Kernel) {
-    if k.config.suspend.is_none() {
+/// A boundary of `routine` on the calling thread: delivers a suspension drawn by the plan, if
+/// the thread is an application thread inside a filter callback with normal kernel APCs enabled
+/// (and `routine` is the plan's `only_at`, when it names one).
+pub(crate) fn boundary(k: &Kernel, routine: &str) {
+    let Some(plan) = k.config.suspend else {
+        return;
+    };
+    if plan.only_at.is_some_and(|only| only != routine) {
         return;
     }
     let eligible = state::with(|s| {

@@ -664,11 +664,11 @@ pub(crate) fn emulate<R>(
     kernel.check_irql(routine, declared.irql());
     pause::Pause::check(kernel, declared);
     // Routine boundaries are where a queued suspension (a normal kernel APC) is delivered.
-    apc::boundary(kernel);
+    apc::boundary(kernel, routine);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| body(kernel)));
     state::with(|s| s.routine.set(previous));
     if result.is_ok() {
-        apc::boundary(kernel);
+        apc::boundary(kernel, routine);
     }
     match result {
         Ok(value) => value,

@@ -767,6 +767,7 @@ fn suspension_reaches_an_application_thread_only_where_normal_kernel_apcs_are_en
             seed: 7,
             max_delay: Duration::from_millis(1),
             never_share: 0.0,
+            only_at: None,
         }),
         ..SimConfig::default()
     });
