@@ -21,6 +21,8 @@
 //! normal completion processing on a drained operation and is reported
 //! ([`misuse_of_drained_copy`]). When the I/O later completes, its post is not called again.
 
+use std::sync::{Condvar, Mutex};
+
 use rustc_hash::FxHashSet as HashSet;
 use vigil_sys::{
     APC_LEVEL, FLT_CALLBACK_DATA, FLT_POSTOP_FINISHED_PROCESSING, FLT_RELATED_OBJECTS,
@@ -212,5 +214,45 @@ fn call_draining_post(k: &Kernel, data: usize, awaiting: &AwaitingPost) {
                 awaiting.post_name
             ),
         );
+    }
+}
+
+/// The gate a test's `world::io::FileSystemHold` closes: operations wait on it between their
+/// pre-operation callback and the file system.
+pub(crate) struct HoldGate {
+    held: Mutex<bool>,
+    released: Condvar,
+}
+
+impl HoldGate {
+    /// A closed gate.
+    pub(crate) fn closed() -> Self {
+        Self {
+            held: Mutex::new(true),
+            released: Condvar::new(),
+        }
+    }
+
+    /// Waits until the gate is opened.
+    pub(crate) fn wait(&self) {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *held {
+            held = self
+                .released
+                .wait(held)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Opens the gate for every waiter.
+    pub(crate) fn open(&self) {
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+        self.released.notify_all();
     }
 }

@@ -69,10 +69,8 @@ pub(crate) struct IoState {
     pub in_flight: HashMap<usize, u32>,
     /// Operations awaiting their post-operation callback, and those drained at teardown.
     pub posts: PostTable,
-    /// Set while a test holds operations in the file system ([`FileSystemHold`]).
-    ///
-    /// [`FileSystemHold`]: crate::world::io::FileSystemHold
-    pub fs_hold: Option<std::sync::Arc<crate::world::io::HoldGate>>,
+    /// Set while a test holds operations in the file system (`world::io::FileSystemHold`).
+    pub fs_hold: Option<std::sync::Arc<crate::fltmgr::draining::HoldGate>>,
     pub names: NameTable,
     /// Filter Manager's name cache: (file object, name format) pairs whose name was queried
     /// (see `names`).

@@ -1,57 +1,124 @@
-//! Calls per emulated routine, counted without a lock: every emulated call counts itself, from
-//! every thread, so a mutex here would be the busiest lock in kernel-sim.
+//! Calls per emulated routine, counted without a lock and without a shared hot cache line:
+//! every emulated call counts itself, from every thread, so a mutex here would be the busiest
+//! lock in kernel-sim, and one atomic per routine shared by every thread bounces its cache line
+//! between the cores on every call (which is what kept kernel-sim's I/O threads from scaling).
 //!
-//! One atomic counter per routine, at the routine's dense index ([`Routine::index`]), so a
-//! call is one `fetch_add`. The first call of a routine records its name beside the counter,
-//! which is how a snapshot names the counts without this layer knowing the routine tables.
+//! The counters are sharded: each thread counts into one of [`SHARDS`] rows, chosen once per
+//! thread, each row its own cache lines; a snapshot sums the rows. A call is one uncontended
+//! `fetch_add` at the routine's dense index ([`Routine::index`]) in the thread's row. The first
+//! call of a routine records its name beside the rows, which is how a snapshot names the counts
+//! without this layer knowing the routine tables.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::kernel::routine::{MAX_ROUTINES, Routine};
 
-/// One routine's counter and, once called, its name.
-#[derive(Default)]
-struct Slot {
-    calls: AtomicU64,
-    name: OnceLock<&'static str>,
+/// Rows of counters: more than the threads that run driver code at once in any scenario (I/O
+/// threads, the driver's system threads, the unload thread), so two busy threads rarely share
+/// one.
+const SHARDS: usize = 16;
+
+/// One thread's row of counters, aligned to whole cache lines (128 bytes covers the adjacent-
+/// line prefetch of current x86 cores) so that no two rows share one.
+#[repr(align(128))]
+struct Row {
+    calls: [AtomicU64; MAX_ROUTINES],
 }
 
 /// Calls per routine.
 pub(crate) struct RoutineCounters {
-    slots: Box<[Slot]>,
+    rows: Box<[Row]>,
+    names: Box<[OnceLock<&'static str>]>,
 }
 
 impl Default for RoutineCounters {
     fn default() -> Self {
         Self {
-            slots: (0..MAX_ROUTINES).map(|_| Slot::default()).collect(),
+            rows: (0..SHARDS)
+                .map(|_| Row {
+                    calls: std::array::from_fn(|_| AtomicU64::new(0)),
+                })
+                .collect(),
+            names: (0..MAX_ROUTINES).map(|_| OnceLock::new()).collect(),
         }
     }
+}
+
+/// The calling thread's row: threads take rows in turn, the first time they count.
+fn row_of_this_thread() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static ROW: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    ROW.with(|row| *row)
 }
 
 impl RoutineCounters {
     /// Counts one call of `routine`.
     pub(crate) fn count(&self, routine: Routine) {
         // The index is below MAX_ROUTINES: each routine table checks that at compile time.
-        let slot = &self.slots[routine.index()];
-        if slot.calls.fetch_add(1, Ordering::Relaxed) == 0 {
-            let _ = slot.name.set(routine.name());
+        let index = routine.index();
+        self.rows[row_of_this_thread()].calls[index].fetch_add(1, Ordering::Relaxed);
+        // Read-only once set: the line is shared, never bounced.
+        let name = &self.names[index];
+        if name.get().is_none() {
+            let _ = name.set(routine.name());
         }
     }
 
-    /// Calls per routine name so far. A routine whose first call is still between its count
-    /// and its name's store is left out (the report's snapshot is taken once the driver's
-    /// threads are done).
+    /// Calls per routine name so far, summed over the rows. A routine whose first call is
+    /// still between its count and its name's store is left out (the report's snapshot is
+    /// taken once the driver's threads are done).
     pub(crate) fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.slots
+        self.names
             .iter()
-            .filter_map(|slot| {
-                let name = slot.name.get()?;
-                Some(((*name).to_owned(), slot.calls.load(Ordering::Relaxed)))
+            .enumerate()
+            .filter_map(|(index, name)| {
+                let name = name.get()?;
+                let calls = self
+                    .rows
+                    .iter()
+                    .map(|row| row.calls[index].load(Ordering::Relaxed))
+                    .sum();
+                Some(((*name).to_owned(), calls))
             })
             .collect()
+    }
+}
+
+/// One count kept per row like the routine counters (a count bumped by every driver call).
+pub(crate) struct ShardedCount {
+    rows: Box<[PaddedCount]>,
+}
+
+#[repr(align(128))]
+#[derive(Default)]
+struct PaddedCount(AtomicU64);
+
+impl Default for ShardedCount {
+    fn default() -> Self {
+        Self {
+            rows: (0..SHARDS).map(|_| PaddedCount::default()).collect(),
+        }
+    }
+}
+
+impl ShardedCount {
+    /// Adds `n` in the calling thread's row.
+    pub(crate) fn add(&self, n: u64) {
+        self.rows[row_of_this_thread()]
+            .0
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sum of the rows.
+    pub(crate) fn total(&self) -> u64 {
+        self.rows
+            .iter()
+            .map(|row| row.0.load(Ordering::Relaxed))
+            .sum()
     }
 }
 

@@ -150,7 +150,7 @@ pub(crate) struct Kernel {
     extension: OnceLock<Box<dyn Any + Send + Sync>>,
     /// Load/unload state.
     pub lifecycle: Lifecycle,
-    driver_calls: AtomicU64,
+    driver_calls: counters::ShardedCount,
     /// Calls per routine (lock-free: every emulated call counts itself).
     routine_calls: counters::RoutineCounters,
     /// The test's hold on one callback (`SimConfig::pause_at`, armed by the layer that knows
@@ -191,7 +191,7 @@ impl Kernel {
             objects: Mutex::new(objects::Objects::default()),
             extension: OnceLock::new(),
             lifecycle: Lifecycle::default(),
-            driver_calls: AtomicU64::new(0),
+            driver_calls: counters::ShardedCount::default(),
             routine_calls: counters::RoutineCounters::default(),
             pause: pause::Pause::default(),
             driver_object: GuestAlloc::for_type::<vigil_sys::DRIVER_OBJECT>(0),
@@ -274,7 +274,7 @@ impl Kernel {
 
     /// Driver calls made.
     pub(crate) fn driver_calls(&self) -> u64 {
-        self.driver_calls.load(Ordering::Relaxed)
+        self.driver_calls.total()
     }
 
     /// SEH dispatches made.
@@ -366,7 +366,7 @@ impl Kernel {
         let irql_before = state::current_irql();
         let critical_before = state::with(|s| s.critical_regions.get());
         let seh_before = state::with(|s| s.seh_dispatches.get());
-        self.driver_calls.fetch_add(1, Ordering::Relaxed);
+        self.driver_calls.add(1);
 
         let mut result = None;
         let mut f = Some(f);
@@ -389,7 +389,9 @@ impl Kernel {
         );
 
         let seh = state::with(|s| s.seh_dispatches.get()) - seh_before;
-        self.seh_dispatches.fetch_add(seh, Ordering::Relaxed);
+        if seh != 0 {
+            self.seh_dispatches.fetch_add(seh, Ordering::Relaxed);
+        }
         match ended {
             Ended::Returned => {
                 let irql_after = state::current_irql();

@@ -12,5 +12,6 @@ pub(crate) mod guest;
 pub(crate) mod pages;
 pub(crate) mod pool;
 pub(crate) mod signals;
+pub(crate) mod special;
 pub(crate) mod state;
 pub(crate) mod switch;

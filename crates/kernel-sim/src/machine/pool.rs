@@ -8,7 +8,9 @@
 //! * Blocks are zeroed (`ExAllocatePool2`'s contract) or, with `POOL_FLAG_UNINITIALIZED`,
 //!   filled with [`POOL_POISON`], so uninitialized bytes reaching user mode can be recognized.
 //! * A freed block's pages become `PROT_NONE` and go to the quarantine: a use after free
-//!   faults, and the address is not reused within the quarantine window.
+//!   faults, and the address is never reused in the process. The pages come from large
+//!   reservations and are unmapped in batches ([`special`](crate::machine::special)), so the
+//!   per-block page work is one `mprotect` at allocation and one at free.
 //! * Every block records its tag, size, IRQL and the driver entry point that allocated it; at
 //!   the end of a run every block still live is a leak, reported by tag.
 //!
@@ -25,7 +27,8 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::config::PoolKind;
-use crate::machine::pages::{Region, page_size};
+use crate::machine::pages::page_size;
+use crate::machine::special::BlockPages;
 use crate::report::PoolStats;
 
 /// Fill of blocks allocated with `POOL_FLAG_UNINITIALIZED`.
@@ -39,8 +42,8 @@ const HEAP_SLACK: usize = 16;
 /// The memory behind a block.
 #[derive(Debug)]
 enum Storage {
-    /// Special pool: the block's own mapping.
-    Pages(Region),
+    /// Special pool: the block's own pages and guard page.
+    Pages(BlockPages),
     /// Standard pool: a host heap allocation of `layout` at `base`.
     Heap { base: usize, layout: Layout },
 }
@@ -48,14 +51,14 @@ enum Storage {
 impl Storage {
     fn base(&self) -> usize {
         match self {
-            Self::Pages(region) => region.base(),
+            Self::Pages(pages) => pages.base(),
             Self::Heap { base, .. } => *base,
         }
     }
 
     fn len(&self) -> usize {
         match self {
-            Self::Pages(region) => region.len(),
+            Self::Pages(pages) => pages.len(),
             Self::Heap { layout, .. } => layout.size(),
         }
     }
@@ -81,9 +84,14 @@ pub(crate) struct Block {
     pub paged: bool,
 }
 
+/// Frees remembered for double-free and use-after-free reports: the special pool never reuses
+/// an address, so without a bound the table would grow with every free of a long run.
+const FREED_REMEMBERED: usize = 1 << 16;
+
 /// What is remembered of a freed block (to name double frees and uses after free).
 #[derive(Clone, Debug)]
 pub(crate) struct FreedBlock {
+    serial: u64,
     pub size: usize,
     pub tag: u32,
     pub freed_by: &'static str,
@@ -122,7 +130,11 @@ pub(crate) enum FreeError {
 pub(crate) struct Pool {
     kind: PoolKind,
     live: HashMap<usize, Block>,
+    /// What is remembered of the most recent [`FREED_REMEMBERED`] frees, by address.
     freed: HashMap<usize, FreedBlock>,
+    /// Their order, oldest first, with each free's serial (an address the standard pool reuses
+    /// may be freed again: only the entry of that free is forgotten with it).
+    freed_order: std::collections::VecDeque<(usize, u64)>,
     live_bytes: u64,
     pub stats: PoolStats,
 }
@@ -152,12 +164,9 @@ impl Pool {
         let data_len = request.size.max(1).next_multiple_of(16);
         let (storage, address) = match self.kind {
             PoolKind::Special => {
-                let page = page_size();
-                let data_pages = data_len.next_multiple_of(page);
-                let region = Region::map(data_pages + page).ok()?;
-                region.protect(data_pages, page, libc::PROT_NONE).ok()?;
-                let address = region.base() + data_pages - data_len;
-                (Storage::Pages(region), address)
+                let pages = BlockPages::allocate(data_len.next_multiple_of(page_size())).ok()?;
+                let address = pages.base() + pages.data_len() - data_len;
+                (Storage::Pages(pages), address)
             }
             PoolKind::Standard => {
                 let layout = Layout::from_size_align(data_len + 2 * HEAP_SLACK, 16).ok()?;
@@ -239,9 +248,21 @@ impl Pool {
             before.iter().filter(|&&b| b != SLACK_FILL).count(),
             after.iter().filter(|&&b| b != SLACK_FILL).count(),
         );
+        let serial = self.stats.frees;
+        self.freed_order.push_back((address, serial));
+        if self.freed_order.len() > FREED_REMEMBERED
+            && let Some((oldest, oldest_serial)) = self.freed_order.pop_front()
+            && self
+                .freed
+                .get(&oldest)
+                .is_some_and(|f| f.serial == oldest_serial)
+        {
+            self.freed.remove(&oldest);
+        }
         self.freed.insert(
             address,
             FreedBlock {
+                serial,
                 size: block.size,
                 tag: block.tag,
                 freed_by,
@@ -258,7 +279,7 @@ impl Pool {
     /// the quarantine, standard-pool memory back to the heap.
     pub(crate) fn retire(block: Block) {
         match block.storage {
-            Storage::Pages(region) => region.leak_into_quarantine(),
+            Storage::Pages(pages) => pages.retire(),
             Storage::Heap { base, layout } => {
                 // SAFETY: allocated with this layout by `allocate`, removed from the live table
                 // by `free` (so retired once), and no longer handed out.

@@ -25,8 +25,8 @@
 //! (NULL), MDLs, transactions.
 
 use std::mem::offset_of;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use vigil_sys::{
@@ -45,7 +45,7 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
 };
 
-use crate::fltmgr::draining::AwaitingPost;
+use crate::fltmgr::draining::{AwaitingPost, HoldGate};
 use crate::fltmgr::files::{FileRecord, IoState};
 use crate::fltmgr::flt_state;
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId};
@@ -123,6 +123,14 @@ struct Dispatch {
     pre: usize,
     post: usize,
     instance: usize,
+}
+
+/// What [`Io::begin`] found: the filter's callbacks if it sees the operation, and the handles
+/// its related objects name.
+struct Begun {
+    dispatch: Option<Dispatch>,
+    filter: usize,
+    volume_handle: usize,
 }
 
 /// Where the parts of an operation's block are (guest addresses).
@@ -204,13 +212,17 @@ impl Io {
         result
     }
 
-    /// Finds the callbacks for `major` on `volume` and counts the operation in flight.
+    /// Counts the operation, finds the callbacks for `major` on `volume` and, if the filter
+    /// sees it, counts it in flight under `data` (its callback data): one lock for all of it,
+    /// as every lock of the shared state taken per operation is contended by the other I/O
+    /// threads.
     fn begin(
         &self,
         volume: VolumeId,
         major: u8,
         paging: bool,
-    ) -> Result<Option<Dispatch>, NTSTATUS> {
+        data: usize,
+    ) -> Result<Begun, NTSTATUS> {
         let k = &self.kernel;
         let crashed = k.crashed.load(Ordering::Acquire);
         let mut flt = lock(flt_state(k));
@@ -221,37 +233,48 @@ impl Io {
             .get_mut(volume.0)
             .filter(|v| v.mounted)
             .ok_or(status::VOLUME_DISMOUNTED)?;
+        flt.io.stats.operations += 1;
+        let mut begun = Begun {
+            dispatch: None,
+            filter: v.instance.as_ref().map_or(0, |i| i.filter),
+            volume_handle: v.handle.address(),
+        };
         let Some(instance) = v
             .instance
             .as_mut()
             .filter(|i| i.state == InstanceState::Live)
         else {
-            return Ok(None);
+            return Ok(begun);
         };
         let Some(filter) = flt
             .filters
             .get(&instance.filter)
             .filter(|f| !f.unregistered)
         else {
-            return Ok(None);
+            return Ok(begun);
         };
         if crashed {
-            return Ok(None);
+            return Ok(begun);
         }
         let Some(operation) = filter.operations.iter().find(|o| o.major == major) else {
-            return Ok(None);
+            return Ok(begun);
         };
         if (operation.pre == 0 && operation.post == 0)
             || (paging && operation.flags & FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO != 0)
         {
-            return Ok(None);
+            return Ok(begun);
         }
         instance.in_flight += 1;
-        Ok(Some(Dispatch {
+        begun.dispatch = Some(Dispatch {
             pre: operation.pre,
             post: operation.post,
             instance: instance.handle.address(),
-        }))
+        });
+        flt.io.in_flight.insert(data, self.requestor.pid);
+        if operation.pre != 0 {
+            flt.io.stats.pre_callbacks += 1;
+        }
+        Ok(begun)
     }
 
     fn end(&self, volume: VolumeId, data: usize) {
@@ -296,13 +319,14 @@ impl Io {
         fs_step: FsStep<'_>,
     ) -> (NTSTATUS, usize) {
         let paging = irp_flags & IRP_PAGING_IO != 0;
-        let dispatch = match self.begin(volume, major, paging) {
-            Ok(d) => d,
-            Err(status) => return (status, 0),
-        };
-        let k = &self.kernel;
         let block = GuestAlloc::for_type::<OperationBlock>(0);
         let at = BlockAddresses::of(block.address());
+        let begun = match self.begin(volume, major, paging, at.data) {
+            Ok(begun) => begun,
+            Err(status) => return (status, 0),
+        };
+        let dispatch = begun.dispatch;
+        let k = &self.kernel;
         let instance = dispatch.as_ref().map_or(0, |d| d.instance);
         let mut parameters = parameters;
         if major == IRP_MJ_CREATE {
@@ -318,14 +342,13 @@ impl Io {
             TargetInstance: instance as PVOID,
             Parameters: parameters,
         };
-        self.write_block(&block, &at, volume, iopb, desired_access);
-        {
-            let mut flt = lock(flt_state(k));
-            flt.io.stats.operations += 1;
-            if dispatch.is_some() {
-                flt.io.in_flight.insert(at.data, self.requestor.pid);
-            }
-        }
+        Self::write_block(
+            &block,
+            &at,
+            (begun.filter, begun.volume_handle),
+            iopb,
+            desired_access,
+        );
         let (pre_name, post_name) = callback_names(major);
         let mut post_at = None;
         let mut completed = false;
@@ -346,13 +369,7 @@ impl Io {
         }
         let status_at = (at.data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK;
         if !completed {
-            if dispatch.is_some() {
-                self.wait_while_held();
-            }
-            let (status, information) = {
-                let mut flt = lock(flt_state(k));
-                fs_step(&mut flt.io, at.base)
-            };
+            let (status, information) = self.file_system(dispatch.is_some(), fs_step, at.base);
             guest::write(
                 status_at,
                 IO_STATUS_BLOCK {
@@ -364,7 +381,14 @@ impl Io {
         }
         if let (Some(d), Some(post_irql)) = (&dispatch, post_at) {
             // Unless a teardown drained the operation meanwhile (its post already ran).
-            if lock(flt_state(k)).io.posts.begin_post(at.data) {
+            let post_now = {
+                let mut flt = lock(flt_state(k));
+                let io = &mut flt.io;
+                let post_now = io.posts.begin_post(at.data);
+                io.stats.post_callbacks += u64::from(post_now);
+                post_now
+            };
+            if post_now {
                 self.run_post(d, post_name, post_irql, &at);
             }
         }
@@ -406,32 +430,32 @@ impl Io {
         }
     }
 
-    /// Blocks while a test holds operations in the file system ([`Driver::hold_file_system`]).
+    /// The file-system step of an operation, under the state's lock. An operation the filter
+    /// saw first waits while a test holds the file system ([`Driver::hold_file_system`]).
     ///
     /// [`Driver::hold_file_system`]: crate::Driver::hold_file_system
-    fn wait_while_held(&self) {
-        let gate = lock(flt_state(&self.kernel)).io.fs_hold.clone();
-        if let Some(gate) = gate {
-            gate.wait();
+    fn file_system(&self, filtered: bool, fs_step: FsStep<'_>, base: usize) -> (NTSTATUS, usize) {
+        let k = &self.kernel;
+        let mut flt = lock(flt_state(k));
+        if filtered {
+            while let Some(gate) = flt.io.fs_hold.clone() {
+                drop(flt);
+                gate.wait();
+                flt = lock(flt_state(k));
+            }
         }
+        fs_step(&mut flt.io, base)
     }
 
     /// Fills an operation's block: the callback data (status pending as success), the
     /// parameter block `iopb`, the related objects and the create's security context.
     fn write_block(
-        &self,
         block: &GuestAlloc,
         at: &BlockAddresses,
-        volume: VolumeId,
+        (filter, volume_handle): (usize, usize),
         iopb: FLT_IO_PARAMETER_BLOCK,
         desired_access: u32,
     ) {
-        let (filter, volume_handle) = {
-            let flt = lock(flt_state(&self.kernel));
-            let v = &flt.io.volumes[volume.0];
-            let filter = v.instance.as_ref().map_or(0, |i| i.filter);
-            (filter, v.handle.address())
-        };
         let paging = iopb.IrpFlags & IRP_PAGING_IO != 0;
         guest::write(
             block.as_ptr::<OperationBlock>(),
@@ -487,7 +511,6 @@ impl Io {
         // SAFETY: `d.pre` is the PreOperation callback the driver registered for this major
         // function; the image is mapped while its instance is live.
         let pre: PreCallback = unsafe { std::mem::transmute(d.pre) };
-        lock(flt_state(&self.kernel)).io.stats.pre_callbacks += 1;
         // SAFETY: as above; the arguments point into this operation's block, alive for the call.
         let returned = self.call_as(pre_name, irql, || unsafe {
             pre(
@@ -513,7 +536,6 @@ impl Io {
         // major function (non-zero: checked by check_pre_status / default_post_irql's caller).
         let post: PostCallback = unsafe { std::mem::transmute(d.post) };
         let context = guest::read(at.completion as *const PVOID);
-        lock(flt_state(k)).io.stats.post_callbacks += 1;
         // SAFETY: as above; the arguments point into this operation's block.
         let returned = self.call_as(post_name, post_irql, || unsafe {
             post(
@@ -1104,36 +1126,6 @@ fn apply_set_information(
     }
 }
 
-/// The gate a [`FileSystemHold`] closes: operations wait on it between their pre-operation
-/// callback and the file system.
-pub(crate) struct HoldGate {
-    held: Mutex<bool>,
-    released: Condvar,
-}
-
-impl HoldGate {
-    fn wait(&self) {
-        let mut held = self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while *held {
-            held = self
-                .released
-                .wait(held)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-
-    fn open(&self) {
-        *self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
-        self.released.notify_all();
-    }
-}
-
 /// Operations held in the file system, as a slow disk or an I/O pended by the file system
 /// keeps them: while this guard lives, every operation a filter sees stops after its
 /// pre-operation callback, before the file system runs it, so a test can tear the instance
@@ -1146,10 +1138,7 @@ pub struct FileSystemHold {
 
 impl FileSystemHold {
     pub(crate) fn new(kernel: Arc<Kernel>) -> Self {
-        let gate = Arc::new(HoldGate {
-            held: Mutex::new(true),
-            released: Condvar::new(),
-        });
+        let gate = Arc::new(HoldGate::closed());
         lock(flt_state(&kernel)).io.fs_hold = Some(Arc::clone(&gate));
         Self { kernel, gate }
     }
