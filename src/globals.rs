@@ -266,7 +266,7 @@ impl Globals {
             addr_of_mut!((*p).next_request_id).write(AtomicU64::new(1));
             addr_of_mut!((*p).verdicts).write(verdicts);
             #[cfg(vigil_twin = "wrong-irql")]
-            vigil_core::RawDispatchLock::init(addr_of_mut!((*p).twin_lock));
+            crate::platform::SpinLock::init(addr_of_mut!((*p).twin_lock));
             addr_of_mut!((*p).device).write(device);
         }
         // SAFETY: every field was written above.

@@ -8,6 +8,8 @@ use vigil_core::{Platform, Timeout};
 
 pub use crate::filter::push_lock::PushLock;
 use crate::kernel::event::KernelEvent;
+// Only the `wrong-irql` twin holds a spin lock (the event path takes none).
+#[cfg(vigil_twin = "wrong-irql")]
 pub use crate::kernel::spin_lock::SpinLock;
 
 /// The kernel platform.
@@ -18,7 +20,6 @@ pub struct KernelPlatform;
 // IRQL <= APC_LEVEL by the core (the trait's contract on callers).
 unsafe impl Platform for KernelPlatform {
     type Event = KernelEvent;
-    type DispatchLock = SpinLock;
     type PassiveLock = PushLock;
 
     fn sleep(interval: Timeout) {

@@ -39,10 +39,7 @@ pub unsafe extern "win64" fn pre_cleanup(
     // `wrong-irql`: the name query made at DISPATCH_LEVEL, under a spin lock (the IRQL check of
     // FltGetFileNameInformation, limit APC_LEVEL). A cfg: the lock exists only in that twin.
     #[cfg(vigil_twin = "wrong-irql")]
-    let _raised = {
-        use vigil_core::RawDispatchLock;
-        globals.twin_lock.lock()
-    };
+    let _raised = globals.twin_lock.lock();
     let name = EventName::of(globals, operation);
     publish(
         globals,

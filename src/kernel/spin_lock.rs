@@ -1,9 +1,9 @@
-//! `KSPIN_LOCK`: the kernel's `vigil_core::RawDispatchLock`. Acquired at IRQL <= DISPATCH_LEVEL
-//! and held at DISPATCH_LEVEL.
+//! `KSPIN_LOCK`, acquired at IRQL <= DISPATCH_LEVEL and held at DISPATCH_LEVEL. The event path
+//! takes no lock (the ring is lock-free); only the `wrong-irql` twin holds one, to make a name
+//! query at DISPATCH_LEVEL.
 
 use core::cell::UnsafeCell;
 
-use vigil_core::RawDispatchLock;
 use vigil_sys::{KIRQL, KSPIN_LOCK, KeAcquireSpinLockRaiseToDpc, KeReleaseSpinLock};
 
 /// A spin lock (`KSPIN_LOCK`), acquired at IRQL <= DISPATCH_LEVEL and held at DISPATCH_LEVEL.
@@ -21,18 +21,22 @@ pub struct SpinLockGuard<'a> {
     previous: KIRQL,
 }
 
-// SAFETY: `init` zeroes the word (what KeInitializeSpinLock does on x64); acquisition raises to
-// DISPATCH_LEVEL and spins until exclusive; the guard releases with the saved IRQL. The Ke
-// routines are full barriers, giving the release/acquire order.
-unsafe impl RawDispatchLock for SpinLock {
-    type Guard<'a> = SpinLockGuard<'a>;
-
-    unsafe fn init(slot: *mut Self) {
+impl SpinLock {
+    /// Initializes a free lock at `slot`: a zeroed word, which is what `KeInitializeSpinLock`
+    /// writes on x64.
+    ///
+    /// # Safety
+    ///
+    /// `slot` is valid for writes and aligned, in non-paged memory that outlives every use.
+    pub unsafe fn init(slot: *mut Self) {
         // SAFETY: `slot` is valid for writes (contract).
         unsafe { slot.write(SpinLock(UnsafeCell::new(0))) };
     }
 
-    fn lock(&self) -> SpinLockGuard<'_> {
+    /// Acquires the lock at IRQL <= DISPATCH_LEVEL, raising to DISPATCH_LEVEL and spinning
+    /// until exclusive; the guard releases with the saved IRQL. The Ke routines are full
+    /// barriers, giving the release/acquire order between holders.
+    pub fn lock(&self) -> SpinLockGuard<'_> {
         // SAFETY: an initialized lock word in non-paged memory; IRQL <= DISPATCH_LEVEL (contract).
         let previous = unsafe { KeAcquireSpinLockRaiseToDpc(self.0.get()) };
         SpinLockGuard {

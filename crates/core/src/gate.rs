@@ -525,7 +525,7 @@ mod tests {
     /// A std platform whose event records every wait's outcome, per thread, so tests can check that
     /// the gate waits exactly when it must (a missing wake-up would otherwise only cost time).
     mod counted {
-        use crate::platform::std::{StdEvent, StdLock, StdSharedLock};
+        use crate::platform::std::{StdEvent, StdSharedLock};
         use crate::{Platform, RawEvent, StdPlatform, Timeout, WaitOutcome};
         use std::cell::RefCell;
         use std::vec::Vec;
@@ -544,7 +544,6 @@ mod tests {
         // SAFETY: delegates to `StdPlatform`'s primitives, which meet the contract.
         unsafe impl Platform for Counted {
             type Event = CountedEvent;
-            type DispatchLock = StdLock;
             type PassiveLock = StdSharedLock;
 
             fn sleep(interval: Timeout) {

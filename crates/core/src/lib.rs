@@ -50,7 +50,7 @@ pub use gate::{
 pub use platform::loom::LoomPlatform;
 #[cfg(feature = "std")]
 pub use platform::std::StdPlatform;
-pub use platform::{Platform, RawDispatchLock, RawEvent, RawPassiveLock};
+pub use platform::{Platform, RawEvent, RawPassiveLock};
 #[cfg(any(feature = "std", loom))]
 pub use ring::BoxedRing;
 pub use ring::{Drained, DropReason, EventRing, RingConsumer, RingStats};

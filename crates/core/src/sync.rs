@@ -14,7 +14,7 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering
 /// What the loom platform is built from; only that platform uses it.
 #[cfg(loom)]
 pub(crate) mod model {
-    pub(crate) use loom::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+    pub(crate) use loom::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
     pub(crate) use loom::thread::yield_now;
 }
 

@@ -2,10 +2,10 @@
 //! may either see the signal or time out (so models explore both), and a sleep that yields.
 //! `LoomPlatform<R>` with `R` other than `Sound` is a broken twin (see `twin`).
 
-use crate::sync::model::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, yield_now};
+use crate::sync::model::{RwLock, RwLockReadGuard, RwLockWriteGuard, yield_now};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 use crate::twin::{Guard, Removal, Sound};
-use crate::{Platform, RawDispatchLock, RawEvent, RawPassiveLock, Timeout, WaitOutcome};
+use crate::{Platform, RawEvent, RawPassiveLock, Timeout, WaitOutcome};
 use core::marker::PhantomData;
 
 /// The loom platform; `R` names the guard a broken twin removes.
@@ -16,7 +16,6 @@ pub struct LoomPlatform<R: Removal = Sound>(PhantomData<R>);
 // treats as "let the others run".
 unsafe impl<R: Removal> Platform for LoomPlatform<R> {
     type Event = LoomEvent;
-    type DispatchLock = LoomLock;
     type PassiveLock = LoomSharedLock;
 
     fn sleep(_interval: Timeout) {
@@ -56,24 +55,6 @@ unsafe impl RawEvent for LoomEvent {
         } else {
             WaitOutcome::TimedOut
         }
-    }
-}
-
-/// loom's mutex.
-#[derive(Debug)]
-pub struct LoomLock(Mutex<()>);
-
-// SAFETY: loom's mutex models mutual exclusion with release/acquire between holders.
-unsafe impl RawDispatchLock for LoomLock {
-    type Guard<'a> = MutexGuard<'a, ()>;
-
-    unsafe fn init(slot: *mut Self) {
-        // SAFETY: the caller gives a writable, aligned slot.
-        unsafe { slot.write(LoomLock(Mutex::new(()))) };
-    }
-
-    fn lock(&self) -> MutexGuard<'_, ()> {
-        self.0.lock().expect("loom mutex never poisons")
     }
 }
 

@@ -22,17 +22,14 @@ use crate::{Timeout, WaitOutcome};
 /// The core relies on this contract for memory safety (its `UnsafeCell` accesses and the ring's
 /// byte ranges are justified by it), so an implementation must meet it exactly:
 ///
-/// - [`Self::Event`] meets the contract of [`RawEvent`], [`Self::DispatchLock`] that of
-///   [`RawDispatchLock`], [`Self::PassiveLock`] that of [`RawPassiveLock`].
+/// - [`Self::Event`] meets the contract of [`RawEvent`], [`Self::PassiveLock`] that of
+///   [`RawPassiveLock`].
 /// - [`Platform::sleep`] returns after roughly `interval` (early or late is allowed; the core never
 ///   relies on time for safety, only for progress). It may only be called where waiting is allowed
 ///   (kernel: IRQL `PASSIVE_LEVEL` or `APC_LEVEL`).
 pub unsafe trait Platform: Sized + 'static {
     /// A notification event (kernel: `KEVENT`, `NotificationEvent`).
     type Event: RawEvent;
-    /// A lock that may be taken up to `DISPATCH_LEVEL` (kernel: `KSPIN_LOCK` with
-    /// `KeAcquireSpinLockRaiseToDpc`). Guards the event ring's reservations.
-    type DispatchLock: RawDispatchLock;
     /// A shared/exclusive lock for `PASSIVE_LEVEL` and `APC_LEVEL` (kernel: `FltMgr` push lock).
     /// Guards the client-port slot.
     type PassiveLock: RawPassiveLock;
@@ -74,30 +71,6 @@ pub unsafe trait RawEvent: Send + Sync {
     /// Waits until the event is signalled or `timeout` expires (kernel: `KeWaitForSingleObject`
     /// with a relative timeout, testing for `STATUS_TIMEOUT` explicitly).
     fn wait(&self, timeout: Timeout) -> WaitOutcome;
-}
-
-/// A mutual-exclusion lock that may be held at `DISPATCH_LEVEL`.
-///
-/// # Safety
-///
-/// - [`RawDispatchLock::init`] leaves the lock initialized and free at `slot`.
-/// - While a [`RawDispatchLock::Guard`] lives, no other guard of the same lock exists; dropping the
-///   guard releases the lock, and that release *happens before* the next `lock` returns.
-/// - `lock` may be called at IRQL <= `DISPATCH_LEVEL`; it raises to `DISPATCH_LEVEL` while the guard
-///   lives and restores the previous IRQL on drop. The core never moves a guard to another thread
-///   and never waits, allocates or takes another lock while holding one.
-pub unsafe trait RawDispatchLock: Send + Sync {
-    /// Proof that the lock is held; releases it on drop.
-    type Guard<'a>
-    where
-        Self: 'a;
-    /// Initializes a free lock at `slot`.
-    ///
-    /// # Safety
-    /// As [`RawEvent::init`].
-    unsafe fn init(slot: *mut Self);
-    /// Acquires the lock, spinning if needed (kernel: `KeAcquireSpinLockRaiseToDpc`).
-    fn lock(&self) -> Self::Guard<'_>;
 }
 
 /// A shared/exclusive lock for `PASSIVE_LEVEL` and `APC_LEVEL`.

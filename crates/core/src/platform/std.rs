@@ -1,7 +1,7 @@
 //! The user-mode [`Platform`]: `std::sync` locks and a condition-variable event. Used by the service
 //! and by the tests and benchmarks. Lock poisoning is ignored: the locks guard no data of their own.
 
-use crate::{Platform, RawDispatchLock, RawEvent, RawPassiveLock, Timeout, WaitOutcome};
+use crate::{Platform, RawEvent, RawPassiveLock, Timeout, WaitOutcome};
 use std::sync::{
     Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
@@ -14,7 +14,6 @@ pub enum StdPlatform {}
 // `std::thread::sleep`, which returns after at least `interval`.
 unsafe impl Platform for StdPlatform {
     type Event = StdEvent;
-    type DispatchLock = StdLock;
     type PassiveLock = StdSharedLock;
 
     fn sleep(interval: Timeout) {
@@ -70,25 +69,6 @@ unsafe impl RawEvent for StdEvent {
         } else {
             WaitOutcome::TimedOut
         }
-    }
-}
-
-/// The ring's lock: a `Mutex<()>` (user mode has no IRQL).
-#[derive(Debug)]
-pub struct StdLock(Mutex<()>);
-
-// SAFETY: `Mutex` gives mutual exclusion and release/acquire between holders; its guard releases on
-// drop.
-unsafe impl RawDispatchLock for StdLock {
-    type Guard<'a> = MutexGuard<'a, ()>;
-
-    unsafe fn init(slot: *mut Self) {
-        // SAFETY: the caller gives a writable, aligned slot.
-        unsafe { slot.write(StdLock(Mutex::new(()))) };
-    }
-
-    fn lock(&self) -> MutexGuard<'_, ()> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
