@@ -40,6 +40,17 @@ use crate::machine::switch::abandon_landing;
 /// everything it presents as kernel memory (pool, images, stacks) above it, where Linux places
 /// mappings by default; an access violation is dispatched to an `__except` only below it, as on
 /// Windows, where a bad *kernel* address is a bug check whatever the handlers.
+///
+/// It is not x64 Windows' value, `0x7FFF_FFFF_0000`, on purpose. On Windows every kernel address
+/// lies above that value; kernel-sim's kernel memory is host user memory, which a host with
+/// 4-level paging places below `0x8000_0000_0000`, mostly at `0x7F..`. With Windows' value a
+/// driver's probe would accept a pointer to pool, an image or a driver stack as a user buffer,
+/// and a fault there would reach the driver's `__except` instead of being reported: kernel-sim
+/// would be looser than Windows, which the fidelity rule forbids. The value kept splits the
+/// host's address space the way Windows' splits its own: every address kernel-sim presents as
+/// user memory is below it, every address it presents as kernel memory above it, so a probe
+/// answers as it would on Windows. (A host with 5-level paging could put kernel memory above
+/// 2^47 and export Windows' value; CI hosts do not have it.)
 pub const MM_USER_PROBE_ADDRESS: usize = 0x0000_1000_0000_0000;
 
 /// `STATUS_ACCESS_VIOLATION` as the 64-bit RAX value the `__except` block reads.
