@@ -216,6 +216,24 @@ mod tests {
         b.retire();
     }
 
+    /// `MM_USER_PROBE_ADDRESS` splits the host's address space as Windows' value splits its own:
+    /// what kernel-sim hands the driver as kernel memory lies above it.
+    #[test]
+    fn kernel_memory_lies_above_the_user_probe_address() {
+        let limit = crate::machine::signals::MM_USER_PROBE_ADDRESS;
+        let pages = BlockPages::allocate(page_size()).expect("pages");
+        let heap = crate::machine::guest::GuestAlloc::zeroed(64);
+        let region = crate::machine::pages::Region::map(page_size()).expect("region");
+        for (what, address) in [
+            ("special pool", pages.base()),
+            ("host heap (standard pool, kernel objects)", heap.address()),
+            ("mappings (images, stacks)", region.base()),
+        ] {
+            assert!(address >= limit, "{what} at {address:#x} is below {limit:#x}");
+        }
+        pages.retire();
+    }
+
     /// The protection column of the mapping that holds `address`, from `/proc/self/maps`.
     fn protection_of(address: usize) -> Option<String> {
         let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
