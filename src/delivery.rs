@@ -14,7 +14,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::{self, addr_of_mut};
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use vigil_core::{RawEvent, RingConsumer, SendOutcome, Timeout, wait_until_signalled};
 use vigil_protocol::{BATCH_HEADER_LEN, EventBatch, EventRecord};
@@ -26,7 +26,7 @@ use crate::kernel::event::KernelEvent;
 use crate::kernel::pool::PoolBuffer;
 use crate::kernel::thread::{SystemThread, exit_current_system_thread};
 use crate::platform::KernelPlatform;
-use crate::stats::{add, bump};
+use crate::stats::{ShardedCounter, add, bump};
 use crate::twins::{self, Baseline, Twin};
 
 /// Policy: a slice of the teardown's wait for the thread's exit; the thread checks its stop flag
@@ -48,8 +48,10 @@ pub struct Delivery {
     wake: KernelEvent,
     /// Set to ask the thread to exit.
     stop: AtomicBool,
-    /// Records pushed since the last wake-up (compared with the batch size).
-    pending: AtomicU32,
+    /// Records pushed since the last wake-up, per producer shard (each compared with the batch
+    /// size): a counter every event updates, so sharded like `events_generated`, sharing no
+    /// cache line between producers on different processors.
+    pending: ShardedCounter,
     /// The one batch buffer, `MAX_MESSAGE_SIZE` bytes.
     batch: UnsafeCell<PoolBuffer>,
     /// The thread object.
@@ -78,7 +80,7 @@ impl Delivery {
         // SAFETY: as above.
         unsafe { addr_of_mut!((*slot).stop).write(AtomicBool::new(false)) };
         // SAFETY: as above.
-        unsafe { addr_of_mut!((*slot).pending).write(AtomicU32::new(0)) };
+        unsafe { addr_of_mut!((*slot).pending).write(ShardedCounter::default()) };
         // SAFETY: as above.
         unsafe { addr_of_mut!((*slot).batch).write(UnsafeCell::new(batch)) };
         // SAFETY: as above.
@@ -102,13 +104,15 @@ impl Delivery {
         Ok(())
     }
 
-    /// The wake-up rule, per pushed record: wakes the thread once per `batch_size` records while
-    /// `connected()` says a client is there; otherwise the flush interval bounds the latency.
-    /// Setting a KEVENT per event would cost more than the event itself, and with no client the
-    /// thread would only find nobody to send to. IRQL <= DISPATCH_LEVEL.
-    pub fn record_pushed(&self, batch_size: u32, connected: impl FnOnce() -> bool) {
-        let batch = batch_size.max(1);
-        let pending = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
+    /// The wake-up rule, per record pushed by thread `thread_id`: wakes the thread once per
+    /// `batch_size` records of the producers sharing a shard while `connected()` says a client is
+    /// there; otherwise the flush interval bounds the latency. Setting a KEVENT per event would
+    /// cost more than the event itself, and with no client the thread would only find nobody to
+    /// send to. Counting per shard keeps producers off one another's cache lines; a lone
+    /// producer wakes the thread exactly as a single counter would. IRQL <= DISPATCH_LEVEL.
+    pub fn record_pushed(&self, batch_size: u32, thread_id: u64, connected: impl FnOnce() -> bool) {
+        let batch = u64::from(batch_size.max(1));
+        let pending = self.pending.bump(thread_id);
         if pending.is_multiple_of(batch) && connected() {
             self.wake.set();
         }
@@ -164,7 +168,7 @@ fn deliver_until_stopped(globals: &Globals, consumer: &mut RingConsumer<'_, Kern
         if delivery.stop.load(Ordering::Acquire) {
             break;
         }
-        delivery.pending.store(0, Ordering::Relaxed);
+        delivery.pending.reset();
         // Each wake-up sends what is there; it keeps going only while a backlog remains (the last
         // batch held at least `batch_size` records) and a client takes them. A short batch ends
         // the round: the records that arrive meanwhile wait for the next batch-size wake-up or

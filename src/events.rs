@@ -74,7 +74,7 @@ pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
     });
     drop(no_suspension);
     match pushed {
-        Ok(()) => wake_if_batch_ready(globals),
+        Ok(()) => wake_if_batch_ready(globals, facts.thread_id),
         Err(DropReason::Full) => bump(&globals.counters.dropped_ring_full),
         Err(DropReason::TooLarge) => bump(&globals.counters.dropped_too_large),
     }
@@ -84,14 +84,16 @@ pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
 /// and connection state. The connection state is an atomic: this runs on the I/O path, which
 /// never takes a lock a send or a disconnect can hold (RULES.md 27); `io-path-push-lock` keeps
 /// the old read under the slot's push lock, which stalls behind a close queued behind a send.
-fn wake_if_batch_ready(globals: &Globals) {
-    globals
-        .delivery
-        .record_pushed(globals.settings.batch_size.load(Ordering::Relaxed), || {
+fn wake_if_batch_ready(globals: &Globals, thread_id: u64) {
+    globals.delivery.record_pushed(
+        globals.settings.batch_size.load(Ordering::Relaxed),
+        thread_id,
+        || {
             if twins::is(Twin::IoPathPushLock) {
                 globals.slot.is_connected_under_lock()
             } else {
                 globals.slot.is_connected()
             }
-        });
+        },
+    );
 }

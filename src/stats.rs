@@ -26,12 +26,20 @@ pub struct ShardedCounter {
 }
 
 impl ShardedCounter {
-    /// Adds one on behalf of thread `thread_id`.
-    pub fn bump(&self, thread_id: u64) {
+    /// Adds one on behalf of thread `thread_id`; returns the new value of that thread's shard
+    /// (the count of the threads that share it, not the total).
+    pub fn bump(&self, thread_id: u64) -> u64 {
         // Windows thread ids are multiples of 4: the low bits carry nothing.
         let index = usize::try_from((thread_id >> 2) % SHARDS as u64).unwrap_or(0);
-        if let Some(shard) = self.shards.get(index) {
-            shard.value.fetch_add(1, Ordering::Relaxed);
+        self.shards
+            .get(index)
+            .map_or(0, |shard| shard.value.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Sets every shard to zero (relaxed, shard by shard: a bump racing with it may survive).
+    pub fn reset(&self) {
+        for shard in &self.shards {
+            shard.value.store(0, Ordering::Relaxed);
         }
     }
 
@@ -154,5 +162,19 @@ mod tests {
             "consecutive thread ids spread over every shard"
         );
         assert_eq!(size_of::<Shard>(), 128, "two cache lines per shard");
+    }
+
+    #[test]
+    fn a_bump_returns_its_shards_count_and_reset_clears_every_shard() {
+        let counter = ShardedCounter::default();
+        assert_eq!(counter.bump(8), 1);
+        assert_eq!(counter.bump(8), 2);
+        // Another thread's shard counts on its own.
+        assert_eq!(counter.bump(12), 1);
+        // Thread ids 16 shards apart share a shard.
+        assert_eq!(counter.bump(8 + 4 * SHARDS as u64), 3);
+        counter.reset();
+        assert_eq!(counter.get(), 0);
+        assert_eq!(counter.bump(8), 1);
     }
 }

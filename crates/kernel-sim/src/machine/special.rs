@@ -229,7 +229,10 @@ mod tests {
             ("host heap (standard pool, kernel objects)", heap.address()),
             ("mappings (images, stacks)", region.base()),
         ] {
-            assert!(address >= limit, "{what} at {address:#x} is below {limit:#x}");
+            assert!(
+                address >= limit,
+                "{what} at {address:#x} is below {limit:#x}"
+            );
         }
         pages.retire();
     }
