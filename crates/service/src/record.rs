@@ -207,8 +207,8 @@ const RESUME_TAIL: u64 = 256 * 1024;
 
 /// The `(epoch, seq)` of the last complete event record in the JSON Lines file at `path`, or
 /// in its newest rotated file (`path.1`) when the live one has none; `None` when neither has
-/// one (a missing file is not an error). A torn last line (the writer died mid-record) is
-/// skipped. A restarted service continues from it ([`crate::Service::with_resume`]).
+/// one (a missing file is not an error). A torn last line (the writer died mid-record) and
+/// trailing zero bytes (a crash before the data reached the disk) are skipped. A restarted service continues from it ([`crate::Service::with_resume`]).
 ///
 /// # Errors
 ///
@@ -232,9 +232,14 @@ fn last_event_in(path: &std::path::Path) -> std::io::Result<Option<ResumePoint>>
         Err(e) => return Err(e),
     };
     let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(RESUME_TAIL)))?;
+    // Zeros at the end (a crash) are not records: look at what comes before them, however
+    // many there are, or a zero-filled end would hide the live file's last record and the
+    // resume would fall back to an older file's, reporting a false gap.
+    let end = content_end(&mut file, len)?;
+    let start = end.saturating_sub(RESUME_TAIL);
+    file.seek(SeekFrom::Start(start))?;
     let mut tail = Vec::new();
-    file.read_to_end(&mut tail)?;
+    file.take(end - start).read_to_end(&mut tail)?;
     for line in tail.split(|&b| b == b'\n').rev() {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
             continue;
@@ -246,6 +251,27 @@ fn last_event_in(path: &std::path::Path) -> std::io::Result<Option<ResumePoint>>
         }
     }
     Ok(None)
+}
+
+/// The length of `file` (`len` bytes) without its trailing zero bytes, read backwards in
+/// chunks so that a zero-filled end of any size costs bounded memory.
+pub(crate) fn content_end(file: &mut std::fs::File, len: u64) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    const CHUNK: u64 = 64 * 1024;
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let n = usize::try_from(end - start).unwrap_or(0);
+        let buf = chunk.get_mut(..n).unwrap_or(&mut []);
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(buf)?;
+        if let Some(last) = buf.iter().rposition(|&b| b != 0) {
+            return Ok(start + last as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// Appends one event record as a JSON object and a newline.
