@@ -334,7 +334,7 @@ fn run(args: &RunArgs, context: &mut Context, err: &mut dyn Write) -> u8 {
 }
 
 /// Gives the core this platform's process-name lookup (for `except_processes`).
-pub fn with_platform_process_names<S: Sink>(service: Service<S>) -> Service<S> {
+pub fn with_platform_process_names<S: Sink + Send>(service: Service<S>) -> Service<S> {
     #[cfg(windows)]
     {
         service.with_process_names(crate::windows::process::WindowsProcessNames)

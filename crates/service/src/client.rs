@@ -74,6 +74,13 @@ pub trait PortClient {
     /// with a failure status, or an operating-system failure.
     fn send_command(&mut self, command: &[u8], reply: &mut [u8]) -> Result<usize, ClientError>;
 
+    /// Cancels the outstanding receives, at a stop. A message that completes anyway (it was
+    /// already on its way) is still returned by [`receive`](Self::receive), which returns
+    /// `Ok(None)` once nothing is outstanding: the driver counted that message as delivered,
+    /// so dropping it would lose it without a trace. Clients that receive synchronously have
+    /// nothing to cancel (the default).
+    fn cancel_receives(&mut self) {}
+
     /// Closes the connection. Outstanding receives are cancelled and waited for before their
     /// buffers are released. Calling it twice is harmless; dropping a client closes it too.
     fn close(&mut self);
@@ -94,6 +101,10 @@ impl<P: PortClient + ?Sized> PortClient for Box<P> {
 
     fn send_command(&mut self, command: &[u8], reply: &mut [u8]) -> Result<usize, ClientError> {
         (**self).send_command(command, reply)
+    }
+
+    fn cancel_receives(&mut self) {
+        (**self).cancel_receives();
     }
 
     fn close(&mut self) {

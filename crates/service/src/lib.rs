@@ -23,6 +23,7 @@
 //! The JSON Lines field table is in [`record`]; the policy format in [`policy`]; the flush and
 //! rotation policies in [`sink`]; the connection, reconnection and stop rules in [`service`].
 
+pub mod backlog;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -424,7 +424,11 @@ impl JsonlSink {
         }
         self.untear()?;
         loop {
-            let upto = self.rotate_at.front().copied().unwrap_or(self.pending.len());
+            let upto = self
+                .rotate_at
+                .front()
+                .copied()
+                .unwrap_or(self.pending.len());
             if upto > 0 {
                 let chunk = self.pending.get(..upto).unwrap_or(&[]);
                 let file = self

@@ -240,7 +240,9 @@ fn parsed_lines(path: &Path) -> (Vec<serde_json::Value>, usize) {
 
 fn event_line(seq: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    with_record(seq, |r| vigil_service::record::push_event_json(&mut out, 1, r));
+    with_record(seq, |r| {
+        vigil_service::record::push_event_json(&mut out, 1, r);
+    });
     out
 }
 
@@ -258,7 +260,10 @@ fn a_torn_and_zero_filled_end_is_repaired_before_the_next_record() {
     let mut sink = JsonlSink::open(JsonlOptions::new(&path)).unwrap();
     let warnings = sink.take_warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("4096 zero byte(s) removed"), "{warnings:?}");
+    assert!(
+        warnings[0].contains("4096 zero byte(s) removed"),
+        "{warnings:?}"
+    );
     write_event(&mut sink, 3);
     sink.close().unwrap();
     let (records, bad) = parsed_lines(&path);
@@ -326,7 +331,8 @@ fn a_rotation_that_fails_keeps_the_live_file_and_every_record() {
     .unwrap();
     for seq in 0..20 {
         write_event(&mut sink, seq);
-        sink.end_batch().expect("a failed rotation is not a write failure");
+        sink.end_batch()
+            .expect("a failed rotation is not a write failure");
     }
     sink.close().unwrap();
     assert_eq!(seqs_in(&path), (0..20).collect::<Vec<_>>());
