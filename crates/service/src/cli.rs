@@ -564,10 +564,13 @@ fn tail(args: &TailArgs, context: &Context, out: &mut dyn Write, err: &mut dyn W
                 return 1;
             }
         }
-        if context
-            .control
-            .sleep_unless_stopped(Duration::from_millis(200))
-        {
+        // A poll that stopped at its budget has more to read: no pause before the next.
+        let pause = if follower.caught_up() {
+            Duration::from_millis(200)
+        } else {
+            Duration::ZERO
+        };
+        if context.control.sleep_unless_stopped(pause) {
             return 0;
         }
     }
