@@ -28,6 +28,8 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod control;
+pub mod lifecycle;
+pub mod logfile;
 pub mod policy;
 pub mod record;
 pub mod sequence;
@@ -43,6 +45,6 @@ pub use policy::{Decision, Policy, PolicyError, ProcessNames};
 pub use sequence::{Check, Gap, ResumePoint, SequenceTracker};
 pub use service::{
     ConnectionEnd, Counters, Level, Log, MemoryLog, ReloadError, Service, ServiceError,
-    ServiceOptions, StderrLog, Summary,
+    ServiceOptions, StderrLog, Summary, TeeLog,
 };
 pub use sink::{HumanSink, JsonlOptions, JsonlSink, MemorySink, NullSink, Sink};

@@ -110,6 +110,23 @@ pub trait Log {
     fn log(&mut self, level: Level, message: &str);
 }
 
+impl<L: Log + ?Sized> Log for Box<L> {
+    fn log(&mut self, level: Level, message: &str) {
+        (**self).log(level, message);
+    }
+}
+
+/// Every line to both logs (the service's file and the Windows Event Log).
+#[derive(Debug, Default, Clone)]
+pub struct TeeLog<A, B>(pub A, pub B);
+
+impl<A: Log, B: Log> Log for TeeLog<A, B> {
+    fn log(&mut self, level: Level, message: &str) {
+        self.0.log(level, message);
+        self.1.log(level, message);
+    }
+}
+
 /// Log lines to standard error, prefixed with their level.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StderrLog;

@@ -1,26 +1,34 @@
 //! The Windows service: install, uninstall, start and stop through the service control manager
-//! (SCM), and the service's own entry point. User mode, Windows only.
+//! (SCM), and the service's own entry point. User mode, Windows only: cross-compiled and read,
+//! never run by this project (the order of statuses it reports is `crate::lifecycle`'s, tested
+//! on Linux).
 //!
 //! Policy:
 //! * Name `VigilService` (the driver's service is `vigil`, INF-installed); automatic start,
 //!   `LocalSystem` (the port admits Administrators and SYSTEM only), dependent on `FltMgr` and
 //!   `vigil`, so the SCM loads the driver first.
-//! * Restart on failure after 5 s, three times a day: a service that died (the field crash)
-//!   comes back, and the driver counts what it missed meanwhile.
-//! * Stop and shutdown controls request a stop; the core notices it within its poll interval
-//!   (100 ms), drains for at most 2 s, closes its sinks; `STOP_PENDING` is reported with a 5 s
-//!   wait hint so the SCM never sees a hung service. A parameter-change control
+//! * Restart on failure after 5 s, three times a day, for crashes and, with
+//!   `failure_actions_on_non_crash_failures` set, for a stop with a service-specific exit code
+//!   (`crate::lifecycle::StopReason`): a service that died or gave up comes back, and the
+//!   driver counts what it missed meanwhile.
+//! * `START_PENDING` (wait hint 10 s, checkpoints every half second) while the policy is read
+//!   and the output opened; `RUNNING` only then. `vigil service start` waits for `RUNNING` or
+//!   `STOPPED` and reports the exit code of a service that stopped.
+//! * Stop and pre-shutdown controls request a stop (pre-shutdown, not shutdown: the SCM then
+//!   waits for the service, up to the pre-shutdown timeout set at install, 10 s, before the
+//!   system goes down, so the last batch is written); the core notices it within its poll
+//!   interval (100 ms), drains for at most 2 s, closes its sinks; `STOP_PENDING` is reported
+//!   with a 5 s wait hint and moving checkpoints. A parameter-change control
 //!   (`sc control VigilService paramchange`) reloads the policy file; a bad file is refused and
 //!   the running policy kept (see the log).
 //! * The core waits for the driver (it may be unloaded and reloaded under it: `fltmc` stress)
-//!   and logs to `vigil-service.log` beside its JSON Lines file.
+//!   and logs to `vigil-service.log` in the data directory (size-bounded, repeats collapsed:
+//!   `crate::logfile`).
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use windows_service::service::{
     ServiceAccess, ServiceAction, ServiceActionType, ServiceControl as ScmControl,
@@ -28,7 +36,9 @@ use windows_service::service::{
     ServiceFailureActions, ServiceFailureResetPeriod, ServiceInfo, ServiceStartType, ServiceState,
     ServiceStatus, ServiceType,
 };
-use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
+use windows_service::service_control_handler::{
+    self, ServiceControlHandlerResult, ServiceStatusHandle,
+};
 use windows_service::service_dispatcher;
 use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
@@ -36,6 +46,8 @@ use crate::cli::{
     default_dir, open_sinks, platform_connector, resume_point, with_platform_process_names,
 };
 use crate::control::{ServiceControl, SystemClock};
+use crate::lifecycle::{self, Readiness, State, Status, StatusReporter, StopReason};
+use crate::logfile::{LogFileOptions, RotatingFileLog};
 use crate::policy::Policy;
 use crate::service::{Level, Log, Service, ServiceOptions};
 
@@ -47,8 +59,11 @@ pub const DISPLAY_NAME: &str = "Vigil file activity service";
 pub const DRIVER_SERVICE: &str = "vigil";
 /// How long `stop` and `uninstall` wait for the service to reach STOPPED.
 const STOP_WAIT: Duration = Duration::from_secs(10);
-/// The wait hint reported with `STOP_PENDING`: poll interval + drain limit + closing, with margin.
-const STOP_WAIT_HINT: Duration = Duration::from_secs(5);
+/// How long `start` waits for RUNNING or STOPPED: the start wait hint, with margin.
+const START_WAIT: Duration = Duration::from_secs(30);
+/// The pre-shutdown timeout set at install: the stop bound (`lifecycle::STOP_WAIT_HINT`)
+/// twice over; the SCM's default is three minutes, which would hold a shutdown up needlessly.
+const PRESHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn scm_error(what: &str) -> impl Fn(windows_service::Error) -> String + '_ {
     move |e| {
@@ -125,6 +140,16 @@ pub fn install(policy: Option<&Path>, output: Option<&Path>) -> Result<String, S
             actions: Some(vec![restart.clone(), restart.clone(), restart]),
         })
         .map_err(scm_error("cannot set the restart policy"))?;
+    // Without this flag the actions above fire only when the process dies, not when the service
+    // stops with a service-specific exit code (a refused policy, an output that failed).
+    service
+        .set_failure_actions_on_non_crash_failures(true)
+        .map_err(scm_error(
+            "cannot enable the restart policy for failed stops",
+        ))?;
+    service
+        .set_preshutdown_timeout(PRESHUTDOWN_TIMEOUT)
+        .map_err(scm_error("cannot set the pre-shutdown timeout"))?;
     Ok(format!(
         "installed {SERVICE_NAME} (automatic start, LocalSystem, after FltMgr and {DRIVER_SERVICE}); \
          start it with `vigil service start`"
@@ -187,12 +212,58 @@ pub fn uninstall() -> Result<String, String> {
 pub fn start() -> Result<String, String> {
     let manager = manager(ServiceManagerAccess::CONNECT)?;
     let service = manager
-        .open_service(SERVICE_NAME, ServiceAccess::START)
+        .open_service(
+            SERVICE_NAME,
+            ServiceAccess::START | ServiceAccess::QUERY_STATUS,
+        )
         .map_err(scm_error("cannot open the service (is it installed?)"))?;
     service
         .start(&[] as &[&OsStr])
         .map_err(scm_error("cannot start the service"))?;
-    Ok(format!("started {SERVICE_NAME}"))
+    // Started means RUNNING: the service reports it only once its policy and output are ready.
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        let status = service
+            .query_status()
+            .map_err(scm_error("cannot query the service"))?;
+        match status.current_state {
+            ServiceState::Running => return Ok(format!("started {SERVICE_NAME}")),
+            ServiceState::Stopped => {
+                return Err(format!(
+                    "{SERVICE_NAME} stopped while starting: {}; see vigil-service.log in the \
+                     data directory",
+                    exit_text(status.exit_code)
+                ));
+            }
+            state if Instant::now() >= deadline => {
+                return Err(format!(
+                    "{SERVICE_NAME} did not reach RUNNING within {} s (state {state:?})",
+                    START_WAIT.as_secs()
+                ));
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The words for a stopped service's exit code.
+fn exit_text(code: ServiceExitCode) -> String {
+    const REASONS: [StopReason; 6] = [
+        StopReason::PolicyRefused,
+        StopReason::OutputUnavailable,
+        StopReason::DriverIncompatible,
+        StopReason::DriverRefused,
+        StopReason::OutputFailed,
+        StopReason::Internal,
+    ];
+    match code {
+        ServiceExitCode::ServiceSpecific(n) => REASONS.iter().find(|r| r.code() == n).map_or_else(
+            || format!("exit code {n}"),
+            |r| format!("{r} (exit code {n})"),
+        ),
+        ServiceExitCode::Win32(0) => "no error reported".to_owned(),
+        ServiceExitCode::Win32(n) => format!("Win32 error {n}"),
+    }
 }
 
 /// Stops the service and waits (bounded) until it has.
@@ -251,37 +322,38 @@ pub fn run_dispatcher(policy: Option<PathBuf>, output: Option<PathBuf>) -> Resul
     Ok(format!("{SERVICE_NAME} stopped"))
 }
 
-/// Appends log lines to a file (a service has no console).
-struct FileLog {
-    file: Option<File>,
+/// Reports the core's statuses to the SCM.
+struct ScmReporter {
+    handle: ServiceStatusHandle,
 }
 
-impl Log for FileLog {
-    fn log(&mut self, level: Level, message: &str) {
-        let Some(file) = self.file.as_mut() else {
-            return;
+impl StatusReporter for ScmReporter {
+    fn report(&mut self, status: Status) {
+        let state = match status.state {
+            State::StartPending => ServiceState::StartPending,
+            State::Running => ServiceState::Running,
+            State::StopPending => ServiceState::StopPending,
+            State::Stopped => ServiceState::Stopped,
         };
-        let seconds = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let _ = writeln!(file, "{seconds} {level:?}: {message}");
-    }
-}
-
-fn status(
-    state: ServiceState,
-    accept: ServiceControlAccept,
-    exit: u32,
-    hint: Duration,
-) -> ServiceStatus {
-    ServiceStatus {
-        service_type: ServiceType::OWN_PROCESS,
-        current_state: state,
-        controls_accepted: accept,
-        exit_code: ServiceExitCode::Win32(exit),
-        checkpoint: 0,
-        wait_hint: hint,
-        process_id: None,
+        let controls_accepted = if status.accepts_controls {
+            ServiceControlAccept::STOP
+                | ServiceControlAccept::PRESHUTDOWN
+                | ServiceControlAccept::PARAM_CHANGE
+        } else {
+            ServiceControlAccept::empty()
+        };
+        let exit_code = status.exit.map_or(ServiceExitCode::Win32(0), |reason| {
+            ServiceExitCode::ServiceSpecific(reason.code())
+        });
+        let _ = self.handle.set_service_status(ServiceStatus {
+            service_type: ServiceType::OWN_PROCESS,
+            current_state: state,
+            controls_accepted,
+            exit_code,
+            checkpoint: status.checkpoint,
+            wait_hint: status.wait_hint,
+            process_id: None,
+        });
     }
 }
 
@@ -289,7 +361,9 @@ fn service_main(_arguments: Vec<OsString>) {
     let control = ServiceControl::new();
     let handler_control = control.clone();
     let handler = move |event| match event {
-        ScmControl::Stop | ScmControl::Shutdown => {
+        // Pre-shutdown is accepted instead of shutdown: a service that takes it has stopped
+        // before the shutdown notification would come.
+        ScmControl::Stop | ScmControl::Preshutdown | ScmControl::Shutdown => {
             handler_control.request_stop();
             ServiceControlHandlerResult::NoError
         }
@@ -303,51 +377,29 @@ fn service_main(_arguments: Vec<OsString>) {
     let Ok(handle) = service_control_handler::register(SERVICE_NAME, handler) else {
         return;
     };
-    let accept = ServiceControlAccept::STOP
-        | ServiceControlAccept::SHUTDOWN
-        | ServiceControlAccept::PARAM_CHANGE;
-    let _ = handle.set_service_status(status(ServiceState::Running, accept, 0, Duration::ZERO));
-    // The core runs on its own thread so that this one can report STOP_PENDING at once.
+    let mut reporter = ScmReporter { handle };
     let core_control = control.clone();
-    let worker = std::thread::spawn(move || run_core(&core_control));
-    while !worker.is_finished() {
-        if control.sleep_unless_stopped(Duration::from_millis(250)) {
-            let _ = handle.set_service_status(status(
-                ServiceState::StopPending,
-                ServiceControlAccept::empty(),
-                0,
-                STOP_WAIT_HINT,
-            ));
-            break;
-        }
-    }
-    let exit = worker.join().unwrap_or(1);
-    let _ = handle.set_service_status(status(
-        ServiceState::Stopped,
-        ServiceControlAccept::empty(),
-        exit,
-        Duration::ZERO,
-    ));
+    let _ = lifecycle::drive(&mut reporter, &control, move |readiness| {
+        run_core(&core_control, readiness)
+    });
 }
 
-/// Runs the core until stopped; returns the Win32 exit code for the SCM.
-fn run_core(control: &ServiceControl) -> u32 {
+/// Sets the core up (policy, output), says it is ready, runs it until stopped.
+fn run_core(control: &ServiceControl, readiness: &Readiness) -> Result<(), StopReason> {
     let (policy_path, output) = ARGUMENTS.get().cloned().unwrap_or_default();
     let dir = default_dir().unwrap_or_else(|| PathBuf::from("."));
     let _ = std::fs::create_dir_all(&dir);
-    let mut log = FileLog {
-        file: OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("vigil-service.log"))
-            .ok(),
-    };
+    let mut log: Box<dyn Log + Send> =
+        match RotatingFileLog::open(LogFileOptions::new(dir.join("vigil-service.log"))) {
+            Ok(log) => Box::new(log),
+            Err(_) => Box::new(crate::service::MemoryLog::default()),
+        };
     let policy = match &policy_path {
         Some(path) => match Policy::load(path) {
             Ok(p) => p,
             Err(e) => {
                 log.log(Level::Error, &format!("{}: {e}", path.display()));
-                return 1;
+                return Err(StopReason::PolicyRefused);
             }
         },
         None => Policy::default(),
@@ -361,12 +413,13 @@ fn run_core(control: &ServiceControl) -> u32 {
         Ok(s) => s,
         Err(e) => {
             log.log(Level::Error, &format!("{}: {e}", output.display()));
-            return 1;
+            return Err(StopReason::OutputUnavailable);
         }
     };
     let Some(mut connector) = platform_connector() else {
-        return 1;
+        return Err(StopReason::Internal);
     };
+    readiness.ready();
     let options = ServiceOptions {
         wait_for_driver: true,
         ..ServiceOptions::default()
@@ -379,8 +432,8 @@ fn run_core(control: &ServiceControl) -> u32 {
         service = service.with_policy_path(path);
     }
     let mut service = with_platform_process_names(service);
-    match service.run(&mut connector, &SystemClock) {
-        Ok(_) => 0,
-        Err(_) => 1,
-    }
+    service
+        .run(&mut connector, &SystemClock)
+        .map(drop)
+        .map_err(|e| StopReason::of(&e))
 }
