@@ -30,6 +30,7 @@ pub mod commands;
 pub mod control;
 pub mod lifecycle;
 pub mod logfile;
+pub mod paths;
 pub mod policy;
 pub mod record;
 pub mod sequence;
