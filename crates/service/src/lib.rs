@@ -28,6 +28,8 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod control;
+pub mod datadir;
+pub mod eventlog;
 pub mod lifecycle;
 pub mod logfile;
 pub mod paths;

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use windows_service::service::{
     ServiceAccess, ServiceAction, ServiceActionType, ServiceControl as ScmControl,
     ServiceControlAccept, ServiceDependency, ServiceErrorControl, ServiceExitCode,
-    ServiceFailureActions, ServiceFailureResetPeriod, ServiceInfo, ServiceStartType, ServiceState,
-    ServiceStatus, ServiceType,
+    ServiceFailureActions, ServiceFailureResetPeriod, ServiceInfo, ServiceSidType,
+    ServiceStartType, ServiceState, ServiceStatus, ServiceType,
 };
 use windows_service::service_control_handler::{
     self, ServiceControlHandlerResult, ServiceStatusHandle,
@@ -46,10 +46,13 @@ use crate::cli::{
     default_dir, open_sinks, platform_connector, resume_point, with_platform_process_names,
 };
 use crate::control::{ServiceControl, SystemClock};
+use crate::datadir::{check_output_path, secure_data_dir, trusted_policy_file};
 use crate::lifecycle::{self, Readiness, State, Status, StatusReporter, StopReason};
 use crate::logfile::{LogFileOptions, RotatingFileLog};
 use crate::policy::Policy;
-use crate::service::{Level, Log, Service, ServiceOptions};
+use crate::service::{Level, Log, Service, ServiceOptions, TeeLog};
+use crate::windows::eventlog::EventLog;
+use crate::windows::security::WindowsFileSecurity;
 
 /// The service's name in the SCM.
 pub const SERVICE_NAME: &str = "VigilService";
@@ -78,6 +81,11 @@ fn manager(access: ServiceManagerAccess) -> Result<ServiceManager, String> {
     ))
 }
 
+/// `%ProgramData%\Vigil`.
+fn data_dir() -> Result<PathBuf, String> {
+    default_dir().ok_or_else(|| "no data directory on this platform".to_owned())
+}
+
 fn absolute(path: &Path) -> Result<PathBuf, String> {
     std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -90,18 +98,26 @@ fn absolute(path: &Path) -> Result<PathBuf, String> {
 pub fn install(policy: Option<&Path>, output: Option<&Path>) -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find vigil.exe: {e}"))?;
     let mut arguments: Vec<OsString> = vec!["service".into(), "run".into()];
+    // The data directory first: created protected, or refused if a user got there first.
+    let dir = data_dir()?;
+    secure_data_dir(&WindowsFileSecurity, &dir).map_err(|e| e.to_string())?;
     let policy = match policy {
         Some(p) => Some(absolute(p)?),
-        None => default_dir()
-            .map(|d| d.join("policy.toml"))
-            .filter(|p| p.exists()),
+        None => Some(dir.join("policy.toml")).filter(|p| p.exists()),
     };
     if let Some(p) = &policy {
-        Policy::load(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        // Only a file no user could have written or replaced is adopted.
+        trusted_policy_file(&WindowsFileSecurity, p).map_err(|e| e.to_string())?;
+        let loaded = Policy::load(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if let Some(jsonl) = &loaded.output.jsonl {
+            check_output_path(&dir, jsonl).map_err(|e| e.to_string())?;
+        }
         arguments.extend(["--policy".into(), p.clone().into_os_string()]);
     }
     if let Some(o) = output {
-        arguments.extend(["--output".into(), absolute(o)?.into_os_string()]);
+        let o = absolute(o)?;
+        check_output_path(&dir, &o).map_err(|e| e.to_string())?;
+        arguments.extend(["--output".into(), o.into_os_string()]);
     }
     let info = ServiceInfo {
         name: SERVICE_NAME.into(),
@@ -118,6 +134,7 @@ pub fn install(policy: Option<&Path>, output: Option<&Path>) -> Result<String, S
         account_name: None,
         account_password: None,
     };
+    crate::windows::eventlog::register_source()?;
     let manager = manager(ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE)?;
     let service = manager
         .create_service(&info, ServiceAccess::CHANGE_CONFIG | ServiceAccess::START)
@@ -150,6 +167,11 @@ pub fn install(policy: Option<&Path>, output: Option<&Path>) -> Result<String, S
     service
         .set_preshutdown_timeout(PRESHUTDOWN_TIMEOUT)
         .map_err(scm_error("cannot set the pre-shutdown timeout"))?;
+    // A service SID (NT SERVICE\VigilService) in the service's token: lets an administrator
+    // grant this service, and not every SYSTEM process, access to something later.
+    service
+        .set_config_service_sid_info(ServiceSidType::Unrestricted)
+        .map_err(scm_error("cannot set the service SID type"))?;
     Ok(format!(
         "installed {SERVICE_NAME} (automatic start, LocalSystem, after FltMgr and {DRIVER_SERVICE}); \
          start it with `vigil service start`"
@@ -201,6 +223,7 @@ pub fn uninstall() -> Result<String, String> {
     service
         .delete()
         .map_err(scm_error("cannot delete the service"))?;
+    crate::windows::eventlog::unregister_source();
     Ok(format!("uninstalled {SERVICE_NAME}"))
 }
 
@@ -387,18 +410,27 @@ fn service_main(_arguments: Vec<OsString>) {
 /// Sets the core up (policy, output), says it is ready, runs it until stopped.
 fn run_core(control: &ServiceControl, readiness: &Readiness) -> Result<(), StopReason> {
     let (policy_path, output) = ARGUMENTS.get().cloned().unwrap_or_default();
-    let dir = default_dir().unwrap_or_else(|| PathBuf::from("."));
-    let _ = std::fs::create_dir_all(&dir);
-    let mut log: Box<dyn Log + Send> =
-        match RotatingFileLog::open(LogFileOptions::new(dir.join("vigil-service.log"))) {
-            Ok(log) => Box::new(log),
-            Err(_) => Box::new(crate::service::MemoryLog::default()),
-        };
+    let mut log: Box<dyn Log + Send> = Box::new(EventLog::open());
+    let Ok(dir) = data_dir() else {
+        return Err(StopReason::OutputUnavailable);
+    };
+    // Checked at every start, not only at install: the directory is where every user's file
+    // activity is written, and rotation renames and deletes there as SYSTEM.
+    if let Err(e) = secure_data_dir(&WindowsFileSecurity, &dir) {
+        log.log(Level::Error, &e.to_string());
+        return Err(StopReason::OutputUnavailable);
+    }
+    if let Ok(file) = RotatingFileLog::open(LogFileOptions::new(dir.join("vigil-service.log"))) {
+        log = Box::new(TeeLog(file, EventLog::open()));
+    }
     let policy = match &policy_path {
-        Some(path) => match Policy::load(path) {
+        Some(path) => match trusted_policy_file(&WindowsFileSecurity, path)
+            .map_err(|e| e.to_string())
+            .and_then(|()| Policy::load(path).map_err(|e| format!("{}: {e}", path.display())))
+        {
             Ok(p) => p,
             Err(e) => {
-                log.log(Level::Error, &format!("{}: {e}", path.display()));
+                log.log(Level::Error, &e);
                 return Err(StopReason::PolicyRefused);
             }
         },
@@ -407,6 +439,10 @@ fn run_core(control: &ServiceControl, readiness: &Readiness) -> Result<(), StopR
     let output = output
         .or_else(|| policy.output.jsonl.clone())
         .unwrap_or_else(|| dir.join("vigil.jsonl"));
+    if let Err(e) = check_output_path(&dir, &output) {
+        log.log(Level::Error, &e.to_string());
+        return Err(StopReason::OutputUnavailable);
+    }
     // Continue the numbering of what the last run wrote (read before the sink opens it).
     let resume = resume_point(Some(&output), |warning| log.log(Level::Warn, &warning));
     let sinks = match open_sinks(&policy, Some(&output), false) {
