@@ -28,6 +28,8 @@ pub(crate) enum Job {
     Log(Level, String),
     /// Read this policy file and send the result back.
     LoadPolicy(PathBuf),
+    /// The driver's counters, read now, for a counters record.
+    DriverStats(Box<vigil_protocol::Stats>),
 }
 
 impl Job {
@@ -35,7 +37,7 @@ impl Job {
         match self {
             Self::Batch(bytes) => bytes.len(),
             Self::Log(_, line) => line.len(),
-            Self::LoadPolicy(_) => 0,
+            Self::LoadPolicy(_) | Self::DriverStats(_) => 0,
         }
     }
 }

@@ -47,7 +47,7 @@ pub use control::{Backoff, Clock, ManualClock, ServiceControl, SystemClock};
 pub use policy::{Decision, Policy, PolicyError, ProcessNames};
 pub use sequence::{Check, Gap, ResumePoint, SequenceTracker};
 pub use service::{
-    ConnectionEnd, Counters, Level, Log, MemoryLog, ReloadError, Service, ServiceError,
-    ServiceOptions, StderrLog, Summary, TeeLog,
+    ConnectionEnd, Counters, Level, Log, MemoryLog, PolicyLoader, ReloadError, Service,
+    ServiceError, ServiceOptions, StderrLog, Summary, TeeLog,
 };
 pub use sink::{HumanSink, JsonlOptions, JsonlSink, MemorySink, NullSink, Sink};

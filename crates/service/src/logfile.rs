@@ -11,9 +11,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::record::push_rfc3339;
+use crate::record::{now_filetime, push_rfc3339};
 use crate::service::{Level, Log};
 
 /// Settings of the log file.
@@ -50,17 +49,6 @@ pub struct RotatingFileLog {
     pub failures: u64,
 }
 
-/// 100 ns ticks between 1601-01-01 and 1970-01-01.
-const UNIX_EPOCH_TICKS: u64 = 116_444_736_000_000_000;
-
-fn now_ticks() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let ticks = since.as_secs() * 10_000_000 + u64::from(since.subsec_nanos() / 100);
-    UNIX_EPOCH_TICKS + ticks
-}
-
 impl RotatingFileLog {
     /// Opens (appends to) the log.
     ///
@@ -82,7 +70,7 @@ impl RotatingFileLog {
 
     fn write_line(&mut self, level: Level, message: &str) {
         let mut line = Vec::with_capacity(message.len() + 48);
-        push_rfc3339(&mut line, now_ticks());
+        push_rfc3339(&mut line, now_filetime());
         let tag = match level {
             Level::Info => " info: ",
             Level::Warn => " warn: ",

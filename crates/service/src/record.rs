@@ -47,6 +47,15 @@ use crate::sequence::{Gap, ResumePoint};
 
 /// 100 ns ticks between 1601-01-01 and 1970-01-01.
 const TICKS_1601_TO_1970: i128 = 116_444_736_000_000_000;
+/// Now, as 100 ns ticks since 1601-01-01 (the driver's timestamps' scale), from the
+/// service's clock.
+pub fn now_filetime() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    116_444_736_000_000_000 + since.as_secs() * 10_000_000 + u64::from(since.subsec_nanos() / 100)
+}
+
 /// 100 ns ticks per second.
 const TICKS_PER_SECOND: i128 = 10_000_000;
 
@@ -328,6 +337,49 @@ pub fn push_event_json(out: &mut Vec<u8>, epoch: u32, record: &EventRecord<'_>) 
         out.push(b'"');
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// Appends one driver-counters record as a JSON object and a newline: the driver's counters
+/// (`stats`) as read at `time` (1601-epoch ticks, the service's clock), during driver instance
+/// `epoch`. Written periodically so that a reader of the file alone sees drops and their causes.
+pub fn push_driver_stats_json(
+    out: &mut Vec<u8>,
+    epoch: u32,
+    stats: &vigil_protocol::Stats,
+    time: u64,
+) {
+    let fields: [(&str, u64); 18] = [
+        ("events_generated", stats.events_generated),
+        ("events_delivered", stats.events_delivered),
+        ("dropped_total", stats.dropped_total()),
+        ("dropped_ring_full", stats.dropped_ring_full),
+        ("dropped_too_large", stats.dropped_too_large),
+        ("dropped_no_memory", stats.dropped_no_memory),
+        ("dropped_send_timeout", stats.dropped_send_timeout),
+        ("dropped_no_service", stats.dropped_disconnected),
+        ("batches_sent", stats.batches_sent),
+        ("verdicts_allowed", stats.verdicts_allowed),
+        ("verdicts_denied", stats.verdicts_denied),
+        ("verdicts_defaulted_open", stats.verdicts_defaulted_open),
+        ("verdicts_defaulted_closed", stats.verdicts_defaulted_closed),
+        ("verdict_timeouts", stats.verdict_timeouts),
+        ("connections", stats.connections),
+        ("disconnects", stats.disconnects),
+        ("allocation_failures", stats.allocation_failures),
+        ("name_query_failures", stats.name_query_failures),
+    ];
+    out.extend_from_slice(b"{\"driver_stats\":{");
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(out, "\"{name}\":{value}");
+    }
+    out.extend_from_slice(b"},\"epoch\":");
+    push_u64(out, u64::from(epoch));
+    out.extend_from_slice(b",\"time\":\"");
+    push_rfc3339(out, time);
+    out.extend_from_slice(b"\"}\n");
 }
 
 /// Appends one gap record as a JSON object and a newline; `time` is the 1601-epoch timestamp of

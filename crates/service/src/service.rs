@@ -173,6 +173,8 @@ pub struct ServiceOptions {
     /// Most bytes of received batches waiting for the writer before the receiver waits too
     /// (see [`crate::backlog`]'s policy).
     pub backlog_bytes: usize,
+    /// How often the driver's counters are read and written to the sinks as a record.
+    pub stats_interval: Duration,
 }
 
 impl Default for ServiceOptions {
@@ -191,6 +193,9 @@ impl Default for ServiceOptions {
             // 64 MiB: about two seconds of the heaviest stream measured, longer than a
             // rotation or an `fsync` takes; bounded so that a dead disk cannot eat the memory.
             backlog_bytes: 64 * 1024 * 1024,
+            // A minute: a SIEM reading only the file sees drops within a minute, for one
+            // command round trip a minute.
+            stats_interval: Duration::from_mins(1),
         }
     }
 }
@@ -341,7 +346,13 @@ pub struct Service<S: Sink> {
     buf: Vec<u8>,
     /// A policy whose push was lost to a disconnect: pushed at the next connection.
     pending_policy: Option<Policy>,
+    /// Reads a policy file for a reload.
+    policy_loader: Box<PolicyLoader>,
 }
+
+/// Reads a policy file: [`Policy::load`] by default; the Windows service checks who owns the
+/// file first ([`Service::with_policy_loader`]).
+pub type PolicyLoader = dyn Fn(&Path) -> Result<Policy, PolicyError> + Send + Sync;
 
 impl<S: Sink + Send> Service<S> {
     /// A core with this policy, writing to `sinks`.
@@ -361,6 +372,7 @@ impl<S: Sink + Send> Service<S> {
             driver: None,
             buf: vec![0; MAX_MESSAGE_SIZE],
             pending_policy: None,
+            policy_loader: Box::new(Policy::load),
         }
     }
 
@@ -376,6 +388,17 @@ impl<S: Sink + Send> Service<S> {
     #[must_use]
     pub const fn with_resume(mut self, point: Option<ResumePoint>) -> Self {
         self.resume = point;
+        self
+    }
+
+    /// How a reload reads the policy file (the Windows service refuses a file an ordinary
+    /// user could have written, as it does at start).
+    #[must_use]
+    pub fn with_policy_loader(
+        mut self,
+        loader: impl Fn(&Path) -> Result<Policy, PolicyError> + Send + Sync + 'static,
+    ) -> Self {
+        self.policy_loader = Box::new(loader);
         self
     }
 
@@ -722,6 +745,7 @@ impl<S: Sink + Send> Service<S> {
             log,
             buf,
             pending_policy,
+            policy_loader,
             ..
         } = self;
         let (outcome, written) = std::thread::scope(|scope| {
@@ -734,6 +758,7 @@ impl<S: Sink + Send> Service<S> {
                 options: options.clone(),
                 backlog,
                 policy_tx,
+                policy_loader: &**policy_loader,
                 counters: Counters::default(),
                 last_tick_error: None,
             };
@@ -889,7 +914,22 @@ impl Receiver<'_> {
         client: &mut P,
         clock: &dyn Clock,
     ) -> Result<ConnectionEnd, ServiceError> {
+        // The connection's start has just read (and logged) the counters.
+        let mut next_stats = clock.now() + self.options.stats_interval;
         loop {
+            if clock.now() >= next_stats {
+                next_stats = clock.now() + self.options.stats_interval;
+                match commands::stats(client) {
+                    Ok(stats) => {
+                        let _ = self.backlog.push(Job::DriverStats(Box::new(stats)));
+                    }
+                    Err(e) if e.is_transient() => return Ok(ConnectionEnd::Closed(e)),
+                    Err(e) => self.log(
+                        Level::Warn,
+                        format!("cannot read the driver's counters: {e}"),
+                    ),
+                }
+            }
             if self.backlog.is_writer_gone() {
                 return Ok(ConnectionEnd::Stopped);
             }
@@ -1144,6 +1184,7 @@ struct Writer<'a, S: Sink> {
     options: ServiceOptions,
     backlog: &'a Backlog,
     policy_tx: mpsc::Sender<Result<Policy, PolicyError>>,
+    policy_loader: &'a PolicyLoader,
     /// What this writer did, added to the core's counters at the end.
     counters: Counters,
     /// The last sync failure reported (each kind once, not every poll).
@@ -1161,13 +1202,21 @@ impl<S: Sink> Writer<'_, S> {
                 }
                 Next::Job(Job::Log(level, line)) => self.log.log(level, &line),
                 Next::Job(Job::LoadPolicy(path)) => {
-                    let loaded = Policy::load(&path);
+                    let loaded = (self.policy_loader)(&path);
                     if let Err(e) = &loaded {
                         self.counters.policy_reload_failures += 1;
                         let line = format!("{}: {e}", path.display());
                         self.log.log(Level::Error, &line);
                     }
                     let _ = self.policy_tx.send(loaded);
+                }
+                Next::Job(Job::DriverStats(stats)) => {
+                    let time = crate::record::now_filetime();
+                    let written = self.sinks.driver_stats(self.tracker.epoch(), &stats, time);
+                    let ended = self.sinks.end_batch();
+                    if let Some(error) = written.err().or(ended.err()) {
+                        self.retry_until_written(&error)?;
+                    }
                 }
                 Next::Idle => {}
                 Next::Finished => return Ok(self.counters),

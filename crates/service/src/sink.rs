@@ -49,9 +49,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anstyle::{AnsiColor, Effects, Style};
-use vigil_protocol::{EventKind, EventRecord};
+use vigil_protocol::{EventKind, EventRecord, Stats};
 
-use crate::record::{CivilTime, for_each_flag, kind_name, push_event_json, push_gap_json};
+use crate::record::{
+    CivilTime, for_each_flag, kind_name, push_driver_stats_json, push_event_json, push_gap_json,
+};
 use crate::sequence::Gap;
 
 /// A destination for events and gap records.
@@ -107,6 +109,18 @@ pub trait Sink {
         Ok(())
     }
 
+    /// The driver's counters, read periodically during driver instance `epoch` at `time`
+    /// (1601-epoch ticks): a record of its own in the output, so that a reader of the file
+    /// sees drops and their causes. Sinks that keep only events ignore it.
+    ///
+    /// # Errors
+    ///
+    /// The underlying write's error.
+    fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
+        let _ = (epoch, stats, time);
+        Ok(())
+    }
+
     /// Problems the sink worked around (a repaired file end, a failed rotation), for the
     /// core's log; each is returned once.
     fn take_warnings(&mut self) -> Vec<String> {
@@ -130,6 +144,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     fn close(&mut self) -> io::Result<()> {
         (**self).close()
     }
+    fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
+        (**self).driver_stats(epoch, stats, time)
+    }
     fn take_warnings(&mut self) -> Vec<String> {
         (**self).take_warnings()
     }
@@ -152,6 +169,9 @@ impl<S: Sink> Sink for Vec<S> {
     }
     fn close(&mut self) -> io::Result<()> {
         each(self, Sink::close)
+    }
+    fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
+        each(self, |s| s.driver_stats(epoch, stats, time))
     }
     fn take_warnings(&mut self) -> Vec<String> {
         self.iter_mut().flat_map(Sink::take_warnings).collect()
@@ -193,6 +213,8 @@ pub struct MemorySink {
     pub events: Vec<(u32, u64)>,
     /// Each gap, in order.
     pub gaps: Vec<Gap>,
+    /// Each driver-counters record, in order.
+    pub driver_stats: Vec<Stats>,
     /// Batches ended.
     pub batches: u64,
     /// `true` once closed.
@@ -212,6 +234,11 @@ impl Sink for MemorySink {
     }
     fn end_batch(&mut self) -> io::Result<()> {
         self.batches += 1;
+        Ok(())
+    }
+    fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
+        self.driver_stats.push(*stats);
+        push_driver_stats_json(&mut self.json, epoch, stats, time);
         Ok(())
     }
     fn close(&mut self) -> io::Result<()> {
@@ -664,6 +691,12 @@ impl Sink for JsonlSink {
 
     fn end_batch(&mut self) -> io::Result<()> {
         self.write_out()
+    }
+
+    fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
+        self.line.clear();
+        push_driver_stats_json(&mut self.line, epoch, stats, time);
+        self.push_line()
     }
 
     fn tick(&mut self, now: Instant) -> io::Result<()> {

@@ -1038,3 +1038,66 @@ fn a_connection_that_closes_at_once_reconnects_with_backoff_not_in_a_hot_loop() 
     assert_eq!(ms, [100, 200, 400, 800]);
     assert!(r.log.contains(Level::Warn, "at once after connecting"));
 }
+
+#[test]
+fn the_drivers_counters_are_written_to_the_output_periodically() {
+    let driver = FakeDriver::new();
+    driver.push_events(0..3, 64);
+    let mut r = service_for(
+        &driver,
+        Policy::default(),
+        ServiceOptions {
+            // Every receive loop: the manual clock does not move while receiving.
+            stats_interval: Duration::ZERO,
+            ..options()
+        },
+    );
+    let summary = r.service.run(&mut driver.connector(), &r.clock).unwrap();
+    assert_eq!(summary.counters.events_written, 3);
+    let sink = r.service.sinks();
+    assert!(!sink.driver_stats.is_empty());
+    assert_eq!(sink.driver_stats[0].connections, 1);
+    let text = String::from_utf8(sink.json.clone()).unwrap();
+    let record: serde_json::Value = serde_json::from_str(
+        text.lines()
+            .find(|l| l.starts_with("{\"driver_stats\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["driver_stats"]["connections"], 1);
+    assert_eq!(record["driver_stats"]["dropped_total"], 0);
+    assert_eq!(record["epoch"], 1);
+    assert!(record["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn a_reload_reads_the_file_through_the_services_loader() {
+    let path = temp_file("reload-untrusted.toml", POLICY);
+    let driver = FakeDriver::new();
+    driver.push_events(0..2, 64);
+    let log = SharedLog::default();
+    let mut service = Service::new(Policy::default(), MemorySink::default(), options())
+        .with_policy_path(&path)
+        .with_policy_loader(|_| {
+            Err(vigil_service::PolicyError {
+                line: 0,
+                column: 0,
+                field: String::new(),
+                reason: "owned by an ordinary user: refused".into(),
+            })
+        })
+        .with_log(log.clone());
+    driver.stop_when_idle(&service.control());
+    service.control().request_reload();
+    let summary = service
+        .run(&mut driver.connector(), &ManualClock::new())
+        .unwrap();
+    assert_eq!(summary.counters.policy_reloads, 0);
+    assert_eq!(summary.counters.policy_reload_failures, 1);
+    assert_eq!(
+        service.policy().rules.len(),
+        0,
+        "the running policy is kept"
+    );
+    assert!(log.contains(Level::Error, "owned by an ordinary user"));
+}

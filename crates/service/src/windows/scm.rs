@@ -467,6 +467,16 @@ fn run_core(control: &ServiceControl, readiness: &Readiness) -> Result<(), StopR
     if let Some(path) = policy_path {
         service = service.with_policy_path(path);
     }
+    // A reload reads the file under the same rule as the start.
+    service = service.with_policy_loader(|path| {
+        trusted_policy_file(&WindowsFileSecurity, path).map_err(|e| crate::PolicyError {
+            line: 0,
+            column: 0,
+            field: String::new(),
+            reason: e.to_string(),
+        })?;
+        Policy::load(path)
+    });
     let mut service = with_platform_process_names(service);
     service
         .run(&mut connector, &SystemClock)
