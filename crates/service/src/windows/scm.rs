@@ -157,24 +157,28 @@ pub fn install(policy: Option<&Path>, output: Option<&Path>) -> Result<String, S
             actions: Some(vec![restart.clone(), restart.clone(), restart]),
         })
         .map_err(scm_error("cannot set the restart policy"))?;
+    // The settings below are reported when refused rather than failing an install that is
+    // done (Wine's SCM refuses the first: ERROR_INVALID_LEVEL); the warning names each.
+    let mut warnings = String::new();
     // Without this flag the actions above fire only when the process dies, not when the service
     // stops with a service-specific exit code (a refused policy, an output that failed).
-    service
-        .set_failure_actions_on_non_crash_failures(true)
-        .map_err(scm_error(
-            "cannot enable the restart policy for failed stops",
-        ))?;
-    service
-        .set_preshutdown_timeout(PRESHUTDOWN_TIMEOUT)
-        .map_err(scm_error("cannot set the pre-shutdown timeout"))?;
+    if let Err(e) = service.set_failure_actions_on_non_crash_failures(true) {
+        warnings.push_str("\nwarning: ");
+        warnings.push_str(&scm_error("restart on failed stops not enabled")(e));
+    }
+    if let Err(e) = service.set_preshutdown_timeout(PRESHUTDOWN_TIMEOUT) {
+        warnings.push_str("\nwarning: ");
+        warnings.push_str(&scm_error("pre-shutdown timeout not set")(e));
+    }
     // A service SID (NT SERVICE\VigilService) in the service's token: lets an administrator
     // grant this service, and not every SYSTEM process, access to something later.
-    service
-        .set_config_service_sid_info(ServiceSidType::Unrestricted)
-        .map_err(scm_error("cannot set the service SID type"))?;
+    if let Err(e) = service.set_config_service_sid_info(ServiceSidType::Unrestricted) {
+        warnings.push_str("\nwarning: ");
+        warnings.push_str(&scm_error("service SID type not set")(e));
+    }
     Ok(format!(
         "installed {SERVICE_NAME} (automatic start, LocalSystem, after FltMgr and {DRIVER_SERVICE}); \
-         start it with `vigil service start`"
+         start it with `vigil service start`{warnings}"
     ))
 }
 
@@ -240,9 +244,18 @@ pub fn start() -> Result<String, String> {
             ServiceAccess::START | ServiceAccess::QUERY_STATUS,
         )
         .map_err(scm_error("cannot open the service (is it installed?)"))?;
-    service
-        .start(&[] as &[&OsStr])
-        .map_err(scm_error("cannot start the service"))?;
+    // ERROR_SERVICE_ALREADY_RUNNING: started already (Wine's SCM starts an automatic service
+    // on its own): the wait below still says whether it runs.
+    let already = match service.start(&[] as &[&OsStr]) {
+        Ok(()) => false,
+        Err(windows_service::Error::Winapi(e)) if e.raw_os_error() == Some(1056) => true,
+        Err(e) => return Err(scm_error("cannot start the service")(e)),
+    };
+    let started = if already {
+        "already running"
+    } else {
+        "started"
+    };
     // Started means RUNNING: the service reports it only once its policy and output are ready.
     let deadline = Instant::now() + START_WAIT;
     loop {
@@ -250,7 +263,7 @@ pub fn start() -> Result<String, String> {
             .query_status()
             .map_err(scm_error("cannot query the service"))?;
         match status.current_state {
-            ServiceState::Running => return Ok(format!("started {SERVICE_NAME}")),
+            ServiceState::Running => return Ok(format!("{started} {SERVICE_NAME}")),
             ServiceState::Stopped => {
                 return Err(format!(
                     "{SERVICE_NAME} stopped while starting: {}; see vigil-service.log in the \

@@ -16,19 +16,22 @@ use windows::Win32::Security::Authorization::{
     GetNamedSecurityInfoW, SDDL_REVISION_1, SE_FILE_OBJECT, SetNamedSecurityInfoW,
 };
 use windows::Win32::Security::{
-    ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, IsWellKnownSid,
+    ACL, CreateWellKnownSid, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, IsWellKnownSid,
     OWNER_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID,
-    SECURITY_ATTRIBUTES, WinBuiltinAdministratorsSid, WinLocalSystemSid,
+    SECURITY_ATTRIBUTES, SECURITY_MAX_SID_SIZE, WinBuiltinAdministratorsSid, WinLocalSystemSid,
 };
 use windows::Win32::Storage::FileSystem::CreateDirectoryW;
 use windows::core::{BOOL, PCWSTR, PWSTR};
 
 use crate::datadir::{FileSecurity, Owner};
 
-/// The data directory's DACL: protected (`P`: nothing inherited from `%ProgramData%`),
-/// SYSTEM (`SY`) and Administrators (`BA`) full control (`FA`), inherited by files and
-/// subdirectories (`OICI`). No one else has an entry, so no one else has access.
-const DATA_DIR_SDDL: &str = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+/// The data directory's security: owner Administrators (`O:BA`, so that the owner check holds
+/// whoever of the administrators created it: an elevated token may set that group as owner),
+/// and a protected DACL (`P`: nothing inherited from `%ProgramData%`) granting SYSTEM (`SY`)
+/// and Administrators (`BA`) full control (`FA`), inherited by files and subdirectories
+/// (`OICI`). No one else has an entry, so no one else has access. `protect` sets the DACL
+/// only.
+const DATA_DIR_SDDL: &str = "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
 
 /// `FILE_ATTRIBUTE_REPARSE_POINT`.
 const FILE_ATTRIBUTE_REPARSE_POINT: u32 = 0x400;
@@ -159,6 +162,35 @@ impl FileSecurity for WindowsFileSecurity {
         // until after the call.
         unsafe { CreateDirectoryW(PCWSTR(name.as_ptr()), Some(&raw const attributes)) }
             .map_err(|e| hresult(&e))
+    }
+
+    fn set_owner_administrators(&self, path: &Path) -> io::Result<()> {
+        let mut sid = [0u8; SECURITY_MAX_SID_SIZE as usize];
+        let mut size = SECURITY_MAX_SID_SIZE;
+        let psid = PSID(sid.as_mut_ptr().cast());
+        // SAFETY: `sid` is a writable buffer of `size` bytes (the documented maximum SID size)
+        // that outlives both calls; no domain SID is needed for a builtin group.
+        unsafe { CreateWellKnownSid(WinBuiltinAdministratorsSid, None, Some(psid), &raw mut size) }
+            .map_err(|e| hresult(&e))?;
+        let name = wide(path);
+        // SAFETY: `name` is NUL-terminated; `psid` points to the SID built above in `sid`,
+        // alive until after the call; only the owner is set.
+        let status = unsafe {
+            SetNamedSecurityInfoW(
+                PCWSTR(name.as_ptr()),
+                SE_FILE_OBJECT,
+                OWNER_SECURITY_INFORMATION,
+                Some(psid),
+                None,
+                None,
+                None,
+            )
+        };
+        if status.0 == 0 {
+            Ok(())
+        } else {
+            Err(win32(status.0))
+        }
     }
 
     fn protect(&self, path: &Path) -> io::Result<()> {
