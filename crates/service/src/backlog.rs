@@ -9,6 +9,8 @@
 //! counted it as delivered), so the only alternative would be unbounded memory. While the
 //! receiver waits, the driver's sends time out and its verdict waits end with its default;
 //! it counts both, and the service counts each wait ([`crate::Counters::backlog_waits`]).
+//! Log lines never wait and never take the queue past its budget: over it they are dropped
+//! and counted, and the next line that fits says how many (any user can make the service log).
 //!
 //! [`ServiceOptions::backlog_bytes`]: crate::ServiceOptions::backlog_bytes
 
@@ -65,6 +67,8 @@ struct State {
     spare: Vec<Vec<u8>>,
     /// Pushes waiting for room now.
     waiting: usize,
+    /// Log lines dropped because the queue was over its budget.
+    dropped_lines: u64,
 }
 
 /// The queue between the receiver and the writer.
@@ -114,6 +118,27 @@ impl Backlog {
     pub(crate) fn push(&self, job: Job) -> Result<bool, Job> {
         let weight = job.weight();
         let mut state = self.lock();
+        // A log line never waits and never grows the queue past its budget: any user can make
+        // the service log (a denied open per attempt), and a writer stuck on a full disk must
+        // not turn that into unbounded memory. It is dropped and counted; the next line that
+        // fits says how many were.
+        if let Job::Log(level, line) = job {
+            if state.bytes.saturating_add(weight) > self.budget {
+                state.dropped_lines += 1;
+                return Ok(false);
+            }
+            let dropped = std::mem::take(&mut state.dropped_lines);
+            if dropped > 0 {
+                let note = format!("{dropped} log line(s) dropped while the writer was behind");
+                state.bytes += note.len();
+                state.jobs.push_back(Job::Log(Level::Warn, note));
+            }
+            state.bytes += weight;
+            state.jobs.push_back(Job::Log(level, line));
+            drop(state);
+            self.changed.notify_all();
+            return Ok(false);
+        }
         let mut waited = false;
         while !state.writer_gone
             && state.bytes > 0
@@ -242,6 +267,32 @@ mod tests {
         assert!(matches!(
             backlog.next(Duration::from_secs(5)),
             Next::Job(Job::Batch(_))
+        ));
+    }
+
+    #[test]
+    fn log_lines_over_the_budget_are_dropped_and_counted_never_queued() {
+        let backlog = Backlog::new(100);
+        backlog.push(Job::Batch(vec![0; 95])).unwrap();
+        for _ in 0..1000 {
+            assert_eq!(
+                backlog.push(Job::Log(Level::Info, "denied: x".into())).ok(),
+                Some(false)
+            );
+        }
+        assert_eq!(backlog.queued_bytes(), 95, "nothing past the budget");
+        assert!(matches!(
+            backlog.next(Duration::ZERO),
+            Next::Job(Job::Batch(_))
+        ));
+        backlog.push(Job::Log(Level::Info, "after".into())).unwrap();
+        let Next::Job(Job::Log(Level::Warn, note)) = backlog.next(Duration::ZERO) else {
+            panic!("the drop is reported first");
+        };
+        assert_eq!(note, "1000 log line(s) dropped while the writer was behind");
+        assert!(matches!(
+            backlog.next(Duration::ZERO),
+            Next::Job(Job::Log(Level::Info, _))
         ));
     }
 
