@@ -2,7 +2,7 @@
 //! so that its order is tested on Linux: `START_PENDING` (with a wait hint and a moving
 //! checkpoint) while the policy is read and the output opened, `RUNNING` only once both are
 //! ready, `STOP_PENDING` while stopping, then `STOPPED` with an exit code that says why.
-//! User mode; [`crate::windows::scm`] reports these statuses through `SetServiceStatus`.
+//! User mode; `crate::windows::scm` (Windows only) reports these statuses through `SetServiceStatus`.
 //!
 //! Why: the SCM (and `vigil service start`) takes `RUNNING` as "started". Reporting it before
 //! the policy and the output were known to work made a start succeed for a service that then
