@@ -1315,7 +1315,12 @@ impl<S: Sink> Writer<'_, S> {
             } else {
                 &self.control
             };
-            self.clock.sleep(backoff.next_delay(), control);
+            // After a stop, no sleep past the drain limit: the SCM's wait hint counts on it.
+            let delay = backoff.next_delay();
+            let delay = give_up_at.map_or(delay, |at| {
+                delay.min(at.saturating_duration_since(self.clock.now()))
+            });
+            self.clock.sleep(delay, control);
             match self.sinks.end_batch() {
                 Ok(()) => {
                     let line =
