@@ -806,8 +806,10 @@ impl<S: Sink + Send> Service<S> {
                 self.counters.policy_reload_failures += done.policy_reload_failures;
             }
             Err(e) => {
+                // Counted when the writer gave up; a batch received after that (at most the
+                // one in hand) is not in the count.
                 let message = format!(
-                    "{e}: the service stops; {left} received batch(es) could not be written"
+                    "{e}: the service stops; {left} received batch(es) were left unwritten"
                 );
                 self.log.log(Level::Error, &message);
                 return Err(e);
