@@ -12,6 +12,8 @@ pub struct JsonlContents {
     pub events: Vec<serde_json::Value>,
     /// Gap records, in file order.
     pub gaps: Vec<serde_json::Value>,
+    /// The driver's periodic counters records, in file order.
+    pub driver_stats: Vec<serde_json::Value>,
     /// Lines that did not parse.
     pub malformed: usize,
 }
@@ -27,6 +29,7 @@ pub fn read_jsonl(path: &Path) -> std::io::Result<JsonlContents> {
     for line in text.lines().filter(|l| !l.is_empty()) {
         match serde_json::from_str::<serde_json::Value>(line) {
             Ok(value) if value.get("gap").is_some() => contents.gaps.push(value),
+            Ok(value) if value.get("driver_stats").is_some() => contents.driver_stats.push(value),
             Ok(value) => contents.events.push(value),
             Err(_) => contents.malformed += 1,
         }

@@ -108,17 +108,21 @@ impl Log for WatchLog {
     }
 }
 
-/// Process names for `except_processes`, from a fixed table (the simulated machine's
-/// processes).
+/// Process images for `except_processes`, from a fixed table (the simulated machine's
+/// processes, file names): each is installed in [`IMAGE_DIR`], and its full path is what the
+/// service compares (a bare file name is anyone's to choose).
 #[derive(Debug, Clone, Default)]
 pub struct NameTable(pub Vec<(u32, &'static str)>);
+
+/// Where the simulated machine's programs live, in NT form.
+pub const IMAGE_DIR: &str = "\\Device\\HarddiskVolume1\\Program Files\\Vigil Demo";
 
 impl ProcessNames for NameTable {
     fn image_name(&self, pid: u64) -> Option<String> {
         self.0
             .iter()
             .find(|(p, _)| u64::from(*p) == pid)
-            .map(|(_, name)| (*name).to_owned())
+            .map(|(_, name)| format!("{IMAGE_DIR}\\{name}"))
     }
 }
 

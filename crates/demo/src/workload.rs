@@ -14,7 +14,7 @@ use vigil_sys::{
 };
 
 use crate::machine::Volumes;
-use crate::service_thread::NameTable;
+use crate::service_thread::{IMAGE_DIR, NameTable};
 
 /// An event the driver must report for the workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,7 +255,7 @@ batch_size = 8
 [[rule]]
 prefix = '{NTFS}{SECRET}'
 verdict = "deny"
-except_processes = ["backup.exe"]
+except_processes = ['{IMAGE_DIR}\backup.exe']
 "#
     )
 }
@@ -415,4 +415,36 @@ pub fn combined(first: WorkloadOutcome, second: WorkloadOutcome) -> WorkloadOutc
     let mut all = first;
     all.merge(second);
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_protocol::{EventFlags, Utf16Str, Verdict, VerdictOperation, VerdictRequestRepr};
+
+    #[test]
+    fn the_demo_policy_excepts_the_backup_program_by_its_full_path_only() {
+        let policy =
+            vigil_service::Policy::parse(&demo_policy_toml("allow")).expect("the policy parses");
+        let names = process_names();
+        let path: Vec<u16> = format!("{NTFS}{SECRET}\\x").encode_utf16().collect();
+        let verdict = |pid| {
+            policy
+                .decide(
+                    &VerdictRequestRepr {
+                        request_id: 1,
+                        operation: VerdictOperation::Create,
+                        flags: EventFlags::NONE,
+                        process_id: pid,
+                        path: Utf16Str::from_units(&path),
+                        target: Utf16Str::EMPTY,
+                    },
+                    0,
+                    &names,
+                )
+                .verdict
+        };
+        assert_eq!(verdict(3100), Verdict::Allow, "backup.exe");
+        assert_eq!(verdict(6660), Verdict::Deny, "intruder.exe");
+    }
 }

@@ -59,7 +59,7 @@ fn tmpfs_dir() -> PathBuf {
 }
 
 /// Runs the core over `EVENTS` queued events into `sink`; returns the time `run` took.
-fn run_once<S: Sink>(sink: S) -> Duration {
+fn run_once<S: Sink + Send>(sink: S) -> Duration {
     let driver = FakeDriver::new();
     driver.push_events(0..EVENTS, PER_BATCH);
     let mut service = Service::new(Policy::default(), sink, ServiceOptions::default())

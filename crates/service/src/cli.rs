@@ -334,7 +334,7 @@ fn run(args: &RunArgs, context: &mut Context, err: &mut dyn Write) -> u8 {
 }
 
 /// Gives the core this platform's process-name lookup (for `except_processes`).
-pub fn with_platform_process_names<S: Sink>(service: Service<S>) -> Service<S> {
+pub fn with_platform_process_names<S: Sink + Send>(service: Service<S>) -> Service<S> {
     #[cfg(windows)]
     {
         service.with_process_names(crate::windows::process::WindowsProcessNames)
@@ -564,10 +564,13 @@ fn tail(args: &TailArgs, context: &Context, out: &mut dyn Write, err: &mut dyn W
                 return 1;
             }
         }
-        if context
-            .control
-            .sleep_unless_stopped(Duration::from_millis(200))
-        {
+        // A poll that stopped at its budget has more to read: no pause before the next.
+        let pause = if follower.caught_up() {
+            Duration::from_millis(200)
+        } else {
+            Duration::ZERO
+        };
+        if context.control.sleep_unless_stopped(pause) {
             return 0;
         }
     }

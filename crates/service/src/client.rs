@@ -13,7 +13,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use vigil_protocol::{PORT_NAME, Version};
+use vigil_protocol::{HEADER_LEN, MAX_MESSAGE_SIZE, PORT_NAME, Version};
 
 /// One message taken from the port by [`PortClient::receive`]; its bytes are at the start of the
 /// caller's buffer.
@@ -26,6 +26,42 @@ pub struct Incoming {
     pub reply_len: u32,
     /// Length of the message (the protocol bytes, without Filter Manager's header).
     pub len: usize,
+}
+
+/// Size of Filter Manager's `FILTER_MESSAGE_HEADER` (`ReplyLength` `u32`, padding, `MessageId`
+/// `u64`), which precedes every message `FilterGetMessage` delivers.
+pub const FLT_MESSAGE_HEADER_LEN: usize = 16;
+
+/// Offset of the protocol header's total length (a little-endian `u32`) in a message.
+const TOTAL_LENGTH_AT: usize = 12;
+
+/// The length of the message a `FilterGetMessage` completion delivered into `body` (the bytes
+/// after `FILTER_MESSAGE_HEADER`), given the completion's transfer count.
+///
+/// The protocol header's total length is believed only when this very transfer wrote the
+/// whole protocol header: with fewer bytes, what the buffer holds at that offset is left over
+/// from an earlier message (the Windows client also zeroes it before each receive). The
+/// transfer count is read as including `FILTER_MESSAGE_HEADER`, the smaller reading of an
+/// undocumented detail: a message is then at worst cut short, which the decoder refuses as
+/// malformed, never padded with stale bytes. Portable so that the rule is tested on Linux; the
+/// Windows client (`crate::windows::port`) applies it.
+pub fn received_len(transferred: usize, body: &[u8]) -> usize {
+    let written = transferred
+        .saturating_sub(FLT_MESSAGE_HEADER_LEN)
+        .min(body.len())
+        .min(MAX_MESSAGE_SIZE);
+    if written < HEADER_LEN {
+        return written;
+    }
+    let declared = body
+        .get(TOTAL_LENGTH_AT..TOTAL_LENGTH_AT + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, |b| u32::from_le_bytes(b) as usize);
+    if (HEADER_LEN..=written).contains(&declared) {
+        declared
+    } else {
+        written
+    }
 }
 
 /// One connection to the driver's communication port.
@@ -74,6 +110,13 @@ pub trait PortClient {
     /// with a failure status, or an operating-system failure.
     fn send_command(&mut self, command: &[u8], reply: &mut [u8]) -> Result<usize, ClientError>;
 
+    /// Cancels the outstanding receives, at a stop. A message that completes anyway (it was
+    /// already on its way) is still returned by [`receive`](Self::receive), which returns
+    /// `Ok(None)` once nothing is outstanding: the driver counted that message as delivered,
+    /// so dropping it would lose it without a trace. Clients that receive synchronously have
+    /// nothing to cancel (the default).
+    fn cancel_receives(&mut self) {}
+
     /// Closes the connection. Outstanding receives are cancelled and waited for before their
     /// buffers are released. Calling it twice is harmless; dropping a client closes it too.
     fn close(&mut self);
@@ -94,6 +137,10 @@ impl<P: PortClient + ?Sized> PortClient for Box<P> {
 
     fn send_command(&mut self, command: &[u8], reply: &mut [u8]) -> Result<usize, ClientError> {
         (**self).send_command(command, reply)
+    }
+
+    fn cancel_receives(&mut self) {
+        (**self).cancel_receives();
     }
 
     fn close(&mut self) {
@@ -252,3 +299,37 @@ impl fmt::Display for ClientError {
 }
 
 impl std::error::Error for ClientError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_declaring(total: u32) -> Vec<u8> {
+        let mut body = vec![0xAA; 256];
+        body[TOTAL_LENGTH_AT..TOTAL_LENGTH_AT + 4].copy_from_slice(&total.to_le_bytes());
+        body
+    }
+
+    #[test]
+    fn a_length_left_over_from_an_earlier_message_is_never_believed() {
+        // An earlier 24-byte message left its length in the buffer; this transfer wrote 30
+        // bytes, 14 of them after Filter Manager's header: the protocol header was not among
+        // them, so 24 is stale (believing it would add 10 stale bytes to the message).
+        let body = body_declaring(24);
+        assert_eq!(received_len(30, &body), 14);
+        assert_eq!(received_len(FLT_MESSAGE_HEADER_LEN + 4, &body), 4);
+        assert_eq!(received_len(3, &body), 0);
+    }
+
+    #[test]
+    fn the_declared_length_is_used_when_the_transfer_wrote_it() {
+        let body = body_declaring(40);
+        assert_eq!(received_len(FLT_MESSAGE_HEADER_LEN + 64, &body), 40);
+        // A declared length past what was written is not believed either.
+        let body = body_declaring(200);
+        assert_eq!(received_len(FLT_MESSAGE_HEADER_LEN + 64, &body), 64);
+        // Nor one below the protocol header.
+        let body = body_declaring(3);
+        assert_eq!(received_len(FLT_MESSAGE_HEADER_LEN + 64, &body), 64);
+    }
+}

@@ -79,8 +79,8 @@ impl ServiceControl {
     }
 }
 
-/// The core's time source.
-pub trait Clock {
+/// The core's time source; `Sync` because the core's writer thread reads it too.
+pub trait Clock: Sync {
     /// The current instant.
     fn now(&self) -> Instant;
 

@@ -23,10 +23,16 @@
 //! The JSON Lines field table is in [`record`]; the policy format in [`policy`]; the flush and
 //! rotation policies in [`sink`]; the connection, reconnection and stop rules in [`service`].
 
+pub mod backlog;
 pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod control;
+pub mod datadir;
+pub mod eventlog;
+pub mod lifecycle;
+pub mod logfile;
+pub mod paths;
 pub mod policy;
 pub mod record;
 pub mod sequence;
@@ -41,7 +47,7 @@ pub use control::{Backoff, Clock, ManualClock, ServiceControl, SystemClock};
 pub use policy::{Decision, Policy, PolicyError, ProcessNames};
 pub use sequence::{Check, Gap, ResumePoint, SequenceTracker};
 pub use service::{
-    ConnectionEnd, Counters, Level, Log, MemoryLog, ReloadError, Service, ServiceError,
-    ServiceOptions, StderrLog, Summary,
+    ConnectionEnd, Counters, Level, Log, MemoryLog, PolicyLoader, ReloadError, Service,
+    ServiceError, ServiceOptions, StderrLog, Summary, TeeLog,
 };
 pub use sink::{HumanSink, JsonlOptions, JsonlSink, MemorySink, NullSink, Sink};

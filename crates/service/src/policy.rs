@@ -23,11 +23,26 @@
 //! sync_interval_ms = 1000         # fsync period, 10 ..= 60000
 //!
 //! [[rule]]
-//! prefix = '\Device\HarddiskVolume3\Secret'   # NT path, as the driver sees names
+//! prefix = 'C:\Secret'                       # or '\Device\HarddiskVolume3\Secret'
 //! verdict = "deny"                            # "deny" or "allow" (audit only)
 //! operations = ["create", "rename", "link", "delete"]   # default: all four
-//! except_processes = ["backup.exe"]           # image file names this rule does not apply to
+//! except_processes = ['C:\Program Files\Backup\backup.exe']   # full image paths
 //! ```
+//!
+//! Paths are written as administrators know them: a drive path (`C:\...`, also behind `\\?\`)
+//! is translated at load to the NT device path the driver sees (`\Device\HarddiskVolume3\...`,
+//! through `QueryDosDeviceW`; [`crate::paths`]), so a rule and the names it must match are in
+//! the same terms. A relative `[output] jsonl` is resolved against the data directory
+//! (`%ProgramData%\Vigil`), never against the service's working directory (`System32`).
+//!
+//! `except_processes` names processes by their full image path, compared case-insensitively
+//! with the path the service looks up for the requesting process id (in NT form). A bare file
+//! name is refused: any user can call a program `backup.exe`. The path identifies a program only
+//! as well as its directory is protected: name programs in directories only administrators can
+//! write (`C:\Program Files`, `C:\Windows`). Left out: the identity is looked up by process id
+//! when the verdict is asked, so a process that exits and whose id is reused in between is
+//! judged as the new one; the driver-side identity (the image the driver itself records for
+//! the requester, filed as its own issue with this one) would close that window.
 //!
 //! Every key is optional except a rule's `prefix` and `verdict`; unknown keys are refused (a
 //! misspelt key must not silently fall back to a default).
@@ -61,6 +76,7 @@ use vigil_protocol::{
     Verdict, VerdictOperation, VerdictRequestRepr,
 };
 
+use crate::paths::PathContext;
 use crate::sink::JsonlOptions;
 
 /// Reason code when no rule decided (allowed).
@@ -133,7 +149,7 @@ pub struct Rule {
     pub verdict: Verdict,
     /// Operations it applies to.
     pub operations: Operations,
-    /// Image file names (lower case) it does not apply to.
+    /// Full image paths (NT form, lower case) of the processes it does not apply to.
     pub except_processes: Vec<String>,
     /// The prefix as UTF-16, trailing separators removed (what the driver gets).
     units: Vec<u16>,
@@ -205,9 +221,10 @@ impl Default for Policy {
     }
 }
 
-/// Looks up a process's image file name, for `except_processes`.
+/// Looks up a process's image, for `except_processes`.
 pub trait ProcessNames {
-    /// The image file name of process `pid` (e.g. `backup.exe`), if it can be had.
+    /// The full image path of process `pid` in NT form
+    /// (`\Device\HarddiskVolume3\Program Files\Backup\backup.exe`), if it can be had.
     fn image_name(&self, pid: u64) -> Option<String>;
 }
 
@@ -244,23 +261,43 @@ impl Policy {
     ///
     /// The first problem found, with its line, field and reason.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        raw.validate(text)
+        Self::parse_in(text, &PathContext::none())
     }
 
-    /// Reads and parses a policy file.
+    /// Parses and validates a policy file's text, with drive-letter paths translated and a
+    /// relative output resolved through `paths` (see [`crate::paths`]).
+    ///
+    /// # Errors
+    ///
+    /// The first problem found, with its line, field and reason.
+    pub fn parse_in(text: &str, paths: &PathContext) -> Result<Self, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        raw.validate(text, paths)
+    }
+
+    /// Reads and parses a policy file, in this machine's terms ([`PathContext::system`]: its
+    /// drive letters, and the data directory for a relative output).
     ///
     /// # Errors
     ///
     /// Reading the file (with no line), or [`Policy::parse`]'s errors.
     pub fn load(path: &std::path::Path) -> Result<Self, PolicyError> {
+        Self::load_in(path, &PathContext::system())
+    }
+
+    /// Reads and parses a policy file with the paths resolved through `paths`.
+    ///
+    /// # Errors
+    ///
+    /// Reading the file (with no line), or [`Policy::parse`]'s errors.
+    pub fn load_in(path: &std::path::Path, paths: &PathContext) -> Result<Self, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
             line: 0,
             column: 0,
             field: String::new(),
             reason: format!("cannot read {}: {e}", path.display()),
         })?;
-        Self::parse(&text)
+        Self::parse_in(&text, paths)
     }
 
     /// The distinct prefixes the driver is to protect (at most [`MAX_PROTECTED_PREFIXES`], by
@@ -495,7 +532,7 @@ impl Checker<'_> {
 }
 
 impl RawPolicy {
-    fn validate(self, text: &str) -> Result<Policy, PolicyError> {
+    fn validate(self, text: &str, paths: &PathContext) -> Result<Policy, PolicyError> {
         let c = Checker { text };
         let d = &self.driver;
         let batch_size = c.ranged(
@@ -528,7 +565,8 @@ impl RawPolicy {
             Some(path) if path.get_ref().trim().is_empty() => {
                 return Err(c.error(path.span(), "output.jsonl", "empty path"));
             }
-            Some(path) => Some(PathBuf::from(path.get_ref())),
+            // A service runs in System32: a relative output is the data directory's.
+            Some(path) => Some(paths.output_path(std::path::Path::new(path.get_ref()))),
             None => None,
         };
         let max_file_mb = c.ranged(
@@ -556,7 +594,7 @@ impl RawPolicy {
         let mut distinct: Vec<Vec<u16>> = Vec::new();
         for (i, raw) in self.rules.into_iter().enumerate() {
             let n = i + 1;
-            let rule = raw.validate(&c, n)?;
+            let rule = raw.validate(&c, n, paths)?;
             if !distinct.contains(&rule.folded) {
                 if distinct.len() == MAX_PROTECTED_PREFIXES {
                     return Err(c.error(
@@ -611,25 +649,31 @@ fn rule_prefix_span(text: &str, n: usize) -> Range<usize> {
 }
 
 impl RawRule {
-    fn validate(self, c: &Checker<'_>, n: usize) -> Result<Rule, PolicyError> {
+    fn validate(self, c: &Checker<'_>, n: usize, paths: &PathContext) -> Result<Rule, PolicyError> {
         let field = |name: &str| format!("rule[{n}].{name}");
         let prefix = self.prefix.get_ref();
         let span = self.prefix.span();
-        let trimmed = prefix.trim_end_matches('\\');
-        if trimmed.is_empty() {
+        if prefix.trim_end_matches('\\').is_empty() {
             return Err(c.error(
                 span,
                 &field("prefix"),
                 "empty prefix (it would protect every path)",
             ));
         }
-        if !prefix.starts_with('\\') {
+        // `C:\Secret` in the administrator's terms, `\Device\HarddiskVolume3\Secret` in the
+        // driver's: translated now, with this machine's drive letters.
+        let nt = paths
+            .dos_devices
+            .to_nt_path(prefix)
+            .map_err(|reason| c.error(span.clone(), &field("prefix"), reason))?;
+        let trimmed = nt.trim_end_matches('\\');
+        if trimmed.is_empty() || !nt.starts_with('\\') {
             return Err(c.error(
                 span,
                 &field("prefix"),
                 format!(
                     "\"{prefix}\" is not an NT path: the driver sees normalized names such as \
-                     \\Device\\HarddiskVolume3\\Secret (drive letters never match)"
+                     \\Device\\HarddiskVolume3\\Secret"
                 ),
             ));
         }
@@ -676,14 +720,23 @@ impl RawRule {
         let mut except_processes = Vec::with_capacity(self.except_processes.len());
         for name in &self.except_processes {
             let value = name.get_ref();
-            if value.is_empty() || value.contains(['\\', '/']) {
+            // A bare file name is what any user can give a program of theirs: only the full
+            // image path, in a directory users cannot write, identifies one.
+            if !value.contains('\\') {
                 return Err(c.error(
                     name.span(),
                     &field("except_processes"),
-                    format!("\"{value}\" is not an image file name (e.g. \"backup.exe\")"),
+                    format!(
+                        "\"{value}\" is not a full image path: any user can name a program \
+                         that; write the whole path, e.g. 'C:\\Program Files\\Backup\\backup.exe'"
+                    ),
                 ));
             }
-            except_processes.push(value.to_lowercase());
+            let nt = paths
+                .dos_devices
+                .to_nt_path(value)
+                .map_err(|reason| c.error(name.span(), &field("except_processes"), reason))?;
+            except_processes.push(nt.to_lowercase());
         }
         let folded = fold(units.iter().copied());
         Ok(Rule {

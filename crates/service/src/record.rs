@@ -47,6 +47,15 @@ use crate::sequence::{Gap, ResumePoint};
 
 /// 100 ns ticks between 1601-01-01 and 1970-01-01.
 const TICKS_1601_TO_1970: i128 = 116_444_736_000_000_000;
+/// Now, as 100 ns ticks since 1601-01-01 (the driver's timestamps' scale), from the
+/// service's clock.
+pub fn now_filetime() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    116_444_736_000_000_000 + since.as_secs() * 10_000_000 + u64::from(since.subsec_nanos() / 100)
+}
+
 /// 100 ns ticks per second.
 const TICKS_PER_SECOND: i128 = 10_000_000;
 
@@ -207,8 +216,8 @@ const RESUME_TAIL: u64 = 256 * 1024;
 
 /// The `(epoch, seq)` of the last complete event record in the JSON Lines file at `path`, or
 /// in its newest rotated file (`path.1`) when the live one has none; `None` when neither has
-/// one (a missing file is not an error). A torn last line (the writer died mid-record) is
-/// skipped. A restarted service continues from it ([`crate::Service::with_resume`]).
+/// one (a missing file is not an error). A torn last line (the writer died mid-record) and
+/// trailing zero bytes (a crash before the data reached the disk) are skipped. A restarted service continues from it ([`crate::Service::with_resume`]).
 ///
 /// # Errors
 ///
@@ -232,9 +241,14 @@ fn last_event_in(path: &std::path::Path) -> std::io::Result<Option<ResumePoint>>
         Err(e) => return Err(e),
     };
     let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(RESUME_TAIL)))?;
+    // Zeros at the end (a crash) are not records: look at what comes before them, however
+    // many there are, or a zero-filled end would hide the live file's last record and the
+    // resume would fall back to an older file's, reporting a false gap.
+    let end = content_end(&mut file, len)?;
+    let start = end.saturating_sub(RESUME_TAIL);
+    file.seek(SeekFrom::Start(start))?;
     let mut tail = Vec::new();
-    file.read_to_end(&mut tail)?;
+    file.take(end - start).read_to_end(&mut tail)?;
     for line in tail.split(|&b| b == b'\n').rev() {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
             continue;
@@ -246,6 +260,27 @@ fn last_event_in(path: &std::path::Path) -> std::io::Result<Option<ResumePoint>>
         }
     }
     Ok(None)
+}
+
+/// The length of `file` (`len` bytes) without its trailing zero bytes, read backwards in
+/// chunks so that a zero-filled end of any size costs bounded memory.
+pub(crate) fn content_end(file: &mut std::fs::File, len: u64) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    const CHUNK: u64 = 64 * 1024;
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let n = usize::try_from(end - start).unwrap_or(0);
+        let buf = chunk.get_mut(..n).unwrap_or(&mut []);
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(buf)?;
+        if let Some(last) = buf.iter().rposition(|&b| b != 0) {
+            return Ok(start + last as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// Appends one event record as a JSON object and a newline.
@@ -302,6 +337,49 @@ pub fn push_event_json(out: &mut Vec<u8>, epoch: u32, record: &EventRecord<'_>) 
         out.push(b'"');
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// Appends one driver-counters record as a JSON object and a newline: the driver's counters
+/// (`stats`) as read at `time` (1601-epoch ticks, the service's clock), during driver instance
+/// `epoch`. Written periodically so that a reader of the file alone sees drops and their causes.
+pub fn push_driver_stats_json(
+    out: &mut Vec<u8>,
+    epoch: u32,
+    stats: &vigil_protocol::Stats,
+    time: u64,
+) {
+    let fields: [(&str, u64); 18] = [
+        ("events_generated", stats.events_generated),
+        ("events_delivered", stats.events_delivered),
+        ("dropped_total", stats.dropped_total()),
+        ("dropped_ring_full", stats.dropped_ring_full),
+        ("dropped_too_large", stats.dropped_too_large),
+        ("dropped_no_memory", stats.dropped_no_memory),
+        ("dropped_send_timeout", stats.dropped_send_timeout),
+        ("dropped_no_service", stats.dropped_disconnected),
+        ("batches_sent", stats.batches_sent),
+        ("verdicts_allowed", stats.verdicts_allowed),
+        ("verdicts_denied", stats.verdicts_denied),
+        ("verdicts_defaulted_open", stats.verdicts_defaulted_open),
+        ("verdicts_defaulted_closed", stats.verdicts_defaulted_closed),
+        ("verdict_timeouts", stats.verdict_timeouts),
+        ("connections", stats.connections),
+        ("disconnects", stats.disconnects),
+        ("allocation_failures", stats.allocation_failures),
+        ("name_query_failures", stats.name_query_failures),
+    ];
+    out.extend_from_slice(b"{\"driver_stats\":{");
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(out, "\"{name}\":{value}");
+    }
+    out.extend_from_slice(b"},\"epoch\":");
+    push_u64(out, u64::from(epoch));
+    out.extend_from_slice(b",\"time\":\"");
+    push_rfc3339(out, time);
+    out.extend_from_slice(b"\"}\n");
 }
 
 /// Appends one gap record as a JSON object and a newline; `time` is the 1601-epoch timestamp of

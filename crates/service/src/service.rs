@@ -14,9 +14,30 @@
 //!    value not above the last one seen means the driver was unloaded and loaded again — its
 //!    sequence numbers restart at 0, and the core starts a new epoch
 //!    ([`SequenceTracker::new_driver_instance`]).
-//! 4. Receive until the port closes or a stop is requested. Messages are handled in arrival
-//!    order on one thread: writing a batch to the sinks takes tens of microseconds, far below
-//!    the smallest verdict timeout (10 ms), so a verdict request never waits long behind one.
+//! 4. Receive until the port closes or a stop is requested (see "Two threads"). A message
+//!    larger than the receive buffer, or one that does not decode, is counted as malformed and
+//!    the connection goes on. The driver's `max_message_size` is bounded by the protocol's
+//!    `MAX_MESSAGE_SIZE`: a larger claim is logged, never allocated.
+//!
+//! # Two threads
+//!
+//! A verdict timeout can be as short as 10 ms, after which the driver applies its default;
+//! an `fsync` (`FlushFileBuffers`), a rotation with up to a thousand renames, a policy file read
+//! or a log line can take longer. So no verdict waits for the disk: during a connection the
+//! calling thread only receives, answering each verdict request at once and queuing each event
+//! batch (a copy of its bytes) and each log line in a [`crate::backlog`]; a writer thread,
+//! scoped to the connection, checks sequence numbers, writes to the sinks, syncs and rotates,
+//! reads policy files and writes the log. Order is kept: the writer takes the queue in arrival
+//! order. The queue is bounded in bytes; past the bound the receiver waits (a received batch is
+//! never dropped), and counts the wait.
+//!
+//! # When the sinks fail
+//!
+//! A sink that cannot write (a full disk) keeps what it was given; the writer logs the reason
+//! at once, counts it, and retries with backoff (100 ms doubling to 5 s) while the receiver goes
+//! on answering verdicts and queuing batches. Auditing pauses; it is not turned off, and nothing
+//! received is lost. Only at a stop does the writer give up, after the drain limit: the run
+//! then fails with [`ServiceError::Sink`], the reason and the batches left unwritten logged.
 //!
 //! # Restarting
 //!
@@ -34,8 +55,11 @@
 //! # Reconnecting
 //!
 //! A transient failure (port closed, driver not loaded yet, port busy) leads to a new attempt:
-//! immediately after a close, then after [`Backoff`] delays (100 ms doubling to 5 s), reset by
-//! each successful connection. What was written stays written: the sequence tracker lives
+//! immediately after the close of a healthy connection (one that carried a message or lasted
+//! the backoff's cap), then after [`Backoff`] delays (100 ms doubling to 5 s), reset only by a
+//! healthy connection: one that closes at once backs off like a failed connect instead of
+//! reconnecting in a hot loop. A policy reload whose push is lost to the close is pushed at the
+//! next connection. What was written stays written: the sequence tracker lives
 //! across connections, so a record delivered again is skipped and a record lost is reported.
 //! The first connection of a run gives up at once on a missing driver unless
 //! [`ServiceOptions::wait_for_driver`] is set (the Windows service sets it; `vigil run` sets it
@@ -46,18 +70,22 @@
 //! [`ServiceControl::request_stop`] is noticed within one poll interval (a receive waits at
 //! most [`ServiceOptions::poll_interval`], a backoff sleep is woken at once). The core then
 //! drains what the port already holds (bounded by [`ServiceOptions::drain_limit`] and a message
-//! count), answering verdicts and writing batches, reads the driver's counters for the summary,
-//! closes the connection and closes the sinks (flush and sync).
+//! count), then cancels the outstanding receives ([`PortClient::cancel_receives`]) and takes
+//! what completes anyway (the driver counted it as delivered), answering verdicts and writing
+//! batches; waits for the writer to finish the queue; reads the driver's counters for the
+//! summary, closes the connection and closes the sinks (flush and sync, a failure retried until
+//! the drain limit).
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use vigil_protocol::{
-    EventBatch, Header, MAX_MESSAGE_SIZE, Message, MessageKind, Stats, VerdictReply,
-    VerdictRequestRepr,
+    Header, MAX_MESSAGE_SIZE, Message, MessageKind, Stats, VerdictReply, VerdictRequestRepr,
 };
 
+use crate::backlog::{Backlog, Job, Next};
 use crate::client::{ClientError, Connector, Incoming, PortClient};
 use crate::commands::{self, DriverHello};
 use crate::control::{Backoff, Clock, ServiceControl};
@@ -80,6 +108,23 @@ pub enum Level {
 pub trait Log {
     /// One line.
     fn log(&mut self, level: Level, message: &str);
+}
+
+impl<L: Log + ?Sized> Log for Box<L> {
+    fn log(&mut self, level: Level, message: &str) {
+        (**self).log(level, message);
+    }
+}
+
+/// Every line to both logs (the service's file and the Windows Event Log).
+#[derive(Debug, Default, Clone)]
+pub struct TeeLog<A, B>(pub A, pub B);
+
+impl<A: Log, B: Log> Log for TeeLog<A, B> {
+    fn log(&mut self, level: Level, message: &str) {
+        self.0.log(level, message);
+        self.1.log(level, message);
+    }
 }
 
 /// Log lines to standard error, prefixed with their level.
@@ -125,6 +170,11 @@ pub struct ServiceOptions {
     pub drain_limit: Duration,
     /// The service's own process id (exempt from verdicts).
     pub own_pid: u64,
+    /// Most bytes of received batches waiting for the writer before the receiver waits too
+    /// (see [`crate::backlog`]'s policy).
+    pub backlog_bytes: usize,
+    /// How often the driver's counters are read and written to the sinks as a record.
+    pub stats_interval: Duration,
 }
 
 impl Default for ServiceOptions {
@@ -140,6 +190,12 @@ impl Default for ServiceOptions {
             // set accordingly), and the port holds at most a few batches.
             drain_limit: Duration::from_secs(2),
             own_pid: u64::from(std::process::id()),
+            // 64 MiB: about two seconds of the heaviest stream measured, longer than a
+            // rotation or an `fsync` takes; bounded so that a dead disk cannot eat the memory.
+            backlog_bytes: 64 * 1024 * 1024,
+            // A minute: a SIEM reading only the file sees drops within a minute, for one
+            // command round trip a minute.
+            stats_interval: Duration::from_mins(1),
         }
     }
 }
@@ -178,6 +234,10 @@ pub struct Counters {
     pub policy_reloads: u64,
     /// Policy reloads refused (the old policy kept).
     pub policy_reload_failures: u64,
+    /// Failed writes or syncs of the sinks (each retried; nothing was dropped).
+    pub sink_failures: u64,
+    /// Times the receiver waited because the writer was a whole backlog behind.
+    pub backlog_waits: u64,
 }
 
 /// How a run ended, when it did not fail.
@@ -284,9 +344,17 @@ pub struct Service<S: Sink> {
     resume: Option<ResumePoint>,
     driver: Option<DriverHello>,
     buf: Vec<u8>,
+    /// A policy whose push was lost to a disconnect: pushed at the next connection.
+    pending_policy: Option<Policy>,
+    /// Reads a policy file for a reload.
+    policy_loader: Box<PolicyLoader>,
 }
 
-impl<S: Sink> Service<S> {
+/// Reads a policy file: [`Policy::load`] by default; the Windows service checks who owns the
+/// file first ([`Service::with_policy_loader`]).
+pub type PolicyLoader = dyn Fn(&Path) -> Result<Policy, PolicyError> + Send + Sync;
+
+impl<S: Sink + Send> Service<S> {
     /// A core with this policy, writing to `sinks`.
     pub fn new(policy: Policy, sinks: S, options: ServiceOptions) -> Self {
         Self {
@@ -303,6 +371,8 @@ impl<S: Sink> Service<S> {
             resume: None,
             driver: None,
             buf: vec![0; MAX_MESSAGE_SIZE],
+            pending_policy: None,
+            policy_loader: Box::new(Policy::load),
         }
     }
 
@@ -318,6 +388,17 @@ impl<S: Sink> Service<S> {
     #[must_use]
     pub const fn with_resume(mut self, point: Option<ResumePoint>) -> Self {
         self.resume = point;
+        self
+    }
+
+    /// How a reload reads the policy file (the Windows service refuses a file an ordinary
+    /// user could have written, as it does at start).
+    #[must_use]
+    pub fn with_policy_loader(
+        mut self,
+        loader: impl Fn(&Path) -> Result<Policy, PolicyError> + Send + Sync + 'static,
+    ) -> Self {
+        self.policy_loader = Box::new(loader);
         self
     }
 
@@ -399,7 +480,7 @@ impl<S: Sink> Service<S> {
         clock: &dyn Clock,
     ) -> Result<Summary, ServiceError> {
         let result = self.run_connections(connector, clock);
-        let closed = self.sinks.close().map_err(ServiceError::Sink);
+        let closed = self.close_sinks(clock);
         let driver_stats = result?;
         closed?;
         let counters = self.counters_with_tracker();
@@ -419,6 +500,37 @@ impl<S: Sink> Service<S> {
             driver_stats,
             driver: self.driver,
         })
+    }
+
+    /// Closes the sinks, retrying a failure (a full disk) until the drain limit: what they
+    /// hold is the last of the output.
+    fn close_sinks(&mut self, clock: &dyn Clock) -> Result<(), ServiceError> {
+        let deadline = clock.now() + self.options.drain_limit;
+        let mut backoff = Backoff::new(self.options.backoff_initial, self.options.backoff_max);
+        let never_stopped = ServiceControl::new();
+        loop {
+            match self.sinks.close() {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    self.counters.sink_failures += 1;
+                    if clock.now() >= deadline {
+                        let line = format!("cannot write the last events at the stop: {e}");
+                        self.log.log(Level::Error, &line);
+                        return Err(ServiceError::Sink(e));
+                    }
+                    clock.sleep(backoff.next_delay(), &never_stopped);
+                }
+            }
+        }
+    }
+
+    /// Messages taken off the port so far, of any kind.
+    const fn messages_seen(&self) -> u64 {
+        self.counters.batches
+            + self.counters.verdicts_allowed
+            + self.counters.verdicts_denied
+            + self.counters.verdict_reply_failures
+            + self.counters.malformed_messages
     }
 
     fn counters_with_tracker(&self) -> Counters {
@@ -453,7 +565,8 @@ impl<S: Sink> Service<S> {
                 Ok(mut client) => {
                     ever_connected = true;
                     last_failure = None;
-                    backoff.reset();
+                    let started = clock.now();
+                    let received_before = self.messages_seen();
                     let end = self.serve(&mut client, clock);
                     if matches!(end, Ok(ConnectionEnd::Stopped)) {
                         final_stats = commands::stats(&mut client).ok();
@@ -463,9 +576,20 @@ impl<S: Sink> Service<S> {
                         ConnectionEnd::Stopped => break,
                         ConnectionEnd::Closed(e) => {
                             self.counters.disconnects += 1;
-                            self.warn(&format!("{e}; reconnecting"));
-                            // Straight back: the first attempt after a close is immediate.
-                            continue;
+                            // A connection that carried messages or lasted is healthy: straight
+                            // back (an `fltmc unload`/`load`). One that closed at once backs
+                            // off like a failed connect, or it would reconnect in a hot loop.
+                            let healthy = self.messages_seen() > received_before
+                                || clock.now().saturating_duration_since(started)
+                                    >= self.options.backoff_max;
+                            if healthy {
+                                backoff.reset();
+                                self.warn(&format!("{e}; reconnecting"));
+                                continue;
+                            }
+                            self.warn(&format!(
+                                "{e} at once after connecting; reconnecting with backoff"
+                            ));
                         }
                     }
                 }
@@ -503,11 +627,28 @@ impl<S: Sink> Service<S> {
         client: &mut P,
     ) -> Result<(), ClientError> {
         let hello = commands::hello(client, self.options.own_pid)?;
-        let prefixes = self.policy.protected_prefixes();
-        let config = self.policy.driver_config(&prefixes);
+        // A reload lost to the last disconnect is pushed now, in place of the running policy.
+        let policy = self.pending_policy.as_ref().unwrap_or(&self.policy);
+        let prefixes = policy.protected_prefixes();
+        let config = policy.driver_config(&prefixes);
         commands::set_config(client, &config)?;
+        drop(prefixes);
+        if let Some(policy) = self.pending_policy.take() {
+            self.policy = policy;
+            self.counters.policy_reloads += 1;
+            self.info("policy reloaded: the reload lost to the last disconnect reached the driver");
+        }
         let stats = commands::stats(client)?;
-        let max = usize::try_from(hello.max_message_size).unwrap_or(MAX_MESSAGE_SIZE);
+        // The driver's word bounds nothing: the protocol's limit does. Every driver of this
+        // major version sends at most MAX_MESSAGE_SIZE bytes (the Windows client's receive
+        // slots are that size), so a larger claim is refused rather than allocated.
+        let max = usize::try_from(hello.max_message_size).unwrap_or(usize::MAX);
+        if max > MAX_MESSAGE_SIZE {
+            self.warn(&format!(
+                "the driver claims messages of up to {max} bytes, larger than the protocol's                  limit of {MAX_MESSAGE_SIZE}: larger messages will be counted as malformed"
+            ));
+        }
+        let max = max.min(MAX_MESSAGE_SIZE);
         if max > self.buf.len() {
             self.buf.resize(max, 0);
         }
@@ -577,221 +718,111 @@ impl<S: Sink> Service<S> {
     /// Serves one connection (after [`start_connection`](Self::start_connection)) until the
     /// port closes or a stop is requested.
     ///
+    /// Two threads share the work (see the module documentation, "Two threads"): this one
+    /// receives and answers verdicts; a writer thread, alive for the call, writes batches to
+    /// the sinks, syncs, rotates, reads policy files and writes the log.
+    ///
     /// # Errors
     ///
-    /// [`ServiceError::Sink`], or a client error that is not transient.
+    /// [`ServiceError::Sink`] when the sinks still fail after a stop was requested and the drain
+    /// limit passed, or a client error that is not transient.
     pub fn serve<P: PortClient + ?Sized>(
         &mut self,
         client: &mut P,
         clock: &dyn Clock,
     ) -> Result<ConnectionEnd, ServiceError> {
-        loop {
-            if self.control.stop_requested() {
-                return self.drain(client, clock);
-            }
-            if self.control.take_reload() {
-                self.reload_from_file(client);
-            }
-            match client.receive(&mut self.buf, self.options.poll_interval) {
-                Ok(Some(incoming)) => {
-                    if let Some(end) = self.handle(client, incoming)? {
-                        return Ok(end);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) if e.is_transient() => return Ok(ConnectionEnd::Closed(e)),
-                Err(e) => return Err(e.into()),
-            }
-            self.sinks.tick(clock.now()).map_err(ServiceError::Sink)?;
-        }
-    }
-
-    fn drain<P: PortClient + ?Sized>(
-        &mut self,
-        client: &mut P,
-        clock: &dyn Clock,
-    ) -> Result<ConnectionEnd, ServiceError> {
-        let deadline = clock.now() + self.options.drain_limit;
-        for _ in 0..DRAIN_MESSAGES {
-            if clock.now() >= deadline {
-                break;
-            }
-            match client.receive(&mut self.buf, Duration::ZERO) {
-                Ok(Some(incoming)) => {
-                    if self.handle(client, incoming)?.is_some() {
-                        break;
-                    }
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-        Ok(ConnectionEnd::Stopped)
-    }
-
-    /// Handles one message; `Some` when the connection ended while answering it.
-    fn handle<P: PortClient + ?Sized>(
-        &mut self,
-        client: &mut P,
-        incoming: Incoming,
-    ) -> Result<Option<ConnectionEnd>, ServiceError> {
-        let len = incoming.len.min(self.buf.len());
-        // The parsed message borrows the buffer while the sinks and counters change: take the
-        // buffer out for that time (a move, not a copy) and put it back.
-        let buf = std::mem::take(&mut self.buf);
-        let handled = self.dispatch(client, incoming, buf.get(..len).unwrap_or(&[]));
-        self.buf = buf;
-        handled
-    }
-
-    /// Decodes one message with the protocol's own [`Message::parse`] (header, then the whole
-    /// message by its kind) and acts on the kinds the driver sends the service.
-    fn dispatch<P: PortClient + ?Sized>(
-        &mut self,
-        client: &mut P,
-        incoming: Incoming,
-        bytes: &[u8],
-    ) -> Result<Option<ConnectionEnd>, ServiceError> {
-        match Message::parse(bytes) {
-            Ok(Message::EventBatch(batch)) => {
-                self.write_batch(&batch)?;
-                Ok(None)
-            }
-            Ok(Message::VerdictRequest(request)) => {
-                Ok(self.answer_verdict(client, incoming, &request.repr()))
-            }
-            Ok(other) => {
-                self.counters.malformed_messages += 1;
-                self.warn(&format!(
-                    "unexpected {:?} message from the driver ({} bytes), ignored",
-                    other.kind(),
-                    bytes.len()
-                ));
-                Ok(None)
+        let backlog = &Backlog::new(self.options.backlog_bytes);
+        let (policy_tx, policy_rx) = mpsc::channel();
+        let Self {
+            policy,
+            policy_path,
+            sinks,
+            options,
+            control,
+            tracker,
+            counters,
+            names,
+            log,
+            buf,
+            pending_policy,
+            policy_loader,
+            ..
+        } = self;
+        let (outcome, written) = std::thread::scope(|scope| {
+            let writer = Writer {
+                sinks,
+                tracker,
+                log,
+                control: control.clone(),
+                clock,
+                options: options.clone(),
+                backlog,
+                policy_tx,
+                policy_loader: &**policy_loader,
+                counters: Counters::default(),
+                last_tick_error: None,
+            };
+            let writer = std::thread::Builder::new()
+                .name("vigil-writer".into())
+                .spawn_scoped(scope, move || {
+                    let result = writer.run();
+                    // Release a receiver waiting for room, whatever happened.
+                    let left = backlog.writer_gone();
+                    (result, left)
+                });
+            let mut receiver = Receiver {
+                policy,
+                policy_path: policy_path.as_deref(),
+                options,
+                control,
+                counters,
+                names: &**names,
+                buf,
+                backlog,
+                pending_policy,
+                policy_rx,
+                load_in_flight: false,
+            };
+            let outcome = match &writer {
+                Ok(_) => receiver.serve(client, clock),
+                Err(e) => Err(ServiceError::Sink(io::Error::other(format!(
+                    "cannot start the writer thread: {e}"
+                )))),
+            };
+            backlog.finish();
+            let written = writer.map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| (Err(writer_panicked()), 0))
+            });
+            (outcome, written)
+        });
+        let (written, left) = written.unwrap_or((Ok(Counters::default()), 0));
+        match written {
+            Ok(done) => {
+                self.counters.events_written += done.events_written;
+                self.counters.batches += done.batches;
+                self.counters.sink_failures += done.sink_failures;
+                self.counters.policy_reload_failures += done.policy_reload_failures;
             }
             Err(e) => {
-                self.counters.malformed_messages += 1;
-                self.warn(&malformed_line(bytes, e));
-                Ok(None)
-            }
-        }
-    }
-
-    fn write_batch(&mut self, batch: &EventBatch<'_>) -> Result<(), ServiceError> {
-        self.counters.batches += 1;
-        let epoch_before = self.tracker.epoch();
-        let mut gaps = Vec::new();
-        for record in batch.records() {
-            match self.tracker.check(record.sequence()) {
-                Check::Duplicate => continue,
-                Check::AfterGap(gap) => {
-                    self.sinks
-                        .gap(&gap, record.timestamp())
-                        .map_err(ServiceError::Sink)?;
-                    gaps.push(gap);
-                }
-                Check::InOrder => {}
-            }
-            self.sinks
-                .event(self.tracker.epoch(), &record)
-                .map_err(ServiceError::Sink)?;
-            self.counters.events_written += 1;
-        }
-        self.sinks.end_batch().map_err(ServiceError::Sink)?;
-        debug_assert_eq!(epoch_before, self.tracker.epoch());
-        for gap in gaps {
-            self.warn(&format!(
-                "{} event(s) lost: sequence {}..={} of driver instance {} never arrived (the \
-                 driver's drop counters say why)",
-                gap.missing(),
-                gap.from,
-                gap.to,
-                gap.epoch
-            ));
-        }
-        Ok(())
-    }
-
-    fn answer_verdict<P: PortClient + ?Sized>(
-        &mut self,
-        client: &mut P,
-        incoming: Incoming,
-        request: &VerdictRequestRepr<'_>,
-    ) -> Option<ConnectionEnd> {
-        let decision = self
-            .policy
-            .decide(request, self.options.own_pid, &*self.names);
-        if incoming.reply_len == 0 {
-            // The driver waits for no reply: nothing can deliver the verdict.
-            self.counters.verdict_reply_failures += 1;
-            let message = format!(
-                "verdict request {} came without a reply buffer: not answered",
-                request.request_id
-            );
-            self.log.log(Level::Warn, &message);
-            return None;
-        }
-        let mut reply = [0u8; VerdictReply::LEN];
-        let emitted = VerdictReply {
-            request_id: request.request_id,
-            verdict: decision.verdict,
-            reason: decision.reason,
-        }
-        .emit(&mut reply);
-        if emitted.is_err() {
-            return None;
-        }
-        match client.reply(incoming.message_id, &reply) {
-            Ok(()) => {
-                match decision.verdict {
-                    vigil_protocol::Verdict::Allow => self.counters.verdicts_allowed += 1,
-                    vigil_protocol::Verdict::Deny => {
-                        self.counters.verdicts_denied += 1;
-                        // Every deny is worth a line: it is what an administrator audits.
-                        let message = denied_line(request, decision.reason);
-                        self.log.log(Level::Info, &message);
-                    }
-                }
-                None
-            }
-            Err(ClientError::Disconnected) => {
-                Some(ConnectionEnd::Closed(ClientError::Disconnected))
-            }
-            Err(e) => {
-                // Typically the driver's wait ended first (its verdict timeout): it applied
-                // its default, and counted it.
-                self.counters.verdict_reply_failures += 1;
-                self.warn(&format!(
-                    "verdict reply for request {} not delivered: {e}",
-                    request.request_id
-                ));
-                None
-            }
-        }
-    }
-
-    fn reload_from_file<P: PortClient + ?Sized>(&mut self, client: &mut P) {
-        let Some(path) = self.policy_path.clone() else {
-            self.warn("reload requested, but the service runs without a policy file");
-            return;
-        };
-        let result = Policy::load(&path)
-            .map_err(ReloadError::Policy)
-            .and_then(|policy| self.apply_policy(client, policy));
-        match result {
-            Ok(()) => self.info(&format!("policy reloaded from {}", path.display())),
-            Err(e) => {
-                if matches!(e, ReloadError::Policy(_)) {
-                    self.counters.policy_reload_failures += 1;
-                }
-                let message = format!("{}: {e}", path.display());
+                // Counted when the writer gave up; a batch received after that (at most the
+                // one in hand) is not in the count.
+                let message = format!(
+                    "{e}: the service stops; {left} received batch(es) were left unwritten"
+                );
                 self.log.log(Level::Error, &message);
+                return Err(e);
             }
         }
+        outcome
     }
 
     /// Replaces the running policy: pushes its configuration to the driver first, and keeps
     /// the old policy (in the service and, by the driver's own rule, in the driver) when the
-    /// driver refuses it. Output settings take effect at the next start.
+    /// driver refuses it. When the connection is lost first, the new policy is kept pending and
+    /// pushed at the next connection ([`start_connection`](Self::start_connection)), so a
+    /// reload is never lost to a disconnect. Output settings take effect at the next start.
     ///
     /// # Errors
     ///
@@ -801,21 +832,13 @@ impl<S: Sink> Service<S> {
         client: &mut P,
         policy: Policy,
     ) -> Result<(), ReloadError> {
-        let prefixes = policy.protected_prefixes();
-        let config = policy.driver_config(&prefixes);
-        let pushed = commands::set_config(client, &config);
-        drop(prefixes);
-        match pushed {
-            Ok(()) => {
-                self.policy = policy;
-                self.counters.policy_reloads += 1;
-                Ok(())
-            }
-            Err(e) => {
-                self.counters.policy_reload_failures += 1;
-                Err(ReloadError::Driver(e))
-            }
-        }
+        apply_policy(
+            &mut self.policy,
+            &mut self.pending_policy,
+            &mut self.counters,
+            client,
+            policy,
+        )
     }
 
     /// Counts a reload refused before it reached the driver (a bad file).
@@ -825,6 +848,502 @@ impl<S: Sink> Service<S> {
             Level::Error,
             &format!("policy refused, running policy kept: {error}"),
         );
+    }
+}
+
+fn writer_panicked() -> ServiceError {
+    ServiceError::Sink(io::Error::other("the writer thread panicked"))
+}
+
+/// Pushes `policy` to the driver and adopts it; see [`Service::apply_policy`].
+fn apply_policy<P: PortClient + ?Sized>(
+    running: &mut Policy,
+    pending: &mut Option<Policy>,
+    counters: &mut Counters,
+    client: &mut P,
+    policy: Policy,
+) -> Result<(), ReloadError> {
+    let prefixes = policy.protected_prefixes();
+    let config = policy.driver_config(&prefixes);
+    let pushed = commands::set_config(client, &config);
+    drop(prefixes);
+    match pushed {
+        Ok(()) => {
+            *running = policy;
+            *pending = None;
+            counters.policy_reloads += 1;
+            Ok(())
+        }
+        Err(e) if e.is_transient() => {
+            // Lost to a disconnect: the next connection pushes it.
+            *pending = Some(policy);
+            Err(ReloadError::Driver(e))
+        }
+        Err(e) => {
+            counters.policy_reload_failures += 1;
+            Err(ReloadError::Driver(e))
+        }
+    }
+}
+
+/// The receiving half of a connection: takes each message off the port, answers verdict
+/// requests at once, and queues everything that needs the disk for the [`Writer`].
+struct Receiver<'a> {
+    policy: &'a mut Policy,
+    policy_path: Option<&'a Path>,
+    options: &'a ServiceOptions,
+    control: &'a ServiceControl,
+    counters: &'a mut Counters,
+    names: &'a (dyn ProcessNames + Send),
+    buf: &'a mut Vec<u8>,
+    backlog: &'a Backlog,
+    pending_policy: &'a mut Option<Policy>,
+    policy_rx: mpsc::Receiver<Result<Policy, PolicyError>>,
+    /// A policy file is being read by the writer.
+    load_in_flight: bool,
+}
+
+/// How long a stop waits for a policy file the writer is reading.
+const POLICY_LOAD_WAIT: Duration = Duration::from_secs(5);
+
+impl Receiver<'_> {
+    fn log(&self, level: Level, message: String) {
+        let _ = self.backlog.push(Job::Log(level, message));
+    }
+
+    fn serve<P: PortClient + ?Sized>(
+        &mut self,
+        client: &mut P,
+        clock: &dyn Clock,
+    ) -> Result<ConnectionEnd, ServiceError> {
+        // The connection's start has just read (and logged) the counters.
+        let mut next_stats = clock.now() + self.options.stats_interval;
+        loop {
+            if clock.now() >= next_stats {
+                next_stats = clock.now() + self.options.stats_interval;
+                match commands::stats(client) {
+                    Ok(stats) => {
+                        let _ = self.backlog.push(Job::DriverStats(Box::new(stats)));
+                    }
+                    Err(e) if e.is_transient() => return Ok(ConnectionEnd::Closed(e)),
+                    Err(e) => self.log(
+                        Level::Warn,
+                        format!("cannot read the driver's counters: {e}"),
+                    ),
+                }
+            }
+            if self.backlog.is_writer_gone() {
+                return Ok(ConnectionEnd::Stopped);
+            }
+            if self.control.stop_requested() {
+                return Ok(self.drain(client, clock));
+            }
+            if self.control.take_reload() {
+                self.request_reload();
+            }
+            if let Ok(loaded) = self.policy_rx.try_recv()
+                && let Some(end) = self.apply_loaded(client, loaded)
+            {
+                return Ok(end);
+            }
+            match client.receive(self.buf, self.options.poll_interval) {
+                Ok(Some(incoming)) => {
+                    if let Some(end) = self.handle(client, incoming) {
+                        return Ok(end);
+                    }
+                }
+                Ok(None) => {}
+                Err(ClientError::MessageTooLarge { len }) => self.count_oversized(len),
+                Err(e) if e.is_transient() => return Ok(ConnectionEnd::Closed(e)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A message longer than the receive buffer is one bad message, not a broken connection:
+    /// the client has already taken it off the port.
+    fn count_oversized(&mut self, len: Option<usize>) {
+        self.counters.malformed_messages += 1;
+        let size = len.map_or_else(|| "unknown size".to_owned(), |n| format!("{n} bytes"));
+        self.log(
+            Level::Warn,
+            format!("message from the driver larger than the protocol's limit ({size}), ignored"),
+        );
+    }
+
+    fn drain<P: PortClient + ?Sized>(
+        &mut self,
+        client: &mut P,
+        clock: &dyn Clock,
+    ) -> ConnectionEnd {
+        let deadline = clock.now() + self.options.drain_limit;
+        let mut drained = 0;
+        // What the port already holds, then what completes after the outstanding receives are
+        // cancelled: the driver counted those as delivered too.
+        for cancelled in [false, true] {
+            if cancelled {
+                client.cancel_receives();
+            }
+            while drained < DRAIN_MESSAGES && clock.now() < deadline {
+                match client.receive(self.buf, Duration::ZERO) {
+                    Ok(Some(incoming)) => {
+                        drained += 1;
+                        if self.handle(client, incoming).is_some() {
+                            break;
+                        }
+                    }
+                    Err(ClientError::MessageTooLarge { len }) => self.count_oversized(len),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        if self.load_in_flight {
+            // A reload asked for before the stop still reaches the driver.
+            if let Ok(loaded) = self.policy_rx.recv_timeout(POLICY_LOAD_WAIT) {
+                let _ = self.apply_loaded(client, loaded);
+            }
+        }
+        ConnectionEnd::Stopped
+    }
+
+    fn request_reload(&mut self) {
+        match self.policy_path {
+            Some(path) => {
+                self.load_in_flight = true;
+                let _ = self.backlog.push(Job::LoadPolicy(path.to_path_buf()));
+            }
+            None => self.log(
+                Level::Warn,
+                "reload requested, but the service runs without a policy file".to_owned(),
+            ),
+        }
+    }
+
+    fn apply_loaded<P: PortClient + ?Sized>(
+        &mut self,
+        client: &mut P,
+        loaded: Result<Policy, PolicyError>,
+    ) -> Option<ConnectionEnd> {
+        self.load_in_flight = false;
+        let path = self
+            .policy_path
+            .map_or_else(String::new, |p| p.display().to_string());
+        // A file the writer refused was counted and logged there.
+        let policy = loaded.ok()?;
+        match apply_policy(
+            self.policy,
+            self.pending_policy,
+            self.counters,
+            client,
+            policy,
+        ) {
+            Ok(()) => {
+                self.log(Level::Info, format!("policy reloaded from {path}"));
+                None
+            }
+            Err(ReloadError::Driver(e)) if e.is_transient() => {
+                self.log(
+                    Level::Warn,
+                    format!(
+                        "{path}: the connection closed before the policy reached the driver; \
+                         it is pushed at the next connection"
+                    ),
+                );
+                Some(ConnectionEnd::Closed(e))
+            }
+            Err(e) => {
+                self.log(Level::Error, format!("{path}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Handles one message; `Some` when the connection ended while answering it.
+    fn handle<P: PortClient + ?Sized>(
+        &mut self,
+        client: &mut P,
+        incoming: Incoming,
+    ) -> Option<ConnectionEnd> {
+        let len = incoming.len.min(self.buf.len());
+        let bytes = self.buf.get(..len).unwrap_or(&[]);
+        // Decoded once here with the protocol's own parser, to route it; the writer decodes a
+        // batch again (a checked view: no copy, a few comparisons).
+        match Message::parse(bytes) {
+            Ok(Message::EventBatch(_)) => {
+                let job = Job::Batch(self.backlog.copy_of(bytes));
+                if let Ok(true) = self.backlog.push(job) {
+                    self.counters.backlog_waits += 1;
+                }
+                None
+            }
+            Ok(Message::VerdictRequest(request)) => {
+                let request = request.repr();
+                let (end, line) = answer_verdict(
+                    self.policy,
+                    self.options.own_pid,
+                    self.names,
+                    self.counters,
+                    client,
+                    incoming,
+                    &request,
+                );
+                if let Some((level, line)) = line {
+                    self.log(level, line);
+                }
+                end
+            }
+            Ok(other) => {
+                self.counters.malformed_messages += 1;
+                let line = format!(
+                    "unexpected {:?} message from the driver ({} bytes), ignored",
+                    other.kind(),
+                    bytes.len()
+                );
+                self.log(Level::Warn, line);
+                None
+            }
+            Err(e) => {
+                self.counters.malformed_messages += 1;
+                let line = malformed_line(bytes, e);
+                self.log(Level::Warn, line);
+                None
+            }
+        }
+    }
+}
+
+/// Answers one verdict request; returns how the connection ended, if it did, and the line to
+/// log.
+fn answer_verdict<P: PortClient + ?Sized>(
+    policy: &Policy,
+    own_pid: u64,
+    names: &dyn ProcessNames,
+    counters: &mut Counters,
+    client: &mut P,
+    incoming: Incoming,
+    request: &VerdictRequestRepr<'_>,
+) -> (Option<ConnectionEnd>, Option<(Level, String)>) {
+    let decision = policy.decide(request, own_pid, names);
+    if incoming.reply_len == 0 {
+        // The driver waits for no reply: nothing can deliver the verdict.
+        counters.verdict_reply_failures += 1;
+        let line = format!(
+            "verdict request {} came without a reply buffer: not answered",
+            request.request_id
+        );
+        return (None, Some((Level::Warn, line)));
+    }
+    let mut reply = [0u8; VerdictReply::LEN];
+    let emitted = VerdictReply {
+        request_id: request.request_id,
+        verdict: decision.verdict,
+        reason: decision.reason,
+    }
+    .emit(&mut reply);
+    if emitted.is_err() {
+        return (None, None);
+    }
+    match client.reply(incoming.message_id, &reply) {
+        Ok(()) => match decision.verdict {
+            vigil_protocol::Verdict::Allow => {
+                counters.verdicts_allowed += 1;
+                (None, None)
+            }
+            vigil_protocol::Verdict::Deny => {
+                counters.verdicts_denied += 1;
+                // Every deny is worth a line: it is what an administrator audits.
+                (
+                    None,
+                    Some((Level::Info, denied_line(request, decision.reason))),
+                )
+            }
+        },
+        Err(ClientError::Disconnected) => {
+            (Some(ConnectionEnd::Closed(ClientError::Disconnected)), None)
+        }
+        Err(e) => {
+            // Typically the driver's wait ended first (its verdict timeout): it applied its
+            // default, and counted it.
+            counters.verdict_reply_failures += 1;
+            let line = format!(
+                "verdict reply for request {} not delivered: {e}",
+                request.request_id
+            );
+            (None, Some((Level::Warn, line)))
+        }
+    }
+}
+
+/// The writing half: owns the sinks, the sequence tracker and the log for the length of a
+/// connection, on its own thread, so that no disk work (a write, an `fsync`, a rotation with
+/// its renames, a policy file read, a log line) ever delays a verdict.
+struct Writer<'a, S: Sink> {
+    sinks: &'a mut S,
+    tracker: &'a mut SequenceTracker,
+    log: &'a mut Box<dyn Log + Send>,
+    control: ServiceControl,
+    clock: &'a dyn Clock,
+    options: ServiceOptions,
+    backlog: &'a Backlog,
+    policy_tx: mpsc::Sender<Result<Policy, PolicyError>>,
+    policy_loader: &'a PolicyLoader,
+    /// What this writer did, added to the core's counters at the end.
+    counters: Counters,
+    /// The last sync failure reported (each kind once, not every poll).
+    last_tick_error: Option<String>,
+}
+
+impl<S: Sink> Writer<'_, S> {
+    fn run(mut self) -> Result<Counters, ServiceError> {
+        loop {
+            match self.backlog.next(self.options.poll_interval) {
+                Next::Job(Job::Batch(bytes)) => {
+                    let written = self.write_batch(&bytes);
+                    self.backlog.recycle(bytes);
+                    written?;
+                }
+                Next::Job(Job::Log(level, line)) => self.log.log(level, &line),
+                Next::Job(Job::LoadPolicy(path)) => {
+                    let loaded = (self.policy_loader)(&path);
+                    if let Err(e) = &loaded {
+                        self.counters.policy_reload_failures += 1;
+                        let line = format!("{}: {e}", path.display());
+                        self.log.log(Level::Error, &line);
+                    }
+                    let _ = self.policy_tx.send(loaded);
+                }
+                Next::Job(Job::DriverStats(stats)) => {
+                    let time = crate::record::now_filetime();
+                    let written = self.sinks.driver_stats(self.tracker.epoch(), &stats, time);
+                    let ended = self.sinks.end_batch();
+                    if let Some(error) = written.err().or(ended.err()) {
+                        self.retry_until_written(&error)?;
+                    }
+                }
+                Next::Idle => {}
+                Next::Finished => return Ok(self.counters),
+            }
+            self.tick();
+        }
+    }
+
+    fn tick(&mut self) {
+        match self.sinks.tick(self.clock.now()) {
+            Ok(()) => self.last_tick_error = None,
+            Err(e) => {
+                let text = e.to_string();
+                if self.last_tick_error.as_ref() != Some(&text) {
+                    self.counters.sink_failures += 1;
+                    let line =
+                        format!("cannot sync the output ({text}); retrying at the next interval");
+                    self.log.log(Level::Error, &line);
+                    self.last_tick_error = Some(text);
+                }
+            }
+        }
+        for warning in self.sinks.take_warnings() {
+            self.log.log(Level::Warn, &warning);
+        }
+    }
+
+    fn write_batch(&mut self, bytes: &[u8]) -> Result<(), ServiceError> {
+        // The receiver routed it here because it decodes as a batch.
+        let Ok(Message::EventBatch(batch)) = Message::parse(bytes) else {
+            return Ok(());
+        };
+        self.counters.batches += 1;
+        let epoch_before = self.tracker.epoch();
+        let mut gaps = Vec::new();
+        let mut failure = None;
+        for record in batch.records() {
+            match self.tracker.check(record.sequence()) {
+                Check::Duplicate => continue,
+                Check::AfterGap(gap) => {
+                    if let Err(e) = self.sinks.gap(&gap, record.timestamp()) {
+                        failure.get_or_insert(e);
+                    }
+                    gaps.push(gap);
+                }
+                Check::InOrder => {}
+            }
+            if let Err(e) = self.sinks.event(self.tracker.epoch(), &record) {
+                failure.get_or_insert(e);
+            }
+            self.counters.events_written += 1;
+        }
+        let ended = self.sinks.end_batch();
+        if let Some(error) = failure.or(ended.err()) {
+            self.retry_until_written(&error)?;
+        }
+        debug_assert_eq!(epoch_before, self.tracker.epoch());
+        for gap in gaps {
+            let line = format!(
+                "{} event(s) lost: sequence {}..={} of driver instance {} never arrived (the \
+                 driver's drop counters say why)",
+                gap.missing(),
+                gap.from,
+                gap.to,
+                gap.epoch
+            );
+            self.log.log(Level::Warn, &line);
+        }
+        Ok(())
+    }
+
+    /// The sinks failed (a full disk, a disk gone): they keep what they were given, and this
+    /// retries with backoff until they have written it. Received batches wait in the backlog
+    /// meanwhile; nothing is dropped. Only a stop ends the wait, after the drain limit.
+    fn retry_until_written(&mut self, first: &io::Error) -> Result<(), ServiceError> {
+        self.counters.sink_failures += 1;
+        let line = format!(
+            "cannot write events ({first}); the service keeps running and retries with \
+             backoff, keeping what it receives meanwhile ({} KiB queued)",
+            self.backlog.queued_bytes() / 1024
+        );
+        self.log.log(Level::Error, &line);
+        let mut backoff = Backoff::new(self.options.backoff_initial, self.options.backoff_max);
+        let mut give_up_at = None;
+        let mut attempts = 1u64;
+        let mut last = first.to_string();
+        // Sleeps on a control that is never stopped: after a stop, the retries go on at their
+        // pace until the drain limit instead of spinning.
+        let never_stopped = ServiceControl::new();
+        loop {
+            if self.control.stop_requested() && give_up_at.is_none() {
+                give_up_at = Some(self.clock.now() + self.options.drain_limit);
+            }
+            let control = if give_up_at.is_some() {
+                &never_stopped
+            } else {
+                &self.control
+            };
+            // After a stop, no sleep past the drain limit: the SCM's wait hint counts on it.
+            let delay = backoff.next_delay();
+            let delay = give_up_at.map_or(delay, |at| {
+                delay.min(at.saturating_duration_since(self.clock.now()))
+            });
+            self.clock.sleep(delay, control);
+            match self.sinks.end_batch() {
+                Ok(()) => {
+                    let line =
+                        format!("events are written again, after {attempts} failed attempt(s)");
+                    self.log.log(Level::Info, &line);
+                    return Ok(());
+                }
+                Err(e) => {
+                    attempts += 1;
+                    self.counters.sink_failures += 1;
+                    if e.to_string() != last {
+                        last = e.to_string();
+                        let line = format!("still cannot write events: {e}");
+                        self.log.log(Level::Error, &line);
+                    }
+                    if give_up_at.is_some_and(|at| self.clock.now() >= at) {
+                        return Err(ServiceError::Sink(e));
+                    }
+                }
+            }
+        }
     }
 }
 

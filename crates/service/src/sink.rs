@@ -1,46 +1,71 @@
 //! Where events go: the JSON Lines file (with size-based rotation), a human-readable stream for
 //! terminals (`vigil tail`, `vigil run --stdout`), and two sinks for tests and measurements.
-//! User mode, portable.
+//! User mode, portable. The core calls the sinks from its writer thread, never from the thread
+//! that answers verdicts (see [`crate::service`]).
 //!
 //! # Flush policy of the JSON Lines sink
 //!
-//! * Records are formatted into a 256 KiB user-space buffer.
-//! * **At the end of every batch** the buffer is written to the operating system (`write`,
-//!   not `fsync`). Why: once the driver's send completed, the driver counts the batch as
-//!   delivered and will never send it again; until the service hands it to the OS, a crash of
-//!   the service would lose it without any trace. Flushing per batch bounds that window to one
-//!   batch, and costs one system call per batch (at most 64 KiB), not per record.
-//! * **On a timer** (`sync_interval`, 1 s by default, driven by the core's loop even when no
+//! * Records are formatted into memory as they come (no I/O).
+//! * **At the end of every batch** they are written to the operating system (`write`, not
+//!   `fsync`). Why: once the driver's send completed, the driver counts the batch as delivered
+//!   and will never send it again; until the service hands it to the OS, a crash of the service
+//!   would lose it without any trace. One system call per batch, not per record.
+//! * **A failed write loses nothing**: the lines not written stay pending, a partial write is cut
+//!   off the file (or, when the file cannot be cut, ended by a newline), and the next
+//!   `end_batch` writes them again. The core retries with backoff (a full disk, a disk gone).
+//! * **On a timer** (`sync_interval`, 1 s by default, driven by the core's clock even when no
 //!   event arrives) the file is `fsync`ed if anything was written since the last sync. Why:
 //!   data in the OS cache survives a service crash but not a machine crash (a bugcheck is what
 //!   this project exists to test for); syncing per batch would tie the event rate to the
 //!   disk's latency, so durability against machine crashes is bounded in time instead.
-//! * Before a rotation and at close (a clean stop), the file is flushed and synced.
+//! * Before a rotation and at close (a clean stop), the file is written and synced.
+//!
+//! # Opening an existing file
+//!
+//! A crash, a bug check or a partial write on a full disk can leave the file ending in a torn
+//! record or in zero bytes (the file's valid data length past what reached the disk). Before the
+//! first append the end is repaired ([`repair_tail`]): trailing zeros are cut, a torn last line
+//! is ended with a newline. The next record therefore starts a line of its own, and the resume
+//! point ([`crate::record::last_event_position`]) skips both, so no false gap is reported.
 //!
 //! # Rotation
 //!
-//! Before a record that would take the file past `max_bytes`, the file is closed and renamed:
+//! Before a record that would take the file past `max_bytes`, the file is rotated:
 //! `vigil.jsonl` becomes `vigil.jsonl.1`, `.1` becomes `.2`, … up to `.keep`; the oldest is
 //! deleted. A record is never split between files. A single record larger than `max_bytes` (a
 //! misconfiguration: records are at most about 20 KiB) gets a file of its own.
+//!
+//! Rotation never loses the live file: its handle is kept until the new live file is open.
+//! When the live file cannot be renamed (on Windows any reader holding it open without
+//! `FILE_SHARE_DELETE`), it is copied to `.1` through the sink's own handle, the copy synced,
+//! and the live file truncated. When even that fails (or a rotated file cannot be moved), the
+//! sink writes on past the bound and tries again after another eighth of it; each failure is
+//! reported ([`Sink::take_warnings`]).
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anstyle::{AnsiColor, Effects, Style};
-use vigil_protocol::{EventKind, EventRecord};
+use vigil_protocol::{EventKind, EventRecord, Stats};
 
-use crate::record::{CivilTime, for_each_flag, kind_name, push_event_json, push_gap_json};
+use crate::record::{
+    CivilTime, for_each_flag, kind_name, push_driver_stats_json, push_event_json, push_gap_json,
+};
 use crate::sequence::Gap;
 
 /// A destination for events and gap records.
 ///
 /// The core calls [`event`](Self::event) and [`gap`](Self::gap) in sequence order,
 /// [`end_batch`](Self::end_batch) after each batch, [`tick`](Self::tick) at least every poll
-/// interval, and [`close`](Self::close) once at the end. An error stops the service (a sink that
-/// cannot write must not make events vanish silently).
+/// interval, and [`close`](Self::close) once at the end.
+///
+/// Errors: the core gives each record once. A sink that fails keeps what it could not write and
+/// writes it at its next successful `end_batch`; the core counts and reports the failure and
+/// calls `end_batch` again, with backoff, before it hands over anything new. So a full disk
+/// pauses the output instead of stopping the service or losing a batch.
 pub trait Sink {
     /// One event of driver instance `epoch`.
     ///
@@ -56,7 +81,7 @@ pub trait Sink {
     /// The underlying write's error.
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()>;
 
-    /// The end of a batch: the flush point.
+    /// The end of a batch: the flush point; also how the core retries after a failure.
     ///
     /// # Errors
     ///
@@ -75,13 +100,31 @@ pub trait Sink {
         Ok(())
     }
 
-    /// Flushes and releases everything; called once, at a stop.
+    /// Flushes and releases everything; called once, at a stop (again if it failed).
     ///
     /// # Errors
     ///
     /// The underlying flush's error.
     fn close(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    /// The driver's counters, read periodically during driver instance `epoch` at `time`
+    /// (1601-epoch ticks): a record of its own in the output, so that a reader of the file
+    /// sees drops and their causes. Sinks that keep only events ignore it.
+    ///
+    /// # Errors
+    ///
+    /// The underlying write's error.
+    fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
+        let _ = (epoch, stats, time);
+        Ok(())
+    }
+
+    /// Problems the sink worked around (a repaired file end, a failed rotation), for the
+    /// core's log; each is returned once.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -101,33 +144,50 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     fn close(&mut self) -> io::Result<()> {
         (**self).close()
     }
+    fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
+        (**self).driver_stats(epoch, stats, time)
+    }
+    fn take_warnings(&mut self) -> Vec<String> {
+        (**self).take_warnings()
+    }
 }
 
-/// Several sinks, each given everything in turn.
+/// Several sinks, each given everything in turn; one that fails does not keep the others
+/// from getting the record (the first error is returned).
 impl<S: Sink> Sink for Vec<S> {
     fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
-        self.iter_mut().try_for_each(|s| s.event(epoch, record))
+        each(self, |s| s.event(epoch, record))
     }
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
-        self.iter_mut().try_for_each(|s| s.gap(gap, time))
+        each(self, |s| s.gap(gap, time))
     }
     fn end_batch(&mut self) -> io::Result<()> {
-        self.iter_mut().try_for_each(Sink::end_batch)
+        each(self, Sink::end_batch)
     }
     fn tick(&mut self, now: Instant) -> io::Result<()> {
-        self.iter_mut().try_for_each(|s| s.tick(now))
+        each(self, |s| s.tick(now))
     }
     fn close(&mut self) -> io::Result<()> {
-        // Close every sink even when one fails; report the first failure.
-        let mut result = Ok(());
-        for sink in self {
-            let closed = sink.close();
-            if result.is_ok() {
-                result = closed;
-            }
-        }
-        result
+        each(self, Sink::close)
     }
+    fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
+        each(self, |s| s.driver_stats(epoch, stats, time))
+    }
+    fn take_warnings(&mut self) -> Vec<String> {
+        self.iter_mut().flat_map(Sink::take_warnings).collect()
+    }
+}
+
+/// Calls `f` on every sink; the first failure is the result.
+fn each<S: Sink>(sinks: &mut [S], mut f: impl FnMut(&mut S) -> io::Result<()>) -> io::Result<()> {
+    let mut result = Ok(());
+    for sink in sinks {
+        let done = f(sink);
+        if result.is_ok() {
+            result = done;
+        }
+    }
+    result
 }
 
 /// Discards everything: measures the core without a sink's cost.
@@ -153,6 +213,8 @@ pub struct MemorySink {
     pub events: Vec<(u32, u64)>,
     /// Each gap, in order.
     pub gaps: Vec<Gap>,
+    /// Each driver-counters record, in order.
+    pub driver_stats: Vec<Stats>,
     /// Batches ended.
     pub batches: u64,
     /// `true` once closed.
@@ -172,6 +234,11 @@ impl Sink for MemorySink {
     }
     fn end_batch(&mut self) -> io::Result<()> {
         self.batches += 1;
+        Ok(())
+    }
+    fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
+        self.driver_stats.push(*stats);
+        push_driver_stats_json(&mut self.json, epoch, stats, time);
         Ok(())
     }
     fn close(&mut self) -> io::Result<()> {
@@ -215,57 +282,97 @@ impl JsonlOptions {
 /// What the JSON Lines sink did, for tests and the run summary.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct JsonlStats {
-    /// Bytes of records written (all files).
+    /// Bytes of records formatted (all files).
     pub bytes: u64,
-    /// Lines written (events and gaps).
+    /// Lines formatted (events and gaps).
     pub lines: u64,
-    /// Buffer flushes to the OS.
+    /// Writes to the OS.
     pub flushes: u64,
     /// `fsync`s.
     pub syncs: u64,
     /// Rotations.
     pub rotations: u64,
+    /// Rotations done by copying the live file and truncating it, because it could not be
+    /// renamed (another process holds it open without delete sharing).
+    pub copy_rotations: u64,
+    /// Rotations that failed; the live file grew on past its bound meanwhile.
+    pub rotation_failures: u64,
+    /// Writes that failed; their lines stayed pending and were written again.
+    pub write_failures: u64,
+    /// Bytes removed or added at open to repair a torn or zero-filled end.
+    pub repaired_bytes: u64,
 }
 
 /// The JSON Lines file sink; see the module documentation for its flush and rotation policies.
+///
+/// # Invariants
+///
+/// * Until [`close`](Sink::close), `file` is open: a rotation opens the new live file before it
+///   lets the old handle go, and keeps the old one when anything fails.
+/// * `size` is the live file's length as far as this sink wrote it; after a failed write the
+///   file may be longer (a torn line), and `torn` says so until the file is cut back.
+/// * `pending` holds whole lines only, and `rotate_at` offsets into it, ascending.
 #[derive(Debug)]
 pub struct JsonlSink {
     options: JsonlOptions,
-    file: Option<BufWriter<File>>,
-    /// Bytes in the live file (written or buffered).
+    file: Option<File>,
     size: u64,
-    /// Something was flushed to the OS since the last sync.
+    torn: bool,
+    pending: Vec<u8>,
+    rotate_at: VecDeque<usize>,
+    /// The live file's size once `pending` is written: decides where rotations go.
+    projected: u64,
+    /// Something was written since the last sync.
     unsynced: bool,
-    /// Something is buffered since the last flush.
-    unflushed: bool,
     last_sync: Option<Instant>,
+    /// After a failed rotation, the next attempt waits until the file reaches this size.
+    retry_rotation_at: u64,
+    /// Test seam: renames of the live file that fail as a sharing violation would.
+    refused_live_renames: u32,
+    warnings: Vec<String>,
     line: Vec<u8>,
     stats: JsonlStats,
 }
 
-/// Capacity of the user-space buffer.
+/// Pending bytes past which a record is written at once rather than at the end of its batch
+/// (a driver batch is at most 64 KiB of protocol bytes, about twice that as JSON).
 const JSONL_BUFFER: usize = 256 * 1024;
 
 impl JsonlSink {
-    /// Opens (appends to) the live file, creating its directory if needed.
+    /// Opens (appends to) the live file, creating its directory if needed, and repairs its end
+    /// first (see [`repair_tail`]): a record is never appended to a torn line.
     ///
     /// # Errors
     ///
-    /// Creating the directory or opening the file.
+    /// Creating the directory, opening the file, or repairing its end.
     pub fn open(options: JsonlOptions) -> io::Result<Self> {
         if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
-        let (file, size) = open_append(&options.path)?;
+        let mut file = open_live(&options.path)?;
+        let repair = repair_tail(&mut file)?;
+        let size = file.metadata()?.len();
+        let mut warnings = Vec::new();
+        let mut stats = JsonlStats::default();
+        if let Some(repair) = repair {
+            stats.repaired_bytes = repair.zeros_removed + u64::from(repair.line_terminated);
+            warnings.push(format!("{}: {repair}", options.path.display()));
+        }
         Ok(Self {
             options,
             file: Some(file),
             size,
+            torn: false,
+            pending: Vec::with_capacity(JSONL_BUFFER),
+            rotate_at: VecDeque::new(),
+            projected: size,
             unsynced: false,
-            unflushed: false,
             last_sync: None,
+            retry_rotation_at: 0,
+            refused_live_renames: 0,
+            warnings,
             line: Vec::with_capacity(1024),
-            stats: JsonlStats::default(),
+            stats,
         })
     }
 
@@ -284,73 +391,195 @@ impl JsonlSink {
         rotated(&self.options.path, n)
     }
 
-    fn writer(&mut self) -> io::Result<&mut BufWriter<File>> {
+    /// Test seam: the next `count` renames of the live file fail as a sharing violation does
+    /// on Windows (another process holds the file open without `FILE_SHARE_DELETE`, which any
+    /// user who can read the file can do). Linux never refuses such a rename.
+    #[doc(hidden)]
+    pub const fn refuse_live_renames(&mut self, count: u32) {
+        self.refused_live_renames = count;
+    }
+
+    fn file(&mut self) -> io::Result<&mut File> {
         self.file
             .as_mut()
             .ok_or_else(|| io::Error::other("JSON Lines sink used after close"))
     }
 
-    /// Writes the formatted line in `self.line`, rotating first if it would pass the bound.
-    fn write_line(&mut self) -> io::Result<()> {
+    /// Queues the formatted line in `self.line`, marking a rotation before it if it would
+    /// take the file past the bound. I/O only when a batch is unusually large.
+    fn push_line(&mut self) -> io::Result<()> {
         let len = self.line.len() as u64;
-        if self.size > 0 && self.size.saturating_add(len) > self.options.max_bytes {
-            self.rotate()?;
+        if self.projected > 0
+            && self.projected.saturating_add(len) > self.options.max_bytes
+            && self.projected >= self.retry_rotation_at
+        {
+            self.rotate_at.push_back(self.pending.len());
+            self.projected = 0;
         }
-        let line = std::mem::take(&mut self.line);
-        let written = self.writer().and_then(|w| w.write_all(&line));
-        self.line = line;
-        written?;
-        self.size += len;
-        self.unflushed = true;
+        self.pending.extend_from_slice(&self.line);
+        self.projected += len;
         self.stats.bytes += len;
         self.stats.lines += 1;
+        if self.pending.len() >= JSONL_BUFFER {
+            self.write_out()?;
+        }
         Ok(())
     }
 
-    fn flush_to_os(&mut self) -> io::Result<()> {
-        if self.unflushed {
-            self.writer()?.flush()?;
-            self.unflushed = false;
-            self.unsynced = true;
-            self.stats.flushes += 1;
+    /// Cuts a torn write of a failed attempt off the file, so that the retry starts on a clean
+    /// line. When the file cannot be cut, a newline ends the torn fragment instead.
+    fn untear(&mut self) -> io::Result<()> {
+        if !self.torn {
+            return Ok(());
         }
+        let size = self.size;
+        let file = self.file()?;
+        if file.set_len(size).is_err() {
+            file.write_all(b"\n")?;
+            let len = file.metadata()?.len();
+            self.size = len;
+        }
+        self.torn = false;
+        Ok(())
+    }
+
+    /// Writes every pending line, rotating where marked. On failure the lines not written stay
+    /// pending (the next call writes them), and a partial write is undone first.
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() && self.rotate_at.is_empty() {
+            return Ok(());
+        }
+        self.untear()?;
+        loop {
+            let upto = self
+                .rotate_at
+                .front()
+                .copied()
+                .unwrap_or(self.pending.len());
+            if upto > 0 {
+                let chunk = self.pending.get(..upto).unwrap_or(&[]);
+                let file = self
+                    .file
+                    .as_mut()
+                    .ok_or_else(|| io::Error::other("JSON Lines sink used after close"))?;
+                if let Err(e) = file.write_all(chunk) {
+                    self.torn = true;
+                    self.stats.write_failures += 1;
+                    return Err(e);
+                }
+                self.size += upto as u64;
+                self.unsynced = true;
+                self.stats.flushes += 1;
+                self.pending.drain(..upto);
+                for mark in &mut self.rotate_at {
+                    *mark -= upto;
+                }
+            }
+            if self.rotate_at.front() == Some(&0) {
+                self.rotate_at.pop_front();
+                self.rotate();
+            } else {
+                break;
+            }
+        }
+        self.projected = self.size;
         Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        self.flush_to_os()?;
         if self.unsynced {
-            self.writer()?.get_ref().sync_data()?;
+            self.file()?.sync_data()?;
             self.unsynced = false;
             self.stats.syncs += 1;
         }
         Ok(())
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
+    /// Rotates, or, when it cannot, writes on into the live file past its bound and tries
+    /// again later: a rotation never costs a record.
+    fn rotate(&mut self) {
+        match self.try_rotate() {
+            Ok(()) => {
+                self.stats.rotations += 1;
+                self.retry_rotation_at = 0;
+            }
+            Err(e) => {
+                self.stats.rotation_failures += 1;
+                // Not on every record: after another eighth of the bound.
+                self.retry_rotation_at = self
+                    .size
+                    .saturating_add((self.options.max_bytes / 8).max(1));
+                self.warnings.push(format!(
+                    "{}: cannot rotate ({e}); writing on past the size bound, retrying later",
+                    self.options.path.display()
+                ));
+            }
+        }
+    }
+
+    fn try_rotate(&mut self) -> io::Result<()> {
         self.sync()?;
-        self.file = None;
         let path = self.options.path.clone();
         let keep = self.options.keep;
         if keep == 0 {
-            fs::remove_file(&path)?;
-        } else {
-            match fs::remove_file(rotated(&path, keep)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            for n in (1..keep).rev() {
-                match fs::rename(rotated(&path, n), rotated(&path, n + 1)) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-            }
-            fs::rename(&path, rotated(&path, 1))?;
+            // Restart empty in place: the handle stays, nothing is renamed.
+            self.file()?.set_len(0)?;
+            self.size = 0;
+            return Ok(());
         }
-        let (file, size) = open_append(&path)?;
-        self.file = Some(file);
-        self.size = size;
-        self.stats.rotations += 1;
+        remove_if_present(&rotated(&path, keep))?;
+        for n in (1..keep).rev() {
+            rename_if_present(&rotated(&path, n), &rotated(&path, n + 1))?;
+        }
+        let newest = rotated(&path, 1);
+        let renamed = if self.refused_live_renames > 0 {
+            self.refused_live_renames -= 1;
+            Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the live file is held open without delete sharing (simulated)",
+            ))
+        } else {
+            fs::rename(&path, &newest)
+        };
+        match renamed {
+            Ok(()) => match open_live(&path) {
+                Ok(file) => {
+                    // Only now is the old handle (which names `.1`) let go.
+                    self.file = Some(file);
+                    self.size = 0;
+                    Ok(())
+                }
+                Err(e) => {
+                    // Keep writing through the old handle; put its name back if possible.
+                    let _ = fs::rename(&newest, &path);
+                    Err(e)
+                }
+            },
+            Err(_) => self.copy_and_truncate(&newest),
+        }
+    }
+
+    /// The rotation of a file that cannot be renamed: copy it through this sink's own handle
+    /// (no new open of the held file is needed), sync the copy, then truncate the live file.
+    /// A crash in between leaves the records in both files, never in neither.
+    fn copy_and_truncate(&mut self, newest: &Path) -> io::Result<()> {
+        let size = self.size;
+        let mut copy = File::create(newest)?;
+        let file = self.file()?;
+        file.seek(SeekFrom::Start(0))?;
+        let copied = io::copy(&mut Read::by_ref(file).take(size), &mut copy)?;
+        if copied != size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the live file ended early while copying it",
+            ));
+        }
+        copy.sync_all()?;
+        drop(copy);
+        let file = self.file()?;
+        file.set_len(0)?;
+        self.size = 0;
+        self.stats.copy_rotations += 1;
         Ok(())
     }
 }
@@ -361,33 +590,120 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn open_append(path: &Path) -> io::Result<(BufWriter<File>, u64)> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
-    let size = file.metadata()?.len();
-    Ok((BufWriter::with_capacity(JSONL_BUFFER, file), size))
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn rename_if_present(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::rename(from, to) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Opens the live file for appending, and for reading (a rotation that cannot rename copies
+/// through this handle). On Windows std opens with read, write and delete sharing, so this
+/// handle never blocks the sink's own renames.
+fn open_live(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+}
+
+/// What [`repair_tail`] did to a file's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailRepair {
+    /// Zero bytes cut off the end (a crash can leave the valid data length past the data).
+    pub zeros_removed: u64,
+    /// A torn last line was ended with a newline (kept, for the record, as a line that does
+    /// not parse; readers skip it).
+    pub line_terminated: bool,
+}
+
+impl std::fmt::Display for TailRepair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "repaired the end left by an earlier run:")?;
+        if self.zeros_removed > 0 {
+            write!(f, " {} zero byte(s) removed", self.zeros_removed)?;
+        }
+        if self.line_terminated {
+            if self.zeros_removed > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(" a torn last record ended on its own line")?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes a JSON Lines file safe to append to: cuts trailing zero bytes (left by a crash, a bug
+/// check or a partial write on a full disk) and ends a torn last line with a newline, so the
+/// next record starts a line of its own. `None` when the end was sound.
+///
+/// # Errors
+///
+/// Reading, truncating or writing the file.
+pub fn repair_tail(file: &mut File) -> io::Result<Option<TailRepair>> {
+    let len = file.metadata()?.len();
+    let end = crate::record::content_end(file, len)?;
+    let zeros_removed = len - end;
+    if zeros_removed > 0 {
+        file.set_len(end)?;
+    }
+    let mut line_terminated = false;
+    if end > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(end - 1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+            line_terminated = true;
+        }
+    }
+    if zeros_removed > 0 || line_terminated {
+        file.sync_data()?;
+        Ok(Some(TailRepair {
+            zeros_removed,
+            line_terminated,
+        }))
+    } else {
+        Ok(None)
+    }
 }
 
 impl Sink for JsonlSink {
     fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
         self.line.clear();
         push_event_json(&mut self.line, epoch, record);
-        self.write_line()
+        self.push_line()
     }
 
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
         self.line.clear();
         push_gap_json(&mut self.line, gap, time);
-        self.write_line()
+        self.push_line()
     }
 
     fn end_batch(&mut self) -> io::Result<()> {
-        self.flush_to_os()
+        self.write_out()
+    }
+
+    fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
+        self.line.clear();
+        push_driver_stats_json(&mut self.line, epoch, stats, time);
+        self.push_line()
     }
 
     fn tick(&mut self, now: Instant) -> io::Result<()> {
         let last = *self.last_sync.get_or_insert(now);
         if now.saturating_duration_since(last) >= self.options.sync_interval {
             self.last_sync = Some(now);
+            self.write_out()?;
             self.sync()?;
         }
         Ok(())
@@ -395,17 +711,21 @@ impl Sink for JsonlSink {
 
     fn close(&mut self) -> io::Result<()> {
         if self.file.is_some() {
+            self.write_out()?;
             self.sync()?;
             self.file = None;
         }
         Ok(())
     }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
 }
 
 impl Drop for JsonlSink {
     fn drop(&mut self) {
-        // Best effort: a sink dropped without close (an error path) still hands its buffer to
-        // the OS; BufWriter's own drop does the write, this adds the sync.
+        // Best effort: a sink dropped without close (an error path) still writes what it holds.
         let _ = self.close();
     }
 }

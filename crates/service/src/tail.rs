@@ -3,8 +3,11 @@
 //!
 //! Why the file and not the port: the port admits one connection (RULES.md rule 18), which the
 //! running service holds; the file is what the service made of the events, gaps included.
-//! Rotation is followed: when the live file is replaced or shrinks, reading restarts at the
-//! start of the new file. A partial last line (the service writes whole batches, but a reader
+//! Rotation is followed: when the path names another file (told apart by its identity, the
+//! volume and file index, never by times) or the file shrinks, reading restarts at the start of
+//! the new file. `--from-start` reads in bounded slices, in linear time. Left out: after a
+//! rotation by copy and truncation (the live file held by another process), a follower that
+//! polls only once the emptied file has grown past its old offset misses that new start. A partial last line (the service writes whole batches, but a reader
 //! can still catch a write in progress) waits for its newline.
 
 use std::fmt::Write as _;
@@ -15,13 +18,21 @@ use std::path::{Path, PathBuf};
 use anstyle::{AnsiColor, Effects, Style};
 use serde_json::Value;
 
+/// Most bytes one [`Follower::poll`] reads: `--from-start` on a large file is taken in slices,
+/// so memory stays bounded and lines start printing at once.
+pub const POLL_BUDGET: usize = 1024 * 1024;
+
 /// Follows one JSON Lines file.
 #[derive(Debug)]
 pub struct Follower {
     path: PathBuf,
     file: Option<File>,
+    /// Identity of the open file, to tell a rotated-in file from it.
+    identity: Option<FileIdentity>,
     offset: u64,
     pending: Vec<u8>,
+    /// The last poll read everything there was.
+    caught_up: bool,
 }
 
 impl Follower {
@@ -35,8 +46,10 @@ impl Follower {
         let mut follower = Self {
             path,
             file: None,
+            identity: None,
             offset: 0,
             pending: Vec::new(),
+            caught_up: true,
         };
         follower.reopen()?;
         if !from_start {
@@ -48,6 +61,12 @@ impl Follower {
     /// The followed file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// `false` when the last [`poll`](Self::poll) stopped at its budget with more to read:
+    /// poll again at once.
+    pub const fn caught_up(&self) -> bool {
+        self.caught_up
     }
 
     fn file_len(&self) -> u64 {
@@ -65,24 +84,27 @@ impl Follower {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
+        self.identity = self.file.as_ref().and_then(|f| FileIdentity::of(f).ok());
         Ok(())
     }
 
-    /// `true` when the path now names another (rotated-in) file, or the file shrank.
+    /// `true` when the path now names another (rotated-in) file, or the file shrank (a
+    /// rotation by copy and truncation keeps the file and empties it).
     fn replaced(&self) -> bool {
-        let Ok(on_disk) = std::fs::metadata(&self.path) else {
+        let Ok(on_disk) = File::open(&self.path) else {
             return false;
         };
-        if on_disk.len() < self.offset {
+        if on_disk.metadata().map_or(0, |m| m.len()) < self.offset {
             return true;
         }
-        let Some(open) = self.file.as_ref().and_then(|f| f.metadata().ok()) else {
-            return true;
-        };
-        !same_file(&open, &on_disk)
+        match (&self.identity, FileIdentity::of(&on_disk)) {
+            (Some(open), Ok(now)) => *open != now,
+            _ => true,
+        }
     }
 
-    /// Reads what was appended since the last call; returns the complete lines.
+    /// Reads what was appended since the last call, at most [`POLL_BUDGET`] bytes; returns
+    /// the complete lines.
     ///
     /// # Errors
     ///
@@ -92,7 +114,7 @@ impl Follower {
         if self.file.is_some() {
             self.read_new(&mut lines)?;
         }
-        if self.file.is_none() || self.replaced() {
+        if self.caught_up && (self.file.is_none() || self.replaced()) {
             // Finish the old file first (what was written before the rotation), then switch.
             self.reopen()?;
             if self.file.is_some() {
@@ -102,33 +124,85 @@ impl Follower {
         Ok(lines)
     }
 
+    /// Reads one slice and splits off its complete lines: each byte is looked at once, and
+    /// the unfinished tail is moved once per call, so a whole file costs linear time.
     fn read_new(&mut self, lines: &mut Vec<String>) -> io::Result<()> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
         file.seek(SeekFrom::Start(self.offset))?;
-        let mut chunk = Vec::new();
-        let n = file.read_to_end(&mut chunk)?;
+        let before = self.pending.len();
+        let n = file
+            .take(POLL_BUDGET as u64)
+            .read_to_end(&mut self.pending)?;
         self.offset += n as u64;
-        self.pending.extend_from_slice(&chunk);
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
+        self.caught_up = n < POLL_BUDGET;
+        let mut start = 0;
+        // Only the new bytes can hold a newline: the old ones were searched by the last call.
+        let mut search_from = before;
+        while let Some(at) = self
+            .pending
+            .get(search_from..)
+            .and_then(|rest| rest.iter().position(|b| *b == b'\n'))
+        {
+            let end = search_from + at;
+            lines.push(String::from_utf8_lossy(&self.pending[start..end]).into_owned());
+            start = end + 1;
+            search_from = start;
         }
+        self.pending.drain(..start);
         Ok(())
     }
 }
 
-#[cfg(unix)]
-fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    a.ino() == b.ino() && a.dev() == b.dev()
+/// What tells one file from another at the same path, whatever its times say (NTFS
+/// tunnelling gives a file created under a just-renamed name the old file's creation time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    /// The volume (`st_dev`; on Windows the volume serial number).
+    volume: u64,
+    /// The file on it (`st_ino`; on Windows the 64-bit file index).
+    file: u64,
 }
 
-#[cfg(not(unix))]
-fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    // Without a stable file id in std, creation times tell a rotated-in file apart.
-    a.created().ok() == b.created().ok()
+impl FileIdentity {
+    #[cfg(unix)]
+    fn of(file: &File) -> io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = file.metadata()?;
+        Ok(Self {
+            volume: metadata.dev(),
+            file: metadata.ino(),
+        })
+    }
+
+    /// Windows only (cross-compiled here, never run): `GetFileInformationByHandle`'s volume
+    /// serial number and file index, which a rename keeps and a new file does not share.
+    #[cfg(windows)]
+    fn of(file: &File) -> io::Result<Self> {
+        use std::os::windows::io::AsRawHandle;
+        use windows::Win32::Foundation::HANDLE;
+        use windows::Win32::Storage::FileSystem::{
+            BY_HANDLE_FILE_INFORMATION, GetFileInformationByHandle,
+        };
+        let mut info = BY_HANDLE_FILE_INFORMATION::default();
+        // SAFETY: the handle is `file`'s, open for the duration of the call; `info` is a valid
+        // out-pointer to a structure of the documented type.
+        unsafe { GetFileInformationByHandle(HANDLE(file.as_raw_handle()), &raw mut info) }
+            .map_err(|e| io::Error::from_raw_os_error(e.code().0 & 0xFFFF))?;
+        Ok(Self {
+            volume: u64::from(info.dwVolumeSerialNumber),
+            file: (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow),
+        })
+    }
+
+    #[cfg(not(any(unix, windows)))]
+    fn of(_file: &File) -> io::Result<Self> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no file identity on this platform",
+        ))
+    }
 }
 
 fn paint(color: bool, style: Style, text: &str) -> String {
@@ -282,5 +356,39 @@ mod tests {
             "!! 4 event(s) lost: sequence 1..=4 (driver instance 2)"
         );
         assert_eq!(format_line("not json", false), "not json");
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn a_large_file_is_read_in_bounded_slices_with_every_line_once() {
+        let d = std::env::temp_dir().join(format!("vigil-tail-{}-budget", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("vigil.jsonl");
+        let line = format!("{{\"pad\":\"{}\"}}\n", "x".repeat(90));
+        let count = 3 * POLL_BUDGET / line.len();
+        std::fs::write(&path, line.repeat(count)).unwrap();
+        let mut f = Follower::new(&path, true).unwrap();
+        let mut polls = 0;
+        let mut seen = 0;
+        loop {
+            let lines = f.poll().unwrap();
+            polls += 1;
+            // One slice per poll, plus the line the last slice cut.
+            assert!(
+                lines.len() * line.len() <= POLL_BUDGET + line.len(),
+                "one slice per poll"
+            );
+            seen += lines.len();
+            if f.caught_up() {
+                break;
+            }
+        }
+        assert_eq!(seen, count);
+        assert!(polls >= 3, "{polls} poll(s)");
     }
 }

@@ -2,6 +2,9 @@
 //! and process image names. User mode, `cfg(windows)`; cross-built on Linux for
 //! `x86_64-pc-windows-gnu`, never run there.
 
+pub mod eventlog;
+pub mod paths;
 pub mod port;
 pub mod process;
 pub mod scm;
+pub mod security;

@@ -792,3 +792,312 @@ fn a_malformed_verdict_request_or_command_reply_is_counted_and_not_answered() {
             .contains(Level::Warn, "malformed HelloReply message from the driver")
     );
 }
+
+/// A sink whose `end_batch` blocks until the test opens its gate (as a slow `fsync` or a
+/// rotation with many renames would), giving up after a long bound so that a core which
+/// waits for it (verdicts behind the disk) fails the test instead of hanging it.
+struct GatedSink {
+    inner: MemorySink,
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    gave_up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Sink for GatedSink {
+    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
+        self.inner.event(epoch, record)
+    }
+    fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
+        self.inner.gap(gap, time)
+    }
+    fn end_batch(&mut self) -> io::Result<()> {
+        let (open, changed) = &*self.gate;
+        let guard = open.lock().unwrap();
+        let (guard, result) = changed
+            .wait_timeout_while(guard, Duration::from_secs(20), |open| !*open)
+            .unwrap();
+        drop(guard);
+        if result.timed_out() {
+            self.gave_up
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.end_batch()
+    }
+    fn close(&mut self) -> io::Result<()> {
+        self.inner.close()
+    }
+}
+
+#[test]
+fn verdicts_are_answered_while_the_sink_is_stuck_in_disk_work() {
+    let driver = FakeDriver::new();
+    driver.push_events(0..10, 10);
+    let path = units("\\Device\\HarddiskVolume1\\Secret\\x");
+    for id in 1..=3 {
+        driver.push_verdict_request(&verdict_request(id, 7, &path));
+    }
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink = GatedSink {
+        inner: MemorySink::default(),
+        gate: gate.clone(),
+        gave_up: gave_up.clone(),
+    };
+    // The gate opens only once every verdict has been answered: a core that answers verdicts
+    // behind the sink's disk work never gets there, and the sink gives up after its bound.
+    let watcher = {
+        let driver = driver.clone();
+        let gate = gate.clone();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while driver.replies().len() < 3 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            *gate.0.lock().unwrap() = true;
+            gate.1.notify_all();
+        })
+    };
+    let mut service = Service::new(Policy::parse(POLICY).unwrap(), sink, options())
+        .with_log(SharedLog::default());
+    driver.stop_when_idle(&service.control());
+    let summary = service
+        .run(&mut driver.connector(), &ManualClock::new())
+        .unwrap();
+    watcher.join().unwrap();
+    assert!(
+        !gave_up.load(std::sync::atomic::Ordering::SeqCst),
+        "the verdicts waited for the sink"
+    );
+    assert_eq!(summary.counters.verdicts_denied, 3);
+    assert_eq!(
+        summary.counters.events_written, 10,
+        "the batch was written too"
+    );
+    assert_eq!(service.sinks().inner.events, seqs(1, 0..10));
+}
+
+/// A sink that fails its first `failures` batch ends (a full disk) and keeps what it was
+/// given, as the JSON Lines sink does.
+struct DiskFullFor {
+    inner: MemorySink,
+    failures: u32,
+}
+
+impl Sink for DiskFullFor {
+    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
+        self.inner.event(epoch, record)
+    }
+    fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
+        self.inner.gap(gap, time)
+    }
+    fn end_batch(&mut self) -> io::Result<()> {
+        if self.failures > 0 {
+            self.failures -= 1;
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left"));
+        }
+        self.inner.end_batch()
+    }
+    fn close(&mut self) -> io::Result<()> {
+        self.inner.close()
+    }
+}
+
+#[test]
+fn a_full_disk_pauses_the_output_without_stopping_the_service_or_losing_a_batch() {
+    let driver = FakeDriver::new();
+    driver.push_events(0..30, 10);
+    let log = SharedLog::default();
+    let sink = DiskFullFor {
+        inner: MemorySink::default(),
+        failures: 3,
+    };
+    let mut service = Service::new(Policy::default(), sink, options()).with_log(log.clone());
+    driver.stop_when_idle(&service.control());
+    let clock = ManualClock::new();
+    let summary = service
+        .run(&mut driver.connector(), &clock)
+        .expect("a sink failure is retried, not fatal");
+    assert_eq!(summary.counters.events_written, 30);
+    assert_eq!(service.sinks().inner.events, seqs(1, 0..30));
+    assert_eq!(summary.counters.sink_failures, 3);
+    assert!(log.contains(Level::Error, "cannot write events (no space left)"));
+    assert!(log.contains(
+        Level::Info,
+        "events are written again, after 3 failed attempt(s)"
+    ));
+    // Retried with backoff, not in a loop.
+    let ms: Vec<u128> = clock.sleeps().iter().map(Duration::as_millis).collect();
+    assert_eq!(ms, [100, 200, 400]);
+}
+
+#[test]
+fn a_sink_that_never_recovers_fails_the_run_after_the_stop_with_its_reason_logged() {
+    let driver = FakeDriver::new();
+    driver.push_events(0..10, 10);
+    let log = SharedLog::default();
+    let sink = DiskFullFor {
+        inner: MemorySink::default(),
+        failures: u32::MAX,
+    };
+    let mut service = Service::new(Policy::default(), sink, options()).with_log(log.clone());
+    driver.stop_when_idle(&service.control());
+    let error = service
+        .run(&mut driver.connector(), &ManualClock::new())
+        .unwrap_err();
+    assert!(matches!(error, ServiceError::Sink(_)), "{error}");
+    assert!(log.contains(Level::Error, "cannot write events (no space left)"));
+    assert!(log.contains(Level::Error, "the service stops"));
+}
+
+#[test]
+fn messages_that_complete_while_the_receives_are_cancelled_are_still_written() {
+    let driver = FakeDriver::new();
+    driver.push_events(0..5, 5);
+    driver.push_events_completing_at_cancel(5..8, 3);
+    let (r, summary) = run(&driver);
+    assert_eq!(driver.cancels(), 1);
+    assert_eq!(summary.counters.events_written, 8);
+    assert_eq!(r.service.sinks().events, seqs(1, 0..8));
+}
+
+#[test]
+fn an_oversized_message_is_counted_as_malformed_and_the_connection_goes_on() {
+    let driver = FakeDriver::new();
+    driver.push_events(0..2, 64);
+    driver.push_raw(vec![0; vigil_protocol::MAX_MESSAGE_SIZE + 1], 0);
+    driver.push_events(2..4, 64);
+    let (r, summary) = run(&driver);
+    assert_eq!(summary.counters.malformed_messages, 1);
+    assert_eq!(summary.counters.connections, 1);
+    assert_eq!(r.service.sinks().events, seqs(1, 0..4));
+    assert!(
+        r.log
+            .contains(Level::Warn, "larger than the protocol's limit")
+    );
+}
+
+#[test]
+fn a_driver_claiming_huge_messages_is_bounded_by_the_protocol_limit() {
+    let driver = FakeDriver::new();
+    driver.set_hello_max_message_size(u32::MAX);
+    driver.push_events(0..2, 64);
+    let (r, summary) = run(&driver);
+    assert_eq!(summary.counters.events_written, 2);
+    assert!(
+        r.log
+            .contains(Level::Warn, "claims messages of up to 4294967295 bytes")
+    );
+}
+
+#[test]
+fn a_policy_push_lost_to_a_disconnect_reaches_the_driver_at_the_next_connection() {
+    let driver = FakeDriver::new();
+    let mut service = Service::new(Policy::default(), MemorySink::default(), options())
+        .with_log(SharedLog::default());
+    // The connection is gone by the time the reload is pushed.
+    let mut port = vigil_service::Connector::connect(&mut driver.connector()).unwrap();
+    driver.push_disconnect();
+    assert!(vigil_service::PortClient::receive(&mut port, &mut [0; 64], Duration::ZERO).is_err());
+    let error = service
+        .apply_policy(&mut port, Policy::parse(POLICY).unwrap())
+        .unwrap_err();
+    assert!(error.to_string().contains("port closed"), "{error}");
+    drop(port);
+    assert_eq!(
+        service.policy().rules.len(),
+        0,
+        "not adopted before the driver has it"
+    );
+    driver.push_events(0..1, 64);
+    driver.stop_when_idle(&service.control());
+    let summary = service
+        .run(&mut driver.connector(), &ManualClock::new())
+        .unwrap();
+    assert_eq!(service.policy().rules.len(), 1);
+    assert_eq!(summary.counters.policy_reloads, 1);
+    let last_config = driver
+        .commands()
+        .into_iter()
+        .rfind(|c| Message::parse(c).unwrap().kind() == MessageKind::SetConfig)
+        .unwrap();
+    let Message::SetConfig(set) = Message::parse(&last_config).unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(set.prefix_count(), 1, "the reloaded policy's prefix");
+}
+
+#[test]
+fn a_connection_that_closes_at_once_reconnects_with_backoff_not_in_a_hot_loop() {
+    let driver = FakeDriver::new();
+    for _ in 0..4 {
+        driver.push_disconnect();
+    }
+    driver.push_events(0..1, 64);
+    let (r, summary) = run(&driver);
+    assert_eq!(summary.counters.connections, 5);
+    let ms: Vec<u128> = r.clock.sleeps().iter().map(Duration::as_millis).collect();
+    assert_eq!(ms, [100, 200, 400, 800]);
+    assert!(r.log.contains(Level::Warn, "at once after connecting"));
+}
+
+#[test]
+fn the_drivers_counters_are_written_to_the_output_periodically() {
+    let driver = FakeDriver::new();
+    driver.push_events(0..3, 64);
+    let mut r = service_for(
+        &driver,
+        Policy::default(),
+        ServiceOptions {
+            // Every receive loop: the manual clock does not move while receiving.
+            stats_interval: Duration::ZERO,
+            ..options()
+        },
+    );
+    let summary = r.service.run(&mut driver.connector(), &r.clock).unwrap();
+    assert_eq!(summary.counters.events_written, 3);
+    let sink = r.service.sinks();
+    assert!(!sink.driver_stats.is_empty());
+    assert_eq!(sink.driver_stats[0].connections, 1);
+    let text = String::from_utf8(sink.json.clone()).unwrap();
+    let record: serde_json::Value = serde_json::from_str(
+        text.lines()
+            .find(|l| l.starts_with("{\"driver_stats\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["driver_stats"]["connections"], 1);
+    assert_eq!(record["driver_stats"]["dropped_total"], 0);
+    assert_eq!(record["epoch"], 1);
+    assert!(record["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn a_reload_reads_the_file_through_the_services_loader() {
+    let path = temp_file("reload-untrusted.toml", POLICY);
+    let driver = FakeDriver::new();
+    driver.push_events(0..2, 64);
+    let log = SharedLog::default();
+    let mut service = Service::new(Policy::default(), MemorySink::default(), options())
+        .with_policy_path(&path)
+        .with_policy_loader(|_| {
+            Err(vigil_service::PolicyError {
+                line: 0,
+                column: 0,
+                field: String::new(),
+                reason: "owned by an ordinary user: refused".into(),
+            })
+        })
+        .with_log(log.clone());
+    driver.stop_when_idle(&service.control());
+    service.control().request_reload();
+    let summary = service
+        .run(&mut driver.connector(), &ManualClock::new())
+        .unwrap();
+    assert_eq!(summary.counters.policy_reloads, 0);
+    assert_eq!(summary.counters.policy_reload_failures, 1);
+    assert_eq!(
+        service.policy().rules.len(),
+        0,
+        "the running policy is kept"
+    );
+    assert!(log.contains(Level::Error, "owned by an ordinary user"));
+}

@@ -223,3 +223,124 @@ fn the_human_format_is_one_line_per_event_and_colour_is_optional() {
     let text = String::from_utf8(coloured.into_inner()).unwrap();
     assert!(text.contains("\u{1b}["), "ANSI colour when asked: {text:?}");
 }
+
+/// Lines of `path` that parse as JSON objects, and the number that do not.
+fn parsed_lines(path: &Path) -> (Vec<serde_json::Value>, usize) {
+    let bytes = fs::read(path).unwrap();
+    let mut good = Vec::new();
+    let mut bad = 0;
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(v) if v.is_object() => good.push(v),
+            _ => bad += 1,
+        }
+    }
+    (good, bad)
+}
+
+fn event_line(seq: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    with_record(seq, |r| {
+        vigil_service::record::push_event_json(&mut out, 1, r);
+    });
+    out
+}
+
+#[test]
+fn a_torn_and_zero_filled_end_is_repaired_before_the_next_record() {
+    let dir = fresh_dir("torn");
+    let path = dir.join("vigil.jsonl");
+    // Two whole records, a third torn mid-way, then zeros as a crash leaves them.
+    let mut content = event_line(0);
+    content.extend(event_line(1));
+    let torn = event_line(2);
+    content.extend(&torn[..torn.len() / 2]);
+    content.extend(std::iter::repeat_n(0u8, 4096));
+    fs::write(&path, &content).unwrap();
+    let mut sink = JsonlSink::open(JsonlOptions::new(&path)).unwrap();
+    let warnings = sink.take_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("4096 zero byte(s) removed"),
+        "{warnings:?}"
+    );
+    write_event(&mut sink, 3);
+    sink.close().unwrap();
+    let (records, bad) = parsed_lines(&path);
+    let seqs: Vec<u64> = records.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [0, 1, 3], "the new record is a line of its own");
+    assert_eq!(bad, 1, "only the torn fragment does not parse");
+    assert!(!fs::read(&path).unwrap().contains(&0), "no zero byte left");
+}
+
+#[test]
+fn the_resume_point_looks_past_a_zero_filled_end_of_any_size() {
+    let dir = fresh_dir("resume-zeros");
+    let path = dir.join("vigil.jsonl");
+    // The newest rotated file ends at seq 4; the live one at seq 9, then 1 MiB of zeros (more
+    // than the window the resume reads): the live file's record is the resume point, not the
+    // rotated one's, or the next record would reveal a false gap of 5..=9.
+    fs::write(dir.join("vigil.jsonl.1"), event_line(4)).unwrap();
+    let mut live = event_line(9);
+    live.extend(std::iter::repeat_n(0u8, 1 << 20));
+    fs::write(&path, &live).unwrap();
+    let point = vigil_service::record::last_event_position(&path)
+        .unwrap()
+        .unwrap();
+    assert_eq!((point.epoch, point.seq), (1, 9));
+}
+
+#[test]
+fn a_live_file_that_cannot_be_renamed_is_rotated_by_copy_without_losing_a_record() {
+    let dir = fresh_dir("held");
+    let path = dir.join("vigil.jsonl");
+    let line = line_len();
+    let mut sink = JsonlSink::open(JsonlOptions {
+        max_bytes: 4 * line + line / 2,
+        keep: 2,
+        ..JsonlOptions::new(&path)
+    })
+    .unwrap();
+    // Every rename of the live file fails, as when a reader holds it without delete sharing.
+    sink.refuse_live_renames(u32::MAX);
+    for seq in 0..10 {
+        write_event(&mut sink, seq);
+        sink.end_batch().unwrap();
+    }
+    sink.close().unwrap();
+    assert_eq!(sink.stats().rotations, 2);
+    assert_eq!(sink.stats().copy_rotations, 2);
+    assert_eq!(seqs_in(&dir.join("vigil.jsonl.2")), [0, 1, 2, 3]);
+    assert_eq!(seqs_in(&dir.join("vigil.jsonl.1")), [4, 5, 6, 7]);
+    assert_eq!(seqs_in(&path), [8, 9]);
+}
+
+#[test]
+fn a_rotation_that_fails_keeps_the_live_file_and_every_record() {
+    let dir = fresh_dir("rotation-fails");
+    let path = dir.join("vigil.jsonl");
+    // `.1` is a directory with something in it: neither removing it nor renaming onto it can
+    // work, so no rotation can (as with a rotated file held open by another process).
+    fs::create_dir_all(dir.join("vigil.jsonl.1").join("x")).unwrap();
+    let line = line_len();
+    let mut sink = JsonlSink::open(JsonlOptions {
+        max_bytes: 2 * line,
+        keep: 1,
+        ..JsonlOptions::new(&path)
+    })
+    .unwrap();
+    for seq in 0..20 {
+        write_event(&mut sink, seq);
+        sink.end_batch()
+            .expect("a failed rotation is not a write failure");
+    }
+    sink.close().unwrap();
+    assert_eq!(seqs_in(&path), (0..20).collect::<Vec<_>>());
+    let stats = sink.stats();
+    assert_eq!(stats.rotations, 0);
+    assert!(stats.rotation_failures >= 1);
+    // Retried after another eighth of the bound, not on every record.
+    assert!(stats.rotation_failures < 20, "{stats:?}");
+    let warnings = sink.take_warnings();
+    assert!(warnings[0].contains("cannot rotate"), "{warnings:?}");
+}

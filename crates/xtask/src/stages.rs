@@ -91,6 +91,24 @@ fn stages() -> Vec<Stage> {
             env: &[],
         },
         Stage {
+            // The cross-built vigil.exe under Wine's service control manager (wine64, which
+            // .ci/run installs): install, start to RUNNING, stop, uninstall, a bad policy's exit
+            // code, no driver. Wine cannot show the real FltLib or ACL enforcement.
+            name: "service under Wine's service control manager (crates/service/tests/wine.rs)",
+            program: "cargo",
+            args: &[
+                "test",
+                "-p",
+                "vigil-service",
+                "--test",
+                "wine",
+                "--locked",
+                "--",
+                "--ignored",
+            ],
+            env: &[],
+        },
+        Stage {
             name: "loom models of vigil-core (each with broken twins loom must reject)",
             program: "cargo",
             args: &[

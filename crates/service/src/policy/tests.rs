@@ -22,7 +22,7 @@ sync_interval_ms = 500
 prefix = '\Device\HarddiskVolume3\Secret\'
 verdict = "deny"
 operations = ["create", "delete"]
-except_processes = ["Backup.exe"]
+except_processes = ['\Device\HarddiskVolume3\Tools\Backup.exe']
 
 [[rule]]
 prefix = '\Device\HarddiskVolume3\Audit'
@@ -57,7 +57,10 @@ fn a_good_file_gives_every_setting() {
     assert_eq!((p.output.max_bytes, p.output.keep), (2 * 1024 * 1024, 3));
     assert_eq!(p.output.sync_interval, Duration::from_millis(500));
     assert_eq!(p.rules.len(), 3);
-    assert_eq!(p.rules[0].except_processes, ["backup.exe"]);
+    assert_eq!(
+        p.rules[0].except_processes,
+        ["\\device\\harddiskvolume3\\tools\\backup.exe"]
+    );
     assert!(p.rules[0].operations.contains(VerdictOperation::Delete));
     assert!(!p.rules[0].operations.contains(VerdictOperation::Rename));
     assert_eq!(p.rules[1].operations, Operations::ALL);
@@ -164,8 +167,11 @@ fn bad_prefixes_are_refused() {
         e.reason.contains("empty prefix"),
         "a lone separator is empty too: {e}"
     );
+    // Without a drive table (Policy::parse) a drive path cannot be translated.
     let e = refused("[[rule]]\nprefix = 'C:\\Secret'\nverdict = \"deny\"\n");
-    assert!(e.reason.contains("not an NT path"), "{e}");
+    assert!(e.reason.contains("drive C: is not mapped"), "{e}");
+    let e = refused("[[rule]]\nprefix = 'Secret'\nverdict = \"deny\"\n");
+    assert!(e.reason.contains("neither a drive path"), "{e}");
     let long = format!("\\{}", "a".repeat(MAX_PREFIX_UNITS));
     let e = refused(&format!(
         "[[rule]]\nverdict = \"deny\"\nprefix = '{long}'\n"
@@ -228,8 +234,14 @@ fn request<'a>(
 fn verdicts_follow_the_rules_in_order() {
     let p = Policy::parse(GOOD).unwrap();
     let names: std::collections::HashMap<u64, String> = [
-        (77, "BACKUP.EXE".to_owned()),
-        (78, "notepad.exe".to_owned()),
+        (
+            77,
+            "\\Device\\HarddiskVolume3\\TOOLS\\BACKUP.EXE".to_owned(),
+        ),
+        (
+            78,
+            "\\Device\\HarddiskVolume3\\Windows\\notepad.exe".to_owned(),
+        ),
     ]
     .into();
     let inside = units("\\DEVICE\\HarddiskVolume3\\secret\\a.txt");
@@ -317,9 +329,10 @@ fn the_services_own_process_is_always_allowed() {
 
 #[test]
 fn without_process_names_an_exception_never_applies() {
-    let p =
-        Policy::parse("[[rule]]\nprefix='\\S'\nverdict='deny'\nexcept_processes=['backup.exe']\n")
-            .unwrap();
+    let p = Policy::parse(
+        "[[rule]]\nprefix='\\S'\nverdict='deny'\nexcept_processes=['\\V\\backup.exe']\n",
+    )
+    .unwrap();
     let path = units("\\S\\x");
     let d = p.decide(
         &request(VerdictOperation::Create, 9, &path, &[]),
@@ -333,4 +346,73 @@ fn without_process_names_an_exception_never_applies() {
             reason: 1
         }
     );
+}
+
+#[test]
+fn a_bare_image_name_is_refused_and_only_the_full_path_is_excepted() {
+    let e = refused(
+        "[[rule]]\nprefix = '\\S'\nverdict = \"deny\"\nexcept_processes = ['backup.exe']\n",
+    );
+    assert_eq!((e.line, e.field.as_str()), (4, "rule[1].except_processes"));
+    assert!(e.reason.contains("not a full image path"), "{e}");
+    let paths = PathContext {
+        dos_devices: crate::paths::DosDevices::from_pairs([('C', "\\Device\\HarddiskVolume3")]),
+        data_dir: None,
+    };
+    let p = Policy::parse_in(
+        "[[rule]]\nprefix = 'C:\\S'\nverdict = \"deny\"\n\
+         except_processes = ['C:\\Program Files\\Backup\\backup.exe']\n",
+        &paths,
+    )
+    .unwrap();
+    let names: std::collections::HashMap<u64, String> = [
+        (
+            1,
+            "\\Device\\HarddiskVolume3\\Program Files\\Backup\\backup.exe".to_owned(),
+        ),
+        // Same file name, in a directory any user can write: not the excepted program.
+        (
+            2,
+            "\\Device\\HarddiskVolume3\\Users\\eve\\backup.exe".to_owned(),
+        ),
+    ]
+    .into();
+    let path = units("\\Device\\HarddiskVolume3\\S\\x");
+    let decide = |pid| {
+        p.decide(
+            &request(VerdictOperation::Create, pid, &path, &[]),
+            99,
+            &names,
+        )
+        .verdict
+    };
+    assert_eq!(decide(1), Verdict::Allow);
+    assert_eq!(decide(2), Verdict::Deny);
+}
+
+#[test]
+fn drive_paths_are_translated_to_device_paths_at_load() {
+    let paths = PathContext {
+        dos_devices: crate::paths::DosDevices::from_pairs([('C', "\\Device\\HarddiskVolume3")]),
+        data_dir: Some(std::path::PathBuf::from("/data/vigil")),
+    };
+    let p = Policy::parse_in(
+        "[output]\njsonl = 'events.jsonl'\n[[rule]]\nprefix = 'C:\\Secret\\'\nverdict = \"deny\"\n",
+        &paths,
+    )
+    .unwrap();
+    assert_eq!(
+        p.protected_prefixes()[0],
+        units("\\Device\\HarddiskVolume3\\Secret").as_slice()
+    );
+    assert_eq!(
+        p.output.jsonl.as_deref(),
+        Some(std::path::Path::new("/data/vigil/events.jsonl")),
+        "relative to the data directory, not the working directory"
+    );
+    // A drive this machine does not have is refused with its line.
+    let e =
+        Policy::parse_in("[[rule]]\nprefix = 'Q:\\x'\nverdict = \"deny\"\n", &paths).unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (2, "rule[1].prefix"));
+    assert!(e.reason.contains("drive Q: is not mapped"), "{e}");
 }

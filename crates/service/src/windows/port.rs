@@ -18,6 +18,13 @@
 //! Buffers handed to the kernel stay allocated, at a fixed address, until their request has
 //! completed: `close` cancels them and waits for every completion, and leaks what it could not
 //! see complete rather than free memory the kernel may still write.
+//!
+//! Nothing received is dropped (the driver counts a completed send as delivered): a message
+//! whose slot cannot be re-armed is still returned (the failure is reported by the next call);
+//! after a disconnect the completions already queued are still returned before the error; at a
+//! stop the core calls `cancel_receives` and takes the messages that complete anyway, so
+//! `close` finds nothing outstanding. Windows only: checked by cross-compiling and reading,
+//! never run; the length rule (`received_len`) is portable and tested on Linux.
 
 use std::mem::{MaybeUninit, size_of};
 use std::ptr;
@@ -38,7 +45,7 @@ use windows::Win32::System::IO::{
 };
 use windows::core::{HRESULT, PCWSTR};
 
-use crate::client::{ClientError, Connector, Incoming, PortClient};
+use crate::client::{ClientError, Connector, Incoming, PortClient, received_len};
 use crate::commands::STATUS_REVISION_MISMATCH;
 
 /// `ERROR_FLT_DELETING_OBJECT` (HRESULT): the port is being torn down (driver unloading).
@@ -47,6 +54,7 @@ const HRESULT_FLT_DELETING_OBJECT: i32 = 0x801F_000B_u32.cast_signed();
 const FLT_HEADER_LEN: usize = 16;
 const _: () = assert!(size_of::<FILTER_MESSAGE_HEADER>() == FLT_HEADER_LEN);
 const _: () = assert!(size_of::<FILTER_REPLY_HEADER>() == FLT_HEADER_LEN);
+const _: () = assert!(FLT_HEADER_LEN == crate::client::FLT_MESSAGE_HEADER_LEN);
 
 /// Outstanding `FilterGetMessage` requests per connection by default. Policy: the driver's
 /// delivery thread and its verdict requests (up to 8 in flight) are served without waiting for
@@ -161,8 +169,13 @@ pub struct WindowsPort {
     /// Which slots have a request pending.
     pending: Vec<bool>,
     closed: bool,
-    /// The port failed as disconnected: every later call says so.
+    /// The port failed as disconnected: every later call says so, once the completions
+    /// already queued have been taken.
     disconnected: bool,
+    /// The receives were cancelled (a stop): no request is armed again.
+    cancelling: bool,
+    /// A failure to re-arm after a message was returned, reported by the next call.
+    deferred: Option<ClientError>,
 }
 
 impl std::fmt::Debug for WindowsPort {
@@ -209,6 +222,8 @@ impl WindowsPort {
             pending: vec![false; requests],
             closed: false,
             disconnected: false,
+            cancelling: false,
+            deferred: None,
         };
         for index in 0..requests {
             // On failure, `client`'s drop cancels what was armed and closes both handles.
@@ -227,6 +242,11 @@ impl WindowsPort {
             return Ok(());
         };
         slot.overlapped = OVERLAPPED::default();
+        // No length from an earlier message may survive into this one (see `received_len`).
+        slot.header = FILTER_MESSAGE_HEADER::default();
+        if let Some(head) = slot.body.get_mut(..vigil_protocol::HEADER_LEN) {
+            head.fill(0);
+        }
         let header: *mut FILTER_MESSAGE_HEADER = &raw mut slot.header;
         let overlapped: *mut OVERLAPPED = &raw mut slot.overlapped;
         // SAFETY: the slot is boxed and stays allocated until this request completes (type
@@ -298,64 +318,97 @@ impl WindowsPort {
     }
 }
 
+impl WindowsPort {
+    /// Re-arms slot `index` after its message was taken. A failure does not cost the message
+    /// already copied out: it is kept for the next call (a disconnect is noticed there too).
+    fn rearm_after_message(&mut self, index: usize) {
+        if self.cancelling || self.disconnected {
+            return;
+        }
+        match self.arm(index) {
+            Ok(()) | Err(ClientError::Disconnected) => {}
+            Err(e) => self.deferred = Some(e),
+        }
+    }
+}
+
 impl PortClient for WindowsPort {
     fn receive(
         &mut self,
         buf: &mut [u8],
         timeout: Duration,
     ) -> Result<Option<Incoming>, ClientError> {
-        if self.closed || self.disconnected {
+        if self.closed {
             return Err(ClientError::Disconnected);
         }
-        let Some(Completion {
-            index,
-            transferred,
-            result,
-        }) = self.dequeue(timeout)?
-        else {
-            return Ok(None);
-        };
-        if let Err(hresult) = result {
-            let error = map_error("FilterGetMessage", hresult);
-            if error == ClientError::Disconnected {
-                self.disconnected = true;
-            } else {
-                // Keep the request count up for the next message.
-                self.arm(index)?;
-            }
+        if let Some(error) = self.deferred.take() {
             return Err(error);
         }
-        let incoming = {
-            let slot = &self.slots[index];
-            // The body's length: the protocol header's total length when the transfer covers
-            // it (whether or not the transferred count includes Filter Manager's header);
-            // otherwise what was transferred, which the decoder then refuses as truncated.
-            let got = transferred as usize;
-            let declared = slot
-                .body
-                .get(12..16)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map_or(0, |b| u32::from_le_bytes(b) as usize);
-            let len = if (vigil_protocol::HEADER_LEN..=MAX_MESSAGE_SIZE).contains(&declared)
-                && declared <= got
-            {
-                declared
+        loop {
+            // After a disconnect or a cancellation only completions already queued are taken
+            // (a message among them was counted as delivered by the driver); then the end.
+            let draining = self.disconnected || self.cancelling;
+            let end = if self.disconnected {
+                Err(ClientError::Disconnected)
             } else {
-                got.saturating_sub(FLT_HEADER_LEN).min(MAX_MESSAGE_SIZE)
+                Ok(None)
             };
+            if draining && self.outstanding() == 0 {
+                return end;
+            }
+            let wait = if self.disconnected {
+                Duration::ZERO
+            } else {
+                timeout
+            };
+            let Some(Completion {
+                index,
+                transferred,
+                result,
+            }) = self.dequeue(wait)?
+            else {
+                return end;
+            };
+            if let Err(hresult) = result {
+                let error = map_error("FilterGetMessage", hresult);
+                if error == ClientError::Disconnected {
+                    // Cancelled or torn down: look at the other completions.
+                    if !self.cancelling {
+                        self.disconnected = true;
+                    }
+                    continue;
+                }
+                self.rearm_after_message(index);
+                return Err(error);
+            }
+            let slot = &self.slots[index];
+            let len = received_len(transferred as usize, &slot.body);
+            let message_id = slot.header.MessageId;
+            let reply_len = slot.header.ReplyLength.saturating_sub(FLT_HEADER_LEN_U32);
             let Some(dst) = buf.get_mut(..len) else {
-                self.arm(index)?;
+                self.rearm_after_message(index);
                 return Err(ClientError::MessageTooLarge { len: Some(len) });
             };
             dst.copy_from_slice(&slot.body[..len]);
-            Incoming {
-                message_id: slot.header.MessageId,
-                reply_len: slot.header.ReplyLength.saturating_sub(FLT_HEADER_LEN_U32),
+            self.rearm_after_message(index);
+            return Ok(Some(Incoming {
+                message_id,
+                reply_len,
                 len,
-            }
-        };
-        self.arm(index)?;
-        Ok(Some(incoming))
+            }));
+        }
+    }
+
+    fn cancel_receives(&mut self) {
+        if self.closed || self.cancelling {
+            return;
+        }
+        self.cancelling = true;
+        if self.outstanding() > 0 {
+            // SAFETY: `port` is our open handle; this cancels every request issued on it.
+            // The slots stay allocated: `receive` and `close` take their completions.
+            let _ = unsafe { CancelIoEx(self.port, None) };
+        }
     }
 
     fn reply(&mut self, message_id: u64, reply: &[u8]) -> Result<(), ClientError> {

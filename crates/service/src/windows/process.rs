@@ -1,15 +1,16 @@
-//! Process image names for the policy's `except_processes`, through
-//! `QueryFullProcessImageNameW`. User mode, Windows only.
+//! Process images for the policy's `except_processes`, through `QueryFullProcessImageNameW`
+//! in NT form (`PROCESS_NAME_NATIVE`: `\Device\HarddiskVolume3\...`, the terms the policy's
+//! paths are translated to). User mode, Windows only: cross-compiled and read, never run here.
 
 use windows::Win32::Foundation::CloseHandle;
 use windows::Win32::System::Threading::{
-    OpenProcess, PROCESS_NAME_WIN32, PROCESS_QUERY_LIMITED_INFORMATION, QueryFullProcessImageNameW,
+    OpenProcess, PROCESS_NAME_NATIVE, PROCESS_QUERY_LIMITED_INFORMATION, QueryFullProcessImageNameW,
 };
 use windows::core::PWSTR;
 
 use crate::policy::ProcessNames;
 
-/// Looks image names up with the least access that allows it
+/// Looks image paths up with the least access that allows it
 /// (`PROCESS_QUERY_LIMITED_INFORMATION`, granted to the service's `LocalSystem` account for
 /// ordinary and most protected processes).
 #[derive(Debug, Default, Clone, Copy)]
@@ -27,7 +28,7 @@ impl ProcessNames for WindowsProcessNames {
         let queried = unsafe {
             QueryFullProcessImageNameW(
                 process,
-                PROCESS_NAME_WIN32,
+                PROCESS_NAME_NATIVE,
                 PWSTR(buffer.as_mut_ptr()),
                 &raw mut len,
             )
@@ -35,7 +36,7 @@ impl ProcessNames for WindowsProcessNames {
         // SAFETY: `process` is the handle opened above, closed once.
         let _ = unsafe { CloseHandle(process) };
         queried.ok()?;
-        let path = String::from_utf16_lossy(buffer.get(..len as usize)?);
-        path.rsplit('\\').next().map(str::to_owned)
+        // The whole path: a bare file name is anyone's to choose.
+        Some(String::from_utf16_lossy(buffer.get(..len as usize)?))
     }
 }

@@ -1,34 +1,44 @@
 //! The Windows service: install, uninstall, start and stop through the service control manager
-//! (SCM), and the service's own entry point. User mode, Windows only.
+//! (SCM), and the service's own entry point. User mode, Windows only: cross-compiled and read,
+//! never run by this project (the order of statuses it reports is `crate::lifecycle`'s, tested
+//! on Linux).
 //!
 //! Policy:
 //! * Name `VigilService` (the driver's service is `vigil`, INF-installed); automatic start,
 //!   `LocalSystem` (the port admits Administrators and SYSTEM only), dependent on `FltMgr` and
 //!   `vigil`, so the SCM loads the driver first.
-//! * Restart on failure after 5 s, three times a day: a service that died (the field crash)
-//!   comes back, and the driver counts what it missed meanwhile.
-//! * Stop and shutdown controls request a stop; the core notices it within its poll interval
-//!   (100 ms), drains for at most 2 s, closes its sinks; `STOP_PENDING` is reported with a 5 s
-//!   wait hint so the SCM never sees a hung service. A parameter-change control
+//! * Restart on failure after 5 s, three times a day, for crashes and, with
+//!   `failure_actions_on_non_crash_failures` set, for a stop with a service-specific exit code
+//!   (`crate::lifecycle::StopReason`): a service that died or gave up comes back, and the
+//!   driver counts what it missed meanwhile.
+//! * `START_PENDING` (wait hint 10 s, checkpoints every half second) while the policy is read
+//!   and the output opened; `RUNNING` only then. `vigil service start` waits for `RUNNING` or
+//!   `STOPPED` and reports the exit code of a service that stopped.
+//! * Stop and pre-shutdown controls request a stop (pre-shutdown, not shutdown: the SCM then
+//!   waits for the service, up to the pre-shutdown timeout set at install, 10 s, before the
+//!   system goes down, so the last batch is written); the core notices it within its poll
+//!   interval (100 ms), drains for at most 2 s, closes its sinks; `STOP_PENDING` is reported
+//!   with a 5 s wait hint and moving checkpoints. A parameter-change control
 //!   (`sc control VigilService paramchange`) reloads the policy file; a bad file is refused and
 //!   the running policy kept (see the log).
 //! * The core waits for the driver (it may be unloaded and reloaded under it: `fltmc` stress)
-//!   and logs to `vigil-service.log` beside its JSON Lines file.
+//!   and logs to `vigil-service.log` in the data directory (size-bounded, repeats collapsed:
+//!   `crate::logfile`).
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use windows_service::service::{
     ServiceAccess, ServiceAction, ServiceActionType, ServiceControl as ScmControl,
     ServiceControlAccept, ServiceDependency, ServiceErrorControl, ServiceExitCode,
-    ServiceFailureActions, ServiceFailureResetPeriod, ServiceInfo, ServiceStartType, ServiceState,
-    ServiceStatus, ServiceType,
+    ServiceFailureActions, ServiceFailureResetPeriod, ServiceInfo, ServiceSidType,
+    ServiceStartType, ServiceState, ServiceStatus, ServiceType,
 };
-use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
+use windows_service::service_control_handler::{
+    self, ServiceControlHandlerResult, ServiceStatusHandle,
+};
 use windows_service::service_dispatcher;
 use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
@@ -36,8 +46,13 @@ use crate::cli::{
     default_dir, open_sinks, platform_connector, resume_point, with_platform_process_names,
 };
 use crate::control::{ServiceControl, SystemClock};
+use crate::datadir::{check_output_path, secure_data_dir, trusted_policy_file};
+use crate::lifecycle::{self, Readiness, State, Status, StatusReporter, StopReason};
+use crate::logfile::{LogFileOptions, RotatingFileLog};
 use crate::policy::Policy;
-use crate::service::{Level, Log, Service, ServiceOptions};
+use crate::service::{Level, Log, Service, ServiceOptions, TeeLog};
+use crate::windows::eventlog::EventLog;
+use crate::windows::security::WindowsFileSecurity;
 
 /// The service's name in the SCM.
 pub const SERVICE_NAME: &str = "VigilService";
@@ -47,8 +62,11 @@ pub const DISPLAY_NAME: &str = "Vigil file activity service";
 pub const DRIVER_SERVICE: &str = "vigil";
 /// How long `stop` and `uninstall` wait for the service to reach STOPPED.
 const STOP_WAIT: Duration = Duration::from_secs(10);
-/// The wait hint reported with `STOP_PENDING`: poll interval + drain limit + closing, with margin.
-const STOP_WAIT_HINT: Duration = Duration::from_secs(5);
+/// How long `start` waits for RUNNING or STOPPED: the start wait hint, with margin.
+const START_WAIT: Duration = Duration::from_secs(30);
+/// The pre-shutdown timeout set at install: the stop bound (`lifecycle::STOP_WAIT_HINT`)
+/// twice over; the SCM's default is three minutes, which would hold a shutdown up needlessly.
+const PRESHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn scm_error(what: &str) -> impl Fn(windows_service::Error) -> String + '_ {
     move |e| {
@@ -63,6 +81,11 @@ fn manager(access: ServiceManagerAccess) -> Result<ServiceManager, String> {
     ))
 }
 
+/// `%ProgramData%\Vigil`.
+fn data_dir() -> Result<PathBuf, String> {
+    default_dir().ok_or_else(|| "no data directory on this platform".to_owned())
+}
+
 fn absolute(path: &Path) -> Result<PathBuf, String> {
     std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -75,18 +98,26 @@ fn absolute(path: &Path) -> Result<PathBuf, String> {
 pub fn install(policy: Option<&Path>, output: Option<&Path>) -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find vigil.exe: {e}"))?;
     let mut arguments: Vec<OsString> = vec!["service".into(), "run".into()];
+    // The data directory first: created protected, or refused if a user got there first.
+    let dir = data_dir()?;
+    secure_data_dir(&WindowsFileSecurity, &dir).map_err(|e| e.to_string())?;
     let policy = match policy {
         Some(p) => Some(absolute(p)?),
-        None => default_dir()
-            .map(|d| d.join("policy.toml"))
-            .filter(|p| p.exists()),
+        None => Some(dir.join("policy.toml")).filter(|p| p.exists()),
     };
     if let Some(p) = &policy {
-        Policy::load(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        // Only a file no user could have written or replaced is adopted.
+        trusted_policy_file(&WindowsFileSecurity, p).map_err(|e| e.to_string())?;
+        let loaded = Policy::load(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if let Some(jsonl) = &loaded.output.jsonl {
+            check_output_path(&dir, jsonl).map_err(|e| e.to_string())?;
+        }
         arguments.extend(["--policy".into(), p.clone().into_os_string()]);
     }
     if let Some(o) = output {
-        arguments.extend(["--output".into(), absolute(o)?.into_os_string()]);
+        let o = absolute(o)?;
+        check_output_path(&dir, &o).map_err(|e| e.to_string())?;
+        arguments.extend(["--output".into(), o.into_os_string()]);
     }
     let info = ServiceInfo {
         name: SERVICE_NAME.into(),
@@ -103,6 +134,7 @@ pub fn install(policy: Option<&Path>, output: Option<&Path>) -> Result<String, S
         account_name: None,
         account_password: None,
     };
+    crate::windows::eventlog::register_source()?;
     let manager = manager(ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE)?;
     let service = manager
         .create_service(&info, ServiceAccess::CHANGE_CONFIG | ServiceAccess::START)
@@ -125,9 +157,28 @@ pub fn install(policy: Option<&Path>, output: Option<&Path>) -> Result<String, S
             actions: Some(vec![restart.clone(), restart.clone(), restart]),
         })
         .map_err(scm_error("cannot set the restart policy"))?;
+    // The settings below are reported when refused rather than failing an install that is
+    // done (Wine's SCM refuses the first: ERROR_INVALID_LEVEL); the warning names each.
+    let mut warnings = String::new();
+    // Without this flag the actions above fire only when the process dies, not when the service
+    // stops with a service-specific exit code (a refused policy, an output that failed).
+    if let Err(e) = service.set_failure_actions_on_non_crash_failures(true) {
+        warnings.push_str("\nwarning: ");
+        warnings.push_str(&scm_error("restart on failed stops not enabled")(e));
+    }
+    if let Err(e) = service.set_preshutdown_timeout(PRESHUTDOWN_TIMEOUT) {
+        warnings.push_str("\nwarning: ");
+        warnings.push_str(&scm_error("pre-shutdown timeout not set")(e));
+    }
+    // A service SID (NT SERVICE\VigilService) in the service's token: lets an administrator
+    // grant this service, and not every SYSTEM process, access to something later.
+    if let Err(e) = service.set_config_service_sid_info(ServiceSidType::Unrestricted) {
+        warnings.push_str("\nwarning: ");
+        warnings.push_str(&scm_error("service SID type not set")(e));
+    }
     Ok(format!(
         "installed {SERVICE_NAME} (automatic start, LocalSystem, after FltMgr and {DRIVER_SERVICE}); \
-         start it with `vigil service start`"
+         start it with `vigil service start`{warnings}"
     ))
 }
 
@@ -176,6 +227,7 @@ pub fn uninstall() -> Result<String, String> {
     service
         .delete()
         .map_err(scm_error("cannot delete the service"))?;
+    crate::windows::eventlog::unregister_source();
     Ok(format!("uninstalled {SERVICE_NAME}"))
 }
 
@@ -187,12 +239,67 @@ pub fn uninstall() -> Result<String, String> {
 pub fn start() -> Result<String, String> {
     let manager = manager(ServiceManagerAccess::CONNECT)?;
     let service = manager
-        .open_service(SERVICE_NAME, ServiceAccess::START)
+        .open_service(
+            SERVICE_NAME,
+            ServiceAccess::START | ServiceAccess::QUERY_STATUS,
+        )
         .map_err(scm_error("cannot open the service (is it installed?)"))?;
-    service
-        .start(&[] as &[&OsStr])
-        .map_err(scm_error("cannot start the service"))?;
-    Ok(format!("started {SERVICE_NAME}"))
+    // ERROR_SERVICE_ALREADY_RUNNING: started already (Wine's SCM starts an automatic service
+    // on its own): the wait below still says whether it runs.
+    let already = match service.start(&[] as &[&OsStr]) {
+        Ok(()) => false,
+        Err(windows_service::Error::Winapi(e)) if e.raw_os_error() == Some(1056) => true,
+        Err(e) => return Err(scm_error("cannot start the service")(e)),
+    };
+    let started = if already {
+        "already running"
+    } else {
+        "started"
+    };
+    // Started means RUNNING: the service reports it only once its policy and output are ready.
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        let status = service
+            .query_status()
+            .map_err(scm_error("cannot query the service"))?;
+        match status.current_state {
+            ServiceState::Running => return Ok(format!("{started} {SERVICE_NAME}")),
+            ServiceState::Stopped => {
+                return Err(format!(
+                    "{SERVICE_NAME} stopped while starting: {}; see vigil-service.log in the \
+                     data directory",
+                    exit_text(status.exit_code)
+                ));
+            }
+            state if Instant::now() >= deadline => {
+                return Err(format!(
+                    "{SERVICE_NAME} did not reach RUNNING within {} s (state {state:?})",
+                    START_WAIT.as_secs()
+                ));
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The words for a stopped service's exit code.
+fn exit_text(code: ServiceExitCode) -> String {
+    const REASONS: [StopReason; 6] = [
+        StopReason::PolicyRefused,
+        StopReason::OutputUnavailable,
+        StopReason::DriverIncompatible,
+        StopReason::DriverRefused,
+        StopReason::OutputFailed,
+        StopReason::Internal,
+    ];
+    match code {
+        ServiceExitCode::ServiceSpecific(n) => REASONS.iter().find(|r| r.code() == n).map_or_else(
+            || format!("exit code {n}"),
+            |r| format!("{r} (exit code {n})"),
+        ),
+        ServiceExitCode::Win32(0) => "no error reported".to_owned(),
+        ServiceExitCode::Win32(n) => format!("Win32 error {n}"),
+    }
 }
 
 /// Stops the service and waits (bounded) until it has.
@@ -251,37 +358,38 @@ pub fn run_dispatcher(policy: Option<PathBuf>, output: Option<PathBuf>) -> Resul
     Ok(format!("{SERVICE_NAME} stopped"))
 }
 
-/// Appends log lines to a file (a service has no console).
-struct FileLog {
-    file: Option<File>,
+/// Reports the core's statuses to the SCM.
+struct ScmReporter {
+    handle: ServiceStatusHandle,
 }
 
-impl Log for FileLog {
-    fn log(&mut self, level: Level, message: &str) {
-        let Some(file) = self.file.as_mut() else {
-            return;
+impl StatusReporter for ScmReporter {
+    fn report(&mut self, status: Status) {
+        let state = match status.state {
+            State::StartPending => ServiceState::StartPending,
+            State::Running => ServiceState::Running,
+            State::StopPending => ServiceState::StopPending,
+            State::Stopped => ServiceState::Stopped,
         };
-        let seconds = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let _ = writeln!(file, "{seconds} {level:?}: {message}");
-    }
-}
-
-fn status(
-    state: ServiceState,
-    accept: ServiceControlAccept,
-    exit: u32,
-    hint: Duration,
-) -> ServiceStatus {
-    ServiceStatus {
-        service_type: ServiceType::OWN_PROCESS,
-        current_state: state,
-        controls_accepted: accept,
-        exit_code: ServiceExitCode::Win32(exit),
-        checkpoint: 0,
-        wait_hint: hint,
-        process_id: None,
+        let controls_accepted = if status.accepts_controls {
+            ServiceControlAccept::STOP
+                | ServiceControlAccept::PRESHUTDOWN
+                | ServiceControlAccept::PARAM_CHANGE
+        } else {
+            ServiceControlAccept::empty()
+        };
+        let exit_code = status.exit.map_or(ServiceExitCode::Win32(0), |reason| {
+            ServiceExitCode::ServiceSpecific(reason.code())
+        });
+        let _ = self.handle.set_service_status(ServiceStatus {
+            service_type: ServiceType::OWN_PROCESS,
+            current_state: state,
+            controls_accepted,
+            exit_code,
+            checkpoint: status.checkpoint,
+            wait_hint: status.wait_hint,
+            process_id: None,
+        });
     }
 }
 
@@ -289,7 +397,9 @@ fn service_main(_arguments: Vec<OsString>) {
     let control = ServiceControl::new();
     let handler_control = control.clone();
     let handler = move |event| match event {
-        ScmControl::Stop | ScmControl::Shutdown => {
+        // Pre-shutdown is accepted instead of shutdown: a service that takes it has stopped
+        // before the shutdown notification would come.
+        ScmControl::Stop | ScmControl::Preshutdown | ScmControl::Shutdown => {
             handler_control.request_stop();
             ServiceControlHandlerResult::NoError
         }
@@ -303,51 +413,38 @@ fn service_main(_arguments: Vec<OsString>) {
     let Ok(handle) = service_control_handler::register(SERVICE_NAME, handler) else {
         return;
     };
-    let accept = ServiceControlAccept::STOP
-        | ServiceControlAccept::SHUTDOWN
-        | ServiceControlAccept::PARAM_CHANGE;
-    let _ = handle.set_service_status(status(ServiceState::Running, accept, 0, Duration::ZERO));
-    // The core runs on its own thread so that this one can report STOP_PENDING at once.
+    let mut reporter = ScmReporter { handle };
     let core_control = control.clone();
-    let worker = std::thread::spawn(move || run_core(&core_control));
-    while !worker.is_finished() {
-        if control.sleep_unless_stopped(Duration::from_millis(250)) {
-            let _ = handle.set_service_status(status(
-                ServiceState::StopPending,
-                ServiceControlAccept::empty(),
-                0,
-                STOP_WAIT_HINT,
-            ));
-            break;
-        }
-    }
-    let exit = worker.join().unwrap_or(1);
-    let _ = handle.set_service_status(status(
-        ServiceState::Stopped,
-        ServiceControlAccept::empty(),
-        exit,
-        Duration::ZERO,
-    ));
+    let _ = lifecycle::drive(&mut reporter, &control, move |readiness| {
+        run_core(&core_control, readiness)
+    });
 }
 
-/// Runs the core until stopped; returns the Win32 exit code for the SCM.
-fn run_core(control: &ServiceControl) -> u32 {
+/// Sets the core up (policy, output), says it is ready, runs it until stopped.
+fn run_core(control: &ServiceControl, readiness: &Readiness) -> Result<(), StopReason> {
     let (policy_path, output) = ARGUMENTS.get().cloned().unwrap_or_default();
-    let dir = default_dir().unwrap_or_else(|| PathBuf::from("."));
-    let _ = std::fs::create_dir_all(&dir);
-    let mut log = FileLog {
-        file: OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("vigil-service.log"))
-            .ok(),
+    let mut log: Box<dyn Log + Send> = Box::new(EventLog::open());
+    let Ok(dir) = data_dir() else {
+        return Err(StopReason::OutputUnavailable);
     };
+    // Checked at every start, not only at install: the directory is where every user's file
+    // activity is written, and rotation renames and deletes there as SYSTEM.
+    if let Err(e) = secure_data_dir(&WindowsFileSecurity, &dir) {
+        log.log(Level::Error, &e.to_string());
+        return Err(StopReason::OutputUnavailable);
+    }
+    if let Ok(file) = RotatingFileLog::open(LogFileOptions::new(dir.join("vigil-service.log"))) {
+        log = Box::new(TeeLog(file, EventLog::open()));
+    }
     let policy = match &policy_path {
-        Some(path) => match Policy::load(path) {
+        Some(path) => match trusted_policy_file(&WindowsFileSecurity, path)
+            .map_err(|e| e.to_string())
+            .and_then(|()| Policy::load(path).map_err(|e| format!("{}: {e}", path.display())))
+        {
             Ok(p) => p,
             Err(e) => {
-                log.log(Level::Error, &format!("{}: {e}", path.display()));
-                return 1;
+                log.log(Level::Error, &e);
+                return Err(StopReason::PolicyRefused);
             }
         },
         None => Policy::default(),
@@ -355,18 +452,23 @@ fn run_core(control: &ServiceControl) -> u32 {
     let output = output
         .or_else(|| policy.output.jsonl.clone())
         .unwrap_or_else(|| dir.join("vigil.jsonl"));
+    if let Err(e) = check_output_path(&dir, &output) {
+        log.log(Level::Error, &e.to_string());
+        return Err(StopReason::OutputUnavailable);
+    }
     // Continue the numbering of what the last run wrote (read before the sink opens it).
     let resume = resume_point(Some(&output), |warning| log.log(Level::Warn, &warning));
     let sinks = match open_sinks(&policy, Some(&output), false) {
         Ok(s) => s,
         Err(e) => {
             log.log(Level::Error, &format!("{}: {e}", output.display()));
-            return 1;
+            return Err(StopReason::OutputUnavailable);
         }
     };
     let Some(mut connector) = platform_connector() else {
-        return 1;
+        return Err(StopReason::Internal);
     };
+    readiness.ready();
     let options = ServiceOptions {
         wait_for_driver: true,
         ..ServiceOptions::default()
@@ -378,9 +480,19 @@ fn run_core(control: &ServiceControl) -> u32 {
     if let Some(path) = policy_path {
         service = service.with_policy_path(path);
     }
+    // A reload reads the file under the same rule as the start.
+    service = service.with_policy_loader(|path| {
+        trusted_policy_file(&WindowsFileSecurity, path).map_err(|e| crate::PolicyError {
+            line: 0,
+            column: 0,
+            field: String::new(),
+            reason: e.to_string(),
+        })?;
+        Policy::load(path)
+    });
     let mut service = with_platform_process_names(service);
-    match service.run(&mut connector, &SystemClock) {
-        Ok(_) => 0,
-        Err(_) => 1,
-    }
+    service
+        .run(&mut connector, &SystemClock)
+        .map(drop)
+        .map_err(|e| StopReason::of(&e))
 }

@@ -52,6 +52,11 @@ struct State {
     commands: Vec<Vec<u8>>,
     stop_when_idle: Option<ServiceControl>,
     closes: u64,
+    /// Messages on their way when the client cancels its receives: returned only after
+    /// `cancel_receives`, as completions that beat the cancellation.
+    in_flight: VecDeque<Step>,
+    hello_max_message_size: Option<u32>,
+    cancels: u64,
 }
 
 /// The fake driver; clones share it. See the module documentation.
@@ -87,6 +92,9 @@ impl FakeDriver {
                 commands: Vec::new(),
                 stop_when_idle: None,
                 closes: 0,
+                in_flight: VecDeque::new(),
+                hello_max_message_size: None,
+                cancels: 0,
             })),
         }
     }
@@ -135,6 +143,30 @@ impl FakeDriver {
             let Ok(len) = writer.finish() else { break };
             self.push_raw(buf[..len].to_vec(), 0);
         }
+    }
+
+    /// Event batches as [`push_events`](Self::push_events) makes them, but on their way when
+    /// the client cancels its receives: `receive` returns them only after `cancel_receives`.
+    pub fn push_events_completing_at_cancel(
+        &self,
+        seqs: impl IntoIterator<Item = u64>,
+        per_batch: usize,
+    ) {
+        let before = self.lock().script.len();
+        self.push_events(seqs, per_batch);
+        let mut s = self.lock();
+        let late = s.script.split_off(before);
+        s.in_flight.extend(late);
+    }
+
+    /// The driver's Hello reply claims messages of up to `size` bytes.
+    pub fn set_hello_max_message_size(&self, size: u32) {
+        self.lock().hello_max_message_size = Some(size);
+    }
+
+    /// Times a client cancelled its receives.
+    pub fn cancels(&self) -> u64 {
+        self.lock().cancels
     }
 
     /// Queues a verdict request; returns the message id its reply must carry.
@@ -257,6 +289,7 @@ impl Connector for FakeConnector {
             driver: self.driver.clone(),
             id,
             closed: false,
+            cancelled: false,
         })
     }
 }
@@ -267,6 +300,7 @@ pub struct FakePort {
     driver: FakeDriver,
     id: u64,
     closed: bool,
+    cancelled: bool,
 }
 
 impl FakePort {
@@ -296,7 +330,13 @@ impl PortClient for FakePort {
     ) -> Result<Option<Incoming>, ClientError> {
         let mut guard = self.driver.lock();
         let s = self.connected(&mut guard)?;
-        match s.script.pop_front() {
+        let step = if self.cancelled {
+            // After a cancel only what was already on its way completes.
+            s.in_flight.pop_front()
+        } else {
+            s.script.pop_front()
+        };
+        match step {
             None => {
                 if let Some(control) = &s.stop_when_idle {
                     control.request_stop();
@@ -363,7 +403,9 @@ impl PortClient for FakePort {
                 }
                 let n = HelloReply {
                     status: 0,
-                    max_message_size: u32::try_from(MAX_MESSAGE_SIZE).unwrap_or(u32::MAX),
+                    max_message_size: s
+                        .hello_max_message_size
+                        .unwrap_or_else(|| u32::try_from(MAX_MESSAGE_SIZE).unwrap_or(u32::MAX)),
                     ring_capacity_bytes: 1 << 20,
                 }
                 .emit(reply);
@@ -386,6 +428,11 @@ impl PortClient for FakePort {
             _ => return Err(refused("command")),
         };
         written.map_err(|_| ClientError::MessageTooLarge { len: None })
+    }
+
+    fn cancel_receives(&mut self) {
+        self.cancelled = true;
+        self.driver.lock().cancels += 1;
     }
 
     fn close(&mut self) {
