@@ -162,7 +162,7 @@ pub use faults::{FaultPlan, RandomFailures};
 pub use fltmgr::instances::VolumeId;
 pub use fltmgr::ports::POISON_RUN;
 pub use fltmgr::security::Account;
-pub use harness::{fltmc, scenario, sweep};
+pub use harness::{fltmc, scenario, sweep, verify};
 pub use image::LoadError;
 pub use kernel::pause::Observer;
 pub use machine::pool::{POOL_POISON, SLACK_FILL};

@@ -23,6 +23,11 @@
 //!   command succeeded and every driver instance was clean, 1 otherwise (each failure printed
 //!   with its NTSTATUS).
 //!
+//! * `kernel-sim verify --image PATH [--inf INF --windows-build N] [--cycles K] [--port NAME]
+//!   [--max-runs N]`: load/unload cycles, stress and both fault sweeps in one run, then a Filter
+//!   Verifier–style report: one line per rule broken, with the routine that caught it, the
+//!   driver entry point running (the caller) and the count. Exit 0 only if nothing broke.
+//!
 //! Progress goes to stderr every few seconds on long runs; the summary names every violation;
 //! `--json FILE` writes the report. Exit status: 0 clean, 1 a violation or a leak, 2 the image
 //! could not be loaded (or the report not written).
@@ -37,7 +42,7 @@ use vigil_kernel_sim::fltmc::Fltmc;
 use vigil_kernel_sim::scenario::{self, CycleProgress, ScenarioConfig, UnloadPlan};
 use vigil_kernel_sim::{
     PoolKind, RandomFailures, Report, Sim, SimConfig, SuspendPlan, UnloadKind, VolumeKind,
-    WindowsBuild, inf, status_name, sweep,
+    WindowsBuild, inf, status_name, sweep, verify,
 };
 use vigil_sys::NT_SUCCESS;
 
@@ -85,6 +90,9 @@ enum Command {
     },
     /// `fltmc` load, unload, filters, instances, attach and detach on one emulated machine.
     Fltmc(FltmcArgs),
+    /// Load/unload cycles, stress and both fault sweeps, then one Filter Verifier-style report
+    /// (rule, routine, caller, count).
+    Verify(VerifyArgs),
     /// Bare load/unload cycles, each with its own report.
     LoadUnload {
         #[command(flatten)]
@@ -233,6 +241,24 @@ struct StressArgs {
     suspend_rate: Option<f64>,
 }
 
+#[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    install: InstallArgs,
+    /// Load/unload cycles, and stress cycles.
+    #[arg(long, default_value_t = 100)]
+    cycles: u64,
+    /// The driver's server port for the stress client (default: none, no client; Vigil's is
+    /// `\\VigilPort`).
+    #[arg(long)]
+    port: Option<String>,
+    /// Upper bound on the runs of each fault sweep.
+    #[arg(long, default_value_t = 10_000)]
+    max_runs: u64,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Unload {
     Mandatory,
@@ -269,6 +295,7 @@ fn main() -> ExitCode {
             seconds,
         } => run_bench(&common, threads, seconds),
         Command::Fltmc(args) => run_fltmc(&args),
+        Command::Verify(args) => run_verify(&args),
         Command::LoadUnload {
             common,
             cycles,
@@ -508,6 +535,53 @@ fn run_bench(common: &Common, threads: usize, seconds: f64) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_verify(args: &VerifyArgs) -> ExitCode {
+    // Vigil's scenario is the one with a port client and commands; any other driver gets the
+    // generic one (no client unless --port names its port).
+    let vigil_port = args.port.as_deref() == Some(vigil_protocol::PORT_NAME);
+    let mut scenario = if vigil_port {
+        ScenarioConfig::vigil()
+    } else {
+        ScenarioConfig {
+            port_name: args.port.clone(),
+            ..ScenarioConfig::default()
+        }
+    };
+    apply_common(&mut scenario.base, &args.common);
+    if !apply_install(&mut scenario.base, &args.install) {
+        return ExitCode::from(2);
+    }
+    let config = verify::VerifyConfig {
+        scenario,
+        load_unload_cycles: args.cycles,
+        stress_cycles: args.cycles,
+        max_sweep_runs: args.max_runs,
+    };
+    let started = Instant::now();
+    let result = verify::verify(&args.common.image, &config, |stage| {
+        eprintln!("kernel-sim: verify: {stage} ({:.1?})", started.elapsed());
+    });
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("kernel-sim: {}: {error}", args.common.image.display());
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", report.text());
+    println!(
+        "verify: {} in {:.1?}",
+        if report.is_clean() {
+            "clean"
+        } else {
+            "RULES BROKEN"
+        },
+        started.elapsed()
+    );
+    let written = write_json(args.common.json.as_deref(), &report);
+    exit(report.is_clean(), written)
 }
 
 fn load_unload(common: &Common, cycles: u64, install: &InstallArgs) -> ExitCode {
