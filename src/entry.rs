@@ -241,7 +241,7 @@ fn read_config(key: Option<&mut ParametersKey>) -> DriverConfig {
 fn read_prefixes(key: &mut ParametersKey, globals: &Globals) {
     let _ = globals.prefixes.replace(|list| {
         key.multi_string(&names::PROTECTED_PREFIXES, |prefix| {
-            let _ = list.push_units(prefix);
+            let _ = list.push_units(prefix, crate::protection::fold);
         });
         Ok::<(), ()>(())
     });

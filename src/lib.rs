@@ -37,6 +37,8 @@ mod kernel;
 mod platform;
 #[cfg(target_os = "windows")]
 mod port;
+#[cfg(target_os = "windows")]
+mod protection;
 #[cfg(all(target_os = "windows", not(feature = "wdk")))]
 mod runtime;
 #[cfg(target_os = "windows")]

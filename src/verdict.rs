@@ -137,18 +137,22 @@ pub struct Question<'a> {
     pub flags: EventFlags,
 }
 
+/// The configured default, counted as a defaulted verdict: for an operation that may be
+/// protected but cannot be put to the service (no name to ask about).
+pub fn default_verdict(globals: &Globals) -> Verdict {
+    let verdict = globals.settings.default_verdict();
+    bump(match verdict {
+        Verdict::Allow => &globals.counters.verdicts_defaulted_open,
+        Verdict::Deny => &globals.counters.verdicts_defaulted_closed,
+    });
+    verdict
+}
+
 /// Asks the service; returns its verdict or the configured default. PASSIVE_LEVEL (anything
 /// else gets the default without waiting: a send above PASSIVE must not wait, rule 7).
 pub fn decide(globals: &Globals, buffers: &VerdictBuffers, question: &Question<'_>) -> Verdict {
     let settings = &globals.settings;
-    let fallback = || {
-        let verdict = settings.default_verdict();
-        bump(match verdict {
-            Verdict::Allow => &globals.counters.verdicts_defaulted_open,
-            Verdict::Deny => &globals.counters.verdicts_defaulted_closed,
-        });
-        verdict
-    };
+    let fallback = || default_verdict(globals);
     if irql::current() != PASSIVE_LEVEL {
         return fallback();
     }

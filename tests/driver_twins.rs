@@ -42,7 +42,7 @@ struct Row {
 
 /// Twins whose bug shows as an ordering rather than a kernel-sim violation, each rejected by its
 /// own test: (twin, where).
-const CHECKED_ELSEWHERE: [(Twin, &str); 6] = [
+const CHECKED_ELSEWHERE: [(Twin, &str); 10] = [
     (
         Twin::UnadmittedCallback,
         "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
@@ -66,6 +66,22 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 6] = [
     (
         Twin::IoPathPushLock,
         "tests/driver_overload.rs: the_io_path_never_waits_behind_a_close_queued_behind_a_send",
+    ),
+    (
+        Twin::Latin1Fold,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
+    ),
+    (
+        Twin::StreamEscape,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
+    ),
+    (
+        Twin::AncestorUnchecked,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
+    ),
+    (
+        Twin::NameFailureAllows,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
     ),
 ];
 

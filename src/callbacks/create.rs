@@ -13,8 +13,10 @@ use crate::events::{EventFacts, publish};
 use crate::filter::name::FileName;
 use crate::filter::operation::Operation;
 use crate::globals::Globals;
+use crate::protection;
 use crate::stats::bump;
-use crate::verdict::{Question, decide};
+use crate::twins::{self, Twin};
+use crate::verdict::{Question, decide, default_verdict};
 
 /// Pre-create: asks for a verdict when the path is protected; denies with
 /// `STATUS_ACCESS_DENIED`. Always asks for the post-create callback otherwise.
@@ -52,13 +54,33 @@ fn verdict_for_create(
     operation: &mut Operation<'_>,
     process_id: u64,
 ) -> Verdict {
+    // SAFETY: for IRP_MJ_CREATE the Create member of the parameter union is the valid one.
+    let options = unsafe { operation.iopb().Parameters.Create }.Options;
     let Ok(name) = FileName::query(operation) else {
         bump(&globals.counters.name_query_failures);
-        // No name, no match possible: the operation is not known to be protected.
-        return Verdict::Allow;
+        if twins::is(Twin::NameFailureAllows) {
+            return Verdict::Allow;
+        }
+        // The file this create reaches is unknown (an open by file ID, a name FltMgr cannot
+        // build): it may be protected, so the configured default decides (FailClosed denies).
+        return default_verdict(globals);
     };
-    if !globals.prefixes.read(|list| list.matches(name.units())) {
-        return Verdict::Allow;
+    // An opened (not normalized) name may spell the file another way (a short name, a
+    // relative open): it proves nothing when it does not match.
+    let unknown = !name.is_normalized() && !twins::is(Twin::NameFailureAllows);
+    // Delete-on-close removes the file or directory, so an ancestor of a protected tree counts
+    // as it does for a delete.
+    let protected = if options & FILE_DELETE_ON_CLOSE != 0 {
+        protection::guards_tree(globals, name.units())
+    } else {
+        protection::protects(globals, name.units())
+    };
+    if !protected {
+        return if unknown {
+            default_verdict(globals)
+        } else {
+            Verdict::Allow
+        };
     }
     let flags = if name.is_normalized() {
         EventFlags::NONE

@@ -11,6 +11,7 @@ pub mod irql;
 pub mod once;
 pub mod pool;
 pub mod registry;
+pub mod rtl;
 pub mod spin_lock;
 pub mod thread;
 pub mod time;

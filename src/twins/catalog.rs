@@ -73,6 +73,18 @@ macro_rules! with_catalog {
                 /// Ring pushes outside a critical region: a suspended producer holds the
                 /// consumer back (`kernel-sim stress --suspend-rate`, a dedicated test).
                 SuspendableProducer = "suspendable-producer",
+                /// The protection matcher folds Latin-1 only (a Unicode spelling of a protected
+                /// name walks around the rule; the adversarial suite, `tests/driver_paths.rs`).
+                Latin1Fold = "latin1-fold",
+                /// A stream suffix (`::$DATA`, `:name`, `:$I30:$INDEX_ALLOCATION`) is not a
+                /// boundary of the match (the adversarial suite).
+                StreamEscape = "stream-escape",
+                /// Renames and deletes of a protected prefix's ancestors are not checked (the
+                /// adversarial suite).
+                AncestorUnchecked = "ancestor-unchecked",
+                /// A name that cannot be learned allows even under `FailClosed` (the adversarial
+                /// suite).
+                NameFailureAllows = "name-failure-allows",
             }
             /// A benchmark baseline: a test-only build of `vigil.sys` measured beside the real
             /// one in the same run. Never shipped.

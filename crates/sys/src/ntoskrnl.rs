@@ -74,6 +74,10 @@ unsafe extern "win64" {
     ) -> NTSTATUS;
     /// `PsTerminateSystemThread`: PASSIVE_LEVEL, from the thread itself; never returns.
     pub fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS;
+    /// `RtlUpcaseUnicodeChar`: IRQL <= APC_LEVEL. The uppercase of one UTF-16 unit, from the
+    /// system's upcase table.
+    pub fn RtlUpcaseUnicodeChar(SourceCharacter: u16) -> u16;
+
     /// `PsGetCurrentProcessId`: any IRQL.
     pub fn PsGetCurrentProcessId() -> HANDLE;
     /// `PsGetCurrentThreadId`: any IRQL.

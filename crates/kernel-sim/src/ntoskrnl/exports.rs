@@ -9,7 +9,7 @@ use vigil_sys::{APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
 use crate::kernel::IrqlRule::{Any, AtMost, Exactly};
 use crate::kernel::routine::routines;
 use crate::machine::signals::MM_USER_PROBE_ADDRESS;
-use crate::ntoskrnl::{event, io, misc, pool, registry, rtl, sync, thread};
+use crate::ntoskrnl::{event, io, misc, pool, registry, rtl, sync, thread, upcase};
 
 routines! {
     /// The `ntoskrnl.exe` routines kernel-sim emulates.
@@ -45,6 +45,7 @@ routines! {
         // IoCreateDevice, IoDeleteDevice: IRQL <= APC_LEVEL (their reference pages' IRQL rows).
         IoCreateDevice => io::io_create_device, AtMost(APC_LEVEL);
         IoDeleteDevice => io::io_delete_device, AtMost(APC_LEVEL);
+        RtlUpcaseUnicodeChar => upcase::rtl_upcase_unicode_char, AtMost(APC_LEVEL);
         memcpy => rtl::memcpy, Any;
         memmove => rtl::memmove, Any;
         memset => rtl::memset, Any;

@@ -14,6 +14,7 @@ pub(crate) mod registry;
 pub(crate) mod rtl;
 pub(crate) mod sync;
 pub(crate) mod thread;
+pub(crate) mod upcase;
 
 /// The file-system statuses kernel-sim answers with, by short names; the values are `vigil-sys`'s.
 pub(crate) mod status {

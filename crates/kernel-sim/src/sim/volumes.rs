@@ -150,6 +150,17 @@ impl Driver {
             .is_some_and(|v| fs_of(v).exists(path))
     }
 
+    /// Every name on `volume` with its size and named streams, sorted: a snapshot a test
+    /// compares before and after an operation that must change nothing.
+    pub fn listing(&self, volume: VolumeId) -> Vec<String> {
+        lock(flt_state(self.kernel()))
+            .io
+            .volumes
+            .get(volume.0)
+            .map(|v| fs_of(v).listing())
+            .unwrap_or_default()
+    }
+
     /// The size of the file at `path` on `volume`.
     pub fn file_size(&self, volume: VolumeId, path: &str) -> Option<u64> {
         lock(flt_state(self.kernel()))

@@ -9,8 +9,19 @@
 //! with (the *canonical* name, what a normalized name query returns) and is found by its
 //! lower-cased *key*. Paths are volume-relative and start with `\`; `\` alone is the root.
 //!
+//! Streams, as NTFS names them ("File Streams (Local File Systems)",
+//! <https://learn.microsoft.com/windows/win32/fileio/file-streams>, and "Naming Files, Paths,
+//! and Namespaces"): the final component of a path may carry `:stream[:type]`. `file::$DATA`
+//! is the file itself (its unnamed data stream); `dir:$I30:$INDEX_ALLOCATION` is the directory
+//! itself (its index), and creating one makes a directory; `file:name` and `file:name:$DATA`
+//! are a named (alternate) data stream, of a file or a directory, created with the file if it
+//! does not exist. A stream suffix anywhere but the final component is an invalid name. Name
+//! queries give the file's canonical name followed by the suffix as the caller spelled it, so
+//! a filter sees every spelling. A named stream is deleted on its own; renaming a named
+//! stream is not emulated (`STATUS_INVALID_PARAMETER`).
+//!
 //! Left out: file contents (only the size is kept), share access, attributes, security,
-//! streams, short names, reparse points, oplocks.
+//! short names, reparse points, oplocks.
 
 use std::collections::BTreeSet;
 
@@ -27,6 +38,7 @@ use vigil_sys::{
 
 use crate::fltmgr::instances::{FsHandle, VolumeFiles};
 use crate::ntoskrnl::status;
+use crate::ntoskrnl::upcase::upcase_str;
 
 /// `FILE_NON_DIRECTORY_FILE` create option.
 pub(crate) const FILE_NON_DIRECTORY_FILE: u32 = 0x0000_0040;
@@ -50,6 +62,8 @@ struct Node {
     links: BTreeSet<String>,
     /// Handles not yet cleaned up.
     open: u32,
+    /// Named data streams: key -> the name as created.
+    streams: std::collections::BTreeMap<String, String>,
     /// Keys of links to remove when the last handle is cleaned up.
     delete_pending: BTreeSet<String>,
 }
@@ -62,6 +76,61 @@ struct Open {
     link: String,
     delete_on_close: bool,
     cleaned_up: bool,
+    /// The key of the named data stream it opened (`None`: the file or directory itself).
+    stream: Option<String>,
+    /// The stream suffix as the caller spelled it (`""`, `::$DATA`, `:ads`, ...).
+    suffix: String,
+    /// A named stream marked for deletion at cleanup.
+    delete_stream: bool,
+}
+
+/// What the stream suffix of a path's final component names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum StreamSpec {
+    /// `::$DATA`: the unnamed data stream, the file itself.
+    DefaultData,
+    /// `:$I30:$INDEX_ALLOCATION`: the directory's index, the directory itself.
+    DirectoryIndex,
+    /// `:name` or `:name:$DATA`: a named data stream.
+    Named(String),
+}
+
+/// What a stream suffix names, and the suffix as spelled.
+type StreamSuffix<'a> = (StreamSpec, &'a str);
+
+/// Splits the stream suffix off `path`'s final component: `(base, Some((spec, suffix)))`.
+///
+/// # Errors
+///
+/// `STATUS_OBJECT_NAME_INVALID` for a malformed suffix (`file:`, an unknown type, a type
+/// without a name other than `$DATA`, more than two `:`).
+fn split_stream(path: &str) -> Result<(&str, Option<StreamSuffix<'_>>), NTSTATUS> {
+    let component = path.rfind('\\').map_or(0, |at| at + 1);
+    let Some(colon) = path[component..].find(':').map(|at| component + at) else {
+        return Ok((path, None));
+    };
+    let (base, suffix) = path.split_at(colon);
+    let mut parts = suffix[1..].split(':');
+    let name = parts.next().unwrap_or("");
+    let kind = parts.next().map(upcase_str);
+    if parts.next().is_some()
+        || name
+            .chars()
+            .any(|c| c < ' ' || matches!(c, '"' | '*' | '/' | '<' | '>' | '?' | '|' | '\\'))
+    {
+        return Err(status::OBJECT_NAME_INVALID);
+    }
+    let spec = match (name, kind.as_deref()) {
+        ("", Some("$DATA")) => StreamSpec::DefaultData,
+        ("", Some("$INDEX_ALLOCATION")) => StreamSpec::DirectoryIndex,
+        (name, Some("$INDEX_ALLOCATION")) if upcase_str(name) == "$I30" => {
+            StreamSpec::DirectoryIndex
+        }
+        ("", _) => return Err(status::OBJECT_NAME_INVALID),
+        (name, None | Some("$DATA")) => StreamSpec::Named(name.to_owned()),
+        _ => return Err(status::OBJECT_NAME_INVALID),
+    };
+    Ok((base, Some((spec, suffix))))
 }
 
 /// One volume's namespace and open handles.
@@ -75,9 +144,11 @@ pub(crate) struct FileSystem {
     hard_links: bool,
 }
 
-/// The lookup key of a canonical path.
+/// The lookup key of a canonical path: upcased unit by unit with the system's upcase table,
+/// as NTFS compares names (so `секрет` and `СЕКРЕТ` are one name, and the driver's
+/// `RtlUpcaseUnicodeChar` agrees with the file system by construction).
 fn key_of(path: &str) -> String {
-    path.to_lowercase()
+    upcase_str(path)
 }
 
 /// `(parent, final component)` of a canonical or key path; the root has no parent.
@@ -204,6 +275,9 @@ impl FileSystem {
                 link,
                 delete_on_close,
                 cleaned_up: false,
+                stream: None,
+                suffix: String::new(),
+                delete_stream: false,
             },
         );
         handle
@@ -239,6 +313,101 @@ impl FileSystem {
     /// `IRP_MJ_CREATE`: `disposition` is `FILE_SUPERSEDE`..`FILE_OVERWRITE_IF`; returns the
     /// handle and `IoStatus.Information` (`FILE_CREATED`, `FILE_OPENED`, ...).
     pub(crate) fn create(
+        &mut self,
+        path: &str,
+        disposition: u32,
+        options: u32,
+    ) -> Result<(FsHandle, usize), NTSTATUS> {
+        let (base, stream) = split_stream(path)?;
+        let Some((spec, suffix)) = stream else {
+            return self.create_plain(path, disposition, options);
+        };
+        check_path(base)?;
+        let base_node = self.entries.get(&key_of(base)).map(|e| e.node);
+        let base_is_directory = base_node.is_some_and(|n| self.node(n).directory);
+        let (handle, information) = match &spec {
+            StreamSpec::DefaultData => {
+                if base_is_directory || options & FILE_DIRECTORY_FILE != 0 {
+                    return Err(status::FILE_IS_A_DIRECTORY);
+                }
+                self.create_plain(base, disposition, options)?
+            }
+            StreamSpec::DirectoryIndex => {
+                if base_node.is_some() && !base_is_directory {
+                    return Err(status::NOT_A_DIRECTORY);
+                }
+                self.create_plain(base, disposition, options | FILE_DIRECTORY_FILE)?
+            }
+            StreamSpec::Named(name) => {
+                return self.create_stream(base, name, suffix, disposition, options);
+            }
+        };
+        if let Some(open) = self.opens.get_mut(&handle) {
+            suffix.clone_into(&mut open.suffix);
+        }
+        Ok((handle, information))
+    }
+
+    /// Creates or opens the named data stream `name` of `base` (creating `base` as a file when
+    /// the disposition creates and it does not exist).
+    fn create_stream(
+        &mut self,
+        base: &str,
+        name: &str,
+        suffix: &str,
+        disposition: u32,
+        options: u32,
+    ) -> Result<(FsHandle, usize), NTSTATUS> {
+        if disposition > FILE_OVERWRITE_IF {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        if options & FILE_DIRECTORY_FILE != 0 {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        let creates = !matches!(disposition, FILE_OPEN | FILE_OVERWRITE);
+        let key = key_of(base);
+        let node = match self.entries.get(&key) {
+            Some(entry) => {
+                let node = entry.node;
+                if self.node(node).delete_pending.contains(&key) {
+                    return Err(status::DELETE_PENDING);
+                }
+                node
+            }
+            None if creates => {
+                let (handle, _) = self.create_plain(base, FILE_CREATE, 0)?;
+                let node = self.opens[&handle].node;
+                // The file exists now; the handle was only the means to create it.
+                self.cleanup(handle)?;
+                self.opens.remove(&handle);
+                node
+            }
+            None => return Err(STATUS_OBJECT_NAME_NOT_FOUND),
+        };
+        let stream_key = upcase_str(name);
+        let exists = self.node(node).streams.contains_key(&stream_key);
+        let information = match (exists, disposition) {
+            (true, FILE_CREATE) => return Err(status::OBJECT_NAME_COLLISION),
+            (true, FILE_OPEN | FILE_OPEN_IF) => FILE_OPENED,
+            (true, FILE_SUPERSEDE) => FILE_SUPERSEDED,
+            (true, _) => FILE_OVERWRITTEN,
+            (false, _) if !creates => return Err(STATUS_OBJECT_NAME_NOT_FOUND),
+            (false, _) => FILE_CREATED,
+        };
+        self.node_mut(node)
+            .streams
+            .entry(stream_key.clone())
+            .or_insert_with(|| name.to_owned());
+        let handle = self.open_handle(node, key, options & FILE_DELETE_ON_CLOSE != 0);
+        if let Some(open) = self.opens.get_mut(&handle) {
+            open.stream = Some(stream_key);
+            suffix.clone_into(&mut open.suffix);
+        }
+        Ok((handle, information))
+    }
+
+    /// `create` of a path without a stream suffix.
+    fn create_plain(
         &mut self,
         path: &str,
         disposition: u32,
@@ -301,7 +470,12 @@ impl FileSystem {
         offset: u64,
         length: u64,
     ) -> Result<(), NTSTATUS> {
-        let node = self.live_open(handle)?.node;
+        let open = self.live_open(handle)?;
+        if open.stream.is_some() {
+            // A named stream's contents are not kept.
+            return Ok(());
+        }
+        let node = open.node;
         let node = self.node_mut(node);
         if node.directory {
             return Err(status::INVALID_DEVICE_REQUEST);
@@ -314,12 +488,18 @@ impl FileSystem {
     /// when that link is gone (POSIX delete, replaced by a rename).
     pub(crate) fn name_of(&self, handle: FsHandle) -> Option<String> {
         let open = self.opens.get(&handle)?;
-        self.entries.get(&open.link).map(|e| e.canonical.clone())
+        self.entries
+            .get(&open.link)
+            .map(|e| format!("{}{}", e.canonical, open.suffix))
     }
 
     /// The canonical form of `path` if it exists; else the canonical parent joined with the
     /// final component as spelled (what a normalized name in pre-create looks like).
     pub(crate) fn normalize(&self, path: &str) -> Result<String, NTSTATUS> {
+        let (base, stream) = split_stream(path)?;
+        if let Some((_, suffix)) = stream {
+            return Ok(format!("{}{suffix}", self.normalize(base)?));
+        }
         check_path(path)?;
         if let Some(entry) = self.entries.get(&key_of(path)) {
             return Ok(entry.canonical.clone());
@@ -339,7 +519,12 @@ impl FileSystem {
         let path = if target.starts_with('\\') {
             target.to_owned()
         } else {
-            let current = self.name_of(handle).ok_or(status::FILE_CLOSED)?;
+            let open = self.opens.get(&handle).ok_or(status::FILE_CLOSED)?;
+            let current = self
+                .entries
+                .get(&open.link)
+                .map(|e| e.canonical.clone())
+                .ok_or(status::FILE_CLOSED)?;
             let (directory, _) = split(&current).ok_or(STATUS_ACCESS_DENIED)?;
             join(directory, target)
         };
@@ -381,8 +566,14 @@ impl FileSystem {
     ) -> Result<(), NTSTATUS> {
         let (node, old_key) = {
             let open = self.live_open(handle)?;
+            if open.stream.is_some() {
+                return Err(STATUS_INVALID_PARAMETER);
+            }
             (open.node, open.link.clone())
         };
+        if split_stream(target)?.1.is_some() {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
         if old_key == "\\" {
             return Err(STATUS_ACCESS_DENIED);
         }
@@ -451,6 +642,9 @@ impl FileSystem {
         if self.node(node).directory {
             return Err(status::FILE_IS_A_DIRECTORY);
         }
+        if split_stream(target)?.1.is_some() {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
         let canonical = self.resolve_target(handle, target)?;
         let key = key_of(&canonical);
         if self.entries.get(&key).is_some_and(|e| e.node == node) {
@@ -475,10 +669,16 @@ impl FileSystem {
     /// `FileDispositionInformation`: sets or clears delete-pending on the handle's link; the
     /// link goes when the file's last handle is cleaned up.
     pub(crate) fn set_delete(&mut self, handle: FsHandle, delete: bool) -> Result<(), NTSTATUS> {
-        let (node, key) = {
+        let (node, key, stream) = {
             let open = self.live_open(handle)?;
-            (open.node, open.link.clone())
+            (open.node, open.link.clone(), open.stream.is_some())
         };
+        if stream {
+            if let Some(open) = self.opens.get_mut(&handle) {
+                open.delete_stream = delete;
+            }
+            return Ok(());
+        }
         if delete {
             self.check_deletable(&key)?;
             self.node_mut(node).delete_pending.insert(key);
@@ -500,7 +700,7 @@ impl FileSystem {
         let key = self.live_open(handle)?.link.clone();
         let delete = flags & FILE_DISPOSITION_DELETE != 0;
         if flags & FILE_DISPOSITION_ON_CLOSE != 0 {
-            if delete {
+            if delete && self.live_open(handle)?.stream.is_none() {
                 self.check_deletable(&key)?;
             }
             if let Some(open) = self.opens.get_mut(&handle) {
@@ -509,6 +709,11 @@ impl FileSystem {
             return Ok(());
         }
         if delete && flags & FILE_DISPOSITION_POSIX_SEMANTICS != 0 {
+            if let Some(stream) = self.live_open(handle)?.stream.clone() {
+                let node = self.live_open(handle)?.node;
+                self.node_mut(node).streams.remove(&stream);
+                return Ok(());
+            }
             self.check_deletable(&key)?;
             self.unlink(&key);
             return Ok(());
@@ -519,9 +724,16 @@ impl FileSystem {
     /// `IRP_MJ_CLEANUP`: the handle is closed by its last user; delete-on-close marks its link,
     /// and the file's last cleanup removes every delete-pending link.
     pub(crate) fn cleanup(&mut self, handle: FsHandle) -> Result<(), NTSTATUS> {
-        let (node_id, key, delete_on_close) = {
+        let (node_id, key, delete_on_close, stream) = {
             let open = self.live_open(handle)?;
-            (open.node, open.link.clone(), open.delete_on_close)
+            let stream = open.stream.clone();
+            let delete_stream = open.delete_stream;
+            (
+                open.node,
+                open.link.clone(),
+                open.delete_on_close || delete_stream,
+                stream,
+            )
         };
         if let Some(open) = self.opens.get_mut(&handle) {
             open.cleaned_up = true;
@@ -529,7 +741,10 @@ impl FileSystem {
         let Some(node) = self.nodes.get_mut(&node_id) else {
             return Ok(());
         };
-        if delete_on_close && node.links.contains(&key) {
+        if let Some(stream) = stream.filter(|_| delete_on_close) {
+            // Deleting a named stream removes that stream only.
+            node.streams.remove(&stream);
+        } else if delete_on_close && node.links.contains(&key) {
             node.delete_pending.insert(key);
         }
         node.open -= 1;
@@ -555,7 +770,34 @@ impl FileSystem {
 
     /// Whether `path` names an existing link (delete-pending links still exist).
     pub(crate) fn exists(&self, path: &str) -> bool {
-        self.entries.contains_key(&key_of(path))
+        match split_stream(path) {
+            Ok((base, Some((StreamSpec::Named(name), _)))) => self
+                .entries
+                .get(&key_of(base))
+                .is_some_and(|e| self.node(e.node).streams.contains_key(&upcase_str(&name))),
+            Ok((base, _)) => self.entries.contains_key(&key_of(base)),
+            Err(_) => false,
+        }
+    }
+
+    /// Every name on the volume, canonical, sorted, each with its size and its named streams
+    /// (`path [size] :s1 :s2`): a snapshot to compare before and after an operation.
+    pub(crate) fn listing(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .entries
+            .values()
+            .map(|e| {
+                let node = self.node(e.node);
+                let mut line = format!("{} [{}]", e.canonical, node.size);
+                for stream in node.streams.values() {
+                    line.push_str(" :");
+                    line.push_str(stream);
+                }
+                line
+            })
+            .collect();
+        lines.sort();
+        lines
     }
 
     /// The size of the file at `path`.
@@ -727,5 +969,77 @@ mod tests {
             fat.link(f, "\\g", false),
             Err(status::INVALID_DEVICE_REQUEST)
         );
+    }
+
+    #[test]
+    fn streams_name_the_file_or_one_of_its_streams() {
+        let mut fs = fs();
+        let (d, _) = fs
+            .create("\\Dir:$I30:$INDEX_ALLOCATION", FILE_CREATE, 0)
+            .unwrap();
+        assert_eq!(
+            fs.name_of(d).as_deref(),
+            Some("\\Dir:$I30:$INDEX_ALLOCATION")
+        );
+        assert!(fs.exists("\\dir"), "creating the index makes a directory");
+        let (f, info) = fs.create("\\Dir\\a.txt::$DATA", FILE_CREATE, 0).unwrap();
+        assert_eq!(info, FILE_CREATED);
+        fs.write(f, 0, 7).unwrap();
+        assert_eq!(
+            fs.size_of("\\DIR\\A.TXT"),
+            Some(7),
+            "::$DATA is the file itself"
+        );
+        assert_eq!(
+            fs.create("\\Dir\\a.txt:ads", FILE_OPEN, 0).err(),
+            Some(STATUS_OBJECT_NAME_NOT_FOUND)
+        );
+        let (s, info) = fs.create("\\Dir\\a.txt:ads:$DATA", FILE_CREATE, 0).unwrap();
+        assert_eq!(info, FILE_CREATED);
+        assert!(fs.exists("\\dir\\A.txt:ADS"));
+        assert_eq!(fs.name_of(s).as_deref(), Some("\\Dir\\a.txt:ads:$DATA"));
+        assert_eq!(fs.normalize("\\dir\\A.TXT:x").unwrap(), "\\Dir\\a.txt:x");
+        assert_eq!(fs.rename(s, ":other", false), Err(STATUS_INVALID_PARAMETER));
+        fs.set_delete(s, true).unwrap();
+        fs.cleanup(s).unwrap();
+        assert!(
+            !fs.exists("\\Dir\\a.txt:ads"),
+            "the stream alone is deleted"
+        );
+        assert!(fs.exists("\\Dir\\a.txt"));
+        for bad in ["\\f:", "\\f:s:$BOGUS", "\\f:a:b:c", "\\d:x\\f"] {
+            assert_eq!(
+                fs.create(bad, FILE_CREATE, 0).err(),
+                Some(status::OBJECT_NAME_INVALID),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            fs.create("\\Dir::$DATA", FILE_OPEN, 0).err(),
+            Some(status::FILE_IS_A_DIRECTORY)
+        );
+        assert_eq!(
+            fs.create("\\Dir\\a.txt:$I30:$INDEX_ALLOCATION", FILE_OPEN, 0)
+                .err(),
+            Some(status::NOT_A_DIRECTORY)
+        );
+        // A stream of a file that does not exist creates the file.
+        fs.create("\\new.txt:s", FILE_OPEN_IF, 0).unwrap();
+        assert!(fs.exists("\\new.txt") && fs.exists("\\new.txt:s"));
+    }
+
+    #[test]
+    fn names_are_case_insensitive_across_unicode() {
+        let mut fs = fs();
+        fs.create("\\Секрет", FILE_CREATE, FILE_DIRECTORY_FILE)
+            .unwrap();
+        assert_eq!(
+            fs.create("\\СЕКРЕТ", FILE_CREATE, FILE_DIRECTORY_FILE)
+                .err(),
+            Some(status::OBJECT_NAME_COLLISION)
+        );
+        assert_eq!(fs.normalize("\\секрет\\Ωx").unwrap(), "\\Секрет\\Ωx");
+        fs.create("\\секрет\\ωx", FILE_CREATE, 0).unwrap();
+        assert!(fs.exists("\\СЕКРЕТ\\ΩX"));
     }
 }
