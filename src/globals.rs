@@ -233,7 +233,7 @@ impl Globals {
         } else {
             PoolBuffer::try_zeroed(MAX_MESSAGE_SIZE, tags::MESSAGE)?
         };
-        let verdicts = VerdictBuffers::allocate()?;
+        let verdicts = VerdictBuffers::allocate(config.verdict_slots)?;
         // SAFETY: `driver` is DriverEntry's driver object (contract).
         let device = unsafe { DeviceObject::create(driver) }?;
         let mut block = UninitPoolBox::<Globals>::try_new(tags::GLOBALS)?;
