@@ -191,6 +191,13 @@ pub fn default_verdict(globals: &Globals) -> Verdict {
     verdict
 }
 
+/// Deny, whatever the default, for an operation that may be protected, cannot be put to the
+/// service and cannot be judged afterwards (counted with the fail-closed defaults).
+pub fn deny_unjudged(globals: &Globals) -> Verdict {
+    bump(&globals.counters.verdicts_defaulted_closed);
+    Verdict::Deny
+}
+
 /// Asks the service; returns its verdict or the configured default. PASSIVE_LEVEL (anything
 /// else gets the default without waiting: a send above PASSIVE must not wait, rule 7).
 pub fn decide(globals: &Globals, buffers: &VerdictBuffers, question: &Question<'_>) -> Verdict {

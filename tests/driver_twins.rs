@@ -42,7 +42,7 @@ struct Row {
 
 /// Twins whose bug shows as an ordering rather than a kernel-sim violation, each rejected by its
 /// own test: (twin, where).
-const CHECKED_ELSEWHERE: [(Twin, &str); 10] = [
+const CHECKED_ELSEWHERE: [(Twin, &str); 12] = [
     (
         Twin::UnadmittedCallback,
         "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
@@ -82,6 +82,14 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 10] = [
     (
         Twin::NameFailureAllows,
         "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
+    ),
+    (
+        Twin::OpenedNameOnly,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
+    ),
+    (
+        Twin::CancelKeepsSuccess,
+        "tests/driver_paths.rs: a_canceled_open_left_successful_is_caught_by_kernel_sim",
     ),
 ];
 

@@ -2,10 +2,11 @@
 
 use vigil_protocol::{EventFlags, EventKind, Verdict, VerdictOperation};
 use vigil_sys::{
-    FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FLT_CALLBACK_DATA, FLT_POSTOP_CALLBACK_STATUS,
-    FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_COMPLETE,
-    FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_RELATED_OBJECTS,
-    FLTFL_POST_OPERATION_DRAINING, NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED, STATUS_REPARSE,
+    FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_SUPERSEDE,
+    FLT_CALLBACK_DATA, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
+    FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_COMPLETE, FLT_PREOP_SUCCESS_NO_CALLBACK,
+    FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_RELATED_OBJECTS, FLTFL_POST_OPERATION_DRAINING,
+    NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED, STATUS_REPARSE,
 };
 
 use crate::callbacks::{EventName, admit, requestor};
@@ -16,7 +17,7 @@ use crate::globals::Globals;
 use crate::protection;
 use crate::stats::bump;
 use crate::twins::{self, Twin};
-use crate::verdict::{Question, decide, default_verdict};
+use crate::verdict::{Question, decide, default_verdict, deny_unjudged};
 
 /// Pre-create: asks for a verdict when the path is protected; denies with
 /// `STATUS_ACCESS_DENIED`. Always asks for the post-create callback otherwise.
@@ -29,7 +30,7 @@ use crate::verdict::{Question, decide, default_verdict};
 pub unsafe extern "win64" fn pre_create(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
-    _completion: *mut PVOID,
+    completion: *mut PVOID,
 ) -> FLT_PREOP_CALLBACK_STATUS {
     // SAFETY: the callback's own arguments, used only during it.
     let Some(mut admitted) = (unsafe { admit(data, objects) }) else {
@@ -40,30 +41,90 @@ pub unsafe extern "win64" fn pre_create(
         // The service's own I/O: no event, no verdict.
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    if globals.prefixes.any()
-        && verdict_for_create(globals, operation, who.process_id) == Verdict::Deny
-    {
-        operation.complete_with(STATUS_ACCESS_DENIED);
-        return FLT_PREOP_COMPLETE;
+    if globals.prefixes.any() {
+        match verdict_for_create(globals, operation, who.process_id) {
+            Judgement::Decided(Verdict::Deny) => {
+                operation.complete_with(STATUS_ACCESS_DENIED);
+                return FLT_PREOP_COMPLETE;
+            }
+            Judgement::Decided(Verdict::Allow) => {}
+            Judgement::AfterOpen => {
+                if !completion.is_null() {
+                    // SAFETY: FltMgr passes a valid completion-context slot.
+                    unsafe { *completion = JUDGE_AFTER_OPEN };
+                }
+            }
+        }
     }
     FLT_PREOP_SUCCESS_WITH_CALLBACK
+}
+
+/// The completion context of a create whose file is judged after it is open: a tag, never
+/// dereferenced (no reference or memory travels with it).
+const JUDGE_AFTER_OPEN: PVOID = core::ptr::without_provenance_mut(1);
+
+/// What pre-create concluded.
+enum Judgement {
+    /// The operation's verdict.
+    Decided(Verdict),
+    /// The name that would decide is not known before the open (an open by file ID, an opened
+    /// name only) and the default allowed it: post-create judges the file it reached, by its
+    /// normalized name, and cancels the open if it is denied.
+    AfterOpen,
 }
 
 fn verdict_for_create(
     globals: &Globals,
     operation: &mut Operation<'_>,
     process_id: u64,
-) -> Verdict {
+) -> Judgement {
+    let verdict = pre_create_verdict(globals, operation, process_id);
+    match verdict {
+        Unknown(Verdict::Allow) if !twins::is(Twin::NameFailureAllows) => Judgement::AfterOpen,
+        Unknown(verdict) | Known(verdict) => Judgement::Decided(verdict),
+    }
+}
+
+/// A pre-create verdict, and whether the name it rests on was known.
+enum PreVerdict {
+    /// From a normalized name.
+    Known(Verdict),
+    /// The default, for a name that could not be learned (or only as opened).
+    Unknown(Verdict),
+}
+use PreVerdict::{Known, Unknown};
+
+fn pre_create_verdict(
+    globals: &Globals,
+    operation: &mut Operation<'_>,
+    process_id: u64,
+) -> PreVerdict {
     // SAFETY: for IRP_MJ_CREATE the Create member of the parameter union is the valid one.
     let options = unsafe { operation.iopb().Parameters.Create }.Options;
+    // A create that truncates, replaces or deletes changes the file before post-create could
+    // judge it (FltCancelFileOpen undoes nothing): with no name to judge it by, it is denied
+    // even under fail-open. An excepted process names the file it overwrites.
+    let destructive = options & FILE_DELETE_ON_CLOSE != 0
+        || matches!(
+            options >> 24,
+            FILE_SUPERSEDE | FILE_OVERWRITE | FILE_OVERWRITE_IF
+        );
+    let unknown_name = |globals: &Globals| {
+        if destructive {
+            Known(deny_unjudged(globals))
+        } else {
+            // The file this create reaches is unknown (an open by file ID, a name FltMgr
+            // cannot build): it may be protected, so the configured default decides
+            // (FailClosed denies; fail-open judges it after the open).
+            Unknown(default_verdict(globals))
+        }
+    };
     let Ok(name) = FileName::query(operation) else {
         bump(&globals.counters.name_query_failures);
         if twins::is(Twin::NameFailureAllows) {
-            return Verdict::Allow;
+            return Known(Verdict::Allow);
         }
-        // The file this create reaches is unknown (an open by file ID, a name FltMgr cannot
-        // build): it may be protected, so the configured default decides (FailClosed denies).
-        return default_verdict(globals);
+        return unknown_name(globals);
     };
     // An opened (not normalized) name may spell the file another way (a short name, a
     // relative open): it proves nothing when it does not match.
@@ -77,9 +138,9 @@ fn verdict_for_create(
     };
     if !protected {
         return if unknown {
-            default_verdict(globals)
+            unknown_name(globals)
         } else {
-            Verdict::Allow
+            Known(Verdict::Allow)
         };
     }
     let flags = if name.is_normalized() {
@@ -87,7 +148,7 @@ fn verdict_for_create(
     } else {
         EventFlags::NAME_NOT_NORMALIZED
     };
-    decide(
+    Known(decide(
         globals,
         &globals.verdicts,
         &Question {
@@ -97,7 +158,39 @@ fn verdict_for_create(
             target: &[],
             flags,
         },
-    )
+    ))
+}
+
+/// Judges an open that pre-create could not judge, by the normalized name of the file it
+/// reached; a denied one is canceled (`FltCancelFileOpen`) and fails with
+/// `STATUS_ACCESS_DENIED`. Returns whether it was. PASSIVE_LEVEL (post-create).
+fn judge_after_open(globals: &Globals, operation: &mut Operation<'_>, process_id: u64) -> bool {
+    let verdict = match FileName::query(operation) {
+        Ok(name) if name.is_normalized() => {
+            if protection::protects(globals, name.units()) {
+                decide(
+                    globals,
+                    &globals.verdicts,
+                    &Question {
+                        operation: VerdictOperation::Create,
+                        process_id,
+                        path: name.units(),
+                        target: &[],
+                        flags: EventFlags::NONE,
+                    },
+                )
+            } else {
+                Verdict::Allow
+            }
+        }
+        // Still no name: the default already allowed it in pre-create.
+        _ => Verdict::Allow,
+    };
+    if verdict == Verdict::Deny {
+        operation.cancel_open(STATUS_ACCESS_DENIED);
+        return true;
+    }
+    false
 }
 
 /// Post-create: one `Open` event per successful open.
@@ -110,7 +203,7 @@ fn verdict_for_create(
 pub unsafe extern "win64" fn post_create(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
-    _completion: PVOID,
+    completion: PVOID,
     flags: u32,
 ) -> FLT_POSTOP_CALLBACK_STATUS {
     if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
@@ -128,6 +221,9 @@ pub unsafe extern "win64" fn post_create(
     let Some(who) = requestor(globals, operation) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
+    if completion == JUDGE_AFTER_OPEN && judge_after_open(globals, operation, who.process_id) {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
     // SAFETY: for IRP_MJ_CREATE the Create member of the parameter union is the valid one.
     let create = unsafe { operation.iopb().Parameters.Create };
     // SAFETY: FltMgr sets a valid security context for every create.

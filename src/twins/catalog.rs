@@ -85,6 +85,12 @@ macro_rules! with_catalog {
                 /// A name that cannot be learned allows even under `FailClosed` (the adversarial
                 /// suite).
                 NameFailureAllows = "name-failure-allows",
+                /// Names are taken as opened, never normalized (a short name walks around the
+                /// rule; the adversarial suite).
+                OpenedNameOnly = "opened-name-only",
+                /// A post-create that cancels an open (`FltCancelFileOpen`) leaves the success
+                /// status (kernel-sim's `FltCancelFileOpen` check, the adversarial suite).
+                CancelKeepsSuccess = "cancel-keeps-success",
             }
             /// A benchmark baseline: a test-only build of `vigil.sys` measured beside the real
             /// one in the same run. Never shipped.

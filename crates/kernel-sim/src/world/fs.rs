@@ -20,8 +20,15 @@
 //! a filter sees every spelling. A named stream is deleted on its own; renaming a named
 //! stream is not emulated (`STATUS_INVALID_PARAMETER`).
 //!
+//! Short names: a link whose final component is not a valid 8.3 name gets a generated short
+//! name (`CONFID~1`, `VAULT-~1.KDB`, unique among its siblings), and any component of a path
+//! may be spelled by it: the open reaches the same file, the normalized name is the long name,
+//! the opened name keeps the short spelling. File IDs: every file has one (its node number),
+//! and [`FileSystem::create_by_id`] opens by it.
+//!
 //! Left out: file contents (only the size is kept), share access, attributes, security,
-//! short names, reparse points, oplocks.
+//! reparse points, oplocks, the short-name registry settings (generation is always on, as on
+//! a system volume).
 
 use std::collections::BTreeSet;
 
@@ -51,6 +58,8 @@ struct Entry {
     /// The name as created (case preserved).
     canonical: String,
     node: u64,
+    /// The generated 8.3 short name of its final component, when the long one is not 8.3.
+    short: Option<String>,
 }
 
 /// A file or directory.
@@ -193,6 +202,21 @@ fn check_path(path: &str) -> Result<(), NTSTATUS> {
     Ok(())
 }
 
+/// Whether `name` is a valid 8.3 name (then NTFS generates no short name for it): a base of 1
+/// to 8 and an extension of 0 to 3 characters from the 8.3 set, one dot at most.
+fn is_8dot3(name: &str) -> bool {
+    let valid = |part: &str| {
+        part.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'()-@^_`{}~".contains(c))
+    };
+    let (base, extension) = name.split_once('.').unwrap_or((name, ""));
+    (1..=8).contains(&base.len())
+        && extension.len() <= 3
+        && !extension.contains('.')
+        && valid(base)
+        && valid(extension)
+}
+
 impl FileSystem {
     /// An empty volume (just the root directory); `hard_links` as the file system supports
     /// them (NTFS and ReFS... ReFS only from Windows 11, kept simple: NTFS-like volumes).
@@ -211,6 +235,7 @@ impl FileSystem {
             Entry {
                 canonical: "\\".to_owned(),
                 node: root,
+                short: None,
             },
         );
         fs.node_mut(root).links.insert("\\".to_owned());
@@ -306,8 +331,131 @@ impl FileSystem {
     /// Adds a link `canonical` to `node` (the parent exists; the name is free).
     fn add_link(&mut self, canonical: String, node: u64) {
         let key = key_of(&canonical);
+        let short = self.short_name_for(&canonical);
         self.node_mut(node).links.insert(key.clone());
-        self.entries.insert(key, Entry { canonical, node });
+        self.entries.insert(
+            key,
+            Entry {
+                canonical,
+                node,
+                short,
+            },
+        );
+    }
+
+    /// The 8.3 short name NTFS generates for the final component of `canonical` (a new link),
+    /// unique among its siblings, or `None` when the name is 8.3 already ("Naming Files,
+    /// Paths, and Namespaces", short names:
+    /// <https://learn.microsoft.com/windows/win32/fileio/naming-a-file>).
+    fn short_name_for(&self, canonical: &str) -> Option<String> {
+        let (parent, name) = split(canonical)?;
+        if is_8dot3(name) {
+            return None;
+        }
+        let clean = |part: &str, max: usize| -> String {
+            part.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "!#$%&'()-@^_`{}~".contains(*c))
+                .map(|c| c.to_ascii_uppercase())
+                .take(max)
+                .collect()
+        };
+        let (stem, extension) = match name.rfind('.') {
+            Some(dot) if dot > 0 => (&name[..dot], clean(&name[dot + 1..], 3)),
+            _ => (name, String::new()),
+        };
+        let stem = clean(stem, 6);
+        let stem = if stem.is_empty() {
+            "_".to_owned()
+        } else {
+            stem
+        };
+        let parent_key = key_of(parent);
+        (1..).find_map(|n| {
+            let base = format!("{stem}~{n}");
+            let short = if extension.is_empty() {
+                base
+            } else {
+                format!("{base}.{extension}")
+            };
+            let taken = self.entries.iter().any(|(key, entry)| {
+                split(key).is_some_and(|(p, _)| p == parent_key)
+                    && (entry.short.as_deref() == Some(short.as_str())
+                        || key_of(&entry.canonical).ends_with(&format!("\\{short}")))
+            });
+            (!taken).then_some(short)
+        })
+    }
+
+    /// `path` with every component that is a short name replaced by its long name (as
+    /// created), so that an open by short name reaches the same file; components that exist
+    /// by neither name are left as spelled, and so is a stream suffix.
+    fn long_path(&self, path: &str) -> String {
+        if path == "\\" || !path.starts_with('\\') {
+            return path.to_owned();
+        }
+        let (base, suffix) = match split_stream(path) {
+            Ok((base, Some((_, suffix)))) => (base, suffix),
+            _ => (path, ""),
+        };
+        let mut resolved = String::from("\\");
+        for component in base[1..].split('\\') {
+            let candidate = join(&resolved, component);
+            let key = key_of(&candidate);
+            let next = if let Some(entry) = self.entries.get(&key) {
+                entry.canonical.clone()
+            } else {
+                let parent_key = key_of(&resolved);
+                let upper = upcase_str(component);
+                self.entries
+                    .iter()
+                    .find(|(k, e)| {
+                        e.short.as_deref() == Some(upper.as_str())
+                            && split(k).is_some_and(|(p, _)| p == parent_key)
+                    })
+                    .map_or(candidate, |(_, e)| e.canonical.clone())
+            };
+            resolved = next;
+        }
+        format!("{resolved}{suffix}")
+    }
+
+    /// The file ID (the node number, as NTFS's file reference number) of the file at `path`.
+    pub(crate) fn file_id(&self, path: &str) -> Option<u64> {
+        self.entries
+            .get(&key_of(&self.long_path(path)))
+            .map(|e| e.node)
+    }
+
+    /// The short name of the final component of `path`, if it has one.
+    pub(crate) fn short_name(&self, path: &str) -> Option<String> {
+        self.entries
+            .get(&key_of(&self.long_path(path)))
+            .and_then(|e| e.short.clone())
+    }
+
+    /// `IRP_MJ_CREATE` with `FILE_OPEN_BY_FILE_ID`: opens the file whose ID is `id` through its
+    /// first link. An open by ID cannot create a file (no name): `FILE_CREATE` collides with
+    /// the existing file, an unknown ID is `STATUS_INVALID_PARAMETER`; the overwriting
+    /// dispositions truncate as they do by name (`NtCreateFile`, `FILE_OPEN_BY_FILE_ID`:
+    /// <https://learn.microsoft.com/windows-hardware/drivers/ddi/ntifs/nf-ntifs-ntcreatefile>).
+    pub(crate) fn create_by_id(
+        &mut self,
+        id: u64,
+        disposition: u32,
+        options: u32,
+    ) -> Result<(FsHandle, usize), NTSTATUS> {
+        let node = self.nodes.get(&id).ok_or(STATUS_INVALID_PARAMETER)?;
+        let link = node
+            .links
+            .iter()
+            .next()
+            .cloned()
+            .ok_or(STATUS_INVALID_PARAMETER)?;
+        let canonical = self.entries[&link].canonical.clone();
+        if disposition == FILE_CREATE {
+            return Err(status::OBJECT_NAME_COLLISION);
+        }
+        self.create_plain(&canonical, disposition, options)
     }
 
     /// `IRP_MJ_CREATE`: `disposition` is `FILE_SUPERSEDE`..`FILE_OVERWRITE_IF`; returns the
@@ -318,6 +466,8 @@ impl FileSystem {
         disposition: u32,
         options: u32,
     ) -> Result<(FsHandle, usize), NTSTATUS> {
+        let long = self.long_path(path);
+        let path = long.as_str();
         let (base, stream) = split_stream(path)?;
         let Some((spec, suffix)) = stream else {
             return self.create_plain(path, disposition, options);
@@ -496,6 +646,8 @@ impl FileSystem {
     /// The canonical form of `path` if it exists; else the canonical parent joined with the
     /// final component as spelled (what a normalized name in pre-create looks like).
     pub(crate) fn normalize(&self, path: &str) -> Result<String, NTSTATUS> {
+        let long = self.long_path(path);
+        let path = long.as_str();
         let (base, stream) = split_stream(path)?;
         if let Some((_, suffix)) = stream {
             return Ok(format!("{}{suffix}", self.normalize(base)?));
@@ -617,11 +769,18 @@ impl FileSystem {
             for open in self.opens.values_mut().filter(|o| o.link == key) {
                 open.link.clone_from(&moved_key);
             }
+            // The renamed entry gets the short name of its new name; those below keep theirs.
+            let short = if key == old_key {
+                self.short_name_for(&moved_canonical)
+            } else {
+                entry.short
+            };
             self.entries.insert(
                 moved_key,
                 Entry {
                     canonical: moved_canonical,
                     node: entry.node,
+                    short,
                 },
             );
         }
@@ -775,7 +934,7 @@ impl FileSystem {
                 .entries
                 .get(&key_of(base))
                 .is_some_and(|e| self.node(e.node).streams.contains_key(&upcase_str(&name))),
-            Ok((base, _)) => self.entries.contains_key(&key_of(base)),
+            Ok((base, _)) => self.entries.contains_key(&key_of(&self.long_path(base))),
             Err(_) => false,
         }
     }
@@ -803,7 +962,7 @@ impl FileSystem {
     /// The size of the file at `path`.
     pub(crate) fn size_of(&self, path: &str) -> Option<u64> {
         self.entries
-            .get(&key_of(path))
+            .get(&key_of(&self.long_path(path)))
             .map(|e| self.node(e.node).size)
     }
 }
@@ -819,6 +978,10 @@ impl VolumeFiles for FileSystem {
 
     fn resolve_target(&self, handle: FsHandle, target: &str) -> Result<String, NTSTATUS> {
         Self::resolve_target(self, handle, target)
+    }
+
+    fn cancel_open(&mut self, handle: FsHandle) {
+        Self::close(self, handle);
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -1041,5 +1204,68 @@ mod tests {
         assert_eq!(fs.normalize("\\секрет\\Ωx").unwrap(), "\\Секрет\\Ωx");
         fs.create("\\секрет\\ωx", FILE_CREATE, 0).unwrap();
         assert!(fs.exists("\\СЕКРЕТ\\ΩX"));
+    }
+
+    #[test]
+    fn short_names_reach_the_same_file_and_normalize_to_the_long_name() {
+        let mut fs = fs();
+        fs.create("\\Confidential Files", FILE_CREATE, FILE_DIRECTORY_FILE)
+            .unwrap();
+        fs.create("\\Confidential Notes", FILE_CREATE, FILE_DIRECTORY_FILE)
+            .unwrap();
+        assert_eq!(
+            fs.short_name("\\confidential files").as_deref(),
+            Some("CONFID~1")
+        );
+        assert_eq!(
+            fs.short_name("\\Confidential Notes").as_deref(),
+            Some("CONFID~2")
+        );
+        let (f, _) = fs
+            .create("\\CONFID~1\\vault-database.kdbx", FILE_CREATE, 0)
+            .unwrap();
+        assert_eq!(
+            fs.name_of(f).as_deref(),
+            Some("\\Confidential Files\\vault-database.kdbx")
+        );
+        assert_eq!(
+            fs.short_name("\\Confidential Files\\vault-database.kdbx")
+                .as_deref(),
+            Some("VAULT-~1.KDB")
+        );
+        assert_eq!(
+            fs.normalize("\\confid~1\\VAULT-~1.KDB:ads").unwrap(),
+            "\\Confidential Files\\vault-database.kdbx:ads"
+        );
+        assert!(fs.exists("\\CONFID~1\\VAULT-~1.KDB"));
+        assert_eq!(
+            fs.short_name("\\a.txt"),
+            None,
+            "8.3 names get no short name"
+        );
+    }
+
+    #[test]
+    fn opens_by_file_id_reach_the_file_and_cannot_create() {
+        let mut fs = fs();
+        let (f, _) = fs.create("\\f.txt", FILE_CREATE, 0).unwrap();
+        fs.write(f, 0, 9).unwrap();
+        let id = fs.file_id("\\F.TXT").unwrap();
+        let (g, info) = fs.create_by_id(id, FILE_OPEN, 0).unwrap();
+        assert_eq!(info, FILE_OPENED);
+        assert_eq!(fs.name_of(g).as_deref(), Some("\\f.txt"));
+        assert_eq!(
+            fs.create_by_id(id, FILE_CREATE, 0).err(),
+            Some(status::OBJECT_NAME_COLLISION)
+        );
+        assert_eq!(
+            fs.create_by_id(9999, FILE_OPEN, 0).err(),
+            Some(STATUS_INVALID_PARAMETER)
+        );
+        assert_eq!(
+            fs.create_by_id(id, FILE_OVERWRITE_IF, 0).unwrap().1,
+            FILE_OVERWRITTEN
+        );
+        assert_eq!(fs.size_of("\\f.txt"), Some(0));
     }
 }
