@@ -43,6 +43,10 @@ pub mod names {
     pub const ATTACH_NETWORK: [u16; 20] = utf16(b"AttachNetworkVolumes");
     /// Verdict requests in flight at once (load time).
     pub const VERDICT_SLOTS: [u16; 12] = utf16(b"VerdictSlots");
+    /// `REG_SZ`: the NT path of the service's image (`\Device\HarddiskVolume3\Program
+    /// Files\Vigil\vigil.exe`): only an administrator's process running it may connect, and
+    /// it is exempt before it connects.
+    pub const SERVICE_IMAGE: [u16; 12] = utf16(b"ServiceImage");
     /// `REG_MULTI_SZ`: protected path prefixes (normalized NT paths).
     pub const PROTECTED_PREFIXES: [u16; 17] = utf16(b"ProtectedPrefixes");
 }

@@ -202,6 +202,9 @@ unsafe fn load(driver: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -
     let globals = unsafe { Globals::create(driver, &config) }?;
     if let Some(key) = key.as_mut() {
         read_prefixes(key, &globals);
+        key.string(&crate::config::names::SERVICE_IMAGE, |image| {
+            globals.identity.configure(image);
+        });
     }
     drop(key);
     // 4. The delivery thread.

@@ -32,6 +32,8 @@ mod filter;
 #[cfg(target_os = "windows")]
 mod globals;
 #[cfg(target_os = "windows")]
+mod identity;
+#[cfg(target_os = "windows")]
 mod kernel;
 #[cfg(target_os = "windows")]
 mod platform;

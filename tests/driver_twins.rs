@@ -42,7 +42,7 @@ struct Row {
 
 /// Twins whose bug shows as an ordering rather than a kernel-sim violation, each rejected by its
 /// own test: (twin, where).
-const CHECKED_ELSEWHERE: [(Twin, &str); 12] = [
+const CHECKED_ELSEWHERE: [(Twin, &str); 14] = [
     (
         Twin::UnadmittedCallback,
         "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
@@ -90,6 +90,14 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 12] = [
     (
         Twin::CancelKeepsSuccess,
         "tests/driver_paths.rs: a_canceled_open_left_successful_is_caught_by_kernel_sim",
+    ),
+    (
+        Twin::IdentityImageOnly,
+        "tests/driver_identity.rs: the_twins_reopen_the_holes_and_are_caught",
+    ),
+    (
+        Twin::FirstComeService,
+        "tests/driver_identity.rs: the_twins_reopen_the_holes_and_are_caught",
     ),
 ];
 

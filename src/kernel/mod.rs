@@ -10,6 +10,7 @@ pub mod event;
 pub mod irql;
 pub mod once;
 pub mod pool;
+pub mod process;
 pub mod registry;
 pub mod rtl;
 pub mod spin_lock;

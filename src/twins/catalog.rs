@@ -91,6 +91,13 @@ macro_rules! with_catalog {
                 /// A post-create that cancels an open (`FltCancelFileOpen`) leaves the success
                 /// status (kernel-sim's `FltCancelFileOpen` check, the adversarial suite).
                 CancelKeepsSuccess = "cancel-keeps-success",
+                /// The service's identity is its image alone, without the token's
+                /// Administrators group (an ordinary user running the service's image passes;
+                /// the adversarial suite).
+                IdentityImageOnly = "identity-image-only",
+                /// The port admits whoever connects first, as before issue 14 (an impostor
+                /// administrator becomes the service; the adversarial suite).
+                FirstComeService = "first-come-service",
             }
             /// A benchmark baseline: a test-only build of `vigil.sys` measured beside the real
             /// one in the same run. Never shipped.

@@ -10,6 +10,7 @@ pub(crate) mod exports;
 pub(crate) mod io;
 pub(crate) mod misc;
 pub(crate) mod pool;
+pub(crate) mod process;
 pub(crate) mod registry;
 pub(crate) mod rtl;
 pub(crate) mod sync;
