@@ -143,16 +143,24 @@ fn pre_create_verdict(
             Known(Verdict::Allow)
         };
     }
-    let flags = if name.is_normalized() {
+    let mut flags = if name.is_normalized() {
         EventFlags::NONE
     } else {
         EventFlags::NAME_NOT_NORMALIZED
+    };
+    // A delete-on-close create is a delete: the service judges it as one (an ancestor of a
+    // protected prefix is covered for deletes, not for opens).
+    let operation = if options & FILE_DELETE_ON_CLOSE != 0 {
+        flags |= EventFlags::DELETE_ON_CLOSE;
+        VerdictOperation::Delete
+    } else {
+        VerdictOperation::Create
     };
     Known(decide(
         globals,
         &globals.verdicts,
         &Question {
-            operation: VerdictOperation::Create,
+            operation,
             process_id,
             path: name.units(),
             target: &[],
