@@ -184,7 +184,7 @@ pub struct Question<'a> {
 /// protected but cannot be put to the service (no name to ask about).
 pub fn default_verdict(globals: &Globals) -> Verdict {
     let verdict = globals.settings.default_verdict();
-    if verdict == Verdict::Deny && globals.identity.is_current_process() {
+    if verdict == Verdict::Deny && service_by_identity(globals) {
         // The service itself before it connects (its start-up I/O): exempt by identity.
         return Verdict::Allow;
     }
@@ -195,10 +195,16 @@ pub fn default_verdict(globals: &Globals) -> Verdict {
     verdict
 }
 
+/// Whether the current process is the service by its identity; only asked at PASSIVE_LEVEL
+/// (the process and token routines' limit): above it, no exemption.
+fn service_by_identity(globals: &Globals) -> bool {
+    irql::current() == PASSIVE_LEVEL && globals.identity.is_current_process()
+}
+
 /// Deny, whatever the default, for an operation that may be protected, cannot be put to the
 /// service and cannot be judged afterwards (counted with the fail-closed defaults).
 pub fn deny_unjudged(globals: &Globals) -> Verdict {
-    if globals.identity.is_current_process() {
+    if service_by_identity(globals) {
         return Verdict::Allow;
     }
     bump(&globals.counters.verdicts_defaulted_closed);

@@ -23,6 +23,7 @@ use driver::{
 };
 use vigil_kernel_sim::{
     Account, ConnectError, ConnectOptions, Driver, ProcessConfig, RegistryValue, SimConfig,
+    ViolationKind,
 };
 use vigil_protocol::Verdict;
 use xtask::{Twin, Variant};
@@ -161,4 +162,23 @@ fn the_twins_reopen_the_holes_and_are_caught() {
         "identity-image-only: an ordinary user running the image passes for the service"
     );
     drop(driver.finish());
+}
+
+/// kernel-sim counts token references: the `token-leak` twin's identity check keeps one, and
+/// the run reports it when the driver is gone; production's checks leave none.
+#[test]
+fn a_token_reference_kept_is_reported_at_unload() {
+    for (image, leaks) in [
+        (image(), false),
+        (build(&Variant::twin(Twin::TokenLeak)), true),
+    ] {
+        let (_sim, driver) = load(machine(), &image);
+        // Nobody connected, FailClosed: the identity is checked for the service's start-up I/O.
+        assert_eq!(mkdir_secret(&driver, SERVICE_PID), Ok(()));
+        let report = driver.finish();
+        let leaked = report.violations.iter().any(|v| {
+            v.kind == ViolationKind::ReferenceLeak && v.rule.contains("PsReferencePrimaryToken")
+        });
+        assert_eq!(leaked, leaks, "{}", report.summary());
+    }
 }

@@ -89,6 +89,10 @@ pub fn current_process_is_admin() -> bool {
     }
     // SAFETY: a referenced token; PASSIVE_LEVEL.
     let admin = unsafe { SeTokenIsAdmin(token) } != 0;
+    if crate::twins::is(crate::twins::Twin::TokenLeak) {
+        // The `token-leak` twin keeps the reference.
+        return admin;
+    }
     // SAFETY: releases the reference taken above, once.
     unsafe { PsDereferencePrimaryToken(token) };
     admin

@@ -98,6 +98,9 @@ macro_rules! with_catalog {
                 /// The port admits whoever connects first, as before issue 14 (an impostor
                 /// administrator becomes the service; the adversarial suite).
                 FirstComeService = "first-come-service",
+                /// The identity check keeps its token reference (kernel-sim's token-leak check,
+                /// `tests/driver_identity.rs`).
+                TokenLeak = "token-leak",
             }
             /// A benchmark baseline: a test-only build of `vigil.sys` measured beside the real
             /// one in the same run. Never shipped.

@@ -5,7 +5,8 @@
 //!
 //! `EPROCESS` and token pointers are opaque to drivers: kernel-sim hands out non-canonical
 //! addresses that encode the process id (touching one faults). Token references are counted per
-//! run; a dereference of a token with no reference left is an over-release.
+//! run: a dereference of a token with no reference left is an over-release, and a reference
+//! still held when the driver is gone is a leak.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -194,4 +195,29 @@ pub(crate) extern "win64" fn zw_query_information_process(
         );
         STATUS_SUCCESS
     })
+}
+
+/// Reports the token references the driver still holds (it is gone), and forgets them.
+pub(crate) fn report_token_leaks(k: &Kernel, why: &str) {
+    let kernel = std::ptr::from_ref(k).addr();
+    let held: Vec<(usize, i64)> = {
+        let mut table = TOKEN_REFERENCES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let table = table.get_or_insert_with(HashMap::new);
+        let held = table
+            .iter()
+            .filter(|((owner, _), count)| *owner == kernel && **count > 0)
+            .map(|((_, pid), count)| (*pid, *count))
+            .collect();
+        table.retain(|(owner, _), _| *owner != kernel);
+        held
+    };
+    for (pid, count) in held {
+        k.violation(
+            ViolationKind::ReferenceLeak,
+            "PsReferencePrimaryToken: every reference is released with PsDereferencePrimaryToken",
+            format!("after {why}: {count} reference(s) to the token of process {pid}"),
+        );
+    }
 }

@@ -151,6 +151,9 @@ pub(crate) struct FileSystem {
     next_node: u64,
     next_handle: FsHandle,
     hard_links: bool,
+    /// Short names: the key of a link's parent joined with its upcased short name -> the
+    /// link's key.
+    short_index: HashMap<String, String>,
 }
 
 /// The lookup key of a canonical path: upcased unit by unit with the system's upcase table,
@@ -227,6 +230,7 @@ impl FileSystem {
             opens: HashMap::default(),
             next_node: 1,
             next_handle: 1,
+            short_index: HashMap::default(),
             hard_links,
         };
         let root = fs.new_node(true);
@@ -320,6 +324,9 @@ impl FileSystem {
         let Some(entry) = self.entries.remove(key) else {
             return;
         };
+        if let (Some(short), Some((parent, _))) = (&entry.short, split(key)) {
+            self.short_index.remove(&join(parent, short));
+        }
         let node = self.node_mut(entry.node);
         node.links.remove(key);
         node.delete_pending.remove(key);
@@ -332,6 +339,9 @@ impl FileSystem {
     fn add_link(&mut self, canonical: String, node: u64) {
         let key = key_of(&canonical);
         let short = self.short_name_for(&canonical);
+        if let (Some(short), Some((parent, _))) = (&short, split(&key)) {
+            self.short_index.insert(join(parent, short), key.clone());
+        }
         self.node_mut(node).links.insert(key.clone());
         self.entries.insert(
             key,
@@ -370,20 +380,27 @@ impl FileSystem {
             stem
         };
         let parent_key = key_of(parent);
-        (1..).find_map(|n| {
-            let base = format!("{stem}~{n}");
-            let short = if extension.is_empty() {
+        let with_extension = |base: String| {
+            if extension.is_empty() {
                 base
             } else {
                 format!("{base}.{extension}")
-            };
-            let taken = self.entries.iter().any(|(key, entry)| {
-                split(key).is_some_and(|(p, _)| p == parent_key)
-                    && (entry.short.as_deref() == Some(short.as_str())
-                        || key_of(&entry.canonical).ends_with(&format!("\\{short}")))
-            });
-            (!taken).then_some(short)
-        })
+            }
+        };
+        let free = |short: &String| {
+            let at = join(&parent_key, short);
+            !self.short_index.contains_key(&at) && !self.entries.contains_key(&at)
+        };
+        // `STEM~1` to `STEM~4`, then, as NTFS does after four collisions, two characters of
+        // the stem and four hexadecimal digits of a hash of the long name.
+        let numbered = (1..=4).map(|n| with_extension(format!("{stem}~{n}")));
+        let hash = name
+            .encode_utf16()
+            .fold(0u32, |h, u| h.wrapping_mul(31).wrapping_add(u32::from(u)));
+        let two: String = stem.chars().take(2).collect();
+        let hashed = (1..=9)
+            .map(|n| with_extension(format!("{two}{:04X}~{n}", (hash.wrapping_add(n)) & 0xFFFF)));
+        numbered.chain(hashed).find(free)
     }
 
     /// `path` with every component that is a short name replaced by its long name (as
@@ -404,15 +421,10 @@ impl FileSystem {
             let next = if let Some(entry) = self.entries.get(&key) {
                 entry.canonical.clone()
             } else {
-                let parent_key = key_of(&resolved);
-                let upper = upcase_str(component);
-                self.entries
-                    .iter()
-                    .find(|(k, e)| {
-                        e.short.as_deref() == Some(upper.as_str())
-                            && split(k).is_some_and(|(p, _)| p == parent_key)
-                    })
-                    .map_or(candidate, |(_, e)| e.canonical.clone())
+                self.short_index
+                    .get(&join(&key_of(&resolved), &upcase_str(component)))
+                    .and_then(|long| self.entries.get(long))
+                    .map_or(candidate, |e| e.canonical.clone())
             };
             resolved = next;
         }
@@ -770,11 +782,18 @@ impl FileSystem {
                 open.link.clone_from(&moved_key);
             }
             // The renamed entry gets the short name of its new name; those below keep theirs.
+            if let (Some(short), Some((parent, _))) = (&entry.short, split(&key)) {
+                self.short_index.remove(&join(parent, short));
+            }
             let short = if key == old_key {
                 self.short_name_for(&moved_canonical)
             } else {
                 entry.short
             };
+            if let (Some(short), Some((parent, _))) = (&short, split(&moved_key)) {
+                self.short_index
+                    .insert(join(parent, short), moved_key.clone());
+            }
             self.entries.insert(
                 moved_key,
                 Entry {
