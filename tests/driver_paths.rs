@@ -43,6 +43,8 @@ struct Row {
     attempt: Attempt,
     /// Run with normalized name queries failing (FltMgr cannot build the name) and `FailClosed`.
     names_fail: bool,
+    /// With `names_fail`, the default verdict is allow (fail-open) rather than deny.
+    fail_open: bool,
     /// Whether the excepted process succeeds: not for a destructive create the driver cannot
     /// name before it happens (an overwrite by file ID), which is denied to everyone.
     excepted_succeeds: bool,
@@ -96,24 +98,28 @@ const ROWS: &[Row] = &[
         name: "open the protected file by its name",
         attempt: |_, io, v| touch(io, v, r"\Data\Secret\vault.txt", FILE_OPEN, 0),
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
         name: "open it in another case (ASCII)",
         attempt: |_, io, v| touch(io, v, r"\DATA\secret\VAULT.TXT", FILE_OPEN, 0),
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
         name: "open a file of the Cyrillic tree in another case",
         attempt: |_, io, v| touch(io, v, r"\СЕКРЕТ\КЛЮЧ.TXT", FILE_OPEN, 0),
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
         name: "open its unnamed data stream (::$DATA)",
         attempt: |_, io, v| touch(io, v, r"\Data\Secret\vault.txt::$DATA", FILE_OPEN, 0),
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -128,30 +134,35 @@ const ROWS: &[Row] = &[
             )
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
         name: "create an alternate data stream on it (:hidden)",
         attempt: |_, io, v| touch(io, v, r"\Data\Secret\vault.txt:hidden", FILE_CREATE, 0),
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
         name: "create an alternate data stream on the protected directory",
         attempt: |_, io, v| touch(io, v, r"\Data\Secret:hidden:$DATA", FILE_CREATE, 0),
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
         name: "open the protected directory as its index ($I30:$INDEX_ALLOCATION)",
         attempt: |_, io, v| touch(io, v, r"\Data\Secret:$I30:$INDEX_ALLOCATION", FILE_OPEN, 0),
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
         name: "supersede the protected file",
         attempt: |_, io, v| touch(io, v, r"\Data\Secret\vault.txt", FILE_SUPERSEDE, 0),
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -162,6 +173,7 @@ const ROWS: &[Row] = &[
             })
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -172,6 +184,7 @@ const ROWS: &[Row] = &[
             })
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -182,12 +195,14 @@ const ROWS: &[Row] = &[
             })
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
         name: "delete-on-close of an ancestor",
         attempt: |_, io, v| touch(io, v, r"\Vault", FILE_OPEN, FILE_DELETE_ON_CLOSE),
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -198,6 +213,7 @@ const ROWS: &[Row] = &[
             })
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -211,6 +227,7 @@ const ROWS: &[Row] = &[
             })
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -221,6 +238,7 @@ const ROWS: &[Row] = &[
             })
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -231,6 +249,7 @@ const ROWS: &[Row] = &[
             })
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -241,6 +260,7 @@ const ROWS: &[Row] = &[
             })
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -251,6 +271,7 @@ const ROWS: &[Row] = &[
             })
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -261,6 +282,7 @@ const ROWS: &[Row] = &[
             })
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -271,13 +293,27 @@ const ROWS: &[Row] = &[
             })
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
         name: "open by a name FltMgr cannot normalize (FailClosed)",
         attempt: |_, io, v| touch(io, v, r"\Open\loot.txt", FILE_OPEN, 0),
         names_fail: true,
+        fail_open: false,
         excepted_succeeds: true,
+    },
+    Row {
+        name: "create a file through a short name FltMgr cannot normalize (fail-open)",
+        attempt: |driver, io, v| {
+            let short = driver
+                .short_name(v, r"\Confidential Files")
+                .expect("a short name");
+            touch(io, v, &format!(r"\{short}\planted.txt"), FILE_CREATE, 0)
+        },
+        names_fail: true,
+        fail_open: true,
+        excepted_succeeds: false,
     },
     Row {
         name: "open the protected file by its file ID",
@@ -293,6 +329,7 @@ const ROWS: &[Row] = &[
             }
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -309,6 +346,7 @@ const ROWS: &[Row] = &[
             }
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: false,
     },
     Row {
@@ -320,6 +358,7 @@ const ROWS: &[Row] = &[
             touch(io, v, &format!(r"\{short}\plan.txt"), FILE_OPEN, 0)
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
     Row {
@@ -341,6 +380,7 @@ const ROWS: &[Row] = &[
             Err(status) => status,
         },
         names_fail: false,
+        fail_open: false,
         excepted_succeeds: true,
     },
 ];
@@ -429,7 +469,7 @@ fn run_with_report(row: &Row, pid: u32, image: &std::path::Path) -> (Outcome, Re
         })
     });
     populate(&driver);
-    let default = if row.names_fail {
+    let default = if row.names_fail && !row.fail_open {
         Verdict::Deny
     } else {
         Verdict::Allow
@@ -488,7 +528,7 @@ fn every_attempt_on_a_protected_tree_is_denied_reported_and_changes_nothing() {
         }
         // The excepted process (or, when no name can be learned, the service itself, the only
         // process FailClosed cannot judge) does the same successfully.
-        let excepted_pid = if row.names_fail {
+        let excepted_pid = if row.names_fail && !row.fail_open {
             SERVICE_PID
         } else {
             EXCEPTED
@@ -514,7 +554,7 @@ fn every_attempt_on_a_protected_tree_is_denied_reported_and_changes_nothing() {
 /// the suite is able to see each of the holes it closes.
 #[test]
 fn each_hole_reopened_by_a_broken_twin_is_caught_by_its_row() {
-    let cases: [(Twin, &str); 6] = [
+    let cases: [(Twin, &str); 7] = [
         (
             Twin::Latin1Fold,
             "open a file of the Cyrillic tree in another case",
@@ -534,6 +574,10 @@ fn each_hole_reopened_by_a_broken_twin_is_caught_by_its_row() {
         (
             Twin::NameFailureAllows,
             "open the protected file by its file ID",
+        ),
+        (
+            Twin::NameFailureAllows,
+            "create a file through a short name FltMgr cannot normalize (fail-open)",
         ),
         (
             Twin::OpenedNameOnly,

@@ -2,11 +2,11 @@
 
 use vigil_protocol::{EventFlags, EventKind, Verdict, VerdictOperation};
 use vigil_sys::{
-    FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_SUPERSEDE,
-    FLT_CALLBACK_DATA, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
-    FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_COMPLETE, FLT_PREOP_SUCCESS_NO_CALLBACK,
-    FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_RELATED_OBJECTS, FLTFL_POST_OPERATION_DRAINING,
-    NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED, STATUS_REPARSE,
+    FILE_CREATE, FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FILE_OPEN_IF, FILE_OVERWRITE,
+    FILE_OVERWRITE_IF, FILE_SUPERSEDE, FLT_CALLBACK_DATA, FLT_POSTOP_CALLBACK_STATUS,
+    FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_COMPLETE,
+    FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_RELATED_OBJECTS,
+    FLTFL_POST_OPERATION_DRAINING, NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED, STATUS_REPARSE,
 };
 
 use crate::callbacks::{EventName, admit, requestor};
@@ -18,6 +18,8 @@ use crate::protection;
 use crate::stats::bump;
 use crate::twins::{self, Twin};
 use crate::verdict::{Question, decide, default_verdict, deny_unjudged};
+
+use PreVerdict::{Known, Unknown};
 
 /// Pre-create: asks for a verdict when the path is protected; denies with
 /// `STATUS_ACCESS_DENIED`. Always asks for the post-create callback otherwise.
@@ -92,7 +94,6 @@ enum PreVerdict {
     /// The default, for a name that could not be learned (or only as opened).
     Unknown(Verdict),
 }
-use PreVerdict::{Known, Unknown};
 
 fn pre_create_verdict(
     globals: &Globals,
@@ -101,13 +102,14 @@ fn pre_create_verdict(
 ) -> PreVerdict {
     // SAFETY: for IRP_MJ_CREATE the Create member of the parameter union is the valid one.
     let options = unsafe { operation.iopb().Parameters.Create }.Options;
-    // A create that truncates, replaces or deletes changes the file before post-create could
-    // judge it (FltCancelFileOpen undoes nothing): with no name to judge it by, it is denied
-    // even under fail-open. An excepted process names the file it overwrites.
+    // A create that may make a file, or truncates, replaces or deletes one, changes the file
+    // system before post-create could judge it (FltCancelFileOpen undoes nothing: a created
+    // file stays): with no name to judge it by, it is denied even under fail-open. An excepted
+    // process names the file it creates or overwrites.
     let destructive = options & FILE_DELETE_ON_CLOSE != 0
         || matches!(
             options >> 24,
-            FILE_SUPERSEDE | FILE_OVERWRITE | FILE_OVERWRITE_IF
+            FILE_SUPERSEDE | FILE_CREATE | FILE_OPEN_IF | FILE_OVERWRITE | FILE_OVERWRITE_IF
         );
     let unknown_name = |globals: &Globals| {
         if destructive {
