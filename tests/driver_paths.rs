@@ -554,7 +554,7 @@ fn every_attempt_on_a_protected_tree_is_denied_reported_and_changes_nothing() {
 /// the suite is able to see each of the holes it closes.
 #[test]
 fn each_hole_reopened_by_a_broken_twin_is_caught_by_its_row() {
-    let cases: [(Twin, &str); 7] = [
+    let cases: [(Twin, &str); 8] = [
         (
             Twin::Latin1Fold,
             "open a file of the Cyrillic tree in another case",
@@ -578,6 +578,10 @@ fn each_hole_reopened_by_a_broken_twin_is_caught_by_its_row() {
         (
             Twin::NameFailureAllows,
             "create a file through a short name FltMgr cannot normalize (fail-open)",
+        ),
+        (
+            Twin::RelativeNameOnly,
+            "open the protected file relative to a handle on an ancestor",
         ),
         (
             Twin::OpenedNameOnly,

@@ -42,7 +42,7 @@ struct Row {
 
 /// Twins whose bug shows as an ordering rather than a kernel-sim violation, each rejected by its
 /// own test: (twin, where).
-const CHECKED_ELSEWHERE: [(Twin, &str); 15] = [
+const CHECKED_ELSEWHERE: [(Twin, &str); 16] = [
     (
         Twin::UnadmittedCallback,
         "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
@@ -98,6 +98,10 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 15] = [
     (
         Twin::FirstComeService,
         "tests/driver_identity.rs: the_twins_reopen_the_holes_and_are_caught",
+    ),
+    (
+        Twin::RelativeNameOnly,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
     ),
     (
         Twin::TokenLeak,

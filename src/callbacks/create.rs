@@ -121,6 +121,10 @@ fn pre_create_verdict(
             Unknown(default_verdict(globals))
         }
     };
+    if twins::is(Twin::RelativeNameOnly) && operation.is_relative_open() {
+        // The twin's bug: the relative name (`Secret\vault.txt`) matches no full prefix.
+        return Known(Verdict::Allow);
+    }
     let Ok(name) = FileName::query(operation) else {
         bump(&globals.counters.name_query_failures);
         if twins::is(Twin::NameFailureAllows) {

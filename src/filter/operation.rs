@@ -110,6 +110,15 @@ impl Operation<'_> {
         self.data.IoStatus.Information = 0;
     }
 
+    /// Whether a create names its file relative to another open file (`RootDirectory`: the
+    /// file object's `RelatedFileObject`). Pre-create only (the file object is FltMgr's then).
+    pub fn is_relative_open(&self) -> bool {
+        let file = self.iopb.TargetFileObject;
+        // SAFETY: in pre-create the target file object is valid for the callback (invariant);
+        // only a pointer field is read.
+        !file.is_null() && !unsafe { (*file).RelatedFileObject }.is_null()
+    }
+
     /// The raw callback data, for FltMgr routines that take it.
     pub fn raw(&mut self) -> *mut FLT_CALLBACK_DATA {
         ptr::from_mut(self.data)

@@ -101,6 +101,9 @@ macro_rules! with_catalog {
                 /// The identity check keeps its token reference (kernel-sim's token-leak check,
                 /// `tests/driver_identity.rs`).
                 TokenLeak = "token-leak",
+                /// A relative open is judged by its relative name alone, which never matches a
+                /// full prefix (the adversarial suite's relative-open row).
+                RelativeNameOnly = "relative-name-only",
             }
             /// A benchmark baseline: a test-only build of `vigil.sys` measured beside the real
             /// one in the same run. Never shipped.
