@@ -304,7 +304,7 @@ const ROWS: &[Row] = &[
         excepted_succeeds: true,
     },
     Row {
-        name: "create a file through a short name FltMgr cannot normalize (fail-open)",
+        name: "create a file through a short name FltMgr cannot normalize (FailClosed)",
         attempt: |driver, io, v| {
             let short = driver
                 .short_name(v, r"\Confidential Files")
@@ -312,8 +312,8 @@ const ROWS: &[Row] = &[
             touch(io, v, &format!(r"\{short}\planted.txt"), FILE_CREATE, 0)
         },
         names_fail: true,
-        fail_open: true,
-        excepted_succeeds: false,
+        fail_open: false,
+        excepted_succeeds: true,
     },
     Row {
         name: "open the protected file by its file ID",
@@ -577,7 +577,7 @@ fn each_hole_reopened_by_a_broken_twin_is_caught_by_its_row() {
         ),
         (
             Twin::NameFailureAllows,
-            "create a file through a short name FltMgr cannot normalize (fail-open)",
+            "create a file through a short name FltMgr cannot normalize (FailClosed)",
         ),
         (
             Twin::RelativeNameOnly,

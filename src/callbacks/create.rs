@@ -2,11 +2,12 @@
 
 use vigil_protocol::{EventFlags, EventKind, Verdict, VerdictOperation};
 use vigil_sys::{
-    FILE_CREATE, FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FILE_OPEN_IF, FILE_OVERWRITE,
-    FILE_OVERWRITE_IF, FILE_SUPERSEDE, FLT_CALLBACK_DATA, FLT_POSTOP_CALLBACK_STATUS,
-    FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_COMPLETE,
-    FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_RELATED_OBJECTS,
-    FLTFL_POST_OPERATION_DRAINING, NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED, STATUS_REPARSE,
+    FILE_CREATE, FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FILE_OPEN_BY_FILE_ID, FILE_OPEN_IF,
+    FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_SUPERSEDE, FLT_CALLBACK_DATA,
+    FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS,
+    FLT_PREOP_COMPLETE, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK,
+    FLT_RELATED_OBJECTS, FLTFL_POST_OPERATION_DRAINING, NT_SUCCESS, PVOID, STATUS_ACCESS_DENIED,
+    STATUS_REPARSE,
 };
 
 use crate::callbacks::{EventName, admit, requestor};
@@ -102,17 +103,20 @@ fn pre_create_verdict(
 ) -> PreVerdict {
     // SAFETY: for IRP_MJ_CREATE the Create member of the parameter union is the valid one.
     let options = unsafe { operation.iopb().Parameters.Create }.Options;
-    // A create that may make a file, or truncates, replaces or deletes one, changes the file
-    // system before post-create could judge it (FltCancelFileOpen undoes nothing: a created
-    // file stays): with no name to judge it by, it is denied even under fail-open. An excepted
-    // process names the file it creates or overwrites.
+    // An open by file ID has no name before the open, by the caller's choice, every time: one
+    // that may create, truncate, replace or delete changes the file system before post-create
+    // could judge it (FltCancelFileOpen undoes nothing), so it is denied even under fail-open
+    // (an excepted process names the file it overwrites). A name that fails to come for
+    // another reason (low memory, a name FltMgr cannot build) follows the configured default:
+    // fail-open is the administrator's choice of availability over checking.
     let destructive = options & FILE_DELETE_ON_CLOSE != 0
         || matches!(
             options >> 24,
             FILE_SUPERSEDE | FILE_CREATE | FILE_OPEN_IF | FILE_OVERWRITE | FILE_OVERWRITE_IF
         );
+    let by_id = options & FILE_OPEN_BY_FILE_ID != 0;
     let unknown_name = |globals: &Globals| {
-        if destructive {
+        if destructive && by_id {
             Known(deny_unjudged(globals))
         } else {
             // The file this create reaches is unknown (an open by file ID, a name FltMgr
