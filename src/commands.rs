@@ -81,7 +81,7 @@ fn apply_config(
         .prefixes
         .replace(|list| {
             for prefix in config.protected_prefixes.as_slice() {
-                list.push_units(prefix.units())?;
+                list.push_units(prefix.units(), crate::protection::fold)?;
             }
             Ok(())
         })

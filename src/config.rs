@@ -41,6 +41,12 @@ pub mod names {
     pub const FAIL_CLOSED: [u16; 10] = utf16(b"FailClosed");
     /// 1: attach to network volumes too.
     pub const ATTACH_NETWORK: [u16; 20] = utf16(b"AttachNetworkVolumes");
+    /// Verdict requests in flight at once (load time).
+    pub const VERDICT_SLOTS: [u16; 12] = utf16(b"VerdictSlots");
+    /// `REG_SZ`: the NT path of the service's image (`\Device\HarddiskVolume3\Program
+    /// Files\Vigil\vigil.exe`): only an administrator's process running it may connect, and
+    /// it is exempt before it connects.
+    pub const SERVICE_IMAGE: [u16; 12] = utf16(b"ServiceImage");
     /// `REG_MULTI_SZ`: protected path prefixes (normalized NT paths).
     pub const PROTECTED_PREFIXES: [u16; 17] = utf16(b"ProtectedPrefixes");
 }
@@ -55,6 +61,14 @@ pub const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
 pub const FLUSH_INTERVAL_MS_RANGE: RangeInclusive<u32> = 10..=5_000;
 /// Default flush interval: a tenth of a second, so a quiet system still streams promptly.
 pub const DEFAULT_FLUSH_INTERVAL_MS: u32 = 100;
+
+/// Verdict request slots accepted: one at least; at most 64 (one bit each in the claim map),
+/// 64 maximal requests of about 16 KiB each, 1 MiB of pool.
+pub const VERDICT_SLOTS_RANGE: RangeInclusive<u32> = 1..=64;
+/// Default slots: 16 verdicts in flight, twice the cores of a typical machine; more operations
+/// wait for a slot within the verdict timeout, so parallel load (a build, a backup) is never
+/// denied for want of a buffer.
+pub const DEFAULT_VERDICT_SLOTS: u32 = 16;
 
 /// Everything DriverEntry configures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +87,8 @@ pub struct DriverConfig {
     pub default_verdict: Verdict,
     /// Whether network volumes are attached (load time, and volumes mounted later).
     pub attach_network: bool,
+    /// Verdict requests in flight at once (load time: the buffers are allocated then).
+    pub verdict_slots: u32,
 }
 
 impl DriverConfig {
@@ -85,6 +101,7 @@ impl DriverConfig {
         verdict_timeout_ms: DEFAULT_VERDICT_TIMEOUT_MS,
         default_verdict: DEFAULT_VERDICT,
         attach_network: false,
+        verdict_slots: DEFAULT_VERDICT_SLOTS,
     };
 }
 
@@ -111,11 +128,13 @@ pub enum Setting {
     FailClosed,
     /// [`DriverConfig::attach_network`] (0 or 1).
     AttachNetwork,
+    /// [`DriverConfig::verdict_slots`].
+    VerdictSlots,
 }
 
 impl Setting {
     /// Every DWORD setting with its registry name.
-    pub const ALL: [(Self, &'static [u16]); 7] = [
+    pub const ALL: [(Self, &'static [u16]); 8] = [
         (Self::RingBytes, &names::RING_BYTES),
         (Self::BatchSize, &names::BATCH_SIZE),
         (Self::FlushIntervalMs, &names::FLUSH_INTERVAL_MS),
@@ -123,6 +142,7 @@ impl Setting {
         (Self::VerdictTimeoutMs, &names::VERDICT_TIMEOUT_MS),
         (Self::FailClosed, &names::FAIL_CLOSED),
         (Self::AttachNetwork, &names::ATTACH_NETWORK),
+        (Self::VerdictSlots, &names::VERDICT_SLOTS),
     ];
 }
 
@@ -158,6 +178,7 @@ impl DriverConfig {
                 };
             }
             Setting::AttachNetwork => self.attach_network = in_range(0..=1)? == 1,
+            Setting::VerdictSlots => self.verdict_slots = in_range(VERDICT_SLOTS_RANGE)?,
         }
         Ok(())
     }
@@ -204,6 +225,7 @@ mod tests {
             (Setting::VerdictTimeoutMs, d.verdict_timeout_ms),
             (Setting::FailClosed, 0),
             (Setting::AttachNetwork, 0),
+            (Setting::VerdictSlots, d.verdict_slots),
         ] {
             assert_eq!(config.apply(setting, value), Ok(()), "{setting:?}");
         }
@@ -234,6 +256,12 @@ mod tests {
             config.apply(Setting::AttachNetwork, u32::MAX),
             Err(OutOfRange(Setting::AttachNetwork, u32::MAX))
         );
+        for slots in [0, 65] {
+            assert_eq!(
+                config.apply(Setting::VerdictSlots, slots),
+                Err(OutOfRange(Setting::VerdictSlots, slots))
+            );
+        }
         assert_eq!(config, DriverConfig::DEFAULT);
     }
 
@@ -244,6 +272,8 @@ mod tests {
         config.apply(Setting::AttachNetwork, 1).unwrap();
         config.apply(Setting::VerdictTimeoutMs, 250).unwrap();
         config.apply(Setting::RingBytes, 64 * 1024).unwrap();
+        config.apply(Setting::VerdictSlots, 64).unwrap();
+        assert_eq!(config.verdict_slots, 64);
         assert_eq!(config.default_verdict, Verdict::Deny);
         assert!(config.attach_network);
         assert_eq!(config.verdict_timeout_ms, 250);

@@ -202,6 +202,9 @@ unsafe fn load(driver: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -
     let globals = unsafe { Globals::create(driver, &config) }?;
     if let Some(key) = key.as_mut() {
         read_prefixes(key, &globals);
+        key.string(&crate::config::names::SERVICE_IMAGE, |image| {
+            globals.identity.configure(image);
+        });
     }
     drop(key);
     // 4. The delivery thread.
@@ -241,7 +244,7 @@ fn read_config(key: Option<&mut ParametersKey>) -> DriverConfig {
 fn read_prefixes(key: &mut ParametersKey, globals: &Globals) {
     let _ = globals.prefixes.replace(|list| {
         key.multi_string(&names::PROTECTED_PREFIXES, |prefix| {
-            let _ = list.push_units(prefix);
+            let _ = list.push_units(prefix, crate::protection::fold);
         });
         Ok::<(), ()>(())
     });

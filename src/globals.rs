@@ -19,6 +19,7 @@ use crate::filter::port::ServerPort;
 use crate::filter::push_lock::PushLocked;
 use crate::filter::registration::RegisteredFilter;
 use crate::filter::volumes::VolumeTable;
+use crate::identity::ServiceIdentity;
 use crate::kernel::device::DeviceObject;
 use crate::kernel::pool::{PoolBox, PoolBuffer, UninitPoolBox, tags};
 use crate::platform::KernelPlatform;
@@ -195,6 +196,8 @@ pub struct Globals {
     next_request_id: AtomicU64,
     /// Preallocated verdict request buffers.
     pub verdicts: VerdictBuffers,
+    /// The service's configured identity (RULES.md rule 29).
+    pub identity: ServiceIdentity,
     /// A spin lock the `wrong-irql` broken twin holds at the wrong moment. A cfg, not
     /// `twins::is`: production's globals keep their layout, without an unused lock.
     #[cfg(vigil_twin = "wrong-irql")]
@@ -233,7 +236,7 @@ impl Globals {
         } else {
             PoolBuffer::try_zeroed(MAX_MESSAGE_SIZE, tags::MESSAGE)?
         };
-        let verdicts = VerdictBuffers::allocate()?;
+        let verdicts = VerdictBuffers::allocate(config.verdict_slots)?;
         // SAFETY: `driver` is DriverEntry's driver object (contract).
         let device = unsafe { DeviceObject::create(driver) }?;
         let mut block = UninitPoolBox::<Globals>::try_new(tags::GLOBALS)?;
@@ -265,6 +268,7 @@ impl Globals {
             addr_of_mut!((*p).service_pid).write(AtomicU64::new(0));
             addr_of_mut!((*p).next_request_id).write(AtomicU64::new(1));
             addr_of_mut!((*p).verdicts).write(verdicts);
+            addr_of_mut!((*p).identity).write(ServiceIdentity::unconfigured());
             #[cfg(vigil_twin = "wrong-irql")]
             crate::platform::SpinLock::init(addr_of_mut!((*p).twin_lock));
             addr_of_mut!((*p).device).write(device);
@@ -306,6 +310,11 @@ impl Globals {
     /// Records the connected service's process id (0: none).
     pub fn set_service_pid(&self, pid: u64) {
         self.service_pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// Records `pid` as the service's and returns the id recorded before.
+    pub fn swap_service_pid(&self, pid: u64) -> u64 {
+        self.service_pid.swap(pid, Ordering::Relaxed)
     }
 
     /// A fresh verdict request id.

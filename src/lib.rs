@@ -32,11 +32,15 @@ mod filter;
 #[cfg(target_os = "windows")]
 mod globals;
 #[cfg(target_os = "windows")]
+mod identity;
+#[cfg(target_os = "windows")]
 mod kernel;
 #[cfg(target_os = "windows")]
 mod platform;
 #[cfg(target_os = "windows")]
 mod port;
+#[cfg(target_os = "windows")]
+mod protection;
 #[cfg(all(target_os = "windows", not(feature = "wdk")))]
 mod runtime;
 #[cfg(target_os = "windows")]

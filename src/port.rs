@@ -11,10 +11,10 @@ use vigil_protocol::{
     HEADER_LEN, HelloReply, MAX_MESSAGE_SIZE, Message, Pong, SetConfigReply, StatsReply,
 };
 use vigil_sys::{
-    NTSTATUS, PFLT_PORT, PVOID, STATUS_BUFFER_TOO_SMALL, STATUS_CONNECTION_COUNT_LIMIT,
-    STATUS_FLT_DELETING_OBJECT, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE,
-    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_REVISION_MISMATCH,
-    STATUS_SUCCESS,
+    NTSTATUS, PFLT_PORT, PVOID, STATUS_ACCESS_DENIED, STATUS_BUFFER_TOO_SMALL,
+    STATUS_CONNECTION_COUNT_LIMIT, STATUS_FLT_DELETING_OBJECT, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER,
+    STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
 };
 
 use crate::commands::{self, CommandError};
@@ -25,7 +25,8 @@ use crate::kernel::user_buffer;
 use crate::stats::bump;
 use crate::twins::{self, Twin};
 
-/// Connect: admits the service (the port's security descriptor already limited who may try).
+/// Connect: admits the service, by its identity when one is configured (the port's security
+/// descriptor already limited who may try to Administrators and SYSTEM).
 ///
 /// # Safety
 ///
@@ -42,14 +43,25 @@ pub unsafe extern "win64" fn connect(
     let Some(globals) = try_access() else {
         return STATUS_FLT_DELETING_OBJECT;
     };
+    // The connect callback runs in the connecting process: it is the service only if it has
+    // the configured identity (rule 29); an administrator's other process connecting first is
+    // refused and leaves the port to the real service.
+    if globals.identity.is_configured()
+        && !twins::is(Twin::FirstComeService)
+        && !globals.identity.is_current_process()
+    {
+        return STATUS_ACCESS_DENIED;
+    }
+    // Recorded before the connection is published, so that none of the service's I/O runs
+    // unexempt once it is connected; put back if the slot is taken.
+    let pid = crate::kernel::thread::current_process_id();
+    let previous = globals.swap_service_pid(pid);
     if globals.slot.connect(PortHandle::from_raw(client)).is_err() {
+        globals.set_service_pid(previous);
         // One connection at a time (FltMgr's limit is the same; this keeps the slot honest).
         return STATUS_CONNECTION_COUNT_LIMIT;
     }
     crate::twins::remember_client_port(client);
-    // The connect callback runs in the connecting process: that is the service.
-    let pid = crate::kernel::thread::current_process_id();
-    globals.set_service_pid(pid);
     bump(&globals.counters.connections);
     if !connection_cookie.is_null() {
         // SAFETY: FltMgr passes a valid out-pointer.

@@ -7,16 +7,19 @@
 //! prefer a stalled operation to an unchecked one.
 //!
 //! Buffers: a request carries up to two maximal paths (about 16 KiB), too large for a kernel
-//! stack, and callbacks never allocate per operation; so a fixed set of request buffers is
-//! allocated at load and claimed with an atomic bitmap. When all are busy, the default verdict
-//! applies (counted as a defaulted verdict). The reply is received into the same slot, never
+//! stack, and callbacks never allocate per operation; so a fixed set of request buffers (the
+//! `VerdictSlots` setting, 16 by default, up to 64) is allocated at load and claimed with an
+//! atomic bitmap. When all are busy, the operation waits for one to be freed (a synchronization
+//! event set at each release), within the same verdict timeout that bounds the whole decision:
+//! a healthy service under parallel load (a build, a backup) answers every request, and only a
+//! slot still busy at the deadline gets the default (counted as a defaulted verdict). The reply is received into the same slot, never
 //! into a stack buffer: `FltSendMessage` waits in user mode (it can end with
 //! `STATUS_THREAD_IS_TERMINATING`), and during such a wait the kernel stack can be paged out
 //! while the reply is written; Microsoft's scanner sample receives its reply into pool too.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use vigil_core::SendOutcome;
+use vigil_core::{SendOutcome, Timeout};
 use vigil_protocol::{
     EventFlags, MAX_PATH_UNITS, Utf16Str, VERDICT_REQUEST_FIXED_LEN, Verdict, VerdictOperation,
     VerdictReply, VerdictRequestRepr,
@@ -26,13 +29,15 @@ use vigil_sys::PASSIVE_LEVEL;
 use crate::error::Result;
 use crate::filter::port::send_message;
 use crate::globals::{Globals, timeout_ms};
+use crate::kernel::event::KernelEvent;
 use crate::kernel::irql;
-use crate::kernel::pool::{PoolBuffer, tags};
+use crate::kernel::pool::{PoolBox, PoolBuffer, UninitPoolBox, tags};
+use crate::kernel::time::system_time;
 use crate::stats::bump;
 use crate::twins::{self, Twin};
 
-/// Policy: concurrent verdict requests in flight. More wait for nobody: they get the default.
-pub const VERDICT_SLOTS: usize = 8;
+/// The claim map is one `u64`: at most 64 slots (the setting's range).
+pub const MAX_VERDICT_SLOTS: usize = 64;
 /// Bytes of a slot's request: the fixed part and two maximal paths, 8-byte aligned.
 pub const REQUEST_BYTES: usize = (VERDICT_REQUEST_FIXED_LEN + 4 * MAX_PATH_UNITS + 7) & !7;
 /// Bytes of a slot's reply area, after its request, 8-byte aligned.
@@ -44,37 +49,52 @@ pub const SLOT_BYTES: usize = REQUEST_BYTES + REPLY_BYTES;
 ///
 /// # Invariants
 ///
-/// Slot `i` (bytes `i * SLOT_BYTES ..`) is used only by the holder of bit `i` of `busy`.
+/// Slot `i` (bytes `i * SLOT_BYTES ..`) is used only by the holder of bit `i` of `busy`;
+/// `capacity <= MAX_VERDICT_SLOTS` slots fit `storage`; `freed` is an initialized
+/// synchronization event in pool (it never moves).
 pub struct VerdictBuffers {
     storage: core::cell::UnsafeCell<PoolBuffer>,
-    busy: AtomicU32,
+    busy: AtomicU64,
+    capacity: usize,
+    freed: PoolBox<KernelEvent>,
 }
 
-// SAFETY: slots are handed out exclusively through the `busy` bitmap (invariant).
+// SAFETY: slots are handed out exclusively through the `busy` bitmap (invariant); the event is
+// used only through the Ke routines.
 unsafe impl Sync for VerdictBuffers {}
 // SAFETY: plain owned memory.
 unsafe impl Send for VerdictBuffers {}
 
-const _: () = assert!(VERDICT_SLOTS <= 32, "the bitmap is one u32");
-
 impl VerdictBuffers {
-    /// Allocates every slot. PASSIVE_LEVEL (DriverEntry).
-    pub fn allocate() -> Result<Self> {
-        let storage = PoolBuffer::try_zeroed(VERDICT_SLOTS * SLOT_BYTES, tags::MESSAGE)?;
+    /// Allocates `slots` slots (clamped to `1..=MAX_VERDICT_SLOTS`). PASSIVE_LEVEL (DriverEntry).
+    pub fn allocate(slots: u32) -> Result<Self> {
+        let capacity = (slots as usize).clamp(1, MAX_VERDICT_SLOTS);
+        let storage = PoolBuffer::try_zeroed(capacity * SLOT_BYTES, tags::MESSAGE)?;
+        let mut block = UninitPoolBox::<KernelEvent>::try_new(tags::MESSAGE)?;
+        let event = block.as_mut_ptr();
+        // SAFETY: a fresh, aligned block for one KernelEvent, written once.
+        unsafe { event.write(KernelEvent::zeroed()) };
+        // SAFETY: just written; in pool, where it stays; not yet shared.
+        unsafe { &*event }.init_synchronization();
+        // SAFETY: the KernelEvent's only field was written above.
+        let freed = unsafe { block.assume_init() };
         Ok(Self {
             storage: core::cell::UnsafeCell::new(storage),
-            busy: AtomicU32::new(0),
+            busy: AtomicU64::new(0),
+            capacity,
+            freed,
         })
     }
 
-    fn claim(&self) -> Option<SlotGuard<'_>> {
+    /// Claims a free slot now, if there is one.
+    fn try_claim(&self) -> Option<SlotGuard<'_>> {
         let mut busy = self.busy.load(Ordering::Relaxed);
         loop {
             let free = (!busy).trailing_zeros() as usize;
-            if free >= VERDICT_SLOTS {
+            if free >= self.capacity {
                 return None;
             }
-            let bit = 1u32 << free;
+            let bit = 1u64 << free;
             match self.busy.compare_exchange_weak(
                 busy,
                 busy | bit,
@@ -89,6 +109,27 @@ impl VerdictBuffers {
                 }
                 Err(seen) => busy = seen,
             }
+        }
+    }
+
+    /// Claims a slot, waiting for one to be freed until `deadline` (system time, 100 ns
+    /// units). PASSIVE_LEVEL (it waits).
+    fn claim_before(&self, deadline: u64) -> Option<SlotGuard<'_>> {
+        let mut waited = false;
+        loop {
+            if let Some(slot) = self.try_claim() {
+                // A synchronization event wakes one waiter per set: if more slots were freed
+                // than waiters woke, pass the wake on.
+                let busy = self.busy.load(Ordering::Relaxed).count_ones() as usize;
+                if waited && busy < self.capacity {
+                    self.freed.set();
+                }
+                return Some(slot);
+            }
+            let left_ms = deadline.saturating_sub(system_time()) / 10_000;
+            let wait = Timeout::from_millis(u32::try_from(left_ms).unwrap_or(u32::MAX))?;
+            waited = true;
+            let _ = self.freed.wait(wait);
         }
     }
 }
@@ -119,7 +160,9 @@ impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         self.buffers
             .busy
-            .fetch_and(!(1u32 << self.index), Ordering::Release);
+            .fetch_and(!(1u64 << self.index), Ordering::Release);
+        // Wakes one operation waiting for a slot (IRQL <= DISPATCH_LEVEL).
+        self.buffers.freed.set();
     }
 }
 
@@ -137,22 +180,56 @@ pub struct Question<'a> {
     pub flags: EventFlags,
 }
 
+/// The configured default, counted as a defaulted verdict: for an operation that may be
+/// protected but cannot be put to the service (no name to ask about).
+pub fn default_verdict(globals: &Globals) -> Verdict {
+    let verdict = globals.settings.default_verdict();
+    if verdict == Verdict::Deny && service_by_identity(globals) {
+        // The service itself before it connects (its start-up I/O): exempt by identity.
+        return Verdict::Allow;
+    }
+    bump(match verdict {
+        Verdict::Allow => &globals.counters.verdicts_defaulted_open,
+        Verdict::Deny => &globals.counters.verdicts_defaulted_closed,
+    });
+    verdict
+}
+
+/// Whether the current process is the service by its identity; only asked at PASSIVE_LEVEL
+/// (the process and token routines' limit): above it, no exemption.
+fn service_by_identity(globals: &Globals) -> bool {
+    irql::current() == PASSIVE_LEVEL && globals.identity.is_current_process()
+}
+
+/// Deny, whatever the default, for an operation that may be protected, cannot be put to the
+/// service and cannot be judged afterwards (counted with the fail-closed defaults).
+pub fn deny_unjudged(globals: &Globals) -> Verdict {
+    if service_by_identity(globals) {
+        return Verdict::Allow;
+    }
+    bump(&globals.counters.verdicts_defaulted_closed);
+    Verdict::Deny
+}
+
 /// Asks the service; returns its verdict or the configured default. PASSIVE_LEVEL (anything
 /// else gets the default without waiting: a send above PASSIVE must not wait, rule 7).
 pub fn decide(globals: &Globals, buffers: &VerdictBuffers, question: &Question<'_>) -> Verdict {
     let settings = &globals.settings;
-    let fallback = || {
-        let verdict = settings.default_verdict();
-        bump(match verdict {
-            Verdict::Allow => &globals.counters.verdicts_defaulted_open,
-            Verdict::Deny => &globals.counters.verdicts_defaulted_closed,
-        });
-        verdict
-    };
+    let fallback = || default_verdict(globals);
     if irql::current() != PASSIVE_LEVEL {
         return fallback();
     }
-    let Some(mut slot) = buffers.claim() else {
+    // One deadline for the whole decision: waiting for a slot, then for the reply.
+    let timeout = timeout_ms(&settings.verdict_timeout_ms);
+    let deadline = system_time().saturating_add(u64::from(timeout.as_millis()) * 10_000);
+    let Some(mut slot) = buffers.claim_before(deadline) else {
+        bump(&globals.counters.verdict_timeouts);
+        return fallback();
+    };
+    let left_ms = deadline.saturating_sub(system_time()) / 10_000;
+    let Some(send_timeout) = Timeout::from_millis(u32::try_from(left_ms).unwrap_or(u32::MAX))
+    else {
+        bump(&globals.counters.verdict_timeouts);
         return fallback();
     };
     let request_id = globals.next_request_id();
@@ -180,17 +257,15 @@ pub fn decide(globals: &Globals, buffers: &VerdictBuffers, question: &Question<'
     };
     reply.fill(0);
     let mut reply_len = 0u32;
-    let outcome = globals
-        .slot
-        .send(timeout_ms(&settings.verdict_timeout_ms), |port, timeout| {
-            send_message(
-                globals.filter_handle(),
-                &port,
-                request,
-                Some((&mut *reply, &mut reply_len)),
-                timeout,
-            )
-        });
+    let outcome = globals.slot.send(send_timeout, |port, timeout| {
+        send_message(
+            globals.filter_handle(),
+            &port,
+            request,
+            Some((&mut *reply, &mut reply_len)),
+            timeout,
+        )
+    });
     match outcome {
         SendOutcome::Sent => {
             let answer = reply

@@ -46,7 +46,7 @@ struct Row {
 
 /// Twins whose bug shows as an ordering rather than a kernel-sim violation, each rejected by its
 /// own test: (twin, where).
-const CHECKED_ELSEWHERE: [(Twin, &str); 6] = [
+const CHECKED_ELSEWHERE: [(Twin, &str); 16] = [
     (
         Twin::UnadmittedCallback,
         "tests/driver_lifecycle.rs: a_callback_that_drops_its_admission_is_caught",
@@ -70,6 +70,46 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 6] = [
     (
         Twin::IoPathPushLock,
         "tests/driver_overload.rs: the_io_path_never_waits_behind_a_close_queued_behind_a_send",
+    ),
+    (
+        Twin::Latin1Fold,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
+    ),
+    (
+        Twin::StreamEscape,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
+    ),
+    (
+        Twin::AncestorUnchecked,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
+    ),
+    (
+        Twin::NameFailureAllows,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
+    ),
+    (
+        Twin::OpenedNameOnly,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
+    ),
+    (
+        Twin::CancelKeepsSuccess,
+        "tests/driver_paths.rs: a_canceled_open_left_successful_is_caught_by_kernel_sim",
+    ),
+    (
+        Twin::IdentityImageOnly,
+        "tests/driver_identity.rs: the_twins_reopen_the_holes_and_are_caught",
+    ),
+    (
+        Twin::FirstComeService,
+        "tests/driver_identity.rs: the_twins_reopen_the_holes_and_are_caught",
+    ),
+    (
+        Twin::RelativeNameOnly,
+        "tests/driver_paths.rs: each_hole_reopened_by_a_broken_twin_is_caught_by_its_row",
+    ),
+    (
+        Twin::TokenLeak,
+        "tests/driver_identity.rs: a_token_reference_kept_is_reported_at_unload",
     ),
 ];
 

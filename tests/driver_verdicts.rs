@@ -372,3 +372,52 @@ fn the_verdict_reply_is_received_into_pool_not_onto_the_stack() {
         report.summary()
     );
 }
+
+/// Capacity (issue 14): 64 protected operations at once, more than the configured verdict
+/// slots (8 here), with a healthy service that takes a moment per answer. Each waits for a slot
+/// within the verdict timeout; none gets the default, all get the service's answer. (The old
+/// driver gave the ninth concurrent operation the default at once.)
+#[test]
+fn sixty_four_concurrent_protected_operations_all_get_the_services_answer() {
+    const OPERATIONS: u32 = 64;
+    let (_sim, driver) = load(
+        config(&[("VerdictSlots", RegistryValue::Dword(8))]),
+        &image(),
+    );
+    let service = Service::connect(&driver, |_| {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        Answer::Reply(Verdict::Allow)
+    });
+    directories(&driver);
+    protect(&service, Verdict::Deny, 10_000);
+    let ntfs = volume(&driver, NTFS);
+    let start = std::sync::Barrier::new(OPERATIONS as usize);
+    std::thread::scope(|s| {
+        for i in 0..OPERATIONS {
+            let io = driver.io(requestor(PID + i, TID + i));
+            let start = &start;
+            s.spawn(move || {
+                start.wait();
+                let file = io
+                    .create(
+                        ntfs,
+                        &format!(r"\Protected\parallel-{i}.txt"),
+                        FILE_CREATE,
+                        0,
+                        GENERIC_WRITE,
+                    )
+                    .expect("allowed by the service");
+                io.close(file);
+            });
+        }
+    });
+    let stats = service.stats();
+    assert_eq!(
+        verdict_counters(&stats),
+        [u64::from(OPERATIONS), 0, 0, 0, 0],
+        "{stats:?}"
+    );
+    assert_eq!(service.requests().len(), OPERATIONS as usize);
+    drop(service);
+    assert_clean(driver);
+}

@@ -18,8 +18,9 @@ use crate::filter::name::FileName;
 use crate::filter::operation::Operation;
 use crate::filter::set_information::{LinkTarget, SetInformationRequest as Change};
 use crate::globals::Globals;
+use crate::protection;
 use crate::twins::{self, Twin};
-use crate::verdict::{Question, decide};
+use crate::verdict::{Question, decide, default_verdict};
 
 /// What a request is reported as.
 fn event_kind(request: Change) -> EventKind {
@@ -97,15 +98,38 @@ fn verdict(
     process_id: u64,
 ) -> Verdict {
     let target = match change {
-        Change::Rename | Change::Link => destination(operation).ok(),
+        Change::Rename | Change::Link => Some(destination(operation)),
         Change::Delete => None,
     };
-    let target_units = target.as_ref().map_or(&[][..], FileName::units);
-    let protected = globals.prefixes.read(|list| {
-        list.matches(source.units()) || (!target_units.is_empty() && list.matches(target_units))
-    });
+    let name_failure_allows = twins::is(Twin::NameFailureAllows);
+    // A name that cannot be learned (or only as opened, which may spell the file another way)
+    // may be a protected one: the configured default decides unless a known name is protected.
+    let mut unknown = source
+        .name
+        .as_ref()
+        .is_none_or(|name| !name.is_normalized());
+    let target_units = match &target {
+        Some(Ok(name)) => name.units(),
+        Some(Err(_)) => {
+            unknown = true;
+            &[][..]
+        }
+        None => &[][..],
+    };
+    // The source moves or goes away with its whole subtree: an ancestor of a protected prefix
+    // counts. A link adds a name to a file (never a directory): only the file itself counts.
+    let source_protected = match change {
+        Change::Rename | Change::Delete => protection::guards_tree(globals, source.units()),
+        Change::Link => protection::protects(globals, source.units()),
+    };
+    let protected = source_protected
+        || (!target_units.is_empty() && protection::protects(globals, target_units));
     if !protected {
-        return Verdict::Allow;
+        return if unknown && !name_failure_allows {
+            default_verdict(globals)
+        } else {
+            Verdict::Allow
+        };
     }
     decide(
         globals,

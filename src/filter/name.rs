@@ -29,6 +29,9 @@ impl FileName {
     /// The operation's file name: normalized if possible, else the opened name (the fallback is
     /// reported in the event's flags).
     pub fn query(operation: &mut Operation<'_>) -> Result<Self> {
+        if twins::is(Twin::OpenedNameOnly) {
+            return Self::query_format(operation, FLT_FILE_NAME_OPENED);
+        }
         match Self::query_format(operation, FLT_FILE_NAME_NORMALIZED) {
             Ok(name) => Ok(name),
             Err(_) => Self::query_format(operation, FLT_FILE_NAME_OPENED),

@@ -4,7 +4,7 @@
 use core::ptr;
 
 use vigil_sys::{
-    FILE_OBJECT, FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_RELATED_OBJECTS,
+    FILE_OBJECT, FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_RELATED_OBJECTS, FltCancelFileOpen,
     FltGetRequestorProcessId, IRP_PAGING_IO, NTSTATUS, PFLT_FILTER, PFLT_INSTANCE, PFLT_VOLUME,
 };
 
@@ -94,6 +94,29 @@ impl Operation<'_> {
     pub fn complete_with(&mut self, status: NTSTATUS) {
         self.data.IoStatus.Status = status;
         self.data.IoStatus.Information = 0;
+    }
+
+    /// Undoes a successful create from its post-create callback (`FltCancelFileOpen`: the file
+    /// system closes the file; what the create changed stays) and fails it with `status`.
+    /// PASSIVE_LEVEL, post-create only (where FltMgr guarantees PASSIVE_LEVEL).
+    pub fn cancel_open(&mut self, status: NTSTATUS) {
+        // SAFETY: the operation's own instance and file object, from FltMgr (invariant); the
+        // caller is the post-create callback of this successful create, at PASSIVE_LEVEL.
+        unsafe { FltCancelFileOpen(self.objects.Instance, self.iopb.TargetFileObject) };
+        if crate::twins::is(crate::twins::Twin::CancelKeepsSuccess) {
+            return;
+        }
+        self.data.IoStatus.Status = status;
+        self.data.IoStatus.Information = 0;
+    }
+
+    /// Whether a create names its file relative to another open file (`RootDirectory`: the
+    /// file object's `RelatedFileObject`). Pre-create only (the file object is FltMgr's then).
+    pub fn is_relative_open(&self) -> bool {
+        let file = self.iopb.TargetFileObject;
+        // SAFETY: in pre-create the target file object is valid for the callback (invariant);
+        // only a pointer field is read.
+        !file.is_null() && !unsafe { (*file).RelatedFileObject }.is_null()
     }
 
     /// The raw callback data, for FltMgr routines that take it.

@@ -1,11 +1,11 @@
-//! `KEVENT` wrapper: a notification event that can live in a `static` (image memory is
+//! `KEVENT` wrapper: a notification (or synchronization) event that can live in a `static` (image memory is
 //! non-paged) and is waited on only with a finite timeout; the kernel's `vigil_core::RawEvent`.
 
 use core::cell::UnsafeCell;
 
 use vigil_sys::{
     Executive, FALSE, KEVENT, KeClearEvent, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject,
-    KernelMode, NotificationEvent,
+    KernelMode, NotificationEvent, SynchronizationEvent,
 };
 
 use vigil_core::{RawEvent, Timeout, WaitOutcome};
@@ -39,6 +39,13 @@ impl KernelEvent {
     pub fn init(&self) {
         // SAFETY: the KEVENT is in non-paged memory (image or pool) and not yet shared.
         unsafe { KeInitializeEvent(self.0.get(), NotificationEvent, FALSE) };
+    }
+
+    /// Initializes the event as a synchronization (auto-reset) event, not signalled: a set
+    /// releases one waiter and clears. Any IRQL; before any other use.
+    pub fn init_synchronization(&self) {
+        // SAFETY: the KEVENT is in non-paged memory (image or pool) and not yet shared.
+        unsafe { KeInitializeEvent(self.0.get(), SynchronizationEvent, FALSE) };
     }
 
     /// Signals the event. IRQL <= DISPATCH_LEVEL.

@@ -10,7 +10,9 @@ pub mod event;
 pub mod irql;
 pub mod once;
 pub mod pool;
+pub mod process;
 pub mod registry;
+pub mod rtl;
 // Only the `wrong-irql` twin holds a spin lock (the event path takes none): production must
 // not carry its imports.
 #[cfg(vigil_twin = "wrong-irql")]

@@ -5,8 +5,8 @@ use core::ptr;
 
 use vigil_sys::{
     HANDLE, KEY_READ, KEY_VALUE_PARTIAL_INFORMATION, KeyValuePartialInformation,
-    OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE, REG_DWORD, REG_MULTI_SZ, UNICODE_STRING, ZwClose,
-    ZwOpenKey, ZwQueryValueKey,
+    OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE, REG_DWORD, REG_MULTI_SZ, REG_SZ, UNICODE_STRING,
+    ZwClose, ZwOpenKey, ZwQueryValueKey,
 };
 
 use crate::error::{NtStatus, Result, check};
@@ -119,6 +119,28 @@ impl ParametersKey {
         }
         crate::config::split_multi_sz(data, &mut each);
         true
+    }
+
+    /// Reads a `REG_SZ` value and calls `each` with its code units (up to the first NUL);
+    /// `false` when absent, empty or of another type.
+    pub fn string(
+        &mut self,
+        name: &[u16],
+        each: impl FnOnce(&mut dyn Iterator<Item = u16>),
+    ) -> bool {
+        let Some((value_type, data)) = self.query(name) else {
+            return false;
+        };
+        if value_type != REG_SZ {
+            return false;
+        }
+        let mut each = Some(each);
+        crate::config::split_multi_sz(data, &mut |units| {
+            if let Some(each) = each.take() {
+                each(units);
+            }
+        });
+        each.is_none()
     }
 
     fn query(&mut self, name: &[u16]) -> Option<(u32, &[u8])> {

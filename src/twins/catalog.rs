@@ -81,6 +81,37 @@ macro_rules! with_catalog {
                 /// takes its completion context back: the source name is never released (the
                 /// name-reference leak check at FltUnregisterFilter).
                 DrainingLeaksName = "draining-leaks-name",
+                /// The protection matcher folds Latin-1 only (a Unicode spelling of a protected
+                /// name walks around the rule; the adversarial suite, `tests/driver_paths.rs`).
+                Latin1Fold = "latin1-fold",
+                /// A stream suffix (`::$DATA`, `:name`, `:$I30:$INDEX_ALLOCATION`) is not a
+                /// boundary of the match (the adversarial suite).
+                StreamEscape = "stream-escape",
+                /// Renames and deletes of a protected prefix's ancestors are not checked (the
+                /// adversarial suite).
+                AncestorUnchecked = "ancestor-unchecked",
+                /// A name that cannot be learned allows even under `FailClosed` (the adversarial
+                /// suite).
+                NameFailureAllows = "name-failure-allows",
+                /// Names are taken as opened, never normalized (a short name walks around the
+                /// rule; the adversarial suite).
+                OpenedNameOnly = "opened-name-only",
+                /// A post-create that cancels an open (`FltCancelFileOpen`) leaves the success
+                /// status (kernel-sim's `FltCancelFileOpen` check, the adversarial suite).
+                CancelKeepsSuccess = "cancel-keeps-success",
+                /// The service's identity is its image alone, without the token's
+                /// Administrators group (an ordinary user running the service's image passes;
+                /// the adversarial suite).
+                IdentityImageOnly = "identity-image-only",
+                /// The port admits whoever connects first, as before issue 14 (an impostor
+                /// administrator becomes the service; the adversarial suite).
+                FirstComeService = "first-come-service",
+                /// The identity check keeps its token reference (kernel-sim's token-leak check,
+                /// `tests/driver_identity.rs`).
+                TokenLeak = "token-leak",
+                /// A relative open is judged by its relative name alone, which never matches a
+                /// full prefix (the adversarial suite's relative-open row).
+                RelativeNameOnly = "relative-name-only",
             }
             /// A benchmark baseline: a test-only build of `vigil.sys` measured beside the real
             /// one in the same run. Never shipped.

@@ -165,6 +165,11 @@ impl Actor {
         let status = self.io.link(&file.handle, target, false);
         if status == 0 {
             self.expect("hard_link", self.full(&file.path), Some(self.full(target)));
+        } else if status == STATUS_ACCESS_DENIED {
+            self.denied.push((
+                "link",
+                format!("{} -> {}", self.full(&file.path), self.full(target)),
+            ));
         }
         self.pause();
         status
@@ -261,8 +266,9 @@ except_processes = ['{IMAGE_DIR}\backup.exe']
 }
 
 /// Phase one: an editor (two threads) on NTFS, a build (two threads) on FAT, and a backup
-/// that fills `\Secret` before an intruder tries to get into it (denied three ways), all at
-/// once.
+/// that fills `\Secret` before an intruder tries to get into it (denied six ways: an open, a
+/// create, the file's `::$DATA` stream, an alternate data stream, a hard link and a rename
+/// into the tree), all at once.
 ///
 /// # Panics
 ///
@@ -344,9 +350,15 @@ pub fn phase_one(driver: &Driver, volumes: Volumes, pace: Duration) -> WorkloadO
             intruder.directory(r"\Temp");
             let _ = intruder.create(r"\Secret\vault.kdbx", FILE_OPEN, 0, GENERIC_READ);
             let _ = intruder.create(r"\Secret\backdoor.txt", FILE_CREATE, 0, GENERIC_WRITE);
+            // Other names of the same file (RULES.md rule 28): its unnamed data stream, an
+            // alternate data stream on it.
+            let _ = intruder.create(r"\Secret\vault.kdbx::$DATA", FILE_OPEN, 0, GENERIC_READ);
+            let _ = intruder.create(r"\Secret\vault.kdbx:hidden", FILE_CREATE, 0, GENERIC_WRITE);
             let mut loot = intruder
                 .create(r"\Temp\loot.txt", FILE_CREATE, 0, GENERIC_WRITE)
                 .expect("outside the protected tree");
+            // A hard link into the tree, then a rename into it.
+            intruder.link(&loot, r"\Secret\loot-link.txt");
             intruder.rename(&mut loot, r"\Secret\loot.txt");
             intruder.close(loot);
             (backup, intruder)

@@ -170,6 +170,12 @@ fn a_denied_path_stays_denied_across_a_reload_once_the_policy_is_pushed_again() 
         BTreeSet::from([
             ("create", format!(r"{secret}\vault.kdbx")),
             ("create", format!(r"{secret}\backdoor.txt")),
+            ("create", format!(r"{secret}\vault.kdbx::$DATA")),
+            ("create", format!(r"{secret}\vault.kdbx:hidden")),
+            (
+                "link",
+                format!(r"{NTFS}\Temp\loot.txt -> {secret}\loot-link.txt")
+            ),
             (
                 "rename",
                 format!(r"{NTFS}\Temp\loot.txt -> {secret}\loot.txt")
@@ -181,7 +187,7 @@ fn a_denied_path_stays_denied_across_a_reload_once_the_policy_is_pushed_again() 
         "only the intruder"
     );
     let stats_1 = service.wait_drained(WAIT).expect("stats");
-    assert_eq!(stats_1.verdicts_denied, 3);
+    assert_eq!(stats_1.verdicts_denied, 6);
     assert_eq!(
         stats_1.verdicts_allowed, 2,
         "backup.exe's two creates, excepted"
@@ -189,10 +195,10 @@ fn a_denied_path_stays_denied_across_a_reload_once_the_policy_is_pushed_again() 
     // The driver counts a deny when the reply reaches it; the service logs it just after its
     // reply call returns, on its own thread: wait for the lines, then count them.
     assert!(
-        service.log().wait_for("denied: ", 3, WAIT),
-        "three deny lines"
+        service.log().wait_for("denied: ", 6, WAIT),
+        "six deny lines"
     );
-    assert_eq!(service.log().count("denied: "), 3);
+    assert_eq!(service.log().count("denied: "), 6);
     assert_eq!(service.log().count("denied: rename"), 1);
 
     machine.unload(Some(stats_1)).expect("unloads");
@@ -206,7 +212,7 @@ fn a_denied_path_stays_denied_across_a_reload_once_the_policy_is_pushed_again() 
         (1, 0)
     );
     let summary = service.stop().expect("the service ran");
-    assert_eq!(summary.counters.verdicts_denied, 4);
+    assert_eq!(summary.counters.verdicts_denied, 7);
     machine.unload(Some(stats_2)).expect("unloads");
     assert_clean(&machine.finish());
 }

@@ -223,6 +223,23 @@ pub struct SimConfig {
     pub io: IoConfig,
     /// Suspend I/O threads as `SuspendThread` does (see [`SuspendPlan`]). None by default.
     pub suspend: Option<SuspendPlan>,
+    /// The processes that issue I/O or connect, by id: their image and whether their token
+    /// holds the Administrators group (what `ZwQueryInformationProcess` and `SeTokenIsAdmin`
+    /// answer). A process not listed runs `\Device\HarddiskVolume1\Users\user\app<pid>.exe`
+    /// as an ordinary user.
+    pub processes: Vec<ProcessConfig>,
+}
+
+/// One process of the machine (see [`SimConfig::processes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessConfig {
+    /// Its id.
+    pub pid: u32,
+    /// Its image, an NT path (`\Device\HarddiskVolume1\Program Files\Vigil\vigil.exe`).
+    pub image: String,
+    /// Its primary token holds the Administrators group (an elevated administrator, or
+    /// `LocalSystem`).
+    pub admin: bool,
 }
 
 /// Thread suspension as `SuspendThread` does it: a normal kernel APC queued to the thread, which
@@ -271,6 +288,7 @@ impl Default for SimConfig {
             thread_exit_latency: Duration::ZERO,
             io: IoConfig::default(),
             suspend: None,
+            processes: Vec::new(),
         }
     }
 }

@@ -155,8 +155,8 @@ mod sim;
 mod world;
 
 pub use config::{
-    IoConfig, PausePoint, PoolKind, Registry, RegistryKey, RegistryValue, SimConfig, SuspendPlan,
-    UnloadKind, VolumeKind, WindowsBuild,
+    IoConfig, PausePoint, PoolKind, ProcessConfig, Registry, RegistryKey, RegistryValue, SimConfig,
+    SuspendPlan, UnloadKind, VolumeKind, WindowsBuild,
 };
 pub use faults::{FaultPlan, RandomFailures};
 pub use fltmgr::instances::VolumeId;

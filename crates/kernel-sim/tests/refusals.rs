@@ -83,17 +83,23 @@ impl Pe {
         String::from_utf8_lossy(&self.bytes[at..end]).into_owned()
     }
 
-    /// Appends `text\0` to the slack of `.rdata` (raw data past its `VirtualSize`), grows the
-    /// section over it, and returns its RVA.
+    /// Appends `text\0` to the slack of `.rdata` (raw data past its `VirtualSize`: the import
+    /// table's names must stay in the import table's section), grows the section over it, and
+    /// returns its RVA. When the slack is too short (it depends on how much read-only data the
+    /// image happens to have), `.rdata`'s raw data first grows by one `FileAlignment` block,
+    /// moving the file data of the sections after it.
     fn append_string(&mut self, text: &str) -> usize {
+        let len = text.len() + 1;
         let header = self.section_named(".rdata");
+        if self.u32_at(header + 8) + len > self.u32_at(header + 16) {
+            self.grow_raw(header);
+        }
         let (virtual_size, va, raw_size, raw) = (
             self.u32_at(header + 8),
             self.u32_at(header + 12),
             self.u32_at(header + 16),
             self.u32_at(header + 20),
         );
-        let len = text.len() + 1;
         assert!(
             virtual_size + len <= raw_size,
             ".rdata has slack for the string"
@@ -103,6 +109,22 @@ impl Pe {
         self.bytes[raw + virtual_size + text.len()] = 0;
         self.set_u32(header + 8, virtual_size + len);
         va + virtual_size
+    }
+
+    /// Inserts one `FileAlignment` block of zeros at the end of section `header`'s raw data,
+    /// shifting every later section's `PointerToRawData`.
+    fn grow_raw(&mut self, header: usize) {
+        let alignment = self.u32_at(self.nt() + 24 + 36);
+        let end = self.u32_at(header + 20) + self.u32_at(header + 16);
+        self.bytes
+            .splice(end..end, std::iter::repeat_n(0u8, alignment));
+        self.set_u32(header + 16, self.u32_at(header + 16) + alignment);
+        for other in self.sections() {
+            let raw = self.u32_at(other + 20);
+            if other != header && raw >= end {
+                self.set_u32(other + 20, raw + alignment);
+            }
+        }
     }
 
     fn load(&self) -> Result<vigil_kernel_sim::Driver, LoadError> {

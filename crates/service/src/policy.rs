@@ -383,7 +383,9 @@ impl Policy {
         image_name: &mut dyn FnMut() -> Option<String>,
     ) -> Option<Decision> {
         for (index, rule) in self.rules.iter().enumerate() {
-            if !rule.operations.contains(operation) || !covers(&rule.folded, name) {
+            let applies = covers(&rule.folded, name)
+                || (moves_tree(operation) && is_ancestor(name, &rule.folded));
+            if !rule.operations.contains(operation) || !applies {
                 continue;
             }
             if !rule.except_processes.is_empty()
@@ -402,10 +404,17 @@ impl Policy {
 
 /// Folds a UTF-16 unit for case-insensitive matching the way the driver does: ASCII and the
 /// Latin-1 letters (the kernel's exact rule is the volume's upcase table).
-const fn fold_unit(u: u16) -> u16 {
-    match u {
-        0x61..=0x7A => u - 0x20,
-        0xE0..=0xFE if u != 0xF7 => u - 0x20,
+/// Upcases one UTF-16 unit by Unicode's simple uppercase mapping (a character whose uppercase
+/// is one BMP character maps to it; anything else is unchanged): the case-insensitivity NTFS
+/// names have, which the driver matches with the kernel's own table (RULES.md rule 28). A
+/// Latin-1-only fold let `\СЕКРЕТ` walk around a rule on `\Секрет`.
+fn fold_unit(u: u16) -> u16 {
+    let Some(c) = char::from_u32(u32::from(u)) else {
+        return u;
+    };
+    let mut upper = c.to_uppercase();
+    match (upper.next(), upper.next()) {
+        (Some(one), None) => u16::try_from(u32::from(one)).unwrap_or(u),
         _ => u,
     }
 }
@@ -416,11 +425,39 @@ fn fold(units: impl Iterator<Item = u16>) -> Vec<u16> {
 
 const BACKSLASH: u16 = b'\\' as u16;
 
-/// `true` when folded `prefix` covers folded `path` at a component boundary.
+const COLON: u16 = b':' as u16;
+
+/// `true` when folded `prefix` covers folded `path` at a component boundary, where a stream
+/// suffix is a boundary too (`Secret::$DATA`, `Secret:ads`, `Secret:$I30:$INDEX_ALLOCATION`
+/// name the protected file or directory).
 fn covers(prefix: &[u16], path: &[u16]) -> bool {
     !prefix.is_empty()
         && path.starts_with(prefix)
-        && (path.len() == prefix.len() || path.get(prefix.len()) == Some(&BACKSLASH))
+        && matches!(path.get(prefix.len()), None | Some(&BACKSLASH | &COLON))
+}
+
+/// Operations that move or remove a whole tree: on an ancestor of a rule's prefix they move
+/// or remove the protected tree.
+fn moves_tree(operation: VerdictOperation) -> bool {
+    matches!(
+        operation,
+        VerdictOperation::Rename | VerdictOperation::Delete
+    )
+}
+
+/// `true` when folded `path` (its final component's stream suffix ignored) is folded
+/// `prefix` or one of its ancestors.
+fn is_ancestor(path: &[u16], prefix: &[u16]) -> bool {
+    let component = path
+        .iter()
+        .rposition(|&u| u == BACKSLASH)
+        .map_or(0, |at| at + 1);
+    let end = path[component..]
+        .iter()
+        .position(|&u| u == COLON)
+        .map_or(path.len(), |at| component + at);
+    let path = &path[..end];
+    !path.is_empty() && covers(path, prefix)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -45,6 +45,12 @@ pub type PSECURITY_DESCRIPTOR = *mut c_void;
 pub type POBJECT_TYPE = *mut c_void;
 /// `PEPROCESS`, opaque.
 pub type PEPROCESS = *mut c_void;
+/// `PACCESS_TOKEN`, opaque.
+pub type PACCESS_TOKEN = *mut c_void;
+/// `ProcessImageFileName`: the `PROCESSINFOCLASS` of a process's image name (NT path).
+pub const ProcessImageFileName: u32 = 27;
+/// `NtCurrentProcess()`: the pseudo-handle of the current process.
+pub const NT_CURRENT_PROCESS: HANDLE = core::ptr::without_provenance_mut(usize::MAX);
 /// `PETHREAD`, opaque.
 pub type PETHREAD = *mut c_void;
 

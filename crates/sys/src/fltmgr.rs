@@ -80,6 +80,9 @@ unsafe extern "win64" {
     pub fn FltReleaseFileNameInformation(FileNameInformation: PFLT_FILE_NAME_INFORMATION);
     /// `FltGetRequestorProcessId`: IRQL <= DISPATCH_LEVEL.
     pub fn FltGetRequestorProcessId(CallbackData: *mut FLT_CALLBACK_DATA) -> u32;
+    /// `FltCancelFileOpen`: PASSIVE_LEVEL, from a post-create callback only; the callback then
+    /// fails the create with an error status.
+    pub fn FltCancelFileOpen(Instance: PFLT_INSTANCE, FileObject: *mut FILE_OBJECT);
 
     /// `FltAllocateContext`: IRQL <= APC_LEVEL.
     pub fn FltAllocateContext(

@@ -246,6 +246,8 @@ pub const FILE_OVERWRITE_IF: u32 = 5;
 pub const FILE_DIRECTORY_FILE: u32 = 0x0000_0001;
 /// `FILE_DELETE_ON_CLOSE` create option.
 pub const FILE_DELETE_ON_CLOSE: u32 = 0x0000_1000;
+/// `FILE_OPEN_BY_FILE_ID` create option: the name is the file's 8-byte ID.
+pub const FILE_OPEN_BY_FILE_ID: u32 = 0x0000_2000;
 
 /// `FILE_SUPERSEDED`: create's `IoStatus.Information`.
 pub const FILE_SUPERSEDED: usize = 0;

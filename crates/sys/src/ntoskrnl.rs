@@ -6,8 +6,8 @@
 use crate::basic::DEVICE_TYPE;
 use crate::basic::{
     ACCESS_MASK, BOOLEAN, CLIENT_ID, EVENT_TYPE, HANDLE, KEVENT, KIRQL, KPRIORITY, KPROCESSOR_MODE,
-    KSPIN_LOCK, KWAIT_REASON, LARGE_INTEGER, NTSTATUS, OBJECT_ATTRIBUTES, PKSTART_ROUTINE,
-    POBJECT_TYPE, POOL_FLAGS, PVOID, UNICODE_STRING,
+    KSPIN_LOCK, KWAIT_REASON, LARGE_INTEGER, NTSTATUS, OBJECT_ATTRIBUTES, PACCESS_TOKEN, PEPROCESS,
+    PKSTART_ROUTINE, POBJECT_TYPE, POOL_FLAGS, PVOID, UNICODE_STRING,
 };
 use crate::io::{DEVICE_OBJECT, DRIVER_OBJECT};
 
@@ -74,6 +74,29 @@ unsafe extern "win64" {
     ) -> NTSTATUS;
     /// `PsTerminateSystemThread`: PASSIVE_LEVEL, from the thread itself; never returns.
     pub fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS;
+    /// `IoGetCurrentProcess` (what the WDK's `PsGetCurrentProcess` is): IRQL <= DISPATCH_LEVEL.
+    pub fn IoGetCurrentProcess() -> PEPROCESS;
+    /// `PsReferencePrimaryToken`: PASSIVE_LEVEL. Every call is paired with
+    /// `PsDereferencePrimaryToken`.
+    pub fn PsReferencePrimaryToken(Process: PEPROCESS) -> PACCESS_TOKEN;
+    /// `PsDereferencePrimaryToken`: IRQL < DISPATCH_LEVEL.
+    pub fn PsDereferencePrimaryToken(PrimaryToken: PACCESS_TOKEN);
+    /// `SeTokenIsAdmin`: PASSIVE_LEVEL. Whether the token holds the local Administrators group.
+    pub fn SeTokenIsAdmin(Token: PACCESS_TOKEN) -> BOOLEAN;
+    /// `ZwQueryInformationProcess`: PASSIVE_LEVEL. With `ProcessImageFileName` the buffer
+    /// receives a `UNICODE_STRING` followed by the image's NT path.
+    pub fn ZwQueryInformationProcess(
+        ProcessHandle: HANDLE,
+        ProcessInformationClass: u32,
+        ProcessInformation: PVOID,
+        ProcessInformationLength: u32,
+        ReturnLength: *mut u32,
+    ) -> NTSTATUS;
+
+    /// `RtlUpcaseUnicodeChar`: IRQL <= APC_LEVEL. The uppercase of one UTF-16 unit, from the
+    /// system's upcase table.
+    pub fn RtlUpcaseUnicodeChar(SourceCharacter: u16) -> u16;
+
     /// `PsGetCurrentProcessId`: any IRQL.
     pub fn PsGetCurrentProcessId() -> HANDLE;
     /// `PsGetCurrentThreadId`: any IRQL.

@@ -34,6 +34,8 @@ pub const STATUS_INVALID_PARAMETER: NTSTATUS = 0xC000_000D_u32 as i32;
 pub const STATUS_INVALID_DEVICE_REQUEST: NTSTATUS = 0xC000_0010_u32 as i32;
 /// `STATUS_ACCESS_DENIED`: Access denied: how a deny verdict completes an operation.
 pub const STATUS_ACCESS_DENIED: NTSTATUS = 0xC000_0022_u32 as i32;
+/// `STATUS_INFO_LENGTH_MISMATCH`: the buffer is too small for the information class.
+pub const STATUS_INFO_LENGTH_MISMATCH: NTSTATUS = 0xC000_0004_u32 as i32;
 /// `STATUS_BUFFER_TOO_SMALL`: The output buffer is too small for the reply.
 pub const STATUS_BUFFER_TOO_SMALL: NTSTATUS = 0xC000_0023_u32 as i32;
 /// `STATUS_OBJECT_NAME_NOT_FOUND`: The named object (registry key or value) does not exist.

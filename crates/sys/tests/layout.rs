@@ -473,6 +473,7 @@ fn constants() -> Vec<(&'static str, i128)> {
         FILE_OVERWRITE_IF,
         FILE_DIRECTORY_FILE,
         FILE_DELETE_ON_CLOSE,
+        FILE_OPEN_BY_FILE_ID,
         FILE_SUPERSEDED,
         FILE_OPENED,
         FILE_CREATED,

@@ -6,7 +6,7 @@
 
 use vigil_sys::{APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
 
-use crate::fltmgr::{contexts, files, names, ports, pushlock, registration, security};
+use crate::fltmgr::{cancel, contexts, files, names, ports, pushlock, registration, security};
 use crate::kernel::IrqlRule::AtMost;
 use crate::kernel::routine::routines;
 use crate::ntoskrnl::exports::Routine as NtRoutine;
@@ -31,6 +31,7 @@ routines! {
         FltGetDestinationFileNameInformation => names::flt_get_destination_file_name_information, AtMost(APC_LEVEL);
         FltReleaseFileNameInformation => names::flt_release_file_name_information, AtMost(APC_LEVEL);
         FltGetRequestorProcessId => files::flt_get_requestor_process_id, AtMost(DISPATCH_LEVEL);
+        FltCancelFileOpen => cancel::flt_cancel_file_open, AtMost(PASSIVE_LEVEL);
         FltAllocateContext => contexts::flt_allocate_context, AtMost(APC_LEVEL);
         FltSetStreamHandleContext => contexts::flt_set_stream_handle_context, AtMost(APC_LEVEL);
         FltGetStreamHandleContext => contexts::flt_get_stream_handle_context, AtMost(APC_LEVEL);

@@ -24,6 +24,10 @@ use crate::machine::guest::GuestAlloc;
 use crate::report::{IoStats, ViolationKind};
 
 /// A synthetic `FILE_OBJECT` and what FltMgr knows about it.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one file object, each read on its own"
+)]
 pub(crate) struct FileRecord {
     /// The `FILE_OBJECT` and its name buffer, kept alive while the record is (never read).
     _memory: [GuestAlloc; 2],
@@ -34,6 +38,10 @@ pub(crate) struct FileRecord {
     /// Opened (post-create success): stream-handle contexts may be set.
     pub open: bool,
     pub cleaned_up: bool,
+    /// Opened with `FILE_OPEN_BY_FILE_ID` (no path before the open).
+    pub by_id: bool,
+    /// `FltCancelFileOpen` undid its create (the post-create must fail the create).
+    pub canceled: bool,
     /// Stream-handle contexts attached, by instance: `(instance, context)`.
     pub contexts: Vec<(usize, usize)>,
 }
@@ -54,6 +62,8 @@ impl FileRecord {
             fs_handle: None,
             open: false,
             cleaned_up: false,
+            by_id: false,
+            canceled: false,
             contexts: Vec::new(),
         }
     }

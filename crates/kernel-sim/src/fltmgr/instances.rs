@@ -79,6 +79,9 @@ pub(crate) trait VolumeFiles: Send {
     ///
     /// The status the operation would fail with.
     fn resolve_target(&self, handle: FsHandle, target: &str) -> Result<String, NTSTATUS>;
+    /// Cleans up and closes the open `handle` at once (`FltCancelFileOpen`: below the filter
+    /// the file was opened, then closed).
+    fn cancel_open(&mut self, handle: FsHandle);
     /// The file system itself, for its owner.
     fn as_any(&self) -> &dyn std::any::Any;
     /// The file system itself, for its owner.

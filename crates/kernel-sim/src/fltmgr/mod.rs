@@ -11,6 +11,7 @@
 //! zeroed blocks kernel-sim owns; records are kept (marked closed) until the end of the run so
 //! that a stale handle is recognized, not confused with a new object at a reused address.
 
+pub(crate) mod cancel;
 pub(crate) mod contexts;
 pub(crate) mod draining;
 pub(crate) mod exports;

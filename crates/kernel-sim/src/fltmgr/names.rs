@@ -5,8 +5,12 @@
 //! memory kernel-sim owns: `Size`, `Format` and `Name` (the volume's device name followed by the
 //! volume-relative path) are filled in, `Volume` is the device-name prefix of `Name`, the other
 //! components are left empty (`NamesParsed` 0; `FltParseFileNameInformation` is not emulated).
-//! The normalized name is the file's canonical name (case as created, following renames); the
-//! opened name is the path as the caller spelled it at create.
+//! The normalized name is the file's canonical name (case as created, long names for short
+//! ones, following renames, with the stream suffix as spelled); the opened name is the path as
+//! the caller spelled it at create (for a relative open, the related directory's name joined
+//! with the relative one; for an open by file ID, the volume followed by the ID's bytes, and in
+//! pre-create such an open has no normalized name: the query fails with
+//! `STATUS_OBJECT_PATH_NOT_FOUND` until the file is open).
 //!
 //! Checks: the routines' IRQL (<= APC_LEVEL; the destination query PASSIVE_LEVEL), their
 //! parameters, a release of a structure with no reference left (a double release, reported
@@ -313,6 +317,8 @@ fn name_of(k: &Kernel, file: usize, format: u32) -> Result<(String, usize), NTST
     let path = if format == FLT_FILE_NAME_NORMALIZED {
         match record.fs_handle.and_then(|h| volume.fs.name_of(h)) {
             Some(name) => name,
+            // An open by file ID has no path before the file is open.
+            None if record.by_id => return Err(status::OBJECT_PATH_NOT_FOUND),
             None => volume.fs.normalize(&record.opened_path)?,
         }
     } else {

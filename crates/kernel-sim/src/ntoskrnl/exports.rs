@@ -9,7 +9,7 @@ use vigil_sys::{APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
 use crate::kernel::IrqlRule::{Any, AtMost, Exactly};
 use crate::kernel::routine::routines;
 use crate::machine::signals::MM_USER_PROBE_ADDRESS;
-use crate::ntoskrnl::{event, io, misc, pool, registry, rtl, sync, thread};
+use crate::ntoskrnl::{event, io, misc, pool, process, registry, rtl, sync, thread, upcase};
 
 routines! {
     /// The `ntoskrnl.exe` routines kernel-sim emulates.
@@ -45,6 +45,13 @@ routines! {
         // IoCreateDevice, IoDeleteDevice: IRQL <= APC_LEVEL (their reference pages' IRQL rows).
         IoCreateDevice => io::io_create_device, AtMost(APC_LEVEL);
         IoDeleteDevice => io::io_delete_device, AtMost(APC_LEVEL);
+        RtlUpcaseUnicodeChar => upcase::rtl_upcase_unicode_char, AtMost(APC_LEVEL);
+        IoGetCurrentProcess => process::io_get_current_process, AtMost(DISPATCH_LEVEL);
+        PsReferencePrimaryToken => process::ps_reference_primary_token, AtMost(PASSIVE_LEVEL);
+        // IRQL < DISPATCH_LEVEL.
+        PsDereferencePrimaryToken => process::ps_dereference_primary_token, AtMost(APC_LEVEL);
+        SeTokenIsAdmin => process::se_token_is_admin, AtMost(PASSIVE_LEVEL);
+        ZwQueryInformationProcess => process::zw_query_information_process, AtMost(PASSIVE_LEVEL);
         memcpy => rtl::memcpy, Any;
         memmove => rtl::memmove, Any;
         memset => rtl::memset, Any;

@@ -10,10 +10,12 @@ pub(crate) mod exports;
 pub(crate) mod io;
 pub(crate) mod misc;
 pub(crate) mod pool;
+pub(crate) mod process;
 pub(crate) mod registry;
 pub(crate) mod rtl;
 pub(crate) mod sync;
 pub(crate) mod thread;
+pub(crate) mod upcase;
 
 /// The file-system statuses kernel-sim answers with, by short names; the values are `vigil-sys`'s.
 pub(crate) mod status {

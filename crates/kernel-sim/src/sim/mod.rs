@@ -448,6 +448,7 @@ impl Drop for Driver {
 
 /// Reports what a gone driver left behind, then releases it.
 pub(crate) fn report_leaks(k: &Kernel, why: &str) {
+    crate::ntoskrnl::process::report_token_leaks(k, why);
     let leaks = lock(&k.pool).drain_leaks();
     for (tag, blocks) in &leaks {
         let total: usize = blocks.iter().map(|b| b.0).sum();

@@ -150,6 +150,37 @@ impl Driver {
             .is_some_and(|v| fs_of(v).exists(path))
     }
 
+    /// Every name on `volume` with its size and named streams, sorted: a snapshot a test
+    /// compares before and after an operation that must change nothing.
+    pub fn listing(&self, volume: VolumeId) -> Vec<String> {
+        lock(flt_state(self.kernel()))
+            .io
+            .volumes
+            .get(volume.0)
+            .map(|v| fs_of(v).listing())
+            .unwrap_or_default()
+    }
+
+    /// The file ID of the file at `path` on `volume` (for [`Io::create_by_id`]).
+    ///
+    /// [`Io::create_by_id`]: crate::Io::create_by_id
+    pub fn file_id(&self, volume: VolumeId, path: &str) -> Option<u64> {
+        lock(flt_state(self.kernel()))
+            .io
+            .volumes
+            .get(volume.0)
+            .and_then(|v| fs_of(v).file_id(path))
+    }
+
+    /// The generated 8.3 short name of the final component of `path` on `volume`, if any.
+    pub fn short_name(&self, volume: VolumeId, path: &str) -> Option<String> {
+        lock(flt_state(self.kernel()))
+            .io
+            .volumes
+            .get(volume.0)
+            .and_then(|v| fs_of(v).short_name(path))
+    }
+
     /// The size of the file at `path` on `volume`.
     pub fn file_size(&self, volume: VolumeId, path: &str) -> Option<u64> {
         lock(flt_state(self.kernel()))

@@ -9,8 +9,26 @@
 //! with (the *canonical* name, what a normalized name query returns) and is found by its
 //! lower-cased *key*. Paths are volume-relative and start with `\`; `\` alone is the root.
 //!
+//! Streams, as NTFS names them ("File Streams (Local File Systems)",
+//! <https://learn.microsoft.com/windows/win32/fileio/file-streams>, and "Naming Files, Paths,
+//! and Namespaces"): the final component of a path may carry `:stream[:type]`. `file::$DATA`
+//! is the file itself (its unnamed data stream); `dir:$I30:$INDEX_ALLOCATION` is the directory
+//! itself (its index), and creating one makes a directory; `file:name` and `file:name:$DATA`
+//! are a named (alternate) data stream, of a file or a directory, created with the file if it
+//! does not exist. A stream suffix anywhere but the final component is an invalid name. Name
+//! queries give the file's canonical name followed by the suffix as the caller spelled it, so
+//! a filter sees every spelling. A named stream is deleted on its own; renaming a named
+//! stream is not emulated (`STATUS_INVALID_PARAMETER`).
+//!
+//! Short names: a link whose final component is not a valid 8.3 name gets a generated short
+//! name (`CONFID~1`, `VAULT-~1.KDB`, unique among its siblings), and any component of a path
+//! may be spelled by it: the open reaches the same file, the normalized name is the long name,
+//! the opened name keeps the short spelling. File IDs: every file has one (its node number),
+//! and [`FileSystem::create_by_id`] opens by it.
+//!
 //! Left out: file contents (only the size is kept), share access, attributes, security,
-//! streams, short names, reparse points, oplocks.
+//! reparse points, oplocks, the short-name registry settings (generation is always on, as on
+//! a system volume).
 
 use std::collections::BTreeSet;
 
@@ -27,6 +45,7 @@ use vigil_sys::{
 
 use crate::fltmgr::instances::{FsHandle, VolumeFiles};
 use crate::ntoskrnl::status;
+use crate::ntoskrnl::upcase::upcase_str;
 
 /// `FILE_NON_DIRECTORY_FILE` create option.
 pub(crate) const FILE_NON_DIRECTORY_FILE: u32 = 0x0000_0040;
@@ -39,6 +58,8 @@ struct Entry {
     /// The name as created (case preserved).
     canonical: String,
     node: u64,
+    /// The generated 8.3 short name of its final component, when the long one is not 8.3.
+    short: Option<String>,
 }
 
 /// A file or directory.
@@ -50,6 +71,8 @@ struct Node {
     links: BTreeSet<String>,
     /// Handles not yet cleaned up.
     open: u32,
+    /// Named data streams: key -> the name as created.
+    streams: std::collections::BTreeMap<String, String>,
     /// Keys of links to remove when the last handle is cleaned up.
     delete_pending: BTreeSet<String>,
 }
@@ -62,6 +85,61 @@ struct Open {
     link: String,
     delete_on_close: bool,
     cleaned_up: bool,
+    /// The key of the named data stream it opened (`None`: the file or directory itself).
+    stream: Option<String>,
+    /// The stream suffix as the caller spelled it (`""`, `::$DATA`, `:ads`, ...).
+    suffix: String,
+    /// A named stream marked for deletion at cleanup.
+    delete_stream: bool,
+}
+
+/// What the stream suffix of a path's final component names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum StreamSpec {
+    /// `::$DATA`: the unnamed data stream, the file itself.
+    DefaultData,
+    /// `:$I30:$INDEX_ALLOCATION`: the directory's index, the directory itself.
+    DirectoryIndex,
+    /// `:name` or `:name:$DATA`: a named data stream.
+    Named(String),
+}
+
+/// What a stream suffix names, and the suffix as spelled.
+type StreamSuffix<'a> = (StreamSpec, &'a str);
+
+/// Splits the stream suffix off `path`'s final component: `(base, Some((spec, suffix)))`.
+///
+/// # Errors
+///
+/// `STATUS_OBJECT_NAME_INVALID` for a malformed suffix (`file:`, an unknown type, a type
+/// without a name other than `$DATA`, more than two `:`).
+fn split_stream(path: &str) -> Result<(&str, Option<StreamSuffix<'_>>), NTSTATUS> {
+    let component = path.rfind('\\').map_or(0, |at| at + 1);
+    let Some(colon) = path[component..].find(':').map(|at| component + at) else {
+        return Ok((path, None));
+    };
+    let (base, suffix) = path.split_at(colon);
+    let mut parts = suffix[1..].split(':');
+    let name = parts.next().unwrap_or("");
+    let kind = parts.next().map(upcase_str);
+    if parts.next().is_some()
+        || name
+            .chars()
+            .any(|c| c < ' ' || matches!(c, '"' | '*' | '/' | '<' | '>' | '?' | '|' | '\\'))
+    {
+        return Err(status::OBJECT_NAME_INVALID);
+    }
+    let spec = match (name, kind.as_deref()) {
+        ("", Some("$DATA")) => StreamSpec::DefaultData,
+        ("", Some("$INDEX_ALLOCATION")) => StreamSpec::DirectoryIndex,
+        (name, Some("$INDEX_ALLOCATION")) if upcase_str(name) == "$I30" => {
+            StreamSpec::DirectoryIndex
+        }
+        ("", _) => return Err(status::OBJECT_NAME_INVALID),
+        (name, None | Some("$DATA")) => StreamSpec::Named(name.to_owned()),
+        _ => return Err(status::OBJECT_NAME_INVALID),
+    };
+    Ok((base, Some((spec, suffix))))
 }
 
 /// One volume's namespace and open handles.
@@ -73,11 +151,16 @@ pub(crate) struct FileSystem {
     next_node: u64,
     next_handle: FsHandle,
     hard_links: bool,
+    /// Short names: the key of a link's parent joined with its upcased short name -> the
+    /// link's key.
+    short_index: HashMap<String, String>,
 }
 
-/// The lookup key of a canonical path.
+/// The lookup key of a canonical path: upcased unit by unit with the system's upcase table,
+/// as NTFS compares names (so `секрет` and `СЕКРЕТ` are one name, and the driver's
+/// `RtlUpcaseUnicodeChar` agrees with the file system by construction).
 fn key_of(path: &str) -> String {
-    path.to_lowercase()
+    upcase_str(path)
 }
 
 /// `(parent, final component)` of a canonical or key path; the root has no parent.
@@ -122,6 +205,21 @@ fn check_path(path: &str) -> Result<(), NTSTATUS> {
     Ok(())
 }
 
+/// Whether `name` is a valid 8.3 name (then NTFS generates no short name for it): a base of 1
+/// to 8 and an extension of 0 to 3 characters from the 8.3 set, one dot at most.
+fn is_8dot3(name: &str) -> bool {
+    let valid = |part: &str| {
+        part.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'()-@^_`{}~".contains(c))
+    };
+    let (base, extension) = name.split_once('.').unwrap_or((name, ""));
+    (1..=8).contains(&base.len())
+        && extension.len() <= 3
+        && !extension.contains('.')
+        && valid(base)
+        && valid(extension)
+}
+
 impl FileSystem {
     /// An empty volume (just the root directory); `hard_links` as the file system supports
     /// them (NTFS and ReFS... ReFS only from Windows 11, kept simple: NTFS-like volumes).
@@ -132,6 +230,7 @@ impl FileSystem {
             opens: HashMap::default(),
             next_node: 1,
             next_handle: 1,
+            short_index: HashMap::default(),
             hard_links,
         };
         let root = fs.new_node(true);
@@ -140,6 +239,7 @@ impl FileSystem {
             Entry {
                 canonical: "\\".to_owned(),
                 node: root,
+                short: None,
             },
         );
         fs.node_mut(root).links.insert("\\".to_owned());
@@ -204,6 +304,9 @@ impl FileSystem {
                 link,
                 delete_on_close,
                 cleaned_up: false,
+                stream: None,
+                suffix: String::new(),
+                delete_stream: false,
             },
         );
         handle
@@ -221,6 +324,9 @@ impl FileSystem {
         let Some(entry) = self.entries.remove(key) else {
             return;
         };
+        if let (Some(short), Some((parent, _))) = (&entry.short, split(key)) {
+            self.short_index.remove(&join(parent, short));
+        }
         let node = self.node_mut(entry.node);
         node.links.remove(key);
         node.delete_pending.remove(key);
@@ -232,13 +338,238 @@ impl FileSystem {
     /// Adds a link `canonical` to `node` (the parent exists; the name is free).
     fn add_link(&mut self, canonical: String, node: u64) {
         let key = key_of(&canonical);
+        let short = self.short_name_for(&canonical);
+        if let (Some(short), Some((parent, _))) = (&short, split(&key)) {
+            self.short_index.insert(join(parent, short), key.clone());
+        }
         self.node_mut(node).links.insert(key.clone());
-        self.entries.insert(key, Entry { canonical, node });
+        self.entries.insert(
+            key,
+            Entry {
+                canonical,
+                node,
+                short,
+            },
+        );
+    }
+
+    /// The 8.3 short name NTFS generates for the final component of `canonical` (a new link),
+    /// unique among its siblings, or `None` when the name is 8.3 already ("Naming Files,
+    /// Paths, and Namespaces", short names:
+    /// <https://learn.microsoft.com/windows/win32/fileio/naming-a-file>).
+    fn short_name_for(&self, canonical: &str) -> Option<String> {
+        let (parent, name) = split(canonical)?;
+        if is_8dot3(name) {
+            return None;
+        }
+        let clean = |part: &str, max: usize| -> String {
+            part.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "!#$%&'()-@^_`{}~".contains(*c))
+                .map(|c| c.to_ascii_uppercase())
+                .take(max)
+                .collect()
+        };
+        let (stem, extension) = match name.rfind('.') {
+            Some(dot) if dot > 0 => (&name[..dot], clean(&name[dot + 1..], 3)),
+            _ => (name, String::new()),
+        };
+        let stem = clean(stem, 6);
+        let stem = if stem.is_empty() {
+            "_".to_owned()
+        } else {
+            stem
+        };
+        let parent_key = key_of(parent);
+        let with_extension = |base: String| {
+            if extension.is_empty() {
+                base
+            } else {
+                format!("{base}.{extension}")
+            }
+        };
+        let free = |short: &String| {
+            let at = join(&parent_key, short);
+            !self.short_index.contains_key(&at) && !self.entries.contains_key(&at)
+        };
+        // `STEM~1` to `STEM~4`, then, as NTFS does after four collisions, two characters of
+        // the stem and four hexadecimal digits of a hash of the long name.
+        let numbered = (1..=4).map(|n| with_extension(format!("{stem}~{n}")));
+        let hash = name
+            .encode_utf16()
+            .fold(0u32, |h, u| h.wrapping_mul(31).wrapping_add(u32::from(u)));
+        let two: String = stem.chars().take(2).collect();
+        let hashed = (1..=9)
+            .map(|n| with_extension(format!("{two}{:04X}~{n}", (hash.wrapping_add(n)) & 0xFFFF)));
+        numbered.chain(hashed).find(free)
+    }
+
+    /// `path` with every component that is a short name replaced by its long name (as
+    /// created), so that an open by short name reaches the same file; components that exist
+    /// by neither name are left as spelled, and so is a stream suffix.
+    fn long_path(&self, path: &str) -> String {
+        if path == "\\" || !path.starts_with('\\') {
+            return path.to_owned();
+        }
+        let (base, suffix) = match split_stream(path) {
+            Ok((base, Some((_, suffix)))) => (base, suffix),
+            _ => (path, ""),
+        };
+        let mut resolved = String::from("\\");
+        for component in base[1..].split('\\') {
+            let candidate = join(&resolved, component);
+            let key = key_of(&candidate);
+            let next = if let Some(entry) = self.entries.get(&key) {
+                entry.canonical.clone()
+            } else {
+                self.short_index
+                    .get(&join(&key_of(&resolved), &upcase_str(component)))
+                    .and_then(|long| self.entries.get(long))
+                    .map_or(candidate, |e| e.canonical.clone())
+            };
+            resolved = next;
+        }
+        format!("{resolved}{suffix}")
+    }
+
+    /// The file ID (the node number, as NTFS's file reference number) of the file at `path`.
+    pub(crate) fn file_id(&self, path: &str) -> Option<u64> {
+        self.entries
+            .get(&key_of(&self.long_path(path)))
+            .map(|e| e.node)
+    }
+
+    /// The short name of the final component of `path`, if it has one.
+    pub(crate) fn short_name(&self, path: &str) -> Option<String> {
+        self.entries
+            .get(&key_of(&self.long_path(path)))
+            .and_then(|e| e.short.clone())
+    }
+
+    /// `IRP_MJ_CREATE` with `FILE_OPEN_BY_FILE_ID`: opens the file whose ID is `id` through its
+    /// first link. An open by ID cannot create a file (no name): `FILE_CREATE` collides with
+    /// the existing file, an unknown ID is `STATUS_INVALID_PARAMETER`; the overwriting
+    /// dispositions truncate as they do by name (`NtCreateFile`, `FILE_OPEN_BY_FILE_ID`:
+    /// <https://learn.microsoft.com/windows-hardware/drivers/ddi/ntifs/nf-ntifs-ntcreatefile>).
+    pub(crate) fn create_by_id(
+        &mut self,
+        id: u64,
+        disposition: u32,
+        options: u32,
+    ) -> Result<(FsHandle, usize), NTSTATUS> {
+        let node = self.nodes.get(&id).ok_or(STATUS_INVALID_PARAMETER)?;
+        let link = node
+            .links
+            .iter()
+            .next()
+            .cloned()
+            .ok_or(STATUS_INVALID_PARAMETER)?;
+        let canonical = self.entries[&link].canonical.clone();
+        if disposition == FILE_CREATE {
+            return Err(status::OBJECT_NAME_COLLISION);
+        }
+        self.create_plain(&canonical, disposition, options)
     }
 
     /// `IRP_MJ_CREATE`: `disposition` is `FILE_SUPERSEDE`..`FILE_OVERWRITE_IF`; returns the
     /// handle and `IoStatus.Information` (`FILE_CREATED`, `FILE_OPENED`, ...).
     pub(crate) fn create(
+        &mut self,
+        path: &str,
+        disposition: u32,
+        options: u32,
+    ) -> Result<(FsHandle, usize), NTSTATUS> {
+        let long = self.long_path(path);
+        let path = long.as_str();
+        let (base, stream) = split_stream(path)?;
+        let Some((spec, suffix)) = stream else {
+            return self.create_plain(path, disposition, options);
+        };
+        check_path(base)?;
+        let base_node = self.entries.get(&key_of(base)).map(|e| e.node);
+        let base_is_directory = base_node.is_some_and(|n| self.node(n).directory);
+        let (handle, information) = match &spec {
+            StreamSpec::DefaultData => {
+                if base_is_directory || options & FILE_DIRECTORY_FILE != 0 {
+                    return Err(status::FILE_IS_A_DIRECTORY);
+                }
+                self.create_plain(base, disposition, options)?
+            }
+            StreamSpec::DirectoryIndex => {
+                if base_node.is_some() && !base_is_directory {
+                    return Err(status::NOT_A_DIRECTORY);
+                }
+                self.create_plain(base, disposition, options | FILE_DIRECTORY_FILE)?
+            }
+            StreamSpec::Named(name) => {
+                return self.create_stream(base, name, suffix, disposition, options);
+            }
+        };
+        if let Some(open) = self.opens.get_mut(&handle) {
+            suffix.clone_into(&mut open.suffix);
+        }
+        Ok((handle, information))
+    }
+
+    /// Creates or opens the named data stream `name` of `base` (creating `base` as a file when
+    /// the disposition creates and it does not exist).
+    fn create_stream(
+        &mut self,
+        base: &str,
+        name: &str,
+        suffix: &str,
+        disposition: u32,
+        options: u32,
+    ) -> Result<(FsHandle, usize), NTSTATUS> {
+        if disposition > FILE_OVERWRITE_IF {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        if options & FILE_DIRECTORY_FILE != 0 {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        let creates = !matches!(disposition, FILE_OPEN | FILE_OVERWRITE);
+        let key = key_of(base);
+        let node = match self.entries.get(&key) {
+            Some(entry) => {
+                let node = entry.node;
+                if self.node(node).delete_pending.contains(&key) {
+                    return Err(status::DELETE_PENDING);
+                }
+                node
+            }
+            None if creates => {
+                let (handle, _) = self.create_plain(base, FILE_CREATE, 0)?;
+                let node = self.opens[&handle].node;
+                // The file exists now; the handle was only the means to create it.
+                self.cleanup(handle)?;
+                self.opens.remove(&handle);
+                node
+            }
+            None => return Err(STATUS_OBJECT_NAME_NOT_FOUND),
+        };
+        let stream_key = upcase_str(name);
+        let exists = self.node(node).streams.contains_key(&stream_key);
+        let information = match (exists, disposition) {
+            (true, FILE_CREATE) => return Err(status::OBJECT_NAME_COLLISION),
+            (true, FILE_OPEN | FILE_OPEN_IF) => FILE_OPENED,
+            (true, FILE_SUPERSEDE) => FILE_SUPERSEDED,
+            (true, _) => FILE_OVERWRITTEN,
+            (false, _) if !creates => return Err(STATUS_OBJECT_NAME_NOT_FOUND),
+            (false, _) => FILE_CREATED,
+        };
+        self.node_mut(node)
+            .streams
+            .entry(stream_key.clone())
+            .or_insert_with(|| name.to_owned());
+        let handle = self.open_handle(node, key, options & FILE_DELETE_ON_CLOSE != 0);
+        if let Some(open) = self.opens.get_mut(&handle) {
+            open.stream = Some(stream_key);
+            suffix.clone_into(&mut open.suffix);
+        }
+        Ok((handle, information))
+    }
+
+    /// `create` of a path without a stream suffix.
+    fn create_plain(
         &mut self,
         path: &str,
         disposition: u32,
@@ -301,7 +632,12 @@ impl FileSystem {
         offset: u64,
         length: u64,
     ) -> Result<(), NTSTATUS> {
-        let node = self.live_open(handle)?.node;
+        let open = self.live_open(handle)?;
+        if open.stream.is_some() {
+            // A named stream's contents are not kept.
+            return Ok(());
+        }
+        let node = open.node;
         let node = self.node_mut(node);
         if node.directory {
             return Err(status::INVALID_DEVICE_REQUEST);
@@ -314,12 +650,20 @@ impl FileSystem {
     /// when that link is gone (POSIX delete, replaced by a rename).
     pub(crate) fn name_of(&self, handle: FsHandle) -> Option<String> {
         let open = self.opens.get(&handle)?;
-        self.entries.get(&open.link).map(|e| e.canonical.clone())
+        self.entries
+            .get(&open.link)
+            .map(|e| format!("{}{}", e.canonical, open.suffix))
     }
 
     /// The canonical form of `path` if it exists; else the canonical parent joined with the
     /// final component as spelled (what a normalized name in pre-create looks like).
     pub(crate) fn normalize(&self, path: &str) -> Result<String, NTSTATUS> {
+        let long = self.long_path(path);
+        let path = long.as_str();
+        let (base, stream) = split_stream(path)?;
+        if let Some((_, suffix)) = stream {
+            return Ok(format!("{}{suffix}", self.normalize(base)?));
+        }
         check_path(path)?;
         if let Some(entry) = self.entries.get(&key_of(path)) {
             return Ok(entry.canonical.clone());
@@ -339,7 +683,12 @@ impl FileSystem {
         let path = if target.starts_with('\\') {
             target.to_owned()
         } else {
-            let current = self.name_of(handle).ok_or(status::FILE_CLOSED)?;
+            let open = self.opens.get(&handle).ok_or(status::FILE_CLOSED)?;
+            let current = self
+                .entries
+                .get(&open.link)
+                .map(|e| e.canonical.clone())
+                .ok_or(status::FILE_CLOSED)?;
             let (directory, _) = split(&current).ok_or(STATUS_ACCESS_DENIED)?;
             join(directory, target)
         };
@@ -381,8 +730,14 @@ impl FileSystem {
     ) -> Result<(), NTSTATUS> {
         let (node, old_key) = {
             let open = self.live_open(handle)?;
+            if open.stream.is_some() {
+                return Err(STATUS_INVALID_PARAMETER);
+            }
             (open.node, open.link.clone())
         };
+        if split_stream(target)?.1.is_some() {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
         if old_key == "\\" {
             return Err(STATUS_ACCESS_DENIED);
         }
@@ -426,11 +781,25 @@ impl FileSystem {
             for open in self.opens.values_mut().filter(|o| o.link == key) {
                 open.link.clone_from(&moved_key);
             }
+            // The renamed entry gets the short name of its new name; those below keep theirs.
+            if let (Some(short), Some((parent, _))) = (&entry.short, split(&key)) {
+                self.short_index.remove(&join(parent, short));
+            }
+            let short = if key == old_key {
+                self.short_name_for(&moved_canonical)
+            } else {
+                entry.short
+            };
+            if let (Some(short), Some((parent, _))) = (&short, split(&moved_key)) {
+                self.short_index
+                    .insert(join(parent, short), moved_key.clone());
+            }
             self.entries.insert(
                 moved_key,
                 Entry {
                     canonical: moved_canonical,
                     node: entry.node,
+                    short,
                 },
             );
         }
@@ -450,6 +819,9 @@ impl FileSystem {
         let node = self.live_open(handle)?.node;
         if self.node(node).directory {
             return Err(status::FILE_IS_A_DIRECTORY);
+        }
+        if split_stream(target)?.1.is_some() {
+            return Err(STATUS_INVALID_PARAMETER);
         }
         let canonical = self.resolve_target(handle, target)?;
         let key = key_of(&canonical);
@@ -475,10 +847,16 @@ impl FileSystem {
     /// `FileDispositionInformation`: sets or clears delete-pending on the handle's link; the
     /// link goes when the file's last handle is cleaned up.
     pub(crate) fn set_delete(&mut self, handle: FsHandle, delete: bool) -> Result<(), NTSTATUS> {
-        let (node, key) = {
+        let (node, key, stream) = {
             let open = self.live_open(handle)?;
-            (open.node, open.link.clone())
+            (open.node, open.link.clone(), open.stream.is_some())
         };
+        if stream {
+            if let Some(open) = self.opens.get_mut(&handle) {
+                open.delete_stream = delete;
+            }
+            return Ok(());
+        }
         if delete {
             self.check_deletable(&key)?;
             self.node_mut(node).delete_pending.insert(key);
@@ -500,7 +878,7 @@ impl FileSystem {
         let key = self.live_open(handle)?.link.clone();
         let delete = flags & FILE_DISPOSITION_DELETE != 0;
         if flags & FILE_DISPOSITION_ON_CLOSE != 0 {
-            if delete {
+            if delete && self.live_open(handle)?.stream.is_none() {
                 self.check_deletable(&key)?;
             }
             if let Some(open) = self.opens.get_mut(&handle) {
@@ -509,6 +887,11 @@ impl FileSystem {
             return Ok(());
         }
         if delete && flags & FILE_DISPOSITION_POSIX_SEMANTICS != 0 {
+            if let Some(stream) = self.live_open(handle)?.stream.clone() {
+                let node = self.live_open(handle)?.node;
+                self.node_mut(node).streams.remove(&stream);
+                return Ok(());
+            }
             self.check_deletable(&key)?;
             self.unlink(&key);
             return Ok(());
@@ -519,9 +902,16 @@ impl FileSystem {
     /// `IRP_MJ_CLEANUP`: the handle is closed by its last user; delete-on-close marks its link,
     /// and the file's last cleanup removes every delete-pending link.
     pub(crate) fn cleanup(&mut self, handle: FsHandle) -> Result<(), NTSTATUS> {
-        let (node_id, key, delete_on_close) = {
+        let (node_id, key, delete_on_close, stream) = {
             let open = self.live_open(handle)?;
-            (open.node, open.link.clone(), open.delete_on_close)
+            let stream = open.stream.clone();
+            let delete_stream = open.delete_stream;
+            (
+                open.node,
+                open.link.clone(),
+                open.delete_on_close || delete_stream,
+                stream,
+            )
         };
         if let Some(open) = self.opens.get_mut(&handle) {
             open.cleaned_up = true;
@@ -529,7 +919,10 @@ impl FileSystem {
         let Some(node) = self.nodes.get_mut(&node_id) else {
             return Ok(());
         };
-        if delete_on_close && node.links.contains(&key) {
+        if let Some(stream) = stream.filter(|_| delete_on_close) {
+            // Deleting a named stream removes that stream only.
+            node.streams.remove(&stream);
+        } else if delete_on_close && node.links.contains(&key) {
             node.delete_pending.insert(key);
         }
         node.open -= 1;
@@ -555,13 +948,40 @@ impl FileSystem {
 
     /// Whether `path` names an existing link (delete-pending links still exist).
     pub(crate) fn exists(&self, path: &str) -> bool {
-        self.entries.contains_key(&key_of(path))
+        match split_stream(path) {
+            Ok((base, Some((StreamSpec::Named(name), _)))) => self
+                .entries
+                .get(&key_of(base))
+                .is_some_and(|e| self.node(e.node).streams.contains_key(&upcase_str(&name))),
+            Ok((base, _)) => self.entries.contains_key(&key_of(&self.long_path(base))),
+            Err(_) => false,
+        }
+    }
+
+    /// Every name on the volume, canonical, sorted, each with its size and its named streams
+    /// (`path [size] :s1 :s2`): a snapshot to compare before and after an operation.
+    pub(crate) fn listing(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .entries
+            .values()
+            .map(|e| {
+                let node = self.node(e.node);
+                let mut line = format!("{} [{}]", e.canonical, node.size);
+                for stream in node.streams.values() {
+                    line.push_str(" :");
+                    line.push_str(stream);
+                }
+                line
+            })
+            .collect();
+        lines.sort();
+        lines
     }
 
     /// The size of the file at `path`.
     pub(crate) fn size_of(&self, path: &str) -> Option<u64> {
         self.entries
-            .get(&key_of(path))
+            .get(&key_of(&self.long_path(path)))
             .map(|e| self.node(e.node).size)
     }
 }
@@ -577,6 +997,10 @@ impl VolumeFiles for FileSystem {
 
     fn resolve_target(&self, handle: FsHandle, target: &str) -> Result<String, NTSTATUS> {
         Self::resolve_target(self, handle, target)
+    }
+
+    fn cancel_open(&mut self, handle: FsHandle) {
+        Self::close(self, handle);
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -727,5 +1151,140 @@ mod tests {
             fat.link(f, "\\g", false),
             Err(status::INVALID_DEVICE_REQUEST)
         );
+    }
+
+    #[test]
+    fn streams_name_the_file_or_one_of_its_streams() {
+        let mut fs = fs();
+        let (d, _) = fs
+            .create("\\Dir:$I30:$INDEX_ALLOCATION", FILE_CREATE, 0)
+            .unwrap();
+        assert_eq!(
+            fs.name_of(d).as_deref(),
+            Some("\\Dir:$I30:$INDEX_ALLOCATION")
+        );
+        assert!(fs.exists("\\dir"), "creating the index makes a directory");
+        let (f, info) = fs.create("\\Dir\\a.txt::$DATA", FILE_CREATE, 0).unwrap();
+        assert_eq!(info, FILE_CREATED);
+        fs.write(f, 0, 7).unwrap();
+        assert_eq!(
+            fs.size_of("\\DIR\\A.TXT"),
+            Some(7),
+            "::$DATA is the file itself"
+        );
+        assert_eq!(
+            fs.create("\\Dir\\a.txt:ads", FILE_OPEN, 0).err(),
+            Some(STATUS_OBJECT_NAME_NOT_FOUND)
+        );
+        let (s, info) = fs.create("\\Dir\\a.txt:ads:$DATA", FILE_CREATE, 0).unwrap();
+        assert_eq!(info, FILE_CREATED);
+        assert!(fs.exists("\\dir\\A.txt:ADS"));
+        assert_eq!(fs.name_of(s).as_deref(), Some("\\Dir\\a.txt:ads:$DATA"));
+        assert_eq!(fs.normalize("\\dir\\A.TXT:x").unwrap(), "\\Dir\\a.txt:x");
+        assert_eq!(fs.rename(s, ":other", false), Err(STATUS_INVALID_PARAMETER));
+        fs.set_delete(s, true).unwrap();
+        fs.cleanup(s).unwrap();
+        assert!(
+            !fs.exists("\\Dir\\a.txt:ads"),
+            "the stream alone is deleted"
+        );
+        assert!(fs.exists("\\Dir\\a.txt"));
+        for bad in ["\\f:", "\\f:s:$BOGUS", "\\f:a:b:c", "\\d:x\\f"] {
+            assert_eq!(
+                fs.create(bad, FILE_CREATE, 0).err(),
+                Some(status::OBJECT_NAME_INVALID),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            fs.create("\\Dir::$DATA", FILE_OPEN, 0).err(),
+            Some(status::FILE_IS_A_DIRECTORY)
+        );
+        assert_eq!(
+            fs.create("\\Dir\\a.txt:$I30:$INDEX_ALLOCATION", FILE_OPEN, 0)
+                .err(),
+            Some(status::NOT_A_DIRECTORY)
+        );
+        // A stream of a file that does not exist creates the file.
+        fs.create("\\new.txt:s", FILE_OPEN_IF, 0).unwrap();
+        assert!(fs.exists("\\new.txt") && fs.exists("\\new.txt:s"));
+    }
+
+    #[test]
+    fn names_are_case_insensitive_across_unicode() {
+        let mut fs = fs();
+        fs.create("\\Секрет", FILE_CREATE, FILE_DIRECTORY_FILE)
+            .unwrap();
+        assert_eq!(
+            fs.create("\\СЕКРЕТ", FILE_CREATE, FILE_DIRECTORY_FILE)
+                .err(),
+            Some(status::OBJECT_NAME_COLLISION)
+        );
+        assert_eq!(fs.normalize("\\секрет\\Ωx").unwrap(), "\\Секрет\\Ωx");
+        fs.create("\\секрет\\ωx", FILE_CREATE, 0).unwrap();
+        assert!(fs.exists("\\СЕКРЕТ\\ΩX"));
+    }
+
+    #[test]
+    fn short_names_reach_the_same_file_and_normalize_to_the_long_name() {
+        let mut fs = fs();
+        fs.create("\\Confidential Files", FILE_CREATE, FILE_DIRECTORY_FILE)
+            .unwrap();
+        fs.create("\\Confidential Notes", FILE_CREATE, FILE_DIRECTORY_FILE)
+            .unwrap();
+        assert_eq!(
+            fs.short_name("\\confidential files").as_deref(),
+            Some("CONFID~1")
+        );
+        assert_eq!(
+            fs.short_name("\\Confidential Notes").as_deref(),
+            Some("CONFID~2")
+        );
+        let (f, _) = fs
+            .create("\\CONFID~1\\vault-database.kdbx", FILE_CREATE, 0)
+            .unwrap();
+        assert_eq!(
+            fs.name_of(f).as_deref(),
+            Some("\\Confidential Files\\vault-database.kdbx")
+        );
+        assert_eq!(
+            fs.short_name("\\Confidential Files\\vault-database.kdbx")
+                .as_deref(),
+            Some("VAULT-~1.KDB")
+        );
+        assert_eq!(
+            fs.normalize("\\confid~1\\VAULT-~1.KDB:ads").unwrap(),
+            "\\Confidential Files\\vault-database.kdbx:ads"
+        );
+        assert!(fs.exists("\\CONFID~1\\VAULT-~1.KDB"));
+        assert_eq!(
+            fs.short_name("\\a.txt"),
+            None,
+            "8.3 names get no short name"
+        );
+    }
+
+    #[test]
+    fn opens_by_file_id_reach_the_file_and_cannot_create() {
+        let mut fs = fs();
+        let (f, _) = fs.create("\\f.txt", FILE_CREATE, 0).unwrap();
+        fs.write(f, 0, 9).unwrap();
+        let id = fs.file_id("\\F.TXT").unwrap();
+        let (g, info) = fs.create_by_id(id, FILE_OPEN, 0).unwrap();
+        assert_eq!(info, FILE_OPENED);
+        assert_eq!(fs.name_of(g).as_deref(), Some("\\f.txt"));
+        assert_eq!(
+            fs.create_by_id(id, FILE_CREATE, 0).err(),
+            Some(status::OBJECT_NAME_COLLISION)
+        );
+        assert_eq!(
+            fs.create_by_id(9999, FILE_OPEN, 0).err(),
+            Some(STATUS_INVALID_PARAMETER)
+        );
+        assert_eq!(
+            fs.create_by_id(id, FILE_OVERWRITE_IF, 0).unwrap().1,
+            FILE_OVERWRITTEN
+        );
+        assert_eq!(fs.size_of("\\f.txt"), Some(0));
     }
 }

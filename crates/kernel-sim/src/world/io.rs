@@ -31,18 +31,18 @@ use std::time::{Duration, Instant};
 
 use vigil_sys::{
     APC_LEVEL, DEVICE_OBJECT, DISPATCH_LEVEL, FILE_DISPOSITION_INFORMATION,
-    FILE_DISPOSITION_INFORMATION_EX, FILE_INFORMATION_CLASS, FILE_OBJECT, FILE_RENAME_INFORMATION,
-    FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_PARAMETERS, FLT_PARAMETERS_CREATE,
-    FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE, FLT_POSTOP_FINISHED_PROCESSING,
-    FLT_POSTOP_MORE_PROCESSING_REQUIRED, FLT_PREOP_COMPLETE, FLT_PREOP_PENDING,
-    FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE,
-    FLT_RELATED_OBJECTS, FLTFL_CALLBACK_DATA_IRP_OPERATION, FLTFL_CALLBACK_DATA_POST_OPERATION,
-    FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO, FileDispositionInformation,
-    FileDispositionInformationEx, FileLinkInformation, FileLinkInformationEx,
-    FileRenameInformation, FileRenameInformationEx, IO_SECURITY_CONTEXT, IO_STATUS_BLOCK,
-    IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE,
-    IRP_PAGING_IO, KernelMode, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL, PVOID,
-    STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
+    FILE_DISPOSITION_INFORMATION_EX, FILE_INFORMATION_CLASS, FILE_OBJECT, FILE_OPEN_BY_FILE_ID,
+    FILE_RENAME_INFORMATION, FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_PARAMETERS,
+    FLT_PARAMETERS_CREATE, FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE,
+    FLT_POSTOP_FINISHED_PROCESSING, FLT_POSTOP_MORE_PROCESSING_REQUIRED, FLT_PREOP_COMPLETE,
+    FLT_PREOP_PENDING, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK,
+    FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS, FLTFL_CALLBACK_DATA_IRP_OPERATION,
+    FLTFL_CALLBACK_DATA_POST_OPERATION, FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO,
+    FileDispositionInformation, FileDispositionInformationEx, FileLinkInformation,
+    FileLinkInformationEx, FileRenameInformation, FileRenameInformationEx, IO_SECURITY_CONTEXT,
+    IO_STATUS_BLOCK, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_SET_INFORMATION,
+    IRP_MJ_WRITE, IRP_NOCACHE, IRP_PAGING_IO, KernelMode, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL,
+    PVOID, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
 };
 
 use crate::fltmgr::draining::{AwaitingPost, HoldGate};
@@ -663,12 +663,121 @@ impl Io {
         options: u32,
         desired_access: u32,
     ) -> Result<FileHandle, NTSTATUS> {
+        let target = CreateTarget::Path(path.to_owned());
+        self.create_object(
+            volume,
+            &utf16_bytes(path),
+            path.to_owned(),
+            0,
+            &target,
+            (disposition, options, desired_access),
+        )
+    }
+
+    /// `IRP_MJ_CREATE` of `name` relative to the open directory `directory`
+    /// (`OBJECT_ATTRIBUTES.RootDirectory`: the I/O manager sets the new file object's
+    /// `RelatedFileObject` to the directory's and its `FileName` to `name` alone; FltMgr's
+    /// names are the full ones). Otherwise as [`Io::create`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Io::create`]; `STATUS_INVALID_PARAMETER` for a `name` starting with `\`, which a
+    /// relative open refuses.
+    pub fn create_relative(
+        &self,
+        directory: &FileHandle,
+        name: &str,
+        disposition: u32,
+        options: u32,
+        desired_access: u32,
+    ) -> Result<FileHandle, NTSTATUS> {
+        if name.starts_with('\\') {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        let base = {
+            let flt = lock(flt_state(&self.kernel));
+            let record = flt
+                .io
+                .files
+                .get(&directory.file_object)
+                .ok_or(status::INVALID_HANDLE)?;
+            let volume = flt
+                .io
+                .volumes
+                .get(directory.volume.0)
+                .ok_or(status::VOLUME_DISMOUNTED)?;
+            record
+                .fs_handle
+                .and_then(|h| volume.fs.name_of(h))
+                .ok_or(status::FILE_CLOSED)?
+        };
+        let full = if base == "\\" {
+            format!("\\{name}")
+        } else {
+            format!("{base}\\{name}")
+        };
+        self.create_object(
+            directory.volume,
+            &utf16_bytes(name),
+            full.clone(),
+            directory.file_object,
+            &CreateTarget::Path(full),
+            (disposition, options, desired_access),
+        )
+    }
+
+    /// `IRP_MJ_CREATE` with `FILE_OPEN_BY_FILE_ID`: the file object's `FileName` is the 8-byte
+    /// ID. In pre-create FltMgr has no path for it: the opened name is the volume followed by
+    /// the ID's bytes, and a normalized name cannot be built before the file is open (the query
+    /// fails with `STATUS_OBJECT_PATH_NOT_FOUND`); after the open, names are the file's.
+    ///
+    /// # Errors
+    ///
+    /// As [`Io::create`]; `STATUS_INVALID_PARAMETER` for an unknown ID.
+    pub fn create_by_id(
+        &self,
+        volume: VolumeId,
+        id: u64,
+        disposition: u32,
+        options: u32,
+        desired_access: u32,
+    ) -> Result<FileHandle, NTSTATUS> {
+        let bytes = id.to_le_bytes();
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let opened = format!("\\{}", String::from_utf16_lossy(&units));
+        self.create_object(
+            volume,
+            &bytes,
+            opened,
+            0,
+            &CreateTarget::Id(id),
+            (disposition, options | FILE_OPEN_BY_FILE_ID, desired_access),
+        )
+    }
+
+    /// The common part of the creates: a new `FILE_OBJECT` named `name_bytes` (with
+    /// `related` as its `RelatedFileObject`), its record with `opened_path`, and the operation.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one create from file object to outcome, read top to bottom"
+    )]
+    fn create_object(
+        &self,
+        volume: VolumeId,
+        name_bytes: &[u8],
+        opened_path: String,
+        related: usize,
+        target: &CreateTarget,
+        (disposition, options, desired_access): (u32, u32, u32),
+    ) -> Result<FileHandle, NTSTATUS> {
         let Some((device, _)) = self.volume_device(volume) else {
             return Err(status::VOLUME_DISMOUNTED);
         };
-        let name_bytes = utf16_bytes(path);
         let name = GuestAlloc::zeroed(name_bytes.len() + 2);
-        guest::write_bytes(name.as_ptr(), &name_bytes);
+        guest::write_bytes(name.as_ptr(), name_bytes);
         let object = GuestAlloc::for_type::<FILE_OBJECT>(0);
         let file_object = object.address();
         let length = u16::try_from(name_bytes.len()).map_err(|_| STATUS_INVALID_PARAMETER)?;
@@ -678,6 +787,7 @@ impl Io {
         value.Type = IO_TYPE_FILE;
         value.Size = i16::try_from(size_of::<FILE_OBJECT>()).unwrap_or(i16::MAX);
         value.DeviceObject = device as *mut DEVICE_OBJECT;
+        value.RelatedFileObject = related as *mut FILE_OBJECT;
         value.FileName = UNICODE_STRING {
             Length: length,
             MaximumLength: length + 2,
@@ -685,10 +795,12 @@ impl Io {
         };
         // SAFETY: kernel-sim's own fresh allocation of a FILE_OBJECT.
         unsafe { object.as_ptr::<FILE_OBJECT>().write(value) };
-        lock(flt_state(&self.kernel)).io.files.insert(
-            file_object,
-            FileRecord::new(object, name, volume, path.to_owned()),
-        );
+        let mut record = FileRecord::new(object, name, volume, opened_path);
+        record.by_id = matches!(target, CreateTarget::Id(_));
+        lock(flt_state(&self.kernel))
+            .io
+            .files
+            .insert(file_object, record);
         let parameters = FLT_PARAMETERS {
             Create: FLT_PARAMETERS_CREATE {
                 SecurityContext: std::ptr::null_mut(),
@@ -702,7 +814,6 @@ impl Io {
                 AllocationSize: 0,
             },
         };
-        let path_owned = path.to_owned();
         let mut step = |io: &mut IoState, base: usize| {
             let options_at = base
                 + offset_of!(OperationBlock, iopb)
@@ -712,7 +823,17 @@ impl Io {
             let Some(v) = io.volumes.get_mut(volume.0) else {
                 return (status::VOLUME_DISMOUNTED, 0);
             };
-            match fs_mut(v).create(&path_owned, options >> 24, options & 0x00FF_FFFF) {
+            let created = match target {
+                CreateTarget::Path(path) => {
+                    fs_mut(v).create(path, options >> 24, options & 0x00FF_FFFF)
+                }
+                CreateTarget::Id(id) => fs_mut(v).create_by_id(
+                    *id,
+                    options >> 24,
+                    options & 0x00FF_FFFF & !FILE_OPEN_BY_FILE_ID,
+                ),
+            };
+            match created {
                 Ok((handle, information)) => {
                     if let Some(record) = io.files.get_mut(&file_object) {
                         record.fs_handle = Some(handle);
@@ -733,7 +854,19 @@ impl Io {
             desired_access,
             &mut step,
         );
-        if NT_SUCCESS(status) {
+        let canceled = lock(flt_state(&self.kernel))
+            .io
+            .files
+            .get(&file_object)
+            .is_some_and(|r| r.canceled);
+        if canceled && NT_SUCCESS(status) {
+            self.kernel.violation(
+                ViolationKind::CallbackStatus,
+                "FltCancelFileOpen: the post-create callback then fails the create with an error status",
+                format!("the open of '{}' was canceled but completed with {status:#x}", path_of(target)),
+            );
+        }
+        if NT_SUCCESS(status) && !canceled {
             if let Some(record) = lock(flt_state(&self.kernel)).io.files.get_mut(&file_object) {
                 // A filter that completed the create successfully owns the open.
                 record.open = true;
@@ -745,7 +878,11 @@ impl Io {
             })
         } else {
             self.discard(file_object);
-            Err(status)
+            Err(if NT_SUCCESS(status) {
+                STATUS_UNSUCCESSFUL
+            } else {
+                status
+            })
         }
     }
 
@@ -1055,6 +1192,20 @@ impl Io {
             &mut step,
         );
         self.discard(file_object);
+    }
+}
+
+/// What a create opens: a path, or a file ID (`FILE_OPEN_BY_FILE_ID`).
+enum CreateTarget {
+    Path(String),
+    Id(u64),
+}
+
+/// A create's target, for messages.
+fn path_of(target: &CreateTarget) -> String {
+    match target {
+        CreateTarget::Path(path) => path.clone(),
+        CreateTarget::Id(id) => format!("file ID {id:#x}"),
     }
 }
 

@@ -303,6 +303,54 @@ fn verdicts_follow_the_rules_in_order() {
 }
 
 #[test]
+fn streams_unicode_case_and_ancestors_are_covered() {
+    let p = Policy::parse("[[rule]]\nprefix = '\\Device\\V\\Data\\Секрет'\nverdict = \"deny\"\n")
+        .unwrap();
+    let names: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    let decide = |op, path: &str| {
+        p.decide(&request(op, 78, &units(path), &[]), 1, &names)
+            .verdict
+    };
+    for path in [
+        "\\Device\\V\\Data\\СЕКРЕТ\\a.txt",
+        "\\Device\\V\\Data\\секрет::$DATA",
+        "\\Device\\V\\Data\\Секрет:ads",
+        "\\Device\\V\\Data\\Секрет:$I30:$INDEX_ALLOCATION",
+    ] {
+        assert_eq!(
+            decide(VerdictOperation::Create, path),
+            Verdict::Deny,
+            "{path}"
+        );
+    }
+    // Renaming or deleting an ancestor moves the tree; opening it does not.
+    for path in [
+        "\\Device\\V\\Data",
+        "\\device\\v\\DATA:$I30:$INDEX_ALLOCATION",
+    ] {
+        assert_eq!(
+            decide(VerdictOperation::Rename, path),
+            Verdict::Deny,
+            "{path}"
+        );
+        assert_eq!(
+            decide(VerdictOperation::Delete, path),
+            Verdict::Deny,
+            "{path}"
+        );
+        assert_eq!(
+            decide(VerdictOperation::Create, path),
+            Verdict::Allow,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        decide(VerdictOperation::Delete, "\\Device\\V\\Dat"),
+        Verdict::Allow
+    );
+}
+
+#[test]
 fn the_services_own_process_is_always_allowed() {
     let p = Policy::parse(GOOD).unwrap();
     let inside = units("\\Device\\HarddiskVolume3\\Secret\\a.txt");

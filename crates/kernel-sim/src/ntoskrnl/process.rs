@@ -1,0 +1,223 @@
+//! Who a process is: `IoGetCurrentProcess`, `ZwQueryInformationProcess` (its image name),
+//! `PsReferencePrimaryToken`, `SeTokenIsAdmin` and `PsDereferencePrimaryToken`, answered from
+//! [`SimConfig::processes`](crate::SimConfig::processes) for the process the calling thread runs
+//! in (the requestor of synthetic I/O, the connecting process in a port's connect callback).
+//!
+//! `EPROCESS` and token pointers are opaque to drivers: kernel-sim hands out non-canonical
+//! addresses that encode the process id (touching one faults). Token references are counted per
+//! run: a dereference of a token with no reference left is an over-release, and a reference
+//! still held when the driver is gone is a leak.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use vigil_sys::{
+    BOOLEAN, HANDLE, NTSTATUS, PACCESS_TOKEN, PEPROCESS, PVOID, ProcessImageFileName,
+    STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+    UNICODE_STRING,
+};
+
+use crate::kernel::{Kernel, emulate};
+use crate::machine::guest;
+use crate::machine::state;
+use crate::ntoskrnl::exports::Routine;
+use crate::report::ViolationKind;
+
+/// Tag bits of the opaque `EPROCESS` pointers (non-canonical: a dereference faults).
+const PROCESS_TAG: usize = 0xA5A5_0000_0000_0000;
+/// Tag bits of the opaque token pointers.
+const TOKEN_TAG: usize = 0xA6A6_0000_0000_0000;
+const TAG_MASK: usize = 0xFFFF_0000_0000_0000;
+
+/// Token references held, by (kernel, process id).
+static TOKEN_REFERENCES: Mutex<Option<HashMap<(usize, usize), i64>>> = Mutex::new(None);
+
+/// The image and admin flag of process `pid` (see the module documentation).
+pub(crate) fn process_identity(k: &Kernel, pid: usize) -> (String, bool) {
+    k.config
+        .processes
+        .iter()
+        .find(|p| p.pid as usize == pid)
+        .map_or_else(
+            || {
+                (
+                    format!("\\Device\\HarddiskVolume1\\Users\\user\\app{pid}.exe"),
+                    false,
+                )
+            },
+            |p| (p.image.clone(), p.admin),
+        )
+}
+
+fn current_pid() -> usize {
+    state::with(|s| s.process_id.get())
+}
+
+fn decode(pointer: usize, tag: usize) -> Option<usize> {
+    (pointer & TAG_MASK == tag).then_some((pointer & !TAG_MASK) >> 4)
+}
+
+/// `IoGetCurrentProcess`: IRQL <= DISPATCH_LEVEL
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-iogetcurrentprocess>).
+pub(crate) extern "win64" fn io_get_current_process() -> PEPROCESS {
+    emulate(Routine::IoGetCurrentProcess, |_| {
+        std::ptr::without_provenance_mut(PROCESS_TAG | (current_pid() << 4))
+    })
+}
+
+/// `PsReferencePrimaryToken`: PASSIVE_LEVEL; every call is paired with a dereference
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntifs/nf-ntifs-psreferenceprimarytoken>).
+pub(crate) extern "win64" fn ps_reference_primary_token(process: PEPROCESS) -> PACCESS_TOKEN {
+    emulate(Routine::PsReferencePrimaryToken, |k| {
+        let Some(pid) = decode(process.addr(), PROCESS_TAG) else {
+            k.parameter_violation(
+                "PsReferencePrimaryToken: a PEPROCESS",
+                format!("{process:p} is not a process object"),
+            );
+            return std::ptr::null_mut();
+        };
+        let key = (std::ptr::from_ref(k).addr(), pid);
+        *TOKEN_REFERENCES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert_with(HashMap::new)
+            .entry(key)
+            .or_default() += 1;
+        std::ptr::without_provenance_mut(TOKEN_TAG | (pid << 4))
+    })
+}
+
+/// `PsDereferencePrimaryToken`: IRQL < DISPATCH_LEVEL
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntifs/nf-ntifs-psdereferenceprimarytoken>).
+pub(crate) extern "win64" fn ps_dereference_primary_token(token: PACCESS_TOKEN) {
+    emulate(Routine::PsDereferencePrimaryToken, |k| {
+        let Some(pid) = decode(token.addr(), TOKEN_TAG) else {
+            k.parameter_violation(
+                "PsDereferencePrimaryToken: a token from PsReferencePrimaryToken",
+                format!("{token:p} is not a token"),
+            );
+            return;
+        };
+        let key = (std::ptr::from_ref(k).addr(), pid);
+        let left = {
+            let mut table = TOKEN_REFERENCES
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let count = table
+                .get_or_insert_with(HashMap::new)
+                .entry(key)
+                .or_default();
+            *count -= 1;
+            *count
+        };
+        if left < 0 {
+            k.violation(
+                ViolationKind::OverRelease,
+                "PsDereferencePrimaryToken: once per PsReferencePrimaryToken",
+                format!("the token of process {pid} has no reference left"),
+            );
+        }
+    });
+}
+
+/// `SeTokenIsAdmin`: PASSIVE_LEVEL; TRUE when the token holds the local Administrators group
+/// (`LocalSystem`'s does)
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntifs/nf-ntifs-setokenisadmin>).
+pub(crate) extern "win64" fn se_token_is_admin(token: PACCESS_TOKEN) -> BOOLEAN {
+    emulate(Routine::SeTokenIsAdmin, |k| {
+        let Some(pid) = decode(token.addr(), TOKEN_TAG) else {
+            k.parameter_violation(
+                "SeTokenIsAdmin: a token",
+                format!("{token:p} is not a token"),
+            );
+            return 0;
+        };
+        BOOLEAN::from(process_identity(k, pid).1)
+    })
+}
+
+/// `ZwQueryInformationProcess`: PASSIVE_LEVEL
+/// (<https://learn.microsoft.com/windows/win32/procthread/zwqueryinformationprocess>). Emulated
+/// for the current process (`NtCurrentProcess()`) and `ProcessImageFileName`: the buffer gets
+/// a `UNICODE_STRING` whose `Buffer` points just after it, at the image's NT path; a buffer too
+/// small gets `STATUS_INFO_LENGTH_MISMATCH` and the needed size in `ReturnLength`.
+pub(crate) extern "win64" fn zw_query_information_process(
+    handle: HANDLE,
+    class: u32,
+    information: PVOID,
+    length: u32,
+    returned: *mut u32,
+) -> NTSTATUS {
+    emulate(Routine::ZwQueryInformationProcess, |k| {
+        if handle.addr() != usize::MAX || class != ProcessImageFileName {
+            k.violation(
+                ViolationKind::NotEmulated,
+                "ZwQueryInformationProcess",
+                format!(
+                    "handle {handle:p}, class {class}: only NtCurrentProcess() and ProcessImageFileName are emulated"
+                ),
+            );
+            return STATUS_NOT_SUPPORTED;
+        }
+        let (image, _) = process_identity(k, current_pid());
+        let units: Vec<u16> = image.encode_utf16().collect();
+        let header = size_of::<UNICODE_STRING>();
+        let needed = header + (units.len() + 1) * 2;
+        let needed_u32 = u32::try_from(needed).unwrap_or(u32::MAX);
+        if !returned.is_null() {
+            guest::write(returned, needed_u32);
+        }
+        if information.is_null() && length > 0 {
+            k.parameter_violation(
+                "ZwQueryInformationProcess: a ProcessInformation buffer of ProcessInformationLength bytes",
+                "a NULL buffer".to_owned(),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        if (length as usize) < needed {
+            return STATUS_INFO_LENGTH_MISMATCH;
+        }
+        let text = information.addr() + header;
+        let bytes: Vec<u8> = units
+            .iter()
+            .chain(std::iter::once(&0))
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        guest::write_bytes(std::ptr::with_exposed_provenance_mut::<u8>(text), &bytes);
+        let name_bytes = u16::try_from(units.len() * 2).unwrap_or(u16::MAX);
+        guest::write(
+            information.cast::<UNICODE_STRING>(),
+            UNICODE_STRING {
+                Length: name_bytes,
+                MaximumLength: name_bytes.saturating_add(2),
+                Buffer: std::ptr::with_exposed_provenance_mut(text),
+            },
+        );
+        STATUS_SUCCESS
+    })
+}
+
+/// Reports the token references the driver still holds (it is gone), and forgets them.
+pub(crate) fn report_token_leaks(k: &Kernel, why: &str) {
+    let kernel = std::ptr::from_ref(k).addr();
+    let held: Vec<(usize, i64)> = {
+        let mut table = TOKEN_REFERENCES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let table = table.get_or_insert_with(HashMap::new);
+        let held = table
+            .iter()
+            .filter(|((owner, _), count)| *owner == kernel && **count > 0)
+            .map(|((_, pid), count)| (*pid, *count))
+            .collect();
+        table.retain(|(owner, _), _| *owner != kernel);
+        held
+    };
+    for (pid, count) in held {
+        k.violation(
+            ViolationKind::ReferenceLeak,
+            "PsReferencePrimaryToken: every reference is released with PsDereferencePrimaryToken",
+            format!("after {why}: {count} reference(s) to the token of process {pid}"),
+        );
+    }
+}
