@@ -418,7 +418,7 @@ macro_rules! consts {
 /// Every constant of vigil-sys.
 #[expect(clippy::too_many_lines, reason = "one table, one line per constant")]
 fn constants() -> Vec<(&'static str, i128)> {
-    consts![
+    let mut table = consts![
         // basic.rs
         TRUE,
         FALSE,
@@ -599,7 +599,12 @@ fn constants() -> Vec<(&'static str, i128)> {
         STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
         STATUS_FLT_NAME_CACHE_MISS,
         STATUS_FLT_CONTEXT_ALREADY_LINKED,
-    ]
+        STATUS_INFO_LENGTH_MISMATCH,
+        ProcessImageFileName,
+    ];
+    // A handle value, not an integer: compared as the address it is.
+    table.push(("NT_CURRENT_PROCESS", widen(NT_CURRENT_PROCESS.addr())));
+    table
 }
 
 /// The reference pages cited by [`DOCUMENTED_CONSTANTS`].
@@ -615,6 +620,8 @@ const CONTEXT_REGISTRATION_PAGE: &str = "https://learn.microsoft.com/en-us/windo
 const SET_CONTEXT_PAGE: &str = "https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetstreamcontext";
 const NAME_OPTIONS_PAGE: &str =
     "https://learn.microsoft.com/en-us/windows-hardware/drivers/ifs/flt-file-name-options";
+const CURRENT_PROCESS_PAGE: &str =
+    "https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/zwcurrentprocess";
 const PORT_PAGE: &str = "https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatecommunicationport";
 
 /// Constants neither header set defines (Wine's fltkernel.h is a small subset; neither knows
@@ -622,6 +629,12 @@ const PORT_PAGE: &str = "https://learn.microsoft.com/en-us/windows-hardware/driv
 /// `wdm.h`/`ntddk.h`/`fltKernel.h` and the page that documents the constant. Pages that show
 /// only the name (most fltkernel ones) are cited for meaning; the value is the header's.
 const DOCUMENTED_CONSTANTS: &[(&str, i128, &str)] = &[
+    // `NtCurrentProcess()`, the pseudo-handle `(HANDLE)(LONG_PTR)-1`.
+    (
+        "NT_CURRENT_PROCESS",
+        0xFFFF_FFFF_FFFF_FFFF,
+        CURRENT_PROCESS_PAGE,
+    ),
     ("POOL_FLAG_USE_QUOTA", 0x1, POOL_FLAGS_PAGE),
     ("POOL_FLAG_UNINITIALIZED", 0x2, POOL_FLAGS_PAGE),
     ("POOL_FLAG_RAISE_ON_FAILURE", 0x20, POOL_FLAGS_PAGE),
