@@ -13,7 +13,7 @@
 //! default_verdict = "allow"       # "allow" = fail-open (default), "deny" = fail-closed
 //! verdict_timeout_ms = 1000       # 10 ..= 10000: how long an open waits for the service
 //! send_timeout_ms = 1000          # 10 ..= 60000: how long a batch send waits
-//! batch_size = 64                 # 1 ..= 682 records per batch
+//! batch_size = 64                 # 1 ..= 629 records per batch
 //! attach_network_volumes = false  # local NTFS/ReFS/FAT/exFAT always; network only if true
 //!
 //! [output]

@@ -438,6 +438,7 @@ mod tests {
             create_disposition: 1,
             information: 2,
             file_id: [0; 16],
+            process_key: 0,
             path: Utf16Str::from_units(&path),
             target: Utf16Str::from_units(&target),
         };

@@ -259,6 +259,7 @@ pub fn sample_event(seq: u64, path: &[u16]) -> EventRepr<'_> {
         create_disposition: 0,
         information: 0,
         file_id: [0; 16],
+        process_key: 0,
         path: Utf16Str::from_units(path),
         target: Utf16Str::EMPTY,
     }
