@@ -553,8 +553,13 @@ struct StopAfterFirstBatch {
 }
 
 impl Sink for StopAfterFirstBatch {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
-        self.inner.event(epoch, record)
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&vigil_service::ProcessInfo>,
+    ) -> io::Result<()> {
+        self.inner.event(epoch, record, process)
     }
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
         self.inner.gap(gap, time)
@@ -805,8 +810,13 @@ struct GatedSink {
 }
 
 impl Sink for GatedSink {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
-        self.inner.event(epoch, record)
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&vigil_service::ProcessInfo>,
+    ) -> io::Result<()> {
+        self.inner.event(epoch, record, process)
     }
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
         self.inner.gap(gap, time)
@@ -885,8 +895,13 @@ struct DiskFullFor {
 }
 
 impl Sink for DiskFullFor {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
-        self.inner.event(epoch, record)
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&vigil_service::ProcessInfo>,
+    ) -> io::Result<()> {
+        self.inner.event(epoch, record, process)
     }
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
         self.inner.gap(gap, time)
