@@ -460,7 +460,17 @@ fn parse_sid_string(value: &str) -> Result<String, String> {
     if !authority_ok {
         return Err(bad());
     }
-    Ok(format!("S-1-{}", rest.join("-")))
+    // A large authority in hex as Windows writes it (`0x` then upper-case digits), so that it
+    // compares equal to the table's SID text.
+    let mut parts: Vec<String> = rest.iter().map(|p| (*p).to_owned()).collect();
+    if let Some(first) = parts.first_mut()
+        && let Some(hex) = first
+            .strip_prefix("0x")
+            .or_else(|| first.strip_prefix("0X"))
+    {
+        *first = format!("0x{}", hex.to_ascii_uppercase());
+    }
+    Ok(format!("S-1-{}", parts.join("-")))
 }
 
 /// Folds a UTF-16 unit for case-insensitive matching the way the driver does: ASCII and the

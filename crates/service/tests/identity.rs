@@ -252,7 +252,7 @@ fn a_sid_that_is_not_a_sid_is_refused_with_its_line() {
         );
     }
     let ok = "[[rule]]\nprefix = '\\Device\\V\\S'\nverdict = \"deny\"\n\
-              except_users = ['s-1-5-21-1-2-3-1001', 'S-1-0x123456789ABC-7']\n";
+              except_users = ['s-1-5-21-1-2-3-1001', 'S-1-0x123456789abc-7']\n";
     let policy = Policy::parse(ok).unwrap();
     assert_eq!(
         policy.rules[0].except_users,
