@@ -109,6 +109,10 @@
 //!
 //! Sent when a process starts, when it exits, and when the driver first sees a process that
 //! was running before it loaded. Events carry only the key; this record gives the rest once.
+//! Ordering contract: the driver sends a process's record before any batch holding an event
+//! with its key, and sends `Seen` again to a newly connected service for each live process it
+//! knows (a restarted service starts with an empty table). A service that meets a key it has
+//! no record for still reports the event, with the pid alone.
 //!
 //! | offset | size | field | notes |
 //! |---|---|---|---|

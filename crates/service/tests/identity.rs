@@ -159,6 +159,20 @@ fn a_process_running_before_the_load_is_named_from_its_first_sight_record() {
 }
 
 #[test]
+fn the_table_outlives_a_reconnection() {
+    let driver = FakeDriver::new();
+    let path = units(FAKE_PATH);
+    driver.push_process(ProcessEvent::Start, &notepad(0x1_0000_0030, 321));
+    driver.push_disconnect();
+    // Same driver instance, new connection: the driver does not send the start again.
+    driver.push_batch(&[event_with(0, 0x1_0000_0030, 321, &path)]);
+    let (lines, _) = run_to_memory(&driver, Policy::default());
+    assert_eq!(driver.connections_made(), 2);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["process"]["image"], NOTEPAD);
+}
+
+#[test]
 fn file_ids_are_hex_and_null_only_when_the_driver_sent_none() {
     let driver = FakeDriver::new();
     let path = units(FAKE_PATH);
