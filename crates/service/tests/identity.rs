@@ -16,7 +16,7 @@ use vigil_protocol::{
 };
 use vigil_service::ecs::HostInfo;
 use vigil_service::{
-    JsonlOptions, JsonlSink, ManualClock, MemorySink, Policy, RecordFormat, Service,
+    HumanSink, JsonlOptions, JsonlSink, ManualClock, MemorySink, Policy, RecordFormat, Service,
     ServiceOptions, record::last_event_position,
 };
 
@@ -156,6 +156,36 @@ fn a_process_running_before_the_load_is_named_from_its_first_sight_record() {
         "key 0 is written as null"
     );
     assert_eq!(lines[2]["process"]["pid"], 78);
+}
+
+#[test]
+fn the_terminal_shows_the_image_name_of_a_known_process() {
+    let driver = FakeDriver::new();
+    let path = units(FAKE_PATH);
+    driver.push_process(ProcessEvent::Start, &notepad(0x1_0000_0040, 55));
+    driver.push_batch(&[
+        event_with(0, 0x1_0000_0040, 55, &path),
+        event_with(1, 0x1_0000_0041, 56, &path),
+    ]);
+    let mut service = Service::new(
+        Policy::default(),
+        HumanSink::new(Vec::new(), false),
+        options(),
+    );
+    driver.stop_when_idle(&service.control());
+    service
+        .run(&mut driver.connector(), &ManualClock::new())
+        .unwrap();
+    let text = String::from_utf8(service.into_sinks().into_inner()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].ends_with(r"\fake\file.txt (notepad.exe)"),
+        "{text}"
+    );
+    assert!(
+        !lines[1].contains('('),
+        "an unknown process has no name: {text}"
+    );
 }
 
 #[test]
