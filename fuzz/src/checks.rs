@@ -6,8 +6,9 @@
 //! which every encoder sets to `VERSION_MINOR`), with every byte written by the encoder.
 
 use vigil_protocol::{
-    EventBatch, EventRecord, GetStats, Header, Hello, HelloReply, MAX_MESSAGE_SIZE, Message, Ping,
-    Pong, SetConfig, SetConfigReply, StatsReply, VERSION_MINOR, VerdictReply, VerdictRequest,
+    EVENT_FIXED_LEN, EventBatch, EventRecord, GetStats, Header, Hello, HelloReply,
+    MAX_MESSAGE_SIZE, Message, PROCESS_RECORD_FIXED_LEN, Ping, Pong, ProcessRecord, SetConfig,
+    SetConfigReply, StatsReply, VERSION_MINOR, VerdictReply, VerdictRequest,
 };
 
 /// Byte that an encoder must overwrite: an output buffer is filled with it first.
@@ -43,7 +44,7 @@ fn assert_reencoded(input: &[u8], encoded: &[u8], n: usize, is_message: bool) {
 
 fn touch_record(record: &EventRecord<'_>) {
     let r = record.repr();
-    assert!(r.path.len_bytes() + r.target.len_bytes() + 96 <= record.record_len());
+    assert!(r.path.len_bytes() + r.target.len_bytes() + EVENT_FIXED_LEN <= record.record_len());
     assert_eq!(record.record_len() % 8, 0);
     assert_eq!(r.encoded_len(), record.record_len());
     let _ = r.path.chars().count() + r.target.chars().count();
@@ -125,6 +126,26 @@ pub fn check_verdict_request(data: &[u8]) {
     assert_reencoded(data, &out, n, true);
 }
 
+/// A process record: the image and the SID, which must format as a SID string.
+pub fn check_process_record(data: &[u8]) {
+    let Ok(record) = ProcessRecord::new_checked(data) else {
+        return;
+    };
+    let repr = record.repr();
+    let _ = repr.image.chars().count();
+    let sid_len = repr.user_sid.map_or(0, |sid| {
+        assert!(sid.to_string().starts_with("S-1-"));
+        sid.as_bytes().len()
+    });
+    assert!(PROCESS_RECORD_FIXED_LEN + repr.image.len_bytes() + sid_len <= record.as_bytes().len());
+    let mut out = poisoned();
+    let n = repr
+        .emit(&mut out)
+        .expect("a decoded process record re-encodes");
+    assert_eq!(n, repr.encoded_len());
+    assert_reencoded(data, &out, n, true);
+}
+
 /// A set-configuration message.
 pub fn check_set_config(data: &[u8]) {
     let Ok(view) = SetConfig::new_checked(data) else {
@@ -181,17 +202,19 @@ pub fn check_for_target(target: &str) -> Option<fn(&[u8])> {
         "event_record" => check_event_record,
         "verdict_request" => check_verdict_request,
         "set_config" => check_set_config,
+        "process_record" => check_process_record,
         "fixed" => check_fixed,
         _ => return None,
     })
 }
 
 /// The fuzz targets, by name.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "message",
     "event_batch",
     "event_record",
     "verdict_request",
     "set_config",
+    "process_record",
     "fixed",
 ];

@@ -33,6 +33,7 @@ fn event(path: &[u16], sequence: u64) -> EventRepr<'_> {
         create_disposition: 1,
         information: 1,
         file_id: [7; 16],
+        process_key: 42,
         path: Utf16Str::from_units(path),
         target: Utf16Str::EMPTY,
     }

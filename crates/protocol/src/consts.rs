@@ -37,7 +37,12 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"VGIL");
 /// Protocol major version: a different major means a different layout, and the peer is refused.
 /// The magic and the version (the first 8 bytes) keep their place in every major version, so a
 /// peer can always read the other side's version; see [`Header::peek_version`](crate::Header::peek_version).
-pub const VERSION_MAJOR: u16 = 1;
+///
+/// History: 1, the first layout; 2, event records gain the process key (104-byte fixed part,
+/// paths at 88) and the process record message appears. A version-1 peer is refused with
+/// [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion) by [`Header::parse`](crate::Header::parse)
+/// before any field of a changed layout is read, on both sides.
+pub const VERSION_MAJOR: u16 = 2;
 
 /// Protocol minor version: same layout, more meaning (new flag bits, new counters' semantics).
 /// Peers with the same major talk whatever their minors; each learns the other's from the
@@ -79,7 +84,7 @@ pub const BATCH_SIZE_RANGE: RangeInclusive<u32> = 1..=MAX_BATCH_RECORDS_U32;
 
 #[expect(
     clippy::cast_possible_truncation,
-    reason = "682 records; the assert makes a truncation a build error"
+    reason = "629 records; the assert makes a truncation a build error"
 )]
 const MAX_BATCH_RECORDS_U32: u32 = {
     assert!(MAX_BATCH_RECORDS <= u32::MAX as usize);

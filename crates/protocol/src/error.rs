@@ -68,6 +68,9 @@ pub enum Error {
     CountMismatch,
     /// A batch header's sequence number is not the sequence number of its first record.
     SequenceMismatch,
+    /// A user SID is not a SID: under 8 bytes, a revision other than 1, more than 15
+    /// sub-authorities, or a length that disagrees with its sub-authority count.
+    BadSid,
     /// The output buffer is too small for the message being encoded.
     BufferTooSmall,
     /// A configuration value is outside its documented range.
@@ -125,6 +128,7 @@ impl fmt::Display for Error {
             Self::SequenceMismatch => {
                 f.write_str("batch sequence number is not its first record's sequence number")
             }
+            Self::BadSid => f.write_str("user SID is malformed"),
             Self::BufferTooSmall => f.write_str("output buffer too small for the message"),
             Self::ConfigOutOfRange(field) => write!(f, "configuration {field} out of range"),
         }

@@ -17,7 +17,7 @@ use crate::paths::{PathLayout, PathLens, clamp_path, clamped_bytes};
 use crate::utf16::Utf16Str;
 
 /// Size of a record's fixed part, in bytes: the smallest possible record.
-pub const EVENT_FIXED_LEN: usize = 96;
+pub const EVENT_FIXED_LEN: usize = 104;
 
 /// Byte offsets of the record fields, relative to the start of the record.
 mod field {
@@ -35,7 +35,8 @@ mod field {
     pub const CREATE_DISPOSITION: usize = 56;
     pub const INFORMATION: usize = 60;
     pub const FILE_ID: usize = 64;
-    pub const PATHS: usize = 80;
+    pub const PROCESS_KEY: usize = 80;
+    pub const PATHS: usize = 88;
 }
 
 const LAYOUT: PathLayout = PathLayout {
@@ -114,8 +115,12 @@ impl EventFlags {
     pub const DELETE_ON_CLOSE: Self = Self(1 << 4);
     /// No name could be had at all; the path is empty.
     pub const NAME_UNAVAILABLE: Self = Self(1 << 5);
+    /// The file id is the file system's 64-bit id, zero-extended into the 16 bytes (the volume
+    /// has no 128-bit `FileIdInformation`, FAT for example): such ids are unique only per volume
+    /// and may be reused after a delete. Clear with a non-zero id: a 128-bit `FILE_ID_128`.
+    pub const FILE_ID_64: Self = Self(1 << 6);
     /// Every bit this version defines.
-    pub const ALL_DEFINED: Self = Self((1 << 6) - 1);
+    pub const ALL_DEFINED: Self = Self((1 << 7) - 1);
 
     /// Flags with exactly these bits, defined or not.
     pub const fn from_bits_retain(bits: u32) -> Self {
@@ -181,8 +186,12 @@ pub struct EventRepr<'a> {
     pub create_disposition: u32,
     /// `IoStatus.Information` of the create (`FILE_OPENED`, `FILE_CREATED`, ...), cut to 32 bits.
     pub information: u32,
-    /// 128-bit file id (`FILE_ID_128`, little-endian); all zero when unknown.
+    /// 128-bit file id (`FILE_ID_128`, little-endian); all zero when unknown. A 64-bit id
+    /// widened with zeros when [`EventFlags::FILE_ID_64`] is set.
     pub file_id: [u8; 16],
+    /// The requesting process's key, as in its [`ProcessRepr`](crate::ProcessRepr): unlike the
+    /// process id, never reused while the machine runs. Zero when the driver has none for it.
+    pub process_key: u64,
     /// The file's path (normalized name unless [`EventFlags::NAME_NOT_NORMALIZED`]).
     pub path: Utf16Str<'a>,
     /// The new name for [`EventKind::Rename`] and [`EventKind::HardLink`]; empty otherwise.
@@ -287,6 +296,7 @@ impl<'a> EventRecord<'a> {
         put_u32(out, field::CREATE_DISPOSITION, repr.create_disposition);
         put_u32(out, field::INFORMATION, repr.information);
         put_bytes16(out, field::FILE_ID, repr.file_id);
+        put_u64(out, field::PROCESS_KEY, repr.process_key);
         LAYOUT.emit(out, path, target);
         Ok(len)
     }
@@ -375,6 +385,11 @@ impl<'a> EventRecord<'a> {
         bytes16_at(self.buf, field::FILE_ID)
     }
 
+    /// The requesting process's key; zero when the driver had none.
+    pub fn process_key(&self) -> u64 {
+        u64_at(self.buf, field::PROCESS_KEY)
+    }
+
     /// The file's path.
     pub fn path(&self) -> Utf16Str<'a> {
         LAYOUT.path(self.buf, self.lens)
@@ -400,6 +415,7 @@ impl<'a> EventRecord<'a> {
             create_disposition: self.create_disposition(),
             information: self.information(),
             file_id: self.file_id(),
+            process_key: self.process_key(),
             path: self.path(),
             target: self.target(),
         }

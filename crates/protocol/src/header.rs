@@ -59,6 +59,8 @@ pub enum MessageKind {
     VerdictRequest = 0x0002,
     /// Service to driver: the answer to a verdict request.
     VerdictReply = 0x0003,
+    /// Driver to service: a process started, exited or was first seen; no reply.
+    ProcessRecord = 0x0004,
     /// Service to driver: version handshake.
     Hello = 0x0010,
     /// Driver to service: reply to [`Hello`](MessageKind::Hello).
@@ -79,10 +81,11 @@ pub enum MessageKind {
 
 impl MessageKind {
     /// Every kind this version defines.
-    pub const ALL: [MessageKind; 11] = [
+    pub const ALL: [MessageKind; 12] = [
         Self::EventBatch,
         Self::VerdictRequest,
         Self::VerdictReply,
+        Self::ProcessRecord,
         Self::Hello,
         Self::HelloReply,
         Self::GetStats,
@@ -99,6 +102,7 @@ impl MessageKind {
             0x0001 => Self::EventBatch,
             0x0002 => Self::VerdictRequest,
             0x0003 => Self::VerdictReply,
+            0x0004 => Self::ProcessRecord,
             0x0010 => Self::Hello,
             0x0011 => Self::HelloReply,
             0x0012 => Self::GetStats,

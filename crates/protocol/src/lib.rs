@@ -39,7 +39,8 @@
 //! * Reserved fields and padding are zero when written and refused when not zero when read.
 //! * Enumerations never use zero, so a zeroed buffer is never a valid message body.
 //! * Versions: a different [`VERSION_MAJOR`] is refused ([`Error::UnsupportedVersion`]); any
-//!   minor of the same major is accepted. The first 8 bytes (magic, major, minor) are the same in
+//!   minor of the same major is accepted. Version 2 (process identity) changed the event
+//!   record, so a version-1 driver or service is refused at its first message. The first 8 bytes (magic, major, minor) are the same in
 //!   every major version ([`Header::peek_version`]).
 //!
 //! # Message kinds
@@ -49,6 +50,7 @@
 //! | [`EventBatch`] | `0x0001` | driver → service | 32 + records | none (`FltSendMessage` without reply) |
 //! | [`VerdictRequest`] | `0x0002` | driver → service | 64 + strings | [`VerdictReply`] |
 //! | [`VerdictReply`] | `0x0003` | service → driver | 40 | — |
+//! | [`ProcessRecord`] | `0x0004` | driver → service | 88 + image + SID | none |
 //! | [`Hello`] | `0x0010` | service → driver | 32 | [`HelloReply`] (40) |
 //! | [`GetStats`] | `0x0012` | service → driver | 24 | [`StatsReply`] (160) |
 //! | [`SetConfig`] | `0x0014` | service → driver | 48 + 8 × prefixes + strings | [`SetConfigReply`] (32) |
@@ -78,11 +80,11 @@
 //! | 28 | 4 | reserved | zero |
 //! | 32 | … | records | event records back to back, each a multiple of 8 bytes, filling the message |
 //!
-//! # Event record (96 bytes + strings, 8-byte aligned)
+//! # Event record (104 bytes + strings, 8-byte aligned)
 //!
 //! | offset | size | field | notes |
 //! |---|---|---|---|
-//! | 0 | 4 | record length | 96 + path + target, rounded up to 8 |
+//! | 0 | 4 | record length | 104 + path + target, rounded up to 8 |
 //! | 4 | 2 | kind | [`EventKind`] |
 //! | 6 | 2 | reserved | zero |
 //! | 8 | 4 | flags | [`EventFlags`]; unknown bits carried through |
@@ -95,12 +97,43 @@
 //! | 52 | 4 | desired access | create only, else 0 |
 //! | 56 | 4 | create disposition | create only, else 0 |
 //! | 60 | 4 | information | `IoStatus.Information` of the create, else 0 |
-//! | 64 | 16 | file id | `FILE_ID_128`; zero when unknown |
-//! | 80 | 4 | path offset | from the record start; always 96 |
-//! | 84 | 4 | path length | bytes, even, ≤ [`MAX_PATH_BYTES`] |
-//! | 88 | 4 | target offset | from the record start; always 96 + path length |
-//! | 92 | 4 | target length | bytes, even, ≤ [`MAX_PATH_BYTES`]; 0 unless rename or hard link |
-//! | 96 | … | path, target, padding | UTF-16LE, then zeros to a multiple of 8 |
+//! | 64 | 16 | file id | `FILE_ID_128`; a 64-bit id zero-extended when flag `FILE_ID_64`; zero when unknown |
+//! | 80 | 8 | process key | the requestor's [`ProcessRecord`] key; zero when unknown |
+//! | 88 | 4 | path offset | from the record start; always 104 |
+//! | 92 | 4 | path length | bytes, even, ≤ [`MAX_PATH_BYTES`] |
+//! | 96 | 4 | target offset | from the record start; always 104 + path length |
+//! | 100 | 4 | target length | bytes, even, ≤ [`MAX_PATH_BYTES`]; 0 unless rename or hard link |
+//! | 104 | … | path, target, padding | UTF-16LE, then zeros to a multiple of 8 |
+//!
+//! # Process record (`0x0004`, 88 bytes + image + SID)
+//!
+//! Sent when a process starts, when it exits, and when the driver first sees a process that
+//! was running before it loaded. Events carry only the key; this record gives the rest once.
+//! Ordering contract: the driver sends a process's record before any batch holding an event
+//! with its key, and sends `Seen` again to a newly connected service for each live process it
+//! knows (a restarted service starts with an empty table). A service that meets a key it has
+//! no record for still reports the event, with the pid alone.
+//!
+//! | offset | size | field | notes |
+//! |---|---|---|---|
+//! | 0 | 24 | header | sequence zero |
+//! | 24 | 8 | process key | never reused while the machine runs (the process start key) |
+//! | 32 | 8 | process id | |
+//! | 40 | 8 | parent process id | |
+//! | 48 | 8 | timestamp | 100 ns units since 1601-01-01 UTC: creation, exit or first sight |
+//! | 56 | 2 | event | [`ProcessEvent`]: 1 start, 2 exit, 3 seen (running before the load) |
+//! | 58 | 2 | reserved | zero |
+//! | 60 | 4 | session id | |
+//! | 64 | 4 | exit status | NTSTATUS of an exit, else 0 |
+//! | 68 | 4 | flags | [`ProcessFlags`]; bit 0 image truncated; unknown bits carried through |
+//! | 72 | 4 | image offset | from the message start; always 88 |
+//! | 76 | 4 | image length | bytes, even, ≤ [`MAX_PATH_BYTES`]; NT path of the image, UTF-16LE |
+//! | 80 | 4 | SID offset | always 88 + image length |
+//! | 84 | 4 | SID length | 0 (no SID) or 8 + 4 × sub-authorities ≤ [`MAX_SID_BYTES`] |
+//! | 88 | … | image, SID, padding | the SID in its binary Windows form ([`Sid`]), then zeros to a multiple of 8 |
+//!
+//! A SID is refused ([`Error::BadSid`]) unless its revision is 1, it has at most 15
+//! sub-authorities and its length matches their count.
 //!
 //! # Verdict request (`0x0002`, 64 bytes + strings)
 //!
@@ -189,6 +222,8 @@ mod event;
 mod header;
 mod message;
 mod paths;
+mod process;
+mod sid;
 mod utf16;
 mod verdict;
 
@@ -205,6 +240,11 @@ pub use error::{ConfigField, Error, Result};
 pub use event::{EVENT_FIXED_LEN, EventFlags, EventKind, EventRecord, EventRepr, MAX_EVENT_LEN};
 pub use header::{HEADER_LEN, Header, MessageKind, Version, is_compatible};
 pub use message::Message;
+pub use process::{
+    MAX_PROCESS_RECORD_LEN, PROCESS_RECORD_FIXED_LEN, ProcessEvent, ProcessFlags, ProcessRecord,
+    ProcessRepr,
+};
+pub use sid::{MAX_SID_BYTES, MAX_SID_SUB_AUTHORITIES, SID_REVISION, Sid};
 pub use utf16::{Units, Utf16Str};
 pub use verdict::{
     VERDICT_REQUEST_FIXED_LEN, Verdict, VerdictOperation, VerdictReply, VerdictRequest,
@@ -217,6 +257,9 @@ const _: () = {
     assert!(BATCH_HEADER_LEN.is_multiple_of(8));
     assert!(EVENT_FIXED_LEN.is_multiple_of(8));
     assert!(VERDICT_REQUEST_FIXED_LEN.is_multiple_of(8));
+    assert!(PROCESS_RECORD_FIXED_LEN.is_multiple_of(8));
+    // Every process record fits in one message.
+    assert!(MAX_PROCESS_RECORD_LEN <= MAX_MESSAGE_SIZE);
     assert!(SET_CONFIG_FIXED_LEN.is_multiple_of(8));
     assert!(VerdictReply::LEN == 40);
     assert!(Hello::LEN == 32 && HelloReply::LEN == 40);

@@ -7,6 +7,7 @@ use crate::command::{GetStats, Hello, HelloReply, Ping, Pong, SetConfigReply, St
 use crate::config::SetConfig;
 use crate::error::Result;
 use crate::header::{Header, MessageKind};
+use crate::process::ProcessRecord;
 use crate::verdict::{VerdictReply, VerdictRequest};
 
 /// A checked message of any kind.
@@ -18,6 +19,8 @@ pub enum Message<'a> {
     VerdictRequest(VerdictRequest<'a>),
     /// See [`VerdictReply`].
     VerdictReply(VerdictReply),
+    /// See [`ProcessRecord`].
+    ProcessRecord(ProcessRecord<'a>),
     /// See [`Hello`].
     Hello(Hello),
     /// See [`HelloReply`].
@@ -49,6 +52,7 @@ impl<'a> Message<'a> {
             MessageKind::EventBatch => Self::EventBatch(EventBatch::new_checked(buf)?),
             MessageKind::VerdictRequest => Self::VerdictRequest(VerdictRequest::new_checked(buf)?),
             MessageKind::VerdictReply => Self::VerdictReply(VerdictReply::parse(buf)?),
+            MessageKind::ProcessRecord => Self::ProcessRecord(ProcessRecord::new_checked(buf)?),
             MessageKind::Hello => Self::Hello(Hello::parse(buf)?),
             MessageKind::HelloReply => Self::HelloReply(HelloReply::parse(buf)?),
             MessageKind::GetStats => Self::GetStats(GetStats::parse(buf)?),
@@ -66,6 +70,7 @@ impl<'a> Message<'a> {
             Self::EventBatch(_) => MessageKind::EventBatch,
             Self::VerdictRequest(_) => MessageKind::VerdictRequest,
             Self::VerdictReply(_) => MessageKind::VerdictReply,
+            Self::ProcessRecord(_) => MessageKind::ProcessRecord,
             Self::Hello(_) => MessageKind::Hello,
             Self::HelloReply(_) => MessageKind::HelloReply,
             Self::GetStats(_) => MessageKind::GetStats,
@@ -101,6 +106,7 @@ impl<'a> Message<'a> {
             }
             Self::VerdictRequest(request) => request.repr().emit(out),
             Self::VerdictReply(m) => m.emit(out),
+            Self::ProcessRecord(m) => m.repr().emit(out),
             Self::Hello(m) => m.emit(out),
             Self::HelloReply(m) => m.emit(out),
             Self::GetStats(m) => m.emit(out),

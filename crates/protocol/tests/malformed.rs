@@ -16,8 +16,9 @@ use vigil_protocol::{
     BATCH_HEADER_LEN, BatchWriter, Config, ConfigField, EVENT_FIXED_LEN, Error, EventBatch,
     EventKind, EventRecord, GetStats, HEADER_LEN, Header, Hello, HelloReply, MAX_BATCH_RECORDS,
     MAX_MESSAGE_SIZE, MAX_PATH_BYTES, MAX_PREFIX_UNITS, MAX_PROTECTED_PREFIXES, Message,
-    MessageKind, Ping, Pong, PrefixList, SetConfig, SetConfigReply, StatsReply, Utf16Str,
-    VERSION_MAJOR, Verdict, VerdictReply, VerdictRequest, Version,
+    MessageKind, PROCESS_RECORD_FIXED_LEN, Ping, Pong, PrefixList, ProcessRecord, SetConfig,
+    SetConfigReply, Sid, StatsReply, Utf16Str, VERSION_MAJOR, Verdict, VerdictReply,
+    VerdictRequest, Version,
 };
 
 fn get_u32(b: &[u8], at: usize) -> u32 {
@@ -54,6 +55,7 @@ fn decode_as(kind: MessageKind, b: &[u8]) -> Result<(), Error> {
         MessageKind::EventBatch => EventBatch::new_checked(b).map(drop),
         MessageKind::VerdictRequest => VerdictRequest::new_checked(b).map(drop),
         MessageKind::VerdictReply => VerdictReply::parse(b).map(drop),
+        MessageKind::ProcessRecord => ProcessRecord::new_checked(b).map(drop),
         MessageKind::Hello => Hello::parse(b).map(drop),
         MessageKind::HelloReply => HelloReply::parse(b).map(drop),
         MessageKind::GetStats => GetStats::parse(b).map(drop),
@@ -143,6 +145,46 @@ fn other_major_versions_are_refused_but_readable() {
     }
     assert!(vigil_protocol::is_compatible(VERSION_MAJOR));
     assert_eq!(Header::peek_version(b"VGIL\x01\x00"), Err(Error::Truncated));
+}
+
+/// A peer of the previous major version (1: event records without the process key, no process
+/// records) is refused before any field of the changed layout is read, both ways: what the
+/// driver gets from an old service and what the service gets from an old driver.
+#[test]
+fn a_version_1_peer_is_refused_with_unsupported_version() {
+    assert_eq!(VERSION_MAJOR, 2, "this test is about the 1 -> 2 change");
+    for name in [
+        "hello",
+        "batch-1",
+        "verdict-request-rename",
+        "hello-reply",
+        "set-config-2",
+    ] {
+        let mut b = sample(name);
+        set_u16(&mut b, 4, 1);
+        assert_eq!(
+            Message::parse(&b).map(drop),
+            Err(Error::UnsupportedVersion),
+            "{name}"
+        );
+        assert_eq!(
+            Header::peek_version(&b),
+            Ok(Version { major: 1, minor: 0 }),
+            "{name}: the old peer's version stays readable for the error message"
+        );
+    }
+    // A batch exactly as a version-1 driver lays it out (96-byte record, paths at 80): refused
+    // as a version, not misread as a record whose strings are in the wrong place.
+    let mut v1 = sample("batch-1");
+    set_u16(&mut v1, 4, 1);
+    let record = BATCH_HEADER_LEN;
+    v1.drain(record + 80..record + 88);
+    let shrunk = get_u32(&v1, record) - 8;
+    set_u32(&mut v1, record, shrunk);
+    let total = v1.len() as u32;
+    set_u32(&mut v1, 12, total);
+    set_u32(&mut v1, record + 80, 96);
+    assert_refused(MessageKind::EventBatch, &v1, Error::UnsupportedVersion);
 }
 
 #[test]
@@ -245,7 +287,10 @@ fn fixed_size_messages_of_any_other_length_are_bad_length() {
     for (name, kind, b) in common::sample_messages() {
         if matches!(
             kind,
-            MessageKind::EventBatch | MessageKind::VerdictRequest | MessageKind::SetConfig
+            MessageKind::EventBatch
+                | MessageKind::VerdictRequest
+                | MessageKind::SetConfig
+                | MessageKind::ProcessRecord
         ) {
             continue;
         }
@@ -285,6 +330,11 @@ fn variable_messages_shorter_than_their_fixed_part_are_bad_length() {
             MessageKind::SetConfig,
             vigil_protocol::SET_CONFIG_FIXED_LEN,
         ),
+        (
+            "process-start",
+            MessageKind::ProcessRecord,
+            PROCESS_RECORD_FIXED_LEN,
+        ),
     ] {
         for total in HEADER_LEN..fixed {
             let mut b = sample(name);
@@ -299,10 +349,10 @@ fn variable_messages_shorter_than_their_fixed_part_are_bad_length() {
 const R_LEN: usize = 0;
 const R_KIND: usize = 4;
 const R_RESERVED: usize = 6;
-const R_PATH_OFF: usize = 80;
-const R_PATH_LEN: usize = 84;
-const R_TARGET_OFF: usize = 88;
-const R_TARGET_LEN: usize = 92;
+const R_PATH_OFF: usize = 88;
+const R_PATH_LEN: usize = 92;
+const R_TARGET_OFF: usize = 96;
+const R_TARGET_LEN: usize = 100;
 
 #[track_caller]
 fn assert_record_refused(b: &[u8], expected: Error) {
@@ -567,7 +617,7 @@ fn batch_record_errors_are_reported_as_the_records() {
 fn batch_encoder_refusals() {
     let mut out = [0xAAu8; BATCH_HEADER_LEN];
     assert_eq!(
-        EventBatch::emit_header(&mut out, 1, 0, 96),
+        EventBatch::emit_header(&mut out, 1, 0, EVENT_FIXED_LEN),
         Err(Error::EmptyBatch)
     );
     assert_eq!(
@@ -579,11 +629,11 @@ fn batch_encoder_refusals() {
         Err(Error::MessageTooLarge)
     );
     assert_eq!(
-        EventBatch::emit_header(&mut out, 1, 2, 96),
+        EventBatch::emit_header(&mut out, 1, 2, EVENT_FIXED_LEN),
         Err(Error::CountTooLarge)
     );
     assert_eq!(
-        EventBatch::emit_header(&mut out[..31], 1, 1, 96),
+        EventBatch::emit_header(&mut out[..31], 1, 1, EVENT_FIXED_LEN),
         Err(Error::BufferTooSmall)
     );
     assert!(
@@ -591,7 +641,7 @@ fn batch_encoder_refusals() {
         "a refused encoder writes nothing"
     );
     assert_eq!(
-        EventBatch::emit_header(&mut out, 1, 1, 96),
+        EventBatch::emit_header(&mut out, 1, 1, EVENT_FIXED_LEN),
         Ok(BATCH_HEADER_LEN)
     );
 
@@ -649,6 +699,118 @@ fn verdict_request_fields() {
         let mut m = b.clone();
         m[at] = 1;
         assert_refused(MessageKind::VerdictRequest, &m, Error::NonZeroReserved);
+    }
+}
+
+// ---- process records ----------------------------------------------------------------------------
+
+const P_EVENT: usize = 56;
+const P_RESERVED: usize = 58;
+const P_IMAGE_OFF: usize = 72;
+const P_IMAGE_LEN: usize = 76;
+const P_SID_OFF: usize = 80;
+const P_SID_LEN: usize = 84;
+
+#[test]
+fn process_record_event_and_reserved() {
+    let b = sample("process-start");
+    for event in [0u16, 4, 0x100, u16::MAX] {
+        let mut m = b.clone();
+        set_u16(&mut m, P_EVENT, event);
+        assert_refused(MessageKind::ProcessRecord, &m, Error::UnknownEventKind);
+    }
+    let mut m = b.clone();
+    set_u16(&mut m, P_RESERVED, 1);
+    assert_refused(MessageKind::ProcessRecord, &m, Error::NonZeroReserved);
+}
+
+#[test]
+fn process_record_image_and_sid_fields() {
+    let b = sample("process-start");
+    let check = |m: &[u8]| ProcessRecord::new_checked(m).map(drop);
+    break_string_fields(&b, P_IMAGE_OFF, P_IMAGE_LEN, check);
+    break_string_fields(&b, P_SID_OFF, P_SID_LEN, check);
+    // Padding after the SID must be zero.
+    let used = PROCESS_RECORD_FIXED_LEN
+        + get_u32(&b, P_IMAGE_LEN) as usize
+        + get_u32(&b, P_SID_LEN) as usize;
+    assert!(used < b.len(), "the sample has padding");
+    for at in used..b.len() {
+        let mut m = b.clone();
+        m[at] = 1;
+        assert_refused(MessageKind::ProcessRecord, &m, Error::NonZeroReserved);
+    }
+    // An image path one unit over the maximum, hand-made (no encoder writes one).
+    let mut m = sample("process-seen-no-sid");
+    let image = MAX_PATH_BYTES + 2;
+    m.resize(PROCESS_RECORD_FIXED_LEN + image, 0x41);
+    let total = m.len() as u32;
+    set_u32(&mut m, 12, total);
+    set_u32(&mut m, P_IMAGE_LEN, image as u32);
+    set_u32(&mut m, P_SID_OFF, (PROCESS_RECORD_FIXED_LEN + image) as u32);
+    assert_refused(MessageKind::ProcessRecord, &m, Error::PathTooLong);
+}
+
+#[test]
+fn process_record_sids_that_are_not_sids_are_refused() {
+    let b = sample("process-start");
+    let sid_at = get_u32(&b, P_SID_OFF) as usize;
+    let sid_len = get_u32(&b, P_SID_LEN) as usize;
+    assert_eq!(sid_len, 28, "the sample's SID has 5 sub-authorities");
+    // Revision other than 1.
+    for revision in [0u8, 2, 0xFF] {
+        let mut m = b.clone();
+        m[sid_at] = revision;
+        assert_refused(MessageKind::ProcessRecord, &m, Error::BadSid);
+    }
+    // Sub-authority count disagreeing with the length, or over 15.
+    for count in [0u8, 4, 6, 15, 16, 0xFF] {
+        let mut m = b.clone();
+        m[sid_at + 1] = count;
+        assert_refused(MessageKind::ProcessRecord, &m, Error::BadSid);
+    }
+    // A SID shorter than its 8-byte fixed part (even, inside the message, so only the SID check
+    // can refuse it): keep 2 or 6 bytes of it, the rest becomes padding.
+    for keep in [2usize, 6] {
+        let mut m = b.clone();
+        set_u32(&mut m, P_SID_LEN, keep as u32);
+        let end = (sid_at + keep + 7) & !7;
+        m[sid_at + keep..].fill(0);
+        m.truncate(end);
+        set_u32(&mut m, 12, end as u32);
+        assert_refused(MessageKind::ProcessRecord, &m, Error::BadSid);
+    }
+    // Sid::new_checked on its own.
+    assert_eq!(Sid::new_checked(&[]).map(drop), Err(Error::BadSid));
+    assert_eq!(
+        Sid::new_checked(&[1, 0, 0, 0, 0, 0, 0]).map(drop),
+        Err(Error::BadSid)
+    );
+    assert_eq!(
+        Sid::new_checked(&common::SYSTEM_SID).unwrap().to_string(),
+        "S-1-5-18"
+    );
+    assert_eq!(
+        Sid::new_checked(&common::USER_SID).unwrap().to_string(),
+        "S-1-5-21-1004336348-1177238915-682003330-1001"
+    );
+    let big = [1u8, 0, 0x12, 0x34, 0x56, 0x78, 0x9A, 0xBC];
+    assert_eq!(
+        Sid::new_checked(&big).unwrap().to_string(),
+        "S-1-0x123456789ABC"
+    );
+}
+
+#[test]
+fn process_record_truncated_strings_are_refused() {
+    // The message cut inside the image or the SID, with the header's length matching the cut:
+    // the string now runs past the end.
+    let b = sample("process-start");
+    let sid_at = get_u32(&b, P_SID_OFF) as usize;
+    for cut in [PROCESS_RECORD_FIXED_LEN + 8, sid_at - 8, sid_at + 8] {
+        let mut m = b[..cut].to_vec();
+        set_u32(&mut m, 12, cut as u32);
+        assert_refused(MessageKind::ProcessRecord, &m, Error::LengthPastEnd);
     }
 }
 
@@ -986,6 +1148,7 @@ fn every_error_has_its_own_message() {
         Error::CountTooLarge,
         Error::CountMismatch,
         Error::SequenceMismatch,
+        Error::BadSid,
         Error::BufferTooSmall,
         Error::ConfigOutOfRange(ConfigField::BatchSize),
         Error::ConfigOutOfRange(ConfigField::VerdictTimeout),

@@ -8,8 +8,9 @@ use proptest::prelude::*;
 use vigil_protocol::{
     BatchWriter, Config, EventBatch, EventFlags, EventKind, EventRecord, EventRepr, GetStats,
     HEADER_LEN, Hello, HelloReply, MAX_MESSAGE_SIZE, MAX_PATH_UNITS, MAX_PROTECTED_PREFIXES,
-    Message, MessageKind, Ping, Pong, PrefixList, SetConfig, SetConfigReply, Stats, StatsReply,
-    Utf16Str, Verdict, VerdictOperation, VerdictReply, VerdictRequest, VerdictRequestRepr,
+    Message, MessageKind, Ping, Pong, PrefixList, ProcessEvent, ProcessFlags, ProcessRecord,
+    ProcessRepr, SetConfig, SetConfigReply, Sid, Stats, StatsReply, Utf16Str, Verdict,
+    VerdictOperation, VerdictReply, VerdictRequest, VerdictRequestRepr,
 };
 
 /// Encodes twice, into zeros and into ones; both must agree and report the same length.
@@ -43,6 +44,22 @@ fn units(max: usize) -> impl Strategy<Value = Vec<u16>> {
     prop::collection::vec(any::<u16>(), 0..max)
 }
 
+/// A valid binary SID: revision 1, 0 to 15 sub-authorities.
+fn sid_bytes() -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<[u8; 6]>(),
+        prop::collection::vec(any::<u32>(), 0..=15),
+    )
+        .prop_map(|(authority, subs)| {
+            let mut sid = vec![1, u8::try_from(subs.len()).unwrap()];
+            sid.extend_from_slice(&authority);
+            for sub in subs {
+                sid.extend_from_slice(&sub.to_le_bytes());
+            }
+            sid
+        })
+}
+
 fn event_kind() -> impl Strategy<Value = EventKind> {
     prop::sample::select(EventKind::ALL.to_vec())
 }
@@ -61,6 +78,7 @@ struct Event {
     create_disposition: u32,
     information: u32,
     file_id: [u8; 16],
+    process_key: u64,
     path: Vec<u16>,
     target: Vec<u16>,
 }
@@ -80,6 +98,7 @@ impl Event {
             create_disposition: self.create_disposition,
             information: self.information,
             file_id: self.file_id,
+            process_key: self.process_key,
             path: Utf16Str::from_units(&self.path),
             target: Utf16Str::from_units(&self.target),
         }
@@ -97,13 +116,13 @@ prop_compose! {
         process_id in any::<u64>(),
         thread_id in any::<u64>(),
         (volume_id, desired_access, create_disposition, information) in any::<(u32, u32, u32, u32)>(),
-        file_id in any::<[u8; 16]>(),
+        (file_id, process_key) in any::<([u8; 16], u64)>(),
         path in units(200),
         target in units(40),
     ) -> Event {
         Event {
             kind, flags, status, sequence, timestamp, process_id, thread_id, volume_id,
-            desired_access, create_disposition, information, file_id, path, target,
+            desired_access, create_disposition, information, file_id, process_key, path, target,
         }
     }
 }
@@ -164,6 +183,51 @@ proptest! {
         prop_assert_eq!(n, vigil_protocol::BATCH_HEADER_LEN);
         manual.extend_from_slice(&records);
         prop_assert_eq!(manual, bytes);
+    }
+
+    #[test]
+    fn process_record_round_trips(
+        event in prop::sample::select(ProcessEvent::ALL.to_vec()),
+        (process_key, process_id, parent_process_id, timestamp) in any::<(u64, u64, u64, u64)>(),
+        (session_id, exit_status) in any::<(u32, i32)>(),
+        // The truncation bit is the encoder's to set.
+        flags in any::<u32>().prop_map(|f| f & !1),
+        image in units(300),
+        sid in proptest::option::of(sid_bytes()),
+    ) {
+        let repr = ProcessRepr {
+            event,
+            process_key,
+            process_id,
+            parent_process_id,
+            timestamp,
+            session_id,
+            exit_status,
+            flags: ProcessFlags::from_bits_retain(flags),
+            image: Utf16Str::from_units(&image),
+            user_sid: sid.as_deref().map(|b| Sid::new_checked(b).unwrap()),
+        };
+        let bytes = encode_all_bytes(|o| repr.emit(o));
+        prop_assert_eq!(bytes.len(), repr.encoded_len());
+        let view = ProcessRecord::new_checked(&bytes).unwrap();
+        prop_assert_eq!(view.repr(), repr);
+        prop_assert_eq!(view.process_key(), process_key);
+        check_message(&bytes, MessageKind::ProcessRecord);
+    }
+
+    #[test]
+    fn sid_text_has_every_sub_authority(sid in sid_bytes()) {
+        let parsed = Sid::new_checked(&sid).unwrap();
+        let text = parsed.to_string();
+        let parts: Vec<&str> = text.split('-').collect();
+        // "S", the revision, the authority, then one part per sub-authority.
+        prop_assert_eq!(parts.len(), 3 + usize::from(sid[1]));
+        prop_assert_eq!(parts[0], "S");
+        prop_assert_eq!(parts[1], "1");
+        for (i, part) in parts[3..].iter().enumerate() {
+            let sub = u32::from_le_bytes(sid[8 + 4 * i..12 + 4 * i].try_into().unwrap());
+            prop_assert_eq!(part.parse::<u32>().unwrap(), sub);
+        }
     }
 
     #[test]

@@ -36,9 +36,14 @@ const EVENTS: u64 = BATCHES * PER_BATCH as u64;
 struct FormatOnly(Vec<u8>);
 
 impl Sink for FormatOnly {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&vigil_service::ProcessInfo>,
+    ) -> io::Result<()> {
         self.0.clear();
-        push_event_json(&mut self.0, epoch, record);
+        push_event_json(&mut self.0, epoch, record, process);
         Ok(())
     }
     fn gap(&mut self, _gap: &Gap, _time: u64) -> io::Result<()> {

@@ -123,8 +123,13 @@ impl TimedSink {
 }
 
 impl Sink for TimedSink {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
-        self.timed(|s| s.event(epoch, record))
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&vigil_service::ProcessInfo>,
+    ) -> io::Result<()> {
+        self.timed(|s| s.event(epoch, record, process))
     }
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
         self.timed(|s| s.gap(gap, time))

@@ -24,7 +24,8 @@ use crate::service::Level;
 /// One piece of work for the writer.
 #[derive(Debug)]
 pub(crate) enum Job {
-    /// An event batch's bytes, as received (decoded again by the writer).
+    /// An event batch's or a process record's bytes, as received (decoded again by the
+    /// writer, which applies process records in order with the batches).
     Batch(Vec<u8>),
     /// A log line from the receiver (the log may be a file: its I/O is the writer's).
     Log(Level, String),

@@ -17,7 +17,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::client::{ClientError, PortClient};
 use crate::commands;
 use crate::control::{ServiceControl, SystemClock};
+use crate::ecs::HostInfo;
 use crate::policy::Policy;
+use crate::record::RecordFormat;
 use crate::service::{Service, ServiceOptions, Summary};
 use crate::sink::{HumanSink, JsonlSink, Sink};
 use crate::tail::{Follower, print_lines};
@@ -105,6 +107,29 @@ struct RunArgs {
     /// Wait for the driver to be loaded instead of failing at once.
     #[arg(long)]
     wait: bool,
+    /// Field names of the output file: Vigil's JSON Lines, or Elastic Common Schema (ndjson a
+    /// stock Filebeat `filestream` input with the `ndjson` parser ingests; docs/ecs.md).
+    #[arg(long, value_enum, default_value_t = FormatArg::Jsonl)]
+    format: FormatArg,
+}
+
+/// `--format`'s values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+enum FormatArg {
+    /// Vigil's own JSON Lines fields (`crate::record`).
+    #[default]
+    Jsonl,
+    /// Elastic Common Schema.
+    Ecs,
+}
+
+impl From<FormatArg> for RecordFormat {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Jsonl => Self::JsonLines,
+            FormatArg::Ecs => Self::Ecs,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,14 +283,28 @@ pub fn open_sinks(
     output: Option<&Path>,
     stdout: bool,
 ) -> io::Result<Vec<Box<dyn Sink + Send>>> {
+    open_sinks_as(policy, output, stdout, RecordFormat::JsonLines)
+}
+
+/// [`open_sinks`], with the output file's records in `format`.
+///
+/// # Errors
+///
+/// As [`open_sinks`].
+pub fn open_sinks_as(
+    policy: &Policy,
+    output: Option<&Path>,
+    stdout: bool,
+    format: RecordFormat,
+) -> io::Result<Vec<Box<dyn Sink + Send>>> {
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
     if let Some(path) = output
         .map(Path::to_path_buf)
         .or(policy.output.jsonl.clone())
     {
-        sinks.push(Box::new(JsonlSink::open(
-            policy.output.jsonl_options(path),
-        )?));
+        let sink = JsonlSink::open(policy.output.jsonl_options(path))?
+            .with_format(format, HostInfo::current());
+        sinks.push(Box::new(sink));
     }
     if stdout {
         sinks.push(Box::new(HumanSink::stdout()));
@@ -293,7 +332,8 @@ fn run(args: &RunArgs, context: &mut Context, err: &mut dyn Write) -> u8 {
     let Some(connector) = context.connector.as_mut() else {
         return no_client(err);
     };
-    let sinks = match open_sinks(&policy, args.output.as_deref(), args.stdout) {
+    let format = RecordFormat::from(args.format);
+    let sinks = match open_sinks_as(&policy, args.output.as_deref(), args.stdout, format) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(err, "vigil: {e}");

@@ -20,7 +20,9 @@
 //! (`crates/demo`, Linux) implements them over kernel-sim's client side, so the core runs
 //! against the real vigil.sys loaded in kernel-sim.
 //!
-//! The JSON Lines field table is in [`record`]; the policy format in [`policy`]; the flush and
+//! The JSON Lines field table is in [`record`]; the ECS output in [`ecs`] (mapping table in
+//! `docs/ecs.md`); the process table that gives each event its process in [`process_table`];
+//! the policy format in [`policy`]; the flush and
 //! rotation policies in [`sink`]; the connection, reconnection and stop rules in [`service`].
 
 pub mod backlog;
@@ -29,11 +31,13 @@ pub mod client;
 pub mod commands;
 pub mod control;
 pub mod datadir;
+pub mod ecs;
 pub mod eventlog;
 pub mod lifecycle;
 pub mod logfile;
 pub mod paths;
 pub mod policy;
+pub mod process_table;
 pub mod record;
 pub mod sequence;
 pub mod service;
@@ -45,6 +49,8 @@ pub mod windows;
 pub use client::{ClientError, Connector, Incoming, PortClient};
 pub use control::{Backoff, Clock, ManualClock, ServiceControl, SystemClock};
 pub use policy::{Decision, Policy, PolicyError, ProcessNames};
+pub use process_table::{ProcessInfo, ProcessTable};
+pub use record::RecordFormat;
 pub use sequence::{Check, Gap, ResumePoint, SequenceTracker};
 pub use service::{
     ConnectionEnd, Counters, Level, Log, MemoryLog, PolicyLoader, ReloadError, Service,

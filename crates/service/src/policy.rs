@@ -13,7 +13,7 @@
 //! default_verdict = "allow"       # "allow" = fail-open (default), "deny" = fail-closed
 //! verdict_timeout_ms = 1000       # 10 ..= 10000: how long an open waits for the service
 //! send_timeout_ms = 1000          # 10 ..= 60000: how long a batch send waits
-//! batch_size = 64                 # 1 ..= 682 records per batch
+//! batch_size = 64                 # 1 ..= 629 records per batch
 //! attach_network_volumes = false  # local NTFS/ReFS/FAT/exFAT always; network only if true
 //!
 //! [output]
@@ -27,6 +27,7 @@
 //! verdict = "deny"                            # "deny" or "allow" (audit only)
 //! operations = ["create", "rename", "link", "delete"]   # default: all four
 //! except_processes = ['C:\Program Files\Backup\backup.exe']   # full image paths
+//! except_users = ['S-1-5-18']                 # user SIDs the rule does not apply to
 //! ```
 //!
 //! Paths are written as administrators know them: a drive path (`C:\...`, also behind `\\?\`)
@@ -43,6 +44,11 @@
 //! when the verdict is asked, so a process that exits and whose id is reused in between is
 //! judged as the new one; the driver-side identity (the image the driver itself records for
 //! the requester, filed as its own issue with this one) would close that window.
+//!
+//! `except_users` names users by SID (`S-1-5-18` is the local system account), compared with the requesting
+//! process's token user as the driver recorded it at process start (the process table, fed by
+//! the driver's process records); a requester whose user is not known is not excepted (the
+//! rule still applies: the safe direction). With both lists, either exempts.
 //!
 //! Every key is optional except a rule's `prefix` and `verdict`; unknown keys are refused (a
 //! misspelt key must not silently fall back to a default).
@@ -151,6 +157,8 @@ pub struct Rule {
     pub operations: Operations,
     /// Full image paths (NT form, lower case) of the processes it does not apply to.
     pub except_processes: Vec<String>,
+    /// User SIDs (string form, upper-case `S`) whose processes it does not apply to.
+    pub except_users: Vec<String>,
     /// The prefix as UTF-16, trailing separators removed (what the driver gets).
     units: Vec<u16>,
     /// `units` case-folded, for matching.
@@ -226,6 +234,12 @@ pub trait ProcessNames {
     /// The full image path of process `pid` in NT form
     /// (`\Device\HarddiskVolume3\Program Files\Backup\backup.exe`), if it can be had.
     fn image_name(&self, pid: u64) -> Option<String>;
+
+    /// The SID (`S-1-5-…`) of process `pid`'s user, for `except_users`; none by default, so
+    /// that `except_users` never exempts a process whose user is unknown.
+    fn user_sid(&self, _pid: u64) -> Option<String> {
+        None
+    }
 }
 
 /// Knows no process names: `except_processes` then never applies (the safe direction: the rule
@@ -357,11 +371,20 @@ impl Policy {
                 })
                 .clone()
         };
-        let by_path = self.first_rule(request.operation, &path, &mut image_name);
+        let mut sid: Option<Option<String>> = None;
+        let mut user_sid = || {
+            sid.get_or_insert_with(|| names.user_sid(request.process_id))
+                .clone()
+        };
+        let mut who = Requester {
+            image_name: &mut image_name,
+            user_sid: &mut user_sid,
+        };
+        let by_path = self.first_rule(request.operation, &path, &mut who);
         let by_target = if target.is_empty() {
             None
         } else {
-            self.first_rule(request.operation, &target, &mut image_name)
+            self.first_rule(request.operation, &target, &mut who)
         };
         // Either name denied: deny (moving a file into or out of a protected tree is judged
         // by both names); otherwise the path's rule, then the target's, gives the reason.
@@ -380,7 +403,7 @@ impl Policy {
         &self,
         operation: VerdictOperation,
         name: &[u16],
-        image_name: &mut dyn FnMut() -> Option<String>,
+        who: &mut Requester<'_>,
     ) -> Option<Decision> {
         for (index, rule) in self.rules.iter().enumerate() {
             let applies = covers(&rule.folded, name)
@@ -389,7 +412,12 @@ impl Policy {
                 continue;
             }
             if !rule.except_processes.is_empty()
-                && image_name().is_some_and(|n| rule.except_processes.contains(&n))
+                && (who.image_name)().is_some_and(|n| rule.except_processes.contains(&n))
+            {
+                continue;
+            }
+            if !rule.except_users.is_empty()
+                && (who.user_sid)().is_some_and(|s| rule.except_users.contains(&s))
             {
                 continue;
             }
@@ -400,6 +428,51 @@ impl Policy {
         }
         None
     }
+}
+
+/// The requester's identity, each looked up at most once per request and only if a rule
+/// needs it.
+struct Requester<'a> {
+    image_name: &'a mut dyn FnMut() -> Option<String>,
+    user_sid: &'a mut dyn FnMut() -> Option<String>,
+}
+
+/// Checks a SID in string form (`S-1-5-21-…`: revision 1, an authority, up to 15
+/// sub-authorities, each a decimal number) and gives it with an upper-case `S`, as Windows
+/// writes it and as the process table holds it.
+fn parse_sid_string(value: &str) -> Result<String, String> {
+    let bad = || format!("\"{value}\" is not a SID (S-1-<authority>-<sub-authority>...)");
+    let mut parts = value.split('-');
+    if !parts.next().is_some_and(|s| s.eq_ignore_ascii_case("s")) || parts.next() != Some("1") {
+        return Err(bad());
+    }
+    let rest: Vec<&str> = parts.collect();
+    if rest.is_empty() || rest.len() > 16 {
+        return Err(bad());
+    }
+    if rest.iter().skip(1).any(|p| p.parse::<u32>().is_err()) {
+        return Err(bad());
+    }
+    let authority = rest.first().copied().unwrap_or("");
+    let authority_ok = authority.parse::<u64>().is_ok_and(|a| a < 1 << 32)
+        || authority
+            .strip_prefix("0x")
+            .or_else(|| authority.strip_prefix("0X"))
+            .is_some_and(|h| h.len() == 12 && h.chars().all(|c| c.is_ascii_hexdigit()));
+    if !authority_ok {
+        return Err(bad());
+    }
+    // A large authority in hex as Windows writes it (`0x` then upper-case digits), so that it
+    // compares equal to the table's SID text.
+    let mut parts: Vec<String> = rest.iter().map(|p| (*p).to_owned()).collect();
+    if let Some(first) = parts.first_mut()
+        && let Some(hex) = first
+            .strip_prefix("0x")
+            .or_else(|| first.strip_prefix("0X"))
+    {
+        *first = format!("0x{}", hex.to_ascii_uppercase());
+    }
+    Ok(format!("S-1-{}", parts.join("-")))
 }
 
 /// Folds a UTF-16 unit for case-insensitive matching the way the driver does: ASCII and the
@@ -501,6 +574,8 @@ struct RawRule {
     operations: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     except_processes: Vec<Spanned<String>>,
+    #[serde(default)]
+    except_users: Vec<Spanned<String>>,
 }
 
 /// Valid `max_file_mb`: a file of at least 1 MiB holds thousands of records; 4 GiB keeps
@@ -775,12 +850,19 @@ impl RawRule {
                 .map_err(|reason| c.error(name.span(), &field("except_processes"), reason))?;
             except_processes.push(nt.to_lowercase());
         }
+        let mut except_users = Vec::with_capacity(self.except_users.len());
+        for sid in &self.except_users {
+            let parsed = parse_sid_string(sid.get_ref())
+                .map_err(|reason| c.error(sid.span(), &field("except_users"), reason))?;
+            except_users.push(parsed);
+        }
         let folded = fold(units.iter().copied());
         Ok(Rule {
             prefix: prefix.clone(),
             verdict,
             operations,
             except_processes,
+            except_users,
             units,
             folded,
         })

@@ -13,17 +13,31 @@
 //! | `seq` | number | the driver's sequence number for the event, in ring push order; a missing number is a lost event (see gap records) |
 //! | `time` | string | when the driver saw the event: RFC 3339, UTC, 100 ns precision, e.g. `"2024-05-01T12:34:56.1234567Z"` (from the 100 ns ticks since 1601-01-01) |
 //! | `kind` | string | `open`, `first_write`, `rename`, `hard_link`, `delete`, `close_modified` |
-//! | `path` | string | the file's path as the driver saw it (normalized NT path, e.g. `\Device\HarddiskVolume3\Users\a.txt`, unless `flags` has `name_not_normalized`); invalid UTF-16 is replaced by U+FFFD |
+//! | `path` | string | the file's path as the driver saw it; for `rename` and `hard_link` the original (existing) name (normalized NT path, e.g. `\Device\HarddiskVolume3\Users\a.txt`, unless `flags` has `name_not_normalized`); invalid UTF-16 is replaced by U+FFFD |
 //! | `target` | string or null | the new name for `rename` and `hard_link`; `null` otherwise |
 //! | `pid` | number | requesting process id |
 //! | `tid` | number | requesting thread id |
 //! | `volume` | number | the driver's number for the volume, given when it attached (1, 2, …; 0 when unknown); stable while the driver stays loaded. The path names the volume device too |
 //! | `status` | string | the operation's NTSTATUS, hex: `"0x00000000"` |
-//! | `flags` | array of strings | `name_not_normalized`, `path_truncated`, `target_truncated`, `directory`, `delete_on_close`, `name_unavailable`; a bit this version does not know appears as its hex value, e.g. `"0x00000040"` |
+//! | `flags` | array of strings | `name_not_normalized`, `path_truncated`, `target_truncated`, `directory`, `delete_on_close`, `name_unavailable`, `file_id_64`; a bit this version does not know appears as its hex value, e.g. `"0x00000080"` |
 //! | `access` | string | `DesiredAccess` of the create, hex (`"0x00000000"` for other kinds) |
 //! | `disposition` | number | create disposition requested (`FILE_SUPERSEDE` 0 … `FILE_OVERWRITE_IF` 5); 0 for other kinds |
 //! | `information` | number | `IoStatus.Information` of the create (`FILE_OPENED` 1, `FILE_CREATED` 2, …); 0 for other kinds |
-//! | `file_id` | string or null | the 128-bit file id, 32 hex digits (the bytes in order); `null` when the driver did not know it |
+//! | `file_id` | string or null | the 128-bit file id, 32 hex digits (the bytes in order); `null` when the driver did not know it. With flag `file_id_64` the volume had only a 64-bit id: its 8 bytes, then 16 zero digits |
+//! | `process` | object | the requesting process, always present: see below |
+//!
+//! The `process` object (from the driver's process records, kept in the service's
+//! [`ProcessTable`](crate::process_table::ProcessTable)); a member the service does not know is
+//! `null`, never absent:
+//!
+//! | field | JSON type | meaning |
+//! |---|---|---|
+//! | `pid` | number | the process id (the same as the event's `pid`) |
+//! | `key` | number or null | the process key: unlike the pid, never reused while the machine runs, so two processes that had one pid have different keys; `null` when the driver sent none |
+//! | `image` | string or null | the executable's NT path, e.g. `\Device\HarddiskVolume3\Windows\System32\notepad.exe`; `null` when the process is unknown (its record evicted or not received) |
+//! | `parent_pid` | number or null | the creating process's id |
+//! | `user_sid` | string or null | the token user's SID, e.g. `"S-1-5-21-1004336348-1177238915-682003330-1001"`; `null` when unknown or when the driver could not read the token |
+//! | `session` | number or null | the Terminal Services session id |
 //!
 //! # Gap records
 //!
@@ -43,7 +57,19 @@ use std::io::Write as _;
 
 use vigil_protocol::{EventFlags, EventKind, EventRecord, Utf16Str};
 
+use crate::process_table::ProcessInfo;
 use crate::sequence::{Gap, ResumePoint};
+
+/// How the output file's records are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordFormat {
+    /// Vigil's own fields (the tables above): `vigil run`'s default.
+    #[default]
+    JsonLines,
+    /// Elastic Common Schema field names, nested objects (`vigil run --format ecs`); see
+    /// [`crate::ecs`] and `docs/ecs.md`.
+    Ecs,
+}
 
 /// 100 ns ticks between 1601-01-01 and 1970-01-01.
 const TICKS_1601_TO_1970: i128 = 116_444_736_000_000_000;
@@ -72,13 +98,14 @@ pub const fn kind_name(kind: EventKind) -> &'static str {
 }
 
 /// Flag bits and their names, in bit order.
-const FLAG_NAMES: [(EventFlags, &str); 6] = [
+const FLAG_NAMES: [(EventFlags, &str); 7] = [
     (EventFlags::NAME_NOT_NORMALIZED, "name_not_normalized"),
     (EventFlags::PATH_TRUNCATED, "path_truncated"),
     (EventFlags::TARGET_TRUNCATED, "target_truncated"),
     (EventFlags::DIRECTORY, "directory"),
     (EventFlags::DELETE_ON_CLOSE, "delete_on_close"),
     (EventFlags::NAME_UNAVAILABLE, "name_unavailable"),
+    (EventFlags::FILE_ID_64, "file_id_64"),
 ];
 
 /// Calls `f` with the name of each flag set in `flags` (known names, then unknown bits as hex).
@@ -202,11 +229,11 @@ pub fn push_json_utf16(out: &mut Vec<u8>, s: Utf16Str<'_>) {
     out.push(b'"');
 }
 
-fn push_u64(out: &mut Vec<u8>, value: u64) {
+pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
     let _ = write!(out, "{value}");
 }
 
-fn push_hex32(out: &mut Vec<u8>, value: u32) {
+pub(crate) fn push_hex32(out: &mut Vec<u8>, value: u32) {
     let _ = write!(out, "\"{value:#010x}\"");
 }
 
@@ -253,8 +280,15 @@ fn last_event_in(path: &std::path::Path) -> std::io::Result<Option<ResumePoint>>
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
             continue;
         };
-        let epoch = value.get("epoch").and_then(serde_json::Value::as_u64);
-        let seq = value.get("seq").and_then(serde_json::Value::as_u64);
+        // JSON Lines keep them at the top; ECS lines as `vigil.epoch` and `event.sequence`.
+        let epoch = value
+            .get("epoch")
+            .or_else(|| value.pointer("/vigil/epoch"))
+            .and_then(serde_json::Value::as_u64);
+        let seq = value
+            .get("seq")
+            .or_else(|| value.pointer("/event/sequence"))
+            .and_then(serde_json::Value::as_u64);
         if let (Some(epoch), Some(seq)) = (epoch.and_then(|e| u32::try_from(e).ok()), seq) {
             return Ok(Some(ResumePoint { epoch, seq }));
         }
@@ -284,7 +318,12 @@ pub(crate) fn content_end(file: &mut std::fs::File, len: u64) -> std::io::Result
 }
 
 /// Appends one event record as a JSON object and a newline.
-pub fn push_event_json(out: &mut Vec<u8>, epoch: u32, record: &EventRecord<'_>) {
+pub fn push_event_json(
+    out: &mut Vec<u8>,
+    epoch: u32,
+    record: &EventRecord<'_>,
+    process: Option<&ProcessInfo>,
+) {
     out.extend_from_slice(b"{\"epoch\":");
     push_u64(out, u64::from(epoch));
     out.extend_from_slice(b",\"seq\":");
@@ -326,6 +365,27 @@ pub fn push_event_json(out: &mut Vec<u8>, epoch: u32, record: &EventRecord<'_>) 
     out.extend_from_slice(b",\"information\":");
     push_u64(out, u64::from(record.information()));
     out.extend_from_slice(b",\"file_id\":");
+    push_file_id(out, record);
+    out.extend_from_slice(b",\"process\":{\"pid\":");
+    push_u64(out, record.process_id());
+    out.extend_from_slice(b",\"key\":");
+    push_key(out, record.process_key());
+    out.extend_from_slice(b",\"image\":");
+    push_json_opt_str(
+        out,
+        process.map(|p| p.image.as_str()).filter(|i| !i.is_empty()),
+    );
+    out.extend_from_slice(b",\"parent_pid\":");
+    push_json_opt_u64(out, process.map(|p| p.parent_pid));
+    out.extend_from_slice(b",\"user_sid\":");
+    push_json_opt_str(out, process.and_then(|p| p.user_sid.as_deref()));
+    out.extend_from_slice(b",\"session\":");
+    push_json_opt_u64(out, process.map(|p| u64::from(p.session)));
+    out.extend_from_slice(b"}}\n");
+}
+
+/// The file id as a JSON string of 32 hex digits, or `null` when the driver sent none.
+pub(crate) fn push_file_id(out: &mut Vec<u8>, record: &EventRecord<'_>) {
     let id = record.file_id();
     if id == [0; 16] {
         out.extend_from_slice(b"null");
@@ -336,7 +396,48 @@ pub fn push_event_json(out: &mut Vec<u8>, epoch: u32, record: &EventRecord<'_>) 
         }
         out.push(b'"');
     }
-    out.extend_from_slice(b"}\n");
+}
+
+/// A process key, `null` for zero (the driver had none).
+fn push_key(out: &mut Vec<u8>, key: u64) {
+    if key == 0 {
+        out.extend_from_slice(b"null");
+    } else {
+        push_u64(out, key);
+    }
+}
+
+/// Appends a Rust string as a JSON string (quotes included).
+pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => {
+                let mut utf8 = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn push_json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => push_json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn push_json_opt_u64(out: &mut Vec<u8>, value: Option<u64>) {
+    match value {
+        Some(v) => push_u64(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 /// Appends one driver-counters record as a JSON object and a newline: the driver's counters
@@ -348,6 +449,18 @@ pub fn push_driver_stats_json(
     stats: &vigil_protocol::Stats,
     time: u64,
 ) {
+    out.push(b'{');
+    push_driver_stats_object(out, stats);
+    out.extend_from_slice(b",\"epoch\":");
+    push_u64(out, u64::from(epoch));
+    out.extend_from_slice(b",\"time\":\"");
+    push_rfc3339(out, time);
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// Appends `"driver_stats":{...}`, the counters by name (shared by the JSON Lines and the ECS
+/// records).
+pub(crate) fn push_driver_stats_object(out: &mut Vec<u8>, stats: &vigil_protocol::Stats) {
     let fields: [(&str, u64); 18] = [
         ("events_generated", stats.events_generated),
         ("events_delivered", stats.events_delivered),
@@ -368,18 +481,14 @@ pub fn push_driver_stats_json(
         ("allocation_failures", stats.allocation_failures),
         ("name_query_failures", stats.name_query_failures),
     ];
-    out.extend_from_slice(b"{\"driver_stats\":{");
+    out.extend_from_slice(b"\"driver_stats\":{");
     for (i, (name, value)) in fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         let _ = write!(out, "\"{name}\":{value}");
     }
-    out.extend_from_slice(b"},\"epoch\":");
-    push_u64(out, u64::from(epoch));
-    out.extend_from_slice(b",\"time\":\"");
-    push_rfc3339(out, time);
-    out.extend_from_slice(b"\"}\n");
+    out.push(b'}');
 }
 
 /// Appends one gap record as a JSON object and a newline; `time` is the 1601-epoch timestamp of
@@ -438,6 +547,7 @@ mod tests {
             create_disposition: 1,
             information: 2,
             file_id: [0; 16],
+            process_key: 0,
             path: Utf16Str::from_units(&path),
             target: Utf16Str::from_units(&target),
         };
@@ -445,7 +555,7 @@ mod tests {
         let n = EventRecord::emit(&repr, &mut buf).unwrap();
         let record = EventRecord::new_checked(&buf[..n]).unwrap();
         let mut out = Vec::new();
-        push_event_json(&mut out, 3, &record);
+        push_event_json(&mut out, 3, &record, None);
         let line = String::from_utf8(out).unwrap();
         assert_eq!(
             line,
@@ -453,7 +563,37 @@ mod tests {
              \"path\":\"\\\\Device\\\\V1\\\\a \\\"q\\\".txt\",\"target\":\"D\u{FFFD}\\u0001\",\
              \"pid\":4,\"tid\":8,\"volume\":3,\"status\":\"0xc0000022\",\
              \"flags\":[\"directory\",\"0x00000200\"],\"access\":\"0x00120089\",\
-             \"disposition\":1,\"information\":2,\"file_id\":null}\n"
+             \"disposition\":1,\"information\":2,\"file_id\":null,\
+             \"process\":{\"pid\":4,\"key\":null,\"image\":null,\"parent_pid\":null,\
+             \"user_sid\":null,\"session\":null}}\n"
+        );
+
+        // The same event with a key, a file id and the process known to the table.
+        let repr = EventRepr {
+            process_key: 77,
+            file_id: [0xAB; 16],
+            ..repr
+        };
+        let n = EventRecord::emit(&repr, &mut buf).unwrap();
+        let record = EventRecord::new_checked(&buf[..n]).unwrap();
+        let process = ProcessInfo {
+            key: 77,
+            pid: 4,
+            parent_pid: 1,
+            image: r"\Device\V1\a.exe".into(),
+            user_sid: Some("S-1-5-18".into()),
+            session: 2,
+            since: 0,
+            exited: false,
+        };
+        let mut out = Vec::new();
+        push_event_json(&mut out, 3, &record, Some(&process));
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["file_id"], "ab".repeat(16));
+        assert_eq!(
+            value["process"],
+            serde_json::json!({"pid": 4, "key": 77, "image": r"\Device\V1\a.exe",
+                "parent_pid": 1, "user_sid": "S-1-5-18", "session": 2})
         );
     }
 

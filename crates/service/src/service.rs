@@ -90,6 +90,7 @@ use crate::client::{ClientError, Connector, Incoming, PortClient};
 use crate::commands::{self, DriverHello};
 use crate::control::{Backoff, Clock, ServiceControl};
 use crate::policy::{NoProcessNames, Policy, PolicyError, ProcessNames};
+use crate::process_table::{ProcessTable, TableFirst};
 use crate::sequence::{Check, ResumePoint, SequenceTracker};
 use crate::sink::Sink;
 
@@ -348,6 +349,12 @@ pub struct Service<S: Sink> {
     pending_policy: Option<Policy>,
     /// Reads a policy file for a reload.
     policy_loader: Box<PolicyLoader>,
+    /// The writer's process table: gives each event written its process. Kept across
+    /// connections, since the driver sends each process's record once.
+    processes: ProcessTable,
+    /// The receiver's copy, fed by the same records as they arrive: verdicts look the
+    /// requester up here without waiting for the writer.
+    verdict_processes: ProcessTable,
 }
 
 /// Reads a policy file: [`Policy::load`] by default; the Windows service checks who owns the
@@ -373,7 +380,14 @@ impl<S: Sink + Send> Service<S> {
             buf: vec![0; MAX_MESSAGE_SIZE],
             pending_policy: None,
             policy_loader: Box::new(Policy::load),
+            processes: ProcessTable::default(),
+            verdict_processes: ProcessTable::default(),
         }
+    }
+
+    /// The writer's process table, as the driver's process records built it.
+    pub const fn processes(&self) -> &ProcessTable {
+        &self.processes
     }
 
     /// The file a reload reads (see [`ServiceControl::request_reload`]).
@@ -746,6 +760,8 @@ impl<S: Sink + Send> Service<S> {
             buf,
             pending_policy,
             policy_loader,
+            processes,
+            verdict_processes,
             ..
         } = self;
         let (outcome, written) = std::thread::scope(|scope| {
@@ -761,6 +777,7 @@ impl<S: Sink + Send> Service<S> {
                 policy_loader: &**policy_loader,
                 counters: Counters::default(),
                 last_tick_error: None,
+                processes,
             };
             let writer = std::thread::Builder::new()
                 .name("vigil-writer".into())
@@ -782,6 +799,7 @@ impl<S: Sink + Send> Service<S> {
                 pending_policy,
                 policy_rx,
                 load_in_flight: false,
+                processes: verdict_processes,
             };
             let outcome = match &writer {
                 Ok(_) => receiver.serve(client, clock),
@@ -901,6 +919,8 @@ struct Receiver<'a> {
     policy_rx: mpsc::Receiver<Result<Policy, PolicyError>>,
     /// A policy file is being read by the writer.
     load_in_flight: bool,
+    /// The requesters of verdicts, by pid (see [`Service`]'s `verdict_processes`).
+    processes: &'a mut ProcessTable,
 }
 
 /// How long a stop waits for a policy file the writer is reading.
@@ -1069,6 +1089,16 @@ impl Receiver<'_> {
         // Decoded once here with the protocol's own parser, to route it; the writer decodes a
         // batch again (a checked view: no copy, a few comparisons).
         match Message::parse(bytes) {
+            Ok(Message::ProcessRecord(record)) => {
+                self.processes.apply(&record);
+                // The writer applies it too, in order with the batches around it, so every
+                // event after a start is written with its process.
+                let job = Job::Batch(self.backlog.copy_of(bytes));
+                if let Ok(true) = self.backlog.push(job) {
+                    self.counters.backlog_waits += 1;
+                }
+                None
+            }
             Ok(Message::EventBatch(_)) => {
                 let job = Job::Batch(self.backlog.copy_of(bytes));
                 if let Ok(true) = self.backlog.push(job) {
@@ -1078,10 +1108,14 @@ impl Receiver<'_> {
             }
             Ok(Message::VerdictRequest(request)) => {
                 let request = request.repr();
+                let names = TableFirst {
+                    table: self.processes,
+                    fallback: self.names,
+                };
                 let (end, line) = answer_verdict(
                     self.policy,
                     self.options.own_pid,
-                    self.names,
+                    &names,
                     self.counters,
                     client,
                     incoming,
@@ -1191,6 +1225,7 @@ struct Writer<'a, S: Sink> {
     counters: Counters,
     /// The last sync failure reported (each kind once, not every poll).
     last_tick_error: Option<String>,
+    processes: &'a mut ProcessTable,
 }
 
 impl<S: Sink> Writer<'_, S> {
@@ -1247,9 +1282,14 @@ impl<S: Sink> Writer<'_, S> {
     }
 
     fn write_batch(&mut self, bytes: &[u8]) -> Result<(), ServiceError> {
-        // The receiver routed it here because it decodes as a batch.
-        let Ok(Message::EventBatch(batch)) = Message::parse(bytes) else {
-            return Ok(());
+        // The receiver routed it here because it decodes as a batch or a process record.
+        let batch = match Message::parse(bytes) {
+            Ok(Message::EventBatch(batch)) => batch,
+            Ok(Message::ProcessRecord(record)) => {
+                self.processes.apply(&record);
+                return Ok(());
+            }
+            _ => return Ok(()),
         };
         self.counters.batches += 1;
         let epoch_before = self.tracker.epoch();
@@ -1266,7 +1306,12 @@ impl<S: Sink> Writer<'_, S> {
                 }
                 Check::InOrder => {}
             }
-            if let Err(e) = self.sinks.event(self.tracker.epoch(), &record) {
+            // Key 0: the driver had none; the event is written with its pid alone.
+            let process = match record.process_key() {
+                0 => None,
+                key => self.processes.get(key),
+            };
+            if let Err(e) = self.sinks.event(self.tracker.epoch(), &record, process) {
                 failure.get_or_insert(e);
             }
             self.counters.events_written += 1;

@@ -51,8 +51,11 @@ use std::time::{Duration, Instant};
 use anstyle::{AnsiColor, Effects, Style};
 use vigil_protocol::{EventKind, EventRecord, Stats};
 
+use crate::ecs::{HostInfo, push_driver_stats_ecs, push_event_ecs, push_gap_ecs};
+use crate::process_table::ProcessInfo;
 use crate::record::{
-    CivilTime, for_each_flag, kind_name, push_driver_stats_json, push_event_json, push_gap_json,
+    CivilTime, RecordFormat, for_each_flag, kind_name, push_driver_stats_json, push_event_json,
+    push_gap_json,
 };
 use crate::sequence::Gap;
 
@@ -72,7 +75,12 @@ pub trait Sink {
     /// # Errors
     ///
     /// The underlying write's error.
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()>;
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&ProcessInfo>,
+    ) -> io::Result<()>;
 
     /// Sequence numbers that never arrived; `time` is the timestamp of the event after them.
     ///
@@ -129,8 +137,13 @@ pub trait Sink {
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
-        (**self).event(epoch, record)
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&ProcessInfo>,
+    ) -> io::Result<()> {
+        (**self).event(epoch, record, process)
     }
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
         (**self).gap(gap, time)
@@ -155,8 +168,13 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
 /// Several sinks, each given everything in turn; one that fails does not keep the others
 /// from getting the record (the first error is returned).
 impl<S: Sink> Sink for Vec<S> {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
-        each(self, |s| s.event(epoch, record))
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&ProcessInfo>,
+    ) -> io::Result<()> {
+        each(self, |s| s.event(epoch, record, process))
     }
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
         each(self, |s| s.gap(gap, time))
@@ -195,7 +213,12 @@ fn each<S: Sink>(sinks: &mut [S], mut f: impl FnMut(&mut S) -> io::Result<()>) -
 pub struct NullSink;
 
 impl Sink for NullSink {
-    fn event(&mut self, _epoch: u32, _record: &EventRecord<'_>) -> io::Result<()> {
+    fn event(
+        &mut self,
+        _epoch: u32,
+        _record: &EventRecord<'_>,
+        _process: Option<&ProcessInfo>,
+    ) -> io::Result<()> {
         Ok(())
     }
     fn gap(&mut self, _gap: &Gap, _time: u64) -> io::Result<()> {
@@ -222,9 +245,14 @@ pub struct MemorySink {
 }
 
 impl Sink for MemorySink {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&ProcessInfo>,
+    ) -> io::Result<()> {
         self.events.push((epoch, record.sequence()));
-        push_event_json(&mut self.json, epoch, record);
+        push_event_json(&mut self.json, epoch, record, process);
         Ok(())
     }
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
@@ -332,6 +360,10 @@ pub struct JsonlSink {
     warnings: Vec<String>,
     line: Vec<u8>,
     stats: JsonlStats,
+    /// JSON Lines or ECS; the file's rotation and durability are the same for both.
+    format: RecordFormat,
+    /// For ECS `host.*`.
+    host: HostInfo,
 }
 
 /// Pending bytes past which a record is written at once rather than at the end of its batch
@@ -373,7 +405,18 @@ impl JsonlSink {
             warnings,
             line: Vec::with_capacity(1024),
             stats,
+            format: RecordFormat::JsonLines,
+            host: HostInfo::current(),
         })
+    }
+
+    /// Writes records in `format` from now on (JSON Lines by default); `host` fills ECS
+    /// `host.*`.
+    #[must_use]
+    pub fn with_format(mut self, format: RecordFormat, host: HostInfo) -> Self {
+        self.format = format;
+        self.host = host;
+        self
     }
 
     /// What the sink did so far.
@@ -677,15 +720,28 @@ pub fn repair_tail(file: &mut File) -> io::Result<Option<TailRepair>> {
 }
 
 impl Sink for JsonlSink {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&ProcessInfo>,
+    ) -> io::Result<()> {
         self.line.clear();
-        push_event_json(&mut self.line, epoch, record);
+        match self.format {
+            RecordFormat::JsonLines => push_event_json(&mut self.line, epoch, record, process),
+            RecordFormat::Ecs => {
+                push_event_ecs(&mut self.line, &self.host, epoch, record, process);
+            }
+        }
         self.push_line()
     }
 
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
         self.line.clear();
-        push_gap_json(&mut self.line, gap, time);
+        match self.format {
+            RecordFormat::JsonLines => push_gap_json(&mut self.line, gap, time),
+            RecordFormat::Ecs => push_gap_ecs(&mut self.line, &self.host, gap, time),
+        }
         self.push_line()
     }
 
@@ -695,7 +751,12 @@ impl Sink for JsonlSink {
 
     fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
         self.line.clear();
-        push_driver_stats_json(&mut self.line, epoch, stats, time);
+        match self.format {
+            RecordFormat::JsonLines => push_driver_stats_json(&mut self.line, epoch, stats, time),
+            RecordFormat::Ecs => {
+                push_driver_stats_ecs(&mut self.line, &self.host, epoch, stats, time);
+            }
+        }
         self.push_line()
     }
 
@@ -787,7 +848,12 @@ const fn kind_style(kind: EventKind) -> Style {
 }
 
 impl<W: Write> Sink for HumanSink<W> {
-    fn event(&mut self, _epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
+    fn event(
+        &mut self,
+        _epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&ProcessInfo>,
+    ) -> io::Result<()> {
         use std::fmt::Write as _;
         let t = CivilTime::from_filetime(record.timestamp());
         let (h, m, s) = t.hms;
@@ -799,6 +865,12 @@ impl<W: Write> Sink for HumanSink<W> {
             record.process_id(),
             record.path(),
         );
+        if let Some(name) = process
+            .map(ProcessInfo::image_name)
+            .filter(|n| !n.is_empty())
+        {
+            let _ = write!(text, " ({name})");
+        }
         let target = record.target();
         if !target.is_empty() {
             let _ = write!(text, " -> {target}");

@@ -75,7 +75,7 @@ fn check_policy_gives_the_line_field_and_reason_and_fails() {
     assert!(out.is_empty());
     assert!(
         err.ends_with(
-            "bad.toml: line 2, column 14: field `driver.batch_size`: 0 is out of range 1..=682 \
+            "bad.toml: line 2, column 14: field `driver.batch_size`: 0 is out of range 1..=629 \
              (records per batch)\n"
         ),
         "{err}"
@@ -161,7 +161,7 @@ fn status_reports_versions_and_the_connection() {
         "{out}"
     );
     assert!(
-        out.contains("protocol: driver 1.0, service 1.0 (compatible)"),
+        out.contains("protocol: driver 2.0, service 2.0 (compatible)"),
         "{out}"
     );
     assert!(out.contains("connections since load: 1"), "{out}");
@@ -179,7 +179,16 @@ fn status_explains_a_busy_port_and_a_version_mismatch() {
     let (code, _, err) = vigil(&["status"], &mut fake_context(&driver));
     assert_eq!(code, 1);
     assert!(
-        err.contains("driver speaks protocol 3.1, this service 1.0"),
+        err.contains("driver speaks protocol 3.1, this service 2.0"),
+        "{err}"
+    );
+    // A driver of the previous layout (version 1, before process identity) is refused by name,
+    // not misread.
+    driver.set_hello_version(vigil_protocol::Version { major: 1, minor: 0 });
+    let (code, _, err) = vigil(&["status"], &mut fake_context(&driver));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("driver speaks protocol 1.0, this service 2.0"),
         "{err}"
     );
 }

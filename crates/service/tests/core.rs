@@ -352,7 +352,9 @@ fn access_denied_is_not_retried_even_when_waiting() {
 #[test]
 fn a_driver_of_another_major_version_is_refused_naming_both() {
     let driver = FakeDriver::new();
-    driver.set_hello_version(Version { major: 2, minor: 0 });
+    // Version 1 is the layout before process identity: an old driver, refused before any of
+    // its batches is read.
+    driver.set_hello_version(Version { major: 1, minor: 0 });
     driver.push_events(0..3, 64);
     let mut r = service_for(
         &driver,
@@ -368,7 +370,7 @@ fn a_driver_of_another_major_version_is_refused_naming_both() {
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "driver speaks protocol 2.0, this service 1.0: install matching versions"
+        "driver speaks protocol 1.0, this service 2.0: install matching versions"
     );
     assert!(r.service.sinks().events.is_empty());
     assert!(!driver.is_connected(), "the refused connection is closed");
@@ -387,7 +389,7 @@ fn a_driver_refusing_our_version_is_a_version_mismatch() {
     assert!(
         error
             .to_string()
-            .starts_with("driver refused this service's protocol 1.0"),
+            .starts_with("driver refused this service's protocol 2.0"),
         "{error}"
     );
 }
@@ -395,13 +397,13 @@ fn a_driver_refusing_our_version_is_a_version_mismatch() {
 #[test]
 fn another_minor_version_is_accepted() {
     let driver = FakeDriver::new();
-    driver.set_hello_version(Version { major: 1, minor: 7 });
+    driver.set_hello_version(Version { major: 2, minor: 7 });
     driver.push_events(0..3, 64);
     let (_, summary) = run(&driver);
     assert_eq!(summary.counters.events_written, 3);
     assert_eq!(
         summary.driver.unwrap().version,
-        Version { major: 1, minor: 7 }
+        Version { major: 2, minor: 7 }
     );
 }
 
@@ -551,8 +553,13 @@ struct StopAfterFirstBatch {
 }
 
 impl Sink for StopAfterFirstBatch {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
-        self.inner.event(epoch, record)
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&vigil_service::ProcessInfo>,
+    ) -> io::Result<()> {
+        self.inner.event(epoch, record, process)
     }
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
         self.inner.gap(gap, time)
@@ -803,8 +810,13 @@ struct GatedSink {
 }
 
 impl Sink for GatedSink {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
-        self.inner.event(epoch, record)
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&vigil_service::ProcessInfo>,
+    ) -> io::Result<()> {
+        self.inner.event(epoch, record, process)
     }
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
         self.inner.gap(gap, time)
@@ -883,8 +895,13 @@ struct DiskFullFor {
 }
 
 impl Sink for DiskFullFor {
-    fn event(&mut self, epoch: u32, record: &EventRecord<'_>) -> io::Result<()> {
-        self.inner.event(epoch, record)
+    fn event(
+        &mut self,
+        epoch: u32,
+        record: &EventRecord<'_>,
+        process: Option<&vigil_service::ProcessInfo>,
+    ) -> io::Result<()> {
+        self.inner.event(epoch, record, process)
     }
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
         self.inner.gap(gap, time)

@@ -29,13 +29,13 @@ fn with_record<R>(seq: u64, f: impl FnOnce(&EventRecord<'_>) -> R) -> R {
 }
 
 fn write_event(sink: &mut impl Sink, seq: u64) {
-    with_record(seq, |r| sink.event(1, r)).unwrap();
+    with_record(seq, |r| sink.event(1, r, None)).unwrap();
 }
 
 fn line_len() -> u64 {
     let mut out = Vec::new();
     with_record(0, |r| {
-        vigil_service::record::push_event_json(&mut out, 1, r);
+        vigil_service::record::push_event_json(&mut out, 1, r, None);
     });
     out.len() as u64
 }
@@ -241,7 +241,7 @@ fn parsed_lines(path: &Path) -> (Vec<serde_json::Value>, usize) {
 fn event_line(seq: u64) -> Vec<u8> {
     let mut out = Vec::new();
     with_record(seq, |r| {
-        vigil_service::record::push_event_json(&mut out, 1, r);
+        vigil_service::record::push_event_json(&mut out, 1, r, None);
     });
     out
 }

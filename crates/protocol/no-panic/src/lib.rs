@@ -43,6 +43,15 @@ pub extern "Rust" fn scan_decode(data: &[u8]) -> u64 {
             }
         }
         Ok(Message::StatsReply(s)) => acc ^= s.stats.dropped_total(),
+        Ok(Message::ProcessRecord(p)) => {
+            let x = p.repr();
+            acc ^= x.process_key
+                ^ x.image.units().count() as u64
+                ^ x.user_sid.map_or(0, |sid| {
+                    sid.sub_authorities()
+                        .fold(sid.authority(), |a, s| a ^ u64::from(s))
+                });
+        }
         Ok(m) => acc ^= m.kind().to_u16() as u64,
         Err(_) => acc ^= 1,
     }
@@ -71,6 +80,7 @@ pub extern "Rust" fn scan_encode(data: &[u8], out: &mut [u8], path: &[u16]) -> u
         create_disposition: 7,
         information: 8,
         file_id: [0; 16],
+        process_key: 0,
         path: Utf16Str::from_units(path),
         target: Utf16Str::from_units(path),
     };
@@ -118,6 +128,19 @@ pub extern "Rust" fn scan_encode(data: &[u8], out: &mut [u8], path: &[u16]) -> u
         .unwrap_or(0),
     );
     n = n.wrapping_add(StatsReply::default().emit(out).unwrap_or(0));
+    let process = ProcessRepr {
+        event: ProcessEvent::Start,
+        process_key: 1,
+        process_id: 2,
+        parent_process_id: 3,
+        timestamp: 4,
+        session_id: 5,
+        exit_status: 0,
+        flags: ProcessFlags::NONE,
+        image: Utf16Str::from_units(path),
+        user_sid: Sid::new_checked(data).ok(),
+    };
+    n = n.wrapping_add(process.emit(out).unwrap_or(0));
     n = n.wrapping_add(Pong { nonce: 1 }.emit(out).unwrap_or(0));
     n = n.wrapping_add(SetConfigReply { status: 0 }.emit(out).unwrap_or(0));
     n

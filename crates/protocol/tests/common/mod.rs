@@ -10,9 +10,51 @@
 use vigil_protocol::{
     BatchWriter, Config, EventFlags, EventKind, EventRecord, EventRepr, GetStats, Hello,
     HelloReply, MAX_MESSAGE_SIZE, MAX_PATH_UNITS, MessageKind, Ping, Pong, PrefixList,
-    SetConfigReply, Stats, StatsReply, Utf16Str, Verdict, VerdictOperation, VerdictReply,
-    VerdictRequestRepr,
+    ProcessEvent, ProcessFlags, ProcessRepr, SetConfigReply, Sid, Stats, StatsReply, Utf16Str,
+    Verdict, VerdictOperation, VerdictReply, VerdictRequestRepr,
 };
+
+/// A user's SID, `S-1-5-21-1004336348-1177238915-682003330-1001`, in binary form.
+pub const USER_SID: [u8; 28] = {
+    let mut sid = [0u8; 28];
+    sid[0] = 1; // revision
+    sid[1] = 5; // sub-authorities
+    sid[7] = 5; // NT AUTHORITY, big-endian 48 bits
+    let subs: [u32; 5] = [21, 1_004_336_348, 1_177_238_915, 682_003_330, 1001];
+    let mut i = 0;
+    while i < 5 {
+        let b = subs[i].to_le_bytes();
+        sid[8 + 4 * i] = b[0];
+        sid[9 + 4 * i] = b[1];
+        sid[10 + 4 * i] = b[2];
+        sid[11 + 4 * i] = b[3];
+        i += 1;
+    }
+    sid
+};
+
+/// `S-1-5-18`, the local system account.
+pub const SYSTEM_SID: [u8; 12] = [1, 1, 0, 0, 0, 0, 0, 5, 18, 0, 0, 0];
+
+/// A typical process record.
+pub fn process<'a>(event: ProcessEvent, image: &'a [u16], sid: &'a [u8]) -> ProcessRepr<'a> {
+    ProcessRepr {
+        event,
+        process_key: 0x0000_0001_0000_0042,
+        process_id: 4242,
+        parent_process_id: 900,
+        timestamp: 133_000_000_000_000_000,
+        session_id: 1,
+        exit_status: 0,
+        flags: ProcessFlags::NONE,
+        image: Utf16Str::from_units(image),
+        user_sid: if sid.is_empty() {
+            None
+        } else {
+            Some(Sid::new_checked(sid).unwrap())
+        },
+    }
+}
 
 /// `s` as UTF-16 code units.
 pub fn wide(s: &str) -> Vec<u16> {
@@ -39,6 +81,7 @@ pub fn event<'a>(
         create_disposition: 1,
         information: 1,
         file_id: [7; 16],
+        process_key: 0x0000_0001_0000_0042,
         path: Utf16Str::from_units(path),
         target: Utf16Str::from_units(target),
     }
@@ -116,6 +159,9 @@ pub fn sample_messages() -> Vec<(&'static str, MessageKind, Vec<u8>)> {
         target: Utf16Str::EMPTY,
         ..request
     };
+    let image = wide(r"\Device\HarddiskVolume3\Windows\System32\notepad.exe");
+    let mut exit = process(ProcessEvent::Exit, &image, &SYSTEM_SID);
+    exit.exit_status = -1_073_741_510;
     let stats = Stats::from_array(core::array::from_fn(|i| (i as u64 + 1) * 1000));
     vec![
         (
@@ -158,6 +204,26 @@ pub fn sample_messages() -> Vec<(&'static str, MessageKind, Vec<u8>)> {
                 }
                 .emit(o)
             }),
+        ),
+        (
+            "process-start",
+            MessageKind::ProcessRecord,
+            encode(|o| process(ProcessEvent::Start, &image, &USER_SID).emit(o)),
+        ),
+        (
+            "process-exit",
+            MessageKind::ProcessRecord,
+            encode(|o| exit.emit(o)),
+        ),
+        (
+            "process-seen-no-sid",
+            MessageKind::ProcessRecord,
+            encode(|o| process(ProcessEvent::Seen, &[], &[]).emit(o)),
+        ),
+        (
+            "process-long-image",
+            MessageKind::ProcessRecord,
+            encode(|o| process(ProcessEvent::Start, &long, &USER_SID).emit(o)),
         ),
         (
             "hello",
@@ -277,6 +343,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             MessageKind::EventBatch => "event_batch",
             MessageKind::VerdictRequest => "verdict_request",
             MessageKind::SetConfig => "set_config",
+            MessageKind::ProcessRecord => "process_record",
             _ => "fixed",
         };
         seeds.push((target, format!("seed-{name}"), bytes));

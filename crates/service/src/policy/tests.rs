@@ -92,10 +92,10 @@ fn out_of_range_numbers_name_line_field_and_range() {
         (e.line, e.column, e.field.as_str()),
         (3, 14, "driver.batch_size")
     );
-    assert_eq!(e.reason, "0 is out of range 1..=682 (records per batch)");
+    assert_eq!(e.reason, "0 is out of range 1..=629 (records per batch)");
     assert_eq!(
         e.to_string(),
-        "line 3, column 14: field `driver.batch_size`: 0 is out of range 1..=682 (records per batch)"
+        "line 3, column 14: field `driver.batch_size`: 0 is out of range 1..=629 (records per batch)"
     );
     let e = refused("[driver]\nverdict_timeout_ms = 10001\n");
     assert_eq!((e.line, e.field.as_str()), (2, "driver.verdict_timeout_ms"));

@@ -1,5 +1,5 @@
-//! An in-memory driver behind a [`PortClient`]: scripted messages (event batches, verdict
-//! requests), scripted port closes and driver reloads, refused connections, and a record of
+//! An in-memory driver behind a [`PortClient`]: scripted messages (event batches, process
+//! records, verdict requests), scripted port closes and driver reloads, refused connections, and a record of
 //! every reply and command. User mode, portable; for the service's tests (`mod common;`) and its
 //! throughput benchmark (`#[path = "../tests/common/fake.rs"]`), through the crate's public API
 //! only.
@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use vigil_protocol::{
     BatchWriter, EventFlags, EventKind, EventRepr, HelloReply, MAX_MESSAGE_SIZE, Message, Pong,
-    SetConfigReply, Stats, StatsReply, Utf16Str, VerdictReply, VerdictRequestRepr, Version,
+    ProcessEvent, ProcessFlags, ProcessRepr, SetConfigReply, Sid, Stats, StatsReply, Utf16Str,
+    VerdictReply, VerdictRequestRepr, Version,
 };
 
 use vigil_service::{ClientError, Connector, Incoming, PortClient, ServiceControl};
@@ -145,6 +146,39 @@ impl FakeDriver {
         }
     }
 
+    /// Queues a process record, as the driver sends one at a process's start, exit, or first
+    /// sight after the load (`event`). `sid` is a binary SID (empty: none).
+    pub fn push_process(&self, event: ProcessEvent, process: &FakeProcess<'_>) {
+        let image: Vec<u16> = process.image.encode_utf16().collect();
+        let repr = ProcessRepr {
+            event,
+            process_key: process.key,
+            process_id: process.pid,
+            parent_process_id: process.parent_pid,
+            timestamp: 133_485_408_000_000_000,
+            session_id: process.session,
+            exit_status: 0,
+            flags: ProcessFlags::NONE,
+            image: Utf16Str::from_units(&image),
+            user_sid: (!process.sid.is_empty())
+                .then(|| Sid::new_checked(process.sid).unwrap_or_else(|e| panic!("{e}"))),
+        };
+        let mut buf = vec![0u8; repr.encoded_len()];
+        let len = repr.emit(&mut buf).unwrap_or_else(|e| panic!("{e}"));
+        self.push_raw(buf[..len].to_vec(), 0);
+    }
+
+    /// Queues one batch of the given events (already numbered).
+    pub fn push_batch(&self, events: &[EventRepr<'_>]) {
+        let mut buf = vec![0u8; MAX_MESSAGE_SIZE];
+        let mut writer = BatchWriter::new(&mut buf).unwrap_or_else(|e| panic!("{e}"));
+        for event in events {
+            writer.push(event).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let len = writer.finish().unwrap_or_else(|e| panic!("{e}"));
+        self.push_raw(buf[..len].to_vec(), 0);
+    }
+
     /// Event batches as [`push_events`](Self::push_events) makes them, but on their way when
     /// the client cancels its receives: `receive` returns them only after `cancel_receives`.
     pub fn push_events_completing_at_cancel(
@@ -259,10 +293,36 @@ pub fn sample_event(seq: u64, path: &[u16]) -> EventRepr<'_> {
         create_disposition: 0,
         information: 0,
         file_id: [0; 16],
+        process_key: 0,
         path: Utf16Str::from_units(path),
         target: Utf16Str::EMPTY,
     }
 }
+
+/// A process as the fake driver describes it in a process record.
+#[derive(Debug, Clone, Copy)]
+pub struct FakeProcess<'a> {
+    /// Process key.
+    pub key: u64,
+    /// Process id.
+    pub pid: u64,
+    /// Parent's process id.
+    pub parent_pid: u64,
+    /// NT image path.
+    pub image: &'a str,
+    /// Binary SID; empty for none.
+    pub sid: &'a [u8],
+    /// Session id.
+    pub session: u32,
+}
+
+/// `S-1-5-18` (the local system account), binary.
+pub const SYSTEM_SID: [u8; 12] = [1, 1, 0, 0, 0, 0, 0, 5, 18, 0, 0, 0];
+
+/// `S-1-5-21-1-2-3-1001` (a user of a domain), binary.
+pub const USER_SID: [u8; 28] = [
+    1, 5, 0, 0, 0, 0, 0, 5, 21, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0xE9, 3, 0, 0,
+];
 
 /// Connects [`FakePort`]s to a [`FakeDriver`].
 #[derive(Debug, Clone)]
