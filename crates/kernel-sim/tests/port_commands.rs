@@ -292,6 +292,7 @@ fn messages_that_are_not_commands_are_refused() {
             sequence: 0,
             timestamp: 0,
             process_id: 1,
+            process_key: 0,
             thread_id: 2,
             volume_id: 3,
             desired_access: 0,
