@@ -8,10 +8,14 @@
  *   a successful set the file object holds the context; after a failed one the release frees it.
  * - The pre write and the pre cleanup look the context up and release what they got.
  * - The cleanup callback counts contexts freed, so a leak shows in the counts as well.
+ * - The counters live in a block DriverEntry allocates with ExAllocatePoolWithTag, the
+ *   deprecated routine most existing drivers still use, freed with ExFreePool after
+ *   FltUnregisterFilter has returned (no callback can run any more).
  *
- * Broken twin, selected at build time:
+ * Broken twins, selected at build time:
  * - TWIN_CONTEXT_LEAK: the pre write never releases the context it got, so its reference
  *   outlives the handle and FltUnregisterFilter finds it still referenced.
+ * - TWIN_POOL_LEAK: FilterUnload never frees the counters block.
  *
  * Runs in the kernel: create and cleanup at PASSIVE_LEVEL, write at <= APC_LEVEL. */
 #include <stdarg.h>
@@ -24,18 +28,24 @@
 #include <ddk/fltkernel.h>
 #include "flt_documented.h"
 
-/* Pool tag 'Cctx', as a little-endian ULONG. */
+/* Pool tags 'Cctx' and 'Ccnt', as little-endian ULONGs. */
 #define HANDLE_CONTEXT_TAG 0x78746343u
+#define COUNTERS_TAG 0x746e6343u
 
 typedef struct _HANDLE_CONTEXT {
     ULONG RequestorProcessId;
     LONG Writes;
 } HANDLE_CONTEXT, *PHANDLE_CONTEXT;
 
+typedef struct _COUNTERS {
+    volatile LONG ContextsSet;
+    volatile LONG ContextsFreed;
+    volatile LONG WritesSeen;
+} COUNTERS, *PCOUNTERS;
+
 static PFLT_FILTER g_filter;
-static volatile LONG g_contexts_set;
-static volatile LONG g_contexts_freed;
-static volatile LONG g_writes_seen;
+/* Allocated before FltRegisterFilter, freed after FltUnregisterFilter: valid in every callback. */
+static PCOUNTERS g_counters;
 
 static FLT_PREOP_CALLBACK_STATUS PreCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
                                            PVOID *completion_context)
@@ -73,7 +83,7 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
     status = FltSetStreamHandleContext(objects->Instance, objects->FileObject,
                                        FLT_SET_CONTEXT_KEEP_IF_EXISTS, context, NULL);
     if (NT_SUCCESS(status)) {
-        InterlockedIncrement(&g_contexts_set);
+        InterlockedIncrement(&g_counters->ContextsSet);
     }
     /* Ours is released in every case: on success the file object keeps its own reference. */
     FltReleaseContext(context);
@@ -90,7 +100,7 @@ static FLT_PREOP_CALLBACK_STATUS PreWrite(PFLT_CALLBACK_DATA data, PCFLT_RELATED
     if (NT_SUCCESS(FltGetStreamHandleContext(objects->Instance, objects->FileObject,
                                              (PFLT_CONTEXT *)&context))) {
         InterlockedIncrement(&context->Writes);
-        InterlockedIncrement(&g_writes_seen);
+        InterlockedIncrement(&g_counters->WritesSeen);
 #ifndef TWIN_CONTEXT_LEAK
         FltReleaseContext(context);
 #endif
@@ -116,7 +126,7 @@ static VOID ContextCleanup(PFLT_CONTEXT context, FLT_CONTEXT_TYPE type)
 {
     (void)context;
     (void)type;
-    InterlockedIncrement(&g_contexts_freed);
+    InterlockedIncrement(&g_counters->ContextsFreed);
 }
 
 static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
@@ -124,6 +134,10 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
     (void)flags;
     /* Filter Manager tears the instances down, dropping each handle's context reference. */
     FltUnregisterFilter(g_filter);
+#ifndef TWIN_POOL_LEAK
+    ExFreePool(g_counters);
+#endif
+    g_counters = NULL;
     return STATUS_SUCCESS;
 }
 
@@ -166,13 +180,25 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
     NTSTATUS status;
 
     (void)registry_path;
+    g_counters = ExAllocatePoolWithTag(NonPagedPoolNx, sizeof(COUNTERS), COUNTERS_TAG);
+    if (g_counters == NULL) {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    /* ExAllocatePoolWithTag leaves the memory uninitialized. */
+    g_counters->ContextsSet = 0;
+    g_counters->ContextsFreed = 0;
+    g_counters->WritesSeen = 0;
     status = FltRegisterFilter(driver, &g_registration, &g_filter);
     if (!NT_SUCCESS(status)) {
+        ExFreePool(g_counters);
+        g_counters = NULL;
         return status;
     }
     status = FltStartFiltering(g_filter);
     if (!NT_SUCCESS(status)) {
         FltUnregisterFilter(g_filter);
+        ExFreePool(g_counters);
+        g_counters = NULL;
     }
     return status;
 }

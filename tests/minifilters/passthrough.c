@@ -8,9 +8,14 @@
  *   callback closes the client port, as FltCloseClientPort's page requires.
  * - FilterUnload closes the server port, then unregisters: in that order, because
  *   FltUnregisterFilter waits for every port of the filter to be closed.
+ * - Traces with DbgPrint/DbgPrintEx and FltGetIrpName, as most drivers do while being
+ *   developed; the post create prints the name with %wZ, which DbgPrintEx allows only at
+ *   PASSIVE_LEVEL (a create's post-operation callback runs there).
  *
- * Broken twin, selected at build time:
+ * Broken twins, selected at build time:
  * - TWIN_DOUBLE_RELEASE: the post create releases the name information twice.
+ * - TWIN_PRINT_UNDER_SPIN_LOCK: the post create prints the name (%wZ) while holding a spin
+ *   lock, at DISPATCH_LEVEL, where DbgPrintEx's Unicode format codes are not allowed.
  *
  * Runs in the kernel (Filter Manager callbacks at PASSIVE_LEVEL for create and cleanup). */
 #include <stdarg.h>
@@ -22,6 +27,7 @@
 #include <ddk/ntddk.h>
 #include <ddk/ntifs.h>
 #include <ddk/fltkernel.h>
+#include <dpfilter.h>
 #include "flt_documented.h"
 
 #define PORT_NAME L"\\CPassthroughPort"
@@ -31,6 +37,9 @@ static PFLT_PORT g_server_port;
 static PFLT_PORT g_client_port;
 static volatile LONG g_opens;
 static volatile LONG g_names;
+#ifdef TWIN_PRINT_UNDER_SPIN_LOCK
+static KSPIN_LOCK g_trace_lock;
+#endif
 
 static FLT_PREOP_CALLBACK_STATUS PreCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
                                            PVOID *completion_context)
@@ -68,6 +77,16 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
     if (name->Name.Length > 0) {
         InterlockedIncrement(&g_names);
     }
+#ifdef TWIN_PRINT_UNDER_SPIN_LOCK
+    {
+        KIRQL irql = KeAcquireSpinLockRaiseToDpc(&g_trace_lock);
+#endif
+        DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL, "passthrough: %s %wZ (open %ld)\n",
+                   FltGetIrpName(data->Iopb->MajorFunction), &name->Name, g_opens);
+#ifdef TWIN_PRINT_UNDER_SPIN_LOCK
+        KeReleaseSpinLock(&g_trace_lock, irql);
+    }
+#endif
     FltReleaseFileNameInformation(name);
 #ifdef TWIN_DOUBLE_RELEASE
     FltReleaseFileNameInformation(name);
@@ -167,6 +186,8 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
     if (!NT_SUCCESS(status)) {
         FltCloseCommunicationPort(g_server_port);
         FltUnregisterFilter(g_filter);
+        return status;
     }
+    DbgPrint("passthrough: filtering, port %ws\n", port_name);
     return status;
 }

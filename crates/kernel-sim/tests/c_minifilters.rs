@@ -7,9 +7,13 @@
 //! Without clang the tests say so and stop, except under CI (`CI` set), where .ci/run installs
 //! clang and a missing compiler is a failure.
 
+mod io_workload;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use io_workload::{FILE_CREATE, GENERIC_WRITE, NTFS, config, requestor, volume};
+use vigil_kernel_sim::{DebugPrint, Sim};
 use xtask::CBuildError;
 
 /// Builds `name` (or its `twin`); `None` when clang is missing outside CI.
@@ -129,6 +133,92 @@ fn handlectx_is_clean_and_its_context_leak_twin_is_caught() {
     assert!(
         stdout.contains("tag 'Cctx'") && stdout.contains("allocated in PostCreate"),
         "{stdout}"
+    );
+}
+
+/// The twin that never frees the block its DriverEntry took with `ExAllocatePoolWithTag`
+/// (freed with `ExFreePool` in production) is caught as a pool leak with the block's tag.
+#[test]
+fn handlectx_pool_leak_twin_is_caught_with_its_tag() {
+    let Some(twin) = build("handlectx", Some("pool-leak")) else {
+        return;
+    };
+    let output = verify(&twin, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let row = stdout
+        .lines()
+        .find(|line| line.contains("PoolLeak"))
+        .unwrap_or_else(|| panic!("no pool leak row: {stdout}"));
+    assert!(row.contains("every pool block is freed"), "{row}");
+    assert!(
+        stdout.contains("tag 'Ccnt'") && stdout.contains("from DriverEntry"),
+        "{stdout}"
+    );
+}
+
+/// What the passthrough filter prints with `DbgPrint` (DriverEntry, `%ws`) and `DbgPrintEx`
+/// (its post create: `FltGetIrpName` through `%s`, the name through `%wZ`, a count through
+/// `%ld`) lands in the report, formatted, with the component, level and caller.
+#[test]
+fn debug_prints_are_captured_formatted_with_their_caller() {
+    let Some(image) = build("passthrough", None) else {
+        return;
+    };
+    let sim = Sim::new(config());
+    let driver = sim.load(&image).expect("loads");
+    assert_eq!(driver.entry_status(), Some(0), "{:#?}", driver.violations());
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let f = io
+        .create(ntfs, r"\printed.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("created");
+    io.cleanup(&f);
+    io.close(f);
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    let line = |routine: &str, filter: Option<(u32, u32)>, callback: &str, text: &str| DebugPrint {
+        routine: routine.into(),
+        component: filter.map(|(component, _)| component),
+        level: filter.map(|(_, level)| level),
+        callback: callback.into(),
+        text: text.into(),
+    };
+    assert_eq!(
+        report.debug_output,
+        [
+            line(
+                "DbgPrint",
+                None,
+                "DriverEntry",
+                "passthrough: filtering, port \\CPassthroughPort\n"
+            ),
+            // DPFLTR_IHVDRIVER_ID (77), DPFLTR_TRACE_LEVEL (2).
+            line(
+                "DbgPrintEx",
+                Some((77, 2)),
+                "PostCreate",
+                &format!("passthrough: IRP_MJ_CREATE {NTFS}\\printed.txt (open 1)\n")
+            ),
+        ]
+    );
+    assert_eq!(report.debug_output_dropped, 0);
+}
+
+/// The twin that prints the name with `%wZ` under a spin lock is caught by `DbgPrintEx`'s
+/// rule that Unicode format codes are for PASSIVE_LEVEL only.
+#[test]
+fn passthrough_print_under_spin_lock_twin_is_caught() {
+    let Some(twin) = build("passthrough", Some("print-under-spin-lock")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        Some(r"\CPassthroughPort"),
+        "Irql",
+        "DbgPrintEx",
+        "PostCreate",
+        "Unicode format codes (%C, %S, %lc, %ls, %wc, %ws, %wZ) only at PASSIVE_LEVEL",
     );
 }
 

@@ -58,6 +58,9 @@ VOID FltReleaseFileNameInformation(PFLT_FILE_NAME_INFORMATION FileNameInformatio
 /* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetrequestorprocessid */
 ULONG FltGetRequestorProcessId(PFLT_CALLBACK_DATA CallbackData);
 
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetirpname */
+PCHAR FltGetIrpName(UCHAR IrpMajorCode);
+
 /* Communication ports.
  * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatecommunicationport
  * and its callbacks' pages (nc-fltkernel-pflt_connect_notify, -pflt_disconnect_notify,

@@ -44,5 +44,7 @@ routines! {
         FltAcquirePushLockExclusiveEx => pushlock::flt_acquire_push_lock_exclusive_ex, AtMost(APC_LEVEL);
         FltAcquirePushLockSharedEx => pushlock::flt_acquire_push_lock_shared_ex, AtMost(APC_LEVEL);
         FltReleasePushLockEx => pushlock::flt_release_push_lock_ex, AtMost(APC_LEVEL);
+        // Any IRQL (its page's IRQL row).
+        FltGetIrpName => crate::fltmgr::irp_names::flt_get_irp_name, crate::kernel::IrqlRule::Any;
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod draining;
 pub(crate) mod exports;
 pub(crate) mod files;
 pub(crate) mod instances;
+pub(crate) mod irp_names;
 pub(crate) mod names;
 pub(crate) mod ports;
 pub(crate) mod pushlock;
