@@ -26,6 +26,13 @@ pub const WINE_INCLUDE: &str = "usr/include/wine/wine";
 ///
 /// The headers cannot be obtained; the message says what is missing and how to fix it.
 pub fn fetch_headers(cache: &Path) -> Result<PathBuf, String> {
+    // One fetch at a time in this process: the staging directory is named by process id, so
+    // two threads (parallel tests) must not unpack into it at once. Other processes have their
+    // own staging directory and the rename settles the race.
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = FETCH
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(dir) = std::env::var_os("VIGIL_DDK_HEADERS") {
         let root = PathBuf::from(dir);
         check_tree(&root)?;
