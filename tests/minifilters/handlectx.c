@@ -1,7 +1,9 @@
-/* handlectx.c: a context-heavy minifilter in C: one stream-handle context per opened handle,
- * the pattern of Microsoft's ctx sample, written to prove kernel-sim's context rules on a
- * driver that is not Vigil.
+/* handlectx.c: a context-heavy minifilter in C: an instance context per volume and a
+ * stream-handle context per opened handle, the pattern of Microsoft's ctx sample, written to
+ * prove kernel-sim's context rules on a driver that is not Vigil.
  *
+ * - InstanceSetup attaches an instance context (the volume's open count) and drops its own
+ *   reference: the instance holds the context until it is torn down.
  * - The post create allocates a context (non-paged: it is read by the pre write, which can run
  *   at APC_LEVEL for paging I/O), records the requestor's process id, attaches it to the handle
  *   with FLT_SET_CONTEXT_KEEP_IF_EXISTS and drops its own reference whatever the outcome: after
@@ -16,6 +18,10 @@
  * - TWIN_CONTEXT_LEAK: the pre write never releases the context it got, so its reference
  *   outlives the handle and FltUnregisterFilter finds it still referenced.
  * - TWIN_POOL_LEAK: FilterUnload never frees the counters block.
+ * - TWIN_INSTANCE_CONTEXT_LEAK: InstanceSetup never releases the reference FltAllocateContext
+ *   gave it, so the instance context outlives its instance.
+ * - TWIN_INSTANCE_CONTEXT_OVER_RELEASE: the post create releases the instance context it got
+ *   twice, taking the instance's own reference.
  *
  * Runs in the kernel: create and cleanup at PASSIVE_LEVEL, write at <= APC_LEVEL. */
 #include <stdarg.h>
@@ -28,9 +34,14 @@
 #include <ddk/fltkernel.h>
 #include "flt_documented.h"
 
-/* Pool tags 'Cctx' and 'Ccnt', as little-endian ULONGs. */
+/* Pool tags 'Cctx', 'Cins' and 'Ccnt', as little-endian ULONGs. */
 #define HANDLE_CONTEXT_TAG 0x78746343u
+#define INSTANCE_CONTEXT_TAG 0x736e6943u
 #define COUNTERS_TAG 0x746e6343u
+
+typedef struct _INSTANCE_CONTEXT {
+    volatile LONG Opens;
+} INSTANCE_CONTEXT, *PINSTANCE_CONTEXT;
 
 typedef struct _HANDLE_CONTEXT {
     ULONG RequestorProcessId;
@@ -61,6 +72,7 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
                                              FLT_POST_OPERATION_FLAGS flags)
 {
     PHANDLE_CONTEXT context = NULL;
+    PINSTANCE_CONTEXT volume = NULL;
     NTSTATUS status;
 
     (void)completion_context;
@@ -70,6 +82,13 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
     }
     if (!NT_SUCCESS(data->IoStatus.Status) || data->IoStatus.Status == STATUS_REPARSE) {
         return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    if (NT_SUCCESS(FltGetInstanceContext(objects->Instance, (PFLT_CONTEXT *)&volume))) {
+        InterlockedIncrement(&volume->Opens);
+        FltReleaseContext(volume);
+#ifdef TWIN_INSTANCE_CONTEXT_OVER_RELEASE
+        FltReleaseContext(volume);
+#endif
     }
     status = FltAllocateContext(objects->Filter, FLT_STREAMHANDLE_CONTEXT, sizeof(HANDLE_CONTEXT),
                                 NonPagedPoolNx, (PFLT_CONTEXT *)&context);
@@ -144,11 +163,26 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
 static NTSTATUS InstanceSetup(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_SETUP_FLAGS flags,
                               DEVICE_TYPE device_type, FLT_FILESYSTEM_TYPE fs_type)
 {
-    (void)objects;
+    PINSTANCE_CONTEXT context = NULL;
+    NTSTATUS status;
+
     (void)flags;
     (void)device_type;
     (void)fs_type;
-    return STATUS_SUCCESS;
+    status = FltAllocateContext(objects->Filter, FLT_INSTANCE_CONTEXT, sizeof(INSTANCE_CONTEXT),
+                                NonPagedPoolNx, (PFLT_CONTEXT *)&context);
+    if (!NT_SUCCESS(status)) {
+        /* Without its context the instance would count nothing: do not attach. */
+        return STATUS_FLT_DO_NOT_ATTACH;
+    }
+    context->Opens = 0;
+    status = FltSetInstanceContext(objects->Instance, FLT_SET_CONTEXT_KEEP_IF_EXISTS, context,
+                                   NULL);
+#ifndef TWIN_INSTANCE_CONTEXT_LEAK
+    /* Ours is released in every case: on success the instance keeps its own reference. */
+    FltReleaseContext(context);
+#endif
+    return NT_SUCCESS(status) ? STATUS_SUCCESS : STATUS_FLT_DO_NOT_ATTACH;
 }
 
 static const FLT_CONTEXT_REGISTRATION g_contexts[] = {
@@ -156,6 +190,10 @@ static const FLT_CONTEXT_REGISTRATION g_contexts[] = {
      .ContextCleanupCallback = ContextCleanup,
      .Size = sizeof(HANDLE_CONTEXT),
      .PoolTag = HANDLE_CONTEXT_TAG},
+    {.ContextType = FLT_INSTANCE_CONTEXT,
+     .ContextCleanupCallback = ContextCleanup,
+     .Size = sizeof(INSTANCE_CONTEXT),
+     .PoolTag = INSTANCE_CONTEXT_TAG},
     {.ContextType = FLT_CONTEXT_END},
 };
 

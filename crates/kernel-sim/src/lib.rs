@@ -108,8 +108,8 @@
 //!   completion-context misuse, IRQL restored.
 //! * **Names and contexts** (`fltmgr::names`, `fltmgr::contexts`): reference-counted
 //!   `FLT_FILE_NAME_INFORMATION` (normalized = canonical, opened = as spelled; failable,
-//!   [`IoConfig::fail_normalized_names`]) and stream-handle contexts from the special pool with
-//!   the registration's tag. Checked: IRQL, double release, over-release, leaks at
+//!   [`IoConfig::fail_normalized_names`]) and stream-handle and instance contexts from the
+//!   special pool with the registration's tag. Checked: IRQL, double release, over-release, leaks at
 //!   `FltUnregisterFilter`; [`IoStats`] in the report balances them.
 //! * **Communication ports** (`fltmgr::ports`, `world::client`): a client side
 //!   ([`Sim::connect`] as an [`Account`], refused unless the port's security descriptor admits

@@ -136,6 +136,49 @@ fn handlectx_is_clean_and_its_context_leak_twin_is_caught() {
     );
 }
 
+/// The instance context twins: one never releases the reference `FltAllocateContext` gave
+/// InstanceSetup (caught when `FilterUnload` unregisters, with the tag and where it was
+/// allocated), one releases the context `FltGetInstanceContext` gave its post create twice,
+/// which drops the instance's own reference and frees the context while the instance still
+/// has it set: the next create's post touches freed pool, caught as a use after free of the
+/// block with the context's tag.
+#[test]
+fn handlectx_instance_context_twins_are_caught() {
+    let Some(leak) = build("handlectx", Some("instance-context-leak")) else {
+        return;
+    };
+    assert_caught(
+        &leak,
+        None,
+        "ReferenceLeak",
+        "FltUnregisterFilter",
+        "FilterUnload",
+        "every context reference is released",
+    );
+    let output = verify(&leak, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("instance context (4 bytes, tag 'Cins')")
+            && stdout.contains("allocated in InstanceSetup"),
+        "{stdout}"
+    );
+    let over = build("handlectx", Some("instance-context-over-release")).expect("clang was found");
+    assert_caught(
+        &over,
+        None,
+        "Fault",
+        "PostCreate",
+        "PostCreate",
+        "no faults in driver code",
+    );
+    let output = verify(&over, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("use after free of a 4-byte pool block tagged 'Cins' freed in PostCreate"),
+        "{stdout}"
+    );
+}
+
 /// The twin that never frees the block its DriverEntry took with `ExAllocatePoolWithTag`
 /// (freed with `ExFreePool` in production) is caught as a pool leak with the block's tag.
 #[test]

@@ -46,5 +46,7 @@ routines! {
         FltReleasePushLockEx => pushlock::flt_release_push_lock_ex, AtMost(APC_LEVEL);
         // Any IRQL (its page's IRQL row).
         FltGetIrpName => crate::fltmgr::irp_names::flt_get_irp_name, crate::kernel::IrqlRule::Any;
+        FltSetInstanceContext => crate::fltmgr::instance_contexts::flt_set_instance_context, AtMost(APC_LEVEL);
+        FltGetInstanceContext => crate::fltmgr::instance_contexts::flt_get_instance_context, AtMost(APC_LEVEL);
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod contexts;
 pub(crate) mod draining;
 pub(crate) mod exports;
 pub(crate) mod files;
+pub(crate) mod instance_contexts;
 pub(crate) mod instances;
 pub(crate) mod irp_names;
 pub(crate) mod names;
