@@ -1,8 +1,9 @@
 //! kernel-sim on minifilters that are not Vigil: the C minifilters of `tests/minifilters`, built
 //! on Linux with clang and rust-lld against the Wine DDK headers (`xtask::build_c_minifilter`),
-//! each put through `kernel-sim verify` (load/unload cycles, stress, both fault sweeps). Each
-//! production build comes out clean; each broken twin comes out with the rule that catches its
-//! bug, the routine that caught it and the driver function that was running.
+//! each put through `kernel-sim verify` (load/unload cycles, stress, both fault sweeps) and
+//! `kernel-sim bench`. Each production build comes out clean; each broken twin comes out with
+//! the rule that catches its bug, the routine that caught it and the driver function that was
+//! running.
 //!
 //! Without clang the tests say so and stop, except under CI (`CI` set), where .ci/run installs
 //! clang and a missing compiler is a failure.
@@ -263,6 +264,40 @@ fn passthrough_print_under_spin_lock_twin_is_caught() {
         "PostCreate",
         "Unicode format codes (%C, %S, %lc, %ls, %wc, %ws, %wZ) only at PASSIVE_LEVEL",
     );
+}
+
+/// Both production filters run through `kernel-sim bench` (two I/O threads, in the test and
+/// the measurement configuration) with callbacks made and no violation. Rates are printed by
+/// the command, never asserted.
+#[test]
+fn production_filters_run_in_bench() {
+    for name in ["passthrough", "handlectx"] {
+        let Some(image) = build(name, None) else {
+            return;
+        };
+        for configuration in [&[][..], &["--measurement"][..]] {
+            let output = Command::new(env!("CARGO_BIN_EXE_kernel-sim"))
+                .arg("bench")
+                .arg("--image")
+                .arg(&image)
+                .args(["--threads", "2", "--seconds", "0.2"])
+                .args(configuration)
+                .output()
+                .expect("kernel-sim runs");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{name} {configuration:?}: {output:?}"
+            );
+            let callbacks: u64 = stdout
+                .split_once("s: ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("a callback count: {stdout}"));
+            assert!(callbacks > 0, "{name}: {stdout}");
+            assert!(stdout.contains(", 0 violation(s)"), "{name}: {stdout}");
+        }
+    }
 }
 
 /// A twin the source does not define fails the build instead of building production.
