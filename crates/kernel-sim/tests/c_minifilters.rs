@@ -116,6 +116,46 @@ fn passthrough_is_clean_and_its_double_release_twin_is_caught() {
     );
 }
 
+/// The scanner-style filter (each create sent to the port's client, which the scenario's
+/// client answers) is clean, vanishing clients with sends pending included; its twin that
+/// receives the verdict into a stack buffer is caught by `FltSendMessage`'s reply-buffer rule.
+#[test]
+fn scanner_is_clean_and_its_reply_on_stack_twin_is_caught() {
+    let port = Some(r"\CScannerPort");
+    let Some(image) = build("scanner", None) else {
+        return;
+    };
+    assert_clean(&image, port);
+    let stress = Command::new(env!("CARGO_BIN_EXE_kernel-sim"))
+        .arg("stress")
+        .arg("--image")
+        .arg(&image)
+        .args(["--port", r"\CScannerPort", "--cycles", "4"])
+        .output()
+        .expect("kernel-sim runs");
+    let stdout = String::from_utf8_lossy(&stress.stdout);
+    assert!(stress.status.success(), "{stress:?}");
+    let messages: u64 = stdout
+        .split(" message(s)")
+        .next()
+        .and_then(|before| before.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a message count: {stdout}"));
+    assert!(
+        messages > 0,
+        "the client received no scan request: {stdout}"
+    );
+    let twin = build("scanner", Some("reply-on-stack")).expect("clang was found above");
+    assert_caught(
+        &twin,
+        port,
+        "Parameter",
+        "FltSendMessage",
+        "PostCreate",
+        "a ReplyBuffer that stays resident during the (user-mode) wait",
+    );
+}
+
 /// The stream-handle context filter is clean; its twin that never releases the context its
 /// pre write got is caught when `FilterUnload` unregisters, with the context's tag and where it
 /// was allocated.
@@ -271,12 +311,12 @@ fn passthrough_print_under_spin_lock_twin_is_caught() {
     );
 }
 
-/// Both production filters run through `kernel-sim bench` (two I/O threads, in the test and
+/// Every production filter runs through `kernel-sim bench` (two I/O threads, in the test and
 /// the measurement configuration) with callbacks made and no violation. Rates are printed by
 /// the command, never asserted.
 #[test]
 fn production_filters_run_in_bench() {
-    for name in ["passthrough", "handlectx"] {
+    for name in ["passthrough", "handlectx", "scanner"] {
         let Some(image) = build(name, None) else {
             return;
         };

@@ -82,6 +82,10 @@ NTSTATUS FltCreateCommunicationPort(PFLT_FILTER Filter, PFLT_PORT *ServerPort,
                                     PFLT_DISCONNECT_NOTIFY DisconnectNotifyCallback,
                                     PFLT_MESSAGE_NOTIFY MessageNotifyCallback,
                                     LONG MaxConnections);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsendmessage */
+NTSTATUS FltSendMessage(PFLT_FILTER Filter, PFLT_PORT *ClientPort, PVOID SenderBuffer,
+                        ULONG SenderBufferLength, PVOID ReplyBuffer, PULONG ReplyLength,
+                        PLARGE_INTEGER Timeout);
 /* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltclosecommunicationport */
 VOID FltCloseCommunicationPort(PFLT_PORT ServerPort);
 /* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcloseclientport */
@@ -119,6 +123,20 @@ VOID FltReleaseContext(PFLT_CONTEXT Context);
 /* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/ne-wdm-_pool_type
  * (NonPagedPoolNx = 512; Wine 8's POOL_TYPE stops before it). */
 #define NonPagedPoolNx ((POOL_TYPE)512)
+
+/* Push locks. EX_PUSH_LOCK is pointer-sized (Wine declares it only as an incomplete struct,
+ * so a filter keeps a ULONG_PTR and passes its address). The WDK maps FltAcquirePushLockShared
+ * and friends to the ...Ex routines with Flags 0.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltinitializepushlock
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltacquirepushlocksharedex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltacquirepushlockexclusiveex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreleasepushlockex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletepushlock */
+VOID FltInitializePushLock(PEX_PUSH_LOCK PushLock);
+VOID FltDeletePushLock(PEX_PUSH_LOCK PushLock);
+VOID FltAcquirePushLockSharedEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
+VOID FltAcquirePushLockExclusiveEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
+VOID FltReleasePushLockEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
 
 /* Status values a filter returns or tests, from the NTSTATUS values page
  * https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-erref/596a1078-e883-4972-9bbc-49e60bebca55 */
