@@ -55,6 +55,23 @@ NTSTATUS FltGetFileNameInformation(PFLT_CALLBACK_DATA CallbackData,
 /* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreleasefilenameinformation */
 VOID FltReleaseFileNameInformation(PFLT_FILE_NAME_INFORMATION FileNameInformation);
 
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetdestinationfilenameinformation */
+NTSTATUS FltGetDestinationFileNameInformation(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                                              HANDLE RootDirectory, PWSTR FileName,
+                                              ULONG FileNameLength,
+                                              FLT_FILE_NAME_OPTIONS NameOptions,
+                                              PFLT_FILE_NAME_INFORMATION *RetFileNameInformation);
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/ne-wdm-_file_information_class
+ * (the Ex classes, Windows 10 1607 and 1709 on, are missing from Wine 8's enumeration). */
+#define FileDispositionInformationExClass ((FILE_INFORMATION_CLASS)64)
+#define FileRenameInformationExClass ((FILE_INFORMATION_CLASS)65)
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/ntddk/ns-ntddk-_file_disposition_information_ex */
+#define FILE_DISPOSITION_DELETE 0x00000001
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nc-fltkernel-pflt_post_operation_callback
+ * (Flags). */
+#define FLTFL_POST_OPERATION_DRAINING 0x00000001
+
 /* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetrequestorprocessid */
 ULONG FltGetRequestorProcessId(PFLT_CALLBACK_DATA CallbackData);
 
