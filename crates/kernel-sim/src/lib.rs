@@ -108,8 +108,8 @@
 //!   completion-context misuse, IRQL restored.
 //! * **Names and contexts** (`fltmgr::names`, `fltmgr::contexts`): reference-counted
 //!   `FLT_FILE_NAME_INFORMATION` (normalized = canonical, opened = as spelled; failable,
-//!   [`IoConfig::fail_normalized_names`]) and stream-handle contexts from the special pool with
-//!   the registration's tag. Checked: IRQL, double release, over-release, leaks at
+//!   [`IoConfig::fail_normalized_names`]) and stream-handle and instance contexts from the
+//!   special pool with the registration's tag. Checked: IRQL, double release, over-release, leaks at
 //!   `FltUnregisterFilter`; [`IoStats`] in the report balances them.
 //! * **Communication ports** (`fltmgr::ports`, `world::client`): a client side
 //!   ([`Sim::connect`] as an [`Account`], refused unless the port's security descriptor admits
@@ -120,6 +120,9 @@
 //!   left at `FltUnregisterFilter`, every message and command reply is scanned for runs of
 //!   pool or stack poison (uninitialized bytes sent to user mode), a command's returned length
 //!   fits its output buffer, sends have a finite timeout.
+//! * **Debug output** (`ntoskrnl::debug`): `DbgPrint`/`DbgPrintEx` lines, formatted as the
+//!   debugger shows them, with the entry point that printed them, in
+//!   [`Report::debug_output`]; Unicode format codes above PASSIVE_LEVEL are reported.
 //! * **Verifier** ([`report`]): each broken rule is a [`Violation`] with a
 //!   [`ViolationKind`], the rule's text and a message; the [`Report`] adds pool statistics,
 //!   per-routine call counts and the failable-call count, and serializes to JSON.
@@ -169,7 +172,7 @@ pub use machine::pool::{POOL_POISON, SLACK_FILL};
 pub use machine::signals::{MM_USER_PROBE_ADDRESS, install as install_fault_handlers};
 pub use machine::state::{current_irql, set_irql};
 pub use machine::switch::STACK_POISON;
-pub use report::{IoStats, Report, Violation, ViolationKind, status_name};
+pub use report::{DebugPrint, IoStats, Report, Violation, ViolationKind, status_name};
 pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
 pub use sim::exports::emulated;
 pub use sim::{Driver, Mounter, Sim, UnloadError, UnloadOutcome};

@@ -163,6 +163,35 @@ pub struct Report {
     pub seh_dispatches: u64,
     /// Synthetic I/O counters.
     pub io: IoStats,
+    /// What the driver printed with `DbgPrint`/`DbgPrintEx`, in order (the first 10,000 lines).
+    pub debug_output: Vec<DebugPrint>,
+    /// Lines printed after the first 10,000, not kept.
+    pub debug_output_dropped: u64,
+}
+
+/// One line a driver printed with `DbgPrint` or `DbgPrintEx`, as the debugger would show it
+/// (formatted, at most 512 bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DebugPrint {
+    /// `DbgPrint` or `DbgPrintEx`.
+    pub routine: String,
+    /// `DbgPrintEx`'s `ComponentId`.
+    pub component: Option<u32>,
+    /// `DbgPrintEx`'s `Level`.
+    pub level: Option<u32>,
+    /// The driver entry point that printed it.
+    pub callback: String,
+    /// The formatted text.
+    pub text: String,
+}
+
+/// The debug output a run has captured so far.
+#[derive(Debug, Default)]
+pub(crate) struct DebugOutput {
+    /// Lines kept.
+    pub lines: Vec<DebugPrint>,
+    /// Lines printed beyond the limit.
+    pub dropped: u64,
 }
 
 /// Synthetic I/O counters of a run: operations, callbacks, and the references the checks

@@ -5,6 +5,9 @@
 //!   produces `vigil.sys` (the linker's `vigil.dll`, renamed, with its PE checksum stamped:
 //!   lld-link does not implement `/RELEASE`, and the kernel loader verifies driver checksums).
 //! * [`pe_checksum`]: the PE image checksum algorithm (what `/RELEASE` and `editbin` compute).
+//! * [`build_c_minifilter`]: builds a C minifilter of `tests/minifilters` (or a broken twin of
+//!   one, [`build_c_minifilter_twin`]) with clang and rust-lld, against the Wine DDK headers
+//!   that [`ddk`] fetches: kernel-sim's proof on drivers other than Vigil.
 
 use std::fmt;
 use std::fs;
@@ -12,10 +15,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod ddk;
 pub mod inf;
 pub mod lint;
+pub mod minifilter;
 pub mod pe;
 
+pub use minifilter::{CBuildError, build_c_minifilter, build_c_minifilter_twin};
 pub use pe::{pe_checksum, stamp_pe_checksum};
 
 /// The Windows kernel target the driver is built for.

@@ -1,5 +1,6 @@
 //! Contexts: `FltAllocateContext`, `FltSetStreamHandleContext`, `FltGetStreamHandleContext`,
-//! `FltReleaseContext`.
+//! `FltReleaseContext` (instance contexts are set and got in `fltmgr::instance_contexts`, on
+//! this table).
 //!
 //! A context is a block of the special pool ([`crate::machine::pool`]) with the pool tag of its
 //! registration, not zeroed (`FltAllocateContext` leaves it uninitialized, so it is poisoned),
@@ -48,21 +49,21 @@ const RETIRED_CONTEXTS: usize = 65_536;
 
 /// A live context.
 pub(crate) struct ContextRecord {
-    context_type: FLT_CONTEXT_TYPE,
+    pub(crate) context_type: FLT_CONTEXT_TYPE,
     size: usize,
     tag: u32,
-    references: i64,
+    pub(crate) references: i64,
     cleanup: usize,
     /// Allocated from paged pool (its registration's `PoolType`).
     paged: bool,
-    /// The file object and instance it is set on.
-    attached: Option<(usize, usize)>,
+    /// The file object (0 for an instance context) and instance it is set on.
+    pub(crate) attached: Option<(usize, usize)>,
     allocated_by: &'static str,
 }
 
 /// What is remembered of a freed context.
 #[derive(Clone)]
-struct FreedContext {
+pub(crate) struct FreedContext {
     context_type: FLT_CONTEXT_TYPE,
     size: usize,
     tag: u32,
@@ -72,6 +73,15 @@ struct FreedContext {
 pub(crate) struct ContextTable {
     live: HashMap<usize, ContextRecord>,
     freed: Retired<FreedContext>,
+    /// Instance contexts, by instance (`fltmgr::instance_contexts`).
+    pub(crate) by_instance: HashMap<usize, usize>,
+}
+
+impl ContextTable {
+    /// The live context at `address`.
+    pub(crate) fn live_mut(&mut self, address: usize) -> Option<&mut ContextRecord> {
+        self.live.get_mut(&address)
+    }
 }
 
 impl Default for ContextTable {
@@ -79,11 +89,12 @@ impl Default for ContextTable {
         Self {
             live: HashMap::default(),
             freed: Retired::new(RETIRED_CONTEXTS),
+            by_instance: HashMap::default(),
         }
     }
 }
 
-fn type_name(context_type: FLT_CONTEXT_TYPE) -> &'static str {
+pub(crate) fn type_name(context_type: FLT_CONTEXT_TYPE) -> &'static str {
     match context_type {
         0x1 => "volume",
         0x2 => "instance",
@@ -114,7 +125,7 @@ fn describe(context_type: FLT_CONTEXT_TYPE, tag: u32, size: usize) -> String {
 /// Callers that also change the context's attachment do both in one critical section: a context
 /// detached from its file but not yet released must never be visible (to the leak report at
 /// `FltUnregisterFilter`, for one) as a live context with a reference nobody holds.
-fn drop_reference_locked(
+pub(crate) fn drop_reference_locked(
     io: &mut crate::fltmgr::files::IoState,
     context: usize,
 ) -> Result<Option<ContextRecord>, Option<FreedContext>> {
@@ -146,7 +157,7 @@ fn release(k: &Kernel, context: usize, who: &str) -> bool {
 
 /// Acts on what [`drop_reference_locked`] returned, once the lock is dropped: frees a context
 /// whose last reference went, reports a release of one that is not live. `false` for the latter.
-fn settle(
+pub(crate) fn settle(
     k: &Kernel,
     context: usize,
     who: &str,
@@ -555,8 +566,8 @@ fn detach_and_release(
     }
 }
 
-/// The instance `instance` is torn down: FltMgr drops the references file objects hold on its
-/// contexts.
+/// The instance `instance` is torn down (or its InstanceSetup declined to attach): FltMgr drops
+/// the references file objects hold on its contexts, and the instance's on its own context.
 pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
     detach_and_release(k, "instance teardown", |io| {
         let mut contexts = Vec::new();
@@ -568,6 +579,7 @@ pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
                 i != instance
             });
         }
+        contexts.extend(io.contexts.by_instance.remove(&instance));
         contexts
     });
 }

@@ -45,5 +45,9 @@ routines! {
         FltAcquirePushLockExclusiveEx => pushlock::flt_acquire_push_lock_exclusive_ex, AtMost(APC_LEVEL);
         FltAcquirePushLockSharedEx => pushlock::flt_acquire_push_lock_shared_ex, AtMost(APC_LEVEL);
         FltReleasePushLockEx => pushlock::flt_release_push_lock_ex, AtMost(APC_LEVEL);
+        // Any IRQL (its page's IRQL row).
+        FltGetIrpName => crate::fltmgr::irp_names::flt_get_irp_name, crate::kernel::IrqlRule::Any;
+        FltSetInstanceContext => crate::fltmgr::instance_contexts::flt_set_instance_context, AtMost(APC_LEVEL);
+        FltGetInstanceContext => crate::fltmgr::instance_contexts::flt_get_instance_context, AtMost(APC_LEVEL);
     }
 }

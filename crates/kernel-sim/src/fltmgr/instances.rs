@@ -276,6 +276,11 @@ fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) -> bo
             io.graveyard.push(instance.handle);
         }
     }
+    drop(flt);
+    if !attach {
+        // An instance context InstanceSetup set goes with the instance it declined.
+        crate::fltmgr::contexts::release_instance_contexts(k, instance_handle);
+    }
     attach
 }
 

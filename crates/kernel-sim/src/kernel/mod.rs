@@ -165,6 +165,8 @@ pub(crate) struct Kernel {
     seh_dispatches: AtomicU64,
     /// Threads suspended by `SimConfig::suspend` (see `apc`).
     pub(crate) suspensions: apc::Suspensions,
+    /// What the driver printed (`DbgPrint`, `DbgPrintEx`).
+    pub(crate) debug_output: Mutex<crate::report::DebugOutput>,
 }
 
 impl Kernel {
@@ -198,6 +200,7 @@ impl Kernel {
             registry_path,
             crashed: AtomicBool::new(false),
             seh_dispatches: AtomicU64::new(0),
+            debug_output: Mutex::new(crate::report::DebugOutput::default()),
             suspensions: apc::Suspensions::default(),
         })
     }

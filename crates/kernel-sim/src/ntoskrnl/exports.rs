@@ -57,6 +57,12 @@ routines! {
         memset => rtl::memset, Any;
         memcmp => rtl::memcmp, Any;
         __C_specific_handler => misc::c_specific_handler, Any;
+        // ExAllocatePoolWithTag, ExFreePool: <= DISPATCH_LEVEL (paged pool <= APC_LEVEL, checked
+        // in the handlers); DbgPrint, DbgPrintEx: <= DIRQL, so any (Unicode codes checked).
+        ExAllocatePoolWithTag => crate::ntoskrnl::pool_with_tag::ex_allocate_pool_with_tag, AtMost(DISPATCH_LEVEL);
+        ExFreePool => crate::ntoskrnl::pool_with_tag::ex_free_pool, AtMost(DISPATCH_LEVEL);
+        DbgPrint => crate::ntoskrnl::debug::kvsim_dbg_print, Any;
+        DbgPrintEx => crate::ntoskrnl::debug::kvsim_dbg_print_ex, Any;
     }
     variables {
         PsThreadType => (&raw const PS_THREAD_TYPE) as usize;

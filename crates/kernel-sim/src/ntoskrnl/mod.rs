@@ -5,11 +5,13 @@
 //! page, checks its documented parameter rules, and answers as the kernel does (statuses,
 //! out-parameters). Failable routines ask the fault injector first.
 
+pub(crate) mod debug;
 pub(crate) mod event;
 pub(crate) mod exports;
 pub(crate) mod io;
 pub(crate) mod misc;
 pub(crate) mod pool;
+pub(crate) mod pool_with_tag;
 pub(crate) mod process;
 pub(crate) mod registry;
 pub(crate) mod rtl;

@@ -7,7 +7,7 @@ use vigil_sys::{
     POOL_FLAG_USE_QUOTA, POOL_FLAGS, PVOID,
 };
 
-use crate::kernel::{emulate, lock};
+use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::pool::{AllocRequest, FreeError, Pool, tag_text};
 use crate::machine::state;
 use crate::ntoskrnl::exports::Routine;
@@ -117,67 +117,77 @@ pub(crate) extern "win64" fn ex_allocate_pool2(flags: POOL_FLAGS, size: usize, t
 /// `ExFreePoolWithTag`: IRQL <= DISPATCH_LEVEL (paged blocks <= APC_LEVEL).
 pub(crate) extern "win64" fn ex_free_pool_with_tag(block: PVOID, tag: u32) {
     emulate(Routine::ExFreePoolWithTag, |k| {
-        if block.is_null() {
-            k.violation(
-                ViolationKind::PoolBadFree,
-                "ExFreePoolWithTag: a block from ExAllocatePool2",
-                "free of NULL".to_owned(),
-            );
-            return;
-        }
-        let callback = state::with(|s| s.callback.get());
-        let freed = lock(&k.pool).free(block as usize, callback);
-        match freed {
-            Err(FreeError::DoubleFree(previous)) => k.violation(
-                ViolationKind::PoolDoubleFree,
-                "ExFreePoolWithTag: each block freed once",
-                format!(
-                    "{block:p} ({} bytes, tag '{}') was already freed in {}",
-                    previous.size,
-                    tag_text(previous.tag),
-                    previous.freed_by
-                ),
-            ),
-            Err(FreeError::Unknown) => k.violation(
-                ViolationKind::PoolBadFree,
-                "ExFreePoolWithTag: a block from ExAllocatePool2",
-                format!("{block:p} is not the start of a pool block"),
-            ),
-            Ok((freed_block, before, after)) => {
-                if freed_block.tag != tag {
-                    k.violation(
-                        ViolationKind::PoolWrongTag,
-                        "ExFreePoolWithTag: the tag the block was allocated with",
-                        format!(
-                            "block {block:p} allocated with '{}', freed with '{}'",
-                            tag_text(freed_block.tag),
-                            tag_text(tag)
-                        ),
-                    );
-                }
-                if before + after > 0 {
-                    k.violation(
-                        ViolationKind::PoolCorruption,
-                        "no writes outside an allocation",
-                        format!(
-                            "{before} byte(s) before and {after} byte(s) after the {}-byte block {block:p} (tag '{}') were overwritten",
-                            freed_block.size,
-                            tag_text(freed_block.tag)
-                        ),
-                    );
-                }
-                if freed_block.paged && state::current_irql() > vigil_sys::APC_LEVEL {
-                    k.violation(
-                        ViolationKind::Irql,
-                        "ExFreePoolWithTag: paged pool at IRQL <= APC_LEVEL",
-                        "paged block freed above APC_LEVEL".to_owned(),
-                    );
-                }
-                if freed_block.during_entry {
-                    k.check_teardown_race("ExFreePoolWithTag of a block DriverEntry allocated");
-                }
-                Pool::retire(freed_block);
-            }
-        }
+        free_block(k, "ExFreePoolWithTag", block, Some(tag));
     });
+}
+
+/// Frees `block` for `routine` (`ExFreePoolWithTag` checks the tag, `ExFreePool` does not):
+/// double frees, frees of anything but a live block's start, overwritten slack, paged blocks
+/// freed above APC_LEVEL.
+pub(crate) fn free_block(k: &Kernel, routine: &str, block: PVOID, tag: Option<u32>) {
+    let from = "a block from ExAllocatePool2 or ExAllocatePoolWithTag";
+    if block.is_null() {
+        k.violation(
+            ViolationKind::PoolBadFree,
+            format!("{routine}: {from}"),
+            "free of NULL".to_owned(),
+        );
+        return;
+    }
+    let callback = state::with(|s| s.callback.get());
+    let freed = lock(&k.pool).free(block as usize, callback);
+    match freed {
+        Err(FreeError::DoubleFree(previous)) => k.violation(
+            ViolationKind::PoolDoubleFree,
+            format!("{routine}: each block freed once"),
+            format!(
+                "{block:p} ({} bytes, tag '{}') was already freed in {}",
+                previous.size,
+                tag_text(previous.tag),
+                previous.freed_by
+            ),
+        ),
+        Err(FreeError::Unknown) => k.violation(
+            ViolationKind::PoolBadFree,
+            format!("{routine}: {from}"),
+            format!("{block:p} is not the start of a pool block"),
+        ),
+        Ok((freed_block, before, after)) => {
+            if let Some(tag) = tag
+                && freed_block.tag != tag
+            {
+                k.violation(
+                    ViolationKind::PoolWrongTag,
+                    format!("{routine}: the tag the block was allocated with"),
+                    format!(
+                        "block {block:p} allocated with '{}', freed with '{}'",
+                        tag_text(freed_block.tag),
+                        tag_text(tag)
+                    ),
+                );
+            }
+            if before + after > 0 {
+                k.violation(
+                    ViolationKind::PoolCorruption,
+                    "no writes outside an allocation",
+                    format!(
+                        "{before} byte(s) before and {after} byte(s) after the {}-byte block {block:p} (tag '{}') were overwritten",
+                        freed_block.size,
+                        tag_text(freed_block.tag)
+                    ),
+                );
+            }
+            if freed_block.paged && state::current_irql() > vigil_sys::APC_LEVEL {
+                k.violation(
+                    ViolationKind::Irql,
+                    format!("{routine}: paged pool at IRQL <= APC_LEVEL"),
+                    "paged block freed above APC_LEVEL".to_owned(),
+                );
+            }
+            if freed_block.during_entry {
+                k.check_teardown_race(&format!("{routine} of a block DriverEntry allocated"));
+            }
+            Pool::retire(freed_block);
+        }
+    }
 }

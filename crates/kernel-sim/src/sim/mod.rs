@@ -368,6 +368,10 @@ impl Driver {
         }
         self.finished = true;
         let k = &self.kernel;
+        let (debug_output, debug_output_dropped) = {
+            let output = lock(&k.debug_output);
+            (output.lines.clone(), output.dropped)
+        };
         Report {
             image: self.path.display().to_string(),
             entry_status: self.entry_status.map(status_text),
@@ -380,6 +384,8 @@ impl Driver {
             routine_calls: k.routine_calls(),
             seh_dispatches: k.seh_dispatches(),
             io: lock(flt_state(k)).io.stats.clone(),
+            debug_output,
+            debug_output_dropped,
         }
     }
 

@@ -2,10 +2,9 @@
 //! clang for `x86_64-pc-windows-msvc`. Runs on the Linux host, never runs Windows code.
 //!
 //! * The headers come from three Debian packages (`libwine-dev`, `mingw-w64-x86-64-dev` and
-//!   `mingw-w64-common`, where the mingw `ddk/` links point). They are fetched with
-//!   `apt-get download` (no install, none of Wine's runtime) and unpacked with `dpkg -x` into
-//!   `<target>/ddk-headers`, once: later runs reuse the tree. `VIGIL_DDK_HEADERS=<dir>` names an
-//!   already unpacked tree instead (a machine without apt).
+//!   `mingw-w64-common`), fetched by `xtask::ddk::fetch_headers` (`apt-get download`, `dpkg -x`)
+//!   into `<target>/ddk-headers`, once; the C minifilters of `tests/minifilters` share that
+//!   helper. `VIGIL_DDK_HEADERS=<dir>` names an already unpacked tree instead.
 //! * A probe is a C file of `const long long vigil_probe_N = <expression>;` lines after the
 //!   oracle's includes. clang compiles it to LLVM IR (`-S -emit-llvm`), where each constant is
 //!   one `@vigil_probe_N = ... constant i64 VALUE` line: the values are read back without running
@@ -18,9 +17,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-
-/// The Debian packages whose headers are the oracles.
-const PACKAGES: &[&str] = &["libwine-dev", "mingw-w64-x86-64-dev", "mingw-w64-common"];
 
 /// One header set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -118,109 +114,7 @@ pub fn headers_root() -> &'static Path {
 }
 
 fn fetch_headers() -> Result<PathBuf, String> {
-    if let Some(dir) = std::env::var_os("VIGIL_DDK_HEADERS") {
-        let root = PathBuf::from(dir);
-        check_tree(&root)?;
-        return Ok(root);
-    }
-    let cache = target_dir().join("ddk-headers");
-    let root = cache.join("root");
-    let marker = cache.join("unpacked.ok");
-    if marker.exists() && check_tree(&root).is_ok() {
-        return Ok(root);
-    }
-    let debs = cache.join("debs");
-    fs::create_dir_all(&debs).map_err(|e| format!("{}: {e}", debs.display()))?;
-    let output = Command::new("apt-get")
-        .arg("download")
-        .args(PACKAGES)
-        .current_dir(&debs)
-        .output()
-        .map_err(|e| {
-            format!(
-                "could not run apt-get ({e}); on a non-Debian machine unpack the .debs of {} \
-                 with `dpkg -x` (or any ar/tar) and set VIGIL_DDK_HEADERS to that directory",
-                PACKAGES.join(", ")
-            )
-        })?;
-    if !output.status.success() {
-        return Err(format!(
-            "`apt-get download {}` failed ({}); run `apt-get update` first (as .ci/run does):\n{}",
-            PACKAGES.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    // Unpack into a private directory, then rename: a concurrent run never sees half a tree.
-    let staging = cache.join(format!("root.{}", std::process::id()));
-    let _ = fs::remove_dir_all(&staging);
-    for package in PACKAGES {
-        let deb = newest_deb(&debs, package)?;
-        let status = Command::new("dpkg")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&staging)
-            .status()
-            .map_err(|e| format!("could not run dpkg -x ({e})"))?;
-        if !status.success() {
-            return Err(format!("dpkg -x {} failed ({status})", deb.display()));
-        }
-    }
-    check_tree(&staging)?;
-    let _ = fs::remove_dir_all(&root);
-    if fs::rename(&staging, &root).is_err() {
-        // Another process won the race; its tree is as good as ours.
-        let _ = fs::remove_dir_all(&staging);
-    }
-    check_tree(&root)?;
-    fs::write(&marker, PACKAGES.join("\n")).map_err(|e| format!("{}: {e}", marker.display()))?;
-    Ok(root)
-}
-
-/// The `.deb` of `package` in `dir` (the newest by name, should several versions be cached).
-fn newest_deb(dir: &Path, package: &str) -> Result<PathBuf, String> {
-    let prefix = format!("{package}_");
-    let mut found: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| {
-                    name.starts_with(&prefix)
-                        && Path::new(name).extension().is_some_and(|ext| ext == "deb")
-                })
-        })
-        .collect();
-    found.sort();
-    found.pop().ok_or_else(|| {
-        format!(
-            "apt-get download left no {package}_*.deb in {}",
-            dir.display()
-        )
-    })
-}
-
-/// Checks that the headers every probe includes are present below `root`.
-fn check_tree(root: &Path) -> Result<(), String> {
-    for header in [
-        "usr/include/wine/wine/windows/ddk/fltkernel.h",
-        "usr/include/wine/wine/windows/ddk/ntifs.h",
-        "usr/include/wine/wine/msvcrt/stddef.h",
-        "usr/x86_64-w64-mingw32/include/ddk/ntifs.h",
-        "usr/x86_64-w64-mingw32/include/ddk/wdm.h",
-    ] {
-        let path = root.join(header);
-        // `exists` follows the mingw ddk symlinks into mingw-w64-common's tree.
-        if !path.exists() {
-            return Err(format!(
-                "{} is missing (or a dangling link)",
-                path.display()
-            ));
-        }
-    }
-    Ok(())
+    xtask::ddk::fetch_headers(&target_dir().join("ddk-headers"))
 }
 
 /// What clang reported for one probe.

@@ -1,0 +1,394 @@
+//! kernel-sim on minifilters that are not Vigil: the C minifilters of `tests/minifilters`, built
+//! on Linux with clang and rust-lld against the Wine DDK headers (`xtask::build_c_minifilter`),
+//! each put through `kernel-sim verify` (load/unload cycles, stress, both fault sweeps) and
+//! `kernel-sim bench`. Each production build comes out clean; each broken twin comes out with
+//! the rule that catches its bug, the routine that caught it and the driver function that was
+//! running.
+//!
+//! Without clang the tests say so and stop, except under CI (`CI` set), where .ci/run installs
+//! clang and a missing compiler is a failure.
+
+mod io_workload;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use io_workload::{FILE_CREATE, GENERIC_WRITE, NTFS, config, requestor, volume};
+use vigil_kernel_sim::{DebugPrint, Sim};
+use xtask::CBuildError;
+
+/// Builds `name` (or its `twin`); `None` when clang is missing outside CI.
+fn build(name: &str, twin: Option<&str>) -> Option<PathBuf> {
+    let built = match twin {
+        None => xtask::build_c_minifilter(name),
+        Some(twin) => xtask::build_c_minifilter_twin(name, twin),
+    };
+    match built {
+        Ok(image) => Some(image),
+        Err(error @ CBuildError::ToolMissing { .. }) if std::env::var_os("CI").is_none() => {
+            // Straight to stderr, past the test harness's capture: a skip is never silent.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: cannot build the C minifilter {name}: {error} (set CI to make this a failure)"
+            );
+            None
+        }
+        Err(error) => panic!("building the C minifilter {name} ({twin:?}): {error}"),
+    }
+}
+
+fn verify(image: &Path, port: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kernel-sim"));
+    command
+        .arg("verify")
+        .arg("--image")
+        .arg(image)
+        .args(["--cycles", "4", "--max-runs", "40"]);
+    if let Some(port) = port {
+        command.args(["--port", port]);
+    }
+    command.output().expect("kernel-sim runs")
+}
+
+/// Asserts a clean verify: exit 0, every stage ran, no rule broken.
+fn assert_clean(image: &Path, port: Option<&str>) {
+    let output = verify(image, port);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    for stage in [
+        "load-unload",
+        "stress",
+        "sweep (load + unload)",
+        "sweep (cycle)",
+    ] {
+        assert!(stdout.contains(stage), "{stage}: {stdout}");
+    }
+    assert!(stdout.contains("no rule broken"), "{stdout}");
+}
+
+/// Asserts that verify fails (exit 1) with a row naming `kind`, `routine`, `caller` and `rule`,
+/// counted at least once.
+fn assert_caught(
+    image: &Path,
+    port: Option<&str>,
+    kind: &str,
+    routine: &str,
+    caller: &str,
+    rule: &str,
+) {
+    let output = verify(image, port);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let row = stdout
+        .lines()
+        .find(|line| line.contains(routine) && line.contains(rule))
+        .unwrap_or_else(|| panic!("no row for {routine} / {rule}: {stdout}"));
+    let count: u64 = row
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count first: {row}"));
+    assert!(count > 0, "{row}");
+    assert!(row.contains(kind), "{kind}: {row}");
+    assert!(row.contains(caller), "{caller}: {row}");
+    assert!(stdout.contains("RULES BROKEN"), "{stdout}");
+}
+
+/// The scanner-lite filter (create/cleanup callbacks, normalized names, a port with the
+/// default security descriptor) is clean with a client on its port; its twin that releases a
+/// name twice is caught in its post create by `FltReleaseFileNameInformation`.
+#[test]
+fn passthrough_is_clean_and_its_double_release_twin_is_caught() {
+    let port = Some(r"\CPassthroughPort");
+    let Some(image) = build("passthrough", None) else {
+        return;
+    };
+    assert_clean(&image, port);
+    let twin = build("passthrough", Some("double-release")).expect("clang was found above");
+    assert_caught(
+        &twin,
+        port,
+        "OverRelease",
+        "FltReleaseFileNameInformation",
+        "PostCreate",
+        "name information is released exactly once per reference",
+    );
+}
+
+/// The scanner-style filter (each create sent to the port's client, which the scenario's
+/// client answers) is clean, vanishing clients with sends pending included; its twin that
+/// receives the verdict into a stack buffer is caught by `FltSendMessage`'s reply-buffer rule.
+#[test]
+fn scanner_is_clean_and_its_reply_on_stack_twin_is_caught() {
+    let port = Some(r"\CScannerPort");
+    let Some(image) = build("scanner", None) else {
+        return;
+    };
+    assert_clean(&image, port);
+    let stress = Command::new(env!("CARGO_BIN_EXE_kernel-sim"))
+        .arg("stress")
+        .arg("--image")
+        .arg(&image)
+        .args(["--port", r"\CScannerPort", "--cycles", "4"])
+        .output()
+        .expect("kernel-sim runs");
+    let stdout = String::from_utf8_lossy(&stress.stdout);
+    assert!(stress.status.success(), "{stress:?}");
+    let messages: u64 = stdout
+        .split(" message(s)")
+        .next()
+        .and_then(|before| before.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a message count: {stdout}"));
+    assert!(
+        messages > 0,
+        "the client received no scan request: {stdout}"
+    );
+    let twin = build("scanner", Some("reply-on-stack")).expect("clang was found above");
+    assert_caught(
+        &twin,
+        port,
+        "Parameter",
+        "FltSendMessage",
+        "PostCreate",
+        "a ReplyBuffer that stays resident during the (user-mode) wait",
+    );
+}
+
+/// The delete/rename tracker (set-information parameters read through Wine's
+/// `FLT_PARAMETERS`, destination names for renames passed to the post as its completion
+/// context) is clean; its twin that returns from the post before releasing the destination
+/// name is caught when `FilterUnload` unregisters, naming the destination, which proves the
+/// parameters were read where kernel-sim wrote them.
+#[test]
+fn tracker_is_clean_and_its_destination_leak_twin_is_caught() {
+    let Some(image) = build("tracker", None) else {
+        return;
+    };
+    assert_clean(&image, None);
+    let twin = build("tracker", Some("destination-leak")).expect("clang was found above");
+    assert_caught(
+        &twin,
+        None,
+        "ReferenceLeak",
+        "FltUnregisterFilter",
+        "FilterUnload",
+        "every name information reference is released",
+    );
+    let output = verify(&twin, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(r"\Renamed") && stdout.contains("acquired in PreSetInformation"),
+        "{stdout}"
+    );
+}
+
+/// The stream-handle context filter is clean; its twin that never releases the context its
+/// pre write got is caught when `FilterUnload` unregisters, with the context's tag and where it
+/// was allocated.
+#[test]
+fn handlectx_is_clean_and_its_context_leak_twin_is_caught() {
+    let Some(image) = build("handlectx", None) else {
+        return;
+    };
+    assert_clean(&image, None);
+    let twin = build("handlectx", Some("context-leak")).expect("clang was found above");
+    assert_caught(
+        &twin,
+        None,
+        "ReferenceLeak",
+        "FltUnregisterFilter",
+        "FilterUnload",
+        "every context reference is released",
+    );
+    let output = verify(&twin, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("tag 'Cctx'") && stdout.contains("allocated in PostCreate"),
+        "{stdout}"
+    );
+}
+
+/// The instance context twins: one never releases the reference `FltAllocateContext` gave
+/// InstanceSetup (caught when `FilterUnload` unregisters, with the tag and where it was
+/// allocated), one releases the context `FltGetInstanceContext` gave its post create twice,
+/// which drops the instance's own reference and frees the context while the instance still
+/// has it set: the next create's post touches freed pool, caught as a use after free of the
+/// block with the context's tag.
+#[test]
+fn handlectx_instance_context_twins_are_caught() {
+    let Some(leak) = build("handlectx", Some("instance-context-leak")) else {
+        return;
+    };
+    assert_caught(
+        &leak,
+        None,
+        "ReferenceLeak",
+        "FltUnregisterFilter",
+        "FilterUnload",
+        "every context reference is released",
+    );
+    let output = verify(&leak, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("instance context (4 bytes, tag 'Cins')")
+            && stdout.contains("allocated in InstanceSetup"),
+        "{stdout}"
+    );
+    let over = build("handlectx", Some("instance-context-over-release")).expect("clang was found");
+    assert_caught(
+        &over,
+        None,
+        "Fault",
+        "PostCreate",
+        "PostCreate",
+        "no faults in driver code",
+    );
+    let output = verify(&over, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("use after free of a 4-byte pool block tagged 'Cins' freed in PostCreate"),
+        "{stdout}"
+    );
+}
+
+/// The twin that never frees the block its DriverEntry took with `ExAllocatePoolWithTag`
+/// (freed with `ExFreePool` in production) is caught as a pool leak with the block's tag.
+#[test]
+fn handlectx_pool_leak_twin_is_caught_with_its_tag() {
+    let Some(twin) = build("handlectx", Some("pool-leak")) else {
+        return;
+    };
+    let output = verify(&twin, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let row = stdout
+        .lines()
+        .find(|line| line.contains("PoolLeak"))
+        .unwrap_or_else(|| panic!("no pool leak row: {stdout}"));
+    assert!(row.contains("every pool block is freed"), "{row}");
+    assert!(
+        stdout.contains("tag 'Ccnt'") && stdout.contains("from DriverEntry"),
+        "{stdout}"
+    );
+}
+
+/// What the passthrough filter prints with `DbgPrint` (DriverEntry, `%ws`) and `DbgPrintEx`
+/// (its post create: `FltGetIrpName` through `%s`, the name through `%wZ`, a count through
+/// `%ld`) lands in the report, formatted, with the component, level and caller.
+#[test]
+fn debug_prints_are_captured_formatted_with_their_caller() {
+    let Some(image) = build("passthrough", None) else {
+        return;
+    };
+    let sim = Sim::new(config());
+    let driver = sim.load(&image).expect("loads");
+    assert_eq!(driver.entry_status(), Some(0), "{:#?}", driver.violations());
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let f = io
+        .create(ntfs, r"\printed.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("created");
+    io.cleanup(&f);
+    io.close(f);
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    let line = |routine: &str, filter: Option<(u32, u32)>, callback: &str, text: &str| DebugPrint {
+        routine: routine.into(),
+        component: filter.map(|(component, _)| component),
+        level: filter.map(|(_, level)| level),
+        callback: callback.into(),
+        text: text.into(),
+    };
+    assert_eq!(
+        report.debug_output,
+        [
+            line(
+                "DbgPrint",
+                None,
+                "DriverEntry",
+                "passthrough: filtering, port \\CPassthroughPort\n"
+            ),
+            // DPFLTR_IHVDRIVER_ID (77), DPFLTR_TRACE_LEVEL (2).
+            line(
+                "DbgPrintEx",
+                Some((77, 2)),
+                "PostCreate",
+                &format!("passthrough: IRP_MJ_CREATE {NTFS}\\printed.txt (open 1)\n")
+            ),
+        ]
+    );
+    assert_eq!(report.debug_output_dropped, 0);
+}
+
+/// The twin that prints the name with `%wZ` under a spin lock is caught by `DbgPrintEx`'s
+/// rule that Unicode format codes are for PASSIVE_LEVEL only.
+#[test]
+fn passthrough_print_under_spin_lock_twin_is_caught() {
+    let Some(twin) = build("passthrough", Some("print-under-spin-lock")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        Some(r"\CPassthroughPort"),
+        "Irql",
+        "DbgPrintEx",
+        "PostCreate",
+        "Unicode format codes (%C, %S, %lc, %ls, %wc, %ws, %wZ) only at PASSIVE_LEVEL",
+    );
+}
+
+/// Every production filter runs through `kernel-sim bench` (two I/O threads, in the test and
+/// the measurement configuration) with operations made and no violation, and callbacks made
+/// in every filter but the tracker: bench's workload (creates, writes, cleanups, closes) sets
+/// no information, which is all the tracker watches. Rates are printed by the command, never
+/// asserted.
+#[test]
+fn production_filters_run_in_bench() {
+    for (name, called) in [
+        ("passthrough", true),
+        ("handlectx", true),
+        ("scanner", true),
+        ("tracker", false),
+    ] {
+        let Some(image) = build(name, None) else {
+            return;
+        };
+        for configuration in [&[][..], &["--measurement"][..]] {
+            let output = Command::new(env!("CARGO_BIN_EXE_kernel-sim"))
+                .arg("bench")
+                .arg("--image")
+                .arg(&image)
+                .args(["--threads", "2", "--seconds", "0.2"])
+                .args(configuration)
+                .output()
+                .expect("kernel-sim runs");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{name} {configuration:?}: {output:?}"
+            );
+            let count_before = |unit: &str| -> u64 {
+                stdout
+                    .split(unit)
+                    .next()
+                    .and_then(|before| before.rsplit(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("a count of{unit}: {stdout}"))
+            };
+            assert!(count_before(" operations") > 0, "{name}: {stdout}");
+            assert_eq!(count_before(" callbacks") > 0, called, "{name}: {stdout}");
+            assert!(stdout.contains(", 0 violation(s)"), "{name}: {stdout}");
+        }
+    }
+}
+
+/// A twin the source does not define fails the build instead of building production.
+#[test]
+fn an_unknown_twin_fails_the_build() {
+    match xtask::build_c_minifilter_twin("passthrough", "no-such-bug") {
+        Err(CBuildError::UnknownTwin { define, .. }) => assert_eq!(define, "TWIN_NO_SUCH_BUG"),
+        other => panic!("expected UnknownTwin, got {other:?}"),
+    }
+}

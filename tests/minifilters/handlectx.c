@@ -1,0 +1,242 @@
+/* handlectx.c: a context-heavy minifilter in C: an instance context per volume and a
+ * stream-handle context per opened handle, the pattern of Microsoft's ctx sample, written to
+ * prove kernel-sim's context rules on a driver that is not Vigil.
+ *
+ * - InstanceSetup attaches an instance context (the volume's open count) and drops its own
+ *   reference: the instance holds the context until it is torn down.
+ * - The post create allocates a context (non-paged: it is read by the pre write, which can run
+ *   at APC_LEVEL for paging I/O), records the requestor's process id, attaches it to the handle
+ *   with FLT_SET_CONTEXT_KEEP_IF_EXISTS and drops its own reference whatever the outcome: after
+ *   a successful set the file object holds the context; after a failed one the release frees it.
+ * - The pre write and the pre cleanup look the context up and release what they got.
+ * - The cleanup callback counts contexts freed, so a leak shows in the counts as well.
+ * - The counters live in a block DriverEntry allocates with ExAllocatePoolWithTag, the
+ *   deprecated routine most existing drivers still use, freed with ExFreePool after
+ *   FltUnregisterFilter has returned (no callback can run any more).
+ *
+ * Broken twins, selected at build time:
+ * - TWIN_CONTEXT_LEAK: the pre write never releases the context it got, so its reference
+ *   outlives the handle and FltUnregisterFilter finds it still referenced.
+ * - TWIN_POOL_LEAK: FilterUnload never frees the counters block.
+ * - TWIN_INSTANCE_CONTEXT_LEAK: InstanceSetup never releases the reference FltAllocateContext
+ *   gave it, so the instance context outlives its instance.
+ * - TWIN_INSTANCE_CONTEXT_OVER_RELEASE: the post create releases the instance context it got
+ *   twice, taking the instance's own reference.
+ *
+ * Runs in the kernel: create and cleanup at PASSIVE_LEVEL, write at <= APC_LEVEL. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <windef.h>
+#include <winternl.h>
+#include <ddk/wdm.h>
+#include <ddk/ntddk.h>
+#include <ddk/ntifs.h>
+#include <ddk/fltkernel.h>
+#include "flt_documented.h"
+
+/* Pool tags 'Cctx', 'Cins' and 'Ccnt', as little-endian ULONGs. */
+#define HANDLE_CONTEXT_TAG 0x78746343u
+#define INSTANCE_CONTEXT_TAG 0x736e6943u
+#define COUNTERS_TAG 0x746e6343u
+
+typedef struct _INSTANCE_CONTEXT {
+    volatile LONG Opens;
+} INSTANCE_CONTEXT, *PINSTANCE_CONTEXT;
+
+typedef struct _HANDLE_CONTEXT {
+    ULONG RequestorProcessId;
+    LONG Writes;
+} HANDLE_CONTEXT, *PHANDLE_CONTEXT;
+
+typedef struct _COUNTERS {
+    volatile LONG ContextsSet;
+    volatile LONG ContextsFreed;
+    volatile LONG WritesSeen;
+} COUNTERS, *PCOUNTERS;
+
+static PFLT_FILTER g_filter;
+/* Allocated before FltRegisterFilter, freed after FltUnregisterFilter: valid in every callback. */
+static PCOUNTERS g_counters;
+
+static FLT_PREOP_CALLBACK_STATUS PreCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
+                                           PVOID *completion_context)
+{
+    (void)data;
+    (void)objects;
+    *completion_context = NULL;
+    return FLT_PREOP_SUCCESS_WITH_CALLBACK;
+}
+
+static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
+                                             PVOID completion_context,
+                                             FLT_POST_OPERATION_FLAGS flags)
+{
+    PHANDLE_CONTEXT context = NULL;
+    PINSTANCE_CONTEXT volume = NULL;
+    NTSTATUS status;
+
+    (void)completion_context;
+    /* Draining (FLTFL_POST_OPERATION_DRAINING): the instance is going away, attach nothing. */
+    if (flags & 0x1) {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    if (!NT_SUCCESS(data->IoStatus.Status) || data->IoStatus.Status == STATUS_REPARSE) {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    if (NT_SUCCESS(FltGetInstanceContext(objects->Instance, (PFLT_CONTEXT *)&volume))) {
+        InterlockedIncrement(&volume->Opens);
+        FltReleaseContext(volume);
+#ifdef TWIN_INSTANCE_CONTEXT_OVER_RELEASE
+        FltReleaseContext(volume);
+#endif
+    }
+    status = FltAllocateContext(objects->Filter, FLT_STREAMHANDLE_CONTEXT, sizeof(HANDLE_CONTEXT),
+                                NonPagedPoolNx, (PFLT_CONTEXT *)&context);
+    if (!NT_SUCCESS(status)) {
+        /* Fail open: tracking one handle less never fails the user's create. */
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    /* FltAllocateContext leaves the memory uninitialized. */
+    context->RequestorProcessId = FltGetRequestorProcessId(data);
+    context->Writes = 0;
+    status = FltSetStreamHandleContext(objects->Instance, objects->FileObject,
+                                       FLT_SET_CONTEXT_KEEP_IF_EXISTS, context, NULL);
+    if (NT_SUCCESS(status)) {
+        InterlockedIncrement(&g_counters->ContextsSet);
+    }
+    /* Ours is released in every case: on success the file object keeps its own reference. */
+    FltReleaseContext(context);
+    return FLT_POSTOP_FINISHED_PROCESSING;
+}
+
+static FLT_PREOP_CALLBACK_STATUS PreWrite(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
+                                          PVOID *completion_context)
+{
+    PHANDLE_CONTEXT context = NULL;
+
+    (void)data;
+    *completion_context = NULL;
+    if (NT_SUCCESS(FltGetStreamHandleContext(objects->Instance, objects->FileObject,
+                                             (PFLT_CONTEXT *)&context))) {
+        InterlockedIncrement(&context->Writes);
+        InterlockedIncrement(&g_counters->WritesSeen);
+#ifndef TWIN_CONTEXT_LEAK
+        FltReleaseContext(context);
+#endif
+    }
+    return FLT_PREOP_SUCCESS_NO_CALLBACK;
+}
+
+static FLT_PREOP_CALLBACK_STATUS PreCleanup(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
+                                            PVOID *completion_context)
+{
+    PHANDLE_CONTEXT context = NULL;
+
+    (void)data;
+    *completion_context = NULL;
+    if (NT_SUCCESS(FltGetStreamHandleContext(objects->Instance, objects->FileObject,
+                                             (PFLT_CONTEXT *)&context))) {
+        FltReleaseContext(context);
+    }
+    return FLT_PREOP_SUCCESS_NO_CALLBACK;
+}
+
+static VOID ContextCleanup(PFLT_CONTEXT context, FLT_CONTEXT_TYPE type)
+{
+    (void)context;
+    (void)type;
+    InterlockedIncrement(&g_counters->ContextsFreed);
+}
+
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    (void)flags;
+    /* Filter Manager tears the instances down, dropping each handle's context reference. */
+    FltUnregisterFilter(g_filter);
+#ifndef TWIN_POOL_LEAK
+    ExFreePool(g_counters);
+#endif
+    g_counters = NULL;
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS InstanceSetup(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_SETUP_FLAGS flags,
+                              DEVICE_TYPE device_type, FLT_FILESYSTEM_TYPE fs_type)
+{
+    PINSTANCE_CONTEXT context = NULL;
+    NTSTATUS status;
+
+    (void)flags;
+    (void)device_type;
+    (void)fs_type;
+    status = FltAllocateContext(objects->Filter, FLT_INSTANCE_CONTEXT, sizeof(INSTANCE_CONTEXT),
+                                NonPagedPoolNx, (PFLT_CONTEXT *)&context);
+    if (!NT_SUCCESS(status)) {
+        /* Without its context the instance would count nothing: do not attach. */
+        return STATUS_FLT_DO_NOT_ATTACH;
+    }
+    context->Opens = 0;
+    status = FltSetInstanceContext(objects->Instance, FLT_SET_CONTEXT_KEEP_IF_EXISTS, context,
+                                   NULL);
+#ifndef TWIN_INSTANCE_CONTEXT_LEAK
+    /* Ours is released in every case: on success the instance keeps its own reference. */
+    FltReleaseContext(context);
+#endif
+    return NT_SUCCESS(status) ? STATUS_SUCCESS : STATUS_FLT_DO_NOT_ATTACH;
+}
+
+static const FLT_CONTEXT_REGISTRATION g_contexts[] = {
+    {.ContextType = FLT_STREAMHANDLE_CONTEXT,
+     .ContextCleanupCallback = ContextCleanup,
+     .Size = sizeof(HANDLE_CONTEXT),
+     .PoolTag = HANDLE_CONTEXT_TAG},
+    {.ContextType = FLT_INSTANCE_CONTEXT,
+     .ContextCleanupCallback = ContextCleanup,
+     .Size = sizeof(INSTANCE_CONTEXT),
+     .PoolTag = INSTANCE_CONTEXT_TAG},
+    {.ContextType = FLT_CONTEXT_END},
+};
+
+static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
+    {IRP_MJ_CREATE, 0, PreCreate, PostCreate, NULL},
+    {IRP_MJ_WRITE, 0, PreWrite, NULL, NULL},
+    {IRP_MJ_CLEANUP, 0, PreCleanup, NULL, NULL},
+    {IRP_MJ_OPERATION_END, 0, NULL, NULL, NULL},
+};
+
+static const FLT_REGISTRATION g_registration = {
+    .Size = sizeof(FLT_REGISTRATION),
+    .Version = FLT_REGISTRATION_VERSION,
+    .ContextRegistration = g_contexts,
+    .OperationRegistration = g_callbacks,
+    .FilterUnloadCallback = FilterUnload,
+    .InstanceSetupCallback = InstanceSetup,
+};
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    NTSTATUS status;
+
+    (void)registry_path;
+    g_counters = ExAllocatePoolWithTag(NonPagedPoolNx, sizeof(COUNTERS), COUNTERS_TAG);
+    if (g_counters == NULL) {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    /* ExAllocatePoolWithTag leaves the memory uninitialized. */
+    g_counters->ContextsSet = 0;
+    g_counters->ContextsFreed = 0;
+    g_counters->WritesSeen = 0;
+    status = FltRegisterFilter(driver, &g_registration, &g_filter);
+    if (!NT_SUCCESS(status)) {
+        ExFreePool(g_counters);
+        g_counters = NULL;
+        return status;
+    }
+    status = FltStartFiltering(g_filter);
+    if (!NT_SUCCESS(status)) {
+        FltUnregisterFilter(g_filter);
+        ExFreePool(g_counters);
+        g_counters = NULL;
+    }
+    return status;
+}

@@ -1,0 +1,170 @@
+/* flt_documented.h: the Filter Manager declarations that Wine's DDK headers (Debian libwine-dev,
+ * ddk/fltkernel.h) lack, for the C minifilters under tests/minifilters. Each is transcribed from
+ * the "Syntax" block of its Microsoft reference page, cited beside it; nothing here comes from a
+ * WDK. Included after <ddk/fltkernel.h>, which supplies FLT_REGISTRATION, FLT_CALLBACK_DATA,
+ * FLT_IO_PARAMETER_BLOCK and FltRegisterFilter/FltStartFiltering/FltUnregisterFilter.
+ *
+ * Built by xtask::build_c_minifilter with clang --target=x86_64-pc-windows-msvc. */
+#ifndef FLT_DOCUMENTED_H
+#define FLT_DOCUMENTED_H
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_registration
+ * (Version: FLT_REGISTRATION_VERSION, 0x0203 since Windows 8). */
+#define FLT_REGISTRATION_VERSION 0x0203
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_operation_registration
+ * (the array ends with an entry whose MajorFunction is IRP_MJ_OPERATION_END). */
+#define IRP_MJ_OPERATION_END ((UCHAR)0x80)
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_context_registration */
+#define FLT_CONTEXT_END 0xffff
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_related_objects
+ * (Wine declares the type only as an incomplete struct). */
+typedef struct _FLT_RELATED_OBJECTS {
+    USHORT const Size;
+    USHORT const TransactionContext;
+    PFLT_FILTER const Filter;
+    void *const Volume; /* PFLT_VOLUME */
+    PFLT_INSTANCE const Instance;
+    PFILE_OBJECT const FileObject;
+    void *const Transaction; /* PKTRANSACTION */
+} FLT_RELATED_OBJECTS, *PFLT_RELATED_OBJECTS;
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_file_name_information */
+typedef USHORT FLT_FILE_NAME_PARSED_FLAGS;
+typedef struct _FLT_FILE_NAME_INFORMATION {
+    USHORT Size;
+    FLT_FILE_NAME_PARSED_FLAGS NamesParsed;
+    FLT_FILE_NAME_OPTIONS Format;
+    UNICODE_STRING Name;
+    UNICODE_STRING Volume;
+    UNICODE_STRING Share;
+    UNICODE_STRING Extension;
+    UNICODE_STRING Stream;
+    UNICODE_STRING FinalComponent;
+    UNICODE_STRING ParentDir;
+} FLT_FILE_NAME_INFORMATION, *PFLT_FILE_NAME_INFORMATION;
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilenameinformation
+ * (NameOptions: one format, one query method). */
+#define FLT_FILE_NAME_NORMALIZED 0x01
+#define FLT_FILE_NAME_OPENED 0x02
+#define FLT_FILE_NAME_QUERY_DEFAULT 0x0100
+NTSTATUS FltGetFileNameInformation(PFLT_CALLBACK_DATA CallbackData,
+                                   FLT_FILE_NAME_OPTIONS NameOptions,
+                                   PFLT_FILE_NAME_INFORMATION *FileNameInformation);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreleasefilenameinformation */
+VOID FltReleaseFileNameInformation(PFLT_FILE_NAME_INFORMATION FileNameInformation);
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetdestinationfilenameinformation */
+NTSTATUS FltGetDestinationFileNameInformation(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                                              HANDLE RootDirectory, PWSTR FileName,
+                                              ULONG FileNameLength,
+                                              FLT_FILE_NAME_OPTIONS NameOptions,
+                                              PFLT_FILE_NAME_INFORMATION *RetFileNameInformation);
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/ne-wdm-_file_information_class
+ * (the Ex classes, Windows 10 1607 and 1709 on, are missing from Wine 8's enumeration). */
+#define FileDispositionInformationExClass ((FILE_INFORMATION_CLASS)64)
+#define FileRenameInformationExClass ((FILE_INFORMATION_CLASS)65)
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/ntddk/ns-ntddk-_file_disposition_information_ex */
+#define FILE_DISPOSITION_DELETE 0x00000001
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nc-fltkernel-pflt_post_operation_callback
+ * (Flags). */
+#define FLTFL_POST_OPERATION_DRAINING 0x00000001
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetrequestorprocessid */
+ULONG FltGetRequestorProcessId(PFLT_CALLBACK_DATA CallbackData);
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetirpname */
+PCHAR FltGetIrpName(UCHAR IrpMajorCode);
+
+/* Communication ports.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatecommunicationport
+ * and its callbacks' pages (nc-fltkernel-pflt_connect_notify, -pflt_disconnect_notify,
+ * -pflt_message_notify). */
+typedef struct _FLT_PORT *PFLT_PORT;
+#define FLT_PORT_CONNECT 0x0001
+#define FLT_PORT_ALL_ACCESS (FLT_PORT_CONNECT | STANDARD_RIGHTS_ALL)
+typedef NTSTATUS (*PFLT_CONNECT_NOTIFY)(PFLT_PORT ClientPort, PVOID ServerPortCookie,
+                                        PVOID ConnectionContext, ULONG SizeOfContext,
+                                        PVOID *ConnectionPortCookie);
+typedef VOID (*PFLT_DISCONNECT_NOTIFY)(PVOID ConnectionCookie);
+typedef NTSTATUS (*PFLT_MESSAGE_NOTIFY)(PVOID PortCookie, PVOID InputBuffer,
+                                        ULONG InputBufferLength, PVOID OutputBuffer,
+                                        ULONG OutputBufferLength,
+                                        PULONG ReturnOutputBufferLength);
+NTSTATUS FltCreateCommunicationPort(PFLT_FILTER Filter, PFLT_PORT *ServerPort,
+                                    POBJECT_ATTRIBUTES ObjectAttributes, PVOID ServerPortCookie,
+                                    PFLT_CONNECT_NOTIFY ConnectNotifyCallback,
+                                    PFLT_DISCONNECT_NOTIFY DisconnectNotifyCallback,
+                                    PFLT_MESSAGE_NOTIFY MessageNotifyCallback,
+                                    LONG MaxConnections);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsendmessage */
+NTSTATUS FltSendMessage(PFLT_FILTER Filter, PFLT_PORT *ClientPort, PVOID SenderBuffer,
+                        ULONG SenderBufferLength, PVOID ReplyBuffer, PULONG ReplyLength,
+                        PLARGE_INTEGER Timeout);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltclosecommunicationport */
+VOID FltCloseCommunicationPort(PFLT_PORT ServerPort);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcloseclientport */
+VOID FltCloseClientPort(PFLT_FILTER Filter, PFLT_PORT *ClientPort);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltbuilddefaultsecuritydescriptor */
+NTSTATUS FltBuildDefaultSecurityDescriptor(PSECURITY_DESCRIPTOR *SecurityDescriptor,
+                                           ACCESS_MASK DesiredAccess);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltfreesecuritydescriptor */
+VOID FltFreeSecurityDescriptor(PSECURITY_DESCRIPTOR SecurityDescriptor);
+
+/* Contexts.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocatecontext */
+NTSTATUS FltAllocateContext(PFLT_FILTER Filter, FLT_CONTEXT_TYPE ContextType, SIZE_T ContextSize,
+                            POOL_TYPE PoolType, PFLT_CONTEXT *ReturnedContext);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ne-fltkernel-_flt_set_context_operation */
+typedef enum _FLT_SET_CONTEXT_OPERATION {
+    FLT_SET_CONTEXT_REPLACE_IF_EXISTS,
+    FLT_SET_CONTEXT_KEEP_IF_EXISTS
+} FLT_SET_CONTEXT_OPERATION, *PFLT_SET_CONTEXT_OPERATION;
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetstreamhandlecontext */
+NTSTATUS FltSetStreamHandleContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                                   FLT_SET_CONTEXT_OPERATION Operation, PFLT_CONTEXT NewContext,
+                                   PFLT_CONTEXT *OldContext);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetstreamhandlecontext */
+NTSTATUS FltGetStreamHandleContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                                   PFLT_CONTEXT *Context);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetinstancecontext */
+NTSTATUS FltSetInstanceContext(PFLT_INSTANCE Instance, FLT_SET_CONTEXT_OPERATION Operation,
+                               PFLT_CONTEXT NewContext, PFLT_CONTEXT *OldContext);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetinstancecontext */
+NTSTATUS FltGetInstanceContext(PFLT_INSTANCE Instance, PFLT_CONTEXT *Context);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreleasecontext */
+VOID FltReleaseContext(PFLT_CONTEXT Context);
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/ne-wdm-_pool_type
+ * (NonPagedPoolNx = 512; Wine 8's POOL_TYPE stops before it). */
+#define NonPagedPoolNx ((POOL_TYPE)512)
+
+/* Push locks. EX_PUSH_LOCK is pointer-sized (Wine declares it only as an incomplete struct,
+ * so a filter keeps a ULONG_PTR and passes its address). The WDK maps FltAcquirePushLockShared
+ * and friends to the ...Ex routines with Flags 0.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltinitializepushlock
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltacquirepushlocksharedex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltacquirepushlockexclusiveex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreleasepushlockex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletepushlock */
+VOID FltInitializePushLock(PEX_PUSH_LOCK PushLock);
+VOID FltDeletePushLock(PEX_PUSH_LOCK PushLock);
+VOID FltAcquirePushLockSharedEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
+VOID FltAcquirePushLockExclusiveEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
+VOID FltReleasePushLockEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
+
+/* Status values a filter returns or tests, from the NTSTATUS values page
+ * https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-erref/596a1078-e883-4972-9bbc-49e60bebca55 */
+#ifndef STATUS_FLT_CONTEXT_ALREADY_DEFINED
+#define STATUS_FLT_CONTEXT_ALREADY_DEFINED ((NTSTATUS)0xC01C0002L)
+#endif
+#ifndef STATUS_FLT_DO_NOT_ATTACH
+#define STATUS_FLT_DO_NOT_ATTACH ((NTSTATUS)0xC01C000FL)
+#endif
+#ifndef STATUS_NOT_FOUND
+#define STATUS_NOT_FOUND ((NTSTATUS)0xC0000225L)
+#endif
+
+#endif /* FLT_DOCUMENTED_H */

@@ -1,0 +1,134 @@
+/* tracker.c: a delete/rename tracker in C, the kind of minifilter backup and audit products
+ * carry: it watches IRP_MJ_SET_INFORMATION for renames and deletes. Written to prove
+ * kernel-sim's set-information parameters and destination names on a driver that is not Vigil.
+ *
+ * - The pre set-information callback reads the class and buffer from the callback data's
+ *   SetFileInformation parameters. For a rename (FileRenameInformation or its Ex form) it asks
+ *   for the normalized destination name (FltGetDestinationFileNameInformation, PASSIVE_LEVEL,
+ *   where renames arrive) and hands it to the post callback as the completion context; for a
+ *   delete (FileDispositionInformation with DeleteFile, or the Ex form with
+ *   FILE_DISPOSITION_DELETE) it only counts.
+ * - The post callback counts renames that succeeded, traces them, and releases the
+ *   destination name on every path, draining included: a completion context is the post's to
+ *   free whatever happens to the operation.
+ * - Transactions are left out: the filter registers no transaction callback, so Filter
+ *   Manager never enlists it.
+ *
+ * Broken twin, selected at build time:
+ * - TWIN_DESTINATION_LEAK: the post callback returns straight after tracing a successful
+ *   rename, before releasing the destination name.
+ *
+ * Runs in the kernel: set-information callbacks at PASSIVE_LEVEL (posts of renames too). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <windef.h>
+#include <winternl.h>
+#include <ddk/wdm.h>
+#include <ddk/ntddk.h>
+#include <ddk/ntifs.h>
+#include <ddk/fltkernel.h>
+#include <dpfilter.h>
+#include "flt_documented.h"
+
+static PFLT_FILTER g_filter;
+static volatile LONG g_renames;
+static volatile LONG g_deletes;
+
+static BOOLEAN IsRename(FILE_INFORMATION_CLASS info_class)
+{
+    return info_class == FileRenameInformation || info_class == FileRenameInformationExClass;
+}
+
+static FLT_PREOP_CALLBACK_STATUS PreSetInformation(PFLT_CALLBACK_DATA data,
+                                                   PCFLT_RELATED_OBJECTS objects,
+                                                   PVOID *completion_context)
+{
+    FILE_INFORMATION_CLASS info_class =
+        data->Iopb->Parameters.SetFileInformation.FileInformationClass;
+    PVOID buffer = data->Iopb->Parameters.SetFileInformation.InfoBuffer;
+    PFLT_FILE_NAME_INFORMATION destination = NULL;
+
+    *completion_context = NULL;
+    if (info_class == FileDispositionInformation) {
+        if (((PFILE_DISPOSITION_INFORMATION)buffer)->DoDeleteFile) {
+            InterlockedIncrement(&g_deletes);
+        }
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    if (info_class == FileDispositionInformationExClass) {
+        if (*(PULONG)buffer & FILE_DISPOSITION_DELETE) {
+            InterlockedIncrement(&g_deletes);
+        }
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    if (!IsRename(info_class)) {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    {
+        PFILE_RENAME_INFORMATION rename = buffer;
+        if (!NT_SUCCESS(FltGetDestinationFileNameInformation(
+                objects->Instance, objects->FileObject, rename->RootDirectory, rename->FileName,
+                rename->FileNameLength, FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT,
+                &destination))) {
+            /* Fail open: the rename goes ahead untracked. */
+            return FLT_PREOP_SUCCESS_NO_CALLBACK;
+        }
+    }
+    *completion_context = destination;
+    return FLT_PREOP_SUCCESS_WITH_CALLBACK;
+}
+
+static FLT_POSTOP_CALLBACK_STATUS PostSetInformation(PFLT_CALLBACK_DATA data,
+                                                     PCFLT_RELATED_OBJECTS objects,
+                                                     PVOID completion_context,
+                                                     FLT_POST_OPERATION_FLAGS flags)
+{
+    PFLT_FILE_NAME_INFORMATION destination = completion_context;
+
+    (void)objects;
+    if (!(flags & FLTFL_POST_OPERATION_DRAINING) && NT_SUCCESS(data->IoStatus.Status)) {
+        InterlockedIncrement(&g_renames);
+        DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL, "tracker: renamed to %wZ\n",
+                   &destination->Name);
+#ifdef TWIN_DESTINATION_LEAK
+        return FLT_POSTOP_FINISHED_PROCESSING;
+#endif
+    }
+    FltReleaseFileNameInformation(destination);
+    return FLT_POSTOP_FINISHED_PROCESSING;
+}
+
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    (void)flags;
+    FltUnregisterFilter(g_filter);
+    return STATUS_SUCCESS;
+}
+
+static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
+    {IRP_MJ_SET_INFORMATION, 0, PreSetInformation, PostSetInformation, NULL},
+    {IRP_MJ_OPERATION_END, 0, NULL, NULL, NULL},
+};
+
+static const FLT_REGISTRATION g_registration = {
+    .Size = sizeof(FLT_REGISTRATION),
+    .Version = FLT_REGISTRATION_VERSION,
+    .OperationRegistration = g_callbacks,
+    .FilterUnloadCallback = FilterUnload,
+};
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    NTSTATUS status;
+
+    (void)registry_path;
+    status = FltRegisterFilter(driver, &g_registration, &g_filter);
+    if (!NT_SUCCESS(status)) {
+        return status;
+    }
+    status = FltStartFiltering(g_filter);
+    if (!NT_SUCCESS(status)) {
+        FltUnregisterFilter(g_filter);
+    }
+    return status;
+}
