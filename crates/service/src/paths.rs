@@ -155,6 +155,20 @@ impl PathContext {
     }
 }
 
+/// The NT path of the service's executable, as `vigil service install` writes it into the
+/// driver's `ServiceImage` (the driver compares it with the connecting process's image name,
+/// which `ZwQueryInformationProcess(ProcessImageFileName)` gives in that form).
+///
+/// # Errors
+///
+/// A path that is not absolute or whose drive letter has no device.
+pub fn service_image_path(exe: &Path, devices: &DosDevices) -> Result<String, String> {
+    let text = exe
+        .to_str()
+        .ok_or_else(|| format!("{}: not valid Unicode", exe.display()))?;
+    devices.to_nt_path(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +178,17 @@ mod tests {
             ('C', r"\Device\HarddiskVolume3"),
             ('d', r"\Device\HarddiskVolume7\"),
         ])
+    }
+
+    #[test]
+    fn the_service_image_is_written_as_the_driver_reads_process_images() {
+        assert_eq!(
+            service_image_path(Path::new(r"C:\Program Files\Vigil\vigil.exe"), &table()),
+            Ok(r"\Device\HarddiskVolume3\Program Files\Vigil\vigil.exe".to_owned())
+        );
+        // A path the driver could never match is refused at install, not written.
+        assert!(service_image_path(Path::new(r"Vigil\vigil.exe"), &table()).is_err());
+        assert!(service_image_path(Path::new(r"Q:\vigil.exe"), &table()).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `x86_64-pc-windows-gnu`, never run there.
 
 pub mod eventlog;
+pub mod identity;
 pub mod paths;
 pub mod port;
 pub mod process;

@@ -161,6 +161,13 @@ fn the_service_runs_under_wines_service_control_manager() {
     let (code, text) = prefix.vigil(&exe, &["service", "install"]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("installed VigilService"), "{text}");
+    // The driver's `ServiceImage` (rule 29): the NT path of this vigil.exe, through Wine's
+    // drive-letter devices.
+    let image = service_image(&prefix);
+    assert!(
+        image.contains(r"\Device\") && image.to_ascii_lowercase().ends_with("vigil.exe"),
+        "{image:?}"
+    );
 
     // `start` returns once the service reports RUNNING (after START_PENDING). Wine's SCM may
     // have started the automatic service on its own already.
@@ -188,9 +195,29 @@ fn the_service_runs_under_wines_service_control_manager() {
 
     let (code, text) = prefix.vigil(&exe, &["service", "uninstall"]);
     assert_eq!(code, 0, "{text}");
+    assert_eq!(service_image(&prefix), "", "uninstall removes ServiceImage");
     let (_, text) = prefix.vigil(&exe, &["status"]);
     assert!(
         text.contains("service: VigilService not installed"),
         "{text}"
     );
+}
+
+/// The driver's `ServiceImage` value as Wine's `reg query` prints it (empty when absent).
+fn service_image(prefix: &Prefix) -> String {
+    let out = prefix.wine(&[
+        "reg",
+        "query",
+        r"HKLM\SYSTEM\CurrentControlSet\Services\vigil\Parameters",
+        "/v",
+        "ServiceImage",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            (fields.next() == Some("ServiceImage") && fields.next() == Some("REG_SZ"))
+                .then(|| fields.collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_default()
 }

@@ -135,6 +135,9 @@ pub fn install(policy: Option<&Path>, output: Option<&Path>) -> Result<String, S
         account_password: None,
     };
     crate::windows::eventlog::register_source()?;
+    // The driver knows the service by this image (and an Administrators token), not by being
+    // first to connect: rule 29.
+    let image = crate::windows::identity::register(&info.executable_path)?;
     let manager = manager(ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE)?;
     let service = manager
         .create_service(&info, ServiceAccess::CHANGE_CONFIG | ServiceAccess::START)
@@ -178,6 +181,7 @@ pub fn install(policy: Option<&Path>, output: Option<&Path>) -> Result<String, S
     }
     Ok(format!(
         "installed {SERVICE_NAME} (automatic start, LocalSystem, after FltMgr and {DRIVER_SERVICE}); \
+         the driver knows it as {image} from its next load; \
          start it with `vigil service start`{warnings}"
     ))
 }
@@ -228,6 +232,7 @@ pub fn uninstall() -> Result<String, String> {
         .delete()
         .map_err(scm_error("cannot delete the service"))?;
     crate::windows::eventlog::unregister_source();
+    crate::windows::identity::unregister();
     Ok(format!("uninstalled {SERVICE_NAME}"))
 }
 
