@@ -7,5 +7,6 @@ pub mod identity;
 pub mod paths;
 pub mod port;
 pub mod process;
+pub mod registry;
 pub mod scm;
 pub mod security;

@@ -82,56 +82,16 @@ const SOURCE_KEY: &str = r"SYSTEM\CurrentControlSet\Services\EventLog\Applicatio
 ///
 /// The registry's Win32 error.
 pub fn register_source() -> Result<(), String> {
-    use windows::Win32::System::Registry::{
-        HKEY, HKEY_LOCAL_MACHINE, KEY_SET_VALUE, REG_DWORD, REG_OPTION_NON_VOLATILE, RegCloseKey,
-        RegCreateKeyExW, RegSetValueExW,
-    };
-    let key_name: Vec<u16> = SOURCE_KEY.encode_utf16().chain(Some(0)).collect();
-    let mut key = HKEY::default();
-    // SAFETY: `key_name` is NUL-terminated and outlives the call; `key` is a valid out-pointer;
-    // no class, no security attributes (the key inherits the EventLog key's), no disposition.
-    let status = unsafe {
-        RegCreateKeyExW(
-            HKEY_LOCAL_MACHINE,
-            PCWSTR(key_name.as_ptr()),
-            None,
-            PCWSTR::null(),
-            REG_OPTION_NON_VOLATILE,
-            KEY_SET_VALUE,
-            None,
-            &raw mut key,
-            None,
-        )
-    };
-    if status.0 != 0 {
-        return Err(format!(
-            "cannot register the Event Log source: Win32 error {}",
-            status.0
-        ));
-    }
-    let value: Vec<u16> = "TypesSupported".encode_utf16().chain(Some(0)).collect();
-    let types: u32 = 7; // EVENTLOG_ERROR_TYPE | EVENTLOG_WARNING_TYPE | EVENTLOG_INFORMATION_TYPE
-    // SAFETY: `key` was opened above with KEY_SET_VALUE; `value` is NUL-terminated; the data
-    // is the DWORD's four bytes.
-    let set = unsafe {
-        RegSetValueExW(
-            key,
-            PCWSTR(value.as_ptr()),
-            None,
-            REG_DWORD,
-            Some(&types.to_le_bytes()),
-        )
-    };
-    // SAFETY: `key` is ours, closed once.
-    let _ = unsafe { RegCloseKey(key) };
-    if set.0 == 0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "cannot register the Event Log source: Win32 error {}",
-            set.0
-        ))
-    }
+    use windows::Win32::System::Registry::REG_DWORD;
+    // EVENTLOG_ERROR_TYPE | EVENTLOG_WARNING_TYPE | EVENTLOG_INFORMATION_TYPE
+    let types: u32 = 7;
+    crate::windows::registry::set_value(
+        SOURCE_KEY,
+        "TypesSupported",
+        REG_DWORD,
+        &types.to_le_bytes(),
+    )
+    .map_err(|e| format!("cannot register the Event Log source: {e}"))
 }
 
 /// Removes the source's key (`vigil service uninstall`); a missing key is not an error.
