@@ -12,7 +12,7 @@ use vigil_protocol::{EventFlags, EventKind, EventRecord, Stats};
 
 use crate::process_table::ProcessInfo;
 use crate::record::{
-    CivilTime, for_each_flag, kind_name, push_file_id, push_hex32, push_json_str, push_json_utf16,
+    CivilTime, kind_name, push_file_id, push_flags, push_hex32, push_json_str, push_json_utf16,
     push_rfc3339, push_u64,
 };
 use crate::sequence::Gap;
@@ -183,16 +183,9 @@ pub fn push_event_ecs(
     push_rfc3339(out, record.timestamp());
     out.extend_from_slice(b"\",\"status\":");
     push_hex32(out, record.status().cast_unsigned());
-    out.extend_from_slice(b",\"flags\":[");
-    let mut first = true;
-    for_each_flag(record.flags(), |name| {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        let _ = write!(out, "\"{name}\"");
-    });
-    out.extend_from_slice(b"],\"access\":");
+    out.extend_from_slice(b",\"flags\":");
+    push_flags(out, record.flags());
+    out.extend_from_slice(b",\"access\":");
     push_hex32(out, record.desired_access());
     out.extend_from_slice(b",\"disposition\":");
     push_u64(out, u64::from(record.create_disposition()));

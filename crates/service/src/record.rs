@@ -233,6 +233,20 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
     let _ = write!(out, "{value}");
 }
 
+/// `flags` as a JSON array of their names ([`for_each_flag`]'s order and spelling).
+pub(crate) fn push_flags(out: &mut Vec<u8>, flags: EventFlags) {
+    out.push(b'[');
+    let mut first = true;
+    for_each_flag(flags, |name| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let _ = write!(out, "\"{name}\"");
+    });
+    out.push(b']');
+}
+
 pub(crate) fn push_hex32(out: &mut Vec<u8>, value: u32) {
     let _ = write!(out, "\"{value:#010x}\"");
 }
@@ -349,16 +363,9 @@ pub fn push_event_json(
     push_u64(out, u64::from(record.volume_id()));
     out.extend_from_slice(b",\"status\":");
     push_hex32(out, record.status().cast_unsigned());
-    out.extend_from_slice(b",\"flags\":[");
-    let mut first = true;
-    for_each_flag(record.flags(), |name| {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        let _ = write!(out, "\"{name}\"");
-    });
-    out.extend_from_slice(b"],\"access\":");
+    out.extend_from_slice(b",\"flags\":");
+    push_flags(out, record.flags());
+    out.extend_from_slice(b",\"access\":");
     push_hex32(out, record.desired_access());
     out.extend_from_slice(b",\"disposition\":");
     push_u64(out, u64::from(record.create_disposition()));
