@@ -13,8 +13,8 @@
 use vigil_sys::{FILE_OBJECT, PFLT_INSTANCE};
 
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::flt_state;
-use crate::kernel::{emulate, lock};
+use crate::fltmgr::flt_write;
+use crate::kernel::{emulate, exclusive};
 use crate::machine::state;
 
 /// `FltCancelFileOpen`: PASSIVE_LEVEL, from a post-create callback only.
@@ -32,7 +32,7 @@ pub(crate) extern "win64" fn flt_cancel_file_open(instance: PFLT_INSTANCE, file:
         }
         // Decided under the lock, reported after it (a violation report takes other locks).
         let refused = {
-            let mut guard = lock(flt_state(k));
+            let mut guard = flt_write(k);
             let flt = &mut *guard;
             let on_instance = flt.io.instance(instance as usize).map(|(volume, _)| volume);
             match flt.io.files.get_mut(&(file as usize)) {
@@ -50,7 +50,7 @@ pub(crate) extern "win64" fn flt_cancel_file_open(instance: PFLT_INSTANCE, file:
                         record.open = false;
                         let volume = record.volume;
                         if let Some(v) = flt.io.volumes.get_mut(volume.0) {
-                            v.fs.cancel_open(handle);
+                            exclusive(&mut v.fs).cancel_open(handle);
                         }
                         None
                     }

@@ -28,9 +28,10 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_SUCCESS,
 };
 
+use crate::fltmgr::files::Count;
 use crate::fltmgr::exports::Routine;
 use crate::fltmgr::files::Retired;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_read, flt_write};
 use crate::fltmgr::instances::InstanceState;
 use crate::kernel::check::{check, reject};
 use crate::kernel::{Kernel, emulate, lock};
@@ -146,12 +147,12 @@ pub(crate) fn drop_reference_locked(
             tag: record.tag,
         },
     );
-    io.stats.contexts_freed += 1;
+    io.stats.add(Count::ContextsFreed, 1);
     Ok(Some(record))
 }
 
 fn release(k: &Kernel, context: usize, who: &str) -> bool {
-    let dropped = drop_reference_locked(&mut lock(flt_state(k)).io, context);
+    let dropped = drop_reference_locked(&mut flt_write(k).io, context);
     settle(k, context, who, dropped)
 }
 
@@ -247,7 +248,7 @@ pub(crate) extern "win64" fn flt_allocate_context(
         let not_found = STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND;
         check!(k, !out.is_null(), "a ReturnedContext out-pointer" => invalid, "NULL");
         guest::write(out, std::ptr::null_mut());
-        let registrations = match lock(flt_state(k)).filters.get(&(filter as usize)) {
+        let registrations = match flt_write(k).filters.get(&(filter as usize)) {
             None => None,
             Some(f) if f.unregistered => return STATUS_FLT_DELETING_OBJECT,
             Some(f) => Some(f.contexts_of(context_type)),
@@ -292,8 +293,8 @@ pub(crate) extern "win64" fn flt_allocate_context(
         let Some(address) = address else {
             return STATUS_INSUFFICIENT_RESOURCES;
         };
-        let mut flt = lock(flt_state(k));
-        flt.io.stats.contexts_allocated += 1;
+        let mut flt = flt_write(k);
+        flt.io.stats.add(Count::ContextsAllocated, 1);
         flt.io.contexts.live.insert(
             address,
             ContextRecord {
@@ -321,17 +322,20 @@ fn check_target(
     instance: PFLT_INSTANCE,
     file: *mut FILE_OBJECT,
 ) -> Result<(), NTSTATUS> {
-    let flt = lock(flt_state(k));
+    let flt = flt_read(k);
     let state = flt.io.instance(instance as usize);
-    let record = flt.io.files.get(&(file as usize));
+    let record = flt
+        .io
+        .files
+        .with(file as usize, |r| r.map(|r| (r.volume, r.open)));
     let problem = match (state, record) {
         (None, _) => format!("{instance:p} is not a live instance"),
         (Some((_, InstanceState::TearingDown)), _) => return Err(STATUS_FLT_DELETING_OBJECT),
         (_, None) => format!("{file:p} is not an open file object"),
-        (Some((volume, _)), Some(r)) if r.volume != volume => {
+        (Some((volume, _)), Some((file_volume, _))) if file_volume != volume => {
             format!("file object {file:p} is not on the instance's volume")
         }
-        (_, Some(r)) if !r.open => format!(
+        (_, Some((_, open))) if !open => format!(
             "file object {file:p} is not opened yet (a pre-create callback cannot set a stream-handle context)"
         ),
         _ => return Ok(()),
@@ -371,7 +375,7 @@ pub(crate) extern "win64" fn flt_set_stream_handle_context(
             return STATUS_INVALID_PARAMETER;
         }
         let (instance, file, new) = (instance as usize, file as usize, new as usize);
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let io = &mut flt.io;
         let problem = match io.contexts.live.get(&new) {
             None => Some("NewContext is not a live context".to_owned()),
@@ -470,7 +474,7 @@ pub(crate) extern "win64" fn flt_get_stream_handle_context(
             };
         }
         let found = {
-            let mut flt = lock(flt_state(k));
+            let mut flt = flt_write(k);
             let io = &mut flt.io;
             let context = io
                 .files
@@ -506,7 +510,7 @@ pub(crate) extern "win64" fn flt_release_context(context: PFLT_CONTEXT) {
             );
             return;
         }
-        let paged = lock(flt_state(k))
+        let paged = flt_write(k)
             .io
             .contexts
             .live
@@ -549,7 +553,7 @@ fn detach_and_release(
     select: impl FnOnce(&mut crate::fltmgr::files::IoState) -> Vec<usize>,
 ) {
     let dropped: Vec<_> = {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let contexts = select(&mut flt.io);
         contexts
             .into_iter()
@@ -587,9 +591,9 @@ pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
 /// Reports contexts the driver still references (at `FltUnregisterFilter`) and frees them.
 pub(crate) fn report_leaks(k: &Kernel, when: &str) {
     let leaked: Vec<(usize, ContextRecord)> = {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let leaked: Vec<(usize, ContextRecord)> = flt.io.contexts.live.drain().collect();
-        flt.io.stats.contexts_freed += leaked.len() as u64;
+        flt.io.stats.add(Count::ContextsFreed, leaked.len() as u64);
         leaked
     };
     for (address, record) in leaked {

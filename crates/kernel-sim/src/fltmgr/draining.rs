@@ -21,6 +21,7 @@
 //! normal completion processing on a drained operation and is reported
 //! ([`misuse_of_drained_copy`]). When the I/O later completes, its post is not called again.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex};
 
 use rustc_hash::FxHashSet as HashSet;
@@ -30,9 +31,10 @@ use vigil_sys::{
     STATUS_PENDING,
 };
 
-use crate::fltmgr::flt_state;
+use crate::fltmgr::files::Count;
+use crate::fltmgr::{FltState, flt_read, flt_write};
 use crate::fltmgr::instances::VolumeId;
-use crate::kernel::{Kernel, lock};
+use crate::kernel::{Kernel, exclusive, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;
 
@@ -96,7 +98,7 @@ impl PostTable {
 /// copy handed to a draining post, reports it under the draining rule and returns true (the
 /// caller then fails the call without its own, vaguer, report).
 pub(crate) fn misuse_of_drained_copy(k: &Kernel, routine: &str, data: usize) -> bool {
-    let is_copy = lock(flt_state(k)).io.posts.copy_addresses.contains(&data);
+    let is_copy = lock(&flt_read(k).io.posts).copy_addresses.contains(&data);
     if is_copy {
         k.violation(
             ViolationKind::CallbackContract,
@@ -117,51 +119,48 @@ pub(crate) fn misuse_of_drained_copy(k: &Kernel, routine: &str, data: usize) -> 
 pub(crate) fn drain_instance(k: &Kernel, volume: VolumeId, instance: usize) {
     loop {
         let batch: Vec<(usize, AwaitingPost)> = {
-            let mut flt = lock(flt_state(k));
+            let mut flt = flt_write(k);
             let io = &mut flt.io;
-            let batch: Vec<(usize, AwaitingPost)> = io
-                .posts
+            let posts = exclusive(&mut io.posts);
+            let batch: Vec<(usize, AwaitingPost)> = posts
                 .awaiting
                 .iter()
                 .filter(|(_, a)| a.instance == instance)
                 .map(|(&data, &a)| (data, a))
                 .collect();
             for (data, _) in &batch {
-                io.posts.awaiting.remove(data);
-                io.posts.drained.insert(*data);
+                posts.awaiting.remove(data);
+                posts.drained.insert(*data);
             }
             if let Some(record) = io
                 .volumes
                 .get_mut(volume.0)
                 .and_then(|v| v.instance.as_mut())
             {
-                record.in_flight = record
-                    .in_flight
-                    .saturating_sub(u32::try_from(batch.len()).unwrap_or(u32::MAX));
+                let in_flight = record.in_flight.get_mut();
+                *in_flight =
+                    in_flight.saturating_sub(u32::try_from(batch.len()).unwrap_or(u32::MAX));
             }
             batch
         };
         for (data, awaiting) in batch {
             call_draining_post(k, data, &awaiting);
         }
-        k.wait_until(None, "instance teardown (operations in flight)", || {
-            let flt = lock(flt_state(k));
+        let settled = |flt: &FltState| {
             let in_flight = flt
                 .io
                 .volumes
                 .get(volume.0)
                 .and_then(|v| v.instance.as_ref())
-                .map_or(0, |i| i.in_flight);
-            in_flight == 0 || flt.io.posts.any_for(instance)
+                .map_or(0, |i| i.in_flight.load(Ordering::Acquire));
+            (in_flight, lock(&flt.io.posts).any_for(instance))
+        };
+        k.wait_until(None, "instance teardown (operations in flight)", || {
+            let (in_flight, awaiting) = settled(&flt_read(k));
+            in_flight == 0 || awaiting
         });
-        let flt = lock(flt_state(k));
-        let done = !flt.io.posts.any_for(instance)
-            && flt
-                .io
-                .volumes
-                .get(volume.0)
-                .and_then(|v| v.instance.as_ref())
-                .is_none_or(|i| i.in_flight == 0);
+        let (in_flight, awaiting) = settled(&flt_read(k));
+        let done = !awaiting && in_flight == 0;
         if done {
             return;
         }
@@ -184,11 +183,11 @@ fn call_draining_post(k: &Kernel, data: usize, awaiting: &AwaitingPost) {
     guest::write(copy.as_ptr::<FLT_CALLBACK_DATA>(), copy_value);
     let copy_address = copy.address();
     {
-        let mut flt = lock(flt_state(k));
-        let posts = &mut flt.io.posts;
+        let flt = flt_read(k);
+        let mut posts = lock(&flt.io.posts);
         posts.copy_addresses.insert(copy_address);
         posts.copies.push(copy);
-        flt.io.stats.draining_posts += 1;
+        flt.io.stats.add(Count::DrainingPosts, 1);
     }
     let context = guest::read(awaiting.completion as *const PVOID);
     // SAFETY: `awaiting.post` is the PostOperation callback the driver registered for the

@@ -8,18 +8,18 @@
 //! [`contexts`]: crate::fltmgr::contexts
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 
-// Fx hashing: these tables are looked up on every emulated I/O, and their keys are not attacker-chosen.
-use rustc_hash::FxHashMap as HashMap;
 use vigil_sys::FLT_CALLBACK_DATA;
 
 use crate::fltmgr::contexts::ContextTable;
 use crate::fltmgr::draining::PostTable;
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::flt_read;
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId, VolumeRecord};
 use crate::fltmgr::names::NameTable;
-use crate::kernel::{emulate, lock};
+use crate::kernel::emulate;
+use crate::kernel::sharded::{ShardedMap, Tally};
 use crate::machine::guest::GuestAlloc;
 use crate::report::{IoStats, ViolationKind};
 
@@ -69,24 +69,71 @@ impl FileRecord {
     }
 }
 
+/// The I/O counters, one per field of [`IoStats`].
+#[derive(Clone, Copy)]
+pub(crate) enum Count {
+    Operations,
+    PreCallbacks,
+    PostCallbacks,
+    DrainingPosts,
+    InstancesAttached,
+    InstancesTornDown,
+    NamesAcquired,
+    NamesReleased,
+    ContextsAllocated,
+    ContextsFreed,
+}
+
+/// [`IoStats`] counted by every I/O thread at once: sharded, summed on read.
+#[derive(Default)]
+pub(crate) struct IoCounters(Tally<10>);
+
+impl IoCounters {
+    /// Adds `n` to `count`.
+    pub(crate) fn add(&self, count: Count, n: u64) {
+        self.0.add(count as usize, n);
+    }
+
+    /// The counts so far.
+    pub(crate) fn snapshot(&self) -> IoStats {
+        let get = |count: Count| self.0.get(count as usize);
+        IoStats {
+            operations: get(Count::Operations),
+            pre_callbacks: get(Count::PreCallbacks),
+            post_callbacks: get(Count::PostCallbacks),
+            draining_posts: get(Count::DrainingPosts),
+            instances_attached: get(Count::InstancesAttached),
+            instances_torn_down: get(Count::InstancesTornDown),
+            names_acquired: get(Count::NamesAcquired),
+            names_released: get(Count::NamesReleased),
+            contexts_allocated: get(Count::ContextsAllocated),
+            contexts_freed: get(Count::ContextsFreed),
+        }
+    }
+}
+
 /// All synthetic I/O state of a run (inside [`FltState`](crate::fltmgr::FltState)).
+///
+/// What one operation changes is in tables a reader of the Filter Manager lock may change
+/// (the file and in-flight maps, the post table's mutex, the counters), so that I/O threads
+/// hold that lock shared; the rest changes only under the exclusive lock.
 #[derive(Default)]
 pub(crate) struct IoState {
     pub volumes: Vec<VolumeRecord>,
     /// Open files by `FILE_OBJECT` address.
-    pub files: HashMap<usize, FileRecord>,
+    pub files: ShardedMap<FileRecord>,
     /// Callback data of operations in progress -> requestor process id.
-    pub in_flight: HashMap<usize, u32>,
+    pub in_flight: ShardedMap<u32>,
     /// Operations awaiting their post-operation callback, and those drained at teardown.
-    pub posts: PostTable,
+    pub posts: Mutex<PostTable>,
     /// Set while a test holds operations in the file system (`world::io::FileSystemHold`).
     pub fs_hold: Option<std::sync::Arc<crate::fltmgr::draining::HoldGate>>,
     pub names: NameTable,
-    /// Filter Manager's name cache: (file object, name format) pairs whose name was queried
-    /// (see `names`).
-    pub name_cache: std::collections::HashSet<(usize, u32)>,
+    /// Filter Manager's name cache: file object -> the name formats whose name was queried
+    /// (a mask, see `names`).
+    pub name_cache: ShardedMap<u32>,
     pub contexts: ContextTable,
-    pub stats: IoStats,
+    pub stats: IoCounters,
     /// The flags of the unload in progress (`FLTFL_FILTER_UNLOAD_MANDATORY`).
     pub unload_flags: u32,
     /// Handles of torn-down instances, kept so their addresses are not reused in the run.
@@ -109,11 +156,10 @@ impl IoState {
 /// requestor (0 for callback data that is not an operation in progress, a violation).
 pub(crate) extern "win64" fn flt_get_requestor_process_id(data: *mut FLT_CALLBACK_DATA) -> u32 {
     emulate(Routine::FltGetRequestorProcessId, |k| {
-        let pid = lock(flt_state(k))
+        let pid = flt_read(k)
             .io
             .in_flight
-            .get(&(data as usize))
-            .copied();
+            .with(data as usize, |pid| pid.copied());
         pid.unwrap_or_else(|| {
             if crate::fltmgr::draining::misuse_of_drained_copy(
                 k,

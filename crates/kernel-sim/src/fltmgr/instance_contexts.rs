@@ -23,7 +23,7 @@ use vigil_sys::{
 
 use crate::fltmgr::contexts::{drop_reference_locked, settle, type_name};
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::fltmgr::instances::InstanceState;
 use crate::kernel::check::{check, reject};
 use crate::kernel::{Kernel, emulate, lock};
@@ -32,7 +32,7 @@ use crate::machine::guest;
 /// Whether `instance` may carry a context: `Err` with the status to return (a violation is
 /// recorded for an address that is no instance).
 fn check_instance(k: &Kernel, instance: PFLT_INSTANCE) -> Result<(), NTSTATUS> {
-    let state = lock(flt_state(k)).io.instance(instance as usize);
+    let state = flt_write(k).io.instance(instance as usize);
     match state {
         Some((_, InstanceState::TearingDown)) => Err(STATUS_FLT_DELETING_OBJECT),
         Some(_) => Ok(()),
@@ -65,7 +65,7 @@ pub(crate) extern "win64" fn flt_set_instance_context(
             || operation == FLT_SET_CONTEXT_REPLACE_IF_EXISTS,
             "Operation KEEP_IF_EXISTS or REPLACE_IF_EXISTS" => invalid, "Operation {operation}");
         let (instance, new) = (instance as usize, new as usize);
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let io = &mut flt.io;
         let problem = match io.contexts.live_mut(new) {
             None => Some("NewContext is not a live context".to_owned()),
@@ -134,7 +134,7 @@ pub(crate) extern "win64" fn flt_get_instance_context(
             };
         }
         let found = {
-            let mut flt = lock(flt_state(k));
+            let mut flt = flt_write(k);
             let io = &mut flt.io;
             let context = io.contexts.by_instance.get(&(instance as usize)).copied();
             if let Some(c) = context.and_then(|c| io.contexts.live_mut(c)) {

@@ -22,7 +22,8 @@
 //!   ([`teardown_filter`]), then reports the contexts and name information the driver still
 //!   references.
 
-use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use vigil_sys::{
     DEVICE_OBJECT, DEVICE_TYPE, FLT_FILESYSTEM_TYPE, FLT_RELATED_OBJECTS,
@@ -30,8 +31,9 @@ use vigil_sys::{
     PASSIVE_LEVEL, STATUS_FLT_DO_NOT_ATTACH, STATUS_FLT_DO_NOT_DETACH,
 };
 
+use crate::fltmgr::files::Count;
 use crate::config::VolumeKind;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::{self, GuestAlloc};
 
@@ -110,8 +112,10 @@ pub(crate) struct InstanceRecord {
     /// The filter's handle.
     pub filter: usize,
     pub state: InstanceState,
-    /// Operations between their pre- and post-operation callbacks (or their end).
-    pub in_flight: u32,
+    /// Operations between their pre- and post-operation callbacks (or their end): counted by
+    /// I/O threads holding the Filter Manager lock shared, read by a teardown holding it
+    /// exclusively.
+    pub in_flight: AtomicU32,
 }
 
 /// One synthetic volume.
@@ -122,10 +126,19 @@ pub(crate) struct VolumeRecord {
     pub handle: GuestAlloc,
     /// The volume's device object (each `FILE_OBJECT`'s `DeviceObject`).
     pub device: GuestAlloc,
-    /// The file system under the volume (the world layer's in-memory one).
-    pub fs: Box<dyn VolumeFiles>,
+    /// The file system under the volume (the world layer's in-memory one), locked on its own:
+    /// operations on the volume reach it holding the Filter Manager lock shared.
+    pub fs: Mutex<Box<dyn VolumeFiles>>,
     pub mounted: bool,
     pub instance: Option<InstanceRecord>,
+}
+
+impl VolumeRecord {
+    /// The volume's file system, locked (operations reach it holding the Filter Manager lock
+    /// shared, so it has a lock of its own).
+    pub(crate) fn files(&self) -> std::sync::MutexGuard<'_, Box<dyn VolumeFiles>> {
+        crate::kernel::lock(&self.fs)
+    }
 }
 
 /// The related objects of an instance callback (no file object).
@@ -160,19 +173,19 @@ pub(crate) fn mount(
         kind.device_type(),
     );
     let id = {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         flt.io.volumes.push(VolumeRecord {
             kind,
             device_name: device_name.to_owned(),
             handle: GuestAlloc::zeroed(64),
             device,
-            fs,
+            fs: Mutex::new(fs),
             mounted: true,
             instance: None,
         });
         VolumeId(flt.io.volumes.len() - 1)
     };
-    let started = lock(flt_state(k))
+    let started = flt_write(k)
         .filters
         .iter()
         .find(|(_, f)| f.started && !f.unregistered)
@@ -190,7 +203,7 @@ pub(crate) fn mount(
 
 /// `FltStartFiltering`: offers every mounted volume.
 pub(crate) fn attach_at_start(k: &Kernel, filter: usize) {
-    let count = lock(flt_state(k)).io.volumes.len();
+    let count = flt_write(k).io.volumes.len();
     for index in 0..count {
         setup_instance(k, filter, VolumeId(index), SETUP_AUTOMATIC_ATTACHMENT);
     }
@@ -205,7 +218,7 @@ fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) -> bo
         return false;
     }
     let (setup, volume_handle, instance_handle, kind) = {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let Some(record) = flt.filters.get(&filter).filter(|f| !f.unregistered) else {
             return false;
         };
@@ -234,7 +247,7 @@ fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) -> bo
             handle: instance,
             filter,
             state: InstanceState::Setup,
-            in_flight: 0,
+            in_flight: AtomicU32::new(0),
         });
         (setup, v.handle.address(), instance_handle, v.kind)
     };
@@ -264,14 +277,14 @@ fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) -> bo
         });
         status.is_some_and(NT_SUCCESS)
     };
-    let mut flt = lock(flt_state(k));
+    let mut flt = flt_write(k);
     let io = &mut flt.io;
     if let Some(v) = io.volumes.get_mut(volume.0) {
         if attach {
             if let Some(instance) = v.instance.as_mut() {
                 instance.state = InstanceState::Live;
             }
-            io.stats.instances_attached += 1;
+            io.stats.add(Count::InstancesAttached, 1);
         } else if let Some(instance) = v.instance.take() {
             io.graveyard.push(instance.handle);
         }
@@ -299,7 +312,7 @@ pub(crate) fn attach_manual(
     instance: Option<&str>,
 ) -> Result<(), NTSTATUS> {
     let filter = {
-        let flt = lock(flt_state(k));
+        let flt = flt_write(k);
         let Some((filter, record)) = flt.filters.iter().find(|(_, f)| !f.unregistered) else {
             return Err(STATUS_FLT_FILTER_NOT_READY);
         };
@@ -344,7 +357,7 @@ pub(crate) fn attach_manual(
 /// contexts.
 pub(crate) fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
     let (start, complete, filter, volume_handle, instance_handle) = {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let Some(instance) = flt
             .io
             .volumes
@@ -387,11 +400,11 @@ pub(crate) fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
     crate::fltmgr::draining::drain_instance(k, volume, instance_handle);
     call(complete, "InstanceTeardownComplete");
     crate::fltmgr::contexts::release_instance_contexts(k, instance_handle);
-    let mut flt = lock(flt_state(k));
+    let mut flt = flt_write(k);
     let io = &mut flt.io;
     if let Some(instance) = io.volumes.get_mut(volume.0).and_then(|v| v.instance.take()) {
         io.graveyard.push(instance.handle);
-        io.stats.instances_torn_down += 1;
+        io.stats.add(Count::InstancesTornDown, 1);
     }
 }
 
@@ -407,19 +420,19 @@ pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
         None,
         "FltUnregisterFilter (InstanceSetup in progress)",
         || {
-            !lock(flt_state(k)).io.volumes.iter().any(|v| {
+            !flt_write(k).io.volumes.iter().any(|v| {
                 v.instance
                     .as_ref()
                     .is_some_and(|i| i.filter == filter && i.state == InstanceState::Setup)
             })
         },
     );
-    let reason = if lock(flt_state(k)).io.unload_flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0 {
+    let reason = if flt_write(k).io.unload_flags & FLTFL_FILTER_UNLOAD_MANDATORY != 0 {
         TEARDOWN_MANDATORY_FILTER_UNLOAD
     } else {
         TEARDOWN_FILTER_UNLOAD
     };
-    let volumes: Vec<VolumeId> = lock(flt_state(k))
+    let volumes: Vec<VolumeId> = flt_write(k)
         .io
         .volumes
         .iter()
@@ -436,7 +449,7 @@ pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
 
 /// The driver is gone (unloaded or crashed): no instance may call it any more.
 pub(crate) fn driver_gone(k: &Kernel) {
-    let mut flt = lock(flt_state(k));
+    let mut flt = flt_write(k);
     let io = &mut flt.io;
     for v in &mut io.volumes {
         if let Some(instance) = v.instance.take() {
@@ -448,7 +461,7 @@ pub(crate) fn driver_gone(k: &Kernel) {
 /// A manual detach: see [`Driver::detach`](crate::Driver::detach).
 pub(crate) fn detach(k: &Kernel, volume: VolumeId) -> Result<(), i32> {
     let (query, filter, volume_handle, instance_handle) = {
-        let flt = lock(flt_state(k));
+        let flt = flt_write(k);
         let Some((v, instance)) = flt.io.volumes.get(volume.0).and_then(|v| {
             v.instance
                 .as_ref()

@@ -27,7 +27,7 @@ pub(crate) mod security;
 pub(crate) mod unload;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use vigil_sys::{NTSTATUS, PVOID};
 
@@ -105,8 +105,11 @@ pub(crate) struct ServerPortRecord {
     pub access: security::PortAccess,
 }
 
-// SAFETY: `cookie` is the driver's opaque pointer, only passed back to the driver.
+// SAFETY: `cookie` is the driver's opaque pointer, only passed back to the driver, never
+// dereferenced by kernel-sim.
 unsafe impl Send for ServerPortRecord {}
+// SAFETY: as above: sharing a record shares only the pointer's value.
+unsafe impl Sync for ServerPortRecord {}
 
 /// A security descriptor from `FltBuildDefaultSecurityDescriptor`.
 pub(crate) struct SecurityDescriptorRecord {
@@ -118,8 +121,29 @@ pub(crate) struct SecurityDescriptorRecord {
 
 /// The Filter Manager state of `k`'s run, kept in the kernel's extension slot (the kernel,
 /// a layer below, holds it without knowing its type).
-pub(crate) fn flt_state(k: &Kernel) -> &Mutex<FltState> {
-    k.extension(|| Mutex::new(FltState::default()))
+///
+/// A reader-writer lock: every emulated I/O reads it (the volume, its instance, the filter's
+/// operations) from every I/O thread at once, and keeps what it changes per operation in
+/// tables of its own (sharded maps, atomic counters, the post table's mutex) that a reader
+/// may change. Whatever changes the shape of the state (registration, mounts, attaches,
+/// teardown, unload) holds it exclusively, so it never runs beside an operation's
+/// bookkeeping.
+pub(crate) fn flt_state(k: &Kernel) -> &RwLock<FltState> {
+    k.extension(|| RwLock::new(FltState::default()))
+}
+
+/// [`flt_state`] held exclusively (ignoring poisoning, as [`lock`](crate::kernel::lock) does).
+pub(crate) fn flt_write(k: &Kernel) -> RwLockWriteGuard<'_, FltState> {
+    flt_state(k)
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// [`flt_state`] shared with the other readers (the I/O path).
+pub(crate) fn flt_read(k: &Kernel) -> RwLockReadGuard<'_, FltState> {
+    flt_state(k)
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The Filter Manager state of a run.

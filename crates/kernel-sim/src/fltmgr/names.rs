@@ -34,7 +34,6 @@
 //! a non-NULL `RootDirectory` is reported as not emulated).
 
 // Fx hashing: looked up on every name query and release; keys are addresses.
-use rustc_hash::FxHashMap as HashMap;
 
 use vigil_sys::{
     APC_LEVEL, FILE_OBJECT, FLT_CALLBACK_DATA, FLT_FILE_NAME_INFORMATION, FLT_FILE_NAME_NORMALIZED,
@@ -45,10 +44,11 @@ use vigil_sys::{
 };
 
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::files::Retired;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::files::{Count, Retired};
+use crate::fltmgr::{flt_read, flt_write};
 use crate::kernel::check::reject;
-use crate::kernel::{Kernel, emulate, lock};
+use crate::kernel::sharded::{Sharded, ShardedMap, shard_count};
+use crate::kernel::{Kernel, emulate};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
 use crate::ntoskrnl::status;
@@ -74,20 +74,27 @@ pub(crate) struct NameRecord {
     acquired_by: &'static str,
 }
 
-/// Every name structure of a run.
+/// Every name structure of a run, sharded by address: every name query and release of every
+/// I/O thread comes here.
 pub(crate) struct NameTable {
-    live: HashMap<usize, NameRecord>,
+    live: ShardedMap<NameRecord>,
     /// Released structures: their name, and their memory (kept, poisoned).
-    retired: Retired<(String, GuestAlloc)>,
+    retired: Sharded<Retired<(String, GuestAlloc)>>,
 }
 
 impl Default for NameTable {
     fn default() -> Self {
         Self {
-            live: HashMap::default(),
-            retired: Retired::new(RETIRED_NAMES),
+            live: ShardedMap::default(),
+            retired: Sharded::new(|| Retired::new(RETIRED_NAMES / shard_count())),
         }
     }
+}
+
+/// The bit of a name format (`FLT_FILE_NAME_NORMALIZED`, `_OPENED`, `_SHORT`: 1 to 3) in the
+/// name cache's per-file mask.
+fn format_bit(format: u32) -> u32 {
+    1 << (format & 0x1F)
 }
 
 /// Builds a referenced structure for `name` in `format` and records it.
@@ -154,8 +161,8 @@ fn hand_out(
     );
     let address = memory.address();
     let acquired_by = state::with(|s| s.callback.get());
-    let mut flt = lock(flt_state(k));
-    flt.io.stats.names_acquired += 1;
+    let flt = flt_read(k);
+    flt.io.stats.add(Count::NamesAcquired, 1);
     flt.io.names.live.insert(
         address,
         NameRecord {
@@ -216,10 +223,13 @@ fn query_failure(k: &Kernel, routine: &str, options: u32, format: u32) -> Option
 /// Empties Filter Manager's name cache for `file` (closed), or all of it (`None`: a rename or
 /// link changed names).
 pub(crate) fn purge_name_cache(k: &Kernel, file: Option<usize>) {
-    let cache = &mut lock(flt_state(k)).io.name_cache;
     match file {
-        Some(file) => cache.retain(|&(cached, _)| cached != file),
-        None => cache.clear(),
+        Some(file) => {
+            flt_read(k).io.name_cache.remove(file);
+        }
+        None => {
+            flt_write(k).io.name_cache.drain();
+        }
     }
 }
 
@@ -247,11 +257,7 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
             Ok(format) => format,
             Err(status) => return status,
         };
-        if !lock(flt_state(k))
-            .io
-            .in_flight
-            .contains_key(&(data as usize))
-        {
+        if !flt_read(k).io.in_flight.contains(data as usize) {
             if crate::fltmgr::draining::misuse_of_drained_copy(
                 k,
                 "FltGetFileNameInformation",
@@ -279,7 +285,10 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
             return STATUS_FLT_INVALID_NAME_REQUEST;
         }
         let file = iopb_file(&iopb);
-        let cached = lock(flt_state(k)).io.name_cache.contains(&(file, format));
+        let cached = flt_read(k)
+            .io
+            .name_cache
+            .with(file, |formats| formats.is_some_and(|f| *f & format_bit(format) != 0));
         if crate::kernel::apc::all_apcs_disabled() && !cached {
             // With all APCs disabled only the cache can answer (Remarks, cited above).
             return STATUS_FLT_INVALID_NAME_REQUEST;
@@ -292,7 +301,13 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
         let resolved = name_of(k, file, format);
         match resolved {
             Ok((name, device_len)) => {
-                lock(flt_state(k)).io.name_cache.insert((file, format));
+                let flt = flt_read(k);
+                let cached = flt.io.name_cache.with(file, |formats| {
+                    formats.map(|f| *f |= format_bit(format)).is_some()
+                });
+                if !cached {
+                    flt.io.name_cache.insert(file, format_bit(format));
+                }
                 guest::write(out, hand_out(k, name, device_len, format));
                 STATUS_SUCCESS
             }
@@ -307,22 +322,33 @@ fn iopb_file(iopb: &FLT_IO_PARAMETER_BLOCK) -> usize {
 
 /// The full name of `file` in `format` and the length of its device-name prefix.
 fn name_of(k: &Kernel, file: usize, format: u32) -> Result<(String, usize), NTSTATUS> {
-    let flt = lock(flt_state(k));
-    let record = flt.io.files.get(&file).ok_or(STATUS_INVALID_PARAMETER)?;
+    let flt = flt_read(k);
+    let (volume, fs_handle, by_id, opened_path) = flt
+        .io
+        .files
+        .with(file, |record| {
+            record.map(|r| {
+                let opened = (format != FLT_FILE_NAME_NORMALIZED || r.fs_handle.is_none())
+                    .then(|| r.opened_path.clone());
+                (r.volume, r.fs_handle, r.by_id, opened)
+            })
+        })
+        .ok_or(STATUS_INVALID_PARAMETER)?;
     let volume = flt
         .io
         .volumes
-        .get(record.volume.0)
+        .get(volume.0)
         .ok_or(status::VOLUME_DISMOUNTED)?;
     let path = if format == FLT_FILE_NAME_NORMALIZED {
-        match record.fs_handle.and_then(|h| volume.fs.name_of(h)) {
+        let files = volume.files();
+        match fs_handle.and_then(|h| files.name_of(h)) {
             Some(name) => name,
             // An open by file ID has no path before the file is open.
-            None if record.by_id => return Err(status::OBJECT_PATH_NOT_FOUND),
-            None => volume.fs.normalize(&record.opened_path)?,
+            None if by_id => return Err(status::OBJECT_PATH_NOT_FOUND),
+            None => files.normalize(opened_path.as_deref().unwrap_or_default())?,
         }
     } else {
-        record.opened_path.clone()
+        opened_path.unwrap_or_default()
     };
     Ok((
         format!("{}{path}", volume.device_name),
@@ -364,13 +390,17 @@ pub(crate) extern "win64" fn flt_get_destination_file_name_information(
             return STATUS_NOT_SUPPORTED;
         }
         let (fs_handle, volume) = {
-            let flt = lock(flt_state(k));
-            let Some(record) = flt.io.files.get(&(file as usize)) else {
+            let flt = flt_read(k);
+            let Some((file_volume, fs_handle)) = flt
+                .io
+                .files
+                .with(file as usize, |r| r.map(|r| (r.volume, r.fs_handle)))
+            else {
                 drop(flt);
                 reject!(k, rule => STATUS_INVALID_PARAMETER, "{file:p} is not an open file object");
             };
             match flt.io.instance(instance as usize) {
-                Some((volume, _)) if volume == record.volume => (record.fs_handle, volume),
+                Some((volume, _)) if volume == file_volume => (fs_handle, volume),
                 _ => {
                     drop(flt);
                     reject!(k, rule => STATUS_INVALID_PARAMETER,
@@ -391,11 +421,11 @@ pub(crate) extern "win64" fn flt_get_destination_file_name_information(
             return status;
         }
         let resolved = {
-            let flt = lock(flt_state(k));
+            let flt = flt_read(k);
             let v = &flt.io.volumes[volume.0];
             fs_handle
                 .ok_or(status::INVALID_DEVICE_REQUEST)
-                .and_then(|h| v.fs.resolve_target(h, &target))
+                .and_then(|h| v.files().resolve_target(h, &target))
                 .map(|path| (format!("{}{path}", v.device_name), v.device_name.len()))
         };
         match resolved {
@@ -412,23 +442,32 @@ pub(crate) extern "win64" fn flt_get_destination_file_name_information(
 pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_NAME_INFORMATION) {
     emulate(Routine::FltReleaseFileNameInformation, |k| {
         let address = info as usize;
-        let mut flt = lock(flt_state(k));
-        let names = &mut flt.io.names;
-        if let Some(record) = names.live.get_mut(&address) {
+        let flt = flt_read(k);
+        let names = &flt.io.names;
+        let released = names.live.with(address, |record| {
+            let record = record?;
             record.references -= 1;
-            if record.references == 0
-                && let Some(record) = names.live.remove(&address)
-            {
+            Some(record.references == 0)
+        });
+        if let Some(last) = released {
+            if last && let Some(record) = names.live.remove(address) {
                 // SAFETY: the structure's own memory, `len` bytes, owned by the record.
                 unsafe {
                     std::ptr::write_bytes(record.memory.as_ptr::<u8>(), RELEASED_FILL, record.len);
                 };
-                names.retired.insert(address, (record.name, record.memory));
+                names
+                    .retired
+                    .lock(address)
+                    .insert(address, (record.name, record.memory));
             }
-            flt.io.stats.names_released += 1;
+            flt.io.stats.add(Count::NamesReleased, 1);
             return;
         }
-        let retired = names.retired.get(address).map(|(name, _)| name.clone());
+        let retired = names
+            .retired
+            .lock(address)
+            .get(address)
+            .map(|(name, _)| name.clone());
         drop(flt);
         match retired {
                 Some(name) => k.violation(
@@ -448,8 +487,8 @@ pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_N
 /// Reports name structures still referenced (at `FltUnregisterFilter`) and frees them.
 pub(crate) fn report_leaks(k: &Kernel, when: &str) {
     let leaked: Vec<NameRecord> = {
-        let mut flt = lock(flt_state(k));
-        flt.io.names.live.drain().map(|(_, r)| r).collect()
+        let mut flt = flt_write(k);
+        flt.io.names.live.drain().into_iter().map(|(_, r)| r).collect()
     };
     for record in leaked {
         k.violation(

@@ -21,7 +21,7 @@ use vigil_sys::{
 
 use crate::fltmgr::ServerPortRecord;
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::kernel::check::reject;
 use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
@@ -42,7 +42,7 @@ pub(crate) extern "win64" fn flt_create_communication_port(
     max_connections: i32,
 ) -> NTSTATUS {
     emulate(Routine::FltCreateCommunicationPort, |k| {
-        if lock(flt_state(k)).live_filter(filter as usize).is_none() {
+        if flt_write(k).live_filter(filter as usize).is_none() {
             reject!(k, "a registered filter" => STATUS_INVALID_PARAMETER, "Filter {filter:p}");
         }
         if port_out.is_null() {
@@ -74,7 +74,7 @@ pub(crate) extern "win64" fn flt_create_communication_port(
             );
         }
         let access = match crate::fltmgr::security::port_access(
-            &lock(flt_state(k)),
+            &flt_write(k),
             attrs.SecurityDescriptor,
         ) {
             Ok(access) => access,
@@ -91,7 +91,7 @@ pub(crate) extern "win64" fn flt_create_communication_port(
             reject!(k, "MaxConnections > 0" => STATUS_INVALID_PARAMETER,
                 "MaxConnections {max_connections}");
         }
-        if lock(flt_state(k))
+        if flt_write(k)
             .ports
             .values()
             .any(|p| !p.closed && p.name.eq_ignore_ascii_case(&name))
@@ -106,7 +106,7 @@ pub(crate) extern "win64" fn flt_create_communication_port(
         }
         let handle = GuestAlloc::zeroed(64);
         let address = handle.address();
-        lock(flt_state(k)).ports.insert(
+        flt_write(k).ports.insert(
             address,
             ServerPortRecord {
                 handle,
@@ -131,7 +131,7 @@ pub(crate) extern "win64" fn flt_close_communication_port(port: PFLT_PORT) {
     emulate(Routine::FltCloseCommunicationPort, |k| {
         k.check_teardown_race("FltCloseCommunicationPort");
         let problem = {
-            let mut flt = lock(flt_state(k));
+            let mut flt = flt_write(k);
             match flt.ports.get_mut(&(port as usize)) {
                 None => Some(format!("{port:p} is not a server port")),
                 Some(record) if record.closed => {
@@ -332,7 +332,7 @@ fn queue_message(
     message: PendingMessage,
 ) -> Result<(usize, u64), NTSTATUS> {
     let target = {
-        let mut guard = lock(flt_state(k));
+        let mut guard = flt_write(k);
         let flt = &mut *guard;
         // Read again under the lock: FltCloseClientPort writes NULL under it.
         let port = guest::read(port_variable) as usize;
@@ -400,7 +400,7 @@ fn wait_for_delivery(
 ) -> Result<Option<Vec<u8>>, NTSTATUS> {
     let mut outcome = None;
     let completed = k.wait_until(deadline, "FltSendMessage", || {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let Some(record) = flt.client_ports.get_mut(&port) else {
             outcome = Some(Err(STATUS_PORT_DISCONNECTED));
             return true;
@@ -419,7 +419,7 @@ fn wait_for_delivery(
     });
     if !completed {
         // Too late: the message is withdrawn, and a reply to it finds no waiter.
-        if let Some(record) = lock(flt_state(k)).client_ports.get_mut(&port) {
+        if let Some(record) = flt_write(k).client_ports.get_mut(&port) {
             record.messages.remove(&id);
         }
         k.notify_waiters();
@@ -485,7 +485,7 @@ pub(crate) extern "win64" fn flt_send_message(
     timeout: *mut LARGE_INTEGER,
 ) -> NTSTATUS {
     emulate(Routine::FltSendMessage, |k| {
-        if lock(flt_state(k)).live_filter(filter as usize).is_none() {
+        if flt_write(k).live_filter(filter as usize).is_none() {
             k.violation(
                 ViolationKind::InvalidHandle,
                 "FltSendMessage: a registered filter",
@@ -562,7 +562,7 @@ pub(crate) extern "win64" fn flt_close_client_port(
         }
         let _ = guest::read(port_variable);
         let problem = {
-            let mut flt = lock(flt_state(k));
+            let mut flt = flt_write(k);
             let filter_known = flt.filters.contains_key(&(filter as usize));
             let port = guest::read(port_variable) as usize;
             match flt.client_ports.get_mut(&port) {
@@ -596,7 +596,7 @@ pub(crate) extern "win64" fn flt_close_client_port(
 /// process), once, then checks that the callback closed the port (RULES.md, rule 5).
 pub(crate) fn notify_disconnect(k: &Kernel, port: usize) {
     let call = {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let unregistered = flt
             .client_ports
             .get(&port)
@@ -629,7 +629,7 @@ pub(crate) fn notify_disconnect(k: &Kernel, port: usize) {
             })
         });
         let open = {
-            let mut flt = lock(flt_state(k));
+            let mut flt = flt_write(k);
             let record = flt.client_ports.get_mut(&port);
             let open = record.as_ref().is_some_and(|r| !r.closed_by_driver);
             if let Some(record) = record {
@@ -644,7 +644,7 @@ pub(crate) fn notify_disconnect(k: &Kernel, port: usize) {
                 format!("client port {port:#x}: client port not closed by the disconnect callback"),
             );
         }
-    } else if let Some(record) = lock(flt_state(k)).client_ports.get_mut(&port) {
+    } else if let Some(record) = flt_write(k).client_ports.get_mut(&port) {
         record.callbacks_in_flight -= 1;
     }
     k.notify_waiters();
@@ -670,13 +670,13 @@ pub(crate) fn unregister_client_ports(k: &Kernel, filter: usize) {
         None,
         "FltUnregisterFilter waiting for ConnectNotify calls in flight",
         || {
-            lock(flt_state(k))
+            flt_write(k)
                 .client_ports
                 .values()
                 .all(|r| r.filter != filter || !r.connecting)
         },
     );
-    let open: Vec<usize> = lock(flt_state(k))
+    let open: Vec<usize> = flt_write(k)
         .client_ports
         .iter()
         .filter(|(_, r)| r.filter == filter && !r.closed_by_driver)
@@ -686,7 +686,7 @@ pub(crate) fn unregister_client_ports(k: &Kernel, filter: usize) {
         notify_disconnect_at_unregister(k, port);
     }
     let still_open: Vec<String> = {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let mut names = Vec::new();
         for (port, record) in flt
             .client_ports
@@ -708,7 +708,7 @@ pub(crate) fn unregister_client_ports(k: &Kernel, filter: usize) {
         );
     }
     k.wait_until(None, "FltUnregisterFilter draining port callbacks", || {
-        lock(flt_state(k))
+        flt_write(k)
             .client_ports
             .values()
             .filter(|r| r.filter == filter)
@@ -721,7 +721,7 @@ fn notify_disconnect_at_unregister(k: &Kernel, port: usize) {
     // At unregister the filter is already marked unregistered; the callback is still called
     // (FltMgr calls it "when the minifilter is about to be unloaded").
     let call = {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         match flt.client_ports.get_mut(&port) {
             Some(record)
                 if !record.closed_by_driver
@@ -752,7 +752,7 @@ fn notify_disconnect_at_unregister(k: &Kernel, port: usize) {
 /// closed); returns their descriptions for the leak report.
 pub(crate) fn close_client_ports_of_gone_driver(k: &Kernel) -> Vec<String> {
     let names = {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let mut names = Vec::new();
         for (port, record) in flt
             .client_ports

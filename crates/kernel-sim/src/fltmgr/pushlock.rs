@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use vigil_sys::EX_PUSH_LOCK;
 
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::kernel::{Kernel, emulate, ensure_thread_id, lock};
 use crate::machine::guest;
 use crate::machine::state::{self, Abandon};
@@ -47,7 +47,7 @@ pub(crate) struct PushLock {
 }
 
 fn get_or_create(k: &Kernel, address: usize, routine: &str) -> Arc<PushLock> {
-    let mut flt = lock(flt_state(k));
+    let mut flt = flt_write(k);
     if let Some(found) = flt.push_locks.get(&address) {
         return Arc::clone(found);
     }
@@ -66,7 +66,7 @@ fn get_or_create(k: &Kernel, address: usize, routine: &str) -> Arc<PushLock> {
 pub(crate) extern "win64" fn flt_initialize_push_lock(push_lock: *mut EX_PUSH_LOCK) {
     emulate(Routine::FltInitializePushLock, |k| {
         guest::write(push_lock, 0);
-        let previous = lock(flt_state(k))
+        let previous = flt_write(k)
             .push_locks
             .insert(push_lock as usize, Arc::new(PushLock::default()));
         if let Some(previous) = previous {
@@ -86,7 +86,7 @@ pub(crate) extern "win64" fn flt_initialize_push_lock(push_lock: *mut EX_PUSH_LO
 /// `FltDeletePushLock`: IRQL <= APC_LEVEL.
 pub(crate) extern "win64" fn flt_delete_push_lock(push_lock: *mut EX_PUSH_LOCK) {
     emulate(Routine::FltDeletePushLock, |k| {
-        let removed = lock(flt_state(k)).push_locks.remove(&(push_lock as usize));
+        let removed = flt_write(k).push_locks.remove(&(push_lock as usize));
         match removed {
             None => k.violation(
                 ViolationKind::Parameter,
@@ -257,7 +257,7 @@ pub(crate) extern "win64" fn flt_release_push_lock(push_lock: *mut EX_PUSH_LOCK)
 /// acquire entered.
 fn release(k: &Kernel, push_lock: *mut EX_PUSH_LOCK, routine: &str) {
     let me = ensure_thread_id();
-    let found = lock(flt_state(k))
+    let found = flt_write(k)
         .push_locks
         .get(&(push_lock as usize))
         .cloned();
@@ -290,7 +290,7 @@ fn release(k: &Kernel, push_lock: *mut EX_PUSH_LOCK, routine: &str) {
 /// to queue before they check what it holds back).
 #[cfg(test)]
 pub(crate) fn exclusive_waiters(k: &Kernel, address: usize) -> usize {
-    lock(flt_state(k))
+    flt_write(k)
         .push_locks
         .get(&address)
         .map_or(0, |found| lock(&found.owners).exclusive_waiters)
@@ -298,7 +298,7 @@ pub(crate) fn exclusive_waiters(k: &Kernel, address: usize) -> usize {
 
 /// Threads waiting for exclusive access, over every push lock of the run.
 pub(crate) fn all_exclusive_waiters(k: &Kernel) -> usize {
-    let locks: Vec<Arc<PushLock>> = lock(flt_state(k)).push_locks.values().cloned().collect();
+    let locks: Vec<Arc<PushLock>> = flt_write(k).push_locks.values().cloned().collect();
     locks
         .iter()
         .map(|found| lock(&found.owners).exclusive_waiters)

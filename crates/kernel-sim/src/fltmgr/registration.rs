@@ -12,7 +12,7 @@ use vigil_sys::{
 
 use crate::config::RegistryValue;
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::fltmgr::{ContextRegistration, FilterRecord, Operation};
 use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
@@ -317,7 +317,7 @@ pub(crate) extern "win64" fn flt_register_filter(
             Ok(config) => config,
             Err(status) => return status,
         };
-        if lock(flt_state(k)).any_registered() {
+        if flt_write(k).any_registered() {
             k.violation(
                 ViolationKind::Registration,
                 "FltRegisterFilter: a driver registers one filter",
@@ -329,7 +329,7 @@ pub(crate) extern "win64" fn flt_register_filter(
         }
         let handle = GuestAlloc::zeroed(64);
         let address = handle.address();
-        lock(flt_state(k)).filters.insert(
+        flt_write(k).filters.insert(
             address,
             FilterRecord {
                 handle,
@@ -363,7 +363,7 @@ pub(crate) extern "win64" fn flt_register_filter(
 /// `FltStartFiltering`: IRQL <= APC_LEVEL. `STATUS_INVALID_PARAMETER` if already started.
 pub(crate) extern "win64" fn flt_start_filtering(filter: PFLT_FILTER) -> NTSTATUS {
     emulate(Routine::FltStartFiltering, |k| {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let Some(record) = flt.live_filter(filter as usize) else {
             drop(flt);
             k.violation(
@@ -397,7 +397,7 @@ pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
     emulate(Routine::FltUnregisterFilter, |k| {
         k.check_teardown_race("FltUnregisterFilter");
         let open_ports: Vec<String> = {
-            let mut flt = lock(flt_state(k));
+            let mut flt = flt_write(k);
             if flt.live_filter(filter as usize).is_none() {
                 let known = flt.filters.contains_key(&(filter as usize));
                 drop(flt);

@@ -13,7 +13,7 @@ use vigil_sys::{
 };
 
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 
 /// The account a client process runs as, for the port's access check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -98,7 +98,7 @@ pub(crate) extern "win64" fn flt_build_default_security_descriptor(
         }
         let memory = GuestAlloc::zeroed(64);
         let address = memory.address();
-        lock(flt_state(k)).security_descriptors.insert(
+        flt_write(k).security_descriptors.insert(
             address,
             SecurityDescriptorRecord {
                 memory,
@@ -115,7 +115,7 @@ pub(crate) extern "win64" fn flt_build_default_security_descriptor(
 pub(crate) extern "win64" fn flt_free_security_descriptor(descriptor: PSECURITY_DESCRIPTOR) {
     emulate(Routine::FltFreeSecurityDescriptor, |k| {
         let problem = {
-            let mut flt = lock(flt_state(k));
+            let mut flt = flt_write(k);
             match flt.security_descriptors.get_mut(&(descriptor as usize)) {
                 None => Some(format!(
                     "{descriptor:p} was not built by FltBuildDefaultSecurityDescriptor"

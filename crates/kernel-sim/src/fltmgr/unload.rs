@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::config::UnloadKind;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::kernel::{Kernel, RawUnload, lock};
 use crate::machine::state;
 
@@ -21,13 +21,13 @@ pub(crate) fn unload_flags(kind: UnloadKind) -> u32 {
 
 /// Runs the filter's unload callback on this thread (marked as the unload thread).
 pub(crate) fn run_unload_callback(k: &Kernel, kind: UnloadKind) -> RawUnload {
-    let callback = lock(flt_state(k)).unload_callback();
+    let callback = flt_write(k).unload_callback();
     let Some(callback) = callback else {
         return RawUnload::NoCallback;
     };
     let flags = unload_flags(kind);
     // Instance teardown during this unload reports whether it is mandatory.
-    lock(flt_state(k)).io.unload_flags = flags;
+    flt_write(k).io.unload_flags = flags;
     let was = state::with(|s| s.unload_thread.replace(true));
     // SAFETY: `callback` is the FilterUnloadCallback the driver registered; the image is
     // mapped while the kernel runs; FltMgr calls it at PASSIVE_LEVEL with these flags.

@@ -47,7 +47,7 @@ impl Default for RoutineCounters {
 }
 
 /// The calling thread's row: threads take rows in turn, the first time they count.
-fn row_of_this_thread() -> usize {
+pub(crate) fn row_of_this_thread() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static ROW: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;

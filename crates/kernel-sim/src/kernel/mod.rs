@@ -16,6 +16,7 @@ pub(crate) mod counters;
 pub(crate) mod objects;
 pub(crate) mod pause;
 pub(crate) mod routine;
+pub(crate) mod sharded;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -38,6 +39,12 @@ use crate::report::{Violation, ViolationKind};
 /// Locks a mutex, ignoring poisoning (a panic in one driver call must not wedge the run).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The value of a mutex reached through exclusive access (no lock taken), ignoring poisoning.
+pub(crate) fn exclusive<T>(m: &mut Mutex<T>) -> &mut T {
+    m.get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// IRQL names for messages.

@@ -25,9 +25,22 @@ pub(crate) fn upcase_unit(unit: u16) -> u16 {
 }
 
 /// `text` upcased unit by unit, as file names are compared.
+///
+/// Equal to upcasing each UTF-16 unit of `text`: a character outside the BMP is a surrogate
+/// pair, and surrogates map to themselves. Every path the file system resolves comes through
+/// here, so it works per character and never through a UTF-16 buffer.
 pub(crate) fn upcase_str(text: &str) -> String {
-    let units: Vec<u16> = text.encode_utf16().map(upcase_unit).collect();
-    String::from_utf16_lossy(&units)
+    if text.is_ascii() {
+        return text.to_ascii_uppercase();
+    }
+    text.chars()
+        .map(|c| {
+            u16::try_from(u32::from(c))
+                .ok()
+                .and_then(|unit| char::from_u32(u32::from(upcase_unit(unit))))
+                .unwrap_or(c)
+        })
+        .collect()
 }
 
 /// `RtlUpcaseUnicodeChar`: IRQL <= APC_LEVEL (the table is paged)
@@ -49,5 +62,14 @@ mod tests {
         assert_eq!(upcase_unit(0x00df), 0x00df, "ß has no one-unit uppercase");
         assert_eq!(upcase_unit(0xd801), 0xd801, "a surrogate");
         assert_eq!(upcase_str("секрет.txt"), "СЕКРЕТ.TXT");
+        assert_eq!(upcase_str("a\u{10428}ß"), "A\u{10428}ß", "outside the BMP unchanged");
+    }
+
+    #[test]
+    fn upcasing_a_string_equals_upcasing_its_utf16_units() {
+        for text in ["plain.txt", "Ünïcödé_ÿ", "mixed\u{1F600}ǆ", "ﬀ σς"] {
+            let units: Vec<u16> = text.encode_utf16().map(upcase_unit).collect();
+            assert_eq!(upcase_str(text), String::from_utf16_lossy(&units), "{text}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::kernel::lock;
 use crate::report::IoStats;
 use crate::sim::Driver;
@@ -22,6 +22,6 @@ impl Driver {
 
     /// The synthetic I/O counters so far (also in the final [`Report`](crate::report::Report)).
     pub fn io_stats(&self) -> IoStats {
-        lock(flt_state(self.kernel())).io.stats.clone()
+        flt_write(self.kernel()).io.stats.snapshot()
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use vigil_sys::{DRIVER_OBJECT, NT_SUCCESS, PASSIVE_LEVEL, UNICODE_STRING};
 
 use crate::config::{SimConfig, UnloadKind};
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::image::symbols::Symbols;
 use crate::image::{self, LoadError, LoadedImage};
 use crate::kernel::{Kernel, RawUnload, lock};
@@ -288,7 +288,7 @@ impl Driver {
                         ),
                     );
                 }
-                if lock(flt_state(&k)).any_registered() {
+                if flt_write(&k).any_registered() {
                     k.violation(
                         ViolationKind::CallbackContract,
                         "FilterUnloadCallback: unregisters the filter (FltUnregisterFilter) before returning",
@@ -383,7 +383,7 @@ impl Driver {
             driver_calls: k.driver_calls(),
             routine_calls: k.routine_calls(),
             seh_dispatches: k.seh_dispatches(),
-            io: lock(flt_state(k)).io.stats.clone(),
+            io: flt_write(k).io.stats.snapshot(),
             debug_output,
             debug_output_dropped,
         }
@@ -392,7 +392,7 @@ impl Driver {
     /// Test hook: the message-notify callback of the open server port named `name`, to call
     /// with arbitrary arguments (see [`Driver::call_message_notify`]).
     pub fn has_port(&self, name: &str) -> bool {
-        lock(flt_state(&self.kernel))
+        flt_write(&self.kernel)
             .ports
             .values()
             .any(|p| !p.closed && p.name == name)
@@ -425,7 +425,7 @@ impl Driver {
         returned_len: usize,
     ) -> Option<i32> {
         let (message, cookie) = {
-            let flt = lock(flt_state(&self.kernel));
+            let flt = flt_write(&self.kernel);
             let port = flt.ports.values().find(|p| !p.closed && p.name == name)?;
             (port.message, port.cookie as usize)
         };
@@ -509,7 +509,7 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
             format!("after {why}: device object {device:#x} not deleted"),
         );
     }
-    let flt = lock(flt_state(k));
+    let flt = flt_write(k);
     let filters = flt.filters.values().filter(|f| !f.unregistered).count();
     let mut ports: Vec<String> = flt
         .ports

@@ -2,7 +2,7 @@
 //! and what their file systems hold.
 
 use crate::config::VolumeKind;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::fltmgr::instances::{self, InstanceState, VolumeId};
 use crate::kernel::lock;
 use crate::sim::Driver;
@@ -41,7 +41,7 @@ impl Driver {
 
     /// The volume mounted with `device_name` (case-insensitive), if any.
     pub fn volume(&self, device_name: &str) -> Option<VolumeId> {
-        lock(flt_state(self.kernel()))
+        flt_write(self.kernel())
             .io
             .volumes
             .iter()
@@ -51,7 +51,7 @@ impl Driver {
 
     /// Whether the filter has a live instance on `volume`.
     pub fn is_attached(&self, volume: VolumeId) -> bool {
-        lock(flt_state(self.kernel()))
+        flt_write(self.kernel())
             .io
             .volumes
             .get(volume.0)
@@ -89,7 +89,7 @@ impl Driver {
     /// The device names of the mounted volumes the filter has a live instance on, in mount
     /// order (what `fltmc instances` lists).
     pub fn attached_volumes(&self) -> Vec<String> {
-        lock(flt_state(self.kernel()))
+        flt_write(self.kernel())
             .io
             .volumes
             .iter()
@@ -106,7 +106,7 @@ impl Driver {
     /// The default instance `FltRegisterFilter` read from the installed registry: its name and
     /// `Altitude` (None for an image loaded without an INF, or before registration).
     pub fn default_instance(&self) -> Option<(String, String)> {
-        let flt = lock(flt_state(self.kernel()));
+        let flt = flt_write(self.kernel());
         flt.filters
             .values()
             .filter(|f| !f.unregistered)
@@ -116,7 +116,7 @@ impl Driver {
 
     /// The name of the installed instance whose `Altitude` is `altitude`, if any.
     pub fn instance_at_altitude(&self, altitude: &str) -> Option<String> {
-        let flt = lock(flt_state(self.kernel()));
+        let flt = flt_write(self.kernel());
         flt.filters
             .values()
             .filter(|f| !f.unregistered)
@@ -135,7 +135,7 @@ impl Driver {
     pub fn dismount(&self, volume: VolumeId) {
         let k = self.kernel();
         instances::teardown_instance(k, volume, instances::TEARDOWN_VOLUME_DISMOUNT);
-        if let Some(v) = lock(flt_state(k)).io.volumes.get_mut(volume.0) {
+        if let Some(v) = flt_write(k).io.volumes.get_mut(volume.0) {
             v.mounted = false;
         }
     }
@@ -143,7 +143,7 @@ impl Driver {
     /// Whether `path` (volume-relative, `\dir\file`) exists on `volume` (a delete-pending
     /// file still exists until its last handle is cleaned up).
     pub fn file_exists(&self, volume: VolumeId, path: &str) -> bool {
-        lock(flt_state(self.kernel()))
+        flt_write(self.kernel())
             .io
             .volumes
             .get(volume.0)
@@ -153,7 +153,7 @@ impl Driver {
     /// Every name on `volume` with its size and named streams, sorted: a snapshot a test
     /// compares before and after an operation that must change nothing.
     pub fn listing(&self, volume: VolumeId) -> Vec<String> {
-        lock(flt_state(self.kernel()))
+        flt_write(self.kernel())
             .io
             .volumes
             .get(volume.0)
@@ -165,7 +165,7 @@ impl Driver {
     ///
     /// [`Io::create_by_id`]: crate::Io::create_by_id
     pub fn file_id(&self, volume: VolumeId, path: &str) -> Option<u64> {
-        lock(flt_state(self.kernel()))
+        flt_write(self.kernel())
             .io
             .volumes
             .get(volume.0)
@@ -174,7 +174,7 @@ impl Driver {
 
     /// The generated 8.3 short name of the final component of `path` on `volume`, if any.
     pub fn short_name(&self, volume: VolumeId, path: &str) -> Option<String> {
-        lock(flt_state(self.kernel()))
+        flt_write(self.kernel())
             .io
             .volumes
             .get(volume.0)
@@ -183,7 +183,7 @@ impl Driver {
 
     /// The size of the file at `path` on `volume`.
     pub fn file_size(&self, volume: VolumeId, path: &str) -> Option<u64> {
-        lock(flt_state(self.kernel()))
+        flt_write(self.kernel())
             .io
             .volumes
             .get(volume.0)

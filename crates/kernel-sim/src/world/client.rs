@@ -48,7 +48,7 @@ use vigil_sys::{
     STATUS_PORT_DISCONNECTED, STATUS_TIMEOUT,
 };
 
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::fltmgr::ports::{self, ClientPortRecord, MessageState, in_process, scan_for_poison};
 use crate::fltmgr::security::Account;
 use crate::kernel::{Kernel, lock};
@@ -97,7 +97,7 @@ impl Namespace {
             .filter_map(Weak::upgrade)
             .collect();
         let owner = kernels.into_iter().rev().find(|k| {
-            lock(flt_state(k))
+            flt_write(k)
                 .ports
                 .values()
                 .any(|p| !p.closed && p.name.eq_ignore_ascii_case(name))
@@ -473,7 +473,7 @@ fn create_client_port(
     pid: usize,
     account: Account,
 ) -> Result<(usize, usize, usize), ConnectError> {
-    let mut guard = lock(flt_state(k));
+    let mut guard = flt_write(k);
     let flt = &mut *guard;
     let Some((&server, record)) = flt
         .ports
@@ -567,7 +567,7 @@ pub(crate) fn connect(
     });
     let cookie = crate::machine::guest::read(cookie_ptr) as usize;
     let refused = {
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_write(k);
         let record = flt
             .client_ports
             .get_mut(&port)
@@ -635,7 +635,7 @@ impl PortConnection {
 
     /// Whether both ends are still open.
     pub fn is_connected(&self) -> bool {
-        lock(flt_state(&self.kernel))
+        flt_write(&self.kernel)
             .client_ports
             .get(&self.port)
             .is_some_and(ClientPortRecord::is_connected)
@@ -645,7 +645,7 @@ impl PortConnection {
     /// each is a driver thread blocked in `FltSendMessage` (scenarios use it to close the
     /// client while sends are pending).
     pub fn queued_messages(&self) -> usize {
-        lock(flt_state(&self.kernel))
+        flt_write(&self.kernel)
             .client_ports
             .get(&self.port)
             .map_or(0, |r| {
@@ -673,7 +673,7 @@ impl PortConnection {
         let deadline = Instant::now() + timeout;
         let mut result = None;
         host_wait(k, deadline, || {
-            let mut flt = lock(flt_state(k));
+            let mut flt = flt_write(k);
             let Some(record) = flt.client_ports.get_mut(&self.port) else {
                 result = Some(Err(PortError::Disconnected));
                 return true;
@@ -730,7 +730,7 @@ impl PortConnection {
     pub fn reply(&self, message_id: u64, reply: &[u8]) -> Result<(), PortError> {
         let k = &*self.kernel;
         {
-            let mut flt = lock(flt_state(k));
+            let mut flt = flt_write(k);
             let record = flt
                 .client_ports
                 .get_mut(&self.port)
@@ -774,7 +774,7 @@ impl PortConnection {
             return Err(PortError::DriverCrashed);
         }
         let (message, cookie) = {
-            let mut guard = lock(flt_state(k));
+            let mut guard = flt_write(k);
             let flt = &mut *guard;
             let record = flt
                 .client_ports
@@ -795,7 +795,7 @@ impl PortConnection {
             (record.message, record.cookie)
         };
         let result = self.call_message_notify(command, message, cookie);
-        if let Some(record) = lock(flt_state(k)).client_ports.get_mut(&self.port) {
+        if let Some(record) = flt_write(k).client_ports.get_mut(&self.port) {
             record.callbacks_in_flight -= 1;
         }
         k.notify_waiters();
@@ -877,7 +877,7 @@ impl PortConnection {
             return;
         }
         let k = &*self.kernel;
-        if let Some(record) = lock(flt_state(k)).client_ports.get_mut(&self.port) {
+        if let Some(record) = flt_write(k).client_ports.get_mut(&self.port) {
             record.client_closed = true;
             record.messages.clear();
         }

@@ -46,8 +46,8 @@ use vigil_sys::{
 };
 
 use crate::fltmgr::draining::{AwaitingPost, HoldGate};
-use crate::fltmgr::files::{FileRecord, IoState};
-use crate::fltmgr::flt_state;
+use crate::fltmgr::files::{Count, FileRecord, IoState};
+use crate::fltmgr::{flt_read, flt_write};
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId};
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::{self, GuestAlloc};
@@ -55,7 +55,7 @@ use crate::machine::state;
 use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
 use crate::world::fs::{FileSystem, REPLACE_IF_EXISTS};
-use crate::world::volumes::fs_mut;
+use crate::world::volumes::fs_of;
 
 /// `IO_TYPE_FILE`.
 const IO_TYPE_FILE: i16 = 5;
@@ -157,7 +157,7 @@ impl BlockAddresses {
 }
 
 /// What the file-system step of an operation reads and changes.
-type FsStep<'a> = &'a mut dyn FnMut(&mut IoState, usize) -> (NTSTATUS, usize);
+type FsStep<'a> = &'a mut dyn FnMut(&IoState, usize) -> (NTSTATUS, usize);
 
 type PreCallback =
     unsafe extern "win64" fn(*mut FLT_CALLBACK_DATA, *const FLT_RELATED_OBJECTS, *mut PVOID) -> i32;
@@ -175,8 +175,13 @@ fn callback_names(major: u8) -> (&'static str, &'static str) {
     }
 }
 
+/// `text` as UTF-16LE bytes, sized once (every create names its file object this way).
 fn utf16_bytes(text: &str) -> Vec<u8> {
-    text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    let mut bytes = Vec::with_capacity(text.len() * 2);
+    for unit in text.encode_utf16() {
+        bytes.extend_from_slice(&unit.to_le_bytes());
+    }
+    bytes
 }
 
 /// Issues synthetic I/O as one requestor. Cheap to create; usable from any thread (several
@@ -225,15 +230,14 @@ impl Io {
     ) -> Result<Begun, NTSTATUS> {
         let k = &self.kernel;
         let crashed = k.crashed.load(Ordering::Acquire);
-        let mut flt = lock(flt_state(k));
-        let flt = &mut *flt;
+        let flt = flt_read(k);
         let v = flt
             .io
             .volumes
-            .get_mut(volume.0)
+            .get(volume.0)
             .filter(|v| v.mounted)
             .ok_or(status::VOLUME_DISMOUNTED)?;
-        flt.io.stats.operations += 1;
+        flt.io.stats.add(Count::Operations, 1);
         let mut begun = Begun {
             dispatch: None,
             filter: v.instance.as_ref().map_or(0, |i| i.filter),
@@ -241,7 +245,7 @@ impl Io {
         };
         let Some(instance) = v
             .instance
-            .as_mut()
+            .as_ref()
             .filter(|i| i.state == InstanceState::Live)
         else {
             return Ok(begun);
@@ -264,7 +268,9 @@ impl Io {
         {
             return Ok(begun);
         }
-        instance.in_flight += 1;
+        // Counted under the shared lock: a teardown changes the state under the exclusive
+        // one, so it sees every operation that saw the instance live.
+        instance.in_flight.fetch_add(1, Ordering::AcqRel);
         begun.dispatch = Some(Dispatch {
             pre: operation.pre,
             post: operation.post,
@@ -272,7 +278,7 @@ impl Io {
         });
         flt.io.in_flight.insert(data, self.requestor.pid);
         if operation.pre != 0 {
-            flt.io.stats.pre_callbacks += 1;
+            flt.io.stats.add(Count::PreCallbacks, 1);
         }
         Ok(begun)
     }
@@ -281,19 +287,23 @@ impl Io {
         // Only a teardown waits for operations in flight: waking every waiter (a driver's
         // threads in their timed waits) after each operation would cost more than the I/O.
         let draining = {
-            let mut flt = lock(flt_state(&self.kernel));
-            flt.io.in_flight.remove(&data);
+            let flt = flt_read(&self.kernel);
+            flt.io.in_flight.remove(data);
             // A drained operation no longer counts against its instance (the teardown took it
             // off, and the volume may have a new instance by now).
-            if flt.io.posts.take_drained(data) {
+            if lock(&flt.io.posts).take_drained(data) {
                 return;
             }
             flt.io
                 .volumes
-                .get_mut(volume.0)
-                .and_then(|v| v.instance.as_mut())
+                .get(volume.0)
+                .and_then(|v| v.instance.as_ref())
                 .is_none_or(|instance| {
-                    instance.in_flight = instance.in_flight.saturating_sub(1);
+                    let _ = instance.in_flight.fetch_update(
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                        |n| Some(n.saturating_sub(1)),
+                    );
                     instance.state == InstanceState::TearingDown
                 })
         };
@@ -382,10 +392,9 @@ impl Io {
         if let (Some(d), Some(post_irql)) = (&dispatch, post_at) {
             // Unless a teardown drained the operation meanwhile (its post already ran).
             let post_now = {
-                let mut flt = lock(flt_state(k));
-                let io = &mut flt.io;
-                let post_now = io.posts.begin_post(at.data);
-                io.stats.post_callbacks += u64::from(post_now);
+                let flt = flt_read(k);
+                let post_now = lock(&flt.io.posts).begin_post(at.data);
+                flt.io.stats.add(Count::PostCallbacks, u64::from(post_now));
                 post_now
             };
             if post_now {
@@ -409,8 +418,8 @@ impl Io {
         at: &BlockAddresses,
     ) {
         let tearing_down = {
-            let mut flt = lock(flt_state(&self.kernel));
-            flt.io.posts.await_post(
+            let flt = flt_read(&self.kernel);
+            lock(&flt.io.posts).await_post(
                 at.data,
                 AwaitingPost {
                     instance: d.instance,
@@ -436,15 +445,15 @@ impl Io {
     /// [`Driver::hold_file_system`]: crate::Driver::hold_file_system
     fn file_system(&self, filtered: bool, fs_step: FsStep<'_>, base: usize) -> (NTSTATUS, usize) {
         let k = &self.kernel;
-        let mut flt = lock(flt_state(k));
+        let mut flt = flt_read(k);
         if filtered {
             while let Some(gate) = flt.io.fs_hold.clone() {
                 drop(flt);
                 gate.wait();
-                flt = lock(flt_state(k));
+                flt = flt_read(k);
             }
         }
-        fs_step(&mut flt.io, base)
+        fs_step(&flt.io, base)
     }
 
     /// Fills an operation's block: the callback data (status pending as success), the
@@ -639,7 +648,7 @@ impl Io {
     }
 
     fn volume_device(&self, volume: VolumeId) -> Option<(usize, String)> {
-        let flt = lock(flt_state(&self.kernel));
+        let flt = flt_read(&self.kernel);
         flt.io
             .volumes
             .get(volume.0)
@@ -695,20 +704,19 @@ impl Io {
             return Err(STATUS_INVALID_PARAMETER);
         }
         let base = {
-            let flt = lock(flt_state(&self.kernel));
-            let record = flt
+            let flt = flt_read(&self.kernel);
+            let fs_handle = flt
                 .io
                 .files
-                .get(&directory.file_object)
+                .with(directory.file_object, |r| r.map(|r| r.fs_handle))
                 .ok_or(status::INVALID_HANDLE)?;
             let volume = flt
                 .io
                 .volumes
                 .get(directory.volume.0)
                 .ok_or(status::VOLUME_DISMOUNTED)?;
-            record
-                .fs_handle
-                .and_then(|h| volume.fs.name_of(h))
+            fs_handle
+                .and_then(|h| volume.files().name_of(h))
                 .ok_or(status::FILE_CLOSED)?
         };
         let full = if base == "\\" {
@@ -797,10 +805,7 @@ impl Io {
         unsafe { object.as_ptr::<FILE_OBJECT>().write(value) };
         let mut record = FileRecord::new(object, name, volume, opened_path);
         record.by_id = matches!(target, CreateTarget::Id(_));
-        lock(flt_state(&self.kernel))
-            .io
-            .files
-            .insert(file_object, record);
+        flt_read(&self.kernel).io.files.insert(file_object, record);
         let parameters = FLT_PARAMETERS {
             Create: FLT_PARAMETERS_CREATE {
                 SecurityContext: std::ptr::null_mut(),
@@ -814,20 +819,20 @@ impl Io {
                 AllocationSize: 0,
             },
         };
-        let mut step = |io: &mut IoState, base: usize| {
+        let mut step = |io: &IoState, base: usize| {
             let options_at = base
                 + offset_of!(OperationBlock, iopb)
                 + offset_of!(FLT_IO_PARAMETER_BLOCK, Parameters)
                 + offset_of!(FLT_PARAMETERS_CREATE, Options);
             let options = guest::read(options_at as *const u32);
-            let Some(v) = io.volumes.get_mut(volume.0) else {
+            let Some(v) = io.volumes.get(volume.0) else {
                 return (status::VOLUME_DISMOUNTED, 0);
             };
             let created = match target {
                 CreateTarget::Path(path) => {
-                    fs_mut(v).create(path, options >> 24, options & 0x00FF_FFFF)
+                    fs_of(v).create(path, options >> 24, options & 0x00FF_FFFF)
                 }
-                CreateTarget::Id(id) => fs_mut(v).create_by_id(
+                CreateTarget::Id(id) => fs_of(v).create_by_id(
                     *id,
                     options >> 24,
                     options & 0x00FF_FFFF & !FILE_OPEN_BY_FILE_ID,
@@ -835,10 +840,12 @@ impl Io {
             };
             match created {
                 Ok((handle, information)) => {
-                    if let Some(record) = io.files.get_mut(&file_object) {
-                        record.fs_handle = Some(handle);
-                        record.open = true;
-                    }
+                    io.files.with(file_object, |record| {
+                        if let Some(record) = record {
+                            record.fs_handle = Some(handle);
+                            record.open = true;
+                        }
+                    });
                     (STATUS_SUCCESS, information)
                 }
                 Err(status) => (status, 0),
@@ -854,11 +861,10 @@ impl Io {
             desired_access,
             &mut step,
         );
-        let canceled = lock(flt_state(&self.kernel))
+        let canceled = flt_read(&self.kernel)
             .io
             .files
-            .get(&file_object)
-            .is_some_and(|r| r.canceled);
+            .with(file_object, |r| r.is_some_and(|r| r.canceled));
         if canceled && NT_SUCCESS(status) {
             self.kernel.violation(
                 ViolationKind::CallbackStatus,
@@ -867,10 +873,12 @@ impl Io {
             );
         }
         if NT_SUCCESS(status) && !canceled {
-            if let Some(record) = lock(flt_state(&self.kernel)).io.files.get_mut(&file_object) {
-                // A filter that completed the create successfully owns the open.
-                record.open = true;
-            }
+            flt_read(&self.kernel).io.files.with(file_object, |record| {
+                if let Some(record) = record {
+                    // A filter that completed the create successfully owns the open.
+                    record.open = true;
+                }
+            });
             Ok(FileHandle {
                 file_object,
                 volume,
@@ -891,7 +899,7 @@ impl Io {
     fn discard(&self, file_object: usize) {
         crate::fltmgr::contexts::release_file_contexts(&self.kernel, file_object);
         crate::fltmgr::names::purge_name_cache(&self.kernel, Some(file_object));
-        let record = lock(flt_state(&self.kernel)).io.files.remove(&file_object);
+        let record = flt_read(&self.kernel).io.files.remove(file_object);
         drop(record);
     }
 
@@ -902,16 +910,16 @@ impl Io {
         file: &FileHandle,
         after_cleanup_ok: bool,
     ) -> Result<Option<FsHandle>, NTSTATUS> {
-        let flt = lock(flt_state(&self.kernel));
-        let record = flt
+        flt_read(&self.kernel)
             .io
             .files
-            .get(&file.file_object)
-            .ok_or(status::FILE_CLOSED)?;
-        if record.cleaned_up && !after_cleanup_ok {
-            return Err(status::FILE_CLOSED);
-        }
-        Ok(record.fs_handle)
+            .with(file.file_object, |record| {
+                let record = record.ok_or(status::FILE_CLOSED)?;
+                if record.cleaned_up && !after_cleanup_ok {
+                    return Err(status::FILE_CLOSED);
+                }
+                Ok(record.fs_handle)
+            })
     }
 
     /// `IRP_MJ_WRITE` of `data` at `offset`, at PASSIVE_LEVEL. Returns the final status.
@@ -947,15 +955,15 @@ impl Io {
             },
         };
         let volume = file.volume;
-        let mut step = |io: &mut IoState, base: usize| {
+        let mut step = |io: &IoState, base: usize| {
             let write_at = base
                 + offset_of!(OperationBlock, iopb)
                 + offset_of!(FLT_IO_PARAMETER_BLOCK, Parameters);
             let write = guest::read(write_at as *const FLT_PARAMETERS_WRITE);
-            let (Some(v), Some(handle)) = (io.volumes.get_mut(volume.0), fs_handle) else {
+            let (Some(v), Some(handle)) = (io.volumes.get(volume.0), fs_handle) else {
                 return (status::INVALID_DEVICE_REQUEST, 0);
             };
-            match fs_mut(v).write(
+            match fs_of(v).write(
                 handle,
                 u64::try_from(write.ByteOffset).unwrap_or(0),
                 u64::from(write.Length),
@@ -1023,15 +1031,15 @@ impl Io {
             },
         };
         let volume = file.volume;
-        let mut step = |io: &mut IoState, base: usize| {
+        let mut step = |io: &IoState, base: usize| {
             let at = base
                 + offset_of!(OperationBlock, iopb)
                 + offset_of!(FLT_IO_PARAMETER_BLOCK, Parameters);
             let p = guest::read(at as *const FLT_PARAMETERS_SET_FILE_INFORMATION);
-            let (Some(v), Some(handle)) = (io.volumes.get_mut(volume.0), fs_handle) else {
+            let (Some(v), Some(handle)) = (io.volumes.get(volume.0), fs_handle) else {
                 return (status::INVALID_DEVICE_REQUEST, 0);
             };
-            let result = apply_set_information(fs_mut(v), handle, &p);
+            let result = apply_set_information(&mut fs_of(v), handle, &p);
             (result.err().unwrap_or(STATUS_SUCCESS), 0)
         };
         self.perform(
@@ -1130,9 +1138,9 @@ impl Io {
         };
         let volume = file.volume;
         let file_object = file.file_object;
-        let mut step = |io: &mut IoState, _base: usize| {
-            let result = match (io.volumes.get_mut(volume.0), fs_handle) {
-                (Some(v), Some(handle)) => fs_mut(v).cleanup(handle),
+        let mut step = |io: &IoState, _base: usize| {
+            let result = match (io.volumes.get(volume.0), fs_handle) {
+                (Some(v), Some(handle)) => fs_of(v).cleanup(handle),
                 _ => Ok(()),
             };
             (result.err().unwrap_or(STATUS_SUCCESS), 0)
@@ -1148,9 +1156,11 @@ impl Io {
             0,
             &mut step,
         );
-        if let Some(record) = lock(flt_state(&self.kernel)).io.files.get_mut(&file_object) {
-            record.cleaned_up = true;
-        }
+        flt_read(&self.kernel).io.files.with(file_object, |record| {
+            if let Some(record) = record {
+                record.cleaned_up = true;
+            }
+        });
         status
     }
 
@@ -1165,18 +1175,17 @@ impl Io {
         let Ok(fs_handle) = self.file_state(&file, true) else {
             return;
         };
-        let cleaned_up = lock(flt_state(&self.kernel))
+        let cleaned_up = flt_read(&self.kernel)
             .io
             .files
-            .get(&file.file_object)
-            .is_some_and(|r| r.cleaned_up);
+            .with(file.file_object, |r| r.is_some_and(|r| r.cleaned_up));
         if !cleaned_up {
             let _ = self.cleanup(&file);
         }
         let (file_object, volume) = (file.file_object, file.volume);
-        let mut step = |io: &mut IoState, _base: usize| {
-            if let (Some(v), Some(handle)) = (io.volumes.get_mut(volume.0), fs_handle) {
-                fs_mut(v).close(handle);
+        let mut step = |io: &IoState, _base: usize| {
+            if let (Some(v), Some(handle)) = (io.volumes.get(volume.0), fs_handle) {
+                fs_of(v).close(handle);
             }
             (STATUS_SUCCESS, 0)
         };
@@ -1290,7 +1299,7 @@ pub struct FileSystemHold {
 impl FileSystemHold {
     pub(crate) fn new(kernel: Arc<Kernel>) -> Self {
         let gate = Arc::new(HoldGate::closed());
-        lock(flt_state(&kernel)).io.fs_hold = Some(Arc::clone(&gate));
+        flt_write(&kernel).io.fs_hold = Some(Arc::clone(&gate));
         Self { kernel, gate }
     }
 
@@ -1299,7 +1308,7 @@ impl FileSystemHold {
     pub fn wait_for_awaiting_posts(&self, count: usize, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         loop {
-            if lock(flt_state(&self.kernel)).io.posts.awaiting.len() >= count {
+            if lock(&flt_read(&self.kernel).io.posts).awaiting.len() >= count {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -1312,7 +1321,7 @@ impl FileSystemHold {
 
 impl Drop for FileSystemHold {
     fn drop(&mut self) {
-        lock(flt_state(&self.kernel)).io.fs_hold = None;
+        flt_write(&self.kernel).io.fs_hold = None;
         self.gate.open();
     }
 }

@@ -25,7 +25,7 @@ use vigil_sys::{
 
 use crate::config::SimConfig;
 use crate::config::{IoConfig, VolumeKind};
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::fltmgr::instances::{self, VolumeId};
 use crate::fltmgr::{contexts, names, registration};
 use crate::image::symbols::Symbols;
@@ -274,7 +274,7 @@ fn unregister(k: &Kernel, filter: PFLT_FILTER) {
 }
 
 fn ntfs(k: &Kernel) -> VolumeId {
-    let flt = lock(flt_state(k));
+    let flt = flt_write(k);
     VolumeId(
         flt.io
             .volumes
@@ -346,14 +346,14 @@ fn instances_attach_with_the_volume_types_and_pipes_only_with_npfs_support() {
     );
     SCRIPT.with(|s| s.borrow_mut().setup_status = STATUS_FLT_DO_NOT_ATTACH);
     let refused = crate::world::volumes::mount(&k, VolumeKind::ExFat, r"\Device\HarddiskVolume3");
-    let attached = |v: VolumeId| lock(flt_state(&k)).io.volumes[v.0].instance.is_some();
+    let attached = |v: VolumeId| flt_write(&k).io.volumes[v.0].instance.is_some();
     assert!(attached(fat));
     assert!(!attached(refused), "STATUS_FLT_DO_NOT_ATTACH: no instance");
     // No callback for I/O on the refused volume.
-    let before = lock(flt_state(&k)).io.stats.pre_callbacks;
+    let before = flt_write(&k).io.stats.snapshot().pre_callbacks;
     let f = io(&k).create(refused, r"\x", 2, 0, 0).expect("created");
     io(&k).close(f);
-    assert_eq!(lock(flt_state(&k)).io.stats.pre_callbacks, before);
+    assert_eq!(flt_write(&k).io.stats.snapshot().pre_callbacks, before);
     unregister(&k, filter);
     let log = logged();
     assert!(log.contains(&"teardown start 0x2".to_owned()), "{log:?}");
@@ -445,7 +445,7 @@ fn requestor_ids_irqls_complete_synchronize_and_paging_skips() {
         "COMPLETE: no post"
     );
     assert!(
-        crate::world::volumes::fs_of(&lock(flt_state(&k)).io.volumes[volume.0]).exists(r"\a.txt"),
+        crate::world::volumes::fs_of(&flt_write(&k).io.volumes[volume.0]).exists(r"\a.txt"),
         "the file system was not touched"
     );
     io.close(f);
@@ -496,7 +496,7 @@ fn normalized_names_are_canonical_opened_names_as_spelled_and_the_knob_fails_the
         SCRIPT.with(|s| *s.borrow_mut() = Script::default());
         unregister(&k, filter);
         assert!(k.violations().is_empty(), "{:?}", k.violations());
-        let stats = lock(flt_state(&k)).io.stats.clone();
+        let stats = flt_write(&k).io.stats.snapshot();
         assert_eq!(stats.names_acquired, stats.names_released);
     }
 }
@@ -725,7 +725,7 @@ fn stream_handle_contexts_follow_the_reference_rules_and_die_with_the_handle() {
     assert_eq!(cleanups(), 2, "the file object's reference went at close");
     unregister(&k, filter);
     assert!(k.violations().is_empty(), "{:?}", k.violations());
-    let stats = lock(flt_state(&k)).io.stats.clone();
+    let stats = flt_write(&k).io.stats.snapshot();
     assert_eq!((stats.contexts_allocated, stats.contexts_freed), (2, 2));
 }
 
@@ -880,7 +880,7 @@ fn a_teardown_drains_awaited_posts_once_with_the_flag_at_apc_level_on_a_copy() {
         ["pre 0x0 at 0"],
         "the drained operation's post is not called again when its I/O completes"
     );
-    assert_eq!(lock(flt_state(&k)).io.stats.draining_posts, 1);
+    assert_eq!(flt_write(&k).io.stats.snapshot().draining_posts, 1);
     assert!(k.violations().is_empty(), "{:?}", k.violations());
 }
 
@@ -1053,7 +1053,7 @@ fn flt_register_filter_reads_the_instances_where_the_emulated_build_reads_them()
                     "{build}, instances under {parent:?}"
                 );
                 assert!(
-                    lock(flt_state(&k)).io.volumes[0].instance.is_some(),
+                    flt_write(&k).io.volumes[0].instance.is_some(),
                     "{build}: Flags 0 attaches automatically"
                 );
                 unregister(&k, filter);
@@ -1075,9 +1075,9 @@ fn an_instance_with_flags_1_is_not_attached_automatically() {
     let k = kernel_installed(registry_with_instances("Parameters", 1), build);
     let (status, filter) = register_minimal(&k, true);
     assert_eq!(status, STATUS_SUCCESS);
-    assert!(lock(flt_state(&k)).io.volumes[0].instance.is_none());
+    assert!(flt_write(&k).io.volumes[0].instance.is_none());
     instances::attach_manual(&k, VolumeId(0), Some("test instance")).expect("manual attach");
-    assert!(lock(flt_state(&k)).io.volumes[0].instance.is_some());
+    assert!(flt_write(&k).io.volumes[0].instance.is_some());
     unregister(&k, filter);
     assert!(k.violations().is_empty(), "{:#?}", k.violations());
 }
@@ -1093,7 +1093,7 @@ fn a_filter_without_an_unload_callback_cannot_be_unloaded() {
         "FltMgr cannot unload a filter that registered no FilterUnloadCallback"
     );
     assert!(
-        lock(flt_state(&k)).any_registered(),
+        flt_write(&k).any_registered(),
         "the filter stays registered"
     );
     unregister(&k, filter);

@@ -14,7 +14,7 @@ use vigil_sys::{
 };
 
 use crate::config::SimConfig;
-use crate::fltmgr::flt_state;
+use crate::fltmgr::{flt_state, flt_write};
 use crate::fltmgr::ports::{find_poison, flt_close_client_port, flt_send_message};
 use crate::fltmgr::security::Account;
 use crate::fltmgr::security::PortAccess;
@@ -114,7 +114,7 @@ impl World {
         let filter_address = filter.address();
         harness.filter.store(filter_address, Ordering::Relaxed);
         let server = GuestAlloc::zeroed(64);
-        let mut flt = lock(flt_state(&kernel));
+        let mut flt = flt_write(&kernel);
         flt.filters.insert(
             filter_address,
             FilterRecord {
@@ -154,7 +154,7 @@ impl World {
 
     /// Replaces what the test port's security descriptor grants.
     fn set_access(&self, access: PortAccess) {
-        for port in lock(flt_state(&self.kernel)).ports.values_mut() {
+        for port in flt_write(&self.kernel).ports.values_mut() {
             port.access = access;
         }
     }

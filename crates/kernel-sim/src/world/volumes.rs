@@ -2,7 +2,10 @@
 //! handed to Filter Manager's instance logic ([`instances`]) below. Host code.
 
 use crate::config::VolumeKind;
-use crate::fltmgr::instances::{self, VolumeId, VolumeRecord};
+use std::ops::{Deref, DerefMut};
+use std::sync::MutexGuard;
+
+use crate::fltmgr::instances::{self, VolumeFiles, VolumeId, VolumeRecord};
 use crate::kernel::Kernel;
 use crate::world::fs::FileSystem;
 
@@ -24,20 +27,30 @@ pub(crate) fn mount_configured(k: &Kernel) {
     }
 }
 
-/// The in-memory file system of a volume.
-pub(crate) fn fs_of(volume: &VolumeRecord) -> &FileSystem {
-    volume
-        .fs
-        .as_any()
-        .downcast_ref()
-        .expect("every volume is mounted over the world's FileSystem")
+/// The in-memory file system of a volume, locked (each volume's has its own lock).
+pub(crate) fn fs_of(volume: &VolumeRecord) -> FsGuard<'_> {
+    FsGuard(volume.files())
 }
 
-/// The in-memory file system of a volume, to change it.
-pub(crate) fn fs_mut(volume: &mut VolumeRecord) -> &mut FileSystem {
-    volume
-        .fs
-        .as_any_mut()
-        .downcast_mut()
-        .expect("every volume is mounted over the world's FileSystem")
+/// A volume's [`FileSystem`], locked.
+pub(crate) struct FsGuard<'a>(MutexGuard<'a, Box<dyn VolumeFiles>>);
+
+impl Deref for FsGuard<'_> {
+    type Target = FileSystem;
+
+    fn deref(&self) -> &FileSystem {
+        self.0
+            .as_any()
+            .downcast_ref()
+            .expect("every volume is mounted over the world's FileSystem")
+    }
+}
+
+impl DerefMut for FsGuard<'_> {
+    fn deref_mut(&mut self) -> &mut FileSystem {
+        self.0
+            .as_any_mut()
+            .downcast_mut()
+            .expect("every volume is mounted over the world's FileSystem")
+    }
 }
