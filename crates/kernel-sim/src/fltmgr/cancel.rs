@@ -35,7 +35,7 @@ pub(crate) extern "win64" fn flt_cancel_file_open(instance: PFLT_INSTANCE, file:
             let mut guard = flt_write(k);
             let flt = &mut *guard;
             let on_instance = flt.io.instance(instance as usize).map(|(volume, _)| volume);
-            match flt.io.files.get_mut(&(file as usize)) {
+            match flt.io.files.get_mut(file as usize) {
                 None => Some(format!("{file:p} is not a file object being opened")),
                 Some(record) if on_instance != Some(record.volume) => Some(format!(
                     "{instance:p} is not the instance of the file's volume"

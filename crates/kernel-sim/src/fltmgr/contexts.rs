@@ -28,12 +28,12 @@ use vigil_sys::{
     STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_SUCCESS,
 };
 
-use crate::fltmgr::files::Count;
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::files::Retired;
-use crate::fltmgr::{flt_read, flt_write};
+use crate::fltmgr::files::{Count, Retired};
 use crate::fltmgr::instances::InstanceState;
+use crate::fltmgr::{flt_read, flt_write};
 use crate::kernel::check::{check, reject};
+use crate::kernel::sharded::{Sharded, ShardedMap, shard_count};
 use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest;
 use crate::machine::pool::{AllocRequest, Pool, tag_text};
@@ -70,10 +70,12 @@ pub(crate) struct FreedContext {
     tag: u32,
 }
 
-/// Every context of a run.
+/// Every context of a run. The live and freed ones are sharded by address, as every I/O thread
+/// allocates, looks up and releases contexts; a change that also touches a file object's
+/// contexts locks the file's shard first, then the context's (never the other way round).
 pub(crate) struct ContextTable {
-    live: HashMap<usize, ContextRecord>,
-    freed: Retired<FreedContext>,
+    live: ShardedMap<ContextRecord>,
+    freed: Sharded<Retired<FreedContext>>,
     /// Instance contexts, by instance (`fltmgr::instance_contexts`).
     pub(crate) by_instance: HashMap<usize, usize>,
 }
@@ -81,15 +83,21 @@ pub(crate) struct ContextTable {
 impl ContextTable {
     /// The live context at `address`.
     pub(crate) fn live_mut(&mut self, address: usize) -> Option<&mut ContextRecord> {
-        self.live.get_mut(&address)
+        self.live.get_mut(address)
+    }
+
+    /// Adds a reference to the live context at `address`; false if it is not live.
+    pub(crate) fn reference(&self, address: usize) -> bool {
+        self.live
+            .with(address, |c| c.map(|c| c.references += 1).is_some())
     }
 }
 
 impl Default for ContextTable {
     fn default() -> Self {
         Self {
-            live: HashMap::default(),
-            freed: Retired::new(RETIRED_CONTEXTS),
+            live: ShardedMap::default(),
+            freed: Sharded::new(|| Retired::new(RETIRED_CONTEXTS / shard_count())),
             by_instance: HashMap::default(),
         }
     }
@@ -116,6 +124,9 @@ fn describe(context_type: FLT_CONTEXT_TYPE, tag: u32, size: usize) -> String {
     )
 }
 
+/// What dropping a reference did (see [`drop_reference_locked`]).
+pub(crate) type Dropped = Result<Option<ContextRecord>, Option<FreedContext>>;
+
 /// Drops one reference; at zero calls the cleanup callback and frees the memory. Returns false
 /// (after reporting) when `context` has no reference left or is unknown.
 /// Drops one reference of `context`, with the `flt` lock held by the caller: `Ok(Some(record))`
@@ -126,20 +137,21 @@ fn describe(context_type: FLT_CONTEXT_TYPE, tag: u32, size: usize) -> String {
 /// Callers that also change the context's attachment do both in one critical section: a context
 /// detached from its file but not yet released must never be visible (to the leak report at
 /// `FltUnregisterFilter`, for one) as a live context with a reference nobody holds.
-pub(crate) fn drop_reference_locked(
-    io: &mut crate::fltmgr::files::IoState,
-    context: usize,
-) -> Result<Option<ContextRecord>, Option<FreedContext>> {
-    let table = &mut io.contexts;
-    let Some(record) = table.live.get_mut(&context) else {
-        return Err(table.freed.get(context).cloned());
+pub(crate) fn drop_reference_locked(io: &crate::fltmgr::files::IoState, context: usize) -> Dropped {
+    let table = &io.contexts;
+    let record = {
+        let mut shard = table.live.lock_shard(context);
+        let Some(record) = shard.get_mut(&context) else {
+            drop(shard);
+            return Err(table.freed.lock(context).get(context).cloned());
+        };
+        record.references -= 1;
+        if record.references > 0 {
+            return Ok(None);
+        }
+        shard.remove(&context).expect("present")
     };
-    record.references -= 1;
-    if record.references > 0 {
-        return Ok(None);
-    }
-    let record = table.live.remove(&context).expect("present");
-    table.freed.insert(
+    table.freed.lock(context).insert(
         context,
         FreedContext {
             context_type: record.context_type,
@@ -152,7 +164,7 @@ pub(crate) fn drop_reference_locked(
 }
 
 fn release(k: &Kernel, context: usize, who: &str) -> bool {
-    let dropped = drop_reference_locked(&mut flt_write(k).io, context);
+    let dropped = drop_reference_locked(&flt_read(k).io, context);
     settle(k, context, who, dropped)
 }
 
@@ -248,7 +260,7 @@ pub(crate) extern "win64" fn flt_allocate_context(
         let not_found = STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND;
         check!(k, !out.is_null(), "a ReturnedContext out-pointer" => invalid, "NULL");
         guest::write(out, std::ptr::null_mut());
-        let registrations = match flt_write(k).filters.get(&(filter as usize)) {
+        let registrations = match flt_read(k).filters.get(&(filter as usize)) {
             None => None,
             Some(f) if f.unregistered => return STATUS_FLT_DELETING_OBJECT,
             Some(f) => Some(f.contexts_of(context_type)),
@@ -293,7 +305,7 @@ pub(crate) extern "win64" fn flt_allocate_context(
         let Some(address) = address else {
             return STATUS_INSUFFICIENT_RESOURCES;
         };
-        let mut flt = flt_write(k);
+        let flt = flt_read(k);
         flt.io.stats.add(Count::ContextsAllocated, 1);
         flt.io.contexts.live.insert(
             address,
@@ -375,20 +387,26 @@ pub(crate) extern "win64" fn flt_set_stream_handle_context(
             return STATUS_INVALID_PARAMETER;
         }
         let (instance, file, new) = (instance as usize, file as usize, new as usize);
-        let mut flt = flt_write(k);
-        let io = &mut flt.io;
-        let problem = match io.contexts.live.get(&new) {
-            None => Some("NewContext is not a live context".to_owned()),
-            Some(c) if c.context_type != FLT_STREAMHANDLE_CONTEXT => Some(format!(
+        let flt = flt_read(k);
+        let io = &flt.io;
+        // The file's shard, then the contexts' (see `ContextTable`): one step for the check,
+        // the link and the replaced context's release.
+        let mut files = io.files.lock_shard(file);
+        let problem = io.contexts.live.with(new, |c| match c {
+            None => Ok(Some("NewContext is not a live context".to_owned())),
+            Some(c) if c.context_type != FLT_STREAMHANDLE_CONTEXT => Ok(Some(format!(
                 "NewContext is a {} context",
                 type_name(c.context_type)
-            )),
-            Some(c) if c.attached.is_some() => {
-                return STATUS_FLT_CONTEXT_ALREADY_LINKED;
-            }
-            Some(_) => None,
+            ))),
+            Some(c) if c.attached.is_some() => Err(STATUS_FLT_CONTEXT_ALREADY_LINKED),
+            Some(_) => Ok(None),
+        });
+        let problem = match problem {
+            Ok(problem) => problem,
+            Err(status) => return status,
         };
         if let Some(problem) = problem {
+            drop(files);
             drop(flt);
             k.violation(
                 ViolationKind::Parameter,
@@ -397,7 +415,7 @@ pub(crate) extern "win64" fn flt_set_stream_handle_context(
             );
             return STATUS_INVALID_PARAMETER;
         }
-        let Some(record) = io.files.get_mut(&file) else {
+        let Some(record) = files.get_mut(&file) else {
             return STATUS_INVALID_PARAMETER;
         };
         let existing = record
@@ -405,33 +423,37 @@ pub(crate) extern "win64" fn flt_set_stream_handle_context(
             .iter()
             .position(|&(i, _)| i == instance)
             .map(|at| (at, record.contexts[at].1));
-        let mut drop_reference = None;
+        let attach = |address: usize| {
+            io.contexts.live.with(address, |c| {
+                if let Some(c) = c {
+                    c.attached = Some((file, instance));
+                    c.references += 1;
+                }
+            });
+        };
         if let Some((at, existing)) = existing {
             if operation == FLT_SET_CONTEXT_KEEP_IF_EXISTS {
                 if !old.is_null() {
-                    if let Some(c) = io.contexts.live.get_mut(&existing) {
-                        c.references += 1;
-                    }
+                    io.contexts.reference(existing);
+                    drop(files);
                     drop(flt);
                     guest::write(old, existing as PFLT_CONTEXT);
                 }
                 return STATUS_FLT_CONTEXT_ALREADY_DEFINED;
             }
             record.contexts[at].1 = new;
-            if let Some(c) = io.contexts.live.get_mut(&existing) {
-                c.attached = None;
-            }
-            if old.is_null() {
-                drop_reference = Some(existing);
-            }
-            if let Some(c) = io.contexts.live.get_mut(&new) {
-                c.attached = Some((file, instance));
-                c.references += 1;
-            }
+            io.contexts.live.with(existing, |c| {
+                if let Some(c) = c {
+                    c.attached = None;
+                }
+            });
+            attach(new);
             // The replaced context's reference is dropped in the same critical section that
             // detached it (see `detach_and_release`).
-            let dropped =
-                drop_reference.map(|existing| (existing, drop_reference_locked(io, existing)));
+            let dropped = old
+                .is_null()
+                .then(|| (existing, drop_reference_locked(io, existing)));
+            drop(files);
             drop(flt);
             if let Some((existing, dropped)) = dropped {
                 settle(k, existing, "FltSetStreamHandleContext (replaced)", dropped);
@@ -442,10 +464,7 @@ pub(crate) extern "win64" fn flt_set_stream_handle_context(
             return STATUS_SUCCESS;
         }
         record.contexts.push((instance, new));
-        if let Some(c) = io.contexts.live.get_mut(&new) {
-            c.attached = Some((file, instance));
-            c.references += 1;
-        }
+        attach(new);
         STATUS_SUCCESS
     })
 }
@@ -474,17 +493,16 @@ pub(crate) extern "win64" fn flt_get_stream_handle_context(
             };
         }
         let found = {
-            let mut flt = flt_write(k);
-            let io = &mut flt.io;
-            let context = io
-                .files
-                .get(&(file as usize))
-                .and_then(|r| r.contexts.iter().find(|&&(i, _)| i == instance as usize))
-                .map(|&(_, c)| c);
-            if let Some(c) = context.and_then(|c| io.contexts.live.get_mut(&c)) {
-                c.references += 1;
-            }
-            context
+            let flt = flt_read(k);
+            let io = &flt.io;
+            // The file's shard, then the context's: the context cannot be detached and freed
+            // between the lookup and the reference.
+            io.files.with(file as usize, |record| {
+                let context = record
+                    .and_then(|r| r.contexts.iter().find(|&&(i, _)| i == instance as usize))
+                    .map(|&(_, c)| c);
+                context.filter(|&c| io.contexts.reference(c))
+            })
         };
         match found {
             Some(context) => {
@@ -510,12 +528,11 @@ pub(crate) extern "win64" fn flt_release_context(context: PFLT_CONTEXT) {
             );
             return;
         }
-        let paged = flt_write(k)
+        let paged = flt_read(k)
             .io
             .contexts
             .live
-            .get(&(context as usize))
-            .is_some_and(|record| record.paged);
+            .with(context as usize, |record| record.is_some_and(|r| r.paged));
         let irql = state::current_irql();
         if paged && irql > APC_LEVEL {
             k.violation(
@@ -531,40 +548,48 @@ pub(crate) extern "win64" fn flt_release_context(context: PFLT_CONTEXT) {
 /// The file object `file` is closed (or its create failed): FltMgr drops the references it
 /// holds on the file object's contexts.
 pub(crate) fn release_file_contexts(k: &Kernel, file: usize) {
-    detach_and_release(k, "close of the file object", |io| {
-        io.files
-            .get_mut(&file)
-            .map(|record| record.contexts.drain(..).map(|(_, c)| c).collect())
-            .unwrap_or_default()
-    });
+    let dropped = {
+        let flt = flt_read(k);
+        let io = &flt.io;
+        io.files.with(file, |record| {
+            let contexts = record
+                .map(|record| record.contexts.drain(..).map(|(_, c)| c).collect())
+                .unwrap_or_default();
+            detach_and_drop(io, contexts)
+        })
+    };
+    settle_all(k, "close of the file object", dropped);
 }
 
-/// Detaches the contexts `select` takes off their file objects and drops the references those
-/// held, all in one critical section (see [`drop_reference_locked`]); frees the ones that
-/// reached zero after it.
+/// Detaches `contexts` from their file objects and drops the references those held. Called
+/// with the contexts already taken off their files in the same critical section (the file's
+/// shard locked, or the Filter Manager lock held exclusively); the ones that reached zero are
+/// freed after it ([`settle_all`]).
 ///
 /// One section, because between taking a context off its file and dropping the file's
 /// reference the context is attached to nothing yet still referenced: `FltUnregisterFilter` on
 /// another thread (tearing down the instance, which no longer finds it on the file) would see a
-/// leak and free it, and the close would then release a context that is gone.
-fn detach_and_release(
-    k: &Kernel,
-    who: &str,
-    select: impl FnOnce(&mut crate::fltmgr::files::IoState) -> Vec<usize>,
-) {
-    let dropped: Vec<_> = {
-        let mut flt = flt_write(k);
-        let contexts = select(&mut flt.io);
-        contexts
-            .into_iter()
-            .map(|context| {
-                if let Some(c) = flt.io.contexts.live.get_mut(&context) {
+/// leak and free it, and the close would then release a context that is gone. A teardown holds
+/// the Filter Manager lock exclusively, so it never runs inside such a section.
+fn detach_and_drop(
+    io: &crate::fltmgr::files::IoState,
+    contexts: Vec<usize>,
+) -> Vec<(usize, Dropped)> {
+    contexts
+        .into_iter()
+        .map(|context| {
+            io.contexts.live.with(context, |c| {
+                if let Some(c) = c {
                     c.attached = None;
                 }
-                (context, drop_reference_locked(&mut flt.io, context))
-            })
-            .collect()
-    };
+            });
+            (context, drop_reference_locked(io, context))
+        })
+        .collect()
+}
+
+/// Frees what [`detach_and_drop`] dropped to zero, reports what was not live.
+fn settle_all(k: &Kernel, who: &str, dropped: Vec<(usize, Dropped)>) {
     for (context, dropped) in dropped {
         settle(k, context, who, dropped);
     }
@@ -573,7 +598,9 @@ fn detach_and_release(
 /// The instance `instance` is torn down (or its InstanceSetup declined to attach): FltMgr drops
 /// the references file objects hold on its contexts, and the instance's on its own context.
 pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
-    detach_and_release(k, "instance teardown", |io| {
+    let dropped = {
+        let mut flt = flt_write(k);
+        let io = &mut flt.io;
         let mut contexts = Vec::new();
         for record in io.files.values_mut() {
             record.contexts.retain(|&(i, c)| {
@@ -584,15 +611,16 @@ pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
             });
         }
         contexts.extend(io.contexts.by_instance.remove(&instance));
-        contexts
-    });
+        detach_and_drop(io, contexts)
+    };
+    settle_all(k, "instance teardown", dropped);
 }
 
 /// Reports contexts the driver still references (at `FltUnregisterFilter`) and frees them.
 pub(crate) fn report_leaks(k: &Kernel, when: &str) {
     let leaked: Vec<(usize, ContextRecord)> = {
         let mut flt = flt_write(k);
-        let leaked: Vec<(usize, ContextRecord)> = flt.io.contexts.live.drain().collect();
+        let leaked: Vec<(usize, ContextRecord)> = flt.io.contexts.live.drain();
         flt.io.stats.add(Count::ContextsFreed, leaked.len() as u64);
         leaked
     };

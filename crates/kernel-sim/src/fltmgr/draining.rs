@@ -32,8 +32,8 @@ use vigil_sys::{
 };
 
 use crate::fltmgr::files::Count;
-use crate::fltmgr::{FltState, flt_read, flt_write};
 use crate::fltmgr::instances::VolumeId;
+use crate::fltmgr::{FltState, flt_read, flt_write};
 use crate::kernel::{Kernel, exclusive, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;

@@ -159,7 +159,7 @@ pub(crate) extern "win64" fn flt_get_requestor_process_id(data: *mut FLT_CALLBAC
         let pid = flt_read(k)
             .io
             .in_flight
-            .with(data as usize, |pid| pid.copied());
+            .with(data as usize, |pid| pid.map(|pid| *pid));
         pid.unwrap_or_else(|| {
             if crate::fltmgr::draining::misuse_of_drained_copy(
                 k,

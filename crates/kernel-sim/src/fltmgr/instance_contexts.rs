@@ -23,16 +23,16 @@ use vigil_sys::{
 
 use crate::fltmgr::contexts::{drop_reference_locked, settle, type_name};
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::{flt_state, flt_write};
 use crate::fltmgr::instances::InstanceState;
+use crate::fltmgr::{flt_read, flt_write};
 use crate::kernel::check::{check, reject};
-use crate::kernel::{Kernel, emulate, lock};
+use crate::kernel::{Kernel, emulate};
 use crate::machine::guest;
 
 /// Whether `instance` may carry a context: `Err` with the status to return (a violation is
 /// recorded for an address that is no instance).
 fn check_instance(k: &Kernel, instance: PFLT_INSTANCE) -> Result<(), NTSTATUS> {
-    let state = flt_write(k).io.instance(instance as usize);
+    let state = flt_read(k).io.instance(instance as usize);
     match state {
         Some((_, InstanceState::TearingDown)) => Err(STATUS_FLT_DELETING_OBJECT),
         Some(_) => Ok(()),
@@ -134,13 +134,16 @@ pub(crate) extern "win64" fn flt_get_instance_context(
             };
         }
         let found = {
-            let mut flt = flt_write(k);
-            let io = &mut flt.io;
-            let context = io.contexts.by_instance.get(&(instance as usize)).copied();
-            if let Some(c) = context.and_then(|c| io.contexts.live_mut(c)) {
-                c.references += 1;
-            }
-            context
+            // Shared: the instance's link holds a reference, and links change only under the
+            // exclusive lock, so the context stays live until the reference is taken.
+            let flt = flt_read(k);
+            let context = flt
+                .io
+                .contexts
+                .by_instance
+                .get(&(instance as usize))
+                .copied();
+            context.filter(|&c| flt.io.contexts.reference(c))
         };
         match found {
             Some(context) => {

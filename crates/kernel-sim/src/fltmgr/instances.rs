@@ -31,10 +31,10 @@ use vigil_sys::{
     PASSIVE_LEVEL, STATUS_FLT_DO_NOT_ATTACH, STATUS_FLT_DO_NOT_DETACH,
 };
 
-use crate::fltmgr::files::Count;
 use crate::config::VolumeKind;
-use crate::fltmgr::{flt_state, flt_write};
-use crate::kernel::{Kernel, lock};
+use crate::fltmgr::files::Count;
+use crate::fltmgr::flt_write;
+use crate::kernel::Kernel;
 use crate::machine::guest::{self, GuestAlloc};
 
 /// `FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT`.

@@ -133,17 +133,87 @@ pub(crate) fn flt_state(k: &Kernel) -> &RwLock<FltState> {
 }
 
 /// [`flt_state`] held exclusively (ignoring poisoning, as [`lock`](crate::kernel::lock) does).
-pub(crate) fn flt_write(k: &Kernel) -> RwLockWriteGuard<'_, FltState> {
-    flt_state(k)
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+///
+/// # Panics
+///
+/// If this thread holds the lock already (see [`Held`]).
+pub(crate) fn flt_write(k: &Kernel) -> FltWrite<'_> {
+    let held = Held::take();
+    FltWrite(
+        flt_state(k)
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        held,
+    )
 }
 
 /// [`flt_state`] shared with the other readers (the I/O path).
-pub(crate) fn flt_read(k: &Kernel) -> RwLockReadGuard<'_, FltState> {
-    flt_state(k)
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+///
+/// # Panics
+///
+/// If this thread holds the lock already (see [`Held`]).
+pub(crate) fn flt_read(k: &Kernel) -> FltRead<'_> {
+    let held = Held::take();
+    FltRead(
+        flt_state(k)
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        held,
+    )
+}
+
+/// This thread holds the Filter Manager lock. Taking it again on the same thread is a
+/// kernel-sim bug that deadlocks only sometimes (a second shared hold waits behind a waiting
+/// writer), so it is caught on every attempt instead.
+pub(crate) struct Held(());
+
+thread_local! {
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Held {
+    fn take() -> Self {
+        let again = HOLDING.with(|h| h.replace(true));
+        assert!(
+            !again,
+            "kernel-sim bug: the Filter Manager lock taken again by the thread that holds it"
+        );
+        Self(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HOLDING.with(|h| h.set(false));
+    }
+}
+
+/// [`flt_write`]'s guard.
+pub(crate) struct FltWrite<'a>(RwLockWriteGuard<'a, FltState>, Held);
+
+/// [`flt_read`]'s guard.
+pub(crate) struct FltRead<'a>(RwLockReadGuard<'a, FltState>, Held);
+
+impl std::ops::Deref for FltWrite<'_> {
+    type Target = FltState;
+
+    fn deref(&self) -> &FltState {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for FltWrite<'_> {
+    fn deref_mut(&mut self) -> &mut FltState {
+        &mut self.0
+    }
+}
+
+impl std::ops::Deref for FltRead<'_> {
+    type Target = FltState;
+
+    fn deref(&self) -> &FltState {
+        &self.0
+    }
 }
 
 /// The Filter Manager state of a run.

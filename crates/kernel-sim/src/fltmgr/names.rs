@@ -285,10 +285,9 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
             return STATUS_FLT_INVALID_NAME_REQUEST;
         }
         let file = iopb_file(&iopb);
-        let cached = flt_read(k)
-            .io
-            .name_cache
-            .with(file, |formats| formats.is_some_and(|f| *f & format_bit(format) != 0));
+        let cached = flt_read(k).io.name_cache.with(file, |formats| {
+            formats.is_some_and(|f| *f & format_bit(format) != 0)
+        });
         if crate::kernel::apc::all_apcs_disabled() && !cached {
             // With all APCs disabled only the cache can answer (Remarks, cited above).
             return STATUS_FLT_INVALID_NAME_REQUEST;
@@ -301,12 +300,14 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
         let resolved = name_of(k, file, format);
         match resolved {
             Ok((name, device_len)) => {
-                let flt = flt_read(k);
-                let cached = flt.io.name_cache.with(file, |formats| {
-                    formats.map(|f| *f |= format_bit(format)).is_some()
-                });
-                if !cached {
-                    flt.io.name_cache.insert(file, format_bit(format));
+                {
+                    let flt = flt_read(k);
+                    let cached = flt.io.name_cache.with(file, |formats| {
+                        formats.map(|f| *f |= format_bit(format)).is_some()
+                    });
+                    if !cached {
+                        flt.io.name_cache.insert(file, format_bit(format));
+                    }
                 }
                 guest::write(out, hand_out(k, name, device_len, format));
                 STATUS_SUCCESS
@@ -488,7 +489,13 @@ pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_N
 pub(crate) fn report_leaks(k: &Kernel, when: &str) {
     let leaked: Vec<NameRecord> = {
         let mut flt = flt_write(k);
-        flt.io.names.live.drain().into_iter().map(|(_, r)| r).collect()
+        flt.io
+            .names
+            .live
+            .drain()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
     };
     for record in leaked {
         k.violation(

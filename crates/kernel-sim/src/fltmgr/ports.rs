@@ -21,9 +21,9 @@ use vigil_sys::{
 
 use crate::fltmgr::ServerPortRecord;
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::{flt_state, flt_write};
+use crate::fltmgr::flt_write;
 use crate::kernel::check::reject;
-use crate::kernel::{Kernel, emulate, lock};
+use crate::kernel::{Kernel, emulate};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
 use crate::ntoskrnl::status;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use vigil_sys::EX_PUSH_LOCK;
 
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::{flt_state, flt_write};
+use crate::fltmgr::flt_write;
 use crate::kernel::{Kernel, emulate, ensure_thread_id, lock};
 use crate::machine::guest;
 use crate::machine::state::{self, Abandon};
@@ -257,10 +257,7 @@ pub(crate) extern "win64" fn flt_release_push_lock(push_lock: *mut EX_PUSH_LOCK)
 /// acquire entered.
 fn release(k: &Kernel, push_lock: *mut EX_PUSH_LOCK, routine: &str) {
     let me = ensure_thread_id();
-    let found = flt_write(k)
-        .push_locks
-        .get(&(push_lock as usize))
-        .cloned();
+    let found = flt_write(k).push_locks.get(&(push_lock as usize)).cloned();
     let released = found.is_some_and(|found| {
         let mut owners = lock(&found.owners);
         let released = if owners.writer == Some(me) {

@@ -12,9 +12,9 @@ use vigil_sys::{
 
 use crate::config::RegistryValue;
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::{flt_state, flt_write};
+use crate::fltmgr::flt_write;
 use crate::fltmgr::{ContextRegistration, FilterRecord, Operation};
-use crate::kernel::{Kernel, emulate, lock};
+use crate::kernel::{Kernel, emulate};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;
 

@@ -13,7 +13,7 @@ use vigil_sys::{
 };
 
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::{flt_state, flt_write};
+use crate::fltmgr::flt_write;
 
 /// The account a client process runs as, for the port's access check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -71,7 +71,7 @@ pub(crate) fn port_access(
 }
 
 use crate::fltmgr::SecurityDescriptorRecord;
-use crate::kernel::{emulate, lock};
+use crate::kernel::emulate;
 use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;
 

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::config::UnloadKind;
-use crate::fltmgr::{flt_state, flt_write};
+use crate::fltmgr::flt_write;
 use crate::kernel::{Kernel, RawUnload, lock};
 use crate::machine::state;
 

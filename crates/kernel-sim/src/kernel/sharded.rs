@@ -56,6 +56,11 @@ impl<T> ShardedMap<T> {
         f(shard.get_mut(&key))
     }
 
+    /// The shard of `key`, locked, for a change that must see and change an entry in one step.
+    pub(crate) fn lock_shard(&self, key: usize) -> MutexGuard<'_, HashMap<usize, T>> {
+        unpoisoned(&self.shards[shard_of(key)].0)
+    }
+
     /// Inserts `value` under `key`, returning the value it replaces.
     pub(crate) fn insert(&self, key: usize, value: T) -> Option<T> {
         unpoisoned(&self.shards[shard_of(key)].0).insert(key, value)
@@ -72,13 +77,8 @@ impl<T> ShardedMap<T> {
     }
 
     /// The entry of `key`, reached through exclusive access (no lock taken).
-    pub(crate) fn get_mut(&mut self, key: &usize) -> Option<&mut T> {
-        exclusive(&mut self.shards[shard_of(*key)].0).get_mut(key)
-    }
-
-    /// The entry of `key`, reached through exclusive access (no lock taken).
-    pub(crate) fn get(&mut self, key: &usize) -> Option<&T> {
-        self.get_mut(key).map(|v| &*v)
+    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut T> {
+        exclusive(&mut self.shards[shard_of(key)].0).get_mut(&key)
     }
 
     /// Every entry, reached through exclusive access.
@@ -86,13 +86,6 @@ impl<T> ShardedMap<T> {
         self.shards
             .iter_mut()
             .flat_map(|shard| exclusive(&mut shard.0).values_mut())
-    }
-
-    /// Every entry with its key, reached through exclusive access.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
-        self.shards
-            .iter_mut()
-            .flat_map(|shard| exclusive(&mut shard.0).iter_mut().map(|(k, v)| (*k, v)))
     }
 
     /// Removes and returns every entry, through exclusive access.
@@ -103,15 +96,9 @@ impl<T> ShardedMap<T> {
             .collect()
     }
 
-    /// Removes every entry for which `keep` is false, through exclusive access.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(usize, &mut T) -> bool) {
-        for shard in self.shards.iter_mut() {
-            exclusive(&mut shard.0).retain(|k, v| keep(*k, v));
-        }
-    }
-
     /// Entries in all shards (each shard locked in turn: a moment's count, not a snapshot).
-    pub(crate) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.shards.iter().map(|s| unpoisoned(&s.0).len()).sum()
     }
 }
@@ -129,18 +116,15 @@ impl<T> Sharded<T> {
     /// One `T` per shard, each made by `make`.
     pub(crate) fn new(mut make: impl FnMut() -> T) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| PaddedMutex(Mutex::new(make()))).collect(),
+            shards: (0..SHARDS)
+                .map(|_| PaddedMutex(Mutex::new(make())))
+                .collect(),
         }
     }
 
     /// The shard of `key`, locked.
     pub(crate) fn lock(&self, key: usize) -> MutexGuard<'_, T> {
         unpoisoned(&self.shards[shard_of(key)].0)
-    }
-
-    /// Every shard, reached through exclusive access.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.shards.iter_mut().map(|shard| exclusive(&mut shard.0))
     }
 }
 
@@ -196,11 +180,14 @@ mod tests {
         }
         assert_eq!(map.len(), 4096);
         assert!(map.contains(0x7f00_0000_1000));
-        assert_eq!(map.with(0x7f00_0000_2000, |v| v.copied()), Some(0x7f00_0000_2000));
-        *map.get_mut(&0x7f00_0000_2000).expect("present") = 1;
+        assert_eq!(
+            map.with(0x7f00_0000_2000, |v| v.map(|v| *v)),
+            Some(0x7f00_0000_2000)
+        );
+        *map.get_mut(0x7f00_0000_2000).expect("present") = 1;
         assert_eq!(map.remove(0x7f00_0000_2000), Some(1));
-        map.retain(|k, _| k % 0x2000 == 0);
-        assert_eq!(map.drain().len(), 2047);
+        assert_eq!(map.values_mut().count(), 4095);
+        assert_eq!(map.drain().len(), 4095);
         assert_eq!(map.len(), 0);
     }
 

@@ -62,7 +62,11 @@ mod tests {
         assert_eq!(upcase_unit(0x00df), 0x00df, "ß has no one-unit uppercase");
         assert_eq!(upcase_unit(0xd801), 0xd801, "a surrogate");
         assert_eq!(upcase_str("секрет.txt"), "СЕКРЕТ.TXT");
-        assert_eq!(upcase_str("a\u{10428}ß"), "A\u{10428}ß", "outside the BMP unchanged");
+        assert_eq!(
+            upcase_str("a\u{10428}ß"),
+            "A\u{10428}ß",
+            "outside the BMP unchanged"
+        );
     }
 
     #[test]

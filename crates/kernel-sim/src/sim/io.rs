@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::fltmgr::{flt_state, flt_write};
-use crate::kernel::lock;
+use crate::fltmgr::flt_write;
 use crate::report::IoStats;
 use crate::sim::Driver;
 use crate::world::io::{FileSystemHold, Io, Requestor};

@@ -17,7 +17,7 @@ use std::time::Duration;
 use vigil_sys::{DRIVER_OBJECT, NT_SUCCESS, PASSIVE_LEVEL, UNICODE_STRING};
 
 use crate::config::{SimConfig, UnloadKind};
-use crate::fltmgr::{flt_state, flt_write};
+use crate::fltmgr::flt_write;
 use crate::image::symbols::Symbols;
 use crate::image::{self, LoadError, LoadedImage};
 use crate::kernel::{Kernel, RawUnload, lock};

@@ -2,9 +2,8 @@
 //! and what their file systems hold.
 
 use crate::config::VolumeKind;
-use crate::fltmgr::{flt_state, flt_write};
+use crate::fltmgr::flt_write;
 use crate::fltmgr::instances::{self, InstanceState, VolumeId};
-use crate::kernel::lock;
 use crate::sim::Driver;
 use crate::world;
 use crate::world::volumes::fs_of;

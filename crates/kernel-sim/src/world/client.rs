@@ -48,7 +48,7 @@ use vigil_sys::{
     STATUS_PORT_DISCONNECTED, STATUS_TIMEOUT,
 };
 
-use crate::fltmgr::{flt_state, flt_write};
+use crate::fltmgr::flt_write;
 use crate::fltmgr::ports::{self, ClientPortRecord, MessageState, in_process, scan_for_poison};
 use crate::fltmgr::security::Account;
 use crate::kernel::{Kernel, lock};

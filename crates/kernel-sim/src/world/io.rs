@@ -47,8 +47,8 @@ use vigil_sys::{
 
 use crate::fltmgr::draining::{AwaitingPost, HoldGate};
 use crate::fltmgr::files::{Count, FileRecord, IoState};
-use crate::fltmgr::{flt_read, flt_write};
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId};
+use crate::fltmgr::{flt_read, flt_write};
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
@@ -299,11 +299,12 @@ impl Io {
                 .get(volume.0)
                 .and_then(|v| v.instance.as_ref())
                 .is_none_or(|instance| {
-                    let _ = instance.in_flight.fetch_update(
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                        |n| Some(n.saturating_sub(1)),
-                    );
+                    let _ =
+                        instance
+                            .in_flight
+                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                                Some(n.saturating_sub(1))
+                            });
                     instance.state == InstanceState::TearingDown
                 })
         };

@@ -25,7 +25,7 @@ use vigil_sys::{
 
 use crate::config::SimConfig;
 use crate::config::{IoConfig, VolumeKind};
-use crate::fltmgr::{flt_state, flt_write};
+use crate::fltmgr::flt_write;
 use crate::fltmgr::instances::{self, VolumeId};
 use crate::fltmgr::{contexts, names, registration};
 use crate::image::symbols::Symbols;

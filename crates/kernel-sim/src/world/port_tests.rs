@@ -14,13 +14,13 @@ use vigil_sys::{
 };
 
 use crate::config::SimConfig;
-use crate::fltmgr::{flt_state, flt_write};
+use crate::fltmgr::flt_write;
 use crate::fltmgr::ports::{find_poison, flt_close_client_port, flt_send_message};
 use crate::fltmgr::security::Account;
 use crate::fltmgr::security::PortAccess;
 use crate::fltmgr::{FilterRecord, ServerPortRecord};
 use crate::image::symbols::Symbols;
-use crate::kernel::{Kernel, lock};
+use crate::kernel::Kernel;
 use crate::machine::guest::GuestAlloc;
 use crate::machine::state::ImageBounds;
 use crate::report::ViolationKind;
