@@ -14,7 +14,7 @@ use vigil_sys::{FILE_OBJECT, PFLT_INSTANCE};
 
 use crate::fltmgr::exports::Routine;
 use crate::fltmgr::flt_write;
-use crate::kernel::{emulate, exclusive};
+use crate::kernel::emulate;
 use crate::machine::state;
 
 /// `FltCancelFileOpen`: PASSIVE_LEVEL, from a post-create callback only.
@@ -50,7 +50,7 @@ pub(crate) extern "win64" fn flt_cancel_file_open(instance: PFLT_INSTANCE, file:
                         record.open = false;
                         let volume = record.volume;
                         if let Some(v) = flt.io.volumes.get_mut(volume.0) {
-                            exclusive(&mut v.fs).cancel_open(handle);
+                            v.fs.get_mut().cancel_open(handle);
                         }
                         None
                     }

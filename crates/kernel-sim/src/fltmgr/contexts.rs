@@ -143,7 +143,7 @@ pub(crate) fn drop_reference_locked(io: &crate::fltmgr::files::IoState, context:
         let mut shard = table.live.lock_shard(context);
         let Some(record) = shard.get_mut(&context) else {
             drop(shard);
-            return Err(table.freed.lock(context).get(context).cloned());
+            return Err(table.freed.find_map(|freed| freed.get(context).cloned()));
         };
         record.references -= 1;
         if record.references > 0 {
@@ -151,7 +151,7 @@ pub(crate) fn drop_reference_locked(io: &crate::fltmgr::files::IoState, context:
         }
         shard.remove(&context).expect("present")
     };
-    table.freed.lock(context).insert(
+    table.freed.lock_mine().insert(
         context,
         FreedContext {
             context_type: record.context_type,
@@ -501,7 +501,11 @@ pub(crate) extern "win64" fn flt_get_stream_handle_context(
                 let context = record
                     .and_then(|r| r.contexts.iter().find(|&&(i, _)| i == instance as usize))
                     .map(|&(_, c)| c);
-                context.filter(|&c| io.contexts.reference(c))
+                // Returned even if over-released (see `flt_get_instance_context`).
+                if let Some(c) = context {
+                    io.contexts.reference(c);
+                }
+                context
             })
         };
         match found {

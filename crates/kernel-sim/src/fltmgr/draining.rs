@@ -21,7 +21,6 @@
 //! normal completion processing on a drained operation and is reported
 //! ([`misuse_of_drained_copy`]). When the I/O later completes, its post is not called again.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex};
 
 use rustc_hash::FxHashSet as HashSet;
@@ -34,7 +33,7 @@ use vigil_sys::{
 use crate::fltmgr::files::Count;
 use crate::fltmgr::instances::VolumeId;
 use crate::fltmgr::{FltState, flt_read, flt_write};
-use crate::kernel::{Kernel, exclusive, lock};
+use crate::kernel::Kernel;
 use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;
 
@@ -98,7 +97,12 @@ impl PostTable {
 /// copy handed to a draining post, reports it under the draining rule and returns true (the
 /// caller then fails the call without its own, vaguer, report).
 pub(crate) fn misuse_of_drained_copy(k: &Kernel, routine: &str, data: usize) -> bool {
-    let is_copy = lock(&flt_read(k).io.posts).copy_addresses.contains(&data);
+    let is_copy = flt_read(k)
+        .io
+        .posts
+        .lock(data)
+        .copy_addresses
+        .contains(&data);
     if is_copy {
         k.violation(
             ViolationKind::CallbackContract,
@@ -121,25 +125,28 @@ pub(crate) fn drain_instance(k: &Kernel, volume: VolumeId, instance: usize) {
         let batch: Vec<(usize, AwaitingPost)> = {
             let mut flt = flt_write(k);
             let io = &mut flt.io;
-            let posts = exclusive(&mut io.posts);
-            let batch: Vec<(usize, AwaitingPost)> = posts
-                .awaiting
-                .iter()
-                .filter(|(_, a)| a.instance == instance)
-                .map(|(&data, &a)| (data, a))
-                .collect();
-            for (data, _) in &batch {
-                posts.awaiting.remove(data);
-                posts.drained.insert(*data);
+            let mut batch: Vec<(usize, AwaitingPost)> = Vec::new();
+            for posts in io.posts.iter_mut() {
+                let drained: Vec<(usize, AwaitingPost)> = posts
+                    .awaiting
+                    .iter()
+                    .filter(|(_, a)| a.instance == instance)
+                    .map(|(&data, &a)| (data, a))
+                    .collect();
+                for (data, _) in &drained {
+                    posts.awaiting.remove(data);
+                    posts.drained.insert(*data);
+                }
+                batch.extend(drained);
             }
             if let Some(record) = io
                 .volumes
                 .get_mut(volume.0)
                 .and_then(|v| v.instance.as_mut())
             {
-                let in_flight = record.in_flight.get_mut();
-                *in_flight =
-                    in_flight.saturating_sub(u32::try_from(batch.len()).unwrap_or(u32::MAX));
+                record
+                    .in_flight
+                    .add(-i64::try_from(batch.len()).unwrap_or(i64::MAX));
             }
             batch
         };
@@ -152,8 +159,13 @@ pub(crate) fn drain_instance(k: &Kernel, volume: VolumeId, instance: usize) {
                 .volumes
                 .get(volume.0)
                 .and_then(|v| v.instance.as_ref())
-                .map_or(0, |i| i.in_flight.load(Ordering::Acquire));
-            (in_flight, lock(&flt.io.posts).any_for(instance))
+                .map_or(0, |i| i.in_flight.get());
+            let awaiting = flt
+                .io
+                .posts
+                .find_map(|posts| posts.any_for(instance).then_some(()))
+                .is_some();
+            (in_flight, awaiting)
         };
         k.wait_until(None, "instance teardown (operations in flight)", || {
             let (in_flight, awaiting) = settled(&flt_read(k));
@@ -184,7 +196,7 @@ fn call_draining_post(k: &Kernel, data: usize, awaiting: &AwaitingPost) {
     let copy_address = copy.address();
     {
         let flt = flt_read(k);
-        let mut posts = lock(&flt.io.posts);
+        let mut posts = flt.io.posts.lock(copy_address);
         posts.copy_addresses.insert(copy_address);
         posts.copies.push(copy);
         flt.io.stats.add(Count::DrainingPosts, 1);

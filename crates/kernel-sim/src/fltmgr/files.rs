@@ -8,7 +8,6 @@
 //! [`contexts`]: crate::fltmgr::contexts
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 
 use vigil_sys::FLT_CALLBACK_DATA;
 
@@ -19,7 +18,7 @@ use crate::fltmgr::flt_read;
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId, VolumeRecord};
 use crate::fltmgr::names::NameTable;
 use crate::kernel::emulate;
-use crate::kernel::sharded::{ShardedMap, Tally};
+use crate::kernel::sharded::{Sharded, ShardedMap, Tally};
 use crate::machine::guest::GuestAlloc;
 use crate::report::{IoStats, ViolationKind};
 
@@ -117,7 +116,6 @@ impl IoCounters {
 /// What one operation changes is in tables a reader of the Filter Manager lock may change
 /// (the file and in-flight maps, the post table's mutex, the counters), so that I/O threads
 /// hold that lock shared; the rest changes only under the exclusive lock.
-#[derive(Default)]
 pub(crate) struct IoState {
     pub volumes: Vec<VolumeRecord>,
     /// Open files by `FILE_OBJECT` address.
@@ -125,7 +123,7 @@ pub(crate) struct IoState {
     /// Callback data of operations in progress -> requestor process id.
     pub in_flight: ShardedMap<u32>,
     /// Operations awaiting their post-operation callback, and those drained at teardown.
-    pub posts: Mutex<PostTable>,
+    pub posts: Sharded<PostTable>,
     /// Set while a test holds operations in the file system (`world::io::FileSystemHold`).
     pub fs_hold: Option<std::sync::Arc<crate::fltmgr::draining::HoldGate>>,
     pub names: NameTable,
@@ -138,6 +136,24 @@ pub(crate) struct IoState {
     pub unload_flags: u32,
     /// Handles of torn-down instances, kept so their addresses are not reused in the run.
     pub graveyard: Vec<GuestAlloc>,
+}
+
+impl Default for IoState {
+    fn default() -> Self {
+        Self {
+            volumes: Vec::new(),
+            files: ShardedMap::default(),
+            in_flight: ShardedMap::default(),
+            posts: Sharded::new(PostTable::default),
+            fs_hold: None,
+            names: NameTable::default(),
+            name_cache: ShardedMap::default(),
+            contexts: ContextTable::default(),
+            stats: IoCounters::default(),
+            unload_flags: 0,
+            graveyard: Vec::new(),
+        }
+    }
 }
 
 impl IoState {

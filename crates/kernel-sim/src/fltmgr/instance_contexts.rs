@@ -143,7 +143,12 @@ pub(crate) extern "win64" fn flt_get_instance_context(
                 .by_instance
                 .get(&(instance as usize))
                 .copied();
-            context.filter(|&c| flt.io.contexts.reference(c))
+            // A linked context the driver over-released is returned all the same (FltMgr
+            // has only the link), so the driver's use of it faults.
+            if let Some(c) = context {
+                flt.io.contexts.reference(c);
+            }
+            context
         };
         match found {
             Some(context) => {

@@ -22,8 +22,7 @@
 //!   ([`teardown_filter`]), then reports the contexts and name information the driver still
 //!   references.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
 use vigil_sys::{
     DEVICE_OBJECT, DEVICE_TYPE, FLT_FILESYSTEM_TYPE, FLT_RELATED_OBJECTS,
@@ -35,6 +34,7 @@ use crate::config::VolumeKind;
 use crate::fltmgr::files::Count;
 use crate::fltmgr::flt_write;
 use crate::kernel::Kernel;
+use crate::kernel::sharded::{BrLock, BrRead, BrWrite, Gauge};
 use crate::machine::guest::{self, GuestAlloc};
 
 /// `FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT`.
@@ -66,7 +66,7 @@ pub(crate) type FsHandle = u64;
 /// The file system under a volume, as Filter Manager reaches it: it sends name queries down
 /// to the file system. The world layer supplies the file system (and reaches its own type
 /// again through `as_any`); this layer only asks it for names.
-pub(crate) trait VolumeFiles: Send {
+pub(crate) trait VolumeFiles: Send + Sync {
     /// The canonical name of the file open as `handle`.
     fn name_of(&self, handle: FsHandle) -> Option<String>;
     /// The canonical spelling of `path`.
@@ -115,7 +115,7 @@ pub(crate) struct InstanceRecord {
     /// Operations between their pre- and post-operation callbacks (or their end): counted by
     /// I/O threads holding the Filter Manager lock shared, read by a teardown holding it
     /// exclusively.
-    pub in_flight: AtomicU32,
+    pub in_flight: Gauge,
 }
 
 /// One synthetic volume.
@@ -127,8 +127,9 @@ pub(crate) struct VolumeRecord {
     /// The volume's device object (each `FILE_OBJECT`'s `DeviceObject`).
     pub device: GuestAlloc,
     /// The file system under the volume (the world layer's in-memory one), locked on its own:
-    /// operations on the volume reach it holding the Filter Manager lock shared.
-    pub fs: Mutex<Box<dyn VolumeFiles>>,
+    /// operations on the volume reach it holding the Filter Manager lock shared, and most of
+    /// them need it only shared (see `world::fs::FileSystem`).
+    pub fs: BrLock<Box<dyn VolumeFiles>>,
     pub mounted: bool,
     pub instance: Option<InstanceRecord>,
 }
@@ -136,8 +137,13 @@ pub(crate) struct VolumeRecord {
 impl VolumeRecord {
     /// The volume's file system, locked (operations reach it holding the Filter Manager lock
     /// shared, so it has a lock of its own).
-    pub(crate) fn files(&self) -> std::sync::MutexGuard<'_, Box<dyn VolumeFiles>> {
-        crate::kernel::lock(&self.fs)
+    pub(crate) fn files(&self) -> BrRead<'_, Box<dyn VolumeFiles>> {
+        self.fs.read()
+    }
+
+    /// The volume's file system, locked exclusively (a change to its namespace).
+    pub(crate) fn files_mut(&self) -> BrWrite<'_, Box<dyn VolumeFiles>> {
+        self.fs.write()
     }
 }
 
@@ -179,7 +185,7 @@ pub(crate) fn mount(
             device_name: device_name.to_owned(),
             handle: GuestAlloc::zeroed(64),
             device,
-            fs: Mutex::new(fs),
+            fs: BrLock::new(fs),
             mounted: true,
             instance: None,
         });
@@ -247,7 +253,7 @@ fn setup_instance(k: &Kernel, filter: usize, volume: VolumeId, flags: u32) -> bo
             handle: instance,
             filter,
             state: InstanceState::Setup,
-            in_flight: AtomicU32::new(0),
+            in_flight: Gauge::default(),
         });
         (setup, v.handle.address(), instance_handle, v.kind)
     };

@@ -27,11 +27,12 @@ pub(crate) mod security;
 pub(crate) mod unload;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use vigil_sys::{NTSTATUS, PVOID};
 
 use crate::kernel::Kernel;
+use crate::kernel::sharded::{BrLock, BrRead, BrWrite};
 use crate::machine::guest::GuestAlloc;
 
 /// `FilterUnloadCallback`'s function type.
@@ -122,14 +123,14 @@ pub(crate) struct SecurityDescriptorRecord {
 /// The Filter Manager state of `k`'s run, kept in the kernel's extension slot (the kernel,
 /// a layer below, holds it without knowing its type).
 ///
-/// A reader-writer lock: every emulated I/O reads it (the volume, its instance, the filter's
+/// A big-reader lock ([`BrLock`]): every emulated I/O reads it (the volume, its instance, the filter's
 /// operations) from every I/O thread at once, and keeps what it changes per operation in
 /// tables of its own (sharded maps, atomic counters, the post table's mutex) that a reader
 /// may change. Whatever changes the shape of the state (registration, mounts, attaches,
 /// teardown, unload) holds it exclusively, so it never runs beside an operation's
 /// bookkeeping.
-pub(crate) fn flt_state(k: &Kernel) -> &RwLock<FltState> {
-    k.extension(|| RwLock::new(FltState::default()))
+pub(crate) fn flt_state(k: &Kernel) -> &BrLock<FltState> {
+    k.extension(|| BrLock::new(FltState::default()))
 }
 
 /// [`flt_state`] held exclusively (ignoring poisoning, as [`lock`](crate::kernel::lock) does).
@@ -139,12 +140,7 @@ pub(crate) fn flt_state(k: &Kernel) -> &RwLock<FltState> {
 /// If this thread holds the lock already (see [`Held`]).
 pub(crate) fn flt_write(k: &Kernel) -> FltWrite<'_> {
     let held = Held::take();
-    FltWrite(
-        flt_state(k)
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-        held,
-    )
+    FltWrite(flt_state(k).write(), held)
 }
 
 /// [`flt_state`] shared with the other readers (the I/O path).
@@ -154,12 +150,7 @@ pub(crate) fn flt_write(k: &Kernel) -> FltWrite<'_> {
 /// If this thread holds the lock already (see [`Held`]).
 pub(crate) fn flt_read(k: &Kernel) -> FltRead<'_> {
     let held = Held::take();
-    FltRead(
-        flt_state(k)
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-        held,
-    )
+    FltRead(flt_state(k).read(), held)
 }
 
 /// This thread holds the Filter Manager lock. Taking it again on the same thread is a
@@ -189,10 +180,10 @@ impl Drop for Held {
 }
 
 /// [`flt_write`]'s guard.
-pub(crate) struct FltWrite<'a>(RwLockWriteGuard<'a, FltState>, Held);
+pub(crate) struct FltWrite<'a>(BrWrite<'a, FltState>, Held);
 
 /// [`flt_read`]'s guard.
-pub(crate) struct FltRead<'a>(RwLockReadGuard<'a, FltState>, Held);
+pub(crate) struct FltRead<'a>(BrRead<'a, FltState>, Held);
 
 impl std::ops::Deref for FltWrite<'_> {
     type Target = FltState;

@@ -74,8 +74,8 @@ pub(crate) struct NameRecord {
     acquired_by: &'static str,
 }
 
-/// Every name structure of a run, sharded by address: every name query and release of every
-/// I/O thread comes here.
+/// Every name structure of a run: the live ones sharded by address, the released ones by the
+/// thread that released them (every name query and release of every I/O thread comes here).
 pub(crate) struct NameTable {
     live: ShardedMap<NameRecord>,
     /// Released structures: their name, and their memory (kept, poisoned).
@@ -458,7 +458,7 @@ pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_N
                 };
                 names
                     .retired
-                    .lock(address)
+                    .lock_mine()
                     .insert(address, (record.name, record.memory));
             }
             flt.io.stats.add(Count::NamesReleased, 1);
@@ -466,9 +466,7 @@ pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_N
         }
         let retired = names
             .retired
-            .lock(address)
-            .get(address)
-            .map(|(name, _)| name.clone());
+            .find_map(|retired| retired.get(address).map(|(name, _)| name.clone()));
         drop(flt);
         match retired {
                 Some(name) => k.violation(

@@ -31,6 +31,7 @@
 //! a system volume).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 // Fx hashing: these tables are looked up on every emulated I/O, and their keys are not attacker-chosen.
 use rustc_hash::FxHashMap as HashMap;
@@ -44,6 +45,7 @@ use vigil_sys::{
 };
 
 use crate::fltmgr::instances::{FsHandle, VolumeFiles};
+use crate::kernel::sharded::ShardedMap;
 use crate::ntoskrnl::status;
 use crate::ntoskrnl::upcase::upcase_str;
 
@@ -66,11 +68,12 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Node {
     directory: bool,
-    size: u64,
+    size: AtomicU64,
     /// Keys of its links (a directory has exactly one).
     links: BTreeSet<String>,
-    /// Handles not yet cleaned up.
-    open: u32,
+    /// Handles not yet cleaned up (counted by opens and cleanups under the volume's shared
+    /// lock, see [`FileSystem`]).
+    open: AtomicU32,
     /// Named data streams: key -> the name as created.
     streams: std::collections::BTreeMap<String, String>,
     /// Keys of links to remove when the last handle is cleaned up.
@@ -142,14 +145,31 @@ fn split_stream(path: &str) -> Result<(&str, Option<StreamSuffix<'_>>), NTSTATUS
     Ok((base, Some((spec, suffix))))
 }
 
+/// The open-handle table's key for `handle` (handles count up from 1; a host has 64-bit
+/// `usize`, kernel-sim's only target).
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "kernel-sim runs on 64-bit hosts only: usize is u64"
+)]
+fn slot(handle: FsHandle) -> usize {
+    handle as usize
+}
+
 /// One volume's namespace and open handles.
-#[derive(Debug)]
+///
+/// The volume holds it behind a reader-writer lock. Opening an existing file, writing,
+/// cleaning up and closing a handle (the steady state of every I/O thread) need only the
+/// shared lock: they change the open handles (a sharded map) and a node's handle count and
+/// size (atomics), never the namespace. Whatever changes the namespace or a node's links,
+/// streams or pending deletes (creating a file, rename, link, delete, the last cleanup of a
+/// delete-pending file) takes the lock exclusively; the shared paths fall back to it whenever
+/// such a case comes up, so both paths give the same results.
 pub(crate) struct FileSystem {
     entries: HashMap<String, Entry>,
     nodes: HashMap<u64, Node>,
-    opens: HashMap<FsHandle, Open>,
+    opens: ShardedMap<Open>,
     next_node: u64,
-    next_handle: FsHandle,
+    next_handle: AtomicU64,
     hard_links: bool,
     /// Short names: the key of a link's parent joined with its upcased short name -> the
     /// link's key.
@@ -227,9 +247,9 @@ impl FileSystem {
         let mut fs = Self {
             entries: HashMap::default(),
             nodes: HashMap::default(),
-            opens: HashMap::default(),
+            opens: ShardedMap::default(),
             next_node: 1,
-            next_handle: 1,
+            next_handle: AtomicU64::new(1),
             short_index: HashMap::default(),
             hard_links,
         };
@@ -293,12 +313,11 @@ impl FileSystem {
             .any(|k| k.len() > prefix.len() && k.starts_with(&prefix))
     }
 
-    fn open_handle(&mut self, node: u64, link: String, delete_on_close: bool) -> FsHandle {
-        let handle = self.next_handle;
-        self.next_handle += 1;
-        self.node_mut(node).open += 1;
+    fn open_handle(&self, node: u64, link: String, delete_on_close: bool) -> FsHandle {
+        let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.node(node).open.fetch_add(1, Ordering::AcqRel);
         self.opens.insert(
-            handle,
+            slot(handle),
             Open {
                 node,
                 link,
@@ -312,11 +331,16 @@ impl FileSystem {
         handle
     }
 
-    fn live_open(&self, handle: FsHandle) -> Result<&Open, NTSTATUS> {
-        match self.opens.get(&handle) {
+    fn live_open(&mut self, handle: FsHandle) -> Result<&mut Open, NTSTATUS> {
+        match self.opens.get_mut(slot(handle)) {
             Some(open) if !open.cleaned_up => Ok(open),
             _ => Err(status::FILE_CLOSED),
         }
+    }
+
+    /// `f` on the open handle `handle` (None when there is none), under the shared lock.
+    fn with_open<R>(&self, handle: FsHandle, f: impl FnOnce(Option<&mut Open>) -> R) -> R {
+        self.opens.with(slot(handle), f)
     }
 
     /// Removes a link from the namespace; frees the node when it has no link and no handle.
@@ -330,7 +354,7 @@ impl FileSystem {
         let node = self.node_mut(entry.node);
         node.links.remove(key);
         node.delete_pending.remove(key);
-        if node.links.is_empty() && node.open == 0 {
+        if node.links.is_empty() && *node.open.get_mut() == 0 {
             self.nodes.remove(&entry.node);
         }
     }
@@ -504,10 +528,47 @@ impl FileSystem {
                 return self.create_stream(base, name, suffix, disposition, options);
             }
         };
-        if let Some(open) = self.opens.get_mut(&handle) {
+        if let Some(open) = self.opens.get_mut(slot(handle)) {
             suffix.clone_into(&mut open.suffix);
         }
         Ok((handle, information))
+    }
+
+    /// [`create`](Self::create) under the shared lock, for the case that changes no name: an
+    /// open (`FILE_OPEN`, `FILE_OPEN_IF`) of an existing file or directory through a path
+    /// without a stream suffix, not delete-on-close. `None` when the create is not that case
+    /// (the caller then creates under the exclusive lock); otherwise what `create` returns.
+    pub(crate) fn open_existing(
+        &self,
+        path: &str,
+        disposition: u32,
+        options: u32,
+    ) -> Option<Result<(FsHandle, usize), NTSTATUS>> {
+        if !matches!(disposition, FILE_OPEN | FILE_OPEN_IF) || options & FILE_DELETE_ON_CLOSE != 0 {
+            return None;
+        }
+        let long = self.long_path(path);
+        let path = long.as_str();
+        if !matches!(split_stream(path), Ok((_, None))) || check_path(path).is_err() {
+            return None;
+        }
+        let want_directory = options & FILE_DIRECTORY_FILE != 0;
+        if want_directory && options & FILE_NON_DIRECTORY_FILE != 0 {
+            return None;
+        }
+        let key = key_of(path);
+        let node_id = self.entries.get(&key)?.node;
+        let node = self.node(node_id);
+        if node.delete_pending.contains(&key) {
+            return Some(Err(status::DELETE_PENDING));
+        }
+        if want_directory && !node.directory {
+            return Some(Err(status::NOT_A_DIRECTORY));
+        }
+        if options & FILE_NON_DIRECTORY_FILE != 0 && node.directory {
+            return Some(Err(status::FILE_IS_A_DIRECTORY));
+        }
+        Some(Ok((self.open_handle(node_id, key, false), FILE_OPENED)))
     }
 
     /// Creates or opens the named data stream `name` of `base` (creating `base` as a file when
@@ -538,10 +599,10 @@ impl FileSystem {
             }
             None if creates => {
                 let (handle, _) = self.create_plain(base, FILE_CREATE, 0)?;
-                let node = self.opens[&handle].node;
+                let node = self.live_open(handle)?.node;
                 // The file exists now; the handle was only the means to create it.
                 self.cleanup(handle)?;
-                self.opens.remove(&handle);
+                self.opens.remove(slot(handle));
                 node
             }
             None => return Err(STATUS_OBJECT_NAME_NOT_FOUND),
@@ -561,7 +622,7 @@ impl FileSystem {
             .entry(stream_key.clone())
             .or_insert_with(|| name.to_owned());
         let handle = self.open_handle(node, key, options & FILE_DELETE_ON_CLOSE != 0);
-        if let Some(open) = self.opens.get_mut(&handle) {
+        if let Some(open) = self.opens.get_mut(slot(handle)) {
             open.stream = Some(stream_key);
             suffix.clone_into(&mut open.suffix);
         }
@@ -608,7 +669,7 @@ impl FileSystem {
                 return Err(status::CANNOT_DELETE);
             }
             if information != FILE_OPENED {
-                self.node_mut(node_id).size = 0;
+                *self.node_mut(node_id).size.get_mut() = 0;
             }
             return Ok((self.open_handle(node_id, key, delete_on_close), information));
         }
@@ -625,34 +686,36 @@ impl FileSystem {
         Ok((self.open_handle(node, key, delete_on_close), FILE_CREATED))
     }
 
-    /// `IRP_MJ_WRITE` of `length` bytes at `offset`.
-    pub(crate) fn write(
-        &mut self,
-        handle: FsHandle,
-        offset: u64,
-        length: u64,
-    ) -> Result<(), NTSTATUS> {
-        let open = self.live_open(handle)?;
-        if open.stream.is_some() {
+    /// `IRP_MJ_WRITE` of `length` bytes at `offset`, under the shared lock (a write changes
+    /// only the node's size).
+    pub(crate) fn write(&self, handle: FsHandle, offset: u64, length: u64) -> Result<(), NTSTATUS> {
+        let open = self.with_open(handle, |open| match open {
+            Some(open) if !open.cleaned_up => Ok((open.node, open.stream.is_some())),
+            _ => Err(status::FILE_CLOSED),
+        });
+        let (node, named_stream) = open?;
+        if named_stream {
             // A named stream's contents are not kept.
             return Ok(());
         }
-        let node = open.node;
-        let node = self.node_mut(node);
+        let node = self.node(node);
         if node.directory {
             return Err(status::INVALID_DEVICE_REQUEST);
         }
-        node.size = node.size.max(offset.saturating_add(length));
+        node.size
+            .fetch_max(offset.saturating_add(length), Ordering::AcqRel);
         Ok(())
     }
 
     /// The canonical name of the link `handle` was opened through (after renames), or `None`
     /// when that link is gone (POSIX delete, replaced by a rename).
     pub(crate) fn name_of(&self, handle: FsHandle) -> Option<String> {
-        let open = self.opens.get(&handle)?;
-        self.entries
-            .get(&open.link)
-            .map(|e| format!("{}{}", e.canonical, open.suffix))
+        self.with_open(handle, |open| {
+            let open = open?;
+            self.entries
+                .get(&open.link)
+                .map(|e| format!("{}{}", e.canonical, open.suffix))
+        })
     }
 
     /// The canonical form of `path` if it exists; else the canonical parent joined with the
@@ -683,10 +746,12 @@ impl FileSystem {
         let path = if target.starts_with('\\') {
             target.to_owned()
         } else {
-            let open = self.opens.get(&handle).ok_or(status::FILE_CLOSED)?;
+            let link = self
+                .with_open(handle, |open| open.map(|o| o.link.clone()))
+                .ok_or(status::FILE_CLOSED)?;
             let current = self
                 .entries
-                .get(&open.link)
+                .get(&link)
                 .map(|e| e.canonical.clone())
                 .ok_or(status::FILE_CLOSED)?;
             let (directory, _) = split(&current).ok_or(STATUS_ACCESS_DENIED)?;
@@ -713,7 +778,7 @@ impl FileSystem {
             return Err(status::OBJECT_NAME_COLLISION);
         }
         let node = self.node(existing.node);
-        if node.directory || node.open > 0 {
+        if node.directory || node.open.load(Ordering::Acquire) > 0 {
             return Err(STATUS_ACCESS_DENIED);
         }
         self.unlink(target_key);
@@ -852,7 +917,7 @@ impl FileSystem {
             (open.node, open.link.clone(), open.stream.is_some())
         };
         if stream {
-            if let Some(open) = self.opens.get_mut(&handle) {
+            if let Some(open) = self.opens.get_mut(slot(handle)) {
                 open.delete_stream = delete;
             }
             return Ok(());
@@ -881,7 +946,7 @@ impl FileSystem {
             if delete && self.live_open(handle)?.stream.is_none() {
                 self.check_deletable(&key)?;
             }
-            if let Some(open) = self.opens.get_mut(&handle) {
+            if let Some(open) = self.opens.get_mut(slot(handle)) {
                 open.delete_on_close = delete;
             }
             return Ok(());
@@ -913,7 +978,7 @@ impl FileSystem {
                 stream,
             )
         };
-        if let Some(open) = self.opens.get_mut(&handle) {
+        if let Some(open) = self.opens.get_mut(slot(handle)) {
             open.cleaned_up = true;
         }
         let Some(node) = self.nodes.get_mut(&node_id) else {
@@ -925,8 +990,9 @@ impl FileSystem {
         } else if delete_on_close && node.links.contains(&key) {
             node.delete_pending.insert(key);
         }
-        node.open -= 1;
-        if node.open == 0 {
+        let open = node.open.get_mut();
+        *open -= 1;
+        if *open == 0 {
             let pending: Vec<String> = node.delete_pending.iter().cloned().collect();
             for key in pending {
                 self.unlink(&key);
@@ -940,10 +1006,45 @@ impl FileSystem {
 
     /// `IRP_MJ_CLOSE`: forgets the handle (cleaned up first if it was not).
     pub(crate) fn close(&mut self, handle: FsHandle) {
-        if self.opens.get(&handle).is_some_and(|o| !o.cleaned_up) {
+        if self
+            .opens
+            .get_mut(slot(handle))
+            .is_some_and(|o| !o.cleaned_up)
+        {
             let _ = self.cleanup(handle);
         }
-        self.opens.remove(&handle);
+        self.opens.remove(slot(handle));
+    }
+
+    /// [`cleanup`](Self::cleanup) under the shared lock, for the case that changes no name: a
+    /// handle that is not delete-on-close (nor deletes its stream) of a file that has links and
+    /// no pending delete (so its last cleanup removes nothing). `None` when it is not that case.
+    pub(crate) fn cleanup_shared(&self, handle: FsHandle) -> Option<Result<(), NTSTATUS>> {
+        self.with_open(handle, |open| {
+            let Some(open) = open.filter(|o| !o.cleaned_up) else {
+                return Some(Err(status::FILE_CLOSED));
+            };
+            if open.delete_on_close || open.delete_stream {
+                return None;
+            }
+            let node = self.nodes.get(&open.node)?;
+            if !node.delete_pending.is_empty() || node.links.is_empty() {
+                return None;
+            }
+            open.cleaned_up = true;
+            node.open.fetch_sub(1, Ordering::AcqRel);
+            Some(Ok(()))
+        })
+    }
+
+    /// [`close`](Self::close) under the shared lock, for a handle already cleaned up (or none):
+    /// false when the close must clean up first (under the exclusive lock).
+    pub(crate) fn close_shared(&self, handle: FsHandle) -> bool {
+        let cleaned_up = self.with_open(handle, |open| open.is_none_or(|o| o.cleaned_up));
+        if cleaned_up {
+            self.opens.remove(slot(handle));
+        }
+        cleaned_up
     }
 
     /// Whether `path` names an existing link (delete-pending links still exist).
@@ -966,7 +1067,7 @@ impl FileSystem {
             .values()
             .map(|e| {
                 let node = self.node(e.node);
-                let mut line = format!("{} [{}]", e.canonical, node.size);
+                let mut line = format!("{} [{}]", e.canonical, node.size.load(Ordering::Acquire));
                 for stream in node.streams.values() {
                     line.push_str(" :");
                     line.push_str(stream);
@@ -982,7 +1083,7 @@ impl FileSystem {
     pub(crate) fn size_of(&self, path: &str) -> Option<u64> {
         self.entries
             .get(&key_of(&self.long_path(path)))
-            .map(|e| self.node(e.node).size)
+            .map(|e| self.node(e.node).size.load(Ordering::Acquire))
     }
 }
 

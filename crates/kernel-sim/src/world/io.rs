@@ -49,13 +49,13 @@ use crate::fltmgr::draining::{AwaitingPost, HoldGate};
 use crate::fltmgr::files::{Count, FileRecord, IoState};
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId};
 use crate::fltmgr::{flt_read, flt_write};
-use crate::kernel::{Kernel, lock};
+use crate::kernel::Kernel;
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
 use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
 use crate::world::fs::{FileSystem, REPLACE_IF_EXISTS};
-use crate::world::volumes::fs_of;
+use crate::world::volumes::{fs_mut, fs_of};
 
 /// `IO_TYPE_FILE`.
 const IO_TYPE_FILE: i16 = 5;
@@ -270,7 +270,7 @@ impl Io {
         }
         // Counted under the shared lock: a teardown changes the state under the exclusive
         // one, so it sees every operation that saw the instance live.
-        instance.in_flight.fetch_add(1, Ordering::AcqRel);
+        instance.in_flight.add(1);
         begun.dispatch = Some(Dispatch {
             pre: operation.pre,
             post: operation.post,
@@ -291,7 +291,7 @@ impl Io {
             flt.io.in_flight.remove(data);
             // A drained operation no longer counts against its instance (the teardown took it
             // off, and the volume may have a new instance by now).
-            if lock(&flt.io.posts).take_drained(data) {
+            if flt.io.posts.lock(data).take_drained(data) {
                 return;
             }
             flt.io
@@ -299,12 +299,7 @@ impl Io {
                 .get(volume.0)
                 .and_then(|v| v.instance.as_ref())
                 .is_none_or(|instance| {
-                    let _ =
-                        instance
-                            .in_flight
-                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                                Some(n.saturating_sub(1))
-                            });
+                    instance.in_flight.add(-1);
                     instance.state == InstanceState::TearingDown
                 })
         };
@@ -394,7 +389,7 @@ impl Io {
             // Unless a teardown drained the operation meanwhile (its post already ran).
             let post_now = {
                 let flt = flt_read(k);
-                let post_now = lock(&flt.io.posts).begin_post(at.data);
+                let post_now = flt.io.posts.lock(at.data).begin_post(at.data);
                 flt.io.stats.add(Count::PostCallbacks, u64::from(post_now));
                 post_now
             };
@@ -420,7 +415,7 @@ impl Io {
     ) {
         let tearing_down = {
             let flt = flt_read(&self.kernel);
-            lock(&flt.io.posts).await_post(
+            flt.io.posts.lock(at.data).await_post(
                 at.data,
                 AwaitingPost {
                     instance: d.instance,
@@ -831,9 +826,12 @@ impl Io {
             };
             let created = match target {
                 CreateTarget::Path(path) => {
-                    fs_of(v).create(path, options >> 24, options & 0x00FF_FFFF)
+                    let (disposition, options) = (options >> 24, options & 0x00FF_FFFF);
+                    // An open that changes no name needs the file system only shared.
+                    let opened = fs_of(v).open_existing(path, disposition, options);
+                    opened.unwrap_or_else(|| fs_mut(v).create(path, disposition, options))
                 }
-                CreateTarget::Id(id) => fs_of(v).create_by_id(
+                CreateTarget::Id(id) => fs_mut(v).create_by_id(
                     *id,
                     options >> 24,
                     options & 0x00FF_FFFF & !FILE_OPEN_BY_FILE_ID,
@@ -1040,7 +1038,7 @@ impl Io {
             let (Some(v), Some(handle)) = (io.volumes.get(volume.0), fs_handle) else {
                 return (status::INVALID_DEVICE_REQUEST, 0);
             };
-            let result = apply_set_information(&mut fs_of(v), handle, &p);
+            let result = apply_set_information(&mut fs_mut(v), handle, &p);
             (result.err().unwrap_or(STATUS_SUCCESS), 0)
         };
         self.perform(
@@ -1141,7 +1139,10 @@ impl Io {
         let file_object = file.file_object;
         let mut step = |io: &IoState, _base: usize| {
             let result = match (io.volumes.get(volume.0), fs_handle) {
-                (Some(v), Some(handle)) => fs_of(v).cleanup(handle),
+                (Some(v), Some(handle)) => {
+                    let shared = fs_of(v).cleanup_shared(handle);
+                    shared.unwrap_or_else(|| fs_mut(v).cleanup(handle))
+                }
                 _ => Ok(()),
             };
             (result.err().unwrap_or(STATUS_SUCCESS), 0)
@@ -1186,7 +1187,11 @@ impl Io {
         let (file_object, volume) = (file.file_object, file.volume);
         let mut step = |io: &IoState, _base: usize| {
             if let (Some(v), Some(handle)) = (io.volumes.get(volume.0), fs_handle) {
-                fs_of(v).close(handle);
+                // The shared guard is gone before the exclusive one is taken.
+                let closed = fs_of(v).close_shared(handle);
+                if !closed {
+                    fs_mut(v).close(handle);
+                }
             }
             (STATUS_SUCCESS, 0)
         };
@@ -1309,7 +1314,12 @@ impl FileSystemHold {
     pub fn wait_for_awaiting_posts(&self, count: usize, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         loop {
-            if lock(&flt_read(&self.kernel).io.posts).awaiting.len() >= count {
+            let mut awaiting = 0;
+            flt_read(&self.kernel).io.posts.find_map(|posts| {
+                awaiting += posts.awaiting.len();
+                None::<()>
+            });
+            if awaiting >= count {
                 return true;
             }
             if Instant::now() >= deadline {

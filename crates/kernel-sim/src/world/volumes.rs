@@ -1,12 +1,13 @@
 //! Mounting synthetic volumes: each gets its own in-memory file system ([`FileSystem`]),
 //! handed to Filter Manager's instance logic ([`instances`]) below. Host code.
 
-use crate::config::VolumeKind;
 use std::ops::{Deref, DerefMut};
-use std::sync::MutexGuard;
+
+use crate::config::VolumeKind;
 
 use crate::fltmgr::instances::{self, VolumeFiles, VolumeId, VolumeRecord};
 use crate::kernel::Kernel;
+use crate::kernel::sharded::{BrRead, BrWrite};
 use crate::world::fs::FileSystem;
 
 /// Mounts a volume of `kind` with a fresh file system; offers it to the filter if filtering
@@ -27,26 +28,47 @@ pub(crate) fn mount_configured(k: &Kernel) {
     }
 }
 
-/// The in-memory file system of a volume, locked (each volume's has its own lock).
-pub(crate) fn fs_of(volume: &VolumeRecord) -> FsGuard<'_> {
-    FsGuard(volume.files())
+/// The in-memory file system of a volume, locked shared (see [`FileSystem`] for what that
+/// allows).
+pub(crate) fn fs_of(volume: &VolumeRecord) -> FsRead<'_> {
+    FsRead(volume.files())
 }
 
-/// A volume's [`FileSystem`], locked.
-pub(crate) struct FsGuard<'a>(MutexGuard<'a, Box<dyn VolumeFiles>>);
+/// The in-memory file system of a volume, locked exclusively, to change its namespace.
+pub(crate) fn fs_mut(volume: &VolumeRecord) -> FsWrite<'_> {
+    FsWrite(volume.files_mut())
+}
 
-impl Deref for FsGuard<'_> {
+/// A volume's [`FileSystem`], locked shared.
+pub(crate) struct FsRead<'a>(BrRead<'a, Box<dyn VolumeFiles>>);
+
+/// A volume's [`FileSystem`], locked exclusively.
+pub(crate) struct FsWrite<'a>(BrWrite<'a, Box<dyn VolumeFiles>>);
+
+fn downcast(files: &dyn VolumeFiles) -> &FileSystem {
+    files
+        .as_any()
+        .downcast_ref()
+        .expect("every volume is mounted over the world's FileSystem")
+}
+
+impl Deref for FsRead<'_> {
     type Target = FileSystem;
 
     fn deref(&self) -> &FileSystem {
-        self.0
-            .as_any()
-            .downcast_ref()
-            .expect("every volume is mounted over the world's FileSystem")
+        downcast(self.0.as_ref())
     }
 }
 
-impl DerefMut for FsGuard<'_> {
+impl Deref for FsWrite<'_> {
+    type Target = FileSystem;
+
+    fn deref(&self) -> &FileSystem {
+        downcast(self.0.as_ref())
+    }
+}
+
+impl DerefMut for FsWrite<'_> {
     fn deref_mut(&mut self) -> &mut FileSystem {
         self.0
             .as_any_mut()
