@@ -339,6 +339,97 @@ fn passthrough_print_under_spin_lock_twin_is_caught() {
     );
 }
 
+/// The reader (post-create scans through a generic work item that opens the file itself with
+/// `FltCreateFileEx`, reads it with `FltReadFile` and closes it; every write pended to a work
+/// item and completed with `FltCompletePendedPreOperation`) is clean; its twin that unloads
+/// without waiting for its queued work items is caught when the driver is gone, naming the
+/// callback that queued the item.
+#[test]
+fn reader_is_clean_and_its_unload_without_drain_twin_is_caught() {
+    let Some(image) = build("reader", None) else {
+        return;
+    };
+    assert_clean(&image, None);
+    let twin = build("reader", Some("unload-without-drain")).expect("clang was found above");
+    assert_caught(
+        &twin,
+        None,
+        "ThreadStillRunning",
+        "FltQueueGenericWorkItem",
+        "PostCreate",
+        "every queued work item has finished running before the driver is gone",
+    );
+}
+
+/// The reader's own I/O reaches the file system and not its own callbacks: one create of a
+/// 5-byte file by the test gives one post-create (no recursion from the worker's
+/// `FltCreateFileEx`), one scan, and both pended writes complete with the file system's
+/// status; what the driver counted is in its unload trace.
+#[test]
+fn reader_issues_its_own_io_below_itself_and_completes_pended_writes() {
+    let Some(image) = build("reader", None) else {
+        return;
+    };
+    let sim = Sim::new(config());
+    let driver = sim.load(&image).expect("loads");
+    assert_eq!(driver.entry_status(), Some(0), "{:#?}", driver.violations());
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let f = io
+        .create(ntfs, r"\scanned.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("created");
+    assert_eq!(io.write(&f, 0, b"hello"), 0);
+    assert_eq!(io.write(&f, 5, b" world"), 0);
+    io.cleanup(&f);
+    io.close(f);
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    assert_eq!(report.routine_calls.get("FltCreateFileEx"), Some(&1));
+    assert_eq!(
+        report.routine_calls.get("FltCompletePendedPreOperation"),
+        Some(&2)
+    );
+    let trace: Vec<&str> = report
+        .debug_output
+        .iter()
+        .map(|line| line.text.as_str())
+        .collect();
+    assert_eq!(trace, ["reader: 1 scan(s), 2 pended write(s)\n"]);
+}
+
+/// The twin whose write worker loses the first write it is given: the pended write is never
+/// completed; kernel-sim stops waiting after its pend limit, reports it against the pre-write
+/// that pended it, and the run goes on (the harness does not hang).
+#[test]
+fn reader_pend_never_completed_twin_is_caught() {
+    let Some(twin) = build("reader", Some("pend-never-completed")) else {
+        return;
+    };
+    let mut configuration = config();
+    configuration.pend_limit = std::time::Duration::from_millis(300);
+    let sim = Sim::new(configuration);
+    let driver = sim.load(&twin).expect("loads");
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let f = io
+        .create(ntfs, r"\lost.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("created");
+    assert_ne!(io.write(&f, 0, b"lost"), 0, "the lost write cannot succeed");
+    assert_eq!(io.write(&f, 4, b"kept"), 0);
+    io.cleanup(&f);
+    io.close(f);
+    let report = driver.finish();
+    let lost: Vec<_> = report
+        .violations
+        .iter()
+        .filter(|v| {
+            v.rule == "an operation pended with FLT_PREOP_PENDING is completed with FltCompletePendedPreOperation"
+        })
+        .collect();
+    assert_eq!(lost.len(), 1, "{}", report.summary());
+    assert_eq!(lost[0].callback, "PreWrite");
+}
+
 /// Every production filter runs through `kernel-sim bench` (two I/O threads, in the test and
 /// the measurement configuration) with operations made and no violation, and callbacks made
 /// in every filter but the tracker: bench's workload (creates, writes, cleanups, closes) sets
@@ -351,6 +442,7 @@ fn production_filters_run_in_bench() {
         ("handlectx", true),
         ("scanner", true),
         ("tracker", false),
+        ("reader", true),
     ] {
         let Some(image) = build(name, None) else {
             return;

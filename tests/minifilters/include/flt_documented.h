@@ -155,6 +155,46 @@ VOID FltAcquirePushLockSharedEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
 VOID FltAcquirePushLockExclusiveEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
 VOID FltReleasePushLockEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
 
+/* Generic work items.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocategenericworkitem
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltqueuegenericworkitem
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltfreegenericworkitem */
+typedef struct _FLT_GENERIC_WORKITEM *PFLT_GENERIC_WORKITEM;
+typedef VOID (*PFLT_GENERIC_WORKITEM_ROUTINE)(PFLT_GENERIC_WORKITEM FltWorkItem, PVOID FltObject,
+                                              PVOID Context);
+PFLT_GENERIC_WORKITEM FltAllocateGenericWorkItem(VOID);
+NTSTATUS FltQueueGenericWorkItem(PFLT_GENERIC_WORKITEM FltWorkItem, PVOID FltObject,
+                                 PFLT_GENERIC_WORKITEM_ROUTINE WorkerRoutine,
+                                 WORK_QUEUE_TYPE QueueType, PVOID Context);
+VOID FltFreeGenericWorkItem(PFLT_GENERIC_WORKITEM FltWorkItem);
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcompletependedpreoperation */
+VOID FltCompletePendedPreOperation(PFLT_CALLBACK_DATA CallbackData,
+                                   FLT_PREOP_CALLBACK_STATUS CallbackStatus, PVOID Context);
+
+/* I/O a filter issues itself.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatefileex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreadfile
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltclose */
+NTSTATUS FltCreateFileEx(PFLT_FILTER Filter, PFLT_INSTANCE Instance, PHANDLE FileHandle,
+                         PFILE_OBJECT *FileObject, ACCESS_MASK DesiredAccess,
+                         POBJECT_ATTRIBUTES ObjectAttributes, PIO_STATUS_BLOCK IoStatusBlock,
+                         PLARGE_INTEGER AllocationSize, ULONG FileAttributes, ULONG ShareAccess,
+                         ULONG CreateDisposition, ULONG CreateOptions, PVOID EaBuffer,
+                         ULONG EaLength, ULONG Flags);
+typedef VOID (*PFLT_COMPLETED_ASYNC_IO_CALLBACK)(PFLT_CALLBACK_DATA CallbackData,
+                                                 PFLT_CONTEXT Context);
+NTSTATUS FltReadFile(PFLT_INSTANCE InitiatingInstance, PFILE_OBJECT FileObject,
+                     PLARGE_INTEGER ByteOffset, ULONG Length, PVOID Buffer, ULONG Flags,
+                     PULONG BytesRead, PFLT_COMPLETED_ASYNC_IO_CALLBACK CallbackRoutine,
+                     PVOID CallbackContext);
+NTSTATUS FltClose(HANDLE FileHandle);
+
+/* ObDereferenceObject is a macro over ObfDereferenceObject in the WDK, which is what
+ * ntoskrnl.exe exports (Wine declares ObDereferenceObject as a function instead).
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-obdereferenceobject */
+LONG_PTR ObfDereferenceObject(PVOID Object);
+
 /* Status values a filter returns or tests, from the NTSTATUS values page
  * https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-erref/596a1078-e883-4972-9bbc-49e60bebca55 */
 #ifndef STATUS_FLT_CONTEXT_ALREADY_DEFINED

@@ -49,5 +49,16 @@ routines! {
         FltGetIrpName => crate::fltmgr::irp_names::flt_get_irp_name, crate::kernel::IrqlRule::Any;
         FltSetInstanceContext => crate::fltmgr::instance_contexts::flt_set_instance_context, AtMost(APC_LEVEL);
         FltGetInstanceContext => crate::fltmgr::instance_contexts::flt_get_instance_context, AtMost(APC_LEVEL);
+        // FltAllocateGenericWorkItem, FltQueueGenericWorkItem, FltFreeGenericWorkItem:
+        // <= DISPATCH_LEVEL.
+        FltAllocateGenericWorkItem => crate::fltmgr::workitems::flt_allocate_generic_work_item, AtMost(DISPATCH_LEVEL);
+        FltQueueGenericWorkItem => crate::fltmgr::workitems::flt_queue_generic_work_item, AtMost(DISPATCH_LEVEL);
+        FltFreeGenericWorkItem => crate::fltmgr::workitems::flt_free_generic_work_item, AtMost(DISPATCH_LEVEL);
+        // <= DISPATCH_LEVEL with FLT_PREOP_COMPLETE, else <= APC_LEVEL (checked in the handler).
+        FltCompletePendedPreOperation => crate::fltmgr::pending::flt_complete_pended_pre_operation, AtMost(DISPATCH_LEVEL);
+        FltCreateFile => crate::fltmgr::filter_io::flt_create_file, AtMost(PASSIVE_LEVEL);
+        FltCreateFileEx => crate::fltmgr::filter_io::flt_create_file_ex, AtMost(PASSIVE_LEVEL);
+        FltReadFile => crate::fltmgr::filter_io::flt_read_file, AtMost(PASSIVE_LEVEL);
+        FltClose => crate::fltmgr::filter_io::flt_close, AtMost(PASSIVE_LEVEL);
     }
 }

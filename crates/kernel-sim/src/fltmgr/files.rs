@@ -91,6 +91,12 @@ pub(crate) struct IoState {
     pub unload_flags: u32,
     /// Handles of torn-down instances, kept so their addresses are not reused in the run.
     pub graveyard: Vec<GuestAlloc>,
+    /// Operations whose pre-operation callback runs or pended them (`fltmgr::pending`).
+    pub pended: crate::fltmgr::pending::PendTable,
+    /// Generic work items (`fltmgr::workitems`).
+    pub work_items: crate::fltmgr::workitems::WorkItems,
+    /// Files a filter opened and closed (`FltClose`) whose file object it still references.
+    pub closed_files: Vec<FileRecord>,
 }
 
 impl IoState {

@@ -16,15 +16,18 @@ pub(crate) mod contexts;
 pub(crate) mod draining;
 pub(crate) mod exports;
 pub(crate) mod files;
+pub(crate) mod filter_io;
 pub(crate) mod instance_contexts;
 pub(crate) mod instances;
 pub(crate) mod irp_names;
 pub(crate) mod names;
+pub(crate) mod pending;
 pub(crate) mod ports;
 pub(crate) mod pushlock;
 pub(crate) mod registration;
 pub(crate) mod security;
 pub(crate) mod unload;
+pub(crate) mod workitems;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -81,6 +81,8 @@ pub(crate) enum HandleTarget {
     Thread(Arc<ThreadObject>),
     /// A registry key.
     Key(KeyObject),
+    /// A file a filter opened with `FltCreateFileEx` (the `FILE_OBJECT`'s address).
+    File(usize),
 }
 
 impl HandleTarget {
@@ -88,6 +90,7 @@ impl HandleTarget {
         match self {
             Self::Thread(_) => "thread",
             Self::Key(_) => "registry key",
+            Self::File(_) => "file",
         }
     }
 }
@@ -112,6 +115,9 @@ pub(crate) struct Objects {
     pub threads: BTreeMap<usize, Arc<ThreadObject>>,
     /// Live device objects, by address.
     pub devices: BTreeMap<usize, DeviceRecord>,
+    /// File objects referenced by pointer (`FltCreateFileEx`'s `FileObject`): address ->
+    /// references the driver holds, each dropped by `ObDereferenceObject`.
+    pub file_references: BTreeMap<usize, i64>,
     /// Device objects deleted (address -> deleted by), to name double deletes.
     pub deleted_devices: BTreeMap<usize, &'static str>,
 }

@@ -318,6 +318,9 @@ impl Driver {
         } else {
             k.config.thread_exit_timeout
         };
+        if !crashed {
+            crate::fltmgr::workitems::driver_gone(&k, why);
+        }
         let still_running = ntoskrnl::thread::wait_for_threads(&k, limit);
         for thread in still_running.iter().filter(|_| !crashed) {
             k.violation(
@@ -485,6 +488,17 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
             .map(|t| (t.address(), t.references.load(Ordering::Acquire)))
             .filter(|&(_, r)| r > 0)
             .collect();
+        let referenced: Vec<(usize, i64)> = referenced
+            .into_iter()
+            .chain(
+                objects
+                    .file_references
+                    .iter()
+                    .map(|(&f, &r)| (f, r))
+                    .filter(|&(_, r)| r > 0),
+            )
+            .collect();
+        objects.file_references.clear();
         let devices: Vec<usize> = objects.devices.keys().copied().collect();
         (handles, referenced, devices)
     };
@@ -499,7 +513,7 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
         k.violation(
             ViolationKind::HandleLeak,
             "every object reference is released (ObDereferenceObject) before the driver is gone",
-            format!("after {why}: thread object {object:#x} still has {references} reference(s)"),
+            format!("after {why}: object {object:#x} (thread or file) still has {references} reference(s)"),
         );
     }
     for device in devices {

@@ -1003,6 +1003,28 @@ impl VolumeFiles for FileSystem {
         Self::close(self, handle);
     }
 
+    fn open_below(
+        &mut self,
+        path: &str,
+        disposition: u32,
+        options: u32,
+    ) -> Result<(FsHandle, usize), NTSTATUS> {
+        Self::create(self, path, disposition, options)
+    }
+
+    fn close_below(&mut self, handle: FsHandle) {
+        Self::close(self, handle);
+    }
+
+    fn size_of_open(&self, handle: FsHandle) -> Result<u64, NTSTATUS> {
+        let open = self.live_open(handle)?;
+        if open.stream.is_some() {
+            // A named stream's contents are not kept (see `write`).
+            return Ok(0);
+        }
+        Ok(self.node(open.node).size)
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

@@ -10,9 +10,11 @@
 //!    I/O skips operations registered with `FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO`;
 //! 2. its status: `SUCCESS_WITH_CALLBACK` (post later), `SUCCESS_NO_CALLBACK`, `COMPLETE` (the
 //!    operation ends with the `IoStatus` the filter set; the file system is not touched),
-//!    `SYNCHRONIZE` (post on the same thread at the pre's IRQL); anything else is a violation,
-//!    as is `PENDING` (not emulated), a completion context set with a status that has no post
-//!    callback, or `WITH_CALLBACK`/`SYNCHRONIZE` for an operation without one;
+//!    `SYNCHRONIZE` (post on the same thread at the pre's IRQL), `PENDING` (the issuing
+//!    thread waits, at most `SimConfig::pend_limit`, for `FltCompletePendedPreOperation`, then
+//!    goes on as the status given there directs; [`crate::fltmgr::pending`]); anything else
+//!    is a violation, as is a completion context set with a status that has no post callback,
+//!    or `WITH_CALLBACK`/`SYNCHRONIZE` for an operation without one;
 //! 3. the file system operation ([`crate::world::fs`]), reading the parameters back from the
 //!    callback data (a filter may change them);
 //! 4. the post-operation callback, at PASSIVE_LEVEL (post-create always; other posts at
@@ -49,6 +51,7 @@ use crate::fltmgr::draining::{AwaitingPost, HoldGate};
 use crate::fltmgr::files::{FileRecord, IoState};
 use crate::fltmgr::flt_state;
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId};
+use crate::fltmgr::pending::Pend;
 use crate::kernel::{Kernel, lock};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
@@ -362,6 +365,12 @@ impl Io {
                 Some(PreOutcome::Synchronize) => post_at = Some(irql),
                 Some(PreOutcome::NoPost) => {}
                 Some(PreOutcome::Complete) => completed = true,
+                Some(PreOutcome::Abandoned) => {
+                    // The filter may still hold the callback data: never free it.
+                    std::mem::forget(block);
+                    self.end(volume, at.data);
+                    return (STATUS_UNSUCCESSFUL, 0);
+                }
             }
         }
         if let (Some(d), Some(_)) = (&dispatch, post_at) {
@@ -511,6 +520,8 @@ impl Io {
         // SAFETY: `d.pre` is the PreOperation callback the driver registered for this major
         // function; the image is mapped while its instance is live.
         let pre: PreCallback = unsafe { std::mem::transmute(d.pre) };
+        // A work item may complete the operation before the pre has returned PENDING.
+        lock(flt_state(&self.kernel)).io.pended.open(at.data);
         // SAFETY: as above; the arguments point into this operation's block, alive for the call.
         let returned = self.call_as(pre_name, irql, || unsafe {
             pre(
@@ -518,9 +529,77 @@ impl Io {
                 at.objects as *const FLT_RELATED_OBJECTS,
                 at.completion as *mut PVOID,
             )
-        })?;
+        });
+        let Some(returned) = returned else {
+            lock(flt_state(&self.kernel)).io.pended.close(at.data);
+            return None;
+        };
+        if returned == FLT_PREOP_PENDING {
+            return Some(self.await_pended(pre_name, at, d.post != 0));
+        }
+        let slot = lock(flt_state(&self.kernel)).io.pended.close(at.data);
+        if let Some(Pend::Completed(..)) = slot {
+            let previous = state::with(|s| s.callback.replace(pre_name));
+            self.kernel.violation(
+                ViolationKind::CallbackStatus,
+                "FltCompletePendedPreOperation only for an operation whose pre-operation callback returned FLT_PREOP_PENDING",
+                format!("{pre_name} completed its operation and returned {returned:#x}"),
+            );
+            state::with(|s| s.callback.set(previous));
+        }
         let context = guest::read(at.completion as *const PVOID);
         Some(self.check_pre_status(pre_name, returned, context, d.post != 0))
+    }
+
+    /// Waits for `FltCompletePendedPreOperation` on an operation its pre pended, at most
+    /// `SimConfig::pend_limit` (on Windows the requestor would wait forever); then goes on as
+    /// the completion's status directs. An operation never completed is reported and ends as
+    /// completed by the filter with `STATUS_UNSUCCESSFUL`; its block stays allocated, since the
+    /// filter may still hold it.
+    fn await_pended(
+        &self,
+        pre_name: &'static str,
+        at: &BlockAddresses,
+        has_post: bool,
+    ) -> PreOutcome {
+        let k = &self.kernel;
+        let limit = k.config.pend_limit.min(k.config.hang_timeout / 2);
+        let deadline = Instant::now() + limit;
+        let completed = k.wait_until(Some(deadline), "a pended pre-operation", || {
+            matches!(
+                lock(flt_state(k)).io.pended.get(at.data),
+                Some(Pend::Completed(..))
+            )
+        });
+        let slot = {
+            let mut flt = lock(flt_state(k));
+            if completed {
+                flt.io.pended.close(at.data)
+            } else {
+                flt.io.pended.abandon(at.data);
+                None
+            }
+        };
+        let Some(Pend::Completed(status, context)) = slot else {
+            let previous = state::with(|s| s.callback.replace(pre_name));
+            k.violation(
+                ViolationKind::CallbackContract,
+                "an operation pended with FLT_PREOP_PENDING is completed with FltCompletePendedPreOperation",
+                format!("{pre_name} returned FLT_PREOP_PENDING and the operation was not completed within {limit:?}: its requestor would wait forever"),
+            );
+            state::with(|s| s.callback.set(previous));
+            guest::write(
+                (at.data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK,
+                IO_STATUS_BLOCK {
+                    Status: STATUS_UNSUCCESSFUL,
+                    _Pad: 0,
+                    Information: 0,
+                },
+            );
+            return PreOutcome::Abandoned;
+        };
+        guest::write(at.completion as *mut PVOID, context as PVOID);
+        self.check_pre_status(pre_name, status, context as PVOID, has_post)
     }
 
     /// Marks the operation as in its post phase and runs the post-operation callback at
@@ -600,14 +679,6 @@ impl Io {
             FLT_PREOP_SYNCHRONIZE => (PreOutcome::Synchronize, "FLT_PREOP_SYNCHRONIZE"),
             FLT_PREOP_SUCCESS_NO_CALLBACK => (PreOutcome::NoPost, "FLT_PREOP_SUCCESS_NO_CALLBACK"),
             FLT_PREOP_COMPLETE => (PreOutcome::Complete, "FLT_PREOP_COMPLETE"),
-            FLT_PREOP_PENDING => {
-                k.violation(
-                    ViolationKind::NotEmulated,
-                    "FLT_PREOP_PENDING (FltCompletePendedPreOperation) is not emulated",
-                    format!("{callback} returned FLT_PREOP_PENDING; the operation continues as SUCCESS_NO_CALLBACK"),
-                );
-                return PreOutcome::NoPost;
-            }
             other => {
                 k.violation(
                     ViolationKind::CallbackStatus,
@@ -1216,6 +1287,8 @@ enum PreOutcome {
     Synchronize,
     NoPost,
     Complete,
+    /// Pended and never completed (reported): ends as completed, its block left allocated.
+    Abandoned,
 }
 
 /// The file-system side of `IRP_MJ_SET_INFORMATION`, from the (possibly filter-changed)

@@ -1,0 +1,135 @@
+//! Pended pre-operations: the table of operations whose pre-operation callback is running or
+//! returned `FLT_PREOP_PENDING`, and `FltCompletePendedPreOperation`, which hands such an
+//! operation back to Filter Manager. The world layer's dispatch registers each operation before
+//! its pre-operation callback runs (a work item may complete it before the callback has even
+//! returned), then waits for the completion, bounded by `SimConfig::pend_limit`.
+//!
+//! From the reference page
+//! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcompletependedpreoperation>):
+//! `CallbackData` is required; `CallbackStatus` is `FLT_PREOP_COMPLETE`,
+//! `FLT_PREOP_SUCCESS_NO_CALLBACK` or `FLT_PREOP_SUCCESS_WITH_CALLBACK` (never `PENDING`,
+//! `SYNCHRONIZE` or `DISALLOW_FASTIO`); `Context` only with `SUCCESS_WITH_CALLBACK` (NULL
+//! otherwise); IRQL <= DISPATCH_LEVEL for `FLT_PREOP_COMPLETE`, <= APC_LEVEL otherwise.
+//! Host code for the table; the routine runs on driver threads.
+
+// Fx hashing: looked up on every operation; keys are kernel-sim's own addresses.
+use rustc_hash::FxHashMap as HashMap;
+use vigil_sys::{
+    APC_LEVEL, FLT_CALLBACK_DATA, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_COMPLETE,
+    FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK, PVOID,
+};
+
+use crate::fltmgr::exports::Routine;
+use crate::fltmgr::flt_state;
+use crate::kernel::{emulate, irql_name, lock};
+use crate::machine::state;
+use crate::report::ViolationKind;
+
+/// Where a pendable operation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pend {
+    /// Its pre-operation callback is running (or returned `FLT_PREOP_PENDING`) and it has not
+    /// been completed.
+    Open,
+    /// `FltCompletePendedPreOperation` gave it back: the status and the completion context.
+    Completed(FLT_PREOP_CALLBACK_STATUS, usize),
+    /// kernel-sim gave up waiting (reported); a late completion is ignored.
+    Abandoned,
+}
+
+/// Operations that may be, or are, pended, by callback data address.
+#[derive(Default)]
+pub(crate) struct PendTable {
+    slots: HashMap<usize, Pend>,
+}
+
+impl PendTable {
+    /// Opens the slot of the operation whose callback data is `data`, before its pre runs.
+    pub(crate) fn open(&mut self, data: usize) {
+        self.slots.insert(data, Pend::Open);
+    }
+
+    /// The slot of `data`, if open.
+    pub(crate) fn get(&self, data: usize) -> Option<Pend> {
+        self.slots.get(&data).copied()
+    }
+
+    /// Closes the slot of `data` and returns what it held.
+    pub(crate) fn close(&mut self, data: usize) -> Option<Pend> {
+        self.slots.remove(&data)
+    }
+
+    /// Marks `data` abandoned (its requestor stopped waiting).
+    pub(crate) fn abandon(&mut self, data: usize) {
+        self.slots.insert(data, Pend::Abandoned);
+    }
+}
+
+/// `FltCompletePendedPreOperation`: IRQL <= DISPATCH_LEVEL for `FLT_PREOP_COMPLETE`, else
+/// <= APC_LEVEL (checked here; the table allows DISPATCH_LEVEL).
+pub(crate) extern "win64" fn flt_complete_pended_pre_operation(
+    data: *mut FLT_CALLBACK_DATA,
+    status: FLT_PREOP_CALLBACK_STATUS,
+    context: PVOID,
+) {
+    emulate(Routine::FltCompletePendedPreOperation, |k| {
+        let irql = state::current_irql();
+        if status != FLT_PREOP_COMPLETE && irql > APC_LEVEL {
+            k.violation(
+                ViolationKind::Irql,
+                "FltCompletePendedPreOperation: IRQL <= APC_LEVEL unless CallbackStatus is FLT_PREOP_COMPLETE",
+                format!("called at {} with CallbackStatus {status}", irql_name(irql)),
+            );
+        }
+        let valid = [
+            FLT_PREOP_COMPLETE,
+            FLT_PREOP_SUCCESS_NO_CALLBACK,
+            FLT_PREOP_SUCCESS_WITH_CALLBACK,
+        ];
+        if !valid.contains(&status) {
+            k.parameter_violation(
+                "CallbackStatus FLT_PREOP_COMPLETE, FLT_PREOP_SUCCESS_NO_CALLBACK or FLT_PREOP_SUCCESS_WITH_CALLBACK",
+                format!("CallbackStatus {status}; the operation continues as SUCCESS_NO_CALLBACK"),
+            );
+        }
+        let status = if valid.contains(&status) {
+            status
+        } else {
+            FLT_PREOP_SUCCESS_NO_CALLBACK
+        };
+        if status != FLT_PREOP_SUCCESS_WITH_CALLBACK && !context.is_null() {
+            k.parameter_violation(
+                "Context NULL unless CallbackStatus is FLT_PREOP_SUCCESS_WITH_CALLBACK",
+                format!(
+                    "Context {context:p} with CallbackStatus {status}: never passed on (leaked)"
+                ),
+            );
+        }
+        let mut flt = lock(flt_state(k));
+        let slot = flt.io.pended.slots.get_mut(&(data as usize));
+        match slot {
+            Some(slot @ Pend::Open) => {
+                *slot = Pend::Completed(status, context as usize);
+                drop(flt);
+                k.notify_waiters();
+            }
+            // Already reported when the requestor stopped waiting.
+            Some(Pend::Abandoned) => {}
+            Some(Pend::Completed(..)) => {
+                drop(flt);
+                k.violation(
+                    ViolationKind::OverRelease,
+                    "FltCompletePendedPreOperation: a pended operation is completed exactly once",
+                    format!("{data:p} completed twice"),
+                );
+            }
+            None => {
+                drop(flt);
+                k.parameter_violation(
+                    "the callback data of an operation its pre-operation callback pended",
+                    format!("{data:p} is not an operation in a pre-operation callback or pended"),
+                );
+            }
+        }
+    });
+}

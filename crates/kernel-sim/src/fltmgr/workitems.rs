@@ -1,0 +1,333 @@
+//! Generic work items: `FltAllocateGenericWorkItem`, `FltQueueGenericWorkItem`,
+//! `FltFreeGenericWorkItem`, and the check that none is still queued or running when the
+//! driver is gone (its routine would run in an unloaded image).
+//!
+//! From the reference pages
+//! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocategenericworkitem>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltqueuegenericworkitem>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltfreegenericworkitem>):
+//! all three at IRQL <= DISPATCH_LEVEL; allocation returns NULL when pool is short; the item is
+//! queued with an opaque filter or instance pointer (`FltObject`), a routine called at
+//! PASSIVE_LEVEL in a system thread with the item, that pointer and the context;
+//! `CriticalWorkQueue` or `DelayedWorkQueue` (`HyperCriticalWorkQueue` is reserved for the
+//! system); `STATUS_FLT_DELETING_OBJECT` when the filter is being unloaded. Filter Manager does
+//! not document that unloading waits for queued items, so a filter must drain its own before
+//! its unload returns; kernel-sim waits for them only so as not to unmap the image under them,
+//! and reports each one.
+//!
+//! Each queued item runs on its own host thread after `SimConfig::work_item_latency` (a
+//! system worker picks an item up some time after it was queued).
+
+use std::thread::JoinHandle;
+
+// Fx hashing: kernel-sim's own addresses as keys.
+use rustc_hash::FxHashMap as HashMap;
+use vigil_sys::{
+    CriticalWorkQueue, DelayedWorkQueue, NTSTATUS, PASSIVE_LEVEL, PVOID,
+    STATUS_FLT_DELETING_OBJECT, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+};
+
+use crate::fltmgr::exports::Routine;
+use crate::fltmgr::files::Retired;
+use crate::fltmgr::flt_state;
+use crate::fltmgr::instances::InstanceState;
+use crate::kernel::{Kernel, allocate_thread_id, emulate, lock};
+use crate::machine::guest::GuestAlloc;
+use crate::machine::state;
+use crate::ntoskrnl::thread::SYSTEM_PROCESS_ID;
+use crate::report::ViolationKind;
+
+/// The worker routine's type (`PFLT_GENERIC_WORKITEM_ROUTINE`).
+type WorkerRoutine = unsafe extern "win64" fn(PVOID, PVOID, PVOID);
+
+/// Where a work item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ItemState {
+    /// Allocated, not queued (or its routine returned).
+    Idle,
+    /// Queued, its routine not started yet.
+    Queued,
+    /// Its routine is running on the worker thread with this emulated id.
+    Running(usize),
+}
+
+/// A live work item.
+struct ItemRecord {
+    /// The opaque `PFLT_GENERIC_WORKITEM` the driver holds.
+    memory: GuestAlloc,
+    state: ItemState,
+    /// The driver entry point that allocated it.
+    allocated_in: &'static str,
+    /// The driver entry point that last queued it.
+    queued_in: &'static str,
+}
+
+/// The work items of a run.
+pub(crate) struct WorkItems {
+    live: HashMap<usize, ItemRecord>,
+    /// Freed items (and where), kept a while so that a stale pointer is recognized.
+    freed: Retired<(GuestAlloc, &'static str)>,
+    /// Worker threads, joined when the driver is gone.
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Default for WorkItems {
+    fn default() -> Self {
+        Self {
+            live: HashMap::default(),
+            freed: Retired::new(4096),
+            threads: Vec::new(),
+        }
+    }
+}
+
+/// `FltAllocateGenericWorkItem`: IRQL <= DISPATCH_LEVEL. Failable: NULL.
+pub(crate) extern "win64" fn flt_allocate_generic_work_item() -> PVOID {
+    emulate(Routine::FltAllocateGenericWorkItem, |k| {
+        if k.inject_failure("FltAllocateGenericWorkItem", "NULL") {
+            return std::ptr::null_mut();
+        }
+        let memory = GuestAlloc::zeroed(64);
+        let address = memory.address();
+        let allocated_in = state::with(|s| s.callback.get());
+        lock(flt_state(k)).io.work_items.live.insert(
+            address,
+            ItemRecord {
+                memory,
+                state: ItemState::Idle,
+                allocated_in,
+                queued_in: "",
+            },
+        );
+        address as PVOID
+    })
+}
+
+/// Whether `object` may have work queued for it: `Err` with the status to return.
+fn check_flt_object(k: &Kernel, object: usize) -> Result<(), NTSTATUS> {
+    let flt = lock(flt_state(k));
+    if let Some(filter) = flt.filters.get(&object) {
+        return if filter.unregistered {
+            Err(STATUS_FLT_DELETING_OBJECT)
+        } else {
+            Ok(())
+        };
+    }
+    match flt.io.instance(object) {
+        Some((_, InstanceState::TearingDown)) => Err(STATUS_FLT_DELETING_OBJECT),
+        Some(_) => Ok(()),
+        None if flt.io.graveyard.iter().any(|g| g.address() == object) => {
+            Err(STATUS_FLT_DELETING_OBJECT)
+        }
+        None => {
+            drop(flt);
+            k.parameter_violation(
+                "FltObject is the caller's filter (PFLT_FILTER) or instance (PFLT_INSTANCE)",
+                format!("{object:#x} is neither"),
+            );
+            Err(STATUS_INVALID_PARAMETER)
+        }
+    }
+}
+
+/// `FltQueueGenericWorkItem`: IRQL <= DISPATCH_LEVEL.
+pub(crate) extern "win64" fn flt_queue_generic_work_item(
+    item: PVOID,
+    flt_object: PVOID,
+    routine: Option<WorkerRoutine>,
+    queue_type: u32,
+    context: PVOID,
+) -> NTSTATUS {
+    emulate(Routine::FltQueueGenericWorkItem, |k| {
+        let invalid = STATUS_INVALID_PARAMETER;
+        let Some(routine) = routine else {
+            k.parameter_violation("a WorkerRoutine", "WorkerRoutine is NULL".to_owned());
+            return invalid;
+        };
+        if queue_type != CriticalWorkQueue && queue_type != DelayedWorkQueue {
+            k.parameter_violation(
+                "QueueType CriticalWorkQueue or DelayedWorkQueue (HyperCriticalWorkQueue is reserved)",
+                format!("QueueType {queue_type}"),
+            );
+            return invalid;
+        }
+        if let Err(status) = check_flt_object(k, flt_object as usize) {
+            return status;
+        }
+        let queued_in = state::with(|s| s.callback.get());
+        let address = item as usize;
+        {
+            let mut flt = lock(flt_state(k));
+            let items = &mut flt.io.work_items;
+            let problem = match items.live.get_mut(&address) {
+                Some(record) if record.state == ItemState::Queued => {
+                    Some(format!("{item:p} is already queued"))
+                }
+                Some(record) => {
+                    record.state = ItemState::Queued;
+                    record.queued_in = queued_in;
+                    None
+                }
+                None => Some(match items.freed.get(address) {
+                    Some((_, freed_in)) => format!("{item:p} was freed in {freed_in}"),
+                    None => format!("{item:p} is not from FltAllocateGenericWorkItem"),
+                }),
+            };
+            if let Some(problem) = problem {
+                drop(flt);
+                k.parameter_violation(
+                    "FltWorkItem allocated by FltAllocateGenericWorkItem, live and not queued",
+                    problem,
+                );
+                return invalid;
+            }
+        }
+        spawn_worker(k, address, flt_object as usize, routine, context as usize);
+        STATUS_SUCCESS
+    })
+}
+
+/// Runs the queued `item`'s routine on a worker thread of its own.
+fn spawn_worker(k: &Kernel, item: usize, object: usize, routine: WorkerRoutine, context: usize) {
+    let kernel = k.arc();
+    let latency = k.config.work_item_latency;
+    let spawned = std::thread::Builder::new()
+        .name(format!("kernel-sim work item {item:#x}"))
+        .spawn(move || {
+            let id = allocate_thread_id();
+            state::with(|s| {
+                s.thread_id.set(id);
+                s.process_id.set(SYSTEM_PROCESS_ID);
+                s.system_thread.set(true);
+            });
+            std::thread::sleep(latency);
+            if let Some(record) = lock(flt_state(&kernel)).io.work_items.live.get_mut(&item) {
+                record.state = ItemState::Running(id);
+            }
+            kernel.call_driver("GenericWorkItem", Some(PASSIVE_LEVEL), || {
+                // SAFETY: the driver passed this PFLT_GENERIC_WORKITEM_ROUTINE to
+                // FltQueueGenericWorkItem; the image stays mapped until its items are waited
+                // for (`driver_gone`); the arguments are the driver's own, passed through.
+                unsafe { routine(item as PVOID, object as PVOID, context as PVOID) };
+            });
+            let mut flt = lock(flt_state(&kernel));
+            if let Some(record) = flt.io.work_items.live.get_mut(&item)
+                && record.state == ItemState::Running(id)
+            {
+                record.state = ItemState::Idle;
+            }
+            drop(flt);
+            kernel.notify_waiters();
+        });
+    match spawned {
+        Ok(join) => lock(flt_state(k)).io.work_items.threads.push(join),
+        Err(error) => k.violation(
+            ViolationKind::Internal,
+            "kernel-sim",
+            format!("no worker thread for work item {item:#x}: {error}"),
+        ),
+    }
+}
+
+/// `FltFreeGenericWorkItem`: IRQL <= DISPATCH_LEVEL. The item may be freed by its own
+/// routine (the usual pattern), not while it is queued or another thread runs it.
+pub(crate) extern "win64" fn flt_free_generic_work_item(item: PVOID) {
+    emulate(Routine::FltFreeGenericWorkItem, |k| {
+        let address = item as usize;
+        let me = state::with(|s| s.thread_id.get());
+        let freed_in = state::with(|s| s.callback.get());
+        let mut flt = lock(flt_state(k));
+        let items = &mut flt.io.work_items;
+        let problem = match items.live.get(&address).map(|r| r.state) {
+            Some(ItemState::Queued) => Some(format!("{item:p} is queued")),
+            Some(ItemState::Running(worker)) if worker != me => {
+                Some(format!("{item:p} is running on another thread"))
+            }
+            Some(_) => {
+                if let Some(record) = items.live.remove(&address) {
+                    items.freed.insert(address, (record.memory, freed_in));
+                }
+                None
+            }
+            None => Some(match items.freed.get(address) {
+                Some((_, earlier)) => format!("{item:p} was already freed in {earlier}"),
+                None => format!("{item:p} is not from FltAllocateGenericWorkItem"),
+            }),
+        };
+        drop(flt);
+        if let Some(problem) = problem {
+            k.parameter_violation(
+                "FltWorkItem allocated by FltAllocateGenericWorkItem, freed once, not while queued",
+                problem,
+            );
+        }
+    });
+}
+
+/// The driver is gone (`why`): reports every work item still queued or running (its routine
+/// runs in an unloaded image) and every item never freed, then waits (bounded by
+/// `SimConfig::thread_exit_timeout`) for the worker threads so the image is not unmapped under
+/// them.
+pub(crate) fn driver_gone(k: &Kernel, why: &str) {
+    let (outstanding, unfreed, threads) = {
+        let mut flt = lock(flt_state(k));
+        let items = &mut flt.io.work_items;
+        let outstanding: Vec<(usize, &'static str, ItemState)> = items
+            .live
+            .iter()
+            .filter(|(_, r)| r.state != ItemState::Idle)
+            .map(|(&a, r)| (a, r.queued_in, r.state))
+            .collect();
+        let unfreed: Vec<(usize, &'static str)> = items
+            .live
+            .iter()
+            .map(|(&a, r)| (a, r.allocated_in))
+            .collect();
+        (outstanding, unfreed, std::mem::take(&mut items.threads))
+    };
+    for (item, queued_in, item_state) in outstanding {
+        let what = if item_state == ItemState::Queued {
+            "still queued"
+        } else {
+            "still running"
+        };
+        attributed(k, "FltQueueGenericWorkItem", queued_in, || {
+            k.violation(
+                ViolationKind::ThreadStillRunning,
+                "every queued work item has finished running before the driver is gone",
+                format!("work item {item:#x} queued in {queued_in} {what} after {why}"),
+            );
+        });
+    }
+    for (item, allocated_in) in unfreed {
+        attributed(k, "FltAllocateGenericWorkItem", allocated_in, || {
+            k.violation(
+                ViolationKind::ResourceLeak,
+                "every work item is freed (FltFreeGenericWorkItem) before the driver is gone",
+                format!("work item {item:#x} allocated in {allocated_in} not freed after {why}"),
+            );
+        });
+    }
+    let deadline = std::time::Instant::now() + k.config.thread_exit_timeout;
+    for thread in threads {
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
+    }
+    let mut flt = lock(flt_state(k));
+    flt.io.work_items.live.clear();
+}
+
+/// Runs `record` with the violation attributed to `routine` called from `callback`.
+fn attributed(k: &Kernel, routine: &'static str, callback: &'static str, record: impl FnOnce()) {
+    let _ = k;
+    let previous = state::with(|s| (s.routine.replace(routine), s.callback.replace(callback)));
+    record();
+    state::with(|s| {
+        s.routine.set(previous.0);
+        s.callback.set(previous.1);
+    });
+}
