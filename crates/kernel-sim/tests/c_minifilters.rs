@@ -430,6 +430,93 @@ fn reader_pend_never_completed_twin_is_caught() {
     assert_eq!(lost[0].callback, "PreWrite");
 }
 
+/// The buffer swapper (sector size from the volume's properties through an instance context,
+/// each write's data copied into a device-aligned buffer described by an MDL, swapped into the
+/// parameter block and marked dirty, the buffer freed in post-write, the MDL left to the I/O
+/// system) is clean; its twin that swaps without `FltSetCallbackDataDirty` is caught after its
+/// pre-write (the file system got the old parameters, and the swapped MDL, never handed on,
+/// leaks).
+#[test]
+fn swapper_is_clean_and_its_not_dirty_twin_is_caught() {
+    let Some(image) = build("swapper", None) else {
+        return;
+    };
+    assert_clean(&image, None);
+    let twin = build("swapper", Some("not-dirty")).expect("clang was found above");
+    assert_caught(
+        &twin,
+        None,
+        "CallbackContract",
+        "PreWrite",
+        "PreWrite",
+        "a callback that changes the callback data's parameters calls FltSetCallbackDataDirty",
+    );
+    let output = verify(&twin, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("every MDL is freed (IoFreeMdl)")
+            && stdout.contains("from IoAllocateMdl in PreWrite"),
+        "{stdout}"
+    );
+}
+
+/// The swapper's twin that frees the aligned buffer with `ExFreePool` is caught by
+/// `ExFreePool`, naming the allocator and the tag, in its post-write.
+#[test]
+fn swapper_aligned_buffer_freed_with_ex_free_pool_twin_is_caught() {
+    let Some(twin) = build("swapper", Some("freed-with-ex-free-pool")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        None,
+        "PoolBadFree",
+        "ExFreePool",
+        "PostWrite",
+        "ExFreePool: a block of the allocator it pairs with",
+    );
+    let output = verify(&twin, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("tag 'Cswb') came from FltAllocatePoolAlignedWithTag"),
+        "{stdout}"
+    );
+}
+
+/// What the swapper hands the file system is its own buffer: sector-aligned, described by an
+/// MDL whose mapping is the buffer itself, and gone (MDL freed by the I/O system, buffer by the
+/// post-write) once the write completes; the writes still reach the file.
+#[test]
+fn swapper_hands_the_file_system_an_aligned_buffer_and_an_mdl() {
+    let Some(image) = build("swapper", None) else {
+        return;
+    };
+    let sim = Sim::new(config());
+    let driver = sim.load(&image).expect("loads");
+    assert_eq!(driver.entry_status(), Some(0), "{:#?}", driver.violations());
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let f = io
+        .create(ntfs, r"\swapped.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("created");
+    assert_eq!(io.write(&f, 0, b"hello"), 0);
+    assert_eq!(io.write(&f, 5, &[7; 700]), 0);
+    io.cleanup(&f);
+    io.close(f);
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    for routine in [
+        "FltAllocatePoolAlignedWithTag",
+        "FltFreePoolAlignedWithTag",
+        "IoAllocateMdl",
+        "MmBuildMdlForNonPagedPool",
+        "FltSetCallbackDataDirty",
+    ] {
+        assert_eq!(report.routine_calls.get(routine), Some(&2), "{routine}");
+    }
+    assert_eq!(report.routine_calls.get("IoFreeMdl"), None);
+}
+
 /// Every production filter runs through `kernel-sim bench` (two I/O threads, in the test and
 /// the measurement configuration) with operations made and no violation, and callbacks made
 /// in every filter but the tracker: bench's workload (creates, writes, cleanups, closes) sets
@@ -443,6 +530,7 @@ fn production_filters_run_in_bench() {
         ("scanner", true),
         ("tracker", false),
         ("reader", true),
+        ("swapper", true),
     ] {
         let Some(image) = build(name, None) else {
             return;

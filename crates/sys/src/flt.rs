@@ -497,3 +497,28 @@ pub struct FLT_FILE_NAME_INFORMATION {
 
 /// `PFLT_FILE_NAME_INFORMATION`.
 pub type PFLT_FILE_NAME_INFORMATION = *mut FLT_FILE_NAME_INFORMATION;
+
+/// `FLT_VOLUME_PROPERTIES`: what `FltGetVolumeProperties` returns (the three names' buffers
+/// follow the structure in the caller's buffer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FLT_VOLUME_PROPERTIES {
+    /// The volume's device type (`FILE_DEVICE_DISK_FILE_SYSTEM`, ...).
+    pub DeviceType: DEVICE_TYPE,
+    /// `FILE_*` device characteristics.
+    pub DeviceCharacteristics: u32,
+    /// `DO_*` device object flags.
+    pub DeviceObjectFlags: u32,
+    /// The device's alignment requirement (`FILE_*_ALIGNMENT`: a mask).
+    pub AlignmentRequirement: u32,
+    /// Bytes per sector.
+    pub SectorSize: u16,
+    /// Reserved.
+    pub Flags: u16,
+    /// The file system driver's name (`\FileSystem\Ntfs`).
+    pub FileSystemDriverName: UNICODE_STRING,
+    /// The file system's device name.
+    pub FileSystemDeviceName: UNICODE_STRING,
+    /// The volume's device name (`\Device\HarddiskVolume1`).
+    pub RealDeviceName: UNICODE_STRING,
+}

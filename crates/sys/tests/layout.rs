@@ -144,6 +144,7 @@ fn c_name(
 }
 
 /// Every `#[repr(C)]` type of vigil-sys (and the C types its aliases stand for).
+#[expect(clippy::too_many_lines, reason = "one table, one entry per type")]
 fn layouts() -> Vec<TypeLayout> {
     let mut device_object = layout!(DEVICE_OBJECT, "DEVICE_OBJECT", [Wine, Mingw], {
         Type, Size, ReferenceCount, DriverObject, NextDevice, AttachedDevice, CurrentIrp, Timer,
@@ -255,6 +256,13 @@ fn layouts() -> Vec<TypeLayout> {
         layout!(FLT_FILE_NAME_INFORMATION, "VIGIL_DOC_FLT_FILE_NAME_INFORMATION", [Documented], {
             Size, NamesParsed, Format, Name, Volume, Share, Extension, Stream, FinalComponent,
             ParentDir,
+        }),
+        layout!(FLT_VOLUME_PROPERTIES, "VIGIL_DOC_FLT_VOLUME_PROPERTIES", [Documented], {
+            DeviceType, DeviceCharacteristics, DeviceObjectFlags, AlignmentRequirement, SectorSize,
+            Flags, FileSystemDriverName, FileSystemDeviceName, RealDeviceName,
+        }),
+        layout!(MDL, "MDL", [Wine, Mingw], {
+            Next, Size, MdlFlags, Process, MappedSystemVa, StartVa, ByteCount, ByteOffset,
         }),
     ]
 }
@@ -507,6 +515,8 @@ fn constants() -> Vec<(&'static str, i128)> {
         FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET,
         CriticalWorkQueue,
         DelayedWorkQueue,
+        MDL_MAPPED_TO_SYSTEM_VA,
+        MDL_SOURCE_IS_NONPAGED_POOL,
         FLT_PREOP_DISALLOW_FASTIO,
         FLT_PREOP_COMPLETE,
         FLT_PREOP_SYNCHRONIZE,

@@ -288,6 +288,8 @@ pub(crate) extern "win64" fn flt_allocate_context(
             irql,
             callback,
             during_entry: false,
+            align: 16,
+            device_aligned: false,
         });
         let Some(address) = address else {
             return STATUS_INSUFFICIENT_RESOURCES;

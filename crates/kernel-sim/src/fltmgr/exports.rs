@@ -60,5 +60,12 @@ routines! {
         FltCreateFileEx => crate::fltmgr::filter_io::flt_create_file_ex, AtMost(PASSIVE_LEVEL);
         FltReadFile => crate::fltmgr::filter_io::flt_read_file, AtMost(PASSIVE_LEVEL);
         FltClose => crate::fltmgr::filter_io::flt_close, AtMost(PASSIVE_LEVEL);
+        // Paged types <= APC_LEVEL (checked in the handler).
+        FltAllocatePoolAlignedWithTag => crate::fltmgr::aligned_pool::flt_allocate_pool_aligned_with_tag, AtMost(DISPATCH_LEVEL);
+        FltFreePoolAlignedWithTag => crate::fltmgr::aligned_pool::flt_free_pool_aligned_with_tag, AtMost(DISPATCH_LEVEL);
+        FltSetCallbackDataDirty => crate::fltmgr::dirty::flt_set_callback_data_dirty, crate::kernel::IrqlRule::Any;
+        FltGetVolumeFromInstance => crate::fltmgr::volume_objects::flt_get_volume_from_instance, AtMost(APC_LEVEL);
+        FltGetVolumeProperties => crate::fltmgr::volume_objects::flt_get_volume_properties, AtMost(APC_LEVEL);
+        FltObjectDereference => crate::fltmgr::volume_objects::flt_object_dereference, AtMost(DISPATCH_LEVEL);
     }
 }

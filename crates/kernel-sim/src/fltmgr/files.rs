@@ -95,6 +95,8 @@ pub(crate) struct IoState {
     pub pended: crate::fltmgr::pending::PendTable,
     /// Generic work items (`fltmgr::workitems`).
     pub work_items: crate::fltmgr::workitems::WorkItems,
+    /// Rundown references on volumes (`fltmgr::volume_objects`).
+    pub volume_refs: crate::fltmgr::volume_objects::VolumeRefs,
     /// Files a filter opened and closed (`FltClose`) whose file object it still references.
     pub closed_files: Vec<FileRecord>,
 }

@@ -173,11 +173,30 @@ fn create(
     ) {
         return STATUS_INSUFFICIENT_RESOURCES;
     }
+    open_below(
+        k,
+        (volume, device),
+        (&path, request),
+        (handle_out, file_object_out, io_status),
+    )
+}
+
+/// The create sent to the file system below the filter, and its outputs.
+fn open_below(
+    k: &Kernel,
+    (volume, device): (VolumeId, usize),
+    (path, request): (&str, &CreateRequest),
+    (handle_out, file_object_out, io_status): (
+        *mut HANDLE,
+        *mut *mut FILE_OBJECT,
+        *mut IO_STATUS_BLOCK,
+    ),
+) -> NTSTATUS {
     let opened = {
         let mut flt = lock(flt_state(k));
         flt.io.volumes[volume.0]
             .fs
-            .open_below(&path, request.disposition, request.options)
+            .open_below(path, request.disposition, request.options)
     };
     let (fs_handle, information) = match opened {
         Ok(opened) => opened,
@@ -193,7 +212,7 @@ fn create(
             return status;
         }
     };
-    let file_object = new_file_object(k, volume, device, &path, fs_handle);
+    let file_object = new_file_object(k, volume, device, path, fs_handle);
     let routine = state::with(|s| s.routine.get());
     let handle = {
         let mut objects = lock(&k.objects);
@@ -261,10 +280,6 @@ fn new_file_object(
 }
 
 /// `FltCreateFileEx`: PASSIVE_LEVEL.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the routine's documented signature"
-)]
 pub(crate) extern "win64" fn flt_create_file_ex(
     filter: PFLT_FILTER,
     instance: PFLT_INSTANCE,
@@ -295,10 +310,6 @@ pub(crate) extern "win64" fn flt_create_file_ex(
 }
 
 /// `FltCreateFile`: PASSIVE_LEVEL. As `FltCreateFileEx` without the file object.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the routine's documented signature"
-)]
 pub(crate) extern "win64" fn flt_create_file(
     filter: PFLT_FILTER,
     instance: PFLT_INSTANCE,
@@ -328,10 +339,6 @@ pub(crate) extern "win64" fn flt_create_file(
 }
 
 /// `FltReadFile`: PASSIVE_LEVEL. Synchronous reads only.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the routine's documented signature"
-)]
 pub(crate) extern "win64" fn flt_read_file(
     instance: PFLT_INSTANCE,
     file_object: *mut FILE_OBJECT,
@@ -400,9 +407,9 @@ pub(crate) extern "win64" fn flt_read_file(
             return invalid;
         };
         if flags & FLTFL_IO_OPERATION_NON_CACHED != 0
-            && (offset % SECTOR_SIZE != 0
-                || u64::from(length) % SECTOR_SIZE != 0
-                || (buffer as u64) % SECTOR_SIZE != 0)
+            && (!offset.is_multiple_of(SECTOR_SIZE)
+                || !u64::from(length).is_multiple_of(SECTOR_SIZE)
+                || !(buffer as u64).is_multiple_of(SECTOR_SIZE))
         {
             k.parameter_violation(
                 "noncached reads: offset, length and buffer aligned to the sector size",

@@ -453,6 +453,7 @@ pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
     }
     crate::fltmgr::contexts::report_leaks(k, "FltUnregisterFilter");
     crate::fltmgr::names::report_leaks(k, "FltUnregisterFilter");
+    crate::fltmgr::volume_objects::report_leaks(k, "FltUnregisterFilter");
 }
 
 /// The driver is gone (unloaded or crashed): no instance may call it any more.

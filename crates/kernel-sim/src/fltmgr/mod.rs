@@ -11,8 +11,10 @@
 //! zeroed blocks kernel-sim owns; records are kept (marked closed) until the end of the run so
 //! that a stale handle is recognized, not confused with a new object at a reused address.
 
+pub(crate) mod aligned_pool;
 pub(crate) mod cancel;
 pub(crate) mod contexts;
+pub(crate) mod dirty;
 pub(crate) mod draining;
 pub(crate) mod exports;
 pub(crate) mod files;
@@ -27,6 +29,7 @@ pub(crate) mod pushlock;
 pub(crate) mod registration;
 pub(crate) mod security;
 pub(crate) mod unload;
+pub(crate) mod volume_objects;
 pub(crate) mod workitems;
 
 use std::collections::BTreeMap;

@@ -1,4 +1,5 @@
-//! Kernel objects and the handle table: system threads, registry keys, device objects.
+//! Kernel objects and the handle table: system threads, registry keys, device objects, files a
+//! filter opened, MDLs.
 //!
 //! Handles are kernel handles (high bit set, multiples of 4), valid in the System process
 //! only, as `OBJ_KERNEL_HANDLE` makes them. Objects referenced by pointer
@@ -106,6 +107,17 @@ pub(crate) struct DeviceRecord {
     pub name: Option<String>,
 }
 
+/// A memory descriptor list the driver or Filter Manager allocated (`IoAllocateMdl`,
+/// `FltLockUserBuffer`).
+pub(crate) struct MdlRecord {
+    /// The `MDL` header and its page frame array, owned here (never read).
+    pub _memory: GuestAlloc,
+    /// The routine that allocated it.
+    pub routine: &'static str,
+    /// The driver entry point that allocated it.
+    pub allocated_in: &'static str,
+}
+
 /// The objects of one run.
 #[derive(Default)]
 pub(crate) struct Objects {
@@ -118,6 +130,11 @@ pub(crate) struct Objects {
     /// File objects referenced by pointer (`FltCreateFileEx`'s `FileObject`): address ->
     /// references the driver holds, each dropped by `ObDereferenceObject`.
     pub file_references: BTreeMap<usize, i64>,
+    /// Live MDLs by address.
+    pub mdls: BTreeMap<usize, MdlRecord>,
+    /// Freed MDLs (address -> freed by), to name double frees; forgotten when the address is
+    /// reused.
+    pub freed_mdls: BTreeMap<usize, &'static str>,
     /// Device objects deleted (address -> deleted by), to name double deletes.
     pub deleted_devices: BTreeMap<usize, &'static str>,
 }

@@ -9,6 +9,7 @@ pub(crate) mod debug;
 pub(crate) mod event;
 pub(crate) mod exports;
 pub(crate) mod io;
+pub(crate) mod mdl;
 pub(crate) mod misc;
 pub(crate) mod pool;
 pub(crate) mod pool_with_tag;

@@ -458,6 +458,7 @@ impl Drop for Driver {
 /// Reports what a gone driver left behind, then releases it.
 pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     crate::ntoskrnl::process::report_token_leaks(k, why);
+    crate::ntoskrnl::mdl::report_leaks(k, why);
     let leaks = lock(&k.pool).drain_leaks();
     for (tag, blocks) in &leaks {
         let total: usize = blocks.iter().map(|b| b.0).sum();
@@ -490,15 +491,9 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
             .collect();
         let referenced: Vec<(usize, i64)> = referenced
             .into_iter()
-            .chain(
-                objects
-                    .file_references
-                    .iter()
-                    .map(|(&f, &r)| (f, r))
-                    .filter(|&(_, r)| r > 0),
-            )
+            .chain(std::mem::take(&mut objects.file_references))
+            .filter(|&(_, r)| r > 0)
             .collect();
-        objects.file_references.clear();
         let devices: Vec<usize> = objects.devices.keys().copied().collect();
         (handles, referenced, devices)
     };

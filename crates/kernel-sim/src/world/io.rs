@@ -24,7 +24,9 @@
 //! Operations are synchronous: the calling test thread runs the callbacks. Each instance counts
 //! its operations in flight, which teardown and `FltUnregisterFilter` drain. Left out: fast
 //! I/O, `IRP_MJ_*` codes other than create/write/set-information/cleanup/close, `ParentOfTarget`
-//! (NULL), MDLs, transactions.
+//! (NULL), transactions. A pre-operation callback's changes to the parameter block reach the
+//! file system only if it marked the callback data dirty ([`crate::fltmgr::dirty`]); a write's
+//! final `MdlAddress` is freed when it completes, as the I/O system does.
 
 use std::mem::offset_of;
 use std::sync::Arc;
@@ -356,7 +358,12 @@ impl Io {
         let mut post_at = None;
         let mut completed = false;
         if let Some(d) = &dispatch {
-            match self.run_pre(d, pre_name, irql, &at) {
+            let before = crate::fltmgr::dirty::snapshot(at.iopb);
+            let outcome = self.run_pre(d, pre_name, irql, &at);
+            if matches!(outcome, Some(o) if o != PreOutcome::Abandoned) {
+                crate::fltmgr::dirty::check_parameters(k, at.data, at.iopb, &before, pre_name);
+            }
+            match outcome {
                 None => {
                     self.end(volume, at.data);
                     return (STATUS_UNSUCCESSFUL, 0);
@@ -402,6 +409,9 @@ impl Io {
             }
         }
         let result = guest::read(status_at);
+        if major == IRP_MJ_WRITE {
+            crate::fltmgr::dirty::complete_write_mdl(k, at.iopb);
+        }
         if dispatch.is_some() {
             self.end(volume, at.data);
         }
