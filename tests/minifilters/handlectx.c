@@ -3,11 +3,16 @@
  * prove kernel-sim's context rules on a driver that is not Vigil.
  *
  * - InstanceSetup attaches an instance context (the volume's open count) and drops its own
- *   reference: the instance holds the context until it is torn down.
+ *   reference: the instance holds the context until it is torn down. It also sets a volume
+ *   context (the file system type from FltGetFileSystemType, whether FltIsVolumeWritable says
+ *   the volume is writable, a count of handles), which the volume holds until the filter
+ *   unregisters.
  * - The post create allocates a context (non-paged: it is read by the pre write, which can run
  *   at APC_LEVEL for paging I/O), records the requestor's process id, attaches it to the handle
  *   with FLT_SET_CONTEXT_KEEP_IF_EXISTS and drops its own reference whatever the outcome: after
  *   a successful set the file object holds the context; after a failed one the release frees it.
+ * - Each handle context keeps a pointer to its volume's context, referenced for it with
+ *   FltReferenceContext and released by the handle context's cleanup callback.
  * - The pre write and the pre cleanup look the context up and release what they got.
  * - The cleanup callback counts contexts freed, so a leak shows in the counts as well.
  * - The counters live in a block DriverEntry allocates with ExAllocatePoolWithTag, the
@@ -22,6 +27,8 @@
  *   gave it, so the instance context outlives its instance.
  * - TWIN_INSTANCE_CONTEXT_OVER_RELEASE: the post create releases the instance context it got
  *   twice, taking the instance's own reference.
+ * - TWIN_VOLUME_CONTEXT_LEAK: the handle context's cleanup never releases the volume context it
+ *   referenced, so the volume context outlives the filter's registration.
  *
  * Runs in the kernel: create and cleanup at PASSIVE_LEVEL, write at <= APC_LEVEL. */
 #include <stdarg.h>
@@ -34,8 +41,9 @@
 #include <ddk/fltkernel.h>
 #include "flt_documented.h"
 
-/* Pool tags 'Cctx', 'Cins' and 'Ccnt', as little-endian ULONGs. */
+/* Pool tags 'Cctx', 'Cins', 'Cvol' and 'Ccnt', as little-endian ULONGs. */
 #define HANDLE_CONTEXT_TAG 0x78746343u
+#define VOLUME_CONTEXT_TAG 0x6c6f7643u
 #define INSTANCE_CONTEXT_TAG 0x736e6943u
 #define COUNTERS_TAG 0x746e6343u
 
@@ -43,9 +51,17 @@ typedef struct _INSTANCE_CONTEXT {
     volatile LONG Opens;
 } INSTANCE_CONTEXT, *PINSTANCE_CONTEXT;
 
+typedef struct _VOLUME_CONTEXT {
+    FLT_FILESYSTEM_TYPE FileSystemType;
+    BOOLEAN Writable;
+    volatile LONG Handles;
+} VOLUME_CONTEXT, *PVOLUME_CONTEXT;
+
 typedef struct _HANDLE_CONTEXT {
     ULONG RequestorProcessId;
     LONG Writes;
+    /* Referenced for this handle context (FltReferenceContext); released by its cleanup. */
+    PVOLUME_CONTEXT Volume;
 } HANDLE_CONTEXT, *PHANDLE_CONTEXT;
 
 typedef struct _COUNTERS {
@@ -99,6 +115,17 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
     /* FltAllocateContext leaves the memory uninitialized. */
     context->RequestorProcessId = FltGetRequestorProcessId(data);
     context->Writes = 0;
+    context->Volume = NULL;
+    {
+        PVOLUME_CONTEXT volume_context = NULL;
+        if (NT_SUCCESS(FltGetVolumeContext(objects->Filter, objects->Volume,
+                                           (PFLT_CONTEXT *)&volume_context))) {
+            InterlockedIncrement(&volume_context->Handles);
+            FltReferenceContext(volume_context);
+            context->Volume = volume_context;
+            FltReleaseContext(volume_context);
+        }
+    }
     status = FltSetStreamHandleContext(objects->Instance, objects->FileObject,
                                        FLT_SET_CONTEXT_KEEP_IF_EXISTS, context, NULL);
     if (NT_SUCCESS(status)) {
@@ -143,9 +170,36 @@ static FLT_PREOP_CALLBACK_STATUS PreCleanup(PFLT_CALLBACK_DATA data, PCFLT_RELAT
 
 static VOID ContextCleanup(PFLT_CONTEXT context, FLT_CONTEXT_TYPE type)
 {
-    (void)context;
-    (void)type;
+    if (type == FLT_STREAMHANDLE_CONTEXT && ((PHANDLE_CONTEXT)context)->Volume != NULL) {
+#ifndef TWIN_VOLUME_CONTEXT_LEAK
+        FltReleaseContext(((PHANDLE_CONTEXT)context)->Volume);
+#endif
+    }
     InterlockedIncrement(&g_counters->ContextsFreed);
+}
+
+/* Sets the volume's context (fail open: without it, handles just keep no volume pointer). */
+static VOID SetVolumeContext(PCFLT_RELATED_OBJECTS objects)
+{
+    PVOLUME_CONTEXT context = NULL;
+    FLT_FILESYSTEM_TYPE fs_type = FLT_FSTYPE_UNKNOWN;
+    BOOLEAN writable = FALSE;
+
+    (void)FltGetFileSystemType(objects->Instance, &fs_type);
+    /* Disks only answer IOCTL_DISK_IS_WRITABLE: others stay FALSE. */
+    if (!NT_SUCCESS(FltIsVolumeWritable(objects->Volume, &writable))) {
+        writable = FALSE;
+    }
+    if (!NT_SUCCESS(FltAllocateContext(objects->Filter, FLT_VOLUME_CONTEXT, sizeof(VOLUME_CONTEXT),
+                                       NonPagedPoolNx, (PFLT_CONTEXT *)&context))) {
+        return;
+    }
+    context->FileSystemType = fs_type;
+    context->Writable = writable;
+    context->Handles = 0;
+    (void)FltSetVolumeContext(objects->Volume, FLT_SET_CONTEXT_KEEP_IF_EXISTS, context, NULL);
+    /* Ours is released in every case: on success the volume keeps its own reference. */
+    FltReleaseContext(context);
 }
 
 static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
@@ -176,6 +230,7 @@ static NTSTATUS InstanceSetup(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_SETUP_
         return STATUS_FLT_DO_NOT_ATTACH;
     }
     context->Opens = 0;
+    SetVolumeContext(objects);
     status = FltSetInstanceContext(objects->Instance, FLT_SET_CONTEXT_KEEP_IF_EXISTS, context,
                                    NULL);
 #ifndef TWIN_INSTANCE_CONTEXT_LEAK
@@ -194,6 +249,10 @@ static const FLT_CONTEXT_REGISTRATION g_contexts[] = {
      .ContextCleanupCallback = ContextCleanup,
      .Size = sizeof(INSTANCE_CONTEXT),
      .PoolTag = INSTANCE_CONTEXT_TAG},
+    {.ContextType = FLT_VOLUME_CONTEXT,
+     .ContextCleanupCallback = ContextCleanup,
+     .Size = sizeof(VOLUME_CONTEXT),
+     .PoolTag = VOLUME_CONTEXT_TAG},
     {.ContextType = FLT_CONTEXT_END},
 };
 

@@ -231,6 +231,19 @@ NTSTATUS FltGetVolumeProperties(PFLT_VOLUME Volume, PFLT_VOLUME_PROPERTIES Volum
                                 ULONG Length, PULONG LengthReturned);
 VOID FltObjectDereference(PVOID FltObject);
 
+/* More contexts and volume queries.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetvolumecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetvolumecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreferencecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltisvolumewritable
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilesystemtype */
+NTSTATUS FltSetVolumeContext(PFLT_VOLUME Volume, FLT_SET_CONTEXT_OPERATION Operation,
+                             PFLT_CONTEXT NewContext, PFLT_CONTEXT *OldContext);
+NTSTATUS FltGetVolumeContext(PFLT_FILTER Filter, PFLT_VOLUME Volume, PFLT_CONTEXT *Context);
+VOID FltReferenceContext(PFLT_CONTEXT Context);
+NTSTATUS FltIsVolumeWritable(PVOID FltObject, PBOOLEAN IsWritable);
+NTSTATUS FltGetFileSystemType(PVOID FltObject, PFLT_FILESYSTEM_TYPE FileSystemType);
+
 /* Status values a filter returns or tests, from the NTSTATUS values page
  * https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-erref/596a1078-e883-4972-9bbc-49e60bebca55 */
 #ifndef STATUS_FLT_CONTEXT_ALREADY_DEFINED

@@ -1,6 +1,6 @@
 //! Contexts: `FltAllocateContext`, `FltSetStreamHandleContext`, `FltGetStreamHandleContext`,
-//! `FltReleaseContext` (instance contexts are set and got in `fltmgr::instance_contexts`, on
-//! this table).
+//! `FltReferenceContext`, `FltReleaseContext` (instance and volume contexts are set and got in
+//! `fltmgr::instance_contexts` and `fltmgr::volume_contexts`, on this table).
 //!
 //! A context is a block of the special pool ([`crate::machine::pool`]) with the pool tag of its
 //! registration, not zeroed (`FltAllocateContext` leaves it uninitialized, so it is poisoned),
@@ -75,6 +75,8 @@ pub(crate) struct ContextTable {
     freed: Retired<FreedContext>,
     /// Instance contexts, by instance (`fltmgr::instance_contexts`).
     pub(crate) by_instance: HashMap<usize, usize>,
+    /// Volume contexts, by volume (`fltmgr::volume_contexts`).
+    pub(crate) by_volume: HashMap<usize, usize>,
 }
 
 impl ContextTable {
@@ -90,6 +92,7 @@ impl Default for ContextTable {
             live: HashMap::default(),
             freed: Retired::new(RETIRED_CONTEXTS),
             by_instance: HashMap::default(),
+            by_volume: HashMap::default(),
         }
     }
 }
@@ -583,6 +586,40 @@ pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
         }
         contexts.extend(io.contexts.by_instance.remove(&instance));
         contexts
+    });
+}
+
+/// The filter unregisters: FltMgr "removes any contexts that the minifilter driver has set on
+/// ... volumes"
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltunregisterfilter>),
+/// dropping each volume's reference on its context.
+pub(crate) fn release_volume_contexts(k: &Kernel) {
+    detach_and_release(k, "FltUnregisterFilter (volume contexts)", |io| {
+        io.contexts.by_volume.drain().map(|(_, c)| c).collect()
+    });
+}
+
+/// `FltReferenceContext`: IRQL <= DISPATCH_LEVEL. One more reference on a live context
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreferencecontext>),
+/// which the caller releases with `FltReleaseContext`.
+pub(crate) extern "win64" fn flt_reference_context(context: PFLT_CONTEXT) {
+    emulate(Routine::FltReferenceContext, |k| {
+        let mut flt = lock(flt_state(k));
+        let table = &mut flt.io.contexts;
+        if let Some(record) = table.live.get_mut(&(context as usize)) {
+            record.references += 1;
+            return;
+        }
+        let known = table.freed.get(context as usize).cloned();
+        drop(flt);
+        let what = match known {
+            Some(freed) => format!(
+                "{context:p} is a freed {}",
+                describe(freed.context_type, freed.tag, freed.size)
+            ),
+            None => format!("{context:p} is not a context"),
+        };
+        k.parameter_violation("a live context", what);
     });
 }
 

@@ -67,5 +67,10 @@ routines! {
         FltGetVolumeFromInstance => crate::fltmgr::volume_objects::flt_get_volume_from_instance, AtMost(APC_LEVEL);
         FltGetVolumeProperties => crate::fltmgr::volume_objects::flt_get_volume_properties, AtMost(APC_LEVEL);
         FltObjectDereference => crate::fltmgr::volume_objects::flt_object_dereference, AtMost(DISPATCH_LEVEL);
+        FltIsVolumeWritable => crate::fltmgr::volume_objects::flt_is_volume_writable, AtMost(PASSIVE_LEVEL);
+        FltGetFileSystemType => crate::fltmgr::volume_objects::flt_get_file_system_type, AtMost(APC_LEVEL);
+        FltSetVolumeContext => crate::fltmgr::volume_contexts::flt_set_volume_context, AtMost(APC_LEVEL);
+        FltGetVolumeContext => crate::fltmgr::volume_contexts::flt_get_volume_context, AtMost(APC_LEVEL);
+        FltReferenceContext => crate::fltmgr::contexts::flt_reference_context, AtMost(DISPATCH_LEVEL);
     }
 }

@@ -451,6 +451,7 @@ pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
     for volume in volumes {
         teardown_instance(k, volume, reason);
     }
+    crate::fltmgr::contexts::release_volume_contexts(k);
     crate::fltmgr::contexts::report_leaks(k, "FltUnregisterFilter");
     crate::fltmgr::names::report_leaks(k, "FltUnregisterFilter");
     crate::fltmgr::volume_objects::report_leaks(k, "FltUnregisterFilter");

@@ -218,6 +218,74 @@ pub(crate) extern "win64" fn flt_get_volume_properties(
     })
 }
 
+/// The kind of the volume `object` is (a volume, or an instance on one); `None` for anything
+/// else.
+fn kind_of(k: &Kernel, object: usize) -> Option<VolumeKind> {
+    let flt = lock(flt_state(k));
+    if let Some((volume, _)) = flt.io.instance(object) {
+        return Some(flt.io.volumes[volume.0].kind);
+    }
+    flt.io
+        .volumes
+        .iter()
+        .find(|v| v.handle.address() == object)
+        .map(|v| v.kind)
+}
+
+/// `FltIsVolumeWritable`: PASSIVE_LEVEL. Every synthetic local volume is writable; the
+/// request behind the routine (`IOCTL_DISK_IS_WRITABLE`) is a disk's, so a network, pipe or
+/// mailslot volume answers `STATUS_INVALID_DEVICE_REQUEST`
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltisvolumewritable>).
+/// Failable: `STATUS_INSUFFICIENT_RESOURCES`.
+pub(crate) extern "win64" fn flt_is_volume_writable(object: PVOID, writable: *mut u8) -> NTSTATUS {
+    emulate(Routine::FltIsVolumeWritable, |k| {
+        if writable.is_null() {
+            k.parameter_violation("an IsWritable out-pointer", "NULL".to_owned());
+            return STATUS_INVALID_PARAMETER;
+        }
+        let Some(kind) = kind_of(k, object as usize) else {
+            k.parameter_violation(
+                "FltObject, a volume or an instance",
+                format!("{object:p} is neither"),
+            );
+            return STATUS_INVALID_PARAMETER;
+        };
+        if kind.device_type() != vigil_sys::FILE_DEVICE_DISK_FILE_SYSTEM {
+            return vigil_sys::STATUS_INVALID_DEVICE_REQUEST;
+        }
+        if k.inject_failure("FltIsVolumeWritable", "STATUS_INSUFFICIENT_RESOURCES") {
+            return vigil_sys::STATUS_INSUFFICIENT_RESOURCES;
+        }
+        guest::write(writable, 1);
+        STATUS_SUCCESS
+    })
+}
+
+/// `FltGetFileSystemType`: IRQL <= APC_LEVEL. Anything but a volume or an instance is
+/// `STATUS_INVALID_PARAMETER` with `FLT_FSTYPE_UNKNOWN`
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilesystemtype>).
+pub(crate) extern "win64" fn flt_get_file_system_type(
+    object: PVOID,
+    out: *mut vigil_sys::FLT_FILESYSTEM_TYPE,
+) -> NTSTATUS {
+    emulate(Routine::FltGetFileSystemType, |k| {
+        if out.is_null() {
+            k.parameter_violation("a FileSystemType out-pointer", "NULL".to_owned());
+            return STATUS_INVALID_PARAMETER;
+        }
+        let Some(kind) = kind_of(k, object as usize) else {
+            guest::write(out, vigil_sys::FLT_FSTYPE_UNKNOWN);
+            k.parameter_violation(
+                "FltObject, a volume or an instance",
+                format!("{object:p} is neither"),
+            );
+            return STATUS_INVALID_PARAMETER;
+        };
+        guest::write(out, kind.filesystem_type());
+        STATUS_SUCCESS
+    })
+}
+
 /// Rundown references on volumes still held when the filter unregisters (`when`).
 pub(crate) fn report_leaks(k: &Kernel, when: &str) {
     let held: Vec<(usize, Vec<&'static str>)> = {
