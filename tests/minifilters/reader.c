@@ -8,9 +8,11 @@
  *   file itself with FltCreateFileEx through the filter's instance (so the create goes only to
  *   what is below the filter: no recursion into this post-create), reads its first bytes with
  *   FltReadFile, dereferences the file object and closes the handle with FltClose.
- * - Pre-write pends every write (FLT_PREOP_PENDING) to a generic work item, whose worker
- *   completes it with FltCompletePendedPreOperation. When no work item can be had or queued
- *   the write goes ahead unpended (fail open: never pend what nothing will complete).
+ * - Pre-write pends every write (FLT_PREOP_PENDING) to a deferred-I/O work item, the routine
+ *   made for posting an operation, whose worker completes it with
+ *   FltCompletePendedPreOperation. When no work item can be had or the operation cannot be
+ *   posted (paging I/O: STATUS_FLT_NOT_SAFE_TO_POST_OPERATION), the write goes ahead unpended
+ *   (fail open: never pend what nothing will complete).
  * - Unload unregisters (after which no callback queues more work), then waits until every
  *   queued work item has finished (their routines are in this image). Filter Manager does not document that it waits for
  *   generic work items, so the filter counts its own.
@@ -141,29 +143,40 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
     return FLT_POSTOP_FINISHED_PROCESSING;
 }
 
-static VOID CompleteWrite(PFLT_GENERIC_WORKITEM item, PVOID flt_object, PVOID context)
+static VOID CompleteWrite(PFLT_DEFERRED_IO_WORKITEM item, PFLT_CALLBACK_DATA data, PVOID context)
 {
-    PFLT_CALLBACK_DATA data = context;
-
-    (void)flt_object;
+    (void)context;
     InterlockedIncrement(&g_pended);
 #ifdef TWIN_PEND_NEVER_COMPLETED
     if (InterlockedIncrement(&g_write_worker_started) == 1) {
-        FltFreeGenericWorkItem(item);
+        FltFreeDeferredIoWorkItem(item);
         InterlockedDecrement(&g_outstanding);
         return;
     }
 #endif
     FltCompletePendedPreOperation(data, FLT_PREOP_SUCCESS_NO_CALLBACK, NULL);
-    FltFreeGenericWorkItem(item);
+    FltFreeDeferredIoWorkItem(item);
     InterlockedDecrement(&g_outstanding);
 }
 
 static FLT_PREOP_CALLBACK_STATUS PreWrite(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
                                           PVOID *completion_context)
 {
+    PFLT_DEFERRED_IO_WORKITEM item;
+
+    (void)objects;
     *completion_context = NULL;
-    if (g_unloading || !QueueWork(objects->Instance, CompleteWrite, data)) {
+    if (g_unloading) {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    item = FltAllocateDeferredIoWorkItem();
+    if (item == NULL) {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    InterlockedIncrement(&g_outstanding);
+    if (!NT_SUCCESS(FltQueueDeferredIoWorkItem(item, data, CompleteWrite, DelayedWorkQueue, NULL))) {
+        InterlockedDecrement(&g_outstanding);
+        FltFreeDeferredIoWorkItem(item);
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
     return FLT_PREOP_PENDING;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use io_workload::{FILE_CREATE, GENERIC_WRITE, NTFS, config, requestor, volume};
-use vigil_kernel_sim::{DebugPrint, Sim};
+use vigil_kernel_sim::{DebugPrint, Sim, WriteOptions};
 use xtask::CBuildError;
 
 /// Builds `name` (or its `twin`); `None` when clang is missing outside CI.
@@ -390,10 +390,11 @@ fn reader_is_clean_and_its_unload_without_drain_twin_is_caught() {
     );
 }
 
-/// The reader's own I/O reaches the file system and not its own callbacks: one create of a
-/// 5-byte file by the test gives one post-create (no recursion from the worker's
-/// `FltCreateFileEx`), one scan, and both pended writes complete with the file system's
-/// status; what the driver counted is in its unload trace.
+/// The reader's own I/O reaches the file system and not its own callbacks: one create by the
+/// test gives one post-create (no recursion from the worker's `FltCreateFileEx`) and one scan;
+/// both writes are pended to deferred-I/O work items and complete with the file system's
+/// status, a paging write is refused by `FltQueueDeferredIoWorkItem` and goes through
+/// unpended; what the driver counted is in its unload trace.
 #[test]
 fn reader_issues_its_own_io_below_itself_and_completes_pended_writes() {
     let Some(image) = build("reader", None) else {
@@ -409,15 +410,27 @@ fn reader_issues_its_own_io_below_itself_and_completes_pended_writes() {
         .expect("created");
     assert_eq!(io.write(&f, 0, b"hello"), 0);
     assert_eq!(io.write(&f, 5, b" world"), 0);
+    // Paging I/O cannot be posted (STATUS_FLT_NOT_SAFE_TO_POST_OPERATION): it goes through
+    // unpended.
+    let paging = WriteOptions {
+        paging_io: true,
+        ..WriteOptions::default()
+    };
+    assert_eq!(io.write_with(&f, 0, b"paged", paging), 0);
     io.cleanup(&f);
     io.close(f);
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
-    assert_eq!(report.routine_calls.get("FltCreateFileEx"), Some(&1));
-    assert_eq!(
-        report.routine_calls.get("FltCompletePendedPreOperation"),
-        Some(&2)
-    );
+    for (routine, calls) in [
+        ("FltCreateFileEx", 1),
+        ("FltReadFile", 1),
+        ("FltClose", 1),
+        ("FltQueueDeferredIoWorkItem", 3),
+        ("FltFreeDeferredIoWorkItem", 3),
+        ("FltCompletePendedPreOperation", 2),
+    ] {
+        assert_eq!(report.routine_calls.get(routine), Some(&calls), "{routine}");
+    }
     let trace: Vec<&str> = report
         .debug_output
         .iter()

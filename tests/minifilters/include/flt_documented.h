@@ -168,6 +168,19 @@ NTSTATUS FltQueueGenericWorkItem(PFLT_GENERIC_WORKITEM FltWorkItem, PVOID FltObj
                                  WORK_QUEUE_TYPE QueueType, PVOID Context);
 VOID FltFreeGenericWorkItem(PFLT_GENERIC_WORKITEM FltWorkItem);
 
+/* Deferred-I/O work items.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocatedeferredioworkitem
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltqueuedeferredioworkitem
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltfreedeferredioworkitem */
+typedef struct _FLT_DEFERRED_IO_WORKITEM *PFLT_DEFERRED_IO_WORKITEM;
+typedef VOID (*PFLT_DEFERRED_IO_WORKITEM_ROUTINE)(PFLT_DEFERRED_IO_WORKITEM FltWorkItem,
+                                                  PFLT_CALLBACK_DATA CallbackData, PVOID Context);
+PFLT_DEFERRED_IO_WORKITEM FltAllocateDeferredIoWorkItem(VOID);
+NTSTATUS FltQueueDeferredIoWorkItem(PFLT_DEFERRED_IO_WORKITEM FltWorkItem, PFLT_CALLBACK_DATA Data,
+                                    PFLT_DEFERRED_IO_WORKITEM_ROUTINE WorkerRoutine,
+                                    WORK_QUEUE_TYPE QueueType, PVOID Context);
+VOID FltFreeDeferredIoWorkItem(PFLT_DEFERRED_IO_WORKITEM FltWorkItem);
+
 /* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcompletependedpreoperation */
 VOID FltCompletePendedPreOperation(PFLT_CALLBACK_DATA CallbackData,
                                    FLT_PREOP_CALLBACK_STATUS CallbackStatus, PVOID Context);

@@ -54,6 +54,9 @@ routines! {
         FltAllocateGenericWorkItem => crate::fltmgr::workitems::flt_allocate_generic_work_item, AtMost(DISPATCH_LEVEL);
         FltQueueGenericWorkItem => crate::fltmgr::workitems::flt_queue_generic_work_item, AtMost(DISPATCH_LEVEL);
         FltFreeGenericWorkItem => crate::fltmgr::workitems::flt_free_generic_work_item, AtMost(DISPATCH_LEVEL);
+        FltAllocateDeferredIoWorkItem => crate::fltmgr::workitems::flt_allocate_deferred_io_work_item, AtMost(DISPATCH_LEVEL);
+        FltQueueDeferredIoWorkItem => crate::fltmgr::workitems::flt_queue_deferred_io_work_item, AtMost(DISPATCH_LEVEL);
+        FltFreeDeferredIoWorkItem => crate::fltmgr::workitems::flt_free_deferred_io_work_item, AtMost(DISPATCH_LEVEL);
         // <= DISPATCH_LEVEL with FLT_PREOP_COMPLETE, else <= APC_LEVEL (checked in the handler).
         FltCompletePendedPreOperation => crate::fltmgr::pending::flt_complete_pended_pre_operation, AtMost(DISPATCH_LEVEL);
         FltCreateFile => crate::fltmgr::filter_io::flt_create_file, AtMost(PASSIVE_LEVEL);

@@ -1,6 +1,7 @@
-//! Generic work items: `FltAllocateGenericWorkItem`, `FltQueueGenericWorkItem`,
-//! `FltFreeGenericWorkItem`, and the check that none is still queued or running when the
-//! driver is gone (its routine would run in an unloaded image).
+//! Work items: generic ones (`FltAllocateGenericWorkItem`, `FltQueueGenericWorkItem`,
+//! `FltFreeGenericWorkItem`) and deferred-I/O ones (`FltAllocateDeferredIoWorkItem`,
+//! `FltQueueDeferredIoWorkItem`, `FltFreeDeferredIoWorkItem`), and the check that none is still
+//! queued or running when the driver is gone (its routine would run in an unloaded image).
 //!
 //! From the reference pages
 //! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocategenericworkitem>,
@@ -15,6 +16,15 @@
 //! its unload returns; kernel-sim waits for them only so as not to unmap the image under them,
 //! and reports each one.
 //!
+//! Deferred-I/O items
+//! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocatedeferredioworkitem>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltqueuedeferredioworkitem>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltfreedeferredioworkitem>):
+//! the same IRQL and allocation rules; queued with the callback data of an IRP-based operation
+//! in progress, whose routine receives it; `STATUS_FLT_NOT_SAFE_TO_POST_OPERATION` for paging
+//! I/O, `STATUS_FLT_DELETING_OBJECT` when the operation's target instance is being torn down.
+//! An item of one kind queued or freed by the other kind's routine is a parameter violation.
+//!
 //! Each queued item runs on its own host thread after `SimConfig::work_item_latency` (a
 //! system worker picks an item up some time after it was queued).
 
@@ -23,8 +33,9 @@ use std::thread::JoinHandle;
 // Fx hashing: kernel-sim's own addresses as keys.
 use rustc_hash::FxHashMap as HashMap;
 use vigil_sys::{
-    CriticalWorkQueue, DelayedWorkQueue, NTSTATUS, PASSIVE_LEVEL, PVOID,
-    STATUS_FLT_DELETING_OBJECT, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    CriticalWorkQueue, DelayedWorkQueue, FLT_CALLBACK_DATA, FLTFL_CALLBACK_DATA_IRP_OPERATION,
+    IRP_PAGING_IO, NTSTATUS, PASSIVE_LEVEL, PVOID, STATUS_FLT_DELETING_OBJECT,
+    STATUS_FLT_NOT_SAFE_TO_POST_OPERATION, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
 
 use crate::fltmgr::exports::Routine;
@@ -32,7 +43,7 @@ use crate::fltmgr::files::Retired;
 use crate::fltmgr::flt_state;
 use crate::fltmgr::instances::InstanceState;
 use crate::kernel::{Kernel, allocate_thread_id, emulate, lock};
-use crate::machine::guest::GuestAlloc;
+use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
 use crate::ntoskrnl::thread::SYSTEM_PROCESS_ID;
 use crate::report::ViolationKind;
@@ -51,8 +62,34 @@ enum ItemState {
     Running(usize),
 }
 
+/// Which routines a work item belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ItemKind {
+    /// `FltAllocateGenericWorkItem` and company.
+    Generic,
+    /// `FltAllocateDeferredIoWorkItem` and company.
+    DeferredIo,
+}
+
+impl ItemKind {
+    fn allocator(self) -> &'static str {
+        match self {
+            Self::Generic => "FltAllocateGenericWorkItem",
+            Self::DeferredIo => "FltAllocateDeferredIoWorkItem",
+        }
+    }
+
+    fn queuer(self) -> &'static str {
+        match self {
+            Self::Generic => "FltQueueGenericWorkItem",
+            Self::DeferredIo => "FltQueueDeferredIoWorkItem",
+        }
+    }
+}
+
 /// A live work item.
 struct ItemRecord {
+    kind: ItemKind,
     /// The opaque `PFLT_GENERIC_WORKITEM` the driver holds.
     memory: GuestAlloc,
     state: ItemState,
@@ -84,23 +121,36 @@ impl Default for WorkItems {
 /// `FltAllocateGenericWorkItem`: IRQL <= DISPATCH_LEVEL. Failable: NULL.
 pub(crate) extern "win64" fn flt_allocate_generic_work_item() -> PVOID {
     emulate(Routine::FltAllocateGenericWorkItem, |k| {
-        if k.inject_failure("FltAllocateGenericWorkItem", "NULL") {
-            return std::ptr::null_mut();
-        }
-        let memory = GuestAlloc::zeroed(64);
-        let address = memory.address();
-        let allocated_in = state::with(|s| s.callback.get());
-        lock(flt_state(k)).io.work_items.live.insert(
-            address,
-            ItemRecord {
-                memory,
-                state: ItemState::Idle,
-                allocated_in,
-                queued_in: "",
-            },
-        );
-        address as PVOID
+        allocate(k, ItemKind::Generic)
     })
+}
+
+/// `FltAllocateDeferredIoWorkItem`: IRQL <= DISPATCH_LEVEL. Failable: NULL.
+pub(crate) extern "win64" fn flt_allocate_deferred_io_work_item() -> PVOID {
+    emulate(Routine::FltAllocateDeferredIoWorkItem, |k| {
+        allocate(k, ItemKind::DeferredIo)
+    })
+}
+
+/// A new idle work item of `kind`; NULL when the fault plan fails the allocation.
+fn allocate(k: &Kernel, kind: ItemKind) -> PVOID {
+    if k.inject_failure(kind.allocator(), "NULL") {
+        return std::ptr::null_mut();
+    }
+    let memory = GuestAlloc::zeroed(64);
+    let address = memory.address();
+    let allocated_in = state::with(|s| s.callback.get());
+    lock(flt_state(k)).io.work_items.live.insert(
+        address,
+        ItemRecord {
+            kind,
+            memory,
+            state: ItemState::Idle,
+            allocated_in,
+            queued_in: "",
+        },
+    );
+    address as PVOID
 }
 
 /// Whether `object` may have work queued for it: `Err` with the status to return.
@@ -139,56 +189,138 @@ pub(crate) extern "win64" fn flt_queue_generic_work_item(
     context: PVOID,
 ) -> NTSTATUS {
     emulate(Routine::FltQueueGenericWorkItem, |k| {
-        let invalid = STATUS_INVALID_PARAMETER;
-        let Some(routine) = routine else {
-            k.parameter_violation("a WorkerRoutine", "WorkerRoutine is NULL".to_owned());
-            return invalid;
-        };
-        if queue_type != CriticalWorkQueue && queue_type != DelayedWorkQueue {
-            k.parameter_violation(
-                "QueueType CriticalWorkQueue or DelayedWorkQueue (HyperCriticalWorkQueue is reserved)",
-                format!("QueueType {queue_type}"),
-            );
-            return invalid;
-        }
         if let Err(status) = check_flt_object(k, flt_object as usize) {
             return status;
         }
-        let queued_in = state::with(|s| s.callback.get());
-        let address = item as usize;
-        {
-            let mut flt = lock(flt_state(k));
-            let items = &mut flt.io.work_items;
-            let problem = match items.live.get_mut(&address) {
-                Some(record) if record.state == ItemState::Queued => {
-                    Some(format!("{item:p} is already queued"))
-                }
-                Some(record) => {
-                    record.state = ItemState::Queued;
-                    record.queued_in = queued_in;
-                    None
-                }
-                None => Some(match items.freed.get(address) {
-                    Some((_, freed_in)) => format!("{item:p} was freed in {freed_in}"),
-                    None => format!("{item:p} is not from FltAllocateGenericWorkItem"),
-                }),
-            };
-            if let Some(problem) = problem {
-                drop(flt);
-                k.parameter_violation(
-                    "FltWorkItem allocated by FltAllocateGenericWorkItem, live and not queued",
-                    problem,
-                );
-                return invalid;
-            }
-        }
-        spawn_worker(k, address, flt_object as usize, routine, context as usize);
-        STATUS_SUCCESS
+        queue(
+            k,
+            (ItemKind::Generic, item),
+            flt_object as usize,
+            routine,
+            (queue_type, context),
+        )
     })
 }
 
+/// `FltQueueDeferredIoWorkItem`: IRQL <= DISPATCH_LEVEL.
+pub(crate) extern "win64" fn flt_queue_deferred_io_work_item(
+    item: PVOID,
+    data: *mut FLT_CALLBACK_DATA,
+    routine: Option<WorkerRoutine>,
+    queue_type: u32,
+    context: PVOID,
+) -> NTSTATUS {
+    emulate(Routine::FltQueueDeferredIoWorkItem, |k| {
+        if let Err(status) = check_operation(k, data as usize) {
+            return status;
+        }
+        queue(
+            k,
+            (ItemKind::DeferredIo, item),
+            data as usize,
+            routine,
+            (queue_type, context),
+        )
+    })
+}
+
+/// Whether the operation with callback data `data` may be posted: `Err` with the status to
+/// return (a violation for data that is no IRP operation in progress).
+fn check_operation(k: &Kernel, data: usize) -> Result<(), NTSTATUS> {
+    let in_flight = lock(flt_state(k)).io.in_flight.contains_key(&data);
+    if !in_flight {
+        k.parameter_violation(
+            "Data, the callback data of an IRP-based operation in progress",
+            format!("{data:#x} is not an operation in progress"),
+        );
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let value = guest::read(data as *const FLT_CALLBACK_DATA);
+    if value.Flags & FLTFL_CALLBACK_DATA_IRP_OPERATION == 0 {
+        k.parameter_violation(
+            "Data, the callback data of an IRP-based operation in progress",
+            format!("{data:#x} is not IRP-based (Flags {:#x})", value.Flags),
+        );
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let iopb = guest::read(value.Iopb);
+    if iopb.IrpFlags & IRP_PAGING_IO != 0 {
+        return Err(STATUS_FLT_NOT_SAFE_TO_POST_OPERATION);
+    }
+    let target = lock(flt_state(k)).io.instance(iopb.TargetInstance as usize);
+    match target {
+        Some((_, InstanceState::TearingDown)) | None => Err(STATUS_FLT_DELETING_OBJECT),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Queues `item` (of `kind`) to run `routine` with `object` (the filter or instance, or the
+/// callback data) and `context`.
+fn queue(
+    k: &Kernel,
+    (kind, item): (ItemKind, PVOID),
+    object: usize,
+    routine: Option<WorkerRoutine>,
+    (queue_type, context): (u32, PVOID),
+) -> NTSTATUS {
+    let invalid = STATUS_INVALID_PARAMETER;
+    let Some(routine) = routine else {
+        k.parameter_violation("a WorkerRoutine", "WorkerRoutine is NULL".to_owned());
+        return invalid;
+    };
+    if queue_type != CriticalWorkQueue && queue_type != DelayedWorkQueue {
+        k.parameter_violation(
+            "QueueType CriticalWorkQueue or DelayedWorkQueue (HyperCriticalWorkQueue is reserved)",
+            format!("QueueType {queue_type}"),
+        );
+        return invalid;
+    }
+    let queued_in = state::with(|s| s.callback.get());
+    let address = item as usize;
+    {
+        let mut flt = lock(flt_state(k));
+        let items = &mut flt.io.work_items;
+        let problem = match items.live.get_mut(&address) {
+            Some(record) if record.kind != kind => {
+                Some(format!("{item:p} is from {}", record.kind.allocator()))
+            }
+            Some(record) if record.state == ItemState::Queued => {
+                Some(format!("{item:p} is already queued"))
+            }
+            Some(record) => {
+                record.state = ItemState::Queued;
+                record.queued_in = queued_in;
+                None
+            }
+            None => Some(match items.freed.get(address) {
+                Some((_, freed_in)) => format!("{item:p} was freed in {freed_in}"),
+                None => format!("{item:p} is not from {}", kind.allocator()),
+            }),
+        };
+        if let Some(problem) = problem {
+            drop(flt);
+            k.parameter_violation(
+                &format!(
+                    "FltWorkItem allocated by {}, live and not queued",
+                    kind.allocator()
+                ),
+                problem,
+            );
+            return invalid;
+        }
+    }
+    spawn_worker(k, (kind, address), object, routine, context as usize);
+    STATUS_SUCCESS
+}
+
 /// Runs the queued `item`'s routine on a worker thread of its own.
-fn spawn_worker(k: &Kernel, item: usize, object: usize, routine: WorkerRoutine, context: usize) {
+fn spawn_worker(
+    k: &Kernel,
+    (kind, item): (ItemKind, usize),
+    object: usize,
+    routine: WorkerRoutine,
+    context: usize,
+) {
     let kernel = k.arc();
     let latency = k.config.work_item_latency;
     let spawned = std::thread::Builder::new()
@@ -204,9 +336,13 @@ fn spawn_worker(k: &Kernel, item: usize, object: usize, routine: WorkerRoutine, 
             if let Some(record) = lock(flt_state(&kernel)).io.work_items.live.get_mut(&item) {
                 record.state = ItemState::Running(id);
             }
-            kernel.call_driver("GenericWorkItem", Some(PASSIVE_LEVEL), || {
-                // SAFETY: the driver passed this PFLT_GENERIC_WORKITEM_ROUTINE to
-                // FltQueueGenericWorkItem; the image stays mapped until its items are waited
+            let entry = match kind {
+                ItemKind::Generic => "GenericWorkItem",
+                ItemKind::DeferredIo => "DeferredIoWorkItem",
+            };
+            kernel.call_driver(entry, Some(PASSIVE_LEVEL), || {
+                // SAFETY: the driver passed this PFLT_GENERIC_WORKITEM_ROUTINE (or
+                // PFLT_DEFERRED_IO_WORKITEM_ROUTINE, the same shape) to the queue routine; the image stays mapped until its items are waited
                 // for (`driver_gone`); the arguments are the driver's own, passed through.
                 unsafe { routine(item as PVOID, object as PVOID, context as PVOID) };
             });
@@ -233,35 +369,54 @@ fn spawn_worker(k: &Kernel, item: usize, object: usize, routine: WorkerRoutine, 
 /// routine (the usual pattern), not while it is queued or another thread runs it.
 pub(crate) extern "win64" fn flt_free_generic_work_item(item: PVOID) {
     emulate(Routine::FltFreeGenericWorkItem, |k| {
-        let address = item as usize;
-        let me = state::with(|s| s.thread_id.get());
-        let freed_in = state::with(|s| s.callback.get());
-        let mut flt = lock(flt_state(k));
-        let items = &mut flt.io.work_items;
-        let problem = match items.live.get(&address).map(|r| r.state) {
-            Some(ItemState::Queued) => Some(format!("{item:p} is queued")),
-            Some(ItemState::Running(worker)) if worker != me => {
-                Some(format!("{item:p} is running on another thread"))
-            }
-            Some(_) => {
-                if let Some(record) = items.live.remove(&address) {
-                    items.freed.insert(address, (record.memory, freed_in));
-                }
-                None
-            }
-            None => Some(match items.freed.get(address) {
-                Some((_, earlier)) => format!("{item:p} was already freed in {earlier}"),
-                None => format!("{item:p} is not from FltAllocateGenericWorkItem"),
-            }),
-        };
-        drop(flt);
-        if let Some(problem) = problem {
-            k.parameter_violation(
-                "FltWorkItem allocated by FltAllocateGenericWorkItem, freed once, not while queued",
-                problem,
-            );
-        }
+        free(k, ItemKind::Generic, item);
     });
+}
+
+/// `FltFreeDeferredIoWorkItem`: IRQL <= DISPATCH_LEVEL. As `FltFreeGenericWorkItem`.
+pub(crate) extern "win64" fn flt_free_deferred_io_work_item(item: PVOID) {
+    emulate(Routine::FltFreeDeferredIoWorkItem, |k| {
+        free(k, ItemKind::DeferredIo, item);
+    });
+}
+
+/// Frees `item`, which must be an idle item of `kind` (or the one whose routine is running on
+/// this thread).
+fn free(k: &Kernel, kind: ItemKind, item: PVOID) {
+    let address = item as usize;
+    let me = state::with(|s| s.thread_id.get());
+    let freed_in = state::with(|s| s.callback.get());
+    let mut flt = lock(flt_state(k));
+    let items = &mut flt.io.work_items;
+    let problem = match items.live.get(&address).map(|r| (r.kind, r.state)) {
+        Some((other, _)) if other != kind => {
+            Some(format!("{item:p} is from {}", other.allocator()))
+        }
+        Some((_, ItemState::Queued)) => Some(format!("{item:p} is queued")),
+        Some((_, ItemState::Running(worker))) if worker != me => {
+            Some(format!("{item:p} is running on another thread"))
+        }
+        Some(_) => {
+            if let Some(record) = items.live.remove(&address) {
+                items.freed.insert(address, (record.memory, freed_in));
+            }
+            None
+        }
+        None => Some(match items.freed.get(address) {
+            Some((_, earlier)) => format!("{item:p} was already freed in {earlier}"),
+            None => format!("{item:p} is not from {}", kind.allocator()),
+        }),
+    };
+    drop(flt);
+    if let Some(problem) = problem {
+        k.parameter_violation(
+            &format!(
+                "FltWorkItem allocated by {}, freed once, not while queued",
+                kind.allocator()
+            ),
+            problem,
+        );
+    }
 }
 
 /// The driver is gone (`why`): reports every work item still queued or running (its routine
@@ -272,26 +427,26 @@ pub(crate) fn driver_gone(k: &Kernel, why: &str) {
     let (outstanding, unfreed, threads) = {
         let mut flt = lock(flt_state(k));
         let items = &mut flt.io.work_items;
-        let outstanding: Vec<(usize, &'static str, ItemState)> = items
+        let outstanding: Vec<(usize, ItemKind, &'static str, ItemState)> = items
             .live
             .iter()
             .filter(|(_, r)| r.state != ItemState::Idle)
-            .map(|(&a, r)| (a, r.queued_in, r.state))
+            .map(|(&a, r)| (a, r.kind, r.queued_in, r.state))
             .collect();
-        let unfreed: Vec<(usize, &'static str)> = items
+        let unfreed: Vec<(usize, ItemKind, &'static str)> = items
             .live
             .iter()
-            .map(|(&a, r)| (a, r.allocated_in))
+            .map(|(&a, r)| (a, r.kind, r.allocated_in))
             .collect();
         (outstanding, unfreed, std::mem::take(&mut items.threads))
     };
-    for (item, queued_in, item_state) in outstanding {
+    for (item, kind, queued_in, item_state) in outstanding {
         let what = if item_state == ItemState::Queued {
             "still queued"
         } else {
             "still running"
         };
-        attributed(k, "FltQueueGenericWorkItem", queued_in, || {
+        attributed(k, kind.queuer(), queued_in, || {
             k.violation(
                 ViolationKind::ThreadStillRunning,
                 "every queued work item has finished running before the driver is gone",
@@ -299,8 +454,8 @@ pub(crate) fn driver_gone(k: &Kernel, why: &str) {
             );
         });
     }
-    for (item, allocated_in) in unfreed {
-        attributed(k, "FltAllocateGenericWorkItem", allocated_in, || {
+    for (item, kind, allocated_in) in unfreed {
+        attributed(k, kind.allocator(), allocated_in, || {
             k.violation(
                 ViolationKind::ResourceLeak,
                 "every work item is freed (FltFreeGenericWorkItem) before the driver is gone",
