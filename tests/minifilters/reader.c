@@ -13,6 +13,9 @@
  *   FltCompletePendedPreOperation. When no work item can be had or the operation cannot be
  *   posted (paging I/O: STATUS_FLT_NOT_SAFE_TO_POST_OPERATION), the write goes ahead unpended
  *   (fail open: never pend what nothing will complete).
+ * - Post-cleanup (which Filter Manager may call at DISPATCH_LEVEL) counts the cleanup through
+ *   FltDoCompletionProcessingWhenSafe: at once below DISPATCH_LEVEL, else on a worker thread
+ *   with the operation pended until the safe callback is done.
  * - Unload unregisters (after which no callback queues more work), then waits until every
  *   queued work item has finished (their routines are in this image). Filter Manager does not document that it waits for
  *   generic work items, so the filter counts its own.
@@ -50,6 +53,7 @@ static volatile LONG g_outstanding;
 static volatile LONG g_unloading;
 static volatile LONG g_scans;
 static volatile LONG g_pended;
+static volatile LONG g_cleanups;
 #ifdef TWIN_PEND_NEVER_COMPLETED
 static volatile LONG g_write_worker_started;
 #endif
@@ -182,6 +186,37 @@ static FLT_PREOP_CALLBACK_STATUS PreWrite(PFLT_CALLBACK_DATA data, PCFLT_RELATED
     return FLT_PREOP_PENDING;
 }
 
+static FLT_POSTOP_CALLBACK_STATUS SafePostCleanup(PFLT_CALLBACK_DATA data,
+                                                  PCFLT_RELATED_OBJECTS objects,
+                                                  PVOID completion_context,
+                                                  FLT_POST_OPERATION_FLAGS flags)
+{
+    (void)data;
+    (void)objects;
+    (void)completion_context;
+    (void)flags;
+    InterlockedIncrement(&g_cleanups);
+    return FLT_POSTOP_FINISHED_PROCESSING;
+}
+
+static FLT_POSTOP_CALLBACK_STATUS PostCleanup(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
+                                              PVOID completion_context,
+                                              FLT_POST_OPERATION_FLAGS flags)
+{
+    FLT_POSTOP_CALLBACK_STATUS status = FLT_POSTOP_FINISHED_PROCESSING;
+
+    /* Never while draining: the instance is going away, count nothing. */
+    if (flags & FLTFL_POST_OPERATION_DRAINING) {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    if (!FltDoCompletionProcessingWhenSafe(data, objects, completion_context, flags,
+                                           SafePostCleanup, &status)) {
+        /* Could not be posted (paging I/O): uncounted. */
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    return status;
+}
+
 static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
@@ -197,14 +232,16 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
         }
     }
 #endif
-    DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL, "reader: %ld scan(s), %ld pended write(s)\n",
-               g_scans, g_pended);
+    DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL,
+               "reader: %ld scan(s), %ld pended write(s), %ld cleanup(s)\n", g_scans, g_pended,
+               g_cleanups);
     return STATUS_SUCCESS;
 }
 
 static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
     {IRP_MJ_CREATE, 0, NULL, PostCreate, NULL},
     {IRP_MJ_WRITE, 0, PreWrite, NULL, NULL},
+    {IRP_MJ_CLEANUP, 0, NULL, PostCleanup, NULL},
     {IRP_MJ_OPERATION_END, 0, NULL, NULL, NULL},
 };
 

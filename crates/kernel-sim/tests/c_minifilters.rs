@@ -436,7 +436,50 @@ fn reader_issues_its_own_io_below_itself_and_completes_pended_writes() {
         .iter()
         .map(|line| line.text.as_str())
         .collect();
-    assert_eq!(trace, ["reader: 1 scan(s), 2 pended write(s)\n"]);
+    assert_eq!(
+        trace,
+        ["reader: 1 scan(s), 2 pended write(s), 1 cleanup(s)\n"]
+    );
+}
+
+/// With post-operation callbacks at DISPATCH_LEVEL (as Windows may call them), the reader's
+/// post-cleanup cannot count there: `FltDoCompletionProcessingWhenSafe` posts it to a worker
+/// thread, the operation stays pended until the safe callback has run, and the run is clean.
+#[test]
+fn reader_posts_its_cleanup_processing_when_called_at_dispatch() {
+    let Some(image) = build("reader", None) else {
+        return;
+    };
+    let mut configuration = config();
+    configuration.io.post_ops_at_dispatch = true;
+    let sim = Sim::new(configuration);
+    let driver = sim.load(&image).expect("loads");
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    for name in [r"\one.txt", r"\two.txt"] {
+        let f = io
+            .create(ntfs, name, FILE_CREATE, 0, GENERIC_WRITE)
+            .expect("created");
+        assert_eq!(io.cleanup(&f), 0);
+        io.close(f);
+    }
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    assert_eq!(
+        report
+            .routine_calls
+            .get("FltDoCompletionProcessingWhenSafe"),
+        Some(&2)
+    );
+    let trace: Vec<&str> = report
+        .debug_output
+        .iter()
+        .map(|line| line.text.as_str())
+        .collect();
+    assert_eq!(
+        trace,
+        ["reader: 2 scan(s), 0 pended write(s), 2 cleanup(s)\n"]
+    );
 }
 
 /// The twin whose write worker loses the first write it is given: the pended write is never

@@ -185,6 +185,14 @@ VOID FltFreeDeferredIoWorkItem(PFLT_DEFERRED_IO_WORKITEM FltWorkItem);
 VOID FltCompletePendedPreOperation(PFLT_CALLBACK_DATA CallbackData,
                                    FLT_PREOP_CALLBACK_STATUS CallbackStatus, PVOID Context);
 
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcompletependedpostoperation
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdocompletionprocessingwhensafe */
+VOID FltCompletePendedPostOperation(PFLT_CALLBACK_DATA CallbackData);
+BOOLEAN FltDoCompletionProcessingWhenSafe(PFLT_CALLBACK_DATA Data, PCFLT_RELATED_OBJECTS FltObjects,
+                                          PVOID CompletionContext, FLT_POST_OPERATION_FLAGS Flags,
+                                          PFLT_POST_OPERATION_CALLBACK SafePostCallback,
+                                          PFLT_POSTOP_CALLBACK_STATUS RetPostOperationStatus);
+
 /* I/O a filter issues itself.
  * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatefileex
  * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreadfile

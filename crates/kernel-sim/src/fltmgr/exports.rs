@@ -59,6 +59,9 @@ routines! {
         FltFreeDeferredIoWorkItem => crate::fltmgr::workitems::flt_free_deferred_io_work_item, AtMost(DISPATCH_LEVEL);
         // <= DISPATCH_LEVEL with FLT_PREOP_COMPLETE, else <= APC_LEVEL (checked in the handler).
         FltCompletePendedPreOperation => crate::fltmgr::pending::flt_complete_pended_pre_operation, AtMost(DISPATCH_LEVEL);
+        FltCompletePendedPostOperation => crate::fltmgr::pending::flt_complete_pended_post_operation, AtMost(DISPATCH_LEVEL);
+        // Any IRQL (its page's IRQL row).
+        FltDoCompletionProcessingWhenSafe => crate::fltmgr::safe_completion::flt_do_completion_processing_when_safe, crate::kernel::IrqlRule::Any;
         FltCreateFile => crate::fltmgr::filter_io::flt_create_file, AtMost(PASSIVE_LEVEL);
         FltCreateFileEx => crate::fltmgr::filter_io::flt_create_file_ex, AtMost(PASSIVE_LEVEL);
         FltReadFile => crate::fltmgr::filter_io::flt_read_file, AtMost(PASSIVE_LEVEL);

@@ -27,6 +27,7 @@ pub(crate) mod pending;
 pub(crate) mod ports;
 pub(crate) mod pushlock;
 pub(crate) mod registration;
+pub(crate) mod safe_completion;
 pub(crate) mod security;
 pub(crate) mod unload;
 pub(crate) mod volume_contexts;

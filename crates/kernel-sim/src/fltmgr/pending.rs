@@ -21,7 +21,7 @@ use vigil_sys::{
 
 use crate::fltmgr::exports::Routine;
 use crate::fltmgr::flt_state;
-use crate::kernel::{emulate, irql_name, lock};
+use crate::kernel::{Kernel, emulate, irql_name, lock};
 use crate::machine::state;
 use crate::report::ViolationKind;
 
@@ -35,6 +35,9 @@ pub(crate) enum Pend {
     Completed(FLT_PREOP_CALLBACK_STATUS, usize),
     /// kernel-sim gave up waiting (reported); a late completion is ignored.
     Abandoned,
+    /// Its post-operation callback is running (or returned
+    /// `FLT_POSTOP_MORE_PROCESSING_REQUIRED`) and it has not been completed.
+    PostOpen,
 }
 
 /// Operations that may be, or are, pended, by callback data address.
@@ -52,6 +55,12 @@ impl PendTable {
     /// The slot of `data`, if open.
     pub(crate) fn get(&self, data: usize) -> Option<Pend> {
         self.slots.get(&data).copied()
+    }
+
+    /// Opens the slot of the operation whose post-operation callback is about to run (a
+    /// post-operation completion is recorded as `Completed(0, 0)`).
+    pub(crate) fn open_post(&mut self, data: usize) {
+        self.slots.insert(data, Pend::PostOpen);
     }
 
     /// Closes the slot of `data` and returns what it held.
@@ -123,7 +132,7 @@ pub(crate) extern "win64" fn flt_complete_pended_pre_operation(
                     format!("{data:p} completed twice"),
                 );
             }
-            None => {
+            Some(Pend::PostOpen) | None => {
                 drop(flt);
                 k.parameter_violation(
                     "the callback data of an operation its pre-operation callback pended",
@@ -132,4 +141,43 @@ pub(crate) extern "win64" fn flt_complete_pended_pre_operation(
             }
         }
     });
+}
+
+/// `FltCompletePendedPostOperation`: IRQL <= DISPATCH_LEVEL
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcompletependedpostoperation>):
+/// hands back an operation whose post-operation callback returned
+/// `FLT_POSTOP_MORE_PROCESSING_REQUIRED`; Filter Manager resumes its completion.
+pub(crate) extern "win64" fn flt_complete_pended_post_operation(data: *mut FLT_CALLBACK_DATA) {
+    emulate(Routine::FltCompletePendedPostOperation, |k| {
+        complete_post(k, data as usize);
+    });
+}
+
+/// Completes the pended post-operation of `data` (the routine, or Filter Manager itself after
+/// a posted `SafePostCallback`); reports one that is not pended.
+pub(crate) fn complete_post(k: &Kernel, data: usize) {
+    let mut flt = lock(flt_state(k));
+    match flt.io.pended.slots.get_mut(&data) {
+        Some(slot @ Pend::PostOpen) => {
+            *slot = Pend::Completed(0, 0);
+            drop(flt);
+            k.notify_waiters();
+        }
+        Some(Pend::Abandoned) => {}
+        Some(Pend::Completed(..)) => {
+            drop(flt);
+            k.violation(
+                ViolationKind::OverRelease,
+                "FltCompletePendedPostOperation: a pended operation is completed exactly once",
+                format!("{data:#x} completed twice"),
+            );
+        }
+        Some(Pend::Open) | None => {
+            drop(flt);
+            k.parameter_violation(
+                "the callback data of an operation its post-operation callback pended",
+                format!("{data:#x} is not an operation in a post-operation callback or pended"),
+            );
+        }
+    }
 }

@@ -118,6 +118,14 @@ impl Default for WorkItems {
     }
 }
 
+impl WorkItems {
+    /// Keeps a worker thread Filter Manager started for the driver (a posted completion), to be
+    /// joined when the driver is gone.
+    pub(crate) fn adopt(&mut self, thread: JoinHandle<()>) {
+        self.threads.push(thread);
+    }
+}
+
 /// `FltAllocateGenericWorkItem`: IRQL <= DISPATCH_LEVEL. Failable: NULL.
 pub(crate) extern "win64" fn flt_allocate_generic_work_item() -> PVOID {
     emulate(Routine::FltAllocateGenericWorkItem, |k| {

@@ -18,8 +18,9 @@
 //! 3. the file system operation ([`crate::world::fs`]), reading the parameters back from the
 //!    callback data (a filter may change them);
 //! 4. the post-operation callback, at PASSIVE_LEVEL (post-create always; other posts at
-//!    DISPATCH_LEVEL with [`IoConfig::post_ops_at_dispatch`], which Windows may do), which must
-//!    return `FLT_POSTOP_FINISHED_PROCESSING`.
+//!    DISPATCH_LEVEL with [`IoConfig::post_ops_at_dispatch`], which Windows may do), which
+//!    returns `FLT_POSTOP_FINISHED_PROCESSING`, or `FLT_POSTOP_MORE_PROCESSING_REQUIRED` and the
+//!    operation waits (at most `SimConfig::pend_limit`) for `FltCompletePendedPostOperation`.
 //!
 //! Operations are synchronous: the calling test thread runs the callbacks. Each instance counts
 //! its operations in flight, which teardown and `FltUnregisterFilter` drain. Left out: fast
@@ -404,8 +405,11 @@ impl Io {
                 io.stats.post_callbacks += u64::from(post_now);
                 post_now
             };
-            if post_now {
-                self.run_post(d, post_name, post_irql, &at);
+            if post_now && !self.run_post(d, post_name, post_irql, &at) {
+                // The filter may still hold the callback data: never free it.
+                std::mem::forget(block);
+                self.end(volume, at.data);
+                return (STATUS_UNSUCCESSFUL, 0);
             }
         }
         let result = guest::read(status_at);
@@ -613,8 +617,15 @@ impl Io {
     }
 
     /// Marks the operation as in its post phase and runs the post-operation callback at
-    /// `post_irql`, checking its status.
-    fn run_post(&self, d: &Dispatch, post_name: &'static str, post_irql: u8, at: &BlockAddresses) {
+    /// `post_irql`, checking its status; false when the post pended the operation and it was
+    /// never completed (the block must then stay allocated).
+    fn run_post(
+        &self,
+        d: &Dispatch,
+        post_name: &'static str,
+        post_irql: u8,
+        at: &BlockAddresses,
+    ) -> bool {
         let k = &self.kernel;
         let flags_at = (at.data + offset_of!(FLT_CALLBACK_DATA, Flags)) as *mut u32;
         guest::write(
@@ -625,6 +636,8 @@ impl Io {
         // major function (non-zero: checked by check_pre_status / default_post_irql's caller).
         let post: PostCallback = unsafe { std::mem::transmute(d.post) };
         let context = guest::read(at.completion as *const PVOID);
+        // A worker may complete the operation before the post has returned.
+        lock(flt_state(k)).io.pended.open_post(at.data);
         // SAFETY: as above; the arguments point into this operation's block.
         let returned = self.call_as(post_name, post_irql, || unsafe {
             post(
@@ -634,14 +647,20 @@ impl Io {
                 0,
             )
         });
+        if returned == Some(FLT_POSTOP_MORE_PROCESSING_REQUIRED) {
+            return self.await_pended_post(post_name, at);
+        }
+        let early = lock(flt_state(k)).io.pended.close(at.data) == Some(Pend::Completed(0, 0));
         let previous = state::with(|s| s.callback.replace(post_name));
+        if early {
+            k.violation(
+                ViolationKind::CallbackStatus,
+                "FltCompletePendedPostOperation only for an operation whose post-operation callback returned FLT_POSTOP_MORE_PROCESSING_REQUIRED",
+                format!("{post_name} completed its operation and returned {returned:?}"),
+            );
+        }
         match returned {
             Some(FLT_POSTOP_FINISHED_PROCESSING) | None => {}
-            Some(FLT_POSTOP_MORE_PROCESSING_REQUIRED) => k.violation(
-                ViolationKind::NotEmulated,
-                "FLT_POSTOP_MORE_PROCESSING_REQUIRED (FltCompletePendedPostOperation) is not emulated",
-                format!("{post_name} returned FLT_POSTOP_MORE_PROCESSING_REQUIRED"),
-            ),
             Some(other) => k.violation(
                 ViolationKind::CallbackStatus,
                 "a post-operation callback returns FLT_POSTOP_FINISHED_PROCESSING or FLT_POSTOP_MORE_PROCESSING_REQUIRED",
@@ -649,6 +668,38 @@ impl Io {
             ),
         }
         state::with(|s| s.callback.set(previous));
+        true
+    }
+
+    /// Waits for `FltCompletePendedPostOperation` on an operation whose post returned
+    /// `FLT_POSTOP_MORE_PROCESSING_REQUIRED`, at most `SimConfig::pend_limit` (on Windows the
+    /// requestor would wait forever). False when it never came (reported): the operation's
+    /// block must then stay allocated, since the filter may still hold it.
+    fn await_pended_post(&self, post_name: &'static str, at: &BlockAddresses) -> bool {
+        let k = &self.kernel;
+        let limit = k.config.pend_limit.min(k.config.hang_timeout / 2);
+        let deadline = Instant::now() + limit;
+        let completed = k.wait_until(Some(deadline), "a pended post-operation", || {
+            matches!(
+                lock(flt_state(k)).io.pended.get(at.data),
+                Some(Pend::Completed(..))
+            )
+        });
+        let mut flt = lock(flt_state(k));
+        if completed {
+            flt.io.pended.close(at.data);
+            return true;
+        }
+        flt.io.pended.abandon(at.data);
+        drop(flt);
+        let previous = state::with(|s| s.callback.replace(post_name));
+        k.violation(
+            ViolationKind::CallbackContract,
+            "an operation pended with FLT_POSTOP_MORE_PROCESSING_REQUIRED is completed with FltCompletePendedPostOperation",
+            format!("{post_name} returned FLT_POSTOP_MORE_PROCESSING_REQUIRED and the operation was not completed within {limit:?}: its requestor would wait forever"),
+        );
+        state::with(|s| s.callback.set(previous));
+        false
     }
 
     fn default_post_irql(&self, major: u8) -> u8 {
