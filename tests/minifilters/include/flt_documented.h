@@ -262,6 +262,19 @@ NTSTATUS FltSetVolumeContext(PFLT_VOLUME Volume, FLT_SET_CONTEXT_OPERATION Opera
                              PFLT_CONTEXT NewContext, PFLT_CONTEXT *OldContext);
 NTSTATUS FltGetVolumeContext(PFLT_FILTER Filter, PFLT_VOLUME Volume, PFLT_CONTEXT *Context);
 VOID FltReferenceContext(PFLT_CONTEXT Context);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetstreamcontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetstreamcontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetfilecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilecontext */
+NTSTATUS FltSetStreamContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                             FLT_SET_CONTEXT_OPERATION Operation, PFLT_CONTEXT NewContext,
+                             PFLT_CONTEXT *OldContext);
+NTSTATUS FltGetStreamContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                             PFLT_CONTEXT *Context);
+NTSTATUS FltSetFileContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                           FLT_SET_CONTEXT_OPERATION Operation, PFLT_CONTEXT NewContext,
+                           PFLT_CONTEXT *OldContext);
+NTSTATUS FltGetFileContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject, PFLT_CONTEXT *Context);
 NTSTATUS FltIsVolumeWritable(PVOID FltObject, PBOOLEAN IsWritable);
 NTSTATUS FltGetFileSystemType(PVOID FltObject, PFLT_FILESYSTEM_TYPE FileSystemType);
 

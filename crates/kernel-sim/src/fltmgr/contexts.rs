@@ -77,6 +77,9 @@ pub(crate) struct ContextTable {
     pub(crate) by_instance: HashMap<usize, usize>,
     /// Volume contexts, by volume (`fltmgr::volume_contexts`).
     pub(crate) by_volume: HashMap<usize, usize>,
+    /// Stream and file contexts (`fltmgr::stream_contexts`), by (type, instance, the stream's
+    /// or file's identity on its volume).
+    pub(crate) by_object: HashMap<(FLT_CONTEXT_TYPE, usize, String), usize>,
 }
 
 impl ContextTable {
@@ -93,6 +96,7 @@ impl Default for ContextTable {
             freed: Retired::new(RETIRED_CONTEXTS),
             by_instance: HashMap::default(),
             by_volume: HashMap::default(),
+            by_object: HashMap::default(),
         }
     }
 }
@@ -320,7 +324,7 @@ pub(crate) extern "win64" fn flt_allocate_context(
 
 /// Checks the instance and file object of a stream-handle context call: `Err` with the status
 /// to return (a violation is recorded for a bad argument).
-fn check_target(
+pub(crate) fn check_target(
     k: &Kernel,
     routine: &str,
     instance: PFLT_INSTANCE,
@@ -585,6 +589,12 @@ pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
             });
         }
         contexts.extend(io.contexts.by_instance.remove(&instance));
+        io.contexts.by_object.retain(|(_, i, _), &mut c| {
+            if *i == instance {
+                contexts.push(c);
+            }
+            *i != instance
+        });
         contexts
     });
 }

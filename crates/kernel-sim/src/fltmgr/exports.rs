@@ -78,5 +78,9 @@ routines! {
         FltSetVolumeContext => crate::fltmgr::volume_contexts::flt_set_volume_context, AtMost(APC_LEVEL);
         FltGetVolumeContext => crate::fltmgr::volume_contexts::flt_get_volume_context, AtMost(APC_LEVEL);
         FltReferenceContext => crate::fltmgr::contexts::flt_reference_context, AtMost(DISPATCH_LEVEL);
+        FltSetStreamContext => crate::fltmgr::stream_contexts::flt_set_stream_context, AtMost(APC_LEVEL);
+        FltGetStreamContext => crate::fltmgr::stream_contexts::flt_get_stream_context, AtMost(APC_LEVEL);
+        FltSetFileContext => crate::fltmgr::stream_contexts::flt_set_file_context, AtMost(APC_LEVEL);
+        FltGetFileContext => crate::fltmgr::stream_contexts::flt_get_file_context, AtMost(APC_LEVEL);
     }
 }

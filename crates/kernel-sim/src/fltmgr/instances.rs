@@ -95,6 +95,9 @@ pub(crate) trait VolumeFiles: Send {
         disposition: u32,
         options: u32,
     ) -> Result<(FsHandle, usize), NTSTATUS>;
+    /// The identity of the stream open as `handle` (its file's and its stream's) and of its
+    /// file: what stream and file contexts attach to.
+    fn stream_and_file(&self, handle: FsHandle) -> Option<(String, String)>;
     /// Cleans up and closes `handle`, opened by [`VolumeFiles::open_below`] (`FltClose`).
     fn close_below(&mut self, handle: FsHandle);
     /// The size of the data of the open `handle` (`Err` once it is closed).

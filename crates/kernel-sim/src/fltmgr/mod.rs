@@ -29,6 +29,7 @@ pub(crate) mod pushlock;
 pub(crate) mod registration;
 pub(crate) mod safe_completion;
 pub(crate) mod security;
+pub(crate) mod stream_contexts;
 pub(crate) mod unload;
 pub(crate) mod volume_contexts;
 pub(crate) mod volume_objects;

@@ -347,6 +347,12 @@ impl Driver {
         self.kernel.violations()
     }
 
+    /// The calls of each emulated routine so far (what the report's `routine_calls` will
+    /// hold), to wait on work the driver does on its own threads.
+    pub fn routine_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.kernel.routine_calls()
+    }
+
     /// Ends the run and returns its report. A driver still loaded is unloaded first
     /// (mandatory), as at system shutdown with the service stopping.
     pub fn finish(mut self) -> Report {

@@ -1012,6 +1012,13 @@ impl VolumeFiles for FileSystem {
         Self::create(self, path, disposition, options)
     }
 
+    fn stream_and_file(&self, handle: FsHandle) -> Option<(String, String)> {
+        let open = self.opens.get(&handle)?;
+        let file = format!("{}", open.node);
+        let stream = format!("{}:{}", open.node, open.stream.as_deref().unwrap_or(""));
+        Some((stream, file))
+    }
+
     fn close_below(&mut self, handle: FsHandle) {
         Self::close(self, handle);
     }
