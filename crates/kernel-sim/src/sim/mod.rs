@@ -2,6 +2,8 @@
 //! collect the [`Report`].
 
 pub(crate) mod exports;
+#[cfg(test)]
+mod filter_routine_tests;
 mod io;
 #[cfg(test)]
 mod verifier_tests;
