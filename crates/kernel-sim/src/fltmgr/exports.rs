@@ -82,5 +82,6 @@ routines! {
         FltGetStreamContext => crate::fltmgr::stream_contexts::flt_get_stream_context, AtMost(APC_LEVEL);
         FltSetFileContext => crate::fltmgr::stream_contexts::flt_set_file_context, AtMost(APC_LEVEL);
         FltGetFileContext => crate::fltmgr::stream_contexts::flt_get_file_context, AtMost(APC_LEVEL);
+        FltGetRoutineAddress => crate::fltmgr::routine_address::flt_get_routine_address, AtMost(PASSIVE_LEVEL);
     }
 }

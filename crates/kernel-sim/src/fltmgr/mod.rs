@@ -3,7 +3,11 @@
 //! Registration (validated), start/unregister, security descriptors, communication ports and
 //! their client side, push locks; and the I/O side: synthetic volumes and instances
 //! ([`volumes`]), each with an in-memory file system ([`fs`]), synthetic I/O through the
-//! filter's callbacks ([`io`]), name information ([`names`]) and contexts ([`contexts`]).
+//! filter's callbacks ([`io`]), name information ([`names`]) and contexts ([`contexts`]); for
+//! minifilters other than Vigil also work items ([`workitems`]), pended operations
+//! ([`pending`], [`safe_completion`]), I/O the filter issues ([`filter_io`]), device-aligned
+//! pool ([`aligned_pool`]), changed callback data ([`dirty`]), volumes ([`volume_objects`]) and
+//! the volume, stream and file contexts ([`volume_contexts`], [`stream_contexts`]).
 //!
 //! All filter state of a run is in [`FltState`], behind a mutex in the kernel's extension slot
 //! ([`flt_state`]). Handles the
@@ -27,6 +31,7 @@ pub(crate) mod pending;
 pub(crate) mod ports;
 pub(crate) mod pushlock;
 pub(crate) mod registration;
+pub(crate) mod routine_address;
 pub(crate) mod safe_completion;
 pub(crate) mod security;
 pub(crate) mod stream_contexts;

@@ -69,6 +69,7 @@ routines! {
         MmBuildMdlForNonPagedPool => crate::ntoskrnl::mdl::mm_build_mdl_for_non_paged_pool, AtMost(DISPATCH_LEVEL);
         MmMapLockedPagesSpecifyCache => crate::ntoskrnl::mdl::mm_map_locked_pages_specify_cache, AtMost(DISPATCH_LEVEL);
         IoFreeMdl => crate::ntoskrnl::mdl::io_free_mdl, AtMost(DISPATCH_LEVEL);
+        MmGetSystemRoutineAddress => crate::ntoskrnl::system_routine::mm_get_system_routine_address, AtMost(PASSIVE_LEVEL);
     }
     variables {
         PsThreadType => (&raw const PS_THREAD_TYPE) as usize;

@@ -17,6 +17,7 @@ pub(crate) mod process;
 pub(crate) mod registry;
 pub(crate) mod rtl;
 pub(crate) mod sync;
+pub(crate) mod system_routine;
 pub(crate) mod thread;
 pub(crate) mod upcase;
 

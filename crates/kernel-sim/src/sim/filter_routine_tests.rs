@@ -219,3 +219,34 @@ fn closing_an_unknown_handle_and_dereferencing_what_was_never_referenced_are_rep
         ]
     );
 }
+
+#[test]
+fn routine_addresses_come_from_the_export_tables_and_unknown_names_are_reported() {
+    let k = kernel(PoolKind::Special);
+    k.call_driver("test", Some(0), || {
+        let known = guest::GuestUnicode::new("ExAllocatePool2");
+        assert_eq!(
+            crate::ntoskrnl::system_routine::mm_get_system_routine_address(known.as_ptr()) as usize,
+            pool::ex_allocate_pool2 as *const () as usize
+        );
+        let unknown = guest::GuestUnicode::new("KeNotARoutineOfKernelSim");
+        assert!(
+            crate::ntoskrnl::system_routine::mm_get_system_routine_address(unknown.as_ptr())
+                .is_null()
+        );
+        assert_eq!(
+            crate::fltmgr::routine_address::flt_get_routine_address(
+                c"FltGetIrpName".as_ptr().cast()
+            ) as usize,
+            crate::fltmgr::irp_names::flt_get_irp_name as *const () as usize
+        );
+    })
+    .expect("returned");
+    assert_eq!(
+        found(&k),
+        [(
+            ViolationKind::NotEmulated,
+            "ntoskrnl.exe routines kernel-sim does not emulate cannot be looked up".to_owned()
+        )]
+    );
+}
