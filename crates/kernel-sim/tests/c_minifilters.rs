@@ -195,6 +195,24 @@ fn tracker_is_clean_and_its_destination_leak_twin_is_caught() {
     );
 }
 
+/// The tracker's twin that takes its executive resource exclusive without a critical region is
+/// caught by `ExAcquireResourceExclusiveLite` in its post set-information (and the release
+/// after it by `ExReleaseResourceLite`).
+#[test]
+fn tracker_lock_without_critical_region_twin_is_caught() {
+    let Some(twin) = build("tracker", Some("lock-without-critical-region")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        None,
+        "CallbackContract",
+        "ExAcquireResourceExclusiveLite",
+        "PostSetInformation",
+        "ExAcquireResourceExclusiveLite: normal kernel APCs disabled (KeEnterCriticalRegion) until the release",
+    );
+}
+
 /// The context filter (instance, volume and stream-handle contexts) is clean; its twin that
 /// never releases the context its pre write got is caught when `FilterUnload` unregisters,
 /// with the context's tag and where it was allocated.

@@ -278,6 +278,10 @@ NTSTATUS FltGetFileContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject, PFLT
 NTSTATUS FltIsVolumeWritable(PVOID FltObject, PBOOLEAN IsWritable);
 NTSTATUS FltGetFileSystemType(PVOID FltObject, PFLT_FILESYSTEM_TYPE FileSystemType);
 
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-exreleaseresourcelite
+ * (the WDK declares it; Wine's wdm.h has only ExReleaseResourceForThreadLite). */
+VOID ExReleaseResourceLite(PERESOURCE Resource);
+
 /* Status values a filter returns or tests, from the NTSTATUS values page
  * https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-erref/596a1078-e883-4972-9bbc-49e60bebca55 */
 #ifndef STATUS_FLT_CONTEXT_ALREADY_DEFINED

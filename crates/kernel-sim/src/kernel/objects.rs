@@ -1,5 +1,5 @@
 //! Kernel objects and the handle table: system threads, registry keys, device objects, files a
-//! filter opened, MDLs.
+//! filter opened, MDLs, executive resources.
 //!
 //! Handles are kernel handles (high bit set, multiples of 4), valid in the System process
 //! only, as `OBJ_KERNEL_HANDLE` makes them. Objects referenced by pointer
@@ -118,6 +118,19 @@ pub(crate) struct MdlRecord {
     pub allocated_in: &'static str,
 }
 
+/// An executive resource (`ERESOURCE`) the driver initialized: its owners by emulated thread
+/// id (`ntoskrnl::resource`).
+pub(crate) struct ResourceRecord {
+    /// The exclusive owner and its recursion count.
+    pub exclusive: Option<(usize, u32)>,
+    /// Shared owners and their recursion counts.
+    pub shared: BTreeMap<usize, u32>,
+    /// Threads waiting for exclusive access (they hold new sharers back).
+    pub exclusive_waiters: u32,
+    /// The driver entry point that initialized it.
+    pub initialized_in: &'static str,
+}
+
 /// The objects of one run.
 #[derive(Default)]
 pub(crate) struct Objects {
@@ -130,6 +143,8 @@ pub(crate) struct Objects {
     /// File objects referenced by pointer (`FltCreateFileEx`'s `FileObject`): address ->
     /// references the driver holds, each dropped by `ObDereferenceObject`.
     pub file_references: BTreeMap<usize, i64>,
+    /// Initialized executive resources, by the address of their storage.
+    pub resources: BTreeMap<usize, ResourceRecord>,
     /// Live MDLs by address.
     pub mdls: BTreeMap<usize, MdlRecord>,
     /// Freed MDLs (address -> freed by), to name double frees; forgotten when the address is

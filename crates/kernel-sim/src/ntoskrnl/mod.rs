@@ -15,6 +15,7 @@ pub(crate) mod pool;
 pub(crate) mod pool_with_tag;
 pub(crate) mod process;
 pub(crate) mod registry;
+pub(crate) mod resource;
 pub(crate) mod rtl;
 pub(crate) mod sync;
 pub(crate) mod system_routine;

@@ -155,6 +155,7 @@ pub(crate) fn free_block(k: &Kernel, routine: &str, block: PVOID, tag: Option<u3
             format!("{block:p} is not the start of a pool block"),
         ),
         Ok((freed_block, before, after)) => {
+            crate::ntoskrnl::resource::check_free(k, routine, block as usize, freed_block.size);
             // FltAllocatePoolAlignedWithTag's buffers are freed by FltFreePoolAlignedWithTag
             // and by nothing else (its page, Remarks), and that routine frees nothing else.
             let aligned_free = routine == "FltFreePoolAlignedWithTag";

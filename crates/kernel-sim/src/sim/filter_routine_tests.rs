@@ -250,3 +250,68 @@ fn routine_addresses_come_from_the_export_tables_and_unknown_names_are_reported(
         )]
     );
 }
+
+#[test]
+fn resources_are_owned_recursively_released_by_owners_and_deleted_before_their_memory_goes() {
+    use crate::ntoskrnl::{resource, sync};
+    let k = kernel(PoolKind::Special);
+    k.call_driver("test", Some(0), || {
+        let storage = pool::ex_allocate_pool2(POOL_FLAG_NON_PAGED, 0x68, TAG);
+        assert_eq!(resource::ex_initialize_resource_lite(storage), 0);
+        sync::ke_enter_critical_region();
+        assert_eq!(resource::ex_acquire_resource_exclusive_lite(storage, 1), 1);
+        // Its exclusive owner gets it again, shared or exclusive, recursively.
+        assert_eq!(resource::ex_acquire_resource_shared_lite(storage, 0), 1);
+        assert_eq!(resource::ex_acquire_resource_exclusive_lite(storage, 0), 1);
+        for _ in 0..3 {
+            resource::ex_release_resource_lite(storage);
+        }
+        // A fourth release: the thread owns it no more.
+        resource::ex_release_resource_lite(storage);
+        assert_eq!(resource::ex_acquire_resource_shared_lite(storage, 0), 1);
+        // Deleting an owned resource is refused.
+        resource::ex_delete_resource_lite(storage);
+        resource::ex_release_resource_lite(storage);
+        sync::ke_leave_critical_region();
+        // Freed without ExDeleteResourceLite.
+        pool::ex_free_pool_with_tag(storage, TAG);
+        // And one never deleted at all, outside pool.
+        let global = Box::leak(Box::new([0u64; 13]));
+        resource::ex_initialize_resource_lite(global.as_mut_ptr().cast());
+    })
+    .expect("returned");
+    resource::report_leaks(&k, "the test");
+    let rules: Vec<String> = found(&k).into_iter().map(|(_, rule)| rule).collect();
+    assert_eq!(
+        rules,
+        [
+            "ExReleaseResourceLite: a resource owned by the current thread",
+            "ExDeleteResourceLite: a resource nobody owns",
+            "ExFreePoolWithTag: ExDeleteResourceLite before the memory of a resource is freed",
+            "every resource is deleted (ExDeleteResourceLite) before the driver is gone",
+        ]
+    );
+}
+
+#[test]
+fn a_resource_acquired_with_kernel_apcs_enabled_is_reported() {
+    use crate::ntoskrnl::resource;
+    let k = kernel(PoolKind::Special);
+    k.call_driver("test", Some(0), || {
+        let storage = pool::ex_allocate_pool2(POOL_FLAG_NON_PAGED, 0x68, TAG);
+        resource::ex_initialize_resource_lite(storage);
+        resource::ex_acquire_resource_exclusive_lite(storage, 1);
+        resource::ex_release_resource_lite(storage);
+        resource::ex_delete_resource_lite(storage);
+        pool::ex_free_pool_with_tag(storage, TAG);
+    })
+    .expect("returned");
+    let kinds: Vec<ViolationKind> = found(&k).into_iter().map(|(kind, _)| kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ViolationKind::CallbackContract,
+            ViolationKind::CallbackContract
+        ]
+    );
+}

@@ -467,6 +467,7 @@ impl Drop for Driver {
 pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     crate::ntoskrnl::process::report_token_leaks(k, why);
     crate::ntoskrnl::mdl::report_leaks(k, why);
+    crate::ntoskrnl::resource::report_leaks(k, why);
     let leaks = lock(&k.pool).drain_leaks();
     for (tag, blocks) in &leaks {
         let total: usize = blocks.iter().map(|b| b.0).sum();
