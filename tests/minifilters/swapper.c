@@ -4,8 +4,9 @@
  * driver that is not Vigil.
  *
  * - InstanceSetup attaches to disk file systems only; it takes the volume from the instance
- *   (FltGetVolumeFromInstance), reads its sector size from FltGetVolumeProperties, drops the
- *   volume reference (FltObjectDereference) and keeps the sector size in an instance context.
+ *   (FltGetVolumeFromInstance), reads its sector size from FltGetVolumeProperties, traces its
+ *   names (FltGetVolumeName, FltGetVolumeGuidName), drops the volume reference
+ *   (FltObjectDereference) and keeps the sector size in an instance context.
  * - Pre-write allocates a buffer aligned for the volume's device, rounded up to a whole number
  *   of sectors (FltAllocatePoolAlignedWithTag), describes it with an MDL (IoAllocateMdl,
  *   MmBuildMdlForNonPagedPool), copies the caller's data into it (from the caller's MDL through
@@ -168,6 +169,27 @@ static FLT_POSTOP_CALLBACK_STATUS PostWrite(PFLT_CALLBACK_DATA data, PCFLT_RELAT
     return FLT_POSTOP_FINISHED_PROCESSING;
 }
 
+/* Traces the volume's device and GUID names: the size first (FltGetVolumeName with no string),
+ * then both names into buffers that hold them. */
+static VOID TraceVolume(PFLT_VOLUME volume, USHORT sector)
+{
+    WCHAR name_buffer[64];
+    WCHAR guid_buffer[64];
+    UNICODE_STRING name = {0, sizeof(name_buffer), name_buffer};
+    UNICODE_STRING guid = {0, sizeof(guid_buffer), guid_buffer};
+    ULONG needed = 0;
+
+    if (FltGetVolumeName(volume, NULL, &needed) != STATUS_BUFFER_TOO_SMALL ||
+        needed > sizeof(name_buffer)) {
+        return;
+    }
+    if (NT_SUCCESS(FltGetVolumeName(volume, &name, NULL)) &&
+        NT_SUCCESS(FltGetVolumeGuidName(volume, &guid, &needed))) {
+        DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL,
+                   "swapper: %wZ is %wZ, sectors of %u bytes\n", &name, &guid, (ULONG)sector);
+    }
+}
+
 static NTSTATUS InstanceSetup(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_SETUP_FLAGS flags,
                               DEVICE_TYPE device_type, FLT_FILESYSTEM_TYPE fs_type)
 {
@@ -191,6 +213,7 @@ static NTSTATUS InstanceSetup(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_SETUP_
         return STATUS_FLT_DO_NOT_ATTACH;
     }
     status = FltGetVolumeProperties(volume, &buffer.properties, sizeof(buffer), &returned);
+    TraceVolume(volume, buffer.properties.SectorSize);
     FltObjectDereference(volume);
     /* STATUS_BUFFER_OVERFLOW still returns the fixed part, which holds the sector size. */
     if ((!NT_SUCCESS(status) && status != STATUS_BUFFER_OVERFLOW) ||

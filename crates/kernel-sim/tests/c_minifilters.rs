@@ -703,6 +703,17 @@ fn swapper_hands_the_file_system_an_aligned_buffer_and_an_mdl() {
         assert_eq!(report.routine_calls.get(routine), Some(&2), "{routine}");
     }
     assert_eq!(report.routine_calls.get("IoFreeMdl"), None);
+    // InstanceSetup traced each disk volume's names; the NTFS one among them.
+    let volume_line = format!("swapper: {NTFS} is \\??\\Volume{{6b76736d-");
+    assert!(
+        report
+            .debug_output
+            .iter()
+            .any(|line| line.text.starts_with(&volume_line)
+                && line.text.ends_with(", sectors of 512 bytes\n")),
+        "{:?}",
+        report.debug_output
+    );
 }
 
 /// Every production filter runs through `kernel-sim bench` (two I/O threads, in the test and

@@ -83,5 +83,7 @@ routines! {
         FltSetFileContext => crate::fltmgr::stream_contexts::flt_set_file_context, AtMost(APC_LEVEL);
         FltGetFileContext => crate::fltmgr::stream_contexts::flt_get_file_context, AtMost(APC_LEVEL);
         FltGetRoutineAddress => crate::fltmgr::routine_address::flt_get_routine_address, AtMost(PASSIVE_LEVEL);
+        FltGetVolumeName => crate::fltmgr::volume_names::flt_get_volume_name, AtMost(APC_LEVEL);
+        FltGetVolumeGuidName => crate::fltmgr::volume_names::flt_get_volume_guid_name, AtMost(PASSIVE_LEVEL);
     }
 }

@@ -6,7 +6,8 @@
 //! filter's callbacks ([`io`]), name information ([`names`]) and contexts ([`contexts`]); for
 //! minifilters other than Vigil also work items ([`workitems`]), pended operations
 //! ([`pending`], [`safe_completion`]), I/O the filter issues ([`filter_io`]), device-aligned
-//! pool ([`aligned_pool`]), changed callback data ([`dirty`]), volumes ([`volume_objects`]) and
+//! pool ([`aligned_pool`]), changed callback data ([`dirty`]), volumes ([`volume_objects`],
+//! [`volume_names`]) and
 //! the volume, stream and file contexts ([`volume_contexts`], [`stream_contexts`]).
 //!
 //! All filter state of a run is in [`FltState`], behind a mutex in the kernel's extension slot
@@ -37,6 +38,7 @@ pub(crate) mod security;
 pub(crate) mod stream_contexts;
 pub(crate) mod unload;
 pub(crate) mod volume_contexts;
+pub(crate) mod volume_names;
 pub(crate) mod volume_objects;
 pub(crate) mod workitems;
 
