@@ -3,11 +3,21 @@
  * prove kernel-sim's context rules on a driver that is not Vigil.
  *
  * - InstanceSetup attaches an instance context (the volume's open count) and drops its own
- *   reference: the instance holds the context until it is torn down.
+ *   reference: the instance holds the context until it is torn down. It also sets a volume
+ *   context (the file system type from FltGetFileSystemType, whether FltIsVolumeWritable says
+ *   the volume is writable, a count of handles), which the volume holds until the filter
+ *   unregisters.
  * - The post create allocates a context (non-paged: it is read by the pre write, which can run
  *   at APC_LEVEL for paging I/O), records the requestor's process id, attaches it to the handle
  *   with FLT_SET_CONTEXT_KEEP_IF_EXISTS and drops its own reference whatever the outcome: after
  *   a successful set the file object holds the context; after a failed one the release frees it.
+ * - Each handle context keeps a pointer to its volume's context, referenced for it with
+ *   FltReferenceContext and released by the handle context's cleanup callback.
+ * - The post create finds or creates the stream's context (the stream's writes, over every
+ *   handle) and the file's context (its opens): allocate, set with KEEP_IF_EXISTS and
+ *   OldContext, and on STATUS_FLT_CONTEXT_ALREADY_DEFINED use the existing one, released like
+ *   any other. The pre write counts in the stream context. Pipes and mailslots keep no stream
+ *   contexts (STATUS_NOT_SUPPORTED): skipped.
  * - The pre write and the pre cleanup look the context up and release what they got.
  * - The cleanup callback counts contexts freed, so a leak shows in the counts as well.
  * - The counters live in a block DriverEntry allocates with ExAllocatePoolWithTag, the
@@ -22,6 +32,10 @@
  *   gave it, so the instance context outlives its instance.
  * - TWIN_INSTANCE_CONTEXT_OVER_RELEASE: the post create releases the instance context it got
  *   twice, taking the instance's own reference.
+ * - TWIN_FOUND_STREAM_CONTEXT_LEAK: the post create releases the stream context only when it
+ *   created it, never one it found already set (a second open of the stream).
+ * - TWIN_VOLUME_CONTEXT_LEAK: the handle context's cleanup never releases the volume context it
+ *   referenced, so the volume context outlives the filter's registration.
  *
  * Runs in the kernel: create and cleanup at PASSIVE_LEVEL, write at <= APC_LEVEL. */
 #include <stdarg.h>
@@ -34,8 +48,12 @@
 #include <ddk/fltkernel.h>
 #include "flt_documented.h"
 
-/* Pool tags 'Cctx', 'Cins' and 'Ccnt', as little-endian ULONGs. */
+/* Pool tags 'Cctx', 'Cins', 'Cvol' and 'Ccnt', as little-endian ULONGs. */
 #define HANDLE_CONTEXT_TAG 0x78746343u
+#define VOLUME_CONTEXT_TAG 0x6c6f7643u
+/* 'Cstr' and 'Cfil'. */
+#define STREAM_CONTEXT_TAG 0x72747343u
+#define FILE_CONTEXT_TAG 0x6c696643u
 #define INSTANCE_CONTEXT_TAG 0x736e6943u
 #define COUNTERS_TAG 0x746e6343u
 
@@ -43,9 +61,25 @@ typedef struct _INSTANCE_CONTEXT {
     volatile LONG Opens;
 } INSTANCE_CONTEXT, *PINSTANCE_CONTEXT;
 
+typedef struct _VOLUME_CONTEXT {
+    FLT_FILESYSTEM_TYPE FileSystemType;
+    BOOLEAN Writable;
+    volatile LONG Handles;
+} VOLUME_CONTEXT, *PVOLUME_CONTEXT;
+
+typedef struct _STREAM_CONTEXT {
+    volatile LONG Writes;
+} STREAM_CONTEXT, *PSTREAM_CONTEXT;
+
+typedef struct _FILE_CONTEXT {
+    volatile LONG Opens;
+} FILE_CONTEXT, *PFILE_CONTEXT;
+
 typedef struct _HANDLE_CONTEXT {
     ULONG RequestorProcessId;
     LONG Writes;
+    /* Referenced for this handle context (FltReferenceContext); released by its cleanup. */
+    PVOLUME_CONTEXT Volume;
 } HANDLE_CONTEXT, *PHANDLE_CONTEXT;
 
 typedef struct _COUNTERS {
@@ -67,6 +101,43 @@ static FLT_PREOP_CALLBACK_STATUS PreCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATE
     return FLT_PREOP_SUCCESS_WITH_CALLBACK;
 }
 
+/* The context of `type` on the stream or file open as `objects->FileObject`, created when it
+ * has none (`*created` says which); referenced for the caller (NULL when none can be had). */
+static PFLT_CONTEXT FindOrCreate(PCFLT_RELATED_OBJECTS objects, FLT_CONTEXT_TYPE type, SIZE_T size,
+                                 BOOLEAN *created)
+{
+    PFLT_CONTEXT context = NULL;
+    PFLT_CONTEXT existing = NULL;
+    NTSTATUS status;
+
+    *created = FALSE;
+    status = type == FLT_STREAM_CONTEXT
+                 ? FltGetStreamContext(objects->Instance, objects->FileObject, &context)
+                 : FltGetFileContext(objects->Instance, objects->FileObject, &context);
+    if (NT_SUCCESS(status)) {
+        return context;
+    }
+    if (status != STATUS_NOT_FOUND) {
+        return NULL; /* STATUS_NOT_SUPPORTED on pipes and mailslots */
+    }
+    if (!NT_SUCCESS(FltAllocateContext(objects->Filter, type, size, NonPagedPoolNx, &context))) {
+        return NULL;
+    }
+    RtlZeroMemory(context, size);
+    status = type == FLT_STREAM_CONTEXT
+                 ? FltSetStreamContext(objects->Instance, objects->FileObject,
+                                       FLT_SET_CONTEXT_KEEP_IF_EXISTS, context, &existing)
+                 : FltSetFileContext(objects->Instance, objects->FileObject,
+                                     FLT_SET_CONTEXT_KEEP_IF_EXISTS, context, &existing);
+    if (NT_SUCCESS(status)) {
+        *created = TRUE;
+        return context;
+    }
+    /* Ours is not needed: another open set one first (or the set failed). */
+    FltReleaseContext(context);
+    return status == STATUS_FLT_CONTEXT_ALREADY_DEFINED ? existing : NULL;
+}
+
 static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
                                              PVOID completion_context,
                                              FLT_POST_OPERATION_FLAGS flags)
@@ -82,6 +153,24 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
     }
     if (!NT_SUCCESS(data->IoStatus.Status) || data->IoStatus.Status == STATUS_REPARSE) {
         return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    {
+        BOOLEAN created;
+        PSTREAM_CONTEXT stream =
+            FindOrCreate(objects, FLT_STREAM_CONTEXT, sizeof(STREAM_CONTEXT), &created);
+        PFILE_CONTEXT file;
+#ifdef TWIN_FOUND_STREAM_CONTEXT_LEAK
+        if (stream != NULL && created) {
+#else
+        if (stream != NULL) {
+#endif
+            FltReleaseContext(stream);
+        }
+        file = FindOrCreate(objects, FLT_FILE_CONTEXT, sizeof(FILE_CONTEXT), &created);
+        if (file != NULL) {
+            InterlockedIncrement(&file->Opens);
+            FltReleaseContext(file);
+        }
     }
     if (NT_SUCCESS(FltGetInstanceContext(objects->Instance, (PFLT_CONTEXT *)&volume))) {
         InterlockedIncrement(&volume->Opens);
@@ -99,6 +188,17 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
     /* FltAllocateContext leaves the memory uninitialized. */
     context->RequestorProcessId = FltGetRequestorProcessId(data);
     context->Writes = 0;
+    context->Volume = NULL;
+    {
+        PVOLUME_CONTEXT volume_context = NULL;
+        if (NT_SUCCESS(FltGetVolumeContext(objects->Filter, objects->Volume,
+                                           (PFLT_CONTEXT *)&volume_context))) {
+            InterlockedIncrement(&volume_context->Handles);
+            FltReferenceContext(volume_context);
+            context->Volume = volume_context;
+            FltReleaseContext(volume_context);
+        }
+    }
     status = FltSetStreamHandleContext(objects->Instance, objects->FileObject,
                                        FLT_SET_CONTEXT_KEEP_IF_EXISTS, context, NULL);
     if (NT_SUCCESS(status)) {
@@ -116,6 +216,14 @@ static FLT_PREOP_CALLBACK_STATUS PreWrite(PFLT_CALLBACK_DATA data, PCFLT_RELATED
 
     (void)data;
     *completion_context = NULL;
+    {
+        PSTREAM_CONTEXT stream = NULL;
+        if (NT_SUCCESS(FltGetStreamContext(objects->Instance, objects->FileObject,
+                                           (PFLT_CONTEXT *)&stream))) {
+            InterlockedIncrement(&stream->Writes);
+            FltReleaseContext(stream);
+        }
+    }
     if (NT_SUCCESS(FltGetStreamHandleContext(objects->Instance, objects->FileObject,
                                              (PFLT_CONTEXT *)&context))) {
         InterlockedIncrement(&context->Writes);
@@ -143,9 +251,36 @@ static FLT_PREOP_CALLBACK_STATUS PreCleanup(PFLT_CALLBACK_DATA data, PCFLT_RELAT
 
 static VOID ContextCleanup(PFLT_CONTEXT context, FLT_CONTEXT_TYPE type)
 {
-    (void)context;
-    (void)type;
+    if (type == FLT_STREAMHANDLE_CONTEXT && ((PHANDLE_CONTEXT)context)->Volume != NULL) {
+#ifndef TWIN_VOLUME_CONTEXT_LEAK
+        FltReleaseContext(((PHANDLE_CONTEXT)context)->Volume);
+#endif
+    }
     InterlockedIncrement(&g_counters->ContextsFreed);
+}
+
+/* Sets the volume's context (fail open: without it, handles just keep no volume pointer). */
+static VOID SetVolumeContext(PCFLT_RELATED_OBJECTS objects)
+{
+    PVOLUME_CONTEXT context = NULL;
+    FLT_FILESYSTEM_TYPE fs_type = FLT_FSTYPE_UNKNOWN;
+    BOOLEAN writable = FALSE;
+
+    (void)FltGetFileSystemType(objects->Instance, &fs_type);
+    /* Disks only answer IOCTL_DISK_IS_WRITABLE: others stay FALSE. */
+    if (!NT_SUCCESS(FltIsVolumeWritable(objects->Volume, &writable))) {
+        writable = FALSE;
+    }
+    if (!NT_SUCCESS(FltAllocateContext(objects->Filter, FLT_VOLUME_CONTEXT, sizeof(VOLUME_CONTEXT),
+                                       NonPagedPoolNx, (PFLT_CONTEXT *)&context))) {
+        return;
+    }
+    context->FileSystemType = fs_type;
+    context->Writable = writable;
+    context->Handles = 0;
+    (void)FltSetVolumeContext(objects->Volume, FLT_SET_CONTEXT_KEEP_IF_EXISTS, context, NULL);
+    /* Ours is released in every case: on success the volume keeps its own reference. */
+    FltReleaseContext(context);
 }
 
 static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
@@ -176,6 +311,7 @@ static NTSTATUS InstanceSetup(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_SETUP_
         return STATUS_FLT_DO_NOT_ATTACH;
     }
     context->Opens = 0;
+    SetVolumeContext(objects);
     status = FltSetInstanceContext(objects->Instance, FLT_SET_CONTEXT_KEEP_IF_EXISTS, context,
                                    NULL);
 #ifndef TWIN_INSTANCE_CONTEXT_LEAK
@@ -194,6 +330,18 @@ static const FLT_CONTEXT_REGISTRATION g_contexts[] = {
      .ContextCleanupCallback = ContextCleanup,
      .Size = sizeof(INSTANCE_CONTEXT),
      .PoolTag = INSTANCE_CONTEXT_TAG},
+    {.ContextType = FLT_STREAM_CONTEXT,
+     .ContextCleanupCallback = ContextCleanup,
+     .Size = sizeof(STREAM_CONTEXT),
+     .PoolTag = STREAM_CONTEXT_TAG},
+    {.ContextType = FLT_FILE_CONTEXT,
+     .ContextCleanupCallback = ContextCleanup,
+     .Size = sizeof(FILE_CONTEXT),
+     .PoolTag = FILE_CONTEXT_TAG},
+    {.ContextType = FLT_VOLUME_CONTEXT,
+     .ContextCleanupCallback = ContextCleanup,
+     .Size = sizeof(VOLUME_CONTEXT),
+     .PoolTag = VOLUME_CONTEXT_TAG},
     {.ContextType = FLT_CONTEXT_END},
 };
 

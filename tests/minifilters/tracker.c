@@ -11,12 +11,19 @@
  * - The post callback counts renames that succeeded, traces them, and releases the
  *   destination name on every path, draining included: a completion context is the post's to
  *   free whatever happens to the operation.
+ * - The counters sit behind an executive resource (ERESOURCE): the pre reads whether tracking
+ *   is on under shared access, the post counts under exclusive access, each inside a critical
+ *   region (normal kernel APCs disabled from the acquire to the release, as the resource
+ *   routines require). DriverEntry initializes it first; FilterUnload deletes it once
+ *   FltUnregisterFilter has returned and no callback can run.
  * - Transactions are left out: the filter registers no transaction callback, so Filter
  *   Manager never enlists it.
  *
  * Broken twin, selected at build time:
  * - TWIN_DESTINATION_LEAK: the post callback returns straight after tracing a successful
  *   rename, before releasing the destination name.
+ * - TWIN_LOCK_WITHOUT_CRITICAL_REGION: the post callback takes the resource exclusive without
+ *   entering a critical region (a suspension could stop it while it holds the resource).
  *
  * Runs in the kernel: set-information callbacks at PASSIVE_LEVEL (posts of renames too). */
 #include <stdarg.h>
@@ -31,8 +38,24 @@
 #include "flt_documented.h"
 
 static PFLT_FILTER g_filter;
-static volatile LONG g_renames;
+/* Guards the three counters below (8-byte aligned, in the image's nonpaged data). */
+static ERESOURCE g_lock;
+static BOOLEAN g_tracking = TRUE;
+static LONG g_renames;
 static volatile LONG g_deletes;
+
+/* Whether tracking is on, read under shared access. */
+static BOOLEAN Tracking(void)
+{
+    BOOLEAN on;
+
+    KeEnterCriticalRegion();
+    ExAcquireResourceSharedLite(&g_lock, TRUE);
+    on = g_tracking;
+    ExReleaseResourceLite(&g_lock);
+    KeLeaveCriticalRegion();
+    return on;
+}
 
 static BOOLEAN IsRename(FILE_INFORMATION_CLASS info_class)
 {
@@ -49,6 +72,9 @@ static FLT_PREOP_CALLBACK_STATUS PreSetInformation(PFLT_CALLBACK_DATA data,
     PFLT_FILE_NAME_INFORMATION destination = NULL;
 
     *completion_context = NULL;
+    if (!Tracking()) {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
     if (info_class == FileDispositionInformation) {
         if (((PFILE_DISPOSITION_INFORMATION)buffer)->DoDeleteFile) {
             InterlockedIncrement(&g_deletes);
@@ -87,7 +113,15 @@ static FLT_POSTOP_CALLBACK_STATUS PostSetInformation(PFLT_CALLBACK_DATA data,
 
     (void)objects;
     if (!(flags & FLTFL_POST_OPERATION_DRAINING) && NT_SUCCESS(data->IoStatus.Status)) {
-        InterlockedIncrement(&g_renames);
+#ifndef TWIN_LOCK_WITHOUT_CRITICAL_REGION
+        KeEnterCriticalRegion();
+#endif
+        ExAcquireResourceExclusiveLite(&g_lock, TRUE);
+        g_renames++;
+        ExReleaseResourceLite(&g_lock);
+#ifndef TWIN_LOCK_WITHOUT_CRITICAL_REGION
+        KeLeaveCriticalRegion();
+#endif
         DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL, "tracker: renamed to %wZ\n",
                    &destination->Name);
 #ifdef TWIN_DESTINATION_LEAK
@@ -102,6 +136,8 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
     FltUnregisterFilter(g_filter);
+    /* No callback runs any more: nothing can own the resource. */
+    ExDeleteResourceLite(&g_lock);
     return STATUS_SUCCESS;
 }
 
@@ -122,13 +158,17 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
     NTSTATUS status;
 
     (void)registry_path;
+    /* Set up before registering: callbacks may run as soon as filtering starts. */
+    ExInitializeResourceLite(&g_lock);
     status = FltRegisterFilter(driver, &g_registration, &g_filter);
     if (!NT_SUCCESS(status)) {
+        ExDeleteResourceLite(&g_lock);
         return status;
     }
     status = FltStartFiltering(g_filter);
     if (!NT_SUCCESS(status)) {
         FltUnregisterFilter(g_filter);
+        ExDeleteResourceLite(&g_lock);
     }
     return status;
 }

@@ -219,6 +219,15 @@ pub struct SimConfig {
     /// unload while its thread is still finishing; a latency makes that window certain in a
     /// test instead of a matter of scheduling. Zero by default.
     pub thread_exit_latency: Duration,
+    /// How long after `FltQueueGenericWorkItem` a system worker thread picks the item up.
+    /// Windows promises no time (its worker threads may all be busy), so a filter that unloads
+    /// without waiting for its queued items races them; a latency makes that window certain
+    /// instead of a matter of scheduling. 5 ms by default.
+    pub work_item_latency: Duration,
+    /// How long an operation a pre-operation callback pended (`FLT_PREOP_PENDING`) may wait
+    /// for `FltCompletePendedPreOperation` before kernel-sim reports it never completed and
+    /// ends it (on Windows the requestor would hang). 5 s by default.
+    pub pend_limit: Duration,
     /// Synthetic volumes and I/O options.
     pub io: IoConfig,
     /// Suspend I/O threads as `SuspendThread` does (see [`SuspendPlan`]). None by default.
@@ -286,6 +295,8 @@ impl Default for SimConfig {
             pause_at: None,
             thread_exit_timeout: Duration::from_secs(5),
             thread_exit_latency: Duration::ZERO,
+            work_item_latency: Duration::from_millis(5),
+            pend_limit: Duration::from_secs(5),
             io: IoConfig::default(),
             suspend: None,
             processes: Vec::new(),

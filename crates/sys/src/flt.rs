@@ -84,6 +84,15 @@ pub const FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION: u32 = 0x0000_0004;
 pub const FLTFL_CALLBACK_DATA_GENERATED_IO: u32 = 0x0001_0000;
 /// `FLTFL_CALLBACK_DATA_POST_OPERATION`.
 pub const FLTFL_CALLBACK_DATA_POST_OPERATION: u32 = 0x0008_0000;
+/// `FLTFL_IO_OPERATION_NON_CACHED`: `FltReadFile`/`FltWriteFile` flag, a noncached request.
+pub const FLTFL_IO_OPERATION_NON_CACHED: u32 = 0x1;
+/// `FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET`: `FltReadFile`/`FltWriteFile` flag, leave the
+/// file object's `CurrentByteOffset` alone.
+pub const FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET: u32 = 0x4;
+/// `CriticalWorkQueue` (`WORK_QUEUE_TYPE`): real-time priority system worker threads.
+pub const CriticalWorkQueue: u32 = 0;
+/// `DelayedWorkQueue` (`WORK_QUEUE_TYPE`): variable priority system worker threads.
+pub const DelayedWorkQueue: u32 = 1;
 /// `FLTFL_CALLBACK_DATA_DIRTY`: the filter changed the parameters.
 pub const FLTFL_CALLBACK_DATA_DIRTY: u32 = 0x8000_0000;
 
@@ -488,3 +497,28 @@ pub struct FLT_FILE_NAME_INFORMATION {
 
 /// `PFLT_FILE_NAME_INFORMATION`.
 pub type PFLT_FILE_NAME_INFORMATION = *mut FLT_FILE_NAME_INFORMATION;
+
+/// `FLT_VOLUME_PROPERTIES`: what `FltGetVolumeProperties` returns (the three names' buffers
+/// follow the structure in the caller's buffer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FLT_VOLUME_PROPERTIES {
+    /// The volume's device type (`FILE_DEVICE_DISK_FILE_SYSTEM`, ...).
+    pub DeviceType: DEVICE_TYPE,
+    /// `FILE_*` device characteristics.
+    pub DeviceCharacteristics: u32,
+    /// `DO_*` device object flags.
+    pub DeviceObjectFlags: u32,
+    /// The device's alignment requirement (`FILE_*_ALIGNMENT`: a mask).
+    pub AlignmentRequirement: u32,
+    /// Bytes per sector.
+    pub SectorSize: u16,
+    /// Reserved.
+    pub Flags: u16,
+    /// The file system driver's name (`\FileSystem\Ntfs`).
+    pub FileSystemDriverName: UNICODE_STRING,
+    /// The file system's device name.
+    pub FileSystemDeviceName: UNICODE_STRING,
+    /// The volume's device name (`\Device\HarddiskVolume1`).
+    pub RealDeviceName: UNICODE_STRING,
+}

@@ -324,3 +324,30 @@ pub struct FILE_RENAME_INFORMATION {
 
 /// `FILE_LINK_INFORMATION`: the same layout as [`FILE_RENAME_INFORMATION`].
 pub type FILE_LINK_INFORMATION = FILE_RENAME_INFORMATION;
+
+/// `MDL`: a memory descriptor list's header (the page frame numbers follow it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MDL {
+    /// The next MDL of a chain.
+    pub Next: *mut MDL,
+    /// Bytes of the header and its page frame array.
+    pub Size: i16,
+    /// `MDL_*` flags.
+    pub MdlFlags: i16,
+    /// The process whose address space the pages belong to.
+    pub Process: PVOID,
+    /// The system address of the buffer once mapped.
+    pub MappedSystemVa: PVOID,
+    /// The page-aligned virtual address the buffer starts in.
+    pub StartVa: PVOID,
+    /// Bytes described.
+    pub ByteCount: u32,
+    /// Offset of the buffer in its first page.
+    pub ByteOffset: u32,
+}
+
+/// `MDL_MAPPED_TO_SYSTEM_VA`: `MappedSystemVa` is valid.
+pub const MDL_MAPPED_TO_SYSTEM_VA: i16 = 0x0001;
+/// `MDL_SOURCE_IS_NONPAGED_POOL`: built by `MmBuildMdlForNonPagedPool`.
+pub const MDL_SOURCE_IS_NONPAGED_POOL: i16 = 0x0004;

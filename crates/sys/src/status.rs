@@ -67,6 +67,14 @@ pub const STATUS_NOT_FOUND: NTSTATUS = 0xC000_0225_u32 as i32;
 pub const STATUS_CONNECTION_COUNT_LIMIT: NTSTATUS = 0xC000_0246_u32 as i32;
 /// `STATUS_FLT_CONTEXT_ALREADY_DEFINED`: A context is already set on the object.
 pub const STATUS_FLT_CONTEXT_ALREADY_DEFINED: NTSTATUS = 0xC01C_0002_u32 as i32;
+/// `STATUS_END_OF_FILE`: A read started at or beyond the end of the file.
+pub const STATUS_END_OF_FILE: NTSTATUS = 0xC000_0011_u32 as i32;
+/// `STATUS_OBJECT_PATH_SYNTAX_BAD`: An object path with no separator, or empty.
+pub const STATUS_OBJECT_PATH_SYNTAX_BAD: NTSTATUS = 0xC000_003B_u32 as i32;
+/// `STATUS_MOUNT_POINT_NOT_RESOLVED`: A name that leads to a volume other than the instance's.
+pub const STATUS_MOUNT_POINT_NOT_RESOLVED: NTSTATUS = 0xC000_0368_u32 as i32;
+/// `STATUS_FLT_NOT_SAFE_TO_POST_OPERATION`: The operation cannot be posted to a worker thread.
+pub const STATUS_FLT_NOT_SAFE_TO_POST_OPERATION: NTSTATUS = 0xC01C_0006_u32 as i32;
 /// `STATUS_FLT_DELETING_OBJECT`: The object is being torn down.
 pub const STATUS_FLT_DELETING_OBJECT: NTSTATUS = 0xC01C_000B_u32 as i32;
 /// `STATUS_FLT_DO_NOT_ATTACH`: InstanceSetup's refusal to attach to a volume.

@@ -144,6 +144,7 @@ fn c_name(
 }
 
 /// Every `#[repr(C)]` type of vigil-sys (and the C types its aliases stand for).
+#[expect(clippy::too_many_lines, reason = "one table, one entry per type")]
 fn layouts() -> Vec<TypeLayout> {
     let mut device_object = layout!(DEVICE_OBJECT, "DEVICE_OBJECT", [Wine, Mingw], {
         Type, Size, ReferenceCount, DriverObject, NextDevice, AttachedDevice, CurrentIrp, Timer,
@@ -255,6 +256,13 @@ fn layouts() -> Vec<TypeLayout> {
         layout!(FLT_FILE_NAME_INFORMATION, "VIGIL_DOC_FLT_FILE_NAME_INFORMATION", [Documented], {
             Size, NamesParsed, Format, Name, Volume, Share, Extension, Stream, FinalComponent,
             ParentDir,
+        }),
+        layout!(FLT_VOLUME_PROPERTIES, "VIGIL_DOC_FLT_VOLUME_PROPERTIES", [Documented], {
+            DeviceType, DeviceCharacteristics, DeviceObjectFlags, AlignmentRequirement, SectorSize,
+            Flags, FileSystemDriverName, FileSystemDeviceName, RealDeviceName,
+        }),
+        layout!(MDL, "MDL", [Wine, Mingw], {
+            Next, Size, MdlFlags, Process, MappedSystemVa, StartVa, ByteCount, ByteOffset,
         }),
     ]
 }
@@ -503,6 +511,12 @@ fn constants() -> Vec<(&'static str, i128)> {
         FLT_PREOP_SUCCESS_WITH_CALLBACK,
         FLT_PREOP_SUCCESS_NO_CALLBACK,
         FLT_PREOP_PENDING,
+        FLTFL_IO_OPERATION_NON_CACHED,
+        FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET,
+        CriticalWorkQueue,
+        DelayedWorkQueue,
+        MDL_MAPPED_TO_SYSTEM_VA,
+        MDL_SOURCE_IS_NONPAGED_POOL,
         FLT_PREOP_DISALLOW_FASTIO,
         FLT_PREOP_COMPLETE,
         FLT_PREOP_SYNCHRONIZE,
@@ -582,6 +596,10 @@ fn constants() -> Vec<(&'static str, i128)> {
         STATUS_CONNECTION_COUNT_LIMIT,
         STATUS_FLT_CONTEXT_ALREADY_DEFINED,
         STATUS_FLT_DELETING_OBJECT,
+        STATUS_END_OF_FILE,
+        STATUS_FLT_NOT_SAFE_TO_POST_OPERATION,
+        STATUS_OBJECT_PATH_SYNTAX_BAD,
+        STATUS_MOUNT_POINT_NOT_RESOLVED,
         STATUS_FLT_DO_NOT_ATTACH,
         STATUS_FLT_DO_NOT_DETACH,
         STATUS_FLT_NO_WAITER_FOR_REPLY,
@@ -622,6 +640,7 @@ const NAME_OPTIONS_PAGE: &str =
     "https://learn.microsoft.com/en-us/windows-hardware/drivers/ifs/flt-file-name-options";
 const CURRENT_PROCESS_PAGE: &str =
     "https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/zwcurrentprocess";
+const READ_FILE_PAGE: &str = "https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreadfile";
 const PORT_PAGE: &str = "https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatecommunicationport";
 
 /// Constants neither header set defines (Wine's fltkernel.h is a small subset; neither knows
@@ -699,6 +718,12 @@ const DOCUMENTED_CONSTANTS: &[(&str, i128, &str)] = &[
     ),
     // FLT_PORT_CONNECT | STANDARD_RIGHTS_ALL (0x001F0000).
     ("FLT_PORT_CONNECT", 0x0001, PORT_PAGE),
+    ("FLTFL_IO_OPERATION_NON_CACHED", 0x1, READ_FILE_PAGE),
+    (
+        "FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET",
+        0x4,
+        READ_FILE_PAGE,
+    ),
     ("FLT_PORT_ALL_ACCESS", 0x001F_0001, PORT_PAGE),
 ];
 

@@ -155,6 +155,138 @@ VOID FltAcquirePushLockSharedEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
 VOID FltAcquirePushLockExclusiveEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
 VOID FltReleasePushLockEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
 
+/* Generic work items.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocategenericworkitem
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltqueuegenericworkitem
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltfreegenericworkitem */
+typedef struct _FLT_GENERIC_WORKITEM *PFLT_GENERIC_WORKITEM;
+typedef VOID (*PFLT_GENERIC_WORKITEM_ROUTINE)(PFLT_GENERIC_WORKITEM FltWorkItem, PVOID FltObject,
+                                              PVOID Context);
+PFLT_GENERIC_WORKITEM FltAllocateGenericWorkItem(VOID);
+NTSTATUS FltQueueGenericWorkItem(PFLT_GENERIC_WORKITEM FltWorkItem, PVOID FltObject,
+                                 PFLT_GENERIC_WORKITEM_ROUTINE WorkerRoutine,
+                                 WORK_QUEUE_TYPE QueueType, PVOID Context);
+VOID FltFreeGenericWorkItem(PFLT_GENERIC_WORKITEM FltWorkItem);
+
+/* Deferred-I/O work items.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocatedeferredioworkitem
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltqueuedeferredioworkitem
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltfreedeferredioworkitem */
+typedef struct _FLT_DEFERRED_IO_WORKITEM *PFLT_DEFERRED_IO_WORKITEM;
+typedef VOID (*PFLT_DEFERRED_IO_WORKITEM_ROUTINE)(PFLT_DEFERRED_IO_WORKITEM FltWorkItem,
+                                                  PFLT_CALLBACK_DATA CallbackData, PVOID Context);
+PFLT_DEFERRED_IO_WORKITEM FltAllocateDeferredIoWorkItem(VOID);
+NTSTATUS FltQueueDeferredIoWorkItem(PFLT_DEFERRED_IO_WORKITEM FltWorkItem, PFLT_CALLBACK_DATA Data,
+                                    PFLT_DEFERRED_IO_WORKITEM_ROUTINE WorkerRoutine,
+                                    WORK_QUEUE_TYPE QueueType, PVOID Context);
+VOID FltFreeDeferredIoWorkItem(PFLT_DEFERRED_IO_WORKITEM FltWorkItem);
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcompletependedpreoperation */
+VOID FltCompletePendedPreOperation(PFLT_CALLBACK_DATA CallbackData,
+                                   FLT_PREOP_CALLBACK_STATUS CallbackStatus, PVOID Context);
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcompletependedpostoperation
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdocompletionprocessingwhensafe */
+VOID FltCompletePendedPostOperation(PFLT_CALLBACK_DATA CallbackData);
+BOOLEAN FltDoCompletionProcessingWhenSafe(PFLT_CALLBACK_DATA Data, PCFLT_RELATED_OBJECTS FltObjects,
+                                          PVOID CompletionContext, FLT_POST_OPERATION_FLAGS Flags,
+                                          PFLT_POST_OPERATION_CALLBACK SafePostCallback,
+                                          PFLT_POSTOP_CALLBACK_STATUS RetPostOperationStatus);
+
+/* I/O a filter issues itself.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatefileex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreadfile
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltclose */
+NTSTATUS FltCreateFileEx(PFLT_FILTER Filter, PFLT_INSTANCE Instance, PHANDLE FileHandle,
+                         PFILE_OBJECT *FileObject, ACCESS_MASK DesiredAccess,
+                         POBJECT_ATTRIBUTES ObjectAttributes, PIO_STATUS_BLOCK IoStatusBlock,
+                         PLARGE_INTEGER AllocationSize, ULONG FileAttributes, ULONG ShareAccess,
+                         ULONG CreateDisposition, ULONG CreateOptions, PVOID EaBuffer,
+                         ULONG EaLength, ULONG Flags);
+typedef VOID (*PFLT_COMPLETED_ASYNC_IO_CALLBACK)(PFLT_CALLBACK_DATA CallbackData,
+                                                 PFLT_CONTEXT Context);
+NTSTATUS FltReadFile(PFLT_INSTANCE InitiatingInstance, PFILE_OBJECT FileObject,
+                     PLARGE_INTEGER ByteOffset, ULONG Length, PVOID Buffer, ULONG Flags,
+                     PULONG BytesRead, PFLT_COMPLETED_ASYNC_IO_CALLBACK CallbackRoutine,
+                     PVOID CallbackContext);
+NTSTATUS FltClose(HANDLE FileHandle);
+
+/* ObDereferenceObject is a macro over ObfDereferenceObject in the WDK, which is what
+ * ntoskrnl.exe exports (Wine declares ObDereferenceObject as a function instead).
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-obdereferenceobject */
+LONG_PTR ObfDereferenceObject(PVOID Object);
+
+/* Buffer swapping.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocatepoolalignedwithtag
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltfreepoolalignedwithtag
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetcallbackdatadirty */
+PVOID FltAllocatePoolAlignedWithTag(PFLT_INSTANCE Instance, POOL_TYPE PoolType,
+                                    SIZE_T NumberOfBytes, ULONG Tag);
+VOID FltFreePoolAlignedWithTag(PFLT_INSTANCE Instance, PVOID Buffer, ULONG Tag);
+VOID FltSetCallbackDataDirty(PFLT_CALLBACK_DATA Data);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/mm-bad-pointer
+ * (MmGetSystemAddressForMdlSafe's Priority may be OR'd with MdlMappingNoExecute, Windows 8 on). */
+#ifndef MdlMappingNoExecute
+#define MdlMappingNoExecute 0x40000000
+#endif
+
+/* Volumes.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetvolumefrominstance
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetvolumeproperties
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_volume_properties
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltobjectdereference */
+typedef struct _FLT_VOLUME *PFLT_VOLUME;
+typedef struct _FLT_VOLUME_PROPERTIES {
+    DEVICE_TYPE DeviceType;
+    ULONG DeviceCharacteristics;
+    ULONG DeviceObjectFlags;
+    ULONG AlignmentRequirement;
+    USHORT SectorSize;
+    USHORT Flags;
+    UNICODE_STRING FileSystemDriverName;
+    UNICODE_STRING FileSystemDeviceName;
+    UNICODE_STRING RealDeviceName;
+} FLT_VOLUME_PROPERTIES, *PFLT_VOLUME_PROPERTIES;
+NTSTATUS FltGetVolumeFromInstance(PFLT_INSTANCE Instance, PFLT_VOLUME *RetVolume);
+NTSTATUS FltGetVolumeProperties(PFLT_VOLUME Volume, PFLT_VOLUME_PROPERTIES VolumeProperties,
+                                ULONG Length, PULONG LengthReturned);
+VOID FltObjectDereference(PVOID FltObject);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetvolumename
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetvolumeguidname */
+NTSTATUS FltGetVolumeName(PFLT_VOLUME Volume, PUNICODE_STRING VolumeName, PULONG BufferSizeNeeded);
+NTSTATUS FltGetVolumeGuidName(PFLT_VOLUME Volume, PUNICODE_STRING VolumeGuidName,
+                              PULONG BufferSizeNeeded);
+
+/* More contexts and volume queries.
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetvolumecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetvolumecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreferencecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltisvolumewritable
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilesystemtype */
+NTSTATUS FltSetVolumeContext(PFLT_VOLUME Volume, FLT_SET_CONTEXT_OPERATION Operation,
+                             PFLT_CONTEXT NewContext, PFLT_CONTEXT *OldContext);
+NTSTATUS FltGetVolumeContext(PFLT_FILTER Filter, PFLT_VOLUME Volume, PFLT_CONTEXT *Context);
+VOID FltReferenceContext(PFLT_CONTEXT Context);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetstreamcontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetstreamcontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetfilecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilecontext */
+NTSTATUS FltSetStreamContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                             FLT_SET_CONTEXT_OPERATION Operation, PFLT_CONTEXT NewContext,
+                             PFLT_CONTEXT *OldContext);
+NTSTATUS FltGetStreamContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                             PFLT_CONTEXT *Context);
+NTSTATUS FltSetFileContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                           FLT_SET_CONTEXT_OPERATION Operation, PFLT_CONTEXT NewContext,
+                           PFLT_CONTEXT *OldContext);
+NTSTATUS FltGetFileContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject, PFLT_CONTEXT *Context);
+NTSTATUS FltIsVolumeWritable(PVOID FltObject, PBOOLEAN IsWritable);
+NTSTATUS FltGetFileSystemType(PVOID FltObject, PFLT_FILESYSTEM_TYPE FileSystemType);
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-exreleaseresourcelite
+ * (the WDK declares it; Wine's wdm.h has only ExReleaseResourceForThreadLite). */
+VOID ExReleaseResourceLite(PERESOURCE Resource);
+
 /* Status values a filter returns or tests, from the NTSTATUS values page
  * https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-erref/596a1078-e883-4972-9bbc-49e60bebca55 */
 #ifndef STATUS_FLT_CONTEXT_ALREADY_DEFINED

@@ -1,6 +1,6 @@
 //! Contexts: `FltAllocateContext`, `FltSetStreamHandleContext`, `FltGetStreamHandleContext`,
-//! `FltReleaseContext` (instance contexts are set and got in `fltmgr::instance_contexts`, on
-//! this table).
+//! `FltReferenceContext`, `FltReleaseContext` (instance and volume contexts are set and got in
+//! `fltmgr::instance_contexts` and `fltmgr::volume_contexts`, on this table).
 //!
 //! A context is a block of the special pool ([`crate::machine::pool`]) with the pool tag of its
 //! registration, not zeroed (`FltAllocateContext` leaves it uninitialized, so it is poisoned),
@@ -78,6 +78,11 @@ pub(crate) struct ContextTable {
     freed: Sharded<Retired<FreedContext>>,
     /// Instance contexts, by instance (`fltmgr::instance_contexts`).
     pub(crate) by_instance: HashMap<usize, usize>,
+    /// Volume contexts, by volume (`fltmgr::volume_contexts`).
+    pub(crate) by_volume: HashMap<usize, usize>,
+    /// Stream and file contexts (`fltmgr::stream_contexts`), by (type, instance, the stream's
+    /// or file's identity on its volume).
+    pub(crate) by_object: HashMap<(FLT_CONTEXT_TYPE, usize, String), usize>,
 }
 
 impl ContextTable {
@@ -99,6 +104,8 @@ impl Default for ContextTable {
             live: ShardedMap::default(),
             freed: Sharded::new(|| Retired::new(RETIRED_CONTEXTS / shard_count())),
             by_instance: HashMap::default(),
+            by_volume: HashMap::default(),
+            by_object: HashMap::default(),
         }
     }
 }
@@ -301,6 +308,8 @@ pub(crate) extern "win64" fn flt_allocate_context(
             irql,
             callback,
             during_entry: false,
+            align: 16,
+            device_aligned: false,
         });
         let Some(address) = address else {
             return STATUS_INSUFFICIENT_RESOURCES;
@@ -328,7 +337,7 @@ pub(crate) extern "win64" fn flt_allocate_context(
 
 /// Checks the instance and file object of a stream-handle context call: `Err` with the status
 /// to return (a violation is recorded for a bad argument).
-fn check_target(
+pub(crate) fn check_target(
     k: &Kernel,
     routine: &str,
     instance: PFLT_INSTANCE,
@@ -602,9 +611,7 @@ fn settle_all(k: &Kernel, who: &str, dropped: Vec<(usize, Dropped)>) {
 /// The instance `instance` is torn down (or its InstanceSetup declined to attach): FltMgr drops
 /// the references file objects hold on its contexts, and the instance's on its own context.
 pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
-    let dropped = {
-        let mut flt = flt_write(k);
-        let io = &mut flt.io;
+    detach_and_release(k, "instance teardown", |io| {
         let mut contexts = Vec::new();
         for record in io.files.values_mut() {
             record.contexts.retain(|&(i, c)| {
@@ -615,9 +622,65 @@ pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
             });
         }
         contexts.extend(io.contexts.by_instance.remove(&instance));
-        detach_and_drop(io, contexts)
+        io.contexts.by_object.retain(|(_, i, _), &mut c| {
+            if *i == instance {
+                contexts.push(c);
+            }
+            *i != instance
+        });
+        contexts
+    });
+}
+
+/// Takes the contexts `select` unlinks (under the exclusive lock), detaches them and drops the
+/// references their links held in the same critical section ([`detach_and_drop`]), then frees
+/// the ones that reached zero.
+pub(crate) fn detach_and_release(
+    k: &Kernel,
+    who: &str,
+    select: impl FnOnce(&mut crate::fltmgr::files::IoState) -> Vec<usize>,
+) {
+    let dropped = {
+        let mut flt = flt_write(k);
+        let contexts = select(&mut flt.io);
+        detach_and_drop(&flt.io, contexts)
     };
-    settle_all(k, "instance teardown", dropped);
+    settle_all(k, who, dropped);
+}
+
+/// The filter unregisters: FltMgr "removes any contexts that the minifilter driver has set on
+/// ... volumes"
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltunregisterfilter>),
+/// dropping each volume's reference on its context.
+pub(crate) fn release_volume_contexts(k: &Kernel) {
+    detach_and_release(k, "FltUnregisterFilter (volume contexts)", |io| {
+        io.contexts.by_volume.drain().map(|(_, c)| c).collect()
+    });
+}
+
+/// `FltReferenceContext`: IRQL <= DISPATCH_LEVEL. One more reference on a live context
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreferencecontext>),
+/// which the caller releases with `FltReleaseContext`.
+pub(crate) extern "win64" fn flt_reference_context(context: PFLT_CONTEXT) {
+    emulate(Routine::FltReferenceContext, |k| {
+        let flt = flt_read(k);
+        let table = &flt.io.contexts;
+        if table.reference(context as usize) {
+            return;
+        }
+        let known = table
+            .freed
+            .find_map(|freed| freed.get(context as usize).cloned());
+        drop(flt);
+        let what = match known {
+            Some(freed) => format!(
+                "{context:p} is a freed {}",
+                describe(freed.context_type, freed.tag, freed.size)
+            ),
+            None => format!("{context:p} is not a context"),
+        };
+        k.parameter_violation("a live context", what);
+    });
 }
 
 /// Reports contexts the driver still references (at `FltUnregisterFilter`) and frees them.

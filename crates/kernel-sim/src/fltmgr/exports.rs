@@ -49,5 +49,41 @@ routines! {
         FltGetIrpName => crate::fltmgr::irp_names::flt_get_irp_name, crate::kernel::IrqlRule::Any;
         FltSetInstanceContext => crate::fltmgr::instance_contexts::flt_set_instance_context, AtMost(APC_LEVEL);
         FltGetInstanceContext => crate::fltmgr::instance_contexts::flt_get_instance_context, AtMost(APC_LEVEL);
+        // FltAllocateGenericWorkItem, FltQueueGenericWorkItem, FltFreeGenericWorkItem:
+        // <= DISPATCH_LEVEL.
+        FltAllocateGenericWorkItem => crate::fltmgr::workitems::flt_allocate_generic_work_item, AtMost(DISPATCH_LEVEL);
+        FltQueueGenericWorkItem => crate::fltmgr::workitems::flt_queue_generic_work_item, AtMost(DISPATCH_LEVEL);
+        FltFreeGenericWorkItem => crate::fltmgr::workitems::flt_free_generic_work_item, AtMost(DISPATCH_LEVEL);
+        FltAllocateDeferredIoWorkItem => crate::fltmgr::workitems::flt_allocate_deferred_io_work_item, AtMost(DISPATCH_LEVEL);
+        FltQueueDeferredIoWorkItem => crate::fltmgr::workitems::flt_queue_deferred_io_work_item, AtMost(DISPATCH_LEVEL);
+        FltFreeDeferredIoWorkItem => crate::fltmgr::workitems::flt_free_deferred_io_work_item, AtMost(DISPATCH_LEVEL);
+        // <= DISPATCH_LEVEL with FLT_PREOP_COMPLETE, else <= APC_LEVEL (checked in the handler).
+        FltCompletePendedPreOperation => crate::fltmgr::pending::flt_complete_pended_pre_operation, AtMost(DISPATCH_LEVEL);
+        FltCompletePendedPostOperation => crate::fltmgr::pending::flt_complete_pended_post_operation, AtMost(DISPATCH_LEVEL);
+        // Any IRQL (its page's IRQL row).
+        FltDoCompletionProcessingWhenSafe => crate::fltmgr::safe_completion::flt_do_completion_processing_when_safe, crate::kernel::IrqlRule::Any;
+        FltCreateFile => crate::fltmgr::filter_io::flt_create_file, AtMost(PASSIVE_LEVEL);
+        FltCreateFileEx => crate::fltmgr::filter_io::flt_create_file_ex, AtMost(PASSIVE_LEVEL);
+        FltReadFile => crate::fltmgr::filter_io::flt_read_file, AtMost(PASSIVE_LEVEL);
+        FltClose => crate::fltmgr::filter_io::flt_close, AtMost(PASSIVE_LEVEL);
+        // Paged types <= APC_LEVEL (checked in the handler).
+        FltAllocatePoolAlignedWithTag => crate::fltmgr::aligned_pool::flt_allocate_pool_aligned_with_tag, AtMost(DISPATCH_LEVEL);
+        FltFreePoolAlignedWithTag => crate::fltmgr::aligned_pool::flt_free_pool_aligned_with_tag, AtMost(DISPATCH_LEVEL);
+        FltSetCallbackDataDirty => crate::fltmgr::dirty::flt_set_callback_data_dirty, crate::kernel::IrqlRule::Any;
+        FltGetVolumeFromInstance => crate::fltmgr::volume_objects::flt_get_volume_from_instance, AtMost(APC_LEVEL);
+        FltGetVolumeProperties => crate::fltmgr::volume_objects::flt_get_volume_properties, AtMost(APC_LEVEL);
+        FltObjectDereference => crate::fltmgr::volume_objects::flt_object_dereference, AtMost(DISPATCH_LEVEL);
+        FltIsVolumeWritable => crate::fltmgr::volume_objects::flt_is_volume_writable, AtMost(PASSIVE_LEVEL);
+        FltGetFileSystemType => crate::fltmgr::volume_objects::flt_get_file_system_type, AtMost(APC_LEVEL);
+        FltSetVolumeContext => crate::fltmgr::volume_contexts::flt_set_volume_context, AtMost(APC_LEVEL);
+        FltGetVolumeContext => crate::fltmgr::volume_contexts::flt_get_volume_context, AtMost(APC_LEVEL);
+        FltReferenceContext => crate::fltmgr::contexts::flt_reference_context, AtMost(DISPATCH_LEVEL);
+        FltSetStreamContext => crate::fltmgr::stream_contexts::flt_set_stream_context, AtMost(APC_LEVEL);
+        FltGetStreamContext => crate::fltmgr::stream_contexts::flt_get_stream_context, AtMost(APC_LEVEL);
+        FltSetFileContext => crate::fltmgr::stream_contexts::flt_set_file_context, AtMost(APC_LEVEL);
+        FltGetFileContext => crate::fltmgr::stream_contexts::flt_get_file_context, AtMost(APC_LEVEL);
+        FltGetRoutineAddress => crate::fltmgr::routine_address::flt_get_routine_address, AtMost(PASSIVE_LEVEL);
+        FltGetVolumeName => crate::fltmgr::volume_names::flt_get_volume_name, AtMost(APC_LEVEL);
+        FltGetVolumeGuidName => crate::fltmgr::volume_names::flt_get_volume_guid_name, AtMost(PASSIVE_LEVEL);
     }
 }

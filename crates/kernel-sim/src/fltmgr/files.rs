@@ -136,6 +136,14 @@ pub(crate) struct IoState {
     pub unload_flags: u32,
     /// Handles of torn-down instances, kept so their addresses are not reused in the run.
     pub graveyard: Vec<GuestAlloc>,
+    /// Operations whose pre-operation callback runs or pended them (`fltmgr::pending`).
+    pub pended: crate::fltmgr::pending::PendTable,
+    /// Generic work items (`fltmgr::workitems`).
+    pub work_items: crate::fltmgr::workitems::WorkItems,
+    /// Rundown references on volumes (`fltmgr::volume_objects`).
+    pub volume_refs: crate::fltmgr::volume_objects::VolumeRefs,
+    /// Files a filter opened and closed (`FltClose`) whose file object it still references.
+    pub closed_files: Vec<FileRecord>,
 }
 
 impl Default for IoState {
@@ -152,6 +160,10 @@ impl Default for IoState {
             stats: IoCounters::default(),
             unload_flags: 0,
             graveyard: Vec::new(),
+            pended: crate::fltmgr::pending::PendTable::default(),
+            work_items: crate::fltmgr::workitems::WorkItems::default(),
+            volume_refs: crate::fltmgr::volume_objects::VolumeRefs::default(),
+            closed_files: Vec::new(),
         }
     }
 }

@@ -84,6 +84,30 @@ pub(crate) trait VolumeFiles: Send + Sync {
     /// Cleans up and closes the open `handle` at once (`FltCancelFileOpen`: below the filter
     /// the file was opened, then closed).
     fn cancel_open(&mut self, handle: FsHandle);
+    /// Opens `path` for I/O a filter issues itself (`FltCreateFileEx`, sent below the
+    /// filter): `disposition` and `options` as in `IRP_MJ_CREATE`; the handle and
+    /// `IoStatus.Information`.
+    ///
+    /// # Errors
+    ///
+    /// The status the create fails with.
+    fn open_below(
+        &mut self,
+        path: &str,
+        disposition: u32,
+        options: u32,
+    ) -> Result<(FsHandle, usize), NTSTATUS>;
+    /// The identity of the stream open as `handle` (its file's and its stream's) and of its
+    /// file: what stream and file contexts attach to.
+    fn stream_and_file(&self, handle: FsHandle) -> Option<(String, String)>;
+    /// Cleans up and closes `handle`, opened by [`VolumeFiles::open_below`] (`FltClose`).
+    fn close_below(&mut self, handle: FsHandle);
+    /// The size of the data of the open `handle` (`Err` once it is closed).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_FILE_CLOSED` for a handle that is no longer open.
+    fn size_of_open(&self, handle: FsHandle) -> Result<u64, NTSTATUS>;
     /// The file system itself, for its owner.
     fn as_any(&self) -> &dyn std::any::Any;
     /// The file system itself, for its owner.
@@ -449,8 +473,10 @@ pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
     for volume in volumes {
         teardown_instance(k, volume, reason);
     }
+    crate::fltmgr::contexts::release_volume_contexts(k);
     crate::fltmgr::contexts::report_leaks(k, "FltUnregisterFilter");
     crate::fltmgr::names::report_leaks(k, "FltUnregisterFilter");
+    crate::fltmgr::volume_objects::report_leaks(k, "FltUnregisterFilter");
 }
 
 /// The driver is gone (unloaded or crashed): no instance may call it any more.

@@ -3,7 +3,12 @@
 //! Registration (validated), start/unregister, security descriptors, communication ports and
 //! their client side, push locks; and the I/O side: synthetic volumes and instances
 //! ([`volumes`]), each with an in-memory file system ([`fs`]), synthetic I/O through the
-//! filter's callbacks ([`io`]), name information ([`names`]) and contexts ([`contexts`]).
+//! filter's callbacks ([`io`]), name information ([`names`]) and contexts ([`contexts`]); for
+//! minifilters other than Vigil also work items ([`workitems`]), pended operations
+//! ([`pending`], [`safe_completion`]), I/O the filter issues ([`filter_io`]), device-aligned
+//! pool ([`aligned_pool`]), changed callback data ([`dirty`]), volumes ([`volume_objects`],
+//! [`volume_names`]) and
+//! the volume, stream and file contexts ([`volume_contexts`], [`stream_contexts`]).
 //!
 //! All filter state of a run is in [`FltState`], behind a mutex in the kernel's extension slot
 //! ([`flt_state`]). Handles the
@@ -11,20 +16,31 @@
 //! zeroed blocks kernel-sim owns; records are kept (marked closed) until the end of the run so
 //! that a stale handle is recognized, not confused with a new object at a reused address.
 
+pub(crate) mod aligned_pool;
 pub(crate) mod cancel;
 pub(crate) mod contexts;
+pub(crate) mod dirty;
 pub(crate) mod draining;
 pub(crate) mod exports;
 pub(crate) mod files;
+pub(crate) mod filter_io;
 pub(crate) mod instance_contexts;
 pub(crate) mod instances;
 pub(crate) mod irp_names;
 pub(crate) mod names;
+pub(crate) mod pending;
 pub(crate) mod ports;
 pub(crate) mod pushlock;
 pub(crate) mod registration;
+pub(crate) mod routine_address;
+pub(crate) mod safe_completion;
 pub(crate) mod security;
+pub(crate) mod stream_contexts;
 pub(crate) mod unload;
+pub(crate) mod volume_contexts;
+pub(crate) mod volume_names;
+pub(crate) mod volume_objects;
+pub(crate) mod workitems;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Kernel objects and the handle table: system threads, registry keys, device objects.
+//! Kernel objects and the handle table: system threads, registry keys, device objects, files a
+//! filter opened, MDLs, executive resources.
 //!
 //! Handles are kernel handles (high bit set, multiples of 4), valid in the System process
 //! only, as `OBJ_KERNEL_HANDLE` makes them. Objects referenced by pointer
@@ -81,6 +82,8 @@ pub(crate) enum HandleTarget {
     Thread(Arc<ThreadObject>),
     /// A registry key.
     Key(KeyObject),
+    /// A file a filter opened with `FltCreateFileEx` (the `FILE_OBJECT`'s address).
+    File(usize),
 }
 
 impl HandleTarget {
@@ -88,6 +91,7 @@ impl HandleTarget {
         match self {
             Self::Thread(_) => "thread",
             Self::Key(_) => "registry key",
+            Self::File(_) => "file",
         }
     }
 }
@@ -103,6 +107,30 @@ pub(crate) struct DeviceRecord {
     pub name: Option<String>,
 }
 
+/// A memory descriptor list the driver or Filter Manager allocated (`IoAllocateMdl`,
+/// `FltLockUserBuffer`).
+pub(crate) struct MdlRecord {
+    /// The `MDL` header and its page frame array, owned here (never read).
+    pub _memory: GuestAlloc,
+    /// The routine that allocated it.
+    pub routine: &'static str,
+    /// The driver entry point that allocated it.
+    pub allocated_in: &'static str,
+}
+
+/// An executive resource (`ERESOURCE`) the driver initialized: its owners by emulated thread
+/// id (`ntoskrnl::resource`).
+pub(crate) struct ResourceRecord {
+    /// The exclusive owner and its recursion count.
+    pub exclusive: Option<(usize, u32)>,
+    /// Shared owners and their recursion counts.
+    pub shared: BTreeMap<usize, u32>,
+    /// Threads waiting for exclusive access (they hold new sharers back).
+    pub exclusive_waiters: u32,
+    /// The driver entry point that initialized it.
+    pub initialized_in: &'static str,
+}
+
 /// The objects of one run.
 #[derive(Default)]
 pub(crate) struct Objects {
@@ -112,6 +140,16 @@ pub(crate) struct Objects {
     pub threads: BTreeMap<usize, Arc<ThreadObject>>,
     /// Live device objects, by address.
     pub devices: BTreeMap<usize, DeviceRecord>,
+    /// File objects referenced by pointer (`FltCreateFileEx`'s `FileObject`): address ->
+    /// references the driver holds, each dropped by `ObDereferenceObject`.
+    pub file_references: BTreeMap<usize, i64>,
+    /// Initialized executive resources, by the address of their storage.
+    pub resources: BTreeMap<usize, ResourceRecord>,
+    /// Live MDLs by address.
+    pub mdls: BTreeMap<usize, MdlRecord>,
+    /// Freed MDLs (address -> freed by), to name double frees; forgotten when the address is
+    /// reused.
+    pub freed_mdls: BTreeMap<usize, &'static str>,
     /// Device objects deleted (address -> deleted by), to name double deletes.
     pub deleted_devices: BTreeMap<usize, &'static str>,
 }

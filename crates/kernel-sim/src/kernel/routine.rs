@@ -13,7 +13,7 @@ use crate::kernel::IrqlRule;
 
 /// The most routines kernel-sim can emulate, over every module (sizes the call counters; each
 /// table checks at compile time that it fits).
-pub(crate) const MAX_ROUTINES: usize = 128;
+pub(crate) const MAX_ROUTINES: usize = 256;
 
 /// One emulated routine, as its module's table declares it.
 #[derive(Clone, Copy, Debug)]

@@ -82,6 +82,10 @@ pub(crate) struct Block {
     pub during_entry: bool,
     /// `POOL_FLAG_PAGED`.
     pub paged: bool,
+    /// The alignment of its address (16, or a device's from `FltAllocatePoolAlignedWithTag`).
+    pub align: usize,
+    /// From `FltAllocatePoolAlignedWithTag` (freed only by `FltFreePoolAlignedWithTag`).
+    pub device_aligned: bool,
 }
 
 /// Frees remembered for double-free and use-after-free reports: the special pool never reuses
@@ -140,6 +144,10 @@ pub(crate) struct Pool {
 }
 
 /// Allocation parameters.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one allocation, each read on its own"
+)]
 pub(crate) struct AllocRequest {
     pub size: usize,
     pub tag: u32,
@@ -148,6 +156,10 @@ pub(crate) struct AllocRequest {
     pub irql: u8,
     pub callback: &'static str,
     pub during_entry: bool,
+    /// A power of two from 16 to the page size: the block's address is a multiple of it.
+    pub align: usize,
+    /// From `FltAllocatePoolAlignedWithTag`.
+    pub device_aligned: bool,
 }
 
 impl Pool {
@@ -161,7 +173,13 @@ impl Pool {
 
     /// Allocates a block; `None` if the process is out of mappings or memory.
     pub(crate) fn allocate(&mut self, request: &AllocRequest) -> Option<usize> {
-        let data_len = request.size.max(1).next_multiple_of(16);
+        let align = request.align.max(16);
+        if !align.is_power_of_two() || align > page_size() {
+            return None;
+        }
+        // Right-aligned against the guard page, the block starts on a multiple of `align`.
+        let data_len = request.size.max(1).next_multiple_of(align);
+        let slack = HEAP_SLACK.max(align);
         let (storage, address) = match self.kind {
             PoolKind::Special => {
                 let pages = BlockPages::allocate(data_len.next_multiple_of(page_size())).ok()?;
@@ -169,13 +187,13 @@ impl Pool {
                 (Storage::Pages(pages), address)
             }
             PoolKind::Standard => {
-                let layout = Layout::from_size_align(data_len + 2 * HEAP_SLACK, 16).ok()?;
+                let layout = Layout::from_size_align(data_len + 2 * slack, align).ok()?;
                 // SAFETY: the layout has a non-zero size.
                 let base = unsafe { std::alloc::alloc(layout) } as usize;
                 if base == 0 {
                     return None;
                 }
-                (Storage::Heap { base, layout }, base + HEAP_SLACK)
+                (Storage::Heap { base, layout }, base + slack)
             }
         };
         let (base, len) = (storage.base(), storage.len());
@@ -208,6 +226,8 @@ impl Pool {
                 callback: request.callback,
                 during_entry: request.during_entry,
                 paged: request.paged,
+                align,
+                device_aligned: request.device_aligned,
             },
         );
         self.freed.remove(&address);
@@ -233,7 +253,7 @@ impl Pool {
                 .cloned()
                 .map_or(FreeError::Unknown, FreeError::DoubleFree));
         };
-        let data_len = block.size.max(1).next_multiple_of(16);
+        let data_len = block.size.max(1).next_multiple_of(block.align);
         let (base, len) = (block.storage.base(), block.storage.len());
         let tail = match block.storage {
             Storage::Pages(_) => data_len - block.size,
@@ -286,6 +306,14 @@ impl Pool {
                 unsafe { std::alloc::dealloc(base as *mut u8, layout) };
             }
         }
+    }
+
+    /// The live block whose bytes include `address`: its start, size and whether it is paged.
+    pub(crate) fn live_block_at(&self, address: usize) -> Option<(usize, usize, bool)> {
+        self.live
+            .values()
+            .find(|b| address >= b.address && address < b.address + b.size.max(1))
+            .map(|b| (b.address, b.size, b.paged))
     }
 
     /// Where `address` lies, if in this pool.

@@ -63,6 +63,18 @@ routines! {
         ExFreePool => crate::ntoskrnl::pool_with_tag::ex_free_pool, AtMost(DISPATCH_LEVEL);
         DbgPrint => crate::ntoskrnl::debug::kvsim_dbg_print, Any;
         DbgPrintEx => crate::ntoskrnl::debug::kvsim_dbg_print_ex, Any;
+        // IoAllocateMdl, MmBuildMdlForNonPagedPool, MmMapLockedPagesSpecifyCache (kernel-mode
+        // mappings), IoFreeMdl: <= DISPATCH_LEVEL.
+        IoAllocateMdl => crate::ntoskrnl::mdl::io_allocate_mdl, AtMost(DISPATCH_LEVEL);
+        MmBuildMdlForNonPagedPool => crate::ntoskrnl::mdl::mm_build_mdl_for_non_paged_pool, AtMost(DISPATCH_LEVEL);
+        MmMapLockedPagesSpecifyCache => crate::ntoskrnl::mdl::mm_map_locked_pages_specify_cache, AtMost(DISPATCH_LEVEL);
+        IoFreeMdl => crate::ntoskrnl::mdl::io_free_mdl, AtMost(DISPATCH_LEVEL);
+        MmGetSystemRoutineAddress => crate::ntoskrnl::system_routine::mm_get_system_routine_address, AtMost(PASSIVE_LEVEL);
+        ExInitializeResourceLite => crate::ntoskrnl::resource::ex_initialize_resource_lite, AtMost(DISPATCH_LEVEL);
+        ExAcquireResourceExclusiveLite => crate::ntoskrnl::resource::ex_acquire_resource_exclusive_lite, AtMost(APC_LEVEL);
+        ExAcquireResourceSharedLite => crate::ntoskrnl::resource::ex_acquire_resource_shared_lite, AtMost(APC_LEVEL);
+        ExReleaseResourceLite => crate::ntoskrnl::resource::ex_release_resource_lite, AtMost(DISPATCH_LEVEL);
+        ExDeleteResourceLite => crate::ntoskrnl::resource::ex_delete_resource_lite, AtMost(APC_LEVEL);
     }
     variables {
         PsThreadType => (&raw const PS_THREAD_TYPE) as usize;

@@ -9,13 +9,16 @@ pub(crate) mod debug;
 pub(crate) mod event;
 pub(crate) mod exports;
 pub(crate) mod io;
+pub(crate) mod mdl;
 pub(crate) mod misc;
 pub(crate) mod pool;
 pub(crate) mod pool_with_tag;
 pub(crate) mod process;
 pub(crate) mod registry;
+pub(crate) mod resource;
 pub(crate) mod rtl;
 pub(crate) mod sync;
+pub(crate) mod system_routine;
 pub(crate) mod thread;
 pub(crate) mod upcase;
 

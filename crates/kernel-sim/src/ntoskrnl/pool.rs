@@ -107,6 +107,8 @@ pub(crate) extern "win64" fn ex_allocate_pool2(flags: POOL_FLAGS, size: usize, t
             irql,
             callback,
             during_entry: k.lifecycle.in_entry.load(Ordering::Acquire) && callback == "DriverEntry",
+            align: 16,
+            device_aligned: false,
         };
         lock(&k.pool)
             .allocate(&request)
@@ -153,6 +155,26 @@ pub(crate) fn free_block(k: &Kernel, routine: &str, block: PVOID, tag: Option<u3
             format!("{block:p} is not the start of a pool block"),
         ),
         Ok((freed_block, before, after)) => {
+            crate::ntoskrnl::resource::check_free(k, routine, block as usize, freed_block.size);
+            // FltAllocatePoolAlignedWithTag's buffers are freed by FltFreePoolAlignedWithTag
+            // and by nothing else (its page, Remarks), and that routine frees nothing else.
+            let aligned_free = routine == "FltFreePoolAlignedWithTag";
+            if freed_block.device_aligned != aligned_free {
+                let allocator = if freed_block.device_aligned {
+                    "FltAllocatePoolAlignedWithTag (free it with FltFreePoolAlignedWithTag)"
+                } else {
+                    "ExAllocatePool2 or ExAllocatePoolWithTag"
+                };
+                k.violation(
+                    ViolationKind::PoolBadFree,
+                    format!("{routine}: a block of the allocator it pairs with"),
+                    format!(
+                        "{block:p} ({} bytes, tag '{}') came from {allocator}",
+                        freed_block.size,
+                        tag_text(freed_block.tag)
+                    ),
+                );
+            }
             if let Some(tag) = tag
                 && freed_block.tag != tag
             {

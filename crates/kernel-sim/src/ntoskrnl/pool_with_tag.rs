@@ -110,6 +110,8 @@ pub(crate) extern "win64" fn ex_allocate_pool_with_tag(
             irql,
             callback,
             during_entry: k.lifecycle.in_entry.load(Ordering::Acquire) && callback == "DriverEntry",
+            align: 16,
+            device_aligned: false,
         };
         crate::kernel::lock(&k.pool)
             .allocate(&request)

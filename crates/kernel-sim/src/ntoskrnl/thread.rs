@@ -245,6 +245,16 @@ pub(crate) extern "win64" fn ob_reference_object_by_handle(
                 }
                 STATUS_SUCCESS
             }
+            HandleTarget::File(_) => {
+                // Filters take the file object from FltCreateFileEx's FileObject instead.
+                k.violation(
+                    ViolationKind::NotEmulated,
+                    "ObReferenceObjectByHandle",
+                    "file objects by handle are not emulated (FltCreateFileEx returns the file object)"
+                        .to_owned(),
+                );
+                vigil_sys::STATUS_NOT_IMPLEMENTED
+            }
             HandleTarget::Key(_) => {
                 if !object_type.is_null() {
                     return status::OBJECT_TYPE_MISMATCH;
@@ -263,7 +273,24 @@ pub(crate) extern "win64" fn ob_reference_object_by_handle(
 /// `ObfDereferenceObject`: IRQL <= DISPATCH_LEVEL. Returns the new reference count.
 pub(crate) extern "win64" fn obf_dereference_object(object: PVOID) -> isize {
     emulate(Routine::ObfDereferenceObject, |k| {
-        let thread = lock(&k.objects).threads.get(&(object as usize)).cloned();
+        let thread = {
+            let mut objects = lock(&k.objects);
+            if let Some(references) = objects.file_references.get_mut(&(object as usize)) {
+                // A file object from FltCreateFileEx: one dereference per reference.
+                if *references == 0 {
+                    drop(objects);
+                    k.violation(
+                        ViolationKind::HandleLeak,
+                        "ObfDereferenceObject: one dereference per reference",
+                        format!("file object {object:p} dereferenced more often than referenced"),
+                    );
+                    return 0;
+                }
+                *references -= 1;
+                return isize::try_from(*references).unwrap_or(0);
+            }
+            objects.threads.get(&(object as usize)).cloned()
+        };
         let Some(thread) = thread else {
             k.violation(
                 ViolationKind::InvalidHandle,
@@ -289,7 +316,22 @@ pub(crate) extern "win64" fn obf_dereference_object(object: PVOID) -> isize {
 /// `ZwClose`: PASSIVE_LEVEL.
 pub(crate) extern "win64" fn zw_close(handle: HANDLE) -> NTSTATUS {
     emulate(Routine::ZwClose, |k| {
-        let closed = lock(&k.objects).close(handle as usize);
+        let closed = {
+            let mut objects = lock(&k.objects);
+            if let Some(HandleTarget::File(_)) = objects.get(handle as usize) {
+                drop(objects);
+                // "FltClose is only for closing file handles opened by FltCreateFile or
+                // FltCreateFileEx" and those handles are closed by it
+                // (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltclose>).
+                k.violation(
+                    ViolationKind::InvalidHandle,
+                    "ZwClose: a handle from FltCreateFileEx is closed with FltClose",
+                    format!("handle {handle:p} is a file handle from FltCreateFileEx"),
+                );
+                return status::INVALID_HANDLE;
+            }
+            objects.close(handle as usize)
+        };
         if closed.is_none() {
             k.violation(
                 ViolationKind::InvalidHandle,

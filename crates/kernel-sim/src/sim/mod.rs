@@ -2,6 +2,8 @@
 //! collect the [`Report`].
 
 pub(crate) mod exports;
+#[cfg(test)]
+mod filter_routine_tests;
 mod io;
 #[cfg(test)]
 mod verifier_tests;
@@ -318,6 +320,9 @@ impl Driver {
         } else {
             k.config.thread_exit_timeout
         };
+        if !crashed {
+            crate::fltmgr::workitems::driver_gone(&k, why);
+        }
         let still_running = ntoskrnl::thread::wait_for_threads(&k, limit);
         for thread in still_running.iter().filter(|_| !crashed) {
             k.violation(
@@ -342,6 +347,12 @@ impl Driver {
     /// Every violation so far.
     pub fn violations(&self) -> Vec<crate::report::Violation> {
         self.kernel.violations()
+    }
+
+    /// The calls of each emulated routine so far (what the report's `routine_calls` will
+    /// hold), to wait on work the driver does on its own threads.
+    pub fn routine_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.kernel.routine_calls()
     }
 
     /// Ends the run and returns its report. A driver still loaded is unloaded first
@@ -455,6 +466,8 @@ impl Drop for Driver {
 /// Reports what a gone driver left behind, then releases it.
 pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     crate::ntoskrnl::process::report_token_leaks(k, why);
+    crate::ntoskrnl::mdl::report_leaks(k, why);
+    crate::ntoskrnl::resource::report_leaks(k, why);
     let leaks = lock(&k.pool).drain_leaks();
     for (tag, blocks) in &leaks {
         let total: usize = blocks.iter().map(|b| b.0).sum();
@@ -485,6 +498,11 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
             .map(|t| (t.address(), t.references.load(Ordering::Acquire)))
             .filter(|&(_, r)| r > 0)
             .collect();
+        let referenced: Vec<(usize, i64)> = referenced
+            .into_iter()
+            .chain(std::mem::take(&mut objects.file_references))
+            .filter(|&(_, r)| r > 0)
+            .collect();
         let devices: Vec<usize> = objects.devices.keys().copied().collect();
         (handles, referenced, devices)
     };
@@ -499,7 +517,7 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
         k.violation(
             ViolationKind::HandleLeak,
             "every object reference is released (ObDereferenceObject) before the driver is gone",
-            format!("after {why}: thread object {object:#x} still has {references} reference(s)"),
+            format!("after {why}: object {object:#x} (thread or file) still has {references} reference(s)"),
         );
     }
     for device in devices {

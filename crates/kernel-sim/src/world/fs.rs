@@ -1104,6 +1104,40 @@ impl VolumeFiles for FileSystem {
         Self::close(self, handle);
     }
 
+    fn open_below(
+        &mut self,
+        path: &str,
+        disposition: u32,
+        options: u32,
+    ) -> Result<(FsHandle, usize), NTSTATUS> {
+        Self::create(self, path, disposition, options)
+    }
+
+    fn stream_and_file(&self, handle: FsHandle) -> Option<(String, String)> {
+        self.with_open(handle, |open| {
+            let open = open?;
+            let file = format!("{}", open.node);
+            let stream = format!("{}:{}", open.node, open.stream.as_deref().unwrap_or(""));
+            Some((stream, file))
+        })
+    }
+
+    fn close_below(&mut self, handle: FsHandle) {
+        Self::close(self, handle);
+    }
+
+    fn size_of_open(&self, handle: FsHandle) -> Result<u64, NTSTATUS> {
+        let (node, named_stream) = self.with_open(handle, |open| match open {
+            Some(open) if !open.cleaned_up => Ok((open.node, open.stream.is_some())),
+            _ => Err(status::FILE_CLOSED),
+        })?;
+        if named_stream {
+            // A named stream's contents are not kept (see `write`).
+            return Ok(0);
+        }
+        Ok(self.node(node).size.load(Ordering::Acquire))
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

@@ -10,19 +10,24 @@
 //!    I/O skips operations registered with `FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO`;
 //! 2. its status: `SUCCESS_WITH_CALLBACK` (post later), `SUCCESS_NO_CALLBACK`, `COMPLETE` (the
 //!    operation ends with the `IoStatus` the filter set; the file system is not touched),
-//!    `SYNCHRONIZE` (post on the same thread at the pre's IRQL); anything else is a violation,
-//!    as is `PENDING` (not emulated), a completion context set with a status that has no post
-//!    callback, or `WITH_CALLBACK`/`SYNCHRONIZE` for an operation without one;
+//!    `SYNCHRONIZE` (post on the same thread at the pre's IRQL), `PENDING` (the issuing
+//!    thread waits, at most `SimConfig::pend_limit`, for `FltCompletePendedPreOperation`, then
+//!    goes on as the status given there directs; [`crate::fltmgr::pending`]); anything else
+//!    is a violation, as is a completion context set with a status that has no post callback,
+//!    or `WITH_CALLBACK`/`SYNCHRONIZE` for an operation without one;
 //! 3. the file system operation ([`crate::world::fs`]), reading the parameters back from the
 //!    callback data (a filter may change them);
 //! 4. the post-operation callback, at PASSIVE_LEVEL (post-create always; other posts at
-//!    DISPATCH_LEVEL with [`IoConfig::post_ops_at_dispatch`], which Windows may do), which must
-//!    return `FLT_POSTOP_FINISHED_PROCESSING`.
+//!    DISPATCH_LEVEL with [`IoConfig::post_ops_at_dispatch`], which Windows may do), which
+//!    returns `FLT_POSTOP_FINISHED_PROCESSING`, or `FLT_POSTOP_MORE_PROCESSING_REQUIRED` and the
+//!    operation waits (at most `SimConfig::pend_limit`) for `FltCompletePendedPostOperation`.
 //!
 //! Operations are synchronous: the calling test thread runs the callbacks. Each instance counts
 //! its operations in flight, which teardown and `FltUnregisterFilter` drain. Left out: fast
 //! I/O, `IRP_MJ_*` codes other than create/write/set-information/cleanup/close, `ParentOfTarget`
-//! (NULL), MDLs, transactions.
+//! (NULL), transactions. A pre-operation callback's changes to the parameter block reach the
+//! file system only if it marked the callback data dirty ([`crate::fltmgr::dirty`]); a write's
+//! final `MdlAddress` is freed when it completes, as the I/O system does.
 
 use std::mem::offset_of;
 use std::sync::Arc;
@@ -48,6 +53,7 @@ use vigil_sys::{
 use crate::fltmgr::draining::{AwaitingPost, HoldGate};
 use crate::fltmgr::files::{Count, FileRecord, IoState};
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId};
+use crate::fltmgr::pending::Pend;
 use crate::fltmgr::{flt_read, flt_write};
 use crate::kernel::Kernel;
 use crate::machine::guest::{self, GuestAlloc};
@@ -359,7 +365,12 @@ impl Io {
         let mut post_at = None;
         let mut completed = false;
         if let Some(d) = &dispatch {
-            match self.run_pre(d, pre_name, irql, &at) {
+            let before = crate::fltmgr::dirty::snapshot(at.iopb);
+            let outcome = self.run_pre(d, pre_name, irql, &at);
+            if matches!(outcome, Some(o) if o != PreOutcome::Abandoned) {
+                crate::fltmgr::dirty::check_parameters(k, at.data, at.iopb, &before, pre_name);
+            }
+            match outcome {
                 None => {
                     self.end(volume, at.data);
                     return (STATUS_UNSUCCESSFUL, 0);
@@ -368,6 +379,12 @@ impl Io {
                 Some(PreOutcome::Synchronize) => post_at = Some(irql),
                 Some(PreOutcome::NoPost) => {}
                 Some(PreOutcome::Complete) => completed = true,
+                Some(PreOutcome::Abandoned) => {
+                    // The filter may still hold the callback data: never free it.
+                    std::mem::forget(block);
+                    self.end(volume, at.data);
+                    return (STATUS_UNSUCCESSFUL, 0);
+                }
             }
         }
         if let (Some(d), Some(_)) = (&dispatch, post_at) {
@@ -393,11 +410,17 @@ impl Io {
                 flt.io.stats.add(Count::PostCallbacks, u64::from(post_now));
                 post_now
             };
-            if post_now {
-                self.run_post(d, post_name, post_irql, &at);
+            if post_now && !self.run_post(d, post_name, post_irql, &at) {
+                // The filter may still hold the callback data: never free it.
+                std::mem::forget(block);
+                self.end(volume, at.data);
+                return (STATUS_UNSUCCESSFUL, 0);
             }
         }
         let result = guest::read(status_at);
+        if major == IRP_MJ_WRITE {
+            crate::fltmgr::dirty::complete_write_mdl(k, at.iopb);
+        }
         if dispatch.is_some() {
             self.end(volume, at.data);
         }
@@ -516,6 +539,8 @@ impl Io {
         // SAFETY: `d.pre` is the PreOperation callback the driver registered for this major
         // function; the image is mapped while its instance is live.
         let pre: PreCallback = unsafe { std::mem::transmute(d.pre) };
+        // A work item may complete the operation before the pre has returned PENDING.
+        flt_read(&self.kernel).io.pended.open(at.data);
         // SAFETY: as above; the arguments point into this operation's block, alive for the call.
         let returned = self.call_as(pre_name, irql, || unsafe {
             pre(
@@ -523,14 +548,89 @@ impl Io {
                 at.objects as *const FLT_RELATED_OBJECTS,
                 at.completion as *mut PVOID,
             )
-        })?;
+        });
+        let Some(returned) = returned else {
+            flt_read(&self.kernel).io.pended.close(at.data);
+            return None;
+        };
+        if returned == FLT_PREOP_PENDING {
+            return Some(self.await_pended(pre_name, at, d.post != 0));
+        }
+        let slot = flt_read(&self.kernel).io.pended.close(at.data);
+        if let Some(Pend::Completed(..)) = slot {
+            let previous = state::with(|s| s.callback.replace(pre_name));
+            self.kernel.violation(
+                ViolationKind::CallbackStatus,
+                "FltCompletePendedPreOperation only for an operation whose pre-operation callback returned FLT_PREOP_PENDING",
+                format!("{pre_name} completed its operation and returned {returned:#x}"),
+            );
+            state::with(|s| s.callback.set(previous));
+        }
         let context = guest::read(at.completion as *const PVOID);
         Some(self.check_pre_status(pre_name, returned, context, d.post != 0))
     }
 
+    /// Waits for `FltCompletePendedPreOperation` on an operation its pre pended, at most
+    /// `SimConfig::pend_limit` (on Windows the requestor would wait forever); then goes on as
+    /// the completion's status directs. An operation never completed is reported and ends as
+    /// completed by the filter with `STATUS_UNSUCCESSFUL`; its block stays allocated, since the
+    /// filter may still hold it.
+    fn await_pended(
+        &self,
+        pre_name: &'static str,
+        at: &BlockAddresses,
+        has_post: bool,
+    ) -> PreOutcome {
+        let k = &self.kernel;
+        let limit = k.config.pend_limit.min(k.config.hang_timeout / 2);
+        let deadline = Instant::now() + limit;
+        let completed = k.wait_until(Some(deadline), "a pended pre-operation", || {
+            matches!(
+                flt_read(k).io.pended.get(at.data),
+                Some(Pend::Completed(..))
+            )
+        });
+        let slot = {
+            let flt = flt_read(k);
+            if completed {
+                flt.io.pended.close(at.data)
+            } else {
+                flt.io.pended.abandon(at.data);
+                None
+            }
+        };
+        let Some(Pend::Completed(status, context)) = slot else {
+            let previous = state::with(|s| s.callback.replace(pre_name));
+            k.violation(
+                ViolationKind::CallbackContract,
+                "an operation pended with FLT_PREOP_PENDING is completed with FltCompletePendedPreOperation",
+                format!("{pre_name} returned FLT_PREOP_PENDING and the operation was not completed within {limit:?}: its requestor would wait forever"),
+            );
+            state::with(|s| s.callback.set(previous));
+            guest::write(
+                (at.data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK,
+                IO_STATUS_BLOCK {
+                    Status: STATUS_UNSUCCESSFUL,
+                    _Pad: 0,
+                    Information: 0,
+                },
+            );
+            return PreOutcome::Abandoned;
+        };
+        guest::write(at.completion as *mut PVOID, context as PVOID);
+        self.check_pre_status(pre_name, status, context as PVOID, has_post)
+    }
+
     /// Marks the operation as in its post phase and runs the post-operation callback at
-    /// `post_irql`, checking its status.
-    fn run_post(&self, d: &Dispatch, post_name: &'static str, post_irql: u8, at: &BlockAddresses) {
+    /// `post_irql`, checking its status; false when the post pended the operation and it was
+    /// never completed (the block must then stay allocated).
+    fn run_post(
+        &self,
+        d: &Dispatch,
+        post_name: &'static str,
+        post_irql: u8,
+        at: &BlockAddresses,
+    ) -> bool {
         let k = &self.kernel;
         let flags_at = (at.data + offset_of!(FLT_CALLBACK_DATA, Flags)) as *mut u32;
         guest::write(
@@ -541,6 +641,8 @@ impl Io {
         // major function (non-zero: checked by check_pre_status / default_post_irql's caller).
         let post: PostCallback = unsafe { std::mem::transmute(d.post) };
         let context = guest::read(at.completion as *const PVOID);
+        // A worker may complete the operation before the post has returned.
+        flt_read(k).io.pended.open_post(at.data);
         // SAFETY: as above; the arguments point into this operation's block.
         let returned = self.call_as(post_name, post_irql, || unsafe {
             post(
@@ -550,14 +652,20 @@ impl Io {
                 0,
             )
         });
+        if returned == Some(FLT_POSTOP_MORE_PROCESSING_REQUIRED) {
+            return self.await_pended_post(post_name, at);
+        }
+        let early = flt_read(k).io.pended.close(at.data) == Some(Pend::Completed(0, 0));
         let previous = state::with(|s| s.callback.replace(post_name));
+        if early {
+            k.violation(
+                ViolationKind::CallbackStatus,
+                "FltCompletePendedPostOperation only for an operation whose post-operation callback returned FLT_POSTOP_MORE_PROCESSING_REQUIRED",
+                format!("{post_name} completed its operation and returned {returned:?}"),
+            );
+        }
         match returned {
             Some(FLT_POSTOP_FINISHED_PROCESSING) | None => {}
-            Some(FLT_POSTOP_MORE_PROCESSING_REQUIRED) => k.violation(
-                ViolationKind::NotEmulated,
-                "FLT_POSTOP_MORE_PROCESSING_REQUIRED (FltCompletePendedPostOperation) is not emulated",
-                format!("{post_name} returned FLT_POSTOP_MORE_PROCESSING_REQUIRED"),
-            ),
             Some(other) => k.violation(
                 ViolationKind::CallbackStatus,
                 "a post-operation callback returns FLT_POSTOP_FINISHED_PROCESSING or FLT_POSTOP_MORE_PROCESSING_REQUIRED",
@@ -565,6 +673,38 @@ impl Io {
             ),
         }
         state::with(|s| s.callback.set(previous));
+        true
+    }
+
+    /// Waits for `FltCompletePendedPostOperation` on an operation whose post returned
+    /// `FLT_POSTOP_MORE_PROCESSING_REQUIRED`, at most `SimConfig::pend_limit` (on Windows the
+    /// requestor would wait forever). False when it never came (reported): the operation's
+    /// block must then stay allocated, since the filter may still hold it.
+    fn await_pended_post(&self, post_name: &'static str, at: &BlockAddresses) -> bool {
+        let k = &self.kernel;
+        let limit = k.config.pend_limit.min(k.config.hang_timeout / 2);
+        let deadline = Instant::now() + limit;
+        let completed = k.wait_until(Some(deadline), "a pended post-operation", || {
+            matches!(
+                flt_read(k).io.pended.get(at.data),
+                Some(Pend::Completed(..))
+            )
+        });
+        let flt = flt_read(k);
+        if completed {
+            flt.io.pended.close(at.data);
+            return true;
+        }
+        flt.io.pended.abandon(at.data);
+        drop(flt);
+        let previous = state::with(|s| s.callback.replace(post_name));
+        k.violation(
+            ViolationKind::CallbackContract,
+            "an operation pended with FLT_POSTOP_MORE_PROCESSING_REQUIRED is completed with FltCompletePendedPostOperation",
+            format!("{post_name} returned FLT_POSTOP_MORE_PROCESSING_REQUIRED and the operation was not completed within {limit:?}: its requestor would wait forever"),
+        );
+        state::with(|s| s.callback.set(previous));
+        false
     }
 
     fn default_post_irql(&self, major: u8) -> u8 {
@@ -605,14 +745,6 @@ impl Io {
             FLT_PREOP_SYNCHRONIZE => (PreOutcome::Synchronize, "FLT_PREOP_SYNCHRONIZE"),
             FLT_PREOP_SUCCESS_NO_CALLBACK => (PreOutcome::NoPost, "FLT_PREOP_SUCCESS_NO_CALLBACK"),
             FLT_PREOP_COMPLETE => (PreOutcome::Complete, "FLT_PREOP_COMPLETE"),
-            FLT_PREOP_PENDING => {
-                k.violation(
-                    ViolationKind::NotEmulated,
-                    "FLT_PREOP_PENDING (FltCompletePendedPreOperation) is not emulated",
-                    format!("{callback} returned FLT_PREOP_PENDING; the operation continues as SUCCESS_NO_CALLBACK"),
-                );
-                return PreOutcome::NoPost;
-            }
             other => {
                 k.violation(
                     ViolationKind::CallbackStatus,
@@ -1231,6 +1363,8 @@ enum PreOutcome {
     Synchronize,
     NoPost,
     Complete,
+    /// Pended and never completed (reported): ends as completed, its block left allocated.
+    Abandoned,
 }
 
 /// The file-system side of `IRP_MJ_SET_INFORMATION`, from the (possibly filter-changed)

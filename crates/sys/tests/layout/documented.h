@@ -35,3 +35,17 @@ typedef struct VIGIL_DOC_FLT_FILE_NAME_INFORMATION {
 typedef struct VIGIL_DOC_FILE_DISPOSITION_INFORMATION_EX {
     ULONG Flags;
 } VIGIL_DOC_FILE_DISPOSITION_INFORMATION_EX;
+
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_volume_properties
+ * (Wine's fltkernel.h lacks it; DEVICE_TYPE is a ULONG). */
+typedef struct VIGIL_DOC_FLT_VOLUME_PROPERTIES {
+    ULONG DeviceType;
+    ULONG DeviceCharacteristics;
+    ULONG DeviceObjectFlags;
+    ULONG AlignmentRequirement;
+    USHORT SectorSize;
+    USHORT Flags;
+    UNICODE_STRING FileSystemDriverName;
+    UNICODE_STRING FileSystemDeviceName;
+    UNICODE_STRING RealDeviceName;
+} VIGIL_DOC_FLT_VOLUME_PROPERTIES;

@@ -1,0 +1,491 @@
+//! I/O a filter issues itself: `FltCreateFileEx` (and `FltCreateFile`), `FltReadFile`,
+//! `FltClose`. Each request goes only to what is below the initiating instance: here the
+//! volume's file system, never the filter's own callbacks (kernel-sim runs one filter), so a
+//! filter that opens files in its post-create does not recurse into itself.
+//!
+//! From the reference pages
+//! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatefileex>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatefile>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreadfile>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltclose>):
+//! - create: PASSIVE_LEVEL; sent to the instances below `Instance` and the file system (a NULL
+//!   `Instance` sends it to the top of the stack, through the caller's own callbacks: not
+//!   emulated); the name is fully qualified (`\Device\HarddiskVolume1\dir\file`), a relative
+//!   open through `RootDirectory` is not emulated; an empty name or one without a separator is
+//!   `STATUS_OBJECT_PATH_SYNTAX_BAD`, a name on another volume `STATUS_MOUNT_POINT_NOT_RESOLVED`,
+//!   a filter or instance being torn down `STATUS_FLT_DELETING_OBJECT`, a pool failure
+//!   `STATUS_INSUFFICIENT_RESOURCES`; `OBJ_KERNEL_HANDLE` is required outside the System
+//!   process; the handle is closed by `FltClose`, the file object (Ex) dereferenced by
+//!   `ObDereferenceObject`;
+//! - read: PASSIVE_LEVEL; `InitiatingInstance` and an open `FileObject` required; a read at or
+//!   beyond the end of file is an error (`STATUS_END_OF_FILE`); a NULL `ByteOffset` uses and
+//!   advances the file object's `CurrentByteOffset` (unless
+//!   `FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET`); noncached reads need sector-aligned
+//!   offset, length and buffer; with a `CallbackRoutine` the read is asynchronous (not
+//!   emulated). The file system keeps sizes, not contents: the bytes read are zeroes;
+//! - close: PASSIVE_LEVEL; a handle that is not from `FltCreateFile(Ex)` is
+//!   `STATUS_INVALID_HANDLE`.
+
+use vigil_sys::{
+    DEVICE_OBJECT, FILE_OBJECT, FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET,
+    FLTFL_IO_OPERATION_NON_CACHED, HANDLE, IO_STATUS_BLOCK, LARGE_INTEGER, NTSTATUS,
+    OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PFLT_FILTER, PFLT_INSTANCE, PVOID, STATUS_END_OF_FILE,
+    STATUS_FLT_DELETING_OBJECT, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
+    STATUS_MOUNT_POINT_NOT_RESOLVED, STATUS_NOT_IMPLEMENTED, STATUS_OBJECT_PATH_SYNTAX_BAD,
+    STATUS_SUCCESS, UNICODE_STRING,
+};
+
+use crate::fltmgr::exports::Routine;
+use crate::fltmgr::files::FileRecord;
+use crate::fltmgr::instances::{InstanceState, VolumeId};
+use crate::fltmgr::{flt_read, flt_write};
+use crate::kernel::objects::HandleTarget;
+use crate::kernel::{Kernel, emulate, lock};
+use crate::machine::guest::{self, GuestAlloc};
+use crate::machine::state;
+use crate::ntoskrnl::status;
+use crate::ntoskrnl::thread::SYSTEM_PROCESS_ID;
+use crate::report::ViolationKind;
+
+/// `IO_TYPE_FILE`.
+const IO_TYPE_FILE: i16 = 5;
+/// The sector size of every synthetic volume (what noncached I/O aligns to).
+const SECTOR_SIZE: u64 = 512;
+
+/// What `FltCreateFileEx` needs to know of its instance: the volume, its device object and
+/// device name.
+fn instance_volume(k: &Kernel, instance: usize) -> Result<(VolumeId, usize, String), NTSTATUS> {
+    let flt = flt_write(k);
+    match flt.io.instance(instance) {
+        Some((_, InstanceState::TearingDown)) => Err(STATUS_FLT_DELETING_OBJECT),
+        Some((volume, _)) => {
+            let v = &flt.io.volumes[volume.0];
+            Ok((volume, v.device.address(), v.device_name.clone()))
+        }
+        None if flt.io.graveyard.iter().any(|g| g.address() == instance) => {
+            Err(STATUS_FLT_DELETING_OBJECT)
+        }
+        None => {
+            drop(flt);
+            k.parameter_violation(
+                "an instance of the calling filter",
+                format!("{instance:#x} is not a live instance"),
+            );
+            Err(STATUS_INVALID_PARAMETER)
+        }
+    }
+}
+
+/// The create's arguments after the pointer arguments were read.
+struct CreateRequest {
+    filter: usize,
+    instance: usize,
+    attributes: *mut OBJECT_ATTRIBUTES,
+    disposition: u32,
+    options: u32,
+}
+
+/// `FltCreateFileEx` and `FltCreateFile`: the open, the handle (and, when `file_object_out`
+/// is given, a referenced file object).
+fn create(
+    k: &Kernel,
+    request: &CreateRequest,
+    handle_out: *mut HANDLE,
+    file_object_out: *mut *mut FILE_OBJECT,
+    io_status: *mut IO_STATUS_BLOCK,
+) -> NTSTATUS {
+    let invalid = STATUS_INVALID_PARAMETER;
+    if handle_out.is_null() || io_status.is_null() || request.attributes.is_null() {
+        k.parameter_violation(
+            "FileHandle, ObjectAttributes and IoStatusBlock",
+            "one of them is NULL".to_owned(),
+        );
+        return invalid;
+    }
+    guest::write(handle_out, std::ptr::null_mut());
+    if !file_object_out.is_null() {
+        guest::write(file_object_out, std::ptr::null_mut());
+    }
+    let filter_live = flt_write(k)
+        .filters
+        .get(&request.filter)
+        .map(|f| !f.unregistered);
+    match filter_live {
+        Some(true) => {}
+        Some(false) => return STATUS_FLT_DELETING_OBJECT,
+        None => {
+            k.parameter_violation(
+                "Filter from FltRegisterFilter",
+                format!("{:#x} is not a filter", request.filter),
+            );
+            return invalid;
+        }
+    }
+    if request.instance == 0 {
+        k.violation(
+            ViolationKind::NotEmulated,
+            "FltCreateFileEx with a NULL Instance (sent through the caller's own callbacks) is not emulated",
+            "Instance is NULL".to_owned(),
+        );
+        return STATUS_NOT_IMPLEMENTED;
+    }
+    let (volume, device, device_name) = match instance_volume(k, request.instance) {
+        Ok(found) => found,
+        Err(status) => return status,
+    };
+    let attributes = guest::read(request.attributes);
+    let in_system_process = state::with(|s| s.process_id.get()) == SYSTEM_PROCESS_ID;
+    if !in_system_process && attributes.Attributes & OBJ_KERNEL_HANDLE == 0 {
+        k.parameter_violation(
+            "OBJ_KERNEL_HANDLE outside the System process",
+            format!(
+                "Attributes {:#x} in process {}",
+                attributes.Attributes,
+                state::with(|s| s.process_id.get())
+            ),
+        );
+    }
+    if !attributes.RootDirectory.is_null() {
+        k.violation(
+            ViolationKind::NotEmulated,
+            "FltCreateFileEx relative to a RootDirectory is not emulated",
+            format!("RootDirectory {:p}", attributes.RootDirectory),
+        );
+        return STATUS_NOT_IMPLEMENTED;
+    }
+    let name = match guest::unicode_string(attributes.ObjectName) {
+        Some(Ok(name)) => name,
+        Some(Err(problem)) => {
+            k.parameter_violation("ObjectName a valid UNICODE_STRING", problem);
+            return invalid;
+        }
+        None => String::new(),
+    };
+    if !name.contains('\\') {
+        return STATUS_OBJECT_PATH_SYNTAX_BAD;
+    }
+    let Some(path) = strip_device(&name, &device_name) else {
+        return STATUS_MOUNT_POINT_NOT_RESOLVED;
+    };
+    if k.inject_failure(
+        state::with(|s| s.routine.get()),
+        "STATUS_INSUFFICIENT_RESOURCES",
+    ) {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    open_below(
+        k,
+        (volume, device),
+        (&path, request),
+        (handle_out, file_object_out, io_status),
+    )
+}
+
+/// The create sent to the file system below the filter, and its outputs.
+fn open_below(
+    k: &Kernel,
+    (volume, device): (VolumeId, usize),
+    (path, request): (&str, &CreateRequest),
+    (handle_out, file_object_out, io_status): (
+        *mut HANDLE,
+        *mut *mut FILE_OBJECT,
+        *mut IO_STATUS_BLOCK,
+    ),
+) -> NTSTATUS {
+    let opened = {
+        let flt = flt_read(k);
+        flt.io.volumes[volume.0]
+            .files_mut()
+            .open_below(path, request.disposition, request.options)
+    };
+    let (fs_handle, information) = match opened {
+        Ok(opened) => opened,
+        Err(status) => {
+            guest::write(
+                io_status,
+                IO_STATUS_BLOCK {
+                    Status: status,
+                    _Pad: 0,
+                    Information: 0,
+                },
+            );
+            return status;
+        }
+    };
+    let file_object = new_file_object(k, volume, device, path, fs_handle);
+    let routine = state::with(|s| s.routine.get());
+    let handle = {
+        let mut objects = lock(&k.objects);
+        if !file_object_out.is_null() {
+            objects.file_references.insert(file_object, 1);
+        }
+        objects.open(HandleTarget::File(file_object), routine)
+    };
+    guest::write(handle_out, handle as HANDLE);
+    if !file_object_out.is_null() {
+        guest::write(file_object_out, file_object as *mut FILE_OBJECT);
+    }
+    guest::write(
+        io_status,
+        IO_STATUS_BLOCK {
+            Status: STATUS_SUCCESS,
+            _Pad: 0,
+            Information: information,
+        },
+    );
+    STATUS_SUCCESS
+}
+
+/// The volume-relative path of a fully qualified `name` on the volume `device_name`
+/// (case-insensitive, as the object manager compares device names).
+fn strip_device(name: &str, device_name: &str) -> Option<String> {
+    let prefix = name.get(..device_name.len())?;
+    let rest = &name[device_name.len()..];
+    (prefix.eq_ignore_ascii_case(device_name) && rest.starts_with('\\')).then(|| rest.to_owned())
+}
+
+/// A `FILE_OBJECT` for a file opened below the filter, recorded as open.
+fn new_file_object(
+    k: &Kernel,
+    volume: VolumeId,
+    device: usize,
+    path: &str,
+    fs_handle: u64,
+) -> usize {
+    let units: Vec<u16> = path.encode_utf16().collect();
+    let bytes: Vec<u8> = units.iter().flat_map(|u| u.to_le_bytes()).collect();
+    let name = GuestAlloc::zeroed(bytes.len() + 2);
+    guest::write_bytes(name.as_ptr(), &bytes);
+    let object = GuestAlloc::for_type::<FILE_OBJECT>(0);
+    let length = u16::try_from(bytes.len()).unwrap_or(u16::MAX - 1);
+    // SAFETY: FILE_OBJECT is plain data (integers, raw pointers, KEVENTs of integers): all
+    // zeroes is a valid value.
+    let mut value: FILE_OBJECT = unsafe { std::mem::zeroed() };
+    value.Type = IO_TYPE_FILE;
+    value.Size = i16::try_from(size_of::<FILE_OBJECT>()).unwrap_or(i16::MAX);
+    value.DeviceObject = device as *mut DEVICE_OBJECT;
+    value.FileName = UNICODE_STRING {
+        Length: length,
+        MaximumLength: length + 2,
+        Buffer: name.as_ptr(),
+    };
+    let address = object.address();
+    // SAFETY: kernel-sim's own fresh allocation of a FILE_OBJECT.
+    unsafe { object.as_ptr::<FILE_OBJECT>().write(value) };
+    let mut record = FileRecord::new(object, name, volume, path.to_owned());
+    record.fs_handle = Some(fs_handle);
+    record.open = true;
+    flt_write(k).io.files.insert(address, record);
+    address
+}
+
+/// `FltCreateFileEx`: PASSIVE_LEVEL.
+pub(crate) extern "win64" fn flt_create_file_ex(
+    filter: PFLT_FILTER,
+    instance: PFLT_INSTANCE,
+    handle_out: *mut HANDLE,
+    file_object_out: *mut *mut FILE_OBJECT,
+    _desired_access: u32,
+    attributes: *mut OBJECT_ATTRIBUTES,
+    io_status: *mut IO_STATUS_BLOCK,
+    _allocation_size: *mut LARGE_INTEGER,
+    _file_attributes: u32,
+    _share_access: u32,
+    disposition: u32,
+    options: u32,
+    _ea_buffer: PVOID,
+    _ea_length: u32,
+    _flags: u32,
+) -> NTSTATUS {
+    emulate(Routine::FltCreateFileEx, |k| {
+        let request = CreateRequest {
+            filter: filter as usize,
+            instance: instance as usize,
+            attributes,
+            disposition,
+            options,
+        };
+        create(k, &request, handle_out, file_object_out, io_status)
+    })
+}
+
+/// `FltCreateFile`: PASSIVE_LEVEL. As `FltCreateFileEx` without the file object.
+pub(crate) extern "win64" fn flt_create_file(
+    filter: PFLT_FILTER,
+    instance: PFLT_INSTANCE,
+    handle_out: *mut HANDLE,
+    _desired_access: u32,
+    attributes: *mut OBJECT_ATTRIBUTES,
+    io_status: *mut IO_STATUS_BLOCK,
+    _allocation_size: *mut LARGE_INTEGER,
+    _file_attributes: u32,
+    _share_access: u32,
+    disposition: u32,
+    options: u32,
+    _ea_buffer: PVOID,
+    _ea_length: u32,
+    _flags: u32,
+) -> NTSTATUS {
+    emulate(Routine::FltCreateFile, |k| {
+        let request = CreateRequest {
+            filter: filter as usize,
+            instance: instance as usize,
+            attributes,
+            disposition,
+            options,
+        };
+        create(k, &request, handle_out, std::ptr::null_mut(), io_status)
+    })
+}
+
+/// `FltReadFile`: PASSIVE_LEVEL. Synchronous reads only.
+pub(crate) extern "win64" fn flt_read_file(
+    instance: PFLT_INSTANCE,
+    file_object: *mut FILE_OBJECT,
+    byte_offset: *mut LARGE_INTEGER,
+    length: u32,
+    buffer: PVOID,
+    flags: u32,
+    bytes_read: *mut u32,
+    callback: PVOID,
+    _callback_context: PVOID,
+) -> NTSTATUS {
+    emulate(Routine::FltReadFile, |k| {
+        let invalid = STATUS_INVALID_PARAMETER;
+        if !bytes_read.is_null() {
+            guest::write(bytes_read, 0);
+        }
+        if !callback.is_null() {
+            k.violation(
+                ViolationKind::NotEmulated,
+                "FltReadFile with a CallbackRoutine (asynchronous) is not emulated",
+                format!("CallbackRoutine {callback:p}"),
+            );
+            return STATUS_NOT_IMPLEMENTED;
+        }
+        if instance.is_null() || file_object.is_null() {
+            k.parameter_violation(
+                "InitiatingInstance and FileObject",
+                "one of them is NULL".to_owned(),
+            );
+            return invalid;
+        }
+        if let Err(status) = instance_volume(k, instance as usize) {
+            return status;
+        }
+        let size = {
+            let flt = flt_read(k);
+            let record = flt.io.files.with(file_object as usize, |r| {
+                r.filter(|r| r.open && !r.cleaned_up)
+                    .map(|r| (r.volume, r.fs_handle))
+            });
+            match record {
+                Some((volume, fs_handle)) => fs_handle
+                    .ok_or(status::FILE_CLOSED)
+                    .and_then(|h| flt.io.volumes[volume.0].files().size_of_open(h)),
+                None => Err(status::FILE_CLOSED),
+            }
+        };
+        let size = match size {
+            Ok(size) => size,
+            Err(status) => {
+                k.parameter_violation(
+                    "a FileObject that is currently open",
+                    format!("{file_object:p} is not open (pre-create, after cleanup or closed)"),
+                );
+                return status;
+            }
+        };
+        let offset_at = (file_object as usize
+            + std::mem::offset_of!(FILE_OBJECT, CurrentByteOffset))
+            as *mut LARGE_INTEGER;
+        let offset = if byte_offset.is_null() {
+            guest::read(offset_at)
+        } else {
+            guest::read(byte_offset)
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            k.parameter_violation("a nonnegative ByteOffset", format!("ByteOffset {offset}"));
+            return invalid;
+        };
+        if flags & FLTFL_IO_OPERATION_NON_CACHED != 0
+            && (!offset.is_multiple_of(SECTOR_SIZE)
+                || !u64::from(length).is_multiple_of(SECTOR_SIZE)
+                || !(buffer as u64).is_multiple_of(SECTOR_SIZE))
+        {
+            k.parameter_violation(
+                "noncached reads: offset, length and buffer aligned to the sector size",
+                format!(
+                    "offset {offset}, length {length}, buffer {buffer:p}; sector size {SECTOR_SIZE}"
+                ),
+            );
+            return invalid;
+        }
+        if offset >= size {
+            return STATUS_END_OF_FILE;
+        }
+        let count = (size - offset).min(u64::from(length));
+        let count = usize::try_from(count).unwrap_or(0);
+        if count > 0 {
+            if buffer.is_null() {
+                k.parameter_violation("a Buffer", "Buffer is NULL".to_owned());
+                return invalid;
+            }
+            // Contents are not kept (sizes only): the data read is zeroes.
+            guest::write_bytes(buffer.cast(), &vec![0; count]);
+        }
+        if byte_offset.is_null() && flags & FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET == 0 {
+            let advanced = offset + count as u64;
+            guest::write(offset_at, i64::try_from(advanced).unwrap_or(i64::MAX));
+        }
+        if !bytes_read.is_null() {
+            guest::write(bytes_read, u32::try_from(count).unwrap_or(u32::MAX));
+        }
+        STATUS_SUCCESS
+    })
+}
+
+/// `FltClose`: PASSIVE_LEVEL.
+pub(crate) extern "win64" fn flt_close(handle: HANDLE) -> NTSTATUS {
+    emulate(Routine::FltClose, |k| {
+        let target = {
+            let mut objects = lock(&k.objects);
+            match objects.get(handle as usize) {
+                Some(HandleTarget::File(file)) => {
+                    objects.close(handle as usize);
+                    Some(file)
+                }
+                _ => None,
+            }
+        };
+        let Some(file_object) = target else {
+            k.violation(
+                ViolationKind::InvalidHandle,
+                "FltClose: a handle from FltCreateFile or FltCreateFileEx, closed once",
+                format!("handle {handle:p} is not an open handle from FltCreateFile(Ex)"),
+            );
+            return status::INVALID_HANDLE;
+        };
+        crate::fltmgr::contexts::release_file_contexts(k, file_object);
+        crate::fltmgr::names::purge_name_cache(k, Some(file_object));
+        let referenced = lock(&k.objects)
+            .file_references
+            .get(&file_object)
+            .is_some_and(|&r| r > 0);
+        let mut flt = flt_write(k);
+        let io = &mut flt.io;
+        let Some(mut record) = io.files.remove(file_object) else {
+            return STATUS_SUCCESS;
+        };
+        if let Some(h) = record.fs_handle.take() {
+            io.volumes[record.volume.0].fs.get_mut().close_below(h);
+        }
+        record.open = false;
+        record.cleaned_up = true;
+        if referenced {
+            // The file object lives until its last reference is dropped.
+            io.closed_files.push(record);
+        }
+        STATUS_SUCCESS
+    })
+}
