@@ -166,6 +166,13 @@ fn layouts() -> Vec<TypeLayout> {
             SecurityQualityOfService,
         }),
         layout!(CLIENT_ID, "CLIENT_ID", [Wine, Mingw], { UniqueProcess, UniqueThread }),
+        // process.rs (`Flags` is the union's ULONG view; the Wine probe does not include ntddk.h).
+        layout!(PS_CREATE_NOTIFY_INFO, "PS_CREATE_NOTIFY_INFO", [Mingw], {
+            Size, Flags, ParentProcessId, CreatingThreadId, FileObject, ImageFileName, CommandLine,
+            CreationStatus,
+        }),
+        layout!(SID_AND_ATTRIBUTES, "SID_AND_ATTRIBUTES", [Wine, Mingw], { Sid, Attributes }),
+        layout!(TOKEN_USER, "TOKEN_USER", [Wine, Mingw], { User }),
         // `_Pad` is the upper half of the C union { NTSTATUS Status; PVOID Pointer; }.
         layout!(IO_STATUS_BLOCK, "IO_STATUS_BLOCK", [Wine, Mingw], {
             Status, _Pad @ 4, Information,
@@ -601,6 +608,10 @@ fn constants() -> Vec<(&'static str, i128)> {
         STATUS_FLT_CONTEXT_ALREADY_LINKED,
         STATUS_INFO_LENGTH_MISMATCH,
         ProcessImageFileName,
+        // process.rs
+        TokenUser,
+        TokenSessionId,
+        IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY,
     ];
     // A handle value, not an integer: compared as the address it is.
     table.push(("NT_CURRENT_PROCESS", widen(NT_CURRENT_PROCESS.addr())));

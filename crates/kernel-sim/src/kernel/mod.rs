@@ -15,6 +15,7 @@ pub(crate) mod check;
 pub(crate) mod counters;
 pub(crate) mod objects;
 pub(crate) mod pause;
+pub(crate) mod processes;
 pub(crate) mod routine;
 
 use std::any::Any;
@@ -145,6 +146,8 @@ pub(crate) struct Kernel {
     pub dispatcher: Dispatcher,
     /// Handles, threads, devices.
     pub objects: Mutex<objects::Objects>,
+    /// Processes and process-notify routines.
+    pub(crate) processes: Mutex<processes::Processes>,
     /// State the layers above keep per kernel (Filter Manager's), created by its first user;
     /// the kernel never looks inside (see [`Kernel::extension`]).
     extension: OnceLock<Box<dyn Any + Send + Sync>>,
@@ -191,6 +194,7 @@ impl Kernel {
             pool: Mutex::new(Pool::new(pool_kind)),
             dispatcher: Dispatcher::default(),
             objects: Mutex::new(objects::Objects::default()),
+            processes: Mutex::new(processes::Processes::default()),
             extension: OnceLock::new(),
             lifecycle: Lifecycle::default(),
             driver_calls: counters::ShardedCount::default(),

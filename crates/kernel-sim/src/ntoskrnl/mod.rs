@@ -13,6 +13,7 @@ pub(crate) mod misc;
 pub(crate) mod pool;
 pub(crate) mod pool_with_tag;
 pub(crate) mod process;
+pub(crate) mod process_notify;
 pub(crate) mod registry;
 pub(crate) mod rtl;
 pub(crate) mod sync;

@@ -3,6 +3,7 @@
 
 pub(crate) mod exports;
 mod io;
+pub(crate) mod processes;
 #[cfg(test)]
 mod verifier_tests;
 mod volumes;
@@ -455,6 +456,7 @@ impl Drop for Driver {
 /// Reports what a gone driver left behind, then releases it.
 pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     crate::ntoskrnl::process::report_token_leaks(k, why);
+    crate::ntoskrnl::process_notify::report_registered_at_unload(k, why);
     let leaks = lock(&k.pool).drain_leaks();
     for (tag, blocks) in &leaks {
         let total: usize = blocks.iter().map(|b| b.0).sum();
