@@ -15,6 +15,7 @@ pub mod attach;
 pub mod config;
 pub mod error;
 pub mod prefix;
+pub mod process_table;
 pub mod stats;
 
 #[cfg(target_os = "windows")]

@@ -547,6 +547,7 @@ fn stats(context: &mut Context, out: &mut dyn Write, err: &mut dyn Write) -> u8 
                 ("disconnects", s.disconnects),
                 ("allocation failures", s.allocation_failures),
                 ("name query failures", s.name_query_failures),
+                ("process table overflows", s.process_table_overflows),
             ];
             for (name, value) in rows {
                 let _ = writeln!(out, "{name:<26} {value}");

@@ -487,6 +487,7 @@ pub(crate) fn push_driver_stats_object(out: &mut Vec<u8>, stats: &vigil_protocol
         ("disconnects", stats.disconnects),
         ("allocation_failures", stats.allocation_failures),
         ("name_query_failures", stats.name_query_failures),
+        ("process_table_overflows", stats.process_table_overflows),
     ];
     out.extend_from_slice(b"\"driver_stats\":{");
     for (i, (name, value)) in fields.iter().enumerate() {
