@@ -56,8 +56,7 @@ pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
         create_disposition: facts.create_disposition,
         information: facts.information,
         file_id: [0; 16],
-        // No process table in the driver yet (issue 16, driver half): zero is "unknown".
-        process_key: 0,
+        process_key: crate::process::key_for_event(globals, facts.process_id),
         path: Utf16Str::from_units(facts.path),
         target: Utf16Str::from_units(facts.target),
     };

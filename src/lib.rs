@@ -41,6 +41,8 @@ mod platform;
 #[cfg(target_os = "windows")]
 mod port;
 #[cfg(target_os = "windows")]
+mod process;
+#[cfg(target_os = "windows")]
 mod protection;
 #[cfg(all(target_os = "windows", not(feature = "wdk")))]
 mod runtime;

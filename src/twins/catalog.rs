@@ -43,6 +43,9 @@ macro_rules! with_catalog {
                 WrongIrql = "wrong-irql",
                 /// Unload leaves the filter registered (the resource-leak check).
                 LeaveRegistered = "leave-registered",
+                /// Unload leaves the process-notify routine registered (kernel-sim reports it at
+                /// unload, and a later process notification faults in the unloaded image).
+                LeaveProcessNotify = "leave-process-notify",
                 /// Unload does not wait for the delivery thread (the thread check).
                 ThreadRunning = "thread-running",
                 /// PreCleanup returns at APC_LEVEL (the IRQL-restored check).

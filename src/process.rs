@@ -1,0 +1,260 @@
+//! The driver's process table: fed by the process-notify routine (creation and exit, at
+//! PASSIVE_LEVEL in the creating or exiting thread), by first sight of a process that was
+//! running before the load (at PASSIVE_LEVEL, in its own thread, once), and read by every event
+//! for its process key. Its records (start, exit, first sight) go to the service from the
+//! delivery thread, before each round's event batches.
+//!
+//! Bounded and non-paged: the entries are one pool block allocated at load
+//! (`ProcessTableEntries`); a process with no room left is counted
+//! (`process_table_overflows`) and its events still carry its key, read from the kernel.
+//! The table's push lock is held only to copy an entry in or out, never across a send or a
+//! wait (RULES.md 27): the delivery thread copies a record out, releases the lock, then sends.
+//!
+//! The notify routine is the fourth lifecycle race: it is registered in the internal setup,
+//! before `FltRegisterFilter`, removed first thing in the teardown (the removal waits for the
+//! notifications in flight), and each notification runs under an unload-gate admission, so
+//! that unload's rundown drains it like any filter callback.
+
+use core::ptr::addr_of_mut;
+
+use vigil_protocol::{MAX_SID_BYTES, ProcessEvent, ProcessRepr, Sid, Utf16Str};
+use vigil_sys::{HANDLE, PASSIVE_LEVEL, PEPROCESS, PS_CREATE_NOTIFY_INFO, UNICODE_STRING};
+
+use crate::error::Result;
+use crate::filter::push_lock::PushLocked;
+use crate::globals::Globals;
+use crate::kernel::irql;
+use crate::kernel::pool::{PoolBuffer, tags};
+use crate::kernel::process::with_current_image;
+use crate::kernel::process_notify::{
+    current_process, current_process_id, start_key, token_user_and_session,
+};
+use crate::kernel::time::system_time;
+use crate::process_table::{self, ProcessEntry, ProcessFacts};
+use crate::stats::bump;
+
+/// The entries' storage: `len` zeroed `ProcessEntry` values (all-zero is a free entry).
+///
+/// # Invariants
+///
+/// `buffer` holds `len * size_of::<ProcessEntry>()` bytes, 16-byte aligned.
+pub struct Entries {
+    buffer: PoolBuffer,
+    len: usize,
+}
+
+impl Entries {
+    fn slice(&mut self) -> &mut [ProcessEntry] {
+        let base = self.buffer.as_mut_ptr().cast::<ProcessEntry>();
+        // SAFETY: `len` entries of plain data, aligned (the pool block is 16-byte aligned,
+        // ProcessEntry needs 8), zeroed or written as entries only, owned (invariant).
+        unsafe { core::slice::from_raw_parts_mut(base, self.len) }
+    }
+
+    fn view(&self) -> &[ProcessEntry] {
+        let base = self.buffer.as_slice().as_ptr().cast::<ProcessEntry>();
+        // SAFETY: as in `slice`, shared.
+        unsafe { core::slice::from_raw_parts(base, self.len) }
+    }
+}
+
+/// The process table, behind a push lock (IRQL <= APC_LEVEL).
+pub struct Processes {
+    table: PushLocked<Entries>,
+}
+
+impl Processes {
+    /// Allocates the storage for `entries` processes (load time). PASSIVE_LEVEL.
+    ///
+    /// # Errors
+    ///
+    /// `INSUFFICIENT_RESOURCES`.
+    pub fn allocate(entries: u32) -> Result<Entries> {
+        let len = entries as usize;
+        let buffer = PoolBuffer::try_zeroed(len * size_of::<ProcessEntry>(), tags::PROCESSES)?;
+        Ok(Entries { buffer, len })
+    }
+
+    /// Builds the table in place over `entries`.
+    ///
+    /// # Safety
+    ///
+    /// `slot` is valid for writes, aligned, and never moves afterwards.
+    pub unsafe fn init_in_place(slot: *mut Self, entries: Entries) {
+        // SAFETY: a field of the writable, pinned slot (contract); `init` writes the value.
+        unsafe {
+            PushLocked::init_in_place(addr_of_mut!((*slot).table), |data| data.write(entries));
+        }
+    }
+
+    /// The key of live process `pid`. IRQL <= APC_LEVEL.
+    fn key_of(&self, pid: u64) -> Option<u64> {
+        process_table::live(self.table.read().view(), pid).map(|e| e.key)
+    }
+
+    fn insert(&self, globals: &Globals, facts: &ProcessFacts<'_>, record: ProcessEvent) {
+        let result = process_table::insert(self.table.write().slice(), facts, Some(record));
+        if result.is_err() {
+            bump(&globals.counters.process_table_overflows);
+        }
+    }
+
+    /// A service connected: every live process is announced again. PASSIVE_LEVEL.
+    pub fn announce_all(&self) {
+        process_table::announce_all(self.table.write().slice(), system_time());
+    }
+
+    /// The next record to send, copied out of the table.
+    fn take_pending(&self) -> Option<ProcessEntry> {
+        process_table::take_pending(self.table.write().slice())
+    }
+}
+
+/// The process-notify routine: PASSIVE_LEVEL, in the creating (or exiting) thread.
+///
+/// # Safety
+///
+/// Called only by the kernel, as the routine registered with
+/// `PsSetCreateProcessNotifyRoutineEx`: `process` is the process object, `info` NULL on exit or
+/// a valid `PS_CREATE_NOTIFY_INFO` for the duration of the call.
+pub unsafe extern "win64" fn process_notify(
+    process: PEPROCESS,
+    pid: HANDLE,
+    info: *mut PS_CREATE_NOTIFY_INFO,
+) {
+    // Unload's rundown waits for this admission; after it, the routine does nothing.
+    let Some(globals) = crate::entry::try_access() else {
+        return;
+    };
+    let pid = pid.addr() as u64;
+    let now = system_time();
+    // SAFETY: valid for the call, or NULL on exit (contract).
+    let Some(info) = (unsafe { info.as_ref() }) else {
+        let announce = globals.slot.is_connected();
+        process_table::exit(globals.processes.table.write().slice(), pid, now, announce);
+        return;
+    };
+    // SAFETY: the notified process object, alive during the notification (contract).
+    let key = unsafe { start_key(process) };
+    let mut sid = [0u8; MAX_SID_BYTES];
+    // SAFETY: as above; PASSIVE_LEVEL.
+    let (sid_len, session_id) = unsafe { token_user_and_session(process, &mut sid) };
+    // SAFETY: the image name the kernel passes, valid for the call (contract).
+    let image = unsafe { unicode_units(info.ImageFileName) };
+    let facts = ProcessFacts {
+        pid,
+        key,
+        parent_pid: info.ParentProcessId.addr() as u64,
+        timestamp: now,
+        session_id,
+        image,
+        sid: sid.get(..sid_len).unwrap_or(&[]),
+    };
+    globals.processes.insert(&globals, &facts, ProcessEvent::Start);
+}
+
+/// The units of a `UNICODE_STRING` (empty for NULL).
+///
+/// # Safety
+///
+/// `name` is NULL or a valid string whose buffer outlives the returned slice's use.
+unsafe fn unicode_units<'a>(name: *const UNICODE_STRING) -> &'a [u16] {
+    // SAFETY: NULL or valid (contract).
+    let Some(name) = (unsafe { name.as_ref() }) else {
+        return &[];
+    };
+    if name.Buffer.is_null() || name.Buffer.addr() % 2 != 0 {
+        return &[];
+    }
+    // SAFETY: `Length` bytes of UTF-16 at an aligned `Buffer` (contract).
+    unsafe { core::slice::from_raw_parts(name.Buffer, usize::from(name.Length) / 2) }
+}
+
+/// The process key an event of process `pid` carries. A process not in the table, seen at
+/// PASSIVE_LEVEL in its own thread, is a process that ran before the load: it is entered now,
+/// once, with a first-sight record. Elsewhere the key is read from the kernel when the thread is
+/// the process's, or 0 (unknown). IRQL <= APC_LEVEL.
+pub fn key_for_event(globals: &Globals, pid: u64) -> u64 {
+    if pid == 0 {
+        return 0;
+    }
+    if let Some(key) = globals.processes.key_of(pid) {
+        return key;
+    }
+    if current_process_id() != pid {
+        return 0;
+    }
+    let process = current_process();
+    // SAFETY: the current process, alive while its thread runs.
+    let key = unsafe { start_key(process) };
+    if irql::current() == PASSIVE_LEVEL {
+        first_sight(globals, process, pid, key);
+    }
+    key
+}
+
+/// Enters a process that was running before the load. PASSIVE_LEVEL, in its thread.
+fn first_sight(globals: &Globals, process: PEPROCESS, pid: u64, key: u64) {
+    let mut sid = [0u8; MAX_SID_BYTES];
+    // SAFETY: the current process; PASSIVE_LEVEL (caller).
+    let (sid_len, session_id) = unsafe { token_user_and_session(process, &mut sid) };
+    let sid = sid.get(..sid_len).unwrap_or(&[]);
+    let entered = with_current_image(|image| {
+        let facts = ProcessFacts {
+            pid,
+            key,
+            // Unknown: the creation happened before the driver could see it.
+            parent_pid: 0,
+            timestamp: system_time(),
+            session_id,
+            image,
+            sid,
+        };
+        globals.processes.insert(globals, &facts, ProcessEvent::Seen);
+    });
+    if entered.is_err() {
+        let facts = ProcessFacts {
+            pid,
+            key,
+            parent_pid: 0,
+            timestamp: system_time(),
+            session_id,
+            image: &[],
+            sid,
+        };
+        globals.processes.insert(globals, &facts, ProcessEvent::Seen);
+    }
+}
+
+/// Sends every pending process record, one message each, through `send`, which gets the
+/// encoded message; stops at the first record that cannot be encoded or sent (the records of a
+/// failed send are not retried: the next connect announces every live process again).
+/// Delivery thread, PASSIVE_LEVEL.
+pub fn send_pending(globals: &Globals, buffer: &mut [u8], mut send: impl FnMut(&mut [u8]) -> bool) {
+    while let Some(entry) = globals.processes.take_pending() {
+        let Some(event) = entry.pending() else {
+            continue;
+        };
+        let repr = ProcessRepr {
+            event,
+            process_key: entry.key,
+            process_id: entry.pid,
+            parent_process_id: entry.parent_pid,
+            timestamp: entry.timestamp,
+            session_id: entry.session_id,
+            exit_status: entry.exit_status,
+            flags: entry.flags,
+            image: Utf16Str::from_units(entry.image()),
+            user_sid: Sid::new_checked(entry.sid()).ok(),
+        };
+        let Ok(len) = repr.emit(buffer) else {
+            continue;
+        };
+        let Some(message) = buffer.get_mut(..len) else {
+            continue;
+        };
+        if !send(message) {
+            return;
+        }
+    }
+}
