@@ -8,6 +8,9 @@
 
 #[path = "common/driver.rs"]
 mod driver;
+#[path = "common/pe_patch.rs"]
+#[expect(dead_code, reason = "this test uses the header offsets only")]
+mod pe_patch;
 
 use driver::{
     FILE_OPEN_IF, GENERIC_WRITE, NTFS, ProcessSeen, Service, assert_clean, config, image, load, nt,
@@ -225,5 +228,56 @@ fn the_notify_routine_is_removed_at_unload_and_not_called_afterwards() {
     assert_eq!(outcome, Ok(vigil_kernel_sim::UnloadOutcome::Unloaded));
     // The routine is gone: a process starting now notifies nobody.
     driver.start_process(&NewProcess::new(604, 4, r"\y.exe")).unwrap();
+    assert_clean(driver);
+}
+
+/// `leave-process-notify`: the routine stays registered into the unloaded image. kernel-sim
+/// reports it at unload, and the next process creation calls into the unmapped image, which
+/// faults and is reported as a call into unloaded memory.
+#[test]
+fn a_notify_routine_left_registered_is_reported_and_faults_when_called() {
+    let twin = driver::build(&xtask::Variant::twin(xtask::Twin::LeaveProcessNotify));
+    let (_sim, mut driver) = load(config(&[]), &twin);
+    assert_eq!(
+        driver.unload(vigil_kernel_sim::UnloadKind::Mandatory),
+        Ok(vigil_kernel_sim::UnloadOutcome::Unloaded)
+    );
+    let _ = driver.start_process(&NewProcess::new(608, 4, r"\z.exe"));
+    let report = driver.finish();
+    let kinds: Vec<_> = report.violations.iter().map(|v| (v.kind, v.message.clone())).collect();
+    assert!(
+        report.violations.iter().any(|v| {
+            v.kind == vigil_kernel_sim::ViolationKind::ResourceLeak
+                && v.message.contains("still registered in the unloaded image")
+        }),
+        "{kinds:#?}"
+    );
+    assert!(
+        report.violations.iter().any(|v| {
+            v.kind == vigil_kernel_sim::ViolationKind::Fault
+                && v.message.contains("ProcessNotify")
+                && v.message.contains("unloaded")
+        }),
+        "{kinds:#?}"
+    );
+}
+
+/// `PsSetCreateProcessNotifyRoutineEx` refuses an image linked without `/INTEGRITYCHECK`
+/// (`STATUS_ACCESS_DENIED`), and DriverEntry fails with that status, leaving nothing behind.
+/// The production image has the flag (build.rs links with `/INTEGRITYCHECK`).
+#[test]
+fn an_image_without_force_integrity_cannot_register_and_fails_its_load_cleanly() {
+    let mut bytes = std::fs::read(image()).unwrap();
+    let layout = pe_patch::Layout::of(&bytes);
+    let at = layout.optional() + 70;
+    let characteristics = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    assert_ne!(characteristics & 0x80, 0, "vigil.sys has FORCE_INTEGRITY");
+    pe_patch::set_u16(&mut bytes, at, characteristics & !0x80);
+    xtask::stamp_pe_checksum(&mut bytes).unwrap();
+    let sim = vigil_kernel_sim::Sim::new(config(&[]));
+    let driver = sim
+        .load_bytes(std::path::Path::new("no-integrity.sys"), &bytes, None)
+        .expect("the loader maps it");
+    assert_eq!(driver.entry_status(), Some(driver::STATUS_ACCESS_DENIED));
     assert_clean(driver);
 }

@@ -117,7 +117,7 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 16] = [
 /// varies from run to run).
 const PRODUCTION_RUNS: usize = 100;
 
-const TWINS: [Row; 16] = [
+const TWINS: [Row; 17] = [
     Row {
         twin: Twin::Leak,
         scenario: Scenario::Workload,
@@ -163,6 +163,12 @@ const TWINS: [Row; 16] = [
         scenario: Scenario::Workload,
         kind: ViolationKind::ResourceLeak,
         text: "still registered",
+    },
+    Row {
+        twin: Twin::LeaveProcessNotify,
+        scenario: Scenario::Workload,
+        kind: ViolationKind::ResourceLeak,
+        text: "still registered in the unloaded image",
     },
     Row {
         twin: Twin::ThreadRunning,

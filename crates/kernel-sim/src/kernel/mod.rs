@@ -464,7 +464,13 @@ impl Kernel {
                     other => format!("signal {other}"),
                 };
                 let at = if self.bounds.contains(rip) {
-                    format!("at {}", self.describe_code(rip))
+                    // A call into the image after it was unmapped (a callback left registered).
+                    let gone = if quarantine::contains(rip) {
+                        " in the unloaded image"
+                    } else {
+                        ""
+                    };
+                    format!("at {}{gone}", self.describe_code(rip))
                 } else if !routine.is_empty() {
                     format!(
                         "in kernel-sim's {routine} (rip {rip:#x}): the driver passed it a bad pointer"
