@@ -150,7 +150,9 @@ pub unsafe extern "win64" fn process_notify(
         image,
         sid: sid.get(..sid_len).unwrap_or(&[]),
     };
-    globals.processes.insert(&globals, &facts, ProcessEvent::Start);
+    globals
+        .processes
+        .insert(&globals, &facts, ProcessEvent::Start);
 }
 
 /// The units of a `UNICODE_STRING` (empty for NULL).
@@ -210,7 +212,9 @@ fn first_sight(globals: &Globals, process: PEPROCESS, pid: u64, key: u64) {
             image,
             sid,
         };
-        globals.processes.insert(globals, &facts, ProcessEvent::Seen);
+        globals
+            .processes
+            .insert(globals, &facts, ProcessEvent::Seen);
     });
     if entered.is_err() {
         let facts = ProcessFacts {
@@ -222,7 +226,9 @@ fn first_sight(globals: &Globals, process: PEPROCESS, pid: u64, key: u64) {
             image: &[],
             sid,
         };
-        globals.processes.insert(globals, &facts, ProcessEvent::Seen);
+        globals
+            .processes
+            .insert(globals, &facts, ProcessEvent::Seen);
     }
 }
 

@@ -153,10 +153,7 @@ pub fn insert(
 /// for its exit record; without one it is freed at once (a service that connects later learns
 /// only the live processes). Returns whether `pid` was tracked.
 pub fn exit(entries: &mut [ProcessEntry], pid: u64, timestamp: u64, announce: bool) -> bool {
-    let Some(entry) = entries
-        .iter_mut()
-        .find(|e| e.state == LIVE && e.pid == pid)
-    else {
+    let Some(entry) = entries.iter_mut().find(|e| e.state == LIVE && e.pid == pid) else {
         return false;
     };
     if announce {
@@ -244,7 +241,10 @@ mod tests {
         let first = take_pending(&mut table).unwrap();
         assert_eq!((first.key, first.pending()), (1, Some(ProcessEvent::Exit)));
         let second = take_pending(&mut table).unwrap();
-        assert_eq!((second.key, second.pending()), (2, Some(ProcessEvent::Start)));
+        assert_eq!(
+            (second.key, second.pending()),
+            (2, Some(ProcessEvent::Start))
+        );
         assert!(take_pending(&mut table).is_none());
         assert_eq!(live(&table, 100).map(|e| e.key), Some(2));
     }

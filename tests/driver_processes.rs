@@ -77,7 +77,10 @@ fn a_started_process_is_announced_and_its_events_carry_its_key() {
     let events = service.wait_events(2);
     assert!(events.len() >= 2, "{events:#?}");
     let keys = event_keys(&service, 1204);
-    assert!(!keys.is_empty() && keys.iter().all(|&k| k == key), "{keys:?} vs {key}");
+    assert!(
+        !keys.is_empty() && keys.iter().all(|&k| k == key),
+        "{keys:?} vs {key}"
+    );
     let start = wait_records(&service, 1204, 1);
     assert_eq!(
         start[0],
@@ -128,7 +131,11 @@ fn a_reused_pid_gets_a_new_key() {
     };
     assert_eq!(by_key(first), [ProcessEvent::Start, ProcessEvent::Exit]);
     assert_eq!(by_key(second), [ProcessEvent::Start]);
-    assert!(records.iter().any(|r| r.key == second && r.image == second_image));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.key == second && r.image == second_image)
+    );
     // Each file's events carry the key of the process that touched it.
     let log = service.log();
     for (event, (key, _)) in log.events.iter().zip(&log.identities) {
@@ -163,7 +170,10 @@ fn a_process_running_before_the_load_is_announced_once_at_first_sight() {
     assert_eq!(records[0].event, ProcessEvent::Seen);
     assert_eq!(records[0].key, key);
     assert_eq!(records[0].image, nt(NTFS, r"\Tools\build.exe"));
-    assert_eq!(records[0].parent_pid, 0, "unknown for a process that predates the load");
+    assert_eq!(
+        records[0].parent_pid, 0,
+        "unknown for a process that predates the load"
+    );
     assert!(event_keys(&service, 2310).iter().all(|&k| k == key));
     drop(service);
     assert_clean(driver);
@@ -222,12 +232,16 @@ fn a_full_table_is_counted_and_keys_still_flow() {
 fn the_notify_routine_is_removed_at_unload_and_not_called_afterwards() {
     let sim_config: SimConfig = config(&[]);
     let (_sim, mut driver) = load(sim_config, &image());
-    driver.start_process(&NewProcess::new(600, 4, r"\x.exe")).unwrap();
+    driver
+        .start_process(&NewProcess::new(600, 4, r"\x.exe"))
+        .unwrap();
     assert!(driver.exit_process(600));
     let outcome = driver.unload(vigil_kernel_sim::UnloadKind::Mandatory);
     assert_eq!(outcome, Ok(vigil_kernel_sim::UnloadOutcome::Unloaded));
     // The routine is gone: a process starting now notifies nobody.
-    driver.start_process(&NewProcess::new(604, 4, r"\y.exe")).unwrap();
+    driver
+        .start_process(&NewProcess::new(604, 4, r"\y.exe"))
+        .unwrap();
     assert_clean(driver);
 }
 
@@ -244,7 +258,11 @@ fn a_notify_routine_left_registered_is_reported_and_faults_when_called() {
     );
     let _ = driver.start_process(&NewProcess::new(608, 4, r"\z.exe"));
     let report = driver.finish();
-    let kinds: Vec<_> = report.violations.iter().map(|v| (v.kind, v.message.clone())).collect();
+    let kinds: Vec<_> = report
+        .violations
+        .iter()
+        .map(|v| (v.kind, v.message.clone()))
+        .collect();
     assert!(
         report.violations.iter().any(|v| {
             v.kind == vigil_kernel_sim::ViolationKind::ResourceLeak

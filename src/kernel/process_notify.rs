@@ -14,8 +14,7 @@ use crate::error::{Result, check};
 use crate::twins::{self, Twin};
 
 /// The driver's process-notify routine.
-pub type NotifyRoutine =
-    unsafe extern "win64" fn(PEPROCESS, HANDLE, *mut PS_CREATE_NOTIFY_INFO);
+pub type NotifyRoutine = unsafe extern "win64" fn(PEPROCESS, HANDLE, *mut PS_CREATE_NOTIFY_INFO);
 
 /// A registered process-notify routine; dropping it removes the routine, which waits for the
 /// notifications in flight (PsSetCreateProcessNotifyRoutineEx's documented removal).
@@ -77,7 +76,10 @@ pub unsafe fn start_key(process: PEPROCESS) -> u64 {
 /// # Safety
 ///
 /// `process` is a live process object.
-pub unsafe fn token_user_and_session(process: PEPROCESS, sid: &mut [u8; MAX_SID_BYTES]) -> (usize, u32) {
+pub unsafe fn token_user_and_session(
+    process: PEPROCESS,
+    sid: &mut [u8; MAX_SID_BYTES],
+) -> (usize, u32) {
     // SAFETY: a live process object (contract); PASSIVE_LEVEL.
     let token = unsafe { PsReferencePrimaryToken(process) };
     if token.is_null() {
@@ -85,16 +87,15 @@ pub unsafe fn token_user_and_session(process: PEPROCESS, sid: &mut [u8; MAX_SID_
     }
     let mut session: PVOID = core::ptr::null_mut();
     // SAFETY: a referenced token; the session id is written into the pointer-sized slot.
-    let session_id = if check(unsafe {
-        SeQueryInformationToken(token, TokenSessionId, &raw mut session)
-    })
-    .is_ok()
-    {
-        // The DWORD itself sits in the slot's low half.
-        u32::try_from(session.addr() & 0xFFFF_FFFF).unwrap_or(0)
-    } else {
-        0
-    };
+    let session_id =
+        if check(unsafe { SeQueryInformationToken(token, TokenSessionId, &raw mut session) })
+            .is_ok()
+        {
+            // The DWORD itself sits in the slot's low half.
+            u32::try_from(session.addr() & 0xFFFF_FFFF).unwrap_or(0)
+        } else {
+            0
+        };
     let mut user: PVOID = core::ptr::null_mut();
     // SAFETY: a referenced token and a valid out-pointer.
     let sid_len = if check(unsafe { SeQueryInformationToken(token, TokenUser, &raw mut user) })

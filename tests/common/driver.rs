@@ -21,8 +21,8 @@ use vigil_kernel_sim::{
     Sim, SimConfig, VolumeId, VolumeKind,
 };
 use vigil_protocol::{
-    Config, EventFlags, EventKind, ProcessEvent, GetStats, MAX_MESSAGE_SIZE, Message, Stats, StatsReply, Verdict,
-    VerdictOperation, VerdictReply,
+    Config, EventFlags, EventKind, GetStats, MAX_MESSAGE_SIZE, Message, ProcessEvent, Stats,
+    StatsReply, Verdict, VerdictOperation, VerdictReply,
 };
 
 pub const PORT: &str = vigil_protocol::PORT_NAME;

@@ -171,6 +171,14 @@ fn layouts() -> Vec<TypeLayout> {
             Size, Flags, ParentProcessId, CreatingThreadId, FileObject, ImageFileName, CommandLine,
             CreationStatus,
         }),
+        layout!(
+            FILE_INTERNAL_INFORMATION,
+            "FILE_INTERNAL_INFORMATION",
+            [Wine, Mingw],
+            { IndexNumber }
+        ),
+        layout!(FILE_ID_128, "FILE_ID_128", [Wine], { Identifier }),
+        layout!(FILE_ID_INFORMATION, "FILE_ID_INFORMATION", [Wine], { VolumeSerialNumber, FileId }),
         layout!(SID_AND_ATTRIBUTES, "SID_AND_ATTRIBUTES", [Wine, Mingw], { Sid, Attributes }),
         layout!(TOKEN_USER, "TOKEN_USER", [Wine, Mingw], { User }),
         // `_Pad` is the upper half of the C union { NTSTATUS Status; PVOID Pointer; }.
@@ -491,6 +499,8 @@ fn constants() -> Vec<(&'static str, i128)> {
         GENERIC_WRITE,
         GENERIC_READ,
         FileRenameInformation,
+        FileInternalInformation,
+        FileIdInformation,
         FileLinkInformation,
         FileDispositionInformation,
         FileDispositionInformationEx,

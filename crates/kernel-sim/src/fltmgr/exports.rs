@@ -49,5 +49,6 @@ routines! {
         FltGetIrpName => crate::fltmgr::irp_names::flt_get_irp_name, crate::kernel::IrqlRule::Any;
         FltSetInstanceContext => crate::fltmgr::instance_contexts::flt_set_instance_context, AtMost(APC_LEVEL);
         FltGetInstanceContext => crate::fltmgr::instance_contexts::flt_get_instance_context, AtMost(APC_LEVEL);
+        FltQueryInformationFile => crate::fltmgr::query_information::flt_query_information_file, AtMost(PASSIVE_LEVEL);
     }
 }

@@ -22,6 +22,7 @@ pub(crate) mod irp_names;
 pub(crate) mod names;
 pub(crate) mod ports;
 pub(crate) mod pushlock;
+pub(crate) mod query_information;
 pub(crate) mod registration;
 pub(crate) mod security;
 pub(crate) mod unload;

@@ -66,7 +66,9 @@ fn decode(pointer: usize, tag: usize) -> Option<usize> {
 /// `IoGetCurrentProcess`: IRQL <= DISPATCH_LEVEL
 /// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-iogetcurrentprocess>).
 pub(crate) extern "win64" fn io_get_current_process() -> PEPROCESS {
-    emulate(Routine::IoGetCurrentProcess, |_| process_pointer(current_pid()))
+    emulate(Routine::IoGetCurrentProcess, |_| {
+        process_pointer(current_pid())
+    })
 }
 
 /// `PsReferencePrimaryToken`: PASSIVE_LEVEL; every call is paired with a dereference

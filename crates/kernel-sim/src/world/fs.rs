@@ -999,6 +999,10 @@ impl VolumeFiles for FileSystem {
         Self::resolve_target(self, handle, target)
     }
 
+    fn file_id_of(&self, handle: FsHandle) -> Option<u64> {
+        self.opens.get(&handle).map(|open| open.node)
+    }
+
     fn cancel_open(&mut self, handle: FsHandle) {
         Self::close(self, handle);
     }
