@@ -316,7 +316,12 @@ fn every_operation_reports_exactly_its_events_on_ntfs_and_fat() {
     let service = Service::allowing(&driver);
     // Volume ids are the driver's per-load numbers, in attach order (NTFS, then FAT).
     let mut want = repertoire(&driver, NTFS, 1, true);
-    want.extend(repertoire(&driver, FAT, 2, false));
+    // FAT has no 128-bit file IDs: its events carry the 64-bit one, flagged.
+    want.extend(
+        repertoire(&driver, FAT, 2, false)
+            .into_iter()
+            .map(|e| with_flags(e.clone(), e.flags | EventFlags::FILE_ID_64)),
+    );
     let events = service.wait_events(want.len());
     // Nothing more arrives.
     let stats = service.quiesce();
@@ -335,6 +340,28 @@ fn every_operation_reports_exactly_its_events_on_ntfs_and_fat() {
         next += *count as u64;
     }
     assert!(service.malformed().is_empty(), "{:?}", service.malformed());
+    // Every event names its file by ID (queried once per open, cached for the handle): a
+    // 128-bit one on NTFS, a 64-bit one widened on FAT; the same file keeps its ID.
+    {
+        let log = service.log();
+        let mut by_path = std::collections::HashMap::new();
+        for (event, (_, file_id)) in log.events.iter().zip(&log.identities) {
+            assert_ne!(*file_id, [0; 16], "{event:?}");
+            if event.kind != EventKind::Rename {
+                let first = by_path.entry(event.path.clone()).or_insert(*file_id);
+                assert_eq!(first, file_id, "{event:?}");
+            }
+            let fat = event.volume_id == 2;
+            assert_eq!(
+                event.flags.contains(EventFlags::FILE_ID_64),
+                fat,
+                "{event:?}"
+            );
+            if fat {
+                assert_eq!(file_id[8..], [0; 8], "{event:?}");
+            }
+        }
+    }
     drop(service);
     let report = assert_clean(driver);
     assert_eq!(report.io.names_acquired, report.io.names_released);

@@ -14,6 +14,7 @@ use vigil_sys::{
 use crate::callbacks::{EventName, admit, requestor};
 use crate::error::Result;
 use crate::events::{EventFacts, publish};
+use crate::filter::context::HandleContext;
 use crate::filter::name::FileName;
 use crate::filter::operation::Operation;
 use crate::filter::set_information::{LinkTarget, SetInformationRequest as Change};
@@ -209,6 +210,10 @@ pub unsafe extern "win64" fn post_set_information(
             information: 0,
             path: source.units(),
             target: target.as_ref().map_or(&[][..], EventName::units),
+            // The ID the handle's open cached (a rename or link keeps the file's ID).
+            file_id: HandleContext::get(operation.instance(), operation.file_object())
+                .map(|context| context.state().file_id)
+                .unwrap_or_default(),
         },
     );
     FLT_POSTOP_FINISHED_PROCESSING

@@ -1,8 +1,12 @@
-//! The stream-handle context: one per open handle that has written, so that a file written many
-//! times through one handle reports its first write once, and its cleanup reports "closed after
+//! The stream-handle context: attached to each open file handle in post-create with the file's
+//! ID (queried once there, so that the first write and the close carry it without asking the file
+//! system again), and marked written by the first write, so that a file written many times
+//! through one handle reports its first write once, and its cleanup reports "closed after
 //! modification". IRQL <= APC_LEVEL (the context routines' limit).
 //!
-//! The context's presence *is* the state: FltMgr frees it when the handle closes.
+//! A handle whose context could not be attached at open gets one, already marked written, at
+//! its first write (as before file IDs were kept): its events then carry no file ID. FltMgr
+//! frees the context when the handle closes.
 
 use core::ptr::{self, NonNull};
 
@@ -13,14 +17,21 @@ use vigil_sys::{
     STATUS_FLT_CONTEXT_ALREADY_DEFINED,
 };
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use crate::error::{NtStatus, Result, check};
+use crate::filter::file_id::FileId;
 use crate::kernel::pool::tags;
 
-/// What Vigil keeps per written handle.
+/// What Vigil keeps per open handle.
 #[repr(C)]
 pub struct WrittenHandle {
     /// The volume id the handle's events carry.
     pub volume_id: u32,
+    /// Set by the first write through the handle.
+    pub written: AtomicBool,
+    /// The file's ID (zeros: unknown).
+    pub file_id: FileId,
 }
 
 /// The context registration table entries (terminated by `FLT_CONTEXT_END`).
@@ -75,12 +86,73 @@ impl HandleContext {
         NonNull::new(context.cast()).map(|context| Self { context })
     }
 
-    /// Attaches a context to the handle unless one exists.
+    /// Attaches a context to a handle just opened (post-create), not yet written.
+    ///
+    /// # Errors
+    ///
+    /// The allocation's or FltSetStreamHandleContext's failure (the first write then attaches
+    /// one, without the file ID).
+    pub fn attach_at_open(
+        filter: PFLT_FILTER,
+        instance: PFLT_INSTANCE,
+        file: *mut FILE_OBJECT,
+        volume_id: u32,
+        file_id: FileId,
+    ) -> Result<()> {
+        Self::attach(
+            filter,
+            instance,
+            file,
+            WrittenHandle {
+                volume_id,
+                written: AtomicBool::new(false),
+                file_id,
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// The first write through a handle whose context was attached at open: `FirstWrite` once.
+    pub fn mark_written_now(&self) -> MarkOutcome {
+        if self.state().written.swap(true, Ordering::AcqRel) {
+            MarkOutcome::AlreadyWritten
+        } else {
+            MarkOutcome::FirstWrite
+        }
+    }
+
+    /// Whether the handle has written.
+    pub fn has_written(&self) -> bool {
+        self.state().written.load(Ordering::Acquire)
+    }
+
+    /// Attaches a context, already written, to a handle that has none (its open could not
+    /// attach one).
     pub fn mark_written(
         filter: PFLT_FILTER,
         instance: PFLT_INSTANCE,
         file: *mut FILE_OBJECT,
         volume_id: u32,
+    ) -> Result<MarkOutcome> {
+        Self::attach(
+            filter,
+            instance,
+            file,
+            WrittenHandle {
+                volume_id,
+                written: AtomicBool::new(true),
+                file_id: FileId::default(),
+            },
+        )
+    }
+
+    /// Allocates a context holding `state` and attaches it unless the handle has one:
+    /// `FirstWrite` when this call attached it, `AlreadyWritten` when one existed.
+    fn attach(
+        filter: PFLT_FILTER,
+        instance: PFLT_INSTANCE,
+        file: *mut FILE_OBJECT,
+        state: WrittenHandle,
     ) -> Result<MarkOutcome> {
         let mut new: PFLT_CONTEXT = ptr::null_mut();
         // SAFETY: registered context type and size; out-pointer valid; IRQL <= APC (contract).
@@ -96,7 +168,7 @@ impl HandleContext {
         let new =
             NonNull::new(new.cast::<WrittenHandle>()).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
         // SAFETY: freshly allocated, correctly sized and aligned for WrittenHandle.
-        unsafe { new.as_ptr().write(WrittenHandle { volume_id }) };
+        unsafe { new.as_ptr().write(state) };
         // Our allocation reference is released when `ours` drops, whatever happens below.
         let ours = Self { context: new };
         let mut existing: PFLT_CONTEXT = ptr::null_mut();
