@@ -44,6 +44,10 @@ pub struct Entries {
 }
 
 impl Entries {
+    #[expect(
+        clippy::cast_ptr_alignment,
+        reason = "pool blocks are 16-byte aligned (PoolBuffer invariant)"
+    )]
     fn slice(&mut self) -> &mut [ProcessEntry] {
         let base = self.buffer.as_mut_ptr().cast::<ProcessEntry>();
         // SAFETY: `len` entries of plain data, aligned (the pool block is 16-byte aligned,
@@ -51,6 +55,10 @@ impl Entries {
         unsafe { core::slice::from_raw_parts_mut(base, self.len) }
     }
 
+    #[expect(
+        clippy::cast_ptr_alignment,
+        reason = "pool blocks are 16-byte aligned (PoolBuffer invariant)"
+    )]
     fn view(&self) -> &[ProcessEntry] {
         let base = self.buffer.as_slice().as_ptr().cast::<ProcessEntry>();
         // SAFETY: as in `slice`, shared.
@@ -81,10 +89,14 @@ impl Processes {
     ///
     /// `slot` is valid for writes, aligned, and never moves afterwards.
     pub unsafe fn init_in_place(slot: *mut Self, entries: Entries) {
-        // SAFETY: a field of the writable, pinned slot (contract); `init` writes the value.
-        unsafe {
-            PushLocked::init_in_place(addr_of_mut!((*slot).table), |data| data.write(entries));
-        }
+        // SAFETY: a field of the writable slot (contract); only its address is computed.
+        let table = unsafe { addr_of_mut!((*slot).table) };
+        let init = |data: *mut Entries| {
+            // SAFETY: the lock's data slot, writable and uninitialized (init_in_place's contract).
+            unsafe { data.write(entries) };
+        };
+        // SAFETY: the table field of the writable, pinned slot (contract); `init` writes the value.
+        unsafe { PushLocked::init_in_place(table, init) };
     }
 
     /// The key of live process `pid`. IRQL <= APC_LEVEL.

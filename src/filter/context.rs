@@ -90,7 +90,7 @@ impl HandleContext {
     ///
     /// # Errors
     ///
-    /// The allocation's or FltSetStreamHandleContext's failure (the first write then attaches
+    /// The allocation's or `FltSetStreamHandleContext`'s failure (the first write then attaches
     /// one, without the file ID).
     pub fn attach_at_open(
         filter: PFLT_FILTER,

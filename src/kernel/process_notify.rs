@@ -17,7 +17,7 @@ use crate::twins::{self, Twin};
 pub type NotifyRoutine = unsafe extern "win64" fn(PEPROCESS, HANDLE, *mut PS_CREATE_NOTIFY_INFO);
 
 /// A registered process-notify routine; dropping it removes the routine, which waits for the
-/// notifications in flight (PsSetCreateProcessNotifyRoutineEx's documented removal).
+/// notifications in flight (`PsSetCreateProcessNotifyRoutineEx`'s documented removal).
 #[must_use = "the routine is removed when the registration drops"]
 pub struct NotifyRegistration(NotifyRoutine);
 
@@ -127,8 +127,10 @@ unsafe fn copy_sid(user: *const TOKEN_USER, out: &mut [u8; MAX_SID_BYTES]) -> us
         return 0;
     }
     // A SID's second byte is its sub-authority count: 8 + 4 × count bytes.
-    // SAFETY: a SID is at least 8 bytes (contract).
-    let count = usize::from(unsafe { sid.add(1).read() });
+    // SAFETY: a SID is at least 8 bytes (contract): its second byte is inside it.
+    let count_at = unsafe { sid.add(1) };
+    // SAFETY: as above; a byte has no alignment.
+    let count = usize::from(unsafe { count_at.read() });
     let len = 8 + 4 * count;
     if len > MAX_SID_BYTES {
         return 0;

@@ -468,7 +468,7 @@ pub fn push_driver_stats_json(
 /// Appends `"driver_stats":{...}`, the counters by name (shared by the JSON Lines and the ECS
 /// records).
 pub(crate) fn push_driver_stats_object(out: &mut Vec<u8>, stats: &vigil_protocol::Stats) {
-    let fields: [(&str, u64); 18] = [
+    let fields: [(&str, u64); 19] = [
         ("events_generated", stats.events_generated),
         ("events_delivered", stats.events_delivered),
         ("dropped_total", stats.dropped_total()),

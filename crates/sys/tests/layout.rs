@@ -144,7 +144,7 @@ fn c_name(
 }
 
 /// Every `#[repr(C)]` type of vigil-sys (and the C types its aliases stand for).
-fn layouts() -> Vec<TypeLayout> {
+fn base_layouts() -> Vec<TypeLayout> {
     let mut device_object = layout!(DEVICE_OBJECT, "DEVICE_OBJECT", [Wine, Mingw], {
         Type, Size, ReferenceCount, DriverObject, NextDevice, AttachedDevice, CurrentIrp, Timer,
         Flags, Characteristics, Vpb, DeviceExtension, DeviceType, StackSize, Queue,
@@ -166,21 +166,6 @@ fn layouts() -> Vec<TypeLayout> {
             SecurityQualityOfService,
         }),
         layout!(CLIENT_ID, "CLIENT_ID", [Wine, Mingw], { UniqueProcess, UniqueThread }),
-        // process.rs (`Flags` is the union's ULONG view; the Wine probe does not include ntddk.h).
-        layout!(PS_CREATE_NOTIFY_INFO, "PS_CREATE_NOTIFY_INFO", [Mingw], {
-            Size, Flags, ParentProcessId, CreatingThreadId, FileObject, ImageFileName, CommandLine,
-            CreationStatus,
-        }),
-        layout!(
-            FILE_INTERNAL_INFORMATION,
-            "FILE_INTERNAL_INFORMATION",
-            [Wine, Mingw],
-            { IndexNumber }
-        ),
-        layout!(FILE_ID_128, "FILE_ID_128", [Wine], { Identifier }),
-        layout!(FILE_ID_INFORMATION, "FILE_ID_INFORMATION", [Wine], { VolumeSerialNumber, FileId }),
-        layout!(SID_AND_ATTRIBUTES, "SID_AND_ATTRIBUTES", [Wine, Mingw], { Sid, Attributes }),
-        layout!(TOKEN_USER, "TOKEN_USER", [Wine, Mingw], { User }),
         // `_Pad` is the upper half of the C union { NTSTATUS Status; PVOID Pointer; }.
         layout!(IO_STATUS_BLOCK, "IO_STATUS_BLOCK", [Wine, Mingw], {
             Status, _Pad @ 4, Information,
@@ -271,6 +256,34 @@ fn layouts() -> Vec<TypeLayout> {
             Size, NamesParsed, Format, Name, Volume, Share, Extension, Stream, FinalComponent,
             ParentDir,
         }),
+    ]
+}
+
+/// Every `#[repr(C)]` type of vigil-sys: [`base_layouts`] and [`identity_layouts`].
+fn layouts() -> Vec<TypeLayout> {
+    let mut all = base_layouts();
+    all.extend(identity_layouts());
+    all
+}
+
+/// The process-identity and file-identity types (process.rs, io.rs).
+fn identity_layouts() -> Vec<TypeLayout> {
+    vec![
+        // process.rs (`Flags` is the union's ULONG view; the Wine probe does not include ntddk.h).
+        layout!(PS_CREATE_NOTIFY_INFO, "PS_CREATE_NOTIFY_INFO", [Mingw], {
+            Size, Flags, ParentProcessId, CreatingThreadId, FileObject, ImageFileName, CommandLine,
+            CreationStatus,
+        }),
+        layout!(
+            FILE_INTERNAL_INFORMATION,
+            "FILE_INTERNAL_INFORMATION",
+            [Wine, Mingw],
+            { IndexNumber }
+        ),
+        layout!(FILE_ID_128, "FILE_ID_128", [Wine], { Identifier }),
+        layout!(FILE_ID_INFORMATION, "FILE_ID_INFORMATION", [Wine], { VolumeSerialNumber, FileId }),
+        layout!(SID_AND_ATTRIBUTES, "SID_AND_ATTRIBUTES", [Wine, Mingw], { Sid, Attributes }),
+        layout!(TOKEN_USER, "TOKEN_USER", [Wine, Mingw], { User }),
     ]
 }
 

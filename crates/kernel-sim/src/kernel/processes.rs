@@ -30,7 +30,7 @@ pub(crate) struct SimProcess {
     pub start_key: u64,
 }
 
-/// `S-1-5-18` (LocalSystem) for an administrator's process of the configuration, else an
+/// `S-1-5-18` (`LocalSystem`) for an administrator's process of the configuration, else an
 /// ordinary user `S-1-5-21-1004336348-1177238915-682003330-<rid>`, as binary SIDs.
 pub(crate) fn sid_bytes(admin: bool, rid: u32) -> Vec<u8> {
     if admin {

@@ -228,7 +228,7 @@ fn call_routine(k: &Arc<Kernel>, routine: usize, context_pid: u32, pid: u32, inf
     // SAFETY: see above; the arguments are a process object, its id and a PS_CREATE_NOTIFY_INFO
     // (or NULL) that outlives the call.
     let _ = k.call_driver("ProcessNotify", Some(PASSIVE_LEVEL), || unsafe {
-        callback(process, handle, info)
+        callback(process, handle, info);
     });
     state::with(|s| s.process_id.set(saved));
     if let Some(n) = lock(&k.processes).in_flight.get_mut(&routine) {
@@ -277,7 +277,7 @@ pub(crate) fn create_process(k: &Arc<Kernel>, spec: SimProcess) -> Result<u64, N
     Ok(process.start_key)
 }
 
-/// Process `pid` exits: every registered routine is notified (CreateInfo NULL) in its context,
+/// Process `pid` exits: every registered routine is notified (`CreateInfo` NULL) in its context,
 /// then the pid is free for reuse. `false` when no such process runs.
 pub(crate) fn exit_process(k: &Arc<Kernel>, pid: u32) -> bool {
     if !lock(&k.processes).is_live(&k.config, pid) {

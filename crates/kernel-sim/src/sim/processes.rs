@@ -60,7 +60,7 @@ impl Driver {
         process_notify::create_process(self.kernel(), spec)
     }
 
-    /// Process `pid` exits: the registered routines see it (CreateInfo NULL), in its context;
+    /// Process `pid` exits: the registered routines see it (`CreateInfo` NULL), in its context;
     /// its pid may then be reused. `false` when no such process runs.
     pub fn exit_process(&self, pid: u32) -> bool {
         process_notify::exit_process(self.kernel(), pid)
