@@ -199,6 +199,9 @@ pub struct Globals {
     service_pid: AtomicU64,
     /// Next verdict request id.
     next_request_id: AtomicU64,
+    /// Bumped when a rename begins and when it ends: a name cached in a handle's context under
+    /// another value may be stale (the file or an ancestor may have moved).
+    name_generation: AtomicU64,
     /// Preallocated verdict request buffers.
     pub verdicts: VerdictBuffers,
     /// The service's configured identity (RULES.md rule 29).
@@ -275,6 +278,7 @@ impl Globals {
             Processes::init_in_place(addr_of_mut!((*p).processes), process_entries);
             addr_of_mut!((*p).service_pid).write(AtomicU64::new(0));
             addr_of_mut!((*p).next_request_id).write(AtomicU64::new(1));
+            addr_of_mut!((*p).name_generation).write(AtomicU64::new(0));
             addr_of_mut!((*p).verdicts).write(verdicts);
             addr_of_mut!((*p).identity).write(ServiceIdentity::unconfigured());
             #[cfg(vigil_twin = "wrong-irql")]
@@ -323,6 +327,16 @@ impl Globals {
     /// Records `pid` as the service's and returns the id recorded before.
     pub fn swap_service_pid(&self, pid: u64) -> u64 {
         self.service_pid.swap(pid, Ordering::Relaxed)
+    }
+
+    /// The current rename generation (see the field).
+    pub fn name_generation(&self) -> u64 {
+        self.name_generation.load(Ordering::Acquire)
+    }
+
+    /// A rename begins or ends: every cached name may be stale.
+    pub fn names_may_have_moved(&self) {
+        self.name_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// A fresh verdict request id.

@@ -43,7 +43,7 @@ pub unsafe extern "win64" fn pre_cleanup(
     // FltGetFileNameInformation, limit APC_LEVEL). A cfg: the lock exists only in that twin.
     #[cfg(vigil_twin = "wrong-irql")]
     let _raised = globals.twin_lock.lock();
-    let name = EventName::of(globals, operation);
+    let name = EventName::cached_or_query(globals, operation, &context);
     publish(
         globals,
         &EventFacts {

@@ -258,22 +258,12 @@ pub unsafe extern "win64" fn post_create(
     if create.Options & FILE_DIRECTORY_FILE != 0 {
         event_flags |= EventFlags::DIRECTORY;
     }
-    // The file's ID, once per open (PASSIVE_LEVEL here), kept in the handle's context for its
-    // first write and close.
+    // The file's ID and name, once per open (PASSIVE_LEVEL here), kept in the handle's context
+    // for its first write and close. The generation is read before the name query, so that a
+    // rename racing with it makes the cached name stale rather than wrong.
     let file_id = file_id::query(operation.instance(), operation.file_object()).unwrap_or_default();
     let volume_id = globals.volumes.id_of(operation.volume());
-    if create.Options & FILE_DIRECTORY_FILE == 0
-        && HandleContext::attach_at_open(
-            operation.filter(),
-            operation.instance(),
-            operation.file_object(),
-            volume_id,
-            file_id,
-        )
-        .is_err()
-    {
-        bump(&globals.counters.allocation_failures);
-    }
+    let generation = globals.name_generation();
     let name = EventName::of(globals, operation);
     event_flags |= name.flags;
     publish(
@@ -294,5 +284,18 @@ pub unsafe extern "win64" fn post_create(
             file_id,
         },
     );
+    if create.Options & FILE_DIRECTORY_FILE == 0
+        && HandleContext::attach_at_open(
+            operation.filter(),
+            operation.instance(),
+            operation.file_object(),
+            volume_id,
+            file_id,
+            name.name.map(|name| (name, generation)),
+        )
+        .is_err()
+    {
+        bump(&globals.counters.allocation_failures);
+    }
     FLT_POSTOP_FINISHED_PROCESSING
 }

@@ -45,26 +45,27 @@ pub unsafe extern "win64" fn pre_write(
     let Some(who) = requestor(globals, operation) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    // The common case: the handle's context, attached at its open.
-    let (volume_id, file_id) =
-        if let Some(context) = HandleContext::get(operation.instance(), operation.file_object()) {
-            let outcome = context.mark_written_now();
-            let facts = (context.state().volume_id, context.state().file_id);
-            if twins::is(Twin::ContextLeak) {
-                // The broken twin keeps the reference forever (the context-leak check).
-                core::mem::forget(context);
-            }
-            match outcome {
-                MarkOutcome::FirstWrite => facts,
-                MarkOutcome::AlreadyWritten => return FLT_PREOP_SUCCESS_NO_CALLBACK,
-            }
-        } else {
-            match first_write_without_context(globals, operation) {
-                Some(volume_id) => (volume_id, FileId::default()),
-                None => return FLT_PREOP_SUCCESS_NO_CALLBACK,
-            }
-        };
-    let name = EventName::of(globals, operation);
+    // The common case: the handle's context, attached at its open, with its file ID and name.
+    let mut context = HandleContext::get(operation.instance(), operation.file_object());
+    let outcome = context.as_ref().map(HandleContext::mark_written_now);
+    if twins::is(Twin::ContextLeak) && matches!(outcome, Some(MarkOutcome::AlreadyWritten)) {
+        // The broken twin keeps the reference forever (the context-leak check).
+        core::mem::forget(context.take());
+    }
+    let (volume_id, file_id) = match (&context, outcome) {
+        (Some(context), Some(MarkOutcome::FirstWrite)) => {
+            (context.state().volume_id, context.state().file_id)
+        }
+        (Some(_), _) | (None, Some(_)) => return FLT_PREOP_SUCCESS_NO_CALLBACK,
+        (None, None) => match first_write_without_context(globals, operation) {
+            Some(volume_id) => (volume_id, FileId::default()),
+            None => return FLT_PREOP_SUCCESS_NO_CALLBACK,
+        },
+    };
+    let name = match &context {
+        Some(context) => EventName::cached_or_query(globals, operation, context),
+        None => EventName::of(globals, operation),
+    };
     publish(
         globals,
         &EventFacts {

@@ -8,19 +8,21 @@
 //! its first write (as before file IDs were kept): its events then carry no file ID. FltMgr
 //! frees the context when the handle closes.
 
+use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
 use vigil_sys::{
-    FILE_OBJECT, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
-    FLT_STREAMHANDLE_CONTEXT, FltAllocateContext, FltGetStreamHandleContext, FltReleaseContext,
-    FltSetStreamHandleContext, NonPagedPoolNx, PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE,
-    STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+    FILE_OBJECT, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_CONTEXT_TYPE,
+    FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT, FltAllocateContext,
+    FltGetStreamHandleContext, FltReleaseContext, FltSetStreamHandleContext, NonPagedPoolNx,
+    PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
 };
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{NtStatus, Result, check};
 use crate::filter::file_id::FileId;
+use crate::filter::name::FileName;
 use crate::kernel::pool::tags;
 
 /// What Vigil keeps per open handle.
@@ -32,6 +34,27 @@ pub struct WrittenHandle {
     pub written: AtomicBool,
     /// The file's ID (zeros: unknown).
     pub file_id: FileId,
+    /// The name the open was reported under: a name reference (`FileName::into_raw`), or null.
+    /// Never changed after the context is attached; released by [`cleanup_handle`].
+    name: *mut c_void,
+    /// The rename generation (`Globals::name_generation`) when the name was queried: once any
+    /// rename has begun since, the name may be stale and is queried again.
+    name_generation: u64,
+}
+
+/// `ContextCleanupCallback`: releases the cached name reference. IRQL <= APC_LEVEL.
+///
+/// # Safety
+///
+/// Called only by FltMgr, once, for a stream-handle context of this driver whose last
+/// reference is gone.
+unsafe extern "win64" fn cleanup_handle(context: PFLT_CONTEXT, _context_type: FLT_CONTEXT_TYPE) {
+    // SAFETY: one of this driver's WrittenHandle contexts (contract), initialized at allocation.
+    let name = unsafe { (*context.cast::<WrittenHandle>()).name };
+    if !name.is_null() {
+        // SAFETY: the reference the context held, taken back exactly once, here.
+        drop(unsafe { FileName::from_raw(name) });
+    }
 }
 
 /// The context registration table entries (terminated by `FLT_CONTEXT_END`).
@@ -39,8 +62,8 @@ pub const REGISTRATION: [FLT_CONTEXT_REGISTRATION; 2] = [
     FLT_CONTEXT_REGISTRATION {
         ContextType: FLT_STREAMHANDLE_CONTEXT,
         Flags: 0,
-        // Plain data: nothing to release before FltMgr frees the memory.
-        ContextCleanupCallback: None,
+        // The cached name reference is released before FltMgr frees the memory.
+        ContextCleanupCallback: Some(cleanup_handle),
         Size: size_of::<WrittenHandle>(),
         PoolTag: tags::CONTEXT,
         ContextAllocateCallback: ptr::null_mut(),
@@ -98,18 +121,31 @@ impl HandleContext {
         file: *mut FILE_OBJECT,
         volume_id: u32,
         file_id: FileId,
+        name: Option<(FileName, u64)>,
     ) -> Result<()> {
-        Self::attach(
-            filter,
-            instance,
-            file,
-            WrittenHandle {
-                volume_id,
-                written: AtomicBool::new(false),
-                file_id,
-            },
-        )
-        .map(|_| ())
+        let (name, name_generation) = name.map_or((ptr::null_mut(), 0), |(name, generation)| {
+            (name.into_raw(), generation)
+        });
+        let state = WrittenHandle {
+            volume_id,
+            written: AtomicBool::new(false),
+            file_id,
+            name,
+            name_generation,
+        };
+        Self::attach(filter, instance, file, state).map(|_| ())
+    }
+
+    /// The name the open cached, when no rename has begun since (`generation` is the current
+    /// `Globals::name_generation`): its units and whether it is normalized.
+    pub fn cached_name(&self, generation: u64) -> Option<(&[u16], bool)> {
+        let state = self.state();
+        if state.name.is_null() || state.name_generation != generation {
+            return None;
+        }
+        // SAFETY: the context's reference, released only by its cleanup callback, after the
+        // last context reference (this one included) is gone.
+        Some(unsafe { FileName::view_raw(state.name) })
     }
 
     /// The first write through a handle whose context was attached at open: `FirstWrite` once.
@@ -142,12 +178,16 @@ impl HandleContext {
                 volume_id,
                 written: AtomicBool::new(true),
                 file_id: FileId::default(),
+                name: ptr::null_mut(),
+                name_generation: 0,
             },
         )
     }
 
     /// Allocates a context holding `state` and attaches it unless the handle has one:
-    /// `FirstWrite` when this call attached it, `AlreadyWritten` when one existed.
+    /// `FirstWrite` when this call attached it, `AlreadyWritten` when one existed. The name
+    /// reference in `state` is always consumed: stored, or released (by the context's cleanup
+    /// callback once the context exists, here when it could not be allocated).
     fn attach(
         filter: PFLT_FILTER,
         instance: PFLT_INSTANCE,
@@ -156,7 +196,7 @@ impl HandleContext {
     ) -> Result<MarkOutcome> {
         let mut new: PFLT_CONTEXT = ptr::null_mut();
         // SAFETY: registered context type and size; out-pointer valid; IRQL <= APC (contract).
-        check(unsafe {
+        let allocated = check(unsafe {
             FltAllocateContext(
                 filter,
                 FLT_STREAMHANDLE_CONTEXT,
@@ -164,9 +204,20 @@ impl HandleContext {
                 NonPagedPoolNx,
                 &raw mut new,
             )
-        })?;
-        let new =
-            NonNull::new(new.cast::<WrittenHandle>()).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        })
+        .and_then(|_| {
+            NonNull::new(new.cast::<WrittenHandle>()).ok_or(NtStatus::INSUFFICIENT_RESOURCES)
+        });
+        let new = match allocated {
+            Ok(new) => new,
+            Err(error) => {
+                if !state.name.is_null() {
+                    // SAFETY: the reference `state` carried, stored nowhere: released once.
+                    drop(unsafe { FileName::from_raw(state.name) });
+                }
+                return Err(error);
+            }
+        };
         // SAFETY: freshly allocated, correctly sized and aligned for WrittenHandle.
         unsafe { new.as_ptr().write(state) };
         // Our allocation reference is released when `ours` drops, whatever happens below.
