@@ -573,3 +573,59 @@ fn post_operations_at_dispatch_level_change_nothing() {
     );
     assert_clean(driver);
 }
+
+/// Names: the open queries the name once and its handle's context keeps it, so a handle's open,
+/// first write and close cost one name query (the bench's pairs: 3 before). A rename anywhere
+/// makes cached names stale: the close of a file whose directory another handle renamed after
+/// its open reports the new path.
+#[test]
+fn one_name_query_per_handle_and_a_directory_rename_is_seen_at_close() {
+    let (_sim, driver) = load(config(&[]), &image());
+    let service = Service::allowing(&driver);
+    let io = driver.io(requestor(PID, TID));
+    let v = volume(&driver, NTFS);
+    let d = io
+        .create(v, r"\Old", FILE_CREATE, FILE_DIRECTORY_FILE, GENERIC_READ)
+        .expect("mkdir");
+    io.cleanup(&d);
+    io.close(d);
+    let before = driver.observer().routine_calls();
+    let queries = |calls: &std::collections::BTreeMap<String, u64>| {
+        calls.get("FltGetFileNameInformation").copied().unwrap_or(0)
+    };
+    let f = io
+        .create(v, r"\Old\kept.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("create");
+    assert_eq!(io.write(&f, 0, b"one"), STATUS_SUCCESS);
+    assert_eq!(io.write(&f, 3, b"two"), STATUS_SUCCESS);
+    io.cleanup(&f);
+    io.close(f);
+    let after = driver.observer().routine_calls();
+    assert_eq!(
+        queries(&after) - queries(&before),
+        1,
+        "open, first write, close"
+    );
+    // Renamed under an open handle: its close names the new place.
+    let g = io
+        .create(v, r"\Old\moved.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("create");
+    assert_eq!(io.write(&g, 0, b"x"), STATUS_SUCCESS);
+    let dir = io
+        .create(v, r"\Old", FILE_OPEN, FILE_DIRECTORY_FILE, DELETE)
+        .expect("open dir");
+    assert_eq!(io.rename(&dir, r"\New", false), STATUS_SUCCESS);
+    io.cleanup(&dir);
+    io.close(dir);
+    io.cleanup(&g);
+    io.close(g);
+    let events = service.wait_events(9);
+    let close = events
+        .iter()
+        .rev()
+        .find(|e| e.kind == EventKind::CloseModified)
+        .expect("the close");
+    assert_eq!(close.path, nt(NTFS, r"\New\moved.txt"), "{events:#?}");
+    drop(service);
+    assert_clean(driver);
+}
