@@ -111,9 +111,10 @@ impl Processes {
         }
     }
 
-    /// A service connected: every live process is announced again. PASSIVE_LEVEL.
+    /// A service connected: every live process is announced again (stamped when sent).
+    /// PASSIVE_LEVEL.
     pub fn announce_all(&self) {
-        process_table::announce_all(self.table.write().slice(), system_time());
+        process_table::announce_all(self.table.write().slice(), 0);
     }
 
     /// The next record to send, copied out of the table.
@@ -219,7 +220,9 @@ fn first_sight(globals: &Globals, process: PEPROCESS, pid: u64, key: u64) {
             key,
             // Unknown: the creation happened before the driver could see it.
             parent_pid: 0,
-            timestamp: system_time(),
+            // Stamped by the delivery thread: this thread is an application's, and reading the
+            // clock is a routine boundary where a suspension could reach it (RULES.md 26).
+            timestamp: 0,
             session_id,
             image,
             sid,
@@ -233,7 +236,7 @@ fn first_sight(globals: &Globals, process: PEPROCESS, pid: u64, key: u64) {
             pid,
             key,
             parent_pid: 0,
-            timestamp: system_time(),
+            timestamp: 0,
             session_id,
             image: &[],
             sid,
@@ -258,7 +261,12 @@ pub fn send_pending(globals: &Globals, buffer: &mut [u8], mut send: impl FnMut(&
             process_key: entry.key,
             process_id: entry.pid,
             parent_process_id: entry.parent_pid,
-            timestamp: entry.timestamp,
+            // A sighting is stamped as it is sent (see `first_sight`).
+            timestamp: if entry.timestamp == 0 {
+                system_time()
+            } else {
+                entry.timestamp
+            },
             session_id: entry.session_id,
             exit_status: entry.exit_status,
             flags: entry.flags,
