@@ -75,6 +75,10 @@ pub(crate) struct ContextTable {
     freed: Retired<FreedContext>,
     /// Instance contexts, by instance (`fltmgr::instance_contexts`).
     pub(crate) by_instance: HashMap<usize, usize>,
+    /// Contexts whose last reference is gone and whose cleanup callback and free are still
+    /// running on some thread: `FltUnregisterFilter` waits for them before it reports what is
+    /// left (a name a cleanup callback is releasing is not a leak).
+    freeing: usize,
 }
 
 impl ContextTable {
@@ -90,6 +94,7 @@ impl Default for ContextTable {
             live: HashMap::default(),
             freed: Retired::new(RETIRED_CONTEXTS),
             by_instance: HashMap::default(),
+            freeing: 0,
         }
     }
 }
@@ -147,7 +152,17 @@ pub(crate) fn drop_reference_locked(
         },
     );
     io.stats.contexts_freed += 1;
+    io.contexts.freeing += 1;
     Ok(Some(record))
+}
+
+/// Waits until no context is being freed (see `ContextTable::freeing`).
+pub(crate) fn wait_for_frees(k: &Kernel) {
+    k.wait_until(
+        None,
+        "FltUnregisterFilter (context cleanup in progress)",
+        || lock(flt_state(k)).io.contexts.freeing == 0,
+    );
 }
 
 fn release(k: &Kernel, context: usize, who: &str) -> bool {
@@ -167,6 +182,10 @@ pub(crate) fn settle(
         Ok(None) => true,
         Ok(Some(record)) => {
             free(k, context, &record);
+            let mut flt = lock(flt_state(k));
+            flt.io.contexts.freeing = flt.io.contexts.freeing.saturating_sub(1);
+            drop(flt);
+            k.notify_waiters();
             true
         }
         Err(known) => {

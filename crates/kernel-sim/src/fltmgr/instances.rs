@@ -433,6 +433,7 @@ pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
     for volume in volumes {
         teardown_instance(k, volume, reason);
     }
+    crate::fltmgr::contexts::wait_for_frees(k);
     crate::fltmgr::contexts::report_leaks(k, "FltUnregisterFilter");
     crate::fltmgr::names::report_leaks(k, "FltUnregisterFilter");
 }
