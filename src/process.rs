@@ -16,6 +16,7 @@
 //! that unload's rundown drains it like any filter callback.
 
 use core::ptr::addr_of_mut;
+use core::sync::atomic::{AtomicU64, AtomicUsize};
 
 use vigil_protocol::{MAX_SID_BYTES, ProcessEvent, ProcessRepr, Sid, Utf16Str};
 use vigil_sys::{HANDLE, PASSIVE_LEVEL, PEPROCESS, PS_CREATE_NOTIFY_INFO, UNICODE_STRING};
@@ -30,7 +31,7 @@ use crate::kernel::process_notify::{
     current_process, current_process_id, start_key, token_user_and_session,
 };
 use crate::kernel::time::system_time;
-use crate::process_table::{self, ProcessEntry, ProcessFacts};
+use crate::process_table::{self, LiveIndex, ProcessEntry, ProcessFacts};
 use crate::stats::bump;
 
 /// The entries' storage: `len` zeroed `ProcessEntry` values (all-zero is a free entry).
@@ -54,21 +55,26 @@ impl Entries {
         // ProcessEntry needs 8), zeroed or written as entries only, owned (invariant).
         unsafe { core::slice::from_raw_parts_mut(base, self.len) }
     }
-
-    #[expect(
-        clippy::cast_ptr_alignment,
-        reason = "pool blocks are 16-byte aligned (PoolBuffer invariant)"
-    )]
-    fn view(&self) -> &[ProcessEntry] {
-        let base = self.buffer.as_slice().as_ptr().cast::<ProcessEntry>();
-        // SAFETY: as in `slice`, shared.
-        unsafe { core::slice::from_raw_parts(base, self.len) }
-    }
 }
 
-/// The process table, behind a push lock (IRQL <= APC_LEVEL).
+/// The storage of a process table, allocated at load: the entries and the lock-free index.
+pub struct ProcessStorage {
+    entries: Entries,
+    /// Two `u64` words per entry (`process_table::LiveIndex`), zeroed.
+    live: PoolBuffer,
+}
+
+/// The process table, behind a push lock (IRQL <= APC_LEVEL), with a lock-free index of the
+/// live entries that every event reads for its key (no lock, no routine call on the I/O path).
+///
+/// # Invariants
+///
+/// `live` holds `2 * entries` zeroed or index-written `u64` words, 16-byte aligned; it is
+/// written only under the table's exclusive lock.
 pub struct Processes {
     table: PushLocked<Entries>,
+    live: PoolBuffer,
+    high_water: AtomicUsize,
 }
 
 impl Processes {
@@ -77,10 +83,14 @@ impl Processes {
     /// # Errors
     ///
     /// `INSUFFICIENT_RESOURCES`.
-    pub fn allocate(entries: u32) -> Result<Entries> {
+    pub fn allocate(entries: u32) -> Result<ProcessStorage> {
         let len = entries as usize;
         let buffer = PoolBuffer::try_zeroed(len * size_of::<ProcessEntry>(), tags::PROCESSES)?;
-        Ok(Entries { buffer, len })
+        let live = PoolBuffer::try_zeroed(len * 2 * size_of::<u64>(), tags::PROCESSES)?;
+        Ok(ProcessStorage {
+            entries: Entries { buffer, len },
+            live,
+        })
     }
 
     /// Builds the table in place over `entries`.
@@ -88,7 +98,8 @@ impl Processes {
     /// # Safety
     ///
     /// `slot` is valid for writes, aligned, and never moves afterwards.
-    pub unsafe fn init_in_place(slot: *mut Self, entries: Entries) {
+    pub unsafe fn init_in_place(slot: *mut Self, storage: ProcessStorage) {
+        let ProcessStorage { entries, live } = storage;
         // SAFETY: a field of the writable slot (contract); only its address is computed.
         let table = unsafe { addr_of_mut!((*slot).table) };
         let init = |data: *mut Entries| {
@@ -97,17 +108,48 @@ impl Processes {
         };
         // SAFETY: the table field of the writable, pinned slot (contract); `init` writes the value.
         unsafe { PushLocked::init_in_place(table, init) };
+        // SAFETY: a field of the writable slot (contract); only its address is computed.
+        let live_slot = unsafe { addr_of_mut!((*slot).live) };
+        // SAFETY: that field, written once.
+        unsafe { live_slot.write(live) };
+        // SAFETY: as above, for the high-water mark.
+        let high_water = unsafe { addr_of_mut!((*slot).high_water) };
+        // SAFETY: that field, written once.
+        unsafe { high_water.write(AtomicUsize::new(0)) };
     }
 
-    /// The key of live process `pid`. IRQL <= APC_LEVEL.
+    /// The lock-free index over `live`.
+    #[expect(
+        clippy::cast_ptr_alignment,
+        reason = "pool blocks are 16-byte aligned (PoolBuffer invariant)"
+    )]
+    fn index(&self) -> LiveIndex<'_> {
+        let words = self.live.len() / size_of::<u64>();
+        let base = self.live.as_slice().as_ptr().cast::<AtomicU64>();
+        // SAFETY: `words` aligned, initialized u64 words (invariant), accessed only atomically
+        // from here on: AtomicU64 has the layout of u64, and shared atomic access is sound.
+        let words = unsafe { core::slice::from_raw_parts(base, words) };
+        LiveIndex::new(words, &self.high_water)
+    }
+
+    /// The key of live process `pid`. Any IRQL: lock-free.
     fn key_of(&self, pid: u64) -> Option<u64> {
-        process_table::live(self.table.read().view(), pid).map(|e| e.key)
+        self.index().key_of(pid)
     }
 
     fn insert(&self, globals: &Globals, facts: &ProcessFacts<'_>, record: ProcessEvent) {
-        let result = process_table::insert(self.table.write().slice(), facts, Some(record));
-        if result.is_err() {
-            bump(&globals.counters.process_table_overflows);
+        let mut table = self.table.write();
+        match process_table::insert(table.slice(), facts, Some(record)) {
+            Ok(slot) => self.index().publish(slot, facts.pid, facts.key),
+            Err(_) => bump(&globals.counters.process_table_overflows),
+        }
+    }
+
+    /// Process `pid` exited (see `process_table::exit`).
+    fn exit(&self, pid: u64, timestamp: u64, announce: bool) {
+        let mut table = self.table.write();
+        if let Some(slot) = process_table::exit(table.slice(), pid, timestamp, announce) {
+            self.index().retire(slot);
         }
     }
 
@@ -143,8 +185,9 @@ pub unsafe extern "win64" fn process_notify(
     let now = system_time();
     // SAFETY: valid for the call, or NULL on exit (contract).
     let Some(info) = (unsafe { info.as_ref() }) else {
-        let announce = globals.slot.is_connected();
-        process_table::exit(globals.processes.table.write().slice(), pid, now, announce);
+        globals
+            .processes
+            .exit(pid, now, globals.slot.is_connected());
         return;
     };
     // SAFETY: the notified process object, alive during the notification (contract).

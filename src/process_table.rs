@@ -8,6 +8,8 @@
 //! Lookups scan the slice up to its high-water mark: entries are taken lowest index first, so
 //! the scan covers about as many entries as processes ever ran at once.
 
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use vigil_protocol::{MAX_SID_BYTES, ProcessEvent, ProcessFlags};
 
 /// Image path units kept per process: `MAX_PATH`, which nearly every image path fits; a longer
@@ -93,7 +95,8 @@ pub fn live(entries: &[ProcessEntry], pid: u64) -> Option<&ProcessEntry> {
 }
 
 /// Adds a live process with `record` to send (`Start`, or `Seen` for one found running). A
-/// live entry of the same pid is a process whose exit was missed: it is replaced.
+/// live entry of the same pid is a process whose exit was missed: it is replaced. Returns the
+/// entry's index.
 ///
 /// # Errors
 ///
@@ -102,7 +105,7 @@ pub fn insert(
     entries: &mut [ProcessEntry],
     facts: &ProcessFacts<'_>,
     record: Option<ProcessEvent>,
-) -> Result<(), TableFull> {
+) -> Result<usize, TableFull> {
     let slot = match entries
         .iter()
         .position(|e| e.state == LIVE && e.pid == facts.pid)
@@ -146,16 +149,22 @@ pub fn insert(
     if let (Some(to), Some(from)) = (entry.sid.get_mut(..sid_len), facts.sid.get(..sid_len)) {
         to.copy_from_slice(from);
     }
-    Ok(())
+    Ok(slot)
 }
 
 /// Process `pid` exited at `timestamp`: with a service to tell (`announce`), the entry waits
 /// for its exit record; without one it is freed at once (a service that connects later learns
-/// only the live processes). Returns whether `pid` was tracked.
-pub fn exit(entries: &mut [ProcessEntry], pid: u64, timestamp: u64, announce: bool) -> bool {
-    let Some(entry) = entries.iter_mut().find(|e| e.state == LIVE && e.pid == pid) else {
-        return false;
-    };
+/// only the live processes). Returns the index of `pid`'s entry, if it was tracked.
+pub fn exit(
+    entries: &mut [ProcessEntry],
+    pid: u64,
+    timestamp: u64,
+    announce: bool,
+) -> Option<usize> {
+    let index = entries
+        .iter()
+        .position(|e| e.state == LIVE && e.pid == pid)?;
+    let entry = entries.get_mut(index)?;
     if announce {
         entry.state = EXITED;
         entry.timestamp = timestamp;
@@ -163,7 +172,7 @@ pub fn exit(entries: &mut [ProcessEntry], pid: u64, timestamp: u64, announce: bo
     } else {
         *entry = free_entry(entry);
     }
-    true
+    Some(index)
 }
 
 /// A service connected: every live process gets a `Seen` record (a `Start` not yet sent stays
@@ -187,6 +196,66 @@ pub fn take_pending(entries: &mut [ProcessEntry]) -> Option<ProcessEntry> {
         entry.pending = 0;
     }
     Some(copy)
+}
+
+/// The lock-free mirror of who is live, read by every event for its process key without the
+/// table's lock: two words per entry, a tag (`sequence << 33 | pid << 1 | 1` while the entry
+/// is live, 0 otherwise) and the key. Written only under the table's exclusive lock; a reader
+/// takes the key only if the tag is the same before and after reading it (the sequence changes
+/// at every publication, so a slot freed and reused meanwhile, even by the same pid, is seen).
+pub struct LiveIndex<'a> {
+    words: &'a [AtomicU64],
+    high_water: &'a AtomicUsize,
+}
+
+impl<'a> LiveIndex<'a> {
+    /// The index over `words` (two per entry, zero at first) and its high-water mark.
+    pub fn new(words: &'a [AtomicU64], high_water: &'a AtomicUsize) -> Self {
+        Self { words, high_water }
+    }
+
+    fn pair(&self, slot: usize) -> Option<(&AtomicU64, &AtomicU64)> {
+        let at = slot.checked_mul(2)?;
+        Some((self.words.get(at)?, self.words.get(at.checked_add(1)?)?))
+    }
+
+    /// Entry `slot` is live as `pid` with `key` (under the table's exclusive lock).
+    pub fn publish(&self, slot: usize, pid: u64, key: u64) {
+        let Some((tag, stored_key)) = self.pair(slot) else {
+            return;
+        };
+        let sequence = (tag.load(Ordering::Relaxed) >> 33).wrapping_add(1) & 0x7FFF_FFFF;
+        // A reader that sees the old tag again after this point rejects what it read.
+        tag.store(0, Ordering::Release);
+        stored_key.store(key, Ordering::Release);
+        tag.store(
+            sequence << 33 | (pid & 0xFFFF_FFFF) << 1 | 1,
+            Ordering::Release,
+        );
+        self.high_water.fetch_max(slot + 1, Ordering::Release);
+    }
+
+    /// Entry `slot` is no longer live (under the table's exclusive lock).
+    pub fn retire(&self, slot: usize) {
+        if let Some((tag, _)) = self.pair(slot) {
+            tag.store(0, Ordering::Release);
+        }
+    }
+
+    /// The key of live process `pid`, if its entry is published. Any IRQL, no lock.
+    pub fn key_of(&self, pid: u64) -> Option<u64> {
+        let wanted = (pid & 0xFFFF_FFFF) << 1 | 1;
+        let end = self.high_water.load(Ordering::Acquire);
+        (0..end).find_map(|slot| {
+            let (tag, key) = self.pair(slot)?;
+            let before = tag.load(Ordering::Acquire);
+            if before & 0x1_FFFF_FFFF != wanted || pid > 0xFFFF_FFFF {
+                return None;
+            }
+            let value = key.load(Ordering::Acquire);
+            (tag.load(Ordering::Acquire) == before).then_some(value)
+        })
+    }
 }
 
 /// A free entry that keeps the scan mark: a freed slot below the high-water mark keeps a
@@ -234,7 +303,7 @@ mod tests {
         let mut table = [ZERO; 4];
         insert(&mut table, &facts(100, 1), Some(ProcessEvent::Start)).unwrap();
         assert_eq!(live(&table, 100).map(|e| e.key), Some(1));
-        assert!(exit(&mut table, 100, 2, true));
+        assert_eq!(exit(&mut table, 100, 2, true), Some(0));
         insert(&mut table, &facts(100, 2), Some(ProcessEvent::Start)).unwrap();
         assert_eq!(live(&table, 100).map(|e| e.key), Some(2));
         // The exit record replaced the unsent start: it carries the same facts.
@@ -255,7 +324,7 @@ mod tests {
         insert(&mut table, &facts(4, 1), None).unwrap();
         insert(&mut table, &facts(8, 2), None).unwrap();
         assert_eq!(insert(&mut table, &facts(12, 3), None), Err(TableFull));
-        assert!(exit(&mut table, 4, 5, false));
+        assert_eq!(exit(&mut table, 4, 5, false), Some(0));
         insert(&mut table, &facts(12, 3), None).unwrap();
         assert_eq!(live(&table, 12).map(|e| e.key), Some(3));
         assert_eq!(live(&table, 8).map(|e| e.key), Some(2));
@@ -276,6 +345,25 @@ mod tests {
         assert!(take_pending(&mut table).is_none());
         assert_eq!(a.image(), &[0x61, 0x62]);
         assert_eq!(a.sid().len(), 12);
+    }
+
+    #[test]
+    fn the_live_index_finds_published_keys_and_forgets_retired_ones() {
+        let words: [AtomicU64; 8] = Default::default();
+        let high_water = AtomicUsize::new(0);
+        let index = LiveIndex::new(&words, &high_water);
+        assert_eq!(index.key_of(100), None);
+        index.publish(2, 100, 7);
+        index.publish(0, 104, 8);
+        assert_eq!(index.key_of(100), Some(7));
+        assert_eq!(index.key_of(104), Some(8));
+        index.retire(2);
+        assert_eq!(index.key_of(100), None);
+        index.publish(2, 100, 9);
+        assert_eq!(index.key_of(100), Some(9));
+        assert_eq!(index.key_of(1 << 40), None);
+        index.publish(9, 5, 5);
+        assert_eq!(index.key_of(5), None, "out of range: ignored");
     }
 
     #[test]
