@@ -16,7 +16,7 @@
 //! that unload's rundown drains it like any filter callback.
 
 use core::ptr::addr_of_mut;
-use core::sync::atomic::{AtomicU64, AtomicUsize};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use vigil_protocol::{MAX_SID_BYTES, ProcessEvent, ProcessRepr, Sid, Utf16Str};
 use vigil_sys::{HANDLE, PASSIVE_LEVEL, PEPROCESS, PS_CREATE_NOTIFY_INFO, UNICODE_STRING};
@@ -75,6 +75,10 @@ pub struct Processes {
     table: PushLocked<Entries>,
     live: PoolBuffer,
     high_water: AtomicUsize,
+    /// Set when an insertion found no room, cleared when an entry is freed: while set, a process
+    /// seen for the first time is not looked up (its token and image) just to be refused again
+    /// on every event; its events still carry its key.
+    full: AtomicBool,
 }
 
 impl Processes {
@@ -116,6 +120,10 @@ impl Processes {
         let high_water = unsafe { addr_of_mut!((*slot).high_water) };
         // SAFETY: that field, written once.
         unsafe { high_water.write(AtomicUsize::new(0)) };
+        // SAFETY: as above, for the full flag.
+        let full = unsafe { addr_of_mut!((*slot).full) };
+        // SAFETY: that field, written once.
+        unsafe { full.write(AtomicBool::new(false)) };
     }
 
     /// The lock-free index over `live`.
@@ -139,10 +147,17 @@ impl Processes {
 
     fn insert(&self, globals: &Globals, facts: &ProcessFacts<'_>, record: ProcessEvent) {
         let mut table = self.table.write();
-        match process_table::insert(table.slice(), facts, Some(record)) {
-            Ok(slot) => self.index().publish(slot, facts.pid, facts.key),
-            Err(_) => bump(&globals.counters.process_table_overflows),
+        if let Ok(slot) = process_table::insert(table.slice(), facts, Some(record)) {
+            self.index().publish(slot, facts.pid, facts.key);
+        } else {
+            self.full.store(true, Ordering::Relaxed);
+            bump(&globals.counters.process_table_overflows);
         }
+    }
+
+    /// Whether the last insertion found the table full and nothing was freed since.
+    fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
     }
 
     /// Process `pid` exited (see `process_table::exit`).
@@ -150,6 +165,9 @@ impl Processes {
         let mut table = self.table.write();
         if let Some(slot) = process_table::exit(table.slice(), pid, timestamp, announce) {
             self.index().retire(slot);
+            if !announce {
+                self.full.store(false, Ordering::Relaxed);
+            }
         }
     }
 
@@ -161,7 +179,12 @@ impl Processes {
 
     /// The next record to send, copied out of the table.
     fn take_pending(&self) -> Option<ProcessEntry> {
-        process_table::take_pending(self.table.write().slice())
+        let entry = process_table::take_pending(self.table.write().slice())?;
+        if entry.pending() == Some(ProcessEvent::Exit) {
+            // Its entry was freed with it.
+            self.full.store(false, Ordering::Relaxed);
+        }
+        Some(entry)
     }
 }
 
@@ -230,8 +253,9 @@ unsafe fn unicode_units<'a>(name: *const UNICODE_STRING) -> &'a [u16] {
 
 /// The process key an event of process `pid` carries. A process not in the table, seen at
 /// PASSIVE_LEVEL in its own thread, is a process that ran before the load: it is entered now,
-/// once, with a first-sight record. Elsewhere the key is read from the kernel when the thread is
-/// the process's, or 0 (unknown). IRQL <= APC_LEVEL.
+/// once, with a first-sight record (not while the table is full: its events carry the key all
+/// the same). Elsewhere the key is read from the kernel when the thread is the process's, or 0
+/// (unknown). IRQL <= APC_LEVEL.
 pub fn key_for_event(globals: &Globals, pid: u64) -> u64 {
     if pid == 0 {
         return 0;
@@ -245,7 +269,7 @@ pub fn key_for_event(globals: &Globals, pid: u64) -> u64 {
     let process = current_process();
     // SAFETY: the current process, alive while its thread runs.
     let key = unsafe { start_key(process) };
-    if irql::current() == PASSIVE_LEVEL {
+    if irql::current() == PASSIVE_LEVEL && !globals.processes.is_full() {
         first_sight(globals, process, pid, key);
     }
     key

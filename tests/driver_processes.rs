@@ -215,7 +215,8 @@ fn a_full_table_is_counted_and_keys_still_flow() {
     // The service's own process (connected before) takes no entry; 16 fit, 4 overflow.
     let stats = service.stats();
     assert_eq!(stats.process_table_overflows, 4, "{stats:?}");
-    // A process with no entry still has its key on its events.
+    // A process with no entry still has its key on its events, and its events do not count
+    // (nor look the process up) again while the table stays full.
     let last = 10_000 + 4 * 19;
     touch(&driver, last, r"\overflow.txt");
     service.wait_events(2);
@@ -224,6 +225,13 @@ fn a_full_table_is_counted_and_keys_still_flow() {
             .iter()
             .all(|&k| k == keys[19])
     );
+    assert_eq!(service.stats().process_table_overflows, 4);
+    // Room again once the exit record is out (its entry is freed with it): the next first
+    // sight gets its entry and its record.
+    assert!(driver.exit_process(10_000));
+    wait_records(&service, 10_000, 2);
+    touch(&driver, 4242, r"\late.txt");
+    assert_eq!(wait_records(&service, 4242, 1)[0].event, ProcessEvent::Seen);
     drop(service);
     assert_clean(driver);
 }
