@@ -7,10 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vigil_sys::{
-    PCREATE_PROCESS_NOTIFY_ROUTINE_EX, STATUS_ACCESS_DENIED, STATUS_INVALID_PARAMETER,
-    STATUS_SUCCESS,
-};
+use vigil_sys::{STATUS_ACCESS_DENIED, STATUS_INVALID_PARAMETER, STATUS_SUCCESS};
 
 use crate::config::SimConfig;
 use crate::faults::FaultPlan;
@@ -21,6 +18,13 @@ use crate::ntoskrnl::process_notify::{
     ps_set_create_process_notify_routine_ex, report_registered_at_unload,
 };
 use crate::report::ViolationKind;
+
+/// The routine type the registration takes (without its `Option`).
+type NotifyFn = unsafe extern "win64" fn(
+    vigil_sys::PEPROCESS,
+    vigil_sys::HANDLE,
+    *mut vigil_sys::PS_CREATE_NOTIFY_INFO,
+);
 
 /// A fake image: PE headers only, with `DllCharacteristics` as given (`e_lfanew` 0x80).
 struct FakeImage(Vec<u64>);
@@ -46,9 +50,10 @@ impl FakeImage {
     }
 
     /// A "routine" inside the image (never called by these tests).
-    fn routine(&self, offset: usize) -> PCREATE_PROCESS_NOTIFY_ROUTINE_EX {
+    fn routine(&self, offset: usize) -> NotifyFn {
+        let address = self.bounds().base + offset;
         // SAFETY: a non-null address, only compared and stored by the emulation, never called.
-        Some(unsafe { std::mem::transmute::<usize, _>(self.bounds().base + offset) })
+        unsafe { std::mem::transmute::<usize, NotifyFn>(address) }
     }
 }
 
@@ -70,13 +75,13 @@ fn kernel(image: &FakeImage, faults: FaultPlan) -> Arc<Kernel> {
 fn registration_follows_the_documented_statuses() {
     let image = FakeImage::new(vigil_sys::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY);
     let k = kernel(&image, FaultPlan::default());
-    let routine = image.routine(0x200);
+    let routine = Some(image.routine(0x200));
     let statuses = k
         .call_driver("test", Some(0), || {
             [
                 ps_set_create_process_notify_routine_ex(routine, 0),
                 ps_set_create_process_notify_routine_ex(routine, 0),
-                ps_set_create_process_notify_routine_ex(image.routine(0x300), 1),
+                ps_set_create_process_notify_routine_ex(Some(image.routine(0x300)), 1),
                 ps_set_create_process_notify_routine_ex(routine, 1),
                 ps_set_create_process_notify_routine_ex(routine, 1),
             ]
@@ -101,7 +106,7 @@ fn an_image_without_force_integrity_is_refused() {
     let k = kernel(&image, FaultPlan::default());
     let status = k
         .call_driver("test", Some(0), || {
-            ps_set_create_process_notify_routine_ex(image.routine(0x200), 0)
+            ps_set_create_process_notify_routine_ex(Some(image.routine(0x200)), 0)
         })
         .expect("returned");
     assert_eq!(status, STATUS_ACCESS_DENIED);
@@ -119,7 +124,7 @@ fn the_systems_limit_is_an_injected_failure() {
     );
     let status = k
         .call_driver("test", Some(0), || {
-            ps_set_create_process_notify_routine_ex(image.routine(0x200), 0)
+            ps_set_create_process_notify_routine_ex(Some(image.routine(0x200)), 0)
         })
         .expect("returned");
     assert_eq!(status, STATUS_INVALID_PARAMETER);
@@ -131,7 +136,7 @@ fn registration_above_passive_level_and_a_routine_left_registered_are_reported()
     let image = FakeImage::new(vigil_sys::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY);
     let k = kernel(&image, FaultPlan::default());
     let _ = k.call_driver("test", Some(1), || {
-        ps_set_create_process_notify_routine_ex(image.routine(0x200), 0)
+        ps_set_create_process_notify_routine_ex(Some(image.routine(0x200)), 0)
     });
     report_registered_at_unload(&k, "unload");
     let kinds: Vec<ViolationKind> = k.violations().iter().map(|v| v.kind).collect();
