@@ -117,7 +117,7 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 16] = [
 /// varies from run to run).
 const PRODUCTION_RUNS: usize = 100;
 
-const TWINS: [Row; 17] = [
+const TWINS: [Row; 18] = [
     Row {
         twin: Twin::Leak,
         scenario: Scenario::Workload,
@@ -169,6 +169,12 @@ const TWINS: [Row; 17] = [
         scenario: Scenario::Workload,
         kind: ViolationKind::ResourceLeak,
         text: "still registered in the unloaded image",
+    },
+    Row {
+        twin: Twin::FileIdUnderLock,
+        scenario: Scenario::Workload,
+        kind: ViolationKind::Irql,
+        text: "APCs enabled",
     },
     Row {
         twin: Twin::ThreadRunning,

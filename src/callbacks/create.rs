@@ -261,7 +261,14 @@ pub unsafe extern "win64" fn post_create(
     // The file's ID and name, once per open (PASSIVE_LEVEL here), kept in the handle's context
     // for its first write and close. The generation is read before the name query, so that a
     // rename racing with it makes the cached name stale rather than wrong.
-    let file_id = file_id::query(operation.instance(), operation.file_object()).unwrap_or_default();
+    let file_id = if twins::is(Twin::FileIdUnderLock) {
+        // `file-id-under-lock`: the query made under a push lock, i.e. in a critical region.
+        globals.prefixes.read(|_| {
+            file_id::query(operation.instance(), operation.file_object()).unwrap_or_default()
+        })
+    } else {
+        file_id::query(operation.instance(), operation.file_object()).unwrap_or_default()
+    };
     let volume_id = globals.volumes.id_of(operation.volume());
     let generation = globals.name_generation();
     let name = EventName::of(globals, operation);
