@@ -28,7 +28,7 @@ use crate::kernel::irql;
 use crate::kernel::pool::{PoolBuffer, tags};
 use crate::kernel::process::with_current_image;
 use crate::kernel::process_notify::{
-    current_process, current_process_id, start_key, token_user_and_session,
+    current_process, current_process_id, exit_status, start_key, token_user_and_session,
 };
 use crate::kernel::time::system_time;
 use crate::process_table::{self, LiveIndex, ProcessEntry, ProcessFacts};
@@ -161,9 +161,9 @@ impl Processes {
     }
 
     /// Process `pid` exited (see `process_table::exit`).
-    fn exit(&self, pid: u64, timestamp: u64, announce: bool) {
+    fn exit(&self, pid: u64, (timestamp, status): (u64, i32), announce: bool) {
         let mut table = self.table.write();
-        if let Some(slot) = process_table::exit(table.slice(), pid, timestamp, announce) {
+        if let Some(slot) = process_table::exit(table.slice(), pid, (timestamp, status), announce) {
             self.index().retire(slot);
             if !announce {
                 self.full.store(false, Ordering::Relaxed);
@@ -208,9 +208,11 @@ pub unsafe extern "win64" fn process_notify(
     let now = system_time();
     // SAFETY: valid for the call, or NULL on exit (contract).
     let Some(info) = (unsafe { info.as_ref() }) else {
+        // SAFETY: the exiting process object, alive during its notification (contract).
+        let status = unsafe { exit_status(process) };
         globals
             .processes
-            .exit(pid, now, globals.slot.is_connected());
+            .exit(pid, (now, status), globals.slot.is_connected());
         return;
     };
     // SAFETY: the notified process object, alive during the notification (contract).

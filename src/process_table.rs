@@ -158,7 +158,7 @@ pub fn insert(
 pub fn exit(
     entries: &mut [ProcessEntry],
     pid: u64,
-    timestamp: u64,
+    (timestamp, status): (u64, i32),
     announce: bool,
 ) -> Option<usize> {
     let index = entries
@@ -168,6 +168,7 @@ pub fn exit(
     if announce {
         entry.state = EXITED;
         entry.timestamp = timestamp;
+        entry.exit_status = status;
         entry.pending = ProcessEvent::Exit.to_u16();
     } else {
         *entry = free_entry(entry);
@@ -303,7 +304,7 @@ mod tests {
         let mut table = [ZERO; 4];
         insert(&mut table, &facts(100, 1), Some(ProcessEvent::Start)).unwrap();
         assert_eq!(live(&table, 100).map(|e| e.key), Some(1));
-        assert_eq!(exit(&mut table, 100, 2, true), Some(0));
+        assert_eq!(exit(&mut table, 100, (2, 0), true), Some(0));
         insert(&mut table, &facts(100, 2), Some(ProcessEvent::Start)).unwrap();
         assert_eq!(live(&table, 100).map(|e| e.key), Some(2));
         // The exit record replaced the unsent start: it carries the same facts.
@@ -324,7 +325,7 @@ mod tests {
         insert(&mut table, &facts(4, 1), None).unwrap();
         insert(&mut table, &facts(8, 2), None).unwrap();
         assert_eq!(insert(&mut table, &facts(12, 3), None), Err(TableFull));
-        assert_eq!(exit(&mut table, 4, 5, false), Some(0));
+        assert_eq!(exit(&mut table, 4, (5, 0), false), Some(0));
         insert(&mut table, &facts(12, 3), None).unwrap();
         assert_eq!(live(&table, 12).map(|e| e.key), Some(3));
         assert_eq!(live(&table, 8).map(|e| e.key), Some(2));

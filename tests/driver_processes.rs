@@ -90,14 +90,18 @@ fn a_started_process_is_announced_and_its_events_carry_its_key() {
             pid: 1204,
             parent_pid: 700,
             session_id: 1,
+            exit_status: 0,
             image: image_path.clone(),
             user_sid: Some(USER_1001.to_owned()),
         }
     );
-    assert!(driver.exit_process(1204));
+    // STATUS_ACCESS_VIOLATION, as a crashed process exits: PsGetProcessExitStatus reports it.
+    let crashed = 0xC000_0005_u32.cast_signed();
+    assert!(driver.exit_process_with_status(1204, crashed));
     let both = wait_records(&service, 1204, 2);
     assert_eq!(both[1].event, ProcessEvent::Exit);
     assert_eq!(both[1].key, key);
+    assert_eq!(both[1].exit_status, crashed);
     drop(service);
     assert_clean(driver);
 }

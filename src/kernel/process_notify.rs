@@ -6,8 +6,9 @@ use vigil_protocol::MAX_SID_BYTES;
 use vigil_sys::{
     ExFreePool, HANDLE, IoGetCurrentProcess, PCREATE_PROCESS_NOTIFY_ROUTINE_EX, PEPROCESS,
     PS_CREATE_NOTIFY_INFO, PVOID, PsDereferencePrimaryToken, PsGetCurrentProcessId,
-    PsGetProcessStartKey, PsReferencePrimaryToken, PsSetCreateProcessNotifyRoutineEx,
-    SeQueryInformationToken, TOKEN_USER, TokenSessionId, TokenUser,
+    PsGetProcessExitStatus, PsGetProcessStartKey, PsReferencePrimaryToken,
+    PsSetCreateProcessNotifyRoutineEx, SeQueryInformationToken, TOKEN_USER, TokenSessionId,
+    TokenUser,
 };
 
 use crate::error::{Result, check};
@@ -68,6 +69,16 @@ pub fn current_process_id() -> u64 {
 pub unsafe fn start_key(process: PEPROCESS) -> u64 {
     // SAFETY: a live process object (contract).
     unsafe { PsGetProcessStartKey(process) }
+}
+
+/// The exit status of `process` (`STATUS_PENDING` while it runs). IRQL <= APC_LEVEL.
+///
+/// # Safety
+///
+/// `process` is a live process object (the exiting one, in its exit notification).
+pub unsafe fn exit_status(process: PEPROCESS) -> i32 {
+    // SAFETY: a live process object (contract).
+    unsafe { PsGetProcessExitStatus(process) }
 }
 
 /// The user SID (copied into `sid`, its length returned; 0 when it cannot be read or is too

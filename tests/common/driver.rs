@@ -185,6 +185,7 @@ pub struct ProcessSeen {
     pub pid: u64,
     pub parent_pid: u64,
     pub session_id: u32,
+    pub exit_status: i32,
     pub image: String,
     pub user_sid: Option<String>,
 }
@@ -402,6 +403,7 @@ fn read_until_stopped(port: &PortConnection, log: &Mutex<Log>, stop: &AtomicBool
                     pid: record.process_id(),
                     parent_pid: record.parent_process_id(),
                     session_id: record.session_id(),
+                    exit_status: record.exit_status(),
                     image: record.image().chars().collect(),
                     user_sid: record.user_sid().map(|sid| sid.to_string()),
                 });

@@ -104,6 +104,8 @@ unsafe extern "win64" {
     /// `PsGetProcessStartKey`: IRQL <= DISPATCH_LEVEL. A process identifier that no other
     /// process of the boot session has.
     pub fn PsGetProcessStartKey(Process: PEPROCESS) -> u64;
+    /// `PsGetProcessExitStatus`: IRQL <= APC_LEVEL. The process's exit status.
+    pub fn PsGetProcessExitStatus(Process: PEPROCESS) -> NTSTATUS;
     /// `SeQueryInformationToken`: PASSIVE_LEVEL. For `TokenUser` the routine allocates the
     /// answer, which the caller frees with `ExFreePool`; for `TokenSessionId` it writes a `ULONG`.
     pub fn SeQueryInformationToken(

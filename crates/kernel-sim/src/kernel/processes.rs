@@ -28,6 +28,8 @@ pub(crate) struct SimProcess {
     pub user_sid: Vec<u8>,
     pub session_id: u32,
     pub start_key: u64,
+    /// Set when the process exits (`PsGetProcessExitStatus`; `STATUS_PENDING` before).
+    pub exit_status: Option<i32>,
 }
 
 /// `S-1-5-18` (`LocalSystem`) for an administrator's process of the configuration, else an
@@ -75,6 +77,7 @@ impl Processes {
                     user_sid: sid_bytes(p.admin, 1001),
                     session_id: u32::from(!p.admin),
                     start_key,
+                    exit_status: None,
                 },
             );
         }
@@ -101,6 +104,7 @@ impl Processes {
             user_sid: sid_bytes(pid == 4, 1001),
             session_id: u32::from(pid != 4),
             start_key,
+            exit_status: None,
         };
         self.live.insert(pid, p.clone());
         p
@@ -127,6 +131,13 @@ impl Processes {
         Ok(process)
     }
 
+    /// Process `pid` is exiting with `status` (its notifications follow).
+    pub(crate) fn set_exit_status(&mut self, pid: u32, status: i32) {
+        if let Some(p) = self.live.get_mut(&pid) {
+            p.exit_status = Some(status);
+        }
+    }
+
     /// Removes an exited process.
     pub(crate) fn exit(&mut self, config: &SimConfig, pid: u32) -> Option<SimProcess> {
         self.seed(config);
@@ -150,6 +161,7 @@ mod tests {
             user_sid: sid_bytes(false, 1001),
             session_id: 1,
             start_key: 0,
+            exit_status: None,
         };
         let first = processes.create(&config, template.clone()).unwrap();
         assert!(processes.create(&config, template.clone()).is_err());

@@ -56,6 +56,7 @@ routines! {
         ZwQueryInformationProcess => process::zw_query_information_process, AtMost(PASSIVE_LEVEL);
         PsSetCreateProcessNotifyRoutineEx => process_notify::ps_set_create_process_notify_routine_ex, AtMost(PASSIVE_LEVEL);
         PsGetProcessStartKey => process_notify::ps_get_process_start_key, AtMost(DISPATCH_LEVEL);
+        PsGetProcessExitStatus => process_notify::ps_get_process_exit_status, AtMost(APC_LEVEL);
         SeQueryInformationToken => process_notify::se_query_information_token, AtMost(PASSIVE_LEVEL);
         memcpy => rtl::memcpy, Any;
         memmove => rtl::memmove, Any;

@@ -41,7 +41,8 @@ use vigil_sys::{
     BOOLEAN, CLIENT_ID, FILE_OBJECT, HANDLE, IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY, NTSTATUS,
     PACCESS_TOKEN, PASSIVE_LEVEL, PCREATE_PROCESS_NOTIFY_ROUTINE_EX, PEPROCESS,
     PS_CREATE_NOTIFY_INFO, PVOID, STATUS_ACCESS_DENIED, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, TokenSessionId, TokenUser,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, TokenSessionId,
+    TokenUser,
 };
 
 use crate::kernel::processes::SimProcess;
@@ -136,6 +137,26 @@ pub(crate) extern "win64" fn ps_get_process_start_key(process: PEPROCESS) -> u64
         };
         let pid = u32::try_from(pid).unwrap_or(u32::MAX);
         lock(&k.processes).get_or_running(&k.config, pid).start_key
+    })
+}
+
+/// `PsGetProcessExitStatus`: IRQL <= APC_LEVEL
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntddk/nf-ntddk-psgetprocessexitstatus>):
+/// the status the process exited with; `STATUS_PENDING` while it runs.
+pub(crate) extern "win64" fn ps_get_process_exit_status(process: PEPROCESS) -> NTSTATUS {
+    emulate(Routine::PsGetProcessExitStatus, |k| {
+        let Some(pid) = process_of(process) else {
+            k.parameter_violation(
+                "a PEPROCESS",
+                format!("{process:p} is not a process object"),
+            );
+            return STATUS_INVALID_PARAMETER;
+        };
+        let pid = u32::try_from(pid).unwrap_or(u32::MAX);
+        lock(&k.processes)
+            .get_or_running(&k.config, pid)
+            .exit_status
+            .unwrap_or(STATUS_PENDING)
     })
 }
 
@@ -279,10 +300,11 @@ pub(crate) fn create_process(k: &Arc<Kernel>, spec: SimProcess) -> Result<u64, N
 
 /// Process `pid` exits: every registered routine is notified (`CreateInfo` NULL) in its context,
 /// then the pid is free for reuse. `false` when no such process runs.
-pub(crate) fn exit_process(k: &Arc<Kernel>, pid: u32) -> bool {
+pub(crate) fn exit_process(k: &Arc<Kernel>, pid: u32, status: NTSTATUS) -> bool {
     if !lock(&k.processes).is_live(&k.config, pid) {
         return false;
     }
+    lock(&k.processes).set_exit_status(pid, status);
     let routines = lock(&k.processes).notify_routines.clone();
     for routine in routines {
         call_routine(k, routine, pid, pid, std::ptr::null_mut());

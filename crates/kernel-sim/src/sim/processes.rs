@@ -56,6 +56,7 @@ impl Driver {
             user_sid: sid_bytes(process.admin, process.user_rid),
             session_id: process.session_id,
             start_key: 0,
+            exit_status: None,
         };
         process_notify::create_process(self.kernel(), spec)
     }
@@ -63,7 +64,12 @@ impl Driver {
     /// Process `pid` exits: the registered routines see it (`CreateInfo` NULL), in its context;
     /// its pid may then be reused. `false` when no such process runs.
     pub fn exit_process(&self, pid: u32) -> bool {
-        process_notify::exit_process(self.kernel(), pid)
+        process_notify::exit_process(self.kernel(), pid, 0)
+    }
+
+    /// As [`Driver::exit_process`], with the exit status `PsGetProcessExitStatus` reports.
+    pub fn exit_process_with_status(&self, pid: u32, status: i32) -> bool {
+        process_notify::exit_process(self.kernel(), pid, status)
     }
 
     /// The start key of process `pid` (a process running before the load gets one on first
