@@ -1,6 +1,7 @@
 //! Process creation and exit as a driver learns of them: `PsSetCreateProcessNotifyRoutineEx`,
-//! the notifications it registers for, `PsGetProcessStartKey` and `SeQueryInformationToken`
-//! (`TokenUser`, `TokenSessionId`), over the process table of `kernel::processes`.
+//! the notifications it registers for, `PsGetProcessStartKey`, `PsGetProcessExitStatus` and
+//! `SeQueryInformationToken` (`TokenUser`, `TokenSessionId`), over the process table of
+//! `kernel::processes`.
 //!
 //! From the reference pages:
 //! * `PsSetCreateProcessNotifyRoutineEx`
