@@ -288,6 +288,14 @@ mod linux {
             .map(|(r, c)| format!("{r} {:.1}", **c as f64 / pairs))
             .collect();
         println!("    vigil.sys routine calls per pair: {}", top.join(", "));
+        // Issue 16: at most one name query per handle for its open, first write and close.
+        let per_pair =
+            |routine: &str| report.routine_calls.get(routine).copied().unwrap_or(0) as f64 / pairs;
+        println!(
+            "    name queries per pair: {:.2} (FltGetFileNameInformation); file ID queries per pair: {:.2} (FltQueryInformationFile)",
+            per_pair("FltGetFileNameInformation"),
+            per_pair("FltQueryInformationFile")
+        );
         println!(
             "    driver calls (callbacks) per pair: {:.1}",
             report.driver_calls as f64 / pairs

@@ -49,6 +49,8 @@ pub mod names {
     pub const SERVICE_IMAGE: [u16; 12] = utf16(b"ServiceImage");
     /// `REG_MULTI_SZ`: protected path prefixes (normalized NT paths).
     pub const PROTECTED_PREFIXES: [u16; 17] = utf16(b"ProtectedPrefixes");
+    /// Process table entries (load time).
+    pub const PROCESS_TABLE_ENTRIES: [u16; 19] = utf16(b"ProcessTableEntries");
 }
 
 /// Ring sizes accepted: at least 64 KiB (a handful of maximal records), at most 64 MiB of
@@ -69,6 +71,12 @@ pub const VERDICT_SLOTS_RANGE: RangeInclusive<u32> = 1..=64;
 /// wait for a slot within the verdict timeout, so parallel load (a build, a backup) is never
 /// denied for want of a buffer.
 pub const DEFAULT_VERDICT_SLOTS: u32 = 16;
+/// Process table sizes accepted: 16 entries at least (a test machine), 8,192 at most (the
+/// service's own table), about 650 bytes each of non-paged pool (an image path of 260 units
+/// and a SID).
+pub const PROCESS_TABLE_ENTRIES_RANGE: RangeInclusive<u32> = 16..=8192;
+/// Default: 1,024 processes (about 650 KiB), several times what a busy workstation runs.
+pub const DEFAULT_PROCESS_TABLE_ENTRIES: u32 = 1024;
 
 /// Everything DriverEntry configures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +97,8 @@ pub struct DriverConfig {
     pub attach_network: bool,
     /// Verdict requests in flight at once (load time: the buffers are allocated then).
     pub verdict_slots: u32,
+    /// Process table entries (load time: the table is allocated then).
+    pub process_table_entries: u32,
 }
 
 impl DriverConfig {
@@ -102,6 +112,7 @@ impl DriverConfig {
         default_verdict: DEFAULT_VERDICT,
         attach_network: false,
         verdict_slots: DEFAULT_VERDICT_SLOTS,
+        process_table_entries: DEFAULT_PROCESS_TABLE_ENTRIES,
     };
 }
 
@@ -130,11 +141,13 @@ pub enum Setting {
     AttachNetwork,
     /// [`DriverConfig::verdict_slots`].
     VerdictSlots,
+    /// [`DriverConfig::process_table_entries`].
+    ProcessTableEntries,
 }
 
 impl Setting {
     /// Every DWORD setting with its registry name.
-    pub const ALL: [(Self, &'static [u16]); 8] = [
+    pub const ALL: [(Self, &'static [u16]); 9] = [
         (Self::RingBytes, &names::RING_BYTES),
         (Self::BatchSize, &names::BATCH_SIZE),
         (Self::FlushIntervalMs, &names::FLUSH_INTERVAL_MS),
@@ -143,6 +156,7 @@ impl Setting {
         (Self::FailClosed, &names::FAIL_CLOSED),
         (Self::AttachNetwork, &names::ATTACH_NETWORK),
         (Self::VerdictSlots, &names::VERDICT_SLOTS),
+        (Self::ProcessTableEntries, &names::PROCESS_TABLE_ENTRIES),
     ];
 }
 
@@ -179,6 +193,9 @@ impl DriverConfig {
             }
             Setting::AttachNetwork => self.attach_network = in_range(0..=1)? == 1,
             Setting::VerdictSlots => self.verdict_slots = in_range(VERDICT_SLOTS_RANGE)?,
+            Setting::ProcessTableEntries => {
+                self.process_table_entries = in_range(PROCESS_TABLE_ENTRIES_RANGE)?;
+            }
         }
         Ok(())
     }
@@ -226,6 +243,7 @@ mod tests {
             (Setting::FailClosed, 0),
             (Setting::AttachNetwork, 0),
             (Setting::VerdictSlots, d.verdict_slots),
+            (Setting::ProcessTableEntries, d.process_table_entries),
         ] {
             assert_eq!(config.apply(setting, value), Ok(()), "{setting:?}");
         }

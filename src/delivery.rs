@@ -177,8 +177,25 @@ fn deliver_until_stopped(globals: &Globals, consumer: &mut RingConsumer<'_, Kern
         let batch_size = usize::try_from(globals.settings.batch_size.load(Ordering::Relaxed))
             .unwrap_or(1)
             .max(1);
+        if globals.slot.is_connected() {
+            send_process_records(globals);
+        }
         while globals.slot.is_connected() && send_one_batch(globals, consumer) >= batch_size {}
     }
+}
+
+/// Sends the pending process records (start, exit, first sight), one message each, before the
+/// round's events, so that the service knows a key before the events that carry it.
+fn send_process_records(globals: &Globals) {
+    // SAFETY: only this thread touches the batch buffer (Delivery invariant).
+    let batch = unsafe { &mut *globals.delivery.batch.get() };
+    crate::process::send_pending(globals, batch.as_mut_slice(), |message| {
+        let outcome = globals.slot.send(
+            timeout_ms(&globals.settings.send_timeout_ms),
+            |port, timeout| send_message(globals.filter_handle(), &port, message, None, timeout),
+        );
+        outcome == SendOutcome::Sent
+    });
 }
 
 /// Drains one batch and sends it; returns how many records it delivered (0 when there was

@@ -33,6 +33,7 @@ use crate::filter::port::{PortCallbacks, ServerPort, close_client_port};
 use crate::filter::registration::{RegisteredFilter, StaticRegistration, StaticTable};
 use crate::globals::{Globals, GlobalsBox};
 use crate::kernel::once::StaticInPlace;
+use crate::kernel::process_notify::NotifyRegistration;
 use crate::kernel::registry::ParametersKey;
 use crate::platform::KernelPlatform;
 use crate::twins::{self, Twin};
@@ -212,6 +213,17 @@ unsafe fn load(driver: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -
     // them (teardown) first stops the thread and waits on its object; once, before publication.
     unsafe { globals.delivery.start(&globals) }?;
     GLOBALS.store(globals.as_ptr(), Ordering::Release);
+    // 4b. The process-notify routine: internal setup too (its notifications find the globals
+    // published), before Filter Manager registration; the teardown removes it first.
+    match NotifyRegistration::register(crate::process::process_notify) {
+        // SAFETY: DriverEntry is the only writer before completion (Globals invariant).
+        Ok(notify) => unsafe { globals.registration_mut() }.process_notify = Some(notify),
+        Err(error) => {
+            // SAFETY: DriverEntry has not signalled completion: no teardown runs concurrently.
+            unsafe { teardown(globals) };
+            return Err(error);
+        }
+    }
     // 5. Registration, last.
     // SAFETY: DriverEntry's driver object.
     if let Err(error) = unsafe { register(driver, &globals) } {
@@ -288,6 +300,8 @@ unsafe fn register(driver: *mut DRIVER_OBJECT, globals: &Globals) -> Result {
 unsafe fn teardown(globals: GlobalsBox) {
     // SAFETY: exclusive access (contract).
     let registration = unsafe { globals.registration_mut() };
+    // First: the removal waits for the notifications in flight, and none starts afterwards.
+    drop(registration.process_notify.take());
     drop(registration.server_port.take());
     let filter = globals.filter_handle();
     crate::twins::close_second_port_copy(filter);

@@ -7,6 +7,7 @@ use core::sync::atomic::Ordering;
 use vigil_core::DropReason;
 use vigil_protocol::{EventFlags, EventKind, EventRecord, EventRepr, Utf16Str};
 
+use crate::filter::file_id::FileId;
 use crate::globals::Globals;
 use crate::kernel::apc::NoSuspension;
 use crate::kernel::time::system_time;
@@ -37,15 +38,21 @@ pub struct EventFacts<'a> {
     pub path: &'a [u16],
     /// The target path (rename, link).
     pub target: &'a [u16],
+    /// The file's ID (zeros: unknown), cached in the handle's context since its open.
+    pub file_id: FileId,
 }
 
 /// Encodes `facts` straight into a ring reservation and wakes the delivery thread when a batch
 /// is ready. Drops are counted by reason; the caller's I/O never waits for the service.
 pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
     globals.counters.events_generated.bump(facts.thread_id);
+    let mut flags = facts.flags;
+    if facts.file_id.is_64_bit {
+        flags |= EventFlags::FILE_ID_64;
+    }
     let mut repr = EventRepr {
         kind: facts.kind,
-        flags: facts.flags,
+        flags,
         status: facts.status,
         sequence: 0,
         timestamp: 0,
@@ -55,9 +62,8 @@ pub fn publish(globals: &Globals, facts: &EventFacts<'_>) {
         desired_access: facts.desired_access,
         create_disposition: facts.create_disposition,
         information: facts.information,
-        file_id: [0; 16],
-        // No process table in the driver yet (issue 16, driver half): zero is "unknown".
-        process_key: 0,
+        file_id: facts.file_id.bytes,
+        process_key: crate::process::key_for_event(globals, facts.process_id),
         path: Utf16Str::from_units(facts.path),
         target: Utf16Str::from_units(facts.target),
     };

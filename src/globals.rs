@@ -24,6 +24,7 @@ use crate::kernel::device::DeviceObject;
 use crate::kernel::pool::{PoolBox, PoolBuffer, UninitPoolBox, tags};
 use crate::platform::KernelPlatform;
 use crate::prefix::PrefixList;
+use crate::process::Processes;
 use crate::stats::Counters;
 use crate::twins::{self, Twin};
 use crate::verdict::VerdictBuffers;
@@ -157,6 +158,8 @@ impl Prefixes {
 
 /// What registration created, owned here so that the teardown can undo it in order.
 pub struct Registration {
+    /// The process-notify routine (internal setup, before the filter).
+    pub process_notify: Option<crate::kernel::process_notify::NotifyRegistration>,
     /// The registered filter.
     pub filter: Option<RegisteredFilter>,
     /// The server port.
@@ -190,10 +193,15 @@ pub struct Globals {
     pub counters: Counters,
     /// Volume ids.
     pub volumes: VolumeTable,
+    /// The process table.
+    pub processes: Processes,
     /// Process id of the connected service (0 when none): exempt from verdicts and not reported.
     service_pid: AtomicU64,
     /// Next verdict request id.
     next_request_id: AtomicU64,
+    /// Bumped when a rename begins and when it ends: a name cached in a handle's context under
+    /// another value may be stale (the file or an ancestor may have moved).
+    name_generation: AtomicU64,
     /// Preallocated verdict request buffers.
     pub verdicts: VerdictBuffers,
     /// The service's configured identity (RULES.md rule 29).
@@ -237,6 +245,7 @@ impl Globals {
             PoolBuffer::try_zeroed(MAX_MESSAGE_SIZE, tags::MESSAGE)?
         };
         let verdicts = VerdictBuffers::allocate(config.verdict_slots)?;
+        let process_entries = Processes::allocate(config.process_table_entries)?;
         // SAFETY: `driver` is DriverEntry's driver object (contract).
         let device = unsafe { DeviceObject::create(driver) }?;
         let mut block = UninitPoolBox::<Globals>::try_new(tags::GLOBALS)?;
@@ -251,6 +260,7 @@ impl Globals {
         // in-place initializers.
         unsafe {
             addr_of_mut!((*p).registration).write(UnsafeCell::new(Registration {
+                process_notify: None,
                 filter: None,
                 server_port: None,
             }));
@@ -265,8 +275,10 @@ impl Globals {
             Prefixes::init_in_place(addr_of_mut!((*p).prefixes));
             addr_of_mut!((*p).counters).write(Counters::default());
             addr_of_mut!((*p).volumes).write(VolumeTable::new());
+            Processes::init_in_place(addr_of_mut!((*p).processes), process_entries);
             addr_of_mut!((*p).service_pid).write(AtomicU64::new(0));
             addr_of_mut!((*p).next_request_id).write(AtomicU64::new(1));
+            addr_of_mut!((*p).name_generation).write(AtomicU64::new(0));
             addr_of_mut!((*p).verdicts).write(verdicts);
             addr_of_mut!((*p).identity).write(ServiceIdentity::unconfigured());
             #[cfg(vigil_twin = "wrong-irql")]
@@ -315,6 +327,16 @@ impl Globals {
     /// Records `pid` as the service's and returns the id recorded before.
     pub fn swap_service_pid(&self, pid: u64) -> u64 {
         self.service_pid.swap(pid, Ordering::Relaxed)
+    }
+
+    /// The current rename generation (see the field).
+    pub fn name_generation(&self) -> u64 {
+        self.name_generation.load(Ordering::Acquire)
+    }
+
+    /// A rename begins or ends: every cached name may be stale.
+    pub fn names_may_have_moved(&self) {
+        self.name_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// A fresh verdict request id.

@@ -15,6 +15,7 @@ pub mod attach;
 pub mod config;
 pub mod error;
 pub mod prefix;
+pub mod process_table;
 pub mod stats;
 
 #[cfg(target_os = "windows")]
@@ -39,6 +40,8 @@ mod kernel;
 mod platform;
 #[cfg(target_os = "windows")]
 mod port;
+#[cfg(target_os = "windows")]
+mod process;
 #[cfg(target_os = "windows")]
 mod protection;
 #[cfg(all(target_os = "windows", not(feature = "wdk")))]

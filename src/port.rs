@@ -63,6 +63,8 @@ pub unsafe extern "win64" fn connect(
     }
     crate::twins::remember_client_port(client);
     bump(&globals.counters.connections);
+    // A (re)connecting service learns every live process from "seen" records.
+    globals.processes.announce_all();
     if !connection_cookie.is_null() {
         // SAFETY: FltMgr passes a valid out-pointer.
         unsafe { *connection_cookie = core::ptr::null_mut() };

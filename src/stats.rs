@@ -89,6 +89,8 @@ pub struct Counters {
     pub allocation_failures: AtomicU64,
     /// Name queries that failed (even the opened-name fallback).
     pub name_query_failures: AtomicU64,
+    /// Processes the process table had no room for.
+    pub process_table_overflows: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -123,6 +125,7 @@ impl Counters {
             disconnects: get(&self.disconnects),
             allocation_failures: get(&self.allocation_failures),
             name_query_failures: get(&self.name_query_failures),
+            process_table_overflows: get(&self.process_table_overflows),
         }
     }
 }

@@ -316,7 +316,12 @@ fn every_operation_reports_exactly_its_events_on_ntfs_and_fat() {
     let service = Service::allowing(&driver);
     // Volume ids are the driver's per-load numbers, in attach order (NTFS, then FAT).
     let mut want = repertoire(&driver, NTFS, 1, true);
-    want.extend(repertoire(&driver, FAT, 2, false));
+    // FAT has no 128-bit file IDs: its events carry the 64-bit one, flagged.
+    want.extend(
+        repertoire(&driver, FAT, 2, false)
+            .into_iter()
+            .map(|e| with_flags(e.clone(), e.flags | EventFlags::FILE_ID_64)),
+    );
     let events = service.wait_events(want.len());
     // Nothing more arrives.
     let stats = service.quiesce();
@@ -335,6 +340,28 @@ fn every_operation_reports_exactly_its_events_on_ntfs_and_fat() {
         next += *count as u64;
     }
     assert!(service.malformed().is_empty(), "{:?}", service.malformed());
+    // Every event names its file by ID (queried once per open, cached for the handle): a
+    // 128-bit one on NTFS, a 64-bit one widened on FAT; the same file keeps its ID.
+    {
+        let log = service.log();
+        let mut by_path = std::collections::HashMap::new();
+        for (event, (_, file_id)) in log.events.iter().zip(&log.identities) {
+            assert_ne!(*file_id, [0; 16], "{event:?}");
+            if event.kind != EventKind::Rename {
+                let first = by_path.entry(event.path.clone()).or_insert(*file_id);
+                assert_eq!(first, file_id, "{event:?}");
+            }
+            let fat = event.volume_id == 2;
+            assert_eq!(
+                event.flags.contains(EventFlags::FILE_ID_64),
+                fat,
+                "{event:?}"
+            );
+            if fat {
+                assert_eq!(file_id[8..], [0; 8], "{event:?}");
+            }
+        }
+    }
     drop(service);
     let report = assert_clean(driver);
     assert_eq!(report.io.names_acquired, report.io.names_released);
@@ -544,5 +571,61 @@ fn post_operations_at_dispatch_level_change_nothing() {
         driver.unload(UnloadKind::Mandatory),
         Ok(vigil_kernel_sim::UnloadOutcome::Unloaded)
     );
+    assert_clean(driver);
+}
+
+/// Names: the open queries the name once and its handle's context keeps it, so a handle's open,
+/// first write and close cost one name query (the bench's pairs: 3 before). A rename anywhere
+/// makes cached names stale: the close of a file whose directory another handle renamed after
+/// its open reports the new path.
+#[test]
+fn one_name_query_per_handle_and_a_directory_rename_is_seen_at_close() {
+    let (_sim, driver) = load(config(&[]), &image());
+    let service = Service::allowing(&driver);
+    let io = driver.io(requestor(PID, TID));
+    let v = volume(&driver, NTFS);
+    let d = io
+        .create(v, r"\Old", FILE_CREATE, FILE_DIRECTORY_FILE, GENERIC_READ)
+        .expect("mkdir");
+    io.cleanup(&d);
+    io.close(d);
+    let before = driver.observer().routine_calls();
+    let queries = |calls: &std::collections::BTreeMap<String, u64>| {
+        calls.get("FltGetFileNameInformation").copied().unwrap_or(0)
+    };
+    let f = io
+        .create(v, r"\Old\kept.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("create");
+    assert_eq!(io.write(&f, 0, b"one"), STATUS_SUCCESS);
+    assert_eq!(io.write(&f, 3, b"two"), STATUS_SUCCESS);
+    io.cleanup(&f);
+    io.close(f);
+    let after = driver.observer().routine_calls();
+    assert_eq!(
+        queries(&after) - queries(&before),
+        1,
+        "open, first write, close"
+    );
+    // Renamed under an open handle: its close names the new place.
+    let g = io
+        .create(v, r"\Old\moved.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("create");
+    assert_eq!(io.write(&g, 0, b"x"), STATUS_SUCCESS);
+    let dir = io
+        .create(v, r"\Old", FILE_OPEN, FILE_DIRECTORY_FILE, DELETE)
+        .expect("open dir");
+    assert_eq!(io.rename(&dir, r"\New", false), STATUS_SUCCESS);
+    io.cleanup(&dir);
+    io.close(dir);
+    io.cleanup(&g);
+    io.close(g);
+    let events = service.wait_events(9);
+    let close = events
+        .iter()
+        .rev()
+        .find(|e| e.kind == EventKind::CloseModified)
+        .expect("the close");
+    assert_eq!(close.path, nt(NTFS, r"\New\moved.txt"), "{events:#?}");
+    drop(service);
     assert_clean(driver);
 }

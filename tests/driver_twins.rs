@@ -117,7 +117,7 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 16] = [
 /// varies from run to run).
 const PRODUCTION_RUNS: usize = 100;
 
-const TWINS: [Row; 16] = [
+const TWINS: [Row; 18] = [
     Row {
         twin: Twin::Leak,
         scenario: Scenario::Workload,
@@ -163,6 +163,18 @@ const TWINS: [Row; 16] = [
         scenario: Scenario::Workload,
         kind: ViolationKind::ResourceLeak,
         text: "still registered",
+    },
+    Row {
+        twin: Twin::LeaveProcessNotify,
+        scenario: Scenario::Workload,
+        kind: ViolationKind::ResourceLeak,
+        text: "still registered in the unloaded image",
+    },
+    Row {
+        twin: Twin::FileIdUnderLock,
+        scenario: Scenario::Workload,
+        kind: ViolationKind::Irql,
+        text: "APCs enabled",
     },
     Row {
         twin: Twin::ThreadRunning,

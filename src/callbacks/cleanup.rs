@@ -1,4 +1,5 @@
-//! `IRP_MJ_CLEANUP`: "closed after modification" for a handle that wrote. PASSIVE_LEVEL.
+//! `IRP_MJ_CLEANUP`: "closed after modification" for a handle that wrote (its context says
+//! so). PASSIVE_LEVEL.
 
 use vigil_protocol::EventKind;
 use vigil_sys::{
@@ -30,7 +31,9 @@ pub unsafe extern "win64" fn pre_cleanup(
     if operation.file_object().is_null() {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
-    let Some(context) = HandleContext::get(operation.instance(), operation.file_object()) else {
+    let Some(context) = HandleContext::get(operation.instance(), operation.file_object())
+        .filter(HandleContext::has_written)
+    else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     let Some(who) = requestor(globals, operation) else {
@@ -40,7 +43,7 @@ pub unsafe extern "win64" fn pre_cleanup(
     // FltGetFileNameInformation, limit APC_LEVEL). A cfg: the lock exists only in that twin.
     #[cfg(vigil_twin = "wrong-irql")]
     let _raised = globals.twin_lock.lock();
-    let name = EventName::of(globals, operation);
+    let name = EventName::cached_or_query(globals, operation, &context);
     publish(
         globals,
         &EventFacts {
@@ -55,6 +58,7 @@ pub unsafe extern "win64" fn pre_cleanup(
             information: 0,
             path: name.units(),
             target: &[],
+            file_id: context.state().file_id,
         },
     );
     crate::twins::corrupt_pre_cleanup_return(FLT_PREOP_SUCCESS_NO_CALLBACK)

@@ -12,6 +12,8 @@ use vigil_sys::{
 
 use crate::callbacks::{EventName, admit, requestor};
 use crate::events::{EventFacts, publish};
+use crate::filter::context::HandleContext;
+use crate::filter::file_id;
 use crate::filter::name::FileName;
 use crate::filter::operation::Operation;
 use crate::globals::Globals;
@@ -256,6 +258,19 @@ pub unsafe extern "win64" fn post_create(
     if create.Options & FILE_DIRECTORY_FILE != 0 {
         event_flags |= EventFlags::DIRECTORY;
     }
+    // The file's ID and name, once per open (PASSIVE_LEVEL here), kept in the handle's context
+    // for its first write and close. The generation is read before the name query, so that a
+    // rename racing with it makes the cached name stale rather than wrong.
+    let file_id = if twins::is(Twin::FileIdUnderLock) {
+        // `file-id-under-lock`: the query made under a push lock, i.e. in a critical region.
+        globals.prefixes.read(|_| {
+            file_id::query(operation.instance(), operation.file_object()).unwrap_or_default()
+        })
+    } else {
+        file_id::query(operation.instance(), operation.file_object()).unwrap_or_default()
+    };
+    let volume_id = globals.volumes.id_of(operation.volume());
+    let generation = globals.name_generation();
     let name = EventName::of(globals, operation);
     event_flags |= name.flags;
     publish(
@@ -266,14 +281,28 @@ pub unsafe extern "win64" fn post_create(
             status,
             process_id: who.process_id,
             thread_id: who.thread_id,
-            volume_id: globals.volumes.id_of(operation.volume()),
+            volume_id,
             desired_access,
             create_disposition: create.Options >> 24,
             // The create's outcome (FILE_OPENED, FILE_CREATED, ...), a small number.
             information: u32::try_from(operation.information()).unwrap_or(u32::MAX),
             path: name.units(),
             target: &[],
+            file_id,
         },
     );
+    if create.Options & FILE_DIRECTORY_FILE == 0
+        && HandleContext::attach_at_open(
+            operation.filter(),
+            operation.instance(),
+            operation.file_object(),
+            volume_id,
+            file_id,
+            name.name.map(|name| (name, generation)),
+        )
+        .is_err()
+    {
+        bump(&globals.counters.allocation_failures);
+    }
     FLT_POSTOP_FINISHED_PROCESSING
 }

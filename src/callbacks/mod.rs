@@ -139,14 +139,16 @@ pub fn requestor(globals: &Globals, operation: &mut Operation<'_>) -> Option<Req
 }
 
 /// A file's name for an event, with the flags that describe how it was obtained.
-pub struct EventName {
+pub struct EventName<'c> {
     /// The name, when a query succeeded.
     pub name: Option<crate::filter::name::FileName>,
+    /// The name the handle's open cached (borrowed from its context), used instead of a query.
+    cached: Option<&'c [u16]>,
     /// `NAME_NOT_NORMALIZED` or `NAME_UNAVAILABLE` as the case may be.
     pub flags: vigil_protocol::EventFlags,
 }
 
-impl EventName {
+impl<'c> EventName<'c> {
     /// Wraps a query's outcome, counting a failure.
     pub fn from_query(
         globals: &Globals,
@@ -161,14 +163,38 @@ impl EventName {
             };
             Self {
                 name: Some(name),
+                cached: None,
                 flags,
             }
         } else {
             crate::stats::bump(&globals.counters.name_query_failures);
             Self {
                 name: None,
+                cached: None,
                 flags: EventFlags::NAME_UNAVAILABLE,
             }
+        }
+    }
+
+    /// The name the handle's open cached in `context` if no rename has begun since, else a
+    /// query: at most one name query per handle for its open, first write and close.
+    /// IRQL <= APC_LEVEL.
+    pub fn cached_or_query(
+        globals: &Globals,
+        operation: &mut Operation<'_>,
+        context: &'c crate::filter::context::HandleContext,
+    ) -> Self {
+        match context.cached_name(globals.name_generation()) {
+            Some((units, normalized)) => Self {
+                name: None,
+                cached: Some(units),
+                flags: if normalized {
+                    vigil_protocol::EventFlags::NONE
+                } else {
+                    vigil_protocol::EventFlags::NAME_NOT_NORMALIZED
+                },
+            },
+            None => Self::of(globals, operation),
         }
     }
 
@@ -176,6 +202,7 @@ impl EventName {
     pub fn unavailable() -> Self {
         Self {
             name: None,
+            cached: None,
             flags: vigil_protocol::EventFlags::NAME_UNAVAILABLE,
         }
     }
@@ -187,6 +214,9 @@ impl EventName {
 
     /// The name's code units (empty when unavailable).
     pub fn units(&self) -> &[u16] {
+        if let Some(units) = self.cached {
+            return units;
+        }
         self.name
             .as_ref()
             .map_or(&[], crate::filter::name::FileName::units)

@@ -14,6 +14,7 @@ use vigil_sys::{
 use crate::callbacks::{EventName, admit, requestor};
 use crate::error::Result;
 use crate::events::{EventFacts, publish};
+use crate::filter::context::HandleContext;
 use crate::filter::name::FileName;
 use crate::filter::operation::Operation;
 use crate::filter::set_information::{LinkTarget, SetInformationRequest as Change};
@@ -67,7 +68,17 @@ pub unsafe extern "win64" fn pre_set_information(
     let Some(change) = Change::parse(operation) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
+    if change == Change::Rename {
+        // Before any requestor check: the service's own renames (log rotation) move names too.
+        globals.names_may_have_moved();
+    }
     let Some(who) = requestor(globals, operation) else {
+        if change == Change::Rename && !completion.is_null() {
+            // The post callback marks the end of the rename too (no name travels to it).
+            // SAFETY: FltMgr passes a valid completion-context slot.
+            unsafe { *completion = core::ptr::null_mut() };
+            return FLT_PREOP_SYNCHRONIZE;
+        }
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     let source = EventName::of(globals, operation);
@@ -178,6 +189,10 @@ pub unsafe extern "win64" fn post_set_information(
     let Some(change) = Change::parse(operation).filter(|_| NT_SUCCESS(status)) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
+    if change == Change::Rename {
+        // The rename is done: a name cached while it was in progress may be the old one.
+        globals.names_may_have_moved();
+    }
     let Some(who) = requestor(globals, operation) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
@@ -209,6 +224,10 @@ pub unsafe extern "win64" fn post_set_information(
             information: 0,
             path: source.units(),
             target: target.as_ref().map_or(&[][..], EventName::units),
+            // The ID the handle's open cached (a rename or link keeps the file's ID).
+            file_id: HandleContext::get(operation.instance(), operation.file_object())
+                .map(|context| context.state().file_id)
+                .unwrap_or_default(),
         },
     );
     FLT_POSTOP_FINISHED_PROCESSING

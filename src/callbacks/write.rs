@@ -10,6 +10,9 @@ use vigil_sys::{
 use crate::callbacks::{EventName, admit, requestor};
 use crate::events::{EventFacts, publish};
 use crate::filter::context::{HandleContext, MarkOutcome};
+use crate::filter::file_id::FileId;
+use crate::filter::operation::Operation;
+use crate::globals::Globals;
 use crate::stats::bump;
 use crate::twins::{self, Twin};
 
@@ -42,36 +45,27 @@ pub unsafe extern "win64" fn pre_write(
     let Some(who) = requestor(globals, operation) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    // The common case: this handle has written before.
-    if let Some(context) = HandleContext::get(operation.instance(), operation.file_object()) {
-        if twins::is(Twin::ContextLeak) {
-            // The broken twin keeps the reference forever (the context-leak check).
-            core::mem::forget(context);
-        }
-        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    // The common case: the handle's context, attached at its open, with its file ID and name.
+    let mut context = HandleContext::get(operation.instance(), operation.file_object());
+    let outcome = context.as_ref().map(HandleContext::mark_written_now);
+    if twins::is(Twin::ContextLeak) && matches!(outcome, Some(MarkOutcome::AlreadyWritten)) {
+        // The broken twin keeps the reference forever (the context-leak check).
+        core::mem::forget(context.take());
     }
-    let volume_id = globals.volumes.id_of(operation.volume());
-    match HandleContext::mark_written(
-        operation.filter(),
-        operation.instance(),
-        operation.file_object(),
-        volume_id,
-    ) {
-        Ok(MarkOutcome::FirstWrite) => {}
-        Ok(MarkOutcome::AlreadyWritten) => return FLT_PREOP_SUCCESS_NO_CALLBACK,
-        Err(_) => {
-            // No context, no way to report this handle's writes once: the first-write event is
-            // generated and dropped for want of memory, so generated = delivered + dropped holds.
-            bump(&globals.counters.allocation_failures);
-            globals
-                .counters
-                .events_generated
-                .bump(crate::kernel::thread::current_thread_id());
-            bump(&globals.counters.dropped_no_memory);
-            return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    let (volume_id, file_id) = match (&context, outcome) {
+        (Some(context), Some(MarkOutcome::FirstWrite)) => {
+            (context.state().volume_id, context.state().file_id)
         }
-    }
-    let name = EventName::of(globals, operation);
+        (Some(_), _) | (None, Some(_)) => return FLT_PREOP_SUCCESS_NO_CALLBACK,
+        (None, None) => match first_write_without_context(globals, operation) {
+            Some(volume_id) => (volume_id, FileId::default()),
+            None => return FLT_PREOP_SUCCESS_NO_CALLBACK,
+        },
+    };
+    let name = match &context {
+        Some(context) => EventName::cached_or_query(globals, operation, context),
+        None => EventName::of(globals, operation),
+    };
     publish(
         globals,
         &EventFacts {
@@ -86,7 +80,34 @@ pub unsafe extern "win64" fn pre_write(
             information: 0,
             path: name.units(),
             target: &[],
+            file_id,
         },
     );
     FLT_PREOP_SUCCESS_NO_CALLBACK
+}
+
+/// A handle whose open attached no context (its allocation failed, or it was opened before the
+/// instance attached): attaches one now; the volume id when this is its first write.
+fn first_write_without_context(globals: &Globals, operation: &Operation<'_>) -> Option<u32> {
+    let volume_id = globals.volumes.id_of(operation.volume());
+    match HandleContext::mark_written(
+        operation.filter(),
+        operation.instance(),
+        operation.file_object(),
+        volume_id,
+    ) {
+        Ok(MarkOutcome::FirstWrite) => Some(volume_id),
+        Ok(MarkOutcome::AlreadyWritten) => None,
+        Err(_) => {
+            // No context, no way to report this handle's writes once: the first-write event is
+            // generated and dropped for want of memory, so generated = delivered + dropped holds.
+            bump(&globals.counters.allocation_failures);
+            globals
+                .counters
+                .events_generated
+                .bump(crate::kernel::thread::current_thread_id());
+            bump(&globals.counters.dropped_no_memory);
+            None
+        }
+    }
 }

@@ -108,6 +108,31 @@ impl FileName {
         tagged
     }
 
+    /// The units and normalized flag of a reference given up by [`FileName::into_raw`],
+    /// without taking it back.
+    ///
+    /// # Safety
+    ///
+    /// `raw` came from `into_raw` and is not taken back while the returned slice lives.
+    pub unsafe fn view_raw<'a>(raw: *mut core::ffi::c_void) -> (&'a [u16], bool) {
+        let normalized = raw.addr() & 1 == 0;
+        let info = raw
+            .map_addr(|addr| addr & !1)
+            .cast::<FLT_FILE_NAME_INFORMATION>();
+        // SAFETY: a referenced structure (contract), alive while the reference is held.
+        let Some(info) = (unsafe { info.as_ref() }) else {
+            return (&[], normalized);
+        };
+        if info.Name.Buffer.is_null() {
+            return (&[], normalized);
+        }
+        // SAFETY: `Length` bytes of UTF-16 at `Buffer`, alive while referenced (contract).
+        let units = unsafe {
+            core::slice::from_raw_parts(info.Name.Buffer, usize::from(info.Name.Length) / 2)
+        };
+        (units, normalized)
+    }
+
     /// Takes back a reference given up by [`FileName::into_raw`].
     ///
     /// # Safety

@@ -11,6 +11,7 @@ pub mod irql;
 pub mod once;
 pub mod pool;
 pub mod process;
+pub mod process_notify;
 pub mod registry;
 pub mod rtl;
 // Only the `wrong-irql` twin holds a spin lock (the event path takes none): production must

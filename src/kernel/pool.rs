@@ -26,6 +26,8 @@ pub mod tags {
     pub const CONTEXT: u32 = tag(*b"VgCx");
     /// Registry reads.
     pub const REGISTRY: u32 = tag(*b"VgRg");
+    /// The process table.
+    pub const PROCESSES: u32 = tag(*b"VgPr");
     /// The global allocator (unused by design; a block with this tag is a finding).
     pub const ALLOC: u32 = tag(*b"VgAl");
 }

@@ -43,6 +43,12 @@ macro_rules! with_catalog {
                 WrongIrql = "wrong-irql",
                 /// Unload leaves the filter registered (the resource-leak check).
                 LeaveRegistered = "leave-registered",
+                /// Unload leaves the process-notify routine registered (kernel-sim reports it at
+                /// unload, and a later process notification faults in the unloaded image).
+                LeaveProcessNotify = "leave-process-notify",
+                /// The post-create queries the file ID inside a critical region (under a push lock),
+                /// where `FltQueryInformationFile` must not be called (its APCs-enabled check).
+                FileIdUnderLock = "file-id-under-lock",
                 /// Unload does not wait for the delivery thread (the thread check).
                 ThreadRunning = "thread-running",
                 /// PreCleanup returns at APC_LEVEL (the IRQL-restored check).

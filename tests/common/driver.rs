@@ -21,8 +21,8 @@ use vigil_kernel_sim::{
     Sim, SimConfig, VolumeId, VolumeKind,
 };
 use vigil_protocol::{
-    Config, EventFlags, EventKind, GetStats, MAX_MESSAGE_SIZE, Message, Stats, StatsReply, Verdict,
-    VerdictOperation, VerdictReply,
+    Config, EventFlags, EventKind, GetStats, MAX_MESSAGE_SIZE, Message, ProcessEvent, Stats,
+    StatsReply, Verdict, VerdictOperation, VerdictReply,
 };
 
 pub const PORT: &str = vigil_protocol::PORT_NAME;
@@ -170,6 +170,24 @@ pub struct Log {
     pub requests: Vec<VerdictAsked>,
     /// Messages that did not decode (must stay empty).
     pub malformed: Vec<String>,
+    /// Each event's process key and file id, index for index with `events` (kept apart so
+    /// that the expected [`Event`]s of the older tests need not name them).
+    pub identities: Vec<(u64, [u8; 16])>,
+    /// Process records, in arrival order.
+    pub processes: Vec<ProcessSeen>,
+}
+
+/// One process record as the service decodes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessSeen {
+    pub event: ProcessEvent,
+    pub key: u64,
+    pub pid: u64,
+    pub parent_pid: u64,
+    pub session_id: u32,
+    pub exit_status: i32,
+    pub image: String,
+    pub user_sid: Option<String>,
 }
 
 type Policy = dyn Fn(&VerdictAsked) -> Answer + Send + Sync;
@@ -256,6 +274,10 @@ impl Service {
     }
 
     /// Everything received so far.
+    pub fn log(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock().unwrap()
+    }
+
     pub fn events(&self) -> Vec<Event> {
         self.log.lock().unwrap().events.clone()
     }
@@ -276,6 +298,7 @@ impl Service {
     pub fn clear(&self) {
         let mut log = self.log.lock().unwrap();
         log.events.clear();
+        log.identities.clear();
         log.batches.clear();
         log.requests.clear();
     }
@@ -343,7 +366,9 @@ fn read_until_stopped(port: &PortConnection, log: &Mutex<Log>, stop: &AtomicBool
         match Message::parse(bytes) {
             Ok(Message::EventBatch(batch)) => {
                 let mut events = Vec::with_capacity(batch.record_count());
+                let mut identities = Vec::with_capacity(batch.record_count());
                 for record in batch.records() {
+                    identities.push((record.process_key(), record.file_id()));
                     events.push(Event {
                         kind: record.kind(),
                         flags: record.flags(),
@@ -369,6 +394,19 @@ fn read_until_stopped(port: &PortConnection, log: &Mutex<Log>, stop: &AtomicBool
                 }
                 log.batches.push((batch.sequence(), events.len()));
                 log.events.extend(events);
+                log.identities.extend(identities);
+            }
+            Ok(Message::ProcessRecord(record)) => {
+                log.lock().unwrap().processes.push(ProcessSeen {
+                    event: record.event(),
+                    key: record.process_key(),
+                    pid: record.process_id(),
+                    parent_pid: record.parent_process_id(),
+                    session_id: record.session_id(),
+                    exit_status: record.exit_status(),
+                    image: record.image().chars().collect(),
+                    user_sid: record.user_sid().map(|sid| sid.to_string()),
+                });
             }
             Ok(Message::VerdictRequest(request)) => {
                 let request = VerdictAsked {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use vigil_kernel_sim::fixtures::{FAT, NTFS};
-use vigil_kernel_sim::{Driver, FileHandle, Io, Requestor, VolumeId};
+use vigil_kernel_sim::{Driver, FileHandle, Io, NewProcess, Requestor, VolumeId};
 use vigil_sys::{
     FILE_CREATE, FILE_DELETE_ON_CLOSE, FILE_DIRECTORY_FILE, FILE_OPEN, FILE_OPEN_IF, GENERIC_READ,
     GENERIC_WRITE, STATUS_ACCESS_DENIED,
@@ -234,6 +234,30 @@ pub const PROCESSES: &[(u32, &str, &[u32])] = &[
     (6660, "intruder.exe", &[6661]),
 ];
 
+/// The session manager's process id, the parent of the workload's processes.
+const PARENT_PID: u32 = 612;
+
+/// Starts the processes of [`PROCESSES`]: the driver's process-notify routine sees each
+/// creation (its image in [`IMAGE_DIR`]), so their events carry a process key the service
+/// resolves to the image, parent, user and session.
+///
+/// # Panics
+///
+/// When a pid is in use (the workload runs once per load).
+pub fn start_processes(driver: &Driver) {
+    for &(pid, name, _) in PROCESSES {
+        let process = NewProcess::new(pid, PARENT_PID, &format!("{IMAGE_DIR}\\{name}"));
+        driver.start_process(&process).expect("a free pid");
+    }
+}
+
+/// The processes of [`PROCESSES`] exit (the driver sends their exit records).
+pub fn exit_processes(driver: &Driver) {
+    for &(pid, _, _) in PROCESSES {
+        driver.exit_process(pid);
+    }
+}
+
 /// The image names of [`PROCESSES`], for the service's `except_processes`.
 pub fn process_names() -> NameTable {
     NameTable(
@@ -274,6 +298,7 @@ except_processes = ['{IMAGE_DIR}\backup.exe']
 ///
 /// When the file system refuses an operation the script expects to succeed.
 pub fn phase_one(driver: &Driver, volumes: Volumes, pace: Duration) -> WorkloadOutcome {
+    start_processes(driver);
     let mut outcome = WorkloadOutcome::default();
     std::thread::scope(|s| {
         let editor_a = s.spawn(|| {
@@ -370,6 +395,7 @@ pub fn phase_one(driver: &Driver, volumes: Volumes, pace: Duration) -> WorkloadO
         outcome.add(backup);
         outcome.add(intruder);
     });
+    exit_processes(driver);
     outcome
 }
 
@@ -380,6 +406,7 @@ pub fn phase_one(driver: &Driver, volumes: Volumes, pace: Duration) -> WorkloadO
 ///
 /// When the file system refuses an operation the script expects to succeed.
 pub fn phase_two(driver: &Driver, volumes: Volumes, pace: Duration) -> WorkloadOutcome {
+    start_processes(driver);
     let mut outcome = WorkloadOutcome::default();
     std::thread::scope(|s| {
         let editor = s.spawn(|| {
@@ -419,6 +446,7 @@ pub fn phase_two(driver: &Driver, volumes: Volumes, pace: Duration) -> WorkloadO
             outcome.add(handle.join().expect("workload thread"));
         }
     });
+    exit_processes(driver);
     outcome
 }
 

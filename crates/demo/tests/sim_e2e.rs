@@ -149,6 +149,23 @@ fn events_reach_the_jsonl_file_complete_and_in_order_across_a_reload() {
         (2, 1, 2)
     );
     assert_eq!((c.gaps, c.duplicates), (0, 0));
+    // Issue 16: every event of a process the workload created names its file by ID (the 64-bit
+    // one, flagged, on the FAT volume) and its process by image.
+    for event in &contents.events {
+        let file_id = event["file_id"].as_str().unwrap_or_default();
+        assert_eq!(file_id.len(), 32, "{event}");
+        assert_ne!(file_id, "0".repeat(32), "{event}");
+        let fat = event["volume"] == 2;
+        let flagged = event["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "file_id_64"));
+        assert_eq!(flagged, fat, "{event}");
+        let image = event["process"]["image"].as_str().unwrap_or_default();
+        assert!(
+            image.starts_with(r"\Device\HarddiskVolume1\Program Files\Vigil Demo\"),
+            "{event}"
+        );
+    }
 }
 
 #[test]

@@ -175,6 +175,7 @@ pub use machine::switch::STACK_POISON;
 pub use report::{DebugPrint, IoStats, Report, Violation, ViolationKind, status_name};
 pub use scenario::{ScenarioConfig, ScenarioSummary, UnloadPlan, run_scenario};
 pub use sim::exports::emulated;
+pub use sim::processes::NewProcess;
 pub use sim::{Driver, Mounter, Sim, UnloadError, UnloadOutcome};
 pub use sweep::{SweepReport, SweepRun, sweep};
 pub use world::client::{

@@ -64,8 +64,10 @@ fn twin_double_release_is_an_over_release_of_a_name() {
         .iter()
         .find(|v| v.kind == ViolationKind::OverRelease)
         .unwrap_or_else(|| panic!("{}", report.summary()));
+    // The workload's file, under its first name or the one a rename gave it (the driver keeps
+    // the open's name until the handle's cleanup, so the first double release may be later).
     assert!(
-        v.message.contains(r"\twin.txt"),
+        v.message.contains(r"\twin.txt") || v.message.contains(r"\renamed.txt"),
         "names the file: {}",
         v.message
     );

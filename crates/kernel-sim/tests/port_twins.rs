@@ -103,10 +103,17 @@ fn one_batch(image: PathBuf) -> Report {
     io.cleanup(&file);
     io.close(file);
     let mut buf = vec![0u8; vigil_protocol::MAX_MESSAGE_SIZE];
-    let message = client
-        .get_message(&mut buf, Duration::from_secs(10))
-        .expect("a batch arrives");
-    assert!(message.len > 0);
+    // The process record of the requestor (first seen here) comes first; then the batch.
+    loop {
+        let message = client
+            .get_message(&mut buf, Duration::from_secs(10))
+            .expect("a batch arrives");
+        assert!(message.len > 0);
+        let kind = vigil_protocol::Message::parse(&buf[..message.len]).map(|m| m.kind());
+        if kind == Ok(vigil_protocol::MessageKind::EventBatch) {
+            break;
+        }
+    }
     drop(client);
     driver.finish()
 }

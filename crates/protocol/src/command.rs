@@ -189,11 +189,13 @@ pub struct Stats {
     pub allocation_failures: u64,
     /// File name queries that failed.
     pub name_query_failures: u64,
+    /// Processes the driver's process table had no room for (their events carry key 0).
+    pub process_table_overflows: u64,
 }
 
 impl Stats {
     /// Number of counters, in wire order.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
 
     /// Events dropped for any reason (saturating).
     pub const fn dropped_total(&self) -> u64 {
@@ -224,6 +226,7 @@ impl Stats {
             self.disconnects,
             self.allocation_failures,
             self.name_query_failures,
+            self.process_table_overflows,
         ]
     }
 
@@ -247,6 +250,7 @@ impl Stats {
             disconnects: c[14],
             allocation_failures: c[15],
             name_query_failures: c[16],
+            process_table_overflows: c[17],
         }
     }
 }

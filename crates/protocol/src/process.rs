@@ -116,8 +116,8 @@ pub struct ProcessRepr<'a> {
     pub process_id: u64,
     /// The creating process's id (for [`ProcessEvent::Seen`], the one recorded at its start).
     pub parent_process_id: u64,
-    /// For a start, the creation time; for an exit or a sighting, when it happened. 100 ns
-    /// units since 1601-01-01 UTC.
+    /// For a start, when the driver learned of the creation; for an exit, when it happened; for
+    /// a sighting, when the driver sent the record. 100 ns units since 1601-01-01 UTC.
     pub timestamp: u64,
     /// The Terminal Services session id.
     pub session_id: u32,

@@ -9,7 +9,7 @@ use crate::flt::{
     FLT_SET_CONTEXT_OPERATION, PFLT_CONNECT_NOTIFY, PFLT_CONTEXT, PFLT_DISCONNECT_NOTIFY,
     PFLT_FILE_NAME_INFORMATION, PFLT_FILTER, PFLT_INSTANCE, PFLT_MESSAGE_NOTIFY, PFLT_PORT,
 };
-use crate::io::{DRIVER_OBJECT, FILE_OBJECT};
+use crate::io::{DRIVER_OBJECT, FILE_INFORMATION_CLASS, FILE_OBJECT};
 
 #[link(name = "FLTMGR.SYS", kind = "raw-dylib", modifiers = "+verbatim")]
 unsafe extern "win64" {
@@ -59,6 +59,15 @@ unsafe extern "win64" {
         Timeout: *mut LARGE_INTEGER,
     ) -> NTSTATUS;
 
+    /// `FltQueryInformationFile`: PASSIVE_LEVEL with APCs enabled (the file must be open).
+    pub fn FltQueryInformationFile(
+        Instance: PFLT_INSTANCE,
+        FileObject: *mut FILE_OBJECT,
+        FileInformation: PVOID,
+        Length: u32,
+        FileInformationClass: FILE_INFORMATION_CLASS,
+        LengthReturned: *mut u32,
+    ) -> NTSTATUS;
     /// `FltGetFileNameInformation`: IRQL <= APC_LEVEL.
     pub fn FltGetFileNameInformation(
         CallbackData: *mut FLT_CALLBACK_DATA,

@@ -271,6 +271,10 @@ pub const GENERIC_READ: ACCESS_MASK = 0x8000_0000;
 
 /// `FILE_INFORMATION_CLASS`.
 pub type FILE_INFORMATION_CLASS = i32;
+/// `FileInternalInformation`: the file system's 64-bit file ID (`FILE_INTERNAL_INFORMATION`).
+pub const FileInternalInformation: FILE_INFORMATION_CLASS = 6;
+/// `FileIdInformation`: the volume serial number and 128-bit file ID (`FILE_ID_INFORMATION`).
+pub const FileIdInformation: FILE_INFORMATION_CLASS = 59;
 /// `FileRenameInformation`.
 pub const FileRenameInformation: FILE_INFORMATION_CLASS = 10;
 /// `FileLinkInformation`.
@@ -351,3 +355,29 @@ pub struct MDL {
 pub const MDL_MAPPED_TO_SYSTEM_VA: i16 = 0x0001;
 /// `MDL_SOURCE_IS_NONPAGED_POOL`: built by `MmBuildMdlForNonPagedPool`.
 pub const MDL_SOURCE_IS_NONPAGED_POOL: i16 = 0x0004;
+
+/// `FILE_INTERNAL_INFORMATION`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FILE_INTERNAL_INFORMATION {
+    /// The 64-bit file ID (0 where the file system has none).
+    pub IndexNumber: i64,
+}
+
+/// `FILE_ID_128`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FILE_ID_128 {
+    /// The identifier's bytes.
+    pub Identifier: [u8; 16],
+}
+
+/// `FILE_ID_INFORMATION`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FILE_ID_INFORMATION {
+    /// The volume's serial number.
+    pub VolumeSerialNumber: u64,
+    /// The 128-bit file ID; zero on a file system without 128-bit IDs.
+    pub FileId: FILE_ID_128,
+}

@@ -39,6 +39,7 @@ compile_error!("vigil-sys declares the x86-64 layouts only");
 mod basic;
 mod flt;
 mod io;
+mod process;
 mod status;
 
 #[cfg(target_os = "windows")]
@@ -49,6 +50,7 @@ mod ntoskrnl;
 pub use basic::*;
 pub use flt::*;
 pub use io::*;
+pub use process::*;
 pub use status::*;
 
 #[cfg(target_os = "windows")]

@@ -10,6 +10,7 @@ use crate::basic::{
     PKSTART_ROUTINE, POBJECT_TYPE, POOL_FLAGS, PVOID, UNICODE_STRING,
 };
 use crate::io::{DEVICE_OBJECT, DRIVER_OBJECT};
+use crate::process::PCREATE_PROCESS_NOTIFY_ROUTINE_EX;
 
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
 unsafe extern "win64" {
@@ -92,6 +93,29 @@ unsafe extern "win64" {
         ProcessInformationLength: u32,
         ReturnLength: *mut u32,
     ) -> NTSTATUS;
+
+    /// `PsSetCreateProcessNotifyRoutineEx`: PASSIVE_LEVEL. The image holding the routine must
+    /// be linked with `/INTEGRITYCHECK` (else `STATUS_ACCESS_DENIED`); a removal waits for the
+    /// notifications in flight.
+    pub fn PsSetCreateProcessNotifyRoutineEx(
+        NotifyRoutine: PCREATE_PROCESS_NOTIFY_ROUTINE_EX,
+        Remove: BOOLEAN,
+    ) -> NTSTATUS;
+    /// `PsGetProcessStartKey`: IRQL <= DISPATCH_LEVEL. A process identifier that no other
+    /// process of the boot session has.
+    pub fn PsGetProcessStartKey(Process: PEPROCESS) -> u64;
+    /// `PsGetProcessExitStatus`: IRQL <= APC_LEVEL. The process's exit status.
+    pub fn PsGetProcessExitStatus(Process: PEPROCESS) -> NTSTATUS;
+    /// `SeQueryInformationToken`: PASSIVE_LEVEL. For `TokenUser` the routine allocates the
+    /// answer, which the caller frees with `ExFreePool`; for `TokenSessionId` it writes a `ULONG`.
+    pub fn SeQueryInformationToken(
+        Token: PACCESS_TOKEN,
+        TokenInformationClass: u32,
+        TokenInformation: *mut PVOID,
+    ) -> NTSTATUS;
+    /// `ExFreePool`: IRQL <= DISPATCH_LEVEL. Frees what a routine allocated for the caller
+    /// (`SeQueryInformationToken`).
+    pub fn ExFreePool(P: PVOID);
 
     /// `RtlUpcaseUnicodeChar`: IRQL <= APC_LEVEL. The uppercase of one UTF-16 unit, from the
     /// system's upcase table.

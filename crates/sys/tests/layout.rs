@@ -145,7 +145,7 @@ fn c_name(
 
 /// Every `#[repr(C)]` type of vigil-sys (and the C types its aliases stand for).
 #[expect(clippy::too_many_lines, reason = "one table, one entry per type")]
-fn layouts() -> Vec<TypeLayout> {
+fn base_layouts() -> Vec<TypeLayout> {
     let mut device_object = layout!(DEVICE_OBJECT, "DEVICE_OBJECT", [Wine, Mingw], {
         Type, Size, ReferenceCount, DriverObject, NextDevice, AttachedDevice, CurrentIrp, Timer,
         Flags, Characteristics, Vpb, DeviceExtension, DeviceType, StackSize, Queue,
@@ -264,6 +264,34 @@ fn layouts() -> Vec<TypeLayout> {
         layout!(MDL, "MDL", [Wine, Mingw], {
             Next, Size, MdlFlags, Process, MappedSystemVa, StartVa, ByteCount, ByteOffset,
         }),
+    ]
+}
+
+/// Every `#[repr(C)]` type of vigil-sys: [`base_layouts`] and [`identity_layouts`].
+fn layouts() -> Vec<TypeLayout> {
+    let mut all = base_layouts();
+    all.extend(identity_layouts());
+    all
+}
+
+/// The process-identity and file-identity types (process.rs, io.rs).
+fn identity_layouts() -> Vec<TypeLayout> {
+    vec![
+        // process.rs (`Flags` is the union's ULONG view; the Wine probe does not include ntddk.h).
+        layout!(PS_CREATE_NOTIFY_INFO, "PS_CREATE_NOTIFY_INFO", [Mingw], {
+            Size, Flags, ParentProcessId, CreatingThreadId, FileObject, ImageFileName, CommandLine,
+            CreationStatus,
+        }),
+        layout!(
+            FILE_INTERNAL_INFORMATION,
+            "FILE_INTERNAL_INFORMATION",
+            [Wine, Mingw],
+            { IndexNumber }
+        ),
+        layout!(FILE_ID_128, "FILE_ID_128", [Wine], { Identifier }),
+        layout!(FILE_ID_INFORMATION, "FILE_ID_INFORMATION", [Wine], { VolumeSerialNumber, FileId }),
+        layout!(SID_AND_ATTRIBUTES, "SID_AND_ATTRIBUTES", [Wine, Mingw], { Sid, Attributes }),
+        layout!(TOKEN_USER, "TOKEN_USER", [Wine, Mingw], { User }),
     ]
 }
 
@@ -492,6 +520,8 @@ fn constants() -> Vec<(&'static str, i128)> {
         GENERIC_WRITE,
         GENERIC_READ,
         FileRenameInformation,
+        FileInternalInformation,
+        FileIdInformation,
         FileLinkInformation,
         FileDispositionInformation,
         FileDispositionInformationEx,
@@ -619,6 +649,10 @@ fn constants() -> Vec<(&'static str, i128)> {
         STATUS_FLT_CONTEXT_ALREADY_LINKED,
         STATUS_INFO_LENGTH_MISMATCH,
         ProcessImageFileName,
+        // process.rs
+        TokenUser,
+        TokenSessionId,
+        IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY,
     ];
     // A handle value, not an integer: compared as the address it is.
     table.push(("NT_CURRENT_PROCESS", widen(NT_CURRENT_PROCESS.addr())));

@@ -18,6 +18,8 @@
 //! the filter unregisters (a leak; FltMgr would wait for them forever).
 
 // Fx hashing: looked up on every context call; keys are addresses.
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use rustc_hash::FxHashMap as HashMap;
 
 use vigil_sys::{
@@ -83,6 +85,10 @@ pub(crate) struct ContextTable {
     /// Stream and file contexts (`fltmgr::stream_contexts`), by (type, instance, the stream's
     /// or file's identity on its volume).
     pub(crate) by_object: HashMap<(FLT_CONTEXT_TYPE, usize, String), usize>,
+    /// Contexts whose last reference is gone and whose cleanup callback and free are still
+    /// running on some thread: `FltUnregisterFilter` waits for them before it reports what is
+    /// left (a name a cleanup callback is releasing is not a leak).
+    freeing: AtomicUsize,
 }
 
 impl ContextTable {
@@ -106,6 +112,7 @@ impl Default for ContextTable {
             by_instance: HashMap::default(),
             by_volume: HashMap::default(),
             by_object: HashMap::default(),
+            freeing: AtomicUsize::new(0),
         }
     }
 }
@@ -167,7 +174,17 @@ pub(crate) fn drop_reference_locked(io: &crate::fltmgr::files::IoState, context:
         },
     );
     io.stats.add(Count::ContextsFreed, 1);
+    io.contexts.freeing.fetch_add(1, Ordering::AcqRel);
     Ok(Some(record))
+}
+
+/// Waits until no context is being freed (see `ContextTable::freeing`).
+pub(crate) fn wait_for_frees(k: &Kernel) {
+    k.wait_until(
+        None,
+        "FltUnregisterFilter (context cleanup in progress)",
+        || flt_read(k).io.contexts.freeing.load(Ordering::Acquire) == 0,
+    );
 }
 
 fn release(k: &Kernel, context: usize, who: &str) -> bool {
@@ -187,6 +204,12 @@ pub(crate) fn settle(
         Ok(None) => true,
         Ok(Some(record)) => {
             free(k, context, &record);
+            flt_read(k)
+                .io
+                .contexts
+                .freeing
+                .fetch_sub(1, Ordering::AcqRel);
+            k.notify_waiters();
             true
         }
         Err(known) => {

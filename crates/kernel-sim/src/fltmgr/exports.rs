@@ -85,5 +85,6 @@ routines! {
         FltGetRoutineAddress => crate::fltmgr::routine_address::flt_get_routine_address, AtMost(PASSIVE_LEVEL);
         FltGetVolumeName => crate::fltmgr::volume_names::flt_get_volume_name, AtMost(APC_LEVEL);
         FltGetVolumeGuidName => crate::fltmgr::volume_names::flt_get_volume_guid_name, AtMost(PASSIVE_LEVEL);
+        FltQueryInformationFile => crate::fltmgr::query_information::flt_query_information_file, AtMost(PASSIVE_LEVEL);
     }
 }

@@ -81,6 +81,9 @@ pub(crate) trait VolumeFiles: Send + Sync {
     ///
     /// The status the operation would fail with.
     fn resolve_target(&self, handle: FsHandle, target: &str) -> Result<String, NTSTATUS>;
+    /// The file ID of the file open as `handle` (its node number, as NTFS's file reference
+    /// number), `None` for a handle the file system does not know.
+    fn file_id_of(&self, handle: FsHandle) -> Option<u64>;
     /// Cleans up and closes the open `handle` at once (`FltCancelFileOpen`: below the filter
     /// the file was opened, then closed).
     fn cancel_open(&mut self, handle: FsHandle);
@@ -474,6 +477,7 @@ pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
         teardown_instance(k, volume, reason);
     }
     crate::fltmgr::contexts::release_volume_contexts(k);
+    crate::fltmgr::contexts::wait_for_frees(k);
     crate::fltmgr::contexts::report_leaks(k, "FltUnregisterFilter");
     crate::fltmgr::names::report_leaks(k, "FltUnregisterFilter");
     crate::fltmgr::volume_objects::report_leaks(k, "FltUnregisterFilter");

@@ -31,6 +31,7 @@ pub(crate) mod names;
 pub(crate) mod pending;
 pub(crate) mod ports;
 pub(crate) mod pushlock;
+pub(crate) mod query_information;
 pub(crate) mod registration;
 pub(crate) mod routine_address;
 pub(crate) mod safe_completion;

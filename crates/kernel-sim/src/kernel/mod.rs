@@ -15,6 +15,7 @@ pub(crate) mod check;
 pub(crate) mod counters;
 pub(crate) mod objects;
 pub(crate) mod pause;
+pub(crate) mod processes;
 pub(crate) mod routine;
 pub(crate) mod sharded;
 
@@ -152,6 +153,8 @@ pub(crate) struct Kernel {
     pub dispatcher: Dispatcher,
     /// Handles, threads, devices.
     pub objects: Mutex<objects::Objects>,
+    /// Processes and process-notify routines.
+    pub(crate) processes: Mutex<processes::Processes>,
     /// State the layers above keep per kernel (Filter Manager's), created by its first user;
     /// the kernel never looks inside (see [`Kernel::extension`]).
     extension: OnceLock<Box<dyn Any + Send + Sync>>,
@@ -198,6 +201,7 @@ impl Kernel {
             pool: Mutex::new(Pool::new(pool_kind)),
             dispatcher: Dispatcher::default(),
             objects: Mutex::new(objects::Objects::default()),
+            processes: Mutex::new(processes::Processes::default()),
             extension: OnceLock::new(),
             lifecycle: Lifecycle::default(),
             driver_calls: counters::ShardedCount::default(),
@@ -467,7 +471,13 @@ impl Kernel {
                     other => format!("signal {other}"),
                 };
                 let at = if self.bounds.contains(rip) {
-                    format!("at {}", self.describe_code(rip))
+                    // A call into the image after it was unmapped (a callback left registered).
+                    let gone = if quarantine::contains(rip) {
+                        " in the unloaded image"
+                    } else {
+                        ""
+                    };
+                    format!("at {}{gone}", self.describe_code(rip))
                 } else if !routine.is_empty() {
                     format!(
                         "in kernel-sim's {routine} (rip {rip:#x}): the driver passed it a bad pointer"

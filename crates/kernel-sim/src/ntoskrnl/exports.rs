@@ -9,7 +9,9 @@ use vigil_sys::{APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
 use crate::kernel::IrqlRule::{Any, AtMost, Exactly};
 use crate::kernel::routine::routines;
 use crate::machine::signals::MM_USER_PROBE_ADDRESS;
-use crate::ntoskrnl::{event, io, misc, pool, process, registry, rtl, sync, thread, upcase};
+use crate::ntoskrnl::{
+    event, io, misc, pool, process, process_notify, registry, rtl, sync, thread, upcase,
+};
 
 routines! {
     /// The `ntoskrnl.exe` routines kernel-sim emulates.
@@ -52,6 +54,10 @@ routines! {
         PsDereferencePrimaryToken => process::ps_dereference_primary_token, AtMost(APC_LEVEL);
         SeTokenIsAdmin => process::se_token_is_admin, AtMost(PASSIVE_LEVEL);
         ZwQueryInformationProcess => process::zw_query_information_process, AtMost(PASSIVE_LEVEL);
+        PsSetCreateProcessNotifyRoutineEx => process_notify::ps_set_create_process_notify_routine_ex, AtMost(PASSIVE_LEVEL);
+        PsGetProcessStartKey => process_notify::ps_get_process_start_key, AtMost(DISPATCH_LEVEL);
+        PsGetProcessExitStatus => process_notify::ps_get_process_exit_status, AtMost(APC_LEVEL);
+        SeQueryInformationToken => process_notify::se_query_information_token, AtMost(PASSIVE_LEVEL);
         memcpy => rtl::memcpy, Any;
         memmove => rtl::memmove, Any;
         memset => rtl::memset, Any;

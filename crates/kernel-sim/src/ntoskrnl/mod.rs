@@ -14,6 +14,9 @@ pub(crate) mod misc;
 pub(crate) mod pool;
 pub(crate) mod pool_with_tag;
 pub(crate) mod process;
+pub(crate) mod process_notify;
+#[cfg(test)]
+mod process_notify_tests;
 pub(crate) mod registry;
 pub(crate) mod resource;
 pub(crate) mod rtl;

@@ -32,21 +32,27 @@ const TAG_MASK: usize = 0xFFFF_0000_0000_0000;
 /// Token references held, by (kernel, process id).
 static TOKEN_REFERENCES: Mutex<Option<HashMap<(usize, usize), i64>>> = Mutex::new(None);
 
-/// The image and admin flag of process `pid` (see the module documentation).
+/// The image and admin flag of process `pid` (see the module documentation and
+/// `kernel::processes`).
 pub(crate) fn process_identity(k: &Kernel, pid: usize) -> (String, bool) {
-    k.config
-        .processes
-        .iter()
-        .find(|p| p.pid as usize == pid)
-        .map_or_else(
-            || {
-                (
-                    format!("\\Device\\HarddiskVolume1\\Users\\user\\app{pid}.exe"),
-                    false,
-                )
-            },
-            |p| (p.image.clone(), p.admin),
-        )
+    let pid = u32::try_from(pid).unwrap_or(u32::MAX);
+    let p = crate::kernel::lock(&k.processes).get_or_running(&k.config, pid);
+    (p.image, p.admin)
+}
+
+/// The opaque `EPROCESS` pointer of process `pid`.
+pub(crate) fn process_pointer(pid: usize) -> PEPROCESS {
+    std::ptr::without_provenance_mut(PROCESS_TAG | (pid << 4))
+}
+
+/// The pid a `PEPROCESS` from [`process_pointer`] encodes.
+pub(crate) fn process_of(pointer: PEPROCESS) -> Option<usize> {
+    decode(pointer.addr(), PROCESS_TAG)
+}
+
+/// The pid whose primary token `token` is.
+pub(crate) fn token_process(token: PACCESS_TOKEN) -> Option<usize> {
+    decode(token.addr(), TOKEN_TAG)
 }
 
 fn current_pid() -> usize {
@@ -61,7 +67,7 @@ fn decode(pointer: usize, tag: usize) -> Option<usize> {
 /// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-iogetcurrentprocess>).
 pub(crate) extern "win64" fn io_get_current_process() -> PEPROCESS {
     emulate(Routine::IoGetCurrentProcess, |_| {
-        std::ptr::without_provenance_mut(PROCESS_TAG | (current_pid() << 4))
+        process_pointer(current_pid())
     })
 }
 

@@ -5,6 +5,7 @@ pub(crate) mod exports;
 #[cfg(test)]
 mod filter_routine_tests;
 mod io;
+pub(crate) mod processes;
 #[cfg(test)]
 mod verifier_tests;
 mod volumes;
@@ -468,6 +469,7 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     crate::ntoskrnl::process::report_token_leaks(k, why);
     crate::ntoskrnl::mdl::report_leaks(k, why);
     crate::ntoskrnl::resource::report_leaks(k, why);
+    crate::ntoskrnl::process_notify::report_registered_at_unload(k, why);
     let leaks = lock(&k.pool).drain_leaks();
     for (tag, blocks) in &leaks {
         let total: usize = blocks.iter().map(|b| b.0).sum();

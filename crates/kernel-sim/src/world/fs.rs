@@ -1100,6 +1100,10 @@ impl VolumeFiles for FileSystem {
         Self::resolve_target(self, handle, target)
     }
 
+    fn file_id_of(&self, handle: FsHandle) -> Option<u64> {
+        self.with_open(handle, |open| open.map(|o| o.node))
+    }
+
     fn cancel_open(&mut self, handle: FsHandle) {
         Self::close(self, handle);
     }

@@ -1,0 +1,199 @@
+//! `FltQueryInformationFile` for the file-identity classes, `FileInternalInformation` (the
+//! 64-bit file ID) and `FileIdInformation` (volume serial number and 128-bit file ID), answered
+//! from the synthetic file system under the instance's volume.
+//!
+//! From the reference page
+//! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltqueryinformationfile>):
+//! PASSIVE_LEVEL with APCs enabled (a call inside a critical region is reported); `Instance`,
+//! `FileObject` and `FileInformation` are required; the file must be open;
+//! `STATUS_VOLUME_DISMOUNTED` when its volume is not mounted; members a file system does not
+//! support are returned as zero. From the classes' pages
+//! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntifs/ns-ntifs-file_id_information>,
+//! <https://learn.microsoft.com/openspecs/windows_protocols/ms-fscc/7d796611-2fa5-41ac-8178-b6fea3a017b3>):
+//! a buffer shorter than the class's structure gets `STATUS_INFO_LENGTH_MISMATCH`; a file
+//! system without 128-bit file IDs sets `FileId` to zero. Per file system, as Windows' do:
+//! NTFS (and the network volumes, which pass the server's NTFS IDs through) answer their 64-bit
+//! file reference number widened with zeros; ReFS a full 128-bit ID; FAT and exFAT, which have
+//! no 128-bit IDs, a zero `FileId` and their 64-bit ID in `FileInternalInformation`.
+//!
+//! Failable: the query is an IRP Filter Manager allocates (`STATUS_INSUFFICIENT_RESOURCES`).
+//! Other information classes are reported as not emulated.
+
+use vigil_sys::{
+    FILE_ID_INFORMATION, FILE_INFORMATION_CLASS, FILE_INTERNAL_INFORMATION, FILE_OBJECT,
+    FileIdInformation, FileInternalInformation, NTSTATUS, PFLT_INSTANCE, PVOID,
+    STATUS_INFO_LENGTH_MISMATCH, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
+    STATUS_NOT_SUPPORTED, STATUS_SUCCESS, STATUS_VOLUME_DISMOUNTED,
+};
+
+use crate::config::VolumeKind;
+use crate::fltmgr::exports::Routine;
+use crate::fltmgr::flt_read;
+use crate::kernel::{Kernel, emulate};
+use crate::machine::{guest, state};
+use crate::report::ViolationKind;
+
+/// What the file system under a volume says about one open file.
+struct Identity {
+    kind: VolumeKind,
+    volume_serial: u64,
+    file_id: u64,
+}
+
+/// The 128-bit ID a file system of `kind` gives file `id` (zero: it has none).
+fn id_128(kind: VolumeKind, id: u64) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    match kind {
+        VolumeKind::Ntfs | VolumeKind::Network | VolumeKind::Lanman => {
+            bytes[..8].copy_from_slice(&id.to_le_bytes());
+        }
+        VolumeKind::Refs => {
+            bytes[..8].copy_from_slice(&id.to_le_bytes());
+            // ReFS IDs use all 128 bits; the upper half here is the file's container, derived
+            // from the node so that it is stable per file.
+            bytes[8..].copy_from_slice(&(id.rotate_left(17) ^ 0x5265_4653).to_le_bytes());
+        }
+        VolumeKind::Fat | VolumeKind::ExFat | VolumeKind::NamedPipe | VolumeKind::Mailslot => {}
+    }
+    bytes
+}
+
+fn identity(
+    k: &Kernel,
+    instance: PFLT_INSTANCE,
+    file: *mut FILE_OBJECT,
+) -> Result<Identity, NTSTATUS> {
+    let flt = flt_read(k);
+    let record = flt.io.files.with(file as usize, |r| {
+        r.map(|r| (r.volume, r.fs_handle.filter(|_| r.open)))
+    });
+    let Some((record_volume, fs_handle)) = record else {
+        drop(flt);
+        k.parameter_violation(
+            "a FileObject of an open file",
+            format!("{file:p} is not an open file object"),
+        );
+        return Err(STATUS_INVALID_PARAMETER);
+    };
+    let Some((index, volume)) = flt.io.volumes.iter().enumerate().find(|(_, v)| {
+        v.instance
+            .as_ref()
+            .is_some_and(|i| i.handle.address() == instance as usize)
+    }) else {
+        drop(flt);
+        k.parameter_violation(
+            "an Instance of this filter",
+            format!("{instance:p} is not an instance"),
+        );
+        return Err(STATUS_INVALID_PARAMETER);
+    };
+    if record_volume.0 != index {
+        drop(flt);
+        k.parameter_violation(
+            "the Instance on the FileObject's volume",
+            format!("{instance:p} is attached to another volume than {file:p}"),
+        );
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    if !volume.mounted {
+        return Err(STATUS_VOLUME_DISMOUNTED);
+    }
+    let Some(file_id) = fs_handle.and_then(|handle| volume.files().file_id_of(handle)) else {
+        drop(flt);
+        k.parameter_violation(
+            "a FileObject of an open file",
+            format!("{file:p} is not open (yet, or any more)"),
+        );
+        return Err(STATUS_INVALID_PARAMETER);
+    };
+    Ok(Identity {
+        kind: volume.kind,
+        volume_serial: 0x5649_0000 | index as u64,
+        file_id,
+    })
+}
+
+/// `FltQueryInformationFile`: PASSIVE_LEVEL, APCs enabled (see the module documentation).
+pub(crate) extern "win64" fn flt_query_information_file(
+    instance: PFLT_INSTANCE,
+    file: *mut FILE_OBJECT,
+    information: PVOID,
+    length: u32,
+    class: FILE_INFORMATION_CLASS,
+    returned: *mut u32,
+) -> NTSTATUS {
+    emulate(Routine::FltQueryInformationFile, |k| {
+        if state::with(|s| s.critical_regions.get()) != 0 {
+            k.violation(
+                ViolationKind::Irql,
+                "FltQueryInformationFile: the caller runs at PASSIVE_LEVEL with APCs enabled",
+                "called inside a critical region (normal kernel APCs disabled)".to_owned(),
+            );
+        }
+        if instance.is_null() || file.is_null() || information.is_null() {
+            k.parameter_violation(
+                "Instance, FileObject and FileInformation (required, not NULL)",
+                format!("{instance:p}, {file:p}, {information:p}"),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        let needed = match class {
+            c if c == FileIdInformation => size_of::<FILE_ID_INFORMATION>(),
+            c if c == FileInternalInformation => size_of::<FILE_INTERNAL_INFORMATION>(),
+            other => {
+                k.violation(
+                    ViolationKind::NotEmulated,
+                    "FltQueryInformationFile",
+                    format!("class {other}: only FileInternalInformation and FileIdInformation are emulated"),
+                );
+                return STATUS_NOT_SUPPORTED;
+            }
+        };
+        let identity = match identity(k, instance, file) {
+            Ok(identity) => identity,
+            Err(status) => return status,
+        };
+        if (length as usize) < needed {
+            return STATUS_INFO_LENGTH_MISMATCH;
+        }
+        if k.inject_failure("FltQueryInformationFile", "STATUS_INSUFFICIENT_RESOURCES") {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+        if class == FileIdInformation {
+            guest::write(
+                information.cast::<FILE_ID_INFORMATION>(),
+                FILE_ID_INFORMATION {
+                    VolumeSerialNumber: identity.volume_serial,
+                    FileId: vigil_sys::FILE_ID_128 {
+                        Identifier: id_128(identity.kind, identity.file_id),
+                    },
+                },
+            );
+        } else {
+            guest::write(
+                information.cast::<FILE_INTERNAL_INFORMATION>(),
+                FILE_INTERNAL_INFORMATION {
+                    IndexNumber: i64::from_ne_bytes(identity.file_id.to_ne_bytes()),
+                },
+            );
+        }
+        if !returned.is_null() {
+            guest::write(returned, u32::try_from(needed).unwrap_or(u32::MAX));
+        }
+        STATUS_SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ntfs_like_and_refs_volumes_have_128_bit_ids() {
+        assert_eq!(id_128(VolumeKind::Fat, 7), [0; 16]);
+        assert_eq!(id_128(VolumeKind::ExFat, 7), [0; 16]);
+        assert_eq!(id_128(VolumeKind::Ntfs, 7)[..8], 7u64.to_le_bytes());
+        assert_eq!(id_128(VolumeKind::Ntfs, 7)[8..], [0; 8]);
+        assert_ne!(id_128(VolumeKind::Refs, 7)[8..], [0; 8]);
+    }
+}

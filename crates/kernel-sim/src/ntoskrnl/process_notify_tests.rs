@@ -1,0 +1,151 @@
+//! The process-notify emulation against its reference page, played from Rust inside a driver
+//! call: `STATUS_ACCESS_DENIED` for a routine outside an image with `FORCE_INTEGRITY`,
+//! `STATUS_INVALID_PARAMETER` for a second registration and for removing a routine that is not
+//! registered, the system's limit as an injected failure, and a routine left registered reported
+//! when the driver is gone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigil_sys::{STATUS_ACCESS_DENIED, STATUS_INVALID_PARAMETER, STATUS_SUCCESS};
+
+use crate::config::SimConfig;
+use crate::faults::FaultPlan;
+use crate::image::symbols::Symbols;
+use crate::kernel::Kernel;
+use crate::machine::state::ImageBounds;
+use crate::ntoskrnl::process_notify::{
+    ps_set_create_process_notify_routine_ex, report_registered_at_unload,
+};
+use crate::report::ViolationKind;
+
+/// The routine type the registration takes (without its `Option`).
+type NotifyFn = unsafe extern "win64" fn(
+    vigil_sys::PEPROCESS,
+    vigil_sys::HANDLE,
+    *mut vigil_sys::PS_CREATE_NOTIFY_INFO,
+);
+
+/// A fake image: PE headers only, with `DllCharacteristics` as given (`e_lfanew` 0x80).
+struct FakeImage(Vec<u64>);
+
+impl FakeImage {
+    fn new(characteristics: u16) -> Self {
+        let mut words = vec![0u64; 512];
+        // SAFETY: 4 KiB of plain integers viewed as bytes.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 4096) };
+        bytes[0x3C..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+        let at = 0x80 + 4 + 20 + 70;
+        bytes[at..at + 2].copy_from_slice(&characteristics.to_le_bytes());
+        Self(words)
+    }
+
+    fn bounds(&self) -> ImageBounds {
+        ImageBounds {
+            base: self.0.as_ptr() as usize,
+            size: 4096,
+            ..ImageBounds::EMPTY
+        }
+    }
+
+    /// A "routine" inside the image (never called by these tests).
+    fn routine(&self, offset: usize) -> NotifyFn {
+        let address = self.bounds().base + offset;
+        // SAFETY: a non-null address, only compared and stored by the emulation, never called.
+        unsafe { std::mem::transmute::<usize, NotifyFn>(address) }
+    }
+}
+
+fn kernel(image: &FakeImage, faults: FaultPlan) -> Arc<Kernel> {
+    Kernel::new(
+        SimConfig {
+            hang_timeout: Duration::from_secs(2),
+            faults,
+            ..SimConfig::default()
+        },
+        "test.sys".into(),
+        image.bounds(),
+        Vec::new(),
+        Symbols::default(),
+    )
+}
+
+#[test]
+fn registration_follows_the_documented_statuses() {
+    let image = FakeImage::new(vigil_sys::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY);
+    let k = kernel(&image, FaultPlan::default());
+    let routine = Some(image.routine(0x200));
+    let statuses = k
+        .call_driver("test", Some(0), || {
+            [
+                ps_set_create_process_notify_routine_ex(routine, 0),
+                ps_set_create_process_notify_routine_ex(routine, 0),
+                ps_set_create_process_notify_routine_ex(Some(image.routine(0x300)), 1),
+                ps_set_create_process_notify_routine_ex(routine, 1),
+                ps_set_create_process_notify_routine_ex(routine, 1),
+            ]
+        })
+        .expect("returned");
+    assert_eq!(
+        statuses,
+        [
+            STATUS_SUCCESS,
+            STATUS_INVALID_PARAMETER,
+            STATUS_INVALID_PARAMETER,
+            STATUS_SUCCESS,
+            STATUS_INVALID_PARAMETER,
+        ]
+    );
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
+#[test]
+fn an_image_without_force_integrity_is_refused() {
+    let image = FakeImage::new(0);
+    let k = kernel(&image, FaultPlan::default());
+    let status = k
+        .call_driver("test", Some(0), || {
+            ps_set_create_process_notify_routine_ex(Some(image.routine(0x200)), 0)
+        })
+        .expect("returned");
+    assert_eq!(status, STATUS_ACCESS_DENIED);
+}
+
+#[test]
+fn the_systems_limit_is_an_injected_failure() {
+    let image = FakeImage::new(vigil_sys::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY);
+    let k = kernel(
+        &image,
+        FaultPlan {
+            fail_nth: Some(1),
+            random: None,
+        },
+    );
+    let status = k
+        .call_driver("test", Some(0), || {
+            ps_set_create_process_notify_routine_ex(Some(image.routine(0x200)), 0)
+        })
+        .expect("returned");
+    assert_eq!(status, STATUS_INVALID_PARAMETER);
+    assert_eq!(k.faults.injected().len(), 1);
+}
+
+#[test]
+fn registration_above_passive_level_and_a_routine_left_registered_are_reported() {
+    let image = FakeImage::new(vigil_sys::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY);
+    let k = kernel(&image, FaultPlan::default());
+    let _ = k.call_driver("test", Some(1), || {
+        ps_set_create_process_notify_routine_ex(Some(image.routine(0x200)), 0)
+    });
+    report_registered_at_unload(&k, "unload");
+    let kinds: Vec<ViolationKind> = k.violations().iter().map(|v| v.kind).collect();
+    assert_eq!(kinds, [ViolationKind::Irql, ViolationKind::ResourceLeak]);
+    assert!(
+        k.violations()[1]
+            .message
+            .contains("still registered in the unloaded image"),
+        "{:?}",
+        k.violations()
+    );
+}
