@@ -18,7 +18,7 @@
 //! the filter unregisters (a leak; FltMgr would wait for them forever).
 
 // Fx hashing: looked up on every context call; keys are addresses.
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -89,6 +89,10 @@ pub(crate) struct ContextTable {
     /// running on some thread: `FltUnregisterFilter` waits for them before it reports what is
     /// left (a name a cleanup callback is releasing is not a leak).
     freeing: AtomicUsize,
+    /// Set while `FltUnregisterFilter` waits for `freeing` to reach zero: only then does the
+    /// free that gets it there wake the waiters (waking every waiter after every free would
+    /// cost each close a system call and the driver's threads a spurious wake).
+    awaited: AtomicBool,
 }
 
 impl ContextTable {
@@ -113,6 +117,7 @@ impl Default for ContextTable {
             by_volume: HashMap::default(),
             by_object: HashMap::default(),
             freeing: AtomicUsize::new(0),
+            awaited: AtomicBool::new(false),
         }
     }
 }
@@ -180,11 +185,21 @@ pub(crate) fn drop_reference_locked(io: &crate::fltmgr::files::IoState, context:
 
 /// Waits until no context is being freed (see `ContextTable::freeing`).
 pub(crate) fn wait_for_frees(k: &Kernel) {
+    flt_read(k)
+        .io
+        .contexts
+        .awaited
+        .store(true, Ordering::SeqCst);
     k.wait_until(
         None,
         "FltUnregisterFilter (context cleanup in progress)",
-        || flt_read(k).io.contexts.freeing.load(Ordering::Acquire) == 0,
+        || flt_read(k).io.contexts.freeing.load(Ordering::SeqCst) == 0,
     );
+    flt_read(k)
+        .io
+        .contexts
+        .awaited
+        .store(false, Ordering::SeqCst);
 }
 
 fn release(k: &Kernel, context: usize, who: &str) -> bool {
@@ -204,12 +219,15 @@ pub(crate) fn settle(
         Ok(None) => true,
         Ok(Some(record)) => {
             free(k, context, &record);
-            flt_read(k)
-                .io
-                .contexts
-                .freeing
-                .fetch_sub(1, Ordering::AcqRel);
-            k.notify_waiters();
+            let last = {
+                let flt = flt_read(k);
+                let contexts = &flt.io.contexts;
+                contexts.freeing.fetch_sub(1, Ordering::SeqCst) == 1
+                    && contexts.awaited.load(Ordering::SeqCst)
+            };
+            if last {
+                k.notify_waiters();
+            }
             true
         }
         Err(known) => {
