@@ -371,26 +371,42 @@ mod tests {
 
     /// A writer that changes two halves of a value one after the other, readers that check
     /// both halves agree: a lock that let a reader in beside a writer is caught. The halves are
-    /// atomics so that even the broken twin has no data race, only a torn pair.
-    fn torn_reads(write: impl Fn(&BrLock<(AtomicU64, AtomicU64)>, u64) + Sync) -> u64 {
+    /// atomics so that even the broken twin has no data race, only a torn pair. The writer
+    /// runs until every reader is done, so they always overlap; readers stop after `reads`
+    /// reads each, or at the first torn pair when `until_torn` (bounded by a deadline).
+    fn torn_reads(
+        write: impl Fn(&BrLock<(AtomicU64, AtomicU64)>, u64) + Sync,
+        reads: u64,
+        until_torn: bool,
+    ) -> u64 {
         let lock = BrLock::new((AtomicU64::new(0), AtomicU64::new(0)));
         let torn = AtomicU64::new(0);
+        let readers_done = AtomicU64::new(0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         std::thread::scope(|s| {
             for _ in 0..3 {
                 s.spawn(|| {
-                    for _ in 0..20_000 {
+                    let mut done = 0;
+                    while done < reads || (until_torn && torn.load(Ordering::Relaxed) == 0) {
+                        if until_torn && std::time::Instant::now() > deadline {
+                            break;
+                        }
                         let v = lock.read();
                         let first = v.0.load(Ordering::Relaxed);
                         std::hint::spin_loop();
                         if first != v.1.load(Ordering::Relaxed) {
                             torn.fetch_add(1, Ordering::Relaxed);
                         }
+                        done += 1;
                     }
+                    readers_done.fetch_add(1, Ordering::Release);
                 });
             }
             s.spawn(|| {
-                for i in 1..=20_000 {
+                let mut i = 1;
+                while readers_done.load(Ordering::Acquire) < 3 {
                     write(&lock, i);
+                    i += 1;
                 }
             });
         });
@@ -407,19 +423,23 @@ mod tests {
 
     #[test]
     fn a_writer_excludes_every_reader() {
-        let torn = torn_reads(|lock, i| write_halves(&lock.write(), i));
+        let torn = torn_reads(|lock, i| write_halves(&lock.write(), i), 20_000, false);
         assert_eq!(torn, 0);
     }
 
     #[test]
     fn a_writer_that_skips_rows_is_caught() {
         // The broken twin: a "writer" that takes only one row excludes only that row's readers.
-        let torn = torn_reads(|lock, i| {
-            let _row = lock.rows[0].0.write().expect("unpoisoned");
-            // SAFETY: the halves are atomics: a shared reference to them is sound even beside
-            // readers; only the pair's consistency is lost, which is what the test counts.
-            write_halves(unsafe { &*lock.value.get() }, i);
-        });
+        let torn = torn_reads(
+            |lock, i| {
+                let _row = lock.rows[0].0.write().expect("unpoisoned");
+                // SAFETY: the halves are atomics: a shared reference to them is sound even beside
+                // readers; only the pair's consistency is lost, which is what the test counts.
+                write_halves(unsafe { &*lock.value.get() }, i);
+            },
+            1_000,
+            true,
+        );
         assert!(torn > 0, "readers on other rows saw no torn value");
     }
 }
