@@ -310,7 +310,7 @@ pub unsafe extern "win64" fn post_create(
 fn file_id_of(globals: &Globals, operation: &Operation<'_>) -> FileId {
     let (instance, file) = (operation.instance(), operation.file_object());
     if let Some(stream) = StreamContext::get(instance, file) {
-        return stream.file_id();
+        return file_id_from(stream);
     }
     let queried = if twins::is(Twin::FileIdUnderLock) {
         // `file-id-under-lock`: the query made under a push lock, i.e. in a critical region.
@@ -323,7 +323,7 @@ fn file_id_of(globals: &Globals, operation: &Operation<'_>) -> FileId {
     };
     match StreamContext::attach(operation.filter(), instance, file, queried) {
         // Ours, or the one a concurrent open of the same stream set first.
-        Ok(stream) => stream.file_id(),
+        Ok(stream) => file_id_from(stream),
         Err(error) => {
             if error == NtStatus::INSUFFICIENT_RESOURCES {
                 bump(&globals.counters.allocation_failures);
@@ -331,4 +331,15 @@ fn file_id_of(globals: &Globals, operation: &Operation<'_>) -> FileId {
             queried
         }
     }
+}
+
+/// The ID `stream` caches; its reference is released here.
+fn file_id_from(stream: StreamContext) -> FileId {
+    let file_id = stream.file_id();
+    if twins::is(Twin::StreamContextLeak) {
+        // The broken twin keeps the reference forever (the context-leak check at
+        // FltUnregisterFilter).
+        core::mem::forget(stream);
+    }
+    file_id
 }
