@@ -71,7 +71,7 @@ const fn const_timeout(ms: u32) -> Timeout {
     }
 }
 
-static CONTEXTS: StaticTable<[vigil_sys::FLT_CONTEXT_REGISTRATION; 2]> =
+static CONTEXTS: StaticTable<[vigil_sys::FLT_CONTEXT_REGISTRATION; 3]> =
     StaticTable(context::REGISTRATION);
 
 /// `sizeof(FLT_REGISTRATION)` as the structure's `USHORT Size` field wants it.

@@ -117,7 +117,7 @@ const CHECKED_ELSEWHERE: [(Twin, &str); 16] = [
 /// varies from run to run).
 const PRODUCTION_RUNS: usize = 100;
 
-const TWINS: [Row; 18] = [
+const TWINS: [Row; 19] = [
     Row {
         twin: Twin::Leak,
         scenario: Scenario::Workload,
@@ -205,6 +205,12 @@ const TWINS: [Row; 18] = [
         scenario: Scenario::Workload,
         kind: ViolationKind::ReferenceLeak,
         text: "stream-handle context",
+    },
+    Row {
+        twin: Twin::StreamContextLeak,
+        scenario: Scenario::Workload,
+        kind: ViolationKind::ReferenceLeak,
+        text: "tag 'VgSt'",
     },
     Row {
         twin: Twin::PortOpenToAll,

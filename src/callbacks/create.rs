@@ -11,11 +11,13 @@ use vigil_sys::{
 };
 
 use crate::callbacks::{EventName, admit, requestor};
+use crate::error::NtStatus;
 use crate::events::{EventFacts, publish};
 use crate::filter::context::HandleContext;
-use crate::filter::file_id;
+use crate::filter::file_id::{self, FileId};
 use crate::filter::name::FileName;
 use crate::filter::operation::Operation;
+use crate::filter::stream_context::StreamContext;
 use crate::globals::Globals;
 use crate::protection;
 use crate::stats::bump;
@@ -258,17 +260,11 @@ pub unsafe extern "win64" fn post_create(
     if create.Options & FILE_DIRECTORY_FILE != 0 {
         event_flags |= EventFlags::DIRECTORY;
     }
-    // The file's ID and name, once per open (PASSIVE_LEVEL here), kept in the handle's context
-    // for its first write and close. The generation is read before the name query, so that a
-    // rename racing with it makes the cached name stale rather than wrong.
-    let file_id = if twins::is(Twin::FileIdUnderLock) {
-        // `file-id-under-lock`: the query made under a push lock, i.e. in a critical region.
-        globals.prefixes.read(|_| {
-            file_id::query(operation.instance(), operation.file_object()).unwrap_or_default()
-        })
-    } else {
-        file_id::query(operation.instance(), operation.file_object()).unwrap_or_default()
-    };
+    // The file's ID, once per file (the stream context), and its name, once per open (a name
+    // depends on the link opened), both kept in the handle's context for its first write and
+    // close. The generation is read before the name query, so that a rename racing with it
+    // makes the cached name stale rather than wrong.
+    let file_id = file_id_of(globals, operation);
     let volume_id = globals.volumes.id_of(operation.volume());
     let generation = globals.name_generation();
     let name = EventName::of(globals, operation);
@@ -305,4 +301,45 @@ pub unsafe extern "win64" fn post_create(
         bump(&globals.counters.allocation_failures);
     }
     FLT_POSTOP_FINISHED_PROCESSING
+}
+
+/// The ID of the file `operation` opened: from its stream context when an earlier open cached
+/// it there, else queried (PASSIVE_LEVEL: post-create) and cached for the next opens. Zeros
+/// when the query fails (nothing is cached then; the next open asks again). A context that
+/// cannot be allocated is counted; the event still carries the queried ID.
+fn file_id_of(globals: &Globals, operation: &Operation<'_>) -> FileId {
+    let (instance, file) = (operation.instance(), operation.file_object());
+    if let Some(stream) = StreamContext::get(instance, file) {
+        return file_id_from(stream);
+    }
+    let queried = if twins::is(Twin::FileIdUnderLock) {
+        // `file-id-under-lock`: the query made under a push lock, i.e. in a critical region.
+        globals.prefixes.read(|_| file_id::query(instance, file))
+    } else {
+        file_id::query(instance, file)
+    };
+    let Some(queried) = queried else {
+        return FileId::default();
+    };
+    match StreamContext::attach(operation.filter(), instance, file, queried) {
+        // Ours, or the one a concurrent open of the same stream set first.
+        Ok(stream) => file_id_from(stream),
+        Err(error) => {
+            if error == NtStatus::INSUFFICIENT_RESOURCES {
+                bump(&globals.counters.allocation_failures);
+            }
+            queried
+        }
+    }
+}
+
+/// The ID `stream` caches; its reference is released here.
+fn file_id_from(stream: StreamContext) -> FileId {
+    let file_id = stream.file_id();
+    if twins::is(Twin::StreamContextLeak) {
+        // The broken twin keeps the reference forever (the context-leak check at
+        // FltUnregisterFilter).
+        core::mem::forget(stream);
+    }
+    file_id
 }

@@ -1,8 +1,9 @@
 //! The stream-handle context: attached to each open file handle in post-create with the file's
-//! ID (queried once there, so that the first write and the close carry it without asking the file
-//! system again), and marked written by the first write, so that a file written many times
-//! through one handle reports its first write once, and its cleanup reports "closed after
-//! modification". IRQL <= APC_LEVEL (the context routines' limit).
+//! ID (from the stream context, `super::stream_context`, queried once per file; copied here so
+//! that the first write and the close carry it without another lookup), and marked written by
+//! the first write, so that a file written many times through one handle reports its first
+//! write once, and its cleanup reports "closed after modification". IRQL <= APC_LEVEL (the
+//! context routines' limit).
 //!
 //! A handle whose context could not be attached at open gets one, already marked written, at
 //! its first write (as before file IDs were kept): its events then carry no file ID. FltMgr
@@ -13,9 +14,9 @@ use core::ptr::{self, NonNull};
 
 use vigil_sys::{
     FILE_OBJECT, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_CONTEXT_TYPE,
-    FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT, FltAllocateContext,
-    FltGetStreamHandleContext, FltReleaseContext, FltSetStreamHandleContext, NonPagedPoolNx,
-    PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+    FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAM_CONTEXT, FLT_STREAMHANDLE_CONTEXT,
+    FltAllocateContext, FltGetStreamHandleContext, FltReleaseContext, FltSetStreamHandleContext,
+    NonPagedPoolNx, PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
 };
 
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use crate::error::{NtStatus, Result, check};
 use crate::filter::file_id::FileId;
 use crate::filter::name::FileName;
+use crate::filter::stream_context::StreamIdentity;
 use crate::kernel::pool::tags;
 
 /// What Vigil keeps per open handle.
@@ -57,8 +59,9 @@ unsafe extern "win64" fn cleanup_handle(context: PFLT_CONTEXT, _context_type: FL
     }
 }
 
-/// The context registration table entries (terminated by `FLT_CONTEXT_END`).
-pub const REGISTRATION: [FLT_CONTEXT_REGISTRATION; 2] = [
+/// The context registration table entries (terminated by `FLT_CONTEXT_END`): the
+/// stream-handle context here and the stream context of [`super::stream_context`].
+pub const REGISTRATION: [FLT_CONTEXT_REGISTRATION; 3] = [
     FLT_CONTEXT_REGISTRATION {
         ContextType: FLT_STREAMHANDLE_CONTEXT,
         Flags: 0,
@@ -66,6 +69,17 @@ pub const REGISTRATION: [FLT_CONTEXT_REGISTRATION; 2] = [
         ContextCleanupCallback: Some(cleanup_handle),
         Size: size_of::<WrittenHandle>(),
         PoolTag: tags::CONTEXT,
+        ContextAllocateCallback: ptr::null_mut(),
+        ContextFreeCallback: ptr::null_mut(),
+        Reserved1: ptr::null_mut(),
+    },
+    FLT_CONTEXT_REGISTRATION {
+        ContextType: FLT_STREAM_CONTEXT,
+        Flags: 0,
+        // It holds only the file ID: nothing to release before FltMgr frees it.
+        ContextCleanupCallback: None,
+        Size: size_of::<StreamIdentity>(),
+        PoolTag: tags::STREAM_CONTEXT,
         ContextAllocateCallback: ptr::null_mut(),
         ContextFreeCallback: ptr::null_mut(),
         Reserved1: ptr::null_mut(),

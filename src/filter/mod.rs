@@ -1,5 +1,5 @@
 //! Safe wrappers over the Filter Manager: registration, the communication port, push locks,
-//! typed set-information requests. Runs in the
+//! stream and stream-handle contexts, typed set-information requests. Runs in the
 //! kernel at PASSIVE_LEVEL unless a function says otherwise.
 
 pub mod context;
@@ -10,4 +10,5 @@ pub mod port;
 pub mod push_lock;
 pub mod registration;
 pub mod set_information;
+pub mod stream_context;
 pub mod volumes;

@@ -24,6 +24,8 @@ pub mod tags {
     pub const MESSAGE: u32 = tag(*b"VgMs");
     /// Stream-handle contexts.
     pub const CONTEXT: u32 = tag(*b"VgCx");
+    /// Stream contexts (a file's ID, shared by its handles).
+    pub const STREAM_CONTEXT: u32 = tag(*b"VgSt");
     /// Registry reads.
     pub const REGISTRY: u32 = tag(*b"VgRg");
     /// The process table.

@@ -59,6 +59,9 @@ macro_rules! with_catalog {
                 SendInfinite = "send-infinite",
                 /// A stream-handle context reference kept forever (the reference-leak check).
                 ContextLeak = "context-leak",
+                /// The post-create keeps the stream context reference it used for the file ID (the
+                /// reference-leak check at FltUnregisterFilter).
+                StreamContextLeak = "stream-context-leak",
                 /// The command input read without SEH (a bad user pointer faults).
                 NoSeh = "no-seh",
                 /// PreWrite ends its unload-gate admission at once (an ordering test).

@@ -115,6 +115,22 @@ unsafe extern "win64" {
         FileObject: *mut FILE_OBJECT,
         Context: *mut PFLT_CONTEXT,
     ) -> NTSTATUS;
+    /// `FltSetStreamContext`: IRQL <= APC_LEVEL. `STATUS_NOT_SUPPORTED` where the file system
+    /// keeps no per-stream contexts; with `FLT_SET_CONTEXT_KEEP_IF_EXISTS`,
+    /// `STATUS_FLT_CONTEXT_ALREADY_DEFINED` and the existing context, referenced, in `OldContext`.
+    pub fn FltSetStreamContext(
+        Instance: PFLT_INSTANCE,
+        FileObject: *mut FILE_OBJECT,
+        Operation: FLT_SET_CONTEXT_OPERATION,
+        NewContext: PFLT_CONTEXT,
+        OldContext: *mut PFLT_CONTEXT,
+    ) -> NTSTATUS;
+    /// `FltGetStreamContext`: IRQL <= APC_LEVEL. The context referenced, or `STATUS_NOT_FOUND`.
+    pub fn FltGetStreamContext(
+        Instance: PFLT_INSTANCE,
+        FileObject: *mut FILE_OBJECT,
+        Context: *mut PFLT_CONTEXT,
+    ) -> NTSTATUS;
     /// `FltReleaseContext`: IRQL <= DISPATCH_LEVEL.
     pub fn FltReleaseContext(Context: PFLT_CONTEXT);
 
