@@ -184,11 +184,13 @@ fn get(
         Err(status) => return status,
     };
     let found = {
-        let mut flt = flt_write(k);
-        let io = &mut flt.io;
-        let context = io.contexts.by_object.get(&key).copied();
-        if let Some(c) = context.and_then(|c| io.contexts.live_mut(c)) {
-            c.references += 1;
+        // Shared: links change only under the exclusive lock, and a linked context holds a
+        // reference, so it stays live until this one is taken (an over-released one is
+        // returned all the same, as FltMgr has only the link).
+        let flt = flt_read(k);
+        let context = flt.io.contexts.by_object.get(&key).copied();
+        if let Some(c) = context {
+            flt.io.contexts.reference(c);
         }
         context
     };
