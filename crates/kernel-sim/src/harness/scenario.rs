@@ -104,6 +104,9 @@ pub struct ScenarioConfig {
     pub random_failures: Option<RandomFailures>,
     /// How long the client waits for one message before checking whether the I/O is done.
     pub message_wait: Duration,
+    /// Processes started and exited per cycle by a thread of their own, beside the I/O and on
+    /// through the unload (the process-notify routine's lifecycle race); 0: none.
+    pub processes_per_cycle: u32,
 }
 
 impl Default for ScenarioConfig {
@@ -125,6 +128,7 @@ impl Default for ScenarioConfig {
             unload: UnloadPlan::Alternate,
             random_failures: None,
             message_wait: Duration::from_millis(5),
+            processes_per_cycle: 8,
         }
     }
 }
@@ -504,7 +508,12 @@ fn run_cycle(
     let settled = AtomicBool::new(config.port_name.is_none());
     let mut outcome = None;
     let finished = AtomicU64::new(0);
+    let churn_done = AtomicBool::new(false);
     std::thread::scope(|s| {
+        if config.processes_per_cycle > 0 {
+            let (kernel, churn_done) = (std::sync::Arc::clone(driver.kernel()), &churn_done);
+            s.spawn(move || churn_processes(&kernel, config.processes_per_cycle, churn_done));
+        }
         let client = config.port_name.as_deref().map(|port| {
             let flags = Flags {
                 io_done: &io_done,
@@ -557,6 +566,7 @@ fn run_cycle(
             outcome = Some(unload(&mut driver, kind, summary));
             unloaded.store(true, Ordering::Release);
         }
+        churn_done.store(true, Ordering::Release);
     });
     debug_assert!(outcome.is_some());
     tally.fold(summary);
@@ -567,6 +577,38 @@ fn run_cycle(
         .longest_suspension_us
         .max(suspensions.longest_us.load(Ordering::Relaxed));
     Ok(driver.finish())
+}
+
+/// Starts and exits `count` processes in turn (each created by the system process, pid 4),
+/// then keeps one starting and exiting until `done` (set after the unload): notifications run
+/// beside the I/O and race the unload's removal of the driver's notify routine.
+fn churn_processes(k: &std::sync::Arc<crate::kernel::Kernel>, count: u32, done: &AtomicBool) {
+    use crate::kernel::processes::{SimProcess, sid_bytes};
+    use crate::ntoskrnl::process_notify::{create_process, exit_process};
+    // Pids the workload's requestors and configured processes never use.
+    const FIRST_PID: u32 = 40_000;
+    let churn = |pid: u32| {
+        let spec = SimProcess {
+            pid,
+            parent_pid: 4,
+            image: r"\Device\HarddiskVolume1\Tools\churn.exe".to_owned(),
+            admin: false,
+            user_sid: sid_bytes(false, 1001),
+            session_id: 1,
+            start_key: 0,
+            exit_status: None,
+        };
+        if create_process(k, spec).is_ok() {
+            exit_process(k, pid, 0);
+        }
+    };
+    for n in 0..count {
+        churn(FIRST_PID + n * 4);
+    }
+    while !done.load(Ordering::Acquire) {
+        churn(FIRST_PID);
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 /// With suspension: waits until every I/O thread has finished or is suspended for good, then,

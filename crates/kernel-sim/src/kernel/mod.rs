@@ -116,9 +116,16 @@ pub(crate) enum RawUnload {
     NoCallback,
 }
 
-static NEXT_THREAD_ID: AtomicUsize = AtomicUsize::new(0x1000);
+/// The first emulated thread id kernel-sim allocates. Tests and the harness give the synthetic
+/// I/O's requestors their own thread ids (`Requestor::tid`, all far below this), and two
+/// threads with one id would share push-lock ownership and the like: ids allocated from
+/// 0x1000, as they once were, reached the harness's requestor ids (5000 and up) after a few
+/// hundred threads, and a driver thread was then taken for an I/O thread holding its lock.
+pub(crate) const FIRST_ALLOCATED_THREAD_ID: usize = 0x0100_0000;
 
-/// A fresh emulated thread id.
+static NEXT_THREAD_ID: AtomicUsize = AtomicUsize::new(FIRST_ALLOCATED_THREAD_ID);
+
+/// A fresh emulated thread id (never below [`FIRST_ALLOCATED_THREAD_ID`]).
 pub(crate) fn allocate_thread_id() -> usize {
     NEXT_THREAD_ID.fetch_add(4, Ordering::Relaxed)
 }

@@ -355,6 +355,14 @@ mod tests {
     }
 
     #[test]
+    fn allocated_thread_ids_stay_clear_of_requestor_ids() {
+        // Requestor ids are u32 below FIRST_ALLOCATED_THREAD_ID (world::io::Requestor).
+        let id = crate::kernel::allocate_thread_id();
+        assert!(id >= crate::kernel::FIRST_ALLOCATED_THREAD_ID, "{id:#x}");
+        assert_eq!(id % 4, 0, "Windows thread ids are multiples of 4");
+    }
+
+    #[test]
     fn a_tally_sums_the_rows_of_every_thread() {
         let tally = Tally::<2>::default();
         std::thread::scope(|s| {

@@ -72,7 +72,8 @@ const IO_TYPE_FILE: i16 = 5;
 pub struct Requestor {
     /// Process id.
     pub pid: u32,
-    /// Thread id.
+    /// Thread id: below `0x0100_0000`, where the ids kernel-sim allocates to its own and the
+    /// driver's threads begin (one id for two threads would share lock ownership).
     pub tid: u32,
 }
 
