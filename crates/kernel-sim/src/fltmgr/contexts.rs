@@ -143,6 +143,119 @@ fn describe(context_type: FLT_CONTEXT_TYPE, tag: u32, size: usize) -> String {
     )
 }
 
+/// Where a linked context hangs: the key of one of the [`ContextTable`]'s link maps.
+pub(crate) enum LinkKey {
+    /// `FltSetInstanceContext`: by instance.
+    Instance(usize),
+    /// `FltSetVolumeContext`: by volume.
+    Volume(usize),
+    /// `FltSet{Stream,File}Context`: by (type, instance, the stream's or file's identity).
+    Object((FLT_CONTEXT_TYPE, usize, String)),
+}
+
+impl ContextTable {
+    /// The context linked at `key`.
+    fn linked(&self, key: &LinkKey) -> Option<usize> {
+        match key {
+            LinkKey::Instance(instance) => self.by_instance.get(instance).copied(),
+            LinkKey::Volume(volume) => self.by_volume.get(volume).copied(),
+            LinkKey::Object(object) => self.by_object.get(object).copied(),
+        }
+    }
+
+    /// Links `context` at `key`.
+    fn link(&mut self, key: LinkKey, context: usize) {
+        match key {
+            LinkKey::Instance(instance) => self.by_instance.insert(instance, context),
+            LinkKey::Volume(volume) => self.by_volume.insert(volume, context),
+            LinkKey::Object(object) => self.by_object.insert(object, context),
+        };
+    }
+}
+
+/// The link step of `FltSet{Instance,Volume,Stream,File}Context`, once the caller has checked
+/// its target and `Operation`: `new` must be a live, unlinked `context_type` context; an
+/// existing one is kept (`KEEP_IF_EXISTS`, referenced for `old`) or replaced (its reference
+/// handed to `old`, or dropped in the same critical section that unlinked it and settled as
+/// `replaced_by`). `attached` is what the context records (file object or 0, and the
+/// instance or volume).
+pub(crate) fn set_linked(
+    k: &Kernel,
+    (key, context_type, attached): (LinkKey, FLT_CONTEXT_TYPE, (usize, usize)),
+    operation: FLT_SET_CONTEXT_OPERATION,
+    (new, old): (usize, *mut PFLT_CONTEXT),
+    replaced_by: &str,
+) -> NTSTATUS {
+    let mut flt = flt_write(k);
+    let io = &mut flt.io;
+    let problem = match io.contexts.live_mut(new) {
+        None => Some("NewContext is not a live context".to_owned()),
+        Some(c) if c.context_type != context_type => Some(format!(
+            "NewContext is a {} context",
+            type_name(c.context_type)
+        )),
+        Some(c) if c.attached.is_some() => return STATUS_FLT_CONTEXT_ALREADY_LINKED,
+        Some(_) => None,
+    };
+    if let Some(problem) = problem {
+        drop(flt);
+        let name = type_name(context_type);
+        let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        reject!(k, &format!("NewContext is {article} {name} context from FltAllocateContext")
+            => STATUS_INVALID_PARAMETER, "{problem}");
+    }
+    let existing = io.contexts.linked(&key);
+    if let Some(existing) = existing
+        && operation == FLT_SET_CONTEXT_KEEP_IF_EXISTS
+    {
+        if !old.is_null() {
+            io.contexts.reference(existing);
+            drop(flt);
+            guest::write(old, existing as PFLT_CONTEXT);
+        }
+        return STATUS_FLT_CONTEXT_ALREADY_DEFINED;
+    }
+    io.contexts.link(key, new);
+    if let Some(c) = io.contexts.live_mut(new) {
+        c.attached = Some(attached);
+        c.references += 1;
+    }
+    let Some(existing) = existing else {
+        return STATUS_SUCCESS;
+    };
+    if let Some(c) = io.contexts.live_mut(existing) {
+        c.attached = None;
+    }
+    if old.is_null() {
+        // Unlinked and released in one critical section (see `detach_and_release`).
+        let dropped = drop_reference_locked(io, existing);
+        drop(flt);
+        settle(k, existing, replaced_by, dropped);
+    } else {
+        // The replaced context's reference goes to the caller.
+        drop(flt);
+        guest::write(old, existing as PFLT_CONTEXT);
+    }
+    STATUS_SUCCESS
+}
+
+/// The lookup of `FltGet{Instance,Volume,Stream,File}Context`: the context linked at `key`,
+/// referenced for the caller. Shared: links change only under the exclusive lock, and a
+/// linked context holds a reference, so it stays live until this one is taken; one the driver
+/// over-released is returned all the same (FltMgr has only the link), so its use faults.
+pub(crate) fn get_linked(k: &Kernel, key: &LinkKey) -> Option<usize> {
+    let flt = flt_read(k);
+    let context = flt.io.contexts.linked(key);
+    if let Some(c) = context {
+        flt.io.contexts.reference(c);
+    }
+    context
+}
+
 /// What dropping a reference did (see [`drop_reference_locked`]).
 pub(crate) type Dropped = Result<Option<ContextRecord>, Option<FreedContext>>;
 

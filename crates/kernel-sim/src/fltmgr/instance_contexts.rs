@@ -17,15 +17,14 @@
 use vigil_sys::{
     FLT_INSTANCE_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_SET_CONTEXT_OPERATION,
     FLT_SET_CONTEXT_REPLACE_IF_EXISTS, NTSTATUS, PFLT_CONTEXT, PFLT_INSTANCE,
-    STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_CONTEXT_ALREADY_LINKED,
     STATUS_FLT_DELETING_OBJECT, STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_SUCCESS,
 };
 
-use crate::fltmgr::contexts::{drop_reference_locked, settle, type_name};
+use crate::fltmgr::contexts::{LinkKey, get_linked, set_linked};
 use crate::fltmgr::exports::Routine;
+use crate::fltmgr::flt_read;
 use crate::fltmgr::instances::InstanceState;
-use crate::fltmgr::{flt_read, flt_write};
-use crate::kernel::check::{check, reject};
+use crate::kernel::check::check;
 use crate::kernel::{Kernel, emulate};
 use crate::machine::guest;
 
@@ -64,57 +63,18 @@ pub(crate) extern "win64" fn flt_set_instance_context(
         check!(k, operation == FLT_SET_CONTEXT_KEEP_IF_EXISTS
             || operation == FLT_SET_CONTEXT_REPLACE_IF_EXISTS,
             "Operation KEEP_IF_EXISTS or REPLACE_IF_EXISTS" => invalid, "Operation {operation}");
-        let (instance, new) = (instance as usize, new as usize);
-        let mut flt = flt_write(k);
-        let io = &mut flt.io;
-        let problem = match io.contexts.live_mut(new) {
-            None => Some("NewContext is not a live context".to_owned()),
-            Some(c) if c.context_type != FLT_INSTANCE_CONTEXT => Some(format!(
-                "NewContext is a {} context",
-                type_name(c.context_type)
-            )),
-            Some(c) if c.attached.is_some() => return STATUS_FLT_CONTEXT_ALREADY_LINKED,
-            Some(_) => None,
-        };
-        if let Some(problem) = problem {
-            drop(flt);
-            reject!(k, "NewContext is an instance context from FltAllocateContext" => invalid, "{problem}");
-        }
-        let existing = io.contexts.by_instance.get(&instance).copied();
-        if let Some(existing) = existing
-            && operation == FLT_SET_CONTEXT_KEEP_IF_EXISTS
-        {
-            if !old.is_null() {
-                if let Some(c) = io.contexts.live_mut(existing) {
-                    c.references += 1;
-                }
-                drop(flt);
-                guest::write(old, existing as PFLT_CONTEXT);
-            }
-            return STATUS_FLT_CONTEXT_ALREADY_DEFINED;
-        }
-        io.contexts.by_instance.insert(instance, new);
-        if let Some(c) = io.contexts.live_mut(new) {
-            c.attached = Some((0, instance));
-            c.references += 1;
-        }
-        let Some(existing) = existing else {
-            return STATUS_SUCCESS;
-        };
-        if let Some(c) = io.contexts.live_mut(existing) {
-            c.attached = None;
-        }
-        if old.is_null() {
-            // Detached and released in one critical section (see `contexts::detach_and_release`).
-            let dropped = drop_reference_locked(io, existing);
-            drop(flt);
-            settle(k, existing, "FltSetInstanceContext (replaced)", dropped);
-        } else {
-            // The replaced context's reference goes to the caller.
-            drop(flt);
-            guest::write(old, existing as PFLT_CONTEXT);
-        }
-        STATUS_SUCCESS
+        let instance = instance as usize;
+        set_linked(
+            k,
+            (
+                LinkKey::Instance(instance),
+                FLT_INSTANCE_CONTEXT,
+                (0, instance),
+            ),
+            operation,
+            (new as usize, old),
+            "FltSetInstanceContext (replaced)",
+        )
     })
 }
 
@@ -133,23 +93,7 @@ pub(crate) extern "win64" fn flt_get_instance_context(
                 STATUS_NOT_FOUND
             };
         }
-        let found = {
-            // Shared: the instance's link holds a reference, and links change only under the
-            // exclusive lock, so the context stays live until the reference is taken.
-            let flt = flt_read(k);
-            let context = flt
-                .io
-                .contexts
-                .by_instance
-                .get(&(instance as usize))
-                .copied();
-            // A linked context the driver over-released is returned all the same (FltMgr
-            // has only the link), so the driver's use of it faults.
-            if let Some(c) = context {
-                flt.io.contexts.reference(c);
-            }
-            context
-        };
+        let found = get_linked(k, &LinkKey::Instance(instance as usize));
         match found {
             Some(context) => {
                 guest::write(out, context as PFLT_CONTEXT);

@@ -22,15 +22,14 @@
 use vigil_sys::{
     FILE_OBJECT, FLT_CONTEXT_TYPE, FLT_FILE_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
     FLT_SET_CONTEXT_OPERATION, FLT_SET_CONTEXT_REPLACE_IF_EXISTS, FLT_STREAM_CONTEXT, NTSTATUS,
-    PFLT_CONTEXT, PFLT_INSTANCE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
-    STATUS_FLT_CONTEXT_ALREADY_LINKED, STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND,
-    STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+    PFLT_CONTEXT, PFLT_INSTANCE, STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED,
+    STATUS_SUCCESS,
 };
 
 use crate::config::VolumeKind;
-use crate::fltmgr::contexts::{check_target, drop_reference_locked, settle, type_name};
+use crate::fltmgr::contexts::{LinkKey, check_target, get_linked, set_linked};
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::{flt_read, flt_write};
+use crate::fltmgr::flt_read;
 use crate::kernel::{Kernel, emulate};
 use crate::machine::guest;
 
@@ -95,64 +94,17 @@ fn set(
         Ok(key) => key,
         Err(status) => return status,
     };
-    let new = new as usize;
-    let mut flt = flt_write(k);
-    let io = &mut flt.io;
-    let problem = match io.contexts.live_mut(new) {
-        None => Some("NewContext is not a live context".to_owned()),
-        Some(c) if c.context_type != context_type => Some(format!(
-            "NewContext is a {} context",
-            type_name(c.context_type)
-        )),
-        Some(c) if c.attached.is_some() => return STATUS_FLT_CONTEXT_ALREADY_LINKED,
-        Some(_) => None,
-    };
-    if let Some(problem) = problem {
-        drop(flt);
-        k.parameter_violation(
-            &format!(
-                "NewContext is a {} context from FltAllocateContext",
-                type_name(context_type)
-            ),
-            problem,
-        );
-        return invalid;
-    }
-    let existing = io.contexts.by_object.get(&key).copied();
-    if let Some(existing) = existing
-        && operation == FLT_SET_CONTEXT_KEEP_IF_EXISTS
-    {
-        if !old.is_null() {
-            if let Some(c) = io.contexts.live_mut(existing) {
-                c.references += 1;
-            }
-            drop(flt);
-            guest::write(old, existing as PFLT_CONTEXT);
-        }
-        return STATUS_FLT_CONTEXT_ALREADY_DEFINED;
-    }
-    io.contexts.by_object.insert(key, new);
-    if let Some(c) = io.contexts.live_mut(new) {
-        c.attached = Some((file as usize, instance as usize));
-        c.references += 1;
-    }
-    let Some(existing) = existing else {
-        return STATUS_SUCCESS;
-    };
-    if let Some(c) = io.contexts.live_mut(existing) {
-        c.attached = None;
-    }
-    if old.is_null() {
-        // Detached and released in one critical section (see `contexts::detach_and_release`).
-        let dropped = drop_reference_locked(io, existing);
-        drop(flt);
-        settle(k, existing, routine, dropped);
-    } else {
-        // The replaced context's reference goes to the caller.
-        drop(flt);
-        guest::write(old, existing as PFLT_CONTEXT);
-    }
-    STATUS_SUCCESS
+    set_linked(
+        k,
+        (
+            LinkKey::Object(key),
+            context_type,
+            (file as usize, instance as usize),
+        ),
+        operation,
+        (new as usize, old),
+        routine,
+    )
 }
 
 /// `FltGet{Stream,File}Context` for `context_type`.
@@ -183,17 +135,7 @@ fn get(
         Ok(key) => key,
         Err(status) => return status,
     };
-    let found = {
-        // Shared: links change only under the exclusive lock, and a linked context holds a
-        // reference, so it stays live until this one is taken (an over-released one is
-        // returned all the same, as FltMgr has only the link).
-        let flt = flt_read(k);
-        let context = flt.io.contexts.by_object.get(&key).copied();
-        if let Some(c) = context {
-            flt.io.contexts.reference(c);
-        }
-        context
-    };
+    let found = get_linked(k, &LinkKey::Object(key));
     match found {
         Some(context) => {
             guest::write(out, context as PFLT_CONTEXT);
