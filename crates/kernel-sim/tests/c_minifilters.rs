@@ -8,103 +8,16 @@
 //! Without clang the tests say so and stop, except under CI (`CI` set), where .ci/run installs
 //! clang and a missing compiler is a failure.
 
+mod c_filters;
 mod io_workload;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use io_workload::{FILE_CREATE, FILE_OPEN, GENERIC_WRITE, NTFS, config, requestor, volume};
 use vigil_kernel_sim::{DebugPrint, Sim, WriteOptions};
 use xtask::CBuildError;
 
-/// Builds `name` (or its `twin`); `None` when clang is missing outside CI.
-fn build(name: &str, twin: Option<&str>) -> Option<PathBuf> {
-    let built = match twin {
-        None => xtask::build_c_minifilter(name),
-        Some(twin) => xtask::build_c_minifilter_twin(name, twin),
-    };
-    match built {
-        Ok(image) => Some(image),
-        Err(error @ CBuildError::ToolMissing { .. }) if std::env::var_os("CI").is_none() => {
-            // Straight to stderr, past the test harness's capture: a skip is never silent.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: cannot build the C minifilter {name}: {error} (set CI to make this a failure)"
-            );
-            None
-        }
-        Err(error) => panic!("building the C minifilter {name} ({twin:?}): {error}"),
-    }
-}
-
-fn verify(image: &Path, port: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kernel-sim"));
-    command
-        .arg("verify")
-        .arg("--image")
-        .arg(image)
-        .args(["--cycles", "4", "--max-runs", "40"]);
-    if let Some(port) = port {
-        command.args(["--port", port]);
-    }
-    command.output().expect("kernel-sim runs")
-}
-
-/// Asserts a clean verify: exit 0, every stage ran, no rule broken.
-fn assert_clean(image: &Path, port: Option<&str>) {
-    let output = verify(image, port);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{output:?}");
-    for stage in [
-        "load-unload",
-        "stress",
-        "sweep (load + unload)",
-        "sweep (cycle)",
-    ] {
-        assert!(stdout.contains(stage), "{stage}: {stdout}");
-    }
-    assert!(stdout.contains("no rule broken"), "{stdout}");
-}
-
-/// Asserts that verify fails (exit 1) with a row naming `kind`, `routine`, `caller` and `rule`,
-/// counted at least once.
-fn assert_caught(
-    image: &Path,
-    port: Option<&str>,
-    kind: &str,
-    routine: &str,
-    caller: &str,
-    rule: &str,
-) {
-    let output = verify(image, port);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let row = stdout
-        .lines()
-        .find(|line| line.contains(routine) && line.contains(rule))
-        .unwrap_or_else(|| panic!("no row for {routine} / {rule}: {stdout}"));
-    let count: u64 = row
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("a count first: {row}"));
-    assert!(count > 0, "{row}");
-    assert!(row.contains(kind), "{kind}: {row}");
-    assert!(row.contains(caller), "{caller}: {row}");
-    assert!(stdout.contains("RULES BROKEN"), "{stdout}");
-}
-
-/// Waits (at most 10 s) until the driver has called `routine` `calls` times: the C filters
-/// do some of their work on work-item threads, which a test must let finish before it unloads.
-fn wait_for_calls(driver: &vigil_kernel_sim::Driver, routine: &str, calls: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while driver.routine_calls().get(routine).copied().unwrap_or(0) < calls
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
+use c_filters::{assert_caught, assert_clean, build, verify, wait_for_calls};
 
 /// The scanner-lite filter (create/cleanup callbacks, normalized names, a port with the
 /// default security descriptor) is clean with a client on its port; its twin that releases a
