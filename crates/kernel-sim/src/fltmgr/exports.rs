@@ -86,5 +86,8 @@ routines! {
         FltGetVolumeName => crate::fltmgr::volume_names::flt_get_volume_name, AtMost(APC_LEVEL);
         FltGetVolumeGuidName => crate::fltmgr::volume_names::flt_get_volume_guid_name, AtMost(PASSIVE_LEVEL);
         FltQueryInformationFile => crate::fltmgr::query_information::flt_query_information_file, AtMost(PASSIVE_LEVEL);
+        // Operation requests (issue 18)
+        FltLockUserBuffer => crate::fltmgr::operation_requests::flt_lock_user_buffer, AtMost(APC_LEVEL);
+        FltRequestOperationStatusCallback => crate::fltmgr::operation_requests::flt_request_operation_status_callback, AtMost(APC_LEVEL);
     }
 }

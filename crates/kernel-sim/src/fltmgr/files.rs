@@ -144,6 +144,8 @@ pub(crate) struct IoState {
     pub volume_refs: crate::fltmgr::volume_objects::VolumeRefs,
     /// Files a filter opened and closed (`FltClose`) whose file object it still references.
     pub closed_files: Vec<FileRecord>,
+    /// `FltLockUserBuffer`/`FltRequestOperationStatusCallback` state of operations in progress.
+    pub operation_requests: crate::fltmgr::operation_requests::OperationRequests,
 }
 
 impl Default for IoState {
@@ -164,6 +166,7 @@ impl Default for IoState {
             work_items: crate::fltmgr::workitems::WorkItems::default(),
             volume_refs: crate::fltmgr::volume_objects::VolumeRefs::default(),
             closed_files: Vec::new(),
+            operation_requests: crate::fltmgr::operation_requests::OperationRequests::default(),
         }
     }
 }

@@ -28,6 +28,7 @@ pub(crate) mod instance_contexts;
 pub(crate) mod instances;
 pub(crate) mod irp_names;
 pub(crate) mod names;
+pub(crate) mod operation_requests;
 pub(crate) mod pending;
 pub(crate) mod ports;
 pub(crate) mod pushlock;

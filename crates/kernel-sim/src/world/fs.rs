@@ -26,9 +26,11 @@
 //! the opened name keeps the short spelling. File IDs: every file has one (its node number),
 //! and [`FileSystem::create_by_id`] opens by it.
 //!
-//! Left out: file contents (only the size is kept), share access, attributes, security,
-//! reparse points, oplocks, the short-name registry settings (generation is always on, as on
-//! a system volume).
+//! The bytes written, EAs, security descriptors set, byte-range locks and the volume label are
+//! kept beside the namespace (`fs/extra.rs`, for the operations of `world/io/ops.rs`).
+//!
+//! Left out: share access, attributes, reparse points, oplocks, the short-name registry
+//! settings (generation is always on, as on a system volume).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -45,6 +47,10 @@ use vigil_sys::{
 };
 
 use crate::fltmgr::instances::{FsHandle, VolumeFiles};
+
+mod extra;
+
+pub(crate) use extra::STATUS_FILE_LOCK_CONFLICT;
 use crate::kernel::sharded::ShardedMap;
 use crate::ntoskrnl::status;
 use crate::ntoskrnl::upcase::upcase_str;
@@ -174,6 +180,8 @@ pub(crate) struct FileSystem {
     /// Short names: the key of a link's parent joined with its upcased short name -> the
     /// link's key.
     short_index: HashMap<String, String>,
+    /// File contents, EAs, byte-range locks, the label (`extra`).
+    extras: extra::Extras,
 }
 
 /// The lookup key of a canonical path: upcased unit by unit with the system's upcase table,
@@ -252,6 +260,7 @@ impl FileSystem {
             next_handle: AtomicU64::new(1),
             short_index: HashMap::default(),
             hard_links,
+            extras: extra::Extras::default(),
         };
         let root = fs.new_node(true);
         fs.entries.insert(

@@ -41,7 +41,9 @@ use vigil_sys::{
     FLT_PARAMETERS_CREATE, FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE,
     FLT_POSTOP_FINISHED_PROCESSING, FLT_POSTOP_MORE_PROCESSING_REQUIRED, FLT_PREOP_COMPLETE,
     FLT_PREOP_PENDING, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK,
-    FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS, FLTFL_CALLBACK_DATA_IRP_OPERATION,
+    FLT_PREOP_DISALLOW_FASTIO, FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS,
+    FLTFL_CALLBACK_DATA_FAST_IO_OPERATION, FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION,
+    FLTFL_CALLBACK_DATA_IRP_OPERATION,
     FLTFL_CALLBACK_DATA_POST_OPERATION, FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO,
     FileDispositionInformation, FileDispositionInformationEx, FileLinkInformation,
     FileLinkInformationEx, FileRenameInformation, FileRenameInformationEx, IO_SECURITY_CONTEXT,
@@ -63,8 +65,39 @@ use crate::report::ViolationKind;
 use crate::world::fs::{FileSystem, REPLACE_IF_EXISTS};
 use crate::world::volumes::{fs_mut, fs_of};
 
+mod fs_filter;
+mod ops;
+mod workout;
+
+pub use ops::FileStandard;
+pub use workout::Workout;
+
 /// `IO_TYPE_FILE`.
 const IO_TYPE_FILE: i16 = 5;
+
+/// How an operation reaches the filters (its callback data's `FLTFL_CALLBACK_DATA_*` kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// An IRP.
+    Irp,
+    /// A fast I/O call (`FLT_PREOP_DISALLOW_FASTIO` sends it back to be reissued as an IRP).
+    FastIo,
+    /// An FsFilter callback (the Acquire/Release pseudo-operations).
+    FsFilter,
+}
+
+/// One operation to issue ([`Io::issue`]).
+struct Request {
+    volume: VolumeId,
+    file_object: usize,
+    major: u8,
+    minor: u8,
+    irp_flags: u32,
+    irql: u8,
+    parameters: FLT_PARAMETERS,
+    desired_access: u32,
+    path: Path,
+}
 
 /// Who issues a synthetic operation: the ids `PsGetCurrentProcessId`/`PsGetCurrentThreadId`
 /// and `FltGetRequestorProcessId` return inside its callbacks.
@@ -142,6 +175,7 @@ struct Begun {
 
 /// Where the parts of an operation's block are (guest addresses).
 struct BlockAddresses {
+    path: Path,
     base: usize,
     data: usize,
     iopb: usize,
@@ -151,8 +185,9 @@ struct BlockAddresses {
 }
 
 impl BlockAddresses {
-    fn of(base: usize) -> Self {
+    fn of(base: usize, path: Path) -> Self {
         Self {
+            path,
             base,
             data: base + offset_of!(OperationBlock, data),
             iopb: base + offset_of!(OperationBlock, iopb),
@@ -178,7 +213,7 @@ fn callback_names(major: u8) -> (&'static str, &'static str) {
         IRP_MJ_SET_INFORMATION => ("PreSetInformation", "PostSetInformation"),
         IRP_MJ_CLEANUP => ("PreCleanup", "PostCleanup"),
         IRP_MJ_CLOSE => ("PreClose", "PostClose"),
-        _ => ("PreOperation", "PostOperation"),
+        _ => ops::callback_names(major),
     }
 }
 
@@ -331,9 +366,41 @@ impl Io {
         desired_access: u32,
         fs_step: FsStep<'_>,
     ) -> (NTSTATUS, usize) {
+        let request = Request {
+            volume,
+            file_object,
+            major,
+            minor: 0,
+            irp_flags,
+            irql,
+            parameters,
+            desired_access,
+            path: Path::Irp,
+        };
+        self.issue(request, fs_step)
+    }
+
+    /// Builds the operation `request`, runs the callbacks around `fs_step`, returns the final
+    /// `IoStatus` (`STATUS_FLT_DISALLOW_FAST_IO` for a fast I/O operation a filter disallowed).
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one operation from its block to its completion, read top to bottom"
+    )]
+    fn issue(&self, request: Request, fs_step: FsStep<'_>) -> (NTSTATUS, usize) {
+        let Request {
+            volume,
+            file_object,
+            major,
+            minor,
+            irp_flags,
+            irql,
+            parameters,
+            desired_access,
+            path,
+        } = request;
         let paging = irp_flags & IRP_PAGING_IO != 0;
         let block = GuestAlloc::for_type::<OperationBlock>(0);
-        let at = BlockAddresses::of(block.address());
+        let at = BlockAddresses::of(block.address(), path);
         let begun = match self.begin(volume, major, paging, at.data) {
             Ok(begun) => begun,
             Err(status) => return (status, 0),
@@ -348,7 +415,7 @@ impl Io {
         let iopb = FLT_IO_PARAMETER_BLOCK {
             IrpFlags: irp_flags,
             MajorFunction: major,
-            MinorFunction: 0,
+            MinorFunction: minor,
             OperationFlags: 0,
             Reserved: 0,
             TargetFileObject: file_object as *mut FILE_OBJECT,
@@ -376,10 +443,15 @@ impl Io {
                     self.end(volume, at.data);
                     return (STATUS_UNSUCCESSFUL, 0);
                 }
-                Some(PreOutcome::Post) => post_at = Some(self.default_post_irql(major)),
+                Some(PreOutcome::Post) => post_at = Some(self.default_post_irql(major, path, irql)),
                 Some(PreOutcome::Synchronize) => post_at = Some(irql),
                 Some(PreOutcome::NoPost) => {}
                 Some(PreOutcome::Complete) => completed = true,
+                Some(PreOutcome::Disallowed) => {
+                    crate::fltmgr::operation_requests::complete(k, at.data, at.iopb);
+                    self.end(volume, at.data);
+                    return (ops::STATUS_FLT_DISALLOW_FAST_IO, 0);
+                }
                 Some(PreOutcome::Abandoned) => {
                     // The filter may still hold the callback data: never free it.
                     std::mem::forget(block);
@@ -394,6 +466,9 @@ impl Io {
         let status_at = (at.data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK;
         if !completed {
             let (status, information) = self.file_system(dispatch.is_some(), fs_step, at.base);
+            if dispatch.is_some() {
+                self.run_status_callbacks(&at, status, irql);
+            }
             guest::write(
                 status_at,
                 IO_STATUS_BLOCK {
@@ -422,6 +497,7 @@ impl Io {
         if major == IRP_MJ_WRITE {
             crate::fltmgr::dirty::complete_write_mdl(k, at.iopb);
         }
+        crate::fltmgr::operation_requests::complete(k, at.data, at.iopb);
         if dispatch.is_some() {
             self.end(volume, at.data);
         }
@@ -485,12 +561,16 @@ impl Io {
         iopb: FLT_IO_PARAMETER_BLOCK,
         desired_access: u32,
     ) {
-        let paging = iopb.IrpFlags & IRP_PAGING_IO != 0;
+        let kernel_mode = iopb.IrpFlags & IRP_PAGING_IO != 0 || at.path == Path::FsFilter;
         guest::write(
             block.as_ptr::<OperationBlock>(),
             OperationBlock {
                 data: FLT_CALLBACK_DATA {
-                    Flags: FLTFL_CALLBACK_DATA_IRP_OPERATION,
+                    Flags: match at.path {
+                        Path::Irp => FLTFL_CALLBACK_DATA_IRP_OPERATION,
+                        Path::FastIo => FLTFL_CALLBACK_DATA_FAST_IO_OPERATION,
+                        Path::FsFilter => FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION,
+                    },
                     Thread: (at.base + offset_of!(OperationBlock, thread)) as PVOID,
                     Iopb: at.iopb as *mut FLT_IO_PARAMETER_BLOCK,
                     IoStatus: IO_STATUS_BLOCK {
@@ -500,7 +580,7 @@ impl Io {
                     },
                     TagData: std::ptr::null_mut(),
                     FilterContext: [std::ptr::null_mut(); 4],
-                    RequestorMode: if paging { KernelMode } else { UserMode },
+                    RequestorMode: if kernel_mode { KernelMode } else { UserMode },
                 },
                 objects: FLT_RELATED_OBJECTS {
                     Size: u16::try_from(size_of::<FLT_RELATED_OBJECTS>()).unwrap_or(u16::MAX),
@@ -542,6 +622,7 @@ impl Io {
         let pre: PreCallback = unsafe { std::mem::transmute(d.pre) };
         // A work item may complete the operation before the pre has returned PENDING.
         flt_read(&self.kernel).io.pended.open(at.data);
+        crate::fltmgr::operation_requests::enter_pre(&self.kernel, at.data);
         // SAFETY: as above; the arguments point into this operation's block, alive for the call.
         let returned = self.call_as(pre_name, irql, || unsafe {
             pre(
@@ -550,11 +631,15 @@ impl Io {
                 at.completion as *mut PVOID,
             )
         });
+        crate::fltmgr::operation_requests::leave_pre(&self.kernel, at.data);
         let Some(returned) = returned else {
             flt_read(&self.kernel).io.pended.close(at.data);
             return None;
         };
         if returned == FLT_PREOP_PENDING {
+            if at.path != Path::Irp {
+                ops::report_pended_non_irp(&self.kernel, pre_name);
+            }
             return Some(self.await_pended(pre_name, at, d.post != 0));
         }
         let slot = flt_read(&self.kernel).io.pended.close(at.data);
@@ -568,7 +653,7 @@ impl Io {
             state::with(|s| s.callback.set(previous));
         }
         let context = guest::read(at.completion as *const PVOID);
-        Some(self.check_pre_status(pre_name, returned, context, d.post != 0))
+        Some(self.check_pre_status(pre_name, returned, context, (d.post != 0, at.path)))
     }
 
     /// Waits for `FltCompletePendedPreOperation` on an operation its pre pended, at most
@@ -619,7 +704,7 @@ impl Io {
             return PreOutcome::Abandoned;
         };
         guest::write(at.completion as *mut PVOID, context as PVOID);
-        self.check_pre_status(pre_name, status, context as PVOID, has_post)
+        self.check_pre_status(pre_name, status, context as PVOID, (has_post, at.path))
     }
 
     /// Marks the operation as in its post phase and runs the post-operation callback at
@@ -708,8 +793,11 @@ impl Io {
         false
     }
 
-    fn default_post_irql(&self, major: u8) -> u8 {
-        if major != IRP_MJ_CREATE && self.kernel.config.io.post_ops_at_dispatch {
+    fn default_post_irql(&self, major: u8, path: Path, pre_irql: u8) -> u8 {
+        if path != Path::Irp {
+            // Fast I/O and FsFilter operations complete on the calling thread.
+            pre_irql
+        } else if major != IRP_MJ_CREATE && self.kernel.config.io.post_ops_at_dispatch {
             DISPATCH_LEVEL
         } else {
             PASSIVE_LEVEL
@@ -722,11 +810,11 @@ impl Io {
         callback: &'static str,
         returned: i32,
         context: PVOID,
-        has_post: bool,
+        (has_post, path): (bool, Path),
     ) -> PreOutcome {
         // Violations found here are the callback's: attribute them to it.
         let previous = state::with(|s| s.callback.replace(callback));
-        let outcome = self.check_pre_status_of(callback, returned, context, has_post);
+        let outcome = self.check_pre_status_of(callback, returned, context, (has_post, path));
         state::with(|s| s.callback.set(previous));
         outcome
     }
@@ -736,10 +824,17 @@ impl Io {
         callback: &str,
         returned: i32,
         context: PVOID,
-        has_post: bool,
+        (has_post, path): (bool, Path),
     ) -> PreOutcome {
         let k = &self.kernel;
         let (outcome, name) = match returned {
+            FLT_PREOP_DISALLOW_FASTIO if path == Path::FastIo => {
+                (PreOutcome::Disallowed, "FLT_PREOP_DISALLOW_FASTIO")
+            }
+            // Not IRP-based: Filter Manager treats SYNCHRONIZE as SUCCESS_WITH_CALLBACK.
+            FLT_PREOP_SYNCHRONIZE if path != Path::Irp => {
+                (PreOutcome::Post, "FLT_PREOP_SYNCHRONIZE")
+            }
             FLT_PREOP_SUCCESS_WITH_CALLBACK => {
                 (PreOutcome::Post, "FLT_PREOP_SUCCESS_WITH_CALLBACK")
             }
@@ -764,7 +859,9 @@ impl Io {
                 );
                 PreOutcome::NoPost
             }
-            PreOutcome::NoPost | PreOutcome::Complete if !context.is_null() => {
+            PreOutcome::NoPost | PreOutcome::Complete | PreOutcome::Disallowed
+                if !context.is_null() =>
+            {
                 k.violation(
                     ViolationKind::CallbackStatus,
                     "RULES.md 24: a completion context only when a post-operation callback will receive it",
@@ -1095,11 +1192,12 @@ impl Io {
             let (Some(v), Some(handle)) = (io.volumes.get(volume.0), fs_handle) else {
                 return (status::INVALID_DEVICE_REQUEST, 0);
             };
-            match fs_of(v).write(
-                handle,
-                u64::try_from(write.ByteOffset).unwrap_or(0),
-                u64::from(write.Length),
-            ) {
+            // The bytes the file system gets: the MDL's if the parameters carry one.
+            let bytes = guest::read_bytes(
+                ops::transfer_buffer(write.MdlAddress, write.WriteBuffer) as *const u8,
+                write.Length as usize,
+            );
+            match fs_of(v).write_data(handle, u64::try_from(write.ByteOffset).unwrap_or(0), &bytes) {
                 Ok(()) => (STATUS_SUCCESS, write.Length as usize),
                 Err(status) => (status, 0),
             }
@@ -1364,6 +1462,8 @@ enum PreOutcome {
     Synchronize,
     NoPost,
     Complete,
+    /// A fast I/O operation the filter disallowed: no file system, no post.
+    Disallowed,
     /// Pended and never completed (reported): ends as completed, its block left allocated.
     Abandoned,
 }

@@ -1,0 +1,427 @@
+/* allops.c: a minifilter registered for every operation Filter Manager knows, every IRP major
+ * function and every pseudo-operation, the shape of the monitoring filters (procmon-style
+ * tracers, minispy) that watch everything. Written to prove that kernel-sim dispatches each
+ * operation with the parameters its FLT_PARAMETERS page describes.
+ *
+ * - One pre-operation and one post-operation callback for all of them. The pre checks what it
+ *   is given: the operation's name (FltGetIrpName), the kind of the callback data (IRP, fast
+ *   I/O or FsFilter, as the operation allows), the IRQL (the modified page writer's acquire
+ *   and release at APC_LEVEL, every other pre at most APC_LEVEL), a file object (all but
+ *   shutdown) and, for every operation with a buffer, a buffer (or an MDL) whenever the length
+ *   is not zero. It counts the operation.
+ * - It locks the buffer of IRP reads, directory queries and security queries
+ *   (FltLockUserBuffer) and checks that the parameters then carry an MDL; it asks for the
+ *   file system's status of flushes and volume queries (FltRequestOperationStatusCallback) and
+ *   checks the snapshot it gets back; it disallows every other fast I/O query-information
+ *   (FLT_PREOP_DISALLOW_FASTIO), which kernel-sim must reissue as an IRP.
+ * - Anything wrong is printed (DbgPrint, "allops: ANOMALY ...") and the callback returns a status
+ *   no callback may return, which kernel-sim reports as a broken rule: verify fails.
+ * - FilterUnload prints the count of pre and post callbacks of every operation seen, and the
+ *   totals of anomalies, locked buffers, status callbacks and disallowed fast I/O.
+ *
+ * Broken twin, selected at build time:
+ * - TWIN_LOCK_BUFFER_FAST_IO: the pre-read locks the buffer of fast I/O reads too, which have
+ *   no IRP (FltLockUserBuffer is for IRP-based operations).
+ *
+ * Runs in the kernel: pre-operation callbacks at PASSIVE_LEVEL or APC_LEVEL, post-operation
+ * callbacks at <= DISPATCH_LEVEL (counters only there). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <windef.h>
+#include <winternl.h>
+#include <winioctl.h>
+#include <ddk/wdm.h>
+#include <ddk/ntddk.h>
+#include <ddk/ntifs.h>
+#include <ddk/fltkernel.h>
+#include "flt_documented.h"
+
+/* IRP majors 0x00..0x1B, then the pseudo-operations 0xEC..0xFF. */
+#define SLOTS 48
+/* A status no pre- or post-operation callback may return. */
+#define BROKEN_STATUS 0x77
+
+static PFLT_FILTER g_filter;
+static volatile LONG g_pre[SLOTS];
+static volatile LONG g_post[SLOTS];
+static volatile LONG g_anomalies;
+static volatile LONG g_locked;
+static volatile LONG g_status_requested;
+static volatile LONG g_status_called;
+static volatile LONG g_disallowed;
+static volatile LONG g_fast_queries;
+
+static int slot_of(UCHAR major)
+{
+    if (major <= 0x1b) {
+        return major;
+    }
+    if (major >= 0xec) {
+        return 0x1c + (major - 0xec);
+    }
+    return -1;
+}
+
+static UCHAR major_of(int slot)
+{
+    return slot <= 0x1b ? (UCHAR)slot : (UCHAR)(0xec + (slot - 0x1c));
+}
+
+static KIRQL current_irql(void)
+{
+    unsigned long long value;
+    /* CR8 is the IRQL on x64 (what KeGetCurrentIrql reads). */
+    __asm__ volatile("mov %%cr8, %0" : "=r"(value));
+    return (KIRQL)value;
+}
+
+static BOOLEAN anomaly(UCHAR major, const char *what)
+{
+    InterlockedIncrement(&g_anomalies);
+    DbgPrint("allops: ANOMALY %s: %s\n", FltGetIrpName(major), what);
+    return TRUE;
+}
+
+/* The callback data kinds an operation may come as. */
+static ULONG allowed_kinds(UCHAR major)
+{
+    switch (major) {
+    case IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION:
+    case IRP_MJ_RELEASE_FOR_SECTION_SYNCHRONIZATION:
+    case IRP_MJ_ACQUIRE_FOR_MOD_WRITE:
+    case IRP_MJ_RELEASE_FOR_MOD_WRITE:
+    case IRP_MJ_ACQUIRE_FOR_CC_FLUSH:
+    case IRP_MJ_RELEASE_FOR_CC_FLUSH:
+        return FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION;
+    case IRP_MJ_QUERY_OPEN:
+    case IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE:
+    case IRP_MJ_NETWORK_QUERY_OPEN:
+    case IRP_MJ_MDL_READ:
+    case IRP_MJ_MDL_READ_COMPLETE:
+    case IRP_MJ_PREPARE_MDL_WRITE:
+    case IRP_MJ_MDL_WRITE_COMPLETE:
+        return FLTFL_CALLBACK_DATA_FAST_IO_OPERATION;
+    case IRP_MJ_READ:
+    case IRP_MJ_WRITE:
+    case IRP_MJ_QUERY_INFORMATION:
+    case IRP_MJ_LOCK_CONTROL:
+    case IRP_MJ_DEVICE_CONTROL:
+        return FLTFL_CALLBACK_DATA_IRP_OPERATION | FLTFL_CALLBACK_DATA_FAST_IO_OPERATION;
+    default:
+        return FLTFL_CALLBACK_DATA_IRP_OPERATION;
+    }
+}
+
+/* A buffer (or MDL) whenever the length is not zero. */
+static BOOLEAN has_buffer(ULONG length, PVOID buffer, PMDL mdl)
+{
+    return length == 0 || buffer != NULL || mdl != NULL;
+}
+
+/* The parameters of the operation: FALSE when something the page promises is missing. */
+static BOOLEAN parameters_valid(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects)
+{
+    PFLT_IO_PARAMETER_BLOCK iopb = data->Iopb;
+    FLT_PARAMETERS *p = &iopb->Parameters;
+    ULONG method;
+
+    if (objects->FileObject == NULL && iopb->MajorFunction != IRP_MJ_SHUTDOWN) {
+        return !anomaly(iopb->MajorFunction, "no file object");
+    }
+    switch (iopb->MajorFunction) {
+    case IRP_MJ_READ:
+        return has_buffer(p->Read.Length, p->Read.ReadBuffer, p->Read.MdlAddress);
+    case IRP_MJ_WRITE:
+        return has_buffer(p->Write.Length, p->Write.WriteBuffer, p->Write.MdlAddress);
+    case IRP_MJ_QUERY_INFORMATION:
+        return has_buffer(p->QueryFileInformation.Length, p->QueryFileInformation.InfoBuffer,
+                          NULL);
+    case IRP_MJ_SET_INFORMATION:
+        return has_buffer(p->SetFileInformation.Length, p->SetFileInformation.InfoBuffer, NULL);
+    case IRP_MJ_QUERY_EA:
+        return has_buffer(p->QueryEa.Length, p->QueryEa.EaBuffer, p->QueryEa.MdlAddress);
+    case IRP_MJ_SET_EA:
+        return has_buffer(p->SetEa.Length, p->SetEa.EaBuffer, p->SetEa.MdlAddress);
+    case IRP_MJ_QUERY_VOLUME_INFORMATION:
+        return has_buffer(p->QueryVolumeInformation.Length,
+                          p->QueryVolumeInformation.VolumeBuffer, NULL);
+    case IRP_MJ_SET_VOLUME_INFORMATION:
+        return has_buffer(p->SetVolumeInformation.Length, p->SetVolumeInformation.VolumeBuffer,
+                          NULL);
+    case IRP_MJ_DIRECTORY_CONTROL:
+        return has_buffer(p->DirectoryControl.QueryDirectory.Length,
+                          p->DirectoryControl.QueryDirectory.DirectoryBuffer,
+                          p->DirectoryControl.QueryDirectory.MdlAddress);
+    case IRP_MJ_FILE_SYSTEM_CONTROL:
+        method = p->FileSystemControl.Common.FsControlCode & 3;
+        if (method == METHOD_BUFFERED) {
+            ULONG longer = p->FileSystemControl.Buffered.InputBufferLength;
+            if (p->FileSystemControl.Buffered.OutputBufferLength > longer) {
+                longer = p->FileSystemControl.Buffered.OutputBufferLength;
+            }
+            return has_buffer(longer, p->FileSystemControl.Buffered.SystemBuffer, NULL);
+        }
+        return has_buffer(p->FileSystemControl.Neither.OutputBufferLength,
+                          p->FileSystemControl.Neither.OutputBuffer,
+                          p->FileSystemControl.Neither.OutputMdlAddress);
+    case IRP_MJ_DEVICE_CONTROL:
+    case IRP_MJ_INTERNAL_DEVICE_CONTROL:
+        method = p->DeviceIoControl.Common.IoControlCode & 3;
+        if (method == METHOD_BUFFERED) {
+            ULONG longer = p->DeviceIoControl.Buffered.InputBufferLength;
+            if (p->DeviceIoControl.Buffered.OutputBufferLength > longer) {
+                longer = p->DeviceIoControl.Buffered.OutputBufferLength;
+            }
+            return has_buffer(longer, p->DeviceIoControl.Buffered.SystemBuffer, NULL);
+        }
+        if (method == METHOD_NEITHER) {
+            return has_buffer(p->DeviceIoControl.Neither.InputBufferLength,
+                              p->DeviceIoControl.Neither.InputBuffer, NULL) &&
+                   has_buffer(p->DeviceIoControl.Neither.OutputBufferLength,
+                              p->DeviceIoControl.Neither.OutputBuffer, NULL);
+        }
+        /* The direct methods: the I/O manager describes the output with an MDL. */
+        return has_buffer(p->DeviceIoControl.Direct.OutputBufferLength, NULL,
+                          p->DeviceIoControl.Direct.OutputMdlAddress);
+    case IRP_MJ_LOCK_CONTROL:
+        return p->LockControl.Length != NULL && p->LockControl.ProcessId != NULL;
+    case IRP_MJ_QUERY_SECURITY:
+        return has_buffer(p->QuerySecurity.Length, p->QuerySecurity.SecurityBuffer,
+                          p->QuerySecurity.MdlAddress);
+    case IRP_MJ_SET_SECURITY:
+        return p->SetSecurity.SecurityDescriptor != NULL;
+    case IRP_MJ_SYSTEM_CONTROL:
+        return has_buffer(p->WMI.BufferSize, p->WMI.Buffer, NULL);
+    case IRP_MJ_QUERY_QUOTA:
+        return has_buffer(p->QueryQuota.Length, p->QueryQuota.QuotaBuffer,
+                          p->QueryQuota.MdlAddress);
+    case IRP_MJ_SET_QUOTA:
+        return has_buffer(p->SetQuota.Length, p->SetQuota.QuotaBuffer, p->SetQuota.MdlAddress);
+    case IRP_MJ_ACQUIRE_FOR_MOD_WRITE:
+        return p->AcquireForModifiedPageWriter.EndingOffset != NULL &&
+               p->AcquireForModifiedPageWriter.ResourceToRelease != NULL;
+    case IRP_MJ_RELEASE_FOR_MOD_WRITE:
+        return p->ReleaseForModifiedPageWriter.ResourceToRelease != NULL;
+    case IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION:
+        return p->AcquireForSectionSynchronization.SyncType == SyncTypeCreateSection;
+    case IRP_MJ_MDL_READ:
+        return p->MdlRead.MdlChain != NULL && p->MdlRead.Length > 0;
+    case IRP_MJ_PREPARE_MDL_WRITE:
+        return p->PrepareMdlWrite.MdlChain != NULL && p->PrepareMdlWrite.Length > 0;
+    case IRP_MJ_MDL_READ_COMPLETE:
+        return p->MdlReadComplete.MdlChain != NULL;
+    case IRP_MJ_MDL_WRITE_COMPLETE:
+        return p->MdlWriteComplete.MdlChain != NULL;
+    case IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE:
+        return p->FastIoCheckIfPossible.Length > 0;
+    default:
+        return TRUE;
+    }
+}
+
+static VOID StatusCallback(PCFLT_RELATED_OBJECTS objects, PFLT_IO_PARAMETER_BLOCK snapshot,
+                           NTSTATUS status, PVOID context)
+{
+    (void)objects;
+    (void)status;
+    InterlockedIncrement(&g_status_called);
+    if (current_irql() > APC_LEVEL) {
+        anomaly(snapshot->MajorFunction, "status callback above APC_LEVEL");
+    }
+    if ((UCHAR)(ULONG_PTR)context != snapshot->MajorFunction) {
+        anomaly(snapshot->MajorFunction, "status callback with another operation's snapshot");
+    }
+}
+
+/* Locks the operation's buffer; FALSE on an anomaly. */
+static BOOLEAN lock_buffer(PFLT_CALLBACK_DATA data)
+{
+    PFLT_IO_PARAMETER_BLOCK iopb = data->Iopb;
+    NTSTATUS status = FltLockUserBuffer(data);
+    PMDL mdl;
+    ULONG length;
+
+    if (status == STATUS_INSUFFICIENT_RESOURCES) {
+        return TRUE;
+    }
+    if (!NT_SUCCESS(status)) {
+        return !anomaly(iopb->MajorFunction, "FltLockUserBuffer failed");
+    }
+    switch (iopb->MajorFunction) {
+    case IRP_MJ_READ:
+        mdl = iopb->Parameters.Read.MdlAddress;
+        length = iopb->Parameters.Read.Length;
+        break;
+    case IRP_MJ_DIRECTORY_CONTROL:
+        mdl = iopb->Parameters.DirectoryControl.QueryDirectory.MdlAddress;
+        length = iopb->Parameters.DirectoryControl.QueryDirectory.Length;
+        break;
+    default:
+        mdl = iopb->Parameters.QuerySecurity.MdlAddress;
+        length = iopb->Parameters.QuerySecurity.Length;
+        break;
+    }
+    if (length > 0 && mdl == NULL) {
+        return !anomaly(iopb->MajorFunction, "FltLockUserBuffer left no MDL");
+    }
+    InterlockedIncrement(&g_locked);
+    return TRUE;
+}
+
+static FLT_PREOP_CALLBACK_STATUS PreOperation(PFLT_CALLBACK_DATA data,
+                                              PCFLT_RELATED_OBJECTS objects,
+                                              PVOID *completion_context)
+{
+    PFLT_IO_PARAMETER_BLOCK iopb = data->Iopb;
+    UCHAR major = iopb->MajorFunction;
+    ULONG kind = data->Flags & (FLTFL_CALLBACK_DATA_IRP_OPERATION |
+                                FLTFL_CALLBACK_DATA_FAST_IO_OPERATION |
+                                FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION);
+    KIRQL irql = current_irql();
+    const char *name = FltGetIrpName(major);
+    int slot = slot_of(major);
+    BOOLEAN ok = TRUE;
+
+    *completion_context = NULL;
+    if (slot < 0 || name == NULL || name[0] != 'I') {
+        anomaly(major, "not an operation FltGetIrpName knows");
+        return (FLT_PREOP_CALLBACK_STATUS)BROKEN_STATUS;
+    }
+    InterlockedIncrement(&g_pre[slot]);
+    if (kind == 0 || (kind & (kind - 1)) != 0 || (kind & allowed_kinds(major)) == 0) {
+        ok = !anomaly(major, "callback data of the wrong kind");
+    }
+    if (major == IRP_MJ_ACQUIRE_FOR_MOD_WRITE || major == IRP_MJ_RELEASE_FOR_MOD_WRITE) {
+        if (irql != APC_LEVEL) {
+            ok = !anomaly(major, "the modified page writer's callbacks run at APC_LEVEL");
+        }
+    } else if (irql > APC_LEVEL) {
+        ok = !anomaly(major, "pre-operation callback above APC_LEVEL");
+    }
+    if (!parameters_valid(data, objects)) {
+        ok = !anomaly(major, "parameters without the buffer their length promises");
+    }
+    if (major == IRP_MJ_READ && (kind == FLTFL_CALLBACK_DATA_IRP_OPERATION
+#ifdef TWIN_LOCK_BUFFER_FAST_IO
+                                 || kind == FLTFL_CALLBACK_DATA_FAST_IO_OPERATION
+#endif
+                                 )) {
+        ok = lock_buffer(data) && ok;
+    }
+    if ((major == IRP_MJ_DIRECTORY_CONTROL || major == IRP_MJ_QUERY_SECURITY) &&
+        kind == FLTFL_CALLBACK_DATA_IRP_OPERATION) {
+        ok = lock_buffer(data) && ok;
+    }
+    if (major == IRP_MJ_FLUSH_BUFFERS || major == IRP_MJ_QUERY_VOLUME_INFORMATION) {
+        NTSTATUS status =
+            FltRequestOperationStatusCallback(data, StatusCallback, (PVOID)(ULONG_PTR)major);
+        if (NT_SUCCESS(status)) {
+            InterlockedIncrement(&g_status_requested);
+        } else if (status != STATUS_INSUFFICIENT_RESOURCES && status != STATUS_FLT_DELETING_OBJECT) {
+            ok = !anomaly(major, "FltRequestOperationStatusCallback failed");
+        }
+    }
+    if (!ok) {
+        return (FLT_PREOP_CALLBACK_STATUS)BROKEN_STATUS;
+    }
+    if (major == IRP_MJ_QUERY_INFORMATION && kind == FLTFL_CALLBACK_DATA_FAST_IO_OPERATION &&
+        (InterlockedIncrement(&g_fast_queries) & 1) == 0) {
+        InterlockedIncrement(&g_disallowed);
+        return FLT_PREOP_DISALLOW_FASTIO;
+    }
+    return FLT_PREOP_SUCCESS_WITH_CALLBACK;
+}
+
+static FLT_POSTOP_CALLBACK_STATUS PostOperation(PFLT_CALLBACK_DATA data,
+                                                PCFLT_RELATED_OBJECTS objects,
+                                                PVOID completion_context,
+                                                FLT_POST_OPERATION_FLAGS flags)
+{
+    UCHAR major = data->Iopb->MajorFunction;
+    int slot = slot_of(major);
+
+    (void)objects;
+    if (flags & FLTFL_POST_OPERATION_DRAINING) {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    if (slot < 0 || completion_context != NULL || current_irql() > DISPATCH_LEVEL ||
+        (data->Flags & FLTFL_CALLBACK_DATA_POST_OPERATION) == 0) {
+        InterlockedIncrement(&g_anomalies);
+        return (FLT_POSTOP_CALLBACK_STATUS)BROKEN_STATUS;
+    }
+    InterlockedIncrement(&g_post[slot]);
+    return FLT_POSTOP_FINISHED_PROCESSING;
+}
+
+#define OP(major) {(major), 0, PreOperation, PostOperation, NULL}
+
+static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
+    OP(IRP_MJ_CREATE), OP(IRP_MJ_CREATE_NAMED_PIPE), OP(IRP_MJ_CLOSE), OP(IRP_MJ_READ),
+    OP(IRP_MJ_WRITE), OP(IRP_MJ_QUERY_INFORMATION), OP(IRP_MJ_SET_INFORMATION),
+    OP(IRP_MJ_QUERY_EA), OP(IRP_MJ_SET_EA), OP(IRP_MJ_FLUSH_BUFFERS),
+    OP(IRP_MJ_QUERY_VOLUME_INFORMATION), OP(IRP_MJ_SET_VOLUME_INFORMATION),
+    OP(IRP_MJ_DIRECTORY_CONTROL), OP(IRP_MJ_FILE_SYSTEM_CONTROL), OP(IRP_MJ_DEVICE_CONTROL),
+    OP(IRP_MJ_INTERNAL_DEVICE_CONTROL), OP(IRP_MJ_SHUTDOWN), OP(IRP_MJ_LOCK_CONTROL),
+    OP(IRP_MJ_CLEANUP), OP(IRP_MJ_CREATE_MAILSLOT), OP(IRP_MJ_QUERY_SECURITY),
+    OP(IRP_MJ_SET_SECURITY), OP(IRP_MJ_POWER), OP(IRP_MJ_SYSTEM_CONTROL),
+    OP(IRP_MJ_DEVICE_CHANGE), OP(IRP_MJ_QUERY_QUOTA), OP(IRP_MJ_SET_QUOTA), OP(IRP_MJ_PNP),
+    OP(IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION), OP(IRP_MJ_RELEASE_FOR_SECTION_SYNCHRONIZATION),
+    OP(IRP_MJ_ACQUIRE_FOR_MOD_WRITE), OP(IRP_MJ_RELEASE_FOR_MOD_WRITE),
+    OP(IRP_MJ_ACQUIRE_FOR_CC_FLUSH), OP(IRP_MJ_RELEASE_FOR_CC_FLUSH), OP(IRP_MJ_QUERY_OPEN),
+    OP(IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE), OP(IRP_MJ_NETWORK_QUERY_OPEN), OP(IRP_MJ_MDL_READ),
+    OP(IRP_MJ_MDL_READ_COMPLETE), OP(IRP_MJ_PREPARE_MDL_WRITE), OP(IRP_MJ_MDL_WRITE_COMPLETE),
+    OP(IRP_MJ_VOLUME_MOUNT), OP(IRP_MJ_VOLUME_DISMOUNT),
+    {IRP_MJ_OPERATION_END, 0, NULL, NULL, NULL},
+};
+
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    int slot;
+
+    (void)flags;
+    FltUnregisterFilter(g_filter);
+    for (slot = 0; slot < SLOTS; slot++) {
+        if (g_pre[slot] != 0 || g_post[slot] != 0) {
+            DbgPrint("allops: %s pre %ld post %ld\n", FltGetIrpName(major_of(slot)), g_pre[slot],
+                     g_post[slot]);
+        }
+    }
+    DbgPrint("allops: anomalies %ld locked %ld status %ld/%ld disallowed %ld\n", g_anomalies,
+             g_locked, g_status_called, g_status_requested, g_disallowed);
+    return STATUS_SUCCESS;
+}
+
+static const FLT_REGISTRATION g_registration = {
+    sizeof(FLT_REGISTRATION),
+    FLT_REGISTRATION_VERSION,
+    0,
+    NULL,
+    g_callbacks,
+    FilterUnload,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    NTSTATUS status;
+
+    (void)registry_path;
+    status = FltRegisterFilter(driver, &g_registration, &g_filter);
+    if (!NT_SUCCESS(status)) {
+        return status;
+    }
+    status = FltStartFiltering(g_filter);
+    if (!NT_SUCCESS(status)) {
+        FltUnregisterFilter(g_filter);
+    }
+    return status;
+}
