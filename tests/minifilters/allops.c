@@ -12,7 +12,7 @@
  * - It locks the buffer of IRP reads, directory queries and security queries
  *   (FltLockUserBuffer) and checks that the parameters then carry an MDL; it asks for the
  *   file system's status of flushes and volume queries (FltRequestOperationStatusCallback) and
- *   checks the snapshot it gets back; it disallows every other fast I/O query-information
+ *   checks the snapshot it gets back; it disallows every other fast I/O query-information (the first, the third...)
  *   (FLT_PREOP_DISALLOW_FASTIO), which kernel-sim must reissue as an IRP.
  * - Anything wrong is printed (DbgPrint, "allops: ANOMALY ...") and the callback returns a status
  *   no callback may return, which kernel-sim reports as a broken rule: verify fails.
@@ -35,6 +35,18 @@
 #include <ddk/ntifs.h>
 #include <ddk/fltkernel.h>
 #include "flt_documented.h"
+
+/* IRQLs (wdm.h's values; Wine's wdm.h does not define them for x64). */
+#ifndef APC_LEVEL
+#define APC_LEVEL 1
+#endif
+#ifndef DISPATCH_LEVEL
+#define DISPATCH_LEVEL 2
+#endif
+/* https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-erref/596a1078-e883-4972-9bbc-49e60bebca55 */
+#ifndef STATUS_FLT_DELETING_OBJECT
+#define STATUS_FLT_DELETING_OBJECT ((NTSTATUS)0xC01C000BL)
+#endif
 
 /* IRP majors 0x00..0x1B, then the pseudo-operations 0xEC..0xFF. */
 #define SLOTS 48
@@ -325,7 +337,7 @@ static FLT_PREOP_CALLBACK_STATUS PreOperation(PFLT_CALLBACK_DATA data,
         return (FLT_PREOP_CALLBACK_STATUS)BROKEN_STATUS;
     }
     if (major == IRP_MJ_QUERY_INFORMATION && kind == FLTFL_CALLBACK_DATA_FAST_IO_OPERATION &&
-        (InterlockedIncrement(&g_fast_queries) & 1) == 0) {
+        (InterlockedIncrement(&g_fast_queries) & 1) == 1) {
         InterlockedIncrement(&g_disallowed);
         return FLT_PREOP_DISALLOW_FASTIO;
     }

@@ -69,6 +69,8 @@ struct Requests {
     /// The thread running the operation's pre-operation callback, while it runs.
     pre_thread: Option<std::thread::ThreadId>,
     status: Vec<StatusRequest>,
+    /// MDLs `FltLockUserBuffer` put in the parameters: (offset in the parameter block, MDL).
+    locked: Vec<(usize, usize)>,
 }
 
 /// The requests of the operations in progress, by callback data address (sharded: each
@@ -91,6 +93,7 @@ pub(crate) fn enter_pre(k: &Kernel, data: usize) {
             Requests {
                 pre_thread: Some(current),
                 status: Vec::new(),
+                locked: Vec::new(),
             },
         );
     }
@@ -102,11 +105,27 @@ pub(crate) fn leave_pre(k: &Kernel, data: usize) {
     let empty = flt.io.operation_requests.by_data.with(data, |r| {
         r.is_some_and(|r| {
             r.pre_thread = None;
-            r.status.is_empty()
+            r.status.is_empty() && r.locked.is_empty()
         })
     });
     if empty {
         flt.io.operation_requests.by_data.remove(data);
+    }
+}
+
+/// Puts the MDLs `FltLockUserBuffer` set on `data` into `before`, the parameter block as it
+/// was before the pre-operation callback: Filter Manager made that change itself, so the
+/// dirty-data check must not take it for the filter's.
+pub(crate) fn apply_locks(k: &Kernel, data: usize, before: &mut [u8]) {
+    let locked = flt_read(k)
+        .io
+        .operation_requests
+        .by_data
+        .with(data, |r| r.map(|r| r.locked.clone()).unwrap_or_default());
+    for (offset, mdl) in locked {
+        if let Some(slot) = before.get_mut(offset..offset + 8) {
+            slot.copy_from_slice(&mdl.to_le_bytes());
+        }
     }
 }
 
@@ -232,6 +251,22 @@ pub(crate) extern "win64" fn flt_lock_user_buffer(data: *mut FLT_CALLBACK_DATA) 
         }
         let mdl = crate::ntoskrnl::mdl::allocate(k, "FltLockUserBuffer", buffer, length);
         guest::write(mdl_slot, mdl);
+        let iopb = guest::read((data + offset_of!(FLT_CALLBACK_DATA, Iopb)) as *const usize);
+        let offset = parameters + mdl_at - iopb;
+        let flt = flt_read(k);
+        let recorded = flt.io.operation_requests.by_data.with(data, |r| {
+            r.map(|r| r.locked.push((offset, mdl))).is_some()
+        });
+        if !recorded {
+            flt.io.operation_requests.by_data.insert(
+                data,
+                Requests {
+                    pre_thread: None,
+                    status: Vec::new(),
+                    locked: vec![(offset, mdl)],
+                },
+            );
+        }
         STATUS_SUCCESS
     })
 }

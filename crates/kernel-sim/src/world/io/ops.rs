@@ -383,6 +383,13 @@ impl Io {
         (path, irp_flags): (Path, u32),
     ) -> Result<Vec<u8>, NTSTATUS> {
         let buffer = GuestAlloc::zeroed(length.max(1) as usize);
+        // Paging I/O comes with the memory manager's MDL for the pages (freed at completion,
+        // as the I/O system frees an IRP's MDL).
+        let paging_mdl = if irp_flags & IRP_PAGING_IO != 0 && length > 0 {
+            crate::ntoskrnl::mdl::allocate(&self.kernel, "the memory manager", buffer.address(), length)
+        } else {
+            0
+        };
         let parameters = FLT_PARAMETERS {
             Read: FLT_PARAMETERS_READ {
                 Length: length,
@@ -390,7 +397,7 @@ impl Io {
                 Key: 0,
                 ByteOffset: i64::try_from(offset).unwrap_or(i64::MAX),
                 ReadBuffer: buffer.as_ptr(),
-                MdlAddress: std::ptr::null_mut(),
+                MdlAddress: paging_mdl as PVOID,
             },
         };
         let reader = self.requestor.pid;
