@@ -23,9 +23,11 @@
 //!    operation waits (at most `SimConfig::pend_limit`) for `FltCompletePendedPostOperation`.
 //!
 //! Operations are synchronous: the calling test thread runs the callbacks. Each instance counts
-//! its operations in flight, which teardown and `FltUnregisterFilter` drain. Left out: fast
-//! I/O, `IRP_MJ_*` codes other than create/write/set-information/cleanup/close, `ParentOfTarget`
-//! (NULL), transactions. A pre-operation callback's changes to the parameter block reach the
+//! its operations in flight, which teardown and `FltUnregisterFilter` drain. The other majors,
+//! fast I/O and the FsFilter pseudo-operations are in [`ops`], [`fs_filter`] and [`workout`]
+//! (fast I/O and FsFilter callback data, `FLT_PREOP_DISALLOW_FASTIO` honoured for fast I/O,
+//! posts of non-IRP operations at the pre's IRQL). Left out: the operations those modules list,
+//! `ParentOfTarget` (NULL), transactions. A pre-operation callback's changes to the parameter block reach the
 //! file system only if it marked the callback data dirty ([`crate::fltmgr::dirty`]); a write's
 //! final `MdlAddress` is freed when it completes, as the I/O system does.
 
