@@ -19,9 +19,15 @@
  * - FilterUnload prints the count of pre and post callbacks of every operation seen, and the
  *   totals of anomalies, locked buffers, status callbacks and disallowed fast I/O.
  *
- * Broken twin, selected at build time:
+ * - The statuses the pages document for misuse are checked too: FltLockUserBuffer on a flush
+ *   (no buffer) and FltRequestOperationStatusCallback for a close or from a post-operation
+ *   callback give STATUS_INVALID_PARAMETER.
+ *
+ * Broken twins, selected at build time:
  * - TWIN_LOCK_BUFFER_FAST_IO: the pre-read locks the buffer of fast I/O reads too, which have
  *   no IRP (FltLockUserBuffer is for IRP-based operations).
+ * - TWIN_STATUS_CALLBACK_FAST_IO: the pre of a fast I/O query-information asks for a status
+ *   callback (FltRequestOperationStatusCallback is for IRP-based operations too).
  *
  * Runs in the kernel: pre-operation callbacks at PASSIVE_LEVEL or APC_LEVEL, post-operation
  * callbacks at <= DISPATCH_LEVEL (counters only there). */
@@ -324,6 +330,21 @@ static FLT_PREOP_CALLBACK_STATUS PreOperation(PFLT_CALLBACK_DATA data,
         kind == FLTFL_CALLBACK_DATA_IRP_OPERATION) {
         ok = lock_buffer(data) && ok;
     }
+    if (major == IRP_MJ_FLUSH_BUFFERS) {
+        /* A flush has no buffer to lock. */
+        if (FltLockUserBuffer(data) != STATUS_INVALID_PARAMETER) {
+            ok = !anomaly(major, "FltLockUserBuffer without STATUS_INVALID_PARAMETER");
+        }
+    }
+    if (major == IRP_MJ_CLOSE &&
+        FltRequestOperationStatusCallback(data, StatusCallback, NULL) != STATUS_INVALID_PARAMETER) {
+        ok = !anomaly(major, "a status callback for a close");
+    }
+#ifdef TWIN_STATUS_CALLBACK_FAST_IO
+    if (major == IRP_MJ_QUERY_INFORMATION && kind == FLTFL_CALLBACK_DATA_FAST_IO_OPERATION) {
+        (void)FltRequestOperationStatusCallback(data, StatusCallback, (PVOID)(ULONG_PTR)major);
+    }
+#endif
     if (major == IRP_MJ_FLUSH_BUFFERS || major == IRP_MJ_QUERY_VOLUME_INFORMATION) {
         NTSTATUS status =
             FltRequestOperationStatusCallback(data, StatusCallback, (PVOID)(ULONG_PTR)major);
@@ -359,6 +380,13 @@ static FLT_POSTOP_CALLBACK_STATUS PostOperation(PFLT_CALLBACK_DATA data,
     if (slot < 0 || completion_context != NULL || current_irql() > DISPATCH_LEVEL ||
         (data->Flags & FLTFL_CALLBACK_DATA_POST_OPERATION) == 0) {
         InterlockedIncrement(&g_anomalies);
+        return (FLT_POSTOP_CALLBACK_STATUS)BROKEN_STATUS;
+    }
+    /* Status callbacks are asked for in pre-operation callbacks only. */
+    if (major == IRP_MJ_FLUSH_BUFFERS && current_irql() <= APC_LEVEL &&
+        FltRequestOperationStatusCallback(data, StatusCallback, (PVOID)(ULONG_PTR)major) !=
+            STATUS_INVALID_PARAMETER) {
+        anomaly(major, "a status callback asked for in a post-operation callback");
         return (FLT_POSTOP_CALLBACK_STATUS)BROKEN_STATUS;
     }
     InterlockedIncrement(&g_post[slot]);

@@ -183,4 +183,6 @@ pub use world::client::{
     ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
 };
 pub use world::inf;
-pub use world::io::{FileHandle, FileStandard, FileSystemHold, Io, Requestor, Workout, WriteOptions};
+pub use world::io::{
+    FileHandle, FileStandard, FileSystemHold, Io, Requestor, Workout, WriteOptions,
+};

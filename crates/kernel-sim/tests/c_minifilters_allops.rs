@@ -1,10 +1,11 @@
 //! kernel-sim's every operation on a C minifilter registered for all of them
 //! (`tests/minifilters/allops.c`): each IRP major function a file system stack gets and each
 //! pseudo-operation reaches its callbacks from the synthetic workload with the parameters its
-//! FLT_PARAMETERS page describes (the filter checks them and breaks a rule on any anomaly),
+//! `FLT_PARAMETERS` page describes (the filter checks them and breaks a rule on any anomaly),
 //! `FltLockUserBuffer` and `FltRequestOperationStatusCallback` work as documented, and the
 //! filter runs clean through `kernel-sim verify` and `bench`; its twin that locks the buffer
-//! of a fast I/O read is caught.
+//! of a fast I/O read, and the one that asks for a status callback on a fast I/O query, are
+//! caught.
 //!
 //! Without clang the tests say so and stop, except under CI (`CI` set).
 
@@ -14,15 +15,17 @@ mod io_workload;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use io_workload::{FILE_CREATE, FILE_DIRECTORY_FILE, GENERIC_WRITE, NTFS, config, requestor, volume};
+use io_workload::{
+    FILE_CREATE, FILE_DIRECTORY_FILE, GENERIC_WRITE, NTFS, config, requestor, volume,
+};
 use vigil_kernel_sim::{Report, Sim};
 
 use c_filters::{assert_caught, assert_clean, build};
 
 /// The operations the synthetic workload issues, by the name `FltGetIrpName` gives them. Not
-/// issued: IRP_MJ_CREATE_NAMED_PIPE, IRP_MJ_CREATE_MAILSLOT, IRP_MJ_POWER,
-/// IRP_MJ_DEVICE_CHANGE, IRP_MJ_QUERY_OPEN, IRP_MJ_NETWORK_QUERY_OPEN, IRP_MJ_VOLUME_MOUNT,
-/// IRP_MJ_VOLUME_DISMOUNT.
+/// issued: `IRP_MJ_CREATE_NAMED_PIPE`, `IRP_MJ_CREATE_MAILSLOT`, `IRP_MJ_POWER`,
+/// `IRP_MJ_DEVICE_CHANGE`, `IRP_MJ_QUERY_OPEN`, `IRP_MJ_NETWORK_QUERY_OPEN`, `IRP_MJ_VOLUME_MOUNT`,
+/// `IRP_MJ_VOLUME_DISMOUNT`.
 const ISSUED: &[&str] = &[
     "IRP_MJ_CREATE",
     "IRP_MJ_CLOSE",
@@ -110,10 +113,19 @@ fn every_operation_reaches_the_filter_with_valid_parameters() {
     assert_eq!(io.write(&f, 0, b"hello world"), 0);
     // What the file system answers is what it holds.
     assert_eq!(io.read(&f, 6, 5).expect("read"), b"world");
-    assert_eq!(io.fast_io_read(&f, 0, 64).expect("fast read"), b"hello world");
-    assert_eq!(io.read_paging(&f, 0, 4096).expect("paging read"), b"hello world");
+    assert_eq!(
+        io.fast_io_read(&f, 0, 64).expect("fast read"),
+        b"hello world"
+    );
+    assert_eq!(
+        io.read_paging(&f, 0, 4096).expect("paging read"),
+        b"hello world"
+    );
     let standard = io.query_standard_information(&f).expect("standard");
-    assert_eq!((standard.end_of_file, standard.links, standard.directory), (11, 1, false));
+    assert_eq!(
+        (standard.end_of_file, standard.links, standard.directory),
+        (11, 1, false)
+    );
     assert_eq!(
         io.query_directory(&d, 4096).expect("listing"),
         [".", "..", "data.bin"]
@@ -134,7 +146,10 @@ fn every_operation_reaches_the_filter_with_valid_parameters() {
     let (per_operation, summary) = totals(&report);
     for name in ISSUED {
         let (pre, post) = per_operation.get(*name).copied().unwrap_or_default();
-        assert!(pre > 0 && post > 0, "{name}: pre {pre} post {post}: {per_operation:#?}");
+        assert!(
+            pre > 0 && post > 0,
+            "{name}: pre {pre} post {post}: {per_operation:#?}"
+        );
     }
     let [anomalies, locked, called, requested, disallowed] = summary[..] else {
         panic!("the summary line: {:?}", report.debug_output);
@@ -144,12 +159,15 @@ fn every_operation_reaches_the_filter_with_valid_parameters() {
     assert!(requested >= 2 && called == requested, "{summary:?}");
     assert!(disallowed >= 1, "{summary:?}");
     for routine in ["FltLockUserBuffer", "FltRequestOperationStatusCallback"] {
-        assert!(report.routine_calls.get(routine).copied().unwrap_or(0) > 0, "{routine}");
+        assert!(
+            report.routine_calls.get(routine).copied().unwrap_or(0) > 0,
+            "{routine}"
+        );
     }
 }
 
 /// The filter runs clean through verify (load/unload cycles, stress and both fault sweeps:
-/// the injected failures of FltLockUserBuffer and FltRequestOperationStatusCallback included)
+/// the injected failures of `FltLockUserBuffer` and `FltRequestOperationStatusCallback` included)
 /// and through bench, whose workload gives it callbacks.
 #[test]
 fn allops_is_clean_in_verify_and_bench() {
@@ -169,7 +187,7 @@ fn allops_is_clean_in_verify_and_bench() {
     assert!(stdout.contains(", 0 violation(s)"), "{stdout}");
 }
 
-/// The twin that locks the buffer of a fast I/O read is caught by FltLockUserBuffer in its
+/// The twin that locks the buffer of a fast I/O read is caught by `FltLockUserBuffer` in its
 /// pre-read: fast I/O has no IRP whose buffer could be locked.
 #[test]
 fn allops_lock_buffer_fast_io_twin_is_caught() {
@@ -182,6 +200,23 @@ fn allops_lock_buffer_fast_io_twin_is_caught() {
         "Parameter",
         "FltLockUserBuffer",
         "PreRead",
+        "IRP-based operations only",
+    );
+}
+
+/// The twin that asks for a status callback on a fast I/O query is caught by
+/// `FltRequestOperationStatusCallback` in its pre-query-information.
+#[test]
+fn allops_status_callback_fast_io_twin_is_caught() {
+    let Some(image) = build("allops", Some("status-callback-fast-io")) else {
+        return;
+    };
+    assert_caught(
+        &image,
+        None,
+        "Parameter",
+        "FltRequestOperationStatusCallback",
+        "PreQueryInformation",
         "IRP-based operations only",
     );
 }

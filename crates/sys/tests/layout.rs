@@ -901,8 +901,16 @@ const DOCUMENTED_CONSTANTS: &[(&str, i128, &str)] = &[
     ("FLT_PORT_ALL_ACCESS", 0x001F_0001, PORT_PAGE),
     // Filter Manager's pseudo-operations, `((UCHAR)-1)` to `((UCHAR)-20)` in fltKernel.h (Wine's
     // fltkernel.h has none of them); the page lists them with their FLT_PARAMETERS members.
-    ("IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION", 0xff, PARAMETERS_PAGE),
-    ("IRP_MJ_RELEASE_FOR_SECTION_SYNCHRONIZATION", 0xfe, PARAMETERS_PAGE),
+    (
+        "IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION",
+        0xff,
+        PARAMETERS_PAGE,
+    ),
+    (
+        "IRP_MJ_RELEASE_FOR_SECTION_SYNCHRONIZATION",
+        0xfe,
+        PARAMETERS_PAGE,
+    ),
     ("IRP_MJ_ACQUIRE_FOR_MOD_WRITE", 0xfd, PARAMETERS_PAGE),
     ("IRP_MJ_RELEASE_FOR_MOD_WRITE", 0xfc, PARAMETERS_PAGE),
     ("IRP_MJ_ACQUIRE_FOR_CC_FLUSH", 0xfb, PARAMETERS_PAGE),

@@ -15,7 +15,7 @@
 //!   and returns `STATUS_SUCCESS` also when the buffer is already locked;
 //!   `STATUS_INSUFFICIENT_RESOURCES` when an allocation fails; `STATUS_INVALID_PARAMETER`
 //!   for an operation without an MDL parameter or a read/write with `IRP_MN_MDL`. The MDL is
-//!   the I/O system's to free at completion. Calling it for a fast I/O or FsFilter operation
+//!   the I/O system's to free at completion. Calling it for a fast I/O or `FsFilter` operation
 //!   (which has no IRP to lock a buffer for) is reported, and answered with
 //!   `STATUS_INVALID_PARAMETER`.
 //! - `FltRequestOperationStatusCallback`
@@ -49,6 +49,14 @@ use crate::fltmgr::instances::InstanceState;
 use crate::kernel::sharded::ShardedMap;
 use crate::kernel::{Kernel, emulate, lock};
 use crate::machine::guest::{self, GuestAlloc};
+
+/// `METHOD_BUFFERED`: the transfer method of a control code (its low two bits).
+const METHOD_BUFFERED: u32 = 0;
+
+/// The transfer method of an I/O or file system control code.
+fn transfer_method(code: u32) -> u32 {
+    code & 3
+}
 
 /// `IRP_MN_MDL`: a read or write whose buffer is an MDL the file system builds.
 pub(crate) const IRP_MN_MDL: u8 = 0x02;
@@ -84,9 +92,11 @@ pub(crate) struct OperationRequests {
 pub(crate) fn enter_pre(k: &Kernel, data: usize) {
     let flt = flt_read(k);
     let current = std::thread::current().id();
-    let found = flt.io.operation_requests.by_data.with(data, |r| {
-        r.map(|r| r.pre_thread = Some(current)).is_some()
-    });
+    let found = flt
+        .io
+        .operation_requests
+        .by_data
+        .with(data, |r| r.map(|r| r.pre_thread = Some(current)).is_some());
     if !found {
         flt.io.operation_requests.by_data.insert(
             data,
@@ -153,7 +163,7 @@ fn buffer_slots(major: u8, minor: u8, control_code: u32) -> Option<(usize, usize
         IRP_MJ_FILE_SYSTEM_CONTROL | IRP_MJ_DEVICE_CONTROL | IRP_MJ_INTERNAL_DEVICE_CONTROL => {
             // METHOD_BUFFERED: the system buffer (at the input buffer's place) is what there
             // is to lock; every other method has an output buffer. OutputMdlAddress either way.
-            if control_code & 3 == 0 {
+            if transfer_method(control_code) == METHOD_BUFFERED {
                 (0x18, 0x00, 0x28)
             } else {
                 (0x20, 0x00, 0x28)
@@ -234,7 +244,7 @@ pub(crate) extern "win64" fn flt_lock_user_buffer(data: *mut FLT_CALLBACK_DATA) 
         let length = if matches!(
             major,
             IRP_MJ_FILE_SYSTEM_CONTROL | IRP_MJ_DEVICE_CONTROL | IRP_MJ_INTERNAL_DEVICE_CONTROL
-        ) && code & 3 == 0
+        ) && transfer_method(code) == METHOD_BUFFERED
         {
             // The system buffer is as long as the longer of the two.
             guest::read((parameters) as *const u32)
@@ -254,9 +264,11 @@ pub(crate) extern "win64" fn flt_lock_user_buffer(data: *mut FLT_CALLBACK_DATA) 
         let iopb = guest::read((data + offset_of!(FLT_CALLBACK_DATA, Iopb)) as *const usize);
         let offset = parameters + mdl_at - iopb;
         let flt = flt_read(k);
-        let recorded = flt.io.operation_requests.by_data.with(data, |r| {
-            r.map(|r| r.locked.push((offset, mdl))).is_some()
-        });
+        let recorded = flt
+            .io
+            .operation_requests
+            .by_data
+            .with(data, |r| r.map(|r| r.locked.push((offset, mdl))).is_some());
         if !recorded {
             flt.io.operation_requests.by_data.insert(
                 data,
@@ -324,15 +336,11 @@ pub(crate) extern "win64" fn flt_request_operation_status_callback(
             context: context as usize,
             snapshot,
         };
-        flt_read(k)
-            .io
-            .operation_requests
-            .by_data
-            .with(data, |r| {
-                if let Some(r) = r {
-                    r.status.push(request);
-                }
-            });
+        flt_read(k).io.operation_requests.by_data.with(data, |r| {
+            if let Some(r) = r {
+                r.status.push(request);
+            }
+        });
         STATUS_SUCCESS
     })
 }

@@ -50,10 +50,10 @@ use crate::fltmgr::instances::{FsHandle, VolumeFiles};
 
 mod extra;
 
-pub(crate) use extra::STATUS_FILE_LOCK_CONFLICT;
 use crate::kernel::sharded::ShardedMap;
 use crate::ntoskrnl::status;
 use crate::ntoskrnl::upcase::upcase_str;
+pub(crate) use extra::STATUS_FILE_LOCK_CONFLICT;
 
 /// `FILE_NON_DIRECTORY_FILE` create option.
 pub(crate) const FILE_NON_DIRECTORY_FILE: u32 = 0x0000_0040;

@@ -24,8 +24,8 @@
 //!
 //! Operations are synchronous: the calling test thread runs the callbacks. Each instance counts
 //! its operations in flight, which teardown and `FltUnregisterFilter` drain. The other majors,
-//! fast I/O and the FsFilter pseudo-operations are in [`ops`], [`fs_filter`] and [`workout`]
-//! (fast I/O and FsFilter callback data, `FLT_PREOP_DISALLOW_FASTIO` honoured for fast I/O,
+//! fast I/O and the `FsFilter` pseudo-operations are in [`ops`], [`fs_filter`] and [`workout`]
+//! (fast I/O and `FsFilter` callback data, `FLT_PREOP_DISALLOW_FASTIO` honoured for fast I/O,
 //! posts of non-IRP operations at the pre's IRQL). Left out: the operations those modules list,
 //! `ParentOfTarget` (NULL), transactions. A pre-operation callback's changes to the parameter block reach the
 //! file system only if it marked the callback data dirty ([`crate::fltmgr::dirty`]); a write's
@@ -42,16 +42,16 @@ use vigil_sys::{
     FILE_RENAME_INFORMATION, FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_PARAMETERS,
     FLT_PARAMETERS_CREATE, FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE,
     FLT_POSTOP_FINISHED_PROCESSING, FLT_POSTOP_MORE_PROCESSING_REQUIRED, FLT_PREOP_COMPLETE,
-    FLT_PREOP_PENDING, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK,
-    FLT_PREOP_DISALLOW_FASTIO, FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS,
+    FLT_PREOP_DISALLOW_FASTIO, FLT_PREOP_PENDING, FLT_PREOP_SUCCESS_NO_CALLBACK,
+    FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS,
     FLTFL_CALLBACK_DATA_FAST_IO_OPERATION, FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION,
-    FLTFL_CALLBACK_DATA_IRP_OPERATION,
-    FLTFL_CALLBACK_DATA_POST_OPERATION, FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO,
-    FileDispositionInformation, FileDispositionInformationEx, FileLinkInformation,
-    FileLinkInformationEx, FileRenameInformation, FileRenameInformationEx, IO_SECURITY_CONTEXT,
-    IO_STATUS_BLOCK, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_SET_INFORMATION,
-    IRP_MJ_WRITE, IRP_NOCACHE, IRP_PAGING_IO, KernelMode, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL,
-    PVOID, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
+    FLTFL_CALLBACK_DATA_IRP_OPERATION, FLTFL_CALLBACK_DATA_POST_OPERATION,
+    FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO, FileDispositionInformation,
+    FileDispositionInformationEx, FileLinkInformation, FileLinkInformationEx,
+    FileRenameInformation, FileRenameInformationEx, IO_SECURITY_CONTEXT, IO_STATUS_BLOCK,
+    IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE,
+    IRP_PAGING_IO, KernelMode, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL, PVOID,
+    STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
 };
 
 use crate::fltmgr::draining::{AwaitingPost, HoldGate};
@@ -84,11 +84,12 @@ enum Path {
     Irp,
     /// A fast I/O call (`FLT_PREOP_DISALLOW_FASTIO` sends it back to be reissued as an IRP).
     FastIo,
-    /// An FsFilter callback (the Acquire/Release pseudo-operations).
+    /// An `FsFilter` callback (the Acquire/Release pseudo-operations).
     FsFilter,
 }
 
 /// One operation to issue ([`Io::issue`]).
+#[derive(Clone, Copy)]
 struct Request {
     volume: VolumeId,
     file_object: usize,
@@ -834,7 +835,8 @@ impl Io {
             FLT_PREOP_DISALLOW_FASTIO if path == Path::FastIo => {
                 (PreOutcome::Disallowed, "FLT_PREOP_DISALLOW_FASTIO")
             }
-            // Not IRP-based: Filter Manager treats SYNCHRONIZE as SUCCESS_WITH_CALLBACK.
+            // Not IRP-based: Filter Manager treats SYNCHRONIZE as SUCCESS_WITH_CALLBACK
+            // (https://learn.microsoft.com/windows-hardware/drivers/ifs/returning-flt-preop-synchronize).
             FLT_PREOP_SYNCHRONIZE if path != Path::Irp => {
                 (PreOutcome::Post, "FLT_PREOP_SYNCHRONIZE")
             }
@@ -1200,7 +1202,8 @@ impl Io {
                 ops::transfer_buffer(write.MdlAddress, write.WriteBuffer) as *const u8,
                 write.Length as usize,
             );
-            match fs_of(v).write_data(handle, u64::try_from(write.ByteOffset).unwrap_or(0), &bytes) {
+            match fs_of(v).write_data(handle, u64::try_from(write.ByteOffset).unwrap_or(0), &bytes)
+            {
                 Ok(()) => (STATUS_SUCCESS, write.Length as usize),
                 Err(status) => (status, 0),
             }

@@ -227,7 +227,9 @@ impl FileSystem {
     /// The security descriptor set on the file, if any.
     pub(crate) fn security(&self, handle: FsHandle) -> Result<Option<Vec<u8>>, NTSTATUS> {
         let (node, _) = self.open_node(handle)?;
-        Ok(lock(&self.extras.nodes).get(&node).and_then(|e| e.security.clone()))
+        Ok(lock(&self.extras.nodes)
+            .get(&node)
+            .and_then(|e| e.security.clone()))
     }
 
     /// `IRP_MN_LOCK` of `length` bytes at `offset` for process `owner`:

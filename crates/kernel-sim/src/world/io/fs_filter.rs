@@ -1,11 +1,11 @@
-//! Filter Manager's pseudo-operations: the FsFilter callback operations the memory manager
+//! Filter Manager's pseudo-operations: the `FsFilter` callback operations the memory manager
 //! and the cache manager raise around their own I/O (acquire/release for section
 //! synchronization, for the modified page writer and for a cache flush) and the fast I/O
 //! operations that have no IRP counterpart (`FastIoCheckIfPossible`, the MDL reads and
 //! writes). Built and dispatched as [`Io::issue`] does every operation, with
 //! `FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION` or `FLTFL_CALLBACK_DATA_FAST_IO_OPERATION`.
 //!
-//! From the FLT_PARAMETERS pages
+//! From the `FLT_PARAMETERS` pages
 //! (<https://learn.microsoft.com/windows-hardware/drivers/ifs/flt-parameters-for-irp-mj-acquire-for-mod-write>,
 //! <https://learn.microsoft.com/windows-hardware/drivers/ifs/flt-parameters-for-irp-mj-release-for-mod-write>
 //! and their siblings): the modified page writer's acquire and release run at APC_LEVEL (the
@@ -27,14 +27,16 @@ use vigil_sys::{
     FLT_PARAMETERS_MDL_READ_COMPLETE, FLT_PARAMETERS_MDL_TRANSFER,
     FLT_PARAMETERS_MDL_WRITE_COMPLETE, FLT_PARAMETERS_RELEASE_FOR_MOD_WRITE,
     IRP_MJ_ACQUIRE_FOR_CC_FLUSH, IRP_MJ_ACQUIRE_FOR_MOD_WRITE,
-    IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION, IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE,
-    IRP_MJ_MDL_READ, IRP_MJ_MDL_READ_COMPLETE, IRP_MJ_MDL_WRITE_COMPLETE,
-    IRP_MJ_PREPARE_MDL_WRITE, IRP_MJ_RELEASE_FOR_CC_FLUSH, IRP_MJ_RELEASE_FOR_MOD_WRITE,
+    IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION, IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE, IRP_MJ_MDL_READ,
+    IRP_MJ_MDL_READ_COMPLETE, IRP_MJ_MDL_WRITE_COMPLETE, IRP_MJ_PREPARE_MDL_WRITE,
+    IRP_MJ_RELEASE_FOR_CC_FLUSH, IRP_MJ_RELEASE_FOR_MOD_WRITE,
     IRP_MJ_RELEASE_FOR_SECTION_SYNCHRONIZATION, MDL, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL, PVOID,
     STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
 
-use super::ops::{STATUS_FLT_DISALLOW_FAST_IO, mdl_buffer, parameters_at, volume_and_handle};
+use super::ops::{
+    FileStep, STATUS_FLT_DISALLOW_FAST_IO, mdl_buffer, parameters_at, volume_and_handle,
+};
 use super::{FileHandle, Io, Path};
 use crate::fltmgr::files::IoState;
 use crate::fltmgr::instances::FsHandle;
@@ -54,14 +56,14 @@ const ERESOURCE_SIZE: usize = 0x68;
 const SECTION_SYNC_OUTPUT_SIZE: usize = 16;
 
 impl Io {
-    /// An FsFilter operation on `file` at `irql`, answered with `answer` by the file system.
+    /// An `FsFilter` operation on `file` at `irql`, answered with `answer` by the file system.
     fn fs_filter(
         &self,
         file: &FileHandle,
         major: u8,
         irql: u8,
         parameters: FLT_PARAMETERS,
-        answer: &mut dyn FnMut(&IoState, usize, Option<FsHandle>) -> (NTSTATUS, usize),
+        answer: FileStep<'_>,
     ) -> NTSTATUS {
         self.on_file(
             file,
@@ -132,7 +134,10 @@ impl Io {
             if p.ResourceToRelease.is_null() {
                 return (STATUS_INVALID_PARAMETER, 0);
             }
-            guest::write(p.ResourceToRelease, resource.as_ptr::<u8>().cast::<core::ffi::c_void>());
+            guest::write(
+                p.ResourceToRelease,
+                resource.as_ptr::<u8>().cast::<core::ffi::c_void>(),
+            );
             (STATUS_SUCCESS, 0)
         };
         let acquired = self.fs_filter(
@@ -218,16 +223,18 @@ impl Io {
             },
         };
         let mut step = |io: &IoState, base: usize, handle: Option<FsHandle>| {
-            let p = guest::read(
-                parameters_at(base) as *const FLT_PARAMETERS_FAST_IO_CHECK_IF_POSSIBLE,
-            );
+            let p =
+                guest::read(parameters_at(base) as *const FLT_PARAMETERS_FAST_IO_CHECK_IF_POSSIBLE);
             let (Some((_, handle)), Some(volume)) = (
                 volume_and_handle(io, file, handle),
                 io.volumes.get(file.volume.0),
             ) else {
                 return (status::INVALID_DEVICE_REQUEST, 0);
             };
-            let range = (u64::try_from(p.FileOffset).unwrap_or(0), u64::from(p.Length));
+            let range = (
+                u64::try_from(p.FileOffset).unwrap_or(0),
+                u64::from(p.Length),
+            );
             match fs_of(volume).range_conflicts(handle, range, owner, p.CheckForReadOperation != 0)
             {
                 Ok(false) => (STATUS_SUCCESS, 0),
@@ -254,7 +261,12 @@ impl Io {
     /// # Errors
     ///
     /// `STATUS_END_OF_FILE`, a filter's status.
-    pub fn mdl_read(&self, file: &FileHandle, offset: u64, length: u32) -> Result<Vec<u8>, NTSTATUS> {
+    pub fn mdl_read(
+        &self,
+        file: &FileHandle,
+        offset: u64,
+        length: u32,
+    ) -> Result<Vec<u8>, NTSTATUS> {
         let chain = GuestAlloc::zeroed(8);
         let mut cache: Option<GuestAlloc> = None;
         let reader = self.requestor.pid;
@@ -347,7 +359,9 @@ impl Io {
     /// The file system takes back the MDL of a cache buffer it lent (whatever the filters
     /// did with the completion).
     fn release_cache_mdl(&self, mdl: usize) {
-        let live = crate::kernel::lock(&self.kernel.objects).mdls.contains_key(&mdl);
+        let live = crate::kernel::lock(&self.kernel.objects)
+            .mdls
+            .contains_key(&mdl);
         if live {
             let _ = crate::ntoskrnl::mdl::free(&self.kernel, mdl, "the file system (MDL complete)");
         }

@@ -1,7 +1,7 @@
 //! The IRP-based operations beyond create/write/set-information/cleanup/close: read (cached
 //! and paging), query information, query/set EA, flush, query/set volume information,
 //! directory query, file system control, device and internal device control, shutdown, lock
-//! control, query/set security, system control (WMI), query/set quota and PnP. Each is built
+//! control, query/set security, system control (WMI), query/set quota and `PnP`. Each is built
 //! as [`Io::issue`] builds every operation (the parameter union's member for its major, buffers
 //! in guest memory of the lengths the parameters give, the requestor's mode) and answered by
 //! the volume's in-memory file system ([`crate::world::fs`]) from the parameters as the filters
@@ -23,7 +23,7 @@
 //!   `STATUS_INVALID_DEVICE_REQUEST` (no storage stack below the synthetic volumes); WMI too
 //!   (file systems register no WMI provider); quotas are not kept (answered as by a file system
 //!   without quota support, `STATUS_INVALID_DEVICE_REQUEST`);
-//! - PnP: `IRP_MN_QUERY_REMOVE_DEVICE` is refused with `STATUS_ACCESS_DENIED` (the workload
+//! - `PnP`: `IRP_MN_QUERY_REMOVE_DEVICE` is refused with `STATUS_ACCESS_DENIED` (the workload
 //!   issues it while it holds a file open on the volume), `IRP_MN_CANCEL_REMOVE_DEVICE`
 //!   succeeds; shutdown and flush succeed.
 //!
@@ -34,18 +34,18 @@
 use std::mem::offset_of;
 
 use vigil_sys::{
-    FLT_IO_PARAMETER_BLOCK, FLT_PARAMETERS, FLT_PARAMETERS_CONTROL,
+    FLT_IO_PARAMETER_BLOCK, FLT_IO_PARAMETER_BLOCK as Iopb, FLT_PARAMETERS, FLT_PARAMETERS_CONTROL,
     FLT_PARAMETERS_LOCK_CONTROL, FLT_PARAMETERS_QUERY_DIRECTORY, FLT_PARAMETERS_QUERY_EA,
     FLT_PARAMETERS_QUERY_FILE_INFORMATION, FLT_PARAMETERS_QUERY_QUOTA,
     FLT_PARAMETERS_QUERY_SECURITY, FLT_PARAMETERS_READ, FLT_PARAMETERS_SET_EA,
     FLT_PARAMETERS_SET_QUOTA, FLT_PARAMETERS_SET_SECURITY, FLT_PARAMETERS_VOLUME_INFORMATION,
-    FLT_PARAMETERS_WMI, FLT_RELATED_OBJECTS, FLT_IO_PARAMETER_BLOCK as Iopb, IRP_MJ_DEVICE_CONTROL, IRP_MJ_DIRECTORY_CONTROL, IRP_MJ_FILE_SYSTEM_CONTROL,
-    IRP_MJ_FLUSH_BUFFERS, IRP_MJ_INTERNAL_DEVICE_CONTROL, IRP_MJ_LOCK_CONTROL, IRP_MJ_PNP,
-    IRP_MJ_QUERY_EA, IRP_MJ_QUERY_INFORMATION, IRP_MJ_QUERY_QUOTA, IRP_MJ_QUERY_SECURITY,
-    IRP_MJ_QUERY_VOLUME_INFORMATION, IRP_MJ_READ, IRP_MJ_SET_EA, IRP_MJ_SET_QUOTA,
-    IRP_MJ_SET_SECURITY, IRP_MJ_SET_VOLUME_INFORMATION, IRP_MJ_SHUTDOWN, IRP_MJ_SYSTEM_CONTROL,
-    IRP_NOCACHE, IRP_PAGING_IO, MDL, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL, PVOID,
-    STATUS_ACCESS_DENIED, STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL,
+    FLT_PARAMETERS_WMI, FLT_RELATED_OBJECTS, IRP_MJ_DEVICE_CONTROL, IRP_MJ_DIRECTORY_CONTROL,
+    IRP_MJ_FILE_SYSTEM_CONTROL, IRP_MJ_FLUSH_BUFFERS, IRP_MJ_INTERNAL_DEVICE_CONTROL,
+    IRP_MJ_LOCK_CONTROL, IRP_MJ_PNP, IRP_MJ_QUERY_EA, IRP_MJ_QUERY_INFORMATION, IRP_MJ_QUERY_QUOTA,
+    IRP_MJ_QUERY_SECURITY, IRP_MJ_QUERY_VOLUME_INFORMATION, IRP_MJ_READ, IRP_MJ_SET_EA,
+    IRP_MJ_SET_QUOTA, IRP_MJ_SET_SECURITY, IRP_MJ_SET_VOLUME_INFORMATION, IRP_MJ_SHUTDOWN,
+    IRP_MJ_SYSTEM_CONTROL, IRP_NOCACHE, IRP_PAGING_IO, MDL, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL,
+    PVOID, STATUS_ACCESS_DENIED, STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL,
     STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, UNICODE_STRING,
 };
 
@@ -100,8 +100,15 @@ pub(crate) const FSCTL_GET_REPARSE_POINT: u32 = 0x0009_00A8;
 pub(crate) const OWNER_SECURITY_INFORMATION: u32 = 0x1;
 /// The size of `FILE_STANDARD_INFORMATION` on x64.
 const FILE_STANDARD_INFORMATION_SIZE: usize = 24;
+/// The same as a `ULONG` length.
+const FILE_STANDARD_INFORMATION_LENGTH: u32 = 24;
 /// The cluster size allocation sizes are rounded to.
 const CLUSTER: u64 = 4096;
+
+/// The file-system step of an operation on an open file: the state, the operation block's
+/// address and the file's handle in its file system.
+pub(super) type FileStep<'a> =
+    &'a mut dyn FnMut(&IoState, usize, Option<FsHandle>) -> (NTSTATUS, usize);
 
 /// The names of the pre- and post-operation callbacks of `major`, as reports show them.
 pub(super) fn callback_names(major: u8) -> (&'static str, &'static str) {
@@ -113,12 +120,16 @@ pub(super) fn callback_names(major: u8) -> (&'static str, &'static str) {
         s::IRP_MJ_QUERY_EA => ("PreQueryEa", "PostQueryEa"),
         s::IRP_MJ_SET_EA => ("PreSetEa", "PostSetEa"),
         s::IRP_MJ_FLUSH_BUFFERS => ("PreFlushBuffers", "PostFlushBuffers"),
-        s::IRP_MJ_QUERY_VOLUME_INFORMATION => ("PreQueryVolumeInformation", "PostQueryVolumeInformation"),
+        s::IRP_MJ_QUERY_VOLUME_INFORMATION => {
+            ("PreQueryVolumeInformation", "PostQueryVolumeInformation")
+        }
         s::IRP_MJ_SET_VOLUME_INFORMATION => ("PreSetVolumeInformation", "PostSetVolumeInformation"),
         s::IRP_MJ_DIRECTORY_CONTROL => ("PreDirectoryControl", "PostDirectoryControl"),
         s::IRP_MJ_FILE_SYSTEM_CONTROL => ("PreFileSystemControl", "PostFileSystemControl"),
         s::IRP_MJ_DEVICE_CONTROL => ("PreDeviceControl", "PostDeviceControl"),
-        s::IRP_MJ_INTERNAL_DEVICE_CONTROL => ("PreInternalDeviceControl", "PostInternalDeviceControl"),
+        s::IRP_MJ_INTERNAL_DEVICE_CONTROL => {
+            ("PreInternalDeviceControl", "PostInternalDeviceControl")
+        }
         s::IRP_MJ_SHUTDOWN => ("PreShutdown", "PostShutdown"),
         s::IRP_MJ_LOCK_CONTROL => ("PreLockControl", "PostLockControl"),
         s::IRP_MJ_CREATE_MAILSLOT => ("PreCreateMailslot", "PostCreateMailslot"),
@@ -128,13 +139,21 @@ pub(super) fn callback_names(major: u8) -> (&'static str, &'static str) {
         s::IRP_MJ_QUERY_QUOTA => ("PreQueryQuota", "PostQueryQuota"),
         s::IRP_MJ_SET_QUOTA => ("PreSetQuota", "PostSetQuota"),
         s::IRP_MJ_PNP => ("PrePnp", "PostPnp"),
-        s::IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION => ("PreAcquireForSectionSynchronization", "PostAcquireForSectionSynchronization"),
-        s::IRP_MJ_RELEASE_FOR_SECTION_SYNCHRONIZATION => ("PreReleaseForSectionSynchronization", "PostReleaseForSectionSynchronization"),
+        s::IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION => (
+            "PreAcquireForSectionSynchronization",
+            "PostAcquireForSectionSynchronization",
+        ),
+        s::IRP_MJ_RELEASE_FOR_SECTION_SYNCHRONIZATION => (
+            "PreReleaseForSectionSynchronization",
+            "PostReleaseForSectionSynchronization",
+        ),
         s::IRP_MJ_ACQUIRE_FOR_MOD_WRITE => ("PreAcquireForModWrite", "PostAcquireForModWrite"),
         s::IRP_MJ_RELEASE_FOR_MOD_WRITE => ("PreReleaseForModWrite", "PostReleaseForModWrite"),
         s::IRP_MJ_ACQUIRE_FOR_CC_FLUSH => ("PreAcquireForCcFlush", "PostAcquireForCcFlush"),
         s::IRP_MJ_RELEASE_FOR_CC_FLUSH => ("PreReleaseForCcFlush", "PostReleaseForCcFlush"),
-        s::IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE => ("PreFastIoCheckIfPossible", "PostFastIoCheckIfPossible"),
+        s::IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE => {
+            ("PreFastIoCheckIfPossible", "PostFastIoCheckIfPossible")
+        }
         s::IRP_MJ_MDL_READ => ("PreMdlRead", "PostMdlRead"),
         s::IRP_MJ_MDL_READ_COMPLETE => ("PreMdlReadComplete", "PostMdlReadComplete"),
         s::IRP_MJ_PREPARE_MDL_WRITE => ("PrePrepareMdlWrite", "PostPrepareMdlWrite"),
@@ -144,7 +163,8 @@ pub(super) fn callback_names(major: u8) -> (&'static str, &'static str) {
 }
 
 /// Reports `FLT_PREOP_PENDING` from the pre-operation callback of an operation that is not
-/// IRP-based (only IRP-based operations can be pended).
+/// IRP-based: "only for IRP-based I/O operations"
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ifs/pending-an-i-o-operation-in-a-preoperation-callback-routine>).
 pub(super) fn report_pended_non_irp(k: &crate::kernel::Kernel, pre_name: &'static str) {
     let previous = state::with(|s| s.callback.replace(pre_name));
     k.violation(
@@ -277,7 +297,8 @@ impl Io {
     pub(super) fn run_status_callbacks(&self, at: &BlockAddresses, status: NTSTATUS, irql: u8) {
         type StatusCallback =
             unsafe extern "win64" fn(*const FLT_RELATED_OBJECTS, *mut Iopb, NTSTATUS, PVOID);
-        let requests = crate::fltmgr::operation_requests::take_status_callbacks(&self.kernel, at.data);
+        let requests =
+            crate::fltmgr::operation_requests::take_status_callbacks(&self.kernel, at.data);
         for request in requests {
             // SAFETY: `callback` is the PFLT_GET_OPERATION_STATUS_CALLBACK the driver passed to
             // FltRequestOperationStatusCallback during this operation's pre-operation callback;
@@ -286,21 +307,28 @@ impl Io {
             let snapshot = request.snapshot.as_ptr::<Iopb>();
             // SAFETY: as above; the arguments point into this operation's block and a snapshot
             // alive for the call.
-            let _ = self.call_as("OperationStatusCallback", irql.min(vigil_sys::APC_LEVEL), || unsafe {
-                callback(
-                    at.objects as *const FLT_RELATED_OBJECTS,
-                    snapshot,
-                    status,
-                    request.context as PVOID,
-                );
-            });
+            let _ = self.call_as(
+                "OperationStatusCallback",
+                irql.min(vigil_sys::APC_LEVEL),
+                || unsafe {
+                    callback(
+                        at.objects as *const FLT_RELATED_OBJECTS,
+                        snapshot,
+                        status,
+                        request.context as PVOID,
+                    );
+                },
+            );
         }
     }
 
     /// Issues `major`/`minor` on `file` by `path` at `irql` with `parameters`, the file
     /// system answering with `step`; `after_cleanup` lets it run on a cleaned-up file (paging
     /// I/O and the operations the memory manager issues).
-    #[expect(clippy::too_many_arguments, reason = "one request, spelled out by each operation")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one request, spelled out by each operation"
+    )]
     pub(super) fn on_file(
         &self,
         file: &FileHandle,
@@ -309,7 +337,7 @@ impl Io {
         (irql, irp_flags): (u8, u32),
         parameters: FLT_PARAMETERS,
         after_cleanup: bool,
-        step: &mut dyn FnMut(&IoState, usize, Option<FsHandle>) -> (NTSTATUS, usize),
+        step: FileStep<'_>,
     ) -> (NTSTATUS, usize) {
         let handle = match self.file_state(file, after_cleanup) {
             Ok(handle) => handle,
@@ -333,7 +361,7 @@ impl Io {
     }
 
     /// `IRP_MJ_READ` of at most `length` bytes at `offset` (a cached read by the requestor,
-    /// at PASSIVE_LEVEL): the bytes read.
+    /// at `PASSIVE_LEVEL`): the bytes read.
     ///
     /// # Errors
     ///
@@ -354,7 +382,12 @@ impl Io {
         offset: u64,
         length: u32,
     ) -> Result<Vec<u8>, NTSTATUS> {
-        self.read_by(file, offset, length, (Path::Irp, IRP_PAGING_IO | IRP_NOCACHE))
+        self.read_by(
+            file,
+            offset,
+            length,
+            (Path::Irp, IRP_PAGING_IO | IRP_NOCACHE),
+        )
     }
 
     /// A fast I/O read (`FLTFL_CALLBACK_DATA_FAST_IO_OPERATION`), reissued as an IRP when a
@@ -386,7 +419,12 @@ impl Io {
         // Paging I/O comes with the memory manager's MDL for the pages (freed at completion,
         // as the I/O system frees an IRP's MDL).
         let paging_mdl = if irp_flags & IRP_PAGING_IO != 0 && length > 0 {
-            crate::ntoskrnl::mdl::allocate(&self.kernel, "the memory manager", buffer.address(), length)
+            crate::ntoskrnl::mdl::allocate(
+                &self.kernel,
+                "the memory manager",
+                buffer.address(),
+                length,
+            )
         } else {
             0
         };
@@ -468,14 +506,15 @@ impl Io {
         let buffer = GuestAlloc::zeroed(FILE_STANDARD_INFORMATION_SIZE);
         let parameters = FLT_PARAMETERS {
             QueryFileInformation: FLT_PARAMETERS_QUERY_FILE_INFORMATION {
-                Length: FILE_STANDARD_INFORMATION_SIZE as u32,
+                Length: FILE_STANDARD_INFORMATION_LENGTH,
                 PointerAlignment1: 0,
                 FileInformationClass: FILE_STANDARD_INFORMATION_CLASS,
                 InfoBuffer: buffer.as_ptr(),
             },
         };
         let mut step = |io: &IoState, base: usize, handle: Option<FsHandle>| {
-            let p = guest::read(parameters_at(base) as *const FLT_PARAMETERS_QUERY_FILE_INFORMATION);
+            let p =
+                guest::read(parameters_at(base) as *const FLT_PARAMETERS_QUERY_FILE_INFORMATION);
             let Some((_, handle)) = volume_and_handle(io, file, handle) else {
                 return (status::INVALID_DEVICE_REQUEST, 0);
             };
@@ -633,7 +672,10 @@ impl Io {
             &mut step,
         );
         if NT_SUCCESS(status) {
-            Ok(guest::read_bytes(buffer.as_ptr(), information.min(length as usize)))
+            Ok(guest::read_bytes(
+                buffer.as_ptr(),
+                information.min(length as usize),
+            ))
         } else {
             Err(status)
         }
@@ -651,12 +693,13 @@ impl Io {
         (major, minor): (u8, u8),
         answer: impl Fn(VolumeKind) -> NTSTATUS,
     ) -> NTSTATUS {
-        let mut step = |io: &IoState, _base: usize, handle: Option<FsHandle>| {
-            match volume_and_handle(io, file, handle) {
+        let mut step =
+            |io: &IoState, _base: usize, handle: Option<FsHandle>| match volume_and_handle(
+                io, file, handle,
+            ) {
                 Some((kind, _)) => (answer(kind), 0),
                 None => (status::INVALID_DEVICE_REQUEST, 0),
-            }
-        };
+            };
         self.on_file(
             file,
             (major, minor),
@@ -676,7 +719,11 @@ impl Io {
     /// # Errors
     ///
     /// `STATUS_INFO_LENGTH_MISMATCH`, `STATUS_BUFFER_OVERFLOW` (name cut), a filter's status.
-    pub fn query_file_system_name(&self, file: &FileHandle, length: u32) -> Result<String, NTSTATUS> {
+    pub fn query_file_system_name(
+        &self,
+        file: &FileHandle,
+        length: u32,
+    ) -> Result<String, NTSTATUS> {
         let buffer = GuestAlloc::zeroed(length.max(1) as usize);
         let parameters = FLT_PARAMETERS {
             QueryVolumeInformation: FLT_PARAMETERS_VOLUME_INFORMATION {
@@ -738,7 +785,10 @@ impl Io {
     /// `IRP_MJ_SET_VOLUME_INFORMATION` for `FileFsLabelInformation`: the volume's label.
     pub fn set_volume_label(&self, file: &FileHandle, label: &str) -> NTSTATUS {
         let name = utf16(label);
-        let mut info = u32::try_from(name.len()).unwrap_or(0).to_le_bytes().to_vec();
+        let mut info = u32::try_from(name.len())
+            .unwrap_or(0)
+            .to_le_bytes()
+            .to_vec();
         info.extend_from_slice(&name);
         let buffer = GuestAlloc::zeroed(info.len());
         guest::write_bytes(buffer.as_ptr(), &info);
@@ -767,7 +817,10 @@ impl Io {
             let bytes = guest::read_bytes(p.VolumeBuffer.cast(), p.Length as usize);
             let label_length = u32::from_le_bytes(bytes[..4].try_into().unwrap_or([0; 4])) as usize;
             // A label of at most 32 characters (NTFS's limit), in the buffer.
-            if label_length > bytes.len() - 4 || label_length % 2 != 0 || label_length > 64 {
+            if label_length > bytes.len() - 4
+                || !label_length.is_multiple_of(2)
+                || label_length > 64
+            {
                 return (STATUS_INVALID_VOLUME_LABEL, 0);
             }
             let units: Vec<u16> = bytes[4..4 + label_length]
@@ -799,7 +852,11 @@ impl Io {
     ///
     /// `STATUS_INVALID_PARAMETER` for a file, `STATUS_BUFFER_OVERFLOW` when not even one
     /// entry fits, a filter's status.
-    pub fn query_directory(&self, directory: &FileHandle, length: u32) -> Result<Vec<String>, NTSTATUS> {
+    pub fn query_directory(
+        &self,
+        directory: &FileHandle,
+        length: u32,
+    ) -> Result<Vec<String>, NTSTATUS> {
         let buffer = GuestAlloc::zeroed(length.max(1) as usize);
         let parameters = FLT_PARAMETERS {
             QueryDirectory: FLT_PARAMETERS_QUERY_DIRECTORY {
@@ -883,7 +940,13 @@ impl Io {
         input: &[u8],
         output_length: u32,
     ) -> (NTSTATUS, Vec<u8>) {
-        self.control(file, (IRP_MJ_FILE_SYSTEM_CONTROL, IRP_MN_USER_FS_REQUEST), code, input, output_length)
+        self.control(
+            file,
+            (IRP_MJ_FILE_SYSTEM_CONTROL, IRP_MN_USER_FS_REQUEST),
+            code,
+            input,
+            output_length,
+        )
     }
 
     /// `IRP_MJ_DEVICE_CONTROL` (or, with `internal`, `IRP_MJ_INTERNAL_DEVICE_CONTROL`) with
@@ -929,7 +992,12 @@ impl Io {
             (input_buffer.as_ptr(), output.as_ptr())
         };
         let mdl = if (method == 1 || method == 2) && output_length > 0 {
-            crate::ntoskrnl::mdl::allocate(&self.kernel, "the I/O manager", output.address(), output_length)
+            crate::ntoskrnl::mdl::allocate(
+                &self.kernel,
+                "the I/O manager",
+                output.address(),
+                output_length,
+            )
         } else {
             0
         };
@@ -940,7 +1008,11 @@ impl Io {
                 InputBufferLength: input_length,
                 PointerAlignment2: 0,
                 ControlCode: code,
-                InputBuffer: if input.is_empty() && method != 0 { std::ptr::null_mut() } else { in_at },
+                InputBuffer: if input.is_empty() && method != 0 {
+                    std::ptr::null_mut()
+                } else {
+                    in_at
+                },
                 OutputBuffer: out_at,
                 OutputMdlAddress: mdl as PVOID,
             },
@@ -971,10 +1043,7 @@ impl Io {
             &mut step,
         );
         let source = if method == 0 { &system } else { &output };
-        let out = guest::read_bytes(
-            source.as_ptr(),
-            information.min(output_length as usize),
-        );
+        let out = guest::read_bytes(source.as_ptr(), information.min(output_length as usize));
         (status, out)
     }
 
@@ -1007,11 +1076,23 @@ impl Io {
 
     /// `IRP_MJ_LOCK_CONTROL` `IRP_MN_UNLOCK_SINGLE`.
     pub fn unlock(&self, file: &FileHandle, offset: u64, length: u64) -> NTSTATUS {
-        self.lock_control(file, IRP_MN_UNLOCK_SINGLE, (offset, length), false, Path::Irp)
+        self.lock_control(
+            file,
+            IRP_MN_UNLOCK_SINGLE,
+            (offset, length),
+            false,
+            Path::Irp,
+        )
     }
 
     /// The fast I/O lock (`FastIoLock`), reissued as an IRP when disallowed.
-    pub fn fast_io_lock(&self, file: &FileHandle, offset: u64, length: u64, exclusive: bool) -> NTSTATUS {
+    pub fn fast_io_lock(
+        &self,
+        file: &FileHandle,
+        offset: u64,
+        length: u64,
+        exclusive: bool,
+    ) -> NTSTATUS {
         match self.lock_control(file, IRP_MN_LOCK, (offset, length), exclusive, Path::FastIo) {
             STATUS_FLT_DISALLOW_FAST_IO => self.lock(file, offset, length, exclusive),
             other => other,
@@ -1027,7 +1108,10 @@ impl Io {
         path: Path,
     ) -> NTSTATUS {
         let length_cell = GuestAlloc::zeroed(8);
-        guest::write(length_cell.as_ptr::<i64>(), i64::try_from(length).unwrap_or(i64::MAX));
+        guest::write(
+            length_cell.as_ptr::<i64>(),
+            i64::try_from(length).unwrap_or(i64::MAX),
+        );
         let owner = self.requestor.pid;
         let parameters = FLT_PARAMETERS {
             LockControl: FLT_PARAMETERS_LOCK_CONTROL {
@@ -1054,7 +1138,12 @@ impl Io {
             };
             let fs = fs_of(volume);
             let result = if minor == IRP_MN_LOCK {
-                fs.lock_range(handle, (offset, length), p.ExclusiveLock != 0, (owner, p.Key))
+                fs.lock_range(
+                    handle,
+                    (offset, length),
+                    p.ExclusiveLock != 0,
+                    (owner, p.Key),
+                )
             } else {
                 fs.unlock_range(handle, (offset, length), (owner, p.Key))
             };
@@ -1124,7 +1213,10 @@ impl Io {
             &mut step,
         );
         if NT_SUCCESS(status) {
-            Ok(guest::read_bytes(buffer.as_ptr(), information.min(length as usize)))
+            Ok(guest::read_bytes(
+                buffer.as_ptr(),
+                information.min(length as usize),
+            ))
         } else {
             Err(status)
         }
@@ -1156,7 +1248,13 @@ impl Io {
             let Some(volume) = io.volumes.get(file.volume.0) else {
                 return (status::VOLUME_DISMOUNTED, 0);
             };
-            (fs_of(volume).set_security(handle, &bytes).err().unwrap_or(STATUS_SUCCESS), 0)
+            (
+                fs_of(volume)
+                    .set_security(handle, &bytes)
+                    .err()
+                    .unwrap_or(STATUS_SUCCESS),
+                0,
+            )
         };
         self.on_file(
             file,

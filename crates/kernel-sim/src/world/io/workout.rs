@@ -9,8 +9,10 @@ use vigil_sys::{
     STATUS_SUCCESS,
 };
 
-use super::ops::{FSCTL_GET_REPARSE_POINT, FSCTL_IS_VOLUME_MOUNTED, STATUS_EAS_NOT_SUPPORTED,
-    STATUS_NOT_A_REPARSE_POINT};
+use super::ops::{
+    FSCTL_GET_REPARSE_POINT, FSCTL_IS_VOLUME_MOUNTED, STATUS_EAS_NOT_SUPPORTED,
+    STATUS_NOT_A_REPARSE_POINT,
+};
 use super::{FileHandle, Io};
 use crate::config::VolumeKind;
 use crate::fltmgr::flt_read;
@@ -41,7 +43,10 @@ impl Workout {
     }
 
     fn check_result<T>(&mut self, result: Result<T, NTSTATUS>, expected_error: &[NTSTATUS]) {
-        self.check(result.err().unwrap_or(STATUS_SUCCESS), &[&[STATUS_SUCCESS][..], expected_error].concat());
+        self.check(
+            result.err().unwrap_or(STATUS_SUCCESS),
+            &[&[STATUS_SUCCESS][..], expected_error].concat(),
+        );
     }
 }
 
@@ -58,7 +63,7 @@ impl Io {
     /// Every operation beyond create/write/set-information/cleanup/close on the open file
     /// `file` (a file, not a directory): reads (cached, paging, fast I/O, MDL), query
     /// information (IRP and fast I/O), EAs, flush, volume information, file system and device
-    /// controls, lock control (IRP and fast I/O), security, WMI, quota, PnP, the FsFilter
+    /// controls, lock control (IRP and fast I/O), security, WMI, quota, `PnP`, the `FsFilter`
     /// acquire/release pairs, `FastIoCheckIfPossible`, an MDL write of one byte at the end, and
     /// shutdown.
     pub fn workout(&self, file: &FileHandle) -> Workout {
@@ -83,7 +88,11 @@ impl Io {
         w.check_result(self.mdl_read(file, 0, 8), &[STATUS_END_OF_FILE]);
         w.check_result(self.query_standard_information(file), &[]);
         w.check_result(self.fast_io_query_standard_information(file), &[]);
-        let ea = if eas { STATUS_SUCCESS } else { STATUS_EAS_NOT_SUPPORTED };
+        let ea = if eas {
+            STATUS_SUCCESS
+        } else {
+            STATUS_EAS_NOT_SUPPORTED
+        };
         w.check(self.set_ea(file, "KSIM", b"1"), &[ea]);
         w.check_result(self.query_ea(file, 256), &[STATUS_EAS_NOT_SUPPORTED]);
         w.check(self.flush(file), &[STATUS_SUCCESS]);
@@ -92,15 +101,29 @@ impl Io {
             self.set_volume_label(file, "KSIM"),
             &[if no_fs { idr } else { STATUS_SUCCESS }],
         );
-        w.check(self.fs_control(file, FSCTL_IS_VOLUME_MOUNTED, &[], 0).0, &[STATUS_SUCCESS]);
-        let reparse = if secure { STATUS_NOT_A_REPARSE_POINT } else { idr };
-        w.check(self.fs_control(file, FSCTL_GET_REPARSE_POINT, &[], 512).0, &[reparse]);
+        w.check(
+            self.fs_control(file, FSCTL_IS_VOLUME_MOUNTED, &[], 0).0,
+            &[STATUS_SUCCESS],
+        );
+        let reparse = if secure {
+            STATUS_NOT_A_REPARSE_POINT
+        } else {
+            idr
+        };
+        w.check(
+            self.fs_control(file, FSCTL_GET_REPARSE_POINT, &[], 512).0,
+            &[reparse],
+        );
         for (code, internal) in [
             (IOCTL_PRIVATE_NEITHER, false),
             (IOCTL_PRIVATE_BUFFERED, false),
             (IOCTL_PRIVATE_OUT_DIRECT, true),
         ] {
-            w.check(self.device_control(file, code, &[1, 2, 3, 4], 16, internal).0, &[idr]);
+            w.check(
+                self.device_control(file, code, &[1, 2, 3, 4], 16, internal)
+                    .0,
+                &[idr],
+            );
         }
         let locked = if no_fs { idr } else { STATUS_SUCCESS };
         w.check(self.lock(file, 0, 4, true), &[locked]);
