@@ -3,6 +3,8 @@
  * tracers, minispy) that watch everything. Written to prove that kernel-sim dispatches each
  * operation with the parameters its FLT_PARAMETERS page describes.
  *
+ * - Registered with FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS, so that named-pipe and mailslot
+ *   volumes get an instance (and their creates come by).
  * - One pre-operation and one post-operation callback for all of them. The pre checks what it
  *   is given: the operation's name (FltGetIrpName), the kind of the callback data (IRP, fast
  *   I/O or FsFilter, as the operation allows), the IRQL (the modified page writer's acquire
@@ -147,6 +149,10 @@ static BOOLEAN parameters_valid(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS o
         return !anomaly(iopb->MajorFunction, "no file object");
     }
     switch (iopb->MajorFunction) {
+    case IRP_MJ_CREATE_NAMED_PIPE:
+        return p->CreatePipe.Parameters != NULL && p->CreatePipe.SecurityContext != NULL;
+    case IRP_MJ_CREATE_MAILSLOT:
+        return p->CreateMailslot.Parameters != NULL && p->CreateMailslot.SecurityContext != NULL;
     case IRP_MJ_READ:
         return has_buffer(p->Read.Length, p->Read.ReadBuffer, p->Read.MdlAddress);
     case IRP_MJ_WRITE:
@@ -434,7 +440,8 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
 static const FLT_REGISTRATION g_registration = {
     sizeof(FLT_REGISTRATION),
     FLT_REGISTRATION_VERSION,
-    0,
+    /* Named pipes and mailslots too, so that their creates come by. */
+    FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS,
     NULL,
     g_callbacks,
     FilterUnload,

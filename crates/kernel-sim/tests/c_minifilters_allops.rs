@@ -16,18 +16,26 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use io_workload::{
-    FILE_CREATE, FILE_DIRECTORY_FILE, GENERIC_WRITE, NTFS, config, requestor, volume,
+    FILE_CREATE, FILE_DIRECTORY_FILE, GENERIC_WRITE, NTFS, PIPE, config, requestor, volume,
 };
-use vigil_kernel_sim::{Report, Sim};
+
+/// The mailslot file system's volume.
+const MAILSLOT: &str = r"\Device\Mailslot";
+/// `STATUS_INVALID_DEVICE_REQUEST`.
+const STATUS_INVALID_DEVICE_REQUEST: i32 = 0xC000_0010_u32.cast_signed();
+use vigil_kernel_sim::{Report, Sim, VolumeKind};
 
 use c_filters::{assert_caught, assert_clean, build};
 
 /// The operations the synthetic workload issues, by the name `FltGetIrpName` gives them. Not
-/// issued: `IRP_MJ_CREATE_NAMED_PIPE`, `IRP_MJ_CREATE_MAILSLOT`, `IRP_MJ_POWER`,
+/// issued by the workloads: `IRP_MJ_CREATE_NAMED_PIPE`, `IRP_MJ_CREATE_MAILSLOT` (no pipe or
+/// mailslot volume in them; issued directly below), `IRP_MJ_POWER`,
 /// `IRP_MJ_DEVICE_CHANGE`, `IRP_MJ_QUERY_OPEN`, `IRP_MJ_NETWORK_QUERY_OPEN`, `IRP_MJ_VOLUME_MOUNT`,
 /// `IRP_MJ_VOLUME_DISMOUNT`.
 const ISSUED: &[&str] = &[
     "IRP_MJ_CREATE",
+    "IRP_MJ_CREATE_NAMED_PIPE",
+    "IRP_MJ_CREATE_MAILSLOT",
     "IRP_MJ_CLOSE",
     "IRP_MJ_READ",
     "IRP_MJ_WRITE",
@@ -99,11 +107,31 @@ fn every_operation_reaches_the_filter_with_valid_parameters() {
     let Some(image) = build("allops", None) else {
         return;
     };
-    let sim = Sim::new(config());
+    let mut configuration = config();
+    configuration
+        .io
+        .volumes
+        .push((VolumeKind::Mailslot, MAILSLOT.to_owned()));
+    let sim = Sim::new(configuration);
     let driver = sim.load(&image).expect("loads");
     assert_eq!(driver.entry_status(), Some(0), "{:#?}", driver.violations());
     let io = driver.io(requestor(1));
     let ntfs = volume(&driver, NTFS);
+    // Pipes and mailslots, on their volumes only.
+    let pipe = io
+        .create_named_pipe(volume(&driver, PIPE), r"\allops-pipe")
+        .expect("pipe");
+    let mailslot = io
+        .create_mailslot(volume(&driver, MAILSLOT), r"\allops-slot")
+        .expect("mailslot");
+    assert_eq!(
+        io.create_named_pipe(ntfs, r"\not-a-pipe").err(),
+        Some(STATUS_INVALID_DEVICE_REQUEST)
+    );
+    for handle in [pipe, mailslot] {
+        io.cleanup(&handle);
+        io.close(handle);
+    }
     let d = io
         .create(ntfs, r"\allops", FILE_CREATE, FILE_DIRECTORY_FILE, 0)
         .expect("directory");

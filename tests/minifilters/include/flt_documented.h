@@ -322,6 +322,8 @@ VOID ExReleaseResourceLite(PERESOURCE Resource);
 #define FLTFL_CALLBACK_DATA_FAST_IO_OPERATION 0x00000002
 #define FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION 0x00000004
 #define FLTFL_CALLBACK_DATA_POST_OPERATION 0x00080000
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_registration */
+#define FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS 0x00000002
 /* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltlockuserbuffer */
 NTSTATUS FltLockUserBuffer(PFLT_CALLBACK_DATA CallbackData);
 /* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nc-fltkernel-pflt_get_operation_status_callback

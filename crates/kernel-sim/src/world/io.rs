@@ -412,7 +412,8 @@ impl Io {
         let k = &self.kernel;
         let instance = dispatch.as_ref().map_or(0, |d| d.instance);
         let mut parameters = parameters;
-        if major == IRP_MJ_CREATE {
+        if major == IRP_MJ_CREATE || ops::is_pipe_or_mailslot_create(major) {
+            // `Create`, `CreatePipe` and `CreateMailslot` all start with it.
             parameters.Create.SecurityContext = at.security as *mut IO_SECURITY_CONTEXT;
         }
         let iopb = FLT_IO_PARAMETER_BLOCK {
@@ -1037,7 +1038,7 @@ impl Io {
         let mut record = FileRecord::new(object, name, volume, opened_path);
         record.by_id = matches!(target, CreateTarget::Id(_));
         flt_read(&self.kernel).io.files.insert(file_object, record);
-        let parameters = FLT_PARAMETERS {
+        let mut parameters = FLT_PARAMETERS {
             Create: FLT_PARAMETERS_CREATE {
                 SecurityContext: std::ptr::null_mut(),
                 Options: (disposition << 24) | (options & 0x00FF_FFFF),
@@ -1050,6 +1051,7 @@ impl Io {
                 AllocationSize: 0,
             },
         };
+        let major = ops::create_major(target, &mut parameters);
         let mut step = |io: &IoState, base: usize| {
             let options_at = base
                 + offset_of!(OperationBlock, iopb)
@@ -1071,6 +1073,9 @@ impl Io {
                     options >> 24,
                     options & 0x00FF_FFFF & !FILE_OPEN_BY_FILE_ID,
                 ),
+                CreateTarget::Pipe { path, major, .. } => {
+                    ops::create_pipe_or_mailslot(v, path, *major, options)
+                }
             };
             match created {
                 Ok((handle, information)) => {
@@ -1088,7 +1093,7 @@ impl Io {
         let (status, information) = self.perform(
             volume,
             file_object,
-            IRP_MJ_CREATE,
+            major,
             0,
             PASSIVE_LEVEL,
             parameters,
@@ -1451,6 +1456,15 @@ impl Io {
 enum CreateTarget {
     Path(String),
     Id(u64),
+    /// A named pipe or mailslot (`major`) at a path, with the address of its
+    /// `NAMED_PIPE_CREATE_PARAMETERS`/`MAILSLOT_CREATE_PARAMETERS`.
+    Pipe {
+        path: String,
+        major: u8,
+        parameters: usize,
+        /// Create options (disposition in the high byte), as `CreatePipe.Options` has them.
+        options: u32,
+    },
 }
 
 /// A create's target, for messages.
@@ -1458,6 +1472,7 @@ fn path_of(target: &CreateTarget) -> String {
     match target {
         CreateTarget::Path(path) => path.clone(),
         CreateTarget::Id(id) => format!("file ID {id:#x}"),
+        CreateTarget::Pipe { path, .. } => path.clone(),
     }
 }
 

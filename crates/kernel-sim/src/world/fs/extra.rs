@@ -312,3 +312,67 @@ impl FileSystem {
         label.clone_into(&mut lock(&self.extras.label));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use vigil_sys::{FILE_CREATE, FILE_OVERWRITE_IF, STATUS_END_OF_FILE};
+
+    use super::{
+        STATUS_FILE_LOCK_CONFLICT, STATUS_LOCK_NOT_GRANTED, STATUS_NO_EAS_ON_FILE,
+        STATUS_RANGE_NOT_LOCKED,
+    };
+    use crate::world::fs::FileSystem;
+
+    #[test]
+    fn reads_return_the_bytes_written_and_nothing_past_a_truncation() {
+        let mut fs = FileSystem::new(true);
+        let (a, _) = fs.create(r"\f", FILE_CREATE, 0).expect("created");
+        fs.write_data(a, 0, b"hello world").expect("written");
+        assert_eq!(fs.read_data(a, 6, 100, 1).expect("read"), b"world");
+        assert_eq!(fs.read_data(a, 11, 1, 1), Err(STATUS_END_OF_FILE));
+        fs.cleanup(a).expect("cleanup");
+        fs.close(a);
+        // An overwrite truncates; a write past the old bytes leaves zeroes, not them.
+        let (b, _) = fs.create(r"\f", FILE_OVERWRITE_IF, 0).expect("overwritten");
+        fs.write_data(b, 4, b"!").expect("written");
+        assert_eq!(fs.read_data(b, 0, 16, 1).expect("read"), b"\0\0\0\0!");
+        assert_eq!(fs.standard(b).expect("standard").size, 5);
+    }
+
+    #[test]
+    fn byte_range_locks_conflict_across_processes_and_go_with_their_handle() {
+        let mut fs = FileSystem::new(true);
+        let (a, _) = fs.create(r"\f", FILE_CREATE, 0).expect("created");
+        fs.write_data(a, 0, b"0123456789").expect("written");
+        let (b, _) = fs.create(r"\f", vigil_sys::FILE_OPEN, 0).expect("opened");
+        fs.lock_range(a, (0, 4), true, (1, 0)).expect("locked");
+        assert_eq!(
+            fs.lock_range(b, (2, 4), false, (2, 0)),
+            Err(STATUS_LOCK_NOT_GRANTED)
+        );
+        assert_eq!(fs.read_data(b, 0, 4, 2), Err(STATUS_FILE_LOCK_CONFLICT));
+        assert_eq!(fs.read_data(a, 0, 4, 1).expect("own range"), b"0123");
+        assert_eq!(
+            fs.unlock_range(b, (0, 4), (2, 0)),
+            Err(STATUS_RANGE_NOT_LOCKED)
+        );
+        // The lock goes when its handle is cleaned up.
+        fs.cleanup(a).expect("cleanup");
+        assert_eq!(fs.read_data(b, 0, 4, 2).expect("read"), b"0123");
+        fs.lock_range(b, (0, 4), true, (2, 0)).expect("locked");
+    }
+
+    #[test]
+    fn eas_and_directory_entries_are_the_file_systems_own() {
+        let mut fs = FileSystem::new(true);
+        let (d, _) = fs
+            .create(r"\d", FILE_CREATE, vigil_sys::FILE_DIRECTORY_FILE)
+            .expect("directory");
+        let (f, _) = fs.create(r"\d\Name.txt", FILE_CREATE, 0).expect("created");
+        assert_eq!(fs.eas(f), Err(STATUS_NO_EAS_ON_FILE));
+        fs.set_eas(f, b"ea").expect("set");
+        assert_eq!(fs.eas(f).expect("eas"), b"ea");
+        assert_eq!(fs.children(d).expect("listing"), ["Name.txt"]);
+        assert!(fs.children(f).is_err());
+    }
+}

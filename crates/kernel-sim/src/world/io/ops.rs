@@ -27,9 +27,14 @@
 //!   issues it while it holds a file open on the volume), `IRP_MN_CANCEL_REMOVE_DEVICE`
 //!   succeeds; shutdown and flush succeed.
 //!
+//! - `IRP_MJ_CREATE_NAMED_PIPE` and `IRP_MJ_CREATE_MAILSLOT` create a pipe or mailslot by name
+//!   on a named-pipe or mailslot volume (`STATUS_INVALID_DEVICE_REQUEST` on any other), with
+//!   the `CreatePipe`/`CreateMailslot` parameters pointing at the documented
+//!   `NAMED_PIPE_CREATE_PARAMETERS`/`MAILSLOT_CREATE_PARAMETERS`; the handle is then cleaned up
+//!   and closed as any other.
+//!
 //! Not dispatched: `IRP_MJ_POWER` and `IRP_MJ_DEVICE_CHANGE` (file system stacks do not get
-//! them), `IRP_MJ_CREATE_NAMED_PIPE`/`IRP_MJ_CREATE_MAILSLOT`, `IRP_MN_NOTIFY_CHANGE_DIRECTORY`
-//! and the `IRP_MN_MDL` reads and writes.
+//! them), `IRP_MN_NOTIFY_CHANGE_DIRECTORY` and the `IRP_MN_MDL` reads and writes.
 
 use std::mem::offset_of;
 
@@ -49,15 +54,17 @@ use vigil_sys::{
     STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, UNICODE_STRING,
 };
 
-use super::{BlockAddresses, FileHandle, Io, OperationBlock, Path, Request};
+use super::{BlockAddresses, CreateTarget, FileHandle, Io, OperationBlock, Path, Request};
 use crate::config::VolumeKind;
 use crate::fltmgr::files::IoState;
 use crate::fltmgr::flt_read;
 use crate::fltmgr::instances::FsHandle;
+use crate::fltmgr::instances::{VolumeId, VolumeRecord};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::machine::state;
 use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
+use crate::world::volumes::fs_mut;
 use crate::world::volumes::fs_of;
 
 /// `STATUS_FLT_DISALLOW_FAST_IO` (ntstatus.h): what a fast I/O operation a filter disallowed
@@ -195,6 +202,64 @@ pub(super) fn transfer_buffer(mdl: PVOID, buffer: PVOID) -> usize {
     }
 }
 
+/// Whether `major` creates a named pipe or a mailslot.
+pub(super) fn is_pipe_or_mailslot_create(major: u8) -> bool {
+    major == vigil_sys::IRP_MJ_CREATE_NAMED_PIPE || major == vigil_sys::IRP_MJ_CREATE_MAILSLOT
+}
+
+/// The major of a create of `target`; for a pipe or mailslot, `parameters` become its
+/// `CreatePipe`/`CreateMailslot` member: `SecurityContext` (set at dispatch), `Options` (the
+/// create's), `Reserved` and `ShareAccess` zero, `Parameters` the create parameters' address.
+pub(super) fn create_major(target: &CreateTarget, parameters: &mut FLT_PARAMETERS) -> u8 {
+    match target {
+        CreateTarget::Pipe {
+            major,
+            parameters: at,
+            options,
+            ..
+        } => {
+            *parameters = FLT_PARAMETERS {
+                Others: [
+                    std::ptr::null_mut(),
+                    *options as usize as PVOID,
+                    std::ptr::null_mut(),
+                    *at as PVOID,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                ],
+            };
+            *major
+        }
+        _ => vigil_sys::IRP_MJ_CREATE,
+    }
+}
+
+/// The file system side of a pipe or mailslot create: only NPFS creates pipes and only MSFS
+/// mailslots.
+pub(super) fn create_pipe_or_mailslot(
+    volume: &VolumeRecord,
+    path: &str,
+    major: u8,
+    options: u32,
+) -> Result<(FsHandle, usize), NTSTATUS> {
+    let served = match volume.kind {
+        VolumeKind::NamedPipe => major == vigil_sys::IRP_MJ_CREATE_NAMED_PIPE,
+        VolumeKind::Mailslot => major == vigil_sys::IRP_MJ_CREATE_MAILSLOT,
+        _ => false,
+    };
+    if !served {
+        return Err(status::INVALID_DEVICE_REQUEST);
+    }
+    fs_mut(volume).create(path, options >> 24, options & 0x00FF_FFFF)
+}
+
+/// The size of `NAMED_PIPE_CREATE_PARAMETERS` on x64.
+const NAMED_PIPE_CREATE_PARAMETERS_SIZE: usize = 40;
+/// The size of `MAILSLOT_CREATE_PARAMETERS` on x64.
+const MAILSLOT_CREATE_PARAMETERS_SIZE: usize = 24;
+/// `FILE_CREATE`.
+const FILE_CREATE: u32 = 2;
+
 /// `FILE_STANDARD_INFORMATION` as a query returns it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileStandard {
@@ -291,6 +356,66 @@ fn names_information(names: &[String], length: usize) -> (Vec<u8>, bool) {
 }
 
 impl Io {
+    /// `IRP_MJ_CREATE_NAMED_PIPE` of `path` on a named-pipe volume: a byte-stream pipe,
+    /// one instance, 4 KB quotas, no timeout (`NAMED_PIPE_CREATE_PARAMETERS`).
+    ///
+    /// # Errors
+    ///
+    /// As a create; `STATUS_INVALID_DEVICE_REQUEST` on a volume that is not NPFS.
+    pub fn create_named_pipe(&self, volume: VolumeId, path: &str) -> Result<FileHandle, NTSTATUS> {
+        let parameters = GuestAlloc::zeroed(NAMED_PIPE_CREATE_PARAMETERS_SIZE);
+        let mut bytes = Vec::with_capacity(NAMED_PIPE_CREATE_PARAMETERS_SIZE);
+        // NamedPipeType (byte stream), ReadMode, CompletionMode (queue), MaximumInstances,
+        // InboundQuota, OutboundQuota, DefaultTimeout, TimeoutSpecified.
+        for value in [0u32, 0, 0, 1, 4096, 4096] {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        guest::write_bytes(parameters.as_ptr(), &bytes);
+        self.create_special(
+            volume,
+            path,
+            vigil_sys::IRP_MJ_CREATE_NAMED_PIPE,
+            &parameters,
+        )
+    }
+
+    /// `IRP_MJ_CREATE_MAILSLOT` of `path` on a mailslot volume: no quota, 424-byte messages,
+    /// no read timeout (`MAILSLOT_CREATE_PARAMETERS`).
+    ///
+    /// # Errors
+    ///
+    /// As a create; `STATUS_INVALID_DEVICE_REQUEST` on a volume that is not MSFS.
+    pub fn create_mailslot(&self, volume: VolumeId, path: &str) -> Result<FileHandle, NTSTATUS> {
+        let parameters = GuestAlloc::zeroed(MAILSLOT_CREATE_PARAMETERS_SIZE);
+        let mut bytes = 0u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&424u32.to_le_bytes());
+        guest::write_bytes(parameters.as_ptr(), &bytes);
+        self.create_special(volume, path, vigil_sys::IRP_MJ_CREATE_MAILSLOT, &parameters)
+    }
+
+    fn create_special(
+        &self,
+        volume: VolumeId,
+        path: &str,
+        major: u8,
+        parameters: &GuestAlloc,
+    ) -> Result<FileHandle, NTSTATUS> {
+        let name: Vec<u8> = utf16(path);
+        self.create_object(
+            volume,
+            &name,
+            path.to_owned(),
+            0,
+            &CreateTarget::Pipe {
+                path: path.to_owned(),
+                major,
+                parameters: parameters.address(),
+                options: FILE_CREATE << 24,
+            },
+            (FILE_CREATE, 0, 0),
+        )
+    }
+
     /// Runs the status callbacks (`FltRequestOperationStatusCallback`) asked for on the
     /// operation at `at`, with the file system's `status`, at the pre's IRQL (at most
     /// APC_LEVEL).
