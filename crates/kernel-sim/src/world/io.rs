@@ -1470,9 +1470,8 @@ enum CreateTarget {
 /// A create's target, for messages.
 fn path_of(target: &CreateTarget) -> String {
     match target {
-        CreateTarget::Path(path) => path.clone(),
+        CreateTarget::Path(path) | CreateTarget::Pipe { path, .. } => path.clone(),
         CreateTarget::Id(id) => format!("file ID {id:#x}"),
-        CreateTarget::Pipe { path, .. } => path.clone(),
     }
 }
 
