@@ -46,12 +46,11 @@ use vigil_sys::{
     FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS,
     FLTFL_CALLBACK_DATA_FAST_IO_OPERATION, FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION,
     FLTFL_CALLBACK_DATA_IRP_OPERATION, FLTFL_CALLBACK_DATA_POST_OPERATION,
-    FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO, FileDispositionInformation,
-    FileDispositionInformationEx, FileLinkInformation, FileLinkInformationEx,
-    FileRenameInformation, FileRenameInformationEx, IO_SECURITY_CONTEXT, IO_STATUS_BLOCK,
-    IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE,
-    IRP_PAGING_IO, KernelMode, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL, PVOID,
-    STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
+    FileDispositionInformation, FileDispositionInformationEx, FileLinkInformation,
+    FileLinkInformationEx, FileRenameInformation, FileRenameInformationEx, IO_SECURITY_CONTEXT,
+    IO_STATUS_BLOCK, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_SET_INFORMATION,
+    IRP_MJ_WRITE, IRP_NOCACHE, IRP_PAGING_IO, KernelMode, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL,
+    PVOID, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
 };
 
 use crate::fltmgr::draining::{AwaitingPost, HoldGate};
@@ -262,15 +261,15 @@ impl Io {
         result
     }
 
-    /// Counts the operation, finds the callbacks for `major` on `volume` and, if the filter
-    /// sees it, counts it in flight under `data` (its callback data): one lock for all of it,
+    /// Counts the operation, finds the callbacks for `major` on `volume` (none when registered
+    /// with one of the `skip` flags) and, if the filter sees it, counts it in flight under `data` (its callback data): one lock for all of it,
     /// as every lock of the shared state taken per operation is contended by the other I/O
     /// threads.
     fn begin(
         &self,
         volume: VolumeId,
         major: u8,
-        paging: bool,
+        skip: u32,
         data: usize,
     ) -> Result<Begun, NTSTATUS> {
         let k = &self.kernel;
@@ -308,9 +307,7 @@ impl Io {
         let Some(operation) = filter.operations.iter().find(|o| o.major == major) else {
             return Ok(begun);
         };
-        if (operation.pre == 0 && operation.post == 0)
-            || (paging && operation.flags & FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO != 0)
-        {
+        if (operation.pre == 0 && operation.post == 0) || operation.flags & skip != 0 {
             return Ok(begun);
         }
         // Counted under the shared lock: a teardown changes the state under the exclusive
@@ -401,10 +398,14 @@ impl Io {
             desired_access,
             path,
         } = request;
-        let paging = irp_flags & IRP_PAGING_IO != 0;
         let block = GuestAlloc::for_type::<OperationBlock>(0);
         let at = BlockAddresses::of(block.address(), path);
-        let begun = match self.begin(volume, major, paging, at.data) {
+        let begun = match self.begin(
+            volume,
+            major,
+            ops::skipped_by(major, path, irp_flags),
+            at.data,
+        ) {
             Ok(begun) => begun,
             Err(status) => return (status, 0),
         };

@@ -44,7 +44,8 @@ use vigil_sys::{
     FLT_PARAMETERS_QUERY_FILE_INFORMATION, FLT_PARAMETERS_QUERY_QUOTA,
     FLT_PARAMETERS_QUERY_SECURITY, FLT_PARAMETERS_READ, FLT_PARAMETERS_SET_EA,
     FLT_PARAMETERS_SET_QUOTA, FLT_PARAMETERS_SET_SECURITY, FLT_PARAMETERS_VOLUME_INFORMATION,
-    FLT_PARAMETERS_WMI, FLT_RELATED_OBJECTS, IRP_MJ_DEVICE_CONTROL, IRP_MJ_DIRECTORY_CONTROL,
+    FLT_PARAMETERS_WMI, FLT_RELATED_OBJECTS, FLTFL_OPERATION_REGISTRATION_SKIP_CACHED_IO,
+    FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO, IRP_MJ_DEVICE_CONTROL, IRP_MJ_DIRECTORY_CONTROL,
     IRP_MJ_FILE_SYSTEM_CONTROL, IRP_MJ_FLUSH_BUFFERS, IRP_MJ_INTERNAL_DEVICE_CONTROL,
     IRP_MJ_LOCK_CONTROL, IRP_MJ_PNP, IRP_MJ_QUERY_EA, IRP_MJ_QUERY_INFORMATION, IRP_MJ_QUERY_QUOTA,
     IRP_MJ_QUERY_SECURITY, IRP_MJ_QUERY_VOLUME_INFORMATION, IRP_MJ_READ, IRP_MJ_SET_EA,
@@ -200,6 +201,27 @@ pub(super) fn transfer_buffer(mdl: PVOID, buffer: PVOID) -> usize {
     } else {
         mdl_buffer(mdl as usize)
     }
+}
+
+/// The `FLTFL_OPERATION_REGISTRATION_SKIP_*` flags with which a registration does not see this
+/// operation (`FLT_OPERATION_REGISTRATION`'s page and "Operations That Can Be IRP-Based or Fast
+/// I/O", <https://learn.microsoft.com/windows-hardware/drivers/ifs/operations-that-can-be-irp-based-or-fast-i-o>):
+/// paging I/O (IRP-based only); cached reads and writes, which every fast I/O read and write
+/// is.
+pub(super) fn skipped_by(major: u8, path: Path, irp_flags: u32) -> u32 {
+    let mut skip = 0;
+    if path == Path::Irp && irp_flags & IRP_PAGING_IO != 0 {
+        skip |= FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO;
+    }
+    let cached = match path {
+        Path::FastIo => true,
+        Path::Irp => irp_flags & (IRP_NOCACHE | IRP_PAGING_IO) == 0,
+        Path::FsFilter => false,
+    };
+    if (major == IRP_MJ_READ || major == vigil_sys::IRP_MJ_WRITE) && cached {
+        skip |= FLTFL_OPERATION_REGISTRATION_SKIP_CACHED_IO;
+    }
+    skip
 }
 
 /// Whether `major` creates a named pipe or a mailslot.
@@ -1491,5 +1513,46 @@ impl Io {
             STATUS_SUCCESS
         });
         (query, cancel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vigil_sys::{
+        FLTFL_OPERATION_REGISTRATION_SKIP_CACHED_IO as CACHED,
+        FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO as PAGING, IRP_MJ_ACQUIRE_FOR_MOD_WRITE,
+        IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_MJ_WRITE, IRP_NOCACHE, IRP_PAGING_IO,
+    };
+
+    use super::{Path, names_information, skipped_by};
+
+    #[test]
+    fn registrations_skip_paging_io_and_cached_reads_and_writes_as_documented() {
+        assert_eq!(skipped_by(IRP_MJ_READ, Path::Irp, 0), CACHED);
+        assert_eq!(skipped_by(IRP_MJ_WRITE, Path::Irp, IRP_NOCACHE), 0);
+        assert_eq!(
+            skipped_by(IRP_MJ_READ, Path::Irp, IRP_PAGING_IO | IRP_NOCACHE),
+            PAGING
+        );
+        // Every fast I/O read or write is cached; SKIP_PAGING_IO is for IRPs only.
+        assert_eq!(skipped_by(IRP_MJ_READ, Path::FastIo, 0), CACHED);
+        assert_eq!(skipped_by(IRP_MJ_QUERY_INFORMATION, Path::FastIo, 0), 0);
+        assert_eq!(
+            skipped_by(IRP_MJ_ACQUIRE_FOR_MOD_WRITE, Path::FsFilter, 0),
+            0
+        );
+    }
+
+    #[test]
+    fn directory_entries_are_chained_and_aligned() {
+        let names = ["a".to_owned(), "bcd".to_owned()];
+        let (bytes, all) = names_information(&names, 4096);
+        assert!(all);
+        // The first entry (12 + 2 bytes) is followed by the second at the next 8-byte boundary.
+        assert_eq!(u32::from_le_bytes(bytes[0..4].try_into().unwrap()), 16);
+        assert_eq!(u32::from_le_bytes(bytes[16..20].try_into().unwrap()), 0);
+        assert_eq!(bytes.len(), 16 + 12 + 6);
+        // Not even the first entry fits.
+        assert_eq!(names_information(&names, 10), (Vec::new(), false));
     }
 }
