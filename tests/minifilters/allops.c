@@ -15,6 +15,8 @@
  *   (FltLockUserBuffer) and checks that the parameters then carry an MDL; it asks for the
  *   file system's status of flushes and volume queries (FltRequestOperationStatusCallback) and
  *   checks the snapshot it gets back; it disallows every other fast I/O query-information (the first, the third...)
+ *   and query opens (FLT_PREOP_DISALLOW_FSFILTER_IO in the pre of the first and third of every
+ *   four, FLT_POSTOP_DISALLOW_FSFILTER_IO in the post of the second)
  *   (FLT_PREOP_DISALLOW_FASTIO), which kernel-sim must reissue as an IRP.
  * - Anything wrong is printed (DbgPrint, "allops: ANOMALY ...") and the callback returns a status
  *   no callback may return, which kernel-sim reports as a broken rule: verify fails.
@@ -70,6 +72,7 @@ static volatile LONG g_status_requested;
 static volatile LONG g_status_called;
 static volatile LONG g_disallowed;
 static volatile LONG g_fast_queries;
+static volatile LONG g_query_opens;
 
 static int slot_of(UCHAR major)
 {
@@ -112,8 +115,8 @@ static ULONG allowed_kinds(UCHAR major)
     case IRP_MJ_RELEASE_FOR_MOD_WRITE:
     case IRP_MJ_ACQUIRE_FOR_CC_FLUSH:
     case IRP_MJ_RELEASE_FOR_CC_FLUSH:
-        return FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION;
     case IRP_MJ_QUERY_OPEN:
+        return FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION;
     case IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE:
     case IRP_MJ_NETWORK_QUERY_OPEN:
     case IRP_MJ_MDL_READ:
@@ -238,6 +241,11 @@ static BOOLEAN parameters_valid(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS o
         return p->MdlWriteComplete.MdlChain != NULL;
     case IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE:
         return p->FastIoCheckIfPossible.Length > 0;
+    case IRP_MJ_QUERY_OPEN:
+        return p->QueryOpen.Irp != NULL && p->QueryOpen.FileInformation != NULL &&
+               p->QueryOpen.Length != NULL && *p->QueryOpen.Length > 0;
+    case IRP_MJ_NETWORK_QUERY_OPEN:
+        return p->NetworkQueryOpen.Irp != NULL && p->NetworkQueryOpen.NetworkInformation != NULL;
     default:
         return TRUE;
     }
@@ -368,6 +376,12 @@ static FLT_PREOP_CALLBACK_STATUS PreOperation(PFLT_CALLBACK_DATA data,
         InterlockedIncrement(&g_disallowed);
         return FLT_PREOP_DISALLOW_FASTIO;
     }
+    /* Every other query open goes the slow way (open, query, close); the second of every four
+     * is refused in the post-operation callback instead. */
+    if (major == IRP_MJ_QUERY_OPEN && (InterlockedIncrement(&g_query_opens) & 1) == 1) {
+        InterlockedIncrement(&g_disallowed);
+        return FLT_PREOP_DISALLOW_FSFILTER_IO;
+    }
     return FLT_PREOP_SUCCESS_WITH_CALLBACK;
 }
 
@@ -396,6 +410,11 @@ static FLT_POSTOP_CALLBACK_STATUS PostOperation(PFLT_CALLBACK_DATA data,
         return (FLT_POSTOP_CALLBACK_STATUS)BROKEN_STATUS;
     }
     InterlockedIncrement(&g_post[slot]);
+    /* The second query open of every four is refused after the file system answered. */
+    if (major == IRP_MJ_QUERY_OPEN && (g_query_opens & 3) == 2) {
+        InterlockedIncrement(&g_disallowed);
+        return FLT_POSTOP_DISALLOW_FSFILTER_IO;
+    }
     return FLT_POSTOP_FINISHED_PROCESSING;
 }
 

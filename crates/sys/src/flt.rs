@@ -438,6 +438,10 @@ pub union FLT_PARAMETERS {
     pub AcquireForModifiedPageWriter: crate::flt_ops::FLT_PARAMETERS_ACQUIRE_FOR_MOD_WRITE,
     /// `IRP_MJ_RELEASE_FOR_MOD_WRITE`.
     pub ReleaseForModifiedPageWriter: crate::flt_ops::FLT_PARAMETERS_RELEASE_FOR_MOD_WRITE,
+    /// `IRP_MJ_QUERY_OPEN`.
+    pub QueryOpen: crate::flt_ops::FLT_PARAMETERS_QUERY_OPEN,
+    /// `IRP_MJ_NETWORK_QUERY_OPEN`.
+    pub NetworkQueryOpen: crate::flt_ops::FLT_PARAMETERS_NETWORK_QUERY_OPEN,
     /// `IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE`.
     pub FastIoCheckIfPossible: crate::flt_ops::FLT_PARAMETERS_FAST_IO_CHECK_IF_POSSIBLE,
     /// `IRP_MJ_MDL_READ`.

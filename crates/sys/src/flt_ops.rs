@@ -325,6 +325,31 @@ pub struct FLT_PARAMETERS_RELEASE_FOR_MOD_WRITE {
     pub ResourceToRelease: PVOID,
 }
 
+/// `FLT_PARAMETERS.QueryOpen`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FLT_PARAMETERS_QUERY_OPEN {
+    /// The IRP of the operation (`PIRP`).
+    pub Irp: PVOID,
+    /// The buffer that receives the information.
+    pub FileInformation: PVOID,
+    /// The length of `FileInformation` (`PULONG`).
+    pub Length: *mut u32,
+    /// `FileStatInformation`, `FileStatLxInformation`, `FileCaseSensitiveInformation` or
+    /// `FileStatBasicInformation`.
+    pub FileInformationClass: FILE_INFORMATION_CLASS,
+}
+
+/// `FLT_PARAMETERS.NetworkQueryOpen`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FLT_PARAMETERS_NETWORK_QUERY_OPEN {
+    /// The create IRP that represents the open (`PIRP`; never completed).
+    pub Irp: PVOID,
+    /// The `FILE_NETWORK_OPEN_INFORMATION` that receives the information.
+    pub NetworkInformation: PVOID,
+}
+
 /// `FLT_PARAMETERS.FastIoCheckIfPossible`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -248,7 +248,8 @@ fn base_layouts() -> Vec<TypeLayout> {
             FileSystemControl = "FileSystemControl.Neither",
             DeviceIoControl = "DeviceIoControl.Neither", LockControl, QuerySecurity, SetSecurity,
             WMI, QueryQuota, SetQuota, AcquireForSectionSynchronization,
-            AcquireForModifiedPageWriter, ReleaseForModifiedPageWriter, FastIoCheckIfPossible,
+            AcquireForModifiedPageWriter, ReleaseForModifiedPageWriter, QueryOpen,
+            NetworkQueryOpen, FastIoCheckIfPossible,
             MdlRead, MdlReadComplete, PrepareMdlWrite, MdlWriteComplete, Others,
         }),
         layout!(FLT_IO_PARAMETER_BLOCK, "FLT_IO_PARAMETER_BLOCK", [Wine], {
@@ -348,6 +349,12 @@ fn operation_layouts() -> Vec<TypeLayout> {
         }),
         layout!(FLT_PARAMETERS_RELEASE_FOR_MOD_WRITE, "FLT_PARAMETERS"."ReleaseForModifiedPageWriter", [Wine], {
             ResourceToRelease,
+        }),
+        layout!(FLT_PARAMETERS_QUERY_OPEN, "FLT_PARAMETERS"."QueryOpen", [Wine], {
+            Irp, FileInformation, Length, FileInformationClass,
+        }),
+        layout!(FLT_PARAMETERS_NETWORK_QUERY_OPEN, "FLT_PARAMETERS"."NetworkQueryOpen", [Wine], {
+            Irp, NetworkInformation,
         }),
         layout!(FLT_PARAMETERS_FAST_IO_CHECK_IF_POSSIBLE, "FLT_PARAMETERS"."FastIoCheckIfPossible", [Wine], {
             FileOffset, Length, PointerAlignment1 @ 0xc, LockKey, PointerAlignment2 @ 0x14,

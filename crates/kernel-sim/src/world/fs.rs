@@ -53,7 +53,7 @@ mod extra;
 use crate::kernel::sharded::ShardedMap;
 use crate::ntoskrnl::status;
 use crate::ntoskrnl::upcase::upcase_str;
-pub(crate) use extra::STATUS_FILE_LOCK_CONFLICT;
+pub(crate) use extra::{STATUS_FILE_LOCK_CONFLICT, Stat};
 
 /// `FILE_NON_DIRECTORY_FILE` create option.
 pub(crate) const FILE_NON_DIRECTORY_FILE: u32 = 0x0000_0040;

@@ -41,8 +41,9 @@ use vigil_sys::{
     FILE_DISPOSITION_INFORMATION_EX, FILE_INFORMATION_CLASS, FILE_OBJECT, FILE_OPEN_BY_FILE_ID,
     FILE_RENAME_INFORMATION, FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_PARAMETERS,
     FLT_PARAMETERS_CREATE, FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE,
-    FLT_POSTOP_FINISHED_PROCESSING, FLT_POSTOP_MORE_PROCESSING_REQUIRED, FLT_PREOP_COMPLETE,
-    FLT_PREOP_DISALLOW_FASTIO, FLT_PREOP_PENDING, FLT_PREOP_SUCCESS_NO_CALLBACK,
+    FLT_POSTOP_DISALLOW_FSFILTER_IO, FLT_POSTOP_FINISHED_PROCESSING,
+    FLT_POSTOP_MORE_PROCESSING_REQUIRED, FLT_PREOP_COMPLETE, FLT_PREOP_DISALLOW_FASTIO,
+    FLT_PREOP_DISALLOW_FSFILTER_IO, FLT_PREOP_PENDING, FLT_PREOP_SUCCESS_NO_CALLBACK,
     FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS,
     FLTFL_CALLBACK_DATA_FAST_IO_OPERATION, FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION,
     FLTFL_CALLBACK_DATA_IRP_OPERATION, FLTFL_CALLBACK_DATA_POST_OPERATION,
@@ -68,6 +69,7 @@ use crate::world::volumes::{fs_mut, fs_of};
 
 mod fs_filter;
 mod ops;
+mod query_open;
 mod workout;
 
 pub use ops::FileStandard;
@@ -178,6 +180,7 @@ struct Begun {
 /// Where the parts of an operation's block are (guest addresses).
 struct BlockAddresses {
     path: Path,
+    major: u8,
     base: usize,
     data: usize,
     iopb: usize,
@@ -187,9 +190,10 @@ struct BlockAddresses {
 }
 
 impl BlockAddresses {
-    fn of(base: usize, path: Path) -> Self {
+    fn of(base: usize, path: Path, major: u8) -> Self {
         Self {
             path,
+            major,
             base,
             data: base + offset_of!(OperationBlock, data),
             iopb: base + offset_of!(OperationBlock, iopb),
@@ -399,7 +403,7 @@ impl Io {
             path,
         } = request;
         let block = GuestAlloc::for_type::<OperationBlock>(0);
-        let at = BlockAddresses::of(block.address(), path);
+        let at = BlockAddresses::of(block.address(), path, major);
         let begun = match self.begin(
             volume,
             major,
@@ -659,7 +663,7 @@ impl Io {
             state::with(|s| s.callback.set(previous));
         }
         let context = guest::read(at.completion as *const PVOID);
-        Some(self.check_pre_status(pre_name, returned, context, (d.post != 0, at.path)))
+        Some(self.check_pre_status(pre_name, returned, context, (d.post != 0, at)))
     }
 
     /// Waits for `FltCompletePendedPreOperation` on an operation its pre pended, at most
@@ -710,7 +714,7 @@ impl Io {
             return PreOutcome::Abandoned;
         };
         guest::write(at.completion as *mut PVOID, context as PVOID);
-        self.check_pre_status(pre_name, status, context as PVOID, (has_post, at.path))
+        self.check_pre_status(pre_name, status, context as PVOID, (has_post, at))
     }
 
     /// Marks the operation as in its post phase and runs the post-operation callback at
@@ -758,6 +762,10 @@ impl Io {
         }
         match returned {
             Some(FLT_POSTOP_FINISHED_PROCESSING) | None => {}
+            Some(FLT_POSTOP_DISALLOW_FSFILTER_IO) if ops::fs_filter_io_disallowable(at.major) => {
+                // The issuer takes the slow path (open, query, close) instead.
+                ops::mark_disallowed(at.data);
+            }
             Some(other) => k.violation(
                 ViolationKind::CallbackStatus,
                 "a post-operation callback returns FLT_POSTOP_FINISHED_PROCESSING or FLT_POSTOP_MORE_PROCESSING_REQUIRED",
@@ -816,11 +824,11 @@ impl Io {
         callback: &'static str,
         returned: i32,
         context: PVOID,
-        (has_post, path): (bool, Path),
+        (has_post, at): (bool, &BlockAddresses),
     ) -> PreOutcome {
         // Violations found here are the callback's: attribute them to it.
         let previous = state::with(|s| s.callback.replace(callback));
-        let outcome = self.check_pre_status_of(callback, returned, context, (has_post, path));
+        let outcome = self.check_pre_status_of(callback, returned, context, (has_post, at));
         state::with(|s| s.callback.set(previous));
         outcome
     }
@@ -830,12 +838,17 @@ impl Io {
         callback: &str,
         returned: i32,
         context: PVOID,
-        (has_post, path): (bool, Path),
+        (has_post, at): (bool, &BlockAddresses),
     ) -> PreOutcome {
         let k = &self.kernel;
+        let path = at.path;
         let (outcome, name) = match returned {
             FLT_PREOP_DISALLOW_FASTIO if path == Path::FastIo => {
                 (PreOutcome::Disallowed, "FLT_PREOP_DISALLOW_FASTIO")
+            }
+            // Only for IRP_MJ_QUERY_OPEN (PFLT_PRE_OPERATION_CALLBACK's page).
+            FLT_PREOP_DISALLOW_FSFILTER_IO if ops::fs_filter_io_disallowable(at.major) => {
+                (PreOutcome::Disallowed, "FLT_PREOP_DISALLOW_FSFILTER_IO")
             }
             // Not IRP-based: Filter Manager treats SYNCHRONIZE as SUCCESS_WITH_CALLBACK
             // (https://learn.microsoft.com/windows-hardware/drivers/ifs/returning-flt-preop-synchronize).

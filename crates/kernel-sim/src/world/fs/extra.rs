@@ -18,7 +18,7 @@ use vigil_sys::{NTSTATUS, STATUS_END_OF_FILE};
 use crate::fltmgr::instances::FsHandle;
 use crate::kernel::lock;
 use crate::ntoskrnl::status;
-use crate::world::fs::{FileSystem, split};
+use crate::world::fs::{FileSystem, key_of, split};
 
 /// `STATUS_NO_EAS_ON_FILE` (ntstatus.h).
 const STATUS_NO_EAS_ON_FILE: NTSTATUS = 0xC000_0052_u32.cast_signed();
@@ -65,6 +65,15 @@ struct NodeExtra {
 pub(crate) struct Extras {
     nodes: Mutex<HashMap<u64, NodeExtra>>,
     label: Mutex<String>,
+}
+
+/// What a query by name (`IRP_MJ_QUERY_OPEN`, `IRP_MJ_NETWORK_QUERY_OPEN`) finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub file_id: u64,
+    pub size: u64,
+    pub links: u32,
+    pub directory: bool,
 }
 
 /// What `FileStandardInformation` reports about an open file.
@@ -161,6 +170,22 @@ impl FileSystem {
             bytes[..available].copy_from_slice(&data[start..start + available]);
         }
         Ok(bytes)
+    }
+
+    /// The file `path` names (no stream suffix), without opening it;
+    /// `STATUS_OBJECT_NAME_NOT_FOUND` when there is none.
+    pub(crate) fn stat_path(&self, path: &str) -> Result<Stat, NTSTATUS> {
+        let entry = self
+            .entries
+            .get(&key_of(&self.long_path(path)))
+            .ok_or(vigil_sys::STATUS_OBJECT_NAME_NOT_FOUND)?;
+        let node = self.node(entry.node);
+        Ok(Stat {
+            file_id: entry.node,
+            size: node.size.load(Ordering::Acquire),
+            links: u32::try_from(node.links.len()).unwrap_or(u32::MAX),
+            directory: node.directory,
+        })
     }
 
     /// `FileStandardInformation` of an open file.

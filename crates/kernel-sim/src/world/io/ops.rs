@@ -224,6 +224,19 @@ pub(super) fn skipped_by(major: u8, path: Path, irp_flags: u32) -> u32 {
     skip
 }
 
+/// Whether a filter may refuse `major` with `FLT_PREOP_DISALLOW_FSFILTER_IO` or
+/// `FLT_POSTOP_DISALLOW_FSFILTER_IO`: `IRP_MJ_QUERY_OPEN` only.
+pub(super) fn fs_filter_io_disallowable(major: u8) -> bool {
+    major == vigil_sys::IRP_MJ_QUERY_OPEN
+}
+
+/// Marks the operation whose callback data is at `data` as refused by its post-operation
+/// callback: its issuer takes the slow path.
+pub(super) fn mark_disallowed(data: usize) {
+    let status_at = data + std::mem::offset_of!(vigil_sys::FLT_CALLBACK_DATA, IoStatus);
+    guest::write(status_at as *mut NTSTATUS, STATUS_FLT_DISALLOW_FAST_IO);
+}
+
 /// Whether `major` creates a named pipe or a mailslot.
 pub(super) fn is_pipe_or_mailslot_create(major: u8) -> bool {
     major == vigil_sys::IRP_MJ_CREATE_NAMED_PIPE || major == vigil_sys::IRP_MJ_CREATE_MAILSLOT

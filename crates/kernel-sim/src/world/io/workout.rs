@@ -16,6 +16,7 @@ use super::ops::{
 use super::{FileHandle, Io};
 use crate::config::VolumeKind;
 use crate::fltmgr::flt_read;
+use crate::world::volumes::fs_of;
 
 /// `CTL_CODE(FILE_DEVICE_UNKNOWN, 0x800, METHOD_NEITHER, FILE_ANY_ACCESS)`: a device control
 /// no file system knows.
@@ -60,12 +61,20 @@ impl Io {
             .map(|v| v.kind)
     }
 
+    /// The name of the open `file` in its file system.
+    fn path_of_open(&self, file: &FileHandle) -> Option<String> {
+        let handle = self.file_state(file, false).ok()??;
+        let flt = flt_read(&self.kernel);
+        let volume = flt.io.volumes.get(file.volume.0)?;
+        fs_of(volume).name_of(handle)
+    }
+
     /// Every operation beyond create/write/set-information/cleanup/close on the open file
     /// `file` (a file, not a directory): reads (cached, paging, fast I/O, MDL), query
     /// information (IRP and fast I/O), EAs, flush, volume information, file system and device
     /// controls, lock control (IRP and fast I/O), security, WMI, quota, `PnP`, the `FsFilter`
-    /// acquire/release pairs, `FastIoCheckIfPossible`, an MDL write of one byte at the end, and
-    /// shutdown.
+    /// acquire/release pairs, `FastIoCheckIfPossible`, an MDL write of one byte at the end, the
+    /// queries by name (query open, network query open) of its path, and shutdown.
     pub fn workout(&self, file: &FileHandle) -> Workout {
         let mut w = Workout::default();
         let Some(kind) = self.kind_of(file) else {
@@ -152,6 +161,10 @@ impl Io {
         w.operations += 1;
         let _ = self.fast_io_check_if_possible(file, 0, 4, true);
         w.check(self.mdl_write(file, 0, b"!"), &[STATUS_SUCCESS]);
+        if let Some(path) = self.path_of_open(file) {
+            w.check_result(self.query_open(file.volume(), &path), &[idr]);
+            w.check_result(self.network_query_open(file.volume(), &path), &[idr]);
+        }
         w.check(self.shutdown(file), &[STATUS_SUCCESS]);
         w
     }
