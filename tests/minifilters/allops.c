@@ -20,6 +20,8 @@
  *   (FLT_PREOP_DISALLOW_FASTIO), which kernel-sim must reissue as an IRP.
  * - Anything wrong is printed (DbgPrint, "allops: ANOMALY ...") and the callback returns a status
  *   no callback may return, which kernel-sim reports as a broken rule: verify fails.
+ * - At the first cleanup of a file with data it reads the file's first bytes below itself
+ *   (FltReadFile) and prints them.
  * - FilterUnload prints the count of pre and post callbacks of every operation seen, and the
  *   totals of anomalies, locked buffers, status callbacks and disallowed fast I/O.
  *
@@ -73,6 +75,28 @@ static volatile LONG g_status_called;
 static volatile LONG g_disallowed;
 static volatile LONG g_fast_queries;
 static volatile LONG g_query_opens;
+static volatile LONG g_head_printed;
+
+/* At the first cleanup of a file with data, reads its first bytes below the filter
+ * (FltReadFile) and prints them: the file system's own bytes, whatever the operations did. */
+static VOID print_head(PCFLT_RELATED_OBJECTS objects)
+{
+    char head[9];
+    LARGE_INTEGER offset;
+    ULONG read = 0;
+    NTSTATUS status;
+
+    if (g_head_printed != 0 || objects->FileObject == NULL) {
+        return;
+    }
+    offset.QuadPart = 0;
+    status = FltReadFile(objects->Instance, objects->FileObject, &offset, sizeof(head) - 1, head,
+                         0, &read, NULL, NULL);
+    if (NT_SUCCESS(status) && read > 0 && InterlockedCompareExchange(&g_head_printed, 1, 0) == 0) {
+        head[read] = 0;
+        DbgPrint("allops: head %s\n", head);
+    }
+}
 
 static int slot_of(UCHAR major)
 {
@@ -343,6 +367,9 @@ static FLT_PREOP_CALLBACK_STATUS PreOperation(PFLT_CALLBACK_DATA data,
     if ((major == IRP_MJ_DIRECTORY_CONTROL || major == IRP_MJ_QUERY_SECURITY) &&
         kind == FLTFL_CALLBACK_DATA_IRP_OPERATION) {
         ok = lock_buffer(data) && ok;
+    }
+    if (major == IRP_MJ_CLEANUP && kind == FLTFL_CALLBACK_DATA_IRP_OPERATION) {
+        print_head(objects);
     }
     if (major == IRP_MJ_FLUSH_BUFFERS) {
         /* A flush has no buffer to lock. */

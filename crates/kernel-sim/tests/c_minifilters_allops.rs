@@ -100,6 +100,27 @@ fn totals(report: &Report) -> (BTreeMap<String, (u64, u64)>, Vec<u64>) {
     (per_operation, summary)
 }
 
+/// Creates a pipe and a mailslot on their volumes (and fails a pipe on NTFS), then cleans
+/// them up and closes them.
+fn pipes_and_mailslots(driver: &vigil_kernel_sim::Driver, io: &vigil_kernel_sim::Io) {
+    let ntfs = volume(driver, NTFS);
+    // Pipes and mailslots, on their volumes only.
+    let pipe = io
+        .create_named_pipe(volume(driver, PIPE), r"\allops-pipe")
+        .expect("pipe");
+    let mailslot = io
+        .create_mailslot(volume(driver, MAILSLOT), r"\allops-slot")
+        .expect("mailslot");
+    assert_eq!(
+        io.create_named_pipe(ntfs, r"\not-a-pipe").err(),
+        Some(STATUS_INVALID_DEVICE_REQUEST)
+    );
+    for handle in [pipe, mailslot] {
+        io.cleanup(&handle);
+        io.close(handle);
+    }
+}
+
 /// Every operation the workload issues reaches the filter's pre- and post-operation callbacks
 /// with valid parameters (no anomaly), on one file and its directory; the buffers of IRP reads,
 /// directory and security queries are locked, each status callback asked for runs once, fast
@@ -120,21 +141,7 @@ fn every_operation_reaches_the_filter_with_valid_parameters() {
     assert_eq!(driver.entry_status(), Some(0), "{:#?}", driver.violations());
     let io = driver.io(requestor(1));
     let ntfs = volume(&driver, NTFS);
-    // Pipes and mailslots, on their volumes only.
-    let pipe = io
-        .create_named_pipe(volume(&driver, PIPE), r"\allops-pipe")
-        .expect("pipe");
-    let mailslot = io
-        .create_mailslot(volume(&driver, MAILSLOT), r"\allops-slot")
-        .expect("mailslot");
-    assert_eq!(
-        io.create_named_pipe(ntfs, r"\not-a-pipe").err(),
-        Some(STATUS_INVALID_DEVICE_REQUEST)
-    );
-    for handle in [pipe, mailslot] {
-        io.cleanup(&handle);
-        io.close(handle);
-    }
+    pipes_and_mailslots(&driver, &io);
     let d = io
         .create(ntfs, r"\allops", FILE_CREATE, FILE_DIRECTORY_FILE, 0)
         .expect("directory");
@@ -207,6 +214,16 @@ fn every_operation_reaches_the_filter_with_valid_parameters() {
     assert!(requested >= 2 && called == requested, "{summary:?}");
     // A fast I/O query, two query opens in their pre and one in its post.
     assert!(disallowed >= 4, "{summary:?}");
+    // The filter's own read below itself (at the first cleanup of a file with data: the
+    // open/query/close of the refused query open) gets the bytes written.
+    assert!(
+        report
+            .debug_output
+            .iter()
+            .any(|line| line.text == "allops: head hello wo\n"),
+        "{:?}",
+        report.debug_output
+    );
     for routine in ["FltLockUserBuffer", "FltRequestOperationStatusCallback"] {
         assert!(
             report.routine_calls.get(routine).copied().unwrap_or(0) > 0,

@@ -22,7 +22,7 @@
 //!   advances the file object's `CurrentByteOffset` (unless
 //!   `FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET`); noncached reads need sector-aligned
 //!   offset, length and buffer; with a `CallbackRoutine` the read is asynchronous (not
-//!   emulated). The file system keeps sizes, not contents: the bytes read are zeroes;
+//!   emulated). The bytes read are those the file system holds;
 //! - close: PASSIVE_LEVEL; a handle that is not from `FltCreateFile(Ex)` is
 //!   `STATUS_INVALID_HANDLE`.
 
@@ -37,7 +37,7 @@ use vigil_sys::{
 
 use crate::fltmgr::exports::Routine;
 use crate::fltmgr::files::FileRecord;
-use crate::fltmgr::instances::{InstanceState, VolumeId};
+use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId};
 use crate::fltmgr::{flt_read, flt_write};
 use crate::kernel::objects::HandleTarget;
 use crate::kernel::{Kernel, emulate, lock};
@@ -373,18 +373,16 @@ pub(crate) extern "win64" fn flt_read_file(
         if let Err(status) = instance_volume(k, instance as usize) {
             return status;
         }
-        let size = {
+        let opened = {
             let flt = flt_read(k);
-            let record = flt.io.files.with(file_object as usize, |r| {
+            flt.io.files.with(file_object as usize, |r| {
                 r.filter(|r| r.open && !r.cleaned_up)
-                    .map(|r| (r.volume, r.fs_handle))
-            });
-            match record {
-                Some((volume, fs_handle)) => fs_handle
-                    .ok_or(status::FILE_CLOSED)
-                    .and_then(|h| flt.io.volumes[volume.0].files().size_of_open(h)),
-                None => Err(status::FILE_CLOSED),
-            }
+                    .and_then(|r| Some((r.volume, r.fs_handle?)))
+            })
+        };
+        let size = match opened {
+            Some((volume, h)) => flt_read(k).io.volumes[volume.0].files().size_of_open(h),
+            None => Err(status::FILE_CLOSED),
         };
         let size = match size {
             Ok(size) => size,
@@ -431,8 +429,7 @@ pub(crate) extern "win64" fn flt_read_file(
                 k.parameter_violation("a Buffer", "Buffer is NULL".to_owned());
                 return invalid;
             }
-            // Contents are not kept (sizes only): the data read is zeroes.
-            guest::write_bytes(buffer.cast(), &vec![0; count]);
+            guest::write_bytes(buffer.cast(), &bytes_below(k, opened, offset, count));
         }
         if byte_offset.is_null() && flags & FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET == 0 {
             let advanced = offset + count as u64;
@@ -443,6 +440,26 @@ pub(crate) extern "win64" fn flt_read_file(
         }
         STATUS_SUCCESS
     })
+}
+
+/// The `count` bytes at `offset` of the file `opened` (volume, handle) as the file system
+/// holds them, zeroes where none were written.
+fn bytes_below(
+    k: &Kernel,
+    opened: Option<(VolumeId, FsHandle)>,
+    offset: u64,
+    count: usize,
+) -> Vec<u8> {
+    let length = u32::try_from(count).unwrap_or(u32::MAX);
+    let mut data = opened
+        .and_then(|(volume, handle)| {
+            let flt = flt_read(k);
+            let files = flt.io.volumes[volume.0].files();
+            files.read_below(handle, offset, length).ok()
+        })
+        .unwrap_or_default();
+    data.resize(count, 0);
+    data
 }
 
 /// `FltClose`: PASSIVE_LEVEL.

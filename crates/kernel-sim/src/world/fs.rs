@@ -1139,6 +1139,10 @@ impl VolumeFiles for FileSystem {
         Self::close(self, handle);
     }
 
+    fn read_below(&self, handle: FsHandle, offset: u64, length: u32) -> Result<Vec<u8>, NTSTATUS> {
+        self.read_unlocked(handle, offset, length)
+    }
+
     fn size_of_open(&self, handle: FsHandle) -> Result<u64, NTSTATUS> {
         let (node, named_stream) = self.with_open(handle, |open| match open {
             Some(open) if !open.cleaned_up => Ok((open.node, open.stream.is_some())),

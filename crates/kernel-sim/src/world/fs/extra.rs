@@ -133,6 +133,17 @@ impl FileSystem {
         length: u32,
         reader: u32,
     ) -> Result<Vec<u8>, NTSTATUS> {
+        self.read_bytes(handle, offset, length, Some(reader))
+    }
+
+    /// A read by `reader` (checked against the other processes' locks) or below the locks.
+    fn read_bytes(
+        &self,
+        handle: FsHandle,
+        offset: u64,
+        length: u32,
+        reader: Option<u32>,
+    ) -> Result<Vec<u8>, NTSTATUS> {
         let (node, named_stream) = self.open_node(handle)?;
         let node_record = self.node(node);
         if node_record.directory {
@@ -152,14 +163,16 @@ impl FileSystem {
         let count = (size - offset).min(u64::from(length));
         let nodes = lock(&self.extras.nodes);
         let extra = nodes.get(&node);
-        if extra.is_some_and(|e| {
-            e.locks.iter().any(|l| {
-                l.exclusive
-                    && l.owner != reader
-                    && l.overlaps(offset, count)
-                    && self.open_node(l.handle).is_ok()
+        if let Some(reader) = reader
+            && extra.is_some_and(|e| {
+                e.locks.iter().any(|l| {
+                    l.exclusive
+                        && l.owner != reader
+                        && l.overlaps(offset, count)
+                        && self.open_node(l.handle).is_ok()
+                })
             })
-        }) {
+        {
             return Err(STATUS_FILE_LOCK_CONFLICT);
         }
         let data = extra.map_or(&[][..], |e| &e.data[..]);
@@ -186,6 +199,16 @@ impl FileSystem {
             links: u32::try_from(node.links.len()).unwrap_or(u32::MAX),
             directory: node.directory,
         })
+    }
+
+    /// A read that no byte-range lock holds back (a filter's own read below itself).
+    pub(crate) fn read_unlocked(
+        &self,
+        handle: FsHandle,
+        offset: u64,
+        length: u32,
+    ) -> Result<Vec<u8>, NTSTATUS> {
+        self.read_bytes(handle, offset, length, None)
     }
 
     /// `FileStandardInformation` of an open file.
