@@ -317,8 +317,9 @@ fn first_sight(globals: &Globals, process: PEPROCESS, pid: u64, key: u64) {
 }
 
 /// Sends every pending process record, one message each, through `send`, which gets the
-/// encoded message; stops at the first record that cannot be encoded or sent (the records of a
-/// failed send are not retried: the next connect announces every live process again).
+/// encoded message and says whether it was delivered. A record that cannot be encoded is
+/// skipped; a failed send ends the round, its record not retried (the next connect announces
+/// every live process again). Either way the record is counted in `process_records_dropped`.
 /// Delivery thread, PASSIVE_LEVEL.
 pub fn send_pending(globals: &Globals, buffer: &mut [u8], mut send: impl FnMut(&mut [u8]) -> bool) {
     while let Some(entry) = globals.processes.take_pending() {
@@ -342,13 +343,12 @@ pub fn send_pending(globals: &Globals, buffer: &mut [u8], mut send: impl FnMut(&
             image: Utf16Str::from_units(entry.image()),
             user_sid: Sid::new_checked(entry.sid()).ok(),
         };
-        let Ok(len) = repr.emit(buffer) else {
-            continue;
-        };
-        let Some(message) = buffer.get_mut(..len) else {
+        let Some(message) = repr.emit(buffer).ok().and_then(|len| buffer.get_mut(..len)) else {
+            bump(&globals.counters.process_records_dropped);
             continue;
         };
         if !send(message) {
+            bump(&globals.counters.process_records_dropped);
             return;
         }
     }

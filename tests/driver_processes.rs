@@ -311,3 +311,37 @@ fn an_image_without_force_integrity_cannot_register_and_fails_its_load_cleanly()
     assert_eq!(driver.entry_status(), Some(driver::STATUS_ACCESS_DENIED));
     assert_clean(driver);
 }
+
+/// A process record whose send fails is counted, not lost silently: with a client that never
+/// reads and a 10 ms send timeout, the start record times out and `process_records_dropped`
+/// counts it (not the events' drop counters, which account for events only).
+#[test]
+fn a_process_record_whose_send_fails_is_counted() {
+    let (_sim, driver) = load(
+        config(&[("SendTimeoutMs", RegistryValue::Dword(10))]),
+        &image(),
+    );
+    let silent = driver
+        .connect(
+            driver::PORT,
+            &vigil_kernel_sim::ConnectOptions {
+                process_id: u64::from(driver::SERVICE_PID),
+                context: Vec::new(),
+                account: vigil_kernel_sim::Account::System,
+            },
+        )
+        .expect("connects");
+    driver
+        .start_process(&NewProcess::new(2600, 4, &nt(NTFS, r"\quiet.exe")))
+        .expect("created");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut stats = driver::stats(&silent);
+    while stats.process_records_dropped == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        stats = driver::stats(&silent);
+    }
+    assert_eq!(stats.process_records_dropped, 1, "{stats:?}");
+    assert_eq!(stats.dropped_total(), 0, "{stats:?}");
+    drop(silent);
+    assert_clean(driver);
+}
