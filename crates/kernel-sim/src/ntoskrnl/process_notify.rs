@@ -13,7 +13,9 @@
 //!   notifications in flight before it returns.
 //! * `PCREATE_PROCESS_NOTIFY_ROUTINE_EX`
 //!   (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntddk/nc-ntddk-pcreate_process_notify_routine_ex>):
-//!   called at PASSIVE_LEVEL in the creating thread (here: a thread of the parent process) with
+//!   called at PASSIVE_LEVEL inside a critical region (normal kernel APCs disabled; the remarks
+//!   of `PsSetCreateProcessNotifyRoutineEx`) in the creating thread (here: a thread of the
+//!   parent process) with
 //!   a `PS_CREATE_NOTIFY_INFO`
 //!   (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntddk/ns-ntddk-_ps_create_notify_info>),
 //!   whose `CreationStatus` the routine may set to a failure to refuse the creation; on exit,
@@ -238,8 +240,16 @@ fn token_user(k: &Kernel, process: &SimProcess, information: *mut PVOID) -> NTST
 }
 
 /// One registered routine, called with `(process, pid, create_info)` as the thread of process
-/// `context_pid`.
-fn call_routine(k: &Arc<Kernel>, routine: usize, context_pid: u32, pid: u32, info: PVOID) {
+/// `context_pid`, at PASSIVE_LEVEL inside a critical region (normal kernel APCs disabled), as
+/// the routine type's reference page says the system calls it: a routine that needs APCs
+/// enabled (an alertable wait, a routine documented for APCs enabled) fails here as on Windows.
+pub(super) fn call_routine(
+    k: &Arc<Kernel>,
+    routine: usize,
+    context_pid: u32,
+    pid: u32,
+    info: PVOID,
+) {
     *lock(&k.processes).in_flight.entry(routine).or_default() += 1;
     // SAFETY: an address the driver registered as a PCREATE_PROCESS_NOTIFY_ROUTINE_EX (checked
     // to lie in its image at registration); if the image is gone, the call faults at an unmapped
@@ -248,13 +258,20 @@ fn call_routine(k: &Arc<Kernel>, routine: usize, context_pid: u32, pid: u32, inf
         unsafe { std::mem::transmute(routine) };
     let process = process_pointer(pid as usize);
     let handle: HANDLE = std::ptr::without_provenance_mut(pid as usize);
-    let saved = state::with(|s| s.process_id.replace(context_pid as usize));
+    let saved = state::with(|s| {
+        s.critical_regions.set(s.critical_regions.get() + 1);
+        s.process_id.replace(context_pid as usize)
+    });
     // SAFETY: see above; the arguments are a process object, its id and a PS_CREATE_NOTIFY_INFO
     // (or NULL) that outlives the call.
     let _ = k.call_driver("ProcessNotify", Some(PASSIVE_LEVEL), || unsafe {
         callback(process, handle, info);
     });
-    state::with(|s| s.process_id.set(saved));
+    state::with(|s| {
+        s.process_id.set(saved);
+        s.critical_regions
+            .set(s.critical_regions.get().saturating_sub(1));
+    });
     if let Some(n) = lock(&k.processes).in_flight.get_mut(&routine) {
         *n = n.saturating_sub(1);
     }

@@ -13,9 +13,10 @@ use crate::config::SimConfig;
 use crate::faults::FaultPlan;
 use crate::image::symbols::Symbols;
 use crate::kernel::Kernel;
+use crate::machine::state;
 use crate::machine::state::ImageBounds;
 use crate::ntoskrnl::process_notify::{
-    ps_set_create_process_notify_routine_ex, report_registered_at_unload,
+    call_routine, ps_set_create_process_notify_routine_ex, report_registered_at_unload,
 };
 use crate::report::ViolationKind;
 
@@ -148,4 +149,30 @@ fn registration_above_passive_level_and_a_routine_left_registered_are_reported()
         "{:?}",
         k.violations()
     );
+}
+
+/// What [`records_its_context`] saw: the IRQL and the thread's critical-region depth.
+static SEEN: std::sync::Mutex<Option<(u8, u32)>> = std::sync::Mutex::new(None);
+
+unsafe extern "win64" fn records_its_context(
+    _process: vigil_sys::PEPROCESS,
+    _pid: vigil_sys::HANDLE,
+    _info: *mut vigil_sys::PS_CREATE_NOTIFY_INFO,
+) {
+    let seen = state::with(|s| (s.irql.get(), s.critical_regions.get()));
+    *SEEN.lock().unwrap() = Some(seen);
+}
+
+/// The reference page: the routine runs at PASSIVE_LEVEL inside a critical region. Without
+/// the region kernel-sim would let a routine that needs APCs enabled pass, which Windows does
+/// not; the depth is restored after the call.
+#[test]
+fn a_notify_routine_runs_at_passive_level_in_a_critical_region() {
+    let image = FakeImage::new(vigil_sys::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY);
+    let k = kernel(&image, FaultPlan::default());
+    let routine: NotifyFn = records_its_context;
+    call_routine(&k, routine as usize, 4, 4, std::ptr::null_mut());
+    assert_eq!(*SEEN.lock().unwrap(), Some((vigil_sys::PASSIVE_LEVEL, 1)));
+    assert_eq!(state::with(|s| s.critical_regions.get()), 0);
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
 }
