@@ -26,7 +26,7 @@ use crate::filter::push_lock::PushLocked;
 use crate::globals::Globals;
 use crate::kernel::irql;
 use crate::kernel::pool::{PoolBuffer, tags};
-use crate::kernel::process::with_current_image;
+use crate::kernel::process::{current_parent_pid, with_current_image};
 use crate::kernel::process_notify::{
     current_process, current_process_id, exit_status, start_key, token_user_and_session,
 };
@@ -283,12 +283,12 @@ fn first_sight(globals: &Globals, process: PEPROCESS, pid: u64, key: u64) {
     // SAFETY: the current process; PASSIVE_LEVEL (caller).
     let (sid_len, session_id) = unsafe { token_user_and_session(process, &mut sid) };
     let sid = sid.get(..sid_len).unwrap_or(&[]);
-    let entered = with_current_image(|image| {
+    let parent_pid = current_parent_pid();
+    let enter = |image: &[u16]| {
         let facts = ProcessFacts {
             pid,
             key,
-            // Unknown: the creation happened before the driver could see it.
-            parent_pid: 0,
+            parent_pid,
             // Stamped by the delivery thread: this thread is an application's, and reading the
             // clock is a routine boundary where a suspension could reach it (RULES.md 26).
             timestamp: 0,
@@ -299,20 +299,10 @@ fn first_sight(globals: &Globals, process: PEPROCESS, pid: u64, key: u64) {
         globals
             .processes
             .insert(globals, &facts, ProcessEvent::Seen);
-    });
-    if entered.is_err() {
-        let facts = ProcessFacts {
-            pid,
-            key,
-            parent_pid: 0,
-            timestamp: 0,
-            session_id,
-            image: &[],
-            sid,
-        };
-        globals
-            .processes
-            .insert(globals, &facts, ProcessEvent::Seen);
+    };
+    // A failed image query still enters the process, without its image.
+    if with_current_image(enter).is_err() {
+        enter(&[]);
     }
 }
 

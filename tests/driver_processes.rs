@@ -162,6 +162,7 @@ fn a_process_running_before_the_load_is_announced_once_at_first_sight() {
         pid: 2310,
         image: nt(NTFS, r"\Tools\build.exe"),
         admin: false,
+        parent_pid: 1876,
     });
     let (_sim, driver) = load(sim_config, &image());
     let service = Service::allowing(&driver);
@@ -175,8 +176,8 @@ fn a_process_running_before_the_load_is_announced_once_at_first_sight() {
     assert_eq!(records[0].key, key);
     assert_eq!(records[0].image, nt(NTFS, r"\Tools\build.exe"));
     assert_eq!(
-        records[0].parent_pid, 0,
-        "unknown for a process that predates the load"
+        records[0].parent_pid, 1876,
+        "read with ZwQueryInformationProcess(ProcessBasicInformation) at first sight"
     );
     assert!(event_keys(&service, 2310).iter().all(|&k| k == key));
     drop(service);
