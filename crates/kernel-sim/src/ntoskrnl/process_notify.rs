@@ -18,7 +18,7 @@
 //!   parent process) with
 //!   a `PS_CREATE_NOTIFY_INFO`
 //!   (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntddk/ns-ntddk-_ps_create_notify_info>),
-//!   whose `CreationStatus` the routine may set to a failure to refuse the creation; on exit,
+//!   whose `CreationStatus` the routine may set to a failure to refuse the creation (every routine then sees the refused process exit: its initial thread existed); on exit,
 //!   with `CreateInfo` NULL, in the exiting process.
 //! * `PsGetProcessStartKey`
 //!   (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntddk/nf-ntddk-psgetprocessstartkey>):
@@ -282,6 +282,12 @@ pub(super) fn call_routine(
 /// routine, in the parent's context. `Err` with the status a routine set in
 /// `CreationStatus` (the process then does not exist), or `Err(STATUS_INVALID_PARAMETER)` for
 /// a pid in use.
+///
+/// A refused process still had its initial thread (the notification comes after that thread
+/// is created and before it runs), and the exit notification comes as the last thread of a
+/// process is destroyed: so every registered routine then sees the refused process exit, with
+/// the refusal as its exit status. A driver must expect an exit for a process whose creation
+/// it saw refused (or never saw).
 pub(crate) fn create_process(k: &Arc<Kernel>, spec: SimProcess) -> Result<u64, NTSTATUS> {
     let process = lock(&k.processes)
         .create(&k.config, spec)
@@ -311,6 +317,8 @@ pub(crate) fn create_process(k: &Arc<Kernel>, spec: SimProcess) -> Result<u64, N
         call_routine(k, routine, process.parent_pid, process.pid, info.as_ptr());
         let status = guest::read(info.as_ptr::<PS_CREATE_NOTIFY_INFO>()).CreationStatus;
         if status < 0 {
+            lock(&k.processes).set_exit_status(process.pid, status);
+            notify_exit(k, process.pid);
             let _ = lock(&k.processes).exit(&k.config, process.pid);
             return Err(status);
         }
@@ -325,11 +333,16 @@ pub(crate) fn exit_process(k: &Arc<Kernel>, pid: u32, status: NTSTATUS) -> bool 
         return false;
     }
     lock(&k.processes).set_exit_status(pid, status);
+    notify_exit(k, pid);
+    lock(&k.processes).exit(&k.config, pid).is_some()
+}
+
+/// Every registered routine sees process `pid` exit (`CreateInfo` NULL), in its context.
+fn notify_exit(k: &Arc<Kernel>, pid: u32) {
     let routines = lock(&k.processes).notify_routines.clone();
     for routine in routines {
         call_routine(k, routine, pid, pid, std::ptr::null_mut());
     }
-    lock(&k.processes).exit(&k.config, pid).is_some()
 }
 
 /// The driver is gone: a notify routine it left registered is a callback into an unloaded
