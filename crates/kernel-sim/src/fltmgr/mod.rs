@@ -18,8 +18,10 @@
 
 pub(crate) mod aligned_pool;
 pub(crate) mod cancel;
+pub(crate) mod context_deletion;
 pub(crate) mod contexts;
 pub(crate) mod dirty;
+pub(crate) mod disk_devices;
 pub(crate) mod draining;
 pub(crate) mod exports;
 pub(crate) mod files;
@@ -39,6 +41,7 @@ pub(crate) mod security;
 pub(crate) mod stream_contexts;
 pub(crate) mod unload;
 pub(crate) mod volume_contexts;
+pub(crate) mod volume_detach;
 pub(crate) mod volume_names;
 pub(crate) mod volume_objects;
 pub(crate) mod workitems;

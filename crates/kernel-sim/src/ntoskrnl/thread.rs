@@ -289,6 +289,21 @@ pub(crate) extern "win64" fn obf_dereference_object(object: PVOID) -> isize {
                 *references -= 1;
                 return isize::try_from(*references).unwrap_or(0);
             }
+            if let Some(taken) = objects.device_references.get_mut(&(object as usize)) {
+                // A disk device object from FltGetDiskDeviceObject.
+                if taken.pop().is_none() {
+                    drop(objects);
+                    k.violation(
+                        ViolationKind::HandleLeak,
+                        "ObfDereferenceObject: one dereference per reference",
+                        format!(
+                            "device object {object:p} dereferenced more often than FltGetDiskDeviceObject referenced it"
+                        ),
+                    );
+                    return 0;
+                }
+                return isize::try_from(taken.len()).unwrap_or(0);
+            }
             objects.threads.get(&(object as usize)).cloned()
         };
         let Some(thread) = thread else {

@@ -506,8 +506,25 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
             .filter(|&(_, r)| r > 0)
             .collect();
         let devices: Vec<usize> = objects.devices.keys().copied().collect();
-        (handles, referenced, devices)
+        let disk_references: Vec<(usize, Vec<&'static str>)> =
+            std::mem::take(&mut objects.device_references)
+                .into_iter()
+                .filter(|(_, taken)| !taken.is_empty())
+                .collect();
+        (handles, referenced, (devices, disk_references))
     };
+    let (devices, disk_references) = devices;
+    for (device, taken) in disk_references {
+        k.violation(
+            ViolationKind::HandleLeak,
+            "every reference from FltGetDiskDeviceObject is released (ObDereferenceObject) before the driver is gone",
+            format!(
+                "after {why}: disk device object {device:#x} still has {} reference(s) (taken in {})",
+                taken.len(),
+                taken.join(", ")
+            ),
+        );
+    }
     for (handle, kind, by) in handles {
         k.violation(
             ViolationKind::HandleLeak,
