@@ -299,4 +299,32 @@ VOID ExReleaseResourceLite(PERESOURCE Resource);
 #define STATUS_NOT_FOUND ((NTSTATUS)0xC0000225L)
 #endif
 
+/* Context deletion, disk device objects and FltDetachVolume (issue 18), from
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeleteinstancecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletevolumecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletestreamcontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletefilecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletestreamhandlecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetdiskdeviceobject
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdetachvolume */
+VOID FltDeleteContext(PFLT_CONTEXT Context);
+NTSTATUS FltDeleteInstanceContext(PFLT_INSTANCE Instance, PFLT_CONTEXT *OldContext);
+NTSTATUS FltDeleteVolumeContext(PFLT_FILTER Filter, PFLT_VOLUME Volume, PFLT_CONTEXT *OldContext);
+NTSTATUS FltDeleteStreamContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                                PFLT_CONTEXT *OldContext);
+NTSTATUS FltDeleteFileContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                              PFLT_CONTEXT *OldContext);
+NTSTATUS FltDeleteStreamHandleContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                                      PFLT_CONTEXT *OldContext);
+NTSTATUS FltGetDiskDeviceObject(PFLT_VOLUME Volume, PDEVICE_OBJECT *DiskDeviceObject);
+NTSTATUS FltDetachVolume(PFLT_FILTER Filter, PFLT_VOLUME Volume, PCUNICODE_STRING InstanceName);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/specifying-device-types */
+#ifndef FILE_DEVICE_DISK
+#define FILE_DEVICE_DISK 0x00000007
+#endif
+#ifndef STATUS_FLT_NO_DEVICE_OBJECT
+#define STATUS_FLT_NO_DEVICE_OBJECT ((NTSTATUS)0xC01C0019L)
+#endif
+
 #endif /* FLT_DOCUMENTED_H */

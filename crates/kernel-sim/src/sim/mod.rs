@@ -515,6 +515,14 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     };
     let (devices, disk_references) = devices;
     for (device, taken) in disk_references {
+        // Attributed to the routine that took the references and the callback that took the
+        // first, as the row of a leak found at the call would be.
+        let previous = crate::machine::state::with(|s| {
+            (
+                s.routine.replace("FltGetDiskDeviceObject"),
+                s.callback.replace(taken[0]),
+            )
+        });
         k.violation(
             ViolationKind::HandleLeak,
             "every reference from FltGetDiskDeviceObject is released (ObDereferenceObject) before the driver is gone",
@@ -524,6 +532,10 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
                 taken.join(", ")
             ),
         );
+        crate::machine::state::with(|s| {
+            s.routine.set(previous.0);
+            s.callback.set(previous.1);
+        });
     }
     for (handle, kind, by) in handles {
         k.violation(

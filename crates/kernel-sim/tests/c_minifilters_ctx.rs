@@ -1,0 +1,136 @@
+//! kernel-sim on the context-heavy C minifilter's explicit context deletion
+//! (`FltDelete*Context`, `FltDeleteContext`), disk device objects (`FltGetDiskDeviceObject`)
+//! and self-detach (`FltDetachVolume` from a work item): the filter stays clean through
+//! `kernel-sim verify` and `bench`, and each broken twin is caught with its rule, routine and
+//! driver function.
+//!
+//! Without clang the tests say so and stop, except under CI (`CI` set).
+
+mod c_filters;
+mod io_workload;
+
+use std::process::Command;
+
+use io_workload::{FAT, FILE_CREATE, GENERIC_WRITE, NTFS, config, requestor, volume, workload};
+use vigil_kernel_sim::Sim;
+
+use c_filters::{assert_caught, assert_clean, build, verify, wait_for_calls};
+
+/// The context filter, now deleting its contexts, asking for disk device objects and detaching
+/// itself from a volume after 24 creates, is clean through verify (load/unload, stress, both
+/// sweeps) and bench.
+#[test]
+fn handlectx_with_deletes_and_detach_is_clean_through_verify_and_bench() {
+    let Some(image) = build("handlectx", None) else {
+        return;
+    };
+    assert_clean(&image, None);
+    let output = Command::new(env!("CARGO_BIN_EXE_kernel-sim"))
+        .arg("bench")
+        .arg("--image")
+        .arg(&image)
+        .output()
+        .expect("kernel-sim runs");
+    assert!(output.status.success(), "{output:?}");
+}
+
+/// Driven directly: the deletes run where the filter calls them (cleanup, set-information,
+/// every 16th open on an instance), the disk device object is asked for on NTFS and FAT, and
+/// after 24 creates the work item detaches the filter from the volume of the last one through
+/// InstanceQueryTeardown: creates there no longer reach it. The run ends clean.
+#[test]
+fn handlectx_deletes_its_contexts_and_detaches_itself() {
+    let Some(image) = build("handlectx", None) else {
+        return;
+    };
+    let sim = Sim::new(config());
+    let driver = sim.load(&image).expect("loads");
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let fat = volume(&driver, FAT);
+    workload(&io, fat, "Fat", 10, false);
+    workload(&io, ntfs, "Work", 10, true);
+    wait_for_calls(&driver, "FltDetachVolume", 1);
+    wait_for_calls(&driver, "FltObjectDereference", 1);
+    let detached: Vec<_> = [ntfs, fat]
+        .into_iter()
+        .filter(|&v| !driver.is_attached(v))
+        .collect();
+    assert_eq!(detached.len(), 1, "one volume detached after 24 creates");
+    // Creates on the detached volume no longer reach the filter.
+    let disk_calls = driver.routine_calls().get("FltGetDiskDeviceObject").copied();
+    let f = io
+        .create(detached[0], r"\after.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("created");
+    io.cleanup(&f);
+    io.close(f);
+    assert_eq!(
+        driver.routine_calls().get("FltGetDiskDeviceObject").copied(),
+        disk_calls
+    );
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    for routine in [
+        "FltDeleteStreamHandleContext",
+        "FltDeleteInstanceContext",
+        "FltDeleteStreamContext",
+        "FltDeleteFileContext",
+        "FltDeleteContext",
+        "FltDeleteVolumeContext",
+        "FltGetDiskDeviceObject",
+        "ObfDereferenceObject",
+    ] {
+        assert!(
+            report.routine_calls.get(routine).copied().unwrap_or(0) > 0,
+            "{routine}: {:?}",
+            report.routine_calls
+        );
+    }
+    assert_eq!(report.routine_calls.get("FltDetachVolume"), Some(&1));
+}
+
+/// The twin that never releases the context `FltDeleteStreamHandleContext` handed it through
+/// `OldContext` is caught when `FilterUnload` unregisters, naming the handle context, where it
+/// was allocated and which delete in which callback took it off its file object.
+#[test]
+fn handlectx_deleted_context_not_released_twin_is_caught() {
+    let Some(twin) = build("handlectx", Some("deleted-context-not-released")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        None,
+        "ReferenceLeak",
+        "FltUnregisterFilter",
+        "FilterUnload",
+        "every context reference is released",
+    );
+    let output = verify(&twin, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("tag 'Cctx'")
+            && stdout.contains("allocated in PostCreate; deleted by FltDeleteStreamHandleContext in PreCleanup"),
+        "{stdout}"
+    );
+}
+
+/// The twin that never dereferences the disk device object `FltGetDiskDeviceObject` referenced
+/// for its post create is caught when the driver is gone, naming where each reference was
+/// taken.
+#[test]
+fn handlectx_disk_device_not_dereferenced_twin_is_caught() {
+    let Some(twin) = build("handlectx", Some("disk-device-not-dereferenced")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        None,
+        "HandleLeak",
+        "FltGetDiskDeviceObject",
+        "PostCreate",
+        "every reference from FltGetDiskDeviceObject is released (ObDereferenceObject)",
+    );
+    let output = verify(&twin, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("taken in PostCreate"), "{stdout}");
+}
