@@ -58,14 +58,20 @@ fn handlectx_deletes_its_contexts_and_detaches_itself() {
         .collect();
     assert_eq!(detached.len(), 1, "one volume detached after 24 creates");
     // Creates on the detached volume no longer reach the filter.
-    let disk_calls = driver.routine_calls().get("FltGetDiskDeviceObject").copied();
+    let disk_calls = driver
+        .routine_calls()
+        .get("FltGetDiskDeviceObject")
+        .copied();
     let f = io
         .create(detached[0], r"\after.txt", FILE_CREATE, 0, GENERIC_WRITE)
         .expect("created");
     io.cleanup(&f);
     io.close(f);
     assert_eq!(
-        driver.routine_calls().get("FltGetDiskDeviceObject").copied(),
+        driver
+            .routine_calls()
+            .get("FltGetDiskDeviceObject")
+            .copied(),
         disk_calls
     );
     let report = driver.finish();
@@ -109,7 +115,9 @@ fn handlectx_deleted_context_not_released_twin_is_caught() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("tag 'Cctx'")
-            && stdout.contains("allocated in PostCreate; deleted by FltDeleteStreamHandleContext in PreCleanup"),
+            && stdout.contains(
+                "allocated in PostCreate; deleted by FltDeleteStreamHandleContext in PreCleanup"
+            ),
         "{stdout}"
     );
 }

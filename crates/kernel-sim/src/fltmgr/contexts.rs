@@ -371,7 +371,12 @@ pub(crate) fn settle(
 
 /// The violation for releasing `context`, which is not live: already freed (`known`), or never a
 /// context.
-pub(crate) fn report_bad_release(k: &Kernel, context: usize, who: &str, known: Option<FreedContext>) {
+pub(crate) fn report_bad_release(
+    k: &Kernel,
+    context: usize,
+    who: &str,
+    known: Option<FreedContext>,
+) {
     match known {
         Some(freed) => k.violation(
             ViolationKind::OverRelease,

@@ -11,7 +11,9 @@
 //! I/O-related callbacks: in InstanceTeardownStart or InstanceTeardownComplete the fields of
 //! the device it returns may no longer be valid, so a call there is reported.
 
-use vigil_sys::{DEVICE_OBJECT, DEVICE_TYPE, NTSTATUS, PVOID, STATUS_INVALID_PARAMETER, STATUS_SUCCESS};
+use vigil_sys::{
+    DEVICE_OBJECT, DEVICE_TYPE, NTSTATUS, PVOID, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+};
 
 use crate::fltmgr::exports::Routine;
 use crate::fltmgr::flt_read;
@@ -84,7 +86,10 @@ pub(crate) extern "win64" fn flt_get_disk_device_object(
             return STATUS_INVALID_PARAMETER;
         };
         let callback = state::with(|s| s.callback.get());
-        if matches!(callback, "InstanceTeardownStart" | "InstanceTeardownComplete") {
+        if matches!(
+            callback,
+            "InstanceTeardownStart" | "InstanceTeardownComplete"
+        ) {
             k.parameter_violation(
                 "called from I/O-related callbacks only (not instance teardown callbacks, where the device's fields may be invalid)",
                 format!("called from {callback}"),

@@ -1,6 +1,8 @@
 //! The public API: configure a [`Sim`], load a driver image into it, drive its lifecycle, and
 //! collect the [`Report`].
 
+#[cfg(test)]
+mod context_volume_tests;
 pub(crate) mod exports;
 #[cfg(test)]
 mod filter_routine_tests;
