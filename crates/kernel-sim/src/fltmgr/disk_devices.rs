@@ -8,7 +8,7 @@
 //! later `ObDereferenceObject` must match; `STATUS_FLT_NO_DEVICE_OBJECT` when the volume has no
 //! such device (here the network, named-pipe and mailslot volumes, which lie on no storage
 //! device); on any error `*DiskDeviceObject` is left as it was. The routine belongs in
-//! I/O-related callbacks: in InstanceTeardownStart or InstanceTeardownComplete the fields of
+//! I/O-related callbacks: in `InstanceTeardownStart` or `InstanceTeardownComplete` the fields of
 //! the device it returns may no longer be valid, so a call there is reported.
 
 use vigil_sys::{

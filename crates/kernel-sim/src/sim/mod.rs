@@ -471,6 +471,7 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     crate::ntoskrnl::process::report_token_leaks(k, why);
     crate::ntoskrnl::mdl::report_leaks(k, why);
     crate::ntoskrnl::resource::report_leaks(k, why);
+    crate::ntoskrnl::thread::report_device_reference_leaks(k, why);
     crate::ntoskrnl::process_notify::report_registered_at_unload(k, why);
     let leaks = lock(&k.pool).drain_leaks();
     for (tag, blocks) in &leaks {
@@ -508,37 +509,8 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
             .filter(|&(_, r)| r > 0)
             .collect();
         let devices: Vec<usize> = objects.devices.keys().copied().collect();
-        let disk_references: Vec<(usize, Vec<&'static str>)> =
-            std::mem::take(&mut objects.device_references)
-                .into_iter()
-                .filter(|(_, taken)| !taken.is_empty())
-                .collect();
-        (handles, referenced, (devices, disk_references))
+        (handles, referenced, devices)
     };
-    let (devices, disk_references) = devices;
-    for (device, taken) in disk_references {
-        // Attributed to the routine that took the references and the callback that took the
-        // first, as the row of a leak found at the call would be.
-        let previous = crate::machine::state::with(|s| {
-            (
-                s.routine.replace("FltGetDiskDeviceObject"),
-                s.callback.replace(taken[0]),
-            )
-        });
-        k.violation(
-            ViolationKind::HandleLeak,
-            "every reference from FltGetDiskDeviceObject is released (ObDereferenceObject) before the driver is gone",
-            format!(
-                "after {why}: disk device object {device:#x} still has {} reference(s) (taken in {})",
-                taken.len(),
-                taken.join(", ")
-            ),
-        );
-        crate::machine::state::with(|s| {
-            s.routine.set(previous.0);
-            s.callback.set(previous.1);
-        });
-    }
     for (handle, kind, by) in handles {
         k.violation(
             ViolationKind::HandleLeak,
