@@ -25,13 +25,15 @@
 //!   context is never deleted this way (kernel-sim emulates no section contexts, so it is only
 //!   reported).
 //!
+//! `FltDeleteTransactionContext` is in `fltmgr::transactions`, on the same steps.
+//!
 //! Every delete that unlinks a context records the routine and the driver callback that called
 //! it, which the leak report at `FltUnregisterFilter` names: the usual bug is an `OldContext`
 //! never released.
 
 use vigil_sys::{
     FILE_OBJECT, FLT_CONTEXT_TYPE, FLT_FILE_CONTEXT, FLT_INSTANCE_CONTEXT, FLT_STREAM_CONTEXT,
-    FLT_STREAMHANDLE_CONTEXT, FLT_VOLUME_CONTEXT, NTSTATUS, PFLT_CONTEXT, PFLT_FILTER,
+    FLT_STREAMHANDLE_CONTEXT, FLT_TRANSACTION_CONTEXT, FLT_VOLUME_CONTEXT, NTSTATUS, PFLT_CONTEXT, PFLT_FILTER,
     PFLT_INSTANCE, PVOID, STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_SUCCESS,
 };
 
@@ -57,7 +59,7 @@ fn deleted_in() -> (&'static str, &'static str) {
 /// Unlinks the context `unlink` takes off its object (under the exclusive lock) and hands the
 /// object's reference to `old`, or drops it in the same critical section (see
 /// `contexts::detach_and_release`). `STATUS_NOT_FOUND` when there is none.
-fn unlink_and_hand_over(
+pub(crate) fn unlink_and_hand_over(
     k: &Kernel,
     unlink: impl FnOnce(&mut IoState) -> Option<usize>,
     old: *mut PFLT_CONTEXT,
@@ -84,7 +86,7 @@ fn unlink_and_hand_over(
 
 /// Clears an optional `OldContext` before anything can fail (`FltDeleteFileContext`'s page: it
 /// receives `NULL_CONTEXT` when no context is found; the others are given the same).
-fn clear(old: *mut PFLT_CONTEXT) {
+pub(crate) fn clear(old: *mut PFLT_CONTEXT) {
     if !old.is_null() {
         guest::write(old, std::ptr::null_mut());
     }
@@ -217,6 +219,10 @@ fn unlink_context(
         }
         FLT_STREAMHANDLE_CONTEXT => {
             unlink_stream_handle(io, owner, file).is_some_and(|c| c == context)
+        }
+        // Attached to (transaction, instance), linked by (instance, transaction).
+        FLT_TRANSACTION_CONTEXT if links.by_transaction.get(&(owner, file)) == Some(&context) => {
+            links.by_transaction.remove(&(owner, file)).is_some()
         }
         _ => false,
     }

@@ -88,6 +88,8 @@ pub(crate) struct ContextTable {
     /// Stream and file contexts (`fltmgr::stream_contexts`), by (type, instance, the stream's
     /// or file's identity on its volume).
     pub(crate) by_object: HashMap<(FLT_CONTEXT_TYPE, usize, String), usize>,
+    /// Transaction contexts (`fltmgr::transactions`), by (instance, transaction).
+    pub(crate) by_transaction: HashMap<(usize, usize), usize>,
     /// Contexts whose last reference is gone and whose cleanup callback and free are still
     /// running on some thread: `FltUnregisterFilter` waits for them before it reports what is
     /// left (a name a cleanup callback is releasing is not a leak).
@@ -126,6 +128,7 @@ impl Default for ContextTable {
             by_instance: HashMap::default(),
             by_volume: HashMap::default(),
             by_object: HashMap::default(),
+            by_transaction: HashMap::default(),
             freeing: AtomicUsize::new(0),
             awaited: AtomicBool::new(false),
         }
@@ -161,6 +164,8 @@ pub(crate) enum LinkKey {
     Volume(usize),
     /// `FltSet{Stream,File}Context`: by (type, instance, the stream's or file's identity).
     Object((FLT_CONTEXT_TYPE, usize, String)),
+    /// `FltSetTransactionContext`: by (instance, transaction).
+    Transaction((usize, usize)),
 }
 
 impl ContextTable {
@@ -170,6 +175,7 @@ impl ContextTable {
             LinkKey::Instance(instance) => self.by_instance.get(instance).copied(),
             LinkKey::Volume(volume) => self.by_volume.get(volume).copied(),
             LinkKey::Object(object) => self.by_object.get(object).copied(),
+            LinkKey::Transaction(key) => self.by_transaction.get(key).copied(),
         }
     }
 
@@ -179,6 +185,7 @@ impl ContextTable {
             LinkKey::Instance(instance) => self.by_instance.remove(instance),
             LinkKey::Volume(volume) => self.by_volume.remove(volume),
             LinkKey::Object(object) => self.by_object.remove(object),
+            LinkKey::Transaction(key) => self.by_transaction.remove(key),
         }
     }
 
@@ -188,6 +195,7 @@ impl ContextTable {
             LinkKey::Instance(instance) => self.by_instance.insert(instance, context),
             LinkKey::Volume(volume) => self.by_volume.insert(volume, context),
             LinkKey::Object(object) => self.by_object.insert(object, context),
+            LinkKey::Transaction(key) => self.by_transaction.insert(key, context),
         };
     }
 }
@@ -806,6 +814,12 @@ pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
                 contexts.push(c);
             }
             *i != instance
+        });
+        io.contexts.by_transaction.retain(|&(i, _), &mut c| {
+            if i == instance {
+                contexts.push(c);
+            }
+            i != instance
         });
         contexts
     });

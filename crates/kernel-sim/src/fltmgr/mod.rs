@@ -39,6 +39,7 @@ pub(crate) mod routine_address;
 pub(crate) mod safe_completion;
 pub(crate) mod security;
 pub(crate) mod stream_contexts;
+pub(crate) mod transactions;
 pub(crate) mod unload;
 pub(crate) mod volume_contexts;
 pub(crate) mod volume_detach;
@@ -90,6 +91,8 @@ pub(crate) struct FilterRecord {
     pub instance_query_teardown: usize,
     pub instance_teardown_start: usize,
     pub instance_teardown_complete: usize,
+    /// `TransactionNotificationCallback` (0: none; `FltEnlistInTransaction` refuses).
+    pub transaction_notification: usize,
     pub operations: Vec<Operation>,
     pub contexts: Vec<ContextRegistration>,
     pub started: bool,
