@@ -1,8 +1,9 @@
 //! kernel-sim on the context-heavy C minifilter's explicit context deletion
 //! (`FltDelete*Context`, `FltDeleteContext`), disk device objects (`FltGetDiskDeviceObject`)
-//! and self-detach (`FltDetachVolume` from a work item): the filter stays clean through
-//! `kernel-sim verify` and `bench`, and each broken twin is caught with its rule, routine and
-//! driver function.
+//! and self-detach (`FltDetachVolume` from a work item), and on the delete/rename tracker's
+//! transactions (transaction contexts, `FltEnlistInTransaction`, the
+//! `TransactionNotificationCallback`): both filters stay clean through `kernel-sim verify` and
+//! `bench`, and each broken twin is caught with its rule, routine and driver function.
 //!
 //! Without clang the tests say so and stop, except under CI (`CI` set).
 
@@ -12,7 +13,7 @@ mod io_workload;
 use std::process::Command;
 
 use io_workload::{FAT, FILE_CREATE, GENERIC_WRITE, NTFS, config, requestor, volume, workload};
-use vigil_kernel_sim::Sim;
+use vigil_kernel_sim::{Io, Sim, VolumeId};
 
 use c_filters::{assert_caught, assert_clean, build, verify, wait_for_calls};
 
@@ -141,4 +142,130 @@ fn handlectx_disk_device_not_dereferenced_twin_is_caught() {
     let output = verify(&twin, None);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("taken in PostCreate"), "{stdout}");
+}
+
+/// `STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED`: a transacted create for write access on a volume
+/// without transactions.
+const STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED: i32 = 0xC019_003F_u32.cast_signed();
+
+/// A file created in `transaction` on `volume`, written, renamed and deleted through the
+/// transacted handle, then closed.
+fn transacted_changes(
+    io: &Io,
+    volume: VolumeId,
+    name: &str,
+    transaction: &vigil_kernel_sim::Transaction,
+) {
+    io.set_current_transaction(Some(transaction));
+    let f = io
+        .create(
+            volume,
+            &format!(r"\{name}.txt"),
+            FILE_CREATE,
+            0,
+            GENERIC_WRITE,
+        )
+        .expect("created in the transaction");
+    io.set_current_transaction(None);
+    assert_eq!(io.write(&f, 0, b"data"), 0);
+    assert_eq!(io.rename(&f, &format!("{name}-renamed.txt"), false), 0);
+    assert_eq!(io.set_disposition(&f, true), 0);
+    assert_eq!(io.cleanup(&f), 0);
+    io.close(f);
+}
+
+/// The tracker with transactions, driven directly: a committed transaction's rename and
+/// delete reach its TransactionNotificationCallback as one commit with two changes, a rolled
+/// back one as one rollback; each transaction got one context (set once, found on the second
+/// change), one enlistment and one delete of its context; a transacted create for write
+/// access on FAT is refused before any filter sees it. The run ends clean, with the counts in
+/// the filter's own trace.
+#[test]
+fn tracker_counts_committed_and_rolled_back_transactions() {
+    let Some(image) = build("tracker", None) else {
+        return;
+    };
+    let sim = Sim::new(config());
+    let driver = sim.load(&image).expect("loads");
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let fat = volume(&driver, FAT);
+    let committed = io.begin_transaction();
+    transacted_changes(&io, ntfs, "kept", &committed);
+    assert_eq!(io.commit_transaction(committed), 0);
+    let rolled_back = io.begin_transaction();
+    transacted_changes(&io, ntfs, "undone", &rolled_back);
+    assert_eq!(io.rollback_transaction(rolled_back), 0);
+    let refused = io.begin_transaction();
+    io.set_current_transaction(Some(&refused));
+    let calls_before = driver.routine_calls();
+    assert_eq!(
+        io.create(fat, r"\fat.txt", FILE_CREATE, 0, GENERIC_WRITE)
+            .map(|_| ())
+            .expect_err("FAT has no transactions"),
+        STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED
+    );
+    assert_eq!(driver.routine_calls(), calls_before, "no filter saw it");
+    io.set_current_transaction(None);
+    assert_eq!(io.commit_transaction(refused), 0);
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    for (routine, calls) in [
+        ("FltGetTransactionContext", 4),
+        ("FltSetTransactionContext", 2),
+        ("FltEnlistInTransaction", 2),
+        ("FltDeleteTransactionContext", 2),
+    ] {
+        assert_eq!(report.routine_calls.get(routine), Some(&calls), "{routine}");
+    }
+    assert!(
+        report
+            .debug_output
+            .iter()
+            .any(|p| p.text == "tracker: 1 commit(s) with 2 change(s), 1 rollback(s)\n"),
+        "{:?}",
+        report.debug_output
+    );
+}
+
+/// The tracker (now enlisting in transactions) stays clean through verify, whose stress
+/// workload commits and rolls back transacted files on NTFS, and through bench.
+#[test]
+fn tracker_with_transactions_is_clean_through_verify_and_bench() {
+    let Some(image) = build("tracker", None) else {
+        return;
+    };
+    assert_clean(&image, None);
+    let output = Command::new(env!("CARGO_BIN_EXE_kernel-sim"))
+        .arg("bench")
+        .arg("--image")
+        .arg(&image)
+        .output()
+        .expect("kernel-sim runs");
+    assert!(output.status.success(), "{output:?}");
+}
+
+/// The twin that never releases the transaction context its pre set-information found or set
+/// is caught when `FilterUnload` unregisters, naming the transaction context and where it was
+/// allocated: the stress workload's transacted renames and deletes reach it.
+#[test]
+fn tracker_transaction_context_leak_twin_is_caught() {
+    let Some(twin) = build("tracker", Some("transaction-context-leak")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        None,
+        "ReferenceLeak",
+        "FltUnregisterFilter",
+        "FilterUnload",
+        "every context reference is released",
+    );
+    let output = verify(&twin, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("transaction context (4 bytes, tag 'Ctrx')")
+            && stdout.contains("allocated in PreSetInformation"),
+        "{stdout}"
+    );
 }

@@ -327,4 +327,36 @@ NTSTATUS FltDetachVolume(PFLT_FILTER Filter, PFLT_VOLUME Volume, PCUNICODE_STRIN
 #define STATUS_FLT_NO_DEVICE_OBJECT ((NTSTATUS)0xC01C0019L)
 #endif
 
+/* Transactions (issue 18), from
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsettransactioncontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgettransactioncontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletetransactioncontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltenlistintransaction
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltrollbackenlistment
+ * The transaction is the opaque PKTRANSACTION of FLT_RELATED_OBJECTS (declared above as void *);
+ * the notification values are those of ktmtypes.h (NOTIFICATION_MASK is a ULONG). */
+NTSTATUS FltSetTransactionContext(PFLT_INSTANCE Instance, PVOID Transaction,
+                                  FLT_SET_CONTEXT_OPERATION Operation, PFLT_CONTEXT NewContext,
+                                  PFLT_CONTEXT *OldContext);
+NTSTATUS FltGetTransactionContext(PFLT_INSTANCE Instance, PVOID Transaction, PFLT_CONTEXT *Context);
+NTSTATUS FltDeleteTransactionContext(PFLT_INSTANCE Instance, PVOID Transaction,
+                                     PFLT_CONTEXT *OldContext);
+NTSTATUS FltEnlistInTransaction(PFLT_INSTANCE Instance, PVOID Transaction,
+                                PFLT_CONTEXT TransactionContext, ULONG NotificationMask);
+NTSTATUS FltRollbackEnlistment(PFLT_INSTANCE Instance, PVOID Transaction,
+                               PFLT_CONTEXT TransactionContext);
+#ifndef TRANSACTION_NOTIFY_COMMIT
+#define TRANSACTION_NOTIFY_PREPREPARE 0x00000001
+#define TRANSACTION_NOTIFY_PREPARE 0x00000002
+#define TRANSACTION_NOTIFY_COMMIT 0x00000004
+#define TRANSACTION_NOTIFY_ROLLBACK 0x00000008
+#define TRANSACTION_NOTIFY_COMMIT_FINALIZE 0x40000000
+#endif
+#ifndef FLT_TRANSACTION_CONTEXT
+#define FLT_TRANSACTION_CONTEXT 0x0020
+#endif
+#ifndef STATUS_FLT_ALREADY_ENLISTED
+#define STATUS_FLT_ALREADY_ENLISTED ((NTSTATUS)0xC01C001BL)
+#endif
+
 #endif /* FLT_DOCUMENTED_H */

@@ -350,7 +350,8 @@ pub(crate) extern "win64" fn flt_rollback_enlistment(
         let Some(record) = io.transactions.live.get_mut(&transaction) else {
             return STATUS_INVALID_PARAMETER;
         };
-        if record.phase == Phase::Ending || !record.enlistments.iter().any(|e| e.instance == instance)
+        if record.phase == Phase::Ending
+            || !record.enlistments.iter().any(|e| e.instance == instance)
         {
             return STATUS_TRANSACTION_REQUEST_NOT_VALID;
         }

@@ -21,7 +21,13 @@ pub(crate) fn transacted_file(io: &Io, volume: VolumeId, dir: &str, thread: usiz
     };
     let transaction = io.begin_transaction();
     io.set_current_transaction(Some(&transaction));
-    let created = io.create(volume, &format!(r"{dir}\Tx.txt"), FILE_CREATE, 0, GENERIC_WRITE);
+    let created = io.create(
+        volume,
+        &format!(r"{dir}\Tx.txt"),
+        FILE_CREATE,
+        0,
+        GENERIC_WRITE,
+    );
     io.set_current_transaction(None);
     match created {
         Ok(f) => {

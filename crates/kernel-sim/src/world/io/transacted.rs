@@ -30,8 +30,15 @@ pub(crate) const STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED: NTSTATUS = 0xC019_003F_u
 /// Access rights that change a file: `GENERIC_WRITE`, `GENERIC_ALL`, `FILE_WRITE_DATA`,
 /// `FILE_APPEND_DATA`, `FILE_WRITE_EA`, `FILE_WRITE_ATTRIBUTES`, `DELETE`, `WRITE_DAC`,
 /// `WRITE_OWNER`.
-const WRITE_ACCESS: u32 =
-    GENERIC_WRITE | 0x1000_0000 | FILE_WRITE_DATA | 0x4 | 0x10 | 0x100 | DELETE | 0x4_0000 | 0x8_0000;
+const WRITE_ACCESS: u32 = GENERIC_WRITE
+    | 0x1000_0000
+    | FILE_WRITE_DATA
+    | 0x4
+    | 0x10
+    | 0x100
+    | DELETE
+    | 0x4_0000
+    | 0x8_0000;
 
 /// A transaction begun with [`Io::begin_transaction`], in progress until
 /// [`Io::commit_transaction`] or [`Io::rollback_transaction`] takes it.
@@ -58,8 +65,10 @@ impl Io {
     /// Makes `transaction` this requestor's current one (None: no transaction): its creates
     /// are transacted from now on.
     pub fn set_current_transaction(&self, transaction: Option<&Transaction>) {
-        self.transaction
-            .store(transaction.map_or(0, Transaction::address), Ordering::Release);
+        self.transaction.store(
+            transaction.map_or(0, Transaction::address),
+            Ordering::Release,
+        );
     }
 
     /// Commits `transaction`: the enlisted filters get `TRANSACTION_NOTIFY_PREPREPARE`,
