@@ -1,11 +1,12 @@
 //! Driver-independent tests of context deletion (`fltmgr::context_deletion`), disk device
-//! objects (`fltmgr::disk_devices`) and `FltDetachVolume` (`fltmgr::volume_detach`): a filter
-//! written in Rust (every context type registered, an InstanceQueryTeardown whose answer each
-//! test picks) is registered and started over NTFS, named-pipe and network volumes; each test
-//! calls the routines from inside a driver call and asserts every documented status and what
-//! the verifier records.
+//! objects (`fltmgr::disk_devices`), `FltDetachVolume` (`fltmgr::volume_detach`) and
+//! transactions (`fltmgr::transactions`, `world::io::transacted`): a filter written in Rust
+//! (every context type registered, an InstanceQueryTeardown whose answer each test picks, a
+//! TransactionNotificationCallback that records what it gets) is registered and started over
+//! NTFS, named-pipe and network volumes; each test calls the routines from inside a driver call
+//! and asserts every documented status and what the verifier records.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use vigil_sys::{
     DEVICE_OBJECT, FILE_CREATE, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_CONTEXT_TYPE,
     FLT_FILE_CONTEXT, FLT_INSTANCE_CONTEXT, FLT_OPERATION_REGISTRATION, FLT_REGISTRATION,
     FLT_REGISTRATION_VERSION, FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
-    FLT_STREAM_CONTEXT, FLT_STREAMHANDLE_CONTEXT, FLT_VOLUME_CONTEXT,
+    FLT_STREAM_CONTEXT, FLT_STREAMHANDLE_CONTEXT, FLT_TRANSACTION_CONTEXT, FLT_VOLUME_CONTEXT,
     FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS, GENERIC_WRITE, IRP_MJ_OPERATION_END, NTSTATUS,
     NonPagedPoolNx, PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE, PVOID, STATUS_FLT_DELETING_OBJECT,
     STATUS_FLT_DO_NOT_DETACH, STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED,
@@ -24,7 +25,7 @@ use crate::config::{IoConfig, SimConfig, VolumeKind};
 use crate::fltmgr::instances::{STATUS_FLT_INSTANCE_NOT_FOUND, VolumeId};
 use crate::fltmgr::{
     context_deletion as del, contexts, disk_devices, flt_read, instance_contexts, registration,
-    stream_contexts, volume_contexts, volume_detach,
+    stream_contexts, transactions as tx, volume_contexts, volume_detach,
 };
 use crate::image::symbols::Symbols;
 use crate::kernel::Kernel;
@@ -46,6 +47,33 @@ thread_local! {
     static QUERY_ANSWER: Cell<NTSTATUS> = const { Cell::new(STATUS_SUCCESS) };
     /// Teardown callbacks seen on this thread.
     static TEARDOWNS: Cell<usize> = const { Cell::new(0) };
+    /// Transaction notifications received on this thread.
+    static NOTIFICATIONS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// Run by the notification callback for the notification it names (and what it returned).
+    static ON_NOTIFICATION: RefCell<Option<(u32, Box<dyn Fn(&FLT_RELATED_OBJECTS, PFLT_CONTEXT) -> NTSTATUS>)>> =
+        const { RefCell::new(None) };
+    static ACTION_STATUS: Cell<Option<NTSTATUS>> = const { Cell::new(None) };
+}
+
+unsafe extern "win64" fn transaction_notify(
+    objects: *const FLT_RELATED_OBJECTS,
+    context: PFLT_CONTEXT,
+    notification: u32,
+) -> NTSTATUS {
+    NOTIFICATIONS.with(|n| n.borrow_mut().push(notification));
+    let objects: FLT_RELATED_OBJECTS = guest::read(objects);
+    ON_NOTIFICATION.with(|action| {
+        if let Some((when, f)) = action.borrow().as_ref()
+            && *when == notification
+        {
+            ACTION_STATUS.with(|s| s.set(Some(f(&objects, context))));
+        }
+    });
+    STATUS_SUCCESS
+}
+
+fn notifications() -> Vec<u32> {
+    NOTIFICATIONS.with(|n| std::mem::take(&mut *n.borrow_mut()))
 }
 
 unsafe extern "win64" fn instance_setup(
@@ -127,6 +155,7 @@ fn start(k: &Kernel, with_query_teardown: bool) -> PFLT_FILTER {
         context(FLT_STREAM_CONTEXT),
         context(FLT_FILE_CONTEXT),
         context(FLT_STREAMHANDLE_CONTEXT),
+        context(FLT_TRANSACTION_CONTEXT),
         context(FLT_CONTEXT_END),
     ]));
     let registration: &'static FLT_REGISTRATION = Box::leak(Box::new(FLT_REGISTRATION {
@@ -147,7 +176,12 @@ fn start(k: &Kernel, with_query_teardown: bool) -> PFLT_FILTER {
         GenerateFileNameCallback: std::ptr::null_mut(),
         NormalizeNameComponentCallback: std::ptr::null_mut(),
         NormalizeContextCleanupCallback: std::ptr::null_mut(),
-        TransactionNotificationCallback: std::ptr::null_mut(),
+        // With an InstanceQueryTeardown, with a TransactionNotificationCallback too.
+        TransactionNotificationCallback: if with_query_teardown {
+            transaction_notify as *mut std::ffi::c_void
+        } else {
+            std::ptr::null_mut()
+        },
         NormalizeNameComponentExCallback: std::ptr::null_mut(),
         SectionNotificationCallback: std::ptr::null_mut(),
     }));
@@ -626,5 +660,294 @@ fn without_a_query_teardown_callback_a_filter_cannot_detach_and_an_unloading_one
         );
     })
     .expect("returned");
+    assert!(k.violations().is_empty(), "{:?}", rules(&k));
+}
+
+/// Sets a fresh transaction context on `transaction` for `instance` and releases the caller's
+/// reference (the transaction holds its own); the context.
+fn set_transaction_context(
+    filter: PFLT_FILTER,
+    instance: PFLT_INSTANCE,
+    transaction: usize,
+) -> PFLT_CONTEXT {
+    let context = allocate(filter, FLT_TRANSACTION_CONTEXT);
+    assert_eq!(
+        tx::flt_set_transaction_context(
+            instance,
+            transaction as PVOID,
+            FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+            context,
+            std::ptr::null_mut()
+        ),
+        STATUS_SUCCESS
+    );
+    contexts::flt_release_context(context);
+    context
+}
+
+#[test]
+fn transaction_contexts_and_enlistments_follow_their_pages_and_go_with_the_transaction() {
+    let k = kernel();
+    let filter = start(&k, true);
+    let (_, _, instance) = volume(&k, NTFS);
+    let transaction = tx::begin(&k);
+    let t = transaction as PVOID;
+    k.call_driver("PreSetInformation", Some(0), || {
+        let mut got: PFLT_CONTEXT = std::ptr::null_mut();
+        assert_eq!(
+            tx::flt_get_transaction_context(instance, t, &raw mut got),
+            STATUS_NOT_FOUND
+        );
+        // A transaction pointer kernel-sim never handed out.
+        assert_eq!(
+            tx::flt_get_transaction_context(instance, BOGUS as PVOID, &raw mut got),
+            STATUS_INVALID_PARAMETER
+        );
+        let context = set_transaction_context(filter, instance, transaction);
+        // KEEP_IF_EXISTS: the one set, referenced for the caller.
+        let second = allocate(filter, FLT_TRANSACTION_CONTEXT);
+        let mut old: PFLT_CONTEXT = std::ptr::null_mut();
+        assert_eq!(
+            tx::flt_set_transaction_context(
+                instance,
+                t,
+                FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+                second,
+                &raw mut old
+            ),
+            vigil_sys::STATUS_FLT_CONTEXT_ALREADY_DEFINED
+        );
+        assert_eq!(old, context);
+        contexts::flt_release_context(old);
+        contexts::flt_release_context(second);
+        assert_eq!(cleanups(), 1, "the second one");
+        // Enlistment statuses.
+        let commit = tx::NOTIFY_PREPREPARE | tx::NOTIFY_COMMIT | tx::NOTIFY_ROLLBACK;
+        assert_eq!(
+            tx::flt_enlist_in_transaction(instance, t, context, 0),
+            tx::STATUS_INVALID_PARAMETER_4
+        );
+        assert_eq!(
+            tx::flt_enlist_in_transaction(instance, t, context, 0x100),
+            tx::STATUS_INVALID_PARAMETER_4
+        );
+        assert_eq!(
+            tx::flt_enlist_in_transaction(instance, t, std::ptr::null_mut(), commit),
+            STATUS_INVALID_PARAMETER
+        );
+        assert_eq!(
+            tx::flt_enlist_in_transaction(instance, t, context, commit),
+            STATUS_SUCCESS
+        );
+        assert_eq!(
+            tx::flt_enlist_in_transaction(instance, t, context, commit),
+            tx::STATUS_FLT_ALREADY_ENLISTED
+        );
+    })
+    .expect("returned");
+    // The commit: the notifications the mask asked for, in order; then the context goes with
+    // the transaction (its link's and the enlistment's references dropped).
+    assert_eq!(tx::end(&k, transaction, true), STATUS_SUCCESS);
+    assert_eq!(notifications(), [tx::NOTIFY_PREPREPARE, tx::NOTIFY_COMMIT]);
+    assert_eq!(cleanups(), 2);
+    k.call_driver("PreSetInformation", Some(0), || {
+        let mut got: PFLT_CONTEXT = std::ptr::null_mut();
+        assert_eq!(
+            tx::flt_get_transaction_context(instance, t, &raw mut got),
+            STATUS_INVALID_PARAMETER,
+            "the transaction is over"
+        );
+    })
+    .expect("returned");
+    let rules: Vec<String> = rules(&k).into_iter().map(|(_, r)| r).collect();
+    let no_transaction = "FltGetTransactionContext: Transaction, a transaction in progress (FltObjects->Transaction)";
+    assert_eq!(
+        rules,
+        [
+            no_transaction,
+            "FltEnlistInTransaction: TransactionContext, a transaction context (required)",
+            no_transaction,
+        ]
+    );
+}
+
+#[test]
+fn an_enlisted_filter_can_roll_a_commit_back_before_its_commit_phase_only() {
+    let k = kernel();
+    let filter = start(&k, true);
+    let (_, _, instance) = volume(&k, NTFS);
+    let (vetoed, late, bare, unset) = (tx::begin(&k), tx::begin(&k), tx::begin(&k), tx::begin(&k));
+    let every =
+        tx::NOTIFY_PREPREPARE | tx::NOTIFY_PREPARE | tx::NOTIFY_COMMIT | tx::NOTIFY_ROLLBACK;
+    k.call_driver("PreSetInformation", Some(0), || {
+        for transaction in [vetoed, late] {
+            let context = set_transaction_context(filter, instance, transaction);
+            assert_eq!(
+                tx::flt_enlist_in_transaction(instance, transaction as PVOID, context, every),
+                STATUS_SUCCESS
+            );
+        }
+        // A context set but no enlistment; no context at all.
+        let context = set_transaction_context(filter, instance, bare);
+        assert_eq!(
+            tx::flt_rollback_enlistment(instance, bare as PVOID, context),
+            tx::STATUS_TRANSACTION_REQUEST_NOT_VALID
+        );
+        assert_eq!(
+            tx::flt_rollback_enlistment(instance, unset as PVOID, std::ptr::null_mut()),
+            STATUS_NOT_FOUND
+        );
+    })
+    .expect("returned");
+    let rollback_in = |when: u32| {
+        ON_NOTIFICATION.with(|a| {
+            *a.borrow_mut() = Some((
+                when,
+                Box::new(|objects: &FLT_RELATED_OBJECTS, context: PFLT_CONTEXT| {
+                    tx::flt_rollback_enlistment(objects.Instance, objects.Transaction, context)
+                }),
+            ));
+        });
+    };
+    // Vetoed in its pre-prepare: the commit turns into a rollback.
+    rollback_in(tx::NOTIFY_PREPREPARE);
+    assert_eq!(tx::end(&k, vetoed, true), tx::STATUS_TRANSACTION_ABORTED);
+    assert_eq!(ACTION_STATUS.with(Cell::take), Some(STATUS_SUCCESS));
+    assert_eq!(
+        notifications(),
+        [tx::NOTIFY_PREPREPARE, tx::NOTIFY_ROLLBACK]
+    );
+    // Too late in the commit phase.
+    rollback_in(tx::NOTIFY_COMMIT);
+    assert_eq!(tx::end(&k, late, true), STATUS_SUCCESS);
+    assert_eq!(
+        ACTION_STATUS.with(Cell::take),
+        Some(tx::STATUS_TRANSACTION_REQUEST_NOT_VALID)
+    );
+    assert_eq!(
+        notifications(),
+        [tx::NOTIFY_PREPREPARE, tx::NOTIFY_PREPARE, tx::NOTIFY_COMMIT]
+    );
+    for transaction in [bare, unset] {
+        assert_eq!(tx::end(&k, transaction, false), STATUS_SUCCESS);
+    }
+    assert!(notifications().is_empty(), "neither was enlisted");
+    assert_eq!(
+        cleanups(),
+        3,
+        "every transaction context went with its transaction"
+    );
+    assert!(k.violations().is_empty(), "{:?}", rules(&k));
+}
+
+#[test]
+fn deleting_a_transaction_context_and_tearing_the_instance_down_drop_their_references() {
+    let k = kernel();
+    let filter = start(&k, true);
+    let (ntfs_id, _, instance) = volume(&k, NTFS);
+    let transaction = tx::begin(&k);
+    let t = transaction as PVOID;
+    k.call_driver("TransactionNotify", Some(0), || {
+        let context = set_transaction_context(filter, instance, transaction);
+        let mut old: PFLT_CONTEXT = std::ptr::null_mut();
+        assert_eq!(
+            tx::flt_delete_transaction_context(instance, t, &raw mut old),
+            STATUS_SUCCESS
+        );
+        assert_eq!(old, context);
+        assert_eq!(
+            tx::flt_delete_transaction_context(instance, t, &raw mut old),
+            STATUS_NOT_FOUND
+        );
+        contexts::flt_release_context(context);
+        assert_eq!(cleanups(), 1);
+        // Enlisted, then unlinked with FltDeleteContext while we hold a reference: the
+        // enlistment still holds one.
+        let context = allocate(filter, FLT_TRANSACTION_CONTEXT);
+        let keep = FLT_SET_CONTEXT_KEEP_IF_EXISTS;
+        assert_eq!(
+            tx::flt_set_transaction_context(instance, t, keep, context, std::ptr::null_mut()),
+            STATUS_SUCCESS
+        );
+        assert_eq!(
+            tx::flt_enlist_in_transaction(instance, t, context, tx::NOTIFY_COMMIT),
+            STATUS_SUCCESS
+        );
+        del::flt_delete_context(context);
+        contexts::flt_release_context(context);
+        assert_eq!(cleanups(), 1, "the enlistment's reference");
+    })
+    .expect("returned");
+    // The instance goes: so does its enlistment, and no notification reaches it.
+    crate::fltmgr::instances::teardown_instance(&k, ntfs_id, 0x1);
+    assert_eq!(cleanups(), 2);
+    assert_eq!(tx::end(&k, transaction, true), STATUS_SUCCESS);
+    assert!(notifications().is_empty());
+    assert!(k.violations().is_empty(), "{:?}", rules(&k));
+}
+
+#[test]
+fn enlisting_without_a_notification_callback_is_refused() {
+    let k = kernel();
+    let filter = start(&k, false);
+    let (_, _, instance) = volume(&k, NTFS);
+    let transaction = tx::begin(&k);
+    k.call_driver("PreSetInformation", Some(0), || {
+        let context = set_transaction_context(filter, instance, transaction);
+        assert_eq!(
+            tx::flt_enlist_in_transaction(
+                instance,
+                transaction as PVOID,
+                context,
+                tx::NOTIFY_COMMIT
+            ),
+            STATUS_INVALID_PARAMETER
+        );
+    })
+    .expect("returned");
+    assert_eq!(tx::end(&k, transaction, true), STATUS_SUCCESS);
+    assert!(k.violations().is_empty(), "{:?}", rules(&k));
+}
+
+#[test]
+fn transacted_creates_are_ntfs_only_and_their_file_objects_carry_the_transaction() {
+    let k = kernel();
+    let _filter = start(&k, true);
+    let (ntfs_id, _, _) = volume(&k, NTFS);
+    let (pipe_id, _, _) = volume(&k, PIPE);
+    // `FILE_READ_DATA`.
+    const FILE_READ_DATA: u32 = 0x0001;
+    let io = Io::new(Arc::clone(&k), Requestor { pid: 4, tid: 8 });
+    let transaction = io.begin_transaction();
+    io.set_current_transaction(Some(&transaction));
+    let f = io
+        .create(ntfs_id, r"\t.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("transacted on NTFS");
+    let recorded = flt_read(&k)
+        .io
+        .files
+        .with(f.file_object(), |r| r.map(|r| r.transaction));
+    assert_eq!(recorded, Some(transaction.address()));
+    // Not NTFS: refused for write access, untransacted for read access.
+    assert_eq!(
+        io.create(pipe_id, r"\w", FILE_CREATE, 0, GENERIC_WRITE)
+            .map(|_| ())
+            .expect_err("refused"),
+        crate::world::io::STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED
+    );
+    let read = io
+        .create(pipe_id, r"\r", FILE_CREATE, 0, FILE_READ_DATA)
+        .expect("read access goes ahead");
+    let recorded = flt_read(&k)
+        .io
+        .files
+        .with(read.file_object(), |r| r.map(|r| r.transaction));
+    assert_eq!(recorded, Some(0));
+    io.set_current_transaction(None);
+    for handle in [f, read] {
+        io.cleanup(&handle);
+        io.close(handle);
+    }
+    assert_eq!(io.commit_transaction(transaction), STATUS_SUCCESS);
     assert!(k.violations().is_empty(), "{:?}", rules(&k));
 }
