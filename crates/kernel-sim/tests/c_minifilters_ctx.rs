@@ -175,7 +175,7 @@ fn transacted_changes(
 }
 
 /// The tracker with transactions, driven directly: a committed transaction's rename and
-/// delete reach its TransactionNotificationCallback as one commit with two changes, a rolled
+/// delete reach its `TransactionNotificationCallback` as one commit with two changes, a rolled
 /// back one as one rollback; each transaction got one context (set once, found on the second
 /// change), one enlistment and one delete of its context; a transacted create for write
 /// access on FAT is refused before any filter sees it. The run ends clean, with the counts in

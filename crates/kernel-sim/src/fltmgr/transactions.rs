@@ -6,7 +6,7 @@
 //! The model, kept small: the synthetic workload ([`crate::world::io`]) begins a transaction,
 //! makes it its current one for some creates (only NTFS supports transactions), and later
 //! commits or rolls it back. Operations on a file object opened in the transaction carry it in
-//! `FLT_RELATED_OBJECTS::Transaction`; `TransactionContext` (TxF's miniversion) stays 0, as
+//! `FLT_RELATED_OBJECTS::Transaction`; `TransactionContext` (the `TxF` miniversion) stays 0, as
 //! the workload opens no miniversions. A commit sends the enlisted instances, in enlistment
 //! order and each only for the notifications its mask asked for, `TRANSACTION_NOTIFY_PREPREPARE`,
 //! `TRANSACTION_NOTIFY_PREPARE`, `TRANSACTION_NOTIFY_COMMIT` and

@@ -40,7 +40,7 @@ pub(crate) fn transacted_file(io: &Io, volume: VolumeId, dir: &str, thread: usiz
         Err(STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED) => {}
         Err(status) => check(status),
     }
-    let ended = if thread % 2 == 0 {
+    let ended = if thread.is_multiple_of(2) {
         io.commit_transaction(transaction)
     } else {
         io.rollback_transaction(transaction)

@@ -2,7 +2,7 @@
 //! objects (`fltmgr::disk_devices`), `FltDetachVolume` (`fltmgr::volume_detach`) and
 //! transactions (`fltmgr::transactions`, `world::io::transacted`): a filter written in Rust
 //! (every context type registered, an InstanceQueryTeardown whose answer each test picks, a
-//! TransactionNotificationCallback that records what it gets) is registered and started over
+//! `TransactionNotificationCallback` that records what it gets) is registered and started over
 //! NTFS, named-pipe and network volumes; each test calls the routines from inside a driver call
 //! and asserts every documented status and what the verifier records.
 
@@ -39,6 +39,11 @@ const NTFS: &str = r"\Device\HarddiskVolume1";
 const PIPE: &str = r"\Device\NamedPipe";
 const MUP: &str = r"\Device\Mup";
 const SIZE: usize = 16;
+/// `FILE_READ_DATA`.
+const FILE_READ_DATA: u32 = 0x0001;
+
+/// What the notification callback runs for one notification (`ON_NOTIFICATION`).
+type NotificationAction = Box<dyn Fn(&FLT_RELATED_OBJECTS, PFLT_CONTEXT) -> NTSTATUS>;
 
 thread_local! {
     /// Context cleanups on this thread (the test's: releases run the cleanup on the caller).
@@ -50,7 +55,7 @@ thread_local! {
     /// Transaction notifications received on this thread.
     static NOTIFICATIONS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     /// Run by the notification callback for the notification it names (and what it returned).
-    static ON_NOTIFICATION: RefCell<Option<(u32, Box<dyn Fn(&FLT_RELATED_OBJECTS, PFLT_CONTEXT) -> NTSTATUS>)>> =
+    static ON_NOTIFICATION: RefCell<Option<(u32, NotificationAction)>> =
         const { RefCell::new(None) };
     static ACTION_STATUS: Cell<Option<NTSTATUS>> = const { Cell::new(None) };
 }
@@ -915,8 +920,6 @@ fn transacted_creates_are_ntfs_only_and_their_file_objects_carry_the_transaction
     let _filter = start(&k, true);
     let (ntfs_id, _, _) = volume(&k, NTFS);
     let (pipe_id, _, _) = volume(&k, PIPE);
-    // `FILE_READ_DATA`.
-    const FILE_READ_DATA: u32 = 0x0001;
     let io = Io::new(Arc::clone(&k), Requestor { pid: 4, tid: 8 });
     let transaction = io.begin_transaction();
     io.set_current_transaction(Some(&transaction));

@@ -3,10 +3,10 @@
 //! transacted, and commits or rolls it back; Filter Manager's side (contexts, enlistments,
 //! notifications) is `fltmgr::transactions`.
 //!
-//! Only NTFS supports transactions (TxF). On any other volume a transacted create that asks
+//! Only NTFS supports transactions (`TxF`). On any other volume a transacted create that asks
 //! for write access fails with `STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED` before it reaches the
 //! file system stack (so no filter sees it), and one for read access goes ahead untransacted,
-//! as the TxF scenarios page allows reads of files on non-transacted volumes
+//! as the `TxF` scenarios page allows reads of files on non-transacted volumes
 //! (<https://learn.microsoft.com/previous-versions/aa365677(v=vs.85)>). Which NTSTATUS the
 //! refusal carries is not on a reference page kernel-sim can cite: the one whose message is
 //! "This object is not allowed to be opened in a transaction" is used. Operations on a file
@@ -76,22 +76,25 @@ impl Io {
     /// `STATUS_TRANSACTION_ABORTED` when an enlisted filter rolled it back
     /// (`FltRollbackEnlistment`) before the commit phase: they got `TRANSACTION_NOTIFY_ROLLBACK`.
     pub fn commit_transaction(&self, transaction: Transaction) -> NTSTATUS {
-        self.end_transaction(&transaction, true)
+        self.end_transaction(transaction, true)
     }
 
     /// Rolls `transaction` back: the enlisted filters get `TRANSACTION_NOTIFY_ROLLBACK`.
     pub fn rollback_transaction(&self, transaction: Transaction) -> NTSTATUS {
-        self.end_transaction(&transaction, false)
+        self.end_transaction(transaction, false)
     }
 
-    fn end_transaction(&self, transaction: &Transaction, commit: bool) -> NTSTATUS {
-        let _ = self.transaction.compare_exchange(
-            transaction.address,
-            0,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        transactions::end(&self.kernel, transaction.address, commit)
+    /// Ends `transaction` (it is consumed: its object is gone afterwards).
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "ending takes the transaction: its object is gone afterwards"
+    )]
+    fn end_transaction(&self, transaction: Transaction, commit: bool) -> NTSTATUS {
+        let Transaction { address } = transaction;
+        let _ = self
+            .transaction
+            .compare_exchange(address, 0, Ordering::AcqRel, Ordering::Acquire);
+        transactions::end(&self.kernel, address, commit)
     }
 
     /// The transaction a create of `desired_access` on `volume` is made in (0: none), or the
