@@ -112,9 +112,14 @@ fn cleanups() -> usize {
 
 /// NTFS, a named pipe and a network volume, mounted before "DriverEntry".
 fn kernel() -> Arc<Kernel> {
+    kernel_with_hang_limit(Duration::from_secs(5))
+}
+
+/// As [`kernel`], with a wait reported as a deadlock after `hang_timeout`.
+fn kernel_with_hang_limit(hang_timeout: Duration) -> Arc<Kernel> {
     let k = Kernel::new(
         SimConfig {
-            hang_timeout: Duration::from_secs(5),
+            hang_timeout,
             io: IoConfig {
                 volumes: vec![
                     (VolumeKind::Ntfs, NTFS.to_owned()),
@@ -953,4 +958,29 @@ fn transacted_creates_are_ntfs_only_and_their_file_objects_carry_the_transaction
     }
     assert_eq!(io.commit_transaction(transaction), STATUS_SUCCESS);
     assert!(k.violations().is_empty(), "{:?}", rules(&k));
+}
+
+#[test]
+fn detaching_from_an_operation_in_flight_on_the_instance_is_reported_as_the_deadlock_it_is() {
+    let k = kernel_with_hang_limit(Duration::from_millis(300));
+    let filter = start(&k, true);
+    let (ntfs_id, ntfs, _) = volume(&k, NTFS);
+    let outcome = k.call_driver("PreCreate", Some(0), || {
+        // This thread's own operation is in flight on the instance, as in its pre-create.
+        flt_read(&k).io.volumes[ntfs_id.0]
+            .instance
+            .as_ref()
+            .expect("attached")
+            .in_flight
+            .add(1);
+        volume_detach::flt_detach_volume(filter, ntfs, std::ptr::null())
+    });
+    assert!(outcome.is_none(), "the deadlock abandons the call");
+    let kinds: Vec<ViolationKind> = k.violations().iter().map(|v| v.kind).collect();
+    assert_eq!(kinds, [ViolationKind::Deadlock]);
+    assert_eq!(
+        TEARDOWNS.with(Cell::get),
+        1,
+        "teardown started, then waited for itself"
+    );
 }
