@@ -23,8 +23,10 @@
  *   (FltEnlistInTransaction), releasing its own reference either way. The
  *   TransactionNotificationCallback folds a committed transaction's counts into the totals,
  *   counts rollbacks, and deletes the context (FltDeleteTransactionContext, releasing what
- *   OldContext returns) rather than wait for the transaction object to go. Where transactions
- *   are not supported the operations arrive untransacted and are counted as the others.
+ *   OldContext returns) rather than wait for the transaction object to go. A transacted rename
+ *   whose destination cannot be named is not let through untracked: the tracker rolls the
+ *   transaction back (FltRollbackEnlistment). Where transactions are not supported the
+ *   operations arrive untransacted and are counted as the others.
  *
  * Broken twin, selected at build time:
  * - TWIN_DESTINATION_LEAK: the post callback returns straight after tracing a successful
@@ -182,7 +184,12 @@ static FLT_PREOP_CALLBACK_STATUS PreSetInformation(PFLT_CALLBACK_DATA data,
                 objects->Instance, objects->FileObject, rename->RootDirectory, rename->FileName,
                 rename->FileNameLength, FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT,
                 &destination))) {
-            /* Fail open: the rename goes ahead untracked. */
+            /* Fail open: the rename goes ahead untracked. Inside a transaction an untracked
+             * change must not commit: the tracker rolls its enlistment back (nothing to do if
+             * it never enlisted). */
+            if (objects->Transaction != NULL) {
+                (void)FltRollbackEnlistment(objects->Instance, objects->Transaction, NULL);
+            }
             return FLT_PREOP_SUCCESS_NO_CALLBACK;
         }
     }

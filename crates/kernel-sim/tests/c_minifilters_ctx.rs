@@ -269,3 +269,50 @@ fn tracker_transaction_context_leak_twin_is_caught() {
         "{stdout}"
     );
 }
+
+/// A transacted rename whose destination name cannot be had (the injected failure of
+/// `FltGetDestinationFileNameInformation`) makes the tracker roll the transaction back
+/// (`FltRollbackEnlistment`): the commit returns `STATUS_TRANSACTION_ABORTED` and the tracker's
+/// own notification callback sees a rollback instead of the commit. The failure is found by
+/// failing each failable call in turn.
+#[test]
+fn tracker_rolls_back_a_transaction_it_cannot_track() {
+    let Some(image) = build("tracker", None) else {
+        return;
+    };
+    let aborted: i32 = 0xC000_020F_u32.cast_signed();
+    for nth in 1..=20 {
+        let mut sim_config = config();
+        sim_config.faults = vigil_kernel_sim::FaultPlan {
+            fail_nth: Some(nth),
+            random: None,
+        };
+        let sim = Sim::new(sim_config);
+        let driver = sim.load(&image).expect("loads");
+        let io = driver.io(requestor(1));
+        let ntfs = volume(&driver, NTFS);
+        let transaction = io.begin_transaction();
+        transacted_changes(&io, ntfs, "vetoed", &transaction);
+        let status = io.commit_transaction(transaction);
+        let vetoed = driver
+            .routine_calls()
+            .get("FltRollbackEnlistment")
+            .is_some();
+        let report = driver.finish();
+        if !vetoed {
+            continue;
+        }
+        assert_eq!(status, aborted);
+        assert!(report.is_clean(), "{}", report.summary());
+        assert!(
+            report
+                .debug_output
+                .iter()
+                .any(|p| p.text == "tracker: 0 commit(s) with 0 change(s), 1 rollback(s)\n"),
+            "{:?}",
+            report.debug_output
+        );
+        return;
+    }
+    panic!("no injected failure made the tracker roll back");
+}
