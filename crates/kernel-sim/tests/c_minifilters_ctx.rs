@@ -294,10 +294,7 @@ fn tracker_rolls_back_a_transaction_it_cannot_track() {
         let transaction = io.begin_transaction();
         transacted_changes(&io, ntfs, "vetoed", &transaction);
         let status = io.commit_transaction(transaction);
-        let vetoed = driver
-            .routine_calls()
-            .get("FltRollbackEnlistment")
-            .is_some();
+        let vetoed = driver.routine_calls().contains_key("FltRollbackEnlistment");
         let report = driver.finish();
         if !vetoed {
             continue;
