@@ -26,9 +26,10 @@
 //! its operations in flight, which teardown and `FltUnregisterFilter` drain. Left out: fast
 //! I/O, `IRP_MJ_*` codes other than create/write/set-information/cleanup/close, `ParentOfTarget`
 //! (NULL), transactions' isolation ([`transacted`]: a file object opened in a transaction
-//! carries it in `FLT_RELATED_OBJECTS::Transaction`). A pre-operation callback's changes to the parameter block reach the
-//! file system only if it marked the callback data dirty ([`crate::fltmgr::dirty`]); a write's
-//! final `MdlAddress` is freed when it completes, as the I/O system does.
+//! carries it in `FLT_RELATED_OBJECTS::Transaction`). A pre-operation callback's changes to the
+//! parameter block reach the file system only if it marked the callback data dirty
+//! ([`crate::fltmgr::dirty`]); a write's final `MdlAddress` is freed when it completes, as the
+//! I/O system does.
 
 use std::mem::offset_of;
 use std::sync::Arc;
