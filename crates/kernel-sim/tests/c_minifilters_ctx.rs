@@ -15,7 +15,7 @@ use std::process::Command;
 use io_workload::{FAT, FILE_CREATE, GENERIC_WRITE, NTFS, config, requestor, volume, workload};
 use vigil_kernel_sim::{Io, Sim, VolumeId};
 
-use c_filters::{assert_caught, assert_clean, build, verify, wait_for_calls};
+use c_filters::{Caught, assert_clean, build, twin_caught, wait_for_calls};
 
 /// The context filter, now deleting its contexts, asking for disk device objects and detaching
 /// itself from a volume after 24 creates, is clean through verify (load/unload, stress, both
@@ -101,19 +101,19 @@ fn handlectx_deletes_its_contexts_and_detaches_itself() {
 /// was allocated and which delete in which callback took it off its file object.
 #[test]
 fn handlectx_deleted_context_not_released_twin_is_caught() {
-    let Some(twin) = build("handlectx", Some("deleted-context-not-released")) else {
+    let Some(stdout) = twin_caught(
+        "handlectx",
+        None,
+        "deleted-context-not-released",
+        Caught {
+            kind: "ReferenceLeak",
+            routine: "FltUnregisterFilter",
+            caller: "FilterUnload",
+            rule: "every context reference is released",
+        },
+    ) else {
         return;
     };
-    assert_caught(
-        &twin,
-        None,
-        "ReferenceLeak",
-        "FltUnregisterFilter",
-        "FilterUnload",
-        "every context reference is released",
-    );
-    let output = verify(&twin, None);
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("tag 'Cctx'")
             && stdout.contains(
@@ -128,19 +128,19 @@ fn handlectx_deleted_context_not_released_twin_is_caught() {
 /// taken.
 #[test]
 fn handlectx_disk_device_not_dereferenced_twin_is_caught() {
-    let Some(twin) = build("handlectx", Some("disk-device-not-dereferenced")) else {
+    let Some(stdout) = twin_caught(
+        "handlectx",
+        None,
+        "disk-device-not-dereferenced",
+        Caught {
+            kind: "HandleLeak",
+            routine: "FltGetDiskDeviceObject",
+            caller: "PostCreate",
+            rule: "every reference from FltGetDiskDeviceObject is released (ObDereferenceObject)",
+        },
+    ) else {
         return;
     };
-    assert_caught(
-        &twin,
-        None,
-        "HandleLeak",
-        "FltGetDiskDeviceObject",
-        "PostCreate",
-        "every reference from FltGetDiskDeviceObject is released (ObDereferenceObject)",
-    );
-    let output = verify(&twin, None);
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("taken in PostCreate"), "{stdout}");
 }
 
@@ -250,19 +250,19 @@ fn tracker_with_transactions_is_clean_through_verify_and_bench() {
 /// allocated: the stress workload's transacted renames and deletes reach it.
 #[test]
 fn tracker_transaction_context_leak_twin_is_caught() {
-    let Some(twin) = build("tracker", Some("transaction-context-leak")) else {
+    let Some(stdout) = twin_caught(
+        "tracker",
+        None,
+        "transaction-context-leak",
+        Caught {
+            kind: "ReferenceLeak",
+            routine: "FltUnregisterFilter",
+            caller: "FilterUnload",
+            rule: "every context reference is released",
+        },
+    ) else {
         return;
     };
-    assert_caught(
-        &twin,
-        None,
-        "ReferenceLeak",
-        "FltUnregisterFilter",
-        "FilterUnload",
-        "every context reference is released",
-    );
-    let output = verify(&twin, None);
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("transaction context (4 bytes, tag 'Ctrx')")
             && stdout.contains("allocated in PreSetInformation"),
