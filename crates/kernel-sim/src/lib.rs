@@ -184,5 +184,5 @@ pub use world::client::{
 };
 pub use world::inf;
 pub use world::io::{
-    FileHandle, FileStandard, FileSystemHold, Io, Requestor, Workout, WriteOptions,
+    FileHandle, FileStandard, FileSystemHold, Io, Requestor, Transaction, Workout, WriteOptions,
 };
