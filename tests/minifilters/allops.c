@@ -32,6 +32,8 @@
  * Broken twins, selected at build time:
  * - TWIN_LOCK_BUFFER_FAST_IO: the pre-read locks the buffer of fast I/O reads too, which have
  *   no IRP (FltLockUserBuffer is for IRP-based operations).
+ * - TWIN_DISALLOW_FASTIO_ON_IRP: the pre-read returns FLT_PREOP_DISALLOW_FASTIO for IRP reads
+ *   too, a status that is only for fast I/O.
  * - TWIN_STATUS_CALLBACK_FAST_IO: the pre of a fast I/O query-information asks for a status
  *   callback (FltRequestOperationStatusCallback is for IRP-based operations too).
  *
@@ -403,6 +405,12 @@ static FLT_PREOP_CALLBACK_STATUS PreOperation(PFLT_CALLBACK_DATA data,
         InterlockedIncrement(&g_disallowed);
         return FLT_PREOP_DISALLOW_FASTIO;
     }
+#ifdef TWIN_DISALLOW_FASTIO_ON_IRP
+    /* Only fast I/O can be disallowed: an IRP read cannot. */
+    if (major == IRP_MJ_READ && kind == FLTFL_CALLBACK_DATA_IRP_OPERATION) {
+        return FLT_PREOP_DISALLOW_FASTIO;
+    }
+#endif
     /* Every other query open goes the slow way (open, query, close); the second of every four
      * is refused in the post-operation callback instead. */
     if (major == IRP_MJ_QUERY_OPEN && (InterlockedIncrement(&g_query_opens) & 1) == 1) {

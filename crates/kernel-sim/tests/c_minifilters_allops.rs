@@ -4,8 +4,8 @@
 //! `FLT_PARAMETERS` page describes (the filter checks them and breaks a rule on any anomaly),
 //! `FltLockUserBuffer` and `FltRequestOperationStatusCallback` work as documented, and the
 //! filter runs clean through `kernel-sim verify` and `bench`; its twin that locks the buffer
-//! of a fast I/O read, and the one that asks for a status callback on a fast I/O query, are
-//! caught.
+//! of a fast I/O read, the one that asks for a status callback on a fast I/O query and the one
+//! that disallows fast I/O on an IRP read are caught.
 //!
 //! Without clang the tests say so and stop, except under CI (`CI` set).
 
@@ -284,5 +284,22 @@ fn allops_status_callback_fast_io_twin_is_caught() {
         "FltRequestOperationStatusCallback",
         "PreQueryInformation",
         "IRP-based operations only",
+    );
+}
+
+/// The twin that disallows fast I/O on an IRP read is caught by the dispatch: its pre-read
+/// returned a status that is only for fast I/O operations.
+#[test]
+fn allops_disallow_fastio_on_irp_twin_is_caught() {
+    let Some(image) = build("allops", Some("disallow-fastio-on-irp")) else {
+        return;
+    };
+    assert_caught(
+        &image,
+        None,
+        "CallbackStatus",
+        "-",
+        "PreRead",
+        "a pre-operation callback returns a valid FLT_PREOP_CALLBACK_STATUS",
     );
 }
