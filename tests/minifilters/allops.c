@@ -11,27 +11,27 @@
  *   and release at APC_LEVEL, every other pre at most APC_LEVEL), a file object (all but
  *   shutdown) and, for every operation with a buffer, a buffer (or an MDL) whenever the length
  *   is not zero. It counts the operation.
- * - It locks the buffer of IRP reads, directory queries and security queries
- *   (FltLockUserBuffer) and checks that the parameters then carry an MDL; it asks for the
- *   file system's status of flushes and volume queries (FltRequestOperationStatusCallback) and
- *   checks the snapshot it gets back; it disallows every other fast I/O query-information (the first, the third...)
- *   and query opens (FLT_PREOP_DISALLOW_FSFILTER_IO in the pre of the first and third of every
- *   four, FLT_POSTOP_DISALLOW_FSFILTER_IO in the post of the second)
- *   (FLT_PREOP_DISALLOW_FASTIO), which kernel-sim must reissue as an IRP.
+ * - It locks the buffer of reads (IRP and fast I/O alike), directory queries and security
+ *   queries (FltLockUserBuffer) and checks that the parameters then carry an MDL; it asks for
+ *   the file system's status of flushes and volume queries (FltRequestOperationStatusCallback)
+ *   and checks the snapshot it gets back; it disallows the first, third... fast I/O
+ *   query-information (FLT_PREOP_DISALLOW_FASTIO), which kernel-sim must reissue as an IRP,
+ *   and refuses query opens (FLT_PREOP_DISALLOW_FSFILTER_IO in the pre of the first and third
+ *   of every four, FLT_POSTOP_DISALLOW_FSFILTER_IO in the post of the second), which
+ *   kernel-sim must serve by an open, a query and a close.
  * - Anything wrong is printed (DbgPrint, "allops: ANOMALY ...") and the callback returns a status
  *   no callback may return, which kernel-sim reports as a broken rule: verify fails.
  * - At the first cleanup of a file with data it reads the file's first bytes below itself
  *   (FltReadFile) and prints them.
  * - FilterUnload prints the count of pre and post callbacks of every operation seen, and the
  *   totals of anomalies, locked buffers, status callbacks and disallowed fast I/O.
- *
  * - The statuses the pages document for misuse are checked too: FltLockUserBuffer on a flush
  *   (no buffer) and FltRequestOperationStatusCallback for a close or from a post-operation
  *   callback give STATUS_INVALID_PARAMETER.
  *
  * Broken twins, selected at build time:
- * - TWIN_LOCK_BUFFER_FAST_IO: the pre-read locks the buffer of fast I/O reads too, which have
- *   no IRP (FltLockUserBuffer is for IRP-based operations).
+ * - TWIN_FREE_LOCKED_MDL: the pre-read frees the MDL FltLockUserBuffer put in the parameters,
+ *   which is the I/O system's to free when the operation completes.
  * - TWIN_DISALLOW_FASTIO_ON_IRP: the pre-read returns FLT_PREOP_DISALLOW_FASTIO for IRP reads
  *   too, a status that is only for fast I/O.
  * - TWIN_STATUS_CALLBACK_FAST_IO: the pre of a fast I/O query-information asks for a status
@@ -359,12 +359,14 @@ static FLT_PREOP_CALLBACK_STATUS PreOperation(PFLT_CALLBACK_DATA data,
     if (!parameters_valid(data, objects)) {
         ok = !anomaly(major, "parameters without the buffer their length promises");
     }
-    if (major == IRP_MJ_READ && (kind == FLTFL_CALLBACK_DATA_IRP_OPERATION
-#ifdef TWIN_LOCK_BUFFER_FAST_IO
-                                 || kind == FLTFL_CALLBACK_DATA_FAST_IO_OPERATION
-#endif
-                                 )) {
+    /* FltLockUserBuffer works for fast I/O and IRP-based reads alike. */
+    if (major == IRP_MJ_READ) {
         ok = lock_buffer(data) && ok;
+#ifdef TWIN_FREE_LOCKED_MDL
+        if (iopb->Parameters.Read.MdlAddress != NULL) {
+            IoFreeMdl(iopb->Parameters.Read.MdlAddress);
+        }
+#endif
     }
     if ((major == IRP_MJ_DIRECTORY_CONTROL || major == IRP_MJ_QUERY_SECURITY) &&
         kind == FLTFL_CALLBACK_DATA_IRP_OPERATION) {

@@ -3,9 +3,9 @@
 //! pseudo-operation reaches its callbacks from the synthetic workload with the parameters its
 //! `FLT_PARAMETERS` page describes (the filter checks them and breaks a rule on any anomaly),
 //! `FltLockUserBuffer` and `FltRequestOperationStatusCallback` work as documented, and the
-//! filter runs clean through `kernel-sim verify` and `bench`; its twin that locks the buffer
-//! of a fast I/O read, the one that asks for a status callback on a fast I/O query and the one
-//! that disallows fast I/O on an IRP read are caught.
+//! filter runs clean through `kernel-sim verify` and `bench`; its twin that frees the MDL
+//! `FltLockUserBuffer` gave it, the one that asks for a status callback on a fast I/O query and
+//! the one that disallows fast I/O on an IRP read are caught.
 //!
 //! Without clang the tests say so and stop, except under CI (`CI` set).
 
@@ -253,20 +253,20 @@ fn allops_is_clean_in_verify_and_bench() {
     assert!(stdout.contains(", 0 violation(s)"), "{stdout}");
 }
 
-/// The twin that locks the buffer of a fast I/O read is caught by `FltLockUserBuffer` in its
-/// pre-read: fast I/O has no IRP whose buffer could be locked.
+/// The twin that frees the MDL `FltLockUserBuffer` gave it is caught by `IoFreeMdl` in its
+/// pre-read: that MDL is the I/O system's to free when the operation completes.
 #[test]
-fn allops_lock_buffer_fast_io_twin_is_caught() {
-    let Some(image) = build("allops", Some("lock-buffer-fast-io")) else {
+fn allops_free_locked_mdl_twin_is_caught() {
+    let Some(image) = build("allops", Some("free-locked-mdl")) else {
         return;
     };
     assert_caught(
         &image,
         None,
         "Parameter",
-        "FltLockUserBuffer",
+        "IoFreeMdl",
         "PreRead",
-        "IRP-based operations only",
+        "an MDL the caller allocated with IoAllocateMdl",
     );
 }
 

@@ -8,16 +8,18 @@
 //! From the reference pages:
 //! - `FltLockUserBuffer`
 //!   (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltlockuserbuffer>):
-//!   IRQL <= APC_LEVEL; for the IRP-based operations with a buffer: device, internal device
-//!   and file system control, directory control, query/set EA, query/set quota, query
-//!   security, and read and write except `IRP_MN_MDL`; it sets the parameters' `MdlAddress`
-//!   (or `OutputMdlAddress`) to an MDL for the locked pages, allocating one if there is none,
-//!   and returns `STATUS_SUCCESS` also when the buffer is already locked;
+//!   IRQL <= APC_LEVEL; for the operations with a buffer: device, internal device and file
+//!   system control, directory control, query/set EA, query/set quota, query security, and
+//!   read and write except `IRP_MN_MDL`; it sets the parameters' `MdlAddress`
+//!   (or `OutputMdlAddress`) to an MDL for the locked pages, allocating one if there is none
+//!   (and, before the operation reaches the file system, sets `FLTFL_CALLBACK_DATA_DIRTY` so
+//!   that the I/O system frees it at completion), and returns `STATUS_SUCCESS` also when the
+//!   buffer is already locked; it can be called for fast I/O and IRP-based operations (an
+//!   `FsFilter` operation has no buffer: `STATUS_INVALID_PARAMETER`);
 //!   `STATUS_INSUFFICIENT_RESOURCES` when an allocation fails; `STATUS_INVALID_PARAMETER`
 //!   for an operation without an MDL parameter or a read/write with `IRP_MN_MDL`. The MDL is
-//!   the I/O system's to free at completion. Calling it for a fast I/O or `FsFilter` operation
-//!   (which has no IRP to lock a buffer for) is reported, and answered with
-//!   `STATUS_INVALID_PARAMETER`.
+//!   the I/O system's to free at completion: the caller never frees it (`IoFreeMdl` on it is
+//!   reported, `ntoskrnl::mdl`).
 //! - `FltRequestOperationStatusCallback`
 //!   (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltrequestoperationstatuscallback>,
 //!   callback type
@@ -34,13 +36,14 @@
 use std::mem::offset_of;
 
 use vigil_sys::{
-    FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLTFL_CALLBACK_DATA_FAST_IO_OPERATION,
-    FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION, FLTFL_CALLBACK_DATA_IRP_OPERATION,
-    FLTFL_CALLBACK_DATA_POST_OPERATION, IRP_MJ_CLOSE, IRP_MJ_DEVICE_CONTROL,
-    IRP_MJ_DIRECTORY_CONTROL, IRP_MJ_FILE_SYSTEM_CONTROL, IRP_MJ_INTERNAL_DEVICE_CONTROL,
-    IRP_MJ_QUERY_EA, IRP_MJ_QUERY_QUOTA, IRP_MJ_QUERY_SECURITY, IRP_MJ_READ, IRP_MJ_SET_EA,
-    IRP_MJ_SET_QUOTA, IRP_MJ_WRITE, NTSTATUS, PVOID, STATUS_FLT_DELETING_OBJECT,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLTFL_CALLBACK_DATA_DIRTY,
+    FLTFL_CALLBACK_DATA_FAST_IO_OPERATION, FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION,
+    FLTFL_CALLBACK_DATA_IRP_OPERATION, FLTFL_CALLBACK_DATA_POST_OPERATION, IRP_MJ_CLOSE,
+    IRP_MJ_DEVICE_CONTROL, IRP_MJ_DIRECTORY_CONTROL, IRP_MJ_FILE_SYSTEM_CONTROL,
+    IRP_MJ_INTERNAL_DEVICE_CONTROL, IRP_MJ_QUERY_EA, IRP_MJ_QUERY_QUOTA, IRP_MJ_QUERY_SECURITY,
+    IRP_MJ_READ, IRP_MJ_SET_EA, IRP_MJ_SET_QUOTA, IRP_MJ_WRITE, NTSTATUS, PVOID,
+    STATUS_FLT_DELETING_OBJECT, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
+    STATUS_SUCCESS,
 };
 
 use crate::fltmgr::exports::Routine;
@@ -77,8 +80,6 @@ struct Requests {
     /// The thread running the operation's pre-operation callback, while it runs.
     pre_thread: Option<std::thread::ThreadId>,
     status: Vec<StatusRequest>,
-    /// MDLs `FltLockUserBuffer` put in the parameters: (offset in the parameter block, MDL).
-    locked: Vec<(usize, usize)>,
 }
 
 /// The requests of the operations in progress, by callback data address (sharded: each
@@ -103,7 +104,6 @@ pub(crate) fn enter_pre(k: &Kernel, data: usize) {
             Requests {
                 pre_thread: Some(current),
                 status: Vec::new(),
-                locked: Vec::new(),
             },
         );
     }
@@ -115,27 +115,11 @@ pub(crate) fn leave_pre(k: &Kernel, data: usize) {
     let empty = flt.io.operation_requests.by_data.with(data, |r| {
         r.is_some_and(|r| {
             r.pre_thread = None;
-            r.status.is_empty() && r.locked.is_empty()
+            r.status.is_empty()
         })
     });
     if empty {
         flt.io.operation_requests.by_data.remove(data);
-    }
-}
-
-/// Puts the MDLs `FltLockUserBuffer` set on `data` into `before`, the parameter block as it
-/// was before the pre-operation callback: Filter Manager made that change itself, so the
-/// dirty-data check must not take it for the filter's.
-pub(crate) fn apply_locks(k: &Kernel, data: usize, before: &mut [u8]) {
-    let locked = flt_read(k)
-        .io
-        .operation_requests
-        .by_data
-        .with(data, |r| r.map(|r| r.locked.clone()).unwrap_or_default());
-    for (offset, mdl) in locked {
-        if let Some(slot) = before.get_mut(offset..offset + 8) {
-            slot.copy_from_slice(&mdl.to_le_bytes());
-        }
     }
 }
 
@@ -224,8 +208,8 @@ pub(crate) extern "win64" fn flt_lock_user_buffer(data: *mut FLT_CALLBACK_DATA) 
             return STATUS_INVALID_PARAMETER;
         }
         let (flags, major, minor, parameters) = operation_of(data);
-        if flags & FLTFL_CALLBACK_DATA_IRP_OPERATION == 0 {
-            report_not_irp(k, "FltLockUserBuffer", flags);
+        if flags & FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION != 0 {
+            // An FsFilter operation has no buffer parameter to lock.
             return STATUS_INVALID_PARAMETER;
         }
         if (major == IRP_MJ_READ || major == IRP_MJ_WRITE) && minor & IRP_MN_MDL != 0 {
@@ -261,23 +245,11 @@ pub(crate) extern "win64" fn flt_lock_user_buffer(data: *mut FLT_CALLBACK_DATA) 
         }
         let mdl = crate::ntoskrnl::mdl::allocate(k, "FltLockUserBuffer", buffer, length);
         guest::write(mdl_slot, mdl);
-        let iopb = guest::read((data + offset_of!(FLT_CALLBACK_DATA, Iopb)) as *const usize);
-        let offset = parameters + mdl_at - iopb;
-        let flt = flt_read(k);
-        let recorded = flt
-            .io
-            .operation_requests
-            .by_data
-            .with(data, |r| r.map(|r| r.locked.push((offset, mdl))).is_some());
-        if !recorded {
-            flt.io.operation_requests.by_data.insert(
-                data,
-                Requests {
-                    pre_thread: None,
-                    status: Vec::new(),
-                    locked: vec![(offset, mdl)],
-                },
-            );
+        if flags & FLTFL_CALLBACK_DATA_POST_OPERATION == 0 {
+            // Before the file system: the I/O system is to free the MDL at completion, so the
+            // callback data is marked dirty (the page's Remarks).
+            let flags_at = (data + offset_of!(FLT_CALLBACK_DATA, Flags)) as *mut u32;
+            guest::write(flags_at, guest::read(flags_at) | FLTFL_CALLBACK_DATA_DIRTY);
         }
         STATUS_SUCCESS
     })

@@ -456,9 +456,8 @@ impl Io {
         let mut post_at = None;
         let mut completed = false;
         if let Some(d) = &dispatch {
-            let mut before = crate::fltmgr::dirty::snapshot(at.iopb);
+            let before = crate::fltmgr::dirty::snapshot(at.iopb);
             let outcome = self.run_pre(d, pre_name, irql, &at);
-            crate::fltmgr::operation_requests::apply_locks(k, at.data, &mut before);
             if matches!(outcome, Some(o) if o != PreOutcome::Abandoned) {
                 crate::fltmgr::dirty::check_parameters(k, at.data, at.iopb, &before, pre_name);
             }
