@@ -86,5 +86,8 @@ routines! {
         FltGetVolumeName => crate::fltmgr::volume_names::flt_get_volume_name, AtMost(APC_LEVEL);
         FltGetVolumeGuidName => crate::fltmgr::volume_names::flt_get_volume_guid_name, AtMost(PASSIVE_LEVEL);
         FltQueryInformationFile => crate::fltmgr::query_information::flt_query_information_file, AtMost(PASSIVE_LEVEL);
+        // Names (issue 18)
+        FltParseFileNameInformation => crate::fltmgr::name_parse::flt_parse_file_name_information, AtMost(APC_LEVEL);
+        FltGetFileNameInformationUnsafe => crate::fltmgr::name_unsafe::flt_get_file_name_information_unsafe, AtMost(APC_LEVEL);
     }
 }

@@ -27,6 +27,8 @@ pub(crate) mod filter_io;
 pub(crate) mod instance_contexts;
 pub(crate) mod instances;
 pub(crate) mod irp_names;
+pub(crate) mod name_parse;
+pub(crate) mod name_unsafe;
 pub(crate) mod names;
 pub(crate) mod pending;
 pub(crate) mod ports;

@@ -542,6 +542,7 @@ impl Io {
         let pre: PreCallback = unsafe { std::mem::transmute(d.pre) };
         // A work item may complete the operation before the pre has returned PENDING.
         flt_read(&self.kernel).io.pended.open(at.data);
+        let outer = state::with(|s| s.operation.replace(at.data));
         // SAFETY: as above; the arguments point into this operation's block, alive for the call.
         let returned = self.call_as(pre_name, irql, || unsafe {
             pre(
@@ -550,6 +551,7 @@ impl Io {
                 at.completion as *mut PVOID,
             )
         });
+        state::with(|s| s.operation.set(outer));
         let Some(returned) = returned else {
             flt_read(&self.kernel).io.pended.close(at.data);
             return None;
@@ -644,6 +646,7 @@ impl Io {
         let context = guest::read(at.completion as *const PVOID);
         // A worker may complete the operation before the post has returned.
         flt_read(k).io.pended.open_post(at.data);
+        let outer = state::with(|s| s.operation.replace(at.data));
         // SAFETY: as above; the arguments point into this operation's block.
         let returned = self.call_as(post_name, post_irql, || unsafe {
             post(
@@ -653,6 +656,7 @@ impl Io {
                 0,
             )
         });
+        state::with(|s| s.operation.set(outer));
         if returned == Some(FLT_POSTOP_MORE_PROCESSING_REQUIRED) {
             return self.await_pended_post(post_name, at);
         }

@@ -1,0 +1,184 @@
+/* namer.c: a minifilter in C that works with file names the way content and policy filters do:
+ * it parses the names Filter Manager gives it and reads names outside an operation's callback
+ * data. Written to prove kernel-sim's FltParseFileNameInformation and
+ * FltGetFileNameInformationUnsafe on a driver that is not Vigil.
+ *
+ * - Post-create (PASSIVE_LEVEL) takes the opened file's normalized name, parses it with
+ *   FltParseFileNameInformation and traces its final component and extension (%wZ, allowed at
+ *   PASSIVE_LEVEL), counting the files whose extension is "txt". A failed parse skips the
+ *   trace: the components are only valid after a successful parse.
+ * - Pre-cleanup asks for the name of the file object being cleaned up with
+ *   FltGetFileNameInformationUnsafe (the file object is open, the cleanup has not completed,
+ *   the operation is not paging I/O: none of the places its page forbids).
+ * - Unload unregisters and traces its counts.
+ *
+ * Broken twins, selected at build time:
+ * - TWIN_UNSAFE_IN_PRE_CREATE: pre-create asks FltGetFileNameInformationUnsafe for the name of
+ *   the file object being created, which is not open yet.
+ * - TWIN_UNSAFE_AFTER_CLEANUP: pre-close asks FltGetFileNameInformationUnsafe for the name of
+ *   a file object whose cleanup has completed, a place its page lists as able to deadlock.
+ * - TWIN_PARSED_FIELDS_BEFORE_PARSE: post-create looks at the name's extension before calling
+ *   FltParseFileNameInformation (the components are empty until it is called).
+ *
+ * Runs in the kernel: create, cleanup and close callbacks at PASSIVE_LEVEL. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <windef.h>
+#include <winternl.h>
+#include <ddk/wdm.h>
+#include <ddk/ntddk.h>
+#include <ddk/ntifs.h>
+#include <ddk/fltkernel.h>
+#include <dpfilter.h>
+#include "flt_documented.h"
+
+static PFLT_FILTER g_filter;
+static volatile LONG g_parsed;
+static volatile LONG g_text_files;
+static volatile LONG g_cleanup_names;
+
+/* Whether `string` is `literal` (lower case ASCII), ignoring case. */
+static BOOLEAN EqualsAsciiNoCase(PCUNICODE_STRING string, const char *literal)
+{
+    USHORT i;
+    USHORT length = string->Length / sizeof(WCHAR);
+
+    for (i = 0; i < length; i++) {
+        WCHAR c = string->Buffer[i];
+        if (literal[i] == '\0') {
+            return FALSE;
+        }
+        if (c >= L'A' && c <= L'Z') {
+            c = (WCHAR)(c - L'A' + L'a');
+        }
+        if (c != (WCHAR)literal[i]) {
+            return FALSE;
+        }
+    }
+    return literal[length] == '\0';
+}
+
+/* The name of `file_object` through FltGetFileNameInformationUnsafe: counted, then released. */
+static VOID CountUnsafeName(PFILE_OBJECT file_object, PFLT_INSTANCE instance)
+{
+    PFLT_FILE_NAME_INFORMATION name = NULL;
+
+    if (NT_SUCCESS(FltGetFileNameInformationUnsafe(
+            file_object, instance, FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT,
+            &name))) {
+        InterlockedIncrement(&g_cleanup_names);
+        FltReleaseFileNameInformation(name);
+    }
+}
+
+static FLT_PREOP_CALLBACK_STATUS PreCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
+                                           PVOID *completion_context)
+{
+    (void)data;
+    (void)objects;
+    *completion_context = NULL;
+#ifdef TWIN_UNSAFE_IN_PRE_CREATE
+    CountUnsafeName(objects->FileObject, objects->Instance);
+#endif
+    return FLT_PREOP_SUCCESS_WITH_CALLBACK;
+}
+
+static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
+                                             PVOID completion_context,
+                                             FLT_POST_OPERATION_FLAGS flags)
+{
+    PFLT_FILE_NAME_INFORMATION name = NULL;
+    static const UNICODE_STRING none = {0, 0, NULL};
+
+    (void)objects;
+    (void)completion_context;
+    if ((flags & FLTFL_POST_OPERATION_DRAINING) || !NT_SUCCESS(data->IoStatus.Status) ||
+        data->IoStatus.Status == STATUS_REPARSE) {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    if (!NT_SUCCESS(FltGetFileNameInformation(
+            data, FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT, &name))) {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+#ifdef TWIN_PARSED_FIELDS_BEFORE_PARSE
+    /* The bug: a quick look at the extension's first letter before parsing. */
+    if (name->Extension.Buffer[0] == L't') {
+        InterlockedIncrement(&g_text_files);
+    }
+#endif
+    if (NT_SUCCESS(FltParseFileNameInformation(name))) {
+        InterlockedIncrement(&g_parsed);
+        if (EqualsAsciiNoCase(&name->Extension, "txt")) {
+            InterlockedIncrement(&g_text_files);
+        }
+        DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL, "namer: '%wZ' extension '%wZ'\n",
+                   name->FinalComponent.Length ? &name->FinalComponent : &none,
+                   name->Extension.Length ? &name->Extension : &none);
+    }
+    FltReleaseFileNameInformation(name);
+    return FLT_POSTOP_FINISHED_PROCESSING;
+}
+
+static FLT_PREOP_CALLBACK_STATUS PreCleanup(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
+                                            PVOID *completion_context)
+{
+    (void)data;
+    *completion_context = NULL;
+    CountUnsafeName(objects->FileObject, objects->Instance);
+    return FLT_PREOP_SUCCESS_NO_CALLBACK;
+}
+
+#ifdef TWIN_UNSAFE_AFTER_CLEANUP
+static FLT_PREOP_CALLBACK_STATUS PreClose(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
+                                          PVOID *completion_context)
+{
+    (void)data;
+    *completion_context = NULL;
+    CountUnsafeName(objects->FileObject, objects->Instance);
+    return FLT_PREOP_SUCCESS_NO_CALLBACK;
+}
+#endif
+
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    (void)flags;
+    FltUnregisterFilter(g_filter);
+    DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL,
+               "namer: %ld name(s) parsed, %ld txt, %ld cleanup name(s)\n", g_parsed,
+               g_text_files, g_cleanup_names);
+    return STATUS_SUCCESS;
+}
+
+static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
+    {IRP_MJ_CREATE, 0, PreCreate, PostCreate, NULL},
+    {IRP_MJ_CLEANUP, 0, PreCleanup, NULL, NULL},
+#ifdef TWIN_UNSAFE_AFTER_CLEANUP
+    {IRP_MJ_CLOSE, 0, PreClose, NULL, NULL},
+#endif
+    {IRP_MJ_OPERATION_END, 0, NULL, NULL, NULL},
+};
+
+static const FLT_REGISTRATION g_registration = {
+    .Size = sizeof(FLT_REGISTRATION),
+    .Version = FLT_REGISTRATION_VERSION,
+    .Flags = 0,
+    .ContextRegistration = NULL,
+    .OperationRegistration = g_callbacks,
+    .FilterUnloadCallback = FilterUnload,
+};
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    NTSTATUS status;
+
+    (void)registry_path;
+    status = FltRegisterFilter(driver, &g_registration, &g_filter);
+    if (!NT_SUCCESS(status)) {
+        return status;
+    }
+    status = FltStartFiltering(g_filter);
+    if (!NT_SUCCESS(status)) {
+        FltUnregisterFilter(g_filter);
+    }
+    return status;
+}
