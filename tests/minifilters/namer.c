@@ -1,8 +1,19 @@
 /* namer.c: a minifilter in C that works with file names the way content and policy filters do:
- * it parses the names Filter Manager gives it and reads names outside an operation's callback
- * data. Written to prove kernel-sim's FltParseFileNameInformation and
- * FltGetFileNameInformationUnsafe on a driver that is not Vigil.
+ * it parses the names Filter Manager gives it, reads names outside an operation's callback
+ * data, and is a name provider for the filters above it. Written to prove kernel-sim's
+ * FltParseFileNameInformation, FltGetFileNameInformationUnsafe, FltCheckAndGrowNameControl and
+ * name-provider callbacks on a driver that is not Vigil.
  *
+ * - As a name provider it passes the file system's names through: GenerateFileNameCallback
+ *   asks for the name below it (FltGetFileNameInformation with the callback data, or
+ *   FltGetFileNameInformationUnsafe when there is none), grows Filter Manager's name buffer
+ *   with FltCheckAndGrowNameControl and copies the name in, letting Filter Manager cache it.
+ *   It generates opened names only: asked for a normalized name it answers
+ *   STATUS_NOT_SUPPORTED, so Filter Manager asks for the opened name and normalizes it with
+ *   NormalizeNameComponentExCallback, one component at a time; this provider opens files by
+ *   their long names only, so each component comes back as it is. The normalization keeps a
+ *   component count in a pool-allocated NormalizationContext, which
+ *   NormalizeContextCleanupCallback frees.
  * - Post-create (PASSIVE_LEVEL) takes the opened file's normalized name, parses it with
  *   FltParseFileNameInformation and traces its final component and extension (%wZ, allowed at
  *   PASSIVE_LEVEL), counting the files whose extension is "txt". A failed parse skips the
@@ -13,6 +24,8 @@
  * - Unload unregisters and traces its counts.
  *
  * Broken twins, selected at build time:
+ * - TWIN_NAME_CONTROL_OVERRUN: GenerateFileNameCallback copies the name into Filter Manager's
+ *   buffer without growing it first.
  * - TWIN_UNSAFE_IN_PRE_CREATE: pre-create asks FltGetFileNameInformationUnsafe for the name of
  *   the file object being created, which is not open yet.
  * - TWIN_UNSAFE_AFTER_CLEANUP: pre-close asks FltGetFileNameInformationUnsafe for the name of
@@ -36,6 +49,10 @@ static PFLT_FILTER g_filter;
 static volatile LONG g_parsed;
 static volatile LONG g_text_files;
 static volatile LONG g_cleanup_names;
+static volatile LONG g_generated;
+static volatile LONG g_normalized;
+
+#define NAMER_TAG 'cmaN'
 
 /* Whether `string` is `literal` (lower case ASCII), ignoring case. */
 static BOOLEAN EqualsAsciiNoCase(PCUNICODE_STRING string, const char *literal)
@@ -139,13 +156,88 @@ static FLT_PREOP_CALLBACK_STATUS PreClose(PFLT_CALLBACK_DATA data, PCFLT_RELATED
 }
 #endif
 
+/* Pass-through name provider: the name from below, copied into Filter Manager's buffer. */
+static NTSTATUS GenerateFileName(PFLT_INSTANCE instance, PFILE_OBJECT file_object,
+                                 PFLT_CALLBACK_DATA data, FLT_FILE_NAME_OPTIONS options,
+                                 PBOOLEAN cache, PFLT_NAME_CONTROL file_name)
+{
+    PFLT_FILE_NAME_INFORMATION below = NULL;
+    FLT_FILE_NAME_OPTIONS format = options & 0xff;
+    FLT_FILE_NAME_OPTIONS query = format | FLT_FILE_NAME_QUERY_DEFAULT;
+    NTSTATUS status;
+
+    InterlockedIncrement(&g_generated);
+    if (format == FLT_FILE_NAME_NORMALIZED) {
+        /* Filter Manager then asks for the opened name and normalizes it. */
+        return STATUS_NOT_SUPPORTED;
+    }
+    status = data != NULL ? FltGetFileNameInformation(data, query, &below)
+                          : FltGetFileNameInformationUnsafe(file_object, instance, query, &below);
+    if (!NT_SUCCESS(status)) {
+        return status;
+    }
+#ifndef TWIN_NAME_CONTROL_OVERRUN
+    status = FltCheckAndGrowNameControl(file_name, below->Name.Length);
+    if (NT_SUCCESS(status))
+#endif
+    {
+        RtlCopyMemory(file_name->Name.Buffer, below->Name.Buffer, below->Name.Length);
+        file_name->Name.Length = below->Name.Length;
+        *cache = TRUE;
+    }
+    FltReleaseFileNameInformation(below);
+    return status;
+}
+
+/* Each component is already in its normalized (long) form: copied as it is. */
+static NTSTATUS NormalizeNameComponentEx(PFLT_INSTANCE instance, PFILE_OBJECT file_object,
+                                         PCUNICODE_STRING parent, USHORT volume_length,
+                                         PCUNICODE_STRING component,
+                                         PFILE_NAMES_INFORMATION expanded, ULONG expanded_length,
+                                         FLT_NORMALIZE_NAME_FLAGS flags, PVOID *context)
+{
+    (void)instance;
+    (void)file_object;
+    (void)parent;
+    (void)volume_length;
+    (void)flags;
+    if (FIELD_OFFSET(FILE_NAMES_INFORMATION, FileName) + (ULONG)component->Length >
+        expanded_length) {
+        return STATUS_BUFFER_OVERFLOW;
+    }
+    if (*context == NULL) {
+        *context = ExAllocatePoolWithTag(PagedPool, sizeof(LONG), NAMER_TAG);
+        if (*context != NULL) {
+            *(LONG *)*context = 0;
+        }
+    }
+    if (*context != NULL) {
+        (*(LONG *)*context)++;
+    }
+    expanded->NextEntryOffset = 0;
+    expanded->FileIndex = 0;
+    expanded->FileNameLength = component->Length;
+    RtlCopyMemory(expanded->FileName, component->Buffer, component->Length);
+    InterlockedIncrement(&g_normalized);
+    return STATUS_SUCCESS;
+}
+
+static VOID NormalizeContextCleanup(PVOID *context)
+{
+    if (context != NULL && *context != NULL) {
+        ExFreePoolWithTag(*context, NAMER_TAG);
+        *context = NULL;
+    }
+}
+
 static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
     FltUnregisterFilter(g_filter);
     DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL,
-               "namer: %ld name(s) parsed, %ld txt, %ld cleanup name(s)\n", g_parsed,
-               g_text_files, g_cleanup_names);
+               "namer: %ld name(s) parsed, %ld txt, %ld cleanup name(s), %ld generated, %ld "
+               "component(s) normalized\n",
+               g_parsed, g_text_files, g_cleanup_names, g_generated, g_normalized);
     return STATUS_SUCCESS;
 }
 
@@ -165,6 +257,9 @@ static const FLT_REGISTRATION g_registration = {
     .ContextRegistration = NULL,
     .OperationRegistration = g_callbacks,
     .FilterUnloadCallback = FilterUnload,
+    .GenerateFileNameCallback = GenerateFileName,
+    .NormalizeContextCleanupCallback = NormalizeContextCleanup,
+    .NormalizeNameComponentExCallback = NormalizeNameComponentEx,
 };
 
 NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)

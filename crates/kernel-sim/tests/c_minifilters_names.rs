@@ -11,7 +11,7 @@ mod io_workload;
 
 use std::process::Command;
 
-use io_workload::{FILE_CREATE, GENERIC_WRITE, NTFS, config, requestor, volume};
+use io_workload::{FILE_CREATE, FILE_OPEN, GENERIC_WRITE, NTFS, config, requestor, volume};
 use vigil_kernel_sim::Sim;
 
 use c_filters::{assert_caught, assert_clean, build};
@@ -72,16 +72,77 @@ fn namer_traces_the_parsed_components() {
             "namer: 'notes.txt' extension 'txt'\n",
             "namer: 'Makefile' extension ''\n",
             "namer: 'archive.tar.gz:meta' extension 'gz'\n",
-            "namer: 3 name(s) parsed, 1 txt, 3 cleanup name(s)\n",
+            "namer: 3 name(s) parsed, 1 txt, 3 cleanup name(s), 6 generated, 3 component(s) normalized\n",
         ]
     );
     assert_eq!(
         report.routine_calls.get("FltParseFileNameInformation"),
         Some(&3)
     );
+    // Three from its pre-cleanup, three from its GenerateFileNameCallback (kernel-sim's filter
+    // above asks with no callback data).
     assert_eq!(
         report.routine_calls.get("FltGetFileNameInformationUnsafe"),
-        Some(&3)
+        Some(&6)
+    );
+}
+
+/// The filter above the namer gets the names the namer provides: the normalized name through
+/// a refused normalized request, the opened name and one normalized component; both names are
+/// cached (the provider allowed it), so asking again, and the cleanup's requests, call no
+/// callback; a file opened again after its close is asked for again.
+#[test]
+fn namer_provides_names_to_the_filter_above_through_the_name_cache() {
+    let Some(image) = build("namer", None) else {
+        return;
+    };
+    let sim = Sim::new(config());
+    let driver = sim.load(&image).expect("loads");
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let f = io
+        .create(ntfs, r"\report.txt:side", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("created");
+    let expected = format!(r"{NTFS}\report.txt:side");
+    assert_eq!(io.name_from_above(&f, true), Ok(expected.clone()));
+    assert_eq!(io.name_from_above(&f, false), Ok(expected.clone()));
+    assert_eq!(io.name_from_above(&f, true), Ok(expected.clone()));
+    assert_eq!(io.cleanup(&f), 0);
+    io.close(f);
+    let again = io
+        .create(ntfs, r"\report.txt:side", FILE_OPEN, 0, 0)
+        .expect("opened");
+    assert_eq!(io.name_from_above(&again, true), Ok(expected));
+    io.close(again);
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    assert_eq!(
+        report.debug_output.last().map(|line| line.text.as_str()),
+        Some(
+            "namer: 2 name(s) parsed, 2 txt, 2 cleanup name(s), 4 generated, 2 component(s) normalized\n"
+        )
+    );
+    // One grow per generated name: the first buffer holds 8 characters.
+    assert_eq!(
+        report.routine_calls.get("FltCheckAndGrowNameControl"),
+        Some(&2)
+    );
+}
+
+/// A provider that copies the name into Filter Manager's buffer without growing it: the 16-byte
+/// buffer ends at a guard page, and the copy faults in the callback.
+#[test]
+fn namer_name_control_overrun_twin_is_caught() {
+    let Some(twin) = build("namer", Some("name-control-overrun")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        None,
+        "Fault",
+        "",
+        "GenerateFileNameCallback",
+        "no faults in driver code",
     );
 }
 

@@ -316,5 +316,8 @@ NTSTATUS FltParseFileNameInformation(PFLT_FILE_NAME_INFORMATION FileNameInformat
 NTSTATUS FltGetFileNameInformationUnsafe(PFILE_OBJECT FileObject, PFLT_INSTANCE Instance,
                                          FLT_FILE_NAME_OPTIONS NameOptions,
                                          PFLT_FILE_NAME_INFORMATION *FileNameInformation);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcheckandgrownamecontrol
+ * (FLT_NAME_CONTROL and the name-provider callback types are in Wine's fltkernel.h). */
+NTSTATUS FltCheckAndGrowNameControl(PFLT_NAME_CONTROL NameCtrl, USHORT NewSize);
 
 #endif /* FLT_DOCUMENTED_H */

@@ -89,5 +89,6 @@ routines! {
         // Names (issue 18)
         FltParseFileNameInformation => crate::fltmgr::name_parse::flt_parse_file_name_information, AtMost(APC_LEVEL);
         FltGetFileNameInformationUnsafe => crate::fltmgr::name_unsafe::flt_get_file_name_information_unsafe, AtMost(APC_LEVEL);
+        FltCheckAndGrowNameControl => crate::fltmgr::name_provider::flt_check_and_grow_name_control, AtMost(APC_LEVEL);
     }
 }

@@ -280,6 +280,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one table of names and their components"
+    )]
     fn names_split_into_the_documented_components() {
         let disk = r"\Device\HarddiskVolume1";
         let normalized = shape(FLT_FILE_NAME_NORMALIZED, disk, false);

@@ -277,13 +277,14 @@ fn query_failure(k: &Kernel, routine: &str, options: u32, format: u32) -> Option
 /// Empties Filter Manager's name cache for `file` (closed), or all of it (`None`: a rename or
 /// link changed names).
 pub(crate) fn purge_name_cache(k: &Kernel, file: Option<usize>) {
-    match file {
-        Some(file) => {
-            flt_read(k).io.name_cache.remove(file);
-        }
-        None => {
-            flt_write(k).io.name_cache.drain();
-        }
+    if let Some(file) = file {
+        let flt = flt_read(k);
+        flt.io.name_cache.remove(file);
+        flt.io.providers.purge_file(file);
+    } else {
+        let mut flt = flt_write(k);
+        flt.io.name_cache.drain();
+        flt.io.providers.purge_all();
     }
 }
 
@@ -416,6 +417,22 @@ struct Resolved {
 /// Whether names on a volume of `kind` carry a share after the device name.
 fn is_network(kind: crate::config::VolumeKind) -> bool {
     kind.device_type() == vigil_sys::FILE_DEVICE_NETWORK_FILE_SYSTEM
+}
+
+/// The file system's name of `file` in `format` (what a query from the loaded filter gets),
+/// with the shape `FltParseFileNameInformation` needs.
+pub(crate) fn fs_name(
+    k: &Kernel,
+    file: usize,
+    format: u32,
+) -> Result<(String, NameShape), NTSTATUS> {
+    let resolved = name_of(k, file, format)?;
+    let shape = NameShape {
+        format,
+        volume_units: resolved.name[..resolved.device_len].encode_utf16().count(),
+        network: resolved.network,
+    };
+    Ok((resolved.name, shape))
 }
 
 /// The full name of `file` in `format`.

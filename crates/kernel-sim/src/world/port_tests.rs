@@ -131,6 +131,7 @@ impl World {
                 started: true,
                 unregistered: false,
                 instance_config: None,
+                name_provider: None,
             },
         );
         flt.ports.insert(
