@@ -14,6 +14,9 @@
  *   their long names only, so each component comes back as it is. The normalization keeps a
  *   component count in a pool-allocated NormalizationContext, which
  *   NormalizeContextCleanupCallback frees.
+ * - Pre-create takes the normalized name and passes it to post-create in the completion
+ *   context; post-create asks FltGetTunneledName whether tunneling changed it, as the page of
+ *   FltGetFileNameInformation requires of a filter that names files in pre-create.
  * - Post-create (PASSIVE_LEVEL) takes the opened file's normalized name, parses it with
  *   FltParseFileNameInformation and traces its final component and extension (%wZ, allowed at
  *   PASSIVE_LEVEL), counting the files whose extension is "txt". A failed parse skips the
@@ -30,6 +33,8 @@
  *   the file object being created, which is not open yet.
  * - TWIN_UNSAFE_AFTER_CLEANUP: pre-close asks FltGetFileNameInformationUnsafe for the name of
  *   a file object whose cleanup has completed, a place its page lists as able to deadlock.
+ * - TWIN_TUNNELED_NAME_IN_PRE_CREATE: pre-create calls FltGetTunneledName, which its page
+ *   allows only in the post-operation callback of a create or set-information.
  * - TWIN_PARSED_FIELDS_BEFORE_PARSE: post-create looks at the name's extension before calling
  *   FltParseFileNameInformation (the components are empty until it is called).
  *
@@ -51,6 +56,7 @@ static volatile LONG g_text_files;
 static volatile LONG g_cleanup_names;
 static volatile LONG g_generated;
 static volatile LONG g_normalized;
+static volatile LONG g_tunnel_checks;
 
 #define NAMER_TAG 'cmaN'
 
@@ -91,13 +97,39 @@ static VOID CountUnsafeName(PFILE_OBJECT file_object, PFLT_INSTANCE instance)
 static FLT_PREOP_CALLBACK_STATUS PreCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
                                            PVOID *completion_context)
 {
-    (void)data;
+    PFLT_FILE_NAME_INFORMATION name = NULL;
+
     (void)objects;
     *completion_context = NULL;
 #ifdef TWIN_UNSAFE_IN_PRE_CREATE
     CountUnsafeName(objects->FileObject, objects->Instance);
 #endif
+    /* The normalized name before the create; the post-create checks it for tunneling. */
+    if (NT_SUCCESS(FltGetFileNameInformation(
+            data, FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT, &name))) {
+#ifdef TWIN_TUNNELED_NAME_IN_PRE_CREATE
+        PFLT_FILE_NAME_INFORMATION tunneled = NULL;
+        if (NT_SUCCESS(FltGetTunneledName(data, name, &tunneled)) && tunneled != NULL) {
+            FltReleaseFileNameInformation(tunneled);
+        }
+#endif
+        *completion_context = name;
+    }
     return FLT_PREOP_SUCCESS_WITH_CALLBACK;
+}
+
+/* Whether tunneling changed the name taken in pre-create (counted); releases it. */
+static VOID CheckTunneling(PFLT_CALLBACK_DATA data, PFLT_FILE_NAME_INFORMATION pre_name)
+{
+    PFLT_FILE_NAME_INFORMATION tunneled = NULL;
+
+    if (NT_SUCCESS(FltGetTunneledName(data, pre_name, &tunneled))) {
+        InterlockedIncrement(&g_tunnel_checks);
+        if (tunneled != NULL) {
+            FltReleaseFileNameInformation(tunneled);
+        }
+    }
+    FltReleaseFileNameInformation(pre_name);
 }
 
 static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
@@ -108,10 +140,15 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
     static const UNICODE_STRING none = {0, 0, NULL};
 
     (void)objects;
-    (void)completion_context;
     if ((flags & FLTFL_POST_OPERATION_DRAINING) || !NT_SUCCESS(data->IoStatus.Status) ||
         data->IoStatus.Status == STATUS_REPARSE) {
+        if (completion_context != NULL) {
+            FltReleaseFileNameInformation(completion_context);
+        }
         return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    if (completion_context != NULL) {
+        CheckTunneling(data, completion_context);
     }
     if (!NT_SUCCESS(FltGetFileNameInformation(
             data, FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT, &name))) {
@@ -236,8 +273,9 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
     FltUnregisterFilter(g_filter);
     DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL,
                "namer: %ld name(s) parsed, %ld txt, %ld cleanup name(s), %ld generated, %ld "
-               "component(s) normalized\n",
-               g_parsed, g_text_files, g_cleanup_names, g_generated, g_normalized);
+               "component(s) normalized, %ld tunnel check(s)\n",
+               g_parsed, g_text_files, g_cleanup_names, g_generated, g_normalized,
+               g_tunnel_checks);
     return STATUS_SUCCESS;
 }
 

@@ -72,7 +72,7 @@ fn namer_traces_the_parsed_components() {
             "namer: 'notes.txt' extension 'txt'\n",
             "namer: 'Makefile' extension ''\n",
             "namer: 'archive.tar.gz:meta' extension 'gz'\n",
-            "namer: 3 name(s) parsed, 1 txt, 3 cleanup name(s), 6 generated, 3 component(s) normalized\n",
+            "namer: 3 name(s) parsed, 1 txt, 3 cleanup name(s), 6 generated, 3 component(s) normalized, 3 tunnel check(s)\n",
         ]
     );
     assert_eq!(
@@ -119,7 +119,7 @@ fn namer_provides_names_to_the_filter_above_through_the_name_cache() {
     assert_eq!(
         report.debug_output.last().map(|line| line.text.as_str()),
         Some(
-            "namer: 2 name(s) parsed, 2 txt, 2 cleanup name(s), 4 generated, 2 component(s) normalized\n"
+            "namer: 2 name(s) parsed, 2 txt, 2 cleanup name(s), 4 generated, 2 component(s) normalized, 2 tunnel check(s)\n"
         )
     );
     // One grow per generated name: the first buffer holds 8 characters.
@@ -177,6 +177,22 @@ fn namer_unsafe_after_cleanup_twin_is_caught() {
         "FltGetFileNameInformationUnsafe",
         "PreClose",
         "not where a file-system name query can deadlock",
+    );
+}
+
+/// Asking for a tunneled name in pre-create, which the page calls a programming error.
+#[test]
+fn namer_tunneled_name_in_pre_create_twin_is_caught() {
+    let Some(twin) = build("namer", Some("tunneled-name-in-pre-create")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        None,
+        "Parameter",
+        "FltGetTunneledName",
+        "PreCreate",
+        "called only from the post-operation callback of IRP_MJ_CREATE or IRP_MJ_SET_INFORMATION",
     );
 }
 

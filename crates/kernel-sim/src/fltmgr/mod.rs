@@ -29,6 +29,7 @@ pub(crate) mod instances;
 pub(crate) mod irp_names;
 pub(crate) mod name_parse;
 pub(crate) mod name_provider;
+pub(crate) mod name_tunnel;
 pub(crate) mod name_unsafe;
 pub(crate) mod names;
 pub(crate) mod pending;
