@@ -13,7 +13,8 @@
  *   NormalizeNameComponentExCallback, one component at a time; this provider opens files by
  *   their long names only, so each component comes back as it is. The normalization keeps a
  *   component count in a pool-allocated NormalizationContext, which
- *   NormalizeContextCleanupCallback frees.
+ *   NormalizeContextCleanupCallback frees. Each instance's teardown purges the names it
+ *   provided from Filter Manager's cache (FltPurgeFileNameInformationCache).
  * - Pre-create takes the normalized name and passes it to post-create in the completion
  *   context; post-create asks FltGetTunneledName whether tunneling changed it, as the page of
  *   FltGetFileNameInformation requires of a filter that names files in pre-create.
@@ -35,6 +36,8 @@
  *   a file object whose cleanup has completed, a place its page lists as able to deadlock.
  * - TWIN_TUNNELED_NAME_IN_PRE_CREATE: pre-create calls FltGetTunneledName, which its page
  *   allows only in the post-operation callback of a create or set-information.
+ * - TWIN_NAME_TRIMMED: post-create cuts the extension off the name in place, in a structure
+ *   Filter Manager shares with every filter.
  * - TWIN_PARSED_FIELDS_BEFORE_PARSE: post-create looks at the name's extension before calling
  *   FltParseFileNameInformation (the components are empty until it is called).
  *
@@ -57,6 +60,7 @@ static volatile LONG g_cleanup_names;
 static volatile LONG g_generated;
 static volatile LONG g_normalized;
 static volatile LONG g_tunnel_checks;
+static volatile LONG g_purges;
 
 #define NAMER_TAG 'cmaN'
 
@@ -162,6 +166,12 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
 #endif
     if (NT_SUCCESS(FltParseFileNameInformation(name))) {
         InterlockedIncrement(&g_parsed);
+#ifdef TWIN_NAME_TRIMMED
+        /* The bug: the name without its extension, made in place in the shared structure. */
+        if (name->Extension.Length != 0) {
+            name->Name.Length -= name->Extension.Length + sizeof(WCHAR);
+        }
+#endif
         if (EqualsAsciiNoCase(&name->Extension, "txt")) {
             InterlockedIncrement(&g_text_files);
         }
@@ -267,6 +277,16 @@ static VOID NormalizeContextCleanup(PVOID *context)
     }
 }
 
+/* A name provider going away purges the names it provided (FltPurgeFileNameInformationCache's
+ * page: most commonly done when a name-providing filter unloads). */
+static VOID InstanceTeardownStart(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_TEARDOWN_FLAGS flags)
+{
+    (void)flags;
+    if (NT_SUCCESS(FltPurgeFileNameInformationCache(objects->Instance, NULL))) {
+        InterlockedIncrement(&g_purges);
+    }
+}
+
 static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
@@ -295,6 +315,7 @@ static const FLT_REGISTRATION g_registration = {
     .ContextRegistration = NULL,
     .OperationRegistration = g_callbacks,
     .FilterUnloadCallback = FilterUnload,
+    .InstanceTeardownStartCallback = InstanceTeardownStart,
     .GenerateFileNameCallback = GenerateFileName,
     .NormalizeContextCleanupCallback = NormalizeContextCleanup,
     .NormalizeNameComponentExCallback = NormalizeNameComponentEx,

@@ -79,6 +79,15 @@ fn namer_traces_the_parsed_components() {
         report.routine_calls.get("FltParseFileNameInformation"),
         Some(&3)
     );
+    // One purge per instance torn down at unload.
+    assert!(
+        report
+            .routine_calls
+            .get("FltPurgeFileNameInformationCache")
+            .is_some_and(|n| *n >= 1),
+        "{:?}",
+        report.routine_calls
+    );
     // Three from its pre-cleanup, three from its GenerateFileNameCallback (kernel-sim's filter
     // above asks with no callback data).
     assert_eq!(
@@ -193,6 +202,22 @@ fn namer_tunneled_name_in_pre_create_twin_is_caught() {
         "FltGetTunneledName",
         "PreCreate",
         "called only from the post-operation callback of IRP_MJ_CREATE or IRP_MJ_SET_INFORMATION",
+    );
+}
+
+/// Changing the shared name structure in place: reported when it is released.
+#[test]
+fn namer_name_trimmed_twin_is_caught() {
+    let Some(twin) = build("namer", Some("name-trimmed")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        None,
+        "Parameter",
+        "FltReleaseFileNameInformation",
+        "PostCreate",
+        "FLT_FILE_NAME_INFORMATION is not modified by its users",
     );
 }
 

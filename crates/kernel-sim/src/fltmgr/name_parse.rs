@@ -190,37 +190,20 @@ pub(crate) extern "win64" fn flt_parse_file_name_information(
 
 fn parse(k: &Kernel, info: PFLT_FILE_NAME_INFORMATION) -> Result<NTSTATUS, Refusal> {
     let (found, retired) = with_record(k, info as usize, |record| {
-        record.map(|r| (r.shape, r.name().to_owned(), r.address()))
+        record.map(|r| (r.shape, r.name().to_owned(), r.modification()))
     });
-    let Some((shape, name, address)) = found else {
+    let Some((shape, name, modification)) = found else {
         return Err(Refusal::NotNameInformation(retired.map_or_else(
             || format!("{info:p} is not name information FltMgr returned"),
             |name| format!("'{name}' ({info:p}) was already released"),
         )));
     };
-    debug_assert_eq!(address, info as usize);
+    if let Some(change) = modification {
+        return Err(Refusal::Modified(format!("{change} ({info:p})")));
+    }
     let mut structure: FLT_FILE_NAME_INFORMATION = guest::read(info);
     let units: Vec<u16> = name.encode_utf16().collect();
-    let expected_buffer = (address + size_of::<FLT_FILE_NAME_INFORMATION>()) as *mut u16;
-    let expected_length = u16::try_from(units.len() * 2).unwrap_or(u16::MAX);
-    if structure.Name.Buffer != expected_buffer
-        || structure.Name.Length != expected_length
-        || structure.Format != shape.format
-    {
-        return Err(Refusal::Modified(format!(
-            "'{name}' ({info:p}): Name or Format no longer as returned"
-        )));
-    }
-    let current: Vec<u16> = guest::read_bytes(expected_buffer.cast(), units.len() * 2)
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect();
-    if current != units {
-        return Err(Refusal::Modified(format!(
-            "'{name}' ({info:p}): the name's characters were overwritten with '{}'",
-            String::from_utf16_lossy(&current)
-        )));
-    }
+    let expected_buffer = (info as usize + size_of::<FLT_FILE_NAME_INFORMATION>()) as *mut u16;
     if structure.NamesParsed & PARSED_ALL == PARSED_ALL {
         return Ok(STATUS_SUCCESS);
     }

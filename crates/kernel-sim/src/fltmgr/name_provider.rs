@@ -41,6 +41,13 @@
 //! - A name generated with "may cache" TRUE goes into Filter Manager's name cache for the
 //!   filters above (per file object and format; emptied on close, rename and link like the
 //!   rest of the cache): the next request is answered from it without calling the provider.
+//! - `FltPurgeFileNameInformationCache`
+//!   (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltpurgefilenameinformationcache>):
+//!   IRQL <= APC_LEVEL; `Instance` required and an instance (else a violation,
+//!   `STATUS_INVALID_PARAMETER`); forgets the cached names the instance provided, for
+//!   `FileObject` or (NULL) every file of the instance's volume. Structures already handed out
+//!   stay valid until released. The page documents no failure but "an appropriate NTSTATUS
+//!   value": not fault-injected.
 //! - `FltCheckAndGrowNameControl`: IRQL <= APC_LEVEL; a name control Filter Manager passed to a
 //!   callback in progress (anything else: a violation, `STATUS_INVALID_PARAMETER`); a buffer at
 //!   least `NewSize` bytes is left alone; otherwise a new buffer of `NewSize` bytes receives the
@@ -629,6 +636,36 @@ pub(crate) extern "win64" fn flt_check_and_grow_name_control(
                 };
             }
         });
+        STATUS_SUCCESS
+    })
+}
+
+/// `FltPurgeFileNameInformationCache`: IRQL <= APC_LEVEL.
+pub(crate) extern "win64" fn flt_purge_file_name_information_cache(
+    instance: PVOID,
+    file: PVOID,
+) -> NTSTATUS {
+    emulate(Routine::FltPurgeFileNameInformationCache, |k| {
+        let volume = flt_read(k).io.instance(instance as usize).map(|(v, _)| v);
+        let Some(volume) = volume else {
+            k.parameter_violation("an Instance", format!("{instance:p} is not an instance"));
+            return STATUS_INVALID_PARAMETER;
+        };
+        let mut flt = crate::fltmgr::flt_write(k);
+        let io = &mut flt.io;
+        if file.is_null() {
+            let entries = io.providers.cache.drain();
+            for (object, names) in entries {
+                let elsewhere = io
+                    .files
+                    .with(object, |r| r.is_some_and(|r| r.volume != volume));
+                if elsewhere {
+                    io.providers.cache.insert(object, names);
+                }
+            }
+        } else {
+            io.providers.cache.remove(file as usize);
+        }
         STATUS_SUCCESS
     })
 }

@@ -92,11 +92,36 @@ pub(crate) struct NameShape {
 }
 
 impl NameRecord {
-    /// The address of the structure and the name Filter Manager put in it.
-    pub(crate) fn address(&self) -> usize {
-        self.memory.address()
+    /// How the driver changed the structure's `Name` or `Format`, if it did (its pages say
+    /// users must not modify it).
+    pub(crate) fn modification(&self) -> Option<String> {
+        let structure: FLT_FILE_NAME_INFORMATION = guest::read(self.memory.as_ptr());
+        let units: Vec<u16> = self.name.encode_utf16().collect();
+        let buffer = self.memory.address() + size_of::<FLT_FILE_NAME_INFORMATION>();
+        let length = u16::try_from(units.len() * 2).unwrap_or(u16::MAX);
+        if structure.Name.Buffer as usize != buffer
+            || structure.Name.Length != length
+            || structure.Format != self.shape.format
+        {
+            return Some(format!(
+                "'{}': Name or Format is no longer as returned (Name.Length {} for {length})",
+                self.name, structure.Name.Length
+            ));
+        }
+        let current: Vec<u16> = guest::read_bytes(buffer as *const u8, units.len() * 2)
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        (current != units).then(|| {
+            format!(
+                "'{}': its characters were overwritten with '{}'",
+                self.name,
+                String::from_utf16_lossy(&current)
+            )
+        })
     }
 
+    /// The name Filter Manager put in the structure.
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
@@ -573,6 +598,13 @@ pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_N
         });
         if let Some(last) = released {
             if last && let Some(record) = names.live.remove(address) {
+                if let Some(change) = record.modification() {
+                    k.violation(
+                        ViolationKind::Parameter,
+                        "FLT_FILE_NAME_INFORMATION is not modified by its users (Filter Manager shares and caches it)",
+                        format!("at its release, {change} (acquired in {})", record.acquired_by),
+                    );
+                }
                 // SAFETY: the structure's own memory, `len` bytes, owned by the record.
                 unsafe {
                     std::ptr::write_bytes(record.memory.as_ptr::<u8>(), RELEASED_FILL, record.len);
