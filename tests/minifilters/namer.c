@@ -210,7 +210,8 @@ static NTSTATUS GenerateFileName(PFLT_INSTANCE instance, PFILE_OBJECT file_objec
 {
     PFLT_FILE_NAME_INFORMATION below = NULL;
     FLT_FILE_NAME_OPTIONS format = options & 0xff;
-    FLT_FILE_NAME_OPTIONS query = format | FLT_FILE_NAME_QUERY_DEFAULT;
+    /* An intermediate query: not cached (the FLT_FILE_NAME_OPTIONS page). */
+    FLT_FILE_NAME_OPTIONS query = format | FLT_FILE_NAME_QUERY_DEFAULT | FLT_FILE_NAME_DO_NOT_CACHE;
     NTSTATUS status;
 
     InterlockedIncrement(&g_generated);

@@ -303,7 +303,8 @@ VOID ExReleaseResourceLite(PERESOURCE Resource);
  * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltparsefilenameinformation
  * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilenameinformationunsafe
  * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_file_name_information
- * (NamesParsed flags) and the FLT_FILE_NAME_OPTIONS page (query methods). */
+ * (NamesParsed flags) and the FLT_FILE_NAME_OPTIONS page (query methods, flags)
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ifs/flt-file-name-options */
 #define FLTFL_FILE_NAME_PARSED_FINAL_COMPONENT 0x0001
 #define FLTFL_FILE_NAME_PARSED_EXTENSION 0x0002
 #define FLTFL_FILE_NAME_PARSED_STREAM 0x0004
@@ -312,6 +313,7 @@ VOID ExReleaseResourceLite(PERESOURCE Resource);
 #define FLT_FILE_NAME_QUERY_CACHE_ONLY 0x0200
 #define FLT_FILE_NAME_QUERY_FILESYSTEM_ONLY 0x0300
 #define FLT_FILE_NAME_QUERY_ALWAYS_ALLOW_CACHE_LOOKUP 0x0400
+#define FLT_FILE_NAME_DO_NOT_CACHE 0x02000000
 NTSTATUS FltParseFileNameInformation(PFLT_FILE_NAME_INFORMATION FileNameInformation);
 NTSTATUS FltGetFileNameInformationUnsafe(PFILE_OBJECT FileObject, PFLT_INSTANCE Instance,
                                          FLT_FILE_NAME_OPTIONS NameOptions,

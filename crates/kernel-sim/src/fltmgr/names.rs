@@ -28,6 +28,10 @@
 //! `STATUS_FLT_NAME_CACHE_MISS` for the former and `STATUS_FLT_INVALID_NAME_REQUEST` for the
 //! latter (`FltGetFileNameInformation`, Remarks:
 //! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilenameinformation>).
+//! `FLT_FILE_NAME_QUERY_FILESYSTEM_ONLY` neither reads nor fills the cache, a query with
+//! `FLT_FILE_NAME_DO_NOT_CACHE` does not fill it, and a miss with
+//! `FLT_FILE_NAME_QUERY_ALWAYS_ALLOW_CACHE_LOOKUP` while all APCs are disabled is
+//! `STATUS_FLT_NAME_CACHE_MISS` (the page's return table).
 //! A rename or link empties the whole cache (Filter Manager purges the names it affects; the
 //! emulation does not track which those are, so it purges more, never less).
 //!
@@ -60,6 +64,10 @@ use crate::report::ViolationKind;
 pub(crate) use vigil_sys::{STATUS_FLT_INVALID_NAME_REQUEST, STATUS_FLT_NAME_CACHE_MISS};
 /// `FLT_FILE_NAME_QUERY_CACHE_ONLY`.
 const QUERY_CACHE_ONLY: u32 = 0x0200;
+/// `FLT_FILE_NAME_QUERY_ALWAYS_ALLOW_CACHE_LOOKUP`.
+const QUERY_ALWAYS_ALLOW_CACHE_LOOKUP: u32 = 0x0400;
+/// `FLT_FILE_NAME_DO_NOT_CACHE` (`FLT_FILE_NAME_OPTIONS` page).
+const DO_NOT_CACHE: u32 = 0x0200_0000;
 /// `FLT_FILE_NAME_QUERY_FILESYSTEM_ONLY`.
 const QUERY_FILESYSTEM_ONLY: u32 = 0x0300;
 /// The query-method bits of `FLT_FILE_NAME_OPTIONS` (`DEFAULT`, `CACHE_ONLY`,
@@ -392,8 +400,14 @@ pub(crate) fn query(
             formats.is_some_and(|f| *f & format_bit(format) != 0)
         });
     if crate::kernel::apc::all_apcs_disabled() && !cached {
-        // With all APCs disabled only the cache can answer (Remarks, cited above).
-        return STATUS_FLT_INVALID_NAME_REQUEST;
+        // With all APCs disabled only the cache can answer (Remarks, cited above). A miss with
+        // FLT_FILE_NAME_QUERY_ALWAYS_ALLOW_CACHE_LOOKUP, which may not query the file system
+        // now, is the page's STATUS_FLT_NAME_CACHE_MISS.
+        return if options & 0xF00 == QUERY_ALWAYS_ALLOW_CACHE_LOOKUP {
+            STATUS_FLT_NAME_CACHE_MISS
+        } else {
+            STATUS_FLT_INVALID_NAME_REQUEST
+        };
     }
     if !(cached && options & 0xF00 == QUERY_CACHE_ONLY)
         && let Some(status) = query_failure(k, routine, options, format)
@@ -402,7 +416,8 @@ pub(crate) fn query(
     }
     match name_of(k, file, format) {
         Ok(resolved) => {
-            if !filesystem_only {
+            // FLT_FILE_NAME_DO_NOT_CACHE: a provider's intermediate query, not cached.
+            if !filesystem_only && options & DO_NOT_CACHE == 0 {
                 let flt = flt_read(k);
                 let cached = flt.io.name_cache.with(file, |formats| {
                     formats.map(|f| *f |= format_bit(format)).is_some()

@@ -1254,3 +1254,77 @@ fn the_name_routines_check_their_structures_instances_and_places() {
     }
     unregister(&k, filter);
 }
+
+/// The query methods and flags the name cache follows (`FltGetFileNameInformation`'s page and
+/// the `FLT_FILE_NAME_OPTIONS` page): a file-system-only query and a do-not-cache query leave
+/// nothing for a cache-only one, a default query does; with all APCs disabled a miss is
+/// `STATUS_FLT_NAME_CACHE_MISS` for always-allow-cache-lookup and
+/// `STATUS_FLT_INVALID_NAME_REQUEST` for the default method.
+#[test]
+fn name_query_methods_and_do_not_cache_follow_the_cache_rules() {
+    use vigil_sys::{STATUS_FLT_INVALID_NAME_REQUEST, STATUS_FLT_NAME_CACHE_MISS};
+    const CACHE_ONLY: u32 = 0x0200;
+    const FILESYSTEM_ONLY: u32 = 0x0300;
+    const ALWAYS_ALLOW_CACHE_LOOKUP: u32 = 0x0400;
+    const DO_NOT_CACHE: u32 = 0x0200_0000;
+    let k = kernel(&IoConfig::default());
+    let filter = start(&k, 0);
+    only_for(IRP_MJ_WRITE);
+    on_pre(|data, _, _| {
+        let ask = |options: u32| {
+            let mut info: PFLT_FILE_NAME_INFORMATION = std::ptr::null_mut();
+            let status = names::flt_get_file_name_information(
+                data,
+                FLT_FILE_NAME_NORMALIZED | options,
+                &raw mut info,
+            );
+            if status == STATUS_SUCCESS {
+                names::flt_release_file_name_information(info);
+            }
+            status
+        };
+        let statuses: Vec<NTSTATUS> = if state::current_irql() == 1 {
+            vec![
+                ask(ALWAYS_ALLOW_CACHE_LOOKUP),
+                ask(FLT_FILE_NAME_QUERY_DEFAULT),
+            ]
+        } else {
+            vec![
+                ask(FILESYSTEM_ONLY),
+                ask(CACHE_ONLY),
+                ask(FLT_FILE_NAME_QUERY_DEFAULT | DO_NOT_CACHE),
+                ask(CACHE_ONLY),
+                ask(FLT_FILE_NAME_QUERY_DEFAULT),
+                ask(CACHE_ONLY),
+                ask(ALWAYS_ALLOW_CACHE_LOOKUP),
+            ]
+        };
+        log(format!("statuses {statuses:x?}"));
+        FLT_PREOP_SUCCESS_NO_CALLBACK
+    });
+    let f = io(&k)
+        .create(ntfs(&k), r"\cached.txt", 2, 0, 0)
+        .expect("created");
+    let at_apc = WriteOptions {
+        at_apc_level: true,
+        ..WriteOptions::default()
+    };
+    assert_eq!(io(&k).write_with(&f, 0, b"a", at_apc), 0);
+    assert_eq!(io(&k).write(&f, 0, b"b"), 0);
+    io(&k).close(f);
+    let statuses: Vec<String> = logged()
+        .into_iter()
+        .filter(|l| l.starts_with("statuses"))
+        .collect();
+    let (miss, invalid) = (STATUS_FLT_NAME_CACHE_MISS, STATUS_FLT_INVALID_NAME_REQUEST);
+    assert_eq!(
+        statuses,
+        [
+            format!("statuses {:x?}", [miss, invalid]),
+            format!("statuses {:x?}", [0, miss, 0, miss, 0, 0, 0]),
+        ]
+    );
+    SCRIPT.with(|s| *s.borrow_mut() = Script::default());
+    unregister(&k, filter);
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
