@@ -30,6 +30,8 @@
  * Broken twins, selected at build time:
  * - TWIN_NAME_CONTROL_OVERRUN: GenerateFileNameCallback copies the name into Filter Manager's
  *   buffer without growing it first.
+ * - TWIN_NAME_BUFFER_REPLACED: GenerateFileNameCallback puts the name in a pool buffer of its
+ *   own and points the name control at it, which FltCheckAndGrowNameControl's page forbids.
  * - TWIN_UNSAFE_IN_PRE_CREATE: pre-create asks FltGetFileNameInformationUnsafe for the name of
  *   the file object being created, which is not open yet.
  * - TWIN_UNSAFE_AFTER_CLEANUP: pre-close asks FltGetFileNameInformationUnsafe for the name of
@@ -224,6 +226,21 @@ static NTSTATUS GenerateFileName(PFLT_INSTANCE instance, PFILE_OBJECT file_objec
     if (!NT_SUCCESS(status)) {
         return status;
     }
+#ifdef TWIN_NAME_BUFFER_REPLACED
+    /* The bug: the name in a buffer of its own, put in place of Filter Manager's. */
+    {
+        PWCHAR own = ExAllocatePoolWithTag(PagedPool, below->Name.Length, NAMER_TAG);
+        if (own != NULL) {
+            RtlCopyMemory(own, below->Name.Buffer, below->Name.Length);
+            file_name->Name.Buffer = own;
+            file_name->Name.Length = below->Name.Length;
+            file_name->Name.MaximumLength = below->Name.Length;
+            *cache = TRUE;
+        }
+        FltReleaseFileNameInformation(below);
+        return status;
+    }
+#endif
 #ifndef TWIN_NAME_CONTROL_OVERRUN
     status = FltCheckAndGrowNameControl(file_name, below->Name.Length);
     if (NT_SUCCESS(status))

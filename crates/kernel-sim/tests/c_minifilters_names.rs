@@ -155,6 +155,23 @@ fn namer_name_control_overrun_twin_is_caught() {
     );
 }
 
+/// A provider that replaces Filter Manager's name buffer with its own: reported when its
+/// callback returns.
+#[test]
+fn namer_name_buffer_replaced_twin_is_caught() {
+    let Some(twin) = build("namer", Some("name-buffer-replaced")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        None,
+        "CallbackContract",
+        "",
+        "GenerateFileNameCallback",
+        "the name goes into the FLT_NAME_CONTROL buffer Filter Manager owns",
+    );
+}
+
 /// Asking for the name of the file object being created in pre-create: the file object is not
 /// open, which `FltGetFileNameInformationUnsafe`'s page requires.
 #[test]

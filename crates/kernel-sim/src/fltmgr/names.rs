@@ -68,6 +68,8 @@ const QUERY_CACHE_ONLY: u32 = 0x0200;
 const QUERY_ALWAYS_ALLOW_CACHE_LOOKUP: u32 = 0x0400;
 /// `FLT_FILE_NAME_DO_NOT_CACHE` (`FLT_FILE_NAME_OPTIONS` page).
 const DO_NOT_CACHE: u32 = 0x0200_0000;
+/// `FLT_FILE_NAME_REQUEST_FROM_CURRENT_PROVIDER`.
+const REQUEST_FROM_CURRENT_PROVIDER: u32 = 0x0100_0000;
 /// `FLT_FILE_NAME_QUERY_FILESYSTEM_ONLY`.
 const QUERY_FILESYSTEM_ONLY: u32 = 0x0300;
 /// The query-method bits of `FLT_FILE_NAME_OPTIONS` (`DEFAULT`, `CACHE_ONLY`,
@@ -393,6 +395,15 @@ pub(crate) fn query(
     format: u32,
     out: *mut PFLT_FILE_NAME_INFORMATION,
 ) -> NTSTATUS {
+    if options & REQUEST_FROM_CURRENT_PROVIDER != 0 {
+        // Redirecting a provider's query to itself is not emulated: said, never silently
+        // answered from below.
+        k.violation(
+            ViolationKind::NotEmulated,
+            routine.to_owned(),
+            "FLT_FILE_NAME_REQUEST_FROM_CURRENT_PROVIDER: the query is answered from below the caller".to_owned(),
+        );
+    }
     // FLT_FILE_NAME_QUERY_FILESYSTEM_ONLY neither reads nor fills the cache.
     let filesystem_only = options & 0xF00 == QUERY_FILESYSTEM_ONLY;
     let cached = !filesystem_only
