@@ -17,6 +17,8 @@
 //!   instance it asks for the file's normalized name, and before every cleanup for the
 //!   normalized and opened names, with no callback data (as `FltGetFileNameInformationUnsafe`
 //!   from a filter above would; `Io::name_from_above` asks on demand).
+//! - A request counts as an operation in flight on the provider's instance, so an instance
+//!   teardown waits for the provider's callbacks to return.
 //! - Each request calls `GenerateFileNameCallback` at PASSIVE_LEVEL with the provider's
 //!   instance, the file object, the format and query method, a BOOLEAN "may cache" (FALSE on
 //!   entry) and an `FLT_NAME_CONTROL` whose buffer Filter Manager owns. kernel-sim starts that
@@ -63,7 +65,7 @@ use vigil_sys::{
 
 use crate::fltmgr::exports::Routine;
 use crate::fltmgr::flt_read;
-use crate::fltmgr::instances::InstanceState;
+use crate::fltmgr::instances::{InstanceState, VolumeId};
 use crate::fltmgr::name_parse::split;
 use crate::fltmgr::names::{NameShape, fs_name};
 use crate::kernel::sharded::ShardedMap;
@@ -146,8 +148,10 @@ impl ProviderState {
     }
 }
 
-/// The provider with a live instance on `file`'s volume: its instance and callbacks.
-fn provider_for(k: &Kernel, file: usize) -> Option<(usize, Callbacks)> {
+/// The provider with a live instance on `file`'s volume: the volume, its instance and
+/// callbacks. With `enter`, the request counts as an operation in flight on the instance (a
+/// teardown waits for it, so the provider's image stays mapped while its callbacks run).
+fn provider_for(k: &Kernel, file: usize, enter: bool) -> Option<(VolumeId, usize, Callbacks)> {
     let flt = flt_read(k);
     if !flt.io.providers.any.load(Ordering::Acquire) {
         return None;
@@ -165,19 +169,55 @@ fn provider_for(k: &Kernel, file: usize) -> Option<(usize, Callbacks)> {
         .get(&instance.filter)
         .filter(|f| !f.unregistered)
         .and_then(|f| f.name_provider)?;
-    Some((instance.handle.address(), callbacks))
+    if enter {
+        // Counted under the shared lock, as operations are (`world/io.rs`, `begin`).
+        instance.in_flight.add(1);
+    }
+    Some((volume, instance.handle.address(), callbacks))
+}
+
+/// A request from above in progress on a provider's instance; ends it when dropped.
+struct InFlight<'a> {
+    k: &'a Kernel,
+    volume: VolumeId,
+    instance: usize,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let tearing_down = {
+            let flt = flt_read(self.k);
+            flt.io
+                .volumes
+                .get(self.volume.0)
+                .and_then(|v| v.instance.as_ref())
+                .filter(|i| i.handle.address() == self.instance)
+                .is_some_and(|i| {
+                    i.in_flight.add(-1);
+                    i.state == InstanceState::TearingDown
+                })
+        };
+        if tearing_down {
+            self.k.notify_waiters();
+        }
+    }
 }
 
 /// Whether the filter above should ask for `file`'s names (a provider sits below it).
 pub(crate) fn has_provider(k: &Kernel, file: usize) -> bool {
-    provider_for(k, file).is_some()
+    provider_for(k, file, false).is_some()
 }
 
 /// The name of `file` in `format` as a filter above the loaded filter sees it: the provider's
 /// (through the name cache), or the file system's when the volume has no provider.
 pub(crate) fn name_from_above(k: &Kernel, file: usize, format: u32) -> Result<String, NTSTATUS> {
-    let Some((instance, callbacks)) = provider_for(k, file) else {
+    let Some((volume, instance, callbacks)) = provider_for(k, file, true) else {
         return fs_name(k, file, format).map(|(name, _)| name);
+    };
+    let _in_flight = InFlight {
+        k,
+        volume,
+        instance,
     };
     let cached = flt_read(k).io.providers.cache.with(file, |names| {
         names.and_then(|names| {
