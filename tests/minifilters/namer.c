@@ -20,8 +20,9 @@
  *   FltGetFileNameInformation requires of a filter that names files in pre-create.
  * - Post-create (PASSIVE_LEVEL) takes the opened file's normalized name, parses it with
  *   FltParseFileNameInformation and traces its final component and extension (%wZ, allowed at
- *   PASSIVE_LEVEL), counting the files whose extension is "txt". A failed parse skips the
- *   trace: the components are only valid after a successful parse.
+ *   PASSIVE_LEVEL), and on a network volume its share, volume and parent directory, counting
+ *   the files whose extension is "txt". A failed parse skips the trace: the components are
+ *   only valid after a successful parse.
  * - Pre-cleanup asks for the name of the file object being cleaned up with
  *   FltGetFileNameInformationUnsafe (the file object is open, the cleanup has not completed,
  *   the operation is not paging I/O: none of the places its page forbids).
@@ -180,6 +181,11 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
         DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL, "namer: '%wZ' extension '%wZ'\n",
                    name->FinalComponent.Length ? &name->FinalComponent : &none,
                    name->Extension.Length ? &name->Extension : &none);
+        if (name->Share.Length != 0) {
+            DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL,
+                       "namer: on share '%wZ' of '%wZ' in '%wZ'\n", &name->Share, &name->Volume,
+                       name->ParentDir.Length ? &name->ParentDir : &none);
+        }
     }
     FltReleaseFileNameInformation(name);
     return FLT_POSTOP_FINISHED_PROCESSING;

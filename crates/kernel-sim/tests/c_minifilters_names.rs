@@ -11,8 +11,13 @@ mod io_workload;
 
 use std::process::Command;
 
-use io_workload::{FILE_CREATE, FILE_OPEN, GENERIC_WRITE, NTFS, config, requestor, volume};
-use vigil_kernel_sim::Sim;
+use io_workload::{
+    FILE_CREATE, FILE_DIRECTORY_FILE, FILE_OPEN, GENERIC_WRITE, NTFS, config, requestor, volume,
+};
+use vigil_kernel_sim::{Sim, VolumeKind};
+
+/// The network volume's device name.
+const MUP: &str = r"\Device\Mup";
 
 use c_filters::{assert_caught, assert_clean, build};
 
@@ -135,6 +140,65 @@ fn namer_provides_names_to_the_filter_above_through_the_name_cache() {
     assert_eq!(
         report.routine_calls.get("FltCheckAndGrowNameControl"),
         Some(&2)
+    );
+}
+
+/// On the network (MUP) volume the parsed name has a share: the namer traces it with the volume
+/// and parent directory, and the filter above gets the normalized name the namer built from
+/// the share onwards.
+#[test]
+fn namer_parses_network_names_with_their_share() {
+    let Some(image) = build("namer", None) else {
+        return;
+    };
+    let mut configuration = config();
+    configuration
+        .io
+        .volumes
+        .push((VolumeKind::Network, MUP.to_owned()));
+    let sim = Sim::new(configuration);
+    let driver = sim.load(&image).expect("loads");
+    let io = driver.io(requestor(1));
+    let mup = volume(&driver, MUP);
+    for directory in [r"\server", r"\server\share", r"\server\share\docs"] {
+        let d = io
+            .create(mup, directory, FILE_CREATE, FILE_DIRECTORY_FILE, 0)
+            .unwrap_or_else(|s| panic!("{directory}: {s:#x}"));
+        io.close(d);
+    }
+    let f = io
+        .create(
+            mup,
+            r"\server\share\docs\report.docx",
+            FILE_CREATE,
+            0,
+            GENERIC_WRITE,
+        )
+        .expect("created");
+    assert_eq!(
+        io.name_from_above(&f, true),
+        Ok(format!(r"{MUP}\server\share\docs\report.docx"))
+    );
+    io.close(f);
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    let trace: Vec<&str> = report
+        .debug_output
+        .iter()
+        .map(|line| line.text.as_str())
+        .filter(|text| text.contains("report.docx") || text.contains("share '"))
+        .collect();
+    assert_eq!(
+        trace,
+        [
+            // The directories: a lone server is all share, a share's root has no parent
+            // directory, a directory in it has the root.
+            "namer: on share '\\server' of '\\Device\\Mup' in ''\n",
+            "namer: on share '\\server\\share' of '\\Device\\Mup' in ''\n",
+            "namer: on share '\\server\\share' of '\\Device\\Mup' in '\\'\n",
+            "namer: 'report.docx' extension 'docx'\n",
+            "namer: on share '\\server\\share' of '\\Device\\Mup' in '\\docs\\'\n",
+        ]
     );
 }
 
