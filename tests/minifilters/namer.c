@@ -39,6 +39,8 @@
  *   a file object whose cleanup has completed, a place its page lists as able to deadlock.
  * - TWIN_TUNNELED_NAME_IN_PRE_CREATE: pre-create calls FltGetTunneledName, which its page
  *   allows only in the post-operation callback of a create or set-information.
+ * - TWIN_UNSAFE_IN_PAGING_WRITE: pre-write asks FltGetFileNameInformationUnsafe for names
+ *   of paging writes too, the paging I/O path its page lists as able to deadlock.
  * - TWIN_NAME_TRIMMED: post-create cuts the extension off the name in place, in a structure
  *   Filter Manager shares with every filter.
  * - TWIN_PARSED_FIELDS_BEFORE_PARSE: post-create looks at the name's extension before calling
@@ -200,6 +202,18 @@ static FLT_PREOP_CALLBACK_STATUS PreCleanup(PFLT_CALLBACK_DATA data, PCFLT_RELAT
     return FLT_PREOP_SUCCESS_NO_CALLBACK;
 }
 
+#ifdef TWIN_UNSAFE_IN_PAGING_WRITE
+static FLT_PREOP_CALLBACK_STATUS PreWrite(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
+                                          PVOID *completion_context)
+{
+    *completion_context = NULL;
+    /* The bug: paging writes are not skipped before the name query. */
+    CountUnsafeName(objects->FileObject, objects->Instance);
+    (void)data;
+    return FLT_PREOP_SUCCESS_NO_CALLBACK;
+}
+#endif
+
 #ifdef TWIN_UNSAFE_AFTER_CLEANUP
 static FLT_PREOP_CALLBACK_STATUS PreClose(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
                                           PVOID *completion_context)
@@ -328,6 +342,9 @@ static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
     {IRP_MJ_CLEANUP, 0, PreCleanup, NULL, NULL},
 #ifdef TWIN_UNSAFE_AFTER_CLEANUP
     {IRP_MJ_CLOSE, 0, PreClose, NULL, NULL},
+#endif
+#ifdef TWIN_UNSAFE_IN_PAGING_WRITE
+    {IRP_MJ_WRITE, 0, PreWrite, NULL, NULL},
 #endif
     {IRP_MJ_OPERATION_END, 0, NULL, NULL, NULL},
 };

@@ -14,7 +14,7 @@ use std::process::Command;
 use io_workload::{
     FILE_CREATE, FILE_DIRECTORY_FILE, FILE_OPEN, GENERIC_WRITE, NTFS, config, requestor, volume,
 };
-use vigil_kernel_sim::{Sim, VolumeKind};
+use vigil_kernel_sim::{Sim, VolumeKind, WriteOptions};
 
 /// The network volume's device name.
 const MUP: &str = r"\Device\Mup";
@@ -300,6 +300,48 @@ fn namer_name_trimmed_twin_is_caught() {
         "PostCreate",
         "FLT_FILE_NAME_INFORMATION is not modified by its users",
     );
+}
+
+/// Asking for a name in the pre-write of a paging write: reported against the pre-write (the
+/// verify workload issues no paging I/O, so the test drives one). An ordinary write is fine.
+#[test]
+fn namer_unsafe_in_paging_write_twin_is_caught() {
+    let Some(twin) = build("namer", Some("unsafe-in-paging-write")) else {
+        return;
+    };
+    let sim = Sim::new(config());
+    let driver = sim.load(&twin).expect("loads");
+    let io = driver.io(requestor(1));
+    let f = io
+        .create(
+            volume(&driver, NTFS),
+            r"\paged.txt",
+            FILE_CREATE,
+            0,
+            GENERIC_WRITE,
+        )
+        .expect("created");
+    assert_eq!(io.write(&f, 0, b"cached"), 0);
+    assert!(driver.violations().is_empty(), "{:#?}", driver.violations());
+    let paging = WriteOptions {
+        paging_io: true,
+        ..WriteOptions::default()
+    };
+    assert_eq!(io.write_with(&f, 0, b"paged", paging), 0);
+    io.close(f);
+    let report = driver.finish();
+    let caught: Vec<_> = report
+        .violations
+        .iter()
+        .filter(|v| {
+            v.routine == "FltGetFileNameInformationUnsafe"
+                && v.callback == "PreWrite"
+                && v.rule
+                    .contains("not where a file-system name query can deadlock")
+                && v.message.contains("paging I/O")
+        })
+        .collect();
+    assert_eq!(caught.len(), 1, "{:#?}", report.violations);
 }
 
 /// Reading a component before parsing: Filter Manager leaves them empty, so the driver
