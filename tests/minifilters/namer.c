@@ -15,7 +15,8 @@
  *   component count in a pool-allocated NormalizationContext, which
  *   NormalizeContextCleanupCallback frees. Each instance's teardown purges the names it
  *   provided from Filter Manager's cache (FltPurgeFileNameInformationCache).
- * - Pre-create takes the normalized name and passes it to post-create in the completion
+ * - Pre-create parses the name the caller spelled (FileObject->FileName) with FltParseFileName
+ *   to count opens of named streams, and takes the normalized name and passes it to post-create in the completion
  *   context; post-create asks FltGetTunneledName whether tunneling changed it, as the page of
  *   FltGetFileNameInformation requires of a filter that names files in pre-create.
  * - Post-create (PASSIVE_LEVEL) takes the opened file's normalized name, parses it with
@@ -66,6 +67,7 @@ static volatile LONG g_generated;
 static volatile LONG g_normalized;
 static volatile LONG g_tunnel_checks;
 static volatile LONG g_purges;
+static volatile LONG g_stream_opens;
 
 #define NAMER_TAG 'cmaN'
 
@@ -108,11 +110,19 @@ static FLT_PREOP_CALLBACK_STATUS PreCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATE
 {
     PFLT_FILE_NAME_INFORMATION name = NULL;
 
-    (void)objects;
     *completion_context = NULL;
 #ifdef TWIN_UNSAFE_IN_PRE_CREATE
     CountUnsafeName(objects->FileObject, objects->Instance);
 #endif
+    /* The name as the caller spelled it (FileObject->FileName, valid in pre-create): does the
+     * create name a stream? */
+    {
+        UNICODE_STRING stream = {0, 0, NULL};
+        if (NT_SUCCESS(FltParseFileName(&objects->FileObject->FileName, NULL, &stream, NULL)) &&
+            stream.Length != 0) {
+            InterlockedIncrement(&g_stream_opens);
+        }
+    }
     /* The normalized name before the create; the post-create checks it for tunneling. */
     if (NT_SUCCESS(FltGetFileNameInformation(
             data, FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT, &name))) {
@@ -331,9 +341,9 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
     FltUnregisterFilter(g_filter);
     DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL,
                "namer: %ld name(s) parsed, %ld txt, %ld cleanup name(s), %ld generated, %ld "
-               "component(s) normalized, %ld tunnel check(s)\n",
+               "component(s) normalized, %ld tunnel check(s), %ld stream open(s)\n",
                g_parsed, g_text_files, g_cleanup_names, g_generated, g_normalized,
-               g_tunnel_checks);
+               g_tunnel_checks, g_stream_opens);
     return STATUS_SUCCESS;
 }
 

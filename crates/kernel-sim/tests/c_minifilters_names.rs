@@ -77,7 +77,7 @@ fn namer_traces_the_parsed_components() {
             "namer: 'notes.txt' extension 'txt'\n",
             "namer: 'Makefile' extension ''\n",
             "namer: 'archive.tar.gz:meta' extension 'gz'\n",
-            "namer: 3 name(s) parsed, 1 txt, 3 cleanup name(s), 6 generated, 3 component(s) normalized, 3 tunnel check(s)\n",
+            "namer: 3 name(s) parsed, 1 txt, 3 cleanup name(s), 6 generated, 3 component(s) normalized, 3 tunnel check(s), 1 stream open(s)\n",
         ]
     );
     assert_eq!(
@@ -133,7 +133,7 @@ fn namer_provides_names_to_the_filter_above_through_the_name_cache() {
     assert_eq!(
         report.debug_output.last().map(|line| line.text.as_str()),
         Some(
-            "namer: 2 name(s) parsed, 2 txt, 2 cleanup name(s), 4 generated, 2 component(s) normalized, 2 tunnel check(s)\n"
+            "namer: 2 name(s) parsed, 2 txt, 2 cleanup name(s), 4 generated, 2 component(s) normalized, 2 tunnel check(s), 2 stream open(s)\n"
         )
     );
     // One grow per generated name: the first buffer holds 8 characters.

@@ -92,5 +92,6 @@ routines! {
         FltCheckAndGrowNameControl => crate::fltmgr::name_provider::flt_check_and_grow_name_control, AtMost(APC_LEVEL);
         FltGetTunneledName => crate::fltmgr::name_tunnel::flt_get_tunneled_name, AtMost(APC_LEVEL);
         FltPurgeFileNameInformationCache => crate::fltmgr::name_provider::flt_purge_file_name_information_cache, AtMost(APC_LEVEL);
+        FltParseFileName => crate::fltmgr::name_parse::flt_parse_file_name, AtMost(APC_LEVEL);
     }
 }

@@ -109,24 +109,63 @@ pub(crate) fn split(name: &[u16], shape: NameShape) -> Result<Components, NTSTAT
         }
         _ => path_start,
     };
-    parts.final_component = present(final_start..name.len());
+    let (final_component, stream, extension) =
+        final_parts(name, final_start, shape.format != FLT_FILE_NAME_SHORT);
+    parts.final_component = final_component;
+    parts.stream = stream;
+    parts.extension = extension;
+    Ok(parts)
+}
+
+/// The final component starting at `final_start`, its stream (from its first colon, when
+/// `with_stream`) and its extension (after the last dot before the stream).
+#[expect(
+    clippy::type_complexity,
+    reason = "three optional ranges, named at the call sites"
+)]
+fn final_parts(
+    name: &[u16],
+    final_start: usize,
+    with_stream: bool,
+) -> (
+    Option<Range<usize>>,
+    Option<Range<usize>>,
+    Option<Range<usize>>,
+) {
     let final_component = &name[final_start..];
-    let stream_start = if shape.format == FLT_FILE_NAME_SHORT {
-        final_component.len()
-    } else {
+    let stream_start = if with_stream {
         final_component
             .iter()
             .position(|unit| *unit == COLON)
             .unwrap_or(final_component.len())
+    } else {
+        final_component.len()
     };
-    parts.stream = present(final_start + stream_start..name.len());
-    if let Some(dot) = final_component[..stream_start]
+    let extension = final_component[..stream_start]
         .iter()
         .rposition(|unit| *unit == DOT)
-    {
-        parts.extension = present(final_start + dot + 1..final_start + stream_start);
+        .and_then(|dot| present(final_start + dot + 1..final_start + stream_start));
+    (
+        present(final_start..name.len()),
+        present(final_start + stream_start..name.len()),
+        extension,
+    )
+}
+
+/// `FltParseFileName`'s split of any string: the final component after the last backslash
+/// (the whole string without one), its stream and its extension.
+pub(crate) fn split_string(name: &[u16]) -> Components {
+    let final_start = name
+        .iter()
+        .rposition(|unit| *unit == BACKSLASH)
+        .map_or(0, |last| last + 1);
+    let (final_component, stream, extension) = final_parts(name, final_start, true);
+    Components {
+        extension,
+        stream,
+        final_component,
+        ..Components::default()
     }
-    Ok(parts)
 }
 
 /// A component of the name at `buffer` as a `UNICODE_STRING` (empty, NULL buffer, if absent).
@@ -185,6 +224,55 @@ pub(crate) extern "win64" fn flt_parse_file_name_information(
                 STATUS_OBJECT_NAME_INVALID
             }
         }
+    })
+}
+
+/// `FltParseFileName`
+/// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltparsefilename>):
+/// IRQL <= APC_LEVEL; `FileName` required (NULL: a violation, `STATUS_INVALID_PARAMETER`), the
+/// three outputs optional; each found component points into `FileName.Buffer`, an absent one
+/// is NULL with a zero length (the page's words). Not fault-injected: it allocates nothing and
+/// its page names no failure.
+pub(crate) extern "win64" fn flt_parse_file_name(
+    file_name: *const UNICODE_STRING,
+    extension: *mut UNICODE_STRING,
+    stream: *mut UNICODE_STRING,
+    final_component: *mut UNICODE_STRING,
+) -> NTSTATUS {
+    emulate(Routine::FltParseFileName, |k| {
+        if file_name.is_null() {
+            k.parameter_violation("a FileName", "NULL".to_owned());
+            return STATUS_INVALID_PARAMETER;
+        }
+        let string = guest::read(file_name);
+        let length = usize::from(string.Length);
+        if string.Buffer.is_null() && length > 0 || length % 2 != 0 {
+            k.parameter_violation(
+                "a FileName UNICODE_STRING with a buffer of its even Length",
+                format!("Length {length}, Buffer {:p}", string.Buffer),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        let units: Vec<u16> = guest::read_bytes(string.Buffer.cast(), length)
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let parts = split_string(&units);
+        for (out, range) in [
+            (extension, parts.extension.as_ref()),
+            (stream, parts.stream.as_ref()),
+            (final_component, parts.final_component.as_ref()),
+        ] {
+            if !out.is_null() {
+                let mut value = component(string.Buffer, range);
+                if value.Buffer.is_null() {
+                    // Only Buffer and Length are the routine's to set.
+                    value.MaximumLength = guest::read(out).MaximumLength;
+                }
+                guest::write(out, value);
+            }
+        }
+        STATUS_SUCCESS
     })
 }
 
@@ -429,6 +517,38 @@ mod tests {
             let got = texts(name, shape).unwrap_or_else(|s| panic!("{name}: {s:#x}"));
             let expected = expected.map(|e| e.map(str::to_owned));
             assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn strings_split_into_final_component_stream_and_extension() {
+        for (name, expected) in [
+            (
+                r"\Device\HarddiskVolume1\Documents and Settings\MyUser\My Documents\Test Results.txt:stream1",
+                [
+                    Some("txt"),
+                    Some(":stream1"),
+                    Some("Test Results.txt:stream1"),
+                ],
+            ),
+            ("TestRe~1.txt", [Some("txt"), None, Some("TestRe~1.txt")]),
+            (r"dir\Makefile", [None, None, Some("Makefile")]),
+            (r"\dir\", [None, None, None]),
+            ("", [None, None, None]),
+        ] {
+            let units: Vec<u16> = name.encode_utf16().collect();
+            let parts = split_string(&units);
+            let text =
+                |range: Option<Range<usize>>| range.map(|r| String::from_utf16_lossy(&units[r]));
+            assert_eq!(
+                [
+                    text(parts.extension),
+                    text(parts.stream),
+                    text(parts.final_component)
+                ],
+                expected.map(|e| e.map(str::to_owned)),
+                "{name}"
+            );
         }
     }
 

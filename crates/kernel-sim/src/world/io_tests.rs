@@ -1157,7 +1157,8 @@ fn with_all_apcs_disabled_names_come_from_the_cache_only() {
 /// The name routines of issue 18 on their parameters: `FltParseFileNameInformation` parses in
 /// place and refuses NULL and a released structure; `FltGetFileNameInformationUnsafe` reports a
 /// NULL instance once the filter has one and a query after the file object's cleanup;
-/// `FltCheckAndGrowNameControl` refuses a name control no provider callback was given.
+/// `FltCheckAndGrowNameControl` refuses a name control no provider callback was given and
+/// `FltParseFileName` a NULL string.
 #[test]
 fn the_name_routines_check_their_structures_instances_and_places() {
     use crate::fltmgr::{name_parse, name_provider, name_unsafe};
@@ -1238,17 +1239,23 @@ fn the_name_routines_check_their_structures_instances_and_places() {
             name_provider::flt_check_and_grow_name_control(control.as_ptr(), 64),
             STATUS_INVALID_PARAMETER
         );
+        let null = std::ptr::null_mut();
+        assert_eq!(
+            name_parse::flt_parse_file_name(std::ptr::null(), null, null, null),
+            STATUS_INVALID_PARAMETER
+        );
     })
     .expect("returned");
     assert_eq!(unsafe_log, ["unsafe 0x0", "final named.txt"]);
     let rules: Vec<String> = k.violations().iter().map(|v| v.rule.clone()).collect();
-    assert_eq!(rules.len(), 5, "{rules:#?}");
+    assert_eq!(rules.len(), 6, "{rules:#?}");
     for (rule, expected) in rules.iter().zip([
         "a NULL Instance only before the filter has an instance",
         "a FileNameInformation a name routine returned and not yet released",
         "not where a file-system name query can deadlock",
         "FltParseFileNameInformation: a FileNameInformation",
         "FltCheckAndGrowNameControl: a NameCtrl Filter Manager passed",
+        "FltParseFileName: a FileName",
     ]) {
         assert!(rule.contains(expected), "{rule} / {expected}");
     }
