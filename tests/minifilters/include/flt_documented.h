@@ -358,5 +358,36 @@ NTSTATUS FltRollbackEnlistment(PFLT_INSTANCE Instance, PVOID Transaction,
 #ifndef STATUS_FLT_ALREADY_ENLISTED
 #define STATUS_FLT_ALREADY_ENLISTED ((NTSTATUS)0xC01C001BL)
 #endif
+/* Names (issue 18).
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltparsefilenameinformation
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilenameinformationunsafe
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_file_name_information
+ * (NamesParsed flags) and the FLT_FILE_NAME_OPTIONS page (query methods, flags)
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ifs/flt-file-name-options */
+#define FLTFL_FILE_NAME_PARSED_FINAL_COMPONENT 0x0001
+#define FLTFL_FILE_NAME_PARSED_EXTENSION 0x0002
+#define FLTFL_FILE_NAME_PARSED_STREAM 0x0004
+#define FLTFL_FILE_NAME_PARSED_PARENT_DIR 0x0008
+#define FLT_FILE_NAME_SHORT 0x03
+#define FLT_FILE_NAME_QUERY_CACHE_ONLY 0x0200
+#define FLT_FILE_NAME_QUERY_FILESYSTEM_ONLY 0x0300
+#define FLT_FILE_NAME_QUERY_ALWAYS_ALLOW_CACHE_LOOKUP 0x0400
+#define FLT_FILE_NAME_DO_NOT_CACHE 0x02000000
+NTSTATUS FltParseFileNameInformation(PFLT_FILE_NAME_INFORMATION FileNameInformation);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltparsefilename */
+NTSTATUS FltParseFileName(PCUNICODE_STRING FileName, PUNICODE_STRING Extension,
+                          PUNICODE_STRING Stream, PUNICODE_STRING FinalComponent);
+NTSTATUS FltGetFileNameInformationUnsafe(PFILE_OBJECT FileObject, PFLT_INSTANCE Instance,
+                                         FLT_FILE_NAME_OPTIONS NameOptions,
+                                         PFLT_FILE_NAME_INFORMATION *FileNameInformation);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcheckandgrownamecontrol
+ * (FLT_NAME_CONTROL and the name-provider callback types are in Wine's fltkernel.h). */
+NTSTATUS FltCheckAndGrowNameControl(PFLT_NAME_CONTROL NameCtrl, USHORT NewSize);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltpurgefilenameinformationcache */
+NTSTATUS FltPurgeFileNameInformationCache(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgettunneledname */
+NTSTATUS FltGetTunneledName(PFLT_CALLBACK_DATA CallbackData,
+                            PFLT_FILE_NAME_INFORMATION FileNameInformation,
+                            PFLT_FILE_NAME_INFORMATION *RetTunneledFileNameInformation);
 
 #endif /* FLT_DOCUMENTED_H */

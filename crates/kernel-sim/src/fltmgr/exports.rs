@@ -100,5 +100,12 @@ routines! {
         FltDeleteTransactionContext => crate::fltmgr::transactions::flt_delete_transaction_context, AtMost(APC_LEVEL);
         FltEnlistInTransaction => crate::fltmgr::transactions::flt_enlist_in_transaction, AtMost(APC_LEVEL);
         FltRollbackEnlistment => crate::fltmgr::transactions::flt_rollback_enlistment, AtMost(APC_LEVEL);
+        // Names (issue 18)
+        FltParseFileNameInformation => crate::fltmgr::name_parse::flt_parse_file_name_information, AtMost(APC_LEVEL);
+        FltGetFileNameInformationUnsafe => crate::fltmgr::name_unsafe::flt_get_file_name_information_unsafe, AtMost(APC_LEVEL);
+        FltCheckAndGrowNameControl => crate::fltmgr::name_provider::flt_check_and_grow_name_control, AtMost(APC_LEVEL);
+        FltGetTunneledName => crate::fltmgr::name_tunnel::flt_get_tunneled_name, AtMost(APC_LEVEL);
+        FltPurgeFileNameInformationCache => crate::fltmgr::name_provider::flt_purge_file_name_information_cache, AtMost(APC_LEVEL);
+        FltParseFileName => crate::fltmgr::name_parse::flt_parse_file_name, AtMost(APC_LEVEL);
     }
 }

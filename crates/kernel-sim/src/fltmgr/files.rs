@@ -133,6 +133,8 @@ pub(crate) struct IoState {
     /// Filter Manager's name cache: file object -> the name formats whose name was queried
     /// (a mask, see `names`).
     pub name_cache: ShardedMap<u32>,
+    /// Name providers' name controls and cached names (`name_provider.rs`).
+    pub providers: crate::fltmgr::name_provider::ProviderState,
     pub contexts: ContextTable,
     pub stats: IoCounters,
     /// The flags of the unload in progress (`FLTFL_FILTER_UNLOAD_MANDATORY`).
@@ -161,6 +163,7 @@ impl Default for IoState {
             fs_hold: None,
             names: NameTable::default(),
             name_cache: ShardedMap::default(),
+            providers: crate::fltmgr::name_provider::ProviderState::default(),
             contexts: ContextTable::default(),
             stats: IoCounters::default(),
             unload_flags: 0,

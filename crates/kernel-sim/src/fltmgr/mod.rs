@@ -29,6 +29,10 @@ pub(crate) mod filter_io;
 pub(crate) mod instance_contexts;
 pub(crate) mod instances;
 pub(crate) mod irp_names;
+pub(crate) mod name_parse;
+pub(crate) mod name_provider;
+pub(crate) mod name_tunnel;
+pub(crate) mod name_unsafe;
 pub(crate) mod names;
 pub(crate) mod pending;
 pub(crate) mod ports;
@@ -100,6 +104,8 @@ pub(crate) struct FilterRecord {
     /// The instance configuration `FltRegisterFilter` read from an installed registry; None
     /// for an image loaded without an INF (every volume is offered automatically).
     pub instance_config: Option<registration::InstanceConfig>,
+    /// The name-provider callbacks, when the filter registered any.
+    pub name_provider: Option<name_provider::Callbacks>,
 }
 
 impl FilterRecord {
