@@ -13,7 +13,9 @@ use crate::ntoskrnl::exports::Routine as NtRoutine;
 
 routines! {
     /// The `FLTMGR.SYS` routines kernel-sim emulates.
-    #[expect(clippy::enum_variant_names, reason = "variants keep the exported names (`Flt...`)")]
+    // No `expect(clippy::enum_variant_names)`: the variants keep their exported names
+    // (`Flt...`), but clippy stopped reporting the shared prefix once the filter-issued I/O
+    // routines (issue 18, `FltCreateFileEx2` among them) joined the table.
     first NtRoutine::END;
     routines {
         FltRegisterFilter => registration::flt_register_filter, AtMost(APC_LEVEL);
@@ -86,5 +88,15 @@ routines! {
         FltGetVolumeName => crate::fltmgr::volume_names::flt_get_volume_name, AtMost(APC_LEVEL);
         FltGetVolumeGuidName => crate::fltmgr::volume_names::flt_get_volume_guid_name, AtMost(PASSIVE_LEVEL);
         FltQueryInformationFile => crate::fltmgr::query_information::flt_query_information_file, AtMost(PASSIVE_LEVEL);
+        // I/O issued by the filter (issue 18): IRQL rows of their pages. FltPerformAsynchronousIo
+        // is PASSIVE_LEVEL unless the I/O is paging I/O (checked in the handler).
+        FltCreateFileEx2 => crate::fltmgr::filter_io::flt_create_file_ex2, AtMost(PASSIVE_LEVEL);
+        FltSetInformationFile => crate::fltmgr::set_information::flt_set_information_file, AtMost(PASSIVE_LEVEL);
+        FltFsControlFile => crate::fltmgr::fs_control::flt_fs_control_file, AtMost(PASSIVE_LEVEL);
+        FltAllocateCallbackData => crate::fltmgr::callback_data::flt_allocate_callback_data, AtMost(APC_LEVEL);
+        FltPerformSynchronousIo => crate::fltmgr::callback_data::flt_perform_synchronous_io, AtMost(APC_LEVEL);
+        FltPerformAsynchronousIo => crate::fltmgr::callback_data::flt_perform_asynchronous_io, AtMost(APC_LEVEL);
+        FltReuseCallbackData => crate::fltmgr::callback_data::flt_reuse_callback_data, AtMost(APC_LEVEL);
+        FltFreeCallbackData => crate::fltmgr::callback_data::flt_free_callback_data, AtMost(DISPATCH_LEVEL);
     }
 }

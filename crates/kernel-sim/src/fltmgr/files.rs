@@ -144,6 +144,8 @@ pub(crate) struct IoState {
     pub volume_refs: crate::fltmgr::volume_objects::VolumeRefs,
     /// Files a filter opened and closed (`FltClose`) whose file object it still references.
     pub closed_files: Vec<FileRecord>,
+    /// Callback data from `FltAllocateCallbackData` (`fltmgr::callback_data`).
+    pub callback_data: crate::fltmgr::callback_data::CallbackDataTable,
 }
 
 impl Default for IoState {
@@ -164,6 +166,7 @@ impl Default for IoState {
             work_items: crate::fltmgr::workitems::WorkItems::default(),
             volume_refs: crate::fltmgr::volume_objects::VolumeRefs::default(),
             closed_files: Vec::new(),
+            callback_data: crate::fltmgr::callback_data::CallbackDataTable::default(),
         }
     }
 }

@@ -111,6 +111,24 @@ pub(crate) trait VolumeFiles: Send + Sync {
     ///
     /// `STATUS_FILE_CLOSED` for a handle that is no longer open.
     fn size_of_open(&self, handle: FsHandle) -> Result<u64, NTSTATUS>;
+    /// Applies a change of file information a filter sends below itself
+    /// (`FltSetInformationFile`, `IRP_MJ_SET_INFORMATION` through `FltPerform*Io`).
+    ///
+    /// # Errors
+    ///
+    /// The status the file system fails the change with.
+    fn set_information_below(
+        &mut self,
+        handle: FsHandle,
+        change: &crate::fltmgr::set_information::InfoChange,
+    ) -> Result<(), NTSTATUS>;
+    /// A write of `length` bytes at `offset` a filter sends below itself (`IRP_MJ_WRITE`
+    /// through `FltPerform*Io`); only the size is kept.
+    ///
+    /// # Errors
+    ///
+    /// The status the file system fails the write with.
+    fn write_below(&self, handle: FsHandle, offset: u64, length: u64) -> Result<(), NTSTATUS>;
     /// The file system itself, for its owner.
     fn as_any(&self) -> &dyn std::any::Any;
     /// The file system itself, for its owner.

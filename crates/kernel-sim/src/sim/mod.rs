@@ -323,6 +323,7 @@ impl Driver {
         };
         if !crashed {
             crate::fltmgr::workitems::driver_gone(&k, why);
+            crate::fltmgr::callback_data::driver_gone(&k, why);
         }
         let still_running = ntoskrnl::thread::wait_for_threads(&k, limit);
         for thread in still_running.iter().filter(|_| !crashed) {

@@ -1,0 +1,739 @@
+//! I/O a filter builds itself in a callback data: `FltAllocateCallbackData`,
+//! `FltPerformSynchronousIo`, `FltPerformAsynchronousIo` (its completion routine called on
+//! another thread), `FltReuseCallbackData`, `FltFreeCallbackData`; the wait in
+//! `FltUnregisterFilter` for the filter's asynchronous I/O ([`drain_async_io`]) and the report
+//! of callback data never freed when the driver is gone ([`driver_gone`]).
+//!
+//! From the reference pages
+//! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocatecallbackdata>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltperformsynchronousio>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltperformasynchronousio>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nc-fltkernel-pflt_completed_async_io_callback>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreusecallbackdata>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltfreecallbackdata>):
+//! - allocate: IRQL <= APC_LEVEL; `Instance` required, `FileObject` optional;
+//!   `STATUS_INSUFFICIENT_RESOURCES` when pool is short (failable); the I/O goes only to the
+//!   instances below `Instance` and the file system, never to the filter's own callbacks; only
+//!   IRP-based operations; the caller frees the callback data with `FltFreeCallbackData`;
+//! - synchronous: IRQL <= APC_LEVEL; the callback data is the filter's again when it returns
+//!   (to free, reuse or reissue); the operation's status is in `IoStatus`;
+//! - asynchronous: PASSIVE_LEVEL, or <= APC_LEVEL for paging I/O (`IRP_PAGING_IO` in
+//!   `IrpFlags`); `CallbackRoutine` required; `IRP_MJ_CREATE` cannot be asynchronous
+//!   (`STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST`); the routine is called in every case, the
+//!   failed ones included, in an arbitrary thread at IRQL <= DISPATCH_LEVEL (kernel-sim: a
+//!   thread of its own, at DISPATCH_LEVEL with `IoConfig::post_ops_at_dispatch`, else
+//!   PASSIVE_LEVEL, after `SimConfig::work_item_latency`); `STATUS_PENDING` says it was
+//!   started; the callback data may be freed or reused only once the routine has been called
+//!   (a free before is reported, and kernel-sim keeps the memory so that the completion does
+//!   not corrupt the run);
+//! - reuse: IRQL <= APC_LEVEL; a callback data from `FltAllocateCallbackData` whose I/O is
+//!   done; everything is reinitialized but the parameter block's `TargetInstance` and
+//!   `TargetFileObject`;
+//! - free: IRQL <= DISPATCH_LEVEL; only a callback data from `FltAllocateCallbackData`, once.
+//!
+//! Operations performed: `IRP_MJ_READ` and `IRP_MJ_WRITE` (sizes only: data read is zeroes),
+//! `IRP_MJ_SET_INFORMATION` ([`crate::fltmgr::set_information`]) and
+//! `IRP_MJ_FILE_SYSTEM_CONTROL` ([`crate::fltmgr::fs_control`]), each through the path the
+//! dedicated routine takes. Others (a synchronous create among them) are reported as not
+//! emulated. The synchronous and asynchronous routines are failable: the IRP Filter Manager
+//! allocates (`STATUS_INSUFFICIENT_RESOURCES` in `IoStatus`, and through the completion routine).
+//!
+//! Filter Manager cannot tear down an instance with I/O in flight on it, so `FltUnregisterFilter`
+//! first waits (at most `SimConfig::pend_limit`) for the filter's asynchronous I/O to complete,
+//! reporting what does not. Callback data still allocated when the driver is gone is reported
+//! against the driver function that allocated it.
+
+use std::mem::offset_of;
+
+// Fx hashing: kernel-sim's own addresses as keys.
+use rustc_hash::FxHashMap as HashMap;
+use vigil_sys::{
+    DISPATCH_LEVEL, FILE_OBJECT, FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK,
+    FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE, FLTFL_CALLBACK_DATA_GENERATED_IO,
+    FLTFL_CALLBACK_DATA_IRP_OPERATION, FLTFL_IO_OPERATION_NON_CACHED, IO_STATUS_BLOCK,
+    IRP_MJ_CREATE, IRP_MJ_READ, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE, IRP_PAGING_IO,
+    KernelMode, NTSTATUS, PASSIVE_LEVEL, PFLT_INSTANCE, PVOID, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_IMPLEMENTED, STATUS_PENDING, STATUS_SUCCESS,
+};
+
+use crate::fltmgr::exports::Routine;
+use crate::fltmgr::files::Retired;
+use crate::fltmgr::filter_io::{instance_volume, open_file, read_below};
+use crate::fltmgr::fs_control::{ControlBuffers, control_below};
+use crate::fltmgr::set_information::set_below;
+use crate::fltmgr::{flt_read, flt_write};
+use crate::kernel::{Kernel, allocate_thread_id, emulate};
+use crate::machine::guest::{self, GuestAlloc};
+use crate::machine::state;
+use crate::ntoskrnl::thread::SYSTEM_PROCESS_ID;
+use crate::report::ViolationKind;
+
+/// `IRP_MJ_FILE_SYSTEM_CONTROL`.
+pub(crate) const IRP_MJ_FILE_SYSTEM_CONTROL: u8 = 0x0d;
+/// `IRP_MN_USER_FS_REQUEST`: an `FSCTL_*` request.
+const IRP_MN_USER_FS_REQUEST: u8 = 0x00;
+/// `IRP_MN_KERNEL_CALL`: an `FSCTL_*` request from kernel mode.
+const IRP_MN_KERNEL_CALL: u8 = 0x04;
+/// `STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST`.
+pub(crate) const STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST: NTSTATUS = 0xC01C_0003_u32.cast_signed();
+/// `FILE_USE_FILE_POINTER_POSITION` as a `ByteOffset` (`HighPart` -1): the file object's
+/// current offset.
+const USE_FILE_POINTER_POSITION: i64 = -2;
+/// The entry point name under which the completion routine runs in reports.
+const COMPLETION_ENTRY: &str = "CompletedAsyncIoCallback";
+
+/// `PFLT_COMPLETED_ASYNC_IO_CALLBACK`.
+type CompletedAsyncIo = unsafe extern "win64" fn(*mut FLT_CALLBACK_DATA, PVOID);
+
+/// Where a callback data is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DataState {
+    /// Allocated, its I/O (if any) done: the filter's to fill, perform, reuse or free.
+    Idle,
+    /// `FltPerformSynchronousIo` runs it.
+    Synchronous,
+    /// Its asynchronous I/O is in flight; its completion routine not called yet.
+    Outstanding,
+    /// Its completion routine runs (it may free or reuse the callback data).
+    Completing,
+}
+
+/// A callback data from `FltAllocateCallbackData`.
+struct DataRecord {
+    /// The `FLT_CALLBACK_DATA` and, after it, its `FLT_IO_PARAMETER_BLOCK`.
+    memory: GuestAlloc,
+    state: DataState,
+    /// The driver entry point that allocated it.
+    allocated_in: &'static str,
+    /// The driver entry point that last issued its asynchronous I/O.
+    issued_in: &'static str,
+    /// Freed (in that entry point) while its asynchronous I/O was outstanding: reported, and
+    /// kept until the completion is done with it.
+    freed_early: Option<&'static str>,
+}
+
+/// The callback data of a run.
+pub(crate) struct CallbackDataTable {
+    live: HashMap<usize, DataRecord>,
+    /// Freed callback data (and where), kept a while so that a stale pointer is recognized.
+    freed: Retired<(GuestAlloc, &'static str)>,
+}
+
+impl Default for CallbackDataTable {
+    fn default() -> Self {
+        Self {
+            live: HashMap::default(),
+            freed: Retired::new(4096),
+        }
+    }
+}
+
+impl CallbackDataTable {
+    /// Asynchronous I/O in flight (issued, its completion routine not returned): `(callback
+    /// data, entry point that issued it)`.
+    fn in_flight(&self) -> Vec<(usize, &'static str)> {
+        self.live
+            .iter()
+            .filter(|(_, r)| matches!(r.state, DataState::Outstanding | DataState::Completing))
+            .map(|(&a, r)| (a, r.issued_in))
+            .collect()
+    }
+
+    /// What is wrong with using `data` for a new operation (`None`: it may be used).
+    fn misuse(&self, data: usize) -> Option<String> {
+        match self.live.get(&data) {
+            Some(r) if r.freed_early.is_some() => Some(format!(
+                "{data:#x} was freed in {}",
+                r.freed_early.unwrap_or_default()
+            )),
+            Some(r) => match r.state {
+                DataState::Idle | DataState::Completing => None,
+                DataState::Synchronous => Some(format!("{data:#x} is in synchronous I/O")),
+                DataState::Outstanding => Some(format!(
+                    "{data:#x} has asynchronous I/O outstanding (issued in {})",
+                    r.issued_in
+                )),
+            },
+            None => Some(match self.freed.get(data) {
+                Some((_, freed_in)) => format!("{data:#x} was freed in {freed_in}"),
+                None => format!("{data:#x} is not from FltAllocateCallbackData"),
+            }),
+        }
+    }
+}
+
+/// The `FLT_IO_PARAMETER_BLOCK` kernel-sim placed after the callback data at `data`.
+fn iopb_of(data: usize) -> *mut FLT_IO_PARAMETER_BLOCK {
+    (data + size_of::<FLT_CALLBACK_DATA>()) as *mut FLT_IO_PARAMETER_BLOCK
+}
+
+/// Writes the operation's final status and information into the callback data.
+fn set_io_status(data: usize, status: NTSTATUS, information: usize) {
+    guest::write(
+        (data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK,
+        IO_STATUS_BLOCK {
+            Status: status,
+            _Pad: 0,
+            Information: information,
+        },
+    );
+}
+
+/// Runs `record` with the routine and driver entry point in progress set to `routine` and
+/// `callback` (for work done, or reported, on a thread of kernel-sim's own).
+fn attributed<R>(routine: &'static str, callback: &'static str, record: impl FnOnce() -> R) -> R {
+    let previous = state::with(|s| (s.routine.replace(routine), s.callback.replace(callback)));
+    let result = record();
+    state::with(|s| {
+        s.routine.set(previous.0);
+        s.callback.set(previous.1);
+    });
+    result
+}
+
+/// `FltAllocateCallbackData`: IRQL <= APC_LEVEL. Failable.
+pub(crate) extern "win64" fn flt_allocate_callback_data(
+    instance: PFLT_INSTANCE,
+    file_object: *mut FILE_OBJECT,
+    data_out: *mut *mut FLT_CALLBACK_DATA,
+) -> NTSTATUS {
+    emulate(Routine::FltAllocateCallbackData, |k| {
+        if instance.is_null() || data_out.is_null() {
+            k.parameter_violation(
+                "Instance and RetNewCallbackData (required, not NULL)",
+                format!("{instance:p}, {data_out:p}"),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        guest::write(data_out, std::ptr::null_mut());
+        if let Err(status) = instance_volume(k, instance as usize) {
+            return status;
+        }
+        if !file_object.is_null() {
+            let known = flt_read(k)
+                .io
+                .files
+                .with(file_object as usize, |r| r.is_some());
+            if !known {
+                k.parameter_violation(
+                    "FileObject a file object (or NULL)",
+                    format!("{file_object:p} is not a file object"),
+                );
+                return STATUS_INVALID_PARAMETER;
+            }
+        }
+        if k.inject_failure("FltAllocateCallbackData", "STATUS_INSUFFICIENT_RESOURCES") {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+        let memory = GuestAlloc::zeroed(
+            size_of::<FLT_CALLBACK_DATA>() + size_of::<FLT_IO_PARAMETER_BLOCK>(),
+        );
+        let data = memory.address();
+        initialize(data, instance, file_object);
+        let allocated_in = state::with(|s| s.callback.get());
+        flt_write(k).io.callback_data.live.insert(
+            data,
+            DataRecord {
+                memory,
+                state: DataState::Idle,
+                allocated_in,
+                issued_in: "",
+                freed_early: None,
+            },
+        );
+        guest::write(data_out, data as *mut FLT_CALLBACK_DATA);
+        STATUS_SUCCESS
+    })
+}
+
+/// Fills a fresh (or reused) callback data: an IRP-based operation the filter generates, its
+/// parameter block empty but for its target.
+fn initialize(data: usize, instance: PFLT_INSTANCE, file_object: *mut FILE_OBJECT) {
+    let iopb = iopb_of(data);
+    // SAFETY: FLT_IO_PARAMETER_BLOCK is plain data (integers, raw pointers, a union of them):
+    // all zeroes is a valid value.
+    let mut block: FLT_IO_PARAMETER_BLOCK = unsafe { std::mem::zeroed() };
+    block.TargetInstance = instance;
+    block.TargetFileObject = file_object;
+    guest::write(iopb, block);
+    // SAFETY: as above, FLT_CALLBACK_DATA is plain data.
+    let mut value: FLT_CALLBACK_DATA = unsafe { std::mem::zeroed() };
+    value.Flags = FLTFL_CALLBACK_DATA_IRP_OPERATION | FLTFL_CALLBACK_DATA_GENERATED_IO;
+    value.Iopb = iopb;
+    value.RequestorMode = KernelMode;
+    guest::write(data as *mut FLT_CALLBACK_DATA, value);
+}
+
+/// Performs the operation the filter described in the callback data at `data`, below its
+/// target instance, and sets its `IoStatus`.
+fn perform(k: &Kernel, data: usize) {
+    let iopb = guest::read(iopb_of(data));
+    let target = (iopb.TargetInstance as usize, iopb.TargetFileObject as usize);
+    if target.1 == 0 {
+        k.parameter_violation(
+            "Iopb->TargetFileObject, the file object of the operation",
+            "TargetFileObject is NULL".to_owned(),
+        );
+        set_io_status(data, STATUS_INVALID_PARAMETER, 0);
+        return;
+    }
+    let (status, information) = match iopb.MajorFunction {
+        IRP_MJ_READ | IRP_MJ_WRITE => {
+            // SAFETY: the union's member for reads and writes (`Read` has `Write`'s layout:
+            // `Length`, `Key`, `ByteOffset`, buffer, `MdlAddress`); any bits are valid.
+            let p: FLT_PARAMETERS_WRITE = unsafe { iopb.Parameters.Write };
+            let offset = (p.ByteOffset != USE_FILE_POINTER_POSITION).then_some(p.ByteOffset);
+            if iopb.MajorFunction == IRP_MJ_READ {
+                let flags = if iopb.IrpFlags & IRP_NOCACHE == 0 {
+                    0
+                } else {
+                    FLTFL_IO_OPERATION_NON_CACHED
+                };
+                read_below(k, target, offset, (p.Length, p.WriteBuffer), flags)
+            } else {
+                write_below(k, target, offset, p.Length)
+            }
+        }
+        IRP_MJ_SET_INFORMATION => {
+            // SAFETY: the union's member for IRP_MJ_SET_INFORMATION; any bits are valid.
+            let p: FLT_PARAMETERS_SET_FILE_INFORMATION =
+                unsafe { iopb.Parameters.SetFileInformation };
+            let status = set_below(k, target, p.FileInformationClass, (p.InfoBuffer, p.Length));
+            (status, 0)
+        }
+        IRP_MJ_FILE_SYSTEM_CONTROL
+            if matches!(
+                iopb.MinorFunction,
+                IRP_MN_USER_FS_REQUEST | IRP_MN_KERNEL_CALL
+            ) =>
+        {
+            // SAFETY: every member of the union is pointer-sized words; the
+            // `FileSystemControl` members put `OutputBufferLength`, `InputBufferLength` and
+            // `FsControlCode` in the low halves of the first three words, then the buffers.
+            let words = unsafe { iopb.Parameters.Others };
+            let low = |word: PVOID| u32::try_from(word as usize & 0xFFFF_FFFF).unwrap_or(0);
+            let code = low(words[2]);
+            // METHOD_BUFFERED (0 in the low two bits): one system buffer for input and output.
+            let buffered = code.trailing_zeros() >= 2;
+            let output = if buffered { words[3] } else { words[4] };
+            let (status, returned) = control_below(
+                k,
+                target,
+                code,
+                &ControlBuffers {
+                    input: words[3],
+                    input_length: low(words[1]),
+                    output,
+                    output_length: low(words[0]),
+                },
+            );
+            (status, returned as usize)
+        }
+        major => {
+            k.violation(
+                ViolationKind::NotEmulated,
+                "FltPerform(A)synchronousIo: only IRP_MJ_READ, IRP_MJ_WRITE, IRP_MJ_SET_INFORMATION and IRP_MJ_FILE_SYSTEM_CONTROL (FSCTL requests) are emulated",
+                format!("MajorFunction {major:#x}, MinorFunction {:#x}", iopb.MinorFunction),
+            );
+            (STATUS_NOT_IMPLEMENTED, 0)
+        }
+    };
+    set_io_status(data, status, information);
+}
+
+/// A write of `length` bytes at `offset` (`None`: the current offset, which it advances) sent
+/// below the filter: the status and the bytes written.
+fn write_below(
+    k: &Kernel,
+    (instance, file_object): (usize, usize),
+    offset: Option<i64>,
+    length: u32,
+) -> (NTSTATUS, usize) {
+    let (volume, handle) = match open_file(k, instance, file_object) {
+        Ok(found) => found,
+        Err(status) => return (status, 0),
+    };
+    let offset_at = (file_object + offset_of!(FILE_OBJECT, CurrentByteOffset)) as *mut i64;
+    let start = offset.unwrap_or_else(|| guest::read(offset_at));
+    let Ok(start) = u64::try_from(start) else {
+        k.parameter_violation("a nonnegative ByteOffset", format!("ByteOffset {start}"));
+        return (STATUS_INVALID_PARAMETER, 0);
+    };
+    let written =
+        flt_read(k).io.volumes[volume.0]
+            .files()
+            .write_below(handle, start, u64::from(length));
+    if let Err(status) = written {
+        return (status, 0);
+    }
+    if offset.is_none() {
+        let end = start.saturating_add(u64::from(length));
+        guest::write(offset_at, i64::try_from(end).unwrap_or(i64::MAX));
+    }
+    (STATUS_SUCCESS, length as usize)
+}
+
+/// Checks that `data` is a callback data of the filter's that may start an operation, and
+/// marks it `next`: `false` (reported) when it may not.
+fn claim(k: &Kernel, data: usize, next: DataState, rule: &str) -> bool {
+    let mut flt = flt_write(k);
+    let table = &mut flt.io.callback_data;
+    if let Some(problem) = table.misuse(data) {
+        drop(flt);
+        k.parameter_violation(rule, problem);
+        return false;
+    }
+    if let Some(record) = table.live.get_mut(&data) {
+        record.state = next;
+        if next == DataState::Outstanding {
+            record.issued_in = state::with(|s| s.callback.get());
+        }
+    }
+    true
+}
+
+/// `FltPerformSynchronousIo`: IRQL <= APC_LEVEL. Failable (in `IoStatus`).
+pub(crate) extern "win64" fn flt_perform_synchronous_io(data: *mut FLT_CALLBACK_DATA) {
+    emulate(Routine::FltPerformSynchronousIo, |k| {
+        let data = data as usize;
+        if !claim(
+            k,
+            data,
+            DataState::Synchronous,
+            "CallbackData from FltAllocateCallbackData, not freed, with no I/O in progress",
+        ) {
+            return;
+        }
+        if k.inject_failure("FltPerformSynchronousIo", "STATUS_INSUFFICIENT_RESOURCES") {
+            set_io_status(data, STATUS_INSUFFICIENT_RESOURCES, 0);
+        } else if guest::read(iopb_of(data)).MajorFunction == IRP_MJ_CREATE {
+            k.violation(
+                ViolationKind::NotEmulated,
+                "FltPerformSynchronousIo with IRP_MJ_CREATE is not emulated (use FltCreateFileEx2)",
+                String::new(),
+            );
+            set_io_status(data, STATUS_NOT_IMPLEMENTED, 0);
+        } else {
+            perform(k, data);
+        }
+        if let Some(record) = flt_write(k).io.callback_data.live.get_mut(&data)
+            && record.state == DataState::Synchronous
+        {
+            record.state = DataState::Idle;
+        }
+    });
+}
+
+/// `FltPerformAsynchronousIo`: PASSIVE_LEVEL (<= APC_LEVEL for paging I/O). Failable (the
+/// completion routine is called all the same).
+pub(crate) extern "win64" fn flt_perform_asynchronous_io(
+    data: *mut FLT_CALLBACK_DATA,
+    callback: Option<CompletedAsyncIo>,
+    context: PVOID,
+) -> NTSTATUS {
+    emulate(Routine::FltPerformAsynchronousIo, |k| {
+        let data = data as usize;
+        let Some(callback) = callback else {
+            k.parameter_violation(
+                "CallbackRoutine (required, not NULL)",
+                "CallbackRoutine is NULL".to_owned(),
+            );
+            return STATUS_INVALID_PARAMETER;
+        };
+        if !claim(
+            k,
+            data,
+            DataState::Outstanding,
+            "CallbackData from FltAllocateCallbackData, not freed, with no I/O in progress",
+        ) {
+            return STATUS_INVALID_PARAMETER;
+        }
+        let iopb = guest::read(iopb_of(data));
+        let irql = state::current_irql();
+        if irql > PASSIVE_LEVEL && iopb.IrpFlags & IRP_PAGING_IO == 0 {
+            k.violation(
+                ViolationKind::Irql,
+                "FltPerformAsynchronousIo: PASSIVE_LEVEL (APC_LEVEL only for paging I/O)",
+                format!("called at IRQL {irql} without IRP_PAGING_IO"),
+            );
+        }
+        let failure = if iopb.MajorFunction == IRP_MJ_CREATE {
+            Some(STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST)
+        } else if k.inject_failure("FltPerformAsynchronousIo", "STATUS_INSUFFICIENT_RESOURCES") {
+            Some(STATUS_INSUFFICIENT_RESOURCES)
+        } else {
+            None
+        };
+        if spawn_completion(k, data, (callback, context as usize), failure) {
+            failure.unwrap_or(STATUS_PENDING)
+        } else {
+            STATUS_INSUFFICIENT_RESOURCES
+        }
+    })
+}
+
+/// Performs the asynchronous I/O of `data` (or fails it with `failure`) on a thread of its own
+/// and calls the filter's completion routine there; `false` when no thread could be had
+/// (reported; the callback data is the filter's again).
+fn spawn_completion(
+    k: &Kernel,
+    data: usize,
+    (callback, context): (CompletedAsyncIo, usize),
+    failure: Option<NTSTATUS>,
+) -> bool {
+    let kernel = k.arc();
+    let latency = k.config.work_item_latency;
+    let irql = if k.config.io.post_ops_at_dispatch {
+        DISPATCH_LEVEL
+    } else {
+        PASSIVE_LEVEL
+    };
+    let issued_in = state::with(|s| s.callback.get());
+    let spawned = std::thread::Builder::new()
+        .name(format!("kernel-sim async I/O {data:#x}"))
+        .spawn(move || {
+            let id = allocate_thread_id();
+            state::with(|s| {
+                s.thread_id.set(id);
+                s.process_id.set(SYSTEM_PROCESS_ID);
+                s.system_thread.set(true);
+            });
+            // The file system completes the I/O some time after it was issued.
+            std::thread::sleep(latency);
+            attributed("FltPerformAsynchronousIo", issued_in, || match failure {
+                Some(status) => set_io_status(data, status, 0),
+                None => perform(&kernel, data),
+            });
+            if let Some(record) = flt_write(&kernel).io.callback_data.live.get_mut(&data) {
+                record.state = DataState::Completing;
+            }
+            kernel.call_driver(COMPLETION_ENTRY, Some(irql), || {
+                // SAFETY: the driver passed this PFLT_COMPLETED_ASYNC_IO_CALLBACK to
+                // FltPerformAsynchronousIo; FltUnregisterFilter waits for it to return and the
+                // image stays mapped until this thread is joined (`workitems::driver_gone`);
+                // the arguments are the callback data it issued and its own context.
+                unsafe { callback(data as *mut FLT_CALLBACK_DATA, context as PVOID) };
+            });
+            let mut flt = flt_write(&kernel);
+            let table = &mut flt.io.callback_data;
+            let early = table.live.get(&data).and_then(|r| r.freed_early);
+            if let Some(freed_in) = early {
+                if let Some(record) = table.live.remove(&data) {
+                    table.freed.insert(data, (record.memory, freed_in));
+                }
+            } else if let Some(record) = table.live.get_mut(&data)
+                && record.state == DataState::Completing
+            {
+                record.state = DataState::Idle;
+            }
+            drop(flt);
+            kernel.notify_waiters();
+        });
+    match spawned {
+        Ok(join) => {
+            flt_write(k).io.work_items.adopt(join);
+            true
+        }
+        Err(error) => {
+            k.violation(
+                ViolationKind::Internal,
+                "kernel-sim",
+                format!("no thread for the asynchronous I/O of {data:#x}: {error}"),
+            );
+            if let Some(record) = flt_write(k).io.callback_data.live.get_mut(&data) {
+                record.state = DataState::Idle;
+            }
+            false
+        }
+    }
+}
+
+/// `FltReuseCallbackData`: IRQL <= APC_LEVEL.
+pub(crate) extern "win64" fn flt_reuse_callback_data(data: *mut FLT_CALLBACK_DATA) {
+    emulate(Routine::FltReuseCallbackData, |k| {
+        let data = data as usize;
+        if !claim(
+            k,
+            data,
+            DataState::Idle,
+            "CallbackData from FltAllocateCallbackData, not freed, its I/O complete",
+        ) {
+            return;
+        }
+        let iopb = guest::read(iopb_of(data));
+        initialize(data, iopb.TargetInstance, iopb.TargetFileObject);
+    });
+}
+
+/// `FltFreeCallbackData`: IRQL <= DISPATCH_LEVEL.
+pub(crate) extern "win64" fn flt_free_callback_data(data: *mut FLT_CALLBACK_DATA) {
+    emulate(Routine::FltFreeCallbackData, |k| {
+        let data = data as usize;
+        let freed_in = state::with(|s| s.callback.get());
+        let mut flt = flt_write(k);
+        let table = &mut flt.io.callback_data;
+        let problem = match table.live.get_mut(&data) {
+            Some(record) if record.freed_early.is_some() => Some(format!(
+                "{data:#x} was already freed in {}",
+                record.freed_early.unwrap_or_default()
+            )),
+            Some(record) if record.state == DataState::Outstanding => {
+                // Kept until the completion is done with it.
+                record.freed_early = Some(freed_in);
+                Some(format!(
+                    "{data:#x} freed while its asynchronous I/O (issued in {}) is outstanding",
+                    record.issued_in
+                ))
+            }
+            Some(record) if record.state == DataState::Synchronous => {
+                Some(format!("{data:#x} is in synchronous I/O on another thread"))
+            }
+            Some(_) => {
+                if let Some(record) = table.live.remove(&data) {
+                    table.freed.insert(data, (record.memory, freed_in));
+                }
+                None
+            }
+            None => Some(match table.freed.get(data) {
+                Some((_, earlier)) => format!("{data:#x} was already freed in {earlier}"),
+                None => format!("{data:#x} is not from FltAllocateCallbackData"),
+            }),
+        };
+        drop(flt);
+        if let Some(problem) = problem {
+            k.parameter_violation(
+                "CallbackData from FltAllocateCallbackData, freed once, after its asynchronous I/O's CallbackRoutine has been called",
+                problem,
+            );
+        }
+    });
+}
+
+/// `FltUnregisterFilter` is tearing the filter down: waits (at most `SimConfig::pend_limit`)
+/// for the asynchronous I/O it issued to complete, and reports what does not (Windows would
+/// wait for it forever).
+pub(crate) fn drain_async_io(k: &Kernel) {
+    let deadline = std::time::Instant::now() + k.config.pend_limit;
+    loop {
+        let in_flight = flt_read(k).io.callback_data.in_flight();
+        if in_flight.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            for (data, issued_in) in in_flight {
+                attributed("FltPerformAsynchronousIo", issued_in, || {
+                    k.violation(
+                        ViolationKind::ThreadStillRunning,
+                        "asynchronous I/O the filter issued completes (its CallbackRoutine returns) before FltUnregisterFilter can tear the filter down",
+                        format!(
+                            "the I/O of callback data {data:#x} issued in {issued_in} has not completed"
+                        ),
+                    );
+                });
+            }
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// The driver is gone (`why`): reports every callback data it never freed, against the entry
+/// point that allocated it.
+pub(crate) fn driver_gone(k: &Kernel, why: &str) {
+    let unfreed: Vec<(usize, &'static str)> = {
+        let mut flt = flt_write(k);
+        let table = &mut flt.io.callback_data;
+        let unfreed = table
+            .live
+            .iter()
+            .filter(|(_, r)| r.freed_early.is_none())
+            .map(|(&a, r)| (a, r.allocated_in))
+            .collect();
+        table.live.clear();
+        unfreed
+    };
+    for (data, allocated_in) in unfreed {
+        attributed("FltAllocateCallbackData", allocated_in, || {
+            k.violation(
+                ViolationKind::ResourceLeak,
+                "every callback data from FltAllocateCallbackData is freed (FltFreeCallbackData) before the driver is gone",
+                format!("callback data {data:#x} allocated in {allocated_in} not freed after {why}"),
+            );
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: DataState) -> DataRecord {
+        DataRecord {
+            memory: GuestAlloc::zeroed(8),
+            state,
+            allocated_in: "Worker",
+            issued_in: "Worker",
+            freed_early: None,
+        }
+    }
+
+    #[test]
+    fn a_callback_data_starts_new_io_only_when_its_last_io_is_done() {
+        let mut table = CallbackDataTable::default();
+        for (address, state) in [
+            (0x10, DataState::Idle),
+            (0x20, DataState::Completing),
+            (0x30, DataState::Outstanding),
+            (0x40, DataState::Synchronous),
+        ] {
+            table.live.insert(address, record(state));
+        }
+        assert_eq!(table.misuse(0x10), None);
+        assert_eq!(
+            table.misuse(0x20),
+            None,
+            "reuse from the completion routine"
+        );
+        assert!(
+            table
+                .misuse(0x30)
+                .is_some_and(|m| m.contains("outstanding"))
+        );
+        assert!(
+            table
+                .misuse(0x40)
+                .is_some_and(|m| m.contains("synchronous"))
+        );
+        assert!(
+            table
+                .misuse(0x50)
+                .is_some_and(|m| m.contains("not from FltAllocateCallbackData"))
+        );
+        table.freed.insert(0x60, (GuestAlloc::zeroed(8), "Unload"));
+        assert!(
+            table
+                .misuse(0x60)
+                .is_some_and(|m| m.contains("freed in Unload"))
+        );
+        assert_eq!(table.in_flight().len(), 2);
+    }
+
+    #[test]
+    fn the_parameter_block_follows_the_callback_data() {
+        let memory = GuestAlloc::zeroed(
+            size_of::<FLT_CALLBACK_DATA>() + size_of::<FLT_IO_PARAMETER_BLOCK>(),
+        );
+        let data = memory.address();
+        initialize(data, 0x1234 as PFLT_INSTANCE, 0x5678 as *mut FILE_OBJECT);
+        let value = guest::read(data as *const FLT_CALLBACK_DATA);
+        assert_eq!(value.Iopb, iopb_of(data));
+        assert_eq!(
+            value.Flags,
+            FLTFL_CALLBACK_DATA_IRP_OPERATION | FLTFL_CALLBACK_DATA_GENERATED_IO
+        );
+        let iopb = guest::read(iopb_of(data));
+        assert_eq!(iopb.TargetInstance as usize, 0x1234);
+        assert_eq!(iopb.TargetFileObject as usize, 0x5678);
+        assert_eq!(iopb.MajorFunction, 0);
+    }
+}
