@@ -8,7 +8,8 @@
  * - Pre-cleanup (PASSIVE_LEVEL) works on the file object being cleaned up (open still, even
  *   when its file is delete-pending): it meets the routines' documented failures on purpose
  *   (an information class that cannot be set, a short buffer, a reparse-point buffer too small,
- *   a create through FltPerformAsynchronousIo), then reads the file's first bytes twice through
+ *   a create through FltPerformAsynchronousIo), cancels an asynchronous read with FltCancelIo
+ *   (its completion routine checks FltIsIoCanceled), then reads the file's first bytes twice through
  *   one callback data: asynchronously (the completion routine, called on another thread,
  *   records the result and sets an event the pre-cleanup waits on; the callback data is the
  *   filter's again only once the routine has been called), then, after FltReuseCallbackData,
@@ -63,6 +64,7 @@ typedef struct _ASYNC_READ {
     KEVENT done;
     NTSTATUS status;
     ULONG_PTR information;
+    BOOLEAN canceled;
 } ASYNC_READ, *PASYNC_READ;
 
 static PFLT_FILTER g_filter;
@@ -81,6 +83,7 @@ static VOID ReadDone(PFLT_CALLBACK_DATA data, PFLT_CONTEXT context)
 
     read->status = data->IoStatus.Status;
     read->information = data->IoStatus.Information;
+    read->canceled = FltIsIoCanceled(data);
     KeSetEvent(&read->done, 0, FALSE);
 }
 
@@ -132,6 +135,9 @@ static BOOLEAN ReadHeadTwice(PFLT_CALLBACK_DATA data, PUCHAR heads)
     return FALSE;
 #endif
     WaitForCompletion(&read);
+    if (read.canceled) {
+        InterlockedIncrement(&g_unexpected);
+    }
     FltReuseCallbackData(data);
     SetRead(data, second);
     FltPerformSynchronousIo(data);
@@ -216,6 +222,30 @@ static VOID ProbeStatuses(PFLT_INSTANCE instance, PFILE_OBJECT file_object, PUCH
     FltFreeCallbackData(data);
 }
 
+/* Cancels an asynchronous read as soon as it is issued. A TRUE from FltCancelIo means the read
+ * was canceled: it completes with STATUS_CANCELLED and its completion routine sees the cancel
+ * bit. (FALSE, when the file system was already at work, promises nothing to check.) */
+static VOID ProbeCancel(PFLT_INSTANCE instance, PFILE_OBJECT file_object, PUCHAR buffer)
+{
+    PFLT_CALLBACK_DATA data = NULL;
+    ASYNC_READ read;
+
+    if (!NT_SUCCESS(FltAllocateCallbackData(instance, file_object, &data))) {
+        return;
+    }
+    KeInitializeEvent(&read.done, NotificationEvent, FALSE);
+    SetRead(data, buffer);
+    if (FltPerformAsynchronousIo(data, ReadDone, &read) == STATUS_PENDING && FltCancelIo(data)) {
+        WaitForCompletion(&read);
+        if (read.status != STATUS_CANCELLED || !read.canceled) {
+            InterlockedIncrement(&g_unexpected);
+        }
+    } else {
+        WaitForCompletion(&read);
+    }
+    FltFreeCallbackData(data);
+}
+
 static BOOLEAN EndsWithPad(PCUNICODE_STRING name)
 {
     static const WCHAR pad[] = L".pad";
@@ -250,6 +280,7 @@ static VOID Inspect(PFLT_INSTANCE instance, PFILE_OBJECT file_object)
         return;
     }
     ProbeStatuses(instance, file_object, buffers);
+    ProbeCancel(instance, file_object, buffers);
     if (NT_SUCCESS(FltAllocateCallbackData(instance, file_object, &data)) &&
         ReadHeadTwice(data, buffers)) {
         AskReparsePoint(instance, file_object, data, buffers, 2 * HEAD_BYTES);

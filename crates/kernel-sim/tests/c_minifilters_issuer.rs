@@ -45,6 +45,7 @@ fn issuer_is_clean_in_verify_and_bench() {
 /// asynchronous, one synchronous, through one callback data) see each file's size (11 and 3
 /// bytes on NTFS, 2 on FAT), NTFS says no reparse point (FAT has none and refuses the control
 /// code), the `.pad` file grows to 4096 bytes, the documented failures come back as documented,
+/// a canceled read completes canceled,
 /// and none of these requests reaches the issuer's own callbacks: its pre-read,
 /// pre-set-information and pre-file-system-control counted nothing, and each test cleanup gave
 /// exactly one scan (the worker's own close did not come back through the pre-cleanup).
@@ -79,10 +80,13 @@ fn issuer_io_goes_below_itself_with_the_right_sizes_and_statuses() {
     assert!(report.is_clean(), "{}", report.summary());
     for (routine, calls) in [
         ("FltCreateFileEx2", 3),
-        // One for the reads and reparse point, one for the create probe, per file.
-        ("FltAllocateCallbackData", 6),
-        ("FltFreeCallbackData", 6),
-        ("FltPerformAsynchronousIo", 6),
+        // One for the reads and reparse point, one for the create probe, one for the canceled
+        // read, per file.
+        ("FltAllocateCallbackData", 9),
+        ("FltFreeCallbackData", 9),
+        ("FltPerformAsynchronousIo", 9),
+        ("FltCancelIo", 3),
+        ("FltIsIoCanceled", 9),
         ("FltPerformSynchronousIo", 6),
         ("FltReuseCallbackData", 6),
         ("FltFsControlFile", 6),

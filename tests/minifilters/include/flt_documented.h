@@ -344,6 +344,10 @@ NTSTATUS FltPerformAsynchronousIo(PFLT_CALLBACK_DATA CallbackData,
                                   PVOID CallbackContext);
 VOID FltReuseCallbackData(PFLT_CALLBACK_DATA CallbackData);
 VOID FltFreeCallbackData(PFLT_CALLBACK_DATA CallbackData);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcancelio
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltisiocanceled */
+BOOLEAN FltCancelIo(PFLT_CALLBACK_DATA CallbackData);
+BOOLEAN FltIsIoCanceled(PFLT_CALLBACK_DATA CallbackData);
 /* https://learn.microsoft.com/en-us/windows-hardware/drivers/ifs/irp-mj-file-system-control */
 #ifndef IRP_MN_USER_FS_REQUEST
 #define IRP_MN_USER_FS_REQUEST 0x00

@@ -1,6 +1,7 @@
 //! I/O a filter builds itself in a callback data: `FltAllocateCallbackData`,
 //! `FltPerformSynchronousIo`, `FltPerformAsynchronousIo` (its completion routine called on
-//! another thread), `FltReuseCallbackData`, `FltFreeCallbackData`; the wait in
+//! another thread), `FltCancelIo`, `FltIsIoCanceled`, `FltReuseCallbackData`,
+//! `FltFreeCallbackData`; the wait in
 //! `FltUnregisterFilter` for the filter's asynchronous I/O ([`drain_async_io`]) and the report
 //! of callback data never freed when the driver is gone ([`driver_gone`]).
 //!
@@ -29,7 +30,13 @@
 //! - reuse: IRQL <= APC_LEVEL; a callback data from `FltAllocateCallbackData` whose I/O is
 //!   done; everything is reinitialized but the parameter block's `TargetInstance` and
 //!   `TargetFileObject`;
-//! - free: IRQL <= DISPATCH_LEVEL; only a callback data from `FltAllocateCallbackData`, once.
+//! - free: IRQL <= DISPATCH_LEVEL; only a callback data from `FltAllocateCallbackData`, once;
+//! - cancel (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcancelio>,
+//!   <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltisiocanceled>):
+//!   `FltCancelIo` at IRQL <= DISPATCH_LEVEL by the filter that issued the I/O, TRUE only when
+//!   the I/O was canceled (the model's file systems are cancelable until they start on it),
+//!   FALSE when already canceled or with no cancel routine (the cancel bit is set all the
+//!   same); `FltIsIoCanceled` at any IRQL, for IRP-based operations only.
 //!
 //! Operations performed: `IRP_MJ_READ` and `IRP_MJ_WRITE` (sizes only: data read is zeroes),
 //! `IRP_MJ_SET_INFORMATION` ([`crate::fltmgr::set_information`]) and
@@ -76,6 +83,8 @@ const IRP_MN_USER_FS_REQUEST: u8 = 0x00;
 const IRP_MN_KERNEL_CALL: u8 = 0x04;
 /// `STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST`.
 pub(crate) const STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST: NTSTATUS = 0xC01C_0003_u32.cast_signed();
+/// `STATUS_CANCELLED`: what a canceled I/O completes with.
+pub(crate) const STATUS_CANCELLED: NTSTATUS = 0xC000_0120_u32.cast_signed();
 /// `FILE_USE_FILE_POINTER_POSITION` as a `ByteOffset` (`HighPart` -1): the file object's
 /// current offset.
 const USE_FILE_POINTER_POSITION: i64 = -2;
@@ -110,6 +119,11 @@ struct DataRecord {
     /// Freed (in that entry point) while its asynchronous I/O was outstanding: reported, and
     /// kept until the completion is done with it.
     freed_early: Option<&'static str>,
+    /// Its I/O was canceled (`FltCancelIo`): the IRP's cancel bit.
+    canceled: bool,
+    /// Its asynchronous I/O reached the file system (no longer cancelable: the model's file
+    /// systems set no cancel routine while they work).
+    performing: bool,
 }
 
 /// The callback data of a run.
@@ -239,6 +253,8 @@ pub(crate) extern "win64" fn flt_allocate_callback_data(
                 allocated_in,
                 issued_in: "",
                 freed_early: None,
+                canceled: false,
+                performing: false,
             },
         );
         guest::write(data_out, data as *mut FLT_CALLBACK_DATA);
@@ -385,6 +401,10 @@ fn claim(k: &Kernel, data: usize, next: DataState, rule: &str) -> bool {
     }
     if let Some(record) = table.live.get_mut(&data) {
         record.state = next;
+        if next != DataState::Idle {
+            record.canceled = false;
+            record.performing = false;
+        }
         if next == DataState::Outstanding {
             record.issued_in = state::with(|s| s.callback.get());
         }
@@ -500,8 +520,18 @@ fn spawn_completion(
             });
             // The file system completes the I/O some time after it was issued.
             std::thread::sleep(latency);
+            let canceled = flt_write(&kernel)
+                .io
+                .callback_data
+                .live
+                .get_mut(&data)
+                .is_some_and(|record| {
+                    record.performing = true;
+                    record.canceled
+                });
             attributed("FltPerformAsynchronousIo", issued_in, || match failure {
                 Some(status) => set_io_status(data, status, 0),
+                None if canceled => set_io_status(data, STATUS_CANCELLED, 0),
                 None => perform(&kernel, data),
             });
             if let Some(record) = flt_write(&kernel).io.callback_data.live.get_mut(&data) {
@@ -609,6 +639,78 @@ pub(crate) extern "win64" fn flt_free_callback_data(data: *mut FLT_CALLBACK_DATA
     });
 }
 
+/// `FltCancelIo`: IRQL <= DISPATCH_LEVEL. Cancels the asynchronous I/O the filter issued with
+/// `data`: TRUE while the I/O waits for the file system (it completes with `STATUS_CANCELLED`);
+/// once the file system works on it, only the cancel bit is set (no cancel routine) and the
+/// answer is FALSE, as it is for I/O already canceled or already completed (a race with the
+/// completion a filter cannot always avoid). A callback data with no asynchronous I/O ever
+/// issued, or not from `FltAllocateCallbackData`, is reported.
+pub(crate) extern "win64" fn flt_cancel_io(data: *mut FLT_CALLBACK_DATA) -> u8 {
+    emulate(Routine::FltCancelIo, |k| {
+        let data = data as usize;
+        let mut flt = flt_write(k);
+        let outcome = match flt.io.callback_data.live.get_mut(&data) {
+            Some(record) if record.state == DataState::Outstanding => {
+                let first = !record.canceled;
+                record.canceled = true;
+                Ok(first && !record.performing)
+            }
+            Some(record) if record.issued_in.is_empty() => Err(format!(
+                "{data:#x} was never used for asynchronous I/O (allocated in {})",
+                record.allocated_in
+            )),
+            Some(_) => Ok(false),
+            None => Err(format!(
+                "{data:#x} is not a callback data the caller allocated (FltAllocateCallbackData)"
+            )),
+        };
+        drop(flt);
+        match outcome {
+            Ok(canceled) => u8::from(canceled),
+            Err(problem) => {
+                k.parameter_violation(
+                    "CallbackData of asynchronous I/O the caller issued (FltPerformAsynchronousIo)",
+                    problem,
+                );
+                0
+            }
+        }
+    })
+}
+
+/// `FltIsIoCanceled`: any IRQL. For callback data of the filter's own, whether `FltCancelIo`
+/// set its cancel bit; for an operation in flight through the filter, FALSE (the synthetic
+/// requestors never cancel); a callback data that is neither, or an operation that is not
+/// IRP-based (a programming error, its page says), is reported.
+pub(crate) extern "win64" fn flt_is_io_canceled(data: *mut FLT_CALLBACK_DATA) -> u8 {
+    emulate(Routine::FltIsIoCanceled, |k| {
+        let address = data as usize;
+        let (own, in_flight) = {
+            let flt = flt_read(k);
+            let own = flt.io.callback_data.live.get(&address).map(|r| r.canceled);
+            (own, flt.io.in_flight.contains(address))
+        };
+        if let Some(canceled) = own {
+            return u8::from(canceled);
+        }
+        if !in_flight {
+            k.parameter_violation(
+                "CallbackData of an operation in progress",
+                format!("{data:p} is not the callback data of an operation in progress"),
+            );
+            return 0;
+        }
+        let flags = guest::read(data).Flags;
+        if flags & FLTFL_CALLBACK_DATA_IRP_OPERATION == 0 {
+            k.parameter_violation(
+                "an IRP-based operation (FLT_IS_IRP_OPERATION)",
+                format!("{data:p} is not IRP-based (Flags {flags:#x})"),
+            );
+        }
+        0
+    })
+}
+
 /// `FltUnregisterFilter` is tearing the filter down: waits (at most `SimConfig::pend_limit`)
 /// for the asynchronous I/O it issued to complete, and reports what does not (Windows would
 /// wait for it forever).
@@ -665,7 +767,266 @@ pub(crate) fn driver_gone(k: &Kernel, why: &str) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use super::*;
+    use crate::config::SimConfig;
+    use crate::fltmgr::filter_io::flt_create_file_ex2;
+    use crate::fltmgr::fs_control::flt_fs_control_file;
+    use crate::fltmgr::set_information::flt_set_information_file;
+    use crate::image::symbols::Symbols;
+    use crate::machine::state::ImageBounds;
+
+    fn kernel() -> Arc<Kernel> {
+        Kernel::new(
+            SimConfig {
+                hang_timeout: Duration::from_secs(2),
+                ..SimConfig::default()
+            },
+            "test.sys".into(),
+            ImageBounds::EMPTY,
+            Vec::new(),
+            Symbols::default(),
+        )
+    }
+
+    /// Each violation's kind, rule, routine and driver entry point.
+    fn found(k: &Kernel) -> Vec<(ViolationKind, String, String, String)> {
+        k.violations()
+            .into_iter()
+            .map(|v| (v.kind, v.rule, v.routine, v.callback))
+            .collect()
+    }
+
+    /// A callback data in `state`, as `FltAllocateCallbackData` would have left it in
+    /// `Worker` (there is no instance to allocate one through in a test without a driver).
+    fn planted(k: &Kernel, state: DataState) -> usize {
+        let memory = GuestAlloc::zeroed(
+            size_of::<FLT_CALLBACK_DATA>() + size_of::<FLT_IO_PARAMETER_BLOCK>(),
+        );
+        let data = memory.address();
+        initialize(data, std::ptr::null_mut(), std::ptr::null_mut());
+        let mut record = record(state);
+        record.memory = memory;
+        flt_write(k).io.callback_data.live.insert(data, record);
+        data
+    }
+
+    #[test]
+    fn required_arguments_are_checked_with_the_documented_statuses() {
+        let k = kernel();
+        k.call_driver("Worker", Some(PASSIVE_LEVEL), || {
+            let mut out: *mut FLT_CALLBACK_DATA = std::ptr::dangling_mut();
+            let status = flt_allocate_callback_data(
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &raw mut out,
+            );
+            assert_eq!(status, STATUS_INVALID_PARAMETER);
+            // Not an instance: reported, and no callback data comes back.
+            let status = flt_allocate_callback_data(
+                0x1000 as PFLT_INSTANCE,
+                std::ptr::null_mut(),
+                &raw mut out,
+            );
+            assert_eq!(status, STATUS_INVALID_PARAMETER);
+            assert!(out.is_null());
+            let status = flt_perform_asynchronous_io(
+                0x2000 as *mut FLT_CALLBACK_DATA,
+                None,
+                std::ptr::null_mut(),
+            );
+            assert_eq!(status, STATUS_INVALID_PARAMETER);
+            let status = flt_set_information_file(
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+                4,
+            );
+            assert_eq!(status, STATUS_INVALID_PARAMETER);
+            let mut returned = 7u32;
+            let status = flt_fs_control_file(
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut(),
+                0,
+                &raw mut returned,
+            );
+            assert_eq!(status, STATUS_INVALID_PARAMETER);
+            assert_eq!(returned, 0, "LengthReturned is cleared first");
+        })
+        .expect("returned");
+        let rules: Vec<String> = found(&k).into_iter().map(|(_, rule, _, _)| rule).collect();
+        assert_eq!(
+            rules,
+            [
+                "FltAllocateCallbackData: Instance and RetNewCallbackData (required, not NULL)",
+                "FltAllocateCallbackData: an instance of the calling filter",
+                "FltPerformAsynchronousIo: CallbackRoutine (required, not NULL)",
+                "FltSetInformationFile: Instance, FileObject and FileInformation (required, not NULL)",
+                "FltFsControlFile: Instance and FileObject (required, not NULL)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_driver_create_context_must_be_initialized_and_name_no_device() {
+        let k = kernel();
+        k.call_driver("Worker", Some(PASSIVE_LEVEL), || {
+            let mut context = [0u64; 5];
+            let create = |context: &mut [u64; 5]| {
+                let mut handle: vigil_sys::HANDLE = std::ptr::null_mut();
+                flt_create_file_ex2(
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    &raw mut handle,
+                    std::ptr::null_mut(),
+                    0,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    0,
+                    0,
+                    0,
+                    0,
+                    std::ptr::null_mut(),
+                    0,
+                    0,
+                    context.as_mut_ptr().cast(),
+                )
+            };
+            // Size 0: never initialized by IoInitializeDriverCreateContext.
+            assert_eq!(create(&mut context), STATUS_INVALID_PARAMETER);
+            context[0] = 40;
+            context[2] = 0x1000;
+            assert_eq!(create(&mut context), STATUS_INVALID_PARAMETER);
+        })
+        .expect("returned");
+        let rules: Vec<String> = found(&k).into_iter().map(|(_, rule, _, _)| rule).collect();
+        assert_eq!(
+            rules,
+            [
+                "FltCreateFileEx2: DriverContext initialized by IoInitializeDriverCreateContext",
+                "FltCreateFileEx2: DriverContext->DeviceObjectHint is NULL for FltCreateFileEx2",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_callback_data_freed_before_its_completion_is_reported_and_kept() {
+        let k = kernel();
+        let (outstanding, idle) = (
+            planted(&k, DataState::Outstanding),
+            planted(&k, DataState::Idle),
+        );
+        k.call_driver("PreCleanup", Some(PASSIVE_LEVEL), || {
+            flt_reuse_callback_data(outstanding as *mut FLT_CALLBACK_DATA);
+            flt_perform_synchronous_io(outstanding as *mut FLT_CALLBACK_DATA);
+            flt_free_callback_data(outstanding as *mut FLT_CALLBACK_DATA);
+            flt_free_callback_data(outstanding as *mut FLT_CALLBACK_DATA);
+            flt_free_callback_data(idle as *mut FLT_CALLBACK_DATA);
+            flt_free_callback_data(idle as *mut FLT_CALLBACK_DATA);
+            flt_free_callback_data(0x3000 as *mut FLT_CALLBACK_DATA);
+        })
+        .expect("returned");
+        let messages: Vec<String> = k.violations().into_iter().map(|v| v.message).collect();
+        assert_eq!(messages.len(), 6, "{messages:#?}");
+        assert!(messages[0].contains("asynchronous I/O outstanding (issued in Worker)"));
+        assert!(messages[1].contains("asynchronous I/O outstanding"));
+        assert!(
+            messages[2]
+                .contains("freed while its asynchronous I/O (issued in Worker) is outstanding")
+        );
+        assert!(messages[3].contains("already freed in PreCleanup"));
+        assert!(messages[4].contains("already freed in PreCleanup"));
+        assert!(messages[5].contains("not from FltAllocateCallbackData"));
+        // Kept for the completion, which is still to come; the idle one is gone.
+        let table = &flt_read(&k).io.callback_data;
+        assert!(table.live.contains_key(&outstanding));
+        assert!(!table.live.contains_key(&idle));
+    }
+
+    #[test]
+    fn io_is_canceled_until_the_file_system_starts_on_it() {
+        let k = kernel();
+        let waiting = planted(&k, DataState::Outstanding);
+        let working = planted(&k, DataState::Outstanding);
+        let never_issued = planted(&k, DataState::Idle);
+        if let Some(record) = flt_write(&k).io.callback_data.live.get_mut(&working) {
+            record.performing = true;
+        }
+        if let Some(record) = flt_write(&k).io.callback_data.live.get_mut(&never_issued) {
+            record.issued_in = "";
+        }
+        let answers = k
+            .call_driver("Worker", Some(DISPATCH_LEVEL), || {
+                [
+                    flt_cancel_io(waiting as *mut FLT_CALLBACK_DATA),
+                    // Already canceled.
+                    flt_cancel_io(waiting as *mut FLT_CALLBACK_DATA),
+                    flt_is_io_canceled(waiting as *mut FLT_CALLBACK_DATA),
+                    // No cancel routine: the cancel bit only.
+                    flt_cancel_io(working as *mut FLT_CALLBACK_DATA),
+                    flt_is_io_canceled(working as *mut FLT_CALLBACK_DATA),
+                    flt_cancel_io(never_issued as *mut FLT_CALLBACK_DATA),
+                    flt_is_io_canceled(never_issued as *mut FLT_CALLBACK_DATA),
+                    flt_is_io_canceled(0x4000 as *mut FLT_CALLBACK_DATA),
+                ]
+            })
+            .expect("returned");
+        assert_eq!(answers, [1, 0, 1, 0, 1, 0, 0, 0]);
+        let rules: Vec<String> = found(&k).into_iter().map(|(_, rule, _, _)| rule).collect();
+        assert_eq!(
+            rules,
+            [
+                "FltCancelIo: CallbackData of asynchronous I/O the caller issued (FltPerformAsynchronousIo)",
+                "FltIsIoCanceled: CallbackData of an operation in progress",
+            ]
+        );
+    }
+
+    #[test]
+    fn callback_data_never_freed_is_reported_against_its_allocator_when_the_driver_is_gone() {
+        let k = kernel();
+        let _ = planted(&k, DataState::Idle);
+        driver_gone(&k, "unload");
+        assert_eq!(
+            found(&k),
+            [(
+                ViolationKind::ResourceLeak,
+                "every callback data from FltAllocateCallbackData is freed (FltFreeCallbackData) before the driver is gone".to_owned(),
+                "FltAllocateCallbackData".to_owned(),
+                "Worker".to_owned(),
+            )]
+        );
+        assert!(flt_read(&k).io.callback_data.live.is_empty());
+    }
+
+    #[test]
+    fn unregistering_reports_asynchronous_io_that_never_completes() {
+        let k = Kernel::new(
+            SimConfig {
+                pend_limit: Duration::from_millis(20),
+                ..SimConfig::default()
+            },
+            "test.sys".into(),
+            ImageBounds::EMPTY,
+            Vec::new(),
+            Symbols::default(),
+        );
+        let _ = planted(&k, DataState::Outstanding);
+        drain_async_io(&k);
+        let found = found(&k);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, ViolationKind::ThreadStillRunning);
+        assert_eq!(found[0].2, "FltPerformAsynchronousIo");
+        assert_eq!(found[0].3, "Worker");
+    }
 
     fn record(state: DataState) -> DataRecord {
         DataRecord {
@@ -674,6 +1035,8 @@ mod tests {
             allocated_in: "Worker",
             issued_in: "Worker",
             freed_early: None,
+            canceled: false,
+            performing: false,
         }
     }
 

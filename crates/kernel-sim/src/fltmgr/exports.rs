@@ -98,5 +98,7 @@ routines! {
         FltPerformAsynchronousIo => crate::fltmgr::callback_data::flt_perform_asynchronous_io, AtMost(APC_LEVEL);
         FltReuseCallbackData => crate::fltmgr::callback_data::flt_reuse_callback_data, AtMost(APC_LEVEL);
         FltFreeCallbackData => crate::fltmgr::callback_data::flt_free_callback_data, AtMost(DISPATCH_LEVEL);
+        FltCancelIo => crate::fltmgr::callback_data::flt_cancel_io, AtMost(DISPATCH_LEVEL);
+        FltIsIoCanceled => crate::fltmgr::callback_data::flt_is_io_canceled, crate::kernel::IrqlRule::Any;
     }
 }
