@@ -143,3 +143,40 @@ fn issuer_free_before_completion_twin_is_caught() {
         "freed once, after its asynchronous I/O's CallbackRoutine has been called",
     );
 }
+
+/// With completions at DISPATCH_LEVEL (`post_ops_at_dispatch`: Windows may call an
+/// asynchronous I/O's completion routine there), the issuer's completion routine still only
+/// reads the status, asks `FltIsIoCanceled` and sets an event: the run is clean and the reads
+/// agree.
+#[test]
+fn issuer_completion_routine_is_safe_at_dispatch_level() {
+    let Some(image) = build("issuer", None) else {
+        return;
+    };
+    let mut configuration = config();
+    configuration.io.post_ops_at_dispatch = true;
+    let sim = Sim::new(configuration);
+    let driver = sim.load(&image).expect("loads");
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let f = io
+        .create(ntfs, r"\dispatch.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("created");
+    assert_eq!(io.write(&f, 0, b"dispatch"), 0);
+    assert_eq!(io.cleanup(&f), 0);
+    io.close(f);
+    wait_for_calls(&driver, "FltClose", 1);
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    let trace: Vec<&str> = report
+        .debug_output
+        .iter()
+        .map(|line| line.text.as_str())
+        .collect();
+    assert_eq!(
+        trace,
+        [
+            "issuer: 1 scan(s), 8 byte(s) read, 1 not a reparse point, 0 padded, 0 unexpected, 0 request(s) seen\n"
+        ]
+    );
+}
