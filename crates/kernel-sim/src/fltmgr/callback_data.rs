@@ -24,7 +24,9 @@
 //!   failed ones included, in an arbitrary thread at IRQL <= DISPATCH_LEVEL (kernel-sim: a
 //!   thread of its own, at DISPATCH_LEVEL with `IoConfig::post_ops_at_dispatch`, else
 //!   PASSIVE_LEVEL, after `SimConfig::work_item_latency`); `STATUS_PENDING` says it was
-//!   started; the callback data may be freed or reused only once the routine has been called
+//!   started (kernel-sim always completes later, so never answers `STATUS_SUCCESS`, which
+//!   says the routine was called already; nor `STATUS_FLT_IO_COMPLETE`, which needs a filter
+//!   below the caller's instance); the callback data may be freed or reused only once the routine has been called
 //!   (a free before is reported, and kernel-sim keeps the memory so that the completion does
 //!   not corrupt the run);
 //! - reuse: IRQL <= APC_LEVEL; a callback data from `FltAllocateCallbackData` whose I/O is
