@@ -2,8 +2,8 @@
 //! `FltPerformSynchronousIo`, `FltPerformAsynchronousIo` (its completion routine called on
 //! another thread), `FltCancelIo`, `FltIsIoCanceled`, `FltReuseCallbackData`,
 //! `FltFreeCallbackData`; the wait in
-//! `FltUnregisterFilter` for the filter's asynchronous I/O ([`drain_async_io`]) and the report
-//! of callback data never freed when the driver is gone ([`driver_gone`]).
+//! `FltUnregisterFilter` for the filter's asynchronous I/O ([`drain_async_io`]) and the reports
+//! when the driver is gone ([`report_in_flight`], [`driver_gone`]).
 //!
 //! From the reference pages
 //! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocatecallbackdata>,
@@ -49,8 +49,9 @@
 //!
 //! Filter Manager cannot tear down an instance with I/O in flight on it, so `FltUnregisterFilter`
 //! first waits (at most `SimConfig::pend_limit`) for the filter's asynchronous I/O to complete,
-//! reporting what does not. Callback data still allocated when the driver is gone is reported
-//! against the driver function that allocated it.
+//! reporting what does not. Asynchronous I/O still in flight when the driver is gone (issued
+//! after that drain) is reported against the driver function that issued it
+//! ([`report_in_flight`]), callback data still allocated against the one that allocated it.
 
 use std::mem::offset_of;
 
@@ -741,6 +742,22 @@ pub(crate) fn drain_async_io(k: &Kernel) {
     }
 }
 
+/// The driver is gone (`why`), its threads not yet waited for: reports every asynchronous I/O
+/// still in flight, whose completion routine would run in an unloaded image (I/O issued after
+/// `FltUnregisterFilter` drained the filter's, or by a driver that never unregistered).
+pub(crate) fn report_in_flight(k: &Kernel, why: &str) {
+    let in_flight = flt_read(k).io.callback_data.in_flight();
+    for (data, issued_in) in in_flight {
+        attributed("FltPerformAsynchronousIo", issued_in, || {
+            k.violation(
+                ViolationKind::ThreadStillRunning,
+                "asynchronous I/O the filter issued completes (its CallbackRoutine returns) before the driver is gone",
+                format!("the I/O of callback data {data:#x} issued in {issued_in} is still in flight after {why}"),
+            );
+        });
+    }
+}
+
 /// The driver is gone (`why`): reports every callback data it never freed, against the entry
 /// point that allocated it.
 pub(crate) fn driver_gone(k: &Kernel, why: &str) {
@@ -1007,6 +1024,18 @@ mod tests {
             )]
         );
         assert!(flt_read(&k).io.callback_data.live.is_empty());
+    }
+
+    #[test]
+    fn asynchronous_io_in_flight_when_the_driver_is_gone_is_reported() {
+        let k = kernel();
+        let _ = planted(&k, DataState::Outstanding);
+        let _ = planted(&k, DataState::Idle);
+        report_in_flight(&k, "unload");
+        let found = found(&k);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, ViolationKind::ThreadStillRunning);
+        assert_eq!(found[0].2, "FltPerformAsynchronousIo");
     }
 
     #[test]

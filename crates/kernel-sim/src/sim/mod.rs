@@ -322,6 +322,7 @@ impl Driver {
             k.config.thread_exit_timeout
         };
         if !crashed {
+            crate::fltmgr::callback_data::report_in_flight(&k, why);
             crate::fltmgr::workitems::driver_gone(&k, why);
             crate::fltmgr::callback_data::driver_gone(&k, why);
         }
