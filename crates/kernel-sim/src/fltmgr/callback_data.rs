@@ -47,8 +47,9 @@
 //! emulated. The synchronous and asynchronous routines are failable: the IRP Filter Manager
 //! allocates (`STATUS_INSUFFICIENT_RESOURCES` in `IoStatus`, and through the completion routine).
 //!
-//! Filter Manager cannot tear down an instance with I/O in flight on it, so `FltUnregisterFilter`
-//! first waits (at most `SimConfig::pend_limit`) for the filter's asynchronous I/O to complete,
+//! Filter Manager cannot tear down an instance with I/O in flight on it, so an instance's
+//! teardown (after `InstanceTeardownStart`, the drain of its operations) and `FltUnregisterFilter`
+//! (first) wait, at most `SimConfig::pend_limit`, for the filter's asynchronous I/O to complete,
 //! reporting what does not. Asynchronous I/O still in flight when the driver is gone (issued
 //! after that drain) is reported against the driver function that issued it
 //! ([`report_in_flight`]), callback data still allocated against the one that allocated it.
@@ -119,6 +120,8 @@ struct DataRecord {
     allocated_in: &'static str,
     /// The driver entry point that last issued its asynchronous I/O.
     issued_in: &'static str,
+    /// The target instance of its last asynchronous I/O.
+    instance: usize,
     /// Freed (in that entry point) while its asynchronous I/O was outstanding: reported, and
     /// kept until the completion is done with it.
     freed_early: Option<&'static str>,
@@ -146,12 +149,13 @@ impl Default for CallbackDataTable {
 }
 
 impl CallbackDataTable {
-    /// Asynchronous I/O in flight (issued, its completion routine not returned): `(callback
-    /// data, entry point that issued it)`.
-    fn in_flight(&self) -> Vec<(usize, &'static str)> {
+    /// Asynchronous I/O in flight (issued, its completion routine not returned), on
+    /// `instance` or on any: `(callback data, entry point that issued it)`.
+    fn in_flight(&self, instance: Option<usize>) -> Vec<(usize, &'static str)> {
         self.live
             .iter()
             .filter(|(_, r)| matches!(r.state, DataState::Outstanding | DataState::Completing))
+            .filter(|(_, r)| instance.is_none_or(|i| i == r.instance))
             .map(|(&a, r)| (a, r.issued_in))
             .collect()
     }
@@ -255,6 +259,7 @@ pub(crate) extern "win64" fn flt_allocate_callback_data(
                 state: DataState::Idle,
                 allocated_in,
                 issued_in: "",
+                instance: 0,
                 freed_early: None,
                 canceled: false,
                 performing: false,
@@ -410,6 +415,7 @@ fn claim(k: &Kernel, data: usize, next: DataState, rule: &str) -> bool {
         }
         if next == DataState::Outstanding {
             record.issued_in = state::with(|s| s.callback.get());
+            record.instance = guest::read(iopb_of(data)).TargetInstance as usize;
         }
     }
     true
@@ -714,13 +720,14 @@ pub(crate) extern "win64" fn flt_is_io_canceled(data: *mut FLT_CALLBACK_DATA) ->
     })
 }
 
-/// `FltUnregisterFilter` is tearing the filter down: waits (at most `SimConfig::pend_limit`)
-/// for the asynchronous I/O it issued to complete, and reports what does not (Windows would
-/// wait for it forever).
-pub(crate) fn drain_async_io(k: &Kernel) {
+/// `FltUnregisterFilter` is tearing the filter down (`instance` `None`), or one instance is
+/// being torn down after its `InstanceTeardownStart`: waits (at most `SimConfig::pend_limit`)
+/// for the asynchronous I/O the filter issued (through that instance) to complete, and reports
+/// what does not (Windows would wait for it forever).
+pub(crate) fn drain_async_io(k: &Kernel, instance: Option<usize>) {
     let deadline = std::time::Instant::now() + k.config.pend_limit;
     loop {
-        let in_flight = flt_read(k).io.callback_data.in_flight();
+        let in_flight = flt_read(k).io.callback_data.in_flight(instance);
         if in_flight.is_empty() {
             return;
         }
@@ -729,7 +736,7 @@ pub(crate) fn drain_async_io(k: &Kernel) {
                 attributed("FltPerformAsynchronousIo", issued_in, || {
                     k.violation(
                         ViolationKind::ThreadStillRunning,
-                        "asynchronous I/O the filter issued completes (its CallbackRoutine returns) before FltUnregisterFilter can tear the filter down",
+                        "asynchronous I/O the filter issued completes (its CallbackRoutine returns) before the instance it went through is torn down (FltUnregisterFilter, detach, dismount)",
                         format!(
                             "the I/O of callback data {data:#x} issued in {issued_in} has not completed"
                         ),
@@ -746,7 +753,7 @@ pub(crate) fn drain_async_io(k: &Kernel) {
 /// still in flight, whose completion routine would run in an unloaded image (I/O issued after
 /// `FltUnregisterFilter` drained the filter's, or by a driver that never unregistered).
 pub(crate) fn report_in_flight(k: &Kernel, why: &str) {
-    let in_flight = flt_read(k).io.callback_data.in_flight();
+    let in_flight = flt_read(k).io.callback_data.in_flight(None);
     for (data, issued_in) in in_flight {
         attributed("FltPerformAsynchronousIo", issued_in, || {
             k.violation(
@@ -1051,7 +1058,7 @@ mod tests {
             Symbols::default(),
         );
         let _ = planted(&k, DataState::Outstanding);
-        drain_async_io(&k);
+        drain_async_io(&k, None);
         let found = found(&k);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, ViolationKind::ThreadStillRunning);
@@ -1065,6 +1072,7 @@ mod tests {
             state,
             allocated_in: "Worker",
             issued_in: "Worker",
+            instance: 0,
             freed_early: None,
             canceled: false,
             performing: false,
@@ -1109,7 +1117,8 @@ mod tests {
                 .misuse(0x60)
                 .is_some_and(|m| m.contains("freed in Unload"))
         );
-        assert_eq!(table.in_flight().len(), 2);
+        assert_eq!(table.in_flight(None).len(), 2);
+        assert_eq!(table.in_flight(Some(0x99)).len(), 0);
     }
 
     #[test]

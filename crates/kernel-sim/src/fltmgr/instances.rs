@@ -449,6 +449,7 @@ pub(crate) fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
     };
     call(start, "InstanceTeardownStart");
     crate::fltmgr::draining::drain_instance(k, volume, instance_handle);
+    crate::fltmgr::callback_data::drain_async_io(k, Some(instance_handle));
     call(complete, "InstanceTeardownComplete");
     crate::fltmgr::contexts::release_instance_contexts(k, instance_handle);
     let mut flt = flt_write(k);
