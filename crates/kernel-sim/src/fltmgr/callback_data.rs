@@ -230,19 +230,8 @@ pub(crate) extern "win64" fn flt_allocate_callback_data(
         if let Err(status) = instance_volume(k, instance as usize) {
             return status;
         }
-        if !file_object.is_null() {
-            let known = flt_read(k)
-                .io
-                .files
-                .with(file_object as usize, |r| r.is_some());
-            if !known {
-                k.parameter_violation(
-                    "FileObject a file object (or NULL)",
-                    format!("{file_object:p} is not a file object"),
-                );
-                return STATUS_INVALID_PARAMETER;
-            }
-        }
+        // `FileObject` is checked when the operation is performed: a file object the filter
+        // still references after closing its handle is a valid argument here.
         if k.inject_failure("FltAllocateCallbackData", "STATUS_INSUFFICIENT_RESOURCES") {
             return STATUS_INSUFFICIENT_RESOURCES;
         }
