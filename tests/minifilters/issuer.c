@@ -13,7 +13,7 @@
  *   one callback data: asynchronously (the completion routine, called on another thread,
  *   records the result and sets an event the pre-cleanup waits on; the callback data is the
  *   filter's again only once the routine has been called), then, after FltReuseCallbackData,
- *   synchronously; both must agree. It asks for the file's reparse point twice, with
+ *   synchronously; both must agree, and an asynchronous FltReadFile must read as much. It asks for the file's reparse point twice, with
  *   FltFsControlFile and as an IRP_MJ_FILE_SYSTEM_CONTROL through the same callback data; both
  *   must agree. Then it frees the callback data, and queues a generic work item with the
  *   file's normalized name.
@@ -118,6 +118,28 @@ static VOID SetRead(PFLT_CALLBACK_DATA data, PUCHAR buffer)
     data->Iopb->Parameters.Read.ReadBuffer = buffer;
 }
 
+/* The first bytes again with an asynchronous FltReadFile (Filter Manager's own callback data
+ * reaches the same completion routine): the count must be the one the other reads gave. */
+static VOID ReadHeadWithFltReadFile(PFLT_INSTANCE instance, PFILE_OBJECT file_object,
+                                    PUCHAR buffer, ULONG_PTR expected)
+{
+    ASYNC_READ read;
+    LARGE_INTEGER offset;
+    NTSTATUS status;
+
+    offset.QuadPart = 0;
+    KeInitializeEvent(&read.done, NotificationEvent, FALSE);
+    status = FltReadFile(instance, file_object, &offset, HEAD_BYTES, buffer, 0, NULL, ReadDone,
+                         &read);
+    /* The routine is called once the read was started (pending or already done). */
+    if (status == STATUS_PENDING || NT_SUCCESS(status)) {
+        WaitForCompletion(&read);
+        if (NT_SUCCESS(read.status) && read.information != expected) {
+            InterlockedIncrement(&g_unexpected);
+        }
+    }
+}
+
 /* The first bytes of the file, read asynchronously then synchronously through `data`: both
  * reads must agree. FALSE when `data` is no longer the caller's (the twin freed it). */
 static BOOLEAN ReadHeadTwice(PFLT_CALLBACK_DATA data, PUCHAR heads)
@@ -148,6 +170,8 @@ static BOOLEAN ReadHeadTwice(PFLT_CALLBACK_DATA data, PUCHAR heads)
             InterlockedIncrement(&g_unexpected);
         } else {
             InterlockedExchangeAdd(&g_bytes_read, (LONG)read.information);
+            ReadHeadWithFltReadFile(data->Iopb->TargetInstance, data->Iopb->TargetFileObject,
+                                    second, read.information);
         }
     }
     return TRUE;

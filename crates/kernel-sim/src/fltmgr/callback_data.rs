@@ -92,11 +92,13 @@ pub(crate) const STATUS_CANCELLED: NTSTATUS = 0xC000_0120_u32.cast_signed();
 /// `FILE_USE_FILE_POINTER_POSITION` as a `ByteOffset` (`HighPart` -1): the file object's
 /// current offset.
 const USE_FILE_POINTER_POSITION: i64 = -2;
+/// Who freed Filter Manager's own callback data (for a stale use of it).
+const FREED_BY_FLTMGR: &str = "Filter Manager, once FltReadFile's CallbackRoutine returned";
 /// The entry point name under which the completion routine runs in reports.
 const COMPLETION_ENTRY: &str = "CompletedAsyncIoCallback";
 
 /// `PFLT_COMPLETED_ASYNC_IO_CALLBACK`.
-type CompletedAsyncIo = unsafe extern "win64" fn(*mut FLT_CALLBACK_DATA, PVOID);
+pub(crate) type CompletedAsyncIo = unsafe extern "win64" fn(*mut FLT_CALLBACK_DATA, PVOID);
 
 /// Where a callback data is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +137,9 @@ struct DataRecord {
 /// The callback data of a run.
 pub(crate) struct CallbackDataTable {
     live: HashMap<usize, DataRecord>,
+    /// Filter Manager's own callback data of asynchronous `FltReadFile` calls in flight: the
+    /// entry point that issued each and its instance. Freed when the completion routine returns.
+    fltmgr_owned: HashMap<usize, (GuestAlloc, &'static str, usize)>,
     /// Freed callback data (and where), kept a while so that a stale pointer is recognized.
     freed: Retired<(GuestAlloc, &'static str)>,
 }
@@ -143,6 +148,7 @@ impl Default for CallbackDataTable {
     fn default() -> Self {
         Self {
             live: HashMap::default(),
+            fltmgr_owned: HashMap::default(),
             freed: Retired::new(4096),
         }
     }
@@ -152,11 +158,17 @@ impl CallbackDataTable {
     /// Asynchronous I/O in flight (issued, its completion routine not returned), on
     /// `instance` or on any: `(callback data, entry point that issued it)`.
     fn in_flight(&self, instance: Option<usize>) -> Vec<(usize, &'static str)> {
+        let owned = self
+            .fltmgr_owned
+            .iter()
+            .filter(|(_, (_, _, on))| instance.is_none_or(|i| i == *on))
+            .map(|(&a, (_, issued_in, _))| (a, *issued_in));
         self.live
             .iter()
             .filter(|(_, r)| matches!(r.state, DataState::Outstanding | DataState::Completing))
             .filter(|(_, r)| instance.is_none_or(|i| i == r.instance))
             .map(|(&a, r)| (a, r.issued_in))
+            .chain(owned)
             .collect()
     }
 
@@ -482,7 +494,12 @@ pub(crate) extern "win64" fn flt_perform_asynchronous_io(
         } else {
             None
         };
-        if spawn_completion(k, data, (callback, context as usize), failure) {
+        if spawn_completion(
+            k,
+            data,
+            (callback, context as usize),
+            Completion::Perform(failure),
+        ) {
             failure.unwrap_or(STATUS_PENDING)
         } else {
             STATUS_INSUFFICIENT_RESOURCES
@@ -490,15 +507,31 @@ pub(crate) extern "win64" fn flt_perform_asynchronous_io(
     })
 }
 
-/// Performs the asynchronous I/O of `data` (or fails it with `failure`) on a thread of its own
-/// and calls the filter's completion routine there; `false` when no thread could be had
-/// (reported; the callback data is the filter's again).
+/// What a completion thread does before it calls the completion routine.
+#[derive(Clone, Copy)]
+enum Completion {
+    /// `FltPerformAsynchronousIo`: performs the callback data's operation, or fails it with
+    /// the status.
+    Perform(Option<NTSTATUS>),
+    /// An asynchronous `FltReadFile`: reads into Filter Manager's own callback data (freed once
+    /// the completion routine returns), with `FltReadFile`'s flags, at the offset (`None`: the
+    /// file object's current one).
+    Read { flags: u32, offset: Option<i64> },
+}
+
+/// Performs the asynchronous I/O of `data` (`work`) on a thread of its own and calls the
+/// filter's completion routine there; `false` when no thread could be had (reported; a
+/// filter's callback data is the filter's again, Filter Manager's own is freed).
 fn spawn_completion(
     k: &Kernel,
     data: usize,
     (callback, context): (CompletedAsyncIo, usize),
-    failure: Option<NTSTATUS>,
+    work: Completion,
 ) -> bool {
+    let routine = match work {
+        Completion::Perform(_) => "FltPerformAsynchronousIo",
+        Completion::Read { .. } => "FltReadFile",
+    };
     let kernel = k.arc();
     let latency = k.config.work_item_latency;
     let irql = if k.config.io.post_ops_at_dispatch {
@@ -527,10 +560,20 @@ fn spawn_completion(
                     record.performing = true;
                     record.canceled
                 });
-            attributed("FltPerformAsynchronousIo", issued_in, || match failure {
-                Some(status) => set_io_status(data, status, 0),
-                None if canceled => set_io_status(data, STATUS_CANCELLED, 0),
-                None => perform(&kernel, data),
+            attributed(routine, issued_in, || match work {
+                Completion::Perform(Some(status)) => set_io_status(data, status, 0),
+                Completion::Perform(None) if canceled => set_io_status(data, STATUS_CANCELLED, 0),
+                Completion::Perform(None) => perform(&kernel, data),
+                Completion::Read { flags, offset } => {
+                    let iopb = guest::read(iopb_of(data));
+                    // SAFETY: the read member of the union Filter Manager filled (`Read` has
+                    // `Write`'s layout); any bits are valid.
+                    let p: FLT_PARAMETERS_WRITE = unsafe { iopb.Parameters.Write };
+                    let target = (iopb.TargetInstance as usize, iopb.TargetFileObject as usize);
+                    let (status, count) =
+                        read_below(&kernel, target, offset, (p.Length, p.WriteBuffer), flags);
+                    set_io_status(data, status, count);
+                }
             });
             if let Some(record) = flt_write(&kernel).io.callback_data.live.get_mut(&data) {
                 record.state = DataState::Completing;
@@ -544,6 +587,9 @@ fn spawn_completion(
             });
             let mut flt = flt_write(&kernel);
             let table = &mut flt.io.callback_data;
+            if let Some((memory, _, _)) = table.fltmgr_owned.remove(&data) {
+                table.freed.insert(data, (memory, FREED_BY_FLTMGR));
+            }
             let early = table.live.get(&data).and_then(|r| r.freed_early);
             if let Some(freed_in) = early {
                 if let Some(record) = table.live.remove(&data) {
@@ -568,11 +614,57 @@ fn spawn_completion(
                 "kernel-sim",
                 format!("no thread for the asynchronous I/O of {data:#x}: {error}"),
             );
-            if let Some(record) = flt_write(k).io.callback_data.live.get_mut(&data) {
+            let mut flt = flt_write(k);
+            let table = &mut flt.io.callback_data;
+            if let Some(record) = table.live.get_mut(&data) {
                 record.state = DataState::Idle;
             }
+            table.fltmgr_owned.remove(&data);
             false
         }
+    }
+}
+
+/// `FltReadFile` with a `CallbackRoutine`: the read goes below `instance` asynchronously in a
+/// callback data of Filter Manager's own (the completion routine may read it, never free or
+/// reuse it), on a thread of its own as `FltPerformAsynchronousIo`'s; `STATUS_PENDING`.
+/// `BytesRead` is ignored (the routine finds the count in `IoStatus.Information`).
+pub(crate) fn read_file_async(
+    k: &Kernel,
+    (instance, file_object): (PFLT_INSTANCE, *mut FILE_OBJECT),
+    (offset, length, buffer): (Option<i64>, u32, PVOID),
+    flags: u32,
+    (callback, context): (CompletedAsyncIo, PVOID),
+) -> NTSTATUS {
+    let memory =
+        GuestAlloc::zeroed(size_of::<FLT_CALLBACK_DATA>() + size_of::<FLT_IO_PARAMETER_BLOCK>());
+    let data = memory.address();
+    initialize(data, instance, file_object);
+    let mut iopb = guest::read(iopb_of(data));
+    iopb.MajorFunction = IRP_MJ_READ;
+    if flags & FLTFL_IO_OPERATION_NON_CACHED != 0 {
+        iopb.IrpFlags |= IRP_NOCACHE;
+    }
+    // The read member of the parameter union (`Read` has `Write`'s layout).
+    iopb.Parameters.Write.Length = length;
+    iopb.Parameters.Write.ByteOffset = offset.unwrap_or(USE_FILE_POINTER_POSITION);
+    iopb.Parameters.Write.WriteBuffer = buffer;
+    guest::write(iopb_of(data), iopb);
+    let issued_in = state::with(|s| s.callback.get());
+    flt_write(k)
+        .io
+        .callback_data
+        .fltmgr_owned
+        .insert(data, (memory, issued_in, instance as usize));
+    if spawn_completion(
+        k,
+        data,
+        (callback, context as usize),
+        Completion::Read { flags, offset },
+    ) {
+        STATUS_PENDING
+    } else {
+        STATUS_INSUFFICIENT_RESOURCES
     }
 }
 
@@ -685,7 +777,12 @@ pub(crate) extern "win64" fn flt_is_io_canceled(data: *mut FLT_CALLBACK_DATA) ->
         let address = data as usize;
         let (own, in_flight) = {
             let flt = flt_read(k);
-            let own = flt.io.callback_data.live.get(&address).map(|r| r.canceled);
+            let table = &flt.io.callback_data;
+            let own = table.live.get(&address).map(|r| r.canceled).or_else(|| {
+                // An asynchronous FltReadFile's: never canceled (the filter cannot reach it
+                // before its completion).
+                table.fltmgr_owned.contains_key(&address).then_some(false)
+            });
             (own, flt.io.in_flight.contains(address))
         };
         if let Some(canceled) = own {
@@ -1003,6 +1100,34 @@ mod tests {
                 "FltIsIoCanceled: CallbackData of an operation in progress",
             ]
         );
+    }
+
+    #[test]
+    fn filter_managers_own_callback_data_is_not_the_filters_to_free() {
+        let k = kernel();
+        let memory = GuestAlloc::zeroed(
+            size_of::<FLT_CALLBACK_DATA>() + size_of::<FLT_IO_PARAMETER_BLOCK>(),
+        );
+        let data = memory.address();
+        flt_write(&k)
+            .io
+            .callback_data
+            .fltmgr_owned
+            .insert(data, (memory, "PreCleanup", 0x77));
+        let canceled = k
+            .call_driver(COMPLETION_ENTRY, Some(DISPATCH_LEVEL), || {
+                let canceled = flt_is_io_canceled(data as *mut FLT_CALLBACK_DATA);
+                flt_free_callback_data(data as *mut FLT_CALLBACK_DATA);
+                canceled
+            })
+            .expect("returned");
+        assert_eq!(canceled, 0);
+        let found = found(&k);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].2, "FltFreeCallbackData");
+        assert_eq!(found[0].3, COMPLETION_ENTRY);
+        // Its read is in flight on its instance: teardown waits for it.
+        assert_eq!(flt_read(&k).io.callback_data.in_flight(Some(0x77)).len(), 1);
     }
 
     #[test]

@@ -25,8 +25,9 @@
 //!   beyond the end of file is an error (`STATUS_END_OF_FILE`); a NULL `ByteOffset` uses and
 //!   advances the file object's `CurrentByteOffset` (unless
 //!   `FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET`); noncached reads need sector-aligned
-//!   offset, length and buffer; with a `CallbackRoutine` the read is asynchronous (not
-//!   emulated). The file system keeps sizes, not contents: the bytes read are zeroes;
+//!   offset, length and buffer; with a `CallbackRoutine` the read is asynchronous
+//!   ([`crate::fltmgr::callback_data::read_file_async`]: `STATUS_PENDING`, the routine called
+//!   on another thread with Filter Manager's callback data, `BytesRead` ignored). The file system keeps sizes, not contents: the bytes read are zeroes;
 //! - close: PASSIVE_LEVEL; a handle that is not from `FltCreateFile(Ex)` is
 //!   `STATUS_INVALID_HANDLE`.
 
@@ -572,7 +573,7 @@ pub(crate) fn read_below(
     (STATUS_SUCCESS, count)
 }
 
-/// `FltReadFile`: PASSIVE_LEVEL. Synchronous reads only.
+/// `FltReadFile`: PASSIVE_LEVEL. Synchronous, or asynchronous with a `CallbackRoutine`.
 pub(crate) extern "win64" fn flt_read_file(
     instance: PFLT_INSTANCE,
     file_object: *mut FILE_OBJECT,
@@ -581,21 +582,10 @@ pub(crate) extern "win64" fn flt_read_file(
     buffer: PVOID,
     flags: u32,
     bytes_read: *mut u32,
-    callback: PVOID,
-    _callback_context: PVOID,
+    callback: Option<crate::fltmgr::callback_data::CompletedAsyncIo>,
+    callback_context: PVOID,
 ) -> NTSTATUS {
     emulate(Routine::FltReadFile, |k| {
-        if !bytes_read.is_null() {
-            guest::write(bytes_read, 0);
-        }
-        if !callback.is_null() {
-            k.violation(
-                ViolationKind::NotEmulated,
-                "FltReadFile with a CallbackRoutine (asynchronous) is not emulated",
-                format!("CallbackRoutine {callback:p}"),
-            );
-            return STATUS_NOT_IMPLEMENTED;
-        }
         if instance.is_null() || file_object.is_null() {
             k.parameter_violation(
                 "InitiatingInstance and FileObject",
@@ -604,6 +594,18 @@ pub(crate) extern "win64" fn flt_read_file(
             return STATUS_INVALID_PARAMETER;
         }
         let offset = (!byte_offset.is_null()).then(|| guest::read(byte_offset));
+        if let Some(callback) = callback {
+            return crate::fltmgr::callback_data::read_file_async(
+                k,
+                (instance, file_object),
+                (offset, length, buffer),
+                flags,
+                (callback, callback_context),
+            );
+        }
+        if !bytes_read.is_null() {
+            guest::write(bytes_read, 0);
+        }
         let (status, count) = read_below(
             k,
             (instance as usize, file_object as usize),
