@@ -31,6 +31,9 @@
  *
  * Broken twins, selected at build time:
  * - TWIN_CALLBACK_DATA_LEAK: the pre-cleanup never frees its callback data.
+ * - TWIN_CREATE_CONTEXT_NOT_INITIALIZED: the worker fills the driver create context's
+ *   members by hand instead of with IoInitializeDriverCreateContext, leaving Size as the stack
+ *   had it.
  * - TWIN_FREE_BEFORE_COMPLETION: the pre-cleanup frees the callback data as soon as
  *   FltPerformAsynchronousIo returns, before the completion routine has been called.
  *
@@ -345,7 +348,15 @@ static VOID ScanWorker(PFLT_GENERIC_WORKITEM item, PVOID flt_object, PVOID conte
     PFILE_OBJECT file_object = NULL;
 
     (void)flt_object;
+#ifdef TWIN_CREATE_CONTEXT_NOT_INITIALIZED
+    /* Filled in by hand: every member but Size, which IoInitializeDriverCreateContext sets. */
+    driver_context.ExtraCreateParameter = NULL;
+    driver_context.DeviceObjectHint = NULL;
+    driver_context.TxnParameters = NULL;
+    driver_context.SiloContext = NULL;
+#else
     IoInitializeDriverCreateContext(&driver_context);
+#endif
     InitializeObjectAttributes(&attributes, &request->name, OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE,
                                NULL, NULL);
     if (NT_SUCCESS(FltCreateFileEx2(g_filter, request->instance, &handle, &file_object,

@@ -183,3 +183,21 @@ fn issuer_completion_routine_is_safe_at_dispatch_level() {
         ]
     );
 }
+
+/// The twin that fills its `IO_DRIVER_CREATE_CONTEXT` by hand, leaving `Size` as the stack had
+/// it, is caught by `FltCreateFileEx2` in the work item (which then fails the create, so the
+/// scan is skipped, fail-open).
+#[test]
+fn issuer_create_context_not_initialized_twin_is_caught() {
+    let Some(twin) = build("issuer", Some("create-context-not-initialized")) else {
+        return;
+    };
+    assert_caught(
+        &twin,
+        None,
+        "Parameter",
+        "FltCreateFileEx2",
+        "GenericWorkItem",
+        "DriverContext initialized by IoInitializeDriverCreateContext",
+    );
+}
