@@ -63,8 +63,9 @@ use vigil_sys::{
     FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE, FLTFL_CALLBACK_DATA_GENERATED_IO,
     FLTFL_CALLBACK_DATA_IRP_OPERATION, FLTFL_IO_OPERATION_NON_CACHED, IO_STATUS_BLOCK,
     IRP_MJ_CREATE, IRP_MJ_READ, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE, IRP_PAGING_IO,
-    KernelMode, NTSTATUS, PASSIVE_LEVEL, PFLT_INSTANCE, PVOID, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_PARAMETER, STATUS_NOT_IMPLEMENTED, STATUS_PENDING, STATUS_SUCCESS,
+    KernelMode, MDL, MDL_MAPPED_TO_SYSTEM_VA, MDL_SOURCE_IS_NONPAGED_POOL, NTSTATUS, PASSIVE_LEVEL,
+    PFLT_INSTANCE, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
+    STATUS_NOT_IMPLEMENTED, STATUS_PENDING, STATUS_SUCCESS,
 };
 
 use crate::fltmgr::exports::Routine;
@@ -306,8 +307,23 @@ fn perform(k: &Kernel, data: usize) {
         IRP_MJ_READ | IRP_MJ_WRITE => {
             // SAFETY: the union's member for reads and writes (`Read` has `Write`'s layout:
             // `Length`, `Key`, `ByteOffset`, buffer, `MdlAddress`); any bits are valid.
-            let p: FLT_PARAMETERS_WRITE = unsafe { iopb.Parameters.Write };
+            let mut p: FLT_PARAMETERS_WRITE = unsafe { iopb.Parameters.Write };
             let offset = (p.ByteOffset != USE_FILE_POINTER_POSITION).then_some(p.ByteOffset);
+            if !p.MdlAddress.is_null() {
+                // The file system transfers through the MDL when there is one: its system
+                // address (the model's MDLs describe mapped, non-paged buffers).
+                let mdl = guest::read(p.MdlAddress.cast::<MDL>());
+                if mdl.MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL) == 0 {
+                    k.violation(
+                        ViolationKind::NotEmulated,
+                        "FltPerform(A)synchronousIo: a transfer through an MDL not mapped to system space is not emulated",
+                        format!("MdlAddress {:p}, MdlFlags {:#x}", p.MdlAddress, mdl.MdlFlags),
+                    );
+                    set_io_status(data, STATUS_NOT_IMPLEMENTED, 0);
+                    return;
+                }
+                p.WriteBuffer = mdl.MappedSystemVa;
+            }
             if iopb.MajorFunction == IRP_MJ_READ {
                 let flags = if iopb.IrpFlags & IRP_NOCACHE == 0 {
                     0

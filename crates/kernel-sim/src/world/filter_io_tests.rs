@@ -424,3 +424,63 @@ fn links_and_reparse_points_are_answered_as_each_file_system_does() {
         "FltFsControlFile: only FSCTL_GET_REPARSE_POINT is emulated",
     );
 }
+
+/// A read through a callback data whose parameters name an MDL (no buffer address) transfers
+/// into the MDL's system address, as a file system does; an MDL not mapped to system space is
+/// reported as not emulated.
+#[test]
+fn a_read_through_an_mdl_fills_its_mapped_buffer() {
+    let k = kernel();
+    let filter = start(&k);
+    let (_, on_ntfs) = volume(&k, NTFS);
+    k.call_driver("Worker", Some(PASSIVE_LEVEL), || {
+        let (handle, f) = create(filter, on_ntfs, &format!(r"{NTFS}\mdl.txt"));
+        assert_eq!(
+            perform(on_ntfs, f, IRP_MJ_WRITE, (0, 64)),
+            (STATUS_SUCCESS, 64)
+        );
+        let tag = u32::from_le_bytes(*b"Tmdl");
+        let buffer =
+            crate::ntoskrnl::pool::ex_allocate_pool2(vigil_sys::POOL_FLAG_NON_PAGED, 32, tag);
+        guest::write_bytes(buffer.cast(), &[0xEE; 32]);
+        let mdl = crate::ntoskrnl::mdl::io_allocate_mdl(buffer, 32, 0, 0, std::ptr::null_mut());
+        let mut data: *mut FLT_CALLBACK_DATA = std::ptr::null_mut();
+        assert_eq!(
+            flt_allocate_callback_data(on_ntfs, f, &raw mut data),
+            STATUS_SUCCESS
+        );
+        let read = |data: *mut FLT_CALLBACK_DATA| {
+            let mut iopb = guest::read(guest::read(data).Iopb);
+            iopb.MajorFunction = IRP_MJ_READ;
+            iopb.Parameters.Write.Length = 32;
+            iopb.Parameters.Write.ByteOffset = 0;
+            iopb.Parameters.Write.WriteBuffer = std::ptr::null_mut();
+            iopb.Parameters.Write.MdlAddress = mdl;
+            guest::write(guest::read(data).Iopb, iopb);
+            flt_perform_synchronous_io(data);
+            guest::read(data).IoStatus
+        };
+        // Not built yet: not mapped to system space.
+        assert_eq!(read(data).Status, vigil_sys::STATUS_NOT_IMPLEMENTED);
+        crate::ntoskrnl::mdl::mm_build_mdl_for_non_paged_pool(mdl.cast());
+        crate::fltmgr::callback_data::flt_reuse_callback_data(data);
+        let status = read(data);
+        assert_eq!((status.Status, status.Information), (STATUS_SUCCESS, 32));
+        assert_eq!(
+            guest::read_bytes(buffer.cast(), 32),
+            [0; 32],
+            "zeroes read into the MDL's buffer"
+        );
+        flt_free_callback_data(data);
+        crate::ntoskrnl::mdl::io_free_mdl(mdl);
+        crate::ntoskrnl::pool::ex_free_pool_with_tag(buffer, tag);
+        assert_eq!(flt_close(handle), STATUS_SUCCESS);
+        let _ = crate::ntoskrnl::thread::obf_dereference_object(f.cast());
+    })
+    .expect("returned");
+    assert_only(
+        &k,
+        ViolationKind::NotEmulated,
+        "FltPerform(A)synchronousIo: a transfer through an MDL not mapped to system space is not emulated",
+    );
+}
