@@ -1118,6 +1118,53 @@ mod tests {
         );
     }
 
+    /// The status the test completion routine saw, 0 until it ran.
+    static COMPLETED_WITH: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+    unsafe extern "win64" fn completed(data: *mut FLT_CALLBACK_DATA, _context: PVOID) {
+        let status = guest::read(data).IoStatus.Status;
+        COMPLETED_WITH.store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[test]
+    fn an_asynchronous_create_is_refused_above_passive_level_and_still_completed() {
+        let k = kernel();
+        let data = planted(&k, DataState::Idle);
+        let mut iopb = guest::read(iopb_of(data));
+        iopb.MajorFunction = IRP_MJ_CREATE;
+        guest::write(iopb_of(data), iopb);
+        let status = k
+            .call_driver("PreCleanup", Some(vigil_sys::APC_LEVEL), || {
+                flt_perform_asynchronous_io(
+                    data as *mut FLT_CALLBACK_DATA,
+                    Some(completed),
+                    std::ptr::null_mut(),
+                )
+            })
+            .expect("returned");
+        assert_eq!(status, STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST);
+        // The completion routine is called all the same, on another thread.
+        drain_async_io(&k, None);
+        assert_eq!(
+            COMPLETED_WITH.load(std::sync::atomic::Ordering::SeqCst),
+            STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST
+        );
+        let found = found(&k);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, ViolationKind::Irql);
+        assert_eq!(found[0].3, "PreCleanup");
+        assert_eq!(
+            flt_read(&k)
+                .io
+                .callback_data
+                .live
+                .get(&data)
+                .map(|r| r.state),
+            Some(DataState::Idle),
+            "the filter's again once its completion routine returned"
+        );
+    }
+
     #[test]
     fn filter_managers_own_callback_data_is_not_the_filters_to_free() {
         let k = kernel();
