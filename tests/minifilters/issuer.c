@@ -20,7 +20,7 @@
  * - The worker opens the file with FltCreateFileEx2 through the filter's instance (below the
  *   filter: none of this I/O reaches this filter's own callbacks, the worker's close included),
  *   sets its (unchanged) basic information, and grows every file named *.pad to 4096 bytes
- *   with FileEndOfFileInformation.
+ *   with FileEndOfFileInformation (and reads the size back with FltQueryInformationFile).
  * - Its pre-read, pre-set-information and pre-file-system-control callbacks count what reaches
  *   them: the filter's own I/O never should.
  * - Unload unregisters (after which no callback queues more work), then waits until every
@@ -332,6 +332,14 @@ static VOID Scan(PSCAN_REQUEST request, PFILE_OBJECT file_object)
         end.EndOfFile.QuadPart = PADDED_SIZE;
         if (NT_SUCCESS(FltSetInformationFile(request->instance, file_object, &end, sizeof(end),
                                              FileEndOfFileInformation))) {
+            FILE_STANDARD_INFORMATION standard;
+            NTSTATUS status = FltQueryInformationFile(request->instance, file_object, &standard,
+                                                      sizeof(standard), FileStandardInformation,
+                                                      NULL);
+            /* The file system below must say what it was told. */
+            if (NT_SUCCESS(status) && standard.EndOfFile.QuadPart != PADDED_SIZE) {
+                InterlockedIncrement(&g_unexpected);
+            }
             InterlockedIncrement(&g_padded);
         }
     }

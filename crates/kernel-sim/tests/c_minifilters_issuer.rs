@@ -96,6 +96,7 @@ fn issuer_io_goes_below_itself_with_the_right_sizes_and_statuses() {
         ("FltSetInformationFile", 10),
         ("FltClose", 3),
         ("FltReadFile", 3),
+        ("FltQueryInformationFile", 1),
     ] {
         assert_eq!(report.routine_calls.get(routine), Some(&calls), "{routine}");
     }

@@ -344,6 +344,11 @@ NTSTATUS FltPerformAsynchronousIo(PFLT_CALLBACK_DATA CallbackData,
                                   PVOID CallbackContext);
 VOID FltReuseCallbackData(PFLT_CALLBACK_DATA CallbackData);
 VOID FltFreeCallbackData(PFLT_CALLBACK_DATA CallbackData);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltqueryinformationfile */
+NTSTATUS FltQueryInformationFile(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                                 PVOID FileInformation, ULONG Length,
+                                 FILE_INFORMATION_CLASS FileInformationClass,
+                                 PULONG LengthReturned);
 /* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcancelio
  * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltisiocanceled */
 BOOLEAN FltCancelIo(PFLT_CALLBACK_DATA CallbackData);

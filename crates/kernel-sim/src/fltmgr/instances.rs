@@ -122,6 +122,12 @@ pub(crate) trait VolumeFiles: Send + Sync {
         handle: FsHandle,
         change: &crate::fltmgr::set_information::InfoChange,
     ) -> Result<(), NTSTATUS>;
+    /// What `FileStandardInformation` reports for the open `handle` (`None` once it is
+    /// gone).
+    fn standard_of(
+        &self,
+        handle: FsHandle,
+    ) -> Option<crate::fltmgr::query_information::StandardInfo>;
     /// A write of `length` bytes at `offset` a filter sends below itself (`IRP_MJ_WRITE`
     /// through `FltPerform*Io`); only the size is kept.
     ///

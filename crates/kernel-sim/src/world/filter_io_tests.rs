@@ -484,3 +484,83 @@ fn a_read_through_an_mdl_fills_its_mapped_buffer() {
         "FltPerform(A)synchronousIo: a transfer through an MDL not mapped to system space is not emulated",
     );
 }
+
+/// `FltQueryInformationFile` with `class` into a buffer of `length` bytes: the status and the
+/// bytes.
+fn query(
+    instance: PFLT_INSTANCE,
+    file_object: *mut FILE_OBJECT,
+    class: i32,
+    length: usize,
+) -> (NTSTATUS, Vec<u8>) {
+    let buffer = GuestAlloc::zeroed(length);
+    let status = crate::fltmgr::query_information::flt_query_information_file(
+        instance,
+        file_object,
+        buffer.as_ptr(),
+        u32::try_from(length).expect("small"),
+        class,
+        std::ptr::null_mut(),
+    );
+    (status, guest::read_bytes(buffer.as_ptr(), length))
+}
+
+/// What a filter sets below itself it reads back with `FltQueryInformationFile`: the end of
+/// file (and the cluster-rounded allocation), the links, delete pending, the position.
+#[test]
+fn what_a_filter_sets_it_queries_back() {
+    let k = kernel();
+    let filter = start(&k);
+    let (_, on_ntfs) = volume(&k, NTFS);
+    k.call_driver("Worker", Some(PASSIVE_LEVEL), || {
+        let (handle, f) = create(filter, on_ntfs, &format!(r"{NTFS}\q.txt"));
+        let standard = |f| query(on_ntfs, f, 5, 24);
+        let (status, bytes) = standard(f);
+        assert_eq!(status, STATUS_SUCCESS);
+        assert_eq!(&bytes[..16], &[0; 16], "empty: no allocation, no data");
+        assert_eq!(
+            &bytes[16..22],
+            &[1, 0, 0, 0, 0, 0],
+            "one link, not deleted, a file"
+        );
+        let eof = 5000i64.to_le_bytes();
+        assert_eq!(
+            set(on_ntfs, f, FILE_END_OF_FILE_INFORMATION_CLASS, &eof),
+            STATUS_SUCCESS
+        );
+        assert_eq!(
+            set(on_ntfs, f, FileLinkInformation, &named("q2.txt")),
+            STATUS_SUCCESS
+        );
+        assert_eq!(
+            set(on_ntfs, f, FileDispositionInformation, &[1]),
+            STATUS_SUCCESS
+        );
+        let (_, bytes) = standard(f);
+        assert_eq!(bytes[..8], 8192u64.to_le_bytes(), "allocation in clusters");
+        assert_eq!(bytes[8..16], 5000u64.to_le_bytes());
+        assert_eq!(
+            &bytes[16..22],
+            &[2, 0, 0, 0, 1, 0],
+            "two links, delete pending"
+        );
+        assert_eq!(
+            set(
+                on_ntfs,
+                f,
+                FILE_POSITION_INFORMATION_CLASS,
+                &77i64.to_le_bytes()
+            ),
+            STATUS_SUCCESS
+        );
+        assert_eq!(
+            query(on_ntfs, f, FILE_POSITION_INFORMATION_CLASS, 8),
+            (STATUS_SUCCESS, 77i64.to_le_bytes().to_vec())
+        );
+        assert_eq!(query(on_ntfs, f, 5, 16).0, STATUS_INFO_LENGTH_MISMATCH);
+        assert_eq!(flt_close(handle), STATUS_SUCCESS);
+        let _ = crate::ntoskrnl::thread::obf_dereference_object(f.cast());
+    })
+    .expect("returned");
+    assert!(k.violations().is_empty(), "{:#?}", k.violations());
+}

@@ -45,6 +45,7 @@ use vigil_sys::{
 };
 
 use crate::fltmgr::instances::{FsHandle, VolumeFiles};
+use crate::fltmgr::query_information::StandardInfo;
 use crate::fltmgr::set_information::InfoChange;
 use crate::kernel::sharded::ShardedMap;
 use crate::ntoskrnl::status;
@@ -1186,6 +1187,25 @@ impl VolumeFiles for FileSystem {
             InfoChange::Delete(delete) => self.set_delete(handle, *delete),
             InfoChange::DispositionEx(flags) => self.set_disposition_ex(handle, *flags),
         }
+    }
+
+    fn standard_of(&self, handle: FsHandle) -> Option<StandardInfo> {
+        self.with_open(handle, |open| {
+            let open = open?;
+            let node = self.nodes.get(&open.node)?;
+            // A named stream's contents are not kept (see `write`).
+            let end_of_file = if open.stream.is_some() {
+                0
+            } else {
+                node.size.load(Ordering::Acquire)
+            };
+            Some(StandardInfo {
+                end_of_file,
+                links: u32::try_from(node.links.len()).unwrap_or(u32::MAX),
+                delete_pending: node.delete_pending.contains(&open.link),
+                directory: node.directory,
+            })
+        })
     }
 
     fn write_below(&self, handle: FsHandle, offset: u64, length: u64) -> Result<(), NTSTATUS> {
