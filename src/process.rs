@@ -26,7 +26,7 @@ use crate::filter::push_lock::PushLocked;
 use crate::globals::Globals;
 use crate::kernel::irql;
 use crate::kernel::pool::{PoolBuffer, tags};
-use crate::kernel::process::with_current_image;
+use crate::kernel::process::{current_parent_pid, with_current_image};
 use crate::kernel::process_notify::{
     current_process, current_process_id, exit_status, start_key, token_user_and_session,
 };
@@ -283,12 +283,12 @@ fn first_sight(globals: &Globals, process: PEPROCESS, pid: u64, key: u64) {
     // SAFETY: the current process; PASSIVE_LEVEL (caller).
     let (sid_len, session_id) = unsafe { token_user_and_session(process, &mut sid) };
     let sid = sid.get(..sid_len).unwrap_or(&[]);
-    let entered = with_current_image(|image| {
+    let parent_pid = current_parent_pid();
+    let enter = |image: &[u16]| {
         let facts = ProcessFacts {
             pid,
             key,
-            // Unknown: the creation happened before the driver could see it.
-            parent_pid: 0,
+            parent_pid,
             // Stamped by the delivery thread: this thread is an application's, and reading the
             // clock is a routine boundary where a suspension could reach it (RULES.md 26).
             timestamp: 0,
@@ -299,26 +299,17 @@ fn first_sight(globals: &Globals, process: PEPROCESS, pid: u64, key: u64) {
         globals
             .processes
             .insert(globals, &facts, ProcessEvent::Seen);
-    });
-    if entered.is_err() {
-        let facts = ProcessFacts {
-            pid,
-            key,
-            parent_pid: 0,
-            timestamp: 0,
-            session_id,
-            image: &[],
-            sid,
-        };
-        globals
-            .processes
-            .insert(globals, &facts, ProcessEvent::Seen);
+    };
+    // A failed image query still enters the process, without its image.
+    if with_current_image(enter).is_err() {
+        enter(&[]);
     }
 }
 
 /// Sends every pending process record, one message each, through `send`, which gets the
-/// encoded message; stops at the first record that cannot be encoded or sent (the records of a
-/// failed send are not retried: the next connect announces every live process again).
+/// encoded message and says whether it was delivered. A record that cannot be encoded is
+/// skipped; a failed send ends the round, its record not retried (the next connect announces
+/// every live process again). Either way the record is counted in `process_records_dropped`.
 /// Delivery thread, PASSIVE_LEVEL.
 pub fn send_pending(globals: &Globals, buffer: &mut [u8], mut send: impl FnMut(&mut [u8]) -> bool) {
     while let Some(entry) = globals.processes.take_pending() {
@@ -342,13 +333,12 @@ pub fn send_pending(globals: &Globals, buffer: &mut [u8], mut send: impl FnMut(&
             image: Utf16Str::from_units(entry.image()),
             user_sid: Sid::new_checked(entry.sid()).ok(),
         };
-        let Ok(len) = repr.emit(buffer) else {
-            continue;
-        };
-        let Some(message) = buffer.get_mut(..len) else {
+        let Some(message) = repr.emit(buffer).ok().and_then(|len| buffer.get_mut(..len)) else {
+            bump(&globals.counters.process_records_dropped);
             continue;
         };
         if !send(message) {
+            bump(&globals.counters.process_records_dropped);
             return;
         }
     }

@@ -33,7 +33,8 @@ pub struct ProcessEntry {
     pub pid: u64,
     /// The process start key (never repeats while the machine runs).
     pub key: u64,
-    /// The parent's id (0 when unknown: a process seen first after the load).
+    /// The parent's id (0 when unknown: the first-sight query of a process that predates the
+    /// load failed).
     pub parent_pid: u64,
     /// Creation, sighting or exit time (100 ns since 1601), as the pending record wants it.
     pub timestamp: u64,

@@ -91,6 +91,9 @@ pub struct Counters {
     pub name_query_failures: AtomicU64,
     /// Processes the process table had no room for.
     pub process_table_overflows: AtomicU64,
+    /// Process records dropped: not encodable, or their send failed (a reconnect announces
+    /// the live processes again, but an exit record is gone).
+    pub process_records_dropped: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -126,6 +129,7 @@ impl Counters {
             allocation_failures: get(&self.allocation_failures),
             name_query_failures: get(&self.name_query_failures),
             process_table_overflows: get(&self.process_table_overflows),
+            process_records_dropped: get(&self.process_records_dropped),
         }
     }
 }

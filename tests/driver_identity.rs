@@ -50,16 +50,19 @@ fn machine() -> SimConfig {
             // Spelled in another case: the comparison is case-insensitive, as paths are.
             image: SERVICE_IMAGE.to_uppercase(),
             admin: true,
+            parent_pid: 4,
         },
         ProcessConfig {
             pid: IMPOSTOR,
             image: r"\Device\HarddiskVolume1\Tools\admin-tool.exe".to_owned(),
             admin: true,
+            parent_pid: 4,
         },
         ProcessConfig {
             pid: USER_WITH_SERVICE_IMAGE,
             image: SERVICE_IMAGE.to_owned(),
             admin: false,
+            parent_pid: 4,
         },
     ];
     sim

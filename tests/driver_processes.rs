@@ -162,6 +162,7 @@ fn a_process_running_before_the_load_is_announced_once_at_first_sight() {
         pid: 2310,
         image: nt(NTFS, r"\Tools\build.exe"),
         admin: false,
+        parent_pid: 1876,
     });
     let (_sim, driver) = load(sim_config, &image());
     let service = Service::allowing(&driver);
@@ -175,8 +176,8 @@ fn a_process_running_before_the_load_is_announced_once_at_first_sight() {
     assert_eq!(records[0].key, key);
     assert_eq!(records[0].image, nt(NTFS, r"\Tools\build.exe"));
     assert_eq!(
-        records[0].parent_pid, 0,
-        "unknown for a process that predates the load"
+        records[0].parent_pid, 1876,
+        "read with ZwQueryInformationProcess(ProcessBasicInformation) at first sight"
     );
     assert!(event_keys(&service, 2310).iter().all(|&k| k == key));
     drop(service);
@@ -309,5 +310,39 @@ fn an_image_without_force_integrity_cannot_register_and_fails_its_load_cleanly()
         .load_bytes(std::path::Path::new("no-integrity.sys"), &bytes, None)
         .expect("the loader maps it");
     assert_eq!(driver.entry_status(), Some(driver::STATUS_ACCESS_DENIED));
+    assert_clean(driver);
+}
+
+/// A process record whose send fails is counted, not lost silently: with a client that never
+/// reads and a 10 ms send timeout, the start record times out and `process_records_dropped`
+/// counts it (not the events' drop counters, which account for events only).
+#[test]
+fn a_process_record_whose_send_fails_is_counted() {
+    let (_sim, driver) = load(
+        config(&[("SendTimeoutMs", RegistryValue::Dword(10))]),
+        &image(),
+    );
+    let silent = driver
+        .connect(
+            driver::PORT,
+            &vigil_kernel_sim::ConnectOptions {
+                process_id: u64::from(driver::SERVICE_PID),
+                context: Vec::new(),
+                account: vigil_kernel_sim::Account::System,
+            },
+        )
+        .expect("connects");
+    driver
+        .start_process(&NewProcess::new(2600, 4, &nt(NTFS, r"\quiet.exe")))
+        .expect("created");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut stats = driver::stats(&silent);
+    while stats.process_records_dropped == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        stats = driver::stats(&silent);
+    }
+    assert_eq!(stats.process_records_dropped, 1, "{stats:?}");
+    assert_eq!(stats.dropped_total(), 0, "{stats:?}");
+    drop(silent);
     assert_clean(driver);
 }

@@ -10,18 +10,16 @@
 //! frees the context when the handle closes.
 
 use core::ffi::c_void;
-use core::ptr::{self, NonNull};
-
-use vigil_sys::{
-    FILE_OBJECT, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_CONTEXT_TYPE,
-    FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAM_CONTEXT, FLT_STREAMHANDLE_CONTEXT,
-    FltAllocateContext, FltGetStreamHandleContext, FltReleaseContext, FltSetStreamHandleContext,
-    NonPagedPoolNx, PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
-};
-
+use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::{NtStatus, Result, check};
+use vigil_sys::{
+    FILE_OBJECT, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_CONTEXT_TYPE, FLT_STREAM_CONTEXT,
+    FLT_STREAMHANDLE_CONTEXT, PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE,
+};
+
+use crate::error::Result;
+use crate::filter::context_ref::{Attached, ContextRef, STREAM_HANDLE};
 use crate::filter::file_id::FileId;
 use crate::filter::name::FileName;
 use crate::filter::stream_context::StreamIdentity;
@@ -96,14 +94,8 @@ pub const REGISTRATION: [FLT_CONTEXT_REGISTRATION; 3] = [
     },
 ];
 
-/// A referenced stream-handle context, released on drop (RULES.md, rule 19).
-///
-/// # Invariants
-///
-/// `context` holds one reference and points to an initialized `WrittenHandle`.
-pub struct HandleContext {
-    context: NonNull<WrittenHandle>,
-}
+/// A referenced stream-handle context (released on drop).
+pub struct HandleContext(ContextRef<WrittenHandle>);
 
 /// Outcome of marking a handle as written.
 pub enum MarkOutcome {
@@ -114,13 +106,12 @@ pub enum MarkOutcome {
 }
 
 impl HandleContext {
-    /// The handle's context if it has one (i.e. it has written).
+    /// The handle's context if it has one. IRQL <= APC_LEVEL; `instance` and `file` from the
+    /// callback.
     pub fn get(instance: PFLT_INSTANCE, file: *mut FILE_OBJECT) -> Option<Self> {
-        let mut context: PFLT_CONTEXT = ptr::null_mut();
-        // SAFETY: instance and file object come from the callback; out-pointer valid.
-        let status = unsafe { FltGetStreamHandleContext(instance, file, &raw mut context) };
-        check(status).ok()?;
-        NonNull::new(context.cast()).map(|context| Self { context })
+        // SAFETY: instance and file object come from the callback (caller); Vigil's
+        // stream-handle contexts hold a WrittenHandle (REGISTRATION).
+        unsafe { ContextRef::get(&STREAM_HANDLE, instance, file) }.map(Self)
     }
 
     /// Attaches a context to a handle just opened (post-create), not yet written.
@@ -208,23 +199,10 @@ impl HandleContext {
         file: *mut FILE_OBJECT,
         state: WrittenHandle,
     ) -> Result<MarkOutcome> {
-        let mut new: PFLT_CONTEXT = ptr::null_mut();
-        // SAFETY: registered context type and size; out-pointer valid; IRQL <= APC (contract).
-        let allocated = check(unsafe {
-            FltAllocateContext(
-                filter,
-                FLT_STREAMHANDLE_CONTEXT,
-                size_of::<WrittenHandle>(),
-                NonPagedPoolNx,
-                &raw mut new,
-            )
-        })
-        .and_then(|_| {
-            NonNull::new(new.cast::<WrittenHandle>()).ok_or(NtStatus::INSUFFICIENT_RESOURCES)
-        });
-        let new = match allocated {
-            Ok(new) => new,
-            Err(error) => {
+        // SAFETY: Vigil's stream-handle contexts are registered as holding a WrittenHandle.
+        let ours = match unsafe { ContextRef::allocate(filter, &STREAM_HANDLE, state) } {
+            Ok(ours) => ours,
+            Err((error, state)) => {
                 if !state.name.is_null() {
                     // SAFETY: the reference `state` carried, stored nowhere: released once.
                     drop(unsafe { FileName::from_raw(state.name) });
@@ -232,42 +210,16 @@ impl HandleContext {
                 return Err(error);
             }
         };
-        // SAFETY: freshly allocated, correctly sized and aligned for WrittenHandle.
-        unsafe { new.as_ptr().write(state) };
-        // Our allocation reference is released when `ours` drops, whatever happens below.
-        let ours = Self { context: new };
-        let mut existing: PFLT_CONTEXT = ptr::null_mut();
-        // SAFETY: valid instance, file object and context; out-pointer valid.
-        let status = unsafe {
-            FltSetStreamHandleContext(
-                instance,
-                file,
-                FLT_SET_CONTEXT_KEEP_IF_EXISTS,
-                ours.context.as_ptr().cast(),
-                &raw mut existing,
-            )
-        };
-        if status == STATUS_FLT_CONTEXT_ALREADY_DEFINED {
-            // The existing context came back referenced: release that reference too.
-            if let Some(existing) = NonNull::new(existing.cast()) {
-                drop(Self { context: existing });
-            }
-            return Ok(MarkOutcome::AlreadyWritten);
+        // SAFETY: instance and file object from the callback (caller); just allocated. Either
+        // way our allocation reference is released here (the handle keeps its own when set).
+        match unsafe { ours.attach(&STREAM_HANDLE, instance, file) }? {
+            Attached::Ours(_) => Ok(MarkOutcome::FirstWrite),
+            Attached::Existing(_) => Ok(MarkOutcome::AlreadyWritten),
         }
-        check(status)?;
-        Ok(MarkOutcome::FirstWrite)
     }
 
     /// The context's data.
     pub fn state(&self) -> &WrittenHandle {
-        // SAFETY: referenced and initialized (invariant).
-        unsafe { self.context.as_ref() }
-    }
-}
-
-impl Drop for HandleContext {
-    fn drop(&mut self) {
-        // SAFETY: releases the one reference held (invariant), exactly once.
-        unsafe { FltReleaseContext(self.context.as_ptr().cast()) };
+        self.0.data()
     }
 }

@@ -3,6 +3,7 @@
 //! kernel at PASSIVE_LEVEL unless a function says otherwise.
 
 pub mod context;
+pub mod context_ref;
 pub mod file_id;
 pub mod name;
 pub mod operation;

@@ -1,11 +1,11 @@
-//! Who the current process is: its image name and whether its token holds the Administrators
-//! group. PASSIVE_LEVEL (the routines' limit), in the context of the process asked about (a
+//! Who the current process is: its image name, its parent, and whether its token holds the
+//! Administrators group. PASSIVE_LEVEL (the routines' limit), in the context of the process asked about (a
 //! port's connect callback, a pre-operation callback in the requesting thread).
 
 use vigil_sys::{
-    IoGetCurrentProcess, NT_CURRENT_PROCESS, ProcessImageFileName, PsDereferencePrimaryToken,
-    PsReferencePrimaryToken, STATUS_INFO_LENGTH_MISMATCH, SeTokenIsAdmin, UNICODE_STRING,
-    ZwQueryInformationProcess,
+    IoGetCurrentProcess, NT_CURRENT_PROCESS, PROCESS_BASIC_INFORMATION, ProcessBasicInformation,
+    ProcessImageFileName, PsDereferencePrimaryToken, PsReferencePrimaryToken,
+    STATUS_INFO_LENGTH_MISMATCH, SeTokenIsAdmin, UNICODE_STRING, ZwQueryInformationProcess,
 };
 
 use crate::error::{NtStatus, Result, check};
@@ -75,6 +75,33 @@ fn compare_units<R>(text: &[u8], compare: impl FnOnce(&[u16]) -> R) -> R {
     } else {
         compare(&[])
     }
+}
+
+/// The id of the process that created the current one
+/// (`ZwQueryInformationProcess(ProcessBasicInformation)`), 0 when the query fails. PASSIVE_LEVEL.
+pub fn current_parent_pid() -> u64 {
+    let mut info = core::mem::MaybeUninit::<PROCESS_BASIC_INFORMATION>::zeroed();
+    let Ok(length) = u32::try_from(size_of::<PROCESS_BASIC_INFORMATION>()) else {
+        return 0;
+    };
+    // SAFETY: the current-process pseudo-handle; a writable buffer of exactly the class's size,
+    // aligned for it; ReturnLength is optional; PASSIVE_LEVEL (caller).
+    let status = unsafe {
+        ZwQueryInformationProcess(
+            NT_CURRENT_PROCESS,
+            ProcessBasicInformation,
+            info.as_mut_ptr().cast(),
+            length,
+            core::ptr::null_mut(),
+        )
+    };
+    if check(status).is_err() {
+        return 0;
+    }
+    // SAFETY: zero-initialized plain data (all-zero is a valid value), written by the routine
+    // on success.
+    let info = unsafe { info.assume_init() };
+    info.InheritedFromUniqueProcessId as u64
 }
 
 /// Whether the current process's primary token holds the local Administrators group

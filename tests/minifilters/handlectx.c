@@ -20,6 +20,24 @@
  *   contexts (STATUS_NOT_SUPPORTED): skipped.
  * - The pre write and the pre cleanup look the context up and release what they got.
  * - The cleanup callback counts contexts freed, so a leak shows in the counts as well.
+ * - Contexts are also deleted explicitly: the pre cleanup takes the handle's context off its
+ *   file object (FltDeleteStreamHandleContext with OldContext, which it then releases);
+ *   every ROTATE_OPENS opens on an instance its statistics are rotated (FltDeleteInstanceContext
+ *   with OldContext, folded into the totals and released, then a fresh context set); a delete
+ *   disposition drops the stream's context (FltDeleteStreamContext, no OldContext: Filter
+ *   Manager drops the stream's reference) and the file's (FltDeleteFileContext with OldContext,
+ *   released); a rename restarts the file's counts (FltDeleteContext on the context
+ *   FltGetFileContext returned, then released: the caller keeps its own reference).
+ * - The post create asks for the volume's disk device object (FltGetDiskDeviceObject; network
+ *   and pipe volumes have none, STATUS_FLT_NO_DEVICE_OBJECT) and dereferences it
+ *   (ObDereferenceObject) once it has read its device type.
+ * - After DETACH_AFTER_CREATES creates the filter detaches from the volume of the last one:
+ *   not from the create's own callback (FltDetachVolume tears the instance down, which waits
+ *   for the operations in flight on it, this one included), but from a generic work item that
+ *   holds a rundown reference on the volume (FltGetVolumeFromInstance). The item deletes the
+ *   volume's context (FltDeleteVolumeContext), then calls FltDetachVolume, which asks the
+ *   filter's InstanceQueryTeardown (it agrees) and tears the instance down. FilterUnload stops
+ *   new items and waits for the queued one before it unregisters.
  * - The counters live in a block DriverEntry allocates with ExAllocatePoolWithTag, the
  *   deprecated routine most existing drivers still use, freed with ExFreePool after
  *   FltUnregisterFilter has returned (no callback can run any more).
@@ -36,6 +54,10 @@
  *   created it, never one it found already set (a second open of the stream).
  * - TWIN_VOLUME_CONTEXT_LEAK: the handle context's cleanup never releases the volume context it
  *   referenced, so the volume context outlives the filter's registration.
+ * - TWIN_DELETED_CONTEXT_NOT_RELEASED: the pre cleanup never releases the context
+ *   FltDeleteStreamHandleContext returned in OldContext.
+ * - TWIN_DISK_DEVICE_NOT_DEREFERENCED: the post create never dereferences the disk device object
+ *   FltGetDiskDeviceObject referenced for it.
  *
  * Runs in the kernel: create and cleanup at PASSIVE_LEVEL, write at <= APC_LEVEL. */
 #include <stdarg.h>
@@ -56,6 +78,11 @@
 #define FILE_CONTEXT_TAG 0x6c696643u
 #define INSTANCE_CONTEXT_TAG 0x736e6943u
 #define COUNTERS_TAG 0x746e6343u
+
+/* Every ROTATE_OPENS opens on an instance, its statistics start afresh. */
+#define ROTATE_OPENS 16
+/* After this many creates the filter detaches from the volume of the last one. */
+#define DETACH_AFTER_CREATES 24
 
 typedef struct _INSTANCE_CONTEXT {
     volatile LONG Opens;
@@ -86,9 +113,17 @@ typedef struct _COUNTERS {
     volatile LONG ContextsSet;
     volatile LONG ContextsFreed;
     volatile LONG WritesSeen;
+    volatile LONG Creates;
+    /* Opens counted by instance contexts that were rotated out. */
+    volatile LONG RotatedOpens;
+    volatile LONG DiskVolumeOpens;
+    volatile LONG Detached;
 } COUNTERS, *PCOUNTERS;
 
 static PFLT_FILTER g_filter;
+/* Detach work items queued and not finished; none is queued once g_unloading is set. */
+static volatile LONG g_outstanding;
+static volatile LONG g_unloading;
 /* Allocated before FltRegisterFilter, freed after FltUnregisterFilter: valid in every callback. */
 static PCOUNTERS g_counters;
 
@@ -138,6 +173,89 @@ static PFLT_CONTEXT FindOrCreate(PCFLT_RELATED_OBJECTS objects, FLT_CONTEXT_TYPE
     return status == STATUS_FLT_CONTEXT_ALREADY_DEFINED ? existing : NULL;
 }
 
+/* Rotates the instance's statistics: the current context is deleted (its reference handed to
+ * us through OldContext), its count folded into the totals, and a fresh context set. */
+static VOID RotateInstanceContext(PCFLT_RELATED_OBJECTS objects)
+{
+    PINSTANCE_CONTEXT old = NULL;
+    PINSTANCE_CONTEXT fresh = NULL;
+
+    if (!NT_SUCCESS(FltDeleteInstanceContext(objects->Instance, (PFLT_CONTEXT *)&old))) {
+        return; /* another open rotated it first (STATUS_NOT_FOUND) */
+    }
+    InterlockedExchangeAdd(&g_counters->RotatedOpens, old->Opens);
+    FltReleaseContext(old);
+    if (!NT_SUCCESS(FltAllocateContext(objects->Filter, FLT_INSTANCE_CONTEXT,
+                                       sizeof(INSTANCE_CONTEXT), NonPagedPoolNx,
+                                       (PFLT_CONTEXT *)&fresh))) {
+        return; /* counts stop until the next rotation finds none: fail open */
+    }
+    fresh->Opens = 0;
+    (void)FltSetInstanceContext(objects->Instance, FLT_SET_CONTEXT_KEEP_IF_EXISTS, fresh, NULL);
+    FltReleaseContext(fresh);
+}
+
+/* Counts an open on a volume that lies on a disk device. */
+static VOID CountDiskVolumeOpen(PCFLT_RELATED_OBJECTS objects)
+{
+    PDEVICE_OBJECT disk = NULL;
+
+    if (!NT_SUCCESS(FltGetDiskDeviceObject(objects->Volume, &disk))) {
+        return; /* STATUS_FLT_NO_DEVICE_OBJECT: network and pipe volumes */
+    }
+    if (disk->DeviceType == FILE_DEVICE_DISK) {
+        InterlockedIncrement(&g_counters->DiskVolumeOpens);
+    }
+#ifndef TWIN_DISK_DEVICE_NOT_DEREFERENCED
+    ObfDereferenceObject(disk);
+#endif
+}
+
+/* The detach work item: the volume comes referenced (FltGetVolumeFromInstance). */
+static VOID DetachWorker(PFLT_GENERIC_WORKITEM item, PVOID flt_object, PVOID context)
+{
+    PFLT_VOLUME volume = context;
+
+    (void)flt_object;
+    /* The volume's statistics go with the instance (the handles keep their own references). */
+    (void)FltDeleteVolumeContext(g_filter, volume, NULL);
+    if (NT_SUCCESS(FltDetachVolume(g_filter, volume, NULL))) {
+        InterlockedIncrement(&g_counters->Detached);
+    }
+    FltObjectDereference(volume);
+    FltFreeGenericWorkItem(item);
+    InterlockedDecrement(&g_outstanding);
+}
+
+/* Queues the detach of the create's volume (fail open: nothing happens when it cannot). */
+static VOID QueueDetach(PCFLT_RELATED_OBJECTS objects)
+{
+    PFLT_VOLUME volume = NULL;
+    PFLT_GENERIC_WORKITEM item;
+
+    InterlockedIncrement(&g_outstanding);
+    if (g_unloading) {
+        InterlockedDecrement(&g_outstanding);
+        return;
+    }
+    item = FltAllocateGenericWorkItem();
+    if (item == NULL) {
+        InterlockedDecrement(&g_outstanding);
+        return;
+    }
+    if (!NT_SUCCESS(FltGetVolumeFromInstance(objects->Instance, &volume))) {
+        FltFreeGenericWorkItem(item);
+        InterlockedDecrement(&g_outstanding);
+        return;
+    }
+    if (!NT_SUCCESS(FltQueueGenericWorkItem(item, g_filter, DetachWorker, DelayedWorkQueue,
+                                            volume))) {
+        FltObjectDereference(volume);
+        FltFreeGenericWorkItem(item);
+        InterlockedDecrement(&g_outstanding);
+    }
+}
+
 static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
                                              PVOID completion_context,
                                              FLT_POST_OPERATION_FLAGS flags)
@@ -173,11 +291,18 @@ static FLT_POSTOP_CALLBACK_STATUS PostCreate(PFLT_CALLBACK_DATA data, PCFLT_RELA
         }
     }
     if (NT_SUCCESS(FltGetInstanceContext(objects->Instance, (PFLT_CONTEXT *)&volume))) {
-        InterlockedIncrement(&volume->Opens);
+        LONG opens = InterlockedIncrement(&volume->Opens);
         FltReleaseContext(volume);
 #ifdef TWIN_INSTANCE_CONTEXT_OVER_RELEASE
         FltReleaseContext(volume);
 #endif
+        if (opens % ROTATE_OPENS == 0) {
+            RotateInstanceContext(objects);
+        }
+    }
+    CountDiskVolumeOpen(objects);
+    if (InterlockedIncrement(&g_counters->Creates) == DETACH_AFTER_CREATES) {
+        QueueDetach(objects);
     }
     status = FltAllocateContext(objects->Filter, FLT_STREAMHANDLE_CONTEXT, sizeof(HANDLE_CONTEXT),
                                 NonPagedPoolNx, (PFLT_CONTEXT *)&context);
@@ -242,11 +367,68 @@ static FLT_PREOP_CALLBACK_STATUS PreCleanup(PFLT_CALLBACK_DATA data, PCFLT_RELAT
 
     (void)data;
     *completion_context = NULL;
-    if (NT_SUCCESS(FltGetStreamHandleContext(objects->Instance, objects->FileObject,
-                                             (PFLT_CONTEXT *)&context))) {
+    /* The handle is done: its context comes off the file object, and the reference the file
+     * object held is ours to release. */
+    if (NT_SUCCESS(FltDeleteStreamHandleContext(objects->Instance, objects->FileObject,
+                                                (PFLT_CONTEXT *)&context))) {
+#ifndef TWIN_DELETED_CONTEXT_NOT_RELEASED
         FltReleaseContext(context);
+#endif
     }
     return FLT_PREOP_SUCCESS_NO_CALLBACK;
+}
+
+static BOOLEAN IsDelete(FILE_INFORMATION_CLASS info_class, PVOID buffer)
+{
+    if (info_class == FileDispositionInformation) {
+        return ((PFILE_DISPOSITION_INFORMATION)buffer)->DoDeleteFile;
+    }
+    if (info_class == FileDispositionInformationExClass) {
+        return (*(PULONG)buffer & FILE_DISPOSITION_DELETE) != 0;
+    }
+    return FALSE;
+}
+
+/* Deletes and renames (PASSIVE_LEVEL, where set-information requests arrive) drop the contexts
+ * the stream and file will no longer need. Done before the operation: if it fails, the next
+ * open sets fresh ones. */
+static FLT_PREOP_CALLBACK_STATUS PreSetInformation(PFLT_CALLBACK_DATA data,
+                                                   PCFLT_RELATED_OBJECTS objects,
+                                                   PVOID *completion_context)
+{
+    FILE_INFORMATION_CLASS info_class =
+        data->Iopb->Parameters.SetFileInformation.FileInformationClass;
+    PVOID buffer = data->Iopb->Parameters.SetFileInformation.InfoBuffer;
+
+    *completion_context = NULL;
+    if (IsDelete(info_class, buffer)) {
+        PFILE_CONTEXT old = NULL;
+        /* No OldContext: Filter Manager drops the stream's reference itself. */
+        (void)FltDeleteStreamContext(objects->Instance, objects->FileObject, NULL);
+        /* STATUS_NOT_FOUND after a rename took it already. */
+        if (NT_SUCCESS(FltDeleteFileContext(objects->Instance, objects->FileObject,
+                                            (PFLT_CONTEXT *)&old))) {
+            FltReleaseContext(old);
+        }
+    } else if (info_class == FileRenameInformation || info_class == FileRenameInformationExClass) {
+        PFILE_CONTEXT file = NULL;
+        if (NT_SUCCESS(FltGetFileContext(objects->Instance, objects->FileObject,
+                                         (PFLT_CONTEXT *)&file))) {
+            /* Unlinks it; the reference the get gave us stays ours to release. */
+            FltDeleteContext(file);
+            FltReleaseContext(file);
+        }
+    }
+    return FLT_PREOP_SUCCESS_NO_CALLBACK;
+}
+
+/* Agrees to every manual detach (its own FltDetachVolume included). */
+static NTSTATUS InstanceQueryTeardown(PCFLT_RELATED_OBJECTS objects,
+                                      FLT_INSTANCE_QUERY_TEARDOWN_FLAGS flags)
+{
+    (void)objects;
+    (void)flags;
+    return STATUS_SUCCESS;
 }
 
 static VOID ContextCleanup(PFLT_CONTEXT context, FLT_CONTEXT_TYPE type)
@@ -286,6 +468,16 @@ static VOID SetVolumeContext(PCFLT_RELATED_OBJECTS objects)
 static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
+    /* No detach item is queued from here on; the one queued is waited for, as Filter Manager
+     * does not wait for generic work items. */
+    InterlockedExchange(&g_unloading, 1);
+    {
+        LARGE_INTEGER interval;
+        interval.QuadPart = -10 * 1000; /* 1 ms, relative */
+        while (g_outstanding != 0) {
+            KeDelayExecutionThread(KernelMode, FALSE, &interval);
+        }
+    }
     /* Filter Manager tears the instances down, dropping each handle's context reference. */
     FltUnregisterFilter(g_filter);
 #ifndef TWIN_POOL_LEAK
@@ -349,6 +541,7 @@ static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
     {IRP_MJ_CREATE, 0, PreCreate, PostCreate, NULL},
     {IRP_MJ_WRITE, 0, PreWrite, NULL, NULL},
     {IRP_MJ_CLEANUP, 0, PreCleanup, NULL, NULL},
+    {IRP_MJ_SET_INFORMATION, 0, PreSetInformation, NULL, NULL},
     {IRP_MJ_OPERATION_END, 0, NULL, NULL, NULL},
 };
 
@@ -359,6 +552,7 @@ static const FLT_REGISTRATION g_registration = {
     .OperationRegistration = g_callbacks,
     .FilterUnloadCallback = FilterUnload,
     .InstanceSetupCallback = InstanceSetup,
+    .InstanceQueryTeardownCallback = InstanceQueryTeardown,
 };
 
 NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
@@ -374,6 +568,12 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
     g_counters->ContextsSet = 0;
     g_counters->ContextsFreed = 0;
     g_counters->WritesSeen = 0;
+    g_counters->Creates = 0;
+    g_counters->RotatedOpens = 0;
+    g_counters->DiskVolumeOpens = 0;
+    g_counters->Detached = 0;
+    g_outstanding = 0;
+    g_unloading = 0;
     status = FltRegisterFilter(driver, &g_registration, &g_filter);
     if (!NT_SUCCESS(status)) {
         ExFreePool(g_counters);

@@ -16,16 +16,28 @@
  *   region (normal kernel APCs disabled from the acquire to the release, as the resource
  *   routines require). DriverEntry initializes it first; FilterUnload deletes it once
  *   FltUnregisterFilter has returned and no callback can run.
- * - Transactions are left out: the filter registers no transaction callback, so Filter
- *   Manager never enlists it.
+ * - Transacted deletes and renames (FltObjects->Transaction set: only NTFS takes transacted
+ *   opens) are also counted per transaction: the pre set-information finds the transaction's
+ *   context (FltGetTransactionContext) or sets a new one (FltSetTransactionContext,
+ *   KEEP_IF_EXISTS) and enlists in the transaction for its commit and rollback
+ *   (FltEnlistInTransaction), releasing its own reference either way. The
+ *   TransactionNotificationCallback folds a committed transaction's counts into the totals,
+ *   counts rollbacks, and deletes the context (FltDeleteTransactionContext, releasing what
+ *   OldContext returns) rather than wait for the transaction object to go. A transacted rename
+ *   whose destination cannot be named is not let through untracked: the tracker rolls the
+ *   transaction back (FltRollbackEnlistment). Where transactions are not supported the
+ *   operations arrive untransacted and are counted as the others.
  *
  * Broken twin, selected at build time:
  * - TWIN_DESTINATION_LEAK: the post callback returns straight after tracing a successful
  *   rename, before releasing the destination name.
  * - TWIN_LOCK_WITHOUT_CRITICAL_REGION: the post callback takes the resource exclusive without
  *   entering a critical region (a suspension could stop it while it holds the resource).
+ * - TWIN_TRANSACTION_CONTEXT_LEAK: the pre set-information never releases the transaction
+ *   context it found or set.
  *
- * Runs in the kernel: set-information callbacks at PASSIVE_LEVEL (posts of renames too). */
+ * Runs in the kernel: set-information callbacks at PASSIVE_LEVEL (posts of renames too); the
+ * transaction notification at PASSIVE_LEVEL. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <windef.h>
@@ -43,6 +55,77 @@ static ERESOURCE g_lock;
 static BOOLEAN g_tracking = TRUE;
 static LONG g_renames;
 static volatile LONG g_deletes;
+/* Transactions: committed ones' deletes and renames, commits and rollbacks seen. */
+static volatile LONG g_committed_changes;
+static volatile LONG g_commits;
+static volatile LONG g_rollbacks;
+
+/* Pool tag 'Ctrx'. */
+#define TRANSACTION_CONTEXT_TAG 0x78727443u
+
+typedef struct _TRANSACTION_CONTEXT {
+    volatile LONG Changes;
+} TRANSACTION_CONTEXT, *PTRANSACTION_CONTEXT;
+
+/* Counts a transacted delete or rename in its transaction's context, setting one (and
+ * enlisting for the commit and rollback) on the first. Fail open: an untracked change. */
+static VOID CountTransacted(PCFLT_RELATED_OBJECTS objects)
+{
+    PTRANSACTION_CONTEXT context = NULL;
+    NTSTATUS status =
+        FltGetTransactionContext(objects->Instance, objects->Transaction, (PFLT_CONTEXT *)&context);
+
+    if (status == STATUS_NOT_FOUND) {
+        PTRANSACTION_CONTEXT existing = NULL;
+        if (!NT_SUCCESS(FltAllocateContext(g_filter, FLT_TRANSACTION_CONTEXT,
+                                           sizeof(TRANSACTION_CONTEXT), NonPagedPoolNx,
+                                           (PFLT_CONTEXT *)&context))) {
+            return;
+        }
+        context->Changes = 0;
+        status = FltSetTransactionContext(objects->Instance, objects->Transaction,
+                                          FLT_SET_CONTEXT_KEEP_IF_EXISTS, context,
+                                          (PFLT_CONTEXT *)&existing);
+        if (NT_SUCCESS(status)) {
+            /* STATUS_FLT_ALREADY_ENLISTED cannot happen for a context just set; any failure
+             * leaves the context to go with the transaction. */
+            (void)FltEnlistInTransaction(objects->Instance, objects->Transaction, context,
+                                         TRANSACTION_NOTIFY_COMMIT | TRANSACTION_NOTIFY_ROLLBACK);
+        } else {
+            FltReleaseContext(context);
+            context = existing; /* NULL unless STATUS_FLT_CONTEXT_ALREADY_DEFINED */
+        }
+    } else if (!NT_SUCCESS(status)) {
+        return;
+    }
+    if (context == NULL) {
+        return;
+    }
+    InterlockedIncrement(&context->Changes);
+#ifndef TWIN_TRANSACTION_CONTEXT_LEAK
+    FltReleaseContext(context);
+#endif
+}
+
+/* Commit: the transaction's changes count; rollback: they never happened. Either way the
+ * filter is done with the transaction and deletes its context. */
+static NTSTATUS TransactionNotify(PCFLT_RELATED_OBJECTS objects, PFLT_CONTEXT transaction_context,
+                                  ULONG notification)
+{
+    PTRANSACTION_CONTEXT context = transaction_context;
+    PFLT_CONTEXT old = NULL;
+
+    if (notification & TRANSACTION_NOTIFY_COMMIT) {
+        InterlockedExchangeAdd(&g_committed_changes, context->Changes);
+        InterlockedIncrement(&g_commits);
+    } else if (notification & TRANSACTION_NOTIFY_ROLLBACK) {
+        InterlockedIncrement(&g_rollbacks);
+    }
+    if (NT_SUCCESS(FltDeleteTransactionContext(objects->Instance, objects->Transaction, &old))) {
+        FltReleaseContext(old);
+    }
+    return STATUS_SUCCESS;
+}
 
 /* Whether tracking is on, read under shared access. */
 static BOOLEAN Tracking(void)
@@ -75,6 +158,11 @@ static FLT_PREOP_CALLBACK_STATUS PreSetInformation(PFLT_CALLBACK_DATA data,
     if (!Tracking()) {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
+    if (objects->Transaction != NULL &&
+        (IsRename(info_class) || info_class == FileDispositionInformation ||
+         info_class == FileDispositionInformationExClass)) {
+        CountTransacted(objects);
+    }
     if (info_class == FileDispositionInformation) {
         if (((PFILE_DISPOSITION_INFORMATION)buffer)->DoDeleteFile) {
             InterlockedIncrement(&g_deletes);
@@ -96,7 +184,12 @@ static FLT_PREOP_CALLBACK_STATUS PreSetInformation(PFLT_CALLBACK_DATA data,
                 objects->Instance, objects->FileObject, rename->RootDirectory, rename->FileName,
                 rename->FileNameLength, FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT,
                 &destination))) {
-            /* Fail open: the rename goes ahead untracked. */
+            /* Fail open: the rename goes ahead untracked. Inside a transaction an untracked
+             * change must not commit: the tracker rolls its enlistment back (nothing to do if
+             * it never enlisted). */
+            if (objects->Transaction != NULL) {
+                (void)FltRollbackEnlistment(objects->Instance, objects->Transaction, NULL);
+            }
             return FLT_PREOP_SUCCESS_NO_CALLBACK;
         }
     }
@@ -138,6 +231,9 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
     FltUnregisterFilter(g_filter);
     /* No callback runs any more: nothing can own the resource. */
     ExDeleteResourceLite(&g_lock);
+    DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL,
+               "tracker: %ld commit(s) with %ld change(s), %ld rollback(s)\n", g_commits,
+               g_committed_changes, g_rollbacks);
     return STATUS_SUCCESS;
 }
 
@@ -146,11 +242,20 @@ static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
     {IRP_MJ_OPERATION_END, 0, NULL, NULL, NULL},
 };
 
+static const FLT_CONTEXT_REGISTRATION g_contexts[] = {
+    {.ContextType = FLT_TRANSACTION_CONTEXT,
+     .Size = sizeof(TRANSACTION_CONTEXT),
+     .PoolTag = TRANSACTION_CONTEXT_TAG},
+    {.ContextType = FLT_CONTEXT_END},
+};
+
 static const FLT_REGISTRATION g_registration = {
     .Size = sizeof(FLT_REGISTRATION),
     .Version = FLT_REGISTRATION_VERSION,
+    .ContextRegistration = g_contexts,
     .OperationRegistration = g_callbacks,
     .FilterUnloadCallback = FilterUnload,
+    .TransactionNotificationCallback = TransactionNotify,
 };
 
 NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)

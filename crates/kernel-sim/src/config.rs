@@ -249,6 +249,8 @@ pub struct ProcessConfig {
     /// Its primary token holds the Administrators group (an elevated administrator, or
     /// `LocalSystem`).
     pub admin: bool,
+    /// The process that created it (`PROCESS_BASIC_INFORMATION.InheritedFromUniqueProcessId`).
+    pub parent_pid: u32,
 }
 
 /// Thread suspension as `SuspendThread` does it: a normal kernel APC queued to the thread, which

@@ -183,4 +183,4 @@ pub use world::client::{
     ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
 };
 pub use world::inf;
-pub use world::io::{FileHandle, FileSystemHold, Io, Requestor, WriteOptions};
+pub use world::io::{FileHandle, FileSystemHold, Io, Requestor, Transaction, WriteOptions};

@@ -17,7 +17,10 @@ use io_workload::{FILE_CREATE, FILE_OPEN, GENERIC_WRITE, NTFS, config, requestor
 use vigil_kernel_sim::{DebugPrint, Sim, WriteOptions};
 use xtask::CBuildError;
 
-use c_filters::{assert_caught, assert_clean, build, verify, wait_for_calls};
+use c_filters::{
+    Caught, assert_caught, assert_clean, build, clean_and_caught, twin_caught, verify,
+    wait_for_calls,
+};
 
 /// The scanner-lite filter (create/cleanup callbacks, normalized names, a port with the
 /// default security descriptor) is clean with a client on its port; its twin that releases a
@@ -25,18 +28,16 @@ use c_filters::{assert_caught, assert_clean, build, verify, wait_for_calls};
 #[test]
 fn passthrough_is_clean_and_its_double_release_twin_is_caught() {
     let port = Some(r"\CPassthroughPort");
-    let Some(image) = build("passthrough", None) else {
-        return;
-    };
-    assert_clean(&image, port);
-    let twin = build("passthrough", Some("double-release")).expect("clang was found above");
-    assert_caught(
-        &twin,
+    clean_and_caught(
+        "passthrough",
         port,
-        "OverRelease",
-        "FltReleaseFileNameInformation",
-        "PostCreate",
-        "name information is released exactly once per reference",
+        "double-release",
+        Caught {
+            kind: "OverRelease",
+            routine: "FltReleaseFileNameInformation",
+            caller: "PostCreate",
+            rule: "name information is released exactly once per reference",
+        },
     );
 }
 
@@ -87,21 +88,19 @@ fn scanner_is_clean_and_its_reply_on_stack_twin_is_caught() {
 /// parameters were read where kernel-sim wrote them.
 #[test]
 fn tracker_is_clean_and_its_destination_leak_twin_is_caught() {
-    let Some(image) = build("tracker", None) else {
+    let Some(stdout) = clean_and_caught(
+        "tracker",
+        None,
+        "destination-leak",
+        Caught {
+            kind: "ReferenceLeak",
+            routine: "FltUnregisterFilter",
+            caller: "FilterUnload",
+            rule: "every name information reference is released",
+        },
+    ) else {
         return;
     };
-    assert_clean(&image, None);
-    let twin = build("tracker", Some("destination-leak")).expect("clang was found above");
-    assert_caught(
-        &twin,
-        None,
-        "ReferenceLeak",
-        "FltUnregisterFilter",
-        "FilterUnload",
-        "every name information reference is released",
-    );
-    let output = verify(&twin, None);
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains(r"\Renamed") && stdout.contains("acquired in PreSetInformation"),
         "{stdout}"
@@ -113,17 +112,19 @@ fn tracker_is_clean_and_its_destination_leak_twin_is_caught() {
 /// after it by `ExReleaseResourceLite`).
 #[test]
 fn tracker_lock_without_critical_region_twin_is_caught() {
-    let Some(twin) = build("tracker", Some("lock-without-critical-region")) else {
+    let Some(_) = twin_caught(
+        "tracker",
+        None,
+        "lock-without-critical-region",
+        Caught {
+            kind: "CallbackContract",
+            routine: "ExAcquireResourceExclusiveLite",
+            caller: "PostSetInformation",
+            rule: "ExAcquireResourceExclusiveLite: normal kernel APCs disabled (KeEnterCriticalRegion) until the release",
+        },
+    ) else {
         return;
     };
-    assert_caught(
-        &twin,
-        None,
-        "CallbackContract",
-        "ExAcquireResourceExclusiveLite",
-        "PostSetInformation",
-        "ExAcquireResourceExclusiveLite: normal kernel APCs disabled (KeEnterCriticalRegion) until the release",
-    );
 }
 
 /// The context filter (instance, volume and stream-handle contexts) is clean; its twin that
@@ -131,21 +132,19 @@ fn tracker_lock_without_critical_region_twin_is_caught() {
 /// with the context's tag and where it was allocated.
 #[test]
 fn handlectx_is_clean_and_its_context_leak_twin_is_caught() {
-    let Some(image) = build("handlectx", None) else {
+    let Some(stdout) = clean_and_caught(
+        "handlectx",
+        None,
+        "context-leak",
+        Caught {
+            kind: "ReferenceLeak",
+            routine: "FltUnregisterFilter",
+            caller: "FilterUnload",
+            rule: "every context reference is released",
+        },
+    ) else {
         return;
     };
-    assert_clean(&image, None);
-    let twin = build("handlectx", Some("context-leak")).expect("clang was found above");
-    assert_caught(
-        &twin,
-        None,
-        "ReferenceLeak",
-        "FltUnregisterFilter",
-        "FilterUnload",
-        "every context reference is released",
-    );
-    let output = verify(&twin, None);
-    let stdout = String::from_utf8_lossy(&output.stdout);
     // The leaked handle context never runs its cleanup, so the volume context it referenced
     // leaks with it: the row's example names one or the other (the table is unordered).
     assert!(
@@ -163,19 +162,19 @@ fn handlectx_is_clean_and_its_context_leak_twin_is_caught() {
 /// block with the context's tag.
 #[test]
 fn handlectx_instance_context_twins_are_caught() {
-    let Some(leak) = build("handlectx", Some("instance-context-leak")) else {
+    let Some(stdout) = twin_caught(
+        "handlectx",
+        None,
+        "instance-context-leak",
+        Caught {
+            kind: "ReferenceLeak",
+            routine: "FltUnregisterFilter",
+            caller: "FilterUnload",
+            rule: "every context reference is released",
+        },
+    ) else {
         return;
     };
-    assert_caught(
-        &leak,
-        None,
-        "ReferenceLeak",
-        "FltUnregisterFilter",
-        "FilterUnload",
-        "every context reference is released",
-    );
-    let output = verify(&leak, None);
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("instance context (4 bytes, tag 'Cins')")
             && stdout.contains("allocated in InstanceSetup"),
@@ -204,19 +203,19 @@ fn handlectx_instance_context_twins_are_caught() {
 /// was allocated (InstanceSetup, after `FltGetFileSystemType` and `FltIsVolumeWritable`).
 #[test]
 fn handlectx_volume_context_leak_twin_is_caught() {
-    let Some(leak) = build("handlectx", Some("volume-context-leak")) else {
+    let Some(stdout) = twin_caught(
+        "handlectx",
+        None,
+        "volume-context-leak",
+        Caught {
+            kind: "ReferenceLeak",
+            routine: "FltUnregisterFilter",
+            caller: "FilterUnload",
+            rule: "every context reference is released",
+        },
+    ) else {
         return;
     };
-    assert_caught(
-        &leak,
-        None,
-        "ReferenceLeak",
-        "FltUnregisterFilter",
-        "FilterUnload",
-        "every context reference is released",
-    );
-    let output = verify(&leak, None);
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("volume context (12 bytes, tag 'Cvol')")
             && stdout.contains("allocated in InstanceSetup"),
@@ -368,17 +367,19 @@ fn debug_prints_are_captured_formatted_with_their_caller() {
 /// rule that Unicode format codes are for PASSIVE_LEVEL only.
 #[test]
 fn passthrough_print_under_spin_lock_twin_is_caught() {
-    let Some(twin) = build("passthrough", Some("print-under-spin-lock")) else {
+    let Some(_) = twin_caught(
+        "passthrough",
+        Some(r"\CPassthroughPort"),
+        "print-under-spin-lock",
+        Caught {
+            kind: "Irql",
+            routine: "DbgPrintEx",
+            caller: "PostCreate",
+            rule: "Unicode format codes (%C, %S, %lc, %ls, %wc, %ws, %wZ) only at PASSIVE_LEVEL",
+        },
+    ) else {
         return;
     };
-    assert_caught(
-        &twin,
-        Some(r"\CPassthroughPort"),
-        "Irql",
-        "DbgPrintEx",
-        "PostCreate",
-        "Unicode format codes (%C, %S, %lc, %ls, %wc, %ws, %wZ) only at PASSIVE_LEVEL",
-    );
 }
 
 /// The reader (post-create scans through a generic work item that opens the file itself with
@@ -388,18 +389,16 @@ fn passthrough_print_under_spin_lock_twin_is_caught() {
 /// callback that queued the item.
 #[test]
 fn reader_is_clean_and_its_unload_without_drain_twin_is_caught() {
-    let Some(image) = build("reader", None) else {
-        return;
-    };
-    assert_clean(&image, None);
-    let twin = build("reader", Some("unload-without-drain")).expect("clang was found above");
-    assert_caught(
-        &twin,
+    clean_and_caught(
+        "reader",
         None,
-        "ThreadStillRunning",
-        "FltQueueGenericWorkItem",
-        "PostCreate",
-        "every queued work item has finished running before the driver is gone",
+        "unload-without-drain",
+        Caught {
+            kind: "ThreadStillRunning",
+            routine: "FltQueueGenericWorkItem",
+            caller: "PostCreate",
+            rule: "every queued work item has finished running before the driver is gone",
+        },
     );
 }
 
@@ -539,21 +538,19 @@ fn reader_pend_never_completed_twin_is_caught() {
 /// leaks).
 #[test]
 fn swapper_is_clean_and_its_not_dirty_twin_is_caught() {
-    let Some(image) = build("swapper", None) else {
+    let Some(stdout) = clean_and_caught(
+        "swapper",
+        None,
+        "not-dirty",
+        Caught {
+            kind: "CallbackContract",
+            routine: "PreWrite",
+            caller: "PreWrite",
+            rule: "a callback that changes the callback data's parameters calls FltSetCallbackDataDirty",
+        },
+    ) else {
         return;
     };
-    assert_clean(&image, None);
-    let twin = build("swapper", Some("not-dirty")).expect("clang was found above");
-    assert_caught(
-        &twin,
-        None,
-        "CallbackContract",
-        "PreWrite",
-        "PreWrite",
-        "a callback that changes the callback data's parameters calls FltSetCallbackDataDirty",
-    );
-    let output = verify(&twin, None);
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("every MDL is freed (IoFreeMdl)")
             && stdout.contains("from IoAllocateMdl in PreWrite"),
@@ -565,19 +562,19 @@ fn swapper_is_clean_and_its_not_dirty_twin_is_caught() {
 /// `ExFreePool`, naming the allocator and the tag, in its post-write.
 #[test]
 fn swapper_aligned_buffer_freed_with_ex_free_pool_twin_is_caught() {
-    let Some(twin) = build("swapper", Some("freed-with-ex-free-pool")) else {
+    let Some(stdout) = twin_caught(
+        "swapper",
+        None,
+        "freed-with-ex-free-pool",
+        Caught {
+            kind: "PoolBadFree",
+            routine: "ExFreePool",
+            caller: "PostWrite",
+            rule: "ExFreePool: a block of the allocator it pairs with",
+        },
+    ) else {
         return;
     };
-    assert_caught(
-        &twin,
-        None,
-        "PoolBadFree",
-        "ExFreePool",
-        "PostWrite",
-        "ExFreePool: a block of the allocator it pairs with",
-    );
-    let output = verify(&twin, None);
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("tag 'Cswb') came from FltAllocatePoolAlignedWithTag"),
         "{stdout}"

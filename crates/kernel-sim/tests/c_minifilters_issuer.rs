@@ -14,7 +14,7 @@ use std::process::Command;
 use io_workload::{FAT, FILE_CREATE, GENERIC_WRITE, NTFS, config, requestor, volume};
 use vigil_kernel_sim::Sim;
 
-use c_filters::{assert_caught, assert_clean, build, wait_for_calls};
+use c_filters::{Caught, assert_clean, build, twin_caught, wait_for_calls};
 
 /// The issuer is clean through verify (load/unload cycles, stress, both fault sweeps: every
 /// failable routine it calls fails once, the asynchronous I/O's completion included) and runs
@@ -117,16 +117,16 @@ fn issuer_io_goes_below_itself_with_the_right_sizes_and_statuses() {
 /// pre-cleanup that allocated it.
 #[test]
 fn issuer_callback_data_leak_twin_is_caught() {
-    let Some(twin) = build("issuer", Some("callback-data-leak")) else {
-        return;
-    };
-    assert_caught(
-        &twin,
+    twin_caught(
+        "issuer",
         None,
-        "ResourceLeak",
-        "FltAllocateCallbackData",
-        "PreCleanup",
-        "every callback data from FltAllocateCallbackData is freed (FltFreeCallbackData) before the driver is gone",
+        "callback-data-leak",
+        Caught {
+            kind: "ResourceLeak",
+            routine: "FltAllocateCallbackData",
+            caller: "PreCleanup",
+            rule: "every callback data from FltAllocateCallbackData is freed (FltFreeCallbackData) before the driver is gone",
+        },
     );
 }
 
@@ -135,16 +135,16 @@ fn issuer_callback_data_leak_twin_is_caught() {
 /// pre-cleanup.
 #[test]
 fn issuer_free_before_completion_twin_is_caught() {
-    let Some(twin) = build("issuer", Some("free-before-completion")) else {
-        return;
-    };
-    assert_caught(
-        &twin,
+    twin_caught(
+        "issuer",
         None,
-        "Parameter",
-        "FltFreeCallbackData",
-        "PreCleanup",
-        "freed once, after its asynchronous I/O's CallbackRoutine has been called",
+        "free-before-completion",
+        Caught {
+            kind: "Parameter",
+            routine: "FltFreeCallbackData",
+            caller: "PreCleanup",
+            rule: "freed once, after its asynchronous I/O's CallbackRoutine has been called",
+        },
     );
 }
 
@@ -190,15 +190,15 @@ fn issuer_completion_routine_is_safe_at_dispatch_level() {
 /// scan is skipped, fail-open).
 #[test]
 fn issuer_create_context_not_initialized_twin_is_caught() {
-    let Some(twin) = build("issuer", Some("create-context-not-initialized")) else {
-        return;
-    };
-    assert_caught(
-        &twin,
+    twin_caught(
+        "issuer",
         None,
-        "Parameter",
-        "FltCreateFileEx2",
-        "GenericWorkItem",
-        "DriverContext initialized by IoInitializeDriverCreateContext",
+        "create-context-not-initialized",
+        Caught {
+            kind: "Parameter",
+            routine: "FltCreateFileEx2",
+            caller: "GenericWorkItem",
+            rule: "DriverContext initialized by IoInitializeDriverCreateContext",
+        },
     );
 }

@@ -191,11 +191,14 @@ pub struct Stats {
     pub name_query_failures: u64,
     /// Processes the driver's process table had no room for (their events carry key 0).
     pub process_table_overflows: u64,
+    /// Process records (start, exit, first sight) that could not be encoded or whose send
+    /// failed: not events, so not part of `dropped_total`.
+    pub process_records_dropped: u64,
 }
 
 impl Stats {
     /// Number of counters, in wire order.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
 
     /// Events dropped for any reason (saturating).
     pub const fn dropped_total(&self) -> u64 {
@@ -227,6 +230,7 @@ impl Stats {
             self.allocation_failures,
             self.name_query_failures,
             self.process_table_overflows,
+            self.process_records_dropped,
         ]
     }
 
@@ -251,6 +255,7 @@ impl Stats {
             allocation_failures: c[15],
             name_query_failures: c[16],
             process_table_overflows: c[17],
+            process_records_dropped: c[18],
         }
     }
 }

@@ -52,7 +52,7 @@
 //! | [`VerdictReply`] | `0x0003` | service → driver | 40 | — |
 //! | [`ProcessRecord`] | `0x0004` | driver → service | 88 + image + SID | none |
 //! | [`Hello`] | `0x0010` | service → driver | 32 | [`HelloReply`] (40) |
-//! | [`GetStats`] | `0x0012` | service → driver | 24 | [`StatsReply`] (168) |
+//! | [`GetStats`] | `0x0012` | service → driver | 24 | [`StatsReply`] (176) |
 //! | [`SetConfig`] | `0x0014` | service → driver | 48 + 8 × prefixes + strings | [`SetConfigReply`] (32) |
 //! | [`Ping`] | `0x0016` | service → driver | 32 | [`Pong`] (32) |
 //!
@@ -172,13 +172,13 @@
 //! | 32 | 4 | — | ring capacity in bytes |
 //! | 36 | 4 | — | reserved, zero |
 //!
-//! # Get statistics (`0x0012`, 24 bytes) and statistics reply (`0x0013`, 168 bytes)
+//! # Get statistics (`0x0012`, 24 bytes) and statistics reply (`0x0013`, 176 bytes)
 //!
-//! Get statistics is the header alone. The reply is the header and 18 `u64` counters, at
-//! offsets 24, 32, …, 160, in the order of the fields of [`Stats`]: events generated, delivered,
+//! Get statistics is the header alone. The reply is the header and 19 `u64` counters, at
+//! offsets 24, 32, …, 168, in the order of the fields of [`Stats`]: events generated, delivered,
 //! dropped (ring full, too large, no memory, send timeout, disconnected), batches sent, verdicts
 //! allowed, denied, defaulted open, defaulted closed, verdict timeouts, connections,
-//! disconnects, allocation failures, name query failures, process table overflows.
+//! disconnects, allocation failures, name query failures, process table overflows, process records dropped.
 //!
 //! # Set configuration (`0x0014`, 48 bytes + prefix table + strings)
 //!
@@ -263,7 +263,7 @@ const _: () = {
     assert!(SET_CONFIG_FIXED_LEN.is_multiple_of(8));
     assert!(VerdictReply::LEN == 40);
     assert!(Hello::LEN == 32 && HelloReply::LEN == 40);
-    assert!(GetStats::LEN == 24 && StatsReply::LEN == 168);
+    assert!(GetStats::LEN == 24 && StatsReply::LEN == 176);
     assert!(SetConfigReply::LEN == 32 && Ping::LEN == 32 && Pong::LEN == 32);
     // Every record the encoder can produce fits in a batch with room to spare.
     assert!(MAX_EVENT_LEN <= MAX_BATCH_RECORDS_LEN);

@@ -528,7 +528,7 @@ fn stats(context: &mut Context, out: &mut dyn Write, err: &mut dyn Write) -> u8 
     client.close();
     match result {
         Ok(s) => {
-            let rows: [(&str, u64); 19] = [
+            let rows: [(&str, u64); 20] = [
                 ("events generated", s.events_generated),
                 ("events delivered", s.events_delivered),
                 ("dropped: ring full", s.dropped_ring_full),
@@ -548,6 +548,7 @@ fn stats(context: &mut Context, out: &mut dyn Write, err: &mut dyn Write) -> u8 
                 ("allocation failures", s.allocation_failures),
                 ("name query failures", s.name_query_failures),
                 ("process table overflows", s.process_table_overflows),
+                ("process records dropped", s.process_records_dropped),
             ];
             for (name, value) in rows {
                 let _ = writeln!(out, "{name:<26} {value}");

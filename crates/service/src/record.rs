@@ -468,7 +468,7 @@ pub fn push_driver_stats_json(
 /// Appends `"driver_stats":{...}`, the counters by name (shared by the JSON Lines and the ECS
 /// records).
 pub(crate) fn push_driver_stats_object(out: &mut Vec<u8>, stats: &vigil_protocol::Stats) {
-    let fields: [(&str, u64); 19] = [
+    let fields: [(&str, u64); 20] = [
         ("events_generated", stats.events_generated),
         ("events_delivered", stats.events_delivered),
         ("dropped_total", stats.dropped_total()),
@@ -488,6 +488,7 @@ pub(crate) fn push_driver_stats_object(out: &mut Vec<u8>, stats: &vigil_protocol
         ("allocation_failures", stats.allocation_failures),
         ("name_query_failures", stats.name_query_failures),
         ("process_table_overflows", stats.process_table_overflows),
+        ("process_records_dropped", stats.process_records_dropped),
     ];
     out.extend_from_slice(b"\"driver_stats\":{");
     for (i, (name, value)) in fields.iter().enumerate() {

@@ -719,6 +719,23 @@ pub fn repair_tail(file: &mut File) -> io::Result<Option<TailRepair>> {
     }
 }
 
+impl JsonlSink {
+    /// Builds one record in the sink's format (`json` or `ecs`, which also gets the host
+    /// facts) and queues its line.
+    fn push_record(
+        &mut self,
+        json: impl FnOnce(&mut Vec<u8>),
+        ecs: impl FnOnce(&mut Vec<u8>, &HostInfo),
+    ) -> io::Result<()> {
+        self.line.clear();
+        match self.format {
+            RecordFormat::JsonLines => json(&mut self.line),
+            RecordFormat::Ecs => ecs(&mut self.line, &self.host),
+        }
+        self.push_line()
+    }
+}
+
 impl Sink for JsonlSink {
     fn event(
         &mut self,
@@ -726,23 +743,17 @@ impl Sink for JsonlSink {
         record: &EventRecord<'_>,
         process: Option<&ProcessInfo>,
     ) -> io::Result<()> {
-        self.line.clear();
-        match self.format {
-            RecordFormat::JsonLines => push_event_json(&mut self.line, epoch, record, process),
-            RecordFormat::Ecs => {
-                push_event_ecs(&mut self.line, &self.host, epoch, record, process);
-            }
-        }
-        self.push_line()
+        self.push_record(
+            |line| push_event_json(line, epoch, record, process),
+            |line, host| push_event_ecs(line, host, epoch, record, process),
+        )
     }
 
     fn gap(&mut self, gap: &Gap, time: u64) -> io::Result<()> {
-        self.line.clear();
-        match self.format {
-            RecordFormat::JsonLines => push_gap_json(&mut self.line, gap, time),
-            RecordFormat::Ecs => push_gap_ecs(&mut self.line, &self.host, gap, time),
-        }
-        self.push_line()
+        self.push_record(
+            |line| push_gap_json(line, gap, time),
+            |line, host| push_gap_ecs(line, host, gap, time),
+        )
     }
 
     fn end_batch(&mut self) -> io::Result<()> {
@@ -750,14 +761,10 @@ impl Sink for JsonlSink {
     }
 
     fn driver_stats(&mut self, epoch: u32, stats: &Stats, time: u64) -> io::Result<()> {
-        self.line.clear();
-        match self.format {
-            RecordFormat::JsonLines => push_driver_stats_json(&mut self.line, epoch, stats, time),
-            RecordFormat::Ecs => {
-                push_driver_stats_ecs(&mut self.line, &self.host, epoch, stats, time);
-            }
-        }
-        self.push_line()
+        self.push_record(
+            |line| push_driver_stats_json(line, epoch, stats, time),
+            |line, host| push_driver_stats_ecs(line, host, epoch, stats, time),
+        )
     }
 
     fn tick(&mut self, now: Instant) -> io::Result<()> {

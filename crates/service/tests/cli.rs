@@ -198,7 +198,7 @@ fn stats_prints_every_counter() {
     let driver = FakeDriver::new();
     let (code, out, err) = vigil(&["stats"], &mut fake_context(&driver));
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.lines().count(), 19);
+    assert_eq!(out.lines().count(), 20);
     assert!(
         out.lines()
             .any(|l| l.starts_with("connections") && l.ends_with(" 1")),

@@ -49,6 +49,29 @@ pub type PEPROCESS = *mut c_void;
 pub type PACCESS_TOKEN = *mut c_void;
 /// `ProcessImageFileName`: the `PROCESSINFOCLASS` of a process's image name (NT path).
 pub const ProcessImageFileName: u32 = 27;
+/// `ProcessBasicInformation`: the `PROCESSINFOCLASS` of [`PROCESS_BASIC_INFORMATION`].
+pub const ProcessBasicInformation: u32 = 0;
+
+/// `PROCESS_BASIC_INFORMATION`: what `ZwQueryInformationProcess(ProcessBasicInformation)`
+/// answers; Vigil reads the parent's id (`InheritedFromUniqueProcessId`) of a process it first
+/// sees after it started.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PROCESS_BASIC_INFORMATION {
+    /// `STATUS_PENDING` while the process runs.
+    pub ExitStatus: NTSTATUS,
+    /// The process environment block: a user-mode address.
+    pub PebBaseAddress: PVOID,
+    /// `KAFFINITY`.
+    pub AffinityMask: usize,
+    /// `KPRIORITY`.
+    pub BasePriority: i32,
+    /// The process's id.
+    pub UniqueProcessId: usize,
+    /// The id of the process that created it.
+    pub InheritedFromUniqueProcessId: usize,
+}
+
 /// `NtCurrentProcess()`: the pseudo-handle of the current process.
 pub const NT_CURRENT_PROCESS: HANDLE = core::ptr::without_provenance_mut(usize::MAX);
 /// `PETHREAD`, opaque.

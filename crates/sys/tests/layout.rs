@@ -291,6 +291,10 @@ fn identity_layouts() -> Vec<TypeLayout> {
         layout!(FILE_ID_128, "FILE_ID_128", [Wine], { Identifier }),
         layout!(FILE_ID_INFORMATION, "FILE_ID_INFORMATION", [Wine], { VolumeSerialNumber, FileId }),
         layout!(SID_AND_ATTRIBUTES, "SID_AND_ATTRIBUTES", [Wine, Mingw], { Sid, Attributes }),
+        layout!(PROCESS_BASIC_INFORMATION, "PROCESS_BASIC_INFORMATION", [Mingw], {
+            ExitStatus, PebBaseAddress, AffinityMask, BasePriority, UniqueProcessId,
+            InheritedFromUniqueProcessId,
+        }),
         layout!(TOKEN_USER, "TOKEN_USER", [Wine, Mingw], { User }),
     ]
 }
@@ -649,6 +653,7 @@ fn constants() -> Vec<(&'static str, i128)> {
         STATUS_FLT_CONTEXT_ALREADY_LINKED,
         STATUS_INFO_LENGTH_MISMATCH,
         ProcessImageFileName,
+        ProcessBasicInformation,
         // process.rs
         TokenUser,
         TokenSessionId,

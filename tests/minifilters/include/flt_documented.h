@@ -299,6 +299,66 @@ VOID ExReleaseResourceLite(PERESOURCE Resource);
 #define STATUS_NOT_FOUND ((NTSTATUS)0xC0000225L)
 #endif
 
+/* Context deletion, disk device objects and FltDetachVolume (issue 18), from
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeleteinstancecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletevolumecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletestreamcontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletefilecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletestreamhandlecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetdiskdeviceobject
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdetachvolume */
+VOID FltDeleteContext(PFLT_CONTEXT Context);
+NTSTATUS FltDeleteInstanceContext(PFLT_INSTANCE Instance, PFLT_CONTEXT *OldContext);
+NTSTATUS FltDeleteVolumeContext(PFLT_FILTER Filter, PFLT_VOLUME Volume, PFLT_CONTEXT *OldContext);
+NTSTATUS FltDeleteStreamContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                                PFLT_CONTEXT *OldContext);
+NTSTATUS FltDeleteFileContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                              PFLT_CONTEXT *OldContext);
+NTSTATUS FltDeleteStreamHandleContext(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                                      PFLT_CONTEXT *OldContext);
+NTSTATUS FltGetDiskDeviceObject(PFLT_VOLUME Volume, PDEVICE_OBJECT *DiskDeviceObject);
+NTSTATUS FltDetachVolume(PFLT_FILTER Filter, PFLT_VOLUME Volume, PCUNICODE_STRING InstanceName);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/specifying-device-types */
+#ifndef FILE_DEVICE_DISK
+#define FILE_DEVICE_DISK 0x00000007
+#endif
+#ifndef STATUS_FLT_NO_DEVICE_OBJECT
+#define STATUS_FLT_NO_DEVICE_OBJECT ((NTSTATUS)0xC01C0019L)
+#endif
+
+/* Transactions (issue 18), from
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsettransactioncontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgettransactioncontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltdeletetransactioncontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltenlistintransaction
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltrollbackenlistment
+ * The transaction is the opaque PKTRANSACTION of FLT_RELATED_OBJECTS (declared above as void *);
+ * the notification values are those of ktmtypes.h (NOTIFICATION_MASK is a ULONG). */
+NTSTATUS FltSetTransactionContext(PFLT_INSTANCE Instance, PVOID Transaction,
+                                  FLT_SET_CONTEXT_OPERATION Operation, PFLT_CONTEXT NewContext,
+                                  PFLT_CONTEXT *OldContext);
+NTSTATUS FltGetTransactionContext(PFLT_INSTANCE Instance, PVOID Transaction, PFLT_CONTEXT *Context);
+NTSTATUS FltDeleteTransactionContext(PFLT_INSTANCE Instance, PVOID Transaction,
+                                     PFLT_CONTEXT *OldContext);
+NTSTATUS FltEnlistInTransaction(PFLT_INSTANCE Instance, PVOID Transaction,
+                                PFLT_CONTEXT TransactionContext, ULONG NotificationMask);
+NTSTATUS FltRollbackEnlistment(PFLT_INSTANCE Instance, PVOID Transaction,
+                               PFLT_CONTEXT TransactionContext);
+#ifndef TRANSACTION_NOTIFY_COMMIT
+#define TRANSACTION_NOTIFY_PREPREPARE 0x00000001
+#define TRANSACTION_NOTIFY_PREPARE 0x00000002
+#define TRANSACTION_NOTIFY_COMMIT 0x00000004
+#define TRANSACTION_NOTIFY_ROLLBACK 0x00000008
+#define TRANSACTION_NOTIFY_COMMIT_FINALIZE 0x40000000
+#endif
+#ifndef FLT_TRANSACTION_CONTEXT
+#define FLT_TRANSACTION_CONTEXT 0x0020
+#endif
+#ifndef STATUS_FLT_ALREADY_ENLISTED
+#define STATUS_FLT_ALREADY_ENLISTED ((NTSTATUS)0xC01C001BL)
+#endif
+
 /* I/O a filter issues itself: FltCreateFileEx2, FltSetInformationFile, FltFsControlFile and
  * callback data it builds and performs (issue 18).
  * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatefileex2

@@ -62,6 +62,9 @@ pub(crate) struct ContextRecord {
     /// The file object (0 for an instance context) and instance it is set on.
     pub(crate) attached: Option<(usize, usize)>,
     allocated_by: &'static str,
+    /// The delete routine and driver callback that unlinked it (`fltmgr::context_deletion`), named
+    /// in a leak report: a context deleted with its `OldContext` never released.
+    pub(crate) deleted_in: Option<(&'static str, &'static str)>,
 }
 
 /// What is remembered of a freed context.
@@ -76,8 +79,8 @@ pub(crate) struct FreedContext {
 /// allocates, looks up and releases contexts; a change that also touches a file object's
 /// contexts locks the file's shard first, then the context's (never the other way round).
 pub(crate) struct ContextTable {
-    live: ShardedMap<ContextRecord>,
-    freed: Sharded<Retired<FreedContext>>,
+    pub(crate) live: ShardedMap<ContextRecord>,
+    pub(crate) freed: Sharded<Retired<FreedContext>>,
     /// Instance contexts, by instance (`fltmgr::instance_contexts`).
     pub(crate) by_instance: HashMap<usize, usize>,
     /// Volume contexts, by volume (`fltmgr::volume_contexts`).
@@ -85,6 +88,8 @@ pub(crate) struct ContextTable {
     /// Stream and file contexts (`fltmgr::stream_contexts`), by (type, instance, the stream's
     /// or file's identity on its volume).
     pub(crate) by_object: HashMap<(FLT_CONTEXT_TYPE, usize, String), usize>,
+    /// Transaction contexts (`fltmgr::transactions`), by (instance, transaction).
+    pub(crate) by_transaction: HashMap<(usize, usize), usize>,
     /// Contexts whose last reference is gone and whose cleanup callback and free are still
     /// running on some thread: `FltUnregisterFilter` waits for them before it reports what is
     /// left (a name a cleanup callback is releasing is not a leak).
@@ -93,6 +98,13 @@ pub(crate) struct ContextTable {
     /// free that gets it there wake the waiters (waking every waiter after every free would
     /// cost each close a system call and the driver's threads a spurious wake).
     awaited: AtomicBool,
+}
+
+impl FreedContext {
+    /// Its type, size and tag, as reports name them.
+    pub(crate) fn describe(&self) -> String {
+        describe(self.context_type, self.tag, self.size)
+    }
 }
 
 impl ContextTable {
@@ -116,6 +128,7 @@ impl Default for ContextTable {
             by_instance: HashMap::default(),
             by_volume: HashMap::default(),
             by_object: HashMap::default(),
+            by_transaction: HashMap::default(),
             freeing: AtomicUsize::new(0),
             awaited: AtomicBool::new(false),
         }
@@ -151,6 +164,8 @@ pub(crate) enum LinkKey {
     Volume(usize),
     /// `FltSet{Stream,File}Context`: by (type, instance, the stream's or file's identity).
     Object((FLT_CONTEXT_TYPE, usize, String)),
+    /// `FltSetTransactionContext`: by (instance, transaction).
+    Transaction((usize, usize)),
 }
 
 impl ContextTable {
@@ -160,6 +175,17 @@ impl ContextTable {
             LinkKey::Instance(instance) => self.by_instance.get(instance).copied(),
             LinkKey::Volume(volume) => self.by_volume.get(volume).copied(),
             LinkKey::Object(object) => self.by_object.get(object).copied(),
+            LinkKey::Transaction(key) => self.by_transaction.get(key).copied(),
+        }
+    }
+
+    /// Unlinks and returns the context linked at `key`.
+    pub(crate) fn unlink(&mut self, key: &LinkKey) -> Option<usize> {
+        match key {
+            LinkKey::Instance(instance) => self.by_instance.remove(instance),
+            LinkKey::Volume(volume) => self.by_volume.remove(volume),
+            LinkKey::Object(object) => self.by_object.remove(object),
+            LinkKey::Transaction(key) => self.by_transaction.remove(key),
         }
     }
 
@@ -169,6 +195,7 @@ impl ContextTable {
             LinkKey::Instance(instance) => self.by_instance.insert(instance, context),
             LinkKey::Volume(volume) => self.by_volume.insert(volume, context),
             LinkKey::Object(object) => self.by_object.insert(object, context),
+            LinkKey::Transaction(key) => self.by_transaction.insert(key, context),
         };
     }
 }
@@ -352,7 +379,12 @@ pub(crate) fn settle(
 
 /// The violation for releasing `context`, which is not live: already freed (`known`), or never a
 /// context.
-fn report_bad_release(k: &Kernel, context: usize, who: &str, known: Option<FreedContext>) {
+pub(crate) fn report_bad_release(
+    k: &Kernel,
+    context: usize,
+    who: &str,
+    known: Option<FreedContext>,
+) {
     match known {
         Some(freed) => k.violation(
             ViolationKind::OverRelease,
@@ -481,6 +513,7 @@ pub(crate) extern "win64" fn flt_allocate_context(
                 paged,
                 attached: None,
                 allocated_by: callback,
+                deleted_in: None,
             },
         );
         drop(flt);
@@ -782,6 +815,12 @@ pub(crate) fn release_instance_contexts(k: &Kernel, instance: usize) {
             }
             *i != instance
         });
+        io.contexts.by_transaction.retain(|&(i, _), &mut c| {
+            if i == instance {
+                contexts.push(c);
+            }
+            i != instance
+        });
         contexts
     });
 }
@@ -850,10 +889,14 @@ pub(crate) fn report_leaks(k: &Kernel, when: &str) {
             ViolationKind::ReferenceLeak,
             "RULES.md 19: every context reference is released (FltReleaseContext); FltUnregisterFilter waits for them",
             format!(
-                "at {when}: {} at {address:#x} still has {} reference(s) (allocated in {})",
+                "at {when}: {} at {address:#x} still has {} reference(s) (allocated in {}{})",
                 describe(record.context_type, record.tag, record.size),
                 record.references,
                 record.allocated_by,
+                record
+                    .deleted_in
+                    .map(|(routine, callback)| format!("; deleted by {routine} in {callback}"))
+                    .unwrap_or_default(),
             ),
         );
         let freed = lock(&k.pool).free(address, "FltUnregisterFilter");

@@ -88,6 +88,20 @@ routines! {
         FltGetVolumeName => crate::fltmgr::volume_names::flt_get_volume_name, AtMost(APC_LEVEL);
         FltGetVolumeGuidName => crate::fltmgr::volume_names::flt_get_volume_guid_name, AtMost(PASSIVE_LEVEL);
         FltQueryInformationFile => crate::fltmgr::query_information::flt_query_information_file, AtMost(PASSIVE_LEVEL);
+        // Context deletion, disk device objects, FltDetachVolume, transactions (issue 18)
+        FltDeleteContext => crate::fltmgr::context_deletion::flt_delete_context, AtMost(APC_LEVEL);
+        FltDeleteInstanceContext => crate::fltmgr::context_deletion::flt_delete_instance_context, AtMost(APC_LEVEL);
+        FltDeleteVolumeContext => crate::fltmgr::context_deletion::flt_delete_volume_context, AtMost(APC_LEVEL);
+        FltDeleteStreamContext => crate::fltmgr::context_deletion::flt_delete_stream_context, AtMost(APC_LEVEL);
+        FltDeleteFileContext => crate::fltmgr::context_deletion::flt_delete_file_context, AtMost(APC_LEVEL);
+        FltDeleteStreamHandleContext => crate::fltmgr::context_deletion::flt_delete_stream_handle_context, AtMost(APC_LEVEL);
+        FltGetDiskDeviceObject => crate::fltmgr::disk_devices::flt_get_disk_device_object, AtMost(DISPATCH_LEVEL);
+        FltDetachVolume => crate::fltmgr::volume_detach::flt_detach_volume, AtMost(APC_LEVEL);
+        FltSetTransactionContext => crate::fltmgr::transactions::flt_set_transaction_context, AtMost(APC_LEVEL);
+        FltGetTransactionContext => crate::fltmgr::transactions::flt_get_transaction_context, AtMost(APC_LEVEL);
+        FltDeleteTransactionContext => crate::fltmgr::transactions::flt_delete_transaction_context, AtMost(APC_LEVEL);
+        FltEnlistInTransaction => crate::fltmgr::transactions::flt_enlist_in_transaction, AtMost(APC_LEVEL);
+        FltRollbackEnlistment => crate::fltmgr::transactions::flt_rollback_enlistment, AtMost(APC_LEVEL);
         // I/O issued by the filter (issue 18): IRQL rows of their pages. FltPerformAsynchronousIo
         // is PASSIVE_LEVEL unless the I/O is paging I/O (checked in the handler).
         FltCreateFileEx2 => crate::fltmgr::filter_io::flt_create_file_ex2, AtMost(PASSIVE_LEVEL);

@@ -43,6 +43,8 @@ pub(crate) struct FileRecord {
     pub canceled: bool,
     /// Stream-handle contexts attached, by instance: `(instance, context)`.
     pub contexts: Vec<(usize, usize)>,
+    /// The transaction it was opened in (`fltmgr::transactions`; 0: none).
+    pub transaction: usize,
 }
 
 impl FileRecord {
@@ -64,6 +66,7 @@ impl FileRecord {
             by_id: false,
             canceled: false,
             contexts: Vec::new(),
+            transaction: 0,
         }
     }
 }
@@ -144,6 +147,8 @@ pub(crate) struct IoState {
     pub volume_refs: crate::fltmgr::volume_objects::VolumeRefs,
     /// Files a filter opened and closed (`FltClose`) whose file object it still references.
     pub closed_files: Vec<FileRecord>,
+    /// Transactions and their enlistments (`fltmgr::transactions`).
+    pub transactions: crate::fltmgr::transactions::Transactions,
     /// Callback data from `FltAllocateCallbackData` (`fltmgr::callback_data`).
     pub callback_data: crate::fltmgr::callback_data::CallbackDataTable,
 }
@@ -166,6 +171,7 @@ impl Default for IoState {
             work_items: crate::fltmgr::workitems::WorkItems::default(),
             volume_refs: crate::fltmgr::volume_objects::VolumeRefs::default(),
             closed_files: Vec::new(),
+            transactions: crate::fltmgr::transactions::Transactions::default(),
             callback_data: crate::fltmgr::callback_data::CallbackDataTable::default(),
         }
     }

@@ -30,7 +30,7 @@ use crate::machine::guest;
 
 /// Whether `instance` may carry a context: `Err` with the status to return (a violation is
 /// recorded for an address that is no instance).
-fn check_instance(k: &Kernel, instance: PFLT_INSTANCE) -> Result<(), NTSTATUS> {
+pub(crate) fn check_instance(k: &Kernel, instance: PFLT_INSTANCE) -> Result<(), NTSTATUS> {
     let state = flt_read(k).io.instance(instance as usize);
     match state {
         Some((_, InstanceState::TearingDown)) => Err(STATUS_FLT_DELETING_OBJECT),

@@ -457,6 +457,7 @@ pub(crate) fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
     crate::fltmgr::draining::drain_instance(k, volume, instance_handle);
     crate::fltmgr::callback_data::drain_async_io(k, Some(instance_handle));
     call(complete, "InstanceTeardownComplete");
+    crate::fltmgr::transactions::forget_instance(k, instance_handle);
     crate::fltmgr::contexts::release_instance_contexts(k, instance_handle);
     let mut flt = flt_write(k);
     let io = &mut flt.io;

@@ -21,8 +21,10 @@
 pub(crate) mod aligned_pool;
 pub(crate) mod callback_data;
 pub(crate) mod cancel;
+pub(crate) mod context_deletion;
 pub(crate) mod contexts;
 pub(crate) mod dirty;
+pub(crate) mod disk_devices;
 pub(crate) mod draining;
 pub(crate) mod exports;
 pub(crate) mod files;
@@ -42,8 +44,10 @@ pub(crate) mod safe_completion;
 pub(crate) mod security;
 pub(crate) mod set_information;
 pub(crate) mod stream_contexts;
+pub(crate) mod transactions;
 pub(crate) mod unload;
 pub(crate) mod volume_contexts;
+pub(crate) mod volume_detach;
 pub(crate) mod volume_names;
 pub(crate) mod volume_objects;
 pub(crate) mod workitems;
@@ -92,6 +96,8 @@ pub(crate) struct FilterRecord {
     pub instance_query_teardown: usize,
     pub instance_teardown_start: usize,
     pub instance_teardown_complete: usize,
+    /// `TransactionNotificationCallback` (0: none; `FltEnlistInTransaction` refuses).
+    pub transaction_notification: usize,
     pub operations: Vec<Operation>,
     pub contexts: Vec<ContextRegistration>,
     pub started: bool,

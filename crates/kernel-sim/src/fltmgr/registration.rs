@@ -346,6 +346,7 @@ pub(crate) extern "win64" fn flt_register_filter(
                 instance_teardown_complete: reg
                     .InstanceTeardownCompleteCallback
                     .map_or(0, |f| f as usize),
+                transaction_notification: reg.TransactionNotificationCallback as usize,
                 operations,
                 contexts,
                 started: false,

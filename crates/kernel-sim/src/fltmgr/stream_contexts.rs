@@ -35,7 +35,7 @@ use crate::machine::guest;
 
 /// The key of the stream or file (by `context_type`) `file` is open on, for `instance`;
 /// `Err(STATUS_NOT_SUPPORTED)` on a file system without per-stream contexts.
-fn object_key(
+pub(crate) fn object_key(
     k: &Kernel,
     context_type: FLT_CONTEXT_TYPE,
     instance: usize,

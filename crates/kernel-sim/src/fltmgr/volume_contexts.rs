@@ -29,7 +29,7 @@ use crate::machine::guest;
 
 /// Whether `volume` may carry a context: `Err` with the status to return (a violation is
 /// recorded for an address that is no volume).
-fn check_volume(k: &Kernel, volume: PVOID) -> Result<(), NTSTATUS> {
+pub(crate) fn check_volume(k: &Kernel, volume: PVOID) -> Result<(), NTSTATUS> {
     let mounted = flt_write(k)
         .io
         .volumes

@@ -8,4 +8,5 @@
 pub mod fltmc;
 pub mod scenario;
 pub mod sweep;
+mod transacted;
 pub mod verify;

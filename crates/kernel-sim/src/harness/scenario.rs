@@ -724,7 +724,8 @@ fn requestor(thread: usize, n: u32) -> Requestor {
 
 /// One thread's mixed workload on `volume` under `\t<thread>`: per file, create, two writes,
 /// rename, hard link (where supported), delete (by each disposition class in turn), cleanup
-/// and close, then a delete-on-close overwrite; requestors rotate per file. Statuses other
+/// and close, then a delete-on-close overwrite; requestors rotate per file; then one file in a
+/// transaction ([`crate::harness::transacted`]). Statuses other
 /// than the expected ones are counted, not fatal (injected failures cause them).
 fn workload(ios: &[Io], volume: VolumeId, links: bool, thread: usize, files: usize, tally: &Tally) {
     let check = |status: i32| {
@@ -784,6 +785,11 @@ fn workload(ios: &[Io], volume: VolumeId, links: bool, thread: usize, files: usi
                 io.close(g);
             }
             Err(status) => check(status),
+        }
+    }
+    if let Some(io) = ios.first() {
+        for _ in 0..crate::harness::transacted::transacted_file(io, volume, &dir, thread) {
+            Tally::bump(&tally.unexpected);
         }
     }
 }

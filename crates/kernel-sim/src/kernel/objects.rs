@@ -152,6 +152,12 @@ pub(crate) struct Objects {
     pub freed_mdls: BTreeMap<usize, &'static str>,
     /// Device objects deleted (address -> deleted by), to name double deletes.
     pub deleted_devices: BTreeMap<usize, &'static str>,
+    /// The disk device objects `FltGetDiskDeviceObject` hands out, by the address of the volume
+    /// they lie under (made on first use, kept for the run).
+    pub disk_devices: BTreeMap<usize, GuestAlloc>,
+    /// References on those the driver holds: device address -> the callback each was taken
+    /// in; each is dropped by `ObDereferenceObject`.
+    pub device_references: BTreeMap<usize, Vec<&'static str>>,
 }
 
 /// First kernel handle value: kernel handles have the top bit set.

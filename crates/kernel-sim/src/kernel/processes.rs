@@ -71,7 +71,7 @@ impl Processes {
                 p.pid,
                 SimProcess {
                     pid: p.pid,
-                    parent_pid: 4,
+                    parent_pid: p.parent_pid,
                     image: p.image.clone(),
                     admin: p.admin,
                     user_sid: sid_bytes(p.admin, 1001),

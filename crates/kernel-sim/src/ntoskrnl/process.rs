@@ -1,4 +1,4 @@
-//! Who a process is: `IoGetCurrentProcess`, `ZwQueryInformationProcess` (its image name),
+//! Who a process is: `IoGetCurrentProcess`, `ZwQueryInformationProcess` (its image name and parent),
 //! `PsReferencePrimaryToken`, `SeTokenIsAdmin` and `PsDereferencePrimaryToken`, answered from
 //! [`SimConfig::processes`](crate::SimConfig::processes) for the process the calling thread runs
 //! in (the requestor of synthetic I/O, the connecting process in a port's connect callback).
@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use vigil_sys::{
-    BOOLEAN, HANDLE, NTSTATUS, PACCESS_TOKEN, PEPROCESS, PVOID, ProcessImageFileName,
-    STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
-    UNICODE_STRING,
+    BOOLEAN, HANDLE, NTSTATUS, PACCESS_TOKEN, PEPROCESS, PROCESS_BASIC_INFORMATION, PVOID,
+    ProcessBasicInformation, ProcessImageFileName, STATUS_INFO_LENGTH_MISMATCH,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, UNICODE_STRING,
 };
 
 use crate::kernel::{Kernel, emulate};
@@ -144,9 +144,14 @@ pub(crate) extern "win64" fn se_token_is_admin(token: PACCESS_TOKEN) -> BOOLEAN 
 
 /// `ZwQueryInformationProcess`: PASSIVE_LEVEL
 /// (<https://learn.microsoft.com/windows/win32/procthread/zwqueryinformationprocess>). Emulated
-/// for the current process (`NtCurrentProcess()`) and `ProcessImageFileName`: the buffer gets
-/// a `UNICODE_STRING` whose `Buffer` points just after it, at the image's NT path; a buffer too
-/// small gets `STATUS_INFO_LENGTH_MISMATCH` and the needed size in `ReturnLength`.
+/// for the current process (`NtCurrentProcess()`) and two classes:
+/// - `ProcessImageFileName`: the buffer gets a `UNICODE_STRING` whose `Buffer` points just
+///   after it, at the image's NT path; a buffer too small gets `STATUS_INFO_LENGTH_MISMATCH`
+///   and the needed size in `ReturnLength`;
+/// - `ProcessBasicInformation`: a `PROCESS_BASIC_INFORMATION` (the length must be its size
+///   exactly, else `STATUS_INFO_LENGTH_MISMATCH`): `STATUS_PENDING` as the exit status of a
+///   running process, no PEB (kernel-sim has no user address space), the process's id and its
+///   parent's.
 pub(crate) extern "win64" fn zw_query_information_process(
     handle: HANDLE,
     class: u32,
@@ -155,23 +160,17 @@ pub(crate) extern "win64" fn zw_query_information_process(
     returned: *mut u32,
 ) -> NTSTATUS {
     emulate(Routine::ZwQueryInformationProcess, |k| {
-        if handle.addr() != usize::MAX || class != ProcessImageFileName {
+        if handle.addr() != usize::MAX
+            || (class != ProcessImageFileName && class != ProcessBasicInformation)
+        {
             k.violation(
                 ViolationKind::NotEmulated,
                 "ZwQueryInformationProcess",
                 format!(
-                    "handle {handle:p}, class {class}: only NtCurrentProcess() and ProcessImageFileName are emulated"
+                    "handle {handle:p}, class {class}: only NtCurrentProcess() with ProcessImageFileName or ProcessBasicInformation is emulated"
                 ),
             );
             return STATUS_NOT_SUPPORTED;
-        }
-        let (image, _) = process_identity(k, current_pid());
-        let units: Vec<u16> = image.encode_utf16().collect();
-        let header = size_of::<UNICODE_STRING>();
-        let needed = header + (units.len() + 1) * 2;
-        let needed_u32 = u32::try_from(needed).unwrap_or(u32::MAX);
-        if !returned.is_null() {
-            guest::write(returned, needed_u32);
         }
         if information.is_null() && length > 0 {
             k.parameter_violation(
@@ -180,27 +179,73 @@ pub(crate) extern "win64" fn zw_query_information_process(
             );
             return STATUS_INVALID_PARAMETER;
         }
-        if (length as usize) < needed {
-            return STATUS_INFO_LENGTH_MISMATCH;
+        if class == ProcessBasicInformation {
+            basic_information(k, information, length, returned)
+        } else {
+            image_file_name(k, information, length, returned)
         }
-        let text = information.addr() + header;
-        let bytes: Vec<u8> = units
-            .iter()
-            .chain(std::iter::once(&0))
-            .flat_map(|u| u.to_le_bytes())
-            .collect();
-        guest::write_bytes(std::ptr::with_exposed_provenance_mut::<u8>(text), &bytes);
-        let name_bytes = u16::try_from(units.len() * 2).unwrap_or(u16::MAX);
-        guest::write(
-            information.cast::<UNICODE_STRING>(),
-            UNICODE_STRING {
-                Length: name_bytes,
-                MaximumLength: name_bytes.saturating_add(2),
-                Buffer: std::ptr::with_exposed_provenance_mut(text),
-            },
-        );
-        STATUS_SUCCESS
     })
+}
+
+/// `ProcessImageFileName` of the current process (see [`zw_query_information_process`]).
+fn image_file_name(k: &Kernel, information: PVOID, length: u32, returned: *mut u32) -> NTSTATUS {
+    let (image, _) = process_identity(k, current_pid());
+    let units: Vec<u16> = image.encode_utf16().collect();
+    let header = size_of::<UNICODE_STRING>();
+    let needed = header + (units.len() + 1) * 2;
+    if !returned.is_null() {
+        guest::write(returned, u32::try_from(needed).unwrap_or(u32::MAX));
+    }
+    if (length as usize) < needed {
+        return STATUS_INFO_LENGTH_MISMATCH;
+    }
+    let text = information.addr() + header;
+    let bytes: Vec<u8> = units
+        .iter()
+        .chain(std::iter::once(&0))
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    guest::write_bytes(std::ptr::with_exposed_provenance_mut::<u8>(text), &bytes);
+    let name_bytes = u16::try_from(units.len() * 2).unwrap_or(u16::MAX);
+    guest::write(
+        information.cast::<UNICODE_STRING>(),
+        UNICODE_STRING {
+            Length: name_bytes,
+            MaximumLength: name_bytes.saturating_add(2),
+            Buffer: std::ptr::with_exposed_provenance_mut(text),
+        },
+    );
+    STATUS_SUCCESS
+}
+
+/// `ProcessBasicInformation` of the current process (see [`zw_query_information_process`]).
+fn basic_information(k: &Kernel, information: PVOID, length: u32, returned: *mut u32) -> NTSTATUS {
+    const SIZE: usize = size_of::<PROCESS_BASIC_INFORMATION>();
+    if length as usize != SIZE {
+        return STATUS_INFO_LENGTH_MISMATCH;
+    }
+    let pid = current_pid();
+    let parent = {
+        let pid = u32::try_from(pid).unwrap_or(u32::MAX);
+        crate::kernel::lock(&k.processes)
+            .get_or_running(&k.config, pid)
+            .parent_pid
+    };
+    guest::write(
+        information.cast::<PROCESS_BASIC_INFORMATION>(),
+        PROCESS_BASIC_INFORMATION {
+            ExitStatus: STATUS_PENDING,
+            PebBaseAddress: std::ptr::null_mut(),
+            AffinityMask: 0b11,
+            BasePriority: 8,
+            UniqueProcessId: pid,
+            InheritedFromUniqueProcessId: parent as usize,
+        },
+    );
+    if !returned.is_null() {
+        guest::write(returned, u32::try_from(SIZE).unwrap_or(u32::MAX));
+    }
+    STATUS_SUCCESS
 }
 
 /// Reports the token references the driver still holds (it is gone), and forgets them.

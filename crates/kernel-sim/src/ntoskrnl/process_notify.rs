@@ -13,10 +13,12 @@
 //!   notifications in flight before it returns.
 //! * `PCREATE_PROCESS_NOTIFY_ROUTINE_EX`
 //!   (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntddk/nc-ntddk-pcreate_process_notify_routine_ex>):
-//!   called at PASSIVE_LEVEL in the creating thread (here: a thread of the parent process) with
+//!   called at PASSIVE_LEVEL inside a critical region (normal kernel APCs disabled; the remarks
+//!   of `PsSetCreateProcessNotifyRoutineEx`) in the creating thread (here: a thread of the
+//!   parent process) with
 //!   a `PS_CREATE_NOTIFY_INFO`
 //!   (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntddk/ns-ntddk-_ps_create_notify_info>),
-//!   whose `CreationStatus` the routine may set to a failure to refuse the creation; on exit,
+//!   whose `CreationStatus` the routine may set to a failure to refuse the creation (every routine then sees the refused process exit: its initial thread existed); on exit,
 //!   with `CreateInfo` NULL, in the exiting process.
 //! * `PsGetProcessStartKey`
 //!   (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntddk/nf-ntddk-psgetprocessstartkey>):
@@ -238,8 +240,16 @@ fn token_user(k: &Kernel, process: &SimProcess, information: *mut PVOID) -> NTST
 }
 
 /// One registered routine, called with `(process, pid, create_info)` as the thread of process
-/// `context_pid`.
-fn call_routine(k: &Arc<Kernel>, routine: usize, context_pid: u32, pid: u32, info: PVOID) {
+/// `context_pid`, at PASSIVE_LEVEL inside a critical region (normal kernel APCs disabled), as
+/// the routine type's reference page says the system calls it: a routine that needs APCs
+/// enabled (an alertable wait, a routine documented for APCs enabled) fails here as on Windows.
+pub(super) fn call_routine(
+    k: &Arc<Kernel>,
+    routine: usize,
+    context_pid: u32,
+    pid: u32,
+    info: PVOID,
+) {
     *lock(&k.processes).in_flight.entry(routine).or_default() += 1;
     // SAFETY: an address the driver registered as a PCREATE_PROCESS_NOTIFY_ROUTINE_EX (checked
     // to lie in its image at registration); if the image is gone, the call faults at an unmapped
@@ -248,13 +258,20 @@ fn call_routine(k: &Arc<Kernel>, routine: usize, context_pid: u32, pid: u32, inf
         unsafe { std::mem::transmute(routine) };
     let process = process_pointer(pid as usize);
     let handle: HANDLE = std::ptr::without_provenance_mut(pid as usize);
-    let saved = state::with(|s| s.process_id.replace(context_pid as usize));
+    let saved = state::with(|s| {
+        s.critical_regions.set(s.critical_regions.get() + 1);
+        s.process_id.replace(context_pid as usize)
+    });
     // SAFETY: see above; the arguments are a process object, its id and a PS_CREATE_NOTIFY_INFO
     // (or NULL) that outlives the call.
     let _ = k.call_driver("ProcessNotify", Some(PASSIVE_LEVEL), || unsafe {
         callback(process, handle, info);
     });
-    state::with(|s| s.process_id.set(saved));
+    state::with(|s| {
+        s.process_id.set(saved);
+        s.critical_regions
+            .set(s.critical_regions.get().saturating_sub(1));
+    });
     if let Some(n) = lock(&k.processes).in_flight.get_mut(&routine) {
         *n = n.saturating_sub(1);
     }
@@ -265,6 +282,12 @@ fn call_routine(k: &Arc<Kernel>, routine: usize, context_pid: u32, pid: u32, inf
 /// routine, in the parent's context. `Err` with the status a routine set in
 /// `CreationStatus` (the process then does not exist), or `Err(STATUS_INVALID_PARAMETER)` for
 /// a pid in use.
+///
+/// A refused process still had its initial thread (the notification comes after that thread
+/// is created and before it runs), and the exit notification comes as the last thread of a
+/// process is destroyed: so every registered routine then sees the refused process exit, with
+/// the refusal as its exit status. A driver must expect an exit for a process whose creation
+/// it saw refused (or never saw).
 pub(crate) fn create_process(k: &Arc<Kernel>, spec: SimProcess) -> Result<u64, NTSTATUS> {
     let process = lock(&k.processes)
         .create(&k.config, spec)
@@ -294,6 +317,8 @@ pub(crate) fn create_process(k: &Arc<Kernel>, spec: SimProcess) -> Result<u64, N
         call_routine(k, routine, process.parent_pid, process.pid, info.as_ptr());
         let status = guest::read(info.as_ptr::<PS_CREATE_NOTIFY_INFO>()).CreationStatus;
         if status < 0 {
+            lock(&k.processes).set_exit_status(process.pid, status);
+            notify_exit(k, process.pid);
             let _ = lock(&k.processes).exit(&k.config, process.pid);
             return Err(status);
         }
@@ -308,11 +333,16 @@ pub(crate) fn exit_process(k: &Arc<Kernel>, pid: u32, status: NTSTATUS) -> bool 
         return false;
     }
     lock(&k.processes).set_exit_status(pid, status);
+    notify_exit(k, pid);
+    lock(&k.processes).exit(&k.config, pid).is_some()
+}
+
+/// Every registered routine sees process `pid` exit (`CreateInfo` NULL), in its context.
+fn notify_exit(k: &Arc<Kernel>, pid: u32) {
     let routines = lock(&k.processes).notify_routines.clone();
     for routine in routines {
         call_routine(k, routine, pid, pid, std::ptr::null_mut());
     }
-    lock(&k.processes).exit(&k.config, pid).is_some()
 }
 
 /// The driver is gone: a notify routine it left registered is a callback into an unloaded

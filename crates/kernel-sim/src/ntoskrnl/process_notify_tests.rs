@@ -13,9 +13,11 @@ use crate::config::SimConfig;
 use crate::faults::FaultPlan;
 use crate::image::symbols::Symbols;
 use crate::kernel::Kernel;
+use crate::machine::state;
 use crate::machine::state::ImageBounds;
 use crate::ntoskrnl::process_notify::{
-    ps_set_create_process_notify_routine_ex, report_registered_at_unload,
+    call_routine, create_process, ps_set_create_process_notify_routine_ex,
+    report_registered_at_unload,
 };
 use crate::report::ViolationKind;
 
@@ -148,4 +150,81 @@ fn registration_above_passive_level_and_a_routine_left_registered_are_reported()
         "{:?}",
         k.violations()
     );
+}
+
+/// What [`records_its_context`] saw: the IRQL and the thread's critical-region depth.
+static SEEN: std::sync::Mutex<Option<(u8, u32)>> = std::sync::Mutex::new(None);
+
+unsafe extern "win64" fn records_its_context(
+    _process: vigil_sys::PEPROCESS,
+    _pid: vigil_sys::HANDLE,
+    _info: *mut vigil_sys::PS_CREATE_NOTIFY_INFO,
+) {
+    let seen = state::with(|s| (s.irql.get(), s.critical_regions.get()));
+    *SEEN.lock().unwrap() = Some(seen);
+}
+
+/// The reference page: the routine runs at PASSIVE_LEVEL inside a critical region. Without
+/// the region kernel-sim would let a routine that needs APCs enabled pass, which Windows does
+/// not; the depth is restored after the call.
+#[test]
+fn a_notify_routine_runs_at_passive_level_in_a_critical_region() {
+    let image = FakeImage::new(vigil_sys::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY);
+    let k = kernel(&image, FaultPlan::default());
+    let routine: NotifyFn = records_its_context;
+    call_routine(&k, routine as usize, 4, 4, std::ptr::null_mut());
+    assert_eq!(*SEEN.lock().unwrap(), Some((vigil_sys::PASSIVE_LEVEL, 1)));
+    assert_eq!(state::with(|s| s.critical_regions.get()), 0);
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
+/// What [`records_creates_and_exits`] saw, in order: (pid, created).
+static CALLS: std::sync::Mutex<Vec<(usize, bool)>> = std::sync::Mutex::new(Vec::new());
+
+unsafe extern "win64" fn records_creates_and_exits(
+    _process: vigil_sys::PEPROCESS,
+    pid: vigil_sys::HANDLE,
+    info: *mut vigil_sys::PS_CREATE_NOTIFY_INFO,
+) {
+    CALLS.lock().unwrap().push((pid.addr(), !info.is_null()));
+}
+
+unsafe extern "win64" fn refuses_every_creation(
+    _process: vigil_sys::PEPROCESS,
+    _pid: vigil_sys::HANDLE,
+    info: *mut vigil_sys::PS_CREATE_NOTIFY_INFO,
+) {
+    if !info.is_null() {
+        // SAFETY: the notification's PS_CREATE_NOTIFY_INFO, valid for the call.
+        unsafe { (*info).CreationStatus = STATUS_ACCESS_DENIED };
+    }
+}
+
+/// A creation one routine refuses fails with its status, and every routine (the one that saw
+/// the creation included) then sees the process exit: its initial thread existed and is
+/// destroyed. The pid is free again afterwards.
+#[test]
+fn a_refused_creation_is_followed_by_its_exit_notification() {
+    let image = FakeImage::new(vigil_sys::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY);
+    let k = kernel(&image, FaultPlan::default());
+    {
+        let recorder: NotifyFn = records_creates_and_exits;
+        let refuser: NotifyFn = refuses_every_creation;
+        let mut processes = crate::kernel::lock(&k.processes);
+        processes.notify_routines.push(recorder as usize);
+        processes.notify_routines.push(refuser as usize);
+    }
+    let spec = crate::kernel::processes::SimProcess {
+        pid: 7340,
+        parent_pid: 4,
+        image: r"\Device\HarddiskVolume1\refused.exe".to_owned(),
+        admin: false,
+        user_sid: crate::kernel::processes::sid_bytes(false, 1001),
+        session_id: 1,
+        start_key: 0,
+        exit_status: None,
+    };
+    assert_eq!(create_process(&k, spec), Err(STATUS_ACCESS_DENIED));
+    assert_eq!(*CALLS.lock().unwrap(), [(7340, true), (7340, false)]);
+    assert!(!crate::kernel::lock(&k.processes).is_live(&k.config, 7340));
 }

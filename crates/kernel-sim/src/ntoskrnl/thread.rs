@@ -1,6 +1,7 @@
 //! System threads, handles and object references: `PsCreateSystemThread`,
 //! `PsTerminateSystemThread`, `PsGetCurrentProcessId`, `PsGetCurrentThreadId`,
-//! `ObReferenceObjectByHandle`, `ObfDereferenceObject`, `ZwClose`.
+//! `ObReferenceObjectByHandle`, `ObfDereferenceObject` (which also drops the references
+//! `FltGetDiskDeviceObject` gives), `ZwClose`.
 //!
 //! A system thread is a real OS thread running the start routine on its own driver stack, in
 //! the System process (pid 4). Its thread object becomes signalled only when the thread has
@@ -289,6 +290,21 @@ pub(crate) extern "win64" fn obf_dereference_object(object: PVOID) -> isize {
                 *references -= 1;
                 return isize::try_from(*references).unwrap_or(0);
             }
+            if let Some(taken) = objects.device_references.get_mut(&(object as usize)) {
+                // A disk device object from FltGetDiskDeviceObject.
+                if taken.pop().is_none() {
+                    drop(objects);
+                    k.violation(
+                        ViolationKind::HandleLeak,
+                        "ObfDereferenceObject: one dereference per reference",
+                        format!(
+                            "device object {object:p} dereferenced more often than FltGetDiskDeviceObject referenced it"
+                        ),
+                    );
+                    return 0;
+                }
+                return isize::try_from(taken.len()).unwrap_or(0);
+            }
             objects.threads.get(&(object as usize)).cloned()
         };
         let Some(thread) = thread else {
@@ -396,4 +412,36 @@ pub(crate) fn wait_for_threads(k: &Kernel, limit: std::time::Duration) -> Vec<Ar
         }
     }
     threads.into_iter().filter(|t| !t.is_finished()).collect()
+}
+
+/// Reports the references on disk device objects (`FltGetDiskDeviceObject`) still held when the
+/// driver is gone (`why`), each attributed to that routine and the callback that took the first
+/// reference, as the row of a leak found at the call would be.
+pub(crate) fn report_device_reference_leaks(k: &Kernel, why: &str) {
+    let leaked: Vec<(usize, Vec<&'static str>)> =
+        std::mem::take(&mut lock(&k.objects).device_references)
+            .into_iter()
+            .filter(|(_, taken)| !taken.is_empty())
+            .collect();
+    for (device, taken) in leaked {
+        let previous = state::with(|s| {
+            (
+                s.routine.replace("FltGetDiskDeviceObject"),
+                s.callback.replace(taken[0]),
+            )
+        });
+        k.violation(
+            ViolationKind::HandleLeak,
+            "every reference from FltGetDiskDeviceObject is released (ObDereferenceObject) before the driver is gone",
+            format!(
+                "after {why}: disk device object {device:#x} still has {} reference(s) (taken in {})",
+                taken.len(),
+                taken.join(", ")
+            ),
+        );
+        state::with(|s| {
+            s.routine.set(previous.0);
+            s.callback.set(previous.1);
+        });
+    }
 }

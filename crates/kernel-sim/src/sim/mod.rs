@@ -1,6 +1,8 @@
 //! The public API: configure a [`Sim`], load a driver image into it, drive its lifecycle, and
 //! collect the [`Report`].
 
+#[cfg(test)]
+mod context_volume_tests;
 pub(crate) mod exports;
 #[cfg(test)]
 mod filter_routine_tests;
@@ -471,6 +473,7 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     crate::ntoskrnl::process::report_token_leaks(k, why);
     crate::ntoskrnl::mdl::report_leaks(k, why);
     crate::ntoskrnl::resource::report_leaks(k, why);
+    crate::ntoskrnl::thread::report_device_reference_leaks(k, why);
     crate::ntoskrnl::process_notify::report_registered_at_unload(k, why);
     let leaks = lock(&k.pool).drain_leaks();
     for (tag, blocks) in &leaks {

@@ -45,8 +45,9 @@ impl Driver {
     ///
     /// # Errors
     ///
-    /// The status a notify routine set in `CreationStatus` (the creation is refused), or
-    /// `STATUS_INVALID_PARAMETER` when the pid is in use.
+    /// The status a notify routine set in `CreationStatus` (the creation is refused: every
+    /// routine then sees the process exit, with that status), or `STATUS_INVALID_PARAMETER`
+    /// when the pid is in use.
     pub fn start_process(&self, process: &NewProcess) -> Result<u64, i32> {
         let spec = SimProcess {
             pid: process.pid,

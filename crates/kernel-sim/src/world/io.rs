@@ -25,9 +25,11 @@
 //! Operations are synchronous: the calling test thread runs the callbacks. Each instance counts
 //! its operations in flight, which teardown and `FltUnregisterFilter` drain. Left out: fast
 //! I/O, `IRP_MJ_*` codes other than create/write/set-information/cleanup/close, `ParentOfTarget`
-//! (NULL), transactions. A pre-operation callback's changes to the parameter block reach the
-//! file system only if it marked the callback data dirty ([`crate::fltmgr::dirty`]); a write's
-//! final `MdlAddress` is freed when it completes, as the I/O system does.
+//! (NULL), transactions' isolation ([`transacted`]: a file object opened in a transaction
+//! carries it in `FLT_RELATED_OBJECTS::Transaction`). A pre-operation callback's changes to the
+//! parameter block reach the file system only if it marked the callback data dirty
+//! ([`crate::fltmgr::dirty`]); a write's final `MdlAddress` is freed when it completes, as the
+//! I/O system does.
 
 use std::mem::offset_of;
 use std::sync::Arc;
@@ -62,6 +64,10 @@ use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
 use crate::world::fs::{FileSystem, REPLACE_IF_EXISTS};
 use crate::world::volumes::{fs_mut, fs_of};
+
+mod transacted;
+pub(crate) use transacted::STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED;
+pub use transacted::Transaction;
 
 /// `IO_TYPE_FILE`.
 const IO_TYPE_FILE: i16 = 5;
@@ -196,11 +202,18 @@ fn utf16_bytes(text: &str) -> Vec<u8> {
 pub struct Io {
     kernel: Arc<Kernel>,
     requestor: Requestor,
+    /// The requestor's current transaction (its creates are transacted; 0: none), as
+    /// `RtlSetCurrentTransaction` sets a thread's ([`transacted`]).
+    transaction: std::sync::atomic::AtomicUsize,
 }
 
 impl Io {
     pub(crate) fn new(kernel: Arc<Kernel>, requestor: Requestor) -> Self {
-        Self { kernel, requestor }
+        Self {
+            kernel,
+            requestor,
+            transaction: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     /// The requestor.
@@ -362,6 +375,7 @@ impl Io {
             iopb,
             desired_access,
         );
+        self.write_transaction(file_object, &at);
         let (pre_name, post_name) = callback_names(major);
         let mut post_at = None;
         let mut completed = false;
@@ -913,6 +927,7 @@ impl Io {
         let Some((device, _)) = self.volume_device(volume) else {
             return Err(status::VOLUME_DISMOUNTED);
         };
+        let transaction = self.transaction_for_create(volume, desired_access)?;
         let name = GuestAlloc::zeroed(name_bytes.len() + 2);
         guest::write_bytes(name.as_ptr(), name_bytes);
         let object = GuestAlloc::for_type::<FILE_OBJECT>(0);
@@ -934,6 +949,7 @@ impl Io {
         unsafe { object.as_ptr::<FILE_OBJECT>().write(value) };
         let mut record = FileRecord::new(object, name, volume, opened_path);
         record.by_id = matches!(target, CreateTarget::Id(_));
+        record.transaction = transaction;
         flt_read(&self.kernel).io.files.insert(file_object, record);
         let parameters = FLT_PARAMETERS {
             Create: FLT_PARAMETERS_CREATE {

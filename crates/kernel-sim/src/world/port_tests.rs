@@ -126,6 +126,7 @@ impl World {
                 instance_query_teardown: 0,
                 instance_teardown_start: 0,
                 instance_teardown_complete: 0,
+                transaction_notification: 0,
                 operations: Vec::new(),
                 contexts: Vec::new(),
                 started: true,

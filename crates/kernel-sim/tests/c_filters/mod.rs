@@ -60,7 +60,7 @@ pub fn assert_clean(image: &Path, port: Option<&str>) {
 }
 
 /// Asserts that verify fails (exit 1) with a row naming `kind`, `routine`, `caller` and `rule`,
-/// counted at least once.
+/// counted at least once. Returns the report, for the details a test checks beyond the row.
 pub fn assert_caught(
     image: &Path,
     port: Option<&str>,
@@ -68,7 +68,7 @@ pub fn assert_caught(
     routine: &str,
     caller: &str,
     rule: &str,
-) {
+) -> String {
     let output = verify(image, port);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
@@ -85,6 +85,50 @@ pub fn assert_caught(
     assert!(row.contains(kind), "{kind}: {row}");
     assert!(row.contains(caller), "{caller}: {row}");
     assert!(stdout.contains("RULES BROKEN"), "{stdout}");
+    stdout.into_owned()
+}
+
+/// What `verify` must report for a broken twin: the row's violation kind, the routine that
+/// caught it, the driver function that was running and the rule.
+#[derive(Clone, Copy)]
+pub struct Caught<'a> {
+    pub kind: &'a str,
+    pub routine: &'a str,
+    pub caller: &'a str,
+    pub rule: &'a str,
+}
+
+/// Builds C minifilter `name`, asserts that it verifies clean, then builds its `twin` and
+/// asserts that verify catches it as `caught`. Returns the twin's report, or `None` when clang
+/// is missing outside CI (see [`build`]).
+pub fn clean_and_caught(
+    name: &str,
+    port: Option<&str>,
+    twin: &str,
+    caught: Caught<'_>,
+) -> Option<String> {
+    let image = build(name, None)?;
+    assert_clean(&image, port);
+    twin_caught(name, port, twin, caught)
+}
+
+/// Builds `twin` of C minifilter `name` and asserts that verify catches it as `caught`.
+/// Returns the report, or `None` when clang is missing outside CI (see [`build`]).
+pub fn twin_caught(
+    name: &str,
+    port: Option<&str>,
+    twin: &str,
+    caught: Caught<'_>,
+) -> Option<String> {
+    let image = build(name, Some(twin))?;
+    Some(assert_caught(
+        &image,
+        port,
+        caught.kind,
+        caught.routine,
+        caught.caller,
+        caught.rule,
+    ))
 }
 
 /// Waits (at most 10 s) until the driver has called `routine` `calls` times: the C filters
