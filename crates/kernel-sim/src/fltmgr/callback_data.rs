@@ -41,6 +41,7 @@
 //!   same); `FltIsIoCanceled` at any IRQL, for IRP-based operations only.
 //!
 //! Operations performed: `IRP_MJ_READ` and `IRP_MJ_WRITE` (sizes only: data read is zeroes),
+//! `IRP_MJ_QUERY_INFORMATION` ([`crate::fltmgr::query_information`]),
 //! `IRP_MJ_SET_INFORMATION` ([`crate::fltmgr::set_information`]) and
 //! `IRP_MJ_FILE_SYSTEM_CONTROL` ([`crate::fltmgr::fs_control`]), each through the path the
 //! dedicated routine takes. Others (a synchronous create among them) are reported as not
@@ -72,6 +73,7 @@ use crate::fltmgr::exports::Routine;
 use crate::fltmgr::files::Retired;
 use crate::fltmgr::filter_io::{instance_volume, open_file, read_below};
 use crate::fltmgr::fs_control::{ControlBuffers, control_below};
+use crate::fltmgr::query_information::query_below;
 use crate::fltmgr::set_information::set_below;
 use crate::fltmgr::{flt_read, flt_write};
 use crate::kernel::{Kernel, allocate_thread_id, emulate};
@@ -80,6 +82,8 @@ use crate::machine::state;
 use crate::ntoskrnl::thread::SYSTEM_PROCESS_ID;
 use crate::report::ViolationKind;
 
+/// `IRP_MJ_QUERY_INFORMATION`.
+pub(crate) const IRP_MJ_QUERY_INFORMATION: u8 = 0x05;
 /// `IRP_MJ_FILE_SYSTEM_CONTROL`.
 pub(crate) const IRP_MJ_FILE_SYSTEM_CONTROL: u8 = 0x0d;
 /// `IRP_MN_USER_FS_REQUEST`: an `FSCTL_*` request.
@@ -342,6 +346,21 @@ fn perform(k: &Kernel, data: usize) {
             let status = set_below(k, target, p.FileInformationClass, (p.InfoBuffer, p.Length));
             (status, 0)
         }
+        IRP_MJ_QUERY_INFORMATION => {
+            // SAFETY: every member of the union is pointer-sized words;
+            // `QueryFileInformation` puts `Length` and `FileInformationClass` in the low halves
+            // of the first two words, then `InfoBuffer`.
+            let words = unsafe { iopb.Parameters.Others };
+            let low = |word: PVOID| u32::try_from(word as usize & 0xFFFF_FFFF).unwrap_or(0);
+            let (status, returned) = query_below(
+                k,
+                target,
+                low(words[1]).cast_signed(),
+                (words[2], low(words[0])),
+                false,
+            );
+            (status, returned as usize)
+        }
         IRP_MJ_FILE_SYSTEM_CONTROL
             if matches!(
                 iopb.MinorFunction,
@@ -373,7 +392,7 @@ fn perform(k: &Kernel, data: usize) {
         major => {
             k.violation(
                 ViolationKind::NotEmulated,
-                "FltPerform(A)synchronousIo: only IRP_MJ_READ, IRP_MJ_WRITE, IRP_MJ_SET_INFORMATION and IRP_MJ_FILE_SYSTEM_CONTROL (FSCTL requests) are emulated",
+                "FltPerform(A)synchronousIo: only IRP_MJ_READ, IRP_MJ_WRITE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_SET_INFORMATION and IRP_MJ_FILE_SYSTEM_CONTROL (FSCTL requests) are emulated",
                 format!("MajorFunction {major:#x}, MinorFunction {:#x}", iopb.MinorFunction),
             );
             (STATUS_NOT_IMPLEMENTED, 0)

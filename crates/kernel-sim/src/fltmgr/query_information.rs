@@ -24,7 +24,7 @@
 
 use vigil_sys::{
     FILE_ID_INFORMATION, FILE_INFORMATION_CLASS, FILE_INTERNAL_INFORMATION, FILE_OBJECT,
-    FileIdInformation, FileInternalInformation, NTSTATUS, PFLT_INSTANCE, PVOID,
+    FileIdInformation, FileInternalInformation, NT_SUCCESS, NTSTATUS, PFLT_INSTANCE, PVOID,
     STATUS_INFO_LENGTH_MISMATCH, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
     STATUS_NOT_SUPPORTED, STATUS_SUCCESS, STATUS_VOLUME_DISMOUNTED,
 };
@@ -176,67 +176,108 @@ pub(crate) extern "win64" fn flt_query_information_file(
             );
             return STATUS_INVALID_PARAMETER;
         }
-        let needed = match class {
-            c if c == FileIdInformation => size_of::<FILE_ID_INFORMATION>(),
-            c if c == FileInternalInformation => size_of::<FILE_INTERNAL_INFORMATION>(),
-            FILE_STANDARD_INFORMATION_CLASS => FILE_STANDARD_INFORMATION_SIZE,
-            FILE_POSITION_INFORMATION_CLASS => size_of::<i64>(),
-            other => {
-                k.violation(
-                    ViolationKind::NotEmulated,
-                    "FltQueryInformationFile",
-                    format!("class {other}: only FileInternalInformation, FileIdInformation, FileStandardInformation and FilePositionInformation are emulated"),
-                );
-                return STATUS_NOT_SUPPORTED;
-            }
-        };
-        let identity = match identity(k, instance, file) {
-            Ok(identity) => identity,
-            Err(status) => return status,
-        };
-        if (length as usize) < needed {
-            return STATUS_INFO_LENGTH_MISMATCH;
+        let (status, length_returned) = query_below(
+            k,
+            (instance as usize, file as usize),
+            class,
+            (information, length),
+            true,
+        );
+        if NT_SUCCESS(status) && !returned.is_null() {
+            guest::write(returned, length_returned);
         }
-        if k.inject_failure("FltQueryInformationFile", "STATUS_INSUFFICIENT_RESOURCES") {
-            return STATUS_INSUFFICIENT_RESOURCES;
-        }
-        if class == FILE_STANDARD_INFORMATION_CLASS {
-            let Some(standard) = identity.standard else {
-                return vigil_sys::STATUS_FILE_CLOSED;
-            };
-            guest::write_bytes(information.cast(), &standard_bytes(standard));
-        } else if class == FILE_POSITION_INFORMATION_CLASS {
-            let at = (file as usize + std::mem::offset_of!(FILE_OBJECT, CurrentByteOffset))
-                as *const i64;
-            guest::write(information.cast::<i64>(), guest::read(at));
-        } else if class == FileIdInformation {
-            guest::write(
-                information.cast::<FILE_ID_INFORMATION>(),
-                FILE_ID_INFORMATION {
-                    VolumeSerialNumber: identity.volume_serial,
-                    FileId: vigil_sys::FILE_ID_128 {
-                        Identifier: id_128(identity.kind, identity.file_id),
-                    },
-                },
-            );
-        } else {
-            guest::write(
-                information.cast::<FILE_INTERNAL_INFORMATION>(),
-                FILE_INTERNAL_INFORMATION {
-                    IndexNumber: i64::from_ne_bytes(identity.file_id.to_ne_bytes()),
-                },
-            );
-        }
-        if !returned.is_null() {
-            guest::write(returned, u32::try_from(needed).unwrap_or(u32::MAX));
-        }
-        STATUS_SUCCESS
+        status
     })
+}
+
+/// Answers `class` for `file` below `instance` into `information` (`length` bytes): the status
+/// and the length returned. Shared by `FltQueryInformationFile` (which `inject`s its fault)
+/// and `IRP_MJ_QUERY_INFORMATION` through `FltPerform*Io` (whose routine takes it instead).
+pub(crate) fn query_below(
+    k: &Kernel,
+    (instance, file): (usize, usize),
+    class: FILE_INFORMATION_CLASS,
+    (information, length): (PVOID, u32),
+    inject: bool,
+) -> (NTSTATUS, u32) {
+    let (instance, file) = (instance as PFLT_INSTANCE, file as *mut FILE_OBJECT);
+    if information.is_null() {
+        k.parameter_violation(
+            "a FileInformation buffer (InfoBuffer), not NULL",
+            "the buffer is NULL".to_owned(),
+        );
+        return (STATUS_INVALID_PARAMETER, 0);
+    }
+    let needed = match class {
+        c if c == FileIdInformation => size_of::<FILE_ID_INFORMATION>(),
+        c if c == FileInternalInformation => size_of::<FILE_INTERNAL_INFORMATION>(),
+        FILE_STANDARD_INFORMATION_CLASS => FILE_STANDARD_INFORMATION_SIZE,
+        FILE_POSITION_INFORMATION_CLASS => size_of::<i64>(),
+        other => {
+            k.violation(
+                ViolationKind::NotEmulated,
+                "FltQueryInformationFile",
+                format!("class {other}: only FileInternalInformation, FileIdInformation, FileStandardInformation and FilePositionInformation are emulated"),
+            );
+            return (STATUS_NOT_SUPPORTED, 0);
+        }
+    };
+    let identity = match identity(k, instance, file) {
+        Ok(identity) => identity,
+        Err(status) => return (status, 0),
+    };
+    if (length as usize) < needed {
+        return (STATUS_INFO_LENGTH_MISMATCH, 0);
+    }
+    if inject && k.inject_failure("FltQueryInformationFile", "STATUS_INSUFFICIENT_RESOURCES") {
+        return (STATUS_INSUFFICIENT_RESOURCES, 0);
+    }
+    if class == FILE_STANDARD_INFORMATION_CLASS {
+        let Some(standard) = identity.standard else {
+            return (vigil_sys::STATUS_FILE_CLOSED, 0);
+        };
+        guest::write_bytes(information.cast(), &standard_bytes(standard));
+    } else if class == FILE_POSITION_INFORMATION_CLASS {
+        let at =
+            (file as usize + std::mem::offset_of!(FILE_OBJECT, CurrentByteOffset)) as *const i64;
+        guest::write(information.cast::<i64>(), guest::read(at));
+    } else if class == FileIdInformation {
+        guest::write(
+            information.cast::<FILE_ID_INFORMATION>(),
+            FILE_ID_INFORMATION {
+                VolumeSerialNumber: identity.volume_serial,
+                FileId: vigil_sys::FILE_ID_128 {
+                    Identifier: id_128(identity.kind, identity.file_id),
+                },
+            },
+        );
+    } else {
+        guest::write(
+            information.cast::<FILE_INTERNAL_INFORMATION>(),
+            FILE_INTERNAL_INFORMATION {
+                IndexNumber: i64::from_ne_bytes(identity.file_id.to_ne_bytes()),
+            },
+        );
+    }
+    (STATUS_SUCCESS, u32::try_from(needed).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_information_rounds_the_allocation_up_to_a_cluster() {
+        let bytes = standard_bytes(StandardInfo {
+            end_of_file: 4097,
+            links: 3,
+            delete_pending: true,
+            directory: false,
+        });
+        assert_eq!(bytes[..8], 8192u64.to_le_bytes());
+        assert_eq!(bytes[8..16], 4097u64.to_le_bytes());
+        assert_eq!(bytes[16..], [3, 0, 0, 0, 1, 0, 0, 0]);
+    }
 
     #[test]
     fn only_ntfs_like_and_refs_volumes_have_128_bit_ids() {

@@ -505,6 +505,27 @@ fn query(
     (status, guest::read_bytes(buffer.as_ptr(), length))
 }
 
+/// `FileStandardInformation` through `FltPerformSynchronousIo`: the bytes.
+fn query_through_callback_data(instance: PFLT_INSTANCE, file_object: *mut FILE_OBJECT) -> Vec<u8> {
+    let mut data: *mut FLT_CALLBACK_DATA = std::ptr::null_mut();
+    assert_eq!(
+        flt_allocate_callback_data(instance, file_object, &raw mut data),
+        STATUS_SUCCESS
+    );
+    let buffer = GuestAlloc::zeroed(24);
+    let mut iopb = guest::read(guest::read(data).Iopb);
+    iopb.MajorFunction = crate::fltmgr::callback_data::IRP_MJ_QUERY_INFORMATION;
+    // `QueryFileInformation`: `Length`, `FileInformationClass`, `InfoBuffer`, a word each.
+    let none = std::ptr::null_mut();
+    iopb.Parameters.Others = [24 as PVOID, 5 as PVOID, buffer.as_ptr(), none, none, none];
+    guest::write(guest::read(data).Iopb, iopb);
+    flt_perform_synchronous_io(data);
+    let status = guest::read(data).IoStatus;
+    assert_eq!((status.Status, status.Information), (STATUS_SUCCESS, 24));
+    flt_free_callback_data(data);
+    guest::read_bytes(buffer.as_ptr(), 24)
+}
+
 /// What a filter sets below itself it reads back with `FltQueryInformationFile`: the end of
 /// file (and the cluster-rounded allocation), the links, delete pending, the position.
 #[test]
@@ -558,6 +579,8 @@ fn what_a_filter_sets_it_queries_back() {
             (STATUS_SUCCESS, 77i64.to_le_bytes().to_vec())
         );
         assert_eq!(query(on_ntfs, f, 5, 16).0, STATUS_INFO_LENGTH_MISMATCH);
+        // The same question as an IRP_MJ_QUERY_INFORMATION through a callback data.
+        assert_eq!(query_through_callback_data(on_ntfs, f), bytes);
         assert_eq!(flt_close(handle), STATUS_SUCCESS);
         let _ = crate::ntoskrnl::thread::obf_dereference_object(f.cast());
     })
