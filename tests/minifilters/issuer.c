@@ -6,17 +6,17 @@
  * Written to prove kernel-sim's emulation of that surface on a driver that is not Vigil.
  *
  * - Pre-cleanup (PASSIVE_LEVEL) works on the file object being cleaned up (open still, even
- *   when its file is delete-pending): it meets the routines' documented failures on purpose
- *   (an information class that cannot be set, a short buffer, a reparse-point buffer too small,
- *   a create through FltPerformAsynchronousIo), cancels an asynchronous read with FltCancelIo
- *   (its completion routine checks FltIsIoCanceled), then reads the file's first bytes twice through
- *   one callback data: asynchronously (the completion routine, called on another thread,
- *   records the result and sets an event the pre-cleanup waits on; the callback data is the
- *   filter's again only once the routine has been called), then, after FltReuseCallbackData,
- *   synchronously; both must agree, and an asynchronous FltReadFile must read as much. It asks for the file's reparse point twice, with
- *   FltFsControlFile and as an IRP_MJ_FILE_SYSTEM_CONTROL through the same callback data; both
- *   must agree. Then it frees the callback data, and queues a generic work item with the
- *   file's normalized name.
+ *   when its file is delete-pending). It meets the routines' documented failures on purpose
+ *   (an information class that cannot be set, a short buffer, a reparse-point buffer too
+ *   small, a create through FltPerformAsynchronousIo) and cancels an asynchronous read with
+ *   FltCancelIo (its completion routine checks FltIsIoCanceled). It reads the file's first
+ *   bytes twice through one callback data: asynchronously (the completion routine, called on
+ *   another thread, records the result and sets an event the pre-cleanup waits on; the
+ *   callback data is the filter's again only once the routine has been called), then, after
+ *   FltReuseCallbackData, synchronously; both must agree, and an asynchronous FltReadFile must
+ *   read as much. It asks for the file's reparse point twice, with FltFsControlFile and as an
+ *   IRP_MJ_FILE_SYSTEM_CONTROL through the same callback data; both must agree. Then it frees
+ *   the callback data and queues a generic work item with the file's normalized name.
  * - The worker opens the file with FltCreateFileEx2 through the filter's instance (below the
  *   filter: none of this I/O reaches this filter's own callbacks, the worker's close included),
  *   sets its (unchanged) basic information, and grows every file named *.pad to 4096 bytes
@@ -62,7 +62,8 @@ typedef struct _SCAN_REQUEST {
     WCHAR buffer[1];
 } SCAN_REQUEST, *PSCAN_REQUEST;
 
-/* What the completion routine hands back to the waiting worker. */
+/* What the completion routine hands back to the thread waiting for it (on its KernelMode
+ * wait, so the stack it lives on stays resident). */
 typedef struct _ASYNC_READ {
     KEVENT done;
     NTSTATUS status;
