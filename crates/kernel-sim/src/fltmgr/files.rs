@@ -151,6 +151,8 @@ pub(crate) struct IoState {
     pub closed_files: Vec<FileRecord>,
     /// Transactions and their enlistments (`fltmgr::transactions`).
     pub transactions: crate::fltmgr::transactions::Transactions,
+    /// Callback data from `FltAllocateCallbackData` (`fltmgr::callback_data`).
+    pub callback_data: crate::fltmgr::callback_data::CallbackDataTable,
 }
 
 impl Default for IoState {
@@ -173,6 +175,7 @@ impl Default for IoState {
             volume_refs: crate::fltmgr::volume_objects::VolumeRefs::default(),
             closed_files: Vec::new(),
             transactions: crate::fltmgr::transactions::Transactions::default(),
+            callback_data: crate::fltmgr::callback_data::CallbackDataTable::default(),
         }
     }
 }

@@ -430,6 +430,8 @@ pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
                 format!("server port(s) still open: {}", open_ports.join(", ")),
             );
         }
+        // The filter's own asynchronous I/O is in flight on its instances: it completes first.
+        crate::fltmgr::callback_data::drain_async_io(k, None);
         // FltMgr calls DisconnectNotify for client ports still open, then drains the port
         // callbacks in flight.
         crate::fltmgr::ports::unregister_client_ports(k, filter as usize);
