@@ -358,6 +358,99 @@ NTSTATUS FltRollbackEnlistment(PFLT_INSTANCE Instance, PVOID Transaction,
 #ifndef STATUS_FLT_ALREADY_ENLISTED
 #define STATUS_FLT_ALREADY_ENLISTED ((NTSTATUS)0xC01C001BL)
 #endif
+/* Names (issue 18).
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltparsefilenameinformation
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilenameinformationunsafe
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_file_name_information
+ * (NamesParsed flags) and the FLT_FILE_NAME_OPTIONS page (query methods, flags)
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ifs/flt-file-name-options */
+#define FLTFL_FILE_NAME_PARSED_FINAL_COMPONENT 0x0001
+#define FLTFL_FILE_NAME_PARSED_EXTENSION 0x0002
+#define FLTFL_FILE_NAME_PARSED_STREAM 0x0004
+#define FLTFL_FILE_NAME_PARSED_PARENT_DIR 0x0008
+#define FLT_FILE_NAME_SHORT 0x03
+#define FLT_FILE_NAME_QUERY_CACHE_ONLY 0x0200
+#define FLT_FILE_NAME_QUERY_FILESYSTEM_ONLY 0x0300
+#define FLT_FILE_NAME_QUERY_ALWAYS_ALLOW_CACHE_LOOKUP 0x0400
+#define FLT_FILE_NAME_DO_NOT_CACHE 0x02000000
+NTSTATUS FltParseFileNameInformation(PFLT_FILE_NAME_INFORMATION FileNameInformation);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltparsefilename */
+NTSTATUS FltParseFileName(PCUNICODE_STRING FileName, PUNICODE_STRING Extension,
+                          PUNICODE_STRING Stream, PUNICODE_STRING FinalComponent);
+NTSTATUS FltGetFileNameInformationUnsafe(PFILE_OBJECT FileObject, PFLT_INSTANCE Instance,
+                                         FLT_FILE_NAME_OPTIONS NameOptions,
+                                         PFLT_FILE_NAME_INFORMATION *FileNameInformation);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcheckandgrownamecontrol
+ * (FLT_NAME_CONTROL and the name-provider callback types are in Wine's fltkernel.h). */
+NTSTATUS FltCheckAndGrowNameControl(PFLT_NAME_CONTROL NameCtrl, USHORT NewSize);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltpurgefilenameinformationcache */
+NTSTATUS FltPurgeFileNameInformationCache(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgettunneledname */
+NTSTATUS FltGetTunneledName(PFLT_CALLBACK_DATA CallbackData,
+                            PFLT_FILE_NAME_INFORMATION FileNameInformation,
+                            PFLT_FILE_NAME_INFORMATION *RetTunneledFileNameInformation);
+
+/* I/O a filter issues itself: FltCreateFileEx2, FltSetInformationFile, FltFsControlFile and
+ * callback data it builds and performs (issue 18).
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatefileex2
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/ntddk/ns-ntddk-_io_driver_create_context
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/ntddk/nf-ntddk-ioinitializedrivercreatecontext
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetinformationfile
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltfscontrolfile
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltallocatecallbackdata
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltperformsynchronousio
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltperformasynchronousio
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreusecallbackdata
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltfreecallbackdata */
+typedef struct _IO_DRIVER_CREATE_CONTEXT {
+    CSHORT Size;
+    PVOID ExtraCreateParameter; /* struct _ECP_LIST * */
+    PVOID DeviceObjectHint;
+    PVOID TxnParameters;        /* PTXN_PARAMETER_BLOCK */
+    PVOID SiloContext;          /* PESILO, Windows 10 1607 on */
+} IO_DRIVER_CREATE_CONTEXT, *PIO_DRIVER_CREATE_CONTEXT;
+/* Documented as zeroing the structure and setting Size; an inline function in the WDK. */
+static inline VOID IoInitializeDriverCreateContext(PIO_DRIVER_CREATE_CONTEXT DriverContext)
+{
+    RtlZeroMemory(DriverContext, sizeof(IO_DRIVER_CREATE_CONTEXT));
+    DriverContext->Size = sizeof(IO_DRIVER_CREATE_CONTEXT);
+}
+NTSTATUS FltCreateFileEx2(PFLT_FILTER Filter, PFLT_INSTANCE Instance, PHANDLE FileHandle,
+                          PFILE_OBJECT *FileObject, ACCESS_MASK DesiredAccess,
+                          POBJECT_ATTRIBUTES ObjectAttributes, PIO_STATUS_BLOCK IoStatusBlock,
+                          PLARGE_INTEGER AllocationSize, ULONG FileAttributes, ULONG ShareAccess,
+                          ULONG CreateDisposition, ULONG CreateOptions, PVOID EaBuffer,
+                          ULONG EaLength, ULONG Flags, PIO_DRIVER_CREATE_CONTEXT DriverContext);
+NTSTATUS FltSetInformationFile(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                               PVOID FileInformation, ULONG Length,
+                               FILE_INFORMATION_CLASS FileInformationClass);
+NTSTATUS FltFsControlFile(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject, ULONG FsControlCode,
+                          PVOID InputBuffer, ULONG InputBufferLength, PVOID OutputBuffer,
+                          ULONG OutputBufferLength, PULONG LengthReturned);
+NTSTATUS FltAllocateCallbackData(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                                 PFLT_CALLBACK_DATA *RetNewCallbackData);
+VOID FltPerformSynchronousIo(PFLT_CALLBACK_DATA CallbackData);
+NTSTATUS FltPerformAsynchronousIo(PFLT_CALLBACK_DATA CallbackData,
+                                  PFLT_COMPLETED_ASYNC_IO_CALLBACK CallbackRoutine,
+                                  PVOID CallbackContext);
+VOID FltReuseCallbackData(PFLT_CALLBACK_DATA CallbackData);
+VOID FltFreeCallbackData(PFLT_CALLBACK_DATA CallbackData);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltqueryinformationfile */
+NTSTATUS FltQueryInformationFile(PFLT_INSTANCE Instance, PFILE_OBJECT FileObject,
+                                 PVOID FileInformation, ULONG Length,
+                                 FILE_INFORMATION_CLASS FileInformationClass,
+                                 PULONG LengthReturned);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcancelio
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltisiocanceled */
+BOOLEAN FltCancelIo(PFLT_CALLBACK_DATA CallbackData);
+BOOLEAN FltIsIoCanceled(PFLT_CALLBACK_DATA CallbackData);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ifs/irp-mj-file-system-control */
+#ifndef IRP_MN_USER_FS_REQUEST
+#define IRP_MN_USER_FS_REQUEST 0x00
+#endif
+#ifndef STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST
+#define STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST ((NTSTATUS)0xC01C0003L)
+#endif
 
 /* Every operation (issue 18): the pseudo-operation codes of fltKernel.h, listed on
  * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_parameters

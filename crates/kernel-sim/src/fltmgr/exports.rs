@@ -13,7 +13,9 @@ use crate::ntoskrnl::exports::Routine as NtRoutine;
 
 routines! {
     /// The `FLTMGR.SYS` routines kernel-sim emulates.
-    #[expect(clippy::enum_variant_names, reason = "variants keep the exported names (`Flt...`)")]
+    // No `expect(clippy::enum_variant_names)`: the variants keep their exported names
+    // (`Flt...`), but clippy stopped reporting the shared prefix once the filter-issued I/O
+    // routines (issue 18, `FltCreateFileEx2` among them) joined the table.
     first NtRoutine::END;
     routines {
         FltRegisterFilter => registration::flt_register_filter, AtMost(APC_LEVEL);
@@ -100,6 +102,25 @@ routines! {
         FltDeleteTransactionContext => crate::fltmgr::transactions::flt_delete_transaction_context, AtMost(APC_LEVEL);
         FltEnlistInTransaction => crate::fltmgr::transactions::flt_enlist_in_transaction, AtMost(APC_LEVEL);
         FltRollbackEnlistment => crate::fltmgr::transactions::flt_rollback_enlistment, AtMost(APC_LEVEL);
+        // Names (issue 18)
+        FltParseFileNameInformation => crate::fltmgr::name_parse::flt_parse_file_name_information, AtMost(APC_LEVEL);
+        FltGetFileNameInformationUnsafe => crate::fltmgr::name_unsafe::flt_get_file_name_information_unsafe, AtMost(APC_LEVEL);
+        FltCheckAndGrowNameControl => crate::fltmgr::name_provider::flt_check_and_grow_name_control, AtMost(APC_LEVEL);
+        FltGetTunneledName => crate::fltmgr::name_tunnel::flt_get_tunneled_name, AtMost(APC_LEVEL);
+        FltPurgeFileNameInformationCache => crate::fltmgr::name_provider::flt_purge_file_name_information_cache, AtMost(APC_LEVEL);
+        FltParseFileName => crate::fltmgr::name_parse::flt_parse_file_name, AtMost(APC_LEVEL);
+        // I/O issued by the filter (issue 18): IRQL rows of their pages. FltPerformAsynchronousIo
+        // is PASSIVE_LEVEL unless the I/O is paging I/O (checked in the handler).
+        FltCreateFileEx2 => crate::fltmgr::filter_io::flt_create_file_ex2, AtMost(PASSIVE_LEVEL);
+        FltSetInformationFile => crate::fltmgr::set_information::flt_set_information_file, AtMost(PASSIVE_LEVEL);
+        FltFsControlFile => crate::fltmgr::fs_control::flt_fs_control_file, AtMost(PASSIVE_LEVEL);
+        FltAllocateCallbackData => crate::fltmgr::callback_data::flt_allocate_callback_data, AtMost(APC_LEVEL);
+        FltPerformSynchronousIo => crate::fltmgr::callback_data::flt_perform_synchronous_io, AtMost(APC_LEVEL);
+        FltPerformAsynchronousIo => crate::fltmgr::callback_data::flt_perform_asynchronous_io, AtMost(APC_LEVEL);
+        FltReuseCallbackData => crate::fltmgr::callback_data::flt_reuse_callback_data, AtMost(APC_LEVEL);
+        FltFreeCallbackData => crate::fltmgr::callback_data::flt_free_callback_data, AtMost(DISPATCH_LEVEL);
+        FltCancelIo => crate::fltmgr::callback_data::flt_cancel_io, AtMost(DISPATCH_LEVEL);
+        FltIsIoCanceled => crate::fltmgr::callback_data::flt_is_io_canceled, crate::kernel::IrqlRule::Any;
         // Operation requests (issue 18)
         FltLockUserBuffer => crate::fltmgr::operation_requests::flt_lock_user_buffer, AtMost(APC_LEVEL);
         FltRequestOperationStatusCallback => crate::fltmgr::operation_requests::flt_request_operation_status_callback, AtMost(APC_LEVEL);

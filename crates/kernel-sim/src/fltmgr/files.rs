@@ -133,6 +133,8 @@ pub(crate) struct IoState {
     /// Filter Manager's name cache: file object -> the name formats whose name was queried
     /// (a mask, see `names`).
     pub name_cache: ShardedMap<u32>,
+    /// Name providers' name controls and cached names (`name_provider.rs`).
+    pub providers: crate::fltmgr::name_provider::ProviderState,
     pub contexts: ContextTable,
     pub stats: IoCounters,
     /// The flags of the unload in progress (`FLTFL_FILTER_UNLOAD_MANDATORY`).
@@ -149,6 +151,8 @@ pub(crate) struct IoState {
     pub closed_files: Vec<FileRecord>,
     /// Transactions and their enlistments (`fltmgr::transactions`).
     pub transactions: crate::fltmgr::transactions::Transactions,
+    /// Callback data from `FltAllocateCallbackData` (`fltmgr::callback_data`).
+    pub callback_data: crate::fltmgr::callback_data::CallbackDataTable,
     /// `FltLockUserBuffer`/`FltRequestOperationStatusCallback` state of operations in progress.
     pub operation_requests: crate::fltmgr::operation_requests::OperationRequests,
 }
@@ -163,6 +167,7 @@ impl Default for IoState {
             fs_hold: None,
             names: NameTable::default(),
             name_cache: ShardedMap::default(),
+            providers: crate::fltmgr::name_provider::ProviderState::default(),
             contexts: ContextTable::default(),
             stats: IoCounters::default(),
             unload_flags: 0,
@@ -172,6 +177,7 @@ impl Default for IoState {
             volume_refs: crate::fltmgr::volume_objects::VolumeRefs::default(),
             closed_files: Vec::new(),
             transactions: crate::fltmgr::transactions::Transactions::default(),
+            callback_data: crate::fltmgr::callback_data::CallbackDataTable::default(),
             operation_requests: crate::fltmgr::operation_requests::OperationRequests::default(),
         }
     }

@@ -1,10 +1,11 @@
-//! I/O a filter issues itself: `FltCreateFileEx` (and `FltCreateFile`), `FltReadFile`,
-//! `FltClose`. Each request goes only to what is below the initiating instance: here the
+//! I/O a filter issues itself: `FltCreateFileEx2` (and `FltCreateFile`, `FltCreateFileEx`,
+//! the same create with fewer arguments, through one path), `FltReadFile`, `FltClose`. Each request goes only to what is below the initiating instance: here the
 //! volume's file system, never the filter's own callbacks (kernel-sim runs one filter), so a
 //! filter that opens files in its post-create does not recurse into itself.
 //!
 //! From the reference pages
-//! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatefileex>,
+//! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatefileex2>,
+//! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatefileex>,
 //! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatefile>,
 //! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreadfile>,
 //! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltclose>):
@@ -16,13 +17,17 @@
 //!   a filter or instance being torn down `STATUS_FLT_DELETING_OBJECT`, a pool failure
 //!   `STATUS_INSUFFICIENT_RESOURCES`; `OBJ_KERNEL_HANDLE` is required outside the System
 //!   process; the handle is closed by `FltClose`, the file object (Ex) dereferenced by
-//!   `ObDereferenceObject`;
+//!   `ObDereferenceObject`; `FltCreateFileEx2`'s optional `DriverContext` must have been
+//!   initialized by `IoInitializeDriverCreateContext` (its `Size` set) with a NULL
+//!   `DeviceObjectHint` (<https://learn.microsoft.com/windows-hardware/drivers/ddi/ntddk/ns-ntddk-_io_driver_create_context>);
+//!   extra create parameters and transactions through it are not emulated;
 //! - read: PASSIVE_LEVEL; `InitiatingInstance` and an open `FileObject` required; a read at or
 //!   beyond the end of file is an error (`STATUS_END_OF_FILE`); a NULL `ByteOffset` uses and
 //!   advances the file object's `CurrentByteOffset` (unless
 //!   `FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET`); noncached reads need sector-aligned
-//!   offset, length and buffer; with a `CallbackRoutine` the read is asynchronous (not
-//!   emulated). The bytes read are those the file system holds;
+//!   offset, length and buffer; with a `CallbackRoutine` the read is asynchronous
+//!   ([`crate::fltmgr::callback_data::read_file_async`]: `STATUS_PENDING`, the routine called
+//!   on another thread with Filter Manager's callback data, `BytesRead` ignored). The bytes read are those the file system holds;
 //! - close: PASSIVE_LEVEL; a handle that is not from `FltCreateFile(Ex)` is
 //!   `STATUS_INVALID_HANDLE`.
 
@@ -54,7 +59,10 @@ const SECTOR_SIZE: u64 = 512;
 
 /// What `FltCreateFileEx` needs to know of its instance: the volume, its device object and
 /// device name.
-fn instance_volume(k: &Kernel, instance: usize) -> Result<(VolumeId, usize, String), NTSTATUS> {
+pub(crate) fn instance_volume(
+    k: &Kernel,
+    instance: usize,
+) -> Result<(VolumeId, usize, String), NTSTATUS> {
     let flt = flt_write(k);
     match flt.io.instance(instance) {
         Some((_, InstanceState::TearingDown)) => Err(STATUS_FLT_DELETING_OBJECT),
@@ -124,7 +132,7 @@ fn create(
     if request.instance == 0 {
         k.violation(
             ViolationKind::NotEmulated,
-            "FltCreateFileEx with a NULL Instance (sent through the caller's own callbacks) is not emulated",
+            "a create with a NULL Instance (sent through the caller's own callbacks) is not emulated",
             "Instance is NULL".to_owned(),
         );
         return STATUS_NOT_IMPLEMENTED;
@@ -148,7 +156,7 @@ fn create(
     if !attributes.RootDirectory.is_null() {
         k.violation(
             ViolationKind::NotEmulated,
-            "FltCreateFileEx relative to a RootDirectory is not emulated",
+            "a create relative to a RootDirectory is not emulated",
             format!("RootDirectory {:p}", attributes.RootDirectory),
         );
         return STATUS_NOT_IMPLEMENTED;
@@ -279,7 +287,124 @@ fn new_file_object(
     address
 }
 
-/// `FltCreateFileEx`: PASSIVE_LEVEL.
+/// `IO_DRIVER_CREATE_CONTEXT` on x64 without `SiloContext` (Windows 8 to Windows 10 1511, and
+/// mingw-w64's declaration): the smallest `Size` `IoInitializeDriverCreateContext` sets.
+const DRIVER_CREATE_CONTEXT_MIN_SIZE: i16 = 32;
+
+/// `IO_DRIVER_CREATE_CONTEXT`'s members that come before `SiloContext` (the ones every Windows
+/// version has), as `IoInitializeDriverCreateContext` lays them out on x64.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct DriverCreateContext {
+    size: i16,
+    extra_create_parameter: PVOID,
+    device_object_hint: PVOID,
+    txn_parameters: PVOID,
+}
+
+/// The arguments of `FltCreateFileEx2` that the emulation reads; `FltCreateFile` and
+/// `FltCreateFileEx` are `FltCreateFileEx2` with fewer of them, so all three go through
+/// [`create_ex2`].
+struct CreateArguments {
+    filter: PFLT_FILTER,
+    instance: PFLT_INSTANCE,
+    handle_out: *mut HANDLE,
+    /// NULL for `FltCreateFile` (which has no such parameter) or when the caller wants none.
+    file_object_out: *mut *mut FILE_OBJECT,
+    attributes: *mut OBJECT_ATTRIBUTES,
+    io_status: *mut IO_STATUS_BLOCK,
+    disposition: u32,
+    options: u32,
+    /// NULL for `FltCreateFile` and `FltCreateFileEx`.
+    driver_context: *const DriverCreateContext,
+}
+
+/// The one create path: `DriverContext`'s checks, then the checks and the open of [`create`].
+fn create_ex2(k: &Kernel, arguments: &CreateArguments) -> NTSTATUS {
+    if !arguments.driver_context.is_null() {
+        let context = guest::read(arguments.driver_context);
+        if context.size < DRIVER_CREATE_CONTEXT_MIN_SIZE {
+            k.parameter_violation(
+                "DriverContext initialized by IoInitializeDriverCreateContext",
+                format!("IO_DRIVER_CREATE_CONTEXT.Size is {}", context.size),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        if !context.device_object_hint.is_null() {
+            k.parameter_violation(
+                "DriverContext->DeviceObjectHint is NULL for FltCreateFileEx2",
+                format!("DeviceObjectHint {:p}", context.device_object_hint),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        if !context.extra_create_parameter.is_null() || !context.txn_parameters.is_null() {
+            k.violation(
+                ViolationKind::NotEmulated,
+                "FltCreateFileEx2 with extra create parameters or a transaction is not emulated",
+                format!(
+                    "ExtraCreateParameter {:p}, TxnParameters {:p}",
+                    context.extra_create_parameter, context.txn_parameters
+                ),
+            );
+            return STATUS_NOT_IMPLEMENTED;
+        }
+    }
+    let request = CreateRequest {
+        filter: arguments.filter as usize,
+        instance: arguments.instance as usize,
+        attributes: arguments.attributes,
+        disposition: arguments.disposition,
+        options: arguments.options,
+    };
+    create(
+        k,
+        &request,
+        arguments.handle_out,
+        arguments.file_object_out,
+        arguments.io_status,
+    )
+}
+
+/// `FltCreateFileEx2`: PASSIVE_LEVEL. `FltCreateFileEx` with an optional
+/// `IO_DRIVER_CREATE_CONTEXT` (its `DeviceObjectHint` must be NULL; extra create parameters
+/// and transactions are not emulated).
+pub(crate) extern "win64" fn flt_create_file_ex2(
+    filter: PFLT_FILTER,
+    instance: PFLT_INSTANCE,
+    handle_out: *mut HANDLE,
+    file_object_out: *mut *mut FILE_OBJECT,
+    _desired_access: u32,
+    attributes: *mut OBJECT_ATTRIBUTES,
+    io_status: *mut IO_STATUS_BLOCK,
+    _allocation_size: *mut LARGE_INTEGER,
+    _file_attributes: u32,
+    _share_access: u32,
+    disposition: u32,
+    options: u32,
+    _ea_buffer: PVOID,
+    _ea_length: u32,
+    _flags: u32,
+    driver_context: PVOID,
+) -> NTSTATUS {
+    emulate(Routine::FltCreateFileEx2, |k| {
+        create_ex2(
+            k,
+            &CreateArguments {
+                filter,
+                instance,
+                handle_out,
+                file_object_out,
+                attributes,
+                io_status,
+                disposition,
+                options,
+                driver_context: driver_context.cast(),
+            },
+        )
+    })
+}
+
+/// `FltCreateFileEx`: PASSIVE_LEVEL. `FltCreateFileEx2` without a driver context.
 pub(crate) extern "win64" fn flt_create_file_ex(
     filter: PFLT_FILTER,
     instance: PFLT_INSTANCE,
@@ -298,18 +423,25 @@ pub(crate) extern "win64" fn flt_create_file_ex(
     _flags: u32,
 ) -> NTSTATUS {
     emulate(Routine::FltCreateFileEx, |k| {
-        let request = CreateRequest {
-            filter: filter as usize,
-            instance: instance as usize,
-            attributes,
-            disposition,
-            options,
-        };
-        create(k, &request, handle_out, file_object_out, io_status)
+        create_ex2(
+            k,
+            &CreateArguments {
+                filter,
+                instance,
+                handle_out,
+                file_object_out,
+                attributes,
+                io_status,
+                disposition,
+                options,
+                driver_context: std::ptr::null(),
+            },
+        )
     })
 }
 
-/// `FltCreateFile`: PASSIVE_LEVEL. As `FltCreateFileEx` without the file object.
+/// `FltCreateFile`: PASSIVE_LEVEL. `FltCreateFileEx2` without the file object or a driver
+/// context.
 pub(crate) extern "win64" fn flt_create_file(
     filter: PFLT_FILTER,
     instance: PFLT_INSTANCE,
@@ -327,18 +459,127 @@ pub(crate) extern "win64" fn flt_create_file(
     _flags: u32,
 ) -> NTSTATUS {
     emulate(Routine::FltCreateFile, |k| {
-        let request = CreateRequest {
-            filter: filter as usize,
-            instance: instance as usize,
-            attributes,
-            disposition,
-            options,
-        };
-        create(k, &request, handle_out, std::ptr::null_mut(), io_status)
+        create_ex2(
+            k,
+            &CreateArguments {
+                filter,
+                instance,
+                handle_out,
+                file_object_out: std::ptr::null_mut(),
+                attributes,
+                io_status,
+                disposition,
+                options,
+                driver_context: std::ptr::null(),
+            },
+        )
     })
 }
 
-/// `FltReadFile`: PASSIVE_LEVEL. Synchronous reads only.
+/// The volume and file-system handle of `file_object`, an open file on the volume of the live
+/// `instance`: what every request a filter issues on a file object starts with. A file object
+/// that is not open (pre-create, after cleanup, closed) is a violation and
+/// `STATUS_FILE_CLOSED`; a file object on another volume than the instance a violation and
+/// `STATUS_INVALID_PARAMETER`.
+pub(crate) fn open_file(
+    k: &Kernel,
+    instance: usize,
+    file_object: usize,
+) -> Result<(VolumeId, FsHandle), NTSTATUS> {
+    let (instance_volume, _, _) = instance_volume(k, instance)?;
+    let record = flt_read(k).io.files.with(file_object, |r| {
+        r.filter(|r| r.open && !r.cleaned_up)
+            .map(|r| (r.volume, r.fs_handle))
+    });
+    match record {
+        Some((volume, Some(handle))) if volume == instance_volume => Ok((volume, handle)),
+        Some((_, Some(_))) => {
+            k.parameter_violation(
+                "a FileObject on the Instance's volume",
+                format!("{file_object:#x} is on another volume than instance {instance:#x}"),
+            );
+            Err(STATUS_INVALID_PARAMETER)
+        }
+        _ => {
+            k.parameter_violation(
+                "a FileObject that is currently open",
+                format!("{file_object:#x} is not open (pre-create, after cleanup or closed)"),
+            );
+            Err(status::FILE_CLOSED)
+        }
+    }
+}
+
+/// A read of `length` bytes at `offset` (`None`: the file object's current offset) into
+/// `buffer`, sent below the filter: the status and the bytes read. Shared by `FltReadFile` and
+/// `IRP_MJ_READ` through `FltPerformSynchronousIo`/`FltPerformAsynchronousIo`.
+pub(crate) fn read_below(
+    k: &Kernel,
+    (instance, file_object): (usize, usize),
+    offset: Option<i64>,
+    (length, buffer): (u32, PVOID),
+    flags: u32,
+) -> (NTSTATUS, usize) {
+    let invalid = STATUS_INVALID_PARAMETER;
+    let (volume, handle) = match open_file(k, instance, file_object) {
+        Ok(found) => found,
+        Err(status) => return (status, 0),
+    };
+    let size = flt_read(k).io.volumes[volume.0]
+        .files()
+        .size_of_open(handle);
+    let size = match size {
+        Ok(size) => size,
+        Err(status) => return (status, 0),
+    };
+    let offset_at =
+        (file_object + std::mem::offset_of!(FILE_OBJECT, CurrentByteOffset)) as *mut LARGE_INTEGER;
+    let current = offset.is_none();
+    let offset = offset.unwrap_or_else(|| guest::read(offset_at));
+    let Ok(offset) = u64::try_from(offset) else {
+        k.parameter_violation("a nonnegative ByteOffset", format!("ByteOffset {offset}"));
+        return (invalid, 0);
+    };
+    if flags & FLTFL_IO_OPERATION_NON_CACHED != 0
+        && (!offset.is_multiple_of(SECTOR_SIZE)
+            || !u64::from(length).is_multiple_of(SECTOR_SIZE)
+            || !(buffer as u64).is_multiple_of(SECTOR_SIZE))
+    {
+        k.parameter_violation(
+            "noncached reads: offset, length and buffer aligned to the sector size",
+            format!(
+                "offset {offset}, length {length}, buffer {buffer:p}; sector size {SECTOR_SIZE}"
+            ),
+        );
+        return (invalid, 0);
+    }
+    if offset >= size {
+        return (STATUS_END_OF_FILE, 0);
+    }
+    let count = (size - offset).min(u64::from(length));
+    let count = usize::try_from(count).unwrap_or(0);
+    if count > 0 {
+        if buffer.is_null() {
+            k.parameter_violation("a Buffer", "Buffer is NULL".to_owned());
+            return (invalid, 0);
+        }
+        // The bytes the file system holds (zeroes where none were written).
+        let length = u32::try_from(count).unwrap_or(u32::MAX);
+        let mut data = flt_read(k).io.volumes[volume.0]
+            .files()
+            .read_below(handle, offset, length)
+            .unwrap_or_default();
+        data.resize(count, 0);
+        guest::write_bytes(buffer.cast(), &data);
+    }
+    if current && flags & FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET == 0 {
+        let advanced = offset + count as u64;
+        guest::write(offset_at, i64::try_from(advanced).unwrap_or(i64::MAX));
+    }
+    (STATUS_SUCCESS, count)
+}
+
+/// `FltReadFile`: PASSIVE_LEVEL. Synchronous, or asynchronous with a `CallbackRoutine`.
 pub(crate) extern "win64" fn flt_read_file(
     instance: PFLT_INSTANCE,
     file_object: *mut FILE_OBJECT,
@@ -347,119 +588,42 @@ pub(crate) extern "win64" fn flt_read_file(
     buffer: PVOID,
     flags: u32,
     bytes_read: *mut u32,
-    callback: PVOID,
-    _callback_context: PVOID,
+    callback: Option<crate::fltmgr::callback_data::CompletedAsyncIo>,
+    callback_context: PVOID,
 ) -> NTSTATUS {
     emulate(Routine::FltReadFile, |k| {
-        let invalid = STATUS_INVALID_PARAMETER;
-        if !bytes_read.is_null() {
-            guest::write(bytes_read, 0);
-        }
-        if !callback.is_null() {
-            k.violation(
-                ViolationKind::NotEmulated,
-                "FltReadFile with a CallbackRoutine (asynchronous) is not emulated",
-                format!("CallbackRoutine {callback:p}"),
-            );
-            return STATUS_NOT_IMPLEMENTED;
-        }
         if instance.is_null() || file_object.is_null() {
             k.parameter_violation(
                 "InitiatingInstance and FileObject",
                 "one of them is NULL".to_owned(),
             );
-            return invalid;
+            return STATUS_INVALID_PARAMETER;
         }
-        if let Err(status) = instance_volume(k, instance as usize) {
-            return status;
-        }
-        let opened = {
-            let flt = flt_read(k);
-            flt.io.files.with(file_object as usize, |r| {
-                r.filter(|r| r.open && !r.cleaned_up)
-                    .and_then(|r| Some((r.volume, r.fs_handle?)))
-            })
-        };
-        let size = match opened {
-            Some((volume, h)) => flt_read(k).io.volumes[volume.0].files().size_of_open(h),
-            None => Err(status::FILE_CLOSED),
-        };
-        let size = match size {
-            Ok(size) => size,
-            Err(status) => {
-                k.parameter_violation(
-                    "a FileObject that is currently open",
-                    format!("{file_object:p} is not open (pre-create, after cleanup or closed)"),
-                );
-                return status;
-            }
-        };
-        let offset_at = (file_object as usize
-            + std::mem::offset_of!(FILE_OBJECT, CurrentByteOffset))
-            as *mut LARGE_INTEGER;
-        let offset = if byte_offset.is_null() {
-            guest::read(offset_at)
-        } else {
-            guest::read(byte_offset)
-        };
-        let Ok(offset) = u64::try_from(offset) else {
-            k.parameter_violation("a nonnegative ByteOffset", format!("ByteOffset {offset}"));
-            return invalid;
-        };
-        if flags & FLTFL_IO_OPERATION_NON_CACHED != 0
-            && (!offset.is_multiple_of(SECTOR_SIZE)
-                || !u64::from(length).is_multiple_of(SECTOR_SIZE)
-                || !(buffer as u64).is_multiple_of(SECTOR_SIZE))
-        {
-            k.parameter_violation(
-                "noncached reads: offset, length and buffer aligned to the sector size",
-                format!(
-                    "offset {offset}, length {length}, buffer {buffer:p}; sector size {SECTOR_SIZE}"
-                ),
+        let offset = (!byte_offset.is_null()).then(|| guest::read(byte_offset));
+        if let Some(callback) = callback {
+            return crate::fltmgr::callback_data::read_file_async(
+                k,
+                (instance, file_object),
+                (offset, length, buffer),
+                flags,
+                (callback, callback_context),
             );
-            return invalid;
         }
-        if offset >= size {
-            return STATUS_END_OF_FILE;
+        if !bytes_read.is_null() {
+            guest::write(bytes_read, 0);
         }
-        let count = (size - offset).min(u64::from(length));
-        let count = usize::try_from(count).unwrap_or(0);
-        if count > 0 {
-            if buffer.is_null() {
-                k.parameter_violation("a Buffer", "Buffer is NULL".to_owned());
-                return invalid;
-            }
-            guest::write_bytes(buffer.cast(), &bytes_below(k, opened, offset, count));
-        }
-        if byte_offset.is_null() && flags & FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET == 0 {
-            let advanced = offset + count as u64;
-            guest::write(offset_at, i64::try_from(advanced).unwrap_or(i64::MAX));
-        }
+        let (status, count) = read_below(
+            k,
+            (instance as usize, file_object as usize),
+            offset,
+            (length, buffer),
+            flags,
+        );
         if !bytes_read.is_null() {
             guest::write(bytes_read, u32::try_from(count).unwrap_or(u32::MAX));
         }
-        STATUS_SUCCESS
+        status
     })
-}
-
-/// The `count` bytes at `offset` of the file `opened` (volume, handle) as the file system
-/// holds them, zeroes where none were written.
-fn bytes_below(
-    k: &Kernel,
-    opened: Option<(VolumeId, FsHandle)>,
-    offset: u64,
-    count: usize,
-) -> Vec<u8> {
-    let length = u32::try_from(count).unwrap_or(u32::MAX);
-    let mut data = opened
-        .and_then(|(volume, handle)| {
-            let flt = flt_read(k);
-            let files = flt.io.volumes[volume.0].files();
-            files.read_below(handle, offset, length).ok()
-        })
-        .unwrap_or_default();
-    data.resize(count, 0);
-    data
 }
 
 /// `FltClose`: PASSIVE_LEVEL.

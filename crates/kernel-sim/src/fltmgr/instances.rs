@@ -111,6 +111,30 @@ pub(crate) trait VolumeFiles: Send + Sync {
     ///
     /// `STATUS_FILE_CLOSED` for a handle that is no longer open.
     fn size_of_open(&self, handle: FsHandle) -> Result<u64, NTSTATUS>;
+    /// Applies a change of file information a filter sends below itself
+    /// (`FltSetInformationFile`, `IRP_MJ_SET_INFORMATION` through `FltPerform*Io`).
+    ///
+    /// # Errors
+    ///
+    /// The status the file system fails the change with.
+    fn set_information_below(
+        &mut self,
+        handle: FsHandle,
+        change: &crate::fltmgr::set_information::InfoChange,
+    ) -> Result<(), NTSTATUS>;
+    /// What `FileStandardInformation` reports for the open `handle` (`None` once it is
+    /// gone).
+    fn standard_of(
+        &self,
+        handle: FsHandle,
+    ) -> Option<crate::fltmgr::query_information::StandardInfo>;
+    /// A write of `length` bytes at `offset` a filter sends below itself (`IRP_MJ_WRITE`
+    /// through `FltPerform*Io`); only the size is kept.
+    ///
+    /// # Errors
+    ///
+    /// The status the file system fails the write with.
+    fn write_below(&self, handle: FsHandle, offset: u64, length: u64) -> Result<(), NTSTATUS>;
     /// At most `length` bytes at `offset` of the file `handle` opened, as a read below every
     /// filter sees them (byte-range locks are not checked for it).
     ///
@@ -438,6 +462,7 @@ pub(crate) fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
     };
     call(start, "InstanceTeardownStart");
     crate::fltmgr::draining::drain_instance(k, volume, instance_handle);
+    crate::fltmgr::callback_data::drain_async_io(k, Some(instance_handle));
     call(complete, "InstanceTeardownComplete");
     crate::fltmgr::transactions::forget_instance(k, instance_handle);
     crate::fltmgr::contexts::release_instance_contexts(k, instance_handle);

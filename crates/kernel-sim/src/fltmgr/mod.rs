@@ -7,8 +7,10 @@
 //! minifilters other than Vigil also work items ([`workitems`]), pended operations
 //! ([`pending`], [`safe_completion`]), I/O the filter issues ([`filter_io`]), device-aligned
 //! pool ([`aligned_pool`]), changed callback data ([`dirty`]), volumes ([`volume_objects`],
-//! [`volume_names`]) and
-//! the volume, stream and file contexts ([`volume_contexts`], [`stream_contexts`]).
+//! [`volume_names`]),
+//! the volume, stream and file contexts ([`volume_contexts`], [`stream_contexts`]), and the
+//! filter's own requests below its instance ([`set_information`], [`fs_control`],
+//! [`callback_data`]).
 //!
 //! All filter state of a run is in [`FltState`], behind a mutex in the kernel's extension slot
 //! ([`flt_state`]). Handles the
@@ -17,6 +19,7 @@
 //! that a stale handle is recognized, not confused with a new object at a reused address.
 
 pub(crate) mod aligned_pool;
+pub(crate) mod callback_data;
 pub(crate) mod cancel;
 pub(crate) mod context_deletion;
 pub(crate) mod contexts;
@@ -26,9 +29,14 @@ pub(crate) mod draining;
 pub(crate) mod exports;
 pub(crate) mod files;
 pub(crate) mod filter_io;
+pub(crate) mod fs_control;
 pub(crate) mod instance_contexts;
 pub(crate) mod instances;
 pub(crate) mod irp_names;
+pub(crate) mod name_parse;
+pub(crate) mod name_provider;
+pub(crate) mod name_tunnel;
+pub(crate) mod name_unsafe;
 pub(crate) mod names;
 pub(crate) mod operation_requests;
 pub(crate) mod pending;
@@ -39,6 +47,7 @@ pub(crate) mod registration;
 pub(crate) mod routine_address;
 pub(crate) mod safe_completion;
 pub(crate) mod security;
+pub(crate) mod set_information;
 pub(crate) mod stream_contexts;
 pub(crate) mod transactions;
 pub(crate) mod unload;
@@ -101,6 +110,8 @@ pub(crate) struct FilterRecord {
     /// The instance configuration `FltRegisterFilter` read from an installed registry; None
     /// for an image loaded without an INF (every volume is offered automatically).
     pub instance_config: Option<registration::InstanceConfig>,
+    /// The name-provider callbacks, when the filter registered any.
+    pub name_provider: Option<name_provider::Callbacks>,
 }
 
 impl FilterRecord {

@@ -3,8 +3,11 @@
 //!
 //! Each successful query returns a new `FLT_FILE_NAME_INFORMATION` with one reference, in
 //! memory kernel-sim owns: `Size`, `Format` and `Name` (the volume's device name followed by the
-//! volume-relative path) are filled in, `Volume` is the device-name prefix of `Name`, the other
-//! components are left empty (`NamesParsed` 0; `FltParseFileNameInformation` is not emulated).
+//! volume-relative path) are filled in, and every component (`Volume`, `Share`, `Extension`,
+//! `Stream`, `FinalComponent`, `ParentDir`) is left empty (zero length, NULL buffer) with
+//! `NamesParsed` 0 until the driver calls `FltParseFileNameInformation` (`name_parse.rs`): the
+//! reference pages define them as parsed from `Name` by that routine, so a driver that reads
+//! them without parsing reads nothing (and faults on the NULL buffer).
 //! The normalized name is the file's canonical name (case as created, long names for short
 //! ones, following renames, with the stream suffix as spelled); the opened name is the path as
 //! the caller spelled it at create (for a relative open, the related directory's name joined
@@ -25,6 +28,10 @@
 //! `STATUS_FLT_NAME_CACHE_MISS` for the former and `STATUS_FLT_INVALID_NAME_REQUEST` for the
 //! latter (`FltGetFileNameInformation`, Remarks:
 //! <https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltgetfilenameinformation>).
+//! `FLT_FILE_NAME_QUERY_FILESYSTEM_ONLY` neither reads nor fills the cache, a query with
+//! `FLT_FILE_NAME_DO_NOT_CACHE` does not fill it, and a miss with
+//! `FLT_FILE_NAME_QUERY_ALWAYS_ALLOW_CACHE_LOOKUP` while all APCs are disabled is
+//! `STATUS_FLT_NAME_CACHE_MISS` (the page's return table).
 //! A rename or link empties the whole cache (Filter Manager purges the names it affects; the
 //! emulation does not track which those are, so it purges more, never less).
 //!
@@ -57,6 +64,14 @@ use crate::report::ViolationKind;
 pub(crate) use vigil_sys::{STATUS_FLT_INVALID_NAME_REQUEST, STATUS_FLT_NAME_CACHE_MISS};
 /// `FLT_FILE_NAME_QUERY_CACHE_ONLY`.
 const QUERY_CACHE_ONLY: u32 = 0x0200;
+/// `FLT_FILE_NAME_QUERY_ALWAYS_ALLOW_CACHE_LOOKUP`.
+const QUERY_ALWAYS_ALLOW_CACHE_LOOKUP: u32 = 0x0400;
+/// `FLT_FILE_NAME_DO_NOT_CACHE` (`FLT_FILE_NAME_OPTIONS` page).
+const DO_NOT_CACHE: u32 = 0x0200_0000;
+/// `FLT_FILE_NAME_REQUEST_FROM_CURRENT_PROVIDER`.
+const REQUEST_FROM_CURRENT_PROVIDER: u32 = 0x0100_0000;
+/// `FLT_FILE_NAME_QUERY_FILESYSTEM_ONLY`.
+const QUERY_FILESYSTEM_ONLY: u32 = 0x0300;
 /// The query-method bits of `FLT_FILE_NAME_OPTIONS` (`DEFAULT`, `CACHE_ONLY`,
 /// `FILESYSTEM_ONLY`, `ALWAYS_ALLOW_CACHE_LOOKUP`: exactly one).
 const QUERY_METHODS: [u32; 4] = [0x0100, 0x0200, 0x0300, 0x0400];
@@ -70,8 +85,80 @@ pub(crate) struct NameRecord {
     memory: GuestAlloc,
     len: usize,
     name: String,
+    /// The shape `FltParseFileNameInformation` needs: the format, the device-name prefix in
+    /// UTF-16 units, and whether the volume is a network one (a share follows the prefix).
+    pub(crate) shape: NameShape,
     references: i64,
     acquired_by: &'static str,
+}
+
+/// What Filter Manager knows about a name beyond its text: its format, the length of its
+/// volume's device name (UTF-16 units) and whether that volume is a network redirector's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NameShape {
+    pub(crate) format: u32,
+    pub(crate) volume_units: usize,
+    pub(crate) network: bool,
+}
+
+impl NameRecord {
+    /// How the driver changed the structure's `Name` or `Format`, if it did (its pages say
+    /// users must not modify it).
+    pub(crate) fn modification(&self) -> Option<String> {
+        let structure: FLT_FILE_NAME_INFORMATION = guest::read(self.memory.as_ptr());
+        let units: Vec<u16> = self.name.encode_utf16().collect();
+        let buffer = self.memory.address() + size_of::<FLT_FILE_NAME_INFORMATION>();
+        let length = u16::try_from(units.len() * 2).unwrap_or(u16::MAX);
+        if structure.Name.Buffer as usize != buffer
+            || structure.Name.Length != length
+            || structure.Format != self.shape.format
+        {
+            return Some(format!(
+                "'{}': Name or Format is no longer as returned (Name.Length {} for {length})",
+                self.name, structure.Name.Length
+            ));
+        }
+        let current: Vec<u16> = guest::read_bytes(buffer as *const u8, units.len() * 2)
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        (current != units).then(|| {
+            format!(
+                "'{}': its characters were overwritten with '{}'",
+                self.name,
+                String::from_utf16_lossy(&current)
+            )
+        })
+    }
+
+    /// The name Filter Manager put in the structure.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Runs `f` over the live name structure at `address` (`None`: not one FltMgr handed out and
+/// still referenced), and, when it is not live, the name of a released one there.
+pub(crate) fn with_record<R>(
+    k: &Kernel,
+    address: usize,
+    f: impl FnOnce(Option<&mut NameRecord>) -> R,
+) -> (R, Option<String>) {
+    let flt = flt_read(k);
+    let names = &flt.io.names;
+    let mut live = false;
+    let result = names.live.with(address, |record| {
+        live = record.is_some();
+        f(record)
+    });
+    let retired = (!live)
+        .then(|| {
+            names
+                .retired
+                .find_map(|retired| retired.get(address).map(|(name, _)| name.clone()))
+        })
+        .flatten();
+    (result, retired)
 }
 
 /// Every name structure of a run: the live ones sharded by address, the released ones by the
@@ -103,6 +190,7 @@ fn hand_out(
     name: String,
     device_len: usize,
     format: u32,
+    network: bool,
 ) -> PFLT_FILE_NAME_INFORMATION {
     let header = size_of::<FLT_FILE_NAME_INFORMATION>();
     // Most names are ASCII: one unit per byte, no decoding (this runs on every name query).
@@ -130,7 +218,6 @@ fn hand_out(
     }
     let length = u16::try_from(units * 2).unwrap_or(u16::MAX);
     let device_units = name[..device_len].encode_utf16().count();
-    let device_length = u16::try_from(device_units * 2).unwrap_or(u16::MAX);
     let empty = UNICODE_STRING {
         Length: 0,
         MaximumLength: 0,
@@ -147,11 +234,8 @@ fn hand_out(
                 MaximumLength: length.saturating_add(2),
                 Buffer: buffer,
             },
-            Volume: UNICODE_STRING {
-                Length: device_length,
-                MaximumLength: device_length,
-                Buffer: buffer,
-            },
+            // Parsed only by FltParseFileNameInformation (module comment).
+            Volume: empty,
             Share: empty,
             Extension: empty,
             Stream: empty,
@@ -169,6 +253,11 @@ fn hand_out(
             memory,
             len,
             name,
+            shape: NameShape {
+                format,
+                volume_units: device_units,
+                network,
+            },
             references: 1,
             acquired_by,
         },
@@ -177,7 +266,7 @@ fn hand_out(
 }
 
 /// The name format in `options`, or a violation.
-fn check_options(
+pub(crate) fn check_options(
     k: &Kernel,
     routine: &str,
     options: u32,
@@ -223,13 +312,14 @@ fn query_failure(k: &Kernel, routine: &str, options: u32, format: u32) -> Option
 /// Empties Filter Manager's name cache for `file` (closed), or all of it (`None`: a rename or
 /// link changed names).
 pub(crate) fn purge_name_cache(k: &Kernel, file: Option<usize>) {
-    match file {
-        Some(file) => {
-            flt_read(k).io.name_cache.remove(file);
-        }
-        None => {
-            flt_write(k).io.name_cache.drain();
-        }
+    if let Some(file) = file {
+        let flt = flt_read(k);
+        flt.io.name_cache.remove(file);
+        flt.io.providers.purge_file(file);
+    } else {
+        let mut flt = flt_write(k);
+        flt.io.name_cache.drain();
+        flt.io.providers.purge_all();
     }
 }
 
@@ -284,45 +374,120 @@ pub(crate) extern "win64" fn flt_get_file_name_information(
         if iopb.IrpFlags & IRP_PAGING_IO != 0 {
             return STATUS_FLT_INVALID_NAME_REQUEST;
         }
-        let file = iopb_file(&iopb);
-        let cached = flt_read(k).io.name_cache.with(file, |formats| {
+        query(
+            k,
+            "FltGetFileNameInformation",
+            iopb_file(&iopb),
+            options,
+            format,
+            out,
+        )
+    })
+}
+
+/// The part of a name query after the routine's own checks: the name cache, the cache-only
+/// and APC rules, fault injection, the name itself. Writes `out` on success.
+pub(crate) fn query(
+    k: &Kernel,
+    routine: &str,
+    file: usize,
+    options: u32,
+    format: u32,
+    out: *mut PFLT_FILE_NAME_INFORMATION,
+) -> NTSTATUS {
+    if options & REQUEST_FROM_CURRENT_PROVIDER != 0 {
+        // Redirecting a provider's query to itself is not emulated: said, never silently
+        // answered from below.
+        k.violation(
+            ViolationKind::NotEmulated,
+            routine.to_owned(),
+            "FLT_FILE_NAME_REQUEST_FROM_CURRENT_PROVIDER: the query is answered from below the caller".to_owned(),
+        );
+    }
+    // FLT_FILE_NAME_QUERY_FILESYSTEM_ONLY neither reads nor fills the cache.
+    let filesystem_only = options & 0xF00 == QUERY_FILESYSTEM_ONLY;
+    let cached = !filesystem_only
+        && flt_read(k).io.name_cache.with(file, |formats| {
             formats.is_some_and(|f| *f & format_bit(format) != 0)
         });
-        if crate::kernel::apc::all_apcs_disabled() && !cached {
-            // With all APCs disabled only the cache can answer (Remarks, cited above).
-            return STATUS_FLT_INVALID_NAME_REQUEST;
-        }
-        if !(cached && options & 0xF00 == QUERY_CACHE_ONLY)
-            && let Some(status) = query_failure(k, "FltGetFileNameInformation", options, format)
-        {
-            return status;
-        }
-        let resolved = name_of(k, file, format);
-        match resolved {
-            Ok((name, device_len)) => {
-                {
-                    let flt = flt_read(k);
-                    let cached = flt.io.name_cache.with(file, |formats| {
-                        formats.map(|f| *f |= format_bit(format)).is_some()
-                    });
-                    if !cached {
-                        flt.io.name_cache.insert(file, format_bit(format));
-                    }
+    if crate::kernel::apc::all_apcs_disabled() && !cached {
+        // With all APCs disabled only the cache can answer (Remarks, cited above). A miss with
+        // FLT_FILE_NAME_QUERY_ALWAYS_ALLOW_CACHE_LOOKUP, which may not query the file system
+        // now, is the page's STATUS_FLT_NAME_CACHE_MISS.
+        return if options & 0xF00 == QUERY_ALWAYS_ALLOW_CACHE_LOOKUP {
+            STATUS_FLT_NAME_CACHE_MISS
+        } else {
+            STATUS_FLT_INVALID_NAME_REQUEST
+        };
+    }
+    if !(cached && options & 0xF00 == QUERY_CACHE_ONLY)
+        && let Some(status) = query_failure(k, routine, options, format)
+    {
+        return status;
+    }
+    match name_of(k, file, format) {
+        Ok(resolved) => {
+            // FLT_FILE_NAME_DO_NOT_CACHE: a provider's intermediate query, not cached.
+            if !filesystem_only && options & DO_NOT_CACHE == 0 {
+                let flt = flt_read(k);
+                let cached = flt.io.name_cache.with(file, |formats| {
+                    formats.map(|f| *f |= format_bit(format)).is_some()
+                });
+                if !cached {
+                    flt.io.name_cache.insert(file, format_bit(format));
                 }
-                guest::write(out, hand_out(k, name, device_len, format));
-                STATUS_SUCCESS
             }
-            Err(status) => status,
+            guest::write(
+                out,
+                hand_out(
+                    k,
+                    resolved.name,
+                    resolved.device_len,
+                    format,
+                    resolved.network,
+                ),
+            );
+            STATUS_SUCCESS
         }
-    })
+        Err(status) => status,
+    }
 }
 
 fn iopb_file(iopb: &FLT_IO_PARAMETER_BLOCK) -> usize {
     iopb.TargetFileObject as usize
 }
 
-/// The full name of `file` in `format` and the length of its device-name prefix.
-fn name_of(k: &Kernel, file: usize, format: u32) -> Result<(String, usize), NTSTATUS> {
+/// A file's full name, the length of its device-name prefix (bytes of `name`) and whether
+/// its volume is a network redirector's.
+struct Resolved {
+    name: String,
+    device_len: usize,
+    network: bool,
+}
+
+/// Whether names on a volume of `kind` carry a share after the device name.
+fn is_network(kind: crate::config::VolumeKind) -> bool {
+    kind.device_type() == vigil_sys::FILE_DEVICE_NETWORK_FILE_SYSTEM
+}
+
+/// The file system's name of `file` in `format` (what a query from the loaded filter gets),
+/// with the shape `FltParseFileNameInformation` needs.
+pub(crate) fn fs_name(
+    k: &Kernel,
+    file: usize,
+    format: u32,
+) -> Result<(String, NameShape), NTSTATUS> {
+    let resolved = name_of(k, file, format)?;
+    let shape = NameShape {
+        format,
+        volume_units: resolved.name[..resolved.device_len].encode_utf16().count(),
+        network: resolved.network,
+    };
+    Ok((resolved.name, shape))
+}
+
+/// The full name of `file` in `format`.
+fn name_of(k: &Kernel, file: usize, format: u32) -> Result<Resolved, NTSTATUS> {
     let flt = flt_read(k);
     let (volume, fs_handle, by_id, opened_path) = flt
         .io
@@ -351,10 +516,11 @@ fn name_of(k: &Kernel, file: usize, format: u32) -> Result<(String, usize), NTST
     } else {
         opened_path.unwrap_or_default()
     };
-    Ok((
-        format!("{}{path}", volume.device_name),
-        volume.device_name.len(),
-    ))
+    Ok(Resolved {
+        name: format!("{}{path}", volume.device_name),
+        device_len: volume.device_name.len(),
+        network: is_network(volume.kind),
+    })
 }
 
 /// `FltGetDestinationFileNameInformation`: PASSIVE_LEVEL. Failable:
@@ -427,11 +593,17 @@ pub(crate) extern "win64" fn flt_get_destination_file_name_information(
             fs_handle
                 .ok_or(status::INVALID_DEVICE_REQUEST)
                 .and_then(|h| v.files().resolve_target(h, &target))
-                .map(|path| (format!("{}{path}", v.device_name), v.device_name.len()))
+                .map(|path| {
+                    (
+                        format!("{}{path}", v.device_name),
+                        v.device_name.len(),
+                        is_network(v.kind),
+                    )
+                })
         };
         match resolved {
-            Ok((full, device_len)) => {
-                guest::write(out, hand_out(k, full, device_len, format));
+            Ok((full, device_len, network)) => {
+                guest::write(out, hand_out(k, full, device_len, format, network));
                 STATUS_SUCCESS
             }
             Err(status) => status,
@@ -452,6 +624,13 @@ pub(crate) extern "win64" fn flt_release_file_name_information(info: PFLT_FILE_N
         });
         if let Some(last) = released {
             if last && let Some(record) = names.live.remove(address) {
+                if let Some(change) = record.modification() {
+                    k.violation(
+                        ViolationKind::Parameter,
+                        "FLT_FILE_NAME_INFORMATION is not modified by its users (Filter Manager shares and caches it)",
+                        format!("at its release, {change} (acquired in {})", record.acquired_by),
+                    );
+                }
                 // SAFETY: the structure's own memory, `len` bytes, owned by the record.
                 unsafe {
                     std::ptr::write_bytes(record.memory.as_ptr::<u8>(), RELEASED_FILL, record.len);

@@ -1,6 +1,9 @@
 //! `FltQueryInformationFile` for the file-identity classes, `FileInternalInformation` (the
-//! 64-bit file ID) and `FileIdInformation` (volume serial number and 128-bit file ID), answered
-//! from the synthetic file system under the instance's volume.
+//! 64-bit file ID) and `FileIdInformation` (volume serial number and 128-bit file ID), and for
+//! `FileStandardInformation` (end of file, and an allocation size rounded up to a 4 KiB
+//! cluster; links; delete pending; directory) and `FilePositionInformation` (the file object's
+//! current offset), answered from the synthetic file system under the instance's volume (what
+//! a filter's `FltSetInformationFile` changed included).
 //!
 //! From the reference page
 //! (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltqueryinformationfile>):
@@ -21,7 +24,7 @@
 
 use vigil_sys::{
     FILE_ID_INFORMATION, FILE_INFORMATION_CLASS, FILE_INTERNAL_INFORMATION, FILE_OBJECT,
-    FileIdInformation, FileInternalInformation, NTSTATUS, PFLT_INSTANCE, PVOID,
+    FileIdInformation, FileInternalInformation, NT_SUCCESS, NTSTATUS, PFLT_INSTANCE, PVOID,
     STATUS_INFO_LENGTH_MISMATCH, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
     STATUS_NOT_SUPPORTED, STATUS_SUCCESS, STATUS_VOLUME_DISMOUNTED,
 };
@@ -38,6 +41,40 @@ struct Identity {
     kind: VolumeKind,
     volume_serial: u64,
     file_id: u64,
+    /// What `FileStandardInformation` reports (`None`: the handle is gone).
+    standard: Option<StandardInfo>,
+}
+
+/// `FILE_STANDARD_INFORMATION`'s members, as the file system below keeps them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StandardInfo {
+    pub end_of_file: u64,
+    pub links: u32,
+    pub delete_pending: bool,
+    pub directory: bool,
+}
+
+/// `FileStandardInformation`.
+const FILE_STANDARD_INFORMATION_CLASS: FILE_INFORMATION_CLASS = 5;
+/// `FilePositionInformation`.
+const FILE_POSITION_INFORMATION_CLASS: FILE_INFORMATION_CLASS = 14;
+/// `sizeof(FILE_STANDARD_INFORMATION)`: two `LARGE_INTEGER`s, a `ULONG`, two `BOOLEAN`s,
+/// padded to 8.
+const FILE_STANDARD_INFORMATION_SIZE: usize = 24;
+/// The allocation unit the model's disk volumes report in `AllocationSize` (a 4 KiB cluster).
+const CLUSTER_SIZE: u64 = 4096;
+
+/// `FILE_STANDARD_INFORMATION` for `info`: `AllocationSize` is the end of file rounded up to
+/// the cluster.
+fn standard_bytes(info: StandardInfo) -> [u8; FILE_STANDARD_INFORMATION_SIZE] {
+    let allocation = info.end_of_file.div_ceil(CLUSTER_SIZE) * CLUSTER_SIZE;
+    let mut bytes = [0u8; FILE_STANDARD_INFORMATION_SIZE];
+    bytes[..8].copy_from_slice(&allocation.to_le_bytes());
+    bytes[8..16].copy_from_slice(&info.end_of_file.to_le_bytes());
+    bytes[16..20].copy_from_slice(&info.links.to_le_bytes());
+    bytes[20] = u8::from(info.delete_pending);
+    bytes[21] = u8::from(info.directory);
+    bytes
 }
 
 /// The 128-bit ID a file system of `kind` gives file `id` (zero: it has none).
@@ -106,10 +143,12 @@ fn identity(
         );
         return Err(STATUS_INVALID_PARAMETER);
     };
+    let standard = fs_handle.and_then(|handle| volume.files().standard_of(handle));
     Ok(Identity {
         kind: volume.kind,
         volume_serial: 0x5649_0000 | index as u64,
         file_id,
+        standard,
     })
 }
 
@@ -137,56 +176,108 @@ pub(crate) extern "win64" fn flt_query_information_file(
             );
             return STATUS_INVALID_PARAMETER;
         }
-        let needed = match class {
-            c if c == FileIdInformation => size_of::<FILE_ID_INFORMATION>(),
-            c if c == FileInternalInformation => size_of::<FILE_INTERNAL_INFORMATION>(),
-            other => {
-                k.violation(
-                    ViolationKind::NotEmulated,
-                    "FltQueryInformationFile",
-                    format!("class {other}: only FileInternalInformation and FileIdInformation are emulated"),
-                );
-                return STATUS_NOT_SUPPORTED;
-            }
-        };
-        let identity = match identity(k, instance, file) {
-            Ok(identity) => identity,
-            Err(status) => return status,
-        };
-        if (length as usize) < needed {
-            return STATUS_INFO_LENGTH_MISMATCH;
+        let (status, length_returned) = query_below(
+            k,
+            (instance as usize, file as usize),
+            class,
+            (information, length),
+            true,
+        );
+        if NT_SUCCESS(status) && !returned.is_null() {
+            guest::write(returned, length_returned);
         }
-        if k.inject_failure("FltQueryInformationFile", "STATUS_INSUFFICIENT_RESOURCES") {
-            return STATUS_INSUFFICIENT_RESOURCES;
-        }
-        if class == FileIdInformation {
-            guest::write(
-                information.cast::<FILE_ID_INFORMATION>(),
-                FILE_ID_INFORMATION {
-                    VolumeSerialNumber: identity.volume_serial,
-                    FileId: vigil_sys::FILE_ID_128 {
-                        Identifier: id_128(identity.kind, identity.file_id),
-                    },
-                },
-            );
-        } else {
-            guest::write(
-                information.cast::<FILE_INTERNAL_INFORMATION>(),
-                FILE_INTERNAL_INFORMATION {
-                    IndexNumber: i64::from_ne_bytes(identity.file_id.to_ne_bytes()),
-                },
-            );
-        }
-        if !returned.is_null() {
-            guest::write(returned, u32::try_from(needed).unwrap_or(u32::MAX));
-        }
-        STATUS_SUCCESS
+        status
     })
+}
+
+/// Answers `class` for `file` below `instance` into `information` (`length` bytes): the status
+/// and the length returned. Shared by `FltQueryInformationFile` (which `inject`s its fault)
+/// and `IRP_MJ_QUERY_INFORMATION` through `FltPerform*Io` (whose routine takes it instead).
+pub(crate) fn query_below(
+    k: &Kernel,
+    (instance, file): (usize, usize),
+    class: FILE_INFORMATION_CLASS,
+    (information, length): (PVOID, u32),
+    inject: bool,
+) -> (NTSTATUS, u32) {
+    let (instance, file) = (instance as PFLT_INSTANCE, file as *mut FILE_OBJECT);
+    if information.is_null() {
+        k.parameter_violation(
+            "a FileInformation buffer (InfoBuffer), not NULL",
+            "the buffer is NULL".to_owned(),
+        );
+        return (STATUS_INVALID_PARAMETER, 0);
+    }
+    let needed = match class {
+        c if c == FileIdInformation => size_of::<FILE_ID_INFORMATION>(),
+        c if c == FileInternalInformation => size_of::<FILE_INTERNAL_INFORMATION>(),
+        FILE_STANDARD_INFORMATION_CLASS => FILE_STANDARD_INFORMATION_SIZE,
+        FILE_POSITION_INFORMATION_CLASS => size_of::<i64>(),
+        other => {
+            k.violation(
+                ViolationKind::NotEmulated,
+                "FltQueryInformationFile",
+                format!("class {other}: only FileInternalInformation, FileIdInformation, FileStandardInformation and FilePositionInformation are emulated"),
+            );
+            return (STATUS_NOT_SUPPORTED, 0);
+        }
+    };
+    let identity = match identity(k, instance, file) {
+        Ok(identity) => identity,
+        Err(status) => return (status, 0),
+    };
+    if (length as usize) < needed {
+        return (STATUS_INFO_LENGTH_MISMATCH, 0);
+    }
+    if inject && k.inject_failure("FltQueryInformationFile", "STATUS_INSUFFICIENT_RESOURCES") {
+        return (STATUS_INSUFFICIENT_RESOURCES, 0);
+    }
+    if class == FILE_STANDARD_INFORMATION_CLASS {
+        let Some(standard) = identity.standard else {
+            return (vigil_sys::STATUS_FILE_CLOSED, 0);
+        };
+        guest::write_bytes(information.cast(), &standard_bytes(standard));
+    } else if class == FILE_POSITION_INFORMATION_CLASS {
+        let at =
+            (file as usize + std::mem::offset_of!(FILE_OBJECT, CurrentByteOffset)) as *const i64;
+        guest::write(information.cast::<i64>(), guest::read(at));
+    } else if class == FileIdInformation {
+        guest::write(
+            information.cast::<FILE_ID_INFORMATION>(),
+            FILE_ID_INFORMATION {
+                VolumeSerialNumber: identity.volume_serial,
+                FileId: vigil_sys::FILE_ID_128 {
+                    Identifier: id_128(identity.kind, identity.file_id),
+                },
+            },
+        );
+    } else {
+        guest::write(
+            information.cast::<FILE_INTERNAL_INFORMATION>(),
+            FILE_INTERNAL_INFORMATION {
+                IndexNumber: i64::from_ne_bytes(identity.file_id.to_ne_bytes()),
+            },
+        );
+    }
+    (STATUS_SUCCESS, u32::try_from(needed).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_information_rounds_the_allocation_up_to_a_cluster() {
+        let bytes = standard_bytes(StandardInfo {
+            end_of_file: 4097,
+            links: 3,
+            delete_pending: true,
+            directory: false,
+        });
+        assert_eq!(bytes[..8], 8192u64.to_le_bytes());
+        assert_eq!(bytes[8..16], 4097u64.to_le_bytes());
+        assert_eq!(bytes[16..], [3, 0, 0, 0, 1, 0, 0, 0]);
+    }
 
     #[test]
     fn only_ntfs_like_and_refs_volumes_have_128_bit_ids() {

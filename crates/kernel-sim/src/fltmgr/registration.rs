@@ -12,8 +12,8 @@ use vigil_sys::{
 
 use crate::config::RegistryValue;
 use crate::fltmgr::exports::Routine;
-use crate::fltmgr::flt_write;
 use crate::fltmgr::{ContextRegistration, FilterRecord, Operation};
+use crate::fltmgr::{flt_read, flt_write};
 use crate::kernel::{Kernel, emulate};
 use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;
@@ -295,16 +295,8 @@ pub(crate) extern "win64" fn flt_register_filter(
                 format!("Flags {:#x}", reg.Flags),
             );
         }
-        if !reg.GenerateFileNameCallback.is_null()
-            || !reg.NormalizeNameComponentCallback.is_null()
-            || !reg.NormalizeNameComponentExCallback.is_null()
-        {
-            k.violation(
-                ViolationKind::NotEmulated,
-                "FltRegisterFilter",
-                "name provider callbacks are not emulated".to_owned(),
-            );
-        }
+        // A name provider: its callbacks serve the filters above it (`name_provider.rs`).
+        let name_provider = crate::fltmgr::name_provider::Callbacks::from_registration(&reg);
         let operations = match read_operations(k, reg.OperationRegistration) {
             Ok(ops) => ops,
             Err(status) => return status,
@@ -352,8 +344,12 @@ pub(crate) extern "win64" fn flt_register_filter(
                 started: false,
                 unregistered: false,
                 instance_config,
+                name_provider,
             },
         );
+        if name_provider.is_some() {
+            flt_read(k).io.providers.note_provider();
+        }
         guest::write(out, address as PFLT_FILTER);
         // The scenario hook: FltMgr may call FilterUnload from now on (RULES.md, rule 1).
         crate::fltmgr::unload::start_race_unload(k);
@@ -434,6 +430,8 @@ pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
                 format!("server port(s) still open: {}", open_ports.join(", ")),
             );
         }
+        // The filter's own asynchronous I/O is in flight on its instances: it completes first.
+        crate::fltmgr::callback_data::drain_async_io(k, None);
         // FltMgr calls DisconnectNotify for client ports still open, then drains the port
         // callbacks in flight.
         crate::fltmgr::ports::unregister_client_ports(k, filter as usize);

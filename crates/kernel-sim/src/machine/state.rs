@@ -109,6 +109,10 @@ pub(crate) struct ThreadState {
     pub routine: Cell<&'static str>,
     /// The driver entry point in progress (DriverEntry, FilterUnload, a thread, ...).
     pub callback: Cell<&'static str>,
+    /// The address of the callback data whose pre- or post-operation callback is running on
+    /// this thread (0 outside one): routines whose rules depend on the operation in progress
+    /// read it (`FltGetFileNameInformationUnsafe`).
+    pub operation: Cell<usize>,
     /// The emulated process id (a synthetic requestor's, or 4 for the System process).
     pub process_id: Cell<usize>,
     /// The emulated thread id.
@@ -152,6 +156,7 @@ impl ThreadState {
             },
             routine: Cell::new(""),
             callback: Cell::new(""),
+            operation: Cell::new(0),
             process_id: Cell::new(4),
             thread_id: Cell::new(0),
             system_thread: Cell::new(false),

@@ -243,6 +243,11 @@ fn token_user(k: &Kernel, process: &SimProcess, information: *mut PVOID) -> NTST
 /// `context_pid`, at PASSIVE_LEVEL inside a critical region (normal kernel APCs disabled), as
 /// the routine type's reference page says the system calls it: a routine that needs APCs
 /// enabled (an alertable wait, a routine documented for APCs enabled) fails here as on Windows.
+///
+/// The routine is referenced, as Windows references a callback block before calling through
+/// it, only while it is still registered: a removal that came after the caller listed the
+/// routines (and then found nothing in flight, returned, and let the driver unload) must not be
+/// followed by a call into the driver.
 pub(super) fn call_routine(
     k: &Arc<Kernel>,
     routine: usize,
@@ -250,7 +255,13 @@ pub(super) fn call_routine(
     pid: u32,
     info: PVOID,
 ) {
-    *lock(&k.processes).in_flight.entry(routine).or_default() += 1;
+    {
+        let mut processes = lock(&k.processes);
+        if !processes.notify_routines.contains(&routine) {
+            return;
+        }
+        *processes.in_flight.entry(routine).or_default() += 1;
+    }
     // SAFETY: an address the driver registered as a PCREATE_PROCESS_NOTIFY_ROUTINE_EX (checked
     // to lie in its image at registration); if the image is gone, the call faults at an unmapped
     // address and is reported as such, which is the point.

@@ -172,6 +172,9 @@ fn a_notify_routine_runs_at_passive_level_in_a_critical_region() {
     let image = FakeImage::new(vigil_sys::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY);
     let k = kernel(&image, FaultPlan::default());
     let routine: NotifyFn = records_its_context;
+    crate::kernel::lock(&k.processes)
+        .notify_routines
+        .push(routine as usize);
     call_routine(&k, routine as usize, 4, 4, std::ptr::null_mut());
     assert_eq!(*SEEN.lock().unwrap(), Some((vigil_sys::PASSIVE_LEVEL, 1)));
     assert_eq!(state::with(|s| s.critical_regions.get()), 0);
@@ -227,4 +230,60 @@ fn a_refused_creation_is_followed_by_its_exit_notification() {
     assert_eq!(create_process(&k, spec), Err(STATUS_ACCESS_DENIED));
     assert_eq!(*CALLS.lock().unwrap(), [(7340, true), (7340, false)]);
     assert!(!crate::kernel::lock(&k.processes).is_live(&k.config, 7340));
+}
+
+/// The kernel the next [`removes_the_second_routine`] call acts on, and that routine.
+static REMOVAL: std::sync::Mutex<Option<(Arc<Kernel>, usize)>> = std::sync::Mutex::new(None);
+/// Calls of [`must_not_run_once_removed`].
+static REMOVED_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+unsafe extern "win64" fn removes_the_second_routine(
+    _process: vigil_sys::PEPROCESS,
+    _pid: vigil_sys::HANDLE,
+    _info: *mut vigil_sys::PS_CREATE_NOTIFY_INFO,
+) {
+    // What a removal does between the notifier's listing of the routines and its call of
+    // the second one: take it off the list (and, with nothing in flight, return at once).
+    if let Some((k, second)) = REMOVAL.lock().unwrap().take() {
+        crate::kernel::lock(&k.processes)
+            .notify_routines
+            .retain(|&r| r != second);
+    }
+}
+
+unsafe extern "win64" fn must_not_run_once_removed(
+    _process: vigil_sys::PEPROCESS,
+    _pid: vigil_sys::HANDLE,
+    _info: *mut vigil_sys::PS_CREATE_NOTIFY_INFO,
+) {
+    REMOVED_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A routine removed after a notification listed the routines is not called by it: its
+/// removal found nothing in flight and returned, so its driver may already be gone (a
+/// 1,000-cycle scenario run found a call into an unloaded vigil.sys this way).
+#[test]
+fn a_routine_removed_after_the_listing_is_not_called() {
+    let image = FakeImage::new(vigil_sys::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY);
+    let k = kernel(&image, FaultPlan::default());
+    let first: NotifyFn = removes_the_second_routine;
+    let second: NotifyFn = must_not_run_once_removed;
+    {
+        let mut processes = crate::kernel::lock(&k.processes);
+        processes.notify_routines.push(first as usize);
+        processes.notify_routines.push(second as usize);
+    }
+    *REMOVAL.lock().unwrap() = Some((Arc::clone(&k), second as usize));
+    let spec = crate::kernel::processes::SimProcess {
+        pid: 7350,
+        parent_pid: 4,
+        image: r"\Device\HarddiskVolume1\late.exe".to_owned(),
+        admin: false,
+        user_sid: crate::kernel::processes::sid_bytes(false, 1001),
+        session_id: 1,
+        start_key: 0,
+        exit_status: None,
+    };
+    assert!(create_process(&k, spec).is_ok());
+    assert_eq!(REMOVED_CALLS.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

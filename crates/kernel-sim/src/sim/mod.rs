@@ -324,7 +324,9 @@ impl Driver {
             k.config.thread_exit_timeout
         };
         if !crashed {
+            crate::fltmgr::callback_data::report_in_flight(&k, why);
             crate::fltmgr::workitems::driver_gone(&k, why);
+            crate::fltmgr::callback_data::driver_gone(&k, why);
         }
         let still_running = ntoskrnl::thread::wait_for_threads(&k, limit);
         for thread in still_running.iter().filter(|_| !crashed) {

@@ -47,6 +47,8 @@ use vigil_sys::{
 };
 
 use crate::fltmgr::instances::{FsHandle, VolumeFiles};
+use crate::fltmgr::query_information::StandardInfo;
+use crate::fltmgr::set_information::InfoChange;
 
 mod extra;
 
@@ -716,6 +718,36 @@ impl FileSystem {
         Ok(())
     }
 
+    /// `FileEndOfFileInformation` (`allocation_only`: `FileAllocationInformation`, which
+    /// truncates a file whose end is beyond the new allocation and changes nothing else the
+    /// model keeps) on the open `handle`: a directory has no data
+    /// (`STATUS_INVALID_PARAMETER`), a named stream's contents are not kept.
+    pub(crate) fn set_end_of_file(
+        &self,
+        handle: FsHandle,
+        size: u64,
+        allocation_only: bool,
+    ) -> Result<(), NTSTATUS> {
+        let open = self.with_open(handle, |open| match open {
+            Some(open) if !open.cleaned_up => Ok((open.node, open.stream.is_some())),
+            _ => Err(status::FILE_CLOSED),
+        });
+        let (node, named_stream) = open?;
+        if named_stream {
+            return Ok(());
+        }
+        let node = self.node(node);
+        if node.directory {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        if allocation_only {
+            node.size.fetch_min(size, Ordering::AcqRel);
+        } else {
+            node.size.store(size, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// The canonical name of the link `handle` was opened through (after renames), or `None`
     /// when that link is gone (POSIX delete, replaced by a rename).
     pub(crate) fn name_of(&self, handle: FsHandle) -> Option<String> {
@@ -1153,6 +1185,44 @@ impl VolumeFiles for FileSystem {
             return Ok(0);
         }
         Ok(self.node(node).size.load(Ordering::Acquire))
+    }
+
+    fn set_information_below(
+        &mut self,
+        handle: FsHandle,
+        change: &InfoChange,
+    ) -> Result<(), NTSTATUS> {
+        match change {
+            InfoChange::EndOfFile(size) => self.set_end_of_file(handle, *size, false),
+            InfoChange::Allocation(size) => self.set_end_of_file(handle, *size, true),
+            InfoChange::Rename { target, replace } => self.rename(handle, target, *replace),
+            InfoChange::Link { target, replace } => self.link(handle, target, *replace),
+            InfoChange::Delete(delete) => self.set_delete(handle, *delete),
+            InfoChange::DispositionEx(flags) => self.set_disposition_ex(handle, *flags),
+        }
+    }
+
+    fn standard_of(&self, handle: FsHandle) -> Option<StandardInfo> {
+        self.with_open(handle, |open| {
+            let open = open?;
+            let node = self.nodes.get(&open.node)?;
+            // A named stream's contents are not kept (see `write`).
+            let end_of_file = if open.stream.is_some() {
+                0
+            } else {
+                node.size.load(Ordering::Acquire)
+            };
+            Some(StandardInfo {
+                end_of_file,
+                links: u32::try_from(node.links.len()).unwrap_or(u32::MAX),
+                delete_pending: node.delete_pending.contains(&open.link),
+                directory: node.directory,
+            })
+        })
+    }
+
+    fn write_below(&self, handle: FsHandle, offset: u64, length: u64) -> Result<(), NTSTATUS> {
+        self.write(handle, offset, length)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

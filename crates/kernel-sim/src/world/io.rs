@@ -42,24 +42,26 @@ use std::time::{Duration, Instant};
 use vigil_sys::{
     APC_LEVEL, DEVICE_OBJECT, DISPATCH_LEVEL, FILE_DISPOSITION_INFORMATION,
     FILE_DISPOSITION_INFORMATION_EX, FILE_INFORMATION_CLASS, FILE_OBJECT, FILE_OPEN_BY_FILE_ID,
-    FILE_RENAME_INFORMATION, FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_PARAMETERS,
-    FLT_PARAMETERS_CREATE, FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE,
-    FLT_POSTOP_DISALLOW_FSFILTER_IO, FLT_POSTOP_FINISHED_PROCESSING,
-    FLT_POSTOP_MORE_PROCESSING_REQUIRED, FLT_PREOP_COMPLETE, FLT_PREOP_DISALLOW_FASTIO,
-    FLT_PREOP_DISALLOW_FSFILTER_IO, FLT_PREOP_PENDING, FLT_PREOP_SUCCESS_NO_CALLBACK,
-    FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS,
-    FLTFL_CALLBACK_DATA_FAST_IO_OPERATION, FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION,
-    FLTFL_CALLBACK_DATA_IRP_OPERATION, FLTFL_CALLBACK_DATA_POST_OPERATION,
-    FileDispositionInformation, FileDispositionInformationEx, FileLinkInformation,
-    FileLinkInformationEx, FileRenameInformation, FileRenameInformationEx, IO_SECURITY_CONTEXT,
-    IO_STATUS_BLOCK, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_SET_INFORMATION,
-    IRP_MJ_WRITE, IRP_NOCACHE, IRP_PAGING_IO, KernelMode, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL,
-    PVOID, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
+    FILE_RENAME_INFORMATION, FLT_CALLBACK_DATA, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
+    FLT_IO_PARAMETER_BLOCK, FLT_PARAMETERS, FLT_PARAMETERS_CREATE,
+    FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE, FLT_POSTOP_DISALLOW_FSFILTER_IO,
+    FLT_POSTOP_FINISHED_PROCESSING, FLT_POSTOP_MORE_PROCESSING_REQUIRED, FLT_PREOP_COMPLETE,
+    FLT_PREOP_DISALLOW_FASTIO, FLT_PREOP_DISALLOW_FSFILTER_IO, FLT_PREOP_PENDING,
+    FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE,
+    FLT_RELATED_OBJECTS, FLTFL_CALLBACK_DATA_FAST_IO_OPERATION,
+    FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION, FLTFL_CALLBACK_DATA_IRP_OPERATION,
+    FLTFL_CALLBACK_DATA_POST_OPERATION, FileDispositionInformation, FileDispositionInformationEx,
+    FileLinkInformation, FileLinkInformationEx, FileRenameInformation, FileRenameInformationEx,
+    IO_SECURITY_CONTEXT, IO_STATUS_BLOCK, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE,
+    IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE, IRP_PAGING_IO, KernelMode, NT_SUCCESS,
+    NTSTATUS, PASSIVE_LEVEL, PVOID, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
+    UNICODE_STRING, UserMode,
 };
 
 use crate::fltmgr::draining::{AwaitingPost, HoldGate};
 use crate::fltmgr::files::{Count, FileRecord, IoState};
 use crate::fltmgr::instances::{FsHandle, InstanceState, VolumeId};
+use crate::fltmgr::name_provider;
 use crate::fltmgr::pending::Pend;
 use crate::fltmgr::{flt_read, flt_write};
 use crate::kernel::Kernel;
@@ -646,6 +648,7 @@ impl Io {
         // A work item may complete the operation before the pre has returned PENDING.
         flt_read(&self.kernel).io.pended.open(at.data);
         crate::fltmgr::operation_requests::enter_pre(&self.kernel, at.data);
+        let outer = state::with(|s| s.operation.replace(at.data));
         // SAFETY: as above; the arguments point into this operation's block, alive for the call.
         let returned = self.call_as(pre_name, irql, || unsafe {
             pre(
@@ -655,6 +658,7 @@ impl Io {
             )
         });
         crate::fltmgr::operation_requests::leave_pre(&self.kernel, at.data);
+        state::with(|s| s.operation.set(outer));
         let Some(returned) = returned else {
             flt_read(&self.kernel).io.pended.close(at.data);
             return None;
@@ -752,6 +756,7 @@ impl Io {
         let context = guest::read(at.completion as *const PVOID);
         // A worker may complete the operation before the post has returned.
         flt_read(k).io.pended.open_post(at.data);
+        let outer = state::with(|s| s.operation.replace(at.data));
         // SAFETY: as above; the arguments point into this operation's block.
         let returned = self.call_as(post_name, post_irql, || unsafe {
             post(
@@ -761,6 +766,7 @@ impl Io {
                 0,
             )
         });
+        state::with(|s| s.operation.set(outer));
         if returned == Some(FLT_POSTOP_MORE_PROCESSING_REQUIRED) {
             return self.await_pended_post(post_name, at);
         }
@@ -1147,6 +1153,8 @@ impl Io {
                     record.open = true;
                 }
             });
+            // A filter above a name provider names the file it just saw opened.
+            name_provider::ask_from_above(&self.kernel, file_object, &[FLT_FILE_NAME_NORMALIZED]);
             Ok(FileHandle {
                 file_object,
                 volume,
@@ -1406,6 +1414,13 @@ impl Io {
             Ok(h) => h,
             Err(status) => return status,
         };
+        // A filter above a name provider names the file before its cleanup (from the cache
+        // when the provider let Filter Manager keep the name).
+        name_provider::ask_from_above(
+            &self.kernel,
+            file.file_object,
+            &[FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED],
+        );
         let volume = file.volume;
         let file_object = file.file_object;
         let mut step = |io: &IoState, _base: usize| {
@@ -1435,6 +1450,23 @@ impl Io {
             }
         });
         status
+    }
+
+    /// The name of `file` as a filter above the loaded filter gets it (normalized or opened):
+    /// when the loaded filter is a name provider with an instance on the file's volume, the
+    /// name its `GenerateFileNameCallback` (and normalize callback) produced, through Filter
+    /// Manager's name cache; otherwise the file system's.
+    ///
+    /// # Errors
+    ///
+    /// The status of the provider's callback or of the file system's name query.
+    pub fn name_from_above(&self, file: &FileHandle, normalized: bool) -> Result<String, NTSTATUS> {
+        let format = if normalized {
+            FLT_FILE_NAME_NORMALIZED
+        } else {
+            FLT_FILE_NAME_OPENED
+        };
+        name_provider::name_from_above(&self.kernel, file.file_object, format)
     }
 
     /// `IRP_MJ_CLOSE` (after [`Io::cleanup`], which it sends first if needed): the last

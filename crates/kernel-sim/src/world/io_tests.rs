@@ -1153,3 +1153,185 @@ fn with_all_apcs_disabled_names_come_from_the_cache_only() {
     io.close(f);
     assert!(k.violations().is_empty(), "{:?}", k.violations());
 }
+
+/// The name routines of issue 18 on their parameters: `FltParseFileNameInformation` parses in
+/// place and refuses NULL and a released structure; `FltGetFileNameInformationUnsafe` reports a
+/// NULL instance once the filter has one and a query after the file object's cleanup;
+/// `FltCheckAndGrowNameControl` refuses a name control no provider callback was given and
+/// `FltParseFileName` a NULL string.
+#[test]
+fn the_name_routines_check_their_structures_instances_and_places() {
+    use crate::fltmgr::{name_parse, name_provider, name_unsafe};
+    use vigil_sys::STATUS_INVALID_PARAMETER;
+    let k = kernel(&IoConfig::default());
+    let filter = start(&k, 0);
+    let volume = ntfs(&k);
+    only_for(IRP_MJ_WRITE);
+    on_pre(|_, objects, _| {
+        let objects = guest::read(objects);
+        let mut info: PFLT_FILE_NAME_INFORMATION = std::ptr::null_mut();
+        let status = name_unsafe::flt_get_file_name_information_unsafe(
+            objects.FileObject,
+            std::ptr::null_mut(),
+            FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT,
+            &raw mut info,
+        );
+        log(format!("unsafe {status:#x}"));
+        if status != STATUS_SUCCESS {
+            return FLT_PREOP_SUCCESS_NO_CALLBACK;
+        }
+        assert_eq!(name_parse::flt_parse_file_name_information(info), 0);
+        let parsed: FLT_FILE_NAME_INFORMATION = guest::read(info);
+        assert_eq!(parsed.NamesParsed, 0x000F);
+        let final_bytes = guest::read_bytes(
+            parsed.FinalComponent.Buffer.cast(),
+            usize::from(parsed.FinalComponent.Length),
+        );
+        let units: Vec<u16> = final_bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        log(format!("final {}", String::from_utf16_lossy(&units)));
+        names::flt_release_file_name_information(info);
+        // Released: parsing it again is a parameter violation.
+        assert_eq!(
+            name_parse::flt_parse_file_name_information(info),
+            STATUS_INVALID_PARAMETER
+        );
+        FLT_PREOP_SUCCESS_NO_CALLBACK
+    });
+    let f = io(&k)
+        .create(volume, r"\named.txt", 2, 0, 0)
+        .expect("created");
+    assert_eq!(io(&k).write(&f, 0, b"x"), 0);
+    assert_eq!(io(&k).cleanup(&f), 0);
+    let instance = {
+        let flt = flt_write(&k);
+        let v = &flt.io.volumes[volume.0];
+        v.instance.as_ref().expect("attached").handle.address()
+    };
+    let object = f.file_object();
+    k.call_driver("Test", Some(0), || {
+        let mut info: PFLT_FILE_NAME_INFORMATION = std::ptr::null_mut();
+        let status = name_unsafe::flt_get_file_name_information_unsafe(
+            object as *mut _,
+            instance as PVOID,
+            FLT_FILE_NAME_OPENED | FLT_FILE_NAME_QUERY_DEFAULT,
+            &raw mut info,
+        );
+        assert_eq!(status, STATUS_SUCCESS);
+        names::flt_release_file_name_information(info);
+    })
+    .expect("returned");
+    io(&k).close(f);
+    let unsafe_log: Vec<String> = logged()
+        .into_iter()
+        .filter(|l| l.starts_with("unsafe") || l.starts_with("final"))
+        .collect();
+    SCRIPT.with(|s| *s.borrow_mut() = Script::default());
+    let control = guest::GuestAlloc::zeroed(64);
+    k.call_driver("Test", Some(0), || {
+        assert_eq!(
+            name_parse::flt_parse_file_name_information(std::ptr::null_mut()),
+            STATUS_INVALID_PARAMETER
+        );
+        assert_eq!(
+            name_provider::flt_check_and_grow_name_control(control.as_ptr(), 64),
+            STATUS_INVALID_PARAMETER
+        );
+        let null = std::ptr::null_mut();
+        assert_eq!(
+            name_parse::flt_parse_file_name(std::ptr::null(), null, null, null),
+            STATUS_INVALID_PARAMETER
+        );
+    })
+    .expect("returned");
+    assert_eq!(unsafe_log, ["unsafe 0x0", "final named.txt"]);
+    let rules: Vec<String> = k.violations().iter().map(|v| v.rule.clone()).collect();
+    assert_eq!(rules.len(), 6, "{rules:#?}");
+    for (rule, expected) in rules.iter().zip([
+        "a NULL Instance only before the filter has an instance",
+        "a FileNameInformation a name routine returned and not yet released",
+        "not where a file-system name query can deadlock",
+        "FltParseFileNameInformation: a FileNameInformation",
+        "FltCheckAndGrowNameControl: a NameCtrl Filter Manager passed",
+        "FltParseFileName: a FileName",
+    ]) {
+        assert!(rule.contains(expected), "{rule} / {expected}");
+    }
+    unregister(&k, filter);
+}
+
+/// The query methods and flags the name cache follows (`FltGetFileNameInformation`'s page and
+/// the `FLT_FILE_NAME_OPTIONS` page): a file-system-only query and a do-not-cache query leave
+/// nothing for a cache-only one, a default query does; with all APCs disabled a miss is
+/// `STATUS_FLT_NAME_CACHE_MISS` for always-allow-cache-lookup and
+/// `STATUS_FLT_INVALID_NAME_REQUEST` for the default method.
+#[test]
+fn name_query_methods_and_do_not_cache_follow_the_cache_rules() {
+    use vigil_sys::{STATUS_FLT_INVALID_NAME_REQUEST, STATUS_FLT_NAME_CACHE_MISS};
+    const CACHE_ONLY: u32 = 0x0200;
+    const FILESYSTEM_ONLY: u32 = 0x0300;
+    const ALWAYS_ALLOW_CACHE_LOOKUP: u32 = 0x0400;
+    const DO_NOT_CACHE: u32 = 0x0200_0000;
+    let k = kernel(&IoConfig::default());
+    let filter = start(&k, 0);
+    only_for(IRP_MJ_WRITE);
+    on_pre(|data, _, _| {
+        let ask = |options: u32| {
+            let mut info: PFLT_FILE_NAME_INFORMATION = std::ptr::null_mut();
+            let status = names::flt_get_file_name_information(
+                data,
+                FLT_FILE_NAME_NORMALIZED | options,
+                &raw mut info,
+            );
+            if status == STATUS_SUCCESS {
+                names::flt_release_file_name_information(info);
+            }
+            status
+        };
+        let statuses: Vec<NTSTATUS> = if state::current_irql() == 1 {
+            vec![
+                ask(ALWAYS_ALLOW_CACHE_LOOKUP),
+                ask(FLT_FILE_NAME_QUERY_DEFAULT),
+            ]
+        } else {
+            vec![
+                ask(FILESYSTEM_ONLY),
+                ask(CACHE_ONLY),
+                ask(FLT_FILE_NAME_QUERY_DEFAULT | DO_NOT_CACHE),
+                ask(CACHE_ONLY),
+                ask(FLT_FILE_NAME_QUERY_DEFAULT),
+                ask(CACHE_ONLY),
+                ask(ALWAYS_ALLOW_CACHE_LOOKUP),
+            ]
+        };
+        log(format!("statuses {statuses:x?}"));
+        FLT_PREOP_SUCCESS_NO_CALLBACK
+    });
+    let f = io(&k)
+        .create(ntfs(&k), r"\cached.txt", 2, 0, 0)
+        .expect("created");
+    let at_apc = WriteOptions {
+        at_apc_level: true,
+        ..WriteOptions::default()
+    };
+    assert_eq!(io(&k).write_with(&f, 0, b"a", at_apc), 0);
+    assert_eq!(io(&k).write(&f, 0, b"b"), 0);
+    io(&k).close(f);
+    let statuses: Vec<String> = logged()
+        .into_iter()
+        .filter(|l| l.starts_with("statuses"))
+        .collect();
+    let (miss, invalid) = (STATUS_FLT_NAME_CACHE_MISS, STATUS_FLT_INVALID_NAME_REQUEST);
+    assert_eq!(
+        statuses,
+        [
+            format!("statuses {:x?}", [miss, invalid]),
+            format!("statuses {:x?}", [0, miss, 0, miss, 0, 0, 0]),
+        ]
+    );
+    SCRIPT.with(|s| *s.borrow_mut() = Script::default());
+    unregister(&k, filter);
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}

@@ -5,6 +5,8 @@
 //! only through Filter Manager's state and the kernel below.
 
 pub(crate) mod client;
+#[cfg(test)]
+mod filter_io_tests;
 pub(crate) mod fs;
 pub mod inf;
 pub(crate) mod io;

@@ -132,6 +132,7 @@ impl World {
                 started: true,
                 unregistered: false,
                 instance_config: None,
+                name_provider: None,
             },
         );
         flt.ports.insert(
