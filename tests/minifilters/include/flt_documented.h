@@ -299,4 +299,84 @@ VOID ExReleaseResourceLite(PERESOURCE Resource);
 #define STATUS_NOT_FOUND ((NTSTATUS)0xC0000225L)
 #endif
 
+/* Memory and locks (issue 18): what Wine's headers leave out, written from the reference pages.
+ * On x64 the WDK's InterlockedPushEntrySList, InterlockedPopEntrySList and
+ * InterlockedFlushSList are macros for the Exp... exports, and the allocate/free of lookaside
+ * lists are inline: they pop or push the list's SList head and call its Allocate / Free
+ * pointers when it is empty / full (the behaviour the pages describe; mingw-w64's wdm.h has
+ * the same shape).
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-initializeslisthead
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-exquerydepthslist
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-extrytoacquirefastmutex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-exinitializelookasidelistex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-exallocatefromnpagedlookasidelist
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-exfreetonpagedlookasidelist */
+VOID InitializeSListHead(PSLIST_HEADER SListHead);
+PSLIST_ENTRY ExpInterlockedPushEntrySList(PSLIST_HEADER ListHead, PSLIST_ENTRY ListEntry);
+PSLIST_ENTRY ExpInterlockedPopEntrySList(PSLIST_HEADER ListHead);
+PSLIST_ENTRY ExpInterlockedFlushSList(PSLIST_HEADER ListHead);
+USHORT ExQueryDepthSList(PSLIST_HEADER SListHead);
+BOOLEAN ExTryToAcquireFastMutex(PFAST_MUTEX FastMutex);
+NTSTATUS ExInitializeLookasideListEx(PLOOKASIDE_LIST_EX Lookaside, PALLOCATE_FUNCTION_EX Allocate,
+                                     PFREE_FUNCTION_EX Free, POOL_TYPE PoolType, ULONG Flags,
+                                     SIZE_T Size, ULONG Tag, USHORT Depth);
+VOID ExDeleteLookasideListEx(PLOOKASIDE_LIST_EX Lookaside);
+
+static inline PVOID ExAllocateFromNPagedLookasideList(PNPAGED_LOOKASIDE_LIST Lookaside)
+{
+    PVOID entry;
+
+    Lookaside->L.TotalAllocates += 1;
+    entry = ExpInterlockedPopEntrySList(&Lookaside->L.ListHead);
+    if (entry == NULL) {
+        Lookaside->L.AllocateMisses += 1;
+        entry = Lookaside->L.Allocate(Lookaside->L.Type, Lookaside->L.Size, Lookaside->L.Tag);
+    }
+    return entry;
+}
+
+static inline VOID ExFreeToNPagedLookasideList(PNPAGED_LOOKASIDE_LIST Lookaside, PVOID Entry)
+{
+    Lookaside->L.TotalFrees += 1;
+    if (ExQueryDepthSList(&Lookaside->L.ListHead) >= Lookaside->L.Depth) {
+        Lookaside->L.FreeMisses += 1;
+        Lookaside->L.Free(Entry);
+    } else {
+        ExpInterlockedPushEntrySList(&Lookaside->L.ListHead, (PSLIST_ENTRY)Entry);
+    }
+}
+
+static inline PVOID ExAllocateFromLookasideListEx(PLOOKASIDE_LIST_EX Lookaside)
+{
+    PVOID entry;
+
+    Lookaside->L.TotalAllocates += 1;
+    entry = ExpInterlockedPopEntrySList(&Lookaside->L.ListHead);
+    if (entry == NULL) {
+        Lookaside->L.AllocateMisses += 1;
+        entry = Lookaside->L.AllocateEx(Lookaside->L.Type, Lookaside->L.Size, Lookaside->L.Tag,
+                                        Lookaside);
+    }
+    return entry;
+}
+
+static inline VOID ExFreeToLookasideListEx(PLOOKASIDE_LIST_EX Lookaside, PVOID Entry)
+{
+    Lookaside->L.TotalFrees += 1;
+    if (ExQueryDepthSList(&Lookaside->L.ListHead) >= Lookaside->L.Depth) {
+        Lookaside->L.FreeMisses += 1;
+        Lookaside->L.FreeEx(Entry, Lookaside);
+    } else {
+        ExpInterlockedPushEntrySList(&Lookaside->L.ListHead, (PSLIST_ENTRY)Entry);
+    }
+}
+
+/* The DOS wildcards of FsRtlIsNameInExpression
+ * (https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/ntifs/nf-ntifs-_fsrtl_advanced_fcb_header-fsrtlisnameinexpression). */
+#ifndef DOS_STAR
+#define DOS_STAR (L'<')
+#define DOS_QM (L'>')
+#define DOS_DOT (L'"')
+#endif
+
 #endif /* FLT_DOCUMENTED_H */

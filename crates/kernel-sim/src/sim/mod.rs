@@ -469,6 +469,7 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     crate::ntoskrnl::process::report_token_leaks(k, why);
     crate::ntoskrnl::mdl::report_leaks(k, why);
     crate::ntoskrnl::resource::report_leaks(k, why);
+    crate::ntoskrnl::report_list_and_mutex_leaks(k, why);
     crate::ntoskrnl::process_notify::report_registered_at_unload(k, why);
     let leaks = lock(&k.pool).drain_leaks();
     for (tag, blocks) in &leaks {
