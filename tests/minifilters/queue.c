@@ -1,43 +1,50 @@
-/* queue.c: a minifilter in C that pends writes to matching files into its own queue and
- * completes them from a worker, the shape of filters that hold I/O back (replication, delayed
- * scanning, throttling). Written to prove kernel-sim's Rtl string routines,
- * FsRtlIsNameInExpression, lookaside lists, SLists and fast mutexes on a driver that is not
- * Vigil.
+/* queue.c: a minifilter in C that pends writes to matching files in a cancel-safe callback
+ * data queue and completes them from a worker, the shape of filters that hold I/O back
+ * (replication, delayed scanning, throttling). Written to prove kernel-sim's FltCbdq routines
+ * and the cancel of pended operations, the Rtl string routines, FsRtlIsNameInExpression,
+ * lookaside lists, SLists and fast mutexes on a driver that is not Vigil.
  *
  * - DriverEntry builds the expression the filter pends for with RtlInitUnicodeString:
  *   "*\FILE<"TXT" (any directory, FILE, anything up to the extension's period, which DOS_DOT
  *   takes, then TXT), upper case because FsRtlIsNameInExpression upcases only the name. It
- *   initializes a nonpaged lookaside list for the queue entries, a fast mutex over the queue and
- *   an SList of completed entries.
+ *   initializes a nonpaged lookaside list for the queue entries and an SList of done entries.
+ * - InstanceSetup gives each instance a context holding its callback data queue
+ *   (FltCbdqInitialize): a list of callback data linked through their QueueLinks, under a fast
+ *   mutex taken by the queue's acquire routine.
  * - Pre-write takes the file's normalized name; when it matches (IgnoreCase), an entry from the
- *   lookaside list records the callback data and a copy of the name (RtlCopyUnicodeString
- *   into the entry's buffer); the entry goes on the queue
- *   under the fast mutex, a generic work item is queued, and the write is pended. Anything that
- *   cannot be had (a name, an entry, a work item, paging I/O, which must not be posted) lets the
- *   write go on unpended: fail open, never pend what nothing will complete.
- * - The worker takes entries off the queue under the fast mutex, upcases the name with
+ *   lookaside list keeps a copy of the name (RtlCopyUnicodeString into the entry's buffer) and
+ *   the queue's IO context; the write goes into the queue with FltCbdqInsertIo, a generic work
+ *   item (holding the instance context's reference) is queued, and the write is pended. Anything
+ *   that cannot be had (a name, an entry, a work item, paging I/O, which must not be posted)
+ *   lets the write go on unpended: fail open, never pend what nothing will complete; a write the
+ *   worker cannot be queued for is taken back with FltCbdqRemoveIo.
+ * - The worker takes writes off the queue with FltCbdqRemoveNextIo, upcases the name with
  *   RtlUpcaseUnicodeString (allocating) to check it against the expression again, compares it
  *   with the original (RtlEqualUnicodeString, RtlCompareUnicodeString, RtlPrefixUnicodeString),
  *   builds a short label (RtlAppendUnicodeToString, then RtlAppendUnicodeStringToString of the
  *   name, which does not fit: STATUS_BUFFER_TOO_SMALL leaves the label unchanged), converts the
- *   name to ANSI for the first log line, frees what the Rtl routines allocated, completes
- *   the write with FltCompletePendedPreOperation and pushes the entry onto the done SList; then
- *   flushes the SList and returns its entries to the lookaside list (counting them with
- *   ExQueryDepthSList).
- * - Unload unregisters (after which no pre-write queues more), waits for the outstanding work
- *   items, then deletes the lookaside list.
+ *   name to ANSI for the first log line, frees what the Rtl routines allocated, completes the
+ *   write with FltCompletePendedPreOperation and pushes the entry onto the done SList; then
+ *   flushes the SList and returns its entries to the lookaside list.
+ * - A write canceled by its requestor while queued is taken out of the queue by Filter Manager,
+ *   which calls the queue's CompleteCanceledIo: the write is completed with STATUS_CANCELLED.
+ * - Unload stops new pends, waits for the outstanding work items (each holds an instance
+ *   context), unregisters, then deletes the lookaside list.
  *
  * Broken twins, selected at build time:
  * - TWIN_LOOKASIDE_NOT_DELETED: unload returns without ExDeleteNPagedLookasideList.
- * - TWIN_FAST_MUTEX_AT_DISPATCH: pre-write takes the queue's fast mutex while holding a spin lock
- *   (at DISPATCH_LEVEL; ExAcquireFastMutex needs <= APC_LEVEL).
+ * - TWIN_FAST_MUTEX_AT_DISPATCH: pre-write inserts into the queue while holding a spin lock, so
+ *   the queue's acquire takes its fast mutex at DISPATCH_LEVEL (it needs <= APC_LEVEL).
  * - TWIN_EXPRESSION_NOT_UPCASED: the expression is written in lower case and matched with
  *   IgnoreCase TRUE (it never matches: nothing is pended).
  * - TWIN_FREE_NOT_RTL_STRING: the worker releases the entry's own name (a buffer inside the
  *   entry) with RtlFreeUnicodeString, which frees only what an Rtl routine allocated.
- * - TWIN_WRONG_LOOKASIDE: the worker returns an entry to a second list of larger blocks.
+ * - TWIN_WRONG_LOOKASIDE: done entries go back to a second list of larger blocks.
+ * - TWIN_CANCELED_NOT_COMPLETED: CompleteCanceledIo only counts the canceled write: it is never
+ *   completed, and its requestor waits forever.
  *
- * Runs in the kernel: pre-write and the worker at PASSIVE_LEVEL (APC_LEVEL under the mutex). */
+ * Runs in the kernel: pre-write, the worker and the cancel routines at PASSIVE_LEVEL (APC_LEVEL
+ * under the queue's fast mutex). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <windef.h>
@@ -50,20 +57,27 @@
 #include "flt_documented.h"
 
 #define QUEUE_TAG 'quqC'
+#define SPARE_TAG 'qsqC'
+#define INSTANCE_TAG 'qiqC'
+#define NAME_CHARS 96
 /* FLTFL_CALLBACK_DATA_IRP_OPERATION (the FLT_CALLBACK_DATA page's Flags), missing from Wine. */
 #define QUEUE_IRP_OPERATION 0x00000001
-#define SPARE_TAG 'qsqC'
-#define NAME_CHARS 96
 
-/* One pended write. The SLIST_ENTRY comes first: entries sit on the done SList, and a
- * lookaside list's own SList, through it. */
+/* One pended write: kept in its callback data's QueueContext[0] while queued. The SLIST_ENTRY
+ * comes first: entries sit on the done SList, and on the lookaside list's own, through it. */
 typedef struct DECLSPEC_ALIGN(16) _QUEUE_ENTRY {
     SLIST_ENTRY done;
-    LIST_ENTRY link;
-    PFLT_CALLBACK_DATA data;
+    FLT_CALLBACK_DATA_QUEUE_IO_CONTEXT io_context;
     UNICODE_STRING name;
     WCHAR buffer[NAME_CHARS];
 } QUEUE_ENTRY, *PQUEUE_ENTRY;
+
+/* The instance context: the instance's cancel-safe queue. */
+typedef struct _QUEUE_INSTANCE {
+    FLT_CALLBACK_DATA_QUEUE cbdq;
+    LIST_ENTRY queue;
+    FAST_MUTEX lock;
+} QUEUE_INSTANCE, *PQUEUE_INSTANCE;
 
 static PFLT_FILTER g_filter;
 static UNICODE_STRING g_expression;
@@ -71,14 +85,14 @@ static DECLSPEC_ALIGN(64) NPAGED_LOOKASIDE_LIST g_entries;
 #ifdef TWIN_WRONG_LOOKASIDE
 static DECLSPEC_ALIGN(64) NPAGED_LOOKASIDE_LIST g_spares;
 #endif
-static FAST_MUTEX g_queue_lock;
-static LIST_ENTRY g_queue;
 static SLIST_HEADER g_done;
 static volatile LONG g_outstanding;
 static volatile LONG g_unloading;
 static volatile LONG g_pended;
 static volatile LONG g_completed;
+static volatile LONG g_canceled;
 static volatile LONG g_recycled;
+static volatile LONG g_deepest;
 static volatile LONG g_mismatches;
 static volatile LONG g_logged;
 #ifdef TWIN_FAST_MUTEX_AT_DISPATCH
@@ -92,6 +106,45 @@ static const WCHAR g_expression_text[] = L"*\\FILE<\"TXT";
 #endif
 static const WCHAR g_marker[] = L"pended: ";
 static const WCHAR g_volume_prefix[] = L"\\DEVICE\\";
+
+#define QUEUE_OF(cbdq) CONTAINING_RECORD((cbdq), QUEUE_INSTANCE, cbdq)
+
+/* The queue's routines: Filter Manager calls the first three under the acquire/release pair. */
+static NTSTATUS QueueInsert(PFLT_CALLBACK_DATA_QUEUE cbdq, PFLT_CALLBACK_DATA data,
+                            PVOID insert_context)
+{
+    (void)insert_context;
+    InsertTailList(&QUEUE_OF(cbdq)->queue, &data->QueueLinks);
+    return STATUS_SUCCESS;
+}
+
+static VOID QueueRemove(PFLT_CALLBACK_DATA_QUEUE cbdq, PFLT_CALLBACK_DATA data)
+{
+    (void)cbdq;
+    RemoveEntryList(&data->QueueLinks);
+}
+
+static PFLT_CALLBACK_DATA QueuePeekNext(PFLT_CALLBACK_DATA_QUEUE cbdq, PFLT_CALLBACK_DATA data,
+                                        PVOID peek_context)
+{
+    PLIST_ENTRY head = &QUEUE_OF(cbdq)->queue;
+    PLIST_ENTRY next = data == NULL ? head->Flink : data->QueueLinks.Flink;
+
+    (void)peek_context;
+    return next == head ? NULL : CONTAINING_RECORD(next, FLT_CALLBACK_DATA, QueueLinks);
+}
+
+static VOID QueueAcquire(PFLT_CALLBACK_DATA_QUEUE cbdq, PKIRQL irql)
+{
+    (void)irql;
+    ExAcquireFastMutex(&QUEUE_OF(cbdq)->lock);
+}
+
+static VOID QueueRelease(PFLT_CALLBACK_DATA_QUEUE cbdq, KIRQL irql)
+{
+    (void)irql;
+    ExReleaseFastMutex(&QUEUE_OF(cbdq)->lock);
+}
 
 /* Checks the entry's name once more in upper case and logs the first one. */
 static VOID CheckName(PQUEUE_ENTRY entry)
@@ -137,10 +190,12 @@ static VOID RecycleDone(VOID)
 {
     PSLIST_ENTRY next;
     PSLIST_ENTRY entry;
-    USHORT depth = ExQueryDepthSList(&g_done);
+    LONG depth = ExQueryDepthSList(&g_done);
 
+    if (depth > g_deepest) {
+        InterlockedExchange(&g_deepest, depth);
+    }
     entry = ExpInterlockedFlushSList(&g_done);
-    InterlockedExchangeAdd(&g_recycled, depth);
     while (entry != NULL) {
         next = entry->Next;
 #ifdef TWIN_WRONG_LOOKASIDE
@@ -148,34 +203,44 @@ static VOID RecycleDone(VOID)
 #else
         ExFreeToNPagedLookasideList(&g_entries, entry);
 #endif
+        InterlockedIncrement(&g_recycled);
         entry = next;
     }
 }
 
+static VOID QueueCompleteCanceled(PFLT_CALLBACK_DATA_QUEUE cbdq, PFLT_CALLBACK_DATA data)
+{
+    PQUEUE_ENTRY entry = data->QueueContext[0];
+
+    (void)cbdq;
+    InterlockedIncrement(&g_canceled);
+#ifndef TWIN_CANCELED_NOT_COMPLETED
+    data->IoStatus.Status = STATUS_CANCELLED;
+    data->IoStatus.Information = 0;
+    FltCompletePendedPreOperation(data, FLT_PREOP_COMPLETE, NULL);
+#endif
+    ExpInterlockedPushEntrySList(&g_done, &entry->done);
+}
+
 static VOID Worker(PFLT_GENERIC_WORKITEM item, PVOID flt_object, PVOID context)
 {
+    PQUEUE_INSTANCE instance = context;
+    PFLT_CALLBACK_DATA data;
     PQUEUE_ENTRY entry;
-    PLIST_ENTRY link;
 
     (void)flt_object;
-    (void)context;
-    for (;;) {
-        ExAcquireFastMutex(&g_queue_lock);
-        link = IsListEmpty(&g_queue) ? NULL : RemoveHeadList(&g_queue);
-        ExReleaseFastMutex(&g_queue_lock);
-        if (link == NULL) {
-            break;
-        }
-        entry = CONTAINING_RECORD(link, QUEUE_ENTRY, link);
+    while ((data = FltCbdqRemoveNextIo(&instance->cbdq, NULL)) != NULL) {
+        entry = data->QueueContext[0];
         CheckName(entry);
 #ifdef TWIN_FREE_NOT_RTL_STRING
         RtlFreeUnicodeString(&entry->name);
 #endif
-        FltCompletePendedPreOperation(entry->data, FLT_PREOP_SUCCESS_NO_CALLBACK, NULL);
+        FltCompletePendedPreOperation(data, FLT_PREOP_SUCCESS_NO_CALLBACK, NULL);
         InterlockedIncrement(&g_completed);
         ExpInterlockedPushEntrySList(&g_done, &entry->done);
     }
     RecycleDone();
+    FltReleaseContext(instance);
     FltFreeGenericWorkItem(item);
     InterlockedDecrement(&g_outstanding);
 }
@@ -203,71 +268,100 @@ static BOOLEAN Matches(PFLT_CALLBACK_DATA data, PQUEUE_ENTRY entry)
     return matches;
 }
 
+static NTSTATUS Insert(PQUEUE_INSTANCE instance, PFLT_CALLBACK_DATA data, PQUEUE_ENTRY entry)
+{
+#ifdef TWIN_FAST_MUTEX_AT_DISPATCH
+    KIRQL old_irql = KeAcquireSpinLockRaiseToDpc(&g_spin);
+    NTSTATUS status = FltCbdqInsertIo(&instance->cbdq, data, &entry->io_context, NULL);
+    KeReleaseSpinLock(&g_spin, old_irql);
+    return status;
+#else
+    return FltCbdqInsertIo(&instance->cbdq, data, &entry->io_context, NULL);
+#endif
+}
+
+/* Pends `data` into `instance`'s queue with `entry`; FALSE (nothing pended, nothing kept) when
+ * no work item can be had or queued. The instance context's reference goes to the worker. */
+static BOOLEAN Pend(PFLT_INSTANCE flt_instance, PQUEUE_INSTANCE instance, PFLT_CALLBACK_DATA data,
+                    PQUEUE_ENTRY entry)
+{
+    PFLT_GENERIC_WORKITEM item = FltAllocateGenericWorkItem();
+
+    if (item == NULL) {
+        return FALSE;
+    }
+    data->QueueContext[0] = entry;
+    if (!NT_SUCCESS(Insert(instance, data, entry))) {
+        FltFreeGenericWorkItem(item);
+        return FALSE;
+    }
+    if (!NT_SUCCESS(FltQueueGenericWorkItem(item, flt_instance, Worker, DelayedWorkQueue,
+                                            instance))) {
+        FltFreeGenericWorkItem(item);
+        if (FltCbdqRemoveIo(&instance->cbdq, &entry->io_context) != NULL) {
+            return FALSE;
+        }
+        /* Canceled meanwhile: the cancel completes it, and the context reference is ours. */
+        FltReleaseContext(instance);
+        InterlockedDecrement(&g_outstanding);
+    }
+    return TRUE;
+}
+
 static FLT_PREOP_CALLBACK_STATUS PreWrite(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS objects,
                                           PVOID *completion_context)
 {
+    PQUEUE_INSTANCE instance = NULL;
     PQUEUE_ENTRY entry;
-    PFLT_GENERIC_WORKITEM item;
-#ifdef TWIN_FAST_MUTEX_AT_DISPATCH
-    KIRQL old_irql;
-#endif
 
     *completion_context = NULL;
-    if (g_unloading || (data->Flags & QUEUE_IRP_OPERATION) == 0 ||
-        (data->Iopb->IrpFlags & IRP_PAGING_IO) != 0) {
+    if ((data->Flags & QUEUE_IRP_OPERATION) == 0 || (data->Iopb->IrpFlags & IRP_PAGING_IO) != 0) {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    /* Counted before the unloading test: unload waits for every pend that got past it. */
+    InterlockedIncrement(&g_outstanding);
+    if (g_unloading || !NT_SUCCESS(FltGetInstanceContext(objects->Instance,
+                                                         (PFLT_CONTEXT *)&instance))) {
+        InterlockedDecrement(&g_outstanding);
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
     entry = ExAllocateFromNPagedLookasideList(&g_entries);
-    if (entry == NULL) {
-        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    if (entry != NULL && Matches(data, entry) && Pend(objects->Instance, instance, data, entry)) {
+        InterlockedIncrement(&g_pended);
+        return FLT_PREOP_PENDING;
     }
-    if (!Matches(data, entry)) {
+    if (entry != NULL) {
         ExFreeToNPagedLookasideList(&g_entries, entry);
-        return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
-    item = FltAllocateGenericWorkItem();
-    if (item == NULL) {
-        ExFreeToNPagedLookasideList(&g_entries, entry);
-        return FLT_PREOP_SUCCESS_NO_CALLBACK;
-    }
-    entry->data = data;
-#ifdef TWIN_FAST_MUTEX_AT_DISPATCH
-    old_irql = KeAcquireSpinLockRaiseToDpc(&g_spin);
-    ExAcquireFastMutex(&g_queue_lock);
-    InsertTailList(&g_queue, &entry->link);
-    ExReleaseFastMutex(&g_queue_lock);
-    KeReleaseSpinLock(&g_spin, old_irql);
-#else
-    ExAcquireFastMutex(&g_queue_lock);
-    InsertTailList(&g_queue, &entry->link);
-    ExReleaseFastMutex(&g_queue_lock);
-#endif
-    InterlockedIncrement(&g_outstanding);
-    if (!NT_SUCCESS(FltQueueGenericWorkItem(item, objects->Instance, Worker, DelayedWorkQueue,
-                                            NULL))) {
-        /* Nothing will run the queue for this entry: take it back if it is still there. */
-        BOOLEAN taken = FALSE;
-        PLIST_ENTRY link;
+    FltReleaseContext(instance);
+    InterlockedDecrement(&g_outstanding);
+    return FLT_PREOP_SUCCESS_NO_CALLBACK;
+}
 
-        InterlockedDecrement(&g_outstanding);
-        FltFreeGenericWorkItem(item);
-        ExAcquireFastMutex(&g_queue_lock);
-        for (link = g_queue.Flink; link != &g_queue; link = link->Flink) {
-            if (link == &entry->link) {
-                RemoveEntryList(link);
-                taken = TRUE;
-                break;
-            }
-        }
-        ExReleaseFastMutex(&g_queue_lock);
-        if (taken) {
-            ExFreeToNPagedLookasideList(&g_entries, entry);
-            return FLT_PREOP_SUCCESS_NO_CALLBACK;
-        }
-        /* A worker already took it and will complete it. */
+static NTSTATUS InstanceSetup(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_SETUP_FLAGS flags,
+                              DEVICE_TYPE device_type, FLT_FILESYSTEM_TYPE fs_type)
+{
+    PQUEUE_INSTANCE instance = NULL;
+    NTSTATUS status;
+
+    (void)flags;
+    (void)device_type;
+    (void)fs_type;
+    status = FltAllocateContext(objects->Filter, FLT_INSTANCE_CONTEXT, sizeof(QUEUE_INSTANCE),
+                                NonPagedPoolNx, (PFLT_CONTEXT *)&instance);
+    if (!NT_SUCCESS(status)) {
+        return STATUS_FLT_DO_NOT_ATTACH;
     }
-    InterlockedIncrement(&g_pended);
-    return FLT_PREOP_PENDING;
+    InitializeListHead(&instance->queue);
+    ExInitializeFastMutex(&instance->lock);
+    status = FltCbdqInitialize(objects->Instance, &instance->cbdq, QueueInsert, QueueRemove,
+                               QueuePeekNext, QueueAcquire, QueueRelease, QueueCompleteCanceled);
+    if (NT_SUCCESS(status)) {
+        status = FltSetInstanceContext(objects->Instance, FLT_SET_CONTEXT_KEEP_IF_EXISTS, instance,
+                                       NULL);
+    }
+    FltReleaseContext(instance);
+    return NT_SUCCESS(status) ? STATUS_SUCCESS : STATUS_FLT_DO_NOT_ATTACH;
 }
 
 static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
@@ -275,13 +369,14 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
     LARGE_INTEGER interval;
 
     (void)flags;
+    /* No new pend after this; the work items already queued hold instance contexts, which
+     * must be released before the filter unregisters. */
     InterlockedExchange(&g_unloading, 1);
-    /* Unregistering first: once it returns no pre-write runs, so nothing queues more work. */
-    FltUnregisterFilter(g_filter);
     interval.QuadPart = -10 * 1000; /* 1 ms, relative */
     while (g_outstanding != 0) {
         KeDelayExecutionThread(KernelMode, FALSE, &interval);
     }
+    FltUnregisterFilter(g_filter);
     if (RtlFirstEntrySList(&g_done) != NULL) {
         RecycleDone();
     }
@@ -292,10 +387,15 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
     ExDeleteNPagedLookasideList(&g_spares);
 #endif
     DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL,
-               "queue: %ld pended, %ld completed, %ld recycled, %ld mismatch(es)\n", g_pended,
-               g_completed, g_recycled, g_mismatches);
+               "queue: %ld pended, %ld completed, %ld canceled, %ld recycled, %ld mismatch(es)\n",
+               g_pended, g_completed, g_canceled, g_recycled, g_mismatches);
     return STATUS_SUCCESS;
 }
+
+static const FLT_CONTEXT_REGISTRATION g_contexts[] = {
+    {.ContextType = FLT_INSTANCE_CONTEXT, .Size = sizeof(QUEUE_INSTANCE), .PoolTag = INSTANCE_TAG},
+    {.ContextType = FLT_CONTEXT_END},
+};
 
 static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
     {IRP_MJ_WRITE, 0, PreWrite, NULL, NULL},
@@ -305,8 +405,10 @@ static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
 static const FLT_REGISTRATION g_registration = {
     .Size = sizeof(FLT_REGISTRATION),
     .Version = FLT_REGISTRATION_VERSION,
+    .ContextRegistration = g_contexts,
     .OperationRegistration = g_callbacks,
     .FilterUnloadCallback = FilterUnload,
+    .InstanceSetupCallback = InstanceSetup,
 };
 
 NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
@@ -321,8 +423,6 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
     ExInitializeNPagedLookasideList(&g_spares, NULL, NULL, POOL_NX_ALLOCATION,
                                     2 * sizeof(QUEUE_ENTRY), SPARE_TAG, 0);
 #endif
-    ExInitializeFastMutex(&g_queue_lock);
-    InitializeListHead(&g_queue);
     InitializeSListHead(&g_done);
 #ifdef TWIN_FAST_MUTEX_AT_DISPATCH
     KeInitializeSpinLock(&g_spin);

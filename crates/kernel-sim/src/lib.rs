@@ -158,8 +158,8 @@ mod sim;
 mod world;
 
 pub use config::{
-    IoConfig, PausePoint, PoolKind, ProcessConfig, Registry, RegistryKey, RegistryValue, SimConfig,
-    SuspendPlan, UnloadKind, VolumeKind, WindowsBuild,
+    CancelPolicy, IoConfig, PausePoint, PoolKind, ProcessConfig, Registry, RegistryKey,
+    RegistryValue, SimConfig, SuspendPlan, UnloadKind, VolumeKind, WindowsBuild,
 };
 pub use faults::{FaultPlan, RandomFailures};
 pub use fltmgr::instances::VolumeId;

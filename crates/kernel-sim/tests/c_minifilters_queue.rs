@@ -1,7 +1,8 @@
 //! kernel-sim on `tests/minifilters/queue.c`, a C minifilter that pends writes to files whose
-//! names match a wildcard expression (`FsRtlIsNameInExpression` with DOS wildcards) into its own
-//! queue, with entries from a lookaside list, the queue under a fast mutex, an `SList` of done
-//! entries and the Rtl string routines: the production build runs clean through
+//! names match a wildcard expression (`FsRtlIsNameInExpression` with DOS wildcards) into a
+//! cancel-safe callback data queue (`FltCbdq*`, its lock a fast mutex), with entries from a
+//! lookaside list, an `SList` of done entries and the Rtl string routines; requestors cancel
+//! some of the pended writes: the production build runs clean through
 //! `kernel-sim verify` and `kernel-sim bench`, and each broken twin is caught with the rule,
 //! the routine and the driver function that was running.
 //!
@@ -12,8 +13,13 @@ mod io_workload;
 
 use std::process::Command;
 
+use std::time::Duration;
+
 use io_workload::{FILE_CREATE, GENERIC_WRITE, NTFS, config, requestor, volume};
-use vigil_kernel_sim::Sim;
+use vigil_kernel_sim::{CancelPolicy, Sim, ViolationKind};
+
+/// `STATUS_CANCELLED`.
+const STATUS_CANCELLED: i32 = 0xC000_0120_u32.cast_signed();
 
 use c_filters::{assert_caught, assert_clean, build, wait_for_calls};
 
@@ -69,7 +75,7 @@ fn queue_pends_writes_to_matching_files_and_completes_them() {
         .collect();
     assert_eq!(
         trace.last().copied(),
-        Some("queue: 2 pended, 2 completed, 2 recycled, 0 mismatch(es)\n"),
+        Some("queue: 2 pended, 2 completed, 0 canceled, 2 recycled, 0 mismatch(es)\n"),
         "{trace:?}"
     );
     assert!(
@@ -157,6 +163,84 @@ fn queue_twin_wrong_lookaside_is_caught() {
         "GenericWorkItem",
         "ExFreeToNPagedLookasideList: an entry allocated from the same list",
     );
+}
+
+/// Requestors that cancel every pended write (at once): Filter Manager takes each out of the
+/// queue and calls the filter's `CompleteCanceledIo`, which completes it with
+/// `STATUS_CANCELLED`; the workers find the queue empty; the run is clean.
+#[test]
+fn queue_completes_canceled_writes_with_status_cancelled() {
+    let Some(image) = build("queue", None) else {
+        return;
+    };
+    let mut configuration = config();
+    configuration.io.cancel_pended = Some(CancelPolicy {
+        every: 1,
+        after: Duration::ZERO,
+    });
+    let sim = Sim::new(configuration);
+    let driver = sim.load(&image).expect("loads");
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let f = io
+        .create(ntfs, r"\File1.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("created");
+    assert_eq!(io.write(&f, 0, b"hello"), STATUS_CANCELLED);
+    assert_eq!(io.write(&f, 5, b" world"), STATUS_CANCELLED);
+    io.cleanup(&f);
+    io.close(f);
+    wait_for_calls(&driver, "FltFreeGenericWorkItem", 2);
+    let report = driver.finish();
+    assert!(report.is_clean(), "{}", report.summary());
+    assert_eq!(report.routine_calls.get("FltCbdqRemoveNextIo"), Some(&2));
+    let trace: Vec<&str> = report
+        .debug_output
+        .iter()
+        .map(|line| line.text.as_str())
+        .collect();
+    assert_eq!(
+        trace,
+        ["queue: 2 pended, 0 completed, 2 canceled, 2 recycled, 0 mismatch(es)\n"]
+    );
+}
+
+/// A `CompleteCanceledIo` that does not complete the canceled write leaves its requestor
+/// waiting: reported as a pended operation never completed, against the pre-write that pended
+/// it. (Driven directly with a short pend limit: under `verify`, whose stress workload cancels
+/// every third pended write, each lost write costs the 5 s pend limit.)
+#[test]
+fn queue_twin_canceled_not_completed_is_caught() {
+    let Some(twin) = build("queue", Some("canceled-not-completed")) else {
+        return;
+    };
+    let mut configuration = config();
+    configuration.pend_limit = Duration::from_millis(200);
+    configuration.io.cancel_pended = Some(CancelPolicy {
+        every: 1,
+        after: Duration::ZERO,
+    });
+    let sim = Sim::new(configuration);
+    let driver = sim.load(&twin).expect("loads");
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let f = io
+        .create(ntfs, r"\File1.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("created");
+    // Never completed: kernel-sim stops waiting after the pend limit and fails the write.
+    assert_ne!(io.write(&f, 0, b"hello"), 0);
+    io.cleanup(&f);
+    io.close(f);
+    wait_for_calls(&driver, "FltFreeGenericWorkItem", 1);
+    let report = driver.finish();
+    let lost = report
+        .violations
+        .iter()
+        .find(|v| {
+            v.rule == "an operation pended with FLT_PREOP_PENDING is completed with FltCompletePendedPreOperation"
+        })
+        .unwrap_or_else(|| panic!("{}", report.summary()));
+    assert_eq!(lost.callback, "PreWrite", "{lost:?}");
+    assert_eq!(lost.kind, ViolationKind::CallbackContract);
 }
 
 /// The production build runs through `kernel-sim bench` with operations made and no violation.

@@ -379,4 +379,57 @@ static inline VOID ExFreeToLookasideListEx(PLOOKASIDE_LIST_EX Lookaside, PVOID E
 #define DOS_DOT (L'"')
 #endif
 
+/* Cancel-safe callback data queues and cancel routines (issue 18). FLT_CALLBACK_DATA_QUEUE is
+ * opaque (its page): room for Filter Manager's IO_CSQ, flags, instance and the six routines
+ * (128 bytes on x64). FLT_CALLBACK_DATA_QUEUE_IO_CONTEXT is an IO_CSQ_IRP_CONTEXT (Type, Irp,
+ * Csq).
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqinitialize
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqinsertio
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqremoveio
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqremovenextio
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqdisable
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqenable
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetcancelcompletion
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltclearcancelcompletion */
+typedef struct _FLT_CALLBACK_DATA_QUEUE {
+    PVOID Opaque[16];
+} FLT_CALLBACK_DATA_QUEUE, *PFLT_CALLBACK_DATA_QUEUE;
+typedef struct _FLT_CALLBACK_DATA_QUEUE_IO_CONTEXT {
+    ULONG Type;
+    PVOID Irp;
+    PVOID Csq;
+} FLT_CALLBACK_DATA_QUEUE_IO_CONTEXT, *PFLT_CALLBACK_DATA_QUEUE_IO_CONTEXT;
+typedef NTSTATUS (*PFLT_CALLBACK_DATA_QUEUE_INSERT_IO)(PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                                                       PFLT_CALLBACK_DATA Cbd, PVOID InsertContext);
+typedef VOID (*PFLT_CALLBACK_DATA_QUEUE_REMOVE_IO)(PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                                                   PFLT_CALLBACK_DATA Cbd);
+typedef PFLT_CALLBACK_DATA (*PFLT_CALLBACK_DATA_QUEUE_PEEK_NEXT_IO)(PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                                                                    PFLT_CALLBACK_DATA Cbd,
+                                                                    PVOID PeekContext);
+typedef VOID (*PFLT_CALLBACK_DATA_QUEUE_ACQUIRE)(PFLT_CALLBACK_DATA_QUEUE Cbdq, PKIRQL Irql);
+typedef VOID (*PFLT_CALLBACK_DATA_QUEUE_RELEASE)(PFLT_CALLBACK_DATA_QUEUE Cbdq, KIRQL Irql);
+typedef VOID (*PFLT_CALLBACK_DATA_QUEUE_COMPLETE_CANCELED_IO)(PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                                                              PFLT_CALLBACK_DATA Cbd);
+typedef VOID (*PFLT_COMPLETE_CANCELED_CALLBACK)(PFLT_CALLBACK_DATA CallbackData);
+NTSTATUS FltCbdqInitialize(PFLT_INSTANCE Instance, PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                           PFLT_CALLBACK_DATA_QUEUE_INSERT_IO CbdqInsertIo,
+                           PFLT_CALLBACK_DATA_QUEUE_REMOVE_IO CbdqRemoveIo,
+                           PFLT_CALLBACK_DATA_QUEUE_PEEK_NEXT_IO CbdqPeekNextIo,
+                           PFLT_CALLBACK_DATA_QUEUE_ACQUIRE CbdqAcquire,
+                           PFLT_CALLBACK_DATA_QUEUE_RELEASE CbdqRelease,
+                           PFLT_CALLBACK_DATA_QUEUE_COMPLETE_CANCELED_IO CbdqCompleteCanceledIo);
+NTSTATUS FltCbdqInsertIo(PFLT_CALLBACK_DATA_QUEUE Cbdq, PFLT_CALLBACK_DATA Cbd,
+                         PFLT_CALLBACK_DATA_QUEUE_IO_CONTEXT Context, PVOID InsertContext);
+PFLT_CALLBACK_DATA FltCbdqRemoveIo(PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                                   PFLT_CALLBACK_DATA_QUEUE_IO_CONTEXT Context);
+PFLT_CALLBACK_DATA FltCbdqRemoveNextIo(PFLT_CALLBACK_DATA_QUEUE Cbdq, PVOID PeekContext);
+VOID FltCbdqDisable(PFLT_CALLBACK_DATA_QUEUE Cbdq);
+VOID FltCbdqEnable(PFLT_CALLBACK_DATA_QUEUE Cbdq);
+NTSTATUS FltSetCancelCompletion(PFLT_CALLBACK_DATA CallbackData,
+                                PFLT_COMPLETE_CANCELED_CALLBACK CanceledCallback);
+NTSTATUS FltClearCancelCompletion(PFLT_CALLBACK_DATA CallbackData);
+#ifndef STATUS_FLT_CBDQ_DISABLED
+#define STATUS_FLT_CBDQ_DISABLED ((NTSTATUS)0xC01C000EL)
+#endif
+
 #endif /* FLT_DOCUMENTED_H */

@@ -86,5 +86,16 @@ routines! {
         FltGetVolumeName => crate::fltmgr::volume_names::flt_get_volume_name, AtMost(APC_LEVEL);
         FltGetVolumeGuidName => crate::fltmgr::volume_names::flt_get_volume_guid_name, AtMost(PASSIVE_LEVEL);
         FltQueryInformationFile => crate::fltmgr::query_information::flt_query_information_file, AtMost(PASSIVE_LEVEL);
+        // Cancel-safe queues and cancel routines (issue 18): FltCbdqInitialize and
+        // FltClearCancelCompletion any IRQL; the others <= DISPATCH_LEVEL (<= APC_LEVEL when the
+        // queue's lock is a mutex or resource: the driver's lock routines answer for that).
+        FltCbdqInitialize => crate::fltmgr::cbdq::flt_cbdq_initialize, crate::kernel::IrqlRule::Any;
+        FltCbdqInsertIo => crate::fltmgr::cbdq::flt_cbdq_insert_io, AtMost(DISPATCH_LEVEL);
+        FltCbdqRemoveIo => crate::fltmgr::cbdq::flt_cbdq_remove_io, AtMost(DISPATCH_LEVEL);
+        FltCbdqRemoveNextIo => crate::fltmgr::cbdq::flt_cbdq_remove_next_io, AtMost(DISPATCH_LEVEL);
+        FltCbdqDisable => crate::fltmgr::cbdq::flt_cbdq_disable, AtMost(DISPATCH_LEVEL);
+        FltCbdqEnable => crate::fltmgr::cbdq::flt_cbdq_enable, AtMost(DISPATCH_LEVEL);
+        FltSetCancelCompletion => crate::fltmgr::cbdq::flt_set_cancel_completion, AtMost(DISPATCH_LEVEL);
+        FltClearCancelCompletion => crate::fltmgr::cbdq::flt_clear_cancel_completion, crate::kernel::IrqlRule::Any;
     }
 }

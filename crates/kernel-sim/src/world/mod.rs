@@ -4,6 +4,7 @@
 //! communication ports ([`client`]). Host code, on the test's threads; it calls into the driver
 //! only through Filter Manager's state and the kernel below.
 
+pub(crate) mod cancel;
 pub(crate) mod client;
 pub(crate) mod fs;
 pub mod inf;
