@@ -28,6 +28,12 @@
  *   flushes the SList and returns its entries to the lookaside list.
  * - A write canceled by its requestor while queued is taken out of the queue by Filter Manager,
  *   which calls the queue's CompleteCanceledIo: the write is completed with STATUS_CANCELLED.
+ * - Writes to files whose name also matches "*\FILE<1"TXT" (the number ends in 1) are posted
+ *   another way: a cancel routine (FltSetCancelCompletion) and a deferred-I/O work item. The
+ *   worker completes the write only if FltClearCancelCompletion says the cancel has not begun;
+ *   otherwise the cancel routine completes it, with STATUS_CANCELLED.
+ * - The queue refuses writes (FltCbdqDisable) until InstanceSetup has attached its context
+ *   (FltCbdqEnable), and again from InstanceTeardownStart.
  * - Unload stops new pends, waits for the outstanding work items (each holds an instance
  *   context), unregisters, then deletes the lookaside list.
  *
@@ -42,6 +48,8 @@
  * - TWIN_WRONG_LOOKASIDE: done entries go back to a second list of larger blocks.
  * - TWIN_CANCELED_NOT_COMPLETED: CompleteCanceledIo only counts the canceled write: it is never
  *   completed, and its requestor waits forever.
+ * - TWIN_CANCEL_NOT_CLEARED: the deferred worker completes its write without
+ *   FltClearCancelCompletion, so a write whose cancel routine ran is completed twice.
  *
  * Runs in the kernel: pre-write, the worker and the cancel routines at PASSIVE_LEVEL (APC_LEVEL
  * under the queue's fast mutex). */
@@ -104,6 +112,9 @@ static const WCHAR g_expression_text[] = L"*\\file<\"txt";
 #else
 static const WCHAR g_expression_text[] = L"*\\FILE<\"TXT";
 #endif
+static const WCHAR g_posted_text[] = L"*\\FILE<1\"TXT";
+static UNICODE_STRING g_posted_expression;
+static volatile LONG g_posted;
 static const WCHAR g_marker[] = L"pended: ";
 static const WCHAR g_volume_prefix[] = L"\\DEVICE\\";
 
@@ -268,6 +279,63 @@ static BOOLEAN Matches(PFLT_CALLBACK_DATA data, PQUEUE_ENTRY entry)
     return matches;
 }
 
+/* The cancel routine of a posted write: completes it as canceled. The deferred worker still
+ * runs and returns the entry. */
+static VOID CanceledPosted(PFLT_CALLBACK_DATA data)
+{
+    InterlockedIncrement(&g_canceled);
+    data->IoStatus.Status = STATUS_CANCELLED;
+    data->IoStatus.Information = 0;
+    FltCompletePendedPreOperation(data, FLT_PREOP_COMPLETE, NULL);
+}
+
+static VOID PostedWorker(PFLT_DEFERRED_IO_WORKITEM item, PFLT_CALLBACK_DATA data, PVOID context)
+{
+    PQUEUE_ENTRY entry = context;
+
+#ifdef TWIN_CANCEL_NOT_CLEARED
+    if (TRUE) {
+#else
+    /* STATUS_CANCELLED: the cancel routine has run or is running, and completes the write. */
+    if (FltClearCancelCompletion(data) == STATUS_SUCCESS) {
+#endif
+        CheckName(entry);
+        FltCompletePendedPreOperation(data, FLT_PREOP_SUCCESS_NO_CALLBACK, NULL);
+        InterlockedIncrement(&g_completed);
+    }
+    ExpInterlockedPushEntrySList(&g_done, &entry->done);
+    RecycleDone();
+    FltFreeDeferredIoWorkItem(item);
+    InterlockedDecrement(&g_outstanding);
+}
+
+/* Posts `data` to a deferred-I/O work item with a cancel routine; FALSE when it cannot be
+ * posted (then nothing is kept). */
+static BOOLEAN Post(PFLT_CALLBACK_DATA data, PQUEUE_ENTRY entry)
+{
+    PFLT_DEFERRED_IO_WORKITEM item = FltAllocateDeferredIoWorkItem();
+
+    if (item == NULL) {
+        return FALSE;
+    }
+    if (!NT_SUCCESS(FltSetCancelCompletion(data, CanceledPosted))) {
+        FltFreeDeferredIoWorkItem(item);
+        return FALSE;
+    }
+    if (!NT_SUCCESS(FltQueueDeferredIoWorkItem(item, data, PostedWorker, DelayedWorkQueue,
+                                               entry))) {
+        FltFreeDeferredIoWorkItem(item);
+        if (FltClearCancelCompletion(data) == STATUS_SUCCESS) {
+            return FALSE;
+        }
+        /* Canceled meanwhile: the cancel routine completes it; the entry is done. */
+        ExpInterlockedPushEntrySList(&g_done, &entry->done);
+        InterlockedDecrement(&g_outstanding);
+    }
+    InterlockedIncrement(&g_posted);
+    return TRUE;
+}
+
 static NTSTATUS Insert(PQUEUE_INSTANCE instance, PFLT_CALLBACK_DATA data, PQUEUE_ENTRY entry)
 {
 #ifdef TWIN_FAST_MUTEX_AT_DISPATCH
@@ -326,14 +394,28 @@ static FLT_PREOP_CALLBACK_STATUS PreWrite(PFLT_CALLBACK_DATA data, PCFLT_RELATED
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
     entry = ExAllocateFromNPagedLookasideList(&g_entries);
-    if (entry != NULL && Matches(data, entry) && Pend(objects->Instance, instance, data, entry)) {
-        InterlockedIncrement(&g_pended);
-        return FLT_PREOP_PENDING;
+    if (entry != NULL && Matches(data, entry)) {
+        BOOLEAN pended;
+
+        if (FsRtlIsNameInExpression(&g_posted_expression, &entry->name, TRUE, NULL)) {
+            /* The worker does not need the instance context. */
+            FltReleaseContext(instance);
+            instance = NULL;
+            pended = Post(data, entry);
+        } else {
+            pended = Pend(objects->Instance, instance, data, entry);
+        }
+        if (pended) {
+            InterlockedIncrement(&g_pended);
+            return FLT_PREOP_PENDING;
+        }
     }
     if (entry != NULL) {
         ExFreeToNPagedLookasideList(&g_entries, entry);
     }
-    FltReleaseContext(instance);
+    if (instance != NULL) {
+        FltReleaseContext(instance);
+    }
     InterlockedDecrement(&g_outstanding);
     return FLT_PREOP_SUCCESS_NO_CALLBACK;
 }
@@ -357,11 +439,29 @@ static NTSTATUS InstanceSetup(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_SETUP_
     status = FltCbdqInitialize(objects->Instance, &instance->cbdq, QueueInsert, QueueRemove,
                                QueuePeekNext, QueueAcquire, QueueRelease, QueueCompleteCanceled);
     if (NT_SUCCESS(status)) {
+        /* No write goes in before the context is attached. */
+        FltCbdqDisable(&instance->cbdq);
         status = FltSetInstanceContext(objects->Instance, FLT_SET_CONTEXT_KEEP_IF_EXISTS, instance,
                                        NULL);
+        if (NT_SUCCESS(status)) {
+            FltCbdqEnable(&instance->cbdq);
+        }
     }
     FltReleaseContext(instance);
     return NT_SUCCESS(status) ? STATUS_SUCCESS : STATUS_FLT_DO_NOT_ATTACH;
+}
+
+/* No more writes into a queue whose instance is going away (those queued are still completed
+ * by their workers). */
+static VOID InstanceTeardownStart(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_TEARDOWN_FLAGS flags)
+{
+    PQUEUE_INSTANCE instance = NULL;
+
+    (void)flags;
+    if (NT_SUCCESS(FltGetInstanceContext(objects->Instance, (PFLT_CONTEXT *)&instance))) {
+        FltCbdqDisable(&instance->cbdq);
+        FltReleaseContext(instance);
+    }
 }
 
 static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
@@ -387,8 +487,9 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
     ExDeleteNPagedLookasideList(&g_spares);
 #endif
     DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_TRACE_LEVEL,
-               "queue: %ld pended, %ld completed, %ld canceled, %ld recycled, %ld mismatch(es)\n",
-               g_pended, g_completed, g_canceled, g_recycled, g_mismatches);
+               "queue: %ld pended (%ld posted), %ld completed, %ld canceled, %ld recycled, "
+               "%ld mismatch(es)\n",
+               g_pended, g_posted, g_completed, g_canceled, g_recycled, g_mismatches);
     return STATUS_SUCCESS;
 }
 
@@ -409,6 +510,7 @@ static const FLT_REGISTRATION g_registration = {
     .OperationRegistration = g_callbacks,
     .FilterUnloadCallback = FilterUnload,
     .InstanceSetupCallback = InstanceSetup,
+    .InstanceTeardownStartCallback = InstanceTeardownStart,
 };
 
 NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
@@ -417,6 +519,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 
     (void)registry_path;
     RtlInitUnicodeString(&g_expression, g_expression_text);
+    RtlInitUnicodeString(&g_posted_expression, g_posted_text);
     ExInitializeNPagedLookasideList(&g_entries, NULL, NULL, POOL_NX_ALLOCATION,
                                     sizeof(QUEUE_ENTRY), QUEUE_TAG, 0);
 #ifdef TWIN_WRONG_LOOKASIDE

@@ -46,7 +46,7 @@ fn queue_pends_writes_to_matching_files_and_completes_them() {
     assert_eq!(driver.entry_status(), Some(0), "{:#?}", driver.violations());
     let io = driver.io(requestor(1));
     let ntfs = volume(&driver, NTFS);
-    for name in [r"\File7.txt", r"\notes.txt"] {
+    for name in [r"\File7.txt", r"\notes.txt", r"\File1.txt"] {
         let f = io
             .create(ntfs, name, FILE_CREATE, 0, GENERIC_WRITE)
             .unwrap_or_else(|status| panic!("{name}: {status:#x}"));
@@ -56,13 +56,19 @@ fn queue_pends_writes_to_matching_files_and_completes_them() {
         io.close(f);
     }
     wait_for_calls(&driver, "FltFreeGenericWorkItem", 2);
+    wait_for_calls(&driver, "FltFreeDeferredIoWorkItem", 2);
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
     for (routine, calls) in [
-        ("FltCompletePendedPreOperation", 2),
-        ("FsRtlIsNameInExpression", 6),
-        ("RtlUpcaseUnicodeString", 2),
-        ("RtlFreeUnicodeString", 2),
+        ("FltCompletePendedPreOperation", 4),
+        ("FltCbdqInsertIo", 2),
+        ("FltCbdqRemoveNextIo", 4),
+        ("FltSetCancelCompletion", 2),
+        ("FltClearCancelCompletion", 2),
+        // Per matching write: the match, the posted-or-queued choice, the worker's check.
+        ("FsRtlIsNameInExpression", 14),
+        ("RtlUpcaseUnicodeString", 4),
+        ("RtlFreeUnicodeString", 4),
         ("ExInitializeNPagedLookasideList", 1),
         ("ExDeleteNPagedLookasideList", 1),
     ] {
@@ -75,7 +81,7 @@ fn queue_pends_writes_to_matching_files_and_completes_them() {
         .collect();
     assert_eq!(
         trace.last().copied(),
-        Some("queue: 2 pended, 2 completed, 0 canceled, 2 recycled, 0 mismatch(es)\n"),
+        Some("queue: 4 pended (2 posted), 4 completed, 0 canceled, 4 recycled, 0 mismatch(es)\n"),
         "{trace:?}"
     );
     assert!(
@@ -165,9 +171,10 @@ fn queue_twin_wrong_lookaside_is_caught() {
     );
 }
 
-/// Requestors that cancel every pended write (at once): Filter Manager takes each out of the
-/// queue and calls the filter's `CompleteCanceledIo`, which completes it with
-/// `STATUS_CANCELLED`; the workers find the queue empty; the run is clean.
+/// Requestors that cancel every pended write (at once): Filter Manager takes each queued one out
+/// of the queue and calls the filter's `CompleteCanceledIo`, and calls the cancel routine of
+/// each posted one; both complete with `STATUS_CANCELLED`; the queue's workers find it empty,
+/// the posted ones find the cancel under way (`FltClearCancelCompletion`); the run is clean.
 #[test]
 fn queue_completes_canceled_writes_with_status_cancelled() {
     let Some(image) = build("queue", None) else {
@@ -182,17 +189,21 @@ fn queue_completes_canceled_writes_with_status_cancelled() {
     let driver = sim.load(&image).expect("loads");
     let io = driver.io(requestor(1));
     let ntfs = volume(&driver, NTFS);
-    let f = io
-        .create(ntfs, r"\File1.txt", FILE_CREATE, 0, GENERIC_WRITE)
-        .expect("created");
-    assert_eq!(io.write(&f, 0, b"hello"), STATUS_CANCELLED);
-    assert_eq!(io.write(&f, 5, b" world"), STATUS_CANCELLED);
-    io.cleanup(&f);
-    io.close(f);
+    for name in [r"\File2.txt", r"\File1.txt"] {
+        let f = io
+            .create(ntfs, name, FILE_CREATE, 0, GENERIC_WRITE)
+            .expect("created");
+        assert_eq!(io.write(&f, 0, b"hello"), STATUS_CANCELLED);
+        assert_eq!(io.write(&f, 5, b" world"), STATUS_CANCELLED);
+        io.cleanup(&f);
+        io.close(f);
+    }
     wait_for_calls(&driver, "FltFreeGenericWorkItem", 2);
+    wait_for_calls(&driver, "FltFreeDeferredIoWorkItem", 2);
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
     assert_eq!(report.routine_calls.get("FltCbdqRemoveNextIo"), Some(&2));
+    assert_eq!(report.routine_calls.get("FltClearCancelCompletion"), Some(&2));
     let trace: Vec<&str> = report
         .debug_output
         .iter()
@@ -200,7 +211,7 @@ fn queue_completes_canceled_writes_with_status_cancelled() {
         .collect();
     assert_eq!(
         trace,
-        ["queue: 2 pended, 0 completed, 2 canceled, 2 recycled, 0 mismatch(es)\n"]
+        ["queue: 4 pended (2 posted), 0 completed, 4 canceled, 4 recycled, 0 mismatch(es)\n"]
     );
 }
 
@@ -224,7 +235,7 @@ fn queue_twin_canceled_not_completed_is_caught() {
     let io = driver.io(requestor(1));
     let ntfs = volume(&driver, NTFS);
     let f = io
-        .create(ntfs, r"\File1.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .create(ntfs, r"\File2.txt", FILE_CREATE, 0, GENERIC_WRITE)
         .expect("created");
     // Never completed: kernel-sim stops waiting after the pend limit and fails the write.
     assert_ne!(io.write(&f, 0, b"hello"), 0);
@@ -241,6 +252,38 @@ fn queue_twin_canceled_not_completed_is_caught() {
         .unwrap_or_else(|| panic!("{}", report.summary()));
     assert_eq!(lost.callback, "PreWrite", "{lost:?}");
     assert_eq!(lost.kind, ViolationKind::CallbackContract);
+}
+
+/// A deferred worker that completes its write without asking `FltClearCancelCompletion`
+/// completes a write its cancel routine already completed.
+#[test]
+fn queue_twin_cancel_not_cleared_is_caught() {
+    let Some(twin) = build("queue", Some("cancel-not-cleared")) else {
+        return;
+    };
+    let mut configuration = config();
+    configuration.io.cancel_pended = Some(CancelPolicy {
+        every: 1,
+        after: Duration::ZERO,
+    });
+    let sim = Sim::new(configuration);
+    let driver = sim.load(&twin).expect("loads");
+    let io = driver.io(requestor(1));
+    let ntfs = volume(&driver, NTFS);
+    let f = io
+        .create(ntfs, r"\File1.txt", FILE_CREATE, 0, GENERIC_WRITE)
+        .expect("created");
+    assert_eq!(io.write(&f, 0, b"hello"), STATUS_CANCELLED);
+    io.cleanup(&f);
+    io.close(f);
+    wait_for_calls(&driver, "FltFreeDeferredIoWorkItem", 1);
+    let report = driver.finish();
+    let twice = report
+        .violations
+        .iter()
+        .find(|v| v.routine == "FltCompletePendedPreOperation")
+        .unwrap_or_else(|| panic!("{}", report.summary()));
+    assert_eq!(twice.callback, "DeferredIoWorkItem", "{twice:?}");
 }
 
 /// The production build runs through `kernel-sim bench` with operations made and no violation.
