@@ -203,7 +203,10 @@ fn queue_completes_canceled_writes_with_status_cancelled() {
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
     assert_eq!(report.routine_calls.get("FltCbdqRemoveNextIo"), Some(&2));
-    assert_eq!(report.routine_calls.get("FltClearCancelCompletion"), Some(&2));
+    assert_eq!(
+        report.routine_calls.get("FltClearCancelCompletion"),
+        Some(&2)
+    );
     let trace: Vec<&str> = report
         .debug_output
         .iter()

@@ -5,6 +5,8 @@
 //! only through Filter Manager's state and the kernel below.
 
 pub(crate) mod cancel;
+#[cfg(test)]
+mod cancel_tests;
 pub(crate) mod client;
 pub(crate) mod fs;
 pub mod inf;
