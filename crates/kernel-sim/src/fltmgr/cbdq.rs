@@ -22,7 +22,9 @@
 //! - only IRP-based operations (`FLT_IS_IRP_OPERATION`) are queued (`STATUS_INVALID_PARAMETER`
 //!   otherwise, as Filter Manager answers); an insert into a disabled queue is refused with
 //!   `STATUS_FLT_CBDQ_DISABLED`; on success the insert returns what `CbdqInsertIo` returned, and
-//!   `Context`, when given, identifies the item for `FltCbdqRemoveIo`;
+//!   `Context`, when given, identifies the item for `FltCbdqRemoveIo`; an operation canceled
+//!   before it is inserted is taken out again at once and handed to `CbdqCompleteCanceledIo`
+//!   (the race the insert page's Remarks describe);
 //! - a queued operation is cancel-safe: when it is canceled, Filter Manager removes it
 //!   (`CbdqRemoveIo` under the lock) and calls `CbdqCompleteCanceledIo`, which must complete it
 //!   (normally `FltCompletePendedPreOperation` with `FLT_PREOP_COMPLETE`); a remove that races
@@ -227,29 +229,49 @@ pub(crate) extern "win64" fn flt_cbdq_insert_io(
             );
             return STATUS_INVALID_PARAMETER;
         }
-        locked(&queue, cbdq, || {
+        let (status, canceled) = locked(&queue, cbdq, || {
             if table(k, |t| {
                 t.queues.get(&(cbdq as usize)).is_some_and(|q| q.disabled)
             }) {
-                return STATUS_FLT_CBDQ_DISABLED;
+                return (STATUS_FLT_CBDQ_DISABLED, false);
             }
             // SAFETY: the driver's CbdqInsertIo (see `locked`), under its lock.
             let insert = unsafe { std::mem::transmute::<usize, InsertIo>(queue.insert) };
             // SAFETY: as above; the arguments are the driver's, passed through.
             let status = unsafe { insert(cbdq, data.cast(), insert_context) };
-            if status >= 0 {
-                if !context.is_null() {
-                    // The IO_CSQ_IRP_CONTEXT the driver keeps: its Irp field stands for the
-                    // operation (kernel-sim's marker: the callback data).
-                    guest::write((context as usize + 8) as *mut usize, at);
-                    guest::write((context as usize + 16) as *mut usize, cbdq as usize);
-                }
-                table(k, |t| {
-                    t.queued.insert(at, (cbdq as usize, context as usize))
-                });
+            if status < 0 {
+                return (status, false);
             }
-            status
-        })
+            if !context.is_null() {
+                // The IO_CSQ_IRP_CONTEXT the driver keeps: its Irp field stands for the
+                // operation (kernel-sim's marker: the callback data).
+                guest::write((context as usize + 8) as *mut usize, at);
+                guest::write((context as usize + 16) as *mut usize, cbdq as usize);
+            }
+            // Canceled before it was queued (the race the insert page describes): the
+            // queue's cancel runs at once, it never stays queued.
+            let canceled = table(k, |t| {
+                let canceled = t.canceled.contains(&at);
+                if !canceled {
+                    t.queued.insert(at, (cbdq as usize, context as usize));
+                }
+                canceled
+            });
+            if canceled {
+                remove_io(&queue, cbdq, at);
+            }
+            (status, canceled)
+        });
+        if canceled {
+            // SAFETY: the driver's CbdqCompleteCanceledIo (see `locked`), for the operation
+            // just taken out of its queue.
+            let complete = unsafe {
+                std::mem::transmute::<usize, CompleteCanceledIo>(queue.complete_canceled)
+            };
+            // SAFETY: as above.
+            unsafe { complete(cbdq, data.cast()) };
+        }
+        status
     })
 }
 

@@ -371,3 +371,47 @@ fn a_fast_mutex_raises_to_apc_level_and_is_not_recursive() {
         ]
     );
 }
+
+type AllocateEx = extern "win64" fn(u32, usize, u32, PVOID) -> PVOID;
+type FreeEx = extern "win64" fn(PVOID, PVOID);
+
+#[test]
+fn ex_lookaside_lists_check_their_flags_and_the_list_an_entry_is_freed_to() {
+    let k = kernel();
+    let mut one = ListStorage([0; 16]);
+    let mut other = ListStorage([0; 16]);
+    k.call_driver("test", Some(PASSIVE_LEVEL), || {
+        let a: PVOID = (&raw mut one).cast();
+        let b: PVOID = (&raw mut other).cast();
+        let null = std::ptr::null_mut();
+        // Both EX_LOOKASIDE_LIST_EX_FLAGS_RAISE_ON_FAIL and _FAIL_NO_RAISE: mutually exclusive.
+        assert_eq!(
+            lookaside::ex_initialize_lookaside_list_ex(a, null, null, 1, 3, 64, TAG, 0),
+            0xC000_00F3_u32.cast_signed()
+        );
+        assert_eq!(
+            lookaside::ex_initialize_lookaside_list_ex(a, null, null, 1, 0, 64, TAG, 0),
+            STATUS_SUCCESS
+        );
+        assert_eq!(
+            lookaside::ex_initialize_lookaside_list_ex(b, null, null, 1, 0, 32, TAG, 0),
+            STATUS_SUCCESS
+        );
+        // SAFETY: kernel-sim's default AllocateEx and FreeEx (offsets 48 and 56), of these
+        // signatures.
+        let allocate = unsafe { std::mem::transmute::<u64, AllocateEx>(one.0[6]) };
+        // SAFETY: as above.
+        let free = unsafe { std::mem::transmute::<u64, FreeEx>(one.0[7]) };
+        let entry = allocate(1, 64, TAG, a);
+        assert!(!entry.is_null());
+        // Freed through the other list's FreeEx: not one of its entries.
+        free(entry, b);
+        lookaside::ex_delete_lookaside_list_ex(a);
+        lookaside::ex_delete_lookaside_list_ex(b);
+    })
+    .expect("returned");
+    assert_eq!(
+        rules(&k),
+        ["ExFreeToLookasideListEx: an entry allocated from the same list"]
+    );
+}

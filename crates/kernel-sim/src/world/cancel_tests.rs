@@ -221,6 +221,18 @@ fn a_queue_refuses_when_disabled_and_a_remove_loses_to_a_cancel() {
             b.cast()
         );
         assert!(cbdq::flt_cbdq_remove_next_io(q, std::ptr::null_mut()).is_null());
+    })
+    .expect("returned");
+    // `b` canceled while no queue holds it (only marked); inserted afterwards, it is handed to
+    // CompleteCanceledIo at once and never stays queued.
+    cbdq::cancel_pended(&k, b as usize);
+    notes();
+    k.call_driver("test", Some(0), || {
+        assert_eq!(
+            cbdq::flt_cbdq_insert_io(q, b, std::ptr::null_mut(), std::ptr::null_mut()),
+            STATUS_SUCCESS
+        );
+        assert!(cbdq::flt_cbdq_remove_next_io(q, std::ptr::null_mut()).is_null());
         // A non-IRP operation is refused.
         two.Flags = 0;
         assert_eq!(
@@ -229,10 +241,23 @@ fn a_queue_refuses_when_disabled_and_a_remove_loses_to_a_cancel() {
         );
     })
     .expect("returned");
+    assert_eq!(notes(), canceled_before_insert(b as usize));
     assert_eq!(
         rules(&k),
         ["FltCbdqInsertIo: the callback data of an IRP-based operation (FLT_IS_IRP_OPERATION)"]
     );
+}
+
+/// What the queue's routines did for the insert of an operation canceled beforehand.
+fn canceled_before_insert(b: usize) -> Vec<String> {
+    vec![
+        "acquire".to_owned(),
+        format!("remove {b}"),
+        "release".to_owned(),
+        format!("complete canceled {b}"),
+        "acquire".to_owned(),
+        "release".to_owned(),
+    ]
 }
 
 #[test]
