@@ -446,6 +446,16 @@ pub(crate) fn check_completed(k: &Kernel, data: usize) {
     }
 }
 
+/// Whether a requestor canceled the pended operation `data` (the IRP's `Cancel` flag), for a
+/// routine such as `FltIsIoCanceled`.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "for FltIsIoCanceled, emulated elsewhere")
+)]
+pub(crate) fn is_canceled(k: &Kernel, data: usize) -> bool {
+    table(k, |t| t.canceled.contains(&data))
+}
+
 /// What a cancel does to an operation.
 enum CancelAction {
     /// Remove it from its queue and call the queue's `CbdqCompleteCanceledIo`.

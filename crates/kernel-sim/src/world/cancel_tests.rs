@@ -226,6 +226,7 @@ fn a_queue_refuses_when_disabled_and_a_remove_loses_to_a_cancel() {
     // `b` canceled while no queue holds it (only marked); inserted afterwards, it is handed to
     // CompleteCanceledIo at once and never stays queued.
     cbdq::cancel_pended(&k, b as usize);
+    assert!(cbdq::is_canceled(&k, b as usize));
     notes();
     k.call_driver("test", Some(0), || {
         assert_eq!(
