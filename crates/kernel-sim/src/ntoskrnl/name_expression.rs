@@ -109,18 +109,10 @@ pub(crate) fn matches(expression: &[u16], name: &[u16]) -> bool {
     states[expression.len()]
 }
 
+/// The UTF-16 units of the counted string `name` at `at` (unpaired surrogates kept), or `None`
+/// after a report when it is NULL or malformed.
 fn read_units(k: &Kernel, name: &str, at: *const UNICODE_STRING) -> Option<Vec<u16>> {
-    match guest::unicode_string(at) {
-        None => {
-            k.parameter_violation(&format!("a non-NULL {name}"), format!("{name} is NULL"));
-            None
-        }
-        Some(Err(problem)) => {
-            k.parameter_violation(&format!("a well-formed {name}"), problem);
-            None
-        }
-        Some(Ok(text)) => Some(text.encode_utf16().collect()),
-    }
+    crate::ntoskrnl::rtl_strings::read_counted(k, name, at, true).map(|s| s.units)
 }
 
 /// `FsRtlIsNameInExpression`: PASSIVE_LEVEL.

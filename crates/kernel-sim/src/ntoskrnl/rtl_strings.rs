@@ -46,14 +46,19 @@ const RTL_STRING_TAG: u32 = u32::from_le_bytes(*b"Strg");
 const MAX_USTRING: u16 = 0xfffe;
 
 /// A counted string the driver passed, read once and checked.
-struct Counted {
-    header: UNICODE_STRING,
-    units: Vec<u16>,
+pub(crate) struct Counted {
+    pub header: UNICODE_STRING,
+    pub units: Vec<u16>,
 }
 
 /// Reads the counted string `name` at `at` (UTF-16 when `wide`, bytes otherwise); `None`,
 /// after a report, when it is NULL or malformed.
-fn read_counted(k: &Kernel, name: &str, at: *const UNICODE_STRING, wide: bool) -> Option<Counted> {
+pub(crate) fn read_counted(
+    k: &Kernel,
+    name: &str,
+    at: *const UNICODE_STRING,
+    wide: bool,
+) -> Option<Counted> {
     if at.is_null() {
         k.parameter_violation(&format!("a non-NULL {name}"), format!("{name} is NULL"));
         return None;
