@@ -415,3 +415,85 @@ fn ex_lookaside_lists_check_their_flags_and_the_list_an_entry_is_freed_to() {
         ["ExFreeToLookasideListEx: an entry allocated from the same list"]
     );
 }
+
+#[test]
+fn the_irql_rows_and_resident_buffers_are_checked() {
+    use crate::ntoskrnl::pool_with_tag::ex_allocate_pool_with_tag;
+    let k = kernel();
+    k.call_driver("test", Some(APC_LEVEL), || {
+        let mut alpha = wide("Alpha");
+        let src = counted(&mut alpha, 5);
+        // PASSIVE_LEVEL only.
+        assert_eq!(
+            rtl::rtl_equal_unicode_string(&raw const src, &raw const src, 0),
+            1
+        );
+        // A paged destination buffer (allocated here at APC_LEVEL), appended to at DISPATCH_LEVEL.
+        let paged = ex_allocate_pool_with_tag(1, 32, TAG).cast::<u16>();
+        let mut dest = UNICODE_STRING {
+            Length: 0,
+            MaximumLength: 32,
+            Buffer: paged,
+        };
+        state::set_irql(DISPATCH_LEVEL);
+        assert_eq!(
+            rtl::rtl_append_unicode_string_to_string(&raw mut dest, &raw const src),
+            STATUS_SUCCESS
+        );
+        state::set_irql(APC_LEVEL);
+        crate::ntoskrnl::pool_with_tag::ex_free_pool(paged.cast());
+    })
+    .expect("returned");
+    assert_eq!(
+        rules(&k),
+        [
+            "RtlEqualUnicodeString: IRQL <= PASSIVE_LEVEL",
+            "RtlAppendUnicodeStringToString: buffers resident (nonpaged) at IRQL >= DISPATCH_LEVEL",
+        ]
+    );
+}
+
+#[test]
+fn name_matching_upcases_the_name_through_a_given_table_and_reports_wildcards_in_it() {
+    use crate::ntoskrnl::name_expression::fs_rtl_is_name_in_expression;
+    let k = kernel();
+    // A table that upcases nothing: only an expression in the name's own case matches.
+    let identity: Vec<u16> = (0..=u16::MAX).collect();
+    k.call_driver("test", Some(PASSIVE_LEVEL), || {
+        let mut expression = wide("*.LOG");
+        let expression = counted(&mut expression, 5);
+        let mut lower = wide("a.log");
+        let lower = counted(&mut lower, 5);
+        assert_eq!(
+            fs_rtl_is_name_in_expression(
+                &raw const expression,
+                &raw const lower,
+                1,
+                std::ptr::null()
+            ),
+            1
+        );
+        assert_eq!(
+            fs_rtl_is_name_in_expression(
+                &raw const expression,
+                &raw const lower,
+                1,
+                identity.as_ptr()
+            ),
+            0
+        );
+        let mut starred = wide("a*.log");
+        let starred = counted(&mut starred, 6);
+        fs_rtl_is_name_in_expression(
+            &raw const expression,
+            &raw const starred,
+            0,
+            std::ptr::null(),
+        );
+    })
+    .expect("returned");
+    assert_eq!(
+        rules(&k),
+        ["FsRtlIsNameInExpression: a Name without wildcard characters"]
+    );
+}
