@@ -19,8 +19,8 @@
 //!   themselves. The other routines run at <= DISPATCH_LEVEL with a spin lock, <= APC_LEVEL
 //!   with a mutex or resource: the table allows DISPATCH_LEVEL, and the driver's own lock
 //!   routines are what breaks at a wrong IRQL;
-//! - only IRP-based operations (`FLT_IS_IRP_OPERATION`) are queued (`STATUS_INVALID_PARAMETER`
-//!   otherwise, as Filter Manager answers); an insert into a disabled queue is refused with
+//! - only IRP-based operations (`FLT_IS_IRP_OPERATION`) are queued (another is reported and
+//!   refused with `STATUS_INVALID_PARAMETER`: the page names no status for it); an insert into a disabled queue is refused with
 //!   `STATUS_FLT_CBDQ_DISABLED`; on success the insert returns what `CbdqInsertIo` returned, and
 //!   `Context`, when given, identifies the item for `FltCbdqRemoveIo`; an operation canceled
 //!   before it is inserted is taken out again at once and handed to `CbdqCompleteCanceledIo`
@@ -32,7 +32,8 @@
 //!   item (the peek may still see it, the queue holds it until the cancel's remove);
 //! - `FltSetCancelCompletion` (<= DISPATCH_LEVEL) gives an IRP-based, non-paging operation a
 //!   cancel routine, called without any lock when the operation is canceled (never for an
-//!   operation in a callback data queue); `STATUS_CANCELLED` when it is canceled already;
+//!   operation in a callback data queue); the page promises only "an appropriate NTSTATUS"
+//!   for a failure: kernel-sim answers `STATUS_CANCELLED` for an operation canceled already;
 //!   `FltClearCancelCompletion` (any IRQL) returns `STATUS_CANCELLED` when no routine was set or
 //!   the cancel is in progress;
 //! - an operation still in a queue must not be completed (the queue would keep a completed

@@ -24,8 +24,10 @@
 //!   are `POOL_RAISE_IF_ALLOCATION_FAILURE` and `POOL_NX_ALLOCATION` at most; the Ex list's
 //!   are zero or one of `EX_LOOKASIDE_LIST_EX_FLAGS_RAISE_ON_FAIL` /
 //!   `EX_LOOKASIDE_LIST_EX_FLAGS_FAIL_NO_RAISE` (both, or others:
-//!   `STATUS_INVALID_PARAMETER_5`); a flag that raises on failure is a must-succeed allocation
-//!   (RULES.md 20) and is reported;
+//!   `STATUS_INVALID_PARAMETER_5`; `FAIL_NO_RAISE` only with the driver's own Allocate,
+//!   reported otherwise), its `PoolType` a paged or nonpaged type
+//!   (`STATUS_INVALID_PARAMETER_4`); a flag that raises on failure is a must-succeed
+//!   allocation (RULES.md 20) and is reported;
 //! - delete frees the entries the list holds and takes the list out of the system; the memory
 //!   of a live list must not be freed (reported), and a list still live when the driver is
 //!   gone is reported;
@@ -89,8 +91,12 @@ const POOL_NX_ALLOCATION: u32 = 0x200;
 /// `EX_LOOKASIDE_LIST_EX_FLAGS_RAISE_ON_FAIL`, `EX_LOOKASIDE_LIST_EX_FLAGS_FAIL_NO_RAISE`.
 const EX_FLAGS_RAISE_ON_FAIL: u32 = 0x1;
 const EX_FLAGS_FAIL_NO_RAISE: u32 = 0x2;
-/// `STATUS_INVALID_PARAMETER_5`.
+/// `STATUS_INVALID_PARAMETER_4`, `STATUS_INVALID_PARAMETER_5`.
+const STATUS_INVALID_PARAMETER_4: NTSTATUS = 0xC000_00F2_u32.cast_signed();
 const STATUS_INVALID_PARAMETER_5: NTSTATUS = 0xC000_00F3_u32.cast_signed();
+/// `POOL_QUOTA_FAIL_INSTEAD_OF_RAISE`, ORed into the pool type of an
+/// `EX_LOOKASIDE_LIST_EX_FLAGS_FAIL_NO_RAISE` list.
+const POOL_QUOTA_FAIL_INSTEAD_OF_RAISE: u32 = 0x8;
 /// `NonPagedPool`.
 const NON_PAGED_POOL: u32 = 0;
 
@@ -98,9 +104,15 @@ const NON_PAGED_POOL: u32 = 0;
 /// session variants.
 fn is_paged(pool_type: u32) -> bool {
     matches!(
-        pool_type & !(POOL_RAISE_IF_ALLOCATION_FAILURE | 0x100),
+        pool_type & !(POOL_RAISE_IF_ALLOCATION_FAILURE | POOL_QUOTA_FAIL_INSTEAD_OF_RAISE | 0x100),
         1 | 5 | 33 | 37
     )
+}
+
+/// Whether a `POOL_TYPE` is one a list's entries can come from: the nonpaged (`Nx`,
+/// cache-aligned, session) and paged types.
+fn is_entry_pool_type(pool_type: u32) -> bool {
+    matches!(pool_type, 0 | 4 | 32 | 36 | 512 | 516 | 544) || is_paged(pool_type)
 }
 
 /// The checks both initializers share; `false` when the list cannot be set up.
@@ -249,10 +261,19 @@ pub(crate) extern "win64" fn ex_initialize_lookaside_list_ex(
     depth: u16,
 ) -> NTSTATUS {
     emulate(Routine::ExInitializeLookasideListEx, |k| {
+        if !is_entry_pool_type(pool_type) {
+            return STATUS_INVALID_PARAMETER_4;
+        }
         if flags & !(EX_FLAGS_RAISE_ON_FAIL | EX_FLAGS_FAIL_NO_RAISE) != 0
             || flags == EX_FLAGS_RAISE_ON_FAIL | EX_FLAGS_FAIL_NO_RAISE
         {
             return STATUS_INVALID_PARAMETER_5;
+        }
+        if allocate.is_null() && flags == EX_FLAGS_FAIL_NO_RAISE {
+            k.parameter_violation(
+                "Flags zero or EX_LOOKASIDE_LIST_EX_FLAGS_RAISE_ON_FAIL without an Allocate routine (the default allocation is undefined otherwise)",
+                "EX_LOOKASIDE_LIST_EX_FLAGS_FAIL_NO_RAISE with Allocate NULL".to_owned(),
+            );
         }
         if !check_header(
             k,
@@ -266,10 +287,10 @@ pub(crate) extern "win64" fn ex_initialize_lookaside_list_ex(
         if flags & EX_FLAGS_RAISE_ON_FAIL != 0 {
             report_raising(k, "EX_LOOKASIDE_LIST_EX_FLAGS_RAISE_ON_FAIL");
         }
-        let pool_type = if flags & EX_FLAGS_RAISE_ON_FAIL != 0 {
-            pool_type | POOL_RAISE_IF_ALLOCATION_FAILURE
-        } else {
-            pool_type
+        let pool_type = match flags {
+            EX_FLAGS_RAISE_ON_FAIL => pool_type | POOL_RAISE_IF_ALLOCATION_FAILURE,
+            EX_FLAGS_FAIL_NO_RAISE => pool_type | POOL_QUOTA_FAIL_INSTEAD_OF_RAISE,
+            _ => pool_type,
         };
         set_up(
             k,

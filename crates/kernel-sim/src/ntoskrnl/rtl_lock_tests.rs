@@ -384,6 +384,11 @@ fn ex_lookaside_lists_check_their_flags_and_the_list_an_entry_is_freed_to() {
         let a: PVOID = (&raw mut one).cast();
         let b: PVOID = (&raw mut other).cast();
         let null = std::ptr::null_mut();
+        // Not a pool type entries can come from (DontUseThisType).
+        assert_eq!(
+            lookaside::ex_initialize_lookaside_list_ex(a, null, null, 3, 0, 64, TAG, 0),
+            0xC000_00F2_u32.cast_signed()
+        );
         // Both EX_LOOKASIDE_LIST_EX_FLAGS_RAISE_ON_FAIL and _FAIL_NO_RAISE: mutually exclusive.
         assert_eq!(
             lookaside::ex_initialize_lookaside_list_ex(a, null, null, 1, 3, 64, TAG, 0),
