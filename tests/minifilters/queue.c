@@ -7,10 +7,12 @@
  * - DriverEntry builds the expression the filter pends for with RtlInitUnicodeString:
  *   "*\FILE<"TXT" (any directory, FILE, anything up to the extension's period, which DOS_DOT
  *   takes, then TXT), upper case because FsRtlIsNameInExpression upcases only the name. It
- *   initializes a nonpaged lookaside list for the queue entries and an SList of done entries.
+ *   initializes a nonpaged lookaside list for the queue entries, an Ex lookaside list for the
+ *   worker's labels (ExInitializeLookasideListEx) and an SList of done entries.
  * - InstanceSetup gives each instance a context holding its callback data queue
  *   (FltCbdqInitialize): a list of callback data linked through their QueueLinks, under a fast
- *   mutex taken by the queue's acquire routine.
+ *   mutex taken by the queue's acquire routine (ExTryToAcquireFastMutex first, counting the
+ *   contended acquires).
  * - Pre-write takes the file's normalized name; when it matches (IgnoreCase), an entry from the
  *   lookaside list keeps a copy of the name (RtlCopyUnicodeString into the entry's buffer) and
  *   the queue's IO context; the write goes into the queue with FltCbdqInsertIo, a generic work
@@ -21,8 +23,8 @@
  * - The worker takes writes off the queue with FltCbdqRemoveNextIo, upcases the name with
  *   RtlUpcaseUnicodeString (allocating) to check it against the expression again, compares it
  *   with the original (RtlEqualUnicodeString, RtlCompareUnicodeString, RtlPrefixUnicodeString),
- *   builds a short label (RtlAppendUnicodeToString, then RtlAppendUnicodeStringToString of the
- *   name, which does not fit: STATUS_BUFFER_TOO_SMALL leaves the label unchanged), converts the
+ *   builds a short label in a buffer from the Ex lookaside list (RtlAppendUnicodeToString, then
+ *   RtlAppendUnicodeStringToString of the name, which does not fit: STATUS_BUFFER_TOO_SMALL leaves the label unchanged), converts the
  *   name to ANSI for the first log line, frees what the Rtl routines allocated, completes the
  *   write with FltCompletePendedPreOperation and pushes the entry onto the done SList; then
  *   flushes the SList and returns its entries to the lookaside list.
@@ -35,7 +37,7 @@
  * - The queue refuses writes (FltCbdqDisable) until InstanceSetup has attached its context
  *   (FltCbdqEnable), and again from InstanceTeardownStart.
  * - Unload stops new pends, waits for the outstanding work items (each holds an instance
- *   context), unregisters, then deletes the lookaside list.
+ *   context), unregisters, then deletes the lookaside lists.
  *
  * Broken twins, selected at build time:
  * - TWIN_LOOKASIDE_NOT_DELETED: unload returns without ExDeleteNPagedLookasideList.
@@ -68,6 +70,8 @@
 #define SPARE_TAG 'qsqC'
 #define INSTANCE_TAG 'qiqC'
 #define NAME_CHARS 96
+#define LABEL_TAG 'qlqC'
+#define LABEL_BYTES 32
 /* FLTFL_CALLBACK_DATA_IRP_OPERATION (the FLT_CALLBACK_DATA page's Flags), missing from Wine. */
 #define QUEUE_IRP_OPERATION 0x00000001
 
@@ -93,7 +97,9 @@ static DECLSPEC_ALIGN(64) NPAGED_LOOKASIDE_LIST g_entries;
 #ifdef TWIN_WRONG_LOOKASIDE
 static DECLSPEC_ALIGN(64) NPAGED_LOOKASIDE_LIST g_spares;
 #endif
+static DECLSPEC_ALIGN(64) LOOKASIDE_LIST_EX g_labels;
 static SLIST_HEADER g_done;
+static volatile LONG g_contended;
 static volatile LONG g_outstanding;
 static volatile LONG g_unloading;
 static volatile LONG g_pended;
@@ -148,7 +154,10 @@ static PFLT_CALLBACK_DATA QueuePeekNext(PFLT_CALLBACK_DATA_QUEUE cbdq, PFLT_CALL
 static VOID QueueAcquire(PFLT_CALLBACK_DATA_QUEUE cbdq, PKIRQL irql)
 {
     (void)irql;
-    ExAcquireFastMutex(&QUEUE_OF(cbdq)->lock);
+    if (!ExTryToAcquireFastMutex(&QUEUE_OF(cbdq)->lock)) {
+        InterlockedIncrement(&g_contended);
+        ExAcquireFastMutex(&QUEUE_OF(cbdq)->lock);
+    }
 }
 
 static VOID QueueRelease(PFLT_CALLBACK_DATA_QUEUE cbdq, KIRQL irql)
@@ -163,21 +172,27 @@ static VOID CheckName(PQUEUE_ENTRY entry)
     UNICODE_STRING upper;
     UNICODE_STRING prefix;
     UNICODE_STRING label;
-    WCHAR label_buffer[16];
+    PWCHAR label_buffer;
     ANSI_STRING ansi;
 
-    /* A short label: the name rarely fits, and STATUS_BUFFER_TOO_SMALL leaves the label as it
-     * was (the marker alone), which is all the log needs. */
+    /* A short label from the labels' lookaside list (none when it cannot be had): the name
+     * rarely fits, and STATUS_BUFFER_TOO_SMALL leaves the label as it was (the marker alone),
+     * which is all the log needs. */
+    label_buffer = ExAllocateFromLookasideListEx(&g_labels);
     label.Buffer = label_buffer;
     label.Length = 0;
-    label.MaximumLength = sizeof(label_buffer);
-    if (!NT_SUCCESS(RtlAppendUnicodeToString(&label, g_marker)) ||
-        (RtlAppendUnicodeStringToString(&label, &entry->name) != STATUS_BUFFER_TOO_SMALL &&
-         entry->name.Length > sizeof(label_buffer))) {
+    label.MaximumLength = label_buffer == NULL ? 0 : LABEL_BYTES;
+    if (label_buffer != NULL &&
+        (!NT_SUCCESS(RtlAppendUnicodeToString(&label, g_marker)) ||
+         (RtlAppendUnicodeStringToString(&label, &entry->name) != STATUS_BUFFER_TOO_SMALL &&
+          entry->name.Length > LABEL_BYTES))) {
         InterlockedIncrement(&g_mismatches);
     }
 
     if (!NT_SUCCESS(RtlUpcaseUnicodeString(&upper, &entry->name, TRUE))) {
+        if (label_buffer != NULL) {
+            ExFreeToLookasideListEx(&g_labels, label_buffer);
+        }
         return;
     }
     RtlInitUnicodeString(&prefix, g_volume_prefix);
@@ -194,6 +209,9 @@ static VOID CheckName(PQUEUE_ENTRY entry)
         RtlFreeAnsiString(&ansi);
     }
     RtlFreeUnicodeString(&upper);
+    if (label_buffer != NULL) {
+        ExFreeToLookasideListEx(&g_labels, label_buffer);
+    }
 }
 
 /* Returns the done entries to the lookaside list. */
@@ -483,6 +501,7 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
 #ifndef TWIN_LOOKASIDE_NOT_DELETED
     ExDeleteNPagedLookasideList(&g_entries);
 #endif
+    ExDeleteLookasideListEx(&g_labels);
 #ifdef TWIN_WRONG_LOOKASIDE
     ExDeleteNPagedLookasideList(&g_spares);
 #endif
@@ -527,6 +546,15 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
                                     2 * sizeof(QUEUE_ENTRY), SPARE_TAG, 0);
 #endif
     InitializeSListHead(&g_done);
+    status = ExInitializeLookasideListEx(&g_labels, NULL, NULL, NonPagedPoolNx, 0, LABEL_BYTES,
+                                         LABEL_TAG, 0);
+    if (!NT_SUCCESS(status)) {
+        ExDeleteNPagedLookasideList(&g_entries);
+#ifdef TWIN_WRONG_LOOKASIDE
+        ExDeleteNPagedLookasideList(&g_spares);
+#endif
+        return status;
+    }
 #ifdef TWIN_FAST_MUTEX_AT_DISPATCH
     KeInitializeSpinLock(&g_spin);
 #endif
@@ -538,6 +566,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
         }
     }
     if (!NT_SUCCESS(status)) {
+        ExDeleteLookasideListEx(&g_labels);
         ExDeleteNPagedLookasideList(&g_entries);
 #ifdef TWIN_WRONG_LOOKASIDE
         ExDeleteNPagedLookasideList(&g_spares);

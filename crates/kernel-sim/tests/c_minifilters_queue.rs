@@ -107,7 +107,8 @@ fn queue_twin_lookaside_not_deleted_is_caught() {
     );
 }
 
-/// `ExAcquireFastMutex` at DISPATCH_LEVEL (under a spin lock) breaks its IRQL rule.
+/// The queue's fast mutex taken at DISPATCH_LEVEL (an insert under a spin lock) breaks
+/// `ExTryToAcquireFastMutex`'s IRQL rule.
 #[test]
 fn queue_twin_fast_mutex_at_dispatch_is_caught() {
     let Some(twin) = build("queue", Some("fast-mutex-at-dispatch")) else {
@@ -117,9 +118,9 @@ fn queue_twin_fast_mutex_at_dispatch_is_caught() {
         &twin,
         None,
         "Irql",
-        "ExAcquireFastMutex",
+        "ExTryToAcquireFastMutex",
         "PreWrite",
-        "ExAcquireFastMutex: IRQL <= APC_LEVEL",
+        "ExTryToAcquireFastMutex: IRQL <= APC_LEVEL",
     );
 }
 
