@@ -368,6 +368,27 @@ pub struct IoConfig {
     /// Make every normalized name query fail (`STATUS_OBJECT_PATH_NOT_FOUND`, as when a parent
     /// directory cannot be opened for normalization), to exercise opened-name fallbacks.
     pub fail_normalized_names: bool,
+    /// Requestors cancel some of the operations a filter pends (as `CancelIoEx` would), so
+    /// that the filter's cancel paths run (`world::cancel`); `None`: never.
+    pub cancel_pended: Option<CancelPolicy>,
+}
+
+/// Which pended operations their requestors cancel, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CancelPolicy {
+    /// Cancel every `every`-th operation a pre-operation callback pends (1: all of them).
+    pub every: u64,
+    /// How long the requestor waits for the completion before it cancels.
+    pub after: Duration,
+}
+
+impl CancelPolicy {
+    /// The stress workload's: every third pended operation, canceled after 1 ms (before a
+    /// work item, queued 5 ms after, has run).
+    pub const STRESS: Self = Self {
+        every: 3,
+        after: Duration::from_millis(1),
+    };
 }
 
 /// The kind of file system a synthetic volume has.

@@ -105,7 +105,8 @@
 //!   `FLT_CALLBACK_DATA`/`FLT_IO_PARAMETER_BLOCK`/`FLT_RELATED_OBJECTS`/`FILE_OBJECT`s and runs
 //!   the pre- and post-operation callbacks at Windows' IRQLs (posts optionally at
 //!   DISPATCH_LEVEL, [`IoConfig::post_ops_at_dispatch`]). Checked: pre/post statuses,
-//!   completion-context misuse, IRQL restored.
+//!   completion-context misuse, IRQL restored. Requestors cancel some pended operations
+//!   ([`IoConfig::cancel_pended`], a [`CancelPolicy`]; `world::cancel`, `fltmgr::cbdq`).
 //! * **Names and contexts** (`fltmgr::names`, `fltmgr::contexts`): reference-counted
 //!   `FLT_FILE_NAME_INFORMATION` (normalized = canonical, opened = as spelled; failable,
 //!   [`IoConfig::fail_normalized_names`]) and stream-handle and instance contexts from the
@@ -158,8 +159,8 @@ mod sim;
 mod world;
 
 pub use config::{
-    IoConfig, PausePoint, PoolKind, ProcessConfig, Registry, RegistryKey, RegistryValue, SimConfig,
-    SuspendPlan, UnloadKind, VolumeKind, WindowsBuild,
+    CancelPolicy, IoConfig, PausePoint, PoolKind, ProcessConfig, Registry, RegistryKey,
+    RegistryValue, SimConfig, SuspendPlan, UnloadKind, VolumeKind, WindowsBuild,
 };
 pub use faults::{FaultPlan, RandomFailures};
 pub use fltmgr::instances::VolumeId;

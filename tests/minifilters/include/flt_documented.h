@@ -450,6 +450,137 @@ BOOLEAN FltIsIoCanceled(PFLT_CALLBACK_DATA CallbackData);
 #endif
 #ifndef STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST
 #define STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST ((NTSTATUS)0xC01C0003L)
+/* Memory and locks (issue 18): what Wine's headers leave out, written from the reference pages.
+ * On x64 the WDK's InterlockedPushEntrySList, InterlockedPopEntrySList and
+ * InterlockedFlushSList are macros for the Exp... exports, and the allocate/free of lookaside
+ * lists are inline: they pop or push the list's SList head and call its Allocate / Free
+ * pointers when it is empty / full (the behaviour the pages describe; mingw-w64's wdm.h has
+ * the same shape).
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-initializeslisthead
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-exquerydepthslist
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-extrytoacquirefastmutex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-exinitializelookasidelistex
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-exallocatefromnpagedlookasidelist
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-exfreetonpagedlookasidelist */
+VOID InitializeSListHead(PSLIST_HEADER SListHead);
+PSLIST_ENTRY ExpInterlockedPushEntrySList(PSLIST_HEADER ListHead, PSLIST_ENTRY ListEntry);
+PSLIST_ENTRY ExpInterlockedPopEntrySList(PSLIST_HEADER ListHead);
+PSLIST_ENTRY ExpInterlockedFlushSList(PSLIST_HEADER ListHead);
+USHORT ExQueryDepthSList(PSLIST_HEADER SListHead);
+BOOLEAN ExTryToAcquireFastMutex(PFAST_MUTEX FastMutex);
+NTSTATUS ExInitializeLookasideListEx(PLOOKASIDE_LIST_EX Lookaside, PALLOCATE_FUNCTION_EX Allocate,
+                                     PFREE_FUNCTION_EX Free, POOL_TYPE PoolType, ULONG Flags,
+                                     SIZE_T Size, ULONG Tag, USHORT Depth);
+VOID ExDeleteLookasideListEx(PLOOKASIDE_LIST_EX Lookaside);
+
+static inline PVOID ExAllocateFromNPagedLookasideList(PNPAGED_LOOKASIDE_LIST Lookaside)
+{
+    PVOID entry;
+
+    Lookaside->L.TotalAllocates += 1;
+    entry = ExpInterlockedPopEntrySList(&Lookaside->L.ListHead);
+    if (entry == NULL) {
+        Lookaside->L.AllocateMisses += 1;
+        entry = Lookaside->L.Allocate(Lookaside->L.Type, Lookaside->L.Size, Lookaside->L.Tag);
+    }
+    return entry;
+}
+
+static inline VOID ExFreeToNPagedLookasideList(PNPAGED_LOOKASIDE_LIST Lookaside, PVOID Entry)
+{
+    Lookaside->L.TotalFrees += 1;
+    if (ExQueryDepthSList(&Lookaside->L.ListHead) >= Lookaside->L.Depth) {
+        Lookaside->L.FreeMisses += 1;
+        Lookaside->L.Free(Entry);
+    } else {
+        ExpInterlockedPushEntrySList(&Lookaside->L.ListHead, (PSLIST_ENTRY)Entry);
+    }
+}
+
+static inline PVOID ExAllocateFromLookasideListEx(PLOOKASIDE_LIST_EX Lookaside)
+{
+    PVOID entry;
+
+    Lookaside->L.TotalAllocates += 1;
+    entry = ExpInterlockedPopEntrySList(&Lookaside->L.ListHead);
+    if (entry == NULL) {
+        Lookaside->L.AllocateMisses += 1;
+        entry = Lookaside->L.AllocateEx(Lookaside->L.Type, Lookaside->L.Size, Lookaside->L.Tag,
+                                        Lookaside);
+    }
+    return entry;
+}
+
+static inline VOID ExFreeToLookasideListEx(PLOOKASIDE_LIST_EX Lookaside, PVOID Entry)
+{
+    Lookaside->L.TotalFrees += 1;
+    if (ExQueryDepthSList(&Lookaside->L.ListHead) >= Lookaside->L.Depth) {
+        Lookaside->L.FreeMisses += 1;
+        Lookaside->L.FreeEx(Entry, Lookaside);
+    } else {
+        ExpInterlockedPushEntrySList(&Lookaside->L.ListHead, (PSLIST_ENTRY)Entry);
+    }
+}
+
+/* The DOS wildcards of FsRtlIsNameInExpression
+ * (https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/ntifs/nf-ntifs-_fsrtl_advanced_fcb_header-fsrtlisnameinexpression). */
+#ifndef DOS_STAR
+#define DOS_STAR (L'<')
+#define DOS_QM (L'>')
+#define DOS_DOT (L'"')
+#endif
+
+/* Cancel-safe callback data queues and cancel routines (issue 18). FLT_CALLBACK_DATA_QUEUE is
+ * opaque (its page): room for Filter Manager's IO_CSQ, flags, instance and the six routines
+ * (128 bytes on x64). FLT_CALLBACK_DATA_QUEUE_IO_CONTEXT is an IO_CSQ_IRP_CONTEXT (Type, Irp,
+ * Csq).
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqinitialize
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqinsertio
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqremoveio
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqremovenextio
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqdisable
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcbdqenable
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltsetcancelcompletion
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltclearcancelcompletion */
+typedef struct _FLT_CALLBACK_DATA_QUEUE {
+    PVOID Opaque[16];
+} FLT_CALLBACK_DATA_QUEUE, *PFLT_CALLBACK_DATA_QUEUE;
+typedef struct _FLT_CALLBACK_DATA_QUEUE_IO_CONTEXT {
+    ULONG Type;
+    PVOID Irp;
+    PVOID Csq;
+} FLT_CALLBACK_DATA_QUEUE_IO_CONTEXT, *PFLT_CALLBACK_DATA_QUEUE_IO_CONTEXT;
+typedef NTSTATUS (*PFLT_CALLBACK_DATA_QUEUE_INSERT_IO)(PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                                                       PFLT_CALLBACK_DATA Cbd, PVOID InsertContext);
+typedef VOID (*PFLT_CALLBACK_DATA_QUEUE_REMOVE_IO)(PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                                                   PFLT_CALLBACK_DATA Cbd);
+typedef PFLT_CALLBACK_DATA (*PFLT_CALLBACK_DATA_QUEUE_PEEK_NEXT_IO)(PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                                                                    PFLT_CALLBACK_DATA Cbd,
+                                                                    PVOID PeekContext);
+typedef VOID (*PFLT_CALLBACK_DATA_QUEUE_ACQUIRE)(PFLT_CALLBACK_DATA_QUEUE Cbdq, PKIRQL Irql);
+typedef VOID (*PFLT_CALLBACK_DATA_QUEUE_RELEASE)(PFLT_CALLBACK_DATA_QUEUE Cbdq, KIRQL Irql);
+typedef VOID (*PFLT_CALLBACK_DATA_QUEUE_COMPLETE_CANCELED_IO)(PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                                                              PFLT_CALLBACK_DATA Cbd);
+typedef VOID (*PFLT_COMPLETE_CANCELED_CALLBACK)(PFLT_CALLBACK_DATA CallbackData);
+NTSTATUS FltCbdqInitialize(PFLT_INSTANCE Instance, PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                           PFLT_CALLBACK_DATA_QUEUE_INSERT_IO CbdqInsertIo,
+                           PFLT_CALLBACK_DATA_QUEUE_REMOVE_IO CbdqRemoveIo,
+                           PFLT_CALLBACK_DATA_QUEUE_PEEK_NEXT_IO CbdqPeekNextIo,
+                           PFLT_CALLBACK_DATA_QUEUE_ACQUIRE CbdqAcquire,
+                           PFLT_CALLBACK_DATA_QUEUE_RELEASE CbdqRelease,
+                           PFLT_CALLBACK_DATA_QUEUE_COMPLETE_CANCELED_IO CbdqCompleteCanceledIo);
+NTSTATUS FltCbdqInsertIo(PFLT_CALLBACK_DATA_QUEUE Cbdq, PFLT_CALLBACK_DATA Cbd,
+                         PFLT_CALLBACK_DATA_QUEUE_IO_CONTEXT Context, PVOID InsertContext);
+PFLT_CALLBACK_DATA FltCbdqRemoveIo(PFLT_CALLBACK_DATA_QUEUE Cbdq,
+                                   PFLT_CALLBACK_DATA_QUEUE_IO_CONTEXT Context);
+PFLT_CALLBACK_DATA FltCbdqRemoveNextIo(PFLT_CALLBACK_DATA_QUEUE Cbdq, PVOID PeekContext);
+VOID FltCbdqDisable(PFLT_CALLBACK_DATA_QUEUE Cbdq);
+VOID FltCbdqEnable(PFLT_CALLBACK_DATA_QUEUE Cbdq);
+NTSTATUS FltSetCancelCompletion(PFLT_CALLBACK_DATA CallbackData,
+                                PFLT_COMPLETE_CANCELED_CALLBACK CanceledCallback);
+NTSTATUS FltClearCancelCompletion(PFLT_CALLBACK_DATA CallbackData);
+#ifndef STATUS_FLT_CBDQ_DISABLED
+#define STATUS_FLT_CBDQ_DISABLED ((NTSTATUS)0xC01C000EL)
 #endif
 
 /* Every operation (issue 18): the pseudo-operation codes of fltKernel.h, listed on

@@ -121,6 +121,17 @@ routines! {
         FltFreeCallbackData => crate::fltmgr::callback_data::flt_free_callback_data, AtMost(DISPATCH_LEVEL);
         FltCancelIo => crate::fltmgr::callback_data::flt_cancel_io, AtMost(DISPATCH_LEVEL);
         FltIsIoCanceled => crate::fltmgr::callback_data::flt_is_io_canceled, crate::kernel::IrqlRule::Any;
+        // Cancel-safe queues and cancel routines (issue 18): FltCbdqInitialize and
+        // FltClearCancelCompletion any IRQL; the others <= DISPATCH_LEVEL (<= APC_LEVEL when the
+        // queue's lock is a mutex or resource: the driver's lock routines answer for that).
+        FltCbdqInitialize => crate::fltmgr::cbdq::flt_cbdq_initialize, crate::kernel::IrqlRule::Any;
+        FltCbdqInsertIo => crate::fltmgr::cbdq::flt_cbdq_insert_io, AtMost(DISPATCH_LEVEL);
+        FltCbdqRemoveIo => crate::fltmgr::cbdq::flt_cbdq_remove_io, AtMost(DISPATCH_LEVEL);
+        FltCbdqRemoveNextIo => crate::fltmgr::cbdq::flt_cbdq_remove_next_io, AtMost(DISPATCH_LEVEL);
+        FltCbdqDisable => crate::fltmgr::cbdq::flt_cbdq_disable, AtMost(DISPATCH_LEVEL);
+        FltCbdqEnable => crate::fltmgr::cbdq::flt_cbdq_enable, AtMost(DISPATCH_LEVEL);
+        FltSetCancelCompletion => crate::fltmgr::cbdq::flt_set_cancel_completion, AtMost(DISPATCH_LEVEL);
+        FltClearCancelCompletion => crate::fltmgr::cbdq::flt_clear_cancel_completion, crate::kernel::IrqlRule::Any;
         // Operation requests (issue 18)
         FltLockUserBuffer => crate::fltmgr::operation_requests::flt_lock_user_buffer, AtMost(APC_LEVEL);
         FltRequestOperationStatusCallback => crate::fltmgr::operation_requests::flt_request_operation_status_callback, AtMost(APC_LEVEL);

@@ -21,6 +21,7 @@
 pub(crate) mod aligned_pool;
 pub(crate) mod callback_data;
 pub(crate) mod cancel;
+pub(crate) mod cbdq;
 pub(crate) mod context_deletion;
 pub(crate) mod contexts;
 pub(crate) mod dirty;
@@ -259,6 +260,8 @@ pub(crate) struct FltState {
     pub push_locks: BTreeMap<usize, Arc<pushlock::PushLock>>,
     /// Volumes, instances, open files, name information and contexts.
     pub io: files::IoState,
+    /// Callback data queues and the cancel state of pended operations (its own lock).
+    pub cancel: cbdq::CancelTable,
 }
 
 impl FltState {

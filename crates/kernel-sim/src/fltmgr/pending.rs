@@ -128,6 +128,7 @@ pub(crate) extern "win64" fn flt_complete_pended_pre_operation(
                 ),
             );
         }
+        crate::fltmgr::cbdq::check_completed(k, data as usize);
         let before = flt_read(k).io.pended.complete(
             data as usize,
             Pend::Open,

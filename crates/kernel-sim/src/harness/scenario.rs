@@ -181,6 +181,10 @@ impl ScenarioConfig {
         if let Some(plan) = config.suspend.as_mut() {
             plan.seed = plan.seed.wrapping_add(cycle);
         }
+        // Some pended operations are canceled by their requestors, so cancel paths run.
+        if config.io.cancel_pended.is_none() {
+            config.io.cancel_pended = Some(crate::config::CancelPolicy::STRESS);
+        }
         if config.io.volumes.is_empty() {
             config.io.volumes = vec![
                 (VolumeKind::Ntfs, r"\Device\HarddiskVolume1".into()),

@@ -158,6 +158,33 @@ pub(crate) struct Objects {
     /// References on those the driver holds: device address -> the callback each was taken
     /// in; each is dropped by `ObDereferenceObject`.
     pub device_references: BTreeMap<usize, Vec<&'static str>>,
+    /// String buffers an Rtl routine allocated (`RtlUpcaseUnicodeString`,
+    /// `RtlUnicodeStringToAnsiString`): buffer -> the allocating routine, until freed by
+    /// `RtlFreeUnicodeString` / `RtlFreeAnsiString` (`ntoskrnl::rtl_strings`).
+    pub rtl_buffers: BTreeMap<usize, &'static str>,
+    /// Live lookaside lists, by the address of their header (`ntoskrnl::lookaside`).
+    pub lookasides: BTreeMap<usize, LookasideRecord>,
+    /// Fast mutexes owned now, by address: (owner lock identity, IRQL before the acquire)
+    /// (`ntoskrnl::fast_mutex`).
+    pub fast_mutexes: BTreeMap<usize, (usize, u8)>,
+}
+
+/// A lookaside list the driver initialized (`ntoskrnl::lookaside`).
+#[derive(Clone, Debug)]
+pub(crate) struct LookasideRecord {
+    /// The initializing routine (`ExInitializeNPagedLookasideList`, `ExInitializeLookasideListEx`).
+    pub kind: &'static str,
+    /// Entry size in bytes.
+    pub size: usize,
+    /// Pool tag of its entries.
+    pub tag: u32,
+    /// Its entries come from kernel-sim's default allocate routine (no driver Allocate), so
+    /// every entry freed to it is a pool block of its size and tag.
+    pub default_allocator: bool,
+    /// The driver's Free routine (`PFREE_FUNCTION` or `PFREE_FUNCTION_EX`), if it gave one.
+    pub driver_free: Option<usize>,
+    /// The driver entry point that initialized it.
+    pub initialized_in: &'static str,
 }
 
 /// First kernel handle value: kernel handles have the top bit set.

@@ -81,6 +81,36 @@ routines! {
         ExAcquireResourceSharedLite => crate::ntoskrnl::resource::ex_acquire_resource_shared_lite, AtMost(APC_LEVEL);
         ExReleaseResourceLite => crate::ntoskrnl::resource::ex_release_resource_lite, AtMost(DISPATCH_LEVEL);
         ExDeleteResourceLite => crate::ntoskrnl::resource::ex_delete_resource_lite, AtMost(APC_LEVEL);
+        // Rtl strings, FsRtlIsNameInExpression, SLists, lookaside lists, fast mutexes (issue 18).
+        // Init, copy, append: <= DISPATCH_LEVEL over resident buffers (checked in the handlers);
+        // compare, equal, prefix, to-ANSI, name matching: PASSIVE_LEVEL; upcase and free:
+        // <= APC_LEVEL; SLists: any IRQL; lookaside lists <= DISPATCH_LEVEL; fast mutexes:
+        // acquire <= APC_LEVEL, release == APC_LEVEL.
+        RtlInitUnicodeString => crate::ntoskrnl::rtl_strings::rtl_init_unicode_string, AtMost(DISPATCH_LEVEL);
+        RtlCopyUnicodeString => crate::ntoskrnl::rtl_strings::rtl_copy_unicode_string, AtMost(DISPATCH_LEVEL);
+        RtlAppendUnicodeStringToString => crate::ntoskrnl::rtl_strings::rtl_append_unicode_string_to_string, AtMost(DISPATCH_LEVEL);
+        RtlAppendUnicodeToString => crate::ntoskrnl::rtl_strings::rtl_append_unicode_to_string, AtMost(DISPATCH_LEVEL);
+        RtlCompareUnicodeString => crate::ntoskrnl::rtl_strings::rtl_compare_unicode_string, AtMost(PASSIVE_LEVEL);
+        RtlEqualUnicodeString => crate::ntoskrnl::rtl_strings::rtl_equal_unicode_string, AtMost(PASSIVE_LEVEL);
+        RtlPrefixUnicodeString => crate::ntoskrnl::rtl_strings::rtl_prefix_unicode_string, AtMost(PASSIVE_LEVEL);
+        RtlUpcaseUnicodeString => crate::ntoskrnl::rtl_strings::rtl_upcase_unicode_string, AtMost(APC_LEVEL);
+        RtlFreeUnicodeString => crate::ntoskrnl::rtl_strings::rtl_free_unicode_string, AtMost(APC_LEVEL);
+        RtlUnicodeStringToAnsiString => crate::ntoskrnl::rtl_strings::rtl_unicode_string_to_ansi_string, AtMost(PASSIVE_LEVEL);
+        RtlFreeAnsiString => crate::ntoskrnl::rtl_strings::rtl_free_ansi_string, AtMost(PASSIVE_LEVEL);
+        FsRtlIsNameInExpression => crate::ntoskrnl::name_expression::fs_rtl_is_name_in_expression, AtMost(PASSIVE_LEVEL);
+        InitializeSListHead => crate::ntoskrnl::slist::initialize_slist_head, Any;
+        ExpInterlockedPushEntrySList => crate::ntoskrnl::slist::exp_interlocked_push_entry_slist, Any;
+        ExpInterlockedPopEntrySList => crate::ntoskrnl::slist::exp_interlocked_pop_entry_slist, Any;
+        ExpInterlockedFlushSList => crate::ntoskrnl::slist::exp_interlocked_flush_slist, Any;
+        ExQueryDepthSList => crate::ntoskrnl::slist::ex_query_depth_slist, Any;
+        RtlFirstEntrySList => crate::ntoskrnl::slist::rtl_first_entry_slist, Any;
+        ExInitializeNPagedLookasideList => crate::ntoskrnl::lookaside::ex_initialize_npaged_lookaside_list, AtMost(DISPATCH_LEVEL);
+        ExDeleteNPagedLookasideList => crate::ntoskrnl::lookaside::ex_delete_npaged_lookaside_list, AtMost(DISPATCH_LEVEL);
+        ExInitializeLookasideListEx => crate::ntoskrnl::lookaside::ex_initialize_lookaside_list_ex, AtMost(DISPATCH_LEVEL);
+        ExDeleteLookasideListEx => crate::ntoskrnl::lookaside::ex_delete_lookaside_list_ex, AtMost(DISPATCH_LEVEL);
+        ExAcquireFastMutex => crate::ntoskrnl::fast_mutex::ex_acquire_fast_mutex, AtMost(APC_LEVEL);
+        ExTryToAcquireFastMutex => crate::ntoskrnl::fast_mutex::ex_try_to_acquire_fast_mutex, AtMost(APC_LEVEL);
+        ExReleaseFastMutex => crate::ntoskrnl::fast_mutex::ex_release_fast_mutex, Exactly(APC_LEVEL);
     }
     variables {
         PsThreadType => (&raw const PS_THREAD_TYPE) as usize;

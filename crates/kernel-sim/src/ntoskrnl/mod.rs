@@ -8,9 +8,12 @@
 pub(crate) mod debug;
 pub(crate) mod event;
 pub(crate) mod exports;
+pub(crate) mod fast_mutex;
 pub(crate) mod io;
+pub(crate) mod lookaside;
 pub(crate) mod mdl;
 pub(crate) mod misc;
+pub(crate) mod name_expression;
 pub(crate) mod pool;
 pub(crate) mod pool_with_tag;
 pub(crate) mod process;
@@ -20,6 +23,10 @@ mod process_notify_tests;
 pub(crate) mod registry;
 pub(crate) mod resource;
 pub(crate) mod rtl;
+#[cfg(test)]
+mod rtl_lock_tests;
+pub(crate) mod rtl_strings;
+pub(crate) mod slist;
 pub(crate) mod sync;
 pub(crate) mod system_routine;
 pub(crate) mod thread;
@@ -39,6 +46,12 @@ pub(crate) mod status {
         STATUS_OBJECT_TYPE_MISMATCH as OBJECT_TYPE_MISMATCH,
         STATUS_VOLUME_DISMOUNTED as VOLUME_DISMOUNTED,
     };
+}
+
+/// Lookaside lists never deleted and fast mutexes still owned when the driver is gone (`why`).
+pub(crate) fn report_list_and_mutex_leaks(k: &crate::kernel::Kernel, why: &str) {
+    lookaside::report_leaks(k, why);
+    fast_mutex::report_leaks(k, why);
 }
 
 /// An NTSTATUS as `0x%08X`.

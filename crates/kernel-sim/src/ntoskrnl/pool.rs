@@ -156,6 +156,8 @@ pub(crate) fn free_block(k: &Kernel, routine: &str, block: PVOID, tag: Option<u3
         ),
         Ok((freed_block, before, after)) => {
             crate::ntoskrnl::resource::check_free(k, routine, block as usize, freed_block.size);
+            crate::ntoskrnl::lookaside::check_free(k, routine, block as usize, freed_block.size);
+            crate::ntoskrnl::fast_mutex::check_free(k, routine, block as usize, freed_block.size);
             // FltAllocatePoolAlignedWithTag's buffers are freed by FltFreePoolAlignedWithTag
             // and by nothing else (its page, Remarks), and that routine frees nothing else.
             let aligned_free = routine == "FltFreePoolAlignedWithTag";

@@ -474,27 +474,9 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
     crate::ntoskrnl::mdl::report_leaks(k, why);
     crate::ntoskrnl::resource::report_leaks(k, why);
     crate::ntoskrnl::thread::report_device_reference_leaks(k, why);
+    crate::ntoskrnl::report_list_and_mutex_leaks(k, why);
     crate::ntoskrnl::process_notify::report_registered_at_unload(k, why);
-    let leaks = lock(&k.pool).drain_leaks();
-    for (tag, blocks) in &leaks {
-        let total: usize = blocks.iter().map(|b| b.0).sum();
-        let sizes: Vec<String> = blocks
-            .iter()
-            .map(|(size, by, irql)| {
-                format!("{size} B from {by} at {}", crate::kernel::irql_name(*irql))
-            })
-            .collect();
-        k.violation(
-            ViolationKind::PoolLeak,
-            "every pool block is freed before the driver is gone",
-            format!(
-                "after {why}: {} block(s), {total} bytes, tag '{}': {}",
-                blocks.len(),
-                tag_text(*tag),
-                sizes.join(", ")
-            ),
-        );
-    }
+    report_pool_leaks(k, why);
     let (handles, referenced, devices) = {
         let mut objects = lock(&k.objects);
         let handles = objects.open_handles();
@@ -534,6 +516,35 @@ pub(crate) fn report_leaks(k: &Kernel, why: &str) {
             format!("after {why}: device object {device:#x} not deleted"),
         );
     }
+    report_filter_manager_leaks(k, why);
+}
+
+/// Pool blocks the gone driver never freed, by tag.
+fn report_pool_leaks(k: &Kernel, why: &str) {
+    let leaks = lock(&k.pool).drain_leaks();
+    for (tag, blocks) in &leaks {
+        let total: usize = blocks.iter().map(|b| b.0).sum();
+        let sizes: Vec<String> = blocks
+            .iter()
+            .map(|(size, by, irql)| {
+                format!("{size} B from {by} at {}", crate::kernel::irql_name(*irql))
+            })
+            .collect();
+        k.violation(
+            ViolationKind::PoolLeak,
+            "every pool block is freed before the driver is gone",
+            format!(
+                "after {why}: {} block(s), {total} bytes, tag '{}': {}",
+                blocks.len(),
+                tag_text(*tag),
+                sizes.join(", ")
+            ),
+        );
+    }
+}
+
+/// Filter Manager objects the gone driver left: a registration, ports, security descriptors.
+fn report_filter_manager_leaks(k: &Kernel, why: &str) {
     let flt = flt_write(k);
     let filters = flt.filters.values().filter(|f| !f.unregistered).count();
     let mut ports: Vec<String> = flt

@@ -697,6 +697,7 @@ impl Io {
         let k = &self.kernel;
         let limit = k.config.pend_limit.min(k.config.hang_timeout / 2);
         let deadline = Instant::now() + limit;
+        crate::world::cancel::maybe_cancel(k, at.data, deadline);
         let completed = k.wait_until(Some(deadline), "a pended pre-operation", || {
             matches!(
                 flt_read(k).io.pended.get(at.data),

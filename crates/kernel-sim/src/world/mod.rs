@@ -4,6 +4,9 @@
 //! communication ports ([`client`]). Host code, on the test's threads; it calls into the driver
 //! only through Filter Manager's state and the kernel below.
 
+pub(crate) mod cancel;
+#[cfg(test)]
+mod cancel_tests;
 pub(crate) mod client;
 #[cfg(test)]
 mod filter_io_tests;
