@@ -450,6 +450,8 @@ BOOLEAN FltIsIoCanceled(PFLT_CALLBACK_DATA CallbackData);
 #endif
 #ifndef STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST
 #define STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST ((NTSTATUS)0xC01C0003L)
+#endif
+
 /* Memory and locks (issue 18): what Wine's headers leave out, written from the reference pages.
  * On x64 the WDK's InterlockedPushEntrySList, InterlockedPopEntrySList and
  * InterlockedFlushSList are macros for the Exp... exports, and the allocate/free of lookaside
