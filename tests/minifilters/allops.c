@@ -49,6 +49,7 @@
 #include <ddk/ntifs.h>
 #include <ddk/fltkernel.h>
 #include "flt_documented.h"
+#include "entry_gate.h"
 
 /* IRQLs (wdm.h's values; Wine's wdm.h does not define them for x64). */
 #ifndef APC_LEVEL
@@ -476,7 +477,9 @@ static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
     {IRP_MJ_OPERATION_END, 0, NULL, NULL, NULL},
 };
 
-static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+/* The filter's own teardown, run by FilterUnload once DriverEntry has returned
+ * (entry_gate.h). */
+static NTSTATUS Teardown(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     int slot;
 
@@ -491,6 +494,11 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
     DbgPrint("allops: anomalies %ld locked %ld status %ld/%ld disallowed %ld\n", g_anomalies,
              g_locked, g_status_called, g_status_requested, g_disallowed);
     return STATUS_SUCCESS;
+}
+
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    return EntryGateUnload(flags, Teardown);
 }
 
 static const FLT_REGISTRATION g_registration = {
@@ -513,7 +521,8 @@ static const FLT_REGISTRATION g_registration = {
     NULL,
 };
 
-NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+/* The filter's own setup, run by DriverEntry inside the entry gate (entry_gate.h). */
+static NTSTATUS Setup(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
     NTSTATUS status;
 
@@ -527,4 +536,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
         FltUnregisterFilter(g_filter);
     }
     return status;
+}
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    return EntryGateRun(driver, registry_path, Setup);
 }

@@ -69,6 +69,7 @@
 #include <ddk/ntifs.h>
 #include <ddk/fltkernel.h>
 #include "flt_documented.h"
+#include "entry_gate.h"
 
 /* Pool tags 'Cctx', 'Cins', 'Cvol' and 'Ccnt', as little-endian ULONGs. */
 #define HANDLE_CONTEXT_TAG 0x78746343u
@@ -465,7 +466,9 @@ static VOID SetVolumeContext(PCFLT_RELATED_OBJECTS objects)
     FltReleaseContext(context);
 }
 
-static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+/* The filter's own teardown, run by FilterUnload once DriverEntry has returned
+ * (entry_gate.h). */
+static NTSTATUS Teardown(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
     /* No detach item is queued from here on; the one queued is waited for, as Filter Manager
@@ -485,6 +488,11 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
 #endif
     g_counters = NULL;
     return STATUS_SUCCESS;
+}
+
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    return EntryGateUnload(flags, Teardown);
 }
 
 static NTSTATUS InstanceSetup(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_SETUP_FLAGS flags,
@@ -555,7 +563,8 @@ static const FLT_REGISTRATION g_registration = {
     .InstanceQueryTeardownCallback = InstanceQueryTeardown,
 };
 
-NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+/* The filter's own setup, run by DriverEntry inside the entry gate (entry_gate.h). */
+static NTSTATUS Setup(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
     NTSTATUS status;
 
@@ -587,4 +596,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
         g_counters = NULL;
     }
     return status;
+}
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    return EntryGateRun(driver, registry_path, Setup);
 }

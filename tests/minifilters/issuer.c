@@ -50,6 +50,7 @@
 #include <dpfilter.h>
 #include <winioctl.h>
 #include "flt_documented.h"
+#include "entry_gate.h"
 
 #define ISSUER_TAG 'rssI'
 #define HEAD_BYTES 16
@@ -439,7 +440,9 @@ static FLT_PREOP_CALLBACK_STATUS PreCount(PFLT_CALLBACK_DATA data, PCFLT_RELATED
     return FLT_PREOP_SUCCESS_NO_CALLBACK;
 }
 
-static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+/* The filter's own teardown, run by FilterUnload once DriverEntry has returned
+ * (entry_gate.h). */
+static NTSTATUS Teardown(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     LARGE_INTEGER interval;
 
@@ -458,6 +461,11 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
     return STATUS_SUCCESS;
 }
 
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    return EntryGateUnload(flags, Teardown);
+}
+
 static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
     {IRP_MJ_CLEANUP, 0, PreCleanup, NULL, NULL},
     {IRP_MJ_READ, 0, PreCount, NULL, NULL},
@@ -473,7 +481,8 @@ static const FLT_REGISTRATION g_registration = {
     .FilterUnloadCallback = FilterUnload,
 };
 
-NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+/* The filter's own setup, run by DriverEntry inside the entry gate (entry_gate.h). */
+static NTSTATUS Setup(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
     NTSTATUS status;
 
@@ -487,4 +496,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
         FltUnregisterFilter(g_filter);
     }
     return status;
+}
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    return EntryGateRun(driver, registry_path, Setup);
 }

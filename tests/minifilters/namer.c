@@ -58,6 +58,7 @@
 #include <ddk/fltkernel.h>
 #include <dpfilter.h>
 #include "flt_documented.h"
+#include "entry_gate.h"
 
 static PFLT_FILTER g_filter;
 static volatile LONG g_parsed;
@@ -335,7 +336,9 @@ static VOID InstanceTeardownStart(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_TE
     }
 }
 
-static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+/* The filter's own teardown, run by FilterUnload once DriverEntry has returned
+ * (entry_gate.h). */
+static NTSTATUS Teardown(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
     FltUnregisterFilter(g_filter);
@@ -345,6 +348,11 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
                g_parsed, g_text_files, g_cleanup_names, g_generated, g_normalized,
                g_tunnel_checks, g_stream_opens);
     return STATUS_SUCCESS;
+}
+
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    return EntryGateUnload(flags, Teardown);
 }
 
 static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
@@ -372,7 +380,8 @@ static const FLT_REGISTRATION g_registration = {
     .NormalizeNameComponentExCallback = NormalizeNameComponentEx,
 };
 
-NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+/* The filter's own setup, run by DriverEntry inside the entry gate (entry_gate.h). */
+static NTSTATUS Setup(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
     NTSTATUS status;
 
@@ -386,4 +395,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
         FltUnregisterFilter(g_filter);
     }
     return status;
+}
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    return EntryGateRun(driver, registry_path, Setup);
 }

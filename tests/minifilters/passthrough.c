@@ -29,6 +29,7 @@
 #include <ddk/fltkernel.h>
 #include <dpfilter.h>
 #include "flt_documented.h"
+#include "entry_gate.h"
 
 #define PORT_NAME L"\\CPassthroughPort"
 
@@ -120,12 +121,19 @@ static VOID Disconnect(PVOID connection_cookie)
     FltCloseClientPort(g_filter, &g_client_port);
 }
 
-static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+/* The filter's own teardown, run by FilterUnload once DriverEntry has returned
+ * (entry_gate.h). */
+static NTSTATUS Teardown(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
     FltCloseCommunicationPort(g_server_port);
     FltUnregisterFilter(g_filter);
     return STATUS_SUCCESS;
+}
+
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    return EntryGateUnload(flags, Teardown);
 }
 
 static NTSTATUS InstanceSetup(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_SETUP_FLAGS flags,
@@ -152,7 +160,8 @@ static const FLT_REGISTRATION g_registration = {
     .InstanceSetupCallback = InstanceSetup,
 };
 
-NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+/* The filter's own setup, run by DriverEntry inside the entry gate (entry_gate.h). */
+static NTSTATUS Setup(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
     static const WCHAR port_name[] = PORT_NAME;
     UNICODE_STRING name;
@@ -190,4 +199,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
     }
     DbgPrint("passthrough: filtering, port %ws\n", port_name);
     return status;
+}
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    return EntryGateRun(driver, registry_path, Setup);
 }

@@ -65,6 +65,7 @@
 #include <ddk/fltkernel.h>
 #include <dpfilter.h>
 #include "flt_documented.h"
+#include "entry_gate.h"
 
 #define QUEUE_TAG 'quqC'
 #define SPARE_TAG 'qsqC'
@@ -482,7 +483,9 @@ static VOID InstanceTeardownStart(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_TE
     }
 }
 
-static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+/* The filter's own teardown, run by FilterUnload once DriverEntry has returned
+ * (entry_gate.h). */
+static NTSTATUS Teardown(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     LARGE_INTEGER interval;
 
@@ -512,6 +515,11 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
     return STATUS_SUCCESS;
 }
 
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    return EntryGateUnload(flags, Teardown);
+}
+
 static const FLT_CONTEXT_REGISTRATION g_contexts[] = {
     {.ContextType = FLT_INSTANCE_CONTEXT, .Size = sizeof(QUEUE_INSTANCE), .PoolTag = INSTANCE_TAG},
     {.ContextType = FLT_CONTEXT_END},
@@ -532,7 +540,8 @@ static const FLT_REGISTRATION g_registration = {
     .InstanceTeardownStartCallback = InstanceTeardownStart,
 };
 
-NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+/* The filter's own setup, run by DriverEntry inside the entry gate (entry_gate.h). */
+static NTSTATUS Setup(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
     NTSTATUS status;
 
@@ -573,4 +582,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 #endif
     }
     return status;
+}
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    return EntryGateRun(driver, registry_path, Setup);
 }

@@ -37,6 +37,7 @@
 #include <ddk/fltkernel.h>
 #include <dpfilter.h>
 #include "flt_documented.h"
+#include "entry_gate.h"
 
 #define READER_TAG 'rdrC'
 #define HEAD_BYTES 16
@@ -217,7 +218,9 @@ static FLT_POSTOP_CALLBACK_STATUS PostCleanup(PFLT_CALLBACK_DATA data, PCFLT_REL
     return status;
 }
 
-static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+/* The filter's own teardown, run by FilterUnload once DriverEntry has returned
+ * (entry_gate.h). */
+static NTSTATUS Teardown(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
     InterlockedExchange(&g_unloading, 1);
@@ -238,6 +241,11 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
     return STATUS_SUCCESS;
 }
 
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    return EntryGateUnload(flags, Teardown);
+}
+
 static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
     {IRP_MJ_CREATE, 0, NULL, PostCreate, NULL},
     {IRP_MJ_WRITE, 0, PreWrite, NULL, NULL},
@@ -252,7 +260,8 @@ static const FLT_REGISTRATION g_registration = {
     .FilterUnloadCallback = FilterUnload,
 };
 
-NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+/* The filter's own setup, run by DriverEntry inside the entry gate (entry_gate.h). */
+static NTSTATUS Setup(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
     NTSTATUS status;
 
@@ -266,4 +275,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
         FltUnregisterFilter(g_filter);
     }
     return status;
+}
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    return EntryGateRun(driver, registry_path, Setup);
 }

@@ -29,6 +29,7 @@
 #include <ddk/ntifs.h>
 #include <ddk/fltkernel.h>
 #include "flt_documented.h"
+#include "entry_gate.h"
 
 #define PORT_NAME L"\\CScannerPort"
 /* Pool tag 'Cscn', as a little-endian ULONG. */
@@ -167,13 +168,20 @@ static VOID Disconnect(PVOID connection_cookie)
     KeLeaveCriticalRegion();
 }
 
-static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+/* The filter's own teardown, run by FilterUnload once DriverEntry has returned
+ * (entry_gate.h). */
+static NTSTATUS Teardown(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
     FltCloseCommunicationPort(g_server_port);
     FltUnregisterFilter(g_filter);
     FltDeletePushLock(PORT_LOCK);
     return STATUS_SUCCESS;
+}
+
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    return EntryGateUnload(flags, Teardown);
 }
 
 static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
@@ -188,7 +196,8 @@ static const FLT_REGISTRATION g_registration = {
     .FilterUnloadCallback = FilterUnload,
 };
 
-NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+/* The filter's own setup, run by DriverEntry inside the entry gate (entry_gate.h). */
+static NTSTATUS Setup(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
     static const WCHAR port_name[] = PORT_NAME;
     UNICODE_STRING name;
@@ -225,4 +234,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
         FltDeletePushLock(PORT_LOCK);
     }
     return status;
+}
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    return EntryGateRun(driver, registry_path, Setup);
 }

@@ -34,6 +34,7 @@
 #include <ddk/fltkernel.h>
 #include <dpfilter.h>
 #include "flt_documented.h"
+#include "entry_gate.h"
 
 #define SWAP_BUFFER_TAG 'bwsC'
 #define SWAP_CONTEXT_TAG 'cwsC'
@@ -232,11 +233,18 @@ static NTSTATUS InstanceSetup(PCFLT_RELATED_OBJECTS objects, FLT_INSTANCE_SETUP_
     return NT_SUCCESS(status) ? STATUS_SUCCESS : STATUS_FLT_DO_NOT_ATTACH;
 }
 
-static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+/* The filter's own teardown, run by FilterUnload once DriverEntry has returned
+ * (entry_gate.h). */
+static NTSTATUS Teardown(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
     FltUnregisterFilter(g_filter);
     return STATUS_SUCCESS;
+}
+
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    return EntryGateUnload(flags, Teardown);
 }
 
 static const FLT_CONTEXT_REGISTRATION g_contexts[] = {
@@ -260,7 +268,8 @@ static const FLT_REGISTRATION g_registration = {
     .InstanceSetupCallback = InstanceSetup,
 };
 
-NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+/* The filter's own setup, run by DriverEntry inside the entry gate (entry_gate.h). */
+static NTSTATUS Setup(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
     NTSTATUS status;
 
@@ -274,4 +283,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
         FltUnregisterFilter(g_filter);
     }
     return status;
+}
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    return EntryGateRun(driver, registry_path, Setup);
 }

@@ -48,6 +48,7 @@
 #include <ddk/fltkernel.h>
 #include <dpfilter.h>
 #include "flt_documented.h"
+#include "entry_gate.h"
 
 static PFLT_FILTER g_filter;
 /* Guards the three counters below (8-byte aligned, in the image's nonpaged data). */
@@ -225,7 +226,9 @@ static FLT_POSTOP_CALLBACK_STATUS PostSetInformation(PFLT_CALLBACK_DATA data,
     return FLT_POSTOP_FINISHED_PROCESSING;
 }
 
-static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+/* The filter's own teardown, run by FilterUnload once DriverEntry has returned
+ * (entry_gate.h). */
+static NTSTATUS Teardown(FLT_FILTER_UNLOAD_FLAGS flags)
 {
     (void)flags;
     FltUnregisterFilter(g_filter);
@@ -235,6 +238,11 @@ static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
                "tracker: %ld commit(s) with %ld change(s), %ld rollback(s)\n", g_commits,
                g_committed_changes, g_rollbacks);
     return STATUS_SUCCESS;
+}
+
+static NTSTATUS FilterUnload(FLT_FILTER_UNLOAD_FLAGS flags)
+{
+    return EntryGateUnload(flags, Teardown);
 }
 
 static const FLT_OPERATION_REGISTRATION g_callbacks[] = {
@@ -258,7 +266,8 @@ static const FLT_REGISTRATION g_registration = {
     .TransactionNotificationCallback = TransactionNotify,
 };
 
-NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+/* The filter's own setup, run by DriverEntry inside the entry gate (entry_gate.h). */
+static NTSTATUS Setup(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
     NTSTATUS status;
 
@@ -276,4 +285,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
         ExDeleteResourceLite(&g_lock);
     }
     return status;
+}
+
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
+{
+    return EntryGateRun(driver, registry_path, Setup);
 }

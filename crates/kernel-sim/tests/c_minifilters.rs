@@ -683,3 +683,37 @@ fn an_unknown_twin_fails_the_build() {
         other => panic!("expected UnknownTwin, got {other:?}"),
     }
 }
+
+/// Every production C filter survives its unload racing DriverEntry: `stress` with the race in
+/// every cycle (the unload requested the moment `FltRegisterFilter` returns) reports nothing,
+/// because each FilterUnload waits for DriverEntry to have returned (`entry_gate.h`). Without
+/// the gate, `tracker` and `reader` were caught tearing down under a running DriverEntry.
+#[test]
+fn production_filters_survive_an_unload_racing_driver_entry() {
+    for (name, port) in [
+        ("passthrough", Some(r"\CPassthroughPort")),
+        ("scanner", Some(r"\CScannerPort")),
+        ("handlectx", None),
+        ("tracker", None),
+        ("reader", None),
+        ("swapper", None),
+        ("namer", None),
+        ("issuer", None),
+        ("queue", None),
+    ] {
+        let Some(image) = build(name, None) else {
+            return;
+        };
+        let output = Command::new(env!("CARGO_BIN_EXE_kernel-sim"))
+            .arg("stress")
+            .arg("--image")
+            .arg(&image)
+            .args(["--cycles", "16", "--race-every", "1"])
+            .args(["--port", port.unwrap_or("none")])
+            .output()
+            .expect("kernel-sim runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{name}: {stdout}");
+        assert!(stdout.contains(" 16 race cycle(s)"), "{name}: {stdout}");
+    }
+}

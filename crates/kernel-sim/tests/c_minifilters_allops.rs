@@ -251,6 +251,17 @@ fn allops_is_clean_in_verify_and_bench() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
     assert!(stdout.contains(", 0 violation(s)"), "{stdout}");
+    // An unload racing DriverEntry in every cycle (the filter's entry gate holds it back).
+    let output = Command::new(env!("CARGO_BIN_EXE_kernel-sim"))
+        .arg("stress")
+        .arg("--image")
+        .arg(&image)
+        .args(["--cycles", "16", "--race-every", "1", "--port", "none"])
+        .output()
+        .expect("kernel-sim runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains(" 16 race cycle(s)"), "{stdout}");
 }
 
 /// The twin that frees the MDL `FltLockUserBuffer` gave it is caught by `IoFreeMdl` in its
