@@ -1232,6 +1232,7 @@ impl Io {
             },
         };
         let volume = file.volume;
+        let k = &self.kernel;
         let mut step = |io: &IoState, base: usize| {
             let write_at = base
                 + offset_of!(OperationBlock, iopb)
@@ -1240,13 +1241,20 @@ impl Io {
             let (Some(v), Some(handle)) = (io.volumes.get(volume.0), fs_handle) else {
                 return (status::INVALID_DEVICE_REQUEST, 0);
             };
-            // The bytes the file system gets: the MDL's if the parameters carry one.
-            let bytes = guest::read_bytes(
-                ops::transfer_buffer(write.MdlAddress, write.WriteBuffer) as *const u8,
-                write.Length as usize,
-            );
-            match fs_of(v).write_data(handle, u64::try_from(write.ByteOffset).unwrap_or(0), &bytes)
+            let offset = u64::try_from(write.ByteOffset).unwrap_or(0);
+            let length = write.Length as usize;
+            // The bytes the file system gets: the MDL's if the parameters carry one (a buffer
+            // it cannot touch leaves the contents alone, the size as before).
+            let written = match ops::transfer_buffer(k, write.MdlAddress, write.WriteBuffer, length)
             {
+                Some(source) => fs_of(v).write_data(
+                    handle,
+                    offset,
+                    &guest::read_bytes(source as *const u8, length),
+                ),
+                None => fs_of(v).write(handle, offset, length as u64),
+            };
+            match written {
                 Ok(()) => (STATUS_SUCCESS, write.Length as usize),
                 Err(status) => (status, 0),
             }

@@ -61,7 +61,9 @@ use crate::fltmgr::files::IoState;
 use crate::fltmgr::flt_read;
 use crate::fltmgr::instances::FsHandle;
 use crate::fltmgr::instances::{VolumeId, VolumeRecord};
+use crate::kernel::Kernel;
 use crate::machine::guest::{self, GuestAlloc};
+use crate::machine::pool::PoolPlace;
 use crate::machine::state;
 use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
@@ -194,13 +196,39 @@ pub(super) fn mdl_buffer(mdl: usize) -> usize {
     value.StartVa as usize + value.ByteOffset as usize
 }
 
-/// The buffer a transfer goes to or comes from: the MDL's if the parameters carry one.
-pub(super) fn transfer_buffer(mdl: PVOID, buffer: PVOID) -> usize {
-    if mdl.is_null() {
+/// The buffer a transfer goes to or comes from, when the file system can touch `length`
+/// bytes of it: the MDL's if the parameters carry one, else `buffer`. `None` when the MDL is no
+/// live MDL, or the bytes lie in pool that was freed (or past a live block's end): the file
+/// system then leaves the contents alone rather than fault kernel-sim itself (such a
+/// use-after-free is the filter's bug; it only surfaces here as data not transferred).
+pub(super) fn transfer_buffer(
+    k: &Kernel,
+    mdl: PVOID,
+    buffer: PVOID,
+    length: usize,
+) -> Option<usize> {
+    let address = if mdl.is_null() {
         buffer as usize
     } else {
+        if !crate::kernel::lock(&k.objects)
+            .mdls
+            .contains_key(&(mdl as usize))
+        {
+            return None;
+        }
         mdl_buffer(mdl as usize)
+    };
+    if address == 0 {
+        return None;
     }
+    let usable = match crate::kernel::lock(&k.pool).place(address) {
+        Some(PoolPlace::Freed { .. }) => false,
+        Some(PoolPlace::Live { size, offset, .. }) => {
+            offset >= 0 && offset.unsigned_abs().saturating_add(length) <= size
+        }
+        None => true,
+    };
+    usable.then_some(address)
 }
 
 /// The `FLTFL_OPERATION_REGISTRATION_SKIP_*` flags with which a registration does not see this
@@ -575,6 +603,7 @@ impl Io {
         length: u32,
         (path, irp_flags): (Path, u32),
     ) -> Result<Vec<u8>, NTSTATUS> {
+        let kernel = &self.kernel;
         let buffer = GuestAlloc::zeroed(length.max(1) as usize);
         // Paging I/O comes with the memory manager's MDL for the pages (freed at completion,
         // as the I/O system frees an IRP's MDL).
@@ -609,11 +638,14 @@ impl Io {
             };
             let offset = u64::try_from(p.ByteOffset).unwrap_or(0);
             match fs_of(volume).read_data(handle, offset, p.Length, reader) {
-                Ok(bytes) => {
-                    let target = transfer_buffer(p.MdlAddress, p.ReadBuffer);
-                    guest::write_bytes(target as *mut u8, &bytes);
-                    (STATUS_SUCCESS, bytes.len())
-                }
+                Ok(bytes) => match transfer_buffer(kernel, p.MdlAddress, p.ReadBuffer, bytes.len())
+                {
+                    Some(target) => {
+                        guest::write_bytes(target as *mut u8, &bytes);
+                        (STATUS_SUCCESS, bytes.len())
+                    }
+                    None => (vigil_sys::STATUS_INVALID_USER_BUFFER, 0),
+                },
                 Err(status) => (status, 0),
             }
         };
@@ -727,6 +759,7 @@ impl Io {
 
     /// `IRP_MJ_SET_EA` with one `FILE_FULL_EA_INFORMATION` entry, `name` = `value`.
     pub fn set_ea(&self, file: &FileHandle, name: &str, value: &[u8]) -> NTSTATUS {
+        let kernel = &self.kernel;
         let (Ok(name_length), Ok(value_length)) =
             (u8::try_from(name.len()), u16::try_from(value.len()))
         else {
@@ -756,8 +789,11 @@ impl Io {
             if !has_eas(kind) {
                 return (STATUS_EAS_NOT_SUPPORTED, 0);
             }
-            let source = transfer_buffer(p.MdlAddress, p.EaBuffer);
-            if source == 0 || p.Length < 9 {
+            let Some(source) = transfer_buffer(kernel, p.MdlAddress, p.EaBuffer, p.Length as usize)
+            else {
+                return (vigil_sys::STATUS_INVALID_USER_BUFFER, 0);
+            };
+            if p.Length < 9 {
                 return (STATUS_INVALID_PARAMETER, 0);
             }
             let bytes = guest::read_bytes(source as *const u8, p.Length as usize);
@@ -789,6 +825,7 @@ impl Io {
     /// `STATUS_NO_EAS_ON_FILE`, `STATUS_BUFFER_TOO_SMALL`, `STATUS_EAS_NOT_SUPPORTED`, a
     /// filter's status.
     pub fn query_ea(&self, file: &FileHandle, length: u32) -> Result<Vec<u8>, NTSTATUS> {
+        let kernel = &self.kernel;
         let buffer = GuestAlloc::zeroed(length.max(1) as usize);
         let parameters = FLT_PARAMETERS {
             QueryEa: FLT_PARAMETERS_QUERY_EA {
@@ -814,11 +851,13 @@ impl Io {
             };
             match fs_of(volume).eas(handle) {
                 Ok(eas) if eas.len() > p.Length as usize => (STATUS_BUFFER_TOO_SMALL, 0),
-                Ok(eas) => {
-                    let target = transfer_buffer(p.MdlAddress, p.EaBuffer);
-                    guest::write_bytes(target as *mut u8, &eas);
-                    (STATUS_SUCCESS, eas.len())
-                }
+                Ok(eas) => match transfer_buffer(kernel, p.MdlAddress, p.EaBuffer, eas.len()) {
+                    Some(target) => {
+                        guest::write_bytes(target as *mut u8, &eas);
+                        (STATUS_SUCCESS, eas.len())
+                    }
+                    None => (vigil_sys::STATUS_INVALID_USER_BUFFER, 0),
+                },
                 Err(status) => (status, 0),
             }
         };
@@ -1017,6 +1056,7 @@ impl Io {
         directory: &FileHandle,
         length: u32,
     ) -> Result<Vec<String>, NTSTATUS> {
+        let kernel = &self.kernel;
         let buffer = GuestAlloc::zeroed(length.max(1) as usize);
         let parameters = FLT_PARAMETERS {
             QueryDirectory: FLT_PARAMETERS_QUERY_DIRECTORY {
@@ -1054,7 +1094,11 @@ impl Io {
             if bytes.is_empty() && !names.is_empty() {
                 return (STATUS_BUFFER_OVERFLOW, 0);
             }
-            let target = transfer_buffer(p.MdlAddress, p.DirectoryBuffer);
+            let Some(target) =
+                transfer_buffer(kernel, p.MdlAddress, p.DirectoryBuffer, bytes.len())
+            else {
+                return (vigil_sys::STATUS_INVALID_USER_BUFFER, 0);
+            };
             guest::write_bytes(target as *mut u8, &bytes);
             (STATUS_SUCCESS, bytes.len())
         };
@@ -1329,6 +1373,7 @@ impl Io {
     /// `STATUS_BUFFER_TOO_SMALL`, `STATUS_INVALID_DEVICE_REQUEST` (no security on the volume),
     /// a filter's status.
     pub fn query_security(&self, file: &FileHandle, length: u32) -> Result<Vec<u8>, NTSTATUS> {
+        let kernel = &self.kernel;
         let buffer = GuestAlloc::zeroed(length.max(1) as usize);
         let parameters = FLT_PARAMETERS {
             QuerySecurity: FLT_PARAMETERS_QUERY_SECURITY {
@@ -1359,7 +1404,11 @@ impl Io {
                 // The size needed, in Information.
                 return (STATUS_BUFFER_TOO_SMALL, descriptor.len());
             }
-            let target = transfer_buffer(p.MdlAddress, p.SecurityBuffer);
+            let Some(target) =
+                transfer_buffer(kernel, p.MdlAddress, p.SecurityBuffer, descriptor.len())
+            else {
+                return (vigil_sys::STATUS_INVALID_USER_BUFFER, 0);
+            };
             guest::write_bytes(target as *mut u8, &descriptor);
             (STATUS_SUCCESS, descriptor.len())
         };
