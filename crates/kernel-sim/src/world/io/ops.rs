@@ -63,7 +63,6 @@ use crate::fltmgr::instances::FsHandle;
 use crate::fltmgr::instances::{VolumeId, VolumeRecord};
 use crate::kernel::Kernel;
 use crate::machine::guest::{self, GuestAlloc};
-use crate::machine::pool::PoolPlace;
 use crate::machine::state;
 use crate::ntoskrnl::status;
 use crate::report::ViolationKind;
@@ -198,8 +197,8 @@ pub(super) fn mdl_buffer(mdl: usize) -> usize {
 
 /// The buffer a transfer goes to or comes from, when the file system can touch `length`
 /// bytes of it: the MDL's if the parameters carry one, else `buffer`. `None` when the MDL is no
-/// live MDL, or the bytes lie in pool that was freed (or past a live block's end): the file
-/// system then leaves the contents alone rather than fault kernel-sim itself (such a
+/// live MDL or the bytes are not mapped readable (special pool a filter freed, for one): the
+/// file system then leaves the contents alone rather than fault kernel-sim itself (such a
 /// use-after-free is the filter's bug; it only surfaces here as data not transferred).
 pub(super) fn transfer_buffer(
     k: &Kernel,
@@ -218,17 +217,32 @@ pub(super) fn transfer_buffer(
         }
         mdl_buffer(mdl as usize)
     };
-    if address == 0 {
-        return None;
+    (address != 0 && mapped(address, length)).then_some(address)
+}
+
+/// Whether the `length` bytes at `address` can be read without faulting: the kernel copies
+/// them (`process_vm_readv` on this process answers `EFAULT` for a page that is not mapped
+/// readable, where a plain read would crash).
+fn mapped(address: usize, length: usize) -> bool {
+    if length == 0 {
+        return true;
     }
-    let usable = match crate::kernel::lock(&k.pool).place(address) {
-        Some(PoolPlace::Freed { .. }) => false,
-        Some(PoolPlace::Live { size, offset, .. }) => {
-            offset >= 0 && offset.unsigned_abs().saturating_add(length) <= size
-        }
-        None => true,
+    let mut copy = vec![0u8; length];
+    let local = libc::iovec {
+        iov_base: copy.as_mut_ptr().cast(),
+        iov_len: length,
     };
-    usable.then_some(address)
+    let remote = libc::iovec {
+        iov_base: address as *mut libc::c_void,
+        iov_len: length,
+    };
+    // SAFETY: getpid has no preconditions and cannot fail.
+    let me = unsafe { libc::getpid() };
+    // SAFETY: `local` describes `copy`, writable for `length` bytes; the kernel checks `remote`
+    // and reports a fault as EFAULT instead of delivering a signal; one vector each.
+    let copied =
+        unsafe { libc::process_vm_readv(me, &raw const local, 1, &raw const remote, 1, 0) };
+    usize::try_from(copied).is_ok_and(|n| n == length)
 }
 
 /// The `FLTFL_OPERATION_REGISTRATION_SKIP_*` flags with which a registration does not see this
