@@ -107,7 +107,11 @@ pub(crate) struct FilterRecord {
     pub operations: Vec<Operation>,
     pub contexts: Vec<ContextRegistration>,
     pub started: bool,
+    /// `FltUnregisterFilter` has begun: no new instance, port or registration use.
     pub unregistered: bool,
+    /// `FltUnregisterFilter` has returned. Until then the handle stays valid for the
+    /// callbacks it is draining (a post-operation or port callback may still send a message).
+    pub unregister_returned: bool,
     /// The instance configuration `FltRegisterFilter` read from an installed registry; None
     /// for an image loaded without an INF (every volume is offered automatically).
     pub instance_config: Option<registration::InstanceConfig>,
@@ -281,5 +285,13 @@ impl FltState {
     /// The live filter for a handle.
     pub(crate) fn live_filter(&mut self, handle: usize) -> Option<&mut FilterRecord> {
         self.filters.get_mut(&handle).filter(|f| !f.unregistered)
+    }
+
+    /// Filter `handle` if it is still a valid handle: registered, and `FltUnregisterFilter`
+    /// (if called) has not returned yet, so the callbacks it drains may still use it.
+    pub(crate) fn valid_filter(&mut self, handle: usize) -> Option<&mut FilterRecord> {
+        self.filters
+            .get_mut(&handle)
+            .filter(|f| !f.unregister_returned)
     }
 }

@@ -485,7 +485,10 @@ pub(crate) extern "win64" fn flt_send_message(
     timeout: *mut LARGE_INTEGER,
 ) -> NTSTATUS {
     emulate(Routine::FltSendMessage, |k| {
-        if flt_write(k).live_filter(filter as usize).is_none() {
+        // A callback that FltUnregisterFilter is draining may still send: the handle is valid
+        // until the unregister returns (its ports are closed by then, so the send fails with
+        // the port's status, not as a bad handle).
+        if flt_write(k).valid_filter(filter as usize).is_none() {
             k.violation(
                 ViolationKind::InvalidHandle,
                 "FltSendMessage: a registered filter",
@@ -685,6 +688,20 @@ pub(crate) fn unregister_client_ports(k: &Kernel, filter: usize) {
     for &port in &open {
         notify_disconnect_at_unregister(k, port);
     }
+    // A DisconnectNotify the client's own close started before the unregister may still be
+    // running (waiting for the driver's port lock, say): it closes the port, so the check
+    // below waits for it, as Filter Manager's rundown of the port does.
+    k.wait_until(
+        None,
+        "FltUnregisterFilter waiting for DisconnectNotify calls in flight",
+        || {
+            flt_write(k)
+                .client_ports
+                .values()
+                .filter(|r| r.filter == filter && r.disconnect_notified && !r.closed_by_driver)
+                .all(|r| r.callbacks_in_flight == 0)
+        },
+    );
     let still_open: Vec<String> = {
         let mut flt = flt_write(k);
         let mut names = Vec::new();

@@ -343,6 +343,7 @@ pub(crate) extern "win64" fn flt_register_filter(
                 contexts,
                 started: false,
                 unregistered: false,
+                unregister_returned: false,
                 instance_config,
                 name_provider,
             },
@@ -438,5 +439,8 @@ pub(crate) extern "win64" fn flt_unregister_filter(filter: PFLT_FILTER) {
         // Drain the operations in flight and tear every instance down (teardown
         // callbacks), drop FltMgr's context references, report what the driver still holds.
         crate::fltmgr::instances::teardown_filter(k, filter as usize);
+        if let Some(record) = flt_write(k).filters.get_mut(&(filter as usize)) {
+            record.unregister_returned = true;
+        }
     });
 }

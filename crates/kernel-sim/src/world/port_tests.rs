@@ -38,6 +38,9 @@ struct Harness {
     overstate_returned: AtomicBool,
     connected_pid: AtomicUsize,
     disconnects: AtomicU32,
+    /// DisconnectNotify waits this long before it closes the port (a driver waiting for its
+    /// own port lock).
+    disconnect_delay_ms: AtomicU32,
 }
 
 unsafe extern "win64" fn connect_notify(
@@ -66,6 +69,10 @@ unsafe extern "win64" fn disconnect_notify(cookie: PVOID) {
     // SAFETY: the connection cookie is the test's live Harness.
     let harness = unsafe { &*cookie.cast::<Harness>() };
     harness.disconnects.fetch_add(1, Ordering::Relaxed);
+    let delay = harness.disconnect_delay_ms.load(Ordering::Relaxed);
+    if delay > 0 {
+        thread::sleep(Duration::from_millis(u64::from(delay)));
+    }
     if harness.close_in_disconnect.load(Ordering::Relaxed) {
         flt_close_client_port(
             harness.filter.load(Ordering::Relaxed) as PFLT_FILTER,
@@ -131,6 +138,7 @@ impl World {
                 contexts: Vec::new(),
                 started: true,
                 unregistered: false,
+                unregister_returned: false,
                 instance_config: None,
                 name_provider: None,
             },
@@ -672,4 +680,72 @@ fn the_default_descriptor_admits_system_and_administrators_only() {
     assert_eq!(try_connect_as(&world, Account::User, 0x50), Ok(()));
     assert_eq!(connected(), 0x50);
     assert!(world.kinds().is_empty(), "{:?}", world.kinds());
+}
+
+/// A DisconnectNotify the client's close started is still running (it waits 300 ms before it
+/// closes the port) when the filter unregisters: the unregister waits for it, as Filter
+/// Manager's rundown of the port does, instead of finding the port open, closing it under the
+/// callback and reporting it (a C scanner in a stress race cycle was flagged that way).
+#[test]
+fn unregister_waits_for_a_disconnect_callback_already_running() {
+    let world = World::new(World::default_config());
+    world
+        .harness
+        .disconnect_delay_ms
+        .store(300, Ordering::Relaxed);
+    let connection = world.connect();
+    let closer = thread::spawn(move || connection.close());
+    // Let the client's close reach DisconnectNotify.
+    thread::sleep(Duration::from_millis(50));
+    let filter = world.filter() as usize;
+    world
+        .kernel
+        .call_driver("FilterUnload", Some(0), || {
+            crate::fltmgr::registration::flt_unregister_filter(filter as PFLT_FILTER);
+        })
+        .unwrap();
+    closer.join().unwrap();
+    assert_eq!(world.harness.disconnects.load(Ordering::Relaxed), 1);
+    let kinds = world.kinds();
+    assert!(
+        !kinds.iter().any(|k| matches!(
+            k,
+            ViolationKind::PortNotClosed | ViolationKind::InvalidHandle
+        )),
+        "{:?}",
+        world.kernel.violations()
+    );
+}
+
+/// A callback FltUnregisterFilter is draining may still call FltSendMessage with the filter's
+/// handle (valid until the unregister returns): the send fails on the port, not as a bad
+/// filter handle; once the unregister has returned, the handle is reported.
+#[test]
+fn a_send_during_the_unregister_is_not_a_bad_handle_but_one_after_it_is() {
+    let world = World::new(World::default_config());
+    let _connection = world.connect();
+    let filter = world.filter() as usize;
+    flt_write(&world.kernel)
+        .filters
+        .get_mut(&filter)
+        .unwrap()
+        .unregistered = true;
+    let (status, _) = world
+        .send_on_thread(vec![1; 8], None, Some(10))
+        .join()
+        .unwrap();
+    assert!(
+        !world.kinds().contains(&ViolationKind::InvalidHandle),
+        "{status:#x}"
+    );
+    flt_write(&world.kernel)
+        .filters
+        .get_mut(&filter)
+        .unwrap()
+        .unregister_returned = true;
+    let _ = world
+        .send_on_thread(vec![1; 8], None, Some(10))
+        .join()
+        .unwrap();
+    assert_eq!(world.kinds(), [ViolationKind::InvalidHandle]);
 }
