@@ -184,4 +184,6 @@ pub use world::client::{
     ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
 };
 pub use world::inf;
-pub use world::io::{FileHandle, FileSystemHold, Io, Requestor, Transaction, WriteOptions};
+pub use world::io::{
+    FileHandle, FileStandard, FileSystemHold, Io, Requestor, Transaction, Workout, WriteOptions,
+};

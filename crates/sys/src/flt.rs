@@ -389,8 +389,9 @@ pub struct FLT_PARAMETERS_SET_FILE_INFORMATION {
     pub InfoBuffer: PVOID,
 }
 
-/// `FLT_PARAMETERS`: the union of per-operation parameters (48 bytes on x64). Only the members
-/// Vigil reads are named; `Others` covers the whole union.
+/// `FLT_PARAMETERS`: the union of per-operation parameters (48 bytes on x64). The members Vigil
+/// reads and those of the operations kernel-sim dispatches are named (see `flt_ops`); `Others`
+/// covers the whole union.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub union FLT_PARAMETERS {
@@ -400,6 +401,57 @@ pub union FLT_PARAMETERS {
     pub Write: FLT_PARAMETERS_WRITE,
     /// `IRP_MJ_SET_INFORMATION`.
     pub SetFileInformation: FLT_PARAMETERS_SET_FILE_INFORMATION,
+    /// `IRP_MJ_READ`.
+    pub Read: crate::flt_ops::FLT_PARAMETERS_READ,
+    /// `IRP_MJ_QUERY_INFORMATION`.
+    pub QueryFileInformation: crate::flt_ops::FLT_PARAMETERS_QUERY_FILE_INFORMATION,
+    /// `IRP_MJ_QUERY_EA`.
+    pub QueryEa: crate::flt_ops::FLT_PARAMETERS_QUERY_EA,
+    /// `IRP_MJ_SET_EA`.
+    pub SetEa: crate::flt_ops::FLT_PARAMETERS_SET_EA,
+    /// `IRP_MJ_QUERY_VOLUME_INFORMATION`.
+    pub QueryVolumeInformation: crate::flt_ops::FLT_PARAMETERS_VOLUME_INFORMATION,
+    /// `IRP_MJ_SET_VOLUME_INFORMATION`.
+    pub SetVolumeInformation: crate::flt_ops::FLT_PARAMETERS_VOLUME_INFORMATION,
+    /// `IRP_MJ_DIRECTORY_CONTROL` / `IRP_MN_QUERY_DIRECTORY` (C: `DirectoryControl.QueryDirectory`).
+    pub QueryDirectory: crate::flt_ops::FLT_PARAMETERS_QUERY_DIRECTORY,
+    /// `IRP_MJ_FILE_SYSTEM_CONTROL` (C: `FileSystemControl.Neither`).
+    pub FileSystemControl: crate::flt_ops::FLT_PARAMETERS_CONTROL,
+    /// `IRP_MJ_DEVICE_CONTROL`, `IRP_MJ_INTERNAL_DEVICE_CONTROL` (C: `DeviceIoControl.Neither`).
+    pub DeviceIoControl: crate::flt_ops::FLT_PARAMETERS_CONTROL,
+    /// `IRP_MJ_LOCK_CONTROL`.
+    pub LockControl: crate::flt_ops::FLT_PARAMETERS_LOCK_CONTROL,
+    /// `IRP_MJ_QUERY_SECURITY`.
+    pub QuerySecurity: crate::flt_ops::FLT_PARAMETERS_QUERY_SECURITY,
+    /// `IRP_MJ_SET_SECURITY`.
+    pub SetSecurity: crate::flt_ops::FLT_PARAMETERS_SET_SECURITY,
+    /// `IRP_MJ_SYSTEM_CONTROL`.
+    pub WMI: crate::flt_ops::FLT_PARAMETERS_WMI,
+    /// `IRP_MJ_QUERY_QUOTA`.
+    pub QueryQuota: crate::flt_ops::FLT_PARAMETERS_QUERY_QUOTA,
+    /// `IRP_MJ_SET_QUOTA`.
+    pub SetQuota: crate::flt_ops::FLT_PARAMETERS_SET_QUOTA,
+    /// `IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION`.
+    pub AcquireForSectionSynchronization:
+        crate::flt_ops::FLT_PARAMETERS_ACQUIRE_FOR_SECTION_SYNCHRONIZATION,
+    /// `IRP_MJ_ACQUIRE_FOR_MOD_WRITE`.
+    pub AcquireForModifiedPageWriter: crate::flt_ops::FLT_PARAMETERS_ACQUIRE_FOR_MOD_WRITE,
+    /// `IRP_MJ_RELEASE_FOR_MOD_WRITE`.
+    pub ReleaseForModifiedPageWriter: crate::flt_ops::FLT_PARAMETERS_RELEASE_FOR_MOD_WRITE,
+    /// `IRP_MJ_QUERY_OPEN`.
+    pub QueryOpen: crate::flt_ops::FLT_PARAMETERS_QUERY_OPEN,
+    /// `IRP_MJ_NETWORK_QUERY_OPEN`.
+    pub NetworkQueryOpen: crate::flt_ops::FLT_PARAMETERS_NETWORK_QUERY_OPEN,
+    /// `IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE`.
+    pub FastIoCheckIfPossible: crate::flt_ops::FLT_PARAMETERS_FAST_IO_CHECK_IF_POSSIBLE,
+    /// `IRP_MJ_MDL_READ`.
+    pub MdlRead: crate::flt_ops::FLT_PARAMETERS_MDL_TRANSFER,
+    /// `IRP_MJ_MDL_READ_COMPLETE`.
+    pub MdlReadComplete: crate::flt_ops::FLT_PARAMETERS_MDL_READ_COMPLETE,
+    /// `IRP_MJ_PREPARE_MDL_WRITE`.
+    pub PrepareMdlWrite: crate::flt_ops::FLT_PARAMETERS_MDL_TRANSFER,
+    /// `IRP_MJ_MDL_WRITE_COMPLETE`.
+    pub MdlWriteComplete: crate::flt_ops::FLT_PARAMETERS_MDL_WRITE_COMPLETE,
     /// Every other operation: six pointer-sized arguments.
     pub Others: [PVOID; 6],
 }

@@ -38,6 +38,7 @@ compile_error!("vigil-sys declares the x86-64 layouts only");
 
 mod basic;
 mod flt;
+mod flt_ops;
 mod io;
 mod process;
 mod status;
@@ -49,6 +50,7 @@ mod ntoskrnl;
 
 pub use basic::*;
 pub use flt::*;
+pub use flt_ops::*;
 pub use io::*;
 pub use process::*;
 pub use status::*;

@@ -241,7 +241,17 @@ fn base_layouts() -> Vec<TypeLayout> {
             Length, PointerAlignment1 @ 0x4, FileInformationClass, ParentOfTarget, Union = "DeleteHandle",
             InfoBuffer,
         }),
-        layout!(FLT_PARAMETERS, "FLT_PARAMETERS", [Wine], { Create, Write, SetFileInformation, Others }),
+        layout!(FLT_PARAMETERS, "FLT_PARAMETERS", [Wine], {
+            Create, Write, SetFileInformation, Read, QueryFileInformation, QueryEa, SetEa,
+            QueryVolumeInformation, SetVolumeInformation,
+            QueryDirectory = "DirectoryControl.QueryDirectory",
+            FileSystemControl = "FileSystemControl.Neither",
+            DeviceIoControl = "DeviceIoControl.Neither", LockControl, QuerySecurity, SetSecurity,
+            WMI, QueryQuota, SetQuota, AcquireForSectionSynchronization,
+            AcquireForModifiedPageWriter, ReleaseForModifiedPageWriter, QueryOpen,
+            NetworkQueryOpen, FastIoCheckIfPossible,
+            MdlRead, MdlReadComplete, PrepareMdlWrite, MdlWriteComplete, Others,
+        }),
         layout!(FLT_IO_PARAMETER_BLOCK, "FLT_IO_PARAMETER_BLOCK", [Wine], {
             IrpFlags, MajorFunction, MinorFunction, OperationFlags, Reserved, TargetFileObject,
             TargetInstance, Parameters,
@@ -267,11 +277,102 @@ fn base_layouts() -> Vec<TypeLayout> {
     ]
 }
 
-/// Every `#[repr(C)]` type of vigil-sys: [`base_layouts`] and [`identity_layouts`].
+/// Every `#[repr(C)]` type of vigil-sys: [`base_layouts`], [`identity_layouts`] and
+/// [`operation_layouts`].
 fn layouts() -> Vec<TypeLayout> {
     let mut all = base_layouts();
     all.extend(identity_layouts());
+    all.extend(operation_layouts());
     all
+}
+
+/// The parameter-union members of flt_ops.rs, each against its member of Wine's `FLT_PARAMETERS`
+/// (which declares the whole union of the documented page). `PointerAlignmentN` are the gaps
+/// `POINTER_ALIGNMENT` opens, at the offsets written beside them.
+fn operation_layouts() -> Vec<TypeLayout> {
+    vec![
+        layout!(FLT_PARAMETERS_READ, "FLT_PARAMETERS"."Read", [Wine], {
+            Length, PointerAlignment1 @ 0x4, Key, ByteOffset, ReadBuffer, MdlAddress,
+        }),
+        layout!(FLT_PARAMETERS_QUERY_FILE_INFORMATION, "FLT_PARAMETERS"."QueryFileInformation", [Wine], {
+            Length, PointerAlignment1 @ 0x4, FileInformationClass, InfoBuffer,
+        }),
+        layout!(FLT_PARAMETERS_QUERY_EA, "FLT_PARAMETERS"."QueryEa", [Wine], {
+            Length, EaList, EaListLength, PointerAlignment1 @ 0x14, EaIndex, EaBuffer, MdlAddress,
+        }),
+        layout!(FLT_PARAMETERS_SET_EA, "FLT_PARAMETERS"."SetEa", [Wine], {
+            Length, EaBuffer, MdlAddress,
+        }),
+        layout!(FLT_PARAMETERS_VOLUME_INFORMATION, "FLT_PARAMETERS"."QueryVolumeInformation", [Wine], {
+            Length, PointerAlignment1 @ 0x4, FsInformationClass, VolumeBuffer,
+        }),
+        layout!(FLT_PARAMETERS_VOLUME_INFORMATION, "FLT_PARAMETERS"."SetVolumeInformation", [Wine], {
+            Length, PointerAlignment1 @ 0x4, FsInformationClass, VolumeBuffer,
+        }),
+        layout!(FLT_PARAMETERS_QUERY_DIRECTORY, "FLT_PARAMETERS"."DirectoryControl.QueryDirectory", [Wine], {
+            Length, FileName, FileInformationClass, PointerAlignment1 @ 0x14, FileIndex,
+            DirectoryBuffer, MdlAddress,
+        }),
+        layout!(FLT_PARAMETERS_CONTROL, "FLT_PARAMETERS"."FileSystemControl.Neither", [Wine], {
+            OutputBufferLength, PointerAlignment1 @ 0x4, InputBufferLength,
+            PointerAlignment2 @ 0xc, ControlCode = "FsControlCode", InputBuffer, OutputBuffer,
+            OutputMdlAddress,
+        }),
+        layout!(FLT_PARAMETERS_CONTROL, "FLT_PARAMETERS"."DeviceIoControl.Neither", [Wine], {
+            OutputBufferLength, PointerAlignment1 @ 0x4, InputBufferLength,
+            PointerAlignment2 @ 0xc, ControlCode = "IoControlCode", InputBuffer, OutputBuffer,
+            OutputMdlAddress,
+        }),
+        layout!(FLT_PARAMETERS_LOCK_CONTROL, "FLT_PARAMETERS"."LockControl", [Wine], {
+            Length, Key, ByteOffset, ProcessId, FailImmediately, ExclusiveLock,
+        }),
+        layout!(FLT_PARAMETERS_QUERY_SECURITY, "FLT_PARAMETERS"."QuerySecurity", [Wine], {
+            SecurityInformation, PointerAlignment1 @ 0x4, Length, SecurityBuffer, MdlAddress,
+        }),
+        layout!(FLT_PARAMETERS_SET_SECURITY, "FLT_PARAMETERS"."SetSecurity", [Wine], {
+            SecurityInformation, SecurityDescriptor,
+        }),
+        layout!(FLT_PARAMETERS_WMI, "FLT_PARAMETERS"."WMI", [Wine], {
+            ProviderId, DataPath, BufferSize, Buffer,
+        }),
+        layout!(FLT_PARAMETERS_QUERY_QUOTA, "FLT_PARAMETERS"."QueryQuota", [Wine], {
+            Length, StartSid, SidList, SidListLength, QuotaBuffer, MdlAddress,
+        }),
+        layout!(FLT_PARAMETERS_SET_QUOTA, "FLT_PARAMETERS"."SetQuota", [Wine], {
+            Length, QuotaBuffer, MdlAddress,
+        }),
+        layout!(FLT_PARAMETERS_ACQUIRE_FOR_SECTION_SYNCHRONIZATION, "FLT_PARAMETERS"."AcquireForSectionSynchronization", [Wine], {
+            SyncType, PageProtection, OutputInformation,
+        }),
+        layout!(FLT_PARAMETERS_ACQUIRE_FOR_MOD_WRITE, "FLT_PARAMETERS"."AcquireForModifiedPageWriter", [Wine], {
+            EndingOffset, ResourceToRelease,
+        }),
+        layout!(FLT_PARAMETERS_RELEASE_FOR_MOD_WRITE, "FLT_PARAMETERS"."ReleaseForModifiedPageWriter", [Wine], {
+            ResourceToRelease,
+        }),
+        layout!(FLT_PARAMETERS_QUERY_OPEN, "FLT_PARAMETERS"."QueryOpen", [Wine], {
+            Irp, FileInformation, Length, FileInformationClass,
+        }),
+        layout!(FLT_PARAMETERS_NETWORK_QUERY_OPEN, "FLT_PARAMETERS"."NetworkQueryOpen", [Wine], {
+            Irp, NetworkInformation,
+        }),
+        layout!(FLT_PARAMETERS_FAST_IO_CHECK_IF_POSSIBLE, "FLT_PARAMETERS"."FastIoCheckIfPossible", [Wine], {
+            FileOffset, Length, PointerAlignment1 @ 0xc, LockKey, PointerAlignment2 @ 0x14,
+            CheckForReadOperation,
+        }),
+        layout!(FLT_PARAMETERS_MDL_TRANSFER, "FLT_PARAMETERS"."MdlRead", [Wine], {
+            FileOffset, Length, PointerAlignment1 @ 0xc, Key, MdlChain,
+        }),
+        layout!(FLT_PARAMETERS_MDL_TRANSFER, "FLT_PARAMETERS"."PrepareMdlWrite", [Wine], {
+            FileOffset, Length, PointerAlignment1 @ 0xc, Key, MdlChain,
+        }),
+        layout!(FLT_PARAMETERS_MDL_READ_COMPLETE, "FLT_PARAMETERS"."MdlReadComplete", [Wine], {
+            MdlChain,
+        }),
+        layout!(FLT_PARAMETERS_MDL_WRITE_COMPLETE, "FLT_PARAMETERS"."MdlWriteComplete", [Wine], {
+            FileOffset, MdlChain,
+        }),
+    ]
 }
 
 /// The process-identity and file-identity types (process.rs, io.rs).
@@ -661,7 +762,52 @@ fn constants() -> Vec<(&'static str, i128)> {
     ];
     // A handle value, not an integer: compared as the address it is.
     table.push(("NT_CURRENT_PROCESS", widen(NT_CURRENT_PROCESS.addr())));
+    table.extend(operation_constants());
     table
+}
+
+/// The major function codes of flt_ops.rs (wdm.h's in both header sets; the pseudo-operations
+/// are in [`DOCUMENTED_CONSTANTS`]).
+fn operation_constants() -> Vec<(&'static str, i128)> {
+    consts![
+        IRP_MJ_CREATE_NAMED_PIPE,
+        IRP_MJ_QUERY_INFORMATION,
+        IRP_MJ_QUERY_EA,
+        IRP_MJ_SET_EA,
+        IRP_MJ_FLUSH_BUFFERS,
+        IRP_MJ_QUERY_VOLUME_INFORMATION,
+        IRP_MJ_SET_VOLUME_INFORMATION,
+        IRP_MJ_DIRECTORY_CONTROL,
+        IRP_MJ_FILE_SYSTEM_CONTROL,
+        IRP_MJ_DEVICE_CONTROL,
+        IRP_MJ_INTERNAL_DEVICE_CONTROL,
+        IRP_MJ_SHUTDOWN,
+        IRP_MJ_LOCK_CONTROL,
+        IRP_MJ_CREATE_MAILSLOT,
+        IRP_MJ_QUERY_SECURITY,
+        IRP_MJ_SET_SECURITY,
+        IRP_MJ_POWER,
+        IRP_MJ_SYSTEM_CONTROL,
+        IRP_MJ_DEVICE_CHANGE,
+        IRP_MJ_QUERY_QUOTA,
+        IRP_MJ_SET_QUOTA,
+        IRP_MJ_PNP,
+        IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION,
+        IRP_MJ_RELEASE_FOR_SECTION_SYNCHRONIZATION,
+        IRP_MJ_ACQUIRE_FOR_MOD_WRITE,
+        IRP_MJ_RELEASE_FOR_MOD_WRITE,
+        IRP_MJ_ACQUIRE_FOR_CC_FLUSH,
+        IRP_MJ_RELEASE_FOR_CC_FLUSH,
+        IRP_MJ_QUERY_OPEN,
+        IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE,
+        IRP_MJ_NETWORK_QUERY_OPEN,
+        IRP_MJ_MDL_READ,
+        IRP_MJ_MDL_READ_COMPLETE,
+        IRP_MJ_PREPARE_MDL_WRITE,
+        IRP_MJ_MDL_WRITE_COMPLETE,
+        IRP_MJ_VOLUME_MOUNT,
+        IRP_MJ_VOLUME_DISMOUNT,
+    ]
 }
 
 /// The reference pages cited by [`DOCUMENTED_CONSTANTS`].
@@ -680,6 +826,7 @@ const NAME_OPTIONS_PAGE: &str =
 const CURRENT_PROCESS_PAGE: &str =
     "https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/zwcurrentprocess";
 const READ_FILE_PAGE: &str = "https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltreadfile";
+const PARAMETERS_PAGE: &str = "https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_parameters";
 const PORT_PAGE: &str = "https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltcreatecommunicationport";
 
 /// Constants neither header set defines (Wine's fltkernel.h is a small subset; neither knows
@@ -764,6 +911,31 @@ const DOCUMENTED_CONSTANTS: &[(&str, i128, &str)] = &[
         READ_FILE_PAGE,
     ),
     ("FLT_PORT_ALL_ACCESS", 0x001F_0001, PORT_PAGE),
+    // Filter Manager's pseudo-operations, `((UCHAR)-1)` to `((UCHAR)-20)` in fltKernel.h (Wine's
+    // fltkernel.h has none of them); the page lists them with their FLT_PARAMETERS members.
+    (
+        "IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION",
+        0xff,
+        PARAMETERS_PAGE,
+    ),
+    (
+        "IRP_MJ_RELEASE_FOR_SECTION_SYNCHRONIZATION",
+        0xfe,
+        PARAMETERS_PAGE,
+    ),
+    ("IRP_MJ_ACQUIRE_FOR_MOD_WRITE", 0xfd, PARAMETERS_PAGE),
+    ("IRP_MJ_RELEASE_FOR_MOD_WRITE", 0xfc, PARAMETERS_PAGE),
+    ("IRP_MJ_ACQUIRE_FOR_CC_FLUSH", 0xfb, PARAMETERS_PAGE),
+    ("IRP_MJ_RELEASE_FOR_CC_FLUSH", 0xfa, PARAMETERS_PAGE),
+    ("IRP_MJ_QUERY_OPEN", 0xf9, PARAMETERS_PAGE),
+    ("IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE", 0xf3, PARAMETERS_PAGE),
+    ("IRP_MJ_NETWORK_QUERY_OPEN", 0xf2, PARAMETERS_PAGE),
+    ("IRP_MJ_MDL_READ", 0xf1, PARAMETERS_PAGE),
+    ("IRP_MJ_MDL_READ_COMPLETE", 0xf0, PARAMETERS_PAGE),
+    ("IRP_MJ_PREPARE_MDL_WRITE", 0xef, PARAMETERS_PAGE),
+    ("IRP_MJ_MDL_WRITE_COMPLETE", 0xee, PARAMETERS_PAGE),
+    ("IRP_MJ_VOLUME_MOUNT", 0xed, PARAMETERS_PAGE),
+    ("IRP_MJ_VOLUME_DISMOUNT", 0xec, PARAMETERS_PAGE),
 ];
 
 /// Values of `constants()` as `oracle` defines them: (checked names, mismatch lines).

@@ -585,4 +585,41 @@ NTSTATUS FltClearCancelCompletion(PFLT_CALLBACK_DATA CallbackData);
 #define STATUS_FLT_CBDQ_DISABLED ((NTSTATUS)0xC01C000EL)
 #endif
 
+/* Every operation (issue 18): the pseudo-operation codes of fltKernel.h, listed on
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_parameters
+ * (Wine's fltkernel.h has none of them), and the callback data flags of
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_callback_data */
+#define IRP_MJ_ACQUIRE_FOR_SECTION_SYNCHRONIZATION ((UCHAR)-1)
+#define IRP_MJ_RELEASE_FOR_SECTION_SYNCHRONIZATION ((UCHAR)-2)
+#define IRP_MJ_ACQUIRE_FOR_MOD_WRITE ((UCHAR)-3)
+#define IRP_MJ_RELEASE_FOR_MOD_WRITE ((UCHAR)-4)
+#define IRP_MJ_ACQUIRE_FOR_CC_FLUSH ((UCHAR)-5)
+#define IRP_MJ_RELEASE_FOR_CC_FLUSH ((UCHAR)-6)
+#define IRP_MJ_QUERY_OPEN ((UCHAR)-7)
+#define IRP_MJ_FAST_IO_CHECK_IF_POSSIBLE ((UCHAR)-13)
+#define IRP_MJ_NETWORK_QUERY_OPEN ((UCHAR)-14)
+#define IRP_MJ_MDL_READ ((UCHAR)-15)
+#define IRP_MJ_MDL_READ_COMPLETE ((UCHAR)-16)
+#define IRP_MJ_PREPARE_MDL_WRITE ((UCHAR)-17)
+#define IRP_MJ_MDL_WRITE_COMPLETE ((UCHAR)-18)
+#define IRP_MJ_VOLUME_MOUNT ((UCHAR)-19)
+#define IRP_MJ_VOLUME_DISMOUNT ((UCHAR)-20)
+#define FLTFL_CALLBACK_DATA_IRP_OPERATION 0x00000001
+#define FLTFL_CALLBACK_DATA_FAST_IO_OPERATION 0x00000002
+#define FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION 0x00000004
+#define FLTFL_CALLBACK_DATA_POST_OPERATION 0x00080000
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/ns-fltkernel-_flt_registration */
+#define FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS 0x00000002
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltlockuserbuffer */
+NTSTATUS FltLockUserBuffer(PFLT_CALLBACK_DATA CallbackData);
+/* https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nc-fltkernel-pflt_get_operation_status_callback
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltrequestoperationstatuscallback */
+typedef VOID (*PFLT_GET_OPERATION_STATUS_CALLBACK)(PCFLT_RELATED_OBJECTS FltObjects,
+                                                   PFLT_IO_PARAMETER_BLOCK IopbSnapshot,
+                                                   NTSTATUS OperationStatus,
+                                                   PVOID RequesterContext);
+NTSTATUS FltRequestOperationStatusCallback(PFLT_CALLBACK_DATA Data,
+                                           PFLT_GET_OPERATION_STATUS_CALLBACK CallbackRoutine,
+                                           PVOID RequesterContext);
+
 #endif /* FLT_DOCUMENTED_H */

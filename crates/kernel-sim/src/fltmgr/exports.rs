@@ -132,5 +132,8 @@ routines! {
         FltCbdqEnable => crate::fltmgr::cbdq::flt_cbdq_enable, AtMost(DISPATCH_LEVEL);
         FltSetCancelCompletion => crate::fltmgr::cbdq::flt_set_cancel_completion, AtMost(DISPATCH_LEVEL);
         FltClearCancelCompletion => crate::fltmgr::cbdq::flt_clear_cancel_completion, crate::kernel::IrqlRule::Any;
+        // Operation requests (issue 18)
+        FltLockUserBuffer => crate::fltmgr::operation_requests::flt_lock_user_buffer, AtMost(APC_LEVEL);
+        FltRequestOperationStatusCallback => crate::fltmgr::operation_requests::flt_request_operation_status_callback, AtMost(APC_LEVEL);
     }
 }

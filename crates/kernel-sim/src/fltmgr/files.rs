@@ -153,6 +153,8 @@ pub(crate) struct IoState {
     pub transactions: crate::fltmgr::transactions::Transactions,
     /// Callback data from `FltAllocateCallbackData` (`fltmgr::callback_data`).
     pub callback_data: crate::fltmgr::callback_data::CallbackDataTable,
+    /// `FltLockUserBuffer`/`FltRequestOperationStatusCallback` state of operations in progress.
+    pub operation_requests: crate::fltmgr::operation_requests::OperationRequests,
 }
 
 impl Default for IoState {
@@ -176,6 +178,7 @@ impl Default for IoState {
             closed_files: Vec::new(),
             transactions: crate::fltmgr::transactions::Transactions::default(),
             callback_data: crate::fltmgr::callback_data::CallbackDataTable::default(),
+            operation_requests: crate::fltmgr::operation_requests::OperationRequests::default(),
         }
     }
 }

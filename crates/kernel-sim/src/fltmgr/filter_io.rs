@@ -27,7 +27,7 @@
 //!   `FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET`); noncached reads need sector-aligned
 //!   offset, length and buffer; with a `CallbackRoutine` the read is asynchronous
 //!   ([`crate::fltmgr::callback_data::read_file_async`]: `STATUS_PENDING`, the routine called
-//!   on another thread with Filter Manager's callback data, `BytesRead` ignored). The file system keeps sizes, not contents: the bytes read are zeroes;
+//!   on another thread with Filter Manager's callback data, `BytesRead` ignored). The bytes read are those the file system holds;
 //! - close: PASSIVE_LEVEL; a handle that is not from `FltCreateFile(Ex)` is
 //!   `STATUS_INVALID_HANDLE`.
 
@@ -563,8 +563,14 @@ pub(crate) fn read_below(
             k.parameter_violation("a Buffer", "Buffer is NULL".to_owned());
             return (invalid, 0);
         }
-        // Contents are not kept (sizes only): the data read is zeroes.
-        guest::write_bytes(buffer.cast(), &vec![0; count]);
+        // The bytes the file system holds (zeroes where none were written).
+        let length = u32::try_from(count).unwrap_or(u32::MAX);
+        let mut data = flt_read(k).io.volumes[volume.0]
+            .files()
+            .read_below(handle, offset, length)
+            .unwrap_or_default();
+        data.resize(count, 0);
+        guest::write_bytes(buffer.cast(), &data);
     }
     if current && flags & FLTFL_IO_OPERATION_DO_NOT_UPDATE_BYTE_OFFSET == 0 {
         let advanced = offset + count as u64;

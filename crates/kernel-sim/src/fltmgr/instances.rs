@@ -135,6 +135,13 @@ pub(crate) trait VolumeFiles: Send + Sync {
     ///
     /// The status the file system fails the write with.
     fn write_below(&self, handle: FsHandle, offset: u64, length: u64) -> Result<(), NTSTATUS>;
+    /// At most `length` bytes at `offset` of the file `handle` opened, as a read below every
+    /// filter sees them (byte-range locks are not checked for it).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_FILE_CLOSED`, `STATUS_END_OF_FILE`.
+    fn read_below(&self, handle: FsHandle, offset: u64, length: u32) -> Result<Vec<u8>, NTSTATUS>;
     /// The file system itself, for its owner.
     fn as_any(&self) -> &dyn std::any::Any;
     /// The file system itself, for its owner.

@@ -39,6 +39,7 @@ pub(crate) mod name_provider;
 pub(crate) mod name_tunnel;
 pub(crate) mod name_unsafe;
 pub(crate) mod names;
+pub(crate) mod operation_requests;
 pub(crate) mod pending;
 pub(crate) mod ports;
 pub(crate) mod pushlock;

@@ -726,7 +726,8 @@ fn requestor(thread: usize, n: u32) -> Requestor {
     }
 }
 
-/// One thread's mixed workload on `volume` under `\t<thread>`: per file, create, two writes,
+/// One thread's mixed workload on `volume` under `\t<thread>`: a directory query, then per
+/// file, create, two writes (on the first file, every other operation: [`Io::workout`]),
 /// rename, hard link (where supported), delete (by each disposition class in turn), cleanup
 /// and close, then a delete-on-close overwrite; requestors rotate per file; then one file in a
 /// transaction ([`crate::harness::transacted`]). Statuses other
@@ -741,6 +742,7 @@ fn workload(ios: &[Io], volume: VolumeId, links: bool, thread: usize, files: usi
     if let Some(io) = ios.first() {
         match io.create(volume, &dir, FILE_OPEN_IF, FILE_DIRECTORY_FILE, 0) {
             Ok(d) => {
+                tally_workout(tally, io.workout_directory(&d));
                 check(io.cleanup(&d));
                 io.close(d);
             }
@@ -756,6 +758,10 @@ fn workload(ios: &[Io], volume: VolumeId, links: bool, thread: usize, files: usi
             Ok(f) => {
                 check(io.write(&f, 0, b"hello"));
                 check(io.write(&f, 5, b" world"));
+                if n == 0 {
+                    // Every other operation, once per thread and cycle.
+                    tally_workout(tally, io.workout(&f));
+                }
                 check(io.rename(&f, &format!("Renamed{n}.txt"), false));
                 if links {
                     check(io.link(&f, &format!(r"{dir}\Link{n}.txt"), true));
@@ -795,6 +801,13 @@ fn workload(ios: &[Io], volume: VolumeId, links: bool, thread: usize, files: usi
         for _ in 0..crate::harness::transacted::transacted_file(io, volume, &dir, thread) {
             Tally::bump(&tally.unexpected);
         }
+    }
+}
+
+/// Counts the unexpected statuses of an [`Io::workout`].
+fn tally_workout(tally: &Tally, workout: crate::world::io::Workout) {
+    for _ in 0..workout.unexpected {
+        Tally::bump(&tally.unexpected);
     }
 }
 
@@ -1024,8 +1037,8 @@ pub fn bench(image: &Path, threads: usize, duration: Duration) -> Result<BenchRe
 }
 
 /// Loads `image` in `config` with an NTFS volume, no client, and issues
-/// open/write/cleanup/close of one file per thread in a loop for `duration`; counts the
-/// callbacks.
+/// open/write/cleanup/close of one file per thread in a loop for `duration`, with every other
+/// operation ([`Io::workout`]) once in 64 rounds; counts the callbacks.
 ///
 /// # Errors
 ///
@@ -1052,10 +1065,14 @@ pub fn bench_in(
                 s.spawn(move || {
                     let path = format!(r"\bench{t}.dat");
                     while started.elapsed() < duration {
-                        for _ in 0..64 {
+                        for round in 0..64 {
                             if let Ok(f) = io.create(volume, &path, FILE_OPEN_IF, 0, GENERIC_WRITE)
                             {
                                 let _ = io.write(&f, 0, b"bench");
+                                if round == 0 {
+                                    // Every other operation, once in 64 rounds.
+                                    let _ = io.workout(&f);
+                                }
                                 let _ = io.cleanup(&f);
                                 io.close(f);
                             }

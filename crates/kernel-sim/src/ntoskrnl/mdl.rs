@@ -175,6 +175,21 @@ pub(crate) extern "win64" fn mm_map_locked_pages_specify_cache(
 /// `IoFreeMdl`: IRQL <= DISPATCH_LEVEL.
 pub(crate) extern "win64" fn io_free_mdl(mdl: PVOID) {
     emulate(Routine::IoFreeMdl, |k| {
+        let owner = lock(&k.objects)
+            .mdls
+            .get(&(mdl as usize))
+            .map(|r| r.routine)
+            .filter(|&routine| routine != "IoAllocateMdl");
+        if let Some(owner) = owner {
+            // An MDL FltLockUserBuffer, the I/O manager or the memory manager put in an
+            // operation is the I/O system's to free when it completes (FltLockUserBuffer's
+            // Remarks): freed here, it would be freed twice.
+            k.parameter_violation(
+                "an MDL the caller allocated with IoAllocateMdl (one in an operation's parameters is the I/O system's to free)",
+                format!("{mdl:p} was allocated by {owner}"),
+            );
+            return;
+        }
         let by = state::with(|s| s.callback.get());
         if let Err(problem) = free(k, mdl as usize, by) {
             k.violation(

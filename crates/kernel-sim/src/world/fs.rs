@@ -26,9 +26,11 @@
 //! the opened name keeps the short spelling. File IDs: every file has one (its node number),
 //! and [`FileSystem::create_by_id`] opens by it.
 //!
-//! Left out: file contents (only the size is kept), share access, attributes, security,
-//! reparse points, oplocks, the short-name registry settings (generation is always on, as on
-//! a system volume).
+//! The bytes written, EAs, security descriptors set, byte-range locks and the volume label are
+//! kept beside the namespace (`fs/extra.rs`, for the operations of `world/io/ops.rs`).
+//!
+//! Left out: share access, attributes, reparse points, oplocks, the short-name registry
+//! settings (generation is always on, as on a system volume).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -47,9 +49,13 @@ use vigil_sys::{
 use crate::fltmgr::instances::{FsHandle, VolumeFiles};
 use crate::fltmgr::query_information::StandardInfo;
 use crate::fltmgr::set_information::InfoChange;
+
+mod extra;
+
 use crate::kernel::sharded::ShardedMap;
 use crate::ntoskrnl::status;
 use crate::ntoskrnl::upcase::upcase_str;
+pub(crate) use extra::{STATUS_FILE_LOCK_CONFLICT, Stat};
 
 /// `FILE_NON_DIRECTORY_FILE` create option.
 pub(crate) const FILE_NON_DIRECTORY_FILE: u32 = 0x0000_0040;
@@ -176,6 +182,8 @@ pub(crate) struct FileSystem {
     /// Short names: the key of a link's parent joined with its upcased short name -> the
     /// link's key.
     short_index: HashMap<String, String>,
+    /// File contents, EAs, byte-range locks, the label (`extra`).
+    extras: extra::Extras,
 }
 
 /// The lookup key of a canonical path: upcased unit by unit with the system's upcase table,
@@ -254,6 +262,7 @@ impl FileSystem {
             next_handle: AtomicU64::new(1),
             short_index: HashMap::default(),
             hard_links,
+            extras: extra::Extras::default(),
         };
         let root = fs.new_node(true);
         fs.entries.insert(
@@ -1160,6 +1169,10 @@ impl VolumeFiles for FileSystem {
 
     fn close_below(&mut self, handle: FsHandle) {
         Self::close(self, handle);
+    }
+
+    fn read_below(&self, handle: FsHandle, offset: u64, length: u32) -> Result<Vec<u8>, NTSTATUS> {
+        self.read_unlocked(handle, offset, length)
     }
 
     fn size_of_open(&self, handle: FsHandle) -> Result<u64, NTSTATUS> {

@@ -23,11 +23,14 @@
 //!    operation waits (at most `SimConfig::pend_limit`) for `FltCompletePendedPostOperation`.
 //!
 //! Operations are synchronous: the calling test thread runs the callbacks. Each instance counts
-//! its operations in flight, which teardown and `FltUnregisterFilter` drain. Left out: fast
-//! I/O, `IRP_MJ_*` codes other than create/write/set-information/cleanup/close, `ParentOfTarget`
-//! (NULL), transactions' isolation ([`transacted`]: a file object opened in a transaction
-//! carries it in `FLT_RELATED_OBJECTS::Transaction`). A pre-operation callback's changes to the
-//! parameter block reach the file system only if it marked the callback data dirty
+//! its operations in flight, which teardown and `FltUnregisterFilter` drain. The other majors,
+//! fast I/O and the `FsFilter` pseudo-operations are in [`ops`], [`fs_filter`],
+//! [`query_open`] and [`workout`] (fast I/O and `FsFilter` callback data,
+//! `FLT_PREOP_DISALLOW_FASTIO` honoured for fast I/O, posts of non-IRP operations at the pre's
+//! IRQL). Left out: the operations those modules list, `ParentOfTarget` (NULL), transactions'
+//! isolation ([`transacted`]: a file object opened in a transaction carries it in
+//! `FLT_RELATED_OBJECTS::Transaction`). A pre-operation callback's changes to the parameter
+//! block reach the file system only if it marked the callback data dirty
 //! ([`crate::fltmgr::dirty`]); a write's final `MdlAddress` is freed when it completes, as the
 //! I/O system does.
 
@@ -41,16 +44,18 @@ use vigil_sys::{
     FILE_DISPOSITION_INFORMATION_EX, FILE_INFORMATION_CLASS, FILE_OBJECT, FILE_OPEN_BY_FILE_ID,
     FILE_RENAME_INFORMATION, FLT_CALLBACK_DATA, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
     FLT_IO_PARAMETER_BLOCK, FLT_PARAMETERS, FLT_PARAMETERS_CREATE,
-    FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE, FLT_POSTOP_FINISHED_PROCESSING,
-    FLT_POSTOP_MORE_PROCESSING_REQUIRED, FLT_PREOP_COMPLETE, FLT_PREOP_PENDING,
+    FLT_PARAMETERS_SET_FILE_INFORMATION, FLT_PARAMETERS_WRITE, FLT_POSTOP_DISALLOW_FSFILTER_IO,
+    FLT_POSTOP_FINISHED_PROCESSING, FLT_POSTOP_MORE_PROCESSING_REQUIRED, FLT_PREOP_COMPLETE,
+    FLT_PREOP_DISALLOW_FASTIO, FLT_PREOP_DISALLOW_FSFILTER_IO, FLT_PREOP_PENDING,
     FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE,
-    FLT_RELATED_OBJECTS, FLTFL_CALLBACK_DATA_IRP_OPERATION, FLTFL_CALLBACK_DATA_POST_OPERATION,
-    FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO, FileDispositionInformation,
-    FileDispositionInformationEx, FileLinkInformation, FileLinkInformationEx,
-    FileRenameInformation, FileRenameInformationEx, IO_SECURITY_CONTEXT, IO_STATUS_BLOCK,
-    IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE,
-    IRP_PAGING_IO, KernelMode, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL, PVOID,
-    STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING, UserMode,
+    FLT_RELATED_OBJECTS, FLTFL_CALLBACK_DATA_FAST_IO_OPERATION,
+    FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION, FLTFL_CALLBACK_DATA_IRP_OPERATION,
+    FLTFL_CALLBACK_DATA_POST_OPERATION, FileDispositionInformation, FileDispositionInformationEx,
+    FileLinkInformation, FileLinkInformationEx, FileRenameInformation, FileRenameInformationEx,
+    IO_SECURITY_CONTEXT, IO_STATUS_BLOCK, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE,
+    IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE, IRP_PAGING_IO, KernelMode, NT_SUCCESS,
+    NTSTATUS, PASSIVE_LEVEL, PVOID, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
+    UNICODE_STRING, UserMode,
 };
 
 use crate::fltmgr::draining::{AwaitingPost, HoldGate};
@@ -67,12 +72,44 @@ use crate::report::ViolationKind;
 use crate::world::fs::{FileSystem, REPLACE_IF_EXISTS};
 use crate::world::volumes::{fs_mut, fs_of};
 
+mod fs_filter;
+mod ops;
+mod query_open;
 mod transacted;
+mod workout;
+
+pub use ops::FileStandard;
 pub(crate) use transacted::STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED;
 pub use transacted::Transaction;
+pub use workout::Workout;
 
 /// `IO_TYPE_FILE`.
 const IO_TYPE_FILE: i16 = 5;
+
+/// How an operation reaches the filters (its callback data's `FLTFL_CALLBACK_DATA_*` kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// An IRP.
+    Irp,
+    /// A fast I/O call (`FLT_PREOP_DISALLOW_FASTIO` sends it back to be reissued as an IRP).
+    FastIo,
+    /// An `FsFilter` callback (the Acquire/Release pseudo-operations).
+    FsFilter,
+}
+
+/// One operation to issue ([`Io::issue`]).
+#[derive(Clone, Copy)]
+struct Request {
+    volume: VolumeId,
+    file_object: usize,
+    major: u8,
+    minor: u8,
+    irp_flags: u32,
+    irql: u8,
+    parameters: FLT_PARAMETERS,
+    desired_access: u32,
+    path: Path,
+}
 
 /// Who issues a synthetic operation: the ids `PsGetCurrentProcessId`/`PsGetCurrentThreadId`
 /// and `FltGetRequestorProcessId` return inside its callbacks.
@@ -150,6 +187,8 @@ struct Begun {
 
 /// Where the parts of an operation's block are (guest addresses).
 struct BlockAddresses {
+    path: Path,
+    major: u8,
     base: usize,
     data: usize,
     iopb: usize,
@@ -159,8 +198,10 @@ struct BlockAddresses {
 }
 
 impl BlockAddresses {
-    fn of(base: usize) -> Self {
+    fn of(base: usize, path: Path, major: u8) -> Self {
         Self {
+            path,
+            major,
             base,
             data: base + offset_of!(OperationBlock, data),
             iopb: base + offset_of!(OperationBlock, iopb),
@@ -186,7 +227,7 @@ fn callback_names(major: u8) -> (&'static str, &'static str) {
         IRP_MJ_SET_INFORMATION => ("PreSetInformation", "PostSetInformation"),
         IRP_MJ_CLEANUP => ("PreCleanup", "PostCleanup"),
         IRP_MJ_CLOSE => ("PreClose", "PostClose"),
-        _ => ("PreOperation", "PostOperation"),
+        _ => ops::callback_names(major),
     }
 }
 
@@ -239,15 +280,15 @@ impl Io {
         result
     }
 
-    /// Counts the operation, finds the callbacks for `major` on `volume` and, if the filter
-    /// sees it, counts it in flight under `data` (its callback data): one lock for all of it,
+    /// Counts the operation, finds the callbacks for `major` on `volume` (none when registered
+    /// with one of the `skip` flags) and, if the filter sees it, counts it in flight under `data` (its callback data): one lock for all of it,
     /// as every lock of the shared state taken per operation is contended by the other I/O
     /// threads.
     fn begin(
         &self,
         volume: VolumeId,
         major: u8,
-        paging: bool,
+        skip: u32,
         data: usize,
     ) -> Result<Begun, NTSTATUS> {
         let k = &self.kernel;
@@ -285,9 +326,7 @@ impl Io {
         let Some(operation) = filter.operations.iter().find(|o| o.major == major) else {
             return Ok(begun);
         };
-        if (operation.pre == 0 && operation.post == 0)
-            || (paging && operation.flags & FLTFL_OPERATION_REGISTRATION_SKIP_PAGING_IO != 0)
-        {
+        if (operation.pre == 0 && operation.post == 0) || operation.flags & skip != 0 {
             return Ok(begun);
         }
         // Counted under the shared lock: a teardown changes the state under the exclusive
@@ -346,10 +385,46 @@ impl Io {
         desired_access: u32,
         fs_step: FsStep<'_>,
     ) -> (NTSTATUS, usize) {
-        let paging = irp_flags & IRP_PAGING_IO != 0;
+        let request = Request {
+            volume,
+            file_object,
+            major,
+            minor: 0,
+            irp_flags,
+            irql,
+            parameters,
+            desired_access,
+            path: Path::Irp,
+        };
+        self.issue(request, fs_step)
+    }
+
+    /// Builds the operation `request`, runs the callbacks around `fs_step`, returns the final
+    /// `IoStatus` (`STATUS_FLT_DISALLOW_FAST_IO` for a fast I/O operation a filter disallowed).
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one operation from its block to its completion, read top to bottom"
+    )]
+    fn issue(&self, request: Request, fs_step: FsStep<'_>) -> (NTSTATUS, usize) {
+        let Request {
+            volume,
+            file_object,
+            major,
+            minor,
+            irp_flags,
+            irql,
+            parameters,
+            desired_access,
+            path,
+        } = request;
         let block = GuestAlloc::for_type::<OperationBlock>(0);
-        let at = BlockAddresses::of(block.address());
-        let begun = match self.begin(volume, major, paging, at.data) {
+        let at = BlockAddresses::of(block.address(), path, major);
+        let begun = match self.begin(
+            volume,
+            major,
+            ops::skipped_by(major, path, irp_flags),
+            at.data,
+        ) {
             Ok(begun) => begun,
             Err(status) => return (status, 0),
         };
@@ -357,13 +432,14 @@ impl Io {
         let k = &self.kernel;
         let instance = dispatch.as_ref().map_or(0, |d| d.instance);
         let mut parameters = parameters;
-        if major == IRP_MJ_CREATE {
+        if major == IRP_MJ_CREATE || ops::is_pipe_or_mailslot_create(major) {
+            // `Create`, `CreatePipe` and `CreateMailslot` all start with it.
             parameters.Create.SecurityContext = at.security as *mut IO_SECURITY_CONTEXT;
         }
         let iopb = FLT_IO_PARAMETER_BLOCK {
             IrpFlags: irp_flags,
             MajorFunction: major,
-            MinorFunction: 0,
+            MinorFunction: minor,
             OperationFlags: 0,
             Reserved: 0,
             TargetFileObject: file_object as *mut FILE_OBJECT,
@@ -392,10 +468,15 @@ impl Io {
                     self.end(volume, at.data);
                     return (STATUS_UNSUCCESSFUL, 0);
                 }
-                Some(PreOutcome::Post) => post_at = Some(self.default_post_irql(major)),
+                Some(PreOutcome::Post) => post_at = Some(self.default_post_irql(major, path, irql)),
                 Some(PreOutcome::Synchronize) => post_at = Some(irql),
                 Some(PreOutcome::NoPost) => {}
                 Some(PreOutcome::Complete) => completed = true,
+                Some(PreOutcome::Disallowed) => {
+                    crate::fltmgr::operation_requests::complete(k, at.data, at.iopb);
+                    self.end(volume, at.data);
+                    return (ops::STATUS_FLT_DISALLOW_FAST_IO, 0);
+                }
                 Some(PreOutcome::Abandoned) => {
                     // The filter may still hold the callback data: never free it.
                     std::mem::forget(block);
@@ -410,6 +491,9 @@ impl Io {
         let status_at = (at.data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK;
         if !completed {
             let (status, information) = self.file_system(dispatch.is_some(), fs_step, at.base);
+            if dispatch.is_some() {
+                self.run_status_callbacks(&at, status, irql);
+            }
             guest::write(
                 status_at,
                 IO_STATUS_BLOCK {
@@ -438,6 +522,7 @@ impl Io {
         if major == IRP_MJ_WRITE {
             crate::fltmgr::dirty::complete_write_mdl(k, at.iopb);
         }
+        crate::fltmgr::operation_requests::complete(k, at.data, at.iopb);
         if dispatch.is_some() {
             self.end(volume, at.data);
         }
@@ -501,12 +586,16 @@ impl Io {
         iopb: FLT_IO_PARAMETER_BLOCK,
         desired_access: u32,
     ) {
-        let paging = iopb.IrpFlags & IRP_PAGING_IO != 0;
+        let kernel_mode = iopb.IrpFlags & IRP_PAGING_IO != 0 || at.path == Path::FsFilter;
         guest::write(
             block.as_ptr::<OperationBlock>(),
             OperationBlock {
                 data: FLT_CALLBACK_DATA {
-                    Flags: FLTFL_CALLBACK_DATA_IRP_OPERATION,
+                    Flags: match at.path {
+                        Path::Irp => FLTFL_CALLBACK_DATA_IRP_OPERATION,
+                        Path::FastIo => FLTFL_CALLBACK_DATA_FAST_IO_OPERATION,
+                        Path::FsFilter => FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION,
+                    },
                     Thread: (at.base + offset_of!(OperationBlock, thread)) as PVOID,
                     Iopb: at.iopb as *mut FLT_IO_PARAMETER_BLOCK,
                     IoStatus: IO_STATUS_BLOCK {
@@ -516,7 +605,7 @@ impl Io {
                     },
                     TagData: std::ptr::null_mut(),
                     FilterContext: [std::ptr::null_mut(); 4],
-                    RequestorMode: if paging { KernelMode } else { UserMode },
+                    RequestorMode: if kernel_mode { KernelMode } else { UserMode },
                 },
                 objects: FLT_RELATED_OBJECTS {
                     Size: u16::try_from(size_of::<FLT_RELATED_OBJECTS>()).unwrap_or(u16::MAX),
@@ -558,6 +647,7 @@ impl Io {
         let pre: PreCallback = unsafe { std::mem::transmute(d.pre) };
         // A work item may complete the operation before the pre has returned PENDING.
         flt_read(&self.kernel).io.pended.open(at.data);
+        crate::fltmgr::operation_requests::enter_pre(&self.kernel, at.data);
         let outer = state::with(|s| s.operation.replace(at.data));
         // SAFETY: as above; the arguments point into this operation's block, alive for the call.
         let returned = self.call_as(pre_name, irql, || unsafe {
@@ -567,12 +657,16 @@ impl Io {
                 at.completion as *mut PVOID,
             )
         });
+        crate::fltmgr::operation_requests::leave_pre(&self.kernel, at.data);
         state::with(|s| s.operation.set(outer));
         let Some(returned) = returned else {
             flt_read(&self.kernel).io.pended.close(at.data);
             return None;
         };
         if returned == FLT_PREOP_PENDING {
+            if at.path != Path::Irp {
+                ops::report_pended_non_irp(&self.kernel, pre_name);
+            }
             return Some(self.await_pended(pre_name, at, d.post != 0));
         }
         let slot = flt_read(&self.kernel).io.pended.close(at.data);
@@ -586,7 +680,7 @@ impl Io {
             state::with(|s| s.callback.set(previous));
         }
         let context = guest::read(at.completion as *const PVOID);
-        Some(self.check_pre_status(pre_name, returned, context, d.post != 0))
+        Some(self.check_pre_status(pre_name, returned, context, (d.post != 0, at)))
     }
 
     /// Waits for `FltCompletePendedPreOperation` on an operation its pre pended, at most
@@ -638,7 +732,7 @@ impl Io {
             return PreOutcome::Abandoned;
         };
         guest::write(at.completion as *mut PVOID, context as PVOID);
-        self.check_pre_status(pre_name, status, context as PVOID, has_post)
+        self.check_pre_status(pre_name, status, context as PVOID, (has_post, at))
     }
 
     /// Marks the operation as in its post phase and runs the post-operation callback at
@@ -688,6 +782,10 @@ impl Io {
         }
         match returned {
             Some(FLT_POSTOP_FINISHED_PROCESSING) | None => {}
+            Some(FLT_POSTOP_DISALLOW_FSFILTER_IO) if ops::fs_filter_io_disallowable(at.major) => {
+                // The issuer takes the slow path (open, query, close) instead.
+                ops::mark_disallowed(at.data);
+            }
             Some(other) => k.violation(
                 ViolationKind::CallbackStatus,
                 "a post-operation callback returns FLT_POSTOP_FINISHED_PROCESSING or FLT_POSTOP_MORE_PROCESSING_REQUIRED",
@@ -729,8 +827,11 @@ impl Io {
         false
     }
 
-    fn default_post_irql(&self, major: u8) -> u8 {
-        if major != IRP_MJ_CREATE && self.kernel.config.io.post_ops_at_dispatch {
+    fn default_post_irql(&self, major: u8, path: Path, pre_irql: u8) -> u8 {
+        if path != Path::Irp {
+            // Fast I/O and FsFilter operations complete on the calling thread.
+            pre_irql
+        } else if major != IRP_MJ_CREATE && self.kernel.config.io.post_ops_at_dispatch {
             DISPATCH_LEVEL
         } else {
             PASSIVE_LEVEL
@@ -743,11 +844,11 @@ impl Io {
         callback: &'static str,
         returned: i32,
         context: PVOID,
-        has_post: bool,
+        (has_post, at): (bool, &BlockAddresses),
     ) -> PreOutcome {
         // Violations found here are the callback's: attribute them to it.
         let previous = state::with(|s| s.callback.replace(callback));
-        let outcome = self.check_pre_status_of(callback, returned, context, has_post);
+        let outcome = self.check_pre_status_of(callback, returned, context, (has_post, at));
         state::with(|s| s.callback.set(previous));
         outcome
     }
@@ -757,10 +858,23 @@ impl Io {
         callback: &str,
         returned: i32,
         context: PVOID,
-        has_post: bool,
+        (has_post, at): (bool, &BlockAddresses),
     ) -> PreOutcome {
         let k = &self.kernel;
+        let path = at.path;
         let (outcome, name) = match returned {
+            FLT_PREOP_DISALLOW_FASTIO if path == Path::FastIo => {
+                (PreOutcome::Disallowed, "FLT_PREOP_DISALLOW_FASTIO")
+            }
+            // Only for IRP_MJ_QUERY_OPEN (PFLT_PRE_OPERATION_CALLBACK's page).
+            FLT_PREOP_DISALLOW_FSFILTER_IO if ops::fs_filter_io_disallowable(at.major) => {
+                (PreOutcome::Disallowed, "FLT_PREOP_DISALLOW_FSFILTER_IO")
+            }
+            // Not IRP-based: Filter Manager treats SYNCHRONIZE as SUCCESS_WITH_CALLBACK
+            // (https://learn.microsoft.com/windows-hardware/drivers/ifs/returning-flt-preop-synchronize).
+            FLT_PREOP_SYNCHRONIZE if path != Path::Irp => {
+                (PreOutcome::Post, "FLT_PREOP_SYNCHRONIZE")
+            }
             FLT_PREOP_SUCCESS_WITH_CALLBACK => {
                 (PreOutcome::Post, "FLT_PREOP_SUCCESS_WITH_CALLBACK")
             }
@@ -785,7 +899,9 @@ impl Io {
                 );
                 PreOutcome::NoPost
             }
-            PreOutcome::NoPost | PreOutcome::Complete if !context.is_null() => {
+            PreOutcome::NoPost | PreOutcome::Complete | PreOutcome::Disallowed
+                if !context.is_null() =>
+            {
                 k.violation(
                     ViolationKind::CallbackStatus,
                     "RULES.md 24: a completion context only when a post-operation callback will receive it",
@@ -958,7 +1074,7 @@ impl Io {
         record.by_id = matches!(target, CreateTarget::Id(_));
         record.transaction = transaction;
         flt_read(&self.kernel).io.files.insert(file_object, record);
-        let parameters = FLT_PARAMETERS {
+        let mut parameters = FLT_PARAMETERS {
             Create: FLT_PARAMETERS_CREATE {
                 SecurityContext: std::ptr::null_mut(),
                 Options: (disposition << 24) | (options & 0x00FF_FFFF),
@@ -971,6 +1087,7 @@ impl Io {
                 AllocationSize: 0,
             },
         };
+        let major = ops::create_major(target, &mut parameters);
         let mut step = |io: &IoState, base: usize| {
             let options_at = base
                 + offset_of!(OperationBlock, iopb)
@@ -992,6 +1109,9 @@ impl Io {
                     options >> 24,
                     options & 0x00FF_FFFF & !FILE_OPEN_BY_FILE_ID,
                 ),
+                CreateTarget::Pipe { path, major, .. } => {
+                    ops::create_pipe_or_mailslot(v, path, *major, options)
+                }
             };
             match created {
                 Ok((handle, information)) => {
@@ -1009,7 +1129,7 @@ impl Io {
         let (status, information) = self.perform(
             volume,
             file_object,
-            IRP_MJ_CREATE,
+            major,
             0,
             PASSIVE_LEVEL,
             parameters,
@@ -1112,6 +1232,7 @@ impl Io {
             },
         };
         let volume = file.volume;
+        let k = &self.kernel;
         let mut step = |io: &IoState, base: usize| {
             let write_at = base
                 + offset_of!(OperationBlock, iopb)
@@ -1120,11 +1241,20 @@ impl Io {
             let (Some(v), Some(handle)) = (io.volumes.get(volume.0), fs_handle) else {
                 return (status::INVALID_DEVICE_REQUEST, 0);
             };
-            match fs_of(v).write(
-                handle,
-                u64::try_from(write.ByteOffset).unwrap_or(0),
-                u64::from(write.Length),
-            ) {
+            let offset = u64::try_from(write.ByteOffset).unwrap_or(0);
+            let length = write.Length as usize;
+            // The bytes the file system gets: the MDL's if the parameters carry one (a buffer
+            // it cannot touch leaves the contents alone, the size as before).
+            let written = match ops::transfer_buffer(k, write.MdlAddress, write.WriteBuffer, length)
+            {
+                Some(source) => fs_of(v).write_data(
+                    handle,
+                    offset,
+                    &guest::read_bytes(source as *const u8, length),
+                ),
+                None => fs_of(v).write(handle, offset, length as u64),
+            };
+            match written {
                 Ok(()) => (STATUS_SUCCESS, write.Length as usize),
                 Err(status) => (status, 0),
             }
@@ -1396,12 +1526,21 @@ impl Io {
 enum CreateTarget {
     Path(String),
     Id(u64),
+    /// A named pipe or mailslot (`major`) at a path, with the address of its
+    /// `NAMED_PIPE_CREATE_PARAMETERS`/`MAILSLOT_CREATE_PARAMETERS`.
+    Pipe {
+        path: String,
+        major: u8,
+        parameters: usize,
+        /// Create options (disposition in the high byte), as `CreatePipe.Options` has them.
+        options: u32,
+    },
 }
 
 /// A create's target, for messages.
 fn path_of(target: &CreateTarget) -> String {
     match target {
-        CreateTarget::Path(path) => path.clone(),
+        CreateTarget::Path(path) | CreateTarget::Pipe { path, .. } => path.clone(),
         CreateTarget::Id(id) => format!("file ID {id:#x}"),
     }
 }
@@ -1413,6 +1552,8 @@ enum PreOutcome {
     Synchronize,
     NoPost,
     Complete,
+    /// A fast I/O operation the filter disallowed: no file system, no post.
+    Disallowed,
     /// Pended and never completed (reported): ends as completed, its block left allocated.
     Abandoned,
 }
