@@ -286,7 +286,7 @@ fn layouts() -> Vec<TypeLayout> {
     all
 }
 
-/// The parameter-union members of flt_ops.rs, each against its member of Wine's `FLT_PARAMETERS`
+/// The parameter-union members of `flt_ops.rs`, each against its member of Wine's `FLT_PARAMETERS`
 /// (which declares the whole union of the documented page). `PointerAlignmentN` are the gaps
 /// `POINTER_ALIGNMENT` opens, at the offsets written beside them.
 fn operation_layouts() -> Vec<TypeLayout> {
@@ -766,7 +766,7 @@ fn constants() -> Vec<(&'static str, i128)> {
     table
 }
 
-/// The major function codes of flt_ops.rs (wdm.h's in both header sets; the pseudo-operations
+/// The major function codes of `flt_ops.rs` (wdm.h's in both header sets; the pseudo-operations
 /// are in [`DOCUMENTED_CONSTANTS`]).
 fn operation_constants() -> Vec<(&'static str, i128)> {
     consts![
