@@ -9,8 +9,9 @@
  *   is given: the operation's name (FltGetIrpName), the kind of the callback data (IRP, fast
  *   I/O or FsFilter, as the operation allows), the IRQL (the modified page writer's acquire
  *   and release at APC_LEVEL, every other pre at most APC_LEVEL), a file object (all but
- *   shutdown) and, for every operation with a buffer, a buffer (or an MDL) whenever the length
- *   is not zero. It counts the operation.
+ *   shutdown and the volume mount and dismount, which must have none but a volume), the mount's
+ *   device type (one of the three its page lists) and, for every operation with a buffer, a
+ *   buffer (or an MDL) whenever the length is not zero. It counts the operation.
  * - It locks the buffer of reads (IRP and fast I/O alike), directory queries and security
  *   queries (FltLockUserBuffer) and checks that the parameters then carry an MDL; it asks for
  *   the file system's status of flushes and volume queries (FltRequestOperationStatusCallback)
@@ -150,6 +151,8 @@ static ULONG allowed_kinds(UCHAR major)
     case IRP_MJ_MDL_READ_COMPLETE:
     case IRP_MJ_PREPARE_MDL_WRITE:
     case IRP_MJ_MDL_WRITE_COMPLETE:
+    case IRP_MJ_VOLUME_MOUNT:
+    case IRP_MJ_VOLUME_DISMOUNT:
         return FLTFL_CALLBACK_DATA_FAST_IO_OPERATION;
     case IRP_MJ_READ:
     case IRP_MJ_WRITE:
@@ -175,10 +178,19 @@ static BOOLEAN parameters_valid(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS o
     FLT_PARAMETERS *p = &iopb->Parameters;
     ULONG method;
 
-    if (objects->FileObject == NULL && iopb->MajorFunction != IRP_MJ_SHUTDOWN) {
+    /* The volume operations are about no file. */
+    if (iopb->MajorFunction == IRP_MJ_VOLUME_MOUNT || iopb->MajorFunction == IRP_MJ_VOLUME_DISMOUNT) {
+        if (objects->FileObject != NULL || objects->Volume == NULL) {
+            return !anomaly(iopb->MajorFunction, "a file object, or no volume");
+        }
+    } else if (objects->FileObject == NULL && iopb->MajorFunction != IRP_MJ_SHUTDOWN) {
         return !anomaly(iopb->MajorFunction, "no file object");
     }
     switch (iopb->MajorFunction) {
+    case IRP_MJ_VOLUME_MOUNT:
+        return p->MountVolume.DeviceType == FILE_DEVICE_DISK_FILE_SYSTEM ||
+               p->MountVolume.DeviceType == FILE_DEVICE_CD_ROM_FILE_SYSTEM ||
+               p->MountVolume.DeviceType == FILE_DEVICE_NETWORK_FILE_SYSTEM;
     case IRP_MJ_CREATE_NAMED_PIPE:
         return p->CreatePipe.Parameters != NULL && p->CreatePipe.SecurityContext != NULL;
     case IRP_MJ_CREATE_MAILSLOT:

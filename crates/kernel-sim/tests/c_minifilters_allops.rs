@@ -29,10 +29,11 @@ use vigil_kernel_sim::{Report, Sim, VolumeKind};
 
 use c_filters::{assert_caught, assert_clean, build};
 
-/// The operations the synthetic workload issues, by the name `FltGetIrpName` gives them. Not
+/// The operations the synthetic workload issues, by the name `FltGetIrpName` gives them (the
+/// volume mount and dismount by the volume each cycle mounts and dismounts, and below). Not
 /// issued by the workloads: `IRP_MJ_CREATE_NAMED_PIPE`, `IRP_MJ_CREATE_MAILSLOT` (no pipe or
-/// mailslot volume in them; issued directly below), `IRP_MJ_POWER`,
-/// `IRP_MJ_DEVICE_CHANGE`, `IRP_MJ_VOLUME_MOUNT`, `IRP_MJ_VOLUME_DISMOUNT`.
+/// mailslot volume in them; issued directly below), `IRP_MJ_POWER` and
+/// `IRP_MJ_DEVICE_CHANGE` (file system stacks do not get them).
 const ISSUED: &[&str] = &[
     "IRP_MJ_CREATE",
     "IRP_MJ_CREATE_NAMED_PIPE",
@@ -73,6 +74,8 @@ const ISSUED: &[&str] = &[
     "IRP_MJ_MDL_READ_COMPLETE",
     "IRP_MJ_PREPARE_MDL_WRITE",
     "IRP_MJ_MDL_WRITE_COMPLETE",
+    "IRP_MJ_VOLUME_MOUNT",
+    "IRP_MJ_VOLUME_DISMOUNT",
 ];
 
 /// The filter's totals at unload: operation name -> (pre, post), and the summary line's
@@ -98,6 +101,17 @@ fn totals(report: &Report) -> (BTreeMap<String, (u64, u64)>, Vec<u64>) {
         }
     }
     (per_operation, summary)
+}
+
+/// Volumes that come and go: the mount after its InstanceSetup, the dismount before its
+/// teardown; a network volume's mount carries the network device type.
+fn volumes_that_come_and_go(driver: &vigil_kernel_sim::Driver) {
+    let scratch = driver.mount(VolumeKind::Ntfs, r"\Device\HarddiskVolume9");
+    assert!(driver.is_attached(scratch));
+    driver.dismount(scratch);
+    assert!(!driver.is_attached(scratch));
+    let share = driver.mount(VolumeKind::Network, r"\Device\Mup\scratch");
+    driver.dismount(share);
 }
 
 /// Creates a pipe and a mailslot on their volumes (and fails a pipe on NTFS), then cleans
@@ -196,6 +210,7 @@ fn every_operation_reaches_the_filter_with_valid_parameters() {
     io.close(f);
     io.cleanup(&d);
     io.close(d);
+    volumes_that_come_and_go(&driver);
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
     let (per_operation, summary) = totals(&report);
@@ -313,4 +328,28 @@ fn allops_disallow_fastio_on_irp_twin_is_caught() {
         "PreRead",
         "a pre-operation callback returns a valid FLT_PREOP_CALLBACK_STATUS",
     );
+}
+
+/// Each stress cycle mounts a volume and dismounts it while the filter runs: the filter's own
+/// totals at every unload count the volume mount and dismount.
+#[test]
+fn every_stress_cycle_brings_a_volume_mount_and_dismount() {
+    let Some(image) = build("allops", None) else {
+        return;
+    };
+    let config = vigil_kernel_sim::scenario::ScenarioConfig {
+        cycles: 2,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let summary = vigil_kernel_sim::scenario::run_scenario(&image, &config, |progress| {
+        let (per_operation, _) = totals(progress.report);
+        seen.push(
+            ["IRP_MJ_VOLUME_MOUNT", "IRP_MJ_VOLUME_DISMOUNT"]
+                .map(|name| per_operation.get(name).copied().unwrap_or_default()),
+        );
+    })
+    .expect("allops loads");
+    assert!(summary.is_clean(), "{}", summary.text());
+    assert_eq!(seen, [[(1, 1), (1, 1)], [(1, 1), (1, 1)]]);
 }

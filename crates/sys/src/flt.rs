@@ -452,6 +452,8 @@ pub union FLT_PARAMETERS {
     pub PrepareMdlWrite: crate::flt_ops::FLT_PARAMETERS_MDL_TRANSFER,
     /// `IRP_MJ_MDL_WRITE_COMPLETE`.
     pub MdlWriteComplete: crate::flt_ops::FLT_PARAMETERS_MDL_WRITE_COMPLETE,
+    /// `IRP_MJ_VOLUME_MOUNT`.
+    pub MountVolume: crate::flt_ops::FLT_PARAMETERS_MOUNT_VOLUME,
     /// Every other operation: six pointer-sized arguments.
     pub Others: [PVOID; 6],
 }

@@ -401,3 +401,14 @@ pub struct FLT_PARAMETERS_MDL_WRITE_COMPLETE {
     /// The MDL chain `IRP_MJ_PREPARE_MDL_WRITE` returned.
     pub MdlChain: PVOID,
 }
+
+/// `FLT_PARAMETERS.MountVolume`, for `IRP_MJ_VOLUME_MOUNT` (a fast I/O operation:
+/// <https://learn.microsoft.com/windows-hardware/drivers/ifs/flt-parameters-for-irp-mj-volume-mount>).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FLT_PARAMETERS_MOUNT_VOLUME {
+    /// The device type of the newly mounted volume's file system device object:
+    /// `FILE_DEVICE_CD_ROM_FILE_SYSTEM`, `FILE_DEVICE_DISK_FILE_SYSTEM` or
+    /// `FILE_DEVICE_NETWORK_FILE_SYSTEM`.
+    pub DeviceType: u32,
+}

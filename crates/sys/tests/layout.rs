@@ -250,7 +250,7 @@ fn base_layouts() -> Vec<TypeLayout> {
             WMI, QueryQuota, SetQuota, AcquireForSectionSynchronization,
             AcquireForModifiedPageWriter, ReleaseForModifiedPageWriter, QueryOpen,
             NetworkQueryOpen, FastIoCheckIfPossible,
-            MdlRead, MdlReadComplete, PrepareMdlWrite, MdlWriteComplete, Others,
+            MdlRead, MdlReadComplete, PrepareMdlWrite, MdlWriteComplete, MountVolume, Others,
         }),
         layout!(FLT_IO_PARAMETER_BLOCK, "FLT_IO_PARAMETER_BLOCK", [Wine], {
             IrpFlags, MajorFunction, MinorFunction, OperationFlags, Reserved, TargetFileObject,
@@ -371,6 +371,9 @@ fn operation_layouts() -> Vec<TypeLayout> {
         }),
         layout!(FLT_PARAMETERS_MDL_WRITE_COMPLETE, "FLT_PARAMETERS"."MdlWriteComplete", [Wine], {
             FileOffset, MdlChain,
+        }),
+        layout!(FLT_PARAMETERS_MOUNT_VOLUME, "FLT_PARAMETERS"."MountVolume", [Wine], {
+            DeviceType,
         }),
     ]
 }

@@ -336,7 +336,7 @@ fn perform(k: &Kernel, data: usize) {
                 };
                 read_below(k, target, offset, (p.Length, p.WriteBuffer), flags)
             } else {
-                write_below(k, target, offset, p.Length)
+                write_below(k, target, offset, (p.Length, p.WriteBuffer))
             }
         }
         IRP_MJ_SET_INFORMATION => {
@@ -401,14 +401,19 @@ fn perform(k: &Kernel, data: usize) {
     set_io_status(data, status, information);
 }
 
-/// A write of `length` bytes at `offset` (`None`: the current offset, which it advances) sent
-/// below the filter: the status and the bytes written.
+/// A write of the `length` bytes at `buffer` at `offset` (`None`: the current offset, which it
+/// advances) sent below the filter: the status and the bytes written. The file system keeps
+/// the bytes, as it keeps those of the synthetic workload's writes.
 fn write_below(
     k: &Kernel,
     (instance, file_object): (usize, usize),
     offset: Option<i64>,
-    length: u32,
+    (length, buffer): (u32, PVOID),
 ) -> (NTSTATUS, usize) {
+    if length > 0 && buffer.is_null() {
+        k.parameter_violation("a WriteBuffer", "WriteBuffer is NULL".to_owned());
+        return (STATUS_INVALID_PARAMETER, 0);
+    }
     let (volume, handle) = match open_file(k, instance, file_object) {
         Ok(found) => found,
         Err(status) => return (status, 0),
@@ -419,10 +424,11 @@ fn write_below(
         k.parameter_violation("a nonnegative ByteOffset", format!("ByteOffset {start}"));
         return (STATUS_INVALID_PARAMETER, 0);
     };
-    let written =
-        flt_read(k).io.volumes[volume.0]
-            .files()
-            .write_below(handle, start, u64::from(length));
+    let written = flt_read(k).io.volumes[volume.0].files().write_below(
+        handle,
+        start,
+        &guest::read_bytes(buffer.cast::<u8>(), length as usize),
+    );
     if let Err(status) = written {
         return (status, 0);
     }

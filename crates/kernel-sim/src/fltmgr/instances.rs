@@ -128,13 +128,13 @@ pub(crate) trait VolumeFiles: Send + Sync {
         &self,
         handle: FsHandle,
     ) -> Option<crate::fltmgr::query_information::StandardInfo>;
-    /// A write of `length` bytes at `offset` a filter sends below itself (`IRP_MJ_WRITE`
-    /// through `FltPerform*Io`); only the size is kept.
+    /// A write of `data` at `offset` a filter sends below itself (`IRP_MJ_WRITE` through
+    /// `FltPerform*Io`): the size and the bytes are kept.
     ///
     /// # Errors
     ///
     /// The status the file system fails the write with.
-    fn write_below(&self, handle: FsHandle, offset: u64, length: u64) -> Result<(), NTSTATUS>;
+    fn write_below(&self, handle: FsHandle, offset: u64, data: &[u8]) -> Result<(), NTSTATUS>;
     /// At most `length` bytes at `offset` of the file `handle` opened, as a read below every
     /// filter sees them (byte-range locks are not checked for it).
     ///

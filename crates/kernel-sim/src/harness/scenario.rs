@@ -38,6 +38,7 @@ use crate::harness::sweep::{SweepReport, SweepRun};
 use crate::image::LoadError;
 use crate::kernel::lock;
 use crate::report::{Report, Violation};
+use crate::sim::Mounter;
 use crate::sim::{Driver, Sim, UnloadOutcome};
 use crate::world::client::{ConnectError, ConnectOptions, PortConnection, PortError};
 use crate::world::io::{Io, Requestor};
@@ -499,6 +500,7 @@ fn run_cycle(
     // Odd cycles keep the client connected (and reading) through the unload.
     let through_unload = cycle % 2 == 1;
     let volumes = cycle_volumes(&driver);
+    let mounter = driver.mounter();
     let workers: Vec<Vec<Io>> = (0..config.threads)
         .map(|t| {
             (0..config.requestors_per_thread.max(1))
@@ -540,12 +542,10 @@ fn run_cycle(
             .iter()
             .enumerate()
             .map(|(t, ios)| {
-                let (volumes, tally, finished) = (&volumes, &tally, &finished);
+                let (volumes, tally, finished, mounter) = (&volumes, &tally, &finished, &mounter);
                 s.spawn(move || {
                     crate::machine::state::mark_application_thread();
-                    for (volume, links) in volumes {
-                        workload(ios, *volume, *links, t, config.files_per_thread, tally);
-                    }
+                    thread_workload(ios, (volumes, mounter), t, config.files_per_thread, tally);
                     finished.fetch_add(1, Ordering::AcqRel);
                 })
             })
@@ -803,6 +803,48 @@ fn workload(ios: &[Io], volume: VolumeId, links: bool, thread: usize, files: usi
         }
     }
 }
+
+/// One I/O thread's cycle: [`workload`] on each volume, then (the first thread only)
+/// [`scratch_volume`].
+fn thread_workload(
+    ios: &[Io],
+    (volumes, mounter): (&[(VolumeId, bool)], &Mounter),
+    thread: usize,
+    files: usize,
+    tally: &Tally,
+) {
+    for (volume, links) in volumes {
+        workload(ios, *volume, *links, thread, files, tally);
+    }
+    if let (0, Some(io)) = (thread, ios.first()) {
+        scratch_volume(mounter, io, tally);
+    }
+}
+
+/// A volume that comes and goes during a cycle: mounted while the filter runs (InstanceSetup
+/// for a newly mounted volume, then `IRP_MJ_VOLUME_MOUNT`), a file written on it, dismounted
+/// (`IRP_MJ_VOLUME_DISMOUNT`, then the dismount's teardown). Once per cycle, by the first I/O
+/// thread after its workload.
+fn scratch_volume(mounter: &Mounter, io: &Io, tally: &Tally) {
+    let check = |status: i32| {
+        if status != 0 {
+            Tally::bump(&tally.unexpected);
+        }
+    };
+    let volume = mounter.mount(VolumeKind::Ntfs, SCRATCH_VOLUME);
+    match io.create(volume, r"\scratch.txt", FILE_CREATE, 0, GENERIC_WRITE) {
+        Ok(f) => {
+            check(io.write(&f, 0, b"scratch"));
+            check(io.cleanup(&f));
+            io.close(f);
+        }
+        Err(status) => check(status),
+    }
+    mounter.dismount(volume);
+}
+
+/// The device name of [`scratch_volume`]'s volume (no configured volume has it).
+const SCRATCH_VOLUME: &str = r"\Device\HarddiskVolume64";
 
 /// Counts the unexpected statuses of an [`Io::workout`].
 fn tally_workout(tally: &Tally, workout: crate::world::io::Workout) {
@@ -1084,6 +1126,15 @@ pub fn bench_in(
     }
     let seconds = started.elapsed().as_secs_f64();
     let after = driver.io_stats();
+    if driver.is_loaded() {
+        // Outside the figures: a volume that comes and goes, so that a filter registered for
+        // the volume pseudo-operations gets them in bench too.
+        scratch_volume(
+            &driver.mounter(),
+            &driver.io(requestor(0, 0)),
+            &Tally::default(),
+        );
+    }
     let _ = driver.unload(UnloadKind::Mandatory);
     let report = driver.finish();
     let callbacks = (after.pre_callbacks + after.post_callbacks)

@@ -8,8 +8,8 @@ use crate::sim::Driver;
 use crate::world;
 use crate::world::volumes::fs_of;
 
-/// Mounts volumes from another thread of a test while the [`Driver`] is busy (unloading, say):
-/// see [`Driver::mounter`].
+/// Mounts and dismounts volumes from another thread while the [`Driver`] is busy (unloading,
+/// running a workload): see [`Driver::mounter`].
 #[derive(Clone)]
 pub struct Mounter {
     kernel: std::sync::Arc<crate::kernel::Kernel>,
@@ -19,6 +19,11 @@ impl Mounter {
     /// As [`Driver::mount`].
     pub fn mount(&self, kind: VolumeKind, device_name: &str) -> VolumeId {
         world::volumes::mount(&self.kernel, kind, device_name)
+    }
+
+    /// As [`Driver::dismount`].
+    pub fn dismount(&self, volume: VolumeId) {
+        world::volumes::dismount(&self.kernel, volume);
     }
 }
 
@@ -129,14 +134,11 @@ impl Driver {
             })
     }
 
-    /// Dismounts `volume`: its instance is torn down (`FLTFL_INSTANCE_TEARDOWN_VOLUME_DISMOUNT`,
-    /// no query) and further I/O on it fails with `STATUS_VOLUME_DISMOUNTED`.
+    /// Dismounts `volume`: its instance sees `IRP_MJ_VOLUME_DISMOUNT`, then is torn down
+    /// (`FLTFL_INSTANCE_TEARDOWN_VOLUME_DISMOUNT`, no query); further I/O on it fails with
+    /// `STATUS_VOLUME_DISMOUNTED`.
     pub fn dismount(&self, volume: VolumeId) {
-        let k = self.kernel();
-        instances::teardown_instance(k, volume, instances::TEARDOWN_VOLUME_DISMOUNT);
-        if let Some(v) = flt_write(k).io.volumes.get_mut(volume.0) {
-            v.mounted = false;
-        }
+        world::volumes::dismount(self.kernel(), volume);
     }
 
     /// Whether `path` (volume-relative, `\dir\file`) exists on `volume` (a delete-pending

@@ -261,6 +261,71 @@ fn perform(
     (result.Status, result.Information)
 }
 
+/// A write of `bytes` at `offset`, then a read of as many bytes at `offset`, both through
+/// callback data the filter allocated and performed synchronously: the bytes read.
+fn write_then_read(
+    instance: PFLT_INSTANCE,
+    file_object: *mut FILE_OBJECT,
+    offset: i64,
+    bytes: &[u8],
+) -> Vec<u8> {
+    let length = u32::try_from(bytes.len()).expect("a short write");
+    let transfer = |major: u8, buffer: &GuestAlloc| {
+        let mut data: *mut FLT_CALLBACK_DATA = std::ptr::null_mut();
+        assert_eq!(
+            flt_allocate_callback_data(instance, file_object, &raw mut data),
+            STATUS_SUCCESS
+        );
+        let mut iopb = guest::read(guest::read(data).Iopb);
+        iopb.MajorFunction = major;
+        iopb.Parameters.Write.Length = length;
+        iopb.Parameters.Write.ByteOffset = offset;
+        iopb.Parameters.Write.WriteBuffer = buffer.as_ptr();
+        guest::write(guest::read(data).Iopb, iopb);
+        flt_perform_synchronous_io(data);
+        let result = guest::read(data).IoStatus;
+        flt_free_callback_data(data);
+        assert_eq!(
+            (result.Status, result.Information),
+            (STATUS_SUCCESS, bytes.len())
+        );
+    };
+    let source = GuestAlloc::zeroed(bytes.len());
+    guest::write_bytes(source.as_ptr::<u8>(), bytes);
+    transfer(IRP_MJ_WRITE, &source);
+    let target = GuestAlloc::zeroed(bytes.len());
+    transfer(IRP_MJ_READ, &target);
+    guest::read_bytes(target.as_ptr::<u8>(), bytes.len())
+}
+
+/// What a filter writes below itself through `FltPerformSynchronousIo` is what the file system
+/// then holds: its own read below, at the start and past earlier bytes, gets the bytes back.
+#[test]
+fn a_filter_s_own_write_keeps_its_bytes() {
+    let k = kernel();
+    let filter = start(&k);
+    let (_, on_ntfs) = volume(&k, NTFS);
+    k.call_driver("Worker", Some(PASSIVE_LEVEL), || {
+        let (handle, f) = create(filter, on_ntfs, &format!(r"{NTFS}\kept.txt"));
+        assert_eq!(
+            write_then_read(on_ntfs, f, 0, b"first bytes"),
+            b"first bytes"
+        );
+        assert_eq!(
+            write_then_read(on_ntfs, f, 6, b"BYTES, more"),
+            b"BYTES, more"
+        );
+        assert_eq!(
+            write_then_read(on_ntfs, f, 0, b"first BYTES"),
+            b"first BYTES"
+        );
+        assert_eq!(flt_close(handle), STATUS_SUCCESS);
+        let _ = crate::ntoskrnl::thread::obf_dereference_object(f.cast());
+    })
+    .expect("returned");
+    assert!(k.violations().is_empty(), "{:#?}", k.violations());
+}
+
 /// End of file, allocation, position, renames (on the volume, to a sibling, to another volume),
 /// a link and a delete disposition, with reads and writes through callback data: each answered
 /// by NTFS below the filter, none seen by the filter's own callback.

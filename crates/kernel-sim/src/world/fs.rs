@@ -1221,8 +1221,8 @@ impl VolumeFiles for FileSystem {
         })
     }
 
-    fn write_below(&self, handle: FsHandle, offset: u64, length: u64) -> Result<(), NTSTATUS> {
-        self.write(handle, offset, length)
+    fn write_below(&self, handle: FsHandle, offset: u64, data: &[u8]) -> Result<(), NTSTATUS> {
+        self.write_data(handle, offset, data)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

@@ -76,6 +76,7 @@ mod fs_filter;
 mod ops;
 mod query_open;
 mod transacted;
+mod volume_ops;
 mod workout;
 
 pub use ops::FileStandard;
@@ -257,6 +258,11 @@ impl Io {
             requestor,
             transaction: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// The system process's I/O: volume mounts and dismounts.
+    pub(crate) fn system(kernel: Arc<Kernel>) -> Self {
+        Self::new(kernel, volume_ops::SYSTEM_REQUESTOR)
     }
 
     /// The requestor.
