@@ -326,6 +326,43 @@ fn a_filter_s_own_write_keeps_its_bytes() {
     assert!(k.violations().is_empty(), "{:#?}", k.violations());
 }
 
+/// A write below the filter whose parameters give a length and no buffer is refused and
+/// reported (the file system would fault on it).
+#[test]
+fn a_filter_s_own_write_without_a_buffer_is_reported() {
+    let k = kernel();
+    let filter = start(&k);
+    let (ntfs, on_ntfs) = volume(&k, NTFS);
+    k.call_driver("Worker", Some(PASSIVE_LEVEL), || {
+        let (handle, f) = create(filter, on_ntfs, &format!(r"{NTFS}\empty.txt"));
+        let mut data: *mut FLT_CALLBACK_DATA = std::ptr::null_mut();
+        assert_eq!(
+            flt_allocate_callback_data(on_ntfs, f, &raw mut data),
+            STATUS_SUCCESS
+        );
+        let mut iopb = guest::read(guest::read(data).Iopb);
+        iopb.MajorFunction = IRP_MJ_WRITE;
+        iopb.Parameters.Write.Length = 16;
+        iopb.Parameters.Write.WriteBuffer = std::ptr::null_mut();
+        guest::write(guest::read(data).Iopb, iopb);
+        flt_perform_synchronous_io(data);
+        assert_eq!(
+            guest::read(data).IoStatus.Status,
+            vigil_sys::STATUS_INVALID_PARAMETER
+        );
+        flt_free_callback_data(data);
+        assert_eq!(flt_close(handle), STATUS_SUCCESS);
+        let _ = crate::ntoskrnl::thread::obf_dereference_object(f.cast());
+    })
+    .expect("returned");
+    assert_eq!(file(&k, ntfs, r"\empty.txt"), Some(0));
+    assert_only(
+        &k,
+        ViolationKind::Parameter,
+        "FltPerformSynchronousIo: a WriteBuffer",
+    );
+}
+
 /// End of file, allocation, position, renames (on the volume, to a sibling, to another volume),
 /// a link and a delete disposition, with reads and writes through callback data: each answered
 /// by NTFS below the filter, none seen by the filter's own callback.
