@@ -20,6 +20,17 @@
 //! completed). Any Filter Manager routine given that copy as an operation's callback data is
 //! normal completion processing on a drained operation and is reported
 //! ([`misuse_of_drained_copy`]). When the I/O later completes, its post is not called again.
+//!
+//! An open question the pages leave: a filter that swapped in a buffer of its own and frees it
+//! in a draining post (Microsoft's SwapBuffers sample frees unconditionally in post-write, and
+//! so does the project's `swapper.c`) frees memory the file system may still be transferring
+//! to or from, since the drained I/O has "not been completed"; yet the
+//! `FltRetainSwappedBufferMdlAddress` page says Filter Manager itself frees the swapped MDL
+//! when the post returns, which could not be safe either if the I/O were still using it. The
+//! pages give no way for a filter to learn when a drained I/O is done, so neither reading can
+//! be held against a filter: when the file system finds a transfer buffer no longer mapped
+//! (`world/io/ops.rs`, `transfer_buffer`), it transfers nothing (a read fails with
+//! `STATUS_INVALID_USER_BUFFER`, a write keeps the size only) and reports nothing.
 
 use std::sync::{Condvar, Mutex};
 
