@@ -22,7 +22,7 @@
 //! ([`misuse_of_drained_copy`]). When the I/O later completes, its post is not called again.
 //!
 //! An open question the pages leave: a filter that swapped in a buffer of its own and frees it
-//! in a draining post (Microsoft's SwapBuffers sample frees unconditionally in post-write, and
+//! in a draining post (Microsoft's `SwapBuffers` sample frees unconditionally in post-write, and
 //! so does the project's `swapper.c`) frees memory the file system may still be transferring
 //! to or from, since the drained I/O has "not been completed"; yet the
 //! `FltRetainSwappedBufferMdlAddress` page says Filter Manager itself frees the swapped MDL

@@ -234,31 +234,48 @@ fn assert_only(k: &Kernel, kind: ViolationKind, rule: &str) {
     assert_eq!(found, [(kind, rule.to_owned())]);
 }
 
-/// Performs `major` (read or write, `length` bytes at `offset`) through a callback data:
-/// the status and information.
-fn perform(
+/// Performs `major` (read or write, `length` bytes at `offset`, to or from `buffer`) through a
+/// callback data the filter allocated: the status and information.
+fn transfer(
     instance: PFLT_INSTANCE,
     file_object: *mut FILE_OBJECT,
     major: u8,
     (offset, length): (i64, u32),
+    buffer: PVOID,
 ) -> (NTSTATUS, usize) {
     let mut data: *mut FLT_CALLBACK_DATA = std::ptr::null_mut();
     assert_eq!(
         flt_allocate_callback_data(instance, file_object, &raw mut data),
         STATUS_SUCCESS
     );
-    let buffer = GuestAlloc::zeroed(length as usize);
     let mut iopb = guest::read(guest::read(data).Iopb);
     iopb.MajorFunction = major;
     // The read/write member of the parameter union (`Read` has `Write`'s layout).
     iopb.Parameters.Write.Length = length;
     iopb.Parameters.Write.ByteOffset = offset;
-    iopb.Parameters.Write.WriteBuffer = buffer.as_ptr();
+    iopb.Parameters.Write.WriteBuffer = buffer;
     guest::write(guest::read(data).Iopb, iopb);
     flt_perform_synchronous_io(data);
     let result = guest::read(data).IoStatus;
     flt_free_callback_data(data);
     (result.Status, result.Information)
+}
+
+/// [`transfer`] with a zeroed buffer of `length` bytes.
+fn perform(
+    instance: PFLT_INSTANCE,
+    file_object: *mut FILE_OBJECT,
+    major: u8,
+    (offset, length): (i64, u32),
+) -> (NTSTATUS, usize) {
+    let buffer = GuestAlloc::zeroed(length as usize);
+    transfer(
+        instance,
+        file_object,
+        major,
+        (offset, length),
+        buffer.as_ptr(),
+    )
 }
 
 /// A write of `bytes` at `offset`, then a read of as many bytes at `offset`, both through
@@ -270,31 +287,19 @@ fn write_then_read(
     bytes: &[u8],
 ) -> Vec<u8> {
     let length = u32::try_from(bytes.len()).expect("a short write");
-    let transfer = |major: u8, buffer: &GuestAlloc| {
-        let mut data: *mut FLT_CALLBACK_DATA = std::ptr::null_mut();
-        assert_eq!(
-            flt_allocate_callback_data(instance, file_object, &raw mut data),
-            STATUS_SUCCESS
-        );
-        let mut iopb = guest::read(guest::read(data).Iopb);
-        iopb.MajorFunction = major;
-        iopb.Parameters.Write.Length = length;
-        iopb.Parameters.Write.ByteOffset = offset;
-        iopb.Parameters.Write.WriteBuffer = buffer.as_ptr();
-        guest::write(guest::read(data).Iopb, iopb);
-        flt_perform_synchronous_io(data);
-        let result = guest::read(data).IoStatus;
-        flt_free_callback_data(data);
-        assert_eq!(
-            (result.Status, result.Information),
-            (STATUS_SUCCESS, bytes.len())
-        );
-    };
     let source = GuestAlloc::zeroed(bytes.len());
     guest::write_bytes(source.as_ptr::<u8>(), bytes);
-    transfer(IRP_MJ_WRITE, &source);
+    let done = (STATUS_SUCCESS, bytes.len());
+    let at = (offset, length);
+    assert_eq!(
+        transfer(instance, file_object, IRP_MJ_WRITE, at, source.as_ptr()),
+        done
+    );
     let target = GuestAlloc::zeroed(bytes.len());
-    transfer(IRP_MJ_READ, &target);
+    assert_eq!(
+        transfer(instance, file_object, IRP_MJ_READ, at, target.as_ptr()),
+        done
+    );
     guest::read_bytes(target.as_ptr::<u8>(), bytes.len())
 }
 
@@ -335,22 +340,10 @@ fn a_filter_s_own_write_without_a_buffer_is_reported() {
     let (ntfs, on_ntfs) = volume(&k, NTFS);
     k.call_driver("Worker", Some(PASSIVE_LEVEL), || {
         let (handle, f) = create(filter, on_ntfs, &format!(r"{NTFS}\empty.txt"));
-        let mut data: *mut FLT_CALLBACK_DATA = std::ptr::null_mut();
         assert_eq!(
-            flt_allocate_callback_data(on_ntfs, f, &raw mut data),
-            STATUS_SUCCESS
+            transfer(on_ntfs, f, IRP_MJ_WRITE, (0, 16), std::ptr::null_mut()),
+            (vigil_sys::STATUS_INVALID_PARAMETER, 0)
         );
-        let mut iopb = guest::read(guest::read(data).Iopb);
-        iopb.MajorFunction = IRP_MJ_WRITE;
-        iopb.Parameters.Write.Length = 16;
-        iopb.Parameters.Write.WriteBuffer = std::ptr::null_mut();
-        guest::write(guest::read(data).Iopb, iopb);
-        flt_perform_synchronous_io(data);
-        assert_eq!(
-            guest::read(data).IoStatus.Status,
-            vigil_sys::STATUS_INVALID_PARAMETER
-        );
-        flt_free_callback_data(data);
         assert_eq!(flt_close(handle), STATUS_SUCCESS);
         let _ = crate::ntoskrnl::thread::obf_dereference_object(f.cast());
     })

@@ -112,6 +112,29 @@ struct Request {
     path: Path,
 }
 
+impl Request {
+    /// An operation at PASSIVE_LEVEL with no minor function, IRP flags or desired access.
+    fn at_passive(
+        volume: VolumeId,
+        file_object: usize,
+        major: u8,
+        path: Path,
+        parameters: FLT_PARAMETERS,
+    ) -> Self {
+        Self {
+            volume,
+            file_object,
+            major,
+            minor: 0,
+            irp_flags: 0,
+            irql: PASSIVE_LEVEL,
+            parameters,
+            desired_access: 0,
+            path,
+        }
+    }
+}
+
 /// Who issues a synthetic operation: the ids `PsGetCurrentProcessId`/`PsGetCurrentThreadId`
 /// and `FltGetRequestorProcessId` return inside its callbacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

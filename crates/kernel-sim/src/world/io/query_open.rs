@@ -18,8 +18,7 @@
 use vigil_sys::{
     DEVICE_OBJECT, FILE_OBJECT, FLT_PARAMETERS, FLT_PARAMETERS_NETWORK_QUERY_OPEN,
     FLT_PARAMETERS_QUERY_OPEN, IRP_MJ_NETWORK_QUERY_OPEN, IRP_MJ_QUERY_OPEN, NTSTATUS,
-    PASSIVE_LEVEL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
-    UNICODE_STRING,
+    STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, UNICODE_STRING,
 };
 
 use super::ops::{FileStandard, STATUS_FLT_DISALLOW_FAST_IO, parameters_at};
@@ -273,17 +272,7 @@ impl Io {
         step: &mut dyn FnMut(&IoState, usize) -> (NTSTATUS, usize),
     ) -> (NTSTATUS, usize) {
         let result = self.issue(
-            Request {
-                volume,
-                file_object,
-                major,
-                minor: 0,
-                irp_flags: 0,
-                irql: PASSIVE_LEVEL,
-                parameters,
-                desired_access: 0,
-                path,
-            },
+            Request::at_passive(volume, file_object, major, path, parameters),
             step,
         );
         self.discard(file_object);

@@ -18,9 +18,7 @@
 //!   `FLT_PREOP_DISALLOW_FASTIO` changes nothing (a volume's arrival or departure is not the
 //!   filter's to refuse), and is returned to the caller to count.
 
-use vigil_sys::{
-    FLT_PARAMETERS, FLT_PARAMETERS_MOUNT_VOLUME, NTSTATUS, PASSIVE_LEVEL, STATUS_SUCCESS,
-};
+use vigil_sys::{FLT_PARAMETERS, FLT_PARAMETERS_MOUNT_VOLUME, NTSTATUS, STATUS_SUCCESS};
 
 use super::{Io, Path, Request};
 use crate::fltmgr::files::IoState;
@@ -62,17 +60,7 @@ impl Io {
         major: u8,
         parameters: FLT_PARAMETERS,
     ) -> NTSTATUS {
-        let request = Request {
-            volume,
-            file_object: 0,
-            major,
-            minor: 0,
-            irp_flags: 0,
-            irql: PASSIVE_LEVEL,
-            parameters,
-            desired_access: 0,
-            path: Path::FastIo,
-        };
+        let request = Request::at_passive(volume, 0, major, Path::FastIo, parameters);
         let mut step = |_: &IoState, _: usize| (STATUS_SUCCESS, 0);
         self.issue(request, &mut step).0
     }
