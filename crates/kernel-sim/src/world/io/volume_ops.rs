@@ -15,8 +15,8 @@
 //!   page), at PASSIVE_LEVEL, from the system process, with no file object: neither is about a
 //!   file, so a filter must not assume `FltObjects->FileObject`;
 //! - the file system answers both with `STATUS_SUCCESS`; a filter's failure or
-//!   `FLT_PREOP_DISALLOW_FASTIO` changes nothing (a volume's arrival or departure is not the
-//!   filter's to refuse), and is returned to the caller to count.
+//!   `FLT_PREOP_DISALLOW_FASTIO` changes nothing: a volume's arrival or departure is not the
+//!   filter's to refuse (the status is returned; mounting and dismounting go on regardless).
 
 use vigil_sys::{FLT_PARAMETERS, FLT_PARAMETERS_MOUNT_VOLUME, NTSTATUS, STATUS_SUCCESS};
 
