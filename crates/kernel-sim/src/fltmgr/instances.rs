@@ -466,18 +466,24 @@ pub(crate) fn teardown_instance(k: &Kernel, volume: VolumeId, reason: u32) {
     call(complete, "InstanceTeardownComplete");
     crate::fltmgr::transactions::forget_instance(k, instance_handle);
     crate::fltmgr::contexts::release_instance_contexts(k, instance_handle);
-    let mut flt = flt_write(k);
-    let io = &mut flt.io;
-    if let Some(instance) = io.volumes.get_mut(volume.0).and_then(|v| v.instance.take()) {
-        io.graveyard.push(instance.handle);
-        io.stats.add(Count::InstancesTornDown, 1);
+    {
+        let mut flt = flt_write(k);
+        let io = &mut flt.io;
+        if let Some(instance) = io.volumes.get_mut(volume.0).and_then(|v| v.instance.take()) {
+            io.graveyard.push(instance.handle);
+            io.stats.add(Count::InstancesTornDown, 1);
+        }
     }
+    // A FltUnregisterFilter may be waiting for this teardown (`teardown_filter`).
+    k.notify_waiters();
 }
 
 /// `FltUnregisterFilter`, after its port checks: tears down every instance of `filter` (the
 /// filter is already marked unregistered, so no new operation reaches it), then reports what
 /// the driver still references. An InstanceSetup already running (a volume mounted while the
-/// filter unloads) is waited for first and its instance torn down with the others: the routine
+/// filter unloads) is waited for first and its instance torn down with the others, and a
+/// teardown another thread began (a volume dismounted while the filter unloads) is waited for
+/// after them: the routine
 /// "tears down all instances" before it returns
 /// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/fltkernel/nf-fltkernel-fltunregisterfilter>),
 /// so no instance outlives the registration and no setup callback runs after it.
@@ -509,6 +515,21 @@ pub(crate) fn teardown_filter(k: &Kernel, filter: usize) {
     for volume in volumes {
         teardown_instance(k, volume, reason);
     }
+    // An instance whose teardown another thread began (a dismount, a manual detach) was left
+    // to it above: the routine still returns only once every instance is gone.
+    k.wait_until(
+        None,
+        "FltUnregisterFilter (instance teardown in progress)",
+        || {
+            // After a crash the other teardown may never finish; nothing is called any more.
+            k.crashed.load(Ordering::Acquire)
+                || !flt_write(k)
+                    .io
+                    .volumes
+                    .iter()
+                    .any(|v| v.instance.as_ref().is_some_and(|i| i.filter == filter))
+        },
+    );
     crate::fltmgr::contexts::release_volume_contexts(k);
     crate::fltmgr::contexts::wait_for_frees(k);
     crate::fltmgr::contexts::report_leaks(k, "FltUnregisterFilter");

@@ -155,6 +155,45 @@ unsafe extern "win64" fn query_teardown(
 
 unsafe extern "win64" fn teardown_start(_objects: *const FLT_RELATED_OBJECTS, reason: u32) {
     log(format!("teardown start {reason:#x}"));
+    TEARDOWN_HOLD.hold_if_asked();
+}
+
+/// Holds one `InstanceTeardownStart` (on whichever thread) until released: a teardown in
+/// progress while another thread unregisters the filter.
+struct TeardownHold {
+    /// 0: not asked; 1: asked; 2: holding; 3: released.
+    state: std::sync::Mutex<u8>,
+    changed: std::sync::Condvar,
+}
+
+static TEARDOWN_HOLD: TeardownHold = TeardownHold {
+    state: std::sync::Mutex::new(0),
+    changed: std::sync::Condvar::new(),
+};
+
+impl TeardownHold {
+    fn set(&self, value: u8) {
+        *self.state.lock().expect("hold") = value;
+        self.changed.notify_all();
+    }
+
+    fn wait_for(&self, value: u8) {
+        let mut state = self.state.lock().expect("hold");
+        while *state != value {
+            state = self.changed.wait(state).expect("hold");
+        }
+    }
+
+    fn hold_if_asked(&self) {
+        let mut state = self.state.lock().expect("hold");
+        if *state == 1 {
+            *state = 2;
+            self.changed.notify_all();
+            while *state != 3 {
+                state = self.changed.wait(state).expect("hold");
+            }
+        }
+    }
 }
 
 unsafe extern "win64" fn teardown_complete(_objects: *const FLT_RELATED_OBJECTS, reason: u32) {
@@ -1334,4 +1373,37 @@ fn name_query_methods_and_do_not_cache_follow_the_cache_rules() {
     SCRIPT.with(|s| *s.borrow_mut() = Script::default());
     unregister(&k, filter);
     assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
+/// A volume dismounted while the filter unregisters: the dismount's teardown is under way (held
+/// in `InstanceTeardownStart`) when `FltUnregisterFilter` comes, which must not return, nor
+/// report what the driver holds, before that teardown is done ("tears down all instances").
+#[test]
+fn unregistering_waits_for_a_dismount_teardown_under_way() {
+    let k = kernel(&IoConfig::default());
+    // The handle as an address: a raw pointer cannot cross to the unregistering thread.
+    let filter = start(&k, 0) as usize;
+    let volume = ntfs(&k);
+    TEARDOWN_HOLD.set(1);
+    let unregistered = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let dismounting = s.spawn(|| crate::world::volumes::dismount(&k, volume));
+        TEARDOWN_HOLD.wait_for(2);
+        let unregistering = s.spawn(|| {
+            unregister(&k, filter as PFLT_FILTER);
+            unregistered.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let returned_early = unregistered.load(std::sync::atomic::Ordering::SeqCst);
+        TEARDOWN_HOLD.set(3);
+        dismounting.join().expect("dismount");
+        unregistering.join().expect("unregister");
+        TEARDOWN_HOLD.set(0);
+        assert!(
+            !returned_early,
+            "FltUnregisterFilter returned while an instance was still being torn down"
+        );
+    });
+    assert!(unregistered.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(k.violations().is_empty(), "{:#?}", k.violations());
 }
