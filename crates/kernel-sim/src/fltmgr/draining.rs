@@ -19,7 +19,9 @@
 //! with a copy of the callback data whose `IoStatus` says `STATUS_PENDING` (the I/O has not
 //! completed). Any Filter Manager routine given that copy as an operation's callback data is
 //! normal completion processing on a drained operation and is reported
-//! ([`misuse_of_drained_copy`]). When the I/O later completes, its post is not called again.
+//! ([`misuse_of_drained_copy`]). When the I/O later completes, its post is not called again,
+//! and its I/O thread keeps the operation's callback data, related objects and completion slot
+//! until a draining post still running on them has returned ([`wait_for_draining_post`]).
 //!
 //! An open question the pages leave: a filter that swapped in a buffer of its own and frees it
 //! in a draining post (Microsoft's `SwapBuffers` sample frees unconditionally in post-write, and
@@ -76,6 +78,10 @@ pub(crate) struct PostTable {
     pub awaiting: rustc_hash::FxHashMap<usize, AwaitingPost>,
     /// Callback data of operations drained: their I/O ends without a post.
     pub drained: HashSet<usize>,
+    /// Callback data whose draining post is being called: the operation's I/O thread keeps its
+    /// block (callback data, related objects, completion slot) until the post has returned
+    /// ([`wait_for_draining_post`]).
+    draining_now: HashSet<usize>,
     /// The copies of callback data handed to draining posts (kept for the run, so that a
     /// later use of one is recognized and its address is not reused).
     copies: Vec<GuestAlloc>,
@@ -147,6 +153,7 @@ pub(crate) fn drain_instance(k: &Kernel, volume: VolumeId, instance: usize) {
                 for (data, _) in &drained {
                     posts.awaiting.remove(data);
                     posts.drained.insert(*data);
+                    posts.draining_now.insert(*data);
                 }
                 batch.extend(drained);
             }
@@ -192,6 +199,25 @@ pub(crate) fn drain_instance(k: &Kernel, volume: VolumeId, instance: usize) {
 
 /// Calls the post callback of the drained operation `data` with a copy of its callback data.
 fn call_draining_post(k: &Kernel, data: usize, awaiting: &AwaitingPost) {
+    call_post_on_copy(k, data, awaiting);
+    flt_read(k).io.posts.lock(data).draining_now.remove(&data);
+    k.notify_waiters();
+}
+
+/// The I/O of the drained operation `data` has completed: waits until its draining post (on
+/// the tearing-down thread) has returned, since that post reads the operation's callback data,
+/// related objects and completion slot, which the I/O thread frees next. Filter Manager keeps
+/// its callback data alive the same way while a post runs on it.
+pub(crate) fn wait_for_draining_post(k: &Kernel, data: usize) {
+    k.wait_until(
+        None,
+        "the draining post-operation callback of an operation",
+        || !flt_read(k).io.posts.lock(data).draining_now.contains(&data),
+    );
+}
+
+/// Calls the post of the drained operation `data` on a copy of its callback data.
+fn call_post_on_copy(k: &Kernel, data: usize, awaiting: &AwaitingPost) {
     if k.crashed.load(std::sync::atomic::Ordering::Acquire) {
         return;
     }

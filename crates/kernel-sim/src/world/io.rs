@@ -533,14 +533,17 @@ impl Io {
             );
         }
         if let (Some(d), Some(post_irql)) = (&dispatch, post_at) {
-            // Unless a teardown drained the operation meanwhile (its post already ran).
+            // Unless a teardown drained the operation meanwhile (its post ran or is running).
             let post_now = {
                 let flt = flt_read(k);
                 let post_now = flt.io.posts.lock(at.data).begin_post(at.data);
                 flt.io.stats.add(Count::PostCallbacks, u64::from(post_now));
                 post_now
             };
-            if post_now && !self.run_post(d, post_name, post_irql, &at) {
+            if !post_now {
+                // Drained: its post may still be running on the tearing-down thread.
+                crate::fltmgr::draining::wait_for_draining_post(k, at.data);
+            } else if !self.run_post(d, post_name, post_irql, &at) {
                 // The filter may still hold the callback data: never free it.
                 std::mem::forget(block);
                 self.end(volume, at.data);

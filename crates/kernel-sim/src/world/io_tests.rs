@@ -923,6 +923,55 @@ fn a_teardown_drains_awaited_posts_once_with_the_flag_at_apc_level_on_a_copy() {
     assert!(k.violations().is_empty(), "{:?}", k.violations());
 }
 
+/// A drained operation whose I/O completes while its draining post still runs keeps its
+/// callback data, related objects and completion slot until that post returns: its I/O thread
+/// waits (before, it freed them under the post, which then read freed memory: CI saw a filter
+/// fault reading `Data->Iopb` in a draining post during a racing unload).
+#[test]
+fn a_drained_operation_outlives_its_draining_post() {
+    let k = kernel(&IoConfig::default());
+    let _filter = start(&k, 0);
+    let hold = FileSystemHold::new(Arc::clone(&k));
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let requestor = io(&k);
+    let volume = ntfs(&k);
+    let creator = {
+        let finished = Arc::clone(&finished);
+        std::thread::spawn(move || {
+            if let Ok(f) = requestor.create(volume, r"\held.txt", 2, 0, 0) {
+                finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                requestor.close(f);
+            }
+            finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    assert!(hold.wait_for_awaiting_posts(1, Duration::from_secs(10)));
+    // The draining post (on this thread) lets the I/O go on, gives it time to complete, then
+    // reads its related objects.
+    let mut hold = Some(hold);
+    let seen = Arc::clone(&finished);
+    on_post(move |_, objects, _| {
+        drop(hold.take());
+        std::thread::sleep(Duration::from_millis(100));
+        let instance = guest::read(objects).Instance;
+        log(format!(
+            "draining post: I/O done {}, instance {}",
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            !instance.is_null()
+        ));
+        FLT_POSTOP_FINISHED_PROCESSING
+    });
+    assert_eq!(instances::detach(&k, ntfs(&k)), Ok(()));
+    creator.join().expect("creator");
+    assert!(
+        logged().contains(&"draining post: I/O done false, instance true".to_owned()),
+        "{:?}",
+        logged()
+    );
+    assert!(finished.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}
+
 #[test]
 fn normal_completion_processing_in_a_draining_post_is_reported() {
     let k = kernel(&IoConfig::default());
