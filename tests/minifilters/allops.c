@@ -11,7 +11,9 @@
  *   and release at APC_LEVEL, every other pre at most APC_LEVEL), a file object (all but
  *   shutdown and the volume mount and dismount, which must have none but a volume), the mount's
  *   device type (one of the three its page lists) and, for every operation with a buffer, a
- *   buffer (or an MDL) whenever the length is not zero. It counts the operation.
+ *   buffer (or an MDL) whenever the length is not zero, in the member of the minor function (a
+ *   directory query's or a change notification's). It counts the operation, and the change
+ *   notifications that come back with records.
  * - It locks the buffer of reads (IRP and fast I/O alike), directory queries and security
  *   queries (FltLockUserBuffer) and checks that the parameters then carry an MDL; it asks for
  *   the file system's status of flushes and volume queries (FltRequestOperationStatusCallback)
@@ -37,6 +39,9 @@
  *   too, a status that is only for fast I/O.
  * - TWIN_STATUS_CALLBACK_FAST_IO: the pre of a fast I/O query-information asks for a status
  *   callback (FltRequestOperationStatusCallback is for IRP-based operations too).
+ * - TWIN_NOTIFY_READ_AS_QUERY: the pre of every directory control reads the search expression
+ *   of a query (QueryDirectory.FileName) without looking at the minor function: on a change
+ *   notification that member is its CompletionFilter.
  *
  * Runs in the kernel: pre-operation callbacks at PASSIVE_LEVEL or APC_LEVEL, post-operation
  * callbacks at <= DISPATCH_LEVEL (counters only there). */
@@ -77,6 +82,8 @@ static volatile LONG g_locked;
 static volatile LONG g_status_requested;
 static volatile LONG g_status_called;
 static volatile LONG g_disallowed;
+/* Change notifications that came back with records. */
+static volatile LONG g_notified;
 static volatile LONG g_fast_queries;
 static volatile LONG g_query_opens;
 static volatile LONG g_head_printed;
@@ -215,7 +222,15 @@ static BOOLEAN parameters_valid(PFLT_CALLBACK_DATA data, PCFLT_RELATED_OBJECTS o
         return has_buffer(p->SetVolumeInformation.Length, p->SetVolumeInformation.VolumeBuffer,
                           NULL);
     case IRP_MJ_DIRECTORY_CONTROL:
-        return has_buffer(p->DirectoryControl.QueryDirectory.Length,
+        /* Each minor has its own member (their buffers share an offset by design). */
+        if (iopb->MinorFunction == IRP_MN_NOTIFY_CHANGE_DIRECTORY) {
+            return p->DirectoryControl.NotifyDirectory.CompletionFilter != 0 &&
+                   has_buffer(p->DirectoryControl.NotifyDirectory.Length,
+                              p->DirectoryControl.NotifyDirectory.DirectoryBuffer,
+                              p->DirectoryControl.NotifyDirectory.MdlAddress);
+        }
+        return iopb->MinorFunction == IRP_MN_QUERY_DIRECTORY &&
+               has_buffer(p->DirectoryControl.QueryDirectory.Length,
                           p->DirectoryControl.QueryDirectory.DirectoryBuffer,
                           p->DirectoryControl.QueryDirectory.MdlAddress);
     case IRP_MJ_FILE_SYSTEM_CONTROL:
@@ -324,8 +339,13 @@ static BOOLEAN lock_buffer(PFLT_CALLBACK_DATA data)
         length = iopb->Parameters.Read.Length;
         break;
     case IRP_MJ_DIRECTORY_CONTROL:
-        mdl = iopb->Parameters.DirectoryControl.QueryDirectory.MdlAddress;
-        length = iopb->Parameters.DirectoryControl.QueryDirectory.Length;
+        if (iopb->MinorFunction == IRP_MN_NOTIFY_CHANGE_DIRECTORY) {
+            mdl = iopb->Parameters.DirectoryControl.NotifyDirectory.MdlAddress;
+            length = iopb->Parameters.DirectoryControl.NotifyDirectory.Length;
+        } else {
+            mdl = iopb->Parameters.DirectoryControl.QueryDirectory.MdlAddress;
+            length = iopb->Parameters.DirectoryControl.QueryDirectory.Length;
+        }
         break;
     default:
         mdl = iopb->Parameters.QuerySecurity.MdlAddress;
@@ -420,6 +440,14 @@ static FLT_PREOP_CALLBACK_STATUS PreOperation(PFLT_CALLBACK_DATA data,
         InterlockedIncrement(&g_disallowed);
         return FLT_PREOP_DISALLOW_FASTIO;
     }
+#ifdef TWIN_NOTIFY_READ_AS_QUERY
+    if (major == IRP_MJ_DIRECTORY_CONTROL) {
+        PUNICODE_STRING expression = iopb->Parameters.DirectoryControl.QueryDirectory.FileName;
+        if (expression != NULL && expression->Length > 0 && expression->Buffer[0] == L'*') {
+            InterlockedIncrement(&g_locked);
+        }
+    }
+#endif
 #ifdef TWIN_DISALLOW_FASTIO_ON_IRP
     /* Only fast I/O can be disallowed: an IRP read cannot. */
     if (major == IRP_MJ_READ && kind == FLTFL_CALLBACK_DATA_IRP_OPERATION) {
@@ -460,6 +488,11 @@ static FLT_POSTOP_CALLBACK_STATUS PostOperation(PFLT_CALLBACK_DATA data,
         return (FLT_POSTOP_CALLBACK_STATUS)BROKEN_STATUS;
     }
     InterlockedIncrement(&g_post[slot]);
+    if (major == IRP_MJ_DIRECTORY_CONTROL &&
+        data->Iopb->MinorFunction == IRP_MN_NOTIFY_CHANGE_DIRECTORY &&
+        data->IoStatus.Status == STATUS_SUCCESS && data->IoStatus.Information > 0) {
+        InterlockedIncrement(&g_notified);
+    }
     /* The second query open of every four is refused after the file system answered. */
     if (major == IRP_MJ_QUERY_OPEN && (g_query_opens & 3) == 2) {
         InterlockedIncrement(&g_disallowed);
@@ -505,6 +538,7 @@ static NTSTATUS Teardown(FLT_FILTER_UNLOAD_FLAGS flags)
     }
     DbgPrint("allops: anomalies %ld locked %ld status %ld/%ld disallowed %ld\n", g_anomalies,
              g_locked, g_status_called, g_status_requested, g_disallowed);
+    DbgPrint("allops: notified %ld\n", g_notified);
     return STATUS_SUCCESS;
 }
 

@@ -183,7 +183,12 @@ pub use world::client::{
     CommandResult, ConnectError, ConnectOptions, PortConnection, PortError, RawCommand,
     ReceivedMessage, USER_OUTPUT_FILL, UserPointer,
 };
+pub use world::fs::notify::{
+    FILE_ACTION_ADDED, FILE_ACTION_REMOVED, FILE_ACTION_RENAMED_NEW_NAME,
+    FILE_ACTION_RENAMED_OLD_NAME, FILE_NOTIFY_CHANGE_DIR_NAME, FILE_NOTIFY_CHANGE_FILE_NAME,
+};
 pub use world::inf;
 pub use world::io::{
-    FileHandle, FileStandard, FileSystemHold, Io, Requestor, Transaction, Workout, WriteOptions,
+    FileHandle, FileStandard, FileSystemHold, Io, NotifyRecord, Requestor, Transaction, Workout,
+    WriteOptions,
 };

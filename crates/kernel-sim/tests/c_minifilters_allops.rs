@@ -25,7 +25,7 @@ const MAILSLOT: &str = r"\Device\Mailslot";
 const STATUS_OBJECT_NAME_NOT_FOUND: i32 = 0xC000_0034_u32.cast_signed();
 /// `STATUS_INVALID_DEVICE_REQUEST`.
 const STATUS_INVALID_DEVICE_REQUEST: i32 = 0xC000_0010_u32.cast_signed();
-use vigil_kernel_sim::{Report, Sim, VolumeKind};
+use vigil_kernel_sim::{FILE_ACTION_ADDED, FILE_NOTIFY_CHANGE_FILE_NAME, Report, Sim, VolumeKind};
 
 use c_filters::{assert_caught, assert_clean, build};
 
@@ -101,6 +101,31 @@ fn totals(report: &Report) -> (BTreeMap<String, (u64, u64)>, Vec<u64>) {
         }
     }
     (per_operation, summary)
+}
+
+/// A change notification on `\allops`, completed by a file another thread creates there.
+fn a_change_notification(io: &vigil_kernel_sim::Io, ntfs: vigil_kernel_sim::VolumeId) {
+    let watched = io
+        .create(ntfs, r"\allops", 1, FILE_DIRECTORY_FILE, 0)
+        .expect("directory");
+    let notified =
+        io.notify_change_directory(&watched, 4096, FILE_NOTIFY_CHANGE_FILE_NAME, |other| {
+            other
+                .create(ntfs, r"\allops\new.txt", FILE_CREATE, 0, GENERIC_WRITE)
+                .map(|f| {
+                    other.cleanup(&f);
+                    other.close(f);
+                })
+                .is_ok()
+        });
+    assert_eq!(
+        notified.map(|records| records
+            .into_iter()
+            .map(|r| (r.action, r.name))
+            .collect::<Vec<_>>()),
+        Ok(vec![(FILE_ACTION_ADDED, "new.txt".to_owned())])
+    );
+    io.close(watched);
 }
 
 /// Volumes that come and go: the mount after its InstanceSetup, the dismount before its
@@ -211,6 +236,7 @@ fn every_operation_reaches_the_filter_with_valid_parameters() {
     io.cleanup(&d);
     io.close(d);
     volumes_that_come_and_go(&driver);
+    a_change_notification(&io, ntfs);
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
     let (per_operation, summary) = totals(&report);
@@ -231,14 +257,13 @@ fn every_operation_reaches_the_filter_with_valid_parameters() {
     assert!(disallowed >= 4, "{summary:?}");
     // The filter's own read below itself (at the first cleanup of a file with data: the
     // open/query/close of the refused query open) gets the bytes written.
-    assert!(
-        report
-            .debug_output
-            .iter()
-            .any(|line| line.text == "allops: head hello wo\n"),
-        "{:?}",
-        report.debug_output
-    );
+    for printed in ["allops: head hello wo\n", "allops: notified 1\n"] {
+        assert!(
+            report.debug_output.iter().any(|line| line.text == printed),
+            "{printed:?}: {:?}",
+            report.debug_output
+        );
+    }
     for routine in ["FltLockUserBuffer", "FltRequestOperationStatusCallback"] {
         assert!(
             report.routine_calls.get(routine).copied().unwrap_or(0) > 0,
@@ -352,4 +377,22 @@ fn every_stress_cycle_brings_a_volume_mount_and_dismount() {
     .expect("allops loads");
     assert!(summary.is_clean(), "{}", summary.text());
     assert_eq!(seen, [[(1, 1), (1, 1)], [(1, 1), (1, 1)]]);
+}
+
+/// The twin that reads every directory control's search expression as a query's faults on a
+/// change notification, whose member at that place is the completion filter: kernel-sim
+/// dispatches the notification with the parameters of its own minor function.
+#[test]
+fn allops_notify_read_as_query_twin_is_caught() {
+    let Some(image) = build("allops", Some("notify-read-as-query")) else {
+        return;
+    };
+    assert_caught(
+        &image,
+        None,
+        "Fault",
+        "-",
+        "PreDirectoryControl",
+        "no faults in driver code",
+    );
 }

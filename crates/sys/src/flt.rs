@@ -415,6 +415,9 @@ pub union FLT_PARAMETERS {
     pub SetVolumeInformation: crate::flt_ops::FLT_PARAMETERS_VOLUME_INFORMATION,
     /// `IRP_MJ_DIRECTORY_CONTROL` / `IRP_MN_QUERY_DIRECTORY` (C: `DirectoryControl.QueryDirectory`).
     pub QueryDirectory: crate::flt_ops::FLT_PARAMETERS_QUERY_DIRECTORY,
+    /// `IRP_MJ_DIRECTORY_CONTROL` / `IRP_MN_NOTIFY_CHANGE_DIRECTORY` (C:
+    /// `DirectoryControl.NotifyDirectory`).
+    pub NotifyDirectory: crate::flt_ops::FLT_PARAMETERS_NOTIFY_DIRECTORY,
     /// `IRP_MJ_FILE_SYSTEM_CONTROL` (C: `FileSystemControl.Neither`).
     pub FileSystemControl: crate::flt_ops::FLT_PARAMETERS_CONTROL,
     /// `IRP_MJ_DEVICE_CONTROL`, `IRP_MJ_INTERNAL_DEVICE_CONTROL` (C: `DeviceIoControl.Neither`).

@@ -183,6 +183,35 @@ pub struct FLT_PARAMETERS_QUERY_DIRECTORY {
     pub MdlAddress: PVOID,
 }
 
+/// `FLT_PARAMETERS.DirectoryControl.NotifyDirectory` (`IRP_MN_NOTIFY_CHANGE_DIRECTORY`). Every
+/// `ULONG` after `Length` is `POINTER_ALIGNMENT` (so Wine's fltkernel.h has it, and so the buffer
+/// and its MDL sit where `QueryDirectory` has them; the reference page's syntax block omits the
+/// alignment of `Spare1`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FLT_PARAMETERS_NOTIFY_DIRECTORY {
+    /// Length of `DirectoryBuffer`.
+    pub Length: u32,
+    /// Padding: `CompletionFilter` is `POINTER_ALIGNMENT`.
+    pub PointerAlignment1: u32,
+    /// The `FILE_NOTIFY_CHANGE_*` changes that complete the request.
+    pub CompletionFilter: u32,
+    /// Padding: `Spare1` is `POINTER_ALIGNMENT`.
+    pub PointerAlignment2: u32,
+    /// Unused.
+    pub Spare1: u32,
+    /// Padding: `Spare2` is `POINTER_ALIGNMENT`.
+    pub PointerAlignment3: u32,
+    /// Unused.
+    pub Spare2: u32,
+    /// Padding before `DirectoryBuffer`.
+    pub PointerAlignment4: u32,
+    /// The buffer that receives the `FILE_NOTIFY_INFORMATION` records (offset 0x20).
+    pub DirectoryBuffer: PVOID,
+    /// MDL describing `DirectoryBuffer`.
+    pub MdlAddress: PVOID,
+}
+
 /// `FLT_PARAMETERS.FileSystemControl.Neither` and `.DeviceIoControl.Neither`: the layout every
 /// transfer method shares (`METHOD_BUFFERED` has its `SystemBuffer` where `InputBuffer` is;
 /// `METHOD_IN/OUT_DIRECT` its `InputSystemBuffer`).

@@ -245,6 +245,7 @@ fn base_layouts() -> Vec<TypeLayout> {
             Create, Write, SetFileInformation, Read, QueryFileInformation, QueryEa, SetEa,
             QueryVolumeInformation, SetVolumeInformation,
             QueryDirectory = "DirectoryControl.QueryDirectory",
+            NotifyDirectory = "DirectoryControl.NotifyDirectory",
             FileSystemControl = "FileSystemControl.Neither",
             DeviceIoControl = "DeviceIoControl.Neither", LockControl, QuerySecurity, SetSecurity,
             WMI, QueryQuota, SetQuota, AcquireForSectionSynchronization,
@@ -374,6 +375,11 @@ fn operation_layouts() -> Vec<TypeLayout> {
         }),
         layout!(FLT_PARAMETERS_MOUNT_VOLUME, "FLT_PARAMETERS"."MountVolume", [Wine], {
             DeviceType,
+        }),
+        layout!(FLT_PARAMETERS_NOTIFY_DIRECTORY, "FLT_PARAMETERS"."DirectoryControl.NotifyDirectory", [Wine], {
+            Length, PointerAlignment1 @ 0x4, CompletionFilter, PointerAlignment2 @ 0xc, Spare1,
+            PointerAlignment3 @ 0x14, Spare2, PointerAlignment4 @ 0x1c, DirectoryBuffer,
+            MdlAddress,
         }),
     ]
 }

@@ -604,6 +604,14 @@ NTSTATUS FltClearCancelCompletion(PFLT_CALLBACK_DATA CallbackData);
 #define IRP_MJ_MDL_WRITE_COMPLETE ((UCHAR)-18)
 #define IRP_MJ_VOLUME_MOUNT ((UCHAR)-19)
 #define IRP_MJ_VOLUME_DISMOUNT ((UCHAR)-20)
+/* The minor functions of IRP_MJ_DIRECTORY_CONTROL, from
+ * https://learn.microsoft.com/en-us/windows-hardware/drivers/ifs/irp-mj-directory-control */
+#ifndef IRP_MN_QUERY_DIRECTORY
+#define IRP_MN_QUERY_DIRECTORY 0x01
+#endif
+#ifndef IRP_MN_NOTIFY_CHANGE_DIRECTORY
+#define IRP_MN_NOTIFY_CHANGE_DIRECTORY 0x02
+#endif
 #define FLTFL_CALLBACK_DATA_IRP_OPERATION 0x00000001
 #define FLTFL_CALLBACK_DATA_FAST_IO_OPERATION 0x00000002
 #define FLTFL_CALLBACK_DATA_FS_FILTER_OPERATION 0x00000004

@@ -878,12 +878,23 @@ pub(crate) extern "win64" fn flt_reference_context(context: PFLT_CONTEXT) {
 
 /// Reports contexts the driver still references (at `FltUnregisterFilter`) and frees them.
 pub(crate) fn report_leaks(k: &Kernel, when: &str) {
-    let leaked: Vec<(usize, ContextRecord)> = {
+    let mut leaked: Vec<(usize, ContextRecord)> = {
         let mut flt = flt_write(k);
         let leaked: Vec<(usize, ContextRecord)> = flt.io.contexts.live.drain();
         flt.io.stats.add(Count::ContextsFreed, leaked.len() as u64);
         leaked
     };
+    // The clearest culprit first (the report's example is the first): a context the driver
+    // deleted but kept a reference to, the fewest references first (a context many others
+    // still reference leaks because they do), then by kind and address (the map has no order).
+    leaked.sort_by_key(|(address, record)| {
+        (
+            record.deleted_in.is_none(),
+            record.references,
+            record.context_type,
+            *address,
+        )
+    });
     for (address, record) in leaked {
         k.violation(
             ViolationKind::ReferenceLeak,

@@ -139,7 +139,8 @@ pub(crate) fn take_status_callbacks(k: &Kernel, data: usize) -> Vec<StatusReques
 fn buffer_slots(major: u8, minor: u8, control_code: u32) -> Option<(usize, usize, usize)> {
     Some(match major {
         IRP_MJ_READ | IRP_MJ_WRITE => (0x18, 0x00, 0x20),
-        // QueryDirectory and NotifyDirectory: DirectoryBuffer, MdlAddress.
+        // QueryDirectory and NotifyDirectory: DirectoryBuffer, MdlAddress (at the same offsets
+        // in both, every ULONG of NotifyDirectory being POINTER_ALIGNMENT).
         IRP_MJ_DIRECTORY_CONTROL if minor == 1 || minor == 2 => (0x20, 0x00, 0x28),
         IRP_MJ_QUERY_EA | IRP_MJ_QUERY_QUOTA => (0x20, 0x00, 0x28),
         IRP_MJ_SET_EA | IRP_MJ_SET_QUOTA => (0x08, 0x00, 0x10),

@@ -743,7 +743,9 @@ fn workload(ios: &[Io], volume: VolumeId, links: bool, thread: usize, files: usi
         match io.create(volume, &dir, FILE_OPEN_IF, FILE_DIRECTORY_FILE, 0) {
             Ok(d) => {
                 tally_workout(tally, io.workout_directory(&d));
-                check(io.cleanup(&d));
+                if !notify_once(io, volume, &d, &dir) {
+                    Tally::bump(&tally.unexpected);
+                }
                 io.close(d);
             }
             Err(status) => check(status),
@@ -845,6 +847,37 @@ fn scratch_volume(mounter: &Mounter, io: &Io, tally: &Tally) {
 
 /// The device name of [`scratch_volume`]'s volume (no configured volume has it).
 const SCRATCH_VOLUME: &str = r"\Device\HarddiskVolume64";
+
+/// A change notification on the open directory `d` (`dir`), completed by a file another
+/// thread of the requestor creates in it (deleted on close); `d` is cleaned up after. Whether
+/// the outcome is one the file system gives: the file's name added, or the cleanup's
+/// completion when the create failed (an injected failure, a filter's refusal).
+fn notify_once(io: &Io, volume: VolumeId, d: &crate::world::io::FileHandle, dir: &str) -> bool {
+    use crate::world::fs::notify::{FILE_ACTION_ADDED, FILE_NOTIFY_CHANGE_FILE_NAME};
+    let path = format!(r"{dir}\notify.tmp");
+    let result = io.notify_change_directory(d, 4096, FILE_NOTIFY_CHANGE_FILE_NAME, |other| {
+        match other.create(
+            volume,
+            &path,
+            FILE_CREATE,
+            FILE_DELETE_ON_CLOSE,
+            GENERIC_WRITE,
+        ) {
+            Ok(f) => {
+                let _ = other.cleanup(&f);
+                other.close(f);
+                true
+            }
+            Err(_) => false,
+        }
+    });
+    match result {
+        Ok(records) => records
+            .first()
+            .is_some_and(|r| r.action == FILE_ACTION_ADDED && r.name == "notify.tmp"),
+        Err(status) => status == crate::world::fs::STATUS_NOTIFY_CLEANUP,
+    }
+}
 
 /// Counts the unexpected statuses of an [`Io::workout`].
 fn tally_workout(tally: &Tally, workout: crate::world::io::Workout) {

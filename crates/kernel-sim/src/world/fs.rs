@@ -51,6 +51,9 @@ use crate::fltmgr::query_information::StandardInfo;
 use crate::fltmgr::set_information::InfoChange;
 
 mod extra;
+pub(crate) mod notify;
+use notify::{FILE_ACTION_ADDED, FILE_ACTION_REMOVED};
+pub(crate) use notify::{NotifyOutcome, STATUS_NOTIFY_CLEANUP, STATUS_NOTIFY_ENUM_DIR};
 
 use crate::kernel::sharded::ShardedMap;
 use crate::ntoskrnl::status;
@@ -184,6 +187,8 @@ pub(crate) struct FileSystem {
     short_index: HashMap<String, String>,
     /// File contents, EAs, byte-range locks, the label (`extra`).
     extras: extra::Extras,
+    /// Change notification requests held (`notify`).
+    watches: notify::Watches,
 }
 
 /// The lookup key of a canonical path: upcased unit by unit with the system's upcase table,
@@ -263,6 +268,7 @@ impl FileSystem {
             short_index: HashMap::default(),
             hard_links,
             extras: extra::Extras::default(),
+            watches: notify::Watches::default(),
         };
         let root = fs.new_node(true);
         fs.entries.insert(
@@ -365,9 +371,11 @@ impl FileSystem {
         let node = self.node_mut(entry.node);
         node.links.remove(key);
         node.delete_pending.remove(key);
+        let directory = node.directory;
         if node.links.is_empty() && *node.open.get_mut() == 0 {
             self.nodes.remove(&entry.node);
         }
+        self.notify_change(&entry.canonical, FILE_ACTION_REMOVED, directory);
     }
 
     /// Adds a link `canonical` to `node` (the parent exists; the name is free).
@@ -378,6 +386,8 @@ impl FileSystem {
             self.short_index.insert(join(parent, short), key.clone());
         }
         self.node_mut(node).links.insert(key.clone());
+        let directory = self.node(node).directory;
+        self.notify_change(&canonical, FILE_ACTION_ADDED, directory);
         self.entries.insert(
             key,
             Entry {
@@ -892,6 +902,8 @@ impl FileSystem {
                 self.short_index.remove(&join(parent, short));
             }
             let short = if key == old_key {
+                let directory = self.node(entry.node).directory;
+                self.notify_rename(&entry.canonical, &moved_canonical, directory);
                 self.short_name_for(&moved_canonical)
             } else {
                 entry.short
@@ -1022,6 +1034,7 @@ impl FileSystem {
         if let Some(open) = self.opens.get_mut(slot(handle)) {
             open.cleaned_up = true;
         }
+        self.notify_cleanup(handle);
         let Some(node) = self.nodes.get_mut(&node_id) else {
             return Ok(());
         };
@@ -1061,7 +1074,7 @@ impl FileSystem {
     /// handle that is not delete-on-close (nor deletes its stream) of a file that has links and
     /// no pending delete (so its last cleanup removes nothing). `None` when it is not that case.
     pub(crate) fn cleanup_shared(&self, handle: FsHandle) -> Option<Result<(), NTSTATUS>> {
-        self.with_open(handle, |open| {
+        let done = self.with_open(handle, |open| {
             let Some(open) = open.filter(|o| !o.cleaned_up) else {
                 return Some(Err(status::FILE_CLOSED));
             };
@@ -1075,7 +1088,11 @@ impl FileSystem {
             open.cleaned_up = true;
             node.open.fetch_sub(1, Ordering::AcqRel);
             Some(Ok(()))
-        })
+        });
+        if matches!(done, Some(Ok(()))) {
+            self.notify_cleanup(handle);
+        }
+        done
     }
 
     /// [`close`](Self::close) under the shared lock, for a handle already cleaned up (or none):

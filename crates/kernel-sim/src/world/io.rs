@@ -73,12 +73,14 @@ use crate::world::fs::{FileSystem, REPLACE_IF_EXISTS};
 use crate::world::volumes::{fs_mut, fs_of};
 
 mod fs_filter;
+mod notify;
 mod ops;
 mod query_open;
 mod transacted;
 mod volume_ops;
 mod workout;
 
+pub use notify::NotifyRecord;
 pub use ops::FileStandard;
 pub(crate) use transacted::STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED;
 pub use transacted::Transaction;
@@ -283,6 +285,11 @@ impl Io {
         }
     }
 
+    /// An I/O of the same kernel for another requestor.
+    pub(crate) fn with_requestor(&self, requestor: Requestor) -> Self {
+        Self::new(Arc::clone(&self.kernel), requestor)
+    }
+
     /// The system process's I/O: volume mounts and dismounts.
     pub(crate) fn system(kernel: Arc<Kernel>) -> Self {
         Self::new(kernel, volume_ops::SYSTEM_REQUESTOR)
@@ -430,11 +437,23 @@ impl Io {
 
     /// Builds the operation `request`, runs the callbacks around `fs_step`, returns the final
     /// `IoStatus` (`STATUS_FLT_DISALLOW_FAST_IO` for a fast I/O operation a filter disallowed).
+    fn issue(&self, request: Request, fs_step: FsStep<'_>) -> (NTSTATUS, usize) {
+        self.issue_waiting(request, None, fs_step)
+    }
+
+    /// [`Io::issue`] for an operation the file system holds before it answers: `wait` runs
+    /// first, outside every lock, with the operation block's address (a change notification
+    /// waits there for a change).
     #[expect(
         clippy::too_many_lines,
         reason = "one operation from its block to its completion, read top to bottom"
     )]
-    fn issue(&self, request: Request, fs_step: FsStep<'_>) -> (NTSTATUS, usize) {
+    fn issue_waiting(
+        &self,
+        request: Request,
+        wait: Option<&mut dyn FnMut(usize)>,
+        fs_step: FsStep<'_>,
+    ) -> (NTSTATUS, usize) {
         let Request {
             volume,
             file_object,
@@ -519,7 +538,8 @@ impl Io {
         }
         let status_at = (at.data + offset_of!(FLT_CALLBACK_DATA, IoStatus)) as *mut IO_STATUS_BLOCK;
         if !completed {
-            let (status, information) = self.file_system(dispatch.is_some(), fs_step, at.base);
+            let (status, information) =
+                self.file_system(dispatch.is_some(), wait, fs_step, at.base);
             if dispatch.is_some() {
                 self.run_status_callbacks(&at, status, irql);
             }
@@ -596,7 +616,13 @@ impl Io {
     /// saw first waits while a test holds the file system ([`Driver::hold_file_system`]).
     ///
     /// [`Driver::hold_file_system`]: crate::Driver::hold_file_system
-    fn file_system(&self, filtered: bool, fs_step: FsStep<'_>, base: usize) -> (NTSTATUS, usize) {
+    fn file_system(
+        &self,
+        filtered: bool,
+        wait: Option<&mut dyn FnMut(usize)>,
+        fs_step: FsStep<'_>,
+        base: usize,
+    ) -> (NTSTATUS, usize) {
         let k = &self.kernel;
         let mut flt = flt_read(k);
         if filtered {
@@ -605,6 +631,11 @@ impl Io {
                 gate.wait();
                 flt = flt_read(k);
             }
+        }
+        if let Some(wait) = wait {
+            drop(flt);
+            wait(base);
+            flt = flt_read(k);
         }
         fs_step(&flt.io, base)
     }

@@ -1456,3 +1456,79 @@ fn unregistering_waits_for_a_dismount_teardown_under_way() {
     assert!(unregistered.load(std::sync::atomic::Ordering::SeqCst));
     assert!(k.violations().is_empty(), "{:#?}", k.violations());
 }
+
+/// A change notification on a directory is held by the file system until another thread
+/// changes the directory: a create gives the name added, a rename in the directory the old and
+/// the new name, a change of another kind (a directory for a file-name request) none, so the
+/// handle's cleanup completes it. A buffer too small for the record completes with
+/// `STATUS_NOTIFY_ENUM_DIR`, a request on a file fails.
+#[test]
+fn a_change_notification_completes_with_the_changes_made_meanwhile() {
+    use crate::world::fs::notify::{
+        FILE_ACTION_ADDED, FILE_ACTION_RENAMED_NEW_NAME, FILE_ACTION_RENAMED_OLD_NAME,
+        FILE_NOTIFY_CHANGE_DIR_NAME, FILE_NOTIFY_CHANGE_FILE_NAME,
+    };
+    use crate::world::fs::{STATUS_NOTIFY_CLEANUP, STATUS_NOTIFY_ENUM_DIR};
+    use crate::world::io::NotifyRecord;
+    let k = kernel(&IoConfig::default());
+    let _filter = start(&k, 0);
+    let io = io(&k);
+    let volume = ntfs(&k);
+    let directory = |io: &Io| {
+        io.create(volume, r"\w", 3, vigil_sys::FILE_DIRECTORY_FILE, 0)
+            .expect("directory")
+    };
+    let create = |path: &'static str| {
+        move |other: &Io| {
+            let f = other.create(volume, path, 2, 0, 0).expect("created");
+            other.cleanup(&f);
+            other.close(f);
+            true
+        }
+    };
+    let record = |action, name: &str| NotifyRecord {
+        action,
+        name: name.to_owned(),
+    };
+    let d = directory(&io);
+    assert_eq!(
+        io.notify_change_directory(&d, 4096, FILE_NOTIFY_CHANGE_FILE_NAME, create(r"\w\a.txt")),
+        Ok(vec![record(FILE_ACTION_ADDED, "a.txt")])
+    );
+    io.close(d);
+    let d = directory(&io);
+    let renamed = io.notify_change_directory(&d, 4096, FILE_NOTIFY_CHANGE_FILE_NAME, |other| {
+        let f = other.create(volume, r"\w\a.txt", 1, 0, 0).expect("opened");
+        assert_eq!(other.rename(&f, "b.txt", false), 0);
+        other.cleanup(&f);
+        other.close(f);
+        true
+    });
+    assert_eq!(
+        renamed,
+        Ok(vec![
+            record(FILE_ACTION_RENAMED_OLD_NAME, "a.txt"),
+            record(FILE_ACTION_RENAMED_NEW_NAME, "b.txt")
+        ])
+    );
+    io.close(d);
+    let d = directory(&io);
+    assert_eq!(
+        io.notify_change_directory(&d, 4096, FILE_NOTIFY_CHANGE_DIR_NAME, create(r"\w\c.txt")),
+        Err(STATUS_NOTIFY_CLEANUP)
+    );
+    io.close(d);
+    let d = directory(&io);
+    assert_eq!(
+        io.notify_change_directory(&d, 8, FILE_NOTIFY_CHANGE_FILE_NAME, create(r"\w\d.txt")),
+        Err(STATUS_NOTIFY_ENUM_DIR)
+    );
+    io.close(d);
+    let f = io.create(volume, r"\w\b.txt", 1, 0, 0).expect("file");
+    assert_eq!(
+        io.notify_change_directory(&f, 4096, FILE_NOTIFY_CHANGE_FILE_NAME, |_| false),
+        Err(vigil_sys::STATUS_INVALID_PARAMETER)
+    );
+    io.close(f);
+    assert!(k.violations().is_empty(), "{:?}", k.violations());
+}

@@ -88,7 +88,7 @@ pub(crate) struct Standard {
 impl FileSystem {
     /// The node `handle` opened and whether it opened a named stream; `STATUS_FILE_CLOSED`
     /// after its cleanup.
-    fn open_node(&self, handle: FsHandle) -> Result<(u64, bool), NTSTATUS> {
+    pub(super) fn open_node(&self, handle: FsHandle) -> Result<(u64, bool), NTSTATUS> {
         self.with_open(handle, |open| match open {
             Some(open) if !open.cleaned_up => Ok((open.node, open.stream.is_some())),
             _ => Err(status::FILE_CLOSED),

@@ -34,8 +34,8 @@
 //!   and closed as any other.
 //!
 //! Not dispatched: `IRP_MJ_POWER` and `IRP_MJ_DEVICE_CHANGE` (file system stacks do not get
-//! them), `IRP_MN_NOTIFY_CHANGE_DIRECTORY` and the `IRP_MN_MDL` reads and writes. The volume
-//! mount and dismount are in `volume_ops`.
+//! them) and the `IRP_MN_MDL` reads and writes. The volume mount and dismount are in
+//! `volume_ops`, change notifications in `notify`.
 
 use std::mem::offset_of;
 
