@@ -264,7 +264,7 @@ fn unload_racing_driver_entry_with_io_running() {
         let ops = AtomicU64::new(0);
         std::thread::scope(|s| {
             for t in 0..2u32 {
-                let io = driver.io(requestor(800 + t, 1));
+                let io = driver.io(requestor(800 + t, 810 + t));
                 let ntfs = volume(&driver, NTFS);
                 let (done, ops) = (&done, &ops);
                 s.spawn(move || {
@@ -320,7 +320,7 @@ fn unload_with_a_service_connected_io_in_flight_and_a_verdict_pending() {
         std::thread::scope(|s| {
             let ntfs = volume(&driver, NTFS);
             for t in 0..2u32 {
-                let io = driver.io(requestor(900 + t, 1));
+                let io = driver.io(requestor(900 + t, 910 + t));
                 let stop = &stop;
                 s.spawn(move || {
                     // Bounded: kernel-sim keeps every file object's memory in quarantine.
@@ -336,7 +336,7 @@ fn unload_with_a_service_connected_io_in_flight_and_a_verdict_pending() {
                     }
                 });
             }
-            let io = driver.io(requestor(950, 1));
+            let io = driver.io(requestor(950, 951));
             let verdict = s.spawn(move || {
                 io.create(ntfs, r"\Guarded", FILE_CREATE, 0, GENERIC_WRITE)
                     .map(|f| io.close(f))
