@@ -437,21 +437,18 @@ fn reader_issues_its_own_io_below_itself_and_completes_pended_writes() {
     wait_for_calls(&driver, "FltClose", 1);
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
-    for (routine, calls) in [
-        ("FltCreateFileEx", 1),
-        ("FltReadFile", 1),
-        ("FltClose", 1),
-        ("FltQueueDeferredIoWorkItem", 3),
-        ("FltFreeDeferredIoWorkItem", 3),
-        ("FltCompletePendedPreOperation", 2),
-    ] {
-        assert_eq!(report.routine_calls.get(routine), Some(&calls), "{routine}");
-    }
-    let trace: Vec<&str> = report
-        .debug_output
-        .iter()
-        .map(|line| line.text.as_str())
-        .collect();
+    c_filters::assert_calls(
+        &report,
+        &[
+            ("FltCreateFileEx", 1),
+            ("FltReadFile", 1),
+            ("FltClose", 1),
+            ("FltQueueDeferredIoWorkItem", 3),
+            ("FltFreeDeferredIoWorkItem", 3),
+            ("FltCompletePendedPreOperation", 2),
+        ],
+    );
+    let trace = c_filters::trace(&report);
     assert_eq!(
         trace,
         ["reader: 1 scan(s), 2 pended write(s), 1 cleanup(s)\n"]
@@ -488,11 +485,7 @@ fn reader_posts_its_cleanup_processing_when_called_at_dispatch() {
             .get("FltDoCompletionProcessingWhenSafe"),
         Some(&2)
     );
-    let trace: Vec<&str> = report
-        .debug_output
-        .iter()
-        .map(|line| line.text.as_str())
-        .collect();
+    let trace = c_filters::trace(&report);
     assert_eq!(
         trace,
         ["reader: 2 scan(s), 0 pended write(s), 2 cleanup(s)\n"]

@@ -210,14 +210,15 @@ fn tracker_counts_committed_and_rolled_back_transactions() {
     assert_eq!(io.commit_transaction(refused), 0);
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
-    for (routine, calls) in [
-        ("FltGetTransactionContext", 4),
-        ("FltSetTransactionContext", 2),
-        ("FltEnlistInTransaction", 2),
-        ("FltDeleteTransactionContext", 2),
-    ] {
-        assert_eq!(report.routine_calls.get(routine), Some(&calls), "{routine}");
-    }
+    c_filters::assert_calls(
+        &report,
+        &[
+            ("FltGetTransactionContext", 4),
+            ("FltSetTransactionContext", 2),
+            ("FltEnlistInTransaction", 2),
+            ("FltDeleteTransactionContext", 2),
+        ],
+    );
     assert!(
         report
             .debug_output

@@ -79,32 +79,29 @@ fn issuer_io_goes_below_itself_with_the_right_sizes_and_statuses() {
     assert_eq!(driver.file_size(ntfs, r"\scanned.txt"), Some(11));
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
-    for (routine, calls) in [
-        ("FltCreateFileEx2", 3),
-        // One for the reads and reparse point, one for the create probe, one for the canceled
-        // read, per file.
-        ("FltAllocateCallbackData", 9),
-        ("FltFreeCallbackData", 9),
-        ("FltPerformAsynchronousIo", 9),
-        ("FltCancelIo", 3),
-        // Every asynchronous completion: FltPerformAsynchronousIo's and FltReadFile's.
-        ("FltIsIoCanceled", 12),
-        ("FltPerformSynchronousIo", 6),
-        ("FltReuseCallbackData", 6),
-        ("FltFsControlFile", 6),
-        // Basic information, the two probes, and the end of file of the .pad file.
-        ("FltSetInformationFile", 10),
-        ("FltClose", 3),
-        ("FltReadFile", 3),
-        ("FltQueryInformationFile", 1),
-    ] {
-        assert_eq!(report.routine_calls.get(routine), Some(&calls), "{routine}");
-    }
-    let trace: Vec<&str> = report
-        .debug_output
-        .iter()
-        .map(|line| line.text.as_str())
-        .collect();
+    c_filters::assert_calls(
+        &report,
+        &[
+            ("FltCreateFileEx2", 3),
+            // One for the reads and reparse point, one for the create probe, one for the canceled
+            // read, per file.
+            ("FltAllocateCallbackData", 9),
+            ("FltFreeCallbackData", 9),
+            ("FltPerformAsynchronousIo", 9),
+            ("FltCancelIo", 3),
+            // Every asynchronous completion: FltPerformAsynchronousIo's and FltReadFile's.
+            ("FltIsIoCanceled", 12),
+            ("FltPerformSynchronousIo", 6),
+            ("FltReuseCallbackData", 6),
+            ("FltFsControlFile", 6),
+            // Basic information, the two probes, and the end of file of the .pad file.
+            ("FltSetInformationFile", 10),
+            ("FltClose", 3),
+            ("FltReadFile", 3),
+            ("FltQueryInformationFile", 1),
+        ],
+    );
+    let trace = c_filters::trace(&report);
     assert_eq!(
         trace,
         [
@@ -172,11 +169,7 @@ fn issuer_completion_routine_is_safe_at_dispatch_level() {
     wait_for_calls(&driver, "FltClose", 1);
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
-    let trace: Vec<&str> = report
-        .debug_output
-        .iter()
-        .map(|line| line.text.as_str())
-        .collect();
+    let trace = c_filters::trace(&report);
     assert_eq!(
         trace,
         [

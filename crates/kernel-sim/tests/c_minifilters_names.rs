@@ -66,11 +66,7 @@ fn namer_traces_the_parsed_components() {
     }
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
-    let trace: Vec<&str> = report
-        .debug_output
-        .iter()
-        .map(|line| line.text.as_str())
-        .collect();
+    let trace = c_filters::trace(&report);
     assert_eq!(
         trace,
         [

@@ -59,26 +59,23 @@ fn queue_pends_writes_to_matching_files_and_completes_them() {
     wait_for_calls(&driver, "FltFreeDeferredIoWorkItem", 2);
     let report = driver.finish();
     assert!(report.is_clean(), "{}", report.summary());
-    for (routine, calls) in [
-        ("FltCompletePendedPreOperation", 4),
-        ("FltCbdqInsertIo", 2),
-        ("FltCbdqRemoveNextIo", 4),
-        ("FltSetCancelCompletion", 2),
-        ("FltClearCancelCompletion", 2),
-        // Per matching write: the match, the posted-or-queued choice, the worker's check.
-        ("FsRtlIsNameInExpression", 14),
-        ("RtlUpcaseUnicodeString", 4),
-        ("RtlFreeUnicodeString", 4),
-        ("ExInitializeNPagedLookasideList", 1),
-        ("ExDeleteNPagedLookasideList", 1),
-    ] {
-        assert_eq!(report.routine_calls.get(routine), Some(&calls), "{routine}");
-    }
-    let trace: Vec<&str> = report
-        .debug_output
-        .iter()
-        .map(|line| line.text.as_str())
-        .collect();
+    c_filters::assert_calls(
+        &report,
+        &[
+            ("FltCompletePendedPreOperation", 4),
+            ("FltCbdqInsertIo", 2),
+            ("FltCbdqRemoveNextIo", 4),
+            ("FltSetCancelCompletion", 2),
+            ("FltClearCancelCompletion", 2),
+            // Per matching write: the match, the posted-or-queued choice, the worker's check.
+            ("FsRtlIsNameInExpression", 14),
+            ("RtlUpcaseUnicodeString", 4),
+            ("RtlFreeUnicodeString", 4),
+            ("ExInitializeNPagedLookasideList", 1),
+            ("ExDeleteNPagedLookasideList", 1),
+        ],
+    );
+    let trace = c_filters::trace(&report);
     assert_eq!(
         trace.last().copied(),
         Some("queue: 4 pended (2 posted), 4 completed, 0 canceled, 4 recycled, 0 mismatch(es)\n"),
@@ -208,11 +205,7 @@ fn queue_completes_canceled_writes_with_status_cancelled() {
         report.routine_calls.get("FltClearCancelCompletion"),
         Some(&2)
     );
-    let trace: Vec<&str> = report
-        .debug_output
-        .iter()
-        .map(|line| line.text.as_str())
-        .collect();
+    let trace = c_filters::trace(&report);
     assert_eq!(
         trace,
         ["queue: 4 pended (2 posted), 0 completed, 4 canceled, 4 recycled, 0 mismatch(es)\n"]

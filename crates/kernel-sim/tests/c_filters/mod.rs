@@ -141,3 +141,19 @@ pub fn wait_for_calls(driver: &vigil_kernel_sim::Driver, routine: &str, calls: u
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
+
+/// What the driver printed (`DbgPrint`), line by line.
+pub fn trace(report: &vigil_kernel_sim::Report) -> Vec<&str> {
+    report
+        .debug_output
+        .iter()
+        .map(|line| line.text.as_str())
+        .collect()
+}
+
+/// Asserts how many times the driver called each routine.
+pub fn assert_calls(report: &vigil_kernel_sim::Report, expected: &[(&str, u64)]) {
+    for &(routine, calls) in expected {
+        assert_eq!(report.routine_calls.get(routine), Some(&calls), "{routine}");
+    }
+}

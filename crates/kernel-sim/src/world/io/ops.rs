@@ -563,6 +563,26 @@ impl Io {
         )
     }
 
+    /// [`on_file`](Self::on_file) for the common case: an IRP with no minor function, at
+    /// PASSIVE_LEVEL, no IRP flags, on a handle not yet cleaned up.
+    fn irp_on_file(
+        &self,
+        file: &FileHandle,
+        major: u8,
+        parameters: FLT_PARAMETERS,
+        step: FileStep<'_>,
+    ) -> (NTSTATUS, usize) {
+        self.on_file(
+            file,
+            (major, 0),
+            Path::Irp,
+            (PASSIVE_LEVEL, 0),
+            parameters,
+            false,
+            step,
+        )
+    }
+
     /// `IRP_MJ_READ` of at most `length` bytes at `offset` (a cached read by the requestor,
     /// at `PASSIVE_LEVEL`): the bytes read.
     ///
@@ -820,16 +840,8 @@ impl Io {
                 Err(status) => (status, 0),
             }
         };
-        self.on_file(
-            file,
-            (IRP_MJ_SET_EA, 0),
-            Path::Irp,
-            (PASSIVE_LEVEL, 0),
-            parameters,
-            false,
-            &mut step,
-        )
-        .0
+        self.irp_on_file(file, IRP_MJ_SET_EA, parameters, &mut step)
+            .0
     }
 
     /// `IRP_MJ_QUERY_EA` of every EA into a buffer of `length` bytes: the
@@ -876,15 +888,7 @@ impl Io {
                 Err(status) => (status, 0),
             }
         };
-        let (status, information) = self.on_file(
-            file,
-            (IRP_MJ_QUERY_EA, 0),
-            Path::Irp,
-            (PASSIVE_LEVEL, 0),
-            parameters,
-            false,
-            &mut step,
-        );
+        let (status, information) = self.irp_on_file(file, IRP_MJ_QUERY_EA, parameters, &mut step);
         if NT_SUCCESS(status) {
             Ok(guest::read_bytes(
                 buffer.as_ptr(),
@@ -973,15 +977,8 @@ impl Io {
             };
             (status, bytes.len())
         };
-        let (status, information) = self.on_file(
-            file,
-            (IRP_MJ_QUERY_VOLUME_INFORMATION, 0),
-            Path::Irp,
-            (PASSIVE_LEVEL, 0),
-            parameters,
-            false,
-            &mut step,
-        );
+        let (status, information) =
+            self.irp_on_file(file, IRP_MJ_QUERY_VOLUME_INFORMATION, parameters, &mut step);
         if !NT_SUCCESS(status) {
             return Err(status);
         }
@@ -1047,16 +1044,8 @@ impl Io {
             fs_of(volume).set_label(&String::from_utf16_lossy(&units));
             (STATUS_SUCCESS, 0)
         };
-        self.on_file(
-            file,
-            (IRP_MJ_SET_VOLUME_INFORMATION, 0),
-            Path::Irp,
-            (PASSIVE_LEVEL, 0),
-            parameters,
-            false,
-            &mut step,
-        )
-        .0
+        self.irp_on_file(file, IRP_MJ_SET_VOLUME_INFORMATION, parameters, &mut step)
+            .0
     }
 
     /// `IRP_MJ_DIRECTORY_CONTROL`/`IRP_MN_QUERY_DIRECTORY` for `FileNamesInformation` on the
@@ -1427,15 +1416,8 @@ impl Io {
             guest::write_bytes(target as *mut u8, &descriptor);
             (STATUS_SUCCESS, descriptor.len())
         };
-        let (status, information) = self.on_file(
-            file,
-            (IRP_MJ_QUERY_SECURITY, 0),
-            Path::Irp,
-            (PASSIVE_LEVEL, 0),
-            parameters,
-            false,
-            &mut step,
-        );
+        let (status, information) =
+            self.irp_on_file(file, IRP_MJ_QUERY_SECURITY, parameters, &mut step);
         if NT_SUCCESS(status) {
             Ok(guest::read_bytes(
                 buffer.as_ptr(),
@@ -1480,16 +1462,8 @@ impl Io {
                 0,
             )
         };
-        self.on_file(
-            file,
-            (IRP_MJ_SET_SECURITY, 0),
-            Path::Irp,
-            (PASSIVE_LEVEL, 0),
-            parameters,
-            false,
-            &mut step,
-        )
-        .0
+        self.irp_on_file(file, IRP_MJ_SET_SECURITY, parameters, &mut step)
+            .0
     }
 
     /// `IRP_MJ_SYSTEM_CONTROL` `IRP_MN_QUERY_ALL_DATA` with a buffer of `length` bytes (file
@@ -1542,16 +1516,8 @@ impl Io {
         let mut step = |_: &IoState, _base: usize, _handle: Option<FsHandle>| {
             (status::INVALID_DEVICE_REQUEST, 0)
         };
-        self.on_file(
-            file,
-            (IRP_MJ_QUERY_QUOTA, 0),
-            Path::Irp,
-            (PASSIVE_LEVEL, 0),
-            parameters,
-            false,
-            &mut step,
-        )
-        .0
+        self.irp_on_file(file, IRP_MJ_QUERY_QUOTA, parameters, &mut step)
+            .0
     }
 
     /// `IRP_MJ_SET_QUOTA` of one zeroed `FILE_QUOTA_INFORMATION`-sized entry (quotas are not
@@ -1568,16 +1534,8 @@ impl Io {
         let mut step = |_: &IoState, _base: usize, _handle: Option<FsHandle>| {
             (status::INVALID_DEVICE_REQUEST, 0)
         };
-        self.on_file(
-            file,
-            (IRP_MJ_SET_QUOTA, 0),
-            Path::Irp,
-            (PASSIVE_LEVEL, 0),
-            parameters,
-            false,
-            &mut step,
-        )
-        .0
+        self.irp_on_file(file, IRP_MJ_SET_QUOTA, parameters, &mut step)
+            .0
     }
 
     /// `IRP_MJ_PNP` `IRP_MN_QUERY_REMOVE_DEVICE` then `IRP_MN_CANCEL_REMOVE_DEVICE` through
