@@ -18,11 +18,12 @@ use vigil_sys::{
     IRP_MJ_DIRECTORY_CONTROL, NT_SUCCESS, NTSTATUS, PASSIVE_LEVEL, STATUS_SUCCESS,
 };
 
-use super::ops::{parameters_at, transfer_buffer};
+use super::ops::{named_entries, parameters_at, transfer_buffer, utf16};
 use super::{FileHandle, Io, OperationBlock, Path, Request};
 use crate::fltmgr::cbdq::STATUS_CANCELLED;
 use crate::fltmgr::files::IoState;
 use crate::fltmgr::flt_read;
+use crate::kernel::Kernel;
 use crate::machine::guest::{self, GuestAlloc};
 use crate::report::ViolationKind;
 use crate::world::fs::{NotifyOutcome, STATUS_NOTIFY_CLEANUP, STATUS_NOTIFY_ENUM_DIR};
@@ -196,27 +197,9 @@ impl Io {
                 Err(status) => Err(status),
             });
         };
-        let kernel = k;
         let mut step = |_: &IoState, base: usize| {
             let p = guest::read(parameters_at(base) as *const FLT_PARAMETERS_NOTIFY_DIRECTORY);
-            match crate::kernel::lock(&outcome).take() {
-                Some(Ok(NotifyOutcome::Changes(changes))) => {
-                    let bytes = notify_information(&changes);
-                    if bytes.len() > p.Length as usize {
-                        return (STATUS_NOTIFY_ENUM_DIR, 0);
-                    }
-                    let Some(target) =
-                        transfer_buffer(kernel, p.MdlAddress, p.DirectoryBuffer, bytes.len())
-                    else {
-                        return (vigil_sys::STATUS_INVALID_USER_BUFFER, 0);
-                    };
-                    guest::write_bytes(target as *mut u8, &bytes);
-                    (STATUS_SUCCESS, bytes.len())
-                }
-                Some(Ok(NotifyOutcome::Cleanup)) => (STATUS_NOTIFY_CLEANUP, 0),
-                Some(Err(status)) => (status, 0),
-                None => (crate::ntoskrnl::status::INVALID_DEVICE_REQUEST, 0),
-            }
+            answer(k, crate::kernel::lock(&outcome).take(), &p)
         };
         let request = Request {
             minor: IRP_MN_NOTIFY_CHANGE_DIRECTORY,
@@ -237,7 +220,36 @@ impl Io {
             return Err(status);
         }
         let bytes = guest::read_bytes(buffer.as_ptr(), information.min(length as usize));
-        Ok(parse_notify_information(&bytes))
+        Ok(named_entries(&bytes)
+            .into_iter()
+            .map(|(action, name)| NotifyRecord { action, name })
+            .collect())
+    }
+}
+
+/// What the file system answers a held notification with, from how it ended: the records in
+/// the request's buffer, or the status alone.
+fn answer(
+    k: &Kernel,
+    outcome: Option<Result<NotifyOutcome, NTSTATUS>>,
+    p: &FLT_PARAMETERS_NOTIFY_DIRECTORY,
+) -> (NTSTATUS, usize) {
+    match outcome {
+        Some(Ok(NotifyOutcome::Changes(changes))) => {
+            let bytes = notify_information(&changes);
+            if bytes.len() > p.Length as usize {
+                return (STATUS_NOTIFY_ENUM_DIR, 0);
+            }
+            let Some(target) = transfer_buffer(k, p.MdlAddress, p.DirectoryBuffer, bytes.len())
+            else {
+                return (vigil_sys::STATUS_INVALID_USER_BUFFER, 0);
+            };
+            guest::write_bytes(target as *mut u8, &bytes);
+            (STATUS_SUCCESS, bytes.len())
+        }
+        Some(Ok(NotifyOutcome::Cleanup)) => (STATUS_NOTIFY_CLEANUP, 0),
+        Some(Err(status)) => (status, 0),
+        None => (crate::ntoskrnl::status::INVALID_DEVICE_REQUEST, 0),
     }
 }
 
@@ -246,47 +258,17 @@ impl Io {
 fn notify_information(changes: &[(u32, String)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (i, (action, name)) in changes.iter().enumerate() {
-        let units: Vec<u16> = name.encode_utf16().collect();
-        let record = 12 + units.len() * 2;
+        let name = utf16(name);
+        let record = 12 + name.len();
         let padded = record.next_multiple_of(4);
         let next = if i + 1 == changes.len() { 0 } else { padded };
         out.extend_from_slice(&u32::try_from(next).unwrap_or(0).to_le_bytes());
         out.extend_from_slice(&action.to_le_bytes());
-        out.extend_from_slice(&u32::try_from(units.len() * 2).unwrap_or(0).to_le_bytes());
-        for unit in units {
-            out.extend_from_slice(&unit.to_le_bytes());
-        }
+        out.extend_from_slice(&u32::try_from(name.len()).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&name);
         if next != 0 {
             out.resize(out.len() + (padded - record), 0);
         }
     }
     out
-}
-
-/// The records of a `FILE_NOTIFY_INFORMATION` buffer.
-fn parse_notify_information(bytes: &[u8]) -> Vec<NotifyRecord> {
-    let word = |at: usize| {
-        bytes
-            .get(at..at + 4)
-            .map_or(0, |w| u32::from_le_bytes(w.try_into().unwrap_or([0; 4])))
-    };
-    let mut records = Vec::new();
-    let mut at = 0usize;
-    while at + 12 <= bytes.len() {
-        let (next, action, name_length) = (word(at) as usize, word(at + 4), word(at + 8) as usize);
-        let end = (at + 12 + name_length).min(bytes.len());
-        let units: Vec<u16> = bytes[at + 12..end]
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect();
-        records.push(NotifyRecord {
-            action,
-            name: String::from_utf16_lossy(&units),
-        });
-        if next == 0 {
-            break;
-        }
-        at += next;
-    }
-    records
 }

@@ -403,7 +403,7 @@ fn file_system_name(kind: VolumeKind) -> (&'static str, u32) {
 }
 
 /// UTF-16LE bytes of `text`.
-fn utf16(text: &str) -> Vec<u8> {
+pub(super) fn utf16(text: &str) -> Vec<u8> {
     text.encode_utf16().flat_map(u16::to_le_bytes).collect()
 }
 
@@ -431,6 +431,33 @@ fn names_information(names: &[String], length: usize) -> (Vec<u8>, bool) {
         last_entry = Some(start);
     }
     (out, true)
+}
+
+/// The entries of a chain of records laid out as `FILE_NAMES_INFORMATION` and
+/// `FILE_NOTIFY_INFORMATION` both are (`NextEntryOffset`, a word, the name's length in bytes,
+/// the name): the word (`FileIndex`, `Action`) and the name of each.
+pub(super) fn named_entries(bytes: &[u8]) -> Vec<(u32, String)> {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map_or(0, |w| u32::from_le_bytes(w.try_into().unwrap_or([0; 4])))
+    };
+    let mut entries = Vec::new();
+    let mut at = 0usize;
+    while at + 12 <= bytes.len() {
+        let (next, name_length) = (word(at) as usize, word(at + 8) as usize);
+        let end = (at + 12 + name_length).min(bytes.len());
+        let units: Vec<u16> = bytes[at + 12..end]
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        entries.push((word(at + 4), String::from_utf16_lossy(&units)));
+        if next == 0 {
+            break;
+        }
+        at += next;
+    }
+    entries
 }
 
 impl Io {
@@ -1119,23 +1146,10 @@ impl Io {
             return Err(status);
         }
         let bytes = guest::read_bytes(buffer.as_ptr(), information.min(length as usize));
-        let mut names = Vec::new();
-        let mut at = 0usize;
-        while at + 12 <= bytes.len() {
-            let word = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap_or([0; 4]));
-            let (next, name_length) = (word(at) as usize, word(at + 8) as usize);
-            let end = (at + 12 + name_length).min(bytes.len());
-            let units: Vec<u16> = bytes[at + 12..end]
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            names.push(String::from_utf16_lossy(&units));
-            if next == 0 {
-                break;
-            }
-            at += next;
-        }
-        Ok(names)
+        Ok(named_entries(&bytes)
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect())
     }
 
     /// `IRP_MJ_FILE_SYSTEM_CONTROL` (`IRP_MN_USER_FS_REQUEST`) with `code`, `input` and an
