@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::config::VolumeKind;
 
-use crate::fltmgr::flt_write;
 use crate::fltmgr::instances::{self, InstanceState, VolumeFiles, VolumeId, VolumeRecord};
+use crate::fltmgr::{flt_read, flt_write};
 use crate::kernel::Kernel;
 use crate::kernel::sharded::{BrRead, BrWrite};
 use crate::world::fs::FileSystem;
@@ -42,7 +42,7 @@ pub(crate) fn dismount(k: &Arc<Kernel>, volume: VolumeId) {
 /// disk, CD-ROM and network file systems only (the three device types `MountVolume.DeviceType`
 /// may hold; the named-pipe and mailslot file systems mount no volumes).
 fn sees_volume_operations(k: &Kernel, volume: VolumeId) -> bool {
-    flt_write(k).io.volumes.get(volume.0).is_some_and(|v| {
+    flt_read(k).io.volumes.get(volume.0).is_some_and(|v| {
         v.mounted
             && !matches!(v.kind, VolumeKind::NamedPipe | VolumeKind::Mailslot)
             && v.instance

@@ -12,6 +12,7 @@
 //! cleanup), and the changes NTFS buffers on a handle between two requests (each request
 //! watches from when the file system receives it).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,9 @@ impl Watch {
 #[derive(Default)]
 pub(crate) struct Watches {
     held: Mutex<Vec<Arc<Watch>>>,
+    /// How many requests are held: every create, delete and cleanup checks it, and takes the
+    /// lock only when there is one.
+    count: AtomicUsize,
 }
 
 impl Watches {
@@ -112,6 +116,9 @@ impl Watches {
     /// new names come together, as one completion reports them); `directory` says whether the
     /// links name a directory.
     fn record(&self, changes: &[(&str, u32)], directory: bool) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let selects = if directory {
             FILE_NOTIFY_CHANGE_DIR_NAME
         } else {
@@ -136,6 +143,9 @@ impl Watches {
 
     /// The handle `handle` was cleaned up: the requests on it end.
     fn cleaned_up(&self, handle: FsHandle) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
         for watch in lock(&self.held).iter().filter(|w| w.handle == handle) {
             lock(&watch.state).cleaned = true;
             watch.changed.notify_all();
@@ -172,13 +182,17 @@ impl FileSystem {
             state: Mutex::new(WatchState::default()),
             changed: Condvar::new(),
         });
-        lock(&self.watches.held).push(Arc::clone(&watch));
+        let mut held = lock(&self.watches.held);
+        held.push(Arc::clone(&watch));
+        self.watches.count.store(held.len(), Ordering::Release);
         Ok(watch)
     }
 
     /// Forgets the request `watch` (answered).
     pub(crate) fn unwatch(&self, watch: &Arc<Watch>) {
-        lock(&self.watches.held).retain(|w| !Arc::ptr_eq(w, watch));
+        let mut held = lock(&self.watches.held);
+        held.retain(|w| !Arc::ptr_eq(w, watch));
+        self.watches.count.store(held.len(), Ordering::Release);
     }
 
     /// Hook: the link `canonical` was added (`FILE_ACTION_ADDED`), removed or renamed.
